@@ -1,0 +1,26 @@
+// API keys: how a plaintext key and a key_id are made, what a well-formed key looks like, and its stored hash.
+
+import { createHash, randomBytes } from 'node:crypto';
+
+/** `comfy_` then URL-safe base64 of at least 32 random bytes (43 characters for 32 bytes, as the reference made them). */
+const KEY_PATTERN = /^comfy_[A-Za-z0-9_-]{43,128}$/;
+
+/** Makes a new plaintext key: `comfy_` + 43 URL-safe characters (32 random bytes). */
+export function generateApiKey(): string {
+  return `comfy_${randomBytes(32).toString('base64url')}`;
+}
+
+/** Makes a new key_id: 22 URL-safe characters (16 random bytes). */
+export function generateKeyId(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+/** Whether a presented string has the shape of a comfy-gate key (it may still be unknown). */
+export function isWellFormedKey(candidate: string): boolean {
+  return KEY_PATTERN.test(candidate);
+}
+
+/** The stored form of a key: lowercase hex SHA-256, unsalted, as the reference stored it. */
+export function hashApiKey(plaintext: string): string {
+  return createHash('sha256').update(plaintext).digest('hex');
+}

@@ -1,0 +1,33 @@
+// `comfy-gate serve`: runs the gateway until SIGTERM or SIGINT, then persists everything and exits.
+
+import { createGateway } from '../../index.js';
+import { loadServeConfig } from '../../config/load.js';
+
+const VERSION = '0.1.0';
+
+/** Starts the gateway and prints one line saying how it runs. Resolves once it is listening. */
+export async function serve(args: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  const config = loadServeConfig(args, env);
+  const gateway = await createGateway(config);
+  const address = await gateway.listen();
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const keyCount = gateway.keyCount();
+  console.log(
+    `comfy-gate ${VERSION}: mode ${config.mode}, listening on http://${host}:${address.port}, ` +
+      `upstream ${config.upstream.origin}, store ${gateway.storeLocation} (${keyCount} key${keyCount === 1 ? '' : 's'})`,
+  );
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    gateway.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        console.error(`comfy-gate: error while stopping on ${signal}: ${(error as Error).message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}

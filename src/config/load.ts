@@ -1,0 +1,117 @@
+// Builds the GatewayConfig from command-line flags and COMFY_GATE_* environment variables (flags win).
+
+import { parseArgs } from 'node:util';
+import { resolve } from 'node:path';
+import { DEFAULTS, type AuthMode, type GatewayConfig } from './schema.js';
+
+/** A setting that cannot be used; the CLI prints the message and exits with code 2. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+interface ServeOption {
+  flag: string;
+  env: string;
+  type: 'boolean' | 'string';
+  multiple?: boolean;
+  help: string;
+}
+
+/** Every `serve` flag, its environment variable and its help line. */
+export const SERVE_OPTIONS: readonly ServeOption[] = [
+  { flag: 'enable-api-auth', env: 'COMFY_GATE_ENABLE_API_AUTH', type: 'boolean', help: 'Check keys when presented; requests without a key pass untracked' },
+  { flag: 'require-api-auth', env: 'COMFY_GATE_REQUIRE_API_AUTH', type: 'boolean', help: 'Require a valid key for every request (deny by default)' },
+  { flag: 'listen', env: 'COMFY_GATE_LISTEN', type: 'string', help: `Address to listen on (default ${DEFAULTS.listen})` },
+  { flag: 'port', env: 'COMFY_GATE_PORT', type: 'string', help: `Port to listen on (default ${DEFAULTS.port})` },
+  { flag: 'upstream', env: 'COMFY_GATE_UPSTREAM', type: 'string', help: `ComfyUI's URL (default ${DEFAULTS.upstream})` },
+  { flag: 'user-directory', env: 'COMFY_GATE_USER_DIRECTORY', type: 'string', help: `Folder of api_keys.json and api_usage.json (default ${DEFAULTS.userDirectory})` },
+  { flag: 'public-path', env: 'COMFY_GATE_PUBLIC_PATHS', type: 'string', multiple: true, help: 'A path prefix anyone may GET/HEAD in required mode; repeatable (env: comma-separated)' },
+  { flag: 'usage-retention-days', env: 'COMFY_GATE_USAGE_RETENTION_DAYS', type: 'string', help: `Days raw usage records are kept (default ${DEFAULTS.usageRetentionDays}); daily totals are kept for good` },
+  { flag: 'upstream-timeout', env: 'COMFY_GATE_UPSTREAM_TIMEOUT', type: 'string', help: `Seconds to wait for ComfyUI's response headers (default ${DEFAULTS.upstreamTimeoutSeconds})` },
+];
+
+type RawValues = Record<string, string | boolean | string[] | undefined>;
+
+/**
+ * Reads `serve` flags and their environment variables into a config.
+ * @throws ConfigError for an unknown flag or a value out of range, naming the flag and what is allowed.
+ * @example loadServeConfig(['--require-api-auth', '--port', '8188'], process.env)
+ */
+export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): GatewayConfig {
+  const values = parseFlags(args);
+  for (const option of SERVE_OPTIONS) {
+    if (values[option.flag] !== undefined) continue;
+    const fromEnv = env[option.env];
+    if (fromEnv === undefined || fromEnv === '') continue;
+    if (option.type === 'boolean') values[option.flag] = parseBoolean(option.env, fromEnv);
+    else values[option.flag] = option.multiple ? fromEnv.split(',').map((s) => s.trim()).filter(Boolean) : fromEnv;
+  }
+  const mode: AuthMode = values['require-api-auth'] ? 'required' : values['enable-api-auth'] ? 'optional' : 'off';
+  const upstream = parseUpstream(stringValue(values.upstream) ?? DEFAULTS.upstream);
+  return {
+    mode,
+    listen: stringValue(values.listen) ?? DEFAULTS.listen,
+    port: parseInteger('--port', stringValue(values.port), DEFAULTS.port, 0, 65535),
+    upstream,
+    userDirectory: resolve(stringValue(values['user-directory']) ?? DEFAULTS.userDirectory),
+    publicPaths: ((values['public-path'] as string[] | undefined) ?? []).map(parsePublicPath),
+    usageRetentionDays: parseInteger('--usage-retention-days', stringValue(values['usage-retention-days']), DEFAULTS.usageRetentionDays, 1, 36500),
+    upstreamTimeoutMs: 1000 * parseInteger('--upstream-timeout', stringValue(values['upstream-timeout']), DEFAULTS.upstreamTimeoutSeconds, 1, 86400),
+  };
+}
+
+function parseFlags(args: string[]): RawValues {
+  const options = Object.fromEntries(
+    SERVE_OPTIONS.map((option) => [option.flag, { type: option.type, ...(option.multiple ? { multiple: true } : {}) }]),
+  );
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values as RawValues;
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+}
+
+function stringValue(value: RawValues[string]): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+function parseBoolean(name: string, value: string): boolean {
+  if (/^(1|true|yes|on)$/i.test(value)) return true;
+  if (/^(0|false|no|off)$/i.test(value)) return false;
+  throw new ConfigError(`${name} must be true or false, not ${JSON.stringify(value)}`);
+}
+
+/** Parses a whole number in [min, max]; `undefined` gives the default. */
+export function parseInteger(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, not ${JSON.stringify(value)}`);
+  }
+  return Number(value);
+}
+
+function parseUpstream(value: string): URL {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`--upstream must be a URL such as http://127.0.0.1:8189, not ${JSON.stringify(value)}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError(`--upstream must be an http:// or https:// URL, not ${JSON.stringify(value)}`);
+  }
+  if (url.pathname !== '/' || url.search || url.hash) {
+    throw new ConfigError(`--upstream must be ComfyUI's base URL without a path, not ${JSON.stringify(value)}`);
+  }
+  return url;
+}
+
+function parsePublicPath(value: string): string {
+  if (!value.startsWith('/') || value.includes('%') || value.includes('\\') || value.split('/').some((s) => s === '.' || s === '..') || value.includes('//')) {
+    throw new ConfigError(`--public-path must be a plain path prefix such as /extensions/, not ${JSON.stringify(value)}`);
+  }
+  return value;
+}

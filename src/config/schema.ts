@@ -1,0 +1,33 @@
+// The gateway's resolved configuration: every setting with its type and default.
+
+/** off: a transparent proxy; optional: keys are checked when presented; required: every request needs a key. */
+export type AuthMode = 'off' | 'optional' | 'required';
+
+export interface GatewayConfig {
+  mode: AuthMode;
+  /** Address to listen on. */
+  listen: string;
+  port: number;
+  /** ComfyUI's base URL (http or https). */
+  upstream: URL;
+  /** Folder of `api_keys.json` and `api_usage.json`. */
+  userDirectory: string;
+  /** Path prefixes anyone may GET or HEAD in required mode. */
+  publicPaths: string[];
+  /** Days raw usage records are kept; daily totals are kept for good. */
+  usageRetentionDays: number;
+  /** How long to wait for ComfyUI's response headers, in milliseconds. */
+  upstreamTimeoutMs: number;
+}
+
+export const DEFAULTS = {
+  listen: '127.0.0.1',
+  port: 8188,
+  upstream: 'http://127.0.0.1:8189',
+  userDirectory: './user',
+  usageRetentionDays: 90,
+  upstreamTimeoutSeconds: 300,
+} as const;
+
+/** Rate limit of a key created without one, in requests per hour. */
+export const DEFAULT_RATE_LIMIT = 100;

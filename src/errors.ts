@@ -1,0 +1,70 @@
+// The gateway's error catalogue: every error a client can see, with its stable code and HTTP status.
+
+/** An error whose code, status and message are safe to show to the client. */
+export class GatewayError extends Error {
+  readonly code: string;
+  readonly status: number;
+  readonly details: Record<string, unknown> | undefined;
+  readonly headers: Record<string, string> | undefined;
+
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    options: { details?: Record<string, unknown>; headers?: Record<string, string>; cause?: unknown } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.name = 'GatewayError';
+    this.status = status;
+    this.code = code;
+    this.details = options.details;
+    this.headers = options.headers;
+  }
+
+  /** The JSON body sent to the client: `{error, error_code, ...details}`. */
+  toBody(): Record<string, unknown> {
+    return { error: this.message, error_code: this.code, ...this.details };
+  }
+}
+
+export const authRequired = (): GatewayError =>
+  new GatewayError(401, 'AUTH_REQUIRED', 'An API key is required: send it as X-API-Key or Authorization: Bearer.');
+
+export const invalidKey = (): GatewayError => new GatewayError(401, 'INVALID_KEY', 'The API key is not valid.');
+
+export const keyDisabled = (): GatewayError => new GatewayError(401, 'KEY_DISABLED', 'The API key is disabled.');
+
+export const forbidden = (message: string): GatewayError => new GatewayError(403, 'FORBIDDEN', message);
+
+export const keyNotFound = (): GatewayError => new GatewayError(404, 'KEY_NOT_FOUND', 'No API key has that key_id.');
+
+/** A request the client must fix; `details` names each problem, e.g. `[{field, problem}]`. */
+export const invalidRequest = (message: string, details: unknown = []): GatewayError =>
+  new GatewayError(400, 'INVALID_REQUEST', message, { details: { details } });
+
+export const methodNotAllowed = (allowed: string[]): GatewayError =>
+  new GatewayError(405, 'METHOD_NOT_ALLOWED', `Use one of: ${allowed.join(', ')}.`, {
+    headers: { allow: allowed.join(', ') },
+  });
+
+/** 429 for a key over its hourly limit; `headers` are the rate-limit headers of the refused request. */
+export const rateLimitExceeded = (limit: number, resetInSeconds: number, headers: Record<string, string> = {}): GatewayError =>
+  new GatewayError(429, 'RATE_LIMIT_EXCEEDED', `Rate limit of ${limit} requests per hour exceeded; retry in ${resetInSeconds} s.`, {
+    details: { limit, reset_in: resetInSeconds },
+    headers: { ...headers, 'retry-after': String(resetInSeconds) },
+  });
+
+export const keyCreationFailed = (cause: unknown): GatewayError =>
+  new GatewayError(500, 'KEY_CREATION_FAILED', 'The key could not be stored; nothing was created.', { cause });
+
+export const storeUnavailable = (cause: unknown): GatewayError =>
+  new GatewayError(503, 'STORE_UNAVAILABLE', 'The key store could not be written; nothing was changed.', { cause });
+
+export const upstreamUnavailable = (cause: unknown): GatewayError =>
+  new GatewayError(502, 'UPSTREAM_UNAVAILABLE', 'ComfyUI is not reachable.', { cause });
+
+export const upstreamTimeout = (cause: unknown): GatewayError =>
+  new GatewayError(504, 'UPSTREAM_TIMEOUT', 'ComfyUI did not answer in time.', { cause });
+
+export const internalError = (cause: unknown): GatewayError =>
+  new GatewayError(500, 'INTERNAL_ERROR', 'Internal error.', { cause });

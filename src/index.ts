@@ -1,0 +1,22 @@
+// comfy-gate as a library: create a gateway from a config. Nothing runs on import.
+
+import type { GatewayConfig } from './config/schema.js';
+import { createGatewayServer, type Gateway } from './server/app.js';
+import { createStores } from './store/index.js';
+
+export type { GatewayConfig, AuthMode } from './config/schema.js';
+export type { Gateway } from './server/app.js';
+export { loadServeConfig, ConfigError } from './config/load.js';
+export { GatewayError } from './errors.js';
+export { StoreCorruptError } from './store/types.js';
+
+/**
+ * Opens the stores in `config.userDirectory` and builds the gateway; call `listen()` to start it.
+ * @throws StoreCorruptError when a store file cannot be read (nothing is overwritten).
+ * @example const gateway = await createGateway(loadServeConfig(['--require-api-auth'], {})); await gateway.listen();
+ */
+export async function createGateway(config: GatewayConfig): Promise<Gateway & { storeLocation: string; keyCount(): number }> {
+  const stores = await createStores(config);
+  const gateway = createGatewayServer(config, stores);
+  return { ...gateway, storeLocation: stores.location, keyCount: () => stores.keys.size() };
+}

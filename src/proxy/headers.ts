@@ -1,0 +1,69 @@
+// Which headers cross the gateway: hop-by-hop headers stop here (RFC 9110 §7.6.1), our credentials never reach ComfyUI.
+
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { isBearerAuthorization } from '../auth/credentials.js';
+
+/** Connection-specific headers, not forwarded in either direction (RFC 9110 §7.6.1, RFC 9112 §9.6). */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
+
+/** Request headers the gateway sets or consumes itself. */
+const NOT_FORWARDED = new Set([
+  ...HOP_BY_HOP,
+  'host',
+  'expect',
+  'x-api-key',
+  // ComfyUI 403s any request that says it is cross-site (COMFYUI-API.md §8); the gateway has decided who may call.
+  'sec-fetch-site',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+]);
+
+/** WebSocket handshake headers that the gateway's own upstream handshake replaces. */
+const WEBSOCKET_HANDSHAKE = new Set(['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions', 'sec-websocket-accept']);
+
+export type OutgoingHeaders = Record<string, string | string[]>;
+
+/**
+ * The headers to send to ComfyUI for this request. `Origin` is rewritten to ComfyUI's own origin so its
+ * Host/Origin check passes for browser requests that came through the gateway; `X-Forwarded-*` tell
+ * ComfyUI who the client was.
+ */
+export function upstreamRequestHeaders(req: IncomingMessage, upstreamOrigin: string, options: { websocket?: boolean } = {}): OutgoingHeaders {
+  const incoming = req.headers;
+  const listed = connectionListed(incoming.connection);
+  const headers: OutgoingHeaders = {};
+  for (const name in incoming) {
+    if (NOT_FORWARDED.has(name) || listed?.has(name)) continue;
+    if (options.websocket && WEBSOCKET_HANDSHAKE.has(name)) continue;
+    const value = incoming[name];
+    if (value === undefined) continue;
+    if (name === 'authorization' && isBearerAuthorization(value as string)) continue;
+    headers[name] = name === 'origin' ? upstreamOrigin : value;
+  }
+  const clientAddress = req.socket.remoteAddress ?? '';
+  const priorFor = incoming['x-forwarded-for'];
+  headers['x-forwarded-for'] = priorFor ? `${priorFor}, ${clientAddress}` : clientAddress;
+  headers['x-forwarded-proto'] = (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
+  if (incoming.host) headers['x-forwarded-host'] = incoming.host;
+  return headers;
+}
+
+/** ComfyUI's response headers without the hop-by-hop ones. */
+export function downstreamResponseHeaders(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): OutgoingHeaders {
+  const listed = connectionListed(headers.connection as string | undefined);
+  const result: OutgoingHeaders = {};
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || HOP_BY_HOP.has(name) || listed?.has(name)) continue;
+    result[name] = value;
+  }
+  return result;
+}
+
+function connectionListed(connection: string | string[] | undefined): Set<string> | null {
+  if (!connection) return null;
+  const value = Array.isArray(connection) ? connection.join(',') : connection;
+  const names = value.split(',').map((name) => name.trim().toLowerCase()).filter((name) => name && name !== 'close' && name !== 'keep-alive');
+  return names.length > 0 ? new Set(names) : null;
+}

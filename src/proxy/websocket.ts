@@ -1,0 +1,141 @@
+// Relays a WebSocket between the client and ComfyUI: text and binary frames, close codes, and keep-alive pings.
+
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import WebSocket, { WebSocketServer, type RawData } from 'ws';
+import { GatewayError, upstreamTimeout, upstreamUnavailable } from '../errors.js';
+import { rejectUpgrade } from '../server/respond.js';
+import { upstreamRequestHeaders } from './headers.js';
+
+export interface WebSocketProxyOptions {
+  upstream: URL;
+  /** How long ComfyUI may take to accept the upgrade. */
+  handshakeTimeoutMs: number;
+  /** How often both sides are pinged; a side that has not answered the previous ping is cut. */
+  pingIntervalMs?: number;
+}
+
+export interface WebSocketProxy {
+  /** Connects to ComfyUI first, then accepts the client; `onEnd` runs once when the relay ends (or never began). */
+  relay(req: IncomingMessage, socket: Duplex, head: Buffer, onEnd: (outcome: { status: number; connectedMs: number }) => void): void;
+  /** Closes every relayed socket. */
+  close(): void;
+}
+
+const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+/** A WebSocket relay built on `ws`: one upstream socket for each client socket. */
+export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketProxy {
+  const server = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_MESSAGE_BYTES, clientTracking: true });
+  const upstreamBase = `${options.upstream.protocol === 'https:' ? 'wss' : 'ws'}://${options.upstream.host}`;
+  const pingIntervalMs = options.pingIntervalMs ?? 30_000;
+  const alive = new WeakMap<WebSocket, boolean>();
+  const upstreams = new Set<WebSocket>();
+
+  const heartbeat = setInterval(() => {
+    for (const ws of [...server.clients, ...upstreams]) {
+      if (alive.get(ws) === false) {
+        ws.terminate();
+        continue;
+      }
+      alive.set(ws, false);
+      ws.ping();
+    }
+  }, pingIntervalMs).unref();
+
+  function relay(req: IncomingMessage, socket: Duplex, head: Buffer, onEnd: (outcome: { status: number; connectedMs: number }) => void): void {
+    const upstream = new WebSocket(upstreamBase + req.url, {
+      headers: upstreamRequestHeaders(req, options.upstream.origin, { websocket: true }) as Record<string, string>,
+      perMessageDeflate: false,
+      handshakeTimeout: options.handshakeTimeoutMs,
+      maxPayload: MAX_MESSAGE_BYTES,
+      followRedirects: false,
+    });
+    upstreams.add(upstream);
+    let client: WebSocket | null = null;
+    let openedAt = 0;
+    const early: Array<[RawData, boolean]> = [];
+    const finish = once((status: number) => onEnd({ status, connectedMs: openedAt ? Date.now() - openedAt : 0 }));
+
+    socket.once('close', () => {
+      if (!client) upstream.terminate();
+    });
+    upstream.on('message', (data, isBinary) => {
+      if (client) client.send(data, { binary: isBinary });
+      else early.push([data, isBinary]);
+    });
+    upstream.on('pong', () => alive.set(upstream, true));
+    upstream.once('unexpected-response', (_request, response) => {
+      upstreams.delete(upstream);
+      const status = response.statusCode ?? 502;
+      response.resume();
+      rejectUpgrade(socket, new GatewayError(status, 'UPSTREAM_REFUSED', `ComfyUI refused the WebSocket with status ${status}.`));
+      upstream.terminate();
+      finish(status);
+    });
+    upstream.once('error', (error) => {
+      upstreams.delete(upstream);
+      if (client) {
+        client.close(1011, 'upstream error');
+        return;
+      }
+      const timedOut = /timeout/i.test(error.message);
+      rejectUpgrade(socket, timedOut ? upstreamTimeout(error) : upstreamUnavailable(error));
+      finish(timedOut ? 504 : 502);
+    });
+    upstream.once('open', () => {
+      if (socket.destroyed) {
+        upstream.terminate();
+        finish(499);
+        return;
+      }
+      server.handleUpgrade(req, socket, head, (ws) => {
+        client = ws;
+        openedAt = Date.now();
+        for (const [data, isBinary] of early.splice(0)) ws.send(data, { binary: isBinary });
+        ws.on('message', (data, isBinary) => {
+          if (upstream.readyState === WebSocket.OPEN) upstream.send(data, { binary: isBinary });
+        });
+        ws.on('pong', () => alive.set(ws, true));
+        ws.once('close', (code, reason) => {
+          closeWith(upstream, code, reason);
+          finish(101);
+        });
+        ws.on('error', () => ws.terminate());
+        upstream.once('close', (code, reason) => {
+          upstreams.delete(upstream);
+          closeWith(ws, code, reason);
+        });
+      });
+    });
+  }
+
+  function close(): void {
+    clearInterval(heartbeat);
+    for (const ws of [...server.clients, ...upstreams]) ws.terminate();
+    server.close();
+  }
+
+  return { relay, close };
+}
+
+/** Passes a close on to the other side; codes that cannot be sent (1005 no status, 1006 abnormal) become a plain close or a cut. */
+function closeWith(ws: WebSocket, code: number, reason: Buffer): void {
+  if (ws.readyState === WebSocket.CLOSED || ws.readyState === WebSocket.CLOSING) return;
+  if (code === 1006) ws.terminate();
+  else if (code === 1005 || !isSendableCloseCode(code)) ws.close();
+  else ws.close(code, reason);
+}
+
+function isSendableCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
+}
+
+function once<A extends unknown[]>(fn: (...args: A) => void): (...args: A) => void {
+  let done = false;
+  return (...args: A) => {
+    if (done) return;
+    done = true;
+    fn(...args);
+  };
+}

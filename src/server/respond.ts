@@ -1,0 +1,55 @@
+// Writing JSON answers and errors, on HTTP responses and on sockets whose WebSocket upgrade is refused.
+
+import type { ServerResponse } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { GatewayError, internalError } from '../errors.js';
+
+/** Sends `body` as JSON with `status`. */
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    ...headers,
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
+  res.end(text);
+}
+
+/** Turns any error into the client's answer: a GatewayError as itself, anything else as a bare 500. */
+export function asGatewayError(error: unknown): GatewayError {
+  return error instanceof GatewayError ? error : internalError(error);
+}
+
+/** Answers with an error, or cuts the connection if the response has already begun. */
+export function sendError(res: ServerResponse, error: unknown): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const gatewayError = asGatewayError(error);
+  sendJson(res, gatewayError.status, gatewayError.toBody(), gatewayError.headers);
+}
+
+/** Refuses a WebSocket upgrade with an HTTP error response, then closes the socket. */
+export function rejectUpgrade(socket: Duplex, error: unknown, extraHeaders: Record<string, string> = {}): void {
+  const gatewayError = asGatewayError(error);
+  const body = JSON.stringify(gatewayError.toBody());
+  const headers = { ...gatewayError.headers, ...extraHeaders };
+  const lines = [
+    `HTTP/1.1 ${gatewayError.status} ${STATUS_CODES[gatewayError.status] ?? ''}`,
+    'Content-Type: application/json; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    'Connection: close',
+    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+  ];
+  if (socket.writable) socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`);
+  socket.destroySoon?.();
+}
+
+declare module 'node:stream' {
+  interface Duplex {
+    destroySoon?: () => void;
+  }
+}

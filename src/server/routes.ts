@@ -1,0 +1,40 @@
+// Which requests the gateway answers itself (health, keys, usage); everything else goes to ComfyUI.
+
+/** A gateway endpoint matched on the raw path: exact, bare or under `/api`, as ComfyUI registers its routes. */
+export type GatewayRoute =
+  | { name: 'healthz' }
+  | { name: 'readyz' }
+  | { name: 'keys' }
+  | { name: 'key'; keyId: string }
+  | { name: 'usage' }
+  | { name: 'usage-all' };
+
+const KEY_PATH = /^(?:\/api)?\/keys\/([A-Za-z0-9_-]{1,64})$/;
+
+/** Matches the path (without query) of a gateway endpoint, or null for a path to proxy. */
+export function matchGatewayRoute(path: string): GatewayRoute | null {
+  switch (path) {
+    case '/healthz':
+      return { name: 'healthz' };
+    case '/readyz':
+      return { name: 'readyz' };
+    case '/keys':
+    case '/api/keys':
+      return { name: 'keys' };
+    case '/usage':
+    case '/api/usage':
+      return { name: 'usage' };
+    case '/usage/all':
+    case '/api/usage/all':
+      return { name: 'usage-all' };
+  }
+  const key = KEY_PATH.exec(path);
+  return key ? { name: 'key', keyId: key[1]! } : null;
+}
+
+/** The path of a request target, without its query; null when the target is not a path (`*`, absolute form). */
+export function pathOf(url: string | undefined): string | null {
+  if (!url || url[0] !== '/') return null;
+  const query = url.indexOf('?');
+  return query < 0 ? url : url.slice(0, query);
+}

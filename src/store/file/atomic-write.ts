@@ -1,0 +1,50 @@
+// Replaces a file atomically and durably: write a temporary file, fsync it, rename it over, fsync the folder.
+
+import { link, open, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+/** The text to write, whole or as chunks produced one at a time (so a large file never sits whole in memory). */
+export type FileContent = string | AsyncIterable<string> | Iterable<string>;
+
+/**
+ * Writes `content` to `path` so that a reader (or a crash) sees either the old file or the new one,
+ * never a mix. With `exclusive`, fails with `EEXIST` instead of replacing an existing file.
+ * @throws the file-system error (ENOSPC, EACCES, EEXIST …); the old file is then untouched.
+ * @example await writeFileAtomic('user/api_keys.json', JSON.stringify(keys));
+ */
+export async function writeFileAtomic(path: string, content: FileContent, options: { exclusive?: boolean } = {}): Promise<void> {
+  const dir = dirname(path);
+  const temp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const handle = await open(temp, 'wx', 0o600);
+  try {
+    if (typeof content === 'string') {
+      await handle.writeFile(content);
+    } else {
+      for await (const chunk of content) await handle.write(chunk);
+    }
+    await handle.sync();
+    await handle.close();
+    if (options.exclusive) {
+      await link(temp, path);
+      await unlink(temp);
+    } else {
+      await rename(temp, path);
+    }
+  } catch (error) {
+    await handle.close().catch(() => undefined);
+    await unlink(temp).catch(() => undefined);
+    throw error;
+  }
+  await syncDirectory(dir);
+}
+
+/** Makes a rename, creation or deletion inside `dir` durable. */
+export async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,273 @@
+// The JSON-file usage store: records are appended to a journal within a flush interval, and merged into `api_usage.json` in the background.
+
+import { randomBytes } from 'node:crypto';
+import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DailyTotals, UsageRecord, UsageStore } from '../types.js';
+import { syncDirectory, writeFileAtomic } from './atomic-write.js';
+import { dropPartialTail, readJournal } from './journal.js';
+import {
+  addToTotals,
+  bucketToTotals,
+  emptyHeader,
+  existingRecordLines,
+  isUsageRecord,
+  loadUsageFile,
+  usageFileLines,
+  type TotalsByKey,
+  type UsageHeader,
+  type UsageJournalEntry,
+} from './usage-file.js';
+
+export interface FileUsageStoreOptions {
+  directory: string;
+  /** Raw records older than this are dropped when the file is compacted; daily totals are kept for good. */
+  retentionDays: number;
+  /** How often buffered records are appended and fsynced. */
+  flushIntervalMs?: number;
+  /** The journal is merged into `api_usage.json` once it is larger than this and than a quarter of the file. */
+  minCompactBytes?: number;
+}
+
+const RECENT_WINDOW_SECONDS = 3600;
+const COMPACT_CHECK_MS = 5000;
+
+/**
+ * Usage in `api_usage.json` plus `api_usage.journal`. Recording only updates in-memory daily totals and
+ * buffers a line; a timer appends the buffer and fsyncs it every `flushIntervalMs`. When the journal has
+ * grown past a quarter of the main file, it is renamed aside and merged into a new main file, streamed
+ * line by line, so the cost per record stays constant however much is stored.
+ */
+export class FileUsageStore implements UsageStore {
+  readonly usagePath: string;
+  private readonly journalPath: string;
+  private readonly compactingPath: string;
+  private readonly retentionDays: number;
+  private readonly flushIntervalMs: number;
+  private readonly minCompactBytes: number;
+  private totals: TotalsByKey = {};
+  private recentAtOpen = new Map<string, number[]>();
+  private buffer: string[] = [];
+  private journal: FileHandle | null = null;
+  private journalId = newJournalId();
+  /** Every operation on the journal file runs in this chain, one at a time. */
+  private journalOps: Promise<void> = Promise.resolve();
+  private compacting: Promise<void> | null = null;
+  private writeError: Error | null = null;
+  private timers: NodeJS.Timeout[] = [];
+
+  constructor(options: FileUsageStoreOptions) {
+    this.usagePath = join(options.directory, 'api_usage.json');
+    this.journalPath = join(options.directory, 'api_usage.journal');
+    this.compactingPath = join(options.directory, 'api_usage.journal.compacting');
+    this.retentionDays = options.retentionDays;
+    this.flushIntervalMs = options.flushIntervalMs ?? 200;
+    this.minCompactBytes = options.minCompactBytes ?? 4 * 1024 * 1024;
+  }
+
+  async open(): Promise<void> {
+    const loaded = await loadUsageFile(this.usagePath);
+    const header = loaded?.header ?? emptyHeader();
+    this.totals = header.daily_totals;
+    const recent: Record<string, number[]> = header.recent;
+    if (loaded?.legacyRecords) for (const record of loaded.legacyRecords) (recent[record.key_id] ??= []).push(record.timestamp);
+
+    const aside = await readJournal(this.compactingPath, 0);
+    const asideMerged = aside !== null && journalIdOf(aside.entries) === header.merged_journal;
+    if (aside && asideMerged) await unlink(this.compactingPath);
+    else if (aside) this.replay(aside.entries, recent);
+
+    const active = await readJournal(this.journalPath, 0);
+    if (active) {
+      await dropPartialTail(this.journalPath, active);
+      this.replay(active.entries, recent);
+      this.journalId = journalIdOf(active.entries) ?? this.journalId;
+    }
+    const since = Date.now() / 1000 - RECENT_WINDOW_SECONDS;
+    this.recentAtOpen = new Map(Object.entries(recent).map(([keyId, times]) => [keyId, times.filter((t) => t >= since)]));
+
+    if (aside && !asideMerged) await this.mergeAside();
+    this.timers.push(setInterval(() => void this.flush().catch(() => undefined), this.flushIntervalMs).unref());
+    this.timers.push(setInterval(() => void this.compactIfDue().catch(() => undefined), COMPACT_CHECK_MS).unref());
+  }
+
+  record(record: UsageRecord): void {
+    addToTotals(this.totals, record);
+    this.buffer.push(JSON.stringify(record));
+  }
+
+  recordRateLimited(keyId: string, at: number): void {
+    const entry = { rate_limited: true as const, key_id: keyId, timestamp: at };
+    addToTotals(this.totals, entry);
+    this.buffer.push(JSON.stringify(entry));
+  }
+
+  dailyTotals(keyId: string, fromDay: string): Map<string, DailyTotals> {
+    const result = new Map<string, DailyTotals>();
+    for (const [day, bucket] of Object.entries(this.totals[keyId] ?? {})) {
+      if (day >= fromDay) result.set(day, bucketToTotals(bucket));
+    }
+    return result;
+  }
+
+  keyIds(): string[] {
+    return Object.keys(this.totals);
+  }
+
+  recentRequestTimes(windowSeconds: number, now: number): Map<string, number[]> {
+    const since = now - windowSeconds;
+    return new Map([...this.recentAtOpen].map(([keyId, times]) => [keyId, times.filter((t) => t >= since)]));
+  }
+
+  async ensureCreated(): Promise<void> {
+    await createUsageFileIfMissing(this.usagePath);
+  }
+
+  lastWriteError(): Error | null {
+    return this.writeError;
+  }
+
+  /** Appends the buffered lines and fsyncs them. */
+  flush(): Promise<void> {
+    return this.serially(() => this.writeBuffer());
+  }
+
+  private serially(operation: () => Promise<void>): Promise<void> {
+    const run = this.journalOps.then(operation);
+    this.journalOps = run.catch(() => undefined);
+    return run;
+  }
+
+  async close(): Promise<void> {
+    for (const timer of this.timers) clearInterval(timer);
+    this.timers = [];
+    await this.compacting?.catch(() => undefined);
+    await this.flush();
+    await this.journal?.close();
+    this.journal = null;
+  }
+
+  private async writeBuffer(): Promise<void> {
+    if (this.buffer.length === 0) return;
+    const lines = this.buffer;
+    this.buffer = [];
+    try {
+      if (!this.journal) {
+        this.journal = await open(this.journalPath, 'a', 0o600);
+        if ((await this.journal.stat()).size === 0) {
+          lines.unshift(JSON.stringify({ journal_id: this.journalId }));
+        }
+      }
+      await this.journal.write(lines.join('\n') + '\n');
+      await this.journal.datasync();
+      this.writeError = null;
+    } catch (error) {
+      // Kept for the next attempt; nothing recorded is dropped while the disk refuses writes.
+      this.buffer = lines.filter((line) => !line.startsWith('{"journal_id"')).concat(this.buffer);
+      await this.journal?.close().catch(() => undefined);
+      this.journal = null;
+      this.writeError = error as Error;
+      throw error;
+    }
+  }
+
+  private async compactIfDue(): Promise<void> {
+    if (this.compacting) return;
+    const [journal, main] = await Promise.all([stat(this.journalPath).catch(() => null), stat(this.usagePath).catch(() => null)]);
+    if (!journal || journal.size < Math.max(this.minCompactBytes, (main?.size ?? 0) / 4)) return;
+    await this.compact();
+  }
+
+  /** Moves the journal aside (a new one takes the next records) and merges it into the main file. */
+  compact(): Promise<void> {
+    this.compacting ??= (async () => {
+      await this.serially(async () => {
+        await this.writeBuffer();
+        await this.journal?.close();
+        this.journal = null;
+        this.journalId = newJournalId();
+        await rename(this.journalPath, this.compactingPath);
+        await syncDirectory(join(this.journalPath, '..'));
+      });
+      await this.mergeAside();
+    })().finally(() => {
+      this.compacting = null;
+    });
+    return this.compacting;
+  }
+
+  /** Merges the journal set aside into a new `api_usage.json`, then deletes it. */
+  private async mergeAside(): Promise<void> {
+    const aside = await readJournal(this.compactingPath, 0);
+    if (!aside) return;
+    const loaded = await loadUsageFile(this.usagePath);
+    const previous = loaded?.header ?? emptyHeader();
+    const now = Date.now() / 1000;
+    const header: UsageHeader = {
+      version: 1,
+      merged_journal: journalIdOf(aside.entries),
+      daily_totals: previous.daily_totals,
+      recent: previous.recent,
+    };
+    if (loaded?.legacyRecords) for (const record of loaded.legacyRecords) (header.recent[record.key_id] ??= []).push(record.timestamp);
+    const newRecords: string[] = [];
+    for (const entry of aside.entries as UsageJournalEntry[]) {
+      if ('journal_id' in entry) continue;
+      addToTotals(header.daily_totals, entry);
+      if ('rate_limited' in entry) continue;
+      (header.recent[entry.key_id] ??= []).push(entry.timestamp);
+      newRecords.push(JSON.stringify(entry));
+    }
+    header.recent = pruneRecent(header.recent, now - RECENT_WINDOW_SECONDS);
+    const oldestKept = now - this.retentionDays * 86_400;
+    const usagePath = this.usagePath;
+    async function* records(): AsyncGenerator<string> {
+      yield* existingRecordLines(usagePath, loaded, oldestKept);
+      yield* newRecords;
+    }
+    await writeFileAtomic(this.usagePath, usageFileLines(header, records()));
+    await unlink(this.compactingPath);
+    await syncDirectory(join(this.compactingPath, '..'));
+  }
+
+  private replay(entries: unknown[], recent: Record<string, number[]>): void {
+    for (const entry of entries as UsageJournalEntry[]) {
+      if ('journal_id' in entry) continue;
+      if ('rate_limited' in entry) {
+        addToTotals(this.totals, entry);
+      } else if (isUsageRecord(entry)) {
+        addToTotals(this.totals, entry);
+        (recent[entry.key_id] ??= []).push(entry.timestamp);
+      }
+    }
+  }
+}
+
+/** Creates an empty `api_usage.json` unless one exists; safe against a concurrent creator. */
+export async function createUsageFileIfMissing(path: string): Promise<void> {
+  async function* none(): AsyncGenerator<string> {}
+  try {
+    await writeFileAtomic(path, usageFileLines(emptyHeader(), none()), { exclusive: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+}
+
+function newJournalId(): string {
+  return randomBytes(9).toString('base64url');
+}
+
+function journalIdOf(entries: unknown[]): string | null {
+  const first = entries[0] as { journal_id?: unknown } | undefined;
+  return typeof first?.journal_id === 'string' ? first.journal_id : null;
+}
+
+function pruneRecent(recent: Record<string, number[]>, since: number): Record<string, number[]> {
+  const pruned: Record<string, number[]> = {};
+  for (const [keyId, times] of Object.entries(recent)) {
+    const kept = times.filter((t) => t >= since);
+    if (kept.length > 0) pruned[keyId] = kept;
+  }
+  return pruned;
+}
+

@@ -1,0 +1,80 @@
+// Append-only JSON-lines journals: durable appends, and reading whole lines from an offset.
+
+import { open, truncate } from 'node:fs/promises';
+import { StoreCorruptError } from '../types.js';
+import { syncDirectory } from './atomic-write.js';
+import { dirname } from 'node:path';
+
+/** What a read of a journal found past an offset. */
+export interface JournalChunk {
+  /** Parsed complete lines, in order. */
+  entries: unknown[];
+  /** Offset just past the last complete line: where the next read starts. */
+  nextOffset: number;
+  /** Bytes after the last newline: a write in progress, or one torn by a crash. */
+  partialBytes: number;
+  /** The file's inode, to notice the journal being replaced. */
+  ino: number;
+}
+
+/**
+ * Reads the complete lines of `path` from byte `fromOffset`; resolves null if the file does not exist.
+ * @throws StoreCorruptError if a complete line is not JSON.
+ */
+export async function readJournal(path: string, fromOffset: number): Promise<JournalChunk | null> {
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+  try {
+    const { size, ino } = await handle.stat();
+    const length = Math.max(0, size - fromOffset);
+    const buffer = Buffer.alloc(length);
+    let read = 0;
+    while (read < length) {
+      const { bytesRead } = await handle.read(buffer, read, length - read, fromOffset + read);
+      if (bytesRead === 0) break;
+      read += bytesRead;
+    }
+    const lastNewline = buffer.lastIndexOf(10, read - 1);
+    const complete = lastNewline < 0 ? 0 : lastNewline + 1;
+    const entries: unknown[] = [];
+    let lineNumber = 0;
+    for (const line of buffer.toString('utf8', 0, complete).split('\n')) {
+      lineNumber += 1;
+      if (line.length === 0) continue;
+      try {
+        entries.push(JSON.parse(line));
+      } catch {
+        throw new StoreCorruptError(path, `line ${lineNumber} after byte ${fromOffset} is not JSON`);
+      }
+    }
+    return { entries, nextOffset: fromOffset + complete, partialBytes: read - complete, ino };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Cuts a torn last line (left by a crash mid-append) so the next append starts on a fresh line. */
+export async function dropPartialTail(path: string, chunk: JournalChunk): Promise<void> {
+  if (chunk.partialBytes > 0) await truncate(path, chunk.nextOffset);
+}
+
+/**
+ * Appends `text` (whole lines, each ending in a newline) and waits until it is on disk.
+ * @throws the file-system error; a failed append may leave a partial line, which readers skip.
+ */
+export async function appendDurably(path: string, text: string): Promise<void> {
+  const handle = await open(path, 'a', 0o600);
+  try {
+    const { size } = await handle.stat();
+    await handle.write(text);
+    await handle.datasync();
+    if (size === 0) await syncDirectory(dirname(path));
+  } finally {
+    await handle.close();
+  }
+}

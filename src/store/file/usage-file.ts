@@ -1,0 +1,169 @@
+// The layout of `api_usage.json`: the reference's `{"records": [...]}` with a one-line header of totals first.
+//
+// comfy-gate writes the file as
+//   {"comfy_gate": {"version":1,"merged_journal":ID,"daily_totals":{...},"recent":{...}},
+//   "records": [
+//   {record},
+//   ...
+//   ]}
+// which is still one JSON object whose `records` any reader of the reference's file understands, while
+// the header (first line) lets start-up read the totals without parsing every record.
+
+import { createReadStream } from 'node:fs';
+import { open, readFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { StoreCorruptError, type DailyTotals, type UsageRecord } from '../types.js';
+import { utcDay } from '../../usage/day.js';
+
+const HEADER_PREFIX = '{"comfy_gate": ';
+const RECORDS_LINE = '"records": [';
+
+/** Per key, per UTC day: [requests, successes, failures, duration seconds, rate-limited]. */
+export type TotalsByKey = Record<string, Record<string, [number, number, number, number, number]>>;
+
+export interface UsageHeader {
+  version: 1;
+  /** Id of the last journal merged into this file; a journal with this id is already counted. */
+  merged_journal: string | null;
+  daily_totals: TotalsByKey;
+  /** Start times of counted requests in the hour before the file was written, per key. */
+  recent: Record<string, number[]>;
+}
+
+/** A journal line: a counted request, a 429, or the journal's id (its first line). */
+export type UsageJournalEntry = UsageRecord | { rate_limited: true; key_id: string; timestamp: number } | { journal_id: string };
+
+export function emptyHeader(): UsageHeader {
+  return { version: 1, merged_journal: null, daily_totals: {}, recent: {} };
+}
+
+/** What a usage file holds: its header, and the records still to be read (only for a file in the reference's own layout). */
+export interface LoadedUsageFile {
+  header: UsageHeader;
+  legacyRecords: UsageRecord[] | null;
+}
+
+/**
+ * Reads the header of `api_usage.json`, or, for a file written by the reference, every record (and derives the header).
+ * Resolves null when the file does not exist.
+ * @throws StoreCorruptError when the file cannot be read.
+ */
+export async function loadUsageFile(path: string): Promise<LoadedUsageFile | null> {
+  const firstLine = await readFirstLine(path);
+  if (firstLine === null) return null;
+  if (firstLine.startsWith(HEADER_PREFIX) && firstLine.endsWith(',')) {
+    try {
+      const header = JSON.parse(firstLine.slice(HEADER_PREFIX.length, -1)) as UsageHeader;
+      if (header.version === 1 && typeof header.daily_totals === 'object' && typeof header.recent === 'object') {
+        return { header, legacyRecords: null };
+      }
+    } catch {
+      // Falls through to reading the whole file, which reports what is wrong.
+    }
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(path, 'utf8'));
+  } catch (error) {
+    throw new StoreCorruptError(path, `it is not valid JSON: ${(error as Error).message}`);
+  }
+  const records = (parsed as { records?: unknown }).records;
+  if (!Array.isArray(records)) throw new StoreCorruptError(path, 'it has no "records" list');
+  const header = emptyHeader();
+  for (const record of records) {
+    if (!isUsageRecord(record)) throw new StoreCorruptError(path, 'a record lacks key_id, timestamp or success');
+    addToTotals(header.daily_totals, record);
+  }
+  return { header, legacyRecords: records as UsageRecord[] };
+}
+
+export function isUsageRecord(value: unknown): value is UsageRecord {
+  const v = value as Partial<UsageRecord> | null;
+  return typeof v === 'object' && v !== null && typeof v.key_id === 'string' && typeof v.timestamp === 'number' && typeof v.success === 'boolean';
+}
+
+/** Adds one journal entry to per-day totals. */
+export function addToTotals(totals: TotalsByKey, entry: UsageRecord | { rate_limited: true; key_id: string; timestamp: number }): void {
+  const byDay = (totals[entry.key_id] ??= {});
+  const day = utcDay(entry.timestamp);
+  const bucket = (byDay[day] ??= [0, 0, 0, 0, 0]);
+  if ('rate_limited' in entry) {
+    bucket[4] += 1;
+    return;
+  }
+  bucket[0] += 1;
+  if (entry.success) bucket[1] += 1;
+  else bucket[2] += 1;
+  bucket[3] += typeof entry.duration === 'number' ? entry.duration : 0;
+}
+
+export function bucketToTotals(bucket: [number, number, number, number, number]): DailyTotals {
+  return { requests: bucket[0], successes: bucket[1], failures: bucket[2], duration: bucket[3], rate_limited: bucket[4] };
+}
+
+/** The text of a usage file: header line, then the records, one per line. */
+export async function* usageFileLines(header: UsageHeader, records: AsyncIterable<string>): AsyncGenerator<string> {
+  yield `${HEADER_PREFIX}${JSON.stringify(header)},\n${RECORDS_LINE}`;
+  let first = true;
+  let batch = '';
+  for await (const record of records) {
+    batch += (first ? '\n' : ',\n') + record;
+    first = false;
+    if (batch.length > 1 << 16) {
+      yield batch;
+      batch = '';
+    }
+  }
+  yield `${batch}\n]}\n`;
+}
+
+/**
+ * The records of an existing usage file as JSON lines, dropping those older than `oldestKept`.
+ * Reads a comfy-gate file line by line; a reference file's records come from memory.
+ */
+export async function* existingRecordLines(path: string, loaded: LoadedUsageFile | null, oldestKept: number): AsyncGenerator<string> {
+  if (!loaded) return;
+  if (loaded.legacyRecords) {
+    for (const record of loaded.legacyRecords) if (record.timestamp >= oldestKept) yield JSON.stringify(record);
+    return;
+  }
+  const lines = createInterface({ input: createReadStream(path, 'utf8'), crlfDelay: Infinity });
+  let lineNumber = 0;
+  for await (const raw of lines) {
+    lineNumber += 1;
+    if (lineNumber <= 2 || raw === ']}' || raw.length === 0) continue;
+    const line = raw.endsWith(',') ? raw.slice(0, -1) : raw;
+    const match = /"timestamp":(-?[0-9.eE+-]+)/.exec(line);
+    if (!match) throw new StoreCorruptError(path, `record on line ${lineNumber} has no timestamp`);
+    if (Number(match[1]) >= oldestKept) yield line;
+  }
+}
+
+async function readFirstLine(path: string): Promise<string | null> {
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+  try {
+    const chunks: Buffer[] = [];
+    let position = 0;
+    for (;;) {
+      const buffer = Buffer.alloc(1 << 16);
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+      if (bytesRead === 0) break;
+      const newline = buffer.subarray(0, bytesRead).indexOf(10);
+      if (newline >= 0) {
+        chunks.push(buffer.subarray(0, newline));
+        break;
+      }
+      chunks.push(buffer.subarray(0, bytesRead));
+      position += bytesRead;
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,34 @@
+// Opens the stores a gateway runs on. Today: the JSON files in the user directory, and counters in memory.
+
+import { mkdir } from 'node:fs/promises';
+import type { GatewayConfig } from '../config/schema.js';
+import { WINDOW_SECONDS } from '../ratelimit/headers.js';
+import { FileKeyStore } from './file/file-key-store.js';
+import { FileUsageStore } from './file/file-usage-store.js';
+import { MemoryCounterStore } from './memory/memory-counter-store.js';
+import type { CounterStore, KeyStore, UsageStore } from './types.js';
+
+export interface Stores {
+  keys: KeyStore;
+  usage: UsageStore;
+  counters: CounterStore;
+  /** Where the data lives, for the start-up line. */
+  location: string;
+}
+
+/**
+ * Opens the key and usage stores and seeds the rate-limit windows with the requests of the last hour,
+ * so a restart does not reset anyone's count.
+ * @throws StoreCorruptError when a store file cannot be read.
+ */
+export async function createStores(config: Pick<GatewayConfig, 'userDirectory' | 'usageRetentionDays'>): Promise<Stores> {
+  await mkdir(config.userDirectory, { recursive: true });
+  const keys = new FileKeyStore({ directory: config.userDirectory });
+  const usage = new FileUsageStore({ directory: config.userDirectory, retentionDays: config.usageRetentionDays });
+  await keys.open();
+  await usage.open();
+  const counters = new MemoryCounterStore(WINDOW_SECONDS);
+  const now = Date.now() / 1000;
+  counters.restore(usage.recentRequestTimes(WINDOW_SECONDS, now), now);
+  return { keys, usage, counters, location: config.userDirectory };
+}

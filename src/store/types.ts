@@ -1,0 +1,128 @@
+// The storage contracts: what the gateway needs from a key store, a usage store and a counter store.
+
+export type KeyRole = 'user' | 'admin';
+
+/** A key as stored: the public key object plus the SHA-256 of the secret. Times are Unix seconds. */
+export interface KeyRecord {
+  key_id: string;
+  name: string;
+  created_at: number;
+  last_used: number | null;
+  rate_limit: number;
+  is_active: boolean;
+  metadata: Record<string, unknown>;
+  role: KeyRole;
+  /** Lowercase hex SHA-256 of the plaintext key; never leaves the gateway. */
+  key_hash: string;
+}
+
+/** The key object clients see: everything but the hash. */
+export type PublicKeyRecord = Omit<KeyRecord, 'key_hash'>;
+
+/** The fields a key update may change. */
+export interface KeyPatch {
+  name?: string;
+  rate_limit?: number;
+  is_active?: boolean;
+  role?: KeyRole;
+  metadata?: Record<string, unknown>;
+}
+
+/**
+ * Where keys live. Reads are synchronous and served from memory (they sit on every request's path);
+ * writes resolve only once the change is durable, and reject with the cause if it could not be made.
+ */
+export interface KeyStore {
+  /** Loads the store. Throws `StoreCorruptError` if a file exists but cannot be read. */
+  open(): Promise<void>;
+  findByHash(keyHash: string): KeyRecord | undefined;
+  get(keyId: string): KeyRecord | undefined;
+  list(): KeyRecord[];
+  size(): number;
+  /**
+   * Adds a key. With `onlyIfEmpty`, adds it only while the store holds no key at all, checked and
+   * written as one step (first-key bootstrap); resolves false when another key got there first.
+   */
+  create(record: KeyRecord, options?: { onlyIfEmpty?: boolean }): Promise<boolean>;
+  /** Applies a patch; resolves the updated record, or undefined when no key has that id. */
+  update(keyId: string, patch: KeyPatch): Promise<KeyRecord | undefined>;
+  /** Removes a key; resolves false when no key has that id. */
+  delete(keyId: string): Promise<boolean>;
+  /** Notes a use of the key; persisted in batches, never on the request path. */
+  touch(keyId: string, at: number): void;
+  /** Resolves when the store can take writes; rejects with the reason otherwise. */
+  checkWritable(): Promise<void>;
+  /** Persists anything batched and releases files and timers. */
+  close(): Promise<void>;
+}
+
+/** One counted request, in the reference's `api_usage.json` record format. */
+export interface UsageRecord {
+  key_id: string;
+  endpoint: string;
+  timestamp: number;
+  duration: number;
+  success: boolean;
+  metadata: { method: string; status: number };
+}
+
+/** The totals of one key on one UTC day. */
+export interface DailyTotals {
+  requests: number;
+  successes: number;
+  failures: number;
+  duration: number;
+  rate_limited: number;
+}
+
+/** Where usage goes. Recording is synchronous and buffered; the store persists in the background. */
+export interface UsageStore {
+  open(): Promise<void>;
+  record(record: UsageRecord): void;
+  /** Notes a request refused with 429; counted per day, not as a usage record. */
+  recordRateLimited(keyId: string, at: number): void;
+  /** Totals per UTC day (`YYYY-MM-DD`) for one key, for days from `fromDay` on. */
+  dailyTotals(keyId: string, fromDay: string): Map<string, DailyTotals>;
+  /** Ids of every key with any usage. */
+  keyIds(): string[];
+  /** Start times (Unix seconds) of the counted requests of the last `windowSeconds`, per key. */
+  recentRequestTimes(windowSeconds: number, now: number): Map<string, number[]>;
+  /** Creates the usage file if it does not exist yet (it appears with the first key). */
+  ensureCreated(): Promise<void>;
+  /** Writes everything recorded so far to disk. */
+  flush(): Promise<void>;
+  /** The last error of a background write, or null while writes succeed. */
+  lastWriteError(): Error | null;
+  close(): Promise<void>;
+}
+
+/** The outcome of counting one request against a key's limit. */
+export interface HitResult {
+  allowed: boolean;
+  limit: number;
+  /** Requests left in the window after this one. */
+  remaining: number;
+  /** Unix seconds when the oldest counted request leaves the window. */
+  resetAt: number;
+}
+
+/** Counts requests per key in a sliding window. `hit` checks and counts as one atomic step. */
+export interface CounterStore {
+  hit(keyId: string, limit: number, now: number): Promise<HitResult>;
+  /** Seeds the windows with requests counted before a restart. */
+  restore(times: Map<string, number[]>, now: number): void;
+  close(): Promise<void>;
+}
+
+/** A store file exists but cannot be read; the gateway refuses to start rather than overwrite it. */
+export class StoreCorruptError extends Error {
+  readonly file: string;
+  constructor(file: string, reason: string) {
+    super(
+      `${file} cannot be read (${reason}). comfy-gate never overwrites a file it cannot read: ` +
+        `restore it from a backup, repair it, or move it aside to start with an empty store.`,
+    );
+    this.name = 'StoreCorruptError';
+    this.file = file;
+  }
+}

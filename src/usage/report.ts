@@ -1,0 +1,40 @@
+// The reference's `usage_stats` object, computed from daily totals.
+
+import type { UsageStore } from '../store/types.js';
+import { firstDayOf } from './day.js';
+
+export interface UsageStats {
+  total_requests: number;
+  successful_requests: number;
+  failed_requests: number;
+  total_duration: number;
+  average_duration: number;
+  /** Counted requests per UTC day (`YYYY-MM-DD`), days without requests omitted. */
+  requests_per_day: Record<string, number>;
+  /** Requests refused with 429 in the period (not part of total_requests). */
+  rate_limited_requests: number;
+}
+
+/** A key's usage over the last `days` UTC days, today included. */
+export function usageStats(store: UsageStore, keyId: string, days: number, nowSeconds: number): UsageStats {
+  const stats: UsageStats = {
+    total_requests: 0,
+    successful_requests: 0,
+    failed_requests: 0,
+    total_duration: 0,
+    average_duration: 0,
+    requests_per_day: {},
+    rate_limited_requests: 0,
+  };
+  const byDay = [...store.dailyTotals(keyId, firstDayOf(days, nowSeconds))].sort(([a], [b]) => a.localeCompare(b));
+  for (const [day, totals] of byDay) {
+    stats.total_requests += totals.requests;
+    stats.successful_requests += totals.successes;
+    stats.failed_requests += totals.failures;
+    stats.total_duration += totals.duration;
+    stats.rate_limited_requests += totals.rate_limited;
+    if (totals.requests > 0) stats.requests_per_day[day] = totals.requests;
+  }
+  stats.average_duration = stats.total_requests > 0 ? stats.total_duration / stats.total_requests : 0;
+  return stats;
+}
