@@ -77,7 +77,7 @@ function principalOf(caller: Caller, req: IncomingMessage, ctx: AdminApiContext,
   if (caller.kind === 'key') return caller.key.role === 'admin' ? { kind: 'admin' } : { kind: 'user', key: caller.key };
   if (!isDirectLoopback(req)) throw authRequired();
   if (ctx.mode !== 'required') return { kind: 'admin' };
-  if (options.bootstrap && ctx.keys.size() === 0) return { kind: 'bootstrap' };
+  if (options.bootstrap && ctx.keys.isPristine()) return { kind: 'bootstrap' };
   throw authRequired();
 }
 
@@ -97,7 +97,7 @@ async function createKey(req: IncomingMessage, res: ServerResponse, principal: P
   const { record, apiKey } = newKey(bootstrap ? { ...input, role: 'admin' } : input, ctx.now());
   let created: boolean;
   try {
-    created = await ctx.keys.create(record, { onlyIfEmpty: bootstrap });
+    created = await ctx.keys.create(record, { onlyIfPristine: bootstrap });
     await ctx.usage.ensureCreated();
   } catch (error) {
     throw keyCreationFailed(error);

@@ -39,11 +39,13 @@ export interface KeyStore {
   get(keyId: string): KeyRecord | undefined;
   list(): KeyRecord[];
   size(): number;
+  /** True while no key was ever stored here: deleting every key does not make a store pristine again. */
+  isPristine(): boolean;
   /**
-   * Adds a key. With `onlyIfEmpty`, adds it only while the store holds no key at all, checked and
+   * Adds a key. With `onlyIfPristine`, adds it only while the store has never held a key, checked and
    * written as one step (first-key bootstrap); resolves false when another key got there first.
    */
-  create(record: KeyRecord, options?: { onlyIfEmpty?: boolean }): Promise<boolean>;
+  create(record: KeyRecord, options?: { onlyIfPristine?: boolean }): Promise<boolean>;
   /** Applies a patch; resolves the updated record, or undefined when no key has that id. */
   update(keyId: string, patch: KeyPatch): Promise<KeyRecord | undefined>;
   /** Removes a key; resolves false when no key has that id. */

@@ -119,6 +119,7 @@ describe('seed guide with --enable-api-auth', () => {
 describe('seed guide with --require-api-auth', () => {
   let comfy: FakeComfyUI;
   let gateway: GatewayProcess;
+  let adminKey: string;
 
   before(async () => {
     comfy = await startFakeComfyUI();
@@ -136,7 +137,8 @@ describe('seed guide with --require-api-auth', () => {
     const second = await send(gateway.url, '/api/keys', { method: 'POST', body: { name: 'Another' } });
     assert.equal(second.status, 401, 'once a key exists, creating another needs an admin key');
     assert.equal(second.json().error_code, 'AUTH_REQUIRED');
-    const withKey = await send(gateway.url, '/api/keys', { method: 'POST', key: res.json<{ api_key: string }>().api_key, body: { name: 'Another' } });
+    adminKey = res.json<{ api_key: string }>().api_key;
+    const withKey = await send(gateway.url, '/api/keys', { method: 'POST', key: adminKey, body: { name: 'Another' } });
     assert.equal(withKey.status, 200);
   });
 
@@ -144,6 +146,9 @@ describe('seed guide with --require-api-auth', () => {
     const refused = await send(gateway.url, '/api/prompt', { method: 'POST', body: { prompt: WORKFLOW } });
     assert.equal(refused.status, 401);
     assert.equal(refused.json().error_code, 'AUTH_REQUIRED');
+    const created = await send(gateway.url, '/api/keys', { method: 'POST', key: adminKey, body: { name: 'Scripts' } });
+    const res = await send(gateway.url, '/api/prompt', { method: 'POST', key: created.json<{ api_key: string }>().api_key, body: { prompt: WORKFLOW } });
+    assert.equal(res.status, 200, res.text);
   });
 
   test('list keys without a key is refused in required mode, even from this machine', async () => {

@@ -84,9 +84,13 @@ export class FileKeyStore implements KeyStore {
     return this.byId.size;
   }
 
-  create(record: KeyRecord, options: { onlyIfEmpty?: boolean } = {}): Promise<boolean> {
+  isPristine(): boolean {
+    return this.byId.size === 0 && this.snapshotIno === 0 && this.journalOffset === 0;
+  }
+
+  create(record: KeyRecord, options: { onlyIfPristine?: boolean } = {}): Promise<boolean> {
     return this.change(() => {
-      if (options.onlyIfEmpty && this.byId.size > 0) return { entries: [], result: false };
+      if (options.onlyIfPristine && !this.isPristine()) return { entries: [], result: false };
       return { entries: [{ op: 'put', key: record }], result: true };
     });
   }

@@ -1,0 +1,1203 @@
+// Fake ComfyUI server (HTTP routes, /view, streaming uploads, /ws events) on 127.0.0.1 for comfy-gate tests; see /work/shared/COMFYUI-API.md.
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream, existsSync, type BigIntStats } from 'node:fs';
+import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Duplex } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
+
+export interface FakeComfyUIOptions {
+  /** `--multi-user`: userdata/settings per `Comfy-User` header, which must name a key of `users`. */
+  multiUser?: boolean;
+  /** `--preview-method`: one binary preview frame per sampler node. */
+  previewFrames?: boolean;
+  /** Delay between execution events in ms (default 5). */
+  stepDelayMs?: number;
+}
+
+export interface FakeComfyUI {
+  url: string;
+  port: number;
+  /** Every HTTP request and WebSocket upgrade received, with the raw request target. */
+  requests: Array<{ method: string; url: string; headers: IncomingHttpHeaders }>;
+  outputDir: string;
+  inputDir: string;
+  tempDir: string;
+  userDir: string;
+  history: Map<string, unknown>;
+  /** Bytes of the `image` part of the most recent upload. */
+  lastUploadBytes: number;
+  /** Known users (id → name); `{default: "default"}` unless multiUser, then empty until POST /users (or set it). */
+  users: Map<string, string>;
+  close(): Promise<void>;
+}
+
+export async function startFakeComfyUI(opts: FakeComfyUIOptions = {}): Promise<FakeComfyUI> {
+  const fake = new FakeServer(await mkdtemp(path.join(tmpdir(), 'fake-comfyui-')), opts);
+  await fake.listen();
+  return fake;
+}
+
+type Json = Record<string, unknown>;
+type DirType = 'output' | 'input' | 'temp';
+
+interface PromptNode { class_type: string; inputs?: unknown }
+interface QueueItem { number: number; id: string; prompt: Record<string, PromptNode>; extraData: Json; outputs: string[] }
+interface Run {
+  item: QueueItem;
+  clientId: string | null;
+  node: string | null;
+  interrupted: boolean;
+  executed: string[];
+  progress: Json;
+  outputs: Json;
+  meta: Json;
+  messages: Array<[string, Json]>;
+}
+interface Client { ws: WebSocket; negotiated: boolean; previewMetadata: boolean }
+interface Ctx { req: IncomingMessage; res: ServerResponse; params: Record<string, string>; query: URLSearchParams }
+interface Route { method: string; pattern: string[]; apiAlias: boolean; handler: (ctx: Ctx) => void | Promise<void> }
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+const SERVER_ERROR = '500 Internal Server Error\n\nServer got itself in trouble';
+const SERVER_FEATURES = { supports_preview_metadata: true, max_upload_size: 104857600 };
+const SENSITIVE_EXTRA_KEYS = ['auth_token_comfy_org', 'api_key_comfy_org'];
+const OUTPUT_NODES: Record<string, DirType> = { SaveImage: 'output', PreviewImage: 'temp' };
+const SAMPLER_NODES = new Set(['KSampler']);
+const MODEL_FOLDERS = ['checkpoints', 'loras', 'vae', 'embeddings', 'upscale_models', 'controlnet'];
+const PNG_1X1 = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==',
+  'base64',
+);
+const INDEX_HTML =
+  '<!doctype html>\n<html><head><meta charset="utf-8"><title>ComfyUI</title>' +
+  '<script type="module" src="./main.js"></script></head><body><div id="vue-app"></div></body></html>\n';
+const MAIN_JS = "console.log('fake ComfyUI frontend');\n";
+const MIME_TYPES: Record<string, string> = {
+  '.png': 'image/png', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.webp': 'image/webp', '.gif': 'image/gif',
+  '.mp4': 'video/mp4', '.webm': 'video/webm', '.wav': 'audio/x-wav', '.mp3': 'audio/mpeg', '.flac': 'audio/flac',
+  '.json': 'application/json', '.txt': 'text/plain',
+};
+const SYSTEM_STATS = {
+  system: {
+    os: 'posix', ram_total: 34359738368, ram_free: 17179869184, comfyui_version: '0.3.64',
+    required_frontend_version: '1.27.10', installed_templates_version: '0.1.94', required_templates_version: '0.1.94',
+    python_version: '3.12.3 (main, Sep 11 2025) [GCC 13.3.0]', pytorch_version: '2.8.0+cu128', embedded_python: false,
+    argv: ['main.py', '--port', '8189'],
+  },
+  devices: [{
+    name: 'cuda:0 NVIDIA Fake GPU : cudaMallocAsync', type: 'cuda', index: 0,
+    vram_total: 25769803776, vram_free: 24696061952, torch_vram_total: 0, torch_vram_free: 0,
+  }],
+};
+
+function nodeInfo(name: string, displayName: string, category: string, required: Json, output: string[]): Json {
+  return {
+    input: { required }, input_order: { required: Object.keys(required) },
+    output, output_is_list: output.map(() => false), output_name: output,
+    name, display_name: displayName, description: '', python_module: 'nodes', category,
+    output_node: Object.hasOwn(OUTPUT_NODES, name),
+  };
+}
+
+const OBJECT_INFO: Json = {
+  CheckpointLoaderSimple: nodeInfo('CheckpointLoaderSimple', 'Load Checkpoint', 'loaders',
+    { ckpt_name: [['v1-5-pruned-emaonly.safetensors'], {}] }, ['MODEL', 'CLIP', 'VAE']),
+  CLIPTextEncode: nodeInfo('CLIPTextEncode', 'CLIP Text Encode (Prompt)', 'conditioning',
+    { text: ['STRING', { multiline: true }], clip: ['CLIP', {}] }, ['CONDITIONING']),
+  EmptyLatentImage: nodeInfo('EmptyLatentImage', 'Empty Latent Image', 'latent',
+    { width: ['INT', { default: 512 }], height: ['INT', { default: 512 }], batch_size: ['INT', { default: 1 }] }, ['LATENT']),
+  KSampler: nodeInfo('KSampler', 'KSampler', 'sampling', {
+    model: ['MODEL', {}], seed: ['INT', { default: 0 }], steps: ['INT', { default: 20 }], cfg: ['FLOAT', { default: 8 }],
+    sampler_name: [['euler'], {}], scheduler: [['normal'], {}], positive: ['CONDITIONING', {}],
+    negative: ['CONDITIONING', {}], latent_image: ['LATENT', {}], denoise: ['FLOAT', { default: 1 }],
+  }, ['LATENT']),
+  VAEDecode: nodeInfo('VAEDecode', 'VAE Decode', 'latent', { samples: ['LATENT', {}], vae: ['VAE', {}] }, ['IMAGE']),
+  SaveImage: nodeInfo('SaveImage', 'Save Image', 'image',
+    { images: ['IMAGE', {}], filename_prefix: ['STRING', { default: 'ComfyUI' }] }, []),
+  PreviewImage: nodeInfo('PreviewImage', 'Preview Image', 'image', { images: ['IMAGE', {}] }, []),
+};
+
+/** A response with an aiohttp-style text/plain body. */
+class HttpError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+class Interrupted extends Error {}
+
+class FakeServer implements FakeComfyUI {
+  url = '';
+  port = 0;
+  readonly requests: FakeComfyUI['requests'] = [];
+  readonly history = new Map<string, unknown>();
+  readonly users = new Map<string, string>();
+  lastUploadBytes = 0;
+  readonly outputDir: string;
+  readonly inputDir: string;
+  readonly tempDir: string;
+  readonly userDir: string;
+  private readonly root: string;
+  private readonly opts: FakeComfyUIOptions;
+  private readonly server: Server;
+  private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: true, maxPayload: 4 * 1024 * 1024 });
+  private readonly routes: Route[];
+  private readonly clients = new Map<string, Client>();
+  private readonly imageCounters = new Map<DirType, number>();
+  private pending: QueueItem[] = [];
+  private running: Run | null = null;
+  private worker: Promise<void> = Promise.resolve();
+  private counter = 0;
+  private closed = false;
+
+  constructor(root: string, opts: FakeComfyUIOptions) {
+    this.root = root;
+    this.opts = opts;
+    this.outputDir = path.join(root, 'output');
+    this.inputDir = path.join(root, 'input');
+    this.tempDir = path.join(root, 'temp');
+    this.userDir = path.join(root, 'user');
+    if (!opts.multiUser) this.users.set('default', 'default');
+    this.routes = this.buildRoutes();
+    this.server = createServer((req, res) => void this.onRequest(req, res));
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+  }
+
+  async listen(): Promise<void> {
+    await Promise.all([this.outputDir, this.inputDir, this.tempDir, this.userDir].map((d) => mkdir(d, { recursive: true })));
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(0, '127.0.0.1', resolve);
+    });
+    this.port = (this.server.address() as AddressInfo).port;
+    this.url = `http://127.0.0.1:${this.port}`;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.pending = [];
+    if (this.running) this.running.interrupted = true;
+    await this.worker;
+    for (const ws of this.wss.clients) ws.terminate();
+    this.wss.close();
+    const closing = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeAllConnections();
+    await closing;
+    await rm(this.root, { recursive: true, force: true });
+  }
+
+  // ---- HTTP dispatch -------------------------------------------------------------------------
+
+  private buildRoutes(): Route[] {
+    const route = (apiAlias: boolean) => (method: string, p: string, handler: Route['handler']): Route =>
+      ({ method, pattern: p.split('/').slice(1), apiAlias, handler });
+    const api = route(true);
+    const bare = route(false);
+    return [
+      api('GET', '/', ({ res }) => send(res, 200, INDEX_HTML, 'text/html', { 'Cache-Control': 'no-cache', Pragma: 'no-cache', Expires: '0' })),
+      bare('GET', '/main.js', ({ res }) => send(res, 200, MAIN_JS, 'application/javascript; charset=utf-8', { 'Cache-Control': 'no-cache' })),
+      api('GET', '/ws', ({ res }) => sendText(res, 400, 'No WebSocket UPGRADE hdr: None\n Can "Upgrade" only to "WebSocket".')),
+      api('GET', '/system_stats', ({ res }) => sendJson(res, SYSTEM_STATS)),
+      api('GET', '/features', ({ res }) => sendJson(res, SERVER_FEATURES)),
+      api('GET', '/object_info', ({ res }) => sendJson(res, OBJECT_INFO)),
+      api('GET', '/object_info/{class}', ({ res, params }) => sendJson(res, objectInfoFor(params['class'] ?? ''))),
+      api('GET', '/embeddings', ({ res }) => sendJson(res, ['easynegative'])),
+      api('GET', '/extensions', ({ res }) => sendJson(res, ['/extensions/core/fake.js'])),
+      api('GET', '/models', ({ res }) => sendJson(res, MODEL_FOLDERS)),
+      api('GET', '/prompt', ({ res }) => sendJson(res, this.queueInfo())),
+      api('POST', '/prompt', (c) => this.postPrompt(c)),
+      api('GET', '/queue', ({ res }) => sendJson(res, this.queueSnapshot())),
+      api('POST', '/queue', (c) => this.postQueue(c)),
+      api('POST', '/interrupt', (c) => this.postInterrupt(c)),
+      api('POST', '/free', async ({ req, res }) => { await readJson(req); sendEmpty(res, 200); }),
+      api('GET', '/history', (c) => this.getHistory(c)),
+      api('GET', '/history/{id}', (c) => this.getHistoryItem(c)),
+      api('POST', '/history', (c) => this.postHistory(c)),
+      api('GET', '/view', (c) => this.view(c)),
+      api('POST', '/upload/image', (c) => this.upload(c, false)),
+      api('POST', '/upload/mask', (c) => this.upload(c, true)),
+      api('GET', '/users', (c) => this.getUsers(c)),
+      api('POST', '/users', (c) => this.postUsers(c)),
+      api('GET', '/settings', async ({ req, res }) => sendJson(res, await this.readSettings(req))),
+      api('POST', '/settings', (c) => this.postSettings(c)),
+      api('GET', '/settings/{id}', (c) => this.getSetting(c)),
+      api('POST', '/settings/{id}', (c) => this.postSetting(c)),
+      api('GET', '/userdata', (c) => this.listUserdata(c)),
+      api('GET', '/userdata/{file}', (c) => this.getUserdataFile(c)),
+      api('POST', '/userdata/{file}', (c) => this.postUserdataFile(c)),
+      api('DELETE', '/userdata/{file}', (c) => this.deleteUserdataFile(c)),
+      bare('GET', '/internal/logs', ({ res }) => sendJson(res, `Starting server\n\nTo see the GUI go to: ${this.url}\n`)),
+      bare('GET', '/internal/folder_paths', ({ res }) => sendJson(res, this.folderPaths())),
+      bare('GET', '/internal/files/{type}', (c) => this.internalFiles(c)),
+    ];
+  }
+
+  private record(req: IncomingMessage): void {
+    this.requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+  }
+
+  private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.record(req);
+    try {
+      if (originRejected(req.headers)) return sendEmpty(res, 403);
+      if (req.method === 'OPTIONS') return sendEmpty(res, 200);
+      const { segments, query } = parseTarget(req.url ?? '/');
+      const method = req.method === 'HEAD' ? 'GET' : req.method;
+      for (const route of this.routes) {
+        const params = route.method === method ? matchRoute(route, segments) : null;
+        if (params) return await route.handler({ req, res, params, query });
+      }
+      // The static mount at `/` takes every other GET; any other method is a 405.
+      if (method === 'GET') return sendEmpty(res, 404, { 'Content-Type': 'application/octet-stream' });
+      sendText(res, 405, '405: Method Not Allowed');
+    } catch (err) {
+      if (res.headersSent) res.destroy();
+      else if (err instanceof HttpError) sendText(res, err.status, err.message);
+      else sendText(res, 500, SERVER_ERROR);
+    }
+  }
+
+  // ---- WebSocket -----------------------------------------------------------------------------
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.record(req);
+    socket.on('error', () => socket.destroy());
+    if (originRejected(req.headers)) return rejectUpgrade(socket, 403, 'Forbidden');
+    const { segments, query } = parseTarget(req.url ?? '/');
+    if (!matchRoute({ pattern: ['ws'], apiAlias: true }, segments)) return rejectUpgrade(socket, 404, 'Not Found');
+    const sid = query.get('clientId') || randomUUID().replaceAll('-', '');
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, sid));
+  }
+
+  private onConnection(ws: WebSocket, sid: string): void {
+    const client: Client = { ws, negotiated: false, previewMetadata: false };
+    this.clients.set(sid, client);
+    ws.on('error', () => ws.terminate());
+    ws.on('close', () => {
+      if (this.clients.get(sid) === client) this.clients.delete(sid);
+    });
+    ws.on('message', (data, isBinary) => this.onClientMessage(client, data, isBinary));
+    sendFrame(ws, 'status', { status: this.queueInfo(), sid });
+    if (this.running?.clientId === sid && this.running.node !== null) sendFrame(ws, 'executing', { node: this.running.node });
+  }
+
+  /** Binary and `{"type":"echo"}` messages are echoed (a test hook); the first other JSON object may negotiate flags. */
+  private onClientMessage(client: Client, data: RawData, isBinary: boolean): void {
+    if (isBinary) return client.ws.send(toBuffer(data), { binary: true });
+    const message = parseJsonOrUndefined(toBuffer(data).toString('utf8'));
+    if (!isObject(message)) return;
+    if (message['type'] === 'echo') return sendFrame(client.ws, 'echo', message['data']);
+    if (client.negotiated) return;
+    client.negotiated = true;
+    if (message['type'] !== 'feature_flags') return;
+    client.previewMetadata = isObject(message['data']) && message['data']['supports_preview_metadata'] === true;
+    sendFrame(client.ws, 'feature_flags', SERVER_FEATURES);
+  }
+
+  private broadcast(type: string, data: unknown): void {
+    for (const { ws } of this.clients.values()) sendFrame(ws, type, data);
+  }
+
+  private broadcastStatus(): void {
+    this.broadcast('status', { status: this.queueInfo() });
+  }
+
+  /** Sends a prompt event to its client; without a client_id it is broadcast or skipped (§7 targeting). */
+  private emit(run: Run, type: string, data: Json, broadcastWithoutClient = false): void {
+    if (run.clientId !== null) {
+      const client = this.clients.get(run.clientId);
+      if (client) sendFrame(client.ws, type, data);
+    } else if (broadcastWithoutClient) {
+      this.broadcast(type, data);
+    }
+  }
+
+  private sendPreview(run: Run, nodeId: string): void {
+    if (run.clientId === null) {
+      for (const { ws } of this.clients.values()) sendBinary(ws, previewFrame());
+      return;
+    }
+    const client = this.clients.get(run.clientId);
+    if (client) sendBinary(client.ws, client.previewMetadata ? previewFrameWithMetadata(run.item.id, nodeId) : previewFrame());
+  }
+
+  // ---- Queue and execution -------------------------------------------------------------------
+
+  private queueInfo(): Json {
+    return { exec_info: { queue_remaining: this.pending.length + (this.running ? 1 : 0) } };
+  }
+
+  private queueSnapshot(): Json {
+    return {
+      queue_running: this.running ? [queueTuple(this.running.item, this.running.item.extraData)] : [],
+      queue_pending: this.pending.map((item) => queueTuple(item, item.extraData)),
+    };
+  }
+
+  private async postPrompt({ req, res }: Ctx): Promise<void> {
+    const body = asObject(await readJson(req));
+    const number = 'number' in body ? toNumber(body['number']) : this.nextNumber(Boolean(body['front']));
+    if (!('prompt' in body)) {
+      return sendJson(res, { error: promptError('no_prompt', 'No prompt provided', 'No prompt provided'), node_errors: {} }, 400);
+    }
+    const id = 'prompt_id' in body ? String(body['prompt_id']) : randomUUID();
+    const validation = validatePrompt(body['prompt'], body['partial_execution_targets']);
+    if ('error' in validation) return sendJson(res, { error: validation.error, node_errors: {} }, 400);
+    const extraData: Json = { ...(isObject(body['extra_data']) ? body['extra_data'] : {}) };
+    if ('client_id' in body) extraData['client_id'] = body['client_id'];
+    this.pending.push({ number, id, prompt: body['prompt'] as Record<string, PromptNode>, extraData, outputs: validation.outputs });
+    this.broadcastStatus();
+    this.pump();
+    sendJson(res, { prompt_id: id, number, node_errors: {} });
+  }
+
+  private nextNumber(front: boolean): number {
+    const number = this.counter++;
+    return front ? -number : number;
+  }
+
+  private async postQueue({ req, res }: Ctx): Promise<void> {
+    const body = asObject(await readJson(req));
+    const before = this.pending.length;
+    if (body['clear']) this.pending = [];
+    if ('delete' in body) {
+      const ids = asArray(body['delete']);
+      this.pending = this.pending.filter((item) => !ids.includes(item.id));
+    }
+    if (this.pending.length !== before) this.broadcastStatus();
+    sendEmpty(res, 200);
+  }
+
+  private async postInterrupt({ req, res }: Ctx): Promise<void> {
+    const body = await readJson(req).catch(() => ({}));
+    const target = isObject(body) && 'prompt_id' in body ? body['prompt_id'] : undefined;
+    if (this.running && (target === undefined || target === this.running.item.id)) this.running.interrupted = true;
+    sendEmpty(res, 200);
+  }
+
+  /** Starts the lowest-numbered pending prompt unless one is running. */
+  private pump(): void {
+    if (this.running || this.closed || this.pending.length === 0) return;
+    const item = this.pending.reduce((a, b) => (b.number < a.number ? b : a));
+    this.pending.splice(this.pending.indexOf(item), 1);
+    const clientId = item.extraData['client_id'];
+    const run: Run = {
+      item, clientId: typeof clientId === 'string' ? clientId : null, node: null, interrupted: false,
+      executed: [], progress: {}, outputs: {}, meta: {}, messages: [],
+    };
+    this.running = run;
+    this.worker = this.execute(run).finally(() => this.pump());
+  }
+
+  private async execute(run: Run): Promise<void> {
+    const promptId = run.item.id;
+    this.broadcastStatus();
+    try {
+      await this.step(run);
+      await this.stepRecorded(run, 'execution_start', { prompt_id: promptId });
+      await this.stepRecorded(run, 'execution_cached', { nodes: [], prompt_id: promptId });
+      for (const id of executionOrder(run.item)) await this.runNode(run, id);
+      this.recordEvent(run, 'execution_success', { prompt_id: promptId });
+    } catch (err) {
+      this.recordFailure(run, err);
+    }
+    this.finish(run);
+  }
+
+  private async runNode(run: Run, id: string): Promise<void> {
+    const promptId = run.item.id;
+    const classType = run.item.prompt[id]?.class_type ?? '';
+    run.node = id;
+    await this.progressState(run, id, 0, 1, 'running');
+    await this.send(run, 'executing', { node: id, display_node: id, prompt_id: promptId });
+    for (let value = 1; value <= 3; value++) {
+      await this.send(run, 'progress', { value, max: 3, prompt_id: promptId, node: id }, true);
+      await this.progressState(run, id, value, 3, 'running');
+    }
+    if (this.opts.previewFrames && SAMPLER_NODES.has(classType)) this.sendPreview(run, id);
+    const output = await this.nodeOutput(classType);
+    if (output) {
+      run.outputs[id] = output;
+      run.meta[id] = { node_id: id, display_node: id, parent_node: null, real_node_id: id };
+    }
+    await this.send(run, 'executed', { node: id, display_node: id, output, prompt_id: promptId });
+    run.executed.push(id);
+    await this.progressState(run, id, 3, 3, 'finished');
+  }
+
+  private async progressState(run: Run, id: string, value: number, max: number, state: string): Promise<void> {
+    const promptId = run.item.id;
+    run.progress[id] = {
+      value, max, state, node_id: id, prompt_id: promptId, display_node_id: id, parent_node_id: null, real_node_id: id,
+    };
+    await this.send(run, 'progress_state', { prompt_id: promptId, nodes: { ...run.progress } }, true);
+  }
+
+  /** SaveImage/PreviewImage write a real PNG and return their UI output; other nodes have none. */
+  private async nodeOutput(classType: string): Promise<Json | null> {
+    if (!Object.hasOwn(OUTPUT_NODES, classType)) return null;
+    const type = OUTPUT_NODES[classType] as DirType;
+    const n = (this.imageCounters.get(type) ?? 0) + 1;
+    this.imageCounters.set(type, n);
+    const filename = `ComfyUI_${String(n).padStart(5, '0')}_.png`;
+    await writeFile(path.join(this.dirFor(type) ?? '', filename), PNG_1X1);
+    return { images: [{ filename, subfolder: '', type }] };
+  }
+
+  private async send(run: Run, type: string, data: Json, broadcastWithoutClient = false): Promise<void> {
+    this.emit(run, type, data, broadcastWithoutClient);
+    await this.step(run);
+  }
+
+  private async stepRecorded(run: Run, type: string, data: Json): Promise<void> {
+    this.recordEvent(run, type, data);
+    await this.step(run);
+  }
+
+  /** Timestamps an event, keeps it for the history entry's `messages` and sends it. */
+  private recordEvent(run: Run, type: string, data: Json, broadcastWithoutClient = false): void {
+    const stamped = { ...data, timestamp: Date.now() };
+    run.messages.push([type, stamped]);
+    this.emit(run, type, stamped, broadcastWithoutClient);
+  }
+
+  private async step(run: Run): Promise<void> {
+    await sleep(this.opts.stepDelayMs ?? 5);
+    if (run.interrupted) throw new Interrupted('Processing interrupted');
+  }
+
+  private recordFailure(run: Run, err: unknown): void {
+    const base = {
+      prompt_id: run.item.id, node_id: run.node,
+      node_type: run.node === null ? null : (run.item.prompt[run.node]?.class_type ?? null), executed: [...run.executed],
+    };
+    if (err instanceof Interrupted) return this.recordEvent(run, 'execution_interrupted', base, true);
+    this.recordEvent(run, 'execution_error', {
+      ...base, exception_message: String(err), exception_type: err instanceof Error ? err.name : 'Exception',
+      traceback: [], current_inputs: {}, current_outputs: [],
+    });
+  }
+
+  /** Writes the history entry, then `status`, then the `executing{node:null}` completion signal. */
+  private finish(run: Run): void {
+    const succeeded = run.messages.some(([type]) => type === 'execution_success');
+    run.node = null;
+    this.history.set(run.item.id, {
+      prompt: queueTuple(run.item, redact(run.item.extraData)),
+      outputs: run.outputs,
+      status: { status_str: succeeded ? 'success' : 'error', completed: succeeded, messages: run.messages },
+      meta: run.meta,
+    });
+    this.running = null;
+    this.broadcastStatus();
+    this.emit(run, 'executing', { node: null, prompt_id: run.item.id });
+  }
+
+  // ---- History -------------------------------------------------------------------------------
+
+  private getHistory({ res, query }: Ctx): void {
+    const maxItems = optionalInt(query.get('max_items'));
+    const offset = optionalInt(query.get('offset')) ?? -1;
+    sendJson(res, historyWindow([...this.history], maxItems, offset));
+  }
+
+  private getHistoryItem({ res, params }: Ctx): void {
+    const id = params['id'] ?? '';
+    sendJson(res, this.history.has(id) ? { [id]: this.history.get(id) } : {});
+  }
+
+  private async postHistory({ req, res }: Ctx): Promise<void> {
+    const body = asObject(await readJson(req));
+    if (body['clear']) this.history.clear();
+    if ('delete' in body) for (const id of asArray(body['delete'])) this.history.delete(String(id));
+    sendEmpty(res, 200);
+  }
+
+  // ---- Files: /view, uploads, /internal/files ------------------------------------------------
+
+  private dirFor(type: string): string | null {
+    const dirs: Record<DirType, string> = { output: this.outputDir, input: this.inputDir, temp: this.tempDir };
+    return Object.hasOwn(dirs, type) ? dirs[type as DirType] : null;
+  }
+
+  private async view({ req, res, query }: Ctx): Promise<void> {
+    const filename = query.get('filename');
+    if (filename === null) return sendEmpty(res, 404);
+    const { name, type } = annotatedFilename(filename);
+    if (!name || name.startsWith('/') || name.includes('..')) return sendEmpty(res, 400);
+    const base = this.dirFor(type ?? query.get('type') ?? 'output');
+    if (base === null) return sendEmpty(res, 400);
+    const subfolder = query.get('subfolder');
+    const dir = subfolder === null ? base : path.resolve(base, subfolder);
+    if (!isInside(base, dir)) return sendEmpty(res, 403);
+    const basename = name.slice(name.lastIndexOf('/') + 1);
+    const file = path.join(dir, basename);
+    const st = await statFile(file);
+    if (!st) return sendEmpty(res, 404);
+    await serveFile(req, res, file, st, { 'Content-Type': mimeType(file), 'Content-Disposition': `filename="${basename}"` });
+  }
+
+  private async upload({ req, res }: Ctx, mask: boolean): Promise<void> {
+    const spool = path.join(this.root, `upload-${randomUUID()}.part`);
+    let result: Json | number;
+    try {
+      const form = await readForm(req, spool);
+      if (form.file) this.lastUploadBytes = form.file.bytes;
+      result = await this.saveUpload(form, spool, mask);
+    } finally {
+      await rm(spool, { force: true });
+    }
+    if (typeof result === 'number') sendEmpty(res, result);
+    else sendJson(res, result);
+  }
+
+  /** ComfyUI's image_upload: resolves type/subfolder, avoids name clashes (same content reuses the name). */
+  private async saveUpload(form: Form, spool: string, mask: boolean): Promise<Json | number> {
+    const type = form.fields.get('type') ?? 'input';
+    const base = this.dirFor(type);
+    if (base === null) throw new Error(`invalid upload type: ${type}`);
+    if (!form.file?.filename) return 400;
+    const subfolder = form.fields.get('subfolder') ?? '';
+    const folder = path.resolve(base, path.normalize(subfolder));
+    if (!isInside(base, path.resolve(folder, form.file.filename))) return 400;
+    await mkdir(folder, { recursive: true });
+    const overwrite = ['true', '1'].includes(form.fields.get('overwrite') ?? '');
+    const { name, duplicate } = overwrite
+      ? { name: form.file.filename, duplicate: false }
+      : await uniqueName(folder, form.file.filename, form.file.sha256);
+    if (!duplicate) {
+      if (mask && !form.fields.has('original_ref')) throw new Error('original_ref missing');
+      await rename(spool, path.join(folder, name));
+    }
+    return { name, subfolder, type };
+  }
+
+  private async internalFiles({ res, params }: Ctx): Promise<void> {
+    const dir = this.dirFor(params['type'] ?? '');
+    if (dir === null) return sendJson(res, { error: 'Invalid directory type' }, 400);
+    const entries = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile());
+    const files = await Promise.all(entries.map(async (e) => ({ name: e.name, mtime: (await stat(path.join(dir, e.name))).mtimeMs })));
+    sendJson(res, files.sort((a, b) => b.mtime - a.mtime).map((f) => f.name));
+  }
+
+  private folderPaths(): Json {
+    return Object.fromEntries(MODEL_FOLDERS.map((f) => [f, [path.join(this.root, 'models', f)]]));
+  }
+
+  // ---- Users, settings, userdata -------------------------------------------------------------
+
+  /** The request's user directory; throws (500) for a user not in `users`. */
+  private userRoot(req: IncomingMessage): string {
+    const header = req.headers['comfy-user'];
+    const user = this.opts.multiUser && typeof header === 'string' ? header : 'default';
+    if (!this.users.has(user)) throw new Error(`Unknown user: ${user}`);
+    return path.resolve(this.userDir, user);
+  }
+
+  /** A path inside the user's directory (percent-decoded once more if it contains `%`), or null if it escapes. */
+  private userPath(req: IncomingMessage, file: string): string | null {
+    const root = this.userRoot(req);
+    if (!isInside(this.userDir, root)) return null;
+    const full = path.resolve(root, file.includes('%') ? decodeSegment(file) : file);
+    return isInside(root, full) ? full : null;
+  }
+
+  private getUsers({ res }: Ctx): void {
+    if (this.opts.multiUser) return sendJson(res, { storage: 'server', users: Object.fromEntries(this.users) });
+    sendJson(res, { storage: 'server', migrated: existsSync(path.join(this.userDir, 'default')) });
+  }
+
+  private async postUsers({ req, res }: Ctx): Promise<void> {
+    const username = asObject(await readJson(req))['username'];
+    if ([...this.users.values()].includes(username as string)) return sendJson(res, { error: 'Duplicate username.' }, 400);
+    if (typeof username !== 'string' || !username.trim()) throw new Error('username not provided');
+    const id = `${username.trim().replace(/[^a-zA-Z0-9-_]+/g, '-')}_${randomUUID()}`;
+    this.users.set(id, username.trim());
+    sendJson(res, id);
+  }
+
+  private settingsFile(req: IncomingMessage): string {
+    try {
+      return path.join(this.userRoot(req), 'comfy.settings.json');
+    } catch {
+      throw new HttpError(401, '401: Unauthorized');
+    }
+  }
+
+  private async readSettings(req: IncomingMessage): Promise<Json> {
+    const file = this.settingsFile(req);
+    try {
+      const settings: unknown = JSON.parse(await readFile(file, 'utf8'));
+      return isObject(settings) ? settings : {};
+    } catch {
+      return {};
+    }
+  }
+
+  private async writeSettings(req: IncomingMessage, settings: Json): Promise<void> {
+    const file = this.settingsFile(req);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, JSON.stringify(settings, null, 4));
+  }
+
+  private async getSetting({ req, res, params }: Ctx): Promise<void> {
+    const settings = await this.readSettings(req);
+    const id = params['id'] ?? '';
+    sendJson(res, Object.hasOwn(settings, id) ? settings[id] : null);
+  }
+
+  private async postSettings({ req, res }: Ctx): Promise<void> {
+    const settings = await this.readSettings(req);
+    await this.writeSettings(req, { ...settings, ...asObject(await readJson(req)) });
+    sendEmpty(res, 200);
+  }
+
+  private async postSetting({ req, res, params }: Ctx): Promise<void> {
+    const settings = await this.readSettings(req);
+    settings[params['id'] ?? ''] = await readJson(req);
+    await this.writeSettings(req, settings);
+    sendEmpty(res, 200);
+  }
+
+  private async listUserdata({ req, res, query }: Ctx): Promise<void> {
+    const dir = query.get('dir') ?? '';
+    if (!dir) return sendText(res, 400, 'Directory not provided');
+    const root = this.userPath(req, dir);
+    if (root === null) return sendText(res, 403, 'Invalid directory');
+    if (!existsSync(root)) return sendText(res, 404, 'Directory not found');
+    const flag = (name: string): boolean => (query.get(name) ?? '').toLowerCase() === 'true';
+    const files = await listFiles(root, flag('recurse'));
+    const describe = (rel: string): unknown =>
+      flag('full_info') ? fileInfo(path.join(root, rel), root) : flag('split') ? [rel, ...rel.split('/')] : rel;
+    sendJson(res, await Promise.all(files.map(describe)));
+  }
+
+  private async getUserdataFile({ req, res, params }: Ctx): Promise<void> {
+    const file = this.userPath(req, params['file'] ?? '');
+    if (file === null) return sendEmpty(res, 403);
+    const st = await statFile(file);
+    if (!st) return sendEmpty(res, 404);
+    await serveFile(req, res, file, st, { 'Content-Type': mimeType(file) });
+  }
+
+  private async postUserdataFile({ req, res, params, query }: Ctx): Promise<void> {
+    const file = this.userPath(req, params['file'] ?? '');
+    if (file === null) return sendEmpty(res, 403);
+    if (query.get('overwrite') === 'false' && existsSync(file)) return sendText(res, 409, 'File already exists');
+    const body = await readBody(req);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, body);
+    const root = this.userRoot(req);
+    const fullInfo = (query.get('full_info') ?? '').toLowerCase() === 'true';
+    sendJson(res, fullInfo ? await fileInfo(file, root) : path.relative(root, file));
+  }
+
+  private async deleteUserdataFile({ req, res, params }: Ctx): Promise<void> {
+    const file = this.userPath(req, params['file'] ?? '');
+    if (file === null) return sendEmpty(res, 403);
+    if (!existsSync(file)) return sendEmpty(res, 404);
+    await unlink(file);
+    sendEmpty(res, 204);
+  }
+}
+
+// ---- Origin check (§8) ---------------------------------------------------------------------
+
+function isLoopbackHostname(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
+}
+
+function splitHostPort(netloc: string): { hostname: string; port: string | null } {
+  const m = /^(\[[^\]]*\]|[^:]*)(?::(.*))?$/.exec(netloc);
+  return { hostname: (m?.[1] ?? netloc).replace(/^\[|\]$/g, ''), port: m?.[2] || null };
+}
+
+/** ComfyUI's origin-only middleware: cross-site fetches, and loopback Host with a different Origin, get 403. */
+function originRejected(headers: IncomingHttpHeaders): boolean {
+  if (headers['sec-fetch-site'] === 'cross-site') return true;
+  const host = headers.host?.toLowerCase();
+  const origin = headers.origin;
+  if (!host || !origin) return false;
+  const originNetloc = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(origin)?.[1]?.toLowerCase() ?? '';
+  const h = splitHostPort(host);
+  const o = splitHostPort(originNetloc);
+  if (!isLoopbackHostname(h.hostname)) return false;
+  const hostSide = o.port === null ? h.hostname : host;
+  const originSide = h.port === null ? o.hostname : originNetloc;
+  return hostSide !== '' && originSide !== '' && hostSide !== originSide;
+}
+
+function rejectUpgrade(socket: Duplex, status: number, reason: string): void {
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+}
+
+// ---- Routing helpers -----------------------------------------------------------------------
+
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
+/** Splits the raw target like aiohttp routes it: per-segment percent-decoding, so `%2F` stays inside its segment. */
+function parseTarget(rawUrl: string): { segments: string[]; query: URLSearchParams } {
+  const q = rawUrl.indexOf('?');
+  const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q);
+  return { segments: rawPath.split('/').slice(1).map(decodeSegment), query: new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1)) };
+}
+
+function matchPattern(pattern: readonly string[], segments: readonly string[]): Record<string, string> | null {
+  if (pattern.length !== segments.length) return null;
+  const params: Record<string, string> = {};
+  for (const [i, part] of pattern.entries()) {
+    const segment = segments[i] ?? '';
+    if (part.startsWith('{')) {
+      if (segment === '') return null;
+      params[part.slice(1, -1)] = segment;
+    } else if (part !== segment) {
+      return null;
+    }
+  }
+  return params;
+}
+
+function matchRoute(route: Pick<Route, 'pattern' | 'apiAlias'>, segments: string[]): Record<string, string> | null {
+  const bare = matchPattern(route.pattern, segments);
+  if (bare || !route.apiAlias || segments[0] !== 'api') return bare;
+  return matchPattern(route.pattern, segments.slice(1));
+}
+
+// ---- Responses and request bodies ----------------------------------------------------------
+
+function send(res: ServerResponse, status: number, body: string | Buffer, type: string, headers: Record<string, string> = {}): void {
+  const buf = Buffer.from(body);
+  res.writeHead(status, { 'Content-Type': type, 'Content-Length': String(buf.length), ...headers });
+  res.end(buf);
+}
+
+function sendJson(res: ServerResponse, value: unknown, status = 200): void {
+  send(res, status, JSON.stringify(value), JSON_TYPE);
+}
+
+function sendText(res: ServerResponse, status: number, text: string): void {
+  send(res, status, text, 'text/plain; charset=utf-8');
+}
+
+function sendEmpty(res: ServerResponse, status: number, headers: Record<string, string> = {}): void {
+  res.writeHead(status, status === 204 ? headers : { 'Content-Length': '0', ...headers });
+  res.end();
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** Parses the body as JSON whatever its Content-Type; a parse error becomes the 500 of aiohttp. */
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  return JSON.parse((await readBody(req)).toString('utf8'));
+}
+
+function parseJsonOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function isObject(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function asObject(value: unknown): Json {
+  if (!isObject(value)) throw new Error('expected a JSON object');
+  return value;
+}
+
+function asArray(value: unknown): unknown[] {
+  if (!Array.isArray(value)) throw new Error('expected a JSON array');
+  return value;
+}
+
+function toNumber(value: unknown): number {
+  const n = typeof value === 'number' || typeof value === 'string' ? Number(value) : NaN;
+  if (Number.isNaN(n)) throw new Error(`not a number: ${String(value)}`);
+  return n;
+}
+
+/** Python's int() on a query value: absent → null, malformed → error (500). */
+function optionalInt(value: string | null): number | null {
+  if (value === null) return null;
+  if (!/^\s*[+-]?\d+\s*$/.test(value)) throw new Error(`invalid literal for int(): ${value}`);
+  return Number.parseInt(value, 10);
+}
+
+function toBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  return Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+}
+
+function sendFrame(ws: WebSocket, type: string, data: unknown): void {
+  if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type, data }));
+}
+
+function sendBinary(ws: WebSocket, frame: Buffer): void {
+  if (ws.readyState === WebSocket.OPEN) ws.send(frame, { binary: true });
+}
+
+// ---- Prompts -------------------------------------------------------------------------------
+
+function objectInfoFor(classType: string): Json {
+  return Object.hasOwn(OBJECT_INFO, classType) ? { [classType]: OBJECT_INFO[classType] } : {};
+}
+
+function promptError(type: string, message: string, details: string): Json {
+  return { type, message, details, extra_info: {} };
+}
+
+/** ComfyUI's validate_prompt, reduced to class checks: returns the output nodes to execute or a §3 error. */
+function validatePrompt(prompt: unknown, targets: unknown): { outputs: string[] } | { error: Json } {
+  const outputs: string[] = [];
+  for (const [id, node] of Object.entries(asObject(prompt))) {
+    const details = `Node ID '#${id}'`;
+    if (!isObject(node) || !('class_type' in node)) {
+      return { error: promptError('invalid_prompt', 'Cannot execute because a node is missing the class_type property.', details) };
+    }
+    const classType = node['class_type'];
+    if (typeof classType !== 'string' || !Object.hasOwn(OBJECT_INFO, classType)) {
+      return { error: promptError('invalid_prompt', `Cannot execute because node ${String(classType)} does not exist.`, details) };
+    }
+    if (Object.hasOwn(OUTPUT_NODES, classType) && (targets == null || (Array.isArray(targets) && targets.includes(id)))) outputs.push(id);
+  }
+  return outputs.length > 0 ? { outputs } : { error: promptError('prompt_no_outputs', 'Prompt has no outputs', '') };
+}
+
+/** Nodes the outputs depend on, dependencies first. */
+function executionOrder(item: QueueItem): string[] {
+  const order: string[] = [];
+  const seen = new Set<string>();
+  const visit = (id: string): void => {
+    if (seen.has(id) || !Object.hasOwn(item.prompt, id)) return;
+    seen.add(id);
+    const inputs = item.prompt[id]?.inputs;
+    for (const value of Object.values(isObject(inputs) ? inputs : {})) {
+      if (Array.isArray(value) && value.length === 2) visit(String(value[0]));
+    }
+    order.push(id);
+  };
+  item.outputs.forEach(visit);
+  return order;
+}
+
+function queueTuple(item: QueueItem, extraData: Json): unknown[] {
+  return [item.number, item.id, item.prompt, extraData, item.outputs];
+}
+
+function redact(extraData: Json): Json {
+  return Object.fromEntries(Object.entries(extraData).filter(([key]) => !SENSITIVE_EXTRA_KEYS.includes(key)));
+}
+
+/** GET /history semantics: max_items alone → newest N; offset K → from the K-th oldest; both → [K, K+N). */
+function historyWindow(entries: Array<[string, unknown]>, maxItems: number | null, offset: number): Json {
+  const start = offset < 0 && maxItems !== null ? entries.length - maxItems : offset;
+  const window = entries.slice(Math.max(start, 0));
+  return Object.fromEntries(maxItems === null ? window : window.slice(0, Math.max(maxItems, 1)));
+}
+
+function u32Pair(a: number, b: number): Buffer {
+  const buf = Buffer.alloc(8);
+  buf.writeUInt32BE(a, 0);
+  buf.writeUInt32BE(b, 4);
+  return buf;
+}
+
+/** Binary type 1 PREVIEW_IMAGE, format 2 (PNG). */
+function previewFrame(): Buffer {
+  return Buffer.concat([u32Pair(1, 2), PNG_1X1]);
+}
+
+/** Binary type 4 PREVIEW_IMAGE_WITH_METADATA. */
+function previewFrameWithMetadata(promptId: string, nodeId: string): Buffer {
+  const metadata = Buffer.from(JSON.stringify({
+    node_id: nodeId, prompt_id: promptId, display_node_id: nodeId, parent_node_id: null, real_node_id: nodeId, image_type: 'image/png',
+  }));
+  return Buffer.concat([u32Pair(4, metadata.length), metadata, PNG_1X1]);
+}
+
+// ---- File serving (aiohttp FileResponse) ---------------------------------------------------
+
+function isInside(base: string, target: string): boolean {
+  return target === base || target.startsWith(base + path.sep);
+}
+
+/** ` [output]`, ` [input]` or ` [temp]` at the end of a filename selects the directory. */
+function annotatedFilename(filename: string): { name: string; type: DirType | null } {
+  for (const type of ['output', 'input', 'temp'] as const) {
+    if (filename.endsWith(`[${type}]`)) return { name: filename.slice(0, -(type.length + 3)), type };
+  }
+  return { name: filename, type: null };
+}
+
+function mimeType(file: string): string {
+  return MIME_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
+}
+
+async function statFile(file: string): Promise<BigIntStats | null> {
+  try {
+    const st = await stat(file, { bigint: true });
+    return st.isFile() ? st : null;
+  } catch {
+    return null;
+  }
+}
+
+function notModified(headers: IncomingHttpHeaders, etag: string, mtimeMs: number): boolean {
+  const ifNoneMatch = headers['if-none-match'];
+  if (ifNoneMatch !== undefined) {
+    return ifNoneMatch.split(',').some((tag) => ['*', etag].includes(tag.trim().replace(/^W\//, '')));
+  }
+  const ifModifiedSince = headers['if-modified-since'];
+  return ifModifiedSince !== undefined && mtimeMs <= Date.parse(ifModifiedSince);
+}
+
+/** A single `bytes=` range as aiohttp accepts it (inclusive end), null without a Range header. */
+function parseRange(header: string | undefined, size: number): { start: number; end: number } | 'unsatisfiable' | null {
+  if (header === undefined) return null;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header);
+  const first = m?.[1] ?? '';
+  const last = m?.[2] ?? '';
+  if (first === '' && last === '') return 'unsatisfiable';
+  if (first === '') return { start: Math.max(0, size - Number(last)), end: size - 1 };
+  const start = Number(first);
+  if (last !== '' && Number(last) < start) return 'unsatisfiable';
+  if (start >= size) return 'unsatisfiable';
+  return { start, end: last === '' ? size - 1 : Math.min(Number(last), size - 1) };
+}
+
+async function serveFile(req: IncomingMessage, res: ServerResponse, file: string, st: BigIntStats, headers: Record<string, string>): Promise<void> {
+  const size = Number(st.size);
+  const validators = { ETag: `"${st.mtimeNs.toString(16)}-${st.size.toString(16)}"`, 'Last-Modified': new Date(Number(st.mtimeMs)).toUTCString() };
+  if (notModified(req.headers, validators.ETag, Number(st.mtimeMs))) {
+    res.writeHead(304, validators);
+    res.end();
+    return;
+  }
+  const range = parseRange(req.headers.range, size);
+  if (range === 'unsatisfiable') return sendEmpty(res, 416, { 'Content-Range': `bytes */${size}` });
+  const { start, end } = range ?? { start: 0, end: size - 1 };
+  res.writeHead(range ? 206 : 200, {
+    ...headers, ...validators, 'Accept-Ranges': 'bytes', 'Content-Length': String(end - start + 1),
+    ...(range ? { 'Content-Range': `bytes ${start}-${end}/${size}` } : {}),
+  });
+  if (req.method === 'HEAD' || size === 0) {
+    res.end();
+    return;
+  }
+  await pipeline(createReadStream(file, { start, end }), res);
+}
+
+async function listFiles(dir: string, recurse: boolean): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true, recursive: recurse });
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(dir, path.join(e.parentPath, e.name)))
+    .filter((rel) => !rel.split(path.sep).some((part) => part.startsWith('.'))) // glob skips dotfiles
+    .map((rel) => rel.split(path.sep).join('/'));
+}
+
+async function fileInfo(file: string, relativeTo: string): Promise<Json> {
+  const st = await stat(file);
+  return { path: path.relative(relativeTo, file).split(path.sep).join('/'), size: st.size, modified: st.mtimeMs / 1000, created: st.ctimeMs / 1000 };
+}
+
+async function fileSha256(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** `name.ext`, else `name (1).ext`, … ; an existing file with the same content is reused. */
+async function uniqueName(folder: string, filename: string, sha256: string): Promise<{ name: string; duplicate: boolean }> {
+  const ext = path.extname(filename);
+  const stem = filename.slice(0, filename.length - ext.length);
+  let name = filename;
+  for (let i = 1; existsSync(path.join(folder, name)); i++) {
+    if ((await fileSha256(path.join(folder, name))) === sha256) return { name, duplicate: true };
+    name = `${stem} (${i})${ext}`;
+  }
+  return { name, duplicate: false };
+}
+
+// ---- Streaming multipart/form-data ---------------------------------------------------------
+
+interface UploadedFile { filename: string; bytes: number; sha256: string }
+interface Form { fields: Map<string, string>; file: UploadedFile | null }
+interface PartSink { write(chunk: Buffer): Promise<void>; close(): Promise<void> }
+
+const DISCARD: PartSink = { write: async () => {}, close: async () => {} };
+const MAX_PART_HEADER_BYTES = 16 * 1024;
+
+function multipartBoundary(contentType: string | undefined): string | null {
+  if (!contentType || !/^\s*multipart\/form-data\b/i.test(contentType)) return null;
+  const m = /;\s*boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType);
+  return m?.[1] ?? m?.[2] ?? null;
+}
+
+/** A Content-Disposition parameter (`name`, `filename`), honouring `filename*=UTF-8''…`. */
+function dispositionParam(disposition: string, key: string): string | undefined {
+  const extended = new RegExp(`;\\s*${key}\\*\\s*=\\s*utf-8''([^;]*)`, 'i').exec(disposition);
+  if (extended) return decodeSegment(extended[1] ?? '');
+  const plain = new RegExp(`;\\s*${key}\\s*=\\s*(?:"((?:[^"\\\\]|\\\\.)*)"|([^;]*))`, 'i').exec(disposition);
+  if (!plain) return undefined;
+  return plain[1] !== undefined ? plain[1].replace(/\\(.)/g, '$1') : (plain[2] ?? '').trim();
+}
+
+async function fileSink(file: string, done: (bytes: number, sha256: string) => void): Promise<PartSink> {
+  const handle = await open(file, 'w');
+  const hash = createHash('sha256');
+  let bytes = 0;
+  return {
+    async write(chunk) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      for (let offset = 0; offset < chunk.length;) offset += (await handle.write(chunk, offset)).bytesWritten;
+    },
+    async close() {
+      await handle.close();
+      done(bytes, hash.digest('hex'));
+    },
+  };
+}
+
+function textSink(done: (text: string) => void): PartSink {
+  const chunks: Buffer[] = [];
+  return {
+    write: async (chunk) => void chunks.push(chunk),
+    close: async () => done(Buffer.concat(chunks).toString('utf8')),
+  };
+}
+
+/** Incremental multipart parser: feeds each part's bytes to a sink without holding the body in memory. */
+class MultipartParser {
+  private readonly delimiter: Buffer;
+  private buf: Buffer = Buffer.from('\r\n'); // so the first boundary looks like every later `\r\n--boundary`
+  private state: 'preamble' | 'boundary' | 'headers' | 'body' | 'done' = 'preamble';
+  private sink: PartSink = DISCARD;
+
+  constructor(boundary: string, private readonly openPart: (disposition: string) => Promise<PartSink>) {
+    this.delimiter = Buffer.from(`\r\n--${boundary}`);
+  }
+
+  async push(chunk: Buffer): Promise<void> {
+    this.buf = this.buf.length > 0 ? Buffer.concat([this.buf, chunk]) : chunk;
+    while (await this.advance());
+  }
+
+  end(): void {
+    if (this.state !== 'done') throw new Error('truncated multipart body');
+  }
+
+  async dispose(): Promise<void> {
+    await this.sink.close();
+    this.sink = DISCARD;
+  }
+
+  /** Consumes what it can from the buffer; false when it needs more input. */
+  private async advance(): Promise<boolean> {
+    switch (this.state) {
+      case 'preamble': return this.skipPreamble();
+      case 'boundary': return this.afterBoundary();
+      case 'headers': return this.readHeaders();
+      case 'body': return this.readPartData();
+      case 'done':
+        this.buf = Buffer.alloc(0);
+        return false;
+    }
+  }
+
+  private skipPreamble(): boolean {
+    const at = this.buf.indexOf(this.delimiter);
+    if (at < 0) {
+      this.buf = this.buf.subarray(Math.max(0, this.buf.length - this.delimiter.length + 1));
+      return false;
+    }
+    this.buf = this.buf.subarray(at + this.delimiter.length);
+    this.state = 'boundary';
+    return true;
+  }
+
+  private afterBoundary(): boolean {
+    if (this.buf.length < 2) return false;
+    this.state = this.buf[0] === 0x2d && this.buf[1] === 0x2d ? 'done' : 'headers';
+    return true;
+  }
+
+  private async readHeaders(): Promise<boolean> {
+    const end = this.buf.indexOf('\r\n\r\n');
+    if (end < 0) {
+      if (this.buf.length > MAX_PART_HEADER_BYTES) throw new Error('multipart part headers too large');
+      return false;
+    }
+    const headers = this.buf.subarray(2, end).toString('utf8');
+    this.buf = this.buf.subarray(end + 4);
+    this.sink = await this.openPart(/^content-disposition:(.*)$/im.exec(headers)?.[1]?.trim() ?? '');
+    this.state = 'body';
+    return true;
+  }
+
+  private async readPartData(): Promise<boolean> {
+    const at = this.buf.indexOf(this.delimiter);
+    if (at < 0) {
+      const safe = this.buf.length - this.delimiter.length + 1; // a delimiter may straddle the next chunk
+      if (safe > 0) {
+        await this.sink.write(this.buf.subarray(0, safe));
+        this.buf = this.buf.subarray(safe);
+      }
+      return false;
+    }
+    if (at > 0) await this.sink.write(this.buf.subarray(0, at));
+    await this.dispose();
+    this.buf = this.buf.subarray(at + this.delimiter.length);
+    this.state = 'boundary';
+    return true;
+  }
+}
+
+/** Streams a multipart/form-data body: text fields are collected, the first `image` file part goes to `spoolPath`. */
+async function readForm(req: IncomingMessage, spoolPath: string): Promise<Form> {
+  const form: Form = { fields: new Map(), file: null };
+  const boundary = multipartBoundary(req.headers['content-type']);
+  if (boundary === null) {
+    req.resume();
+    await finished(req);
+    return form;
+  }
+  let imageClaimed = false;
+  const parser = new MultipartParser(boundary, async (disposition) => {
+    const name = dispositionParam(disposition, 'name');
+    const filename = dispositionParam(disposition, 'filename');
+    if (filename !== undefined && name === 'image' && !imageClaimed) {
+      imageClaimed = true;
+      return fileSink(spoolPath, (bytes, sha256) => { form.file = { filename, bytes, sha256 }; });
+    }
+    if (filename !== undefined || name === undefined || form.fields.has(name)) return DISCARD;
+    return textSink((text) => form.fields.set(name, text));
+  });
+  try {
+    for await (const chunk of req) await parser.push(chunk as Buffer);
+    parser.end();
+  } finally {
+    await parser.dispose();
+  }
+  return form;
+}
