@@ -31,6 +31,7 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { flag: 'public-path', env: 'COMFY_GATE_PUBLIC_PATHS', type: 'string', multiple: true, help: 'A path prefix anyone may GET/HEAD in required mode; repeatable (env: comma-separated)' },
   { flag: 'usage-retention-days', env: 'COMFY_GATE_USAGE_RETENTION_DAYS', type: 'string', help: `Days raw usage records are kept (default ${DEFAULTS.usageRetentionDays}); daily totals are kept for good` },
   { flag: 'upstream-timeout', env: 'COMFY_GATE_UPSTREAM_TIMEOUT', type: 'string', help: `Seconds to wait for ComfyUI's response headers (default ${DEFAULTS.upstreamTimeoutSeconds})` },
+  { flag: 'ws-ping-interval', env: 'COMFY_GATE_WS_PING_INTERVAL', type: 'string', help: `Seconds between keep-alive pings on each relayed WebSocket (default ${DEFAULTS.wsPingIntervalSeconds})` },
 ];
 
 type RawValues = Record<string, string | boolean | string[] | undefined>;
@@ -60,6 +61,7 @@ export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): Gateway
     publicPaths: ((values['public-path'] as string[] | undefined) ?? []).map(parsePublicPath),
     usageRetentionDays: parseInteger('--usage-retention-days', stringValue(values['usage-retention-days']), DEFAULTS.usageRetentionDays, 1, 36500),
     upstreamTimeoutMs: 1000 * parseInteger('--upstream-timeout', stringValue(values['upstream-timeout']), DEFAULTS.upstreamTimeoutSeconds, 1, 86400),
+    wsPingIntervalMs: 1000 * parseInteger('--ws-ping-interval', stringValue(values['ws-ping-interval']), DEFAULTS.wsPingIntervalSeconds, 1, 3600),
   };
 }
 

@@ -18,6 +18,8 @@ export interface GatewayConfig {
   usageRetentionDays: number;
   /** How long to wait for ComfyUI's response headers, in milliseconds. */
   upstreamTimeoutMs: number;
+  /** How often both ends of a relayed WebSocket are pinged, in milliseconds. */
+  wsPingIntervalMs: number;
 }
 
 export const DEFAULTS = {
@@ -27,6 +29,7 @@ export const DEFAULTS = {
   userDirectory: './user',
   usageRetentionDays: 90,
   upstreamTimeoutSeconds: 300,
+  wsPingIntervalSeconds: 30,
 } as const;
 
 /** Rate limit of a key created without one, in requests per hour. */

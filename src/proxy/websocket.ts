@@ -12,7 +12,7 @@ export interface WebSocketProxyOptions {
   /** How long ComfyUI may take to accept the upgrade. */
   handshakeTimeoutMs: number;
   /** How often both sides are pinged; a side that has not answered the previous ping is cut. */
-  pingIntervalMs?: number;
+  pingIntervalMs: number;
 }
 
 export interface WebSocketProxy {
@@ -28,7 +28,6 @@ const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketProxy {
   const server = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_MESSAGE_BYTES, clientTracking: true });
   const upstreamBase = `${options.upstream.protocol === 'https:' ? 'wss' : 'ws'}://${options.upstream.host}`;
-  const pingIntervalMs = options.pingIntervalMs ?? 30_000;
   const alive = new WeakMap<WebSocket, boolean>();
   const upstreams = new Set<WebSocket>();
 
@@ -41,7 +40,7 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
       alive.set(ws, false);
       ws.ping();
     }
-  }, pingIntervalMs).unref();
+  }, options.pingIntervalMs).unref();
 
   function relay(req: IncomingMessage, socket: Duplex, head: Buffer, onEnd: (outcome: { status: number; connectedMs: number }) => void): void {
     const upstream = new WebSocket(upstreamBase + req.url, {

@@ -35,7 +35,11 @@ const READY_PROBE_TIMEOUT_MS = 2000;
 export function createGatewayServer(config: GatewayConfig, stores: GatewayStores): Gateway {
   const { keys, usage, counters } = stores;
   const proxy = createHttpProxy({ upstream: config.upstream, headersTimeoutMs: config.upstreamTimeoutMs });
-  const webSockets = createWebSocketProxy({ upstream: config.upstream, handshakeTimeoutMs: Math.min(config.upstreamTimeoutMs, 30_000) });
+  const webSockets = createWebSocketProxy({
+    upstream: config.upstream,
+    handshakeTimeoutMs: Math.min(config.upstreamTimeoutMs, 30_000),
+    pingIntervalMs: config.wsPingIntervalMs,
+  });
   const now = (): number => Date.now() / 1000;
   const adminContext = { mode: config.mode, keys, usage, now };
 

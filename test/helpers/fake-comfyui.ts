@@ -44,7 +44,8 @@ export async function startFakeComfyUI(opts: FakeComfyUIOptions = {}): Promise<F
 }
 
 type Json = Record<string, unknown>;
-type DirType = 'output' | 'input' | 'temp';
+const DIR_TYPES = ['output', 'input', 'temp'] as const;
+type DirType = (typeof DIR_TYPES)[number];
 
 interface PromptNode { class_type: string; inputs?: unknown }
 interface QueueItem { number: number; id: string; prompt: Record<string, PromptNode>; extraData: Json; outputs: string[] }
@@ -67,7 +68,7 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 const SERVER_ERROR = '500 Internal Server Error\n\nServer got itself in trouble';
 const SERVER_FEATURES = { supports_preview_metadata: true, max_upload_size: 104857600 };
 const SENSITIVE_EXTRA_KEYS = ['auth_token_comfy_org', 'api_key_comfy_org'];
-const OUTPUT_NODES: Record<string, DirType> = { SaveImage: 'output', PreviewImage: 'temp' };
+const OUTPUT_NODES = new Map<string, DirType>([['SaveImage', 'output'], ['PreviewImage', 'temp']]);
 const SAMPLER_NODES = new Set(['KSampler']);
 const MODEL_FOLDERS = ['checkpoints', 'loras', 'vae', 'embeddings', 'upscale_models', 'controlnet'];
 const PNG_1X1 = Buffer.from(
@@ -101,7 +102,7 @@ function nodeInfo(name: string, displayName: string, category: string, required:
     input: { required }, input_order: { required: Object.keys(required) },
     output, output_is_list: output.map(() => false), output_name: output,
     name, display_name: displayName, description: '', python_module: 'nodes', category,
-    output_node: Object.hasOwn(OUTPUT_NODES, name),
+    output_node: OUTPUT_NODES.has(name),
   };
 }
 
@@ -144,6 +145,7 @@ class FakeServer implements FakeComfyUI {
   readonly tempDir: string;
   readonly userDir: string;
   private readonly root: string;
+  private readonly dirs: Record<DirType, string>;
   private readonly opts: FakeComfyUIOptions;
   private readonly server: Server;
   private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: true, maxPayload: 4 * 1024 * 1024 });
@@ -159,9 +161,10 @@ class FakeServer implements FakeComfyUI {
   constructor(root: string, opts: FakeComfyUIOptions) {
     this.root = root;
     this.opts = opts;
-    this.outputDir = path.join(root, 'output');
-    this.inputDir = path.join(root, 'input');
-    this.tempDir = path.join(root, 'temp');
+    this.dirs = { output: path.join(root, 'output'), input: path.join(root, 'input'), temp: path.join(root, 'temp') };
+    this.outputDir = this.dirs.output;
+    this.inputDir = this.dirs.input;
+    this.tempDir = this.dirs.temp;
     this.userDir = path.join(root, 'user');
     if (!opts.multiUser) this.users.set('default', 'default');
     this.routes = this.buildRoutes();
@@ -441,12 +444,12 @@ class FakeServer implements FakeComfyUI {
 
   /** SaveImage/PreviewImage write a real PNG and return their UI output; other nodes have none. */
   private async nodeOutput(classType: string): Promise<Json | null> {
-    if (!Object.hasOwn(OUTPUT_NODES, classType)) return null;
-    const type = OUTPUT_NODES[classType] as DirType;
+    const type = OUTPUT_NODES.get(classType);
+    if (type === undefined) return null;
     const n = (this.imageCounters.get(type) ?? 0) + 1;
     this.imageCounters.set(type, n);
     const filename = `ComfyUI_${String(n).padStart(5, '0')}_.png`;
-    await writeFile(path.join(this.dirFor(type) ?? '', filename), PNG_1X1);
+    await writeFile(path.join(this.dirs[type], filename), PNG_1X1);
     return { images: [{ filename, subfolder: '', type }] };
   }
 
@@ -522,8 +525,7 @@ class FakeServer implements FakeComfyUI {
   // ---- Files: /view, uploads, /internal/files ------------------------------------------------
 
   private dirFor(type: string): string | null {
-    const dirs: Record<DirType, string> = { output: this.outputDir, input: this.inputDir, temp: this.tempDir };
-    return Object.hasOwn(dirs, type) ? dirs[type as DirType] : null;
+    return isDirType(type) ? this.dirs[type] : null;
   }
 
   private async view({ req, res, query }: Ctx): Promise<void> {
@@ -615,7 +617,7 @@ class FakeServer implements FakeComfyUI {
 
   private async postUsers({ req, res }: Ctx): Promise<void> {
     const username = asObject(await readJson(req))['username'];
-    if ([...this.users.values()].includes(username as string)) return sendJson(res, { error: 'Duplicate username.' }, 400);
+    if ([...this.users.values()].some((name) => name === username)) return sendJson(res, { error: 'Duplicate username.' }, 400);
     if (typeof username !== 'string' || !username.trim()) throw new Error('username not provided');
     const id = `${username.trim().replace(/[^a-zA-Z0-9-_]+/g, '-')}_${randomUUID()}`;
     this.users.set(id, username.trim());
@@ -877,7 +879,7 @@ function validatePrompt(prompt: unknown, targets: unknown): { outputs: string[] 
     if (typeof classType !== 'string' || !Object.hasOwn(OBJECT_INFO, classType)) {
       return { error: promptError('invalid_prompt', `Cannot execute because node ${String(classType)} does not exist.`, details) };
     }
-    if (Object.hasOwn(OUTPUT_NODES, classType) && (targets == null || (Array.isArray(targets) && targets.includes(id)))) outputs.push(id);
+    if (OUTPUT_NODES.has(classType) && (targets == null || (Array.isArray(targets) && targets.includes(id)))) outputs.push(id);
   }
   return outputs.length > 0 ? { outputs } : { error: promptError('prompt_no_outputs', 'Prompt has no outputs', '') };
 }
@@ -936,13 +938,17 @@ function previewFrameWithMetadata(promptId: string, nodeId: string): Buffer {
 
 // ---- File serving (aiohttp FileResponse) ---------------------------------------------------
 
+function isDirType(type: string): type is DirType {
+  return (DIR_TYPES as readonly string[]).includes(type);
+}
+
 function isInside(base: string, target: string): boolean {
   return target === base || target.startsWith(base + path.sep);
 }
 
 /** ` [output]`, ` [input]` or ` [temp]` at the end of a filename selects the directory. */
 function annotatedFilename(filename: string): { name: string; type: DirType | null } {
-  for (const type of ['output', 'input', 'temp'] as const) {
+  for (const type of DIR_TYPES) {
     if (filename.endsWith(`[${type}]`)) return { name: filename.slice(0, -(type.length + 3)), type };
   }
   return { name: filename, type: null };
@@ -977,11 +983,10 @@ function parseRange(header: string | undefined, size: number): { start: number; 
   const first = m?.[1] ?? '';
   const last = m?.[2] ?? '';
   if (first === '' && last === '') return 'unsatisfiable';
-  if (first === '') return { start: Math.max(0, size - Number(last)), end: size - 1 };
-  const start = Number(first);
-  if (last !== '' && Number(last) < start) return 'unsatisfiable';
-  if (start >= size) return 'unsatisfiable';
-  return { start, end: last === '' ? size - 1 : Math.min(Number(last), size - 1) };
+  const start = first === '' ? Math.max(0, size - Number(last)) : Number(first); // `-N` is a suffix
+  const end = first === '' || last === '' ? size - 1 : Number(last);
+  if (start >= size || end < start) return 'unsatisfiable';
+  return { start, end: Math.min(end, size - 1) };
 }
 
 async function serveFile(req: IncomingMessage, res: ServerResponse, file: string, st: BigIntStats, headers: Record<string, string>): Promise<void> {

@@ -1,0 +1,248 @@
+// The proxy path end to end: a prompt over HTTP and WebSocket, frames, close codes, pings, headers, Range, %2F and upstream faults.
+
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import WebSocket, { WebSocketServer } from 'ws';
+import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
+import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
+import { send } from '../helpers/http-client.js';
+import { createKey, type CreatedKey } from '../helpers/keys.js';
+
+const WORKFLOW = {
+  '3': { class_type: 'KSampler', inputs: { seed: 1, steps: 2 } },
+  '9': { class_type: 'SaveImage', inputs: { images: ['3', 0], filename_prefix: 'ComfyUI' } },
+};
+
+type Message = { type: string; data: Record<string, unknown> };
+
+function openSocket(url: string, key: string, headers: Record<string, string> = {}): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers: { 'x-api-key': key, ...headers } });
+    ws.once('open', () => resolve(ws));
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+    ws.once('error', reject);
+  });
+}
+
+function nextMessage(ws: WebSocket, predicate: (m: Message) => boolean = () => true): Promise<Message> {
+  return new Promise((resolve) => {
+    const onMessage = (data: WebSocket.RawData, isBinary: boolean): void => {
+      if (isBinary) return;
+      const message = JSON.parse(data.toString()) as Message;
+      if (predicate(message)) {
+        ws.off('message', onMessage);
+        resolve(message);
+      }
+    };
+    ws.on('message', onMessage);
+  });
+}
+
+function listen(server: Server): Promise<number> {
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
+}
+
+describe('proxying ComfyUI', () => {
+  let comfy: FakeComfyUI;
+  let gateway: GatewayProcess;
+  let key: CreatedKey;
+  let wsBase: string;
+
+  before(async () => {
+    comfy = await startFakeComfyUI();
+    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--ws-ping-interval', '1'] });
+    key = await createKey(gateway.url, { name: 'runner', rate_limit: 10000 });
+    wsBase = `ws://127.0.0.1:${gateway.port}`;
+  });
+  after(async () => {
+    await gateway.stop();
+    await comfy.close();
+  });
+
+  test('a full prompt run: WebSocket events in order, history, and the output image via /view', async () => {
+    const ws = await openSocket(`${wsBase}/ws?clientId=client-1`, key.api_key);
+    const status = await nextMessage(ws);
+    assert.equal(status.type, 'status');
+    assert.equal(status.data.sid, 'client-1');
+    ws.send(JSON.stringify({ type: 'feature_flags', data: { supports_preview_metadata: true } }));
+    assert.equal((await nextMessage(ws, (m) => m.type === 'feature_flags')).data.supports_preview_metadata, true);
+
+    const seen: string[] = [];
+    ws.on('message', (data, isBinary) => {
+      if (!isBinary) seen.push((JSON.parse(data.toString()) as Message).type);
+    });
+    const queued = await send(gateway.url, '/api/prompt', { method: 'POST', key: key.api_key, body: { prompt: WORKFLOW, client_id: 'client-1' } });
+    assert.equal(queued.status, 200, queued.text);
+    const promptId = queued.json<{ prompt_id: string }>().prompt_id;
+    await nextMessage(ws, (m) => m.type === 'executing' && m.data.node === null && m.data.prompt_id === promptId);
+    ws.close();
+    for (const type of ['execution_start', 'executing', 'progress', 'executed', 'execution_success']) assert.ok(seen.includes(type), `${type} relayed`);
+    assert.ok(seen.indexOf('execution_start') < seen.indexOf('execution_success'));
+
+    const history = (await send(gateway.url, `/api/history/${promptId}`, { key: key.api_key })).json<Record<string, { outputs: Record<string, { images: Array<{ filename: string }> }> }>>();
+    const image = history[promptId]!.outputs['9']!.images[0]!;
+    const view = await send(gateway.url, `/api/view?filename=${encodeURIComponent(image.filename)}&type=output`, { key: key.api_key });
+    assert.equal(view.status, 200);
+    assert.equal(view.headers['content-type'], 'image/png');
+    assert.equal(Buffer.from(view.text, 'latin1').length > 0, true);
+  });
+
+  test('text and binary frames both ways, byte for byte', async () => {
+    const ws = await openSocket(`${wsBase}/api/ws?clientId=echo`, key.api_key);
+    await nextMessage(ws);
+    ws.send(JSON.stringify({ type: 'echo', data: 'héllo' }));
+    assert.deepEqual((await nextMessage(ws, (m) => m.type === 'echo')).data, 'héllo' as unknown as Record<string, unknown>);
+    const payload = Buffer.from([0, 0, 0, 1, 0, 0, 0, 2, 255, 254, 253]);
+    const echoed = new Promise<Buffer>((resolve) => ws.on('message', (data, isBinary) => isBinary && resolve(data as Buffer)));
+    ws.send(payload);
+    assert.deepEqual(await echoed, payload);
+    ws.close();
+  });
+
+  test('the gateway pings idle WebSockets (keep-alive)', async () => {
+    const ws = await openSocket(`${wsBase}/ws?clientId=pinged`, key.api_key);
+    await new Promise((resolve) => ws.once('ping', resolve));
+    ws.close();
+  });
+
+  test('path and query go byte for byte, %2F included', async () => {
+    const target = '/api/userdata/workflows%2Fmy%20flow.json?overwrite=true';
+    const saved = await send(gateway.url, target, { method: 'POST', key: key.api_key, body: '{"nodes":[]}' });
+    assert.equal(saved.status, 200, saved.text);
+    assert.equal(comfy.requests.at(-1)!.url, target);
+    const read = await send(gateway.url, '/api/userdata/workflows%2Fmy%20flow.json', { key: key.api_key });
+    assert.equal(read.text, '{"nodes":[]}');
+  });
+
+  test('X-Forwarded-* are added; our credentials and hop-by-hop headers are not forwarded', async () => {
+    await send(gateway.url, '/api/system_stats', {
+      key: key.api_key,
+      headers: { authorization: `Bearer ${key.api_key}`, 'x-custom': 'kept', connection: 'keep-alive, x-drop-me', 'x-drop-me': '1', host: 'gw.example:8443' },
+    });
+    const { headers } = comfy.requests.at(-1)!;
+    assert.equal(headers['x-api-key'], undefined);
+    assert.equal(headers.authorization, undefined);
+    assert.equal(headers['x-drop-me'], undefined);
+    assert.equal(headers['x-custom'], 'kept');
+    assert.equal(headers['x-forwarded-for'], '127.0.0.1');
+    assert.equal(headers['x-forwarded-proto'], 'http');
+    assert.equal(headers['x-forwarded-host'], 'gw.example:8443');
+  });
+
+  test("a browser POST and WebSocket with the gateway's Origin pass ComfyUI's origin check", async () => {
+    const origin = { origin: gateway.url, 'sec-fetch-site': 'same-origin' };
+    const res = await send(gateway.url, '/api/prompt', { method: 'POST', key: key.api_key, headers: origin, body: { prompt: WORKFLOW } });
+    assert.equal(res.status, 200, res.text);
+    const crossSite = await send(gateway.url, '/api/queue', { key: key.api_key, headers: { ...origin, 'sec-fetch-site': 'cross-site' } });
+    assert.equal(crossSite.status, 200);
+    const ws = await openSocket(`${wsBase}/ws?clientId=browser`, key.api_key, origin);
+    ws.close();
+  });
+
+  test('Range requests (206), conditional requests (304) and HEAD are relayed', async () => {
+    const history = (await send(gateway.url, '/api/history', { key: key.api_key })).json<Record<string, { outputs: Record<string, { images?: Array<{ filename: string }> }> }>>();
+    const filename = Object.values(history)[0]!.outputs['9']!.images![0]!.filename;
+    const file = await readFile(join(comfy.outputDir, filename));
+    const target = `/view?filename=${filename}&type=output`;
+    const partial = await send(gateway.url, target, { key: key.api_key, headers: { range: 'bytes=0-9' } });
+    assert.equal(partial.status, 206);
+    assert.equal(partial.headers['content-range'], `bytes 0-9/${file.length}`);
+    assert.equal(partial.headers['content-length'], '10');
+    const full = await send(gateway.url, target, { key: key.api_key });
+    const notModified = await send(gateway.url, target, { key: key.api_key, headers: { 'if-none-match': String(full.headers.etag) } });
+    assert.equal(notModified.status, 304);
+    const head = await send(gateway.url, target, { method: 'HEAD', key: key.api_key });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers['content-length'], String(file.length));
+    assert.equal(head.text, '');
+  });
+
+  test("ComfyUI's own errors pass through unchanged", async () => {
+    const res = await send(gateway.url, '/api/prompt', { method: 'POST', key: key.api_key, body: { nothing: true } });
+    assert.equal(res.status, 400);
+    assert.equal(res.json<{ error: { type: string } }>().error.type, 'no_prompt');
+    assert.equal((await send(gateway.url, '/view?filename=missing.png', { key: key.api_key })).status, 404);
+  });
+});
+
+describe('WebSocket close codes are relayed both ways', () => {
+  test('client → ComfyUI and ComfyUI → client', async () => {
+    const upstream = createServer();
+    const wss = new WebSocketServer({ server: upstream });
+    const upstreamCloses: Array<[number, string]> = [];
+    wss.on('connection', (socket) => {
+      socket.on('message', (data) => {
+        if (data.toString() === 'close please') socket.close(4321, 'as asked');
+      });
+      socket.on('close', (code, reason) => upstreamCloses.push([code, reason.toString()]));
+    });
+    const port = await listen(upstream);
+    const gateway = await startGateway({ upstream: `http://127.0.0.1:${port}` });
+    try {
+      const first = new WebSocket(`ws://127.0.0.1:${gateway.port}/ws`);
+      await new Promise((resolve) => first.once('open', resolve));
+      first.send('close please');
+      const [code, reason] = await new Promise<[number, string]>((resolve) => first.once('close', (c, r) => resolve([c, r.toString()])));
+      assert.deepEqual([code, reason], [4321, 'as asked']);
+
+      const second = new WebSocket(`ws://127.0.0.1:${gateway.port}/ws`);
+      await new Promise((resolve) => second.once('open', resolve));
+      second.close(4000, 'client bye');
+      await new Promise((resolve) => second.once('close', resolve));
+      for (let i = 0; i < 50 && upstreamCloses.length < 2; i += 1) await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual(upstreamCloses.at(-1), [4000, 'client bye']);
+    } finally {
+      await gateway.stop();
+      wss.close();
+      upstream.close();
+    }
+  });
+});
+
+describe('upstream faults', () => {
+  test('ComfyUI down: 502 UPSTREAM_UNAVAILABLE for HTTP and WebSocket, /readyz 503, the gateway keeps running', async () => {
+    const closed = createServer();
+    const port = await listen(closed);
+    await new Promise((resolve) => closed.close(resolve));
+    const gateway = await startGateway({ upstream: `http://127.0.0.1:${port}` });
+    try {
+      const res = await send(gateway.url, '/api/prompt', { method: 'POST', body: { prompt: WORKFLOW } });
+      assert.equal(res.status, 502);
+      assert.equal(res.json().error_code, 'UPSTREAM_UNAVAILABLE');
+      const ws = await new Promise<number>((resolve) => {
+        const socket = new WebSocket(`ws://127.0.0.1:${gateway.port}/ws`);
+        socket.once('unexpected-response', (_req, r) => resolve(r.statusCode ?? 0));
+        socket.once('error', () => undefined);
+      });
+      assert.equal(ws, 502);
+      const ready = await send(gateway.url, '/readyz');
+      assert.equal(ready.status, 503);
+      assert.match(String(ready.json().upstream), /unreachable/);
+      assert.equal((await send(gateway.url, '/healthz')).status, 200);
+    } finally {
+      await gateway.stop();
+    }
+  });
+
+  test('ComfyUI silent: 504 UPSTREAM_TIMEOUT after --upstream-timeout', async () => {
+    const silent = createServer(() => undefined);
+    const port = await listen(silent);
+    const gateway = await startGateway({ upstream: `http://127.0.0.1:${port}`, args: ['--upstream-timeout', '1'] });
+    try {
+      const started = Date.now();
+      const res = await send(gateway.url, '/api/object_info');
+      assert.equal(res.status, 504);
+      assert.equal(res.json().error_code, 'UPSTREAM_TIMEOUT');
+      assert.ok(Date.now() - started < 5000);
+      assert.equal((await send(gateway.url, '/healthz')).status, 200);
+    } finally {
+      await gateway.stop();
+      silent.closeAllConnections();
+      silent.close();
+    }
+  });
+});

@@ -1,0 +1,280 @@
+// Unit tests of FileUsageStore: daily totals, durability, compaction and its crash points, retention, the reference's api_usage.json.
+
+import assert from 'node:assert/strict';
+import { appendFile, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import { FileUsageStore, type FileUsageStoreOptions } from '../../src/store/file/file-usage-store.js';
+import { StoreCorruptError, type DailyTotals, type UsageRecord } from '../../src/store/types.js';
+
+const DAY = 86_400;
+/** 2024-05-01T10:00:00Z, and the UTC day it falls on. */
+const MAY_1 = Date.UTC(2024, 4, 1, 10) / 1000;
+
+/** A usage record in the reference's shape. */
+function usage(keyId: string, timestamp: number, status = 200, duration = 1.5): UsageRecord {
+  return { key_id: keyId, endpoint: '/api/prompt', timestamp, duration, success: status < 400, metadata: { method: 'POST', status } };
+}
+
+function totals(requests: number, successes: number, duration: number, rate_limited = 0): DailyTotals {
+  return { requests, successes, failures: requests - successes, duration, rate_limited };
+}
+
+/** The store's daily totals of a key as a plain object, for deepEqual. */
+const daily = (store: FileUsageStore, keyId: string, fromDay = '2000-01-01'): Record<string, DailyTotals> =>
+  Object.fromEntries(store.dailyTotals(keyId, fromDay));
+
+describe('FileUsageStore', () => {
+  let dir: string;
+  let usagePath: string;
+  let journalPath: string;
+  let asidePath: string;
+  let opened: FileUsageStore[];
+
+  /** Opens a store on the test directory; it is closed after the test. */
+  async function openStore(options: Partial<FileUsageStoreOptions> = {}): Promise<FileUsageStore> {
+    const store = new FileUsageStore({ directory: dir, retentionDays: 30, flushIntervalMs: 60_000, ...options });
+    await store.open();
+    opened.push(store);
+    return store;
+  }
+
+  /** Closes every store opened so far, as a stopped process would. */
+  async function closeAll(): Promise<void> {
+    await Promise.all(opened.splice(0).map((s) => s.close()));
+  }
+
+  /** Closes the open stores and opens a fresh one, as a restarted process would. */
+  async function reopen(options: Partial<FileUsageStoreOptions> = {}): Promise<FileUsageStore> {
+    await closeAll();
+    return openStore(options);
+  }
+
+  /** api_usage.json as any JSON reader sees it. */
+  async function readUsageFile(): Promise<{ records: UsageRecord[] }> {
+    return JSON.parse(await readFile(usagePath, 'utf8')) as { records: UsageRecord[] };
+  }
+
+  const exists = (path: string): Promise<boolean> => stat(path).then(() => true, () => false);
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'comfy-gate-usage-'));
+    usagePath = join(dir, 'api_usage.json');
+    journalPath = join(dir, 'api_usage.journal');
+    asidePath = join(dir, 'api_usage.journal.compacting');
+    opened = [];
+  });
+
+  afterEach(async () => {
+    await Promise.all(opened.map((s) => s.close().catch(() => undefined)));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('record() updates the daily totals at once, per UTC day', async () => {
+    const store = await openStore();
+    store.record(usage('a', MAY_1, 200, 1));
+    store.record(usage('a', MAY_1 + 60, 500, 2));
+    store.record(usage('a', MAY_1 + DAY, 302, 4));
+    store.record(usage('b', MAY_1, 200, 8));
+    assert.deepEqual(daily(store, 'a'), { '2024-05-01': totals(2, 1, 3), '2024-05-02': totals(1, 1, 4) });
+    assert.deepEqual(daily(store, 'a', '2024-05-02'), { '2024-05-02': totals(1, 1, 4) }, 'days before fromDay are left out');
+    assert.deepEqual(daily(store, 'b'), { '2024-05-01': totals(1, 1, 8) });
+    assert.deepEqual(store.keyIds().sort(), ['a', 'b']);
+    assert.deepEqual(daily(store, 'nobody'), {});
+  });
+
+  test('after flush() a new instance sees the same totals', async () => {
+    const store = await openStore();
+    store.record(usage('a', MAY_1, 200, 1));
+    store.record(usage('a', MAY_1 + DAY, 404, 2));
+    store.recordRateLimited('a', MAY_1 + DAY);
+    await store.flush();
+    assert.equal(store.lastWriteError(), null);
+
+    const other = await openStore();
+    assert.deepEqual(daily(other, 'a'), daily(store, 'a'));
+    assert.deepEqual(daily(other, 'a'), { '2024-05-01': totals(1, 1, 1), '2024-05-02': totals(1, 0, 2, 1) });
+  });
+
+  test('close() writes what is still buffered', async () => {
+    const store = await openStore();
+    store.record(usage('a', MAY_1));
+    const fresh = await reopen();
+    assert.deepEqual(daily(fresh, 'a'), { '2024-05-01': totals(1, 1, 1.5) });
+  });
+
+  test('recordRateLimited counts in rate_limited, not in requests', async () => {
+    const store = await openStore();
+    store.recordRateLimited('a', MAY_1);
+    store.recordRateLimited('a', MAY_1 + 1);
+    store.record(usage('a', MAY_1 + 2));
+    assert.deepEqual(daily(store, 'a'), { '2024-05-01': totals(1, 1, 1.5, 2) });
+    const fresh = await reopen();
+    assert.deepEqual(daily(fresh, 'a'), { '2024-05-01': totals(1, 1, 1.5, 2) });
+  });
+
+  test('recentRequestTimes() gives the counted requests of the last window after a restart', async () => {
+    const now = Date.now() / 1000;
+    const store = await openStore();
+    store.record(usage('a', now - 7200));
+    store.record(usage('a', now - 100, 500));
+    store.record(usage('a', now - 10));
+    store.recordRateLimited('a', now - 5);
+    store.record(usage('b', now - 50));
+    const fresh = await reopen();
+    const recent = fresh.recentRequestTimes(3600, now);
+    assert.deepEqual(recent.get('a'), [now - 100, now - 10]);
+    assert.deepEqual(recent.get('b'), [now - 50]);
+    assert.deepEqual(fresh.recentRequestTimes(60, now).get('a'), [now - 10], 'only the last windowSeconds');
+  });
+
+  test('compact() writes every record to api_usage.json in the reference shape, counted once after reopen', async () => {
+    const store = await openStore();
+    const first = [usage('a', MAY_1, 200, 1), usage('b', MAY_1 + 1, 500, 2)];
+    const second = [usage('a', MAY_1 + DAY, 201, 4)];
+    for (const r of first) store.record(r);
+    store.recordRateLimited('a', MAY_1 + 2);
+    await store.compact();
+    assert.equal(await exists(asidePath), false, 'the merged journal is deleted');
+    assert.deepEqual((await readUsageFile()).records, first, 'rate-limited requests are not records');
+
+    for (const r of second) store.record(r);
+    await store.compact();
+    const { records } = await readUsageFile();
+    assert.deepEqual(records, [...first, ...second]);
+    for (const r of records) {
+      assert.deepEqual(Object.keys(r).sort(), ['duration', 'endpoint', 'key_id', 'metadata', 'success', 'timestamp']);
+      assert.deepEqual(Object.keys(r.metadata).sort(), ['method', 'status']);
+    }
+
+    store.record(usage('b', MAY_1 + DAY));
+    const fresh = await reopen();
+    assert.deepEqual(daily(fresh, 'a'), { '2024-05-01': totals(1, 1, 1, 1), '2024-05-02': totals(1, 1, 4) });
+    assert.deepEqual(daily(fresh, 'b'), { '2024-05-01': totals(1, 0, 2), '2024-05-02': totals(1, 1, 1.5) });
+  });
+
+  test('a crash after the merge but before the aside journal was deleted does not double count', async () => {
+    const store = await openStore();
+    store.record(usage('a', MAY_1));
+    store.record(usage('a', MAY_1 + 1));
+    await store.flush();
+    const mergedJournal = await readFile(journalPath);
+    await store.compact();
+    await closeAll();
+    await writeFile(asidePath, mergedJournal);
+
+    const fresh = await openStore();
+    assert.deepEqual(daily(fresh, 'a'), { '2024-05-01': totals(2, 2, 3) });
+    assert.equal(await exists(asidePath), false, 'the already merged journal is removed');
+    assert.equal((await readUsageFile()).records.length, 2);
+  });
+
+  test('a journal set aside but not merged (crash before the merge) is counted once, and merged', async () => {
+    const store = await openStore();
+    store.record(usage('a', MAY_1));
+    await store.compact();
+    store.record(usage('a', MAY_1 + 1));
+    store.record(usage('b', MAY_1 + 2));
+    await closeAll();
+    await rename(journalPath, asidePath);
+
+    const fresh = await openStore();
+    assert.deepEqual(daily(fresh, 'a'), { '2024-05-01': totals(2, 2, 3) });
+    assert.deepEqual(daily(fresh, 'b'), { '2024-05-01': totals(1, 1, 1.5) });
+    assert.equal(await exists(asidePath), false);
+    assert.deepEqual(
+      (await readUsageFile()).records.map((r) => r.timestamp),
+      [MAY_1, MAY_1 + 1, MAY_1 + 2],
+    );
+    const again = await reopen();
+    assert.deepEqual(daily(again, 'a'), { '2024-05-01': totals(2, 2, 3) });
+  });
+
+  test('a torn last journal line is dropped, and later records still count', async () => {
+    const store = await openStore();
+    store.record(usage('a', MAY_1));
+    await closeAll();
+    await appendFile(journalPath, '{"key_id":"a","endpoint":"/api/pro');
+
+    const recovered = await openStore();
+    assert.deepEqual(daily(recovered, 'a'), { '2024-05-01': totals(1, 1, 1.5) });
+    recovered.record(usage('a', MAY_1 + 1));
+    const fresh = await reopen();
+    assert.deepEqual(daily(fresh, 'a'), { '2024-05-01': totals(2, 2, 3) });
+  });
+
+  test('compaction drops records older than retentionDays from the file; daily totals keep them', async () => {
+    const now = Date.now() / 1000;
+    const old = usage('a', now - 40 * DAY);
+    const kept = usage('a', now - 2 * DAY);
+    await writeFile(usagePath, JSON.stringify({ records: [old, kept] }, null, 2));
+    const store = await openStore({ retentionDays: 30 });
+    const olderStill = usage('b', now - 35 * DAY);
+    const fresh = usage('a', now);
+    store.record(olderStill);
+    store.record(fresh);
+    await store.compact();
+
+    assert.deepEqual((await readUsageFile()).records, [kept, fresh]);
+    const reopened = await reopen({ retentionDays: 30 });
+    for (const [keyId, records] of [['a', [old, kept, fresh]], ['b', [olderStill]]] as const) {
+      const requests = [...reopened.dailyTotals(keyId, '2000-01-01').values()].reduce((sum, t) => sum + t.requests, 0);
+      assert.equal(requests, records.length, `every request of ${keyId} is still counted`);
+    }
+  });
+
+  test('a usage file in the reference format loads, with the right totals, and survives compaction', async () => {
+    const records = [usage('key-one', MAY_1, 200, 1.25), usage('key-one', MAY_1 + DAY, 500, 0.5), usage('key-two', MAY_1 + 30, 200, 2)];
+    const reference = JSON.stringify({ records }, null, 2);
+    await writeFile(usagePath, reference);
+
+    const store = await openStore({ retentionDays: 100_000 });
+    assert.deepEqual(store.keyIds().sort(), ['key-one', 'key-two']);
+    assert.deepEqual(daily(store, 'key-one'), { '2024-05-01': totals(1, 1, 1.25), '2024-05-02': totals(1, 0, 0.5) });
+    assert.deepEqual(daily(store, 'key-two'), { '2024-05-01': totals(1, 1, 2) });
+    assert.equal(await readFile(usagePath, 'utf8'), reference, 'opening does not rewrite the file');
+
+    const added = usage('key-two', MAY_1 + DAY);
+    store.record(added);
+    await store.compact();
+    assert.deepEqual((await readUsageFile()).records, [...records, added]);
+    const fresh = await reopen({ retentionDays: 100_000 });
+    assert.deepEqual(daily(fresh, 'key-one'), { '2024-05-01': totals(1, 1, 1.25), '2024-05-02': totals(1, 0, 0.5) });
+    assert.deepEqual(daily(fresh, 'key-two'), { '2024-05-01': totals(1, 1, 2), '2024-05-02': totals(1, 1, 1.5) });
+  });
+
+  for (const [what, content] of [
+    ['not JSON', '{"records": [{"key_id": "a", '],
+    ['JSON without a records list', '{"entries": []}'],
+  ] as const) {
+    test(`a usage file that is ${what} makes open() reject, and the file is left unchanged`, async () => {
+      await writeFile(usagePath, content);
+      const store = new FileUsageStore({ directory: dir, retentionDays: 30 });
+      await assert.rejects(store.open(), (error: unknown) => {
+        assert.ok(error instanceof StoreCorruptError);
+        assert.ok(error.message.includes(usagePath), `the message names the file: ${error.message}`);
+        return true;
+      });
+      assert.equal(await readFile(usagePath, 'utf8'), content);
+    });
+  }
+
+  test('ensureCreated() creates a file with an empty records list', async () => {
+    const store = await openStore();
+    assert.equal(await exists(usagePath), false);
+    await store.ensureCreated();
+    assert.deepEqual((await readUsageFile()).records, []);
+    const fresh = await reopen();
+    assert.deepEqual(fresh.keyIds(), []);
+  });
+
+  test('ensureCreated() leaves an existing file alone', async () => {
+    const reference = JSON.stringify({ records: [usage('a', MAY_1)] }, null, 2);
+    await writeFile(usagePath, reference);
+    const store = await openStore();
+    await store.ensureCreated();
+    assert.equal(await readFile(usagePath, 'utf8'), reference);
+    assert.deepEqual(daily(await reopen(), 'a'), { '2024-05-01': totals(1, 1, 1.5) });
+  });
+});
