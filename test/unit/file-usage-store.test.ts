@@ -34,7 +34,7 @@ describe('FileUsageStore', () => {
 
   /** Opens a store on the test directory; it is closed after the test. */
   async function openStore(options: Partial<FileUsageStoreOptions> = {}): Promise<FileUsageStore> {
-    const store = new FileUsageStore({ directory: dir, retentionDays: 30, flushIntervalMs: 60_000, ...options });
+    const store = new FileUsageStore({ directory: dir, retentionDays: 100_000, flushIntervalMs: 60_000, ...options });
     await store.open();
     opened.push(store);
     return store;
@@ -127,6 +127,17 @@ describe('FileUsageStore', () => {
     assert.deepEqual(recent.get('a'), [now - 100, now - 10]);
     assert.deepEqual(recent.get('b'), [now - 50]);
     assert.deepEqual(fresh.recentRequestTimes(60, now).get('a'), [now - 10], 'only the last windowSeconds');
+  });
+
+  test('recentRequestTimes() still has the last hour after a compaction and a restart', async () => {
+    const now = Date.now() / 1000;
+    const store = await openStore();
+    store.record(usage('a', now - 30));
+    store.recordRateLimited('a', now - 20);
+    await store.compact();
+    store.record(usage('a', now - 10));
+    const fresh = await reopen();
+    assert.deepEqual(fresh.recentRequestTimes(3600, now).get('a'), [now - 30, now - 10]);
   });
 
   test('compact() writes every record to api_usage.json in the reference shape, counted once after reopen', async () => {
@@ -229,7 +240,7 @@ describe('FileUsageStore', () => {
     const reference = JSON.stringify({ records }, null, 2);
     await writeFile(usagePath, reference);
 
-    const store = await openStore({ retentionDays: 100_000 });
+    const store = await openStore();
     assert.deepEqual(store.keyIds().sort(), ['key-one', 'key-two']);
     assert.deepEqual(daily(store, 'key-one'), { '2024-05-01': totals(1, 1, 1.25), '2024-05-02': totals(1, 0, 0.5) });
     assert.deepEqual(daily(store, 'key-two'), { '2024-05-01': totals(1, 1, 2) });
@@ -239,7 +250,7 @@ describe('FileUsageStore', () => {
     store.record(added);
     await store.compact();
     assert.deepEqual((await readUsageFile()).records, [...records, added]);
-    const fresh = await reopen({ retentionDays: 100_000 });
+    const fresh = await reopen();
     assert.deepEqual(daily(fresh, 'key-one'), { '2024-05-01': totals(1, 1, 1.25), '2024-05-02': totals(1, 0, 0.5) });
     assert.deepEqual(daily(fresh, 'key-two'), { '2024-05-01': totals(1, 1, 2), '2024-05-02': totals(1, 1, 1.5) });
   });

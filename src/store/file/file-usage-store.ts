@@ -210,16 +210,16 @@ export class FileUsageStore implements UsageStore {
       recent: previous.recent,
     };
     if (loaded?.legacyRecords) for (const record of loaded.legacyRecords) (header.recent[record.key_id] ??= []).push(record.timestamp);
+    const oldestKept = now - this.retentionDays * 86_400;
     const newRecords: string[] = [];
     for (const entry of aside.entries as UsageJournalEntry[]) {
       if ('journal_id' in entry) continue;
       addToTotals(header.daily_totals, entry);
       if ('rate_limited' in entry) continue;
       (header.recent[entry.key_id] ??= []).push(entry.timestamp);
-      newRecords.push(JSON.stringify(entry));
+      if (entry.timestamp >= oldestKept) newRecords.push(JSON.stringify(entry));
     }
     header.recent = pruneRecent(header.recent, now - RECENT_WINDOW_SECONDS);
-    const oldestKept = now - this.retentionDays * 86_400;
     const usagePath = this.usagePath;
     async function* records(): AsyncGenerator<string> {
       yield* existingRecordLines(usagePath, loaded, oldestKept);
