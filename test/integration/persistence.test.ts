@@ -111,6 +111,38 @@ describe('store persistence', () => {
     }
   });
 
+  test('requests do not rewrite the keys file (last_used is batched into the journal)', async () => {
+    const dir = await tempUserDirectory();
+    const gateway = await startGateway({ upstream: comfy.url, args: ['--enable-api-auth'], userDirectory: dir.path });
+    try {
+      const key = await createKey(gateway.url, { name: 'busy' });
+      const keysFile = join(dir.path, 'api_keys.json');
+      const before = await readFile(keysFile, 'utf8');
+      await Promise.all(Array.from({ length: 200 }, () => send(gateway.url, '/api/queue', { key: key.api_key })));
+      await sleep(2500);
+      assert.equal(await readFile(keysFile, 'utf8'), before);
+      const journal = await readFile(join(dir.path, 'api_keys.journal'), 'utf8');
+      assert.ok(journal.split('\n').filter((line) => line.includes('"touch"')).length <= 3, 'one batched touch per flush');
+    } finally {
+      await gateway.stop();
+      await dir.remove();
+    }
+  });
+
+  test('/readyz reports a store that cannot be written', async () => {
+    const dir = await tempUserDirectory();
+    const gateway = await startGateway({ upstream: comfy.url, userDirectory: dir.path });
+    try {
+      assert.equal((await send(gateway.url, '/readyz')).status, 200);
+      await dir.remove();
+      const res = await send(gateway.url, '/readyz');
+      assert.equal(res.status, 503);
+      assert.match(String(res.json().store), /not writable/);
+    } finally {
+      await gateway.stop();
+    }
+  });
+
   test('usage reaches disk within 1 second (survives SIGKILL after that)', async () => {
     const dir = await tempUserDirectory();
     let gateway = await startGateway({ upstream: comfy.url, args: ['--enable-api-auth'], userDirectory: dir.path });
@@ -171,6 +203,10 @@ describe('store persistence', () => {
         assert.match(bad.stderr, /comfy-gate: /);
       }
       assert.equal((await runCli(['--port', 'x'])).code, 2);
+      const help = await runCli(['--help']);
+      assert.equal(help.code, 0);
+      assert.match(help.stdout, /--require-api-auth/);
+      assert.match(help.stdout, /COMFY_GATE_REQUIRE_API_AUTH/);
       assert.equal((await runCli(['--upstream', 'ftp://x'])).code, 2);
     } finally {
       await dir.remove();

@@ -71,13 +71,19 @@ describe('rate limits', () => {
     assert.equal(answers.filter((r) => r.status === 429).length, 2 * n);
   });
 
-  test('a WebSocket counts once', async () => {
+  test('a WebSocket counts once, with its connected time as duration', async () => {
     const key = await createKey(gateway.url, { name: 'ws', rate_limit: 10 }, admin);
     const ws = new WebSocket(`ws://127.0.0.1:${gateway.port}/ws`, { headers: { 'x-api-key': key.api_key } });
     await new Promise((resolve) => ws.once('open', resolve));
+    await sleep(300);
     ws.close();
-    const res = await send(gateway.url, '/api/queue', { key: key.api_key });
+    await new Promise((resolve) => ws.once('close', resolve));
+    await sleep(100);
+    const res = await send(gateway.url, '/api/usage', { key: key.api_key });
     assert.equal(res.headers['x-ratelimit-remaining'], '8');
+    const stats = res.json<{ usage_stats: { total_requests: number; total_duration: number } }>().usage_stats;
+    assert.equal(stats.total_requests, 1);
+    assert.ok(stats.total_duration >= 0.3 && stats.total_duration < 2, `duration ${stats.total_duration}`);
   });
 
 });

@@ -192,6 +192,20 @@ describe('FileKeyStore', () => {
     for (const line of lines) assert.doesNotThrow(() => JSON.parse(line), `journal line is JSON: ${line}`);
   });
 
+  test('a line torn by another process dying mid-append does not corrupt the next change', async () => {
+    const gateway = await openStore();
+    const first = makeKey().record;
+    await gateway.create(first);
+    await gateway.update(first.key_id, { name: 'in the journal' });
+    await appendFile(journalPath, '{"op":"put","key":{"key_');
+
+    const second = makeKey().record;
+    assert.equal(await gateway.create(second), true);
+    const fresh = await reopen();
+    assert.deepEqual(ids(fresh), [first.key_id, second.key_id].sort());
+    assert.equal(fresh.get(first.key_id)?.name, 'in the journal');
+  });
+
   test('a change made by one instance is visible in another within a second', async () => {
     const gateway = await openStore();
     const cli = await openStore();

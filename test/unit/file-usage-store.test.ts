@@ -11,6 +11,8 @@ import { StoreCorruptError, type DailyTotals, type UsageRecord } from '../../src
 const DAY = 86_400;
 /** 2024-05-01T10:00:00Z, and the UTC day it falls on. */
 const MAY_1 = Date.UTC(2024, 4, 1, 10) / 1000;
+/** 2024-05-02T00:00:00Z. */
+const MIDNIGHT = Date.UTC(2024, 4, 2) / 1000;
 
 /** A usage record in the reference's shape. */
 function usage(keyId: string, timestamp: number, status = 200, duration = 1.5): UsageRecord {
@@ -74,8 +76,8 @@ describe('FileUsageStore', () => {
   test('record() updates the daily totals at once, per UTC day', async () => {
     const store = await openStore();
     store.record(usage('a', MAY_1, 200, 1));
-    store.record(usage('a', MAY_1 + 60, 500, 2));
-    store.record(usage('a', MAY_1 + DAY, 302, 4));
+    store.record(usage('a', MIDNIGHT - 0.5, 500, 2));
+    store.record(usage('a', MIDNIGHT, 302, 4));
     store.record(usage('b', MAY_1, 200, 8));
     assert.deepEqual(daily(store, 'a'), { '2024-05-01': totals(2, 1, 3), '2024-05-02': totals(1, 1, 4) });
     assert.deepEqual(daily(store, 'a', '2024-05-02'), { '2024-05-02': totals(1, 1, 4) }, 'days before fromDay are left out');
@@ -217,22 +219,35 @@ describe('FileUsageStore', () => {
 
   test('compaction drops records older than retentionDays from the file; daily totals keep them', async () => {
     const now = Date.now() / 1000;
-    const old = usage('a', now - 40 * DAY);
-    const kept = usage('a', now - 2 * DAY);
-    await writeFile(usagePath, JSON.stringify({ records: [old, kept] }, null, 2));
+    const inReferenceFile = [usage('a', now - 40 * DAY), usage('a', now - 2 * DAY)];
+    await writeFile(usagePath, JSON.stringify({ records: inReferenceFile }, null, 2));
     const store = await openStore({ retentionDays: 30 });
-    const olderStill = usage('b', now - 35 * DAY);
-    const fresh = usage('a', now);
-    store.record(olderStill);
-    store.record(fresh);
+    const inJournal = [usage('b', now - 35 * DAY), usage('a', now)];
+    for (const r of inJournal) store.record(r);
     await store.compact();
+    assert.deepEqual((await readUsageFile()).records, [inReferenceFile[1], inJournal[1]]);
 
-    assert.deepEqual((await readUsageFile()).records, [kept, fresh]);
+    const requests = (s: FileUsageStore, keyId: string): number =>
+      [...s.dailyTotals(keyId, '2000-01-01').values()].reduce((sum, t) => sum + t.requests, 0);
     const reopened = await reopen({ retentionDays: 30 });
-    for (const [keyId, records] of [['a', [old, kept, fresh]], ['b', [olderStill]]] as const) {
-      const requests = [...reopened.dailyTotals(keyId, '2000-01-01').values()].reduce((sum, t) => sum + t.requests, 0);
-      assert.equal(requests, records.length, `every request of ${keyId} is still counted`);
-    }
+    assert.equal(requests(reopened, 'a'), 3, 'every request of a is still counted');
+    assert.equal(requests(reopened, 'b'), 1, 'every request of b is still counted');
+  });
+
+  test('a shorter retention applies to records already in a comfy-gate file', async () => {
+    const now = Date.now() / 1000;
+    const [old, recent] = [usage('a', now - 10 * DAY), usage('a', now - DAY)];
+    const store = await openStore({ retentionDays: 30 });
+    store.record(old);
+    store.record(recent);
+    await store.compact();
+    assert.deepEqual((await readUsageFile()).records, [old, recent]);
+
+    const stricter = await reopen({ retentionDays: 5 });
+    stricter.record(usage('a', now));
+    await stricter.compact();
+    assert.deepEqual((await readUsageFile()).records, [recent, usage('a', now)]);
+    assert.equal([...stricter.dailyTotals('a', '2000-01-01').values()].reduce((sum, t) => sum + t.requests, 0), 3);
   });
 
   test('a usage file in the reference format loads, with the right totals, and survives compaction', async () => {

@@ -141,6 +141,10 @@ export class FileKeyStore implements KeyStore {
   private change<T>(plan: () => { entries: KeyJournalEntry[]; result: T }): Promise<T> {
     return withDirLock(this.lockPath, async () => {
       await this.catchUp();
+      // With the lock held, bytes after the last full line are torn (a writer died mid-append): cut them,
+      // or this append would be glued to them into a line no reader can parse.
+      const tail = await readJournal(this.journalPath, this.journalOffset);
+      if (tail) await dropPartialTail(this.journalPath, tail);
       const { entries, result } = plan();
       const touches = this.takeTouches();
       if (touches) entries.unshift(touches);

@@ -1,0 +1,67 @@
+// Flags and COMFY_GATE_* variables become one GatewayConfig; bad values are refused with a message that names the flag.
+
+import assert from 'node:assert/strict';
+import { resolve } from 'node:path';
+import { describe, test } from 'node:test';
+import { ConfigError, loadServeConfig } from '../../src/config/load.js';
+
+describe('loadServeConfig', () => {
+  test('defaults', () => {
+    const config = loadServeConfig([], {});
+    assert.equal(config.mode, 'off');
+    assert.equal(config.listen, '127.0.0.1');
+    assert.equal(config.port, 8188);
+    assert.equal(config.upstream.href, 'http://127.0.0.1:8189/');
+    assert.equal(config.userDirectory, resolve('user'));
+    assert.deepEqual(config.publicPaths, []);
+    assert.equal(config.usageRetentionDays, 90);
+    assert.equal(config.upstreamTimeoutMs, 300_000);
+    assert.equal(config.wsPingIntervalMs, 30_000);
+  });
+
+  test('flags', () => {
+    const config = loadServeConfig(
+      ['--enable-api-auth', '--listen', '0.0.0.0', '--port', '9000', '--upstream', 'https://comfy.internal:8443', '--public-path', '/extensions/', '--public-path', '/assets', '--usage-retention-days', '7'],
+      {},
+    );
+    assert.equal(config.mode, 'optional');
+    assert.equal(config.listen, '0.0.0.0');
+    assert.equal(config.port, 9000);
+    assert.equal(config.upstream.origin, 'https://comfy.internal:8443');
+    assert.deepEqual(config.publicPaths, ['/extensions/', '/assets']);
+    assert.equal(config.usageRetentionDays, 7);
+  });
+
+  test('required wins over enabled', () => {
+    assert.equal(loadServeConfig(['--enable-api-auth', '--require-api-auth'], {}).mode, 'required');
+  });
+
+  test('environment variables, and flags win over them', () => {
+    const env = { COMFY_GATE_REQUIRE_API_AUTH: 'true', COMFY_GATE_PORT: '9100', COMFY_GATE_PUBLIC_PATHS: '/a/, /b/', COMFY_GATE_UPSTREAM_TIMEOUT: '5' };
+    const config = loadServeConfig(['--port', '9200'], env);
+    assert.equal(config.mode, 'required');
+    assert.equal(config.port, 9200);
+    assert.deepEqual(config.publicPaths, ['/a/', '/b/']);
+    assert.equal(config.upstreamTimeoutMs, 5000);
+    assert.equal(loadServeConfig([], { COMFY_GATE_ENABLE_API_AUTH: '0' }).mode, 'off');
+  });
+
+  const bad: Array<[string, string[], NodeJS.ProcessEnv, RegExp]> = [
+    ['unknown flag', ['--bogus'], {}, /bogus/],
+    ['port not a number', ['--port', 'abc'], {}, /--port must be a whole number from 0 to 65535/],
+    ['port too large', ['--port', '70000'], {}, /--port/],
+    ['upstream not a URL', ['--upstream', 'localhost'], {}, /--upstream must be a URL/],
+    ['upstream not http', ['--upstream', 'ftp://x'], {}, /http:\/\/ or https:\/\//],
+    ['upstream with a path', ['--upstream', 'http://x/comfy'], {}, /without a path/],
+    ['public path with a dot segment', ['--public-path', '/a/../b'], {}, /--public-path/],
+    ['public path with an escape', ['--public-path', '/%61'], {}, /--public-path/],
+    ['retention zero', ['--usage-retention-days', '0'], {}, /--usage-retention-days/],
+    ['boolean env not a boolean', [], { COMFY_GATE_REQUIRE_API_AUTH: 'maybe' }, /COMFY_GATE_REQUIRE_API_AUTH must be true or false/],
+    ['a value where none is taken', ['--require-api-auth=yes'], {}, /require-api-auth/],
+  ];
+  for (const [what, args, env, message] of bad) {
+    test(`refuses ${what}`, () => {
+      assert.throws(() => loadServeConfig(args, env), (error: unknown) => error instanceof ConfigError && message.test(error.message));
+    });
+  }
+});
