@@ -116,6 +116,46 @@ export interface CounterStore {
   close(): Promise<void>;
 }
 
+/** What a key can own: a prompt, a WebSocket clientId, a file (an upload or an output), given by id. */
+export type OwnedKind = 'prompt' | 'client' | 'file';
+
+/**
+ * Which key owns what, so that user keys see only their own work. Lookups are synchronous (from
+ * memory); claims are durable when they resolve.
+ */
+export interface OwnershipStore {
+  open(): Promise<void>;
+  ownerOf(kind: OwnedKind, id: string): string | undefined;
+  /** Makes `keyId` the owner unless another key already is; resolves the owner after the call. */
+  claim(kind: OwnedKind, id: string, keyId: string): Promise<string>;
+  /** The key's prompts, newest first, at most `limit`, with whether their outputs were already recorded. */
+  recentPrompts(keyId: string, limit: number): Array<{ promptId: string; outputsRecorded: boolean }>;
+  /** Notes that a prompt's outputs were all recorded, so they need not be looked up again. */
+  markOutputsRecorded(promptId: string): Promise<void>;
+  /** The ComfyUI user (`--multi-user`) made for a key, if any. */
+  comfyUserOf(keyId: string): string | undefined;
+  setComfyUser(keyId: string, comfyUser: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A browser session: an opaque id in a cookie, standing for a key until it expires. */
+export interface Session {
+  keyId: string;
+  createdAt: number;
+  expiresAt: number;
+}
+
+/** Server-side sessions. Only a hash of each session id is stored. */
+export interface SessionStore {
+  open(): Promise<void>;
+  /** Creates a session for a key; resolves its id (the cookie value), durable when it resolves. */
+  create(keyId: string, ttlSeconds: number, now: number): Promise<{ id: string; session: Session }>;
+  /** The live session with this id, or undefined when unknown or expired. */
+  find(id: string, now: number): Session | undefined;
+  delete(id: string): Promise<void>;
+  close(): Promise<void>;
+}
+
 /** A store file exists but cannot be read; the gateway refuses to start rather than overwrite it. */
 export class StoreCorruptError extends Error {
   readonly file: string;

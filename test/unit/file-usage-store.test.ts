@@ -1,15 +1,15 @@
 // Unit tests of FileUsageStore: daily totals, durability, compaction and its crash points, retention, the reference's api_usage.json.
 
 import assert from 'node:assert/strict';
-import { appendFile, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, open, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, test } from 'node:test';
+import { afterEach, beforeEach, describe, mock, test } from 'node:test';
 import { FileUsageStore, type FileUsageStoreOptions } from '../../src/store/file/file-usage-store.js';
 import { StoreCorruptError, type DailyTotals, type UsageRecord } from '../../src/store/types.js';
 
 const DAY = 86_400;
-/** 2024-05-01T10:00:00Z, and the UTC day it falls on. */
+/** 2024-05-01T10:00:00Z. */
 const MAY_1 = Date.UTC(2024, 4, 1, 10) / 1000;
 /** 2024-05-02T00:00:00Z. */
 const MIDNIGHT = Date.UTC(2024, 4, 2) / 1000;
@@ -19,13 +19,34 @@ function usage(keyId: string, timestamp: number, status = 200, duration = 1.5): 
   return { key_id: keyId, endpoint: '/api/prompt', timestamp, duration, success: status < 400, metadata: { method: 'POST', status } };
 }
 
+/** One day's totals; failures are the requests that did not succeed. */
 function totals(requests: number, successes: number, duration: number, rate_limited = 0): DailyTotals {
   return { requests, successes, failures: requests - successes, duration, rate_limited };
+}
+
+/** The prototype of the file handles of node:fs/promises, whose methods the store's journal uses. */
+async function fileHandlePrototype(): Promise<FileHandle> {
+  const handle = await open(tmpdir(), 'r');
+  await handle.close();
+  return Object.getPrototypeOf(handle) as FileHandle;
+}
+
+/** Makes the next FileHandle.write write a few bytes, then fail as a full disk would. */
+function failNextWrite(prototype: FileHandle): void {
+  const write = mock.method(prototype, 'write', async function (this: FileHandle, data: string) {
+    write.mock.restore();
+    await this.write(data.slice(0, 12));
+    throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+  });
 }
 
 /** The store's daily totals of a key as a plain object, for deepEqual. */
 const daily = (store: FileUsageStore, keyId: string, fromDay = '2000-01-01'): Record<string, DailyTotals> =>
   Object.fromEntries(store.dailyTotals(keyId, fromDay));
+
+/** All requests of a key ever counted, whatever the day. */
+const totalRequests = (store: FileUsageStore, keyId: string): number =>
+  [...store.dailyTotals(keyId, '2000-01-01').values()].reduce((sum, t) => sum + t.requests, 0);
 
 describe('FileUsageStore', () => {
   let dir: string;
@@ -217,6 +238,22 @@ describe('FileUsageStore', () => {
     assert.deepEqual(daily(fresh, 'a'), { '2024-05-01': totals(2, 2, 3) });
   });
 
+  test('a journal write cut short (disk full) loses nothing and leaves no unreadable line', async () => {
+    const store = await openStore();
+    store.record(usage('a', MAY_1));
+    await store.flush();
+    failNextWrite(await fileHandlePrototype());
+    store.record(usage('a', MAY_1 + 1));
+    await assert.rejects(store.flush(), { code: 'ENOSPC' });
+    assert.equal((store.lastWriteError() as NodeJS.ErrnoException | null)?.code, 'ENOSPC');
+
+    store.record(usage('a', MAY_1 + 2));
+    await store.flush();
+    assert.equal(store.lastWriteError(), null);
+    const fresh = await reopen();
+    assert.deepEqual(daily(fresh, 'a'), { '2024-05-01': totals(3, 3, 4.5) });
+  });
+
   test('compaction drops records older than retentionDays from the file; daily totals keep them', async () => {
     const now = Date.now() / 1000;
     const inReferenceFile = [usage('a', now - 40 * DAY), usage('a', now - 2 * DAY)];
@@ -226,12 +263,9 @@ describe('FileUsageStore', () => {
     for (const r of inJournal) store.record(r);
     await store.compact();
     assert.deepEqual((await readUsageFile()).records, [inReferenceFile[1], inJournal[1]]);
-
-    const requests = (s: FileUsageStore, keyId: string): number =>
-      [...s.dailyTotals(keyId, '2000-01-01').values()].reduce((sum, t) => sum + t.requests, 0);
     const reopened = await reopen({ retentionDays: 30 });
-    assert.equal(requests(reopened, 'a'), 3, 'every request of a is still counted');
-    assert.equal(requests(reopened, 'b'), 1, 'every request of b is still counted');
+    assert.equal(totalRequests(reopened, 'a'), 3, 'every request of a is still counted');
+    assert.equal(totalRequests(reopened, 'b'), 1, 'every request of b is still counted');
   });
 
   test('a shorter retention applies to records already in a comfy-gate file', async () => {
@@ -247,7 +281,7 @@ describe('FileUsageStore', () => {
     stricter.record(usage('a', now));
     await stricter.compact();
     assert.deepEqual((await readUsageFile()).records, [recent, usage('a', now)]);
-    assert.equal([...stricter.dailyTotals('a', '2000-01-01').values()].reduce((sum, t) => sum + t.requests, 0), 3);
+    assert.equal(totalRequests(stricter, 'a'), 3);
   });
 
   test('a usage file in the reference format loads, with the right totals, and survives compaction', async () => {

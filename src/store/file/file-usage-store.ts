@@ -151,6 +151,7 @@ export class FileUsageStore implements UsageStore {
     if (this.buffer.length === 0) return;
     const lines = this.buffer;
     this.buffer = [];
+    let sizeBefore: number | null = null;
     try {
       if (!this.journal) {
         this.journal = await open(this.journalPath, 'a', 0o600);
@@ -158,11 +159,14 @@ export class FileUsageStore implements UsageStore {
           lines.unshift(JSON.stringify({ journal_id: this.journalId }));
         }
       }
+      sizeBefore = (await this.journal.stat()).size;
       await this.journal.write(lines.join('\n') + '\n');
       await this.journal.datasync();
       this.writeError = null;
     } catch (error) {
-      // Kept for the next attempt; nothing recorded is dropped while the disk refuses writes.
+      // Kept for the next attempt; nothing recorded is dropped while the disk refuses writes. What a failed
+      // write left is cut off: a partial line would be glued to the next append into a line no reader can parse.
+      if (sizeBefore !== null) await this.journal?.truncate(sizeBefore).catch(() => undefined);
       this.buffer = lines.filter((line) => !line.startsWith('{"journal_id"')).concat(this.buffer);
       await this.journal?.close().catch(() => undefined);
       this.journal = null;

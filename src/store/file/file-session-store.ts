@@ -1,0 +1,58 @@
+// Browser sessions in `sessions.json` (+ journal), stored under the SHA-256 of their id so the file holds no usable cookie.
+
+import { createHash, randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { Session, SessionStore } from '../types.js';
+import { JournaledTable } from './journaled-table.js';
+
+function parseSession(value: unknown): Session | string {
+  const v = value as Partial<Session> | null;
+  if (typeof v !== 'object' || v === null || typeof v.keyId !== 'string' || typeof v.createdAt !== 'number' || typeof v.expiresAt !== 'number') {
+    return 'needs keyId, createdAt and expiresAt';
+  }
+  return { keyId: v.keyId, createdAt: v.createdAt, expiresAt: v.expiresAt };
+}
+
+const hashSessionId = (id: string): string => createHash('sha256').update(id).digest('hex');
+
+/** The JSON-file session store, written only by the gateway process. */
+export class FileSessionStore implements SessionStore {
+  private readonly table: JournaledTable<Session>;
+
+  constructor(options: { directory: string }) {
+    this.table = new JournaledTable({
+      snapshotPath: join(options.directory, 'sessions.json'),
+      journalPath: join(options.directory, 'sessions.journal'),
+      lockPath: join(options.directory, '.sessions.lock'),
+      parse: parseSession,
+    });
+  }
+
+  open(): Promise<void> {
+    return this.table.open();
+  }
+
+  async create(keyId: string, ttlSeconds: number, now: number): Promise<{ id: string; session: Session }> {
+    const id = randomBytes(32).toString('base64url');
+    const session: Session = { keyId, createdAt: now, expiresAt: now + ttlSeconds };
+    await this.table.change(() => {
+      const expired = [...this.table.entries()].filter(([, s]) => s.expiresAt <= now).map(([hash]) => ({ op: 'delete' as const, id: hash }));
+      return { ops: [...expired, { op: 'put' as const, id: hashSessionId(id), value: session }], result: undefined };
+    });
+    return { id, session };
+  }
+
+  find(id: string, now: number): Session | undefined {
+    const session = this.table.get(hashSessionId(id));
+    return session && session.expiresAt > now ? session : undefined;
+  }
+
+  async delete(id: string): Promise<void> {
+    const hash = hashSessionId(id);
+    await this.table.change(() => ({ ops: this.table.get(hash) ? [{ op: 'delete', id: hash }] : [], result: undefined }));
+  }
+
+  async close(): Promise<void> {
+    this.table.close();
+  }
+}

@@ -1,0 +1,236 @@
+// A durable keyed table in two files: a JSON snapshot (one object keyed by id) and a journal of the changes since.
+
+import { readFile, stat } from 'node:fs/promises';
+import { StoreCorruptError } from '../types.js';
+import { writeFileAtomic } from './atomic-write.js';
+import { withDirLock } from './dir-lock.js';
+import { appendDurably, dropPartialTail, readJournal } from './journal.js';
+
+/** One change: a whole record put under its id, or an id removed. */
+export type TableOp<T> = { op: 'put'; id: string; value: T } | { op: 'delete'; id: string };
+
+export interface JournaledTableOptions<T> {
+  snapshotPath: string;
+  journalPath: string;
+  lockPath: string;
+  /** Turns a stored value into a record, or says what is wrong with it. */
+  parse(value: unknown): T | string;
+  /** Called for every change applied to memory, with the record before and after (undefined when absent). */
+  onChange?(id: string, before: T | undefined, after: T | undefined): void;
+  /** Look for changes written by other processes this often; omit when this process is the only writer. */
+  pollIntervalMs?: number;
+}
+
+const MIN_COMPACT_BYTES = 256 * 1024;
+
+/**
+ * Records kept in memory and on disk. A change is appended to the journal and fsynced before it is
+ * applied in memory, so a change that resolved survives a crash. The snapshot is rewritten atomically
+ * once the journal outgrows a quarter of it; replaying a journal over any snapshot written since gives
+ * the same records, so a crash between the two steps is harmless. Writers in several processes take
+ * turns through a lock file, and each first reads what the others appended.
+ */
+export class JournaledTable<T> {
+  private readonly options: JournaledTableOptions<T>;
+  private records = new Map<string, T>();
+  private journalOffset = 0;
+  private journalIno = 0;
+  private snapshotIno = 0;
+  private snapshotBytes = 0;
+  private pollTimer: NodeJS.Timeout | null = null;
+  /** Changes and polls of this process run one at a time, so a poll never applies lines older than a change. */
+  private turn: Promise<unknown> = Promise.resolve();
+
+  constructor(options: JournaledTableOptions<T>) {
+    this.options = options;
+  }
+
+  /** Loads the files; cuts a journal line torn by a crash. @throws StoreCorruptError */
+  async open(): Promise<void> {
+    await this.reload();
+    const chunk = await readJournal(this.options.journalPath, this.journalOffset);
+    if (chunk && chunk.partialBytes > 0) {
+      await this.locked(async () => {
+        const latest = await readJournal(this.options.journalPath, this.journalOffset);
+        if (latest) await dropPartialTail(this.options.journalPath, latest);
+      });
+    }
+    if (this.options.pollIntervalMs) this.pollTimer = setInterval(() => void this.poll(), this.options.pollIntervalMs).unref();
+  }
+
+  get(id: string): T | undefined {
+    return this.records.get(id);
+  }
+
+  values(): IterableIterator<T> {
+    return this.records.values();
+  }
+
+  entries(): IterableIterator<[string, T]> {
+    return this.records.entries();
+  }
+
+  get size(): number {
+    return this.records.size;
+  }
+
+  /** True while nothing was ever written: no snapshot and no journal. */
+  isPristine(): boolean {
+    return this.records.size === 0 && this.snapshotIno === 0 && this.journalOffset === 0;
+  }
+
+  /**
+   * Under the lock: catches up with other writers, asks `plan` for the changes (it sees the latest
+   * records), makes them durable, then applies them in memory.
+   * @throws the file-system error when the journal cannot be written; memory is then unchanged.
+   */
+  change<R>(plan: () => { ops: TableOp<T>[]; result: R }): Promise<R> {
+    return this.inTurn(() => this.locked(async () => {
+      await this.catchUp();
+      // Bytes after the last complete line can only be an append torn by a writer that died.
+      const tail = await readJournal(this.options.journalPath, this.journalOffset);
+      if (tail) await dropPartialTail(this.options.journalPath, tail);
+      const { ops, result } = plan();
+      if (ops.length === 0) return result;
+      await appendDurably(this.options.journalPath, ops.map((op) => JSON.stringify(op) + '\n').join(''));
+      const journal = await stat(this.options.journalPath);
+      this.journalIno = journal.ino;
+      this.journalOffset = journal.size;
+      for (const op of ops) this.apply(op);
+      if (this.snapshotIno === 0 || this.journalOffset > Math.max(MIN_COMPACT_BYTES, this.snapshotBytes / 4)) await this.compact();
+      return result;
+    }));
+  }
+
+  private inTurn<R>(task: () => Promise<R>): Promise<R> {
+    const run = this.turn.then(task);
+    this.turn = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Resolves when the lock can be taken, i.e. the folder is there and writable. */
+  async checkWritable(): Promise<void> {
+    await withDirLock(this.options.lockPath, async () => undefined, 1000);
+  }
+
+  close(): void {
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    this.pollTimer = null;
+  }
+
+  private locked<R>(task: () => Promise<R>): Promise<R> {
+    return withDirLock(this.options.lockPath, task);
+  }
+
+  /** Rewrites the snapshot from memory, then starts an empty journal. Called with the lock held. */
+  private async compact(): Promise<void> {
+    await writeFileAtomic(this.options.snapshotPath, snapshotLines(this.records));
+    await writeFileAtomic(this.options.journalPath, '');
+    const [snapshot, journal] = await Promise.all([stat(this.options.snapshotPath), stat(this.options.journalPath)]);
+    this.snapshotIno = snapshot.ino;
+    this.snapshotBytes = snapshot.size;
+    this.journalIno = journal.ino;
+    this.journalOffset = 0;
+  }
+
+  /** Applies what other processes wrote: new journal lines, or a whole new snapshot. */
+  private async catchUp(): Promise<void> {
+    const [snapshot, journal] = await Promise.all([statOrNull(this.options.snapshotPath), statOrNull(this.options.journalPath)]);
+    if ((snapshot?.ino ?? 0) !== this.snapshotIno || ((journal?.ino ?? 0) !== this.journalIno && this.journalOffset > 0)) {
+      await this.reload();
+      return;
+    }
+    if (!journal || journal.size === this.journalOffset) return;
+    const chunk = await readJournal(this.options.journalPath, this.journalOffset);
+    if (!chunk) return;
+    for (const op of chunk.entries) this.apply(op as TableOp<T>);
+    this.journalOffset = chunk.nextOffset;
+    this.journalIno = chunk.ino;
+  }
+
+  private poll(): Promise<void> {
+    return this.inTurn(() =>
+      this.catchUp().catch(() => {
+        // A read that raced another process's compaction; the next poll sees the finished files.
+      }),
+    );
+  }
+
+  /** Loads the snapshot and replays the whole journal, telling `onChange` about every difference. */
+  private async reload(): Promise<void> {
+    const { snapshotPath, journalPath } = this.options;
+    const snapshot = await statOrNull(snapshotPath);
+    const loaded = new Map<string, T>();
+    if (snapshot) {
+      for (const [id, value] of Object.entries(parseSnapshot(snapshotPath, await readFile(snapshotPath, 'utf8')))) {
+        loaded.set(id, this.parseOrThrow(snapshotPath, id, value));
+      }
+    }
+    const previous = this.records;
+    this.records = loaded;
+    const chunk = await readJournal(journalPath, 0);
+    for (const op of chunk?.entries ?? []) this.apply(op as TableOp<T>, false);
+    for (const [id, before] of previous) if (!this.records.has(id)) this.options.onChange?.(id, before, undefined);
+    for (const [id, after] of this.records) if (previous.get(id) !== after) this.options.onChange?.(id, previous.get(id), after);
+    this.snapshotIno = snapshot?.ino ?? 0;
+    this.snapshotBytes = snapshot?.size ?? 0;
+    this.journalOffset = chunk?.nextOffset ?? 0;
+    this.journalIno = chunk?.ino ?? 0;
+  }
+
+  private apply(op: TableOp<T>, notify = true): void {
+    const before = this.records.get(op.id);
+    if (op.op === 'put') {
+      const value = this.parseOrThrow(this.options.journalPath, op.id, op.value);
+      this.records.set(op.id, value);
+      if (notify) this.options.onChange?.(op.id, before, value);
+    } else if (op.op === 'delete') {
+      if (!this.records.delete(op.id)) return;
+      if (notify) this.options.onChange?.(op.id, before, undefined);
+    } else {
+      throw new StoreCorruptError(this.options.journalPath, 'an entry has an unknown op');
+    }
+  }
+
+  private parseOrThrow(file: string, id: string, value: unknown): T {
+    const parsed = this.options.parse(value);
+    if (typeof parsed === 'string') throw new StoreCorruptError(file, `record ${JSON.stringify(id)}: ${parsed}`);
+    return parsed;
+  }
+}
+
+async function statOrNull(path: string): Promise<{ ino: number; size: number } | null> {
+  try {
+    return await stat(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+}
+
+function parseSnapshot(path: string, text: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new StoreCorruptError(path, `it is not valid JSON: ${(error as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new StoreCorruptError(path, 'it is not a JSON object keyed by id');
+  return parsed as Record<string, unknown>;
+}
+
+/** The snapshot as text chunks, one record per line, so a million records are never one giant string. */
+function* snapshotLines<T>(records: Map<string, T>): Generator<string> {
+  yield '{';
+  let batch = '';
+  let first = true;
+  for (const [id, value] of records) {
+    batch += `${first ? '' : ','}\n${JSON.stringify(id)}: ${JSON.stringify(value)}`;
+    first = false;
+    if (batch.length > 1 << 16) {
+      yield batch;
+      batch = '';
+    }
+  }
+  yield batch + '\n}\n';
+}
