@@ -42,6 +42,9 @@ export const keyNotFound = (): GatewayError => new GatewayError(404, 'KEY_NOT_FO
 export const invalidRequest = (message: string, details: unknown = []): GatewayError =>
   new GatewayError(400, 'INVALID_REQUEST', message, { details: { details } });
 
+export const payloadTooLarge = (maxBytes: number): GatewayError =>
+  new GatewayError(413, 'PAYLOAD_TOO_LARGE', `The body is larger than the ${maxBytes} bytes the gateway reads on this route.`);
+
 export const methodNotAllowed = (allowed: string[]): GatewayError =>
   new GatewayError(405, 'METHOD_NOT_ALLOWED', `Use one of: ${allowed.join(', ')}.`, {
     headers: { allow: allowed.join(', ') },
@@ -52,6 +55,13 @@ export const rateLimitExceeded = (limit: number, resetInSeconds: number, headers
   new GatewayError(429, 'RATE_LIMIT_EXCEEDED', `Rate limit of ${limit} requests per hour exceeded; retry in ${resetInSeconds} s.`, {
     details: { limit, reset_in: resetInSeconds },
     headers: { ...headers, 'retry-after': String(resetInSeconds) },
+  });
+
+/** 429 for an address that failed to authenticate too often; it may try again after `retryAfterSeconds`. */
+export const tooManyAuthFailures = (retryAfterSeconds: number): GatewayError =>
+  new GatewayError(429, 'TOO_MANY_AUTH_FAILURES', `Too many failed authentications from this address; retry in ${retryAfterSeconds} s.`, {
+    details: { reset_in: retryAfterSeconds },
+    headers: { 'retry-after': String(retryAfterSeconds) },
   });
 
 export const keyCreationFailed = (cause: unknown): GatewayError =>

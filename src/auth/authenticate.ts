@@ -1,26 +1,42 @@
 // Turns a request's credential into the key it belongs to, or the reason it is refused.
 
 import type { IncomingMessage } from 'node:http';
-import { invalidKey, keyDisabled, type GatewayError } from '../errors.js';
-import type { KeyRecord, KeyStore } from '../store/types.js';
+import { GatewayError, invalidKey, keyDisabled } from '../errors.js';
+import type { KeyRecord, KeyStore, SessionStore } from '../store/types.js';
 import { hashApiKey, isWellFormedKey } from './api-key.js';
 import { presentedCredential } from './credentials.js';
+import { sessionIdOf } from './session-cookie.js';
 
-/** Who is asking: no key at all, or a valid, active key. */
-export type Caller = { kind: 'anonymous' } | { kind: 'key'; key: KeyRecord };
+/** Who is asking: no key at all, or a valid, active key presented in a header or through a session cookie. */
+export type Caller = { kind: 'anonymous' } | { kind: 'key'; key: KeyRecord; via: 'header' | 'session'; sessionId?: string };
 
 /**
- * Identifies the caller. A key that is presented must be valid: a malformed, unknown or disabled key
- * is refused, never treated as anonymous. Known and unknown keys cost the same: one SHA-256 and one
- * Map lookup.
+ * Identifies the caller. A key in a header wins over a session cookie. A key that is presented must be
+ * valid: a malformed, unknown or disabled key is refused, never treated as anonymous. Known and unknown
+ * keys cost the same: one SHA-256 and one Map lookup. A session counts only while it has not expired
+ * and its key still exists and is active; otherwise the caller is anonymous.
  * @returns the caller, or the 401 error to answer with.
  */
-export function identify(req: IncomingMessage, keys: KeyStore): Caller | GatewayError {
+export function identify(req: IncomingMessage, keys: KeyStore, sessions?: SessionStore): Caller | GatewayError {
   const credential = presentedCredential(req.headers);
-  if (credential.kind === 'none') return { kind: 'anonymous' };
-  if (credential.kind === 'malformed' || !isWellFormedKey(credential.key)) return invalidKey();
-  const key = keys.findByHash(hashApiKey(credential.key));
+  if (credential.kind === 'none') return sessions ? sessionCaller(req, keys, sessions) : { kind: 'anonymous' };
+  if (credential.kind === 'malformed') return invalidKey();
+  const key = keyOfPlaintext(credential.key, keys);
+  return key instanceof GatewayError ? key : { kind: 'key', key, via: 'header' };
+}
+
+/** Resolves a key by its plaintext, as `identify` does for a header; for sign-in. */
+export function keyOfPlaintext(plaintext: string, keys: KeyStore): KeyRecord | GatewayError {
+  if (!isWellFormedKey(plaintext)) return invalidKey();
+  const key = keys.findByHash(hashApiKey(plaintext));
   if (!key) return invalidKey();
-  if (!key.is_active) return keyDisabled();
-  return { kind: 'key', key };
+  return key.is_active ? key : keyDisabled();
+}
+
+function sessionCaller(req: IncomingMessage, keys: KeyStore, sessions: SessionStore): Caller {
+  const sessionId = sessionIdOf(req.headers);
+  const session = sessionId ? sessions.find(sessionId, Date.now() / 1000) : undefined;
+  const key = session ? keys.get(session.keyId) : undefined;
+  if (!key || !key.is_active) return { kind: 'anonymous' };
+  return { kind: 'key', key, via: 'session', sessionId: sessionId! };
 }

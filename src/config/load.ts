@@ -2,6 +2,7 @@
 
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
+import { checkTrustedProxy } from '../auth/client-addressing.js';
 import { DEFAULTS, type AuthMode, type GatewayConfig } from './schema.js';
 
 /** A setting that cannot be used; the CLI prints the message and exits with code 2. */
@@ -31,6 +32,8 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { flag: 'public-path', env: 'COMFY_GATE_PUBLIC_PATHS', type: 'string', multiple: true, help: 'A path prefix anyone may GET/HEAD in required mode; repeatable (env: comma-separated)' },
   { flag: 'usage-retention-days', env: 'COMFY_GATE_USAGE_RETENTION_DAYS', type: 'string', help: `Days raw usage records are kept (default ${DEFAULTS.usageRetentionDays}); daily totals are kept for good` },
   { flag: 'upstream-timeout', env: 'COMFY_GATE_UPSTREAM_TIMEOUT', type: 'string', help: `Seconds to wait for ComfyUI's response headers (default ${DEFAULTS.upstreamTimeoutSeconds})` },
+  { flag: 'session-ttl', env: 'COMFY_GATE_SESSION_TTL', type: 'string', help: `How long a browser sign-in lasts: seconds, or a number with s, m, h or d (default ${DEFAULTS.sessionTtl})` },
+  { flag: 'trusted-proxy', env: 'COMFY_GATE_TRUSTED_PROXIES', type: 'string', multiple: true, help: 'Address or CIDR of a reverse proxy whose X-Forwarded-For/-Proto/-Host are believed; repeatable (env: comma-separated)' },
   { flag: 'ws-ping-interval', env: 'COMFY_GATE_WS_PING_INTERVAL', type: 'string', help: `Seconds between keep-alive pings on each relayed WebSocket (default ${DEFAULTS.wsPingIntervalSeconds})` },
 ];
 
@@ -62,6 +65,8 @@ export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): Gateway
     usageRetentionDays: parseInteger('--usage-retention-days', stringValue(values['usage-retention-days']), DEFAULTS.usageRetentionDays, 1, 36500),
     upstreamTimeoutMs: 1000 * parseInteger('--upstream-timeout', stringValue(values['upstream-timeout']), DEFAULTS.upstreamTimeoutSeconds, 1, 86400),
     wsPingIntervalMs: 1000 * parseInteger('--ws-ping-interval', stringValue(values['ws-ping-interval']), DEFAULTS.wsPingIntervalSeconds, 1, 3600),
+    sessionTtlSeconds: parseDuration('--session-ttl', stringValue(values['session-ttl']) ?? DEFAULTS.sessionTtl),
+    trustedProxies: ((values['trusted-proxy'] as string[] | undefined) ?? []).map(parseTrustedProxy),
   };
 }
 
@@ -109,6 +114,24 @@ function parseUpstream(value: string): URL {
     throw new ConfigError(`--upstream must be ComfyUI's base URL without a path, not ${JSON.stringify(value)}`);
   }
   return url;
+}
+
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/** Parses `3600`, `90s`, `30m`, `12h` or `7d` into seconds (1 second to 365 days). */
+function parseDuration(name: string, value: string): number {
+  const match = /^(\d+)([smhd]?)$/.exec(value);
+  const seconds = match ? Number(match[1]) * DURATION_UNITS[match[2] || 's']! : NaN;
+  if (!(seconds >= 1 && seconds <= 365 * 86400)) {
+    throw new ConfigError(`${name} must be a duration such as 3600, 30m, 12h or 7d (at most 365d), not ${JSON.stringify(value)}`);
+  }
+  return seconds;
+}
+
+function parseTrustedProxy(value: string): string {
+  const problem = checkTrustedProxy(value);
+  if (problem) throw new ConfigError(`--trusted-proxy: ${problem}`);
+  return value;
 }
 
 function parsePublicPath(value: string): string {

@@ -20,6 +20,10 @@ export interface GatewayConfig {
   upstreamTimeoutMs: number;
   /** How often both ends of a relayed WebSocket are pinged, in milliseconds. */
   wsPingIntervalMs: number;
+  /** How long a browser session lasts, in seconds. */
+  sessionTtlSeconds: number;
+  /** Addresses and CIDR blocks of reverse proxies whose X-Forwarded-* headers are believed. */
+  trustedProxies: string[];
 }
 
 export const DEFAULTS = {
@@ -30,6 +34,7 @@ export const DEFAULTS = {
   usageRetentionDays: 90,
   upstreamTimeoutSeconds: 300,
   wsPingIntervalSeconds: 30,
+  sessionTtl: '7d',
 } as const;
 
 /** Rate limit of a key created without one, in requests per hour. */

@@ -2,6 +2,7 @@
 
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { isBearerAuthorization } from '../auth/credentials.js';
+import { cookieWithoutSession } from '../auth/session-cookie.js';
 
 /** Connection-specific headers, not forwarded in either direction (RFC 9110 §7.6.1, RFC 9112 §9.6). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
@@ -25,7 +26,7 @@ const WEBSOCKET_HANDSHAKE = new Set(['sec-websocket-key', 'sec-websocket-version
 export type OutgoingHeaders = Record<string, string | string[]>;
 
 /**
- * The headers to send to ComfyUI for this request. `Origin` is rewritten to ComfyUI's own origin so its
+ * The headers to send to ComfyUI for this request. The gateway's session cookie is removed. `Origin` is rewritten to ComfyUI's own origin so its
  * Host/Origin check passes for browser requests that came through the gateway; `X-Forwarded-*` tell
  * ComfyUI who the client was.
  */
@@ -39,6 +40,11 @@ export function upstreamRequestHeaders(req: IncomingMessage, upstreamOrigin: str
     const value = incoming[name];
     if (value === undefined) continue;
     if (name === 'authorization' && isBearerAuthorization(value as string)) continue;
+    if (name === 'cookie') {
+      const rest = cookieWithoutSession(value as string);
+      if (rest !== undefined) headers.cookie = rest;
+      continue;
+    }
     headers[name] = name === 'origin' ? upstreamOrigin : value;
   }
   const clientAddress = req.socket.remoteAddress ?? '';

@@ -1,9 +1,9 @@
-// Forwards an HTTP request to ComfyUI and streams the answer back, bodies never buffered.
+// Forwards an HTTP request to ComfyUI: streamed both ways, or buffered when the gateway must read or rewrite the answer.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Pool, errors as undiciErrors } from 'undici';
-import { type GatewayError, upstreamTimeout, upstreamUnavailable } from '../errors.js';
-import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { GatewayError, upstreamTimeout, upstreamUnavailable } from '../errors.js';
+import { downstreamResponseHeaders, upstreamRequestHeaders, type OutgoingHeaders } from './headers.js';
 
 export interface HttpProxyOptions {
   upstream: URL;
@@ -11,17 +11,42 @@ export interface HttpProxyOptions {
   headersTimeoutMs: number;
 }
 
+/** Changes to the request as ComfyUI will see it. */
+export interface UpstreamOverrides {
+  method?: string;
+  /** The request target; defaults to the client's, byte for byte. */
+  path?: string;
+  /** A replacement body (the client's body is then not read). */
+  body?: Buffer | string;
+  /** Headers to set (a value of null removes the header). */
+  headers?: Record<string, string | null>;
+}
+
+/** A buffered answer from ComfyUI. */
+export interface UpstreamAnswer {
+  status: number;
+  headers: OutgoingHeaders;
+  body: Buffer;
+}
+
 export interface HttpProxy {
   /**
-   * Sends `req` to ComfyUI and pipes the response to `res`; the request target goes byte for byte.
-   * Resolves when the response has been handed over.
+   * Sends `req` to ComfyUI and pipes the response to `res`. Resolves when the response has been handed over.
    * @throws GatewayError UPSTREAM_UNAVAILABLE (502) or UPSTREAM_TIMEOUT (504) when no response began.
    */
-  forward(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  forward(req: IncomingMessage, res: ServerResponse, overrides?: UpstreamOverrides): Promise<void>;
+  /**
+   * Sends `req` (as changed by `overrides`) and reads the whole answer, up to `MAX_BUFFERED_BYTES`.
+   * @throws GatewayError 502/504 as `forward`, and 502 for an answer too large to buffer.
+   */
+  fetch(req: IncomingMessage, overrides?: UpstreamOverrides): Promise<UpstreamAnswer>;
   /** Asks ComfyUI for `path` and resolves its status, or rejects when it does not answer. */
   probe(path: string, timeoutMs: number): Promise<number>;
   close(): Promise<void>;
 }
+
+/** Largest ComfyUI answer the gateway reads whole (history and queue listings). */
+const MAX_BUFFERED_BYTES = 256 * 1024 * 1024;
 
 /** A connection pool to ComfyUI (undici): keep-alive, one request per connection at a time. */
 export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
@@ -34,22 +59,32 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
     keepAliveTimeout: 10_000,
   });
 
-  async function forward(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  function send(req: IncomingMessage, overrides: UpstreamOverrides, signal: AbortSignal) {
+    const headers = upstreamRequestHeaders(req, upstreamOrigin);
+    for (const [name, value] of Object.entries(overrides.headers ?? {})) {
+      if (value === null) delete headers[name];
+      else headers[name] = value;
+    }
+    let body: IncomingMessage | Buffer | string | null;
+    if (overrides.body !== undefined) {
+      body = overrides.body;
+      delete headers['transfer-encoding'];
+      headers['content-length'] = String(Buffer.byteLength(overrides.body));
+    } else {
+      const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
+      body = hasBody ? req : null;
+    }
+    return pool.request({ path: overrides.path ?? req.url!, method: overrides.method ?? req.method!, headers, body, signal });
+  }
+
+  async function forward(req: IncomingMessage, res: ServerResponse, overrides: UpstreamOverrides = {}): Promise<void> {
     const abort = new AbortController();
-    const onClientGone = (): void => {
+    res.once('close', () => {
       if (!res.writableFinished) abort.abort();
-    };
-    res.once('close', onClientGone);
-    const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
+    });
     let response;
     try {
-      response = await pool.request({
-        path: req.url!,
-        method: req.method!,
-        headers: upstreamRequestHeaders(req, upstreamOrigin),
-        body: hasBody ? req : null,
-        signal: abort.signal,
-      });
+      response = await send(req, overrides, abort.signal);
     } catch (error) {
       if (abort.signal.aborted) return;
       throw toGatewayError(error);
@@ -60,18 +95,39 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
     body.pipe(res);
   }
 
+  async function fetch(req: IncomingMessage, overrides: UpstreamOverrides = {}): Promise<UpstreamAnswer> {
+    try {
+      // The gateway reads this answer, so it asks for it uncompressed.
+      const plain = { ...overrides, headers: { 'accept-encoding': 'identity', ...overrides.headers } };
+      const { statusCode, headers, body } = await send(req, plain, AbortSignal.timeout(options.headersTimeoutMs * 2));
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > MAX_BUFFERED_BYTES) {
+          body.destroy();
+          throw new GatewayError(502, 'UPSTREAM_UNAVAILABLE', 'ComfyUI answered with more data than the gateway can filter.');
+        }
+        chunks.push(chunk);
+      }
+      return { status: statusCode, headers: downstreamResponseHeaders(headers), body: Buffer.concat(chunks) };
+    } catch (error) {
+      throw error instanceof GatewayError ? error : toGatewayError(error);
+    }
+  }
+
   async function probe(path: string, timeoutMs: number): Promise<number> {
     const { statusCode, body } = await pool.request({ path, method: 'GET', headersTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
     await body.dump();
     return statusCode;
   }
 
-  return { forward, probe, close: () => pool.close() };
+  return { forward, fetch, probe, close: () => pool.close() };
 }
 
 /** Maps a failure to reach ComfyUI to the client's error: timeouts are 504, everything else 502. */
 function toGatewayError(error: unknown): GatewayError {
-  if (error instanceof undiciErrors.HeadersTimeoutError || error instanceof undiciErrors.ConnectTimeoutError) {
+  if (error instanceof undiciErrors.HeadersTimeoutError || error instanceof undiciErrors.ConnectTimeoutError || (error as Error).name === 'TimeoutError') {
     return upstreamTimeout(error);
   }
   return upstreamUnavailable(error);

@@ -2,7 +2,7 @@
 
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import WebSocket, { WebSocketServer, type RawData } from 'ws';
+import WebSocket, { WebSocketServer } from 'ws';
 import { GatewayError, upstreamTimeout, upstreamUnavailable } from '../errors.js';
 import { rejectUpgrade } from '../server/respond.js';
 import { upstreamRequestHeaders } from './headers.js';
@@ -15,9 +15,34 @@ export interface WebSocketProxyOptions {
   pingIntervalMs: number;
 }
 
+/** A message on its way through the relay. */
+export interface Frame {
+  data: Buffer | string;
+  isBinary: boolean;
+}
+
+/** Ways to look at, change, drop or answer messages on their way through. Each returns the frame to pass on, or null. */
+export interface RelayHooks {
+  /** Runs once ComfyUI has accepted, before any client message is passed on; may send to ComfyUI first. */
+  onUpstreamOpen?(sendUpstream: (text: string) => void): void;
+  fromUpstream?(frame: Frame): Frame | null;
+  /** `replyToClient` answers the client directly, for a message the gateway handles itself. */
+  fromClient?(frame: Frame, replyToClient: (text: string) => void): Frame | null;
+}
+
+export interface RelayOptions {
+  /** The request target at ComfyUI (default: the client's). */
+  target?: string;
+  /** Headers to set on the upstream handshake (null removes one). */
+  headers?: Record<string, string | null>;
+  hooks?: RelayHooks;
+  /** Runs once when the relay ends (or never began), with the status the client got and the connected time. */
+  onEnd(outcome: { status: number; connectedMs: number }): void;
+}
+
 export interface WebSocketProxy {
-  /** Connects to ComfyUI first, then accepts the client; `onEnd` runs once when the relay ends (or never began). */
-  relay(req: IncomingMessage, socket: Duplex, head: Buffer, onEnd: (outcome: { status: number; connectedMs: number }) => void): void;
+  /** Connects to ComfyUI first, then accepts the client. */
+  relay(req: IncomingMessage, socket: Duplex, head: Buffer, options: RelayOptions): void;
   /** Closes every relayed socket. */
   close(): void;
 }
@@ -42,9 +67,15 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
     }
   }, options.pingIntervalMs).unref();
 
-  function relay(req: IncomingMessage, socket: Duplex, head: Buffer, onEnd: (outcome: { status: number; connectedMs: number }) => void): void {
-    const upstream = new WebSocket(upstreamBase + req.url, {
-      headers: upstreamRequestHeaders(req, options.upstream.origin, { websocket: true }) as Record<string, string>,
+  function relay(req: IncomingMessage, socket: Duplex, head: Buffer, relayOptions: RelayOptions): void {
+    const { hooks = {}, onEnd } = relayOptions;
+    const headers = upstreamRequestHeaders(req, options.upstream.origin, { websocket: true });
+    for (const [name, value] of Object.entries(relayOptions.headers ?? {})) {
+      if (value === null) delete headers[name];
+      else headers[name] = value;
+    }
+    const upstream = new WebSocket(upstreamBase + (relayOptions.target ?? req.url), {
+      headers: headers as Record<string, string>,
       perMessageDeflate: false,
       handshakeTimeout: options.handshakeTimeoutMs,
       maxPayload: MAX_MESSAGE_BYTES,
@@ -53,15 +84,17 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
     upstreams.add(upstream);
     let client: WebSocket | null = null;
     let openedAt = 0;
-    const early: Array<[RawData, boolean]> = [];
+    const early: Frame[] = [];
     const finish = once((status: number) => onEnd({ status, connectedMs: openedAt ? Date.now() - openedAt : 0 }));
 
     socket.once('close', () => {
       if (!client) upstream.terminate();
     });
     upstream.on('message', (data, isBinary) => {
-      if (client) client.send(data, { binary: isBinary });
-      else early.push([data, isBinary]);
+      const frame = hooks.fromUpstream ? hooks.fromUpstream({ data: data as Buffer, isBinary }) : { data: data as Buffer, isBinary };
+      if (!frame) return;
+      if (client) client.send(frame.data, { binary: frame.isBinary });
+      else early.push(frame);
     });
     upstream.on('pong', () => alive.set(upstream, true));
     upstream.once('unexpected-response', (_request, response) => {
@@ -88,12 +121,18 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
         finish(499);
         return;
       }
+      hooks.onUpstreamOpen?.((text) => upstream.send(text));
       server.handleUpgrade(req, socket, head, (ws) => {
         client = ws;
         openedAt = Date.now();
-        for (const [data, isBinary] of early.splice(0)) ws.send(data, { binary: isBinary });
+        for (const frame of early.splice(0)) ws.send(frame.data, { binary: frame.isBinary });
+        const replyToClient = (text: string): void => {
+          if (ws.readyState === WebSocket.OPEN) ws.send(text);
+        };
         ws.on('message', (data, isBinary) => {
-          if (upstream.readyState === WebSocket.OPEN) upstream.send(data, { binary: isBinary });
+          const incoming = { data: data as Buffer, isBinary };
+          const frame = hooks.fromClient ? hooks.fromClient(incoming, replyToClient) : incoming;
+          if (frame && upstream.readyState === WebSocket.OPEN) upstream.send(frame.data, { binary: frame.isBinary });
         });
         ws.on('pong', () => alive.set(ws, true));
         ws.once('close', (code, reason) => {

@@ -1,17 +1,24 @@
-// The gateway: one HTTP server that answers its own endpoints, checks keys and limits, counts usage and proxies the rest to ComfyUI.
+// The gateway: one HTTP server that answers its own endpoints, identifies callers, applies limits and isolation, counts usage and proxies the rest.
 
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { identify, type Caller } from '../auth/authenticate.js';
+import { ClientAddressing } from '../auth/client-addressing.js';
+import { AuthFailureLimiter } from '../auth/failure-limiter.js';
 import { isPublicPath } from '../auth/public-paths.js';
 import type { GatewayConfig } from '../config/schema.js';
-import { authRequired, GatewayError, invalidRequest, rateLimitExceeded } from '../errors.js';
+import { authRequired, forbidden, GatewayError, invalidRequest, rateLimitExceeded, tooManyAuthFailures } from '../errors.js';
+import { createIsolatedProxy } from '../isolation/isolated-proxy.js';
+import { userSocketHooks } from '../isolation/socket-filter.js';
+import type { Logger } from '../log/logger.js';
 import { createHttpProxy } from '../proxy/http.js';
 import { createWebSocketProxy } from '../proxy/websocket.js';
 import { rateLimitHeaders, retryAfterSeconds } from '../ratelimit/headers.js';
-import type { CounterStore, KeyRecord, KeyStore, UsageStore } from '../store/types.js';
+import type { CounterStore, KeyRecord, KeyStore, OwnershipStore, SessionStore, UsageStore } from '../store/types.js';
 import { handleAdminRoute } from './admin-api.js';
+import { handleLogin, handleLogout, type LoginContext } from './login.js';
 import { rejectUpgrade, sendError, sendJson } from './respond.js';
 import { matchGatewayRoute, pathOf } from './routes.js';
 
@@ -19,6 +26,8 @@ export interface GatewayStores {
   keys: KeyStore;
   usage: UsageStore;
   counters: CounterStore;
+  ownership: OwnershipStore;
+  sessions: SessionStore;
 }
 
 export interface Gateway {
@@ -30,18 +39,28 @@ export interface Gateway {
 }
 
 const READY_PROBE_TIMEOUT_MS = 2000;
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** A top-level page load by a browser, which is sent to the sign-in page instead of getting 401 JSON. */
+function isBrowserNavigation(req: IncomingMessage): boolean {
+  return (req.method === 'GET' || req.method === 'HEAD') && String(req.headers.accept ?? '').includes('text/html');
+}
 
 /** Wires the HTTP server to already-open stores. */
-export function createGatewayServer(config: GatewayConfig, stores: GatewayStores): Gateway {
-  const { keys, usage, counters } = stores;
+export function createGatewayServer(config: GatewayConfig, stores: GatewayStores, log: Logger): Gateway {
+  const { keys, usage, counters, ownership, sessions } = stores;
   const proxy = createHttpProxy({ upstream: config.upstream, headersTimeoutMs: config.upstreamTimeoutMs });
+  const isolated = createIsolatedProxy({ proxy, ownership });
   const webSockets = createWebSocketProxy({
     upstream: config.upstream,
     handshakeTimeoutMs: Math.min(config.upstreamTimeoutMs, 30_000),
     pingIntervalMs: config.wsPingIntervalMs,
   });
+  const addressing = new ClientAddressing(config.trustedProxies);
+  const failures = new AuthFailureLimiter();
   const now = (): number => Date.now() / 1000;
   const adminContext = { mode: config.mode, keys, usage, now };
+  const loginContext: LoginContext = { keys, sessions, addressing, failures, sessionTtlSeconds: config.sessionTtlSeconds, log, now };
 
   /** Checks and counts a keyed request against its limit; resolves the response headers, or throws 429. */
   async function admit(key: KeyRecord, at: number): Promise<Record<string, string>> {
@@ -59,15 +78,27 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   function recordOnClose(res: ServerResponse, key: KeyRecord, method: string, endpoint: string, at: number): void {
     res.once('close', () => {
       const status = res.statusCode;
-      usage.record({
-        key_id: key.key_id,
-        endpoint,
-        timestamp: at,
-        duration: now() - at,
-        success: res.writableFinished && status >= 200 && status < 400,
-        metadata: { method, status },
-      });
+      usage.record({ key_id: key.key_id, endpoint, timestamp: at, duration: now() - at, success: res.writableFinished && status >= 200 && status < 400, metadata: { method, status } });
     });
+  }
+
+  /**
+   * Identifies the caller, refusing blocked addresses, counting failed authentications per address,
+   * and refusing cookie-authenticated requests that change state from another site.
+   */
+  function authenticate(req: IncomingMessage, options: { unsafe: boolean }): Caller {
+    const ip = addressing.clientIp(req);
+    const blockedMs = failures.blockedFor(ip, Date.now());
+    if (blockedMs > 0) throw tooManyAuthFailures(Math.ceil(blockedMs / 1000));
+    const caller = identify(req, keys, sessions);
+    if (caller instanceof GatewayError) {
+      if (failures.recordFailure(ip, Date.now())) log.warn({ event: 'auth_failures_blocked', ip }, 'too many failed authentications; address blocked');
+      throw caller;
+    }
+    if (caller.kind === 'key' && caller.via === 'session' && options.unsafe && !addressing.isSameOrigin(req)) {
+      throw forbidden('A signed-in browser may change things only from pages of this site (Origin check).');
+    }
+    return caller;
   }
 
   async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -76,20 +107,33 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const route = matchGatewayRoute(path);
     if (route?.name === 'healthz') return sendJson(res, 200, { status: 'ok' });
     if (route?.name === 'readyz') return readiness(res);
-    if (!route && config.mode === 'off') return proxy.forward(req, res);
-
-    const caller = identify(req, keys);
-    if (caller instanceof GatewayError) throw caller;
+    if (!route && config.mode === 'off') {
+      if (!(await isolated.handleAnonymous(req, res, path))) await proxy.forward(req, res);
+      return;
+    }
+    const caller = authenticate(req, { unsafe: !SAFE_METHODS.has(req.method ?? 'GET') });
+    if (route?.name === 'login') return handleLogin(req, res, loginContext);
+    if (route?.name === 'logout') return handleLogout(req, res, loginContext);
     if (caller.kind === 'anonymous') {
       if (route) return handleAdminRoute(route, req, res, caller, adminContext);
-      if (config.mode === 'required' && !isPublicPath(req.method, path, config.publicPaths)) throw authRequired();
-      return proxy.forward(req, res);
+      if (config.mode === 'required' && !isPublicPath(req.method, path, config.publicPaths)) {
+        if (isBrowserNavigation(req)) return redirectToLogin(res, req.url!);
+        throw authRequired();
+      }
+      if (!(await isolated.handleAnonymous(req, res, path))) await proxy.forward(req, res);
+      return;
     }
     const at = now();
     for (const [name, value] of Object.entries(await admit(caller.key, at))) res.setHeader(name, value);
     recordOnClose(res, caller.key, req.method ?? 'GET', path, at);
     if (route) return handleAdminRoute(route, req, res, caller, adminContext);
-    return proxy.forward(req, res);
+    const query = new URLSearchParams(req.url!.slice(path.length + 1));
+    return isolated.handle(req, res, caller.key, path, query);
+  }
+
+  function redirectToLogin(res: ServerResponse, target: string): void {
+    res.writeHead(302, { location: `/login?next=${encodeURIComponent(target)}`, 'content-length': '0', 'cache-control': 'no-store' });
+    res.end();
   }
 
   async function readiness(res: ServerResponse): Promise<void> {
@@ -112,38 +156,43 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     if (path === null || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
       throw invalidRequest('Only WebSocket upgrades of a path are accepted.', [{ field: 'upgrade', problem: 'not a websocket upgrade' }]);
     }
-    let caller: Caller = { kind: 'anonymous' };
-    if (config.mode !== 'off') {
-      const identified = identify(req, keys);
-      if (identified instanceof GatewayError) throw identified;
-      caller = identified;
-    }
+    if (config.mode === 'off') return webSockets.relay(req, socket, head, { onEnd: () => undefined });
+    // A browser sends its cookie with any site's WebSocket, so a cookie-authenticated socket must come from this site.
+    const caller = authenticate(req, { unsafe: true });
+    const query = new URLSearchParams(req.url!.slice(path.length + 1));
+    const clientId = query.get('clientId') ?? '';
     if (caller.kind === 'anonymous') {
       if (config.mode === 'required') throw authRequired();
-      webSockets.relay(req, socket, head, () => undefined);
-      return;
+      if (clientId && ownership.ownerOf('client', clientId)) throw forbidden('That clientId belongs to a key.');
+      return webSockets.relay(req, socket, head, { onEnd: () => undefined });
     }
     const key = caller.key;
     const at = now();
     await admit(key, at);
-    webSockets.relay(req, socket, head, ({ status, connectedMs }) => {
-      usage.record({
-        key_id: key.key_id,
-        endpoint: path,
-        timestamp: at,
-        duration: connectedMs / 1000,
-        success: status === 101,
-        metadata: { method: 'GET', status },
-      });
+    if (!clientId) query.set('clientId', randomUUID().replaceAll('-', ''));
+    const owner = await ownership.claim('client', query.get('clientId')!, key.key_id);
+    if (owner !== key.key_id && key.role !== 'admin') throw forbidden('That clientId belongs to another key: use your own (any new id becomes yours).');
+    webSockets.relay(req, socket, head, {
+      target: `${path}?${query}`,
+      headers: await isolated.upstreamHeadersFor(req, key),
+      ...(key.role === 'admin' ? {} : { hooks: userSocketHooks(ownership, key.key_id) }),
+      onEnd: ({ status, connectedMs }) =>
+        usage.record({ key_id: key.key_id, endpoint: path, timestamp: at, duration: connectedMs / 1000, success: status === 101, metadata: { method: 'GET', status } }),
     });
   }
 
   const server = createServer({ keepAliveTimeout: 5000 }, (req, res) => {
-    handleRequest(req, res).catch((error: unknown) => sendError(res, error));
+    handleRequest(req, res).catch((error: unknown) => {
+      if (!(error instanceof GatewayError)) log.error({ err: error, method: req.method, path: pathOf(req.url) }, 'request failed');
+      sendError(res, error);
+    });
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
-    handleUpgrade(req, socket, head).catch((error: unknown) => rejectUpgrade(socket, error));
+    handleUpgrade(req, socket, head).catch((error: unknown) => {
+      if (!(error instanceof GatewayError)) log.error({ err: error, path: pathOf(req.url) }, 'websocket upgrade failed');
+      rejectUpgrade(socket, error);
+    });
   });
   server.on('clientError', (_error, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
@@ -168,8 +217,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       await closed;
       clearTimeout(timer);
       await proxy.close();
-      await Promise.all([keys.close(), usage.close(), counters.close()]);
+      await Promise.all([keys.close(), usage.close(), counters.close(), ownership.close(), sessions.close()]);
     },
   };
 }
-

@@ -7,20 +7,27 @@ import { invalidRequest } from '../errors.js';
 export const MAX_MANAGEMENT_BODY_BYTES = 64 * 1024;
 
 /**
- * Reads and parses a JSON body. An empty body gives `undefined`.
- * @throws GatewayError INVALID_REQUEST for a body over the cap or that is not JSON.
+ * Reads a whole body of at most `maxBytes`.
+ * @throws the error `tooLarge()` makes, as soon as the body is known to be larger.
  */
-export async function readJsonBody(req: IncomingMessage, maxBytes = MAX_MANAGEMENT_BODY_BYTES): Promise<unknown> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > maxBytes) throw tooLarge(maxBytes);
+export async function readBody(req: IncomingMessage, maxBytes: number, tooLarge: () => Error): Promise<Buffer> {
+  if (Number(req.headers['content-length'] ?? 0) > maxBytes) throw tooLarge();
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     total += chunk.length;
-    if (total > maxBytes) throw tooLarge(maxBytes);
+    if (total > maxBytes) throw tooLarge();
     chunks.push(chunk);
   }
-  const text = Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
+}
+
+/**
+ * Reads and parses a JSON body. An empty body gives `undefined`.
+ * @throws GatewayError INVALID_REQUEST for a body over the cap or that is not JSON.
+ */
+export async function readJsonBody(req: IncomingMessage, maxBytes = MAX_MANAGEMENT_BODY_BYTES): Promise<unknown> {
+  const text = (await readBody(req, maxBytes, () => tooLarge(maxBytes))).toString('utf8');
   if (text.trim().length === 0) return undefined;
   try {
     return JSON.parse(text);

@@ -7,7 +7,9 @@ export type GatewayRoute =
   | { name: 'keys' }
   | { name: 'key'; keyId: string }
   | { name: 'usage' }
-  | { name: 'usage-all' };
+  | { name: 'usage-all' }
+  | { name: 'login' }
+  | { name: 'logout' };
 
 const KEY_PATH = /^(?:\/api)?\/keys\/([A-Za-z0-9_-]{1,64})$/;
 
@@ -27,6 +29,10 @@ export function matchGatewayRoute(path: string): GatewayRoute | null {
     case '/usage/all':
     case '/api/usage/all':
       return { name: 'usage-all' };
+    case '/login':
+      return { name: 'login' };
+    case '/logout':
+      return { name: 'logout' };
   }
   const key = KEY_PATH.exec(path);
   return key ? { name: 'key', keyId: key[1]! } : null;

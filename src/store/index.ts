@@ -4,20 +4,24 @@ import { mkdir } from 'node:fs/promises';
 import type { GatewayConfig } from '../config/schema.js';
 import { WINDOW_SECONDS } from '../ratelimit/headers.js';
 import { FileKeyStore } from './file/file-key-store.js';
+import { FileOwnershipStore } from './file/file-ownership-store.js';
+import { FileSessionStore } from './file/file-session-store.js';
 import { FileUsageStore } from './file/file-usage-store.js';
 import { MemoryCounterStore } from './memory/memory-counter-store.js';
-import type { CounterStore, KeyStore, UsageStore } from './types.js';
+import type { CounterStore, KeyStore, OwnershipStore, SessionStore, UsageStore } from './types.js';
 
 export interface Stores {
   keys: KeyStore;
   usage: UsageStore;
   counters: CounterStore;
+  ownership: OwnershipStore;
+  sessions: SessionStore;
   /** Where the data lives, for the start-up line. */
   location: string;
 }
 
 /**
- * Opens the key and usage stores and seeds the rate-limit windows with the requests of the last hour,
+ * Opens the key, usage, ownership and session stores and seeds the rate-limit windows with the requests of the last hour,
  * so a restart does not reset anyone's count.
  * @throws StoreCorruptError when a store file cannot be read.
  */
@@ -25,10 +29,11 @@ export async function createStores(config: Pick<GatewayConfig, 'userDirectory' |
   await mkdir(config.userDirectory, { recursive: true });
   const keys = new FileKeyStore({ directory: config.userDirectory });
   const usage = new FileUsageStore({ directory: config.userDirectory, retentionDays: config.usageRetentionDays });
-  await keys.open();
-  await usage.open();
+  const ownership = new FileOwnershipStore({ directory: config.userDirectory });
+  const sessions = new FileSessionStore({ directory: config.userDirectory });
+  await Promise.all([keys.open(), usage.open(), ownership.open(), sessions.open()]);
   const counters = new MemoryCounterStore(WINDOW_SECONDS);
   const now = Date.now() / 1000;
   counters.restore(usage.recentRequestTimes(WINDOW_SECONDS, now), now);
-  return { keys, usage, counters, location: config.userDirectory };
+  return { keys, usage, counters, ownership, sessions, location: config.userDirectory };
 }

@@ -1,0 +1,81 @@
+// Who the client really is when comfy-gate sits behind a reverse proxy: forwarded headers count only from --trusted-proxy addresses.
+
+import type { IncomingMessage } from 'node:http';
+import { BlockList, isIP } from 'node:net';
+
+/** Parses one `--trusted-proxy` entry (an address or a CIDR block); returns an error message for a bad one. */
+export function checkTrustedProxy(entry: string): string | null {
+  const [address, bits, ...rest] = entry.split('/');
+  const family = isIP(address ?? '');
+  if (family === 0 || rest.length > 0) return `${JSON.stringify(entry)} is not an IP address or CIDR block`;
+  if (bits !== undefined && (!/^\d+$/.test(bits) || Number(bits) > (family === 4 ? 32 : 128))) return `${JSON.stringify(entry)} has a bad prefix length`;
+  return null;
+}
+
+/**
+ * Reads the client's address and scheme. A request from a trusted proxy is believed about
+ * `X-Forwarded-For` (the right-most address that is not itself a trusted proxy), `X-Forwarded-Proto`
+ * and `X-Forwarded-Host`; from anyone else those headers are ignored.
+ */
+export class ClientAddressing {
+  private readonly trusted = new BlockList();
+  private readonly any: boolean;
+
+  constructor(trustedProxies: readonly string[]) {
+    this.any = trustedProxies.length > 0;
+    for (const entry of trustedProxies) {
+      const [address, bits] = entry.split('/') as [string, string | undefined];
+      const type = isIP(address) === 6 ? 'ipv6' : 'ipv4';
+      if (bits === undefined) this.trusted.addAddress(address, type);
+      else this.trusted.addSubnet(address, Number(bits), type);
+    }
+  }
+
+  private isTrusted(address: string | undefined): boolean {
+    if (!this.any || !address) return false;
+    const plain = address.startsWith('::ffff:') ? address.slice(7) : address;
+    return this.trusted.check(plain, isIP(plain) === 6 ? 'ipv6' : 'ipv4');
+  }
+
+  /** Whether the request came through a trusted proxy. */
+  viaTrustedProxy(req: IncomingMessage): boolean {
+    return this.isTrusted(req.socket.remoteAddress);
+  }
+
+  /** The client's IP address. */
+  clientIp(req: IncomingMessage): string {
+    const peer = req.socket.remoteAddress ?? '';
+    if (!this.isTrusted(peer)) return peer;
+    const chain = String(req.headers['x-forwarded-for'] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    for (let i = chain.length - 1; i >= 0; i -= 1) if (!this.isTrusted(chain[i])) return chain[i]!;
+    return chain[0] ?? peer;
+  }
+
+  /** Whether the client used HTTPS (to the gateway, or to the trusted proxy in front of it). */
+  isHttps(req: IncomingMessage): boolean {
+    if ((req.socket as { encrypted?: boolean }).encrypted) return true;
+    return this.viaTrustedProxy(req) && String(req.headers['x-forwarded-proto'] ?? '').split(',')[0]!.trim() === 'https';
+  }
+
+  /** The gateway's own origin as the client sees it, e.g. `https://comfy.example.com`. */
+  origin(req: IncomingMessage): string {
+    const forwardedHost = this.viaTrustedProxy(req) ? String(req.headers['x-forwarded-host'] ?? '').split(',')[0]!.trim() : '';
+    return `${this.isHttps(req) ? 'https' : 'http'}://${forwardedHost || req.headers.host || ''}`.toLowerCase();
+  }
+
+  /**
+   * Whether a request comes from a page of the gateway's own origin: its `Origin` (or, without one,
+   * its `Referer`) must be exactly that origin. A request with neither is not same-origin.
+   */
+  isSameOrigin(req: IncomingMessage): boolean {
+    let origin = req.headers.origin;
+    if (origin === undefined && req.headers.referer) {
+      try {
+        origin = new URL(req.headers.referer).origin;
+      } catch {
+        return false;
+      }
+    }
+    return origin !== undefined && origin.toLowerCase() === this.origin(req);
+  }
+}

@@ -1,0 +1,76 @@
+// One ComfyUI user per key when ComfyUI runs with --multi-user, so settings and saved workflows stay apart.
+
+import type { IncomingMessage } from 'node:http';
+import type { KeyRecord } from '../store/types.js';
+import type { IsolationContext } from './context.js';
+import { parseJsonOrUndefined } from './json-body.js';
+
+/** How long the answer to "does ComfyUI run with --multi-user?" is trusted. */
+const MODE_TTL_MS = 60_000;
+
+/**
+ * Maps keys to ComfyUI users. Whether ComfyUI runs with `--multi-user` is read from its `GET /users`
+ * (which lists `users` only then). A key's user is created on its first request (`POST /users`) and
+ * remembered in the ownership store.
+ */
+export class ComfyUsers {
+  private readonly ctx: IsolationContext;
+  private multiUser: { value: boolean; at: number } | null = null;
+  private readonly creating = new Map<string, Promise<string>>();
+
+  constructor(ctx: IsolationContext) {
+    this.ctx = ctx;
+  }
+
+  /** Whether ComfyUI keeps settings and userdata per user. */
+  async isMultiUser(req: IncomingMessage): Promise<boolean> {
+    if (this.multiUser && Date.now() - this.multiUser.at < MODE_TTL_MS) return this.multiUser.value;
+    const answer = await this.ctx.proxy.fetch(req, { method: 'GET', path: '/api/users', body: '', headers: { 'comfy-user': null, 'content-type': null } });
+    const body = parseJsonOrUndefined(answer.body) as { users?: unknown } | undefined;
+    this.multiUser = { value: answer.status === 200 && typeof body?.users === 'object' && body.users !== null, at: Date.now() };
+    return this.multiUser.value;
+  }
+
+  /**
+   * The `Comfy-User` header for a user key's forwarded requests (a client's own value is always
+   * dropped); admin keys keep whatever they send.
+   */
+  async headersFor(req: IncomingMessage, key: KeyRecord): Promise<Record<string, string | null>> {
+    if (key.role === 'admin') return {};
+    if (!(await this.isMultiUser(req))) return { 'comfy-user': null };
+    return { 'comfy-user': await this.userOf(req, key) };
+  }
+
+  /** The display name of a key's ComfyUI user: its name, made unique by the start of its key_id. */
+  static userName(key: KeyRecord): string {
+    return `${key.name} (${key.key_id.slice(0, 8)})`;
+  }
+
+  /** The key's ComfyUI user id, created on first use. */
+  userOf(req: IncomingMessage, key: KeyRecord): Promise<string> {
+    const known = this.ctx.ownership.comfyUserOf(key.key_id);
+    if (known) return Promise.resolve(known);
+    let pending = this.creating.get(key.key_id);
+    if (!pending) {
+      pending = this.create(req, key).finally(() => this.creating.delete(key.key_id));
+      this.creating.set(key.key_id, pending);
+    }
+    return pending;
+  }
+
+  private async create(req: IncomingMessage, key: KeyRecord): Promise<string> {
+    const username = ComfyUsers.userName(key);
+    const base = { path: '/api/users', headers: { 'comfy-user': null, 'content-type': 'application/json' } };
+    const created = await this.ctx.proxy.fetch(req, { ...base, method: 'POST', body: JSON.stringify({ username }) });
+    let userId = created.status === 200 ? parseJsonOrUndefined(created.body) : undefined;
+    if (typeof userId !== 'string') {
+      // Created before but not remembered (e.g. the gateway's files were restored): find it by name.
+      const listed = await this.ctx.proxy.fetch(req, { ...base, method: 'GET', body: '' });
+      const users = (parseJsonOrUndefined(listed.body) as { users?: Record<string, string> } | undefined)?.users ?? {};
+      userId = Object.entries(users).find(([, name]) => name === username)?.[0];
+    }
+    if (typeof userId !== 'string') throw new Error(`ComfyUI did not create a user for key ${key.key_id} (status ${created.status})`);
+    await this.ctx.ownership.setComfyUser(key.key_id, userId);
+    return userId;
+  }
+}

@@ -1,0 +1,52 @@
+// What the isolation handlers share: the proxy, the ownership records, and the caller.
+
+import type { IncomingMessage } from 'node:http';
+import type { HttpProxy, UpstreamAnswer } from '../proxy/http.js';
+import type { KeyRecord, OwnershipStore } from '../store/types.js';
+import { outputFileIds } from './files.js';
+import { parseJsonOrUndefined } from './json-body.js';
+
+export interface IsolationContext {
+  proxy: HttpProxy;
+  ownership: OwnershipStore;
+}
+
+/** The key making the request, and the headers every request it forwards gets (its ComfyUI user). */
+export interface IsolatedCaller {
+  key: KeyRecord;
+  /** Admin keys see and act on everything; user keys only on their own work. */
+  seesAll: boolean;
+  upstreamHeaders: Record<string, string | null>;
+}
+
+/** Whether the caller may see or act on a prompt. */
+export function ownsPrompt(ctx: IsolationContext, caller: IsolatedCaller, promptId: unknown): boolean {
+  return caller.seesAll || (typeof promptId === 'string' && ctx.ownership.ownerOf('prompt', promptId) === caller.key.key_id);
+}
+
+/** GETs another ComfyUI path on the caller's behalf (as its ComfyUI user) and reads the answer. */
+export function getUpstream(ctx: IsolationContext, req: IncomingMessage, caller: IsolatedCaller, path: string): Promise<UpstreamAnswer> {
+  return ctx.proxy.fetch(req, { method: 'GET', path, body: '', headers: { ...caller.upstreamHeaders, 'content-type': null } });
+}
+
+/** Records the files a prompt produced as its owner's; once its run has completed, notes that it need not be looked at again. */
+export async function recordPromptOutputs(ctx: IsolationContext, promptId: string, entry: unknown): Promise<void> {
+  const owner = ctx.ownership.ownerOf('prompt', promptId);
+  if (!owner || typeof entry !== 'object' || entry === null) return;
+  const { outputs, status } = entry as { outputs?: Record<string, unknown>; status?: { completed?: boolean } };
+  const files = Object.values(outputs ?? {}).flatMap(outputFileIds);
+  await Promise.all(files.map((id) => ctx.ownership.claim('file', id, owner)));
+  if (status?.completed) await ctx.ownership.markOutputsRecorded(promptId);
+}
+
+/** Looks up the history of the caller's recent prompts whose outputs are not recorded yet, and records them. */
+export async function recordRecentOutputs(ctx: IsolationContext, req: IncomingMessage, caller: IsolatedCaller): Promise<void> {
+  const pending = ctx.ownership.recentPrompts(caller.key.key_id, 50).filter((p) => !p.outputsRecorded);
+  await Promise.all(
+    pending.map(async ({ promptId }) => {
+      const answer = await getUpstream(ctx, req, caller, `/history/${encodeURIComponent(promptId)}`);
+      const history = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as Record<string, unknown> | undefined) : undefined;
+      if (history?.[promptId]) await recordPromptOutputs(ctx, promptId, history[promptId]);
+    }),
+  );
+}

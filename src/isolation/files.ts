@@ -1,0 +1,36 @@
+// Files as ComfyUI names them ({filename, subfolder, type}), reduced to one id for ownership records.
+
+import { posix } from 'node:path';
+
+const ANNOTATION = / \[(output|input|temp)\]$/;
+
+/** The ownership id of a file: `type/subfolder/name`, with the subfolder normalised as ComfyUI joins it. */
+export function fileId(type: string, subfolder: string, filename: string): string {
+  const folder = posix.normalize(subfolder || '.').replace(/^\.\/?$/, '').replace(/\/+$/, '');
+  return `${type}/${folder}/${posix.basename(filename)}`;
+}
+
+/**
+ * The file a `/view` query (or a LoadImage input) names: `filename`, `type` (default output, or `input`
+ * for inputs) and `subfolder`; a name ending in ` [output]`, ` [input]` or ` [temp]` picks the folder.
+ */
+export function fileIdOf(filename: string, subfolder: string, defaultType: string, type?: string | null): string {
+  const annotated = ANNOTATION.exec(filename);
+  const name = annotated ? filename.slice(0, -annotated[0].length) : filename;
+  return fileId(annotated?.[1] ?? type ?? defaultType, subfolder, name);
+}
+
+/** The files listed in a node's UI output (`{images: [{filename, subfolder, type}], gifs: [...], ...}`). */
+export function outputFileIds(output: unknown): string[] {
+  if (typeof output !== 'object' || output === null) return [];
+  const ids: string[] = [];
+  for (const items of Object.values(output)) {
+    if (!Array.isArray(items)) continue;
+    for (const item of items as Array<Record<string, unknown>>) {
+      if (typeof item?.filename === 'string') {
+        ids.push(fileId(typeof item.type === 'string' ? item.type : 'output', typeof item.subfolder === 'string' ? item.subfolder : '', item.filename));
+      }
+    }
+  }
+  return ids;
+}

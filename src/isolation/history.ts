@@ -1,0 +1,82 @@
+// /history for isolated callers: only their own prompts, with ComfyUI's max_items/offset applied to what they may see.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { invalidRequest } from '../errors.js';
+import { readJsonBody } from '../server/body.js';
+import { getUpstream, ownsPrompt, recordPromptOutputs, type IsolatedCaller, type IsolationContext } from './context.js';
+import { emptyOk, parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
+import { redactQueueItem } from './redact.js';
+
+type History = Record<string, { prompt?: unknown }>;
+
+/** GET /history: the caller's entries, windowed by `max_items` and `offset` exactly as ComfyUI windows the whole history. */
+export async function getHistoryList(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller, path: string, query: URLSearchParams): Promise<void> {
+  const maxItems = optionalInteger(query, 'max_items');
+  const offset = optionalInteger(query, 'offset') ?? -1;
+  const rest = new URLSearchParams(query);
+  rest.delete('max_items');
+  rest.delete('offset');
+  const answer = await getUpstream(ctx, req, caller, rest.size > 0 ? `${path}?${rest}` : path);
+  const history = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as History | undefined) : undefined;
+  if (!history || typeof history !== 'object') return relayAnswer(res, answer);
+  const visible = Object.entries(history).filter(([id]) => ownsPrompt(ctx, caller, id));
+  for (const [id, entry] of visible) {
+    redactQueueItem(entry.prompt);
+    void recordPromptOutputs(ctx, id, entry).catch(() => undefined);
+  }
+  relayJson(res, answer, Object.fromEntries(windowOf(visible, maxItems, offset)));
+}
+
+/** GET /history/{id}: the entry if it is the caller's; otherwise `{}`, as ComfyUI answers for an unknown id. */
+export async function getHistoryEntry(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller, promptId: string): Promise<void> {
+  if (!ownsPrompt(ctx, caller, promptId)) {
+    relayJson(res, { status: 200, headers: {}, body: Buffer.alloc(0) }, {});
+    return;
+  }
+  const answer = await ctx.proxy.fetch(req, { headers: caller.upstreamHeaders });
+  const history = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as History | undefined) : undefined;
+  if (!history || typeof history !== 'object') return relayAnswer(res, answer);
+  for (const [id, entry] of Object.entries(history)) {
+    redactQueueItem(entry.prompt);
+    void recordPromptOutputs(ctx, id, entry).catch(() => undefined);
+  }
+  relayJson(res, answer, history);
+}
+
+/** POST /history `{clear, delete}`: a user key clears or deletes only its own entries. */
+export async function postHistory(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
+  const body = await readClearOrDelete(req);
+  let ids = (body.delete ?? []).filter((id) => ownsPrompt(ctx, caller, id));
+  if (body.clear) {
+    const answer = await getUpstream(ctx, req, caller, '/api/history');
+    const history = (parseJsonOrUndefined(answer.body) ?? {}) as History;
+    ids = [...new Set([...ids, ...Object.keys(history).filter((id) => ownsPrompt(ctx, caller, id))])];
+  }
+  if (ids.length === 0) return emptyOk(res);
+  await ctx.proxy.forward(req, res, { body: JSON.stringify({ delete: ids }), headers: { ...caller.upstreamHeaders, 'content-type': 'application/json' } });
+}
+
+/** Reads a `{clear?: boolean, delete?: string[]}` body, as POST /history and POST /queue take. */
+export async function readClearOrDelete(req: IncomingMessage): Promise<{ clear: boolean; delete?: string[] }> {
+  const body = (await readJsonBody(req)) ?? {};
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidRequest('The body must be a JSON object.', [{ field: 'body', problem: 'not an object' }]);
+  const { clear, delete: ids } = body as { clear?: unknown; delete?: unknown };
+  if (ids !== undefined && (!Array.isArray(ids) || ids.some((id) => typeof id !== 'string'))) {
+    throw invalidRequest('delete must be a list of prompt ids.', [{ field: 'delete', problem: 'not a list of strings' }]);
+  }
+  return { clear: clear === true, ...(ids ? { delete: ids as string[] } : {}) };
+}
+
+/** ComfyUI's history window: `offset` < 0 with `max_items` means the newest `max_items`; otherwise start at `offset`. */
+function windowOf<T>(entries: T[], maxItems: number | undefined, offset: number): T[] {
+  const start = offset < 0 && maxItems !== undefined ? entries.length - maxItems : offset;
+  const from = Math.max(0, start);
+  return maxItems === undefined ? entries.slice(from) : entries.slice(from, from + maxItems);
+}
+
+function optionalInteger(query: URLSearchParams, name: string): number | undefined {
+  const value = query.get(name);
+  if (value === null) return undefined;
+  if (!/^-?\d+$/.test(value)) throw invalidRequest(`${name} must be a whole number.`, [{ field: name, problem: `got ${JSON.stringify(value)}` }]);
+  return Number(value);
+}

@@ -1,0 +1,42 @@
+// Reading and answering JSON on routes where the gateway rewrites what goes to or comes from ComfyUI.
+
+import type { ServerResponse } from 'node:http';
+import type { OutgoingHeaders } from '../proxy/headers.js';
+import type { UpstreamAnswer } from '../proxy/http.js';
+
+/** Parses JSON, or returns undefined when the text is not JSON. */
+export function parseJsonOrUndefined(body: Buffer | string): unknown {
+  try {
+    return JSON.parse(body.toString());
+  } catch {
+    return undefined;
+  }
+}
+
+/** Sends ComfyUI's answer unchanged. */
+export function relayAnswer(res: ServerResponse, answer: UpstreamAnswer): void {
+  res.writeHead(answer.status, { ...answer.headers, 'content-length': String(answer.body.length) });
+  res.end(answer.body);
+}
+
+/** Sends ComfyUI's answer with a rewritten JSON body, keeping its status and other headers. */
+export function relayJson(res: ServerResponse, answer: UpstreamAnswer, body: unknown): void {
+  const text = Buffer.from(JSON.stringify(body));
+  const headers: OutgoingHeaders = { ...answer.headers, 'content-type': 'application/json; charset=utf-8', 'content-length': String(text.length) };
+  delete headers['content-encoding'];
+  delete headers.etag;
+  res.writeHead(answer.status, headers);
+  res.end(text);
+}
+
+/** An empty 200, as ComfyUI answers POST /interrupt, /queue and /history. */
+export function emptyOk(res: ServerResponse): void {
+  res.writeHead(200, { 'content-length': '0' });
+  res.end();
+}
+
+/** An empty 404, exactly as ComfyUI answers /view for a file that does not exist. */
+export function emptyNotFound(res: ServerResponse): void {
+  res.writeHead(404, { 'content-length': '0' });
+  res.end();
+}

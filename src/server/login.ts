@@ -1,0 +1,106 @@
+// Browser sign-in: GET/POST /login and POST /logout, turning an API key into a server-side session cookie.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { keyOfPlaintext } from '../auth/authenticate.js';
+import type { ClientAddressing } from '../auth/client-addressing.js';
+import type { AuthFailureLimiter } from '../auth/failure-limiter.js';
+import { sessionCookie, sessionIdOf } from '../auth/session-cookie.js';
+import { forbidden, GatewayError, invalidRequest, methodNotAllowed, storeUnavailable } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import type { KeyStore, SessionStore } from '../store/types.js';
+import { MAX_MANAGEMENT_BODY_BYTES, readBody } from './body.js';
+import { LOGIN_PAGE_CSP, loginPage } from './login-page.js';
+import { sendJson } from './respond.js';
+
+export interface LoginContext {
+  keys: KeyStore;
+  sessions: SessionStore;
+  addressing: ClientAddressing;
+  failures: AuthFailureLimiter;
+  sessionTtlSeconds: number;
+  log: Logger;
+  now(): number;
+}
+
+/** A `next` target that stays on this site: a path, never `//host` or `/\\host`; anything else becomes `/`. */
+export function safeNext(next: string | null | undefined): string {
+  if (!next || !next.startsWith('/') || next.startsWith('//') || next.startsWith('/\\') || /[\u0000-\u001f\\]/.test(next)) return '/';
+  return next;
+}
+
+/** GET /login (the page) and POST /login (form or JSON). */
+export async function handleLogin(req: IncomingMessage, res: ServerResponse, ctx: LoginContext): Promise<void> {
+  const query = new URLSearchParams(req.url?.split('?')[1] ?? '');
+  if (req.method === 'GET' || req.method === 'HEAD') return sendPage(res, 200, safeNext(query.get('next')));
+  if (req.method !== 'POST') throw methodNotAllowed(['GET', 'POST']);
+  if ((req.headers.origin !== undefined || req.headers.referer !== undefined) && !ctx.addressing.isSameOrigin(req)) {
+    throw forbidden('Sign-in must come from this site.');
+  }
+  const isJson = String(req.headers['content-type'] ?? '').includes('application/json');
+  const raw = (await readBody(req, MAX_MANAGEMENT_BODY_BYTES, () => invalidRequest('The body is too large.', [{ field: 'body', problem: 'over 64 KiB' }]))).toString('utf8');
+  const { apiKey, next } = isJson ? jsonFields(raw) : formFields(raw);
+  const key = keyOfPlaintext(apiKey, ctx.keys);
+  if (key instanceof GatewayError) {
+    const ip = ctx.addressing.clientIp(req);
+    if (ctx.failures.recordFailure(ip, Date.now())) ctx.log.warn({ event: 'auth_failures_blocked', ip }, 'too many failed authentications; address blocked');
+    if (isJson) throw key;
+    return sendPage(res, 401, next, key.code === 'KEY_DISABLED' ? 'That key is disabled.' : 'That key is not valid.');
+  }
+  let created;
+  try {
+    created = await ctx.sessions.create(key.key_id, ctx.sessionTtlSeconds, ctx.now());
+  } catch (error) {
+    throw storeUnavailable(error);
+  }
+  ctx.log.info({ event: 'sign_in', key_id: key.key_id, ip: ctx.addressing.clientIp(req) }, 'signed in');
+  const cookie = sessionCookie(created.id, ctx.sessionTtlSeconds, ctx.addressing.isHttps(req));
+  if (isJson) {
+    return sendJson(res, 200, { ok: true, key_id: key.key_id, role: key.role, expires_at: created.session.expiresAt }, { 'set-cookie': cookie });
+  }
+  res.writeHead(303, { location: next, 'set-cookie': cookie, 'content-length': '0', 'cache-control': 'no-store' });
+  res.end();
+}
+
+/** POST /logout: ends the session and clears the cookie. Needs a request from this site (it changes state). */
+export async function handleLogout(req: IncomingMessage, res: ServerResponse, ctx: LoginContext): Promise<void> {
+  if (req.method !== 'POST') throw methodNotAllowed(['POST']);
+  const sessionId = sessionIdOf(req.headers);
+  if (sessionId && !ctx.addressing.isSameOrigin(req)) throw forbidden('Sign-out must come from this site.');
+  if (sessionId) await ctx.sessions.delete(sessionId).catch((error: unknown) => Promise.reject(storeUnavailable(error)));
+  const cookie = sessionCookie(null, 0, ctx.addressing.isHttps(req));
+  if (String(req.headers.accept ?? '').includes('text/html')) {
+    res.writeHead(303, { location: '/login', 'set-cookie': cookie, 'content-length': '0' });
+    res.end();
+    return;
+  }
+  sendJson(res, 200, { ok: true }, { 'set-cookie': cookie });
+}
+
+function sendPage(res: ServerResponse, status: number, next: string, error?: string): void {
+  const html = loginPage(next, error);
+  res.writeHead(status, {
+    'content-type': 'text/html; charset=utf-8',
+    'content-length': Buffer.byteLength(html),
+    'content-security-policy': LOGIN_PAGE_CSP,
+    'x-frame-options': 'DENY',
+    'cache-control': 'no-store',
+    'referrer-policy': 'same-origin',
+  });
+  res.end(html);
+}
+
+function jsonFields(raw: string): { apiKey: string; next: string } {
+  let body: { api_key?: unknown; next?: unknown };
+  try {
+    body = JSON.parse(raw) as typeof body;
+  } catch {
+    throw invalidRequest('The body is not valid JSON.', [{ field: 'body', problem: 'not JSON' }]);
+  }
+  if (typeof body?.api_key !== 'string') throw invalidRequest('api_key is required.', [{ field: 'api_key', problem: 'missing' }]);
+  return { apiKey: body.api_key, next: safeNext(typeof body.next === 'string' ? body.next : null) };
+}
+
+function formFields(raw: string): { apiKey: string; next: string } {
+  const form = new URLSearchParams(raw);
+  return { apiKey: (form.get('api_key') ?? '').trim(), next: safeNext(form.get('next')) };
+}
