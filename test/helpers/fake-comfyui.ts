@@ -119,6 +119,7 @@ const OBJECT_INFO: Json = {
     negative: ['CONDITIONING', {}], latent_image: ['LATENT', {}], denoise: ['FLOAT', { default: 1 }],
   }, ['LATENT']),
   VAEDecode: nodeInfo('VAEDecode', 'VAE Decode', 'latent', { samples: ['LATENT', {}], vae: ['VAE', {}] }, ['IMAGE']),
+  LoadImage: nodeInfo('LoadImage', 'Load Image', 'image', { image: [[], { image_upload: true }] }, ['IMAGE', 'MASK']),
   SaveImage: nodeInfo('SaveImage', 'Save Image', 'image',
     { images: ['IMAGE', {}], filename_prefix: ['STRING', { default: 'ComfyUI' }] }, []),
   PreviewImage: nodeInfo('PreviewImage', 'Preview Image', 'image', { images: ['IMAGE', {}] }, []),
