@@ -78,7 +78,37 @@ const PNG_1X1 = Buffer.from(
 const INDEX_HTML =
   '<!doctype html>\n<html><head><meta charset="utf-8"><title>ComfyUI</title>' +
   '<script type="module" src="./main.js"></script></head><body><div id="vue-app"></div></body></html>\n';
-const MAIN_JS = "console.log('fake ComfyUI frontend');\n";
+/**
+ * A stand-in for ComfyUI's frontend: like the real one, it opens `/ws` relative to the page and calls
+ * `/api/*` with fetch (so a browser sends cookies, never an API key), and shows what happens on the page.
+ */
+const MAIN_JS = `
+const clientId = crypto.randomUUID().replaceAll('-', '');
+const events = [];
+const log = (text) => { const li = document.createElement('li'); li.textContent = text; document.getElementById('log').append(li); };
+document.getElementById('vue-app').innerHTML = '<h1>Fake ComfyUI</h1><button id="queue">Queue prompt</button><ul id="log"></ul>';
+const socket = new WebSocket(\`\${location.protocol === 'https:' ? 'wss' : 'ws'}://\${location.host}/ws?clientId=\${clientId}\`);
+socket.addEventListener('open', () => log('socket open'));
+socket.addEventListener('close', () => log('socket closed'));
+socket.addEventListener('message', (event) => {
+  if (typeof event.data !== 'string') return;
+  const message = JSON.parse(event.data);
+  events.push(message);
+  if (message.type === 'executing' && message.data.node === null) log('finished ' + message.data.prompt_id);
+});
+window.comfy = {
+  clientId,
+  events,
+  async queuePrompt() {
+    const prompt = { '3': { class_type: 'KSampler', inputs: { seed: 1, steps: 2 } }, '9': { class_type: 'SaveImage', inputs: { images: ['3', 0] } } };
+    const response = await fetch('/api/prompt', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ prompt, client_id: clientId }) });
+    const body = await response.json().catch(() => null);
+    log('queue answered ' + response.status);
+    return { status: response.status, body };
+  },
+};
+document.getElementById('queue').addEventListener('click', () => window.comfy.queuePrompt());
+`;
 const MIME_TYPES: Record<string, string> = {
   '.png': 'image/png', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.webp': 'image/webp', '.gif': 'image/gif',
   '.mp4': 'video/mp4', '.webm': 'video/webm', '.wav': 'audio/x-wav', '.mp3': 'audio/mpeg', '.flac': 'audio/flac',

@@ -1,0 +1,276 @@
+// Attempts to get around authentication, isolation and the sign-in checks, each with the exact denial it must get.
+
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, test } from 'node:test';
+import { openCollectingSocket, queuePrompt, waitForHistory } from '../helpers/comfy-client.js';
+import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
+import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
+import { send, type TestRequest } from '../helpers/http-client.js';
+import { createKey, type CreatedKey } from '../helpers/keys.js';
+
+/** Signs in with a key over JSON and returns the Cookie header value. */
+async function signIn(gatewayUrl: string, apiKey: string): Promise<string> {
+  const res = await send(gatewayUrl, '/login', { method: 'POST', body: { api_key: apiKey } });
+  assert.equal(res.status, 200, res.text);
+  const setCookie = String(res.headers['set-cookie']);
+  return setCookie.split(';')[0]!;
+}
+
+/** Sends raw bytes and resolves the status of the first response line. */
+function rawStatus(port: number, request: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(request));
+    let data = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => {
+      data += chunk;
+      const match = /^HTTP\/1\.1 (\d{3})/.exec(data);
+      if (match) {
+        socket.destroy();
+        resolve(Number(match[1]));
+      }
+    });
+    socket.on('error', reject);
+  });
+}
+
+describe('bypass attempts', () => {
+  let comfy: FakeComfyUI;
+  let gateway: GatewayProcess;
+  let admin: string;
+  let alice: CreatedKey;
+  let bob: CreatedKey;
+  let bobPrompt: string;
+  let bobImage: string;
+
+  before(async () => {
+    comfy = await startFakeComfyUI();
+    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
+    admin = (await createKey(gateway.url, { name: 'admin' })).api_key;
+    alice = await createKey(gateway.url, { name: 'alice', rate_limit: 100000 }, admin);
+    bob = await createKey(gateway.url, { name: 'bob', rate_limit: 100000 }, admin);
+    bobPrompt = await queuePrompt(gateway.url, bob.api_key);
+    const entry = await waitForHistory(gateway.url, bob.api_key, bobPrompt);
+    bobImage = Object.values(entry.outputs as Record<string, { images?: Array<{ filename: string }> }>).find((o) => o.images)!.images![0]!.filename;
+  });
+  after(async () => {
+    await gateway.stop();
+    await comfy.close();
+  });
+
+  const adminOnly: Array<[string, string]> = [
+    ['GET', '/internal/logs'],
+    ['GET', '/api/internal/logs'],
+    ['GET', '/%69nternal/logs'],
+    ['GET', '//internal/logs'],
+    ['GET', '/api//internal/logs'],
+    ['GET', '/INTERNAL/logs'],
+    ['GET', '/Internal/Logs'],
+    ['GET', '/./internal/logs'],
+    ['GET', '/x/../internal/logs'],
+    ['GET', '/internal%2Flogs'],
+    ['GET', '/api/%2e%2e/internal/logs'],
+    ['GET', '/internal'],
+    ['GET', '/internal/'],
+    ['GET', '/internal/folder_paths'],
+    ['GET', '/internal/files/output'],
+    ['POST', '/free'],
+    ['POST', '/api/free'],
+    ['POST', '/%66ree'],
+    ['POST', '//free'],
+    ['POST', '/FREE'],
+    ['POST', '/free/'],
+  ];
+  for (const [method, target] of adminOnly) {
+    test(`user key: ${method} ${target} → 403 FORBIDDEN`, async () => {
+      const before = comfy.requests.length;
+      const res = await send(gateway.url, target, { method, key: alice.api_key, ...(method === 'POST' ? { body: {} } : {}) });
+      assert.equal(res.status, 403);
+      assert.equal(res.json().error_code, 'FORBIDDEN');
+      assert.equal(comfy.requests.slice(before).some((r) => /internal|free/i.test(r.url)), false, 'nothing reached ComfyUI');
+    });
+  }
+
+  const foreignHistory = (id: () => string): string[] => [`/api/history/${id()}`, `/history/${id()}`, `/%68istory/${id()}`, `//history/${id()}`, `/api//history/${id()}`, `/HISTORY/${id()}`, `/history/${id()}/`, `/api/history/./${id()}`];
+  for (let i = 0; i < 8; i += 1) {
+    test(`another key’s history entry, spelling ${i + 1}: nothing of it`, async () => {
+      const target = foreignHistory(() => bobPrompt)[i]!;
+      const res = await send(gateway.url, target, { key: alice.api_key });
+      assert.equal(res.text.includes(bobPrompt), false, `${target} → ${res.status} ${res.text.slice(0, 80)}`);
+    });
+  }
+
+  test('another key’s prompt in the history listing: absent', async () => {
+    const res = await send(gateway.url, '/api/history?max_items=100', { key: alice.api_key });
+    assert.equal(res.status, 200);
+    assert.equal(res.text.includes(bobPrompt), false);
+  });
+
+  const foreignView = (name: () => string): Array<[string, string]> => [
+    ['GET', `/view?filename=${name()}&type=output`],
+    ['GET', `/view?filename=${encodeURIComponent(`${name()} [output]`)}`],
+    ['GET', `/view?filename=${name()}&subfolder=.`],
+    ['GET', `/view?filename=${name()}&subfolder=./`],
+    ['GET', `/view?filename=${name()}&subfolder=a/..`],
+    ['GET', `/view?filename=sub/${name()}`],
+    ['HEAD', `/view?filename=${name()}`],
+    ['GET', `/api/%76iew?filename=${name()}`],
+    ['GET', `//view?filename=${name()}`],
+    ['GET', `/view?filename=${name()}&preview=webp;90`],
+  ];
+  for (let i = 0; i < 10; i += 1) {
+    test(`another key’s output via /view, spelling ${i + 1}: empty 404`, async () => {
+      const [method, target] = foreignView(() => bobImage)[i]!;
+      const res = await send(gateway.url, target, { method, key: alice.api_key });
+      assert.equal(res.status, 404, target);
+      assert.equal(res.text, '');
+    });
+  }
+
+  const credentialTricks: Array<[string, () => TestRequest, number, string]> = [
+    ['no credential', () => ({}), 401, 'AUTH_REQUIRED'],
+    ['Authorization: Basic with the key', () => ({ headers: { authorization: `Basic ${Buffer.from(`user:${alice.api_key}`).toString('base64')}` } }), 401, 'AUTH_REQUIRED'],
+    ['Authorization: Bearer without a token', () => ({ headers: { authorization: 'Bearer' } }), 401, 'INVALID_KEY'],
+    ['Bearer and X-API-Key that differ', () => ({ key: alice.api_key, headers: { authorization: `Bearer ${bob.api_key}` } }), 401, 'INVALID_KEY'],
+    ['the header twice', () => ({ headers: { 'x-api-key': [alice.api_key, alice.api_key] } }), 401, 'INVALID_KEY'],
+    ['two keys in one header', () => ({ headers: { 'x-api-key': `${alice.api_key}, ${bob.api_key}` } }), 401, 'INVALID_KEY'],
+    ['whitespace inside the key', () => ({ key: `${alice.api_key.slice(0, 10)} ${alice.api_key.slice(10)}` }), 401, 'INVALID_KEY'],
+    ['an overlong key', () => ({ key: `${alice.api_key}${'A'.repeat(10_000)}` }), 401, 'INVALID_KEY'],
+    ['one character short', () => ({ key: alice.api_key.slice(0, -1) }), 401, 'INVALID_KEY'],
+    ['upper-cased', () => ({ key: alice.api_key.toUpperCase() }), 401, 'INVALID_KEY'],
+    ['the hash instead of the key', () => ({ key: 'a'.repeat(64) }), 401, 'INVALID_KEY'],
+    ['an empty header', () => ({ headers: { 'x-api-key': '' } }), 401, 'INVALID_KEY'],
+    ['the key in the query string', () => ({}), 401, 'AUTH_REQUIRED'],
+    ['the key as a cookie', () => ({ headers: { cookie: `comfy_gate_session=${alice.api_key}` } }), 401, 'AUTH_REQUIRED'],
+    ['a forged session id', () => ({ headers: { cookie: 'comfy_gate_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' } }), 401, 'AUTH_REQUIRED'],
+  ];
+  for (const [what, options, status, code] of credentialTricks) {
+    test(`credential trick: ${what} → ${status} ${code}`, async () => {
+      const target = what.includes('query') ? `/api/queue?api_key=${alice.api_key}&X-API-Key=${alice.api_key}` : '/api/queue';
+      const res = await send(gateway.url, target, options());
+      assert.equal(res.status, status);
+      assert.equal(res.json().error_code, code);
+    });
+  }
+
+  test('a key with a NUL byte is refused by the HTTP parser', async () => {
+    assert.equal(await rawStatus(gateway.port, `GET /api/queue HTTP/1.1\r\nHost: x\r\nX-API-Key: ${alice.api_key.slice(0, 8)}\0${alice.api_key.slice(8)}\r\n\r\n`), 400);
+  });
+
+  test('a disabled key, and a deleted key', async () => {
+    const victim = await createKey(gateway.url, { name: 'victim' }, admin);
+    await send(gateway.url, `/api/keys/${victim.key_id}`, { method: 'PATCH', key: admin, body: { is_active: false } });
+    assert.equal((await send(gateway.url, '/api/queue', { key: victim.api_key })).json().error_code, 'KEY_DISABLED');
+    await send(gateway.url, `/api/keys/${victim.key_id}`, { method: 'DELETE', key: admin });
+    assert.equal((await send(gateway.url, '/api/queue', { key: victim.api_key })).json().error_code, 'INVALID_KEY');
+  });
+
+  test('WebSocket: a foreign clientId, no key, and a cookie from another site', async () => {
+    const bobSocket = await openCollectingSocket(`ws://127.0.0.1:${gateway.port}/ws?clientId=bobs-tab`, { 'x-api-key': bob.api_key });
+    await assert.rejects(openCollectingSocket(`ws://127.0.0.1:${gateway.port}/ws?clientId=bobs-tab`, { 'x-api-key': alice.api_key }), { status: 403 });
+    await assert.rejects(openCollectingSocket(`ws://127.0.0.1:${gateway.port}/ws`, {}), { status: 401 });
+    const cookie = await signIn(gateway.url, alice.api_key);
+    await assert.rejects(openCollectingSocket(`ws://127.0.0.1:${gateway.port}/ws`, { cookie, origin: 'http://evil.example' }), { status: 403 });
+    await assert.rejects(openCollectingSocket(`ws://127.0.0.1:${gateway.port}/ws`, { cookie }), { status: 403 });
+    const own = await openCollectingSocket(`ws://127.0.0.1:${gateway.port}/ws`, { cookie, origin: gateway.url });
+    await own.close();
+    await bobSocket.close();
+  });
+
+  test('cookie-authenticated writes need this site’s Origin', async () => {
+    const cookie = await signIn(gateway.url, alice.api_key);
+    const body = { prompt: { '9': { class_type: 'SaveImage', inputs: {} } } };
+    const noOrigin = await send(gateway.url, '/api/prompt', { method: 'POST', headers: { cookie }, body });
+    assert.equal(noOrigin.status, 403);
+    assert.equal(noOrigin.json().error_code, 'FORBIDDEN');
+    const evil = await send(gateway.url, '/api/prompt', { method: 'POST', headers: { cookie, origin: 'http://evil.example' }, body });
+    assert.equal(evil.status, 403);
+    const evilReferer = await send(gateway.url, '/api/prompt', { method: 'POST', headers: { cookie, referer: 'http://evil.example/page' }, body });
+    assert.equal(evilReferer.status, 403);
+    const sameHostOtherPort = await send(gateway.url, '/api/prompt', { method: 'POST', headers: { cookie, origin: 'http://127.0.0.1:1' }, body });
+    assert.equal(sameHostOtherPort.status, 403);
+    const ok = await send(gateway.url, '/api/prompt', { method: 'POST', headers: { cookie, origin: gateway.url }, body });
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal((await send(gateway.url, '/api/queue', { headers: { cookie } })).status, 200, 'reads need no Origin');
+  });
+
+  test('a session dies with its key: disabled, then deleted; and at sign-out', async () => {
+    const victim = await createKey(gateway.url, { name: 'session victim' }, admin);
+    const cookie = await signIn(gateway.url, victim.api_key);
+    assert.equal((await send(gateway.url, '/api/queue', { headers: { cookie } })).status, 200);
+    await send(gateway.url, `/api/keys/${victim.key_id}`, { method: 'PATCH', key: admin, body: { is_active: false } });
+    assert.equal((await send(gateway.url, '/api/queue', { headers: { cookie } })).status, 401);
+    await send(gateway.url, `/api/keys/${victim.key_id}`, { method: 'PATCH', key: admin, body: { is_active: true } });
+    assert.equal((await send(gateway.url, '/api/queue', { headers: { cookie } })).status, 200);
+    await send(gateway.url, `/api/keys/${victim.key_id}`, { method: 'DELETE', key: admin });
+    assert.equal((await send(gateway.url, '/api/queue', { headers: { cookie } })).status, 401);
+
+    const aliceCookie = await signIn(gateway.url, alice.api_key);
+    const out = await send(gateway.url, '/logout', { method: 'POST', headers: { cookie: aliceCookie, origin: gateway.url } });
+    assert.equal(out.status, 200);
+    assert.match(String(out.headers['set-cookie']), /Max-Age=0/);
+    assert.equal((await send(gateway.url, '/api/queue', { headers: { cookie: aliceCookie } })).status, 401);
+  });
+
+  test('sign-in redirects: only same-site relative next targets', async () => {
+    for (const [next, expected] of [
+      ['/queue?x=1', '/queue?x=1'],
+      ['//evil.example/x', '/'],
+      ['https://evil.example/', '/'],
+      ['/\\evil.example', '/'],
+      ['javascript:alert(1)', '/'],
+    ]) {
+      const res = await send(gateway.url, '/login', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ api_key: alice.api_key, next: next! }).toString(),
+      });
+      assert.equal(res.status, 303);
+      assert.equal(res.headers.location, expected, next);
+    }
+  });
+});
+
+describe('session expiry and failed-authentication blocking', () => {
+  let comfy: FakeComfyUI;
+  let gateway: GatewayProcess;
+  let key: string;
+
+  before(async () => {
+    comfy = await startFakeComfyUI();
+    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--session-ttl', '1', '--trusted-proxy', '127.0.0.1'] });
+    key = (await createKey(gateway.url, { name: 'admin' })).api_key;
+  });
+  after(async () => {
+    await gateway.stop();
+    await comfy.close();
+  });
+
+  test('an expired session is refused', async () => {
+    const cookie = await signIn(gateway.url, key);
+    assert.equal((await send(gateway.url, '/api/queue', { headers: { cookie } })).status, 200);
+    await sleep(1200);
+    assert.equal((await send(gateway.url, '/api/queue', { headers: { cookie } })).status, 401);
+  });
+
+  test('past 20 failures in a minute an address gets 429 (valid keys too), other addresses do not; no key in the logs', async () => {
+    const attacker = { 'x-forwarded-for': '198.51.100.7' };
+    for (let i = 0; i < 20; i += 1) assert.equal((await send(gateway.url, '/api/queue', { key: `comfy_${String(i).padStart(43, 'x')}`, headers: attacker })).status, 401);
+    const guess = `comfy_${'y'.repeat(43)}`;
+    assert.equal((await send(gateway.url, '/api/queue', { key: guess, headers: attacker })).status, 401);
+    const blocked = await send(gateway.url, '/api/queue', { key, headers: attacker });
+    assert.equal(blocked.status, 429);
+    assert.equal(blocked.json().error_code, 'TOO_MANY_AUTH_FAILURES');
+    assert.ok(Number(blocked.headers['retry-after']) > 290);
+    const loginBlocked = await send(gateway.url, '/login', { method: 'POST', headers: attacker, body: { api_key: key } });
+    assert.equal(loginBlocked.status, 429);
+    assert.equal((await send(gateway.url, '/api/queue', { key, headers: { 'x-forwarded-for': '198.51.100.8' } })).status, 200);
+    const logs = gateway.output().stdout + gateway.output().stderr;
+    assert.match(logs, /auth_failures_blocked/);
+    assert.match(logs, /198\.51\.100\.7/);
+    assert.equal(logs.includes(guess), false);
+    assert.equal(logs.includes(key), false);
+  });
+});
