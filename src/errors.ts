@@ -34,6 +34,8 @@ export const invalidKey = (): GatewayError => new GatewayError(401, 'INVALID_KEY
 
 export const keyDisabled = (): GatewayError => new GatewayError(401, 'KEY_DISABLED', 'The API key is disabled.');
 
+export const keyExpired = (): GatewayError => new GatewayError(401, 'KEY_EXPIRED', 'The API key has expired.');
+
 export const forbidden = (message: string): GatewayError => new GatewayError(403, 'FORBIDDEN', message);
 
 export const keyNotFound = (): GatewayError => new GatewayError(404, 'KEY_NOT_FOUND', 'No API key has that key_id.');

@@ -1,7 +1,7 @@
 // Turns a request's credential into the key it belongs to, or the reason it is refused.
 
 import type { IncomingMessage } from 'node:http';
-import { GatewayError, invalidKey, keyDisabled } from '../errors.js';
+import { GatewayError, invalidKey, keyDisabled, keyExpired } from '../errors.js';
 import type { KeyRecord, KeyStore, SessionStore } from '../store/types.js';
 import { hashApiKey, isWellFormedKey } from './api-key.js';
 import { presentedCredential } from './credentials.js';
@@ -14,7 +14,7 @@ export type Caller = { kind: 'anonymous' } | { kind: 'key'; key: KeyRecord; via:
  * Identifies the caller. A key in a header wins over a session cookie. A key that is presented must be
  * valid: a malformed, unknown or disabled key is refused, never treated as anonymous. Known and unknown
  * keys cost the same: one SHA-256 and one Map lookup. A session counts only while it has not expired
- * and its key still exists and is active; otherwise the caller is anonymous.
+ * and its key still exists, is active and has not expired; otherwise the caller is anonymous.
  * @returns the caller, or the 401 error to answer with.
  */
 export function identify(req: IncomingMessage, keys: KeyStore, sessions?: SessionStore): Caller | GatewayError {
@@ -25,18 +25,30 @@ export function identify(req: IncomingMessage, keys: KeyStore, sessions?: Sessio
   return key instanceof GatewayError ? key : { kind: 'key', key, via: 'header' };
 }
 
-/** Resolves a key by its plaintext, as `identify` does for a header; for sign-in. */
-export function keyOfPlaintext(plaintext: string, keys: KeyStore): KeyRecord | GatewayError {
+/**
+ * Resolves a key by its plaintext, as `identify` does for a header, and for sign-in. A rotated-out
+ * secret works until its grace period ends; a disabled or expired key is refused with its own code.
+ */
+export function keyOfPlaintext(plaintext: string, keys: KeyStore, now = Date.now() / 1000): KeyRecord | GatewayError {
   if (!isWellFormedKey(plaintext)) return invalidKey();
-  const key = keys.findByHash(hashApiKey(plaintext));
+  const hash = hashApiKey(plaintext);
+  const key = keys.findByHash(hash);
   if (!key) return invalidKey();
-  return key.is_active ? key : keyDisabled();
+  if (key.key_hash !== hash && !(key.previous_key_valid_until !== null && key.previous_key_valid_until > now)) return invalidKey();
+  return usableKeyError(key, now) ?? key;
+}
+
+/** Why an existing key cannot be used right now (disabled, expired), or undefined when it can. */
+export function usableKeyError(key: KeyRecord, now: number): GatewayError | undefined {
+  if (!key.is_active) return keyDisabled();
+  if (key.expires_at !== null && key.expires_at <= now) return keyExpired();
+  return undefined;
 }
 
 function sessionCaller(req: IncomingMessage, keys: KeyStore, sessions: SessionStore): Caller {
   const sessionId = sessionIdOf(req.headers);
   const session = sessionId ? sessions.find(sessionId, Date.now() / 1000) : undefined;
   const key = session ? keys.get(session.keyId) : undefined;
-  if (!key || !key.is_active) return { kind: 'anonymous' };
+  if (!key || usableKeyError(key, Date.now() / 1000)) return { kind: 'anonymous' };
   return { kind: 'key', key, via: 'session', sessionId: sessionId! };
 }

@@ -1,16 +1,17 @@
-// The key-management and usage endpoints (/api/keys, /api/usage), with who may call each.
+// The key-management, usage and audit endpoints (/api/keys, /api/usage, /api/audit), with who may call each.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Caller } from '../auth/authenticate.js';
 import { isDirectLoopback } from '../auth/client-address.js';
-import { createdKeyBody, newKey } from '../auth/new-key.js';
+import { createdKeyBody, newKey, rotatedKey } from '../auth/new-key.js';
 import type { AuthMode } from '../config/schema.js';
 import { authRequired, forbidden, invalidRequest, keyCreationFailed, keyNotFound, methodNotAllowed, storeUnavailable } from '../errors.js';
 import { toPublicKey } from '../store/key-record.js';
-import type { KeyRecord, KeyStore, UsageStore } from '../store/types.js';
+import type { AuditStore, KeyRecord, KeyStore, UsageStore } from '../store/types.js';
+import { dailySeries, sumSeries } from '../usage/daily-series.js';
 import { usageStats } from '../usage/report.js';
 import { readJsonBody } from './body.js';
-import { parseCreateKey, parsePatchKey } from './key-input.js';
+import { auditActionOf, parseCreateKey, parsePatchKey, parseRotateKey } from './key-input.js';
 import { sendJson } from './respond.js';
 import type { GatewayRoute } from './routes.js';
 
@@ -18,15 +19,22 @@ export interface AdminApiContext {
   mode: AuthMode;
   keys: KeyStore;
   usage: UsageStore;
+  audit: AuditStore;
+  /** The client's address, as written to the audit trail. */
+  clientIp(req: IncomingMessage): string;
   /** Current time in Unix seconds. */
   now(): number;
 }
 
-/** Who is managing: an admin (a key, or the local operator without one), a user key, or the first-key bootstrap. */
-type Principal = { kind: 'admin' } | { kind: 'user'; key: KeyRecord } | { kind: 'bootstrap' };
+/**
+ * Who is managing: an admin (`actor` is its key_id, or `local` for this machine without a key), a user
+ * key, or the first-key bootstrap.
+ */
+type Principal = { kind: 'admin'; actor: string } | { kind: 'user'; key: KeyRecord } | { kind: 'bootstrap' };
 
 const MAX_USAGE_DAYS = 365;
 const DEFAULT_USAGE_DAYS = 30;
+const MAX_AUDIT_ENTRIES = 1000;
 
 /**
  * Answers a management route. Admin keys may do everything; a user key may read its own key and usage;
@@ -36,37 +44,45 @@ const DEFAULT_USAGE_DAYS = 30;
  */
 export async function handleAdminRoute(route: GatewayRoute, req: IncomingMessage, res: ServerResponse, caller: Caller, ctx: AdminApiContext): Promise<void> {
   const method = req.method === 'HEAD' ? 'GET' : req.method;
+  const query = new URLSearchParams(req.url?.split('?')[1] ?? '');
   switch (route.name) {
     case 'keys':
       if (method === 'GET') {
         requireAdmin(principalOf(caller, req, ctx));
-        return listKeys(res, ctx);
+        return sendJson(res, 200, { keys: ctx.keys.list().sort((a, b) => a.created_at - b.created_at).map(toPublicKey) });
       }
       if (method === 'POST') return createKey(req, res, principalOf(caller, req, ctx, { bootstrap: true }), ctx);
       throw methodNotAllowed(['GET', 'POST']);
     case 'key': {
       const principal = principalOf(caller, req, ctx);
       if (method === 'GET') return showKey(res, route.keyId, principal, ctx);
-      if (method === 'PATCH' || method === 'DELETE') requireAdmin(principal);
-      if (method === 'PATCH') return updateKey(req, res, route.keyId, ctx);
-      if (method === 'DELETE') return deleteKey(res, route.keyId, ctx);
+      if (method === 'PATCH') return updateKey(req, res, route.keyId, requireAdmin(principal), ctx);
+      if (method === 'DELETE') return deleteKey(req, res, route.keyId, requireAdmin(principal), ctx);
       throw methodNotAllowed(['GET', 'PATCH', 'DELETE']);
     }
+    case 'key-rotate':
+      if (method !== 'POST') throw methodNotAllowed(['POST']);
+      return rotateKey(req, res, route.keyId, requireAdmin(principalOf(caller, req, ctx)), ctx);
     case 'usage': {
       if (method !== 'GET') throw methodNotAllowed(['GET']);
       if (caller.kind !== 'key') throw authRequired();
-      const days = parseDays(req.url);
-      sendJson(res, 200, { key_id: caller.key.key_id, key_name: caller.key.name, usage_stats: usageStats(ctx.usage, caller.key.key_id, days, ctx.now()) });
-      return;
+      const days = parseDays(query);
+      const key = caller.key;
+      const body: Record<string, unknown> = { key_id: key.key_id, key_name: key.name, usage_stats: usageStats(ctx.usage, key.key_id, days, ctx.now()) };
+      if (byDay(query)) body.daily = dailySeries(ctx.usage, key.key_id, days, ctx.now());
+      return sendJson(res, 200, body);
     }
     case 'usage-all': {
       if (method !== 'GET') throw methodNotAllowed(['GET']);
       requireAdmin(principalOf(caller, req, ctx));
-      const days = parseDays(req.url);
-      const now = ctx.now();
-      const keyIds = new Set([...ctx.keys.list().map((key) => key.key_id), ...ctx.usage.keyIds()]);
-      sendJson(res, 200, { usage_stats: Object.fromEntries([...keyIds].map((id) => [id, usageStats(ctx.usage, id, days, now)])) });
-      return;
+      return sendJson(res, 200, usageOfAll(ctx, parseDays(query), byDay(query)));
+    }
+    case 'audit': {
+      if (method !== 'GET') throw methodNotAllowed(['GET']);
+      requireAdmin(principalOf(caller, req, ctx));
+      const since = parseNumber(query, 'since', 0, 0, 1e11);
+      const limit = parseNumber(query, 'limit', 100, 1, MAX_AUDIT_ENTRIES);
+      return sendJson(res, 200, { entries: await ctx.audit.list({ since, limit: Math.floor(limit) }) });
     }
     default:
       throw new Error(`not a management route: ${route.name}`);
@@ -74,20 +90,21 @@ export async function handleAdminRoute(route: GatewayRoute, req: IncomingMessage
 }
 
 function principalOf(caller: Caller, req: IncomingMessage, ctx: AdminApiContext, options: { bootstrap?: boolean } = {}): Principal {
-  if (caller.kind === 'key') return caller.key.role === 'admin' ? { kind: 'admin' } : { kind: 'user', key: caller.key };
+  if (caller.kind === 'key') return caller.key.role === 'admin' ? { kind: 'admin', actor: caller.key.key_id } : { kind: 'user', key: caller.key };
   if (!isDirectLoopback(req)) throw authRequired();
-  if (ctx.mode !== 'required') return { kind: 'admin' };
+  if (ctx.mode !== 'required') return { kind: 'admin', actor: 'local' };
   if (options.bootstrap && ctx.keys.isPristine()) return { kind: 'bootstrap' };
   throw authRequired();
 }
 
-function requireAdmin(principal: Principal): void {
+function requireAdmin(principal: Principal): string {
   if (principal.kind !== 'admin') throw forbidden('This needs an admin key.');
+  return principal.actor;
 }
 
-function listKeys(res: ServerResponse, ctx: AdminApiContext): void {
-  const keys = ctx.keys.list().sort((a, b) => a.created_at - b.created_at).map(toPublicKey);
-  sendJson(res, 200, { keys });
+/** Appends to the audit trail; a change that was made is not undone when its audit line cannot be written. */
+async function audit(ctx: AdminApiContext, req: IncomingMessage, actor: string, action: string, keyId: string, details?: Record<string, unknown>): Promise<void> {
+  await ctx.audit.append({ ts: ctx.now(), actor, action, key_id: keyId, ip: ctx.clientIp(req), ...(details ? { details } : {}) }).catch(() => undefined);
 }
 
 async function createKey(req: IncomingMessage, res: ServerResponse, principal: Principal, ctx: AdminApiContext): Promise<void> {
@@ -104,6 +121,7 @@ async function createKey(req: IncomingMessage, res: ServerResponse, principal: P
   }
   // Another first key won the race; this caller now needs a key like everyone else.
   if (!created) throw authRequired();
+  await audit(ctx, req, bootstrap ? 'bootstrap' : principal.actor, 'key.create', record.key_id, { name: record.name, role: record.role, rate_limit: record.rate_limit, expires_at: record.expires_at });
   sendJson(res, 200, createdKeyBody(record, apiKey));
 }
 
@@ -115,31 +133,78 @@ function showKey(res: ServerResponse, keyId: string, principal: Principal, ctx: 
   sendJson(res, 200, { ...toPublicKey(record), usage_stats: usageStats(ctx.usage, keyId, DEFAULT_USAGE_DAYS, ctx.now()) });
 }
 
-async function updateKey(req: IncomingMessage, res: ServerResponse, keyId: string, ctx: AdminApiContext): Promise<void> {
+async function updateKey(req: IncomingMessage, res: ServerResponse, keyId: string, actor: string, ctx: AdminApiContext): Promise<void> {
   const patch = parsePatchKey(await readJsonBody(req));
   if (!ctx.keys.get(keyId)) throw keyNotFound();
   const updated = await ctx.keys.update(keyId, patch).catch((error: unknown) => {
     throw storeUnavailable(error);
   });
   if (!updated) throw keyNotFound();
+  await audit(ctx, req, actor, auditActionOf(patch), keyId, { ...patch });
   sendJson(res, 200, { message: 'API key updated.', key: toPublicKey(updated) });
 }
 
-async function deleteKey(res: ServerResponse, keyId: string, ctx: AdminApiContext): Promise<void> {
+async function rotateKey(req: IncomingMessage, res: ServerResponse, keyId: string, actor: string, ctx: AdminApiContext): Promise<void> {
+  const { grace_seconds: grace } = parseRotateKey(await readJsonBody(req));
+  const current = ctx.keys.get(keyId);
+  if (!current) throw keyNotFound();
+  const { patch, apiKey } = rotatedKey(current, grace, ctx.now());
+  const updated = await ctx.keys.update(keyId, patch).catch((error: unknown) => {
+    throw storeUnavailable(error);
+  });
+  if (!updated) throw keyNotFound();
+  await audit(ctx, req, actor, 'key.rotate', keyId, { grace_seconds: grace });
+  sendJson(res, 200, {
+    ...createdKeyBody(updated, apiKey),
+    previous_key_valid_until: updated.previous_key_valid_until,
+    message: grace > 0 ? `Key rotated. The old secret works for ${grace} more seconds; save the new api_key now.` : "Key rotated. The old secret no longer works; save the new api_key now: it won't be shown again.",
+  });
+}
+
+async function deleteKey(req: IncomingMessage, res: ServerResponse, keyId: string, actor: string, ctx: AdminApiContext): Promise<void> {
   const deleted = await ctx.keys.delete(keyId).catch((error: unknown) => {
     throw storeUnavailable(error);
   });
   if (!deleted) throw keyNotFound();
+  await audit(ctx, req, actor, 'key.delete', keyId);
   sendJson(res, 200, { message: 'API key deleted.' });
 }
 
+/** Every key's usage_stats; with `by=day`, also each key's daily series and the sum of all keys. */
+function usageOfAll(ctx: AdminApiContext, days: number, withDaily: boolean): Record<string, unknown> {
+  const now = ctx.now();
+  const keyIds = [...new Set([...ctx.keys.list().map((key) => key.key_id), ...ctx.usage.keyIds()])];
+  const body: Record<string, unknown> = { usage_stats: Object.fromEntries(keyIds.map((id) => [id, usageStats(ctx.usage, id, days, now)])) };
+  if (withDaily) {
+    const daily = Object.fromEntries(keyIds.map((id) => [id, dailySeries(ctx.usage, id, days, now)]));
+    body.daily = daily;
+    body.daily_total = sumSeries(Object.values(daily), days, now);
+  }
+  return body;
+}
+
+function byDay(query: URLSearchParams): boolean {
+  const by = query.get('by');
+  if (by !== null && by !== 'day') throw invalidRequest('by must be "day".', [{ field: 'by', problem: `got ${JSON.stringify(by)}` }]);
+  return by === 'day';
+}
+
 /** Reads `?days=N` (1 to 365, default 30). */
-function parseDays(url: string | undefined): number {
-  const query = url?.includes('?') ? url.slice(url.indexOf('?') + 1) : '';
-  const value = new URLSearchParams(query).get('days');
+function parseDays(query: URLSearchParams): number {
+  const value = query.get('days');
   if (value === null) return DEFAULT_USAGE_DAYS;
   if (!/^\d{1,3}$/.test(value) || Number(value) < 1 || Number(value) > MAX_USAGE_DAYS) {
     throw invalidRequest(`days must be a whole number from 1 to ${MAX_USAGE_DAYS}.`, [{ field: 'days', problem: `got ${JSON.stringify(value)}` }]);
   }
   return Number(value);
+}
+
+function parseNumber(query: URLSearchParams, name: string, fallback: number, min: number, max: number): number {
+  const value = query.get(name);
+  if (value === null) return fallback;
+  const number = Number(value);
+  if (value.trim() === '' || !Number.isFinite(number) || number < min || number > max) {
+    throw invalidRequest(`${name} must be a number from ${min} to ${max}.`, [{ field: name, problem: `got ${JSON.stringify(value)}` }]);
+  }
+  return number;
 }

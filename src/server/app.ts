@@ -16,7 +16,7 @@ import type { Logger } from '../log/logger.js';
 import { createHttpProxy } from '../proxy/http.js';
 import { createWebSocketProxy } from '../proxy/websocket.js';
 import { rateLimitHeaders, retryAfterSeconds } from '../ratelimit/headers.js';
-import type { CounterStore, KeyRecord, KeyStore, OwnershipStore, SessionStore, UsageStore } from '../store/types.js';
+import type { AuditStore, CounterStore, KeyRecord, KeyStore, OwnershipStore, SessionStore, UsageStore } from '../store/types.js';
 import { handleAdminRoute } from './admin-api.js';
 import { handleLogin, handleLogout, type LoginContext } from './login.js';
 import { rejectUpgrade, sendError, sendJson } from './respond.js';
@@ -28,6 +28,7 @@ export interface GatewayStores {
   counters: CounterStore;
   ownership: OwnershipStore;
   sessions: SessionStore;
+  audit: AuditStore;
 }
 
 export interface Gateway {
@@ -48,7 +49,7 @@ function isBrowserNavigation(req: IncomingMessage): boolean {
 
 /** Wires the HTTP server to already-open stores. */
 export function createGatewayServer(config: GatewayConfig, stores: GatewayStores, log: Logger): Gateway {
-  const { keys, usage, counters, ownership, sessions } = stores;
+  const { keys, usage, counters, ownership, sessions, audit } = stores;
   const proxy = createHttpProxy({ upstream: config.upstream, headersTimeoutMs: config.upstreamTimeoutMs });
   const isolated = createIsolatedProxy({ proxy, ownership });
   const webSockets = createWebSocketProxy({
@@ -59,8 +60,9 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   const addressing = new ClientAddressing(config.trustedProxies);
   const failures = new AuthFailureLimiter();
   const now = (): number => Date.now() / 1000;
-  const adminContext = { mode: config.mode, keys, usage, now };
-  const loginContext: LoginContext = { keys, sessions, addressing, failures, sessionTtlSeconds: config.sessionTtlSeconds, log, now };
+  const clientIp = (req: IncomingMessage): string => addressing.clientIp(req);
+  const adminContext = { mode: config.mode, keys, usage, audit, clientIp, now };
+  const loginContext: LoginContext = { keys, sessions, audit, addressing, failures, sessionTtlSeconds: config.sessionTtlSeconds, log, now };
 
   /** Checks and counts a keyed request against its limit; resolves the response headers, or throws 429. */
   async function admit(key: KeyRecord, at: number): Promise<Record<string, string>> {

@@ -12,15 +12,22 @@ export interface CreateKeyInput {
   rate_limit?: number;
   metadata?: Record<string, unknown>;
   role?: KeyRole;
+  expires_at?: number | null;
 }
+
+/** The fields the management API lets a client change. */
+export type KeyUpdateInput = Pick<KeyPatch, 'name' | 'rate_limit' | 'is_active' | 'role' | 'metadata' | 'expires_at'>;
+
+/** Latest expiry accepted: far beyond any real use, but still a time (year 5138). */
+const MAX_EXPIRES_AT = 1e11;
 
 interface Problem {
   field: string;
   problem: string;
 }
 
-const CREATE_FIELDS = ['name', 'rate_limit', 'metadata', 'role'];
-const PATCH_FIELDS = ['name', 'rate_limit', 'is_active', 'role', 'metadata'];
+const CREATE_FIELDS = ['name', 'rate_limit', 'metadata', 'role', 'expires_at'];
+const PATCH_FIELDS = ['name', 'rate_limit', 'is_active', 'role', 'metadata', 'expires_at'];
 
 /**
  * Checks a `POST /api/keys` body (an empty body means all defaults).
@@ -34,14 +41,37 @@ export function parseCreateKey(body: unknown): CreateKeyInput {
  * Checks a `PATCH /api/keys/{id}` body; at least one field is needed.
  * @throws GatewayError INVALID_REQUEST listing each bad field.
  */
-export function parsePatchKey(body: unknown): KeyPatch {
-  const patch = check(body, PATCH_FIELDS) as KeyPatch;
+export function parsePatchKey(body: unknown): KeyUpdateInput {
+  const patch = check(body, PATCH_FIELDS) as KeyUpdateInput;
   if (Object.keys(patch).length === 0) {
     throw invalidRequest('Nothing to update: send at least one of ' + PATCH_FIELDS.join(', ') + '.', [
       { field: 'body', problem: 'no fields' },
     ]);
   }
   return patch;
+}
+
+/** Longest grace period for a rotated-out secret: 30 days. */
+export const MAX_ROTATION_GRACE_SECONDS = 30 * 86_400;
+
+/**
+ * Checks a rotation body: `{grace_seconds?}` (default 0: the old secret stops working at once).
+ * @throws GatewayError INVALID_REQUEST
+ */
+export function parseRotateKey(body: unknown): { grace_seconds: number } {
+  const fields = check(body ?? {}, ['grace_seconds']);
+  const grace = fields.grace_seconds ?? 0;
+  if (typeof grace !== 'number' || !Number.isInteger(grace) || grace < 0 || grace > MAX_ROTATION_GRACE_SECONDS) {
+    throw invalidRequest(`grace_seconds must be a whole number from 0 to ${MAX_ROTATION_GRACE_SECONDS}.`, [{ field: 'grace_seconds', problem: 'out of range' }]);
+  }
+  return { grace_seconds: grace };
+}
+
+/** The audit action of an update: `key.disable`/`key.enable` when it only switches the key off or on. */
+export function auditActionOf(patch: KeyUpdateInput): string {
+  const fields = Object.keys(patch);
+  if (fields.length === 1 && fields[0] === 'is_active') return patch.is_active ? 'key.enable' : 'key.disable';
+  return 'key.update';
 }
 
 function check(body: unknown, allowed: string[]): Record<string, unknown> {
@@ -76,6 +106,12 @@ function check(body: unknown, allowed: string[]): Record<string, unknown> {
   }
   if ('role' in fields && fields.role !== 'user' && fields.role !== 'admin') {
     problems.push({ field: 'role', problem: 'must be "user" or "admin"' });
+  }
+  if ('expires_at' in fields && fields.expires_at !== null) {
+    const at = fields.expires_at;
+    if (typeof at !== 'number' || !Number.isFinite(at) || at < 0 || at > MAX_EXPIRES_AT) {
+      problems.push({ field: 'expires_at', problem: 'must be a Unix time in seconds, or null for never' });
+    }
   }
   if ('is_active' in fields && typeof fields.is_active !== 'boolean') {
     problems.push({ field: 'is_active', problem: 'must be true or false' });

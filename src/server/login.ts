@@ -7,7 +7,7 @@ import type { AuthFailureLimiter } from '../auth/failure-limiter.js';
 import { sessionCookie, sessionIdOf } from '../auth/session-cookie.js';
 import { forbidden, GatewayError, invalidRequest, methodNotAllowed, storeUnavailable } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import type { KeyStore, SessionStore } from '../store/types.js';
+import type { AuditStore, KeyStore, SessionStore } from '../store/types.js';
 import { MAX_MANAGEMENT_BODY_BYTES, readBody } from './body.js';
 import { LOGIN_PAGE_CSP, loginPage } from './login-page.js';
 import { sendJson } from './respond.js';
@@ -15,6 +15,7 @@ import { sendJson } from './respond.js';
 export interface LoginContext {
   keys: KeyStore;
   sessions: SessionStore;
+  audit: AuditStore;
   addressing: ClientAddressing;
   failures: AuthFailureLimiter;
   sessionTtlSeconds: number;
@@ -52,7 +53,9 @@ export async function handleLogin(req: IncomingMessage, res: ServerResponse, ctx
   } catch (error) {
     throw storeUnavailable(error);
   }
-  ctx.log.info({ event: 'sign_in', key_id: key.key_id, ip: ctx.addressing.clientIp(req) }, 'signed in');
+  const ip = ctx.addressing.clientIp(req);
+  ctx.log.info({ event: 'sign_in', key_id: key.key_id, ip }, 'signed in');
+  await ctx.audit.append({ ts: ctx.now(), actor: key.key_id, action: 'session.sign_in', key_id: key.key_id, ip }).catch(() => undefined);
   const cookie = sessionCookie(created.id, ctx.sessionTtlSeconds, ctx.addressing.isHttps(req));
   if (isJson) {
     return sendJson(res, 200, { ok: true, key_id: key.key_id, role: key.role, expires_at: created.session.expiresAt }, { 'set-cookie': cookie });
@@ -66,7 +69,11 @@ export async function handleLogout(req: IncomingMessage, res: ServerResponse, ct
   if (req.method !== 'POST') throw methodNotAllowed(['POST']);
   const sessionId = sessionIdOf(req.headers);
   if (sessionId && !ctx.addressing.isSameOrigin(req)) throw forbidden('Sign-out must come from this site.');
+  const session = sessionId ? ctx.sessions.find(sessionId, ctx.now()) : undefined;
   if (sessionId) await ctx.sessions.delete(sessionId).catch((error: unknown) => Promise.reject(storeUnavailable(error)));
+  if (session) {
+    await ctx.audit.append({ ts: ctx.now(), actor: session.keyId, action: 'session.sign_out', key_id: session.keyId, ip: ctx.addressing.clientIp(req) }).catch(() => undefined);
+  }
   const cookie = sessionCookie(null, 0, ctx.addressing.isHttps(req));
   if (String(req.headers.accept ?? '').includes('text/html')) {
     res.writeHead(303, { location: '/login', 'set-cookie': cookie, 'content-length': '0' });

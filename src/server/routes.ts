@@ -6,12 +6,14 @@ export type GatewayRoute =
   | { name: 'readyz' }
   | { name: 'keys' }
   | { name: 'key'; keyId: string }
+  | { name: 'key-rotate'; keyId: string }
+  | { name: 'audit' }
   | { name: 'usage' }
   | { name: 'usage-all' }
   | { name: 'login' }
   | { name: 'logout' };
 
-const KEY_PATH = /^(?:\/api)?\/keys\/([A-Za-z0-9_-]{1,64})$/;
+const KEY_PATH = /^(?:\/api)?\/keys\/([A-Za-z0-9_-]{1,64})(\/rotate)?$/;
 
 /** Matches the path (without query) of a gateway endpoint, or null for a path to proxy. */
 export function matchGatewayRoute(path: string): GatewayRoute | null {
@@ -29,13 +31,17 @@ export function matchGatewayRoute(path: string): GatewayRoute | null {
     case '/usage/all':
     case '/api/usage/all':
       return { name: 'usage-all' };
+    case '/audit':
+    case '/api/audit':
+      return { name: 'audit' };
     case '/login':
       return { name: 'login' };
     case '/logout':
       return { name: 'logout' };
   }
   const key = KEY_PATH.exec(path);
-  return key ? { name: 'key', keyId: key[1]! } : null;
+  if (!key) return null;
+  return key[2] ? { name: 'key-rotate', keyId: key[1]! } : { name: 'key', keyId: key[1]! };
 }
 
 /** The path of a request target, without its query; null when the target is not a path (`*`, absolute form). */

@@ -3,12 +3,13 @@
 import { mkdir } from 'node:fs/promises';
 import type { GatewayConfig } from '../config/schema.js';
 import { WINDOW_SECONDS } from '../ratelimit/headers.js';
+import { FileAuditStore } from './file/file-audit-store.js';
 import { FileKeyStore } from './file/file-key-store.js';
 import { FileOwnershipStore } from './file/file-ownership-store.js';
 import { FileSessionStore } from './file/file-session-store.js';
 import { FileUsageStore } from './file/file-usage-store.js';
 import { MemoryCounterStore } from './memory/memory-counter-store.js';
-import type { CounterStore, KeyStore, OwnershipStore, SessionStore, UsageStore } from './types.js';
+import type { AuditStore, CounterStore, KeyStore, OwnershipStore, SessionStore, UsageStore } from './types.js';
 
 export interface Stores {
   keys: KeyStore;
@@ -16,6 +17,7 @@ export interface Stores {
   counters: CounterStore;
   ownership: OwnershipStore;
   sessions: SessionStore;
+  audit: AuditStore;
   /** Where the data lives, for the start-up line. */
   location: string;
 }
@@ -35,5 +37,5 @@ export async function createStores(config: Pick<GatewayConfig, 'userDirectory' |
   const counters = new MemoryCounterStore(WINDOW_SECONDS);
   const now = Date.now() / 1000;
   counters.restore(usage.recentRequestTimes(WINDOW_SECONDS, now), now);
-  return { keys, usage, counters, ownership, sessions, location: config.userDirectory };
+  return { keys, usage, counters, ownership, sessions, audit: new FileAuditStore({ directory: config.userDirectory }), location: config.userDirectory };
 }

@@ -12,21 +12,22 @@ export interface KeyRecord {
   is_active: boolean;
   metadata: Record<string, unknown>;
   role: KeyRole;
+  /** Unix seconds after which the key is refused (KEY_EXPIRED); null for never. */
+  expires_at: number | null;
+  /** The first characters of the plaintext, kept to recognise a key in lists; null for keys made elsewhere. */
+  key_prefix: string | null;
   /** Lowercase hex SHA-256 of the plaintext key; never leaves the gateway. */
   key_hash: string;
+  /** After a rotation: the hash of the replaced secret, still accepted until `previous_key_valid_until`. */
+  previous_key_hash: string | null;
+  previous_key_valid_until: number | null;
 }
 
-/** The key object clients see: everything but the hash. */
-export type PublicKeyRecord = Omit<KeyRecord, 'key_hash'>;
+/** The key object clients see: everything but the hashes. */
+export type PublicKeyRecord = Omit<KeyRecord, 'key_hash' | 'previous_key_hash'>;
 
-/** The fields a key update may change. */
-export interface KeyPatch {
-  name?: string;
-  rate_limit?: number;
-  is_active?: boolean;
-  role?: KeyRole;
-  metadata?: Record<string, unknown>;
-}
+/** The fields a key update may change (the management API allows fewer: see server/key-input.ts). */
+export type KeyPatch = Partial<Omit<KeyRecord, 'key_id' | 'created_at'>>;
 
 /**
  * Where keys live. Reads are synchronous and served from memory (they sit on every request's path);
@@ -35,6 +36,7 @@ export interface KeyPatch {
 export interface KeyStore {
   /** Loads the store. Throws `StoreCorruptError` if a file exists but cannot be read. */
   open(): Promise<void>;
+  /** The key whose current or previous (rotated-out) secret has this hash. */
   findByHash(keyHash: string): KeyRecord | undefined;
   get(keyId: string): KeyRecord | undefined;
   list(): KeyRecord[];
@@ -154,6 +156,27 @@ export interface SessionStore {
   find(id: string, now: number): Session | undefined;
   delete(id: string): Promise<void>;
   close(): Promise<void>;
+}
+
+/** One line of the audit trail: who did what to which key, when and from where. */
+export interface AuditEntry {
+  /** Unix seconds. */
+  ts: number;
+  /** A key_id, or `local` (this machine, without a key), `bootstrap` (the first key) or `cli`. */
+  actor: string;
+  /** `key.create`, `key.update`, `key.disable`, `key.enable`, `key.rotate`, `key.delete`, `session.sign_in`, `session.sign_out`. */
+  action: string;
+  key_id?: string;
+  ip?: string;
+  details?: Record<string, unknown>;
+}
+
+/** An append-only audit trail. */
+export interface AuditStore {
+  /** Appends an entry; durable when it resolves. */
+  append(entry: AuditEntry): Promise<void>;
+  /** Entries at or after `since` (Unix seconds), oldest first, at most `limit`. */
+  list(options: { since: number; limit: number }): Promise<AuditEntry[]>;
 }
 
 /** A store file exists but cannot be read; the gateway refuses to start rather than overwrite it. */

@@ -24,7 +24,11 @@ function makeKey(overrides: Partial<KeyRecord> = {}): { record: KeyRecord; apiKe
     is_active: true,
     metadata: {},
     role: 'user',
+    expires_at: null,
+    key_prefix: apiKey.slice(0, 12),
     key_hash: sha256(apiKey),
+    previous_key_hash: null,
+    previous_key_valid_until: null,
     ...overrides,
   };
   return { record, apiKey };

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { createdKeyBody, newKey } from '../../auth/new-key.js';
 import { DEFAULTS } from '../../config/schema.js';
 import { parseCreateKey } from '../../server/key-input.js';
+import { FileAuditStore } from '../../store/file/file-audit-store.js';
 import { FileKeyStore } from '../../store/file/file-key-store.js';
 import { createUsageFileIfMissing } from '../../store/file/file-usage-store.js';
 import { UsageError } from '../usage-error.js';
@@ -71,6 +72,7 @@ async function createKey(args: string[], env: NodeJS.ProcessEnv): Promise<number
     const { record, apiKey } = newKey(input, Date.now() / 1000);
     await store.create(record);
     await createUsageFileIfMissing(join(directory, 'api_usage.json'));
+    await new FileAuditStore({ directory }).append({ ts: record.created_at, actor: 'cli', action: 'key.create', key_id: record.key_id, details: { name: record.name, role: record.role, rate_limit: record.rate_limit } });
     if (values.json) {
       console.log(JSON.stringify(createdKeyBody(record, apiKey), null, 2));
     } else {

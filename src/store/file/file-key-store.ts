@@ -38,12 +38,13 @@ export class FileKeyStore implements KeyStore {
       pollIntervalMs: options.pollIntervalMs ?? 500,
       parse: parseStoredKey,
       onChange: (id, before, after) => {
-        if (before && this.byHash.get(before.key_hash) === before) this.byHash.delete(before.key_hash);
+        for (const hash of [before?.key_hash, before?.previous_key_hash]) if (hash && this.byHash.get(hash) === before) this.byHash.delete(hash);
         if (!after) return;
         const touched = this.pendingTouches.get(id);
         if (touched !== undefined && (after.last_used ?? 0) < touched) after.last_used = touched;
         if (before && (before.last_used ?? 0) > (after.last_used ?? 0)) after.last_used = before.last_used;
         this.byHash.set(after.key_hash, after);
+        if (after.previous_key_hash) this.byHash.set(after.previous_key_hash, after);
       },
     });
   }

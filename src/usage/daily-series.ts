@@ -1,0 +1,38 @@
+// Usage per UTC day as a gap-free series, for charts and billing exports.
+
+import type { DailyTotals, UsageStore } from '../store/types.js';
+import { firstDayOf, utcDay } from './day.js';
+
+export interface DailyPoint extends DailyTotals {
+  date: string;
+}
+
+const DAY_SECONDS = 86_400;
+
+/** Every UTC day of the last `days` days (today included), oldest first, with zeros for quiet days. */
+export function dailySeries(store: UsageStore, keyId: string, days: number, nowSeconds: number): DailyPoint[] {
+  const totals = store.dailyTotals(keyId, firstDayOf(days, nowSeconds));
+  const series: DailyPoint[] = [];
+  for (let i = days - 1; i >= 0; i -= 1) {
+    const date = utcDay(nowSeconds - i * DAY_SECONDS);
+    series.push({ date, ...(totals.get(date) ?? { requests: 0, successes: 0, failures: 0, duration: 0, rate_limited: 0 }) });
+  }
+  return series;
+}
+
+/** The sum of several keys' series, day by day. */
+export function sumSeries(series: DailyPoint[][], days: number, nowSeconds: number): DailyPoint[] {
+  const sum: DailyPoint[] = [];
+  for (let i = days - 1; i >= 0; i -= 1) sum.push({ date: utcDay(nowSeconds - i * DAY_SECONDS), requests: 0, successes: 0, failures: 0, duration: 0, rate_limited: 0 });
+  for (const one of series) {
+    one.forEach((point, index) => {
+      const total = sum[index]!;
+      total.requests += point.requests;
+      total.successes += point.successes;
+      total.failures += point.failures;
+      total.duration += point.duration;
+      total.rate_limited += point.rate_limited;
+    });
+  }
+  return sum;
+}
