@@ -87,6 +87,8 @@ export interface UsageStore {
   recordRateLimited(keyId: string, at: number): void;
   /** Totals per UTC day (`YYYY-MM-DD`) for one key, for days from `fromDay` on. */
   dailyTotals(keyId: string, fromDay: string): Map<string, DailyTotals>;
+  /** Counted requests of a key since `since` (Unix seconds), to the hour; covers at least the last 24 hours. */
+  requestsSince(keyId: string, since: number): number;
   /** Ids of every key with any usage. */
   keyIds(): string[];
   /** Start times (Unix seconds) of the counted requests of the last `windowSeconds`, per key. */

@@ -13,6 +13,8 @@ export interface UsageStats {
   requests_per_day: Record<string, number>;
   /** Requests refused with 429 in the period (not part of total_requests). */
   rate_limited_requests: number;
+  /** Counted requests in the last 24 hours (to the hour), whatever the period. */
+  requests_last_24h: number;
 }
 
 /** A key's usage over the last `days` UTC days, today included. */
@@ -25,6 +27,7 @@ export function usageStats(store: UsageStore, keyId: string, days: number, nowSe
     average_duration: 0,
     requests_per_day: {},
     rate_limited_requests: 0,
+    requests_last_24h: store.requestsSince(keyId, nowSeconds - 86_400),
   };
   const byDay = [...store.dailyTotals(keyId, firstDayOf(days, nowSeconds))].sort(([a], [b]) => a.localeCompare(b));
   for (const [day, totals] of byDay) {

@@ -47,6 +47,7 @@ describe('usageStats', () => {
       average_duration: 4.75 / 4,
       requests_per_day: { '2024-05-08': 1, '2024-05-09': 1, '2024-05-10': 2 },
       rate_limited_requests: 1,
+      requests_last_24h: 2,
     });
   });
 
@@ -60,6 +61,7 @@ describe('usageStats', () => {
       average_duration: 0,
       requests_per_day: {},
       rate_limited_requests: 1,
+      requests_last_24h: 0,
     });
     assert.equal(usageStats(store, 'unknown', 30, NOW).average_duration, 0);
   });

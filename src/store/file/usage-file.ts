@@ -28,7 +28,15 @@ export interface UsageHeader {
   daily_totals: TotalsByKey;
   /** Start times of counted requests in the hour before the file was written, per key. */
   recent: Record<string, number[]>;
+  /** Counted requests per key per hour (hours since the epoch) for the last two days; absent in older files. */
+  hourly_requests?: HourlyByKey;
 }
+
+/** Counted requests per key per hour, the hour given as hours since the epoch. */
+export type HourlyByKey = Record<string, Record<string, number>>;
+
+/** How long hourly counts are kept. */
+export const HOURLY_KEPT_SECONDS = 48 * 3600;
 
 /** A journal line: a counted request, a 429, or the journal's id (its first line). */
 export type UsageJournalEntry = UsageRecord | { rate_limited: true; key_id: string; timestamp: number } | { journal_id: string };
@@ -95,6 +103,25 @@ export function addToTotals(totals: TotalsByKey, entry: UsageRecord | { rate_lim
   if (entry.success) bucket[1] += 1;
   else bucket[2] += 1;
   bucket[3] += typeof entry.duration === 'number' ? entry.duration : 0;
+}
+
+/** Adds a counted request to the hourly counts (a 429 is not a counted request). */
+export function addToHourly(hourly: HourlyByKey, entry: UsageJournalEntry): void {
+  if (!isUsageRecord(entry)) return;
+  const byHour = (hourly[entry.key_id] ??= {});
+  const hour = String(Math.floor(entry.timestamp / 3600));
+  byHour[hour] = (byHour[hour] ?? 0) + 1;
+}
+
+/** Hourly counts without the hours before `since` (Unix seconds). */
+export function pruneHourly(hourly: HourlyByKey, since: number): HourlyByKey {
+  const oldestHour = Math.floor(since / 3600);
+  const pruned: HourlyByKey = {};
+  for (const [keyId, byHour] of Object.entries(hourly)) {
+    const kept = Object.entries(byHour).filter(([hour]) => Number(hour) >= oldestHour);
+    if (kept.length > 0) pruned[keyId] = Object.fromEntries(kept);
+  }
+  return pruned;
 }
 
 export function bucketToTotals(bucket: [number, number, number, number, number]): DailyTotals {
