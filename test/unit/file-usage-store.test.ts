@@ -31,11 +31,11 @@ async function fileHandlePrototype(): Promise<FileHandle> {
   return Object.getPrototypeOf(handle) as FileHandle;
 }
 
-/** Makes the next FileHandle.write write a few bytes, then fail as a full disk would. */
+/** Makes the next FileHandle.writeFile write a few bytes, then fail as a full disk would. */
 function failNextWrite(prototype: FileHandle): void {
-  const write = mock.method(prototype, 'write', async function (this: FileHandle, data: string) {
+  const write = mock.method(prototype, 'writeFile', async function (this: FileHandle, data: string) {
     write.mock.restore();
-    await this.write(data.slice(0, 12));
+    await this.writeFile(data.slice(0, 12));
     throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
   });
 }

@@ -21,7 +21,8 @@ export async function writeFileAtomic(path: string, content: FileContent, option
     if (typeof content === 'string') {
       await handle.writeFile(content);
     } else {
-      for await (const chunk of content) await handle.write(chunk);
+      // writeFile, unlike write, never stops short: on a full disk it writes all or throws ENOSPC.
+      for await (const chunk of content) await handle.writeFile(chunk);
     }
     await handle.sync();
     await handle.close();

@@ -7,7 +7,11 @@ import type { DailyTotals, UsageRecord, UsageStore } from '../types.js';
 import { syncDirectory, writeFileAtomic } from './atomic-write.js';
 import { dropPartialTail, readJournal } from './journal.js';
 import {
+  addToHourly,
   addToTotals,
+  HOURLY_KEPT_SECONDS,
+  pruneHourly,
+  type HourlyByKey,
   bucketToTotals,
   emptyHeader,
   existingRecordLines,
@@ -46,6 +50,7 @@ export class FileUsageStore implements UsageStore {
   private readonly flushIntervalMs: number;
   private readonly minCompactBytes: number;
   private totals: TotalsByKey = {};
+  private hourly: HourlyByKey = {};
   private recentAtOpen = new Map<string, number[]>();
   private buffer: string[] = [];
   private journal: FileHandle | null = null;
@@ -69,8 +74,12 @@ export class FileUsageStore implements UsageStore {
     const loaded = await loadUsageFile(this.usagePath);
     const header = loaded?.header ?? emptyHeader();
     this.totals = header.daily_totals;
+    this.hourly = header.hourly_requests ?? {};
     const recent: Record<string, number[]> = header.recent;
-    if (loaded?.legacyRecords) for (const record of loaded.legacyRecords) (recent[record.key_id] ??= []).push(record.timestamp);
+    for (const record of loaded?.legacyRecords ?? []) {
+      (recent[record.key_id] ??= []).push(record.timestamp);
+      addToHourly(this.hourly, record);
+    }
 
     const aside = await readJournal(this.compactingPath, 0);
     const asideMerged = aside !== null && journalIdOf(aside.entries) === header.merged_journal;
@@ -93,6 +102,7 @@ export class FileUsageStore implements UsageStore {
 
   record(record: UsageRecord): void {
     addToTotals(this.totals, record);
+    addToHourly(this.hourly, record);
     this.buffer.push(JSON.stringify(record));
   }
 
@@ -108,6 +118,13 @@ export class FileUsageStore implements UsageStore {
       if (day >= fromDay) result.set(day, bucketToTotals(bucket));
     }
     return result;
+  }
+
+  requestsSince(keyId: string, since: number): number {
+    const firstHour = Math.floor(since / 3600);
+    let count = 0;
+    for (const [hour, n] of Object.entries(this.hourly[keyId] ?? {})) if (Number(hour) >= firstHour) count += n;
+    return count;
   }
 
   keyIds(): string[] {
@@ -160,7 +177,8 @@ export class FileUsageStore implements UsageStore {
         }
       }
       sizeBefore = (await this.journal.stat()).size;
-      await this.journal.write(lines.join('\n') + '\n');
+      // writeFile, unlike write, never stops short: on a full disk it writes all or throws ENOSPC.
+      await this.journal.writeFile(lines.join('\n') + '\n');
       await this.journal.datasync();
       this.writeError = null;
     } catch (error) {
@@ -211,19 +229,25 @@ export class FileUsageStore implements UsageStore {
       version: 1,
       merged_journal: journalIdOf(aside.entries),
       daily_totals: previous.daily_totals,
+      hourly_requests: previous.hourly_requests ?? {},
       recent: previous.recent,
     };
-    if (loaded?.legacyRecords) for (const record of loaded.legacyRecords) (header.recent[record.key_id] ??= []).push(record.timestamp);
+    for (const record of loaded?.legacyRecords ?? []) {
+      (header.recent[record.key_id] ??= []).push(record.timestamp);
+      addToHourly(header.hourly_requests!, record);
+    }
     const oldestKept = now - this.retentionDays * 86_400;
     const newRecords: string[] = [];
     for (const entry of aside.entries as UsageJournalEntry[]) {
       if ('journal_id' in entry) continue;
       addToTotals(header.daily_totals, entry);
+      addToHourly(header.hourly_requests!, entry);
       if ('rate_limited' in entry) continue;
       (header.recent[entry.key_id] ??= []).push(entry.timestamp);
       if (entry.timestamp >= oldestKept) newRecords.push(JSON.stringify(entry));
     }
     header.recent = pruneRecent(header.recent, now - RECENT_WINDOW_SECONDS);
+    header.hourly_requests = pruneHourly(header.hourly_requests!, now - HOURLY_KEPT_SECONDS);
     const usagePath = this.usagePath;
     async function* records(): AsyncGenerator<string> {
       yield* existingRecordLines(usagePath, loaded, oldestKept);
@@ -241,6 +265,7 @@ export class FileUsageStore implements UsageStore {
         addToTotals(this.totals, entry);
       } else if (isUsageRecord(entry)) {
         addToTotals(this.totals, entry);
+        addToHourly(this.hourly, entry);
         (recent[entry.key_id] ??= []).push(entry.timestamp);
       }
     }

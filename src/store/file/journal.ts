@@ -71,7 +71,8 @@ export async function appendDurably(path: string, text: string): Promise<void> {
   const handle = await open(path, 'a', 0o600);
   try {
     const { size } = await handle.stat();
-    await handle.write(text);
+    // writeFile, unlike write, never stops short: on a full disk it writes all or throws ENOSPC.
+    await handle.writeFile(text);
     await handle.datasync();
     if (size === 0) await syncDirectory(dirname(path));
   } finally {
