@@ -18,6 +18,7 @@ import { createWebSocketProxy } from '../proxy/websocket.js';
 import { rateLimitHeaders, retryAfterSeconds } from '../ratelimit/headers.js';
 import type { AuditStore, CounterStore, KeyRecord, KeyStore, OwnershipStore, SessionStore, UsageStore } from '../store/types.js';
 import { handleAdminRoute } from './admin-api.js';
+import { handleAdminPage, isAdminPagePath } from './admin-page.js';
 import { handleLogin, handleLogout, type LoginContext } from './login.js';
 import { rejectUpgrade, sendError, sendJson } from './respond.js';
 import { matchGatewayRoute, pathOf } from './routes.js';
@@ -116,6 +117,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const caller = authenticate(req, { unsafe: !SAFE_METHODS.has(req.method ?? 'GET') });
     if (route?.name === 'login') return handleLogin(req, res, loginContext);
     if (route?.name === 'logout') return handleLogout(req, res, loginContext);
+    const dashboard = isAdminPagePath(path);
+    if (dashboard && caller.kind === 'anonymous') return handleAdminPage(res, caller, path, req.method ?? 'GET');
     if (caller.kind === 'anonymous') {
       if (route) return handleAdminRoute(route, req, res, caller, adminContext);
       if (config.mode === 'required' && !isPublicPath(req.method, path, config.publicPaths)) {
@@ -129,6 +132,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     for (const [name, value] of Object.entries(await admit(caller.key, at))) res.setHeader(name, value);
     recordOnClose(res, caller.key, req.method ?? 'GET', path, at);
     if (route) return handleAdminRoute(route, req, res, caller, adminContext);
+    if (dashboard) return handleAdminPage(res, caller, path, req.method ?? 'GET');
     const query = new URLSearchParams(req.url!.slice(path.length + 1));
     return isolated.handle(req, res, caller.key, path, query);
   }
