@@ -3,6 +3,7 @@
 import type { GatewayConfig } from './config/schema.js';
 import { createGatewayServer, type Gateway } from './server/app.js';
 import { createLogger, type Logger } from './log/logger.js';
+import { createMetrics } from './observability/metrics.js';
 import { createStores } from './store/index.js';
 
 export type { GatewayConfig, AuthMode } from './config/schema.js';
@@ -16,8 +17,8 @@ export { StoreCorruptError } from './store/types.js';
  * @throws StoreCorruptError when a store file cannot be read (nothing is overwritten).
  * @example const gateway = await createGateway(loadServeConfig(['--require-api-auth'], {})); await gateway.listen();
  */
-export async function createGateway(config: GatewayConfig, log: Logger = createLogger('info')): Promise<Gateway & { storeLocation: string; keyCount(): number }> {
+export async function createGateway(config: GatewayConfig, log: Logger = createLogger(config.logLevel)): Promise<Gateway & { storeLocation: string; keyCount(): number }> {
   const stores = await createStores(config);
-  const gateway = createGatewayServer(config, stores, log);
+  const gateway = createGatewayServer(config, stores, log, createMetrics({ perKey: config.metricsPerKey }));
   return { ...gateway, storeLocation: stores.location, keyCount: () => stores.keys.size() };
 }

@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { checkTrustedProxy } from '../auth/client-addressing.js';
-import { DEFAULTS, type AuthMode, type GatewayConfig } from './schema.js';
+import { DEFAULTS, LOG_LEVELS, type AuthMode, type GatewayConfig, type LogLevel } from './schema.js';
 
 /** A setting that cannot be used; the CLI prints the message and exits with code 2. */
 export class ConfigError extends Error {
@@ -34,6 +34,9 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { flag: 'upstream-timeout', env: 'COMFY_GATE_UPSTREAM_TIMEOUT', type: 'string', help: `Seconds to wait for ComfyUI's response headers (default ${DEFAULTS.upstreamTimeoutSeconds})` },
   { flag: 'session-ttl', env: 'COMFY_GATE_SESSION_TTL', type: 'string', help: `How long a browser sign-in lasts: seconds, or a number with s, m, h or d (default ${DEFAULTS.sessionTtl})` },
   { flag: 'trusted-proxy', env: 'COMFY_GATE_TRUSTED_PROXIES', type: 'string', multiple: true, help: 'Address or CIDR of a reverse proxy whose X-Forwarded-For/-Proto/-Host are believed; repeatable (env: comma-separated)' },
+  { flag: 'log-level', env: 'COMFY_GATE_LOG_LEVEL', type: 'string', help: `Least severe log line written: ${LOG_LEVELS.join(', ')} (default ${DEFAULTS.logLevel})` },
+  { flag: 'metrics-public', env: 'COMFY_GATE_METRICS_PUBLIC', type: 'boolean', help: 'Serve /metrics without a key (for a scraper on a private network); default: admin keys only' },
+  { flag: 'metrics-per-key', env: 'COMFY_GATE_METRICS_PER_KEY', type: 'boolean', help: 'Label request and 429 counters with key_id (one series per key)' },
   { flag: 'ws-ping-interval', env: 'COMFY_GATE_WS_PING_INTERVAL', type: 'string', help: `Seconds between keep-alive pings on each relayed WebSocket (default ${DEFAULTS.wsPingIntervalSeconds})` },
 ];
 
@@ -67,6 +70,9 @@ export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): Gateway
     wsPingIntervalMs: 1000 * parseInteger('--ws-ping-interval', stringValue(values['ws-ping-interval']), DEFAULTS.wsPingIntervalSeconds, 1, 3600),
     sessionTtlSeconds: parseDuration('--session-ttl', stringValue(values['session-ttl']) ?? DEFAULTS.sessionTtl),
     trustedProxies: ((values['trusted-proxy'] as string[] | undefined) ?? []).map(parseTrustedProxy),
+    logLevel: parseLogLevel(stringValue(values['log-level']) ?? DEFAULTS.logLevel),
+    metricsPublic: values['metrics-public'] === true,
+    metricsPerKey: values['metrics-per-key'] === true,
   };
 }
 
@@ -126,6 +132,11 @@ function parseDuration(name: string, value: string): number {
     throw new ConfigError(`${name} must be a duration such as 3600, 30m, 12h or 7d (at most 365d), not ${JSON.stringify(value)}`);
   }
   return seconds;
+}
+
+function parseLogLevel(value: string): LogLevel {
+  if (!(LOG_LEVELS as readonly string[]).includes(value)) throw new ConfigError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(value)}`);
+  return value as LogLevel;
 }
 
 function parseTrustedProxy(value: string): string {

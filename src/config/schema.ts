@@ -24,7 +24,15 @@ export interface GatewayConfig {
   sessionTtlSeconds: number;
   /** Addresses and CIDR blocks of reverse proxies whose X-Forwarded-* headers are believed. */
   trustedProxies: string[];
+  logLevel: LogLevel;
+  /** Serve /metrics to anyone (for a scraper on a private network) instead of admin keys only. */
+  metricsPublic: boolean;
+  /** Label request and 429 counters with key_id (one series per key). */
+  metricsPerKey: boolean;
 }
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export const DEFAULTS = {
   listen: '127.0.0.1',
@@ -35,6 +43,7 @@ export const DEFAULTS = {
   upstreamTimeoutSeconds: 300,
   wsPingIntervalSeconds: 30,
   sessionTtl: '7d',
+  logLevel: 'info',
 } as const;
 
 /** Rate limit of a key created without one, in requests per hour. */

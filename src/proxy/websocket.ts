@@ -36,6 +36,8 @@ export interface RelayOptions {
   /** Headers to set on the upstream handshake (null removes one). */
   headers?: Record<string, string | null>;
   hooks?: RelayHooks;
+  /** Runs when the client's socket is open (both sides connected). */
+  onOpen?(): void;
   /** Runs once when the relay ends (or never began), with the status the client got and the connected time. */
   onEnd(outcome: { status: number; connectedMs: number }): void;
 }
@@ -125,6 +127,7 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
       server.handleUpgrade(req, socket, head, (ws) => {
         client = ws;
         openedAt = Date.now();
+        relayOptions.onOpen?.();
         for (const frame of early.splice(0)) ws.send(frame.data, { binary: frame.isBinary });
         const replyToClient = (text: string): void => {
           if (ws.readyState === WebSocket.OPEN) ws.send(text);

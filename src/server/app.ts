@@ -13,6 +13,8 @@ import { authRequired, forbidden, GatewayError, invalidRequest, rateLimitExceede
 import { createIsolatedProxy } from '../isolation/isolated-proxy.js';
 import { userSocketHooks } from '../isolation/socket-filter.js';
 import type { Logger } from '../log/logger.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
+import { routeGroup } from '../observability/route-group.js';
 import { createHttpProxy } from '../proxy/http.js';
 import { createWebSocketProxy } from '../proxy/websocket.js';
 import { rateLimitHeaders, retryAfterSeconds } from '../ratelimit/headers.js';
@@ -20,6 +22,7 @@ import type { AuditStore, CounterStore, KeyRecord, KeyStore, OwnershipStore, Ses
 import { handleAdminRoute } from './admin-api.js';
 import { handleAdminPage, isAdminPagePath } from './admin-page.js';
 import { handleLogin, handleLogout, type LoginContext } from './login.js';
+import { OPENAPI_DOCUMENT } from './openapi.js';
 import { rejectUpgrade, sendError, sendJson } from './respond.js';
 import { matchGatewayRoute, pathOf } from './routes.js';
 
@@ -48,8 +51,14 @@ function isBrowserNavigation(req: IncomingMessage): boolean {
   return (req.method === 'GET' || req.method === 'HEAD') && String(req.headers.accept ?? '').includes('text/html');
 }
 
+/** A client's `X-Request-Id` when it is a plain token, else a new one. */
+function requestIdOf(req: IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : randomUUID();
+}
+
 /** Wires the HTTP server to already-open stores. */
-export function createGatewayServer(config: GatewayConfig, stores: GatewayStores, log: Logger): Gateway {
+export function createGatewayServer(config: GatewayConfig, stores: GatewayStores, log: Logger, metrics: GatewayMetrics): Gateway {
   const { keys, usage, counters, ownership, sessions, audit } = stores;
   const proxy = createHttpProxy({ upstream: config.upstream, headersTimeoutMs: config.upstreamTimeoutMs });
   const isolated = createIsolatedProxy({ proxy, ownership });
@@ -60,6 +69,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   });
   const addressing = new ClientAddressing(config.trustedProxies);
   const failures = new AuthFailureLimiter();
+  /** The key each request was made with, for its log line and metrics. */
+  const keyOfRequest = new WeakMap<IncomingMessage, string>();
   const now = (): number => Date.now() / 1000;
   const clientIp = (req: IncomingMessage): string => addressing.clientIp(req);
   const adminContext = { mode: config.mode, keys, usage, audit, clientIp, now };
@@ -71,6 +82,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const headers = rateLimitHeaders(result, at);
     if (!result.allowed) {
       usage.recordRateLimited(key.key_id, at);
+      metrics.rateLimited(key.key_id);
       throw rateLimitExceeded(result.limit, retryAfterSeconds(result, at), headers);
     }
     keys.touch(key.key_id, at);
@@ -110,16 +122,20 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const route = matchGatewayRoute(path);
     if (route?.name === 'healthz') return sendJson(res, 200, { status: 'ok' });
     if (route?.name === 'readyz') return readiness(res);
+    if (route?.name === 'openapi') return sendJson(res, 200, OPENAPI_DOCUMENT);
+    if (route?.name === 'metrics' && config.metricsPublic) return sendMetrics(res);
     if (!route && config.mode === 'off') {
       if (!(await isolated.handleAnonymous(req, res, path))) await proxy.forward(req, res);
       return;
     }
     const caller = authenticate(req, { unsafe: !SAFE_METHODS.has(req.method ?? 'GET') });
+    if (caller.kind === 'key') keyOfRequest.set(req, caller.key.key_id);
     if (route?.name === 'login') return handleLogin(req, res, loginContext);
     if (route?.name === 'logout') return handleLogout(req, res, loginContext);
     const dashboard = isAdminPagePath(path);
     if (dashboard && caller.kind === 'anonymous') return handleAdminPage(res, caller, path, req.method ?? 'GET');
     if (caller.kind === 'anonymous') {
+      if (route?.name === 'metrics') throw authRequired();
       if (route) return handleAdminRoute(route, req, res, caller, adminContext);
       if (config.mode === 'required' && !isPublicPath(req.method, path, config.publicPaths)) {
         if (isBrowserNavigation(req)) return redirectToLogin(res, req.url!);
@@ -131,10 +147,39 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const at = now();
     for (const [name, value] of Object.entries(await admit(caller.key, at))) res.setHeader(name, value);
     recordOnClose(res, caller.key, req.method ?? 'GET', path, at);
+    if (route?.name === 'metrics') {
+      if (caller.key.role !== 'admin') throw forbidden('Metrics need an admin key (or --metrics-public).');
+      return sendMetrics(res);
+    }
     if (route) return handleAdminRoute(route, req, res, caller, adminContext);
     if (dashboard) return handleAdminPage(res, caller, path, req.method ?? 'GET');
     const query = new URLSearchParams(req.url!.slice(path.length + 1));
     return isolated.handle(req, res, caller.key, path, query);
+  }
+
+  async function sendMetrics(res: ServerResponse): Promise<void> {
+    const text = await metrics.registry.metrics();
+    res.writeHead(200, { 'content-type': metrics.registry.contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+    res.end(text);
+  }
+
+  /** Counts a refusal or an upstream failure in the metrics. */
+  function countError(error: unknown): void {
+    if (!(error instanceof GatewayError)) return;
+    if (error.status === 401 || error.code === 'TOO_MANY_AUTH_FAILURES') metrics.authFailure(error.code);
+    else if (error.code.startsWith('UPSTREAM_')) metrics.upstreamError(error.code);
+  }
+
+  /** One log line and one metrics observation per request, when its response ends. */
+  function observe(req: IncomingMessage, res: ServerResponse, requestId: string): void {
+    const started = performance.now();
+    res.once('close', () => {
+      const seconds = (performance.now() - started) / 1000;
+      const path = pathOf(req.url) ?? '-';
+      const keyId = keyOfRequest.get(req);
+      metrics.request(routeGroup(path), res.statusCode, seconds, keyId);
+      log.info({ req_id: requestId, method: req.method, path, status: res.statusCode, duration_ms: Math.round(seconds * 1e4) / 10, key_id: keyId ?? null, ip: addressing.clientIp(req) }, 'request');
+    });
   }
 
   function redirectToLogin(res: ServerResponse, target: string): void {
@@ -178,18 +223,28 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     if (!clientId) query.set('clientId', randomUUID().replaceAll('-', ''));
     const owner = await ownership.claim('client', query.get('clientId')!, key.key_id);
     if (owner !== key.key_id && key.role !== 'admin') throw forbidden('That clientId belongs to another key: use your own (any new id becomes yours).');
+    keyOfRequest.set(req, key.key_id);
     webSockets.relay(req, socket, head, {
       target: `${path}?${query}`,
+      onOpen: () => metrics.websocketOpened(),
       headers: await isolated.upstreamHeadersFor(req, key),
       ...(key.role === 'admin' ? {} : { hooks: userSocketHooks(ownership, key.key_id) }),
-      onEnd: ({ status, connectedMs }) =>
-        usage.record({ key_id: key.key_id, endpoint: path, timestamp: at, duration: connectedMs / 1000, success: status === 101, metadata: { method: 'GET', status } }),
+      onEnd: ({ status, connectedMs }) => {
+        if (status === 101) metrics.websocketClosed();
+        metrics.request('websocket', status, connectedMs / 1000, key.key_id);
+        usage.record({ key_id: key.key_id, endpoint: path, timestamp: at, duration: connectedMs / 1000, success: status === 101, metadata: { method: 'GET', status } });
+      },
     });
   }
 
   const server = createServer({ keepAliveTimeout: 5000 }, (req, res) => {
+    const requestId = requestIdOf(req);
+    req.headers['x-request-id'] = requestId;
+    res.setHeader('x-request-id', requestId);
+    observe(req, res, requestId);
     handleRequest(req, res).catch((error: unknown) => {
-      if (!(error instanceof GatewayError)) log.error({ err: error, method: req.method, path: pathOf(req.url) }, 'request failed');
+      if (!(error instanceof GatewayError)) log.error({ err: error, req_id: requestId, method: req.method, path: pathOf(req.url) }, 'request failed');
+      countError(error);
       sendError(res, error);
     });
   });
@@ -197,6 +252,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     socket.on('error', () => socket.destroy());
     handleUpgrade(req, socket, head).catch((error: unknown) => {
       if (!(error instanceof GatewayError)) log.error({ err: error, path: pathOf(req.url) }, 'websocket upgrade failed');
+      countError(error);
       rejectUpgrade(socket, error);
     });
   });
@@ -224,6 +280,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       clearTimeout(timer);
       await proxy.close();
       await Promise.all([keys.close(), usage.close(), counters.close(), ownership.close(), sessions.close()]);
+      log.flush();
     },
   };
 }

@@ -10,6 +10,8 @@ export type GatewayRoute =
   | { name: 'audit' }
   | { name: 'usage' }
   | { name: 'usage-all' }
+  | { name: 'metrics' }
+  | { name: 'openapi' }
   | { name: 'login' }
   | { name: 'logout' };
 
@@ -34,6 +36,10 @@ export function matchGatewayRoute(path: string): GatewayRoute | null {
     case '/audit':
     case '/api/audit':
       return { name: 'audit' };
+    case '/metrics':
+      return { name: 'metrics' };
+    case '/api/gateway/openapi.json':
+      return { name: 'openapi' };
     case '/login':
       return { name: 'login' };
     case '/logout':

@@ -1,0 +1,71 @@
+// Prometheus metrics of the gateway (prom-client): requests, latency, refusals, upstream errors, WebSockets, store writes.
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface GatewayMetrics {
+  registry: Registry;
+  /** One finished request: its route group, status and duration; `keyId` labels only with per-key metrics on. */
+  request(route: string, status: number, seconds: number, keyId?: string): void;
+  /** One refused authentication, by error code. */
+  authFailure(code: string): void;
+  rateLimited(keyId: string): void;
+  upstreamError(code: string): void;
+  websocketOpened(): void;
+  websocketClosed(): void;
+  /** One durable write of a store (`keys`, `usage`, `ownership`, `sessions`, `audit`). */
+  storeWrite(store: string, seconds: number): void;
+}
+
+const statusClass = (status: number): string => `${Math.floor(status / 100)}xx`;
+
+/**
+ * Creates the metrics in their own registry, with Node's process metrics. Per-key labels only when
+ * `perKey` is set: one series per key can be a lot for a scraper.
+ */
+export function createMetrics(options: { perKey: boolean }): GatewayMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'comfy_gate_' });
+  const requests = new Counter({ name: 'comfy_gate_http_requests_total', help: 'Requests answered, by route group and status class.', labelNames: ['route', 'status_class'], registers: [registry] });
+  const duration = new Histogram({
+    name: 'comfy_gate_http_request_duration_seconds',
+    help: 'Time from request to the end of the response, by route group.',
+    labelNames: ['route'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300],
+    registers: [registry],
+  });
+  const authFailures = new Counter({ name: 'comfy_gate_auth_failures_total', help: 'Refused authentications, by error code.', labelNames: ['code'], registers: [registry] });
+  const rateLimited = new Counter({ name: 'comfy_gate_rate_limited_total', help: 'Requests refused with 429 for being over a key’s limit.', registers: [registry] });
+  const upstreamErrors = new Counter({ name: 'comfy_gate_upstream_errors_total', help: 'Requests ComfyUI could not answer, by error code.', labelNames: ['code'], registers: [registry] });
+  const websockets = new Gauge({ name: 'comfy_gate_websockets_open', help: 'WebSockets being relayed now.', registers: [registry] });
+  const storeWrites = new Histogram({
+    name: 'comfy_gate_store_write_duration_seconds',
+    help: 'Time of one durable store write (append and fsync, or atomic replace), by store.',
+    labelNames: ['store'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [registry],
+  });
+  const keyRequests = options.perKey
+    ? new Counter({ name: 'comfy_gate_key_requests_total', help: 'Requests per key, by status class.', labelNames: ['key_id', 'status_class'], registers: [registry] })
+    : null;
+  const keyRateLimited = options.perKey
+    ? new Counter({ name: 'comfy_gate_key_rate_limited_total', help: 'Requests refused with 429 per key.', labelNames: ['key_id'], registers: [registry] })
+    : null;
+
+  return {
+    registry,
+    request(route, status, seconds, keyId) {
+      requests.inc({ route, status_class: statusClass(status) });
+      duration.observe({ route }, seconds);
+      if (keyId && keyRequests) keyRequests.inc({ key_id: keyId, status_class: statusClass(status) });
+    },
+    authFailure: (code) => authFailures.inc({ code }),
+    rateLimited(keyId) {
+      rateLimited.inc();
+      keyRateLimited?.inc({ key_id: keyId });
+    },
+    upstreamError: (code) => upstreamErrors.inc({ code }),
+    websocketOpened: () => websockets.inc(),
+    websocketClosed: () => websockets.dec(),
+    storeWrite: (store, seconds) => storeWrites.observe({ store }, seconds),
+  };
+}

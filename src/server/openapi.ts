@@ -1,0 +1,253 @@
+// The OpenAPI 3.1 description of comfy-gate's own endpoints (ComfyUI's routes pass through and are not described here).
+
+const error = { $ref: '#/components/schemas/Error' };
+const json = (schema: unknown) => ({ content: { 'application/json': { schema } } });
+const errorResponse = (description: string) => ({ description, ...json(error) });
+const keyIdParameter = { name: 'key_id', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } };
+const daysParameter = { name: 'days', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 365, default: 30 } };
+const byParameter = { name: 'by', in: 'query', required: false, schema: { type: 'string', enum: ['day'] }, description: 'With `day`, the answer adds day-by-day series.' };
+const nullableNumber = { type: ['number', 'null'] };
+const apiKeyHeader = [{ apiKey: [] }, { bearer: [] }, { session: [] }];
+
+const key = {
+  type: 'object',
+  required: ['key_id', 'name', 'created_at', 'last_used', 'rate_limit', 'is_active', 'metadata', 'role', 'expires_at', 'key_prefix', 'previous_key_valid_until'],
+  additionalProperties: false,
+  properties: {
+    key_id: { type: 'string' },
+    name: { type: 'string' },
+    created_at: { type: 'number', description: 'Unix seconds' },
+    last_used: nullableNumber,
+    rate_limit: { type: 'integer', minimum: 1, description: 'Requests per hour' },
+    is_active: { type: 'boolean' },
+    metadata: { type: 'object' },
+    role: { type: 'string', enum: ['user', 'admin'] },
+    expires_at: nullableNumber,
+    key_prefix: { type: ['string', 'null'], description: 'The first characters of the secret, to recognise the key' },
+    previous_key_valid_until: { ...nullableNumber, description: 'After a rotation with a grace period: when the old secret stops working' },
+  },
+};
+
+const usageStats = {
+  type: 'object',
+  required: ['total_requests', 'successful_requests', 'failed_requests', 'total_duration', 'average_duration', 'requests_per_day', 'rate_limited_requests', 'requests_last_24h'],
+  additionalProperties: false,
+  properties: {
+    total_requests: { type: 'integer', minimum: 0 },
+    successful_requests: { type: 'integer', minimum: 0 },
+    failed_requests: { type: 'integer', minimum: 0 },
+    total_duration: { type: 'number', minimum: 0, description: 'Seconds' },
+    average_duration: { type: 'number', minimum: 0, description: 'Seconds' },
+    requests_per_day: { type: 'object', additionalProperties: { type: 'integer' }, propertyNames: { pattern: '^\\d{4}-\\d{2}-\\d{2}$' } },
+    rate_limited_requests: { type: 'integer', minimum: 0 },
+    requests_last_24h: { type: 'integer', minimum: 0 },
+  },
+};
+
+const dailyPoint = {
+  type: 'object',
+  required: ['date', 'requests', 'successes', 'failures', 'duration', 'rate_limited'],
+  additionalProperties: false,
+  properties: {
+    date: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' },
+    requests: { type: 'integer', minimum: 0 },
+    successes: { type: 'integer', minimum: 0 },
+    failures: { type: 'integer', minimum: 0 },
+    duration: { type: 'number', minimum: 0 },
+    rate_limited: { type: 'integer', minimum: 0 },
+  },
+};
+
+const createdKey = {
+  type: 'object',
+  required: ['key_id', 'api_key', 'name', 'rate_limit', 'role', 'metadata', 'created_at', 'expires_at', 'key_prefix', 'message'],
+  properties: {
+    key_id: { type: 'string' },
+    api_key: { type: 'string', pattern: '^comfy_[A-Za-z0-9_-]{43,}$', description: 'Shown only in this answer' },
+    name: { type: 'string' },
+    rate_limit: { type: 'integer' },
+    role: { type: 'string', enum: ['user', 'admin'] },
+    metadata: { type: 'object' },
+    created_at: { type: 'number' },
+    expires_at: nullableNumber,
+    key_prefix: { type: ['string', 'null'] },
+    previous_key_valid_until: nullableNumber,
+    message: { type: 'string' },
+  },
+};
+
+const keyInput = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 200 },
+    rate_limit: { type: 'integer', minimum: 1, maximum: 10_000_000 },
+    metadata: { type: 'object' },
+    role: { type: 'string', enum: ['user', 'admin'] },
+    expires_at: nullableNumber,
+  },
+};
+
+/** The document served at /api/gateway/openapi.json. */
+export const OPENAPI_DOCUMENT = {
+  openapi: '3.1.0',
+  info: {
+    title: 'comfy-gate',
+    version: '0.1.0',
+    description: 'API keys, rate limits, usage accounting and isolation in front of ComfyUI. Every /api/… path here also answers without the /api prefix.',
+  },
+  components: {
+    securitySchemes: {
+      apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+      bearer: { type: 'http', scheme: 'bearer' },
+      session: { type: 'apiKey', in: 'cookie', name: 'comfy_gate_session' },
+    },
+    schemas: {
+      Error: {
+        type: 'object',
+        required: ['error', 'error_code'],
+        properties: { error: { type: 'string' }, error_code: { type: 'string', pattern: '^[A-Z_]+$' }, details: {}, limit: { type: 'integer' }, reset_in: { type: 'integer' } },
+      },
+      Key: key,
+      KeyInput: keyInput,
+      CreatedKey: createdKey,
+      UsageStats: usageStats,
+      DailyPoint: dailyPoint,
+      AuditEntry: {
+        type: 'object',
+        required: ['ts', 'actor', 'action'],
+        properties: { ts: { type: 'number' }, actor: { type: 'string' }, action: { type: 'string' }, key_id: { type: 'string' }, ip: { type: 'string' }, details: { type: 'object' } },
+      },
+    },
+  },
+  paths: {
+    '/healthz': { get: { summary: 'The gateway is running', responses: { 200: { description: 'Running', ...json({ type: 'object', required: ['status'], properties: { status: { const: 'ok' } } }) } } } },
+    '/readyz': {
+      get: {
+        summary: 'ComfyUI answers and the store can be written',
+        responses: Object.fromEntries(
+          [200, 503].map((status) => [
+            status,
+            { description: status === 200 ? 'Ready' : 'Not ready', ...json({ type: 'object', required: ['status', 'upstream', 'store'], properties: { status: { enum: ['ready', 'not_ready'] }, upstream: { type: 'string' }, store: { type: 'string' } } }) },
+          ]),
+        ),
+      },
+    },
+    '/api/keys': {
+      get: {
+        summary: 'List keys (admin)',
+        security: apiKeyHeader,
+        responses: { 200: { description: 'Every key, without hashes', ...json({ type: 'object', required: ['keys'], properties: { keys: { type: 'array', items: { $ref: '#/components/schemas/Key' } } } }) }, 401: errorResponse('No or bad key'), 403: errorResponse('Not an admin key') },
+      },
+      post: {
+        summary: 'Create a key (admin; the first key in required mode from this machine without one)',
+        security: apiKeyHeader,
+        requestBody: { required: false, ...json({ $ref: '#/components/schemas/KeyInput' }) },
+        responses: { 200: { description: 'The key, with its secret shown only here', ...json({ $ref: '#/components/schemas/CreatedKey' }) }, 400: errorResponse('Invalid input'), 401: errorResponse('No or bad key'), 403: errorResponse('Not an admin key') },
+      },
+    },
+    '/api/keys/{key_id}': {
+      parameters: [keyIdParameter],
+      get: {
+        summary: 'One key with its usage over 30 days (admin, or the key itself)',
+        security: apiKeyHeader,
+        responses: {
+          200: {
+            description: 'The key',
+            ...json({ ...key, required: [...key.required, 'usage_stats'], properties: { ...key.properties, usage_stats: { $ref: '#/components/schemas/UsageStats' } } }),
+          },
+          404: errorResponse('No such key'),
+        },
+      },
+      patch: {
+        summary: 'Change a key (admin)',
+        security: apiKeyHeader,
+        requestBody: { required: true, ...json({ type: 'object', additionalProperties: false, minProperties: 1, properties: { ...keyInput.properties, is_active: { type: 'boolean' } } }) },
+        responses: { 200: { description: 'Updated', ...json({ type: 'object', required: ['message', 'key'], properties: { message: { type: 'string' }, key: { $ref: '#/components/schemas/Key' } } }) }, 400: errorResponse('Invalid input'), 404: errorResponse('No such key') },
+      },
+      delete: {
+        summary: 'Delete a key (admin)',
+        security: apiKeyHeader,
+        responses: { 200: { description: 'Deleted', ...json({ type: 'object', required: ['message'], properties: { message: { type: 'string' } } }) }, 404: errorResponse('No such key') },
+      },
+    },
+    '/api/keys/{key_id}/rotate': {
+      parameters: [keyIdParameter],
+      post: {
+        summary: 'A new secret for the key (admin); the old one works for grace_seconds',
+        security: apiKeyHeader,
+        requestBody: { required: false, ...json({ type: 'object', additionalProperties: false, properties: { grace_seconds: { type: 'integer', minimum: 0, maximum: 2_592_000 } } }) },
+        responses: { 200: { description: 'The new secret, shown only here', ...json({ $ref: '#/components/schemas/CreatedKey' }) }, 404: errorResponse('No such key') },
+      },
+    },
+    '/api/usage': {
+      get: {
+        summary: "The presenting key's own usage",
+        security: apiKeyHeader,
+        parameters: [daysParameter, byParameter],
+        responses: {
+          200: {
+            description: 'Usage',
+            ...json({ type: 'object', required: ['key_id', 'key_name', 'usage_stats'], properties: { key_id: { type: 'string' }, key_name: { type: 'string' }, usage_stats: { $ref: '#/components/schemas/UsageStats' }, daily: { type: 'array', items: { $ref: '#/components/schemas/DailyPoint' } } } }),
+          },
+          400: errorResponse('Bad days'),
+          401: errorResponse('No or bad key'),
+        },
+      },
+    },
+    '/api/usage/all': {
+      get: {
+        summary: "Every key's usage (admin)",
+        security: apiKeyHeader,
+        parameters: [daysParameter, byParameter],
+        responses: {
+          200: {
+            description: 'Usage of every key',
+            ...json({
+              type: 'object',
+              required: ['usage_stats'],
+              properties: {
+                usage_stats: { type: 'object', additionalProperties: { $ref: '#/components/schemas/UsageStats' } },
+                daily: { type: 'object', additionalProperties: { type: 'array', items: { $ref: '#/components/schemas/DailyPoint' } } },
+                daily_total: { type: 'array', items: { $ref: '#/components/schemas/DailyPoint' } },
+              },
+            }),
+          },
+          400: errorResponse('Bad days or by'),
+        },
+      },
+    },
+    '/api/audit': {
+      get: {
+        summary: 'The audit trail (admin)',
+        security: apiKeyHeader,
+        parameters: [
+          { name: 'since', in: 'query', required: false, schema: { type: 'number', minimum: 0 }, description: 'Unix seconds' },
+          { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+        ],
+        responses: { 200: { description: 'Entries, oldest first', ...json({ type: 'object', required: ['entries'], properties: { entries: { type: 'array', items: { $ref: '#/components/schemas/AuditEntry' } } } }) } },
+      },
+    },
+    '/login': {
+      get: { summary: 'The sign-in page', responses: { 200: { description: 'HTML', content: { 'text/html': {} } } } },
+      post: {
+        summary: 'Sign in with a key: a session cookie',
+        requestBody: {
+          required: true,
+          content: {
+            'application/json': { schema: { type: 'object', required: ['api_key'], properties: { api_key: { type: 'string' }, next: { type: 'string' } } } },
+            'application/x-www-form-urlencoded': { schema: { type: 'object', required: ['api_key'], properties: { api_key: { type: 'string' }, next: { type: 'string' } } } },
+          },
+        },
+        responses: {
+          200: { description: 'Signed in (JSON)', ...json({ type: 'object', required: ['ok', 'key_id', 'role', 'expires_at'], properties: { ok: { const: true }, key_id: { type: 'string' }, role: { type: 'string' }, expires_at: { type: 'number' } } }) },
+          303: { description: 'Signed in (form): to `next`' },
+          401: errorResponse('Bad key'),
+        },
+      },
+    },
+    '/logout': { post: { summary: 'End the session', responses: { 200: { description: 'Signed out', ...json({ type: 'object', required: ['ok'], properties: { ok: { const: true } } }) } } } },
+    '/metrics': { get: { summary: 'Prometheus metrics (admin, or anyone with --metrics-public)', security: apiKeyHeader, responses: { 200: { description: 'Prometheus text format', content: { 'text/plain': {} } } } } },
+    '/admin': { get: { summary: 'The admin dashboard', security: [{ session: [] }], responses: { 200: { description: 'HTML', content: { 'text/html': {} } }, 302: { description: 'To the sign-in page' }, 403: { description: 'Not an admin' } } } },
+  },
+} as const;
