@@ -124,7 +124,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     if (route?.name === 'readyz') return readiness(res);
     if (route?.name === 'openapi') return sendJson(res, 200, OPENAPI_DOCUMENT);
     if (route?.name === 'metrics' && config.metricsPublic) return sendMetrics(res);
-    if (!route && config.mode === 'off') {
+    const dashboard = isAdminPagePath(path);
+    if (!route && !dashboard && config.mode === 'off') {
       if (!(await isolated.handleAnonymous(req, res, path))) await proxy.forward(req, res);
       return;
     }
@@ -132,7 +133,6 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     if (caller.kind === 'key') keyOfRequest.set(req, caller.key.key_id);
     if (route?.name === 'login') return handleLogin(req, res, loginContext);
     if (route?.name === 'logout') return handleLogout(req, res, loginContext);
-    const dashboard = isAdminPagePath(path);
     if (dashboard && caller.kind === 'anonymous') return handleAdminPage(res, caller, path, req.method ?? 'GET');
     if (caller.kind === 'anonymous') {
       if (route?.name === 'metrics') throw authRequired();
@@ -232,6 +232,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       onEnd: ({ status, connectedMs }) => {
         if (status === 101) metrics.websocketClosed();
         metrics.request('websocket', status, connectedMs / 1000, key.key_id);
+        log.info({ method: 'GET', path, status, duration_ms: connectedMs, key_id: key.key_id, ip: addressing.clientIp(req) }, 'websocket');
         usage.record({ key_id: key.key_id, endpoint: path, timestamp: at, duration: connectedMs / 1000, success: status === 101, metadata: { method: 'GET', status } });
       },
     });
