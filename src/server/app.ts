@@ -18,7 +18,8 @@ import { routeGroup } from '../observability/route-group.js';
 import { createHttpProxy } from '../proxy/http.js';
 import { createWebSocketProxy } from '../proxy/websocket.js';
 import { rateLimitHeaders, retryAfterSeconds } from '../ratelimit/headers.js';
-import type { AuditStore, CounterStore, KeyRecord, KeyStore, OwnershipStore, SessionStore, UsageStore } from '../store/types.js';
+import type { Stores } from '../store/index.js';
+import type { KeyRecord } from '../store/types.js';
 import { handleAdminRoute } from './admin-api.js';
 import { handleAdminPage, isAdminPagePath } from './admin-page.js';
 import { handleLogin, handleLogout, type LoginContext } from './login.js';
@@ -26,14 +27,8 @@ import { OPENAPI_DOCUMENT } from './openapi.js';
 import { rejectUpgrade, sendError, sendJson } from './respond.js';
 import { matchGatewayRoute, pathOf } from './routes.js';
 
-export interface GatewayStores {
-  keys: KeyStore;
-  usage: UsageStore;
-  counters: CounterStore;
-  ownership: OwnershipStore;
-  sessions: SessionStore;
-  audit: AuditStore;
-}
+/** The open stores a gateway runs on. */
+export type GatewayStores = Omit<Stores, 'location'>;
 
 export interface Gateway {
   server: Server;

@@ -1,6 +1,7 @@
 // A raw HTTP client for tests: sends the request target byte for byte (no URL normalisation) and reads the whole answer.
 
 import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import { connect } from 'node:net';
 
 export interface TestResponse {
   status: number;
@@ -46,5 +47,23 @@ export function send(baseUrl: string, target: string, options: TestRequest = {})
     );
     req.on('error', reject);
     req.end(body);
+  });
+}
+
+/** Sends raw bytes (for what an HTTP client library would refuse to send) and resolves the status of the answer. */
+export function rawStatus(port: number, request: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(request));
+    let data = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => {
+      data += chunk;
+      const match = /^HTTP\/1\.1 (\d{3})/.exec(data);
+      if (match) {
+        socket.destroy();
+        resolve(Number(match[1]));
+      }
+    });
+    socket.on('error', reject);
   });
 }

@@ -1,13 +1,12 @@
 // Attempts to get around authentication, isolation and the sign-in checks, each with the exact denial it must get.
 
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { openCollectingSocket, queuePrompt, waitForHistory } from '../helpers/comfy-client.js';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
-import { send, type TestRequest } from '../helpers/http-client.js';
+import { rawStatus, send, type TestRequest } from '../helpers/http-client.js';
 import { createKey, type CreatedKey } from '../helpers/keys.js';
 
 /** Signs in with a key over JSON and returns the Cookie header value. */
@@ -16,24 +15,6 @@ async function signIn(gatewayUrl: string, apiKey: string): Promise<string> {
   assert.equal(res.status, 200, res.text);
   const setCookie = String(res.headers['set-cookie']);
   return setCookie.split(';')[0]!;
-}
-
-/** Sends raw bytes and resolves the status of the first response line. */
-function rawStatus(port: number, request: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1', () => socket.write(request));
-    let data = '';
-    socket.setEncoding('latin1');
-    socket.on('data', (chunk: string) => {
-      data += chunk;
-      const match = /^HTTP\/1\.1 (\d{3})/.exec(data);
-      if (match) {
-        socket.destroy();
-        resolve(Number(match[1]));
-      }
-    });
-    socket.on('error', reject);
-  });
 }
 
 describe('bypass attempts', () => {

@@ -1,31 +1,12 @@
 // The three modes: off (transparent), optional (keys checked when presented), required (deny by default, no path tricks).
 
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
-import { send } from '../helpers/http-client.js';
+import { rawStatus, send } from '../helpers/http-client.js';
 import { createKey, type CreatedKey } from '../helpers/keys.js';
-
-/** Sends raw bytes and resolves the status code of the first response line. */
-function rawStatus(port: number, request: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1', () => socket.write(request));
-    let data = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      data += chunk;
-      const match = /^HTTP\/1\.1 (\d{3})/.exec(data);
-      if (match) {
-        socket.destroy();
-        resolve(Number(match[1]));
-      }
-    });
-    socket.on('error', reject);
-  });
-}
 
 /** Opens a WebSocket and resolves 'open' or the refusing HTTP status. */
 function wsOutcome(url: string, headers: Record<string, string> = {}): Promise<'open' | number> {
