@@ -168,12 +168,14 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   /** One log line and one metrics observation per request, when its response ends. */
   function observe(req: IncomingMessage, res: ServerResponse, requestId: string): void {
     const started = performance.now();
+    // Read now: once the response is done, the request may no longer have its socket.
+    const ip = addressing.clientIp(req);
     res.once('close', () => {
       const seconds = (performance.now() - started) / 1000;
       const path = pathOf(req.url) ?? '-';
       const keyId = keyOfRequest.get(req);
       metrics.request(routeGroup(path), res.statusCode, seconds, keyId);
-      log.info({ req_id: requestId, method: req.method, path, status: res.statusCode, duration_ms: Math.round(seconds * 1e4) / 10, key_id: keyId ?? null, ip: addressing.clientIp(req) }, 'request');
+      log.info({ req_id: requestId, method: req.method, path, status: res.statusCode, duration_ms: Math.round(seconds * 1e4) / 10, key_id: keyId ?? null, ip }, 'request');
     });
   }
 
@@ -219,6 +221,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const owner = await ownership.claim('client', query.get('clientId')!, key.key_id);
     if (owner !== key.key_id && key.role !== 'admin') throw forbidden('That clientId belongs to another key: use your own (any new id becomes yours).');
     keyOfRequest.set(req, key.key_id);
+    const ip = addressing.clientIp(req);
     webSockets.relay(req, socket, head, {
       target: `${path}?${query}`,
       onOpen: () => metrics.websocketOpened(),
@@ -227,7 +230,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       onEnd: ({ status, connectedMs }) => {
         if (status === 101) metrics.websocketClosed();
         metrics.request('websocket', status, connectedMs / 1000, key.key_id);
-        log.info({ method: 'GET', path, status, duration_ms: connectedMs, key_id: key.key_id, ip: addressing.clientIp(req) }, 'websocket');
+        log.info({ method: 'GET', path, status, duration_ms: connectedMs, key_id: key.key_id, ip }, 'websocket');
         usage.record({ key_id: key.key_id, endpoint: path, timestamp: at, duration: connectedMs / 1000, success: status === 101, metadata: { method: 'GET', status } });
       },
     });

@@ -266,6 +266,10 @@ class FakeServer implements FakeComfyUI {
       api('GET', '/userdata/{file}', (c) => this.getUserdataFile(c)),
       api('POST', '/userdata/{file}', (c) => this.postUserdataFile(c)),
       api('DELETE', '/userdata/{file}', (c) => this.deleteUserdataFile(c)),
+      api('GET', '/api/jobs', (c) => this.getJobs(c)),
+      api('POST', '/api/jobs/cancel', (c) => this.cancelJobs(c)),
+      api('GET', '/api/jobs/{id}', (c) => this.getJob(c)),
+      api('POST', '/api/jobs/{id}/cancel', (c) => this.cancelJob(c)),
       bare('GET', '/internal/logs', ({ res }) => sendJson(res, `Starting server\n\nTo see the GUI go to: ${this.url}\n`)),
       bare('GET', '/internal/folder_paths', ({ res }) => sendJson(res, this.folderPaths())),
       bare('GET', '/internal/files/{type}', (c) => this.internalFiles(c)),
@@ -413,6 +417,46 @@ class FakeServer implements FakeComfyUI {
     const target = isObject(body) && 'prompt_id' in body ? body['prompt_id'] : undefined;
     if (this.running && (target === undefined || target === this.running.item.id)) this.running.interrupted = true;
     sendEmpty(res, 200);
+  }
+
+  /** The jobs API of newer servers (COMFYUI-API.md §4): queue and history as one list of jobs. */
+  private jobs(): Json[] {
+    const status = (entry: Json): string => ((entry['status'] as Json | undefined)?.['status_str'] === 'success' ? 'completed' : 'failed');
+    return [
+      ...(this.running ? [{ id: this.running.item.id, status: 'in_progress', priority: this.running.item.number }] : []),
+      ...this.pending.map((item) => ({ id: item.id, status: 'pending', priority: item.number })),
+      ...[...this.history.entries()].map(([id, entry]) => ({ id, status: status(entry as Json), outputs_count: Object.keys(((entry as Json)['outputs'] as Json | undefined) ?? {}).length })),
+    ];
+  }
+
+  private getJobs({ res, query }: Ctx): void {
+    const all = this.jobs();
+    const offset = Number(query.get('offset') ?? 0);
+    const limit = query.has('limit') ? Number(query.get('limit')) : all.length;
+    const page = all.slice(offset, offset + limit);
+    sendJson(res, { jobs: page, pagination: { offset, limit, total: all.length, has_more: offset + page.length < all.length } });
+  }
+
+  private getJob({ res, params }: Ctx): void {
+    const job = this.jobs().find((j) => j['id'] === params['id']);
+    if (job) sendJson(res, job);
+    else sendJson(res, { error: 'Job not found' }, 404);
+  }
+
+  private cancel(ids: unknown[]): boolean {
+    const before = this.pending.length;
+    this.pending = this.pending.filter((item) => !ids.includes(item.id));
+    const running = this.running !== null && ids.includes(this.running.item.id);
+    if (running) this.running!.interrupted = true;
+    return running || this.pending.length !== before;
+  }
+
+  private cancelJob({ res, params }: Ctx): void {
+    sendJson(res, { cancelled: this.cancel([params['id']]) });
+  }
+
+  private async cancelJobs({ req, res }: Ctx): Promise<void> {
+    sendJson(res, { cancelled: this.cancel(asArray(asObject(await readJson(req))['job_ids'])) });
   }
 
   /** Starts the lowest-numbered pending prompt unless one is running. */

@@ -239,6 +239,41 @@ describe('isolation of the queue, interrupts and deletions', () => {
   });
 });
 
+describe('isolation of the jobs API of newer ComfyUI servers', () => {
+  let comfy: FakeComfyUI;
+  let gateway: GatewayProcess;
+  let keys: Keys;
+
+  before(async () => {
+    comfy = await startFakeComfyUI();
+    ({ gateway, keys } = await startWithKeys(comfy));
+  });
+  after(async () => {
+    await gateway.stop();
+    await comfy.close();
+  });
+
+  test('a user key lists, reads and cancels only its own jobs', async () => {
+    const alicePrompts = [await queuePrompt(gateway.url, keys.alice), await queuePrompt(gateway.url, keys.alice)];
+    const bobPrompt = await queuePrompt(gateway.url, keys.bob);
+    for (const id of alicePrompts) await waitForHistory(gateway.url, keys.alice, id);
+    await waitForHistory(gateway.url, keys.bob, bobPrompt);
+
+    const list = (await send(gateway.url, '/api/jobs', { key: keys.alice })).json<{ jobs: Array<{ id: string }>; pagination: { total: number } }>();
+    assert.deepEqual(list.jobs.map((j) => j.id).sort(), [...alicePrompts].sort());
+    assert.equal(list.pagination.total, 2);
+    const page = (await send(gateway.url, '/api/jobs?offset=1&limit=1', { key: keys.alice })).json<{ jobs: Array<{ id: string }>; pagination: { has_more: boolean } }>();
+    assert.equal(page.jobs.length, 1);
+    assert.equal(page.pagination.has_more, false);
+    assert.equal((await send(gateway.url, `/api/jobs/${bobPrompt}`, { key: keys.alice })).status, 404);
+    assert.equal((await send(gateway.url, `/api/jobs/${bobPrompt}`, { key: keys.bob })).status, 200);
+    assert.deepEqual((await send(gateway.url, `/api/jobs/${bobPrompt}/cancel`, { method: 'POST', key: keys.alice })).json(), { cancelled: false });
+    assert.deepEqual((await send(gateway.url, '/api/jobs/cancel', { method: 'POST', key: keys.alice, body: { job_ids: [bobPrompt] } })).json(), { cancelled: false });
+    const adminList = (await send(gateway.url, '/api/jobs', { key: keys.admin })).json<{ jobs: unknown[] }>();
+    assert.equal(adminList.jobs.length, 3);
+  });
+});
+
 describe('isolation on the WebSocket', () => {
   let comfy: FakeComfyUI;
   let gateway: GatewayProcess;
