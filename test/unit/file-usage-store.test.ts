@@ -1,7 +1,7 @@
 // Unit tests of FileUsageStore: daily totals, durability, compaction and its crash points, retention, the reference's api_usage.json.
 
 import assert from 'node:assert/strict';
-import { appendFile, mkdtemp, open, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { appendFile, mkdtemp, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, mock, test } from 'node:test';
@@ -336,5 +336,83 @@ describe('FileUsageStore', () => {
     await store.ensureCreated();
     assert.equal(await readFile(usagePath, 'utf8'), reference);
     assert.deepEqual(daily(await reopen(), 'a'), { '2024-05-01': totals(1, 1, 1.5) });
+  });
+
+  /** Every file of the test directory and its bytes, to show that nothing was written. */
+  async function directoryBytes(): Promise<Map<string, Buffer>> {
+    const names = (await readdir(dir)).sort();
+    return new Map(await Promise.all(names.map(async (name) => [name, await readFile(join(dir, name))] as [string, Buffer])));
+  }
+
+  test('a read-only open counts a torn journal and an unmerged aside journal, and leaves every file byte for byte', async () => {
+    const store = await openStore();
+    store.record(usage('a', MAY_1));
+    await store.compact();
+    store.record(usage('a', MAY_1 + 1, 500, 2));
+    store.recordRateLimited('b', MAY_1 + 2);
+    await closeAll();
+    // A crash after the journal was set aside and before the merge, then a writer that died mid-append.
+    await rename(journalPath, asidePath);
+    await writeFile(journalPath, JSON.stringify({ journal_id: 'next' }) + '\n' + JSON.stringify(usage('b', MAY_1 + 3)) + '\n' + '{"key_id":"b","endpoint":"/api/pro');
+    const before = await directoryBytes();
+    assert.deepEqual([...before.keys()], ['api_usage.journal', 'api_usage.json', 'api_usage.journal.compacting'].sort());
+
+    const reader = new FileUsageStore({ directory: dir, retentionDays: 1, readOnly: true });
+    await reader.open();
+    assert.deepEqual(daily(reader, 'a'), { '2024-05-01': totals(2, 1, 3.5) }, 'the main file and the aside journal, each once');
+    assert.deepEqual(daily(reader, 'b'), { '2024-05-01': totals(1, 1, 1.5, 1) }, 'the active journal without its torn line');
+    assert.deepEqual(reader.keyIds().sort(), ['a', 'b']);
+
+    assert.throws(() => reader.record(usage('a', MAY_1 + 4)), /read-only/);
+    assert.throws(() => reader.recordRateLimited('a', MAY_1 + 4), /read-only/);
+    await assert.rejects(reader.flush(), /read-only/);
+    await assert.rejects(reader.compact(), /read-only/);
+    await assert.rejects(reader.ensureCreated(), /read-only/);
+    await reader.close();
+    assert.deepEqual(await directoryBytes(), before, 'no file was created, changed, cut or deleted');
+
+    // The gateway's own open then recovers as before: it cuts the torn line and merges the aside journal.
+    const writer = await openStore();
+    assert.deepEqual(daily(writer, 'a'), { '2024-05-01': totals(2, 1, 3.5) });
+    assert.equal(await exists(asidePath), false);
+    assert.equal((await readFile(journalPath, 'utf8')).endsWith('\n'), true);
+  });
+
+  test('a read-only open leaves an aside journal that was already merged, and does not count it twice', async () => {
+    const store = await openStore();
+    store.record(usage('a', MAY_1));
+    store.record(usage('a', MAY_1 + 1));
+    await store.flush();
+    const mergedJournal = await readFile(journalPath);
+    await store.compact();
+    await closeAll();
+    await writeFile(asidePath, mergedJournal);
+    const before = await directoryBytes();
+
+    const reader = new FileUsageStore({ directory: dir, retentionDays: 1, readOnly: true });
+    await reader.open();
+    assert.deepEqual(daily(reader, 'a'), { '2024-05-01': totals(2, 2, 3) });
+    assert.deepEqual(await directoryBytes(), before);
+  });
+
+  test('a read-only open overtaken by a compaction reads again, so no record is missed', async () => {
+    const writer = await openStore();
+    writer.record(usage('a', MAY_1));
+    await writer.compact();
+    writer.record(usage('a', MAY_1 + 1));
+    writer.record(usage('a', MAY_1 + 2));
+    await writer.flush();
+    // The reader gets the old main file's header; then, before it reads the journals, the gateway
+    // sets the journal aside, merges it into a new main file and deletes it.
+    const read = mock.method(await fileHandlePrototype(), 'read', async function (this: FileHandle, ...args: Parameters<FileHandle['read']>) {
+      read.mock.restore();
+      const result = await this.read(...args);
+      await writer.compact();
+      return result;
+    });
+    const reader = new FileUsageStore({ directory: dir, retentionDays: 100_000, readOnly: true });
+    await reader.open();
+    assert.equal(read.mock.callCount(), 1, 'the compaction ran in the middle of the read');
+    assert.equal(totalRequests(reader, 'a'), 3);
   });
 });

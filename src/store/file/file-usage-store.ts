@@ -5,7 +5,7 @@ import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DailyTotals, UsageRecord, UsageStore } from '../types.js';
 import { syncDirectory, writeFileAtomic } from './atomic-write.js';
-import { dropPartialTail, readJournal } from './journal.js';
+import { dropPartialTail, readJournal, type JournalChunk } from './journal.js';
 import {
   addToHourly,
   addToTotals,
@@ -31,10 +31,18 @@ export interface FileUsageStoreOptions {
   flushIntervalMs?: number;
   /** The journal is merged into `api_usage.json` once it is larger than this and than a quarter of the file. */
   minCompactBytes?: number;
+  /**
+   * Only read the files, for a process beside the gateway (the CLI): open() neither cuts a torn journal
+   * line nor merges or deletes a journal set aside, no timer runs, and record, flush and compaction throw.
+   * The gateway stays the only process that writes usage, so its appends are never disturbed.
+   */
+  readOnly?: boolean;
 }
 
 const RECENT_WINDOW_SECONDS = 3600;
 const COMPACT_CHECK_MS = 5000;
+/** A read-only open retries this often when a compaction moved the files while it read them. */
+const READ_ONLY_ATTEMPTS = 5;
 
 /**
  * Usage in `api_usage.json` plus `api_usage.journal`. Recording only updates in-memory daily totals and
@@ -49,6 +57,7 @@ export class FileUsageStore implements UsageStore {
   private readonly retentionDays: number;
   private readonly flushIntervalMs: number;
   private readonly minCompactBytes: number;
+  private readonly readOnly: boolean;
   private totals: TotalsByKey = {};
   private hourly: HourlyByKey = {};
   private recentAtOpen = new Map<string, number[]>();
@@ -68,9 +77,41 @@ export class FileUsageStore implements UsageStore {
     this.retentionDays = options.retentionDays;
     this.flushIntervalMs = options.flushIntervalMs ?? 200;
     this.minCompactBytes = options.minCompactBytes ?? 4 * 1024 * 1024;
+    this.readOnly = options.readOnly ?? false;
   }
 
   async open(): Promise<void> {
+    if (this.readOnly) return this.openReadOnly();
+    const { aside, asideMerged, active } = await this.load();
+    if (aside && asideMerged) await unlink(this.compactingPath);
+    if (active) await dropPartialTail(this.journalPath, active);
+    if (aside && !asideMerged) await this.mergeAside();
+    this.timers.push(setInterval(() => void this.flush().catch(() => undefined), this.flushIntervalMs).unref());
+    this.timers.push(setInterval(() => void this.compactIfDue().catch(() => undefined), COMPACT_CHECK_MS).unref());
+  }
+
+  /**
+   * Loads without writing. A gateway may compact meanwhile (journal renamed aside, merged, main file
+   * replaced, aside deleted); a load that saw the files move is done again, so nothing is missed or
+   * counted twice. Appends to the journal do not matter: the lines read so far are complete records.
+   */
+  private async openReadOnly(): Promise<void> {
+    for (let attempt = 1; ; attempt += 1) {
+      const before = await this.fileIdentities();
+      await this.load();
+      if ((await this.fileIdentities()) === before || attempt === READ_ONLY_ATTEMPTS) return;
+    }
+  }
+
+  /** The inodes of the main file, the journal set aside and the journal: they change when a compaction moves files. */
+  private async fileIdentities(): Promise<string> {
+    const paths = [this.usagePath, this.compactingPath, this.journalPath];
+    const stats = await Promise.all(paths.map((path) => stat(path).catch(() => null)));
+    return stats.map((s) => s?.ino ?? 0).join(':');
+  }
+
+  /** Reads the main file and both journals into memory; the files are not touched. */
+  private async load(): Promise<{ aside: JournalChunk | null; asideMerged: boolean; active: JournalChunk | null }> {
     const loaded = await loadUsageFile(this.usagePath);
     const header = loaded?.header ?? emptyHeader();
     this.totals = header.daily_totals;
@@ -83,30 +124,36 @@ export class FileUsageStore implements UsageStore {
 
     const aside = await readJournal(this.compactingPath, 0);
     const asideMerged = aside !== null && journalIdOf(aside.entries) === header.merged_journal;
-    if (aside && asideMerged) await unlink(this.compactingPath);
-    else if (aside) this.replay(aside.entries, recent);
+    if (aside && !asideMerged) this.replay(aside.entries, recent);
 
+    // A torn last line is not among the entries read: it is cut (by a writable open) or ignored.
     const active = await readJournal(this.journalPath, 0);
     if (active) {
-      await dropPartialTail(this.journalPath, active);
       this.replay(active.entries, recent);
       this.journalId = journalIdOf(active.entries) ?? this.journalId;
     }
     const since = Date.now() / 1000 - RECENT_WINDOW_SECONDS;
     this.recentAtOpen = new Map(Object.entries(recent).map(([keyId, times]) => [keyId, times.filter((t) => t >= since)]));
+    return { aside, asideMerged, active };
+  }
 
-    if (aside && !asideMerged) await this.mergeAside();
-    this.timers.push(setInterval(() => void this.flush().catch(() => undefined), this.flushIntervalMs).unref());
-    this.timers.push(setInterval(() => void this.compactIfDue().catch(() => undefined), COMPACT_CHECK_MS).unref());
+  private assertWritable(): void {
+    if (this.readOnly) throw this.readOnlyError();
+  }
+
+  private readOnlyError(): Error {
+    return new Error(`the usage store in ${join(this.usagePath, '..')} was opened read-only`);
   }
 
   record(record: UsageRecord): void {
+    this.assertWritable();
     addToTotals(this.totals, record);
     addToHourly(this.hourly, record);
     this.buffer.push(JSON.stringify(record));
   }
 
   recordRateLimited(keyId: string, at: number): void {
+    this.assertWritable();
     const entry = { rate_limited: true as const, key_id: keyId, timestamp: at };
     addToTotals(this.totals, entry);
     this.buffer.push(JSON.stringify(entry));
@@ -137,6 +184,7 @@ export class FileUsageStore implements UsageStore {
   }
 
   async ensureCreated(): Promise<void> {
+    this.assertWritable();
     await createUsageFileIfMissing(this.usagePath);
   }
 
@@ -146,6 +194,7 @@ export class FileUsageStore implements UsageStore {
 
   /** Appends the buffered lines and fsyncs them. */
   flush(): Promise<void> {
+    if (this.readOnly) return Promise.reject(this.readOnlyError());
     return this.serially(() => this.writeBuffer());
   }
 
@@ -156,6 +205,7 @@ export class FileUsageStore implements UsageStore {
   }
 
   async close(): Promise<void> {
+    if (this.readOnly) return;
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
     await this.compacting?.catch(() => undefined);
@@ -202,6 +252,7 @@ export class FileUsageStore implements UsageStore {
 
   /** Moves the journal aside (a new one takes the next records) and merges it into the main file. */
   compact(): Promise<void> {
+    if (this.readOnly) return Promise.reject(this.readOnlyError());
     this.compacting ??= (async () => {
       await this.serially(async () => {
         await this.writeBuffer();
