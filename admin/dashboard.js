@@ -1,0 +1,521 @@
+// The admin dashboard: every key with its usage, key management, and 30-day charts, in plain DOM (no framework, no build).
+
+const DAYS = 30;
+const REFRESH_MS = 30_000;
+const SVG_NS = 'http://www.w3.org/2000/svg';
+const LOGIN_URL = '/login?next=%2Fadmin';
+
+const state = {
+  keys: [],
+  usage: { usage_stats: {}, daily: {}, daily_total: [] },
+  /** The key_id of the key this browser is signed in with. */
+  me: null,
+  /** Only the latest load is drawn, so a slow answer never overwrites a newer one. */
+  loadSeq: 0,
+  /** After a 429, automatic refreshes wait until this time (ms). */
+  pausedUntil: 0,
+  timer: 0,
+  chartWidth: 0,
+  /** The key the open edit or rotate dialog is about; null when the edit dialog creates a key. */
+  target: null,
+};
+
+const $ = (id) => document.getElementById(id);
+const nowSeconds = () => Date.now() / 1000;
+const keyPath = (key) => `/api/keys/${encodeURIComponent(key.key_id)}`;
+const field = (form, name) => form.elements.namedItem(name);
+
+// ---- The JSON API ----
+
+/** An error answer of the gateway, `{error, error_code}`. */
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body.error ?? `The gateway answered ${status}.`);
+    this.code = body.error_code ?? `HTTP_${status}`;
+  }
+}
+
+/** Calls the API with the session cookie (fetch adds Origin to writes); resolves the JSON answer or throws ApiError. */
+async function api(method, path, body) {
+  const init = { method, cache: 'no-store', headers: { accept: 'application/json' } };
+  if (body !== undefined) {
+    init.headers['content-type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const res = await fetch(path, init);
+  const data = await res.json().catch(() => ({}));
+  if (res.status === 401) location.assign(LOGIN_URL);
+  if (res.status === 429) state.pausedUntil = Date.now() + Number(res.headers.get('retry-after') || 60) * 1000;
+  if (!res.ok) throw new ApiError(res.status, data);
+  return data;
+}
+
+function describeError(error) {
+  return error instanceof ApiError ? `${error.message} (${error.code})` : `The request failed: ${error.message}`;
+}
+
+// ---- Loading and refreshing ----
+
+async function refresh() {
+  const seq = ++state.loadSeq;
+  try {
+    const [list, usage] = await Promise.all([api('GET', '/api/keys'), api('GET', `/api/usage/all?days=${DAYS}&by=day`)]);
+    if (seq !== state.loadSeq) return;
+    state.keys = list.keys;
+    state.usage = usage;
+    renderKeys();
+    renderKeyChoice();
+    renderUsage();
+    $('updated').textContent = `Updated ${new Date().toLocaleTimeString()}`;
+  } catch (error) {
+    if (seq === state.loadSeq) showMessage(describeError(error), 'error');
+  }
+}
+
+/** Re-fetches every 30 s while the tab is visible, unless the gateway asked to wait (429). */
+function scheduleRefresh() {
+  clearInterval(state.timer);
+  if (document.hidden) return;
+  state.timer = setInterval(() => Date.now() >= state.pausedUntil && refresh(), REFRESH_MS);
+}
+
+let messageTimer = 0;
+
+/** Shows a message above the page; information fades after a while, errors stay until dismissed. */
+function showMessage(text, kind = 'info') {
+  clearTimeout(messageTimer);
+  $('message-text').textContent = text;
+  $('message').className = `message ${kind}`;
+  $('message').hidden = false;
+  if (kind === 'info') messageTimer = setTimeout(() => ($('message').hidden = true), 6000);
+}
+
+// ---- Formatting ----
+
+const relative = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+const compact = new Intl.NumberFormat(undefined, { notation: 'compact' });
+const UNITS = [['year', 31_536_000], ['month', 2_592_000], ['week', 604_800], ['day', 86_400], ['hour', 3_600], ['minute', 60]];
+
+const formatNumber = (n) => n.toLocaleString();
+const plural = (n, word) => `${formatNumber(n)} ${word}${n === 1 ? '' : 's'}`;
+const fullDate = (seconds) => new Date(seconds * 1000).toLocaleString();
+const shortDay = (day) => new Date(`${day}T00:00:00Z`).toLocaleDateString(undefined, { month: 'short', day: 'numeric', timeZone: 'UTC' });
+const longDay = (day) => new Date(`${day}T00:00:00Z`).toLocaleDateString(undefined, { weekday: 'short', year: 'numeric', month: 'short', day: 'numeric', timeZone: 'UTC' });
+
+function relativeTime(seconds) {
+  const diff = seconds - nowSeconds();
+  const unit = UNITS.find(([, size]) => Math.abs(diff) >= size);
+  if (unit) return relative.format(Math.trunc(diff / unit[1]), unit[0]);
+  return diff < 0 ? 'just now' : 'in under a minute';
+}
+
+function formatDuration(seconds) {
+  return seconds < 1 ? `${Math.round(seconds * 1000)} ms` : `${seconds.toFixed(1)} s`;
+}
+
+/** A Unix time as the value of `<input type="datetime-local">`, in the browser's time zone. */
+function toLocalInput(seconds) {
+  if (seconds === null) return '';
+  const d = new Date(seconds * 1000);
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/** The expiry to send: unchanged when the input still shows the key's own (seconds are not shown), else the input's time. */
+function expiryFrom(value, key) {
+  if (key && value === toLocalInput(key.expires_at)) return key.expires_at;
+  return value ? Math.floor(new Date(value).getTime() / 1000) : null;
+}
+
+// ---- DOM helpers ----
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) if (value !== null && value !== undefined) node.setAttribute(name, String(value));
+  node.append(...children);
+  return node;
+}
+
+function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
+  node.append(...children);
+  return node;
+}
+
+function timeEl(seconds, text) {
+  return el('time', { datetime: new Date(seconds * 1000).toISOString(), title: fullDate(seconds) }, text);
+}
+
+// ---- The keys table ----
+
+function statusOf(key) {
+  if (!key.is_active) return 'disabled';
+  if (key.expires_at !== null && key.expires_at <= nowSeconds()) return 'expired';
+  return 'active';
+}
+
+function renderKeys() {
+  const focused = document.activeElement?.closest('[data-key-id] [data-action]');
+  const refocus = focused && `[data-key-id="${CSS.escape(focused.closest('[data-key-id]').dataset.keyId)}"] [data-action="${focused.dataset.action}"]`;
+  $('keys').tBodies[0].replaceChildren(...state.keys.map(keyRow));
+  $('no-keys').hidden = state.keys.length > 0;
+  if (refocus) document.querySelector(refocus)?.focus();
+}
+
+function keyRow(key) {
+  const stats = state.usage.usage_stats[key.key_id] ?? { requests_last_24h: 0, total_requests: 0 };
+  const status = statusOf(key);
+  return el('tr', { 'data-key-id': key.key_id },
+    el('td', { 'data-label': 'Name', class: 'col-name' }, el('span', { class: 'key-name' }, key.name), key.key_id === state.me ? el('span', { class: 'badge you', title: 'You are signed in with this key' }, 'you') : ''),
+    el('td', { 'data-label': 'Key', class: 'col-prefix' }, el('code', {}, key.key_prefix ? `${key.key_prefix}…` : '—'), graceNote(key)),
+    el('td', { 'data-label': 'Role', class: 'col-role' }, el('span', { class: `badge role-${key.role}` }, key.role)),
+    el('td', { 'data-label': 'Status', class: 'col-status' }, el('span', { class: `status ${status}` }, status), expiryNote(key)),
+    el('td', { 'data-label': 'Rate limit', class: 'col-limit num' }, `${formatNumber(key.rate_limit)}/h`),
+    el('td', { 'data-label': 'Last used', class: 'col-last' }, key.last_used === null ? el('span', { class: 'muted' }, 'never') : timeEl(key.last_used, relativeTime(key.last_used))),
+    el('td', { 'data-label': '24 h', class: 'col-24h num' }, formatNumber(stats.requests_last_24h)),
+    el('td', { 'data-label': '30 days', class: 'col-30d num' }, formatNumber(stats.total_requests)),
+    el('td', { class: 'col-actions' }, actionButtons(key)),
+  );
+}
+
+function expiryNote(key) {
+  if (key.expires_at === null) return '';
+  const verb = key.expires_at <= nowSeconds() ? 'expired' : 'expires';
+  return el('small', { class: 'note' }, `${verb} `, timeEl(key.expires_at, relativeTime(key.expires_at)));
+}
+
+function graceNote(key) {
+  const until = key.previous_key_valid_until;
+  if (until === null || until <= nowSeconds()) return '';
+  return el('small', { class: 'note' }, 'old secret ends ', timeEl(until, relativeTime(until)));
+}
+
+function actionButtons(key) {
+  const button = (action, text, extra = {}) => el('button', { type: 'button', 'data-action': action, 'aria-label': `${text} ${key.name}`, ...extra }, text);
+  return el('div', { class: 'actions' },
+    button('edit', 'Edit'),
+    button('toggle', key.is_active ? 'Disable' : 'Enable'),
+    button('rotate', 'Rotate'),
+    button('delete', 'Delete', { class: 'danger' }),
+  );
+}
+
+// ---- Usage: totals and charts ----
+
+function renderKeyChoice() {
+  const select = $('chart-key');
+  const chosen = select.value;
+  const label = (key) => (key.key_prefix ? `${key.name} · ${key.key_prefix}…` : key.name);
+  select.replaceChildren(el('option', { value: 'all' }, 'All keys'), ...state.keys.map((key) => el('option', { value: key.key_id }, label(key))));
+  select.value = state.keys.some((key) => key.key_id === chosen) ? chosen : 'all';
+}
+
+function chosenUsage() {
+  const id = $('chart-key').value;
+  if (id === 'all') return { name: 'all keys', series: state.usage.daily_total ?? [] };
+  const key = state.keys.find((k) => k.key_id === id);
+  return { name: key ? `key “${key.name}”` : 'this key', series: state.usage.daily?.[id] ?? [] };
+}
+
+function renderUsage() {
+  const { name, series } = chosenUsage();
+  const sum = (measure) => series.reduce((total, point) => total + point[measure], 0);
+  const [requests, successes, failures, limited] = ['requests', 'successes', 'failures', 'rate_limited'].map(sum);
+  renderTotals([
+    ['Requests', formatNumber(requests)],
+    ['Succeeded', formatNumber(successes)],
+    ['Failed', formatNumber(failures)],
+    ['Rate-limited (429)', formatNumber(limited)],
+    ['Average duration', requests > 0 ? formatDuration(sum('duration') / requests) : '—'],
+  ]);
+  state.chartWidth = $('chart-requests').clientWidth;
+  $('chart-requests').replaceChildren(barChart({
+    series,
+    width: state.chartWidth,
+    layers: [{ field: 'successes', label: 'Succeeded', cls: 'ok' }, { field: 'failures', label: 'Failed', cls: 'bad' }],
+    label: `Requests per day over the last ${DAYS} days for ${name}: ${plural(requests, 'request')}, ${formatNumber(successes)} succeeded, ${formatNumber(failures)} failed.${busiest(series, 'requests')}`,
+    describe: (p) => `${longDay(p.date)}: ${plural(p.requests, 'request')} (${formatNumber(p.successes)} succeeded, ${formatNumber(p.failures)} failed)`,
+  }));
+  $('chart-limited').replaceChildren(barChart({
+    series,
+    width: $('chart-limited').clientWidth,
+    layers: [{ field: 'rate_limited', label: 'Refused with 429', cls: 'limited' }],
+    label: `Rate-limited requests per day over the last ${DAYS} days for ${name}: ${plural(limited, 'request')} refused with 429.${busiest(series, 'rate_limited')}`,
+    describe: (p) => `${longDay(p.date)}: ${plural(p.rate_limited, 'request')} refused with 429`,
+  }));
+}
+
+function renderTotals(entries) {
+  $('totals').replaceChildren(...entries.map(([label, value]) => el('div', { class: 'total' }, el('dt', {}, label), el('dd', {}, value))));
+}
+
+function busiest(series, name) {
+  const top = series.reduce((best, point) => (point[name] > (best?.[name] ?? 0) ? point : best), null);
+  return top ? ` Busiest day: ${longDay(top.date)}, ${formatNumber(top[name])}.` : '';
+}
+
+/** Whole tick values from 0 to at least `max` (and 5): steps of 1, 2 or 5 times a power of ten, at most five of them. */
+function niceTicks(max) {
+  const rough = Math.max(max, 5) / 5;
+  const magnitude = 10 ** Math.floor(Math.log10(rough));
+  const step = [1, 2, 5, 10].map((m) => m * magnitude).find((s) => s >= rough);
+  const count = Math.ceil(Math.max(max, 5) / step);
+  return Array.from({ length: count + 1 }, (_, i) => i * step);
+}
+
+/**
+ * A bar chart of a daily series as an SVG element: one column per day with the layers stacked, a `<title>`
+ * tooltip per day, axes with labels, and a legend.
+ */
+function barChart({ series, width, layers, label, describe }) {
+  const margin = { top: 32, right: 22, bottom: 44, left: 56 };
+  const height = 240;
+  const plotWidth = Math.max(width - margin.left - margin.right, 40);
+  const plotHeight = height - margin.top - margin.bottom;
+  const totalOf = (point) => layers.reduce((sum, layer) => sum + point[layer.field], 0);
+  const ticks = niceTicks(Math.max(0, ...series.map(totalOf)));
+  const top = ticks[ticks.length - 1];
+  const frame = {
+    margin, width: plotWidth + margin.left + margin.right, height, plotWidth, plotHeight,
+    step: plotWidth / Math.max(series.length, 1),
+    y: (value) => round(margin.top + plotHeight - (value / top) * plotHeight),
+  };
+  return svg('svg', { class: 'chart', width: frame.width, height, viewBox: `0 0 ${frame.width} ${height}`, role: 'img', 'aria-label': label },
+    ...yAxis(frame, ticks),
+    ...series.map((point, index) => dayColumn(frame, point, index, layers, describe(point))),
+    ...xAxis(frame, series),
+    legend(frame, layers),
+  );
+}
+
+const round = (n) => Math.round(n * 10) / 10;
+
+function yAxis({ margin, width, plotHeight, y }, ticks) {
+  const lines = ticks.map((tick) => svg('g', {},
+    svg('line', { class: tick === 0 ? 'baseline' : 'grid', x1: margin.left, x2: width - margin.right, y1: y(tick), y2: y(tick) }),
+    svg('text', { class: 'tick-y', x: margin.left - 6, y: y(tick) }, compact.format(tick)),
+  ));
+  const middle = round(margin.top + plotHeight / 2);
+  return [...lines, svg('text', { class: 'axis-title', transform: `translate(12 ${middle}) rotate(-90)` }, 'Requests')];
+}
+
+function xAxis({ margin, step, plotWidth, plotHeight, height }, series) {
+  const every = Math.max(1, Math.ceil(64 / step));
+  const labels = series.flatMap((point, index) => ((series.length - 1 - index) % every === 0
+    ? [svg('text', { class: 'tick-x', x: round(margin.left + (index + 0.5) * step), y: margin.top + plotHeight + 16 }, shortDay(point.date))]
+    : []));
+  return [...labels, svg('text', { class: 'axis-title', x: round(margin.left + plotWidth / 2), y: height - 6 }, 'Day (UTC)')];
+}
+
+function dayColumn({ margin, step, plotHeight, y }, point, index, layers, tooltip) {
+  const x = margin.left + index * step;
+  const gap = Math.min(Math.max(step * 0.2, 1), 6);
+  const column = svg('g', { class: 'day', 'data-date': point.date },
+    svg('title', {}, tooltip),
+    svg('rect', { class: 'hit', x: round(x), y: margin.top, width: round(step), height: plotHeight }),
+  );
+  let base = 0;
+  for (const layer of layers) {
+    const value = point[layer.field];
+    if (value > 0) column.append(svg('rect', { class: `bar ${layer.cls}`, x: round(x + gap / 2), y: y(base + value), width: round(step - gap), height: round(y(base) - y(base + value)) }));
+    base += value;
+  }
+  return column;
+}
+
+function legend({ margin }, layers) {
+  let x = margin.left;
+  const items = layers.map((layer) => {
+    const item = svg('g', {},
+      svg('rect', { class: layer.cls, x, y: 6, width: 12, height: 12, rx: 2 }),
+      svg('text', { x: x + 18, y: 12 }, layer.label),
+    );
+    x += 18 + layer.label.length * 7 + 20;
+    return item;
+  });
+  return svg('g', { class: 'legend' }, ...items);
+}
+
+// ---- Dialogs and changes ----
+
+function openDialog(dialog) {
+  const error = dialog.querySelector('.dialog-error');
+  if (error) error.hidden = true;
+  dialog.showModal();
+}
+
+/** Runs a dialog's request: on success closes the dialog, runs the follow-up the request returned, and refreshes; on failure says why inside the dialog. */
+async function inDialog(dialog, work) {
+  const submit = dialog.querySelector('[type=submit]');
+  submit.disabled = true;
+  try {
+    const followUp = await work();
+    dialog.close();
+    followUp();
+    refresh();
+  } catch (error) {
+    const box = dialog.querySelector('.dialog-error');
+    box.textContent = describeError(error);
+    box.hidden = false;
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+function openKeyForm(key) {
+  state.target = key;
+  const form = $('key-form');
+  form.reset();
+  $('key-dialog-title').textContent = key ? `Edit “${key.name}”` : 'New key';
+  $('key-submit').textContent = key ? 'Save changes' : 'Create key';
+  if (key) {
+    field(form, 'name').value = key.name;
+    field(form, 'rate_limit').value = String(key.rate_limit);
+    field(form, 'role').value = key.role;
+    field(form, 'expires_at').value = toLocalInput(key.expires_at);
+  }
+  openDialog($('key-dialog'));
+}
+
+async function submitKeyForm(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const key = state.target;
+  const body = {
+    name: field(form, 'name').value.trim(),
+    rate_limit: Number(field(form, 'rate_limit').value),
+    role: field(form, 'role').value,
+    expires_at: expiryFrom(field(form, 'expires_at').value, key),
+  };
+  if (key?.key_id === state.me && body.role !== 'admin') {
+    const sure = await confirmAction({ title: 'Make your own key a user key?', text: 'You are signed in with this key. As a user key it can no longer open this dashboard.', action: 'Make it a user key' });
+    if (!sure) return;
+  }
+  await inDialog($('key-dialog'), async () => {
+    if (!key) {
+      const created = await api('POST', '/api/keys', body);
+      return () => showSecret(created.api_key, `New key “${created.name}”:`);
+    }
+    await api('PATCH', keyPath(key), body);
+    return () => showMessage(`Saved “${body.name}”.`);
+  });
+}
+
+function openRotate(key) {
+  state.target = key;
+  $('rotate-form').reset();
+  $('rotate-name').textContent = key.name;
+  openDialog($('rotate-dialog'));
+}
+
+async function submitRotate(event) {
+  event.preventDefault();
+  const key = state.target;
+  const grace = Number(field(event.currentTarget, 'grace_seconds').value);
+  await inDialog($('rotate-dialog'), async () => {
+    const answer = await api('POST', `${keyPath(key)}/rotate`, { grace_seconds: grace });
+    const old = answer.previous_key_valid_until ? `the old one works until ${fullDate(answer.previous_key_valid_until)}` : 'the old one no longer works';
+    return () => showSecret(answer.api_key, `New secret for “${key.name}” (${old}):`);
+  });
+}
+
+function showSecret(secret, caption) {
+  $('secret-for').textContent = caption;
+  $('secret-value').textContent = secret;
+  $('copy-status').textContent = '';
+  openDialog($('secret-dialog'));
+}
+
+/** Forgets the secret as soon as its dialog closes. */
+function forgetSecret() {
+  $('secret-value').textContent = '';
+  $('copy-status').textContent = '';
+  getSelection()?.removeAllRanges();
+}
+
+async function copySecret() {
+  const code = $('secret-value');
+  try {
+    await navigator.clipboard.writeText(code.textContent);
+    $('copy-status').textContent = 'Copied to the clipboard.';
+  } catch {
+    getSelection().selectAllChildren(code);
+    $('copy-status').textContent = 'Selected: press Ctrl+C (⌘C on a Mac) to copy it.';
+  }
+}
+
+/** Asks in the confirmation dialog; resolves true when the person confirms. */
+function confirmAction({ title, text, action }) {
+  const dialog = $('confirm-dialog');
+  $('confirm-title').textContent = title;
+  $('confirm-text').textContent = text;
+  $('confirm-ok').textContent = action;
+  dialog.returnValue = '';
+  dialog.showModal();
+  return new Promise((resolve) => dialog.addEventListener('close', () => resolve(dialog.returnValue === 'ok'), { once: true }));
+}
+
+/** Makes a change from the table, says how it went, and reloads. */
+async function change(work, done) {
+  try {
+    await work();
+    showMessage(done);
+  } catch (error) {
+    showMessage(describeError(error), 'error');
+  }
+  await refresh();
+}
+
+async function toggleKey(key) {
+  const active = !key.is_active;
+  if (!active && key.key_id === state.me) {
+    const sure = await confirmAction({ title: 'Disable your own key?', text: 'You are signed in with this key. Disabling it signs you out, and only another admin key can enable it again.', action: 'Disable' });
+    if (!sure) return;
+  }
+  await change(() => api('PATCH', keyPath(key), { is_active: active }), `${active ? 'Enabled' : 'Disabled'} “${key.name}”.`);
+}
+
+async function deleteKey(key) {
+  const own = key.key_id === state.me ? ' You are signed in with this key: you will be signed out.' : '';
+  const sure = await confirmAction({ title: `Delete “${key.name}”?`, text: `Anything using this key gets 401 from now on. This cannot be undone.${own}`, action: 'Delete key' });
+  if (sure) await change(() => api('DELETE', keyPath(key)), `Deleted “${key.name}”.`);
+}
+
+const ACTIONS = { edit: openKeyForm, toggle: toggleKey, rotate: openRotate, delete: deleteKey };
+
+function onTableClick(event) {
+  const button = event.target.closest('button[data-action]');
+  const row = button?.closest('[data-key-id]');
+  const key = row && state.keys.find((k) => k.key_id === row.dataset.keyId);
+  if (key) ACTIONS[button.dataset.action](key);
+}
+
+// ---- Start ----
+
+function start() {
+  $('refresh').addEventListener('click', refresh);
+  $('new-key').addEventListener('click', () => openKeyForm(null));
+  $('keys').addEventListener('click', onTableClick);
+  $('chart-key').addEventListener('change', renderUsage);
+  $('key-form').addEventListener('submit', submitKeyForm);
+  $('rotate-form').addEventListener('submit', submitRotate);
+  $('copy-secret').addEventListener('click', copySecret);
+  $('secret-dialog').addEventListener('close', forgetSecret);
+  $('message-close').addEventListener('click', () => ($('message').hidden = true));
+  document.addEventListener('click', (event) => event.target.closest('[data-close]')?.closest('dialog').close());
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden && Date.now() >= state.pausedUntil) refresh();
+    scheduleRefresh();
+  });
+  new ResizeObserver(() => requestAnimationFrame(() => $('chart-requests').clientWidth !== state.chartWidth && renderUsage())).observe($('chart-requests'));
+  $('expiry-hint').textContent = `In your time zone (${Intl.DateTimeFormat().resolvedOptions().timeZone}). Leave empty for never.`;
+  api('GET', '/api/usage?days=1').then((own) => {
+    state.me = own.key_id;
+    renderKeys();
+  }, (error) => showMessage(describeError(error), 'error'));
+  refresh();
+  scheduleRefresh();
+}
+
+start();

@@ -1,0 +1,310 @@
+// The admin dashboard in a real browser: an admin creates, rotates, changes, disables and deletes a key and sees its use charted; user keys are refused.
+
+import assert from 'node:assert/strict';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { browserUnavailable, launchBrowser, screenshotPath } from '../helpers/browser.js';
+import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
+import { startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
+import { send } from '../helpers/http-client.js';
+import { createKey, type CreatedKey } from '../helpers/keys.js';
+
+const DOCS_SCREENSHOT = resolve(import.meta.dirname, '../../../docs/dashboard.png');
+const DAY = 86_400;
+const today = (): string => new Date().toISOString().slice(0, 10);
+const daysAgo = (n: number): string => new Date(Date.now() - n * DAY * 1000).toISOString().slice(0, 10);
+
+/** A browser context whose console errors and page errors are collected. */
+async function openPage(browser: Browser, options: Parameters<Browser['newContext']>[0] = {}): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...options });
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on('console', (message) => message.type() === 'error' && errors.push(message.text()));
+  page.on('pageerror', (error) => errors.push(error.message));
+  return { context, page, errors };
+}
+
+async function signIn(page: Page, gatewayUrl: string, apiKey: string): Promise<void> {
+  await page.goto(`${gatewayUrl}/login?next=${encodeURIComponent('/admin')}`);
+  await page.fill('#api_key', apiKey);
+  await Promise.all([page.waitForURL(`${gatewayUrl}/admin`), page.click('button[type=submit]')]);
+}
+
+/** The table row of the key named `name`. */
+const rowOf = (page: Page, name: string) => page.locator('#keys tbody tr', { has: page.locator('.key-name', { hasText: new RegExp(`^${name}$`) }) });
+
+/** The tooltip of one day's column in a chart. */
+const tooltipOf = (page: Page, chart: 'requests' | 'limited', date: string) => page.locator(`#chart-${chart} g.day[data-date="${date}"] > title`);
+
+/** True when the page scrolls sideways as a whole. */
+const scrollsSideways = (page: Page): Promise<boolean> => page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+
+describe('admin dashboard', { skip: browserUnavailable }, () => {
+  let comfy: FakeComfyUI;
+  let gateway: GatewayProcess;
+  let browser: Browser;
+  let admin: CreatedKey;
+
+  before(async () => {
+    comfy = await startFakeComfyUI();
+    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
+    admin = await createKey(gateway.url, { name: 'Ops admin' });
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    await gateway.stop();
+    await comfy.close();
+  });
+
+  test('an admin creates, rotates, changes, uses, disables and deletes a key, and sees its use', async () => {
+    const { context, page, errors } = await openPage(browser, { timezoneId: 'Europe/Paris' });
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: gateway.url });
+    await signIn(page, gateway.url, admin.api_key);
+    await rowOf(page, 'Ops admin').locator('.badge.you').waitFor();
+
+    // Create: the form's values reach the API, with the expiry converted from the browser's time zone.
+    await page.click('#new-key');
+    await page.fill('#key-form [name=name]', 'Render farm');
+    await page.fill('#key-form [name=rate_limit]', '50');
+    await page.fill('#key-form [name=expires_at]', '2030-06-01T12:00');
+    await page.click('#key-submit');
+    await page.waitForSelector('#secret-dialog[open]');
+    const secret = (await page.textContent('#secret-value')) ?? '';
+    assert.match(secret, /^comfy_[A-Za-z0-9_-]{43}$/);
+    assert.match(await page.textContent('#secret-dialog .warning') ?? '', /only time/);
+    await page.click('#copy-secret');
+    await page.waitForSelector('#copy-status:has-text("Copied")');
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), secret);
+    await page.screenshot({ path: await screenshotPath('dashboard-new-key-secret') });
+    await page.click('#secret-dialog [data-close]');
+    assert.equal(await page.isVisible('#secret-dialog'), false);
+    assert.equal((await page.content()).includes(secret), false, 'the secret is gone from the page once its dialog is closed');
+
+    const row = rowOf(page, 'Render farm');
+    await row.waitFor();
+    const keyId = (await row.getAttribute('data-key-id'))!;
+    assert.equal(await row.locator('.col-prefix code').textContent(), `${secret.slice(0, 12)}…`);
+    assert.equal(await row.locator('.col-status .status').textContent(), 'active');
+    assert.equal(await row.locator('.col-limit').textContent(), '50/h');
+    const created = await keyRecord(keyId);
+    assert.equal(created.expires_at, Date.UTC(2030, 5, 1, 10, 0) / 1000, '12:00 in Paris in June is 10:00 UTC');
+    assert.equal(created.role, 'user');
+
+    // Rotate: a new secret, shown once; the old one stops at once.
+    await row.locator('[data-action=rotate]').click();
+    await page.click('#rotate-form [type=submit]');
+    await page.waitForSelector('#secret-dialog[open]');
+    const rotated = (await page.textContent('#secret-value')) ?? '';
+    assert.match(rotated, /^comfy_/);
+    assert.notEqual(rotated, secret);
+    await page.click('#secret-dialog [data-close]');
+    assert.equal((await page.content()).includes(rotated), false);
+    assert.equal((await send(gateway.url, '/system_stats', { key: secret })).status, 401);
+
+    // Edit: only the limit changes; the expiry is kept as it was.
+    await row.locator('[data-action=edit]').click();
+    assert.equal(await page.inputValue('#key-form [name=name]'), 'Render farm');
+    assert.equal(await page.inputValue('#key-form [name=expires_at]'), '2030-06-01T12:00');
+    await page.fill('#key-form [name=rate_limit]', '1');
+    await page.click('#key-submit');
+    await page.waitForSelector('#key-dialog', { state: 'hidden' });
+    await row.locator('.col-limit:text-is("1/h")').waitFor();
+    assert.equal((await keyRecord(keyId)).rate_limit, 1);
+    assert.equal((await keyRecord(keyId)).expires_at, created.expires_at);
+
+    // Use: one counted request and one refused by the new limit show in the cells and both charts.
+    assert.equal((await send(gateway.url, '/system_stats', { key: rotated })).status, 200);
+    assert.equal((await send(gateway.url, '/system_stats', { key: rotated })).status, 429);
+    await page.click('#refresh');
+    await row.locator('.col-30d:text-is("1")').waitFor();
+    assert.equal(await row.locator('.col-24h').textContent(), '1');
+    assert.notEqual(await row.locator('.col-last time').textContent(), null);
+    await page.selectOption('#chart-key', keyId);
+    await tooltipOf(page, 'requests', today()).filter({ hasText: '1 request (1 succeeded, 0 failed)' }).waitFor({ state: 'attached' });
+    assert.match(await tooltipOf(page, 'limited', today()).textContent() ?? '', /1 request refused with 429/);
+    assert.equal(await page.locator(`#chart-requests g.day[data-date="${today()}"] rect.bar.ok`).count(), 1);
+    assert.match(await page.getAttribute('#chart-requests svg', 'aria-label') ?? '', /key “Render farm”: 1 request, 1 succeeded, 0 failed/);
+    assert.equal(await page.getAttribute('#chart-requests svg', 'role'), 'img');
+    assert.equal(await page.locator('#chart-requests g.day').count(), 30);
+    await page.selectOption('#chart-key', 'all');
+    assert.match(await tooltipOf(page, 'requests', today()).textContent() ?? '', /\d+ requests/);
+
+    await page.screenshot({ path: await screenshotPath('dashboard-1280') });
+    assert.equal(await scrollsSideways(page), false);
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForFunction(() => Number(document.querySelector('#chart-requests svg')?.getAttribute('width')) < 400);
+    assert.equal(await scrollsSideways(page), false, 'no sideways scrolling at 390 px');
+    await page.screenshot({ path: await screenshotPath('dashboard-390'), fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 800 });
+
+    // Disable: refused at once, and shown as disabled.
+    await row.locator('[data-action=toggle]').click();
+    await row.locator('.status:text-is("disabled")').waitFor();
+    assert.equal(await row.locator('[data-action=toggle]').textContent(), 'Enable');
+    const refused = await send(gateway.url, '/system_stats', { key: rotated });
+    assert.equal(refused.status, 401);
+    assert.equal(refused.json().error_code, 'KEY_DISABLED');
+
+    // Delete: the dialog asks first; Cancel keeps the key.
+    await row.locator('[data-action=delete]').click();
+    await page.waitForSelector('#confirm-dialog[open]');
+    assert.match(await page.textContent('#confirm-title') ?? '', /Delete “Render farm”/);
+    await page.click('#confirm-dialog button[value=cancel]');
+    assert.equal((await send(gateway.url, `/api/keys/${keyId}`, { key: admin.api_key })).status, 200);
+    await row.locator('[data-action=delete]').click();
+    await page.click('#confirm-ok');
+    await row.waitFor({ state: 'detached' });
+    assert.equal((await send(gateway.url, `/api/keys/${keyId}`, { key: admin.api_key })).status, 404);
+    assert.deepEqual(errors, [], 'no console errors');
+
+    // An error from the API is shown: a key deleted elsewhere while the page still lists it.
+    const stale = await createKey(gateway.url, { name: 'Short-lived' }, admin.api_key);
+    await page.click('#refresh');
+    await rowOf(page, 'Short-lived').waitFor();
+    await send(gateway.url, `/api/keys/${stale.key_id}`, { method: 'DELETE', key: admin.api_key });
+    await rowOf(page, 'Short-lived').locator('[data-action=toggle]').click();
+    await page.waitForSelector('#message.error:has-text("KEY_NOT_FOUND")');
+    await rowOf(page, 'Short-lived').waitFor({ state: 'detached' });
+
+    // A refused form stays open and says why.
+    await page.click('#new-key');
+    await page.fill('#key-form [name=name]', '   ');
+    await page.click('#key-submit');
+    await page.waitForSelector('#key-dialog .dialog-error:has-text("INVALID_REQUEST")');
+    await page.click('#key-dialog [data-close]');
+    assert.deepEqual(errors.filter((e) => !/status of (404|400)/.test(e)), []);
+
+    // Sign out ends the session.
+    await Promise.all([page.waitForURL(/\/login/), page.click('text=Sign out')]);
+    await page.goto(`${gateway.url}/admin`);
+    assert.equal(new URL(page.url()).pathname, '/login');
+    await context.close();
+  });
+
+  test('a user key gets the "Not an admin" page', async () => {
+    const user = await createKey(gateway.url, { name: 'Painter' }, admin.api_key);
+    const { context, page } = await openPage(browser);
+    await page.goto(`${gateway.url}/login?next=${encodeURIComponent('/admin')}`);
+    await page.fill('#api_key', user.api_key);
+    await page.click('button[type=submit]');
+    await page.waitForSelector('h1:text-is("Not an admin")');
+    assert.equal(new URL(page.url()).pathname, '/admin');
+    assert.equal((await page.request.get(`${gateway.url}/admin/dashboard.js`)).status(), 403, 'nor its script');
+    const listed = await page.evaluate(async () => (await fetch('/api/keys')).status);
+    assert.equal(listed, 403);
+    await context.close();
+  });
+
+  /** The key's record as the API has it. */
+  async function keyRecord(keyId: string): Promise<{ rate_limit: number; expires_at: number | null; role: string }> {
+    const res = await send(gateway.url, `/api/keys/${keyId}`, { key: admin.api_key });
+    assert.equal(res.status, 200, res.text);
+    return res.json();
+  }
+});
+
+describe('admin dashboard with a month of usage', { skip: browserUnavailable }, () => {
+  let comfy: FakeComfyUI;
+  let gateway: GatewayProcess;
+  let browser: Browser;
+  let admin: CreatedKey;
+  let keys: Record<string, CreatedKey>;
+  let seeded: Map<string, Map<string, number>>;
+
+  before(async () => {
+    comfy = await startFakeComfyUI();
+    const directory = await tempUserDirectory();
+    const first = await startGateway({ upstream: comfy.url, userDirectory: directory.path, args: ['--require-api-auth'] });
+    admin = await createKey(first.url, { name: 'Ops admin', rate_limit: 1000 });
+    keys = {};
+    for (const [name, body] of Object.entries(SEEDED_KEYS)) keys[name] = await createKey(first.url, { name, ...body }, admin.api_key);
+    assert.equal(await first.stop(), 0);
+    // The reference implementation's usage file, with 29 days of history for the keys.
+    seeded = await writeUsageHistory(directory.path, Object.values(keys).map((key) => key.key_id));
+    gateway = await startGateway({ upstream: comfy.url, userDirectory: directory.path, args: ['--require-api-auth'] });
+    await send(gateway.url, `/api/keys/${keys['Contractor']!.key_id}`, { method: 'PATCH', key: admin.api_key, body: { is_active: false } });
+    for (let i = 0; i < 14; i += 1) await send(gateway.url, '/system_stats', { key: keys['Render farm']!.api_key });
+    for (let i = 0; i < 9; i += 1) await send(gateway.url, '/system_stats', { key: keys['Nightly CI']!.api_key });
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    await gateway?.stop();
+    await comfy.close();
+  });
+
+  test('charts draw each day of the last 30, for all keys and for one', async () => {
+    const { context, page, errors } = await openPage(browser);
+    await signIn(page, gateway.url, admin.api_key);
+    const day = daysAgo(10);
+    const perKey = [...seeded.values()].map((days) => days.get(day) ?? 0);
+    const total = perKey.reduce((a, b) => a + b, 0);
+    await tooltipOf(page, 'requests', day).filter({ hasText: `${total.toLocaleString('en-US')} requests` }).waitFor({ state: 'attached' });
+
+    const farm = keys['Render farm']!;
+    await page.selectOption('#chart-key', farm.key_id);
+    const farmCount = seeded.get(farm.key_id)!.get(day)!;
+    assert.match(await tooltipOf(page, 'requests', day).textContent() ?? '', new RegExp(`: ${farmCount} requests`));
+    assert.match(await tooltipOf(page, 'limited', today()).textContent() ?? '', /: 0 requests refused/);
+    await page.selectOption('#chart-key', keys['Nightly CI']!.key_id);
+    assert.match(await tooltipOf(page, 'limited', today()).textContent() ?? '', /: 3 requests refused with 429/, 'a limit of 6 per hour refuses 3 of 9');
+    assert.equal(await rowOf(page, 'Contractor').locator('.status').textContent(), 'disabled');
+    assert.equal(await rowOf(page, 'Preview build').locator('.status').textContent(), 'expired');
+
+    await page.selectOption('#chart-key', 'all');
+    await page.locator('#chart-requests svg').hover({ position: { x: 10, y: 10 } });
+    await page.screenshot({ path: await screenshotPath('dashboard-month-1280') });
+    if (process.env.UPDATE_SCREENSHOTS === '1') {
+      await mkdir(resolve(DOCS_SCREENSHOT, '..'), { recursive: true });
+      await page.screenshot({ path: DOCS_SCREENSHOT });
+      assert.ok((await stat(DOCS_SCREENSHOT)).size < 200 * 1024, 'docs/dashboard.png stays under 200 KB');
+    }
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForFunction(() => Number(document.querySelector('#chart-requests svg')?.getAttribute('width')) < 400);
+    assert.equal(await scrollsSideways(page), false);
+    await page.screenshot({ path: await screenshotPath('dashboard-month-390'), fullPage: true });
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+});
+
+/** The keys of the month-of-usage dashboard, as created through the API. */
+const SEEDED_KEYS: Record<string, Record<string, unknown>> = {
+  'Render farm': { rate_limit: 2000 },
+  'Studio workstation': { rate_limit: 300 },
+  'Nightly CI': { rate_limit: 6 },
+  'Contractor': { rate_limit: 100 },
+  'Preview build': { rate_limit: 100, expires_at: Math.floor(Date.now() / 1000) - 3 * DAY },
+};
+
+/**
+ * Writes `api_usage.json` in the reference implementation's format: a deterministic number of requests
+ * per key on each of the 29 days before today, a few of them failed. Resolves the counts per key and day.
+ */
+async function writeUsageHistory(directory: string, keyIds: string[]): Promise<Map<string, Map<string, number>>> {
+  let seed = 7;
+  const random = (): number => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+  const counts = new Map<string, Map<string, number>>();
+  const records: unknown[] = [];
+  const startOfToday = Math.floor(Date.now() / 1000 / DAY) * DAY;
+  keyIds.forEach((keyId, index) => {
+    const byDay = new Map<string, number>();
+    const scale = [40, 18, 8, 5, 3][index] ?? 4;
+    for (let ago = 29; ago >= 1; ago -= 1) {
+      const dayStart = startOfToday - ago * DAY;
+      const weekday = new Date(dayStart * 1000).getUTCDay();
+      const n = Math.round(scale * (weekday === 0 || weekday === 6 ? 0.35 : 1) * (0.6 + random() * 0.8));
+      byDay.set(new Date(dayStart * 1000).toISOString().slice(0, 10), n);
+      for (let i = 0; i < n; i += 1) {
+        const success = random() > 0.06;
+        records.push({ key_id: keyId, endpoint: '/prompt', timestamp: dayStart + 3600 + i * 97, duration: 0.4 + random() * 3, success, metadata: { method: 'POST', status: success ? 200 : 500 } });
+      }
+    }
+    counts.set(keyId, byDay);
+  });
+  await writeFile(join(directory, 'api_usage.json'), JSON.stringify({ records }));
+  return counts;
+}
