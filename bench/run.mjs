@@ -1,0 +1,233 @@
+// `npm run bench`: comfy-gate against nginx on loopback (throughput and latency, 1M-key start-up, usage writes, WebSocket relay); writes bench/results.json.
+// `npm run bench -- --profile` instead profiles the keyed gateway (node --cpu-prof) at 50 connections.
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startGateway } from './gateway.mjs';
+import { writeKeysFile } from './keys.mjs';
+import { cpuDuring, describeMachine } from './machine.mjs';
+import { startProxy, startUpstream } from './nginx.mjs';
+import { freePort, memoryOf, round, spawnService, stopAllNow, stopService, waitForLine } from './processes.mjs';
+import { topSelfTime } from './profile.mjs';
+import { printProfile, printResults } from './report.mjs';
+import { writeUsageHistory } from './usage-history.mjs';
+import { runWrk } from './wrk.mjs';
+
+const WARM_UP_S = 3;
+const RUN_S = 10;
+const PASSES = 2;
+const CONNECTIONS = [1, 50];
+const LARGE_KEY_COUNT = 1_000_000;
+const USAGE_HISTORY_RECORDS = 100_000;
+const WS_SOCKETS = 1000;
+const WS_SECONDS = 10;
+/** A keyed route the gateway forwards as it is (POST /prompt also claims the prompt for the key, durably, before ComfyUI sees it). */
+const PLAIN_ROUTE = { path: '/object_info', method: 'GET' };
+const here = (name) => fileURLToPath(new URL(name, import.meta.url));
+const log = (message) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
+
+async function main() {
+  ensureTools(['nginx', 'wrk']);
+  const work = mkdtempSync(join(tmpdir(), 'comfy-gate-bench-'));
+  process.once('exit', () => {
+    stopAllNow();
+    rmSync(work, { recursive: true, force: true });
+  });
+  for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => process.exit(130));
+
+  const machine = describeMachine();
+  const upstreamPort = await freePort();
+  const proxyPort = await freePort();
+  await startUpstream(work, upstreamPort);
+  await startProxy(work, proxyPort, upstreamPort);
+  const oneKey = await writeKeysFile(join(work, 'auth'), 1);
+  if (process.argv.includes('--profile')) return profileKeyedCase(work, upstreamPort, oneKey.apiKey);
+
+  log(`writing ${LARGE_KEY_COUNT.toLocaleString('en')} keys`);
+  const manyKeys = await writeKeysFile(join(work, 'keys-1m'), LARGE_KEY_COUNT);
+  const cases = [
+    { name: 'direct', url: `http://127.0.0.1:${upstreamPort}` },
+    { name: 'nginx', url: `http://127.0.0.1:${proxyPort}` },
+    { name: 'gateway_off', gateway: { directory: join(work, 'off'), upstreamPort, auth: false } },
+    { name: 'gateway_auth', gateway: { directory: join(work, 'auth'), upstreamPort, auth: true }, apiKey: oneKey.apiKey },
+    { name: 'gateway_auth_1m_keys', gateway: { directory: join(work, 'keys-1m'), upstreamPort, auth: true }, apiKey: manyKeys.apiKey },
+    { name: 'gateway_auth_plain_route', gateway: { directory: join(work, 'auth'), upstreamPort, auth: true }, apiKey: oneKey.apiKey, ...PLAIN_ROUTE },
+  ];
+  const passes = [];
+  for (let pass = 1; pass <= PASSES; pass += 1) passes.push(await runPass(cases, pass));
+  const startups = passes.map((results) => results.gateway_auth_1m_keys.startup);
+  const startup = startups.reduce((best, next) => (next.startup_s < best.startup_s ? next : best));
+
+  const usageWrites = await measureUsageWrites(work, upstreamPort);
+  const websocket = await measureWebSockets(work);
+  const results = assemble({ machine, passes, startup, startups, usageWrites, websocket });
+  writeFileSync(here('results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  printResults(results);
+}
+
+/** Installs missing tools with apt-get (as root), or says how to. */
+function ensureTools(tools) {
+  const missing = tools.filter((tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0);
+  if (missing.length === 0) return;
+  if (process.getuid() !== 0) throw new Error(`the bench needs ${missing.join(' and ')}: apt-get install ${missing.join(' ')}`);
+  log(`installing ${missing.join(', ')} with apt-get`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
+  execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { stdio: 'inherit', env });
+}
+
+/** One pass over every case: {case: {c1, c50, startup?}}. */
+async function runPass(cases, pass) {
+  const results = {};
+  for (const testCase of cases) {
+    log(`pass ${pass}/${PASSES}: ${testCase.name}`);
+    results[testCase.name] = await runCase(testCase);
+  }
+  return results;
+}
+
+/** Starts the case's gateway if it has one, then loads it at each connection count. */
+async function runCase({ url, gateway, apiKey = '', path = '/prompt', method = 'POST' }) {
+  const started = gateway ? await startGateway(gateway) : null;
+  const result = started ? { startup: { startup_s: started.startup_s, rss_mb: started.rss_mb, peak_rss_mb: started.peak_rss_mb } } : {};
+  try {
+    for (const connections of CONNECTIONS) result[`c${connections}`] = await measure(`${started?.url ?? url}${path}`, { connections, apiKey, method });
+  } finally {
+    if (started) await stopService(started.service);
+  }
+  return result;
+}
+
+/** A warm-up, then a measured run with what the rest of the machine did meanwhile. */
+async function measure(url, options) {
+  await runWrk(url, { ...options, seconds: WARM_UP_S });
+  const [figures, cpu] = await Promise.all([runWrk(url, { ...options, seconds: RUN_S }), cpuDuring(RUN_S)]);
+  return { ...figures, ...cpu };
+}
+
+/**
+ * The keyed gateway at 50 connections, its usage file already holding a day of records: a latency probe
+ * (one request every 5 ms) runs beside wrk and tells apart the requests served while the usage journal
+ * was being compacted into a rewritten api_usage.json. On the plain route, which the gateway serves fast
+ * enough to write a compaction's worth of records (4 MiB) within the run.
+ */
+async function measureUsageWrites(work, upstreamPort) {
+  log(`usage writes: keyed ${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path} at 50 connections, with usage compactions`);
+  const directory = join(work, 'usage');
+  const key = await writeKeysFile(directory, 1);
+  await writeUsageHistory(directory, key.keyId, USAGE_HISTORY_RECORDS);
+  const gateway = await startGateway({ directory, upstreamPort, auth: true });
+  try {
+    const url = `${gateway.url}${PLAIN_ROUTE.path}`;
+    const load = { connections: 50, apiKey: key.apiKey, method: PLAIN_ROUTE.method };
+    await runWrk(url, { ...load, seconds: WARM_UP_S });
+    const probe = runNodeJson([here('probe.mjs'), url, PLAIN_ROUTE.method, key.apiKey, directory, String(RUN_S + 5)]);
+    const wrk = await runWrk(url, { ...load, seconds: RUN_S + 5 });
+    return { route: `${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path}`, usage_history_records: USAGE_HISTORY_RECORDS, wrk_c50: wrk, probe: await probe };
+  } finally {
+    await stopService(gateway.service);
+  }
+}
+
+/** 1,000 WebSockets receiving a progress message every 100 ms: directly from the upstream, then relayed by the gateway. */
+async function measureWebSockets(work) {
+  log(`websockets: ${WS_SOCKETS} sockets, direct then through the gateway`);
+  const port = await freePort();
+  const upstream = spawnService(process.execPath, [here('ws-upstream.mjs'), String(port)]);
+  await waitForLine(upstream, /ready/);
+  const directory = join(work, 'ws');
+  const key = await writeKeysFile(directory, 1);
+  try {
+    const direct = await runNodeJson([here('ws-client.mjs'), `ws://127.0.0.1:${port}/ws`, String(WS_SOCKETS), String(WS_SECONDS)]);
+    const gateway = await startGateway({ directory, upstreamPort: port, auth: true });
+    try {
+      const idle = memoryOf(gateway.service.pid);
+      const peak = { rss_mb: 0 };
+      const sampler = setInterval(() => (peak.rss_mb = Math.max(peak.rss_mb, memoryOf(gateway.service.pid).rss_mb)), 500);
+      const relayed = await runNodeJson([here('ws-client.mjs'), `${gateway.url.replace('http', 'ws')}/ws`, String(WS_SOCKETS), String(WS_SECONDS), key.apiKey]);
+      clearInterval(sampler);
+      return { sockets: WS_SOCKETS, message_interval_ms: 100, direct, gateway: { ...relayed, rss_mb: peak.rss_mb, rss_idle_mb: idle.rss_mb } };
+    } finally {
+      await stopService(gateway.service);
+    }
+  } finally {
+    await stopService(upstream);
+  }
+}
+
+/** Runs a node script of the bench as its own process and resolves the JSON line it prints. */
+async function runNodeJson(args) {
+  const service = spawnService(process.execPath, args);
+  const [, line] = await waitForLine(service, /^(\{.*\})\n/m, 120_000);
+  return JSON.parse(line);
+}
+
+/** The profiling mode: the keyed gateway at 50 connections under node --cpu-prof, on POST /prompt then on the plain route; prints the functions with the most self time. */
+async function profileKeyedCase(work, upstreamPort, apiKey) {
+  for (const route of [{ path: '/prompt', method: 'POST', file: 'gateway-auth-c50.cpuprofile' }, { ...PLAIN_ROUTE, file: 'gateway-auth-plain-route-c50.cpuprofile' }]) {
+    const profileDir = mkdtempSync(join(work, 'profile-'));
+    const gateway = await startGateway({ directory: join(work, 'auth'), upstreamPort, auth: true, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profileDir] });
+    log(`profiling the keyed gateway on ${route.method} ${route.path} at 50 connections for ${WARM_UP_S + RUN_S} s`);
+    const figures = await runWrk(`${gateway.url}${route.path}`, { connections: 50, seconds: WARM_UP_S + RUN_S, apiKey, method: route.method });
+    await stopService(gateway.service);
+    const kept = here(route.file);
+    copyFileSync(join(profileDir, readdirSync(profileDir)[0]), kept);
+    printProfile(`${route.method} ${route.path}`, figures, topSelfTime(kept, 20), kept);
+  }
+}
+
+/** The results file: the better pass of each case (by throughput), ratios, start-up, usage writes, WebSockets, and the targets. */
+function assemble({ machine, passes, startup, startups, usageWrites, websocket }) {
+  const cases = {};
+  for (const name of Object.keys(passes[0])) {
+    cases[name] = {};
+    for (const connections of CONNECTIONS) {
+      const key = `c${connections}`;
+      cases[name][key] = passes.map((pass) => pass[name][key]).reduce((best, next) => (next.rps > best.rps ? next : best));
+    }
+  }
+  const ratio = (a, b) => round(a / b, 3);
+  const ratios = {
+    auth_vs_nginx_c50: ratio(cases.gateway_auth.c50.rps, cases.nginx.c50.rps),
+    auth_vs_direct_c50: ratio(cases.gateway_auth.c50.rps, cases.direct.c50.rps),
+    auth_1m_keys_vs_auth_c50: ratio(cases.gateway_auth_1m_keys.c50.rps, cases.gateway_auth.c50.rps),
+    auth_plain_route_vs_nginx_c50: ratio(cases.gateway_auth_plain_route.c50.rps, cases.nginx.c50.rps),
+  };
+  const results = {
+    cases,
+    ratios,
+    startup_1m_keys_s: startup.startup_s,
+    rss_1m_keys_mb: startup.rss_mb,
+    peak_rss_1m_keys_mb: startup.peak_rss_mb,
+    startups_1m_keys: startups,
+    usage_writes: usageWrites,
+    websocket,
+    machine: { ...machine, passes: PASSES, warm_up_s: WARM_UP_S, run_s: RUN_S, load_generator: 'wrk, 1 thread, POST /prompt' },
+  };
+  return { ...results, targets: targets(results) };
+}
+
+/** Each target of the issue with the measured value and whether it is met. */
+function targets({ cases, ratios, startup_1m_keys_s, rss_1m_keys_mb, usage_writes }) {
+  const target = (value, limit, met) => ({ value, limit, met });
+  const { steady, compacting } = usage_writes.probe;
+  return {
+    auth_c50_throughput_vs_nginx: target(ratios.auth_vs_nginx_c50, '>= 0.5', ratios.auth_vs_nginx_c50 >= 0.5),
+    auth_c50_p99_ms: target(cases.gateway_auth.c50.p99_ms, `<= ${round(cases.nginx.c50.p99_ms + 1, 3)} (nginx p99 + 1 ms)`, cases.gateway_auth.c50.p99_ms <= cases.nginx.c50.p99_ms + 1),
+    auth_1m_keys_c50_throughput_vs_auth: target(ratios.auth_1m_keys_vs_auth_c50, '>= 0.95', ratios.auth_1m_keys_vs_auth_c50 >= 0.95),
+    startup_1m_keys_s: target(startup_1m_keys_s, '< 3', startup_1m_keys_s < 3),
+    rss_1m_keys_mb: target(rss_1m_keys_mb, '< 600', rss_1m_keys_mb < 600),
+    p99_during_usage_compaction_ms: target(compacting.p99_ms, `<= ${round(steady.p99_ms + 1, 3)} (p99 between compactions + 1 ms)`, compacting.requests > 0 && compacting.p99_ms <= steady.p99_ms + 1),
+  };
+}
+
+main().then(
+  () => process.exit(0),
+  (error) => {
+    console.error(`bench failed: ${error.stack ?? error}`);
+    process.exit(1);
+  },
+);
