@@ -1,7 +1,7 @@
 // The admin dashboard: every key with its usage, key management, and 30-day charts, in plain DOM (no framework, no build).
 
 const DAYS = 30;
-const REFRESH_MS = 30_000;
+const REFRESH_MS = 60_000;
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const LOGIN_URL = '/login?next=%2Fadmin';
 

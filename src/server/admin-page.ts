@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import { resolve } from 'node:path';
 import type { Caller } from '../auth/authenticate.js';
+import { LOGIN_PAGE_CSP } from './login-page.js';
 
 /** The dashboard's files, shipped beside dist/ in the package. */
 const ADMIN_DIR = resolve(import.meta.dirname, '../../../admin');
@@ -19,8 +20,9 @@ const FILES: Record<string, { file: string; type: string }> = {
 const DASHBOARD_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const NOT_AN_ADMIN = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Not an admin · comfy-gate</title></head>
-<body style="font: 16px/1.5 system-ui, sans-serif; max-width: 36rem; margin: 4rem auto; padding: 0 1rem">
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Not an admin · comfy-gate</title>
+<style>body { font: 16px/1.5 system-ui, sans-serif; max-width: 36rem; margin: 4rem auto; padding: 0 1rem; }</style></head>
+<body>
 <h1>Not an admin</h1>
 <p>You are signed in with a user key. The dashboard is for admin keys only.</p>
 <form method="post" action="/logout"><button type="submit">Sign out and use another key</button></form>
@@ -42,18 +44,18 @@ export async function handleAdminPage(res: ServerResponse, caller: Caller, path:
     res.end();
     return;
   }
-  if (caller.key.role !== 'admin') return send(res, 403, 'text/html; charset=utf-8', Buffer.from(NOT_AN_ADMIN));
+  if (caller.key.role !== 'admin') return send(res, 403, 'text/html; charset=utf-8', Buffer.from(NOT_AN_ADMIN), LOGIN_PAGE_CSP);
   const entry = FILES[path];
   if (!entry || (method !== 'GET' && method !== 'HEAD')) return send(res, 404, 'text/plain; charset=utf-8', Buffer.from('Not found\n'));
   send(res, 200, entry.type, await readFile(resolve(ADMIN_DIR, entry.file)));
 }
 
-function send(res: ServerResponse, status: number, type: string, body: Buffer): void {
+function send(res: ServerResponse, status: number, type: string, body: Buffer, csp = DASHBOARD_CSP): void {
   res.writeHead(status, {
     'content-type': type,
     'content-length': body.length,
     'cache-control': 'no-store',
-    'content-security-policy': DASHBOARD_CSP,
+    'content-security-policy': csp,
     'x-frame-options': 'DENY',
     'x-content-type-options': 'nosniff',
   });
