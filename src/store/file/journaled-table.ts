@@ -97,7 +97,9 @@ export class JournaledTable<T> {
       this.journalIno = journal.ino;
       this.journalOffset = journal.size;
       for (const op of ops) this.apply(op);
-      if (this.snapshotIno === 0 || this.journalOffset > Math.max(MIN_COMPACT_BYTES, this.snapshotBytes / 4)) await this.compact();
+      // The change is durable in the journal: a snapshot rewrite that fails (a full disk) must not undo its answer.
+      // The old snapshot is intact, and the rewrite is tried again after the next change.
+      if (this.snapshotIno === 0 || this.journalOffset > Math.max(MIN_COMPACT_BYTES, this.snapshotBytes / 4)) await this.compact().catch(() => undefined);
       return result;
     }));
   }
