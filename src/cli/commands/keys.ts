@@ -1,86 +1,438 @@
 // `comfy-gate keys …`: key management from the shell, safe to run beside a gateway on the same directory.
 
 import { mkdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
-import { createdKeyBody, newKey } from '../../auth/new-key.js';
-import { DEFAULTS } from '../../config/schema.js';
-import { parseCreateKey } from '../../server/key-input.js';
-import { FileAuditStore } from '../../store/file/file-audit-store.js';
-import { FileKeyStore } from '../../store/file/file-key-store.js';
+import { join } from 'node:path';
+import { usableKeyError } from '../../auth/authenticate.js';
+import { createdKeyBody, newKey, rotatedKey } from '../../auth/new-key.js';
+import { auditActionOf, parseCreateKey, parsePatchKey, type KeyUpdateInput } from '../../server/key-input.js';
 import { createUsageFileIfMissing } from '../../store/file/file-usage-store.js';
-import { UsageError } from '../usage-error.js';
+import { toPublicKey } from '../../store/key-record.js';
+import type { KeyRecord, PublicKeyRecord } from '../../store/types.js';
+import { usageStats } from '../../usage/report.js';
+import {
+  asUsageError,
+  parseCommandLine,
+  parseGrace,
+  parseTime,
+  stringFlag,
+  userDirectoryOf,
+  USER_DIRECTORY_HELP,
+  type CliContext,
+  type FlagSpec,
+  type FlagValues,
+} from '../options.js';
+import { fields, printable, printJson, seconds, shortDuration, table, utcTime, type Align } from '../output.js';
+import { auditFromCli, openUsageReadOnly, requireKey, requireStoreDirectory, withKeyStore } from '../stores.js';
+import { CommandError, UsageError } from '../usage-error.js';
 
-export const KEYS_HELP = `Usage: comfy-gate keys create [options]
+/** Days of usage shown by `keys show`, as `GET /api/keys/{id}` shows. */
+const SHOW_USAGE_DAYS = 30;
 
-Creates an API key and prints it once. Safe while a gateway runs on the same
-directory: the running gateway accepts the new key within 2 seconds.
+const SAFE_BESIDE_GATEWAY = `Safe while a gateway runs on the same directory: the running gateway applies
+the change within 2 seconds.`;
+
+export const KEYS_HELP = `Usage: comfy-gate keys COMMAND [options]
+
+Manages the API keys of a store directory. ${SAFE_BESIDE_GATEWAY}
+
+Commands:
+  list                        Every key: key_id, name, prefix, role, status, rate limit, last use, expiry
+  create [options]            Create a key; its secret is printed once
+  show KEY_ID                 One key, with its usage over the last ${SHOW_USAGE_DAYS} days
+  update KEY_ID [options]     Change the name, rate limit, role or expiry
+  disable KEY_ID              Refuse the key (401 KEY_DISABLED) until it is enabled again
+  enable KEY_ID               Accept a disabled key again
+  rotate KEY_ID [--grace D]   Give the key a new secret; the old one keeps working for the grace period
+  delete KEY_ID [--yes]       Delete the key for good (its usage stays in comfy-gate usage)
+
+Every command takes --user-directory DIR and --json (JSON for scripts instead of a table).
+comfy-gate keys COMMAND --help describes a command.`;
+
+const JSON_HELP = '  --json                Print JSON instead of text';
+const EXPIRES_HELP = '  --expires-at WHEN     When the key stops working: Unix seconds, ISO 8601 (2025-12-31,\n                        2025-12-31T18:00:00Z; UTC when no zone is given) or never';
+
+/** What a keys command gets to run. */
+interface Run {
+  values: FlagValues;
+  keyId: string;
+  directory: string;
+  ctx: CliContext;
+  /** `comfy-gate keys <command> --help`, for error messages. */
+  help: string;
+}
+
+interface Command {
+  flags: FlagSpec;
+  keyId: boolean;
+  help: string;
+  run(input: Run): Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  list: {
+    flags: { json: { type: 'boolean' } },
+    keyId: false,
+    help: `Usage: comfy-gate keys list [--json]
+
+Lists every key, oldest first: key_id, name, display prefix, role, status
+(active, disabled or expired), rate limit, last use and expiry. Never the secrets.
 
 Options:
-  --user-directory DIR  Folder of api_keys.json (default ${DEFAULTS.userDirectory}, env COMFY_GATE_USER_DIRECTORY)
+${USER_DIRECTORY_HELP}
+  --json                Print {"keys": [...]}, the objects of GET /api/keys plus "status"`,
+    run: listKeys,
+  },
+  create: {
+    flags: { name: { type: 'string' }, 'rate-limit': { type: 'string' }, admin: { type: 'boolean' }, 'expires-at': { type: 'string' }, json: { type: 'boolean' } },
+    keyId: false,
+    help: `Usage: comfy-gate keys create [options]
+
+Creates an API key and prints it once. ${SAFE_BESIDE_GATEWAY}
+
+Options:
+${USER_DIRECTORY_HELP}
   --name NAME           The key's name (default "Unnamed Key")
   --rate-limit N        Requests per hour (default 100)
   --admin               Make an admin key (may manage keys and read all usage)
-  --json                Print the same JSON object as POST /api/keys`;
+${EXPIRES_HELP} (default never)
+  --json                Print the same JSON object as POST /api/keys
+
+Example:
+  comfy-gate keys create --name "Render farm" --rate-limit 500 --expires-at 2026-01-01`,
+    run: createKey,
+  },
+  show: {
+    flags: { json: { type: 'boolean' } },
+    keyId: true,
+    help: `Usage: comfy-gate keys show KEY_ID [--json]
+
+Shows one key and its usage over the last ${SHOW_USAGE_DAYS} UTC days. Reading usage never
+writes to the usage files, so it is safe beside a running gateway.
+
+Options:
+${USER_DIRECTORY_HELP}
+  --json                Print the object of GET /api/keys/{key_id} plus "status"`,
+    run: showKey,
+  },
+  update: {
+    flags: { name: { type: 'string' }, 'rate-limit': { type: 'string' }, role: { type: 'string' }, 'expires-at': { type: 'string' }, json: { type: 'boolean' } },
+    keyId: true,
+    help: `Usage: comfy-gate keys update KEY_ID [--name NAME] [--rate-limit N] [--role user|admin] [--expires-at WHEN]
+
+Changes a key; the values are checked as PATCH /api/keys/{key_id} checks them.
+${SAFE_BESIDE_GATEWAY}
+
+Options:
+${USER_DIRECTORY_HELP}
+  --name NAME           A new name (1 to 200 characters)
+  --rate-limit N        Requests per hour, 1 to 10000000
+  --role ROLE           user or admin
+${EXPIRES_HELP}
+${JSON_HELP}
+
+Example:
+  comfy-gate keys update 3f9c... --rate-limit 1000 --expires-at never`,
+    run: updateKey,
+  },
+  disable: {
+    flags: { json: { type: 'boolean' } },
+    keyId: true,
+    help: `Usage: comfy-gate keys disable KEY_ID [--json]
+
+Disables a key: requests with it get 401 KEY_DISABLED and its browser sessions end.
+${SAFE_BESIDE_GATEWAY}
+
+Options:
+${USER_DIRECTORY_HELP}
+${JSON_HELP}`,
+    run: (input) => setActive(input, false),
+  },
+  enable: {
+    flags: { json: { type: 'boolean' } },
+    keyId: true,
+    help: `Usage: comfy-gate keys enable KEY_ID [--json]
+
+Enables a disabled key again. ${SAFE_BESIDE_GATEWAY}
+
+Options:
+${USER_DIRECTORY_HELP}
+${JSON_HELP}`,
+    run: (input) => setActive(input, true),
+  },
+  rotate: {
+    flags: { grace: { type: 'string' }, json: { type: 'boolean' } },
+    keyId: true,
+    help: `Usage: comfy-gate keys rotate KEY_ID [--grace DURATION] [--json]
+
+Gives a key a new secret and prints it once. The key keeps its key_id, name,
+limits and usage. ${SAFE_BESIDE_GATEWAY}
+
+Options:
+${USER_DIRECTORY_HELP}
+  --grace DURATION      How long the old secret keeps working: seconds, or a number
+                        with s, m, h or d (5m, 1h, 1d); 0 to 30d (default 0: it stops at once)
+  --json                Print the same JSON object as POST /api/keys/{key_id}/rotate`,
+    run: rotateKey,
+  },
+  delete: {
+    flags: { yes: { type: 'boolean' }, json: { type: 'boolean' } },
+    keyId: true,
+    help: `Usage: comfy-gate keys delete KEY_ID [--yes] [--json]
+
+Deletes a key for good: its secret stops working within 2 seconds on a running
+gateway. Its usage stays in the usage files and in comfy-gate usage.
+Without --yes, asks for confirmation on a terminal, and refuses (exit 2) when
+there is no terminal to ask.
+
+Options:
+${USER_DIRECTORY_HELP}
+  --yes                 Delete without asking
+${JSON_HELP}`,
+    run: deleteKey,
+  },
+};
 
 /** Runs a `keys` subcommand; returns the process exit code. */
-export async function keys(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+export async function keys(args: string[], ctx: CliContext): Promise<number> {
   const [subcommand, ...rest] = args;
-  if (subcommand === undefined || subcommand === '--help' || subcommand === '-h') {
+  if (subcommand === '--help' || subcommand === '-h' || subcommand === 'help') {
     console.log(KEYS_HELP);
-    return subcommand === undefined ? 2 : 0;
+    return 0;
   }
-  if (subcommand !== 'create') throw new UsageError(`unknown keys command ${JSON.stringify(subcommand)}; see comfy-gate keys --help`);
-  return createKey(rest, env);
+  const names = Object.keys(COMMANDS).join(', ');
+  if (subcommand === undefined || subcommand.startsWith('-')) throw new UsageError(`keys needs a command first: one of ${names}`, 'comfy-gate keys --help');
+  const command = Object.hasOwn(COMMANDS, subcommand) ? COMMANDS[subcommand] : undefined;
+  if (!command) throw new UsageError(`unknown keys command ${JSON.stringify(subcommand)}; the commands are ${names}`, 'comfy-gate keys --help');
+  const parsed = parseCommandLine(rest, `keys ${subcommand}`, command.flags, { keyId: command.keyId });
+  if (!parsed) {
+    console.log(command.help);
+    return 0;
+  }
+  return command.run({ ...parsed, directory: userDirectoryOf(parsed.values, ctx.env), ctx, help: `comfy-gate keys ${subcommand} --help` });
 }
 
-async function createKey(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        'user-directory': { type: 'string' },
-        name: { type: 'string' },
-        'rate-limit': { type: 'string' },
-        admin: { type: 'boolean' },
-        json: { type: 'boolean' },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError((error as Error).message);
+/** active, disabled or expired, as the gateway would judge the key now. */
+export function keyStatus(record: KeyRecord, now: number): 'active' | 'disabled' | 'expired' {
+  const refusal = usableKeyError(record, now);
+  if (!refusal) return 'active';
+  return refusal.code === 'KEY_DISABLED' ? 'disabled' : 'expired';
+}
+
+/** The key as the HTTP API shows it, plus its status. */
+function publicKey(record: KeyRecord, now: number): PublicKeyRecord & { status: string } {
+  return { ...toPublicKey(record), status: keyStatus(record, now) };
+}
+
+async function listKeys({ values, directory, ctx }: Run): Promise<number> {
+  await requireStoreDirectory(directory);
+  const now = ctx.now();
+  const records = await withKeyStore(directory, async (store) => store.list().sort((a, b) => a.created_at - b.created_at));
+  if (values.json) {
+    printJson({ keys: records.map((record) => publicKey(record, now)) });
+    return 0;
   }
-  const rateLimit = values['rate-limit'];
-  if (rateLimit !== undefined && !/^\d+$/.test(rateLimit)) throw new UsageError(`--rate-limit must be a whole number, not ${JSON.stringify(rateLimit)}`);
+  if (records.length === 0) {
+    console.log(`No keys in ${directory}. Create one with: comfy-gate keys create --admin`);
+    return 0;
+  }
+  const headers = ['KEY_ID', 'NAME', 'PREFIX', 'ROLE', 'STATUS', 'RATE LIMIT', 'LAST USED', 'EXPIRES'];
+  const align: Align[] = ['left', 'left', 'left', 'left', 'left', 'right'];
+  const rows = records.map((r) => [r.key_id, printable(r.name, 40), r.key_prefix ?? '-', r.role, keyStatus(r, now), `${r.rate_limit}/h`, utcTime(r.last_used), utcTime(r.expires_at)]);
+  console.log(table(headers, rows, align));
+  return 0;
+}
+
+/** `--expires-at`: a time, or `never` (null). */
+function expiresAtOf(values: FlagValues, help: string): number | null | undefined {
+  const value = stringFlag(values, 'expires-at');
+  if (value === undefined) return undefined;
+  return value.toLowerCase() === 'never' ? null : parseTime('expires-at', value, help);
+}
+
+/** `--rate-limit` as a number; its range is checked with the rest of the body. */
+function rateLimitOf(values: FlagValues, help: string): number | undefined {
+  const value = stringFlag(values, 'rate-limit');
+  if (value === undefined) return undefined;
+  if (!/^\d{1,15}$/.test(value)) throw new UsageError(`--rate-limit must be a whole number (requests per hour), not ${JSON.stringify(value)}`, help);
+  return Number(value);
+}
+
+async function createKey({ values, directory, ctx, help }: Run): Promise<number> {
+  const body: Record<string, unknown> = { role: values.admin ? 'admin' : 'user' };
+  const name = stringFlag(values, 'name');
+  const rateLimit = rateLimitOf(values, help);
+  const expiresAt = expiresAtOf(values, help);
+  if (name !== undefined) body.name = name;
+  if (rateLimit !== undefined) body.rate_limit = rateLimit;
+  if (expiresAt !== undefined) body.expires_at = expiresAt;
   let input;
   try {
-    input = parseCreateKey({
-      ...(values.name !== undefined ? { name: values.name } : {}),
-      ...(rateLimit !== undefined ? { rate_limit: Number(rateLimit) } : {}),
-      role: values.admin ? 'admin' : 'user',
-    });
+    input = parseCreateKey(body);
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw asUsageError(error, help);
   }
-  const directory = resolve(values['user-directory'] ?? env.COMFY_GATE_USER_DIRECTORY ?? DEFAULTS.userDirectory);
   await mkdir(directory, { recursive: true });
-  const store = new FileKeyStore({ directory });
-  await store.open();
-  try {
-    const { record, apiKey } = newKey(input, Date.now() / 1000);
+  const { record, apiKey } = newKey(input, ctx.now());
+  const keysPath = await withKeyStore(directory, async (store) => {
     await store.create(record);
-    await createUsageFileIfMissing(join(directory, 'api_usage.json'));
-    await new FileAuditStore({ directory }).append({ ts: record.created_at, actor: 'cli', action: 'key.create', key_id: record.key_id, details: { name: record.name, role: record.role, rate_limit: record.rate_limit } });
-    if (values.json) {
-      console.log(JSON.stringify(createdKeyBody(record, apiKey), null, 2));
-    } else {
-      console.log(`Created ${record.role} key "${record.name}" (key_id ${record.key_id}, ${record.rate_limit} requests/hour) in ${store.keysPath}`);
-      console.log(`API key (shown only this once, save it now): ${apiKey}`);
+    return store.keysPath;
+  });
+  await createUsageFileIfMissing(join(directory, 'api_usage.json'));
+  await auditFromCli(directory, { ts: record.created_at, action: 'key.create', key_id: record.key_id, details: { name: record.name, role: record.role, rate_limit: record.rate_limit, expires_at: record.expires_at } });
+  if (values.json) {
+    printJson(createdKeyBody(record, apiKey));
+    return 0;
+  }
+  const expiry = record.expires_at === null ? '' : `, expires ${utcTime(record.expires_at)}`;
+  console.log(`Created ${record.role} key "${printable(record.name)}" (key_id ${record.key_id}, ${record.rate_limit} requests/hour${expiry}) in ${keysPath}`);
+  console.log(`API key (shown only this once, save it now): ${apiKey}`);
+  return 0;
+}
+
+async function showKey({ values, keyId, directory, ctx }: Run): Promise<number> {
+  await requireStoreDirectory(directory);
+  const record = await withKeyStore(directory, async (store) => requireKey(store, keyId));
+  const now = ctx.now();
+  const stats = usageStats(await openUsageReadOnly(directory), keyId, SHOW_USAGE_DAYS, now);
+  if (values.json) {
+    printJson({ ...publicKey(record, now), usage_stats: stats });
+    return 0;
+  }
+  const rows: Array<[string, string]> = [
+    ['key_id', record.key_id],
+    ['name', record.name],
+    ['prefix', record.key_prefix ?? '-'],
+    ['role', record.role],
+    ['status', keyStatus(record, now)],
+    ['rate limit', `${record.rate_limit} requests/hour`],
+    ['created', utcTime(record.created_at)],
+    ['last used', utcTime(record.last_used)],
+    ['expires', utcTime(record.expires_at)],
+  ];
+  if (record.previous_key_valid_until !== null && record.previous_key_valid_until > now) rows.push(['old secret valid until', utcTime(record.previous_key_valid_until)]);
+  if (Object.keys(record.metadata).length > 0) rows.push(['metadata', JSON.stringify(record.metadata)]);
+  console.log(fields(rows));
+  console.log(`\nUsage, last ${SHOW_USAGE_DAYS} days (UTC):`);
+  console.log(
+    fields([
+      ['requests', String(stats.total_requests)],
+      ['successful', String(stats.successful_requests)],
+      ['failed', String(stats.failed_requests)],
+      ['refused (429)', String(stats.rate_limited_requests)],
+      ['total duration', `${seconds(stats.total_duration)} s`],
+      ['average duration', `${seconds(stats.average_duration)} s`],
+      ['last 24 hours', String(stats.requests_last_24h)],
+    ]),
+  );
+  const days = Object.entries(stats.requests_per_day);
+  if (days.length > 0) console.log('\n' + table(['DATE', 'REQUESTS'], days.map(([day, n]) => [day, String(n)]), ['left', 'right']));
+  return 0;
+}
+
+/** How a changed field reads in text output. */
+function describeValue(field: string, value: unknown): string {
+  if (field === 'expires_at') return utcTime(value as number | null);
+  if (field === 'name') return JSON.stringify(value);
+  if (field === 'rate_limit') return `${String(value)}/h`;
+  return String(value);
+}
+
+/** Applies a validated patch, writes the audit line and prints the outcome. */
+async function applyPatch({ values, keyId, directory, ctx }: Run, patch: KeyUpdateInput): Promise<number> {
+  await requireStoreDirectory(directory);
+  const { before, after } = await withKeyStore(directory, async (store) => {
+    const current = requireKey(store, keyId);
+    const updated = await store.update(keyId, patch);
+    if (!updated) throw new CommandError(`no key has key_id ${keyId}`);
+    return { before: current, after: updated };
+  });
+  const now = ctx.now();
+  const action = auditActionOf(patch);
+  await auditFromCli(directory, { ts: now, action, key_id: keyId, details: { ...patch } });
+  if (values.json) {
+    printJson({ message: 'API key updated.', key: publicKey(after, now) });
+    return 0;
+  }
+  const verb = action === 'key.disable' ? 'Disabled' : action === 'key.enable' ? 'Enabled' : 'Updated';
+  console.log(`${verb} key "${printable(after.name)}" (key_id ${keyId}); status now ${keyStatus(after, now)}.`);
+  if (action === 'key.update') {
+    for (const field of Object.keys(patch) as Array<keyof KeyUpdateInput>) {
+      const [was, is] = [before[field], after[field]];
+      console.log(`  ${field}: ${was === is ? `${describeValue(field, is)} (unchanged)` : `${describeValue(field, was)} -> ${describeValue(field, is)}`}`);
     }
-  } finally {
-    await store.close();
   }
   return 0;
+}
+
+async function updateKey(input: Run): Promise<number> {
+  const { values, help } = input;
+  const body: Record<string, unknown> = {};
+  const name = stringFlag(values, 'name');
+  const rateLimit = rateLimitOf(values, help);
+  const role = stringFlag(values, 'role');
+  const expiresAt = expiresAtOf(values, help);
+  if (name !== undefined) body.name = name;
+  if (rateLimit !== undefined) body.rate_limit = rateLimit;
+  if (role !== undefined) body.role = role;
+  if (expiresAt !== undefined) body.expires_at = expiresAt;
+  if (Object.keys(body).length === 0) throw new UsageError('keys update needs at least one of --name, --rate-limit, --role, --expires-at', help);
+  let patch: KeyUpdateInput;
+  try {
+    patch = parsePatchKey(body);
+  } catch (error) {
+    throw asUsageError(error, help);
+  }
+  return applyPatch(input, patch);
+}
+
+async function setActive(input: Run, active: boolean): Promise<number> {
+  const { values, keyId, directory, ctx } = input;
+  await requireStoreDirectory(directory);
+  const current = await withKeyStore(directory, async (store) => requireKey(store, keyId));
+  if (current.is_active === active) {
+    const message = `Key "${printable(current.name)}" (key_id ${keyId}) is already ${active ? 'enabled' : 'disabled'}; nothing changed.`;
+    if (values.json) printJson({ message, key: publicKey(current, ctx.now()) });
+    else console.log(message);
+    return 0;
+  }
+  return applyPatch(input, { is_active: active });
+}
+
+async function rotateKey({ values, keyId, directory, ctx, help }: Run): Promise<number> {
+  const graceValue = stringFlag(values, 'grace');
+  const grace = graceValue === undefined ? 0 : parseGrace(graceValue, help);
+  await requireStoreDirectory(directory);
+  const now = ctx.now();
+  const { updated, apiKey } = await withKeyStore(directory, async (store) => {
+    const rotation = rotatedKey(requireKey(store, keyId), grace, now);
+    const record = await store.update(keyId, rotation.patch);
+    if (!record) throw new CommandError(`no key has key_id ${keyId}`);
+    return { updated: record, apiKey: rotation.apiKey };
+  });
+  await auditFromCli(directory, { ts: now, action: 'key.rotate', key_id: keyId, details: { grace_seconds: grace } });
+  const oldSecret = grace > 0 ? `The old secret works for ${shortDuration(grace)} more, until ${utcTime(updated.previous_key_valid_until)}.` : 'The old secret no longer works.';
+  if (values.json) {
+    printJson({ ...createdKeyBody(updated, apiKey), previous_key_valid_until: updated.previous_key_valid_until, message: `Key rotated. ${oldSecret} Save the new api_key now: it won't be shown again.` });
+    return 0;
+  }
+  console.log(`Rotated key "${printable(updated.name)}" (key_id ${keyId}). ${oldSecret}`);
+  console.log(`New API key (shown only this once, save it now): ${apiKey}`);
+  return 0;
+}
+
+async function deleteKey({ values, keyId, directory, ctx, help }: Run): Promise<number> {
+  await requireStoreDirectory(directory);
+  return withKeyStore(directory, async (store) => {
+    const record = requireKey(store, keyId);
+    if (!values.yes) {
+      if (!ctx.confirm) throw new UsageError(`keys delete needs --yes to delete key ${keyId} when there is no terminal to confirm on`, help);
+      const confirmed = await ctx.confirm(`Delete key "${printable(record.name)}" (key_id ${keyId}, ${record.role})? This cannot be undone. [y/N] `);
+      if (!confirmed) throw new CommandError(`key ${keyId} was not deleted`);
+    }
+    if (!(await store.delete(keyId))) throw new CommandError(`no key has key_id ${keyId}`);
+    await auditFromCli(directory, { ts: ctx.now(), action: 'key.delete', key_id: keyId, details: { name: record.name } });
+    if (values.json) printJson({ message: 'API key deleted.', key_id: keyId });
+    else console.log(`Deleted key "${printable(record.name)}" (key_id ${keyId}).`);
+    return 0;
+  });
 }

@@ -1,0 +1,118 @@
+// `comfy-gate usage`: usage per key and per UTC day, as a table, JSON or a CSV billing export.
+
+import { dailySeries, sumSeries, type DailyPoint } from '../../usage/daily-series.js';
+import { firstDayOf, utcDay } from '../../usage/day.js';
+import { usageStats } from '../../usage/report.js';
+import { parseCommandLine, stringFlag, userDirectoryOf, USER_DIRECTORY_HELP, wholeNumber, type CliContext } from '../options.js';
+import { csvLine, printable, printJson, seconds, table, type Align } from '../output.js';
+import { openUsageReadOnly, requireStoreDirectory, withKeyStore } from '../stores.js';
+import { CommandError, UsageError } from '../usage-error.js';
+
+const DEFAULT_DAYS = 30;
+const MAX_DAYS = 365;
+const FORMATS = ['table', 'json', 'csv'] as const;
+
+/** The header of the CSV export; one row follows per key per UTC day. */
+export const CSV_HEADER = 'key_id,key_name,date,requests,successes,failures,total_duration_s';
+
+export const USAGE_HELP = `Usage: comfy-gate usage [--key KEY_ID] [--days N] [--format table|json|csv]
+
+Usage of every key (or one) over the last N UTC days, today included: requests,
+successes, failures, duration and requests refused with 429. Keys deleted since
+still appear while they have usage. Reading never writes to the usage files, so
+it is safe beside a running gateway (which writes its usage within a second).
+
+Options:
+${USER_DIRECTORY_HELP}
+  --key KEY_ID          Only this key
+  --days N              How many days, 1 to ${MAX_DAYS} (default ${DEFAULT_DAYS})
+  --format FORMAT       table (default), json, or csv: a billing export with one row
+                        per key per UTC day, days without requests included:
+                        ${CSV_HEADER}
+                        (key_name is empty for a key deleted since)
+  --json                The same as --format json
+
+Examples:
+  comfy-gate usage --days 7
+  comfy-gate usage --format csv --days 31 > usage.csv`;
+
+interface KeyUsage {
+  keyId: string;
+  /** null for a key deleted since its use. */
+  name: string | null;
+  daily: DailyPoint[];
+}
+
+/** Runs `comfy-gate usage`; returns the exit code. */
+export async function usage(args: string[], ctx: CliContext): Promise<number> {
+  const help = 'comfy-gate usage --help';
+  const parsed = parseCommandLine(args, 'usage', { key: { type: 'string' }, days: { type: 'string' }, format: { type: 'string' }, json: { type: 'boolean' } });
+  if (!parsed) {
+    console.log(USAGE_HELP);
+    return 0;
+  }
+  const { values } = parsed;
+  const daysValue = stringFlag(values, 'days');
+  const days = daysValue === undefined ? DEFAULT_DAYS : wholeNumber('days', daysValue, 1, MAX_DAYS, help);
+  const formatValue = stringFlag(values, 'format');
+  if (formatValue !== undefined && !(FORMATS as readonly string[]).includes(formatValue)) {
+    throw new UsageError(`--format must be table, json or csv, not ${JSON.stringify(formatValue)}`, help);
+  }
+  if (values.json && formatValue !== undefined && formatValue !== 'json') throw new UsageError(`--json and --format ${formatValue} contradict each other`, help);
+  const format = values.json ? 'json' : (formatValue ?? 'table');
+  const onlyKey = stringFlag(values, 'key');
+
+  const directory = userDirectoryOf(values, ctx.env);
+  await requireStoreDirectory(directory);
+  const names = await withKeyStore(directory, async (store) =>
+    new Map(store.list().sort((a, b) => a.created_at - b.created_at).map((record) => [record.key_id, record.name])),
+  );
+  const store = await openUsageReadOnly(directory);
+  const now = ctx.now();
+  // Keys in the order of `keys list`, then deleted keys that still have usage.
+  let keyIds = [...new Set([...names.keys(), ...store.keyIds().sort()])];
+  if (onlyKey !== undefined) {
+    if (!keyIds.includes(onlyKey)) throw new CommandError(`no key has key_id ${onlyKey}`);
+    keyIds = [onlyKey];
+  }
+  const rows: KeyUsage[] = keyIds.map((keyId) => ({ keyId, name: names.get(keyId) ?? null, daily: dailySeries(store, keyId, days, now) }));
+
+  if (format === 'csv') {
+    const lines = [CSV_HEADER];
+    for (const row of rows) {
+      for (const point of row.daily) lines.push(csvLine([row.keyId, row.name ?? '', point.date, point.requests, point.successes, point.failures, seconds(point.duration)]));
+    }
+    console.log(lines.join('\n'));
+    return 0;
+  }
+  if (format === 'json') {
+    printJson({
+      days,
+      from: firstDayOf(days, now),
+      to: utcDay(now),
+      keys: rows.map((row) => ({ key_id: row.keyId, key_name: row.name, usage_stats: usageStats(store, row.keyId, days, now), daily: row.daily })),
+      daily_total: sumSeries(rows.map((row) => row.daily), days, now),
+    });
+    return 0;
+  }
+
+  console.log(`Usage from ${firstDayOf(days, now)} to ${utcDay(now)} (UTC, ${days} day${days === 1 ? '' : 's'}):\n`);
+  const headers = ['KEY_ID', 'NAME', 'REQUESTS', 'SUCCESSES', 'FAILURES', 'REFUSED (429)', 'DURATION (S)'];
+  const align: Align[] = ['left', 'left', 'right', 'right', 'right', 'right', 'right'];
+  const line = (keyId: string, name: string, points: DailyPoint[]): string[] => {
+    const sum = (field: 'requests' | 'successes' | 'failures' | 'rate_limited' | 'duration'): number => points.reduce((total, p) => total + p[field], 0);
+    return [keyId, name, String(sum('requests')), String(sum('successes')), String(sum('failures')), String(sum('rate_limited')), seconds(sum('duration'))];
+  };
+  const table1 = rows.map((row) => line(row.keyId, row.name === null ? '(deleted)' : printable(row.name, 40), row.daily));
+  if (rows.length > 1) table1.push(line('TOTAL', '', rows.flatMap((row) => row.daily)));
+  console.log(rows.length === 0 ? 'No keys and no usage.' : table(headers, table1, align));
+  if (onlyKey !== undefined) {
+    const active = rows[0]!.daily.filter((p) => p.requests > 0 || p.rate_limited > 0);
+    console.log(active.length === 0 ? '\nNo requests in this period.' : '\nBy day (days without requests left out):\n' + table(
+      ['DATE', 'REQUESTS', 'SUCCESSES', 'FAILURES', 'REFUSED (429)', 'DURATION (S)'],
+      active.map((p) => [p.date, String(p.requests), String(p.successes), String(p.failures), String(p.rate_limited), seconds(p.duration)]),
+      ['left', 'right', 'right', 'right', 'right', 'right'],
+    ));
+  }
+  return 0;
+}

@@ -1,0 +1,135 @@
+// Reading a command's arguments: flags, the KEY_ID, times, durations and numbers; every mistake is a UsageError.
+
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { DEFAULTS } from '../config/schema.js';
+import { GatewayError } from '../errors.js';
+import { MAX_ROTATION_GRACE_SECONDS, parseRotateKey } from '../server/key-input.js';
+import { UsageError } from './usage-error.js';
+
+/** What a command gets besides its arguments. */
+export interface CliContext {
+  env: NodeJS.ProcessEnv;
+  /** Current time in Unix seconds. */
+  now(): number;
+  /** Asks the person at the terminal a yes/no question; absent when there is no terminal to ask. */
+  confirm?: (question: string) => Promise<boolean>;
+}
+
+export type FlagValues = Record<string, string | boolean | undefined>;
+
+/** A flag of a command: a value (`--name NAME`) or a switch (`--json`). */
+export type FlagSpec = Record<string, { type: 'string' | 'boolean' }>;
+
+/** `--user-directory DIR`, taken by every command. */
+export const USER_DIRECTORY_FLAG: FlagSpec = { 'user-directory': { type: 'string' } };
+
+export const USER_DIRECTORY_HELP = `  --user-directory DIR  The store's folder (default ${DEFAULTS.userDirectory}, env COMFY_GATE_USER_DIRECTORY)`;
+
+/**
+ * Parses a command's arguments. Resolves null when `--help` or `-h` is among them (the caller prints
+ * its help). With `keyId`, exactly one positional argument is required: the KEY_ID.
+ * @throws UsageError for an unknown flag, a missing value, a missing KEY_ID or an extra argument.
+ */
+export function parseCommandLine(
+  args: string[],
+  command: string,
+  flags: FlagSpec,
+  options: { keyId?: boolean } = {},
+): { values: FlagValues; keyId: string } | null {
+  if (args.includes('--help') || args.includes('-h')) return null;
+  const help = `comfy-gate ${command} --help`;
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options: { ...USER_DIRECTORY_FLAG, ...flags }, strict: true, allowPositionals: true });
+  } catch (error) {
+    throw new UsageError(`${command}: ${(error as Error).message}`, help);
+  }
+  const positionals = parsed.positionals;
+  if (options.keyId && positionals.length === 0) throw new UsageError(`${command} needs a KEY_ID (see comfy-gate keys list)`, help);
+  const extra = positionals.slice(options.keyId ? 1 : 0);
+  if (extra.length > 0) throw new UsageError(`${command}: unexpected argument ${JSON.stringify(extra[0])}`, help);
+  const values = parsed.values as FlagValues;
+  for (const [flag, value] of Object.entries(values)) {
+    if (value === '') throw new UsageError(`${command}: --${flag} needs a value`, help);
+  }
+  return { values, keyId: positionals[0] ?? '' };
+}
+
+/** The user directory: `--user-directory`, else COMFY_GATE_USER_DIRECTORY, else ./user; absolute. */
+export function userDirectoryOf(values: FlagValues, env: NodeJS.ProcessEnv): string {
+  const given = values['user-directory'];
+  return resolve(typeof given === 'string' ? given : env.COMFY_GATE_USER_DIRECTORY || DEFAULTS.userDirectory);
+}
+
+/** The value of a string flag, or undefined when it was not given. */
+export function stringFlag(values: FlagValues, flag: string): string | undefined {
+  const value = values[flag];
+  return typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * A whole number within bounds.
+ * @throws UsageError naming the flag and the accepted range.
+ */
+export function wholeNumber(flag: string, value: string, min: number, max: number, help: string): number {
+  if (!/^\d{1,15}$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new UsageError(`--${flag} must be a whole number from ${min} to ${max}, not ${JSON.stringify(value)}`, help);
+  }
+  return Number(value);
+}
+
+const ISO_8601 = /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(Z|[+-]\d{2}:?\d{2})?)?$/i;
+
+/**
+ * A point in time as Unix seconds: Unix seconds themselves, or ISO 8601 (`2025-03-01`,
+ * `2025-03-01T12:00:00Z`, `2025-03-01T12:00+02:00`). A date or time without a zone is UTC.
+ * @throws UsageError for anything else.
+ */
+export function parseTime(flag: string, value: string, help: string): number {
+  if (/^\d+(\.\d+)?$/.test(value)) return Number(value);
+  const match = ISO_8601.exec(value);
+  let ms = NaN;
+  if (match && isCalendarDate(match[1]!)) {
+    const zone = (match[3] ?? 'Z').toUpperCase().replace(/^([+-]\d{2})(\d{2})$/, '$1:$2');
+    ms = Date.parse(`${match[1]}T${match[2] ?? '00:00'}${zone}`);
+  }
+  if (!Number.isFinite(ms)) {
+    throw new UsageError(`--${flag} must be Unix seconds or an ISO 8601 time such as 2025-03-01 or 2025-03-01T12:00:00Z, not ${JSON.stringify(value)}`, help);
+  }
+  return ms / 1000;
+}
+
+/** True for a `YYYY-MM-DD` that exists (no 2025-02-30). */
+function isCalendarDate(date: string): boolean {
+  const [year, month, day] = date.split('-').map(Number) as [number, number, number];
+  const at = new Date(Date.UTC(year, month - 1, day));
+  return at.getUTCFullYear() === year && at.getUTCMonth() === month - 1 && at.getUTCDate() === day;
+}
+
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
+
+/**
+ * A rotation grace period: seconds, or a number with s, m, h or d; 0 to 30 days, as the HTTP API allows.
+ * @throws UsageError
+ */
+export function parseGrace(value: string, help: string): number {
+  const match = /^(\d{1,10})([smhd]?)$/.exec(value);
+  const seconds = match ? Number(match[1]) * DURATION_UNITS[match[2] || 's']! : NaN;
+  try {
+    return parseRotateKey({ grace_seconds: seconds }).grace_seconds;
+  } catch {
+    throw new UsageError(`--grace must be a duration from 0 to ${MAX_ROTATION_GRACE_SECONDS / 86_400}d, such as 300, 5m, 1h or 1d, not ${JSON.stringify(value)}`, help);
+  }
+}
+
+/**
+ * Turns a validation error of the HTTP API's body checks into a UsageError that names the flags.
+ * Other errors are returned unchanged.
+ */
+export function asUsageError(error: unknown, help: string): unknown {
+  if (!(error instanceof GatewayError) || error.code !== 'INVALID_REQUEST') return error;
+  const problems = (error.details?.details ?? []) as Array<{ field: string; problem: string }>;
+  const named = problems.filter((p) => p.field !== 'body').map((p) => `--${p.field.replaceAll('_', '-')} ${p.problem}`);
+  return new UsageError(named.length > 0 ? named.join('; ') : error.message, help);
+}
