@@ -205,7 +205,7 @@ function assemble({ machine, passes, startup, startups, usageWrites, websocket }
     startups_1m_keys: startups,
     usage_writes: usageWrites,
     websocket,
-    machine: { ...machine, passes: PASSES, warm_up_s: WARM_UP_S, run_s: RUN_S, load_generator: 'wrk, 1 thread, POST /prompt' },
+    machine: { ...machine, passes: PASSES, warm_up_s: WARM_UP_S, run_s: RUN_S, load_generator: 'wrk, 1 thread; POST /prompt unless the case names another route' },
   };
   return { ...results, targets: targets(results) };
 }
