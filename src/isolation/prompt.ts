@@ -35,14 +35,16 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
     return relayAnswer(res, await ctx.proxy.fetch(req, { body: raw, headers }));
   }
   const keyId = caller.key.key_id;
-  if (typeof body.client_id === 'string' && body.client_id !== '' && (await ctx.ownership.claim('client', body.client_id, keyId)) !== keyId) {
-    throw forbidden('That client_id belongs to another key: use your own (any new id becomes yours).');
-  }
   if (!caller.seesAll) checkLoadedFiles(ctx, caller, body.prompt);
   if (body.prompt_id === undefined || body.prompt_id === null) body.prompt_id = randomUUID();
-  if ((await ctx.ownership.claim('prompt', String(body.prompt_id), keyId)) !== keyId) {
-    throw forbidden('That prompt_id belongs to another key.');
-  }
+  const clientId = typeof body.client_id === 'string' && body.client_id !== '' ? body.client_id : null;
+  // Both claims go to the store together, so they share one durable write.
+  const [clientOwner, promptOwner] = await Promise.all([
+    clientId === null ? keyId : ctx.ownership.claim('client', clientId, keyId),
+    ctx.ownership.claim('prompt', String(body.prompt_id), keyId),
+  ]);
+  if (clientOwner !== keyId) throw forbidden('That client_id belongs to another key: use your own (any new id becomes yours).');
+  if (promptOwner !== keyId) throw forbidden('That prompt_id belongs to another key.');
   const answer = await ctx.proxy.fetch(req, { body: JSON.stringify(body), headers: { ...headers, 'content-type': 'application/json' } });
   relayAnswer(res, answer);
 }

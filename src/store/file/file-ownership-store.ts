@@ -31,6 +31,7 @@ export class FileOwnershipStore implements OwnershipStore {
       snapshotPath: join(options.directory, 'ownership.json'),
       journalPath: join(options.directory, 'ownership.journal'),
       lockPath: join(options.directory, '.ownership.lock'),
+      writers: 'this-process',
       parse: parseRecord,
       onChange: (id, before, after) => {
         if (!id.startsWith('prompt:')) return;

@@ -24,6 +24,7 @@ export class FileSessionStore implements SessionStore {
       snapshotPath: join(options.directory, 'sessions.json'),
       journalPath: join(options.directory, 'sessions.journal'),
       lockPath: join(options.directory, '.sessions.lock'),
+      writers: 'this-process',
       parse: parseSession,
     });
   }

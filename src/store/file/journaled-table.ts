@@ -17,15 +17,30 @@ export interface JournaledTableOptions<T> {
   parse(value: unknown): T | string;
   /** Called for every change applied to memory, with the record before and after (undefined when absent). */
   onChange?(id: string, before: T | undefined, after: T | undefined): void;
-  /** Look for changes written by other processes this often; omit when this process is the only writer. */
+  /**
+   * `shared` (the default): other processes write too, so each change takes the lock file and first
+   * reads what the others appended; pass `pollIntervalMs` to pick their changes up between writes.
+   * `this-process`: this process is the only writer, so changes skip the lock and are committed in
+   * groups: every change made while one append is being fsynced goes into the next append together.
+   */
+  writers?: 'shared' | 'this-process';
+  /** Look for changes written by other processes this often (shared writers only). */
   pollIntervalMs?: number;
+}
+
+/** Changes applied in memory and waiting for their group's append (single-writer tables). */
+interface PendingGroup<T> {
+  ops: TableOp<T>[];
+  /** Each changed id with its record before the change, to undo it if the append fails. */
+  before: Array<[string, T | undefined]>;
+  settle(error?: unknown): void;
 }
 
 const MIN_COMPACT_BYTES = 256 * 1024;
 
 /**
- * Records kept in memory and on disk. A change is appended to the journal and fsynced before it is
- * applied in memory, so a change that resolved survives a crash. The snapshot is rewritten atomically
+ * Records kept in memory and on disk. A change resolves only once it is appended to the journal and
+ * fsynced, so a change that resolved survives a crash. The snapshot is rewritten atomically
  * once the journal outgrows a quarter of it; replaying a journal over any snapshot written since gives
  * the same records, so a crash between the two steps is harmless. Writers in several processes take
  * turns through a lock file, and each first reads what the others appended.
@@ -40,6 +55,8 @@ export class JournaledTable<T> {
   private pollTimer: NodeJS.Timeout | null = null;
   /** Changes and polls of this process run one at a time, so a poll never applies lines older than a change. */
   private turn: Promise<unknown> = Promise.resolve();
+  private readonly pending: PendingGroup<T>[] = [];
+  private committing: Promise<void> | null = null;
 
   constructor(options: JournaledTableOptions<T>) {
     this.options = options;
@@ -85,6 +102,7 @@ export class JournaledTable<T> {
    * @throws the file-system error when the journal cannot be written; memory is then unchanged.
    */
   change<R>(plan: () => { ops: TableOp<T>[]; result: R }): Promise<R> {
+    if (this.options.writers === 'this-process') return this.changeInGroup(plan);
     return this.inTurn(() => this.locked(async () => {
       await this.catchUp();
       // Bytes after the last complete line can only be an append torn by a writer that died.
@@ -102,6 +120,52 @@ export class JournaledTable<T> {
       if (this.snapshotIno === 0 || this.journalOffset > Math.max(MIN_COMPACT_BYTES, this.snapshotBytes / 4)) await this.compact().catch(() => undefined);
       return result;
     }));
+  }
+
+  /**
+   * The single-writer path: `plan` sees every change made so far (durable or waiting for its append),
+   * its ops apply in memory at once, and it resolves when the append that carries them is fsynced. A
+   * change with no ops still waits for the appends in flight, since its result may rest on them.
+   * @throws the file-system error when the append fails; the group's changes are then undone in memory.
+   */
+  private changeInGroup<R>(plan: () => { ops: TableOp<T>[]; result: R }): Promise<R> {
+    const { ops, result } = plan();
+    if (ops.length === 0) return (this.committing ?? Promise.resolve()).then(() => result);
+    const before = ops.map((op): [string, T | undefined] => [op.id, this.records.get(op.id)]);
+    for (const op of ops) this.apply(op);
+    return new Promise<R>((resolve, reject) => {
+      this.pending.push({ ops, before, settle: (error) => (error === undefined ? resolve(result) : reject(error)) });
+      this.committing ??= this.commitPending();
+    });
+  }
+
+  /** Appends and fsyncs the waiting changes, a group at a time, until none wait. */
+  private async commitPending(): Promise<void> {
+    // Let the changes made in this turn of the event loop join the first group.
+    await new Promise((resolve) => setImmediate(resolve));
+    while (this.pending.length > 0) {
+      const group = this.pending.splice(0);
+      try {
+        await appendDurably(this.options.journalPath, group.flatMap((change) => change.ops).map((op) => JSON.stringify(op) + '\n').join(''));
+        const journal = await stat(this.options.journalPath);
+        this.journalIno = journal.ino;
+        this.journalOffset = journal.size;
+        for (const change of group) change.settle();
+        if (this.snapshotIno === 0 || this.journalOffset > Math.max(MIN_COMPACT_BYTES, this.snapshotBytes / 4)) await this.compact().catch(() => undefined);
+      } catch (error) {
+        for (const change of [...group].reverse()) for (const [id, record] of [...change.before].reverse()) this.restore(id, record);
+        for (const change of group) change.settle(error ?? new Error('append failed'));
+      }
+    }
+    this.committing = null;
+  }
+
+  /** Puts a record back as it was (undefined: absent), telling `onChange`. */
+  private restore(id: string, record: T | undefined): void {
+    const current = this.records.get(id);
+    if (record === undefined) this.records.delete(id);
+    else this.records.set(id, record);
+    this.options.onChange?.(id, current, record);
   }
 
   private inTurn<R>(task: () => Promise<R>): Promise<R> {

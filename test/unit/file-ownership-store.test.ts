@@ -1,0 +1,77 @@
+// Unit tests of FileOwnershipStore: first claim wins, claims are durable when they resolve, grouped writes, and a failed write undone.
+
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import { FileOwnershipStore } from '../../src/store/file/file-ownership-store.js';
+
+describe('FileOwnershipStore', () => {
+  let dir: string;
+  const stores: FileOwnershipStore[] = [];
+
+  async function openStore(): Promise<FileOwnershipStore> {
+    const store = new FileOwnershipStore({ directory: dir });
+    await store.open();
+    stores.push(store);
+    return store;
+  }
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'comfy-gate-ownership-'));
+  });
+  afterEach(async () => {
+    await Promise.all(stores.splice(0).map((s) => s.close()));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('the first key to claim an id owns it; later claims get that owner', async () => {
+    const store = await openStore();
+    assert.equal(await store.claim('prompt', 'p1', 'alice'), 'alice');
+    assert.equal(await store.claim('prompt', 'p1', 'bob'), 'alice');
+    assert.equal(store.ownerOf('prompt', 'p1'), 'alice');
+    assert.equal(store.ownerOf('client', 'p1'), undefined, 'kinds are separate');
+  });
+
+  test('200 concurrent claims: exactly one owner per id, all durable, written in few appends', async () => {
+    const store = await openStore();
+    const claims = Array.from({ length: 200 }, (_, i) => store.claim('prompt', `p${i % 50}`, i % 2 === 0 ? 'alice' : 'bob'));
+    const owners = await Promise.all(claims);
+    for (let i = 0; i < 200; i += 1) assert.equal(owners[i], owners[i % 50], `id p${i % 50} has one owner`);
+    const reopened = await openStore();
+    for (let i = 0; i < 50; i += 1) assert.equal(reopened.ownerOf('prompt', `p${i}`), owners[i]);
+    const files = (await readFile(join(dir, 'ownership.json'), 'utf8')) + (await readFile(join(dir, 'ownership.journal'), 'utf8'));
+    assert.equal(files.match(/"prompt:p\d+"/g)?.length, 50, 'one record per id, not one per claim');
+  });
+
+  test('recent prompts of a key, newest first, and outputs marked recorded', async () => {
+    const store = await openStore();
+    await store.claim('prompt', 'old', 'alice');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await store.claim('prompt', 'new', 'alice');
+    await store.claim('prompt', 'other', 'bob');
+    await store.markOutputsRecorded('old');
+    assert.deepEqual(store.recentPrompts('alice', 10), [
+      { promptId: 'new', outputsRecorded: false },
+      { promptId: 'old', outputsRecorded: true },
+    ]);
+    assert.deepEqual(store.recentPrompts('alice', 1).map((p) => p.promptId), ['new']);
+  });
+
+  test('ComfyUI users per key survive a reopen', async () => {
+    const store = await openStore();
+    await store.setComfyUser('alice', 'alice_1234');
+    assert.equal((await openStore()).comfyUserOf('alice'), 'alice_1234');
+  });
+
+  test('a claim whose write fails rejects and leaves no owner behind', async () => {
+    const store = await openStore();
+    await store.claim('prompt', 'kept', 'alice');
+    await rm(join(dir, 'ownership.journal'), { force: true });
+    await mkdir(join(dir, 'ownership.journal'));
+    await assert.rejects(store.claim('prompt', 'lost', 'alice'));
+    assert.equal(store.ownerOf('prompt', 'lost'), undefined);
+    assert.deepEqual(store.recentPrompts('alice', 10).map((p) => p.promptId), ['kept']);
+  });
+});
