@@ -5,7 +5,7 @@ import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DailyTotals, UsageRecord, UsageStore } from '../types.js';
 import { syncDirectory, writeFileAtomic } from './atomic-write.js';
-import { dropPartialTail, readJournal, type JournalChunk } from './journal.js';
+import { dropPartialTail, readJournal, streamJournal, type JournalChunk } from './journal.js';
 import {
   addToHourly,
   addToTotals,
@@ -271,14 +271,13 @@ export class FileUsageStore implements UsageStore {
 
   /** Merges the journal set aside into a new `api_usage.json`, then deletes it. */
   private async mergeAside(): Promise<void> {
-    const aside = await readJournal(this.compactingPath, 0);
-    if (!aside) return;
+    if (!(await stat(this.compactingPath).catch(() => null))) return;
     const loaded = await loadUsageFile(this.usagePath);
     const previous = loaded?.header ?? emptyHeader();
     const now = Date.now() / 1000;
     const header: UsageHeader = {
       version: 1,
-      merged_journal: journalIdOf(aside.entries),
+      merged_journal: null,
       daily_totals: previous.daily_totals,
       hourly_requests: previous.hourly_requests ?? {},
       recent: previous.recent,
@@ -289,13 +288,18 @@ export class FileUsageStore implements UsageStore {
     }
     const oldestKept = now - this.retentionDays * 86_400;
     const newRecords: string[] = [];
-    for (const entry of aside.entries as UsageJournalEntry[]) {
-      if ('journal_id' in entry) continue;
-      addToTotals(header.daily_totals, entry);
-      addToHourly(header.hourly_requests!, entry);
-      if ('rate_limited' in entry) continue;
-      (header.recent[entry.key_id] ??= []).push(entry.timestamp);
-      if (entry.timestamp >= oldestKept) newRecords.push(JSON.stringify(entry));
+    for await (const { line, entry } of streamJournal(this.compactingPath)) {
+      const usage = entry as UsageJournalEntry;
+      if ('journal_id' in usage) {
+        header.merged_journal ??= usage.journal_id;
+        continue;
+      }
+      addToTotals(header.daily_totals, usage);
+      addToHourly(header.hourly_requests!, usage);
+      if ('rate_limited' in usage) continue;
+      (header.recent[usage.key_id] ??= []).push(usage.timestamp);
+      // The journal line is the record exactly as the usage file holds it.
+      if (usage.timestamp >= oldestKept) newRecords.push(line);
     }
     header.recent = pruneRecent(header.recent, now - RECENT_WINDOW_SECONDS);
     header.hourly_requests = pruneHourly(header.hourly_requests!, now - HOURLY_KEPT_SECONDS);

@@ -1,6 +1,8 @@
 // Append-only JSON-lines journals: durable appends, and reading whole lines from an offset.
 
+import { createReadStream } from 'node:fs';
 import { open, truncate } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import { StoreCorruptError } from '../types.js';
 import { syncDirectory } from './atomic-write.js';
 import { dirname } from 'node:path';
@@ -77,5 +79,26 @@ export async function appendDurably(path: string, text: string): Promise<void> {
     if (size === 0) await syncDirectory(dirname(path));
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * Reads a whole journal a chunk at a time, yielding each line with its parsed entry, so a large
+ * journal is never parsed in one long step on the main thread.
+ * @throws StoreCorruptError if a line is not JSON.
+ */
+export async function* streamJournal(path: string): AsyncGenerator<{ line: string; entry: unknown }> {
+  const lines = createInterface({ input: createReadStream(path, 'utf8'), crlfDelay: Infinity });
+  let lineNumber = 0;
+  for await (const line of lines) {
+    lineNumber += 1;
+    if (line.length === 0) continue;
+    let entry: unknown;
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      throw new StoreCorruptError(path, `line ${lineNumber} is not JSON`);
+    }
+    yield { line, entry };
   }
 }
