@@ -6,14 +6,18 @@ import { appendDurably, readJournal } from './journal.js';
 
 export class FileAuditStore implements AuditStore {
   readonly path: string;
+  private readonly onWrite: ((seconds: number) => void) | undefined;
 
-  constructor(options: { directory: string }) {
+  constructor(options: { directory: string; onWrite?(seconds: number): void }) {
     this.path = join(options.directory, 'audit.jsonl');
+    this.onWrite = options.onWrite;
   }
 
-  append(entry: AuditEntry): Promise<void> {
+  async append(entry: AuditEntry): Promise<void> {
+    const started = performance.now();
     // One write of one line: appends of several processes never interleave within a line.
-    return appendDurably(this.path, JSON.stringify(entry) + '\n');
+    await appendDurably(this.path, JSON.stringify(entry) + '\n');
+    this.onWrite?.((performance.now() - started) / 1000);
   }
 
   async list({ since, limit }: { since: number; limit: number }): Promise<AuditEntry[]> {

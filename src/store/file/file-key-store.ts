@@ -12,6 +12,8 @@ export interface FileKeyStoreOptions {
   pollIntervalMs?: number;
   /** How often batched `last_used` times are written. */
   touchFlushMs?: number;
+  /** Told how long each durable write took, in seconds. */
+  onWrite?(seconds: number): void;
 }
 
 /**
@@ -36,6 +38,7 @@ export class FileKeyStore implements KeyStore {
       journalPath: join(options.directory, 'api_keys.journal'),
       lockPath: join(options.directory, '.api_keys.lock'),
       pollIntervalMs: options.pollIntervalMs ?? 500,
+      ...(options.onWrite ? { onWrite: options.onWrite } : {}),
       parse: parseStoredKey,
       onChange: (id, before, after) => {
         for (const hash of [before?.key_hash, before?.previous_key_hash]) if (hash && this.byHash.get(hash) === before) this.byHash.delete(hash);

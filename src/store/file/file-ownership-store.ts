@@ -26,12 +26,13 @@ export class FileOwnershipStore implements OwnershipStore {
   /** Prompt ids per key, for finding a key's recent prompts without a scan. */
   private readonly promptsByKey = new Map<string, Set<string>>();
 
-  constructor(options: { directory: string }) {
+  constructor(options: { directory: string; onWrite?(seconds: number): void }) {
     this.table = new JournaledTable({
       snapshotPath: join(options.directory, 'ownership.json'),
       journalPath: join(options.directory, 'ownership.journal'),
       lockPath: join(options.directory, '.ownership.lock'),
       writers: 'this-process',
+      ...(options.onWrite ? { onWrite: options.onWrite } : {}),
       parse: parseRecord,
       onChange: (id, before, after) => {
         if (!id.startsWith('prompt:')) return;

@@ -19,12 +19,13 @@ const hashSessionId = (id: string): string => createHash('sha256').update(id).di
 export class FileSessionStore implements SessionStore {
   private readonly table: JournaledTable<Session>;
 
-  constructor(options: { directory: string }) {
+  constructor(options: { directory: string; onWrite?(seconds: number): void }) {
     this.table = new JournaledTable({
       snapshotPath: join(options.directory, 'sessions.json'),
       journalPath: join(options.directory, 'sessions.journal'),
       lockPath: join(options.directory, '.sessions.lock'),
       writers: 'this-process',
+      ...(options.onWrite ? { onWrite: options.onWrite } : {}),
       parse: parseSession,
     });
   }

@@ -31,6 +31,8 @@ export interface FileUsageStoreOptions {
   flushIntervalMs?: number;
   /** The journal is merged into `api_usage.json` once it is larger than this and than a quarter of the file. */
   minCompactBytes?: number;
+  /** Told how long each append of buffered records took, in seconds. */
+  onWrite?(seconds: number): void;
   /**
    * Only read the files, for a process beside the gateway (the CLI): open() neither cuts a torn journal
    * line nor merges or deletes a journal set aside, no timer runs, and record, flush and compaction throw.
@@ -57,6 +59,7 @@ export class FileUsageStore implements UsageStore {
   private readonly retentionDays: number;
   private readonly flushIntervalMs: number;
   private readonly minCompactBytes: number;
+  private readonly onWrite: ((seconds: number) => void) | undefined;
   private readonly readOnly: boolean;
   private totals: TotalsByKey = {};
   private hourly: HourlyByKey = {};
@@ -77,6 +80,7 @@ export class FileUsageStore implements UsageStore {
     this.retentionDays = options.retentionDays;
     this.flushIntervalMs = options.flushIntervalMs ?? 200;
     this.minCompactBytes = options.minCompactBytes ?? 4 * 1024 * 1024;
+    this.onWrite = options.onWrite;
     this.readOnly = options.readOnly ?? false;
   }
 
@@ -227,9 +231,11 @@ export class FileUsageStore implements UsageStore {
         }
       }
       sizeBefore = (await this.journal.stat()).size;
+      const started = performance.now();
       // writeFile, unlike write, never stops short: on a full disk it writes all or throws ENOSPC.
       await this.journal.writeFile(lines.join('\n') + '\n');
       await this.journal.datasync();
+      this.onWrite?.((performance.now() - started) / 1000);
       this.writeError = null;
     } catch (error) {
       // Kept for the next attempt; nothing recorded is dropped while the disk refuses writes. What a failed

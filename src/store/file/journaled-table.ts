@@ -26,6 +26,8 @@ export interface JournaledTableOptions<T> {
   writers?: 'shared' | 'this-process';
   /** Look for changes written by other processes this often (shared writers only). */
   pollIntervalMs?: number;
+  /** Told how long each durable append took, in seconds (for metrics). */
+  onWrite?(seconds: number): void;
 }
 
 /** Changes applied in memory and waiting for their group's append (single-writer tables). */
@@ -110,7 +112,7 @@ export class JournaledTable<T> {
       if (tail) await dropPartialTail(this.options.journalPath, tail);
       const { ops, result } = plan();
       if (ops.length === 0) return result;
-      await appendDurably(this.options.journalPath, ops.map((op) => JSON.stringify(op) + '\n').join(''));
+      await this.append(ops);
       const journal = await stat(this.options.journalPath);
       this.journalIno = journal.ino;
       this.journalOffset = journal.size;
@@ -146,7 +148,7 @@ export class JournaledTable<T> {
     while (this.pending.length > 0) {
       const group = this.pending.splice(0);
       try {
-        await appendDurably(this.options.journalPath, group.flatMap((change) => change.ops).map((op) => JSON.stringify(op) + '\n').join(''));
+        await this.append(group.flatMap((change) => change.ops));
         const journal = await stat(this.options.journalPath);
         this.journalIno = journal.ino;
         this.journalOffset = journal.size;
@@ -158,6 +160,13 @@ export class JournaledTable<T> {
       }
     }
     this.committing = null;
+  }
+
+  /** Appends ops to the journal and waits until they are on disk. */
+  private async append(ops: TableOp<T>[]): Promise<void> {
+    const started = performance.now();
+    await appendDurably(this.options.journalPath, ops.map((op) => JSON.stringify(op) + '\n').join(''));
+    this.options.onWrite?.((performance.now() - started) / 1000);
   }
 
   /** Puts a record back as it was (undefined: absent), telling `onChange`. */
