@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { checkTrustedProxy } from '../auth/client-addressing.js';
-import { DEFAULTS, LOG_LEVELS, type AuthMode, type GatewayConfig, type LogLevel } from './schema.js';
+import { DEFAULTS, LOG_LEVELS, REDIS_FAILURE_MODES, type AuthMode, type GatewayConfig, type LogLevel, type RedisFailureMode } from './schema.js';
 
 /** A setting that cannot be used; the CLI prints the message and exits with code 2. */
 export class ConfigError extends Error {
@@ -38,6 +38,11 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { flag: 'metrics-public', env: 'COMFY_GATE_METRICS_PUBLIC', type: 'boolean', help: 'Serve /metrics without a key (for a scraper on a private network); default: admin keys only' },
   { flag: 'metrics-per-key', env: 'COMFY_GATE_METRICS_PER_KEY', type: 'boolean', help: 'Label request and 429 counters with key_id (one series per key)' },
   { flag: 'ws-ping-interval', env: 'COMFY_GATE_WS_PING_INTERVAL', type: 'string', help: `Seconds between keep-alive pings on each relayed WebSocket (default ${DEFAULTS.wsPingIntervalSeconds})` },
+  { flag: 'database-url', env: 'COMFY_GATE_DATABASE_URL', type: 'string', help: 'postgres://... : keep keys, usage, sessions, ownership and audit in PostgreSQL (default: JSON files)' },
+  { flag: 'redis-url', env: 'COMFY_GATE_REDIS_URL', type: 'string', help: 'redis://... : keep rate-limit counters in Redis, shared by every replica (default: in memory)' },
+  { flag: 'redis-key-prefix', env: 'COMFY_GATE_REDIS_KEY_PREFIX', type: 'string', help: `Prefix of the gateway's Redis keys (default ${DEFAULTS.redisKeyPrefix})` },
+  { flag: 'redis-timeout', env: 'COMFY_GATE_REDIS_TIMEOUT', type: 'string', help: `Milliseconds one Redis call may take before it counts as failed (default ${DEFAULTS.redisTimeoutMs})` },
+  { flag: 'redis-failure', env: 'COMFY_GATE_REDIS_FAILURE', type: 'string', help: `While Redis is unreachable: ${REDIS_FAILURE_MODES.join(', ')} (default ${DEFAULTS.redisFailure})` },
 ];
 
 type RawValues = Record<string, string | boolean | string[] | undefined>;
@@ -73,6 +78,11 @@ export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): Gateway
     logLevel: parseLogLevel(stringValue(values['log-level']) ?? DEFAULTS.logLevel),
     metricsPublic: values['metrics-public'] === true,
     metricsPerKey: values['metrics-per-key'] === true,
+    databaseUrl: parseServiceUrl('--database-url', stringValue(values['database-url']), ['postgres:', 'postgresql:'], 'postgres://user:password@host:5432/database'),
+    redisUrl: parseServiceUrl('--redis-url', stringValue(values['redis-url']), ['redis:', 'rediss:'], 'redis://host:6379'),
+    redisKeyPrefix: parseRedisKeyPrefix(stringValue(values['redis-key-prefix']) ?? DEFAULTS.redisKeyPrefix),
+    redisTimeoutMs: parseInteger('--redis-timeout', stringValue(values['redis-timeout']), DEFAULTS.redisTimeoutMs, 1, 60_000),
+    redisFailure: parseRedisFailure(stringValue(values['redis-failure']) ?? DEFAULTS.redisFailure),
   };
 }
 
@@ -150,4 +160,41 @@ function parsePublicPath(value: string): string {
     throw new ConfigError(`--public-path must be a plain path prefix such as /extensions/, not ${JSON.stringify(value)}`);
   }
   return value;
+}
+
+/**
+ * Checks a service URL's scheme; the URL is kept as given (credentials included) and never printed whole.
+ * @throws ConfigError naming the flag and an example when it is not a URL of one of `protocols`.
+ */
+export function parseServiceUrl(name: string, value: string | undefined, protocols: string[], example: string): string | null {
+  if (value === undefined) return null;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`${name} must be a URL such as ${example}, not a value that does not parse`);
+  }
+  if (!protocols.includes(url.protocol)) throw new ConfigError(`${name} must start with ${protocols.map((p) => `${p}//`).join(' or ')}, not ${url.protocol}//`);
+  return value;
+}
+
+/** A service URL without its password, for the start-up line and log lines. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(a URL that does not parse)';
+  }
+}
+
+function parseRedisKeyPrefix(value: string): string {
+  if (!/^[A-Za-z0-9:_.-]{1,64}$/.test(value)) throw new ConfigError(`--redis-key-prefix must be 1 to 64 letters, digits or : _ . -, not ${JSON.stringify(value)}`);
+  return value;
+}
+
+function parseRedisFailure(value: string): RedisFailureMode {
+  if (!(REDIS_FAILURE_MODES as readonly string[]).includes(value)) throw new ConfigError(`--redis-failure must be one of ${REDIS_FAILURE_MODES.join(', ')}, not ${JSON.stringify(value)}`);
+  return value as RedisFailureMode;
 }

@@ -3,6 +3,10 @@
 /** off: a transparent proxy; optional: keys are checked when presented; required: every request needs a key. */
 export type AuthMode = 'off' | 'optional' | 'required';
 
+/** What the rate limiter does while Redis cannot be reached (see README "Scale-out"). */
+export const REDIS_FAILURE_MODES = ['closed', 'open', 'local'] as const;
+export type RedisFailureMode = (typeof REDIS_FAILURE_MODES)[number];
+
 export interface GatewayConfig {
   mode: AuthMode;
   /** Address to listen on. */
@@ -29,6 +33,16 @@ export interface GatewayConfig {
   metricsPublic: boolean;
   /** Label request and 429 counters with key_id (one series per key). */
   metricsPerKey: boolean;
+  /** PostgreSQL URL holding keys, usage, sessions, ownership and the audit trail; null keeps them in JSON files. */
+  databaseUrl: string | null;
+  /** Redis URL holding the rate-limit counters, shared by every replica; null counts in this process's memory. */
+  redisUrl: string | null;
+  /** Prefix of every Redis key the gateway writes, so several deployments (or test runs) can share one Redis. */
+  redisKeyPrefix: string;
+  /** How long one Redis call may take before it counts as a failure, in milliseconds. */
+  redisTimeoutMs: number;
+  /** closed: 503 RATE_LIMIT_UNAVAILABLE; open: requests pass uncounted; local: each replica enforces its share in memory. */
+  redisFailure: RedisFailureMode;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -44,6 +58,9 @@ export const DEFAULTS = {
   wsPingIntervalSeconds: 30,
   sessionTtl: '7d',
   logLevel: 'info',
+  redisKeyPrefix: 'comfy-gate:',
+  redisTimeoutMs: 50,
+  redisFailure: 'local',
 } as const;
 
 /** Rate limit of a key created without one, in requests per hour. */

@@ -1,7 +1,9 @@
-// Opens the stores a gateway runs on. Today: the JSON files in the user directory, and counters in memory.
+// Opens the stores a gateway runs on: JSON files in the user directory by default, or PostgreSQL when a database URL is given.
 
 import { mkdir } from 'node:fs/promises';
+import { redactUrl } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
+import { createLogger } from '../log/logger.js';
 import { WINDOW_SECONDS } from '../ratelimit/headers.js';
 import { FileAuditStore } from './file/file-audit-store.js';
 import { FileKeyStore } from './file/file-key-store.js';
@@ -9,6 +11,7 @@ import { FileOwnershipStore } from './file/file-ownership-store.js';
 import { FileSessionStore } from './file/file-session-store.js';
 import { FileUsageStore } from './file/file-usage-store.js';
 import { MemoryCounterStore } from './memory/memory-counter-store.js';
+import type { StoreLog } from './postgres/database.js';
 import type { AuditStore, CounterStore, KeyStore, OwnershipStore, SessionStore, UsageStore } from './types.js';
 
 export interface Stores {
@@ -22,20 +25,41 @@ export interface Stores {
   location: string;
 }
 
+/** The settings `createStores` reads; the backend URLs are optional (JSON files and memory counters without them). */
+export type StoreConfig = Pick<GatewayConfig, 'userDirectory' | 'usageRetentionDays'> &
+  Partial<Pick<GatewayConfig, 'databaseUrl' | 'logLevel'>>;
+
 /**
  * Opens the key, usage, ownership and session stores and seeds the rate-limit windows with the requests of the last hour,
- * so a restart does not reset anyone's count.
- * @throws StoreCorruptError when a store file cannot be read.
+ * so a restart does not reset anyone's count. With `databaseUrl`, the stores live in PostgreSQL (the schema is
+ * migrated first); the PostgreSQL client is loaded only then, never for the JSON-file default.
+ * @throws StoreCorruptError when a store file cannot be read; the connection or migration error when PostgreSQL cannot be used.
+ * @example const stores = await createStores({ userDirectory: './user', usageRetentionDays: 90 });
  */
-export async function createStores(config: Pick<GatewayConfig, 'userDirectory' | 'usageRetentionDays'>): Promise<Stores> {
+export async function createStores(config: StoreConfig, log?: StoreLog): Promise<Stores> {
+  const persistent = config.databaseUrl
+    ? await openPostgres(config.databaseUrl, config, log ?? createLogger(config.logLevel ?? 'info'))
+    : await openFiles(config);
+  const counters = new MemoryCounterStore(WINDOW_SECONDS);
+  const now = Date.now() / 1000;
+  counters.restore(persistent.usage.recentRequestTimes(WINDOW_SECONDS, now), now);
+  return { ...persistent, counters };
+}
+
+type PersistentStores = Omit<Stores, 'counters'>;
+
+async function openFiles(config: StoreConfig): Promise<PersistentStores> {
   await mkdir(config.userDirectory, { recursive: true });
   const keys = new FileKeyStore({ directory: config.userDirectory });
   const usage = new FileUsageStore({ directory: config.userDirectory, retentionDays: config.usageRetentionDays });
   const ownership = new FileOwnershipStore({ directory: config.userDirectory });
   const sessions = new FileSessionStore({ directory: config.userDirectory });
   await Promise.all([keys.open(), usage.open(), ownership.open(), sessions.open()]);
-  const counters = new MemoryCounterStore(WINDOW_SECONDS);
-  const now = Date.now() / 1000;
-  counters.restore(usage.recentRequestTimes(WINDOW_SECONDS, now), now);
-  return { keys, usage, counters, ownership, sessions, audit: new FileAuditStore({ directory: config.userDirectory }), location: config.userDirectory };
+  return { keys, usage, ownership, sessions, audit: new FileAuditStore({ directory: config.userDirectory }), location: config.userDirectory };
+}
+
+async function openPostgres(url: string, config: StoreConfig, log: StoreLog): Promise<PersistentStores> {
+  const { openPostgresStores } = await import('./postgres/index.js');
+  const stores = await openPostgresStores({ url, usageRetentionDays: config.usageRetentionDays, log });
+  return { ...stores, location: redactUrl(url) };
 }

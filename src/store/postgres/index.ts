@@ -1,0 +1,55 @@
+// Opens the PostgreSQL stores of a gateway on one shared database. Loaded only when a database URL is given.
+
+import { PostgresAuditStore } from './postgres-audit-store.js';
+import { PostgresDatabase, type StoreLog } from './database.js';
+import { PostgresKeyStore } from './postgres-key-store.js';
+import { PostgresOwnershipStore } from './postgres-ownership-store.js';
+import { PostgresSessionStore } from './postgres-session-store.js';
+import { PostgresUsageStore } from './postgres-usage-store.js';
+
+export { PostgresDatabase, isConnectionError } from './database.js';
+export { PostgresKeyStore } from './postgres-key-store.js';
+export { PostgresUsageStore, DEFAULT_MAX_BUFFERED_RECORDS } from './postgres-usage-store.js';
+export { PostgresOwnershipStore } from './postgres-ownership-store.js';
+export { PostgresSessionStore } from './postgres-session-store.js';
+export { PostgresAuditStore } from './postgres-audit-store.js';
+
+export interface PostgresStoresOptions {
+  url: string;
+  usageRetentionDays: number;
+  log?: StoreLog;
+}
+
+export interface PostgresStores {
+  database: PostgresDatabase;
+  keys: PostgresKeyStore;
+  usage: PostgresUsageStore;
+  ownership: PostgresOwnershipStore;
+  sessions: PostgresSessionStore;
+  audit: PostgresAuditStore;
+}
+
+/**
+ * Connects, migrates the schema and opens every store, each with its in-memory replica loaded.
+ * @throws the connection or migration error; nothing is left open.
+ */
+export async function openPostgresStores(options: PostgresStoresOptions): Promise<PostgresStores> {
+  const database = await PostgresDatabase.open({ url: options.url, ...(options.log ? { log: options.log } : {}) });
+  const keys = new PostgresKeyStore({ database });
+  const usage = new PostgresUsageStore({ database, retentionDays: options.usageRetentionDays, ...(options.log ? { log: options.log } : {}) });
+  const ownership = new PostgresOwnershipStore({ database });
+  const sessions = new PostgresSessionStore({ database });
+  // The database stays open while any store uses it; this hold is let go once all are open (or one failed).
+  database.retain();
+  try {
+    const opened = await Promise.allSettled([keys.open(), usage.open(), ownership.open(), sessions.open()]);
+    const failed = opened.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failed) {
+      await Promise.all([keys, usage, ownership, sessions].map((store, i) => (opened[i]!.status === 'fulfilled' ? store.close().catch(() => undefined) : undefined)));
+      throw failed.reason;
+    }
+  } finally {
+    await database.release();
+  }
+  return { database, keys, usage, ownership, sessions, audit: new PostgresAuditStore({ database }) };
+}

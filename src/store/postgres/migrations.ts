@@ -1,0 +1,175 @@
+// The PostgreSQL schema as numbered migrations, applied once each, in order, under an advisory lock.
+
+/** One step of the schema. `version` numbers are never reused or reordered once released. */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/** The advisory lock held while migrating, so replicas starting together apply each step once. */
+export const MIGRATION_LOCK_ID = 0x636f6d6679; // "comfy"
+
+/** The lock taken while the first key is created, so two replicas cannot both bootstrap. */
+export const BOOTSTRAP_LOCK_ID = 0x636f6d6680;
+
+/** Notification channels; each change is announced in the transaction that makes it. */
+export const CHANNELS = {
+  keys: 'comfy_gate_keys',
+  sessions: 'comfy_gate_sessions',
+  ownership: 'comfy_gate_ownership',
+} as const;
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'keys, usage, sessions, ownership and audit',
+    sql: `
+CREATE TABLE api_keys (
+  key_id text PRIMARY KEY,
+  name text NOT NULL,
+  created_at double precision NOT NULL,
+  last_used double precision,
+  rate_limit integer NOT NULL,
+  is_active boolean NOT NULL DEFAULT true,
+  metadata jsonb NOT NULL DEFAULT '{}',
+  role text NOT NULL DEFAULT 'user',
+  expires_at double precision,
+  key_prefix text,
+  key_hash text NOT NULL,
+  previous_key_hash text,
+  previous_key_valid_until double precision,
+  deleted boolean NOT NULL DEFAULT false,
+  version bigint NOT NULL DEFAULT 1,
+  updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX api_keys_updated_at ON api_keys (updated_at);
+
+-- Every change bumps updated_at (the reload watermark). A change other than last_used also bumps the
+-- version and announces the key_id; a last_used update is picked up by the periodic reload.
+CREATE FUNCTION comfy_gate_key_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.updated_at := clock_timestamp();
+  IF TG_OP = 'UPDATE' THEN
+    IF (to_jsonb(NEW) - 'last_used' - 'updated_at' - 'version') IS NOT DISTINCT FROM (to_jsonb(OLD) - 'last_used' - 'updated_at' - 'version') THEN
+      RETURN NEW;
+    END IF;
+    NEW.version := OLD.version + 1;
+  END IF;
+  PERFORM pg_notify('${CHANNELS.keys}', NEW.key_id);
+  RETURN NEW;
+END $$;
+CREATE TRIGGER api_keys_changed BEFORE INSERT OR UPDATE ON api_keys FOR EACH ROW EXECUTE FUNCTION comfy_gate_key_changed();
+
+CREATE FUNCTION comfy_gate_key_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('${CHANNELS.keys}', OLD.key_id);
+  RETURN OLD;
+END $$;
+CREATE TRIGGER api_keys_removed AFTER DELETE ON api_keys FOR EACH ROW EXECUTE FUNCTION comfy_gate_key_removed();
+
+CREATE TABLE sessions (
+  id_hash text PRIMARY KEY,
+  key_id text NOT NULL,
+  created_at double precision NOT NULL,
+  expires_at double precision NOT NULL,
+  revoked boolean NOT NULL DEFAULT false,
+  updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX sessions_updated_at ON sessions (updated_at);
+CREATE INDEX sessions_expires_at ON sessions (expires_at);
+
+CREATE FUNCTION comfy_gate_session_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.updated_at := clock_timestamp();
+  PERFORM pg_notify('${CHANNELS.sessions}', NEW.id_hash);
+  RETURN NEW;
+END $$;
+CREATE TRIGGER sessions_changed BEFORE INSERT OR UPDATE ON sessions FOR EACH ROW EXECUTE FUNCTION comfy_gate_session_changed();
+
+-- kind: prompt, client, file, or comfy-user (then id is the key_id and comfy_user is set).
+CREATE TABLE ownership (
+  kind text NOT NULL,
+  id text NOT NULL,
+  key_id text NOT NULL,
+  at double precision NOT NULL,
+  outputs_recorded boolean NOT NULL DEFAULT false,
+  comfy_user text,
+  seq bigserial UNIQUE,
+  updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  PRIMARY KEY (kind, id)
+);
+CREATE INDEX ownership_updated_at ON ownership (updated_at);
+
+-- The notification carries the whole record, so replicas apply it without a query; a record too long
+-- for a notification (8000 bytes) is announced by its seq and fetched.
+CREATE FUNCTION comfy_gate_ownership_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  payload text;
+BEGIN
+  NEW.updated_at := clock_timestamp();
+  payload := json_build_object('k', NEW.kind, 'i', NEW.id, 'o', NEW.key_id, 'a', NEW.at, 'r', NEW.outputs_recorded, 'u', NEW.comfy_user)::text;
+  IF octet_length(payload) > 7900 THEN
+    payload := json_build_object('seq', NEW.seq)::text;
+  END IF;
+  PERFORM pg_notify('${CHANNELS.ownership}', payload);
+  RETURN NEW;
+END $$;
+CREATE TRIGGER ownership_changed BEFORE INSERT OR UPDATE ON ownership FOR EACH ROW EXECUTE FUNCTION comfy_gate_ownership_changed();
+
+CREATE TABLE usage_records (
+  seq bigserial PRIMARY KEY,
+  import_id text UNIQUE,
+  key_id text NOT NULL,
+  endpoint text NOT NULL,
+  ts double precision NOT NULL,
+  duration double precision NOT NULL,
+  success boolean NOT NULL,
+  method text NOT NULL,
+  status integer NOT NULL
+);
+CREATE INDEX usage_records_key_ts ON usage_records (key_id, ts);
+CREATE INDEX usage_records_ts ON usage_records (ts);
+
+CREATE TABLE usage_daily (
+  key_id text NOT NULL,
+  day text NOT NULL,
+  requests bigint NOT NULL DEFAULT 0,
+  successes bigint NOT NULL DEFAULT 0,
+  failures bigint NOT NULL DEFAULT 0,
+  duration double precision NOT NULL DEFAULT 0,
+  rate_limited bigint NOT NULL DEFAULT 0,
+  updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  PRIMARY KEY (key_id, day)
+);
+CREATE INDEX usage_daily_updated_at ON usage_daily (updated_at);
+
+CREATE TABLE usage_hourly (
+  key_id text NOT NULL,
+  hour integer NOT NULL,
+  requests bigint NOT NULL DEFAULT 0,
+  updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  PRIMARY KEY (key_id, hour)
+);
+CREATE INDEX usage_hourly_updated_at ON usage_hourly (updated_at);
+
+-- One row per usage batch written, so a batch retried after a lost commit acknowledgement is not counted twice.
+CREATE TABLE usage_batches (
+  batch_id text PRIMARY KEY,
+  committed_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE audit_log (
+  seq bigserial PRIMARY KEY,
+  import_id text UNIQUE,
+  ts double precision NOT NULL,
+  actor text NOT NULL,
+  action text NOT NULL,
+  key_id text,
+  ip text,
+  details jsonb
+);
+CREATE INDEX audit_log_ts ON audit_log (ts, seq);
+`,
+  },
+];

@@ -1,0 +1,296 @@
+// The PostgreSQL key store: keys in `api_keys`, served from an in-memory replica that notifications keep fresh.
+
+import type { PoolClient } from 'pg';
+import type { KeyPatch, KeyRecord, KeyStore } from '../types.js';
+import type { PostgresDatabase } from './database.js';
+import { BOOTSTRAP_LOCK_ID, CHANNELS } from './migrations.js';
+import { ReplicaFeed } from './replica.js';
+
+export interface PostgresKeyStoreOptions {
+  database: PostgresDatabase;
+  /** How often keys changed since the last reload are read again, as a safety net under notifications (default 30 s). */
+  reloadIntervalMs?: number;
+  /** How often batched `last_used` times are written (default 2 s). */
+  touchFlushMs?: number;
+}
+
+interface KeyRow {
+  key_id: string;
+  name: string;
+  created_at: number;
+  last_used: number | null;
+  rate_limit: number;
+  is_active: boolean;
+  metadata: Record<string, unknown>;
+  role: string;
+  expires_at: number | null;
+  key_prefix: string | null;
+  key_hash: string;
+  previous_key_hash: string | null;
+  previous_key_valid_until: number | null;
+  deleted: boolean;
+  version: string;
+  updated: number;
+}
+
+const COLUMNS = `key_id, name, created_at, last_used, rate_limit, is_active, metadata, role, expires_at, key_prefix, key_hash,
+  previous_key_hash, previous_key_valid_until, deleted, version, extract(epoch from updated_at)::float8 AS updated`;
+
+/** The columns a patch may set, with how each value is sent. */
+const PATCHABLE: Record<string, (value: unknown) => unknown> = {
+  name: (v) => v,
+  last_used: (v) => v,
+  rate_limit: (v) => v,
+  is_active: (v) => v,
+  metadata: (v) => JSON.stringify(v ?? {}),
+  role: (v) => v,
+  expires_at: (v) => v,
+  key_prefix: (v) => v,
+  key_hash: (v) => v,
+  previous_key_hash: (v) => v,
+  previous_key_valid_until: (v) => v,
+};
+
+function toRecord(row: KeyRow): KeyRecord {
+  return {
+    key_id: row.key_id,
+    name: row.name,
+    created_at: row.created_at,
+    last_used: row.last_used,
+    rate_limit: row.rate_limit,
+    is_active: row.is_active,
+    metadata: row.metadata ?? {},
+    role: row.role === 'admin' ? 'admin' : 'user',
+    expires_at: row.expires_at,
+    key_prefix: row.key_prefix,
+    key_hash: row.key_hash,
+    previous_key_hash: row.previous_key_hash,
+    previous_key_valid_until: row.previous_key_valid_until,
+  };
+}
+
+/**
+ * Keys in PostgreSQL. Every read (`findByHash`, `get`, `list`) is served from memory: the table is read
+ * at open, and each change is announced by a trigger with `pg_notify` in the transaction that makes it,
+ * so every replica applies it within milliseconds of the commit. Rows changed since the newest one seen
+ * are also read again every `reloadIntervalMs`, in case a notification was missed. Deleted keys stay as
+ * tombstones, so a delete reaches replicas by the same path and the store never becomes pristine again.
+ * Writes resolve once committed; they reject (and change nothing) while the database is unreachable,
+ * and lookups keep answering from memory meanwhile.
+ */
+export class PostgresKeyStore implements KeyStore {
+  private readonly database: PostgresDatabase;
+  private readonly byId = new Map<string, KeyRecord>();
+  private readonly byHash = new Map<string, KeyRecord>();
+  /** The version of every key seen, tombstones included, so a late read never brings back an older state. */
+  private readonly versions = new Map<string, number>();
+  private readonly feed: ReplicaFeed<string>;
+  private readonly touchFlushMs: number;
+  private pendingTouches = new Map<string, number>();
+  private touchTimer: NodeJS.Timeout | null = null;
+  private everHadKey = false;
+
+  constructor(options: PostgresKeyStoreOptions) {
+    this.database = options.database;
+    this.touchFlushMs = options.touchFlushMs ?? 2000;
+    this.feed = new ReplicaFeed<string>({
+      database: this.database,
+      channel: CHANNELS.keys,
+      reloadIntervalMs: options.reloadIntervalMs ?? 30_000,
+      parse: (payload) => payload || null,
+      onPayloads: async (ids) => {
+        const unique = [...new Set(ids)];
+        const { rows } = await this.database.query<KeyRow>(`SELECT ${COLUMNS} FROM api_keys WHERE key_id = ANY($1)`, [unique]);
+        for (const row of rows) this.apply(row);
+        // A key removed with a plain DELETE (by hand) has no row left.
+        for (const id of unique) if (!rows.some((row) => row.key_id === id)) this.forget(id);
+      },
+      reloadSince: (since) => this.reloadSince(since),
+    });
+  }
+
+  async open(): Promise<void> {
+    this.database.retain();
+    try {
+      await this.feed.start();
+    } catch (error) {
+      this.feed.stop();
+      await this.database.release();
+      throw error;
+    }
+    this.touchTimer = setInterval(() => void this.flushTouches().catch(() => undefined), this.touchFlushMs).unref();
+  }
+
+  findByHash(keyHash: string): KeyRecord | undefined {
+    return this.byHash.get(keyHash);
+  }
+
+  get(keyId: string): KeyRecord | undefined {
+    return this.byId.get(keyId);
+  }
+
+  list(): KeyRecord[] {
+    return [...this.byId.values()];
+  }
+
+  size(): number {
+    return this.byId.size;
+  }
+
+  isPristine(): boolean {
+    return !this.everHadKey;
+  }
+
+  async create(record: KeyRecord, options: { onlyIfPristine?: boolean } = {}): Promise<boolean> {
+    const row = await this.database.transaction(async (client) => {
+      if (options.onlyIfPristine) {
+        // Replicas creating "the first key" at once take turns here; only the first finds the table empty.
+        await client.query('SELECT pg_advisory_xact_lock($1)', [BOOTSTRAP_LOCK_ID]);
+        const { rows } = await client.query('SELECT 1 FROM api_keys LIMIT 1');
+        if (rows.length > 0) return null;
+      }
+      const inserted = await insertKey(client, record);
+      if (!inserted) throw new Error(`a key with key_id ${record.key_id} already exists`);
+      return inserted;
+    });
+    if (!row) {
+      this.everHadKey = true;
+      return false;
+    }
+    this.apply(row);
+    return true;
+  }
+
+  async update(keyId: string, patch: KeyPatch): Promise<KeyRecord | undefined> {
+    const sets: string[] = [];
+    const values: unknown[] = [keyId];
+    for (const [field, value] of Object.entries(patch)) {
+      const encode = PATCHABLE[field];
+      if (!encode || value === undefined) continue;
+      values.push(encode(value));
+      sets.push(`${field} = $${values.length}${field === 'metadata' ? '::jsonb' : ''}`);
+    }
+    if (sets.length === 0) sets.push('key_id = key_id');
+    const { rows } = await this.database.query<KeyRow>(`UPDATE api_keys SET ${sets.join(', ')} WHERE key_id = $1 AND NOT deleted RETURNING ${COLUMNS}`, values);
+    const row = rows[0];
+    if (!row) return undefined;
+    this.apply(row);
+    return this.byId.get(keyId) ?? toRecord(row);
+  }
+
+  async delete(keyId: string): Promise<boolean> {
+    const { rows } = await this.database.query<KeyRow>(`UPDATE api_keys SET deleted = true WHERE key_id = $1 AND NOT deleted RETURNING ${COLUMNS}`, [keyId]);
+    const row = rows[0];
+    if (!row) return false;
+    this.apply(row);
+    return true;
+  }
+
+  touch(keyId: string, at: number): void {
+    const record = this.byId.get(keyId);
+    if (!record) return;
+    record.last_used = at;
+    this.pendingTouches.set(keyId, Math.max(at, this.pendingTouches.get(keyId) ?? 0));
+  }
+
+  async checkWritable(): Promise<void> {
+    await this.database.query('SELECT 1');
+  }
+
+  async close(): Promise<void> {
+    if (this.touchTimer) clearInterval(this.touchTimer);
+    this.touchTimer = null;
+    this.feed.stop();
+    await this.flushTouches().catch(() => undefined);
+    await this.database.release();
+  }
+
+  /** Waits for the notifications received so far to be applied (for tests and the migrate command). */
+  async settled(): Promise<void> {
+    await this.feed.settled();
+  }
+
+  /** Writes the batched `last_used` times; they are kept for the next try when the write fails. */
+  private async flushTouches(): Promise<void> {
+    if (this.pendingTouches.size === 0) return;
+    const touches = this.pendingTouches;
+    this.pendingTouches = new Map();
+    try {
+      await this.database.query(
+        `UPDATE api_keys AS k SET last_used = GREATEST(COALESCE(k.last_used, 0), t.at)
+         FROM unnest($1::text[], $2::float8[]) AS t(key_id, at) WHERE k.key_id = t.key_id`,
+        [[...touches.keys()], [...touches.values()]],
+      );
+    } catch (error) {
+      for (const [keyId, at] of touches) this.pendingTouches.set(keyId, Math.max(at, this.pendingTouches.get(keyId) ?? 0));
+      throw error;
+    }
+  }
+
+  private async reloadSince(since: number): Promise<number | null> {
+    const { rows } = await this.database.query<KeyRow>(`SELECT ${COLUMNS} FROM api_keys WHERE updated_at > to_timestamp($1)`, [since]);
+    let newest: number | null = null;
+    for (const row of rows) {
+      this.apply(row);
+      newest = Math.max(newest ?? 0, row.updated);
+    }
+    // Keys removed by hand with a plain DELETE leave no row to reload: drop what the table no longer has.
+    if (since > 0) {
+      const { rows: live } = await this.database.query<{ key_id: string }>('SELECT key_id FROM api_keys WHERE NOT deleted');
+      const present = new Set(live.map((row) => row.key_id));
+      for (const id of [...this.byId.keys()]) if (!present.has(id)) this.forget(id);
+      if (live.length > 0) this.everHadKey = true;
+    }
+    return newest;
+  }
+
+  /** Puts a row read from the table into memory, unless a newer version is already there. */
+  private apply(row: KeyRow): void {
+    this.everHadKey = true;
+    const version = Number(row.version);
+    const known = this.versions.get(row.key_id) ?? 0;
+    if (version < known) return;
+    const before = this.byId.get(row.key_id);
+    if (version === known && before) {
+      // Same content; only last_used may have moved on (it does not change the version).
+      before.last_used = Math.max(before.last_used ?? 0, row.last_used ?? 0) || null;
+      return;
+    }
+    this.versions.set(row.key_id, version);
+    this.unindex(before);
+    if (row.deleted) {
+      this.byId.delete(row.key_id);
+      return;
+    }
+    const record = toRecord(row);
+    const touched = this.pendingTouches.get(record.key_id);
+    record.last_used = Math.max(record.last_used ?? 0, before?.last_used ?? 0, touched ?? 0) || null;
+    this.byId.set(record.key_id, record);
+    this.byHash.set(record.key_hash, record);
+    if (record.previous_key_hash) this.byHash.set(record.previous_key_hash, record);
+  }
+
+  private forget(keyId: string): void {
+    this.unindex(this.byId.get(keyId));
+    this.byId.delete(keyId);
+  }
+
+  private unindex(record: KeyRecord | undefined): void {
+    if (!record) return;
+    for (const hash of [record.key_hash, record.previous_key_hash]) if (hash && this.byHash.get(hash) === record) this.byHash.delete(hash);
+  }
+}
+
+/** Inserts a key; a tombstone with the same id (a deleted key) is not brought back. Resolves the row, or null. */
+async function insertKey(client: PoolClient, record: KeyRecord): Promise<KeyRow | null> {
+  const { rows } = await client.query<KeyRow>(
+    `INSERT INTO api_keys (key_id, name, created_at, last_used, rate_limit, is_active, metadata, role, expires_at, key_prefix, key_hash, previous_key_hash, previous_key_valid_until)
+     VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12, $13)
+     ON CONFLICT (key_id) DO NOTHING RETURNING ${COLUMNS}`,
+    [
+      record.key_id, record.name, record.created_at, record.last_used, record.rate_limit, record.is_active, JSON.stringify(record.metadata ?? {}),
+      record.role, record.expires_at, record.key_prefix, record.key_hash, record.previous_key_hash, record.previous_key_valid_until,
+    ],
+  );
+  return rows[0] ?? null;
+}

@@ -1,0 +1,166 @@
+// The PostgreSQL ownership store: who owns each prompt, clientId and file, and each key's ComfyUI user, replicated in memory.
+
+import type { OwnedKind, OwnershipStore } from '../types.js';
+import type { PostgresDatabase } from './database.js';
+import { CHANNELS } from './migrations.js';
+import { ReplicaFeed } from './replica.js';
+
+export interface PostgresOwnershipStoreOptions {
+  database: PostgresDatabase;
+  /** Safety-net reload interval (default 30 s). */
+  reloadIntervalMs?: number;
+}
+
+interface OwnershipRecord {
+  key_id: string;
+  at: number;
+  outputs_recorded: boolean;
+  comfy_user: string | null;
+}
+
+interface OwnershipRow extends OwnershipRecord {
+  kind: string;
+  id: string;
+  updated: number;
+}
+
+/** A notification: the whole record, or only its seq when the record is too long to announce. */
+type Announcement = { k: string; i: string; o: string; a: number; r: boolean; u: string | null } | { seq: number };
+
+const COMFY_USER = 'comfy-user';
+const COLUMNS = 'kind, id, key_id, at, outputs_recorded, comfy_user, extract(epoch from updated_at)::float8 AS updated';
+
+/**
+ * Ownership in the `ownership` table. Lookups are served from memory. A claim is one
+ * `INSERT … ON CONFLICT DO NOTHING`, so the first key wins even across replicas; each change is announced
+ * with the record itself, so other replicas apply it without a query.
+ */
+export class PostgresOwnershipStore implements OwnershipStore {
+  private readonly database: PostgresDatabase;
+  private readonly records = new Map<string, OwnershipRecord>();
+  private readonly promptsByKey = new Map<string, Set<string>>();
+  private readonly feed: ReplicaFeed<Announcement>;
+
+  constructor(options: PostgresOwnershipStoreOptions) {
+    this.database = options.database;
+    this.feed = new ReplicaFeed<Announcement>({
+      database: this.database,
+      channel: CHANNELS.ownership,
+      reloadIntervalMs: options.reloadIntervalMs ?? 30_000,
+      parse: (payload) => {
+        try {
+          return JSON.parse(payload) as Announcement;
+        } catch {
+          return null;
+        }
+      },
+      onPayloads: async (announcements) => {
+        const seqs: number[] = [];
+        for (const a of announcements) {
+          if ('seq' in a) seqs.push(a.seq);
+          else this.apply(a.k, a.i, { key_id: a.o, at: a.a, outputs_recorded: a.r, comfy_user: a.u });
+        }
+        if (seqs.length === 0) return;
+        const { rows } = await this.database.query<OwnershipRow>(`SELECT ${COLUMNS} FROM ownership WHERE seq = ANY($1)`, [seqs]);
+        for (const row of rows) this.apply(row.kind, row.id, row);
+      },
+      reloadSince: async (since) => {
+        const { rows } = await this.database.query<OwnershipRow>(`SELECT ${COLUMNS} FROM ownership WHERE updated_at > to_timestamp($1)`, [since]);
+        let newest: number | null = null;
+        for (const row of rows) {
+          this.apply(row.kind, row.id, row);
+          newest = Math.max(newest ?? 0, row.updated);
+        }
+        return newest;
+      },
+    });
+  }
+
+  async open(): Promise<void> {
+    this.database.retain();
+    try {
+      await this.feed.start();
+    } catch (error) {
+      this.feed.stop();
+      await this.database.release();
+      throw error;
+    }
+  }
+
+  ownerOf(kind: OwnedKind, id: string): string | undefined {
+    return this.records.get(`${kind}:${id}`)?.key_id;
+  }
+
+  async claim(kind: OwnedKind, id: string, keyId: string): Promise<string> {
+    // An owner never changes once set, so the replica's answer is final.
+    const known = this.records.get(`${kind}:${id}`);
+    if (known) return known.key_id;
+    const inserted = await this.database.query<OwnershipRow>(
+      `INSERT INTO ownership (kind, id, key_id, at) VALUES ($1, $2, $3, $4) ON CONFLICT (kind, id) DO NOTHING RETURNING ${COLUMNS}`,
+      [kind, id, keyId, Date.now() / 1000],
+    );
+    // On a conflict the winner is read in a statement of its own, whose snapshot includes the winner's commit.
+    const row = inserted.rows[0] ?? (await this.database.query<OwnershipRow>(`SELECT ${COLUMNS} FROM ownership WHERE kind = $1 AND id = $2`, [kind, id])).rows[0];
+    if (!row) throw new Error(`ownership of ${kind} ${id} could not be read back`);
+    this.apply(row.kind, row.id, row);
+    return row.key_id;
+  }
+
+  recentPrompts(keyId: string, limit: number): Array<{ promptId: string; outputsRecorded: boolean }> {
+    const prompts = [...(this.promptsByKey.get(keyId) ?? [])].map((promptId) => ({ promptId, record: this.records.get(`prompt:${promptId}`)! }));
+    prompts.sort((a, b) => b.record.at - a.record.at);
+    return prompts.slice(0, limit).map(({ promptId, record }) => ({ promptId, outputsRecorded: record.outputs_recorded }));
+  }
+
+  async markOutputsRecorded(promptId: string): Promise<void> {
+    const current = this.records.get(`prompt:${promptId}`);
+    if (!current || current.outputs_recorded) return;
+    const { rows } = await this.database.query<OwnershipRow>(
+      `UPDATE ownership SET outputs_recorded = true WHERE kind = 'prompt' AND id = $1 AND NOT outputs_recorded RETURNING ${COLUMNS}`,
+      [promptId],
+    );
+    if (rows[0]) this.apply('prompt', promptId, rows[0]);
+    else current.outputs_recorded = true;
+  }
+
+  comfyUserOf(keyId: string): string | undefined {
+    return this.records.get(`${COMFY_USER}:${keyId}`)?.comfy_user ?? undefined;
+  }
+
+  async setComfyUser(keyId: string, comfyUser: string): Promise<void> {
+    const { rows } = await this.database.query<OwnershipRow>(
+      `INSERT INTO ownership (kind, id, key_id, at, comfy_user) VALUES ($1, $2, $2, $3, $4)
+       ON CONFLICT (kind, id) DO UPDATE SET comfy_user = excluded.comfy_user, at = excluded.at RETURNING ${COLUMNS}`,
+      [COMFY_USER, keyId, Date.now() / 1000, comfyUser],
+    );
+    this.apply(COMFY_USER, keyId, rows[0]!);
+  }
+
+  async close(): Promise<void> {
+    this.feed.stop();
+    await this.database.release();
+  }
+
+  /** Waits for the notifications received so far to be applied. */
+  settled(): Promise<void> {
+    return this.feed.settled();
+  }
+
+  private apply(kind: string, id: string, row: OwnershipRecord): void {
+    const recordId = `${kind}:${id}`;
+    const before = this.records.get(recordId);
+    const record: OwnershipRecord = {
+      key_id: row.key_id,
+      at: row.at,
+      // Outputs once recorded stay recorded, whatever order notifications arrive in.
+      outputs_recorded: row.outputs_recorded || before?.outputs_recorded === true,
+      comfy_user: row.comfy_user ?? null,
+    };
+    this.records.set(recordId, record);
+    if (kind !== 'prompt') return;
+    if (before && before.key_id !== record.key_id) this.promptsByKey.get(before.key_id)?.delete(id);
+    let prompts = this.promptsByKey.get(record.key_id);
+    if (!prompts) this.promptsByKey.set(record.key_id, (prompts = new Set()));
+    prompts.add(id);
+  }
+}

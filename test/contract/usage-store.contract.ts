@@ -1,0 +1,89 @@
+// The UsageStore contract: synchronous recording, daily and hourly totals, durability across a restart.
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { UsageRecord, UsageStore } from '../../src/store/types.js';
+import { utcDay } from '../../src/usage/day.js';
+import { isSkipped, lifecycle, type HarnessOrSkip } from './harness.js';
+
+function usage(keyId: string, timestamp: number, overrides: Partial<UsageRecord> = {}): UsageRecord {
+  return { key_id: keyId, endpoint: '/prompt', timestamp, duration: 0.25, success: true, metadata: { method: 'POST', status: 200 }, ...overrides };
+}
+
+/** Runs the UsageStore contract against one adapter. */
+export function usageStoreContract(name: string, harness: HarnessOrSkip<UsageStore>): void {
+  if (isSkipped(harness)) {
+    describe(`${name} (UsageStore contract)`, { skip: harness.skip }, () => undefined);
+    return;
+  }
+  describe(`${name} (UsageStore contract)`, () => {
+    const { open, reopen } = lifecycle(harness);
+    const now = (): number => Date.now() / 1000;
+
+    test('matches the interface', async () => {
+      const store = await open();
+      for (const method of ['open', 'record', 'recordRateLimited', 'dailyTotals', 'requestsSince', 'keyIds', 'recentRequestTimes', 'ensureCreated', 'flush', 'lastWriteError', 'close'] as const) {
+        assert.equal(typeof store[method], 'function', `${method} is a method`);
+      }
+      await store.ensureCreated();
+      assert.equal(store.lastWriteError(), null);
+    });
+
+    test('a record counts at once in the day, the hour and the key list', async () => {
+      const store = await open();
+      const t = now();
+      store.record(usage('a', t - 10));
+      store.record(usage('a', t - 5, { success: false, duration: 1.5, metadata: { method: 'GET', status: 502 } }));
+      store.recordRateLimited('a', t - 1);
+      store.record(usage('b', t - 2));
+      const today = utcDay(t);
+      const totals = store.dailyTotals('a', today).get(today);
+      assert.deepEqual(totals, { requests: 2, successes: 1, failures: 1, duration: 1.75, rate_limited: 1 });
+      assert.equal(store.requestsSince('a', t - 3600), 2, 'a 429 is not a counted request');
+      assert.deepEqual(store.keyIds().sort(), ['a', 'b']);
+      assert.equal(store.dailyTotals('nobody', '2000-01-01').size, 0);
+    });
+
+    test('daily totals are kept per UTC day and filtered by the first day asked for', async () => {
+      const store = await open();
+      const day1 = Date.UTC(2026, 0, 1, 12) / 1000;
+      const day2 = Date.UTC(2026, 0, 2, 23, 59, 59) / 1000;
+      store.record(usage('k', day1));
+      store.record(usage('k', day1 + 1));
+      store.record(usage('k', day2));
+      assert.deepEqual([...store.dailyTotals('k', '2026-01-01').keys()].sort(), ['2026-01-01', '2026-01-02']);
+      assert.deepEqual([...store.dailyTotals('k', '2026-01-02').keys()], ['2026-01-02']);
+      assert.equal(store.dailyTotals('k', '2026-01-01').get('2026-01-01')?.requests, 2);
+    });
+
+    test('everything flushed survives a restart: totals, hourly counts and the last hour of request times', async () => {
+      const store = await open();
+      const t = now();
+      const old = Date.UTC(2026, 0, 1, 12) / 1000;
+      store.record(usage('k', old));
+      for (let i = 0; i < 5; i += 1) store.record(usage('k', t - 100 + i));
+      store.record(usage('k', t - 7200));
+      store.recordRateLimited('k', t - 50);
+      await store.flush();
+      assert.equal(store.lastWriteError(), null);
+      const again = await reopen();
+      const today = utcDay(t);
+      assert.equal(again.dailyTotals('k', today).get(today)?.requests, 5 + (utcDay(t - 7200) === today ? 1 : 0));
+      assert.equal(again.dailyTotals('k', today).get(today)?.rate_limited, 1);
+      assert.equal(again.dailyTotals('k', '2026-01-01').get('2026-01-01')?.requests, 1);
+      assert.equal(again.requestsSince('k', t - 3600), 5);
+      assert.equal(again.requestsSince('k', t - 3 * 3600), 6);
+      const recent = again.recentRequestTimes(3600, now()).get('k') ?? [];
+      assert.deepEqual(recent.map((x) => Math.round(x * 1000)).sort(), [0, 1, 2, 3, 4].map((i) => Math.round((t - 100 + i) * 1000)));
+    });
+
+    test('close writes what was recorded without a flush', async () => {
+      const store = await open();
+      const t = now();
+      for (let i = 0; i < 50; i += 1) store.record(usage(`k${i % 3}`, t - i));
+      const again = await reopen();
+      const sum = ['k0', 'k1', 'k2'].reduce((n, k) => n + again.requestsSince(k, t - 3600), 0);
+      assert.equal(sum, 50);
+    });
+  });
+}
