@@ -1,4 +1,4 @@
-// Opens the stores a gateway runs on: JSON files in the user directory by default, or PostgreSQL when a database URL is given.
+// Opens the stores a gateway runs on: JSON files and in-memory counters by default; PostgreSQL and Redis when their URLs are given.
 
 import { mkdir } from 'node:fs/promises';
 import { redactUrl } from '../config/load.js';
@@ -27,23 +27,35 @@ export interface Stores {
 
 /** The settings `createStores` reads; the backend URLs are optional (JSON files and memory counters without them). */
 export type StoreConfig = Pick<GatewayConfig, 'userDirectory' | 'usageRetentionDays'> &
-  Partial<Pick<GatewayConfig, 'databaseUrl' | 'logLevel'>>;
+  Partial<Pick<GatewayConfig, 'databaseUrl' | 'redisUrl' | 'redisKeyPrefix' | 'redisTimeoutMs' | 'redisFailure' | 'logLevel'>>;
 
 /**
  * Opens the key, usage, ownership and session stores and seeds the rate-limit windows with the requests of the last hour,
  * so a restart does not reset anyone's count. With `databaseUrl`, the stores live in PostgreSQL (the schema is
- * migrated first); the PostgreSQL client is loaded only then, never for the JSON-file default.
+ * migrated first); with `redisUrl`, the rate-limit counters live in Redis, shared by every replica. Each client
+ * library is loaded only when its URL is given, never for the JSON-file default.
  * @throws StoreCorruptError when a store file cannot be read; the connection or migration error when PostgreSQL cannot be used.
  * @example const stores = await createStores({ userDirectory: './user', usageRetentionDays: 90 });
  */
 export async function createStores(config: StoreConfig, log?: StoreLog): Promise<Stores> {
-  const persistent = config.databaseUrl
-    ? await openPostgres(config.databaseUrl, config, log ?? createLogger(config.logLevel ?? 'info'))
-    : await openFiles(config);
-  const counters = new MemoryCounterStore(WINDOW_SECONDS);
+  const storeLog = log ?? (config.databaseUrl || config.redisUrl ? createLogger(config.logLevel ?? 'info') : undefined);
+  const persistent = config.databaseUrl ? await openPostgres(config.databaseUrl, config, storeLog) : await openFiles(config);
+  let counters: CounterStore;
+  let location = persistent.location;
+  if (config.redisUrl) {
+    try {
+      counters = await openRedisCounters(config.redisUrl, config, storeLog);
+    } catch (error) {
+      await Promise.all([persistent.keys.close(), persistent.usage.close(), persistent.ownership.close(), persistent.sessions.close()]).catch(() => undefined);
+      throw error;
+    }
+    location += `, counters ${redactUrl(config.redisUrl)}`;
+  } else {
+    counters = new MemoryCounterStore(WINDOW_SECONDS);
+  }
   const now = Date.now() / 1000;
   counters.restore(persistent.usage.recentRequestTimes(WINDOW_SECONDS, now), now);
-  return { ...persistent, counters };
+  return { ...persistent, counters, location };
 }
 
 type PersistentStores = Omit<Stores, 'counters'>;
@@ -58,8 +70,20 @@ async function openFiles(config: StoreConfig): Promise<PersistentStores> {
   return { keys, usage, ownership, sessions, audit: new FileAuditStore({ directory: config.userDirectory }), location: config.userDirectory };
 }
 
-async function openPostgres(url: string, config: StoreConfig, log: StoreLog): Promise<PersistentStores> {
+async function openPostgres(url: string, config: StoreConfig, log: StoreLog | undefined): Promise<PersistentStores> {
   const { openPostgresStores } = await import('./postgres/index.js');
-  const stores = await openPostgresStores({ url, usageRetentionDays: config.usageRetentionDays, log });
+  const stores = await openPostgresStores({ url, usageRetentionDays: config.usageRetentionDays, ...(log ? { log } : {}) });
   return { ...stores, location: redactUrl(url) };
+}
+
+async function openRedisCounters(url: string, config: StoreConfig, log: StoreLog | undefined): Promise<CounterStore> {
+  const { RedisCounterStore } = await import('./redis/redis-counter-store.js');
+  return RedisCounterStore.open({
+    url,
+    windowSeconds: WINDOW_SECONDS,
+    ...(config.redisKeyPrefix ? { keyPrefix: config.redisKeyPrefix } : {}),
+    ...(config.redisTimeoutMs ? { timeoutMs: config.redisTimeoutMs } : {}),
+    ...(config.redisFailure ? { failure: config.redisFailure } : {}),
+    ...(log ? { log } : {}),
+  });
 }

@@ -88,3 +88,23 @@ function redact(url: string): string {
     return url;
   }
 }
+
+/** Deletes every key under `prefix` (a test's own), so runs leave nothing behind in a shared Redis. */
+export async function deleteRedisKeys(prefix: string, url = TEST_REDIS_URL): Promise<void> {
+  const { Redis } = await import('ioredis');
+  const client = new Redis(url, { lazyConnect: true, connectTimeout: 1000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    let cursor = '0';
+    do {
+      const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      if (keys.length > 0) await client.del(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+  } catch {
+    // Nothing to clean when Redis is gone.
+  } finally {
+    client.disconnect();
+  }
+}

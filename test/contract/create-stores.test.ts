@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { freshPostgresDatabase } from './backends.js';
+import { deleteRedisKeys, freshPostgresDatabase, redisUnavailable, testKeyPrefix, TEST_REDIS_URL } from './backends.js';
 
 const DIST_SRC = resolve(import.meta.dirname, '../../src');
 
@@ -62,5 +62,20 @@ describe('createStores', () => {
     assert.equal(result.ioredis, false, 'no Redis client without a Redis URL');
     assert.equal(result.keys, 'PostgresKeyStore');
     assert.ok(!result.location.includes('secret') && result.location.includes('***'), result.location);
+  });
+
+  test('with a Redis URL the counters are in Redis: the Redis client is loaded, not the PostgreSQL one', async (t) => {
+    const unavailable = await redisUnavailable();
+    if (unavailable) return t.skip(unavailable);
+    const directory = await mkdtemp(join(tmpdir(), 'comfy-gate-drivers-'));
+    const prefix = testKeyPrefix();
+    after(async () => {
+      await rm(directory, { recursive: true, force: true });
+      await deleteRedisKeys(prefix);
+    });
+    const result = JSON.parse(await runScript(driverProbe({ userDirectory: directory, usageRetentionDays: 90, redisUrl: TEST_REDIS_URL, redisKeyPrefix: prefix })));
+    assert.equal(result.ioredis, true);
+    assert.equal(result.pg, false);
+    assert.equal(result.location, `${directory}, counters ${new URL(TEST_REDIS_URL).toString()}`);
   });
 });
