@@ -18,7 +18,8 @@ export { StoreCorruptError } from './store/types.js';
  * @example const gateway = await createGateway(loadServeConfig(['--require-api-auth'], {})); await gateway.listen();
  */
 export async function createGateway(config: GatewayConfig, log: Logger = createLogger(config.logLevel)): Promise<Gateway & { storeLocation: string; keyCount(): number }> {
-  const stores = await createStores(config);
-  const gateway = createGatewayServer(config, stores, log, createMetrics({ perKey: config.metricsPerKey }));
+  const metrics = createMetrics({ perKey: config.metricsPerKey });
+  const stores = await createStores(config, log, (store, seconds) => metrics.storeWrite(store, seconds));
+  const gateway = createGatewayServer(config, stores, log, metrics);
   return { ...gateway, storeLocation: stores.location, keyCount: () => stores.keys.size() };
 }

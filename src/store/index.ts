@@ -37,9 +37,9 @@ export type StoreConfig = Pick<GatewayConfig, 'userDirectory' | 'usageRetentionD
  * @throws StoreCorruptError when a store file cannot be read; the connection or migration error when PostgreSQL cannot be used.
  * @example const stores = await createStores({ userDirectory: './user', usageRetentionDays: 90 });
  */
-export async function createStores(config: StoreConfig, log?: StoreLog): Promise<Stores> {
+export async function createStores(config: StoreConfig, log?: StoreLog, onWrite?: StoreWriteObserver): Promise<Stores> {
   const storeLog = log ?? (config.databaseUrl || config.redisUrl ? createLogger(config.logLevel ?? 'info') : undefined);
-  const persistent = config.databaseUrl ? await openPostgres(config.databaseUrl, config, storeLog) : await openFiles(config);
+  const persistent = config.databaseUrl ? await openPostgres(config.databaseUrl, config, storeLog) : await openFiles(config, onWrite);
   let counters: CounterStore;
   let location = persistent.location;
   if (config.redisUrl) {
@@ -60,14 +60,19 @@ export async function createStores(config: StoreConfig, log?: StoreLog): Promise
 
 type PersistentStores = Omit<Stores, 'counters'>;
 
-async function openFiles(config: StoreConfig): Promise<PersistentStores> {
+/** Told how long each durable write of a store took (for metrics): the store's name and seconds. */
+export type StoreWriteObserver = (store: string, seconds: number) => void;
+
+async function openFiles(config: StoreConfig, onWrite?: StoreWriteObserver): Promise<PersistentStores> {
   await mkdir(config.userDirectory, { recursive: true });
-  const keys = new FileKeyStore({ directory: config.userDirectory });
-  const usage = new FileUsageStore({ directory: config.userDirectory, retentionDays: config.usageRetentionDays });
-  const ownership = new FileOwnershipStore({ directory: config.userDirectory });
-  const sessions = new FileSessionStore({ directory: config.userDirectory });
+  const directory = config.userDirectory;
+  const observed = (store: string) => (onWrite ? { onWrite: (seconds: number) => onWrite(store, seconds) } : {});
+  const keys = new FileKeyStore({ directory, ...observed('keys') });
+  const usage = new FileUsageStore({ directory, retentionDays: config.usageRetentionDays, ...observed('usage') });
+  const ownership = new FileOwnershipStore({ directory, ...observed('ownership') });
+  const sessions = new FileSessionStore({ directory, ...observed('sessions') });
   await Promise.all([keys.open(), usage.open(), ownership.open(), sessions.open()]);
-  return { keys, usage, ownership, sessions, audit: new FileAuditStore({ directory: config.userDirectory }), location: config.userDirectory };
+  return { keys, usage, ownership, sessions, audit: new FileAuditStore({ directory, ...observed('audit') }), location: directory };
 }
 
 async function openPostgres(url: string, config: StoreConfig, log: StoreLog | undefined): Promise<PersistentStores> {

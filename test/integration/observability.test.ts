@@ -106,6 +106,8 @@ describe('OpenAPI, metrics, logs and audit', () => {
     assert.match(res.text, /^comfy_gate_websockets_open \d+/m);
     assert.ok(value(new RegExp(`^comfy_gate_key_requests_total\\{key_id="${user.key_id}",status_class="2xx"\\} (\\d+)`, 'm')) >= 2);
     assert.match(res.text, /^comfy_gate_process_resident_memory_bytes \d+/m);
+    assert.ok(value(/^comfy_gate_store_write_duration_seconds_count\{store="keys"\} (\d+)/m) >= 1, 'key writes are timed');
+    assert.ok(value(/^comfy_gate_store_write_duration_seconds_count\{store="usage"\} (\d+)/m) >= 1, 'usage appends are timed');
   });
 
   test('one JSON log line per request with its X-Request-Id; no key, cookie or Authorization ever logged', async () => {
