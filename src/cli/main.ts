@@ -6,6 +6,7 @@ import { ConfigError, SERVE_OPTIONS } from '../config/load.js';
 import { StoreCorruptError } from '../store/types.js';
 import { audit } from './commands/audit.js';
 import { keys } from './commands/keys.js';
+import { migrate } from './commands/migrate.js';
 import { serve } from './commands/serve.js';
 import { usage } from './commands/usage.js';
 import type { CliContext } from './options.js';
@@ -26,6 +27,7 @@ Usage:
   comfy-gate keys delete KEY_ID       Delete a key (--yes without a terminal)
   comfy-gate usage [options]          Usage per key and day: table, JSON or CSV for billing
   comfy-gate audit [options]          The audit trail of key changes and sign-ins
+  comfy-gate migrate [options]        Copy a JSON-file store into PostgreSQL
   comfy-gate COMMAND --help           The options of a command
   comfy-gate --help
 
@@ -38,7 +40,7 @@ ${SERVE_OPTIONS.map((o) => `  --${o.flag}${o.type === 'string' ? ' VALUE' : ''}`
 
 Exit codes: 0 ok, 1 failure, 2 bad arguments.`;
 
-const COMMANDS: Record<string, (args: string[], ctx: CliContext) => Promise<number>> = { keys, usage, audit };
+const COMMANDS: Record<string, (args: string[], ctx: CliContext) => Promise<number>> = { keys, usage, audit, migrate };
 
 async function main(argv: string[]): Promise<number | null> {
   const [first, ...rest] = argv;
