@@ -113,7 +113,8 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
         client.close(1011, 'upstream error');
         return;
       }
-      const timedOut = /timeout/i.test(error.message);
+      // ws reports a handshake that took too long as 'Opening handshake has timed out'.
+      const timedOut = /timeout|timed out/i.test(error.message);
       rejectUpgrade(socket, timedOut ? upstreamTimeout(error) : upstreamUnavailable(error));
       finish(timedOut ? 504 : 502);
     });
