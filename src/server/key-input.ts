@@ -74,6 +74,15 @@ export function auditActionOf(patch: KeyUpdateInput): string {
   return 'key.update';
 }
 
+/** The length of `value` as JSON text, or undefined when it is nested too deeply to write (JSON.stringify runs out of stack). */
+function jsonLength(value: unknown): number | undefined {
+  try {
+    return JSON.stringify(value).length;
+  } catch {
+    return undefined;
+  }
+}
+
 function check(body: unknown, allowed: string[]): Record<string, unknown> {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw invalidRequest('The body must be a JSON object.', [{ field: 'body', problem: 'not an object' }]);
@@ -100,8 +109,10 @@ function check(body: unknown, allowed: string[]): Record<string, unknown> {
     const metadata = fields.metadata;
     if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) {
       problems.push({ field: 'metadata', problem: 'must be a JSON object' });
-    } else if (JSON.stringify(metadata).length > MAX_METADATA_BYTES) {
-      problems.push({ field: 'metadata', problem: `must be at most ${MAX_METADATA_BYTES} bytes as JSON` });
+    } else {
+      const length = jsonLength(metadata);
+      if (length === undefined) problems.push({ field: 'metadata', problem: 'is nested too deeply' });
+      else if (length > MAX_METADATA_BYTES) problems.push({ field: 'metadata', problem: `must be at most ${MAX_METADATA_BYTES} bytes as JSON` });
     }
   }
   if ('role' in fields && fields.role !== 'user' && fields.role !== 'admin') {
