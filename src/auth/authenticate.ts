@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import { GatewayError, invalidKey, keyDisabled, keyExpired } from '../errors.js';
 import type { KeyRecord, KeyStore, SessionStore } from '../store/types.js';
 import { hashApiKey, isWellFormedKey } from './api-key.js';
-import { presentedCredential } from './credentials.js';
+import { isBearerAuthorization, presentedCredential } from './credentials.js';
 import { sessionIdOf } from './session-cookie.js';
 
 /** Who is asking: no key at all, or a valid, active key presented in a header or through a session cookie. */
@@ -18,6 +18,9 @@ export type Caller = { kind: 'anonymous' } | { kind: 'key'; key: KeyRecord; via:
  * @returns the caller, or the 401 error to answer with.
  */
 export function identify(req: IncomingMessage, keys: KeyStore, sessions?: SessionStore): Caller | GatewayError {
+  // Node keeps only the first of repeated Authorization headers; a repeated Bearer is malformed, as a repeated X-API-Key is.
+  const authorizations = req.headersDistinct.authorization ?? [];
+  if (authorizations.length > 1 && authorizations.some(isBearerAuthorization)) return invalidKey();
   const credential = presentedCredential(req.headers);
   if (credential.kind === 'none') return sessions ? sessionCaller(req, keys, sessions) : { kind: 'anonymous' };
   if (credential.kind === 'malformed') return invalidKey();
