@@ -17,6 +17,8 @@ export interface Call {
   headers?: OutgoingHttpHeaders;
   /** A string or Buffer is sent as is; anything else as JSON. */
   body?: unknown;
+  /** The loopback address to send from (any of 127.0.0.0/8), so a test can appear as many clients. */
+  localAddress?: string;
 }
 
 /** Requests to one gateway over a pool of keep-alive connections; the target is sent exactly as written. */
@@ -42,7 +44,7 @@ export class KeepAliveClient {
     }
     return new Promise((resolve, reject) => {
       const req = request(
-        { host: this.url.hostname, port: this.url.port, method: call.method ?? 'GET', path: target, headers, agent: this.agent },
+        { host: this.url.hostname, port: this.url.port, method: call.method ?? 'GET', path: target, headers, agent: this.agent, ...(call.localAddress ? { localAddress: call.localAddress } : {}) },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (chunk: Buffer) => chunks.push(chunk));

@@ -1,0 +1,93 @@
+// The README's rules for management requests, written independently of the gateway: which inputs are valid.
+//
+// Where the README does not decide (a name of spaces only, a PATCH with no field, metadata nested too
+// deeply to measure), the verdict is 'either': the gateway may accept or refuse, but never answer 5xx,
+// and its answer must agree with the store.
+
+export type Verdict = 'valid' | 'invalid' | 'either';
+
+const MAX_BODY_BYTES = 64 * 1024;
+const MAX_METADATA_BYTES = 16 * 1024;
+const CREATE_FIELDS = ['name', 'rate_limit', 'metadata', 'role', 'expires_at'];
+const UPDATE_FIELDS = [...CREATE_FIELDS, 'is_active'];
+
+function worst(verdicts: Verdict[]): Verdict {
+  if (verdicts.includes('invalid')) return 'invalid';
+  return verdicts.includes('either') ? 'either' : 'valid';
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+function judgeName(name: unknown): Verdict {
+  if (typeof name !== 'string' || name.length === 0) return 'invalid';
+  const characters = [...name].length;
+  if (characters > 200) return 'invalid';
+  // eslint-disable-next-line no-control-regex
+  if (name.length > 200 || name.trim() === '' || /[\u0000-\u001f\u007f]/.test(name)) return 'either';
+  return 'valid';
+}
+
+function judgeMetadata(metadata: unknown): Verdict {
+  if (!isObject(metadata)) return 'invalid';
+  let json: string;
+  try {
+    json = JSON.stringify(metadata);
+  } catch {
+    return 'either';
+  }
+  if (Buffer.byteLength(json) <= MAX_METADATA_BYTES) return 'valid';
+  return json.length > MAX_METADATA_BYTES ? 'invalid' : 'either';
+}
+
+function judgeExpiry(at: unknown): Verdict {
+  if (at === null) return 'valid';
+  if (typeof at !== 'number') return 'invalid';
+  return at >= 0 && at <= 1e11 ? 'valid' : 'either';
+}
+
+const FIELD_RULES: Record<string, (value: unknown) => Verdict> = {
+  name: judgeName,
+  rate_limit: (limit) => (typeof limit === 'number' && Number.isInteger(limit) && limit >= 1 && limit <= 10_000_000 ? 'valid' : 'invalid'),
+  metadata: judgeMetadata,
+  role: (role) => (role === 'user' || role === 'admin' ? 'valid' : 'invalid'),
+  expires_at: judgeExpiry,
+  is_active: (active) => (typeof active === 'boolean' ? 'valid' : 'invalid'),
+};
+
+/** The body of `POST /api/keys` or `PATCH /api/keys/{id}`, exactly as sent. */
+export function judgeKeyBody(text: string, kind: 'create' | 'update'): Verdict {
+  if (Buffer.byteLength(text) > MAX_BODY_BYTES) return 'invalid';
+  if (text.trim() === '') return kind === 'create' ? 'valid' : 'either';
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return 'invalid';
+  }
+  if (body === null) return 'either';
+  if (!isObject(body)) return 'invalid';
+  const allowed = kind === 'create' ? CREATE_FIELDS : UPDATE_FIELDS;
+  const fields = Object.keys(body);
+  if (fields.some((field) => !allowed.includes(field))) return 'invalid';
+  const verdicts = fields.map((field) => FIELD_RULES[field]!(body[field]));
+  if (kind === 'update' && fields.length === 0) verdicts.push('either');
+  return worst(verdicts);
+}
+
+/** The fields a valid body sets, with the defaults of a creation. */
+export function fieldsOf(text: string, kind: 'create' | 'update'): Record<string, unknown> {
+  const body = text.trim() === '' ? {} : ((JSON.parse(text) as Record<string, unknown> | null) ?? {});
+  const defaults = kind === 'create' ? { name: 'Unnamed Key', rate_limit: 100, metadata: {}, role: 'user', expires_at: null, is_active: true } : {};
+  return { ...defaults, ...body };
+}
+
+/** `days` of `GET /api/usage`: a whole number from 1 to 365, default 30. Other spellings of a whole number are undecided. */
+export function judgeDays(values: string[]): Verdict {
+  if (values.length === 0) return 'valid';
+  if (values.length > 1) return 'either';
+  const value = values[0]!;
+  if (/^[1-9][0-9]{0,2}$/.test(value)) return Number(value) <= 365 ? 'valid' : 'invalid';
+  const number = Number(value);
+  if (value.trim() === '' || !Number.isFinite(number)) return 'invalid';
+  return Number.isInteger(number) && number >= 1 && number <= 365 ? 'either' : 'invalid';
+}
