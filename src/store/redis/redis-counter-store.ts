@@ -101,6 +101,7 @@ export class RedisCounterStore implements CounterStore {
   private readonly replicaTtlMs: number;
   private readonly log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
   private readonly url: string;
+  private readonly timeoutMs: number;
   /** This replica's own requests (mirrored while Redis works), and its count while it does not. */
   private readonly local: MemoryCounterStore;
   private live = 1;
@@ -110,6 +111,7 @@ export class RedisCounterStore implements CounterStore {
 
   private constructor(options: RedisCounterStoreOptions) {
     this.url = options.url;
+    this.timeoutMs = options.timeoutMs ?? 50;
     this.prefix = options.keyPrefix ?? 'comfy-gate:';
     this.windowSeconds = options.windowSeconds ?? 3600;
     this.failureMode = options.failure ?? 'local';
@@ -123,7 +125,6 @@ export class RedisCounterStore implements CounterStore {
       // Fail at once while disconnected instead of queueing: a request never waits for a reconnection.
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
-      commandTimeout: options.timeoutMs ?? 50,
       connectTimeout: 1000,
       retryStrategy: (attempt: number) => Math.min(100 * attempt, 1000),
       autoResubscribe: false,
@@ -156,13 +157,16 @@ export class RedisCounterStore implements CounterStore {
     if (this.breaker.allow()) {
       try {
         this.sequence += 1;
-        const [allowed, count, oldest] = await this.redis.cgHit(
-          this.windowKey(keyId),
-          String(now),
-          String(now - this.windowSeconds),
-          String(limit),
-          `${this.replicaId}:${this.sequence}`,
-          String(Math.ceil(this.windowSeconds * 1000)),
+        const [allowed, count, oldest] = await answeredWithin(
+          this.redis.cgHit(
+            this.windowKey(keyId),
+            String(now),
+            String(now - this.windowSeconds),
+            String(limit),
+            `${this.replicaId}:${this.sequence}`,
+            String(Math.ceil(this.windowSeconds * 1000)),
+          ),
+          this.timeoutMs,
         );
         this.breaker.success();
         if (this.degraded) this.leaveDegraded();
@@ -208,7 +212,7 @@ export class RedisCounterStore implements CounterStore {
   }
 
   private async heartbeat(): Promise<void> {
-    const live = await this.redis.cgHeartbeat(`${this.prefix}replicas`, String(Date.now()), String(this.replicaTtlMs), this.replicaId);
+    const live = await answeredWithin(this.redis.cgHeartbeat(`${this.prefix}replicas`, String(Date.now()), String(this.replicaTtlMs), this.replicaId), this.timeoutMs);
     this.live = Math.max(1, Number(live));
   }
 
@@ -236,6 +240,39 @@ export class RedisCounterStore implements CounterStore {
     this.degraded = false;
     this.log.info({ event: 'rate_limit_recovered', redis: redactUrl(this.url) }, 'Redis reachable again: rate limits are global again');
   }
+}
+
+/**
+ * Rejects when `promise` has not settled `ms` after the call. When the timer fires, the answer may
+ * already be waiting on the socket while this process was busy (a burst of requests): the check is
+ * made after the event loop's next poll for I/O, so only an answer Redis really did not send in time
+ * counts as a timeout.
+ */
+function answeredWithin<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    const timer = setTimeout(() => {
+      setImmediate(() => {
+        if (settled) return;
+        settled = true;
+        reject(new Error(`Redis did not answer within ${ms} ms`));
+      });
+    }, ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        if (settled) return;
+        settled = true;
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        if (settled) return;
+        settled = true;
+        reject(error);
+      },
+    );
+  });
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
