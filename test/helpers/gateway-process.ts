@@ -52,7 +52,9 @@ export async function startGateway(options: StartGatewayOptions): Promise<Gatewa
   const port = await new Promise<number>((resolvePort, reject) => {
     const check = (): void => {
       const match = /listening on http:\/\/[^\s]+:(\d+)/.exec(stdout);
-      if (match) resolvePort(Number(match[1]));
+      if (!match) return;
+      child.stdout!.off('data', check);
+      resolvePort(Number(match[1]));
     };
     child.stdout!.on('data', check);
     child.once('exit', (code) => reject(new Error(`gateway exited with ${code} before listening:\n${stdout}\n${stderr}`)));

@@ -175,6 +175,14 @@ describe('FileKeyStore', () => {
     });
   }
 
+  test('temporary files a crash left mid-rewrite are removed at open; others are kept', async () => {
+    const leftovers = ['.api_keys.json.1a2b3c.tmp', '.api_keys.journal.4d5e6f.tmp'];
+    for (const name of [...leftovers, 'notes.tmp']) await writeFile(join(dir, name), 'partial');
+    await openStore();
+    for (const name of leftovers) await assert.rejects(stat(join(dir, name)), { code: 'ENOENT' });
+    assert.equal(await readFile(join(dir, 'notes.tmp'), 'utf8'), 'partial');
+  });
+
   test('a torn last journal line is tolerated; the next change works and is durable', async () => {
     const store = await openStore();
     const first = makeKey().record;

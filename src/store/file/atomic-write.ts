@@ -1,6 +1,6 @@
 // Replaces a file atomically and durably: write a temporary file, fsync it, rename it over, fsync the folder.
 
-import { link, open, rename, unlink } from 'node:fs/promises';
+import { link, open, readdir, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -38,6 +38,16 @@ export async function writeFileAtomic(path: string, content: FileContent, option
     throw error;
   }
   await syncDirectory(dir);
+}
+
+/**
+ * Deletes the temporary files that `writeFileAtomic` left for `path` when a crash stopped it before
+ * the rename. Call only while no other writer of `path` can be mid-write (at start, under its lock).
+ */
+export async function removeLeftoverTemporaries(path: string): Promise<void> {
+  const prefix = `.${basename(path)}.`;
+  const names = await readdir(dirname(path)).catch(() => [] as string[]);
+  await Promise.all(names.filter((name) => name.startsWith(prefix) && name.endsWith('.tmp')).map((name) => unlink(join(dirname(path), name)).catch(() => undefined)));
 }
 
 /** Makes a rename, creation or deletion inside `dir` durable. */

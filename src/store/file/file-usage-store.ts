@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DailyTotals, UsageRecord, UsageStore } from '../types.js';
-import { syncDirectory, writeFileAtomic } from './atomic-write.js';
+import { removeLeftoverTemporaries, syncDirectory, writeFileAtomic } from './atomic-write.js';
 import { dropPartialTail, readJournal, streamJournal, type JournalChunk } from './journal.js';
 import {
   addToHourly,
@@ -89,6 +89,8 @@ export class FileUsageStore implements UsageStore {
     const { aside, asideMerged, active } = await this.load();
     if (aside && asideMerged) await unlink(this.compactingPath);
     if (active) await dropPartialTail(this.journalPath, active);
+    // This process is the usage files' only writer: a temporary file now is what a crash left mid-compaction.
+    await removeLeftoverTemporaries(this.usagePath);
     if (aside && !asideMerged) await this.mergeAside();
     this.timers.push(setInterval(() => void this.flush().catch(() => undefined), this.flushIntervalMs).unref());
     this.timers.push(setInterval(() => void this.compactIfDue().catch(() => undefined), COMPACT_CHECK_MS).unref());

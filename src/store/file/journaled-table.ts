@@ -2,7 +2,7 @@
 
 import { open, readFile, stat } from 'node:fs/promises';
 import { StoreCorruptError } from '../types.js';
-import { writeFileAtomic } from './atomic-write.js';
+import { removeLeftoverTemporaries, writeFileAtomic } from './atomic-write.js';
 import { withDirLock } from './dir-lock.js';
 import { appendDurably, dropPartialTail, readJournal } from './journal.js';
 
@@ -64,16 +64,15 @@ export class JournaledTable<T> {
     this.options = options;
   }
 
-  /** Loads the files; cuts a journal line torn by a crash. @throws StoreCorruptError */
+  /** Loads the files; cuts a journal line torn by a crash and removes temporary files one left. @throws StoreCorruptError */
   async open(): Promise<void> {
     await this.reload();
-    const chunk = await readJournal(this.options.journalPath, this.journalOffset);
-    if (chunk && chunk.partialBytes > 0) {
-      await this.locked(async () => {
-        const latest = await readJournal(this.options.journalPath, this.journalOffset);
-        if (latest) await dropPartialTail(this.options.journalPath, latest);
-      });
-    }
+    await this.locked(async () => {
+      const latest = await readJournal(this.options.journalPath, this.journalOffset);
+      if (latest) await dropPartialTail(this.options.journalPath, latest);
+      await removeLeftoverTemporaries(this.options.snapshotPath);
+      await removeLeftoverTemporaries(this.options.journalPath);
+    });
     if (this.options.pollIntervalMs) this.pollTimer = setInterval(() => void this.poll(), this.options.pollIntervalMs).unref();
   }
 
