@@ -51,11 +51,26 @@ export function createMetrics(options: { perKey: boolean }): GatewayMetrics {
     ? new Counter({ name: 'comfy_gate_key_rate_limited_total', help: 'Requests refused with 429 per key.', labelNames: ['key_id'], registers: [registry] })
     : null;
 
+  // Labelled children are looked up once and kept: resolving labels on every request costs more than the count.
+  const requestCounters = new Map<string, Counter.Internal>();
+  const durationHistograms = new Map<string, Histogram.Internal<string>>();
+  const requestCounter = (route: string, status: number): Counter.Internal => {
+    const name = `${route} ${statusClass(status)}`;
+    let child = requestCounters.get(name);
+    if (!child) requestCounters.set(name, (child = requests.labels(route, statusClass(status))));
+    return child;
+  };
+  const durationHistogram = (route: string): Histogram.Internal<string> => {
+    let child = durationHistograms.get(route);
+    if (!child) durationHistograms.set(route, (child = duration.labels(route)));
+    return child;
+  };
+
   return {
     registry,
     request(route, status, seconds, keyId) {
-      requests.inc({ route, status_class: statusClass(status) });
-      duration.observe({ route }, seconds);
+      requestCounter(route, status).inc();
+      durationHistogram(route).observe(seconds);
       if (keyId && keyRequests) keyRequests.inc({ key_id: keyId, status_class: statusClass(status) });
     },
     authFailure: (code) => authFailures.inc({ code }),
