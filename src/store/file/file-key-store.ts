@@ -114,8 +114,8 @@ export class FileKeyStore implements KeyStore {
   async close(): Promise<void> {
     if (this.touchTimer) clearInterval(this.touchTimer);
     this.touchTimer = null;
-    this.table.close();
     await this.flushTouches();
+    await this.table.close();
   }
 
   /** Writes the batched `last_used` times, if any. */

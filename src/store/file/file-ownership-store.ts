@@ -91,6 +91,6 @@ export class FileOwnershipStore implements OwnershipStore {
   }
 
   async close(): Promise<void> {
-    this.table.close();
+    await this.table.close();
   }
 }

@@ -55,6 +55,6 @@ export class FileSessionStore implements SessionStore {
   }
 
   async close(): Promise<void> {
-    this.table.close();
+    await this.table.close();
   }
 }

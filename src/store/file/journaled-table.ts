@@ -187,9 +187,11 @@ export class JournaledTable<T> {
     await withDirLock(this.options.lockPath, async () => undefined, 1000);
   }
 
-  close(): void {
+  /** Stops polling and waits for the appends in flight, so nothing is written after it resolves. */
+  async close(): Promise<void> {
     if (this.pollTimer) clearInterval(this.pollTimer);
     this.pollTimer = null;
+    await this.committing;
   }
 
   private locked<R>(task: () => Promise<R>): Promise<R> {
