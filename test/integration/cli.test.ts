@@ -476,3 +476,22 @@ describe('the comfy-gate CLI', () => {
     });
   });
 });
+
+describe('the file-store commands and a database', () => {
+  test('keys, usage and audit refuse to read JSON files when the gateway keeps its data in PostgreSQL', async () => {
+    const dir = await tempUserDirectory();
+    try {
+      for (const [args, env] of [
+        [['keys', 'list', '--user-directory', dir.path], { COMFY_GATE_DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/x' }],
+        [['usage', '--database-url', 'postgres://x'], {}],
+        [['audit'], { COMFY_GATE_DATABASE_URL: 'postgres://x' }],
+      ] as const) {
+        const result = await runCli([...args], { ...env });
+        assert.equal(result.code, 2, args.join(' '));
+        assert.match(result.stderr, /with a database .*use the HTTP API/);
+      }
+    } finally {
+      await dir.remove();
+    }
+  });
+});
