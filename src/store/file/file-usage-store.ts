@@ -3,7 +3,8 @@
 import { randomBytes } from 'node:crypto';
 import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { DailyTotals, UsageRecord, UsageStore } from '../types.js';
+import type { UsageRecord, UsageStore } from '../types.js';
+import { UsageReports } from '../usage-reports.js';
 import { removeLeftoverTemporaries, syncDirectory, writeFileAtomic } from './atomic-write.js';
 import { dropPartialTail, readJournal, streamJournal, type JournalChunk } from './journal.js';
 import {
@@ -11,14 +12,11 @@ import {
   addToTotals,
   HOURLY_KEPT_SECONDS,
   pruneHourly,
-  type HourlyByKey,
-  bucketToTotals,
   emptyHeader,
   existingRecordLines,
   isUsageRecord,
   loadUsageFile,
   usageFileLines,
-  type TotalsByKey,
   type UsageHeader,
   type UsageJournalEntry,
 } from './usage-file.js';
@@ -52,7 +50,7 @@ const READ_ONLY_ATTEMPTS = 5;
  * grown past a quarter of the main file, it is renamed aside and merged into a new main file, streamed
  * line by line, so the cost per record stays constant however much is stored.
  */
-export class FileUsageStore implements UsageStore {
+export class FileUsageStore extends UsageReports implements UsageStore {
   readonly usagePath: string;
   private readonly journalPath: string;
   private readonly compactingPath: string;
@@ -61,9 +59,6 @@ export class FileUsageStore implements UsageStore {
   private readonly minCompactBytes: number;
   private readonly onWrite: ((seconds: number) => void) | undefined;
   private readonly readOnly: boolean;
-  private totals: TotalsByKey = {};
-  private hourly: HourlyByKey = {};
-  private recentAtOpen = new Map<string, number[]>();
   private buffer: string[] = [];
   private journal: FileHandle | null = null;
   private journalId = newJournalId();
@@ -74,6 +69,7 @@ export class FileUsageStore implements UsageStore {
   private timers: NodeJS.Timeout[] = [];
 
   constructor(options: FileUsageStoreOptions) {
+    super();
     this.usagePath = join(options.directory, 'api_usage.json');
     this.journalPath = join(options.directory, 'api_usage.journal');
     this.compactingPath = join(options.directory, 'api_usage.journal.compacting');
@@ -163,30 +159,6 @@ export class FileUsageStore implements UsageStore {
     const entry = { rate_limited: true as const, key_id: keyId, timestamp: at };
     addToTotals(this.totals, entry);
     this.buffer.push(JSON.stringify(entry));
-  }
-
-  dailyTotals(keyId: string, fromDay: string): Map<string, DailyTotals> {
-    const result = new Map<string, DailyTotals>();
-    for (const [day, bucket] of Object.entries(this.totals[keyId] ?? {})) {
-      if (day >= fromDay) result.set(day, bucketToTotals(bucket));
-    }
-    return result;
-  }
-
-  requestsSince(keyId: string, since: number): number {
-    const firstHour = Math.floor(since / 3600);
-    let count = 0;
-    for (const [hour, n] of Object.entries(this.hourly[keyId] ?? {})) if (Number(hour) >= firstHour) count += n;
-    return count;
-  }
-
-  keyIds(): string[] {
-    return Object.keys(this.totals);
-  }
-
-  recentRequestTimes(windowSeconds: number, now: number): Map<string, number[]> {
-    const since = now - windowSeconds;
-    return new Map([...this.recentAtOpen].map(([keyId, times]) => [keyId, times.filter((t) => t >= since)]));
   }
 
   async ensureCreated(): Promise<void> {

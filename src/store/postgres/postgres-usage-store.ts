@@ -1,8 +1,9 @@
 // The PostgreSQL usage store: records and per-day and per-hour totals, written in batches, buffered while the database is away.
 
 import { randomBytes } from 'node:crypto';
-import { addToHourly, addToTotals, bucketToTotals, HOURLY_KEPT_SECONDS, pruneHourly, type HourlyByKey, type TotalsByKey } from '../file/usage-file.js';
-import type { DailyTotals, UsageRecord, UsageStore } from '../types.js';
+import { addToHourly, addToTotals, HOURLY_KEPT_SECONDS, pruneHourly, type HourlyByKey, type TotalsByKey } from '../file/usage-file.js';
+import type { UsageRecord, UsageStore } from '../types.js';
+import { UsageReports } from '../usage-reports.js';
 import { SILENT_LOG, type PostgresDatabase, type StoreLog } from './database.js';
 import { RELOAD_OVERLAP_SECONDS } from './replica.js';
 
@@ -43,7 +44,7 @@ type Bucket = [number, number, number, number, number];
  * and is written when it is back, none lost; past the bound, raw records are dropped (and logged) while
  * the daily totals still count them.
  */
-export class PostgresUsageStore implements UsageStore {
+export class PostgresUsageStore extends UsageReports implements UsageStore {
   private readonly database: PostgresDatabase;
   private readonly retentionDays: number;
   private readonly flushIntervalMs: number;
@@ -51,16 +52,13 @@ export class PostgresUsageStore implements UsageStore {
   private readonly maxBuffered: number;
   private readonly batchSize: number;
   private readonly log: StoreLog;
-  /** What reports read: the database's totals as last read, plus what this replica added since. */
-  private totals: TotalsByKey = {};
-  private hourly: HourlyByKey = {};
+  // The reports (UsageReports) read the database's totals as last read, plus what this replica added since.
   /** Additions not yet handed to a batch. */
   private pendingDaily: TotalsByKey = {};
   private pendingHourly: HourlyByKey = {};
   private buffer: UsageRecord[] = [];
   private inFlight: Batch | null = null;
   private dropped = 0;
-  private recentAtOpen = new Map<string, number[]>();
   private writeError: Error | null = null;
   private watermark = 0;
   private chain: Promise<void> = Promise.resolve();
@@ -68,6 +66,7 @@ export class PostgresUsageStore implements UsageStore {
   private timers: NodeJS.Timeout[] = [];
 
   constructor(options: PostgresUsageStoreOptions) {
+    super();
     this.database = options.database;
     this.retentionDays = options.retentionDays;
     this.flushIntervalMs = options.flushIntervalMs ?? 200;
@@ -118,30 +117,6 @@ export class PostgresUsageStore implements UsageStore {
     const entry = { rate_limited: true as const, key_id: keyId, timestamp: at };
     addToTotals(this.totals, entry);
     addToTotals(this.pendingDaily, entry);
-  }
-
-  dailyTotals(keyId: string, fromDay: string): Map<string, DailyTotals> {
-    const result = new Map<string, DailyTotals>();
-    for (const [day, bucket] of Object.entries(this.totals[keyId] ?? {})) {
-      if (day >= fromDay) result.set(day, bucketToTotals(bucket));
-    }
-    return result;
-  }
-
-  requestsSince(keyId: string, since: number): number {
-    const firstHour = Math.floor(since / 3600);
-    let count = 0;
-    for (const [hour, n] of Object.entries(this.hourly[keyId] ?? {})) if (Number(hour) >= firstHour) count += n;
-    return count;
-  }
-
-  keyIds(): string[] {
-    return Object.keys(this.totals);
-  }
-
-  recentRequestTimes(windowSeconds: number, now: number): Map<string, number[]> {
-    const since = now - windowSeconds;
-    return new Map([...this.recentAtOpen].map(([keyId, times]) => [keyId, times.filter((t) => t >= since)]));
   }
 
   async ensureCreated(): Promise<void> {
