@@ -19,27 +19,41 @@ const WORKFLOW = {
 
 type Message = { type: string; data: Record<string, unknown> };
 
+/** Text messages a socket received that no one has taken yet, and the takers still waiting. */
+interface Inbox {
+  queued: Message[];
+  waiting: Array<{ predicate: (m: Message) => boolean; resolve: (m: Message) => void }>;
+}
+const inboxes = new WeakMap<WebSocket, Inbox>();
+
+/**
+ * Opens a socket with a key. Its text messages are kept from the first byte on: the gateway may send
+ * ComfyUI's first frame in the same packet as the upgrade answer, before any listener added after `open`.
+ */
 function openSocket(url: string, key: string, headers: Record<string, string> = {}): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { headers: { 'x-api-key': key, ...headers } });
+    const inbox: Inbox = { queued: [], waiting: [] };
+    inboxes.set(ws, inbox);
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) return;
+      const message = JSON.parse(data.toString()) as Message;
+      const taker = inbox.waiting.findIndex((w) => w.predicate(message));
+      if (taker >= 0) inbox.waiting.splice(taker, 1)[0]!.resolve(message);
+      else inbox.queued.push(message);
+    });
     ws.once('open', () => resolve(ws));
     ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
     ws.once('error', reject);
   });
 }
 
+/** The first message (received already, or to come) that matches. */
 function nextMessage(ws: WebSocket, predicate: (m: Message) => boolean = () => true): Promise<Message> {
-  return new Promise((resolve) => {
-    const onMessage = (data: WebSocket.RawData, isBinary: boolean): void => {
-      if (isBinary) return;
-      const message = JSON.parse(data.toString()) as Message;
-      if (predicate(message)) {
-        ws.off('message', onMessage);
-        resolve(message);
-      }
-    };
-    ws.on('message', onMessage);
-  });
+  const inbox = inboxes.get(ws)!;
+  const found = inbox.queued.findIndex(predicate);
+  if (found >= 0) return Promise.resolve(inbox.queued.splice(found, 1)[0]!);
+  return new Promise((resolve) => inbox.waiting.push({ predicate, resolve }));
 }
 
 function listen(server: Server): Promise<number> {
