@@ -1,4 +1,4 @@
-// The OwnershipStore contract: first claim wins (also between stores on the same data), recent prompts, ComfyUI users.
+// The OwnershipStore contract: first claim wins (also between stores on the same data), recent prompts, ComfyUI users, bounded claims.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -6,7 +6,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { OwnershipStore } from '../../src/store/types.js';
 import { isSkipped, lifecycle, waitFor, type HarnessOrSkip } from './harness.js';
 
-/** Runs the OwnershipStore contract against one adapter. */
+/** Prompt and clientId claims each store of the suite keeps (it must be opened with this `claimsKept`). */
+export const CONTRACT_CLAIMS_KEPT = 20;
+
+/** Runs the OwnershipStore contract against one adapter, whose stores keep `CONTRACT_CLAIMS_KEPT` claims of each bounded kind. */
 export function ownershipStoreContract(name: string, harness: HarnessOrSkip<OwnershipStore>): void {
   if (isSkipped(harness)) {
     describe(`${name} (OwnershipStore contract)`, { skip: harness.skip }, () => undefined);
@@ -61,6 +64,33 @@ export function ownershipStoreContract(name: string, harness: HarnessOrSkip<Owne
       const again = await reopen();
       assert.deepEqual(again.recentPrompts('alice', 10).map((p) => [p.promptId, p.outputsRecorded]), [['p3', false], ['p2', true], ['p1', false]]);
       assert.deepEqual(again.recentPrompts('nobody', 10), []);
+    });
+
+    test('only the newest prompt and clientId claims are kept; files and ComfyUI users always are', async () => {
+      const store = await open();
+      await store.setComfyUser('alice', 'cg_alice');
+      const total = CONTRACT_CLAIMS_KEPT * 2;
+      for (let i = 0; i < total; i += 1) {
+        await store.claim('prompt', `p${i}`, 'alice');
+        await store.claim('client', `c${i}`, 'alice');
+        await store.claim('file', `f${i}`, 'alice');
+      }
+      const check = (s: OwnershipStore, when: string): void => {
+        for (const kind of ['prompt', 'client'] as const) {
+          const kept = Array.from({ length: total }, (_, i) => s.ownerOf(kind, `${kind[0]}${i}`) !== undefined);
+          const firstKept = kept.indexOf(true);
+          assert.ok(kept.slice(firstKept).every(Boolean), `${when}: the ${kind} claims kept are the newest ones`);
+          const count = total - firstKept;
+          assert.ok(count >= CONTRACT_CLAIMS_KEPT && count <= CONTRACT_CLAIMS_KEPT * 1.1 + 1, `${when}: ${count} ${kind} claims kept`);
+        }
+        assert.equal(s.recentPrompts('alice', total).length, total - Array.from({ length: total }, (_, i) => s.ownerOf('prompt', `p${i}`)).indexOf('alice'), `${when}: recent prompts are the kept ones`);
+        for (let i = 0; i < total; i += 1) assert.equal(s.ownerOf('file', `f${i}`), 'alice', `${when}: file f${i} is still owned`);
+        assert.equal(s.comfyUserOf('alice'), 'cg_alice', `${when}: the ComfyUI user is kept`);
+      };
+      check(store, 'while open');
+      const again = await reopen();
+      check(again, 'after a restart');
+      assert.equal(await again.claim('prompt', 'p0', 'bob'), 'bob', 'a forgotten prompt id can be claimed anew');
     });
 
     test('a key has one ComfyUI user, which can be replaced', async () => {

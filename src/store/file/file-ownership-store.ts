@@ -1,6 +1,7 @@
 // Ownership records in `ownership.json` (+ journal): which key submitted each prompt, holds each clientId, made each file.
 
 import { join } from 'node:path';
+import { ClaimOrder } from '../claim-retention.js';
 import type { OwnedKind, OwnershipStore } from '../types.js';
 import { JournaledTable } from './journaled-table.js';
 
@@ -20,13 +21,28 @@ function parseRecord(value: unknown): OwnershipRecord | string {
   return v as OwnershipRecord;
 }
 
+/** Splits a record id (`kind:id`) into its kind and id. */
+function splitRecordId(recordId: string): [string, string] {
+  const colon = recordId.indexOf(':');
+  return [recordId.slice(0, colon), recordId.slice(colon + 1)];
+}
+
+export interface FileOwnershipStoreOptions {
+  directory: string;
+  /** Prompt and clientId claims kept, each (default `CLAIMS_KEPT`); older ones are forgotten. */
+  claimsKept?: number;
+  onWrite?(seconds: number): void;
+}
+
 /** The JSON-file ownership store, written only by the gateway process. */
 export class FileOwnershipStore implements OwnershipStore {
   private readonly table: JournaledTable<OwnershipRecord>;
   /** Prompt ids per key, for finding a key's recent prompts without a scan. */
   private readonly promptsByKey = new Map<string, Set<string>>();
+  private readonly order: ClaimOrder;
 
-  constructor(options: { directory: string; onWrite?(seconds: number): void }) {
+  constructor(options: FileOwnershipStoreOptions) {
+    this.order = new ClaimOrder(options.claimsKept);
     this.table = new JournaledTable({
       snapshotPath: join(options.directory, 'ownership.json'),
       journalPath: join(options.directory, 'ownership.journal'),
@@ -34,14 +50,16 @@ export class FileOwnershipStore implements OwnershipStore {
       writers: 'this-process',
       ...(options.onWrite ? { onWrite: options.onWrite } : {}),
       parse: parseRecord,
-      onChange: (id, before, after) => {
-        if (!id.startsWith('prompt:')) return;
-        const promptId = id.slice('prompt:'.length);
-        if (before) this.promptsByKey.get(before.key_id)?.delete(promptId);
+      onChange: (recordId, before, after) => {
+        const [kind, id] = splitRecordId(recordId);
+        if (!before && after) this.order.added(kind, id);
+        if (before && !after) this.order.removed(kind, id);
+        if (kind !== 'prompt') return;
+        if (before) this.promptsByKey.get(before.key_id)?.delete(id);
         if (after) {
           let prompts = this.promptsByKey.get(after.key_id);
           if (!prompts) this.promptsByKey.set(after.key_id, (prompts = new Set()));
-          prompts.add(promptId);
+          prompts.add(id);
         }
       },
     });
@@ -55,12 +73,14 @@ export class FileOwnershipStore implements OwnershipStore {
     return this.table.get(`${kind}:${id}`)?.key_id;
   }
 
+  /** Claims `id`, forgetting the oldest claims of its kind in the same write when too many are held. */
   claim(kind: OwnedKind, id: string, keyId: string): Promise<string> {
     const recordId = `${kind}:${id}`;
     return this.table.change(() => {
       const current = this.table.get(recordId);
       if (current) return { ops: [], result: current.key_id };
-      return { ops: [{ op: 'put', id: recordId, value: { key_id: keyId, at: Date.now() / 1000 } }], result: keyId };
+      const forgotten = this.order.overflow(kind).map((old) => ({ op: 'delete' as const, id: `${kind}:${old}` }));
+      return { ops: [...forgotten, { op: 'put', id: recordId, value: { key_id: keyId, at: Date.now() / 1000 } }], result: keyId };
     });
   }
 

@@ -1,5 +1,6 @@
 // The PostgreSQL ownership store: who owns each prompt, clientId and file, and each key's ComfyUI user, replicated in memory.
 
+import { ClaimOrder } from '../claim-retention.js';
 import type { OwnedKind, OwnershipStore } from '../types.js';
 import { isConnectionError, type PostgresDatabase } from './database.js';
 import { CHANNELS } from './migrations.js';
@@ -9,6 +10,8 @@ export interface PostgresOwnershipStoreOptions {
   database: PostgresDatabase;
   /** Safety-net reload interval (default 30 s). */
   reloadIntervalMs?: number;
+  /** Prompt and clientId claims kept, each (default `CLAIMS_KEPT`); older ones are forgotten. */
+  claimsKept?: number;
 }
 
 interface OwnershipRecord {
@@ -53,12 +56,14 @@ export class PostgresOwnershipStore implements OwnershipStore {
   private readonly records = new Map<string, OwnershipRecord>();
   private readonly promptsByKey = new Map<string, Set<string>>();
   private readonly feed: ReplicaFeed<Announcement>;
+  private readonly order: ClaimOrder;
   private pending: PendingWrite[] = [];
   private pendingTimer: NodeJS.Timeout | null = null;
   private writingPending: Promise<void> | null = null;
 
   constructor(options: PostgresOwnershipStoreOptions) {
     this.database = options.database;
+    this.order = new ClaimOrder(options.claimsKept);
     this.feed = new ReplicaFeed<Announcement>({
       database: this.database,
       channel: CHANNELS.ownership,
@@ -81,7 +86,7 @@ export class PostgresOwnershipStore implements OwnershipStore {
         for (const row of rows) this.apply(row.kind, row.id, row);
       },
       reloadSince: async (since) => {
-        const { rows } = await this.database.query<OwnershipRow>(`SELECT ${COLUMNS} FROM ownership WHERE updated_at > to_timestamp($1)`, [since]);
+        const { rows } = await this.database.query<OwnershipRow>(`SELECT ${COLUMNS} FROM ownership WHERE updated_at > to_timestamp($1) ORDER BY seq`, [since]);
         let newest: number | null = null;
         for (const row of rows) {
           this.apply(row.kind, row.id, row);
@@ -112,14 +117,33 @@ export class PostgresOwnershipStore implements OwnershipStore {
     const known = this.records.get(`${kind}:${id}`);
     if (known) return known.key_id;
     const at = Date.now() / 1000;
+    let owner: string;
     try {
-      return await this.writeClaim(kind, id, keyId, at);
+      owner = await this.writeClaim(kind, id, keyId, at);
     } catch (error) {
       if (!this.canDefer(error)) throw error;
       this.apply(kind, id, { key_id: keyId, at, outputs_recorded: false, comfy_user: null });
       this.defer({ op: 'claim', kind, id, keyId, at });
-      return keyId;
+      owner = keyId;
     }
+    await this.forgetOldest(kind);
+    return owner;
+  }
+
+  /**
+   * Forgets the oldest claims of `kind` once too many are held: here, and in the table (other replicas
+   * forget the same ones by the same rule). A delete that fails is left to the next batch.
+   */
+  private async forgetOldest(kind: OwnedKind): Promise<void> {
+    const forgotten = this.order.overflow(kind);
+    if (forgotten.length === 0) return;
+    for (const id of forgotten) {
+      const record = this.records.get(`${kind}:${id}`);
+      this.records.delete(`${kind}:${id}`);
+      this.order.removed(kind, id);
+      if (kind === 'prompt' && record) this.promptsByKey.get(record.key_id)?.delete(id);
+    }
+    await this.database.query('DELETE FROM ownership WHERE kind = $1 AND id = ANY($2)', [kind, forgotten]).catch(() => undefined);
   }
 
   /** Inserts a claim unless one exists; resolves the owner, as written. */
@@ -255,6 +279,7 @@ export class PostgresOwnershipStore implements OwnershipStore {
       comfy_user: row.comfy_user ?? null,
     };
     this.records.set(recordId, record);
+    if (!before) this.order.added(kind, id);
     if (kind !== 'prompt') return;
     if (before && before.key_id !== record.key_id) this.promptsByKey.get(before.key_id)?.delete(id);
     let prompts = this.promptsByKey.get(record.key_id);
