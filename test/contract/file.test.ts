@@ -34,6 +34,17 @@ keyStoreContract('FileKeyStore', {
   sharedChanges: { withinMs: 1000 },
 });
 
+// The same store with every snapshot read through the key index that large files get, split over three threads.
+keyStoreContract('FileKeyStore (indexed snapshot)', {
+  reset,
+  open: async () => {
+    const store = new FileKeyStore({ directory, pollIntervalMs: 50, index: { minBytes: 0, threads: 3 } });
+    await store.open();
+    return store;
+  },
+  sharedChanges: { withinMs: 1000 },
+});
+
 usageStoreContract('FileUsageStore', {
   reset,
   open: async () => {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { parseStoredKey } from '../key-record.js';
 import type { KeyPatch, KeyRecord, KeyStore } from '../types.js';
 import { JournaledTable, type TableOp } from './journaled-table.js';
+import { indexKeySnapshot, keyHashesOf, type KeyIndexOptions } from './key-index.js';
 
 export interface FileKeyStoreOptions {
   /** The user directory holding `api_keys.json`. */
@@ -14,18 +15,21 @@ export interface FileKeyStoreOptions {
   touchFlushMs?: number;
   /** Told how long each durable write took, in seconds. */
   onWrite?(seconds: number): void;
+  /** How a large `api_keys.json` is indexed (see `indexKeySnapshot`). */
+  index?: KeyIndexOptions;
 }
 
 /**
- * Keys in `api_keys.json` (one object keyed by key_id), read at start and kept in memory with an index
- * by hash, so a lookup is one Map get. Changes go through a journaled table: durable before they are
- * acknowledged, and shared with other processes (the CLI) on the same directory, which this store
- * polls. `last_used` is batched and written every `touchFlushMs`, never on the request path.
+ * Keys in `api_keys.json` (one object keyed by key_id), found by id or by hash without touching the
+ * disk: a file of a few thousand keys is read whole into memory; a large one becomes a compact index
+ * over its bytes (built by parallel threads, which also check every key), each key parsed when first
+ * used. Changes go through a journaled table: durable before they are acknowledged, and shared with
+ * other processes (the CLI) on the same directory, which this store polls. `last_used` is batched and
+ * written every `touchFlushMs`, never on the request path.
  */
 export class FileKeyStore implements KeyStore {
   readonly keysPath: string;
   private readonly table: JournaledTable<KeyRecord>;
-  private readonly byHash = new Map<string, KeyRecord>();
   private readonly touchFlushMs: number;
   private pendingTouches = new Map<string, number>();
   private touchTimer: NodeJS.Timeout | null = null;
@@ -40,14 +44,13 @@ export class FileKeyStore implements KeyStore {
       pollIntervalMs: options.pollIntervalMs ?? 500,
       ...(options.onWrite ? { onWrite: options.onWrite } : {}),
       parse: parseStoredKey,
+      secondaryKeys: keyHashesOf,
+      indexSnapshot: (path) => indexKeySnapshot(path, options.index),
       onChange: (id, before, after) => {
-        for (const hash of [before?.key_hash, before?.previous_key_hash]) if (hash && this.byHash.get(hash) === before) this.byHash.delete(hash);
         if (!after) return;
         const touched = this.pendingTouches.get(id);
         if (touched !== undefined && (after.last_used ?? 0) < touched) after.last_used = touched;
         if (before && (before.last_used ?? 0) > (after.last_used ?? 0)) after.last_used = before.last_used;
-        this.byHash.set(after.key_hash, after);
-        if (after.previous_key_hash) this.byHash.set(after.previous_key_hash, after);
       },
     });
   }
@@ -58,7 +61,7 @@ export class FileKeyStore implements KeyStore {
   }
 
   findByHash(keyHash: string): KeyRecord | undefined {
-    return this.byHash.get(keyHash);
+    return this.table.findBySecondary(keyHash);
   }
 
   get(keyId: string): KeyRecord | undefined {

@@ -1,10 +1,12 @@
 // A durable keyed table in two files: a JSON snapshot (one object keyed by id) and a journal of the changes since.
 
-import { open, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { StoreCorruptError } from '../types.js';
 import { removeLeftoverTemporaries, writeFileAtomic } from './atomic-write.js';
 import { withDirLock } from './dir-lock.js';
 import { appendDurably, dropPartialTail, readJournal } from './journal.js';
+import { readSnapshotByLine, snapshotLines } from './snapshot-layout.js';
+import { IndexedRecords, MapRecords, type SecondaryKeys, type SnapshotIndex, type TableRecords } from './table-records.js';
 
 /** One change: a whole record put under its id, or an id removed. */
 export type TableOp<T> = { op: 'put'; id: string; value: T } | { op: 'delete'; id: string };
@@ -15,8 +17,18 @@ export interface JournaledTableOptions<T> {
   lockPath: string;
   /** Turns a stored value into a record, or says what is wrong with it. */
   parse(value: unknown): T | string;
-  /** Called for every change applied to memory, with the record before and after (undefined when absent). */
+  /**
+   * Called for every change applied to memory, with the record before and after (undefined when absent);
+   * not for the records of a snapshot loaded through `indexSnapshot`.
+   */
   onChange?(id: string, before: T | undefined, after: T | undefined): void;
+  /** Values besides the id that `findBySecondary` finds a record by. */
+  secondaryKeys?: SecondaryKeys<T>;
+  /**
+   * Indexes a snapshot instead of reading every record into memory, or resolves null to have it read
+   * the plain way (which also words what is wrong with a file).
+   */
+  indexSnapshot?(path: string): Promise<SnapshotIndex<T> | null>;
   /**
    * `shared` (the default): other processes write too, so each change takes the lock file and first
    * reads what the others appended; pass `pollIntervalMs` to pick their changes up between writes.
@@ -49,7 +61,7 @@ const MIN_COMPACT_BYTES = 256 * 1024;
  */
 export class JournaledTable<T> {
   private readonly options: JournaledTableOptions<T>;
-  private records = new Map<string, T>();
+  private records: TableRecords<T>;
   private journalOffset = 0;
   private journalIno = 0;
   private snapshotIno = 0;
@@ -62,6 +74,7 @@ export class JournaledTable<T> {
 
   constructor(options: JournaledTableOptions<T>) {
     this.options = options;
+    this.records = new MapRecords(options.secondaryKeys);
   }
 
   /** Loads the files; cuts a journal line torn by a crash and removes temporary files one left. @throws StoreCorruptError */
@@ -80,8 +93,13 @@ export class JournaledTable<T> {
     return this.records.get(id);
   }
 
-  values(): IterableIterator<T> {
-    return this.records.values();
+  *values(): IterableIterator<T> {
+    for (const [, value] of this.records.entries()) yield value;
+  }
+
+  /** The record one of whose `secondaryKeys` is `value`. */
+  findBySecondary(value: string): T | undefined {
+    return this.records.findBySecondary(value);
   }
 
   entries(): IterableIterator<[string, T]> {
@@ -200,7 +218,7 @@ export class JournaledTable<T> {
 
   /** Rewrites the snapshot from memory, then starts an empty journal. Called with the lock held. */
   private async compact(): Promise<void> {
-    await writeFileAtomic(this.options.snapshotPath, snapshotLines(this.records));
+    await writeFileAtomic(this.options.snapshotPath, snapshotLines(this.records.members()));
     await writeFileAtomic(this.options.journalPath, '');
     const [snapshot, journal] = await Promise.all([stat(this.options.snapshotPath), stat(this.options.journalPath)]);
     this.snapshotIno = snapshot.ino;
@@ -236,13 +254,16 @@ export class JournaledTable<T> {
   private async reload(): Promise<void> {
     const { snapshotPath, journalPath } = this.options;
     const snapshot = await statOrNull(snapshotPath);
-    const loaded = snapshot ? await this.loadSnapshot(snapshotPath) : new Map<string, T>();
+    const loaded = snapshot ? await this.loadSnapshot(snapshotPath) : new MapRecords(this.options.secondaryKeys);
     const previous = this.records;
     this.records = loaded;
     const chunk = await readJournal(journalPath, 0);
     for (const op of chunk?.entries ?? []) this.apply(op as TableOp<T>, false);
-    for (const [id, before] of previous) if (!this.records.has(id)) this.options.onChange?.(id, before, undefined);
-    for (const [id, after] of this.records) if (previous.get(id) !== after) this.options.onChange?.(id, previous.get(id), after);
+    // Telling of every record would read an indexed snapshot whole.
+    if (previous instanceof MapRecords && loaded instanceof MapRecords) {
+      for (const [id, before] of previous.entries()) if (!loaded.has(id)) this.options.onChange?.(id, before, undefined);
+      for (const [id, after] of loaded.entries()) if (previous.get(id) !== after) this.options.onChange?.(id, previous.get(id), after);
+    }
     this.snapshotIno = snapshot?.ino ?? 0;
     this.snapshotBytes = snapshot?.size ?? 0;
     this.journalOffset = chunk?.nextOffset ?? 0;
@@ -250,18 +271,21 @@ export class JournaledTable<T> {
   }
 
   /**
-   * Reads the snapshot's records in file order. A snapshot in the layout this table writes is read a
-   * chunk at a time, so neither the file nor its whole parse is ever in memory; anything else (a file
-   * laid out by another program, or one that would not load) is parsed whole, which also words the error.
+   * Reads the snapshot's records in file order: through `indexSnapshot` when it takes the file, else a
+   * chunk at a time when it is in the layout this table writes, so neither the file nor its whole parse
+   * is ever in memory; anything else (a file laid out by another program, or one that would not load)
+   * is parsed whole, which also words the error.
    */
-  private async loadSnapshot(path: string): Promise<Map<string, T>> {
+  private async loadSnapshot(path: string): Promise<TableRecords<T>> {
+    const index = await this.options.indexSnapshot?.(path);
+    if (index) return new IndexedRecords(index, this.options.secondaryKeys);
     const byLine = await readSnapshotByLine(path, this.options.parse);
-    if (byLine) return byLine;
+    if (byLine) return new MapRecords(this.options.secondaryKeys, byLine);
     const loaded = new Map<string, T>();
     for (const [id, value] of Object.entries(parseSnapshot(path, await readFile(path, 'utf8')))) {
       loaded.set(id, this.parseOrThrow(path, id, value));
     }
-    return loaded;
+    return new MapRecords(this.options.secondaryKeys, loaded);
   }
 
   private apply(op: TableOp<T>, notify = true): void {
@@ -303,146 +327,4 @@ function parseSnapshot(path: string, text: string): Record<string, unknown> {
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new StoreCorruptError(path, 'it is not a JSON object keyed by id');
   return parsed as Record<string, unknown>;
-}
-
-const READ_BYTES = 1 << 20;
-const DECODE_BYTES = 1 << 16;
-
-/**
- * Reads a snapshot laid out as `snapshotLines` writes it: `{`, then one `"id": value` member per line,
- * commas between members, then `}`; blank lines and JSON whitespace anywhere. Such a file is valid JSON
- * exactly when every member line is, and its records come out as `JSON.parse` and `Object.entries` would
- * give them (a repeated id keeps its first place and its last value). Resolves null for any other
- * layout, and whenever that could differ: an id with an escape, an id that is an array index (which
- * `Object.entries` lists first), a value `parse` rejects (the caller's whole parse words the error), or a
- * file that is not valid JSON.
- */
-async function readSnapshotByLine<T>(path: string, parse: (value: unknown) => T | string): Promise<Map<string, T> | null> {
-  const records = new Map<string, T>();
-  /** 'open' before the `{` line, 'first' before the first member, 'comma' after a member ending in a comma, 'member' after one without, 'closed' after `}`. */
-  let state: 'open' | 'first' | 'comma' | 'member' | 'closed' = 'open';
-  for await (const lines of snapshotLineBatches(path)) {
-    if (lines === null) return null;
-    for (const raw of lines) {
-      const line = trimJsonSpace(raw);
-      if (line.length === 0) continue;
-      if (state === 'open' && line === '{') state = 'first';
-      else if ((state === 'first' || state === 'member') && line === '}') state = 'closed';
-      else if (state === 'first' || state === 'comma') {
-        const hasComma = line.endsWith(',');
-        const member = hasComma ? trimJsonSpace(line.slice(0, -1)) : line;
-        const valueAt = memberValueOffset(member);
-        if (valueAt < 0) return null;
-        let id: string;
-        let record: T | string;
-        try {
-          // Parsing the id (rather than slicing it) also rejects control characters, and copies it out of the chunk.
-          id = JSON.parse(member.slice(0, valueAt - 1)) as string;
-          record = parse(JSON.parse(member.slice(valueAt)));
-        } catch {
-          return null;
-        }
-        if (typeof record === 'string') return null;
-        records.set(sameStringFrom(record, id), record);
-        state = hasComma ? 'comma' : 'member';
-      } else return null;
-    }
-  }
-  return state === 'closed' ? records : null;
-}
-
-/**
- * Where the value starts in a `"id": value` member with a plain id (no escapes, not an array index),
- * just past the colon; -1 for anything else.
- */
-function memberValueOffset(member: string): number {
-  const close = member.indexOf('"', 1);
-  if (member.charCodeAt(0) !== 34 || close < 0) return -1;
-  const idText = member.slice(0, close + 1);
-  if (idText.includes('\\') || ARRAY_INDEX.test(idText)) return -1;
-  let colon = close + 1;
-  while (colon < member.length && isJsonSpace(member.charCodeAt(colon))) colon += 1;
-  return member.charCodeAt(colon) === 58 ? colon + 1 : -1;
-}
-
-/** `id`, or the equal string the record holds as its first property (a key record's `key_id`), so memory keeps one copy. */
-function sameStringFrom(record: unknown, id: string): string {
-  if (typeof record === 'object' && record !== null) {
-    for (const name in record) {
-      const first = (record as Record<string, unknown>)[name];
-      return first === id ? first : id;
-    }
-  }
-  return id;
-}
-
-/** A quoted id that may be an array index (a canonical integer below 2^32 - 1), which JavaScript objects list before other keys. */
-const ARRAY_INDEX = /^"(0|[1-9][0-9]{0,9})"$/;
-
-/**
- * The file's lines, a batch of whole lines at a time (UTF-8 never has a newline byte inside a character).
- * Text is decoded a small piece at a time, so each piece dies young rather than piling up for the old
- * generation's collector. Yields null, and stops, at a line longer than a read: no snapshot line of this
- * table is that long.
- */
-async function* snapshotLineBatches(path: string): AsyncGenerator<string[] | null> {
-  const handle = await open(path, 'r');
-  try {
-    const buffer = Buffer.allocUnsafe(READ_BYTES);
-    /** Bytes of an unfinished line, moved to the start of the buffer. */
-    let kept = 0;
-    let position = 0;
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, kept, READ_BYTES - kept, position);
-      position += bytesRead;
-      const length = kept + bytesRead;
-      if (bytesRead === 0) {
-        if (length > 0) yield [buffer.toString('utf8', 0, length)];
-        return;
-      }
-      const end = buffer.lastIndexOf(10, length - 1) + 1;
-      if (end === 0 && length === READ_BYTES) {
-        yield null;
-        return;
-      }
-      for (let from = 0; from < end; ) {
-        const next = from + DECODE_BYTES >= end ? end : buffer.indexOf(10, from + DECODE_BYTES) + 1;
-        yield buffer.toString('utf8', from, next).split('\n');
-        from = next;
-      }
-      buffer.copy(buffer, 0, end, length);
-      kept = length - end;
-    }
-  } finally {
-    await handle.close();
-  }
-}
-
-/** JSON's whitespace: space, tab, line feed, carriage return (and nothing else that String.trim removes). */
-function isJsonSpace(code: number): boolean {
-  return code === 32 || code === 9 || code === 10 || code === 13;
-}
-
-function trimJsonSpace(text: string): string {
-  let start = 0;
-  let end = text.length;
-  while (start < end && isJsonSpace(text.charCodeAt(start))) start += 1;
-  while (end > start && isJsonSpace(text.charCodeAt(end - 1))) end -= 1;
-  return start === 0 && end === text.length ? text : text.slice(start, end);
-}
-
-/** The snapshot as text chunks, one record per line, so a million records are never one giant string. */
-function* snapshotLines<T>(records: Map<string, T>): Generator<string> {
-  yield '{';
-  let batch = '';
-  let first = true;
-  for (const [id, value] of records) {
-    batch += `${first ? '' : ','}\n${JSON.stringify(id)}: ${JSON.stringify(value)}`;
-    first = false;
-    if (batch.length > 1 << 16) {
-      yield batch;
-      batch = '';
-    }
-  }
-  yield batch + '\n}\n';
 }

@@ -1,0 +1,167 @@
+// A journaled table's records in memory: a plain map, or an indexed snapshot read on demand with the changes since on top.
+
+/** Values besides the id a record can be found by (a key's hashes). */
+export type SecondaryKeys<T> = (record: T) => readonly string[];
+
+/** The records of a table, by id and by secondary value. Iteration is in snapshot order, then the order records were added. */
+export interface TableRecords<T> {
+  readonly size: number;
+  get(id: string): T | undefined;
+  has(id: string): boolean;
+  set(id: string, value: T): void;
+  /** Removes the record; false when there was none. */
+  delete(id: string): boolean;
+  entries(): IterableIterator<[string, T]>;
+  /** The record one of whose secondary values is `value`. */
+  findBySecondary(value: string): T | undefined;
+  /** Each record as its snapshot member text, `"id": value`. */
+  members(): IterableIterator<string>;
+}
+
+/** Records held as objects in a Map, with a Map from each secondary value to its record's id. */
+export class MapRecords<T> implements TableRecords<T> {
+  private readonly records: Map<string, T>;
+  private readonly idBySecondary = new Map<string, string>();
+  private readonly secondaryKeys: SecondaryKeys<T> | undefined;
+
+  /** Takes over `records` (not copied). */
+  constructor(secondaryKeys?: SecondaryKeys<T>, records = new Map<string, T>()) {
+    this.secondaryKeys = secondaryKeys;
+    this.records = records;
+    if (secondaryKeys) for (const [id, value] of records) for (const secondary of secondaryKeys(value)) this.idBySecondary.set(secondary, id);
+  }
+
+  get size(): number {
+    return this.records.size;
+  }
+
+  get(id: string): T | undefined {
+    return this.records.get(id);
+  }
+
+  has(id: string): boolean {
+    return this.records.has(id);
+  }
+
+  set(id: string, value: T): void {
+    this.forgetSecondaries(id);
+    this.records.set(id, value);
+    for (const secondary of this.secondaryKeys?.(value) ?? []) this.idBySecondary.set(secondary, id);
+  }
+
+  delete(id: string): boolean {
+    this.forgetSecondaries(id);
+    return this.records.delete(id);
+  }
+
+  entries(): IterableIterator<[string, T]> {
+    return this.records.entries();
+  }
+
+  findBySecondary(value: string): T | undefined {
+    const id = this.idBySecondary.get(value);
+    return id === undefined ? undefined : this.records.get(id);
+  }
+
+  *members(): IterableIterator<string> {
+    for (const [id, value] of this.records) yield `${JSON.stringify(id)}: ${JSON.stringify(value)}`;
+  }
+
+  private forgetSecondaries(id: string): void {
+    const current = this.records.get(id);
+    if (current === undefined) return;
+    for (const secondary of this.secondaryKeys?.(current) ?? []) if (this.idBySecondary.get(secondary) === id) this.idBySecondary.delete(secondary);
+  }
+}
+
+/** A loaded snapshot that finds records without holding them all as objects. */
+export interface SnapshotIndex<T> {
+  readonly size: number;
+  /** The record, parsed on first use; the same object on every later call. */
+  get(id: string): T | undefined;
+  /** The record as `get` gives it, without keeping it in memory when it was not already. */
+  peek(id: string): T | undefined;
+  has(id: string): boolean;
+  /** The ids in snapshot order. */
+  ids(): IterableIterator<string>;
+  /** Ids of the records that may have `value` among their secondary values (to be checked). */
+  idsBySecondary(value: string): string[];
+  /** The record's member text exactly as the snapshot has it. */
+  memberText(id: string): string | undefined;
+}
+
+/**
+ * A snapshot's index with the changes made since in a `MapRecords` on top: a record changed or added
+ * since is read from there, a deleted one is hidden, anything else comes from the snapshot on demand.
+ */
+export class IndexedRecords<T> implements TableRecords<T> {
+  private readonly base: SnapshotIndex<T>;
+  private readonly changed: MapRecords<T>;
+  /** Snapshot records deleted since. */
+  private readonly deleted = new Set<string>();
+  private readonly secondaryKeys: SecondaryKeys<T> | undefined;
+  /** Records added since that the snapshot does not have. */
+  private added = 0;
+
+  constructor(base: SnapshotIndex<T>, secondaryKeys?: SecondaryKeys<T>) {
+    this.base = base;
+    this.secondaryKeys = secondaryKeys;
+    this.changed = new MapRecords(secondaryKeys);
+  }
+
+  get size(): number {
+    return this.base.size - this.deleted.size + this.added;
+  }
+
+  get(id: string): T | undefined {
+    if (this.changed.has(id)) return this.changed.get(id);
+    return this.deleted.has(id) ? undefined : this.base.get(id);
+  }
+
+  has(id: string): boolean {
+    return this.changed.has(id) || (!this.deleted.has(id) && this.base.has(id));
+  }
+
+  set(id: string, value: T): void {
+    if (!this.changed.has(id) && !this.base.has(id)) this.added += 1;
+    this.deleted.delete(id);
+    this.changed.set(id, value);
+  }
+
+  delete(id: string): boolean {
+    const existed = this.has(id);
+    const inBase = this.base.has(id);
+    if (this.changed.delete(id) && !inBase) this.added -= 1;
+    if (inBase) this.deleted.add(id);
+    return existed;
+  }
+
+  *entries(): IterableIterator<[string, T]> {
+    for (const id of this.base.ids()) {
+      if (this.deleted.has(id)) continue;
+      const value = this.changed.get(id) ?? this.base.peek(id);
+      if (value !== undefined) yield [id, value];
+    }
+    for (const [id, value] of this.changed.entries()) if (!this.base.has(id)) yield [id, value];
+  }
+
+  findBySecondary(value: string): T | undefined {
+    const changed = this.changed.findBySecondary(value);
+    if (changed !== undefined) return changed;
+    for (const id of this.base.idsBySecondary(value)) {
+      if (this.changed.has(id) || this.deleted.has(id)) continue;
+      const record = this.base.get(id);
+      if (record !== undefined && this.secondaryKeys?.(record).includes(value)) return record;
+    }
+    return undefined;
+  }
+
+  *members(): IterableIterator<string> {
+    for (const id of this.base.ids()) {
+      if (this.deleted.has(id)) continue;
+      const value = this.changed.get(id);
+      yield value === undefined ? this.base.memberText(id)! : `${JSON.stringify(id)}: ${JSON.stringify(value)}`;
+    }
+    for (const [id, value] of this.changed.entries()) if (!this.base.has(id)) yield `${JSON.stringify(id)}: ${JSON.stringify(value)}`;
+  }
+}
