@@ -41,6 +41,7 @@ async function main() {
   const machine = describeMachine();
   const upstreamPort = await freePort();
   const proxyPort = await freePort();
+  const bareProxyPort = await freePort();
   await startUpstream(work, upstreamPort);
   await startProxy(work, proxyPort, upstreamPort);
   const oneKey = await writeKeysFile(join(work, 'auth'), 1);
@@ -51,6 +52,7 @@ async function main() {
   const cases = [
     { name: 'direct', url: `http://127.0.0.1:${upstreamPort}` },
     { name: 'nginx', url: `http://127.0.0.1:${proxyPort}` },
+    { name: 'bare_node_proxy', service: { script: 'bare-proxy.mjs', port: bareProxyPort, upstreamPort }, url: `http://127.0.0.1:${bareProxyPort}` },
     { name: 'gateway_off', gateway: { directory: join(work, 'off'), upstreamPort, auth: false } },
     { name: 'gateway_auth', gateway: { directory: join(work, 'auth'), upstreamPort, auth: true }, apiKey: oneKey.apiKey },
     { name: 'gateway_auth_1m_keys', gateway: { directory: join(work, 'keys-1m'), upstreamPort, auth: true }, apiKey: manyKeys.apiKey },
@@ -89,14 +91,17 @@ async function runPass(cases, pass) {
   return results;
 }
 
-/** Starts the case's gateway if it has one, then loads it at each connection count. */
-async function runCase({ url, gateway, apiKey = '', path = '/prompt', method = 'POST' }) {
+/** Starts the case's gateway or Node.js service if it has one, then loads it at each connection count. */
+async function runCase({ url, gateway, service, apiKey = '', path = '/prompt', method = 'POST' }) {
   const started = gateway ? await startGateway(gateway) : null;
+  const helper = service ? spawnService(process.execPath, [here(service.script), String(service.port), String(service.upstreamPort)]) : null;
+  if (helper) await waitForLine(helper, /listening/);
   const result = started ? { startup: { startup_s: started.startup_s, rss_mb: started.rss_mb, peak_rss_mb: started.peak_rss_mb } } : {};
   try {
     for (const connections of CONNECTIONS) result[`c${connections}`] = await measure(`${started?.url ?? url}${path}`, { connections, apiKey, method });
   } finally {
     if (started) await stopService(started.service);
+    if (helper) await stopService(helper);
   }
   return result;
 }
@@ -193,6 +198,8 @@ function assemble({ machine, passes, startup, startups, usageWrites, websocket }
   const ratios = {
     auth_vs_nginx_c50: ratio(cases.gateway_auth.c50.rps, cases.nginx.c50.rps),
     auth_vs_direct_c50: ratio(cases.gateway_auth.c50.rps, cases.direct.c50.rps),
+    bare_node_proxy_vs_nginx_c50: ratio(cases.bare_node_proxy.c50.rps, cases.nginx.c50.rps),
+    auth_vs_bare_node_proxy_c50: ratio(cases.gateway_auth.c50.rps, cases.bare_node_proxy.c50.rps),
     auth_1m_keys_vs_auth_c50: ratio(cases.gateway_auth_1m_keys.c50.rps, cases.gateway_auth.c50.rps),
     auth_plain_route_vs_nginx_c50: ratio(cases.gateway_auth_plain_route.c50.rps, cases.nginx.c50.rps),
   };

@@ -96,10 +96,13 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
   }
 
   async function fetch(req: IncomingMessage, overrides: UpstreamOverrides = {}): Promise<UpstreamAnswer> {
+    // A timer of its own, cleared at the end: AbortSignal.timeout's timer would live its full length after the answer.
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(new DOMException('ComfyUI did not finish its answer in time', 'TimeoutError')), options.headersTimeoutMs * 2);
     try {
       // The gateway reads this answer, so it asks for it uncompressed.
       const plain = { ...overrides, headers: { 'accept-encoding': 'identity', ...overrides.headers } };
-      const { statusCode, headers, body } = await send(req, plain, AbortSignal.timeout(options.headersTimeoutMs * 2));
+      const { statusCode, headers, body } = await send(req, plain, abort.signal);
       const chunks: Buffer[] = [];
       let size = 0;
       for await (const chunk of body as AsyncIterable<Buffer>) {
@@ -113,6 +116,8 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
       return { status: statusCode, headers: downstreamResponseHeaders(headers), body: Buffer.concat(chunks) };
     } catch (error) {
       throw error instanceof GatewayError ? error : toGatewayError(error);
+    } finally {
+      clearTimeout(timer);
     }
   }
 

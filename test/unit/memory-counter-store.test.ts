@@ -1,4 +1,4 @@
-// MemoryCounterStore's own detail: the times it keeps are trimmed as they leave the window. The window
+// MemoryCounterStore's own detail: the times it keeps are trimmed as they leave the window, and idle keys are dropped. The window
 // itself (limits, headers, bursts, restore) is checked for every counter store by test/contract.
 
 import assert from 'node:assert/strict';
@@ -16,5 +16,16 @@ describe('MemoryCounterStore', () => {
       assert.ok(last.allowed, `request ${i}: three per 10 s is never exceeded at one per 4 s`);
     }
     assert.deepEqual(last, { allowed: true, limit: 3, remaining: 0, resetAt: T0 + 4999 * 4 - 8 + 10 });
+  });
+
+  test('the window of a key idle for a whole window is dropped; a busy one is kept and still counts', async () => {
+    const store = new MemoryCounterStore(3600);
+    for (let i = 0; i < 1000; i += 1) await store.hit(`once-${i}`, 5, T0 + i);
+    await store.hit('busy', 2, T0 + 3000);
+    assert.equal(store.trackedKeys(), 1001);
+    await store.hit('busy', 2, T0 + 4600);
+    assert.equal(store.trackedKeys(), 1, 'only the key with a request in the last hour is left');
+    assert.equal((await store.hit('busy', 2, T0 + 4601)).allowed, false, 'its two requests of the last hour still count');
+    assert.equal((await store.hit('once-0', 1, T0 + 4602)).remaining, 0, 'a dropped key starts afresh');
   });
 });

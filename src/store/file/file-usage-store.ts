@@ -267,8 +267,8 @@ export class FileUsageStore extends UsageReports implements UsageStore {
       addToHourly(header.hourly_requests!, record);
     }
     const oldestKept = now - this.retentionDays * 86_400;
-    const newRecords: string[] = [];
-    for await (const { line, entry } of streamJournal(this.compactingPath)) {
+    // The journal set aside is read twice, for the header and then for the records, so it is never in memory whole.
+    for await (const { entry } of streamJournal(this.compactingPath)) {
       const usage = entry as UsageJournalEntry;
       if ('journal_id' in usage) {
         header.merged_journal ??= usage.journal_id;
@@ -276,17 +276,18 @@ export class FileUsageStore extends UsageReports implements UsageStore {
       }
       addToTotals(header.daily_totals, usage);
       addToHourly(header.hourly_requests!, usage);
-      if ('rate_limited' in usage) continue;
-      (header.recent[usage.key_id] ??= []).push(usage.timestamp);
-      // The journal line is the record exactly as the usage file holds it.
-      if (usage.timestamp >= oldestKept) newRecords.push(line);
+      if (!('rate_limited' in usage)) (header.recent[usage.key_id] ??= []).push(usage.timestamp);
     }
     header.recent = pruneRecent(header.recent, now - RECENT_WINDOW_SECONDS);
     header.hourly_requests = pruneHourly(header.hourly_requests!, now - HOURLY_KEPT_SECONDS);
-    const usagePath = this.usagePath;
+    const { usagePath, compactingPath } = this;
     async function* records(): AsyncGenerator<string> {
       yield* existingRecordLines(usagePath, loaded, oldestKept);
-      yield* newRecords;
+      for await (const { line, entry } of streamJournal(compactingPath)) {
+        const usage = entry as UsageJournalEntry;
+        // The journal line is the record exactly as the usage file holds it.
+        if (!('journal_id' in usage) && !('rate_limited' in usage) && usage.timestamp >= oldestKept) yield line;
+      }
     }
     await writeFileAtomic(this.usagePath, usageFileLines(header, records()));
     await unlink(this.compactingPath);

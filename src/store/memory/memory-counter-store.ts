@@ -8,14 +8,19 @@ interface Window {
   head: number;
 }
 
+/** How often, in seconds of request time, the windows of keys idle for a whole window are dropped. */
+const SWEEP_INTERVAL_SECONDS = 60;
+
 /**
  * An exact sliding window: a request is allowed when fewer than `limit` requests were counted in the
  * `windowSeconds` before it, so no burst is possible at any boundary. Memory per key is bounded by its
- * limit. `hit` is synchronous inside, so concurrent requests are counted exactly.
+ * limit, and a key idle for a whole window has none. `hit` is synchronous inside, so concurrent
+ * requests are counted exactly.
  */
 export class MemoryCounterStore implements CounterStore {
   private readonly windows = new Map<string, Window>();
   private readonly windowSeconds: number;
+  private lastSweep = -Infinity;
 
   constructor(windowSeconds = 3600) {
     this.windowSeconds = windowSeconds;
@@ -27,6 +32,7 @@ export class MemoryCounterStore implements CounterStore {
 
   /** The synchronous step behind `hit`. */
   hitNow(keyId: string, limit: number, now: number): HitResult {
+    if (now - this.lastSweep >= SWEEP_INTERVAL_SECONDS) this.dropIdleWindows(now);
     let window = this.windows.get(keyId);
     if (!window) {
       window = { times: [], head: 0 };
@@ -57,6 +63,18 @@ export class MemoryCounterStore implements CounterStore {
       const kept = starts.filter((t) => t > since).sort((a, b) => a - b);
       if (kept.length > 0) this.windows.set(keyId, { times: kept, head: 0 });
     }
+  }
+
+  /** Keys with a window in memory: those with a request counted in the last window. */
+  trackedKeys(): number {
+    return this.windows.size;
+  }
+
+  /** Drops the windows whose every request has left them: to an exact window, that is the same as none. */
+  private dropIdleWindows(now: number): void {
+    this.lastSweep = now;
+    const since = now - this.windowSeconds;
+    for (const [keyId, { times }] of this.windows) if (times.length === 0 || times[times.length - 1]! <= since) this.windows.delete(keyId);
   }
 
   close(): Promise<void> {
