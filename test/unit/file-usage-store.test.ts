@@ -163,6 +163,34 @@ describe('FileUsageStore', () => {
     assert.deepEqual(fresh.recentRequestTimes(3600, now).get('a'), [now - 30, now - 10]);
   });
 
+  test('after a compaction, the last hour is read from the end of the records: many blocks, past a long request that ended last', async () => {
+    const now = Date.now() / 1000;
+    const store = await openStore();
+    store.record(usage('a', now - 4000, 200, 1));
+    const short = Array.from({ length: 3000 }, (_, i) => now - 3000 + i * 0.5);
+    for (const t of short) store.record({ ...usage('a', t), endpoint: `/view?filename=${'é'.repeat(40)}.png` });
+    store.record(usage('b', now - 3500, 200, 3490));
+    store.record(usage('c', now - 4000, 200, 3990));
+    await store.compact();
+    assert.ok((await stat(usagePath)).size > 4 * 65_536, 'the records span several blocks');
+    const fresh = await reopen();
+    assert.deepEqual(fresh.recentRequestTimes(3600, now).get('a'), short, 'every request of the hour, in order, and none older');
+    assert.deepEqual(fresh.recentRequestTimes(3600, now).get('b'), [now - 3500], 'a request that started 58 minutes ago and ended last');
+    assert.equal(fresh.recentRequestTimes(3600, now).get('c'), undefined, 'one that started before the hour does not count, nor end the reading');
+  });
+
+  test('a file written before the last hour moved out of its header is read by its header, without counting twice', async () => {
+    const now = Date.now() / 1000;
+    const header = { version: 1, merged_journal: null, daily_totals: {}, recent: { a: [now - 20] } };
+    await writeFile(usagePath, `{"comfy_gate": ${JSON.stringify(header)},\n"records": [\n${JSON.stringify(usage('a', now - 20))}\n]}\n`);
+    const store = await openStore();
+    assert.deepEqual(store.recentRequestTimes(3600, now).get('a'), [now - 20]);
+    store.record(usage('a', now - 10));
+    await store.compact();
+    const fresh = await reopen();
+    assert.deepEqual(fresh.recentRequestTimes(3600, now).get('a'), [now - 20, now - 10], 'and so is the file it is rewritten into');
+  });
+
   test('compact() writes every record to api_usage.json in the reference shape, counted once after reopen', async () => {
     const store = await openStore();
     const first = [usage('a', MAY_1, 200, 1), usage('b', MAY_1 + 1, 500, 2)];

@@ -12,6 +12,7 @@ import {
   addToTotals,
   HOURLY_KEPT_SECONDS,
   pruneHourly,
+  recentRecordTimes,
   emptyHeader,
   existingRecordLines,
   isUsageRecord,
@@ -118,7 +119,8 @@ export class FileUsageStore extends UsageReports implements UsageStore {
     const header = loaded?.header ?? emptyHeader();
     this.totals = header.daily_totals;
     this.hourly = header.hourly_requests ?? {};
-    const recent: Record<string, number[]> = header.recent;
+    const since = Date.now() / 1000 - RECENT_WINDOW_SECONDS;
+    const recent: Record<string, number[]> = header.recent ?? (loaded && !loaded.legacyRecords ? await recentRecordTimes(this.usagePath, since) : {});
     for (const record of loaded?.legacyRecords ?? []) {
       (recent[record.key_id] ??= []).push(record.timestamp);
       addToHourly(this.hourly, record);
@@ -134,7 +136,6 @@ export class FileUsageStore extends UsageReports implements UsageStore {
       this.replay(active.entries, recent);
       this.journalId = journalIdOf(active.entries) ?? this.journalId;
     }
-    const since = Date.now() / 1000 - RECENT_WINDOW_SECONDS;
     this.recentAtOpen = new Map(Object.entries(recent).map(([keyId, times]) => [keyId, times.filter((t) => t >= since)]));
     return { aside, asideMerged, active };
   }
@@ -255,17 +256,14 @@ export class FileUsageStore extends UsageReports implements UsageStore {
     const loaded = await loadUsageFile(this.usagePath);
     const previous = loaded?.header ?? emptyHeader();
     const now = Date.now() / 1000;
+    // The last hour's request times are not carried in the header: they are read from the records' end at start-up.
     const header: UsageHeader = {
       version: 1,
       merged_journal: null,
       daily_totals: previous.daily_totals,
       hourly_requests: previous.hourly_requests ?? {},
-      recent: previous.recent,
     };
-    for (const record of loaded?.legacyRecords ?? []) {
-      (header.recent[record.key_id] ??= []).push(record.timestamp);
-      addToHourly(header.hourly_requests!, record);
-    }
+    for (const record of loaded?.legacyRecords ?? []) addToHourly(header.hourly_requests!, record);
     const oldestKept = now - this.retentionDays * 86_400;
     // The journal set aside is read twice, for the header and then for the records, so it is never in memory whole.
     for await (const { entry } of streamJournal(this.compactingPath)) {
@@ -276,9 +274,7 @@ export class FileUsageStore extends UsageReports implements UsageStore {
       }
       addToTotals(header.daily_totals, usage);
       addToHourly(header.hourly_requests!, usage);
-      if (!('rate_limited' in usage)) (header.recent[usage.key_id] ??= []).push(usage.timestamp);
     }
-    header.recent = pruneRecent(header.recent, now - RECENT_WINDOW_SECONDS);
     header.hourly_requests = pruneHourly(header.hourly_requests!, now - HOURLY_KEPT_SECONDS);
     const { usagePath, compactingPath } = this;
     async function* records(): AsyncGenerator<string> {
@@ -325,14 +321,5 @@ function newJournalId(): string {
 function journalIdOf(entries: unknown[]): string | null {
   const first = entries[0] as { journal_id?: unknown } | undefined;
   return typeof first?.journal_id === 'string' ? first.journal_id : null;
-}
-
-function pruneRecent(recent: Record<string, number[]>, since: number): Record<string, number[]> {
-  const pruned: Record<string, number[]> = {};
-  for (const [keyId, times] of Object.entries(recent)) {
-    const kept = times.filter((t) => t >= since);
-    if (kept.length > 0) pruned[keyId] = kept;
-  }
-  return pruned;
 }
 

@@ -1,13 +1,14 @@
 // The layout of `api_usage.json`: the reference's `{"records": [...]}` with a one-line header of totals first.
 //
 // comfy-gate writes the file as
-//   {"comfy_gate": {"version":1,"merged_journal":ID,"daily_totals":{...},"recent":{...}},
+//   {"comfy_gate": {"version":1,"merged_journal":ID,"daily_totals":{...},"hourly_requests":{...}},
 //   "records": [
 //   {record},
 //   ...
 //   ]}
 // which is still one JSON object whose `records` any reader of the reference's file understands, while
-// the header (first line) lets start-up read the totals without parsing every record.
+// the header (first line) lets start-up read the totals without parsing every record. Records are
+// written in the order their requests ended, so the last hour's are read from the end of the file.
 
 import { createReadStream } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
@@ -26,8 +27,11 @@ export interface UsageHeader {
   /** Id of the last journal merged into this file; a journal with this id is already counted. */
   merged_journal: string | null;
   daily_totals: TotalsByKey;
-  /** Start times of counted requests in the hour before the file was written, per key. */
-  recent: Record<string, number[]>;
+  /**
+   * In files written by earlier versions only: the start times of the requests counted in the hour
+   * before the file was written, per key. Newer files leave them in the records.
+   */
+  recent?: Record<string, number[]>;
   /** Counted requests per key per hour (hours since the epoch) for the last two days; absent in older files. */
   hourly_requests?: HourlyByKey;
 }
@@ -42,7 +46,7 @@ export const HOURLY_KEPT_SECONDS = 48 * 3600;
 export type UsageJournalEntry = UsageRecord | { rate_limited: true; key_id: string; timestamp: number } | { journal_id: string };
 
 export function emptyHeader(): UsageHeader {
-  return { version: 1, merged_journal: null, daily_totals: {}, recent: {} };
+  return { version: 1, merged_journal: null, daily_totals: {} };
 }
 
 /** What a usage file holds: its header, and the records still to be read (only for a file in the reference's own layout). */
@@ -62,7 +66,7 @@ export async function loadUsageFile(path: string): Promise<LoadedUsageFile | nul
   if (firstLine.startsWith(HEADER_PREFIX) && firstLine.endsWith(',')) {
     try {
       const header = JSON.parse(firstLine.slice(HEADER_PREFIX.length, -1)) as UsageHeader;
-      if (header.version === 1 && typeof header.daily_totals === 'object' && typeof header.recent === 'object') {
+      if (header.version === 1 && typeof header.daily_totals === 'object' && (header.recent === undefined || typeof header.recent === 'object')) {
         return { header, legacyRecords: null };
       }
     } catch {
@@ -164,6 +168,64 @@ export async function* existingRecordLines(path: string, loaded: LoadedUsageFile
     if (!match) throw new StoreCorruptError(path, `record on line ${lineNumber} has no timestamp`);
     if (Number(match[1]) >= oldestKept) yield line;
   }
+}
+
+/** How far out of end order records can be appended (a batch waits for its flush), in seconds. */
+const END_ORDER_SLACK_SECONDS = 5;
+const TAIL_READ_BYTES = 1 << 16;
+
+/**
+ * The start times of the counted requests that started at or after `since`, per key, from the end of a
+ * usage file in comfy-gate's layout. Records are appended in the order their requests ended, so the
+ * reading goes backwards and stops at the first record that ended well before `since`.
+ * @throws StoreCorruptError when a record line there is not a usage record.
+ */
+export async function recentRecordTimes(path: string, since: number): Promise<Record<string, number[]>> {
+  const recent: Record<string, number[]> = {};
+  const handle = await open(path, 'r');
+  try {
+    let position = (await handle.stat()).size;
+    /** Bytes of a line whose start is in a block not read yet. */
+    let carried = Buffer.alloc(0);
+    while (position > 0) {
+      const length = Math.min(TAIL_READ_BYTES, position);
+      position -= length;
+      const block = Buffer.alloc(length);
+      await handle.read(block, 0, length, position);
+      const text = Buffer.concat([block, carried]);
+      // Before the first newline is the end of a line that starts in the block before: kept for it.
+      const firstLineEnd = position > 0 ? text.indexOf(10) : -1;
+      if (position > 0 && firstLineEnd < 0) {
+        carried = text;
+        continue;
+      }
+      carried = text.subarray(0, Math.max(0, firstLineEnd));
+      const lines = text.toString('utf8', firstLineEnd + 1).split('\n').reverse();
+      for (const raw of lines) {
+        if (raw.length === 0 || raw === ']}') continue;
+        if (raw.startsWith(HEADER_PREFIX) || raw === RECORDS_LINE) return inFileOrder(recent);
+        let record: unknown;
+        try {
+          record = JSON.parse(raw.endsWith(',') ? raw.slice(0, -1) : raw);
+        } catch {
+          throw new StoreCorruptError(path, 'a record near its end is not JSON');
+        }
+        if (!isUsageRecord(record)) throw new StoreCorruptError(path, 'a record near its end lacks key_id, timestamp or success');
+        const duration = typeof record.duration === 'number' ? record.duration : 0;
+        if (record.timestamp + duration < since - END_ORDER_SLACK_SECONDS) return inFileOrder(recent);
+        if (record.timestamp >= since) (recent[record.key_id] ??= []).push(record.timestamp);
+      }
+    }
+    return inFileOrder(recent);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Each key's times, read backwards, back in the order of the file. */
+function inFileOrder(recent: Record<string, number[]>): Record<string, number[]> {
+  for (const times of Object.values(recent)) times.reverse();
+  return recent;
 }
 
 async function readFirstLine(path: string): Promise<string | null> {
