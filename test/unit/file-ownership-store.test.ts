@@ -1,7 +1,7 @@
-// Unit tests of FileOwnershipStore: first claim wins, claims are durable when they resolve, grouped writes, and a failed write undone.
+// Unit tests of FileOwnershipStore: first claim wins, claims are durable when they resolve, grouped writes, compaction beside them, and a failed write undone.
 
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
@@ -39,6 +39,7 @@ describe('FileOwnershipStore', () => {
     const claims = Array.from({ length: 200 }, (_, i) => store.claim('prompt', `p${i % 50}`, i % 2 === 0 ? 'alice' : 'bob'));
     const owners = await Promise.all(claims);
     for (let i = 0; i < 200; i += 1) assert.equal(owners[i], owners[i % 50], `id p${i % 50} has one owner`);
+    await store.close();
     const reopened = await openStore();
     for (let i = 0; i < 50; i += 1) assert.equal(reopened.ownerOf('prompt', `p${i}`), owners[i]);
     const files = (await readFile(join(dir, 'ownership.json'), 'utf8')) + (await readFile(join(dir, 'ownership.journal'), 'utf8'));
@@ -57,6 +58,25 @@ describe('FileOwnershipStore', () => {
       { promptId: 'old', outputsRecorded: true },
     ]);
     assert.deepEqual(store.recentPrompts('alice', 1).map((p) => p.promptId), ['new']);
+  });
+
+  test('claims go on while the snapshot is rewritten beside them; every one survives a reopen', async () => {
+    const store = await openStore();
+    const snapshotInodes = new Set<number>();
+    for (let batch = 0; batch < 60; batch += 1) {
+      await Promise.all(Array.from({ length: 250 }, (_, i) => store.claim('file', `input/batch-${batch}/image-${i}.png`, `key-${i % 7}`)));
+      const snapshot = await stat(join(dir, 'ownership.json')).catch(() => null);
+      if (snapshot) snapshotInodes.add(snapshot.ino);
+    }
+    await store.close();
+    assert.ok(snapshotInodes.size >= 3, `the snapshot was rewritten while claims went on (${snapshotInodes.size} versions seen)`);
+    const [snapshot, journal] = await Promise.all([stat(join(dir, 'ownership.json')), stat(join(dir, 'ownership.journal'))]);
+    assert.ok(journal.size < snapshot.size, 'the journal holds only what came after the last rewrite');
+    assert.deepEqual((await readdir(dir)).filter((name) => name.endsWith('.tmp')), [], 'no temporary file is left');
+    const reopened = await openStore();
+    for (let batch = 0; batch < 60; batch += 1) {
+      for (let i = 0; i < 250; i += 1) assert.equal(reopened.ownerOf('file', `input/batch-${batch}/image-${i}.png`), `key-${i % 7}`, `claim ${batch}/${i}`);
+    }
   });
 
   test('ComfyUI users per key survive a reopen', async () => {

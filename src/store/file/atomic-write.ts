@@ -14,8 +14,29 @@ export type FileContent = string | AsyncIterable<string> | Iterable<string>;
  * @example await writeFileAtomic('user/api_keys.json', JSON.stringify(keys));
  */
 export async function writeFileAtomic(path: string, content: FileContent, options: { exclusive?: boolean } = {}): Promise<void> {
-  const dir = dirname(path);
-  const temp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const temp = await writeTemporary(path, content);
+  try {
+    if (options.exclusive) {
+      await link(temp, path);
+      await unlink(temp);
+      await syncDirectory(dirname(path));
+    } else {
+      await replaceWith(temp, path);
+    }
+  } catch (error) {
+    await unlink(temp).catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * The first step of `writeFileAtomic`, for a caller that must choose the moment of the replacement:
+ * writes `content` durably to a temporary file beside `path` and resolves its name; `replaceWith`
+ * puts it in place. A crash leaves only a temporary file, removed by `removeLeftoverTemporaries`.
+ * @throws the file-system error; the temporary file is then removed.
+ */
+export async function writeTemporary(path: string, content: FileContent): Promise<string> {
+  const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   const handle = await open(temp, 'wx', 0o600);
   try {
     if (typeof content === 'string') {
@@ -26,18 +47,18 @@ export async function writeFileAtomic(path: string, content: FileContent, option
     }
     await handle.sync();
     await handle.close();
-    if (options.exclusive) {
-      await link(temp, path);
-      await unlink(temp);
-    } else {
-      await rename(temp, path);
-    }
   } catch (error) {
     await handle.close().catch(() => undefined);
     await unlink(temp).catch(() => undefined);
     throw error;
   }
-  await syncDirectory(dir);
+  return temp;
+}
+
+/** Replaces `path` with a file `writeTemporary` wrote for it, durably. */
+export async function replaceWith(temp: string, path: string): Promise<void> {
+  await rename(temp, path);
+  await syncDirectory(dirname(path));
 }
 
 /**

@@ -1,8 +1,8 @@
 // A durable keyed table in two files: a JSON snapshot (one object keyed by id) and a journal of the changes since.
 
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, stat, unlink } from 'node:fs/promises';
 import { StoreCorruptError } from '../types.js';
-import { removeLeftoverTemporaries, writeFileAtomic } from './atomic-write.js';
+import { removeLeftoverTemporaries, replaceWith, writeFileAtomic, writeTemporary } from './atomic-write.js';
 import { withDirLock } from './dir-lock.js';
 import { appendDurably, dropPartialTail, readJournal } from './journal.js';
 import { readSnapshotByLine, snapshotLines } from './snapshot-layout.js';
@@ -34,6 +34,7 @@ export interface JournaledTableOptions<T> {
    * reads what the others appended; pass `pollIntervalMs` to pick their changes up between writes.
    * `this-process`: this process is the only writer, so changes skip the lock and are committed in
    * groups: every change made while one append is being fsynced goes into the next append together.
+   * Its snapshot is rewritten beside the appends, which wait only for the final swap of the files.
    */
   writers?: 'shared' | 'this-process';
   /** Look for changes written by other processes this often (shared writers only). */
@@ -71,6 +72,10 @@ export class JournaledTable<T> {
   private turn: Promise<unknown> = Promise.resolve();
   private readonly pending: PendingGroup<T>[] = [];
   private committing: Promise<void> | null = null;
+  /** Appends and the swap that ends a compaction take turns (single-writer tables). */
+  private fileTurn: Promise<unknown> = Promise.resolve();
+  /** The compaction running beside the appends, with the ops appended since it began (single-writer tables). */
+  private compaction: { done: Promise<void>; opsSince: TableOp<T>[]; abandoned: boolean } | null = null;
 
   constructor(options: JournaledTableOptions<T>) {
     this.options = options;
@@ -136,7 +141,7 @@ export class JournaledTable<T> {
       for (const op of ops) this.apply(op);
       // The change is durable in the journal: a snapshot rewrite that fails (a full disk) must not undo its answer.
       // The old snapshot is intact, and the rewrite is tried again after the next change.
-      if (this.snapshotIno === 0 || this.journalOffset > Math.max(MIN_COMPACT_BYTES, this.snapshotBytes / 4)) await this.compact().catch(() => undefined);
+      if (this.isDueForCompaction()) await this.compact().catch(() => undefined);
       return result;
     }));
   }
@@ -164,19 +169,69 @@ export class JournaledTable<T> {
     await new Promise((resolve) => setImmediate(resolve));
     while (this.pending.length > 0) {
       const group = this.pending.splice(0);
+      const ops = group.flatMap((change) => change.ops);
       try {
-        await this.append(group.flatMap((change) => change.ops));
-        const journal = await stat(this.options.journalPath);
-        this.journalIno = journal.ino;
-        this.journalOffset = journal.size;
+        await this.inFileTurn(async () => {
+          try {
+            await this.append(ops);
+          } catch (error) {
+            // The snapshot being written may hold these changes, which are now undone.
+            if (this.compaction) this.compaction.abandoned = true;
+            throw error;
+          }
+          this.compaction?.opsSince.push(...ops);
+          const journal = await stat(this.options.journalPath);
+          this.journalIno = journal.ino;
+          this.journalOffset = journal.size;
+        });
         for (const change of group) change.settle();
-        if (this.snapshotIno === 0 || this.journalOffset > Math.max(MIN_COMPACT_BYTES, this.snapshotBytes / 4)) await this.compact().catch(() => undefined);
+        if (!this.compaction && this.isDueForCompaction()) this.compactBesideAppends();
       } catch (error) {
         for (const change of [...group].reverse()) for (const [id, record] of [...change.before].reverse()) this.restore(id, record);
         for (const change of group) change.settle(error ?? new Error('append failed'));
       }
     }
     this.committing = null;
+  }
+
+  private isDueForCompaction(): boolean {
+    return this.snapshotIno === 0 || this.journalOffset > Math.max(MIN_COMPACT_BYTES, this.snapshotBytes / 4);
+  }
+
+  private inFileTurn<R>(task: () => Promise<R>): Promise<R> {
+    const run = this.fileTurn.then(task);
+    this.fileTurn = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Rewrites the snapshot from memory while appends go on, then, between two appends, puts it in place
+   * and starts the journal again with the ops appended meanwhile. Replaying those over the new snapshot
+   * gives the records, whichever of them it already holds. Abandoned when an append failed meanwhile
+   * (the snapshot may hold a change that was undone); a failed rewrite leaves the files as they were,
+   * and is tried again after a later change.
+   */
+  private compactBesideAppends(): void {
+    const compaction = { done: Promise.resolve(), opsSince: [] as TableOp<T>[], abandoned: false };
+    this.compaction = compaction;
+    compaction.done = (async () => {
+      const { snapshotPath, journalPath } = this.options;
+      const temp = await writeTemporary(snapshotPath, snapshotLines(this.records.members()));
+      await this.inFileTurn(async () => {
+        if (compaction.abandoned) return;
+        await replaceWith(temp, snapshotPath);
+        await writeFileAtomic(journalPath, compaction.opsSince.map((op) => JSON.stringify(op) + '\n').join(''));
+        const [snapshot, journal] = await Promise.all([stat(snapshotPath), stat(journalPath)]);
+        this.snapshotIno = snapshot.ino;
+        this.snapshotBytes = snapshot.size;
+        this.journalIno = journal.ino;
+        this.journalOffset = journal.size;
+      }).finally(() => unlink(temp).catch(() => undefined)); // gone already once it was put in place
+    })()
+      .catch(() => undefined)
+      .finally(() => {
+        this.compaction = null;
+      });
   }
 
   /** Appends ops to the journal and waits until they are on disk. */
@@ -205,11 +260,12 @@ export class JournaledTable<T> {
     await withDirLock(this.options.lockPath, async () => undefined, 1000);
   }
 
-  /** Stops polling and waits for the appends in flight, so nothing is written after it resolves. */
+  /** Stops polling and waits for the appends and the compaction in flight, so nothing is written after it resolves. */
   async close(): Promise<void> {
     if (this.pollTimer) clearInterval(this.pollTimer);
     this.pollTimer = null;
     await this.committing;
+    await this.compaction?.done;
   }
 
   private locked<R>(task: () => Promise<R>): Promise<R> {
