@@ -6,21 +6,9 @@ import { join } from 'node:path';
 import type { UsageRecord, UsageStore } from '../types.js';
 import { UsageReports } from '../usage-reports.js';
 import { removeLeftoverTemporaries, syncDirectory, writeFileAtomic } from './atomic-write.js';
-import { dropPartialTail, readJournal, streamJournal, type JournalChunk } from './journal.js';
-import {
-  addToHourly,
-  addToTotals,
-  HOURLY_KEPT_SECONDS,
-  pruneHourly,
-  recentRecordTimes,
-  emptyHeader,
-  existingRecordLines,
-  isUsageRecord,
-  loadUsageFile,
-  usageFileLines,
-  type UsageHeader,
-  type UsageJournalEntry,
-} from './usage-file.js';
+import { dropPartialTail, readJournal, type JournalChunk } from './journal.js';
+import { mergeUsageJournal, mergeUsageJournalInWorker } from './usage-merge.js';
+import { addToHourly, addToTotals, emptyHeader, isUsageRecord, loadUsageFile, recentRecordTimes, usageFileLines, type UsageJournalEntry } from './usage-file.js';
 
 export interface FileUsageStoreOptions {
   directory: string;
@@ -88,7 +76,7 @@ export class FileUsageStore extends UsageReports implements UsageStore {
     if (active) await dropPartialTail(this.journalPath, active);
     // This process is the usage files' only writer: a temporary file now is what a crash left mid-compaction.
     await removeLeftoverTemporaries(this.usagePath);
-    if (aside && !asideMerged) await this.mergeAside();
+    if (aside && !asideMerged) await this.mergeAside({ inWorker: false });
     this.timers.push(setInterval(() => void this.flush().catch(() => undefined), this.flushIntervalMs).unref());
     this.timers.push(setInterval(() => void this.compactIfDue().catch(() => undefined), COMPACT_CHECK_MS).unref());
   }
@@ -243,7 +231,7 @@ export class FileUsageStore extends UsageReports implements UsageStore {
         await rename(this.journalPath, this.compactingPath);
         await syncDirectory(join(this.journalPath, '..'));
       });
-      await this.mergeAside();
+      await this.mergeAside({ inWorker: true });
     })().finally(() => {
       this.compacting = null;
     });
@@ -251,44 +239,17 @@ export class FileUsageStore extends UsageReports implements UsageStore {
   }
 
   /** Merges the journal set aside into a new `api_usage.json`, then deletes it. */
-  private async mergeAside(): Promise<void> {
+  /**
+   * Merges the journal set aside into a new `api_usage.json`, then deletes it: in a worker thread while
+   * serving (the merge reads and writes every record), in this one at start-up, where a broken file
+   * must stop the start with its own error.
+   */
+  private async mergeAside(options: { inWorker: boolean }): Promise<void> {
     if (!(await stat(this.compactingPath).catch(() => null))) return;
-    const loaded = await loadUsageFile(this.usagePath);
-    const previous = loaded?.header ?? emptyHeader();
-    const now = Date.now() / 1000;
-    // The last hour's request times are not carried in the header: they are read from the records' end at start-up.
-    const header: UsageHeader = {
-      version: 1,
-      merged_journal: null,
-      daily_totals: previous.daily_totals,
-      hourly_requests: previous.hourly_requests ?? {},
-    };
-    for (const record of loaded?.legacyRecords ?? []) addToHourly(header.hourly_requests!, record);
-    const oldestKept = now - this.retentionDays * 86_400;
-    // The journal set aside is read twice, for the header and then for the records, so it is never in memory whole.
-    for await (const { entry } of streamJournal(this.compactingPath)) {
-      const usage = entry as UsageJournalEntry;
-      if ('journal_id' in usage) {
-        header.merged_journal ??= usage.journal_id;
-        continue;
-      }
-      addToTotals(header.daily_totals, usage);
-      addToHourly(header.hourly_requests!, usage);
-    }
-    header.hourly_requests = pruneHourly(header.hourly_requests!, now - HOURLY_KEPT_SECONDS);
-    const { usagePath, compactingPath } = this;
-    async function* records(): AsyncGenerator<string> {
-      yield* existingRecordLines(usagePath, loaded, oldestKept);
-      for await (const { line, entry } of streamJournal(compactingPath)) {
-        const usage = entry as UsageJournalEntry;
-        // The journal line is the record exactly as the usage file holds it.
-        if (!('journal_id' in usage) && !('rate_limited' in usage) && usage.timestamp >= oldestKept) yield line;
-      }
-    }
-    await writeFileAtomic(this.usagePath, usageFileLines(header, records()));
-    await unlink(this.compactingPath);
-    await syncDirectory(join(this.compactingPath, '..'));
+    const merge = { usagePath: this.usagePath, asidePath: this.compactingPath, retentionDays: this.retentionDays, now: Date.now() / 1000 };
+    await (options.inWorker ? mergeUsageJournalInWorker(merge) : mergeUsageJournal(merge));
   }
+
 
   private replay(entries: unknown[], recent: Record<string, number[]>): void {
     for (const entry of entries as UsageJournalEntry[]) {

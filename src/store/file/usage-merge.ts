@@ -1,0 +1,82 @@
+// Merges a usage journal set aside into a new `api_usage.json`: the heavy part of a compaction, run in a worker thread while the gateway serves.
+
+import { unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { syncDirectory, writeFileAtomic } from './atomic-write.js';
+import { streamJournal } from './journal.js';
+import {
+  addToHourly,
+  addToTotals,
+  emptyHeader,
+  existingRecordLines,
+  HOURLY_KEPT_SECONDS,
+  loadUsageFile,
+  pruneHourly,
+  usageFileLines,
+  type UsageHeader,
+  type UsageJournalEntry,
+} from './usage-file.js';
+
+export interface UsageMerge {
+  usagePath: string;
+  /** The journal set aside: merged, then deleted. */
+  asidePath: string;
+  retentionDays: number;
+  /** Unix seconds: records older than the retention before it are dropped. */
+  now: number;
+}
+
+/**
+ * Writes a new `api_usage.json` (atomically) holding the old one's records and the journal's, without
+ * those past the retention, and a header with the totals and the journal's id; then deletes the journal.
+ * @throws StoreCorruptError for a usage file that does not load; the file-system error when writing fails (the files are then as they were).
+ */
+export async function mergeUsageJournal({ usagePath, asidePath, retentionDays, now }: UsageMerge): Promise<void> {
+  const loaded = await loadUsageFile(usagePath);
+  const previous = loaded?.header ?? emptyHeader();
+  // The last hour's request times are not carried in the header: they are read from the records' end at start-up.
+  const header: UsageHeader = {
+    version: 1,
+    merged_journal: null,
+    daily_totals: previous.daily_totals,
+    hourly_requests: previous.hourly_requests ?? {},
+  };
+  for (const record of loaded?.legacyRecords ?? []) addToHourly(header.hourly_requests!, record);
+  const oldestKept = now - retentionDays * 86_400;
+  // The journal set aside is read twice, for the header and then for the records, so it is never in memory whole.
+  for await (const { entry } of streamJournal(asidePath)) {
+    const usage = entry as UsageJournalEntry;
+    if ('journal_id' in usage) {
+      header.merged_journal ??= usage.journal_id;
+      continue;
+    }
+    addToTotals(header.daily_totals, usage);
+    addToHourly(header.hourly_requests!, usage);
+  }
+  header.hourly_requests = pruneHourly(header.hourly_requests!, now - HOURLY_KEPT_SECONDS);
+  async function* records(): AsyncGenerator<string> {
+    yield* existingRecordLines(usagePath, loaded, oldestKept);
+    for await (const { line, entry } of streamJournal(asidePath)) {
+      const usage = entry as UsageJournalEntry;
+      // The journal line is the record exactly as the usage file holds it.
+      if (!('journal_id' in usage) && !('rate_limited' in usage) && usage.timestamp >= oldestKept) yield line;
+    }
+  }
+  await writeFileAtomic(usagePath, usageFileLines(header, records()));
+  await unlink(asidePath);
+  await syncDirectory(dirname(asidePath));
+}
+
+/** `mergeUsageJournal` in a worker thread. @throws an Error with the worker's message and code. */
+export function mergeUsageJournalInWorker(merge: UsageMerge): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL('./usage-merge-worker.js', import.meta.url), { workerData: merge });
+    worker.once('message', (failure: { message: string; code?: string } | null) => {
+      if (failure) reject(Object.assign(new Error(failure.message), failure.code ? { code: failure.code } : {}));
+      else resolve();
+    });
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`the usage merge thread stopped (exit code ${code})`)));
+  });
+}
