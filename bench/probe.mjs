@@ -1,4 +1,4 @@
-// Latency probe for the bench (its own process): one request every few ms through the gateway, each tagged by whether a usage compaction was running.
+// Latency probe for the bench (its own process): requests through the gateway on a few connections, each tagged by whether a usage compaction was running.
 // Usage: node bench/probe.mjs URL METHOD API_KEY USER_DIRECTORY SECONDS; prints one JSON line.
 
 import { existsSync } from 'node:fs';
@@ -8,9 +8,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 const [url, method, apiKey, directory, seconds] = [process.argv[2], process.argv[3], process.argv[4], process.argv[5], Number(process.argv[6])];
 const INTERVAL_MS = 5;
+/** Connections probing at once, each sending a request every INTERVAL_MS at most: enough samples during the short compactions. */
+const CONNECTIONS = 4;
 /** Present while the gateway merges its usage journal into a rewritten api_usage.json. */
 const COMPACTING = join(directory, 'api_usage.journal.compacting');
-const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
 
 function send() {
   return new Promise((resolve, reject) => {
@@ -24,20 +26,34 @@ function send() {
 }
 
 const samples = { steady: [], compacting: [] };
-let compactions = 0;
-let wasCompacting = false;
 const end = performance.now() + seconds * 1000;
-while (performance.now() < end) {
-  const compactingBefore = existsSync(COMPACTING);
-  const started = performance.now();
-  await send();
-  const latency = performance.now() - started;
-  const compacting = compactingBefore || existsSync(COMPACTING);
-  if (compacting && !wasCompacting) compactions += 1;
-  wasCompacting = compacting;
-  samples[compacting ? 'compacting' : 'steady'].push(latency);
-  await sleep(Math.max(0, INTERVAL_MS - latency));
+
+/** One connection's requests until the end, each sample tagged compacting when the merge ran at its start or its end. */
+async function probe() {
+  while (performance.now() < end) {
+    const compactingBefore = existsSync(COMPACTING);
+    const started = performance.now();
+    await send();
+    const latency = performance.now() - started;
+    samples[compactingBefore || existsSync(COMPACTING) ? 'compacting' : 'steady'].push(latency);
+    await sleep(Math.max(0, INTERVAL_MS - latency));
+  }
 }
+
+/** Counts the compactions: how often the journal set aside appears. */
+async function watchCompactions() {
+  let count = 0;
+  let was = false;
+  while (performance.now() < end) {
+    const now = existsSync(COMPACTING);
+    if (now && !was) count += 1;
+    was = now;
+    await sleep(2);
+  }
+  return count;
+}
+
+const [compactions] = await Promise.all([watchCompactions(), ...Array.from({ length: CONNECTIONS }, probe)]);
 agent.destroy();
 
 function summary(values) {
