@@ -80,6 +80,8 @@ describe('admin dashboard', { skip: browserUnavailable }, () => {
     assert.equal(await page.evaluate(() => navigator.clipboard.readText()), secret);
     await page.screenshot({ path: await screenshotPath('dashboard-new-key-secret') });
     await page.click('#secret-dialog [data-close]');
+    // The dialog forgets the secret on its close event, which follows the click as a task of its own.
+    await page.waitForFunction((shown) => !document.body.innerHTML.includes(shown), secret);
     assert.equal(await page.isVisible('#secret-dialog'), false);
     assert.equal((await page.content()).includes(secret), false, 'the secret is gone from the page once its dialog is closed');
 
@@ -101,6 +103,7 @@ describe('admin dashboard', { skip: browserUnavailable }, () => {
     assert.match(rotated, /^comfy_/);
     assert.notEqual(rotated, secret);
     await page.click('#secret-dialog [data-close]');
+    await page.waitForFunction((shown) => !document.body.innerHTML.includes(shown), rotated);
     assert.equal((await page.content()).includes(rotated), false);
     assert.equal((await send(gateway.url, '/system_stats', { key: secret })).status, 401);
 
