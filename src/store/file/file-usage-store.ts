@@ -7,6 +7,7 @@ import type { UsageRecord, UsageStore } from '../types.js';
 import { UsageReports } from '../usage-reports.js';
 import { removeLeftoverTemporaries, syncDirectory, writeFileAtomic } from './atomic-write.js';
 import { dropPartialTail, readJournal, type JournalChunk } from './journal.js';
+import { oneAtATime } from './one-at-a-time.js';
 import { mergeUsageJournal, mergeUsageJournalInWorker } from './usage-merge.js';
 import { addToHourly, addToTotals, emptyHeader, isUsageRecord, loadUsageFile, recentRecordTimes, usageFileLines, type UsageJournalEntry } from './usage-file.js';
 
@@ -51,8 +52,8 @@ export class FileUsageStore extends UsageReports implements UsageStore {
   private buffer: string[] = [];
   private journal: FileHandle | null = null;
   private journalId = newJournalId();
-  /** Every operation on the journal file runs in this chain, one at a time. */
-  private journalOps: Promise<void> = Promise.resolve();
+  /** Every operation on the journal file runs through this, one at a time. */
+  private readonly serially = oneAtATime();
   private compacting: Promise<void> | null = null;
   private writeError: Error | null = null;
   private timers: NodeJS.Timeout[] = [];
@@ -163,12 +164,6 @@ export class FileUsageStore extends UsageReports implements UsageStore {
   flush(): Promise<void> {
     if (this.readOnly) return Promise.reject(this.readOnlyError());
     return this.serially(() => this.writeBuffer());
-  }
-
-  private serially(operation: () => Promise<void>): Promise<void> {
-    const run = this.journalOps.then(operation);
-    this.journalOps = run.catch(() => undefined);
-    return run;
   }
 
   async close(): Promise<void> {

@@ -5,6 +5,7 @@ import { StoreCorruptError } from '../types.js';
 import { removeLeftoverTemporaries, replaceWith, writeFileAtomic, writeTemporary } from './atomic-write.js';
 import { withDirLock } from './dir-lock.js';
 import { appendDurably, dropPartialTail, readJournal } from './journal.js';
+import { oneAtATime } from './one-at-a-time.js';
 import { readSnapshotByLine, snapshotLines } from './snapshot-layout.js';
 import { IndexedRecords, MapRecords, type SecondaryKeys, type SnapshotIndex, type TableRecords } from './table-records.js';
 
@@ -69,11 +70,11 @@ export class JournaledTable<T> {
   private snapshotBytes = 0;
   private pollTimer: NodeJS.Timeout | null = null;
   /** Changes and polls of this process run one at a time, so a poll never applies lines older than a change. */
-  private turn: Promise<unknown> = Promise.resolve();
+  private readonly inTurn = oneAtATime();
   private readonly pending: PendingGroup<T>[] = [];
   private committing: Promise<void> | null = null;
   /** Appends and the swap that ends a compaction take turns (single-writer tables). */
-  private fileTurn: Promise<unknown> = Promise.resolve();
+  private readonly inFileTurn = oneAtATime();
   /** The compaction running beside the appends, with the ops appended since it began (single-writer tables). */
   private compaction: { done: Promise<void>; opsSince: TableOp<T>[]; abandoned: boolean } | null = null;
 
@@ -198,12 +199,6 @@ export class JournaledTable<T> {
     return this.snapshotIno === 0 || this.journalOffset > Math.max(MIN_COMPACT_BYTES, this.snapshotBytes / 4);
   }
 
-  private inFileTurn<R>(task: () => Promise<R>): Promise<R> {
-    const run = this.fileTurn.then(task);
-    this.fileTurn = run.catch(() => undefined);
-    return run;
-  }
-
   /**
    * Rewrites the snapshot from memory while appends go on, then, between two appends, puts it in place
    * and starts the journal again with the ops appended meanwhile. Replaying those over the new snapshot
@@ -247,12 +242,6 @@ export class JournaledTable<T> {
     if (record === undefined) this.records.delete(id);
     else this.records.set(id, record);
     this.options.onChange?.(id, current, record);
-  }
-
-  private inTurn<R>(task: () => Promise<R>): Promise<R> {
-    const run = this.turn.then(task);
-    this.turn = run.catch(() => undefined);
-    return run;
   }
 
   /** Resolves when the lock can be taken, i.e. the folder is there and writable. */
