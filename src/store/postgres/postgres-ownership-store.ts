@@ -98,14 +98,7 @@ export class PostgresOwnershipStore implements OwnershipStore {
   }
 
   async open(): Promise<void> {
-    this.database.retain();
-    try {
-      await this.feed.start();
-    } catch (error) {
-      this.feed.stop();
-      await this.database.release();
-      throw error;
-    }
+    await this.feed.open();
   }
 
   ownerOf(kind: OwnedKind, id: string): string | undefined {
@@ -259,8 +252,7 @@ export class PostgresOwnershipStore implements OwnershipStore {
     if (this.pendingTimer) clearInterval(this.pendingTimer);
     this.pendingTimer = null;
     if (this.pending.length > 0) await this.writePending().catch(() => undefined);
-    this.feed.stop();
-    await this.database.release();
+    await this.feed.close();
   }
 
   /** Waits for the notifications received so far to be applied. */
