@@ -110,7 +110,14 @@ export class PostgresKeyStore implements KeyStore {
   }
 
   async open(): Promise<void> {
-    await this.feed.open();
+    this.database.retain();
+    try {
+      await this.feed.start();
+    } catch (error) {
+      this.feed.stop();
+      await this.database.release();
+      throw error;
+    }
     this.touchTimer = setInterval(() => void this.flushTouches().catch(() => undefined), this.touchFlushMs).unref();
   }
 
@@ -193,8 +200,9 @@ export class PostgresKeyStore implements KeyStore {
   async close(): Promise<void> {
     if (this.touchTimer) clearInterval(this.touchTimer);
     this.touchTimer = null;
+    this.feed.stop();
     await this.flushTouches().catch(() => undefined);
-    await this.feed.close();
+    await this.database.release();
   }
 
   /** Waits for the notifications received so far to be applied (for tests and the migrate command). */

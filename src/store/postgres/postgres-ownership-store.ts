@@ -98,7 +98,14 @@ export class PostgresOwnershipStore implements OwnershipStore {
   }
 
   async open(): Promise<void> {
-    await this.feed.open();
+    this.database.retain();
+    try {
+      await this.feed.start();
+    } catch (error) {
+      this.feed.stop();
+      await this.database.release();
+      throw error;
+    }
   }
 
   ownerOf(kind: OwnedKind, id: string): string | undefined {
@@ -252,7 +259,8 @@ export class PostgresOwnershipStore implements OwnershipStore {
     if (this.pendingTimer) clearInterval(this.pendingTimer);
     this.pendingTimer = null;
     if (this.pending.length > 0) await this.writePending().catch(() => undefined);
-    await this.feed.close();
+    this.feed.stop();
+    await this.database.release();
   }
 
   /** Waits for the notifications received so far to be applied. */

@@ -62,7 +62,14 @@ export class PostgresSessionStore implements SessionStore {
   }
 
   async open(): Promise<void> {
-    await this.feed.open();
+    this.database.retain();
+    try {
+      await this.feed.start();
+    } catch (error) {
+      this.feed.stop();
+      await this.database.release();
+      throw error;
+    }
     this.cleanupTimer = setInterval(() => void this.cleanup().catch(() => undefined), CLEANUP_INTERVAL_MS).unref();
   }
 
@@ -92,7 +99,8 @@ export class PostgresSessionStore implements SessionStore {
   async close(): Promise<void> {
     if (this.cleanupTimer) clearInterval(this.cleanupTimer);
     this.cleanupTimer = null;
-    await this.feed.close();
+    this.feed.stop();
+    await this.database.release();
   }
 
   /** Waits for the notifications received so far to be applied. */

@@ -40,26 +40,8 @@ export class ReplicaFeed<T> {
     this.options = options;
   }
 
-  /** A store's open: holds the database for it and starts; on failure stops again and lets the database go. */
-  async open(): Promise<void> {
-    this.options.database.retain();
-    try {
-      await this.start();
-    } catch (error) {
-      this.stop();
-      await this.options.database.release();
-      throw error;
-    }
-  }
-
-  /** A store's close: stops and lets the database go. */
-  async close(): Promise<void> {
-    this.stop();
-    await this.options.database.release();
-  }
-
   /** Listens, then loads everything (so nothing changed between the load and the LISTEN is missed). */
-  private async start(): Promise<void> {
+  async start(): Promise<void> {
     this.unsubscribe = await this.options.database.subscribe(
       this.options.channel,
       (payload) => {
