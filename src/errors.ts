@@ -38,6 +38,16 @@ export const keyExpired = (): GatewayError => new GatewayError(401, 'KEY_EXPIRED
 
 export const forbidden = (message: string): GatewayError => new GatewayError(403, 'FORBIDDEN', message);
 
+/** 403 for a user key on a route the gateway does not open to user keys. */
+export const routeNotAllowed = (method: string, adminOnly = false): GatewayError =>
+  new GatewayError(
+    403,
+    'ROUTE_NOT_ALLOWED',
+    adminOnly
+      ? `This ComfyUI route (${method}) is for admin keys only.`
+      : `This ComfyUI route (${method}) is not one the gateway opens to user keys. An operator can open it with --user-route ${method}:PATH_PREFIX.`,
+  );
+
 export const keyNotFound = (): GatewayError => new GatewayError(404, 'KEY_NOT_FOUND', 'No API key has that key_id.');
 
 /** A request the client must fix; `details` names each problem, e.g. `[{field, problem}]`. */

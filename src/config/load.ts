@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { checkTrustedProxy } from '../auth/client-addressing.js';
+import { parseUserRoute, type UserRoute } from '../isolation/user-routes.js';
 import { DEFAULTS, LOG_LEVELS, REDIS_FAILURE_MODES, type AuthMode, type GatewayConfig, type LogLevel, type RedisFailureMode } from './schema.js';
 
 /** A setting that cannot be used; the CLI prints the message and exits with code 2. */
@@ -30,6 +31,7 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { flag: 'upstream', env: 'COMFY_GATE_UPSTREAM', type: 'string', help: `ComfyUI's URL (default ${DEFAULTS.upstream})` },
   { flag: 'user-directory', env: 'COMFY_GATE_USER_DIRECTORY', type: 'string', help: `Folder of api_keys.json and api_usage.json (default ${DEFAULTS.userDirectory})` },
   { flag: 'public-path', env: 'COMFY_GATE_PUBLIC_PATHS', type: 'string', multiple: true, help: 'A path prefix anyone may GET/HEAD in required mode; repeatable (env: comma-separated)' },
+  { flag: 'user-route', env: 'COMFY_GATE_USER_ROUTES', type: 'string', multiple: true, help: 'Open a route the gateway does not know to user keys: [METHOD:]PATH_PREFIX, e.g. POST:/my_node/; repeatable (env: comma-separated)' },
   { flag: 'usage-retention-days', env: 'COMFY_GATE_USAGE_RETENTION_DAYS', type: 'string', help: `Days raw usage records are kept (default ${DEFAULTS.usageRetentionDays}); daily totals are kept for good` },
   { flag: 'upstream-timeout', env: 'COMFY_GATE_UPSTREAM_TIMEOUT', type: 'string', help: `Seconds to wait for ComfyUI's response headers (default ${DEFAULTS.upstreamTimeoutSeconds})` },
   { flag: 'session-ttl', env: 'COMFY_GATE_SESSION_TTL', type: 'string', help: `How long a browser sign-in lasts: seconds, or a number with s, m, h or d (default ${DEFAULTS.sessionTtl})` },
@@ -70,6 +72,7 @@ export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): Gateway
     upstream,
     userDirectory: resolve(stringValue(values['user-directory']) ?? DEFAULTS.userDirectory),
     publicPaths: ((values['public-path'] as string[] | undefined) ?? []).map(parsePublicPath),
+    userRoutes: ((values['user-route'] as string[] | undefined) ?? []).map(parseUserRouteFlag),
     usageRetentionDays: parseInteger('--usage-retention-days', stringValue(values['usage-retention-days']), DEFAULTS.usageRetentionDays, 1, 36500),
     upstreamTimeoutMs: 1000 * parseInteger('--upstream-timeout', stringValue(values['upstream-timeout']), DEFAULTS.upstreamTimeoutSeconds, 1, 86400),
     wsPingIntervalMs: 1000 * parseInteger('--ws-ping-interval', stringValue(values['ws-ping-interval']), DEFAULTS.wsPingIntervalSeconds, 1, 3600),
@@ -153,6 +156,12 @@ function parseTrustedProxy(value: string): string {
   const problem = checkTrustedProxy(value);
   if (problem) throw new ConfigError(`--trusted-proxy: ${problem}`);
   return value;
+}
+
+function parseUserRouteFlag(value: string): UserRoute {
+  const route = parseUserRoute(value);
+  if (typeof route === 'string') throw new ConfigError(`--user-route ${JSON.stringify(value)}: ${route}`);
+  return route;
 }
 
 function parsePublicPath(value: string): string {

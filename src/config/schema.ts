@@ -1,5 +1,7 @@
 // The gateway's resolved configuration: every setting with its type and default.
 
+import type { UserRoute } from '../isolation/user-routes.js';
+
 /** off: a transparent proxy; optional: keys are checked when presented; required: every request needs a key. */
 export type AuthMode = 'off' | 'optional' | 'required';
 
@@ -16,6 +18,8 @@ export interface GatewayConfig {
   upstream: URL;
   /** Folder of `api_keys.json` and `api_usage.json`. */
   userDirectory: string;
+  /** Routes the route table does not know that user keys may use (`--user-route`). */
+  userRoutes: UserRoute[];
   /** Path prefixes anyone may GET or HEAD in required mode. */
   publicPaths: string[];
   /** Days raw usage records are kept; daily totals are kept for good. */

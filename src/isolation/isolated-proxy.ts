@@ -1,11 +1,11 @@
 // Routes a keyed request to ComfyUI through the isolation rules: what a user key may see and do, and what only admins may.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { forbidden } from '../errors.js';
+import { forbidden, invalidRequest, routeNotAllowed } from '../errors.js';
 import type { HttpProxy } from '../proxy/http.js';
+import type { RequestTarget } from '../server/request-target.js';
 import { sendJson } from '../server/respond.js';
 import type { KeyRecord, OwnershipStore } from '../store/types.js';
-import { canonicalRoute } from './canonical-path.js';
 import { ComfyUsers } from './comfy-users.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
 import { getHistoryEntry, getHistoryList, postHistory } from './history.js';
@@ -14,66 +14,84 @@ import { parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
 import { postPrompt } from './prompt.js';
 import { getQueue, postInterrupt, postQueue } from './queue.js';
 import { redactQueueItem } from './redact.js';
+import { matchRoute, type Handler } from './route-table.js';
+import { isOpenedByOperator, type UserRoute } from './user-routes.js';
 import { getView, postUpload } from './view.js';
 
 export interface IsolatedProxy {
-  /** Forwards a request made with a key, applying the rules for that key's role. */
-  handle(req: IncomingMessage, res: ServerResponse, key: KeyRecord, path: string, query: URLSearchParams): Promise<void>;
+  /** Forwards a request made with a key, applying the route table's rule for that key's role. */
+  handle(req: IncomingMessage, res: ServerResponse, key: KeyRecord, target: RequestTarget): Promise<void>;
   /** The `Comfy-User` header (or its removal) for a key's requests and WebSockets. */
   upstreamHeadersFor(req: IncomingMessage, key: KeyRecord): Promise<Record<string, string | null>>;
   /** ComfyUI's answers to /queue and /history, without secrets, for callers without a key. */
-  handleAnonymous(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean>;
+  handleAnonymous(req: IncomingMessage, res: ServerResponse, target: RequestTarget): Promise<boolean>;
 }
 
 const READS = new Set(['GET', 'HEAD']);
 
-/** Paths only admin keys may use: ComfyUI's internals (logs, server paths) and memory management. */
-function isAdminOnly(route: string): boolean {
-  return route === '/free' || route === '/internal' || route.startsWith('/internal/');
-}
-
-/** Per-user data that ComfyUI separates only under `--multi-user`. */
-function isUserData(route: string): boolean {
-  return route === '/settings' || route.startsWith('/settings/') || route === '/userdata' || route.startsWith('/userdata/') || route === '/v2/userdata';
-}
-
-export function createIsolatedProxy(options: { proxy: HttpProxy; ownership: OwnershipStore }): IsolatedProxy {
+export function createIsolatedProxy(options: { proxy: HttpProxy; ownership: OwnershipStore; userRoutes: readonly UserRoute[] }): IsolatedProxy {
   const ctx: IsolationContext = { proxy: options.proxy, ownership: options.ownership };
   const comfyUsers = new ComfyUsers(ctx);
 
-  async function handle(req: IncomingMessage, res: ServerResponse, key: KeyRecord, path: string, query: URLSearchParams): Promise<void> {
-    const route = canonicalRoute(path).toLowerCase();
+  async function handle(req: IncomingMessage, res: ServerResponse, key: KeyRecord, target: RequestTarget): Promise<void> {
     const method = req.method ?? 'GET';
     const caller: IsolatedCaller = { key, seesAll: key.role === 'admin', upstreamHeaders: await comfyUsers.headersFor(req, key) };
-    const user = !caller.seesAll;
-    if (user && isAdminOnly(route)) throw forbidden('This ComfyUI route needs an admin key.');
-
-    if (route === '/prompt' && method === 'POST') return postPrompt(ctx, req, res, caller);
-    if (route === '/history' && READS.has(method)) return getHistoryList(ctx, req, res, caller, path, query);
-    if (route.startsWith('/history/') && READS.has(method) && route.indexOf('/', 9) < 0) return getHistoryEntry(ctx, req, res, caller, canonicalRoute(path).slice(9));
-    if (route === '/queue' && READS.has(method)) return getQueue(ctx, req, res, caller);
-    if (route === '/view' && READS.has(method)) return getView(ctx, req, res, caller, query);
-    if ((route === '/upload/image' || route === '/upload/mask') && method === 'POST') return postUpload(ctx, req, res, caller);
-    if (user) {
-      if (route === '/history' && method === 'POST') return postHistory(ctx, req, res, caller);
-      if (route === '/queue' && method === 'POST') return postQueue(ctx, req, res, caller);
-      if (route === '/interrupt' && method === 'POST') return postInterrupt(ctx, req, res, caller);
-      if (route === '/system_stats' && READS.has(method)) return systemStatsWithoutArgv(req, res, caller);
-      if (route === '/users' || isUserData(route)) {
-        const handled = await userDataRule(req, res, key, route, method);
-        if (handled) return;
-      }
-      const jobs = /^(?:\/api)?\/jobs(?:\/([^/]+)(\/cancel)?)?$/.exec(route);
-      if (jobs) {
-        const [, id, cancel] = jobs;
-        const jobId = id === undefined ? undefined : canonicalRoute(path).split('/').at(cancel ? -2 : -1)!;
-        if (jobId === undefined && READS.has(method)) return getJobList(ctx, req, res, caller, path, query);
-        if (id === 'cancel' && !cancel && method === 'POST') return cancelJobs(ctx, req, res, caller);
-        if (jobId !== undefined && !cancel && READS.has(method)) return getJob(ctx, req, res, caller, jobId);
-        if (jobId !== undefined && cancel && method === 'POST') return cancelJob(ctx, req, res, caller, jobId);
+    // ComfyUI answers every OPTIONS in its middleware, before any route runs.
+    const match = method === 'OPTIONS' ? null : matchRoute(method, target.segments);
+    if (!caller.seesAll && method !== 'OPTIONS') {
+      if (!match) {
+        if (target.segments.some((segment) => segment.includes('/'))) {
+          throw invalidRequest('An encoded slash (%2F) may stand only in a file name of /userdata.', [{ field: 'target', problem: 'an encoded slash in the path' }]);
+        }
+        if (!isOpenedByOperator(options.userRoutes, method, target.segments)) throw routeNotAllowed(method);
+      } else if (match.entry.access === 'admin-only') {
+        throw routeNotAllowed(method, true);
       }
     }
+    const handler = match?.entry.handler;
+    if (handler && (!caller.seesAll || match.entry.forAdmins)) return runHandler(handler, req, res, caller, target, match.params);
     await ctx.proxy.forward(req, res, { headers: caller.upstreamHeaders });
+  }
+
+  /** Answers a filtered or per-user route through its isolation handler. */
+  async function runHandler(handler: Handler, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller, target: RequestTarget, params: Record<string, string>): Promise<void> {
+    const { path, query } = target;
+    switch (handler) {
+      case 'prompt':
+        return postPrompt(ctx, req, res, caller);
+      case 'history-list':
+        return getHistoryList(ctx, req, res, caller, path, query);
+      case 'history-entry':
+        return getHistoryEntry(ctx, req, res, caller, params.prompt_id!);
+      case 'history-change':
+        return postHistory(ctx, req, res, caller);
+      case 'queue-list':
+        return getQueue(ctx, req, res, caller);
+      case 'queue-change':
+        return postQueue(ctx, req, res, caller);
+      case 'interrupt':
+        return postInterrupt(ctx, req, res, caller);
+      case 'view':
+        return getView(ctx, req, res, caller, query);
+      case 'upload':
+        return postUpload(ctx, req, res, caller);
+      case 'system-stats':
+        return systemStatsWithoutArgv(req, res, caller);
+      case 'jobs-list':
+        return getJobList(ctx, req, res, caller, path, query);
+      case 'job':
+        return getJob(ctx, req, res, caller, params.job_id!);
+      case 'job-cancel':
+        return cancelJob(ctx, req, res, caller, params.job_id!);
+      case 'jobs-cancel':
+        return cancelJobs(ctx, req, res, caller);
+      case 'users':
+      case 'user-data':
+        if (await userDataRule(req, res, caller.key, handler, req.method ?? 'GET')) return;
+        return ctx.proxy.forward(req, res, { headers: caller.upstreamHeaders });
+      case 'websocket':
+        return ctx.proxy.forward(req, res, { headers: caller.upstreamHeaders });
+    }
   }
 
   /** /system_stats without the `argv` ComfyUI was started with (it can hold paths and secrets). */
@@ -90,10 +108,10 @@ export function createIsolatedProxy(options: { proxy: HttpProxy; ownership: Owne
    * ComfyUI user is used and `/users` shows only it; without it, these are read-only.
    * @returns true when the request was answered here.
    */
-  async function userDataRule(req: IncomingMessage, res: ServerResponse, key: KeyRecord, route: string, method: string): Promise<boolean> {
-    if (route === '/users' && method === 'POST') throw forbidden('ComfyUI users are created by the gateway, one per key.');
+  async function userDataRule(req: IncomingMessage, res: ServerResponse, key: KeyRecord, handler: 'users' | 'user-data', method: string): Promise<boolean> {
+    if (handler === 'users' && method === 'POST') throw forbidden('ComfyUI users are created by the gateway, one per key.');
     if (await comfyUsers.isMultiUser(req)) {
-      if (route !== '/users' || !READS.has(method)) return false;
+      if (handler !== 'users' || !READS.has(method)) return false;
       const userId = await comfyUsers.userOf(req, key);
       sendJson(res, 200, { storage: 'server', users: { [userId]: ComfyUsers.userName(key) } });
       return true;
@@ -103,16 +121,16 @@ export function createIsolatedProxy(options: { proxy: HttpProxy; ownership: Owne
   }
 
   /** Secrets in queue and history entries are removed for every caller, with a key or without. */
-  async function handleAnonymous(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
-    const route = canonicalRoute(path).toLowerCase();
-    if (!READS.has(req.method ?? 'GET') || (route !== '/queue' && route !== '/history' && !route.startsWith('/history/'))) return false;
+  async function handleAnonymous(req: IncomingMessage, res: ServerResponse, target: RequestTarget): Promise<boolean> {
+    const handler = matchRoute(req.method ?? 'GET', target.segments)?.entry.handler;
+    if (handler !== 'queue-list' && handler !== 'history-list' && handler !== 'history-entry') return false;
     const answer = await ctx.proxy.fetch(req);
     const body = answer.status === 200 ? parseJsonOrUndefined(answer.body) : undefined;
     if (typeof body !== 'object' || body === null) {
       relayAnswer(res, answer);
       return true;
     }
-    if (route === '/queue') {
+    if (handler === 'queue-list') {
       const queue = body as { queue_running?: unknown[]; queue_pending?: unknown[] };
       for (const item of [...(queue.queue_running ?? []), ...(queue.queue_pending ?? [])]) redactQueueItem(item);
     } else {

@@ -1,7 +1,5 @@
 // A small, fixed set of names for what a request was about, for metric labels (never the raw path: cardinality).
 
-import { canonicalRoute } from '../isolation/canonical-path.js';
-
 const GROUPS: Record<string, string> = {
   prompt: 'prompt',
   queue: 'queue',
@@ -31,6 +29,7 @@ const GROUPS: Record<string, string> = {
 
 /** The route group of a path, e.g. `/api/history/abc` → `history`; anything unlisted is `other`. */
 export function routeGroup(path: string): string {
-  const first = canonicalRoute(path).split('/')[1]?.toLowerCase() ?? '';
+  const segments = path.split('/');
+  const first = (segments[1] === 'api' ? segments[2] : segments[1])?.toLowerCase() ?? '';
   return GROUPS[first] ?? (first === '' ? 'frontend' : 'other');
 }

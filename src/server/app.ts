@@ -9,8 +9,10 @@ import { ClientAddressing } from '../auth/client-addressing.js';
 import { AuthFailureLimiter } from '../auth/failure-limiter.js';
 import { isPublicPath } from '../auth/public-paths.js';
 import type { GatewayConfig } from '../config/schema.js';
-import { authRequired, forbidden, GatewayError, invalidRequest, rateLimitExceeded, tooManyAuthFailures } from '../errors.js';
+import { authRequired, forbidden, GatewayError, invalidRequest, rateLimitExceeded, routeNotAllowed, tooManyAuthFailures } from '../errors.js';
 import { createIsolatedProxy } from '../isolation/isolated-proxy.js';
+import { matchRoute } from '../isolation/route-table.js';
+import { isOpenedByOperator } from '../isolation/user-routes.js';
 import { userSocketHooks } from '../isolation/socket-filter.js';
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
@@ -25,6 +27,7 @@ import { handleAdminPage, isAdminPagePath } from './admin-page.js';
 import { handleLogin, handleLogout, type LoginContext } from './login.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import { rejectUpgrade, sendError, sendJson } from './respond.js';
+import { parseRequestTarget } from './request-target.js';
 import { matchGatewayRoute, pathOf } from './routes.js';
 
 /** The open stores a gateway runs on. */
@@ -56,7 +59,7 @@ function requestIdOf(req: IncomingMessage): string {
 export function createGatewayServer(config: GatewayConfig, stores: GatewayStores, log: Logger, metrics: GatewayMetrics): Gateway {
   const { keys, usage, counters, ownership, sessions, audit } = stores;
   const proxy = createHttpProxy({ upstream: config.upstream, headersTimeoutMs: config.upstreamTimeoutMs });
-  const isolated = createIsolatedProxy({ proxy, ownership });
+  const isolated = createIsolatedProxy({ proxy, ownership, userRoutes: config.userRoutes });
   const webSockets = createWebSocketProxy({
     upstream: config.upstream,
     handshakeTimeoutMs: Math.min(config.upstreamTimeoutMs, 30_000),
@@ -112,8 +115,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   }
 
   async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = pathOf(req.url);
-    if (path === null) throw invalidRequest('The request target must be a path starting with /.', [{ field: 'target', problem: 'not origin-form' }]);
+    const target = parseRequestTarget(req.url);
+    const { path } = target;
     const route = matchGatewayRoute(path);
     if (route?.name === 'healthz') return sendJson(res, 200, { status: 'ok' });
     if (route?.name === 'readyz') return readiness(res);
@@ -121,7 +124,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     if (route?.name === 'metrics' && config.metricsPublic) return sendMetrics(res);
     const dashboard = isAdminPagePath(path);
     if (!route && !dashboard && config.mode === 'off') {
-      if (!(await isolated.handleAnonymous(req, res, path))) await proxy.forward(req, res);
+      if (!(await isolated.handleAnonymous(req, res, target))) await proxy.forward(req, res);
       return;
     }
     const caller = authenticate(req, { unsafe: !SAFE_METHODS.has(req.method ?? 'GET') });
@@ -136,7 +139,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         if (isBrowserNavigation(req)) return redirectToLogin(res, req.url!);
         throw authRequired();
       }
-      if (!(await isolated.handleAnonymous(req, res, path))) await proxy.forward(req, res);
+      if (!(await isolated.handleAnonymous(req, res, target))) await proxy.forward(req, res);
       return;
     }
     const at = now();
@@ -148,8 +151,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     }
     if (route) return handleAdminRoute(route, req, res, caller, adminContext);
     if (dashboard) return handleAdminPage(res, caller, path, req.method ?? 'GET');
-    const query = new URLSearchParams(req.url!.slice(path.length + 1));
-    return isolated.handle(req, res, caller.key, path, query);
+    return isolated.handle(req, res, caller.key, target);
   }
 
   async function sendMetrics(res: ServerResponse): Promise<void> {
@@ -200,14 +202,13 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   }
 
   async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const path = pathOf(req.url);
-    if (path === null || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
-      throw invalidRequest('Only WebSocket upgrades of a path are accepted.', [{ field: 'upgrade', problem: 'not a websocket upgrade' }]);
+    const { path, segments, query } = parseRequestTarget(req.url);
+    if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
+      throw invalidRequest('Only WebSocket upgrades are accepted.', [{ field: 'upgrade', problem: 'not a websocket upgrade' }]);
     }
     if (config.mode === 'off') return webSockets.relay(req, socket, head, { onEnd: () => undefined });
     // A browser sends its cookie with any site's WebSocket, so a cookie-authenticated socket must come from this site.
     const caller = authenticate(req, { unsafe: true });
-    const query = new URLSearchParams(req.url!.slice(path.length + 1));
     const clientId = query.get('clientId') ?? '';
     if (caller.kind === 'anonymous') {
       if (config.mode === 'required') throw authRequired();
@@ -215,6 +216,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       return webSockets.relay(req, socket, head, { onEnd: () => undefined });
     }
     const key = caller.key;
+    const comfySocket = matchRoute('GET', segments)?.entry.handler === 'websocket';
+    if (key.role !== 'admin' && !comfySocket && !isOpenedByOperator(config.userRoutes, 'GET', segments)) throw routeNotAllowed('GET');
     const at = now();
     await admit(key, at);
     if (!clientId) query.set('clientId', randomUUID().replaceAll('-', ''));
@@ -226,7 +229,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       target: `${path}?${query}`,
       onOpen: () => metrics.websocketOpened(),
       headers: await isolated.upstreamHeadersFor(req, key),
-      ...(key.role === 'admin' ? {} : { hooks: userSocketHooks(ownership, key.key_id) }),
+      ...(key.role === 'admin' || !comfySocket ? {} : { hooks: userSocketHooks(ownership, key.key_id) }),
       onEnd: ({ status, connectedMs }) => {
         if (status === 101) metrics.websocketClosed();
         metrics.request('websocket', status, connectedMs / 1000, key.key_id);

@@ -135,7 +135,7 @@ describe('isolation of history, outputs, uploads and admin routes', () => {
       const method = target.endsWith('free') ? 'POST' : 'GET';
       const res = await send(gateway.url, target, { method, key: keys.alice, ...(method === 'POST' ? { body: {} } : {}) });
       assert.equal(res.status, 403, target);
-      assert.equal(res.json().error_code, 'FORBIDDEN');
+      assert.equal(res.json().error_code, 'ROUTE_NOT_ALLOWED');
       const asAdmin = await send(gateway.url, target, { method, key: keys.admin, ...(method === 'POST' ? { body: {} } : {}) });
       // ComfyUI serves /internal only without the /api prefix; the admin gets whatever ComfyUI answers.
       assert.equal(asAdmin.status, target === '/api/internal/logs' ? 404 : 200, target);

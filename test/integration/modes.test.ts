@@ -148,11 +148,13 @@ describe('--require-api-auth: deny by default', () => {
   ] as const;
 
   for (const [method, target] of protectedTargets) {
-    test(`${method} ${target} without a key: 401 AUTH_REQUIRED, nothing reaches ComfyUI`, async () => {
+    // A spelling that could be read two ways is refused before the key is even looked at.
+    const [status, code] = /%(?!2F)|\/\/|\/\.\.?(\/|$)/.test(target) ? [400, 'INVALID_REQUEST'] : [401, 'AUTH_REQUIRED'];
+    test(`${method} ${target} without a key: ${status} ${code}, nothing reaches ComfyUI`, async () => {
       const before = comfy.requests.length;
       const res = await send(gateway.url, target, { method });
-      assert.equal(res.status, 401);
-      if (method !== 'HEAD') assert.equal(res.json().error_code, 'AUTH_REQUIRED');
+      assert.equal(res.status, status);
+      if (method !== 'HEAD') assert.equal(res.json().error_code, code);
       assert.equal(comfy.requests.length, before);
     });
   }
@@ -174,9 +176,13 @@ describe('--require-api-auth: deny by default', () => {
     assert.equal(await wsOutcome(`ws://127.0.0.1:${gateway.port}/ws?clientId=x`, { 'x-api-key': key.api_key }), 'open');
   });
 
-  test('with a key the same paths are forwarded', async () => {
+  test('with a key the plain paths are forwarded, and an escaped plain character is refused even for an admin', async () => {
     assert.equal((await send(gateway.url, '/prompt', { key: key.api_key })).status, 200);
-    assert.equal((await send(gateway.url, '/%70rompt', { key: key.api_key })).status, 200);
+    const before = comfy.requests.length;
+    const escaped = await send(gateway.url, '/%70rompt', { key: key.api_key });
+    assert.equal(escaped.status, 400);
+    assert.equal(escaped.json().error_code, 'INVALID_REQUEST');
+    assert.equal(comfy.requests.length, before);
   });
 
   test('public paths: only GET/HEAD of the plain prefix', async () => {

@@ -1,0 +1,199 @@
+// Every ComfyUI route the gateway knows, 2024 releases to current, with what a user key gets on each: deny by default.
+
+/** What a user key gets on a route. Admin keys get everything. */
+export type Access =
+  /** Forwarded as it is. */
+  | 'forwarded'
+  /** Answered by an isolation handler: the key's own share only. */
+  | 'filtered'
+  /** The key's own ComfyUI user under `--multi-user`, read-only without it. */
+  | 'per-user'
+  /** 403 for user keys; `--user-route` cannot open it. */
+  | 'admin-only';
+
+/** The isolation handler that answers a filtered or per-user route. */
+export type Handler =
+  | 'prompt'
+  | 'history-list'
+  | 'history-entry'
+  | 'history-change'
+  | 'queue-list'
+  | 'queue-change'
+  | 'interrupt'
+  | 'view'
+  | 'upload'
+  | 'system-stats'
+  | 'users'
+  | 'user-data'
+  | 'jobs-list'
+  | 'job'
+  | 'job-cancel'
+  | 'jobs-cancel'
+  | 'websocket';
+
+export interface RouteEntry {
+  /**
+   * Path patterns as aiohttp declares them: `{name}` is one segment; `{name:path}` is one segment that
+   * may hold an encoded slash (`workflows%2Fa.json`); `{name:*}` is the rest of the path; `{name:file}`
+   * is one segment ending in a static file's extension.
+   */
+  patterns: readonly string[];
+  /** Methods; GET includes HEAD, as aiohttp registers it. */
+  methods: readonly string[];
+  /** Whether ComfyUI also serves the patterns under `/api` (its shared route table does; sub-apps and static mounts do not). */
+  alsoUnderApi: boolean;
+  access: Access;
+  handler?: Handler;
+  /** Whether the handler also runs for admin keys (claims and secret removal), not only for user keys. */
+  forAdmins?: boolean;
+  /** What a user key gets, for the README. */
+  userGets: string;
+}
+
+const FORWARDED_READ = 'forwarded';
+
+/** The table. Order matters only for overlapping patterns: the first match wins. */
+export const ROUTES: readonly RouteEntry[] = [
+  { patterns: ['/ws'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'websocket', userGets: 'the WebSocket; see below' },
+  { patterns: ['/prompt'], methods: ['POST'], alsoUnderApi: true, access: 'filtered', handler: 'prompt', forAdmins: true, userGets: 'the prompt is claimed before ComfyUI sees it (a `prompt_id` is minted when none is given). A `client_id` or `prompt_id` that belongs to another key is refused with 403, and so is a loader node (`LoadImage`, `LoadImageMask`, `LoadImageOutput`, `LoadAudio`, `LoadVideo`) that names a file the key does not own.' },
+  { patterns: ['/prompt'], methods: ['GET'], alsoUnderApi: true, access: 'forwarded', userGets: 'forwarded (the length of the queue)' },
+  { patterns: ['/history'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'history-list', forAdmins: true, userGets: "only its own prompts; others are absent, as if they never existed. `max_items` and `offset` keep ComfyUI's meaning over the key's own entries." },
+  { patterns: ['/history/{prompt_id}'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'history-entry', forAdmins: true, userGets: "its own prompt; `{}` for another key's id, as for an unknown one" },
+  { patterns: ['/history'], methods: ['POST'], alsoUnderApi: true, access: 'filtered', handler: 'history-change', userGets: '`delete` and `clear` act on its own entries only' },
+  { patterns: ['/queue'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'queue-list', forAdmins: true, userGets: "its own items in full; others' reduced to `[number, prompt_id, {}, {}, []]`, enough to see its place in line" },
+  { patterns: ['/queue'], methods: ['POST'], alsoUnderApi: true, access: 'filtered', handler: 'queue-change', userGets: '`delete` and `clear` act on its own pending prompts only' },
+  { patterns: ['/interrupt'], methods: ['POST'], alsoUnderApi: true, access: 'filtered', handler: 'interrupt', userGets: "acts only on the key's own prompt: with a `prompt_id`, only if it is the key's; without one, only if the running prompt is the key's. Otherwise a no-op 200, as ComfyUI answers for a prompt that is not running." },
+  { patterns: ['/view'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'view', forAdmins: true, userGets: 'only files it uploaded or its prompts produced; anything else (a `blake3:` hash name included) is an empty 404, exactly like a missing file' },
+  { patterns: ['/upload/image', '/upload/mask'], methods: ['POST'], alsoUnderApi: true, access: 'filtered', handler: 'upload', forAdmins: true, userGets: "the stored file is recorded as the key's" },
+  { patterns: ['/system_stats'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'system-stats', userGets: 'without `argv` (it can hold paths and secrets)' },
+  { patterns: ['/api/jobs'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'jobs-list', userGets: 'only its own jobs (newer ComfyUI)' },
+  { patterns: ['/api/jobs/cancel'], methods: ['POST'], alsoUnderApi: true, access: 'filtered', handler: 'jobs-cancel', userGets: 'cancels its own jobs only' },
+  { patterns: ['/api/jobs/{job_id}'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'job', userGets: "its own job; another key's is 404, as an unknown one" },
+  { patterns: ['/api/jobs/{job_id}/cancel'], methods: ['POST'], alsoUnderApi: true, access: 'filtered', handler: 'job-cancel', userGets: 'cancels its own job only' },
+  { patterns: ['/users'], methods: ['GET', 'POST'], alsoUnderApi: true, access: 'per-user', handler: 'users', userGets: 'only its own ComfyUI user; creating users is refused' },
+  {
+    patterns: ['/settings', '/settings/{id}', '/userdata', '/v2/userdata', '/userdata/{file:path}', '/userdata/{file:path}/move/{dest:path}'],
+    methods: ['GET', 'POST', 'DELETE'],
+    alsoUnderApi: true,
+    access: 'per-user',
+    handler: 'user-data',
+    userGets: "with ComfyUI started with `--multi-user`: the key's own ComfyUI user, created on its first use and set as `Comfy-User` on every request (a client's own `Comfy-User` is dropped). Without `--multi-user`: read-only.",
+  },
+  {
+    patterns: ['/features', '/object_info', '/object_info/{node_class}', '/embeddings', '/extensions', '/models', '/models/{folder}', '/view_metadata/{folder}', '/experiment/models', '/experiment/models/{folder}', '/experiment/models/preview/{folder}/{index}/{file:*}'],
+    methods: ['GET'],
+    alsoUnderApi: true,
+    access: 'forwarded',
+    userGets: FORWARDED_READ,
+  },
+  { patterns: ['/i18n', '/workflow_templates', '/global_subgraphs', '/global_subgraphs/{id}', '/node_replacements'], methods: ['GET'], alsoUnderApi: true, access: 'forwarded', userGets: 'forwarded (web UI support)' },
+  { patterns: ['/api/workflow_templates/{pack}/{file:*}', '/templates/{file:*}', '/docs/{file:*}'], methods: ['GET'], alsoUnderApi: false, access: 'forwarded', userGets: 'forwarded (templates and embedded docs)' },
+  { patterns: ['/'], methods: ['GET'], alsoUnderApi: true, access: 'forwarded', userGets: 'forwarded: the web UI page' },
+  {
+    patterns: ['/{name:file}', '/assets/{file:*}', '/scripts/{file:*}', '/lib/{file:*}', '/extensions/{file:*}', '/cursor/{file:*}', '/fonts/{file:*}'],
+    methods: ['GET'],
+    alsoUnderApi: false,
+    access: 'forwarded',
+    userGets: 'forwarded: the web UI\'s files, legacy and current (`/{name:file}` is a top-level `.html`, `.js`, `.css`, `.json`, `.ico`, `.png`, `.svg`, `.webp`, `.woff2` or `.map` file)',
+  },
+  { patterns: ['/free'], methods: ['POST'], alsoUnderApi: true, access: 'admin-only', userGets: '403 `ROUTE_NOT_ALLOWED`: admin keys only' },
+  { patterns: ['/internal', '/internal/{rest:*}'], methods: ['*'], alsoUnderApi: false, access: 'admin-only', userGets: "403 `ROUTE_NOT_ALLOWED`: ComfyUI's logs, server paths and log subscriptions" },
+  {
+    patterns: ['/api/assets', '/api/assets/{rest:*}', '/api/tags', '/api/tasks', '/api/tasks/{rest:*}'],
+    methods: ['*'],
+    alsoUnderApi: false,
+    access: 'admin-only',
+    userGets: "403 `ROUTE_NOT_ALLOWED`: every user's files, and `POST /api/assets/download` makes the server fetch a URL (newer ComfyUI)",
+  },
+  {
+    patterns: ['/manager/{rest:*}', '/v2/manager/{rest:*}', '/customnode/{rest:*}', '/snapshot/{rest:*}', '/externalmodel/{rest:*}'],
+    methods: ['*'],
+    alsoUnderApi: true,
+    access: 'admin-only',
+    userGets: '403 `ROUTE_NOT_ALLOWED`: ComfyUI-Manager installs packages and custom nodes',
+  },
+];
+
+/** Extensions of the web UI's top-level static files (`/{name:file}`). */
+const STATIC_FILE = /\.(?:html|js|css|json|ico|png|svg|webp|woff2|map)$/;
+
+/** A route matched on a request: its entry and its decoded path parameters. */
+export interface RouteMatch {
+  entry: RouteEntry;
+  params: Record<string, string>;
+}
+
+type Part = { literal: string } | { param: string; kind: 'segment' | 'path' | 'rest' | 'file' };
+
+interface CompiledPattern {
+  entry: RouteEntry;
+  parts: Part[];
+}
+
+function compile(pattern: string, entry: RouteEntry): CompiledPattern {
+  const parts = pattern === '/' ? [] : pattern.slice(1).split('/').map((segment): Part => {
+    const param = /^\{(\w+)(?::(path|\*|file))?\}$/.exec(segment);
+    if (!param) return { literal: segment };
+    const kind = param[2] === '*' ? 'rest' : param[2] === 'path' ? 'path' : param[2] === 'file' ? 'file' : 'segment';
+    return { param: param[1]!, kind };
+  });
+  return { entry, parts };
+}
+
+const COMPILED: CompiledPattern[] = ROUTES.flatMap((entry) =>
+  entry.patterns.flatMap((pattern) => [compile(pattern, entry), ...(entry.alsoUnderApi ? [compile(`/api${pattern === '/' ? '/' : pattern}`, entry)] : [])]),
+);
+
+/** Matches decoded segments against one pattern; an encoded slash may stand only in a `path` or `rest` parameter. */
+function matchParts(parts: Part[], segments: readonly string[]): Record<string, string> | null {
+  // `/api/` is the index page: segments ['api', ''] against the pattern '/api/'.
+  const params: Record<string, string> = {};
+  for (let i = 0; i < parts.length; i += 1) {
+    const part = parts[i]!;
+    const segment = segments[i];
+    if (segment === undefined) return null;
+    if ('literal' in part) {
+      if (segment !== part.literal) return null;
+    } else if (part.kind === 'rest') {
+      const rest = segments.slice(i);
+      if (rest.every((s) => s === '') || rest.some((s) => s.includes('/'))) return null;
+      params[part.param] = rest.join('/');
+      return params;
+    } else {
+      if (segment === '' || (part.kind !== 'path' && segment.includes('/'))) return null;
+      if (part.kind === 'file' && !STATIC_FILE.test(segment)) return null;
+      params[part.param] = segment;
+    }
+  }
+  return parts.length === segments.length ? params : null;
+}
+
+/** The route a request reaches, or null when the table does not know it. */
+export function matchRoute(method: string, segments: readonly string[]): RouteMatch | null {
+  const asked = method === 'HEAD' ? 'GET' : method;
+  for (const { entry, parts } of COMPILED) {
+    if (!entry.methods.includes('*') && !entry.methods.includes(asked)) continue;
+    const params = matchParts(parts, segments);
+    if (params) return { entry, params };
+  }
+  return null;
+}
+
+/** Path prefixes that stay admin-only whatever `--user-route` says: the table's admin-only routes. */
+export const LOCKED_PREFIXES: readonly string[] = ROUTES.filter((entry) => entry.access === 'admin-only').flatMap((entry) =>
+  entry.patterns.flatMap((pattern) => {
+    const prefix = pattern.replace(/\/\{rest:\*\}$/, '');
+    return entry.alsoUnderApi ? [prefix, `/api${prefix}`] : [prefix];
+  }),
+);
+
+/** The README's table of routes, generated from the table so the two cannot drift apart. */
+export function routeTableMarkdown(): string {
+  const rows = ROUTES.map((entry) => {
+    const methods = entry.methods.includes('*') ? 'any' : entry.methods.join(', ');
+    const paths = entry.patterns.map((p) => `\`${p}\``).join(', ');
+    const api = entry.alsoUnderApi ? ' (also under `/api`)' : '';
+    return `| ${methods} | ${paths}${api} | ${entry.userGets} |`;
+  });
+  return ['| methods | route | a user key gets |', '|---|---|---|', ...rows].join('\n');
+}

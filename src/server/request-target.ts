@@ -1,0 +1,111 @@
+// Reads a request target once, the way ComfyUI's router (aiohttp and yarl) will, refusing any target it could read another way.
+
+import { invalidRequest, type GatewayError } from '../errors.js';
+
+/** A request target in the one form that the gateway matches and ComfyUI acts on. */
+export interface RequestTarget {
+  /** The target as received, forwarded byte for byte. */
+  raw: string;
+  /** The path as received, without the query. */
+  path: string;
+  /** The path's segments, each percent-decoded once; an encoded slash stays inside its segment. */
+  segments: string[];
+  /** The query as aiohttp reads it: split on `&`, `+` as space, each part percent-decoded once. */
+  query: URLSearchParams;
+}
+
+/** Characters that never need escaping in a path segment (RFC 3986 unreserved). */
+const UNRESERVED = /^[A-Za-z0-9._~-]$/;
+/**
+ * Escapes whose reading differs between aiohttp releases (matched on the raw path before 3.10, on the
+ * decoded path since) or between yarl's path and query unquoters: `%2B`, `%25`, a backslash and dots.
+ */
+const AMBIGUOUS_IN_PATH = new Set(['+', '%', '\\']);
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+const ESCAPE = /%[0-9A-Fa-f]{2}/g;
+
+/** 400 for a target the gateway will not read, naming what to change. */
+function ambiguous(problem: string): GatewayError {
+  return invalidRequest(`The request target cannot be read one way only: ${problem}. Send it in plain form.`, [{ field: 'target', problem }]);
+}
+
+/**
+ * Decodes the percent-escapes of one path segment or query part. A malformed escape, bytes that are
+ * not UTF-8 (yarl keeps those as written, other parsers substitute U+FFFD) and control characters are
+ * refused, so the decoded text is the same for every reader.
+ */
+function decodeStrictly(text: string, where: string): string {
+  if (!text.includes('%')) return text;
+  if (/%(?![0-9A-Fa-f]{2})/.test(text)) throw ambiguous(`a malformed percent-escape in the ${where}`);
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    throw ambiguous(`percent-escapes in the ${where} that are not UTF-8`);
+  }
+}
+
+/** Decodes one path segment, refusing escapes that aiohttp's releases read differently. */
+function decodeSegment(segment: string): string {
+  for (const escape of segment.match(ESCAPE) ?? []) {
+    const char = String.fromCharCode(parseInt(escape.slice(1), 16));
+    if (UNRESERVED.test(char)) throw ambiguous(`an escaped plain character (${escape}) in the path`);
+    if (AMBIGUOUS_IN_PATH.has(char)) throw ambiguous(`an escaped ${JSON.stringify(char)} (${escape}) in the path`);
+  }
+  const decoded = decodeStrictly(segment, 'path');
+  if (CONTROL.test(decoded)) throw ambiguous('a control character in the path');
+  if (decoded === '.' || decoded === '..') throw ambiguous('a dot segment in the path');
+  return decoded;
+}
+
+/** Query parameters the gateway's rules read: each must have one value, read the same by every release. */
+const RULE_PARAMETERS = ['filename', 'subfolder', 'type', 'clientId', 'prompt_id', 'max_items', 'offset', 'limit'];
+
+/** Splits a query on `separator` and decodes each part, `+` as a space. */
+function splitQuery(raw: string, separator: RegExp): URLSearchParams {
+  const query = new URLSearchParams();
+  for (const part of raw.split(separator)) {
+    if (part === '') continue;
+    const equals = part.indexOf('=');
+    const [name, value] = equals < 0 ? [part, ''] : [part.slice(0, equals), part.slice(equals + 1)];
+    const decodedValue = decodeStrictly(value.replaceAll('+', ' '), 'query');
+    if (decodedValue.includes('\u0000')) throw ambiguous('a NUL character in the query');
+    query.append(decodeStrictly(name.replaceAll('+', ' '), 'query'), decodedValue);
+  }
+  return query;
+}
+
+/**
+ * Reads a query as yarl does (split on `&`). Python's parse_qsl also split on `;` before 3.9.2, so a
+ * `;` must not change what the rules read (`preview=webp;90` is fine, `x=1;filename=a.png` is not).
+ */
+function parseQuery(raw: string): URLSearchParams {
+  const query = splitQuery(raw, /&/);
+  const older = raw.includes(';') ? splitQuery(raw, /[&;]/) : query;
+  for (const name of RULE_PARAMETERS) {
+    const values = query.getAll(name);
+    if (values.length > 1) throw ambiguous(`the query parameter ${name} given more than once`);
+    const olderValues = older.getAll(name);
+    if (olderValues.length !== values.length || olderValues[0] !== values[0]) throw ambiguous(`a ";" that changes the query parameter ${name} (encode it as %3B)`);
+  }
+  return query;
+}
+
+/**
+ * Parses an origin-form request target. Refused with 400 INVALID_REQUEST: anything but origin-form
+ * (absolute-form, `*`), a fragment (aiohttp drops it), a backslash, an empty segment (`//`), a dot
+ * segment (plain or escaped), an escaped plain character, `%25`, `%2B`, a malformed or non-UTF-8
+ * escape, control characters, and a query whose rule-read parameters are repeated or split by `;`.
+ * @example parseRequestTarget('/api/view?filename=a%20b.png').query.get('filename') === 'a b.png'
+ */
+export function parseRequestTarget(raw: string | undefined): RequestTarget {
+  if (!raw || raw[0] !== '/') throw ambiguous('it must be a path starting with / (origin-form)');
+  if (raw.includes('#')) throw ambiguous('a fragment ("#"), which ComfyUI drops (encode it as %23)');
+  if (CONTROL.test(raw) || raw.includes(' ')) throw ambiguous('a control character or space');
+  const queryStart = raw.indexOf('?');
+  const path = queryStart < 0 ? raw : raw.slice(0, queryStart);
+  if (path.includes('\\')) throw ambiguous('a backslash in the path');
+  if (path.includes('//')) throw ambiguous('an empty path segment ("//")');
+  const segments = path === '/' ? [] : path.slice(1).split('/').map(decodeSegment);
+  return { raw, path, segments, query: parseQuery(queryStart < 0 ? '' : raw.slice(queryStart + 1)) };
+}
