@@ -14,7 +14,8 @@ export type Caller = { kind: 'anonymous' } | { kind: 'key'; key: KeyRecord; via:
  * Identifies the caller. A key in a header wins over a session cookie. A key that is presented must be
  * valid: a malformed, unknown or disabled key is refused, never treated as anonymous. Known and unknown
  * keys cost the same: one SHA-256 and one Map lookup. A session counts only while it has not expired
- * and its key still exists, is active and has not expired; otherwise the caller is anonymous.
+ * and its key still exists, is usable and accepts the secret it was signed in with; otherwise the
+ * caller is anonymous.
  * @returns the caller, or the 401 error to answer with.
  */
 export function identify(req: IncomingMessage, keys: KeyStore, sessions?: SessionStore): Caller | GatewayError {
@@ -37,8 +38,14 @@ export function keyOfPlaintext(plaintext: string, keys: KeyStore, now = Date.now
   const hash = hashApiKey(plaintext);
   const key = keys.findByHash(hash);
   if (!key) return invalidKey();
-  if (key.key_hash !== hash && !(key.previous_key_valid_until !== null && key.previous_key_valid_until > now)) return invalidKey();
+  if (!acceptsSecret(key, hash, now)) return invalidKey();
   return usableKeyError(key, now) ?? key;
+}
+
+/** Whether the key takes the secret of this hash now: its current one, or the rotated-out one during its grace period. */
+export function acceptsSecret(key: KeyRecord, keyHash: string, now: number): boolean {
+  if (key.key_hash === keyHash) return true;
+  return key.previous_key_hash === keyHash && key.previous_key_valid_until !== null && key.previous_key_valid_until > now;
 }
 
 /** Why an existing key cannot be used right now (disabled, expired), or undefined when it can. */
@@ -48,10 +55,19 @@ export function usableKeyError(key: KeyRecord, now: number): GatewayError | unde
   return undefined;
 }
 
+/**
+ * The key a session stands for. A session that has lost its key (deleted, disabled, expired, or no
+ * longer taking the secret signed in with) is deleted, so that enabling the key again or clearing its
+ * expiry does not bring it back.
+ */
 function sessionCaller(req: IncomingMessage, keys: KeyStore, sessions: SessionStore): Caller {
   const sessionId = sessionIdOf(req.headers);
-  const session = sessionId ? sessions.find(sessionId, Date.now() / 1000) : undefined;
-  const key = session ? keys.get(session.keyId) : undefined;
-  if (!key || usableKeyError(key, Date.now() / 1000)) return { kind: 'anonymous' };
-  return { kind: 'key', key, via: 'session', sessionId: sessionId! };
+  const now = Date.now() / 1000;
+  const session = sessionId ? sessions.find(sessionId, now) : undefined;
+  if (!sessionId || !session) return { kind: 'anonymous' };
+  const key = keys.get(session.keyId);
+  if (key && acceptsSecret(key, session.keyHash, now) && !usableKeyError(key, now)) return { kind: 'key', key, via: 'session', sessionId };
+  // Ended either way: a failed delete leaves a session that the next use tries to delete again.
+  sessions.delete(sessionId).catch(() => undefined);
+  return { kind: 'anonymous' };
 }

@@ -1,13 +1,13 @@
 // The key-management, usage and audit endpoints (/api/keys, /api/usage, /api/audit), with who may call each.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Caller } from '../auth/authenticate.js';
+import { usableKeyError, type Caller } from '../auth/authenticate.js';
 import { isDirectLoopback } from '../auth/client-address.js';
 import { createdKeyBody, newKey, rotatedKey } from '../auth/new-key.js';
 import type { AuthMode } from '../config/schema.js';
 import { authRequired, forbidden, invalidRequest, keyCreationFailed, keyNotFound, methodNotAllowed, storeUnavailable } from '../errors.js';
 import { toPublicKey } from '../store/key-record.js';
-import type { AuditStore, KeyRecord, KeyStore, UsageStore } from '../store/types.js';
+import type { AuditStore, KeyRecord, KeyStore, SessionStore, UsageStore } from '../store/types.js';
 import { dailySeries, sumSeries } from '../usage/daily-series.js';
 import { usageStats } from '../usage/report.js';
 import { readJsonBody } from './body.js';
@@ -20,6 +20,7 @@ export interface AdminApiContext {
   keys: KeyStore;
   usage: UsageStore;
   audit: AuditStore;
+  sessions: SessionStore;
   /** The client's address, as written to the audit trail. */
   clientIp(req: IncomingMessage): string;
   /** Current time in Unix seconds. */
@@ -133,17 +134,33 @@ function showKey(res: ServerResponse, keyId: string, principal: Principal, ctx: 
   sendJson(res, 200, { ...toPublicKey(record), usage_stats: usageStats(ctx.usage, keyId, DEFAULT_USAGE_DAYS, ctx.now()) });
 }
 
+/**
+ * Applies a patch. A key that is unusable (disabled, expired) before or after it loses its browser
+ * sessions; they end before a key is enabled again or its expiry cleared, so none comes back.
+ */
 async function updateKey(req: IncomingMessage, res: ServerResponse, keyId: string, actor: string, ctx: AdminApiContext): Promise<void> {
   const patch = parsePatchKey(await readJsonBody(req));
-  if (!ctx.keys.get(keyId)) throw keyNotFound();
+  const current = ctx.keys.get(keyId);
+  if (!current) throw keyNotFound();
+  if (usableKeyError(current, ctx.now())) {
+    await ctx.sessions.deleteForKey(keyId).catch((error: unknown) => {
+      throw storeUnavailable(error);
+    });
+  }
   const updated = await ctx.keys.update(keyId, patch).catch((error: unknown) => {
     throw storeUnavailable(error);
   });
   if (!updated) throw keyNotFound();
+  // Only frees them: a session of an unusable key is refused, and deleted, when next used.
+  if (usableKeyError(updated, ctx.now())) await ctx.sessions.deleteForKey(keyId).catch(() => undefined);
   await audit(ctx, req, actor, auditActionOf(patch), keyId, { ...patch });
   sendJson(res, 200, { message: 'API key updated.', key: toPublicKey(updated) });
 }
 
+/**
+ * Gives a key a new secret. Sessions signed in with the old secret end with it: at once without a
+ * grace period, at its end otherwise (sessions are bound to the secret they were made with).
+ */
 async function rotateKey(req: IncomingMessage, res: ServerResponse, keyId: string, actor: string, ctx: AdminApiContext): Promise<void> {
   const { grace_seconds: grace } = parseRotateKey(await readJsonBody(req));
   const current = ctx.keys.get(keyId);
@@ -153,6 +170,8 @@ async function rotateKey(req: IncomingMessage, res: ServerResponse, keyId: strin
     throw storeUnavailable(error);
   });
   if (!updated) throw keyNotFound();
+  // Only frees them: no session outlives the secret it was made with.
+  if (grace === 0) await ctx.sessions.deleteForKey(keyId).catch(() => undefined);
   await audit(ctx, req, actor, 'key.rotate', keyId, { grace_seconds: grace });
   sendJson(res, 200, {
     ...createdKeyBody(updated, apiKey),
@@ -166,6 +185,8 @@ async function deleteKey(req: IncomingMessage, res: ServerResponse, keyId: strin
     throw storeUnavailable(error);
   });
   if (!deleted) throw keyNotFound();
+  // Only frees them: a session whose key is gone is refused, and key ids are never reused.
+  await ctx.sessions.deleteForKey(keyId).catch(() => undefined);
   await audit(ctx, req, actor, 'key.delete', keyId);
   sendJson(res, 200, { message: 'API key deleted.' });
 }

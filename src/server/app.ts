@@ -71,8 +71,12 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   const keyOfRequest = new WeakMap<IncomingMessage, string>();
   const now = (): number => Date.now() / 1000;
   const clientIp = (req: IncomingMessage): string => addressing.clientIp(req);
-  const adminContext = { mode: config.mode, keys, usage, audit, clientIp, now };
-  const loginContext: LoginContext = { keys, sessions, audit, addressing, failures, sessionTtlSeconds: config.sessionTtlSeconds, log, now };
+  const adminContext = { mode: config.mode, keys, usage, audit, sessions, clientIp, now };
+  const loginContext: LoginContext = {
+    keys, sessions, audit, addressing, failures, log, now,
+    sessionTtlSeconds: config.sessionTtlSeconds,
+    countRequest: (req, res, key) => countRequest(req, res, key, '/login'),
+  };
 
   /** Checks and counts a keyed request against its limit; resolves the response headers, or throws 429. */
   async function admit(key: KeyRecord, at: number): Promise<Record<string, string>> {
@@ -85,6 +89,13 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     }
     keys.touch(key.key_id, at);
     return headers;
+  }
+
+  /** Counts a keyed request against its limit (setting the rate-limit headers, or throwing 429) and records its usage when it ends. */
+  async function countRequest(req: IncomingMessage, res: ServerResponse, key: KeyRecord, path: string): Promise<void> {
+    const at = now();
+    for (const [name, value] of Object.entries(await admit(key, at))) res.setHeader(name, value);
+    recordOnClose(res, key, req.method ?? 'GET', path, at);
   }
 
   /** Records one usage entry when the response ends, whether it completed or the client went away. */
@@ -142,9 +153,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       if (!(await isolated.handleAnonymous(req, res, target))) await proxy.forward(req, res);
       return;
     }
-    const at = now();
-    for (const [name, value] of Object.entries(await admit(caller.key, at))) res.setHeader(name, value);
-    recordOnClose(res, caller.key, req.method ?? 'GET', path, at);
+    await countRequest(req, res, caller.key, path);
     if (route?.name === 'metrics') {
       if (caller.key.role !== 'admin') throw forbidden('Metrics need an admin key (or --metrics-public).');
       return sendMetrics(res);

@@ -1,13 +1,14 @@
 // Browser sign-in: GET/POST /login and POST /logout, turning an API key into a server-side session cookie.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { hashApiKey } from '../auth/api-key.js';
 import { keyOfPlaintext } from '../auth/authenticate.js';
 import type { ClientAddressing } from '../auth/client-addressing.js';
 import type { AuthFailureLimiter } from '../auth/failure-limiter.js';
 import { sessionCookie, sessionIdOf } from '../auth/session-cookie.js';
 import { forbidden, GatewayError, invalidRequest, methodNotAllowed, storeUnavailable } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import type { AuditStore, KeyStore, SessionStore } from '../store/types.js';
+import type { AuditStore, KeyRecord, KeyStore, SessionStore } from '../store/types.js';
 import { MAX_MANAGEMENT_BODY_BYTES, readBody } from './body.js';
 import { LOGIN_PAGE_CSP, loginPage } from './login-page.js';
 import { sendJson } from './respond.js';
@@ -21,6 +22,8 @@ export interface LoginContext {
   sessionTtlSeconds: number;
   log: Logger;
   now(): number;
+  /** Counts a sign-in as a request of its key: sets the rate-limit headers, or throws 429 over the limit. */
+  countRequest(req: IncomingMessage, res: ServerResponse, key: KeyRecord): Promise<void>;
 }
 
 /** A `next` target that stays on this site: a path, never `//host` or `/\\host`; anything else becomes `/`. */
@@ -47,16 +50,25 @@ export async function handleLogin(req: IncomingMessage, res: ServerResponse, ctx
     if (isJson) throw key;
     return sendPage(res, 401, next, key.code === 'KEY_DISABLED' ? 'That key is disabled.' : 'That key is not valid.');
   }
+  try {
+    await ctx.countRequest(req, res, key);
+  } catch (error) {
+    if (isJson || !(error instanceof GatewayError)) throw error;
+    return sendPage(res, error.status, next, error.message, error.headers);
+  }
+  const keyHash = hashApiKey(apiKey);
+  const now = ctx.now();
+  const lifetime = sessionLifetime(key, keyHash, ctx.sessionTtlSeconds, now);
   let created;
   try {
-    created = await ctx.sessions.create(key.key_id, ctx.sessionTtlSeconds, ctx.now());
+    created = await ctx.sessions.create(key.key_id, keyHash, lifetime, now);
   } catch (error) {
     throw storeUnavailable(error);
   }
   const ip = ctx.addressing.clientIp(req);
   ctx.log.info({ event: 'sign_in', key_id: key.key_id, ip }, 'signed in');
   await ctx.audit.append({ ts: ctx.now(), actor: key.key_id, action: 'session.sign_in', key_id: key.key_id, ip }).catch(() => undefined);
-  const cookie = sessionCookie(created.id, ctx.sessionTtlSeconds, ctx.addressing.isHttps(req));
+  const cookie = sessionCookie(created.id, lifetime, ctx.addressing.isHttps(req));
   if (isJson) {
     return sendJson(res, 200, { ok: true, key_id: key.key_id, role: key.role, expires_at: created.session.expiresAt }, { 'set-cookie': cookie });
   }
@@ -83,9 +95,19 @@ export async function handleLogout(req: IncomingMessage, res: ServerResponse, ct
   sendJson(res, 200, { ok: true }, { 'set-cookie': cookie });
 }
 
-function sendPage(res: ServerResponse, status: number, next: string, error?: string): void {
+/**
+ * How long a new session may last: the session TTL, cut to the key's expiry and, when signed in with a
+ * rotated-out secret, to the end of its grace period. A later change to the key never lengthens it.
+ */
+function sessionLifetime(key: KeyRecord, keyHash: string, ttlSeconds: number, now: number): number {
+  const ends = [now + ttlSeconds, key.expires_at, keyHash === key.key_hash ? null : key.previous_key_valid_until];
+  return Math.min(...ends.filter((end): end is number => end !== null)) - now;
+}
+
+function sendPage(res: ServerResponse, status: number, next: string, error?: string, headers: Record<string, string> = {}): void {
   const html = loginPage(next, error);
   res.writeHead(status, {
+    ...headers,
     'content-type': 'text/html; charset=utf-8',
     'content-length': Buffer.byteLength(html),
     'content-security-policy': LOGIN_PAGE_CSP,

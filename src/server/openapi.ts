@@ -243,6 +243,7 @@ export const OPENAPI_DOCUMENT = {
           200: { description: 'Signed in (JSON)', ...json({ type: 'object', required: ['ok', 'key_id', 'role', 'expires_at'], properties: { ok: { const: true }, key_id: { type: 'string' }, role: { type: 'string' }, expires_at: { type: 'number' } } }) },
           303: { description: 'Signed in (form): to `next`' },
           401: errorResponse('Bad key'),
+          429: errorResponse("Over the key's rate limit (a sign-in counts as one of its requests), or too many failed authentications from this address"),
         },
       },
     },

@@ -145,18 +145,28 @@ export interface OwnershipStore {
 /** A browser session: an opaque id in a cookie, standing for a key until it expires. */
 export interface Session {
   keyId: string;
+  /** The hash of the secret signed in with: the session ends when the key no longer accepts that secret. */
+  keyHash: string;
   createdAt: number;
   expiresAt: number;
 }
 
+/** Live sessions a key may hold; signing in once more drops its oldest. */
+export const MAX_SESSIONS_PER_KEY = 20;
+
 /** Server-side sessions. Only a hash of each session id is stored. */
 export interface SessionStore {
   open(): Promise<void>;
-  /** Creates a session for a key; resolves its id (the cookie value), durable when it resolves. */
-  create(keyId: string, ttlSeconds: number, now: number): Promise<{ id: string; session: Session }>;
+  /**
+   * Creates a session for a key signed in with the secret of `keyHash`, dropping the key's oldest
+   * sessions beyond MAX_SESSIONS_PER_KEY; resolves its id (the cookie value), durable when it resolves.
+   */
+  create(keyId: string, keyHash: string, ttlSeconds: number, now: number): Promise<{ id: string; session: Session }>;
   /** The live session with this id, or undefined when unknown or expired. */
   find(id: string, now: number): Session | undefined;
   delete(id: string): Promise<void>;
+  /** Ends every session of a key. */
+  deleteForKey(keyId: string): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -191,9 +191,10 @@ describe('bypass attempts', () => {
     await send(gateway.url, `/api/keys/${victim.key_id}`, { method: 'PATCH', key: admin, body: { is_active: false } });
     assert.equal((await send(gateway.url, '/api/queue', { headers: { cookie } })).status, 401);
     await send(gateway.url, `/api/keys/${victim.key_id}`, { method: 'PATCH', key: admin, body: { is_active: true } });
-    assert.equal((await send(gateway.url, '/api/queue', { headers: { cookie } })).status, 200);
+    assert.equal((await send(gateway.url, '/api/queue', { headers: { cookie } })).status, 401, 'enabling the key again does not bring the session back');
+    const again = await signIn(gateway.url, victim.api_key);
     await send(gateway.url, `/api/keys/${victim.key_id}`, { method: 'DELETE', key: admin });
-    assert.equal((await send(gateway.url, '/api/queue', { headers: { cookie } })).status, 401);
+    assert.equal((await send(gateway.url, '/api/queue', { headers: { cookie: again } })).status, 401);
 
     const aliceCookie = await signIn(gateway.url, alice.api_key);
     const out = await send(gateway.url, '/logout', { method: 'POST', headers: { cookie: aliceCookie, origin: gateway.url } });

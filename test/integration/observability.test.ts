@@ -30,7 +30,7 @@ describe('OpenAPI, metrics, logs and audit', () => {
     comfy = await startFakeComfyUI();
     gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--metrics-per-key'] });
     admin = await createKey(gateway.url, { name: 'admin', rate_limit: 100000 });
-    user = await createKey(gateway.url, { name: 'user', rate_limit: 2 }, admin.api_key);
+    user = await createKey(gateway.url, { name: 'user', rate_limit: 3 }, admin.api_key);
   });
   after(async () => {
     await gateway.stop();
@@ -93,7 +93,7 @@ describe('OpenAPI, metrics, logs and audit', () => {
     await send(gateway.url, '/api/queue', { key: user.api_key });
     await send(gateway.url, '/api/queue', { key: 'comfy_bad' });
     assert.equal((await send(gateway.url, '/metrics')).status, 401);
-    assert.equal((await send(gateway.url, '/metrics', { key: user.api_key })).status, 429, 'the user key is over its limit of 2');
+    assert.equal((await send(gateway.url, '/metrics', { key: user.api_key })).status, 429, 'the user key is over its limit of 3 (its sign-in counted)');
     const res = await send(gateway.url, '/metrics', { key: admin.api_key });
     assert.equal(res.status, 200);
     assert.match(String(res.headers['content-type']), /^text\/plain/);

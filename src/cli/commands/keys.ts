@@ -139,7 +139,8 @@ Example:
     keyId: true,
     help: `Usage: comfy-gate keys disable KEY_ID [--json]
 
-Disables a key: requests with it get 401 KEY_DISABLED and its browser sessions end.
+Disables a key: requests with it get 401 KEY_DISABLED and its browser sessions stop
+working (each ends for good when it is next used while the key is disabled).
 ${SAFE_BESIDE_GATEWAY}
 
 Options:

@@ -2,7 +2,7 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import type { Session, SessionStore } from '../types.js';
+import { MAX_SESSIONS_PER_KEY, type Session, type SessionStore } from '../types.js';
 import { JournaledTable } from './journaled-table.js';
 
 function parseSession(value: unknown): Session | string {
@@ -10,7 +10,8 @@ function parseSession(value: unknown): Session | string {
   if (typeof v !== 'object' || v === null || typeof v.keyId !== 'string' || typeof v.createdAt !== 'number' || typeof v.expiresAt !== 'number') {
     return 'needs keyId, createdAt and expiresAt';
   }
-  return { keyId: v.keyId, createdAt: v.createdAt, expiresAt: v.expiresAt };
+  // A session written before sessions were bound to a secret matches none, and so has ended.
+  return { keyId: v.keyId, keyHash: typeof v.keyHash === 'string' ? v.keyHash : '', createdAt: v.createdAt, expiresAt: v.expiresAt };
 }
 
 const hashSessionId = (id: string): string => createHash('sha256').update(id).digest('hex');
@@ -34,12 +35,19 @@ export class FileSessionStore implements SessionStore {
     return this.table.open();
   }
 
-  async create(keyId: string, ttlSeconds: number, now: number): Promise<{ id: string; session: Session }> {
+  async create(keyId: string, keyHash: string, ttlSeconds: number, now: number): Promise<{ id: string; session: Session }> {
     const id = randomBytes(32).toString('base64url');
-    const session: Session = { keyId, createdAt: now, expiresAt: now + ttlSeconds };
+    const session: Session = { keyId, keyHash, createdAt: now, expiresAt: now + ttlSeconds };
     await this.table.change(() => {
-      const expired = [...this.table.entries()].filter(([, s]) => s.expiresAt <= now).map(([hash]) => ({ op: 'delete' as const, id: hash }));
-      return { ops: [...expired, { op: 'put' as const, id: hashSessionId(id), value: session }], result: undefined };
+      // Later written first, so that of two sessions made at the same time the older is dropped.
+      const entries = [...this.table.entries()].reverse();
+      const expired = entries.filter(([, s]) => s.expiresAt <= now);
+      const beyondCap = entries
+        .filter(([, s]) => s.keyId === keyId && s.expiresAt > now)
+        .sort(([, a], [, b]) => b.createdAt - a.createdAt)
+        .slice(MAX_SESSIONS_PER_KEY - 1);
+      const dropped = [...expired, ...beyondCap].map(([hash]) => ({ op: 'delete' as const, id: hash }));
+      return { ops: [...dropped, { op: 'put' as const, id: hashSessionId(id), value: session }], result: undefined };
     });
     return { id, session };
   }
@@ -52,6 +60,13 @@ export class FileSessionStore implements SessionStore {
   async delete(id: string): Promise<void> {
     const hash = hashSessionId(id);
     await this.table.change(() => ({ ops: this.table.get(hash) ? [{ op: 'delete', id: hash }] : [], result: undefined }));
+  }
+
+  async deleteForKey(keyId: string): Promise<void> {
+    await this.table.change(() => ({
+      ops: [...this.table.entries()].filter(([, s]) => s.keyId === keyId).map(([hash]) => ({ op: 'delete' as const, id: hash })),
+      result: undefined,
+    }));
   }
 
   async close(): Promise<void> {

@@ -213,17 +213,17 @@ async function importOwnership(directory: string, database: PostgresDatabase): P
 }
 
 async function importSessions(directory: string, database: PostgresDatabase, now: number): Promise<ImportCount> {
-  const rows: Array<{ hash: string; keyId: string; createdAt: number; expiresAt: number }> = [];
+  const rows: Array<{ hash: string; keyId: string; keyHash: string; createdAt: number; expiresAt: number }> = [];
   for (const [hash, value] of await readTable(directory, 'sessions')) {
-    const v = value as { keyId?: unknown; createdAt?: unknown; expiresAt?: unknown } | null;
+    const v = value as { keyId?: unknown; keyHash?: unknown; createdAt?: unknown; expiresAt?: unknown } | null;
     if (typeof v?.keyId !== 'string' || typeof v.createdAt !== 'number' || typeof v.expiresAt !== 'number') throw new StoreCorruptError(join(directory, 'sessions.json'), 'a session needs keyId, createdAt and expiresAt');
-    // An expired session could never be used again: nothing to copy.
-    if (v.expiresAt > now) rows.push({ hash, keyId: v.keyId, createdAt: v.createdAt, expiresAt: v.expiresAt });
+    // An expired session could never be used again, nor one bound to no secret: nothing to copy.
+    if (v.expiresAt > now && typeof v.keyHash === 'string') rows.push({ hash, keyId: v.keyId, keyHash: v.keyHash, createdAt: v.createdAt, expiresAt: v.expiresAt });
   }
   if (rows.length === 0) return { found: 0, copied: 0 };
   const { rowCount } = await database.query(
-    `INSERT INTO sessions (id_hash, key_id, created_at, expires_at) SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[]) ON CONFLICT (id_hash) DO NOTHING`,
-    [rows.map((r) => r.hash), rows.map((r) => r.keyId), rows.map((r) => r.createdAt), rows.map((r) => r.expiresAt)],
+    `INSERT INTO sessions (id_hash, key_id, key_hash, created_at, expires_at) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[]) ON CONFLICT (id_hash) DO NOTHING`,
+    [rows.map((r) => r.hash), rows.map((r) => r.keyId), rows.map((r) => r.keyHash), rows.map((r) => r.createdAt), rows.map((r) => r.expiresAt)],
   );
   return { found: rows.length, copied: rowCount ?? 0 };
 }

@@ -172,4 +172,13 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_log_ts ON audit_log (ts, seq);
 `,
   },
+  {
+    version: 2,
+    name: 'sessions bound to the secret they were made with',
+    sql: `
+-- A session made before this has no secret to match, and so has ended.
+ALTER TABLE sessions ADD COLUMN key_hash text NOT NULL DEFAULT '';
+CREATE INDEX sessions_key_id ON sessions (key_id);
+`,
+  },
 ];

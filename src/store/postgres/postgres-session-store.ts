@@ -1,7 +1,7 @@
 // The PostgreSQL session store: browser sessions under the SHA-256 of their id, replicated in memory.
 
 import { createHash, randomBytes } from 'node:crypto';
-import type { Session, SessionStore } from '../types.js';
+import { MAX_SESSIONS_PER_KEY, type Session, type SessionStore } from '../types.js';
 import type { PostgresDatabase } from './database.js';
 import { CHANNELS } from './migrations.js';
 import { ReplicaFeed } from './replica.js';
@@ -15,20 +15,24 @@ export interface PostgresSessionStoreOptions {
 interface SessionRow {
   id_hash: string;
   key_id: string;
+  key_hash: string;
   created_at: number;
   expires_at: number;
   revoked: boolean;
   updated: number;
 }
 
-const COLUMNS = 'id_hash, key_id, created_at, expires_at, revoked, extract(epoch from updated_at)::float8 AS updated';
+const COLUMNS = 'id_hash, key_id, key_hash, created_at, expires_at, revoked, extract(epoch from updated_at)::float8 AS updated';
 const CLEANUP_INTERVAL_MS = 3600_000;
+/** First half of the advisory lock taken per key while a session is created, so replicas keep to the cap together. */
+const SESSION_CAP_LOCK_CLASS = 0x73657373;
 
 const hashSessionId = (id: string): string => createHash('sha256').update(id).digest('hex');
 
 /**
- * Sessions in the `sessions` table, looked up in memory. A sign-out marks the row revoked (and every
- * replica drops it when the change is announced); expired rows are deleted now and then.
+ * Sessions in the `sessions` table, looked up in memory. A sign-out, the end of a key's sessions and
+ * the cap on sessions per key mark rows revoked (and every replica drops them when the change is
+ * announced); expired rows are deleted now and then.
  */
 export class PostgresSessionStore implements SessionStore {
   private readonly database: PostgresDatabase;
@@ -73,14 +77,24 @@ export class PostgresSessionStore implements SessionStore {
     this.cleanupTimer = setInterval(() => void this.cleanup().catch(() => undefined), CLEANUP_INTERVAL_MS).unref();
   }
 
-  async create(keyId: string, ttlSeconds: number, now: number): Promise<{ id: string; session: Session }> {
+  async create(keyId: string, keyHash: string, ttlSeconds: number, now: number): Promise<{ id: string; session: Session }> {
     const id = randomBytes(32).toString('base64url');
-    const session: Session = { keyId, createdAt: now, expiresAt: now + ttlSeconds };
-    const { rows } = await this.database.query<SessionRow>(
-      `INSERT INTO sessions (id_hash, key_id, created_at, expires_at) VALUES ($1, $2, $3, $4) RETURNING ${COLUMNS}`,
-      [hashSessionId(id), keyId, session.createdAt, session.expiresAt],
-    );
-    this.apply(rows[0]!);
+    const session: Session = { keyId, keyHash, createdAt: now, expiresAt: now + ttlSeconds };
+    const rows = await this.database.transaction(async (client) => {
+      await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [SESSION_CAP_LOCK_CLASS, keyId]);
+      const created = await client.query<SessionRow>(
+        `INSERT INTO sessions (id_hash, key_id, key_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5) RETURNING ${COLUMNS}`,
+        [hashSessionId(id), keyId, keyHash, session.createdAt, session.expiresAt],
+      );
+      const dropped = await client.query<SessionRow>(
+        `UPDATE sessions SET revoked = true WHERE id_hash IN (
+           SELECT id_hash FROM sessions WHERE key_id = $1 AND NOT revoked AND expires_at > $2 ORDER BY created_at DESC, updated_at DESC OFFSET $3
+         ) RETURNING ${COLUMNS}`,
+        [keyId, now, MAX_SESSIONS_PER_KEY],
+      );
+      return [...created.rows, ...dropped.rows];
+    });
+    for (const row of rows) this.apply(row);
     return { id, session };
   }
 
@@ -94,6 +108,11 @@ export class PostgresSessionStore implements SessionStore {
     const { rows } = await this.database.query<SessionRow>(`UPDATE sessions SET revoked = true WHERE id_hash = $1 RETURNING ${COLUMNS}`, [hash]);
     if (rows[0]) this.apply(rows[0]);
     else this.sessions.delete(hash);
+  }
+
+  async deleteForKey(keyId: string): Promise<void> {
+    const { rows } = await this.database.query<SessionRow>(`UPDATE sessions SET revoked = true WHERE key_id = $1 AND NOT revoked RETURNING ${COLUMNS}`, [keyId]);
+    for (const row of rows) this.apply(row);
   }
 
   async close(): Promise<void> {
@@ -114,7 +133,7 @@ export class PostgresSessionStore implements SessionStore {
       this.revoked.set(row.id_hash, row.expires_at);
       return;
     }
-    this.sessions.set(row.id_hash, { keyId: row.key_id, createdAt: row.created_at, expiresAt: row.expires_at });
+    this.sessions.set(row.id_hash, { keyId: row.key_id, keyHash: row.key_hash, createdAt: row.created_at, expiresAt: row.expires_at });
   }
 
   /** Forgets expired sessions here, and deletes those expired for a day from the table. */
