@@ -36,9 +36,8 @@ export function createIsolatedProxy(options: { proxy: HttpProxy; ownership: Owne
   async function handle(req: IncomingMessage, res: ServerResponse, key: KeyRecord, target: RequestTarget): Promise<void> {
     const method = req.method ?? 'GET';
     const caller: IsolatedCaller = { key, seesAll: key.role === 'admin', upstreamHeaders: await comfyUsers.headersFor(req, key) };
-    // ComfyUI answers every OPTIONS in its middleware, before any route runs.
-    const match = method === 'OPTIONS' ? null : matchRoute(method, target.segments);
-    if (!caller.seesAll && method !== 'OPTIONS') {
+    const match = matchRoute(method, target.segments);
+    if (!caller.seesAll) {
       if (!match) {
         if (target.segments.some((segment) => segment.includes('/'))) {
           throw invalidRequest('An encoded slash (%2F) may stand only in a file name of /userdata.', [{ field: 'target', problem: 'an encoded slash in the path' }]);
@@ -48,8 +47,9 @@ export function createIsolatedProxy(options: { proxy: HttpProxy; ownership: Owne
         throw routeNotAllowed(method, true);
       }
     }
-    const handler = match?.entry.handler;
-    if (handler && (!caller.seesAll || match.entry.forAdmins)) return runHandler(handler, req, res, caller, target, match.params);
+    // ComfyUI answers every OPTIONS in its middleware, before any route runs.
+    const handler = method === 'OPTIONS' ? undefined : match?.entry.handler;
+    if (match && handler && (!caller.seesAll || match.entry.forAdmins)) return runHandler(handler, req, res, caller, target, match.params);
     await ctx.proxy.forward(req, res, { headers: caller.upstreamHeaders });
   }
 

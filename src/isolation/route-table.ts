@@ -168,11 +168,11 @@ function matchParts(parts: Part[], segments: readonly string[]): Record<string, 
   return parts.length === segments.length ? params : null;
 }
 
-/** The route a request reaches, or null when the table does not know it. */
+/** The route a request reaches, or null when the table does not know it. `OPTIONS` matches a route of any method. */
 export function matchRoute(method: string, segments: readonly string[]): RouteMatch | null {
   const asked = method === 'HEAD' ? 'GET' : method;
   for (const { entry, parts } of COMPILED) {
-    if (!entry.methods.includes('*') && !entry.methods.includes(asked)) continue;
+    if (asked !== 'OPTIONS' && !entry.methods.includes('*') && !entry.methods.includes(asked)) continue;
     const params = matchParts(parts, segments);
     if (params) return { entry, params };
   }

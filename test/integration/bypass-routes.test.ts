@@ -43,6 +43,8 @@ const ADMIN_ONLY: Array<[string, string]> = [
   ['GET', '/api/snapshot/get_current'],
   ['POST', '/externalmodel/install'],
   ['GET', '/api/externalmodel/getlist'],
+  ['OPTIONS', '/internal/logs'],
+  ['OPTIONS', '/api/manager/reboot'],
 ];
 
 /** Routes ComfyUI or a custom node may serve that the table does not know. */
@@ -71,6 +73,7 @@ const UNKNOWN: Array<[string, string]> = [
   ['GET', '/api/extensions/x.js'],
   ['GET', '/templates'],
   ['GET', '/x.exe'],
+  ['OPTIONS', '/my_custom_node/run'],
 ];
 
 /** Spellings that aiohttp could read another way than the gateway, each refused with 400 before any rule. */
