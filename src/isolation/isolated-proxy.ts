@@ -9,6 +9,7 @@ import { canonicalRoute } from './canonical-path.js';
 import { ComfyUsers } from './comfy-users.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
 import { getHistoryEntry, getHistoryList, postHistory } from './history.js';
+import { checkBoundedIds } from './ids.js';
 import { cancelJob, cancelJobs, getJob, getJobList } from './jobs.js';
 import { parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
 import { postPrompt } from './prompt.js';
@@ -44,6 +45,8 @@ export function createIsolatedProxy(options: { proxy: HttpProxy; ownership: Owne
   async function handle(req: IncomingMessage, res: ServerResponse, key: KeyRecord, path: string, query: URLSearchParams): Promise<void> {
     const route = canonicalRoute(path).toLowerCase();
     const method = req.method ?? 'GET';
+    const comfyUser = req.headers['comfy-user'];
+    checkBoundedIds({ 'Comfy-User': Array.isArray(comfyUser) ? comfyUser.join(', ') : comfyUser });
     const caller: IsolatedCaller = { key, seesAll: key.role === 'admin', upstreamHeaders: await comfyUsers.headersFor(req, key) };
     const user = !caller.seesAll;
     if (user && isAdminOnly(route)) throw forbidden('This ComfyUI route needs an admin key.');

@@ -10,6 +10,7 @@ import { AuthFailureLimiter } from '../auth/failure-limiter.js';
 import { isPublicPath } from '../auth/public-paths.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { authRequired, forbidden, GatewayError, invalidRequest, rateLimitExceeded, tooManyAuthFailures } from '../errors.js';
+import { checkBoundedId } from '../isolation/ids.js';
 import { createIsolatedProxy } from '../isolation/isolated-proxy.js';
 import { userSocketHooks } from '../isolation/socket-filter.js';
 import type { Logger } from '../log/logger.js';
@@ -209,6 +210,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const caller = authenticate(req, { unsafe: true });
     const query = new URLSearchParams(req.url!.slice(path.length + 1));
     const clientId = query.get('clientId') ?? '';
+    checkBoundedId('clientId', clientId);
     if (caller.kind === 'anonymous') {
       if (config.mode === 'required') throw authRequired();
       if (clientId && ownership.ownerOf('client', clientId)) throw forbidden('That clientId belongs to a key.');
