@@ -27,8 +27,9 @@ const FILE_INPUTS: Record<string, { input: string; folder: 'input' | 'output' }>
  * none), so its first WebSocket events already have an owner. A client_id or prompt_id that belongs
  * to another key is refused with 403, and so is a user key's loader node naming a file it does not own;
  * ids longer than 200 bytes or not printable are refused with 400. Claims this request made are released
- * when the prompt is not forwarded or ComfyUI refuses it; when ComfyUI answers with another prompt_id
- * (older versions ignore the client's), that id is claimed in its place.
+ * when it is refused here or ComfyUI refuses the prompt (kept when ComfyUI's answer is lost: it may have
+ * queued it); when ComfyUI answers with another prompt_id (older versions ignore the client's), that id
+ * is claimed in its place.
  */
 export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   const raw = await readBody(req, MAX_PROMPT_BYTES, () => payloadTooLarge(MAX_PROMPT_BYTES));
@@ -53,8 +54,8 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
   if (answer.status !== 200) {
     await releaseClaims(ctx, keyId, claimed);
   } else if (typeof answered === 'string' && answered !== promptId && isBoundedId(answered)) {
-    await ctx.ownership.claim('prompt', answered, keyId);
-    await releaseClaims(ctx, keyId, { ...claimed, client: null });
+    const answeredIsClaimed = await ctx.ownership.claim('prompt', answered, keyId).then((owner) => owner === keyId, () => false);
+    if (answeredIsClaimed) await releaseClaims(ctx, keyId, { ...claimed, client: null });
   }
   relayAnswer(res, answer);
 }
