@@ -18,10 +18,11 @@ const MAX_FIELD_BYTES = 64 * 1024;
 const MAX_EPILOGUE_BYTES = 64 * 1024;
 const CRLF = Buffer.from('\r\n');
 const HEADERS_END = Buffer.from('\r\n\r\n');
-const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
-const BOUNDARY = new RegExp(`^multipart/form-data\\s*;\\s*boundary=(?:"([^"\\\\]{1,70})"|(${TOKEN}))\\s*$`, 'i');
+const TOKEN_CHARACTER = "[!#$%&'*+.^_`|~0-9A-Za-z-]";
+/** RFC 2046 allows boundaries of 1 to 70 characters. */
+const BOUNDARY = new RegExp(`^multipart/form-data\\s*;\\s*boundary=(?:"([^"\\\\]{1,70})"|(${TOKEN_CHARACTER}{1,70}))\\s*$`, 'i');
 /** One `name` or `filename` parameter in the only spelling whose reading leaves no doubt: no escapes, no `;`, no leading slash. */
-const DISPOSITION_PARAM = new RegExp(`^\\s*(name|filename)=(?:"((?![\\\\/])[^"\\\\;]*)"|(${TOKEN}))$`, 'i');
+const DISPOSITION_PARAM = new RegExp(`^\\s*(name|filename)=(?:"((?![\\\\/])[^"\\\\;]*)"|(${TOKEN_CHARACTER}+))$`, 'i');
 
 /** The boundary of a `multipart/form-data` body, or null when the content type is anything else. */
 export function multipartBoundary(contentType: string | undefined): string | null {
