@@ -82,6 +82,12 @@ export const keyCreationFailed = (cause: unknown): GatewayError =>
 export const storeUnavailable = (cause: unknown): GatewayError =>
   new GatewayError(503, 'STORE_UNAVAILABLE', 'The key store could not be written; nothing was changed.', { cause });
 
+/** 503 when the ownership records hold as many claims of a kind as they may: nothing else's claim is given up to make room. */
+export const claimsFull = (kind: string, cap: number): GatewayError =>
+  new GatewayError(503, 'CLAIMS_FULL', `The gateway already holds ${cap} ${kind} claims, its limit; new ones are accepted again as old ones expire.`, {
+    headers: { 'retry-after': '3600' },
+  });
+
 export const upstreamUnavailable = (cause: unknown): GatewayError =>
   new GatewayError(502, 'UPSTREAM_UNAVAILABLE', 'ComfyUI is not reachable.', { cause });
 

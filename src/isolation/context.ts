@@ -39,9 +39,9 @@ export async function recordPromptOutputs(ctx: IsolationContext, promptId: strin
   if (status?.completed) await ctx.ownership.markOutputsRecorded(promptId);
 }
 
-/** Looks up the history of the caller's recent prompts whose outputs are not recorded yet, and records them. */
-export async function recordRecentOutputs(ctx: IsolationContext, req: IncomingMessage, caller: IsolatedCaller): Promise<void> {
-  const pending = ctx.ownership.recentPrompts(caller.key.key_id, 50).filter((p) => !p.outputsRecorded);
+/** Looks up the history of those of the caller's `limit` most recent prompts whose outputs are not recorded yet, and records them. */
+export async function recordRecentOutputs(ctx: IsolationContext, req: IncomingMessage, caller: IsolatedCaller, limit: number): Promise<void> {
+  const pending = ctx.ownership.recentPrompts(caller.key.key_id, limit).filter((p) => !p.outputsRecorded);
   await Promise.all(
     pending.map(async ({ promptId }) => {
       const answer = await getUpstream(ctx, req, caller, `/history/${encodeURIComponent(promptId)}`);

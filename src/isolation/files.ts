@@ -10,6 +10,11 @@ export function fileId(type: string, subfolder: string, filename: string): strin
   return `${type}/${folder}/${posix.basename(filename)}`;
 }
 
+/** The file an upload is stored as: ComfyUI joins the name (which may hold folders) to the subfolder. */
+export function uploadedFileId(type: string, subfolder: string, name: string): string {
+  return fileId(type, posix.join(subfolder || '.', posix.dirname(name)), name);
+}
+
 /**
  * The file a `/view` query (or a LoadImage input) names: `filename`, `type` (default output, or `input`
  * for inputs) and `subfolder`; a name ending in ` [output]`, ` [input]` or ` [temp]` picks the folder.

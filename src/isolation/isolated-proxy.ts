@@ -9,6 +9,7 @@ import type { KeyRecord, OwnershipStore } from '../store/types.js';
 import { ComfyUsers } from './comfy-users.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
 import { getHistoryEntry, getHistoryList, postHistory } from './history.js';
+import { checkBoundedIds } from './ids.js';
 import { cancelJob, cancelJobs, getJob, getJobList } from './jobs.js';
 import { parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
 import { postPrompt } from './prompt.js';
@@ -35,6 +36,8 @@ export function createIsolatedProxy(options: { proxy: HttpProxy; ownership: Owne
 
   async function handle(req: IncomingMessage, res: ServerResponse, key: KeyRecord, target: RequestTarget): Promise<void> {
     const method = req.method ?? 'GET';
+    const comfyUser = req.headers['comfy-user'];
+    checkBoundedIds({ 'Comfy-User': Array.isArray(comfyUser) ? comfyUser.join(', ') : comfyUser });
     const caller: IsolatedCaller = { key, seesAll: key.role === 'admin', upstreamHeaders: await comfyUsers.headersFor(req, key) };
     const match = matchRoute(method, target.segments);
     if (!caller.seesAll) {

@@ -1,32 +1,107 @@
-// /view and uploads for isolated callers: a user key downloads only files it uploaded or its prompts produced.
+// /view and uploads for isolated callers: a user key downloads only files it uploaded or its prompts produced, and uploads only to input.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { posix } from 'node:path';
+import { forbidden, invalidRequest } from '../errors.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
 import { recordRecentOutputs } from './context.js';
-import { fileId, fileIdOf } from './files.js';
+import { fileIdOf, uploadedFileId } from './files.js';
+import { checkBoundedId, checkBoundedIds } from './ids.js';
 import { emptyNotFound, parseJsonOrUndefined, relayAnswer } from './json-body.js';
+import { multipartBoundary, UploadFormReader, type FormPart } from './upload-form.js';
+
+/** The key's most recent prompts whose history a `/view` of a file not known to be the key's may look up. */
+export const VIEW_LOOKUPS = 8;
+
+/** Per gateway, the lookup each key has in flight: misses that arrive meanwhile wait for it instead of starting their own. */
+const lookupsInFlight = new WeakMap<IsolationContext, Map<string, Promise<void>>>();
 
 /** GET /view: another key's file answers an empty 404, exactly like a file that does not exist. */
 export async function getView(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller, query: URLSearchParams): Promise<void> {
   if (!caller.seesAll) {
+    checkBoundedIds({ filename: query.get('filename'), subfolder: query.get('subfolder') });
     const id = fileIdOf(query.get('filename') ?? '', query.get('subfolder') ?? '', 'output', query.get('type'));
     const keyId = caller.key.key_id;
     if (ctx.ownership.ownerOf('file', id) !== keyId) {
       // Outputs are recorded when their history or events pass through; a file not seen yet may be in a recent run.
-      await recordRecentOutputs(ctx, req, caller);
+      await lookUpRecentOutputs(ctx, req, caller);
       if (ctx.ownership.ownerOf('file', id) !== keyId) return emptyNotFound(res);
     }
   }
   await ctx.proxy.forward(req, res, { headers: caller.upstreamHeaders });
 }
 
-/** POST /upload/image and /upload/mask: the stored file, as ComfyUI names it in its answer, becomes the caller's. */
+/** Records the outputs of the key's `VIEW_LOOKUPS` most recent prompts: at most that many upstream requests, shared by concurrent misses. */
+function lookUpRecentOutputs(ctx: IsolationContext, req: IncomingMessage, caller: IsolatedCaller): Promise<void> {
+  let inFlight = lookupsInFlight.get(ctx);
+  if (!inFlight) lookupsInFlight.set(ctx, (inFlight = new Map()));
+  const keyId = caller.key.key_id;
+  let lookup = inFlight.get(keyId);
+  if (!lookup) {
+    lookup = recordRecentOutputs(ctx, req, caller, VIEW_LOOKUPS).finally(() => inFlight.delete(keyId));
+    inFlight.set(keyId, lookup);
+  }
+  return lookup;
+}
+
+/**
+ * POST /upload/image and /upload/mask: the stored file, as ComfyUI names it in its answer, becomes the
+ * caller's. A user key's form is read as it streams on (see UploadFormReader) and refused before
+ * ComfyUI can act on it when it uploads anywhere but input, overwrites another key's file, or masks
+ * an image that is not the key's.
+ */
 export async function postUpload(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
-  const answer = await ctx.proxy.fetch(req, { headers: caller.upstreamHeaders });
+  let reader: UploadFormReader | null = null;
+  if (!caller.seesAll) {
+    const boundary = multipartBoundary(req.headers['content-type']);
+    if (boundary === null) {
+      throw invalidRequest('An upload must be multipart/form-data with a boundary.', [{ field: 'content-type', problem: 'not multipart/form-data; boundary=…' }]);
+    }
+    const form = (reader = new UploadFormReader(boundary, (parts) => checkUserUpload(ctx, caller.key.key_id, parts)));
+    req.pipe(form);
+    // A refused form still reads the client's body to its end, so the client gets the answer.
+    form.once('error', () => req.resume());
+    req.once('close', () => {
+      if (!req.complete) form.destroy(new Error('the client went away mid-upload'));
+    });
+  }
+  let answer;
+  try {
+    answer = await ctx.proxy.fetch(req, { headers: caller.upstreamHeaders, ...(reader ? { body: reader } : {}) });
+  } catch (error) {
+    throw reader?.refusal ?? error;
+  }
   const stored = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as { name?: unknown; subfolder?: unknown; type?: unknown } | undefined) : undefined;
   if (typeof stored?.name === 'string') {
     const type = typeof stored.type === 'string' ? stored.type : 'input';
-    await ctx.ownership.claim('file', fileId(type, typeof stored.subfolder === 'string' ? stored.subfolder : '', stored.name), caller.key.key_id);
+    await ctx.ownership.claim('file', uploadedFileId(type, typeof stored.subfolder === 'string' ? stored.subfolder : '', stored.name), caller.key.key_id);
   }
   relayAnswer(res, answer);
+}
+
+/** What ComfyUI's upload reads of the form (the first part of each name), checked for a user key. */
+function checkUserUpload(ctx: IsolationContext, keyId: string, parts: ReadonlyMap<string, FormPart>): void {
+  const text = (name: string): string | undefined => {
+    const part = parts.get(name);
+    return part && part.filename === null ? part.value : undefined;
+  };
+  const type = parts.get('type');
+  if (type && (type.filename !== null || type.value !== 'input')) {
+    throw forbidden('User keys upload to input only: leave the type field out or send type=input.');
+  }
+  const subfolder = text('subfolder') ?? '';
+  const filename = parts.get('image')?.filename ?? null;
+  checkBoundedIds({ subfolder, filename });
+  const overwrite = text('overwrite');
+  if (filename !== null && (overwrite === 'true' || overwrite === '1')) {
+    const owner = ctx.ownership.ownerOf('file', uploadedFileId('input', subfolder, filename));
+    if (owner !== undefined && owner !== keyId) throw forbidden('That file belongs to another key: upload without overwrite, or under another name.');
+  }
+  const originalRef = parseJsonOrUndefined(text('original_ref') ?? '') as { filename?: unknown; subfolder?: unknown; type?: unknown } | undefined;
+  if (typeof originalRef?.filename === 'string') {
+    const { filename: name, subfolder: folder, type: refType } = originalRef;
+    checkBoundedId('original_ref.filename', name);
+    const id = fileIdOf(posix.basename(name), posix.join(typeof folder === 'string' ? folder : '', posix.dirname(name)), 'output', typeof refType === 'string' ? refType : null);
+    if (ctx.ownership.ownerOf('file', id) !== keyId) throw forbidden('original_ref names an image this key did not upload or produce.');
+  }
 }

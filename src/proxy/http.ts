@@ -1,6 +1,7 @@
 // Forwards an HTTP request to ComfyUI: streamed both ways, or buffered when the gateway must read or rewrite the answer.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import { Pool, errors as undiciErrors } from 'undici';
 import { GatewayError, upstreamTimeout, upstreamUnavailable } from '../errors.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders, type OutgoingHeaders } from './headers.js';
@@ -16,8 +17,8 @@ export interface UpstreamOverrides {
   method?: string;
   /** The request target; defaults to the client's, byte for byte. */
   path?: string;
-  /** A replacement body (the client's body is then not read). */
-  body?: Buffer | string;
+  /** A replacement body (the client's body is then not read); a stream keeps the client's length headers, so it must have the client's length. */
+  body?: Buffer | string | Readable;
   /** Headers to set (a value of null removes the header). */
   headers?: Record<string, string | null>;
 }
@@ -65,8 +66,10 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
       if (value === null) delete headers[name];
       else headers[name] = value;
     }
-    let body: IncomingMessage | Buffer | string | null;
-    if (overrides.body !== undefined) {
+    let body: Readable | Buffer | string | null;
+    if (overrides.body instanceof Readable) {
+      body = overrides.body;
+    } else if (overrides.body !== undefined) {
       body = overrides.body;
       delete headers['transfer-encoding'];
       headers['content-length'] = String(Buffer.byteLength(overrides.body));

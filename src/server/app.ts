@@ -10,6 +10,7 @@ import { AuthFailureLimiter } from '../auth/failure-limiter.js';
 import { isPublicPath } from '../auth/public-paths.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { authRequired, forbidden, GatewayError, invalidRequest, rateLimitExceeded, routeNotAllowed, tooManyAuthFailures } from '../errors.js';
+import { checkBoundedId } from '../isolation/ids.js';
 import { createIsolatedProxy } from '../isolation/isolated-proxy.js';
 import { matchRoute } from '../isolation/route-table.js';
 import { isOpenedByOperator } from '../isolation/user-routes.js';
@@ -219,6 +220,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     // A browser sends its cookie with any site's WebSocket, so a cookie-authenticated socket must come from this site.
     const caller = authenticate(req, { unsafe: true });
     const clientId = query.get('clientId') ?? '';
+    checkBoundedId('clientId', clientId);
     if (caller.kind === 'anonymous') {
       if (config.mode === 'required') throw authRequired();
       if (clientId && ownership.ownerOf('client', clientId)) throw forbidden('That clientId belongs to a key.');

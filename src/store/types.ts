@@ -130,8 +130,14 @@ export type OwnedKind = 'prompt' | 'client' | 'file';
 export interface OwnershipStore {
   open(): Promise<void>;
   ownerOf(kind: OwnedKind, id: string): string | undefined;
-  /** Makes `keyId` the owner unless another key already is; resolves the owner after the call. */
+  /**
+   * Makes `keyId` the owner unless another key already is; resolves the owner after the call. Prompt
+   * and clientId claims expire (see claim-retention.ts); a clientId claim is renewed by its owner's use.
+   * @throws GatewayError CLAIMS_FULL (503) when a new claim would pass the cap of its kind
+   */
   claim(kind: OwnedKind, id: string, keyId: string): Promise<string>;
+  /** Forgets the claim if `keyId` holds it (a prompt ComfyUI refused); another key's claim is left alone. */
+  release(kind: OwnedKind, id: string, keyId: string): Promise<void>;
   /** The key's prompts, newest first, at most `limit`, with whether their outputs were already recorded. */
   recentPrompts(keyId: string, limit: number): Array<{ promptId: string; outputsRecorded: boolean }>;
   /** Notes that a prompt's outputs were all recorded, so they need not be looked up again. */

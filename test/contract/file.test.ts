@@ -11,7 +11,7 @@ import { FileSessionStore } from '../../src/store/file/file-session-store.js';
 import { FileUsageStore } from '../../src/store/file/file-usage-store.js';
 import { auditStoreContract } from './audit-store.contract.js';
 import { keyStoreContract } from './key-store.contract.js';
-import { CONTRACT_CLAIMS_KEPT, ownershipStoreContract } from './ownership-store.contract.js';
+import { CONTRACT_RETENTION, ownershipStoreContract } from './ownership-store.contract.js';
 import { sessionStoreContract } from './session-store.contract.js';
 import { usageStoreContract } from './usage-store.contract.js';
 
@@ -58,7 +58,7 @@ usageStoreContract('FileUsageStore', {
 ownershipStoreContract('FileOwnershipStore', {
   reset,
   open: async () => {
-    const store = new FileOwnershipStore({ directory, claimsKept: CONTRACT_CLAIMS_KEPT });
+    const store = new FileOwnershipStore({ directory, retention: CONTRACT_RETENTION });
     await store.open();
     return store;
   },

@@ -1,15 +1,16 @@
-// The OwnershipStore contract: first claim wins (also between stores on the same data), recent prompts, ComfyUI users, bounded claims.
+// The OwnershipStore contract: first claim wins (also between stores on the same data), released claims, recent prompts, ComfyUI users, claims bounded by age and count.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { ClaimRetentionOptions } from '../../src/store/claim-retention.js';
 import type { OwnershipStore } from '../../src/store/types.js';
 import { isSkipped, lifecycle, waitFor, type HarnessOrSkip } from './harness.js';
 
-/** Prompt and clientId claims each store of the suite keeps (it must be opened with this `claimsKept`). */
-export const CONTRACT_CLAIMS_KEPT = 20;
+/** The claim retention each store of the suite must be opened with: short, so that the suite can wait for it. */
+export const CONTRACT_RETENTION = { retentionSeconds: 2, cap: 20, newestPromptsKept: 3 } satisfies ClaimRetentionOptions;
 
-/** Runs the OwnershipStore contract against one adapter, whose stores keep `CONTRACT_CLAIMS_KEPT` claims of each bounded kind. */
+/** Runs the OwnershipStore contract against one adapter, whose stores are opened with `CONTRACT_RETENTION`. */
 export function ownershipStoreContract(name: string, harness: HarnessOrSkip<OwnershipStore>): void {
   if (isSkipped(harness)) {
     describe(`${name} (OwnershipStore contract)`, { skip: harness.skip }, () => undefined);
@@ -20,7 +21,7 @@ export function ownershipStoreContract(name: string, harness: HarnessOrSkip<Owne
 
     test('matches the interface', async () => {
       const store = await open();
-      for (const method of ['open', 'ownerOf', 'claim', 'recentPrompts', 'markOutputsRecorded', 'comfyUserOf', 'setComfyUser', 'close'] as const) {
+      for (const method of ['open', 'ownerOf', 'claim', 'release', 'recentPrompts', 'markOutputsRecorded', 'comfyUserOf', 'setComfyUser', 'close'] as const) {
         assert.equal(typeof store[method], 'function', `${method} is a method`);
       }
     });
@@ -66,31 +67,52 @@ export function ownershipStoreContract(name: string, harness: HarnessOrSkip<Owne
       assert.deepEqual(again.recentPrompts('nobody', 10), []);
     });
 
-    test('only the newest prompt and clientId claims are kept; files and ComfyUI users always are', async () => {
+    test('a released claim is gone for good; only its owner releases it', async () => {
+      const store = await open();
+      await store.claim('prompt', 'refused', 'alice');
+      await store.claim('client', 'c-refused', 'alice');
+      await store.release('prompt', 'refused', 'bob');
+      assert.equal(store.ownerOf('prompt', 'refused'), 'alice', "another key's release changes nothing");
+      await store.release('prompt', 'refused', 'alice');
+      await store.release('client', 'c-refused', 'alice');
+      await store.release('prompt', 'never-claimed', 'alice');
+      assert.equal(store.ownerOf('prompt', 'refused'), undefined);
+      assert.equal(store.ownerOf('client', 'c-refused'), undefined);
+      assert.deepEqual(store.recentPrompts('alice', 10), []);
+      const again = await reopen();
+      assert.equal(again.ownerOf('prompt', 'refused'), undefined, 'after a restart');
+      assert.equal(await again.claim('prompt', 'refused', 'bob'), 'bob', 'the id is free again');
+    });
+
+    test('claims are never pushed out by others: at the cap new ones are refused; only expired ones are forgotten', async () => {
+      const { cap, retentionSeconds, newestPromptsKept } = CONTRACT_RETENTION;
       const store = await open();
       await store.setComfyUser('alice', 'cg_alice');
-      const total = CONTRACT_CLAIMS_KEPT * 2;
-      for (let i = 0; i < total; i += 1) {
+      for (let i = 0; i < cap; i += 1) {
         await store.claim('prompt', `p${i}`, 'alice');
         await store.claim('client', `c${i}`, 'alice');
         await store.claim('file', `f${i}`, 'alice');
+        await sleep(2);
       }
-      const check = (s: OwnershipStore, when: string): void => {
-        for (const kind of ['prompt', 'client'] as const) {
-          const kept = Array.from({ length: total }, (_, i) => s.ownerOf(kind, `${kind[0]}${i}`) !== undefined);
-          const firstKept = kept.indexOf(true);
-          assert.ok(kept.slice(firstKept).every(Boolean), `${when}: the ${kind} claims kept are the newest ones`);
-          const count = total - firstKept;
-          assert.ok(count >= CONTRACT_CLAIMS_KEPT && count <= CONTRACT_CLAIMS_KEPT * 1.1 + 1, `${when}: ${count} ${kind} claims kept`);
-        }
-        assert.equal(s.recentPrompts('alice', total).length, total - Array.from({ length: total }, (_, i) => s.ownerOf('prompt', `p${i}`)).indexOf('alice'), `${when}: recent prompts are the kept ones`);
-        for (let i = 0; i < total; i += 1) assert.equal(s.ownerOf('file', `f${i}`), 'alice', `${when}: file f${i} is still owned`);
-        assert.equal(s.comfyUserOf('alice'), 'cg_alice', `${when}: the ComfyUI user is kept`);
-      };
-      check(store, 'while open');
+      for (const kind of ['prompt', 'client'] as const) {
+        await assert.rejects(store.claim(kind, 'one-more', 'bob'), { code: 'CLAIMS_FULL', status: 503 }, `${kind}: refused at the cap`);
+        assert.equal(store.ownerOf(kind, 'one-more'), undefined);
+      }
+      for (let i = 0; i < cap; i += 1) assert.ok(store.ownerOf('prompt', `p${i}`) === 'alice' && store.ownerOf('client', `c${i}`) === 'alice', `claim ${i} is kept`);
+      assert.equal(await store.claim('prompt', 'p0', 'bob'), 'alice', 'a held claim still answers its owner');
+      assert.equal(await store.claim('file', 'one-more', 'bob'), 'bob', 'file claims have no cap');
+      await sleep(retentionSeconds * 1000 + 200);
+      assert.equal(await store.claim('client', 'c1', 'alice'), 'alice', "the owner's use renews its clientId claim");
       const again = await reopen();
-      check(again, 'after a restart');
-      assert.equal(await again.claim('prompt', 'p0', 'bob'), 'bob', 'a forgotten prompt id can be claimed anew');
+      assert.equal(await again.claim('prompt', 'new', 'bob'), 'bob', 'expired prompt claims make room');
+      assert.equal(await again.claim('client', 'new', 'bob'), 'bob', 'expired clientId claims make room');
+      const prompts = Array.from({ length: cap }, (_, i) => again.ownerOf('prompt', `p${i}`));
+      assert.deepEqual(prompts.map((owner) => owner !== undefined), Array.from({ length: cap }, (_, i) => i >= cap - newestPromptsKept), 'the newest prompts are kept, however old');
+      const clients = Array.from({ length: cap }, (_, i) => again.ownerOf('client', `c${i}`));
+      assert.deepEqual(clients.map((owner) => owner !== undefined), Array.from({ length: cap }, (_, i) => i === 1), 'only the renewed clientId claim is kept');
+      for (let i = 0; i < cap; i += 1) assert.equal(again.ownerOf('file', `f${i}`), 'alice', `file f${i} is kept`);
+      assert.equal(again.comfyUserOf('alice'), 'cg_alice', 'the ComfyUI user is kept');
+      assert.deepEqual(again.recentPrompts('alice', cap).map((p) => p.promptId), prompts.flatMap((owner, i) => (owner ? [`p${i}`] : [])).reverse(), 'recent prompts are the kept ones, newest first');
     });
 
     test('a key has one ComfyUI user, which can be replaced', async () => {
@@ -115,6 +137,8 @@ export function ownershipStoreContract(name: string, harness: HarnessOrSkip<Owne
       await waitFor(() => reader.comfyUserOf('alice') === 'cg_alice', withinMs, 'the ComfyUI user');
       await writer.markOutputsRecorded('shared');
       await waitFor(() => reader.recentPrompts('alice', 1)[0]?.outputsRecorded === true, withinMs, 'outputs recorded');
+      await writer.release('prompt', 'shared', 'alice');
+      await waitFor(() => reader.ownerOf('prompt', 'shared') === undefined, withinMs, 'the released prompt');
     });
   });
 }

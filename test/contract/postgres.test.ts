@@ -7,7 +7,7 @@ import { auditStoreContract, type ClosableAuditStore } from './audit-store.contr
 import { freshPostgresDatabase } from './backends.js';
 import type { HarnessOrSkip, StoreHarness } from './harness.js';
 import { keyStoreContract } from './key-store.contract.js';
-import { CONTRACT_CLAIMS_KEPT, ownershipStoreContract } from './ownership-store.contract.js';
+import { CONTRACT_RETENTION, ownershipStoreContract } from './ownership-store.contract.js';
 import { sessionStoreContract } from './session-store.contract.js';
 import { usageStoreContract } from './usage-store.contract.js';
 
@@ -51,7 +51,7 @@ usageStoreContract('PostgresUsageStore', harness(async (database) => {
 }));
 
 ownershipStoreContract('PostgresOwnershipStore', harness(async (database) => {
-  const store = new PostgresOwnershipStore({ database, claimsKept: CONTRACT_CLAIMS_KEPT });
+  const store = new PostgresOwnershipStore({ database, retention: CONTRACT_RETENTION });
   await store.open();
   return store;
 }));

@@ -31,12 +31,14 @@ describe('streaming', () => {
   let comfy: FakeComfyUI;
   let gateway: GatewayProcess;
   let key: CreatedKey;
+  let userKey: CreatedKey;
   let idlePeakMb: number;
 
   before(async () => {
     comfy = await startFakeComfyUI();
     gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
     key = await createKey(gateway.url, { name: 'big files' });
+    userKey = await createKey(gateway.url, { name: 'big uploads', role: 'user' }, key.api_key);
     idlePeakMb = await peakRssMb(gateway.pid);
   });
   after(async () => {
@@ -44,7 +46,7 @@ describe('streaming', () => {
     await comfy.close();
   });
 
-  test('a 200 MB upload arrives whole at ComfyUI', async () => {
+  test("a user key's 200 MB upload, read on its way for the isolation rules, arrives whole at ComfyUI", async () => {
     const boundary = '----comfygate' + Date.now();
     const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\nContent-Type: image/png\r\n\r\n`);
     const tail = Buffer.from(`\r\n--${boundary}\r\nContent-Disposition: form-data; name="overwrite"\r\n\r\ntrue\r\n--${boundary}--\r\n`);
@@ -61,7 +63,7 @@ describe('streaming', () => {
           method: 'POST',
           path: '/api/upload/image',
           headers: {
-            'x-api-key': key.api_key,
+            'x-api-key': userKey.api_key,
             'content-type': `multipart/form-data; boundary=${boundary}`,
             'content-length': head.length + SIZE + tail.length,
           },

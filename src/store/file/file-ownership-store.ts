@@ -1,7 +1,8 @@
 // Ownership records in `ownership.json` (+ journal): which key submitted each prompt, holds each clientId, made each file.
 
 import { join } from 'node:path';
-import { ClaimOrder } from '../claim-retention.js';
+import { claimsFull } from '../../errors.js';
+import { ClaimRetention, type ClaimRetentionOptions } from '../claim-retention.js';
 import type { OwnedKind, OwnershipStore } from '../types.js';
 import { JournaledTable } from './journaled-table.js';
 
@@ -29,8 +30,8 @@ function splitRecordId(recordId: string): [string, string] {
 
 export interface FileOwnershipStoreOptions {
   directory: string;
-  /** Prompt and clientId claims kept, each (default `CLAIMS_KEPT`); older ones are forgotten. */
-  claimsKept?: number;
+  /** How long prompt and clientId claims are kept, and how many may be held (defaults in claim-retention.ts). */
+  retention?: ClaimRetentionOptions;
   onWrite?(seconds: number): void;
 }
 
@@ -39,10 +40,10 @@ export class FileOwnershipStore implements OwnershipStore {
   private readonly table: JournaledTable<OwnershipRecord>;
   /** Prompt ids per key, for finding a key's recent prompts without a scan. */
   private readonly promptsByKey = new Map<string, Set<string>>();
-  private readonly order: ClaimOrder;
+  private readonly retention: ClaimRetention;
 
   constructor(options: FileOwnershipStoreOptions) {
-    this.order = new ClaimOrder(options.claimsKept);
+    this.retention = new ClaimRetention(options.retention);
     this.table = new JournaledTable({
       snapshotPath: join(options.directory, 'ownership.json'),
       journalPath: join(options.directory, 'ownership.journal'),
@@ -52,8 +53,8 @@ export class FileOwnershipStore implements OwnershipStore {
       parse: parseRecord,
       onChange: (recordId, before, after) => {
         const [kind, id] = splitRecordId(recordId);
-        if (!before && after) this.order.added(kind, id);
-        if (before && !after) this.order.removed(kind, id);
+        if (after && after.at !== before?.at) this.retention.noted(kind, id, after.at);
+        if (before && !after) this.retention.removed(kind, id);
         if (kind !== 'prompt') return;
         if (before) this.promptsByKey.get(before.key_id)?.delete(id);
         if (after) {
@@ -73,15 +74,26 @@ export class FileOwnershipStore implements OwnershipStore {
     return this.table.get(`${kind}:${id}`)?.key_id;
   }
 
-  /** Claims `id`, forgetting the oldest claims of its kind in the same write when too many are held. */
-  claim(kind: OwnedKind, id: string, keyId: string): Promise<string> {
+  /** Claims `id` (or renews its owner's clientId claim), forgetting expired claims of its kind in the same write. */
+  async claim(kind: OwnedKind, id: string, keyId: string): Promise<string> {
     const recordId = `${kind}:${id}`;
     return this.table.change(() => {
+      const now = Date.now() / 1000;
       const current = this.table.get(recordId);
-      if (current) return { ops: [], result: current.key_id };
-      const forgotten = this.order.overflow(kind).map((old) => ({ op: 'delete' as const, id: `${kind}:${old}` }));
-      return { ops: [...forgotten, { op: 'put', id: recordId, value: { key_id: keyId, at: Date.now() / 1000 } }], result: keyId };
+      if (current) {
+        if (current.key_id !== keyId || !this.retention.needsRenewal(kind, current.at, now)) return { ops: [], result: current.key_id };
+        return { ops: [{ op: 'put', id: recordId, value: { ...current, at: now } }], result: keyId };
+      }
+      const forgotten = this.retention.expired(kind, now);
+      if (this.retention.isFull(kind, forgotten.length)) throw claimsFull(kind, this.retention.cap);
+      const deletes = forgotten.map((old) => ({ op: 'delete' as const, id: `${kind}:${old}` }));
+      return { ops: [...deletes, { op: 'put', id: recordId, value: { key_id: keyId, at: now } }], result: keyId };
     });
+  }
+
+  async release(kind: OwnedKind, id: string, keyId: string): Promise<void> {
+    const recordId = `${kind}:${id}`;
+    return this.table.change(() => ({ ops: this.table.get(recordId)?.key_id === keyId ? [{ op: 'delete', id: recordId }] : [], result: undefined }));
   }
 
   recentPrompts(keyId: string, limit: number): Array<{ promptId: string; outputsRecorded: boolean }> {

@@ -1,6 +1,7 @@
 // The PostgreSQL ownership store: who owns each prompt, clientId and file, and each key's ComfyUI user, replicated in memory.
 
-import { ClaimOrder } from '../claim-retention.js';
+import { claimsFull } from '../../errors.js';
+import { ClaimRetention, type ClaimRetentionOptions } from '../claim-retention.js';
 import type { OwnedKind, OwnershipStore } from '../types.js';
 import { isConnectionError, type PostgresDatabase } from './database.js';
 import { CHANNELS } from './migrations.js';
@@ -10,8 +11,8 @@ export interface PostgresOwnershipStoreOptions {
   database: PostgresDatabase;
   /** Safety-net reload interval (default 30 s). */
   reloadIntervalMs?: number;
-  /** Prompt and clientId claims kept, each (default `CLAIMS_KEPT`); older ones are forgotten. */
-  claimsKept?: number;
+  /** How long prompt and clientId claims are kept, and how many may be held (defaults in claim-retention.ts). */
+  retention?: ClaimRetentionOptions;
 }
 
 interface OwnershipRecord {
@@ -27,12 +28,13 @@ interface OwnershipRow extends OwnershipRecord {
   updated: number;
 }
 
-/** A notification: the whole record, or only its seq when the record is too long to announce. */
-type Announcement = { k: string; i: string; o: string; a: number; r: boolean; u: string | null } | { seq: number };
+/** A notification: the whole record, only its seq when the record is too long to announce, or a released claim (`g`: its key). */
+type Announcement = { k: string; i: string; o: string; a: number; r: boolean; u: string | null } | { seq: number } | { k: string; i: string; g: string };
 
 /** A write made while the database could not be reached: applied here at once, written once it is back. */
 type PendingWrite =
   | { op: 'claim'; kind: OwnedKind; id: string; keyId: string; at: number }
+  | { op: 'release'; kind: OwnedKind; id: string; keyId: string }
   | { op: 'outputs'; promptId: string }
   | { op: 'comfy-user'; keyId: string; comfyUser: string; at: number };
 
@@ -46,7 +48,8 @@ const COLUMNS = 'kind, id, key_id, at, outputs_recorded, comfy_user, extract(epo
 /**
  * Ownership in the `ownership` table. Lookups are served from memory. A claim is one
  * `INSERT … ON CONFLICT DO NOTHING`, so the first key wins even across replicas; each change is announced
- * with the record itself, so other replicas apply it without a query. While the database cannot be
+ * with the record itself, so other replicas apply it without a query; a released claim is announced as
+ * gone, and expired claims are forgotten by every replica by the same rule. While the database cannot be
  * reached, claims (and the other writes) are granted here and written once it is back (up to 100,000),
  * so user keys keep working; if another replica granted the same id meanwhile, the first to be written
  * wins everywhere.
@@ -56,14 +59,14 @@ export class PostgresOwnershipStore implements OwnershipStore {
   private readonly records = new Map<string, OwnershipRecord>();
   private readonly promptsByKey = new Map<string, Set<string>>();
   private readonly feed: ReplicaFeed<Announcement>;
-  private readonly order: ClaimOrder;
+  private readonly retention: ClaimRetention;
   private pending: PendingWrite[] = [];
   private pendingTimer: NodeJS.Timeout | null = null;
   private writingPending: Promise<void> | null = null;
 
   constructor(options: PostgresOwnershipStoreOptions) {
     this.database = options.database;
-    this.order = new ClaimOrder(options.claimsKept);
+    this.retention = new ClaimRetention(options.retention);
     this.feed = new ReplicaFeed<Announcement>({
       database: this.database,
       channel: CHANNELS.ownership,
@@ -79,6 +82,7 @@ export class PostgresOwnershipStore implements OwnershipStore {
         const seqs: number[] = [];
         for (const a of announcements) {
           if ('seq' in a) seqs.push(a.seq);
+          else if ('g' in a) this.forgetHere(a.k, a.i, a.g);
           else this.apply(a.k, a.i, { key_id: a.o, at: a.a, outputs_recorded: a.r, comfy_user: a.u });
         }
         if (seqs.length === 0) return;
@@ -113,10 +117,15 @@ export class PostgresOwnershipStore implements OwnershipStore {
   }
 
   async claim(kind: OwnedKind, id: string, keyId: string): Promise<string> {
-    // An owner never changes once set, so the replica's answer is final.
-    const known = this.records.get(`${kind}:${id}`);
-    if (known) return known.key_id;
+    // A claim here is one the table holds or held: refusing another key on it is never wrong.
     const at = Date.now() / 1000;
+    const known = this.records.get(`${kind}:${id}`);
+    if (known) {
+      if (known.key_id === keyId && this.retention.needsRenewal(kind, known.at, at)) await this.renew(kind, id, keyId, at);
+      return known.key_id;
+    }
+    const forgotten = this.retention.expired(kind, at);
+    if (this.retention.isFull(kind, forgotten.length)) throw claimsFull(kind, this.retention.cap);
     let owner: string;
     try {
       owner = await this.writeClaim(kind, id, keyId, at);
@@ -126,24 +135,56 @@ export class PostgresOwnershipStore implements OwnershipStore {
       this.defer({ op: 'claim', kind, id, keyId, at });
       owner = keyId;
     }
-    await this.forgetOldest(kind);
+    await this.forgetExpired(kind, forgotten, at);
     return owner;
   }
 
+  /** Renews the owner's clientId claim (a renewal lost while the database is away only shortens its life). */
+  private async renew(kind: OwnedKind, id: string, keyId: string, at: number): Promise<void> {
+    const { rows } = await this.database
+      .query<OwnershipRow>(`UPDATE ownership SET at = $4 WHERE kind = $1 AND id = $2 AND key_id = $3 RETURNING ${COLUMNS}`, [kind, id, keyId, at])
+      .catch(() => ({ rows: [] as OwnershipRow[] }));
+    if (rows[0]) this.apply(kind, id, rows[0]);
+  }
+
   /**
-   * Forgets the oldest claims of `kind` once too many are held: here, and in the table (other replicas
-   * forget the same ones by the same rule). A delete that fails is left to the next batch.
+   * Forgets expired claims: here, and in the table unless another replica renewed them meanwhile (other
+   * replicas forget the same ones by the same rule). A delete that fails is left to a later claim.
    */
-  private async forgetOldest(kind: OwnedKind): Promise<void> {
-    const forgotten = this.order.overflow(kind);
-    if (forgotten.length === 0) return;
-    for (const id of forgotten) {
-      const record = this.records.get(`${kind}:${id}`);
-      this.records.delete(`${kind}:${id}`);
-      this.order.removed(kind, id);
-      if (kind === 'prompt' && record) this.promptsByKey.get(record.key_id)?.delete(id);
+  private async forgetExpired(kind: OwnedKind, ids: string[], now: number): Promise<void> {
+    if (ids.length === 0) return;
+    for (const id of ids) this.forgetHere(kind, id, this.records.get(`${kind}:${id}`)?.key_id ?? '');
+    const cutoff = now - this.retention.retentionSeconds;
+    await this.database.query('DELETE FROM ownership WHERE kind = $1 AND id = ANY($2) AND at < $3', [kind, ids, cutoff]).catch(() => undefined);
+  }
+
+  async release(kind: OwnedKind, id: string, keyId: string): Promise<void> {
+    if (this.records.get(`${kind}:${id}`)?.key_id !== keyId) return;
+    try {
+      await this.writeRelease(kind, id, keyId);
+    } catch (error) {
+      if (!this.canDefer(error)) throw error;
+      this.defer({ op: 'release', kind, id, keyId });
     }
-    await this.database.query('DELETE FROM ownership WHERE kind = $1 AND id = ANY($2)', [kind, forgotten]).catch(() => undefined);
+    this.forgetHere(kind, id, keyId);
+  }
+
+  /** Deletes the key's claim and announces it, so every replica forgets it. */
+  private async writeRelease(kind: string, id: string, keyId: string): Promise<void> {
+    await this.database.query(
+      `WITH gone AS (DELETE FROM ownership WHERE kind = $1 AND id = $2 AND key_id = $3 RETURNING kind, id, key_id)
+       SELECT pg_notify($4, json_build_object('k', kind, 'i', id, 'g', key_id)::text) FROM gone`,
+      [kind, id, keyId, CHANNELS.ownership],
+    );
+  }
+
+  /** Drops a record from memory if `keyId` owns it. */
+  private forgetHere(kind: string, id: string, keyId: string): void {
+    const recordId = `${kind}:${id}`;
+    if (this.records.get(recordId)?.key_id !== keyId) return;
+    this.records.delete(recordId);
+    this.retention.removed(kind, id);
+    if (kind === 'prompt') this.promptsByKey.get(keyId)?.delete(id);
   }
 
   /** Inserts a claim unless one exists; resolves the owner, as written. */
@@ -224,6 +265,7 @@ export class PostgresOwnershipStore implements OwnershipStore {
           const write = this.pending[0]!;
           try {
             if (write.op === 'claim') await this.writeClaim(write.kind, write.id, write.keyId, write.at);
+            else if (write.op === 'release') await this.writeRelease(write.kind, write.id, write.keyId);
             else if (write.op === 'outputs') await this.writeOutputsRecorded(write.promptId);
             else await this.writeComfyUser(write.keyId, write.comfyUser, write.at);
           } catch (error) {
@@ -279,7 +321,7 @@ export class PostgresOwnershipStore implements OwnershipStore {
       comfy_user: row.comfy_user ?? null,
     };
     this.records.set(recordId, record);
-    if (!before) this.order.added(kind, id);
+    if (record.at !== before?.at) this.retention.noted(kind, id, record.at);
     if (kind !== 'prompt') return;
     if (before && before.key_id !== record.key_id) this.promptsByKey.get(before.key_id)?.delete(id);
     let prompts = this.promptsByKey.get(record.key_id);

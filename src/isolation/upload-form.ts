@@ -1,0 +1,188 @@
+// Reads a multipart upload as it streams on to ComfyUI: its parts as aiohttp reads them, with the end of the form held back until they are checked.
+
+import { Transform, type TransformCallback } from 'node:stream';
+import { invalidRequest, type GatewayError } from '../errors.js';
+
+/** The first part of a name, which is what ComfyUI's `post.get(name)` answers: a file part's name, or a field's text. */
+export interface FormPart {
+  filename: string | null;
+  /** The text of a field; empty for a file part, whose content is not kept. */
+  value: string;
+}
+
+/** Checks the parts of a whole form; throws to refuse it. */
+export type FormCheck = (parts: ReadonlyMap<string, FormPart>) => void;
+
+const MAX_HEADER_BYTES = 16 * 1024;
+const MAX_FIELD_BYTES = 64 * 1024;
+const MAX_EPILOGUE_BYTES = 64 * 1024;
+const CRLF = Buffer.from('\r\n');
+const HEADERS_END = Buffer.from('\r\n\r\n');
+const TOKEN_CHARACTER = "[!#$%&'*+.^_`|~0-9A-Za-z-]";
+/** RFC 2046 allows boundaries of 1 to 70 characters. */
+const BOUNDARY = new RegExp(`^multipart/form-data\\s*;\\s*boundary=(?:"([^"\\\\]{1,70})"|(${TOKEN_CHARACTER}{1,70}))\\s*$`, 'i');
+/** One `name` or `filename` parameter in the only spelling whose reading leaves no doubt: no escapes, no `;`, no leading slash. */
+const DISPOSITION_PARAM = new RegExp(`^\\s*(name|filename)=(?:"((?![\\\\/])[^"\\\\;]*)"|(${TOKEN_CHARACTER}+))$`, 'i');
+
+/** The boundary of a `multipart/form-data` body, or null when the content type is anything else. */
+export function multipartBoundary(contentType: string | undefined): string | null {
+  const match = BOUNDARY.exec(contentType ?? '');
+  return match ? (match[1] ?? match[2]!) : null;
+}
+
+const unclear = (problem: string): GatewayError =>
+  invalidRequest(`The upload form cannot be read unambiguously: ${problem}. Send plain form-data parts (a name, a filename, a content type).`, [{ field: 'body', problem }]);
+
+/**
+ * Passes the body through unchanged while reading its parts, and holds back the closing delimiter (and
+ * anything after it) until the whole form has been read and `check` has passed: ComfyUI cannot finish
+ * reading a form without its end, so a refused form is never acted on. A part whose headers could be
+ * read two ways (escapes, extended parameters, encodings, folded lines) refuses the form with 400.
+ * The first refusal is kept in `refusal`.
+ */
+export class UploadFormReader extends Transform {
+  readonly parts = new Map<string, FormPart>();
+  refusal: GatewayError | null = null;
+  private readonly delimiter: Buffer;
+  private readonly check: FormCheck;
+  /** Unread bytes; it starts with a CRLF of the reader's own, so the first delimiter reads like the others. */
+  private buffer: Buffer = CRLF;
+  private ownBytes = CRLF.length;
+  private state: 'body' | 'headers' | 'end' = 'body';
+  private part: { name: string; filename: string | null; chunks: Buffer[]; size: number } | null = null;
+  private readonly held: Buffer[] = [];
+  private heldBytes = 0;
+
+  constructor(boundary: string, check: FormCheck) {
+    super();
+    this.delimiter = Buffer.from(`\r\n--${boundary}`);
+    this.check = check;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.guarded(callback, () => {
+      if (this.state === 'end') return this.hold(chunk);
+      this.buffer = Buffer.concat([this.buffer, chunk]);
+      while (this.step());
+    });
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.guarded(callback, () => {
+      if (this.state !== 'end') throw unclear('the form has no closing delimiter');
+      this.check(this.parts);
+      for (const chunk of this.held) this.push(chunk);
+    });
+  }
+
+  private guarded(callback: TransformCallback, work: () => void): void {
+    try {
+      work();
+      callback();
+    } catch (error) {
+      this.refusal = error as GatewayError;
+      callback(error as Error);
+    }
+  }
+
+  /** Reads what the buffer allows; false when it needs more bytes. */
+  private step(): boolean {
+    if (this.state === 'headers') return this.readHeaders();
+    const at = this.buffer.indexOf(this.delimiter);
+    if (at < 0) {
+      this.consume(Math.max(0, this.buffer.length - this.delimiter.length + 1), true);
+      return false;
+    }
+    // The two bytes after a delimiter say whether it closes the form (`--`) or starts a part (CRLF).
+    if (this.buffer.length < at + this.delimiter.length + 2) {
+      this.consume(at, true);
+      return false;
+    }
+    this.consume(at, true);
+    this.endPart();
+    const next = this.buffer.subarray(this.delimiter.length, this.delimiter.length + 2).toString('latin1');
+    if (next === '--') {
+      this.state = 'end';
+      const rest = this.buffer;
+      this.buffer = Buffer.alloc(0);
+      this.hold(rest);
+      return false;
+    }
+    if (next !== '\r\n') throw unclear('a delimiter line has more than the boundary');
+    this.consume(this.delimiter.length, false);
+    this.state = 'headers';
+    return true;
+  }
+
+  /** Reads a part's headers (the buffer starts with the CRLF that ended the delimiter line). */
+  private readHeaders(): boolean {
+    const end = this.buffer.indexOf(HEADERS_END);
+    if (end < 0) {
+      if (this.buffer.length > MAX_HEADER_BYTES) throw unclear('part headers are too long');
+      return false;
+    }
+    const lines = end === 0 ? [] : this.buffer.subarray(CRLF.length, end).toString('utf8').split('\r\n');
+    this.consume(end + HEADERS_END.length, false);
+    const headers = new Map<string, string>();
+    for (const line of lines) {
+      const colon = line.indexOf(':');
+      if (colon <= 0 || /^[ \t]/.test(line)) throw unclear('a part header line is malformed');
+      const name = line.slice(0, colon).trim().toLowerCase();
+      if (headers.has(name)) throw unclear(`a part repeats ${name}`);
+      headers.set(name, line.slice(colon + 1).trim());
+    }
+    // aiohttp decodes these encodings, and reads a part with a Content-Length by its length rather than to the next delimiter.
+    if (['content-transfer-encoding', 'content-encoding', 'content-length'].some((h) => headers.has(h))) throw unclear('a part has an encoding or a length');
+    const { name, filename } = parseDisposition(headers.get('content-disposition'));
+    const type = headers.get('content-type');
+    if (filename === null && type !== undefined && !/^text\/plain(\s*;\s*charset="?(utf-8|us-ascii)"?)?$/i.test(type)) {
+      throw unclear(`field ${name} is not plain UTF-8 text`);
+    }
+    this.part = { name, filename, chunks: [], size: 0 };
+    this.state = 'body';
+    return true;
+  }
+
+  /** Passes `length` bytes on (without the reader's own), keeping a field's bytes as its value. */
+  private consume(length: number, isContent: boolean): void {
+    if (length === 0) return;
+    const bytes = this.buffer.subarray(0, length);
+    this.buffer = this.buffer.subarray(length);
+    if (isContent && this.part && this.part.filename === null) {
+      this.part.size += bytes.length;
+      if (this.part.size > MAX_FIELD_BYTES) throw unclear(`field ${this.part.name} is longer than ${MAX_FIELD_BYTES} bytes`);
+      this.part.chunks.push(Buffer.from(bytes));
+    }
+    const own = Math.min(this.ownBytes, bytes.length);
+    this.ownBytes -= own;
+    if (bytes.length > own) this.push(bytes.subarray(own));
+  }
+
+  private endPart(): void {
+    const part = this.part;
+    this.part = null;
+    if (!part || this.parts.has(part.name)) return;
+    this.parts.set(part.name, { filename: part.filename, value: part.filename === null ? Buffer.concat(part.chunks).toString('utf8') : '' });
+  }
+
+  private hold(bytes: Buffer): void {
+    this.heldBytes += bytes.length;
+    if (this.heldBytes > MAX_EPILOGUE_BYTES) throw unclear('too much follows the closing delimiter');
+    this.held.push(Buffer.from(bytes));
+  }
+}
+
+/** `form-data; name="…"[; filename="…"]`, and nothing that aiohttp could read another way. */
+function parseDisposition(value: string | undefined): { name: string; filename: string | null } {
+  const [type, ...params] = (value ?? '').split(';');
+  if (type?.trim().toLowerCase() !== 'form-data') throw unclear('a part is not form-data');
+  const found = new Map<string, string>();
+  for (const param of params) {
+    const match = DISPOSITION_PARAM.exec(param);
+    const key = match?.[1]!.toLowerCase();
+    if (!match || found.has(key!)) throw unclear('a part has a Content-Disposition parameter other than one name and one filename');
+    found.set(key!, match[2] ?? match[3]!);
+  }
+  if (!found.has('name')) throw unclear('a part has no name');
+  return { name: found.get('name')!, filename: found.get('filename') ?? null };
+}

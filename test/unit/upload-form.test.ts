@@ -1,0 +1,93 @@
+// Unit tests of UploadFormReader: parts read however the body is cut into chunks, bytes passed on unchanged, and the form's end held back from a refused form.
+
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { describe, test } from 'node:test';
+import type { FormPart } from '../../src/isolation/upload-form.js';
+import { multipartBoundary, UploadFormReader } from '../../src/isolation/upload-form.js';
+
+const BOUNDARY = 'b0undary';
+const FORM = Buffer.from(
+  `preamble\r\n--${BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="a b.png"\r\nContent-Type: image/png\r\n\r\n` +
+    `PNG\r\n--b0und almost a delimiter\r\n\r\n--` +
+    `\r\n--${BOUNDARY}\r\nContent-Disposition: form-data; name="type"\r\n\r\ninput` +
+    `\r\n--${BOUNDARY}\r\nContent-Disposition: form-data; name=type\r\n\r\noutput` +
+    `\r\n--${BOUNDARY}\r\ncontent-disposition: form-data; name="subfolder"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nsüb` +
+    `\r\n--${BOUNDARY}\r\nContent-Disposition: form-data; name="empty"\r\n\r\n` +
+    `\r\n--${BOUNDARY}--\r\nepilogue`,
+);
+
+/** Streams `body` through a reader in chunks of `size` bytes; resolves what came out, or rejects with the refusal. */
+async function read(body: Buffer, size: number, check: (parts: ReadonlyMap<string, FormPart>) => void = () => undefined): Promise<{ out: Buffer; parts: ReadonlyMap<string, FormPart> }> {
+  const chunks = Array.from({ length: Math.ceil(body.length / size) }, (_, i) => body.subarray(i * size, (i + 1) * size));
+  const reader = new UploadFormReader(BOUNDARY, check);
+  const out: Buffer[] = [];
+  reader.on('data', (chunk: Buffer) => out.push(chunk));
+  await new Promise<void>((resolve, reject) => {
+    reader.once('end', resolve);
+    reader.once('error', reject);
+    Readable.from(chunks).pipe(reader);
+  });
+  return { out: Buffer.concat(out), parts: reader.parts };
+}
+
+describe('UploadFormReader', () => {
+  for (const size of [1, 2, 3, 7, 13, 64, FORM.length]) {
+    test(`chunks of ${size} bytes: the first part of each name, and the body passed on unchanged`, async () => {
+      const { out, parts } = await read(FORM, size);
+      assert.deepEqual(out, FORM);
+      assert.deepEqual(Object.fromEntries(parts), {
+        image: { filename: 'a b.png', value: '' },
+        type: { filename: null, value: 'input' },
+        subfolder: { filename: null, value: 'süb' },
+        empty: { filename: null, value: '' },
+      });
+    });
+  }
+
+  test('a refused form is passed on without its closing delimiter and what follows it', async () => {
+    for (const size of [1, 5, FORM.length]) {
+      const seen: Buffer[] = [];
+      const reader = new UploadFormReader(BOUNDARY, () => {
+        throw new Error('refused');
+      });
+      reader.on('data', (chunk: Buffer) => seen.push(chunk));
+      const done = new Promise((resolve) => reader.once('error', resolve));
+      Readable.from(Array.from({ length: Math.ceil(FORM.length / size) }, (_, i) => FORM.subarray(i * size, (i + 1) * size))).pipe(reader);
+      assert.equal(((await done) as Error).message, 'refused');
+      const out = Buffer.concat(seen).toString('latin1');
+      assert.equal(out, FORM.toString('latin1').slice(0, FORM.indexOf(`\r\n--${BOUNDARY}--`)), `chunks of ${size}`);
+      assert.equal(reader.refusal?.message, 'refused');
+    }
+  });
+
+  test('parts that aiohttp could read another way refuse the form with 400', async () => {
+    const part = (headers: string): Buffer => Buffer.from(`--${BOUNDARY}\r\n${headers}\r\n\r\nx\r\n--${BOUNDARY}--\r\n`);
+    for (const headers of [
+      'Content-Disposition: form-data; name="type"; name*=utf-8\'\'type',
+      'Content-Disposition: form-data; name="a\\"b"',
+      'Content-Disposition: form-data; name="a;b"',
+      'Content-Disposition: form-data; name="image"; filename="/etc/x.png"',
+      'Content-Disposition: form-data; name="x"; name="y"',
+      'Content-Disposition: attachment; name="x"',
+      'Content-Disposition: form-data',
+      'Content-Disposition: form-data; name="type"\r\nContent-Transfer-Encoding: base64',
+      'Content-Disposition: form-data; name="type"\r\nContent-Type: text/plain; charset=utf-16',
+      'Content-Disposition: form-data; name="type"\r\nContent-Length: 1',
+      'Content-Disposition: form-data; name="type"\r\n continued',
+      'Content-Disposition: form-data; name="a"\r\nContent-Disposition: form-data; name="b"',
+    ]) {
+      await assert.rejects(read(part(headers), 4), { code: 'INVALID_REQUEST', status: 400 }, headers);
+    }
+    await assert.rejects(read(Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="x"\r\n\r\nno end`), 4), { code: 'INVALID_REQUEST' }, 'no closing delimiter');
+    await assert.rejects(read(Buffer.from(`--${BOUNDARY}junk\r\n`), 4), { code: 'INVALID_REQUEST' }, 'a delimiter line with more');
+  });
+
+  test('only multipart/form-data with a plain boundary is read', () => {
+    assert.equal(multipartBoundary('multipart/form-data; boundary=abc'), 'abc');
+    assert.equal(multipartBoundary('Multipart/Form-Data;boundary="a b:c"'), 'a b:c');
+    for (const type of [undefined, 'application/x-www-form-urlencoded', 'multipart/form-data', 'multipart/form-data; boundary=a; charset=utf-8', 'multipart/mixed; boundary=a', `multipart/form-data; boundary=${'a'.repeat(71)}`]) {
+      assert.equal(multipartBoundary(type), null, String(type));
+    }
+  });
+});
