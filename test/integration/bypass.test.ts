@@ -256,6 +256,8 @@ describe('session expiry and failed-authentication blocking', () => {
     const loginBlocked = await send(gateway.url, '/login', { method: 'POST', headers: attacker, body: { api_key: key } });
     assert.equal(loginBlocked.status, 429);
     assert.equal((await send(gateway.url, '/api/queue', { key, headers: { 'x-forwarded-for': '198.51.100.8' } })).status, 200);
+    // The log is written asynchronously: wait for the line rather than race it.
+    for (let i = 0; i < 100 && !gateway.output().stdout.includes('auth_failures_blocked'); i += 1) await sleep(50);
     const logs = gateway.output().stdout + gateway.output().stderr;
     assert.match(logs, /auth_failures_blocked/);
     assert.match(logs, /198\.51\.100\.7/);
