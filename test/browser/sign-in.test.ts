@@ -6,101 +6,103 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { browserUnavailable, launchBrowser, screenshotPath } from '../helpers/browser.js';
-import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
+import { PROMPT_ID_MODES, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
 import { createKey } from '../helpers/keys.js';
 
-describe('browser sign-in', { skip: browserUnavailable }, () => {
-  let comfy: FakeComfyUI;
-  let gateway: GatewayProcess;
-  let browser: Browser;
-  let userKey: string;
+for (const promptIds of PROMPT_ID_MODES) {
+  describe(`browser sign-in (ComfyUI that ${promptIds} client prompt ids)`, { skip: browserUnavailable }, () => {
+    let comfy: FakeComfyUI;
+    let gateway: GatewayProcess;
+    let browser: Browser;
+    let userKey: string;
 
-  before(async () => {
-    comfy = await startFakeComfyUI();
-    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
-    const admin = (await createKey(gateway.url, { name: 'admin' })).api_key;
-    userKey = (await createKey(gateway.url, { name: 'painter' }, admin)).api_key;
-    browser = await launchBrowser();
-  });
-  after(async () => {
-    await browser?.close();
-    await gateway.stop();
-    await comfy.close();
-  });
-
-  test('sign in, use the UI (HTTP and WebSocket with the cookie), sign out, be refused', async () => {
-    const context = await browser.newContext();
-    const page = await context.newPage();
-    const consoleErrors: string[] = [];
-    page.on('console', (message) => message.type() === 'error' && consoleErrors.push(message.text()));
-
-    await page.goto(`${gateway.url}/?tab=1`);
-    assert.equal(new URL(page.url()).pathname, '/login', 'a page load without a session goes to the sign-in page');
-    assert.equal(new URL(page.url()).searchParams.get('next'), '/?tab=1');
-    await page.screenshot({ path: await screenshotPath('sign-in-page') });
-
-    await page.fill('#api_key', 'comfy_wrong_wrong_wrong_wrong_wrong_wrong_wrong_wr');
-    await page.click('button[type=submit]');
-    assert.match(await page.textContent('[role=alert]') ?? '', /not valid/);
-
-    await page.fill('#api_key', userKey);
-    await page.click('button[type=submit]');
-    await page.waitForURL(`${gateway.url}/?tab=1`);
-    await page.waitForSelector('text=socket open');
-    const cookies = await context.cookies();
-    const session = cookies.find((c) => c.name === 'comfy_gate_session')!;
-    assert.ok(session.httpOnly);
-    assert.equal(session.sameSite, 'Lax');
-    assert.equal(cookies.some((c) => c.value.includes(userKey)), false, 'the key is never in a cookie');
-
-    const queued = await page.evaluate(() => (window as unknown as { comfy: { queuePrompt(): Promise<{ status: number; body: { prompt_id: string } }> } }).comfy.queuePrompt());
-    assert.equal(queued.status, 200);
-    await page.waitForSelector(`text=finished ${queued.body.prompt_id}`);
-    const eventTypes = await page.evaluate(() => (window as unknown as { comfy: { events: Array<{ type: string }> } }).comfy.events.map((e) => e.type));
-    for (const type of ['status', 'execution_start', 'executed', 'execution_success']) assert.ok(eventTypes.includes(type), type);
-    await page.screenshot({ path: await screenshotPath('comfyui-through-gateway') });
-
-    const signOut = await page.evaluate(async () => (await fetch('/logout', { method: 'POST' })).status);
-    assert.equal(signOut, 200);
-    const refused = await page.evaluate(() => (window as unknown as { comfy: { queuePrompt(): Promise<{ status: number }> } }).comfy.queuePrompt());
-    assert.equal(refused.status, 401);
-    await page.reload();
-    assert.equal(new URL(page.url()).pathname, '/login');
-    assert.deepEqual(consoleErrors.filter((e) => !/401|Failed to load resource/.test(e)), []);
-    await context.close();
-  });
-
-  test('another site cannot drive a signed-in browser', async () => {
-    const context = await browser.newContext();
-    const page = await context.newPage();
-    await page.goto(`${gateway.url}/login`);
-    await page.fill('#api_key', userKey);
-    await page.click('button[type=submit]');
-    await page.waitForSelector('text=socket open');
-
-    // A page on another port of the same host: same site for the browser (the cookie is sent), another origin for the gateway.
-    const evil = createServer((_req, res) => {
-      res.writeHead(200, { 'content-type': 'text/html' });
-      res.end('<!doctype html><title>evil</title><p>hi</p>');
+    before(async () => {
+      comfy = await startFakeComfyUI({ promptIds });
+      gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
+      const admin = (await createKey(gateway.url, { name: 'admin' })).api_key;
+      userKey = (await createKey(gateway.url, { name: 'painter' }, admin)).api_key;
+      browser = await launchBrowser();
     });
-    await new Promise<void>((resolve) => evil.listen(0, '127.0.0.1', resolve));
-    try {
-      const before = comfy.requests.filter((r) => r.method === 'POST').length;
-      await page.goto(`http://127.0.0.1:${(evil.address() as AddressInfo).port}/`);
-      const outcome = await page.evaluate(async (target) => {
-        await fetch(`${target}/api/prompt`, { method: 'POST', mode: 'no-cors', credentials: 'include', body: '{"prompt":{}}' });
-        return await new Promise<string>((resolve) => {
-          const socket = new WebSocket(`${target.replace('http', 'ws')}/ws`);
-          socket.onopen = () => resolve('open');
-          socket.onerror = () => resolve('refused');
-        });
-      }, gateway.url);
-      assert.equal(outcome, 'refused', 'a cross-site WebSocket with the cookie is refused');
-      assert.equal(comfy.requests.filter((r) => r.method === 'POST').length, before, 'the cross-site POST never reached ComfyUI');
-    } finally {
-      evil.close();
+    after(async () => {
+      await browser?.close();
+      await gateway.stop();
+      await comfy.close();
+    });
+
+    test('sign in, use the UI (HTTP and WebSocket with the cookie), sign out, be refused', async () => {
+      const context = await browser.newContext();
+      const page = await context.newPage();
+      const consoleErrors: string[] = [];
+      page.on('console', (message) => message.type() === 'error' && consoleErrors.push(message.text()));
+
+      await page.goto(`${gateway.url}/?tab=1`);
+      assert.equal(new URL(page.url()).pathname, '/login', 'a page load without a session goes to the sign-in page');
+      assert.equal(new URL(page.url()).searchParams.get('next'), '/?tab=1');
+      await page.screenshot({ path: await screenshotPath('sign-in-page') });
+
+      await page.fill('#api_key', 'comfy_wrong_wrong_wrong_wrong_wrong_wrong_wrong_wr');
+      await page.click('button[type=submit]');
+      assert.match(await page.textContent('[role=alert]') ?? '', /not valid/);
+
+      await page.fill('#api_key', userKey);
+      await page.click('button[type=submit]');
+      await page.waitForURL(`${gateway.url}/?tab=1`);
+      await page.waitForSelector('text=socket open');
+      const cookies = await context.cookies();
+      const session = cookies.find((c) => c.name === 'comfy_gate_session')!;
+      assert.ok(session.httpOnly);
+      assert.equal(session.sameSite, 'Lax');
+      assert.equal(cookies.some((c) => c.value.includes(userKey)), false, 'the key is never in a cookie');
+
+      const queued = await page.evaluate(() => (window as unknown as { comfy: { queuePrompt(): Promise<{ status: number; body: { prompt_id: string } }> } }).comfy.queuePrompt());
+      assert.equal(queued.status, 200);
+      await page.waitForSelector(`text=finished ${queued.body.prompt_id}`);
+      const eventTypes = await page.evaluate(() => (window as unknown as { comfy: { events: Array<{ type: string }> } }).comfy.events.map((e) => e.type));
+      for (const type of ['status', 'execution_start', 'executed', 'execution_success']) assert.ok(eventTypes.includes(type), type);
+      await page.screenshot({ path: await screenshotPath('comfyui-through-gateway') });
+
+      const signOut = await page.evaluate(async () => (await fetch('/logout', { method: 'POST' })).status);
+      assert.equal(signOut, 200);
+      const refused = await page.evaluate(() => (window as unknown as { comfy: { queuePrompt(): Promise<{ status: number }> } }).comfy.queuePrompt());
+      assert.equal(refused.status, 401);
+      await page.reload();
+      assert.equal(new URL(page.url()).pathname, '/login');
+      assert.deepEqual(consoleErrors.filter((e) => !/401|Failed to load resource/.test(e)), []);
       await context.close();
-    }
+    });
+
+    test('another site cannot drive a signed-in browser', async () => {
+      const context = await browser.newContext();
+      const page = await context.newPage();
+      await page.goto(`${gateway.url}/login`);
+      await page.fill('#api_key', userKey);
+      await page.click('button[type=submit]');
+      await page.waitForSelector('text=socket open');
+
+      // A page on another port of the same host: same site for the browser (the cookie is sent), another origin for the gateway.
+      const evil = createServer((_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/html' });
+        res.end('<!doctype html><title>evil</title><p>hi</p>');
+      });
+      await new Promise<void>((resolve) => evil.listen(0, '127.0.0.1', resolve));
+      try {
+        const before = comfy.requests.filter((r) => r.method === 'POST').length;
+        await page.goto(`http://127.0.0.1:${(evil.address() as AddressInfo).port}/`);
+        const outcome = await page.evaluate(async (target) => {
+          await fetch(`${target}/api/prompt`, { method: 'POST', mode: 'no-cors', credentials: 'include', body: '{"prompt":{}}' });
+          return await new Promise<string>((resolve) => {
+            const socket = new WebSocket(`${target.replace('http', 'ws')}/ws`);
+            socket.onopen = () => resolve('open');
+            socket.onerror = () => resolve('refused');
+          });
+        }, gateway.url);
+        assert.equal(outcome, 'refused', 'a cross-site WebSocket with the cookie is refused');
+        assert.equal(comfy.requests.filter((r) => r.method === 'POST').length, before, 'the cross-site POST never reached ComfyUI');
+      } finally {
+        evil.close();
+        await context.close();
+      }
+    });
   });
-});
+}

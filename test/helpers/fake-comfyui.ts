@@ -18,7 +18,16 @@ export interface FakeComfyUIOptions {
   previewFrames?: boolean;
   /** Delay between execution events in ms (default 5). */
   stepDelayMs?: number;
+  /**
+   * `honoured` (default): a client's `prompt_id` is used, as ComfyUI does since v0.3.45 (July 2025).
+   * `ignored`: the server always mints its own and answers with it, as earlier releases do.
+   */
+  promptIds?: PromptIdMode;
 }
+
+/** How a ComfyUI release treats a client-chosen `prompt_id`; suites run against both. */
+export type PromptIdMode = 'honoured' | 'ignored';
+export const PROMPT_ID_MODES: readonly PromptIdMode[] = ['honoured', 'ignored'];
 
 export interface FakeComfyUI {
   url: string;
@@ -384,7 +393,7 @@ class FakeServer implements FakeComfyUI {
     if (!('prompt' in body)) {
       return sendJson(res, { error: promptError('no_prompt', 'No prompt provided', 'No prompt provided'), node_errors: {} }, 400);
     }
-    const id = 'prompt_id' in body ? String(body['prompt_id']) : randomUUID();
+    const id = 'prompt_id' in body && this.opts.promptIds !== 'ignored' ? String(body['prompt_id']) : randomUUID();
     const validation = validatePrompt(body['prompt'], body['partial_execution_targets']);
     if ('error' in validation) return sendJson(res, { error: validation.error, node_errors: {} }, 400);
     const extraData: Json = { ...(isObject(body['extra_data']) ? body['extra_data'] : {}) };

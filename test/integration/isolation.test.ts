@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { openCollectingSocket, queuePrompt, SAVE_WORKFLOW, waitForHistory } from '../helpers/comfy-client.js';
-import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
+import { PROMPT_ID_MODES, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send } from '../helpers/http-client.js';
 import { createKey } from '../helpers/keys.js';
@@ -28,216 +28,220 @@ function firstImage(entry: Record<string, unknown>): { filename: string; subfold
   return Object.values(outputs).find((o) => o.images?.length)!.images![0]!;
 }
 
-describe('isolation of history, outputs, uploads and admin routes', () => {
-  let comfy: FakeComfyUI;
-  let gateway: GatewayProcess;
-  let keys: Keys;
-  let alicePrompt: string;
-  let bobPrompt: string;
+for (const promptIds of PROMPT_ID_MODES) {
+  describe(`isolation of history, outputs, uploads and admin routes (ComfyUI that ${promptIds} client prompt ids)`, () => {
+    let comfy: FakeComfyUI;
+    let gateway: GatewayProcess;
+    let keys: Keys;
+    let alicePrompt: string;
+    let bobPrompt: string;
 
-  before(async () => {
-    comfy = await startFakeComfyUI();
-    ({ gateway, keys } = await startWithKeys(comfy));
-    alicePrompt = await queuePrompt(gateway.url, keys.alice);
-    bobPrompt = await queuePrompt(gateway.url, keys.bob, { extra_data: { auth_token_comfy_org: 'bob-secret-token', api_key_comfy_org: 'bob-secret-key' } });
-    await waitForHistory(gateway.url, keys.alice, alicePrompt);
-    await waitForHistory(gateway.url, keys.bob, bobPrompt);
-  });
-  after(async () => {
-    await gateway.stop();
-    await comfy.close();
-  });
-
-  test('GET /history shows each key only its own prompts; the admin sees both', async () => {
-    const alice = (await send(gateway.url, '/api/history', { key: keys.alice })).json();
-    assert.deepEqual(Object.keys(alice), [alicePrompt]);
-    const bob = (await send(gateway.url, '/history', { key: keys.bob })).json();
-    assert.deepEqual(Object.keys(bob), [bobPrompt]);
-    const admin = (await send(gateway.url, '/api/history', { key: keys.admin })).json();
-    assert.deepEqual(Object.keys(admin).sort(), [alicePrompt, bobPrompt].sort());
-  });
-
-  test('GET /history/{id} of another key answers {} as for an unknown id', async () => {
-    const res = await send(gateway.url, `/api/history/${bobPrompt}`, { key: keys.alice });
-    assert.equal(res.status, 200);
-    assert.deepEqual(res.json(), {});
-    assert.ok((await send(gateway.url, `/api/history/${bobPrompt}`, { key: keys.bob })).json()[bobPrompt]);
-  });
-
-  test('max_items and offset apply to the key’s own entries', async () => {
-    const second = await queuePrompt(gateway.url, keys.alice);
-    await waitForHistory(gateway.url, keys.alice, second);
-    const newest = (await send(gateway.url, '/api/history?max_items=1', { key: keys.alice })).json();
-    assert.deepEqual(Object.keys(newest), [second]);
-    const fromSecond = (await send(gateway.url, '/api/history?offset=1', { key: keys.alice })).json();
-    assert.deepEqual(Object.keys(fromSecond), [second]);
-    const window = (await send(gateway.url, '/api/history?offset=0&max_items=1', { key: keys.alice })).json();
-    assert.deepEqual(Object.keys(window), [alicePrompt]);
-  });
-
-  test('secrets in extra_data never leave the gateway, not even to their owner or an admin', async () => {
-    for (const key of [keys.bob, keys.admin]) {
-      const res = await send(gateway.url, `/api/history/${bobPrompt}`, { key });
-      assert.equal(res.text.includes('bob-secret'), false);
-      assert.equal(res.text.includes(bobPrompt), true);
-    }
-  });
-
-  test('/view: only the key’s own outputs; another key’s file is an empty 404', async () => {
-    const image = firstImage(await waitForHistory(gateway.url, keys.alice, alicePrompt));
-    const target = `/api/view?filename=${encodeURIComponent(image.filename)}&type=output&subfolder=`;
-    assert.equal((await send(gateway.url, target, { key: keys.alice })).status, 200);
-    const denied = await send(gateway.url, target, { key: keys.bob });
-    assert.equal(denied.status, 404);
-    assert.equal(denied.text, '');
-    assert.equal((await send(gateway.url, target, { key: keys.admin })).status, 200);
-    const annotated = `/view?filename=${encodeURIComponent(`${image.filename} [output]`)}&type=input`;
-    assert.equal((await send(gateway.url, annotated, { key: keys.bob })).status, 404);
-    assert.equal((await send(gateway.url, annotated, { key: keys.alice })).status, 200);
-  });
-
-  test('/view of an output never seen through the gateway is found from the key’s own history', async () => {
-    const promptId = await queuePrompt(gateway.url, keys.bob);
-    await sleep(300);
-    const entry = comfy.history.get(promptId) as Record<string, unknown>;
-    const image = firstImage(entry);
-    const target = `/view?filename=${encodeURIComponent(image.filename)}&type=output`;
-    assert.equal((await send(gateway.url, target, { key: keys.alice })).status, 404);
-    assert.equal((await send(gateway.url, target, { key: keys.bob })).status, 200);
-  });
-
-  test('uploads belong to the uploader', async () => {
-    const boundary = 'iso-boundary';
-    const body = `--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="alice-upload.png"\r\nContent-Type: image/png\r\n\r\nPNGDATA\r\n--${boundary}--\r\n`;
-    const res = await send(gateway.url, '/api/upload/image', { method: 'POST', key: keys.alice, body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } });
-    assert.equal(res.status, 200, res.text);
-    const name = res.json<{ name: string }>().name;
-    const target = `/api/view?filename=${encodeURIComponent(name)}&type=input`;
-    assert.equal((await send(gateway.url, target, { key: keys.alice })).text, 'PNGDATA');
-    assert.equal((await send(gateway.url, target, { key: keys.bob })).status, 404);
-    const loadForeign = await send(gateway.url, '/api/prompt', {
-      method: 'POST',
-      key: keys.bob,
-      body: { prompt: { ...SAVE_WORKFLOW, '1': { class_type: 'LoadImage', inputs: { image: name } } } },
+    before(async () => {
+      comfy = await startFakeComfyUI({ promptIds });
+      ({ gateway, keys } = await startWithKeys(comfy));
+      alicePrompt = await queuePrompt(gateway.url, keys.alice);
+      bobPrompt = await queuePrompt(gateway.url, keys.bob, { extra_data: { auth_token_comfy_org: 'bob-secret-token', api_key_comfy_org: 'bob-secret-key' } });
+      await waitForHistory(gateway.url, keys.alice, alicePrompt);
+      await waitForHistory(gateway.url, keys.bob, bobPrompt);
     });
-    assert.equal(loadForeign.status, 403, 'a prompt may not load another key’s upload');
-    assert.equal(loadForeign.json().error_code, 'FORBIDDEN');
-    const loadOwn = await send(gateway.url, '/api/prompt', {
-      method: 'POST',
-      key: keys.alice,
-      body: { prompt: { ...SAVE_WORKFLOW, '1': { class_type: 'LoadImage', inputs: { image: name } } } },
+    after(async () => {
+      await gateway.stop();
+      await comfy.close();
     });
-    assert.equal(loadOwn.status, 200, loadOwn.text);
+
+    test('GET /history shows each key only its own prompts; the admin sees both', async () => {
+      const alice = (await send(gateway.url, '/api/history', { key: keys.alice })).json();
+      assert.deepEqual(Object.keys(alice), [alicePrompt]);
+      const bob = (await send(gateway.url, '/history', { key: keys.bob })).json();
+      assert.deepEqual(Object.keys(bob), [bobPrompt]);
+      const admin = (await send(gateway.url, '/api/history', { key: keys.admin })).json();
+      assert.deepEqual(Object.keys(admin).sort(), [alicePrompt, bobPrompt].sort());
+    });
+
+    test('GET /history/{id} of another key answers {} as for an unknown id', async () => {
+      const res = await send(gateway.url, `/api/history/${bobPrompt}`, { key: keys.alice });
+      assert.equal(res.status, 200);
+      assert.deepEqual(res.json(), {});
+      assert.ok((await send(gateway.url, `/api/history/${bobPrompt}`, { key: keys.bob })).json()[bobPrompt]);
+    });
+
+    test('max_items and offset apply to the key’s own entries', async () => {
+      const second = await queuePrompt(gateway.url, keys.alice);
+      await waitForHistory(gateway.url, keys.alice, second);
+      const newest = (await send(gateway.url, '/api/history?max_items=1', { key: keys.alice })).json();
+      assert.deepEqual(Object.keys(newest), [second]);
+      const fromSecond = (await send(gateway.url, '/api/history?offset=1', { key: keys.alice })).json();
+      assert.deepEqual(Object.keys(fromSecond), [second]);
+      const window = (await send(gateway.url, '/api/history?offset=0&max_items=1', { key: keys.alice })).json();
+      assert.deepEqual(Object.keys(window), [alicePrompt]);
+    });
+
+    test('secrets in extra_data never leave the gateway, not even to their owner or an admin', async () => {
+      for (const key of [keys.bob, keys.admin]) {
+        const res = await send(gateway.url, `/api/history/${bobPrompt}`, { key });
+        assert.equal(res.text.includes('bob-secret'), false);
+        assert.equal(res.text.includes(bobPrompt), true);
+      }
+    });
+
+    test('/view: only the key’s own outputs; another key’s file is an empty 404', async () => {
+      const image = firstImage(await waitForHistory(gateway.url, keys.alice, alicePrompt));
+      const target = `/api/view?filename=${encodeURIComponent(image.filename)}&type=output&subfolder=`;
+      assert.equal((await send(gateway.url, target, { key: keys.alice })).status, 200);
+      const denied = await send(gateway.url, target, { key: keys.bob });
+      assert.equal(denied.status, 404);
+      assert.equal(denied.text, '');
+      assert.equal((await send(gateway.url, target, { key: keys.admin })).status, 200);
+      const annotated = `/view?filename=${encodeURIComponent(`${image.filename} [output]`)}&type=input`;
+      assert.equal((await send(gateway.url, annotated, { key: keys.bob })).status, 404);
+      assert.equal((await send(gateway.url, annotated, { key: keys.alice })).status, 200);
+    });
+
+    test('/view of an output never seen through the gateway is found from the key’s own history', async () => {
+      const promptId = await queuePrompt(gateway.url, keys.bob);
+      await sleep(300);
+      const entry = comfy.history.get(promptId) as Record<string, unknown>;
+      const image = firstImage(entry);
+      const target = `/view?filename=${encodeURIComponent(image.filename)}&type=output`;
+      assert.equal((await send(gateway.url, target, { key: keys.alice })).status, 404);
+      assert.equal((await send(gateway.url, target, { key: keys.bob })).status, 200);
+    });
+
+    test('uploads belong to the uploader', async () => {
+      const boundary = 'iso-boundary';
+      const body = `--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="alice-upload.png"\r\nContent-Type: image/png\r\n\r\nPNGDATA\r\n--${boundary}--\r\n`;
+      const res = await send(gateway.url, '/api/upload/image', { method: 'POST', key: keys.alice, body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } });
+      assert.equal(res.status, 200, res.text);
+      const name = res.json<{ name: string }>().name;
+      const target = `/api/view?filename=${encodeURIComponent(name)}&type=input`;
+      assert.equal((await send(gateway.url, target, { key: keys.alice })).text, 'PNGDATA');
+      assert.equal((await send(gateway.url, target, { key: keys.bob })).status, 404);
+      const loadForeign = await send(gateway.url, '/api/prompt', {
+        method: 'POST',
+        key: keys.bob,
+        body: { prompt: { ...SAVE_WORKFLOW, '1': { class_type: 'LoadImage', inputs: { image: name } } } },
+      });
+      assert.equal(loadForeign.status, 403, 'a prompt may not load another key’s upload');
+      assert.equal(loadForeign.json().error_code, 'FORBIDDEN');
+      const loadOwn = await send(gateway.url, '/api/prompt', {
+        method: 'POST',
+        key: keys.alice,
+        body: { prompt: { ...SAVE_WORKFLOW, '1': { class_type: 'LoadImage', inputs: { image: name } } } },
+      });
+      assert.equal(loadOwn.status, 200, loadOwn.text);
+    });
+
+    test('admin-only routes: /internal/*, /free; argv stripped from /system_stats', async () => {
+      for (const target of ['/internal/logs', '/api/internal/logs', '/internal/folder_paths', '/free', '/api/free']) {
+        const method = target.endsWith('free') ? 'POST' : 'GET';
+        const res = await send(gateway.url, target, { method, key: keys.alice, ...(method === 'POST' ? { body: {} } : {}) });
+        assert.equal(res.status, 403, target);
+        assert.equal(res.json().error_code, 'ROUTE_NOT_ALLOWED');
+        const asAdmin = await send(gateway.url, target, { method, key: keys.admin, ...(method === 'POST' ? { body: {} } : {}) });
+        // ComfyUI serves /internal only without the /api prefix; the admin gets whatever ComfyUI answers.
+        assert.equal(asAdmin.status, target === '/api/internal/logs' ? 404 : 200, target);
+      }
+      const stats = (await send(gateway.url, '/api/system_stats', { key: keys.alice })).json<{ system: Record<string, unknown> }>();
+      assert.equal('argv' in stats.system, false);
+      assert.ok('comfyui_version' in stats.system || 'os' in stats.system);
+      const adminStats = (await send(gateway.url, '/api/system_stats', { key: keys.admin })).json<{ system: Record<string, unknown> }>();
+      assert.ok(Array.isArray(adminStats.system.argv));
+    });
+
+    test('without --multi-user upstream, user keys may read settings and userdata but not write them', async () => {
+      assert.equal((await send(gateway.url, '/api/settings', { key: keys.alice })).status, 200);
+      const write = await send(gateway.url, '/api/settings', { method: 'POST', key: keys.alice, body: { 'Comfy.Theme': 'dark' } });
+      assert.equal(write.status, 403);
+      assert.equal((await send(gateway.url, '/api/userdata/workflows%2Fx.json', { method: 'POST', key: keys.alice, body: '{}' })).status, 403);
+      assert.equal((await send(gateway.url, '/api/users', { method: 'POST', key: keys.alice, body: { username: 'x' } })).status, 403);
+      assert.equal((await send(gateway.url, '/api/settings', { method: 'POST', key: keys.admin, body: { 'Comfy.Theme': 'dark' } })).status, 200);
+    });
+
+    test('ownership survives a restart', async () => {
+      await gateway.stop();
+      gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'], userDirectory: gateway.userDirectory });
+      assert.deepEqual((await send(gateway.url, `/api/history/${alicePrompt}`, { key: keys.bob })).json(), {});
+      assert.ok((await send(gateway.url, `/api/history/${alicePrompt}`, { key: keys.alice })).json()[alicePrompt]);
+    });
   });
+}
 
-  test('admin-only routes: /internal/*, /free; argv stripped from /system_stats', async () => {
-    for (const target of ['/internal/logs', '/api/internal/logs', '/internal/folder_paths', '/free', '/api/free']) {
-      const method = target.endsWith('free') ? 'POST' : 'GET';
-      const res = await send(gateway.url, target, { method, key: keys.alice, ...(method === 'POST' ? { body: {} } : {}) });
-      assert.equal(res.status, 403, target);
-      assert.equal(res.json().error_code, 'ROUTE_NOT_ALLOWED');
-      const asAdmin = await send(gateway.url, target, { method, key: keys.admin, ...(method === 'POST' ? { body: {} } : {}) });
-      // ComfyUI serves /internal only without the /api prefix; the admin gets whatever ComfyUI answers.
-      assert.equal(asAdmin.status, target === '/api/internal/logs' ? 404 : 200, target);
-    }
-    const stats = (await send(gateway.url, '/api/system_stats', { key: keys.alice })).json<{ system: Record<string, unknown> }>();
-    assert.equal('argv' in stats.system, false);
-    assert.ok('comfyui_version' in stats.system || 'os' in stats.system);
-    const adminStats = (await send(gateway.url, '/api/system_stats', { key: keys.admin })).json<{ system: Record<string, unknown> }>();
-    assert.ok(Array.isArray(adminStats.system.argv));
+for (const promptIds of PROMPT_ID_MODES) {
+  describe(`isolation of the queue, interrupts and deletions (ComfyUI that ${promptIds} client prompt ids)`, () => {
+    let comfy: FakeComfyUI;
+    let gateway: GatewayProcess;
+    let keys: Keys;
+
+    before(async () => {
+      comfy = await startFakeComfyUI({ promptIds, stepDelayMs: 60 });
+      ({ gateway, keys } = await startWithKeys(comfy));
+    });
+    after(async () => {
+      await gateway.stop();
+      await comfy.close();
+    });
+
+    type Queue = { queue_running: unknown[][]; queue_pending: unknown[][] };
+    const queueOf = async (key: string): Promise<Queue> => (await send(gateway.url, '/api/queue', { key })).json<Queue>();
+
+    test('GET /queue: own items in full, others reduced to their place in line, secrets gone for all', async () => {
+      const running = await queuePrompt(gateway.url, keys.alice, { extra_data: { auth_token_comfy_org: 'alice-secret' } });
+      const bobPending = await queuePrompt(gateway.url, keys.bob, { extra_data: { extra_pnginfo: { workflow: { private: true } } } });
+      const asAlice = await queueOf(keys.alice);
+      const all = [...asAlice.queue_running, ...asAlice.queue_pending];
+      const own = all.find((item) => item[1] === running)!;
+      assert.ok(Object.keys(own[2] as object).length > 0, 'own prompt in full');
+      assert.equal(JSON.stringify(own).includes('alice-secret'), false);
+      const other = all.find((item) => item[1] === bobPending)!;
+      assert.deepEqual(other.slice(2), [{}, {}, []]);
+      assert.equal(typeof other[0], 'number');
+      const asAdmin = await queueOf(keys.admin);
+      assert.equal(JSON.stringify(asAdmin).includes('alice-secret'), false);
+      assert.ok(JSON.stringify(asAdmin).includes('"private":true'));
+      await waitForHistory(gateway.url, keys.bob, bobPending);
+    });
+
+    test('POST /interrupt: another key cannot stop a running prompt, by id or globally; the owner can', async () => {
+      const promptId = await queuePrompt(gateway.url, keys.alice);
+      await sleep(100);
+      assert.equal((await send(gateway.url, '/api/interrupt', { method: 'POST', key: keys.bob, body: { prompt_id: promptId } })).status, 200);
+      assert.equal((await send(gateway.url, '/api/interrupt', { method: 'POST', key: keys.bob })).status, 200);
+      const survived = await waitForHistory(gateway.url, keys.alice, promptId);
+      assert.equal((survived.status as { status_str: string }).status_str, 'success');
+
+      const second = await queuePrompt(gateway.url, keys.alice);
+      await sleep(100);
+      assert.equal((await send(gateway.url, '/api/interrupt', { method: 'POST', key: keys.alice })).status, 200);
+      const stopped = await waitForHistory(gateway.url, keys.alice, second);
+      assert.equal((stopped.status as { status_str: string }).status_str, 'error');
+    });
+
+    test('POST /queue delete and clear touch only the caller’s pending prompts', async () => {
+      const blocker = await queuePrompt(gateway.url, keys.admin);
+      const alicePending = await queuePrompt(gateway.url, keys.alice);
+      const bobPending = await queuePrompt(gateway.url, keys.bob);
+      await send(gateway.url, '/api/queue', { method: 'POST', key: keys.bob, body: { delete: [alicePending] } });
+      await send(gateway.url, '/api/queue', { method: 'POST', key: keys.bob, body: { clear: true } });
+      const pending = (await queueOf(keys.admin)).queue_pending.map((item) => item[1]);
+      assert.ok(pending.includes(alicePending), 'alice’s prompt is still queued');
+      assert.equal(pending.includes(bobPending), false, 'bob cleared his own');
+      await waitForHistory(gateway.url, keys.admin, blocker);
+      await waitForHistory(gateway.url, keys.alice, alicePending);
+    });
+
+    test('POST /history delete and clear touch only the caller’s entries', async () => {
+      const alicePrompt = await queuePrompt(gateway.url, keys.alice);
+      const bobPrompt = await queuePrompt(gateway.url, keys.bob);
+      await waitForHistory(gateway.url, keys.alice, alicePrompt);
+      await waitForHistory(gateway.url, keys.bob, bobPrompt);
+      await send(gateway.url, '/api/history', { method: 'POST', key: keys.bob, body: { delete: [alicePrompt] } });
+      await send(gateway.url, '/api/history', { method: 'POST', key: keys.bob, body: { clear: true } });
+      assert.ok((await send(gateway.url, `/api/history/${alicePrompt}`, { key: keys.alice })).json()[alicePrompt]);
+      assert.deepEqual(Object.keys((await send(gateway.url, '/api/history', { key: keys.bob })).json()), []);
+      assert.ok(Object.keys((await send(gateway.url, '/api/history', { key: keys.admin })).json()).includes(alicePrompt));
+    });
   });
-
-  test('without --multi-user upstream, user keys may read settings and userdata but not write them', async () => {
-    assert.equal((await send(gateway.url, '/api/settings', { key: keys.alice })).status, 200);
-    const write = await send(gateway.url, '/api/settings', { method: 'POST', key: keys.alice, body: { 'Comfy.Theme': 'dark' } });
-    assert.equal(write.status, 403);
-    assert.equal((await send(gateway.url, '/api/userdata/workflows%2Fx.json', { method: 'POST', key: keys.alice, body: '{}' })).status, 403);
-    assert.equal((await send(gateway.url, '/api/users', { method: 'POST', key: keys.alice, body: { username: 'x' } })).status, 403);
-    assert.equal((await send(gateway.url, '/api/settings', { method: 'POST', key: keys.admin, body: { 'Comfy.Theme': 'dark' } })).status, 200);
-  });
-
-  test('ownership survives a restart', async () => {
-    await gateway.stop();
-    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'], userDirectory: gateway.userDirectory });
-    assert.deepEqual((await send(gateway.url, `/api/history/${alicePrompt}`, { key: keys.bob })).json(), {});
-    assert.ok((await send(gateway.url, `/api/history/${alicePrompt}`, { key: keys.alice })).json()[alicePrompt]);
-  });
-});
-
-describe('isolation of the queue, interrupts and deletions', () => {
-  let comfy: FakeComfyUI;
-  let gateway: GatewayProcess;
-  let keys: Keys;
-
-  before(async () => {
-    comfy = await startFakeComfyUI({ stepDelayMs: 60 });
-    ({ gateway, keys } = await startWithKeys(comfy));
-  });
-  after(async () => {
-    await gateway.stop();
-    await comfy.close();
-  });
-
-  type Queue = { queue_running: unknown[][]; queue_pending: unknown[][] };
-  const queueOf = async (key: string): Promise<Queue> => (await send(gateway.url, '/api/queue', { key })).json<Queue>();
-
-  test('GET /queue: own items in full, others reduced to their place in line, secrets gone for all', async () => {
-    const running = await queuePrompt(gateway.url, keys.alice, { extra_data: { auth_token_comfy_org: 'alice-secret' } });
-    const bobPending = await queuePrompt(gateway.url, keys.bob, { extra_data: { extra_pnginfo: { workflow: { private: true } } } });
-    const asAlice = await queueOf(keys.alice);
-    const all = [...asAlice.queue_running, ...asAlice.queue_pending];
-    const own = all.find((item) => item[1] === running)!;
-    assert.ok(Object.keys(own[2] as object).length > 0, 'own prompt in full');
-    assert.equal(JSON.stringify(own).includes('alice-secret'), false);
-    const other = all.find((item) => item[1] === bobPending)!;
-    assert.deepEqual(other.slice(2), [{}, {}, []]);
-    assert.equal(typeof other[0], 'number');
-    const asAdmin = await queueOf(keys.admin);
-    assert.equal(JSON.stringify(asAdmin).includes('alice-secret'), false);
-    assert.ok(JSON.stringify(asAdmin).includes('"private":true'));
-    await waitForHistory(gateway.url, keys.bob, bobPending);
-  });
-
-  test('POST /interrupt: another key cannot stop a running prompt, by id or globally; the owner can', async () => {
-    const promptId = await queuePrompt(gateway.url, keys.alice);
-    await sleep(100);
-    assert.equal((await send(gateway.url, '/api/interrupt', { method: 'POST', key: keys.bob, body: { prompt_id: promptId } })).status, 200);
-    assert.equal((await send(gateway.url, '/api/interrupt', { method: 'POST', key: keys.bob })).status, 200);
-    const survived = await waitForHistory(gateway.url, keys.alice, promptId);
-    assert.equal((survived.status as { status_str: string }).status_str, 'success');
-
-    const second = await queuePrompt(gateway.url, keys.alice);
-    await sleep(100);
-    assert.equal((await send(gateway.url, '/api/interrupt', { method: 'POST', key: keys.alice })).status, 200);
-    const stopped = await waitForHistory(gateway.url, keys.alice, second);
-    assert.equal((stopped.status as { status_str: string }).status_str, 'error');
-  });
-
-  test('POST /queue delete and clear touch only the caller’s pending prompts', async () => {
-    const blocker = await queuePrompt(gateway.url, keys.admin);
-    const alicePending = await queuePrompt(gateway.url, keys.alice);
-    const bobPending = await queuePrompt(gateway.url, keys.bob);
-    await send(gateway.url, '/api/queue', { method: 'POST', key: keys.bob, body: { delete: [alicePending] } });
-    await send(gateway.url, '/api/queue', { method: 'POST', key: keys.bob, body: { clear: true } });
-    const pending = (await queueOf(keys.admin)).queue_pending.map((item) => item[1]);
-    assert.ok(pending.includes(alicePending), 'alice’s prompt is still queued');
-    assert.equal(pending.includes(bobPending), false, 'bob cleared his own');
-    await waitForHistory(gateway.url, keys.admin, blocker);
-    await waitForHistory(gateway.url, keys.alice, alicePending);
-  });
-
-  test('POST /history delete and clear touch only the caller’s entries', async () => {
-    const alicePrompt = await queuePrompt(gateway.url, keys.alice);
-    const bobPrompt = await queuePrompt(gateway.url, keys.bob);
-    await waitForHistory(gateway.url, keys.alice, alicePrompt);
-    await waitForHistory(gateway.url, keys.bob, bobPrompt);
-    await send(gateway.url, '/api/history', { method: 'POST', key: keys.bob, body: { delete: [alicePrompt] } });
-    await send(gateway.url, '/api/history', { method: 'POST', key: keys.bob, body: { clear: true } });
-    assert.ok((await send(gateway.url, `/api/history/${alicePrompt}`, { key: keys.alice })).json()[alicePrompt]);
-    assert.deepEqual(Object.keys((await send(gateway.url, '/api/history', { key: keys.bob })).json()), []);
-    assert.ok(Object.keys((await send(gateway.url, '/api/history', { key: keys.admin })).json()).includes(alicePrompt));
-  });
-});
+}
 
 describe('isolation of the jobs API of newer ComfyUI servers', () => {
   let comfy: FakeComfyUI;
@@ -274,72 +278,74 @@ describe('isolation of the jobs API of newer ComfyUI servers', () => {
   });
 });
 
-describe('isolation on the WebSocket', () => {
-  let comfy: FakeComfyUI;
-  let gateway: GatewayProcess;
-  let keys: Keys;
-  let wsBase: string;
+for (const promptIds of PROMPT_ID_MODES) {
+  describe(`isolation on the WebSocket (ComfyUI that ${promptIds} client prompt ids)`, () => {
+    let comfy: FakeComfyUI;
+    let gateway: GatewayProcess;
+    let keys: Keys;
+    let wsBase: string;
 
-  before(async () => {
-    comfy = await startFakeComfyUI({ previewFrames: true });
-    ({ gateway, keys } = await startWithKeys(comfy));
-    wsBase = `ws://127.0.0.1:${gateway.port}`;
+    before(async () => {
+      comfy = await startFakeComfyUI({ promptIds, previewFrames: true });
+      ({ gateway, keys } = await startWithKeys(comfy));
+      wsBase = `ws://127.0.0.1:${gateway.port}`;
+    });
+    after(async () => {
+      await gateway.stop();
+      await comfy.close();
+    });
+
+    test('a clientId belongs to the first key that uses it', async () => {
+      const alice = await openCollectingSocket(`${wsBase}/ws?clientId=alice-tab`, { 'x-api-key': keys.alice });
+      await assert.rejects(openCollectingSocket(`${wsBase}/ws?clientId=alice-tab`, { 'x-api-key': keys.bob }), { status: 403 });
+      await assert.rejects(openCollectingSocket(`${wsBase}/api/ws?clientId=alice-tab`, { 'x-api-key': keys.bob }), { status: 403 });
+      const hijack = await send(gateway.url, '/api/prompt', { method: 'POST', key: keys.bob, body: { prompt: SAVE_WORKFLOW, client_id: 'alice-tab' } });
+      assert.equal(hijack.status, 403);
+      assert.equal(hijack.json().error_code, 'FORBIDDEN');
+      await alice.close();
+    });
+
+    test('events and previews of other keys’ prompts never reach a socket, broadcasts included', async () => {
+      const alice = await openCollectingSocket(`${wsBase}/ws?clientId=alice-2`, { 'x-api-key': keys.alice });
+      const bob = await openCollectingSocket(`${wsBase}/ws?clientId=bob-2`, { 'x-api-key': keys.bob });
+      bob.ws.send(JSON.stringify({ type: 'feature_flags', data: { supports_preview_metadata: true } }));
+      const bobTargeted = await queuePrompt(gateway.url, keys.bob, { client_id: 'bob-2' });
+      const bobBroadcast = await queuePrompt(gateway.url, keys.bob);
+      const alicePrompt = await queuePrompt(gateway.url, keys.alice, { client_id: 'alice-2' });
+      await waitForHistory(gateway.url, keys.alice, alicePrompt);
+      await waitForHistory(gateway.url, keys.bob, bobBroadcast);
+      await sleep(100);
+
+      const promptIdsSeen = (socket: typeof alice) => new Set(socket.texts.map((m) => m.data?.prompt_id).filter(Boolean));
+      assert.deepEqual([...promptIdsSeen(alice)], [alicePrompt]);
+      assert.ok(alice.texts.some((m) => m.type === 'executed'));
+      assert.ok(alice.texts.some((m) => m.type === 'status'), 'status broadcasts pass');
+      assert.equal(promptIdsSeen(bob).has(alicePrompt), false);
+      assert.ok(promptIdsSeen(bob).has(bobTargeted));
+
+      assert.ok(alice.binaries.length >= 1, 'alice gets the preview of her own prompt');
+      for (const frame of alice.binaries) assert.equal(frame.readUInt32BE(0), 1, 'as a plain preview, since she did not ask for metadata');
+      assert.ok(bob.binaries.length >= 1);
+      for (const frame of bob.binaries) {
+        assert.equal(frame.readUInt32BE(0), 4);
+        const metadata = JSON.parse(frame.subarray(8, 8 + frame.readUInt32BE(4)).toString()) as { prompt_id: string };
+        assert.notEqual(metadata.prompt_id, alicePrompt);
+      }
+      assert.ok(bob.texts.some((m) => m.type === 'feature_flags'), 'bob’s feature_flags got an answer');
+      await alice.close();
+      await bob.close();
+    });
+
+    test('an admin socket sees every event', async () => {
+      const admin = await openCollectingSocket(`${wsBase}/ws?clientId=admin-tab`, { 'x-api-key': keys.admin });
+      const broadcast = await queuePrompt(gateway.url, keys.bob);
+      await waitForHistory(gateway.url, keys.bob, broadcast);
+      await sleep(100);
+      assert.ok(admin.texts.some((m) => m.data?.prompt_id === broadcast), 'the admin sees a broadcast of bob’s prompt');
+      await admin.close();
+    });
   });
-  after(async () => {
-    await gateway.stop();
-    await comfy.close();
-  });
-
-  test('a clientId belongs to the first key that uses it', async () => {
-    const alice = await openCollectingSocket(`${wsBase}/ws?clientId=alice-tab`, { 'x-api-key': keys.alice });
-    await assert.rejects(openCollectingSocket(`${wsBase}/ws?clientId=alice-tab`, { 'x-api-key': keys.bob }), { status: 403 });
-    await assert.rejects(openCollectingSocket(`${wsBase}/api/ws?clientId=alice-tab`, { 'x-api-key': keys.bob }), { status: 403 });
-    const hijack = await send(gateway.url, '/api/prompt', { method: 'POST', key: keys.bob, body: { prompt: SAVE_WORKFLOW, client_id: 'alice-tab' } });
-    assert.equal(hijack.status, 403);
-    assert.equal(hijack.json().error_code, 'FORBIDDEN');
-    await alice.close();
-  });
-
-  test('events and previews of other keys’ prompts never reach a socket, broadcasts included', async () => {
-    const alice = await openCollectingSocket(`${wsBase}/ws?clientId=alice-2`, { 'x-api-key': keys.alice });
-    const bob = await openCollectingSocket(`${wsBase}/ws?clientId=bob-2`, { 'x-api-key': keys.bob });
-    bob.ws.send(JSON.stringify({ type: 'feature_flags', data: { supports_preview_metadata: true } }));
-    const bobTargeted = await queuePrompt(gateway.url, keys.bob, { client_id: 'bob-2' });
-    const bobBroadcast = await queuePrompt(gateway.url, keys.bob);
-    const alicePrompt = await queuePrompt(gateway.url, keys.alice, { client_id: 'alice-2' });
-    await waitForHistory(gateway.url, keys.alice, alicePrompt);
-    await waitForHistory(gateway.url, keys.bob, bobBroadcast);
-    await sleep(100);
-
-    const promptIdsSeen = (socket: typeof alice) => new Set(socket.texts.map((m) => m.data?.prompt_id).filter(Boolean));
-    assert.deepEqual([...promptIdsSeen(alice)], [alicePrompt]);
-    assert.ok(alice.texts.some((m) => m.type === 'executed'));
-    assert.ok(alice.texts.some((m) => m.type === 'status'), 'status broadcasts pass');
-    assert.equal(promptIdsSeen(bob).has(alicePrompt), false);
-    assert.ok(promptIdsSeen(bob).has(bobTargeted));
-
-    assert.ok(alice.binaries.length >= 1, 'alice gets the preview of her own prompt');
-    for (const frame of alice.binaries) assert.equal(frame.readUInt32BE(0), 1, 'as a plain preview, since she did not ask for metadata');
-    assert.ok(bob.binaries.length >= 1);
-    for (const frame of bob.binaries) {
-      assert.equal(frame.readUInt32BE(0), 4);
-      const metadata = JSON.parse(frame.subarray(8, 8 + frame.readUInt32BE(4)).toString()) as { prompt_id: string };
-      assert.notEqual(metadata.prompt_id, alicePrompt);
-    }
-    assert.ok(bob.texts.some((m) => m.type === 'feature_flags'), 'bob’s feature_flags got an answer');
-    await alice.close();
-    await bob.close();
-  });
-
-  test('an admin socket sees every event', async () => {
-    const admin = await openCollectingSocket(`${wsBase}/ws?clientId=admin-tab`, { 'x-api-key': keys.admin });
-    const broadcast = await queuePrompt(gateway.url, keys.bob);
-    await waitForHistory(gateway.url, keys.bob, broadcast);
-    await sleep(100);
-    assert.ok(admin.texts.some((m) => m.data?.prompt_id === broadcast), 'the admin sees a broadcast of bob’s prompt');
-    await admin.close();
-  });
-});
+}
 
 describe('each key its own ComfyUI user (--multi-user upstream)', () => {
   let comfy: FakeComfyUI;
