@@ -1,4 +1,4 @@
-// Fake ComfyUI server (HTTP routes, /view, streaming uploads, /ws events) on 127.0.0.1 for comfy-gate tests; see /work/shared/COMFYUI-API.md.
+// Fake ComfyUI server (HTTP routes, /view, streaming uploads, /ws events) on 127.0.0.1 for comfy-gate tests, modelled on ComfyUI's server.py.
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, existsSync, type BigIntStats } from 'node:fs';
 import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
