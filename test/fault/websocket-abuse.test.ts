@@ -172,7 +172,8 @@ describe('WebSocket memory under abuse', () => {
     upstream = await startKillableUpstream();
     gateway = await startGateway({
       upstream: upstream.url,
-      args: ['--require-api-auth', '--ws-max-per-key', String(MAX_PER_KEY), '--ws-ping-interval', '10', '--log-level', 'warn'],
+      // A user key reaches the stalled upstream's path as it would a custom node's socket.
+      args: ['--require-api-auth', '--ws-max-per-key', String(MAX_PER_KEY), '--ws-ping-interval', '10', '--user-route', 'GET:/ws-deaf', '--log-level', 'warn'],
     });
     admin = (await createKey(gateway.url, { name: 'admin', rate_limit: 100_000 })).api_key;
     users = [];
