@@ -69,6 +69,12 @@ export const rateLimitExceeded = (limit: number, resetInSeconds: number, headers
     headers: { ...headers, 'retry-after': String(resetInSeconds) },
   });
 
+/** 429 for a key that already holds `max` WebSockets open. */
+export const tooManyWebSockets = (max: number): GatewayError =>
+  new GatewayError(429, 'TOO_MANY_WEBSOCKETS', `This key already has ${max} WebSockets open, the most allowed (--ws-max-per-key); close one first.`, {
+    details: { limit: max },
+  });
+
 /** 429 for an address that failed to authenticate too often; it may try again after `retryAfterSeconds`. */
 export const tooManyAuthFailures = (retryAfterSeconds: number): GatewayError =>
   new GatewayError(429, 'TOO_MANY_AUTH_FAILURES', `Too many failed authentications from this address; retry in ${retryAfterSeconds} s.`, {

@@ -28,6 +28,8 @@ export interface GatewayConfig {
   upstreamTimeoutMs: number;
   /** How often both ends of a relayed WebSocket are pinged, in milliseconds. */
   wsPingIntervalMs: number;
+  /** How many relayed WebSockets one key may hold open at once. */
+  wsMaxPerKey: number;
   /** How long a browser session lasts, in seconds. */
   sessionTtlSeconds: number;
   /** Addresses and CIDR blocks of reverse proxies whose X-Forwarded-* headers are believed. */
@@ -60,6 +62,7 @@ export const DEFAULTS = {
   usageRetentionDays: 90,
   upstreamTimeoutSeconds: 300,
   wsPingIntervalSeconds: 30,
+  wsMaxPerKey: 32,
   sessionTtl: '7d',
   logLevel: 'info',
   redisKeyPrefix: 'comfy-gate:',

@@ -1,4 +1,4 @@
-// Relays a WebSocket between the client and ComfyUI: text and binary frames, close codes, and keep-alive pings.
+// Relays a WebSocket between the client and ComfyUI: text and binary frames, close codes, keep-alive pings, message size and backpressure.
 
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -49,7 +49,10 @@ export interface WebSocketProxy {
   close(): void;
 }
 
-const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+/** ComfyUI's own limit on a message it receives (aiohttp's default `max_msg_size`); applied to both sides. */
+export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+/** Bytes waiting to be written to one side above which the other side is no longer read. */
+const HIGH_WATER_BYTES = 1024 * 1024;
 
 /** A WebSocket relay built on `ws`: one upstream socket for each client socket. */
 export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketProxy {
@@ -60,6 +63,11 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
 
   const heartbeat = setInterval(() => {
     for (const ws of [...server.clients, ...upstreams]) {
+      // A side the relay stopped reading cannot be heard answering; it is judged again once it is read.
+      if (ws.isPaused) {
+        alive.set(ws, true);
+        continue;
+      }
       if (alive.get(ws) === false) {
         ws.terminate();
         continue;
@@ -95,7 +103,7 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
     upstream.on('message', (data, isBinary) => {
       const frame = hooks.fromUpstream ? hooks.fromUpstream({ data: data as Buffer, isBinary }) : { data: data as Buffer, isBinary };
       if (!frame) return;
-      if (client) client.send(frame.data, { binary: frame.isBinary });
+      if (client) forward(frame, upstream, client);
       else early.push(frame);
     });
     upstream.on('pong', () => alive.set(upstream, true));
@@ -110,7 +118,8 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
     upstream.once('error', (error) => {
       upstreams.delete(upstream);
       if (client) {
-        client.close(1011, 'upstream error');
+        if (isFrameError(error)) closeWith(client, 1001, Buffer.from('ComfyUI broke the protocol'));
+        else closeWith(client, 1011, Buffer.from('upstream error'));
         return;
       }
       // ws reports a handshake that took too long as 'Opening handshake has timed out'.
@@ -136,14 +145,17 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
         ws.on('message', (data, isBinary) => {
           const incoming = { data: data as Buffer, isBinary };
           const frame = hooks.fromClient ? hooks.fromClient(incoming, replyToClient) : incoming;
-          if (frame && upstream.readyState === WebSocket.OPEN) upstream.send(frame.data, { binary: frame.isBinary });
+          if (frame) forward(frame, ws, upstream);
         });
         ws.on('pong', () => alive.set(ws, true));
         ws.once('close', (code, reason) => {
           closeWith(upstream, code, reason);
           finish(101);
         });
-        ws.on('error', () => ws.terminate());
+        // ws itself closes a client that broke the protocol (1009 for a message over the limit); ComfyUI is told the client went away.
+        ws.on('error', (error) => {
+          if (isFrameError(error)) closeWith(upstream, 1001, Buffer.from('the client broke the protocol'));
+        });
         upstream.once('close', (code, reason) => {
           upstreams.delete(upstream);
           closeWith(ws, code, reason);
@@ -161,9 +173,29 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
   return { relay, close };
 }
 
+/**
+ * Sends a message on from one side to the other. While the receiving side has more than
+ * HIGH_WATER_BYTES waiting to be written, the sending side is not read; it is read again once the
+ * receiving side has written its messages out.
+ */
+function forward(frame: Frame, from: WebSocket, to: WebSocket): void {
+  if (to.readyState !== WebSocket.OPEN) return;
+  to.send(frame.data, { binary: frame.isBinary }, () => {
+    if (from.isPaused && to.bufferedAmount <= HIGH_WATER_BYTES) from.resume();
+  });
+  if (to.bufferedAmount > HIGH_WATER_BYTES && from.readyState === WebSocket.OPEN) from.pause();
+}
+
+/** An error for which ws has already closed that side with the matching code (1002, 1007 or 1009), as opposed to a broken connection. */
+function isFrameError(error: Error): boolean {
+  return String((error as NodeJS.ErrnoException).code ?? '').startsWith('WS_ERR_');
+}
+
 /** Passes a close on to the other side; codes that cannot be sent (1005 no status, 1006 abnormal) become a plain close or a cut. */
 function closeWith(ws: WebSocket, code: number, reason: Buffer): void {
   if (ws.readyState === WebSocket.CLOSED || ws.readyState === WebSocket.CLOSING) return;
+  // A side that is not read would never hear the answer to its close.
+  ws.resume();
   if (code === 1006) ws.terminate();
   else if (code === 1005 || !isSendableCloseCode(code)) ws.close();
   else ws.close(code, reason);

@@ -9,7 +9,7 @@ import { ClientAddressing } from '../auth/client-addressing.js';
 import { AuthFailureLimiter } from '../auth/failure-limiter.js';
 import { isPublicPath } from '../auth/public-paths.js';
 import type { GatewayConfig } from '../config/schema.js';
-import { authRequired, forbidden, GatewayError, invalidRequest, rateLimitExceeded, routeNotAllowed, tooManyAuthFailures } from '../errors.js';
+import { authRequired, forbidden, GatewayError, rateLimitExceeded, routeNotAllowed, tooManyAuthFailures } from '../errors.js';
 import { checkBoundedId } from '../isolation/ids.js';
 import { createIsolatedProxy } from '../isolation/isolated-proxy.js';
 import { matchRoute } from '../isolation/route-table.js';
@@ -20,6 +20,8 @@ import type { GatewayMetrics } from '../observability/metrics.js';
 import { routeGroup } from '../observability/route-group.js';
 import { createHttpProxy } from '../proxy/http.js';
 import { createWebSocketProxy } from '../proxy/websocket.js';
+import { asksForWebSocket, checkWebSocketHandshake } from '../proxy/websocket-handshake.js';
+import { WebSocketSlots } from '../proxy/websocket-slots.js';
 import { rateLimitHeaders, retryAfterSeconds } from '../ratelimit/headers.js';
 import type { Stores } from '../store/index.js';
 import type { KeyRecord } from '../store/types.js';
@@ -66,6 +68,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     handshakeTimeoutMs: Math.min(config.upstreamTimeoutMs, 30_000),
     pingIntervalMs: config.wsPingIntervalMs,
   });
+  const webSocketSlots = new WebSocketSlots(config.wsMaxPerKey);
   const addressing = new ClientAddressing(config.trustedProxies);
   const failures = new AuthFailureLimiter();
   /** The key each request was made with, for its log line and metrics. */
@@ -129,6 +132,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const target = parseRequestTarget(req.url);
     const { path } = target;
+    // A WebSocket upgrade arrives here, instead of as an upgrade, only when it is malformed (no `Connection: upgrade`).
+    if (asksForWebSocket(req)) checkWebSocketHandshake(req);
     const route = matchGatewayRoute(path);
     if (route?.name === 'healthz') return sendJson(res, 200, { status: 'ok' });
     if (route?.name === 'readyz') return readiness(res);
@@ -213,9 +218,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
 
   async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const { path, segments, query } = parseRequestTarget(req.url);
-    if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
-      throw invalidRequest('Only WebSocket upgrades are accepted.', [{ field: 'upgrade', problem: 'not a websocket upgrade' }]);
-    }
+    checkWebSocketHandshake(req);
     if (config.mode === 'off') return webSockets.relay(req, socket, head, { onEnd: () => undefined });
     // A browser sends its cookie with any site's WebSocket, so a cookie-authenticated socket must come from this site.
     const caller = authenticate(req, { unsafe: true });
@@ -229,6 +232,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const key = caller.key;
     const comfySocket = matchRoute('GET', segments)?.entry.handler === 'websocket';
     if (key.role !== 'admin' && !comfySocket && !isOpenedByOperator(config.userRoutes, 'GET', segments)) throw routeNotAllowed('GET');
+    webSocketSlots.hold(key.key_id, socket);
     const at = now();
     await admit(key, at);
     if (!clientId) query.set('clientId', randomUUID().replaceAll('-', ''));

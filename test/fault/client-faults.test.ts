@@ -94,7 +94,7 @@ describe('client faults', () => {
     for (let i = 0; i < REPEATS; i += 1) {
       const opened = await openWebSocket(gateway.url, '/ws', key);
       assert.ok('ws' in opened);
-      const cut = upstream.waitFor(/^closed \/ws$/);
+      const cut = upstream.waitFor(/^closed \/ws \d+$/);
       opened.ws.terminate();
       await cut;
       await closeCode(opened.ws, 1000);

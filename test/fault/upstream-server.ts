@@ -7,13 +7,17 @@
 //   POST /upload              reads the whole body, then 200 {"bytes":N}
 //   WS   /ws                  sends "hello", echoes every message
 //   WS   /ws-stall            never answers the upgrade
+//   WS   /ws-deaf             accepts, then never reads what it is sent
+//   WS   /ws-flood            sends 1 MiB binary messages, each once the previous one went out, 512 in all
+//   WS   /ws-big?bytes=N      sends one binary message of N bytes
 //
 // Lines printed: `listening PORT`, `stall`, `download`, `upload BYTES` (each MiB), and `closed PATH` when a
-// client (the gateway) hangs up before the answer finished.
+// client (the gateway) hangs up before the answer finished; for a WebSocket, `closed PATH CODE` when it
+// closes, and for /ws-flood `flood stalled MIB` when a message waited 1 s to go out and `flood done`.
 
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { WebSocketServer } from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 
 const port = Number(process.argv[2] ?? 0);
 const CHUNK = Buffer.alloc(64 * 1024, 0x61);
@@ -60,13 +64,31 @@ const server = createServer((req, res) => {
 // Idle keep-alive connections close after 2 s (the gateway's pool then drops them after 1 s).
 server.keepAliveTimeout = 2000;
 
+const FLOOD_MESSAGE = Buffer.alloc(1 << 20, 0x62);
+const FLOOD_MESSAGES = 512;
+
+/** Sends FLOOD_MESSAGES messages one after the other, each as soon as the previous one was written out. */
+function flood(ws: WebSocket, sent = 0): void {
+  if (sent === FLOOD_MESSAGES) return say('flood done');
+  if (ws.readyState !== WebSocket.OPEN) return;
+  const stalled = setTimeout(() => say(`flood stalled ${sent}`), 1000);
+  ws.send(FLOOD_MESSAGE, { binary: true }, (error) => {
+    clearTimeout(stalled);
+    if (!error) flood(ws, sent + 1);
+  });
+}
+
 const sockets = new WebSocketServer({ noServer: true });
 server.on('upgrade', (req, socket, head) => {
   if (req.url?.startsWith('/ws-stall')) return;
   sockets.handleUpgrade(req, socket, head, (ws) => {
+    const url = new URL(req.url ?? '/', 'http://upstream');
+    ws.on('close', (code) => say(`closed ${url.pathname} ${code}`));
+    if (url.pathname === '/ws-deaf') return ws.pause();
+    if (url.pathname === '/ws-flood') return flood(ws);
+    if (url.pathname === '/ws-big') return ws.send(Buffer.alloc(Number(url.searchParams.get('bytes'))), { binary: true });
     ws.send('hello');
     ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
-    ws.on('close', () => say('closed /ws'));
   });
 });
 

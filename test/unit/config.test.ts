@@ -17,6 +17,7 @@ describe('loadServeConfig', () => {
     assert.equal(config.usageRetentionDays, 90);
     assert.equal(config.upstreamTimeoutMs, 300_000);
     assert.equal(config.wsPingIntervalMs, 30_000);
+    assert.equal(config.wsMaxPerKey, 32);
   });
 
   test('flags', () => {
@@ -44,6 +45,7 @@ describe('loadServeConfig', () => {
     assert.deepEqual(config.publicPaths, ['/a/', '/b/']);
     assert.equal(config.upstreamTimeoutMs, 5000);
     assert.equal(loadServeConfig([], { COMFY_GATE_ENABLE_API_AUTH: '0' }).mode, 'off');
+    assert.equal(loadServeConfig([], { COMFY_GATE_WS_MAX_PER_KEY: '5' }).wsMaxPerKey, 5);
   });
 
   const bad: Array<[string, string[], NodeJS.ProcessEnv, RegExp]> = [
@@ -56,6 +58,7 @@ describe('loadServeConfig', () => {
     ['public path with a dot segment', ['--public-path', '/a/../b'], {}, /--public-path/],
     ['public path with an escape', ['--public-path', '/%61'], {}, /--public-path/],
     ['retention zero', ['--usage-retention-days', '0'], {}, /--usage-retention-days/],
+    ['no WebSockets per key', ['--ws-max-per-key', '0'], {}, /--ws-max-per-key must be a whole number from 1 to 100000/],
     ['boolean env not a boolean', [], { COMFY_GATE_REQUIRE_API_AUTH: 'maybe' }, /COMFY_GATE_REQUIRE_API_AUTH must be true or false/],
     ['a value where none is taken', ['--require-api-auth=yes'], {}, /require-api-auth/],
   ];
