@@ -49,14 +49,16 @@ export interface WebSocketProxy {
   close(): void;
 }
 
-/** ComfyUI's own limit on a message it receives (aiohttp's default `max_msg_size`); applied to both sides. */
-export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+/** ComfyUI's own limit on a message it receives (aiohttp's default `max_msg_size`): what a client may send. */
+const MAX_CLIENT_MESSAGE_BYTES = 4 * 1024 * 1024;
+/** What ComfyUI may send in one message: it sets no limit itself, and `SaveImageWebsocket` sends whole images. */
+const MAX_UPSTREAM_MESSAGE_BYTES = 64 * 1024 * 1024;
 /** Bytes waiting to be written to one side above which the other side is no longer read. */
 const HIGH_WATER_BYTES = 1024 * 1024;
 
 /** A WebSocket relay built on `ws`: one upstream socket for each client socket. */
 export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketProxy {
-  const server = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_MESSAGE_BYTES, clientTracking: true });
+  const server = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_CLIENT_MESSAGE_BYTES, clientTracking: true });
   const upstreamBase = `${options.upstream.protocol === 'https:' ? 'wss' : 'ws'}://${options.upstream.host}`;
   const alive = new WeakMap<WebSocket, boolean>();
   const upstreams = new Set<WebSocket>();
@@ -88,7 +90,7 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
       headers: headers as Record<string, string>,
       perMessageDeflate: false,
       handshakeTimeout: options.handshakeTimeoutMs,
-      maxPayload: MAX_MESSAGE_BYTES,
+      maxPayload: MAX_UPSTREAM_MESSAGE_BYTES,
       followRedirects: false,
     });
     upstreams.add(upstream);

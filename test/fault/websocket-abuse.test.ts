@@ -197,7 +197,7 @@ describe('WebSocket memory under abuse', () => {
     await assertMemoryBack(gateway, baseline);
   });
 
-  test('an oversized message closes its sender with 1009 and the other side cleanly with 1001, in either direction', async () => {
+  test('an oversized message closes its sender with 1009 and the other side cleanly with 1001: 4 MiB from a client, 64 MiB from ComfyUI', async () => {
     const fromClient = await openRawWebSocket(gateway.port, '/ws?clientId=oversized', { 'x-api-key': users[5]! });
     const upstreamClosed = upstream.waitFor(/^closed \/ws \d+$/, 10_000);
     await sendLargeFrame(fromClient, 4 * MiB + 1);
@@ -205,12 +205,19 @@ describe('WebSocket memory under abuse', () => {
     fromClient.socket.destroy();
     assert.equal(await upstreamClosed, 'closed /ws 1001');
 
+    // ComfyUI sets no limit of its own and sends whole images (SaveImageWebsocket): up to 64 MiB passes.
+    const bigOutput = await mustOpen(gateway, `/ws-big?bytes=${5 * MiB}`, admin);
+    const output = await new Promise<number>((resolve) => bigOutput.on('message', (data, isBinary) => isBinary && resolve((data as Buffer).length)));
+    assert.equal(output, 5 * MiB);
+    const outputClosed = upstream.waitFor(/^closed \/ws-big \d+$/, 10_000);
+    bigOutput.close(1000);
+    assert.equal(await outputClosed, 'closed /ws-big 1000');
     const upstreamRefused = upstream.waitFor(/^closed \/ws-big \d+$/, 10_000);
-    const client = await mustOpen(gateway, `/ws-big?bytes=${4 * MiB + 1}`, admin);
+    const client = await mustOpen(gateway, `/ws-big?bytes=${64 * MiB + 1}`, admin);
     assert.equal(await closeCode(client, 10_000), 1001);
     assert.equal(await upstreamRefused, 'closed /ws-big 1009');
 
-    // A message of exactly the limit goes through both ways.
+    // A client's message of exactly ComfyUI's limit goes through.
     const echo = await mustOpen(gateway, '/ws', admin);
     const received = new Promise<number>((resolve) => echo.on('message', (data, isBinary) => isBinary && resolve((data as Buffer).length)));
     echo.send(Buffer.alloc(4 * MiB), { binary: true });
