@@ -82,7 +82,7 @@ type ScriptedRedis = Redis & {
 };
 
 const RESTORE_CHUNK = 5000;
-/** Longest a request waits, once per key and outage, for the key's recorded requests (or once at start for the replica count). */
+/** Longest a read of the shared database may take: a key's recorded requests (awaited by its first request of an outage) or the count of gateways. */
 const SHARED_READ_TIMEOUT_MS = 200;
 
 /** 503 while limits cannot be checked (`--redis-failure closed`). */
