@@ -111,34 +111,43 @@ describe('local fallback across gateway restarts during a Redis outage', { skip:
   const database = restartDatabase as FreshDatabase;
   let comfy: FakeComfyUI;
   let redis: PrivateRedis;
-  let first: GatewayProcess[];
-  let stopFirst: () => Promise<void>;
   let admin: CreatedKey;
-  /** Every gateway started after `first`, stopped before their folders go. */
-  const later: GatewayProcess[] = [];
+  /** Every gateway started by the tests, and the stops of the groups started with their own folders. */
+  const started: GatewayProcess[] = [];
+  const stops: Array<() => Promise<void>> = [];
+
+  /** Starts gateways on folders of their own, removed after the tests. */
+  async function startGroup(count: number): Promise<GatewayProcess[]> {
+    const { replicas, stop } = await startReplicas(count, comfy.url, () => gatewayArgs());
+    started.push(...replicas);
+    stops.push(stop);
+    return replicas;
+  }
 
   before(async () => {
     comfy = await startFakeComfyUI();
     redis = await startPrivateRedis();
-    ({ replicas: first, stop: stopFirst } = await startReplicas(2, comfy.url, () => gatewayArgs()));
-    admin = await createKey(first[0]!.url, { name: 'admin', rate_limit: 1_000_000 });
+    const [gateway] = await startGroup(1);
+    admin = await createKey(gateway!.url, { name: 'admin', rate_limit: 1_000_000 });
+    await gateway!.stop();
   });
   after(async () => {
-    await Promise.all(later.map((gateway) => gateway.stop().catch(() => undefined)));
-    await stopFirst?.();
+    await Promise.all(started.map((gateway) => gateway.stop().catch(() => undefined)));
+    await Promise.all(stops.map((stop) => stop()));
     await redis?.stop();
     await comfy?.close();
     await database.drop();
   });
 
-  const gatewayArgs = (): string[] => ['--require-api-auth', '--database-url', database.url, '--redis-url', redis.url];
+  // A generous Redis timeout: these tests are about what is counted, and a busy machine must not make a running Redis look away.
+  const gatewayArgs = (): string[] => ['--require-api-auth', '--database-url', database.url, '--redis-url', redis.url, '--redis-timeout', '1000'];
 
   /** Stops a gateway, waits until the database no longer sees it, and starts it again on its folder. */
   async function restart(gateway: GatewayProcess, connectedAfterStop: number): Promise<GatewayProcess> {
     await gateway.stop();
     await untilGatewaysConnected(database.url, connectedAfterStop);
     const again = await startGateway({ upstream: comfy.url, userDirectory: gateway.userDirectory, args: gatewayArgs() });
-    later.push(again);
+    started.push(again);
     return again;
   }
 
@@ -154,8 +163,7 @@ describe('local fallback across gateway restarts during a Redis outage', { skip:
   }
 
   test('one replica: 15 of 20 used, Redis cut, restarted twice: 5 more in the hour, not 45', async () => {
-    const [single, idle] = first as [GatewayProcess, GatewayProcess];
-    await idle.stop();
+    const [single] = (await startGroup(1)) as [GatewayProcess];
     const key = await createKey(single.url, { name: 'user', rate_limit: 20 }, admin.api_key);
     await untilGatewaysConnected(database.url, 1);
     await sleep(2500);
@@ -170,19 +178,20 @@ describe('local fallback across gateway restarts during a Redis outage', { skip:
 
     await redis.start();
     const since = performance.now();
-    await msUntil(since, () => send(later.at(-1)!.url, '/api/system_stats', { key: admin.api_key }), (res) => res.headers['x-ratelimit-limit'] === '1000000', 10_000, 'counting in Redis again');
+    await msUntil(since, () => send(started.at(-1)!.url, '/api/system_stats', { key: admin.api_key }), (res) => res.headers['x-ratelimit-limit'] === '1000000', 10_000, 'counting in Redis again');
+    await started.at(-1)!.stop();
   });
 
   test('two replicas: each admits while the requests it knows of in the hour are under limit ÷ 2, restarts included', async () => {
-    const a = later.at(-1)!;
-    const b = await startGateway({ upstream: comfy.url, userDirectory: first[1]!.userDirectory, args: gatewayArgs() });
-    later.push(b);
+    await untilGatewaysConnected(database.url, 0);
+    const [a, b] = (await startGroup(2)) as [GatewayProcess, GatewayProcess];
     const usedOnA = await createKey(a.url, { name: 'used on a', rate_limit: 20 }, admin.api_key);
     const fresh = await createKey(a.url, { name: 'fresh', rate_limit: 20 }, admin.api_key);
     await untilEveryReplicaKnows([a, b], fresh.key_id, admin.api_key);
     // Let both heartbeats be seen, so "live replicas" is 2.
     await sleep(2500);
     assert.equal(await admitted(a, usedOnA, 15), 15, 'counted in Redis while it is up');
+    await untilRecorded(database.url, usedOnA.key_id, 15);
 
     await redis.stop();
     // B never served the key, but the database has A's 15: over B's share of 10 already.
@@ -194,10 +203,10 @@ describe('local fallback across gateway restarts during a Redis outage', { skip:
 
     // A key first used during the outage: one request on B, then A's share less it, then B's share less it.
     const firstOnB = await admitted(b2, fresh, 1);
-    await sleep(500);
+    await untilRecorded(database.url, fresh.key_id, 1);
     const onA2 = await admitted(a, fresh, 15);
     const moreOnB = await admitted(b2, fresh, 15);
-    await sleep(500);
+    await untilRecorded(database.url, fresh.key_id, firstOnB + onA2 + moreOnB);
     const a2 = await restart(a, 1);
     const onRestartedA = await admitted(a2, fresh, 15);
     assert.deepEqual([firstOnB, onA2, moreOnB, onRestartedA], [1, 9, 9, 0], 'B: 1; A knew it: 9; B: 9 more; A restarted knows all 19');
@@ -206,16 +215,25 @@ describe('local fallback across gateway restarts during a Redis outage', { skip:
 });
 
 /** Resolves once `count` gateways hold a connection to the database (each has one LISTEN connection). */
-async function untilGatewaysConnected(url: string, count: number): Promise<void> {
+function untilGatewaysConnected(url: string, count: number): Promise<void> {
+  const sql = "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'comfy-gate-listen'";
+  return untilCounted(url, sql, [], count, 'gateways connected to the database');
+}
+
+/** Resolves once the database holds `count` usage records of the key (they are written in batches). */
+function untilRecorded(url: string, keyId: string, count: number): Promise<void> {
+  return untilCounted(url, 'SELECT count(*)::int AS n FROM usage_records WHERE key_id = $1', [keyId], count, `usage records of ${keyId}`);
+}
+
+/** Runs a `SELECT count(*)::int AS n` every 50 ms until it gives `count` (for at most 5 s). */
+async function untilCounted(url: string, sql: string, values: unknown[], count: number, what: string): Promise<void> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
     for (let attempt = 0; ; attempt += 1) {
-      const { rows } = await client.query<{ n: number }>(
-        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'comfy-gate-listen'",
-      );
+      const { rows } = await client.query<{ n: number }>(sql, values);
       if (rows[0]!.n === count) return;
-      assert.ok(attempt < 100, `${rows[0]!.n} gateways connected to the database, not ${count}`);
+      assert.ok(attempt < 100, `${rows[0]!.n} ${what}, not ${count}`);
       await sleep(50);
     }
   } finally {
