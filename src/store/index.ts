@@ -12,6 +12,7 @@ import { FileSessionStore } from './file/file-session-store.js';
 import { FileUsageStore } from './file/file-usage-store.js';
 import { MemoryCounterStore } from './memory/memory-counter-store.js';
 import type { StoreLog } from './postgres/database.js';
+import type { SharedRecords } from './redis/redis-counter-store.js';
 import type { AuditStore, CounterStore, KeyStore, OwnershipStore, SessionStore, UsageStore } from './types.js';
 
 export interface Stores {
@@ -39,12 +40,12 @@ export type StoreConfig = Pick<GatewayConfig, 'userDirectory' | 'usageRetentionD
  */
 export async function createStores(config: StoreConfig, log?: StoreLog, onWrite?: StoreWriteObserver): Promise<Stores> {
   const storeLog = log ?? (config.databaseUrl || config.redisUrl ? createLogger(config.logLevel ?? 'info') : undefined);
-  const persistent = config.databaseUrl ? await openPostgres(config.databaseUrl, config, storeLog) : await openFiles(config, onWrite);
+  const { shared, ...persistent } = config.databaseUrl ? await openPostgres(config.databaseUrl, config, storeLog) : await openFiles(config, onWrite);
   let counters: CounterStore;
   let location = persistent.location;
   if (config.redisUrl) {
     try {
-      counters = await openRedisCounters(config.redisUrl, config, storeLog);
+      counters = await openRedisCounters(config.redisUrl, config, storeLog, shared);
     } catch (error) {
       await Promise.all([persistent.keys.close(), persistent.usage.close(), persistent.ownership.close(), persistent.sessions.close()]).catch(() => undefined);
       throw error;
@@ -58,7 +59,8 @@ export async function createStores(config: StoreConfig, log?: StoreLog, onWrite?
   return { ...persistent, counters, location };
 }
 
-type PersistentStores = Omit<Stores, 'counters'>;
+/** The stores besides the counters; with a database, also what it tells the counters about the other replicas. */
+type PersistentStores = Omit<Stores, 'counters'> & { shared?: SharedRecords };
 
 /** Told how long each durable write of a store took (for metrics): the store's name and seconds. */
 export type StoreWriteObserver = (store: string, seconds: number) => void;
@@ -78,10 +80,14 @@ async function openFiles(config: StoreConfig, onWrite?: StoreWriteObserver): Pro
 async function openPostgres(url: string, config: StoreConfig, log: StoreLog | undefined): Promise<PersistentStores> {
   const { openPostgresStores } = await import('./postgres/index.js');
   const stores = await openPostgresStores({ url, usageRetentionDays: config.usageRetentionDays, ...(log ? { log } : {}) });
-  return { ...stores, location: redactUrl(url) };
+  const shared: SharedRecords = {
+    recordedRequestTimes: (keyId, since) => stores.usage.recordedRequestTimes(keyId, since),
+    connectedGateways: () => stores.database.connectedGateways(),
+  };
+  return { ...stores, shared, location: redactUrl(url) };
 }
 
-async function openRedisCounters(url: string, config: StoreConfig, log: StoreLog | undefined): Promise<CounterStore> {
+async function openRedisCounters(url: string, config: StoreConfig, log: StoreLog | undefined, shared: SharedRecords | undefined): Promise<CounterStore> {
   const { RedisCounterStore } = await import('./redis/redis-counter-store.js');
   return RedisCounterStore.open({
     url,
@@ -90,5 +96,6 @@ async function openRedisCounters(url: string, config: StoreConfig, log: StoreLog
     ...(config.redisTimeoutMs ? { timeoutMs: config.redisTimeoutMs } : {}),
     ...(config.redisFailure ? { failure: config.redisFailure } : {}),
     ...(log ? { log } : {}),
+    ...(shared ? { shared } : {}),
   });
 }

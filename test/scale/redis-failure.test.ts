@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { RedisFailureMode } from '../../src/config/schema.js';
 import { GatewayError } from '../../src/errors.js';
 import { CircuitBreaker } from '../../src/store/redis/circuit-breaker.js';
-import { RedisCounterStore } from '../../src/store/redis/redis-counter-store.js';
+import { RedisCounterStore, type SharedRecords } from '../../src/store/redis/redis-counter-store.js';
 import { testKeyPrefix } from '../contract/backends.js';
 import { redisServerMissing, startPrivateRedis, type PrivateRedis } from './servers.js';
 
@@ -52,10 +52,10 @@ describe('RedisCounterStore when Redis fails', { skip: missing ?? false }, () =>
   });
 
   /** A store with a log that records each line, on the private Redis. */
-  async function open(failure: RedisFailureMode, keyPrefix: string): Promise<{ store: RedisCounterStore; lines: Array<{ event: string }> }> {
+  async function open(failure: RedisFailureMode, keyPrefix: string, shared?: SharedRecords): Promise<{ store: RedisCounterStore; lines: Array<{ event: string }> }> {
     const lines: Array<{ event: string }> = [];
     const log = { info: (obj: object) => lines.push(obj as { event: string }), warn: (obj: object) => lines.push(obj as { event: string }) };
-    const store = await RedisCounterStore.open({ url: redis.url, keyPrefix, failure, timeoutMs: 50, heartbeatMs: 200, log });
+    const store = await RedisCounterStore.open({ url: redis.url, keyPrefix, failure, timeoutMs: 50, heartbeatMs: 200, log, ...(shared ? { shared } : {}) });
     stores.push(store);
     return { store, lines };
   }
@@ -139,5 +139,42 @@ describe('RedisCounterStore when Redis fails', { skip: missing ?? false }, () =>
     await store.hit('k', 100, Date.now() / 1000);
     assert.equal(store.status().breaker, 'closed', 'the probe after ~1 s closed it');
     assert.equal(store.status().degraded, false);
+  });
+
+  test('local: the window holds every replica\'s recorded requests, read once per key; one that starts during an outage counts the gateways of the database', async () => {
+    const now = Date.now() / 1000;
+    const recorded = new Map<string, number[]>();
+    const reads: string[] = [];
+    let gateways = 1;
+    const shared: SharedRecords = {
+      recordedRequestTimes: (keyId, since) => {
+        reads.push(keyId);
+        return Promise.resolve((recorded.get(keyId) ?? []).filter((t) => t > since));
+      },
+      connectedGateways: () => Promise.resolve(gateways),
+    };
+    const prefix = testKeyPrefix();
+    const { store } = await open('local', prefix, shared);
+    const mine = [now - 20, now - 10];
+    for (const at of mine) assert.equal((await store.hit('used', 10, at)).allowed, true);
+    // The database has these two (recorded by this replica) and six of other replicas.
+    recorded.set('used', [now - 3000, now - 2000, ...mine, now - 5, now - 4, now - 3, now - 2]);
+    await redis.stop();
+    try {
+      const allowed = [];
+      for (let i = 0; i < 5; i += 1) allowed.push((await store.hit('used', 10, Date.now() / 1000)).allowed);
+      assert.deepEqual(allowed, [true, true, false, false, false], 'a limit of 10 with 8 requests already made in the hour: 2 more');
+      assert.deepEqual(reads, ['used'], 'the recorded requests are read once per key in an outage');
+
+      gateways = 3;
+      const { store: started } = await open('local', prefix, shared);
+      assert.equal(started.status().liveReplicas, 3, 'started during the outage: the gateways connected to the database');
+      started.restore(new Map([['before', [now - 30, now - 20]]]), now);
+      const admitted = [];
+      for (let i = 0; i < 4; i += 1) admitted.push((await started.hit('before', 9, Date.now() / 1000)).allowed);
+      assert.deepEqual(admitted, [true, false, false, false], 'a share of 9 ÷ 3, with the two requests recorded at start');
+    } finally {
+      await redis.start();
+    }
   });
 });

@@ -28,4 +28,15 @@ describe('MemoryCounterStore', () => {
     assert.equal((await store.hit('busy', 2, T0 + 4601)).allowed, false, 'its two requests of the last hour still count');
     assert.equal((await store.hit('once-0', 1, T0 + 4602)).remaining, 0, 'a dropped key starts afresh');
   });
+
+  test('merge() counts a request known both here and from elsewhere once, and adds the others', async () => {
+    const store = new MemoryCounterStore(3600);
+    for (const at of [T0 + 1, T0 + 2, T0 + 2]) await store.hit('k', 100, at);
+    store.merge('k', [T0 - 4000, T0 + 2, T0 + 2, T0 + 2, T0 + 3, T0 + 1.5], T0 + 10);
+    // Known: 1, 2, 2 here; from elsewhere 1.5, 2 ×3, 3 (the one before the window is dropped): 1, 1.5, 2, 2, 2, 3.
+    assert.deepEqual(await store.hit('k', 7, T0 + 10), { allowed: true, limit: 7, remaining: 0, resetAt: T0 + 1 + 3600 });
+    assert.equal((await store.hit('k', 7, T0 + 11)).allowed, false);
+    store.merge('fresh', [T0 + 5], T0 + 10);
+    assert.equal((await store.hit('fresh', 1, T0 + 12)).allowed, false, 'a key seen only elsewhere is counted too');
+  });
 });

@@ -58,11 +58,31 @@ export class MemoryCounterStore implements CounterStore {
   }
 
   restore(times: Map<string, number[]>, now: number): void {
+    for (const [keyId, starts] of times) this.merge(keyId, starts, now);
+  }
+
+  /**
+   * Adds requests known from elsewhere (start times) to a key's window, each time counted once: a time
+   * already in the window, as often as it is there, is the same request (recorded with the time it was
+   * counted at), so only the times beyond it are added.
+   */
+  merge(keyId: string, starts: number[], now: number): void {
     const since = now - this.windowSeconds;
-    for (const [keyId, starts] of times) {
-      const kept = starts.filter((t) => t > since).sort((a, b) => a - b);
-      if (kept.length > 0) this.windows.set(keyId, { times: kept, head: 0 });
+    const known = this.windows.get(keyId);
+    const mine = known ? known.times.slice(known.head).filter((t) => t > since).sort((a, b) => a - b) : [];
+    const theirs = starts.filter((t) => t > since).sort((a, b) => a - b);
+    const merged: number[] = [];
+    let i = 0;
+    let j = 0;
+    while (i < mine.length || j < theirs.length) {
+      if (j === theirs.length || (i < mine.length && mine[i]! < theirs[j]!)) merged.push(mine[i++]!);
+      else if (i === mine.length || theirs[j]! < mine[i]!) merged.push(theirs[j++]!);
+      else {
+        merged.push(mine[i++]!);
+        j += 1;
+      }
     }
+    if (merged.length > 0) this.windows.set(keyId, { times: merged, head: 0 });
   }
 
   /** Keys with a window in memory: those with a request counted in the last window. */

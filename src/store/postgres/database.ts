@@ -32,6 +32,8 @@ interface Subscriber {
   onResync(): void;
 }
 
+/** The name of each gateway's one LISTEN connection, by which the gateways connected to the database are counted. */
+const LISTENER_NAME = 'comfy-gate-listen';
 const LISTEN_RETRY_MIN_MS = 200;
 const LISTEN_RETRY_MAX_MS = 2000;
 
@@ -142,6 +144,15 @@ export class PostgresDatabase {
     return this.pool.query<R>(text, values);
   }
 
+  /** How many gateway processes are connected to this database now (each holds one LISTEN connection). */
+  async connectedGateways(): Promise<number> {
+    const { rows } = await this.pool.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1',
+      [LISTENER_NAME],
+    );
+    return rows[0]?.n ?? 0;
+  }
+
   /** Runs `work` in one transaction: committed when it resolves, rolled back when it throws. */
   async transaction<R>(work: (client: PoolClient) => Promise<R>): Promise<R> {
     const client = await this.pool.connect();
@@ -208,7 +219,7 @@ export class PostgresDatabase {
   }
 
   private async connectListener(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: this.connectTimeoutMs, keepAlive: true, application_name: 'comfy-gate-listen' });
+    const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: this.connectTimeoutMs, keepAlive: true, application_name: LISTENER_NAME });
     client.on('error', () => this.listenerLost(client));
     client.on('end', () => this.listenerLost(client));
     client.on('notification', (message: Notification) => this.dispatch(message));

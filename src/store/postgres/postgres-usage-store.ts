@@ -119,6 +119,12 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
     addToTotals(this.pendingDaily, entry);
   }
 
+  /** Start times of one key's requests recorded since `since` (Unix seconds), every replica's: one indexed read. */
+  async recordedRequestTimes(keyId: string, since: number): Promise<number[]> {
+    const { rows } = await this.database.query<{ ts: number }>('SELECT ts FROM usage_records WHERE key_id = $1 AND ts > $2 ORDER BY ts', [keyId, since]);
+    return rows.map((row) => row.ts);
+  }
+
   async ensureCreated(): Promise<void> {
     // The tables exist once the schema is migrated.
   }

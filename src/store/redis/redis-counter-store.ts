@@ -26,6 +26,16 @@ export interface RedisCounterStoreOptions {
   /** A replica not heard of for this long is no longer counted (default 3 heartbeats). */
   replicaTtlMs?: number;
   log?: StoreLog;
+  /** The shared database, which tells a replica about the other replicas while Redis is away. */
+  shared?: SharedRecords;
+}
+
+/** What the database shared by the replicas tells about them while Redis cannot be used. */
+export interface SharedRecords {
+  /** Start times (Unix seconds) of one key's requests recorded since `since`, by every replica. */
+  recordedRequestTimes(keyId: string, since: number): Promise<number[]>;
+  /** How many gateway processes are connected to the database now. */
+  connectedGateways(): Promise<number>;
 }
 
 /**
@@ -72,6 +82,8 @@ type ScriptedRedis = Redis & {
 };
 
 const RESTORE_CHUNK = 5000;
+/** Longest a read of the shared database may take: a key's recorded requests (awaited by its first request of an outage) or the count of gateways. */
+const SHARED_READ_TIMEOUT_MS = 200;
 
 /** 503 while limits cannot be checked (`--redis-failure closed`). */
 export const rateLimitUnavailable = (): GatewayError =>
@@ -87,8 +99,16 @@ export const rateLimitUnavailable = (): GatewayError =>
  * on an unreachable Redis for longer than the timeout, and not at all while the circuit is open. While
  * Redis cannot be used, `failure` decides: `closed` refuses with 503 RATE_LIMIT_UNAVAILABLE, `open`
  * lets requests through uncounted, `local` counts in this process and allows each key limit ÷ live
- * replicas (the replicas announce themselves in Redis; while it is away the last count is used). Each
- * change of state is logged once. It recovers by itself: after `openMs` one request probes Redis again.
+ * replicas. Each change of state is logged once. It recovers by itself: after `openMs` one request
+ * probes Redis again.
+ *
+ * `local` forgets nothing it can know: its window of a key holds the requests recorded in the last
+ * window when the store opened, this replica's own requests (mirrored while Redis works), and, read on
+ * the key's first request of each outage, every replica's requests recorded in the shared database.
+ * A request is allowed while that window holds fewer than the share, so the replicas together admit at
+ * most live × share (≤ the limit) per window, earlier use included, across restarts. The replicas
+ * announce themselves in Redis; while it is away the count is the larger of the last one and the
+ * gateways connected to the shared database, so a replica that starts during an outage knows it too.
  */
 export class RedisCounterStore implements CounterStore {
   readonly replicaId = randomBytes(8).toString('hex');
@@ -104,6 +124,9 @@ export class RedisCounterStore implements CounterStore {
   private readonly timeoutMs: number;
   /** This replica's own requests (mirrored while Redis works), and its count while it does not. */
   private readonly local: MemoryCounterStore;
+  private readonly shared: SharedRecords | undefined;
+  /** The keys whose recorded requests were read (or are being read) in this outage. */
+  private readonly seeded = new Map<string, Promise<void>>();
   private live = 1;
   private degraded = false;
   private sequence = 0;
@@ -120,6 +143,7 @@ export class RedisCounterStore implements CounterStore {
     this.replicaTtlMs = options.replicaTtlMs ?? this.heartbeatMs * 3;
     this.log = options.log ?? { info: () => undefined, warn: () => undefined };
     this.local = new MemoryCounterStore(this.windowSeconds);
+    this.shared = options.shared;
     this.redis = new Redis(options.url, {
       lazyConnect: true,
       // Fail at once while disconnected instead of queueing: a request never waits for a reconnection.
@@ -147,9 +171,10 @@ export class RedisCounterStore implements CounterStore {
       await withTimeout(store.redis.connect(), 2000);
       await store.heartbeat();
     } catch (error) {
+      await store.countGatewaysOfDatabase();
       store.enterDegraded(error);
     }
-    store.heartbeatTimer = setInterval(() => void store.heartbeat().catch(() => undefined), store.heartbeatMs).unref();
+    store.heartbeatTimer = setInterval(() => void store.heartbeat().catch(() => store.countGatewaysOfDatabase()), store.heartbeatMs).unref();
     return store;
   }
 
@@ -182,8 +207,12 @@ export class RedisCounterStore implements CounterStore {
     return this.fallback(keyId, limit, now);
   }
 
-  /** Seeds windows that no replica has yet (after Redis lost its data) from the usage records of the last window. */
+  /**
+   * Seeds this replica's own windows, for a later outage, from the usage records of the last window; and
+   * the windows in Redis that no replica has yet (after Redis lost its data).
+   */
   restore(times: Map<string, number[]>, now: number): void {
+    this.local.restore(times, now);
     const since = now - this.windowSeconds;
     for (const [keyId, starts] of times) {
       const kept = starts.filter((t) => t > since);
@@ -216,16 +245,43 @@ export class RedisCounterStore implements CounterStore {
     this.live = Math.max(1, Number(live));
   }
 
-  private fallback(keyId: string, limit: number, now: number): HitResult {
+  private async fallback(keyId: string, limit: number, now: number): Promise<HitResult> {
     if (this.failureMode === 'closed') throw rateLimitUnavailable();
     if (this.failureMode === 'open') return { allowed: true, limit, remaining: limit, resetAt: now + this.windowSeconds };
+    await this.seedFromShared(keyId, now);
     const share = Math.max(1, Math.floor(limit / this.live));
     return this.local.hitNow(keyId, share, now);
+  }
+
+  /**
+   * On a key's first request of an outage, adds every replica's recorded requests of the last window to
+   * this replica's window of it (one indexed read, waited for at most SHARED_READ_TIMEOUT_MS; without
+   * an answer, the window keeps what this replica knew).
+   */
+  private seedFromShared(keyId: string, now: number): Promise<void> | undefined {
+    if (!this.shared) return undefined;
+    let seeding = this.seeded.get(keyId);
+    if (!seeding) {
+      seeding = withTimeout(this.shared.recordedRequestTimes(keyId, now - this.windowSeconds), SHARED_READ_TIMEOUT_MS).then(
+        (times) => this.local.merge(keyId, times, now),
+        () => undefined,
+      );
+      this.seeded.set(keyId, seeding);
+    }
+    return seeding;
+  }
+
+  /** While Redis is away: counts the gateways connected to the shared database, never fewer than last counted. */
+  private async countGatewaysOfDatabase(): Promise<void> {
+    if (!this.shared) return;
+    const connected = await withTimeout(this.shared.connectedGateways(), SHARED_READ_TIMEOUT_MS).catch(() => 0);
+    this.live = Math.max(this.live, connected);
   }
 
   private enterDegraded(cause: unknown): void {
     if (this.degraded) return;
     this.degraded = true;
+    this.seeded.clear();
     this.log.warn(
       { event: 'rate_limit_degraded', redis: redactUrl(this.url), mode: this.failureMode, live_replicas: this.live, reason: (cause as Error)?.message ?? String(cause) },
       this.failureMode === 'local'
@@ -238,6 +294,7 @@ export class RedisCounterStore implements CounterStore {
 
   private leaveDegraded(): void {
     this.degraded = false;
+    this.seeded.clear();
     this.log.info({ event: 'rate_limit_recovered', redis: redactUrl(this.url) }, 'Redis reachable again: rate limits are global again');
   }
 }
