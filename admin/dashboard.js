@@ -1,6 +1,8 @@
 // The admin dashboard: every key with its usage, key management, and 30-day charts, in plain DOM (no framework, no build).
 
 const DAYS = 30;
+/** Keys shown at a time: the dashboard asks only for one page of keys, plus the totals of all keys. */
+const PAGE_KEYS = 100;
 const REFRESH_MS = 60_000;
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const LOGIN_URL = '/login?next=%2Fadmin';
@@ -8,6 +10,8 @@ const LOGIN_URL = '/login?next=%2Fadmin';
 const state = {
   keys: [],
   usage: { usage_stats: {}, daily: {}, daily_total: [] },
+  /** The page of keys shown: `after` is the key_id it starts after (null for the first), `before` the `after` of each earlier page. */
+  page: { after: null, before: [], next: null },
   /** The key_id of the key this browser is signed in with. */
   me: null,
   /** Only the latest load is drawn, so a slow answer never overwrites a newer one. */
@@ -58,18 +62,43 @@ function describeError(error) {
 
 async function refresh() {
   const seq = ++state.loadSeq;
+  const after = state.page.after === null ? '' : `&after=${encodeURIComponent(state.page.after)}`;
   try {
-    const [list, usage] = await Promise.all([api('GET', '/api/keys'), api('GET', `/api/usage/all?days=${DAYS}&by=day`)]);
+    // The same page of both lists: the keys page holds every live key of the usage page (which also has deleted keys with usage).
+    const [list, usage] = await Promise.all([
+      api('GET', `/api/keys?limit=${PAGE_KEYS}${after}`),
+      api('GET', `/api/usage/all?days=${DAYS}&by=day&limit=${PAGE_KEYS}${after}`),
+    ]);
     if (seq !== state.loadSeq) return;
-    state.keys = list.keys;
+    if (usage.next_cursor === null && Object.keys(usage.usage_stats).length === 0 && state.page.before.length > 0) {
+      showPage(state.page.before.pop());
+      return;
+    }
+    state.keys = list.keys.filter((key) => Object.hasOwn(usage.usage_stats, key.key_id));
     state.usage = usage;
+    state.page.next = usage.next_cursor;
     renderKeys();
+    renderPager();
     renderKeyChoice();
     renderUsage();
     $('updated').textContent = `Updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
     if (seq === state.loadSeq) showMessage(describeError(error), 'error');
   }
+}
+
+/** Shows the page of keys that starts after `after`. */
+function showPage(after) {
+  state.page.after = after;
+  refresh();
+}
+
+function renderPager() {
+  const { before, next } = state.page;
+  $('pager').hidden = before.length === 0 && next === null;
+  $('page-previous').disabled = before.length === 0;
+  $('page-next').disabled = next === null;
+  $('page-info').textContent = `Page ${before.length + 1}`;
 }
 
 /** Re-fetches every 30 s while the tab is visible, unless the gateway asked to wait (429). */
@@ -495,6 +524,11 @@ function onTableClick(event) {
 
 function start() {
   $('refresh').addEventListener('click', refresh);
+  $('page-next').addEventListener('click', () => {
+    state.page.before.push(state.page.after);
+    showPage(state.page.next);
+  });
+  $('page-previous').addEventListener('click', () => showPage(state.page.before.pop() ?? null));
   $('new-key').addEventListener('click', () => openKeyForm(null));
   $('keys').addEventListener('click', onTableClick);
   $('chart-key').addEventListener('change', renderUsage);

@@ -32,12 +32,20 @@ export function printJson(value: unknown): void {
   console.log(JSON.stringify(value, null, 2));
 }
 
-/** One CSV line (RFC 4180): a field holding a comma, quote or line break is quoted, quotes doubled. */
+/** A cell a spreadsheet would read as a formula: OWASP's list of first characters (CSV injection). */
+const FORMULA_START = /^[=+\-@\t\r]/;
+
+/**
+ * One CSV line (RFC 4180): a field holding a comma, quote or line break is quoted, quotes doubled. A
+ * text field that a spreadsheet would run as a formula gets a leading `'` and is quoted, as OWASP
+ * recommends; numbers are written as they are.
+ */
 export function csvLine(values: Array<string | number>): string {
   return values
     .map((value) => {
-      const text = String(value);
-      return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+      if (typeof value === 'number') return String(value);
+      const text = FORMULA_START.test(value) ? `'${value}` : value;
+      return text !== value || /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
     })
     .join(',');
 }

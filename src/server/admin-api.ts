@@ -8,12 +8,14 @@ import type { AuthMode } from '../config/schema.js';
 import { authRequired, forbidden, invalidRequest, keyCreationFailed, keyNotFound, methodNotAllowed, storeUnavailable } from '../errors.js';
 import { toPublicKey } from '../store/key-record.js';
 import type { AuditStore, KeyRecord, KeyStore, SessionStore, UsageStore } from '../store/types.js';
-import { dailySeries, sumSeries } from '../usage/daily-series.js';
+import { dailySeries } from '../usage/daily-series.js';
+import { nextKeyPage } from '../usage/key-page.js';
 import { usageStats } from '../usage/report.js';
 import { readJsonBody } from './body.js';
 import { auditActionOf, parseCreateKey, parsePatchKey, parseRotateKey } from './key-input.js';
-import { sendJson } from './respond.js';
+import { sendJson, sendJsonStream } from './respond.js';
 import type { GatewayRoute } from './routes.js';
+import { usageReportPage, usageReportParts } from './usage-of-all.js';
 
 export interface AdminApiContext {
   mode: AuthMode;
@@ -36,6 +38,9 @@ type Principal = { kind: 'admin'; actor: string } | { kind: 'user'; key: KeyReco
 const MAX_USAGE_DAYS = 365;
 const DEFAULT_USAGE_DAYS = 30;
 const MAX_AUDIT_ENTRIES = 1000;
+const DEFAULT_PAGE_KEYS = 100;
+const MAX_PAGE_KEYS = 1000;
+const MAX_CURSOR_LENGTH = 256;
 
 /**
  * Answers a management route. Admin keys may do everything; a user key may read its own key and usage;
@@ -50,7 +55,11 @@ export async function handleAdminRoute(route: GatewayRoute, req: IncomingMessage
     case 'keys':
       if (method === 'GET') {
         requireAdmin(principalOf(caller, req, ctx));
-        return sendJson(res, 200, { keys: ctx.keys.list().sort((a, b) => a.created_at - b.created_at).map(toPublicKey) });
+        if (!query.has('limit') && !query.has('after')) return sendJson(res, 200, { keys: ctx.keys.list().sort((a, b) => a.created_at - b.created_at).map(toPublicKey) });
+        const { limit, after } = parsePage(query);
+        const page = await nextKeyPage([ctx.keys.ids()], after, limit);
+        const keys = page.keyIds.flatMap((id) => ctx.keys.get(id) ?? []).map(toPublicKey);
+        return sendJson(res, 200, { keys, next_cursor: page.nextCursor });
       }
       if (method === 'POST') return createKey(req, res, principalOf(caller, req, ctx, { bootstrap: true }), ctx);
       throw methodNotAllowed(['GET', 'POST']);
@@ -76,7 +85,9 @@ export async function handleAdminRoute(route: GatewayRoute, req: IncomingMessage
     case 'usage-all': {
       if (method !== 'GET') throw methodNotAllowed(['GET']);
       requireAdmin(principalOf(caller, req, ctx));
-      return sendJson(res, 200, usageOfAll(ctx, parseDays(query), byDay(query)));
+      const report = { days: parseDays(query), withDaily: byDay(query), ...parsePage(query) };
+      const page = await usageReportPage(ctx.keys, ctx.usage, report);
+      return sendJsonStream(res, 200, usageReportParts(ctx.usage, report, page, ctx.now()));
     }
     case 'audit': {
       if (method !== 'GET') throw methodNotAllowed(['GET']);
@@ -191,19 +202,6 @@ async function deleteKey(req: IncomingMessage, res: ServerResponse, keyId: strin
   sendJson(res, 200, { message: 'API key deleted.' });
 }
 
-/** Every key's usage_stats; with `by=day`, also each key's daily series and the sum of all keys. */
-function usageOfAll(ctx: AdminApiContext, days: number, withDaily: boolean): Record<string, unknown> {
-  const now = ctx.now();
-  const keyIds = [...new Set([...ctx.keys.list().map((key) => key.key_id), ...ctx.usage.keyIds()])];
-  const body: Record<string, unknown> = { usage_stats: Object.fromEntries(keyIds.map((id) => [id, usageStats(ctx.usage, id, days, now)])) };
-  if (withDaily) {
-    const daily = Object.fromEntries(keyIds.map((id) => [id, dailySeries(ctx.usage, id, days, now)]));
-    body.daily = daily;
-    body.daily_total = sumSeries(Object.values(daily), days, now);
-  }
-  return body;
-}
-
 function byDay(query: URLSearchParams): boolean {
   const by = query.get('by');
   if (by !== null && by !== 'day') throw invalidRequest('by must be "day".', [{ field: 'by', problem: `got ${JSON.stringify(by)}` }]);
@@ -218,6 +216,19 @@ function parseDays(query: URLSearchParams): number {
     throw invalidRequest(`days must be a whole number from 1 to ${MAX_USAGE_DAYS}.`, [{ field: 'days', problem: `got ${JSON.stringify(value)}` }]);
   }
   return Number(value);
+}
+
+/** Reads a page of keys: `?limit=N` (1 to 1000, default 100) and `?after=KEY_ID` (the previous page's `next_cursor`). */
+function parsePage(query: URLSearchParams): { limit: number; after: string | null } {
+  const limit = query.get('limit');
+  if (limit !== null && (!/^\d{1,4}$/.test(limit) || Number(limit) < 1 || Number(limit) > MAX_PAGE_KEYS)) {
+    throw invalidRequest(`limit must be a whole number from 1 to ${MAX_PAGE_KEYS}.`, [{ field: 'limit', problem: `got ${JSON.stringify(limit)}` }]);
+  }
+  const after = query.get('after');
+  if (after !== null && (after.length === 0 || after.length > MAX_CURSOR_LENGTH)) {
+    throw invalidRequest(`after must be a key_id (the next_cursor of the previous page), 1 to ${MAX_CURSOR_LENGTH} characters.`, [{ field: 'after', problem: `got ${after.length} characters` }]);
+  }
+  return { limit: limit === null ? DEFAULT_PAGE_KEYS : Number(limit), after };
 }
 
 function parseNumber(query: URLSearchParams, name: string, fallback: number, min: number, max: number): number {

@@ -6,6 +6,15 @@ const errorResponse = (description: string) => ({ description, ...json(error) })
 const keyIdParameter = { name: 'key_id', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } };
 const daysParameter = { name: 'days', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 365, default: 30 } };
 const byParameter = { name: 'by', in: 'query', required: false, schema: { type: 'string', enum: ['day'] }, description: 'With `day`, the answer adds day-by-day series.' };
+const limitParameter = { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 }, description: 'Keys per page.' };
+const afterParameter = {
+  name: 'after',
+  in: 'query',
+  required: false,
+  schema: { type: 'string', minLength: 1, maxLength: 256 },
+  description: 'The `next_cursor` of the previous page: the page starts after this key_id (keys come in key_id order).',
+};
+const nextCursor = { type: ['string', 'null'], description: 'Give it as `after` for the next page; null on the last page.' };
 const nullableNumber = { type: ['number', 'null'] };
 const apiKeyHeader = [{ apiKey: [] }, { bearer: [] }, { session: [] }];
 
@@ -135,9 +144,18 @@ export const OPENAPI_DOCUMENT = {
     },
     '/api/keys': {
       get: {
-        summary: 'List keys (admin)',
+        summary: 'List keys (admin): every key in creation order, or with `limit` or `after` a page of keys in key_id order',
         security: apiKeyHeader,
-        responses: { 200: { description: 'Every key, without hashes', ...json({ type: 'object', required: ['keys'], properties: { keys: { type: 'array', items: { $ref: '#/components/schemas/Key' } } } }) }, 401: errorResponse('No or bad key'), 403: errorResponse('Not an admin key') },
+        parameters: [limitParameter, afterParameter],
+        responses: {
+          200: {
+            description: 'The keys, without hashes; `next_cursor` only when paged',
+            ...json({ type: 'object', required: ['keys'], properties: { keys: { type: 'array', items: { $ref: '#/components/schemas/Key' } }, next_cursor: nextCursor } }),
+          },
+          400: errorResponse('Bad limit or after'),
+          401: errorResponse('No or bad key'),
+          403: errorResponse('Not an admin key'),
+        },
       },
       post: {
         summary: 'Create a key (admin; the first key in required mode from this machine without one)',
@@ -197,23 +215,25 @@ export const OPENAPI_DOCUMENT = {
     },
     '/api/usage/all': {
       get: {
-        summary: "Every key's usage (admin)",
+        summary: "Every key's usage (admin), a page of keys at a time in key_id order, with the totals of all keys",
         security: apiKeyHeader,
-        parameters: [daysParameter, byParameter],
+        parameters: [daysParameter, byParameter, limitParameter, afterParameter],
         responses: {
           200: {
-            description: 'Usage of every key',
+            description: "The page's keys (including keys deleted since that have usage), and the totals of every key",
             ...json({
               type: 'object',
-              required: ['usage_stats'],
+              required: ['usage_stats', 'total_stats', 'next_cursor'],
               properties: {
                 usage_stats: { type: 'object', additionalProperties: { $ref: '#/components/schemas/UsageStats' } },
                 daily: { type: 'object', additionalProperties: { type: 'array', items: { $ref: '#/components/schemas/DailyPoint' } } },
-                daily_total: { type: 'array', items: { $ref: '#/components/schemas/DailyPoint' } },
+                daily_total: { type: 'array', items: { $ref: '#/components/schemas/DailyPoint' }, description: 'Every key together, not only the page' },
+                total_stats: { $ref: '#/components/schemas/UsageStats', description: 'Every key together, not only the page' },
+                next_cursor: nextCursor,
               },
             }),
           },
-          400: errorResponse('Bad days or by'),
+          400: errorResponse('Bad days, by, limit or after'),
         },
       },
     },

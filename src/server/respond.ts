@@ -3,6 +3,7 @@
 import type { ServerResponse } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { GatewayError, internalError } from '../errors.js';
 
 /** Sends `body` as JSON with `status`. */
@@ -15,6 +16,45 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
     'cache-control': 'no-store',
   });
   res.end(text);
+}
+
+/** Bytes gathered before a streamed answer writes them and lets other work run. */
+const STREAM_CHUNK_BYTES = 64 * 1024;
+
+/**
+ * Sends a JSON answer made of `parts` (whose concatenation is the JSON text) as a stream: written a
+ * chunk at a time, waiting while the client reads slowly, with a turn of the event loop between
+ * chunks, so a large answer neither sits in memory whole nor holds up other requests. Stops early
+ * when the client goes away.
+ */
+export async function sendJsonStream(res: ServerResponse, status: number, parts: Iterable<string>): Promise<void> {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+  if (res.req?.method === 'HEAD') {
+    res.end();
+    return;
+  }
+  let chunk = '';
+  for (const part of parts) {
+    chunk += part;
+    if (chunk.length < STREAM_CHUNK_BYTES) continue;
+    if (res.destroyed) return;
+    if (!res.write(chunk)) await drainedOrClosed(res);
+    chunk = '';
+    await nextTurn();
+  }
+  if (!res.destroyed) res.end(chunk);
+}
+
+function drainedOrClosed(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
 
 /** Turns any error into the client's answer: a GatewayError as itself, anything else as a bare 500. */

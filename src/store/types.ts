@@ -40,6 +40,8 @@ export interface KeyStore {
   findByHash(keyHash: string): KeyRecord | undefined;
   get(keyId: string): KeyRecord | undefined;
   list(): KeyRecord[];
+  /** Every key's id, without reading the keys (which a large store holds only as an index). */
+  ids(): IterableIterator<string>;
   size(): number;
   /** True while no key was ever stored here: deleting every key does not make a store pristine again. */
   isPristine(): boolean;
@@ -89,6 +91,10 @@ export interface UsageStore {
   dailyTotals(keyId: string, fromDay: string): Map<string, DailyTotals>;
   /** Counted requests of a key since `since` (Unix seconds), to the hour; covers at least the last 24 hours. */
   requestsSince(keyId: string, since: number): number;
+  /** `dailyTotals` summed over every key, kept as running sums (it costs the same however many keys there are). */
+  dailyTotalsOfAll(fromDay: string): Map<string, DailyTotals>;
+  /** `requestsSince` summed over every key, kept as running sums. */
+  requestsOfAllSince(since: number): number;
   /** Ids of every key with any usage. */
   keyIds(): string[];
   /** Start times (Unix seconds) of the counted requests of the last `windowSeconds`, per key. */

@@ -11,7 +11,15 @@ const DAY_SECONDS = 86_400;
 
 /** Every UTC day of the last `days` days (today included), oldest first, with zeros for quiet days. */
 export function dailySeries(store: UsageStore, keyId: string, days: number, nowSeconds: number): DailyPoint[] {
-  const totals = store.dailyTotals(keyId, firstDayOf(days, nowSeconds));
+  return seriesOf(store.dailyTotals(keyId, firstDayOf(days, nowSeconds)), days, nowSeconds);
+}
+
+/** `dailySeries` of every key together, from the store's running sums. */
+export function dailySeriesOfAll(store: UsageStore, days: number, nowSeconds: number): DailyPoint[] {
+  return seriesOf(store.dailyTotalsOfAll(firstDayOf(days, nowSeconds)), days, nowSeconds);
+}
+
+function seriesOf(totals: Map<string, DailyTotals>, days: number, nowSeconds: number): DailyPoint[] {
   const series: DailyPoint[] = [];
   for (let i = days - 1; i >= 0; i -= 1) {
     const date = utcDay(nowSeconds - i * DAY_SECONDS);

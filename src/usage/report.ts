@@ -1,6 +1,6 @@
 // The reference's `usage_stats` object, computed from daily totals.
 
-import type { UsageStore } from '../store/types.js';
+import type { DailyTotals, UsageStore } from '../store/types.js';
 import { firstDayOf } from './day.js';
 
 export interface UsageStats {
@@ -19,6 +19,15 @@ export interface UsageStats {
 
 /** A key's usage over the last `days` UTC days, today included. */
 export function usageStats(store: UsageStore, keyId: string, days: number, nowSeconds: number): UsageStats {
+  return statsOf(store.dailyTotals(keyId, firstDayOf(days, nowSeconds)), store.requestsSince(keyId, nowSeconds - 86_400));
+}
+
+/** Every key's usage together over the last `days` UTC days, from the store's running sums. */
+export function usageStatsOfAll(store: UsageStore, days: number, nowSeconds: number): UsageStats {
+  return statsOf(store.dailyTotalsOfAll(firstDayOf(days, nowSeconds)), store.requestsOfAllSince(nowSeconds - 86_400));
+}
+
+function statsOf(daily: Map<string, DailyTotals>, requestsLast24h: number): UsageStats {
   const stats: UsageStats = {
     total_requests: 0,
     successful_requests: 0,
@@ -27,9 +36,9 @@ export function usageStats(store: UsageStore, keyId: string, days: number, nowSe
     average_duration: 0,
     requests_per_day: {},
     rate_limited_requests: 0,
-    requests_last_24h: store.requestsSince(keyId, nowSeconds - 86_400),
+    requests_last_24h: requestsLast24h,
   };
-  const byDay = [...store.dailyTotals(keyId, firstDayOf(days, nowSeconds))].sort(([a], [b]) => a.localeCompare(b));
+  const byDay = [...daily].sort(([a], [b]) => a.localeCompare(b));
   for (const [day, totals] of byDay) {
     stats.total_requests += totals.requests;
     stats.successful_requests += totals.successes;

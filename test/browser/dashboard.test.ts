@@ -208,6 +208,59 @@ describe('admin dashboard', { skip: browserUnavailable }, () => {
   }
 });
 
+describe('admin dashboard with more keys than a page', { skip: browserUnavailable }, () => {
+  const KEYS = 150;
+  let comfy: FakeComfyUI;
+  let gateway: GatewayProcess;
+  let browser: Browser;
+  let admin: CreatedKey;
+
+  before(async () => {
+    comfy = await startFakeComfyUI();
+    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
+    admin = await createKey(gateway.url, { name: 'Ops admin', rate_limit: 10_000 });
+    for (let i = 0; i < KEYS; i += 1) await createKey(gateway.url, { name: `Worker ${i}` }, admin.api_key);
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    await gateway?.stop();
+    await comfy.close();
+  });
+
+  test('it asks for one page of keys at a time and pages with Next and Previous', async () => {
+    const { context, page, errors } = await openPage(browser);
+    const asked: string[] = [];
+    page.on('request', (request) => {
+      const url = new URL(request.url());
+      if (url.pathname === '/api/keys' || url.pathname === '/api/usage/all') asked.push(url.pathname + url.search);
+    });
+    await signIn(page, gateway.url, admin.api_key);
+    const rows = page.locator('#keys tbody tr');
+    await page.locator('#pager:not([hidden])').waitFor();
+    assert.equal(await rows.count(), 100);
+    assert.equal(await page.locator('#page-previous').isDisabled(), true);
+    const firstPage = await rows.evaluateAll((trs) => trs.map((tr) => (tr as HTMLElement).dataset.keyId!));
+    assert.deepEqual(firstPage, [...firstPage].sort(), 'keys come in key_id order');
+
+    await page.click('#page-next');
+    await page.locator('#page-info:text-is("Page 2")').waitFor();
+    await page.waitForFunction(() => document.querySelectorAll('#keys tbody tr').length === 51);
+    assert.equal(await page.locator('#page-next').isDisabled(), true);
+    const secondPage = await rows.evaluateAll((trs) => trs.map((tr) => (tr as HTMLElement).dataset.keyId!));
+    assert.ok(secondPage[0]! > firstPage.at(-1)!, 'the second page starts after the first');
+
+    await page.click('#page-previous');
+    await page.locator('#page-info:text-is("Page 1")').waitFor();
+    await page.waitForFunction(() => document.querySelectorAll('#keys tbody tr').length === 100);
+    assert.ok(asked.length >= 6);
+    assert.ok(asked.every((target) => /[?&]limit=100(&|$)/.test(target)), `every list is asked for one page: ${asked.join(' ')}`);
+    assert.ok(asked.some((target) => target.startsWith('/api/usage/all') && target.includes(`after=${encodeURIComponent(firstPage.at(-1)!)}`)));
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+});
+
 describe('admin dashboard with a month of usage', { skip: browserUnavailable }, () => {
   let comfy: FakeComfyUI;
   let gateway: GatewayProcess;

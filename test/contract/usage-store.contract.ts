@@ -22,7 +22,7 @@ export function usageStoreContract(name: string, harness: HarnessOrSkip<UsageSto
 
     test('matches the interface', async () => {
       const store = await open();
-      for (const method of ['open', 'record', 'recordRateLimited', 'dailyTotals', 'requestsSince', 'keyIds', 'recentRequestTimes', 'ensureCreated', 'flush', 'lastWriteError', 'close'] as const) {
+      for (const method of ['open', 'record', 'recordRateLimited', 'dailyTotals', 'dailyTotalsOfAll', 'requestsSince', 'requestsOfAllSince', 'keyIds', 'recentRequestTimes', 'ensureCreated', 'flush', 'lastWriteError', 'close'] as const) {
         assert.equal(typeof store[method], 'function', `${method} is a method`);
       }
       await store.ensureCreated();
@@ -75,6 +75,37 @@ export function usageStoreContract(name: string, harness: HarnessOrSkip<UsageSto
       assert.equal(again.requestsSince('k', t - 3 * 3600), 6);
       const recent = again.recentRequestTimes(3600, now()).get('k') ?? [];
       assert.deepEqual(recent.map((x) => Math.round(x * 1000)).sort(), [0, 1, 2, 3, 4].map((i) => Math.round((t - 100 + i) * 1000)));
+    });
+
+    test('the sums over every key match the keys added up, at once and after a restart', async () => {
+      const store = await open();
+      const t = now();
+      const yesterday = t - 86_400;
+      store.record(usage('a', t - 10));
+      store.record(usage('a', t - 20, { success: false, duration: 2, metadata: { method: 'GET', status: 500 } }));
+      store.record(usage('b', t - 30, { duration: 0.5 }));
+      store.record(usage('c', yesterday));
+      store.recordRateLimited('b', t - 5);
+      store.recordRateLimited('c', yesterday);
+      const check = (reader: UsageStore, what: string): void => {
+        const fromDay = utcDay(yesterday);
+        const added = new Map<string, Record<string, number>>();
+        for (const keyId of reader.keyIds()) {
+          for (const [day, totals] of reader.dailyTotals(keyId, fromDay)) {
+            const sum = added.get(day) ?? { requests: 0, successes: 0, failures: 0, duration: 0, rate_limited: 0 };
+            for (const field of Object.keys(sum) as Array<keyof typeof totals>) sum[field]! += totals[field];
+            added.set(day, sum);
+          }
+        }
+        assert.deepEqual(new Map([...reader.dailyTotalsOfAll(fromDay)].sort()), new Map([...added].sort()), `${what}: daily sums`);
+        assert.equal(reader.dailyTotalsOfAll(utcDay(t)).get(utcDay(t))?.requests, 3 + (utcDay(yesterday) === utcDay(t) ? 1 : 0), `${what}: today's requests`);
+        const since = t - 2 * 86_400;
+        assert.equal(reader.requestsOfAllSince(since), ['a', 'b', 'c'].reduce((n, k) => n + reader.requestsSince(k, since), 0), `${what}: hourly sums`);
+        assert.equal(reader.requestsOfAllSince(t - 3600), 3, `${what}: the last hour`);
+      };
+      check(store, 'recorded');
+      await store.flush();
+      check(await reopen(), 'after a restart');
     });
 
     test('close writes what was recorded without a flush', async () => {

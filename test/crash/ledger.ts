@@ -147,7 +147,7 @@ export class Ledger {
       this.unannounced.size <= this.unansweredCreations,
       `${this.unannounced.size} keys appeared that no creation answer announced, but only ${this.unansweredCreations} creations went unanswered`,
     );
-    const usage = (await client.send('/api/usage/all')).json<{ usage_stats: Record<string, { total_requests: number }> }>().usage_stats;
+    const usage = (await client.send('/api/usage/all?limit=1000')).json<{ usage_stats: Record<string, { total_requests: number }> }>().usage_stats;
     for (const key of this.keys.values()) {
       const total = usage[key.keyId]?.total_requests ?? 0;
       assert.ok(

@@ -253,6 +253,36 @@ describe('the comfy-gate CLI', () => {
     }
   });
 
+  test('usage CSV: a cell a spreadsheet would run as a formula starts with a quote', async () => {
+    const dir = await tempUserDirectory();
+    try {
+      const names = ['=HYPERLINK("https://example.com/x","Click")', '+1', '-2+3', '@SUM(A1)', 'plain', 'a=b'];
+      const keys: CliKey[] = [];
+      for (const name of names) keys.push(await createWithCli(dir.path, `--name=${name}`));
+      const now = Math.floor(Date.now() / 1000);
+      // A usage file can name any key_id: a deleted key's id is written as it is read.
+      const record = { key_id: '=cmd|"/c calc"!A0', endpoint: '/api/prompt', timestamp: now - 60, duration: 1, success: true, metadata: { method: 'POST', status: 200 } };
+      await writeFile(join(dir.path, 'api_usage.json'), JSON.stringify({ records: [record] }));
+      const csv = await cli(dir.path, 'usage', '--format', 'csv', '--days', '1');
+      assert.equal(csv.code, 0, csv.stderr);
+      const today = new Date(now * 1000).toISOString().slice(0, 10);
+      // A generated key_id may itself start with "-" (base64url).
+      const id = (i: number): string => (keys[i]!.key_id.startsWith('-') ? `"'${keys[i]!.key_id}"` : keys[i]!.key_id);
+      assert.deepEqual(csv.stdout.trimEnd().split('\n'), [
+        CSV_HEADER,
+        `${id(0)},"'=HYPERLINK(""https://example.com/x"",""Click"")",${today},0,0,0,0`,
+        `${id(1)},"'+1",${today},0,0,0,0`,
+        `${id(2)},"'-2+3",${today},0,0,0,0`,
+        `${id(3)},"'@SUM(A1)",${today},0,0,0,0`,
+        `${id(4)},plain,${today},0,0,0,0`,
+        `${id(5)},a=b,${today},0,0,0,0`,
+        `"'=cmd|""/c calc""!A0",,${today},1,1,0,1`,
+      ]);
+    } finally {
+      await dir.remove();
+    }
+  });
+
   test('usage: a table, JSON and a CSV billing export with one row per key per UTC day, without writing to the usage files', async () => {
     const dir = await tempUserDirectory();
     try {

@@ -66,6 +66,13 @@ describe('OpenAPI, metrics, logs and audit', () => {
     await check('/api/usage', 'get', '/api/usage?days=7&by=day', { key: a });
     await check('/api/usage', 'get', '/api/usage?days=abc', { key: a });
     await check('/api/usage/all', 'get', '/api/usage/all?days=30&by=day', { key: a });
+    const firstPage = await check('/api/usage/all', 'get', '/api/usage/all?days=7&by=day&limit=1', { key: a });
+    const cursor = firstPage.json<{ next_cursor: string }>().next_cursor;
+    assert.equal(typeof cursor, 'string', 'one key per page leaves more keys for the next');
+    await check('/api/usage/all', 'get', `/api/usage/all?limit=1000&after=${encodeURIComponent(cursor)}`, { key: a });
+    await check('/api/usage/all', 'get', '/api/usage/all?limit=0', { key: a });
+    await check('/api/keys', 'get', '/api/keys?limit=1', { key: a });
+    await check('/api/keys', 'get', '/api/keys?after=', { key: a });
     await check('/api/audit', 'get', '/api/audit?since=0', { key: a });
     const login = await check('/login', 'post', '/login', { body: { api_key: user.api_key } });
     await check('/login', 'post', '/login', { body: { api_key: 'comfy_nope' } });

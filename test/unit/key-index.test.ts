@@ -107,6 +107,7 @@ describe('key index', () => {
         assert.equal(records.size, model.size);
         const sorted = (entries: Iterable<[string, KeyRecord]>): Array<[string, KeyRecord]> => [...entries].sort(([a], [b]) => a.localeCompare(b));
         assert.deepEqual(sorted(records.entries()), sorted(model.entries()));
+        assert.deepEqual([...records.ids()], [...records.entries()].map(([id]) => id), 'the ids alone, in the order of the entries');
         assert.deepEqual(
           [...records.members()].map((m) => JSON.parse(`{${m}}`) as Record<string, KeyRecord>).sort((a, b) => Object.keys(a)[0]!.localeCompare(Object.keys(b)[0]!)),
           sorted(model.entries()).map(([id, r]) => ({ [id]: r })),

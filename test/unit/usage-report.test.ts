@@ -1,11 +1,14 @@
-// Unit tests of usageStats: the reference's usage_stats numbers from daily totals, UTC days and the `days` range.
+// Unit tests of usageStats (the reference's usage_stats numbers from daily totals, UTC days and the `days` range) and of the paged report of every key.
 
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
+import fc from 'fast-check';
+import { usageReportParts } from '../../src/server/usage-of-all.js';
 import { FileUsageStore } from '../../src/store/file/file-usage-store.js';
+import { nextKeyPage } from '../../src/usage/key-page.js';
 import { usageStats } from '../../src/usage/report.js';
 
 /** Unix seconds of a UTC date and time. */
@@ -93,5 +96,91 @@ describe('usageStats', () => {
     assert.equal(usageStats(store, 'a', 7, NOW).total_requests, 3);
     assert.equal(usageStats(store, 'a', 8, NOW).total_requests, 4);
     assert.equal(usageStats(store, 'a', 365, NOW).total_requests, 5);
+  });
+});
+
+describe('pages of keys', () => {
+  /** Every page from the first, following next_cursor. */
+  async function allPages(sources: string[][], limit: number): Promise<string[][]> {
+    const pages: string[][] = [];
+    let after: string | null = null;
+    for (let guard = 0; guard < 10_000; guard += 1) {
+      const page = await nextKeyPage(sources, after, limit);
+      pages.push(page.keyIds);
+      if (page.nextCursor === null) return pages;
+      assert.equal(page.nextCursor, page.keyIds.at(-1), 'the cursor is the last id of a page that has more after it');
+      after = page.nextCursor;
+    }
+    throw new Error('the pages never end');
+  }
+
+  test('every id once, in code-unit order, whatever the sources repeat', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.array(fc.string({ maxLength: 4 }), { maxLength: 40 }), { maxLength: 3 }), fc.integer({ min: 1, max: 7 }), async (sources, limit) => {
+        const expected = [...new Set(sources.flat())].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+        const pages = await allPages(sources, limit);
+        assert.deepEqual(pages.flat(), expected);
+        assert.ok(pages.every((page) => page.length <= limit));
+        assert.ok(pages.slice(0, -1).every((page) => page.length === limit), 'only the last page is short');
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('a page ends the list exactly when nothing follows it', async () => {
+    assert.deepEqual(await nextKeyPage([['b', 'a'], ['a', 'c']], null, 3), { keyIds: ['a', 'b', 'c'], nextCursor: null });
+    assert.deepEqual(await nextKeyPage([['b', 'a'], ['a', 'c']], null, 2), { keyIds: ['a', 'b'], nextCursor: 'b' });
+    assert.deepEqual(await nextKeyPage([['b', 'a', 'c']], 'b', 2), { keyIds: ['c'], nextCursor: null });
+    assert.deepEqual(await nextKeyPage([['b', 'a']], 'zz', 2), { keyIds: [], nextCursor: null });
+    assert.deepEqual(await nextKeyPage([['b', 'a']], 'a0', 5), { keyIds: ['b'], nextCursor: null }, 'a cursor need not be a key that still exists');
+  });
+
+  test('a pass over many ids lets the event loop run', async () => {
+    const ids = Array.from({ length: 100_000 }, (_, i) => `key-${(i * 7919) % 100_000}`);
+    let turned = false;
+    setImmediate(() => {
+      turned = true;
+    });
+    const page = await nextKeyPage([ids], null, 3);
+    assert.deepEqual(page.keyIds, ['key-0', 'key-1', 'key-10']);
+    assert.ok(turned, 'other work ran during the pass');
+  });
+});
+
+describe('the report of every key', () => {
+  let dir: string;
+  let store: FileUsageStore;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'comfy-gate-report-all-'));
+    store = new FileUsageStore({ directory: dir, retentionDays: 30, flushIntervalMs: 60_000 });
+    await store.open();
+  });
+
+  afterEach(async () => {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("one page's keys, with the totals of every key", () => {
+    for (const [keyId, n] of [['a', 1], ['b', 2], ['c', 4]] as const) {
+      for (let i = 0; i < n; i += 1) store.record({ key_id: keyId, endpoint: '/prompt', timestamp: NOW - 60 * (i + 1), duration: 1, success: true, metadata: { method: 'POST', status: 200 } });
+    }
+    const query = { days: 2, withDaily: true, limit: 2, after: null };
+    const body = JSON.parse([...usageReportParts(store, query, { keyIds: ['a', 'b'], nextCursor: 'b' }, NOW)].join('')) as {
+      usage_stats: Record<string, { total_requests: number }>;
+      daily: Record<string, Array<{ requests: number }>>;
+      daily_total: Array<{ date: string; requests: number }>;
+      total_stats: { total_requests: number; requests_last_24h: number };
+      next_cursor: string | null;
+    };
+    assert.deepEqual(Object.keys(body.usage_stats), ['a', 'b']);
+    assert.deepEqual([body.usage_stats.a!.total_requests, body.usage_stats.b!.total_requests], [1, 2]);
+    assert.deepEqual(Object.keys(body.daily), ['a', 'b']);
+    assert.deepEqual(body.daily_total.map((point) => [point.date, point.requests]), [['2024-05-09', 0], ['2024-05-10', 7]], 'every key, not only the page');
+    assert.deepEqual([body.total_stats.total_requests, body.total_stats.requests_last_24h], [7, 7]);
+    assert.equal(body.next_cursor, 'b');
+    const plain = JSON.parse([...usageReportParts(store, { ...query, withDaily: false }, { keyIds: [], nextCursor: null }, NOW)].join('')) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(plain), ['usage_stats', 'total_stats', 'next_cursor']);
   });
 });

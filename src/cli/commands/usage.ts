@@ -29,7 +29,8 @@ ${USER_DIRECTORY_HELP}
   --format FORMAT       table (default), json, or csv: a billing export with one row
                         per key per UTC day, days without requests included:
                         ${CSV_HEADER}
-                        (key_name is empty for a key deleted since)
+                        (key_name is empty for a key deleted since; a cell that
+                        starts with = + - @ is written as "'..." against CSV injection)
   --json                The same as --format json
 
 Examples:

@@ -72,6 +72,10 @@ export class FileKeyStore implements KeyStore {
     return [...this.table.values()];
   }
 
+  ids(): IterableIterator<string> {
+    return this.table.ids();
+  }
+
   size(): number {
     return this.table.size;
   }

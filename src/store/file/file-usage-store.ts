@@ -9,7 +9,7 @@ import { removeLeftoverTemporaries, syncDirectory, writeFileAtomic } from './ato
 import { dropPartialTail, readJournal, type JournalChunk } from './journal.js';
 import { oneAtATime } from './one-at-a-time.js';
 import { mergeUsageJournal, mergeUsageJournalInWorker } from './usage-merge.js';
-import { addToHourly, addToTotals, emptyHeader, isUsageRecord, loadUsageFile, recentRecordTimes, usageFileLines, type UsageJournalEntry } from './usage-file.js';
+import { emptyHeader, isUsageRecord, loadUsageFile, recentRecordTimes, usageFileLines, type UsageJournalEntry } from './usage-file.js';
 
 export interface FileUsageStoreOptions {
   directory: string;
@@ -106,13 +106,12 @@ export class FileUsageStore extends UsageReports implements UsageStore {
   private async load(): Promise<{ aside: JournalChunk | null; asideMerged: boolean; active: JournalChunk | null }> {
     const loaded = await loadUsageFile(this.usagePath);
     const header = loaded?.header ?? emptyHeader();
-    this.totals = header.daily_totals;
-    this.hourly = header.hourly_requests ?? {};
+    this.replaceCounts(header.daily_totals, header.hourly_requests ?? {});
     const since = Date.now() / 1000 - RECENT_WINDOW_SECONDS;
     const recent: Record<string, number[]> = header.recent ?? (loaded && !loaded.legacyRecords ? await recentRecordTimes(this.usagePath, since) : {});
     for (const record of loaded?.legacyRecords ?? []) {
       (recent[record.key_id] ??= []).push(record.timestamp);
-      addToHourly(this.hourly, record);
+      this.countHour(record);
     }
 
     const aside = await readJournal(this.compactingPath, 0);
@@ -139,15 +138,14 @@ export class FileUsageStore extends UsageReports implements UsageStore {
 
   record(record: UsageRecord): void {
     this.assertWritable();
-    addToTotals(this.totals, record);
-    addToHourly(this.hourly, record);
+    this.countEntry(record);
     this.buffer.push(JSON.stringify(record));
   }
 
   recordRateLimited(keyId: string, at: number): void {
     this.assertWritable();
     const entry = { rate_limited: true as const, key_id: keyId, timestamp: at };
-    addToTotals(this.totals, entry);
+    this.countEntry(entry);
     this.buffer.push(JSON.stringify(entry));
   }
 
@@ -250,10 +248,9 @@ export class FileUsageStore extends UsageReports implements UsageStore {
     for (const entry of entries as UsageJournalEntry[]) {
       if ('journal_id' in entry) continue;
       if ('rate_limited' in entry) {
-        addToTotals(this.totals, entry);
+        this.countEntry(entry);
       } else if (isUsageRecord(entry)) {
-        addToTotals(this.totals, entry);
-        addToHourly(this.hourly, entry);
+        this.countEntry(entry);
         (recent[entry.key_id] ??= []).push(entry.timestamp);
       }
     }

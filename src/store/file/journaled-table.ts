@@ -112,6 +112,10 @@ export class JournaledTable<T> {
     return this.records.entries();
   }
 
+  ids(): IterableIterator<string> {
+    return this.records.ids();
+  }
+
   get size(): number {
     return this.records.size;
   }

@@ -225,7 +225,7 @@ export class KeySnapshotIndex implements SnapshotIndex<KeyRecord> {
   }
 
   *ids(): IterableIterator<string> {
-    for (let line = 0; line < this.starts.length; line += 1) yield this.memberAt(line).id;
+    for (let line = 0; line < this.starts.length; line += 1) yield this.idAt(line);
   }
 
   idsBySecondary(value: string): string[] {
@@ -257,6 +257,13 @@ export class KeySnapshotIndex implements SnapshotIndex<KeyRecord> {
     const lines: number[] = [];
     for (let i = lo; i < sorted.length && sorted[i]! < low + RECORD_SPAN; i += 1) lines.push(sorted[i]! - low);
     return lines;
+  }
+
+  /** The id on a line, read from its bytes alone: an indexed line's id has no escape, so it ends at the next quote. */
+  private idAt(line: number): string {
+    let open = this.starts[line]!;
+    while (this.bytes[open] !== 34) open += 1;
+    return this.bytes.toString('utf8', open + 1, this.bytes.indexOf(34, open + 1));
   }
 
   private memberAt(line: number): { id: string; valueText: string } {

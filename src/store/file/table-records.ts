@@ -12,6 +12,8 @@ export interface TableRecords<T> {
   /** Removes the record; false when there was none. */
   delete(id: string): boolean;
   entries(): IterableIterator<[string, T]>;
+  /** The ids alone, in the order of `entries`, without reading the records. */
+  ids(): IterableIterator<string>;
   /** The record one of whose secondary values is `value`. */
   findBySecondary(value: string): T | undefined;
   /** Each record as its snapshot member text, `"id": value`. */
@@ -56,6 +58,10 @@ export class MapRecords<T> implements TableRecords<T> {
 
   entries(): IterableIterator<[string, T]> {
     return this.records.entries();
+  }
+
+  ids(): IterableIterator<string> {
+    return this.records.keys();
   }
 
   findBySecondary(value: string): T | undefined {
@@ -143,6 +149,11 @@ export class IndexedRecords<T> implements TableRecords<T> {
       if (value !== undefined) yield [id, value];
     }
     for (const [id, value] of this.changed.entries()) if (!this.base.has(id)) yield [id, value];
+  }
+
+  *ids(): IterableIterator<string> {
+    for (const id of this.base.ids()) if (!this.deleted.has(id)) yield id;
+    for (const id of this.changed.ids()) if (!this.base.has(id)) yield id;
   }
 
   findBySecondary(value: string): T | undefined {

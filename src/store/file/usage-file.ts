@@ -19,8 +19,11 @@ import { utcDay } from '../../usage/day.js';
 const HEADER_PREFIX = '{"comfy_gate": ';
 const RECORDS_LINE = '"records": [';
 
-/** Per key, per UTC day: [requests, successes, failures, duration seconds, rate-limited]. */
-export type TotalsByKey = Record<string, Record<string, [number, number, number, number, number]>>;
+/** One key's totals for one UTC day: [requests, successes, failures, duration seconds, rate-limited]. */
+export type DayBucket = [number, number, number, number, number];
+
+/** Per key, per UTC day. */
+export type TotalsByKey = Record<string, Record<string, DayBucket>>;
 
 export interface UsageHeader {
   version: 1;
@@ -94,19 +97,17 @@ export function isUsageRecord(value: unknown): value is UsageRecord {
   return typeof v === 'object' && v !== null && typeof v.key_id === 'string' && typeof v.timestamp === 'number' && typeof v.success === 'boolean';
 }
 
+/** What one journal entry adds to its day's bucket. */
+export function bucketOfEntry(entry: UsageRecord | { rate_limited: true; key_id: string; timestamp: number }): DayBucket {
+  if ('rate_limited' in entry) return [0, 0, 0, 0, 1];
+  return [1, entry.success ? 1 : 0, entry.success ? 0 : 1, typeof entry.duration === 'number' ? entry.duration : 0, 0];
+}
+
 /** Adds one journal entry to per-day totals. */
 export function addToTotals(totals: TotalsByKey, entry: UsageRecord | { rate_limited: true; key_id: string; timestamp: number }): void {
-  const byDay = (totals[entry.key_id] ??= {});
-  const day = utcDay(entry.timestamp);
-  const bucket = (byDay[day] ??= [0, 0, 0, 0, 0]);
-  if ('rate_limited' in entry) {
-    bucket[4] += 1;
-    return;
-  }
-  bucket[0] += 1;
-  if (entry.success) bucket[1] += 1;
-  else bucket[2] += 1;
-  bucket[3] += typeof entry.duration === 'number' ? entry.duration : 0;
+  const bucket = ((totals[entry.key_id] ??= {})[utcDay(entry.timestamp)] ??= [0, 0, 0, 0, 0]);
+  const added = bucketOfEntry(entry);
+  for (let i = 0; i < 5; i += 1) bucket[i]! += added[i]!;
 }
 
 /** Adds a counted request to the hourly counts (a 429 is not a counted request). */
@@ -128,7 +129,7 @@ export function pruneHourly(hourly: HourlyByKey, since: number): HourlyByKey {
   return pruned;
 }
 
-export function bucketToTotals(bucket: [number, number, number, number, number]): DailyTotals {
+export function bucketToTotals(bucket: DayBucket): DailyTotals {
   return { requests: bucket[0], successes: bucket[1], failures: bucket[2], duration: bucket[3], rate_limited: bucket[4] };
 }
 

@@ -133,6 +133,10 @@ export class PostgresKeyStore implements KeyStore {
     return [...this.byId.values()];
   }
 
+  ids(): IterableIterator<string> {
+    return this.byId.keys();
+  }
+
   size(): number {
     return this.byId.size;
   }

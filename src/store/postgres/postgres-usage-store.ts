@@ -1,7 +1,7 @@
 // The PostgreSQL usage store: records and per-day and per-hour totals, written in batches, buffered while the database is away.
 
 import { randomBytes } from 'node:crypto';
-import { addToHourly, addToTotals, HOURLY_KEPT_SECONDS, pruneHourly, type HourlyByKey, type TotalsByKey } from '../file/usage-file.js';
+import { addToHourly, addToTotals, HOURLY_KEPT_SECONDS, type DayBucket, type HourlyByKey, type TotalsByKey } from '../file/usage-file.js';
 import type { UsageRecord, UsageStore } from '../types.js';
 import { UsageReports } from '../usage-reports.js';
 import { SILENT_LOG, type PostgresDatabase, type StoreLog } from './database.js';
@@ -33,8 +33,6 @@ interface Batch {
 export const DEFAULT_MAX_BUFFERED_RECORDS = 100_000;
 const MAINTENANCE_INTERVAL_MS = 3600_000;
 const CLOSE_DEADLINE_MS = 5000;
-
-type Bucket = [number, number, number, number, number];
 
 /**
  * Usage in `usage_records`, `usage_daily` and `usage_hourly`. Recording is synchronous: it adds to the
@@ -99,8 +97,7 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
   }
 
   record(record: UsageRecord): void {
-    addToTotals(this.totals, record);
-    addToHourly(this.hourly, record);
+    this.countEntry(record);
     addToTotals(this.pendingDaily, record);
     addToHourly(this.pendingHourly, record);
     if (this.buffer.length >= this.maxBuffered) {
@@ -115,7 +112,7 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
 
   recordRateLimited(keyId: string, at: number): void {
     const entry = { rate_limited: true as const, key_id: keyId, timestamp: at };
-    addToTotals(this.totals, entry);
+    this.countEntry(entry);
     addToTotals(this.pendingDaily, entry);
   }
 
@@ -267,22 +264,22 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
     ]);
     let newest = this.watermark;
     for (const row of dailyRows.rows) {
-      const bucket: Bucket = [Number(row.requests), Number(row.successes), Number(row.failures), row.duration, Number(row.rate_limited)];
+      const bucket: DayBucket = [Number(row.requests), Number(row.successes), Number(row.failures), row.duration, Number(row.rate_limited)];
       for (const unwritten of [this.inFlight?.daily, this.pendingDaily]) {
         const extra = unwritten?.[row.key_id]?.[row.day];
         if (extra) for (let i = 0; i < 5; i += 1) bucket[i]! += extra[i]!;
       }
-      (this.totals[row.key_id] ??= {})[row.day] = bucket;
+      this.setDayBucket(row.key_id, row.day, bucket);
       newest = Math.max(newest, row.updated);
     }
     for (const row of hourlyRows.rows) {
       const hour = String(row.hour);
       let count = Number(row.requests);
       for (const unwritten of [this.inFlight?.hourly, this.pendingHourly]) count += unwritten?.[row.key_id]?.[hour] ?? 0;
-      (this.hourly[row.key_id] ??= {})[hour] = count;
+      this.setHourCount(row.key_id, hour, count);
       newest = Math.max(newest, row.updated);
     }
-    this.hourly = pruneHourly(this.hourly, Date.now() / 1000 - HOURLY_KEPT_SECONDS);
+    this.dropHoursBefore(Date.now() / 1000 - HOURLY_KEPT_SECONDS);
     this.watermark = newest;
   }
 
@@ -298,7 +295,7 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
 function flattenDaily(totals: TotalsByKey): { keyIds: string[]; days: string[]; column(i: number): number[] } {
   const keyIds: string[] = [];
   const days: string[] = [];
-  const buckets: Bucket[] = [];
+  const buckets: DayBucket[] = [];
   for (const [keyId, byDay] of Object.entries(totals)) {
     for (const [day, bucket] of Object.entries(byDay)) {
       keyIds.push(keyId);
