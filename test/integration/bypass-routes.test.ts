@@ -2,11 +2,12 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { openCollectingSocket, queuePrompt, waitForHistory } from '../helpers/comfy-client.js';
-import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
-import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
+import { openCollectingSocket } from '../helpers/comfy-client.js';
+import type { FakeComfyUI } from '../helpers/fake-comfyui.js';
+import type { GatewayProcess } from '../helpers/gateway-process.js';
 import { rawStatus, send } from '../helpers/http-client.js';
-import { createKey, type CreatedKey } from '../helpers/keys.js';
+import type { CreatedKey } from '../helpers/keys.js';
+import { startTwoKeyStage, type TwoKeyStage } from '../helpers/two-keys.js';
 
 type Attempt = [method: string, target: string, status: number, code: string];
 
@@ -85,6 +86,7 @@ function ambiguousSpellings(target: string): string[] {
 }
 
 describe('bypass attempts: routes, spellings and entries', () => {
+  let stage: TwoKeyStage;
   let comfy: FakeComfyUI;
   let gateway: GatewayProcess;
   let admin: string;
@@ -94,19 +96,10 @@ describe('bypass attempts: routes, spellings and entries', () => {
   let bobImage: string;
 
   before(async () => {
-    comfy = await startFakeComfyUI();
-    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--user-route', 'POST:/opened_node/'] });
-    admin = (await createKey(gateway.url, { name: 'admin' })).api_key;
-    alice = await createKey(gateway.url, { name: 'alice', rate_limit: 100000 }, admin);
-    bob = await createKey(gateway.url, { name: 'bob', rate_limit: 100000 }, admin);
-    bobPrompt = await queuePrompt(gateway.url, bob.api_key);
-    const entry = await waitForHistory(gateway.url, bob.api_key, bobPrompt);
-    bobImage = Object.values(entry.outputs as Record<string, { images?: Array<{ filename: string }> }>).find((o) => o.images)!.images![0]!.filename;
+    stage = await startTwoKeyStage(['--user-route', 'POST:/opened_node/']);
+    ({ comfy, gateway, admin, alice, bob, bobPrompt, bobImage } = stage);
   });
-  after(async () => {
-    await gateway.stop();
-    await comfy.close();
-  });
+  after(() => stage.close());
 
   /** Sends one attempt as alice and checks its refusal, and that ComfyUI received nothing at all. */
   async function refused([method, target, status, code]: Attempt, body: object = {}): Promise<void> {

@@ -3,11 +3,12 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { openCollectingSocket, queuePrompt, waitForHistory } from '../helpers/comfy-client.js';
+import { openCollectingSocket } from '../helpers/comfy-client.js';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
 import { rawStatus, send, type TestRequest } from '../helpers/http-client.js';
 import { createKey, type CreatedKey } from '../helpers/keys.js';
+import { startTwoKeyStage, type TwoKeyStage } from '../helpers/two-keys.js';
 
 /** Signs in with a key over JSON and returns the Cookie header value. */
 async function signIn(gatewayUrl: string, apiKey: string): Promise<string> {
@@ -18,6 +19,7 @@ async function signIn(gatewayUrl: string, apiKey: string): Promise<string> {
 }
 
 describe('bypass attempts', () => {
+  let stage: TwoKeyStage;
   let comfy: FakeComfyUI;
   let gateway: GatewayProcess;
   let admin: string;
@@ -27,19 +29,10 @@ describe('bypass attempts', () => {
   let bobImage: string;
 
   before(async () => {
-    comfy = await startFakeComfyUI();
-    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
-    admin = (await createKey(gateway.url, { name: 'admin' })).api_key;
-    alice = await createKey(gateway.url, { name: 'alice', rate_limit: 100000 }, admin);
-    bob = await createKey(gateway.url, { name: 'bob', rate_limit: 100000 }, admin);
-    bobPrompt = await queuePrompt(gateway.url, bob.api_key);
-    const entry = await waitForHistory(gateway.url, bob.api_key, bobPrompt);
-    bobImage = Object.values(entry.outputs as Record<string, { images?: Array<{ filename: string }> }>).find((o) => o.images)!.images![0]!.filename;
+    stage = await startTwoKeyStage();
+    ({ comfy, gateway, admin, alice, bob, bobPrompt, bobImage } = stage);
   });
-  after(async () => {
-    await gateway.stop();
-    await comfy.close();
-  });
+  after(() => stage.close());
 
   const adminOnly: Array<[string, string]> = [
     ['GET', '/internal/logs'],
