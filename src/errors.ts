@@ -27,8 +27,8 @@ export class GatewayError extends Error {
   }
 }
 
-export const authRequired = (): GatewayError =>
-  new GatewayError(401, 'AUTH_REQUIRED', 'An API key is required: send it as X-API-Key or Authorization: Bearer.');
+export const authRequired = (message = 'An API key is required: send it as X-API-Key or Authorization: Bearer.'): GatewayError =>
+  new GatewayError(401, 'AUTH_REQUIRED', message);
 
 export const invalidKey = (): GatewayError => new GatewayError(401, 'INVALID_KEY', 'The API key is not valid.');
 
@@ -47,6 +47,10 @@ export const routeNotAllowed = (method: string, adminOnly = false): GatewayError
       ? `This ComfyUI route (${method}) is for admin keys only.`
       : `This ComfyUI route (${method}) is not one the gateway opens to user keys. An operator can open it with --user-route ${method}:PATH_PREFIX.`,
   );
+
+/** 421 for a Host the gateway does not answer to (a DNS-rebound name, or a name the operator did not allow). */
+export const hostNotAllowed = (host: string): GatewayError =>
+  new GatewayError(421, 'HOST_NOT_ALLOWED', `This gateway does not answer to the host ${JSON.stringify(host.slice(0, 200))}; if that is its name, start it with --allowed-host NAME.`);
 
 export const keyNotFound = (): GatewayError => new GatewayError(404, 'KEY_NOT_FOUND', 'No API key has that key_id.');
 

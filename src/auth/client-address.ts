@@ -1,6 +1,7 @@
 // Whether a request comes straight from this machine, the only place key management works without a key.
 
 import type { IncomingMessage } from 'node:http';
+import { isLoopbackName, parseHost } from './host-names.js';
 
 function isLoopbackAddress(address: string | undefined): boolean {
   if (!address) return false;
@@ -8,11 +9,25 @@ function isLoopbackAddress(address: string | undefined): boolean {
   return v4.startsWith('127.') || address === '::1';
 }
 
+/** Headers that proxies add to say whom they forward for; any one of them makes a request non-local. */
+const PROXY_HEADERS = new Set(['forwarded', 'via', 'x-real-ip', 'x-client-ip', 'client-ip', 'true-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip', 'x-original-forwarded-for']);
+
 /**
- * True for a direct loopback connection. A request that carries `X-Forwarded-For` or `Forwarded` came
- * through a proxy, so its loopback source says nothing about the real client, and it is not local.
+ * Why a request is not local management, or null when it is: a direct loopback connection that
+ * carries no proxy header of any kind (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`, `Via`, …), names a
+ * loopback host (`localhost`, 127.x.x.x, `[::1]`) on the port it arrived at, and, when a browser sent
+ * it, comes from that same origin. A local reverse proxy or a DNS-rebound page is therefore not local.
  */
-export function isDirectLoopback(req: IncomingMessage): boolean {
-  if (req.headers['x-forwarded-for'] !== undefined || req.headers.forwarded !== undefined) return false;
-  return isLoopbackAddress(req.socket.remoteAddress);
+export function whyNotLocal(req: IncomingMessage): string | null {
+  if (!isLoopbackAddress(req.socket.remoteAddress)) return 'the connection does not come from this machine';
+  const proxyHeader = Object.keys(req.headers).find((name) => name.startsWith('x-forwarded-') || PROXY_HEADERS.has(name));
+  if (proxyHeader) return `it carries ${proxyHeader}, so it came through a proxy`;
+  const host = parseHost(req.headers.host);
+  if (!host || !isLoopbackName(host.hostname)) return 'its Host is not localhost, 127.x.x.x or [::1]';
+  if ((host.port ?? 80) !== req.socket.localPort) return "its Host names another port than the gateway's";
+  const origin = req.headers.origin;
+  if (origin !== undefined && origin.toLowerCase() !== `http://${req.headers.host!.toLowerCase()}`) return 'it came from a page of another origin';
+  const site = req.headers['sec-fetch-site'];
+  if (site !== undefined && site !== 'same-origin' && site !== 'none') return 'it came from a page of another site';
+  return null;
 }

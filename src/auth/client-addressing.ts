@@ -57,10 +57,15 @@ export class ClientAddressing {
     return this.viaTrustedProxy(req) && String(req.headers['x-forwarded-proto'] ?? '').split(',')[0]!.trim() === 'https';
   }
 
+  /** The host the client asked for: `X-Forwarded-Host` from a trusted proxy, else `Host` (undefined when neither is sent). */
+  host(req: IncomingMessage): string | undefined {
+    const forwardedHost = this.viaTrustedProxy(req) ? String(req.headers['x-forwarded-host'] ?? '').split(',')[0]!.trim() : '';
+    return forwardedHost || req.headers.host;
+  }
+
   /** The gateway's own origin as the client sees it, e.g. `https://comfy.example.com`. */
   origin(req: IncomingMessage): string {
-    const forwardedHost = this.viaTrustedProxy(req) ? String(req.headers['x-forwarded-host'] ?? '').split(',')[0]!.trim() : '';
-    return `${this.isHttps(req) ? 'https' : 'http'}://${forwardedHost || req.headers.host || ''}`.toLowerCase();
+    return `${this.isHttps(req) ? 'https' : 'http'}://${this.host(req) ?? ''}`.toLowerCase();
   }
 
   /**

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { checkTrustedProxy } from '../auth/client-addressing.js';
 import { parseUserRoute, type UserRoute } from '../isolation/user-routes.js';
+import { checkAllowedHost } from '../auth/host-names.js';
 import { DEFAULTS, LOG_LEVELS, REDIS_FAILURE_MODES, type AuthMode, type GatewayConfig, type LogLevel, type RedisFailureMode } from './schema.js';
 
 /** A setting that cannot be used; the CLI prints the message and exits with code 2. */
@@ -36,6 +37,9 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { flag: 'upstream-timeout', env: 'COMFY_GATE_UPSTREAM_TIMEOUT', type: 'string', help: `Seconds to wait for ComfyUI's response headers (default ${DEFAULTS.upstreamTimeoutSeconds})` },
   { flag: 'session-ttl', env: 'COMFY_GATE_SESSION_TTL', type: 'string', help: `How long a browser sign-in lasts: seconds, or a number with s, m, h or d (default ${DEFAULTS.sessionTtl})` },
   { flag: 'trusted-proxy', env: 'COMFY_GATE_TRUSTED_PROXIES', type: 'string', multiple: true, help: 'Address or CIDR of a reverse proxy whose X-Forwarded-For/-Proto/-Host are believed; repeatable (env: comma-separated)' },
+  { flag: 'allowed-host', env: 'COMFY_GATE_ALLOWED_HOSTS', type: 'string', multiple: true, help: 'A host name the gateway answers to besides IP addresses and localhost (.example.com: and its subdomains); repeatable (env: comma-separated)' },
+  { flag: 'no-local-admin', env: 'COMFY_GATE_NO_LOCAL_ADMIN', type: 'boolean', help: 'Turn off key management without a key from this machine (for hosts with tunnels such as ssh -L)' },
+  { flag: 'frame-ancestors', env: 'COMFY_GATE_FRAME_ANCESTORS', type: 'string', multiple: true, help: "An origin allowed to frame ComfyUI's pages, e.g. https://portal.example.com; repeatable (env: comma-separated); default: none" },
   { flag: 'log-level', env: 'COMFY_GATE_LOG_LEVEL', type: 'string', help: `Least severe log line written: ${LOG_LEVELS.join(', ')} (default ${DEFAULTS.logLevel})` },
   { flag: 'metrics-public', env: 'COMFY_GATE_METRICS_PUBLIC', type: 'boolean', help: 'Serve /metrics without a key (for a scraper on a private network); default: admin keys only' },
   { flag: 'metrics-per-key', env: 'COMFY_GATE_METRICS_PER_KEY', type: 'boolean', help: 'Label request and 429 counters with key_id (one series per key)' },
@@ -80,6 +84,9 @@ export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): Gateway
     wsMaxPerKey: parseInteger('--ws-max-per-key', stringValue(values['ws-max-per-key']), DEFAULTS.wsMaxPerKey, 1, 100_000),
     sessionTtlSeconds: parseDuration('--session-ttl', stringValue(values['session-ttl']) ?? DEFAULTS.sessionTtl),
     trustedProxies: ((values['trusted-proxy'] as string[] | undefined) ?? []).map(parseTrustedProxy),
+    allowedHosts: ((values['allowed-host'] as string[] | undefined) ?? []).map(parseAllowedHost),
+    noLocalAdmin: values['no-local-admin'] === true,
+    frameAncestors: ((values['frame-ancestors'] as string[] | undefined) ?? []).map(parseFrameAncestor),
     logLevel: parseLogLevel(stringValue(values['log-level']) ?? DEFAULTS.logLevel),
     metricsPublic: values['metrics-public'] === true,
     metricsPerKey: values['metrics-per-key'] === true,
@@ -164,6 +171,18 @@ function parseUserRouteFlag(value: string): UserRoute {
   const route = parseUserRoute(value);
   if (typeof route === 'string') throw new ConfigError(`--user-route ${JSON.stringify(value)}: ${route}`);
   return route;
+}
+
+function parseAllowedHost(value: string): string {
+  const problem = checkAllowedHost(value);
+  if (problem) throw new ConfigError(`--allowed-host: ${problem}`);
+  return value.toLowerCase();
+}
+
+/** An origin (`https://portal.example.com`, `http://127.0.0.1:3000`, `https://*.example.com`) or `'self'`, as a CSP source. */
+function parseFrameAncestor(value: string): string {
+  if (value === "'self'" || /^https?:\/\/(\*\.)?([a-z0-9-]+\.)*[a-z0-9-]+(:\d{1,5})?$/i.test(value) || /^https?:\/\/\[[0-9a-f:.]+\](:\d{1,5})?$/i.test(value)) return value.toLowerCase();
+  throw new ConfigError(`--frame-ancestors must be an origin such as https://portal.example.com (or 'self'), not ${JSON.stringify(value)}`);
 }
 
 function parsePublicPath(value: string): string {

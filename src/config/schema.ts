@@ -34,6 +34,12 @@ export interface GatewayConfig {
   sessionTtlSeconds: number;
   /** Addresses and CIDR blocks of reverse proxies whose X-Forwarded-* headers are believed. */
   trustedProxies: string[];
+  /** Host names answered besides IP addresses and localhost; `.example.com` also allows subdomains. Other names get 421. */
+  allowedHosts: string[];
+  /** Turns off key management without a key from this machine. */
+  noLocalAdmin: boolean;
+  /** Origins (CSP sources) allowed to frame ComfyUI's pages; empty: none may. */
+  frameAncestors: string[];
   logLevel: LogLevel;
   /** Serve /metrics to anyone (for a scraper on a private network) instead of admin keys only. */
   metricsPublic: boolean;

@@ -55,8 +55,13 @@ export function upstreamRequestHeaders(req: IncomingMessage, upstreamOrigin: str
   return headers;
 }
 
-/** ComfyUI's response headers without the hop-by-hop ones. */
-export function downstreamResponseHeaders(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): OutgoingHeaders {
+/**
+ * ComfyUI's response headers without the hop-by-hop ones. An HTML page gets frame protection:
+ * `X-Frame-Options: DENY` and a policy of `frame-ancestors 'none'`, or, with `frameAncestors`, a policy
+ * of `frame-ancestors` those origins. The policy is added beside any ComfyUI sets: a browser enforces
+ * every policy it is given, so ComfyUI's own directives still hold.
+ */
+export function downstreamResponseHeaders(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>, frameAncestors: readonly string[] = []): OutgoingHeaders {
   const listed = connectionListed(headers.connection as string | undefined);
   const result: OutgoingHeaders = {};
   for (const name in headers) {
@@ -64,7 +69,21 @@ export function downstreamResponseHeaders(headers: IncomingHttpHeaders | Record<
     if (value === undefined || HOP_BY_HOP.has(name) || listed?.has(name)) continue;
     result[name] = value;
   }
+  if (isPage(result['content-type'])) protectFromFraming(result, frameAncestors);
   return result;
+}
+
+/** Whether a content type is a document a browser may render in a frame. */
+function isPage(contentType: string | string[] | undefined): boolean {
+  const type = String(contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  return type === 'text/html' || type === 'application/xhtml+xml';
+}
+
+function protectFromFraming(headers: OutgoingHeaders, frameAncestors: readonly string[]): void {
+  const policy = `frame-ancestors ${frameAncestors.length > 0 ? frameAncestors.join(' ') : "'none'"}`;
+  const upstream = headers['content-security-policy'];
+  headers['content-security-policy'] = upstream === undefined ? policy : [...(Array.isArray(upstream) ? upstream : [upstream]), policy];
+  if (frameAncestors.length === 0) headers['x-frame-options'] = 'DENY';
 }
 
 function connectionListed(connection: string | string[] | undefined): Set<string> | null {

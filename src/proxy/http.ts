@@ -10,6 +10,8 @@ export interface HttpProxyOptions {
   upstream: URL;
   /** How long to wait for ComfyUI's response headers. */
   headersTimeoutMs: number;
+  /** Origins allowed to frame ComfyUI's pages (see downstreamResponseHeaders); empty: none. */
+  frameAncestors?: readonly string[];
 }
 
 /** Changes to the request as ComfyUI will see it. */
@@ -94,7 +96,7 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
     }
     const { statusCode, headers, body } = response;
     body.once('error', () => res.destroy());
-    res.writeHead(statusCode, downstreamResponseHeaders(headers));
+    res.writeHead(statusCode, downstreamResponseHeaders(headers, options.frameAncestors));
     body.pipe(res);
   }
 
@@ -116,7 +118,7 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
         }
         chunks.push(chunk);
       }
-      return { status: statusCode, headers: downstreamResponseHeaders(headers), body: Buffer.concat(chunks) };
+      return { status: statusCode, headers: downstreamResponseHeaders(headers, options.frameAncestors), body: Buffer.concat(chunks) };
     } catch (error) {
       throw error instanceof GatewayError ? error : toGatewayError(error);
     } finally {

@@ -2,7 +2,6 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { usableKeyError, type Caller } from '../auth/authenticate.js';
-import { isDirectLoopback } from '../auth/client-address.js';
 import { createdKeyBody, newKey, rotatedKey } from '../auth/new-key.js';
 import type { AuthMode } from '../config/schema.js';
 import { authRequired, forbidden, invalidRequest, keyCreationFailed, keyNotFound, methodNotAllowed, storeUnavailable } from '../errors.js';
@@ -23,6 +22,8 @@ export interface AdminApiContext {
   usage: UsageStore;
   audit: AuditStore;
   sessions: SessionStore;
+  /** Why a request without a key is not local management (null when it is). */
+  whyNotLocal(req: IncomingMessage): string | null;
   /** The client's address, as written to the audit trail. */
   clientIp(req: IncomingMessage): string;
   /** Current time in Unix seconds. */
@@ -103,7 +104,8 @@ export async function handleAdminRoute(route: GatewayRoute, req: IncomingMessage
 
 function principalOf(caller: Caller, req: IncomingMessage, ctx: AdminApiContext, options: { bootstrap?: boolean } = {}): Principal {
   if (caller.kind === 'key') return caller.key.role === 'admin' ? { kind: 'admin', actor: caller.key.key_id } : { kind: 'user', key: caller.key };
-  if (!isDirectLoopback(req)) throw authRequired();
+  const notLocal = ctx.whyNotLocal(req);
+  if (notLocal) throw authRequired(`An admin key is required: without a key, keys are managed only from this machine, and this request is not local (${notLocal}).`);
   if (ctx.mode !== 'required') return { kind: 'admin', actor: 'local' };
   if (options.bootstrap && ctx.keys.isPristine()) return { kind: 'bootstrap' };
   throw authRequired();

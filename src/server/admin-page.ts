@@ -5,6 +5,7 @@ import type { ServerResponse } from 'node:http';
 import { resolve } from 'node:path';
 import type { Caller } from '../auth/authenticate.js';
 import { LOGIN_PAGE_CSP } from './login-page.js';
+import { pageHeaders } from './security-headers.js';
 
 /** The dashboard's files, shipped beside dist/ in the package. */
 const ADMIN_DIR = resolve(import.meta.dirname, '../../../admin');
@@ -54,10 +55,7 @@ function send(res: ServerResponse, status: number, type: string, body: Buffer, c
   res.writeHead(status, {
     'content-type': type,
     'content-length': body.length,
-    'cache-control': 'no-store',
-    'content-security-policy': csp,
-    'x-frame-options': 'DENY',
-    'x-content-type-options': 'nosniff',
+    ...pageHeaders(csp),
   });
   res.end(body);
 }

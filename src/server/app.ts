@@ -5,11 +5,14 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { identify, type Caller } from '../auth/authenticate.js';
+import { whyNotLocal } from '../auth/client-address.js';
 import { ClientAddressing } from '../auth/client-addressing.js';
+import { crossSiteRefusal } from '../auth/cross-site.js';
 import { AuthFailureLimiter } from '../auth/failure-limiter.js';
+import { HostPolicy } from '../auth/host-names.js';
 import { isPublicPath } from '../auth/public-paths.js';
 import type { GatewayConfig } from '../config/schema.js';
-import { authRequired, forbidden, GatewayError, rateLimitExceeded, routeNotAllowed, tooManyAuthFailures } from '../errors.js';
+import { authRequired, forbidden, GatewayError, hostNotAllowed, rateLimitExceeded, routeNotAllowed, tooManyAuthFailures } from '../errors.js';
 import { checkBoundedId } from '../isolation/ids.js';
 import { createIsolatedProxy } from '../isolation/isolated-proxy.js';
 import { matchRoute } from '../isolation/route-table.js';
@@ -61,7 +64,7 @@ function requestIdOf(req: IncomingMessage): string {
 /** Wires the HTTP server to already-open stores. */
 export function createGatewayServer(config: GatewayConfig, stores: GatewayStores, log: Logger, metrics: GatewayMetrics): Gateway {
   const { keys, usage, counters, ownership, sessions, audit } = stores;
-  const proxy = createHttpProxy({ upstream: config.upstream, headersTimeoutMs: config.upstreamTimeoutMs });
+  const proxy = createHttpProxy({ upstream: config.upstream, headersTimeoutMs: config.upstreamTimeoutMs, frameAncestors: config.frameAncestors });
   const isolated = createIsolatedProxy({ proxy, ownership, userRoutes: config.userRoutes });
   const webSockets = createWebSocketProxy({
     upstream: config.upstream,
@@ -70,12 +73,14 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   });
   const webSocketSlots = new WebSocketSlots(config.wsMaxPerKey);
   const addressing = new ClientAddressing(config.trustedProxies);
+  const hosts = new HostPolicy(config.allowedHosts);
   const failures = new AuthFailureLimiter();
   /** The key each request was made with, for its log line and metrics. */
   const keyOfRequest = new WeakMap<IncomingMessage, string>();
   const now = (): number => Date.now() / 1000;
   const clientIp = (req: IncomingMessage): string => addressing.clientIp(req);
-  const adminContext = { mode: config.mode, keys, usage, audit, sessions, clientIp, now };
+  const localManagement = (req: IncomingMessage): string | null => (config.noLocalAdmin ? 'local management is turned off with --no-local-admin' : whyNotLocal(req));
+  const adminContext = { mode: config.mode, keys, usage, audit, sessions, whyNotLocal: localManagement, clientIp, now };
   const loginContext: LoginContext = {
     keys, sessions, audit, addressing, failures, log, now,
     sessionTtlSeconds: config.sessionTtlSeconds,
@@ -111,6 +116,17 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   }
 
   /**
+   * Refuses, in every mode and before anything else, a Host the gateway does not answer to (421) and
+   * a browser request that a page of another site started (403).
+   */
+  function refuseForeign(req: IncomingMessage): void {
+    const host = addressing.host(req);
+    if (!hosts.allows(host)) throw hostNotAllowed(host!);
+    const crossSite = crossSiteRefusal(req, addressing.origin(req), { allowFraming: config.frameAncestors.length > 0 });
+    if (crossSite) throw forbidden(crossSite);
+  }
+
+  /**
    * Identifies the caller, refusing blocked addresses, counting failed authentications per address,
    * and refusing cookie-authenticated requests that change state from another site.
    */
@@ -132,6 +148,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const target = parseRequestTarget(req.url);
     const { path } = target;
+    refuseForeign(req);
     // A WebSocket upgrade arrives here, instead of as an upgrade, only when it is malformed (no `Connection: upgrade`).
     if (asksForWebSocket(req)) checkWebSocketHandshake(req);
     const route = matchGatewayRoute(path);
@@ -219,6 +236,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const { path, segments, query } = parseRequestTarget(req.url);
     checkWebSocketHandshake(req);
+    refuseForeign(req);
     if (config.mode === 'off') return webSockets.relay(req, socket, head, { onEnd: () => undefined });
     // A browser sends its cookie with any site's WebSocket, so a cookie-authenticated socket must come from this site.
     const caller = authenticate(req, { unsafe: true });

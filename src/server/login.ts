@@ -12,6 +12,7 @@ import type { AuditStore, KeyRecord, KeyStore, SessionStore } from '../store/typ
 import { MAX_MANAGEMENT_BODY_BYTES, readBody } from './body.js';
 import { LOGIN_PAGE_CSP, loginPage } from './login-page.js';
 import { sendJson } from './respond.js';
+import { pageHeaders } from './security-headers.js';
 
 export interface LoginContext {
   keys: KeyStore;
@@ -110,10 +111,7 @@ function sendPage(res: ServerResponse, status: number, next: string, error?: str
     ...headers,
     'content-type': 'text/html; charset=utf-8',
     'content-length': Buffer.byteLength(html),
-    'content-security-policy': LOGIN_PAGE_CSP,
-    'x-frame-options': 'DENY',
-    'cache-control': 'no-store',
-    'referrer-policy': 'same-origin',
+    ...pageHeaders(LOGIN_PAGE_CSP),
   });
   res.end(html);
 }

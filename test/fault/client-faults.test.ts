@@ -36,9 +36,9 @@ describe('client faults', () => {
   test('clients that hang up before their request is complete', async () => {
     const partials = [
       'GET /o',
-      `GET /ok HTTP/1.1\r\nHost: x\r\nX-API-Key: ${key}\r\n`,
-      `POST /upload HTTP/1.1\r\nHost: x\r\nX-API-Key: ${key}\r\nContent-Length: 100000\r\n\r\nonly a little`,
-      `POST /api/keys HTTP/1.1\r\nHost: x\r\nX-API-Key: ${key}\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"name": "cut`,
+      `GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: ${key}\r\n`,
+      `POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: ${key}\r\nContent-Length: 100000\r\n\r\nonly a little`,
+      `POST /api/keys HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: ${key}\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"name": "cut`,
     ];
     for (let i = 0; i < 5; i += 1) {
       await Promise.all(
@@ -82,7 +82,7 @@ describe('client faults', () => {
       const arrived = upstream.waitFor(/^stall$/);
       const cut = upstream.waitFor(/^closed \/stall$/);
       const socket = await rawSocket(gateway.port);
-      socket.write(`GET /stall HTTP/1.1\r\nHost: x\r\nX-API-Key: ${key}\r\n\r\n`);
+      socket.write(`GET /stall HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: ${key}\r\n\r\n`);
       await arrived;
       socket.destroy();
       await cut;
@@ -111,7 +111,7 @@ describe('client faults', () => {
         let answer = '';
         socket.setEncoding('utf8').on('data', (text: string) => (answer += text));
         const closed = once(socket, 'close');
-        socket.write(`POST /api/keys HTTP/1.1\r\nHost: x\r\nX-API-Key: ${key}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+        socket.write(`POST /api/keys HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: ${key}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
         for (const char of body) {
           socket.write(char);
           await sleep(40);
@@ -129,7 +129,7 @@ describe('client faults', () => {
 
   test('slowloris: 300 connections trickling their headers do not hold up other clients', async () => {
     const attackers: Socket[] = await Promise.all(Array.from({ length: 300 }, () => rawSocket(gateway.port)));
-    for (const socket of attackers) socket.write('GET /ok HTTP/1.1\r\nHost: x\r\n');
+    for (const socket of attackers) socket.write('GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\n');
     let trickling = true;
     const trickle = (async () => {
       for (let n = 0; trickling; n += 1) {

@@ -171,7 +171,7 @@ describe('key headers under generated input', () => {
             const cut = 1 + (at % (plain.length - 1));
             const value = Buffer.concat([plain.subarray(0, cut), Buffer.from(bytes), plain.subarray(cut)]);
             const line = Buffer.concat([Buffer.from(`${header}: ${header.startsWith('Authorization') ? 'Bearer ' : ''}`), value, Buffer.from(folded ? '\r\n continued' : '')]);
-            const request = Buffer.concat([Buffer.from('GET /api/object_info HTTP/1.1\r\nHost: gateway\r\n'), line, Buffer.from('\r\nConnection: close\r\n\r\n')]);
+            const request = Buffer.concat([Buffer.from('GET /api/object_info HTTP/1.1\r\nHost: 127.0.0.1\r\n'), line, Buffer.from('\r\nConnection: close\r\n\r\n')]);
             return { request, reply: await rawExchange(fz.gateway.port, request, nextAddress()) };
           }),
         );

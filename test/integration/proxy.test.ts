@@ -68,7 +68,7 @@ describe('proxying ComfyUI', () => {
 
   before(async () => {
     comfy = await startFakeComfyUI();
-    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--ws-ping-interval', '1'] });
+    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--ws-ping-interval', '1', '--allowed-host', 'gw.example'] });
     key = await createKey(gateway.url, { name: 'runner', rate_limit: 10000 });
     wsBase = `ws://127.0.0.1:${gateway.port}`;
   });

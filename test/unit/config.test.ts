@@ -48,6 +48,17 @@ describe('loadServeConfig', () => {
     assert.equal(loadServeConfig([], { COMFY_GATE_WS_MAX_PER_KEY: '5' }).wsMaxPerKey, 5);
   });
 
+  test('cross-site settings: allowed hosts, local management, frame ancestors', () => {
+    const defaults = loadServeConfig([], {});
+    assert.deepEqual([defaults.allowedHosts, defaults.noLocalAdmin, defaults.frameAncestors], [[], false, []]);
+    const flags = loadServeConfig(['--allowed-host', 'Comfy.Example.com', '--allowed-host', '.corp.example', '--no-local-admin', '--frame-ancestors', 'https://portal.example', '--frame-ancestors', "'self'"], {});
+    assert.deepEqual(flags.allowedHosts, ['comfy.example.com', '.corp.example']);
+    assert.equal(flags.noLocalAdmin, true);
+    assert.deepEqual(flags.frameAncestors, ['https://portal.example', "'self'"]);
+    const env = loadServeConfig([], { COMFY_GATE_ALLOWED_HOSTS: 'a.example, b.example', COMFY_GATE_NO_LOCAL_ADMIN: 'yes', COMFY_GATE_FRAME_ANCESTORS: 'http://127.0.0.1:3000,https://*.example.com' });
+    assert.deepEqual([env.allowedHosts, env.noLocalAdmin, env.frameAncestors], [['a.example', 'b.example'], true, ['http://127.0.0.1:3000', 'https://*.example.com']]);
+  });
+
   const bad: Array<[string, string[], NodeJS.ProcessEnv, RegExp]> = [
     ['unknown flag', ['--bogus'], {}, /bogus/],
     ['port not a number', ['--port', 'abc'], {}, /--port must be a whole number from 0 to 65535/],
@@ -61,6 +72,11 @@ describe('loadServeConfig', () => {
     ['no WebSockets per key', ['--ws-max-per-key', '0'], {}, /--ws-max-per-key must be a whole number from 1 to 100000/],
     ['boolean env not a boolean', [], { COMFY_GATE_REQUIRE_API_AUTH: 'maybe' }, /COMFY_GATE_REQUIRE_API_AUTH must be true or false/],
     ['a value where none is taken', ['--require-api-auth=yes'], {}, /require-api-auth/],
+    ['allowed host with a port', ['--allowed-host', 'comfy.example:8188'], {}, /--allowed-host: "comfy.example:8188" is not a host name/],
+    ['allowed host that is a URL', ['--allowed-host', 'http://comfy.example'], {}, /--allowed-host/],
+    ['frame ancestor with a path', ['--frame-ancestors', 'https://portal.example/page'], {}, /--frame-ancestors must be an origin/],
+    ['frame ancestor smuggling a directive', ['--frame-ancestors', "https://a.example; script-src *"], {}, /--frame-ancestors/],
+    ['frame ancestor wildcard', ['--frame-ancestors', '*'], {}, /--frame-ancestors/],
   ];
   for (const [what, args, env, message] of bad) {
     test(`refuses ${what}`, () => {

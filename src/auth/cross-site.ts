@@ -1,0 +1,31 @@
+// Refuses browser requests that another site started, as ComfyUI's own origin check does (COMFYUI-API.md §8).
+
+import type { IncomingMessage } from 'node:http';
+import { presentedCredential } from './credentials.js';
+
+/**
+ * Why a request must be refused as coming from another site, or null when it may go on. Requests
+ * that carry a key header are not browser requests (a page on another site cannot add one without
+ * a CORS preflight, which this refuses) and are not checked. For the others:
+ * - an `Origin` must be exactly the gateway's own origin; `Origin: null` (a sandboxed frame, a
+ *   `file:` or `data:` page, a cross-site redirect) is refused too, since a page of this site never sends it;
+ * - `Sec-Fetch-Site: cross-site` is refused for every method and path, as ComfyUI does;
+ * - `Sec-Fetch-Site: same-site` (another port or subdomain) is refused except for a top-level page
+ *   load, so such a page cannot fire requests (images, scripts, no-cors fetches, frames) at the gateway;
+ * - with `allowFraming` (--frame-ancestors), a frame's page load is let through from any site: the
+ *   browser then enforces the Content-Security-Policy frame-ancestors of the answer.
+ */
+export function crossSiteRefusal(req: IncomingMessage, ownOrigin: string, options: { allowFraming: boolean }): string | null {
+  if (presentedCredential(req.headers).kind !== 'none') return null;
+  const origin = req.headers.origin;
+  if (origin !== undefined && origin.toLowerCase() !== ownOrigin) {
+    return `This request came from a page of another site (Origin ${JSON.stringify(origin.slice(0, 200))}, expected ${ownOrigin}); a browser may use the gateway only from its own pages.`;
+  }
+  const site = req.headers['sec-fetch-site'];
+  if (site === undefined || site === 'same-origin' || site === 'none') return null;
+  const mode = req.headers['sec-fetch-mode'];
+  const dest = req.headers['sec-fetch-dest'];
+  if (mode === 'navigate' && options.allowFraming && (dest === 'iframe' || dest === 'frame')) return null;
+  if (site === 'same-site' && mode === 'navigate' && dest === 'document') return null;
+  return `This request came from a page of another site (Sec-Fetch-Site: ${site.slice(0, 20)}); open the gateway's address directly instead.`;
+}
