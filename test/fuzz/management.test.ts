@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Answer } from '../fault/keep-alive-client.js';
 import { managementOp, percentEncode, usageQuery, type KeyTarget, type ManagementOp } from './arbitraries.js';
 import { batchOf, fuzzRuns, startFuzzGateway, UPSTREAM_BODY, UPSTREAM_STATUS, type FuzzGateway, type ListedKey } from './fuzz-gateway.js';
+import { parseRequestTarget } from '../../src/server/request-target.js';
 import { fieldsOf, judgeDays, judgeKeyBody, type Verdict } from './model.js';
 
 const BATCH = 50;
@@ -16,6 +17,16 @@ const COMPARED: Array<keyof ListedKey> = ['key_id', 'name', 'rate_limit', 'metad
 /** A key's compared fields, through JSON (so -0 and 0 compare equal, as they do once stored). */
 function comparable(key: Partial<ListedKey>): Record<string, unknown> {
   return JSON.parse(JSON.stringify(Object.fromEntries(COMPARED.map((field) => [field, key[field]])))) as Record<string, unknown>;
+}
+
+/** Whether the gateway refuses this target for being readable two ways. */
+function isAmbiguousTarget(target: string): boolean {
+  try {
+    parseRequestTarget(target);
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 /** No answer is a 5xx; a gateway error is JSON with error and error_code. */
@@ -74,6 +85,11 @@ function judge(planned: Planned, answer: Answer): { put?: Record<string, unknown
   const what = `${planned.method} ${planned.path} ${op.op === 'delete' ? '' : JSON.stringify(op.body.slice(0, 200))}`;
   assertSane(answer, what);
   if (op.op !== 'create' && planned.keyId === undefined) {
+    if (isAmbiguousTarget(planned.path)) {
+      // The one reading of a request target (its own differential test) refuses it before any route.
+      assert.deepEqual([answer.status, answer.json().error_code], [400, 'INVALID_REQUEST'], `${what}: a target that could be read two ways`);
+      return {};
+    }
     assert.deepEqual([answer.status, answer.text], [UPSTREAM_STATUS, UPSTREAM_BODY], `${what}: not a key route, so ComfyUI answers`);
     return {};
   }
