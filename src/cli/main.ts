@@ -3,6 +3,7 @@
 
 import { createInterface } from 'node:readline';
 import { ConfigError, SERVE_OPTIONS } from '../config/load.js';
+import { UnsafeStoreError } from '../store/file/store-permissions.js';
 import { StoreCorruptError } from '../store/types.js';
 import { audit } from './commands/audit.js';
 import { keys } from './commands/keys.js';
@@ -99,6 +100,10 @@ main(process.argv.slice(2)).then(
     }
     if (error instanceof ConfigError) {
       console.error(`comfy-gate: ${error.message}\nRun comfy-gate --help for the options.`);
+      process.exit(2);
+    }
+    if (error instanceof UnsafeStoreError) {
+      console.error(`comfy-gate: ${printable(error.message)}`);
       process.exit(2);
     }
     if (error instanceof StoreCorruptError || error instanceof CommandError) {

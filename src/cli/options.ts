@@ -2,6 +2,7 @@
 
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { parseBoolean } from '../config/load.js';
 import { DEFAULTS } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import { MAX_ROTATION_GRACE_SECONDS, parseRotateKey } from '../server/key-input.js';
@@ -21,10 +22,11 @@ export type FlagValues = Record<string, string | boolean | undefined>;
 /** A flag of a command: a value (`--name NAME`) or a switch (`--json`). */
 export type FlagSpec = Record<string, { type: 'string' | 'boolean' }>;
 
-/** `--user-directory DIR`, taken by every command. */
-export const USER_DIRECTORY_FLAG: FlagSpec = { 'user-directory': { type: 'string' } };
+/** `--user-directory DIR` and `--allow-unsafe-store-permissions`, taken by every command. */
+export const USER_DIRECTORY_FLAG: FlagSpec = { 'user-directory': { type: 'string' }, 'allow-unsafe-store-permissions': { type: 'boolean' } };
 
-export const USER_DIRECTORY_HELP = `  --user-directory DIR  The store's folder (default ${DEFAULTS.userDirectory}, env COMFY_GATE_USER_DIRECTORY)`;
+export const USER_DIRECTORY_HELP = `  --user-directory DIR  The store's folder (default ${DEFAULTS.userDirectory}, env COMFY_GATE_USER_DIRECTORY)
+  --allow-unsafe-store-permissions  Warn instead of refusing a store folder that others can write`;
 
 /**
  * Parses a command's arguments. Resolves null when `--help` or `-h` is among them (the caller prints
@@ -60,6 +62,13 @@ export function parseCommandLine(
 export function userDirectoryOf(values: FlagValues, env: NodeJS.ProcessEnv): string {
   const given = values['user-directory'];
   return resolve(typeof given === 'string' ? given : env.COMFY_GATE_USER_DIRECTORY || DEFAULTS.userDirectory);
+}
+
+/** Whether `--allow-unsafe-store-permissions` (or COMFY_GATE_ALLOW_UNSAFE_STORE_PERMISSIONS) lets an unsafe store folder be used. */
+export function allowUnsafeStoreOf(values: FlagValues, env: NodeJS.ProcessEnv): boolean {
+  if (values['allow-unsafe-store-permissions'] === true) return true;
+  const fromEnv = env.COMFY_GATE_ALLOW_UNSAFE_STORE_PERMISSIONS;
+  return fromEnv !== undefined && fromEnv !== '' && parseBoolean('COMFY_GATE_ALLOW_UNSAFE_STORE_PERMISSIONS', fromEnv);
 }
 
 /** The value of a string flag, or undefined when it was not given. */

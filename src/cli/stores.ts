@@ -5,18 +5,21 @@ import { DEFAULTS } from '../config/schema.js';
 import { FileAuditStore } from '../store/file/file-audit-store.js';
 import { FileKeyStore } from '../store/file/file-key-store.js';
 import { FileUsageStore } from '../store/file/file-usage-store.js';
+import { checkStoreDirectory } from '../store/file/store-permissions.js';
 import type { AuditEntry, KeyRecord } from '../store/types.js';
 import { CommandError } from './usage-error.js';
 
 /**
  * Resolves once `directory` is an existing folder, so that a mistyped `--user-directory` is reported
- * instead of read as an empty store.
- * @throws CommandError
+ * instead of read as an empty store, and one that no other user can change (see `checkStoreDirectory`;
+ * with `allowUnsafe`, a warning is printed instead).
+ * @throws CommandError; UnsafeStoreError
  */
-export async function requireStoreDirectory(directory: string): Promise<void> {
+export async function requireStoreDirectory(directory: string, allowUnsafe: boolean): Promise<void> {
   const found = await stat(directory).catch(() => null);
   if (!found) throw new CommandError(`${directory} does not exist; give the gateway's user directory with --user-directory`);
   if (!found.isDirectory()) throw new CommandError(`${directory} is not a directory`);
+  await checkStoreDirectory(directory, { allowUnsafe, warn: (message) => console.error(`comfy-gate: warning: ${message}`) });
 }
 
 /**

@@ -31,6 +31,7 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { flag: 'port', env: 'COMFY_GATE_PORT', type: 'string', help: `Port to listen on (default ${DEFAULTS.port})` },
   { flag: 'upstream', env: 'COMFY_GATE_UPSTREAM', type: 'string', help: `ComfyUI's URL (default ${DEFAULTS.upstream})` },
   { flag: 'user-directory', env: 'COMFY_GATE_USER_DIRECTORY', type: 'string', help: `Folder of api_keys.json and api_usage.json (default ${DEFAULTS.userDirectory})` },
+  { flag: 'allow-unsafe-store-permissions', env: 'COMFY_GATE_ALLOW_UNSAFE_STORE_PERMISSIONS', type: 'boolean', help: 'Start (with a warning) when the user directory or a store file is writable by group or others, or owned by another user' },
   { flag: 'public-path', env: 'COMFY_GATE_PUBLIC_PATHS', type: 'string', multiple: true, help: 'A path prefix anyone may GET/HEAD in required mode; repeatable (env: comma-separated)' },
   { flag: 'user-route', env: 'COMFY_GATE_USER_ROUTES', type: 'string', multiple: true, help: 'Open a route the gateway does not know to user keys: [METHOD:]PATH_PREFIX, e.g. POST:/my_node/; repeatable (env: comma-separated)' },
   { flag: 'usage-retention-days', env: 'COMFY_GATE_USAGE_RETENTION_DAYS', type: 'string', help: `Days raw usage records are kept (default ${DEFAULTS.usageRetentionDays}); daily totals are kept for good` },
@@ -76,6 +77,7 @@ export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): Gateway
     port: parseInteger('--port', stringValue(values.port), DEFAULTS.port, 0, 65535),
     upstream,
     userDirectory: resolve(stringValue(values['user-directory']) ?? DEFAULTS.userDirectory),
+    allowUnsafeStorePermissions: values['allow-unsafe-store-permissions'] === true,
     publicPaths: ((values['public-path'] as string[] | undefined) ?? []).map(parsePublicPath),
     userRoutes: ((values['user-route'] as string[] | undefined) ?? []).map(parseUserRouteFlag),
     usageRetentionDays: parseInteger('--usage-retention-days', stringValue(values['usage-retention-days']), DEFAULTS.usageRetentionDays, 1, 36500),
@@ -113,7 +115,8 @@ function stringValue(value: RawValues[string]): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
-function parseBoolean(name: string, value: string): boolean {
+/** Reads `1`, `true`, `yes`, `on` (or their opposites) from an environment variable. @throws ConfigError for anything else. */
+export function parseBoolean(name: string, value: string): boolean {
   if (/^(1|true|yes|on)$/i.test(value)) return true;
   if (/^(0|false|no|off)$/i.test(value)) return false;
   throw new ConfigError(`${name} must be true or false, not ${JSON.stringify(value)}`);

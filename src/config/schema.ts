@@ -22,6 +22,8 @@ export interface GatewayConfig {
   userRoutes: UserRoute[];
   /** Path prefixes anyone may GET or HEAD in required mode. */
   publicPaths: string[];
+  /** Start on a store folder or file that group, others or another user can write (with a warning) instead of refusing. */
+  allowUnsafeStorePermissions: boolean;
   /** Days raw usage records are kept; daily totals are kept for good. */
   usageRetentionDays: number;
   /** How long to wait for ComfyUI's response headers, in milliseconds. */

@@ -1,6 +1,5 @@
 // Opens the stores a gateway runs on: JSON files and in-memory counters by default; PostgreSQL and Redis when their URLs are given.
 
-import { mkdir } from 'node:fs/promises';
 import { redactUrl } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { createLogger } from '../log/logger.js';
@@ -10,6 +9,7 @@ import { FileKeyStore } from './file/file-key-store.js';
 import { FileOwnershipStore } from './file/file-ownership-store.js';
 import { FileSessionStore } from './file/file-session-store.js';
 import { FileUsageStore } from './file/file-usage-store.js';
+import { checkStoreDirectory, createStoreDirectory } from './file/store-permissions.js';
 import { MemoryCounterStore } from './memory/memory-counter-store.js';
 import type { StoreLog } from './postgres/database.js';
 import type { SharedRecords } from './redis/redis-counter-store.js';
@@ -28,19 +28,20 @@ export interface Stores {
 
 /** The settings `createStores` reads; the backend URLs are optional (JSON files and memory counters without them). */
 export type StoreConfig = Pick<GatewayConfig, 'userDirectory' | 'usageRetentionDays'> &
-  Partial<Pick<GatewayConfig, 'databaseUrl' | 'redisUrl' | 'redisKeyPrefix' | 'redisTimeoutMs' | 'redisFailure' | 'logLevel'>>;
+  Partial<Pick<GatewayConfig, 'allowUnsafeStorePermissions' | 'databaseUrl' | 'redisUrl' | 'redisKeyPrefix' | 'redisTimeoutMs' | 'redisFailure' | 'logLevel'>>;
 
 /**
  * Opens the key, usage, ownership and session stores and seeds the rate-limit windows with the requests of the last hour,
  * so a restart does not reset anyone's count. With `databaseUrl`, the stores live in PostgreSQL (the schema is
  * migrated first); with `redisUrl`, the rate-limit counters live in Redis, shared by every replica. Each client
  * library is loaded only when its URL is given, never for the JSON-file default.
+ * @throws UnsafeStoreError when the store folder or a file in it could be changed by another user (see `checkStoreDirectory`).
  * @throws StoreCorruptError when a store file cannot be read; the connection or migration error when PostgreSQL cannot be used.
  * @example const stores = await createStores({ userDirectory: './user', usageRetentionDays: 90 });
  */
 export async function createStores(config: StoreConfig, log?: StoreLog, onWrite?: StoreWriteObserver): Promise<Stores> {
   const storeLog = log ?? (config.databaseUrl || config.redisUrl ? createLogger(config.logLevel ?? 'info') : undefined);
-  const { shared, ...persistent } = config.databaseUrl ? await openPostgres(config.databaseUrl, config, storeLog) : await openFiles(config, onWrite);
+  const { shared, ...persistent } = config.databaseUrl ? await openPostgres(config.databaseUrl, config, storeLog) : await openFiles(config, storeLog, onWrite);
   let counters: CounterStore;
   let location = persistent.location;
   if (config.redisUrl) {
@@ -65,9 +66,10 @@ type PersistentStores = Omit<Stores, 'counters'> & { shared?: SharedRecords };
 /** Told how long each durable write of a store took (for metrics): the store's name and seconds. */
 export type StoreWriteObserver = (store: string, seconds: number) => void;
 
-async function openFiles(config: StoreConfig, onWrite?: StoreWriteObserver): Promise<PersistentStores> {
-  await mkdir(config.userDirectory, { recursive: true });
+async function openFiles(config: StoreConfig, log: StoreLog | undefined, onWrite?: StoreWriteObserver): Promise<PersistentStores> {
   const directory = config.userDirectory;
+  await createStoreDirectory(directory);
+  await checkStoreDirectory(directory, { allowUnsafe: config.allowUnsafeStorePermissions ?? false, warn: (message) => (log ?? createLogger(config.logLevel ?? 'info')).warn({ directory }, message) });
   const observed = (store: string) => (onWrite ? { onWrite: (seconds: number) => onWrite(store, seconds) } : {});
   const keys = new FileKeyStore({ directory, ...observed('keys') });
   const usage = new FileUsageStore({ directory, retentionDays: config.usageRetentionDays, ...observed('usage') });

@@ -1,7 +1,7 @@
 // `comfy-gate audit`: the audit trail (audit.jsonl) of key changes and sign-ins, newest entries last.
 
 import { FileAuditStore } from '../../store/file/file-audit-store.js';
-import { parseCommandLine, parseTime, stringFlag, userDirectoryOf, USER_DIRECTORY_HELP, wholeNumber, type CliContext } from '../options.js';
+import { allowUnsafeStoreOf, parseCommandLine, parseTime, stringFlag, userDirectoryOf, USER_DIRECTORY_HELP, wholeNumber, type CliContext } from '../options.js';
 import { printable, printJson, table, utcTime } from '../output.js';
 import { requireStoreDirectory } from '../stores.js';
 
@@ -37,7 +37,7 @@ export async function audit(args: string[], ctx: CliContext): Promise<number> {
   const limitValue = stringFlag(values, 'limit');
   const limit = limitValue === undefined ? DEFAULT_LIMIT : wholeNumber('limit', limitValue, 1, MAX_LIMIT, help);
   const directory = userDirectoryOf(values, ctx.env);
-  await requireStoreDirectory(directory);
+  await requireStoreDirectory(directory, allowUnsafeStoreOf(values, ctx.env));
   const entries = (await new FileAuditStore({ directory }).list({ since, limit: Infinity })).slice(-limit);
   if (values.json) {
     printJson({ entries });

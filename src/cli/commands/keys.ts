@@ -1,15 +1,16 @@
 // `comfy-gate keys …`: key management from the shell, safe to run beside a gateway on the same directory.
 
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { usableKeyError } from '../../auth/authenticate.js';
 import { createdKeyBody, newKey, rotatedKey } from '../../auth/new-key.js';
 import { auditActionOf, parseCreateKey, parsePatchKey, type KeyUpdateInput } from '../../server/key-input.js';
 import { createUsageFileIfMissing } from '../../store/file/file-usage-store.js';
+import { createStoreDirectory } from '../../store/file/store-permissions.js';
 import { toPublicKey } from '../../store/key-record.js';
 import type { KeyRecord, PublicKeyRecord } from '../../store/types.js';
 import { usageStats } from '../../usage/report.js';
 import {
+  allowUnsafeStoreOf,
   asUsageError,
   parseCommandLine,
   parseGrace,
@@ -56,6 +57,8 @@ interface Run {
   values: FlagValues;
   keyId: string;
   directory: string;
+  /** `--allow-unsafe-store-permissions`: warn instead of refusing a folder others can write. */
+  allowUnsafe: boolean;
   ctx: CliContext;
   /** `comfy-gate keys <command> --help`, for error messages. */
   help: string;
@@ -209,7 +212,7 @@ export async function keys(args: string[], ctx: CliContext): Promise<number> {
     console.log(command.help);
     return 0;
   }
-  return command.run({ ...parsed, directory: userDirectoryOf(parsed.values, ctx.env), ctx, help: `comfy-gate keys ${subcommand} --help` });
+  return command.run({ ...parsed, directory: userDirectoryOf(parsed.values, ctx.env), allowUnsafe: allowUnsafeStoreOf(parsed.values, ctx.env), ctx, help: `comfy-gate keys ${subcommand} --help` });
 }
 
 /** active, disabled or expired, as the gateway would judge the key now. */
@@ -224,8 +227,8 @@ function publicKey(record: KeyRecord, now: number): PublicKeyRecord & { status: 
   return { ...toPublicKey(record), status: keyStatus(record, now) };
 }
 
-async function listKeys({ values, directory, ctx }: Run): Promise<number> {
-  await requireStoreDirectory(directory);
+async function listKeys({ values, directory, allowUnsafe, ctx }: Run): Promise<number> {
+  await requireStoreDirectory(directory, allowUnsafe);
   const now = ctx.now();
   const records = await withKeyStore(directory, async (store) => store.list().sort((a, b) => a.created_at - b.created_at));
   if (values.json) {
@@ -258,7 +261,7 @@ function rateLimitOf(values: FlagValues, help: string): number | undefined {
   return Number(value);
 }
 
-async function createKey({ values, directory, ctx, help }: Run): Promise<number> {
+async function createKey({ values, directory, allowUnsafe, ctx, help }: Run): Promise<number> {
   const body: Record<string, unknown> = { role: values.admin ? 'admin' : 'user' };
   const name = stringFlag(values, 'name');
   const rateLimit = rateLimitOf(values, help);
@@ -272,7 +275,8 @@ async function createKey({ values, directory, ctx, help }: Run): Promise<number>
   } catch (error) {
     throw asUsageError(error, help);
   }
-  await mkdir(directory, { recursive: true });
+  await createStoreDirectory(directory);
+  await requireStoreDirectory(directory, allowUnsafe);
   const { record, apiKey } = newKey(input, ctx.now());
   const keysPath = await withKeyStore(directory, async (store) => {
     await store.create(record);
@@ -290,8 +294,8 @@ async function createKey({ values, directory, ctx, help }: Run): Promise<number>
   return 0;
 }
 
-async function showKey({ values, keyId, directory, ctx }: Run): Promise<number> {
-  await requireStoreDirectory(directory);
+async function showKey({ values, keyId, directory, allowUnsafe, ctx }: Run): Promise<number> {
+  await requireStoreDirectory(directory, allowUnsafe);
   const record = await withKeyStore(directory, async (store) => requireKey(store, keyId));
   const now = ctx.now();
   const stats = usageStats(await openUsageReadOnly(directory), keyId, SHOW_USAGE_DAYS, now);
@@ -339,8 +343,8 @@ function describeValue(field: string, value: unknown): string {
 }
 
 /** Applies a validated patch, writes the audit line and prints the outcome. */
-async function applyPatch({ values, keyId, directory, ctx }: Run, patch: KeyUpdateInput): Promise<number> {
-  await requireStoreDirectory(directory);
+async function applyPatch({ values, keyId, directory, allowUnsafe, ctx }: Run, patch: KeyUpdateInput): Promise<number> {
+  await requireStoreDirectory(directory, allowUnsafe);
   const { before, after } = await withKeyStore(directory, async (store) => {
     const current = requireKey(store, keyId);
     const updated = await store.update(keyId, patch);
@@ -387,8 +391,8 @@ async function updateKey(input: Run): Promise<number> {
 }
 
 async function setActive(input: Run, active: boolean): Promise<number> {
-  const { values, keyId, directory, ctx } = input;
-  await requireStoreDirectory(directory);
+  const { values, keyId, directory, allowUnsafe, ctx } = input;
+  await requireStoreDirectory(directory, allowUnsafe);
   const current = await withKeyStore(directory, async (store) => requireKey(store, keyId));
   if (current.is_active === active) {
     const message = `Key "${printable(current.name)}" (key_id ${keyId}) is already ${active ? 'enabled' : 'disabled'}; nothing changed.`;
@@ -399,10 +403,10 @@ async function setActive(input: Run, active: boolean): Promise<number> {
   return applyPatch(input, { is_active: active });
 }
 
-async function rotateKey({ values, keyId, directory, ctx, help }: Run): Promise<number> {
+async function rotateKey({ values, keyId, directory, allowUnsafe, ctx, help }: Run): Promise<number> {
   const graceValue = stringFlag(values, 'grace');
   const grace = graceValue === undefined ? 0 : parseGrace(graceValue, help);
-  await requireStoreDirectory(directory);
+  await requireStoreDirectory(directory, allowUnsafe);
   const now = ctx.now();
   const { updated, apiKey } = await withKeyStore(directory, async (store) => {
     const rotation = rotatedKey(requireKey(store, keyId), grace, now);
@@ -421,8 +425,8 @@ async function rotateKey({ values, keyId, directory, ctx, help }: Run): Promise<
   return 0;
 }
 
-async function deleteKey({ values, keyId, directory, ctx, help }: Run): Promise<number> {
-  await requireStoreDirectory(directory);
+async function deleteKey({ values, keyId, directory, allowUnsafe, ctx, help }: Run): Promise<number> {
+  await requireStoreDirectory(directory, allowUnsafe);
   return withKeyStore(directory, async (store) => {
     const record = requireKey(store, keyId);
     if (!values.yes) {

@@ -3,7 +3,7 @@
 import { dailySeries, sumSeries, type DailyPoint } from '../../usage/daily-series.js';
 import { firstDayOf, utcDay } from '../../usage/day.js';
 import { usageStats } from '../../usage/report.js';
-import { parseCommandLine, stringFlag, userDirectoryOf, USER_DIRECTORY_HELP, wholeNumber, type CliContext } from '../options.js';
+import { allowUnsafeStoreOf, parseCommandLine, stringFlag, userDirectoryOf, USER_DIRECTORY_HELP, wholeNumber, type CliContext } from '../options.js';
 import { csvLine, printable, printJson, seconds, table, type Align } from '../output.js';
 import { openUsageReadOnly, requireStoreDirectory, withKeyStore } from '../stores.js';
 import { CommandError, UsageError } from '../usage-error.js';
@@ -64,7 +64,7 @@ export async function usage(args: string[], ctx: CliContext): Promise<number> {
   const onlyKey = stringFlag(values, 'key');
 
   const directory = userDirectoryOf(values, ctx.env);
-  await requireStoreDirectory(directory);
+  await requireStoreDirectory(directory, allowUnsafeStoreOf(values, ctx.env));
   const names = await withKeyStore(directory, async (store) =>
     new Map(store.list().sort((a, b) => a.created_at - b.created_at).map((record) => [record.key_id, record.name])),
   );

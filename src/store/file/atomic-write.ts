@@ -3,6 +3,7 @@
 import { link, open, readdir, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { openNoFollow } from './no-follow.js';
 
 /** The text to write, whole or as chunks produced one at a time (so a large file never sits whole in memory). */
 export type FileContent = string | AsyncIterable<string> | Iterable<string>;
@@ -37,7 +38,7 @@ export async function writeFileAtomic(path: string, content: FileContent, option
  */
 export async function writeTemporary(path: string, content: FileContent): Promise<string> {
   const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  const handle = await open(temp, 'wx', 0o600);
+  const handle = await openNoFollow(temp, 'create');
   try {
     if (typeof content === 'string') {
       await handle.writeFile(content);

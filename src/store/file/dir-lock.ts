@@ -1,7 +1,8 @@
 // A lock file that lets several processes (the gateway and the CLI) take turns writing one store folder.
 
-import { open, readFile, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { openNoFollow, readTextNoFollow } from './no-follow.js';
 
 const RETRY_MS = 5;
 
@@ -17,12 +18,12 @@ function processAlive(pid: number): boolean {
 
 /** Removes the lock file if the process that holds it has died (e.g. killed mid-write). */
 async function removeIfStale(path: string): Promise<void> {
-  const holder = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
+  const holder = Number.parseInt(await readTextNoFollow(path).catch(() => ''), 10);
   if (Number.isInteger(holder) && holder > 0 && processAlive(holder)) return;
   if (Number.isNaN(holder)) {
     // Empty: the holder may be between creating the file and writing its pid; give it a moment.
     await sleep(50);
-    const again = await readFile(path, 'utf8').catch(() => null);
+    const again = await readTextNoFollow(path).catch(() => null);
     if (again === null || again.length > 0) return;
   }
   await unlink(path).catch(() => undefined);
@@ -54,7 +55,7 @@ async function lockAndRun<T>(path: string, task: () => Promise<T>, timeoutMs: nu
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      const handle = await open(path, 'wx', 0o600);
+      const handle = await openNoFollow(path, 'create');
       try {
         await handle.writeFile(String(process.pid));
       } finally {

@@ -1,12 +1,13 @@
 // The JSON-file usage store: records are appended to a journal within a flush interval, and merged into `api_usage.json` in the background.
 
 import { randomBytes } from 'node:crypto';
-import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { UsageRecord, UsageStore } from '../types.js';
 import { UsageReports } from '../usage-reports.js';
 import { removeLeftoverTemporaries, syncDirectory, writeFileAtomic } from './atomic-write.js';
 import { dropPartialTail, readJournal, type JournalChunk } from './journal.js';
+import { openNoFollow } from './no-follow.js';
 import { oneAtATime } from './one-at-a-time.js';
 import { mergeUsageJournal, mergeUsageJournalInWorker } from './usage-merge.js';
 import { emptyHeader, isUsageRecord, loadUsageFile, recentRecordTimes, usageFileLines, type UsageJournalEntry } from './usage-file.js';
@@ -181,7 +182,7 @@ export class FileUsageStore extends UsageReports implements UsageStore {
     let sizeBefore: number | null = null;
     try {
       if (!this.journal) {
-        this.journal = await open(this.journalPath, 'a', 0o600);
+        this.journal = await openNoFollow(this.journalPath, 'append');
         if ((await this.journal.stat()).size === 0) {
           lines.unshift(JSON.stringify({ journal_id: this.journalId }));
         }

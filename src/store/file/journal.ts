@@ -1,10 +1,9 @@
 // Append-only JSON-lines journals: durable appends, and reading whole lines from an offset.
 
-import { createReadStream } from 'node:fs';
-import { open, truncate } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { StoreCorruptError } from '../types.js';
 import { syncDirectory } from './atomic-write.js';
+import { openNoFollow, truncateNoFollow } from './no-follow.js';
 import { dirname } from 'node:path';
 
 /** What a read of a journal found past an offset. */
@@ -26,7 +25,7 @@ export interface JournalChunk {
 export async function readJournal(path: string, fromOffset: number): Promise<JournalChunk | null> {
   let handle;
   try {
-    handle = await open(path, 'r');
+    handle = await openNoFollow(path, 'read');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw error;
@@ -62,7 +61,7 @@ export async function readJournal(path: string, fromOffset: number): Promise<Jou
 
 /** Cuts a torn last line (left by a crash mid-append) so the next append starts on a fresh line. */
 export async function dropPartialTail(path: string, chunk: JournalChunk): Promise<void> {
-  if (chunk.partialBytes > 0) await truncate(path, chunk.nextOffset);
+  if (chunk.partialBytes > 0) await truncateNoFollow(path, chunk.nextOffset);
 }
 
 /**
@@ -70,7 +69,7 @@ export async function dropPartialTail(path: string, chunk: JournalChunk): Promis
  * @throws the file-system error; a failed append may leave a partial line, which readers skip.
  */
 export async function appendDurably(path: string, text: string): Promise<void> {
-  const handle = await open(path, 'a', 0o600);
+  const handle = await openNoFollow(path, 'append');
   try {
     const { size } = await handle.stat();
     // writeFile, unlike write, never stops short: on a full disk it writes all or throws ENOSPC.
@@ -88,17 +87,22 @@ export async function appendDurably(path: string, text: string): Promise<void> {
  * @throws StoreCorruptError if a line is not JSON.
  */
 export async function* streamJournal(path: string): AsyncGenerator<{ line: string; entry: unknown }> {
-  const lines = createInterface({ input: createReadStream(path, 'utf8'), crlfDelay: Infinity });
-  let lineNumber = 0;
-  for await (const line of lines) {
-    lineNumber += 1;
-    if (line.length === 0) continue;
-    let entry: unknown;
-    try {
-      entry = JSON.parse(line);
-    } catch {
-      throw new StoreCorruptError(path, `line ${lineNumber} is not JSON`);
+  const handle = await openNoFollow(path, 'read');
+  try {
+    const lines = createInterface({ input: handle.createReadStream({ encoding: 'utf8', autoClose: false }), crlfDelay: Infinity });
+    let lineNumber = 0;
+    for await (const line of lines) {
+      lineNumber += 1;
+      if (line.length === 0) continue;
+      let entry: unknown;
+      try {
+        entry = JSON.parse(line);
+      } catch {
+        throw new StoreCorruptError(path, `line ${lineNumber} is not JSON`);
+      }
+      yield { line, entry };
     }
-    yield { line, entry };
+  } finally {
+    await handle.close();
   }
 }

@@ -1,10 +1,11 @@
 // A durable keyed table in two files: a JSON snapshot (one object keyed by id) and a journal of the changes since.
 
-import { readFile, stat, unlink } from 'node:fs/promises';
+import { stat, unlink } from 'node:fs/promises';
 import { StoreCorruptError } from '../types.js';
 import { removeLeftoverTemporaries, replaceWith, writeFileAtomic, writeTemporary } from './atomic-write.js';
 import { withDirLock } from './dir-lock.js';
 import { appendDurably, dropPartialTail, readJournal } from './journal.js';
+import { readTextNoFollow } from './no-follow.js';
 import { oneAtATime } from './one-at-a-time.js';
 import { readSnapshotByLine, snapshotLines } from './snapshot-layout.js';
 import { IndexedRecords, MapRecords, type SecondaryKeys, type SnapshotIndex, type TableRecords } from './table-records.js';
@@ -331,7 +332,7 @@ export class JournaledTable<T> {
     const byLine = await readSnapshotByLine(path, this.options.parse);
     if (byLine) return new MapRecords(this.options.secondaryKeys, byLine);
     const loaded = new Map<string, T>();
-    for (const [id, value] of Object.entries(parseSnapshot(path, await readFile(path, 'utf8')))) {
+    for (const [id, value] of Object.entries(parseSnapshot(path, await readTextNoFollow(path)))) {
       loaded.set(id, this.parseOrThrow(path, id, value));
     }
     return new MapRecords(this.options.secondaryKeys, loaded);

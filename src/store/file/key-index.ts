@@ -1,10 +1,10 @@
 // A large api_keys.json as a compact index: the file's bytes, and sorted typed arrays of hashes pointing at its lines; a key is parsed when first used.
 
-import { open } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { parseStoredKey } from '../key-record.js';
 import type { KeyRecord } from '../types.js';
+import { openNoFollow } from './no-follow.js';
 import { nextLayoutState, readMemberValue, readSnapshotLine, type LayoutState } from './snapshot-layout.js';
 import type { SnapshotIndex } from './table-records.js';
 
@@ -100,7 +100,7 @@ export interface KeyIndexOptions {
  * (another layout, an invalid key, an id twice): it then reads the file and words any error.
  */
 export async function indexKeySnapshot(path: string, options: KeyIndexOptions = {}): Promise<KeySnapshotIndex | null> {
-  const handle = await open(path, 'r');
+  const handle = await openNoFollow(path, 'read');
   let buffer: SharedArrayBuffer;
   try {
     const { size } = await handle.stat();

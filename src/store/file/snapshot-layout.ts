@@ -1,6 +1,6 @@
 // The layout the table snapshots are written in (`{`, one `"id": value` member per line, `}`), and reading it back a line at a time.
 
-import { open } from 'node:fs/promises';
+import { openNoFollow } from './no-follow.js';
 
 /** One line of a snapshot laid out a member per line. */
 export type SnapshotLine =
@@ -121,7 +121,7 @@ const ARRAY_INDEX = /^"(0|[1-9][0-9]{0,9})"$/;
  * table is that long.
  */
 async function* snapshotLineBatches(path: string): AsyncGenerator<string[] | null> {
-  const handle = await open(path, 'r');
+  const handle = await openNoFollow(path, 'read');
   try {
     const buffer = Buffer.allocUnsafe(READ_BYTES);
     /** Bytes of an unfinished line, moved to the start of the buffer. */

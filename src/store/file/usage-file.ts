@@ -10,11 +10,10 @@
 // the header (first line) lets start-up read the totals without parsing every record. Records are
 // written in the order their requests ended, so the last hour's are read from the end of the file.
 
-import { createReadStream } from 'node:fs';
-import { open, readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { StoreCorruptError, type DailyTotals, type UsageRecord } from '../types.js';
 import { utcDay } from '../../usage/day.js';
+import { openNoFollow, readTextNoFollow } from './no-follow.js';
 
 const HEADER_PREFIX = '{"comfy_gate": ';
 const RECORDS_LINE = '"records": [';
@@ -78,7 +77,7 @@ export async function loadUsageFile(path: string): Promise<LoadedUsageFile | nul
   }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(await readFile(path, 'utf8'));
+    parsed = JSON.parse(await readTextNoFollow(path));
   } catch (error) {
     throw new StoreCorruptError(path, `it is not valid JSON: ${(error as Error).message}`);
   }
@@ -159,15 +158,20 @@ export async function* existingRecordLines(path: string, loaded: LoadedUsageFile
     for (const record of loaded.legacyRecords) if (record.timestamp >= oldestKept) yield JSON.stringify(record);
     return;
   }
-  const lines = createInterface({ input: createReadStream(path, 'utf8'), crlfDelay: Infinity });
-  let lineNumber = 0;
-  for await (const raw of lines) {
-    lineNumber += 1;
-    if (lineNumber <= 2 || raw === ']}' || raw.length === 0) continue;
-    const line = raw.endsWith(',') ? raw.slice(0, -1) : raw;
-    const match = /"timestamp":(-?[0-9.eE+-]+)/.exec(line);
-    if (!match) throw new StoreCorruptError(path, `record on line ${lineNumber} has no timestamp`);
-    if (Number(match[1]) >= oldestKept) yield line;
+  const handle = await openNoFollow(path, 'read');
+  try {
+    const lines = createInterface({ input: handle.createReadStream({ encoding: 'utf8', autoClose: false }), crlfDelay: Infinity });
+    let lineNumber = 0;
+    for await (const raw of lines) {
+      lineNumber += 1;
+      if (lineNumber <= 2 || raw === ']}' || raw.length === 0) continue;
+      const line = raw.endsWith(',') ? raw.slice(0, -1) : raw;
+      const match = /"timestamp":(-?[0-9.eE+-]+)/.exec(line);
+      if (!match) throw new StoreCorruptError(path, `record on line ${lineNumber} has no timestamp`);
+      if (Number(match[1]) >= oldestKept) yield line;
+    }
+  } finally {
+    await handle.close();
   }
 }
 
@@ -183,7 +187,7 @@ const TAIL_READ_BYTES = 1 << 16;
  */
 export async function recentRecordTimes(path: string, since: number): Promise<Record<string, number[]>> {
   const recent: Record<string, number[]> = {};
-  const handle = await open(path, 'r');
+  const handle = await openNoFollow(path, 'read');
   try {
     let position = (await handle.stat()).size;
     /** Bytes of a line whose start is in a block not read yet. */
@@ -232,7 +236,7 @@ function inFileOrder(recent: Record<string, number[]>): Record<string, number[]>
 async function readFirstLine(path: string): Promise<string | null> {
   let handle;
   try {
-    handle = await open(path, 'r');
+    handle = await openNoFollow(path, 'read');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw error;

@@ -1,0 +1,168 @@
+// The store folder: created private, refused at start-up when another user could change it, and never written through a symbolic link.
+
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { chmod, chown, readdir, readFile, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createStores } from '../../src/store/index.js';
+import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
+import { runCli, startGateway, tempUserDirectory } from '../helpers/gateway-process.js';
+import { send } from '../helpers/http-client.js';
+import { createKey } from '../helpers/keys.js';
+
+const modeOf = async (path: string): Promise<number> => (await stat(path)).mode & 0o777;
+
+describe('store folder permissions', () => {
+  let comfy: FakeComfyUI;
+  const folders: Array<{ remove(): Promise<void> }> = [];
+
+  before(async () => {
+    comfy = await startFakeComfyUI();
+  });
+
+  after(async () => {
+    await comfy.close();
+    await Promise.all(folders.map((folder) => folder.remove()));
+  });
+
+  async function folder(): Promise<string> {
+    const dir = await tempUserDirectory();
+    folders.push(dir);
+    return dir.path;
+  }
+
+  /** Starts a gateway on `dir`; resolves its output when it refused to start, or fails the test when it started. */
+  async function refusal(dir: string, args: string[] = []): Promise<string> {
+    const outcome = await startGateway({ upstream: comfy.url, userDirectory: dir, args }).then(
+      async (gateway) => {
+        await gateway.stop();
+        return null;
+      },
+      (error: Error) => error.message,
+    );
+    assert.ok(outcome !== null, 'the gateway started on an unsafe store folder');
+    return outcome;
+  }
+
+  test('a folder writable by others is refused at start-up, naming the folder and the fix', async () => {
+    const dir = await folder();
+    await chmod(dir, 0o777);
+    const message = await refusal(dir);
+    assert.match(message, /exited with 2/);
+    assert.ok(message.includes(`${dir} is writable by group and others (mode 0777): run chmod 700 ${dir}`), message);
+    assert.match(message, /--allow-unsafe-store-permissions/);
+    assert.deepEqual(await readdir(dir), [], 'nothing was written');
+  });
+
+  test('--allow-unsafe-store-permissions (or its environment variable) starts anyway, with a warning in the log', async () => {
+    for (const start of [{ args: ['--allow-unsafe-store-permissions'] }, { env: { COMFY_GATE_ALLOW_UNSAFE_STORE_PERMISSIONS: 'true' } }]) {
+      const dir = await folder();
+      await chmod(dir, 0o770);
+      const gateway = await startGateway({ upstream: comfy.url, userDirectory: dir, ...start });
+      try {
+        const { stdout, stderr } = gateway.output();
+        assert.match(stdout + stderr, /not safe \(started anyway.*writable by group \(mode 0770\): run chmod 700/);
+        await createKey(gateway.url, { role: 'admin' });
+      } finally {
+        await gateway.stop();
+      }
+    }
+  });
+
+  test('a store file writable by others is refused', async () => {
+    const dir = await folder();
+    const keysPath = join(dir, 'api_keys.json');
+    await writeFile(keysPath, '{}\n');
+    await chmod(keysPath, 0o666);
+    const message = await refusal(dir);
+    assert.ok(message.includes(`${keysPath} is writable by group and others (mode 0666): run chmod 600 ${keysPath}`), message);
+    assert.equal(await readFile(keysPath, 'utf8'), '{}\n');
+  });
+
+  test('a store file owned by another user is refused', { skip: process.getuid?.() !== 0 && 'needs root to give a file away' }, async () => {
+    const dir = await folder();
+    const journalPath = join(dir, 'api_keys.journal');
+    await writeFile(journalPath, '', { mode: 0o600 });
+    await chown(journalPath, 65534, 65534);
+    const message = await refusal(dir);
+    assert.ok(message.includes(`${journalPath} is owned by uid 65534, not by this process's uid 0: run chown 0 ${journalPath}`), message);
+  });
+
+  for (const name of ['api_keys.json', 'api_keys.journal', 'audit.jsonl']) {
+    test(`a symbolic link in place of ${name} is refused, even with --allow-unsafe-store-permissions, and nothing is written through it`, async () => {
+      const dir = await folder();
+      const outside = await folder();
+      const target = join(outside, 'target');
+      await writeFile(target, name === 'api_keys.json' ? '{}\n' : '');
+      await symlink(target, join(dir, name));
+      const message = await refusal(dir, ['--allow-unsafe-store-permissions']);
+      assert.match(message, /exited with 2/);
+      assert.ok(message.includes(`${join(dir, name)} is a symbolic link, which the store never follows: replace it with the file itself`), message);
+      assert.equal(await readFile(target, 'utf8'), name === 'api_keys.json' ? '{}\n' : '');
+    });
+  }
+
+  test('a journal replaced by a symbolic link while the gateway runs is not written through', async () => {
+    const dir = await folder();
+    const outside = await folder();
+    const gateway = await startGateway({ upstream: comfy.url, userDirectory: dir });
+    try {
+      const admin = await createKey(gateway.url, { role: 'admin' });
+      const target = join(outside, 'target');
+      await writeFile(target, '');
+      await unlink(join(dir, 'api_keys.journal')).catch(() => undefined);
+      await symlink(target, join(dir, 'api_keys.journal'));
+      const res = await send(gateway.url, '/api/keys', { method: 'POST', body: { name: 'through a link' }, key: admin.api_key });
+      assert.notEqual(res.status, 200, 'a key was created through the link');
+      assert.equal(await readFile(target, 'utf8'), '', 'the link target was written');
+    } finally {
+      await gateway.stop();
+    }
+  });
+
+  test('a new folder is created 0700 and its files 0600, even under umask 000', async () => {
+    const dir = join(await folder(), 'new', 'user');
+    const previous = process.umask(0);
+    try {
+      const stores = await createStores({ userDirectory: dir, usageRetentionDays: 90 });
+      try {
+        const now = Date.now() / 1000;
+        await stores.keys.create({
+          key_id: randomBytes(16).toString('base64url'), name: 'k', created_at: now, last_used: null, rate_limit: 10, is_active: true, metadata: {},
+          role: 'admin', expires_at: null, key_prefix: null, key_hash: randomBytes(32).toString('hex'), previous_key_hash: null, previous_key_valid_until: null,
+        });
+        await stores.usage.ensureCreated();
+        await stores.audit.append({ ts: now, actor: 'test', action: 'key.create' });
+      } finally {
+        await Promise.all([stores.keys.close(), stores.usage.close(), stores.ownership.close(), stores.sessions.close()]);
+      }
+    } finally {
+      process.umask(previous);
+    }
+    assert.equal((await modeOf(dir)).toString(8), '700');
+    const files = await readdir(dir);
+    assert.ok(files.includes('api_keys.journal') && files.includes('api_usage.json') && files.includes('audit.jsonl'), files.join(', '));
+    for (const file of files) assert.equal((await modeOf(join(dir, file))).toString(8), '600', file);
+  });
+
+  test('the CLI applies the same check to the folder it reads', async () => {
+    const dir = await folder();
+    assert.equal((await runCli(['keys', 'create', '--admin', '--user-directory', dir])).code, 0);
+    await chmod(dir, 0o777);
+    const refused = await runCli(['keys', 'list', '--user-directory', dir]);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.ok(refused.stderr.includes(`run chmod 700 ${dir}`), refused.stderr);
+    const allowed = await runCli(['keys', 'list', '--user-directory', dir, '--allow-unsafe-store-permissions']);
+    assert.equal(allowed.code, 0, allowed.stderr);
+    assert.match(allowed.stderr, /warning: the store folder .* is not safe/);
+    const target = join(await folder(), 'target');
+    await writeFile(target, '');
+    await rm(join(dir, 'api_keys.journal'));
+    await symlink(target, join(dir, 'api_keys.journal'));
+    const linked = await runCli(['keys', 'create', '--user-directory', dir, '--allow-unsafe-store-permissions']);
+    assert.equal(linked.code, 2, linked.stderr);
+    assert.match(linked.stderr, /is a symbolic link/);
+    assert.equal(await readFile(target, 'utf8'), '');
+  });
+});
