@@ -5,37 +5,55 @@ import type { KeyRecord, PublicKeyRecord } from './types.js';
 const HASH_PATTERN = /^[0-9a-f]{64}$/;
 
 /**
- * Turns a stored value into a `KeyRecord`; returns a reason string when a field is missing or wrong.
+ * Turns a stored value into a `KeyRecord`; returns a reason naming the field when one is missing or of
+ * the wrong type (a key is never guessed active, or a user key, from a value that is not `true` or `"user"`).
  * Keys written by the reference implementation have no `role` (they become user keys), no expiry,
  * no display prefix and no rotation history.
  */
 export function parseStoredKey(value: unknown): KeyRecord | string {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not an object';
   const v = value as Record<string, unknown>;
-  if (typeof v.key_id !== 'string' || v.key_id.length === 0) return 'key_id is missing';
+  if (typeof v.key_id !== 'string' || v.key_id.length === 0) return `key_id must be a non-empty string, not ${shown(v.key_id)}`;
   if (typeof v.key_hash !== 'string' || !HASH_PATTERN.test(v.key_hash)) return 'key_hash is not a SHA-256 hex digest';
-  if (typeof v.created_at !== 'number') return 'created_at is not a number';
-  if (v.last_used !== null && v.last_used !== undefined && typeof v.last_used !== 'number') return 'last_used is not a number';
-  if (typeof v.rate_limit !== 'number' || !(v.rate_limit > 0)) return 'rate_limit is not a positive number';
-  if (v.expires_at !== null && v.expires_at !== undefined && typeof v.expires_at !== 'number') return 'expires_at is not a number';
-  if (v.previous_key_hash != null && (typeof v.previous_key_hash !== 'string' || !HASH_PATTERN.test(v.previous_key_hash))) return 'previous_key_hash is not a SHA-256 hex digest';
+  if (v.name != null && typeof v.name !== 'string') return `name must be a string, not ${shown(v.name)}`;
+  if (!isTime(v.created_at)) return `created_at must be a number (Unix seconds), not ${shown(v.created_at)}`;
+  if (v.last_used != null && !isTime(v.last_used)) return `last_used must be a number (Unix seconds) or null, not ${shown(v.last_used)}`;
+  if (!Number.isSafeInteger(v.rate_limit) || (v.rate_limit as number) < 1) return `rate_limit must be a whole number of at least 1, not ${shown(v.rate_limit)}`;
+  if (typeof v.is_active !== 'boolean') return `is_active must be true or false, not ${shown(v.is_active)}`;
   const metadata = v.metadata ?? {};
-  if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) return 'metadata is not an object';
+  if (typeof metadata !== 'object' || Array.isArray(metadata)) return `metadata must be an object, not ${shown(v.metadata)}`;
+  if (v.role != null && v.role !== 'user' && v.role !== 'admin') return `role must be "user" or "admin", not ${shown(v.role)}`;
+  if (v.expires_at != null && !isTime(v.expires_at)) return `expires_at must be a number (Unix seconds) or null, not ${shown(v.expires_at)}`;
+  if (v.key_prefix != null && typeof v.key_prefix !== 'string') return `key_prefix must be a string or null, not ${shown(v.key_prefix)}`;
+  if (v.previous_key_hash != null && (typeof v.previous_key_hash !== 'string' || !HASH_PATTERN.test(v.previous_key_hash))) return 'previous_key_hash is not a SHA-256 hex digest';
+  if (v.previous_key_valid_until != null && !isTime(v.previous_key_valid_until)) return `previous_key_valid_until must be a number (Unix seconds) or null, not ${shown(v.previous_key_valid_until)}`;
   return {
     key_id: v.key_id,
     name: typeof v.name === 'string' ? v.name : 'Unnamed Key',
     created_at: v.created_at,
-    last_used: typeof v.last_used === 'number' ? v.last_used : null,
-    rate_limit: Math.floor(v.rate_limit),
-    is_active: v.is_active !== false,
+    last_used: isTime(v.last_used) ? v.last_used : null,
+    rate_limit: v.rate_limit as number,
+    is_active: v.is_active,
     metadata: metadata as Record<string, unknown>,
     role: v.role === 'admin' ? 'admin' : 'user',
-    expires_at: typeof v.expires_at === 'number' ? v.expires_at : null,
+    expires_at: isTime(v.expires_at) ? v.expires_at : null,
     key_prefix: typeof v.key_prefix === 'string' ? v.key_prefix : null,
     key_hash: v.key_hash,
     previous_key_hash: typeof v.previous_key_hash === 'string' ? v.previous_key_hash : null,
-    previous_key_valid_until: typeof v.previous_key_valid_until === 'number' ? v.previous_key_valid_until : null,
+    previous_key_valid_until: isTime(v.previous_key_valid_until) ? v.previous_key_valid_until : null,
   };
+}
+
+/** A finite number (JSON's `1e999` parses to Infinity). */
+function isTime(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value);
+}
+
+/** A stored value as a short piece of JSON for an error message. */
+function shown(value: unknown): string {
+  if (value === undefined) return 'missing';
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 40 ? `${text.slice(0, 37)}...` : text;
 }
 
 /** The key object as clients see it, without the hashes. */

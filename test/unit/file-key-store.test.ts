@@ -175,6 +175,52 @@ describe('FileKeyStore', () => {
     });
   }
 
+  const badFields: Array<[string, unknown, RegExp]> = [
+    ['is_active', 0, /is_active must be true or false, not 0/],
+    ['is_active', null, /is_active must be true or false, not null/],
+    ['is_active', 'false', /is_active must be true or false, not "false"/],
+    ['is_active', undefined, /is_active must be true or false, not missing/],
+    ['rate_limit', '100', /rate_limit must be a whole number of at least 1, not "100"/],
+    ['rate_limit', 2.5, /rate_limit must be a whole number/],
+    ['rate_limit', 0, /rate_limit must be a whole number/],
+    ['created_at', '1712345678', /created_at must be a number/],
+    ['last_used', true, /last_used must be a number/],
+    ['name', 42, /name must be a string, not 42/],
+    ['metadata', 'x', /metadata must be an object/],
+    ['role', 'root', /role must be "user" or "admin", not "root"/],
+    ['expires_at', 'never', /expires_at must be a number/],
+    ['key_prefix', 7, /key_prefix must be a string or null/],
+  ];
+  for (const [field, value, message] of badFields) {
+    test(`a key whose ${field} is ${value === undefined ? 'missing' : JSON.stringify(value)} is refused, naming the key and the field, in a small file, a large indexed one and the journal`, async () => {
+      const { record } = makeKey();
+      const bad: Record<string, unknown> = { ...record, [field]: value };
+      if (value === undefined) delete bad[field];
+      const others = Array.from({ length: 50 }, () => makeKey().record);
+      const expectRefusal = async (file: string, options: Partial<FileKeyStoreOptions> = {}): Promise<void> => {
+        const store = new FileKeyStore({ directory: dir, pollIntervalMs: 100, ...options });
+        await assert.rejects(store.open(), (error: unknown) => {
+          assert.ok(error instanceof StoreCorruptError, String(error));
+          assert.equal(error.file, file);
+          assert.ok(error.message.includes(`record ${JSON.stringify(record.key_id)}`), error.message);
+          assert.match(error.message, message);
+          return true;
+        });
+        await store.close();
+      };
+      const snapshot = JSON.stringify(Object.fromEntries([...others, bad].map((key) => [key.key_id, key])), null, 2);
+      await writeFile(keysPath, snapshot);
+      await expectRefusal(keysPath);
+      const byLine = '{\n' + [...others, bad].map((key) => `${JSON.stringify(key.key_id)}: ${JSON.stringify(key)}`).join(',\n') + '\n}\n';
+      await writeFile(keysPath, byLine);
+      await expectRefusal(keysPath, { index: { minBytes: 1, threads: 2 } });
+      assert.equal(await readFile(keysPath, 'utf8'), byLine, 'the file is left unchanged');
+      await rm(keysPath);
+      await writeFile(journalPath, JSON.stringify({ op: 'put', id: record.key_id, value: bad }) + '\n');
+      await expectRefusal(journalPath);
+    });
+  }
+
   test('temporary files a crash left mid-rewrite are removed at open; others are kept', async () => {
     const leftovers = ['.api_keys.json.1a2b3c.tmp', '.api_keys.journal.4d5e6f.tmp'];
     for (const name of [...leftovers, 'notes.tmp']) await writeFile(join(dir, name), 'partial');
