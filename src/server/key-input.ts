@@ -74,13 +74,37 @@ export function auditActionOf(patch: KeyUpdateInput): string {
   return 'key.update';
 }
 
-/** The length of `value` as JSON text, or undefined when it is nested too deeply to write (JSON.stringify runs out of stack). */
-function jsonLength(value: unknown): number | undefined {
+/** The size of `value` as UTF-8 JSON text, or undefined when it is nested too deeply to write (JSON.stringify runs out of stack). */
+function jsonBytes(value: unknown): number | undefined {
   try {
-    return JSON.stringify(value).length;
+    return Buffer.byteLength(JSON.stringify(value));
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Text that some store cannot hold as given: NUL (PostgreSQL's text and jsonb refuse it) or a lone
+ * UTF-16 surrogate (not Unicode; jsonb refuses it, text silently replaces it). Refused for every store alike.
+ */
+// eslint-disable-next-line no-control-regex
+const UNSTORABLE_TEXT = /\u0000|\p{Cs}/u;
+
+/** True when a key or string anywhere in `value` is unstorable text; walked without recursion, however deep. */
+function holdsUnstorableText(value: unknown): boolean {
+  const pending = [value];
+  while (pending.length > 0) {
+    const item = pending.pop();
+    if (typeof item === 'string') {
+      if (UNSTORABLE_TEXT.test(item)) return true;
+    } else if (typeof item === 'object' && item !== null) {
+      for (const [key, inner] of Object.entries(item)) {
+        if (UNSTORABLE_TEXT.test(key)) return true;
+        pending.push(inner);
+      }
+    }
+  }
+  return false;
 }
 
 function check(body: unknown, allowed: string[]): Record<string, unknown> {
@@ -98,6 +122,7 @@ function check(body: unknown, allowed: string[]): Record<string, unknown> {
     else if (name.length > MAX_NAME_LENGTH) problems.push({ field: 'name', problem: `must be at most ${MAX_NAME_LENGTH} characters` });
     // eslint-disable-next-line no-control-regex
     else if (/[\u0000-\u001f\u007f]/.test(name)) problems.push({ field: 'name', problem: 'must not contain control characters' });
+    else if (UNSTORABLE_TEXT.test(name)) problems.push({ field: 'name', problem: 'must be valid Unicode text (an unpaired surrogate such as \\ud800 is not)' });
   }
   if ('rate_limit' in fields) {
     const limit = fields.rate_limit;
@@ -110,9 +135,10 @@ function check(body: unknown, allowed: string[]): Record<string, unknown> {
     if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) {
       problems.push({ field: 'metadata', problem: 'must be a JSON object' });
     } else {
-      const length = jsonLength(metadata);
-      if (length === undefined) problems.push({ field: 'metadata', problem: 'is nested too deeply' });
-      else if (length > MAX_METADATA_BYTES) problems.push({ field: 'metadata', problem: `must be at most ${MAX_METADATA_BYTES} bytes as JSON` });
+      const bytes = jsonBytes(metadata);
+      if (bytes === undefined) problems.push({ field: 'metadata', problem: 'is nested too deeply' });
+      else if (bytes > MAX_METADATA_BYTES) problems.push({ field: 'metadata', problem: `must be at most ${MAX_METADATA_BYTES} bytes as UTF-8 JSON` });
+      else if (holdsUnstorableText(metadata)) problems.push({ field: 'metadata', problem: 'must not hold \\u0000 or an unpaired surrogate (such as \\ud800) in any key or string' });
     }
   }
   if ('role' in fields && fields.role !== 'user' && fields.role !== 'admin') {

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { freshPostgresDatabase, type FreshDatabase } from '../contract/backends.js';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send } from '../helpers/http-client.js';
@@ -129,6 +130,7 @@ describe('bad input gets 400 INVALID_REQUEST and changes nothing', () => {
     ['bad role', '{"role": "root"}'],
     ['array metadata', '{"metadata": [1]}'],
     ['body over 64 KiB', JSON.stringify({ name: 'x', metadata: { pad: 'p'.repeat(70 * 1024) } })],
+    ['metadata over 16 KiB as UTF-8 though under 16 Ki characters', JSON.stringify({ metadata: { pad: '€'.repeat(6000) } })],
   ];
 
   for (const [what, body] of badBodies) {
@@ -208,5 +210,63 @@ describe('first-key bootstrap in required mode', () => {
     const res = await send(gateway.url, '/api/keys', { method: 'POST', body: { name: 'after' } });
     assert.equal(res.status, 401);
     assert.equal(res.json().error_code, 'AUTH_REQUIRED');
+  });
+});
+
+/** Bodies holding text some store cannot keep: refused alike, whichever store is behind the gateway. */
+const UNSTORABLE_BODIES: Array<[string, string]> = [
+  ['metadata with \\u0000 in a string', '{"metadata": {"note": "a\\u0000b"}}'],
+  ['metadata with \\u0000 in a key', '{"metadata": {"a\\u0000": 1}}'],
+  ['metadata with a lone surrogate deep inside', '{"metadata": {"list": [{"x": ["ok", "\\ud800"]}]}}'],
+  ['metadata with a lone low surrogate in a key', '{"metadata": {"\\udc00": true}}'],
+  ['a name with a lone surrogate', '{"name": "key \\udbff"}'],
+  ['a name with \\u0000', '{"name": "key\\u0000"}'],
+];
+
+describe('text no store can hold gets the same 400 on JSON files and on PostgreSQL', () => {
+  let comfy: FakeComfyUI;
+  const backends: Array<{ name: string; gateway: GatewayProcess; key: CreatedKey; database?: FreshDatabase }> = [];
+
+  before(async () => {
+    comfy = await startFakeComfyUI();
+    const files = await startGateway({ upstream: comfy.url });
+    backends.push({ name: 'files', gateway: files, key: await createKey(files.url, { name: 'k' }) });
+    const database = await freshPostgresDatabase();
+    if ('skip' in database) return;
+    const postgres = await startGateway({ upstream: comfy.url, args: ['--database-url', database.url] });
+    backends.push({ name: 'postgres', gateway: postgres, key: await createKey(postgres.url, { name: 'k' }), database });
+  });
+  after(async () => {
+    for (const backend of backends) {
+      await backend.gateway.stop();
+      await backend.database?.drop();
+    }
+    await comfy.close();
+  });
+
+  for (const [what, body] of UNSTORABLE_BODIES) {
+    test(`create and update with ${what}`, async () => {
+      const answers: string[] = [];
+      for (const { gateway, key } of backends) {
+        for (const [method, path] of [['POST', '/api/keys'], ['PATCH', `/api/keys/${key.key_id}`]] as const) {
+          const res = await send(gateway.url, path, { method, body, headers: { 'content-type': 'application/json' } });
+          assert.equal(res.status, 400, res.text);
+          assert.equal(res.json().error_code, 'INVALID_REQUEST');
+          answers.push(res.text);
+        }
+        const listed = (await send(gateway.url, '/api/keys')).json<{ keys: unknown[] }>().keys;
+        assert.equal(listed.length, 1, 'nothing was created');
+      }
+      assert.deepEqual(answers.slice(2), answers.slice(0, answers.length - 2), 'every store gives the same answer');
+    });
+  }
+
+  test('metadata with other escapes, emoji and 16 KiB of UTF-8 is stored and read back the same on every store', async () => {
+    const metadata = { tab: 'a\tb', bell: '\u0007', emoji: '😀', pad: '€'.repeat(5000) };
+    for (const { gateway, key } of backends) {
+      const res = await send(gateway.url, `/api/keys/${key.key_id}`, { method: 'PATCH', body: { metadata } });
+      assert.equal(res.status, 200, res.text);
+      assert.deepEqual((await send(gateway.url, `/api/keys/${key.key_id}`)).json().metadata, metadata);
+    }
   });
 });
