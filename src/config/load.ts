@@ -1,5 +1,6 @@
 // Builds the GatewayConfig from command-line flags and COMFY_GATE_* environment variables (flags win).
 
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { checkTrustedProxy } from '../auth/client-addressing.js';
@@ -47,7 +48,9 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { flag: 'ws-ping-interval', env: 'COMFY_GATE_WS_PING_INTERVAL', type: 'string', help: `Seconds between keep-alive pings on each relayed WebSocket (default ${DEFAULTS.wsPingIntervalSeconds})` },
   { flag: 'ws-max-per-key', env: 'COMFY_GATE_WS_MAX_PER_KEY', type: 'string', help: `WebSockets one key (admin keys included) may hold open at once (default ${DEFAULTS.wsMaxPerKey})` },
   { flag: 'database-url', env: 'COMFY_GATE_DATABASE_URL', type: 'string', help: 'postgres://... : keep keys, usage, sessions, ownership and audit in PostgreSQL (default: JSON files)' },
+  { flag: 'database-url-file', env: 'COMFY_GATE_DATABASE_URL_FILE', type: 'string', help: 'A file holding the --database-url (kept out of the process list); not with --database-url' },
   { flag: 'redis-url', env: 'COMFY_GATE_REDIS_URL', type: 'string', help: 'redis://... : keep rate-limit counters in Redis, shared by every replica (default: in memory)' },
+  { flag: 'redis-url-file', env: 'COMFY_GATE_REDIS_URL_FILE', type: 'string', help: 'A file holding the --redis-url (kept out of the process list); not with --redis-url' },
   { flag: 'redis-key-prefix', env: 'COMFY_GATE_REDIS_KEY_PREFIX', type: 'string', help: `Prefix of the gateway's Redis keys (default ${DEFAULTS.redisKeyPrefix})` },
   { flag: 'redis-timeout', env: 'COMFY_GATE_REDIS_TIMEOUT', type: 'string', help: `Milliseconds one Redis call may take before it counts as failed (default ${DEFAULTS.redisTimeoutMs})` },
   { flag: 'redis-failure', env: 'COMFY_GATE_REDIS_FAILURE', type: 'string', help: `While Redis is unreachable: ${REDIS_FAILURE_MODES.join(', ')} (default ${DEFAULTS.redisFailure})` },
@@ -92,8 +95,8 @@ export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): Gateway
     logLevel: parseLogLevel(stringValue(values['log-level']) ?? DEFAULTS.logLevel),
     metricsPublic: values['metrics-public'] === true,
     metricsPerKey: values['metrics-per-key'] === true,
-    databaseUrl: parseServiceUrl('--database-url', stringValue(values['database-url']), ['postgres:', 'postgresql:'], 'postgres://user:password@host:5432/database'),
-    redisUrl: parseServiceUrl('--redis-url', stringValue(values['redis-url']), ['redis:', 'rediss:'], 'redis://host:6379'),
+    databaseUrl: serviceUrlOf(values, 'database-url', ['postgres:', 'postgresql:'], 'postgres://user:password@host:5432/database'),
+    redisUrl: serviceUrlOf(values, 'redis-url', ['redis:', 'rediss:'], 'redis://host:6379'),
     redisKeyPrefix: parseRedisKeyPrefix(stringValue(values['redis-key-prefix']) ?? DEFAULTS.redisKeyPrefix),
     redisTimeoutMs: parseInteger('--redis-timeout', stringValue(values['redis-timeout']), DEFAULTS.redisTimeoutMs, 1, 60_000),
     redisFailure: parseRedisFailure(stringValue(values['redis-failure']) ?? DEFAULTS.redisFailure),
@@ -209,6 +212,25 @@ export function parseServiceUrl(name: string, value: string | undefined, protoco
   }
   if (!protocols.includes(url.protocol)) throw new ConfigError(`${name} must start with ${protocols.map((p) => `${p}//`).join(' or ')}, not ${url.protocol}//`);
   return value;
+}
+
+/**
+ * A service URL given by `--NAME` or read from the file `--NAME-file` names (trimmed), then checked by `parseServiceUrl`.
+ * @throws ConfigError when both are given, or the file cannot be read or is empty; never with the URL in the message.
+ */
+function serviceUrlOf(values: RawValues, flag: string, protocols: string[], example: string): string | null {
+  const given = stringValue(values[flag]);
+  const file = stringValue(values[`${flag}-file`]);
+  if (file === undefined) return parseServiceUrl(`--${flag}`, given, protocols, example);
+  if (given !== undefined) throw new ConfigError(`--${flag} and --${flag}-file are both given (as flags or environment variables); keep one`);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    throw new ConfigError(`--${flag}-file: ${file} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  if (text === '') throw new ConfigError(`--${flag}-file: ${file} is empty; it must hold the URL`);
+  return parseServiceUrl(`the URL in --${flag}-file ${file}`, text, protocols, example);
 }
 
 /** A service URL without its password, for the start-up line and log lines. */

@@ -1,8 +1,10 @@
 // Flags and COMFY_GATE_* variables become one GatewayConfig; bad values are refused with a message that names the flag.
 
 import assert from 'node:assert/strict';
-import { resolve } from 'node:path';
-import { describe, test } from 'node:test';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, describe, test } from 'node:test';
 import { ConfigError, loadServeConfig } from '../../src/config/load.js';
 
 describe('loadServeConfig', () => {
@@ -57,6 +59,44 @@ describe('loadServeConfig', () => {
     assert.deepEqual(flags.frameAncestors, ['https://portal.example', "'self'"]);
     const env = loadServeConfig([], { COMFY_GATE_ALLOWED_HOSTS: 'a.example, b.example', COMFY_GATE_NO_LOCAL_ADMIN: 'yes', COMFY_GATE_FRAME_ANCESTORS: 'http://127.0.0.1:3000,https://*.example.com' });
     assert.deepEqual([env.allowedHosts, env.noLocalAdmin, env.frameAncestors], [['a.example', 'b.example'], true, ['http://127.0.0.1:3000', 'https://*.example.com']]);
+  });
+
+  describe('service URLs from a file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'comfy-gate-config-'));
+    after(() => rmSync(dir, { recursive: true, force: true }));
+    const secretFile = (name: string, text: string): string => {
+      const path = join(dir, name);
+      writeFileSync(path, text, { mode: 0o600 });
+      return path;
+    };
+
+    test('--database-url-file and COMFY_GATE_REDIS_URL_FILE are read and trimmed', () => {
+      const database = secretFile('database-url', '  postgres://gate:s3cret@db.internal:5432/gate\n');
+      const redis = secretFile('redis-url', 'rediss://:p4ss@cache.internal:6380\n');
+      const config = loadServeConfig(['--database-url-file', database], { COMFY_GATE_REDIS_URL_FILE: redis });
+      assert.equal(config.databaseUrl, 'postgres://gate:s3cret@db.internal:5432/gate');
+      assert.equal(config.redisUrl, 'rediss://:p4ss@cache.internal:6380');
+    });
+
+    const refusals: Array<[string, () => [string[], NodeJS.ProcessEnv], RegExp]> = [
+      ['a URL and its file as flags', () => [['--database-url', 'postgres://h/d', '--database-url-file', secretFile('a', 'postgres://h/d')], {}], /--database-url and --database-url-file are both given/],
+      ['a URL in the environment and its file as a flag', () => [['--redis-url-file', secretFile('b', 'redis://h')], { COMFY_GATE_REDIS_URL: 'redis://h' }], /--redis-url and --redis-url-file are both given/],
+      ['a file that does not exist', () => [['--database-url-file', join(dir, 'missing')], {}], /--database-url-file: .*missing cannot be read \(ENOENT\)/],
+      ['an empty file', () => [['--redis-url-file', secretFile('c', ' \n')], {}], /--redis-url-file: .* is empty/],
+      ['a file holding something else', () => [['--database-url-file', secretFile('d', 'mysql://root:hunter2@h/d')], {}], /the URL in --database-url-file .* must start with postgres:\/\/ or postgresql:\/\//],
+    ];
+    for (const [what, input, message] of refusals) {
+      test(`refuses ${what}, never showing the secret`, () => {
+        const [args, env] = input();
+        assert.throws(() => loadServeConfig(args, env), (error: unknown) => error instanceof ConfigError && message.test(error.message) && !/hunter2/.test(error.message));
+      });
+    }
+  });
+
+  test('--allow-unsafe-store-permissions, by flag or environment', () => {
+    assert.equal(loadServeConfig([], {}).allowUnsafeStorePermissions, false);
+    assert.equal(loadServeConfig(['--allow-unsafe-store-permissions'], {}).allowUnsafeStorePermissions, true);
+    assert.equal(loadServeConfig([], { COMFY_GATE_ALLOW_UNSAFE_STORE_PERMISSIONS: 'yes' }).allowUnsafeStorePermissions, true);
   });
 
   const bad: Array<[string, string[], NodeJS.ProcessEnv, RegExp]> = [
