@@ -1,9 +1,8 @@
 // Append-only JSON-lines journals: durable appends, and reading whole lines from an offset.
 
-import { createInterface } from 'node:readline';
 import { StoreCorruptError } from '../types.js';
 import { syncDirectory } from './atomic-write.js';
-import { openNoFollow, truncateNoFollow } from './no-follow.js';
+import { linesNoFollow, openNoFollow, truncateNoFollow } from './no-follow.js';
 import { dirname } from 'node:path';
 
 /** What a read of a journal found past an offset. */
@@ -87,22 +86,16 @@ export async function appendDurably(path: string, text: string): Promise<void> {
  * @throws StoreCorruptError if a line is not JSON.
  */
 export async function* streamJournal(path: string): AsyncGenerator<{ line: string; entry: unknown }> {
-  const handle = await openNoFollow(path, 'read');
-  try {
-    const lines = createInterface({ input: handle.createReadStream({ encoding: 'utf8', autoClose: false }), crlfDelay: Infinity });
-    let lineNumber = 0;
-    for await (const line of lines) {
-      lineNumber += 1;
-      if (line.length === 0) continue;
-      let entry: unknown;
-      try {
-        entry = JSON.parse(line);
-      } catch {
-        throw new StoreCorruptError(path, `line ${lineNumber} is not JSON`);
-      }
-      yield { line, entry };
+  let lineNumber = 0;
+  for await (const line of linesNoFollow(path)) {
+    lineNumber += 1;
+    if (line.length === 0) continue;
+    let entry: unknown;
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      throw new StoreCorruptError(path, `line ${lineNumber} is not JSON`);
     }
-  } finally {
-    await handle.close();
+    yield { line, entry };
   }
 }

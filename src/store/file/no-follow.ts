@@ -2,6 +2,7 @@
 
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 
 const NO_FOLLOW = constants.O_NOFOLLOW ?? 0;
 
@@ -27,6 +28,16 @@ export async function readTextNoFollow(path: string): Promise<string> {
   const handle = await openNoFollow(path, 'read');
   try {
     return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The file's lines (without their line ends), read a chunk at a time. @throws the file-system error; ELOOP for a symbolic link. */
+export async function* linesNoFollow(path: string): AsyncGenerator<string> {
+  const handle = await openNoFollow(path, 'read');
+  try {
+    yield* createInterface({ input: handle.createReadStream({ encoding: 'utf8', autoClose: false }), crlfDelay: Infinity });
   } finally {
     await handle.close();
   }

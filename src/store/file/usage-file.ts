@@ -10,10 +10,9 @@
 // the header (first line) lets start-up read the totals without parsing every record. Records are
 // written in the order their requests ended, so the last hour's are read from the end of the file.
 
-import { createInterface } from 'node:readline';
 import { StoreCorruptError, type DailyTotals, type UsageRecord } from '../types.js';
 import { utcDay } from '../../usage/day.js';
-import { openNoFollow, readTextNoFollow } from './no-follow.js';
+import { linesNoFollow, openNoFollow, readTextNoFollow } from './no-follow.js';
 
 const HEADER_PREFIX = '{"comfy_gate": ';
 const RECORDS_LINE = '"records": [';
@@ -158,20 +157,14 @@ export async function* existingRecordLines(path: string, loaded: LoadedUsageFile
     for (const record of loaded.legacyRecords) if (record.timestamp >= oldestKept) yield JSON.stringify(record);
     return;
   }
-  const handle = await openNoFollow(path, 'read');
-  try {
-    const lines = createInterface({ input: handle.createReadStream({ encoding: 'utf8', autoClose: false }), crlfDelay: Infinity });
-    let lineNumber = 0;
-    for await (const raw of lines) {
-      lineNumber += 1;
-      if (lineNumber <= 2 || raw === ']}' || raw.length === 0) continue;
-      const line = raw.endsWith(',') ? raw.slice(0, -1) : raw;
-      const match = /"timestamp":(-?[0-9.eE+-]+)/.exec(line);
-      if (!match) throw new StoreCorruptError(path, `record on line ${lineNumber} has no timestamp`);
-      if (Number(match[1]) >= oldestKept) yield line;
-    }
-  } finally {
-    await handle.close();
+  let lineNumber = 0;
+  for await (const raw of linesNoFollow(path)) {
+    lineNumber += 1;
+    if (lineNumber <= 2 || raw === ']}' || raw.length === 0) continue;
+    const line = raw.endsWith(',') ? raw.slice(0, -1) : raw;
+    const match = /"timestamp":(-?[0-9.eE+-]+)/.exec(line);
+    if (!match) throw new StoreCorruptError(path, `record on line ${lineNumber} has no timestamp`);
+    if (Number(match[1]) >= oldestKept) yield line;
   }
 }
 
