@@ -1,6 +1,7 @@
 // Validates the bodies of key creation and key updates; every problem is reported, nothing is guessed.
 
 import { invalidRequest } from '../errors.js';
+import { holdsUnstorableText, isStorableText } from '../store/storable-text.js';
 import type { KeyPatch, KeyRole } from '../store/types.js';
 
 export const MAX_NAME_LENGTH = 200;
@@ -83,30 +84,6 @@ function jsonBytes(value: unknown): number | undefined {
   }
 }
 
-/**
- * Text that some store cannot hold as given: NUL (PostgreSQL's text and jsonb refuse it) or a lone
- * UTF-16 surrogate (not Unicode; jsonb refuses it, text silently replaces it). Refused for every store alike.
- */
-// eslint-disable-next-line no-control-regex
-const UNSTORABLE_TEXT = /\u0000|\p{Cs}/u;
-
-/** True when a key or string anywhere in `value` is unstorable text; walked without recursion, however deep. */
-function holdsUnstorableText(value: unknown): boolean {
-  const pending = [value];
-  while (pending.length > 0) {
-    const item = pending.pop();
-    if (typeof item === 'string') {
-      if (UNSTORABLE_TEXT.test(item)) return true;
-    } else if (typeof item === 'object' && item !== null) {
-      for (const [key, inner] of Object.entries(item)) {
-        if (UNSTORABLE_TEXT.test(key)) return true;
-        pending.push(inner);
-      }
-    }
-  }
-  return false;
-}
-
 function check(body: unknown, allowed: string[]): Record<string, unknown> {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw invalidRequest('The body must be a JSON object.', [{ field: 'body', problem: 'not an object' }]);
@@ -122,7 +99,7 @@ function check(body: unknown, allowed: string[]): Record<string, unknown> {
     else if (name.length > MAX_NAME_LENGTH) problems.push({ field: 'name', problem: `must be at most ${MAX_NAME_LENGTH} characters` });
     // eslint-disable-next-line no-control-regex
     else if (/[\u0000-\u001f\u007f]/.test(name)) problems.push({ field: 'name', problem: 'must not contain control characters' });
-    else if (UNSTORABLE_TEXT.test(name)) problems.push({ field: 'name', problem: 'must be valid Unicode text (an unpaired surrogate such as \\ud800 is not)' });
+    else if (!isStorableText(name)) problems.push({ field: 'name', problem: 'must be valid Unicode text (an unpaired surrogate such as \\ud800 is not)' });
   }
   if ('rate_limit' in fields) {
     const limit = fields.rate_limit;
