@@ -19,7 +19,12 @@ export async function requireStoreDirectory(directory: string, allowUnsafe: bool
   const found = await stat(directory).catch(() => null);
   if (!found) throw new CommandError(`${directory} does not exist; give the gateway's user directory with --user-directory`);
   if (!found.isDirectory()) throw new CommandError(`${directory} is not a directory`);
-  await checkStoreDirectory(directory, { allowUnsafe, warn: (message) => console.error(`comfy-gate: warning: ${message}`) });
+  await checkStoreFolder(directory, allowUnsafe);
+}
+
+/** `checkStoreDirectory` with its warning printed on stderr. @throws UnsafeStoreError */
+export function checkStoreFolder(directory: string, allowUnsafe: boolean): Promise<void> {
+  return checkStoreDirectory(directory, { allowUnsafe, warn: (message) => console.error(`comfy-gate: warning: ${message}`) });
 }
 
 /**

@@ -56,7 +56,8 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { flag: 'redis-failure', env: 'COMFY_GATE_REDIS_FAILURE', type: 'string', help: `While Redis is unreachable: ${REDIS_FAILURE_MODES.join(', ')} (default ${DEFAULTS.redisFailure})` },
 ];
 
-type RawValues = Record<string, string | boolean | string[] | undefined>;
+/** Flag values by flag name (without `--`), as parsed or taken from the environment. */
+export type RawValues = Record<string, string | boolean | string[] | undefined>;
 
 /**
  * Reads `serve` flags and their environment variables into a config.
@@ -218,7 +219,7 @@ export function parseServiceUrl(name: string, value: string | undefined, protoco
  * A service URL given by `--NAME` or read from the file `--NAME-file` names (trimmed), then checked by `parseServiceUrl`.
  * @throws ConfigError when both are given, or the file cannot be read or is empty; never with the URL in the message.
  */
-function serviceUrlOf(values: RawValues, flag: string, protocols: string[], example: string): string | null {
+export function serviceUrlOf(values: RawValues, flag: string, protocols: string[], example: string): string | null {
   const given = stringValue(values[flag]);
   const file = stringValue(values[`${flag}-file`]);
   if (file === undefined) return parseServiceUrl(`--${flag}`, given, protocols, example);

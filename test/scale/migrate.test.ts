@@ -1,6 +1,8 @@
 // comfy-gate migrate: a JSON store made by a real gateway, copied into PostgreSQL twice (the second run copies nothing), then served from it.
 
 import assert from 'node:assert/strict';
+import { chmod, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { queuePrompt, waitForHistory } from '../helpers/comfy-client.js';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
@@ -115,6 +117,19 @@ describe('comfy-gate migrate', { skip: 'skip' in fresh ? fresh.skip : false }, (
     const unreachable = await runCli(['migrate', '--from-user-directory', directory.path, '--database-url', 'postgres://postgres:secret@127.0.0.1:1/none']);
     assert.equal(unreachable.code, 1);
     assert.match(unreachable.stderr, /cannot use the database at postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:1\/none/);
+    await chmod(directory.path, 0o777);
+    const unsafe = await runCli(['migrate', '--from-user-directory', directory.path, '--database-url', database.url]);
+    assert.equal(unsafe.code, 2, unsafe.stderr);
+    assert.ok(unsafe.stderr.includes(`run chmod 700 ${directory.path}`), unsafe.stderr);
+    await chmod(directory.path, 0o700);
+    const urlFile = join(directory.path, '..', `${directory.path.split('/').pop()}.url`);
+    cleanups.push(() => rm(urlFile, { force: true }));
+    await writeFile(urlFile, `${database.url}\n`, { mode: 0o600 });
+    const fromFile = await runCli(['migrate', '--from-user-directory', directory.path, '--json'], { COMFY_GATE_DATABASE_URL_FILE: urlFile });
+    assert.equal(fromFile.code, 0, fromFile.stderr);
+    const both = await runCli(['migrate', '--from-user-directory', directory.path, '--database-url', database.url, '--database-url-file', urlFile]);
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /--database-url and --database-url-file are both given/);
     const help = await runCli(['migrate', '--help']);
     assert.equal(help.code, 0);
     assert.match(help.stdout, /--from-user-directory DIR/);

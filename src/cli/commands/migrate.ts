@@ -3,9 +3,10 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, parseServiceUrl, redactUrl } from '../../config/load.js';
-import type { CliContext } from '../options.js';
+import { ConfigError, redactUrl, serviceUrlOf } from '../../config/load.js';
+import { allowUnsafeStoreOf, type CliContext } from '../options.js';
 import { printJson, table } from '../output.js';
+import { checkStoreFolder } from '../stores.js';
 import { CommandError, UsageError } from '../usage-error.js';
 
 export const MIGRATE_HELP = `Usage: comfy-gate migrate --from-user-directory DIR --database-url URL [--json]
@@ -23,10 +24,14 @@ Options:
   --from-user-directory DIR   The JSON store to copy (api_keys.json, api_usage.json, ...)
   --database-url URL          postgres://user:password@host:5432/database
                               (env COMFY_GATE_DATABASE_URL)
+  --database-url-file PATH    A file holding that URL, kept out of the process list
+                              (env COMFY_GATE_DATABASE_URL_FILE)
+  --allow-unsafe-store-permissions
+                              Warn instead of refusing a DIR that others can write
   --json                      Print {"source", "database", "copied": {kind: {found, copied}}}
 
 Exit codes: 0 copied (or nothing new), 1 failure (nothing half-copied is lost:
-run it again), 2 bad arguments.`;
+run it again), 2 bad arguments or a DIR that others can change.`;
 
 const LABELS: Record<string, string> = {
   keys: 'keys',
@@ -48,7 +53,13 @@ export async function migrate(args: string[], ctx: CliContext): Promise<number> 
   try {
     const parsed = parseArgs({
       args,
-      options: { 'from-user-directory': { type: 'string' }, 'database-url': { type: 'string' }, json: { type: 'boolean' } },
+      options: {
+        'from-user-directory': { type: 'string' },
+        'database-url': { type: 'string' },
+        'database-url-file': { type: 'string' },
+        'allow-unsafe-store-permissions': { type: 'boolean' },
+        json: { type: 'boolean' },
+      },
       strict: true,
       allowPositionals: false,
     });
@@ -58,17 +69,21 @@ export async function migrate(args: string[], ctx: CliContext): Promise<number> 
   }
   const from = values['from-user-directory'];
   if (typeof from !== 'string' || from === '') throw new UsageError('migrate needs --from-user-directory DIR: the JSON store to copy', help);
-  const given = typeof values['database-url'] === 'string' ? values['database-url'] : ctx.env.COMFY_GATE_DATABASE_URL || undefined;
-  if (!given) throw new UsageError('migrate needs --database-url postgres://... (or COMFY_GATE_DATABASE_URL)', help);
+  const urls = {
+    'database-url': values['database-url'] ?? (ctx.env.COMFY_GATE_DATABASE_URL || undefined),
+    'database-url-file': values['database-url-file'] ?? (ctx.env.COMFY_GATE_DATABASE_URL_FILE || undefined),
+  };
+  if (!urls['database-url'] && !urls['database-url-file']) throw new UsageError('migrate needs --database-url postgres://... (or COMFY_GATE_DATABASE_URL, or --database-url-file)', help);
   let url: string;
   try {
-    url = parseServiceUrl('--database-url', given, ['postgres:', 'postgresql:'], 'postgres://user:password@host:5432/database')!;
+    url = serviceUrlOf(urls, 'database-url', ['postgres:', 'postgresql:'], 'postgres://user:password@host:5432/database')!;
   } catch (error) {
     throw error instanceof ConfigError ? new UsageError(error.message, help) : error;
   }
   const directory = resolve(from);
   const found = await stat(directory).catch(() => null);
   if (!found?.isDirectory()) throw new UsageError(`--from-user-directory ${directory} is not a directory`, help);
+  await checkStoreFolder(directory, allowUnsafeStoreOf(values, ctx.env));
 
   // The PostgreSQL client is loaded only by this command and by a gateway given a database URL.
   const { PostgresDatabase } = await import('../../store/postgres/database.js');
