@@ -70,9 +70,11 @@ export async function checkStoreDirectory(directory: string, check: StoreFolderC
 
 /** What is wrong with the owner or mode of `path`, with the fix; null when nothing is. */
 function permissionProblem(path: string, entry: { mode: number; uid: number }, safeMode: number): string | null {
+  // Windows reports neither owners nor POSIX modes (every folder reads as 0777).
+  if (process.platform === 'win32') return null;
   const uid = process.getuid?.();
   if (uid !== undefined && entry.uid !== uid) {
-    return `${path} is owned by uid ${entry.uid}, not by this process's uid ${uid}: run chown ${uid} ${path}, or run the gateway as its owner.`;
+    return `${path} is owned by uid ${entry.uid}, not by this process's uid ${uid}: run chown ${uid} ${path}, or run comfy-gate as its owner.`;
   }
   const writers = [entry.mode & 0o020 ? 'group' : '', entry.mode & 0o002 ? 'others' : ''].filter(Boolean);
   if (writers.length === 0) return null;
