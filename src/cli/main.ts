@@ -37,9 +37,9 @@ COMFY_GATE_USER_DIRECTORY, default ./user), also while a gateway serves it; a
 gateway applies their changes within 2 seconds. Each takes --json.
 
 Options of serve (each also read from the environment variable shown):
-${SERVE_OPTIONS.map((o) => `  --${o.flag}${o.type === 'string' ? ' VALUE' : ''}`.padEnd(32) + `${o.help} [${o.env}]`).join('\n')}
+${SERVE_OPTIONS.map((o) => `  --${o.flag}${o.type === 'string' ? ' VALUE' : ''} `.padEnd(32) + `${o.help} [${o.env}]`).join('\n')}
 
-Exit codes: 0 ok, 1 failure, 2 bad arguments.`;
+Exit codes: 0 ok, 1 failure, 2 bad arguments or a store folder others can change.`;
 
 const COMMANDS: Record<string, (args: string[], ctx: CliContext) => Promise<number>> = { keys, usage, audit, migrate };
 /** The commands that read and write the JSON-file store directly. */
