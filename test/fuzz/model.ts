@@ -18,13 +18,24 @@ function worst(verdicts: Verdict[]): Verdict {
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
+/** NUL or a surrogate without its pair: text the README says no store takes, in a name or anywhere in metadata. */
+// eslint-disable-next-line no-control-regex
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
 function judgeName(name: unknown): Verdict {
   if (typeof name !== 'string' || name.length === 0) return 'invalid';
   const characters = [...name].length;
-  if (characters > 200) return 'invalid';
+  if (characters > 200 || UNSTORABLE.test(name)) return 'invalid';
   // eslint-disable-next-line no-control-regex
   if (name.length > 200 || name.trim() === '' || /[\u0000-\u001f\u007f]/.test(name)) return 'either';
   return 'valid';
+}
+
+/** True when a key or string anywhere in `value` is unstorable. */
+function holdsUnstorable(value: unknown): boolean {
+  if (typeof value === 'string') return UNSTORABLE.test(value);
+  if (typeof value !== 'object' || value === null) return false;
+  return Object.entries(value).some(([key, inner]) => UNSTORABLE.test(key) || holdsUnstorable(inner));
 }
 
 function judgeMetadata(metadata: unknown): Verdict {
@@ -35,8 +46,8 @@ function judgeMetadata(metadata: unknown): Verdict {
   } catch {
     return 'either';
   }
-  if (Buffer.byteLength(json) <= MAX_METADATA_BYTES) return 'valid';
-  return json.length > MAX_METADATA_BYTES ? 'invalid' : 'either';
+  if (Buffer.byteLength(json) > MAX_METADATA_BYTES) return 'invalid';
+  return holdsUnstorable(metadata) ? 'invalid' : 'valid';
 }
 
 function judgeExpiry(at: unknown): Verdict {
