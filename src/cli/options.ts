@@ -28,6 +28,30 @@ export const USER_DIRECTORY_FLAG: FlagSpec = { 'user-directory': { type: 'string
 export const USER_DIRECTORY_HELP = `  --user-directory DIR  The store's folder (default ${DEFAULTS.userDirectory}, env COMFY_GATE_USER_DIRECTORY)
   --allow-unsafe-store-permissions  Warn instead of refusing a store folder that others can write`;
 
+/** A generated key_id (22 base64url characters) that starts with `-`, as one in 64 does. */
+const DASHED_KEY_ID = /^-[A-Za-z0-9_-]{21}$/;
+
+/**
+ * Keeps a key_id that starts with `-` from being read as a flag: after a flag that takes a value it
+ * becomes `--flag=KEY_ID`; elsewhere it is moved after `--`, where only arguments stand.
+ */
+function withDashedKeyIdsAsValues(args: string[], spec: FlagSpec): string[] {
+  const end = args.indexOf('--');
+  const before = end < 0 ? args : args.slice(0, end);
+  const kept: string[] = [];
+  const positional: string[] = end < 0 ? [] : args.slice(end + 1);
+  for (const arg of before) {
+    if (!DASHED_KEY_ID.test(arg)) {
+      kept.push(arg);
+      continue;
+    }
+    const previous = kept.at(-1);
+    if (previous?.startsWith('--') && !previous.includes('=') && spec[previous.slice(2)]?.type === 'string') kept[kept.length - 1] = `${previous}=${arg}`;
+    else positional.unshift(arg);
+  }
+  return positional.length > 0 ? [...kept, '--', ...positional] : kept;
+}
+
 /**
  * Parses a command's arguments. Resolves null when `--help` or `-h` is among them (the caller prints
  * its help). With `keyId`, exactly one positional argument is required: the KEY_ID.
@@ -41,9 +65,10 @@ export function parseCommandLine(
 ): { values: FlagValues; keyId: string } | null {
   if (args.includes('--help') || args.includes('-h')) return null;
   const help = `comfy-gate ${command} --help`;
+  const spec = { ...USER_DIRECTORY_FLAG, ...flags };
   let parsed;
   try {
-    parsed = parseArgs({ args, options: { ...USER_DIRECTORY_FLAG, ...flags }, strict: true, allowPositionals: true });
+    parsed = parseArgs({ args: withDashedKeyIdsAsValues(args, spec), options: spec, strict: true, allowPositionals: true });
   } catch (error) {
     throw new UsageError(`${command}: ${(error as Error).message}`, help);
   }
