@@ -1,7 +1,10 @@
-// Refuses browser requests that another site started, as ComfyUI's own origin check does (COMFYUI-API.md §8).
+// Refuses browser requests that another site started, as ComfyUI's own origin check does.
 
 import type { IncomingMessage } from 'node:http';
 import { presentedCredential } from './credentials.js';
+
+/** Pages that a link from another site may open: they show a page and change nothing. */
+const LANDING_PAGES = new Set(['/', '/login', '/admin']);
 
 /**
  * Why a request must be refused as coming from another site, or null when it may go on. Requests
@@ -13,9 +16,11 @@ import { presentedCredential } from './credentials.js';
  * - `Sec-Fetch-Site: same-site` (another port or subdomain) is refused except for a top-level page
  *   load, so such a page cannot fire requests (images, scripts, no-cors fetches, frames) at the gateway;
  * - with `allowFraming` (--frame-ancestors), a frame's page load is let through from any site: the
- *   browser then enforces the Content-Security-Policy frame-ancestors of the answer.
+ *   browser then enforces the Content-Security-Policy frame-ancestors of the answer;
+ * - a top-level page load of a landing page (`/`, `/login`, `/admin`), which only shows a page, is let
+ *   through from any site, so a link to the gateway works.
  */
-export function crossSiteRefusal(req: IncomingMessage, ownOrigin: string, options: { allowFraming: boolean }): string | null {
+export function crossSiteRefusal(req: IncomingMessage, ownOrigin: string, options: { allowFraming: boolean; path: string }): string | null {
   if (presentedCredential(req.headers).kind !== 'none') return null;
   const origin = req.headers.origin;
   if (origin !== undefined && origin.toLowerCase() !== ownOrigin) {
@@ -26,6 +31,7 @@ export function crossSiteRefusal(req: IncomingMessage, ownOrigin: string, option
   const mode = req.headers['sec-fetch-mode'];
   const dest = req.headers['sec-fetch-dest'];
   if (mode === 'navigate' && options.allowFraming && (dest === 'iframe' || dest === 'frame')) return null;
-  if (site === 'same-site' && mode === 'navigate' && dest === 'document') return null;
+  const pageLoad = mode === 'navigate' && dest === 'document' && (req.method === 'GET' || req.method === 'HEAD');
+  if (pageLoad && (site === 'same-site' || LANDING_PAGES.has(options.path))) return null;
   return `This request came from a page of another site (Sec-Fetch-Site: ${site.slice(0, 20)}); open the gateway's address directly instead.`;
 }

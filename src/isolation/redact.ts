@@ -1,6 +1,6 @@
 // Secrets that ComfyUI keeps in a prompt's extra_data never leave the gateway, whoever asks.
 
-/** The extra_data keys that carry credentials of Comfy's own API nodes (COMFYUI-API.md §4). */
+/** The extra_data keys that carry credentials of Comfy's own API nodes. */
 const SECRET_EXTRA_DATA_KEYS = ['auth_token_comfy_org', 'api_key_comfy_org'];
 
 /** Removes secrets from an extra_data object in place. */

@@ -4,7 +4,7 @@ import type { Frame, RelayHooks } from '../proxy/websocket.js';
 import type { OwnershipStore } from '../store/types.js';
 import { outputFileIds } from './files.js';
 
-/** Binary frame types (COMFYUI-API.md §7). */
+/** Binary frame types. */
 const PREVIEW_IMAGE = 1;
 const PREVIEW_IMAGE_WITH_METADATA = 4;
 

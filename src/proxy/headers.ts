@@ -13,7 +13,7 @@ const NOT_FORWARDED = new Set([
   'host',
   'expect',
   'x-api-key',
-  // ComfyUI 403s any request that says it is cross-site (COMFYUI-API.md §8); the gateway has decided who may call.
+  // ComfyUI 403s any request that says it is cross-site; the gateway has decided who may call.
   'sec-fetch-site',
   'x-forwarded-for',
   'x-forwarded-proto',

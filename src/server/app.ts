@@ -119,10 +119,10 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
    * Refuses, in every mode and before anything else, a Host the gateway does not answer to (421) and
    * a browser request that a page of another site started (403).
    */
-  function refuseForeign(req: IncomingMessage): void {
+  function refuseForeign(req: IncomingMessage, path: string): void {
     const host = addressing.host(req);
     if (!hosts.allows(host)) throw hostNotAllowed(host!);
-    const crossSite = crossSiteRefusal(req, addressing.origin(req), { allowFraming: config.frameAncestors.length > 0 });
+    const crossSite = crossSiteRefusal(req, addressing.origin(req), { allowFraming: config.frameAncestors.length > 0, path });
     if (crossSite) throw forbidden(crossSite);
   }
 
@@ -148,7 +148,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const target = parseRequestTarget(req.url);
     const { path } = target;
-    refuseForeign(req);
+    refuseForeign(req, path);
     // A WebSocket upgrade arrives here, instead of as an upgrade, only when it is malformed (no `Connection: upgrade`).
     if (asksForWebSocket(req)) checkWebSocketHandshake(req);
     const route = matchGatewayRoute(path);
@@ -236,7 +236,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const { path, segments, query } = parseRequestTarget(req.url);
     checkWebSocketHandshake(req);
-    refuseForeign(req);
+    refuseForeign(req, path);
     if (config.mode === 'off') return webSockets.relay(req, socket, head, { onEnd: () => undefined });
     // A browser sends its cookie with any site's WebSocket, so a cookie-authenticated socket must come from this site.
     const caller = authenticate(req, { unsafe: true });

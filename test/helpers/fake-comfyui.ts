@@ -428,7 +428,7 @@ class FakeServer implements FakeComfyUI {
     sendEmpty(res, 200);
   }
 
-  /** The jobs API of newer servers (COMFYUI-API.md §4): queue and history as one list of jobs. */
+  /** The jobs API of newer servers: queue and history as one list of jobs. */
   private jobs(): Json[] {
     const status = (entry: Json): string => ((entry['status'] as Json | undefined)?.['status_str'] === 'success' ? 'completed' : 'failed');
     return [

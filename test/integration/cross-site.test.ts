@@ -49,7 +49,9 @@ for (const [mode, args] of [['no flag', []], ['--enable-api-auth', ['--enable-ap
         ['GET', '/api/queue', { origin: 'null' }],
         ['GET', '/api/queue', { origin: 'http://evil.example' }],
         ['OPTIONS', '/api/prompt', { origin: 'http://evil.example', 'access-control-request-method': 'POST' }],
-        ['GET', '/', { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' }],
+        ['GET', '/api/queue', { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' }],
+        ['GET', '/api/manager/reboot', { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' }],
+        ['POST', '/', { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' }],
         ['GET', '/api/queue', { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'no-cors', 'sec-fetch-dest': 'image' }],
         ['POST', '/api/prompt', { 'sec-fetch-site': 'cross-site' }],
         ['GET', '/api/queue', { 'sec-fetch-site': 'same-site', 'sec-fetch-mode': 'no-cors', 'sec-fetch-dest': 'image' }],
@@ -79,6 +81,13 @@ for (const [mode, args] of [['no flag', []], ['--enable-api-auth', ['--enable-ap
       await assertSocketRefused(gateway, { origin: 'null' }, 403);
       await assertSocketRefused(gateway, { origin: gateway.url, 'sec-fetch-site': 'cross-site' }, 403);
       assert.deepEqual(comfy.requests, []);
+    });
+
+    test('a link from another site opens the landing pages', async () => {
+      const link = { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document', accept: 'text/html' };
+      const home = await send(gateway.url, '/', { headers: link });
+      assert.equal(home.status, mode === '--require-api-auth' ? 302 : 200, home.text);
+      assert.equal((await send(gateway.url, '/login', { headers: link })).status, 200);
     });
 
     test('requests with a key header are not checked; same-origin pages and page loads from a sibling site are', async () => {

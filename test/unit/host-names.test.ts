@@ -33,8 +33,9 @@ describe('HostPolicy', () => {
 
 describe('crossSiteRefusal', () => {
   const own = 'http://127.0.0.1:8188';
-  const request = (headers: Record<string, string>): IncomingMessage => ({ headers }) as unknown as IncomingMessage;
-  const refused = (headers: Record<string, string>, allowFraming = false): boolean => crossSiteRefusal(request(headers), own, { allowFraming }) !== null;
+  const request = (headers: Record<string, string>, method: string): IncomingMessage => ({ headers, method }) as unknown as IncomingMessage;
+  const refused = (headers: Record<string, string>, allowFraming = false, path = '/prompt', method = 'GET'): boolean =>
+    crossSiteRefusal(request(headers, method), own, { allowFraming, path }) !== null;
 
   test('a page of this site, and a client that is no browser, pass', () => {
     assert.equal(refused({}), false);
@@ -55,6 +56,14 @@ describe('crossSiteRefusal', () => {
     assert.equal(refused({ 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'iframe' }, true), false);
     assert.ok(refused({ 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'no-cors', 'sec-fetch-dest': 'image' }, true));
     assert.ok(refused({ origin: 'http://evil.example', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'iframe' }, true));
+  });
+
+  test('a link from another site opens a landing page, and nothing else', () => {
+    const link = { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' };
+    for (const path of ['/', '/login', '/admin']) assert.equal(refused(link, false, path), false, path);
+    for (const path of ['/api/manager/reboot', '/view', '/logout', '/api/']) assert.ok(refused(link, false, path), path);
+    assert.ok(refused(link, false, '/', 'POST'), 'a form posted from another site');
+    assert.ok(refused({ ...link, 'sec-fetch-dest': 'iframe' }, false, '/'), 'a frame');
   });
 
   test('a key header is not a browser request', () => {
