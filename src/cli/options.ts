@@ -76,7 +76,7 @@ export function parseCommandLine(
   if (options.keyId && positionals.length === 0) throw new UsageError(`${command} needs a KEY_ID (see comfy-gate keys list)`, help);
   const extra = positionals.slice(options.keyId ? 1 : 0);
   if (extra.length > 0) throw new UsageError(`${command}: unexpected argument ${JSON.stringify(extra[0])}`, help);
-  const values = parsed.values as FlagValues;
+  const values = parsed.values;
   for (const [flag, value] of Object.entries(values)) {
     if (value === '') throw new UsageError(`${command}: --${flag} needs a value`, help);
   }

@@ -6,6 +6,7 @@ import { invalidRequest } from '../errors.js';
 export const MAX_ID_BYTES = 200;
 
 /** C0 controls (NUL included), DEL and C1 controls. */
+// eslint-disable-next-line no-control-regex
 const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
 
 /** Half of a surrogate pair without its other half: not text, and stored differently by each store. */

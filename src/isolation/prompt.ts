@@ -44,7 +44,7 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
     throw invalidRequest('prompt_id must be a string (or left out, and one is made).', [{ field: 'prompt_id', problem: `a ${typeof body.prompt_id}` }]);
   }
   const clientId = typeof body.client_id === 'string' && body.client_id !== '' ? body.client_id : null;
-  checkBoundedIds({ prompt_id: body.prompt_id as string | null | undefined, client_id: clientId });
+  checkBoundedIds({ prompt_id: body.prompt_id, client_id: clientId });
   if (!caller.seesAll) checkLoadedFiles(ctx, caller, body.prompt);
   const promptId = typeof body.prompt_id === 'string' ? body.prompt_id : randomUUID();
   body.prompt_id = promptId;

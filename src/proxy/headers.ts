@@ -62,7 +62,7 @@ export function upstreamRequestHeaders(req: IncomingMessage, upstreamOrigin: str
  * every policy it is given, so ComfyUI's own directives still hold.
  */
 export function downstreamResponseHeaders(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>, frameAncestors: readonly string[] = []): OutgoingHeaders {
-  const listed = connectionListed(headers.connection as string | undefined);
+  const listed = connectionListed(headers.connection);
   const result: OutgoingHeaders = {};
   for (const name in headers) {
     const value = headers[name];

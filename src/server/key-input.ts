@@ -35,7 +35,7 @@ const PATCH_FIELDS = ['name', 'rate_limit', 'is_active', 'role', 'metadata', 'ex
  * @throws GatewayError INVALID_REQUEST listing each bad field.
  */
 export function parseCreateKey(body: unknown): CreateKeyInput {
-  return check(body ?? {}, CREATE_FIELDS) as CreateKeyInput;
+  return check(body ?? {}, CREATE_FIELDS);
 }
 
 /**

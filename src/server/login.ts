@@ -29,6 +29,7 @@ export interface LoginContext {
 
 /** A `next` target that stays on this site: a path, never `//host` or `/\\host`; anything else becomes `/`. */
 export function safeNext(next: string | null | undefined): string {
+  // eslint-disable-next-line no-control-regex
   if (!next || !next.startsWith('/') || next.startsWith('//') || next.startsWith('/\\') || /[\u0000-\u001f\\]/.test(next)) return '/';
   return next;
 }

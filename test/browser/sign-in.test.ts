@@ -91,7 +91,7 @@ for (const promptIds of PROMPT_ID_MODES) {
         await page.goto(`http://127.0.0.1:${(evil.address() as AddressInfo).port}/`);
         const outcome = await page.evaluate(async (target) => {
           await fetch(`${target}/api/prompt`, { method: 'POST', mode: 'no-cors', credentials: 'include', body: '{"prompt":{}}' });
-          return await new Promise<string>((resolve) => {
+          return new Promise<string>((resolve) => {
             const socket = new WebSocket(`${target.replace('http', 'ws')}/ws`);
             socket.onopen = () => resolve('open');
             socket.onerror = () => resolve('refused');

@@ -217,10 +217,9 @@ describe('crash safety', () => {
     withTmpfs(t, 1024 * 1024, async (disk) => {
       const dir = join(disk.path, 'user');
       let gateway = await startGateway({ upstream: comfy.url, args: ARGS, userDirectory: dir });
-      let removeFiller = (): void => undefined;
       try {
         // Room for the journal line of the first key, not for the api_keys.json written with it.
-        removeFiller = disk.fill(2);
+        const removeFiller = disk.fill(2);
         const res = await send(gateway.url, '/api/keys', { method: 'POST', body: { name: 'first' } });
         const answered = res.status === 200 ? [res.json<CreatedKey>()] : [];
         if (res.status !== 200) assert.equal(res.json().error_code, 'KEY_CREATION_FAILED', res.text);
@@ -231,7 +230,6 @@ describe('crash safety', () => {
         assert.deepEqual(await listedIds(gateway.url), idsOf(answered), `answered ${res.status}: the restarted gateway agrees`);
         await assertAuthenticate(gateway.url, answered);
       } finally {
-        removeFiller = () => undefined;
         await gateway.stop('SIGKILL');
       }
     }));

@@ -46,17 +46,17 @@ export async function startGateway(options: StartGatewayOptions): Promise<Gatewa
   );
   let stdout = '';
   let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   const exited = once(child, 'exit');
   const port = await new Promise<number>((resolvePort, reject) => {
     const check = (): void => {
       const match = /listening on http:\/\/[^\s]+:(\d+)/.exec(stdout);
       if (!match) return;
-      child.stdout!.off('data', check);
+      child.stdout.off('data', check);
       resolvePort(Number(match[1]));
     };
-    child.stdout!.on('data', check);
+    child.stdout.on('data', check);
     child.once('exit', (code) => reject(new Error(`gateway exited with ${code} before listening:\n${stdout}\n${stderr}`)));
   });
   return {

@@ -36,9 +36,10 @@ for (const promptIds of PROMPT_ID_MODES) {
         const prompt = new PromptBuilder(WORKFLOW, [], ['images']).setOutputNode('images', '9');
         const output = await new Promise<Record<string, unknown>>((resolve, reject) => {
           new CallWrapper(api, prompt)
-            .onFinished((result) => resolve(result as Record<string, unknown>))
+            .onFinished((result) => resolve(result))
             .onFailed((error) => reject(error))
-            .run();
+            .run()
+            .catch(reject);
         });
         const images = (output.images as { images: Array<{ filename: string; type: string }> }).images;
         assert.equal(images.length, 1);

@@ -170,8 +170,8 @@ describe('store persistence', () => {
         runCli(['keys', 'create', '--user-directory', dir.path, '--name', 'from the shell', '--rate-limit', '7', '--json']),
         ...Array.from({ length: 5 }, (_, i) => createKey(gateway.url, { name: `http ${i}` }, admin.api_key)),
       ]);
-      assert.equal(cli!.code, 0, cli!.stderr);
-      const created = JSON.parse(cli!.stdout) as { key_id: string; api_key: string; rate_limit: number; role: string; name: string };
+      assert.equal(cli.code, 0, cli.stderr);
+      const created = JSON.parse(cli.stdout) as { key_id: string; api_key: string; rate_limit: number; role: string; name: string };
       assert.equal(created.rate_limit, 7);
       assert.equal(created.role, 'user');
       const deadline = Date.now() + 2000;

@@ -10,6 +10,7 @@ import { WebSocket } from 'ws';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 
 interface Reply { status: number; headers: http.IncomingHttpHeaders; body: Buffer }
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the fake's answers are read as loosely as a client would
 interface Frame { type: string; data: any }
 
 /** Raw HTTP request (node:http, so Host/Origin and odd paths are sent as given). Body chunks are written one by one. */
@@ -36,6 +37,7 @@ function request(
   });
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 const json = (reply: Reply): any => JSON.parse(reply.body.toString('utf8'));
 
 async function waitFor<T>(check: () => T | undefined | false, what: string, timeoutMs = 5000): Promise<T> {
@@ -144,9 +146,9 @@ test('prompt without client_id broadcasts progress and type-1 previews only; int
   await sleep(100);
   assert.equal((await request(slow, 'POST', '/interrupt', { body: 'not json' })).status, 200);
   await waitFor(() => slow.history.has(second.prompt_id), 'interrupted prompt in history');
-  const entry = slow.history.get(second.prompt_id) as any;
+  const entry = slow.history.get(second.prompt_id) as { status: { status_str: string; messages: Array<[string, unknown]> } };
   assert.equal(entry.status.status_str, 'error');
-  assert.equal(entry.status.messages.at(-1)[0], 'execution_interrupted');
+  assert.equal(entry.status.messages.at(-1)?.[0], 'execution_interrupted');
   ws.close();
 });
 
@@ -180,7 +182,7 @@ test('POST /prompt errors, queue and history endpoints', async (t) => {
   assert.deepEqual(Object.keys(json(await request(fake, 'GET', '/api/history?offset=1&max_items=1'))), ['p1']);
   assert.equal((await request(fake, 'GET', '/history?max_items=x')).status, 500);
   assert.deepEqual(json(await request(fake, 'GET', '/history/unknown')), {});
-  assert.deepEqual((fake.history.get('p2') as any).outputs['1'].images[0], { filename: 'ComfyUI_00003_.png', subfolder: '', type: 'temp' });
+  assert.deepEqual((fake.history.get('p2') as { outputs: Record<string, { images: unknown[] }> }).outputs['1']!.images[0], { filename: 'ComfyUI_00003_.png', subfolder: '', type: 'temp' });
   assert.ok((await stat(path.join(fake.tempDir, 'ComfyUI_00003_.png'))).size > 0);
   assert.equal((await request(fake, 'POST', '/history', { body: '{"delete":["p0"]}' })).status, 200);
   assert.deepEqual(Object.keys(json(await request(fake, 'GET', '/history'))), ['p1', 'p2']);

@@ -273,7 +273,7 @@ describe('FileUsageStore', () => {
     failNextWrite(await fileHandlePrototype());
     store.record(usage('a', MAY_1 + 1));
     await assert.rejects(store.flush(), { code: 'ENOSPC' });
-    assert.equal((store.lastWriteError() as NodeJS.ErrnoException | null)?.code, 'ENOSPC');
+    assert.equal((store.lastWriteError() as { code?: string } | null)?.code, 'ENOSPC');
 
     store.record(usage('a', MAY_1 + 2));
     await store.flush();

@@ -267,7 +267,7 @@ export class KeySnapshotIndex implements SnapshotIndex<KeyRecord> {
   }
 
   private memberAt(line: number): { id: string; valueText: string } {
-    const member = readSnapshotLine(this.bytes.toString('utf8', this.starts[line]!, this.ends[line]!));
+    const member = readSnapshotLine(this.bytes.toString('utf8', this.starts[line], this.ends[line]));
     if (member?.kind !== 'member') throw new Error(`key index: line ${line} is not a member line`);
     return member;
   }

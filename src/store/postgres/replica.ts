@@ -48,12 +48,12 @@ export class ReplicaFeed<T> {
         const parsed = this.options.parse(payload);
         if (parsed === null) return;
         this.queued.push(parsed);
-        this.kick();
+        void this.kick();
       },
-      () => this.requestReload(),
+      () => void this.requestReload(),
     );
     this.watermark = (await this.options.reloadSince(0)) ?? 0;
-    this.timer = setInterval(() => this.requestReload(), this.options.reloadIntervalMs).unref();
+    this.timer = setInterval(() => void this.requestReload(), this.options.reloadIntervalMs).unref();
   }
 
   /** Asks for a reload of what changed since the watermark; resolves when it ran. */
