@@ -5,7 +5,7 @@ import type { UserRoute } from '../isolation/user-routes.js';
 /** off: a transparent proxy; optional: keys are checked when presented; required: every request needs a key. */
 export type AuthMode = 'off' | 'optional' | 'required';
 
-/** What the rate limiter does while Redis cannot be reached (see README "Scale-out"). */
+/** What the rate limiter does while Redis cannot be reached (see docs/operating.md "Scale-out"). */
 export const REDIS_FAILURE_MODES = ['closed', 'open', 'local'] as const;
 export type RedisFailureMode = (typeof REDIS_FAILURE_MODES)[number];
 

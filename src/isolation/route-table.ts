@@ -46,7 +46,7 @@ export interface RouteEntry {
   handler?: Handler;
   /** Whether the handler also runs for admin keys (claims and secret removal), not only for user keys. */
   forAdmins?: boolean;
-  /** What a user key gets, for the README. */
+  /** What a user key gets, for docs/security.md. */
   userGets: string;
 }
 
@@ -187,7 +187,7 @@ export const LOCKED_PREFIXES: readonly string[] = ROUTES.filter((entry) => entry
   }),
 );
 
-/** The README's table of routes, generated from the table so the two cannot drift apart. */
+/** The table of routes in docs/security.md, generated from the table so the two cannot drift apart. */
 export function routeTableMarkdown(): string {
   const rows = ROUTES.map((entry) => {
     const methods = entry.methods.includes('*') ? 'any' : entry.methods.join(', ');

@@ -32,7 +32,7 @@ interface RequestRecord {
   endedAt: number | null;
 }
 
-/** How long before a kill an answered request must have been flushed (README: usage is fsynced every 200 ms). */
+/** How long before a kill an answered request must have been flushed (docs/operating.md: usage is fsynced every 200 ms). */
 export const USAGE_FLUSH_BOUND_MS = 250;
 
 /**

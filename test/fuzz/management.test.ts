@@ -1,4 +1,4 @@
-// Fuzzing the management API: generated key bodies, key ids and usage queries; no 5xx, README answers, refusals change nothing.
+// Fuzzing the management API: generated key bodies, key ids and usage queries; no 5xx, answers as docs/api.md says, refusals change nothing.
 
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
@@ -44,7 +44,7 @@ function allowedStatuses(verdict: Verdict, ok: number): number[] {
   return verdict === 'valid' ? [ok] : verdict === 'invalid' ? [400] : [ok, 400];
 }
 
-/** A management request resolved against the keys that exist: its method, path and what the README says of it. */
+/** A management request resolved against the keys that exist: its method, path and what docs/api.md says of it. */
 interface Planned {
   op: ManagementOp;
   method: string;
@@ -77,7 +77,7 @@ function perform(fz: FuzzGateway, planned: Planned): Promise<Answer> {
 }
 
 /**
- * Checks one answer against the README and returns its effect on the keys: a created or updated
+ * Checks one answer against docs/api.md and returns its effect on the keys: a created or updated
  * record, a deletion, or nothing.
  */
 function judge(planned: Planned, answer: Answer): { put?: Record<string, unknown>; deleted?: string } {
@@ -99,7 +99,7 @@ function judge(planned: Planned, answer: Answer): { put?: Record<string, unknown
   }
   const verdict = judgeKeyBody(op.body, op.op);
   const expected = op.op === 'update' && !planned.exists ? (verdict === 'valid' ? [404] : [400, 404]) : allowedStatuses(verdict, 200);
-  assert.ok(expected.includes(answer.status), `${what}: README verdict ${verdict}, expected ${expected.join(' or ')}, got ${answer.status} ${answer.text.slice(0, 300)}`);
+  assert.ok(expected.includes(answer.status), `${what}: docs/api.md verdict ${verdict}, expected ${expected.join(' or ')}, got ${answer.status} ${answer.text.slice(0, 300)}`);
   if (answer.status === 400) assert.equal(answer.json().error_code, 'INVALID_REQUEST');
   if (answer.status !== 200) return {};
   const fields = fieldsOf(op.body, op.op);
@@ -139,7 +139,7 @@ describe('the management API under generated input', () => {
     await fz.assertAlive();
   });
 
-  test('creations, updates and deletions: answers follow the README, and the store holds exactly what was answered 200', async () => {
+  test('creations, updates and deletions: answers follow docs/api.md, and the store holds exactly what was answered 200', async () => {
     await fc.assert(
       fc.asyncProperty(batchOf(managementOp, BATCH), async (ops) => {
         const before = await fz.listing();

@@ -1,6 +1,6 @@
-// The README's rules for management requests, written independently of the gateway: which inputs are valid.
+// The rules of docs/api.md for management requests, written independently of the gateway: which inputs are valid.
 //
-// Where the README does not decide (a name of spaces only, a PATCH with no field, metadata nested too
+// Where docs/api.md does not decide (a name of spaces only, a PATCH with no field, metadata nested too
 // deeply to measure), the verdict is 'either': the gateway may accept or refuse, but never answer 5xx,
 // and its answer must agree with the store.
 
@@ -18,7 +18,7 @@ function worst(verdicts: Verdict[]): Verdict {
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
-/** NUL or a surrogate without its pair: text the README says no store takes, in a name or anywhere in metadata. */
+/** NUL or a surrogate without its pair: text docs/api.md says no store takes, in a name or anywhere in metadata. */
 // eslint-disable-next-line no-control-regex
 const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 

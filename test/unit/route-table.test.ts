@@ -1,4 +1,4 @@
-// The route table: the README's copy is generated from it, and --user-route opens only what the table does not lock.
+// The route table: the copy in docs/security.md is generated from it, and --user-route opens only what the table does not lock.
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -6,13 +6,13 @@ import { describe, test } from 'node:test';
 import { matchRoute, routeTableMarkdown } from '../../src/isolation/route-table.js';
 import { isOpenedByOperator, parseUserRoute, type UserRoute } from '../../src/isolation/user-routes.js';
 
-const README = new URL('../../../README.md', import.meta.url);
+const SECURITY_DOC = new URL('../../../docs/security.md', import.meta.url);
 
 describe('route table', () => {
-  test("the README's table is the route table (npm run readme:routes rewrites it)", () => {
-    const readme = readFileSync(README, 'utf8');
-    const block = /<!-- route-table:start -->\n([\s\S]*?)\n<!-- route-table:end -->/.exec(readme);
-    assert.ok(block, 'README.md has the route-table markers');
+  test("the table in docs/security.md is the route table (npm run docs:routes rewrites it)", () => {
+    const doc = readFileSync(SECURITY_DOC, 'utf8');
+    const block = /<!-- route-table:start -->\n([\s\S]*?)\n<!-- route-table:end -->/.exec(doc);
+    assert.ok(block, 'docs/security.md has the route-table markers');
     assert.equal(block[1], routeTableMarkdown());
   });
 
