@@ -1,6 +1,7 @@
 // The bound on ids and names that clients pass to ComfyUI and the gateway records: at most 200 bytes, printable.
 
 import { invalidRequest } from '../errors.js';
+import { isStorableText } from '../store/storable-text.js';
 
 /** Longest id or name accepted, in UTF-8 bytes: far above ComfyUI's own (UUIDs, file names of a few dozen characters). */
 export const MAX_ID_BYTES = 200;
@@ -9,12 +10,9 @@ export const MAX_ID_BYTES = 200;
 // eslint-disable-next-line no-control-regex
 const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
 
-/** Half of a surrogate pair without its other half: not text, and stored differently by each store. */
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-
 /** Whether `value` is at most `MAX_ID_BYTES` bytes of printable, well-formed text. */
 export function isBoundedId(value: string): boolean {
-  return value.length <= MAX_ID_BYTES && Buffer.byteLength(value) <= MAX_ID_BYTES && !CONTROL_CHARACTER.test(value) && !LONE_SURROGATE.test(value);
+  return value.length <= MAX_ID_BYTES && Buffer.byteLength(value) <= MAX_ID_BYTES && !CONTROL_CHARACTER.test(value) && isStorableText(value);
 }
 
 /**
