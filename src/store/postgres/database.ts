@@ -108,9 +108,8 @@ export class PostgresDatabase {
 
   /** Applies the migrations not yet recorded in `schema_migrations`; resolves the versions it applied. */
   async migrate(migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
-    const client = await this.pool.connect();
     const applied: number[] = [];
-    try {
+    await this.withClient(async (client) => {
       await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
       try {
         await client.query(
@@ -133,9 +132,7 @@ export class PostgresDatabase {
       } finally {
         await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]).catch(() => undefined);
       }
-    } finally {
-      client.release();
-    }
+    });
     if (applied.length > 0) this.log.info({ event: 'schema_migrated', versions: applied }, 'PostgreSQL schema migrated');
     return applied;
   }
@@ -154,20 +151,41 @@ export class PostgresDatabase {
   }
 
   /** Runs `work` in one transaction: committed when it resolves, rolled back when it throws. */
-  async transaction<R>(work: (client: PoolClient) => Promise<R>): Promise<R> {
+  transaction<R>(work: (client: PoolClient) => Promise<R>): Promise<R> {
+    return this.withClient(async (client) => {
+      try {
+        await client.query('BEGIN');
+        const result = await work(client);
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        if (!isConnectionError(error)) await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+    });
+  }
+
+  /**
+   * Runs `work` on a client checked out of the pool. While it is held the pool does not listen for its
+   * errors, so a connection the server ends between two queries (a restart, a forced drop) would be an
+   * uncaught error: it is caught here, and such a client, like one whose query failed for its
+   * connection, is thrown away instead of going back to the pool.
+   */
+  private async withClient<R>(work: (client: PoolClient) => Promise<R>): Promise<R> {
     const client = await this.pool.connect();
-    let broken = false;
+    let lost = false;
+    const onError = (): void => {
+      lost = true;
+    };
+    client.on('error', onError);
     try {
-      await client.query('BEGIN');
-      const result = await work(client);
-      await client.query('COMMIT');
-      return result;
+      return await work(client);
     } catch (error) {
-      broken = isConnectionError(error);
-      if (!broken) await client.query('ROLLBACK').catch(() => undefined);
+      lost ||= isConnectionError(error);
       throw error;
     } finally {
-      client.release(broken);
+      client.off('error', onError);
+      client.release(lost);
     }
   }
 
