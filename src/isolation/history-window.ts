@@ -15,7 +15,12 @@ export type EntryLookup<Entry> = (promptId: string) => Promise<Entry | undefined
  * `promptsNewestFirst` is the key's own prompts in the order the window counts them. Entries are looked
  * up newest first for a newest window and oldest first for an offset window, only until it is full.
  */
-export async function historyWindow<Entry>(promptsNewestFirst: readonly string[], maxItems: number | undefined, offset: number, lookup: EntryLookup<Entry>): Promise<Array<[string, Entry]>> {
+export async function historyWindow<Entry>(
+  promptsNewestFirst: readonly string[],
+  maxItems: number | undefined,
+  offset: number,
+  lookup: EntryLookup<Entry>,
+): Promise<Array<[string, Entry]>> {
   const size = maxItems ?? DEFAULT_HISTORY_WINDOW;
   if (size <= 0) return [];
   if (offset < 0) return (await firstFound(promptsNewestFirst, size, lookup)).reverse();

@@ -23,7 +23,12 @@ async function queueFinished(gatewayUrl: string, key: string, count: number): Pr
 }
 
 function foreignEntry(id: string): unknown {
-  return { prompt: [0, id, { '1': { class_type: 'KSampler', inputs: { seed: 1 } } }, {}, []], outputs: {}, status: { status_str: 'success', completed: true, messages: [] }, meta: {} };
+  return {
+    prompt: [0, id, { '1': { class_type: 'KSampler', inputs: { seed: 1 } } }, {}, []],
+    outputs: {},
+    status: { status_str: 'success', completed: true, messages: [] },
+    meta: {},
+  };
 }
 
 for (const promptIds of PROMPT_ID_MODES) {
