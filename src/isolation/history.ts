@@ -2,29 +2,58 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { invalidRequest } from '../errors.js';
+import type { UpstreamAnswer } from '../proxy/http.js';
 import { readJsonBody } from '../server/body.js';
 import { getUpstream, ownsPrompt, recordPromptOutputs, type IsolatedCaller, type IsolationContext } from './context.js';
+import { historyWindow } from './history-window.js';
 import { emptyOk, parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
 import { redactQueueItem } from './redact.js';
 
-type History = Record<string, { prompt?: unknown }>;
+type HistoryEntry = { prompt?: unknown };
+type History = Record<string, HistoryEntry>;
 
-/** GET /history: the caller's entries, windowed by `max_items` and `offset` exactly as ComfyUI windows the whole history. */
+/**
+ * GET /history: the caller's entries, windowed by `max_items` and `offset` exactly as ComfyUI windows the whole
+ * history. A user key's window is looked up entry by entry from its own prompts; an admin's is ComfyUI's own.
+ */
 export async function getHistoryList(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller, path: string, query: URLSearchParams): Promise<void> {
   const maxItems = optionalInteger(query, 'max_items');
   const offset = optionalInteger(query, 'offset') ?? -1;
+  if (!caller.seesAll) return getOwnHistoryWindow(ctx, req, res, caller, path, maxItems, offset);
   const rest = new URLSearchParams(query);
   rest.delete('max_items');
   rest.delete('offset');
   const answer = await getUpstream(ctx, req, caller, rest.size > 0 ? `${path}?${rest}` : path);
   const history = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as History | undefined) : undefined;
   if (!history || typeof history !== 'object') return relayAnswer(res, answer);
-  const visible = Object.entries(history).filter(([id]) => ownsPrompt(ctx, caller, id));
+  const visible = Object.entries(history);
   for (const [id, entry] of visible) {
     redactQueueItem(entry.prompt);
     void recordPromptOutputs(ctx, id, entry).catch(() => undefined);
   }
   relayJson(res, answer, Object.fromEntries(windowOf(visible, maxItems, offset)));
+}
+
+/** A user key's window: its own prompts' `/history/{id}`, a few at a time, until the window is full. */
+async function getOwnHistoryWindow(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller, path: string, maxItems: number | undefined, offset: number): Promise<void> {
+  let refusal: UpstreamAnswer | undefined;
+  const lookup = async (promptId: string): Promise<HistoryEntry | undefined> => {
+    const answer = await getUpstream(ctx, req, caller, `${path}/${encodeURIComponent(promptId)}`);
+    if (answer.status !== 200) {
+      refusal ??= answer;
+      return undefined;
+    }
+    const entry = (parseJsonOrUndefined(answer.body) as History | undefined)?.[promptId];
+    return typeof entry === 'object' && entry !== null ? entry : undefined;
+  };
+  const prompts = ctx.ownership.recentPrompts(caller.key.key_id, Number.MAX_SAFE_INTEGER).map((p) => p.promptId);
+  const window = await historyWindow(prompts, maxItems, offset, lookup);
+  if (refusal) return relayAnswer(res, refusal);
+  for (const [id, entry] of window) {
+    redactQueueItem(entry.prompt);
+    void recordPromptOutputs(ctx, id, entry).catch(() => undefined);
+  }
+  relayJson(res, { status: 200, headers: {}, body: Buffer.alloc(0) }, Object.fromEntries(window));
 }
 
 /** GET /history/{id}: the entry if it is the caller's; otherwise `{}`, as ComfyUI answers for an unknown id. */

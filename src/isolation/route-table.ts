@@ -1,5 +1,7 @@
 // Every ComfyUI route the gateway knows, 2024 releases to current, with what a user key gets on each: deny by default.
 
+import { DEFAULT_HISTORY_WINDOW, HISTORY_LOOKUPS_AT_ONCE } from './history-window.js';
+
 /** What a user key gets on a route. Admin keys get everything. */
 export type Access =
   /** Forwarded as it is. */
@@ -57,7 +59,7 @@ export const ROUTES: readonly RouteEntry[] = [
   { patterns: ['/ws'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'websocket', userGets: 'the WebSocket; see below' },
   { patterns: ['/prompt'], methods: ['POST'], alsoUnderApi: true, access: 'filtered', handler: 'prompt', forAdmins: true, userGets: 'the prompt is claimed before ComfyUI sees it (a `prompt_id` is minted when none is given), and released when ComfyUI refuses it (any answer but 200); when ComfyUI answers with another `prompt_id` (older versions ignore the client\'s), that one is claimed instead. A `client_id` or `prompt_id` that belongs to another key is refused with 403, and so is a loader node (`LoadImage`, `LoadImageMask`, `LoadImageOutput`, `LoadAudio`, `LoadVideo`) that names a file the key does not own.' },
   { patterns: ['/prompt'], methods: ['GET'], alsoUnderApi: true, access: 'forwarded', userGets: 'forwarded (the length of the queue)' },
-  { patterns: ['/history'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'history-list', forAdmins: true, userGets: "only its own prompts; others are absent, as if they never existed. `max_items` and `offset` keep ComfyUI's meaning over the key's own entries." },
+  { patterns: ['/history'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'history-list', forAdmins: true, userGets: `only its own prompts; others are absent, as if they never existed. \`max_items\` and \`offset\` keep ComfyUI's meaning over the key's own completed entries. Without \`max_items\` the window is the newest ${DEFAULT_HISTORY_WINDOW} of them (from \`offset\` on, with \`offset\`). The window is looked up with \`/history/{prompt_id}\` for the key's own prompts only (at most ${HISTORY_LOOKUPS_AT_ONCE} at a time, and only until it is full), never with ComfyUI's whole history, so its cost follows the key's own work. Its order is the order the key submitted its prompts in; ComfyUI's is the order they completed in, which is the same unless the key reordered its own queue (\`front\`, \`number\`).` },
   { patterns: ['/history/{prompt_id}'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'history-entry', forAdmins: true, userGets: "its own prompt; `{}` for another key's id, as for an unknown one" },
   { patterns: ['/history'], methods: ['POST'], alsoUnderApi: true, access: 'filtered', handler: 'history-change', userGets: '`delete` and `clear` act on its own entries only' },
   { patterns: ['/queue'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'queue-list', forAdmins: true, userGets: "its own items in full; others' reduced to `[number, prompt_id, {}, {}, []]`, enough to see its place in line" },
