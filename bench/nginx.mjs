@@ -21,8 +21,17 @@ export function startUpstream(dir, port) {
   return startNginx(join(dir, 'nginx-upstream'), server, port);
 }
 
-/** Starts nginx on 127.0.0.1:port as a keep-alive reverse proxy to 127.0.0.1:upstreamPort. */
-export function startProxy(dir, port, upstreamPort) {
+/** Bodies of any size, passed on as they arrive (in memory buffers of up to 4 MiB, never spooled to temp files), as the gateway does. */
+const STREAMING = `client_max_body_size 0;
+        proxy_request_buffering off;
+        proxy_buffers 64 64k;
+        proxy_max_temp_file_size 0;`;
+
+/**
+ * Starts nginx on 127.0.0.1:port as a keep-alive reverse proxy to 127.0.0.1:upstreamPort; a `streaming`
+ * proxy is set for big transfers (see STREAMING).
+ */
+export function startProxy(dir, port, upstreamPort, { streaming = false } = {}) {
   const server = `
     upstream comfy {
       server 127.0.0.1:${upstreamPort};
@@ -35,9 +44,10 @@ export function startProxy(dir, port, upstreamPort) {
         proxy_pass http://comfy;
         proxy_http_version 1.1;
         proxy_set_header Connection "";
+        ${streaming ? STREAMING : ''}
       }
     }`;
-  return startNginx(join(dir, 'nginx-proxy'), server, port);
+  return startNginx(join(dir, streaming ? 'nginx-streaming-proxy' : 'nginx-proxy'), server, port);
 }
 
 async function startNginx(prefix, server, port) {

@@ -10,30 +10,70 @@ const CASE_LABELS = {
   gateway_auth_plain_route: '(d) on GET /object_info',
 };
 
-/** The full report of a bench run. */
+/** The full report of a bench run: the sections of the groups that ran. */
 export function printResults(results) {
-  const { cases, ratios, usage_writes: usage, websocket: ws, machine } = results;
+  const { machine } = results;
+  console.log(`\n${machine.cores} cores (${machine.cpu}), ${machine.node}, ${machine.nginx}, ${machine.wrk}; groups: ${machine.only.join(', ')}\n`);
+  if (results.cases) printProxyCases(results);
+  if (results.usage_writes) printUsageWrites(results.usage_writes);
+  if (results.websocket) printWebSockets(results.websocket);
+  if (results.transfers) printTransfers(results.transfers);
+  console.log('\ngateway event-loop delay (beyond the 10 ms sampling interval), per case:\n');
+  table(['case', 'p50 ms', 'p99 ms', 'max ms', ''], Object.entries(results.event_loop_delay).map(([name, d]) => [name, d.p50_ms, d.p99_ms, d.max_ms, d.over_limit ? 'OVER 50 ms' : '']));
+  console.log('');
+  table(
+    ['target', 'measured', 'limit', ''],
+    Object.entries(results.targets).map(([name, { value, limit, met }]) => [name, value, limit, met ? 'met' : 'MISSED']),
+  );
+}
+
+function printProxyCases(results) {
+  const { cases, ratios, machine } = results;
   const rows = Object.entries(cases).map(([name, { c1, c50 }]) => [CASE_LABELS[name] ?? name, c1.rps, c1.p50_ms, c1.p99_ms, c50.rps, c50.p50_ms, c50.p99_ms, c50.others_busy_pct]);
-  console.log(`\n${machine.cores} cores (${machine.cpu}), ${machine.node}, ${machine.nginx}, ${machine.wrk}; better of ${machine.passes} passes, ${machine.run_s} s each after ${machine.warm_up_s} s warm-up\n`);
+  console.log(`better of ${machine.passes} passes, ${machine.run_s} s each after ${machine.warm_up_s} s warm-up\n`);
   table(['case', 'c1 req/s', 'c1 p50 ms', 'c1 p99 ms', 'c50 req/s', 'c50 p50 ms', 'c50 p99 ms', 'other CPU % (c50)'], rows);
   console.log(
     `\n(d)/(b) at 50 connections: ${ratios.auth_vs_nginx_c50}   (d)/(a): ${ratios.auth_vs_direct_c50}   (e)/(d): ${ratios.auth_1m_keys_vs_auth_c50}   ` +
       `(d) on GET /object_info / (b): ${ratios.auth_plain_route_vs_nginx_c50}   Node.js ceiling / (b): ${ratios.bare_node_proxy_vs_nginx_c50}   (d) / Node.js ceiling: ${ratios.auth_vs_bare_node_proxy_c50}`,
   );
   console.log(`start-up with 1,000,000 keys: ${results.startup_1m_keys_s} s, RSS ${results.rss_1m_keys_mb} MB (peak ${results.peak_rss_1m_keys_mb} MB)`);
+}
+
+function printUsageWrites(usage) {
   const { steady, compacting } = usage.probe;
   console.log(
     `usage writes, keyed ${usage.route} at 50 connections: ${usage.wrk_c50.rps} req/s, p99 ${usage.wrk_c50.p99_ms} ms; probe p99 ${steady.p99_ms} ms between compactions (${steady.requests} requests), ` +
       `${compacting.p99_ms} ms during ${usage.probe.compactions} compactions (${compacting.requests} requests, max ${compacting.max_ms} ms)`,
   );
+}
+
+function printWebSockets(ws) {
+  const { direct, gateway, added_by_gateway: added } = ws;
   console.log(
-    `websockets, ${ws.sockets} sockets x 1 message / ${ws.message_interval_ms} ms: direct p50 ${ws.direct.p50_ms} ms p99 ${ws.direct.p99_ms} ms; ` +
-      `through comfy-gate p50 ${ws.gateway.p50_ms} ms p99 ${ws.gateway.p99_ms} ms (${ws.gateway.msgs_per_s} msg/s), gateway RSS ${ws.gateway.rss_mb} MB (idle ${ws.gateway.rss_idle_mb} MB)\n`,
+    `websockets, ${ws.sockets} sockets x 1 message / ${ws.message_interval_ms} ms, ${ws.preview_sockets} of them also a ${ws.preview_bytes / 1000} KB preview / ${ws.preview_interval_ms} ms:\n` +
+      `  progress: direct p50 ${direct.p50_ms} ms p99 ${direct.p99_ms} ms; through comfy-gate p50 ${gateway.p50_ms} ms p99 ${gateway.p99_ms} ms (${gateway.msgs_per_s} msg/s); added p50 ${added.progress.p50_ms} ms p99 ${added.progress.p99_ms} ms\n` +
+      `  previews: direct p50 ${direct.previews.p50_ms} ms p99 ${direct.previews.p99_ms} ms; through comfy-gate p50 ${gateway.previews.p50_ms} ms p99 ${gateway.previews.p99_ms} ms (${gateway.previews.msgs_per_s} frames/s); added p50 ${added.previews.p50_ms} ms p99 ${added.previews.p99_ms} ms\n` +
+      `  gateway RSS ${gateway.rss_mb} MB (idle ${gateway.rss_idle_mb} MB); other CPU ${gateway.others_busy_pct} % while relaying`,
   );
+}
+
+function printTransfers(transfers) {
+  console.log(`\nbig transfers (${transfers.download_mb} MB GET /view, ${transfers.upload_mb} MB POST /upload/image; fastest of 3), and /view with Range (${transfers.range}) and HEAD at 10 connections:\n`);
+  const routes = ['direct', 'nginx', 'gateway'];
+  const cell = (figures, field) => figures?.[field] ?? '';
   table(
-    ['target', 'measured', 'limit', ''],
-    Object.entries(results.targets).map(([name, { value, limit, met }]) => [name, value, limit, met ? 'met' : 'MISSED']),
+    ['route', 'download MB/s', 'upload MB/s', 'RSS growth MB (down/up)', 'Range req/s', 'HEAD req/s'],
+    routes.map((route) => [
+      route,
+      transfers.download[route].mb_per_s,
+      transfers.upload[route].mb_per_s,
+      route === 'gateway' ? `${transfers.download[route].rss_growth_mb} / ${transfers.upload[route].rss_growth_mb}` : '',
+      cell(transfers.range_rps[route], 'rps'),
+      cell(transfers.head_rps[route], 'rps'),
+    ]),
   );
+  const r = transfers.ratios;
+  console.log(`\ngateway/direct: download ${r.download_gateway_vs_direct}, upload ${r.upload_gateway_vs_direct}, Range ${r.range_gateway_vs_direct}, HEAD ${r.head_gateway_vs_direct}; gateway/nginx: download ${r.download_gateway_vs_nginx}, upload ${r.upload_gateway_vs_nginx}`);
 }
 
 /** The profiling mode's report. */

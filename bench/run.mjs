@@ -1,4 +1,5 @@
-// `npm run bench`: comfy-gate against nginx on loopback (throughput and latency, 1M-key start-up, usage writes, WebSocket relay); writes bench/results.json.
+// `npm run bench`: comfy-gate against nginx on loopback (throughput and latency, 1M-key start-up, usage writes, WebSocket relay, big transfers; the gateway's event-loop delay in each); writes bench/results.json.
+// `npm run bench -- --only ws,transfers` runs only those groups of cases (see GROUPS).
 // `npm run bench -- --profile` instead profiles the keyed gateway (node --cpu-prof) at 50 connections.
 
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -6,6 +7,7 @@ import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { MAX_DELAY_LIMIT_MS, readEventLoopDelay, resetEventLoopDelay } from './event-loop.mjs';
 import { startGateway } from './gateway.mjs';
 import { writeKeysFile } from './keys.mjs';
 import { cpuDuring, describeMachine } from './machine.mjs';
@@ -13,6 +15,7 @@ import { startProxy, startUpstream } from './nginx.mjs';
 import { freePort, memoryOf, round, spawnService, stopAllNow, stopService, waitForLine } from './processes.mjs';
 import { topSelfTime } from './profile.mjs';
 import { printProfile, printResults } from './report.mjs';
+import { measureTransfers } from './transfers.mjs';
 import { writeUsageHistory } from './usage-history.mjs';
 import { runWrk } from './wrk.mjs';
 
@@ -24,13 +27,20 @@ const LARGE_KEY_COUNT = 1_000_000;
 const USAGE_HISTORY_RECORDS = 100_000;
 const WS_SOCKETS = 1000;
 const WS_SECONDS = 10;
+/** Sockets of the WebSocket case that also get binary preview frames (100 KB, 5 a second). */
+const WS_PREVIEW_SOCKETS = 50;
+/** Sockets one key may hold open: all of the WebSocket case's on one key. */
+const WS_MAX_PER_KEY = 2000;
+/** The groups of cases `--only` can name, in the order they run. */
+const GROUPS = ['proxy', 'usage', 'ws', 'transfers'];
 /** A keyed route the gateway forwards as it is (POST /prompt also claims the prompt for the key, durably, before ComfyUI sees it). */
 const PLAIN_ROUTE = { path: '/object_info', method: 'GET' };
 const here = (name) => fileURLToPath(new URL(name, import.meta.url));
 const log = (message) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
 
 async function main() {
-  ensureTools(['nginx', 'wrk']);
+  const only = selectedGroups();
+  ensureTools(['nginx', 'wrk', 'curl']);
   const work = mkdtempSync(join(tmpdir(), 'comfy-gate-bench-'));
   process.once('exit', () => {
     stopAllNow();
@@ -47,6 +57,28 @@ async function main() {
   const oneKey = await writeKeysFile(join(work, 'auth'), 1);
   if (process.argv.includes('--profile')) return profileKeyedCase(work, upstreamPort, oneKey.apiKey);
 
+  const parts = { machine: { ...machine, only: [...only] } };
+  if (only.has('proxy')) parts.proxy = await measureProxyCases(work, { upstreamPort, proxyPort, bareProxyPort, oneKey });
+  if (only.has('usage')) parts.usageWrites = await measureUsageWrites(work, upstreamPort);
+  if (only.has('ws')) parts.websocket = await measureWebSockets(work);
+  if (only.has('transfers')) parts.transfers = await measureTransfers(work, log);
+  const results = assemble(parts);
+  writeFileSync(here('results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  printResults(results);
+}
+
+/** The groups of cases to run: all, or those `--only a,b` names. */
+function selectedGroups() {
+  const at = process.argv.indexOf('--only');
+  if (at < 0) return new Set(GROUPS);
+  const names = (process.argv[at + 1] ?? '').split(',').filter(Boolean);
+  const unknown = names.filter((name) => !GROUPS.includes(name));
+  if (names.length === 0 || unknown.length > 0) throw new Error(`--only takes a comma-separated list of ${GROUPS.join(', ')}${unknown.length > 0 ? `, not ${unknown.join(', ')}` : ''}`);
+  return new Set(names);
+}
+
+/** The throughput and latency cases, PASSES times each, and the gateway's start-up with 1,000,000 keys. */
+async function measureProxyCases(work, { upstreamPort, proxyPort, bareProxyPort, oneKey }) {
   log(`writing ${LARGE_KEY_COUNT.toLocaleString('en')} keys`);
   const manyKeys = await writeKeysFile(join(work, 'keys-1m'), LARGE_KEY_COUNT);
   const cases = [
@@ -62,12 +94,7 @@ async function main() {
   for (let pass = 1; pass <= PASSES; pass += 1) passes.push(await runPass(cases, pass));
   const startups = passes.map((results) => results.gateway_auth_1m_keys.startup);
   const startup = startups.reduce((best, next) => (next.startup_s < best.startup_s ? next : best));
-
-  const usageWrites = await measureUsageWrites(work, upstreamPort);
-  const websocket = await measureWebSockets(work);
-  const results = assemble({ machine, passes, startup, startups, usageWrites, websocket });
-  writeFileSync(here('results.json'), `${JSON.stringify(results, null, 2)}\n`);
-  printResults(results);
+  return { passes, startup, startups };
 }
 
 /** Installs missing tools with apt-get (as root), or says how to. */
@@ -98,7 +125,7 @@ async function runCase({ url, gateway, service, apiKey = '', path = '/prompt', m
   if (helper) await waitForLine(helper, /listening/);
   const result = started ? { startup: { startup_s: started.startup_s, rss_mb: started.rss_mb, peak_rss_mb: started.peak_rss_mb } } : {};
   try {
-    for (const connections of CONNECTIONS) result[`c${connections}`] = await measure(`${started?.url ?? url}${path}`, { connections, apiKey, method });
+    for (const connections of CONNECTIONS) result[`c${connections}`] = await measure(`${started?.url ?? url}${path}`, { connections, apiKey, method }, started?.url);
   } finally {
     if (started) await stopService(started.service);
     if (helper) await stopService(helper);
@@ -106,11 +133,12 @@ async function runCase({ url, gateway, service, apiKey = '', path = '/prompt', m
   return result;
 }
 
-/** A warm-up, then a measured run with what the rest of the machine did meanwhile. */
-async function measure(url, options) {
+/** A warm-up, then a measured run with what the rest of the machine did meanwhile, and the gateway's event-loop delay over it when `gatewayUrl` is given. */
+async function measure(url, options, gatewayUrl) {
   await runWrk(url, { ...options, seconds: WARM_UP_S });
+  if (gatewayUrl) await resetEventLoopDelay(gatewayUrl);
   const [figures, cpu] = await Promise.all([runWrk(url, { ...options, seconds: RUN_S }), cpuDuring(RUN_S)]);
-  return { ...figures, ...cpu };
+  return { ...figures, ...cpu, ...(gatewayUrl ? { event_loop_delay: await readEventLoopDelay(gatewayUrl) } : {}) };
 }
 
 /**
@@ -129,32 +157,56 @@ async function measureUsageWrites(work, upstreamPort) {
     const url = `${gateway.url}${PLAIN_ROUTE.path}`;
     const load = { connections: 50, apiKey: key.apiKey, method: PLAIN_ROUTE.method };
     await runWrk(url, { ...load, seconds: WARM_UP_S });
+    await resetEventLoopDelay(gateway.url);
     const probe = runNodeJson([here('probe.mjs'), url, PLAIN_ROUTE.method, key.apiKey, directory, String(RUN_S + 5)]);
     const wrk = await runWrk(url, { ...load, seconds: RUN_S + 5 });
-    return { route: `${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path}`, usage_history_records: USAGE_HISTORY_RECORDS, wrk_c50: wrk, probe: await probe };
+    const figures = { route: `${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path}`, usage_history_records: USAGE_HISTORY_RECORDS, wrk_c50: wrk, probe: await probe };
+    return { ...figures, event_loop_delay: await readEventLoopDelay(gateway.url) };
   } finally {
     await stopService(gateway.service);
   }
 }
 
-/** 1,000 WebSockets receiving a progress message every 100 ms: directly from the upstream, then relayed by the gateway. */
+/**
+ * 1,000 WebSockets receiving a progress message every 100 ms, 50 of them also a 100 KB preview frame
+ * every 200 ms: directly from the upstream, then relayed by the gateway (one user key, its event filter
+ * on), with the gateway's RSS (sampled every 500 ms) and event-loop delay while the sockets open and
+ * while the messages are timed.
+ */
 async function measureWebSockets(work) {
-  log(`websockets: ${WS_SOCKETS} sockets, direct then through the gateway`);
+  log(`websockets: ${WS_SOCKETS} sockets (${WS_PREVIEW_SOCKETS} with previews), direct then through the gateway`);
   const port = await freePort();
-  const upstream = spawnService(process.execPath, [here('ws-upstream.mjs'), String(port)]);
+  const upstream = spawnService(process.execPath, [here('ws-upstream.mjs'), String(port), String(WS_PREVIEW_SOCKETS)]);
   await waitForLine(upstream, /ready/);
   const directory = join(work, 'ws');
   const key = await writeKeysFile(directory, 1);
+  const clientArgs = (url, apiKey = []) => [here('ws-client.mjs'), url, String(WS_SOCKETS), String(WS_SECONDS), String(WS_PREVIEW_SOCKETS), ...apiKey];
   try {
-    const direct = await runNodeJson([here('ws-client.mjs'), `ws://127.0.0.1:${port}/ws`, String(WS_SOCKETS), String(WS_SECONDS)]);
-    const gateway = await startGateway({ directory, upstreamPort: port, auth: true });
+    const direct = await runNodeJson(clientArgs(`ws://127.0.0.1:${port}/ws`));
+    const gateway = await startGateway({ directory, upstreamPort: port, auth: true, flags: ['--ws-max-per-key', String(WS_MAX_PER_KEY)] });
     try {
       const idle = memoryOf(gateway.service.pid);
       const peak = { rss_mb: 0 };
       const sampler = setInterval(() => (peak.rss_mb = Math.max(peak.rss_mb, memoryOf(gateway.service.pid).rss_mb)), 500);
-      const relayed = await runNodeJson([here('ws-client.mjs'), `${gateway.url.replace('http', 'ws')}/ws`, String(WS_SOCKETS), String(WS_SECONDS), key.apiKey]);
+      await resetEventLoopDelay(gateway.url);
+      const client = spawnService(process.execPath, clientArgs(`${gateway.url.replace('http', 'ws')}/ws`, [key.apiKey]));
+      await waitForLine(client, /^recording$/m, 120_000);
+      const opening = await readEventLoopDelay(gateway.url);
+      const [[, line], cpu] = await Promise.all([waitForLine(client, /^(\{.*\})\n/m, 120_000), cpuDuring(WS_SECONDS)]);
+      const relaying = await readEventLoopDelay(gateway.url);
+      const relayed = JSON.parse(line);
       clearInterval(sampler);
-      return { sockets: WS_SOCKETS, message_interval_ms: 100, direct, gateway: { ...relayed, rss_mb: peak.rss_mb, rss_idle_mb: idle.rss_mb } };
+      const added = (kind) => ({ p50_ms: round(kind(relayed).p50_ms - kind(direct).p50_ms, 3), p99_ms: round(kind(relayed).p99_ms - kind(direct).p99_ms, 3) });
+      return {
+        sockets: WS_SOCKETS,
+        message_interval_ms: 100,
+        preview_sockets: WS_PREVIEW_SOCKETS,
+        preview_interval_ms: 200,
+        preview_bytes: 100_000,
+        direct,
+        gateway: { ...relayed, ...cpu, rss_mb: peak.rss_mb, rss_idle_mb: idle.rss_mb, event_loop_delay: relaying, event_loop_delay_opening: opening },
+        added_by_gateway: { progress: added((r) => r), previews: added((r) => r.previews) },
+      };
     } finally {
       await stopService(gateway.service);
     }
@@ -184,8 +236,18 @@ async function profileKeyedCase(work, upstreamPort, apiKey) {
   }
 }
 
-/** The results file: the better pass of each case (by throughput), ratios, start-up, usage writes, WebSockets, and the targets. */
-function assemble({ machine, passes, startup, startups, usageWrites, websocket }) {
+/** The results file: the better pass of each case (by throughput), ratios, start-up, usage writes, WebSockets, transfers, event-loop delays, and the targets of the groups that ran. */
+function assemble({ machine, proxy, usageWrites, websocket, transfers }) {
+  const results = { machine: { ...machine, passes: PASSES, warm_up_s: WARM_UP_S, run_s: RUN_S, load_generator: 'wrk, 1 thread; POST /prompt unless the case names another route' } };
+  if (proxy) Object.assign(results, proxyResults(proxy));
+  if (usageWrites) results.usage_writes = usageWrites;
+  if (websocket) results.websocket = websocket;
+  if (transfers) results.transfers = transfers;
+  results.event_loop_delay = eventLoopDelays(results);
+  return { ...results, targets: targets(results) };
+}
+
+function proxyResults({ passes, startup, startups }) {
   const cases = {};
   for (const name of Object.keys(passes[0])) {
     cases[name] = {};
@@ -203,32 +265,57 @@ function assemble({ machine, passes, startup, startups, usageWrites, websocket }
     auth_1m_keys_vs_auth_c50: ratio(cases.gateway_auth_1m_keys.c50.rps, cases.gateway_auth.c50.rps),
     auth_plain_route_vs_nginx_c50: ratio(cases.gateway_auth_plain_route.c50.rps, cases.nginx.c50.rps),
   };
-  const results = {
-    cases,
-    ratios,
-    startup_1m_keys_s: startup.startup_s,
-    rss_1m_keys_mb: startup.rss_mb,
-    peak_rss_1m_keys_mb: startup.peak_rss_mb,
-    startups_1m_keys: startups,
-    usage_writes: usageWrites,
-    websocket,
-    machine: { ...machine, passes: PASSES, warm_up_s: WARM_UP_S, run_s: RUN_S, load_generator: 'wrk, 1 thread; POST /prompt unless the case names another route' },
-  };
-  return { ...results, targets: targets(results) };
+  return { cases, ratios, startup_1m_keys_s: startup.startup_s, rss_1m_keys_mb: startup.rss_mb, peak_rss_1m_keys_mb: startup.peak_rss_mb, startups_1m_keys: startups };
 }
 
-/** Each target of the issue with the measured value and whether it is met. */
-function targets({ cases, ratios, startup_1m_keys_s, rss_1m_keys_mb, usage_writes }) {
+/** The gateway's event-loop delay in every case run through it: {case: {p50_ms, p99_ms, max_ms, over_limit}}. */
+function eventLoopDelays({ cases = {}, usage_writes: usage, websocket, transfers }) {
+  const delays = {};
+  for (const [name, byConnections] of Object.entries(cases)) {
+    for (const [connections, figures] of Object.entries(byConnections)) if (figures.event_loop_delay) delays[`${name} ${connections}`] = figures.event_loop_delay;
+  }
+  if (usage) delays['usage_writes c50'] = usage.event_loop_delay;
+  if (websocket) {
+    delays['websocket opening'] = websocket.gateway.event_loop_delay_opening;
+    delays['websocket relay'] = websocket.gateway.event_loop_delay;
+  }
+  if (transfers) {
+    for (const kind of ['download', 'upload', 'range_rps', 'head_rps']) delays[`transfers ${kind.replace('_rps', '')}`] = transfers[kind].gateway.event_loop_delay;
+  }
+  return delays;
+}
+
+/** Each target of the issue with the measured value and whether it is met, for the groups that ran. */
+function targets({ cases, ratios, startup_1m_keys_s, rss_1m_keys_mb, usage_writes, websocket, transfers, event_loop_delay }) {
   const target = (value, limit, met) => ({ value, limit, met });
-  const { steady, compacting } = usage_writes.probe;
-  return {
-    auth_c50_throughput_vs_nginx: target(ratios.auth_vs_nginx_c50, '>= 0.5', ratios.auth_vs_nginx_c50 >= 0.5),
-    auth_c50_p99_ms: target(cases.gateway_auth.c50.p99_ms, `<= ${round(cases.nginx.c50.p99_ms + 1, 3)} (nginx p99 + 1 ms)`, cases.gateway_auth.c50.p99_ms <= cases.nginx.c50.p99_ms + 1),
-    auth_1m_keys_c50_throughput_vs_auth: target(ratios.auth_1m_keys_vs_auth_c50, '>= 0.95', ratios.auth_1m_keys_vs_auth_c50 >= 0.95),
-    startup_1m_keys_s: target(startup_1m_keys_s, '< 3', startup_1m_keys_s < 3),
-    rss_1m_keys_mb: target(rss_1m_keys_mb, '< 600', rss_1m_keys_mb < 600),
-    p99_during_usage_compaction_ms: target(compacting.p99_ms, `<= ${round(steady.p99_ms + 1, 3)} (p99 between compactions + 1 ms)`, compacting.requests > 0 && compacting.p99_ms <= steady.p99_ms + 1),
-  };
+  const all = {};
+  if (cases) {
+    Object.assign(all, {
+      auth_c50_throughput_vs_nginx: target(ratios.auth_vs_nginx_c50, '>= 0.5', ratios.auth_vs_nginx_c50 >= 0.5),
+      auth_c50_p99_ms: target(cases.gateway_auth.c50.p99_ms, `<= ${round(cases.nginx.c50.p99_ms + 1, 3)} (nginx p99 + 1 ms)`, cases.gateway_auth.c50.p99_ms <= cases.nginx.c50.p99_ms + 1),
+      auth_1m_keys_c50_throughput_vs_auth: target(ratios.auth_1m_keys_vs_auth_c50, '>= 0.95', ratios.auth_1m_keys_vs_auth_c50 >= 0.95),
+      startup_1m_keys_s: target(startup_1m_keys_s, '< 3', startup_1m_keys_s < 3),
+      rss_1m_keys_mb: target(rss_1m_keys_mb, '< 600', rss_1m_keys_mb < 600),
+    });
+  }
+  if (usage_writes) {
+    const { steady, compacting } = usage_writes.probe;
+    all.p99_during_usage_compaction_ms = target(compacting.p99_ms, `<= ${round(steady.p99_ms + 1, 3)} (p99 between compactions + 1 ms)`, compacting.requests > 0 && compacting.p99_ms <= steady.p99_ms + 1);
+  }
+  if (websocket) {
+    const added = websocket.added_by_gateway.progress.p99_ms;
+    all.ws_p99_added_ms = target(added, '<= 1.5', added <= 1.5);
+  }
+  if (transfers) {
+    const { ratios: transferRatios, download, upload } = transfers;
+    all.download_vs_direct = target(transferRatios.download_gateway_vs_direct, '>= 0.8', transferRatios.download_gateway_vs_direct >= 0.8);
+    all.upload_vs_direct = target(transferRatios.upload_gateway_vs_direct, '>= 0.8', transferRatios.upload_gateway_vs_direct >= 0.8);
+    const growth = Math.max(download.gateway.rss_growth_mb, upload.gateway.rss_growth_mb);
+    all.transfer_rss_growth_mb = target(growth, '< 50', growth < 50);
+  }
+  const worst = Object.entries(event_loop_delay).reduce((most, next) => (next[1].max_ms > (most?.[1].max_ms ?? -1) ? next : most), null);
+  if (worst) all.event_loop_max_delay_ms = target(worst[1].max_ms, `<= ${MAX_DELAY_LIMIT_MS} in every case (worst: ${worst[0]})`, worst[1].max_ms <= MAX_DELAY_LIMIT_MS);
+  return all;
 }
 
 main().then(

@@ -1,4 +1,4 @@
--- wrk script of the bench: POSTs a small prompt (or sends BENCH_METHOD without a body), with BENCH_API_KEY as X-API-Key when set; prints the figures as JSON.
+-- wrk script of the bench: POSTs a small prompt (or sends BENCH_METHOD without a body), with BENCH_API_KEY as X-API-Key and BENCH_RANGE as Range when set; prints the figures as JSON.
 
 wrk.method = os.getenv("BENCH_METHOD") or "POST"
 if wrk.method == "POST" then
@@ -8,6 +8,10 @@ end
 local key = os.getenv("BENCH_API_KEY")
 if key and key ~= "" then
   wrk.headers["X-API-Key"] = key
+end
+local range = os.getenv("BENCH_RANGE")
+if range and range ~= "" then
+  wrk.headers["Range"] = range
 end
 
 function done(summary, latency, requests)
