@@ -123,13 +123,21 @@ function showMessage(text, kind = 'info') {
 
 const relative = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
 const compact = new Intl.NumberFormat(undefined, { notation: 'compact' });
-const UNITS = [['year', 31_536_000], ['month', 2_592_000], ['week', 604_800], ['day', 86_400], ['hour', 3_600], ['minute', 60]];
+const UNITS = [
+  ['year', 31_536_000],
+  ['month', 2_592_000],
+  ['week', 604_800],
+  ['day', 86_400],
+  ['hour', 3_600],
+  ['minute', 60],
+];
 
 const formatNumber = (n) => n.toLocaleString();
 const plural = (n, word) => `${formatNumber(n)} ${word}${n === 1 ? '' : 's'}`;
 const fullDate = (seconds) => new Date(seconds * 1000).toLocaleString();
 const shortDay = (day) => new Date(`${day}T00:00:00Z`).toLocaleDateString(undefined, { month: 'short', day: 'numeric', timeZone: 'UTC' });
-const longDay = (day) => new Date(`${day}T00:00:00Z`).toLocaleDateString(undefined, { weekday: 'short', year: 'numeric', month: 'short', day: 'numeric', timeZone: 'UTC' });
+const longDay = (day) =>
+  new Date(`${day}T00:00:00Z`).toLocaleDateString(undefined, { weekday: 'short', year: 'numeric', month: 'short', day: 'numeric', timeZone: 'UTC' });
 
 function relativeTime(seconds) {
   const diff = seconds - nowSeconds();
@@ -195,13 +203,24 @@ function renderKeys() {
 function keyRow(key) {
   const stats = state.usage.usage_stats[key.key_id] ?? { requests_last_24h: 0, total_requests: 0 };
   const status = statusOf(key);
-  return el('tr', { 'data-key-id': key.key_id },
-    el('td', { 'data-label': 'Name', class: 'col-name' }, el('span', { class: 'key-name' }, key.name), key.key_id === state.me ? el('span', { class: 'badge you', title: 'You are signed in with this key' }, 'you') : ''),
+  return el(
+    'tr',
+    { 'data-key-id': key.key_id },
+    el(
+      'td',
+      { 'data-label': 'Name', class: 'col-name' },
+      el('span', { class: 'key-name' }, key.name),
+      key.key_id === state.me ? el('span', { class: 'badge you', title: 'You are signed in with this key' }, 'you') : '',
+    ),
     el('td', { 'data-label': 'Key', class: 'col-prefix' }, el('code', {}, key.key_prefix ? `${key.key_prefix}…` : '—'), graceNote(key)),
     el('td', { 'data-label': 'Role', class: 'col-role' }, el('span', { class: `badge role-${key.role}` }, key.role)),
     el('td', { 'data-label': 'Status', class: 'col-status' }, el('span', { class: `status ${status}` }, status), expiryNote(key)),
     el('td', { 'data-label': 'Rate limit', class: 'col-limit num' }, `${formatNumber(key.rate_limit)}/h`),
-    el('td', { 'data-label': 'Last used', class: 'col-last' }, key.last_used === null ? el('span', { class: 'muted' }, 'never') : timeEl(key.last_used, relativeTime(key.last_used))),
+    el(
+      'td',
+      { 'data-label': 'Last used', class: 'col-last' },
+      key.last_used === null ? el('span', { class: 'muted' }, 'never') : timeEl(key.last_used, relativeTime(key.last_used)),
+    ),
     el('td', { 'data-label': '24 h', class: 'col-24h num' }, formatNumber(stats.requests_last_24h)),
     el('td', { 'data-label': '30 days', class: 'col-30d num' }, formatNumber(stats.total_requests)),
     el('td', { class: 'col-actions' }, actionButtons(key)),
@@ -222,7 +241,9 @@ function graceNote(key) {
 
 function actionButtons(key) {
   const button = (action, text, extra = {}) => el('button', { type: 'button', 'data-action': action, 'aria-label': `${text} ${key.name}`, ...extra }, text);
-  return el('div', { class: 'actions' },
+  return el(
+    'div',
+    { class: 'actions' },
     button('edit', 'Edit'),
     button('toggle', key.is_active ? 'Disable' : 'Enable'),
     button('rotate', 'Rotate'),
@@ -259,20 +280,27 @@ function renderUsage() {
     ['Average duration', requests > 0 ? formatDuration(sum('duration') / requests) : '—'],
   ]);
   state.chartWidth = $('chart-requests').clientWidth;
-  $('chart-requests').replaceChildren(barChart({
-    series,
-    width: state.chartWidth,
-    layers: [{ field: 'successes', label: 'Succeeded', cls: 'ok' }, { field: 'failures', label: 'Failed', cls: 'bad' }],
-    label: `Requests per day over the last ${DAYS} days for ${name}: ${plural(requests, 'request')}, ${formatNumber(successes)} succeeded, ${formatNumber(failures)} failed.${busiest(series, 'requests')}`,
-    describe: (p) => `${longDay(p.date)}: ${plural(p.requests, 'request')} (${formatNumber(p.successes)} succeeded, ${formatNumber(p.failures)} failed)`,
-  }));
-  $('chart-limited').replaceChildren(barChart({
-    series,
-    width: $('chart-limited').clientWidth,
-    layers: [{ field: 'rate_limited', label: 'Refused with 429', cls: 'limited' }],
-    label: `Rate-limited requests per day over the last ${DAYS} days for ${name}: ${plural(limited, 'request')} refused with 429.${busiest(series, 'rate_limited')}`,
-    describe: (p) => `${longDay(p.date)}: ${plural(p.rate_limited, 'request')} refused with 429`,
-  }));
+  $('chart-requests').replaceChildren(
+    barChart({
+      series,
+      width: state.chartWidth,
+      layers: [
+        { field: 'successes', label: 'Succeeded', cls: 'ok' },
+        { field: 'failures', label: 'Failed', cls: 'bad' },
+      ],
+      label: `Requests per day over the last ${DAYS} days for ${name}: ${plural(requests, 'request')}, ${formatNumber(successes)} succeeded, ${formatNumber(failures)} failed.${busiest(series, 'requests')}`,
+      describe: (p) => `${longDay(p.date)}: ${plural(p.requests, 'request')} (${formatNumber(p.successes)} succeeded, ${formatNumber(p.failures)} failed)`,
+    }),
+  );
+  $('chart-limited').replaceChildren(
+    barChart({
+      series,
+      width: $('chart-limited').clientWidth,
+      layers: [{ field: 'rate_limited', label: 'Refused with 429', cls: 'limited' }],
+      label: `Rate-limited requests per day over the last ${DAYS} days for ${name}: ${plural(limited, 'request')} refused with 429.${busiest(series, 'rate_limited')}`,
+      describe: (p) => `${longDay(p.date)}: ${plural(p.rate_limited, 'request')} refused with 429`,
+    }),
+  );
 }
 
 function renderTotals(entries) {
@@ -306,11 +334,17 @@ function barChart({ series, width, layers, label, describe }) {
   const ticks = niceTicks(Math.max(0, ...series.map(totalOf)));
   const top = ticks[ticks.length - 1];
   const frame = {
-    margin, width: plotWidth + margin.left + margin.right, height, plotWidth, plotHeight,
+    margin,
+    width: plotWidth + margin.left + margin.right,
+    height,
+    plotWidth,
+    plotHeight,
     step: plotWidth / Math.max(series.length, 1),
     y: (value) => round(margin.top + plotHeight - (value / top) * plotHeight),
   };
-  return svg('svg', { class: 'chart', width: frame.width, height, viewBox: `0 0 ${frame.width} ${height}`, role: 'img', 'aria-label': label },
+  return svg(
+    'svg',
+    { class: 'chart', width: frame.width, height, viewBox: `0 0 ${frame.width} ${height}`, role: 'img', 'aria-label': label },
     ...yAxis(frame, ticks),
     ...series.map((point, index) => dayColumn(frame, point, index, layers, describe(point))),
     ...xAxis(frame, series),
@@ -321,33 +355,50 @@ function barChart({ series, width, layers, label, describe }) {
 const round = (n) => Math.round(n * 10) / 10;
 
 function yAxis({ margin, width, plotHeight, y }, ticks) {
-  const lines = ticks.map((tick) => svg('g', {},
-    svg('line', { class: tick === 0 ? 'baseline' : 'grid', x1: margin.left, x2: width - margin.right, y1: y(tick), y2: y(tick) }),
-    svg('text', { class: 'tick-y', x: margin.left - 6, y: y(tick) }, compact.format(tick)),
-  ));
+  const lines = ticks.map((tick) =>
+    svg(
+      'g',
+      {},
+      svg('line', { class: tick === 0 ? 'baseline' : 'grid', x1: margin.left, x2: width - margin.right, y1: y(tick), y2: y(tick) }),
+      svg('text', { class: 'tick-y', x: margin.left - 6, y: y(tick) }, compact.format(tick)),
+    ),
+  );
   const middle = round(margin.top + plotHeight / 2);
   return [...lines, svg('text', { class: 'axis-title', transform: `translate(12 ${middle}) rotate(-90)` }, 'Requests')];
 }
 
 function xAxis({ margin, step, plotWidth, plotHeight, height }, series) {
   const every = Math.max(1, Math.ceil(64 / step));
-  const labels = series.flatMap((point, index) => ((series.length - 1 - index) % every === 0
-    ? [svg('text', { class: 'tick-x', x: round(margin.left + (index + 0.5) * step), y: margin.top + plotHeight + 16 }, shortDay(point.date))]
-    : []));
+  const labels = series.flatMap((point, index) =>
+    (series.length - 1 - index) % every === 0
+      ? [svg('text', { class: 'tick-x', x: round(margin.left + (index + 0.5) * step), y: margin.top + plotHeight + 16 }, shortDay(point.date))]
+      : [],
+  );
   return [...labels, svg('text', { class: 'axis-title', x: round(margin.left + plotWidth / 2), y: height - 6 }, 'Day (UTC)')];
 }
 
 function dayColumn({ margin, step, plotHeight, y }, point, index, layers, tooltip) {
   const x = margin.left + index * step;
   const gap = Math.min(Math.max(step * 0.2, 1), 6);
-  const column = svg('g', { class: 'day', 'data-date': point.date },
+  const column = svg(
+    'g',
+    { class: 'day', 'data-date': point.date },
     svg('title', {}, tooltip),
     svg('rect', { class: 'hit', x: round(x), y: margin.top, width: round(step), height: plotHeight }),
   );
   let base = 0;
   for (const layer of layers) {
     const value = point[layer.field];
-    if (value > 0) column.append(svg('rect', { class: `bar ${layer.cls}`, x: round(x + gap / 2), y: y(base + value), width: round(step - gap), height: round(y(base) - y(base + value)) }));
+    if (value > 0)
+      column.append(
+        svg('rect', {
+          class: `bar ${layer.cls}`,
+          x: round(x + gap / 2),
+          y: y(base + value),
+          width: round(step - gap),
+          height: round(y(base) - y(base + value)),
+        }),
+      );
     base += value;
   }
   return column;
@@ -356,10 +407,7 @@ function dayColumn({ margin, step, plotHeight, y }, point, index, layers, toolti
 function legend({ margin }, layers) {
   let x = margin.left;
   const items = layers.map((layer) => {
-    const item = svg('g', {},
-      svg('rect', { class: layer.cls, x, y: 6, width: 12, height: 12, rx: 2 }),
-      svg('text', { x: x + 18, y: 12 }, layer.label),
-    );
+    const item = svg('g', {}, svg('rect', { class: layer.cls, x, y: 6, width: 12, height: 12, rx: 2 }), svg('text', { x: x + 18, y: 12 }, layer.label));
     x += 18 + layer.label.length * 7 + 20;
     return item;
   });
@@ -418,7 +466,11 @@ async function submitKeyForm(event) {
     expires_at: expiryFrom(field(form, 'expires_at').value, key),
   };
   if (key?.key_id === state.me && body.role !== 'admin') {
-    const sure = await confirmAction({ title: 'Make your own key a user key?', text: 'You are signed in with this key. As a user key it can no longer open this dashboard.', action: 'Make it a user key' });
+    const sure = await confirmAction({
+      title: 'Make your own key a user key?',
+      text: 'You are signed in with this key. As a user key it can no longer open this dashboard.',
+      action: 'Make it a user key',
+    });
     if (!sure) return;
   }
   await inDialog($('key-dialog'), async () => {
@@ -499,7 +551,11 @@ async function change(work, done) {
 async function toggleKey(key) {
   const active = !key.is_active;
   if (!active && key.key_id === state.me) {
-    const sure = await confirmAction({ title: 'Disable your own key?', text: 'You are signed in with this key. Disabling it signs you out, and only another admin key can enable it again.', action: 'Disable' });
+    const sure = await confirmAction({
+      title: 'Disable your own key?',
+      text: 'You are signed in with this key. Disabling it signs you out, and only another admin key can enable it again.',
+      action: 'Disable',
+    });
     if (!sure) return;
   }
   await change(() => api('PATCH', keyPath(key), { is_active: active }), `${active ? 'Enabled' : 'Disabled'} “${key.name}”.`);
@@ -507,7 +563,11 @@ async function toggleKey(key) {
 
 async function deleteKey(key) {
   const own = key.key_id === state.me ? ' You are signed in with this key: you will be signed out.' : '';
-  const sure = await confirmAction({ title: `Delete “${key.name}”?`, text: `Anything using this key gets 401 from now on. This cannot be undone.${own}`, action: 'Delete key' });
+  const sure = await confirmAction({
+    title: `Delete “${key.name}”?`,
+    text: `Anything using this key gets 401 from now on. This cannot be undone.${own}`,
+    action: 'Delete key',
+  });
   if (sure) await change(() => api('DELETE', keyPath(key)), `Deleted “${key.name}”.`);
 }
 
@@ -544,10 +604,13 @@ function start() {
   });
   new ResizeObserver(() => requestAnimationFrame(() => $('chart-requests').clientWidth !== state.chartWidth && renderUsage())).observe($('chart-requests'));
   $('expiry-hint').textContent = `In your time zone (${Intl.DateTimeFormat().resolvedOptions().timeZone}). Leave empty for never.`;
-  api('GET', '/api/usage?days=1').then((own) => {
-    state.me = own.key_id;
-    renderKeys();
-  }, (error) => showMessage(describeError(error), 'error'));
+  api('GET', '/api/usage?days=1').then(
+    (own) => {
+      state.me = own.key_id;
+      renderKeys();
+    },
+    (error) => showMessage(describeError(error), 'error'),
+  );
   refresh();
   scheduleRefresh();
 }

@@ -19,7 +19,10 @@ export function printResults(results) {
   if (results.websocket) printWebSockets(results.websocket);
   if (results.transfers) printTransfers(results.transfers);
   console.log('\ngateway event-loop delay (beyond the 10 ms sampling interval), per case:\n');
-  table(['case', 'p50 ms', 'p99 ms', 'max ms', ''], Object.entries(results.event_loop_delay).map(([name, d]) => [name, d.p50_ms, d.p99_ms, d.max_ms, d.over_limit ? 'OVER 50 ms' : '']));
+  table(
+    ['case', 'p50 ms', 'p99 ms', 'max ms', ''],
+    Object.entries(results.event_loop_delay).map(([name, d]) => [name, d.p50_ms, d.p99_ms, d.max_ms, d.over_limit ? 'OVER 50 ms' : '']),
+  );
   console.log('');
   table(
     ['target', 'measured', 'limit', ''],
@@ -29,7 +32,16 @@ export function printResults(results) {
 
 function printProxyCases(results) {
   const { cases, ratios, machine } = results;
-  const rows = Object.entries(cases).map(([name, { c1, c50 }]) => [CASE_LABELS[name] ?? name, c1.rps, c1.p50_ms, c1.p99_ms, c50.rps, c50.p50_ms, c50.p99_ms, c50.others_busy_pct]);
+  const rows = Object.entries(cases).map(([name, { c1, c50 }]) => [
+    CASE_LABELS[name] ?? name,
+    c1.rps,
+    c1.p50_ms,
+    c1.p99_ms,
+    c50.rps,
+    c50.p50_ms,
+    c50.p99_ms,
+    c50.others_busy_pct,
+  ]);
   console.log(`better of ${machine.passes} passes, ${machine.run_s} s each after ${machine.warm_up_s} s warm-up\n`);
   table(['case', 'c1 req/s', 'c1 p50 ms', 'c1 p99 ms', 'c50 req/s', 'c50 p50 ms', 'c50 p99 ms', 'other CPU % (c50)'], rows);
   console.log(
@@ -58,7 +70,9 @@ function printWebSockets(ws) {
 }
 
 function printTransfers(transfers) {
-  console.log(`\nbig transfers (${transfers.download_mb} MB GET /view, ${transfers.upload_mb} MB POST /upload/image; fastest of 3), and /view with Range (${transfers.range}) and HEAD at 10 connections:\n`);
+  console.log(
+    `\nbig transfers (${transfers.download_mb} MB GET /view, ${transfers.upload_mb} MB POST /upload/image; fastest of 3), and /view with Range (${transfers.range}) and HEAD at 10 connections:\n`,
+  );
   const routes = ['direct', 'nginx', 'gateway'];
   const cell = (figures, field) => figures?.[field] ?? '';
   table(
@@ -73,13 +87,18 @@ function printTransfers(transfers) {
     ]),
   );
   const r = transfers.ratios;
-  console.log(`\ngateway/direct: download ${r.download_gateway_vs_direct}, upload ${r.upload_gateway_vs_direct}, Range ${r.range_gateway_vs_direct}, HEAD ${r.head_gateway_vs_direct}; gateway/nginx: download ${r.download_gateway_vs_nginx}, upload ${r.upload_gateway_vs_nginx}`);
+  console.log(
+    `\ngateway/direct: download ${r.download_gateway_vs_direct}, upload ${r.upload_gateway_vs_direct}, Range ${r.range_gateway_vs_direct}, HEAD ${r.head_gateway_vs_direct}; gateway/nginx: download ${r.download_gateway_vs_nginx}, upload ${r.upload_gateway_vs_nginx}`,
+  );
 }
 
 /** The profiling mode's report. */
 export function printProfile(route, figures, top, file) {
   console.log(`\nkeyed ${route}, 50 connections, under --cpu-prof: ${figures.rps} req/s, p99 ${figures.p99_ms} ms; profile: ${file}\n`);
-  table(['self %', 'function', 'where'], top.map(({ self_pct, name, where }) => [self_pct, name, where]));
+  table(
+    ['self %', 'function', 'where'],
+    top.map(({ self_pct, name, where }) => [self_pct, name, where]),
+  );
 }
 
 function table(header, rows) {

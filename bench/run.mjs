@@ -73,7 +73,8 @@ function selectedGroups() {
   if (at < 0) return new Set(GROUPS);
   const names = (process.argv[at + 1] ?? '').split(',').filter(Boolean);
   const unknown = names.filter((name) => !GROUPS.includes(name));
-  if (names.length === 0 || unknown.length > 0) throw new Error(`--only takes a comma-separated list of ${GROUPS.join(', ')}${unknown.length > 0 ? `, not ${unknown.join(', ')}` : ''}`);
+  if (names.length === 0 || unknown.length > 0)
+    throw new Error(`--only takes a comma-separated list of ${GROUPS.join(', ')}${unknown.length > 0 ? `, not ${unknown.join(', ')}` : ''}`);
   return new Set(names);
 }
 
@@ -125,7 +126,8 @@ async function runCase({ url, gateway, service, apiKey = '', path = '/prompt', m
   if (helper) await waitForLine(helper, /listening/);
   const result = started ? { startup: { startup_s: started.startup_s, rss_mb: started.rss_mb, peak_rss_mb: started.peak_rss_mb } } : {};
   try {
-    for (const connections of CONNECTIONS) result[`c${connections}`] = await measure(`${started?.url ?? url}${path}`, { connections, apiKey, method }, started?.url);
+    for (const connections of CONNECTIONS)
+      result[`c${connections}`] = await measure(`${started?.url ?? url}${path}`, { connections, apiKey, method }, started?.url);
   } finally {
     if (started) await stopService(started.service);
     if (helper) await stopService(helper);
@@ -224,7 +226,10 @@ async function runNodeJson(args) {
 
 /** The profiling mode: the keyed gateway at 50 connections under node --cpu-prof, on POST /prompt then on the plain route; prints the functions with the most self time. */
 async function profileKeyedCase(work, upstreamPort, apiKey) {
-  for (const route of [{ path: '/prompt', method: 'POST', file: 'gateway-auth-c50.cpuprofile' }, { ...PLAIN_ROUTE, file: 'gateway-auth-plain-route-c50.cpuprofile' }]) {
+  for (const route of [
+    { path: '/prompt', method: 'POST', file: 'gateway-auth-c50.cpuprofile' },
+    { ...PLAIN_ROUTE, file: 'gateway-auth-plain-route-c50.cpuprofile' },
+  ]) {
     const profileDir = mkdtempSync(join(work, 'profile-'));
     const gateway = await startGateway({ directory: join(work, 'auth'), upstreamPort, auth: true, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profileDir] });
     log(`profiling the keyed gateway on ${route.method} ${route.path} at 50 connections for ${WARM_UP_S + RUN_S} s`);
@@ -238,7 +243,15 @@ async function profileKeyedCase(work, upstreamPort, apiKey) {
 
 /** The results file: the better pass of each case (by throughput), ratios, start-up, usage writes, WebSockets, transfers, event-loop delays, and the targets of the groups that ran. */
 function assemble({ machine, proxy, usageWrites, websocket, transfers }) {
-  const results = { machine: { ...machine, passes: PASSES, warm_up_s: WARM_UP_S, run_s: RUN_S, load_generator: 'wrk, 1 thread; POST /prompt unless the case names another route' } };
+  const results = {
+    machine: {
+      ...machine,
+      passes: PASSES,
+      warm_up_s: WARM_UP_S,
+      run_s: RUN_S,
+      load_generator: 'wrk, 1 thread; POST /prompt unless the case names another route',
+    },
+  };
   if (proxy) Object.assign(results, proxyResults(proxy));
   if (usageWrites) results.usage_writes = usageWrites;
   if (websocket) results.websocket = websocket;
@@ -265,14 +278,22 @@ function proxyResults({ passes, startup, startups }) {
     auth_1m_keys_vs_auth_c50: ratio(cases.gateway_auth_1m_keys.c50.rps, cases.gateway_auth.c50.rps),
     auth_plain_route_vs_nginx_c50: ratio(cases.gateway_auth_plain_route.c50.rps, cases.nginx.c50.rps),
   };
-  return { cases, ratios, startup_1m_keys_s: startup.startup_s, rss_1m_keys_mb: startup.rss_mb, peak_rss_1m_keys_mb: startup.peak_rss_mb, startups_1m_keys: startups };
+  return {
+    cases,
+    ratios,
+    startup_1m_keys_s: startup.startup_s,
+    rss_1m_keys_mb: startup.rss_mb,
+    peak_rss_1m_keys_mb: startup.peak_rss_mb,
+    startups_1m_keys: startups,
+  };
 }
 
 /** The gateway's event-loop delay in every case run through it: {case: {p50_ms, p99_ms, max_ms, over_limit}}. */
 function eventLoopDelays({ cases = {}, usage_writes: usage, websocket, transfers }) {
   const delays = {};
   for (const [name, byConnections] of Object.entries(cases)) {
-    for (const [connections, figures] of Object.entries(byConnections)) if (figures.event_loop_delay) delays[`${name} ${connections}`] = figures.event_loop_delay;
+    for (const [connections, figures] of Object.entries(byConnections))
+      if (figures.event_loop_delay) delays[`${name} ${connections}`] = figures.event_loop_delay;
   }
   if (usage) delays['usage_writes c50'] = usage.event_loop_delay;
   if (websocket) {
@@ -280,7 +301,8 @@ function eventLoopDelays({ cases = {}, usage_writes: usage, websocket, transfers
     delays['websocket relay'] = websocket.gateway.event_loop_delay;
   }
   if (transfers) {
-    for (const kind of ['download', 'upload', 'range_rps', 'head_rps']) delays[`transfers ${kind.replace('_rps', '')}`] = transfers[kind].gateway.event_loop_delay;
+    for (const kind of ['download', 'upload', 'range_rps', 'head_rps'])
+      delays[`transfers ${kind.replace('_rps', '')}`] = transfers[kind].gateway.event_loop_delay;
   }
   return delays;
 }
@@ -292,7 +314,11 @@ function targets({ cases, ratios, startup_1m_keys_s, rss_1m_keys_mb, usage_write
   if (cases) {
     Object.assign(all, {
       auth_c50_throughput_vs_nginx: target(ratios.auth_vs_nginx_c50, '>= 0.5', ratios.auth_vs_nginx_c50 >= 0.5),
-      auth_c50_p99_ms: target(cases.gateway_auth.c50.p99_ms, `<= ${round(cases.nginx.c50.p99_ms + 1, 3)} (nginx p99 + 1 ms)`, cases.gateway_auth.c50.p99_ms <= cases.nginx.c50.p99_ms + 1),
+      auth_c50_p99_ms: target(
+        cases.gateway_auth.c50.p99_ms,
+        `<= ${round(cases.nginx.c50.p99_ms + 1, 3)} (nginx p99 + 1 ms)`,
+        cases.gateway_auth.c50.p99_ms <= cases.nginx.c50.p99_ms + 1,
+      ),
       auth_1m_keys_c50_throughput_vs_auth: target(ratios.auth_1m_keys_vs_auth_c50, '>= 0.95', ratios.auth_1m_keys_vs_auth_c50 >= 0.95),
       startup_1m_keys_s: target(startup_1m_keys_s, '< 3', startup_1m_keys_s < 3),
       rss_1m_keys_mb: target(rss_1m_keys_mb, '< 600', rss_1m_keys_mb < 600),
@@ -300,7 +326,11 @@ function targets({ cases, ratios, startup_1m_keys_s, rss_1m_keys_mb, usage_write
   }
   if (usage_writes) {
     const { steady, compacting } = usage_writes.probe;
-    all.p99_during_usage_compaction_ms = target(compacting.p99_ms, `<= ${round(steady.p99_ms + 1, 3)} (p99 between compactions + 1 ms)`, compacting.requests > 0 && compacting.p99_ms <= steady.p99_ms + 1);
+    all.p99_during_usage_compaction_ms = target(
+      compacting.p99_ms,
+      `<= ${round(steady.p99_ms + 1, 3)} (p99 between compactions + 1 ms)`,
+      compacting.requests > 0 && compacting.p99_ms <= steady.p99_ms + 1,
+    );
   }
   if (websocket) {
     const added = websocket.added_by_gateway.progress.p99_ms;
@@ -314,7 +344,8 @@ function targets({ cases, ratios, startup_1m_keys_s, rss_1m_keys_mb, usage_write
     all.transfer_rss_growth_mb = target(growth, '< 50', growth < 50);
   }
   const worst = Object.entries(event_loop_delay).reduce((most, next) => (next[1].max_ms > (most?.[1].max_ms ?? -1) ? next : most), null);
-  if (worst) all.event_loop_max_delay_ms = target(worst[1].max_ms, `<= ${MAX_DELAY_LIMIT_MS} in every case (worst: ${worst[0]})`, worst[1].max_ms <= MAX_DELAY_LIMIT_MS);
+  if (worst)
+    all.event_loop_max_delay_ms = target(worst[1].max_ms, `<= ${MAX_DELAY_LIMIT_MS} in every case (worst: ${worst[0]})`, worst[1].max_ms <= MAX_DELAY_LIMIT_MS);
   return all;
 }
 

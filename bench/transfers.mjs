@@ -132,7 +132,8 @@ function curlSeconds(route, args, bytes) {
     execFile('curl', curlArgs, (error, stdout, stderr) => {
       if (error) return reject(new Error(`curl failed: ${stderr || error.message}`));
       const [status, downloaded, uploaded, seconds] = stdout.trim().split(' ').map(Number);
-      if (status !== 200 || Math.max(downloaded, uploaded) < bytes) return reject(new Error(`${route.name}: curl got ${status} after ${downloaded} bytes down, ${uploaded} up`));
+      if (status !== 200 || Math.max(downloaded, uploaded) < bytes)
+        return reject(new Error(`${route.name}: curl got ${status} after ${downloaded} bytes down, ${uploaded} up`));
       resolve(seconds);
     });
   });

@@ -14,7 +14,9 @@ const SCRIPT = fileURLToPath(new URL('./wrk.lua', import.meta.url));
 export async function runWrk(url, { connections, seconds, apiKey = '', method = 'POST', range = '' }) {
   const args = ['-t', '1', '-c', String(connections), '-d', `${seconds}s`, '--timeout', '5s', '-s', SCRIPT, url];
   const stdout = await new Promise((resolve, reject) => {
-    execFile('wrk', args, { env: { ...process.env, BENCH_API_KEY: apiKey, BENCH_METHOD: method, BENCH_RANGE: range } }, (error, out, err) => (error ? reject(new Error(`wrk failed: ${err || error.message}`)) : resolve(out)));
+    execFile('wrk', args, { env: { ...process.env, BENCH_API_KEY: apiKey, BENCH_METHOD: method, BENCH_RANGE: range } }, (error, out, err) =>
+      error ? reject(new Error(`wrk failed: ${err || error.message}`)) : resolve(out),
+    );
   });
   const line = /^BENCH_RESULT (.*)$/m.exec(stdout);
   if (!line) throw new Error(`wrk printed no result:\n${stdout}`);

@@ -5,7 +5,13 @@ import WebSocket from 'ws';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { nowMs, previewSentMs, PROMPT_ID } from './ws-upstream.mjs';
 
-const [url, socketCount, seconds, previewSockets, apiKey] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4]), Number(process.argv[5]), process.argv[6]];
+const [url, socketCount, seconds, previewSockets, apiKey] = [
+  process.argv[2],
+  Number(process.argv[3]),
+  Number(process.argv[4]),
+  Number(process.argv[5]),
+  process.argv[6],
+];
 const OPEN_AT_ONCE = 50;
 const WARM_UP_MS = 2000;
 /** What ComfyUI's frontend says first on a socket that takes previews with metadata. */
@@ -28,7 +34,11 @@ function openSocket(index) {
 async function queuePrompt() {
   const origin = new URL(url.replace(/^ws/, 'http')).origin;
   const headers = { 'content-type': 'application/json', ...(apiKey ? { 'x-api-key': apiKey } : {}) };
-  const response = await fetch(`${origin}/prompt`, { method: 'POST', headers, body: JSON.stringify({ prompt: {}, prompt_id: PROMPT_ID, client_id: 'bench-0' }) });
+  const response = await fetch(`${origin}/prompt`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ prompt: {}, prompt_id: PROMPT_ID, client_id: 'bench-0' }),
+  });
   if (!response.ok) throw new Error(`POST /prompt answered ${response.status}: ${await response.text()}`);
 }
 
@@ -56,7 +66,8 @@ for (let i = 0; i < socketCount; i += OPEN_AT_ONCE) {
       const arrived = nowMs();
       if (!recording) return;
       const into = isBinary ? previews : progress;
-      if (into.count < into.latencies.length) into.latencies[into.count++] = arrived - (isBinary ? previewSentMs(data) : JSON.parse(data.toString()).data.sent_ms);
+      if (into.count < into.latencies.length)
+        into.latencies[into.count++] = arrived - (isBinary ? previewSentMs(data) : JSON.parse(data.toString()).data.sent_ms);
     });
     sockets.push(ws);
   }

@@ -18,7 +18,9 @@ export const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 /** A preview frame as ComfyUI sends it to a client that takes metadata: type, metadata length, metadata JSON (here with its send time), image bytes. */
 function previewFrame(image) {
-  const metadata = Buffer.from(JSON.stringify({ node_id: '3', prompt_id: PROMPT_ID, display_node: '3', parent_node: null, real_node_id: '3', image_type: 'image/jpeg', sent_ms: nowMs() }));
+  const metadata = Buffer.from(
+    JSON.stringify({ node_id: '3', prompt_id: PROMPT_ID, display_node: '3', parent_node: null, real_node_id: '3', image_type: 'image/jpeg', sent_ms: nowMs() }),
+  );
   const header = Buffer.alloc(8);
   header.writeUInt32BE(PREVIEW_WITH_METADATA, 0);
   header.writeUInt32BE(metadata.length, 4);

@@ -50,7 +50,11 @@ export const routeNotAllowed = (method: string, adminOnly = false): GatewayError
 
 /** 421 for a Host the gateway does not answer to (a DNS-rebound name, or a name the operator did not allow). */
 export const hostNotAllowed = (host: string): GatewayError =>
-  new GatewayError(421, 'HOST_NOT_ALLOWED', `This gateway does not answer to the host ${JSON.stringify(host.slice(0, 200))}; if that is its name, start it with --allowed-host NAME.`);
+  new GatewayError(
+    421,
+    'HOST_NOT_ALLOWED',
+    `This gateway does not answer to the host ${JSON.stringify(host.slice(0, 200))}; if that is its name, start it with --allowed-host NAME.`,
+  );
 
 export const keyNotFound = (): GatewayError => new GatewayError(404, 'KEY_NOT_FOUND', 'No API key has that key_id.');
 
@@ -98,11 +102,8 @@ export const claimsFull = (kind: string, cap: number): GatewayError =>
     headers: { 'retry-after': '3600' },
   });
 
-export const upstreamUnavailable = (cause: unknown): GatewayError =>
-  new GatewayError(502, 'UPSTREAM_UNAVAILABLE', 'ComfyUI is not reachable.', { cause });
+export const upstreamUnavailable = (cause: unknown): GatewayError => new GatewayError(502, 'UPSTREAM_UNAVAILABLE', 'ComfyUI is not reachable.', { cause });
 
-export const upstreamTimeout = (cause: unknown): GatewayError =>
-  new GatewayError(504, 'UPSTREAM_TIMEOUT', 'ComfyUI did not answer in time.', { cause });
+export const upstreamTimeout = (cause: unknown): GatewayError => new GatewayError(504, 'UPSTREAM_TIMEOUT', 'ComfyUI did not answer in time.', { cause });
 
-export const internalError = (cause: unknown): GatewayError =>
-  new GatewayError(500, 'INTERNAL_ERROR', 'Internal error.', { cause });
+export const internalError = (cause: unknown): GatewayError => new GatewayError(500, 'INTERNAL_ERROR', 'Internal error.', { cause });

@@ -17,7 +17,10 @@ export { StoreCorruptError } from './store/types.js';
  * @throws StoreCorruptError when a store file cannot be read (nothing is overwritten).
  * @example const gateway = await createGateway(loadServeConfig(['--require-api-auth'], {})); await gateway.listen();
  */
-export async function createGateway(config: GatewayConfig, log: Logger = createLogger(config.logLevel)): Promise<Gateway & { storeLocation: string; keyCount(): number }> {
+export async function createGateway(
+  config: GatewayConfig,
+  log: Logger = createLogger(config.logLevel),
+): Promise<Gateway & { storeLocation: string; keyCount(): number }> {
   const metrics = createMetrics({ perKey: config.metricsPerKey });
   const stores = await createStores(config, log, (store, seconds) => metrics.storeWrite(store, seconds));
   const gateway = createGatewayServer(config, stores, log, metrics);

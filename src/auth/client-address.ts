@@ -10,7 +10,18 @@ function isLoopbackAddress(address: string | undefined): boolean {
 }
 
 /** Headers that proxies add to say whom they forward for; any one of them makes a request non-local. */
-const PROXY_HEADERS = new Set(['forwarded', 'via', 'x-real-ip', 'x-client-ip', 'client-ip', 'true-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip', 'x-original-forwarded-for']);
+const PROXY_HEADERS = new Set([
+  'forwarded',
+  'via',
+  'x-real-ip',
+  'x-client-ip',
+  'client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-cluster-client-ip',
+  'x-original-forwarded-for',
+]);
 
 /**
  * Why a request is not local management, or null when it is: a direct loopback connection that

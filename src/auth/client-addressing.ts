@@ -46,7 +46,10 @@ export class ClientAddressing {
   clientIp(req: IncomingMessage): string {
     const peer = req.socket.remoteAddress ?? '';
     if (!this.isTrusted(peer)) return peer;
-    const chain = String(req.headers['x-forwarded-for'] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    const chain = String(req.headers['x-forwarded-for'] ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     for (let i = chain.length - 1; i >= 0; i -= 1) if (!this.isTrusted(chain[i])) return chain[i]!;
     return chain[0] ?? peer;
   }
@@ -54,12 +57,21 @@ export class ClientAddressing {
   /** Whether the client used HTTPS (to the gateway, or to the trusted proxy in front of it). */
   isHttps(req: IncomingMessage): boolean {
     if ((req.socket as { encrypted?: boolean }).encrypted) return true;
-    return this.viaTrustedProxy(req) && String(req.headers['x-forwarded-proto'] ?? '').split(',')[0]!.trim() === 'https';
+    return (
+      this.viaTrustedProxy(req) &&
+      String(req.headers['x-forwarded-proto'] ?? '')
+        .split(',')[0]!
+        .trim() === 'https'
+    );
   }
 
   /** The host the client asked for: `X-Forwarded-Host` from a trusted proxy, else `Host` (undefined when neither is sent). */
   host(req: IncomingMessage): string | undefined {
-    const forwardedHost = this.viaTrustedProxy(req) ? String(req.headers['x-forwarded-host'] ?? '').split(',')[0]!.trim() : '';
+    const forwardedHost = this.viaTrustedProxy(req)
+      ? String(req.headers['x-forwarded-host'] ?? '')
+          .split(',')[0]!
+          .trim()
+      : '';
     return forwardedHost || req.headers.host;
   }
 

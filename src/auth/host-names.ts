@@ -26,7 +26,9 @@ export function isLoopbackName(hostname: string): boolean {
 
 /** Checks one `--allowed-host` entry: a DNS name, or `.name` for the name and its subdomains. */
 export function checkAllowedHost(entry: string): string | null {
-  return /^\.?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$/i.test(entry) ? null : `${JSON.stringify(entry)} is not a host name such as comfy.example.com or .example.com`;
+  return /^\.?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$/i.test(entry)
+    ? null
+    : `${JSON.stringify(entry)} is not a host name such as comfy.example.com or .example.com`;
 }
 
 /**

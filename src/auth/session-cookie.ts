@@ -17,7 +17,10 @@ export function sessionIdOf(headers: IncomingHttpHeaders): string | undefined {
 
 /** The Cookie header without the session cookie (ComfyUI never sees it), or undefined when nothing is left. */
 export function cookieWithoutSession(cookie: string): string | undefined {
-  const rest = cookie.split(';').map((part) => part.trim()).filter((part) => part && !part.startsWith(`${SESSION_COOKIE}=`));
+  const rest = cookie
+    .split(';')
+    .map((part) => part.trim())
+    .filter((part) => part && !part.startsWith(`${SESSION_COOKIE}=`));
   return rest.length > 0 ? rest.join('; ') : undefined;
 }
 

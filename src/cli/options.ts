@@ -153,7 +153,10 @@ export function parseGrace(value: string, help: string): number {
   try {
     return parseRotateKey({ grace_seconds: seconds }).grace_seconds;
   } catch {
-    throw new UsageError(`--grace must be a duration from 0 to ${MAX_ROTATION_GRACE_SECONDS / 86_400}d, such as 300, 5m, 1h or 1d, not ${JSON.stringify(value)}`, help);
+    throw new UsageError(
+      `--grace must be a duration from 0 to ${MAX_ROTATION_GRACE_SECONDS / 86_400}d, such as 300, 5m, 1h or 1d, not ${JSON.stringify(value)}`,
+      help,
+    );
   }
 }
 

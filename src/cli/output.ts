@@ -58,7 +58,11 @@ export function utcTime(unixSeconds: number | null, none = 'never'): string {
 
 /** Seconds as the largest whole unit that fits: `90` → `90s`, `3600` → `1h`, `86400` → `1d`. */
 export function shortDuration(seconds: number): string {
-  for (const [unit, size] of [['d', 86_400], ['h', 3600], ['m', 60]] as const) {
+  for (const [unit, size] of [
+    ['d', 86_400],
+    ['h', 3600],
+    ['m', 60],
+  ] as const) {
     if (seconds >= size && seconds % size === 0) return `${seconds / size}${unit}`;
   }
   return `${seconds}s`;

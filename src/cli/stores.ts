@@ -64,7 +64,13 @@ export function requireKey(store: FileKeyStore, keyId: string): KeyRecord {
  */
 export async function auditFromCli(directory: string, entry: Omit<AuditEntry, 'actor'>): Promise<void> {
   try {
-    await new FileAuditStore({ directory }).append({ ts: entry.ts, actor: 'cli', action: entry.action, ...(entry.key_id ? { key_id: entry.key_id } : {}), ...(entry.details ? { details: entry.details } : {}) });
+    await new FileAuditStore({ directory }).append({
+      ts: entry.ts,
+      actor: 'cli',
+      action: entry.action,
+      ...(entry.key_id ? { key_id: entry.key_id } : {}),
+      ...(entry.details ? { details: entry.details } : {}),
+    });
   } catch (error) {
     console.error(`comfy-gate: warning: ${entry.action} was done, but the audit trail could not be written: ${(error as Error).message}`);
   }

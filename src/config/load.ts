@@ -31,29 +31,144 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { flag: 'listen', env: 'COMFY_GATE_LISTEN', type: 'string', help: `Address to listen on (default ${DEFAULTS.listen})` },
   { flag: 'port', env: 'COMFY_GATE_PORT', type: 'string', help: `Port to listen on (default ${DEFAULTS.port})` },
   { flag: 'upstream', env: 'COMFY_GATE_UPSTREAM', type: 'string', help: `ComfyUI's URL (default ${DEFAULTS.upstream})` },
-  { flag: 'user-directory', env: 'COMFY_GATE_USER_DIRECTORY', type: 'string', help: `Folder of api_keys.json and api_usage.json (default ${DEFAULTS.userDirectory})` },
-  { flag: 'allow-unsafe-store-permissions', env: 'COMFY_GATE_ALLOW_UNSAFE_STORE_PERMISSIONS', type: 'boolean', help: 'Start (with a warning) when the user directory or a store file is writable by group or others, or owned by another user' },
-  { flag: 'public-path', env: 'COMFY_GATE_PUBLIC_PATHS', type: 'string', multiple: true, help: 'A path prefix anyone may GET/HEAD in required mode; repeatable (env: comma-separated)' },
-  { flag: 'user-route', env: 'COMFY_GATE_USER_ROUTES', type: 'string', multiple: true, help: 'Open a route the gateway does not know to user keys: [METHOD:]PATH_PREFIX, e.g. POST:/my_node/; repeatable (env: comma-separated)' },
-  { flag: 'usage-retention-days', env: 'COMFY_GATE_USAGE_RETENTION_DAYS', type: 'string', help: `Days raw usage records are kept (default ${DEFAULTS.usageRetentionDays}); daily totals are kept for good` },
-  { flag: 'upstream-timeout', env: 'COMFY_GATE_UPSTREAM_TIMEOUT', type: 'string', help: `Seconds to wait for ComfyUI's response headers (default ${DEFAULTS.upstreamTimeoutSeconds})` },
-  { flag: 'session-ttl', env: 'COMFY_GATE_SESSION_TTL', type: 'string', help: `How long a browser sign-in lasts: seconds, or a number with s, m, h or d (default ${DEFAULTS.sessionTtl})` },
-  { flag: 'trusted-proxy', env: 'COMFY_GATE_TRUSTED_PROXIES', type: 'string', multiple: true, help: 'Address or CIDR of a reverse proxy whose X-Forwarded-For/-Proto/-Host are believed; repeatable (env: comma-separated)' },
-  { flag: 'allowed-host', env: 'COMFY_GATE_ALLOWED_HOSTS', type: 'string', multiple: true, help: 'A host name the gateway answers to besides IP addresses and localhost (.example.com: and its subdomains); repeatable (env: comma-separated)' },
-  { flag: 'no-local-admin', env: 'COMFY_GATE_NO_LOCAL_ADMIN', type: 'boolean', help: 'Turn off key management without a key from this machine (for hosts with tunnels such as ssh -L)' },
-  { flag: 'frame-ancestors', env: 'COMFY_GATE_FRAME_ANCESTORS', type: 'string', multiple: true, help: "An origin allowed to frame ComfyUI's pages, e.g. https://portal.example.com; repeatable (env: comma-separated); default: none" },
-  { flag: 'log-level', env: 'COMFY_GATE_LOG_LEVEL', type: 'string', help: `Least severe log line written: ${LOG_LEVELS.join(', ')} (default ${DEFAULTS.logLevel})` },
-  { flag: 'metrics-public', env: 'COMFY_GATE_METRICS_PUBLIC', type: 'boolean', help: 'Serve /metrics without a key (for a scraper on a private network); default: admin keys only' },
+  {
+    flag: 'user-directory',
+    env: 'COMFY_GATE_USER_DIRECTORY',
+    type: 'string',
+    help: `Folder of api_keys.json and api_usage.json (default ${DEFAULTS.userDirectory})`,
+  },
+  {
+    flag: 'allow-unsafe-store-permissions',
+    env: 'COMFY_GATE_ALLOW_UNSAFE_STORE_PERMISSIONS',
+    type: 'boolean',
+    help: 'Start (with a warning) when the user directory or a store file is writable by group or others, or owned by another user',
+  },
+  {
+    flag: 'public-path',
+    env: 'COMFY_GATE_PUBLIC_PATHS',
+    type: 'string',
+    multiple: true,
+    help: 'A path prefix anyone may GET/HEAD in required mode; repeatable (env: comma-separated)',
+  },
+  {
+    flag: 'user-route',
+    env: 'COMFY_GATE_USER_ROUTES',
+    type: 'string',
+    multiple: true,
+    help: 'Open a route the gateway does not know to user keys: [METHOD:]PATH_PREFIX, e.g. POST:/my_node/; repeatable (env: comma-separated)',
+  },
+  {
+    flag: 'usage-retention-days',
+    env: 'COMFY_GATE_USAGE_RETENTION_DAYS',
+    type: 'string',
+    help: `Days raw usage records are kept (default ${DEFAULTS.usageRetentionDays}); daily totals are kept for good`,
+  },
+  {
+    flag: 'upstream-timeout',
+    env: 'COMFY_GATE_UPSTREAM_TIMEOUT',
+    type: 'string',
+    help: `Seconds to wait for ComfyUI's response headers (default ${DEFAULTS.upstreamTimeoutSeconds})`,
+  },
+  {
+    flag: 'session-ttl',
+    env: 'COMFY_GATE_SESSION_TTL',
+    type: 'string',
+    help: `How long a browser sign-in lasts: seconds, or a number with s, m, h or d (default ${DEFAULTS.sessionTtl})`,
+  },
+  {
+    flag: 'trusted-proxy',
+    env: 'COMFY_GATE_TRUSTED_PROXIES',
+    type: 'string',
+    multiple: true,
+    help: 'Address or CIDR of a reverse proxy whose X-Forwarded-For/-Proto/-Host are believed; repeatable (env: comma-separated)',
+  },
+  {
+    flag: 'allowed-host',
+    env: 'COMFY_GATE_ALLOWED_HOSTS',
+    type: 'string',
+    multiple: true,
+    help: 'A host name the gateway answers to besides IP addresses and localhost (.example.com: and its subdomains); repeatable (env: comma-separated)',
+  },
+  {
+    flag: 'no-local-admin',
+    env: 'COMFY_GATE_NO_LOCAL_ADMIN',
+    type: 'boolean',
+    help: 'Turn off key management without a key from this machine (for hosts with tunnels such as ssh -L)',
+  },
+  {
+    flag: 'frame-ancestors',
+    env: 'COMFY_GATE_FRAME_ANCESTORS',
+    type: 'string',
+    multiple: true,
+    help: "An origin allowed to frame ComfyUI's pages, e.g. https://portal.example.com; repeatable (env: comma-separated); default: none",
+  },
+  {
+    flag: 'log-level',
+    env: 'COMFY_GATE_LOG_LEVEL',
+    type: 'string',
+    help: `Least severe log line written: ${LOG_LEVELS.join(', ')} (default ${DEFAULTS.logLevel})`,
+  },
+  {
+    flag: 'metrics-public',
+    env: 'COMFY_GATE_METRICS_PUBLIC',
+    type: 'boolean',
+    help: 'Serve /metrics without a key (for a scraper on a private network); default: admin keys only',
+  },
   { flag: 'metrics-per-key', env: 'COMFY_GATE_METRICS_PER_KEY', type: 'boolean', help: 'Label request and 429 counters with key_id (one series per key)' },
-  { flag: 'ws-ping-interval', env: 'COMFY_GATE_WS_PING_INTERVAL', type: 'string', help: `Seconds between keep-alive pings on each relayed WebSocket (default ${DEFAULTS.wsPingIntervalSeconds})` },
-  { flag: 'ws-max-per-key', env: 'COMFY_GATE_WS_MAX_PER_KEY', type: 'string', help: `WebSockets one key (admin keys included) may hold open at once (default ${DEFAULTS.wsMaxPerKey})` },
-  { flag: 'database-url', env: 'COMFY_GATE_DATABASE_URL', type: 'string', help: 'postgres://... : keep keys, usage, sessions, ownership and audit in PostgreSQL (default: JSON files)' },
-  { flag: 'database-url-file', env: 'COMFY_GATE_DATABASE_URL_FILE', type: 'string', help: 'A file holding the --database-url (kept out of the process list); not with --database-url' },
-  { flag: 'redis-url', env: 'COMFY_GATE_REDIS_URL', type: 'string', help: 'redis://... : keep rate-limit counters in Redis, shared by every replica (default: in memory)' },
-  { flag: 'redis-url-file', env: 'COMFY_GATE_REDIS_URL_FILE', type: 'string', help: 'A file holding the --redis-url (kept out of the process list); not with --redis-url' },
-  { flag: 'redis-key-prefix', env: 'COMFY_GATE_REDIS_KEY_PREFIX', type: 'string', help: `Prefix of the gateway's Redis keys (default ${DEFAULTS.redisKeyPrefix})` },
-  { flag: 'redis-timeout', env: 'COMFY_GATE_REDIS_TIMEOUT', type: 'string', help: `Milliseconds one Redis call may take before it counts as failed (default ${DEFAULTS.redisTimeoutMs})` },
-  { flag: 'redis-failure', env: 'COMFY_GATE_REDIS_FAILURE', type: 'string', help: `While Redis is unreachable: ${REDIS_FAILURE_MODES.join(', ')} (default ${DEFAULTS.redisFailure})` },
+  {
+    flag: 'ws-ping-interval',
+    env: 'COMFY_GATE_WS_PING_INTERVAL',
+    type: 'string',
+    help: `Seconds between keep-alive pings on each relayed WebSocket (default ${DEFAULTS.wsPingIntervalSeconds})`,
+  },
+  {
+    flag: 'ws-max-per-key',
+    env: 'COMFY_GATE_WS_MAX_PER_KEY',
+    type: 'string',
+    help: `WebSockets one key (admin keys included) may hold open at once (default ${DEFAULTS.wsMaxPerKey})`,
+  },
+  {
+    flag: 'database-url',
+    env: 'COMFY_GATE_DATABASE_URL',
+    type: 'string',
+    help: 'postgres://... : keep keys, usage, sessions, ownership and audit in PostgreSQL (default: JSON files)',
+  },
+  {
+    flag: 'database-url-file',
+    env: 'COMFY_GATE_DATABASE_URL_FILE',
+    type: 'string',
+    help: 'A file holding the --database-url (kept out of the process list); not with --database-url',
+  },
+  {
+    flag: 'redis-url',
+    env: 'COMFY_GATE_REDIS_URL',
+    type: 'string',
+    help: 'redis://... : keep rate-limit counters in Redis, shared by every replica (default: in memory)',
+  },
+  {
+    flag: 'redis-url-file',
+    env: 'COMFY_GATE_REDIS_URL_FILE',
+    type: 'string',
+    help: 'A file holding the --redis-url (kept out of the process list); not with --redis-url',
+  },
+  {
+    flag: 'redis-key-prefix',
+    env: 'COMFY_GATE_REDIS_KEY_PREFIX',
+    type: 'string',
+    help: `Prefix of the gateway's Redis keys (default ${DEFAULTS.redisKeyPrefix})`,
+  },
+  {
+    flag: 'redis-timeout',
+    env: 'COMFY_GATE_REDIS_TIMEOUT',
+    type: 'string',
+    help: `Milliseconds one Redis call may take before it counts as failed (default ${DEFAULTS.redisTimeoutMs})`,
+  },
+  {
+    flag: 'redis-failure',
+    env: 'COMFY_GATE_REDIS_FAILURE',
+    type: 'string',
+    help: `While Redis is unreachable: ${REDIS_FAILURE_MODES.join(', ')} (default ${DEFAULTS.redisFailure})`,
+  },
 ];
 
 /** Flag values by flag name (without `--`), as parsed or taken from the environment. */
@@ -71,7 +186,13 @@ export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): Gateway
     const fromEnv = env[option.env];
     if (fromEnv === undefined || fromEnv === '') continue;
     if (option.type === 'boolean') values[option.flag] = parseBoolean(option.env, fromEnv);
-    else values[option.flag] = option.multiple ? fromEnv.split(',').map((s) => s.trim()).filter(Boolean) : fromEnv;
+    else
+      values[option.flag] = option.multiple
+        ? fromEnv
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
+        : fromEnv;
   }
   const mode: AuthMode = values['require-api-auth'] ? 'required' : values['enable-api-auth'] ? 'optional' : 'off';
   const upstream = parseUpstream(stringValue(values.upstream) ?? DEFAULTS.upstream);
@@ -105,9 +226,7 @@ export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): Gateway
 }
 
 function parseFlags(args: string[]): RawValues {
-  const options = Object.fromEntries(
-    SERVE_OPTIONS.map((option) => [option.flag, { type: option.type, ...(option.multiple ? { multiple: true } : {}) }]),
-  );
+  const options = Object.fromEntries(SERVE_OPTIONS.map((option) => [option.flag, { type: option.type, ...(option.multiple ? { multiple: true } : {}) }]));
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: false }).values as RawValues;
   } catch (error) {
@@ -164,7 +283,8 @@ function parseDuration(name: string, value: string): number {
 }
 
 function parseLogLevel(value: string): LogLevel {
-  if (!(LOG_LEVELS as readonly string[]).includes(value)) throw new ConfigError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(value)}`);
+  if (!(LOG_LEVELS as readonly string[]).includes(value))
+    throw new ConfigError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(value)}`);
   return value as LogLevel;
 }
 
@@ -188,7 +308,8 @@ function parseAllowedHost(value: string): string {
 
 /** An origin (`https://portal.example.com`, `http://127.0.0.1:3000`, `https://*.example.com`) or `'self'`, as a CSP source. */
 function parseFrameAncestor(value: string): string {
-  if (value === "'self'" || /^https?:\/\/(\*\.)?([a-z0-9-]+\.)*[a-z0-9-]+(:\d{1,5})?$/i.test(value) || /^https?:\/\/\[[0-9a-f:.]+\](:\d{1,5})?$/i.test(value)) return value.toLowerCase();
+  if (value === "'self'" || /^https?:\/\/(\*\.)?([a-z0-9-]+\.)*[a-z0-9-]+(:\d{1,5})?$/i.test(value) || /^https?:\/\/\[[0-9a-f:.]+\](:\d{1,5})?$/i.test(value))
+    return value.toLowerCase();
   throw new ConfigError(`--frame-ancestors must be an origin such as https://portal.example.com (or 'self'), not ${JSON.stringify(value)}`);
 }
 
@@ -246,11 +367,13 @@ export function redactUrl(url: string): string {
 }
 
 function parseRedisKeyPrefix(value: string): string {
-  if (!/^[A-Za-z0-9:_.-]{1,64}$/.test(value)) throw new ConfigError(`--redis-key-prefix must be 1 to 64 letters, digits or : _ . -, not ${JSON.stringify(value)}`);
+  if (!/^[A-Za-z0-9:_.-]{1,64}$/.test(value))
+    throw new ConfigError(`--redis-key-prefix must be 1 to 64 letters, digits or : _ . -, not ${JSON.stringify(value)}`);
   return value;
 }
 
 function parseRedisFailure(value: string): RedisFailureMode {
-  if (!(REDIS_FAILURE_MODES as readonly string[]).includes(value)) throw new ConfigError(`--redis-failure must be one of ${REDIS_FAILURE_MODES.join(', ')}, not ${JSON.stringify(value)}`);
+  if (!(REDIS_FAILURE_MODES as readonly string[]).includes(value))
+    throw new ConfigError(`--redis-failure must be one of ${REDIS_FAILURE_MODES.join(', ')}, not ${JSON.stringify(value)}`);
   return value as RedisFailureMode;
 }

@@ -6,7 +6,10 @@ const ANNOTATION = / \[(output|input|temp)\]$/;
 
 /** The ownership id of a file: `type/subfolder/name`, with the subfolder normalised as ComfyUI joins it. */
 export function fileId(type: string, subfolder: string, filename: string): string {
-  const folder = posix.normalize(subfolder || '.').replace(/^\.\/?$/, '').replace(/\/+$/, '');
+  const folder = posix
+    .normalize(subfolder || '.')
+    .replace(/^\.\/?$/, '')
+    .replace(/\/+$/, '');
   return `${type}/${folder}/${posix.basename(filename)}`;
 }
 

@@ -16,7 +16,14 @@ type History = Record<string, HistoryEntry>;
  * GET /history: the caller's entries, windowed by `max_items` and `offset` exactly as ComfyUI windows the whole
  * history. A user key's window is looked up entry by entry from its own prompts; an admin's is ComfyUI's own.
  */
-export async function getHistoryList(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller, path: string, query: URLSearchParams): Promise<void> {
+export async function getHistoryList(
+  ctx: IsolationContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  caller: IsolatedCaller,
+  path: string,
+  query: URLSearchParams,
+): Promise<void> {
   const maxItems = optionalInteger(query, 'max_items');
   const offset = optionalInteger(query, 'offset') ?? -1;
   if (!caller.seesAll) return getOwnHistoryWindow(ctx, req, res, caller, path, maxItems, offset);
@@ -35,7 +42,15 @@ export async function getHistoryList(ctx: IsolationContext, req: IncomingMessage
 }
 
 /** A user key's window: its own prompts' `/history/{id}`, a few at a time, until the window is full. */
-async function getOwnHistoryWindow(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller, path: string, maxItems: number | undefined, offset: number): Promise<void> {
+async function getOwnHistoryWindow(
+  ctx: IsolationContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  caller: IsolatedCaller,
+  path: string,
+  maxItems: number | undefined,
+  offset: number,
+): Promise<void> {
   let refusal: UpstreamAnswer | undefined;
   const lookup = async (promptId: string): Promise<HistoryEntry | undefined> => {
     const answer = await getUpstream(ctx, req, caller, `${path}/${encodeURIComponent(promptId)}`);
@@ -57,7 +72,13 @@ async function getOwnHistoryWindow(ctx: IsolationContext, req: IncomingMessage, 
 }
 
 /** GET /history/{id}: the entry if it is the caller's; otherwise `{}`, as ComfyUI answers for an unknown id. */
-export async function getHistoryEntry(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller, promptId: string): Promise<void> {
+export async function getHistoryEntry(
+  ctx: IsolationContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  caller: IsolatedCaller,
+  promptId: string,
+): Promise<void> {
   if (!ownsPrompt(ctx, caller, promptId)) {
     relayJson(res, { status: 200, headers: {}, body: Buffer.alloc(0) }, {});
     return;
@@ -88,7 +109,8 @@ export async function postHistory(ctx: IsolationContext, req: IncomingMessage, r
 /** Reads a `{clear?: boolean, delete?: string[]}` body, as POST /history and POST /queue take. */
 export async function readClearOrDelete(req: IncomingMessage): Promise<{ clear: boolean; delete?: string[] }> {
   const body = (await readJsonBody(req)) ?? {};
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidRequest('The body must be a JSON object.', [{ field: 'body', problem: 'not an object' }]);
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw invalidRequest('The body must be a JSON object.', [{ field: 'body', problem: 'not an object' }]);
   const { clear, delete: ids } = body as { clear?: unknown; delete?: unknown };
   if (ids !== undefined && (!Array.isArray(ids) || ids.some((id) => typeof id !== 'string'))) {
     throw invalidRequest('delete must be a list of prompt ids.', [{ field: 'delete', problem: 'not a list of strings' }]);

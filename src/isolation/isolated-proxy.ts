@@ -43,7 +43,9 @@ export function createIsolatedProxy(options: { proxy: HttpProxy; ownership: Owne
     if (!caller.seesAll) {
       if (!match) {
         if (target.segments.some((segment) => segment.includes('/'))) {
-          throw invalidRequest('An encoded slash (%2F) may stand only in a file name of /userdata.', [{ field: 'target', problem: 'an encoded slash in the path' }]);
+          throw invalidRequest('An encoded slash (%2F) may stand only in a file name of /userdata.', [
+            { field: 'target', problem: 'an encoded slash in the path' },
+          ]);
         }
         if (!isOpenedByOperator(options.userRoutes, method, target.segments)) throw routeNotAllowed(method);
       } else if (match.entry.access === 'admin-only') {
@@ -57,7 +59,14 @@ export function createIsolatedProxy(options: { proxy: HttpProxy; ownership: Owne
   }
 
   /** Answers a filtered or per-user route through its isolation handler. */
-  async function runHandler(handler: Handler, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller, target: RequestTarget, params: Record<string, string>): Promise<void> {
+  async function runHandler(
+    handler: Handler,
+    req: IncomingMessage,
+    res: ServerResponse,
+    caller: IsolatedCaller,
+    target: RequestTarget,
+    params: Record<string, string>,
+  ): Promise<void> {
     const { path, query } = target;
     switch (handler) {
       case 'prompt':

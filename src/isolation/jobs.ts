@@ -13,7 +13,14 @@ interface JobList {
 }
 
 /** GET …/jobs: the caller's jobs, with `offset` and `limit` applied to them alone. */
-export async function getJobList(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller, path: string, query: URLSearchParams): Promise<void> {
+export async function getJobList(
+  ctx: IsolationContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  caller: IsolatedCaller,
+  path: string,
+  query: URLSearchParams,
+): Promise<void> {
   const offset = Number(query.get('offset') ?? 0);
   const limit = query.has('limit') ? Number(query.get('limit')) : undefined;
   if (!Number.isInteger(offset) || offset < 0 || (limit !== undefined && (!Number.isInteger(limit) || limit < 0))) {

@@ -54,7 +54,10 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
   if (answer.status !== 200) {
     await releaseClaims(ctx, keyId, claimed);
   } else if (typeof answered === 'string' && answered !== promptId && isBoundedId(answered)) {
-    const answeredIsClaimed = await ctx.ownership.claim('prompt', answered, keyId).then((owner) => owner === keyId, () => false);
+    const answeredIsClaimed = await ctx.ownership.claim('prompt', answered, keyId).then(
+      (owner) => owner === keyId,
+      () => false,
+    );
     if (answeredIsClaimed) await releaseClaims(ctx, keyId, { ...claimed, client: null });
   }
   relayAnswer(res, answer);

@@ -48,7 +48,10 @@ export async function postInterrupt(ctx: IsolationContext, req: IncomingMessage,
   let promptId = typeof body?.prompt_id === 'string' ? body.prompt_id : undefined;
   promptId ??= (await readQueue(ctx, req, caller))?.queue_running[0]?.[1];
   if (promptId === undefined || !ownsPrompt(ctx, caller, promptId)) return emptyOk(res);
-  await ctx.proxy.forward(req, res, { body: JSON.stringify({ prompt_id: promptId }), headers: { ...caller.upstreamHeaders, 'content-type': 'application/json' } });
+  await ctx.proxy.forward(req, res, {
+    body: JSON.stringify({ prompt_id: promptId }),
+    headers: { ...caller.upstreamHeaders, 'content-type': 'application/json' },
+  });
 }
 
 async function readQueue(ctx: IsolationContext, req: IncomingMessage, caller: IsolatedCaller): Promise<Queue | undefined> {

@@ -57,49 +57,182 @@ const FORWARDED_READ = 'forwarded';
 /** The table. Order matters only for overlapping patterns: the first match wins. */
 export const ROUTES: readonly RouteEntry[] = [
   { patterns: ['/ws'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'websocket', userGets: 'the WebSocket; see below' },
-  { patterns: ['/prompt'], methods: ['POST'], alsoUnderApi: true, access: 'filtered', handler: 'prompt', forAdmins: true, userGets: 'the prompt is claimed before ComfyUI sees it (a `prompt_id` is minted when none is given), and released when ComfyUI refuses it (any answer but 200); when ComfyUI answers with another `prompt_id` (older versions ignore the client\'s), that one is claimed instead. A `client_id` or `prompt_id` that belongs to another key is refused with 403, and so is a loader node (`LoadImage`, `LoadImageMask`, `LoadImageOutput`, `LoadAudio`, `LoadVideo`) that names a file the key does not own.' },
+  {
+    patterns: ['/prompt'],
+    methods: ['POST'],
+    alsoUnderApi: true,
+    access: 'filtered',
+    handler: 'prompt',
+    forAdmins: true,
+    userGets:
+      "the prompt is claimed before ComfyUI sees it (a `prompt_id` is minted when none is given), and released when ComfyUI refuses it (any answer but 200); when ComfyUI answers with another `prompt_id` (older versions ignore the client's), that one is claimed instead. A `client_id` or `prompt_id` that belongs to another key is refused with 403, and so is a loader node (`LoadImage`, `LoadImageMask`, `LoadImageOutput`, `LoadAudio`, `LoadVideo`) that names a file the key does not own.",
+  },
   { patterns: ['/prompt'], methods: ['GET'], alsoUnderApi: true, access: 'forwarded', userGets: 'forwarded (the length of the queue)' },
-  { patterns: ['/history'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'history-list', forAdmins: true, userGets: `only its own prompts; others are absent, as if they never existed. \`max_items\` and \`offset\` keep ComfyUI's meaning over the key's own completed entries. Without \`max_items\` the window is the newest ${DEFAULT_HISTORY_WINDOW} of them (from \`offset\` on, with \`offset\`). The window is looked up with \`/history/{prompt_id}\` for the key's own prompts only (at most ${HISTORY_LOOKUPS_AT_ONCE} at a time, and only until it is full), never with ComfyUI's whole history, so its cost follows the key's own work. Its order is the order the key submitted its prompts in; ComfyUI's is the order they completed in, which is the same unless the key reordered its own queue (\`front\`, \`number\`).` },
-  { patterns: ['/history/{prompt_id}'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'history-entry', forAdmins: true, userGets: "its own prompt; `{}` for another key's id, as for an unknown one" },
-  { patterns: ['/history'], methods: ['POST'], alsoUnderApi: true, access: 'filtered', handler: 'history-change', userGets: '`delete` and `clear` act on its own entries only' },
-  { patterns: ['/queue'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'queue-list', forAdmins: true, userGets: "its own items in full; others' reduced to `[number, prompt_id, {}, {}, []]`, enough to see its place in line" },
-  { patterns: ['/queue'], methods: ['POST'], alsoUnderApi: true, access: 'filtered', handler: 'queue-change', userGets: '`delete` and `clear` act on its own pending prompts only' },
-  { patterns: ['/interrupt'], methods: ['POST'], alsoUnderApi: true, access: 'filtered', handler: 'interrupt', userGets: "acts only on the key's own prompt: with a `prompt_id`, only if it is the key's; without one, only if the running prompt is the key's. Otherwise a no-op 200, as ComfyUI answers for a prompt that is not running." },
-  { patterns: ['/view'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'view', forAdmins: true, userGets: 'only files it uploaded or its prompts produced; anything else (a `blake3:` hash name included) is an empty 404, exactly like a missing file. Outputs are recorded from the history and `executed` events passing through, and, when a file is asked for that has not been seen yet, from the key\'s 8 most recent prompts (at most 8 `/history` lookups per miss, shared by the misses that arrive meanwhile).' },
-  { patterns: ['/upload/image', '/upload/mask'], methods: ['POST'], alsoUnderApi: true, access: 'filtered', handler: 'upload', forAdmins: true, userGets: "the stored file is recorded as the key's. Uploads go to `input` only: `type=output` or `type=temp` is refused with 403, and so is `overwrite=true` on a file another key owns, or a mask whose `original_ref` names an image the key does not own. The form is read as it streams on to ComfyUI, whose end is held back until these checks pass, so a refused upload is never stored. A form that could be read two ways (a part with an encoding, a `Content-Length`, `filename*`, escapes) is refused with 400." },
-  { patterns: ['/system_stats'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'system-stats', userGets: 'without `argv` (it can hold paths and secrets)' },
+  {
+    patterns: ['/history'],
+    methods: ['GET'],
+    alsoUnderApi: true,
+    access: 'filtered',
+    handler: 'history-list',
+    forAdmins: true,
+    userGets: `only its own prompts; others are absent, as if they never existed. \`max_items\` and \`offset\` keep ComfyUI's meaning over the key's own completed entries. Without \`max_items\` the window is the newest ${DEFAULT_HISTORY_WINDOW} of them (from \`offset\` on, with \`offset\`). The window is looked up with \`/history/{prompt_id}\` for the key's own prompts only (at most ${HISTORY_LOOKUPS_AT_ONCE} at a time, and only until it is full), never with ComfyUI's whole history, so its cost follows the key's own work. Its order is the order the key submitted its prompts in; ComfyUI's is the order they completed in, which is the same unless the key reordered its own queue (\`front\`, \`number\`).`,
+  },
+  {
+    patterns: ['/history/{prompt_id}'],
+    methods: ['GET'],
+    alsoUnderApi: true,
+    access: 'filtered',
+    handler: 'history-entry',
+    forAdmins: true,
+    userGets: "its own prompt; `{}` for another key's id, as for an unknown one",
+  },
+  {
+    patterns: ['/history'],
+    methods: ['POST'],
+    alsoUnderApi: true,
+    access: 'filtered',
+    handler: 'history-change',
+    userGets: '`delete` and `clear` act on its own entries only',
+  },
+  {
+    patterns: ['/queue'],
+    methods: ['GET'],
+    alsoUnderApi: true,
+    access: 'filtered',
+    handler: 'queue-list',
+    forAdmins: true,
+    userGets: "its own items in full; others' reduced to `[number, prompt_id, {}, {}, []]`, enough to see its place in line",
+  },
+  {
+    patterns: ['/queue'],
+    methods: ['POST'],
+    alsoUnderApi: true,
+    access: 'filtered',
+    handler: 'queue-change',
+    userGets: '`delete` and `clear` act on its own pending prompts only',
+  },
+  {
+    patterns: ['/interrupt'],
+    methods: ['POST'],
+    alsoUnderApi: true,
+    access: 'filtered',
+    handler: 'interrupt',
+    userGets:
+      "acts only on the key's own prompt: with a `prompt_id`, only if it is the key's; without one, only if the running prompt is the key's. Otherwise a no-op 200, as ComfyUI answers for a prompt that is not running.",
+  },
+  {
+    patterns: ['/view'],
+    methods: ['GET'],
+    alsoUnderApi: true,
+    access: 'filtered',
+    handler: 'view',
+    forAdmins: true,
+    userGets:
+      "only files it uploaded or its prompts produced; anything else (a `blake3:` hash name included) is an empty 404, exactly like a missing file. Outputs are recorded from the history and `executed` events passing through, and, when a file is asked for that has not been seen yet, from the key's 8 most recent prompts (at most 8 `/history` lookups per miss, shared by the misses that arrive meanwhile).",
+  },
+  {
+    patterns: ['/upload/image', '/upload/mask'],
+    methods: ['POST'],
+    alsoUnderApi: true,
+    access: 'filtered',
+    handler: 'upload',
+    forAdmins: true,
+    userGets:
+      "the stored file is recorded as the key's. Uploads go to `input` only: `type=output` or `type=temp` is refused with 403, and so is `overwrite=true` on a file another key owns, or a mask whose `original_ref` names an image the key does not own. The form is read as it streams on to ComfyUI, whose end is held back until these checks pass, so a refused upload is never stored. A form that could be read two ways (a part with an encoding, a `Content-Length`, `filename*`, escapes) is refused with 400.",
+  },
+  {
+    patterns: ['/system_stats'],
+    methods: ['GET'],
+    alsoUnderApi: true,
+    access: 'filtered',
+    handler: 'system-stats',
+    userGets: 'without `argv` (it can hold paths and secrets)',
+  },
   { patterns: ['/api/jobs'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'jobs-list', userGets: 'only its own jobs (newer ComfyUI)' },
   { patterns: ['/api/jobs/cancel'], methods: ['POST'], alsoUnderApi: true, access: 'filtered', handler: 'jobs-cancel', userGets: 'cancels its own jobs only' },
-  { patterns: ['/api/jobs/{job_id}'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'job', userGets: "its own job; another key's is 404, as an unknown one" },
-  { patterns: ['/api/jobs/{job_id}/cancel'], methods: ['POST'], alsoUnderApi: true, access: 'filtered', handler: 'job-cancel', userGets: 'cancels its own job only' },
-  { patterns: ['/users'], methods: ['GET', 'POST'], alsoUnderApi: true, access: 'per-user', handler: 'users', userGets: 'only its own ComfyUI user; creating users is refused' },
+  {
+    patterns: ['/api/jobs/{job_id}'],
+    methods: ['GET'],
+    alsoUnderApi: true,
+    access: 'filtered',
+    handler: 'job',
+    userGets: "its own job; another key's is 404, as an unknown one",
+  },
+  {
+    patterns: ['/api/jobs/{job_id}/cancel'],
+    methods: ['POST'],
+    alsoUnderApi: true,
+    access: 'filtered',
+    handler: 'job-cancel',
+    userGets: 'cancels its own job only',
+  },
+  {
+    patterns: ['/users'],
+    methods: ['GET', 'POST'],
+    alsoUnderApi: true,
+    access: 'per-user',
+    handler: 'users',
+    userGets: 'only its own ComfyUI user; creating users is refused',
+  },
   {
     patterns: ['/settings', '/settings/{id}', '/userdata', '/v2/userdata', '/userdata/{file:path}', '/userdata/{file:path}/move/{dest:path}'],
     methods: ['GET', 'POST', 'DELETE'],
     alsoUnderApi: true,
     access: 'per-user',
     handler: 'user-data',
-    userGets: "with ComfyUI started with `--multi-user`: the key's own ComfyUI user, created on its first use and set as `Comfy-User` on every request (a client's own `Comfy-User` is dropped). Without `--multi-user`: read-only.",
+    userGets:
+      "with ComfyUI started with `--multi-user`: the key's own ComfyUI user, created on its first use and set as `Comfy-User` on every request (a client's own `Comfy-User` is dropped). Without `--multi-user`: read-only.",
   },
   {
-    patterns: ['/features', '/object_info', '/object_info/{node_class}', '/embeddings', '/extensions', '/models', '/models/{folder}', '/view_metadata/{folder}', '/experiment/models', '/experiment/models/{folder}', '/experiment/models/preview/{folder}/{index}/{file:*}'],
+    patterns: [
+      '/features',
+      '/object_info',
+      '/object_info/{node_class}',
+      '/embeddings',
+      '/extensions',
+      '/models',
+      '/models/{folder}',
+      '/view_metadata/{folder}',
+      '/experiment/models',
+      '/experiment/models/{folder}',
+      '/experiment/models/preview/{folder}/{index}/{file:*}',
+    ],
     methods: ['GET'],
     alsoUnderApi: true,
     access: 'forwarded',
     userGets: FORWARDED_READ,
   },
-  { patterns: ['/i18n', '/workflow_templates', '/global_subgraphs', '/global_subgraphs/{id}', '/node_replacements'], methods: ['GET'], alsoUnderApi: true, access: 'forwarded', userGets: 'forwarded (web UI support)' },
-  { patterns: ['/api/workflow_templates/{pack}/{file:*}', '/templates/{file:*}', '/docs/{file:*}'], methods: ['GET'], alsoUnderApi: false, access: 'forwarded', userGets: 'forwarded (templates and embedded docs)' },
+  {
+    patterns: ['/i18n', '/workflow_templates', '/global_subgraphs', '/global_subgraphs/{id}', '/node_replacements'],
+    methods: ['GET'],
+    alsoUnderApi: true,
+    access: 'forwarded',
+    userGets: 'forwarded (web UI support)',
+  },
+  {
+    patterns: ['/api/workflow_templates/{pack}/{file:*}', '/templates/{file:*}', '/docs/{file:*}'],
+    methods: ['GET'],
+    alsoUnderApi: false,
+    access: 'forwarded',
+    userGets: 'forwarded (templates and embedded docs)',
+  },
   { patterns: ['/'], methods: ['GET'], alsoUnderApi: true, access: 'forwarded', userGets: 'forwarded: the web UI page' },
   {
     patterns: ['/{name:file}', '/assets/{file:*}', '/scripts/{file:*}', '/lib/{file:*}', '/extensions/{file:*}', '/cursor/{file:*}', '/fonts/{file:*}'],
     methods: ['GET'],
     alsoUnderApi: false,
     access: 'forwarded',
-    userGets: 'forwarded: the web UI\'s files, legacy and current (`/{name:file}` is a top-level `.html`, `.js`, `.css`, `.json`, `.ico`, `.png`, `.svg`, `.webp`, `.woff2` or `.map` file)',
+    userGets:
+      "forwarded: the web UI's files, legacy and current (`/{name:file}` is a top-level `.html`, `.js`, `.css`, `.json`, `.ico`, `.png`, `.svg`, `.webp`, `.woff2` or `.map` file)",
   },
   { patterns: ['/free'], methods: ['POST'], alsoUnderApi: true, access: 'admin-only', userGets: '403 `ROUTE_NOT_ALLOWED`: admin keys only' },
-  { patterns: ['/internal', '/internal/{rest:*}'], methods: ['*'], alsoUnderApi: false, access: 'admin-only', userGets: "403 `ROUTE_NOT_ALLOWED`: ComfyUI's logs, server paths and log subscriptions" },
+  {
+    patterns: ['/internal', '/internal/{rest:*}'],
+    methods: ['*'],
+    alsoUnderApi: false,
+    access: 'admin-only',
+    userGets: "403 `ROUTE_NOT_ALLOWED`: ComfyUI's logs, server paths and log subscriptions",
+  },
   {
     patterns: ['/api/assets', '/api/assets/{rest:*}', '/api/tags', '/api/tasks', '/api/tasks/{rest:*}'],
     methods: ['*'],
@@ -133,12 +266,18 @@ interface CompiledPattern {
 }
 
 function compile(pattern: string, entry: RouteEntry): CompiledPattern {
-  const parts = pattern === '/' ? [] : pattern.slice(1).split('/').map((segment): Part => {
-    const param = /^\{(\w+)(?::(path|\*|file))?\}$/.exec(segment);
-    if (!param) return { literal: segment };
-    const kind = param[2] === '*' ? 'rest' : param[2] === 'path' ? 'path' : param[2] === 'file' ? 'file' : 'segment';
-    return { param: param[1]!, kind };
-  });
+  const parts =
+    pattern === '/'
+      ? []
+      : pattern
+          .slice(1)
+          .split('/')
+          .map((segment): Part => {
+            const param = /^\{(\w+)(?::(path|\*|file))?\}$/.exec(segment);
+            if (!param) return { literal: segment };
+            const kind = param[2] === '*' ? 'rest' : param[2] === 'path' ? 'path' : param[2] === 'file' ? 'file' : 'segment';
+            return { param: param[1]!, kind };
+          });
   return { entry, parts };
 }
 

@@ -31,7 +31,9 @@ export function multipartBoundary(contentType: string | undefined): string | nul
 }
 
 const unclear = (problem: string): GatewayError =>
-  invalidRequest(`The upload form cannot be read unambiguously: ${problem}. Send plain form-data parts (a name, a filename, a content type).`, [{ field: 'body', problem }]);
+  invalidRequest(`The upload form cannot be read unambiguously: ${problem}. Send plain form-data parts (a name, a filename, a content type).`, [
+    { field: 'body', problem },
+  ]);
 
 /**
  * Passes the body through unchanged while reading its parts, and holds back the closing delimiter (and

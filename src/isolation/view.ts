@@ -55,7 +55,9 @@ export async function postUpload(ctx: IsolationContext, req: IncomingMessage, re
   if (!caller.seesAll) {
     const boundary = multipartBoundary(req.headers['content-type']);
     if (boundary === null) {
-      throw invalidRequest('An upload must be multipart/form-data with a boundary.', [{ field: 'content-type', problem: 'not multipart/form-data; boundary=…' }]);
+      throw invalidRequest('An upload must be multipart/form-data with a boundary.', [
+        { field: 'content-type', problem: 'not multipart/form-data; boundary=…' },
+      ]);
     }
     const form = (reader = new UploadFormReader(boundary, (parts) => checkUserUpload(ctx, caller.key.key_id, parts)));
     req.pipe(form);
@@ -101,7 +103,12 @@ function checkUserUpload(ctx: IsolationContext, keyId: string, parts: ReadonlyMa
   if (typeof originalRef?.filename === 'string') {
     const { filename: name, subfolder: folder, type: refType } = originalRef;
     checkBoundedId('original_ref.filename', name);
-    const id = fileIdOf(posix.basename(name), posix.join(typeof folder === 'string' ? folder : '', posix.dirname(name)), 'output', typeof refType === 'string' ? refType : null);
+    const id = fileIdOf(
+      posix.basename(name),
+      posix.join(typeof folder === 'string' ? folder : '', posix.dirname(name)),
+      'output',
+      typeof refType === 'string' ? refType : null,
+    );
     if (ctx.ownership.ownerOf('file', id) !== keyId) throw forbidden('original_ref names an image this key did not upload or produce.');
   }
 }

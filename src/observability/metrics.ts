@@ -25,7 +25,12 @@ const statusClass = (status: number): string => `${Math.floor(status / 100)}xx`;
 export function createMetrics(options: { perKey: boolean }): GatewayMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'comfy_gate_' });
-  const requests = new Counter({ name: 'comfy_gate_http_requests_total', help: 'Requests answered, by route group and status class.', labelNames: ['route', 'status_class'], registers: [registry] });
+  const requests = new Counter({
+    name: 'comfy_gate_http_requests_total',
+    help: 'Requests answered, by route group and status class.',
+    labelNames: ['route', 'status_class'],
+    registers: [registry],
+  });
   const duration = new Histogram({
     name: 'comfy_gate_http_request_duration_seconds',
     help: 'Time from request to the end of the response, by route group.',
@@ -33,9 +38,23 @@ export function createMetrics(options: { perKey: boolean }): GatewayMetrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300],
     registers: [registry],
   });
-  const authFailures = new Counter({ name: 'comfy_gate_auth_failures_total', help: 'Refused authentications, by error code.', labelNames: ['code'], registers: [registry] });
-  const rateLimited = new Counter({ name: 'comfy_gate_rate_limited_total', help: 'Requests refused with 429 for being over a key’s limit.', registers: [registry] });
-  const upstreamErrors = new Counter({ name: 'comfy_gate_upstream_errors_total', help: 'Requests ComfyUI could not answer, by error code.', labelNames: ['code'], registers: [registry] });
+  const authFailures = new Counter({
+    name: 'comfy_gate_auth_failures_total',
+    help: 'Refused authentications, by error code.',
+    labelNames: ['code'],
+    registers: [registry],
+  });
+  const rateLimited = new Counter({
+    name: 'comfy_gate_rate_limited_total',
+    help: 'Requests refused with 429 for being over a key’s limit.',
+    registers: [registry],
+  });
+  const upstreamErrors = new Counter({
+    name: 'comfy_gate_upstream_errors_total',
+    help: 'Requests ComfyUI could not answer, by error code.',
+    labelNames: ['code'],
+    registers: [registry],
+  });
   const websockets = new Gauge({ name: 'comfy_gate_websockets_open', help: 'WebSockets being relayed now.', registers: [registry] });
   const storeWrites = new Histogram({
     name: 'comfy_gate_store_write_duration_seconds',
@@ -45,7 +64,12 @@ export function createMetrics(options: { perKey: boolean }): GatewayMetrics {
     registers: [registry],
   });
   const keyRequests = options.perKey
-    ? new Counter({ name: 'comfy_gate_key_requests_total', help: 'Requests per key, by status class.', labelNames: ['key_id', 'status_class'], registers: [registry] })
+    ? new Counter({
+        name: 'comfy_gate_key_requests_total',
+        help: 'Requests per key, by status class.',
+        labelNames: ['key_id', 'status_class'],
+        registers: [registry],
+      })
     : null;
   const keyRateLimited = options.perKey
     ? new Counter({ name: 'comfy_gate_key_rate_limited_total', help: 'Requests refused with 429 per key.', labelNames: ['key_id'], registers: [registry] })

@@ -5,7 +5,17 @@ import { isBearerAuthorization } from '../auth/credentials.js';
 import { cookieWithoutSession } from '../auth/session-cookie.js';
 
 /** Connection-specific headers, not forwarded in either direction (RFC 9110 §7.6.1, RFC 9112 §9.6). */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authorization',
+  'proxy-authenticate',
+]);
 
 /** Request headers the gateway sets or consumes itself. */
 const NOT_FORWARDED = new Set([
@@ -61,7 +71,10 @@ export function upstreamRequestHeaders(req: IncomingMessage, upstreamOrigin: str
  * of `frame-ancestors` those origins. The policy is added beside any ComfyUI sets: a browser enforces
  * every policy it is given, so ComfyUI's own directives still hold.
  */
-export function downstreamResponseHeaders(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>, frameAncestors: readonly string[] = []): OutgoingHeaders {
+export function downstreamResponseHeaders(
+  headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
+  frameAncestors: readonly string[] = [],
+): OutgoingHeaders {
   const listed = connectionListed(headers.connection);
   const result: OutgoingHeaders = {};
   for (const name in headers) {
@@ -75,7 +88,10 @@ export function downstreamResponseHeaders(headers: IncomingHttpHeaders | Record<
 
 /** Whether a content type is a document a browser may render in a frame. */
 function isPage(contentType: string | string[] | undefined): boolean {
-  const type = String(contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  const type = String(contentType ?? '')
+    .split(';')[0]!
+    .trim()
+    .toLowerCase();
   return type === 'text/html' || type === 'application/xhtml+xml';
 }
 
@@ -89,6 +105,9 @@ function protectFromFraming(headers: OutgoingHeaders, frameAncestors: readonly s
 function connectionListed(connection: string | string[] | undefined): Set<string> | null {
   if (!connection) return null;
   const value = Array.isArray(connection) ? connection.join(',') : connection;
-  const names = value.split(',').map((name) => name.trim().toLowerCase()).filter((name) => name && name !== 'close' && name !== 'keep-alive');
+  const names = value
+    .split(',')
+    .map((name) => name.trim().toLowerCase())
+    .filter((name) => name && name !== 'close' && name !== 'keep-alive');
   return names.length > 0 ? new Set(names) : null;
 }

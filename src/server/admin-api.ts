@@ -56,7 +56,13 @@ export async function handleAdminRoute(route: GatewayRoute, req: IncomingMessage
     case 'keys':
       if (method === 'GET') {
         requireAdmin(principalOf(caller, req, ctx));
-        if (!query.has('limit') && !query.has('after')) return sendJson(res, 200, { keys: ctx.keys.list().sort((a, b) => a.created_at - b.created_at).map(toPublicKey) });
+        if (!query.has('limit') && !query.has('after'))
+          return sendJson(res, 200, {
+            keys: ctx.keys
+              .list()
+              .sort((a, b) => a.created_at - b.created_at)
+              .map(toPublicKey),
+          });
         const { limit, after } = parsePage(query);
         const page = await nextKeyPage([ctx.keys.ids()], after, limit);
         const keys = page.keyIds.flatMap((id) => ctx.keys.get(id) ?? []).map(toPublicKey);
@@ -105,7 +111,8 @@ export async function handleAdminRoute(route: GatewayRoute, req: IncomingMessage
 function principalOf(caller: Caller, req: IncomingMessage, ctx: AdminApiContext, options: { bootstrap?: boolean } = {}): Principal {
   if (caller.kind === 'key') return caller.key.role === 'admin' ? { kind: 'admin', actor: caller.key.key_id } : { kind: 'user', key: caller.key };
   const notLocal = ctx.whyNotLocal(req);
-  if (notLocal) throw authRequired(`An admin key is required: without a key, keys are managed only from this machine, and this request is not local (${notLocal}).`);
+  if (notLocal)
+    throw authRequired(`An admin key is required: without a key, keys are managed only from this machine, and this request is not local (${notLocal}).`);
   if (ctx.mode !== 'required') return { kind: 'admin', actor: 'local' };
   if (options.bootstrap && ctx.keys.isPristine()) return { kind: 'bootstrap' };
   throw authRequired();
@@ -117,7 +124,14 @@ function requireAdmin(principal: Principal): string {
 }
 
 /** Appends to the audit trail; a change that was made is not undone when its audit line cannot be written. */
-async function audit(ctx: AdminApiContext, req: IncomingMessage, actor: string, action: string, keyId: string, details?: Record<string, unknown>): Promise<void> {
+async function audit(
+  ctx: AdminApiContext,
+  req: IncomingMessage,
+  actor: string,
+  action: string,
+  keyId: string,
+  details?: Record<string, unknown>,
+): Promise<void> {
   await ctx.audit.append({ ts: ctx.now(), actor, action, key_id: keyId, ip: ctx.clientIp(req), ...(details ? { details } : {}) }).catch(() => undefined);
 }
 
@@ -135,7 +149,12 @@ async function createKey(req: IncomingMessage, res: ServerResponse, principal: P
   }
   // Another first key won the race; this caller now needs a key like everyone else.
   if (!created) throw authRequired();
-  await audit(ctx, req, bootstrap ? 'bootstrap' : principal.actor, 'key.create', record.key_id, { name: record.name, role: record.role, rate_limit: record.rate_limit, expires_at: record.expires_at });
+  await audit(ctx, req, bootstrap ? 'bootstrap' : principal.actor, 'key.create', record.key_id, {
+    name: record.name,
+    role: record.role,
+    rate_limit: record.rate_limit,
+    expires_at: record.expires_at,
+  });
   sendJson(res, 200, createdKeyBody(record, apiKey));
 }
 
@@ -189,7 +208,10 @@ async function rotateKey(req: IncomingMessage, res: ServerResponse, keyId: strin
   sendJson(res, 200, {
     ...createdKeyBody(updated, apiKey),
     previous_key_valid_until: updated.previous_key_valid_until,
-    message: grace > 0 ? `Key rotated. The old secret works for ${grace} more seconds; save the new api_key now.` : "Key rotated. The old secret no longer works; save the new api_key now: it won't be shown again.",
+    message:
+      grace > 0
+        ? `Key rotated. The old secret works for ${grace} more seconds; save the new api_key now.`
+        : "Key rotated. The old secret no longer works; save the new api_key now: it won't be shown again.",
   });
 }
 
@@ -228,7 +250,9 @@ function parsePage(query: URLSearchParams): { limit: number; after: string | nul
   }
   const after = query.get('after');
   if (after !== null && (after.length === 0 || after.length > MAX_CURSOR_LENGTH)) {
-    throw invalidRequest(`after must be a key_id (the next_cursor of the previous page), 1 to ${MAX_CURSOR_LENGTH} characters.`, [{ field: 'after', problem: `got ${after.length} characters` }]);
+    throw invalidRequest(`after must be a key_id (the next_cursor of the previous page), 1 to ${MAX_CURSOR_LENGTH} characters.`, [
+      { field: 'after', problem: `got ${after.length} characters` },
+    ]);
   }
   return { limit: limit === null ? DEFAULT_PAGE_KEYS : Number(limit), after };
 }

@@ -79,10 +79,17 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   const keyOfRequest = new WeakMap<IncomingMessage, string>();
   const now = (): number => Date.now() / 1000;
   const clientIp = (req: IncomingMessage): string => addressing.clientIp(req);
-  const localManagement = (req: IncomingMessage): string | null => (config.noLocalAdmin ? 'local management is turned off with --no-local-admin' : whyNotLocal(req));
+  const localManagement = (req: IncomingMessage): string | null =>
+    config.noLocalAdmin ? 'local management is turned off with --no-local-admin' : whyNotLocal(req);
   const adminContext = { mode: config.mode, keys, usage, audit, sessions, whyNotLocal: localManagement, clientIp, now };
   const loginContext: LoginContext = {
-    keys, sessions, audit, addressing, failures, log, now,
+    keys,
+    sessions,
+    audit,
+    addressing,
+    failures,
+    log,
+    now,
     sessionTtlSeconds: config.sessionTtlSeconds,
     countRequest: (req, res, key) => countRequest(req, res, key, '/login'),
   };
@@ -111,7 +118,14 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   function recordOnClose(res: ServerResponse, key: KeyRecord, method: string, endpoint: string, at: number): void {
     res.once('close', () => {
       const status = res.statusCode;
-      usage.record({ key_id: key.key_id, endpoint, timestamp: at, duration: now() - at, success: res.writableFinished && status >= 200 && status < 400, metadata: { method, status } });
+      usage.record({
+        key_id: key.key_id,
+        endpoint,
+        timestamp: at,
+        duration: now() - at,
+        success: res.writableFinished && status >= 200 && status < 400,
+        metadata: { method, status },
+      });
     });
   }
 
@@ -209,7 +223,10 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       const path = pathOf(req.url) ?? '-';
       const keyId = keyOfRequest.get(req);
       metrics.request(routeGroup(path), res.statusCode, seconds, keyId);
-      log.info({ req_id: requestId, method: req.method, path, status: res.statusCode, duration_ms: Math.round(seconds * 1e4) / 10, key_id: keyId ?? null, ip }, 'request');
+      log.info(
+        { req_id: requestId, method: req.method, path, status: res.statusCode, duration_ms: Math.round(seconds * 1e4) / 10, key_id: keyId ?? null, ip },
+        'request',
+      );
     });
   }
 
@@ -267,7 +284,14 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         if (status === 101) metrics.websocketClosed();
         metrics.request('websocket', status, connectedMs / 1000, key.key_id);
         log.info({ method: 'GET', path, status, duration_ms: connectedMs, key_id: key.key_id, ip }, 'websocket');
-        usage.record({ key_id: key.key_id, endpoint: path, timestamp: at, duration: connectedMs / 1000, success: status === 101, metadata: { method: 'GET', status } });
+        usage.record({
+          key_id: key.key_id,
+          endpoint: path,
+          timestamp: at,
+          duration: connectedMs / 1000,
+          success: status === 101,
+          metadata: { method: 'GET', status },
+        });
       },
     });
   }

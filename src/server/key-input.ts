@@ -45,9 +45,7 @@ export function parseCreateKey(body: unknown): CreateKeyInput {
 export function parsePatchKey(body: unknown): KeyUpdateInput {
   const patch = check(body, PATCH_FIELDS) as KeyUpdateInput;
   if (Object.keys(patch).length === 0) {
-    throw invalidRequest('Nothing to update: send at least one of ' + PATCH_FIELDS.join(', ') + '.', [
-      { field: 'body', problem: 'no fields' },
-    ]);
+    throw invalidRequest('Nothing to update: send at least one of ' + PATCH_FIELDS.join(', ') + '.', [{ field: 'body', problem: 'no fields' }]);
   }
   return patch;
 }
@@ -63,7 +61,9 @@ export function parseRotateKey(body: unknown): { grace_seconds: number } {
   const fields = check(body ?? {}, ['grace_seconds']);
   const grace = fields.grace_seconds ?? 0;
   if (typeof grace !== 'number' || !Number.isInteger(grace) || grace < 0 || grace > MAX_ROTATION_GRACE_SECONDS) {
-    throw invalidRequest(`grace_seconds must be a whole number from 0 to ${MAX_ROTATION_GRACE_SECONDS}.`, [{ field: 'grace_seconds', problem: 'out of range' }]);
+    throw invalidRequest(`grace_seconds must be a whole number from 0 to ${MAX_ROTATION_GRACE_SECONDS}.`, [
+      { field: 'grace_seconds', problem: 'out of range' },
+    ]);
   }
   return { grace_seconds: grace };
 }
@@ -115,7 +115,8 @@ function check(body: unknown, allowed: string[]): Record<string, unknown> {
       const bytes = jsonBytes(metadata);
       if (bytes === undefined) problems.push({ field: 'metadata', problem: 'is nested too deeply' });
       else if (bytes > MAX_METADATA_BYTES) problems.push({ field: 'metadata', problem: `must be at most ${MAX_METADATA_BYTES} bytes as UTF-8 JSON` });
-      else if (holdsUnstorableText(metadata)) problems.push({ field: 'metadata', problem: 'must not hold \\u0000 or an unpaired surrogate (such as \\ud800) in any key or string' });
+      else if (holdsUnstorableText(metadata))
+        problems.push({ field: 'metadata', problem: 'must not hold \\u0000 or an unpaired surrogate (such as \\ud800) in any key or string' });
     }
   }
   if ('role' in fields && fields.role !== 'user' && fields.role !== 'admin') {

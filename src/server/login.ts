@@ -43,7 +43,9 @@ export async function handleLogin(req: IncomingMessage, res: ServerResponse, ctx
     throw forbidden('Sign-in must come from this site.');
   }
   const isJson = String(req.headers['content-type'] ?? '').includes('application/json');
-  const raw = (await readBody(req, MAX_MANAGEMENT_BODY_BYTES, () => invalidRequest('The body is too large.', [{ field: 'body', problem: 'over 64 KiB' }]))).toString('utf8');
+  const raw = (
+    await readBody(req, MAX_MANAGEMENT_BODY_BYTES, () => invalidRequest('The body is too large.', [{ field: 'body', problem: 'over 64 KiB' }]))
+  ).toString('utf8');
   const { apiKey, next } = isJson ? jsonFields(raw) : formFields(raw);
   const key = keyOfPlaintext(apiKey, ctx.keys);
   if (key instanceof GatewayError) {
@@ -86,7 +88,9 @@ export async function handleLogout(req: IncomingMessage, res: ServerResponse, ct
   const session = sessionId ? ctx.sessions.find(sessionId, ctx.now()) : undefined;
   if (sessionId) await ctx.sessions.delete(sessionId).catch((error: unknown) => Promise.reject(storeUnavailable(error)));
   if (session) {
-    await ctx.audit.append({ ts: ctx.now(), actor: session.keyId, action: 'session.sign_out', key_id: session.keyId, ip: ctx.addressing.clientIp(req) }).catch(() => undefined);
+    await ctx.audit
+      .append({ ts: ctx.now(), actor: session.keyId, action: 'session.sign_out', key_id: session.keyId, ip: ctx.addressing.clientIp(req) })
+      .catch(() => undefined);
   }
   const cookie = sessionCookie(null, 0, ctx.addressing.isHttps(req));
   if (String(req.headers.accept ?? '').includes('text/html')) {

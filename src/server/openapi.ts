@@ -5,8 +5,20 @@ const json = (schema: unknown) => ({ content: { 'application/json': { schema } }
 const errorResponse = (description: string) => ({ description, ...json(error) });
 const keyIdParameter = { name: 'key_id', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } };
 const daysParameter = { name: 'days', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 365, default: 30 } };
-const byParameter = { name: 'by', in: 'query', required: false, schema: { type: 'string', enum: ['day'] }, description: 'With `day`, the answer adds day-by-day series.' };
-const limitParameter = { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 }, description: 'Keys per page.' };
+const byParameter = {
+  name: 'by',
+  in: 'query',
+  required: false,
+  schema: { type: 'string', enum: ['day'] },
+  description: 'With `day`, the answer adds day-by-day series.',
+};
+const limitParameter = {
+  name: 'limit',
+  in: 'query',
+  required: false,
+  schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+  description: 'Keys per page.',
+};
 const afterParameter = {
   name: 'after',
   in: 'query',
@@ -20,7 +32,19 @@ const apiKeyHeader = [{ apiKey: [] }, { bearer: [] }, { session: [] }];
 
 const key = {
   type: 'object',
-  required: ['key_id', 'name', 'created_at', 'last_used', 'rate_limit', 'is_active', 'metadata', 'role', 'expires_at', 'key_prefix', 'previous_key_valid_until'],
+  required: [
+    'key_id',
+    'name',
+    'created_at',
+    'last_used',
+    'rate_limit',
+    'is_active',
+    'metadata',
+    'role',
+    'expires_at',
+    'key_prefix',
+    'previous_key_valid_until',
+  ],
   additionalProperties: false,
   properties: {
     key_id: { type: 'string' },
@@ -39,7 +63,16 @@ const key = {
 
 const usageStats = {
   type: 'object',
-  required: ['total_requests', 'successful_requests', 'failed_requests', 'total_duration', 'average_duration', 'requests_per_day', 'rate_limited_requests', 'requests_last_24h'],
+  required: [
+    'total_requests',
+    'successful_requests',
+    'failed_requests',
+    'total_duration',
+    'average_duration',
+    'requests_per_day',
+    'rate_limited_requests',
+    'requests_last_24h',
+  ],
   additionalProperties: false,
   properties: {
     total_requests: { type: 'integer', minimum: 0 },
@@ -115,7 +148,13 @@ export const OPENAPI_DOCUMENT = {
       Error: {
         type: 'object',
         required: ['error', 'error_code'],
-        properties: { error: { type: 'string' }, error_code: { type: 'string', pattern: '^[A-Z_]+$' }, details: {}, limit: { type: 'integer' }, reset_in: { type: 'integer' } },
+        properties: {
+          error: { type: 'string' },
+          error_code: { type: 'string', pattern: '^[A-Z_]+$' },
+          details: {},
+          limit: { type: 'integer' },
+          reset_in: { type: 'integer' },
+        },
       },
       Key: key,
       KeyInput: keyInput,
@@ -125,19 +164,38 @@ export const OPENAPI_DOCUMENT = {
       AuditEntry: {
         type: 'object',
         required: ['ts', 'actor', 'action'],
-        properties: { ts: { type: 'number' }, actor: { type: 'string' }, action: { type: 'string' }, key_id: { type: 'string' }, ip: { type: 'string' }, details: { type: 'object' } },
+        properties: {
+          ts: { type: 'number' },
+          actor: { type: 'string' },
+          action: { type: 'string' },
+          key_id: { type: 'string' },
+          ip: { type: 'string' },
+          details: { type: 'object' },
+        },
       },
     },
   },
   paths: {
-    '/healthz': { get: { summary: 'The gateway is running', responses: { 200: { description: 'Running', ...json({ type: 'object', required: ['status'], properties: { status: { const: 'ok' } } }) } } } },
+    '/healthz': {
+      get: {
+        summary: 'The gateway is running',
+        responses: { 200: { description: 'Running', ...json({ type: 'object', required: ['status'], properties: { status: { const: 'ok' } } }) } },
+      },
+    },
     '/readyz': {
       get: {
         summary: 'ComfyUI answers and the store can be written',
         responses: Object.fromEntries(
           [200, 503].map((status) => [
             status,
-            { description: status === 200 ? 'Ready' : 'Not ready', ...json({ type: 'object', required: ['status', 'upstream', 'store'], properties: { status: { enum: ['ready', 'not_ready'] }, upstream: { type: 'string' }, store: { type: 'string' } } }) },
+            {
+              description: status === 200 ? 'Ready' : 'Not ready',
+              ...json({
+                type: 'object',
+                required: ['status', 'upstream', 'store'],
+                properties: { status: { enum: ['ready', 'not_ready'] }, upstream: { type: 'string' }, store: { type: 'string' } },
+              }),
+            },
           ]),
         ),
       },
@@ -150,7 +208,11 @@ export const OPENAPI_DOCUMENT = {
         responses: {
           200: {
             description: 'The keys, without hashes; `next_cursor` only when paged',
-            ...json({ type: 'object', required: ['keys'], properties: { keys: { type: 'array', items: { $ref: '#/components/schemas/Key' } }, next_cursor: nextCursor } }),
+            ...json({
+              type: 'object',
+              required: ['keys'],
+              properties: { keys: { type: 'array', items: { $ref: '#/components/schemas/Key' } }, next_cursor: nextCursor },
+            }),
           },
           400: errorResponse('Bad limit or after'),
           401: errorResponse('No or bad key'),
@@ -161,7 +223,12 @@ export const OPENAPI_DOCUMENT = {
         summary: 'Create a key (admin; the first key in required mode from this machine without one)',
         security: apiKeyHeader,
         requestBody: { required: false, ...json({ $ref: '#/components/schemas/KeyInput' }) },
-        responses: { 200: { description: 'The key, with its secret shown only here', ...json({ $ref: '#/components/schemas/CreatedKey' }) }, 400: errorResponse('Invalid input'), 401: errorResponse('No or bad key'), 403: errorResponse('Not an admin key') },
+        responses: {
+          200: { description: 'The key, with its secret shown only here', ...json({ $ref: '#/components/schemas/CreatedKey' }) },
+          400: errorResponse('Invalid input'),
+          401: errorResponse('No or bad key'),
+          403: errorResponse('Not an admin key'),
+        },
       },
     },
     '/api/keys/{key_id}': {
@@ -172,7 +239,11 @@ export const OPENAPI_DOCUMENT = {
         responses: {
           200: {
             description: 'The key',
-            ...json({ ...key, required: [...key.required, 'usage_stats'], properties: { ...key.properties, usage_stats: { $ref: '#/components/schemas/UsageStats' } } }),
+            ...json({
+              ...key,
+              required: [...key.required, 'usage_stats'],
+              properties: { ...key.properties, usage_stats: { $ref: '#/components/schemas/UsageStats' } },
+            }),
           },
           404: errorResponse('No such key'),
         },
@@ -180,13 +251,26 @@ export const OPENAPI_DOCUMENT = {
       patch: {
         summary: 'Change a key (admin)',
         security: apiKeyHeader,
-        requestBody: { required: true, ...json({ type: 'object', additionalProperties: false, minProperties: 1, properties: { ...keyInput.properties, is_active: { type: 'boolean' } } }) },
-        responses: { 200: { description: 'Updated', ...json({ type: 'object', required: ['message', 'key'], properties: { message: { type: 'string' }, key: { $ref: '#/components/schemas/Key' } } }) }, 400: errorResponse('Invalid input'), 404: errorResponse('No such key') },
+        requestBody: {
+          required: true,
+          ...json({ type: 'object', additionalProperties: false, minProperties: 1, properties: { ...keyInput.properties, is_active: { type: 'boolean' } } }),
+        },
+        responses: {
+          200: {
+            description: 'Updated',
+            ...json({ type: 'object', required: ['message', 'key'], properties: { message: { type: 'string' }, key: { $ref: '#/components/schemas/Key' } } }),
+          },
+          400: errorResponse('Invalid input'),
+          404: errorResponse('No such key'),
+        },
       },
       delete: {
         summary: 'Delete a key (admin)',
         security: apiKeyHeader,
-        responses: { 200: { description: 'Deleted', ...json({ type: 'object', required: ['message'], properties: { message: { type: 'string' } } }) }, 404: errorResponse('No such key') },
+        responses: {
+          200: { description: 'Deleted', ...json({ type: 'object', required: ['message'], properties: { message: { type: 'string' } } }) },
+          404: errorResponse('No such key'),
+        },
       },
     },
     '/api/keys/{key_id}/rotate': {
@@ -194,8 +278,14 @@ export const OPENAPI_DOCUMENT = {
       post: {
         summary: 'A new secret for the key (admin); the old one works for grace_seconds',
         security: apiKeyHeader,
-        requestBody: { required: false, ...json({ type: 'object', additionalProperties: false, properties: { grace_seconds: { type: 'integer', minimum: 0, maximum: 2_592_000 } } }) },
-        responses: { 200: { description: 'The new secret, shown only here', ...json({ $ref: '#/components/schemas/CreatedKey' }) }, 404: errorResponse('No such key') },
+        requestBody: {
+          required: false,
+          ...json({ type: 'object', additionalProperties: false, properties: { grace_seconds: { type: 'integer', minimum: 0, maximum: 2_592_000 } } }),
+        },
+        responses: {
+          200: { description: 'The new secret, shown only here', ...json({ $ref: '#/components/schemas/CreatedKey' }) },
+          404: errorResponse('No such key'),
+        },
       },
     },
     '/api/usage': {
@@ -206,7 +296,16 @@ export const OPENAPI_DOCUMENT = {
         responses: {
           200: {
             description: 'Usage',
-            ...json({ type: 'object', required: ['key_id', 'key_name', 'usage_stats'], properties: { key_id: { type: 'string' }, key_name: { type: 'string' }, usage_stats: { $ref: '#/components/schemas/UsageStats' }, daily: { type: 'array', items: { $ref: '#/components/schemas/DailyPoint' } } } }),
+            ...json({
+              type: 'object',
+              required: ['key_id', 'key_name', 'usage_stats'],
+              properties: {
+                key_id: { type: 'string' },
+                key_name: { type: 'string' },
+                usage_stats: { $ref: '#/components/schemas/UsageStats' },
+                daily: { type: 'array', items: { $ref: '#/components/schemas/DailyPoint' } },
+              },
+            }),
           },
           400: errorResponse('Bad days'),
           401: errorResponse('No or bad key'),
@@ -245,7 +344,12 @@ export const OPENAPI_DOCUMENT = {
           { name: 'since', in: 'query', required: false, schema: { type: 'number', minimum: 0 }, description: 'Unix seconds' },
           { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
         ],
-        responses: { 200: { description: 'Entries, oldest first', ...json({ type: 'object', required: ['entries'], properties: { entries: { type: 'array', items: { $ref: '#/components/schemas/AuditEntry' } } } }) } },
+        responses: {
+          200: {
+            description: 'Entries, oldest first',
+            ...json({ type: 'object', required: ['entries'], properties: { entries: { type: 'array', items: { $ref: '#/components/schemas/AuditEntry' } } } }),
+          },
+        },
       },
     },
     '/login': {
@@ -256,19 +360,49 @@ export const OPENAPI_DOCUMENT = {
           required: true,
           content: {
             'application/json': { schema: { type: 'object', required: ['api_key'], properties: { api_key: { type: 'string' }, next: { type: 'string' } } } },
-            'application/x-www-form-urlencoded': { schema: { type: 'object', required: ['api_key'], properties: { api_key: { type: 'string' }, next: { type: 'string' } } } },
+            'application/x-www-form-urlencoded': {
+              schema: { type: 'object', required: ['api_key'], properties: { api_key: { type: 'string' }, next: { type: 'string' } } },
+            },
           },
         },
         responses: {
-          200: { description: 'Signed in (JSON)', ...json({ type: 'object', required: ['ok', 'key_id', 'role', 'expires_at'], properties: { ok: { const: true }, key_id: { type: 'string' }, role: { type: 'string' }, expires_at: { type: 'number' } } }) },
+          200: {
+            description: 'Signed in (JSON)',
+            ...json({
+              type: 'object',
+              required: ['ok', 'key_id', 'role', 'expires_at'],
+              properties: { ok: { const: true }, key_id: { type: 'string' }, role: { type: 'string' }, expires_at: { type: 'number' } },
+            }),
+          },
           303: { description: 'Signed in (form): to `next`' },
           401: errorResponse('Bad key'),
           429: errorResponse("Over the key's rate limit (a sign-in counts as one of its requests), or too many failed authentications from this address"),
         },
       },
     },
-    '/logout': { post: { summary: 'End the session', responses: { 200: { description: 'Signed out', ...json({ type: 'object', required: ['ok'], properties: { ok: { const: true } } }) } } } },
-    '/metrics': { get: { summary: 'Prometheus metrics (admin, or anyone with --metrics-public)', security: apiKeyHeader, responses: { 200: { description: 'Prometheus text format', content: { 'text/plain': {} } } } } },
-    '/admin': { get: { summary: 'The admin dashboard', security: [{ session: [] }], responses: { 200: { description: 'HTML', content: { 'text/html': {} } }, 302: { description: 'To the sign-in page' }, 403: { description: 'Not an admin' } } } },
+    '/logout': {
+      post: {
+        summary: 'End the session',
+        responses: { 200: { description: 'Signed out', ...json({ type: 'object', required: ['ok'], properties: { ok: { const: true } } }) } },
+      },
+    },
+    '/metrics': {
+      get: {
+        summary: 'Prometheus metrics (admin, or anyone with --metrics-public)',
+        security: apiKeyHeader,
+        responses: { 200: { description: 'Prometheus text format', content: { 'text/plain': {} } } },
+      },
+    },
+    '/admin': {
+      get: {
+        summary: 'The admin dashboard',
+        security: [{ session: [] }],
+        responses: {
+          200: { description: 'HTML', content: { 'text/html': {} } },
+          302: { description: 'To the sign-in page' },
+          403: { description: 'Not an admin' },
+        },
+      },
+    },
   },
 } as const;

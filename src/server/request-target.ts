@@ -86,7 +86,8 @@ function parseQuery(raw: string): URLSearchParams {
     const values = query.getAll(name);
     if (values.length > 1) throw ambiguous(`the query parameter ${name} given more than once`);
     const olderValues = older.getAll(name);
-    if (olderValues.length !== values.length || olderValues[0] !== values[0]) throw ambiguous(`a ";" that changes the query parameter ${name} (encode it as %3B)`);
+    if (olderValues.length !== values.length || olderValues[0] !== values[0])
+      throw ambiguous(`a ";" that changes the query parameter ${name} (encode it as %3B)`);
   }
   return query;
 }

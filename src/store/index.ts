@@ -69,7 +69,10 @@ export type StoreWriteObserver = (store: string, seconds: number) => void;
 async function openFiles(config: StoreConfig, log: StoreLog | undefined, onWrite?: StoreWriteObserver): Promise<PersistentStores> {
   const directory = config.userDirectory;
   await createStoreDirectory(directory);
-  await checkStoreDirectory(directory, { allowUnsafe: config.allowUnsafeStorePermissions ?? false, warn: (message) => (log ?? createLogger(config.logLevel ?? 'info')).warn({ directory }, message) });
+  await checkStoreDirectory(directory, {
+    allowUnsafe: config.allowUnsafeStorePermissions ?? false,
+    warn: (message) => (log ?? createLogger(config.logLevel ?? 'info')).warn({ directory }, message),
+  });
   const observed = (store: string) => (onWrite ? { onWrite: (seconds: number) => onWrite(store, seconds) } : {});
   const keys = new FileKeyStore({ directory, ...observed('keys') });
   const usage = new FileUsageStore({ directory, retentionDays: config.usageRetentionDays, ...observed('usage') });

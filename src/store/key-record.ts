@@ -25,8 +25,10 @@ export function parseStoredKey(value: unknown): KeyRecord | string {
   if (v.role != null && v.role !== 'user' && v.role !== 'admin') return `role must be "user" or "admin", not ${shown(v.role)}`;
   if (v.expires_at != null && !isTime(v.expires_at)) return `expires_at must be a number (Unix seconds) or null, not ${shown(v.expires_at)}`;
   if (v.key_prefix != null && typeof v.key_prefix !== 'string') return `key_prefix must be a string or null, not ${shown(v.key_prefix)}`;
-  if (v.previous_key_hash != null && (typeof v.previous_key_hash !== 'string' || !HASH_PATTERN.test(v.previous_key_hash))) return 'previous_key_hash is not a SHA-256 hex digest';
-  if (v.previous_key_valid_until != null && !isTime(v.previous_key_valid_until)) return `previous_key_valid_until must be a number (Unix seconds) or null, not ${shown(v.previous_key_valid_until)}`;
+  if (v.previous_key_hash != null && (typeof v.previous_key_hash !== 'string' || !HASH_PATTERN.test(v.previous_key_hash)))
+    return 'previous_key_hash is not a SHA-256 hex digest';
+  if (v.previous_key_valid_until != null && !isTime(v.previous_key_valid_until))
+    return `previous_key_valid_until must be a number (Unix seconds) or null, not ${shown(v.previous_key_valid_until)}`;
   return {
     key_id: v.key_id,
     name: typeof v.name === 'string' ? v.name : 'Unnamed Key',

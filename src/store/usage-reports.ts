@@ -1,6 +1,15 @@
 // The read side every usage store shares: daily totals, hourly counts and the last hour's request times, kept in memory with running sums over all keys.
 
-import { addToHourly, bucketOfEntry, bucketToTotals, isUsageRecord, type DayBucket, type HourlyByKey, type TotalsByKey, type UsageJournalEntry } from './file/usage-file.js';
+import {
+  addToHourly,
+  bucketOfEntry,
+  bucketToTotals,
+  isUsageRecord,
+  type DayBucket,
+  type HourlyByKey,
+  type TotalsByKey,
+  type UsageJournalEntry,
+} from './file/usage-file.js';
 import type { DailyTotals } from './types.js';
 import { utcDay } from '../usage/day.js';
 
@@ -51,7 +60,8 @@ export abstract class UsageReports {
     this.totalsOfAll = {};
     this.hourlyOfAll = {};
     for (const byDay of Object.values(totals)) for (const [day, bucket] of Object.entries(byDay)) addBucket(this.totalsOfAll, day, bucket, 1);
-    for (const byHour of Object.values(hourly)) for (const [hour, count] of Object.entries(byHour)) this.hourlyOfAll[hour] = (this.hourlyOfAll[hour] ?? 0) + count;
+    for (const byHour of Object.values(hourly))
+      for (const [hour, count] of Object.entries(byHour)) this.hourlyOfAll[hour] = (this.hourlyOfAll[hour] ?? 0) + count;
   }
 
   /** Counts a request (in its day and hour) or a 429 (in its day only). */

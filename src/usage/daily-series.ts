@@ -31,7 +31,8 @@ function seriesOf(totals: Map<string, DailyTotals>, days: number, nowSeconds: nu
 /** The sum of several keys' series, day by day. */
 export function sumSeries(series: DailyPoint[][], days: number, nowSeconds: number): DailyPoint[] {
   const sum: DailyPoint[] = [];
-  for (let i = days - 1; i >= 0; i -= 1) sum.push({ date: utcDay(nowSeconds - i * DAY_SECONDS), requests: 0, successes: 0, failures: 0, duration: 0, rate_limited: 0 });
+  for (let i = days - 1; i >= 0; i -= 1)
+    sum.push({ date: utcDay(nowSeconds - i * DAY_SECONDS), requests: 0, successes: 0, failures: 0, duration: 0, rate_limited: 0 });
   for (const one of series) {
     one.forEach((point, index) => {
       const total = sum[index]!;

@@ -24,7 +24,11 @@ async function startOtherSite(): Promise<{ server: Server; port: number }> {
 async function attack(page: Page, origin: string, target: string): Promise<Record<string, string>> {
   await page.goto(`${origin}/`);
   return page.evaluate(async (gateway) => {
-    const outcome = (promise: Promise<Response>): Promise<string> => promise.then((r) => `status ${r.status} (${r.type})`, () => 'blocked');
+    const outcome = (promise: Promise<Response>): Promise<string> =>
+      promise.then(
+        (r) => `status ${r.status} (${r.type})`,
+        () => 'blocked',
+      );
     const loaded = (element: HTMLIFrameElement): Promise<void> => new Promise((resolve) => element.addEventListener('load', () => resolve(), { once: true }));
     const results: Record<string, string> = {};
     const prompt = JSON.stringify({ prompt: { '9': { class_type: 'SaveImage', inputs: {} } } });
@@ -65,7 +69,10 @@ async function attack(page: Page, origin: string, target: string): Promise<Recor
   }, target);
 }
 
-for (const [mode, args] of [['no flag', []], ['--enable-api-auth', ['--enable-api-auth']]] as const) {
+for (const [mode, args] of [
+  ['no flag', []],
+  ['--enable-api-auth', ['--enable-api-auth']],
+] as const) {
   describe(`a page of another origin cannot drive the gateway, ${mode}`, { skip: browserUnavailable }, () => {
     let comfy: FakeComfyUI;
     let gateway: GatewayProcess;
@@ -177,6 +184,9 @@ describe('framing with --frame-ancestors', { skip: browserUnavailable }, () => {
     assert.match(await frameFrom(`http://127.0.0.1:${portal.port}`), /vue-app/);
     comfy.requests.length = 0;
     assert.doesNotMatch(await frameFrom(`http://localhost:${other.port}`), /vue-app/);
-    assert.ok(comfy.requests.some((r) => r.url === '/'), 'the page was served, so the browser blocked it by its frame-ancestors');
+    assert.ok(
+      comfy.requests.some((r) => r.url === '/'),
+      'the page was served, so the browser blocked it by its frame-ancestors',
+    );
   });
 });

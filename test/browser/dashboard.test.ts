@@ -17,7 +17,10 @@ const today = (): string => new Date().toISOString().slice(0, 10);
 const daysAgo = (n: number): string => new Date(Date.now() - n * DAY * 1000).toISOString().slice(0, 10);
 
 /** A browser context whose console errors and page errors are collected. */
-async function openPage(browser: Browser, options: Parameters<Browser['newContext']>[0] = {}): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
+async function openPage(
+  browser: Browser,
+  options: Parameters<Browser['newContext']>[0] = {},
+): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...options });
   const page = await context.newPage();
   const errors: string[] = [];
@@ -74,7 +77,7 @@ describe('admin dashboard', { skip: browserUnavailable }, () => {
     await page.waitForSelector('#secret-dialog[open]');
     const secret = (await page.textContent('#secret-value')) ?? '';
     assert.match(secret, /^comfy_[A-Za-z0-9_-]{43}$/);
-    assert.match(await page.textContent('#secret-dialog .warning') ?? '', /only time/);
+    assert.match((await page.textContent('#secret-dialog .warning')) ?? '', /only time/);
     await page.click('#copy-secret');
     await page.waitForSelector('#copy-status:has-text("Copied")');
     assert.equal(await page.evaluate(() => navigator.clipboard.readText()), secret);
@@ -127,13 +130,13 @@ describe('admin dashboard', { skip: browserUnavailable }, () => {
     assert.notEqual(await row.locator('.col-last time').textContent(), null);
     await page.selectOption('#chart-key', keyId);
     await tooltipOf(page, 'requests', today()).filter({ hasText: '1 request (1 succeeded, 0 failed)' }).waitFor({ state: 'attached' });
-    assert.match(await tooltipOf(page, 'limited', today()).textContent() ?? '', /1 request refused with 429/);
+    assert.match((await tooltipOf(page, 'limited', today()).textContent()) ?? '', /1 request refused with 429/);
     assert.equal(await page.locator(`#chart-requests g.day[data-date="${today()}"] rect.bar.ok`).count(), 1);
-    assert.match(await page.getAttribute('#chart-requests svg', 'aria-label') ?? '', /key “Render farm”: 1 request, 1 succeeded, 0 failed/);
+    assert.match((await page.getAttribute('#chart-requests svg', 'aria-label')) ?? '', /key “Render farm”: 1 request, 1 succeeded, 0 failed/);
     assert.equal(await page.getAttribute('#chart-requests svg', 'role'), 'img');
     assert.equal(await page.locator('#chart-requests g.day').count(), 30);
     await page.selectOption('#chart-key', 'all');
-    assert.match(await tooltipOf(page, 'requests', today()).textContent() ?? '', /\d+ requests/);
+    assert.match((await tooltipOf(page, 'requests', today()).textContent()) ?? '', /\d+ requests/);
 
     await page.screenshot({ path: await screenshotPath('dashboard-1280') });
     assert.equal(await scrollsSideways(page), false);
@@ -154,7 +157,7 @@ describe('admin dashboard', { skip: browserUnavailable }, () => {
     // Delete: the dialog asks first; Cancel keeps the key.
     await row.locator('[data-action=delete]').click();
     await page.waitForSelector('#confirm-dialog[open]');
-    assert.match(await page.textContent('#confirm-title') ?? '', /Delete “Render farm”/);
+    assert.match((await page.textContent('#confirm-title')) ?? '', /Delete “Render farm”/);
     await page.click('#confirm-dialog button[value=cancel]');
     assert.equal((await send(gateway.url, `/api/keys/${keyId}`, { key: admin.api_key })).status, 200);
     await row.locator('[data-action=delete]').click();
@@ -178,7 +181,10 @@ describe('admin dashboard', { skip: browserUnavailable }, () => {
     await page.click('#key-submit');
     await page.waitForSelector('#key-dialog .dialog-error:has-text("INVALID_REQUEST")');
     await page.click('#key-dialog [data-close]');
-    assert.deepEqual(errors.filter((e) => !/status of (404|400)/.test(e)), []);
+    assert.deepEqual(
+      errors.filter((e) => !/status of (404|400)/.test(e)),
+      [],
+    );
 
     // Sign out ends the session.
     await Promise.all([page.waitForURL(/\/login/), page.click('text=Sign out')]);
@@ -254,7 +260,10 @@ describe('admin dashboard with more keys than a page', { skip: browserUnavailabl
     await page.locator('#page-info:text-is("Page 1")').waitFor();
     await page.waitForFunction(() => document.querySelectorAll('#keys tbody tr').length === 100);
     assert.ok(asked.length >= 6);
-    assert.ok(asked.every((target) => /[?&]limit=100(&|$)/.test(target)), `every list is asked for one page: ${asked.join(' ')}`);
+    assert.ok(
+      asked.every((target) => /[?&]limit=100(&|$)/.test(target)),
+      `every list is asked for one page: ${asked.join(' ')}`,
+    );
     assert.ok(asked.some((target) => target.startsWith('/api/usage/all') && target.includes(`after=${encodeURIComponent(firstPage.at(-1)!)}`)));
     assert.deepEqual(errors, []);
     await context.close();
@@ -278,7 +287,10 @@ describe('admin dashboard with a month of usage', { skip: browserUnavailable }, 
     for (const [name, body] of Object.entries(SEEDED_KEYS)) keys[name] = await createKey(first.url, { name, ...body }, admin.api_key);
     assert.equal(await first.stop(), 0);
     // The reference implementation's usage file, with 29 days of history for the keys.
-    seeded = await writeUsageHistory(directory.path, Object.values(keys).map((key) => key.key_id));
+    seeded = await writeUsageHistory(
+      directory.path,
+      Object.values(keys).map((key) => key.key_id),
+    );
     gateway = await startGateway({ upstream: comfy.url, userDirectory: directory.path, args: ['--require-api-auth'] });
     await send(gateway.url, `/api/keys/${keys['Contractor']!.key_id}`, { method: 'PATCH', key: admin.api_key, body: { is_active: false } });
     for (let i = 0; i < 14; i += 1) await send(gateway.url, '/system_stats', { key: keys['Render farm']!.api_key });
@@ -297,15 +309,17 @@ describe('admin dashboard with a month of usage', { skip: browserUnavailable }, 
     const day = daysAgo(10);
     const perKey = [...seeded.values()].map((days) => days.get(day) ?? 0);
     const total = perKey.reduce((a, b) => a + b, 0);
-    await tooltipOf(page, 'requests', day).filter({ hasText: `${total.toLocaleString('en-US')} requests` }).waitFor({ state: 'attached' });
+    await tooltipOf(page, 'requests', day)
+      .filter({ hasText: `${total.toLocaleString('en-US')} requests` })
+      .waitFor({ state: 'attached' });
 
     const farm = keys['Render farm']!;
     await page.selectOption('#chart-key', farm.key_id);
     const farmCount = seeded.get(farm.key_id)!.get(day)!;
-    assert.match(await tooltipOf(page, 'requests', day).textContent() ?? '', new RegExp(`: ${farmCount} requests`));
-    assert.match(await tooltipOf(page, 'limited', today()).textContent() ?? '', /: 0 requests refused/);
+    assert.match((await tooltipOf(page, 'requests', day).textContent()) ?? '', new RegExp(`: ${farmCount} requests`));
+    assert.match((await tooltipOf(page, 'limited', today()).textContent()) ?? '', /: 0 requests refused/);
     await page.selectOption('#chart-key', keys['Nightly CI']!.key_id);
-    assert.match(await tooltipOf(page, 'limited', today()).textContent() ?? '', /: 3 requests refused with 429/, 'a limit of 6 per hour refuses 3 of 9');
+    assert.match((await tooltipOf(page, 'limited', today()).textContent()) ?? '', /: 3 requests refused with 429/, 'a limit of 6 per hour refuses 3 of 9');
     assert.equal(await rowOf(page, 'Contractor').locator('.status').textContent(), 'disabled');
     assert.equal(await rowOf(page, 'Preview build').locator('.status').textContent(), 'expired');
 
@@ -331,7 +345,7 @@ const SEEDED_KEYS: Record<string, Record<string, unknown>> = {
   'Render farm': { rate_limit: 2000 },
   'Studio workstation': { rate_limit: 300 },
   'Nightly CI': { rate_limit: 6 },
-  'Contractor': { rate_limit: 100 },
+  Contractor: { rate_limit: 100 },
   'Preview build': { rate_limit: 100, expires_at: Math.floor(Date.now() / 1000) - 3 * DAY },
 };
 
@@ -341,7 +355,7 @@ const SEEDED_KEYS: Record<string, Record<string, unknown>> = {
  */
 async function writeUsageHistory(directory: string, keyIds: string[]): Promise<Map<string, Map<string, number>>> {
   let seed = 7;
-  const random = (): number => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+  const random = (): number => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
   const counts = new Map<string, Map<string, number>>();
   const records: unknown[] = [];
   const startOfToday = Math.floor(Date.now() / 1000 / DAY) * DAY;
@@ -355,7 +369,14 @@ async function writeUsageHistory(directory: string, keyIds: string[]): Promise<M
       byDay.set(new Date(dayStart * 1000).toISOString().slice(0, 10), n);
       for (let i = 0; i < n; i += 1) {
         const success = random() > 0.06;
-        records.push({ key_id: keyId, endpoint: '/prompt', timestamp: dayStart + 3600 + i * 97, duration: 0.4 + random() * 3, success, metadata: { method: 'POST', status: success ? 200 : 500 } });
+        records.push({
+          key_id: keyId,
+          endpoint: '/prompt',
+          timestamp: dayStart + 3600 + i * 97,
+          duration: 0.4 + random() * 3,
+          success,
+          metadata: { method: 'POST', status: success ? 200 : 500 },
+        });
       }
     }
     counts.set(keyId, byDay);

@@ -43,7 +43,7 @@ for (const promptIds of PROMPT_ID_MODES) {
 
       await page.fill('#api_key', 'comfy_wrong_wrong_wrong_wrong_wrong_wrong_wrong_wr');
       await page.click('button[type=submit]');
-      assert.match(await page.textContent('[role=alert]') ?? '', /not valid/);
+      assert.match((await page.textContent('[role=alert]')) ?? '', /not valid/);
 
       await page.fill('#api_key', userKey);
       await page.click('button[type=submit]');
@@ -53,9 +53,15 @@ for (const promptIds of PROMPT_ID_MODES) {
       const session = cookies.find((c) => c.name === 'comfy_gate_session')!;
       assert.ok(session.httpOnly);
       assert.equal(session.sameSite, 'Lax');
-      assert.equal(cookies.some((c) => c.value.includes(userKey)), false, 'the key is never in a cookie');
+      assert.equal(
+        cookies.some((c) => c.value.includes(userKey)),
+        false,
+        'the key is never in a cookie',
+      );
 
-      const queued = await page.evaluate(() => (window as unknown as { comfy: { queuePrompt(): Promise<{ status: number; body: { prompt_id: string } }> } }).comfy.queuePrompt());
+      const queued = await page.evaluate(() =>
+        (window as unknown as { comfy: { queuePrompt(): Promise<{ status: number; body: { prompt_id: string } }> } }).comfy.queuePrompt(),
+      );
       assert.equal(queued.status, 200);
       await page.waitForSelector(`text=finished ${queued.body.prompt_id}`);
       const eventTypes = await page.evaluate(() => (window as unknown as { comfy: { events: Array<{ type: string }> } }).comfy.events.map((e) => e.type));
@@ -68,7 +74,10 @@ for (const promptIds of PROMPT_ID_MODES) {
       assert.equal(refused.status, 401);
       await page.reload();
       assert.equal(new URL(page.url()).pathname, '/login');
-      assert.deepEqual(consoleErrors.filter((e) => !/401|Failed to load resource/.test(e)), []);
+      assert.deepEqual(
+        consoleErrors.filter((e) => !/401|Failed to load resource/.test(e)),
+        [],
+      );
       await context.close();
     });
 

@@ -34,7 +34,9 @@ export function auditStoreContract(name: string, harness: HarnessOrSkip<Closable
 
     test('appends through two stores on the same data all land', async () => {
       const [a, b] = [await open(), await open()];
-      await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).append({ ts: 1_714_000_000 + i, actor: 'cli', action: 'key.update', key_id: `k${i}` })));
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).append({ ts: 1_714_000_000 + i, actor: 'cli', action: 'key.update', key_id: `k${i}` })),
+      );
       const listed = await a.list({ since: 0, limit: 100 });
       assert.equal(listed.length, 20);
       assert.deepEqual(new Set(listed.map((e) => e.key_id)).size, 20);

@@ -44,7 +44,9 @@ export async function freshPostgresDatabase(adminUrl = TEST_POSTGRES_URL): Promi
   try {
     await onServer(adminUrl, `CREATE DATABASE ${name}`);
   } catch (error) {
-    return skipped(`PostgreSQL is not reachable at ${redact(adminUrl)} (${(error as Error).message || (error as NodeJS.ErrnoException).code}); set COMFY_GATE_TEST_POSTGRES_URL or start it (.ci/run does)`);
+    return skipped(
+      `PostgreSQL is not reachable at ${redact(adminUrl)} (${(error as Error).message || (error as NodeJS.ErrnoException).code}); set COMFY_GATE_TEST_POSTGRES_URL or start it (.ci/run does)`,
+    );
   }
   return {
     url: withDatabase(adminUrl, name),

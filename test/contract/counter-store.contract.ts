@@ -83,7 +83,7 @@ export function counterStoreContract(name: string, harness: CounterHarness | { s
       const limit = 7;
       const store = await open();
       let seed = 42;
-      const random = (): number => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+      const random = (): number => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
       const allowed: number[] = [];
       let t = T0;
       for (let i = 0; i < 1500; i += 1) {
@@ -108,14 +108,30 @@ export function counterStoreContract(name: string, harness: CounterHarness | { s
       const store = await open();
       const results = await Promise.all(Array.from({ length: 50 }, () => store.hit('k', 20, T0)));
       assert.equal(results.filter((r) => r.allowed).length, 20);
-      assert.deepEqual(results.filter((r) => r.allowed).map((r) => r.remaining).sort((x, y) => y - x), range(19, 20, -1));
+      assert.deepEqual(
+        results
+          .filter((r) => r.allowed)
+          .map((r) => r.remaining)
+          .sort((x, y) => y - x),
+        range(19, 20, -1),
+      );
     });
 
     test('restore() seeds the windows with the requests of the last hour', async () => {
       const store = await open();
       const now = T0 + 10_000;
-      store.restore(new Map([['k', [now - 10, now - HOUR - 5, now - 3000, now - HOUR]], ['empty', []]]), now);
-      assert.deepEqual(await store.hit('k', 5, now), { allowed: true, limit: 5, remaining: 2, resetAt: now - 3000 + HOUR }, 'two restored requests still count');
+      store.restore(
+        new Map([
+          ['k', [now - 10, now - HOUR - 5, now - 3000, now - HOUR]],
+          ['empty', []],
+        ]),
+        now,
+      );
+      assert.deepEqual(
+        await store.hit('k', 5, now),
+        { allowed: true, limit: 5, remaining: 2, resetAt: now - 3000 + HOUR },
+        'two restored requests still count',
+      );
       assert.equal((await store.hit('empty', 1, now)).remaining, 0);
       await hitAt(store, 'k', 5, [now + 1, now + 2]);
       assert.equal((await store.hit('k', 5, now + 3)).allowed, false, '2 restored + 3 new fill a limit of 5');
@@ -132,16 +148,29 @@ export function counterStoreContract(name: string, harness: CounterHarness | { s
     test('a short window keeps counting right after many requests have left', async () => {
       const store = await open(10);
       const results = await hitAt(store, 'k', 3, range(T0, 1000, 4));
-      assert.ok(results.every((r) => r.allowed), 'three per 10 s is never exceeded at one per 4 s');
+      assert.ok(
+        results.every((r) => r.allowed),
+        'three per 10 s is never exceeded at one per 4 s',
+      );
       assert.deepEqual(results.at(-1), { allowed: true, limit: 3, remaining: 0, resetAt: T0 + 999 * 4 - 8 + 10 });
     });
 
-    test('replicas sharing the data: 200 simultaneous hits on a limit of 50 give exactly 50', { skip: 'skip' in harness.openShared ? harness.openShared.skip : false }, async () => {
-      const replicas = await (harness.openShared as (count: number) => Promise<CounterStore[]>)(3);
-      opened.push(...replicas);
-      const results = await Promise.all(Array.from({ length: 200 }, (_, i) => replicas[i % 3]!.hit('shared', 50, T0 + i / 1000)));
-      assert.equal(results.filter((r) => r.allowed).length, 50);
-      assert.deepEqual(results.filter((r) => r.allowed).map((r) => r.remaining).sort((x, y) => y - x), range(49, 50, -1));
-    });
+    test(
+      'replicas sharing the data: 200 simultaneous hits on a limit of 50 give exactly 50',
+      { skip: 'skip' in harness.openShared ? harness.openShared.skip : false },
+      async () => {
+        const replicas = await (harness.openShared as (count: number) => Promise<CounterStore[]>)(3);
+        opened.push(...replicas);
+        const results = await Promise.all(Array.from({ length: 200 }, (_, i) => replicas[i % 3]!.hit('shared', 50, T0 + i / 1000)));
+        assert.equal(results.filter((r) => r.allowed).length, 50);
+        assert.deepEqual(
+          results
+            .filter((r) => r.allowed)
+            .map((r) => r.remaining)
+            .sort((x, y) => y - x),
+          range(49, 50, -1),
+        );
+      },
+    );
   });
 }

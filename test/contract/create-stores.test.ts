@@ -73,7 +73,9 @@ describe('createStores', () => {
       await rm(directory, { recursive: true, force: true });
       await deleteRedisKeys(prefix);
     });
-    const result = JSON.parse(await runScript(driverProbe({ userDirectory: directory, usageRetentionDays: 90, redisUrl: TEST_REDIS_URL, redisKeyPrefix: prefix })));
+    const result = JSON.parse(
+      await runScript(driverProbe({ userDirectory: directory, usageRetentionDays: 90, redisUrl: TEST_REDIS_URL, redisKeyPrefix: prefix })),
+    );
     assert.equal(result.ioredis, true);
     assert.equal(result.pg, false);
     assert.equal(result.location, `${directory}, counters ${new URL(TEST_REDIS_URL).toString()}`);

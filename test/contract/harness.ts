@@ -33,7 +33,9 @@ export function isSkipped<S>(harness: HarnessOrSkip<S>): harness is { skip: stri
  * Wires the per-test lifecycle: empty data before each test, every opened store closed after it.
  * Returns `open` (another store on the data) and `reopen` (close all, then open one: a restart).
  */
-export function lifecycle<S extends { close(): Promise<void> }>(harness: StoreHarness<S>): { open(): Promise<S>; reopen(): Promise<S>; closeAll(): Promise<void> } {
+export function lifecycle<S extends { close(): Promise<void> }>(
+  harness: StoreHarness<S>,
+): { open(): Promise<S>; reopen(): Promise<S>; closeAll(): Promise<void> } {
   const opened: S[] = [];
   const closeAll = async (): Promise<void> => {
     await Promise.all(opened.splice(0).map((store) => (harness.close ? harness.close(store) : store.close())));

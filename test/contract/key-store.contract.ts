@@ -41,11 +41,28 @@ export function keyStoreContract(name: string, harness: HarnessOrSkip<KeyStore>)
   }
   describe(`${name} (KeyStore contract)`, () => {
     const { open, reopen } = lifecycle(harness);
-    const ids = (store: KeyStore): string[] => store.list().map((r) => r.key_id).sort();
+    const ids = (store: KeyStore): string[] =>
+      store
+        .list()
+        .map((r) => r.key_id)
+        .sort();
 
     test('matches the interface', async () => {
       const store = await open();
-      for (const method of ['open', 'findByHash', 'get', 'list', 'size', 'isPristine', 'create', 'update', 'delete', 'touch', 'checkWritable', 'close'] as const) {
+      for (const method of [
+        'open',
+        'findByHash',
+        'get',
+        'list',
+        'size',
+        'isPristine',
+        'create',
+        'update',
+        'delete',
+        'touch',
+        'checkWritable',
+        'close',
+      ] as const) {
         assert.equal(typeof store[method], 'function', `${method} is a method`);
       }
     });
@@ -144,19 +161,23 @@ export function keyStoreContract(name: string, harness: HarnessOrSkip<KeyStore>)
       await store.checkWritable();
     });
 
-    test('changes made through one store reach another open on the same data', { skip: 'skip' in harness.sharedChanges ? harness.sharedChanges.skip : false }, async () => {
-      const withinMs = 'withinMs' in harness.sharedChanges ? harness.sharedChanges.withinMs : 0;
-      const [writer, reader] = [await open(), await open()];
-      const { record } = makeKey();
-      await writer.create(record);
-      await waitFor(() => reader.findByHash(record.key_hash) !== undefined, withinMs, 'the new key');
-      assert.equal(reader.isPristine(), false);
-      await writer.update(record.key_id, { is_active: false });
-      await waitFor(() => reader.get(record.key_id)?.is_active === false, withinMs, 'the key disabled');
-      await writer.update(record.key_id, { rate_limit: 3, is_active: true });
-      await waitFor(() => reader.get(record.key_id)?.rate_limit === 3 && reader.get(record.key_id)?.is_active === true, withinMs, 'the new limit');
-      await writer.delete(record.key_id);
-      await waitFor(() => reader.findByHash(record.key_hash) === undefined && reader.size() === 0, withinMs, 'the key deleted');
-    });
+    test(
+      'changes made through one store reach another open on the same data',
+      { skip: 'skip' in harness.sharedChanges ? harness.sharedChanges.skip : false },
+      async () => {
+        const withinMs = 'withinMs' in harness.sharedChanges ? harness.sharedChanges.withinMs : 0;
+        const [writer, reader] = [await open(), await open()];
+        const { record } = makeKey();
+        await writer.create(record);
+        await waitFor(() => reader.findByHash(record.key_hash) !== undefined, withinMs, 'the new key');
+        assert.equal(reader.isPristine(), false);
+        await writer.update(record.key_id, { is_active: false });
+        await waitFor(() => reader.get(record.key_id)?.is_active === false, withinMs, 'the key disabled');
+        await writer.update(record.key_id, { rate_limit: 3, is_active: true });
+        await waitFor(() => reader.get(record.key_id)?.rate_limit === 3 && reader.get(record.key_id)?.is_active === true, withinMs, 'the new limit');
+        await writer.delete(record.key_id);
+        await waitFor(() => reader.findByHash(record.key_hash) === undefined && reader.size() === 0, withinMs, 'the key deleted');
+      },
+    );
   });
 }

@@ -40,14 +40,18 @@ export function ownershipStoreContract(name: string, harness: HarnessOrSkip<Owne
       assert.equal(again.ownerOf('client', 'c:1/weird id%'), 'bob');
     });
 
-    test('simultaneous claims through two stores on the same data agree on one owner', { skip: 'skip' in harness.sharedChanges ? harness.sharedChanges.skip : false }, async () => {
-      const [a, b] = [await open(), await open()];
-      for (let round = 0; round < 5; round += 1) {
-        const id = `race-${round}`;
-        const owners = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? a : b).claim('client', id, `key${i}`)));
-        assert.equal(new Set(owners).size, 1, `round ${round}: ${owners.join(',')}`);
-      }
-    });
+    test(
+      'simultaneous claims through two stores on the same data agree on one owner',
+      { skip: 'skip' in harness.sharedChanges ? harness.sharedChanges.skip : false },
+      async () => {
+        const [a, b] = [await open(), await open()];
+        for (let round = 0; round < 5; round += 1) {
+          const id = `race-${round}`;
+          const owners = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? a : b).claim('client', id, `key${i}`)));
+          assert.equal(new Set(owners).size, 1, `round ${round}: ${owners.join(',')}`);
+        }
+      },
+    );
 
     test("recent prompts are the key's own, newest first, with whether their outputs were recorded", async () => {
       const store = await open();
@@ -63,7 +67,14 @@ export function ownershipStoreContract(name: string, harness: HarnessOrSkip<Owne
         { promptId: 'p2', outputsRecorded: true },
       ]);
       const again = await reopen();
-      assert.deepEqual(again.recentPrompts('alice', 10).map((p) => [p.promptId, p.outputsRecorded]), [['p3', false], ['p2', true], ['p1', false]]);
+      assert.deepEqual(
+        again.recentPrompts('alice', 10).map((p) => [p.promptId, p.outputsRecorded]),
+        [
+          ['p3', false],
+          ['p2', true],
+          ['p1', false],
+        ],
+      );
       assert.deepEqual(again.recentPrompts('nobody', 10), []);
     });
 
@@ -98,7 +109,8 @@ export function ownershipStoreContract(name: string, harness: HarnessOrSkip<Owne
         await assert.rejects(store.claim(kind, 'one-more', 'bob'), { code: 'CLAIMS_FULL', status: 503 }, `${kind}: refused at the cap`);
         assert.equal(store.ownerOf(kind, 'one-more'), undefined);
       }
-      for (let i = 0; i < cap; i += 1) assert.ok(store.ownerOf('prompt', `p${i}`) === 'alice' && store.ownerOf('client', `c${i}`) === 'alice', `claim ${i} is kept`);
+      for (let i = 0; i < cap; i += 1)
+        assert.ok(store.ownerOf('prompt', `p${i}`) === 'alice' && store.ownerOf('client', `c${i}`) === 'alice', `claim ${i} is kept`);
       assert.equal(await store.claim('prompt', 'p0', 'bob'), 'alice', 'a held claim still answers its owner');
       assert.equal(await store.claim('file', 'one-more', 'bob'), 'bob', 'file claims have no cap');
       await sleep(retentionSeconds * 1000 + 200);
@@ -107,12 +119,24 @@ export function ownershipStoreContract(name: string, harness: HarnessOrSkip<Owne
       assert.equal(await again.claim('prompt', 'new', 'bob'), 'bob', 'expired prompt claims make room');
       assert.equal(await again.claim('client', 'new', 'bob'), 'bob', 'expired clientId claims make room');
       const prompts = Array.from({ length: cap }, (_, i) => again.ownerOf('prompt', `p${i}`));
-      assert.deepEqual(prompts.map((owner) => owner !== undefined), Array.from({ length: cap }, (_, i) => i >= cap - newestPromptsKept), 'the newest prompts are kept, however old');
+      assert.deepEqual(
+        prompts.map((owner) => owner !== undefined),
+        Array.from({ length: cap }, (_, i) => i >= cap - newestPromptsKept),
+        'the newest prompts are kept, however old',
+      );
       const clients = Array.from({ length: cap }, (_, i) => again.ownerOf('client', `c${i}`));
-      assert.deepEqual(clients.map((owner) => owner !== undefined), Array.from({ length: cap }, (_, i) => i === 1), 'only the renewed clientId claim is kept');
+      assert.deepEqual(
+        clients.map((owner) => owner !== undefined),
+        Array.from({ length: cap }, (_, i) => i === 1),
+        'only the renewed clientId claim is kept',
+      );
       for (let i = 0; i < cap; i += 1) assert.equal(again.ownerOf('file', `f${i}`), 'alice', `file f${i} is kept`);
       assert.equal(again.comfyUserOf('alice'), 'cg_alice', 'the ComfyUI user is kept');
-      assert.deepEqual(again.recentPrompts('alice', cap).map((p) => p.promptId), prompts.flatMap((owner, i) => (owner ? [`p${i}`] : [])).reverse(), 'recent prompts are the kept ones, newest first');
+      assert.deepEqual(
+        again.recentPrompts('alice', cap).map((p) => p.promptId),
+        prompts.flatMap((owner, i) => (owner ? [`p${i}`] : [])).reverse(),
+        'recent prompts are the kept ones, newest first',
+      );
     });
 
     test('a key has one ComfyUI user, which can be replaced', async () => {
@@ -126,19 +150,23 @@ export function ownershipStoreContract(name: string, harness: HarnessOrSkip<Owne
       assert.equal(again.comfyUserOf('bob'), undefined);
     });
 
-    test('claims made through one store reach another open on the same data', { skip: 'skip' in harness.sharedChanges ? harness.sharedChanges.skip : false }, async () => {
-      const withinMs = 'withinMs' in harness.sharedChanges ? harness.sharedChanges.withinMs : 0;
-      const [writer, reader] = [await open(), await open()];
-      await writer.claim('prompt', 'shared', 'alice');
-      await writer.claim('file', `output/${'x'.repeat(9000)}.png`, 'alice');
-      await writer.setComfyUser('alice', 'cg_alice');
-      await waitFor(() => reader.ownerOf('prompt', 'shared') === 'alice', withinMs, 'the claimed prompt');
-      await waitFor(() => reader.ownerOf('file', `output/${'x'.repeat(9000)}.png`) === 'alice', withinMs, 'a file id too long for a notification');
-      await waitFor(() => reader.comfyUserOf('alice') === 'cg_alice', withinMs, 'the ComfyUI user');
-      await writer.markOutputsRecorded('shared');
-      await waitFor(() => reader.recentPrompts('alice', 1)[0]?.outputsRecorded === true, withinMs, 'outputs recorded');
-      await writer.release('prompt', 'shared', 'alice');
-      await waitFor(() => reader.ownerOf('prompt', 'shared') === undefined, withinMs, 'the released prompt');
-    });
+    test(
+      'claims made through one store reach another open on the same data',
+      { skip: 'skip' in harness.sharedChanges ? harness.sharedChanges.skip : false },
+      async () => {
+        const withinMs = 'withinMs' in harness.sharedChanges ? harness.sharedChanges.withinMs : 0;
+        const [writer, reader] = [await open(), await open()];
+        await writer.claim('prompt', 'shared', 'alice');
+        await writer.claim('file', `output/${'x'.repeat(9000)}.png`, 'alice');
+        await writer.setComfyUser('alice', 'cg_alice');
+        await waitFor(() => reader.ownerOf('prompt', 'shared') === 'alice', withinMs, 'the claimed prompt');
+        await waitFor(() => reader.ownerOf('file', `output/${'x'.repeat(9000)}.png`) === 'alice', withinMs, 'a file id too long for a notification');
+        await waitFor(() => reader.comfyUserOf('alice') === 'cg_alice', withinMs, 'the ComfyUI user');
+        await writer.markOutputsRecorded('shared');
+        await waitFor(() => reader.recentPrompts('alice', 1)[0]?.outputsRecorded === true, withinMs, 'outputs recorded');
+        await writer.release('prompt', 'shared', 'alice');
+        await waitFor(() => reader.ownerOf('prompt', 'shared') === undefined, withinMs, 'the released prompt');
+      },
+    );
   });
 }

@@ -2,7 +2,14 @@
 
 import { after } from 'node:test';
 import pg from 'pg';
-import { PostgresAuditStore, PostgresDatabase, PostgresKeyStore, PostgresOwnershipStore, PostgresSessionStore, PostgresUsageStore } from '../../src/store/postgres/index.js';
+import {
+  PostgresAuditStore,
+  PostgresDatabase,
+  PostgresKeyStore,
+  PostgresOwnershipStore,
+  PostgresSessionStore,
+  PostgresUsageStore,
+} from '../../src/store/postgres/index.js';
 import { auditStoreContract, type ClosableAuditStore } from './audit-store.contract.js';
 import { freshPostgresDatabase } from './backends.js';
 import type { HarnessOrSkip, StoreHarness } from './harness.js';
@@ -38,28 +45,43 @@ function harness<S>(open: (database: PostgresDatabase) => Promise<S>): HarnessOr
   return h;
 }
 
-keyStoreContract('PostgresKeyStore', harness(async (database) => {
-  const store = new PostgresKeyStore({ database });
-  await store.open();
-  return store;
-}));
+keyStoreContract(
+  'PostgresKeyStore',
+  harness(async (database) => {
+    const store = new PostgresKeyStore({ database });
+    await store.open();
+    return store;
+  }),
+);
 
-usageStoreContract('PostgresUsageStore', harness(async (database) => {
-  const store = new PostgresUsageStore({ database, retentionDays: 36_500 });
-  await store.open();
-  return store;
-}));
+usageStoreContract(
+  'PostgresUsageStore',
+  harness(async (database) => {
+    const store = new PostgresUsageStore({ database, retentionDays: 36_500 });
+    await store.open();
+    return store;
+  }),
+);
 
-ownershipStoreContract('PostgresOwnershipStore', harness(async (database) => {
-  const store = new PostgresOwnershipStore({ database, retention: CONTRACT_RETENTION });
-  await store.open();
-  return store;
-}));
+ownershipStoreContract(
+  'PostgresOwnershipStore',
+  harness(async (database) => {
+    const store = new PostgresOwnershipStore({ database, retention: CONTRACT_RETENTION });
+    await store.open();
+    return store;
+  }),
+);
 
-sessionStoreContract('PostgresSessionStore', harness(async (database) => {
-  const store = new PostgresSessionStore({ database });
-  await store.open();
-  return store;
-}));
+sessionStoreContract(
+  'PostgresSessionStore',
+  harness(async (database) => {
+    const store = new PostgresSessionStore({ database });
+    await store.open();
+    return store;
+  }),
+);
 
-auditStoreContract('PostgresAuditStore', harness(async (database): Promise<ClosableAuditStore> => Object.assign(new PostgresAuditStore({ database }), { close: () => database.close() })));
+auditStoreContract(
+  'PostgresAuditStore',
+  harness(async (database): Promise<ClosableAuditStore> => Object.assign(new PostgresAuditStore({ database }), { close: () => database.close() })),
+);

@@ -18,7 +18,8 @@ export function sessionStoreContract(name: string, harness: HarnessOrSkip<Sessio
 
     test('matches the interface', async () => {
       const store = await open();
-      for (const method of ['open', 'create', 'find', 'delete', 'deleteForKey', 'close'] as const) assert.equal(typeof store[method], 'function', `${method} is a method`);
+      for (const method of ['open', 'create', 'find', 'delete', 'deleteForKey', 'close'] as const)
+        assert.equal(typeof store[method], 'function', `${method} is a method`);
     });
 
     test('a session is found by its id until it expires; ids are opaque and new each time', async () => {
@@ -47,18 +48,22 @@ export function sessionStoreContract(name: string, harness: HarnessOrSkip<Sessio
       assert.equal(again.find(ended.id, t + 1), undefined);
     });
 
-    test('sign-in and sign-out through one store reach another open on the same data', { skip: 'skip' in harness.sharedChanges ? harness.sharedChanges.skip : false }, async () => {
-      const withinMs = 'withinMs' in harness.sharedChanges ? harness.sharedChanges.withinMs : 0;
-      const [writer, reader] = [await open(), await open()];
-      const { id } = await writer.create('alice', ALICE_HASH, 600, now());
-      await waitFor(() => reader.find(id, now()) !== undefined, withinMs, 'the new session');
-      await writer.delete(id);
-      await waitFor(() => reader.find(id, now()) === undefined, withinMs, 'the session ended');
-      const [first, second] = [await writer.create('bob', BOB_HASH, 600, now()), await writer.create('bob', BOB_HASH, 600, now())];
-      await waitFor(() => reader.find(second.id, now()) !== undefined, withinMs, 'the new sessions');
-      await writer.deleteForKey('bob');
-      await waitFor(() => reader.find(first.id, now()) === undefined && reader.find(second.id, now()) === undefined, withinMs, "the key's sessions ended");
-    });
+    test(
+      'sign-in and sign-out through one store reach another open on the same data',
+      { skip: 'skip' in harness.sharedChanges ? harness.sharedChanges.skip : false },
+      async () => {
+        const withinMs = 'withinMs' in harness.sharedChanges ? harness.sharedChanges.withinMs : 0;
+        const [writer, reader] = [await open(), await open()];
+        const { id } = await writer.create('alice', ALICE_HASH, 600, now());
+        await waitFor(() => reader.find(id, now()) !== undefined, withinMs, 'the new session');
+        await writer.delete(id);
+        await waitFor(() => reader.find(id, now()) === undefined, withinMs, 'the session ended');
+        const [first, second] = [await writer.create('bob', BOB_HASH, 600, now()), await writer.create('bob', BOB_HASH, 600, now())];
+        await waitFor(() => reader.find(second.id, now()) !== undefined, withinMs, 'the new sessions');
+        await writer.deleteForKey('bob');
+        await waitFor(() => reader.find(first.id, now()) === undefined && reader.find(second.id, now()) === undefined, withinMs, "the key's sessions ended");
+      },
+    );
 
     test("deleteForKey ends every session of that key, for good, and no other key's", async () => {
       const store = await open();

@@ -22,7 +22,21 @@ export function usageStoreContract(name: string, harness: HarnessOrSkip<UsageSto
 
     test('matches the interface', async () => {
       const store = await open();
-      for (const method of ['open', 'record', 'recordRateLimited', 'dailyTotals', 'dailyTotalsOfAll', 'requestsSince', 'requestsOfAllSince', 'keyIds', 'recentRequestTimes', 'ensureCreated', 'flush', 'lastWriteError', 'close'] as const) {
+      for (const method of [
+        'open',
+        'record',
+        'recordRateLimited',
+        'dailyTotals',
+        'dailyTotalsOfAll',
+        'requestsSince',
+        'requestsOfAllSince',
+        'keyIds',
+        'recentRequestTimes',
+        'ensureCreated',
+        'flush',
+        'lastWriteError',
+        'close',
+      ] as const) {
         assert.equal(typeof store[method], 'function', `${method} is a method`);
       }
       await store.ensureCreated();
@@ -74,7 +88,10 @@ export function usageStoreContract(name: string, harness: HarnessOrSkip<UsageSto
       assert.equal(again.requestsSince('k', t - 3600), 5);
       assert.equal(again.requestsSince('k', t - 3 * 3600), 6);
       const recent = again.recentRequestTimes(3600, now()).get('k') ?? [];
-      assert.deepEqual(recent.map((x) => Math.round(x * 1000)).sort(), [0, 1, 2, 3, 4].map((i) => Math.round((t - 100 + i) * 1000)));
+      assert.deepEqual(
+        recent.map((x) => Math.round(x * 1000)).sort(),
+        [0, 1, 2, 3, 4].map((i) => Math.round((t - 100 + i) * 1000)),
+      );
     });
 
     test('the sums over every key match the keys added up, at once and after a restart', async () => {
@@ -100,7 +117,11 @@ export function usageStoreContract(name: string, harness: HarnessOrSkip<UsageSto
         assert.deepEqual(new Map([...reader.dailyTotalsOfAll(fromDay)].sort()), new Map([...added].sort()), `${what}: daily sums`);
         assert.equal(reader.dailyTotalsOfAll(utcDay(t)).get(utcDay(t))?.requests, 3 + (utcDay(yesterday) === utcDay(t) ? 1 : 0), `${what}: today's requests`);
         const since = t - 2 * 86_400;
-        assert.equal(reader.requestsOfAllSince(since), ['a', 'b', 'c'].reduce((n, k) => n + reader.requestsSince(k, since), 0), `${what}: hourly sums`);
+        assert.equal(
+          reader.requestsOfAllSince(since),
+          ['a', 'b', 'c'].reduce((n, k) => n + reader.requestsSince(k, since), 0),
+          `${what}: hourly sums`,
+        );
         assert.equal(reader.requestsOfAllSince(t - 3600), 3, `${what}: the last hour`);
       };
       check(store, 'recorded');

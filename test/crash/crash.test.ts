@@ -65,14 +65,21 @@ function startLoad(client: KeepAliveClient, ledger: Ledger): { halt(): void; fin
 }
 
 async function listedIds(url: string): Promise<string[]> {
-  return (await send(url, '/api/keys')).json<{ keys: Array<{ key_id: string }> }>().keys.map((key) => key.key_id).sort();
+  return (await send(url, '/api/keys'))
+    .json<{ keys: Array<{ key_id: string }> }>()
+    .keys.map((key) => key.key_id)
+    .sort();
 }
 
 const idsOf = (keys: CreatedKey[]): string[] => keys.map((key) => key.key_id).sort();
 
 async function assertAuthenticate(url: string, keys: CreatedKey[]): Promise<void> {
   const statuses = await Promise.all(keys.map((key) => send(url, '/api/queue', { key: key.api_key }).then((res) => res.status)));
-  assert.deepEqual(statuses, keys.map(() => 200), 'every answered key authenticates');
+  assert.deepEqual(
+    statuses,
+    keys.map(() => 200),
+    'every answered key authenticates',
+  );
 }
 
 describe('crash safety', () => {
@@ -147,7 +154,11 @@ describe('crash safety', () => {
         let used = 0;
         const useMany = async (count: number): Promise<void> => {
           const answers = await Promise.all(Array.from({ length: count }, () => send(url, '/api/queue', { key: first.api_key })));
-          assert.deepEqual(answers.map((res) => res.status), answers.map(() => 200), 'requests are served while the disk is full');
+          assert.deepEqual(
+            answers.map((res) => res.status),
+            answers.map(() => 200),
+            'requests are served while the disk is full',
+          );
           used += count;
         };
         await useMany(5);
@@ -205,7 +216,8 @@ describe('crash safety', () => {
         assert.deepEqual(await listedIds(gateway.url), idsOf(answered));
         assert.equal((await send(gateway.url, `/api/keys/${first.key_id}`)).json().name, 'renamed');
         await assertAuthenticate(gateway.url, answered);
-        const total = (await send(gateway.url, '/api/usage', { key: first.api_key })).json<{ usage_stats: { total_requests: number } }>().usage_stats.total_requests;
+        const total = (await send(gateway.url, '/api/usage', { key: first.api_key })).json<{ usage_stats: { total_requests: number } }>().usage_stats
+          .total_requests;
         assert.ok(total >= used, `usage recorded while the disk was full is kept: ${total} of ${used}`);
       } finally {
         freeSpace();

@@ -159,7 +159,6 @@ export class Ledger {
   }
 }
 
-
 /** The JSON files parse, and every complete journal line is JSON; with `mustExist`, both JSON files are there. */
 export function assertStoreFilesParse(userDirectory: string, mustExist: boolean): void {
   for (const file of ['api_keys.json', 'api_usage.json']) {

@@ -111,7 +111,9 @@ describe('client faults', () => {
         let answer = '';
         socket.setEncoding('utf8').on('data', (text: string) => (answer += text));
         const closed = once(socket, 'close');
-        socket.write(`POST /api/keys HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: ${key}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+        socket.write(
+          `POST /api/keys HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: ${key}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
+        );
         for (const char of body) {
           socket.write(char);
           await sleep(40);
@@ -141,7 +143,10 @@ describe('client faults', () => {
       for (let round = 0; round < 10; round += 1) {
         const started = Date.now();
         const answers = await Promise.all(Array.from({ length: 10 }, () => send(gateway.url, '/ok', { key })));
-        assert.deepEqual(answers.map((res) => res.status), answers.map(() => 200));
+        assert.deepEqual(
+          answers.map((res) => res.status),
+          answers.map(() => 200),
+        );
         assert.ok(Date.now() - started < 1000, `round ${round}: 10 requests took ${Date.now() - started} ms beside the slow connections`);
         await sleep(200);
       }

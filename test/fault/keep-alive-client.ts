@@ -44,7 +44,15 @@ export class KeepAliveClient {
     }
     return new Promise((resolve, reject) => {
       const req = request(
-        { host: this.url.hostname, port: this.url.port, method: call.method ?? 'GET', path: target, headers, agent: this.agent, ...(call.localAddress ? { localAddress: call.localAddress } : {}) },
+        {
+          host: this.url.hostname,
+          port: this.url.port,
+          method: call.method ?? 'GET',
+          path: target,
+          headers,
+          agent: this.agent,
+          ...(call.localAddress ? { localAddress: call.localAddress } : {}),
+        },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (chunk: Buffer) => chunks.push(chunk));

@@ -41,7 +41,10 @@ export async function startKillableUpstream(): Promise<KillableUpstream> {
 
   function waitFor(pattern: RegExp, timeoutMs = 5000): Promise<string> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the upstream did not print ${pattern} within ${timeoutMs} ms; it printed: ${lines.join(' | ')}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`the upstream did not print ${pattern} within ${timeoutMs} ms; it printed: ${lines.join(' | ')}`)),
+        timeoutMs,
+      );
       waiters.push({ pattern, resolve: (line) => (clearTimeout(timer), resolve(line)) });
     });
   }

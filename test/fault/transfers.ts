@@ -17,7 +17,12 @@ export interface Download {
  * GETs `target`, counting the body without keeping it (the first 4 KiB are kept as `body`). `onProgress`
  * sees the bytes so far and may hang up; it is called on every chunk.
  */
-export function download(baseUrl: string, target: string, key: string, onProgress: (bytes: number, hangUp: () => void) => void = () => undefined): Promise<Download> {
+export function download(
+  baseUrl: string,
+  target: string,
+  key: string,
+  onProgress: (bytes: number, hangUp: () => void) => void = () => undefined,
+): Promise<Download> {
   const url = new URL(baseUrl);
   return new Promise((resolve) => {
     const result: Download = { status: null, bytes: 0, complete: false, body: '' };
@@ -58,7 +63,14 @@ export function upload(
     const result: Upload = { status: null, body: '', sent: 0 };
     let stopped = false;
     const req = request(
-      { host: url.hostname, port: url.port, method: 'POST', path: target, agent: false, headers: { 'x-api-key': key, 'content-type': contentType, 'content-length': total } },
+      {
+        host: url.hostname,
+        port: url.port,
+        method: 'POST',
+        path: target,
+        agent: false,
+        headers: { 'x-api-key': key, 'content-type': contentType, 'content-length': total },
+      },
       (res) => {
         stopped = true;
         result.status = res.statusCode!;

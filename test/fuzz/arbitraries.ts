@@ -6,7 +6,9 @@ const json = fc.jsonValue({ maxDepth: 3 });
 
 /** Percent-encodes every byte of the UTF-8 of `text` except unreserved characters (lone surrogates become U+FFFD). */
 export function percentEncode(text: string): string {
-  return [...Buffer.from(text, 'utf8')].map((byte) => (/[A-Za-z0-9_.~-]/.test(String.fromCharCode(byte)) ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`)).join('');
+  return [...Buffer.from(text, 'utf8')]
+    .map((byte) => (/[A-Za-z0-9_.~-]/.test(String.fromCharCode(byte)) ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`))
+    .join('');
 }
 
 const name = fc.oneof(
@@ -35,7 +37,11 @@ const metadata = fc.oneof(
   { weight: 1, arbitrary: fc.integer({ min: 8_190, max: 8_300 }).map((n) => ({ blob: 'é'.repeat(n) })) },
 );
 
-const role = fc.oneof({ weight: 4, arbitrary: fc.constantFrom('user', 'admin') }, { weight: 1, arbitrary: fc.constantFrom<unknown>('Admin', 'root', ' user', '', null, 1) }, { weight: 1, arbitrary: fc.string() });
+const role = fc.oneof(
+  { weight: 4, arbitrary: fc.constantFrom('user', 'admin') },
+  { weight: 1, arbitrary: fc.constantFrom<unknown>('Admin', 'root', ' user', '', null, 1) },
+  { weight: 1, arbitrary: fc.string() },
+);
 
 const expiresAt = fc.oneof(
   { weight: 3, arbitrary: fc.constantFrom<unknown>(null, 4_102_444_800) },
@@ -55,9 +61,26 @@ function fieldObject(kind: 'create' | 'update'): fc.Arbitrary<Record<string, unk
 }
 
 const ODD_BODIES = [
-  '', '   ', '{', '{"name": "x"', 'null', '[]', '"name"', '0', 'true', '{"name":"a","name":5}', '{"__proto__":{"role":"admin"}}',
-  '{"constructor":{"prototype":{}}}', '{"rate_limit":1e400}', '\ufeff{}', '{"name":"\\ud800"}', '{"metadata":{"__proto__":{"x":1}}}',
-  '{"name":"a"}garbage', '{"name":"a"}\n{"name":"b"}', '{"role":"admin","role":"user"}', '{"expires_at":null,"is_active":false}',
+  '',
+  '   ',
+  '{',
+  '{"name": "x"',
+  'null',
+  '[]',
+  '"name"',
+  '0',
+  'true',
+  '{"name":"a","name":5}',
+  '{"__proto__":{"role":"admin"}}',
+  '{"constructor":{"prototype":{}}}',
+  '{"rate_limit":1e400}',
+  '\ufeff{}',
+  '{"name":"\\ud800"}',
+  '{"metadata":{"__proto__":{"x":1}}}',
+  '{"name":"a"}garbage',
+  '{"name":"a"}\n{"name":"b"}',
+  '{"role":"admin","role":"user"}',
+  '{"expires_at":null,"is_active":false}',
 ];
 
 /** The text of a body for `POST /api/keys` (kind create) or `PATCH /api/keys/{id}` (kind update). */
@@ -99,7 +122,28 @@ export const managementOp: fc.Arbitrary<ManagementOp> = fc.oneof(
 const daysValue = fc.oneof(
   { weight: 3, arbitrary: fc.integer({ min: 1, max: 365 }).map(String) },
   { weight: 2, arbitrary: fc.integer({ min: -1000, max: 100_000 }).map(String) },
-  { weight: 2, arbitrary: fc.constantFrom('0', '366', '007', '+5', ' 5', '5.0', '1e2', '0x10', '', 'abc', '30d', '١٢', 'NaN', 'Infinity', '-0', '365.0000001', '99999999999999999999') },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom(
+      '0',
+      '366',
+      '007',
+      '+5',
+      ' 5',
+      '5.0',
+      '1e2',
+      '0x10',
+      '',
+      'abc',
+      '30d',
+      '١٢',
+      'NaN',
+      'Infinity',
+      '-0',
+      '365.0000001',
+      '99999999999999999999',
+    ),
+  },
   { weight: 2, arbitrary: fc.string({ unit: 'binary', maxLength: 12 }) },
 );
 

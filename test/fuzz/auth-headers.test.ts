@@ -19,7 +19,14 @@ type Token = { key: KeyName } | { key: 'user' | 'admin'; alter: 'truncate' | 'ex
 
 const token: fc.Arbitrary<Token> = fc.oneof(
   { weight: 4, arbitrary: fc.constantFrom(...KEY_NAMES).map((key) => ({ key })) },
-  { weight: 2, arbitrary: fc.record({ key: fc.constantFrom('user' as const, 'admin' as const), alter: fc.constantFrom('truncate' as const, 'extend' as const, 'flip' as const, 'prefix' as const, 'upper' as const), at: fc.nat() }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      key: fc.constantFrom('user' as const, 'admin' as const),
+      alter: fc.constantFrom('truncate' as const, 'extend' as const, 'flip' as const, 'prefix' as const, 'upper' as const),
+      at: fc.nat(),
+    }),
+  },
   { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 60 }).map((raw) => ({ raw })) },
   { weight: 1, arbitrary: fc.string({ unit: 'grapheme', maxLength: 60 }).map((raw) => ({ raw })) },
   { weight: 1, arbitrary: fc.stringMatching(/^comfy_[A-Za-z0-9_-]{43}$/).map((raw) => ({ raw })) },
@@ -28,8 +35,25 @@ const token: fc.Arbitrary<Token> = fc.oneof(
 const pad = fc.constantFrom('', '', ' ', '\t', ' \t ');
 const apiKeyHeader = fc.record({ token, before: pad, after: pad });
 const authorizationHeader = fc.oneof(
-  { weight: 3, arbitrary: fc.record({ scheme: fc.constantFrom('Bearer', 'bearer', 'BEARER', 'bEaReR'), spaces: fc.integer({ min: 1, max: 3 }), token, after: pad }) },
-  { weight: 1, arbitrary: fc.constantFrom('Basic dXNlcjpwYXNz', 'Digest username="x"', 'Token abc', 'Bearerx abc', 'ApiKey x', 'Bearer', 'Bearer ', 'Bearer a b', 'Bearer\tabc', '') },
+  {
+    weight: 3,
+    arbitrary: fc.record({ scheme: fc.constantFrom('Bearer', 'bearer', 'BEARER', 'bEaReR'), spaces: fc.integer({ min: 1, max: 3 }), token, after: pad }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      'Basic dXNlcjpwYXNz',
+      'Digest username="x"',
+      'Token abc',
+      'Bearerx abc',
+      'ApiKey x',
+      'Bearer',
+      'Bearer ',
+      'Bearer a b',
+      'Bearer\tabc',
+      '',
+    ),
+  },
   { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 40 }) },
 );
 const credentialCase = fc.record({
@@ -80,7 +104,13 @@ describe('key headers under generated input', () => {
       plaintext[name] = made[name].api_key;
       keyIds.set(made[name].api_key, made[name].key_id);
     }
-    book = { valid: new Set([plaintext.user, plaintext.admin]), refused: new Map([[plaintext.disabled, 'KEY_DISABLED'], [plaintext.expired, 'KEY_EXPIRED']]) };
+    book = {
+      valid: new Set([plaintext.user, plaintext.admin]),
+      refused: new Map([
+        [plaintext.disabled, 'KEY_DISABLED'],
+        [plaintext.expired, 'KEY_EXPIRED'],
+      ]),
+    };
     listingBefore = await listingWithoutUse();
   });
   after(async () => {
@@ -98,11 +128,16 @@ describe('key headers under generated input', () => {
     if (!('alter' in t)) return key;
     const i = 6 + (t.at % (key.length - 6));
     switch (t.alter) {
-      case 'truncate': return key.slice(0, -1);
-      case 'extend': return `${key}A`;
-      case 'flip': return key.slice(0, i) + (key[i] === 'A' ? 'B' : 'A') + key.slice(i + 1);
-      case 'prefix': return `x${key}`;
-      case 'upper': return key.toUpperCase();
+      case 'truncate':
+        return key.slice(0, -1);
+      case 'extend':
+        return `${key}A`;
+      case 'flip':
+        return key.slice(0, i) + (key[i] === 'A' ? 'B' : 'A') + key.slice(i + 1);
+      case 'prefix':
+        return `x${key}`;
+      case 'upper':
+        return key.toUpperCase();
     }
   }
 
@@ -142,7 +177,10 @@ describe('key headers under generated input', () => {
           cases.map((c, i) => {
             const { apiKeys, authorizations } = headers[i]!;
             // Node sends an array as repeated header lines (its types allow that for some names only).
-            const sentHeaders = { ...(apiKeys.length ? { 'x-api-key': apiKeys } : {}), ...(authorizations.length ? { authorization: authorizations } : {}) } as OutgoingHttpHeaders;
+            const sentHeaders = {
+              ...(apiKeys.length ? { 'x-api-key': apiKeys } : {}),
+              ...(authorizations.length ? { authorization: authorizations } : {}),
+            } as OutgoingHttpHeaders;
             return fz.client.send(c.path, { headers: sentHeaders, localAddress: nextAddress() }).catch((error: Error) => error);
           }),
         );
@@ -170,8 +208,16 @@ describe('key headers under generated input', () => {
             const plain = Buffer.from(plaintext[key]);
             const cut = 1 + (at % (plain.length - 1));
             const value = Buffer.concat([plain.subarray(0, cut), Buffer.from(bytes), plain.subarray(cut)]);
-            const line = Buffer.concat([Buffer.from(`${header}: ${header.startsWith('Authorization') ? 'Bearer ' : ''}`), value, Buffer.from(folded ? '\r\n continued' : '')]);
-            const request = Buffer.concat([Buffer.from('GET /api/object_info HTTP/1.1\r\nHost: 127.0.0.1\r\n'), line, Buffer.from('\r\nConnection: close\r\n\r\n')]);
+            const line = Buffer.concat([
+              Buffer.from(`${header}: ${header.startsWith('Authorization') ? 'Bearer ' : ''}`),
+              value,
+              Buffer.from(folded ? '\r\n continued' : ''),
+            ]);
+            const request = Buffer.concat([
+              Buffer.from('GET /api/object_info HTTP/1.1\r\nHost: 127.0.0.1\r\n'),
+              line,
+              Buffer.from('\r\nConnection: close\r\n\r\n'),
+            ]);
             return { request, reply: await rawExchange(fz.gateway.port, request, nextAddress()) };
           }),
         );

@@ -66,7 +66,13 @@ function plan(ops: ManagementOp[], existing: string[]): Planned[] {
     if (op.op === 'create') return { op, method: 'POST', path: '/api/keys', exists: false };
     const segment = segmentOf(op.target);
     const routed = KEY_ID.test(segment);
-    return { op, method: op.op === 'update' ? 'PATCH' : 'DELETE', path: `/api/keys/${segment}`, ...(routed ? { keyId: segment } : {}), exists: existing.includes(segment) };
+    return {
+      op,
+      method: op.op === 'update' ? 'PATCH' : 'DELETE',
+      path: `/api/keys/${segment}`,
+      ...(routed ? { keyId: segment } : {}),
+      exists: existing.includes(segment),
+    };
   });
 }
 
@@ -99,7 +105,10 @@ function judge(planned: Planned, answer: Answer): { put?: Record<string, unknown
   }
   const verdict = judgeKeyBody(op.body, op.op);
   const expected = op.op === 'update' && !planned.exists ? (verdict === 'valid' ? [404] : [400, 404]) : allowedStatuses(verdict, 200);
-  assert.ok(expected.includes(answer.status), `${what}: docs/api.md verdict ${verdict}, expected ${expected.join(' or ')}, got ${answer.status} ${answer.text.slice(0, 300)}`);
+  assert.ok(
+    expected.includes(answer.status),
+    `${what}: docs/api.md verdict ${verdict}, expected ${expected.join(' or ')}, got ${answer.status} ${answer.text.slice(0, 300)}`,
+  );
   if (answer.status === 400) assert.equal(answer.json().error_code, 'INVALID_REQUEST');
   if (answer.status !== 200) return {};
   const fields = fieldsOf(op.body, op.op);
@@ -123,7 +132,7 @@ describe('the management API under generated input', () => {
   });
 
   test('refused requests leave the key store and the audit trail byte for byte unchanged', async () => {
-    const refused = managementOp.filter((op) => op.op === 'delete' ? op.target.kind === 'path' : judgeKeyBody(op.body, op.op) === 'invalid');
+    const refused = managementOp.filter((op) => (op.op === 'delete' ? op.target.kind === 'path' : judgeKeyBody(op.body, op.op) === 'invalid'));
     await fc.assert(
       fc.asyncProperty(batchOf(refused, BATCH), async (ops) => {
         const existing = [...(await fz.listing()).keys()];
@@ -166,7 +175,11 @@ describe('the management API under generated input', () => {
     await fc.assert(
       fc.asyncProperty(batchOf(usageQuery, BATCH), async (queries) => {
         const targets = queries.map(({ days, byDay, noise }) =>
-          [...days.map((d) => `days=${percentEncode(d)}`), ...(byDay ? ['by=day'] : []), ...noise.map(([k, v]) => `${percentEncode(k)}=${percentEncode(v)}`)].join('&'),
+          [
+            ...days.map((d) => `days=${percentEncode(d)}`),
+            ...(byDay ? ['by=day'] : []),
+            ...noise.map(([k, v]) => `${percentEncode(k)}=${percentEncode(v)}`),
+          ].join('&'),
         );
         const answers = await Promise.all(targets.map((query) => fz.client.send(`/api/usage?${query}`, { headers: { 'x-api-key': key } })));
         sent += queries.length;
@@ -174,7 +187,10 @@ describe('the management API under generated input', () => {
           const params = new URLSearchParams(targets[i]);
           const verdict = judgeDays(params.getAll('days'));
           assertSane(answer, `GET /api/usage?${targets[i]}`);
-          assert.ok(allowedStatuses(verdict, 200).includes(answer.status), `?${targets[i]}: verdict ${verdict}, got ${answer.status} ${answer.text.slice(0, 200)}`);
+          assert.ok(
+            allowedStatuses(verdict, 200).includes(answer.status),
+            `?${targets[i]}: verdict ${verdict}, got ${answer.status} ${answer.text.slice(0, 200)}`,
+          );
           if (answer.status === 400) return assert.equal(answer.json().error_code, 'INVALID_REQUEST');
           const body = answer.json<{ usage_stats: Record<string, unknown>; daily?: unknown[] }>();
           for (const field of ['total_requests', 'successful_requests', 'failed_requests', 'total_duration', 'average_duration', 'rate_limited_requests']) {

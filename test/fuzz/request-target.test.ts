@@ -13,27 +13,63 @@ const RULE_PARAMETERS = ['filename', 'subfolder', 'type', 'clientId', 'prompt_id
 const METHODS = ['GET', 'HEAD', 'POST', 'DELETE', 'PATCH'];
 
 /** Characters that make spellings interesting: separators, dots, escapes' own `%`, case, non-ASCII. */
-const tricky = fc.constantFrom('a', 'Z', '0', '-', '_', '.', '..', '~', '/', '%', '#', '?', '&', ';', '+', '=', ' ', '\\', ':', '@', 'é', '😀', '\u0000', '\u001f', 'internal', 'history', 'api', 'view');
+const tricky = fc.constantFrom(
+  'a',
+  'Z',
+  '0',
+  '-',
+  '_',
+  '.',
+  '..',
+  '~',
+  '/',
+  '%',
+  '#',
+  '?',
+  '&',
+  ';',
+  '+',
+  '=',
+  ' ',
+  '\\',
+  ':',
+  '@',
+  'é',
+  '😀',
+  '\u0000',
+  '\u001f',
+  'internal',
+  'history',
+  'api',
+  'view',
+);
 const text = fc.array(tricky, { minLength: 1, maxLength: 6 }).map((parts) => parts.join(''));
 
 /** Percent-encodes one character's UTF-8 bytes, in upper or lower case hex. */
 function escape(char: string, lower: boolean): string {
-  return [...Buffer.from(char, 'utf8')].map((byte) => `%${byte.toString(16).padStart(2, '0')}`).map((e) => (lower ? e : e.toUpperCase())).join('');
+  return [...Buffer.from(char, 'utf8')]
+    .map((byte) => `%${byte.toString(16).padStart(2, '0')}`)
+    .map((e) => (lower ? e : e.toUpperCase()))
+    .join('');
 }
 
 /** Writes `value` as a client might: characters a request line cannot carry are always escaped; others sometimes. */
 const spelled = (value: string): fc.Arbitrary<string> =>
-  fc.array(fc.boolean(), { minLength: value.length, maxLength: value.length }).chain((flags) =>
-    fc.boolean().map((lower) =>
-      [...value].map((char, i) => (/[^\x21-\x7e]/.test(char) || flags[i % flags.length] ? escape(char, lower) : char)).join(''),
-    ),
-  );
+  fc
+    .array(fc.boolean(), { minLength: value.length, maxLength: value.length })
+    .chain((flags) =>
+      fc.boolean().map((lower) => [...value].map((char, i) => (/[^\x21-\x7e]/.test(char) || flags[i % flags.length] ? escape(char, lower) : char)).join('')),
+    );
 
 const patterns = ROUTES.flatMap((entry) => entry.patterns.flatMap((p) => (entry.alsoUnderApi ? [p, `/api${p === '/' ? '/' : p}`] : [p])));
 
 /** A path built from a known pattern, its parameters filled with tricky text, sometimes mangled further. */
 const path = fc
-  .tuple(fc.constantFrom(...patterns), fc.array(text, { minLength: 4, maxLength: 4 }), fc.constantFrom('', '/', '//', '/./', '/../', '/x/..', '#f', '%2F', '%2e'))
+  .tuple(
+    fc.constantFrom(...patterns),
+    fc.array(text, { minLength: 4, maxLength: 4 }),
+    fc.constantFrom('', '/', '//', '/./', '/../', '/x/..', '#f', '%2F', '%2e'),
+  )
   .chain(([pattern, values, extra]) => {
     let n = 0;
     const filled = pattern.replace(/\{(\w+)(?::(path|\*|file))?\}/g, (_m, _name, kind: string | undefined) => {
@@ -86,9 +122,13 @@ describe('request targets: one reading', () => {
   });
 
   test('plain spellings are accepted and match their route', () => {
-    const plain = fc.constantFrom(...patterns).chain((pattern) =>
-      fc.stringMatching(/^[a-z0-9_-]{1,12}$/).map((value) => pattern.replace(/\{(\w+)(?::(path|\*|file))?\}/g, (_m, _n, kind: string | undefined) => (kind === 'file' ? `${value}.js` : value))),
-    );
+    const plain = fc
+      .constantFrom(...patterns)
+      .chain((pattern) =>
+        fc
+          .stringMatching(/^[a-z0-9_-]{1,12}$/)
+          .map((value) => pattern.replace(/\{(\w+)(?::(path|\*|file))?\}/g, (_m, _n, kind: string | undefined) => (kind === 'file' ? `${value}.js` : value))),
+      );
     fc.assert(
       fc.property(plain, (target) => {
         const reading = gatewayReading('GET', target);
@@ -124,7 +164,10 @@ describe('request targets: one reading', () => {
   ];
   for (const [target, why] of refused) {
     test(`refused with 400: ${why} (${target})`, () => {
-      assert.throws(() => parseRequestTarget(target), (error: unknown) => error instanceof GatewayError && error.status === 400 && error.code === 'INVALID_REQUEST');
+      assert.throws(
+        () => parseRequestTarget(target),
+        (error: unknown) => error instanceof GatewayError && error.status === 400 && error.code === 'INVALID_REQUEST',
+      );
     });
   }
 

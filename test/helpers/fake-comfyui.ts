@@ -56,8 +56,17 @@ type Json = Record<string, unknown>;
 const DIR_TYPES = ['output', 'input', 'temp'] as const;
 type DirType = (typeof DIR_TYPES)[number];
 
-interface PromptNode { class_type: string; inputs?: unknown }
-interface QueueItem { number: number; id: string; prompt: Record<string, PromptNode>; extraData: Json; outputs: string[] }
+interface PromptNode {
+  class_type: string;
+  inputs?: unknown;
+}
+interface QueueItem {
+  number: number;
+  id: string;
+  prompt: Record<string, PromptNode>;
+  extraData: Json;
+  outputs: string[];
+}
 interface Run {
   item: QueueItem;
   clientId: string | null;
@@ -69,21 +78,35 @@ interface Run {
   meta: Json;
   messages: Array<[string, Json]>;
 }
-interface Client { ws: WebSocket; negotiated: boolean; previewMetadata: boolean }
-interface Ctx { req: IncomingMessage; res: ServerResponse; params: Record<string, string>; query: URLSearchParams }
-interface Route { method: string; pattern: string[]; apiAlias: boolean; handler: (ctx: Ctx) => void | Promise<void> }
+interface Client {
+  ws: WebSocket;
+  negotiated: boolean;
+  previewMetadata: boolean;
+}
+interface Ctx {
+  req: IncomingMessage;
+  res: ServerResponse;
+  params: Record<string, string>;
+  query: URLSearchParams;
+}
+interface Route {
+  method: string;
+  pattern: string[];
+  apiAlias: boolean;
+  handler: (ctx: Ctx) => void | Promise<void>;
+}
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 const SERVER_ERROR = '500 Internal Server Error\n\nServer got itself in trouble';
 const SERVER_FEATURES = { supports_preview_metadata: true, max_upload_size: 104857600 };
 const SENSITIVE_EXTRA_KEYS = ['auth_token_comfy_org', 'api_key_comfy_org'];
-const OUTPUT_NODES = new Map<string, DirType>([['SaveImage', 'output'], ['PreviewImage', 'temp']]);
+const OUTPUT_NODES = new Map<string, DirType>([
+  ['SaveImage', 'output'],
+  ['PreviewImage', 'temp'],
+]);
 const SAMPLER_NODES = new Set(['KSampler']);
 const MODEL_FOLDERS = ['checkpoints', 'loras', 'vae', 'embeddings', 'upscale_models', 'controlnet'];
-const PNG_1X1 = Buffer.from(
-  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==',
-  'base64',
-);
+const PNG_1X1 = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
 const INDEX_HTML =
   '<!doctype html>\n<html><head><meta charset="utf-8"><title>ComfyUI</title>' +
   '<script type="module" src="./main.js"></script></head><body><div id="vue-app"></div></body></html>\n';
@@ -119,54 +142,108 @@ window.comfy = {
 document.getElementById('queue').addEventListener('click', () => window.comfy.queuePrompt());
 `;
 const MIME_TYPES: Record<string, string> = {
-  '.png': 'image/png', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.webp': 'image/webp', '.gif': 'image/gif',
-  '.mp4': 'video/mp4', '.webm': 'video/webm', '.wav': 'audio/x-wav', '.mp3': 'audio/mpeg', '.flac': 'audio/flac',
-  '.json': 'application/json', '.txt': 'text/plain',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.webp': 'image/webp',
+  '.gif': 'image/gif',
+  '.mp4': 'video/mp4',
+  '.webm': 'video/webm',
+  '.wav': 'audio/x-wav',
+  '.mp3': 'audio/mpeg',
+  '.flac': 'audio/flac',
+  '.json': 'application/json',
+  '.txt': 'text/plain',
 };
 const SYSTEM_STATS = {
   system: {
-    os: 'posix', ram_total: 34359738368, ram_free: 17179869184, comfyui_version: '0.3.64',
-    required_frontend_version: '1.27.10', installed_templates_version: '0.1.94', required_templates_version: '0.1.94',
-    python_version: '3.12.3 (main, Sep 11 2025) [GCC 13.3.0]', pytorch_version: '2.8.0+cu128', embedded_python: false,
+    os: 'posix',
+    ram_total: 34359738368,
+    ram_free: 17179869184,
+    comfyui_version: '0.3.64',
+    required_frontend_version: '1.27.10',
+    installed_templates_version: '0.1.94',
+    required_templates_version: '0.1.94',
+    python_version: '3.12.3 (main, Sep 11 2025) [GCC 13.3.0]',
+    pytorch_version: '2.8.0+cu128',
+    embedded_python: false,
     argv: ['main.py', '--port', '8189'],
   },
-  devices: [{
-    name: 'cuda:0 NVIDIA Fake GPU : cudaMallocAsync', type: 'cuda', index: 0,
-    vram_total: 25769803776, vram_free: 24696061952, torch_vram_total: 0, torch_vram_free: 0,
-  }],
+  devices: [
+    {
+      name: 'cuda:0 NVIDIA Fake GPU : cudaMallocAsync',
+      type: 'cuda',
+      index: 0,
+      vram_total: 25769803776,
+      vram_free: 24696061952,
+      torch_vram_total: 0,
+      torch_vram_free: 0,
+    },
+  ],
 };
 
 function nodeInfo(name: string, displayName: string, category: string, required: Json, output: string[]): Json {
   return {
-    input: { required }, input_order: { required: Object.keys(required) },
-    output, output_is_list: output.map(() => false), output_name: output,
-    name, display_name: displayName, description: '', python_module: 'nodes', category,
+    input: { required },
+    input_order: { required: Object.keys(required) },
+    output,
+    output_is_list: output.map(() => false),
+    output_name: output,
+    name,
+    display_name: displayName,
+    description: '',
+    python_module: 'nodes',
+    category,
     output_node: OUTPUT_NODES.has(name),
   };
 }
 
 const OBJECT_INFO: Json = {
-  CheckpointLoaderSimple: nodeInfo('CheckpointLoaderSimple', 'Load Checkpoint', 'loaders',
-    { ckpt_name: [['v1-5-pruned-emaonly.safetensors'], {}] }, ['MODEL', 'CLIP', 'VAE']),
-  CLIPTextEncode: nodeInfo('CLIPTextEncode', 'CLIP Text Encode (Prompt)', 'conditioning',
-    { text: ['STRING', { multiline: true }], clip: ['CLIP', {}] }, ['CONDITIONING']),
-  EmptyLatentImage: nodeInfo('EmptyLatentImage', 'Empty Latent Image', 'latent',
-    { width: ['INT', { default: 512 }], height: ['INT', { default: 512 }], batch_size: ['INT', { default: 1 }] }, ['LATENT']),
-  KSampler: nodeInfo('KSampler', 'KSampler', 'sampling', {
-    model: ['MODEL', {}], seed: ['INT', { default: 0 }], steps: ['INT', { default: 20 }], cfg: ['FLOAT', { default: 8 }],
-    sampler_name: [['euler'], {}], scheduler: [['normal'], {}], positive: ['CONDITIONING', {}],
-    negative: ['CONDITIONING', {}], latent_image: ['LATENT', {}], denoise: ['FLOAT', { default: 1 }],
-  }, ['LATENT']),
+  CheckpointLoaderSimple: nodeInfo('CheckpointLoaderSimple', 'Load Checkpoint', 'loaders', { ckpt_name: [['v1-5-pruned-emaonly.safetensors'], {}] }, [
+    'MODEL',
+    'CLIP',
+    'VAE',
+  ]),
+  CLIPTextEncode: nodeInfo('CLIPTextEncode', 'CLIP Text Encode (Prompt)', 'conditioning', { text: ['STRING', { multiline: true }], clip: ['CLIP', {}] }, [
+    'CONDITIONING',
+  ]),
+  EmptyLatentImage: nodeInfo(
+    'EmptyLatentImage',
+    'Empty Latent Image',
+    'latent',
+    { width: ['INT', { default: 512 }], height: ['INT', { default: 512 }], batch_size: ['INT', { default: 1 }] },
+    ['LATENT'],
+  ),
+  KSampler: nodeInfo(
+    'KSampler',
+    'KSampler',
+    'sampling',
+    {
+      model: ['MODEL', {}],
+      seed: ['INT', { default: 0 }],
+      steps: ['INT', { default: 20 }],
+      cfg: ['FLOAT', { default: 8 }],
+      sampler_name: [['euler'], {}],
+      scheduler: [['normal'], {}],
+      positive: ['CONDITIONING', {}],
+      negative: ['CONDITIONING', {}],
+      latent_image: ['LATENT', {}],
+      denoise: ['FLOAT', { default: 1 }],
+    },
+    ['LATENT'],
+  ),
   VAEDecode: nodeInfo('VAEDecode', 'VAE Decode', 'latent', { samples: ['LATENT', {}], vae: ['VAE', {}] }, ['IMAGE']),
   LoadImage: nodeInfo('LoadImage', 'Load Image', 'image', { image: [[], { image_upload: true }] }, ['IMAGE', 'MASK']),
-  SaveImage: nodeInfo('SaveImage', 'Save Image', 'image',
-    { images: ['IMAGE', {}], filename_prefix: ['STRING', { default: 'ComfyUI' }] }, []),
+  SaveImage: nodeInfo('SaveImage', 'Save Image', 'image', { images: ['IMAGE', {}], filename_prefix: ['STRING', { default: 'ComfyUI' }] }, []),
   PreviewImage: nodeInfo('PreviewImage', 'Preview Image', 'image', { images: ['IMAGE', {}] }, []),
 };
 
 /** A response with an aiohttp-style text/plain body. */
 class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -238,8 +315,9 @@ class FakeServer implements FakeComfyUI {
   // ---- HTTP dispatch -------------------------------------------------------------------------
 
   private buildRoutes(): Route[] {
-    const route = (apiAlias: boolean) => (method: string, p: string, handler: Route['handler']): Route =>
-      ({ method, pattern: p.split('/').slice(1), apiAlias, handler });
+    const route =
+      (apiAlias: boolean) =>
+      (method: string, p: string, handler: Route['handler']): Route => ({ method, pattern: p.split('/').slice(1), apiAlias, handler });
     const api = route(true);
     const bare = route(false);
     return [
@@ -258,7 +336,10 @@ class FakeServer implements FakeComfyUI {
       api('GET', '/queue', ({ res }) => sendJson(res, this.queueSnapshot())),
       api('POST', '/queue', (c) => this.postQueue(c)),
       api('POST', '/interrupt', (c) => this.postInterrupt(c)),
-      api('POST', '/free', async ({ req, res }) => { await readJson(req); sendEmpty(res, 200); }),
+      api('POST', '/free', async ({ req, res }) => {
+        await readJson(req);
+        sendEmpty(res, 200);
+      }),
       api('GET', '/history', (c) => this.getHistory(c)),
       api('GET', '/history/{id}', (c) => this.getHistoryItem(c)),
       api('POST', '/history', (c) => this.postHistory(c)),
@@ -434,7 +515,11 @@ class FakeServer implements FakeComfyUI {
     return [
       ...(this.running ? [{ id: this.running.item.id, status: 'in_progress', priority: this.running.item.number }] : []),
       ...this.pending.map((item) => ({ id: item.id, status: 'pending', priority: item.number })),
-      ...[...this.history.entries()].map(([id, entry]) => ({ id, status: status(entry as Json), outputs_count: Object.keys(((entry as Json)['outputs'] as Json | undefined) ?? {}).length })),
+      ...[...this.history.entries()].map(([id, entry]) => ({
+        id,
+        status: status(entry as Json),
+        outputs_count: Object.keys(((entry as Json)['outputs'] as Json | undefined) ?? {}).length,
+      })),
     ];
   }
 
@@ -475,8 +560,15 @@ class FakeServer implements FakeComfyUI {
     this.pending.splice(this.pending.indexOf(item), 1);
     const clientId = item.extraData['client_id'];
     const run: Run = {
-      item, clientId: typeof clientId === 'string' ? clientId : null, node: null, interrupted: false,
-      executed: [], progress: {}, outputs: {}, meta: {}, messages: [],
+      item,
+      clientId: typeof clientId === 'string' ? clientId : null,
+      node: null,
+      interrupted: false,
+      executed: [],
+      progress: {},
+      outputs: {},
+      meta: {},
+      messages: [],
     };
     this.running = run;
     this.worker = this.execute(run).finally(() => this.pump());
@@ -521,7 +613,14 @@ class FakeServer implements FakeComfyUI {
   private async progressState(run: Run, id: string, value: number, max: number, state: string): Promise<void> {
     const promptId = run.item.id;
     run.progress[id] = {
-      value, max, state, node_id: id, prompt_id: promptId, display_node_id: id, parent_node_id: null, real_node_id: id,
+      value,
+      max,
+      state,
+      node_id: id,
+      prompt_id: promptId,
+      display_node_id: id,
+      parent_node_id: null,
+      real_node_id: id,
     };
     await this.send(run, 'progress_state', { prompt_id: promptId, nodes: { ...run.progress } }, true);
   }
@@ -561,13 +660,19 @@ class FakeServer implements FakeComfyUI {
 
   private recordFailure(run: Run, err: unknown): void {
     const base = {
-      prompt_id: run.item.id, node_id: run.node,
-      node_type: run.node === null ? null : (run.item.prompt[run.node]?.class_type ?? null), executed: [...run.executed],
+      prompt_id: run.item.id,
+      node_id: run.node,
+      node_type: run.node === null ? null : (run.item.prompt[run.node]?.class_type ?? null),
+      executed: [...run.executed],
     };
     if (err instanceof Interrupted) return this.recordEvent(run, 'execution_interrupted', base, true);
     this.recordEvent(run, 'execution_error', {
-      ...base, exception_message: String(err), exception_type: err instanceof Error ? err.name : 'Exception',
-      traceback: [], current_inputs: {}, current_outputs: [],
+      ...base,
+      exception_message: String(err),
+      exception_type: err instanceof Error ? err.name : 'Exception',
+      traceback: [],
+      current_inputs: {},
+      current_outputs: [],
     });
   }
 
@@ -654,9 +759,7 @@ class FakeServer implements FakeComfyUI {
     if (!isInside(base, path.resolve(folder, form.file.filename))) return 400;
     await mkdir(folder, { recursive: true });
     const overwrite = ['true', '1'].includes(form.fields.get('overwrite') ?? '');
-    const { name, duplicate } = overwrite
-      ? { name: form.file.filename, duplicate: false }
-      : await uniqueName(folder, form.file.filename, form.file.sha256);
+    const { name, duplicate } = overwrite ? { name: form.file.filename, duplicate: false } : await uniqueName(folder, form.file.filename, form.file.sha256);
     if (!duplicate) {
       if (mask && !form.fields.has('original_ref')) throw new Error('original_ref missing');
       await rename(spool, path.join(folder, name));
@@ -669,7 +772,10 @@ class FakeServer implements FakeComfyUI {
     if (dir === null) return sendJson(res, { error: 'Invalid directory type' }, 400);
     const entries = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile());
     const files = await Promise.all(entries.map(async (e) => ({ name: e.name, mtime: (await stat(path.join(dir, e.name))).mtimeMs })));
-    sendJson(res, files.sort((a, b) => b.mtime - a.mtime).map((f) => f.name));
+    sendJson(
+      res,
+      files.sort((a, b) => b.mtime - a.mtime).map((f) => f.name),
+    );
   }
 
   private folderPaths(): Json {
@@ -759,8 +865,7 @@ class FakeServer implements FakeComfyUI {
     if (!existsSync(root)) return sendText(res, 404, 'Directory not found');
     const flag = (name: string): boolean => (query.get(name) ?? '').toLowerCase() === 'true';
     const files = await listFiles(root, flag('recurse'));
-    const describe = (rel: string): unknown =>
-      flag('full_info') ? fileInfo(path.join(root, rel), root) : flag('split') ? [rel, ...rel.split('/')] : rel;
+    const describe = (rel: string): unknown => (flag('full_info') ? fileInfo(path.join(root, rel), root) : flag('split') ? [rel, ...rel.split('/')] : rel);
     sendJson(res, await Promise.all(files.map(describe)));
   }
 
@@ -1014,9 +1119,16 @@ function previewFrame(): Buffer {
 
 /** Binary type 4 PREVIEW_IMAGE_WITH_METADATA. */
 function previewFrameWithMetadata(promptId: string, nodeId: string): Buffer {
-  const metadata = Buffer.from(JSON.stringify({
-    node_id: nodeId, prompt_id: promptId, display_node_id: nodeId, parent_node_id: null, real_node_id: nodeId, image_type: 'image/png',
-  }));
+  const metadata = Buffer.from(
+    JSON.stringify({
+      node_id: nodeId,
+      prompt_id: promptId,
+      display_node_id: nodeId,
+      parent_node_id: null,
+      real_node_id: nodeId,
+      image_type: 'image/png',
+    }),
+  );
   return Buffer.concat([u32Pair(4, metadata.length), metadata, PNG_1X1]);
 }
 
@@ -1085,7 +1197,10 @@ async function serveFile(req: IncomingMessage, res: ServerResponse, file: string
   if (range === 'unsatisfiable') return sendEmpty(res, 416, { 'Content-Range': `bytes */${size}` });
   const { start, end } = range ?? { start: 0, end: size - 1 };
   res.writeHead(range ? 206 : 200, {
-    ...headers, ...validators, 'Accept-Ranges': 'bytes', 'Content-Length': String(end - start + 1),
+    ...headers,
+    ...validators,
+    'Accept-Ranges': 'bytes',
+    'Content-Length': String(end - start + 1),
     ...(range ? { 'Content-Range': `bytes ${start}-${end}/${size}` } : {}),
   });
   if (req.method === 'HEAD' || size === 0) {
@@ -1129,9 +1244,19 @@ async function uniqueName(folder: string, filename: string, sha256: string): Pro
 
 // ---- Streaming multipart/form-data ---------------------------------------------------------
 
-interface UploadedFile { filename: string; bytes: number; sha256: string }
-interface Form { fields: Map<string, string>; file: UploadedFile | null }
-interface PartSink { write(chunk: Buffer): Promise<void>; close(): Promise<void> }
+interface UploadedFile {
+  filename: string;
+  bytes: number;
+  sha256: string;
+}
+interface Form {
+  fields: Map<string, string>;
+  file: UploadedFile | null;
+}
+interface PartSink {
+  write(chunk: Buffer): Promise<void>;
+  close(): Promise<void>;
+}
 
 const DISCARD: PartSink = { write: async () => {}, close: async () => {} };
 const MAX_PART_HEADER_BYTES = 16 * 1024;
@@ -1183,7 +1308,10 @@ class MultipartParser {
   private state: 'preamble' | 'boundary' | 'headers' | 'body' | 'done' = 'preamble';
   private sink: PartSink = DISCARD;
 
-  constructor(boundary: string, private readonly openPart: (disposition: string) => Promise<PartSink>) {
+  constructor(
+    boundary: string,
+    private readonly openPart: (disposition: string) => Promise<PartSink>,
+  ) {
     this.delimiter = Buffer.from(`\r\n--${boundary}`);
   }
 
@@ -1204,10 +1332,14 @@ class MultipartParser {
   /** Consumes what it can from the buffer; false when it needs more input. */
   private async advance(): Promise<boolean> {
     switch (this.state) {
-      case 'preamble': return this.skipPreamble();
-      case 'boundary': return this.afterBoundary();
-      case 'headers': return this.readHeaders();
-      case 'body': return this.readPartData();
+      case 'preamble':
+        return this.skipPreamble();
+      case 'boundary':
+        return this.afterBoundary();
+      case 'headers':
+        return this.readHeaders();
+      case 'body':
+        return this.readPartData();
       case 'done':
         this.buf = Buffer.alloc(0);
         return false;
@@ -1277,7 +1409,9 @@ async function readForm(req: IncomingMessage, spoolPath: string): Promise<Form> 
     const filename = dispositionParam(disposition, 'filename');
     if (filename !== undefined && name === 'image' && !imageClaimed) {
       imageClaimed = true;
-      return fileSink(spoolPath, (bytes, sha256) => { form.file = { filename, bytes, sha256 }; });
+      return fileSink(spoolPath, (bytes, sha256) => {
+        form.file = { filename, bytes, sha256 };
+      });
     }
     if (filename !== undefined || name === undefined || form.fields.has(name)) return DISCARD;
     return textSink((text) => form.fields.set(name, text));

@@ -39,11 +39,10 @@ export async function tempUserDirectory(): Promise<{ path: string; remove(): Pro
  */
 export async function startGateway(options: StartGatewayOptions): Promise<GatewayProcess> {
   const userDirectory = options.userDirectory ?? (await tempUserDirectory()).path;
-  const child = spawn(
-    process.execPath,
-    [CLI_PATH, '--port', '0', '--upstream', options.upstream, '--user-directory', userDirectory, ...(options.args ?? [])],
-    { env: { ...cleanEnv(), ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const child = spawn(process.execPath, [CLI_PATH, '--port', '0', '--upstream', options.upstream, '--user-directory', userDirectory, ...(options.args ?? [])], {
+    env: { ...cleanEnv(), ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));

@@ -29,22 +29,20 @@ export function send(baseUrl: string, target: string, options: TestRequest = {})
   let body: string | Buffer | undefined;
   if (options.body !== undefined) {
     body = typeof options.body === 'string' || Buffer.isBuffer(options.body) ? options.body : JSON.stringify(options.body);
-    if (typeof options.body === 'object' && !Buffer.isBuffer(options.body) && headers['content-type'] === undefined) headers['content-type'] = 'application/json';
+    if (typeof options.body === 'object' && !Buffer.isBuffer(options.body) && headers['content-type'] === undefined)
+      headers['content-type'] = 'application/json';
   }
   if (options.key !== undefined) headers['x-api-key'] = options.key;
   return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      { host: url.hostname, port: url.port, method: options.method ?? 'GET', path: target, headers, agent: false },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          resolve({ status: res.statusCode!, headers: res.headers, text, json: <T>() => JSON.parse(text) as T });
-        });
-        res.on('error', reject);
-      },
-    );
+    const req = httpRequest({ host: url.hostname, port: url.port, method: options.method ?? 'GET', path: target, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolve({ status: res.statusCode!, headers: res.headers, text, json: <T>() => JSON.parse(text) as T });
+      });
+      res.on('error', reject);
+    });
     req.on('error', reject);
     req.end(body);
   });

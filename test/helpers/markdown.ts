@@ -10,7 +10,13 @@ export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 /** README.md and every docs/*.md, as absolute paths. */
 export function projectDocs(root = REPO_ROOT): string[] {
   const docs = join(root, 'docs');
-  return [join(root, 'README.md'), ...readdirSync(docs).filter((name) => name.endsWith('.md')).sort().map((name) => join(docs, name))];
+  return [
+    join(root, 'README.md'),
+    ...readdirSync(docs)
+      .filter((name) => name.endsWith('.md'))
+      .sort()
+      .map((name) => join(docs, name)),
+  ];
 }
 
 /** The lines of a Markdown text that are not inside a fenced code block. */
@@ -56,7 +62,9 @@ export function anchors(markdown: string): Set<string> {
 
 /** The target of every link and image outside code (`[text](target)`, `![alt](target)`), in order. */
 export function linkTargets(markdown: string): string[] {
-  const prose = proseLines(markdown).join('\n').replace(/`[^`\n]*`/g, 'code');
+  const prose = proseLines(markdown)
+    .join('\n')
+    .replace(/`[^`\n]*`/g, 'code');
   return [...prose.matchAll(/!?\[[^\]]*\]\(\s*<?([^)\s>]*)>?(?:\s+"[^"]*")?\s*\)/g)].map((match) => match[1] as string);
 }
 
@@ -74,7 +82,8 @@ export function brokenLinks(file: string, root = REPO_ROOT): string[] {
     }
     if (anchor === undefined) continue;
     if (!targetFile.endsWith('.md')) problems.push(`${name}: ${target}: an anchor into a file that is not Markdown`);
-    else if (!anchors(readFileSync(targetFile, 'utf8')).has(decodeURIComponent(anchor))) problems.push(`${name}: ${target}: no heading of ${relative(root, targetFile)} has the anchor #${anchor}`);
+    else if (!anchors(readFileSync(targetFile, 'utf8')).has(decodeURIComponent(anchor)))
+      problems.push(`${name}: ${target}: no heading of ${relative(root, targetFile)} has the anchor #${anchor}`);
   }
   return problems;
 }

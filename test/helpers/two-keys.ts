@@ -30,7 +30,13 @@ export async function startTwoKeyStage(args: string[] = []): Promise<TwoKeyStage
   const entry = await waitForHistory(gateway.url, bob.api_key, bobPrompt);
   const bobImage = Object.values(entry.outputs as Record<string, { images?: Array<{ filename: string }> }>).find((o) => o.images)!.images![0]!.filename;
   return {
-    comfy, gateway, admin, alice, bob, bobPrompt, bobImage,
+    comfy,
+    gateway,
+    admin,
+    alice,
+    bob,
+    bobPrompt,
+    bobImage,
     async close() {
       await gateway.stop();
       await comfy.close();

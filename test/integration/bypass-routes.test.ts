@@ -82,7 +82,18 @@ function ambiguousSpellings(target: string): string[] {
   const path = target.split('?')[0]!;
   const first = path.split('/')[1] ?? '';
   const escapedFirst = `/${first.length > 0 ? `%${first.charCodeAt(0).toString(16)}${first.slice(1)}` : ''}${path.slice(first.length + 1)}`;
-  return [`${target}#`, `${target}#x`, `/${target}`, `/.${target}`, `/x/..${target}`, `/%2e${target}`, escapedFirst, `${path}%2Fx`, `${path}\\`, `/api//${path.slice(1)}`];
+  return [
+    `${target}#`,
+    `${target}#x`,
+    `/${target}`,
+    `/.${target}`,
+    `/x/..${target}`,
+    `/%2e${target}`,
+    escapedFirst,
+    `${path}%2Fx`,
+    `${path}\\`,
+    `/api//${path.slice(1)}`,
+  ];
 }
 
 describe('bypass attempts: routes, spellings and entries', () => {
@@ -107,7 +118,11 @@ describe('bypass attempts: routes, spellings and entries', () => {
     const res = await send(gateway.url, target, { method, key: alice.api_key, ...(['POST', 'PUT', 'PATCH'].includes(method) ? { body } : {}) });
     assert.equal(res.status, status, `${method} ${target}: ${res.text.slice(0, 120)}`);
     if (method !== 'HEAD') assert.equal(res.json().error_code, code, `${method} ${target}`);
-    assert.deepEqual(comfy.requests.slice(before).map((r) => r.url), [], `${method} ${target} reached ComfyUI`);
+    assert.deepEqual(
+      comfy.requests.slice(before).map((r) => r.url),
+      [],
+      `${method} ${target} reached ComfyUI`,
+    );
   }
 
   const attempts: Attempt[] = [
@@ -129,7 +144,11 @@ describe('bypass attempts: routes, spellings and entries', () => {
     await refused(['GET', `/view?filename=${bobImage}&subfolder=#z`, 400, 'INVALID_REQUEST']);
     await refused(['GET', `/api/history/${bobPrompt}#x`, 400, 'INVALID_REQUEST']);
     await refused(['POST', '/api/history#', 400, 'INVALID_REQUEST'], { delete: [bobPrompt] });
-    assert.equal((await send(gateway.url, `/api/history/${bobPrompt}`, { key: bob.api_key })).json<Record<string, unknown>>()[bobPrompt] !== undefined, true, 'bob keeps his entry');
+    assert.equal(
+      (await send(gateway.url, `/api/history/${bobPrompt}`, { key: bob.api_key })).json<Record<string, unknown>>()[bobPrompt] !== undefined,
+      true,
+      'bob keeps his entry',
+    );
   });
 
   test('a query that older releases split on ";" cannot name another file', async () => {
@@ -138,7 +157,13 @@ describe('bypass attempts: routes, spellings and entries', () => {
   });
 
   test('a WebSocket upgrade with a fragment or a tricky path is refused, not a 500', async () => {
-    for (const [path, status] of [['//ws', 400], ['/%77s', 400], ['/api/ws/', 403], ['/internal/ws', 403], ['/my_socket', 403]] as const) {
+    for (const [path, status] of [
+      ['//ws', 400],
+      ['/%77s', 400],
+      ['/api/ws/', 403],
+      ['/internal/ws', 403],
+      ['/my_socket', 403],
+    ] as const) {
       const before = comfy.requests.length;
       await assert.rejects(openCollectingSocket(`ws://127.0.0.1:${gateway.port}${path}`, { 'x-api-key': alice.api_key }), { status }, path);
       assert.equal(comfy.requests.length, before, path);
@@ -157,7 +182,10 @@ describe('bypass attempts: routes, spellings and entries', () => {
     const res = await send(gateway.url, '/api/view?filename=blake3:0123456789abcdef', { key: alice.api_key });
     assert.equal(res.status, 404);
     assert.equal(res.text, '');
-    assert.equal(comfy.requests.slice(before).some((r) => r.url.includes('/view')), false);
+    assert.equal(
+      comfy.requests.slice(before).some((r) => r.url.includes('/view')),
+      false,
+    );
   });
 
   test('an admin key reaches the same routes; without a key they need one', async () => {
@@ -189,7 +217,28 @@ describe('bypass attempts: routes, spellings and entries', () => {
   });
 
   test('the stock web UI files and support routes stay open to a user key', async () => {
-    for (const target of ['/', '/api/', '/index.html', '/main.js', '/assets/index-1.js', '/scripts/app.js', '/extensions/core/x.js', '/api/object_info', '/api/embeddings', '/api/extensions', '/api/i18n', '/api/workflow_templates', '/api/settings', '/api/userdata?dir=workflows', '/api/users', '/api/system_stats', '/api/features', '/api/queue', '/api/history?max_items=64', '/api/prompt']) {
+    for (const target of [
+      '/',
+      '/api/',
+      '/index.html',
+      '/main.js',
+      '/assets/index-1.js',
+      '/scripts/app.js',
+      '/extensions/core/x.js',
+      '/api/object_info',
+      '/api/embeddings',
+      '/api/extensions',
+      '/api/i18n',
+      '/api/workflow_templates',
+      '/api/settings',
+      '/api/userdata?dir=workflows',
+      '/api/users',
+      '/api/system_stats',
+      '/api/features',
+      '/api/queue',
+      '/api/history?max_items=64',
+      '/api/prompt',
+    ]) {
       const res = await send(gateway.url, target, { key: alice.api_key });
       assert.notEqual(res.status, 403, `${target}: ${res.text.slice(0, 100)}`);
       assert.notEqual(res.status, 400, target);

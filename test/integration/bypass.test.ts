@@ -65,11 +65,24 @@ describe('bypass attempts', () => {
       const res = await send(gateway.url, target, { method, key: alice.api_key, ...(method === 'POST' ? { body: {} } : {}) });
       assert.equal(res.status, status);
       assert.equal(res.json().error_code, code);
-      assert.equal(comfy.requests.slice(before).some((r) => /internal|free/i.test(r.url)), false, 'nothing reached ComfyUI');
+      assert.equal(
+        comfy.requests.slice(before).some((r) => /internal|free/i.test(r.url)),
+        false,
+        'nothing reached ComfyUI',
+      );
     });
   }
 
-  const foreignHistory = (id: () => string): string[] => [`/api/history/${id()}`, `/history/${id()}`, `/%68istory/${id()}`, `//history/${id()}`, `/api//history/${id()}`, `/HISTORY/${id()}`, `/history/${id()}/`, `/api/history/./${id()}`];
+  const foreignHistory = (id: () => string): string[] => [
+    `/api/history/${id()}`,
+    `/history/${id()}`,
+    `/%68istory/${id()}`,
+    `//history/${id()}`,
+    `/api//history/${id()}`,
+    `/HISTORY/${id()}`,
+    `/history/${id()}/`,
+    `/api/history/./${id()}`,
+  ];
   for (let i = 0; i < 8; i += 1) {
     test(`another key’s history entry, spelling ${i + 1}: nothing of it`, async () => {
       const target = foreignHistory(() => bobPrompt)[i]!;
@@ -112,7 +125,12 @@ describe('bypass attempts', () => {
 
   const credentialTricks: Array<[string, () => TestRequest, number, string]> = [
     ['no credential', () => ({}), 401, 'AUTH_REQUIRED'],
-    ['Authorization: Basic with the key', () => ({ headers: { authorization: `Basic ${Buffer.from(`user:${alice.api_key}`).toString('base64')}` } }), 401, 'AUTH_REQUIRED'],
+    [
+      'Authorization: Basic with the key',
+      () => ({ headers: { authorization: `Basic ${Buffer.from(`user:${alice.api_key}`).toString('base64')}` } }),
+      401,
+      'AUTH_REQUIRED',
+    ],
     ['Authorization: Bearer without a token', () => ({ headers: { authorization: 'Bearer' } }), 401, 'INVALID_KEY'],
     ['Bearer and X-API-Key that differ', () => ({ key: alice.api_key, headers: { authorization: `Bearer ${bob.api_key}` } }), 401, 'INVALID_KEY'],
     ['the header twice', () => ({ headers: { 'x-api-key': [alice.api_key, alice.api_key] } }), 401, 'INVALID_KEY'],
@@ -137,7 +155,10 @@ describe('bypass attempts', () => {
   }
 
   test('a key with a NUL byte is refused by the HTTP parser', async () => {
-    assert.equal(await rawStatus(gateway.port, `GET /api/queue HTTP/1.1\r\nHost: x\r\nX-API-Key: ${alice.api_key.slice(0, 8)}\0${alice.api_key.slice(8)}\r\n\r\n`), 400);
+    assert.equal(
+      await rawStatus(gateway.port, `GET /api/queue HTTP/1.1\r\nHost: x\r\nX-API-Key: ${alice.api_key.slice(0, 8)}\0${alice.api_key.slice(8)}\r\n\r\n`),
+      400,
+    );
   });
 
   test('a disabled key, and a deleted key', async () => {
@@ -239,7 +260,8 @@ describe('session expiry and failed-authentication blocking', () => {
 
   test('past 20 failures in a minute an address gets 429 (valid keys too), other addresses do not; no key in the logs', async () => {
     const attacker = { 'x-forwarded-for': '198.51.100.7' };
-    for (let i = 0; i < 20; i += 1) assert.equal((await send(gateway.url, '/api/queue', { key: `comfy_${String(i).padStart(43, 'x')}`, headers: attacker })).status, 401);
+    for (let i = 0; i < 20; i += 1)
+      assert.equal((await send(gateway.url, '/api/queue', { key: `comfy_${String(i).padStart(43, 'x')}`, headers: attacker })).status, 401);
     const guess = `comfy_${'y'.repeat(43)}`;
     assert.equal((await send(gateway.url, '/api/queue', { key: guess, headers: attacker })).status, 401);
     const blocked = await send(gateway.url, '/api/queue', { key, headers: attacker });

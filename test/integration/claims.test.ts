@@ -42,10 +42,18 @@ describe('bounded ids and claims', () => {
   let bob: string;
 
   const prompt = (key: string, body: Record<string, unknown>): Promise<TestResponse> => send(gateway.url, '/api/prompt', { method: 'POST', key, body });
-  const upload = (key: string, parts: FormPart[], route = '/api/upload/image'): Promise<TestResponse> => send(gateway.url, route, { method: 'POST', key, ...multipart(parts) });
+  const upload = (key: string, parts: FormPart[], route = '/api/upload/image'): Promise<TestResponse> =>
+    send(gateway.url, route, { method: 'POST', key, ...multipart(parts) });
   /** The ownership files as they are on disk: their sizes say whether anything was written. */
   const ownershipBytes = async (): Promise<number> => {
-    const sizes = await Promise.all(['ownership.json', 'ownership.journal'].map((name) => stat(join(gateway.userDirectory, name)).then((s) => s.size, () => 0)));
+    const sizes = await Promise.all(
+      ['ownership.json', 'ownership.journal'].map((name) =>
+        stat(join(gateway.userDirectory, name)).then(
+          (s) => s.size,
+          () => 0,
+        ),
+      ),
+    );
     return sizes[0]! + sizes[1]!;
   };
   const upstreamPrompts = (): number => comfy.requests.filter((r) => r.method === 'POST' && r.url.endsWith('/prompt')).length;
@@ -84,7 +92,11 @@ describe('bounded ids and claims', () => {
       assert.ok((res.json().error as string).includes(field.split(' ')[0]!), `the message names ${field}`);
     }
     assert.equal(upstreamPrompts(), promptsBefore, 'ComfyUI received none of them');
-    for (const target of [`/api/view?filename=${'f'.repeat(201)}.png`, `/api/view?filename=a.png&subfolder=${'s'.repeat(201)}`, '/api/view?filename=a%00.png']) {
+    for (const target of [
+      `/api/view?filename=${'f'.repeat(201)}.png`,
+      `/api/view?filename=a.png&subfolder=${'s'.repeat(201)}`,
+      '/api/view?filename=a%00.png',
+    ]) {
       const res = await send(gateway.url, target, { key: alice });
       assert.equal(res.status, 400, target.slice(0, 60));
       assert.equal(res.json().error_code, 'INVALID_REQUEST');
@@ -140,7 +152,10 @@ describe('bounded ids and claims', () => {
     const ids: string[] = [];
     for (let i = 0; i < 20; i += 1) ids.push(await queuePrompt(gateway.url, key));
     for (let i = 0; i < 400 && !ids.every((id) => comfy.history.has(id)); i += 1) await sleep(25);
-    assert.ok(ids.every((id) => comfy.history.has(id)), 'all 20 prompts ran');
+    assert.ok(
+      ids.every((id) => comfy.history.has(id)),
+      'all 20 prompts ran',
+    );
     const before = comfy.requests.length;
     const miss = await send(gateway.url, '/api/view?filename=not-mine.png&type=output', { key });
     assert.equal(miss.status, 404);
@@ -158,51 +173,87 @@ describe('bounded ids and claims', () => {
         assert.equal(res.status, 403, `${type}: ${res.text}`);
         assert.equal(res.json().error_code, 'FORBIDDEN');
         assert.match(res.json().error as string, /input/);
-        for (const dir of [comfy.outputDir, comfy.tempDir, comfy.inputDir]) assert.equal((await readdir(dir)).includes(filename), false, `${filename} is not in ${dir}`);
+        for (const dir of [comfy.outputDir, comfy.tempDir, comfy.inputDir])
+          assert.equal((await readdir(dir)).includes(filename), false, `${filename} is not in ${dir}`);
       }
     }
-    const own = await upload(alice, [{ name: 'image', filename: 'typed-input.png', value: 'PNGDATA' }, { name: 'type', value: 'input' }]);
+    const own = await upload(alice, [
+      { name: 'image', filename: 'typed-input.png', value: 'PNGDATA' },
+      { name: 'type', value: 'input' },
+    ]);
     assert.equal(own.status, 200, own.text);
   });
 
   test("no overwriting another key's upload; one's own may be overwritten", async () => {
-    const first = await upload(alice, [{ name: 'image', filename: 'shared-name.png', value: 'ALICE' }, { name: 'subfolder', value: 'pics' }]);
+    const first = await upload(alice, [
+      { name: 'image', filename: 'shared-name.png', value: 'ALICE' },
+      { name: 'subfolder', value: 'pics' },
+    ]);
     assert.equal(first.status, 200, first.text);
     for (const overwrite of ['true', '1']) {
-      const res = await upload(bob, [{ name: 'image', filename: 'shared-name.png', value: 'BOB' }, { name: 'subfolder', value: 'pics' }, { name: 'overwrite', value: overwrite }]);
+      const res = await upload(bob, [
+        { name: 'image', filename: 'shared-name.png', value: 'BOB' },
+        { name: 'subfolder', value: 'pics' },
+        { name: 'overwrite', value: overwrite },
+      ]);
       assert.equal(res.status, 403, res.text);
       assert.equal(res.json().error_code, 'FORBIDDEN');
     }
-    const dotted = await upload(bob, [{ name: 'overwrite', value: 'true' }, { name: 'subfolder', value: 'x/../pics' }, { name: 'image', filename: 'shared-name.png', value: 'BOB' }]);
+    const dotted = await upload(bob, [
+      { name: 'overwrite', value: 'true' },
+      { name: 'subfolder', value: 'x/../pics' },
+      { name: 'image', filename: 'shared-name.png', value: 'BOB' },
+    ]);
     assert.equal(dotted.status, 403, 'however the folder is spelled');
     assert.equal(await readFile(join(comfy.inputDir, 'pics', 'shared-name.png'), 'utf8'), 'ALICE');
-    const mine = await upload(alice, [{ name: 'image', filename: 'shared-name.png', value: 'ALICE 2' }, { name: 'subfolder', value: 'pics' }, { name: 'overwrite', value: 'true' }]);
+    const mine = await upload(alice, [
+      { name: 'image', filename: 'shared-name.png', value: 'ALICE 2' },
+      { name: 'subfolder', value: 'pics' },
+      { name: 'overwrite', value: 'true' },
+    ]);
     assert.equal(mine.status, 200, mine.text);
     assert.equal(await readFile(join(comfy.inputDir, 'pics', 'shared-name.png'), 'utf8'), 'ALICE 2');
-    const renamed = await upload(bob, [{ name: 'image', filename: 'shared-name.png', value: 'BOB' }, { name: 'subfolder', value: 'pics' }]);
+    const renamed = await upload(bob, [
+      { name: 'image', filename: 'shared-name.png', value: 'BOB' },
+      { name: 'subfolder', value: 'pics' },
+    ]);
     assert.equal(renamed.status, 200, 'without overwrite ComfyUI picks another name');
     assert.notEqual(renamed.json().name, 'shared-name.png');
   });
 
   test('a mask over an image that is not the key’s is refused', async () => {
     const ref = JSON.stringify({ filename: 'shared-name.png', subfolder: 'pics', type: 'input' });
-    const parts = (key: string): FormPart[] => [{ name: 'image', filename: `mask-${key.slice(-4)}.png`, value: 'MASK' }, { name: 'original_ref', value: ref }];
+    const parts = (key: string): FormPart[] => [
+      { name: 'image', filename: `mask-${key.slice(-4)}.png`, value: 'MASK' },
+      { name: 'original_ref', value: ref },
+    ];
     const res = await upload(bob, parts(bob), '/api/upload/mask');
     assert.equal(res.status, 403, res.text);
   });
 
   test('an upload form that could be read two ways is refused with 400', async () => {
     const cases: FormPart[][] = [
-      [{ name: 'image', filename: 'x.png', value: 'PNG' }, { name: 'type', value: 'b3V0cHV0', headers: ['Content-Transfer-Encoding: base64'] }],
+      [
+        { name: 'image', filename: 'x.png', value: 'PNG' },
+        { name: 'type', value: 'b3V0cHV0', headers: ['Content-Transfer-Encoding: base64'] },
+      ],
       [{ name: 'image', filename: 'x.png', value: 'PNG', headers: ['Content-Length: 1'] }],
-      [{ name: 'image', filename: 'x.png', value: 'PNG' }, { name: 'type"; name*=utf-8\'\'type', value: 'output' }],
+      [
+        { name: 'image', filename: 'x.png', value: 'PNG' },
+        { name: "type\"; name*=utf-8''type", value: 'output' },
+      ],
     ];
     for (const parts of cases) {
       const res = await upload(alice, parts);
       assert.equal(res.status, 400, res.text);
       assert.equal(res.json().error_code, 'INVALID_REQUEST');
     }
-    const plain = await send(gateway.url, '/api/upload/image', { method: 'POST', key: alice, body: 'type=output', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    const plain = await send(gateway.url, '/api/upload/image', {
+      method: 'POST',
+      key: alice,
+      body: 'type=output',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
     assert.equal(plain.status, 400);
   });
 });

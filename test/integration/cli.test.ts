@@ -100,11 +100,14 @@ describe('the comfy-gate CLI', () => {
       const listedJson = await cli(dir.path, 'keys', 'list', '--json');
       assert.doesNotMatch(listedJson.stdout, /key_hash|comfy_[A-Za-z0-9_-]{43}/, 'no hashes and no secrets');
       const listed = (JSON.parse(listedJson.stdout) as { keys: ListedKey[] }).keys;
-      assert.deepEqual(listed.map((k) => [k.key_id, k.name, k.role, k.status, k.rate_limit]), [
-        [ops.key_id, 'ops', 'admin', 'active', 100],
-        [farm.key_id, 'farm', 'user', 'expired', 5],
-        [later.key_id, 'later', 'user', 'active', 100],
-      ]);
+      assert.deepEqual(
+        listed.map((k) => [k.key_id, k.name, k.role, k.status, k.rate_limit]),
+        [
+          [ops.key_id, 'ops', 'admin', 'active', 100],
+          [farm.key_id, 'farm', 'user', 'expired', 5],
+          [later.key_id, 'later', 'user', 'active', 100],
+        ],
+      );
 
       const fromEnv = await runCli(['keys', 'list', '--json'], { COMFY_GATE_USER_DIRECTORY: dir.path });
       assert.equal(fromEnv.code, 0);
@@ -116,8 +119,12 @@ describe('the comfy-gate CLI', () => {
       assert.match(lines[0]!, /^KEY_ID\s+NAME\s+PREFIX\s+ROLE\s+STATUS\s+RATE LIMIT\s+LAST USED\s+EXPIRES$/);
       assert.equal(lines.length, 4);
       const farmLine = lines.find((line) => line.startsWith(farm.key_id))!;
-      for (const cell of ['farm', farm.key_prefix, 'user', 'expired', '5/h', 'never', '2020-01-01T00:00:00Z']) assert.ok(farmLine.includes(cell), `${cell} in ${farmLine}`);
-      assert.match(lines.find((line) => line.startsWith(ops.key_id))!, /\badmin\s+active\s+100\/h\s+never\s+never$/);
+      for (const cell of ['farm', farm.key_prefix, 'user', 'expired', '5/h', 'never', '2020-01-01T00:00:00Z'])
+        assert.ok(farmLine.includes(cell), `${cell} in ${farmLine}`);
+      assert.match(
+        lines.find((line) => line.startsWith(ops.key_id))!,
+        /\badmin\s+active\s+100\/h\s+never\s+never$/,
+      );
 
       const shown = await cliJson<ListedKey & { usage_stats: { total_requests: number; requests_per_day: object } }>(dir.path, 'keys', 'show', farm.key_id);
       assert.equal(shown.key_id, farm.key_id);
@@ -146,9 +153,25 @@ describe('the comfy-gate CLI', () => {
     const dir = await tempUserDirectory();
     try {
       const key = await createWithCli(dir.path, '--name', 'farm');
-      const updated = await cliJson<{ message: string; key: ListedKey }>(dir.path, 'keys', 'update', key.key_id, '--rate-limit', '3', '--name', 'Farm 2', '--role', 'admin', '--expires-at', '2030-01-01T02:00:00+02:00');
+      const updated = await cliJson<{ message: string; key: ListedKey }>(
+        dir.path,
+        'keys',
+        'update',
+        key.key_id,
+        '--rate-limit',
+        '3',
+        '--name',
+        'Farm 2',
+        '--role',
+        'admin',
+        '--expires-at',
+        '2030-01-01T02:00:00+02:00',
+      );
       assert.equal(updated.message, 'API key updated.');
-      assert.deepEqual([updated.key.rate_limit, updated.key.name, updated.key.role, updated.key.expires_at], [3, 'Farm 2', 'admin', Date.UTC(2030, 0, 1) / 1000]);
+      assert.deepEqual(
+        [updated.key.rate_limit, updated.key.name, updated.key.role, updated.key.expires_at],
+        [3, 'Farm 2', 'admin', Date.UTC(2030, 0, 1) / 1000],
+      );
 
       const text = await cli(dir.path, 'keys', 'update', key.key_id, '--rate-limit', '7', '--expires-at', 'never');
       assert.equal(text.code, 0, text.stderr);
@@ -225,7 +248,10 @@ describe('the comfy-gate CLI', () => {
       assertFailed(await cli(dir.path, 'keys', 'show', key.key_id), 1, new RegExp(`no key has key_id ${key.key_id}`), 'show after delete');
 
       const { entries } = await cliJson<{ entries: AuditLine[] }>(dir.path, 'audit');
-      assert.deepEqual(entries.map((e) => e.action), ['key.create', 'key.disable', 'key.enable', 'key.rotate', 'key.rotate', 'key.delete']);
+      assert.deepEqual(
+        entries.map((e) => e.action),
+        ['key.create', 'key.disable', 'key.enable', 'key.rotate', 'key.rotate', 'key.delete'],
+      );
       assert.ok(entries.every((e) => e.actor === 'cli' && e.key_id === key.key_id));
       assert.deepEqual(entries[1]!.details, { is_active: false });
       assert.deepEqual(entries[3]!.details, { grace_seconds: 3600 });
@@ -236,13 +262,23 @@ describe('the comfy-gate CLI', () => {
       const auditLines = auditText.stdout.trimEnd().split('\n');
       assert.match(auditLines[0]!, /^TIME \(UTC\)\s+ACTOR\s+ACTION\s+KEY_ID\s+IP\s+DETAILS$/);
       assert.equal(auditLines.length, 7);
-      assert.match(auditLines[2]!, new RegExp(`^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}Z\\s+cli\\s+key\\.disable\\s+${key.key_id}\\s+-\\s+\\{"is_active":false\\}$`));
+      assert.match(
+        auditLines[2]!,
+        new RegExp(`^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}Z\\s+cli\\s+key\\.disable\\s+${key.key_id}\\s+-\\s+\\{"is_active":false\\}$`),
+      );
 
       const lastTwo = await cliJson<{ entries: AuditLine[] }>(dir.path, 'audit', '--limit', '2');
-      assert.deepEqual(lastTwo.entries.map((e) => e.action), ['key.rotate', 'key.delete'], '--limit keeps the most recent entries');
+      assert.deepEqual(
+        lastTwo.entries.map((e) => e.action),
+        ['key.rotate', 'key.delete'],
+        '--limit keeps the most recent entries',
+      );
       assert.deepEqual(await cliJson(dir.path, 'audit', '--since', '2999-01-01'), { entries: [] });
       const sinceRotation = await cliJson<{ entries: AuditLine[] }>(dir.path, 'audit', '--since', String(entries[3]!.ts));
-      assert.deepEqual(sinceRotation.entries.map((e) => e.action), ['key.rotate', 'key.rotate', 'key.delete']);
+      assert.deepEqual(
+        sinceRotation.entries.map((e) => e.action),
+        ['key.rotate', 'key.rotate', 'key.delete'],
+      );
       const sinceIso = await cliJson<{ entries: AuditLine[] }>(dir.path, 'audit', '--since', new Date((entries[0]!.ts - 60) * 1000).toISOString());
       assert.equal(sinceIso.entries.length, 6);
       for (const args of [['--limit', '0'], ['--limit', 'x'], ['--since', 'yesterday'], ['--bogus']]) {
@@ -261,7 +297,14 @@ describe('the comfy-gate CLI', () => {
       for (const name of names) keys.push(await createWithCli(dir.path, `--name=${name}`));
       const now = Math.floor(Date.now() / 1000);
       // A usage file can name any key_id: a deleted key's id is written as it is read.
-      const record = { key_id: '=cmd|"/c calc"!A0', endpoint: '/api/prompt', timestamp: now - 60, duration: 1, success: true, metadata: { method: 'POST', status: 200 } };
+      const record = {
+        key_id: '=cmd|"/c calc"!A0',
+        endpoint: '/api/prompt',
+        timestamp: now - 60,
+        duration: 1,
+        success: true,
+        metadata: { method: 'POST', status: 200 },
+      };
       await writeFile(join(dir.path, 'api_usage.json'), JSON.stringify({ records: [record] }));
       const csv = await cli(dir.path, 'usage', '--format', 'csv', '--days', '1');
       assert.equal(csv.code, 0, csv.stderr);
@@ -291,24 +334,42 @@ describe('the comfy-gate CLI', () => {
       const today = Math.floor(Date.now() / 1000 / DAY) * DAY;
       const [todayDate, yesterdayDate] = [today, today - DAY].map((t) => new Date(t * 1000).toISOString().slice(0, 10)) as [string, string];
       const record = (keyId: string, timestamp: number, status: number, duration: number): Record<string, unknown> => ({
-        key_id: keyId, endpoint: '/api/prompt', timestamp, duration, success: status < 400, metadata: { method: 'POST', status },
+        key_id: keyId,
+        endpoint: '/api/prompt',
+        timestamp,
+        duration,
+        success: status < 400,
+        metadata: { method: 'POST', status },
       });
       // The reference's file layout, a journal with a 429 and a line torn by a writer still appending, and a deleted key's usage.
-      await writeFile(join(dir.path, 'api_usage.json'), JSON.stringify({
-        records: [
-          record(north.key_id, today - 3600, 200, 1),
-          record(north.key_id, today + 1, 200, 0.25),
-          record(north.key_id, today + 2, 500, 0.5),
-          record('deleted-key', today + 3, 200, 2),
-        ],
-      }, null, 2));
-      await writeFile(join(dir.path, 'api_usage.journal'), [
-        JSON.stringify({ journal_id: 'j1' }),
-        JSON.stringify(record(north.key_id, today + 4, 201, 0.125)),
-        JSON.stringify({ rate_limited: true, key_id: north.key_id, timestamp: today + 5 }),
-        '{"key_id":"' + south.key_id + '","endpoint":"/api/pro',
-      ].join('\n'));
-      await writeFile(join(dir.path, 'api_usage.journal.compacting'), JSON.stringify({ journal_id: 'j0' }) + '\n' + JSON.stringify(record(south.key_id, today + 6, 200, 3)) + '\n');
+      await writeFile(
+        join(dir.path, 'api_usage.json'),
+        JSON.stringify(
+          {
+            records: [
+              record(north.key_id, today - 3600, 200, 1),
+              record(north.key_id, today + 1, 200, 0.25),
+              record(north.key_id, today + 2, 500, 0.5),
+              record('deleted-key', today + 3, 200, 2),
+            ],
+          },
+          null,
+          2,
+        ),
+      );
+      await writeFile(
+        join(dir.path, 'api_usage.journal'),
+        [
+          JSON.stringify({ journal_id: 'j1' }),
+          JSON.stringify(record(north.key_id, today + 4, 201, 0.125)),
+          JSON.stringify({ rate_limited: true, key_id: north.key_id, timestamp: today + 5 }),
+          '{"key_id":"' + south.key_id + '","endpoint":"/api/pro',
+        ].join('\n'),
+      );
+      await writeFile(
+        join(dir.path, 'api_usage.journal.compacting'),
+        JSON.stringify({ journal_id: 'j0' }) + '\n' + JSON.stringify(record(south.key_id, today + 6, 200, 3)) + '\n',
+      );
       const before = await directoryBytes(dir.path);
 
       const csv = await cli(dir.path, 'usage', '--format', 'csv', '--days', '2');
@@ -331,19 +392,33 @@ describe('the comfy-gate CLI', () => {
         days: number;
         from: string;
         to: string;
-        keys: Array<{ key_id: string; key_name: string | null; usage_stats: { total_requests: number; failed_requests: number; rate_limited_requests: number }; daily: Array<{ date: string; requests: number }> }>;
+        keys: Array<{
+          key_id: string;
+          key_name: string | null;
+          usage_stats: { total_requests: number; failed_requests: number; rate_limited_requests: number };
+          daily: Array<{ date: string; requests: number }>;
+        }>;
         daily_total: Array<{ date: string; requests: number }>;
       }
       const json = await cliJson<UsageJson>(dir.path, 'usage', '--days', '2');
       assert.deepEqual([json.days, json.from, json.to], [2, yesterdayDate, todayDate]);
-      assert.deepEqual(json.keys.map((k) => [k.key_id, k.key_name, k.usage_stats.total_requests]), [
-        [north.key_id, 'Farm, "north"', 4],
-        [south.key_id, 'south', 1],
-        ['deleted-key', null, 1],
-      ]);
+      assert.deepEqual(
+        json.keys.map((k) => [k.key_id, k.key_name, k.usage_stats.total_requests]),
+        [
+          [north.key_id, 'Farm, "north"', 4],
+          [south.key_id, 'south', 1],
+          ['deleted-key', null, 1],
+        ],
+      );
       assert.equal(json.keys[0]!.usage_stats.failed_requests, 1);
       assert.equal(json.keys[0]!.usage_stats.rate_limited_requests, 1);
-      assert.deepEqual(json.daily_total.map((d) => [d.date, d.requests]), [[yesterdayDate, 1], [todayDate, 5]]);
+      assert.deepEqual(
+        json.daily_total.map((d) => [d.date, d.requests]),
+        [
+          [yesterdayDate, 1],
+          [todayDate, 5],
+        ],
+      );
       assert.deepEqual(await cliJson(dir.path, 'usage', '--format', 'json', '--days', '2'), json);
 
       const tableRun = await cli(dir.path, 'usage', '--days', '2');
@@ -356,7 +431,12 @@ describe('the comfy-gate CLI', () => {
       const byDay = await cli(dir.path, 'usage', '--key', north.key_id, '--days', '2');
       assert.match(byDay.stdout, new RegExp(`^${todayDate}\\s+3\\s+2\\s+1\\s+1\\s+0\\.875$`, 'm'));
 
-      const shown = await cliJson<{ usage_stats: { total_requests: number; requests_per_day: Record<string, number> } }>(dir.path, 'keys', 'show', north.key_id);
+      const shown = await cliJson<{ usage_stats: { total_requests: number; requests_per_day: Record<string, number> } }>(
+        dir.path,
+        'keys',
+        'show',
+        north.key_id,
+      );
       assert.equal(shown.usage_stats.total_requests, 4);
       assert.deepEqual(shown.usage_stats.requests_per_day, { [yesterdayDate]: 1, [todayDate]: 3 });
 
@@ -403,18 +483,54 @@ describe('the comfy-gate CLI', () => {
       assertFailed(await cli(dir.path, 'audit'), 1, /audit\.jsonl cannot be read/, 'a corrupt audit trail');
 
       const helps: Array<[string[], RegExp[]]> = [
-        [['keys', '--help'], [/comfy-gate keys COMMAND/, /rotate KEY_ID/, /delete KEY_ID/]],
-        [['keys', 'list', '--help'], [/comfy-gate keys list/, /--user-directory DIR/]],
-        [['keys', 'create', '-h'], [/--rate-limit N/, /--admin/, /--expires-at/]],
+        [
+          ['keys', '--help'],
+          [/comfy-gate keys COMMAND/, /rotate KEY_ID/, /delete KEY_ID/],
+        ],
+        [
+          ['keys', 'list', '--help'],
+          [/comfy-gate keys list/, /--user-directory DIR/],
+        ],
+        [
+          ['keys', 'create', '-h'],
+          [/--rate-limit N/, /--admin/, /--expires-at/],
+        ],
         [['keys', 'show', '--help'], [/comfy-gate keys show KEY_ID/]],
-        [['keys', 'update', '--help'], [/--role/, /--expires-at/, /never/]],
+        [
+          ['keys', 'update', '--help'],
+          [/--role/, /--expires-at/, /never/],
+        ],
         [['keys', 'disable', '--help'], [/KEY_DISABLED/]],
         [['keys', 'enable', '--help'], [/comfy-gate keys enable KEY_ID/]],
-        [['keys', 'rotate', '--help'], [/--grace DURATION/, /5m, 1h, 1d/]],
+        [
+          ['keys', 'rotate', '--help'],
+          [/--grace DURATION/, /5m, 1h, 1d/],
+        ],
         [['keys', 'delete', '--help'], [/--yes/]],
-        [['usage', '--help'], [/--format/, new RegExp(CSV_HEADER)]],
-        [['audit', '--help'], [/--since/, /--limit/]],
-        [['--help'], [/keys list/, /keys create/, /keys show/, /keys update/, /keys disable/, /keys enable/, /keys rotate/, /keys delete/, /comfy-gate usage/, /comfy-gate audit/, /--require-api-auth/]],
+        [
+          ['usage', '--help'],
+          [/--format/, new RegExp(CSV_HEADER)],
+        ],
+        [
+          ['audit', '--help'],
+          [/--since/, /--limit/],
+        ],
+        [
+          ['--help'],
+          [
+            /keys list/,
+            /keys create/,
+            /keys show/,
+            /keys update/,
+            /keys disable/,
+            /keys enable/,
+            /keys rotate/,
+            /keys delete/,
+            /comfy-gate usage/,
+            /comfy-gate audit/,
+            /--require-api-auth/,
+          ],
+        ],
       ];
       for (const [args, patterns] of helps) {
         const result = await runCli(args);
@@ -440,10 +556,16 @@ describe('the comfy-gate CLI', () => {
       const gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'], userDirectory: dir.path });
       try {
         const admin = await createKey(gateway.url, { name: 'admin', rate_limit: 100_000 });
-        const [toDisable, toRotate, toLimit, toBill] = await Promise.all(['disable me', 'rotate me', 'limit me', 'bill me'].map((name) => createWithCli(dir.path, '--name', name)));
+        const [toDisable, toRotate, toLimit, toBill] = await Promise.all(
+          ['disable me', 'rotate me', 'limit me', 'bill me'].map((name) => createWithCli(dir.path, '--name', name)),
+        );
         // Known to the gateway? Asked with the admin key, so that no failed authentication is counted.
         for (const key of [toDisable!, toRotate!, toLimit!, toBill!]) {
-          const known = await waitFor(2000, () => send(gateway.url, `/api/keys/${key.key_id}`, { key: admin.api_key }), (res) => res.status === 200);
+          const known = await waitFor(
+            2000,
+            () => send(gateway.url, `/api/keys/${key.key_id}`, { key: admin.api_key }),
+            (res) => res.status === 200,
+          );
           assert.equal(known.value.status, 200, `the gateway accepts ${key.name} within 2 s`);
         }
         const queue = (apiKey: string): Promise<TestResponse> => send(gateway.url, '/api/queue', { key: apiKey });
@@ -451,12 +573,20 @@ describe('the comfy-gate CLI', () => {
         assert.equal((await queue(toDisable!.api_key)).status, 200);
         const disabling = await cli(dir.path, 'keys', 'disable', toDisable!.key_id);
         assert.equal(disabling.code, 0, disabling.stderr);
-        const refused = await waitFor(2000, () => queue(toDisable!.api_key), (res) => res.status === 401);
+        const refused = await waitFor(
+          2000,
+          () => queue(toDisable!.api_key),
+          (res) => res.status === 401,
+        );
         assert.equal(refused.value.status, 401, `refused within 2 s (${refused.elapsed} ms)`);
         assert.equal(refused.value.json().error_code, 'KEY_DISABLED');
 
         const rotation = await cliJson<CliKey>(dir.path, 'keys', 'rotate', toRotate!.key_id, '--grace', '1h');
-        const rotated = await waitFor(2000, () => send(gateway.url, `/api/keys/${toRotate!.key_id}`, { key: admin.api_key }), (res) => res.json().key_prefix === rotation.key_prefix);
+        const rotated = await waitFor(
+          2000,
+          () => send(gateway.url, `/api/keys/${toRotate!.key_id}`, { key: admin.api_key }),
+          (res) => res.json().key_prefix === rotation.key_prefix,
+        );
         assert.equal(rotated.value.json().key_prefix, rotation.key_prefix, `the gateway has the new secret within 2 s (${rotated.elapsed} ms)`);
         assert.equal((await queue(rotation.api_key)).status, 200, 'the new secret works');
         assert.equal((await queue(toRotate!.api_key)).status, 200, 'the old secret works during the grace period');
@@ -465,7 +595,12 @@ describe('the comfy-gate CLI', () => {
         assert.equal(first.headers['x-ratelimit-limit'], '100');
         const limiting = await cli(dir.path, 'keys', 'update', toLimit!.key_id, '--rate-limit', '3');
         assert.equal(limiting.code, 0, limiting.stderr);
-        const limited = await waitFor(2000, () => queue(toLimit!.api_key), (res) => res.headers['x-ratelimit-limit'] === '3', 150);
+        const limited = await waitFor(
+          2000,
+          () => queue(toLimit!.api_key),
+          (res) => res.headers['x-ratelimit-limit'] === '3',
+          150,
+        );
         assert.equal(limited.value.headers['x-ratelimit-limit'], '3', `X-RateLimit-Limit is 3 within 2 s (${limited.elapsed} ms)`);
 
         let billed = 0;
@@ -479,9 +614,21 @@ describe('the comfy-gate CLI', () => {
         assert.equal(rows.length, 2);
         const cells = rows.map((row) => row.split(','));
         assert.ok(cells.every((c) => c[0] === toBill!.key_id && c[1] === 'bill me'));
-        assert.equal(cells.reduce((sum, c) => sum + Number(c[3]), 0), 5, 'requests');
-        assert.equal(cells.reduce((sum, c) => sum + Number(c[4]), 0), 5, 'successes');
-        assert.equal(cells.reduce((sum, c) => sum + Number(c[5]), 0), 0, 'failures');
+        assert.equal(
+          cells.reduce((sum, c) => sum + Number(c[3]), 0),
+          5,
+          'requests',
+        );
+        assert.equal(
+          cells.reduce((sum, c) => sum + Number(c[4]), 0),
+          5,
+          'successes',
+        );
+        assert.equal(
+          cells.reduce((sum, c) => sum + Number(c[5]), 0),
+          0,
+          'failures',
+        );
 
         // The gateway keeps recording while the CLI reads, and the next read has every request.
         for (let i = 0; i < 3; i += 1) assert.equal((await queue(toBill!.api_key)).status, 200);
@@ -491,7 +638,12 @@ describe('the comfy-gate CLI', () => {
 
         const { entries } = await cliJson<{ entries: AuditLine[] }>(dir.path, 'audit');
         const byCli = entries.filter((e) => e.actor === 'cli').map((e) => `${e.action} ${e.key_id}`);
-        for (const expected of [`key.disable ${toDisable!.key_id}`, `key.rotate ${toRotate!.key_id}`, `key.update ${toLimit!.key_id}`, `key.create ${toBill!.key_id}`]) {
+        for (const expected of [
+          `key.disable ${toDisable!.key_id}`,
+          `key.rotate ${toRotate!.key_id}`,
+          `key.update ${toLimit!.key_id}`,
+          `key.create ${toBill!.key_id}`,
+        ]) {
           assert.ok(byCli.includes(expected), `${expected} in the audit trail`);
         }
         assert.ok(entries.some((e) => e.actor === 'bootstrap' && e.action === 'key.create' && e.key_id === admin.key_id));

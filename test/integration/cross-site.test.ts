@@ -23,7 +23,11 @@ async function assertSocketRefused(gateway: GatewayProcess, headers: Record<stri
   await assert.rejects(openCollectingSocket(`ws://127.0.0.1:${gateway.port}/ws?clientId=x`, headers), { status });
 }
 
-for (const [mode, args] of [['no flag', []], ['--enable-api-auth', ['--enable-api-auth']], ['--require-api-auth', ['--require-api-auth']]] as const) {
+for (const [mode, args] of [
+  ['no flag', []],
+  ['--enable-api-auth', ['--enable-api-auth']],
+  ['--require-api-auth', ['--require-api-auth']],
+] as const) {
   describe(`cross-site requests without a key, ${mode}`, () => {
     let comfy: FakeComfyUI;
     let gateway: GatewayProcess;
@@ -73,7 +77,10 @@ for (const [mode, args] of [['no flag', []], ['--enable-api-auth', ['--enable-ap
         assertRefused(res, 403, 'FORBIDDEN');
       }
       const listed = await send(gateway.url, '/api/keys', { key: admin });
-      assert.deepEqual(listed.json<{ keys: Array<{ name: string }> }>().keys.map((k) => k.name), ['admin']);
+      assert.deepEqual(
+        listed.json<{ keys: Array<{ name: string }> }>().keys.map((k) => k.name),
+        ['admin'],
+      );
     });
 
     test('a WebSocket from another site is refused before anything is opened upstream', async () => {
@@ -93,9 +100,15 @@ for (const [mode, args] of [['no flag', []], ['--enable-api-auth', ['--enable-ap
     test('requests with a key header are not checked; same-origin pages and page loads from a sibling site are', async () => {
       const keyed = await send(gateway.url, '/api/queue', { key: admin, headers: { origin: 'http://evil.example', 'sec-fetch-site': 'cross-site' } });
       assert.equal(keyed.status, 200);
-      const navigation = await send(gateway.url, '/', { headers: { 'sec-fetch-site': 'same-site', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document', accept: 'text/html' } });
+      const navigation = await send(gateway.url, '/', {
+        headers: { 'sec-fetch-site': 'same-site', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document', accept: 'text/html' },
+      });
       assert.equal(navigation.status, mode === '--require-api-auth' ? 302 : 200);
-      const sameOrigin = await send(gateway.url, '/api/prompt', { method: 'POST', headers: { origin: gateway.url, 'sec-fetch-site': 'same-origin' }, body: PROMPT });
+      const sameOrigin = await send(gateway.url, '/api/prompt', {
+        method: 'POST',
+        headers: { origin: gateway.url, 'sec-fetch-site': 'same-origin' },
+        body: PROMPT,
+      });
       assert.equal(sameOrigin.status, mode === '--require-api-auth' ? 401 : 200, sameOrigin.text);
     });
   });
@@ -117,18 +130,46 @@ describe('key management without a key counts only from this machine, directly',
   const keyNames = async (): Promise<string[]> => (await send(gateway.url, '/api/keys')).json<{ keys: Array<{ name: string }> }>().keys.map((k) => k.name);
 
   test('any proxy header makes a loopback request non-local', async () => {
-    const proxyHeaders = ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-server', 'forwarded', 'x-real-ip', 'via', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip'];
+    const proxyHeaders = [
+      'x-forwarded-for',
+      'x-forwarded-host',
+      'x-forwarded-proto',
+      'x-forwarded-port',
+      'x-forwarded-server',
+      'forwarded',
+      'x-real-ip',
+      'via',
+      'true-client-ip',
+      'x-client-ip',
+      'cf-connecting-ip',
+    ];
     for (const header of proxyHeaders) {
       const value = header === 'forwarded' ? 'for=203.0.113.9' : header === 'via' ? '1.1 proxy' : header === 'x-forwarded-proto' ? 'http' : '127.0.0.1';
       assertRefused(await send(gateway.url, '/api/keys', { headers: { [header]: value } }), 401, 'AUTH_REQUIRED', new RegExp(header));
-      assertRefused(await send(gateway.url, '/api/keys', { method: 'POST', headers: { [header]: value }, body: { name: `via ${header}`, role: 'admin' } }), 401, 'AUTH_REQUIRED');
+      assertRefused(
+        await send(gateway.url, '/api/keys', { method: 'POST', headers: { [header]: value }, body: { name: `via ${header}`, role: 'admin' } }),
+        401,
+        'AUTH_REQUIRED',
+      );
     }
     assert.deepEqual(await keyNames(), []);
   });
 
   test('the Host must be a loopback name with the gateway’s port', async () => {
-    for (const host of ['comfy.example', `comfy.example:${gateway.port}`, `192.0.2.1:${gateway.port}`, `localhost:${gateway.port + 1}`, 'localhost', '127.0.0.1']) {
-      assertRefused(await send(gateway.url, '/api/keys', { method: 'POST', headers: { host }, body: { name: host, role: 'admin' } }), 401, 'AUTH_REQUIRED', /not local/);
+    for (const host of [
+      'comfy.example',
+      `comfy.example:${gateway.port}`,
+      `192.0.2.1:${gateway.port}`,
+      `localhost:${gateway.port + 1}`,
+      'localhost',
+      '127.0.0.1',
+    ]) {
+      assertRefused(
+        await send(gateway.url, '/api/keys', { method: 'POST', headers: { host }, body: { name: host, role: 'admin' } }),
+        401,
+        'AUTH_REQUIRED',
+        /not local/,
+      );
     }
     assert.deepEqual(await keyNames(), []);
     for (const host of [`localhost:${gateway.port}`, `127.0.0.7:${gateway.port}`, `[::1]:${gateway.port}`]) {
@@ -151,7 +192,10 @@ describe('--no-local-admin', () => {
   });
   after(() => comfy?.close());
 
-  for (const [mode, args] of [['--enable-api-auth', ['--enable-api-auth', '--no-local-admin']], ['no flag (env)', []]] as const) {
+  for (const [mode, args] of [
+    ['--enable-api-auth', ['--enable-api-auth', '--no-local-admin']],
+    ['no flag (env)', []],
+  ] as const) {
     test(`turns off management without a key, ${mode}`, async () => {
       const gateway = await startGateway({ upstream: comfy.url, args: [...args], env: args.length === 0 ? { COMFY_GATE_NO_LOCAL_ADMIN: '1' } : {} });
       try {
@@ -175,8 +219,17 @@ describe('--no-local-admin', () => {
   test('the required-mode bootstrap needs a local request, and still works from one', async () => {
     const gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
     try {
-      assertRefused(await send(gateway.url, '/api/keys', { method: 'POST', headers: { 'x-real-ip': '203.0.113.9' }, body: { name: 'first' } }), 401, 'AUTH_REQUIRED', /x-real-ip/);
-      assertRefused(await send(gateway.url, '/api/keys', { method: 'POST', headers: { host: `192.0.2.1:${gateway.port}` }, body: { name: 'first' } }), 401, 'AUTH_REQUIRED');
+      assertRefused(
+        await send(gateway.url, '/api/keys', { method: 'POST', headers: { 'x-real-ip': '203.0.113.9' }, body: { name: 'first' } }),
+        401,
+        'AUTH_REQUIRED',
+        /x-real-ip/,
+      );
+      assertRefused(
+        await send(gateway.url, '/api/keys', { method: 'POST', headers: { host: `192.0.2.1:${gateway.port}` }, body: { name: 'first' } }),
+        401,
+        'AUTH_REQUIRED',
+      );
       const first = await send(gateway.url, '/api/keys', { method: 'POST', headers: { host: `localhost:${gateway.port}` }, body: { name: 'first' } });
       assert.equal(first.status, 200, first.text);
       assert.equal(first.json().role, 'admin');
@@ -194,7 +247,11 @@ describe('--allowed-host', () => {
 
   before(async () => {
     comfy = await startFakeComfyUI();
-    gateway = await startGateway({ upstream: comfy.url, args: ['--enable-api-auth', '--allowed-host', 'comfy.example', '--trusted-proxy', '10.9.9.9'], env: { COMFY_GATE_ALLOWED_HOSTS: 'ignored.example' } });
+    gateway = await startGateway({
+      upstream: comfy.url,
+      args: ['--enable-api-auth', '--allowed-host', 'comfy.example', '--trusted-proxy', '10.9.9.9'],
+      env: { COMFY_GATE_ALLOWED_HOSTS: 'ignored.example' },
+    });
     defaults = await startGateway({ upstream: comfy.url, env: { COMFY_GATE_ALLOWED_HOSTS: 'comfy.example, .corp.example' } });
     admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
     comfy.requests.length = 0;
@@ -207,8 +264,19 @@ describe('--allowed-host', () => {
 
   test('another Host name gets 421 HOST_NOT_ALLOWED on every route, with or without a key, and nothing is forwarded', async () => {
     const targets: Array<[string, string]> = [
-      ['GET', '/healthz'], ['GET', '/readyz'], ['GET', '/metrics'], ['GET', '/api/gateway/openapi.json'], ['GET', '/login'], ['POST', '/logout'],
-      ['GET', '/admin'], ['GET', '/api/keys'], ['POST', '/api/keys'], ['GET', '/api/usage'], ['GET', '/'], ['POST', '/api/prompt'], ['GET', '/api/queue'],
+      ['GET', '/healthz'],
+      ['GET', '/readyz'],
+      ['GET', '/metrics'],
+      ['GET', '/api/gateway/openapi.json'],
+      ['GET', '/login'],
+      ['POST', '/logout'],
+      ['GET', '/admin'],
+      ['GET', '/api/keys'],
+      ['POST', '/api/keys'],
+      ['GET', '/api/usage'],
+      ['GET', '/'],
+      ['POST', '/api/prompt'],
+      ['GET', '/api/queue'],
     ];
     for (const host of ['evil.example', `evil.example:${gateway.port}`, 'ignored.example', 'comfy.example.evil.example', 'not a host']) {
       for (const [method, target] of targets) {
@@ -233,8 +301,10 @@ describe('--allowed-host', () => {
   });
 
   test('without the flag, names other than localhost are refused; the env list and its subdomain form work', async () => {
-    for (const host of ['comfy.example', 'corp.example', 'a.corp.example', 'b.a.corp.example']) assert.equal((await send(defaults.url, '/healthz', { headers: { host } })).status, 200, host);
-    for (const host of ['evil.example', 'xcorp.example', 'comfy.example.evil']) assertRefused(await send(defaults.url, '/healthz', { headers: { host } }), 421, 'HOST_NOT_ALLOWED');
+    for (const host of ['comfy.example', 'corp.example', 'a.corp.example', 'b.a.corp.example'])
+      assert.equal((await send(defaults.url, '/healthz', { headers: { host } })).status, 200, host);
+    for (const host of ['evil.example', 'xcorp.example', 'comfy.example.evil'])
+      assertRefused(await send(defaults.url, '/healthz', { headers: { host } }), 421, 'HOST_NOT_ALLOWED');
   });
 });
 
@@ -280,11 +350,16 @@ describe('security headers', () => {
 
   test("the gateway's own pages carry nosniff, no framing and a Referrer-Policy", async () => {
     assertPageHeaders(await send(gateway.url, '/login'), '/login');
-    const failed = await send(gateway.url, '/login', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'api_key=nope' });
+    const failed = await send(gateway.url, '/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'api_key=nope',
+    });
     assert.equal(failed.status, 401);
     assertPageHeaders(failed, 'failed sign-in page');
     const adminCookie = await cookieOf(admin);
-    for (const path of ['/admin', '/admin/dashboard.js', '/admin/dashboard.css']) assertPageHeaders(await send(gateway.url, path, { headers: { cookie: adminCookie } }), path);
+    for (const path of ['/admin', '/admin/dashboard.js', '/admin/dashboard.css'])
+      assertPageHeaders(await send(gateway.url, path, { headers: { cookie: adminCookie } }), path);
     const notAdmin = await send(gateway.url, '/admin', { headers: { cookie: await cookieOf(user) } });
     assert.equal(notAdmin.status, 403);
     assertPageHeaders(notAdmin, 'not-an-admin page');

@@ -110,7 +110,12 @@ for (const promptIds of PROMPT_ID_MODES) {
     test('uploads belong to the uploader', async () => {
       const boundary = 'iso-boundary';
       const body = `--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="alice-upload.png"\r\nContent-Type: image/png\r\n\r\nPNGDATA\r\n--${boundary}--\r\n`;
-      const res = await send(gateway.url, '/api/upload/image', { method: 'POST', key: keys.alice, body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } });
+      const res = await send(gateway.url, '/api/upload/image', {
+        method: 'POST',
+        key: keys.alice,
+        body,
+        headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+      });
       assert.equal(res.status, 200, res.text);
       const name = res.json<{ name: string }>().name;
       const target = `/api/view?filename=${encodeURIComponent(name)}&type=input`;
@@ -266,13 +271,18 @@ describe('isolation of the jobs API of newer ComfyUI servers', () => {
     const list = (await send(gateway.url, '/api/jobs', { key: keys.alice })).json<{ jobs: Array<{ id: string }>; pagination: { total: number } }>();
     assert.deepEqual(list.jobs.map((j) => j.id).sort(), [...alicePrompts].sort());
     assert.equal(list.pagination.total, 2);
-    const page = (await send(gateway.url, '/api/jobs?offset=1&limit=1', { key: keys.alice })).json<{ jobs: Array<{ id: string }>; pagination: { has_more: boolean } }>();
+    const page = (await send(gateway.url, '/api/jobs?offset=1&limit=1', { key: keys.alice })).json<{
+      jobs: Array<{ id: string }>;
+      pagination: { has_more: boolean };
+    }>();
     assert.equal(page.jobs.length, 1);
     assert.equal(page.pagination.has_more, false);
     assert.equal((await send(gateway.url, `/api/jobs/${bobPrompt}`, { key: keys.alice })).status, 404);
     assert.equal((await send(gateway.url, `/api/jobs/${bobPrompt}`, { key: keys.bob })).status, 200);
     assert.deepEqual((await send(gateway.url, `/api/jobs/${bobPrompt}/cancel`, { method: 'POST', key: keys.alice })).json(), { cancelled: false });
-    assert.deepEqual((await send(gateway.url, '/api/jobs/cancel', { method: 'POST', key: keys.alice, body: { job_ids: [bobPrompt] } })).json(), { cancelled: false });
+    assert.deepEqual((await send(gateway.url, '/api/jobs/cancel', { method: 'POST', key: keys.alice, body: { job_ids: [bobPrompt] } })).json(), {
+      cancelled: false,
+    });
     const adminList = (await send(gateway.url, '/api/jobs', { key: keys.admin })).json<{ jobs: unknown[] }>();
     assert.equal(adminList.jobs.length, 3);
   });
@@ -319,7 +329,10 @@ for (const promptIds of PROMPT_ID_MODES) {
       const promptIdsSeen = (socket: typeof alice) => new Set(socket.texts.map((m) => m.data?.prompt_id).filter(Boolean));
       assert.deepEqual([...promptIdsSeen(alice)], [alicePrompt]);
       assert.ok(alice.texts.some((m) => m.type === 'executed'));
-      assert.ok(alice.texts.some((m) => m.type === 'status'), 'status broadcasts pass');
+      assert.ok(
+        alice.texts.some((m) => m.type === 'status'),
+        'status broadcasts pass',
+      );
       assert.equal(promptIdsSeen(bob).has(alicePrompt), false);
       assert.ok(promptIdsSeen(bob).has(bobTargeted));
 
@@ -331,7 +344,10 @@ for (const promptIds of PROMPT_ID_MODES) {
         const metadata = JSON.parse(frame.subarray(8, 8 + frame.readUInt32BE(4)).toString()) as { prompt_id: string };
         assert.notEqual(metadata.prompt_id, alicePrompt);
       }
-      assert.ok(bob.texts.some((m) => m.type === 'feature_flags'), 'bob’s feature_flags got an answer');
+      assert.ok(
+        bob.texts.some((m) => m.type === 'feature_flags'),
+        'bob’s feature_flags got an answer',
+      );
       await alice.close();
       await bob.close();
     });
@@ -341,7 +357,10 @@ for (const promptIds of PROMPT_ID_MODES) {
       const broadcast = await queuePrompt(gateway.url, keys.bob);
       await waitForHistory(gateway.url, keys.bob, broadcast);
       await sleep(100);
-      assert.ok(admin.texts.some((m) => m.data?.prompt_id === broadcast), 'the admin sees a broadcast of bob’s prompt');
+      assert.ok(
+        admin.texts.some((m) => m.data?.prompt_id === broadcast),
+        'the admin sees a broadcast of bob’s prompt',
+      );
       await admin.close();
     });
   });

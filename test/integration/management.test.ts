@@ -248,7 +248,10 @@ describe('text no store can hold gets the same 400 on JSON files and on PostgreS
     test(`create and update with ${what}`, async () => {
       const answers: string[] = [];
       for (const { gateway, key } of backends) {
-        for (const [method, path] of [['POST', '/api/keys'], ['PATCH', `/api/keys/${key.key_id}`]] as const) {
+        for (const [method, path] of [
+          ['POST', '/api/keys'],
+          ['PATCH', `/api/keys/${key.key_id}`],
+        ] as const) {
           const res = await send(gateway.url, path, { method, body, headers: { 'content-type': 'application/json' } });
           assert.equal(res.status, 400, res.text);
           assert.equal(res.json().error_code, 'INVALID_REQUEST');

@@ -8,7 +8,10 @@ import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js
 import { send, type TestResponse } from '../helpers/http-client.js';
 import { createKey, type CreatedKey } from '../helpers/keys.js';
 
-type OpenApi = { paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema?: unknown }> }> }>>; components: unknown };
+type OpenApi = {
+  paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema?: unknown }> }> }>>;
+  components: unknown;
+};
 
 /** Checks an answer against the schema the document gives for that path, method and status. */
 function checkAgainst(doc: OpenApi, ajv: Ajv2020, path: string, method: string, res: TestResponse): void {
@@ -87,11 +90,17 @@ describe('OpenAPI, metrics, logs and audit', () => {
     assert.equal(refused.status, 401);
     assert.equal(refused.json().error_code, 'KEY_EXPIRED');
     const rotating = await createKey(gateway.url, { name: 'rotating' }, admin.api_key);
-    const rotated = (await send(gateway.url, `/api/keys/${rotating.key_id}/rotate`, { method: 'POST', key: admin.api_key, body: { grace_seconds: 3600 } })).json<{ api_key: string }>();
+    const rotated = (
+      await send(gateway.url, `/api/keys/${rotating.key_id}/rotate`, { method: 'POST', key: admin.api_key, body: { grace_seconds: 3600 } })
+    ).json<{ api_key: string }>();
     assert.equal((await send(gateway.url, '/api/queue', { key: rotated.api_key })).status, 200);
     assert.equal((await send(gateway.url, '/api/queue', { key: rotating.api_key })).status, 200, 'the old secret works during the grace period');
     await send(gateway.url, `/api/keys/${rotating.key_id}/rotate`, { method: 'POST', key: admin.api_key, body: {} });
-    assert.equal((await send(gateway.url, '/api/queue', { key: rotated.api_key })).json().error_code, 'INVALID_KEY', 'without grace the old secret stops at once');
+    assert.equal(
+      (await send(gateway.url, '/api/queue', { key: rotated.api_key })).json().error_code,
+      'INVALID_KEY',
+      'without grace the old secret stops at once',
+    );
   });
 
   test('/metrics after traffic: admin only, Prometheus text with the documented series', async () => {
@@ -118,13 +127,20 @@ describe('OpenAPI, metrics, logs and audit', () => {
   });
 
   test('one JSON log line per request with its X-Request-Id; no key, cookie or Authorization ever logged', async () => {
-    const res = await send(gateway.url, '/api/system_stats?token=abc', { key: admin.api_key, headers: { 'x-request-id': 'trace-123', authorization: `Bearer ${admin.api_key}`, cookie: 'comfy_gate_session=secret-cookie' } });
+    const res = await send(gateway.url, '/api/system_stats?token=abc', {
+      key: admin.api_key,
+      headers: { 'x-request-id': 'trace-123', authorization: `Bearer ${admin.api_key}`, cookie: 'comfy_gate_session=secret-cookie' },
+    });
     assert.equal(res.headers['x-request-id'], 'trace-123');
     assert.equal(comfy.requests.at(-1)!.headers['x-request-id'], 'trace-123', 'passed on to ComfyUI for tracing');
     const generated = await send(gateway.url, '/healthz');
     assert.match(String(generated.headers['x-request-id']), /^[0-9a-f-]{36}$/);
     await new Promise((resolve) => setTimeout(resolve, 200));
-    const lines = gateway.output().stdout.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>);
+    const lines = gateway
+      .output()
+      .stdout.split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
     const line = lines.find((l) => l.req_id === 'trace-123')!;
     assert.ok(line, 'a line for the request');
     assert.equal(line.method, 'GET');

@@ -15,7 +15,7 @@ import { createKey } from '../helpers/keys.js';
 const REFERENCE_KEY = 'comfy_Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWpr';
 const REFERENCE_KEYS_FILE = JSON.stringify(
   {
-    'q1w2e3r4t5y6u7i8o9p0aa': {
+    q1w2e3r4t5y6u7i8o9p0aa: {
       key_id: 'q1w2e3r4t5y6u7i8o9p0aa',
       name: 'From the reference',
       key_hash: createHash('sha256').update(REFERENCE_KEY).digest('hex'),
@@ -32,8 +32,22 @@ const REFERENCE_KEYS_FILE = JSON.stringify(
 const REFERENCE_USAGE_FILE = JSON.stringify(
   {
     records: [
-      { key_id: 'q1w2e3r4t5y6u7i8o9p0aa', endpoint: '/api/prompt', timestamp: Date.now() / 1000 - 86400 * 2, duration: 0.5, success: true, metadata: { method: 'POST', status: 200 } },
-      { key_id: 'q1w2e3r4t5y6u7i8o9p0aa', endpoint: '/api/prompt', timestamp: Date.now() / 1000 - 86400 * 2, duration: 0.25, success: false, metadata: { method: 'POST', status: 400 } },
+      {
+        key_id: 'q1w2e3r4t5y6u7i8o9p0aa',
+        endpoint: '/api/prompt',
+        timestamp: Date.now() / 1000 - 86400 * 2,
+        duration: 0.5,
+        success: true,
+        metadata: { method: 'POST', status: 200 },
+      },
+      {
+        key_id: 'q1w2e3r4t5y6u7i8o9p0aa',
+        endpoint: '/api/prompt',
+        timestamp: Date.now() / 1000 - 86400 * 2,
+        duration: 0.25,
+        success: false,
+        metadata: { method: 'POST', status: 400 },
+      },
     ],
   },
   null,
@@ -100,7 +114,12 @@ describe('store persistence', () => {
     assert.equal(await gateway.stop('SIGTERM'), 0);
     gateway = await startGateway({ upstream: comfy.url, args: ['--enable-api-auth'], userDirectory: dir.path });
     try {
-      const shown = (await send(gateway.url, `/api/keys/${key.key_id}`)).json<{ name: string; rate_limit: number; last_used: number | null; usage_stats: { total_requests: number } }>();
+      const shown = (await send(gateway.url, `/api/keys/${key.key_id}`)).json<{
+        name: string;
+        rate_limit: number;
+        last_used: number | null;
+        usage_stats: { total_requests: number };
+      }>();
       assert.equal(shown.name, 'renamed');
       assert.equal(shown.rate_limit, 77);
       assert.ok(shown.last_used !== null);
@@ -197,7 +216,10 @@ describe('store persistence', () => {
       assert.match(made.stdout, /Created admin key "ops"/);
       assert.match(made.stdout, /comfy_[A-Za-z0-9_-]{43}/);
       const keysFile = JSON.parse(await readFile(join(dir.path, 'api_keys.json'), 'utf8')) as Record<string, { role: string }>;
-      assert.deepEqual(Object.values(keysFile).map((k) => k.role), ['admin']);
+      assert.deepEqual(
+        Object.values(keysFile).map((k) => k.role),
+        ['admin'],
+      );
       for (const args of [['--rate-limit', 'abc'], ['--rate-limit', '0'], ['--bogus'], ['--name', '']]) {
         const bad = await runCli(['keys', 'create', '--user-directory', dir.path, ...args]);
         assert.equal(bad.code, 2, args.join(' '));

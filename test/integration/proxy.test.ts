@@ -97,7 +97,9 @@ describe('proxying ComfyUI', () => {
     for (const type of ['execution_start', 'executing', 'progress', 'executed', 'execution_success']) assert.ok(seen.includes(type), `${type} relayed`);
     assert.ok(seen.indexOf('execution_start') < seen.indexOf('execution_success'));
 
-    const history = (await send(gateway.url, `/api/history/${promptId}`, { key: key.api_key })).json<Record<string, { outputs: Record<string, { images: Array<{ filename: string }> }> }>>();
+    const history = (await send(gateway.url, `/api/history/${promptId}`, { key: key.api_key })).json<
+      Record<string, { outputs: Record<string, { images: Array<{ filename: string }> }> }>
+    >();
     const image = history[promptId]!.outputs['9']!.images[0]!;
     const view = await send(gateway.url, `/api/view?filename=${encodeURIComponent(image.filename)}&type=output`, { key: key.api_key });
     assert.equal(view.status, 200);
@@ -158,7 +160,9 @@ describe('proxying ComfyUI', () => {
   });
 
   test('Range requests (206), conditional requests (304) and HEAD are relayed', async () => {
-    const history = (await send(gateway.url, '/api/history', { key: key.api_key })).json<Record<string, { outputs: Record<string, { images?: Array<{ filename: string }> }> }>>();
+    const history = (await send(gateway.url, '/api/history', { key: key.api_key })).json<
+      Record<string, { outputs: Record<string, { images?: Array<{ filename: string }> }> }>
+    >();
     const filename = Object.values(history)[0]!.outputs['9']!.images![0]!.filename;
     const file = await readFile(join(comfy.outputDir, filename));
     const target = `/view?filename=${filename}&type=output`;

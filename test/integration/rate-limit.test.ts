@@ -85,7 +85,6 @@ describe('rate limits', () => {
     assert.equal(stats.total_requests, 1);
     assert.ok(stats.total_duration >= 0.3 && stats.total_duration < 2, `duration ${stats.total_duration}`);
   });
-
 });
 
 describe('a restart does not reset a count', () => {

@@ -69,9 +69,24 @@ describe('seed guide with --enable-api-auth', () => {
     const res = await send(gateway.url, '/api/keys');
     assert.equal(res.status, 200);
     const { keys } = res.json<{ keys: Array<Record<string, unknown>> }>();
-    assert.deepEqual(keys.map((k) => k.name), ['My First Key', 'High Volume Key']);
+    assert.deepEqual(
+      keys.map((k) => k.name),
+      ['My First Key', 'High Volume Key'],
+    );
     for (const key of keys) {
-      assert.deepEqual(Object.keys(key).sort(), ['created_at', 'expires_at', 'is_active', 'key_id', 'key_prefix', 'last_used', 'metadata', 'name', 'previous_key_valid_until', 'rate_limit', 'role']);
+      assert.deepEqual(Object.keys(key).sort(), [
+        'created_at',
+        'expires_at',
+        'is_active',
+        'key_id',
+        'key_prefix',
+        'last_used',
+        'metadata',
+        'name',
+        'previous_key_valid_until',
+        'rate_limit',
+        'role',
+      ]);
     }
     assert.equal(res.text.includes('key_hash'), false);
   });

@@ -46,7 +46,8 @@ function sessionSuite(name: string, options: { storeArgs: string[]; cliBeside: b
     }
 
     const patch = (keyId: string, body: object): Promise<TestResponse> => send(gateway.url, `/api/keys/${keyId}`, { method: 'PATCH', key: admin, body });
-    const rotate = (keyId: string, grace: number): Promise<TestResponse> => send(gateway.url, `/api/keys/${keyId}/rotate`, { method: 'POST', key: admin, body: { grace_seconds: grace } });
+    const rotate = (keyId: string, grace: number): Promise<TestResponse> =>
+      send(gateway.url, `/api/keys/${keyId}/rotate`, { method: 'POST', key: admin, body: { grace_seconds: grace } });
     const userKey = (name: string, fields: object = {}): Promise<CreatedKey> => createKey(gateway.url, { name, rate_limit: 100_000, ...fields }, admin);
 
     before(async () => {
@@ -156,7 +157,11 @@ function sessionSuite(name: string, options: { storeArgs: string[]; cliBeside: b
       assert.equal(first.status, 200);
       assert.equal(first.headers['x-ratelimit-limit'], '3');
       assert.equal(first.headers['x-ratelimit-remaining'], '2');
-      assert.equal((await send(gateway.url, '/api/queue', { key: key.api_key })).headers['x-ratelimit-remaining'], '1', 'a sign-in and a request share the limit');
+      assert.equal(
+        (await send(gateway.url, '/api/queue', { key: key.api_key })).headers['x-ratelimit-remaining'],
+        '1',
+        'a sign-in and a request share the limit',
+      );
       assert.equal((await send(gateway.url, '/login', { method: 'POST', body: { api_key: key.api_key } })).status, 200);
       const over = await send(gateway.url, '/login', { method: 'POST', body: { api_key: key.api_key } });
       assert.equal(over.status, 429);
@@ -188,26 +193,37 @@ function sessionSuite(name: string, options: { storeArgs: string[]; cliBeside: b
       assert.ok(Number(blocked.headers['retry-after']) > 0);
       assert.equal(blocked.headers['set-cookie'], undefined, 'no session');
       assert.equal(blocked.headers['x-ratelimit-remaining'], undefined, 'the key was not checked, nor counted');
-      assert.equal((await send(gateway.url, '/login', { method: 'POST', headers: { 'x-forwarded-for': '198.51.100.21' }, body: { api_key: key.api_key } })).status, 200, 'another address signs in');
+      assert.equal(
+        (await send(gateway.url, '/login', { method: 'POST', headers: { 'x-forwarded-for': '198.51.100.21' }, body: { api_key: key.api_key } })).status,
+        200,
+        'another address signs in',
+      );
     });
 
-    test('changes made with the CLI beside the gateway end sessions too: disable then enable, and rotation', { skip: options.cliBeside ? false : 'the CLI does not change keys in a database' }, async () => {
-      const key = await userKey('cli');
-      const cli = (...args: string[]) => runCli(['keys', ...args, key.key_id, '--user-directory', gateway.userDirectory]);
-      const { cookie } = await signIn(key.api_key);
-      assert.equal((await cli('disable')).code, 0);
-      await sleep(CLI_PICKUP_MS);
-      await assertAnonymous(cookie, 'disabled by the CLI');
-      assert.equal((await cli('enable')).code, 0);
-      await sleep(CLI_PICKUP_MS);
-      await assertAnonymous(cookie, 'enabled again by the CLI');
-      const again = await signIn(key.api_key);
-      assert.equal((await cli('rotate')).code, 0);
-      await sleep(CLI_PICKUP_MS);
-      await assertAnonymous(again.cookie, 'rotated by the CLI');
-    });
+    test(
+      'changes made with the CLI beside the gateway end sessions too: disable then enable, and rotation',
+      { skip: options.cliBeside ? false : 'the CLI does not change keys in a database' },
+      async () => {
+        const key = await userKey('cli');
+        const cli = (...args: string[]) => runCli(['keys', ...args, key.key_id, '--user-directory', gateway.userDirectory]);
+        const { cookie } = await signIn(key.api_key);
+        assert.equal((await cli('disable')).code, 0);
+        await sleep(CLI_PICKUP_MS);
+        await assertAnonymous(cookie, 'disabled by the CLI');
+        assert.equal((await cli('enable')).code, 0);
+        await sleep(CLI_PICKUP_MS);
+        await assertAnonymous(cookie, 'enabled again by the CLI');
+        const again = await signIn(key.api_key);
+        assert.equal((await cli('rotate')).code, 0);
+        await sleep(CLI_PICKUP_MS);
+        await assertAnonymous(again.cookie, 'rotated by the CLI');
+      },
+    );
   });
 }
 
 sessionSuite('JSON files', { storeArgs: [], cliBeside: true });
-sessionSuite('PostgreSQL', 'skip' in fresh ? { storeArgs: [], cliBeside: false, skip: fresh.skip } : { storeArgs: ['--database-url', fresh.url], cliBeside: false, cleanup: fresh.drop });
+sessionSuite(
+  'PostgreSQL',
+  'skip' in fresh ? { storeArgs: [], cliBeside: false, skip: fresh.skip } : { storeArgs: ['--database-url', fresh.url], cliBeside: false, cleanup: fresh.drop },
+);

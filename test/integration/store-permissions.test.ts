@@ -129,8 +129,19 @@ describe('store folder permissions', () => {
       try {
         const now = Date.now() / 1000;
         await stores.keys.create({
-          key_id: randomBytes(16).toString('base64url'), name: 'k', created_at: now, last_used: null, rate_limit: 10, is_active: true, metadata: {},
-          role: 'admin', expires_at: null, key_prefix: null, key_hash: randomBytes(32).toString('hex'), previous_key_hash: null, previous_key_valid_until: null,
+          key_id: randomBytes(16).toString('base64url'),
+          name: 'k',
+          created_at: now,
+          last_used: null,
+          rate_limit: 10,
+          is_active: true,
+          metadata: {},
+          role: 'admin',
+          expires_at: null,
+          key_prefix: null,
+          key_hash: randomBytes(32).toString('hex'),
+          previous_key_hash: null,
+          previous_key_valid_until: null,
         });
         await stores.usage.ensureCreated();
         await stores.audit.append({ ts: now, actor: 'test', action: 'key.create' });

@@ -50,11 +50,13 @@ describe('streaming', () => {
     const boundary = '----comfygate' + Date.now();
     const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\nContent-Type: image/png\r\n\r\n`);
     const tail = Buffer.from(`\r\n--${boundary}\r\nContent-Disposition: form-data; name="overwrite"\r\n\r\ntrue\r\n--${boundary}--\r\n`);
-    const body = Readable.from((function* () {
-      yield head;
-      yield* megabytes(SIZE / CHUNK.length);
-      yield tail;
-    })());
+    const body = Readable.from(
+      (function* () {
+        yield head;
+        yield* megabytes(SIZE / CHUNK.length);
+        yield tail;
+      })(),
+    );
     const status = await new Promise<number>((resolve, reject) => {
       const req = request(
         {
@@ -85,12 +87,15 @@ describe('streaming', () => {
   test('a 200 MB download streams back', async () => {
     await pipeline(Readable.from(megabytes(SIZE / CHUNK.length)), createWriteStream(join(comfy.outputDir, 'big.bin')));
     const received = await new Promise<number>((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port: gateway.port, path: '/view?filename=big.bin&type=output', headers: { 'x-api-key': key.api_key } }, (res) => {
-        assert.equal(res.statusCode, 200);
-        let bytes = 0;
-        res.on('data', (chunk: Buffer) => (bytes += chunk.length));
-        res.on('end', () => resolve(bytes));
-      });
+      const req = request(
+        { host: '127.0.0.1', port: gateway.port, path: '/view?filename=big.bin&type=output', headers: { 'x-api-key': key.api_key } },
+        (res) => {
+          assert.equal(res.statusCode, 200);
+          let bytes = 0;
+          res.on('data', (chunk: Buffer) => (bytes += chunk.length));
+          res.on('end', () => resolve(bytes));
+        },
+      );
       req.on('error', reject);
       req.end();
     });

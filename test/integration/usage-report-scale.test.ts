@@ -42,8 +42,19 @@ const seededId = (i: number): string => `k${createHash('sha256').update(String(i
 
 function keyRecord(keyId: string, secret: string, role: 'user' | 'admin', rateLimit: number): Record<string, unknown> {
   return {
-    key_id: keyId, name: `Key ${keyId}`, created_at: 1_714_000_000, last_used: null, rate_limit: rateLimit, is_active: true, metadata: { team: 'scale' },
-    role, expires_at: null, key_prefix: null, key_hash: sha256(secret), previous_key_hash: null, previous_key_valid_until: null,
+    key_id: keyId,
+    name: `Key ${keyId}`,
+    created_at: 1_714_000_000,
+    last_used: null,
+    rate_limit: rateLimit,
+    is_active: true,
+    metadata: { team: 'scale' },
+    role,
+    expires_at: null,
+    key_prefix: null,
+    key_hash: sha256(secret),
+    previous_key_hash: null,
+    previous_key_valid_until: null,
   };
 }
 
@@ -59,7 +70,10 @@ async function seedStore(directory: string): Promise<Map<string, number>> {
     ids.push(id);
     records.push(keyRecord(id, `secret-${i}`, 'user', 100));
   }
-  await writeFile(join(directory, 'api_keys.json'), `{\n${records.map((record) => `${JSON.stringify(record.key_id)}: ${JSON.stringify(record)}`).join(',\n')}\n}\n`);
+  await writeFile(
+    join(directory, 'api_keys.json'),
+    `{\n${records.map((record) => `${JSON.stringify(record.key_id)}: ${JSON.stringify(record)}`).join(',\n')}\n}\n`,
+  );
 
   const now = Date.now() / 1000;
   const dailyTotals: Record<string, Record<string, Bucket>> = {};
@@ -146,7 +160,10 @@ describe('the usage report with 100,000 keys', () => {
     const liveTotal = page.usage_stats[ADMIN.key_id]!.total_requests + page.usage_stats[USER.key_id]!.total_requests;
     assert.equal(page.total_stats.total_requests, seededTotal + liveTotal);
     const seededLast24h = Math.ceil((KEYS + DELETED_KEYS) / 10) * 2;
-    assert.equal(page.total_stats.requests_last_24h, seededLast24h + page.usage_stats[ADMIN.key_id]!.requests_last_24h + page.usage_stats[USER.key_id]!.requests_last_24h);
+    assert.equal(
+      page.total_stats.requests_last_24h,
+      seededLast24h + page.usage_stats[ADMIN.key_id]!.requests_last_24h + page.usage_stats[USER.key_id]!.requests_last_24h,
+    );
   });
 
   test('a page of 100 keys over 365 days stays small, with or without the daily series', async () => {
@@ -165,7 +182,10 @@ describe('the usage report with 100,000 keys', () => {
     let ended = false;
     const chunks: Buffer[] = [];
     const response = await new Promise<IncomingMessage>((resolve, reject) => {
-      const req = request({ host: url.hostname, port: url.port, path: url.pathname + url.search, headers: { 'x-api-key': ADMIN.api_key }, agent: false }, resolve);
+      const req = request(
+        { host: url.hostname, port: url.port, path: url.pathname + url.search, headers: { 'x-api-key': ADMIN.api_key }, agent: false },
+        resolve,
+      );
       req.on('error', reject);
       req.end();
     });

@@ -69,7 +69,10 @@ describe('comfy-gate migrate', { skip: 'skip' in fresh ? fresh.skip : false }, (
     const second = await runCli(args);
     assert.equal(second.code, 0, second.stderr);
     const again = JSON.parse(second.stdout) as Copied;
-    assert.ok(Object.values(again.copied).every((c) => c.copied === 0), `the second run copies nothing: ${second.stdout}`);
+    assert.ok(
+      Object.values(again.copied).every((c) => c.copied === 0),
+      `the second run copies nothing: ${second.stdout}`,
+    );
     assert.deepEqual(Object.fromEntries(Object.entries(again.copied).map(([kind, c]) => [kind, c.found])), found);
     const human = await runCli(args.slice(0, -1));
     assert.equal(human.code, 0);
@@ -78,11 +81,22 @@ describe('comfy-gate migrate', { skip: 'skip' in fresh ? fresh.skip : false }, (
 
     const emptyDirectory = await tempUserDirectory();
     cleanups.push(emptyDirectory.remove);
-    const pgGateway = await startGateway({ upstream: comfy.url, userDirectory: emptyDirectory.path, args: ['--require-api-auth', '--database-url', database.url] });
+    const pgGateway = await startGateway({
+      upstream: comfy.url,
+      userDirectory: emptyDirectory.path,
+      args: ['--require-api-auth', '--database-url', database.url],
+    });
     cleanups.push(() => pgGateway.stop());
     assert.match(pgGateway.output().stdout, /\(2 keys\)/);
-    const listed = (await send(pgGateway.url, '/api/keys', { key: admin.api_key })).json<{ keys: Array<{ key_id: string; name: string; metadata: unknown }> }>().keys;
-    assert.deepEqual(listed.map((k) => [k.key_id, k.name]).sort(), [[admin.key_id, 'admin'], [user.key_id, 'renamed user']].sort());
+    const listed = (await send(pgGateway.url, '/api/keys', { key: admin.api_key })).json<{ keys: Array<{ key_id: string; name: string; metadata: unknown }> }>()
+      .keys;
+    assert.deepEqual(
+      listed.map((k) => [k.key_id, k.name]).sort(),
+      [
+        [admin.key_id, 'admin'],
+        [user.key_id, 'renamed user'],
+      ].sort(),
+    );
     assert.deepEqual(listed.find((k) => k.key_id === user.key_id)!.metadata, { team: 'vfx' });
     const usageAfter = (await send(pgGateway.url, '/api/usage', { key: user.api_key })).json<{ usage_stats: Record<string, number> }>().usage_stats;
     assert.equal(usageAfter.total_requests, (usageBefore.total_requests as number) + 1, 'the usage read before stopping was itself counted');
@@ -92,7 +106,7 @@ describe('comfy-gate migrate', { skip: 'skip' in fresh ? fresh.skip : false }, (
     const viaCookie = await send(pgGateway.url, '/api/usage', { headers: { cookie } });
     assert.equal(viaCookie.status, 200, 'the browser session still signs in');
     const history = (await send(pgGateway.url, `/api/history/${promptId}`, { key: user.api_key })).json<Record<string, unknown>>();
-    assert.ok(history[promptId], "the user still sees its own prompt (ownership copied)");
+    assert.ok(history[promptId], 'the user still sees its own prompt (ownership copied)');
     const foreign = (await send(pgGateway.url, `/api/history/${promptId}`, { key: admin.api_key })).json<Record<string, unknown>>();
     assert.ok(foreign[promptId], 'and the admin sees everything');
     const removed = await send(pgGateway.url, '/api/system_stats', { key: doomed.api_key });

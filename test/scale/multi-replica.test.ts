@@ -61,8 +61,15 @@ describe('three replicas on shared PostgreSQL and Redis', { skip: skip ?? false 
     const statuses = answers.map((res) => res.status);
     assert.equal(statuses.filter((s) => s === 200).length, 50, `statuses: ${JSON.stringify(countBy(statuses))}`);
     assert.equal(statuses.filter((s) => s === 429).length, 150);
-    const remaining = answers.filter((res) => res.status === 200).map((res) => Number(res.headers['x-ratelimit-remaining'])).sort((a, b) => a - b);
-    assert.deepEqual(remaining, Array.from({ length: 50 }, (_, i) => i), 'each success saw its own place in the window');
+    const remaining = answers
+      .filter((res) => res.status === 200)
+      .map((res) => Number(res.headers['x-ratelimit-remaining']))
+      .sort((a, b) => a - b);
+    assert.deepEqual(
+      remaining,
+      Array.from({ length: 50 }, (_, i) => i),
+      'each success saw its own place in the window',
+    );
     const refused = answers.find((res) => res.status === 429)!;
     assert.equal(refused.json().error_code, 'RATE_LIMIT_EXCEEDED');
     assert.equal(refused.headers['x-ratelimit-remaining'], '0');
@@ -80,7 +87,13 @@ describe('three replicas on shared PostgreSQL and Redis', { skip: skip ?? false 
       const since = performance.now();
       latencies[what] = await Promise.all(
         readers.map((gateway) =>
-          msUntil(since, () => send(gateway.url, '/api/system_stats', { key: key.api_key }), (res) => done(res.status, res.status >= 400 ? res.json().error_code : null), 1000, `${what} on ${gateway.url}`),
+          msUntil(
+            since,
+            () => send(gateway.url, '/api/system_stats', { key: key.api_key }),
+            (res) => done(res.status, res.status >= 400 ? res.json().error_code : null),
+            1000,
+            `${what} on ${gateway.url}`,
+          ),
         ),
       );
     }
@@ -110,7 +123,11 @@ describe('three replicas on shared PostgreSQL and Redis', { skip: skip ?? false 
     const lowered = await newKey();
     await measure('lower the limit', patch(lowered, { rate_limit: 1 }), lowered, (status) => status === 429);
     const all = Object.values(latencies).flat();
-    t.diagnostic(`seen by the other two replicas after (ms): ${Object.entries(latencies).map(([what, ms]) => `${what} ${ms.map((m) => m.toFixed(1)).join('/')}`).join(', ')}; max ${Math.max(...all).toFixed(1)}, p50 ${percentile(all, 50).toFixed(1)}`);
+    t.diagnostic(
+      `seen by the other two replicas after (ms): ${Object.entries(latencies)
+        .map(([what, ms]) => `${what} ${ms.map((m) => m.toFixed(1)).join('/')}`)
+        .join(', ')}; max ${Math.max(...all).toFixed(1)}, p50 ${percentile(all, 50).toFixed(1)}`,
+    );
     assert.ok(Math.max(...all) < 1000);
   });
 });

@@ -57,7 +57,13 @@ describe('PostgreSQL stopped and restarted', { skip: missing ?? false }, () => {
         assert.equal((await send(replicas[i % 2]!.url, '/api/system_stats', { key: user.api_key })).status, 200);
         counted += 1;
       }
-      await msUntil(performance.now(), () => storedRecords(user.key_id), (n) => n === counted, 5000, 'the first records written');
+      await msUntil(
+        performance.now(),
+        () => storedRecords(user.key_id),
+        (n) => n === counted,
+        5000,
+        'the first records written',
+      );
 
       await server.stop();
       const latencies: number[] = [];
@@ -76,7 +82,9 @@ describe('PostgreSQL stopped and restarted', { skip: missing ?? false }, () => {
       const promptId = await queuePrompt(first.url, user.api_key, { client_id: 'during-outage' });
       counted += 1;
       for (let done = false; !done; counted += 1) {
-        const entry = (await send(first.url, `/api/history/${promptId}`, { key: user.api_key })).json<Record<string, { status?: { completed?: boolean } }>>()[promptId];
+        const entry = (await send(first.url, `/api/history/${promptId}`, { key: user.api_key })).json<Record<string, { status?: { completed?: boolean } }>>()[
+          promptId
+        ];
         done = entry?.status?.completed !== undefined;
         if (!done) await sleep(25);
       }
@@ -84,13 +92,21 @@ describe('PostgreSQL stopped and restarted', { skip: missing ?? false }, () => {
       assert.equal(ready.status, 503, 'not ready while the store cannot be written');
       const unknown = await send(second.url, '/api/system_stats', { key: `comfy_${'x'.repeat(43)}` });
       assert.equal(unknown.status, 401, 'unknown keys are still refused');
-      t.diagnostic(`PostgreSQL down: 300 requests p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${Math.max(...latencies).toFixed(1)} ms; a key change refused in ${changeMs.toFixed(0)} ms`);
+      t.diagnostic(
+        `PostgreSQL down: 300 requests p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${Math.max(...latencies).toFixed(1)} ms; a key change refused in ${changeMs.toFixed(0)} ms`,
+      );
       assert.ok(Math.max(...latencies) < 500, `bounded latency (max ${Math.max(...latencies).toFixed(1)} ms)`);
 
       await server.start();
       const userRecords = counted;
       const since = performance.now();
-      const writtenMs = await msUntil(since, () => storedRecords(user.key_id).catch(() => -1), (n) => n === userRecords, 15_000, `all ${userRecords} usage records in PostgreSQL`);
+      const writtenMs = await msUntil(
+        since,
+        () => storedRecords(user.key_id).catch(() => -1),
+        (n) => n === userRecords,
+        15_000,
+        `all ${userRecords} usage records in PostgreSQL`,
+      );
       await sleep(500);
       assert.equal(await storedRecords(user.key_id), userRecords, 'each record written exactly once');
       const { rows } = await admin.query<{ requests: number }>('SELECT sum(requests)::int AS requests FROM usage_daily WHERE key_id = $1', [user.key_id]);
@@ -98,13 +114,27 @@ describe('PostgreSQL stopped and restarted', { skip: missing ?? false }, () => {
       const owned = await admin.query("SELECT key_id FROM ownership WHERE kind = 'prompt' AND id = $1", [promptId]);
       assert.deepEqual(owned.rows, [{ key_id: user.key_id }], 'the prompt claimed during the outage was written once the database was back');
       // The other replica learns it when its LISTEN connection is back and it reads what changed meanwhile.
-      await msUntil(since, () => send(second.url, `/api/history/${promptId}`, { key: user.api_key }), (res) => res.status === 200 && promptId in res.json(), 5000, "the other replica seeing the user's prompt");
+      await msUntil(
+        since,
+        () => send(second.url, `/api/history/${promptId}`, { key: user.api_key }),
+        (res) => res.status === 200 && promptId in res.json(),
+        5000,
+        "the other replica seeing the user's prompt",
+      );
 
       const disableSince = performance.now();
       const disable = await send(first.url, `/api/keys/${user.key_id}`, { method: 'PATCH', key: adminKey.api_key, body: { is_active: false } });
       assert.equal(disable.status, 200, 'changes work again');
-      const seenMs = await msUntil(disableSince, () => send(second.url, '/api/system_stats', { key: user.api_key }), (res) => res.status === 401, 5000, 'the disabled key on the other replica');
-      t.diagnostic(`PostgreSQL back: buffered usage written within ${writtenMs.toFixed(0)} ms; a change made afterwards reached the other replica in ${seenMs.toFixed(0)} ms`);
+      const seenMs = await msUntil(
+        disableSince,
+        () => send(second.url, '/api/system_stats', { key: user.api_key }),
+        (res) => res.status === 401,
+        5000,
+        'the disabled key on the other replica',
+      );
+      t.diagnostic(
+        `PostgreSQL back: buffered usage written within ${writtenMs.toFixed(0)} ms; a change made afterwards reached the other replica in ${seenMs.toFixed(0)} ms`,
+      );
     });
   });
 
@@ -115,7 +145,15 @@ describe('PostgreSQL stopped and restarted', { skip: missing ?? false }, () => {
     try {
       await server.stop();
       const now = Date.now() / 1000;
-      for (let i = 0; i < 80; i += 1) store.record({ key_id: 'bounded', endpoint: '/prompt', timestamp: now - i / 100, duration: 0.1, success: true, metadata: { method: 'POST', status: 200 } });
+      for (let i = 0; i < 80; i += 1)
+        store.record({
+          key_id: 'bounded',
+          endpoint: '/prompt',
+          timestamp: now - i / 100,
+          duration: 0.1,
+          success: true,
+          metadata: { method: 'POST', status: 200 },
+        });
       await sleep(300);
       assert.ok(store.lastWriteError(), 'writes are failing');
       assert.equal(store.buffered(), 50, 'at most the bound is kept');

@@ -24,7 +24,10 @@ describe('PostgreSQL schema migrations', { skip: 'skip' in fresh ? fresh.skip : 
     const opened = await Promise.all(Array.from({ length: 5 }, () => PostgresDatabase.open({ url: database.url })));
     await Promise.all(opened.map((db) => db.close()));
     const { rows } = await admin.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version');
-    assert.deepEqual(rows.map((r) => r.version), MIGRATIONS.map((m) => m.version));
+    assert.deepEqual(
+      rows.map((r) => r.version),
+      MIGRATIONS.map((m) => m.version),
+    );
   });
 
   test('running the migrations again applies nothing; a new numbered migration is applied once', async () => {

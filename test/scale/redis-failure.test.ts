@@ -52,7 +52,11 @@ describe('RedisCounterStore when Redis fails', { skip: missing ?? false }, () =>
   });
 
   /** A store with a log that records each line, on the private Redis. */
-  async function open(failure: RedisFailureMode, keyPrefix: string, shared?: SharedRecords): Promise<{ store: RedisCounterStore; lines: Array<{ event: string }> }> {
+  async function open(
+    failure: RedisFailureMode,
+    keyPrefix: string,
+    shared?: SharedRecords,
+  ): Promise<{ store: RedisCounterStore; lines: Array<{ event: string }> }> {
     const lines: Array<{ event: string }> = [];
     const log = { info: (obj: object) => lines.push(obj as { event: string }), warn: (obj: object) => lines.push(obj as { event: string }) };
     const store = await RedisCounterStore.open({ url: redis.url, keyPrefix, failure, timeoutMs: 50, heartbeatMs: 200, log, ...(shared ? { shared } : {}) });
@@ -86,7 +90,10 @@ describe('RedisCounterStore when Redis fails', { skip: missing ?? false }, () =>
     // local: limit 20 over 4 live replicas: 5 each, counted in this process.
     const localResults = [];
     for (let i = 0; i < 8; i += 1) localResults.push(await timedHit(local.store, 'fresh', 20));
-    assert.deepEqual(localResults.map((r) => r.allowed), [true, true, true, true, true, false, false, false]);
+    assert.deepEqual(
+      localResults.map((r) => r.allowed),
+      [true, true, true, true, true, false, false, false],
+    );
     assert.equal(localResults[0]!.limit, 5, 'the headers show the share this replica enforces');
     latencies.push(...localResults.map((r) => r.ms));
     const closedResults = [];
@@ -97,7 +104,10 @@ describe('RedisCounterStore when Redis fails', { skip: missing ?? false }, () =>
     latencies.push(...closedResults.map((r) => r.ms));
     const openResults = [];
     for (let i = 0; i < 30; i += 1) openResults.push(await timedHit(open_.store, 'fresh', 20));
-    assert.ok(openResults.every((r) => r.allowed), 'open lets everything through');
+    assert.ok(
+      openResults.every((r) => r.allowed),
+      'open lets everything through',
+    );
     latencies.push(...openResults.map((r) => r.ms));
     assert.ok(Math.max(...latencies) < 100, `every hit answered within 100 ms while Redis was down (max ${Math.max(...latencies).toFixed(1)} ms)`);
     assert.equal(local.lines.filter((l) => l.event === 'rate_limit_degraded').length, 1, 'entering is logged once');
@@ -127,9 +137,18 @@ describe('RedisCounterStore when Redis fails', { skip: missing ?? false }, () =>
     try {
       const results = [];
       for (let i = 0; i < 10; i += 1) results.push(await timedHit(store, 'k', 100));
-      assert.ok(results.every((r) => r.allowed), 'local fallback allows');
-      assert.ok(results.slice(0, 3).every((r) => r.ms >= 40 && r.ms < 150), `the first calls wait for the 50 ms timeout: ${results.map((r) => r.ms.toFixed(0)).join(', ')}`);
-      assert.ok(results.slice(3).every((r) => r.ms < 10), `then the circuit is open: ${results.map((r) => r.ms.toFixed(0)).join(', ')}`);
+      assert.ok(
+        results.every((r) => r.allowed),
+        'local fallback allows',
+      );
+      assert.ok(
+        results.slice(0, 3).every((r) => r.ms >= 40 && r.ms < 150),
+        `the first calls wait for the 50 ms timeout: ${results.map((r) => r.ms.toFixed(0)).join(', ')}`,
+      );
+      assert.ok(
+        results.slice(3).every((r) => r.ms < 10),
+        `then the circuit is open: ${results.map((r) => r.ms.toFixed(0)).join(', ')}`,
+      );
       assert.equal(store.status().breaker, 'open');
       t.diagnostic(`hung Redis: hits took ${results.map((r) => r.ms.toFixed(1)).join(', ')} ms`);
     } finally {
@@ -141,7 +160,7 @@ describe('RedisCounterStore when Redis fails', { skip: missing ?? false }, () =>
     assert.equal(store.status().degraded, false);
   });
 
-  test('local: the window holds every replica\'s recorded requests, read once per key; one that starts during an outage counts the gateways of the database', async () => {
+  test("local: the window holds every replica's recorded requests, read once per key; one that starts during an outage counts the gateways of the database", async () => {
     const now = Date.now() / 1000;
     const recorded = new Map<string, number[]>();
     const reads: string[] = [];

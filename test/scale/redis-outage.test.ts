@@ -61,11 +61,20 @@ describe('Redis stopped and restarted under three gateways', { skip: skip ?? fal
     const hit = async (gateway: GatewayProcess, k: CreatedKey): Promise<{ status: number; code: unknown; limit: unknown; retryAfter: unknown }> => {
       const res = await timed(gateway.url, '/api/system_stats', k.api_key);
       down.push(res.ms);
-      return { status: res.status, code: res.status >= 400 ? res.json().error_code : null, limit: res.headers['x-ratelimit-limit'], retryAfter: res.headers['retry-after'] };
+      return {
+        status: res.status,
+        code: res.status >= 400 ? res.json().error_code : null,
+        limit: res.headers['x-ratelimit-limit'],
+        retryAfter: res.headers['retry-after'],
+      };
     };
     const localAnswers = [];
     for (let i = 0; i < 15; i += 1) localAnswers.push(await hit(local, key));
-    assert.deepEqual(localAnswers.map((a) => a.status), [...Array(10).fill(200), ...Array(5).fill(429)], 'a limit of 30 over 3 live replicas: 10 here');
+    assert.deepEqual(
+      localAnswers.map((a) => a.status),
+      [...Array(10).fill(200), ...Array(5).fill(429)],
+      'a limit of 30 over 3 live replicas: 10 here',
+    );
     assert.equal(localAnswers[0]!.limit, '10', 'X-RateLimit-Limit shows the share this replica enforces');
     for (let i = 0; i < 5; i += 1) {
       const answer = await hit(closed, key);
@@ -73,9 +82,14 @@ describe('Redis stopped and restarted under three gateways', { skip: skip ?? fal
     }
     const openAnswers = [];
     for (let i = 0; i < 40; i += 1) openAnswers.push(await hit(open, key));
-    assert.ok(openAnswers.every((a) => a.status === 200), 'open lets everything through, uncounted');
+    assert.ok(
+      openAnswers.every((a) => a.status === 200),
+      'open lets everything through, uncounted',
+    );
     assert.equal((await send(local.url, '/api/keys', { key: admin.api_key })).status, 200, 'management still works: PostgreSQL is up');
-    t.diagnostic(`latency healthy p50 ${percentile(healthy, 50).toFixed(1)} ms, max ${Math.max(...healthy).toFixed(1)} ms; Redis down (${down.length} requests) p50 ${percentile(down, 50).toFixed(1)} ms, p99 ${percentile(down, 99).toFixed(1)} ms, max ${Math.max(...down).toFixed(1)} ms`);
+    t.diagnostic(
+      `latency healthy p50 ${percentile(healthy, 50).toFixed(1)} ms, max ${Math.max(...healthy).toFixed(1)} ms; Redis down (${down.length} requests) p50 ${percentile(down, 50).toFixed(1)} ms, p99 ${percentile(down, 99).toFixed(1)} ms, max ${Math.max(...down).toFixed(1)} ms`,
+    );
     assert.ok(Math.max(...down) < 250, `every request answered within 250 ms while Redis was down (max ${Math.max(...down).toFixed(1)} ms)`);
 
     await redis.start();
@@ -178,7 +192,13 @@ describe('local fallback across gateway restarts during a Redis outage', { skip:
 
     await redis.start();
     const since = performance.now();
-    await msUntil(since, () => send(started.at(-1)!.url, '/api/system_stats', { key: admin.api_key }), (res) => res.headers['x-ratelimit-limit'] === '1000000', 10_000, 'counting in Redis again');
+    await msUntil(
+      since,
+      () => send(started.at(-1)!.url, '/api/system_stats', { key: admin.api_key }),
+      (res) => res.headers['x-ratelimit-limit'] === '1000000',
+      10_000,
+      'counting in Redis again',
+    );
     await started.at(-1)!.stop();
   });
 

@@ -6,7 +6,11 @@ import { startGateway, tempUserDirectory, type GatewayProcess } from '../helpers
 import { send, type TestResponse } from '../helpers/http-client.js';
 
 /** Starts `count` gateways at once (they migrate the schema together); `stop` stops them and removes their folders. */
-export async function startReplicas(count: number, upstream: string, args: (index: number) => string[]): Promise<{ replicas: GatewayProcess[]; stop(): Promise<void> }> {
+export async function startReplicas(
+  count: number,
+  upstream: string,
+  args: (index: number) => string[],
+): Promise<{ replicas: GatewayProcess[]; stop(): Promise<void> }> {
   const directories = await Promise.all(Array.from({ length: count }, () => tempUserDirectory()));
   const started = await Promise.allSettled(directories.map((directory, i) => startGateway({ upstream, userDirectory: directory.path, args: args(i) })));
   const replicas = started.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
@@ -52,7 +56,17 @@ function describe(value: unknown): string {
 /** Resolves once every replica answers the admin's GET /api/keys/{id} with 200 (the key has reached it). */
 export async function untilEveryReplicaKnows(replicas: GatewayProcess[], keyId: string, adminKey: string): Promise<void> {
   const since = performance.now();
-  await Promise.all(replicas.map((gateway) => msUntil(since, () => send(gateway.url, `/api/keys/${keyId}`, { key: adminKey }), (res) => res.status === 200, 5000, `key ${keyId} on ${gateway.url}`)));
+  await Promise.all(
+    replicas.map((gateway) =>
+      msUntil(
+        since,
+        () => send(gateway.url, `/api/keys/${keyId}`, { key: adminKey }),
+        (res) => res.status === 200,
+        5000,
+        `key ${keyId} on ${gateway.url}`,
+      ),
+    ),
+  );
 }
 
 /** The nearest-rank percentile of some numbers. */

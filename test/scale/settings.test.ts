@@ -28,7 +28,18 @@ describe('scale-out settings', () => {
       ['postgres://env@db/comfy', 'redis://env:6379', 80, 'open', 'env:'],
     );
     const fromFlags = loadServeConfig(
-      ['--database-url', 'postgresql://u:p@10.0.0.5:5432/gate', '--redis-url', 'rediss://cache:6380/2', '--redis-timeout', '25', '--redis-failure', 'closed', '--redis-key-prefix', 'prod:gate:'],
+      [
+        '--database-url',
+        'postgresql://u:p@10.0.0.5:5432/gate',
+        '--redis-url',
+        'rediss://cache:6380/2',
+        '--redis-timeout',
+        '25',
+        '--redis-failure',
+        'closed',
+        '--redis-key-prefix',
+        'prod:gate:',
+      ],
       env,
     );
     assert.deepEqual(
@@ -47,11 +58,17 @@ describe('scale-out settings', () => {
   ];
   for (const [what, args, message] of bad) {
     test(`refuses ${what}`, () => {
-      assert.throws(() => loadServeConfig(args, {}), (error: unknown) => error instanceof ConfigError && message.test(error.message));
+      assert.throws(
+        () => loadServeConfig(args, {}),
+        (error: unknown) => error instanceof ConfigError && message.test(error.message),
+      );
     });
   }
 
   test('a refused URL is not echoed (it may hold a password)', () => {
-    assert.throws(() => loadServeConfig(['--database-url', 'postgres//user:hunter2@db'], {}), (error: unknown) => !(error as Error).message.includes('hunter2'));
+    assert.throws(
+      () => loadServeConfig(['--database-url', 'postgres//user:hunter2@db'], {}),
+      (error: unknown) => !(error as Error).message.includes('hunter2'),
+    );
   });
 });

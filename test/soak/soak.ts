@@ -60,7 +60,12 @@ async function main(): Promise<number> {
       counts.sockets += 1;
     }),
     loop(async () => {
-      await send(gateway.url, '/api/upload/image', { method: 'POST', key: user, body: upload, headers: { 'content-type': 'multipart/form-data; boundary=soak' } });
+      await send(gateway.url, '/api/upload/image', {
+        method: 'POST',
+        key: user,
+        body: upload,
+        headers: { 'content-type': 'multipart/form-data; boundary=soak' },
+      });
       counts.uploads += 1;
       await sleep(100);
     }),

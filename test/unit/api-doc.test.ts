@@ -12,28 +12,34 @@ const HTTP_METHODS = new Set(['get', 'put', 'post', 'delete', 'options', 'head',
 /** `METHOD /path` for every operation of the OpenAPI document. */
 function openApiEndpoints(): string[] {
   return Object.entries(OPENAPI_DOCUMENT.paths).flatMap(([path, item]) =>
-    Object.keys(item).filter((key) => HTTP_METHODS.has(key)).map((method) => `${method.toUpperCase()} ${path}`),
+    Object.keys(item)
+      .filter((key) => HTTP_METHODS.has(key))
+      .map((method) => `${method.toUpperCase()} ${path}`),
   );
 }
 
 /** `METHOD /path` for every code span of that form in a heading of docs/api.md. */
 function documentedEndpoints(): string[] {
   const markdown = readFileSync(join(REPO_ROOT, 'docs', 'api.md'), 'utf8');
-  return headings(markdown).flatMap((heading) =>
-    [...heading.matchAll(/`([A-Z]+ \/[^`\s]*)`/g)].map((match) => match[1] as string),
-  );
+  return headings(markdown).flatMap((heading) => [...heading.matchAll(/`([A-Z]+ \/[^`\s]*)`/g)].map((match) => match[1] as string));
 }
 
 describe('docs/api.md against the OpenAPI document', () => {
   test('every path and method of the OpenAPI document has a heading in docs/api.md', () => {
     const documented = new Set(documentedEndpoints());
-    assert.deepEqual(openApiEndpoints().filter((endpoint) => !documented.has(endpoint)), []);
+    assert.deepEqual(
+      openApiEndpoints().filter((endpoint) => !documented.has(endpoint)),
+      [],
+    );
   });
 
   test('every endpoint named in a heading of docs/api.md is in the OpenAPI document', () => {
     const inOpenApi = new Set(openApiEndpoints());
     const documented = documentedEndpoints();
     assert.ok(documented.length > 0, 'docs/api.md names endpoints in its headings');
-    assert.deepEqual(documented.filter((endpoint) => !inOpenApi.has(endpoint)), []);
+    assert.deepEqual(
+      documented.filter((endpoint) => !inOpenApi.has(endpoint)),
+      [],
+    );
   });
 });

@@ -9,7 +9,11 @@ const DASHED = '-AbCdEfGhIjKlMnOpQrStU';
 
 describe('CLI arguments', () => {
   test('a dashed key_id is the KEY_ID, before or after the flags, or after --', () => {
-    for (const args of [[DASHED, '--json'], ['--json', DASHED], ['--json', '--', DASHED]]) {
+    for (const args of [
+      [DASHED, '--json'],
+      ['--json', DASHED],
+      ['--json', '--', DASHED],
+    ]) {
       const parsed = parseCommandLine(args, 'keys show', { json: { type: 'boolean' } }, { keyId: true });
       assert.deepEqual({ ...parsed?.values }, { json: true }, args.join(' '));
       assert.equal(parsed?.keyId, DASHED, args.join(' '));
@@ -17,7 +21,10 @@ describe('CLI arguments', () => {
   });
 
   test('a dashed key_id is the value of a flag that takes one', () => {
-    assert.deepEqual({ ...parseCommandLine(['--key', DASHED, '--days', '7'], 'usage', { key: { type: 'string' }, days: { type: 'string' } })?.values }, { key: DASHED, days: '7' });
+    assert.deepEqual(
+      { ...parseCommandLine(['--key', DASHED, '--days', '7'], 'usage', { key: { type: 'string' }, days: { type: 'string' } })?.values },
+      { key: DASHED, days: '7' },
+    );
   });
 
   test('unknown flags are still refused', () => {

@@ -24,7 +24,21 @@ describe('loadServeConfig', () => {
 
   test('flags', () => {
     const config = loadServeConfig(
-      ['--enable-api-auth', '--listen', '0.0.0.0', '--port', '9000', '--upstream', 'https://comfy.internal:8443', '--public-path', '/extensions/', '--public-path', '/assets', '--usage-retention-days', '7'],
+      [
+        '--enable-api-auth',
+        '--listen',
+        '0.0.0.0',
+        '--port',
+        '9000',
+        '--upstream',
+        'https://comfy.internal:8443',
+        '--public-path',
+        '/extensions/',
+        '--public-path',
+        '/assets',
+        '--usage-retention-days',
+        '7',
+      ],
       {},
     );
     assert.equal(config.mode, 'optional');
@@ -53,12 +67,32 @@ describe('loadServeConfig', () => {
   test('cross-site settings: allowed hosts, local management, frame ancestors', () => {
     const defaults = loadServeConfig([], {});
     assert.deepEqual([defaults.allowedHosts, defaults.noLocalAdmin, defaults.frameAncestors], [[], false, []]);
-    const flags = loadServeConfig(['--allowed-host', 'Comfy.Example.com', '--allowed-host', '.corp.example', '--no-local-admin', '--frame-ancestors', 'https://portal.example', '--frame-ancestors', "'self'"], {});
+    const flags = loadServeConfig(
+      [
+        '--allowed-host',
+        'Comfy.Example.com',
+        '--allowed-host',
+        '.corp.example',
+        '--no-local-admin',
+        '--frame-ancestors',
+        'https://portal.example',
+        '--frame-ancestors',
+        "'self'",
+      ],
+      {},
+    );
     assert.deepEqual(flags.allowedHosts, ['comfy.example.com', '.corp.example']);
     assert.equal(flags.noLocalAdmin, true);
     assert.deepEqual(flags.frameAncestors, ['https://portal.example', "'self'"]);
-    const env = loadServeConfig([], { COMFY_GATE_ALLOWED_HOSTS: 'a.example, b.example', COMFY_GATE_NO_LOCAL_ADMIN: 'yes', COMFY_GATE_FRAME_ANCESTORS: 'http://127.0.0.1:3000,https://*.example.com' });
-    assert.deepEqual([env.allowedHosts, env.noLocalAdmin, env.frameAncestors], [['a.example', 'b.example'], true, ['http://127.0.0.1:3000', 'https://*.example.com']]);
+    const env = loadServeConfig([], {
+      COMFY_GATE_ALLOWED_HOSTS: 'a.example, b.example',
+      COMFY_GATE_NO_LOCAL_ADMIN: 'yes',
+      COMFY_GATE_FRAME_ANCESTORS: 'http://127.0.0.1:3000,https://*.example.com',
+    });
+    assert.deepEqual(
+      [env.allowedHosts, env.noLocalAdmin, env.frameAncestors],
+      [['a.example', 'b.example'], true, ['http://127.0.0.1:3000', 'https://*.example.com']],
+    );
   });
 
   describe('service URLs from a file', () => {
@@ -79,16 +113,31 @@ describe('loadServeConfig', () => {
     });
 
     const refusals: Array<[string, () => [string[], NodeJS.ProcessEnv], RegExp]> = [
-      ['a URL and its file as flags', () => [['--database-url', 'postgres://h/d', '--database-url-file', secretFile('a', 'postgres://h/d')], {}], /--database-url and --database-url-file are both given/],
-      ['a URL in the environment and its file as a flag', () => [['--redis-url-file', secretFile('b', 'redis://h')], { COMFY_GATE_REDIS_URL: 'redis://h' }], /--redis-url and --redis-url-file are both given/],
+      [
+        'a URL and its file as flags',
+        () => [['--database-url', 'postgres://h/d', '--database-url-file', secretFile('a', 'postgres://h/d')], {}],
+        /--database-url and --database-url-file are both given/,
+      ],
+      [
+        'a URL in the environment and its file as a flag',
+        () => [['--redis-url-file', secretFile('b', 'redis://h')], { COMFY_GATE_REDIS_URL: 'redis://h' }],
+        /--redis-url and --redis-url-file are both given/,
+      ],
       ['a file that does not exist', () => [['--database-url-file', join(dir, 'missing')], {}], /--database-url-file: .*missing cannot be read \(ENOENT\)/],
       ['an empty file', () => [['--redis-url-file', secretFile('c', ' \n')], {}], /--redis-url-file: .* is empty/],
-      ['a file holding something else', () => [['--database-url-file', secretFile('d', 'mysql://root:hunter2@h/d')], {}], /the URL in --database-url-file .* must start with postgres:\/\/ or postgresql:\/\//],
+      [
+        'a file holding something else',
+        () => [['--database-url-file', secretFile('d', 'mysql://root:hunter2@h/d')], {}],
+        /the URL in --database-url-file .* must start with postgres:\/\/ or postgresql:\/\//,
+      ],
     ];
     for (const [what, input, message] of refusals) {
       test(`refuses ${what}, never showing the secret`, () => {
         const [args, env] = input();
-        assert.throws(() => loadServeConfig(args, env), (error: unknown) => error instanceof ConfigError && message.test(error.message) && !/hunter2/.test(error.message));
+        assert.throws(
+          () => loadServeConfig(args, env),
+          (error: unknown) => error instanceof ConfigError && message.test(error.message) && !/hunter2/.test(error.message),
+        );
       });
     }
   });
@@ -115,12 +164,15 @@ describe('loadServeConfig', () => {
     ['allowed host with a port', ['--allowed-host', 'comfy.example:8188'], {}, /--allowed-host: "comfy.example:8188" is not a host name/],
     ['allowed host that is a URL', ['--allowed-host', 'http://comfy.example'], {}, /--allowed-host/],
     ['frame ancestor with a path', ['--frame-ancestors', 'https://portal.example/page'], {}, /--frame-ancestors must be an origin/],
-    ['frame ancestor smuggling a directive', ['--frame-ancestors', "https://a.example; script-src *"], {}, /--frame-ancestors/],
+    ['frame ancestor smuggling a directive', ['--frame-ancestors', 'https://a.example; script-src *'], {}, /--frame-ancestors/],
     ['frame ancestor wildcard', ['--frame-ancestors', '*'], {}, /--frame-ancestors/],
   ];
   for (const [what, args, env, message] of bad) {
     test(`refuses ${what}`, () => {
-      assert.throws(() => loadServeConfig(args, env), (error: unknown) => error instanceof ConfigError && message.test(error.message));
+      assert.throws(
+        () => loadServeConfig(args, env),
+        (error: unknown) => error instanceof ConfigError && message.test(error.message),
+      );
     });
   }
 });

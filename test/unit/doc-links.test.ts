@@ -11,7 +11,10 @@ describe('documentation links', () => {
   test('README.md and every docs/*.md link only to files and headings that exist', () => {
     const docs = projectDocs();
     assert.ok(docs.length > 1, 'docs/ holds Markdown files');
-    assert.deepEqual(docs.flatMap((file) => brokenLinks(file)), []);
+    assert.deepEqual(
+      docs.flatMap((file) => brokenLinks(file)),
+      [],
+    );
   });
 
   test('anchors follow GitHub: lower case, punctuation dropped, spaces to -, repeats numbered', () => {
@@ -22,7 +25,11 @@ describe('documentation links', () => {
   });
 
   test('links in code are not links; links and images elsewhere are', () => {
-    assert.deepEqual(linkTargets('[a](x.md#y) and ![img](p.png) `[no](code.md)`\n```\n[no](fence.md)\n```\n[`code` text](z.md "title")'), ['x.md#y', 'p.png', 'z.md']);
+    assert.deepEqual(linkTargets('[a](x.md#y) and ![img](p.png) `[no](code.md)`\n```\n[no](fence.md)\n```\n[`code` text](z.md "title")'), [
+      'x.md#y',
+      'p.png',
+      'z.md',
+    ]);
   });
 
   test('a missing file, a missing anchor and an anchor into a non-Markdown file are reported; external links are not checked', () => {
@@ -31,7 +38,10 @@ describe('documentation links', () => {
       mkdirSync(join(root, 'docs'));
       writeFileSync(join(root, 'docs', 'b.md'), '# B\n## Real heading\n');
       writeFileSync(join(root, 'docs', 'pic.png'), '');
-      writeFileSync(join(root, 'README.md'), '# A\n[ok](docs/b.md#real-heading) [self](#a) ![pic](docs/pic.png) [web](https://example.com/x#y)\n[gone](docs/c.md) [bad](docs/b.md#no-such) [here](#nowhere) [png](docs/pic.png#x)\n');
+      writeFileSync(
+        join(root, 'README.md'),
+        '# A\n[ok](docs/b.md#real-heading) [self](#a) ![pic](docs/pic.png) [web](https://example.com/x#y)\n[gone](docs/c.md) [bad](docs/b.md#no-such) [here](#nowhere) [png](docs/pic.png#x)\n',
+      );
       assert.deepEqual(brokenLinks(join(root, 'README.md'), root), [
         'README.md: docs/c.md: no file docs/c.md',
         'README.md: docs/b.md#no-such: no heading of docs/b.md has the anchor #no-such',

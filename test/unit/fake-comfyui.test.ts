@@ -9,13 +9,22 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocket } from 'ws';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 
-interface Reply { status: number; headers: http.IncomingHttpHeaders; body: Buffer }
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the fake's answers are read as loosely as a client would
-interface Frame { type: string; data: any }
+interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+interface Frame {
+  type: string;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the fake's answers are read as loosely as a client would
+  data: any;
+}
 
 /** Raw HTTP request (node:http, so Host/Origin and odd paths are sent as given). Body chunks are written one by one. */
 function request(
-  fake: FakeComfyUI, method: string, target: string,
+  fake: FakeComfyUI,
+  method: string,
+  target: string,
   opts: { headers?: http.OutgoingHttpHeaders; body?: string | Buffer | AsyncIterable<Buffer> } = {},
 ): Promise<Reply> {
   return new Promise((resolve, reject) => {
@@ -55,7 +64,10 @@ async function connect(fake: FakeComfyUI, target = '/ws'): Promise<{ ws: WebSock
   const ws = new WebSocket(`ws://127.0.0.1:${fake.port}${target}`);
   const frames: Array<Frame | Buffer> = [];
   ws.on('message', (data, isBinary) => frames.push(isBinary ? (data as Buffer) : JSON.parse(data.toString())));
-  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
   await waitFor(() => frames.length > 0, 'first frame');
   return { ws, frames };
 }
@@ -95,13 +107,27 @@ test('runs a prompt: WS events in §7 order, preview frames, history and /view',
   assert.equal(queue.queue_running[0][3].auth_token_comfy_org, 'secret');
 
   await waitFor(() => jsonFrames(frames).some((f) => f.type === 'executing' && f.data.node === null), 'completion');
-  const types = jsonFrames(frames).map((f) => f.type).filter((type) => type !== 'feature_flags');
+  const types = jsonFrames(frames)
+    .map((f) => f.type)
+    .filter((type) => type !== 'feature_flags');
   assert.deepEqual(types.slice(0, 5), ['status', 'status', 'status', 'execution_start', 'execution_cached']);
   assert.deepEqual(types.slice(-3), ['execution_success', 'status', 'executing']);
-  const perNode = ['progress_state', 'executing', 'progress', 'progress_state', 'progress', 'progress_state',
-    'progress', 'progress_state', 'executed', 'progress_state'];
+  const perNode = [
+    'progress_state',
+    'executing',
+    'progress',
+    'progress_state',
+    'progress',
+    'progress_state',
+    'progress',
+    'progress_state',
+    'executed',
+    'progress_state',
+  ];
   assert.deepEqual(types.slice(5, -3), [...perNode, ...perNode, ...perNode]);
-  const executing = jsonFrames(frames).filter((f) => f.type === 'executing').map((f) => f.data.node);
+  const executing = jsonFrames(frames)
+    .filter((f) => f.type === 'executing')
+    .map((f) => f.data.node);
   assert.deepEqual(executing, ['4', '3', '9', null]);
 
   const previews = frames.filter((f): f is Buffer => Buffer.isBuffer(f));
@@ -110,11 +136,17 @@ test('runs a prompt: WS events in §7 order, preview frames, history and /view',
   const metaLength = previews[0]!.readUInt32BE(4);
   assert.deepEqual(JSON.parse(previews[0]!.subarray(8, 8 + metaLength).toString()).node_id, '3');
   assert.equal(other.frames.filter((f) => Buffer.isBuffer(f)).length, 0, 'previews of a client prompt are not broadcast');
-  assert.deepEqual(jsonFrames(other.frames).map((f) => f.type), ['status', 'status', 'status', 'status']);
+  assert.deepEqual(
+    jsonFrames(other.frames).map((f) => f.type),
+    ['status', 'status', 'status', 'status'],
+  );
 
   const history = json(await request(fake, 'GET', `/history/${promptId}`))[promptId];
   assert.equal(history.status.status_str, 'success');
-  assert.deepEqual(history.status.messages.map((m: [string, unknown]) => m[0]), ['execution_start', 'execution_cached', 'execution_success']);
+  assert.deepEqual(
+    history.status.messages.map((m: [string, unknown]) => m[0]),
+    ['execution_start', 'execution_cached', 'execution_success'],
+  );
   assert.deepEqual(history.prompt[3], { client_id: 'alice' }, 'history redacts auth tokens');
   assert.deepEqual(history.outputs['9'], { images: [{ filename: 'ComfyUI_00001_.png', subfolder: '', type: 'output' }] });
 
@@ -167,7 +199,8 @@ test('POST /prompt errors, queue and history endpoints', async (t) => {
   const noOutputs = await post(JSON.stringify({ prompt: { 1: { class_type: 'KSampler' } } }));
   assert.equal(noOutputs.status, 400);
   assert.deepEqual(json(noOutputs), {
-    error: { type: 'prompt_no_outputs', message: 'Prompt has no outputs', details: '', extra_info: {} }, node_errors: {},
+    error: { type: 'prompt_no_outputs', message: 'Prompt has no outputs', details: '', extra_info: {} },
+    node_errors: {},
   });
 
   const ids: string[] = [];
@@ -182,7 +215,11 @@ test('POST /prompt errors, queue and history endpoints', async (t) => {
   assert.deepEqual(Object.keys(json(await request(fake, 'GET', '/api/history?offset=1&max_items=1'))), ['p1']);
   assert.equal((await request(fake, 'GET', '/history?max_items=x')).status, 500);
   assert.deepEqual(json(await request(fake, 'GET', '/history/unknown')), {});
-  assert.deepEqual((fake.history.get('p2') as { outputs: Record<string, { images: unknown[] }> }).outputs['1']!.images[0], { filename: 'ComfyUI_00003_.png', subfolder: '', type: 'temp' });
+  assert.deepEqual((fake.history.get('p2') as { outputs: Record<string, { images: unknown[] }> }).outputs['1']!.images[0], {
+    filename: 'ComfyUI_00003_.png',
+    subfolder: '',
+    type: 'temp',
+  });
   assert.ok((await stat(path.join(fake.tempDir, 'ComfyUI_00003_.png'))).size > 0);
   assert.equal((await request(fake, 'POST', '/history', { body: '{"delete":["p0"]}' })).status, 200);
   assert.deepEqual(Object.keys(json(await request(fake, 'GET', '/history'))), ['p1', 'p2']);
@@ -195,8 +232,7 @@ test('/view path checks, Range, conditional requests and HEAD', async (t) => {
   t.after(() => fake.close());
   const content = randomBytes(1000);
   await writeFile(path.join(fake.outputDir, 'a.bin'), content);
-  const view = (query: string, headers: http.OutgoingHttpHeaders = {}): Promise<Reply> =>
-    request(fake, 'GET', `/api/view?${query}`, { headers });
+  const view = (query: string, headers: http.OutgoingHttpHeaders = {}): Promise<Reply> => request(fake, 'GET', `/api/view?${query}`, { headers });
 
   assert.equal((await view('type=output')).status, 404);
   assert.equal((await view('filename=a.bin&type=models')).status, 400);
@@ -232,7 +268,12 @@ test('/view path checks, Range, conditional requests and HEAD', async (t) => {
 });
 
 /** A multipart body generated in small pieces; the `image` part is `size` pseudo-random bytes full of near-boundaries. */
-async function* multipartBody(boundary: string, size: number, fieldsAfter: Record<string, string>, hash: ReturnType<typeof createHash>): AsyncGenerator<Buffer> {
+async function* multipartBody(
+  boundary: string,
+  size: number,
+  fieldsAfter: Record<string, string>,
+  hash: ReturnType<typeof createHash>,
+): AsyncGenerator<Buffer> {
   yield Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="overwrite"\r\n\r\nfalse\r\n`);
   yield Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\nContent-Type: image/png\r\n\r\n`);
   const trap = Buffer.from(`\r\n--${boundary.slice(0, -1)}!`); // one byte short of a delimiter
@@ -260,7 +301,8 @@ test('uploads stream multipart into inputDir, with text fields after the file an
     let i = 0;
     for await (const piece of multipartBody(boundary, size, { subfolder: 'sub', type: 'input' }, hash)) {
       yield piece;
-      if (++i === 500) { // mid-file: the server must already be writing the part to disk
+      if (++i === 500) {
+        // mid-file: the server must already be writing the part to disk
         await sleep(50);
         const spool = (await readdir(path.dirname(fake.inputDir))).find((f) => f.endsWith('.part'));
         spoolSeen = spool ? (await stat(path.join(path.dirname(fake.inputDir), spool))).size : 0;
@@ -275,10 +317,11 @@ test('uploads stream multipart into inputDir, with text fields after the file an
   const stored = await readFile(path.join(fake.inputDir, 'sub', 'big.png'));
   assert.equal(createHash('sha256').update(stored).digest('hex'), hash.digest('hex'));
 
-  const small = (content: string, extra = ''): Promise<Reply> => request(fake, 'POST', '/api/upload/image', {
-    headers,
-    body: `--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n\r\n${content}\r\n${extra}--${boundary}--\r\n`,
-  });
+  const small = (content: string, extra = ''): Promise<Reply> =>
+    request(fake, 'POST', '/api/upload/image', {
+      headers,
+      body: `--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n\r\n${content}\r\n${extra}--${boundary}--\r\n`,
+    });
   assert.equal(json(await small('one')).name, 'x.png');
   assert.equal(json(await small('one')).name, 'x.png', 'same content reuses the name');
   assert.equal(json(await small('two')).name, 'x (1).png');
@@ -288,16 +331,22 @@ test('uploads stream multipart into inputDir, with text fields after the file an
   assert.equal(await readFile(path.join(fake.tempDir, 'x.png'), 'utf8'), 'three');
 
   const missing = await request(fake, 'POST', '/upload/image', {
-    headers, body: `--${boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\ninput\r\n--${boundary}--\r\n`,
+    headers,
+    body: `--${boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\ninput\r\n--${boundary}--\r\n`,
   });
   assert.equal(missing.status, 400);
   const escape = await request(fake, 'POST', '/upload/image', {
     headers,
-    body: `--${boundary}\r\nContent-Disposition: form-data; name="subfolder"\r\n\r\n../..\r\n` +
+    body:
+      `--${boundary}\r\nContent-Disposition: form-data; name="subfolder"\r\n\r\n../..\r\n` +
       `--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="e.png"\r\n\r\nx\r\n--${boundary}--\r\n`,
   });
   assert.equal(escape.status, 400);
-  assert.deepEqual((await readdir(path.dirname(fake.inputDir))).filter((f) => f.endsWith('.part')), [], 'spool files removed');
+  assert.deepEqual(
+    (await readdir(path.dirname(fake.inputDir))).filter((f) => f.endsWith('.part')),
+    [],
+    'spool files removed',
+  );
 });
 
 test('origin check, routing quirks and static files', async (t) => {

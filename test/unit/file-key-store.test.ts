@@ -43,7 +43,11 @@ async function waitFor(condition: () => boolean, timeoutMs: number, what: string
   }
 }
 
-const ids = (store: FileKeyStore): string[] => store.list().map((r) => r.key_id).sort();
+const ids = (store: FileKeyStore): string[] =>
+  store
+    .list()
+    .map((r) => r.key_id)
+    .sort();
 
 describe('FileKeyStore', () => {
   let dir: string;

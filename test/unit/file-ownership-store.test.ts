@@ -57,7 +57,10 @@ describe('FileOwnershipStore', () => {
       { promptId: 'new', outputsRecorded: false },
       { promptId: 'old', outputsRecorded: true },
     ]);
-    assert.deepEqual(store.recentPrompts('alice', 1).map((p) => p.promptId), ['new']);
+    assert.deepEqual(
+      store.recentPrompts('alice', 1).map((p) => p.promptId),
+      ['new'],
+    );
   });
 
   test('claims go on while the snapshot is rewritten beside them; every one survives a reopen', async () => {
@@ -72,7 +75,11 @@ describe('FileOwnershipStore', () => {
     assert.ok(snapshotInodes.size >= 3, `the snapshot was rewritten while claims went on (${snapshotInodes.size} versions seen)`);
     const [snapshot, journal] = await Promise.all([stat(join(dir, 'ownership.json')), stat(join(dir, 'ownership.journal'))]);
     assert.ok(journal.size < snapshot.size, 'the journal holds only what came after the last rewrite');
-    assert.deepEqual((await readdir(dir)).filter((name) => name.endsWith('.tmp')), [], 'no temporary file is left');
+    assert.deepEqual(
+      (await readdir(dir)).filter((name) => name.endsWith('.tmp')),
+      [],
+      'no temporary file is left',
+    );
     const reopened = await openStore();
     for (let batch = 0; batch < 60; batch += 1) {
       for (let i = 0; i < 250; i += 1) assert.equal(reopened.ownerOf('file', `input/batch-${batch}/image-${i}.png`), `key-${i % 7}`, `claim ${batch}/${i}`);
@@ -92,6 +99,9 @@ describe('FileOwnershipStore', () => {
     await mkdir(join(dir, 'ownership.journal'));
     await assert.rejects(store.claim('prompt', 'lost', 'alice'));
     assert.equal(store.ownerOf('prompt', 'lost'), undefined);
-    assert.deepEqual(store.recentPrompts('alice', 10).map((p) => p.promptId), ['kept']);
+    assert.deepEqual(
+      store.recentPrompts('alice', 10).map((p) => p.promptId),
+      ['kept'],
+    );
   });
 });

@@ -79,7 +79,11 @@ describe('FileUsageStore', () => {
     return JSON.parse(await readFile(usagePath, 'utf8')) as { records: UsageRecord[] };
   }
 
-  const exists = (path: string): Promise<boolean> => stat(path).then(() => true, () => false);
+  const exists = (path: string): Promise<boolean> =>
+    stat(path).then(
+      () => true,
+      () => false,
+    );
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'comfy-gate-usage-'));
@@ -381,7 +385,10 @@ describe('FileUsageStore', () => {
     await closeAll();
     // A crash after the journal was set aside and before the merge, then a writer that died mid-append.
     await rename(journalPath, asidePath);
-    await writeFile(journalPath, JSON.stringify({ journal_id: 'next' }) + '\n' + JSON.stringify(usage('b', MAY_1 + 3)) + '\n' + '{"key_id":"b","endpoint":"/api/pro');
+    await writeFile(
+      journalPath,
+      JSON.stringify({ journal_id: 'next' }) + '\n' + JSON.stringify(usage('b', MAY_1 + 3)) + '\n' + '{"key_id":"b","endpoint":"/api/pro',
+    );
     const before = await directoryBytes();
     assert.deepEqual([...before.keys()], ['api_usage.journal', 'api_usage.json', 'api_usage.journal.compacting'].sort());
 

@@ -11,7 +11,8 @@ describe('parseHost', () => {
     assert.deepEqual(parseHost('Comfy.Example:8188'), { hostname: 'comfy.example', port: 8188 });
     assert.deepEqual(parseHost('[::1]:80'), { hostname: '::1', port: 80 });
     assert.deepEqual(parseHost('127.0.0.1'), { hostname: '127.0.0.1', port: null });
-    for (const bad of ['', 'a b', 'user@host', 'host:99999', 'host:', '[evil.example]', 'a:1:2', 'host/path', undefined]) assert.equal(parseHost(bad), null, String(bad));
+    for (const bad of ['', 'a b', 'user@host', 'host:99999', 'host:', '[evil.example]', 'a:1:2', 'host/path', undefined])
+      assert.equal(parseHost(bad), null, String(bad));
   });
 
   test('loopback names', () => {
@@ -23,10 +24,22 @@ describe('parseHost', () => {
 describe('HostPolicy', () => {
   const policy = new HostPolicy(['comfy.example', '.corp.example']);
   test('answers IP addresses, localhost names and the allowed names', () => {
-    for (const host of ['10.0.0.1:8188', '[2001:db8::1]', 'localhost', 'a.localhost:1', 'COMFY.example', 'comfy.example.', 'corp.example', 'x.y.corp.example', undefined]) assert.ok(policy.allows(host), String(host));
+    for (const host of [
+      '10.0.0.1:8188',
+      '[2001:db8::1]',
+      'localhost',
+      'a.localhost:1',
+      'COMFY.example',
+      'comfy.example.',
+      'corp.example',
+      'x.y.corp.example',
+      undefined,
+    ])
+      assert.ok(policy.allows(host), String(host));
   });
   test('refuses every other name', () => {
-    for (const host of ['evil.example', 'comfy.example.evil.example', 'xcorp.example', 'localhost.evil.example', 'not a host']) assert.equal(policy.allows(host), false, host);
+    for (const host of ['evil.example', 'comfy.example.evil.example', 'xcorp.example', 'localhost.evil.example', 'not a host'])
+      assert.equal(policy.allows(host), false, host);
     assert.equal(new HostPolicy([]).allows('comfy.example'), false);
   });
 });
@@ -46,7 +59,8 @@ describe('crossSiteRefusal', () => {
   });
 
   test('another origin, Origin null and requests that other sites start are refused', () => {
-    for (const origin of ['http://evil.example', 'null', 'http://127.0.0.1:8189', 'https://127.0.0.1:8188', 'http://localhost:8188']) assert.ok(refused({ origin }), origin);
+    for (const origin of ['http://evil.example', 'null', 'http://127.0.0.1:8189', 'https://127.0.0.1:8188', 'http://localhost:8188'])
+      assert.ok(refused({ origin }), origin);
     assert.ok(refused({ 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' }));
     assert.ok(refused({ 'sec-fetch-site': 'same-site', 'sec-fetch-mode': 'no-cors', 'sec-fetch-dest': 'image' }));
     assert.ok(refused({ 'sec-fetch-site': 'same-site', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'iframe' }));

@@ -52,7 +52,11 @@ describe('key index', () => {
     const index = await indexKeySnapshot(await writeSnapshot(records.map(memberOf)), EVERY_SIZE);
     assert.ok(index, 'the snapshot is indexed');
     assert.equal(index.size, records.length);
-    assert.deepEqual([...index.ids()], records.map((r) => r.key_id), 'ids come in file order');
+    assert.deepEqual(
+      [...index.ids()],
+      records.map((r) => r.key_id),
+      'ids come in file order',
+    );
     for (const record of records) {
       assert.deepEqual(index.get(record.key_id), record);
       assert.equal(index.get(record.key_id), index.get(record.key_id), 'the same object every time');
@@ -67,7 +71,10 @@ describe('key index', () => {
   test('leaves small files, other layouts, bad keys and repeated ids to the plain reading', async () => {
     const members = Array.from({ length: 50 }, (_, i) => memberOf(keyRecord(i)));
     const cases: Array<[string, string]> = [
-      ['pretty-printed', JSON.stringify(Object.fromEntries(members.map((m) => [m.slice(1, m.indexOf('"', 1)), JSON.parse(m.slice(m.indexOf(': ') + 2))])), null, 2)],
+      [
+        'pretty-printed',
+        JSON.stringify(Object.fromEntries(members.map((m) => [m.slice(1, m.indexOf('"', 1)), JSON.parse(m.slice(m.indexOf(': ') + 2))])), null, 2),
+      ],
       ['an id twice', `{\n${[...members, members[3]!].join(',\n')}\n}\n`],
       ['a bad key_hash near the end', `{\n${[...members, memberOf({ ...keyRecord(99), key_hash: 'abc' })].join(',\n')}\n}\n`],
       ['no closing brace', `{\n${members.join(',\n')}\n`],
@@ -107,9 +114,15 @@ describe('key index', () => {
         assert.equal(records.size, model.size);
         const sorted = (entries: Iterable<[string, KeyRecord]>): Array<[string, KeyRecord]> => [...entries].sort(([a], [b]) => a.localeCompare(b));
         assert.deepEqual(sorted(records.entries()), sorted(model.entries()));
-        assert.deepEqual([...records.ids()], [...records.entries()].map(([id]) => id), 'the ids alone, in the order of the entries');
         assert.deepEqual(
-          [...records.members()].map((m) => JSON.parse(`{${m}}`) as Record<string, KeyRecord>).sort((a, b) => Object.keys(a)[0]!.localeCompare(Object.keys(b)[0]!)),
+          [...records.ids()],
+          [...records.entries()].map(([id]) => id),
+          'the ids alone, in the order of the entries',
+        );
+        assert.deepEqual(
+          [...records.members()]
+            .map((m) => JSON.parse(`{${m}}`) as Record<string, KeyRecord>)
+            .sort((a, b) => Object.keys(a)[0]!.localeCompare(Object.keys(b)[0]!)),
           sorted(model.entries()).map(([id, r]) => ({ [id]: r })),
         );
         for (let i = 0; i < 60; i += 1) {

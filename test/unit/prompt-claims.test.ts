@@ -32,7 +32,11 @@ describe('claims of POST /prompt', () => {
   });
 
   /** Posts `body` as alice to a ComfyUI that answers `status` and `answer`; resolves the status relayed and the prompt_id sent upstream. */
-  async function post(body: Record<string, unknown>, status: number, answer: (sent: Record<string, unknown>) => unknown): Promise<{ relayed: number; sent: Record<string, unknown> }> {
+  async function post(
+    body: Record<string, unknown>,
+    status: number,
+    answer: (sent: Record<string, unknown>) => unknown,
+  ): Promise<{ relayed: number; sent: Record<string, unknown> }> {
     let sent: Record<string, unknown> = {};
     const proxy = {
       fetch: async (_req: IncomingMessage, overrides: { body?: string }): Promise<UpstreamAnswer> => {
@@ -57,8 +61,14 @@ describe('claims of POST /prompt', () => {
 
   test('a refused prompt leaves no claim, but a client_id the key held before stays', async () => {
     await ownership.claim('client', 'held', 'alice');
-    for (const [promptId, clientId] of [['p-refused', 'c-new'], ['p-refused-2', 'held']]) {
-      const { relayed } = await post({ prompt: PROMPT, prompt_id: promptId, client_id: clientId }, 400, () => ({ error: { type: 'invalid_prompt' }, node_errors: {} }));
+    for (const [promptId, clientId] of [
+      ['p-refused', 'c-new'],
+      ['p-refused-2', 'held'],
+    ]) {
+      const { relayed } = await post({ prompt: PROMPT, prompt_id: promptId, client_id: clientId }, 400, () => ({
+        error: { type: 'invalid_prompt' },
+        node_errors: {},
+      }));
       assert.equal(relayed, 400);
       assert.equal(ownership.ownerOf('prompt', promptId!), undefined);
     }
@@ -71,6 +81,9 @@ describe('claims of POST /prompt', () => {
     assert.equal(relayed, 200);
     assert.equal(ownership.ownerOf('prompt', 'made-by-comfyui'), 'alice');
     assert.equal(ownership.ownerOf('prompt', String(sent.prompt_id)), undefined);
-    assert.deepEqual(ownership.recentPrompts('alice', 10).map((p) => p.promptId), ['made-by-comfyui']);
+    assert.deepEqual(
+      ownership.recentPrompts('alice', 10).map((p) => p.promptId),
+      ['made-by-comfyui'],
+    );
   });
 });

@@ -9,7 +9,7 @@ import { isOpenedByOperator, parseUserRoute, type UserRoute } from '../../src/is
 const SECURITY_DOC = new URL('../../../docs/security.md', import.meta.url);
 
 describe('route table', () => {
-  test("the table in docs/security.md is the route table (npm run docs:routes rewrites it)", () => {
+  test('the table in docs/security.md is the route table (npm run docs:routes rewrites it)', () => {
     const doc = readFileSync(SECURITY_DOC, 'utf8');
     const block = /<!-- route-table:start -->\n([\s\S]*?)\n<!-- route-table:end -->/.exec(doc);
     assert.ok(block, 'docs/security.md has the route-table markers');
@@ -17,7 +17,23 @@ describe('route table', () => {
   });
 
   test('--user-route refuses the admin-only routes, under /api too, and prefixes that hold them', () => {
-    for (const value of ['/manager/', 'POST:/api/manager/queue', '/v2/manager', '/customnode/install', '/snapshot', '/externalmodel/x', '/internal/logs', '/api/assets', '/api/assets/download', 'POST:/api/tasks', '/api/tags', '/free', '/api/free', '/api', '/api/']) {
+    for (const value of [
+      '/manager/',
+      'POST:/api/manager/queue',
+      '/v2/manager',
+      '/customnode/install',
+      '/snapshot',
+      '/externalmodel/x',
+      '/internal/logs',
+      '/api/assets',
+      '/api/assets/download',
+      'POST:/api/tasks',
+      '/api/tags',
+      '/free',
+      '/api/free',
+      '/api',
+      '/api/',
+    ]) {
       assert.equal(typeof parseUserRoute(value), 'string', value);
     }
     for (const value of ['/', '', 'my_node', 'GET:my_node', 'FETCH:/x', '/a//b', '/a/../b', '/a%2Fb', '/a b']) {

@@ -18,7 +18,11 @@ const FORM = Buffer.from(
 );
 
 /** Streams `body` through a reader in chunks of `size` bytes; resolves what came out, or rejects with the refusal. */
-async function read(body: Buffer, size: number, check: (parts: ReadonlyMap<string, FormPart>) => void = () => undefined): Promise<{ out: Buffer; parts: ReadonlyMap<string, FormPart> }> {
+async function read(
+  body: Buffer,
+  size: number,
+  check: (parts: ReadonlyMap<string, FormPart>) => void = () => undefined,
+): Promise<{ out: Buffer; parts: ReadonlyMap<string, FormPart> }> {
   const chunks = Array.from({ length: Math.ceil(body.length / size) }, (_, i) => body.subarray(i * size, (i + 1) * size));
   const reader = new UploadFormReader(BOUNDARY, check);
   const out: Buffer[] = [];
@@ -79,14 +83,25 @@ describe('UploadFormReader', () => {
     ]) {
       await assert.rejects(read(part(headers), 4), { code: 'INVALID_REQUEST', status: 400 }, headers);
     }
-    await assert.rejects(read(Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="x"\r\n\r\nno end`), 4), { code: 'INVALID_REQUEST' }, 'no closing delimiter');
+    await assert.rejects(
+      read(Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="x"\r\n\r\nno end`), 4),
+      { code: 'INVALID_REQUEST' },
+      'no closing delimiter',
+    );
     await assert.rejects(read(Buffer.from(`--${BOUNDARY}junk\r\n`), 4), { code: 'INVALID_REQUEST' }, 'a delimiter line with more');
   });
 
   test('only multipart/form-data with a plain boundary is read', () => {
     assert.equal(multipartBoundary('multipart/form-data; boundary=abc'), 'abc');
     assert.equal(multipartBoundary('Multipart/Form-Data;boundary="a b:c"'), 'a b:c');
-    for (const type of [undefined, 'application/x-www-form-urlencoded', 'multipart/form-data', 'multipart/form-data; boundary=a; charset=utf-8', 'multipart/mixed; boundary=a', `multipart/form-data; boundary=${'a'.repeat(71)}`]) {
+    for (const type of [
+      undefined,
+      'application/x-www-form-urlencoded',
+      'multipart/form-data',
+      'multipart/form-data; boundary=a; charset=utf-8',
+      'multipart/mixed; boundary=a',
+      `multipart/form-data; boundary=${'a'.repeat(71)}`,
+    ]) {
       assert.equal(multipartBoundary(type), null, String(type));
     }
   });

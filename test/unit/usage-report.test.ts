@@ -116,20 +116,47 @@ describe('pages of keys', () => {
 
   test('every id once, in code-unit order, whatever the sources repeat', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.array(fc.string({ maxLength: 4 }), { maxLength: 40 }), { maxLength: 3 }), fc.integer({ min: 1, max: 7 }), async (sources, limit) => {
-        const expected = [...new Set(sources.flat())].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-        const pages = await allPages(sources, limit);
-        assert.deepEqual(pages.flat(), expected);
-        assert.ok(pages.every((page) => page.length <= limit));
-        assert.ok(pages.slice(0, -1).every((page) => page.length === limit), 'only the last page is short');
-      }),
+      fc.asyncProperty(
+        fc.array(fc.array(fc.string({ maxLength: 4 }), { maxLength: 40 }), { maxLength: 3 }),
+        fc.integer({ min: 1, max: 7 }),
+        async (sources, limit) => {
+          const expected = [...new Set(sources.flat())].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+          const pages = await allPages(sources, limit);
+          assert.deepEqual(pages.flat(), expected);
+          assert.ok(pages.every((page) => page.length <= limit));
+          assert.ok(
+            pages.slice(0, -1).every((page) => page.length === limit),
+            'only the last page is short',
+          );
+        },
+      ),
       { numRuns: 300 },
     );
   });
 
   test('a page ends the list exactly when nothing follows it', async () => {
-    assert.deepEqual(await nextKeyPage([['b', 'a'], ['a', 'c']], null, 3), { keyIds: ['a', 'b', 'c'], nextCursor: null });
-    assert.deepEqual(await nextKeyPage([['b', 'a'], ['a', 'c']], null, 2), { keyIds: ['a', 'b'], nextCursor: 'b' });
+    assert.deepEqual(
+      await nextKeyPage(
+        [
+          ['b', 'a'],
+          ['a', 'c'],
+        ],
+        null,
+        3,
+      ),
+      { keyIds: ['a', 'b', 'c'], nextCursor: null },
+    );
+    assert.deepEqual(
+      await nextKeyPage(
+        [
+          ['b', 'a'],
+          ['a', 'c'],
+        ],
+        null,
+        2,
+      ),
+      { keyIds: ['a', 'b'], nextCursor: 'b' },
+    );
     assert.deepEqual(await nextKeyPage([['b', 'a', 'c']], 'b', 2), { keyIds: ['c'], nextCursor: null });
     assert.deepEqual(await nextKeyPage([['b', 'a']], 'zz', 2), { keyIds: [], nextCursor: null });
     assert.deepEqual(await nextKeyPage([['b', 'a']], 'a0', 5), { keyIds: ['b'], nextCursor: null }, 'a cursor need not be a key that still exists');
@@ -163,8 +190,20 @@ describe('the report of every key', () => {
   });
 
   test("one page's keys, with the totals of every key", () => {
-    for (const [keyId, n] of [['a', 1], ['b', 2], ['c', 4]] as const) {
-      for (let i = 0; i < n; i += 1) store.record({ key_id: keyId, endpoint: '/prompt', timestamp: NOW - 60 * (i + 1), duration: 1, success: true, metadata: { method: 'POST', status: 200 } });
+    for (const [keyId, n] of [
+      ['a', 1],
+      ['b', 2],
+      ['c', 4],
+    ] as const) {
+      for (let i = 0; i < n; i += 1)
+        store.record({
+          key_id: keyId,
+          endpoint: '/prompt',
+          timestamp: NOW - 60 * (i + 1),
+          duration: 1,
+          success: true,
+          metadata: { method: 'POST', status: 200 },
+        });
     }
     const query = { days: 2, withDaily: true, limit: 2, after: null };
     const body = JSON.parse([...usageReportParts(store, query, { keyIds: ['a', 'b'], nextCursor: 'b' }, NOW)].join('')) as {
@@ -177,10 +216,20 @@ describe('the report of every key', () => {
     assert.deepEqual(Object.keys(body.usage_stats), ['a', 'b']);
     assert.deepEqual([body.usage_stats.a!.total_requests, body.usage_stats.b!.total_requests], [1, 2]);
     assert.deepEqual(Object.keys(body.daily), ['a', 'b']);
-    assert.deepEqual(body.daily_total.map((point) => [point.date, point.requests]), [['2024-05-09', 0], ['2024-05-10', 7]], 'every key, not only the page');
+    assert.deepEqual(
+      body.daily_total.map((point) => [point.date, point.requests]),
+      [
+        ['2024-05-09', 0],
+        ['2024-05-10', 7],
+      ],
+      'every key, not only the page',
+    );
     assert.deepEqual([body.total_stats.total_requests, body.total_stats.requests_last_24h], [7, 7]);
     assert.equal(body.next_cursor, 'b');
-    const plain = JSON.parse([...usageReportParts(store, { ...query, withDaily: false }, { keyIds: [], nextCursor: null }, NOW)].join('')) as Record<string, unknown>;
+    const plain = JSON.parse([...usageReportParts(store, { ...query, withDaily: false }, { keyIds: [], nextCursor: null }, NOW)].join('')) as Record<
+      string,
+      unknown
+    >;
     assert.deepEqual(Object.keys(plain), ['usage_stats', 'total_stats', 'next_cursor']);
   });
 });

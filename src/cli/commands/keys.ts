@@ -50,7 +50,8 @@ Every command takes --user-directory DIR and --json (JSON for scripts instead of
 comfy-gate keys COMMAND --help describes a command.`;
 
 const JSON_HELP = '  --json                Print JSON instead of text';
-const EXPIRES_HELP = '  --expires-at WHEN     When the key stops working: Unix seconds, ISO 8601 (2025-12-31,\n                        2025-12-31T18:00:00Z; UTC when no zone is given) or never';
+const EXPIRES_HELP =
+  '  --expires-at WHEN     When the key stops working: Unix seconds, ISO 8601 (2025-12-31,\n                        2025-12-31T18:00:00Z; UTC when no zone is given) or never';
 
 /** What a keys command gets to run. */
 interface Run {
@@ -86,7 +87,13 @@ ${USER_DIRECTORY_HELP}
     run: listKeys,
   },
   create: {
-    flags: { name: { type: 'string' }, 'rate-limit': { type: 'string' }, admin: { type: 'boolean' }, 'expires-at': { type: 'string' }, json: { type: 'boolean' } },
+    flags: {
+      name: { type: 'string' },
+      'rate-limit': { type: 'string' },
+      admin: { type: 'boolean' },
+      'expires-at': { type: 'string' },
+      json: { type: 'boolean' },
+    },
     keyId: false,
     help: `Usage: comfy-gate keys create [options]
 
@@ -118,7 +125,13 @@ ${USER_DIRECTORY_HELP}
     run: showKey,
   },
   update: {
-    flags: { name: { type: 'string' }, 'rate-limit': { type: 'string' }, role: { type: 'string' }, 'expires-at': { type: 'string' }, json: { type: 'boolean' } },
+    flags: {
+      name: { type: 'string' },
+      'rate-limit': { type: 'string' },
+      role: { type: 'string' },
+      'expires-at': { type: 'string' },
+      json: { type: 'boolean' },
+    },
     keyId: true,
     help: `Usage: comfy-gate keys update KEY_ID [--name NAME] [--rate-limit N] [--role user|admin] [--expires-at WHEN]
 
@@ -212,7 +225,13 @@ export async function keys(args: string[], ctx: CliContext): Promise<number> {
     console.log(command.help);
     return 0;
   }
-  return command.run({ ...parsed, directory: userDirectoryOf(parsed.values, ctx.env), allowUnsafe: allowUnsafeStoreOf(parsed.values, ctx.env), ctx, help: `comfy-gate keys ${subcommand} --help` });
+  return command.run({
+    ...parsed,
+    directory: userDirectoryOf(parsed.values, ctx.env),
+    allowUnsafe: allowUnsafeStoreOf(parsed.values, ctx.env),
+    ctx,
+    help: `comfy-gate keys ${subcommand} --help`,
+  });
 }
 
 /** active, disabled or expired, as the gateway would judge the key now. */
@@ -241,7 +260,16 @@ async function listKeys({ values, directory, allowUnsafe, ctx }: Run): Promise<n
   }
   const headers = ['KEY_ID', 'NAME', 'PREFIX', 'ROLE', 'STATUS', 'RATE LIMIT', 'LAST USED', 'EXPIRES'];
   const align: Align[] = ['left', 'left', 'left', 'left', 'left', 'right'];
-  const rows = records.map((r) => [r.key_id, printable(r.name, 40), r.key_prefix ?? '-', r.role, keyStatus(r, now), `${r.rate_limit}/h`, utcTime(r.last_used), utcTime(r.expires_at)]);
+  const rows = records.map((r) => [
+    r.key_id,
+    printable(r.name, 40),
+    r.key_prefix ?? '-',
+    r.role,
+    keyStatus(r, now),
+    `${r.rate_limit}/h`,
+    utcTime(r.last_used),
+    utcTime(r.expires_at),
+  ]);
   console.log(table(headers, rows, align));
   return 0;
 }
@@ -283,7 +311,12 @@ async function createKey({ values, directory, allowUnsafe, ctx, help }: Run): Pr
     return store.keysPath;
   });
   await createUsageFileIfMissing(join(directory, 'api_usage.json'));
-  await auditFromCli(directory, { ts: record.created_at, action: 'key.create', key_id: record.key_id, details: { name: record.name, role: record.role, rate_limit: record.rate_limit, expires_at: record.expires_at } });
+  await auditFromCli(directory, {
+    ts: record.created_at,
+    action: 'key.create',
+    key_id: record.key_id,
+    details: { name: record.name, role: record.role, rate_limit: record.rate_limit, expires_at: record.expires_at },
+  });
   if (values.json) {
     printJson(createdKeyBody(record, apiKey));
     return 0;
@@ -314,7 +347,8 @@ async function showKey({ values, keyId, directory, allowUnsafe, ctx }: Run): Pro
     ['last used', utcTime(record.last_used)],
     ['expires', utcTime(record.expires_at)],
   ];
-  if (record.previous_key_valid_until !== null && record.previous_key_valid_until > now) rows.push(['old secret valid until', utcTime(record.previous_key_valid_until)]);
+  if (record.previous_key_valid_until !== null && record.previous_key_valid_until > now)
+    rows.push(['old secret valid until', utcTime(record.previous_key_valid_until)]);
   if (Object.keys(record.metadata).length > 0) rows.push(['metadata', JSON.stringify(record.metadata)]);
   console.log(fields(rows));
   console.log(`\nUsage, last ${SHOW_USAGE_DAYS} days (UTC):`);
@@ -330,7 +364,15 @@ async function showKey({ values, keyId, directory, allowUnsafe, ctx }: Run): Pro
     ]),
   );
   const days = Object.entries(stats.requests_per_day);
-  if (days.length > 0) console.log('\n' + table(['DATE', 'REQUESTS'], days.map(([day, n]) => [day, String(n)]), ['left', 'right']));
+  if (days.length > 0)
+    console.log(
+      '\n' +
+        table(
+          ['DATE', 'REQUESTS'],
+          days.map(([day, n]) => [day, String(n)]),
+          ['left', 'right'],
+        ),
+    );
   return 0;
 }
 
@@ -415,9 +457,16 @@ async function rotateKey({ values, keyId, directory, allowUnsafe, ctx, help }: R
     return { updated: record, apiKey: rotation.apiKey };
   });
   await auditFromCli(directory, { ts: now, action: 'key.rotate', key_id: keyId, details: { grace_seconds: grace } });
-  const oldSecret = grace > 0 ? `The old secret works for ${shortDuration(grace)} more, until ${utcTime(updated.previous_key_valid_until)}.` : 'The old secret no longer works.';
+  const oldSecret =
+    grace > 0
+      ? `The old secret works for ${shortDuration(grace)} more, until ${utcTime(updated.previous_key_valid_until)}.`
+      : 'The old secret no longer works.';
   if (values.json) {
-    printJson({ ...createdKeyBody(updated, apiKey), previous_key_valid_until: updated.previous_key_valid_until, message: `Key rotated. ${oldSecret} Save the new api_key now: it won't be shown again.` });
+    printJson({
+      ...createdKeyBody(updated, apiKey),
+      previous_key_valid_until: updated.previous_key_valid_until,
+      message: `Key rotated. ${oldSecret} Save the new api_key now: it won't be shown again.`,
+    });
     return 0;
   }
   console.log(`Rotated key "${printable(updated.name)}" (key_id ${keyId}). ${oldSecret}`);

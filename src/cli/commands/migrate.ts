@@ -73,7 +73,8 @@ export async function migrate(args: string[], ctx: CliContext): Promise<number> 
     'database-url': values['database-url'] ?? (ctx.env.COMFY_GATE_DATABASE_URL || undefined),
     'database-url-file': values['database-url-file'] ?? (ctx.env.COMFY_GATE_DATABASE_URL_FILE || undefined),
   };
-  if (!urls['database-url'] && !urls['database-url-file']) throw new UsageError('migrate needs --database-url postgres://... (or COMFY_GATE_DATABASE_URL, or --database-url-file)', help);
+  if (!urls['database-url'] && !urls['database-url-file'])
+    throw new UsageError('migrate needs --database-url postgres://... (or COMFY_GATE_DATABASE_URL, or --database-url-file)', help);
   let url: string;
   try {
     url = serviceUrlOf(urls, 'database-url', ['postgres:', 'postgresql:'], 'postgres://user:password@host:5432/database')!;

@@ -59,14 +59,22 @@ export async function usage(args: string[], ctx: CliContext): Promise<number> {
   if (formatValue !== undefined && !(FORMATS as readonly string[]).includes(formatValue)) {
     throw new UsageError(`--format must be table, json or csv, not ${JSON.stringify(formatValue)}`, help);
   }
-  if (values.json && formatValue !== undefined && formatValue !== 'json') throw new UsageError(`--json and --format ${formatValue} contradict each other`, help);
+  if (values.json && formatValue !== undefined && formatValue !== 'json')
+    throw new UsageError(`--json and --format ${formatValue} contradict each other`, help);
   const format = values.json ? 'json' : (formatValue ?? 'table');
   const onlyKey = stringFlag(values, 'key');
 
   const directory = userDirectoryOf(values, ctx.env);
   await requireStoreDirectory(directory, allowUnsafeStoreOf(values, ctx.env));
-  const names = await withKeyStore(directory, async (store) =>
-    new Map(store.list().sort((a, b) => a.created_at - b.created_at).map((record) => [record.key_id, record.name])),
+  const names = await withKeyStore(
+    directory,
+    async (store) =>
+      new Map(
+        store
+          .list()
+          .sort((a, b) => a.created_at - b.created_at)
+          .map((record) => [record.key_id, record.name]),
+      ),
   );
   const store = await openUsageReadOnly(directory);
   const now = ctx.now();
@@ -81,7 +89,8 @@ export async function usage(args: string[], ctx: CliContext): Promise<number> {
   if (format === 'csv') {
     const lines = [CSV_HEADER];
     for (const row of rows) {
-      for (const point of row.daily) lines.push(csvLine([row.keyId, row.name ?? '', point.date, point.requests, point.successes, point.failures, seconds(point.duration)]));
+      for (const point of row.daily)
+        lines.push(csvLine([row.keyId, row.name ?? '', point.date, point.requests, point.successes, point.failures, seconds(point.duration)]));
     }
     console.log(lines.join('\n'));
     return 0;
@@ -92,7 +101,11 @@ export async function usage(args: string[], ctx: CliContext): Promise<number> {
       from: firstDayOf(days, now),
       to: utcDay(now),
       keys: rows.map((row) => ({ key_id: row.keyId, key_name: row.name, usage_stats: usageStats(store, row.keyId, days, now), daily: row.daily })),
-      daily_total: sumSeries(rows.map((row) => row.daily), days, now),
+      daily_total: sumSeries(
+        rows.map((row) => row.daily),
+        days,
+        now,
+      ),
     });
     return 0;
   }
@@ -105,15 +118,27 @@ export async function usage(args: string[], ctx: CliContext): Promise<number> {
     return [keyId, name, String(sum('requests')), String(sum('successes')), String(sum('failures')), String(sum('rate_limited')), seconds(sum('duration'))];
   };
   const table1 = rows.map((row) => line(row.keyId, row.name === null ? '(deleted)' : printable(row.name, 40), row.daily));
-  if (rows.length > 1) table1.push(line('TOTAL', '', rows.flatMap((row) => row.daily)));
+  if (rows.length > 1)
+    table1.push(
+      line(
+        'TOTAL',
+        '',
+        rows.flatMap((row) => row.daily),
+      ),
+    );
   console.log(rows.length === 0 ? 'No keys and no usage.' : table(headers, table1, align));
   if (onlyKey !== undefined) {
     const active = rows[0]!.daily.filter((p) => p.requests > 0 || p.rate_limited > 0);
-    console.log(active.length === 0 ? '\nNo requests in this period.' : '\nBy day (days without requests left out):\n' + table(
-      ['DATE', 'REQUESTS', 'SUCCESSES', 'FAILURES', 'REFUSED (429)', 'DURATION (S)'],
-      active.map((p) => [p.date, String(p.requests), String(p.successes), String(p.failures), String(p.rate_limited), seconds(p.duration)]),
-      ['left', 'right', 'right', 'right', 'right', 'right'],
-    ));
+    console.log(
+      active.length === 0
+        ? '\nNo requests in this period.'
+        : '\nBy day (days without requests left out):\n' +
+            table(
+              ['DATE', 'REQUESTS', 'SUCCESSES', 'FAILURES', 'REFUSED (429)', 'DURATION (S)'],
+              active.map((p) => [p.date, String(p.requests), String(p.successes), String(p.failures), String(p.rate_limited), seconds(p.duration)]),
+              ['left', 'right', 'right', 'right', 'right', 'right'],
+            ),
+    );
   }
   return 0;
 }

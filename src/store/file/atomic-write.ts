@@ -69,7 +69,9 @@ export async function replaceWith(temp: string, path: string): Promise<void> {
 export async function removeLeftoverTemporaries(path: string): Promise<void> {
   const prefix = `.${basename(path)}.`;
   const names = await readdir(dirname(path)).catch(() => [] as string[]);
-  await Promise.all(names.filter((name) => name.startsWith(prefix) && name.endsWith('.tmp')).map((name) => unlink(join(dirname(path), name)).catch(() => undefined)));
+  await Promise.all(
+    names.filter((name) => name.startsWith(prefix) && name.endsWith('.tmp')).map((name) => unlink(join(dirname(path), name)).catch(() => undefined)),
+  );
 }
 
 /** Makes a rename, creation or deletion inside `dir` durable. */

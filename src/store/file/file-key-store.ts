@@ -140,7 +140,8 @@ export class FileKeyStore implements KeyStore {
         const touched: TableOp<KeyRecord>[] = [];
         for (const [keyId, at] of touches) {
           const record = this.table.get(keyId);
-          if (record && !ops.some((op) => op.id === keyId)) touched.push({ op: 'put', id: keyId, value: { ...record, last_used: Math.max(record.last_used ?? 0, at) } });
+          if (record && !ops.some((op) => op.id === keyId))
+            touched.push({ op: 'put', id: keyId, value: { ...record, last_used: Math.max(record.last_used ?? 0, at) } });
         }
         return { ops: [...touched, ...ops], result };
       });

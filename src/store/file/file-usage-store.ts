@@ -244,7 +244,6 @@ export class FileUsageStore extends UsageReports implements UsageStore {
     await (options.inWorker ? mergeUsageJournalInWorker(merge) : mergeUsageJournal(merge));
   }
 
-
   private replay(entries: unknown[], recent: Record<string, number[]>): void {
     for (const entry of entries as UsageJournalEntry[]) {
       if ('journal_id' in entry) continue;
@@ -276,4 +275,3 @@ function journalIdOf(entries: unknown[]): string | null {
   const first = entries[0] as { journal_id?: unknown } | undefined;
   return typeof first?.journal_id === 'string' ? first.journal_id : null;
 }
-

@@ -133,23 +133,25 @@ export class JournaledTable<T> {
    */
   change<R>(plan: () => { ops: TableOp<T>[]; result: R }): Promise<R> {
     if (this.options.writers === 'this-process') return this.changeInGroup(plan);
-    return this.inTurn(() => this.locked(async () => {
-      await this.catchUp();
-      // Bytes after the last complete line can only be an append torn by a writer that died.
-      const tail = await readJournal(this.options.journalPath, this.journalOffset);
-      if (tail) await dropPartialTail(this.options.journalPath, tail);
-      const { ops, result } = plan();
-      if (ops.length === 0) return result;
-      await this.append(ops);
-      const journal = await stat(this.options.journalPath);
-      this.journalIno = journal.ino;
-      this.journalOffset = journal.size;
-      for (const op of ops) this.apply(op);
-      // The change is durable in the journal: a snapshot rewrite that fails (a full disk) must not undo its answer.
-      // The old snapshot is intact, and the rewrite is tried again after the next change.
-      if (this.isDueForCompaction()) await this.compact().catch(() => undefined);
-      return result;
-    }));
+    return this.inTurn(() =>
+      this.locked(async () => {
+        await this.catchUp();
+        // Bytes after the last complete line can only be an append torn by a writer that died.
+        const tail = await readJournal(this.options.journalPath, this.journalOffset);
+        if (tail) await dropPartialTail(this.options.journalPath, tail);
+        const { ops, result } = plan();
+        if (ops.length === 0) return result;
+        await this.append(ops);
+        const journal = await stat(this.options.journalPath);
+        this.journalIno = journal.ino;
+        this.journalOffset = journal.size;
+        for (const op of ops) this.apply(op);
+        // The change is durable in the journal: a snapshot rewrite that fails (a full disk) must not undo its answer.
+        // The old snapshot is intact, and the rewrite is tried again after the next change.
+        if (this.isDueForCompaction()) await this.compact().catch(() => undefined);
+        return result;
+      }),
+    );
   }
 
   /**

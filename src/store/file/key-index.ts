@@ -58,7 +58,7 @@ export function indexRange(task: RangeTask): RangeIndex {
   const keyHashes: number[] = [];
   const keyLines: number[] = [];
   let state: LayoutState | null = task.initial;
-  for (let start = task.from; start < task.to; ) {
+  for (let start = task.from; start < task.to;) {
     const newline = bytes.indexOf(10, start);
     const end = newline < 0 || newline >= task.to ? task.to : newline;
     const line = readSnapshotLine(bytes.toString('utf8', start, end));
@@ -107,7 +107,7 @@ export async function indexKeySnapshot(path: string, options: KeyIndexOptions = 
     if (size === 0 || size < (options.minBytes ?? INDEX_FROM_BYTES)) return null;
     buffer = new SharedArrayBuffer(size);
     const bytes = Buffer.from(buffer);
-    for (let read = 0; read < size; ) {
+    for (let read = 0; read < size;) {
       const { bytesRead } = await handle.read(bytes, read, size - read, read);
       if (bytesRead === 0) return null;
       read += bytesRead;

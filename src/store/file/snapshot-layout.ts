@@ -3,11 +3,7 @@
 import { openNoFollow } from './no-follow.js';
 
 /** One line of a snapshot laid out a member per line. */
-export type SnapshotLine =
-  | { kind: 'blank' }
-  | { kind: 'open' }
-  | { kind: 'close' }
-  | { kind: 'member'; id: string; valueText: string; hasComma: boolean };
+export type SnapshotLine = { kind: 'blank' } | { kind: 'open' } | { kind: 'close' } | { kind: 'member'; id: string; valueText: string; hasComma: boolean };
 
 /**
  * Where a reader of the layout stands: 'open' before the `{` line, 'first' before the first member,
@@ -140,7 +136,7 @@ async function* snapshotLineBatches(path: string): AsyncGenerator<string[] | nul
         yield null;
         return;
       }
-      for (let from = 0; from < end; ) {
+      for (let from = 0; from < end;) {
         const next = from + DECODE_BYTES >= end ? end : buffer.indexOf(10, from + DECODE_BYTES) + 1;
         yield buffer.toString('utf8', from, next).split('\n');
         from = next;

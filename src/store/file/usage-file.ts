@@ -198,7 +198,10 @@ export async function recentRecordTimes(path: string, since: number): Promise<Re
         continue;
       }
       carried = text.subarray(0, Math.max(0, firstLineEnd));
-      const lines = text.toString('utf8', firstLineEnd + 1).split('\n').reverse();
+      const lines = text
+        .toString('utf8', firstLineEnd + 1)
+        .split('\n')
+        .reverse();
       for (const raw of lines) {
         if (raw.length === 0 || raw === ']}') continue;
         if (raw.startsWith(HEADER_PREFIX) || raw === RECORDS_LINE) return inFileOrder(recent);

@@ -69,7 +69,12 @@ export class MemoryCounterStore implements CounterStore {
   merge(keyId: string, starts: number[], now: number): void {
     const since = now - this.windowSeconds;
     const known = this.windows.get(keyId);
-    const mine = known ? known.times.slice(known.head).filter((t) => t > since).sort((a, b) => a - b) : [];
+    const mine = known
+      ? known.times
+          .slice(known.head)
+          .filter((t) => t > since)
+          .sort((a, b) => a - b)
+      : [];
     const theirs = starts.filter((t) => t > since).sort((a, b) => a - b);
     const merged: number[] = [];
     let i = 0;

@@ -38,7 +38,19 @@ const LISTEN_RETRY_MIN_MS = 200;
 const LISTEN_RETRY_MAX_MS = 2000;
 
 /** The SQLSTATE classes and socket errors that mean "the server is not reachable", as opposed to a bad query. */
-const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', '57P01', '57P02', '57P03']);
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  '57P01',
+  '57P02',
+  '57P03',
+]);
 
 /** True when `error` says the database could not be reached (rather than that a statement was wrong). */
 export function isConnectionError(error: unknown): boolean {
@@ -46,7 +58,9 @@ export function isConnectionError(error: unknown): boolean {
   if (!e) return false;
   if (typeof e.code === 'string' && (CONNECTION_CODES.has(e.code) || e.code.startsWith('08'))) return true;
   const message = typeof e.message === 'string' ? e.message : '';
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connect ECONNREFUSED|Query read timeout/i.test(message);
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connect ECONNREFUSED|Query read timeout/i.test(
+    message,
+  );
 }
 
 /**
@@ -198,7 +212,10 @@ export class PostgresDatabase {
     if (first && listener && this.listenerReady) {
       // One statement at a time on the LISTEN connection.
       const listen = this.listenChain.then(() => listener.query(`LISTEN ${pg.escapeIdentifier(channel)}`));
-      this.listenChain = listen.then(() => undefined, () => undefined);
+      this.listenChain = listen.then(
+        () => undefined,
+        () => undefined,
+      );
       await this.listenChain;
     }
     return () => {
@@ -237,7 +254,12 @@ export class PostgresDatabase {
   }
 
   private async connectListener(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: this.connectTimeoutMs, keepAlive: true, application_name: LISTENER_NAME });
+    const client = new pg.Client({
+      connectionString: this.url,
+      connectionTimeoutMillis: this.connectTimeoutMs,
+      keepAlive: true,
+      application_name: LISTENER_NAME,
+    });
     client.on('error', () => this.listenerLost(client));
     client.on('end', () => this.listenerLost(client));
     client.on('notification', (message: Notification) => this.dispatch(message));

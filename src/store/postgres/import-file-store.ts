@@ -4,7 +4,15 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readJournal } from '../file/journal.js';
-import { existingRecordLines, HOURLY_KEPT_SECONDS, isUsageRecord, loadUsageFile, addToTotals, type TotalsByKey, type UsageJournalEntry } from '../file/usage-file.js';
+import {
+  existingRecordLines,
+  HOURLY_KEPT_SECONDS,
+  isUsageRecord,
+  loadUsageFile,
+  addToTotals,
+  type TotalsByKey,
+  type UsageJournalEntry,
+} from '../file/usage-file.js';
 import { parseStoredKey } from '../key-record.js';
 import { StoreCorruptError, type AuditEntry, type KeyRecord, type UsageRecord } from '../types.js';
 import type { PostgresDatabase } from './database.js';
@@ -63,7 +71,8 @@ async function readTable(directory: string, name: string): Promise<Map<string, u
     } catch (error) {
       throw new StoreCorruptError(snapshotPath, `it is not valid JSON: ${(error as Error).message}`);
     }
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new StoreCorruptError(snapshotPath, 'it is not a JSON object keyed by id');
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new StoreCorruptError(snapshotPath, 'it is not a JSON object keyed by id');
     for (const [id, value] of Object.entries(parsed)) records.set(id, value);
   }
   const journalPath = join(directory, name === 'api_keys' ? 'api_keys.journal' : `${name}.journal`);
@@ -90,9 +99,19 @@ async function importKeys(directory: string, database: PostgresDatabase): Promis
      SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[], $5::int[], $6::bool[], $7::jsonb[], $8::text[], $9::float8[], $10::text[], $11::text[], $12::text[], $13::float8[])
      ON CONFLICT (key_id) DO NOTHING`,
     [
-      column('key_id'), column('name'), column('created_at'), column('last_used'), column('rate_limit'), column('is_active'),
-      keys.map((k) => JSON.stringify(k.metadata ?? {})), column('role'), column('expires_at'), column('key_prefix'), column('key_hash'),
-      column('previous_key_hash'), column('previous_key_valid_until'),
+      column('key_id'),
+      column('name'),
+      column('created_at'),
+      column('last_used'),
+      column('rate_limit'),
+      column('is_active'),
+      keys.map((k) => JSON.stringify(k.metadata ?? {})),
+      column('role'),
+      column('expires_at'),
+      column('key_prefix'),
+      column('key_hash'),
+      column('previous_key_hash'),
+      column('previous_key_valid_until'),
     ],
   );
   return { found: keys.length, copied: rowCount ?? 0 };
@@ -138,7 +157,9 @@ async function importUsage(directory: string, database: PostgresDatabase, now: n
     if (batch.length === 0) return;
     const rows = batch;
     batch = [];
-    const { rows: [result] } = await database.query<{ n: number }>(
+    const {
+      rows: [result],
+    } = await database.query<{ n: number }>(
       `WITH inserted AS (
          INSERT INTO usage_records (import_id, key_id, endpoint, ts, duration, success, method, status)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::bool[], $7::text[], $8::int[])
@@ -196,8 +217,16 @@ async function importOwnership(directory: string, database: PostgresDatabase): P
   for (const [recordId, value] of await readTable(directory, 'ownership')) {
     const v = value as { key_id?: unknown; at?: unknown; outputs_recorded?: unknown; comfy_user?: unknown } | null;
     const colon = recordId.indexOf(':');
-    if (colon < 0 || typeof v?.key_id !== 'string' || typeof v.at !== 'number') throw new StoreCorruptError(join(directory, 'ownership.json'), `record ${JSON.stringify(recordId)} needs a kind, key_id and at`);
-    rows.push({ kind: recordId.slice(0, colon), id: recordId.slice(colon + 1), key_id: v.key_id, at: v.at, outputs_recorded: v.outputs_recorded === true, comfy_user: typeof v.comfy_user === 'string' ? v.comfy_user : null });
+    if (colon < 0 || typeof v?.key_id !== 'string' || typeof v.at !== 'number')
+      throw new StoreCorruptError(join(directory, 'ownership.json'), `record ${JSON.stringify(recordId)} needs a kind, key_id and at`);
+    rows.push({
+      kind: recordId.slice(0, colon),
+      id: recordId.slice(colon + 1),
+      key_id: v.key_id,
+      at: v.at,
+      outputs_recorded: v.outputs_recorded === true,
+      comfy_user: typeof v.comfy_user === 'string' ? v.comfy_user : null,
+    });
   }
   let copied = 0;
   for (let i = 0; i < rows.length; i += BATCH) {
@@ -205,7 +234,14 @@ async function importOwnership(directory: string, database: PostgresDatabase): P
     const { rowCount } = await database.query(
       `INSERT INTO ownership (kind, id, key_id, at, outputs_recorded, comfy_user)
        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::bool[], $6::text[]) ON CONFLICT (kind, id) DO NOTHING`,
-      [chunk.map((r) => r.kind), chunk.map((r) => r.id), chunk.map((r) => r.key_id), chunk.map((r) => r.at), chunk.map((r) => r.outputs_recorded), chunk.map((r) => r.comfy_user)],
+      [
+        chunk.map((r) => r.kind),
+        chunk.map((r) => r.id),
+        chunk.map((r) => r.key_id),
+        chunk.map((r) => r.at),
+        chunk.map((r) => r.outputs_recorded),
+        chunk.map((r) => r.comfy_user),
+      ],
     );
     copied += rowCount ?? 0;
   }
@@ -216,9 +252,11 @@ async function importSessions(directory: string, database: PostgresDatabase, now
   const rows: Array<{ hash: string; keyId: string; keyHash: string; createdAt: number; expiresAt: number }> = [];
   for (const [hash, value] of await readTable(directory, 'sessions')) {
     const v = value as { keyId?: unknown; keyHash?: unknown; createdAt?: unknown; expiresAt?: unknown } | null;
-    if (typeof v?.keyId !== 'string' || typeof v.createdAt !== 'number' || typeof v.expiresAt !== 'number') throw new StoreCorruptError(join(directory, 'sessions.json'), 'a session needs keyId, createdAt and expiresAt');
+    if (typeof v?.keyId !== 'string' || typeof v.createdAt !== 'number' || typeof v.expiresAt !== 'number')
+      throw new StoreCorruptError(join(directory, 'sessions.json'), 'a session needs keyId, createdAt and expiresAt');
     // An expired session could never be used again, nor one bound to no secret: nothing to copy.
-    if (v.expiresAt > now && typeof v.keyHash === 'string') rows.push({ hash, keyId: v.keyId, keyHash: v.keyHash, createdAt: v.createdAt, expiresAt: v.expiresAt });
+    if (v.expiresAt > now && typeof v.keyHash === 'string')
+      rows.push({ hash, keyId: v.keyId, keyHash: v.keyHash, createdAt: v.createdAt, expiresAt: v.expiresAt });
   }
   if (rows.length === 0) return { found: 0, copied: 0 };
   const { rowCount } = await database.query(

@@ -45,7 +45,9 @@ export async function openPostgresStores(options: PostgresStoresOptions): Promis
     const opened = await Promise.allSettled([keys.open(), usage.open(), ownership.open(), sessions.open()]);
     const failed = opened.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failed) {
-      await Promise.all([keys, usage, ownership, sessions].map((store, i) => (opened[i]!.status === 'fulfilled' ? store.close().catch(() => undefined) : Promise.resolve())));
+      await Promise.all(
+        [keys, usage, ownership, sessions].map((store, i) => (opened[i]!.status === 'fulfilled' ? store.close().catch(() => undefined) : Promise.resolve())),
+      );
       throw failed.reason;
     }
   } finally {

@@ -32,7 +32,10 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   async list({ since, limit }: { since: number; limit: number }): Promise<AuditEntry[]> {
-    const { rows } = await this.database.query<AuditRow>('SELECT ts, actor, action, key_id, ip, details FROM audit_log WHERE ts >= $1 ORDER BY ts, seq LIMIT $2', [since, limit]);
+    const { rows } = await this.database.query<AuditRow>(
+      'SELECT ts, actor, action, key_id, ip, details FROM audit_log WHERE ts >= $1 ORDER BY ts, seq LIMIT $2',
+      [since, limit],
+    );
     return rows.map(toEntry);
   }
 }

@@ -292,8 +292,19 @@ async function insertKey(client: PoolClient, record: KeyRecord): Promise<KeyRow 
      VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12, $13)
      ON CONFLICT (key_id) DO NOTHING RETURNING ${COLUMNS}`,
     [
-      record.key_id, record.name, record.created_at, record.last_used, record.rate_limit, record.is_active, JSON.stringify(record.metadata ?? {}),
-      record.role, record.expires_at, record.key_prefix, record.key_hash, record.previous_key_hash, record.previous_key_valid_until,
+      record.key_id,
+      record.name,
+      record.created_at,
+      record.last_used,
+      record.rate_limit,
+      record.is_active,
+      JSON.stringify(record.metadata ?? {}),
+      record.role,
+      record.expires_at,
+      record.key_prefix,
+      record.key_hash,
+      record.previous_key_hash,
+      record.previous_key_valid_until,
     ],
   );
   return rows[0] ?? null;

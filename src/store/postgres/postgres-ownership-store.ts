@@ -194,7 +194,8 @@ export class PostgresOwnershipStore implements OwnershipStore {
       [kind, id, keyId, at],
     );
     // On a conflict the winner is read in a statement of its own, whose snapshot includes the winner's commit.
-    const row = inserted.rows[0] ?? (await this.database.query<OwnershipRow>(`SELECT ${COLUMNS} FROM ownership WHERE kind = $1 AND id = $2`, [kind, id])).rows[0];
+    const row =
+      inserted.rows[0] ?? (await this.database.query<OwnershipRow>(`SELECT ${COLUMNS} FROM ownership WHERE kind = $1 AND id = $2`, [kind, id])).rows[0];
     if (!row) throw new Error(`ownership of ${kind} ${id} could not be read back`);
     this.apply(row.kind, row.id, row);
     return row.key_id;

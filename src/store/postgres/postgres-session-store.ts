@@ -54,7 +54,10 @@ export class PostgresSessionStore implements SessionStore {
         for (const row of rows) this.apply(row);
       },
       reloadSince: async (since) => {
-        const { rows } = await this.database.query<SessionRow>(`SELECT ${COLUMNS} FROM sessions WHERE updated_at > to_timestamp($1) AND expires_at > $2`, [since, Date.now() / 1000]);
+        const { rows } = await this.database.query<SessionRow>(`SELECT ${COLUMNS} FROM sessions WHERE updated_at > to_timestamp($1) AND expires_at > $2`, [
+          since,
+          Date.now() / 1000,
+        ]);
         let newest: number | null = null;
         for (const row of rows) {
           this.apply(row);
@@ -111,7 +114,9 @@ export class PostgresSessionStore implements SessionStore {
   }
 
   async deleteForKey(keyId: string): Promise<void> {
-    const { rows } = await this.database.query<SessionRow>(`UPDATE sessions SET revoked = true WHERE key_id = $1 AND NOT revoked RETURNING ${COLUMNS}`, [keyId]);
+    const { rows } = await this.database.query<SessionRow>(`UPDATE sessions SET revoked = true WHERE key_id = $1 AND NOT revoked RETURNING ${COLUMNS}`, [
+      keyId,
+    ]);
     for (const row of rows) this.apply(row);
   }
 

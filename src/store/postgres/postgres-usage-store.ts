@@ -102,7 +102,10 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
     addToHourly(this.pendingHourly, record);
     if (this.buffer.length >= this.maxBuffered) {
       if (this.dropped === 0) {
-        this.log.warn({ event: 'usage_buffer_full', max_buffered: this.maxBuffered }, 'usage buffer full while PostgreSQL is unreachable; raw records dropped (daily totals still count them)');
+        this.log.warn(
+          { event: 'usage_buffer_full', max_buffered: this.maxBuffered },
+          'usage buffer full while PostgreSQL is unreachable; raw records dropped (daily totals still count them)',
+        );
       }
       this.dropped += 1;
       return;
@@ -188,7 +191,12 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
   private async writePending(): Promise<void> {
     while (this.inFlight || this.hasPending()) {
       if (!this.inFlight) {
-        this.inFlight = { id: randomBytes(12).toString('base64url'), records: this.buffer.splice(0, this.batchSize), daily: this.pendingDaily, hourly: this.pendingHourly };
+        this.inFlight = {
+          id: randomBytes(12).toString('base64url'),
+          records: this.buffer.splice(0, this.batchSize),
+          daily: this.pendingDaily,
+          hourly: this.pendingHourly,
+        };
         this.pendingDaily = {};
         this.pendingHourly = {};
       }
@@ -252,7 +260,16 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
   /** Reads the totals changed since `since` and sets what reports show to them plus what is not yet written. */
   private async refreshNow(since: number): Promise<void> {
     const [dailyRows, hourlyRows] = await Promise.all([
-      this.database.query<{ key_id: string; day: string; requests: string; successes: string; failures: string; duration: number; rate_limited: string; updated: number }>(
+      this.database.query<{
+        key_id: string;
+        day: string;
+        requests: string;
+        successes: string;
+        failures: string;
+        duration: number;
+        rate_limited: string;
+        updated: number;
+      }>(
         `SELECT key_id, day, requests, successes, failures, duration, rate_limited, extract(epoch from updated_at)::float8 AS updated
          FROM usage_daily WHERE updated_at > to_timestamp($1)`,
         [since],

@@ -241,7 +241,10 @@ export class RedisCounterStore implements CounterStore {
   }
 
   private async heartbeat(): Promise<void> {
-    const live = await answeredWithin(this.redis.cgHeartbeat(`${this.prefix}replicas`, String(Date.now()), String(this.replicaTtlMs), this.replicaId), this.timeoutMs);
+    const live = await answeredWithin(
+      this.redis.cgHeartbeat(`${this.prefix}replicas`, String(Date.now()), String(this.replicaTtlMs), this.replicaId),
+      this.timeoutMs,
+    );
     this.live = Math.max(1, Number(live));
   }
 
@@ -283,7 +286,13 @@ export class RedisCounterStore implements CounterStore {
     this.degraded = true;
     this.seeded.clear();
     this.log.warn(
-      { event: 'rate_limit_degraded', redis: redactUrl(this.url), mode: this.failureMode, live_replicas: this.live, reason: (cause as Error)?.message ?? String(cause) },
+      {
+        event: 'rate_limit_degraded',
+        redis: redactUrl(this.url),
+        mode: this.failureMode,
+        live_replicas: this.live,
+        reason: (cause as Error)?.message ?? String(cause),
+      },
       this.failureMode === 'local'
         ? `Redis unreachable: each key gets its limit divided by ${this.live} live replica(s), counted here until Redis is back`
         : this.failureMode === 'open'
