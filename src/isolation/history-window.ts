@@ -28,18 +28,42 @@ export async function historyWindow<Entry>(
   return found.slice(offset);
 }
 
-/** The first `wanted` prompts of `prompts` that have an entry, in order, looking up at most HISTORY_LOOKUPS_AT_ONCE at a time. */
+/**
+ * The first `wanted` prompts of `prompts` that have an entry, in order. Up to HISTORY_LOOKUPS_AT_ONCE
+ * lookups are in flight, each one started as another ends, and only while the entries found and the
+ * lookups in flight are fewer than `wanted`: a window costs its own size plus the prompts without an entry.
+ */
 async function firstFound<Entry>(prompts: readonly string[], wanted: number, lookup: EntryLookup<Entry>): Promise<Array<[string, Entry]>> {
-  const found: Array<[string, Entry]> = [];
+  const entries = new Map<number, Entry | undefined>();
+  let found = 0;
   let next = 0;
-  while (found.length < wanted && next < prompts.length) {
-    const batch = prompts.slice(next, next + Math.min(HISTORY_LOOKUPS_AT_ONCE, wanted - found.length));
-    next += batch.length;
-    const entries = await Promise.all(batch.map(lookup));
-    batch.forEach((promptId, i) => {
-      const entry = entries[i];
-      if (entry !== undefined && found.length < wanted) found.push([promptId, entry]);
-    });
+  let failure: { error: unknown } | null = null;
+  const inFlight = new Set<Promise<void>>();
+  for (;;) {
+    while (!failure && inFlight.size < HISTORY_LOOKUPS_AT_ONCE && next < prompts.length && found + inFlight.size < wanted) {
+      const index = next++;
+      const done: Promise<void> = lookup(prompts[index]!)
+        .then(
+          (entry) => {
+            entries.set(index, entry);
+            if (entry !== undefined) found += 1;
+          },
+          (error: unknown) => {
+            failure ??= { error };
+          },
+        )
+        .finally(() => inFlight.delete(done));
+      inFlight.add(done);
+    }
+    if (inFlight.size === 0) break;
+    await Promise.race(inFlight);
   }
-  return found;
+  // Every lookup has settled: a failed one fails the window, and none is left unhandled.
+  if (failure) throw (failure as { error: unknown }).error;
+  const inOrder: Array<[string, Entry]> = [];
+  for (let index = 0; index < next && inOrder.length < wanted; index += 1) {
+    const entry = entries.get(index);
+    if (entry !== undefined) inOrder.push([prompts[index]!, entry]);
+  }
+  return inOrder;
 }

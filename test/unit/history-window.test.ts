@@ -73,3 +73,19 @@ test('without max_items the window is bounded by the default', async () => {
     key.completed.slice(-DEFAULT_HISTORY_WINDOW),
   );
 });
+
+test('a failed lookup fails the window once every lookup in flight has settled, and starts no more', async () => {
+  let started = 0;
+  let settled = 0;
+  const lookup = async (id: string): Promise<string> => {
+    started += 1;
+    await nextTurn();
+    settled += 1;
+    if (id === 'p5') throw new Error('ComfyUI went away');
+    return `entry of ${id}`;
+  };
+  const prompts = Array.from({ length: 40 }, (_, i) => `p${i}`);
+  await assert.rejects(historyWindow(prompts, 40, -1, lookup), /went away/);
+  assert.equal(settled, started, 'nothing is left in flight');
+  assert.ok(started < prompts.length, `${started} lookups started`);
+});
