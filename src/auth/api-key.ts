@@ -10,9 +10,16 @@ export function generateApiKey(): string {
   return `comfy_${randomBytes(32).toString('base64url')}`;
 }
 
-/** Makes a new key_id: 22 URL-safe characters (16 random bytes). */
+/**
+ * Makes a new key_id: 22 URL-safe characters (16 random bytes) that start with a letter or a digit, so
+ * that no command line reads one as a flag and no spreadsheet as a formula (one in 32 would start with
+ * `-` or `_`; those are drawn again).
+ */
 export function generateKeyId(): string {
-  return randomBytes(16).toString('base64url');
+  for (;;) {
+    const id = randomBytes(16).toString('base64url');
+    if (/^[A-Za-z0-9]/.test(id)) return id;
+  }
 }
 
 /** Whether a presented string has the shape of a comfy-gate key (it may still be unknown). */

@@ -28,7 +28,7 @@ export const USER_DIRECTORY_FLAG: FlagSpec = { 'user-directory': { type: 'string
 export const USER_DIRECTORY_HELP = `  --user-directory DIR  The store's folder (default ${DEFAULTS.userDirectory}, env COMFY_GATE_USER_DIRECTORY)
   --allow-unsafe-store-permissions  Warn instead of refusing a store folder that others can write`;
 
-/** A generated key_id (22 base64url characters) that starts with `-`, as one in 64 does. */
+/** A key_id of the generated shape (22 base64url characters) that starts with `-`: new ones never do, imported ones may. */
 const DASHED_KEY_ID = /^-[A-Za-z0-9_-]{21}$/;
 
 /**
