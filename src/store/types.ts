@@ -87,6 +87,7 @@ export interface UsageStore {
   record(record: UsageRecord): void;
   /** Notes a request refused with 429; counted per day, not as a usage record. */
   recordRateLimited(keyId: string, at: number): void;
+
   /** Totals per UTC day (`YYYY-MM-DD`) for one key, for days from `fromDay` on. */
   dailyTotals(keyId: string, fromDay: string): Map<string, DailyTotals>;
   /** Counted requests of a key since `since` (Unix seconds), to the hour; covers at least the last 24 hours. */
@@ -214,4 +215,96 @@ export class StoreCorruptError extends Error {
     this.name = 'StoreCorruptError';
     this.file = file;
   }
+}
+
+/** Where a job is: waiting in the gateway, sent to ComfyUI, running there, or finished one way or another. */
+export type JobStatus = 'held' | 'queued' | 'running' | 'success' | 'error' | 'interrupted' | 'cancelled';
+
+/** Statuses of a job that is not finished: it counts against `max_queued`. */
+export const ACTIVE_JOB_STATUSES: readonly JobStatus[] = ['held', 'queued', 'running'];
+
+/** A file a job produced (from ComfyUI's `executed` events or its history entry). */
+export interface JobOutput {
+  /** The node that produced it. */
+  node: string;
+  filename: string;
+  subfolder: string;
+  /** `output` or `temp`. */
+  type: string;
+}
+
+/** Why a job failed: ComfyUI's `execution_error` (node, type, message) or the prompt's node errors. */
+export interface JobError {
+  message: string;
+  node_id?: string | null;
+  node_type?: string | null;
+  exception_type?: string | null;
+  /** ComfyUI's `node_errors` of a refused prompt. */
+  node_errors?: Record<string, unknown>;
+}
+
+/**
+ * One prompt admitted through the gateway. Times are Unix seconds (fractions kept).
+ * `id` is the id the key knows the job by. Once ComfyUI has answered, it is ComfyUI's `prompt_id`
+ * (`upstream_id` equals it) unless the key was already told another id (a held job sent later to a
+ * ComfyUI that ignores client prompt ids): then `upstream_id` is ComfyUI's and `id` stays.
+ */
+export interface JobRecord {
+  id: string;
+  key_id: string;
+  /** The client's own client_id (ComfyUI sees the gateway's), or null. */
+  client_id: string | null;
+  /** The backend it was placed on (the upstream's name; one backend today: `default`). */
+  backend: string;
+  /** ComfyUI's prompt_id on that backend; null until ComfyUI has answered. */
+  upstream_id: string | null;
+  status: JobStatus;
+  admitted_at: number;
+  forwarded_at: number | null;
+  started_at: number | null;
+  finished_at: number | null;
+  /** From `execution_start` to `execution_success`/`_error`/`_interrupted`; null until it ends. */
+  execution_seconds: number | null;
+  outputs: JobOutput[];
+  error: JobError | null;
+  /** While held: the body to send to ComfyUI when released (with the gateway's client_id in it); null once sent. */
+  request: Record<string, unknown> | null;
+  /** Admin keys' `front`: released before other held jobs. */
+  front: boolean;
+}
+
+/** The fields of a job that change after it is created. */
+export type JobPatch = Partial<Omit<JobRecord, 'id' | 'key_id' | 'admitted_at'>>;
+
+/**
+ * The job registry. Reads are synchronous, from memory (every job within the retention is held
+ * there; with PostgreSQL, replicated from the database like ownership); writes resolve once durable.
+ */
+export interface JobStore {
+  open(): Promise<void>;
+  /** The job with this id (the id its key knows). */
+  get(id: string): JobRecord | undefined;
+  /** The job that ComfyUI knows by `upstreamId` on `backend`. */
+  byUpstreamId(backend: string, upstreamId: string): JobRecord | undefined;
+  /**
+   * Jobs newest admitted first: one key's, or every key's when `keyId` is undefined; only the given
+   * statuses when `statuses` is set. Costs the page, not the whole registry.
+   */
+  list(options: { keyId?: string; statuses?: readonly JobStatus[]; offset: number; limit: number }): JobRecord[];
+  /** How many jobs `list` would find without offset and limit. */
+  count(options: { keyId?: string; statuses?: readonly JobStatus[] }): number;
+  /** Every held, queued and running job, oldest admitted first (for the scheduler and restart). */
+  active(): JobRecord[];
+  /** Adds a job; resolves false (and changes nothing) when a job has that id already. */
+  create(job: JobRecord): Promise<boolean>;
+  /** Applies a patch; resolves the job after it, or undefined when there is none with that id. */
+  update(id: string, patch: JobPatch): Promise<JobRecord | undefined>;
+  /**
+   * Gives a job a new id (ComfyUI answered with its own prompt_id) together with a patch, as one durable
+   * write; resolves undefined when there is no job `id` or a job already has `newId`.
+   */
+  rename(id: string, newId: string, patch: JobPatch): Promise<JobRecord | undefined>;
+  /** Finished jobs older than the retention (`--job-retention-days`) are forgotten, in batches, in the background. */
+  /** Persists anything pending and releases files, connections and timers. */
+  close(): Promise<void>;
 }
