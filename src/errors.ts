@@ -56,6 +56,8 @@ export const hostNotAllowed = (host: string): GatewayError =>
     `This gateway does not answer to the host ${JSON.stringify(host.slice(0, 200))}; if that is its name, start it with --allowed-host NAME.`,
   );
 
+export const jobNotFound = (): GatewayError => new GatewayError(404, 'JOB_NOT_FOUND', 'No job of this key has that id.');
+
 export const keyNotFound = (): GatewayError => new GatewayError(404, 'KEY_NOT_FOUND', 'No API key has that key_id.');
 
 /** A request the client must fix; `details` names each problem, e.g. `[{field, problem}]`. */

@@ -26,6 +26,8 @@ export interface GatewayConfig {
   allowUnsafeStorePermissions: boolean;
   /** Days raw usage records are kept; daily totals are kept for good. */
   usageRetentionDays: number;
+  /** Jobs the gateway keeps queued or running in ComfyUI at most; the rest wait in its fair queue. */
+  upstreamQueueDepth: number;
   /** How long to wait for ComfyUI's response headers, in milliseconds. */
   upstreamTimeoutMs: number;
   /** How often both ends of a relayed WebSocket are pinged, in milliseconds. */
@@ -69,6 +71,7 @@ export const DEFAULTS = {
   userDirectory: './user',
   usageRetentionDays: 90,
   upstreamTimeoutSeconds: 300,
+  upstreamQueueDepth: 2,
   wsPingIntervalSeconds: 30,
   wsMaxPerKey: 32,
   sessionTtl: '7d',

@@ -1,14 +1,16 @@
 // What the isolation handlers share: the proxy, the ownership records, and the caller.
 
 import type { IncomingMessage } from 'node:http';
+import type { JobService } from '../jobs/job-service.js';
 import type { HttpProxy, UpstreamAnswer } from '../proxy/http.js';
-import type { KeyRecord, OwnershipStore } from '../store/types.js';
+import type { JobRecord, KeyRecord, OwnershipStore } from '../store/types.js';
 import { outputFileIds } from './files.js';
 import { parseJsonOrUndefined } from './json-body.js';
 
 export interface IsolationContext {
   proxy: HttpProxy;
   ownership: OwnershipStore;
+  jobs: JobService;
 }
 
 /** The key making the request, and the headers every request it forwards gets (its ComfyUI user). */
@@ -19,9 +21,37 @@ export interface IsolatedCaller {
   upstreamHeaders: Record<string, string | null>;
 }
 
+/** The key of a prompt, by the id its key knows: its job's, or (for prompts from before the job registry) its claim's. */
+export function ownerOfPrompt(ctx: IsolationContext, promptId: string): string | undefined {
+  return ctx.jobs.jobs.get(promptId)?.key_id ?? ctx.ownership.ownerOf('prompt', promptId);
+}
+
 /** Whether the caller may see or act on a prompt. */
 export function ownsPrompt(ctx: IsolationContext, caller: IsolatedCaller, promptId: unknown): boolean {
-  return caller.seesAll || (typeof promptId === 'string' && ctx.ownership.ownerOf('prompt', promptId) === caller.key.key_id);
+  return caller.seesAll || (typeof promptId === 'string' && ownerOfPrompt(ctx, promptId) === caller.key.key_id);
+}
+
+/** The job ComfyUI knows by this prompt_id, if the gateway sent it. */
+export function jobOfUpstreamId(ctx: IsolationContext, upstreamId: unknown): JobRecord | undefined {
+  return typeof upstreamId === 'string' ? ctx.jobs.jobs.byUpstreamId(ctx.jobs.backend.name, upstreamId) : undefined;
+}
+
+/** The id ComfyUI knows a prompt by, given the id its key knows (they differ only for a job held and sent to a ComfyUI that ignored its id). */
+export function upstreamIdOf(ctx: IsolationContext, promptId: string): string {
+  return ctx.jobs.jobs.get(promptId)?.upstream_id ?? promptId;
+}
+
+/**
+ * A queue item or a history entry's `prompt` (`[number, id, prompt, extra_data, outputs]`) as the job's
+ * key knows it: the job's id and the client's own client_id in place of the gateway's.
+ */
+export function asKeyKnowsIt(item: unknown, job: JobRecord | undefined): void {
+  if (!job || !Array.isArray(item)) return;
+  item[1] = job.id;
+  const extraData = item[3] as Record<string, unknown> | undefined;
+  if (typeof extraData !== 'object' || extraData === null) return;
+  if (job.client_id === null) delete extraData.client_id;
+  else extraData.client_id = job.client_id;
 }
 
 /** GETs another ComfyUI path on the caller's behalf (as its ComfyUI user) and reads the answer. */
@@ -31,7 +61,7 @@ export function getUpstream(ctx: IsolationContext, req: IncomingMessage, caller:
 
 /** Records the files a prompt produced as its owner's; once its run has completed, notes that it need not be looked at again. */
 export async function recordPromptOutputs(ctx: IsolationContext, promptId: string, entry: unknown): Promise<void> {
-  const owner = ctx.ownership.ownerOf('prompt', promptId);
+  const owner = ownerOfPrompt(ctx, promptId);
   if (!owner || typeof entry !== 'object' || entry === null) return;
   const { outputs, status } = entry as { outputs?: Record<string, unknown>; status?: { completed?: boolean } };
   const files = Object.values(outputs ?? {}).flatMap(outputFileIds);

@@ -28,17 +28,32 @@ export function fileIdOf(filename: string, subfolder: string, defaultType: strin
   return fileId(annotated?.[1] ?? type ?? defaultType, subfolder, name);
 }
 
+/** A file as ComfyUI names it in a node's UI output. */
+export interface NamedFile {
+  filename: string;
+  subfolder: string;
+  type: string;
+}
+
 /** The files listed in a node's UI output (`{images: [{filename, subfolder, type}], gifs: [...], ...}`). */
-export function outputFileIds(output: unknown): string[] {
+export function outputFiles(output: unknown): NamedFile[] {
   if (typeof output !== 'object' || output === null) return [];
-  const ids: string[] = [];
+  const files: NamedFile[] = [];
   for (const items of Object.values(output)) {
     if (!Array.isArray(items)) continue;
     for (const item of items as Array<Record<string, unknown>>) {
-      if (typeof item?.filename === 'string') {
-        ids.push(fileId(typeof item.type === 'string' ? item.type : 'output', typeof item.subfolder === 'string' ? item.subfolder : '', item.filename));
-      }
+      if (typeof item?.filename !== 'string') continue;
+      files.push({
+        filename: item.filename,
+        subfolder: typeof item.subfolder === 'string' ? item.subfolder : '',
+        type: typeof item.type === 'string' ? item.type : 'output',
+      });
     }
   }
-  return ids;
+  return files;
+}
+
+/** The ownership ids of the files listed in a node's UI output. */
+export function outputFileIds(output: unknown): string[] {
+  return outputFiles(output).map((file) => fileId(file.type, file.subfolder, file.filename));
 }

@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { invalidRequest } from '../errors.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import { readJsonBody } from '../server/body.js';
-import { getUpstream, ownsPrompt, recordPromptOutputs, type IsolatedCaller, type IsolationContext } from './context.js';
+import { asKeyKnowsIt, getUpstream, jobOfUpstreamId, ownsPrompt, recordPromptOutputs, upstreamIdOf, type IsolatedCaller, type IsolationContext } from './context.js';
 import { historyWindow } from './history-window.js';
 import { emptyOk, parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
 import { redactQueueItem } from './redact.js';
@@ -33,15 +33,30 @@ export async function getHistoryList(
   const answer = await getUpstream(ctx, req, caller, rest.size > 0 ? `${path}?${rest}` : path);
   const history = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as History | undefined) : undefined;
   if (!history || typeof history !== 'object') return relayAnswer(res, answer);
-  const visible = Object.entries(history);
-  for (const [id, entry] of visible) {
+  const visible = Object.entries(history).map(([upstreamId, entry]): [string, HistoryEntry] => {
+    const job = jobOfUpstreamId(ctx, upstreamId);
+    asKeyKnowsIt(entry.prompt, job);
     redactQueueItem(entry.prompt);
-    void recordPromptOutputs(ctx, id, entry).catch(() => undefined);
-  }
+    return [job?.id ?? upstreamId, entry];
+  });
+  for (const [id, entry] of visible) void recordPromptOutputs(ctx, id, entry).catch(() => undefined);
   relayJson(res, answer, Object.fromEntries(windowOf(visible, maxItems, offset)));
 }
 
-/** A user key's window: its own prompts' `/history/{id}`, a few at a time, until the window is full. */
+/** Statuses of jobs that have a history entry in ComfyUI. */
+const RAN = ['success', 'error', 'interrupted'] as const;
+
+/** The ids of the key's prompts that may have a history entry, newest first: its jobs that ran, then its prompts from before the job registry. */
+function ownPromptsThatRan(ctx: IsolationContext, keyId: string): string[] {
+  const jobs = ctx.jobs.jobs;
+  const ran = jobs.list({ keyId, statuses: RAN, offset: 0, limit: jobs.count({ keyId, statuses: RAN }) }).map((job) => job.id);
+  return [...ran, ...ctx.ownership.recentPrompts(keyId, Number.MAX_SAFE_INTEGER).map((p) => p.promptId)];
+}
+
+/**
+ * A user key's window: its own jobs' `/history/{id}`, a few at a time, until the window is full. Its
+ * jobs come newest first from the registry, then its prompts from before the registry.
+ */
 async function getOwnHistoryWindow(
   ctx: IsolationContext,
   req: IncomingMessage,
@@ -53,16 +68,18 @@ async function getOwnHistoryWindow(
 ): Promise<void> {
   let refusal: UpstreamAnswer | undefined;
   const lookup = async (promptId: string): Promise<HistoryEntry | undefined> => {
-    const answer = await getUpstream(ctx, req, caller, `${path}/${encodeURIComponent(promptId)}`);
+    const upstreamId = upstreamIdOf(ctx, promptId);
+    const answer = await getUpstream(ctx, req, caller, `${path}/${encodeURIComponent(upstreamId)}`);
     if (answer.status !== 200) {
       refusal ??= answer;
       return undefined;
     }
-    const entry = (parseJsonOrUndefined(answer.body) as History | undefined)?.[promptId];
-    return typeof entry === 'object' && entry !== null ? entry : undefined;
+    const entry = (parseJsonOrUndefined(answer.body) as History | undefined)?.[upstreamId];
+    if (typeof entry !== 'object' || entry === null) return undefined;
+    asKeyKnowsIt(entry.prompt, ctx.jobs.jobs.get(promptId));
+    return entry;
   };
-  const prompts = ctx.ownership.recentPrompts(caller.key.key_id, Number.MAX_SAFE_INTEGER).map((p) => p.promptId);
-  const window = await historyWindow(prompts, maxItems, offset, lookup);
+  const window = await historyWindow(ownPromptsThatRan(ctx, caller.key.key_id), maxItems, offset, lookup);
   if (refusal) return relayAnswer(res, refusal);
   for (const [id, entry] of window) {
     redactQueueItem(entry.prompt);
@@ -83,27 +100,30 @@ export async function getHistoryEntry(
     relayJson(res, { status: 200, headers: {}, body: Buffer.alloc(0) }, {});
     return;
   }
-  const answer = await ctx.proxy.fetch(req, { headers: caller.upstreamHeaders });
+  const upstreamId = upstreamIdOf(ctx, promptId);
+  const answer = await getUpstream(ctx, req, caller, `${pathOfHistory(req)}/${encodeURIComponent(upstreamId)}`);
   const history = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as History | undefined) : undefined;
   if (!history || typeof history !== 'object') return relayAnswer(res, answer);
-  for (const [id, entry] of Object.entries(history)) {
-    redactQueueItem(entry.prompt);
-    void recordPromptOutputs(ctx, id, entry).catch(() => undefined);
-  }
-  relayJson(res, answer, history);
+  const entry = history[upstreamId];
+  if (typeof entry !== 'object' || entry === null) return relayJson(res, answer, {});
+  asKeyKnowsIt(entry.prompt, ctx.jobs.jobs.get(promptId));
+  redactQueueItem(entry.prompt);
+  void recordPromptOutputs(ctx, promptId, entry).catch(() => undefined);
+  relayJson(res, answer, { [promptId]: entry });
 }
 
 /** POST /history `{clear, delete}`: a user key clears or deletes only its own entries. */
 export async function postHistory(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   const body = await readClearOrDelete(req);
-  let ids = (body.delete ?? []).filter((id) => ownsPrompt(ctx, caller, id));
-  if (body.clear) {
-    const answer = await getUpstream(ctx, req, caller, '/api/history');
-    const history = (parseJsonOrUndefined(answer.body) ?? {}) as History;
-    ids = [...new Set([...ids, ...Object.keys(history).filter((id) => ownsPrompt(ctx, caller, id))])];
-  }
+  let ids = (body.delete ?? []).filter((id) => ownsPrompt(ctx, caller, id)).map((id) => upstreamIdOf(ctx, id));
+  if (body.clear) ids = [...new Set([...ids, ...ownPromptsThatRan(ctx, caller.key.key_id).map((id) => upstreamIdOf(ctx, id))])];
   if (ids.length === 0) return emptyOk(res);
   await ctx.proxy.forward(req, res, { body: JSON.stringify({ delete: ids }), headers: { ...caller.upstreamHeaders, 'content-type': 'application/json' } });
+}
+
+/** `/history` or `/api/history`, as the client asked. */
+function pathOfHistory(req: IncomingMessage): string {
+  return req.url!.startsWith('/api/') ? '/api/history' : '/history';
 }
 
 /** Reads a `{clear?: boolean, delete?: string[]}` body, as POST /history and POST /queue take. */

@@ -2,6 +2,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { forbidden, invalidRequest, routeNotAllowed } from '../errors.js';
+import type { JobService } from '../jobs/job-service.js';
 import type { HttpProxy } from '../proxy/http.js';
 import type { RequestTarget } from '../server/request-target.js';
 import { sendJson } from '../server/respond.js';
@@ -30,8 +31,8 @@ export interface IsolatedProxy {
 
 const READS = new Set(['GET', 'HEAD']);
 
-export function createIsolatedProxy(options: { proxy: HttpProxy; ownership: OwnershipStore; userRoutes: readonly UserRoute[] }): IsolatedProxy {
-  const ctx: IsolationContext = { proxy: options.proxy, ownership: options.ownership };
+export function createIsolatedProxy(options: { proxy: HttpProxy; ownership: OwnershipStore; jobs: JobService; userRoutes: readonly UserRoute[] }): IsolatedProxy {
+  const ctx: IsolationContext = { proxy: options.proxy, ownership: options.ownership, jobs: options.jobs };
   const comfyUsers = new ComfyUsers(ctx);
 
   async function handle(req: IncomingMessage, res: ServerResponse, key: KeyRecord, target: RequestTarget): Promise<void> {

@@ -4,7 +4,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { invalidRequest } from '../errors.js';
 import { readJsonBody } from '../server/body.js';
 import { sendJson } from '../server/respond.js';
-import { getUpstream, ownsPrompt, type IsolatedCaller, type IsolationContext } from './context.js';
+import { heldNumber } from '../jobs/job-service.js';
+import { getUpstream, jobOfUpstreamId, ownsPrompt, upstreamIdOf, type IsolatedCaller, type IsolationContext } from './context.js';
 import { parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
 
 interface JobList {
@@ -32,7 +33,11 @@ export async function getJobList(
   const answer = await getUpstream(ctx, req, caller, rest.size > 0 ? `${path}?${rest}` : path);
   const list = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as JobList | undefined) : undefined;
   if (!list || !Array.isArray(list.jobs)) return relayAnswer(res, answer);
-  const own = list.jobs.filter((job) => ownsPrompt(ctx, caller, job.id));
+  const own = list.jobs.filter((item) => {
+    const job = jobOfUpstreamId(ctx, item.id);
+    if (job) item.id = job.id;
+    return ownsPrompt(ctx, caller, item.id);
+  });
   const page = limit === undefined ? own.slice(offset) : own.slice(offset, offset + limit);
   relayJson(res, answer, { ...list, jobs: page, pagination: { offset, limit: limit ?? null, total: own.length, has_more: offset + page.length < own.length } });
 }
@@ -40,20 +45,33 @@ export async function getJobList(
 /** GET …/jobs/{id}: someone else's job is "not found", as ComfyUI answers for an unknown id. */
 export async function getJob(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller, jobId: string): Promise<void> {
   if (!ownsPrompt(ctx, caller, jobId)) return sendJson(res, 404, { error: 'Job not found' });
-  await ctx.proxy.forward(req, res, { headers: caller.upstreamHeaders });
+  const job = ctx.jobs.jobs.get(jobId);
+  if (job?.status === 'held') return sendJson(res, 200, { id: job.id, status: 'pending', priority: heldNumber(job) });
+  await ctx.proxy.forward(req, res, { path: withJobId(req, jobId, upstreamIdOf(ctx, jobId)), headers: caller.upstreamHeaders });
 }
 
 /** POST …/jobs/{id}/cancel: only the caller's own job. */
 export async function cancelJob(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller, jobId: string): Promise<void> {
   if (!ownsPrompt(ctx, caller, jobId)) return sendJson(res, 200, { cancelled: false });
-  await ctx.proxy.forward(req, res, { headers: caller.upstreamHeaders });
+  if (await ctx.jobs.cancelHeld(jobId)) return sendJson(res, 200, { cancelled: true });
+  await ctx.proxy.forward(req, res, { path: withJobId(req, jobId, upstreamIdOf(ctx, jobId)), headers: caller.upstreamHeaders });
+}
+
+/** The request's path with the job's id replaced by the one ComfyUI knows it by. */
+function withJobId(req: IncomingMessage, jobId: string, upstreamId: string): string {
+  return req.url!.replace(`/${encodeURIComponent(jobId)}`, `/${encodeURIComponent(upstreamId)}`);
 }
 
 /** POST …/jobs/cancel `{job_ids}`: the caller's own ids only. */
 export async function cancelJobs(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   const body = (await readJsonBody(req)) as { job_ids?: unknown } | undefined;
   if (!Array.isArray(body?.job_ids)) throw invalidRequest('job_ids must be a list of job ids.', [{ field: 'job_ids', problem: 'not a list' }]);
-  const ids = body.job_ids.filter((id) => ownsPrompt(ctx, caller, id));
-  if (ids.length === 0) return sendJson(res, 200, { cancelled: false });
+  const ids: string[] = [];
+  let cancelledHeld = false;
+  for (const id of body.job_ids.filter((id): id is string => typeof id === 'string' && ownsPrompt(ctx, caller, id))) {
+    if (await ctx.jobs.cancelHeld(id)) cancelledHeld = true;
+    else ids.push(upstreamIdOf(ctx, id));
+  }
+  if (ids.length === 0) return sendJson(res, 200, { cancelled: cancelledHeld });
   await ctx.proxy.forward(req, res, { body: JSON.stringify({ job_ids: ids }), headers: { ...caller.upstreamHeaders, 'content-type': 'application/json' } });
 }

@@ -2,7 +2,10 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { readJsonBody } from '../server/body.js';
-import { getUpstream, ownsPrompt, type IsolatedCaller, type IsolationContext } from './context.js';
+import { heldNumber } from '../jobs/job-service.js';
+import { heldRequestOf } from '../jobs/dispatch.js';
+import type { JobRecord } from '../store/types.js';
+import { asKeyKnowsIt, jobOfUpstreamId, ownsPrompt, upstreamIdOf, type IsolatedCaller, type IsolationContext } from './context.js';
 import { readClearOrDelete } from './history.js';
 import { emptyOk, parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
 import { redactQueueItem } from './redact.js';
@@ -13,49 +16,97 @@ interface Queue {
   queue_pending: QueueItem[];
 }
 
-/** GET /queue: the caller's items in full (secrets removed); others' as `[number, prompt_id, {}, {}, []]`. */
+/** Held jobs listed in one /queue answer at most. */
+const MAX_HELD_LISTED = 1000;
+
+/**
+ * GET /queue: ComfyUI's queue with the caller's items in full (secrets removed, as its key knows them)
+ * and others' as `[number, prompt_id, {}, {}, []]`; then the jobs the gateway holds as pending, the
+ * caller's own (every key's for an admin).
+ */
 export async function getQueue(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   const answer = await ctx.proxy.fetch(req, { headers: caller.upstreamHeaders });
   const queue = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as Queue | undefined) : undefined;
   if (!queue || !Array.isArray(queue.queue_running) || !Array.isArray(queue.queue_pending)) return relayAnswer(res, answer);
   const visible = (item: QueueItem): QueueItem => {
-    if (!ownsPrompt(ctx, caller, item[1])) return [item[0], item[1], {}, {}, []];
+    const job = jobOfUpstreamId(ctx, item[1]);
+    if (!ownsPrompt(ctx, caller, job?.id ?? item[1])) return [item[0], item[1], {}, {}, []];
+    asKeyKnowsIt(item, job);
     redactQueueItem(item);
     return item;
   };
-  relayJson(res, answer, { ...queue, queue_running: queue.queue_running.map(visible), queue_pending: queue.queue_pending.map(visible) });
+  const held = ctx.jobs.jobs.list({ keyId: caller.seesAll ? undefined : caller.key.key_id, statuses: ['held'], offset: 0, limit: MAX_HELD_LISTED });
+  const heldItems = held.reverse().map(heldItem);
+  relayJson(res, answer, { ...queue, queue_running: queue.queue_running.map(visible), queue_pending: [...queue.queue_pending.map(visible), ...heldItems] });
 }
 
-/** POST /queue `{clear, delete}`: a user key removes only its own pending prompts. */
+/** A held job as ComfyUI lists a pending prompt. */
+function heldItem(job: JobRecord): QueueItem {
+  const body = heldRequestOf(job)?.body ?? {};
+  const extraData = { ...(typeof body.extra_data === 'object' && body.extra_data !== null ? body.extra_data : {}) };
+  const item: QueueItem = [heldNumber(job), job.id, body.prompt ?? {}, extraData, []];
+  asKeyKnowsIt(item, job);
+  redactQueueItem(item);
+  return item;
+}
+
+/**
+ * POST /queue `{clear, delete}`: a user key removes only its own pending prompts. Held jobs are
+ * cancelled in the gateway; the others are deleted from ComfyUI's queue by the id it knows them by.
+ */
 export async function postQueue(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   const body = await readClearOrDelete(req);
   let ids = (body.delete ?? []).filter((id) => ownsPrompt(ctx, caller, id));
   if (body.clear) {
-    const queue = await readQueue(ctx, req, caller);
-    ids = [...new Set([...ids, ...(queue?.queue_pending ?? []).map((item) => item[1]).filter((id) => ownsPrompt(ctx, caller, id))])];
+    const queue = await readQueue(ctx);
+    const pending = (queue?.queue_pending ?? []).map((item) => jobOfUpstreamId(ctx, item[1])?.id ?? item[1]).filter((id) => ownsPrompt(ctx, caller, id));
+    const held = ctx.jobs.jobs.list({ keyId: caller.seesAll ? undefined : caller.key.key_id, statuses: ['held'], offset: 0, limit: MAX_HELD_LISTED });
+    ids = [...new Set([...ids, ...pending, ...held.map((job) => job.id)])];
   }
-  if (ids.length === 0) return emptyOk(res);
-  await ctx.proxy.forward(req, res, { body: JSON.stringify({ delete: ids }), headers: { ...caller.upstreamHeaders, 'content-type': 'application/json' } });
+  const inComfyUI: string[] = [];
+  for (const id of ids) if (!(await ctx.jobs.cancelHeld(id))) inComfyUI.push(id);
+  if (inComfyUI.length === 0) return emptyOk(res);
+  const answer = await ctx.proxy.fetch(req, {
+    body: JSON.stringify({ delete: inComfyUI.map((id) => upstreamIdOf(ctx, id)) }),
+    headers: { ...caller.upstreamHeaders, 'content-type': 'application/json' },
+  });
+  if (answer.status === 200) await cancelledInComfyUI(ctx, inComfyUI);
+  relayAnswer(res, answer);
+}
+
+/** Notes the jobs ComfyUI dropped from its queue as cancelled (ComfyUI sends no event for them); a running one ends by its own event. */
+async function cancelledInComfyUI(ctx: IsolationContext, ids: readonly string[]): Promise<void> {
+  const queue = await readQueue(ctx);
+  const stillThere = new Set([...(queue?.queue_running ?? []), ...(queue?.queue_pending ?? [])].map((item) => item[1]));
+  for (const id of ids) {
+    const job = ctx.jobs.jobs.get(id);
+    if (job?.upstream_id && !stillThere.has(job.upstream_id)) await ctx.jobs.cancelledInComfyUI(job);
+  }
 }
 
 /**
  * POST /interrupt: with a prompt_id, only the caller's own prompt; without one, the running prompt
- * only if it is the caller's (sent on as a targeted interrupt). Anything else is a no-op 200, as
- * ComfyUI answers an interrupt for a prompt that is not running.
+ * only if it is the caller's (sent on as a targeted interrupt). A held job is cancelled instead.
+ * Anything else is a no-op 200, as ComfyUI answers an interrupt for a prompt that is not running.
  */
 export async function postInterrupt(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   const body = (await readJsonBody(req).catch(() => undefined)) as { prompt_id?: unknown } | undefined;
   let promptId = typeof body?.prompt_id === 'string' ? body.prompt_id : undefined;
-  promptId ??= (await readQueue(ctx, req, caller))?.queue_running[0]?.[1];
+  if (promptId === undefined) {
+    const running = (await readQueue(ctx))?.queue_running[0]?.[1];
+    promptId = jobOfUpstreamId(ctx, running)?.id ?? running;
+  }
   if (promptId === undefined || !ownsPrompt(ctx, caller, promptId)) return emptyOk(res);
+  if (await ctx.jobs.cancelHeld(promptId)) return emptyOk(res);
   await ctx.proxy.forward(req, res, {
-    body: JSON.stringify({ prompt_id: promptId }),
+    body: JSON.stringify({ prompt_id: upstreamIdOf(ctx, promptId) }),
     headers: { ...caller.upstreamHeaders, 'content-type': 'application/json' },
   });
 }
 
-async function readQueue(ctx: IsolationContext, req: IncomingMessage, caller: IsolatedCaller): Promise<Queue | undefined> {
-  const answer = await getUpstream(ctx, req, caller, '/api/queue');
+/** ComfyUI's queue, asked on the gateway's own behalf. */
+async function readQueue(ctx: IsolationContext): Promise<Queue | undefined> {
+  const answer = await ctx.proxy.fetch(null, { method: 'GET', path: '/api/queue' });
   const queue = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as Queue | undefined) : undefined;
   return queue && Array.isArray(queue.queue_running) && Array.isArray(queue.queue_pending) ? queue : undefined;
 }

@@ -65,7 +65,7 @@ export const ROUTES: readonly RouteEntry[] = [
     handler: 'prompt',
     forAdmins: true,
     userGets:
-      "the prompt is claimed before ComfyUI sees it (a `prompt_id` is minted when none is given), and released when ComfyUI refuses it (any answer but 200); when ComfyUI answers with another `prompt_id` (older versions ignore the client's), that one is claimed instead. A `client_id` or `prompt_id` that belongs to another key is refused with 403, and so is a loader node (`LoadImage`, `LoadImageMask`, `LoadImageOutput`, `LoadAudio`, `LoadVideo`) that names a file the key does not own.",
+      "the prompt becomes a job of the key (a `prompt_id` is minted when none is given; when ComfyUI answers with another `prompt_id`, as releases before v0.3.45 do, the job takes that one). ComfyUI is given the gateway's own `client_id`, and the job's events go to the key's sockets with the client's. `front` and `number` are dropped (the gateway's fair queue orders jobs). A taken `prompt_id` or a `client_id` that belongs to another key is refused with 403, and so is a loader node (`LoadImage`, `LoadImageMask`, `LoadImageOutput`, `LoadAudio`, `LoadVideo`) that names a file the key does not own.",
   },
   { patterns: ['/prompt'], methods: ['GET'], alsoUnderApi: true, access: 'forwarded', userGets: 'forwarded (the length of the queue)' },
   {
@@ -92,6 +92,7 @@ export const ROUTES: readonly RouteEntry[] = [
     alsoUnderApi: true,
     access: 'filtered',
     handler: 'history-change',
+    forAdmins: true,
     userGets: '`delete` and `clear` act on its own entries only',
   },
   {
@@ -109,6 +110,7 @@ export const ROUTES: readonly RouteEntry[] = [
     alsoUnderApi: true,
     access: 'filtered',
     handler: 'queue-change',
+    forAdmins: true,
     userGets: '`delete` and `clear` act on its own pending prompts only',
   },
   {
@@ -117,6 +119,7 @@ export const ROUTES: readonly RouteEntry[] = [
     alsoUnderApi: true,
     access: 'filtered',
     handler: 'interrupt',
+    forAdmins: true,
     userGets:
       "acts only on the key's own prompt: with a `prompt_id`, only if it is the key's; without one, only if the running prompt is the key's. Otherwise a no-op 200, as ComfyUI answers for a prompt that is not running.",
   },
@@ -148,14 +151,15 @@ export const ROUTES: readonly RouteEntry[] = [
     handler: 'system-stats',
     userGets: 'without `argv` (it can hold paths and secrets)',
   },
-  { patterns: ['/api/jobs'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'jobs-list', userGets: 'only its own jobs (newer ComfyUI)' },
-  { patterns: ['/api/jobs/cancel'], methods: ['POST'], alsoUnderApi: true, access: 'filtered', handler: 'jobs-cancel', userGets: 'cancels its own jobs only' },
+  { patterns: ['/api/jobs'], methods: ['GET'], alsoUnderApi: true, access: 'filtered', handler: 'jobs-list', forAdmins: true, userGets: 'only its own jobs (newer ComfyUI)' },
+  { patterns: ['/api/jobs/cancel'], methods: ['POST'], alsoUnderApi: true, access: 'filtered', handler: 'jobs-cancel', forAdmins: true, userGets: 'cancels its own jobs only' },
   {
     patterns: ['/api/jobs/{job_id}'],
     methods: ['GET'],
     alsoUnderApi: true,
     access: 'filtered',
     handler: 'job',
+    forAdmins: true,
     userGets: "its own job; another key's is 404, as an unknown one",
   },
   {
@@ -164,6 +168,7 @@ export const ROUTES: readonly RouteEntry[] = [
     alsoUnderApi: true,
     access: 'filtered',
     handler: 'job-cancel',
+    forAdmins: true,
     userGets: 'cancels its own job only',
   },
   {

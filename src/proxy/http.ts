@@ -39,10 +39,11 @@ export interface HttpProxy {
    */
   forward(req: IncomingMessage, res: ServerResponse, overrides?: UpstreamOverrides): Promise<void>;
   /**
-   * Sends `req` (as changed by `overrides`) and reads the whole answer, up to `MAX_BUFFERED_BYTES`.
+   * Sends `req` (as changed by `overrides`) and reads the whole answer, up to `MAX_BUFFERED_BYTES`. With
+   * `req` null, the gateway asks on its own behalf: `overrides` must give the method and path.
    * @throws GatewayError 502/504 as `forward`, and 502 for an answer too large to buffer.
    */
-  fetch(req: IncomingMessage, overrides?: UpstreamOverrides): Promise<UpstreamAnswer>;
+  fetch(req: IncomingMessage | null, overrides?: UpstreamOverrides): Promise<UpstreamAnswer>;
   /** Asks ComfyUI for `path` and resolves its status, or rejects when it does not answer. */
   probe(path: string, timeoutMs: number): Promise<number>;
   close(): Promise<void>;
@@ -62,8 +63,8 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
     keepAliveTimeout: 10_000,
   });
 
-  function send(req: IncomingMessage, overrides: UpstreamOverrides, signal: AbortSignal) {
-    const headers = upstreamRequestHeaders(req, upstreamOrigin);
+  function send(req: IncomingMessage | null, overrides: UpstreamOverrides, signal: AbortSignal) {
+    const headers = req ? upstreamRequestHeaders(req, upstreamOrigin) : {};
     for (const [name, value] of Object.entries(overrides.headers ?? {})) {
       if (value === null) delete headers[name];
       else headers[name] = value;
@@ -76,10 +77,10 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
       delete headers['transfer-encoding'];
       headers['content-length'] = String(Buffer.byteLength(overrides.body));
     } else {
-      const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
+      const hasBody = req !== null && (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0');
       body = hasBody ? req : null;
     }
-    return pool.request({ path: overrides.path ?? req.url!, method: overrides.method ?? req.method!, headers, body, signal });
+    return pool.request({ path: overrides.path ?? req!.url!, method: overrides.method ?? req!.method!, headers, body, signal });
   }
 
   async function forward(req: IncomingMessage, res: ServerResponse, overrides: UpstreamOverrides = {}): Promise<void> {
@@ -100,7 +101,7 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
     body.pipe(res);
   }
 
-  async function fetch(req: IncomingMessage, overrides: UpstreamOverrides = {}): Promise<UpstreamAnswer> {
+  async function fetch(req: IncomingMessage | null, overrides: UpstreamOverrides = {}): Promise<UpstreamAnswer> {
     // A timer of its own, cleared at the end: AbortSignal.timeout's timer would live its full length after the answer.
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(new DOMException('ComfyUI did not finish its answer in time', 'TimeoutError')), options.headersTimeoutMs * 2);

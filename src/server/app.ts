@@ -12,7 +12,11 @@ import { AuthFailureLimiter } from '../auth/failure-limiter.js';
 import { HostPolicy } from '../auth/host-names.js';
 import { isPublicPath } from '../auth/public-paths.js';
 import type { GatewayConfig } from '../config/schema.js';
-import { authRequired, forbidden, GatewayError, hostNotAllowed, rateLimitExceeded, routeNotAllowed, tooManyAuthFailures } from '../errors.js';
+import { authRequired, forbidden, GatewayError, hostNotAllowed, methodNotAllowed, rateLimitExceeded, routeNotAllowed, tooManyAuthFailures } from '../errors.js';
+import { EventHub } from '../events/event-hub.js';
+import { DEFAULT_BACKEND } from '../jobs/backend.js';
+import { JobService } from '../jobs/job-service.js';
+import { getJob, listJobs } from '../jobs/jobs-api.js';
 import { checkBoundedId } from '../isolation/ids.js';
 import { createIsolatedProxy } from '../isolation/isolated-proxy.js';
 import { matchRoute } from '../isolation/route-table.js';
@@ -65,7 +69,17 @@ function requestIdOf(req: IncomingMessage): string {
 export function createGatewayServer(config: GatewayConfig, stores: GatewayStores, log: Logger, metrics: GatewayMetrics): Gateway {
   const { keys, usage, counters, ownership, sessions, audit } = stores;
   const proxy = createHttpProxy({ upstream: config.upstream, headersTimeoutMs: config.upstreamTimeoutMs, frameAncestors: config.frameAncestors });
-  const isolated = createIsolatedProxy({ proxy, ownership, userRoutes: config.userRoutes });
+  const hub = new EventHub({ backend: DEFAULT_BACKEND, upstream: config.upstream, log });
+  const jobService = new JobService({
+    jobs: stores.jobs,
+    backend: { name: DEFAULT_BACKEND, proxy, events: hub },
+    ownership,
+    depth: config.upstreamQueueDepth,
+    keyOf: (keyId) => keys.get(keyId),
+    log,
+  });
+  hub.observe(stores.jobs, jobService.observer, () => void jobService.reconcile());
+  const isolated = createIsolatedProxy({ proxy, ownership, jobs: jobService, userRoutes: config.userRoutes });
   const webSockets = createWebSocketProxy({
     upstream: config.upstream,
     handshakeTimeoutMs: Math.min(config.upstreamTimeoutMs, 30_000),
@@ -181,7 +195,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     if (route?.name === 'logout') return handleLogout(req, res, loginContext);
     if (dashboard && caller.kind === 'anonymous') return handleAdminPage(res, caller, path, req.method ?? 'GET');
     if (caller.kind === 'anonymous') {
-      if (route?.name === 'metrics') throw authRequired();
+      if (route?.name === 'metrics' || route?.name === 'jobs' || route?.name === 'job') throw authRequired();
       if (route) return handleAdminRoute(route, req, res, caller, adminContext);
       if (config.mode === 'required' && !isPublicPath(req.method, path, config.publicPaths)) {
         if (isBrowserNavigation(req)) return redirectToLogin(res, req.url!);
@@ -194,6 +208,10 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     if (route?.name === 'metrics') {
       if (caller.key.role !== 'admin') throw forbidden('Metrics need an admin key (or --metrics-public).');
       return sendMetrics(res);
+    }
+    if (route?.name === 'jobs' || route?.name === 'job') {
+      if (req.method !== 'GET' && req.method !== 'HEAD') throw methodNotAllowed(['GET']);
+      return route.name === 'jobs' ? listJobs(res, caller.key, target.query, jobService) : getJob(res, caller.key, route.jobId, jobService);
     }
     if (route) return handleAdminRoute(route, req, res, caller, adminContext);
     if (dashboard) return handleAdminPage(res, caller, path, req.method ?? 'GET');
@@ -327,6 +345,10 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         server.once('error', reject);
         server.listen(config.port, config.listen, () => {
           server.off('error', reject);
+          if (config.mode !== 'off') {
+            hub.start();
+            jobService.start();
+          }
           resolve(server.address() as AddressInfo);
         });
       }),
@@ -334,11 +356,13 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       webSockets.close();
+      jobService.close();
+      hub.close();
       const timer = setTimeout(() => server.closeAllConnections(), graceMs).unref();
       await closed;
       clearTimeout(timer);
       await proxy.close();
-      await Promise.all([keys.close(), usage.close(), counters.close(), ownership.close(), sessions.close()]);
+      await Promise.all([keys.close(), usage.close(), counters.close(), ownership.close(), sessions.close(), stores.jobs.close()]);
       log.flush();
     },
   };

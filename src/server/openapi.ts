@@ -145,6 +145,30 @@ export const OPENAPI_DOCUMENT = {
       session: { type: 'apiKey', in: 'cookie', name: 'comfy_gate_session' },
     },
     schemas: {
+      Job: {
+        type: 'object',
+        properties: {
+          id: { type: 'string' },
+          key_id: { type: 'string' },
+          client_id: { type: ['string', 'null'] },
+          backend: { type: 'string' },
+          status: { type: 'string', enum: ['held', 'queued', 'running', 'success', 'error', 'interrupted', 'cancelled'] },
+          admitted_at: { type: 'number' },
+          forwarded_at: { type: ['number', 'null'] },
+          started_at: { type: ['number', 'null'] },
+          finished_at: { type: ['number', 'null'] },
+          execution_seconds: { type: ['number', 'null'] },
+          queue_position: { type: ['integer', 'null'], description: 'Held jobs released before this one' },
+          outputs: {
+            type: 'array',
+            items: {
+              type: 'object',
+              properties: { node: { type: 'string' }, filename: { type: 'string' }, subfolder: { type: 'string' }, type: { type: 'string' }, url: { type: 'string' } },
+            },
+          },
+          error: { type: ['object', 'null'] },
+        },
+      },
       Error: {
         type: 'object',
         required: ['error', 'error_code'],
@@ -333,6 +357,46 @@ export const OPENAPI_DOCUMENT = {
             }),
           },
           400: errorResponse('Bad days, by, limit or after'),
+        },
+      },
+    },
+    '/api/gateway/jobs': {
+      get: {
+        summary: "The key's jobs, newest first (every key's for an admin)",
+        security: apiKeyHeader,
+        parameters: [
+          { name: 'status', in: 'query', required: false, schema: { type: 'string' }, description: 'Comma-separated statuses to keep' },
+          { name: 'key_id', in: 'query', required: false, schema: { type: 'string' }, description: "Admin keys: one key's jobs" },
+          { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 } },
+          { name: 'offset', in: 'query', required: false, schema: { type: 'integer', minimum: 0, default: 0 } },
+        ],
+        responses: {
+          200: {
+            description: 'A page of jobs',
+            ...json({
+              type: 'object',
+              required: ['jobs', 'pagination'],
+              properties: {
+                jobs: { type: 'array', items: { $ref: '#/components/schemas/Job' } },
+                pagination: {
+                  type: 'object',
+                  properties: { offset: { type: 'integer' }, limit: { type: 'integer' }, total: { type: 'integer' }, has_more: { type: 'boolean' } },
+                },
+              },
+            }),
+          },
+          400: { description: 'INVALID_REQUEST: an unknown status, or limit/offset out of range', ...json(error) },
+        },
+      },
+    },
+    '/api/gateway/jobs/{id}': {
+      get: {
+        summary: 'One job',
+        security: apiKeyHeader,
+        parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+        responses: {
+          200: { description: 'The job', ...json({ $ref: '#/components/schemas/Job' }) },
+          404: { description: "JOB_NOT_FOUND: no job of this key has that id (another key's job included)", ...json(error) },
         },
       },
     },

@@ -12,9 +12,12 @@ export type GatewayRoute =
   | { name: 'usage-all' }
   | { name: 'metrics' }
   | { name: 'openapi' }
+  | { name: 'jobs' }
+  | { name: 'job'; jobId: string }
   | { name: 'login' }
   | { name: 'logout' };
 
+const JOB_PATH = /^\/api\/gateway\/jobs\/([^/]+)$/;
 const KEY_PATH = /^(?:\/api)?\/keys\/([A-Za-z0-9_-]{1,64})(\/rotate)?$/;
 
 /** Matches the path (without query) of a gateway endpoint, or null for a path to proxy. */
@@ -40,11 +43,15 @@ export function matchGatewayRoute(path: string): GatewayRoute | null {
       return { name: 'metrics' };
     case '/api/gateway/openapi.json':
       return { name: 'openapi' };
+    case '/api/gateway/jobs':
+      return { name: 'jobs' };
     case '/login':
       return { name: 'login' };
     case '/logout':
       return { name: 'logout' };
   }
+  const job = JOB_PATH.exec(path);
+  if (job) return { name: 'job', jobId: decodeURIComponent(job[1]!) };
   const key = KEY_PATH.exec(path);
   if (!key) return null;
   return key[2] ? { name: 'key-rotate', keyId: key[1]! } : { name: 'key', keyId: key[1]! };

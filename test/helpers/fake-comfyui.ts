@@ -34,6 +34,8 @@ export interface FakeComfyUI {
   port: number;
   /** Every HTTP request and WebSocket upgrade received, with the raw request target. */
   requests: Array<{ method: string; url: string; headers: IncomingHttpHeaders }>;
+  /** Every prompt queued, in the order it arrived: the id it runs under and the body as received. */
+  prompts: Array<{ id: string; body: Record<string, unknown> }>;
   outputDir: string;
   inputDir: string;
   tempDir: string;
@@ -254,6 +256,7 @@ class FakeServer implements FakeComfyUI {
   url = '';
   port = 0;
   readonly requests: FakeComfyUI['requests'] = [];
+  readonly prompts: FakeComfyUI['prompts'] = [];
   readonly history = new Map<string, unknown>();
   readonly users = new Map<string, string>();
   lastUploadBytes = 0;
@@ -480,6 +483,7 @@ class FakeServer implements FakeComfyUI {
     const extraData: Json = { ...(isObject(body['extra_data']) ? body['extra_data'] : {}) };
     if ('client_id' in body) extraData['client_id'] = body['client_id'];
     this.pending.push({ number, id, prompt: body['prompt'] as Record<string, PromptNode>, extraData, outputs: validation.outputs });
+    this.prompts.push({ id, body });
     this.broadcastStatus();
     this.pump();
     sendJson(res, { prompt_id: id, number, node_errors: {} });

@@ -1,0 +1,26 @@
+// A ComfyUI backend as the job machinery sees it: its name, the proxy to it, and the events of its jobs.
+
+import type { HttpProxy } from '../proxy/http.js';
+
+/** What the job machinery needs of a backend's event hub. */
+export interface BackendEvents {
+  /** The clientId the gateway's own socket has on this backend: every forwarded prompt carries it. */
+  readonly clientId: string;
+  /** Whether the gateway's socket to the backend is open (it is down when ComfyUI is). */
+  isConnected(): boolean;
+  /** Called before a prompt is sent: events of prompts not known yet are held until the returned function is called. */
+  expectAnswer(): () => void;
+  /** The job ComfyUI knows by `upstreamId` is in the registry now: its held events go out. */
+  answered(upstreamId: string): void;
+}
+
+/** One ComfyUI server behind the gateway. */
+export interface Backend {
+  /** Its name in job records (`default` while there is one). */
+  name: string;
+  proxy: HttpProxy;
+  events: BackendEvents;
+}
+
+/** The name of the one backend given by `--upstream`. */
+export const DEFAULT_BACKEND = 'default';

@@ -1,0 +1,117 @@
+// The gateway's queue of held jobs: released round-robin across keys, first in, first out within a key; admin `front` jobs first.
+
+/** A held job as the queue sees it. */
+export interface QueuedJob {
+  id: string;
+  keyId: string;
+  /** An admin key's `front: true`: ahead of every other held job. */
+  front: boolean;
+}
+
+/**
+ * Held jobs in release order. Keys take turns: after a job of one key is released, the next comes
+ * from the key after it (in the order the keys first queued), so one key's hundred jobs delay another
+ * key's single job by at most one job per key ahead of it.
+ */
+export class FairQueue {
+  /** Each key's held job ids, oldest first; the map's order is the keys' turn order. */
+  private readonly byKey = new Map<string, string[]>();
+  private readonly fronted: QueuedJob[] = [];
+  private readonly keyOfJob = new Map<string, string>();
+  /** The key whose job was released last: the turn passes to the key after it. */
+  private lastKey: string | null = null;
+
+  get size(): number {
+    return this.keyOfJob.size;
+  }
+
+  has(id: string): boolean {
+    return this.keyOfJob.has(id);
+  }
+
+  add(job: QueuedJob): void {
+    if (this.keyOfJob.has(job.id)) return;
+    this.keyOfJob.set(job.id, job.keyId);
+    if (job.front) {
+      this.fronted.push(job);
+      return;
+    }
+    const ids = this.byKey.get(job.keyId);
+    if (ids) ids.push(job.id);
+    else this.byKey.set(job.keyId, [job.id]);
+  }
+
+  /** Takes a job out (released or cancelled); false when it was not held. */
+  remove(id: string): boolean {
+    const keyId = this.keyOfJob.get(id);
+    if (keyId === undefined) return false;
+    this.keyOfJob.delete(id);
+    const fronted = this.fronted.findIndex((job) => job.id === id);
+    if (fronted >= 0) {
+      this.fronted.splice(fronted, 1);
+      return true;
+    }
+    const ids = this.byKey.get(keyId)!;
+    ids.splice(ids.indexOf(id), 1);
+    if (ids.length === 0) {
+      if (this.lastKey === keyId) this.lastKey = this.keyBefore(keyId);
+      this.byKey.delete(keyId);
+    }
+    return true;
+  }
+
+  /**
+   * The next job to release among the keys that `mayRelease` allows, taking its turn; undefined when
+   * none may go. The job stays queued until `remove`.
+   */
+  next(mayRelease: (keyId: string) => boolean): QueuedJob | undefined {
+    const fronted = this.fronted.find((job) => mayRelease(job.keyId));
+    if (fronted) return fronted;
+    for (const keyId of this.turnOrder()) {
+      if (!mayRelease(keyId)) continue;
+      this.lastKey = keyId;
+      return { id: this.byKey.get(keyId)![0]!, keyId, front: false };
+    }
+    return undefined;
+  }
+
+  /** Notes that a job of this key went to ComfyUI without being held: the turn passes to the key after it. */
+  tookTurn(keyId: string): void {
+    this.lastKey = keyId;
+  }
+
+  /** How many held jobs go before this one if every key may release (0: it is next); undefined when it is not held. */
+  position(id: string): number | undefined {
+    const keyId = this.keyOfJob.get(id);
+    if (keyId === undefined) return undefined;
+    const fronted = this.fronted.findIndex((job) => job.id === id);
+    if (fronted >= 0) return fronted;
+    const index = this.byKey.get(keyId)!.indexOf(id);
+    let ahead = this.fronted.length + index;
+    let beforeInTurn = true;
+    for (const other of this.turnOrder()) {
+      if (other === keyId) {
+        beforeInTurn = false;
+        continue;
+      }
+      const count = this.byKey.get(other)!.length;
+      // Each earlier round releases one job of every other key; in the current round, only keys before this one.
+      ahead += Math.min(count, index) + (beforeInTurn && count > index ? 1 : 0);
+    }
+    return ahead;
+  }
+
+  /** The keys with held jobs, starting with the one whose turn is next. */
+  private turnOrder(): string[] {
+    const keys = [...this.byKey.keys()];
+    const start = this.lastKey === null ? 0 : keys.indexOf(this.lastKey) + 1;
+    return [...keys.slice(start), ...keys.slice(0, start)];
+  }
+
+  /** The key before `keyId` in turn order (so the turn stays put when `keyId` leaves), or null. */
+  private keyBefore(keyId: string): string | null {
+    const keys = [...this.byKey.keys()];
+    const index = keys.indexOf(keyId);
+    return index > 0 ? keys[index - 1]! : keys.length > 1 ? keys[keys.length - 1]! : null;
+  }
+}

@@ -1,0 +1,152 @@
+// The gateway's jobs: admits each keyed prompt as a job, sends or holds it, cancels held jobs, and keeps the registry in step with ComfyUI.
+
+import { forbidden } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import type { UpstreamAnswer } from '../proxy/http.js';
+import type { JobRecord, JobStore, KeyRecord, OwnershipStore } from '../store/types.js';
+import type { Backend } from './backend.js';
+import { sendJob, type HeldRequest } from './dispatch.js';
+import { createJobRecorder, type JobObserver } from './job-events.js';
+import { reconcileJobs } from './reconcile.js';
+import { JobScheduler } from './scheduler.js';
+
+export interface JobServiceOptions {
+  jobs: JobStore;
+  backend: Backend;
+  ownership: OwnershipStore;
+  /** `--upstream-queue-depth`. */
+  depth: number;
+  keyOf(keyId: string): KeyRecord | undefined;
+  log: Logger;
+  /** Told of each admitted job and of each job that ran (metering). */
+  onAdmitted?(job: JobRecord): void;
+  onEnded?(job: JobRecord): void;
+  now?(): number;
+}
+
+/** How often jobs sent to ComfyUI are compared with its queue, in case an end was missed. */
+const RECONCILE_INTERVAL_MS = 30_000;
+
+/** A prompt to admit: the key, the body for ComfyUI (with the gateway's client_id) and the headers it is sent with. */
+export interface Admission {
+  key: KeyRecord;
+  promptId: string;
+  /** The client's own client_id, which its WebSocket uses. */
+  clientId: string | null;
+  request: HeldRequest;
+  front: boolean;
+}
+
+export class JobService {
+  readonly jobs: JobStore;
+  readonly backend: Backend;
+  readonly scheduler: JobScheduler;
+  /** What the event hub reports jobs to. */
+  readonly observer: JobObserver;
+  private readonly options: JobServiceOptions;
+  private readonly now: () => number;
+  private reconcileTimer: NodeJS.Timeout | null = null;
+  private reconciling: Promise<void> | null = null;
+
+  constructor(options: JobServiceOptions) {
+    this.options = options;
+    this.jobs = options.jobs;
+    this.backend = options.backend;
+    this.now = options.now ?? (() => Date.now() / 1000);
+    this.scheduler = new JobScheduler({ backend: options.backend, jobs: options.jobs, depth: options.depth, keyOf: options.keyOf, log: options.log, now: this.now });
+    this.observer = createJobRecorder({
+      jobs: options.jobs,
+      ownership: options.ownership,
+      log: options.log,
+      onEnded: (job) => {
+        options.onEnded?.(job);
+        this.scheduler.pump();
+      },
+    });
+  }
+
+  /** Queues the held jobs of the registry and settles the sent ones with ComfyUI, then keeps doing so now and then. */
+  start(): void {
+    this.scheduler.restore();
+    void this.reconcile();
+    this.reconcileTimer = setInterval(() => void this.reconcile(), RECONCILE_INTERVAL_MS).unref();
+  }
+
+  /** Compares sent jobs with ComfyUI now (also when the gateway's socket to it comes back); one run at a time. */
+  reconcile(): Promise<void> {
+    this.reconciling ??= reconcileJobs(this.backend, this.jobs, this.observer, this.now)
+      .catch((error: unknown) => this.options.log.debug({ err: error }, 'jobs could not be compared with ComfyUI'))
+      .finally(() => {
+        this.reconciling = null;
+      });
+    return this.reconciling;
+  }
+
+  /**
+   * Admits a prompt as a job. It goes to ComfyUI at once when nothing is held and ComfyUI has room, and
+   * ComfyUI's answer is returned (the job then has the id ComfyUI answered with); otherwise it is held
+   * and the gateway answers for it, with the job's id.
+   * @throws GatewayError 403 when a job already has that prompt_id; 502/504 when ComfyUI's answer is lost
+   */
+  async admit(admission: Admission): Promise<UpstreamAnswer> {
+    const { key } = admission;
+    const job: JobRecord = {
+      id: admission.promptId,
+      key_id: key.key_id,
+      client_id: admission.clientId,
+      backend: this.backend.name,
+      upstream_id: null,
+      status: 'held',
+      admitted_at: this.now(),
+      forwarded_at: null,
+      started_at: null,
+      finished_at: null,
+      execution_seconds: null,
+      outputs: [],
+      error: null,
+      request: { ...admission.request },
+      front: admission.front,
+    };
+    if (!(await this.jobs.create(job))) {
+      // The key may send a prompt again under the id of one ComfyUI refused.
+      const before = this.jobs.get(job.id);
+      const refused = before?.key_id === key.key_id && before.status === 'error' && before.upstream_id === null;
+      if (!refused || !(await this.jobs.update(job.id, job))) throw forbidden('That prompt_id is taken: leave prompt_id out and one is made.');
+    }
+    this.options.onAdmitted?.(job);
+    if (this.scheduler.takeSlotNow(key.key_id)) {
+      try {
+        return (await sendJob(this.backend, this.jobs, job, { adoptAnsweredId: true, now: this.now })).answer;
+      } finally {
+        this.scheduler.sent();
+      }
+    }
+    this.scheduler.hold(job);
+    const body = JSON.stringify({ prompt_id: job.id, number: heldNumber(job), node_errors: {} });
+    return { status: 200, headers: { 'content-type': 'application/json; charset=utf-8' }, body: Buffer.from(body) };
+  }
+
+  /** Cancels a job the gateway still holds; false when it is not held (it is ComfyUI's to cancel then). */
+  async cancelHeld(id: string): Promise<boolean> {
+    if (!this.scheduler.unhold(id)) return false;
+    await this.jobs.update(id, { status: 'cancelled', finished_at: this.now(), request: null });
+    return true;
+  }
+
+  /** Notes that ComfyUI dropped a queued job on the key's request (ComfyUI itself sends no event for it). */
+  async cancelledInComfyUI(job: JobRecord): Promise<void> {
+    if (job.status !== 'queued') return;
+    await this.jobs.update(job.id, { status: 'cancelled', finished_at: this.now() });
+    this.scheduler.pump();
+  }
+
+  close(): void {
+    if (this.reconcileTimer) clearInterval(this.reconcileTimer);
+    this.scheduler.close();
+  }
+}
+
+/** The queue number a held job shows: after every number ComfyUI gives, in the order jobs were admitted. */
+export function heldNumber(job: JobRecord): number {
+  return Math.round(job.admitted_at * 1000);
+}

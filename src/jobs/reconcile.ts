@@ -1,0 +1,85 @@
+// Settles jobs the gateway sent but did not see end (it was restarted, or its socket to ComfyUI dropped): from ComfyUI's queue and each job's history entry.
+
+import { outputFiles } from '../isolation/files.js';
+import { parseJsonOrUndefined } from '../isolation/json-body.js';
+import type { JobRecord, JobStore } from '../store/types.js';
+import type { Backend } from './backend.js';
+import type { JobObserver, RunOutcome } from './job-events.js';
+
+/** Lookups of history entries in flight at once. */
+const LOOKUPS_AT_ONCE = 8;
+
+interface HistoryEntry {
+  outputs?: Record<string, unknown>;
+  status?: { status_str?: unknown; messages?: Array<[string, { timestamp?: unknown } & Record<string, unknown>]> };
+}
+
+/**
+ * Compares the backend's queued and running jobs in the registry with ComfyUI: a job in ComfyUI's
+ * queue stays (and is `running` if ComfyUI runs it); a job with a history entry ends as that entry
+ * says, with its outputs and execution seconds from the entry's messages; a job ComfyUI no longer
+ * knows ends as `error`. Costs one `/queue` and one `/history/{id}` per job that left the queue.
+ */
+export async function reconcileJobs(backend: Backend, jobs: JobStore, observer: JobObserver, now: () => number): Promise<void> {
+  const sent = jobs.active().filter((job) => job.backend === backend.name && job.status !== 'held' && job.upstream_id !== null);
+  if (sent.length === 0) return;
+  const queue = await getJson<{ queue_running?: unknown[][]; queue_pending?: unknown[][] }>(backend, '/api/queue');
+  if (!queue) return;
+  const running = new Set((queue.queue_running ?? []).map((item) => item[1]));
+  const pending = new Set((queue.queue_pending ?? []).map((item) => item[1]));
+  const gone: JobRecord[] = [];
+  for (const job of sent) {
+    if (running.has(job.upstream_id)) {
+      if (job.status !== 'running') observer.started(job.id, job.started_at ?? now());
+    } else if (!pending.has(job.upstream_id)) {
+      gone.push(job);
+    }
+  }
+  for (let i = 0; i < gone.length; i += LOOKUPS_AT_ONCE) {
+    await Promise.all(gone.slice(i, i + LOOKUPS_AT_ONCE).map((job) => settleFromHistory(backend, job, observer, now)));
+  }
+}
+
+async function settleFromHistory(backend: Backend, job: JobRecord, observer: JobObserver, now: () => number): Promise<void> {
+  const upstreamId = job.upstream_id!;
+  const history = await getJson<Record<string, HistoryEntry>>(backend, `/api/history/${encodeURIComponent(upstreamId)}`);
+  if (!history) return;
+  const entry = history[upstreamId];
+  if (!entry) {
+    observer.ended(job.id, 'error', now(), { message: 'ComfyUI no longer knows this job: it was restarted, or the job was deleted from its queue.' });
+    return;
+  }
+  const messages = entry.status?.messages ?? [];
+  const timeOf = (type: string): number | undefined => {
+    const stamp = messages.find(([name]) => name === type)?.[1]?.timestamp;
+    return typeof stamp === 'number' ? stamp / 1000 : undefined;
+  };
+  const startedAt = timeOf('execution_start');
+  const outcome: RunOutcome = timeOf('execution_interrupted') !== undefined ? 'interrupted' : entry.status?.status_str === 'success' ? 'success' : 'error';
+  const endedAt = timeOf(`execution_${outcome}`) ?? now();
+  if (startedAt !== undefined && job.started_at === null) observer.started(job.id, startedAt);
+  for (const [node, output] of Object.entries(entry.outputs ?? {})) {
+    const known = new Set(job.outputs.map((file) => `${file.type}/${file.subfolder}/${file.filename}`));
+    const unseen = outputFiles(output).filter((file) => !known.has(`${file.type}/${file.subfolder}/${file.filename}`));
+    if (unseen.length > 0) observer.executed(job.id, node, { files: unseen });
+  }
+  const failure = messages.find(([name]) => name === 'execution_error')?.[1];
+  observer.ended(
+    job.id,
+    outcome,
+    endedAt,
+    outcome === 'error'
+      ? {
+          message: typeof failure?.exception_message === 'string' ? failure.exception_message : 'ComfyUI reported an error.',
+          node_id: typeof failure?.node_id === 'string' ? failure.node_id : null,
+          node_type: typeof failure?.node_type === 'string' ? failure.node_type : null,
+          exception_type: typeof failure?.exception_type === 'string' ? failure.exception_type : null,
+        }
+      : null,
+  );
+}
+
+async function getJson<T>(backend: Backend, path: string): Promise<T | undefined> {
+  const answer = await backend.proxy.fetch(null, { method: 'GET', path });
+  return answer.status === 200 ? (parseJsonOrUndefined(answer.body) as T | undefined) : undefined;
+}

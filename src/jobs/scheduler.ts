@@ -1,0 +1,120 @@
+// Keeps ComfyUI's own queue short and releases the gateway's held jobs fairly as room frees up.
+
+import type { Logger } from '../log/logger.js';
+import type { JobRecord, JobStore, KeyRecord } from '../store/types.js';
+import type { Backend } from './backend.js';
+import { sendJob } from './dispatch.js';
+import { FairQueue } from './fair-queue.js';
+import { mayStartAnother } from './quotas.js';
+
+export interface SchedulerOptions {
+  backend: Backend;
+  jobs: JobStore;
+  /** Jobs the gateway keeps sent to ComfyUI (queued or running there) at most (`--upstream-queue-depth`). */
+  depth: number;
+  keyOf(keyId: string): KeyRecord | undefined;
+  log: Logger;
+  now(): number;
+}
+
+/** How long to wait before trying again to release jobs while ComfyUI cannot take them. */
+const RETRY_MS = 1000;
+
+/**
+ * The gateway's queue. A job goes straight to ComfyUI while nothing is held and fewer than `depth` of
+ * the gateway's jobs are queued or running there; otherwise it is held, and released round-robin
+ * across keys (see FairQueue) as jobs end. A key with `max_running` waits while that many of its jobs
+ * are in ComfyUI. Nothing is released while the gateway's socket to ComfyUI is down.
+ */
+export class JobScheduler {
+  private readonly queue = new FairQueue();
+  private readonly options: SchedulerOptions;
+  /** Jobs being sent right now (not yet recorded as queued). */
+  private sending = 0;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  constructor(options: SchedulerOptions) {
+    this.options = options;
+  }
+
+  /** Queues the held jobs of the registry (after a restart), in the order they were admitted. */
+  restore(): void {
+    for (const job of this.options.jobs.active()) if (job.status === 'held') this.queue.add(queuedJob(job));
+    this.pump();
+  }
+
+  /** Whether a new job of this key may go to ComfyUI now, skipping the held queue; if so, a slot is taken for it until `sent`. */
+  takeSlotNow(keyId: string): boolean {
+    if (this.queue.size > 0 || this.inFlight() >= this.options.depth || !this.mayRelease(keyId)) return false;
+    this.queue.tookTurn(keyId);
+    this.sending += 1;
+    return true;
+  }
+
+  /** A job sent through `takeSlotNow` has its answer: the slot is counted from the registry now. */
+  sent(): void {
+    this.sending -= 1;
+    this.pump();
+  }
+
+  /** Holds a job until its turn. */
+  hold(job: JobRecord): void {
+    this.queue.add(queuedJob(job));
+    this.pump();
+  }
+
+  /** Takes a held job out of the queue; false when it is not held here. */
+  unhold(id: string): boolean {
+    return this.queue.remove(id);
+  }
+
+  /** How many held jobs are released before this one (0: next), or undefined when it is not held. */
+  position(id: string): number | undefined {
+    return this.queue.position(id);
+  }
+
+  /** Releases held jobs while ComfyUI has room. Called when a job is held, sent or ends. */
+  pump(): void {
+    if (this.closed) return;
+    while (this.queue.size > 0 && this.inFlight() < this.options.depth) {
+      if (!this.options.backend.events.isConnected()) return this.retryLater();
+      const next = this.queue.next((keyId) => this.mayRelease(keyId));
+      if (!next) return;
+      this.queue.remove(next.id);
+      const job = this.options.jobs.get(next.id);
+      if (job?.status !== 'held') continue;
+      this.sending += 1;
+      sendJob(this.options.backend, this.options.jobs, job, { adoptAnsweredId: false, now: this.options.now })
+        .catch((error: unknown) => this.options.log.warn({ err: error, job_id: job.id }, 'a held job could not be sent to ComfyUI'))
+        .finally(() => this.sent());
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+  }
+
+  /** The gateway's jobs in ComfyUI's queue, or on their way there. */
+  private inFlight(): number {
+    return this.options.jobs.count({ statuses: ['queued', 'running'] }) + this.sending;
+  }
+
+  private mayRelease(keyId: string): boolean {
+    const key = this.options.keyOf(keyId);
+    if (!key) return true;
+    return mayStartAnother(key, this.options.jobs.count({ keyId, statuses: ['queued', 'running'] }));
+  }
+
+  private retryLater(): void {
+    this.retryTimer ??= setTimeout(() => {
+      this.retryTimer = null;
+      this.pump();
+    }, RETRY_MS).unref();
+  }
+}
+
+function queuedJob(job: JobRecord): { id: string; keyId: string; front: boolean } {
+  return { id: job.id, keyId: job.key_id, front: job.front };
+}

@@ -1,0 +1,163 @@
+// The job registry through the gateway: fair release order, held jobs in /queue, their cancellation, restart with held jobs, and the jobs API.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SAVE_WORKFLOW, waitForHistory } from '../helpers/comfy-client.js';
+import { PROMPT_ID_MODES, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
+import { startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
+import { send } from '../helpers/http-client.js';
+import { createKey } from '../helpers/keys.js';
+
+interface Job {
+  id: string;
+  key_id: string;
+  status: string;
+  queue_position: number | null;
+  execution_seconds: number | null;
+  started_at: number | null;
+  finished_at: number | null;
+  outputs: Array<{ filename: string; type: string; url: string }>;
+}
+
+/** A prompt whose sampler seed names it, so the order prompts reach ComfyUI can be read back. */
+function tagged(tag: number): Record<string, unknown> {
+  return { ...SAVE_WORKFLOW, '3': { class_type: 'KSampler', inputs: { seed: tag, steps: 2 } } };
+}
+
+async function queueTagged(gatewayUrl: string, key: string, tag: number): Promise<string> {
+  const res = await send(gatewayUrl, '/api/prompt', { method: 'POST', key, body: { prompt: tagged(tag) } });
+  assert.equal(res.status, 200, res.text);
+  return res.json<{ prompt_id: string }>().prompt_id;
+}
+
+/** The tags of the prompts ComfyUI received, in the order they arrived. */
+function arrivalOrder(comfy: FakeComfyUI): number[] {
+  return comfy.prompts.map((p) => ((p.body.prompt as Record<string, { inputs: { seed: number } }>)['3']!.inputs.seed));
+}
+
+async function waitUntil(condition: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+async function jobOf(gatewayUrl: string, key: string, id: string): Promise<Job> {
+  const res = await send(gatewayUrl, `/api/gateway/jobs/${encodeURIComponent(id)}`, { key });
+  assert.equal(res.status, 200, res.text);
+  return res.json<Job>();
+}
+
+for (const promptIds of PROMPT_ID_MODES) {
+  describe(`jobs (ComfyUI that ${promptIds} client prompt ids)`, () => {
+    let comfy: FakeComfyUI;
+    let gateway: GatewayProcess;
+    let userDirectory: { path: string; remove(): Promise<void> };
+    const keys = { admin: '', alice: '', bob: '', aliceId: '', bobId: '' };
+
+    before(async () => {
+      comfy = await startFakeComfyUI({ promptIds, stepDelayMs: 15 });
+      userDirectory = await tempUserDirectory();
+      gateway = await startGateway({ upstream: comfy.url, userDirectory: userDirectory.path, args: ['--auth', 'required', '--upstream-queue-depth', '1'] });
+      keys.admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
+      const alice = await createKey(gateway.url, { name: 'alice', rate_limit: 10_000 }, keys.admin);
+      const bob = await createKey(gateway.url, { name: 'bob', rate_limit: 10_000 }, keys.admin);
+      Object.assign(keys, { alice: alice.api_key, aliceId: alice.key_id, bob: bob.api_key, bobId: bob.key_id });
+    });
+    after(async () => {
+      await gateway?.stop();
+      await comfy?.close();
+      await userDirectory?.remove();
+    });
+
+    test("one key's many prompts delay another key's single prompt by at most the jobs already sent", async () => {
+      comfy.prompts.length = 0;
+      const aliceIds: string[] = [];
+      for (let tag = 1; tag <= 6; tag += 1) aliceIds.push(await queueTagged(gateway.url, keys.alice, tag));
+      const bobId = await queueTagged(gateway.url, keys.bob, 100);
+      for (const id of [...aliceIds, bobId]) await waitForHistory(gateway.url, id === bobId ? keys.bob : keys.alice, id, 60_000);
+      const order = arrivalOrder(comfy);
+      assert.equal(order.length, 7);
+      // Depth 1: alice's first went at once; bob's is released next, before alice's five held ones.
+      assert.deepEqual(order, [1, 100, 2, 3, 4, 5, 6]);
+    });
+
+    test('a held job is listed as pending in its key\'s /queue and can be cancelled three ways', async () => {
+      const running = await queueTagged(gateway.url, keys.alice, 10);
+      const held = [await queueTagged(gateway.url, keys.alice, 11), await queueTagged(gateway.url, keys.alice, 12), await queueTagged(gateway.url, keys.alice, 13)];
+      for (const id of held) assert.equal((await jobOf(gateway.url, keys.alice, id)).status, 'held');
+      const queue = (await send(gateway.url, '/api/queue', { key: keys.alice })).json<{ queue_pending: unknown[][] }>();
+      const pendingIds = queue.queue_pending.map((item) => item[1]);
+      for (const id of held) assert.ok(pendingIds.includes(id), `${id} is pending in /queue`);
+      // Bob does not see alice's held jobs.
+      const bobQueue = (await send(gateway.url, '/api/queue', { key: keys.bob })).json<{ queue_pending: unknown[][] }>();
+      for (const id of held) assert.ok(!bobQueue.queue_pending.some((item) => item[1] === id));
+      // Bob cannot cancel them.
+      await send(gateway.url, '/api/queue', { method: 'POST', key: keys.bob, body: { delete: [held[0]] } });
+      assert.equal((await jobOf(gateway.url, keys.alice, held[0]!)).status, 'held');
+
+      assert.equal((await send(gateway.url, '/api/queue', { method: 'POST', key: keys.alice, body: { delete: [held[0]] } })).status, 200);
+      assert.equal((await send(gateway.url, '/api/interrupt', { method: 'POST', key: keys.alice, body: { prompt_id: held[1] } })).status, 200);
+      const cancel = await send(gateway.url, `/api/jobs/${held[2]}/cancel`, { method: 'POST', key: keys.alice });
+      assert.deepEqual(cancel.json(), { cancelled: true });
+      for (const id of held) assert.equal((await jobOf(gateway.url, keys.alice, id)).status, 'cancelled');
+      await waitForHistory(gateway.url, keys.alice, running, 60_000);
+      await sleep(200);
+      const sentTags = arrivalOrder(comfy);
+      for (const tag of [11, 12, 13]) assert.ok(!sentTags.includes(tag), `cancelled job ${tag} never reached ComfyUI`);
+    });
+
+    test('the jobs API: own jobs newest first, status filter, pages, outputs with /view URLs, execution seconds; another key sees none of them', async () => {
+      const id = await queueTagged(gateway.url, keys.bob, 200);
+      await waitForHistory(gateway.url, keys.bob, id, 60_000);
+      await waitUntil(async () => (await jobOf(gateway.url, keys.bob, id)).status === 'success', 'the job to be recorded as success');
+      const job = await jobOf(gateway.url, keys.bob, id);
+      assert.equal(job.key_id, keys.bobId);
+      assert.ok(job.execution_seconds !== null && job.execution_seconds > 0, `execution seconds recorded: ${job.execution_seconds}`);
+      assert.ok(job.outputs.length >= 1);
+      const view = await send(gateway.url, job.outputs[0]!.url, { key: keys.bob });
+      assert.equal(view.status, 200, 'the output URL opens for its key');
+      assert.equal((await send(gateway.url, job.outputs[0]!.url, { key: keys.alice })).status, 404, 'and not for another key');
+
+      const list = (await send(gateway.url, '/api/gateway/jobs?limit=1', { key: keys.bob })).json<{ jobs: Job[]; pagination: { total: number; has_more: boolean } }>();
+      assert.equal(list.jobs[0]!.id, id, 'newest first');
+      assert.ok(list.pagination.total >= 2 && list.pagination.has_more);
+      const succeeded = (await send(gateway.url, '/api/gateway/jobs?status=success&limit=500', { key: keys.bob })).json<{ jobs: Job[] }>();
+      assert.ok(succeeded.jobs.every((j) => j.status === 'success' && j.key_id === keys.bobId));
+      assert.equal((await send(gateway.url, `/api/gateway/jobs/${id}`, { key: keys.alice })).json<{ error_code: string }>().error_code, 'JOB_NOT_FOUND');
+      const aliceList = (await send(gateway.url, '/api/gateway/jobs?limit=500', { key: keys.alice })).json<{ jobs: Job[] }>();
+      assert.ok(aliceList.jobs.every((j) => j.key_id === keys.aliceId));
+      const all = (await send(gateway.url, '/api/gateway/jobs?limit=500', { key: keys.admin })).json<{ jobs: Job[] }>();
+      assert.ok(all.jobs.some((j) => j.key_id === keys.aliceId) && all.jobs.some((j) => j.key_id === keys.bobId), 'an admin sees every key');
+      const bad = await send(gateway.url, '/api/gateway/jobs?status=done', { key: keys.bob });
+      assert.equal(bad.status, 400);
+      assert.equal(bad.json<{ error_code: string }>().error_code, 'INVALID_REQUEST');
+    });
+
+    test('held jobs survive a restart of the gateway and run afterwards', async () => {
+      const first = await queueTagged(gateway.url, keys.alice, 300);
+      const held = [await queueTagged(gateway.url, keys.alice, 301), await queueTagged(gateway.url, keys.bob, 302)];
+      assert.equal((await jobOf(gateway.url, keys.alice, held[0]!)).status, 'held');
+      await gateway.stop();
+      gateway = await startGateway({ upstream: comfy.url, userDirectory: userDirectory.path, args: ['--auth', 'required', '--upstream-queue-depth', '1'] });
+      await waitForHistory(gateway.url, keys.alice, first, 60_000);
+      await waitForHistory(gateway.url, keys.alice, held[0]!, 60_000);
+      await waitForHistory(gateway.url, keys.bob, held[1]!, 60_000);
+      const tags = arrivalOrder(comfy);
+      assert.ok(tags.includes(301) && tags.includes(302), 'both held jobs reached ComfyUI after the restart');
+      await waitUntil(async () => (await jobOf(gateway.url, keys.bob, held[1]!)).status === 'success', 'the released job to succeed');
+    });
+
+    test('a user key cannot jump the queue with front or number', async () => {
+      await queueTagged(gateway.url, keys.alice, 400);
+      const res = await send(gateway.url, '/api/prompt', { method: 'POST', key: keys.bob, body: { prompt: tagged(401), front: true, number: -5 } });
+      assert.equal(res.status, 200);
+      await waitUntil(() => arrivalOrder(comfy).includes(401), 'the prompt to reach ComfyUI');
+      const sent = comfy.prompts.find((p) => (p.body.prompt as Record<string, { inputs: { seed: number } }>)['3']!.inputs.seed === 401)!;
+      assert.equal(sent.body.front, undefined);
+      assert.equal(sent.body.number, undefined);
+    });
+  });
+}
