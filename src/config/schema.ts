@@ -26,6 +26,8 @@ export interface GatewayConfig {
   allowUnsafeStorePermissions: boolean;
   /** Days raw usage records are kept; daily totals are kept for good. */
   usageRetentionDays: number;
+  /** Days a finished job stays in the job registry (held, queued and running jobs are kept however old). */
+  jobRetentionDays: number;
   /** How long to wait for ComfyUI's response headers, in milliseconds. */
   upstreamTimeoutMs: number;
   /** How often both ends of a relayed WebSocket are pinged, in milliseconds. */
@@ -68,6 +70,7 @@ export const DEFAULTS = {
   upstream: 'http://127.0.0.1:8189',
   userDirectory: './user',
   usageRetentionDays: 90,
+  jobRetentionDays: 30,
   upstreamTimeoutSeconds: 300,
   wsPingIntervalSeconds: 30,
   wsMaxPerKey: 32,

@@ -63,7 +63,7 @@ function requestIdOf(req: IncomingMessage): string {
 
 /** Wires the HTTP server to already-open stores. */
 export function createGatewayServer(config: GatewayConfig, stores: GatewayStores, log: Logger, metrics: GatewayMetrics): Gateway {
-  const { keys, usage, counters, ownership, sessions, audit } = stores;
+  const { keys, usage, counters, ownership, sessions, audit, jobs } = stores;
   const proxy = createHttpProxy({ upstream: config.upstream, headersTimeoutMs: config.upstreamTimeoutMs, frameAncestors: config.frameAncestors });
   const isolated = createIsolatedProxy({ proxy, ownership, userRoutes: config.userRoutes });
   const webSockets = createWebSocketProxy({
@@ -338,7 +338,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       await closed;
       clearTimeout(timer);
       await proxy.close();
-      await Promise.all([keys.close(), usage.close(), counters.close(), ownership.close(), sessions.close()]);
+      await Promise.all([keys.close(), usage.close(), counters.close(), ownership.close(), sessions.close(), jobs.close()]);
       log.flush();
     },
   };
