@@ -70,6 +70,12 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
     help: `Jobs the gateway keeps queued or running in ComfyUI at most; the rest wait in its fair queue (default ${DEFAULTS.upstreamQueueDepth})`,
   },
   {
+    flag: 'job-retention-days',
+    env: 'COMFY_GATE_JOB_RETENTION_DAYS',
+    type: 'string',
+    help: `Days a finished job stays in the job registry (default ${DEFAULTS.jobRetentionDays}); unfinished jobs are kept`,
+  },
+  {
     flag: 'upstream-timeout',
     env: 'COMFY_GATE_UPSTREAM_TIMEOUT',
     type: 'string',
@@ -213,6 +219,7 @@ export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): Gateway
     userRoutes: ((values['user-route'] as string[] | undefined) ?? []).map(parseUserRouteFlag),
     usageRetentionDays: parseInteger('--usage-retention-days', stringValue(values['usage-retention-days']), DEFAULTS.usageRetentionDays, 1, 36500),
     upstreamQueueDepth: parseInteger('--upstream-queue-depth', stringValue(values['upstream-queue-depth']), DEFAULTS.upstreamQueueDepth, 1, 10_000),
+    jobRetentionDays: parseInteger('--job-retention-days', stringValue(values['job-retention-days']), DEFAULTS.jobRetentionDays, 1, 36500),
     upstreamTimeoutMs: 1000 * parseInteger('--upstream-timeout', stringValue(values['upstream-timeout']), DEFAULTS.upstreamTimeoutSeconds, 1, 86400),
     wsPingIntervalMs: 1000 * parseInteger('--ws-ping-interval', stringValue(values['ws-ping-interval']), DEFAULTS.wsPingIntervalSeconds, 1, 3600),
     wsMaxPerKey: parseInteger('--ws-max-per-key', stringValue(values['ws-max-per-key']), DEFAULTS.wsMaxPerKey, 1, 100_000),

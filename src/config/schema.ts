@@ -28,6 +28,8 @@ export interface GatewayConfig {
   usageRetentionDays: number;
   /** Jobs the gateway keeps queued or running in ComfyUI at most; the rest wait in its fair queue. */
   upstreamQueueDepth: number;
+  /** Days a finished job stays in the job registry (held, queued and running jobs are kept however old). */
+  jobRetentionDays: number;
   /** How long to wait for ComfyUI's response headers, in milliseconds. */
   upstreamTimeoutMs: number;
   /** How often both ends of a relayed WebSocket are pinged, in milliseconds. */
@@ -70,6 +72,7 @@ export const DEFAULTS = {
   upstream: 'http://127.0.0.1:8189',
   userDirectory: './user',
   usageRetentionDays: 90,
+  jobRetentionDays: 30,
   upstreamTimeoutSeconds: 300,
   upstreamQueueDepth: 2,
   wsPingIntervalSeconds: 30,

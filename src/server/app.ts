@@ -67,18 +67,18 @@ function requestIdOf(req: IncomingMessage): string {
 
 /** Wires the HTTP server to already-open stores. */
 export function createGatewayServer(config: GatewayConfig, stores: GatewayStores, log: Logger, metrics: GatewayMetrics): Gateway {
-  const { keys, usage, counters, ownership, sessions, audit } = stores;
+  const { keys, usage, counters, ownership, sessions, audit, jobs } = stores;
   const proxy = createHttpProxy({ upstream: config.upstream, headersTimeoutMs: config.upstreamTimeoutMs, frameAncestors: config.frameAncestors });
   const hub = new EventHub({ backend: DEFAULT_BACKEND, upstream: config.upstream, log });
   const jobService = new JobService({
-    jobs: stores.jobs,
+    jobs,
     backend: { name: DEFAULT_BACKEND, proxy, events: hub },
     ownership,
     depth: config.upstreamQueueDepth,
     keyOf: (keyId) => keys.get(keyId),
     log,
   });
-  hub.observe(stores.jobs, jobService.observer, () => void jobService.reconcile());
+  hub.observe(jobs, jobService.observer, () => void jobService.reconcile());
   const isolated = createIsolatedProxy({ proxy, ownership, jobs: jobService, userRoutes: config.userRoutes });
   const webSockets = createWebSocketProxy({
     upstream: config.upstream,
@@ -362,7 +362,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       await closed;
       clearTimeout(timer);
       await proxy.close();
-      await Promise.all([keys.close(), usage.close(), counters.close(), ownership.close(), sessions.close(), stores.jobs.close()]);
+      await Promise.all([keys.close(), usage.close(), counters.close(), ownership.close(), sessions.close(), jobs.close()]);
       log.flush();
     },
   };

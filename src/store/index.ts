@@ -1,10 +1,11 @@
 // Opens the stores a gateway runs on: JSON files and in-memory counters by default; PostgreSQL and Redis when their URLs are given.
 
 import { redactUrl } from '../config/load.js';
-import type { GatewayConfig } from '../config/schema.js';
+import { DEFAULTS, type GatewayConfig } from '../config/schema.js';
 import { createLogger } from '../log/logger.js';
 import { WINDOW_SECONDS } from '../ratelimit/headers.js';
 import { FileAuditStore } from './file/file-audit-store.js';
+import { FileJobStore } from './file/file-job-store.js';
 import { FileKeyStore } from './file/file-key-store.js';
 import { FileOwnershipStore } from './file/file-ownership-store.js';
 import { FileSessionStore } from './file/file-session-store.js';
@@ -13,7 +14,7 @@ import { checkStoreDirectory, createStoreDirectory } from './file/store-permissi
 import { MemoryCounterStore } from './memory/memory-counter-store.js';
 import type { StoreLog } from './postgres/database.js';
 import type { SharedRecords } from './redis/redis-counter-store.js';
-import type { AuditStore, CounterStore, KeyStore, OwnershipStore, SessionStore, UsageStore } from './types.js';
+import type { AuditStore, CounterStore, JobStore, KeyStore, OwnershipStore, SessionStore, UsageStore } from './types.js';
 
 export interface Stores {
   keys: KeyStore;
@@ -22,16 +23,22 @@ export interface Stores {
   ownership: OwnershipStore;
   sessions: SessionStore;
   audit: AuditStore;
+  jobs: JobStore;
   /** Where the data lives, for the start-up line. */
   location: string;
 }
 
 /** The settings `createStores` reads; the backend URLs are optional (JSON files and memory counters without them). */
 export type StoreConfig = Pick<GatewayConfig, 'userDirectory' | 'usageRetentionDays'> &
-  Partial<Pick<GatewayConfig, 'allowUnsafeStorePermissions' | 'databaseUrl' | 'redisUrl' | 'redisKeyPrefix' | 'redisTimeoutMs' | 'redisFailure' | 'logLevel'>>;
+  Partial<
+    Pick<
+      GatewayConfig,
+      'jobRetentionDays' | 'allowUnsafeStorePermissions' | 'databaseUrl' | 'redisUrl' | 'redisKeyPrefix' | 'redisTimeoutMs' | 'redisFailure' | 'logLevel'
+    >
+  >;
 
 /**
- * Opens the key, usage, ownership and session stores and seeds the rate-limit windows with the requests of the last hour,
+ * Opens the key, usage, ownership, session and job stores and seeds the rate-limit windows with the requests of the last hour,
  * so a restart does not reset anyone's count. With `databaseUrl`, the stores live in PostgreSQL (the schema is
  * migrated first); with `redisUrl`, the rate-limit counters live in Redis, shared by every replica. Each client
  * library is loaded only when its URL is given, never for the JSON-file default.
@@ -48,7 +55,13 @@ export async function createStores(config: StoreConfig, log?: StoreLog, onWrite?
     try {
       counters = await openRedisCounters(config.redisUrl, config, storeLog, shared);
     } catch (error) {
-      await Promise.all([persistent.keys.close(), persistent.usage.close(), persistent.ownership.close(), persistent.sessions.close()]).catch(() => undefined);
+      await Promise.all([
+        persistent.keys.close(),
+        persistent.usage.close(),
+        persistent.ownership.close(),
+        persistent.sessions.close(),
+        persistent.jobs.close(),
+      ]).catch(() => undefined);
       throw error;
     }
     location += `, counters ${redactUrl(config.redisUrl)}`;
@@ -78,18 +91,29 @@ async function openFiles(config: StoreConfig, log: StoreLog | undefined, onWrite
   const usage = new FileUsageStore({ directory, retentionDays: config.usageRetentionDays, ...observed('usage') });
   const ownership = new FileOwnershipStore({ directory, ...observed('ownership') });
   const sessions = new FileSessionStore({ directory, ...observed('sessions') });
-  await Promise.all([keys.open(), usage.open(), ownership.open(), sessions.open()]);
-  return { keys, usage, ownership, sessions, audit: new FileAuditStore({ directory, ...observed('audit') }), location: directory };
+  const jobs = new FileJobStore({ directory, retentionSeconds: jobRetentionSeconds(config), ...observed('jobs') });
+  await Promise.all([keys.open(), usage.open(), ownership.open(), sessions.open(), jobs.open()]);
+  return { keys, usage, ownership, sessions, jobs, audit: new FileAuditStore({ directory, ...observed('audit') }), location: directory };
 }
 
 async function openPostgres(url: string, config: StoreConfig, log: StoreLog | undefined): Promise<PersistentStores> {
   const { openPostgresStores } = await import('./postgres/index.js');
-  const stores = await openPostgresStores({ url, usageRetentionDays: config.usageRetentionDays, ...(log ? { log } : {}) });
+  const stores = await openPostgresStores({
+    url,
+    usageRetentionDays: config.usageRetentionDays,
+    jobRetentionSeconds: jobRetentionSeconds(config),
+    ...(log ? { log } : {}),
+  });
   const shared: SharedRecords = {
     recordedRequestTimes: (keyId, since) => stores.usage.recordedRequestTimes(keyId, since),
     connectedGateways: () => stores.database.connectedGateways(),
   };
   return { ...stores, shared, location: redactUrl(url) };
+}
+
+/** `--job-retention-days` in seconds. */
+function jobRetentionSeconds(config: StoreConfig): number {
+  return (config.jobRetentionDays ?? DEFAULTS.jobRetentionDays) * 86_400;
 }
 
 async function openRedisCounters(url: string, config: StoreConfig, log: StoreLog | undefined, shared: SharedRecords | undefined): Promise<CounterStore> {

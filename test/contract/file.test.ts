@@ -5,11 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
 import { FileAuditStore } from '../../src/store/file/file-audit-store.js';
+import { FileJobStore } from '../../src/store/file/file-job-store.js';
 import { FileKeyStore } from '../../src/store/file/file-key-store.js';
 import { FileOwnershipStore } from '../../src/store/file/file-ownership-store.js';
 import { FileSessionStore } from '../../src/store/file/file-session-store.js';
 import { FileUsageStore } from '../../src/store/file/file-usage-store.js';
 import { auditStoreContract } from './audit-store.contract.js';
+import { CONTRACT_JOB_RETENTION, jobStoreContract } from './job-store.contract.js';
 import { keyStoreContract } from './key-store.contract.js';
 import { CONTRACT_RETENTION, ownershipStoreContract } from './ownership-store.contract.js';
 import { sessionStoreContract } from './session-store.contract.js';
@@ -69,6 +71,16 @@ sessionStoreContract('FileSessionStore', {
   reset,
   open: async () => {
     const store = new FileSessionStore({ directory });
+    await store.open();
+    return store;
+  },
+  sharedChanges: ONE_WRITER,
+});
+
+jobStoreContract('FileJobStore', {
+  reset,
+  open: async () => {
+    const store = new FileJobStore({ directory, ...CONTRACT_JOB_RETENTION });
     await store.open();
     return store;
   },

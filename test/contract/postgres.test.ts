@@ -5,6 +5,7 @@ import pg from 'pg';
 import {
   PostgresAuditStore,
   PostgresDatabase,
+  PostgresJobStore,
   PostgresKeyStore,
   PostgresOwnershipStore,
   PostgresSessionStore,
@@ -13,6 +14,7 @@ import {
 import { auditStoreContract, type ClosableAuditStore } from './audit-store.contract.js';
 import { freshPostgresDatabase } from './backends.js';
 import type { HarnessOrSkip, StoreHarness } from './harness.js';
+import { CONTRACT_JOB_RETENTION, jobStoreContract } from './job-store.contract.js';
 import { keyStoreContract } from './key-store.contract.js';
 import { CONTRACT_RETENTION, ownershipStoreContract } from './ownership-store.contract.js';
 import { sessionStoreContract } from './session-store.contract.js';
@@ -31,7 +33,7 @@ if (!('skip' in fresh)) {
 }
 
 const reset = async (): Promise<void> => {
-  await admin!.query('TRUNCATE api_keys, sessions, ownership, usage_records, usage_daily, usage_hourly, usage_batches, audit_log RESTART IDENTITY');
+  await admin!.query('TRUNCATE api_keys, sessions, ownership, usage_records, usage_daily, usage_hourly, usage_batches, audit_log, jobs RESTART IDENTITY');
 };
 
 /** A harness whose every store has its own pool and LISTEN connection, as a replica would. */
@@ -76,6 +78,15 @@ sessionStoreContract(
   'PostgresSessionStore',
   harness(async (database) => {
     const store = new PostgresSessionStore({ database });
+    await store.open();
+    return store;
+  }),
+);
+
+jobStoreContract(
+  'PostgresJobStore',
+  harness(async (database) => {
+    const store = new PostgresJobStore({ database, ...CONTRACT_JOB_RETENTION });
     await store.open();
     return store;
   }),

@@ -89,7 +89,7 @@ describe('store folder permissions', () => {
     assert.ok(message.includes(`${journalPath} is owned by uid 65534, not by this process's uid 0: run chown 0 ${journalPath}`), message);
   });
 
-  for (const name of ['api_keys.json', 'api_keys.journal', 'audit.jsonl']) {
+  for (const name of ['api_keys.json', 'api_keys.journal', 'audit.jsonl', 'jobs.journal']) {
     test(`a symbolic link in place of ${name} is refused, even with --allow-unsafe-store-permissions, and nothing is written through it`, async () => {
       const dir = await folder();
       const outside = await folder();
@@ -145,15 +145,35 @@ describe('store folder permissions', () => {
         });
         await stores.usage.ensureCreated();
         await stores.audit.append({ ts: now, actor: 'test', action: 'key.create' });
+        await stores.jobs.create({
+          id: 'job-1',
+          key_id: 'k',
+          client_id: null,
+          backend: 'default',
+          upstream_id: null,
+          status: 'held',
+          admitted_at: now,
+          forwarded_at: null,
+          started_at: null,
+          finished_at: null,
+          execution_seconds: null,
+          outputs: [],
+          error: null,
+          request: { prompt: {} },
+          front: false,
+        });
       } finally {
-        await Promise.all([stores.keys.close(), stores.usage.close(), stores.ownership.close(), stores.sessions.close()]);
+        await Promise.all([stores.keys.close(), stores.usage.close(), stores.ownership.close(), stores.sessions.close(), stores.jobs.close()]);
       }
     } finally {
       process.umask(previous);
     }
     assert.equal((await modeOf(dir)).toString(8), '700');
     const files = await readdir(dir);
-    assert.ok(files.includes('api_keys.journal') && files.includes('api_usage.json') && files.includes('audit.jsonl'), files.join(', '));
+    assert.ok(
+      ['api_keys.journal', 'api_usage.json', 'audit.jsonl', 'jobs.json', 'jobs.journal'].every((name) => files.includes(name)),
+      files.join(', '),
+    );
     for (const file of files) assert.equal((await modeOf(join(dir, file))).toString(8), '600', file);
   });
 

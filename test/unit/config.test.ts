@@ -17,6 +17,7 @@ describe('loadServeConfig', () => {
     assert.equal(config.userDirectory, resolve('user'));
     assert.deepEqual(config.publicPaths, []);
     assert.equal(config.usageRetentionDays, 90);
+    assert.equal(config.jobRetentionDays, 30);
     assert.equal(config.upstreamTimeoutMs, 300_000);
     assert.equal(config.wsPingIntervalMs, 30_000);
     assert.equal(config.wsMaxPerKey, 32);
@@ -38,6 +39,8 @@ describe('loadServeConfig', () => {
         '/assets',
         '--usage-retention-days',
         '7',
+        '--job-retention-days',
+        '3',
       ],
       {},
     );
@@ -47,6 +50,7 @@ describe('loadServeConfig', () => {
     assert.equal(config.upstream.origin, 'https://comfy.internal:8443');
     assert.deepEqual(config.publicPaths, ['/extensions/', '/assets']);
     assert.equal(config.usageRetentionDays, 7);
+    assert.equal(config.jobRetentionDays, 3);
   });
 
   test('required wins over enabled', () => {
@@ -62,6 +66,7 @@ describe('loadServeConfig', () => {
     assert.equal(config.upstreamTimeoutMs, 5000);
     assert.equal(loadServeConfig([], { COMFY_GATE_ENABLE_API_AUTH: '0' }).mode, 'off');
     assert.equal(loadServeConfig([], { COMFY_GATE_WS_MAX_PER_KEY: '5' }).wsMaxPerKey, 5);
+    assert.equal(loadServeConfig([], { COMFY_GATE_JOB_RETENTION_DAYS: '14' }).jobRetentionDays, 14);
   });
 
   test('cross-site settings: allowed hosts, local management, frame ancestors', () => {
@@ -158,6 +163,7 @@ describe('loadServeConfig', () => {
     ['public path with a dot segment', ['--public-path', '/a/../b'], {}, /--public-path/],
     ['public path with an escape', ['--public-path', '/%61'], {}, /--public-path/],
     ['retention zero', ['--usage-retention-days', '0'], {}, /--usage-retention-days/],
+    ['job retention zero', ['--job-retention-days', '0'], {}, /--job-retention-days/],
     ['no WebSockets per key', ['--ws-max-per-key', '0'], {}, /--ws-max-per-key must be a whole number from 1 to 100000/],
     ['boolean env not a boolean', [], { COMFY_GATE_REQUIRE_API_AUTH: 'maybe' }, /COMFY_GATE_REQUIRE_API_AUTH must be true or false/],
     ['a value where none is taken', ['--require-api-auth=yes'], {}, /require-api-auth/],

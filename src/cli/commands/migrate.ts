@@ -12,8 +12,8 @@ import { CommandError, UsageError } from '../usage-error.js';
 export const MIGRATE_HELP = `Usage: comfy-gate migrate --from-user-directory DIR --database-url URL [--json]
 
 Copies the JSON-file store in DIR (a gateway's user directory) into PostgreSQL:
-keys, usage records and daily totals, ownership records, browser sessions and
-the audit trail. The database schema is created or brought up to date first.
+keys, usage records and daily totals, ownership records, browser sessions, the
+audit trail and the job registry. The database schema is created or brought up to date first.
 DIR is only read.
 
 It can be run again at any time: what PostgreSQL already has is not copied
@@ -40,6 +40,7 @@ const LABELS: Record<string, string> = {
   ownership: 'ownership records',
   sessions: 'sessions (unexpired)',
   audit_entries: 'audit entries',
+  jobs: 'jobs',
 };
 
 /** Runs `comfy-gate migrate`; returns the exit code. */

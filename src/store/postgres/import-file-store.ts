@@ -13,8 +13,9 @@ import {
   type TotalsByKey,
   type UsageJournalEntry,
 } from '../file/usage-file.js';
+import { parseJobRecord } from '../job-record.js';
 import { parseStoredKey } from '../key-record.js';
-import { StoreCorruptError, type AuditEntry, type KeyRecord, type UsageRecord } from '../types.js';
+import { StoreCorruptError, type AuditEntry, type JobRecord, type KeyRecord, type UsageRecord } from '../types.js';
 import type { PostgresDatabase } from './database.js';
 
 /** What one kind of data came to: how many the JSON store holds, and how many were new to PostgreSQL. */
@@ -31,16 +32,19 @@ export interface ImportReport {
   ownership: ImportCount;
   sessions: ImportCount;
   audit_entries: ImportCount;
+  jobs: ImportCount;
 }
 
 const BATCH = 5000;
+/** Jobs per insert: fewer, as a held job carries its whole prompt. */
+const JOB_BATCH = 500;
 
 /**
  * Reads the JSON store in `directory` without writing to it, and inserts into PostgreSQL whatever is
  * not there yet: keys by key_id (a key deleted in PostgreSQL stays deleted), usage records and audit
- * entries by an id derived from their content, ownership records and sessions by their id. Daily totals
+ * entries by an id derived from their content, ownership records, sessions and jobs by their id. Daily totals
  * are raised to the JSON store's figures where PostgreSQL has less. Running it twice copies nothing the
- * second time. The triggers announce the copied keys, sessions and ownership to running gateways.
+ * second time. The triggers announce the copied keys, sessions, ownership and jobs to running gateways.
  * @throws StoreCorruptError when a store file cannot be read; the database error when a write fails.
  * @example const report = await importFileStore('./user', database);
  */
@@ -51,7 +55,16 @@ export async function importFileStore(directory: string, database: PostgresDatab
     ownership: await importOwnership(directory, database),
     sessions: await importSessions(directory, database, now),
     audit_entries: await importAudit(directory, database),
+    jobs: await importJobs(directory, database),
   };
+}
+
+/** One line of a table's journal: a change, or several changes written together (`all`). */
+interface JournalEntry {
+  op?: string;
+  id?: string;
+  value?: unknown;
+  ops?: JournalEntry[];
 }
 
 /** A journaled table's records, read without writing: the snapshot (one JSON object keyed by id), then the journal's complete lines. */
@@ -77,10 +90,12 @@ async function readTable(directory: string, name: string): Promise<Map<string, u
   }
   const journalPath = join(directory, name === 'api_keys' ? 'api_keys.journal' : `${name}.journal`);
   const journal = await readJournal(journalPath, 0);
-  for (const entry of (journal?.entries ?? []) as Array<{ op?: string; id?: string; value?: unknown }>) {
-    if (typeof entry.id !== 'string') continue;
-    if (entry.op === 'put') records.set(entry.id, entry.value);
-    else if (entry.op === 'delete') records.delete(entry.id);
+  for (const line of (journal?.entries ?? []) as JournalEntry[]) {
+    for (const entry of line.op === 'all' && Array.isArray(line.ops) ? line.ops : [line]) {
+      if (typeof entry.id !== 'string') continue;
+      if (entry.op === 'put') records.set(entry.id, entry.value);
+      else if (entry.op === 'delete') records.delete(entry.id);
+    }
   }
   return records;
 }
@@ -290,6 +305,46 @@ async function importAudit(directory: string, database: PostgresDatabase): Promi
     copied += rowCount ?? 0;
   }
   return { found: entries.length, copied };
+}
+
+async function importJobs(directory: string, database: PostgresDatabase): Promise<ImportCount> {
+  const jobs: JobRecord[] = [];
+  for (const [id, value] of await readTable(directory, 'jobs')) {
+    const job = parseJobRecord(value);
+    if (typeof job === 'string') throw new StoreCorruptError(join(directory, 'jobs.json'), `job ${JSON.stringify(id)}: ${job}`);
+    jobs.push({ ...job, id });
+  }
+  const json = (value: unknown): string | null => (value === null ? null : JSON.stringify(value));
+  let copied = 0;
+  for (let i = 0; i < jobs.length; i += JOB_BATCH) {
+    const part = jobs.slice(i, i + JOB_BATCH);
+    const column = <K extends keyof JobRecord>(field: K): Array<JobRecord[K]> => part.map((job) => job[field]);
+    const { rowCount } = await database.query(
+      `INSERT INTO jobs (id, key_id, client_id, backend, upstream_id, status, admitted_at, forwarded_at, started_at, finished_at, execution_seconds, outputs, error, request, front)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::float8[], $9::float8[], $10::float8[], $11::float8[],
+         $12::jsonb[], $13::jsonb[], $14::jsonb[], $15::bool[])
+       ON CONFLICT (id) DO NOTHING`,
+      [
+        column('id'),
+        column('key_id'),
+        column('client_id'),
+        column('backend'),
+        column('upstream_id'),
+        column('status'),
+        column('admitted_at'),
+        column('forwarded_at'),
+        column('started_at'),
+        column('finished_at'),
+        column('execution_seconds'),
+        part.map((job) => JSON.stringify(job.outputs)),
+        part.map((job) => json(job.error)),
+        part.map((job) => json(job.request)),
+        column('front'),
+      ],
+    );
+    copied += rowCount ?? 0;
+  }
+  return { found: jobs.length, copied };
 }
 
 /** A usage record in one fixed field order, so the same record gets the same id wherever it was read from. */

@@ -2,6 +2,7 @@
 
 import { PostgresAuditStore } from './postgres-audit-store.js';
 import { PostgresDatabase, type StoreLog } from './database.js';
+import { PostgresJobStore } from './postgres-job-store.js';
 import { PostgresKeyStore } from './postgres-key-store.js';
 import { PostgresOwnershipStore } from './postgres-ownership-store.js';
 import { PostgresSessionStore } from './postgres-session-store.js';
@@ -13,10 +14,13 @@ export { PostgresUsageStore, DEFAULT_MAX_BUFFERED_RECORDS } from './postgres-usa
 export { PostgresOwnershipStore } from './postgres-ownership-store.js';
 export { PostgresSessionStore } from './postgres-session-store.js';
 export { PostgresAuditStore } from './postgres-audit-store.js';
+export { PostgresJobStore } from './postgres-job-store.js';
 
 export interface PostgresStoresOptions {
   url: string;
   usageRetentionDays: number;
+  /** Seconds a finished job is kept (default 30 days). */
+  jobRetentionSeconds?: number;
   log?: StoreLog;
 }
 
@@ -27,6 +31,7 @@ export interface PostgresStores {
   ownership: PostgresOwnershipStore;
   sessions: PostgresSessionStore;
   audit: PostgresAuditStore;
+  jobs: PostgresJobStore;
 }
 
 /**
@@ -39,19 +44,22 @@ export async function openPostgresStores(options: PostgresStoresOptions): Promis
   const usage = new PostgresUsageStore({ database, retentionDays: options.usageRetentionDays, ...(options.log ? { log: options.log } : {}) });
   const ownership = new PostgresOwnershipStore({ database });
   const sessions = new PostgresSessionStore({ database });
+  const jobs = new PostgresJobStore({ database, ...(options.jobRetentionSeconds ? { retentionSeconds: options.jobRetentionSeconds } : {}) });
   // The database stays open while any store uses it; this hold is let go once all are open (or one failed).
   database.retain();
   try {
-    const opened = await Promise.allSettled([keys.open(), usage.open(), ownership.open(), sessions.open()]);
+    const opened = await Promise.allSettled([keys.open(), usage.open(), ownership.open(), sessions.open(), jobs.open()]);
     const failed = opened.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failed) {
       await Promise.all(
-        [keys, usage, ownership, sessions].map((store, i) => (opened[i]!.status === 'fulfilled' ? store.close().catch(() => undefined) : Promise.resolve())),
+        [keys, usage, ownership, sessions, jobs].map((store, i) =>
+          opened[i]!.status === 'fulfilled' ? store.close().catch(() => undefined) : Promise.resolve(),
+        ),
       );
       throw failed.reason;
     }
   } finally {
     await database.release();
   }
-  return { database, keys, usage, ownership, sessions, audit: new PostgresAuditStore({ database }) };
+  return { database, keys, usage, ownership, sessions, jobs, audit: new PostgresAuditStore({ database }) };
 }

@@ -18,6 +18,7 @@ export const CHANNELS = {
   keys: 'comfy_gate_keys',
   sessions: 'comfy_gate_sessions',
   ownership: 'comfy_gate_ownership',
+  jobs: 'comfy_gate_jobs',
 } as const;
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -179,6 +180,63 @@ CREATE INDEX audit_log_ts ON audit_log (ts, seq);
 -- A session made before this has no secret to match, and so has ended.
 ALTER TABLE sessions ADD COLUMN key_hash text NOT NULL DEFAULT '';
 CREATE INDEX sessions_key_id ON sessions (key_id);
+`,
+  },
+  {
+    version: 3,
+    name: 'the job registry',
+    sql: `
+-- rev comes from one sequence and is taken again by every change, so a replica keeps the latest state of
+-- a job whatever order it hears of changes in. renamed_from: the id a job had before ComfyUI named it.
+CREATE SEQUENCE jobs_rev;
+CREATE TABLE jobs (
+  id text PRIMARY KEY,
+  key_id text NOT NULL,
+  client_id text,
+  backend text NOT NULL,
+  upstream_id text,
+  status text NOT NULL,
+  admitted_at double precision NOT NULL,
+  forwarded_at double precision,
+  started_at double precision,
+  finished_at double precision,
+  execution_seconds double precision,
+  outputs jsonb NOT NULL DEFAULT '[]',
+  error jsonb,
+  request jsonb,
+  front boolean NOT NULL DEFAULT false,
+  renamed_from text,
+  rev bigint NOT NULL DEFAULT nextval('jobs_rev'),
+  updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+ALTER SEQUENCE jobs_rev OWNED BY jobs.rev;
+CREATE INDEX jobs_updated_at ON jobs (updated_at);
+-- The retention's search: finished jobs by the time they finished.
+CREATE INDEX jobs_finished ON jobs ((coalesce(finished_at, admitted_at))) WHERE status NOT IN ('held', 'queued', 'running');
+
+CREATE FUNCTION comfy_gate_job_stamped() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.updated_at := clock_timestamp();
+  NEW.rev := nextval('jobs_rev');
+  RETURN NEW;
+END $$;
+CREATE TRIGGER jobs_stamped BEFORE UPDATE ON jobs FOR EACH ROW EXECUTE FUNCTION comfy_gate_job_stamped();
+
+-- Announced AFTER the change, so an insert that ON CONFLICT DO NOTHING skips is not announced. The
+-- notification carries the whole job; one too long for a notification (8000 bytes; a held job's request)
+-- is announced by its id and rev, and fetched.
+CREATE FUNCTION comfy_gate_job_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  payload text;
+BEGIN
+  payload := (to_jsonb(NEW) - 'updated_at')::text;
+  IF octet_length(payload) > 7900 THEN
+    payload := json_build_object('fetch', NEW.id, 'rev', NEW.rev)::text;
+  END IF;
+  PERFORM pg_notify('${CHANNELS.jobs}', payload);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER jobs_changed AFTER INSERT OR UPDATE ON jobs FOR EACH ROW EXECUTE FUNCTION comfy_gate_job_changed();
 `,
   },
 ];

@@ -1,0 +1,112 @@
+// The job registry in `jobs.json` (+ journal), written by the gateway process alone, with its indexes in memory.
+
+import { join } from 'node:path';
+import { JobIndex } from '../job-index.js';
+import { parseJobRecord, patchedJob } from '../job-record.js';
+import { JobSweeper, type JobRetentionOptions } from '../job-retention.js';
+import type { JobPatch, JobRecord, JobStatus, JobStore } from '../types.js';
+import { JournaledTable } from './journaled-table.js';
+
+export interface FileJobStoreOptions extends JobRetentionOptions {
+  directory: string;
+  /** Told how long each durable append took, in seconds (for metrics). */
+  onWrite?(seconds: number): void;
+}
+
+/**
+ * Jobs in a journaled table keyed by job id. Reads come from a `JobIndex` kept in step with the table;
+ * a change resolves once its append is fsynced, and a rename is one journal line (the old id's delete
+ * and the new id's put), so a crash keeps both or neither.
+ */
+export class FileJobStore implements JobStore {
+  private readonly table: JournaledTable<JobRecord>;
+  private readonly index = new JobIndex();
+  private readonly sweeper: JobSweeper;
+
+  constructor(options: FileJobStoreOptions) {
+    this.table = new JournaledTable<JobRecord>({
+      snapshotPath: join(options.directory, 'jobs.json'),
+      journalPath: join(options.directory, 'jobs.journal'),
+      lockPath: join(options.directory, '.jobs.lock'),
+      writers: 'this-process',
+      ...(options.onWrite ? { onWrite: options.onWrite } : {}),
+      parse: parseJobRecord,
+      onChange: (id, _before, after) => {
+        // The table's id is the job's, whatever a hand-edited record says.
+        if (after) this.index.set(after.id === id ? after : { ...after, id });
+        else this.index.delete(id);
+      },
+    });
+    this.sweeper = new JobSweeper(options, (cutoff, limit) => this.forgetBatch(cutoff, limit));
+  }
+
+  async open(): Promise<void> {
+    await this.table.open();
+    this.sweeper.start();
+  }
+
+  get(id: string): JobRecord | undefined {
+    return this.index.get(id);
+  }
+
+  byUpstreamId(backend: string, upstreamId: string): JobRecord | undefined {
+    return this.index.byUpstreamId(backend, upstreamId);
+  }
+
+  list(options: { keyId?: string; statuses?: readonly JobStatus[]; offset: number; limit: number }): JobRecord[] {
+    return this.index.list(options);
+  }
+
+  count(options: { keyId?: string; statuses?: readonly JobStatus[] }): number {
+    return this.index.count(options);
+  }
+
+  active(): JobRecord[] {
+    return this.index.active();
+  }
+
+  create(job: JobRecord): Promise<boolean> {
+    return this.table.change(() => (this.table.get(job.id) ? { ops: [], result: false } : { ops: [{ op: 'put', id: job.id, value: job }], result: true }));
+  }
+
+  update(id: string, patch: JobPatch): Promise<JobRecord | undefined> {
+    return this.table.change(() => {
+      const current = this.table.get(id);
+      if (!current) return { ops: [], result: undefined };
+      const next = patchedJob(current, patch);
+      return { ops: [{ op: 'put', id, value: next }], result: next };
+    });
+  }
+
+  rename(id: string, newId: string, patch: JobPatch): Promise<JobRecord | undefined> {
+    return this.table.change(() => {
+      const current = this.table.get(id);
+      if (!current || this.table.get(newId)) return { ops: [], result: undefined };
+      const next = patchedJob(current, patch, newId);
+      return {
+        ops: [
+          { op: 'delete', id },
+          { op: 'put', id: newId, value: next },
+        ],
+        result: next,
+        atomic: true,
+      };
+    });
+  }
+
+  /** Forgets a batch of expired jobs: out of the index at once (one pass over each list), then out of the files. */
+  private async forgetBatch(cutoff: number, limit: number): Promise<number> {
+    const ids = this.index.expired(cutoff, limit);
+    if (ids.length === 0) return 0;
+    await this.table.change(() => {
+      this.index.deleteMany(ids);
+      return { ops: ids.map((id) => ({ op: 'delete' as const, id })), result: undefined };
+    });
+    return ids.length;
+  }
+
+  async close(): Promise<void> {
+    await this.sweeper.stop();
+    await this.table.close();
+  }
+}

@@ -1,0 +1,271 @@
+// The job registry in memory: jobs by id and by upstream id, and per key and per status in order of admission.
+
+import { JOB_STATUSES } from './job-record.js';
+import { ACTIVE_JOB_STATUSES, type JobRecord, type JobStatus } from './types.js';
+
+/** A job in the lists; the same object in all of them, its record replaced as the job changes. */
+interface Entry {
+  record: JobRecord;
+  /** Breaks ties between jobs admitted at the same time: the order they were indexed in. */
+  order: number;
+}
+
+function compare(a: Entry, b: Entry): number {
+  return a.record.admitted_at - b.record.admitted_at || a.order - b.order;
+}
+
+/** Entries sorted oldest admitted first. Adding or removing one costs its distance from the newest end. */
+class AdmissionOrder {
+  private readonly items: Entry[] = [];
+
+  get length(): number {
+    return this.items.length;
+  }
+
+  add(entry: Entry): void {
+    const last = this.items[this.items.length - 1];
+    if (!last || compare(last, entry) < 0) this.items.push(entry);
+    else this.items.splice(this.firstNotBefore(entry), 0, entry);
+  }
+
+  /** Removes these entries (all of them in this list) in one pass from the oldest of them. */
+  remove(gone: ReadonlySet<Entry>): void {
+    let oldest: Entry | undefined;
+    for (const entry of gone) if (!oldest || compare(entry, oldest) < 0) oldest = entry;
+    if (!oldest) return;
+    let write = this.firstNotBefore(oldest);
+    let read = write;
+    let left = gone.size;
+    while (left > 0 && read < this.items.length) {
+      const entry = this.items[read++]!;
+      if (gone.has(entry)) left -= 1;
+      else this.items[write++] = entry;
+    }
+    this.items.copyWithin(write, read);
+    this.items.length -= read - write;
+  }
+
+  /** The entry `offset` places from the newest (0: the newest). */
+  fromNewest(offset: number): Entry | undefined {
+    return this.items[this.items.length - 1 - offset];
+  }
+
+  /** The entry `offset` places from the oldest. */
+  fromOldest(offset: number): Entry | undefined {
+    return this.items[offset];
+  }
+
+  /** The index of the first entry not ordered before `entry`. */
+  private firstNotBefore(entry: Entry): number {
+    let low = 0;
+    let high = this.items.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (compare(this.items[middle]!, entry) < 0) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  }
+}
+
+/** The jobs of one key, or of every key: all of them, and those of each status. */
+class Scope {
+  readonly all = new AdmissionOrder();
+  readonly byStatus = new Map<JobStatus, AdmissionOrder>(JOB_STATUSES.map((status) => [status, new AdmissionOrder()]));
+
+  status(status: JobStatus): AdmissionOrder {
+    return this.byStatus.get(status)!;
+  }
+
+  /** The lists `list` and `count` read for these statuses (undefined: every status). */
+  lists(statuses: readonly JobStatus[] | undefined): AdmissionOrder[] {
+    const wanted = new Set(statuses ?? JOB_STATUSES);
+    if (wanted.size === JOB_STATUSES.length) return [this.all];
+    return [...wanted].flatMap((status) => this.byStatus.get(status) ?? []);
+  }
+}
+
+/**
+ * Every job in memory, with the orders the registry is read in, so that a page of `list`, a `count`, a
+ * lookup by upstream id and `active` cost what they return, not the number of jobs held. Records are
+ * stored as given and must not be changed in place.
+ */
+export class JobIndex {
+  private readonly byId = new Map<string, Entry>();
+  private readonly byUpstream = new Map<string, Entry>();
+  private readonly everyKey = new Scope();
+  private readonly byKey = new Map<string, Scope>();
+  private nextOrder = 0;
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  get(id: string): JobRecord | undefined {
+    return this.byId.get(id)?.record;
+  }
+
+  byUpstreamId(backend: string, upstreamId: string): JobRecord | undefined {
+    return this.byUpstream.get(upstreamKey(backend, upstreamId))?.record;
+  }
+
+  /** Adds a job, or replaces the job with its id. */
+  set(record: JobRecord): void {
+    const entry = this.byId.get(record.id);
+    if (!entry) {
+      this.add({ record, order: this.nextOrder++ });
+      return;
+    }
+    const before = entry.record;
+    if (before.key_id !== record.key_id || before.admitted_at !== record.admitted_at) {
+      // Not a change a patch makes: placed again as a new job.
+      this.deleteMany([record.id]);
+      this.add({ record, order: entry.order });
+      return;
+    }
+    this.forgetUpstream(entry);
+    entry.record = record;
+    this.noteUpstream(entry);
+    if (before.status !== record.status) {
+      for (const scope of [this.everyKey, this.byKey.get(record.key_id)!]) {
+        scope.status(before.status).remove(new Set([entry]));
+        scope.status(record.status).add(entry);
+      }
+    }
+  }
+
+  delete(id: string): void {
+    this.deleteMany([id]);
+  }
+
+  /** Removes jobs, each list touched once, from the oldest job it loses. */
+  deleteMany(ids: Iterable<string>): void {
+    const gone = new Map<AdmissionOrder, Set<Entry>>();
+    const drop = (list: AdmissionOrder, entry: Entry): void => {
+      let entries = gone.get(list);
+      if (!entries) gone.set(list, (entries = new Set()));
+      entries.add(entry);
+    };
+    const keys = new Set<string>();
+    for (const id of ids) {
+      const entry = this.byId.get(id);
+      if (!entry) continue;
+      this.byId.delete(id);
+      this.forgetUpstream(entry);
+      const { key_id, status } = entry.record;
+      keys.add(key_id);
+      for (const scope of [this.everyKey, this.byKey.get(key_id)!]) {
+        drop(scope.all, entry);
+        drop(scope.status(status), entry);
+      }
+    }
+    for (const [list, entries] of gone) list.remove(entries);
+    for (const key of keys) if (this.byKey.get(key)?.all.length === 0) this.byKey.delete(key);
+  }
+
+  /** Jobs newest admitted first, one key's or every key's, of the given statuses; see `JobStore.list`. */
+  list(options: { keyId?: string; statuses?: readonly JobStatus[]; offset: number; limit: number }): JobRecord[] {
+    const scope = options.keyId === undefined ? this.everyKey : this.byKey.get(options.keyId);
+    if (!scope || options.limit <= 0) return [];
+    const lists = scope.lists(options.statuses);
+    const offset = Math.max(0, options.offset);
+    const page: JobRecord[] = [];
+    if (lists.length === 1) {
+      for (let i = offset; page.length < options.limit; i += 1) {
+        const entry = lists[0]!.fromNewest(i);
+        if (!entry) break;
+        page.push(entry.record);
+      }
+      return page;
+    }
+    let skipped = 0;
+    for (const entry of merged(lists, 'newest')) {
+      if (skipped < offset) skipped += 1;
+      else page.push(entry.record);
+      if (page.length >= options.limit) break;
+    }
+    return page;
+  }
+
+  count(options: { keyId?: string; statuses?: readonly JobStatus[] }): number {
+    const scope = options.keyId === undefined ? this.everyKey : this.byKey.get(options.keyId);
+    return scope ? scope.lists(options.statuses).reduce((n, list) => n + list.length, 0) : 0;
+  }
+
+  /** Held, queued and running jobs, oldest admitted first. */
+  active(): JobRecord[] {
+    return [...merged(this.activeLists(), 'oldest')].map((entry) => entry.record);
+  }
+
+  /**
+   * Up to `limit` finished jobs that finished before `cutoff` (Unix seconds; a finished job without
+   * `finished_at` counts from its admission). Only jobs admitted before the cutoff can qualify, so the
+   * search costs those, not the whole registry.
+   */
+  expired(cutoff: number, limit: number): string[] {
+    const ids: string[] = [];
+    for (const status of JOB_STATUSES) {
+      if (ACTIVE_JOB_STATUSES.includes(status)) continue;
+      const list = this.everyKey.status(status);
+      for (let i = 0; ids.length < limit; i += 1) {
+        const entry = list.fromOldest(i);
+        if (!entry || entry.record.admitted_at >= cutoff) break;
+        if ((entry.record.finished_at ?? entry.record.admitted_at) < cutoff) ids.push(entry.record.id);
+      }
+    }
+    return ids;
+  }
+
+  private activeLists(): AdmissionOrder[] {
+    return ACTIVE_JOB_STATUSES.map((status) => this.everyKey.status(status));
+  }
+
+  private add(entry: Entry): void {
+    const { id, key_id, status } = entry.record;
+    this.byId.set(id, entry);
+    this.noteUpstream(entry);
+    let scope = this.byKey.get(key_id);
+    if (!scope) this.byKey.set(key_id, (scope = new Scope()));
+    for (const s of [this.everyKey, scope]) {
+      s.all.add(entry);
+      s.status(status).add(entry);
+    }
+  }
+
+  private noteUpstream(entry: Entry): void {
+    const { backend, upstream_id } = entry.record;
+    if (upstream_id !== null) this.byUpstream.set(upstreamKey(backend, upstream_id), entry);
+  }
+
+  private forgetUpstream(entry: Entry): void {
+    const { backend, upstream_id } = entry.record;
+    if (upstream_id === null) return;
+    const key = upstreamKey(backend, upstream_id);
+    if (this.byUpstream.get(key) === entry) this.byUpstream.delete(key);
+  }
+}
+
+function upstreamKey(backend: string, upstreamId: string): string {
+  return `${backend}\n${upstreamId}`;
+}
+
+/** The entries of several lists as one list, newest or oldest first, reading each only as far as needed. */
+function* merged(lists: AdmissionOrder[], from: 'newest' | 'oldest'): Generator<Entry> {
+  const at = (list: AdmissionOrder, i: number): Entry | undefined => (from === 'newest' ? list.fromNewest(i) : list.fromOldest(i));
+  const positions = lists.map(() => 0);
+  for (;;) {
+    let best = -1;
+    let bestEntry: Entry | undefined;
+    for (let l = 0; l < lists.length; l += 1) {
+      const entry = at(lists[l]!, positions[l]!);
+      if (!entry) continue;
+      if (!bestEntry || (from === 'newest' ? compare(entry, bestEntry) > 0 : compare(entry, bestEntry) < 0)) {
+        best = l;
+        bestEntry = entry;
+      }
+    }
+    if (!bestEntry) return;
+    positions[best]! += 1;
+    yield bestEntry;
+  }
+}

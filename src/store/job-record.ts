@@ -1,0 +1,64 @@
+// Job records: the statuses, reading a stored job back with each field checked, and applying a patch.
+
+import { ACTIVE_JOB_STATUSES, type JobPatch, type JobRecord, type JobStatus } from './types.js';
+
+/** Every status a job can have: the active ones, then the finished ones. */
+export const JOB_STATUSES: readonly JobStatus[] = [...ACTIVE_JOB_STATUSES, 'success', 'error', 'interrupted', 'cancelled'];
+
+/** True for held, queued and running jobs. */
+export function isActiveJob(job: JobRecord): boolean {
+  return ACTIVE_JOB_STATUSES.includes(job.status);
+}
+
+/**
+ * Turns a stored value into a `JobRecord`; returns a reason naming the field when one is missing or of the
+ * wrong type.
+ */
+export function parseJobRecord(value: unknown): JobRecord | string {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not an object';
+  const v = value as Record<string, unknown>;
+  for (const field of ['id', 'key_id', 'backend'] as const) if (typeof v[field] !== 'string') return `${field} must be a string, not ${shown(v[field])}`;
+  for (const field of ['client_id', 'upstream_id'] as const) if (v[field] != null && typeof v[field] !== 'string') return `${field} must be a string or null`;
+  if (!JOB_STATUSES.includes(v.status as JobStatus)) return `status must be one of ${JOB_STATUSES.join(', ')}, not ${shown(v.status)}`;
+  if (typeof v.admitted_at !== 'number') return `admitted_at must be a number (Unix seconds), not ${shown(v.admitted_at)}`;
+  for (const field of ['forwarded_at', 'started_at', 'finished_at', 'execution_seconds'] as const)
+    if (v[field] != null && typeof v[field] !== 'number') return `${field} must be a number or null, not ${shown(v[field])}`;
+  if (v.outputs != null && !Array.isArray(v.outputs)) return 'outputs must be an array';
+  for (const field of ['error', 'request'] as const)
+    if (v[field] != null && (typeof v[field] !== 'object' || Array.isArray(v[field]))) return `${field} must be an object or null`;
+  return {
+    id: v.id as string,
+    key_id: v.key_id as string,
+    client_id: (v.client_id as string | null | undefined) ?? null,
+    backend: v.backend as string,
+    upstream_id: (v.upstream_id as string | null | undefined) ?? null,
+    status: v.status as JobStatus,
+    admitted_at: v.admitted_at,
+    forwarded_at: (v.forwarded_at as number | null | undefined) ?? null,
+    started_at: (v.started_at as number | null | undefined) ?? null,
+    finished_at: (v.finished_at as number | null | undefined) ?? null,
+    execution_seconds: (v.execution_seconds as number | null | undefined) ?? null,
+    outputs: (v.outputs as JobRecord['outputs'] | null | undefined) ?? [],
+    error: (v.error as JobRecord['error'] | undefined) ?? null,
+    request: (v.request as JobRecord['request'] | undefined) ?? null,
+    front: v.front === true,
+  };
+}
+
+/** The fields a patch sets: those present and not undefined (a patch never changes id, key_id or admitted_at). */
+export function patchedFields(patch: JobPatch): Partial<JobRecord> {
+  const fields: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(patch)) if (value !== undefined && !FIXED_FIELDS.has(field)) fields[field] = value;
+  return fields as Partial<JobRecord>;
+}
+
+/** The job after a patch, under `id` (its own, or the new id of a rename). */
+export function patchedJob(job: JobRecord, patch: JobPatch, id = job.id): JobRecord {
+  return { ...job, ...patchedFields(patch), id };
+}
+
+const FIXED_FIELDS: ReadonlySet<string> = new Set(['id', 'key_id', 'admitted_at']);
+
+function shown(value: unknown): string {
+  return value === undefined ? 'missing' : JSON.stringify(value);
+}

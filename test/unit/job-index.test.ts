@@ -1,0 +1,110 @@
+// JobIndex against a plain model: random creates, status changes, renames and batch deletes; every read agrees with a sort of all jobs.
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { JobIndex } from '../../src/store/job-index.js';
+import { JOB_STATUSES } from '../../src/store/job-record.js';
+import { ACTIVE_JOB_STATUSES, type JobRecord, type JobStatus } from '../../src/store/types.js';
+
+/** A small seeded generator (mulberry32), so a failure replays. */
+function random(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function newestFirst(jobs: Iterable<JobRecord>, keyId: string | undefined, statuses: readonly JobStatus[] | undefined): JobRecord[] {
+  return [...jobs]
+    .filter((j) => (keyId === undefined || j.key_id === keyId) && (statuses === undefined || statuses.includes(j.status)))
+    .sort((a, b) => b.admitted_at - a.admitted_at);
+}
+
+describe('JobIndex', () => {
+  for (const seed of [1, 2, 3]) {
+    test(`agrees with a plain model over 3,000 random changes (seed ${seed})`, () => {
+      const next = random(seed);
+      const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!;
+      const index = new JobIndex();
+      const model = new Map<string, JobRecord>();
+      const keys = ['alice', 'bob', 'carol', 'dave'];
+      let created = 0;
+      for (let step = 0; step < 3000; step += 1) {
+        const roll = next();
+        const ids = [...model.keys()];
+        if (roll < 0.4 || ids.length === 0) {
+          const id = `j${created++}`;
+          const status = pick(JOB_STATUSES);
+          const admitted = 1000 + next() * 1000;
+          const job: JobRecord = {
+            id,
+            key_id: pick(keys),
+            client_id: null,
+            backend: pick(['default', 'b2']),
+            upstream_id: next() < 0.5 ? `u${created}` : null,
+            status,
+            admitted_at: admitted,
+            forwarded_at: null,
+            started_at: null,
+            finished_at: ACTIVE_JOB_STATUSES.includes(status) ? null : admitted + next() * 500,
+            execution_seconds: null,
+            outputs: [],
+            error: null,
+            request: null,
+            front: false,
+          };
+          model.set(id, job);
+          index.set(job);
+        } else if (roll < 0.75) {
+          const current = model.get(pick(ids))!;
+          const status = pick(JOB_STATUSES);
+          const updated = { ...current, status, finished_at: ACTIVE_JOB_STATUSES.includes(status) ? null : current.admitted_at + next() * 500 };
+          model.set(current.id, updated);
+          index.set(updated);
+        } else if (roll < 0.85) {
+          const current = model.get(pick(ids))!;
+          const renamed = { ...current, id: `r${created++}`, upstream_id: `u${created}` };
+          model.delete(current.id);
+          model.set(renamed.id, renamed);
+          index.delete(current.id);
+          index.set(renamed);
+        } else {
+          const gone = ids.filter(() => next() < 0.05);
+          for (const id of gone) model.delete(id);
+          index.deleteMany(gone);
+        }
+        if (step % 50 !== 0) continue;
+        assert.equal(index.size, model.size);
+        for (const keyId of [undefined, ...keys]) {
+          for (const statuses of [undefined, ['success'], ['held', 'queued', 'running'], ['error', 'held'], JOB_STATUSES] as const) {
+            const expected = newestFirst(model.values(), keyId, statuses);
+            assert.equal(index.count({ keyId, ...(statuses ? { statuses } : {}) }), expected.length);
+            const offset = Math.floor(next() * 10);
+            assert.deepEqual(
+              index.list({ keyId, ...(statuses ? { statuses } : {}), offset, limit: 7 }).map((j) => j.id),
+              expected.slice(offset, offset + 7).map((j) => j.id),
+              `step ${step}, key ${keyId}, statuses ${statuses?.join(',')}, offset ${offset}`,
+            );
+          }
+        }
+        assert.deepEqual(
+          index.active().map((j) => j.id),
+          newestFirst(model.values(), undefined, ACTIVE_JOB_STATUSES)
+            .reverse()
+            .map((j) => j.id),
+        );
+        const cutoff = 1000 + next() * 1500;
+        const expired = [...model.values()].filter((j) => !ACTIVE_JOB_STATUSES.includes(j.status) && j.finished_at! < cutoff).map((j) => j.id);
+        assert.deepEqual(index.expired(cutoff, 1_000_000).sort(), expired.sort());
+        assert.equal(index.expired(cutoff, 3).length, Math.min(3, expired.length), 'at most the batch');
+        for (const job of model.values()) {
+          if (job.upstream_id !== null) assert.equal(index.byUpstreamId(job.backend, job.upstream_id)?.id, job.id);
+          assert.equal(index.get(job.id), job);
+        }
+      }
+    });
+  }
+});
