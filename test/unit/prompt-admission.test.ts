@@ -1,0 +1,144 @@
+// Unit tests of POST /prompt as a job, against ComfyUI's possible answers: queued under the id sent, refused, queued under another id, answer lost.
+
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import { upstreamUnavailable } from '../../src/errors.js';
+import type { IsolatedCaller, IsolationContext } from '../../src/isolation/context.js';
+import { postPrompt } from '../../src/isolation/prompt.js';
+import { JobService } from '../../src/jobs/job-service.js';
+import { createLogger } from '../../src/log/logger.js';
+import type { HttpProxy, UpstreamAnswer } from '../../src/proxy/http.js';
+import { FileJobStore } from '../../src/store/file/file-job-store.js';
+import { FileOwnershipStore } from '../../src/store/file/file-ownership-store.js';
+import type { KeyRecord } from '../../src/store/types.js';
+
+const ALICE = { key_id: 'alice', role: 'user' } as KeyRecord;
+const CALLER: IsolatedCaller = { key: ALICE, seesAll: false, upstreamHeaders: {} };
+const PROMPT = { '9': { class_type: 'SaveImage', inputs: {} } };
+const GATEWAY_CLIENT_ID = 'gateway-socket';
+
+describe('POST /prompt admits a job', () => {
+  let dir: string;
+  let ownership: FileOwnershipStore;
+  let jobs: FileJobStore;
+  let service: JobService;
+  /** How the fake ComfyUI answers the next prompt. */
+  let answer: (sent: Record<string, unknown>) => UpstreamAnswer;
+  let sent: Record<string, unknown>[];
+  const answered: string[] = [];
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'comfy-gate-prompt-admission-'));
+    ownership = new FileOwnershipStore({ directory: dir });
+    jobs = new FileJobStore({ directory: dir });
+    await Promise.all([ownership.open(), jobs.open()]);
+    sent = [];
+    answered.length = 0;
+    const proxy = {
+      fetch: async (_req: IncomingMessage | null, overrides: { body?: string }): Promise<UpstreamAnswer> => {
+        const body = JSON.parse(String(overrides.body)) as Record<string, unknown>;
+        sent.push(body);
+        return answer(body);
+      },
+    } as unknown as HttpProxy;
+    const events = { clientId: GATEWAY_CLIENT_ID, isConnected: () => true, expectAnswer: () => () => undefined, answered: (id: string) => answered.push(id) };
+    service = new JobService({ jobs, backend: { name: 'default', proxy, events }, ownership, depth: 2, keyOf: () => ALICE, log: createLogger('silent') });
+  });
+  afterEach(async () => {
+    service.close();
+    await Promise.all([ownership.close(), jobs.close()]);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const ok = (promptId: unknown): UpstreamAnswer => ({ status: 200, headers: {}, body: Buffer.from(JSON.stringify({ prompt_id: promptId, number: 1, node_errors: {} })) });
+
+  /** Posts `body` as alice; resolves the status and body relayed to the client. */
+  async function post(body: Record<string, unknown>): Promise<{ status: number; body: Record<string, unknown> }> {
+    const ctx: IsolationContext = { proxy: {} as HttpProxy, ownership, jobs: service };
+    const req = Object.assign(Readable.from([Buffer.from(JSON.stringify(body))]), { headers: {} }) as unknown as IncomingMessage;
+    let status = 0;
+    let text = '';
+    const res = { writeHead: (code: number) => (status = code), end: (chunk?: Buffer) => (text = chunk ? chunk.toString() : '') } as unknown as ServerResponse;
+    await postPrompt(ctx, req, res, CALLER);
+    return { status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+  }
+
+  test("a queued prompt is the key's job under the id sent, and ComfyUI sees the gateway's client_id", async () => {
+    answer = (s) => ok(s.prompt_id);
+    const { status, body } = await post({ prompt: PROMPT, client_id: 'c1', front: true, number: -1 });
+    assert.equal(status, 200);
+    const job = jobs.get(String(body.prompt_id))!;
+    assert.equal(job.key_id, 'alice');
+    assert.equal(job.status, 'queued');
+    assert.equal(job.client_id, 'c1');
+    assert.equal(job.upstream_id, job.id);
+    assert.equal(sent[0]!.client_id, GATEWAY_CLIENT_ID);
+    assert.equal(sent[0]!.front, undefined, "a user key's front is dropped");
+    assert.equal(sent[0]!.number, undefined, "a user key's number is dropped");
+    assert.equal(ownership.ownerOf('client', 'c1'), 'alice');
+    assert.deepEqual(answered, [job.id]);
+  });
+
+  test('a prompt ComfyUI queued under another prompt_id becomes the job of that id', async () => {
+    answer = () => ok('made-by-comfyui');
+    const { status, body } = await post({ prompt: PROMPT, prompt_id: 'mine' });
+    assert.equal(status, 200);
+    assert.equal(body.prompt_id, 'made-by-comfyui');
+    assert.equal(jobs.get('mine'), undefined);
+    assert.equal(jobs.get('made-by-comfyui')!.key_id, 'alice');
+    assert.equal(jobs.byUpstreamId('default', 'made-by-comfyui')!.id, 'made-by-comfyui');
+  });
+
+  test('a refused prompt is relayed, ends as error with the node errors, and its id may be sent again', async () => {
+    answer = () => ({ status: 400, headers: {}, body: Buffer.from(JSON.stringify({ error: { type: 'invalid_prompt', message: 'bad' }, node_errors: { '9': {} } })) });
+    const first = await post({ prompt: PROMPT, prompt_id: 'p1' });
+    assert.equal(first.status, 400);
+    assert.equal(jobs.get('p1')!.status, 'error');
+    assert.deepEqual(jobs.get('p1')!.error, { message: 'bad', node_errors: { '9': {} } });
+    answer = (s) => ok(s.prompt_id);
+    assert.equal((await post({ prompt: PROMPT, prompt_id: 'p1' })).status, 200);
+    assert.equal(jobs.get('p1')!.status, 'queued');
+  });
+
+  test("another key's prompt_id is refused and ComfyUI never sees the prompt", async () => {
+    answer = (s) => ok(s.prompt_id);
+    await jobs.create(baseJob('taken', 'bob'));
+    await assert.rejects(post({ prompt: PROMPT, prompt_id: 'taken' }), (error: { status: number }) => error.status === 403);
+    assert.equal(sent.length, 0);
+    assert.equal(jobs.get('taken')!.key_id, 'bob');
+  });
+
+  test('a lost answer leaves the job queued under the id sent, for reconciliation', async () => {
+    answer = () => {
+      throw upstreamUnavailable(new Error('reset'));
+    };
+    await assert.rejects(post({ prompt: PROMPT, prompt_id: 'lost' }), (error: { status: number }) => error.status === 502);
+    assert.equal(jobs.get('lost')!.status, 'queued');
+    assert.equal(jobs.get('lost')!.upstream_id, 'lost');
+  });
+});
+
+function baseJob(id: string, keyId: string): Parameters<FileJobStore['create']>[0] {
+  return {
+    id,
+    key_id: keyId,
+    client_id: null,
+    backend: 'default',
+    upstream_id: id,
+    status: 'queued',
+    admitted_at: 1,
+    forwarded_at: 1,
+    started_at: null,
+    finished_at: null,
+    execution_seconds: null,
+    outputs: [],
+    error: null,
+    request: null,
+    front: false,
+  };
+}
