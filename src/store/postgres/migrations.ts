@@ -181,4 +181,12 @@ ALTER TABLE sessions ADD COLUMN key_hash text NOT NULL DEFAULT '';
 CREATE INDEX sessions_key_id ON sessions (key_id);
 `,
   },
+  {
+    version: 4,
+    name: 'per-key job quotas',
+    sql: `
+-- null: no quota. Existing keys get none.
+ALTER TABLE api_keys ADD COLUMN max_queued integer, ADD COLUMN max_running integer, ADD COLUMN daily_execution_seconds integer;
+`,
+  },
 ];
