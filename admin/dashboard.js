@@ -158,6 +158,12 @@ function toLocalInput(seconds) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
+/** The job quota fields of a key, as the form and the API name them. */
+const QUOTA_FIELDS = ['max_queued', 'max_running', 'daily_execution_seconds'];
+
+/** A quota input's value to send: a number, or null (no limit) when empty. */
+const quotaFrom = (value) => (value.trim() === '' ? null : Number(value));
+
 /** The expiry to send: unchanged when the input still shows the key's own (seconds are not shown), else the input's time. */
 function expiryFrom(value, key) {
   if (key && value === toLocalInput(key.expires_at)) return key.expires_at;
@@ -215,7 +221,7 @@ function keyRow(key) {
     el('td', { 'data-label': 'Key', class: 'col-prefix' }, el('code', {}, key.key_prefix ? `${key.key_prefix}…` : '—'), graceNote(key)),
     el('td', { 'data-label': 'Role', class: 'col-role' }, el('span', { class: `badge role-${key.role}` }, key.role)),
     el('td', { 'data-label': 'Status', class: 'col-status' }, el('span', { class: `status ${status}` }, status), expiryNote(key)),
-    el('td', { 'data-label': 'Rate limit', class: 'col-limit num' }, `${formatNumber(key.rate_limit)}/h`),
+    el('td', { 'data-label': 'Rate limit', class: 'col-limit num' }, `${formatNumber(key.rate_limit)}/h`, quotaNote(key)),
     el(
       'td',
       { 'data-label': 'Last used', class: 'col-last' },
@@ -231,6 +237,21 @@ function expiryNote(key) {
   if (key.expires_at === null) return '';
   const verb = key.expires_at <= nowSeconds() ? 'expired' : 'expires';
   return el('small', { class: 'note' }, `${verb} `, timeEl(key.expires_at, relativeTime(key.expires_at)));
+}
+
+/** The key's job quotas in short, under its rate limit, each unbroken (lines break between them); nothing when it has none. */
+function quotaNote(key) {
+  const parts = [
+    key.max_queued === null ? null : `${formatNumber(key.max_queued)}\u00a0queued`,
+    key.max_running === null ? null : `${formatNumber(key.max_running)}\u00a0running`,
+    key.daily_execution_seconds === null ? null : `${formatNumber(key.daily_execution_seconds)}\u00a0s/day`,
+  ].filter((part) => part !== null);
+  if (parts.length === 0) return '';
+  return el(
+    'small',
+    { class: 'note quotas', title: 'Job quotas: jobs held, queued or running; jobs running; ComfyUI execution seconds per UTC day' },
+    `≤\u00a0${parts.join(' · ')}`,
+  );
 }
 
 function graceNote(key) {
@@ -451,6 +472,7 @@ function openKeyForm(key) {
     field(form, 'rate_limit').value = String(key.rate_limit);
     field(form, 'role').value = key.role;
     field(form, 'expires_at').value = toLocalInput(key.expires_at);
+    for (const name of QUOTA_FIELDS) field(form, name).value = key[name] === null ? '' : String(key[name]);
   }
   openDialog($('key-dialog'));
 }
@@ -464,6 +486,7 @@ async function submitKeyForm(event) {
     rate_limit: Number(field(form, 'rate_limit').value),
     role: field(form, 'role').value,
     expires_at: expiryFrom(field(form, 'expires_at').value, key),
+    ...Object.fromEntries(QUOTA_FIELDS.map((name) => [name, quotaFrom(field(form, name).value)])),
   };
   if (key?.key_id === state.me && body.role !== 'admin') {
     const sure = await confirmAction({

@@ -85,6 +85,24 @@ export const tooManyWebSockets = (max: number): GatewayError =>
     details: { limit: max },
   });
 
+/** 429 for a prompt of a key that already has `max` jobs held, queued or running (its `max_queued`). */
+export const queueLimit = (max: number): GatewayError =>
+  new GatewayError(429, 'QUEUE_LIMIT', `This key may have at most ${max} jobs held, queued or running; wait for one to finish or cancel one.`, {
+    details: { limit: max },
+  });
+
+/**
+ * 429 for a prompt of a key that has used its `daily_execution_seconds` today (UTC); it may try again
+ * after `retryAfterSeconds` (at the next UTC midnight).
+ */
+export const executionBudgetExceeded = (retryAfterSeconds: number, budget: number): GatewayError =>
+  new GatewayError(
+    429,
+    'EXECUTION_BUDGET_EXCEEDED',
+    `This key has used its ${budget} seconds of ComfyUI execution for today (UTC); the budget renews at midnight UTC, in ${retryAfterSeconds} s.`,
+    { details: { limit: budget, reset_in: retryAfterSeconds }, headers: { 'retry-after': String(retryAfterSeconds) } },
+  );
+
 /** 429 for an address that failed to authenticate too often; it may try again after `retryAfterSeconds`. */
 export const tooManyAuthFailures = (retryAfterSeconds: number): GatewayError =>
   new GatewayError(429, 'TOO_MANY_AUTH_FAILURES', `Too many failed authentications from this address; retry in ${retryAfterSeconds} s.`, {

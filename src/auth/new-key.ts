@@ -28,6 +28,9 @@ export function newKey(input: CreateKeyInput, nowSeconds: number): { record: Key
     key_hash: hashApiKey(apiKey),
     previous_key_hash: null,
     previous_key_valid_until: null,
+    max_queued: input.max_queued ?? null,
+    max_running: input.max_running ?? null,
+    daily_execution_seconds: input.daily_execution_seconds ?? null,
   };
   return { record, apiKey };
 }
@@ -47,7 +50,7 @@ export function rotatedKey(record: KeyRecord, graceSeconds: number, nowSeconds: 
   return { patch, apiKey };
 }
 
-/** The answer to a key creation: the reference's fields plus `role`. */
+/** The answer to a key creation: the reference's fields plus `role`, expiry, prefix and job quotas. */
 export function createdKeyBody(record: KeyRecord, apiKey: string): Record<string, unknown> {
   return {
     key_id: record.key_id,
@@ -59,6 +62,22 @@ export function createdKeyBody(record: KeyRecord, apiKey: string): Record<string
     expires_at: record.expires_at,
     key_prefix: record.key_prefix,
     created_at: record.created_at,
+    max_queued: record.max_queued,
+    max_running: record.max_running,
+    daily_execution_seconds: record.daily_execution_seconds,
     message: KEY_CREATED_MESSAGE,
+  };
+}
+
+/** The audit details of a key creation (by the API or the CLI): its settings, never its secret. */
+export function creationAuditDetails(record: KeyRecord): Record<string, unknown> {
+  return {
+    name: record.name,
+    role: record.role,
+    rate_limit: record.rate_limit,
+    expires_at: record.expires_at,
+    max_queued: record.max_queued,
+    max_running: record.max_running,
+    daily_execution_seconds: record.daily_execution_seconds,
   };
 }

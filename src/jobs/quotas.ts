@@ -1,9 +1,33 @@
-// Per-key job quotas: how many jobs a key may have in ComfyUI at once.
+// A key's job quotas as rules: may it have one more job admitted, may one more of its jobs start running.
 
-import type { KeyRecord } from '../store/types.js';
+import { executionBudgetExceeded, queueLimit } from '../errors.js';
+import type { KeyQuotas } from '../store/types.js';
+import { secondsUntilNextUtcDay } from '../usage/day.js';
 
-/** Whether another of the key's jobs may go to ComfyUI while `runningJobs` of them are queued or running there. */
-export function mayStartAnother(key: KeyRecord, runningJobs: number): boolean {
-  const max = (key as { max_running?: number | null }).max_running;
-  return max === undefined || max === null || runningJobs < max;
+/** What a key uses at the moment of an admission, as the job registry counts it. */
+export interface KeyJobUsage {
+  /** The key's jobs held, queued or running. */
+  activeJobs: number;
+  /** ComfyUI execution seconds of the key's jobs in the current UTC day. */
+  executionSecondsToday: number;
+}
+
+/**
+ * Refuses a new job of a key that is at one of its quotas; returns when it may be admitted. Quotas apply
+ * to every role (an admin key has none unless one is set); a null quota is no limit. A spent daily budget
+ * is reported before a full queue, since waiting for a job to finish would not help.
+ * @param now Unix seconds.
+ * @throws GatewayError 429 EXECUTION_BUDGET_EXCEEDED when `executionSecondsToday` has reached
+ *   `daily_execution_seconds` (Retry-After: seconds to the next UTC midnight), or 429 QUEUE_LIMIT when
+ *   `activeJobs` has reached `max_queued`.
+ */
+export function checkAdmission(key: Pick<KeyQuotas, 'max_queued' | 'daily_execution_seconds'>, usage: KeyJobUsage, now: number): void {
+  const budget = key.daily_execution_seconds;
+  if (budget !== null && usage.executionSecondsToday >= budget) throw executionBudgetExceeded(secondsUntilNextUtcDay(now), budget);
+  if (key.max_queued !== null && usage.activeJobs >= key.max_queued) throw queueLimit(key.max_queued);
+}
+
+/** True when one more job of the key may start running, with `runningJobs` of its jobs running now across every backend. */
+export function mayStartAnother(key: Pick<KeyQuotas, 'max_running'>, runningJobs: number): boolean {
+  return key.max_running === null || runningJobs < key.max_running;
 }

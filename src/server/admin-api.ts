@@ -2,7 +2,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { usableKeyError, type Caller } from '../auth/authenticate.js';
-import { createdKeyBody, newKey, rotatedKey } from '../auth/new-key.js';
+import { createdKeyBody, creationAuditDetails, newKey, rotatedKey } from '../auth/new-key.js';
 import type { AuthMode } from '../config/schema.js';
 import { authRequired, forbidden, invalidRequest, keyCreationFailed, keyNotFound, methodNotAllowed, storeUnavailable } from '../errors.js';
 import { toPublicKey } from '../store/key-record.js';
@@ -149,12 +149,7 @@ async function createKey(req: IncomingMessage, res: ServerResponse, principal: P
   }
   // Another first key won the race; this caller now needs a key like everyone else.
   if (!created) throw authRequired();
-  await audit(ctx, req, bootstrap ? 'bootstrap' : principal.actor, 'key.create', record.key_id, {
-    name: record.name,
-    role: record.role,
-    rate_limit: record.rate_limit,
-    expires_at: record.expires_at,
-  });
+  await audit(ctx, req, bootstrap ? 'bootstrap' : principal.actor, 'key.create', record.key_id, creationAuditDetails(record));
   sendJson(res, 200, createdKeyBody(record, apiKey));
 }
 

@@ -1,14 +1,15 @@
 // Validates the bodies of key creation and key updates; every problem is reported, nothing is guessed.
 
 import { invalidRequest } from '../errors.js';
+import { isQuota } from '../store/key-record.js';
 import { holdsUnstorableText, isStorableText } from '../store/storable-text.js';
-import type { KeyPatch, KeyRole } from '../store/types.js';
+import { KEY_QUOTA_FIELDS, MAX_KEY_QUOTA, type KeyPatch, type KeyQuotas, type KeyRole } from '../store/types.js';
 
 export const MAX_NAME_LENGTH = 200;
 export const MAX_RATE_LIMIT = 10_000_000;
 export const MAX_METADATA_BYTES = 16 * 1024;
 
-export interface CreateKeyInput {
+export interface CreateKeyInput extends Partial<KeyQuotas> {
   name?: string;
   rate_limit?: number;
   metadata?: Record<string, unknown>;
@@ -17,7 +18,7 @@ export interface CreateKeyInput {
 }
 
 /** The fields the management API lets a client change. */
-export type KeyUpdateInput = Pick<KeyPatch, 'name' | 'rate_limit' | 'is_active' | 'role' | 'metadata' | 'expires_at'>;
+export type KeyUpdateInput = Pick<KeyPatch, 'name' | 'rate_limit' | 'is_active' | 'role' | 'metadata' | 'expires_at' | keyof KeyQuotas>;
 
 /** Latest expiry accepted: far beyond any real use, but still a time (year 5138). */
 const MAX_EXPIRES_AT = 1e11;
@@ -27,8 +28,15 @@ interface Problem {
   problem: string;
 }
 
-const CREATE_FIELDS = ['name', 'rate_limit', 'metadata', 'role', 'expires_at'];
-const PATCH_FIELDS = ['name', 'rate_limit', 'is_active', 'role', 'metadata', 'expires_at'];
+const CREATE_FIELDS = ['name', 'rate_limit', 'metadata', 'role', 'expires_at', ...KEY_QUOTA_FIELDS];
+const PATCH_FIELDS = ['name', 'rate_limit', 'is_active', 'role', 'metadata', 'expires_at', ...KEY_QUOTA_FIELDS];
+
+/** What each quota field counts, for error messages. */
+const QUOTA_UNITS: Record<keyof KeyQuotas, string> = {
+  max_queued: 'jobs held, queued or running at once',
+  max_running: 'jobs running at once',
+  daily_execution_seconds: 'seconds of ComfyUI execution per UTC day',
+};
 
 /**
  * Checks a `POST /api/keys` body (an empty body means all defaults).
@@ -126,6 +134,11 @@ function check(body: unknown, allowed: string[]): Record<string, unknown> {
     const at = fields.expires_at;
     if (typeof at !== 'number' || !Number.isFinite(at) || at < 0 || at > MAX_EXPIRES_AT) {
       problems.push({ field: 'expires_at', problem: 'must be a Unix time in seconds, or null for never' });
+    }
+  }
+  for (const field of KEY_QUOTA_FIELDS) {
+    if (field in fields && fields[field] !== null && !isQuota(fields[field])) {
+      problems.push({ field, problem: `must be a whole number from 1 to ${MAX_KEY_QUOTA} (${QUOTA_UNITS[field]}), or null for no limit` });
     }
   }
   if ('is_active' in fields && typeof fields.is_active !== 'boolean') {

@@ -1,5 +1,7 @@
 // The OpenAPI 3.1 description of comfy-gate's own endpoints (ComfyUI's routes pass through and are not described here).
 
+import { MAX_KEY_QUOTA } from '../store/types.js';
+
 const error = { $ref: '#/components/schemas/Error' };
 const json = (schema: unknown) => ({ content: { 'application/json': { schema } } });
 const errorResponse = (description: string) => ({ description, ...json(error) });
@@ -28,6 +30,12 @@ const afterParameter = {
 };
 const nextCursor = { type: ['string', 'null'], description: 'Give it as `after` for the next page; null on the last page.' };
 const nullableNumber = { type: ['number', 'null'] };
+const quota = (description: string) => ({ type: ['integer', 'null'], minimum: 1, maximum: MAX_KEY_QUOTA, description: `${description}; null for no limit` });
+const quotas = {
+  max_queued: quota('Jobs the key may have held, queued or running at once (429 QUEUE_LIMIT beyond)'),
+  max_running: quota('Jobs of the key running at once across backends (more wait, held)'),
+  daily_execution_seconds: quota('Seconds of ComfyUI execution per UTC day (429 EXECUTION_BUDGET_EXCEEDED beyond)'),
+};
 const apiKeyHeader = [{ apiKey: [] }, { bearer: [] }, { session: [] }];
 
 const key = {
@@ -44,6 +52,9 @@ const key = {
     'expires_at',
     'key_prefix',
     'previous_key_valid_until',
+    'max_queued',
+    'max_running',
+    'daily_execution_seconds',
   ],
   additionalProperties: false,
   properties: {
@@ -58,6 +69,7 @@ const key = {
     expires_at: nullableNumber,
     key_prefix: { type: ['string', 'null'], description: 'The first characters of the secret, to recognise the key' },
     previous_key_valid_until: { ...nullableNumber, description: 'After a rotation with a grace period: when the old secret stops working' },
+    ...quotas,
   },
 };
 
@@ -102,7 +114,21 @@ const dailyPoint = {
 
 const createdKey = {
   type: 'object',
-  required: ['key_id', 'api_key', 'name', 'rate_limit', 'role', 'metadata', 'created_at', 'expires_at', 'key_prefix', 'message'],
+  required: [
+    'key_id',
+    'api_key',
+    'name',
+    'rate_limit',
+    'role',
+    'metadata',
+    'created_at',
+    'expires_at',
+    'key_prefix',
+    'max_queued',
+    'max_running',
+    'daily_execution_seconds',
+    'message',
+  ],
   properties: {
     key_id: { type: 'string' },
     api_key: { type: 'string', pattern: '^comfy_[A-Za-z0-9_-]{43,}$', description: 'Shown only in this answer' },
@@ -114,6 +140,7 @@ const createdKey = {
     expires_at: nullableNumber,
     key_prefix: { type: ['string', 'null'] },
     previous_key_valid_until: nullableNumber,
+    ...quotas,
     message: { type: 'string' },
   },
 };
@@ -127,6 +154,7 @@ const keyInput = {
     metadata: { type: 'object' },
     role: { type: 'string', enum: ['user', 'admin'] },
     expires_at: nullableNumber,
+    ...quotas,
   },
 };
 

@@ -1,6 +1,6 @@
 // Reading key records from stored JSON: checks each field, and fills what files from older versions lack.
 
-import type { KeyRecord, PublicKeyRecord } from './types.js';
+import { KEY_QUOTA_FIELDS, MAX_KEY_QUOTA, type KeyQuotas, type KeyRecord, type PublicKeyRecord } from './types.js';
 
 const HASH_PATTERN = /^[0-9a-f]{64}$/;
 
@@ -8,7 +8,7 @@ const HASH_PATTERN = /^[0-9a-f]{64}$/;
  * Turns a stored value into a `KeyRecord`; returns a reason naming the field when one is missing or of
  * the wrong type (a key is never guessed active, or a user key, from a value that is not `true` or `"user"`).
  * Keys written by the reference implementation have no `role` (they become user keys), no expiry,
- * no display prefix and no rotation history.
+ * no display prefix and no rotation history; keys written before job quotas existed have none (null).
  */
 export function parseStoredKey(value: unknown): KeyRecord | string {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not an object';
@@ -29,6 +29,9 @@ export function parseStoredKey(value: unknown): KeyRecord | string {
     return 'previous_key_hash is not a SHA-256 hex digest';
   if (v.previous_key_valid_until != null && !isTime(v.previous_key_valid_until))
     return `previous_key_valid_until must be a number (Unix seconds) or null, not ${shown(v.previous_key_valid_until)}`;
+  for (const field of KEY_QUOTA_FIELDS) {
+    if (v[field] != null && !isQuota(v[field])) return `${field} must be a whole number from 1 to ${MAX_KEY_QUOTA} or null, not ${shown(v[field])}`;
+  }
   return {
     key_id: v.key_id,
     name: typeof v.name === 'string' ? v.name : 'Unnamed Key',
@@ -43,7 +46,19 @@ export function parseStoredKey(value: unknown): KeyRecord | string {
     key_hash: v.key_hash,
     previous_key_hash: typeof v.previous_key_hash === 'string' ? v.previous_key_hash : null,
     previous_key_valid_until: isTime(v.previous_key_valid_until) ? v.previous_key_valid_until : null,
+    ...storedQuotas(v),
   };
+}
+
+/** A whole number from 1 to MAX_KEY_QUOTA: a valid job quota. */
+export function isQuota(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 1 && (value as number) <= MAX_KEY_QUOTA;
+}
+
+/** The quota fields of a checked stored key, null where absent. */
+function storedQuotas(v: Record<string, unknown>): KeyQuotas {
+  const quota = (value: unknown): number | null => (isQuota(value) ? value : null);
+  return { max_queued: quota(v.max_queued), max_running: quota(v.max_running), daily_execution_seconds: quota(v.daily_execution_seconds) };
 }
 
 /** A finite number (JSON's `1e999` parses to Infinity). */

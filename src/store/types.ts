@@ -21,7 +21,22 @@ export interface KeyRecord {
   /** After a rotation: the hash of the replaced secret, still accepted until `previous_key_valid_until`. */
   previous_key_hash: string | null;
   previous_key_valid_until: number | null;
+  /** Jobs the key may have at once, held, queued or running (429 QUEUE_LIMIT beyond); null for no quota. */
+  max_queued: number | null;
+  /** Jobs of the key that may run at once, across every backend (the others wait, held); null for no quota. */
+  max_running: number | null;
+  /** ComfyUI execution seconds the key may use per UTC day (429 EXECUTION_BUDGET_EXCEEDED beyond); null for no quota. */
+  daily_execution_seconds: number | null;
 }
+
+/** The job quota fields of a key: each a whole number from 1 to `MAX_KEY_QUOTA`, or null for no quota. */
+export const KEY_QUOTA_FIELDS = ['max_queued', 'max_running', 'daily_execution_seconds'] as const;
+
+/** The largest value of a quota field (it fits a PostgreSQL `integer`). */
+export const MAX_KEY_QUOTA = 1_000_000_000;
+
+/** A key's job quotas. */
+export type KeyQuotas = Pick<KeyRecord, (typeof KEY_QUOTA_FIELDS)[number]>;
 
 /** The key object clients see: everything but the hashes. */
 export type PublicKeyRecord = Omit<KeyRecord, 'key_hash' | 'previous_key_hash'>;

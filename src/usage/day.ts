@@ -18,3 +18,9 @@ export function utcDay(unixSeconds: number): string {
 export function firstDayOf(days: number, nowSeconds: number): string {
   return utcDay(nowSeconds - (days - 1) * DAY_SECONDS);
 }
+
+/** Whole seconds from a Unix time to the start of the next UTC day (at least 1). */
+export function secondsUntilNextUtcDay(unixSeconds: number): number {
+  const next = (Math.floor(unixSeconds / DAY_SECONDS) + 1) * DAY_SECONDS;
+  return Math.max(1, Math.ceil(next - unixSeconds));
+}

@@ -1,4 +1,4 @@
-// The admin dashboard in a real browser: an admin creates, rotates, changes, disables and deletes a key and sees its use charted; user keys are refused.
+// The admin dashboard in a real browser: an admin creates, rotates, changes (job quotas included), disables and deletes a key and sees its use charted; user keys are refused.
 
 import assert from 'node:assert/strict';
 import { mkdir, stat, writeFile } from 'node:fs/promises';
@@ -193,6 +193,64 @@ describe('admin dashboard', { skip: browserUnavailable }, () => {
     await context.close();
   });
 
+  test('the key form shows and sets the job quotas; an empty quota is no limit', async () => {
+    const { context, page, errors } = await openPage(browser, { locale: 'en-US' });
+    await signIn(page, gateway.url, admin.api_key);
+    await rowOf(page, 'Ops admin').waitFor();
+    const quotas = async (keyId: string): Promise<unknown[]> => {
+      const record = await keyRecord(keyId);
+      return [record.max_queued, record.max_running, record.daily_execution_seconds];
+    };
+    const inputs = (): Promise<string[]> =>
+      Promise.all(['max_queued', 'max_running', 'daily_execution_seconds'].map((name) => page.inputValue(`#key-form [name=${name}]`)));
+
+    // Create with all three.
+    await page.click('#new-key');
+    assert.deepEqual(await inputs(), ['', '', ''], 'a new key starts without quotas');
+    await page.fill('#key-form [name=name]', 'Quota farm');
+    await page.fill('#key-form [name=max_queued]', '5');
+    await page.fill('#key-form [name=max_running]', '2');
+    await page.fill('#key-form [name=daily_execution_seconds]', '3600');
+    await page.click('#key-submit');
+    await page.waitForSelector('#secret-dialog[open]');
+    await page.click('#secret-dialog [data-close]');
+    const row = rowOf(page, 'Quota farm');
+    await row.waitFor();
+    const keyId = (await row.getAttribute('data-key-id'))!;
+    assert.deepEqual(await quotas(keyId), [5, 2, 3600]);
+    assert.equal(await row.locator('.col-limit .note.quotas').textContent(), '≤\u00a05\u00a0queued · 2\u00a0running · 3,600\u00a0s/day');
+
+    // Edit: the form shows them; one is cleared, one changed, one kept.
+    await row.locator('[data-action=edit]').click();
+    assert.deepEqual(await inputs(), ['5', '2', '3600']);
+    await page.fill('#key-form [name=max_queued]', '');
+    await page.fill('#key-form [name=max_running]', '3');
+    await page.click('#key-submit');
+    await page.waitForSelector('#key-dialog', { state: 'hidden' });
+    await row.locator('.note.quotas:text-is("≤\u00a03\u00a0running · 3,600\u00a0s/day")').waitFor();
+    assert.deepEqual(await quotas(keyId), [null, 3, 3600]);
+
+    // A value the field does not take keeps the dialog open and changes nothing.
+    await row.locator('[data-action=edit]').click();
+    assert.deepEqual(await inputs(), ['', '3', '3600']);
+    await page.fill('#key-form [name=max_running]', '0');
+    await page.click('#key-submit');
+    assert.equal(await page.locator('#key-form [name=max_running]:invalid').count(), 1);
+    assert.equal(await page.isVisible('#key-dialog'), true);
+    assert.deepEqual(await quotas(keyId), [null, 3, 3600]);
+
+    // Clearing every quota leaves none, and the note goes.
+    await page.fill('#key-form [name=max_running]', '');
+    await page.fill('#key-form [name=daily_execution_seconds]', '');
+    await page.click('#key-submit');
+    await page.waitForSelector('#key-dialog', { state: 'hidden' });
+    await row.locator('.note.quotas').waitFor({ state: 'detached' });
+    assert.deepEqual(await quotas(keyId), [null, null, null]);
+    assert.equal(await row.locator('.col-limit').textContent(), '100/h');
+    assert.deepEqual(errors, [], 'no console errors');
+    await context.close();
+  });
+
   test('a user key gets the "Not an admin" page', async () => {
     const user = await createKey(gateway.url, { name: 'Painter' }, admin.api_key);
     const { context, page } = await openPage(browser);
@@ -207,7 +265,14 @@ describe('admin dashboard', { skip: browserUnavailable }, () => {
   });
 
   /** The key's record as the API has it. */
-  async function keyRecord(keyId: string): Promise<{ rate_limit: number; expires_at: number | null; role: string }> {
+  async function keyRecord(keyId: string): Promise<{
+    rate_limit: number;
+    expires_at: number | null;
+    role: string;
+    max_queued: number | null;
+    max_running: number | null;
+    daily_execution_seconds: number | null;
+  }> {
     const res = await send(gateway.url, `/api/keys/${keyId}`, { key: admin.api_key });
     assert.equal(res.status, 200, res.text);
     return res.json();

@@ -25,6 +25,9 @@ export function makeKey(overrides: Partial<KeyRecord> = {}): { record: KeyRecord
     key_hash: sha256(apiKey),
     previous_key_hash: null,
     previous_key_valid_until: null,
+    max_queued: null,
+    max_running: null,
+    daily_execution_seconds: null,
     ...overrides,
   };
   return { record, apiKey };
@@ -114,6 +117,19 @@ export function keyStoreContract(name: string, harness: HarnessOrSkip<KeyStore>)
       assert.equal(await store.update('no-such-id', { name: 'x' }), undefined);
       const again = await reopen();
       assert.deepEqual(again.get(record.key_id), updated);
+    });
+
+    test('job quotas are stored, changed one at a time and cleared with null, durably', async () => {
+      const store = await open();
+      const { record } = makeKey({ max_queued: 5, max_running: 2, daily_execution_seconds: 1_000_000_000 });
+      await store.create(record);
+      assert.deepEqual(store.get(record.key_id), record);
+      const raised = await store.update(record.key_id, { max_running: 3 });
+      assert.deepEqual(raised, { ...record, max_running: 3 });
+      const cleared = await store.update(record.key_id, { max_queued: null, daily_execution_seconds: null });
+      assert.deepEqual(cleared, { ...record, max_queued: null, max_running: 3, daily_execution_seconds: null });
+      const again = await reopen();
+      assert.deepEqual(again.get(record.key_id), cleared);
     });
 
     test('delete removes the key everywhere; a second delete resolves false', async () => {

@@ -49,12 +49,29 @@ const expiresAt = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom<unknown>(-1, 1e12, '2030-01-01', true, {}) },
 );
 
+const quota = fc.oneof(
+  { weight: 3, arbitrary: fc.constantFrom<unknown>(null, 1, 1_000_000_000) },
+  { weight: 2, arbitrary: fc.integer({ min: 1, max: 100_000 }) },
+  { weight: 1, arbitrary: fc.constantFrom<unknown>(0, -1, 1_000_000_001, 2.5, 1e21, '5', 'none', true, [], {}) },
+  { weight: 1, arbitrary: fc.double() },
+);
+
 const unknownFields = fc.dictionary(fc.string({ minLength: 1, maxLength: 12 }), json, { minKeys: 1, maxKeys: 2 });
 
 /** A key body as an object (it may carry unknown fields), for create or update. */
 function fieldObject(kind: 'create' | 'update'): fc.Arbitrary<Record<string, unknown>> {
   const known = fc.record(
-    { name, rate_limit: rateLimit, metadata, role, expires_at: expiresAt, ...(kind === 'update' ? { is_active: fc.oneof(fc.boolean(), json) } : {}) },
+    {
+      name,
+      rate_limit: rateLimit,
+      metadata,
+      role,
+      expires_at: expiresAt,
+      max_queued: quota,
+      max_running: quota,
+      daily_execution_seconds: quota,
+      ...(kind === 'update' ? { is_active: fc.oneof(fc.boolean(), json) } : {}),
+    },
     { requiredKeys: [] },
   );
   return fc.oneof({ weight: 9, arbitrary: known }, { weight: 1, arbitrary: fc.tuple(known, unknownFields).map(([a, b]) => ({ ...b, ...a })) });

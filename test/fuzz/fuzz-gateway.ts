@@ -22,6 +22,9 @@ export interface ListedKey {
   role: string;
   is_active: boolean;
   expires_at: number | null;
+  max_queued: number | null;
+  max_running: number | null;
+  daily_execution_seconds: number | null;
 }
 
 export interface FuzzGateway {

@@ -12,7 +12,18 @@ import { fieldsOf, judgeDays, judgeKeyBody, type Verdict } from './model.js';
 const BATCH = 50;
 /** A path segment the gateway routes as a key_id (anything else under /api/keys/ goes to ComfyUI). */
 const KEY_ID = /^[A-Za-z0-9_-]{1,64}$/;
-const COMPARED: Array<keyof ListedKey> = ['key_id', 'name', 'rate_limit', 'metadata', 'role', 'is_active', 'expires_at'];
+const COMPARED: Array<keyof ListedKey> = [
+  'key_id',
+  'name',
+  'rate_limit',
+  'metadata',
+  'role',
+  'is_active',
+  'expires_at',
+  'max_queued',
+  'max_running',
+  'daily_execution_seconds',
+];
 
 /** A key's compared fields, through JSON (so -0 and 0 compare equal, as they do once stored). */
 function comparable(key: Partial<ListedKey>): Record<string, unknown> {

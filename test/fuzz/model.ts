@@ -8,7 +8,8 @@ export type Verdict = 'valid' | 'invalid' | 'either';
 
 const MAX_BODY_BYTES = 64 * 1024;
 const MAX_METADATA_BYTES = 16 * 1024;
-const CREATE_FIELDS = ['name', 'rate_limit', 'metadata', 'role', 'expires_at'];
+const QUOTA_FIELDS = ['max_queued', 'max_running', 'daily_execution_seconds'];
+const CREATE_FIELDS = ['name', 'rate_limit', 'metadata', 'role', 'expires_at', ...QUOTA_FIELDS];
 const UPDATE_FIELDS = [...CREATE_FIELDS, 'is_active'];
 
 function worst(verdicts: Verdict[]): Verdict {
@@ -56,7 +57,14 @@ function judgeExpiry(at: unknown): Verdict {
   return at >= 0 && at <= 1e11 ? 'valid' : 'either';
 }
 
+/** A job quota: a whole number from 1 to 1,000,000,000, or null for none. */
+function judgeQuota(quota: unknown): Verdict {
+  if (quota === null) return 'valid';
+  return typeof quota === 'number' && Number.isInteger(quota) && quota >= 1 && quota <= 1_000_000_000 ? 'valid' : 'invalid';
+}
+
 const FIELD_RULES: Record<string, (value: unknown) => Verdict> = {
+  ...Object.fromEntries(QUOTA_FIELDS.map((field) => [field, judgeQuota])),
   name: judgeName,
   rate_limit: (limit) => (typeof limit === 'number' && Number.isInteger(limit) && limit >= 1 && limit <= 10_000_000 ? 'valid' : 'invalid'),
   metadata: judgeMetadata,
@@ -88,7 +96,18 @@ export function judgeKeyBody(text: string, kind: 'create' | 'update'): Verdict {
 /** The fields a valid body sets, with the defaults of a creation. */
 export function fieldsOf(text: string, kind: 'create' | 'update'): Record<string, unknown> {
   const body = text.trim() === '' ? {} : ((JSON.parse(text) as Record<string, unknown> | null) ?? {});
-  const defaults = kind === 'create' ? { name: 'Unnamed Key', rate_limit: 100, metadata: {}, role: 'user', expires_at: null, is_active: true } : {};
+  const defaults =
+    kind === 'create'
+      ? {
+          name: 'Unnamed Key',
+          rate_limit: 100,
+          metadata: {},
+          role: 'user',
+          expires_at: null,
+          is_active: true,
+          ...Object.fromEntries(QUOTA_FIELDS.map((field) => [field, null])),
+        }
+      : {};
   return { ...defaults, ...body };
 }
 

@@ -211,6 +211,68 @@ describe('the comfy-gate CLI', () => {
     }
   });
 
+  test('job quotas: set by keys create and keys update, cleared with none, shown, audited; a bad value exits 2 and changes nothing', async () => {
+    const dir = await tempUserDirectory();
+    try {
+      const quotas = (key: Record<string, unknown>): unknown[] => [key.max_queued, key.max_running, key.daily_execution_seconds];
+      const plain = await createWithCli(dir.path, '--name', 'plain');
+      assert.deepEqual(quotas(plain as unknown as Record<string, unknown>), [null, null, null]);
+      const capped = await createWithCli(dir.path, '--name', 'capped', '--max-queued', '5', '--max-running', '2', '--daily-execution-seconds', '3600');
+      assert.deepEqual(quotas(capped as unknown as Record<string, unknown>), [5, 2, 3600]);
+      const createdText = await cli(dir.path, 'keys', 'create', '--name', 'text', '--max-queued', '4', '--daily-execution-seconds', 'none');
+      assert.equal(createdText.code, 0, createdText.stderr);
+      assert.match(createdText.stdout, /100 requests\/hour, max_queued 4\) in /);
+
+      const shown = await cli(dir.path, 'keys', 'show', capped.key_id);
+      assert.match(shown.stdout, /^max queued:\s+5 jobs held, queued or running$/m);
+      assert.match(shown.stdout, /^max running:\s+2 jobs running$/m);
+      assert.match(shown.stdout, /^daily execution:\s+3600 seconds per UTC day$/m);
+      assert.match((await cli(dir.path, 'keys', 'show', plain.key_id)).stdout, /^max queued:\s+no limit$/m);
+
+      const updated = await cliJson<{ key: Record<string, unknown> }>(dir.path, 'keys', 'update', capped.key_id, '--max-running', '3', '--max-queued', 'none');
+      assert.deepEqual(quotas(updated.key), [null, 3, 3600]);
+      const text = await cli(dir.path, 'keys', 'update', capped.key_id, '--daily-execution-seconds', 'NONE', '--max-queued', '9');
+      assert.equal(text.code, 0, text.stderr);
+      assert.match(text.stdout, /max_queued: none -> 9/);
+      assert.match(text.stdout, /daily_execution_seconds: 3600 s\/day -> none/);
+      const shownJson = await cliJson<Record<string, unknown>>(dir.path, 'keys', 'show', capped.key_id);
+      assert.deepEqual(quotas(shownJson), [9, 3, null]);
+
+      const before = await directoryBytes(dir.path);
+      for (const flag of ['--max-queued', '--max-running', '--daily-execution-seconds']) {
+        const message = new RegExp(`${flag} must be a whole number from 1 to 1000000000, or none for no limit`);
+        const bad: Array<[string, RegExp]> = [
+          ['0', message],
+          ['1.5', message],
+          ['1000000001', message],
+          ['abc', message],
+          ['null', message],
+          ['', new RegExp(`${flag} needs a value`)],
+          ['-1', new RegExp(`'${flag}' argument is ambiguous`)],
+        ];
+        for (const [value, expected] of bad) {
+          for (const command of [
+            ['keys', 'update', capped.key_id, flag, value],
+            ['keys', 'create', '--name', 'refused', flag, value],
+          ]) {
+            assertFailed(await cli(dir.path, ...command), 2, expected, command.join(' '));
+          }
+        }
+      }
+      assert.deepEqual(await directoryBytes(dir.path), before, 'refused commands change no file');
+
+      const { entries } = await cliJson<{ entries: AuditLine[] }>(dir.path, 'audit');
+      const ofCapped = entries.filter((e) => e.key_id === capped.key_id).map((e) => e.details);
+      assert.deepEqual(ofCapped, [
+        { name: 'capped', role: 'user', rate_limit: 100, expires_at: null, max_queued: 5, max_running: 2, daily_execution_seconds: 3600 },
+        { max_running: 3, max_queued: null },
+        { max_queued: 9, daily_execution_seconds: null },
+      ]);
+    } finally {
+      await dir.remove();
+    }
+  });
+
   test('disable, enable, rotate and delete; each change is in the audit trail with actor "cli"', async () => {
     const dir = await tempUserDirectory();
     try {

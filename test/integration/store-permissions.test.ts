@@ -142,6 +142,9 @@ describe('store folder permissions', () => {
           key_hash: randomBytes(32).toString('hex'),
           previous_key_hash: null,
           previous_key_valid_until: null,
+          max_queued: null,
+          max_running: null,
+          daily_execution_seconds: null,
         });
         await stores.usage.ensureCreated();
         await stores.audit.append({ ts: now, actor: 'test', action: 'key.create' });

@@ -55,6 +55,9 @@ function keyRecord(keyId: string, secret: string, role: 'user' | 'admin', rateLi
     key_hash: sha256(secret),
     previous_key_hash: null,
     previous_key_valid_until: null,
+    max_queued: null,
+    max_running: null,
+    daily_execution_seconds: null,
   };
 }
 

@@ -37,7 +37,11 @@ describe('comfy-gate migrate', { skip: 'skip' in fresh ? fresh.skip : false }, (
     cleanups.push(directory.remove);
     const fileGateway = await startGateway({ upstream: comfy.url, userDirectory: directory.path, args: ['--require-api-auth'] });
     const admin = await createKey(fileGateway.url, { name: 'admin' });
-    const user = await createKey(fileGateway.url, { name: 'user', rate_limit: 500, metadata: { team: 'vfx' } }, admin.api_key);
+    const user = await createKey(
+      fileGateway.url,
+      { name: 'user', rate_limit: 500, metadata: { team: 'vfx' }, max_queued: 4, daily_execution_seconds: 7200 },
+      admin.api_key,
+    );
     await send(fileGateway.url, `/api/keys/${user.key_id}`, { method: 'PATCH', key: admin.api_key, body: { name: 'renamed user' } });
     const doomed = await createKey(fileGateway.url, { name: 'doomed' }, admin.api_key);
     await send(fileGateway.url, `/api/keys/${doomed.key_id}`, { method: 'DELETE', key: admin.api_key });
@@ -88,8 +92,9 @@ describe('comfy-gate migrate', { skip: 'skip' in fresh ? fresh.skip : false }, (
     });
     cleanups.push(() => pgGateway.stop());
     assert.match(pgGateway.output().stdout, /\(2 keys\)/);
-    const listed = (await send(pgGateway.url, '/api/keys', { key: admin.api_key })).json<{ keys: Array<{ key_id: string; name: string; metadata: unknown }> }>()
-      .keys;
+    const listed = (await send(pgGateway.url, '/api/keys', { key: admin.api_key })).json<{
+      keys: Array<Record<string, unknown> & { key_id: string; name: string }>;
+    }>().keys;
     assert.deepEqual(
       listed.map((k) => [k.key_id, k.name]).sort(),
       [
@@ -97,7 +102,11 @@ describe('comfy-gate migrate', { skip: 'skip' in fresh ? fresh.skip : false }, (
         [user.key_id, 'renamed user'],
       ].sort(),
     );
-    assert.deepEqual(listed.find((k) => k.key_id === user.key_id)!.metadata, { team: 'vfx' });
+    const copiedUser = listed.find((k) => k.key_id === user.key_id)!;
+    assert.deepEqual(copiedUser.metadata, { team: 'vfx' });
+    assert.deepEqual([copiedUser.max_queued, copiedUser.max_running, copiedUser.daily_execution_seconds], [4, null, 7200], 'job quotas copied');
+    const copiedAdmin = listed.find((k) => k.key_id === admin.key_id)!;
+    assert.deepEqual([copiedAdmin.max_queued, copiedAdmin.max_running, copiedAdmin.daily_execution_seconds], [null, null, null]);
     const usageAfter = (await send(pgGateway.url, '/api/usage', { key: user.api_key })).json<{ usage_stats: Record<string, number> }>().usage_stats;
     assert.equal(usageAfter.total_requests, (usageBefore.total_requests as number) + 1, 'the usage read before stopping was itself counted');
     assert.equal(usageAfter.requests_last_24h, (usageBefore.requests_last_24h as number) + 1);

@@ -29,6 +29,9 @@ function makeKey(overrides: Partial<KeyRecord> = {}): { record: KeyRecord; apiKe
     key_hash: sha256(apiKey),
     previous_key_hash: null,
     previous_key_valid_until: null,
+    max_queued: null,
+    max_running: null,
+    daily_execution_seconds: null,
     ...overrides,
   };
   return { record, apiKey };
@@ -106,6 +109,7 @@ describe('FileKeyStore', () => {
     assert.equal(stored.rate_limit, 100);
     assert.equal(stored.is_active, true);
     assert.deepEqual(stored.metadata, { team: 'a' });
+    for (const field of ['max_queued', 'max_running', 'daily_execution_seconds']) assert.equal(stored[field], null, `${field} is written as null`);
   });
 
   test('create, update and delete are durable: a new instance sees them', async () => {
@@ -154,6 +158,7 @@ describe('FileKeyStore', () => {
     assert.equal(found.name, 'My First Key');
     assert.equal(found.last_used, 1712349999.5);
     assert.deepEqual(found.metadata, { purpose: 'testing' });
+    assert.deepEqual([found.max_queued, found.max_running, found.daily_execution_seconds], [null, null, null], 'no job quotas');
 
     await store.create(makeKey().record);
     const fresh = await reopen();
@@ -194,6 +199,10 @@ describe('FileKeyStore', () => {
     ['role', 'root', /role must be "user" or "admin", not "root"/],
     ['expires_at', 'never', /expires_at must be a number/],
     ['key_prefix', 7, /key_prefix must be a string or null/],
+    ['max_queued', 0, /max_queued must be a whole number from 1 to 1000000000 or null, not 0/],
+    ['max_running', '2', /max_running must be a whole number from 1 to 1000000000 or null, not "2"/],
+    ['daily_execution_seconds', 1.5, /daily_execution_seconds must be a whole number/],
+    ['daily_execution_seconds', 1e10, /daily_execution_seconds must be a whole number/],
   ];
   for (const [field, value, message] of badFields) {
     test(`a key whose ${field} is ${value === undefined ? 'missing' : JSON.stringify(value)} is refused, naming the key and the field, in a small file, a large indexed one and the journal`, async () => {

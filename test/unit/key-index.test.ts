@@ -34,6 +34,9 @@ function keyRecord(i: number, suffix = ''): KeyRecord {
     key_hash: sha256(`secret-${i}${suffix}`),
     previous_key_hash: i % 3 === 0 ? sha256(`old-secret-${i}${suffix}`) : null,
     previous_key_valid_until: i % 3 === 0 ? 1_800_000_000 : null,
+    max_queued: i % 4 === 0 ? 1 + (i % 9) : null,
+    max_running: i % 6 === 0 ? 2 : null,
+    daily_execution_seconds: i % 8 === 0 ? 3600 + i : null,
   };
 }
 

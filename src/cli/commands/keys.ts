@@ -2,12 +2,12 @@
 
 import { join } from 'node:path';
 import { usableKeyError } from '../../auth/authenticate.js';
-import { createdKeyBody, newKey, rotatedKey } from '../../auth/new-key.js';
+import { createdKeyBody, creationAuditDetails, newKey, rotatedKey } from '../../auth/new-key.js';
 import { auditActionOf, parseCreateKey, parsePatchKey, type KeyUpdateInput } from '../../server/key-input.js';
 import { createUsageFileIfMissing } from '../../store/file/file-usage-store.js';
 import { createStoreDirectory } from '../../store/file/store-permissions.js';
-import { toPublicKey } from '../../store/key-record.js';
-import type { KeyRecord, PublicKeyRecord } from '../../store/types.js';
+import { isQuota, toPublicKey } from '../../store/key-record.js';
+import { KEY_QUOTA_FIELDS, MAX_KEY_QUOTA, type KeyQuotas, type KeyRecord, type PublicKeyRecord } from '../../store/types.js';
 import { usageStats } from '../../usage/report.js';
 import {
   allowUnsafeStoreOf,
@@ -40,7 +40,7 @@ Commands:
   list                        Every key: key_id, name, prefix, role, status, rate limit, last use, expiry
   create [options]            Create a key; its secret is printed once
   show KEY_ID                 One key, with its usage over the last ${SHOW_USAGE_DAYS} days
-  update KEY_ID [options]     Change the name, rate limit, role or expiry
+  update KEY_ID [options]     Change the name, rate limit, role, expiry or job quotas
   disable KEY_ID              Refuse the key (401 KEY_DISABLED) until it is enabled again
   enable KEY_ID               Accept a disabled key again
   rotate KEY_ID [--grace D]   Give the key a new secret; the old one keeps working for the grace period
@@ -52,6 +52,19 @@ comfy-gate keys COMMAND --help describes a command.`;
 const JSON_HELP = '  --json                Print JSON instead of text';
 const EXPIRES_HELP =
   '  --expires-at WHEN     When the key stops working: Unix seconds, ISO 8601 (2025-12-31,\n                        2025-12-31T18:00:00Z; UTC when no zone is given) or never';
+const QUOTAS_HELP = `  --max-queued N        Jobs the key may have held, queued or running at once (more: 429 QUEUE_LIMIT)
+  --max-running N       Jobs of the key that run at once across backends (more wait, held)
+  --daily-execution-seconds N
+                        Seconds of ComfyUI execution per UTC day (more: 429 EXECUTION_BUDGET_EXCEEDED)
+                        Each quota is 1 to ${MAX_KEY_QUOTA}, or none for no limit`;
+
+/** The flag of each quota field. */
+const QUOTA_FLAGS: Record<keyof KeyQuotas, string> = {
+  max_queued: 'max-queued',
+  max_running: 'max-running',
+  daily_execution_seconds: 'daily-execution-seconds',
+};
+const QUOTA_FLAG_SPECS: FlagSpec = Object.fromEntries(Object.values(QUOTA_FLAGS).map((flag) => [flag, { type: 'string' }]));
 
 /** What a keys command gets to run. */
 interface Run {
@@ -92,6 +105,7 @@ ${USER_DIRECTORY_HELP}
       'rate-limit': { type: 'string' },
       admin: { type: 'boolean' },
       'expires-at': { type: 'string' },
+      ...QUOTA_FLAG_SPECS,
       json: { type: 'boolean' },
     },
     keyId: false,
@@ -105,10 +119,11 @@ ${USER_DIRECTORY_HELP}
   --rate-limit N        Requests per hour (default 100)
   --admin               Make an admin key (may manage keys and read all usage)
 ${EXPIRES_HELP} (default never)
+${QUOTAS_HELP} (default none)
   --json                Print the same JSON object as POST /api/keys
 
 Example:
-  comfy-gate keys create --name "Render farm" --rate-limit 500 --expires-at 2026-01-01`,
+  comfy-gate keys create --name "Render farm" --rate-limit 500 --expires-at 2026-01-01 --max-queued 10`,
     run: createKey,
   },
   show: {
@@ -130,10 +145,12 @@ ${USER_DIRECTORY_HELP}
       'rate-limit': { type: 'string' },
       role: { type: 'string' },
       'expires-at': { type: 'string' },
+      ...QUOTA_FLAG_SPECS,
       json: { type: 'boolean' },
     },
     keyId: true,
     help: `Usage: comfy-gate keys update KEY_ID [--name NAME] [--rate-limit N] [--role user|admin] [--expires-at WHEN]
+                                    [--max-queued N|none] [--max-running N|none] [--daily-execution-seconds N|none]
 
 Changes a key; the values are checked as PATCH /api/keys/{key_id} checks them.
 ${SAFE_BESIDE_GATEWAY}
@@ -144,10 +161,11 @@ ${USER_DIRECTORY_HELP}
   --rate-limit N        Requests per hour, 1 to 10000000
   --role ROLE           user or admin
 ${EXPIRES_HELP}
+${QUOTAS_HELP}
 ${JSON_HELP}
 
 Example:
-  comfy-gate keys update 3f9c... --rate-limit 1000 --expires-at never`,
+  comfy-gate keys update 3f9c... --rate-limit 1000 --expires-at never --max-running 2 --daily-execution-seconds none`,
     run: updateKey,
   },
   disable: {
@@ -289,6 +307,30 @@ function rateLimitOf(values: FlagValues, help: string): number | undefined {
   return Number(value);
 }
 
+/**
+ * The quota flags given, as fields of a key body: a whole number, or `none` (null) for no limit.
+ * @throws UsageError naming the flag and what it accepts.
+ */
+function quotasOf(values: FlagValues, help: string): Partial<KeyQuotas> {
+  const quotas: Partial<KeyQuotas> = {};
+  for (const field of KEY_QUOTA_FIELDS) {
+    const flag = QUOTA_FLAGS[field];
+    const value = stringFlag(values, flag);
+    if (value === undefined) continue;
+    if (value.toLowerCase() === 'none') quotas[field] = null;
+    else if (/^\d{1,15}$/.test(value) && isQuota(Number(value))) quotas[field] = Number(value);
+    else throw new UsageError(`--${flag} must be a whole number from 1 to ${MAX_KEY_QUOTA}, or none for no limit, not ${JSON.stringify(value)}`, help);
+  }
+  return quotas;
+}
+
+/** A key's quotas in one line of text, or '' when it has none. */
+function describeQuotas(record: KeyQuotas): string {
+  return KEY_QUOTA_FIELDS.filter((field) => record[field] !== null)
+    .map((field) => `${field} ${describeValue(field, record[field])}`)
+    .join(', ');
+}
+
 async function createKey({ values, directory, allowUnsafe, ctx, help }: Run): Promise<number> {
   const body: Record<string, unknown> = { role: values.admin ? 'admin' : 'user' };
   const name = stringFlag(values, 'name');
@@ -297,6 +339,7 @@ async function createKey({ values, directory, allowUnsafe, ctx, help }: Run): Pr
   if (name !== undefined) body.name = name;
   if (rateLimit !== undefined) body.rate_limit = rateLimit;
   if (expiresAt !== undefined) body.expires_at = expiresAt;
+  Object.assign(body, quotasOf(values, help));
   let input;
   try {
     input = parseCreateKey(body);
@@ -315,14 +358,17 @@ async function createKey({ values, directory, allowUnsafe, ctx, help }: Run): Pr
     ts: record.created_at,
     action: 'key.create',
     key_id: record.key_id,
-    details: { name: record.name, role: record.role, rate_limit: record.rate_limit, expires_at: record.expires_at },
+    details: creationAuditDetails(record),
   });
   if (values.json) {
     printJson(createdKeyBody(record, apiKey));
     return 0;
   }
   const expiry = record.expires_at === null ? '' : `, expires ${utcTime(record.expires_at)}`;
-  console.log(`Created ${record.role} key "${printable(record.name)}" (key_id ${record.key_id}, ${record.rate_limit} requests/hour${expiry}) in ${keysPath}`);
+  const quotas = describeQuotas(record);
+  console.log(
+    `Created ${record.role} key "${printable(record.name)}" (key_id ${record.key_id}, ${record.rate_limit} requests/hour${expiry}${quotas ? `, ${quotas}` : ''}) in ${keysPath}`,
+  );
   console.log(`API key (shown only this once, save it now): ${apiKey}`);
   return 0;
 }
@@ -346,6 +392,9 @@ async function showKey({ values, keyId, directory, allowUnsafe, ctx }: Run): Pro
     ['created', utcTime(record.created_at)],
     ['last used', utcTime(record.last_used)],
     ['expires', utcTime(record.expires_at)],
+    ['max queued', quotaText(record.max_queued, 'jobs held, queued or running')],
+    ['max running', quotaText(record.max_running, 'jobs running')],
+    ['daily execution', quotaText(record.daily_execution_seconds, 'seconds per UTC day')],
   ];
   if (record.previous_key_valid_until !== null && record.previous_key_valid_until > now)
     rows.push(['old secret valid until', utcTime(record.previous_key_valid_until)]);
@@ -376,9 +425,16 @@ async function showKey({ values, keyId, directory, allowUnsafe, ctx }: Run): Pro
   return 0;
 }
 
+/** A quota with its unit, or `no limit`. */
+function quotaText(value: number | null, unit: string): string {
+  return value === null ? 'no limit' : `${value} ${unit}`;
+}
+
 /** How a changed field reads in text output. */
 function describeValue(field: string, value: unknown): string {
   if (field === 'expires_at') return utcTime(value as number | null);
+  if (value === null && (KEY_QUOTA_FIELDS as readonly string[]).includes(field)) return 'none';
+  if (field === 'daily_execution_seconds') return `${String(value)} s/day`;
   if (field === 'name') return JSON.stringify(value);
   if (field === 'rate_limit') return `${String(value)}/h`;
   return String(value);
@@ -422,7 +478,12 @@ async function updateKey(input: Run): Promise<number> {
   if (rateLimit !== undefined) body.rate_limit = rateLimit;
   if (role !== undefined) body.role = role;
   if (expiresAt !== undefined) body.expires_at = expiresAt;
-  if (Object.keys(body).length === 0) throw new UsageError('keys update needs at least one of --name, --rate-limit, --role, --expires-at', help);
+  Object.assign(body, quotasOf(values, help));
+  if (Object.keys(body).length === 0)
+    throw new UsageError(
+      'keys update needs at least one of --name, --rate-limit, --role, --expires-at, --max-queued, --max-running, --daily-execution-seconds',
+      help,
+    );
   let patch: KeyUpdateInput;
   try {
     patch = parsePatchKey(body);

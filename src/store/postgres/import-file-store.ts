@@ -110,8 +110,10 @@ async function importKeys(directory: string, database: PostgresDatabase): Promis
   if (keys.length === 0) return { found: 0, copied: 0 };
   const column = <K extends keyof KeyRecord>(field: K): Array<KeyRecord[K]> => keys.map((k) => k[field]);
   const { rowCount } = await database.query(
-    `INSERT INTO api_keys (key_id, name, created_at, last_used, rate_limit, is_active, metadata, role, expires_at, key_prefix, key_hash, previous_key_hash, previous_key_valid_until)
-     SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[], $5::int[], $6::bool[], $7::jsonb[], $8::text[], $9::float8[], $10::text[], $11::text[], $12::text[], $13::float8[])
+    `INSERT INTO api_keys (key_id, name, created_at, last_used, rate_limit, is_active, metadata, role, expires_at, key_prefix, key_hash, previous_key_hash,
+       previous_key_valid_until, max_queued, max_running, daily_execution_seconds)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[], $5::int[], $6::bool[], $7::jsonb[], $8::text[], $9::float8[], $10::text[], $11::text[],
+       $12::text[], $13::float8[], $14::int[], $15::int[], $16::int[])
      ON CONFLICT (key_id) DO NOTHING`,
     [
       column('key_id'),
@@ -127,6 +129,9 @@ async function importKeys(directory: string, database: PostgresDatabase): Promis
       column('key_hash'),
       column('previous_key_hash'),
       column('previous_key_valid_until'),
+      column('max_queued'),
+      column('max_running'),
+      column('daily_execution_seconds'),
     ],
   );
   return { found: keys.length, copied: rowCount ?? 0 };

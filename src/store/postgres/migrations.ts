@@ -239,4 +239,12 @@ END $$;
 CREATE TRIGGER jobs_changed AFTER INSERT OR UPDATE ON jobs FOR EACH ROW EXECUTE FUNCTION comfy_gate_job_changed();
 `,
   },
+  {
+    version: 4,
+    name: 'per-key job quotas',
+    sql: `
+-- null: no quota. Existing keys get none.
+ALTER TABLE api_keys ADD COLUMN max_queued integer, ADD COLUMN max_running integer, ADD COLUMN daily_execution_seconds integer;
+`,
+  },
 ];

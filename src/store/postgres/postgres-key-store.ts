@@ -28,13 +28,17 @@ interface KeyRow {
   key_hash: string;
   previous_key_hash: string | null;
   previous_key_valid_until: number | null;
+  max_queued: number | null;
+  max_running: number | null;
+  daily_execution_seconds: number | null;
   deleted: boolean;
   version: string;
   updated: number;
 }
 
 const COLUMNS = `key_id, name, created_at, last_used, rate_limit, is_active, metadata, role, expires_at, key_prefix, key_hash,
-  previous_key_hash, previous_key_valid_until, deleted, version, extract(epoch from updated_at)::float8 AS updated`;
+  previous_key_hash, previous_key_valid_until, max_queued, max_running, daily_execution_seconds, deleted, version,
+  extract(epoch from updated_at)::float8 AS updated`;
 
 /** The columns a patch may set, with how each value is sent. */
 const PATCHABLE: Record<string, (value: unknown) => unknown> = {
@@ -49,6 +53,9 @@ const PATCHABLE: Record<string, (value: unknown) => unknown> = {
   key_hash: (v) => v,
   previous_key_hash: (v) => v,
   previous_key_valid_until: (v) => v,
+  max_queued: (v) => v,
+  max_running: (v) => v,
+  daily_execution_seconds: (v) => v,
 };
 
 function toRecord(row: KeyRow): KeyRecord {
@@ -66,6 +73,9 @@ function toRecord(row: KeyRow): KeyRecord {
     key_hash: row.key_hash,
     previous_key_hash: row.previous_key_hash,
     previous_key_valid_until: row.previous_key_valid_until,
+    max_queued: row.max_queued,
+    max_running: row.max_running,
+    daily_execution_seconds: row.daily_execution_seconds,
   };
 }
 
@@ -288,8 +298,9 @@ export class PostgresKeyStore implements KeyStore {
 /** Inserts a key; a tombstone with the same id (a deleted key) is not brought back. Resolves the row, or null. */
 async function insertKey(client: PoolClient, record: KeyRecord): Promise<KeyRow | null> {
   const { rows } = await client.query<KeyRow>(
-    `INSERT INTO api_keys (key_id, name, created_at, last_used, rate_limit, is_active, metadata, role, expires_at, key_prefix, key_hash, previous_key_hash, previous_key_valid_until)
-     VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12, $13)
+    `INSERT INTO api_keys (key_id, name, created_at, last_used, rate_limit, is_active, metadata, role, expires_at, key_prefix, key_hash, previous_key_hash,
+       previous_key_valid_until, max_queued, max_running, daily_execution_seconds)
+     VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12, $13, $14, $15, $16)
      ON CONFLICT (key_id) DO NOTHING RETURNING ${COLUMNS}`,
     [
       record.key_id,
@@ -305,6 +316,9 @@ async function insertKey(client: PoolClient, record: KeyRecord): Promise<KeyRow 
       record.key_hash,
       record.previous_key_hash,
       record.previous_key_valid_until,
+      record.max_queued,
+      record.max_running,
+      record.daily_execution_seconds,
     ],
   );
   return rows[0] ?? null;
