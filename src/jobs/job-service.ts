@@ -3,10 +3,11 @@
 import { forbidden } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
-import type { JobRecord, JobStore, KeyRecord, OwnershipStore } from '../store/types.js';
+import { ACTIVE_JOB_STATUSES, type JobRecord, type JobStore, type KeyRecord, type OwnershipStore } from '../store/types.js';
 import type { Backend } from './backend.js';
 import { sendJob, type HeldRequest } from './dispatch.js';
 import { createJobRecorder, type JobObserver } from './job-events.js';
+import { checkAdmission } from './quotas.js';
 import { reconcileJobs } from './reconcile.js';
 import { JobScheduler } from './scheduler.js';
 
@@ -18,6 +19,8 @@ export interface JobServiceOptions {
   depth: number;
   keyOf(keyId: string): KeyRecord | undefined;
   log: Logger;
+  /** The key's execution seconds so far on the UTC day of `now` (for `daily_execution_seconds`). */
+  executionSecondsToday(keyId: string, now: number): number;
   /** Told of each admitted job and of each job that ran (metering). */
   onAdmitted?(job: JobRecord): void;
   onEnded?(job: JobRecord): void;
@@ -86,10 +89,17 @@ export class JobService {
    * Admits a prompt as a job. It goes to ComfyUI at once when nothing is held and ComfyUI has room, and
    * ComfyUI's answer is returned (the job then has the id ComfyUI answered with); otherwise it is held
    * and the gateway answers for it, with the job's id.
-   * @throws GatewayError 403 when a job already has that prompt_id; 502/504 when ComfyUI's answer is lost
+   * @throws GatewayError 429 QUEUE_LIMIT or EXECUTION_BUDGET_EXCEEDED past the key's quotas; 403 when a job
+   *   already has that prompt_id; 502/504 when ComfyUI's answer is lost
    */
   async admit(admission: Admission): Promise<UpstreamAnswer> {
     const { key } = admission;
+    const now = this.now();
+    checkAdmission(
+      key,
+      { activeJobs: this.jobs.count({ keyId: key.key_id, statuses: ACTIVE_JOB_STATUSES }), executionSecondsToday: this.options.executionSecondsToday(key.key_id, now) },
+      now,
+    );
     const job: JobRecord = {
       id: admission.promptId,
       key_id: key.key_id,
@@ -97,7 +107,7 @@ export class JobService {
       backend: this.backend.name,
       upstream_id: null,
       status: 'held',
-      admitted_at: this.now(),
+      admitted_at: now,
       forwarded_at: null,
       started_at: null,
       finished_at: null,

@@ -32,6 +32,7 @@ import { WebSocketSlots } from '../proxy/websocket-slots.js';
 import { rateLimitHeaders, retryAfterSeconds } from '../ratelimit/headers.js';
 import type { Stores } from '../store/index.js';
 import type { KeyRecord } from '../store/types.js';
+import { utcDay } from '../usage/day.js';
 import { handleAdminRoute } from './admin-api.js';
 import { handleAdminPage, isAdminPagePath } from './admin-page.js';
 import { handleLogin, handleLogout, type LoginContext } from './login.js';
@@ -76,6 +77,16 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     ownership,
     depth: config.upstreamQueueDepth,
     keyOf: (keyId) => keys.get(keyId),
+    executionSecondsToday: (keyId, at) => usage.dailyTotals(keyId, utcDay(at)).get(utcDay(at))?.execution_seconds ?? 0,
+    onAdmitted: (job) => {
+      usage.recordPromptAdmitted(job.key_id, job.admitted_at);
+      metrics.promptAdmitted(job.key_id);
+    },
+    onEnded: (job) => {
+      if (job.started_at === null) return;
+      usage.recordJobRun(job.key_id, job.finished_at ?? now(), job.execution_seconds ?? 0, job.outputs.length);
+      metrics.jobRun(job.key_id, job.execution_seconds ?? 0, job.outputs.length);
+    },
     log,
   });
   hub.observe(jobs, jobService.observer, () => void jobService.reconcile());

@@ -47,7 +47,7 @@ describe('POST /prompt admits a job', () => {
       },
     } as unknown as HttpProxy;
     const events = { clientId: GATEWAY_CLIENT_ID, isConnected: () => true, expectAnswer: () => () => undefined, answered: (id: string) => answered.push(id) };
-    service = new JobService({ jobs, backend: { name: 'default', proxy, events }, ownership, depth: 2, keyOf: () => ALICE, log: createLogger('silent') });
+    service = new JobService({ jobs, backend: { name: 'default', proxy, events }, ownership, depth: 2, keyOf: () => ALICE, executionSecondsToday: () => 0, log: createLogger('silent') });
   });
   afterEach(async () => {
     service.close();
