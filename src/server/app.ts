@@ -13,6 +13,9 @@ import { HostPolicy } from '../auth/host-names.js';
 import { isPublicPath } from '../auth/public-paths.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { authRequired, forbidden, GatewayError, hostNotAllowed, rateLimitExceeded, routeNotAllowed, tooManyAuthFailures } from '../errors.js';
+import { adminSocketHooks } from '../events/admin-socket.js';
+import { ClientFeatureFlags } from '../events/client-flags.js';
+import type { ClientSinks } from '../events/event-hub.js';
 import { checkBoundedId } from '../isolation/ids.js';
 import { createIsolatedProxy } from '../isolation/isolated-proxy.js';
 import { matchRoute } from '../isolation/route-table.js';
@@ -47,6 +50,12 @@ export interface Gateway {
   close(graceMs?: number): Promise<void>;
 }
 
+/** Optional parts a gateway is built with. */
+export interface GatewayDependencies {
+  /** Where keyed ComfyUI sockets are registered to receive the events of their key's jobs (the event hub). */
+  events?: ClientSinks;
+}
+
 const READY_PROBE_TIMEOUT_MS = 2000;
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
@@ -62,7 +71,13 @@ function requestIdOf(req: IncomingMessage): string {
 }
 
 /** Wires the HTTP server to already-open stores. */
-export function createGatewayServer(config: GatewayConfig, stores: GatewayStores, log: Logger, metrics: GatewayMetrics): Gateway {
+export function createGatewayServer(
+  config: GatewayConfig,
+  stores: GatewayStores,
+  log: Logger,
+  metrics: GatewayMetrics,
+  dependencies: GatewayDependencies = {},
+): Gateway {
   const { keys, usage, counters, ownership, sessions, audit } = stores;
   const proxy = createHttpProxy({ upstream: config.upstream, headersTimeoutMs: config.upstreamTimeoutMs, frameAncestors: config.frameAncestors });
   const isolated = createIsolatedProxy({ proxy, ownership, userRoutes: config.userRoutes });
@@ -275,12 +290,22 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     if (owner !== key.key_id && key.role !== 'admin') throw forbidden('That clientId belongs to another key: use your own (any new id becomes yours).');
     keyOfRequest.set(req, key.key_id);
     const ip = addressing.clientIp(req);
+    // A ComfyUI socket gets its key's jobs of its clientId from the event hub, on top of what its own ComfyUI socket receives.
+    const events = comfySocket ? dependencies.events : undefined;
+    const flags = new ClientFeatureFlags();
+    let unregister = (): void => undefined;
+    const hooks = key.role !== 'admin' && comfySocket ? userSocketHooks(ownership, key.key_id, flags) : events ? adminSocketHooks(flags) : undefined;
     webSockets.relay(req, socket, head, {
       target: `${path}?${query}`,
-      onOpen: () => metrics.websocketOpened(),
+      onOpen: (sendToClient) => {
+        metrics.websocketOpened();
+        if (events)
+          unregister = events.register(key.key_id, query.get('clientId')!, { send: sendToClient, wantsPreviewMetadata: () => flags.wantsPreviewMetadata() });
+      },
       headers: await isolated.upstreamHeadersFor(req, key),
-      ...(key.role === 'admin' || !comfySocket ? {} : { hooks: userSocketHooks(ownership, key.key_id) }),
+      ...(hooks ? { hooks } : {}),
       onEnd: ({ status, connectedMs }) => {
+        unregister();
         if (status === 101) metrics.websocketClosed();
         metrics.request('websocket', status, connectedMs / 1000, key.key_id);
         log.info({ method: 'GET', path, status, duration_ms: connectedMs, key_id: key.key_id, ip }, 'websocket');
