@@ -1,14 +1,11 @@
 // What a user key's WebSocket may receive: status broadcasts, and events and previews of its own prompts, nothing else.
 
+import { ClientFeatureFlags } from '../events/client-flags.js';
+import { ASK_FOR_PREVIEW_METADATA, readPreviewWithMetadata, withoutPreviewMetadata } from '../events/preview-frames.js';
 import type { Frame, RelayHooks } from '../proxy/websocket.js';
 import type { OwnershipStore } from '../store/types.js';
 import { outputFileIds } from './files.js';
-
-/** Binary frame types. */
-const PREVIEW_IMAGE = 1;
-const PREVIEW_IMAGE_WITH_METADATA = 4;
-
-const ASK_FOR_PREVIEW_METADATA = JSON.stringify({ type: 'feature_flags', data: { supports_preview_metadata: true } });
+import { parseJsonOrUndefined } from './json-body.js';
 
 /**
  * Hooks for a user key's socket. The gateway itself tells ComfyUI, first thing, that this socket takes
@@ -16,17 +13,15 @@ const ASK_FOR_PREVIEW_METADATA = JSON.stringify({ type: 'feature_flags', data: {
  * did not ask for metadata gets it converted back to the plain preview frame. The client's own
  * `feature_flags` is answered by the gateway with ComfyUI's flags. Messages that cannot be attributed
  * to one of the key's prompts (broadcast previews, text frames, `display_component`, unknown types)
- * are dropped.
+ * are dropped. `flags` is where the client's own feature_flags are read (pass it to read them elsewhere too).
  */
-export function userSocketHooks(ownership: OwnershipStore, keyId: string): RelayHooks {
-  let clientWantsMetadata = false;
-  let clientSentJson = false;
+export function userSocketHooks(ownership: OwnershipStore, keyId: string, flags = new ClientFeatureFlags()): RelayHooks {
   let serverFlags: string | null = null;
   let pendingFlagsReply: ((text: string) => void) | null = null;
   const ownPrompt = (promptId: unknown): boolean => typeof promptId === 'string' && ownership.ownerOf('prompt', promptId) === keyId;
 
   function fromUpstreamText(frame: Frame): Frame | null {
-    const message = parse(frame.data) as { type?: unknown; data?: Record<string, unknown> } | undefined;
+    const message = parseJsonOrUndefined(frame.data) as { type?: unknown; data?: Record<string, unknown> } | undefined;
     if (!message || typeof message.type !== 'string') return null;
     if (message.type === 'status') return frame;
     if (message.type === 'feature_flags') {
@@ -46,16 +41,10 @@ export function userSocketHooks(ownership: OwnershipStore, keyId: string): Relay
   }
 
   function fromUpstreamBinary(frame: Frame): Frame | null {
-    const bytes = frame.data as Buffer;
-    if (bytes.length < 8 || bytes.readUInt32BE(0) !== PREVIEW_IMAGE_WITH_METADATA) return null;
-    const metadataLength = bytes.readUInt32BE(4);
-    const metadata = parse(bytes.subarray(8, 8 + metadataLength)) as { prompt_id?: unknown; image_type?: unknown } | undefined;
-    if (!ownPrompt(metadata?.prompt_id)) return null;
-    if (clientWantsMetadata) return frame;
-    const header = Buffer.alloc(8);
-    header.writeUInt32BE(PREVIEW_IMAGE, 0);
-    header.writeUInt32BE(metadata!.image_type === 'image/png' ? 2 : 1, 4);
-    return { data: Buffer.concat([header, bytes.subarray(8 + metadataLength)]), isBinary: true };
+    const preview = readPreviewWithMetadata(frame.data as Buffer);
+    if (!preview || !ownPrompt(preview.metadata.prompt_id)) return null;
+    if (flags.wantsPreviewMetadata()) return frame;
+    return { data: withoutPreviewMetadata(preview), isBinary: true };
   }
 
   return {
@@ -64,23 +53,10 @@ export function userSocketHooks(ownership: OwnershipStore, keyId: string): Relay
     },
     fromUpstream: (frame) => (frame.isBinary ? fromUpstreamBinary(frame) : fromUpstreamText(frame)),
     fromClient(frame, replyToClient) {
-      if (frame.isBinary || clientSentJson) return frame;
-      const message = parse(frame.data) as { type?: unknown; data?: { supports_preview_metadata?: unknown } } | undefined;
-      if (message === undefined) return frame;
-      clientSentJson = true;
-      if (message.type !== 'feature_flags') return frame;
-      clientWantsMetadata = message.data?.supports_preview_metadata === true;
+      if (!flags.read(frame)) return frame;
       if (serverFlags) replyToClient(serverFlags);
       else pendingFlagsReply = replyToClient;
       return null;
     },
   };
-}
-
-function parse(data: Buffer | string): unknown {
-  try {
-    return JSON.parse(data.toString());
-  } catch {
-    return undefined;
-  }
 }

@@ -7,7 +7,7 @@ export interface BackendEvents {
   /** The clientId the gateway's own socket has on this backend: every forwarded prompt carries it. */
   readonly clientId: string;
   /** Whether the gateway's socket to the backend is open (it is down when ComfyUI is). */
-  isConnected(): boolean;
+  readonly connected: boolean;
   /** Called before a prompt is sent: events of prompts not known yet are held until the returned function is called. */
   expectAnswer(): () => void;
   /** The job ComfyUI knows by `upstreamId` is in the registry now: its held events go out. */

@@ -2,17 +2,8 @@
 
 import { fileId, outputFiles } from '../isolation/files.js';
 import type { Logger } from '../log/logger.js';
-import type { JobError, JobRecord, JobStatus, JobStore, OwnershipStore } from '../store/types.js';
-
-/** How a run ended, as ComfyUI's last event of a prompt says. */
-export type RunOutcome = 'success' | 'error' | 'interrupted';
-
-/** What the event hub tells about the jobs it sees run. */
-export interface JobObserver {
-  started(jobId: string, at: number): void;
-  executed(jobId: string, node: string, output: unknown): void;
-  ended(jobId: string, outcome: RunOutcome, at: number, error: JobError | null): void;
-}
+import type { JobObserver } from '../events/event-hub.js';
+import type { JobRecord, JobStatus, JobStore, OwnershipStore } from '../store/types.js';
 
 export interface JobRecorderOptions {
   jobs: JobStore;

@@ -4,16 +4,22 @@ import { forbidden } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import { ACTIVE_JOB_STATUSES, type JobRecord, type JobStore, type KeyRecord, type OwnershipStore } from '../store/types.js';
-import type { Backend } from './backend.js';
+import type { HttpProxy } from '../proxy/http.js';
+import type { Backend, BackendEvents } from './backend.js';
 import { sendJob, type HeldRequest } from './dispatch.js';
-import { createJobRecorder, type JobObserver } from './job-events.js';
+import type { JobObserver } from '../events/event-hub.js';
+import { createJobRecorder } from './job-events.js';
 import { checkAdmission } from './quotas.js';
 import { reconcileJobs } from './reconcile.js';
 import { JobScheduler } from './scheduler.js';
 
-export interface JobServiceOptions {
+export interface JobServiceOptions<Events extends BackendEvents> {
   jobs: JobStore;
-  backend: Backend;
+  /** The backend's name in job records. */
+  backendName: string;
+  proxy: HttpProxy;
+  /** Connects the backend's event hub, which tells `observer` of its jobs and calls `onConnected` each time its socket opens. */
+  connectEvents(observer: JobObserver, onConnected: () => void): Events;
   ownership: OwnershipStore;
   /** `--upstream-queue-depth`. */
   depth: number;
@@ -40,23 +46,20 @@ export interface Admission {
   front: boolean;
 }
 
-export class JobService {
+export class JobService<Events extends BackendEvents = BackendEvents> {
   readonly jobs: JobStore;
-  readonly backend: Backend;
+  readonly backend: Backend & { events: Events };
   readonly scheduler: JobScheduler;
-  /** What the event hub reports jobs to. */
-  readonly observer: JobObserver;
-  private readonly options: JobServiceOptions;
+  private readonly observer: JobObserver;
+  private readonly options: JobServiceOptions<Events>;
   private readonly now: () => number;
   private reconcileTimer: NodeJS.Timeout | null = null;
   private reconciling: Promise<void> | null = null;
 
-  constructor(options: JobServiceOptions) {
+  constructor(options: JobServiceOptions<Events>) {
     this.options = options;
     this.jobs = options.jobs;
-    this.backend = options.backend;
     this.now = options.now ?? (() => Date.now() / 1000);
-    this.scheduler = new JobScheduler({ backend: options.backend, jobs: options.jobs, depth: options.depth, keyOf: options.keyOf, log: options.log, now: this.now });
     this.observer = createJobRecorder({
       jobs: options.jobs,
       ownership: options.ownership,
@@ -66,6 +69,12 @@ export class JobService {
         this.scheduler.pump();
       },
     });
+    const events = options.connectEvents(this.observer, () => {
+      void this.reconcile();
+      this.scheduler.pump();
+    });
+    this.backend = { name: options.backendName, proxy: options.proxy, events };
+    this.scheduler = new JobScheduler({ backend: this.backend, jobs: options.jobs, depth: options.depth, keyOf: options.keyOf, log: options.log, now: this.now });
   }
 
   /** Queues the held jobs of the registry and settles the sent ones with ComfyUI, then keeps doing so now and then. */

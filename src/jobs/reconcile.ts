@@ -4,7 +4,7 @@ import { outputFiles } from '../isolation/files.js';
 import { parseJsonOrUndefined } from '../isolation/json-body.js';
 import type { JobRecord, JobStore } from '../store/types.js';
 import type { Backend } from './backend.js';
-import type { JobObserver, RunOutcome } from './job-events.js';
+import type { JobObserver, JobOutcome } from '../events/event-hub.js';
 
 /** Lookups of history entries in flight at once. */
 const LOOKUPS_AT_ONCE = 8;
@@ -55,7 +55,7 @@ async function settleFromHistory(backend: Backend, job: JobRecord, observer: Job
     return typeof stamp === 'number' ? stamp / 1000 : undefined;
   };
   const startedAt = timeOf('execution_start');
-  const outcome: RunOutcome = timeOf('execution_interrupted') !== undefined ? 'interrupted' : entry.status?.status_str === 'success' ? 'success' : 'error';
+  const outcome: JobOutcome = timeOf('execution_interrupted') !== undefined ? 'interrupted' : entry.status?.status_str === 'success' ? 'success' : 'error';
   const endedAt = timeOf(`execution_${outcome}`) ?? now();
   if (startedAt !== undefined && job.started_at === null) observer.started(job.id, startedAt);
   for (const [node, output] of Object.entries(entry.outputs ?? {})) {

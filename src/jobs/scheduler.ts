@@ -78,7 +78,7 @@ export class JobScheduler {
   pump(): void {
     if (this.closed) return;
     while (this.queue.size > 0 && this.inFlight() < this.options.depth) {
-      if (!this.options.backend.events.isConnected()) return this.retryLater();
+      if (!this.options.backend.events.connected) return this.retryLater();
       const next = this.queue.next((keyId) => this.mayRelease(keyId));
       if (!next) return;
       this.queue.remove(next.id);

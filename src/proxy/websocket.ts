@@ -30,14 +30,24 @@ export interface RelayHooks {
   fromClient?(frame: Frame, replyToClient: (text: string) => void): Frame | null;
 }
 
+/**
+ * Sends the client a message of the gateway's own. While more than HIGH_WATER_BYTES wait to be written
+ * to the client, binary frames (previews, progress text) are dropped; JSON events are always sent.
+ */
+export type ClientSender = (data: Buffer | string, isBinary: boolean) => void;
+
 export interface RelayOptions {
   /** The request target at ComfyUI (default: the client's). */
   target?: string;
   /** Headers to set on the upstream handshake (null removes one). */
   headers?: Record<string, string | null>;
   hooks?: RelayHooks;
-  /** Runs when the client's socket is open (both sides connected). */
-  onOpen?(): void;
+  /**
+   * Runs when the client's socket is open (both sides connected), with a function that sends the
+   * client a message from the gateway itself (events it relays from elsewhere); `onEnd` runs when
+   * that socket closes.
+   */
+  onOpen?(sendToClient: ClientSender): void;
   /** Runs once when the relay ends (or never began), with the status the client got and the connected time. */
   onEnd(outcome: { status: number; connectedMs: number }): void;
 }
@@ -52,7 +62,7 @@ export interface WebSocketProxy {
 /** ComfyUI's own limit on a message it receives (aiohttp's default `max_msg_size`): what a client may send. */
 const MAX_CLIENT_MESSAGE_BYTES = 4 * 1024 * 1024;
 /** What ComfyUI may send in one message: it sets no limit itself, and `SaveImageWebsocket` sends whole images. */
-const MAX_UPSTREAM_MESSAGE_BYTES = 64 * 1024 * 1024;
+export const MAX_UPSTREAM_MESSAGE_BYTES = 64 * 1024 * 1024;
 /** Bytes waiting to be written to one side above which the other side is no longer read. */
 const HIGH_WATER_BYTES = 1024 * 1024;
 
@@ -139,7 +149,10 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
       server.handleUpgrade(req, socket, head, (ws) => {
         client = ws;
         openedAt = Date.now();
-        relayOptions.onOpen?.();
+        relayOptions.onOpen?.((data, isBinary) => {
+          if (ws.readyState !== WebSocket.OPEN || (isBinary && ws.bufferedAmount > HIGH_WATER_BYTES)) return;
+          ws.send(data, { binary: isBinary });
+        });
         for (const frame of early.splice(0)) ws.send(frame.data, { binary: frame.isBinary });
         const replyToClient = (text: string): void => {
           if (ws.readyState === WebSocket.OPEN) ws.send(text);

@@ -13,6 +13,8 @@ import { HostPolicy } from '../auth/host-names.js';
 import { isPublicPath } from '../auth/public-paths.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { authRequired, forbidden, GatewayError, hostNotAllowed, methodNotAllowed, rateLimitExceeded, routeNotAllowed, tooManyAuthFailures } from '../errors.js';
+import { adminSocketHooks } from '../events/admin-socket.js';
+import { ClientFeatureFlags } from '../events/client-flags.js';
 import { EventHub } from '../events/event-hub.js';
 import { DEFAULT_BACKEND } from '../jobs/backend.js';
 import { JobService } from '../jobs/job-service.js';
@@ -70,10 +72,11 @@ function requestIdOf(req: IncomingMessage): string {
 export function createGatewayServer(config: GatewayConfig, stores: GatewayStores, log: Logger, metrics: GatewayMetrics): Gateway {
   const { keys, usage, counters, ownership, sessions, audit, jobs } = stores;
   const proxy = createHttpProxy({ upstream: config.upstream, headersTimeoutMs: config.upstreamTimeoutMs, frameAncestors: config.frameAncestors });
-  const hub = new EventHub({ backend: DEFAULT_BACKEND, upstream: config.upstream, log });
   const jobService = new JobService({
     jobs,
-    backend: { name: DEFAULT_BACKEND, proxy, events: hub },
+    backendName: DEFAULT_BACKEND,
+    proxy,
+    connectEvents: (observer, onConnected) => new EventHub({ backend: DEFAULT_BACKEND, upstream: config.upstream, jobs, observer, log, onConnected }),
     ownership,
     depth: config.upstreamQueueDepth,
     keyOf: (keyId) => keys.get(keyId),
@@ -89,7 +92,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     },
     log,
   });
-  hub.observe(jobs, jobService.observer, () => void jobService.reconcile());
+  const hub = jobService.backend.events;
   const isolated = createIsolatedProxy({ proxy, ownership, jobs: jobService, userRoutes: config.userRoutes });
   const webSockets = createWebSocketProxy({
     upstream: config.upstream,
@@ -304,12 +307,22 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     if (owner !== key.key_id && key.role !== 'admin') throw forbidden('That clientId belongs to another key: use your own (any new id becomes yours).');
     keyOfRequest.set(req, key.key_id);
     const ip = addressing.clientIp(req);
+    // A ComfyUI socket gets its key's jobs of its clientId from the event hub, on top of what its own ComfyUI socket receives.
+    const events = comfySocket ? hub : undefined;
+    const flags = new ClientFeatureFlags();
+    let unregister = (): void => undefined;
+    const hooks = key.role !== 'admin' && comfySocket ? userSocketHooks(ownership, key.key_id, flags) : events ? adminSocketHooks(flags) : undefined;
     webSockets.relay(req, socket, head, {
       target: `${path}?${query}`,
-      onOpen: () => metrics.websocketOpened(),
+      onOpen: (sendToClient) => {
+        metrics.websocketOpened();
+        if (events)
+          unregister = events.register(key.key_id, query.get('clientId')!, { send: sendToClient, wantsPreviewMetadata: () => flags.wantsPreviewMetadata() });
+      },
       headers: await isolated.upstreamHeadersFor(req, key),
-      ...(key.role === 'admin' || !comfySocket ? {} : { hooks: userSocketHooks(ownership, key.key_id) }),
+      ...(hooks ? { hooks } : {}),
       onEnd: ({ status, connectedMs }) => {
+        unregister();
         if (status === 101) metrics.websocketClosed();
         metrics.request('websocket', status, connectedMs / 1000, key.key_id);
         log.info({ method: 'GET', path, status, duration_ms: connectedMs, key_id: key.key_id, ip }, 'websocket');

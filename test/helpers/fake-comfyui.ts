@@ -16,6 +16,8 @@ export interface FakeComfyUIOptions {
   multiUser?: boolean;
   /** `--preview-method`: one binary preview frame per sampler node. */
   previewFrames?: boolean;
+  /** One progress text frame (binary type 3) per sampler node, broadcast to every socket as ComfyUI's core callers do. */
+  progressText?: boolean;
   /** Delay between execution events in ms (default 5). */
   stepDelayMs?: number;
   /**
@@ -23,6 +25,12 @@ export interface FakeComfyUIOptions {
    * `ignored`: the server always mints its own and answers with it, as earlier releases do.
    */
   promptIds?: PromptIdMode;
+  /** `false`: a release older than feature flags, which never answers a socket's feature_flags and sends only type 1 previews (default true). */
+  featureFlags?: boolean;
+  /** Node classes whose execution raises, so that the prompt ends with `execution_error` (ComfyUI's RuntimeError). */
+  failingClassTypes?: readonly string[];
+  /** The port to listen on (default: a free one), e.g. to start a fake again where a stopped one was. */
+  port?: number;
 }
 
 /** How a ComfyUI release treats a client-chosen `prompt_id`; suites run against both. */
@@ -252,6 +260,11 @@ class HttpError extends Error {
 
 class Interrupted extends Error {}
 
+/** An exception raised by a node while it runs (one of `failingClassTypes`). */
+class NodeFailure extends Error {
+  override name = 'RuntimeError';
+}
+
 class FakeServer implements FakeComfyUI {
   url = '';
   port = 0;
@@ -296,7 +309,7 @@ class FakeServer implements FakeComfyUI {
     await Promise.all([this.outputDir, this.inputDir, this.tempDir, this.userDir].map((d) => mkdir(d, { recursive: true })));
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(0, '127.0.0.1', resolve);
+      this.server.listen(this.opts.port ?? 0, '127.0.0.1', resolve);
     });
     this.port = (this.server.address() as AddressInfo).port;
     this.url = `http://127.0.0.1:${this.port}`;
@@ -426,7 +439,7 @@ class FakeServer implements FakeComfyUI {
     if (message['type'] === 'echo') return sendFrame(client.ws, 'echo', message['data']);
     if (client.negotiated) return;
     client.negotiated = true;
-    if (message['type'] !== 'feature_flags') return;
+    if (message['type'] !== 'feature_flags' || this.opts.featureFlags === false) return;
     client.previewMetadata = isObject(message['data']) && message['data']['supports_preview_metadata'] === true;
     sendFrame(client.ws, 'feature_flags', SERVER_FEATURES);
   }
@@ -604,6 +617,9 @@ class FakeServer implements FakeComfyUI {
       await this.progressState(run, id, value, 3, 'running');
     }
     if (this.opts.previewFrames && SAMPLER_NODES.has(classType)) this.sendPreview(run, id);
+    if (this.opts.progressText && SAMPLER_NODES.has(classType))
+      for (const { ws } of this.clients.values()) sendBinary(ws, progressTextFrame(id, 'step 3 of 3'));
+    if (this.opts.failingClassTypes?.includes(classType)) throw new NodeFailure(`${classType} failed`);
     const output = await this.nodeOutput(classType);
     if (output) {
       run.outputs[id] = output;
@@ -672,7 +688,7 @@ class FakeServer implements FakeComfyUI {
     if (err instanceof Interrupted) return this.recordEvent(run, 'execution_interrupted', base, true);
     this.recordEvent(run, 'execution_error', {
       ...base,
-      exception_message: String(err),
+      exception_message: err instanceof Error ? err.message : String(err),
       exception_type: err instanceof Error ? err.name : 'Exception',
       traceback: [],
       current_inputs: {},
@@ -1114,6 +1130,12 @@ function u32Pair(a: number, b: number): Buffer {
   buf.writeUInt32BE(a, 0);
   buf.writeUInt32BE(b, 4);
   return buf;
+}
+
+/** Binary type 3 TEXT: the node id's length, the node id, then the text. */
+function progressTextFrame(nodeId: string, text: string): Buffer {
+  const node = Buffer.from(nodeId);
+  return Buffer.concat([u32Pair(3, node.length), node, Buffer.from(text)]);
 }
 
 /** Binary type 1 PREVIEW_IMAGE, format 2 (PNG). */

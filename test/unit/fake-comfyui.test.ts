@@ -8,6 +8,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocket } from 'ws';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 interface Reply {
   status: number;
@@ -48,16 +49,6 @@ function request(
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const json = (reply: Reply): any => JSON.parse(reply.body.toString('utf8'));
-
-async function waitFor<T>(check: () => T | undefined | false, what: string, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 /** Opens /ws and records every frame (JSON frames parsed, binary frames as Buffers). */
 async function connect(fake: FakeComfyUI, target = '/ws'): Promise<{ ws: WebSocket; frames: Array<Frame | Buffer> }> {

@@ -46,8 +46,8 @@ describe('POST /prompt admits a job', () => {
         return answer(body);
       },
     } as unknown as HttpProxy;
-    const events = { clientId: GATEWAY_CLIENT_ID, isConnected: () => true, expectAnswer: () => () => undefined, answered: (id: string) => answered.push(id) };
-    service = new JobService({ jobs, backend: { name: 'default', proxy, events }, ownership, depth: 2, keyOf: () => ALICE, executionSecondsToday: () => 0, log: createLogger('silent') });
+    const events = { clientId: GATEWAY_CLIENT_ID, connected: true, expectAnswer: () => () => undefined, answered: (id: string) => answered.push(id) };
+    service = new JobService({ jobs, backendName: 'default', proxy, connectEvents: () => events, ownership, depth: 2, keyOf: () => ALICE, executionSecondsToday: () => 0, log: createLogger('silent') });
   });
   afterEach(async () => {
     service.close();

@@ -1,0 +1,29 @@
+// Hooks for an admin key's socket while the event hub sends it its jobs' events: reads the client's feature flags and drops the broadcasts the hub already sends.
+
+import { parseJsonOrUndefined } from '../isolation/json-body.js';
+import type { Frame, RelayHooks } from '../proxy/websocket.js';
+import type { ClientFeatureFlags } from './client-flags.js';
+import { binaryFrameType, TEXT } from './preview-frames.js';
+
+/**
+ * An admin socket still receives everything its own ComfyUI socket gets. ComfyUI broadcasts progress
+ * text (binary type 3) and `display_component` to every socket, and the hub sends those of the running
+ * job to that job's sockets, so they are dropped here to reach the client once. `flags` reads the
+ * client's feature_flags, which pass on to ComfyUI unchanged.
+ */
+export function adminSocketHooks(flags: ClientFeatureFlags): RelayHooks {
+  return {
+    fromClient(frame) {
+      flags.read(frame);
+      return frame;
+    },
+    fromUpstream: (frame) => (isRunningPromptBroadcast(frame) ? null : frame),
+  };
+}
+
+function isRunningPromptBroadcast(frame: Frame): boolean {
+  if (frame.isBinary) return binaryFrameType(frame.data as Buffer) === TEXT;
+  // Most messages are not display_component: only those that mention it are parsed.
+  if (!frame.data.includes('display_component')) return false;
+  return (parseJsonOrUndefined(frame.data) as { type?: unknown } | undefined)?.type === 'display_component';
+}

@@ -1,0 +1,349 @@
+// The event hub of one backend: reads every job's events from the gateway's own ComfyUI socket, records them, and passes each to the sockets of the job's key and client.
+
+import type { Logger } from '../log/logger.js';
+import type { JobError, JobRecord } from '../store/types.js';
+import {
+  binaryFrameType,
+  PREVIEW_IMAGE_WITH_METADATA,
+  readPreviewWithMetadata,
+  withoutPreviewMetadata,
+  withPreviewMetadata,
+  type PreviewWithMetadata,
+} from './preview-frames.js';
+import { UpstreamEvents, type UpstreamEventsOptions, type UpstreamMessage } from './upstream-events.js';
+
+/** How the hub finds the job ComfyUI knows by a prompt_id (the JobStore satisfies it). */
+export interface JobLookup {
+  byUpstreamId(backend: string, upstreamId: string): Pick<JobRecord, 'id' | 'key_id' | 'client_id'> | undefined;
+}
+
+/** How a job ended. */
+export type JobOutcome = 'success' | 'error' | 'interrupted';
+
+/** Told what happens to each job; times are Unix seconds (ComfyUI's own `timestamp` when the message has one). */
+export interface JobObserver {
+  /** `execution_start`. */
+  started(jobId: string, at: number): void;
+  /** `executed` of a node (cached nodes included); `output` is ComfyUI's UI dict, or null. */
+  executed(jobId: string, node: string, output: unknown): void;
+  /** `execution_success`, `execution_error` (with the error) or `execution_interrupted`. */
+  ended(jobId: string, outcome: JobOutcome, at: number, error: JobError | null): void;
+}
+
+/** A client socket the hub sends its jobs' events to. */
+export interface ClientSink {
+  send(data: Buffer | string, isBinary: boolean): void;
+  /** Whether the client asked for previews with metadata (type 4); other clients get type 1. */
+  wantsPreviewMetadata(): boolean;
+}
+
+/** Where client sockets are registered to receive the events of their key's jobs. */
+export interface ClientSinks {
+  /** Registers a socket for the jobs of `keyId` whose client_id is `clientId`; returns the function that unregisters it. */
+  register(keyId: string, clientId: string, sink: ClientSink): () => void;
+}
+
+/** Bounds on the events of not-yet-known prompts held while an answer to `POST /prompt` is awaited. */
+export interface HoldLimits {
+  /** Default 1,000. */
+  maxMessages: number;
+  /** Default 8 MiB. */
+  maxBytes: number;
+  /** How long an event is held at most (default 10 s). */
+  maxMs: number;
+}
+
+export interface EventHubOptions {
+  /** The backend's name, as in `JobRecord.backend` (`default` for the one upstream). */
+  backend: string;
+  /** ComfyUI's base URL. */
+  upstream: URL;
+  jobs: JobLookup;
+  observer: JobObserver;
+  log: Logger;
+  /** Timings of the socket to ComfyUI. */
+  socket?: Pick<UpstreamEventsOptions, 'pingIntervalMs' | 'handshakeTimeoutMs' | 'reconnectMinMs' | 'reconnectMaxMs'>;
+  hold?: Partial<HoldLimits>;
+  /** Runs each time the socket to ComfyUI opens, the first time and after a reconnect (a time to reconcile jobs with ComfyUI). */
+  onConnected?(): void;
+}
+
+/** An event as received, kept until it can be attributed to a job. */
+type Incoming =
+  | { kind: 'text'; message: UpstreamMessage; raw: string; receivedAt: number }
+  | { kind: 'binary'; frame: Buffer; preview: PreviewWithMetadata | null; receivedAt: number };
+
+interface Held {
+  upstreamId: string;
+  event: Incoming;
+  bytes: number;
+  /** Date.now() after which it is dropped. */
+  until: number;
+}
+
+const END_EVENTS = new Set(['execution_success', 'execution_error', 'execution_interrupted']);
+const DEFAULT_HOLD: HoldLimits = { maxMessages: 1000, maxBytes: 8 * 1024 * 1024, maxMs: 10_000 };
+
+/**
+ * One backend's events. ComfyUI sends a prompt's events only to the socket whose clientId is the
+ * prompt's client_id, so every prompt forwarded to this backend must carry `clientId` as its
+ * client_id. Each event is attributed by its `prompt_id` (type 4 previews by their metadata); events
+ * without one (type 1 previews, progress text, `executing` with only a node) belong to the prompt
+ * running on the backend, from its `execution_start` to its end. The job's key and client sockets get
+ * the event with `prompt_id` set to the job's id; the observer is told of starts, outputs and ends.
+ * `status` broadcasts are kept and offered to subscribers, never sent to sinks.
+ */
+export class EventHub implements ClientSinks {
+  private readonly backend: string;
+  private readonly jobs: JobLookup;
+  private readonly observer: JobObserver;
+  private readonly log: Logger;
+  private readonly limits: HoldLimits;
+  private readonly upstream: UpstreamEvents;
+  private readonly sinks = new Map<string, Set<ClientSink>>();
+  private readonly statusListeners = new Set<(data: Record<string, unknown>) => void>();
+  private latestStatus: Record<string, unknown> | null = null;
+  /** The prompt_id running on the backend, known or not. */
+  private running: string | null = null;
+  private expectedAnswers = 0;
+  private held: Held[] = [];
+  private heldBytes = 0;
+  private readonly heldPerId = new Map<string, number>();
+  private sweepTimer: NodeJS.Timeout | null = null;
+
+  constructor(options: EventHubOptions) {
+    this.backend = options.backend;
+    this.jobs = options.jobs;
+    this.observer = options.observer;
+    this.log = options.log.child({ backend: options.backend });
+    this.limits = { ...DEFAULT_HOLD, ...options.hold };
+    this.upstream = new UpstreamEvents({
+      ...options.socket,
+      upstream: options.upstream,
+      log: this.log,
+      listener: {
+        opened: () => options.onConnected?.(),
+        closed: () => (this.running = null),
+        text: (message, raw) => this.onText(message, raw),
+        binary: (frame) => this.onBinary(frame),
+      },
+    });
+  }
+
+  /** Connects to ComfyUI (and reconnects whenever the socket drops, until `close`). */
+  start(): void {
+    this.upstream.open();
+  }
+
+  /** The `client_id` every prompt forwarded to this backend must carry. */
+  get clientId(): string {
+    return this.upstream.clientId;
+  }
+
+  /** Whether the socket to ComfyUI is open (prompts that run while it is not lose their events). */
+  get connected(): boolean {
+    return this.upstream.connected;
+  }
+
+  /** ComfyUI's feature flags, or null until it answers (older releases never do). */
+  featureFlags(): Record<string, unknown> | null {
+    return this.upstream.featureFlags();
+  }
+
+  /** The `data` of ComfyUI's latest `status` broadcast (`{status: {exec_info: {queue_remaining}}}`), or null before the first. */
+  status(): Record<string, unknown> | null {
+    return this.latestStatus;
+  }
+
+  /** Calls `listener` with the `data` of every `status` broadcast from now on; returns the function that stops it. */
+  onStatus(listener: (data: Record<string, unknown>) => void): () => void {
+    this.statusListeners.add(listener);
+    return () => this.statusListeners.delete(listener);
+  }
+
+  register(keyId: string, clientId: string, sink: ClientSink): () => void {
+    const id = sinkId(keyId, clientId);
+    let set = this.sinks.get(id);
+    if (!set) this.sinks.set(id, (set = new Set()));
+    set.add(sink);
+    return () => {
+      set.delete(sink);
+      if (set.size === 0 && this.sinks.get(id) === set) this.sinks.delete(id);
+    };
+  }
+
+  /**
+   * Call before forwarding a prompt: until the returned function is called, events of prompts the
+   * registry does not know yet are held (a ComfyUI may run a prompt before its answer names it).
+   * Call the returned function once the answer failed, or after `answered` when it named the prompt.
+   */
+  expectAnswer(): () => void {
+    this.expectedAnswers += 1;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.expectedAnswers -= 1;
+    };
+  }
+
+  /** Call once the job ComfyUI knows by `upstreamId` is in the registry: its held events are delivered, in order. */
+  answered(upstreamId: string): void {
+    const job = this.jobs.byUpstreamId(this.backend, upstreamId);
+    if (job) this.deliverHeld(job, upstreamId);
+  }
+
+  /** Closes the socket to ComfyUI and drops held events. */
+  close(): void {
+    this.upstream.close();
+    if (this.sweepTimer) clearTimeout(this.sweepTimer);
+    this.held = [];
+    this.heldBytes = 0;
+    this.heldPerId.clear();
+  }
+
+  private onText(message: UpstreamMessage, raw: string): void {
+    const { type, data } = message;
+    if (type === 'status') {
+      this.latestStatus = data;
+      for (const listener of this.statusListeners) listener(data);
+      return;
+    }
+    const promptId = typeof data.prompt_id === 'string' ? data.prompt_id : null;
+    const ends = END_EVENTS.has(type) || (type === 'executing' && data.node === null);
+    // A backend runs one prompt at a time: any event of a prompt that has not ended says it is the one running.
+    if (promptId !== null && !ends) this.running = promptId;
+    const owner = promptId ?? this.running;
+    if (ends && owner === this.running) this.running = null;
+    if (owner !== null) this.dispatch(owner, { kind: 'text', message, raw, receivedAt: Date.now() / 1000 });
+  }
+
+  private onBinary(frame: Buffer): void {
+    const preview = binaryFrameType(frame) === PREVIEW_IMAGE_WITH_METADATA ? readPreviewWithMetadata(frame) : null;
+    const promptId = preview?.metadata.prompt_id;
+    const owner = typeof promptId === 'string' ? promptId : this.running;
+    if (owner !== null) this.dispatch(owner, { kind: 'binary', frame, preview, receivedAt: Date.now() / 1000 });
+  }
+
+  /** Delivers an event to its job, or holds it while the job may still become known, or drops it. */
+  private dispatch(upstreamId: string, event: Incoming): void {
+    const job = this.jobs.byUpstreamId(this.backend, upstreamId);
+    if (job) {
+      this.deliverHeld(job, upstreamId);
+      this.deliver(job, upstreamId, event);
+    } else if (this.expectedAnswers > 0 || this.heldPerId.has(upstreamId)) {
+      this.hold(upstreamId, event);
+    }
+  }
+
+  private hold(upstreamId: string, event: Incoming): void {
+    const bytes = event.kind === 'text' ? Buffer.byteLength(event.raw) : event.frame.length;
+    if (this.held.length >= this.limits.maxMessages || this.heldBytes + bytes > this.limits.maxBytes) {
+      this.log.debug({ prompt_id: upstreamId }, 'event of an unknown prompt dropped: too many held');
+      return;
+    }
+    this.held.push({ upstreamId, event, bytes, until: Date.now() + this.limits.maxMs });
+    this.heldBytes += bytes;
+    this.heldPerId.set(upstreamId, (this.heldPerId.get(upstreamId) ?? 0) + 1);
+    if (!this.sweepTimer) this.scheduleSweep();
+  }
+
+  private deliverHeld(job: Pick<JobRecord, 'id' | 'key_id' | 'client_id'>, upstreamId: string): void {
+    if (!this.heldPerId.has(upstreamId)) return;
+    const mine = this.held.filter((entry) => entry.upstreamId === upstreamId);
+    this.held = this.held.filter((entry) => entry.upstreamId !== upstreamId);
+    this.heldPerId.delete(upstreamId);
+    for (const entry of mine) {
+      this.heldBytes -= entry.bytes;
+      this.deliver(job, upstreamId, entry.event);
+    }
+  }
+
+  /** Drops held events whose time is up, then waits for the next one's. */
+  private scheduleSweep(): void {
+    const first = this.held[0];
+    if (!first) {
+      this.sweepTimer = null;
+      return;
+    }
+    this.sweepTimer = setTimeout(
+      () => {
+        const now = Date.now();
+        let expired = 0;
+        while (expired < this.held.length && this.held[expired]!.until <= now) expired += 1;
+        for (const entry of this.held.splice(0, expired)) {
+          this.heldBytes -= entry.bytes;
+          const left = this.heldPerId.get(entry.upstreamId)! - 1;
+          if (left === 0) this.heldPerId.delete(entry.upstreamId);
+          else this.heldPerId.set(entry.upstreamId, left);
+        }
+        if (expired > 0) this.log.debug({ events: expired }, 'events of prompts never answered dropped');
+        this.scheduleSweep();
+      },
+      Math.max(0, first.until - Date.now()),
+    ).unref();
+  }
+
+  private deliver(job: Pick<JobRecord, 'id' | 'key_id' | 'client_id'>, upstreamId: string, event: Incoming): void {
+    if (event.kind === 'text') this.observe(job.id, event.message, event.receivedAt);
+    const sinks = job.client_id === null ? undefined : this.sinks.get(sinkId(job.key_id, job.client_id));
+    if (!sinks) return;
+    const renamed = job.id !== upstreamId;
+    if (event.kind === 'text') {
+      const { type, data } = event.message;
+      const text = renamed && data.prompt_id === upstreamId ? JSON.stringify({ type, data: withJobId(data, job.id) }) : event.raw;
+      for (const sink of sinks) sink.send(text, false);
+      return;
+    }
+    const { preview } = event;
+    if (!preview) {
+      for (const sink of sinks) sink.send(event.frame, true);
+      return;
+    }
+    const withMetadata =
+      renamed && preview.metadata.prompt_id === upstreamId ? withPreviewMetadata({ ...preview.metadata, prompt_id: job.id }, preview.image) : event.frame;
+    let plain: Buffer | null = null;
+    for (const sink of sinks) sink.send(sink.wantsPreviewMetadata() ? withMetadata : (plain ??= withoutPreviewMetadata(preview)), true);
+  }
+
+  /** Tells the observer of a job's start, outputs and end; an observer that throws is logged. */
+  private observe(jobId: string, { type, data }: UpstreamMessage, receivedAt: number): void {
+    const at = typeof data.timestamp === 'number' ? data.timestamp / 1000 : receivedAt;
+    try {
+      if (type === 'execution_start') this.observer.started(jobId, at);
+      else if (type === 'executed') this.observer.executed(jobId, String(data.node), data.output ?? null);
+      else if (type === 'execution_success') this.observer.ended(jobId, 'success', at, null);
+      else if (type === 'execution_interrupted') this.observer.ended(jobId, 'interrupted', at, null);
+      else if (type === 'execution_error') this.observer.ended(jobId, 'error', at, executionError(data));
+    } catch (error) {
+      this.log.error({ err: error, job_id: jobId, event: type }, 'job observer failed');
+    }
+  }
+}
+
+function sinkId(keyId: string, clientId: string): string {
+  return `${keyId}\n${clientId}`;
+}
+
+/** An event's data with the job's id in place of ComfyUI's prompt_id (also in `progress_state`'s nodes). */
+function withJobId(data: Record<string, unknown>, jobId: string): Record<string, unknown> {
+  const result: Record<string, unknown> = { ...data, prompt_id: jobId };
+  const nodes = data.nodes;
+  if (typeof nodes === 'object' && nodes !== null && !Array.isArray(nodes)) {
+    result.nodes = Object.fromEntries(
+      Object.entries(nodes).map(([id, node]) => [id, typeof node === 'object' && node !== null && 'prompt_id' in node ? { ...node, prompt_id: jobId } : node]),
+    );
+  }
+  return result;
+}
+
+/** A job's error from ComfyUI's `execution_error`. */
+function executionError(data: Record<string, unknown>): JobError {
+  const text = (value: unknown): string | null => (typeof value === 'string' ? value : null);
+  return {
+    message: text(data.exception_message) ?? 'ComfyUI reported an execution error',
+    node_id: text(data.node_id),
+    node_type: text(data.node_type),
+    exception_type: text(data.exception_type),
+  };
+}

@@ -1,0 +1,152 @@
+// The gateway's own WebSocket to one ComfyUI backend, with a clientId the gateway owns: it receives the events of every prompt forwarded with that client_id.
+
+import { randomBytes } from 'node:crypto';
+import WebSocket from 'ws';
+import { parseJsonOrUndefined } from '../isolation/json-body.js';
+import type { Logger } from '../log/logger.js';
+import { MAX_UPSTREAM_MESSAGE_BYTES } from '../proxy/websocket.js';
+import { ASK_FOR_PREVIEW_METADATA } from './preview-frames.js';
+
+/** A JSON message from ComfyUI (`data` is `{}` when the message has none). */
+export interface UpstreamMessage {
+  type: string;
+  data: Record<string, unknown>;
+}
+
+/** What the socket reports. A listener that throws is logged, never passed on. */
+export interface UpstreamListener {
+  /** The socket is open: the first time, and again after every reconnect. */
+  opened(): void;
+  /** The socket closed or could not connect; it reconnects by itself. */
+  closed(): void;
+  /** A JSON message other than the answer to the gateway's feature_flags; `raw` is its text as ComfyUI sent it. */
+  text(message: UpstreamMessage, raw: string): void;
+  /** A binary frame (a preview, progress text, a `SaveImageWebsocket` image). */
+  binary(frame: Buffer): void;
+}
+
+export interface UpstreamEventsOptions {
+  /** ComfyUI's base URL (http or https). */
+  upstream: URL;
+  log: Logger;
+  listener: UpstreamListener;
+  /** How often ComfyUI is pinged; a socket that has not answered the previous ping is cut and reopened (default 30 s). */
+  pingIntervalMs?: number;
+  /** How long ComfyUI may take to accept the socket (default 10 s). */
+  handshakeTimeoutMs?: number;
+  /** The first wait before reconnecting (default 250 ms); it doubles after each failed attempt, up to `reconnectMaxMs`. */
+  reconnectMinMs?: number;
+  /** The longest wait between attempts (default 30 s). */
+  reconnectMaxMs?: number;
+}
+
+/**
+ * One WebSocket to ComfyUI at `/ws?clientId=<clientId>`, opened by `open` and reopened whenever it drops
+ * or cannot connect (with capped exponential backoff; logged at warn, never thrown). On open it asks
+ * for previews with metadata, and keeps ComfyUI's answer (releases before feature flags never answer).
+ * The clientId is fixed for the life of the object, so prompts forwarded before a reconnect still
+ * reach it; ComfyUI sends a prompt's events only while this socket is connected.
+ */
+export class UpstreamEvents {
+  /** The clientId ComfyUI knows this socket by: the `client_id` to give every prompt forwarded to this backend. */
+  readonly clientId = randomBytes(16).toString('hex');
+  private readonly url: string;
+  private socket: WebSocket | null = null;
+  private flags: Record<string, unknown> | null = null;
+  private failures = 0;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private pingTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  constructor(private readonly options: UpstreamEventsOptions) {
+    const base = `${options.upstream.protocol === 'https:' ? 'wss' : 'ws'}://${options.upstream.host}`;
+    this.url = `${base}/ws?clientId=${this.clientId}`;
+  }
+
+  /** Opens the socket (and keeps it open until `close`). */
+  open(): void {
+    this.connect();
+  }
+
+  /** Whether the socket is open now. */
+  get connected(): boolean {
+    return this.socket?.readyState === WebSocket.OPEN;
+  }
+
+  /** ComfyUI's feature flags as it answered on the current connection; null until it answers (older releases never do). */
+  featureFlags(): Record<string, unknown> | null {
+    return this.flags;
+  }
+
+  /** Closes the socket for good. */
+  close(): void {
+    this.closed = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.socket?.terminate();
+  }
+
+  private connect(): void {
+    const { log, listener } = this.options;
+    const ws = new WebSocket(this.url, {
+      perMessageDeflate: false,
+      handshakeTimeout: this.options.handshakeTimeoutMs ?? 10_000,
+      maxPayload: MAX_UPSTREAM_MESSAGE_BYTES,
+      followRedirects: false,
+    });
+    this.socket = ws;
+    this.flags = null;
+    let alive = true;
+    let lastError: Error | null = null;
+    ws.on('error', (error) => (lastError = error));
+    ws.on('pong', () => (alive = true));
+    ws.once('open', () => {
+      this.failures = 0;
+      ws.send(ASK_FOR_PREVIEW_METADATA);
+      this.pingTimer = setInterval(() => {
+        if (!alive) return ws.terminate();
+        alive = false;
+        ws.ping();
+      }, this.options.pingIntervalMs ?? 30_000).unref();
+      log.info({ url: this.options.upstream.origin }, 'ComfyUI event socket open');
+      this.report(() => listener.opened());
+    });
+    ws.on('message', (data: Buffer, isBinary) => {
+      if (isBinary) return this.report(() => listener.binary(data));
+      const raw = data.toString();
+      const message = parseJsonOrUndefined(raw) as { type?: unknown; data?: unknown } | null | undefined;
+      if (typeof message?.type !== 'string') return;
+      const body = typeof message.data === 'object' && message.data !== null ? (message.data as Record<string, unknown>) : {};
+      if (message.type === 'feature_flags') {
+        this.flags = body;
+        return;
+      }
+      this.report(() => listener.text({ type: message.type as string, data: body }, raw));
+    });
+    ws.once('close', (code) => {
+      const wasOpen = this.pingTimer !== null;
+      if (this.pingTimer) clearInterval(this.pingTimer);
+      this.pingTimer = null;
+      if (wasOpen) this.report(() => listener.closed());
+      if (this.closed) return;
+      const delay = Math.min(this.options.reconnectMaxMs ?? 30_000, (this.options.reconnectMinMs ?? 250) * 2 ** this.failures);
+      this.failures += 1;
+      log.warn(
+        { url: this.options.upstream.origin, code, err: lastError?.message, retry_in_ms: delay },
+        wasOpen ? 'ComfyUI event socket closed; reconnecting' : 'ComfyUI event socket could not connect; retrying',
+      );
+      this.reconnectTimer = setTimeout(() => {
+        this.reconnectTimer = null;
+        this.connect();
+      }, delay).unref();
+    });
+  }
+
+  /** Runs a listener call; a listener that throws is logged, so one bad message cannot stop the socket. */
+  private report(call: () => void): void {
+    try {
+      call();
+    } catch (error) {
+      this.options.log.error({ err: error }, 'ComfyUI event handling failed');
+    }
+  }
+}

@@ -1,0 +1,85 @@
+// Keyed ComfyUI sockets through the gateway receive their jobs' events from the event hub, once, as the preview type they asked for.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { pino } from 'pino';
+import { loadServeConfig } from '../../src/config/load.js';
+import { binaryFrameType, readPreviewWithMetadata } from '../../src/events/preview-frames.js';
+import { createMetrics } from '../../src/observability/metrics.js';
+import { createGatewayServer, type Gateway } from '../../src/server/app.js';
+import { createStores } from '../../src/store/index.js';
+import { openCollectingSocket, SAVE_WORKFLOW, type CollectingSocket } from '../helpers/comfy-client.js';
+import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
+import { tempUserDirectory } from '../helpers/gateway-process.js';
+import { send } from '../helpers/http-client.js';
+import { createKey, type CreatedKey } from '../helpers/keys.js';
+import { waitFor } from '../helpers/wait-for.js';
+
+describe('keyed sockets get their jobs from the event hub', () => {
+  let fake: FakeComfyUI;
+  let gateway: Gateway;
+  let url: string;
+  let folder: { path: string; remove(): Promise<void> };
+  let user: CreatedKey;
+  let admin: CreatedKey;
+
+  before(async () => {
+    fake = await startFakeComfyUI({ previewFrames: true, progressText: true, stepDelayMs: 2 });
+    folder = await tempUserDirectory();
+    const log = pino({ level: 'silent' });
+    const config = loadServeConfig(['--require-api-auth', '--listen', '127.0.0.1', '--port', '0', '--upstream', fake.url, '--user-directory', folder.path], {});
+    gateway = createGatewayServer(config, await createStores(config, log), log, createMetrics({ perKey: false }));
+    url = `http://127.0.0.1:${(await gateway.listen()).port}`;
+    admin = await createKey(url, { name: 'admin', role: 'admin' });
+    user = await createKey(url, { name: 'user' }, admin.api_key);
+  });
+
+  after(async () => {
+    await gateway.close();
+    await fake.close();
+    await folder.remove();
+  });
+
+  /** Opens a socket with a key and sends its feature_flags; resolves once answered. */
+  async function open(key: CreatedKey, clientId: string, previewMetadata: boolean): Promise<CollectingSocket> {
+    const socket = await openCollectingSocket(`${url.replace('http', 'ws')}/ws?clientId=${clientId}`, { 'x-api-key': key.api_key });
+    socket.ws.send(JSON.stringify({ type: 'feature_flags', data: { supports_preview_metadata: previewMetadata } }));
+    await waitFor(() => socket.texts.some((m) => m.type === 'feature_flags'), 'the feature_flags answer');
+    return socket;
+  }
+
+  /** Queues a prompt through the gateway with a key and the client's own client_id; resolves its id. */
+  async function submit(key: CreatedKey, clientId: string): Promise<string> {
+    const res = await send(url, '/api/prompt', { method: 'POST', key: key.api_key, body: { prompt: SAVE_WORKFLOW, client_id: clientId } });
+    assert.equal(res.status, 200, res.text);
+    return res.json<{ prompt_id: string }>().prompt_id;
+  }
+
+  const finished = (socket: CollectingSocket, jobId: string): boolean =>
+    socket.texts.some((m) => m.type === 'executing' && m.data.node === null && m.data.prompt_id === jobId);
+  const count = (socket: CollectingSocket, type: string): number => socket.texts.filter((m) => m.type === type).length;
+
+  test("a user and an admin socket each get their own job's events and progress text once, and previews as negotiated", async () => {
+    const userSocket = await open(user, 'user-client', false);
+    const adminSocket = await open(admin, 'admin-client', true);
+    const userJob = await submit(user, 'user-client');
+    const adminJob = await submit(admin, 'admin-client');
+    await waitFor(() => finished(userSocket, userJob) && finished(adminSocket, adminJob), 'both jobs to finish');
+
+    for (const [socket, job] of [
+      [userSocket, userJob],
+      [adminSocket, adminJob],
+    ] as const) {
+      assert.equal(count(socket, 'execution_start'), 1, 'delivered once');
+      assert.equal(count(socket, 'execution_success'), 1);
+      const promptIds = new Set(socket.texts.filter((m) => m.data.prompt_id !== undefined).map((m) => m.data.prompt_id));
+      assert.deepEqual([...promptIds], [job], 'only its own job');
+      assert.equal(socket.binaries.length, 2, 'one preview and one progress text (ComfyUI broadcasts the text to every socket)');
+      assert.equal(binaryFrameType(socket.binaries[1]!), 3);
+    }
+    assert.equal(binaryFrameType(userSocket.binaries[0]!), 1, 'the user asked for plain previews');
+    assert.equal(readPreviewWithMetadata(adminSocket.binaries[0]!)?.metadata.prompt_id, adminJob, 'the admin asked for previews with metadata');
+    await userSocket.close();
+    await adminSocket.close();
+  });
+});
