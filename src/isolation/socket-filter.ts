@@ -14,8 +14,9 @@ import { parseJsonOrUndefined } from './json-body.js';
  * `feature_flags` is answered by the gateway with ComfyUI's flags. Messages that cannot be attributed
  * to one of the key's prompts (broadcast previews, text frames, `display_component`, unknown types)
  * are dropped. `flags` is where the client's own feature_flags are read (pass it to read them elsewhere too).
+ * With `queueRemaining`, a status broadcast reports that instead of ComfyUI's whole queue (the key's view).
  */
-export function userSocketHooks(ownership: OwnershipStore, keyId: string, flags = new ClientFeatureFlags()): RelayHooks {
+export function userSocketHooks(ownership: OwnershipStore, keyId: string, flags = new ClientFeatureFlags(), queueRemaining?: () => number): RelayHooks {
   let serverFlags: string | null = null;
   let pendingFlagsReply: ((text: string) => void) | null = null;
   const ownPrompt = (promptId: unknown): boolean => typeof promptId === 'string' && ownership.ownerOf('prompt', promptId) === keyId;
@@ -23,7 +24,7 @@ export function userSocketHooks(ownership: OwnershipStore, keyId: string, flags 
   function fromUpstreamText(frame: Frame): Frame | null {
     const message = parseJsonOrUndefined(frame.data) as { type?: unknown; data?: Record<string, unknown> } | undefined;
     if (!message || typeof message.type !== 'string') return null;
-    if (message.type === 'status') return frame;
+    if (message.type === 'status') return queueRemaining ? withQueueRemaining(message, queueRemaining()) : frame;
     if (message.type === 'feature_flags') {
       serverFlags = frame.data.toString();
       pendingFlagsReply?.(serverFlags);
@@ -59,4 +60,12 @@ export function userSocketHooks(ownership: OwnershipStore, keyId: string, flags 
       return null;
     },
   };
+}
+
+/** A `status` message with `exec_info.queue_remaining` set to `remaining`. */
+function withQueueRemaining(message: { data?: Record<string, unknown> }, remaining: number): Frame {
+  const data = message.data ?? {};
+  const status = (typeof data.status === 'object' && data.status !== null ? data.status : {}) as Record<string, unknown>;
+  const execInfo = (typeof status.exec_info === 'object' && status.exec_info !== null ? status.exec_info : {}) as Record<string, unknown>;
+  return { data: JSON.stringify({ ...message, data: { ...data, status: { ...status, exec_info: { ...execInfo, queue_remaining: remaining } } } }), isBinary: false };
 }

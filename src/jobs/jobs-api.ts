@@ -17,6 +17,7 @@ export function jobView(job: JobRecord, service: JobService): Record<string, unk
     key_id: job.key_id,
     client_id: job.client_id,
     backend: job.backend,
+    upstream_id: job.upstream_id,
     status: job.status,
     admitted_at: job.admitted_at,
     forwarded_at: job.forwarded_at,

@@ -33,7 +33,7 @@ import { asksForWebSocket, checkWebSocketHandshake } from '../proxy/websocket-ha
 import { WebSocketSlots } from '../proxy/websocket-slots.js';
 import { rateLimitHeaders, retryAfterSeconds } from '../ratelimit/headers.js';
 import type { Stores } from '../store/index.js';
-import type { KeyRecord } from '../store/types.js';
+import { ACTIVE_JOB_STATUSES, type KeyRecord } from '../store/types.js';
 import { utcDay } from '../usage/day.js';
 import { handleAdminRoute } from './admin-api.js';
 import { handleAdminPage, isAdminPagePath } from './admin-page.js';
@@ -311,7 +311,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const events = comfySocket ? hub : undefined;
     const flags = new ClientFeatureFlags();
     let unregister = (): void => undefined;
-    const hooks = key.role !== 'admin' && comfySocket ? userSocketHooks(ownership, key.key_id, flags) : events ? adminSocketHooks(flags) : undefined;
+    const queueRemaining = (): number => jobs.count({ keyId: key.key_id, statuses: ACTIVE_JOB_STATUSES });
+    const hooks = key.role !== 'admin' && comfySocket ? userSocketHooks(ownership, key.key_id, flags, queueRemaining) : events ? adminSocketHooks(flags) : undefined;
     webSockets.relay(req, socket, head, {
       target: `${path}?${query}`,
       onOpen: (sendToClient) => {

@@ -180,6 +180,7 @@ export const OPENAPI_DOCUMENT = {
           key_id: { type: 'string' },
           client_id: { type: ['string', 'null'] },
           backend: { type: 'string' },
+          upstream_id: { type: ['string', 'null'], description: 'The prompt_id ComfyUI knows the job by (null until sent)' },
           status: { type: 'string', enum: ['held', 'queued', 'running', 'success', 'error', 'interrupted', 'cancelled'] },
           admitted_at: { type: 'number' },
           forwarded_at: { type: ['number', 'null'] },

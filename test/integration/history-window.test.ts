@@ -60,7 +60,8 @@ for (const promptIds of PROMPT_ID_MODES) {
 
     before(async () => {
       comfy = await startFakeComfyUI({ promptIds, stepDelayMs: 1 });
-      gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
+      // Every prompt goes to ComfyUI at once (none is held), so each job's id is the one ComfyUI knows it by.
+      gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--upstream-queue-depth', '10000'] });
       keys.admin = (await createKey(gateway.url, { name: 'admin' })).api_key;
       for (const name of ['alice', 'bob', 'carol'] as const) keys[name] = (await createKey(gateway.url, { name, rate_limit: 100000 }, keys.admin)).api_key;
       alicePrompts = await queueFinished(gateway.url, keys.alice, 4);

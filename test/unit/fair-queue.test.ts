@@ -60,6 +60,6 @@ describe('FairQueue', () => {
     assert.equal(queue.remove('a1'), true);
     assert.equal(queue.remove('a1'), false);
     assert.equal(queue.position('a1'), undefined);
-    assert.deepEqual(drain(queue), ['b1', 'a2', 'b2']);
+    assert.deepEqual(drain(queue), ['a2', 'b1', 'b2']);
   });
 });

@@ -17,7 +17,7 @@ import { FileJobStore } from '../../src/store/file/file-job-store.js';
 import { FileOwnershipStore } from '../../src/store/file/file-ownership-store.js';
 import type { KeyRecord } from '../../src/store/types.js';
 
-const ALICE = { key_id: 'alice', role: 'user' } as KeyRecord;
+const ALICE = { key_id: 'alice', role: 'user', max_queued: null, max_running: null, daily_execution_seconds: null } as KeyRecord;
 const CALLER: IsolatedCaller = { key: ALICE, seesAll: false, upstreamHeaders: {} };
 const PROMPT = { '9': { class_type: 'SaveImage', inputs: {} } };
 const GATEWAY_CLIENT_ID = 'gateway-socket';
