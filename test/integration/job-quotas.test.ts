@@ -27,7 +27,7 @@ describe('per-key job quotas', () => {
   before(async () => {
     // About a second per prompt: a budget of one second is spent by one run.
     comfy = await startFakeComfyUI({ stepDelayMs: 60 });
-    gateway = await startGateway({ upstream: comfy.url, args: ['--auth', 'required', '--upstream-queue-depth', '3'] });
+    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--upstream-queue-depth', '3'] });
     admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
   });
   after(async () => {

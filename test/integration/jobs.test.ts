@@ -60,7 +60,7 @@ for (const promptIds of PROMPT_ID_MODES) {
     before(async () => {
       comfy = await startFakeComfyUI({ promptIds, stepDelayMs: 15 });
       userDirectory = await tempUserDirectory();
-      gateway = await startGateway({ upstream: comfy.url, userDirectory: userDirectory.path, args: ['--auth', 'required', '--upstream-queue-depth', '1'] });
+      gateway = await startGateway({ upstream: comfy.url, userDirectory: userDirectory.path, args: ['--require-api-auth', '--upstream-queue-depth', '1'] });
       keys.admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
       const alice = await createKey(gateway.url, { name: 'alice', rate_limit: 10_000 }, keys.admin);
       const bob = await createKey(gateway.url, { name: 'bob', rate_limit: 10_000 }, keys.admin);
@@ -141,7 +141,7 @@ for (const promptIds of PROMPT_ID_MODES) {
       const held = [await queueTagged(gateway.url, keys.alice, 301), await queueTagged(gateway.url, keys.bob, 302)];
       assert.equal((await jobOf(gateway.url, keys.alice, held[0]!)).status, 'held');
       await gateway.stop();
-      gateway = await startGateway({ upstream: comfy.url, userDirectory: userDirectory.path, args: ['--auth', 'required', '--upstream-queue-depth', '1'] });
+      gateway = await startGateway({ upstream: comfy.url, userDirectory: userDirectory.path, args: ['--require-api-auth', '--upstream-queue-depth', '1'] });
       await waitForHistory(gateway.url, keys.alice, first, 60_000);
       await waitForHistory(gateway.url, keys.alice, held[0]!, 60_000);
       await waitForHistory(gateway.url, keys.bob, held[1]!, 60_000);
