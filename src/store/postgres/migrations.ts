@@ -247,4 +247,68 @@ CREATE TRIGGER jobs_changed AFTER INSERT OR UPDATE ON jobs FOR EACH ROW EXECUTE 
 ALTER TABLE api_keys ADD COLUMN max_queued integer, ADD COLUMN max_running integer, ADD COLUMN daily_execution_seconds integer;
 `,
   },
+  {
+    version: 6,
+    name: 'changes announced after the row is written',
+    sql: `
+-- A BEFORE INSERT trigger also runs for an insert that ON CONFLICT DO NOTHING then skips: a claim lost to
+-- another key was announced as if it had won. The BEFORE triggers now only stamp the row; AFTER triggers,
+-- which run only for rows written, announce it, with the same payloads as before.
+CREATE OR REPLACE FUNCTION comfy_gate_key_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.updated_at := clock_timestamp();
+  IF TG_OP = 'UPDATE' THEN
+    IF (to_jsonb(NEW) - 'last_used' - 'updated_at' - 'version') IS NOT DISTINCT FROM (to_jsonb(OLD) - 'last_used' - 'updated_at' - 'version') THEN
+      RETURN NEW;
+    END IF;
+    NEW.version := OLD.version + 1;
+  END IF;
+  RETURN NEW;
+END $$;
+
+-- The version moves exactly when something other than last_used changed (comfy_gate_key_changed).
+CREATE FUNCTION comfy_gate_key_announced() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'INSERT' OR NEW.version IS DISTINCT FROM OLD.version THEN
+    PERFORM pg_notify('${CHANNELS.keys}', NEW.key_id);
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER api_keys_announced AFTER INSERT OR UPDATE ON api_keys FOR EACH ROW EXECUTE FUNCTION comfy_gate_key_announced();
+
+CREATE OR REPLACE FUNCTION comfy_gate_session_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.updated_at := clock_timestamp();
+  RETURN NEW;
+END $$;
+
+CREATE FUNCTION comfy_gate_session_announced() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('${CHANNELS.sessions}', NEW.id_hash);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER sessions_announced AFTER INSERT OR UPDATE ON sessions FOR EACH ROW EXECUTE FUNCTION comfy_gate_session_announced();
+
+CREATE OR REPLACE FUNCTION comfy_gate_ownership_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.updated_at := clock_timestamp();
+  RETURN NEW;
+END $$;
+
+-- The notification carries the whole record, so replicas apply it without a query; a record too long
+-- for a notification (8000 bytes) is announced by its seq and fetched.
+CREATE FUNCTION comfy_gate_ownership_announced() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  payload text;
+BEGIN
+  payload := json_build_object('k', NEW.kind, 'i', NEW.id, 'o', NEW.key_id, 'a', NEW.at, 'r', NEW.outputs_recorded, 'u', NEW.comfy_user)::text;
+  IF octet_length(payload) > 7900 THEN
+    payload := json_build_object('seq', NEW.seq)::text;
+  END IF;
+  PERFORM pg_notify('${CHANNELS.ownership}', payload);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER ownership_announced AFTER INSERT OR UPDATE ON ownership FOR EACH ROW EXECUTE FUNCTION comfy_gate_ownership_announced();
+`,
+  },
 ];

@@ -48,7 +48,8 @@ const COLUMNS = 'kind, id, key_id, at, outputs_recorded, comfy_user, extract(epo
 /**
  * Ownership in the `ownership` table. Lookups are served from memory. A claim is one
  * `INSERT … ON CONFLICT DO NOTHING`, so the first key wins even across replicas; each change is announced
- * with the record itself, so other replicas apply it without a query; a released claim is announced as
+ * with the record itself, so other replicas apply it without a query (an announcement naming another
+ * owner than the one held is checked against the table instead); a released claim is announced as
  * gone, and expired claims are forgotten by every replica by the same rule. While the database cannot be
  * reached, claims (and the other writes) are granted here and written once it is back (up to 100,000),
  * so user keys keep working; if another replica granted the same id meanwhile, the first to be written
@@ -80,14 +81,19 @@ export class PostgresOwnershipStore implements OwnershipStore {
       },
       onPayloads: async (announcements) => {
         const seqs: number[] = [];
+        const disputed = new Map<string, { kind: string; id: string }>();
         for (const a of announcements) {
           if ('seq' in a) seqs.push(a.seq);
           else if ('g' in a) this.forgetHere(a.k, a.i, a.g);
+          else if (this.isDisputed(a.k, a.i, a.o)) disputed.set(`${a.k}:${a.i}`, { kind: a.k, id: a.i });
           else this.apply(a.k, a.i, { key_id: a.o, at: a.a, outputs_recorded: a.r, comfy_user: a.u });
         }
-        if (seqs.length === 0) return;
-        const { rows } = await this.database.query<OwnershipRow>(`SELECT ${COLUMNS} FROM ownership WHERE seq = ANY($1)`, [seqs]);
-        for (const row of rows) this.apply(row.kind, row.id, row);
+        if (seqs.length > 0) {
+          // Rows read from the table: what they say holds.
+          const { rows } = await this.database.query<OwnershipRow>(`SELECT ${COLUMNS} FROM ownership WHERE seq = ANY($1)`, [seqs]);
+          for (const row of rows) this.apply(row.kind, row.id, row);
+        }
+        if (disputed.size > 0) await this.reconcile([...disputed.values()]);
       },
       reloadSince: async (since) => {
         const { rows } = await this.database.query<OwnershipRow>(`SELECT ${COLUMNS} FROM ownership WHERE updated_at > to_timestamp($1) ORDER BY seq`, [since]);
@@ -185,6 +191,30 @@ export class PostgresOwnershipStore implements OwnershipStore {
     this.records.delete(recordId);
     this.retention.removed(kind, id);
     if (kind === 'prompt') this.promptsByKey.get(keyId)?.delete(id);
+  }
+
+  /** True when this replica holds `kind:id` for another key than `keyId`. */
+  private isDisputed(kind: string, id: string, keyId: string): boolean {
+    const known = this.records.get(`${kind}:${id}`);
+    return known !== undefined && known.key_id !== keyId;
+  }
+
+  /**
+   * Settles, from the table, claims announced for another owner than the one held here, rather than
+   * believing either: the row is the owner now, and no row means no owner (a claim granted while the
+   * database was away and not written yet is applied again when it is written).
+   */
+  private async reconcile(claims: Array<{ kind: string; id: string }>): Promise<void> {
+    const { rows } = await this.database.query<OwnershipRow>(
+      `SELECT ${COLUMNS} FROM ownership JOIN unnest($1::text[], $2::text[]) AS claimed (kind, id) USING (kind, id)`,
+      [claims.map((c) => c.kind), claims.map((c) => c.id)],
+    );
+    const found = new Map(rows.map((row) => [`${row.kind}:${row.id}`, row]));
+    for (const { kind, id } of claims) {
+      const row = found.get(`${kind}:${id}`);
+      if (row) this.apply(kind, id, row);
+      else this.forgetHere(kind, id, this.records.get(`${kind}:${id}`)?.key_id ?? '');
+    }
   }
 
   /** Inserts a claim unless one exists; resolves the owner, as written. */
