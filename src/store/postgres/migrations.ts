@@ -181,4 +181,16 @@ ALTER TABLE sessions ADD COLUMN key_hash text NOT NULL DEFAULT '';
 CREATE INDEX sessions_key_id ON sessions (key_id);
 `,
   },
+  {
+    version: 5,
+    name: 'job metering in the daily usage totals',
+    sql: `
+-- Prompts admitted, jobs run (on the day they finished), their execution seconds and outputs, per key and UTC day.
+ALTER TABLE usage_daily
+  ADD COLUMN prompts bigint NOT NULL DEFAULT 0,
+  ADD COLUMN prompts_run bigint NOT NULL DEFAULT 0,
+  ADD COLUMN execution_seconds double precision NOT NULL DEFAULT 0,
+  ADD COLUMN outputs bigint NOT NULL DEFAULT 0;
+`,
+  },
 ];
