@@ -1,5 +1,8 @@
 // The admin dashboard: every key with its usage, key management, and 30-day charts, in plain DOM (no framework, no build).
 
+// uPlot, served by the gateway from its installed package.
+import uPlot from '/admin/vendor/uplot.js';
+
 const DAYS = 30;
 /** Keys shown at a time: the dashboard asks only for one page of keys, plus the totals of all keys. */
 const PAGE_KEYS = 100;
@@ -20,6 +23,8 @@ const state = {
   pausedUntil: 0,
   timer: 0,
   chartWidth: 0,
+  /** The uPlot chart of execution seconds, replaced at each drawing. */
+  executionPlot: null,
   /** The key the open edit or rotate dialog is about; null when the edit dialog creates a key. */
   target: null,
 };
@@ -149,6 +154,9 @@ function relativeTime(seconds) {
 function formatDuration(seconds) {
   return seconds < 1 ? `${Math.round(seconds * 1000)} ms` : `${seconds.toFixed(1)} s`;
 }
+
+/** Seconds to a tenth, with the locale's grouping: `3,600.5`. */
+const formatSeconds = (seconds) => seconds.toLocaleString(undefined, { maximumFractionDigits: 1 });
 
 /** A Unix time as the value of `<input type="datetime-local">`, in the browser's time zone. */
 function toLocalInput(seconds) {
@@ -299,6 +307,10 @@ function renderUsage() {
     ['Failed', formatNumber(failures)],
     ['Rate-limited (429)', formatNumber(limited)],
     ['Average duration', requests > 0 ? formatDuration(sum('duration') / requests) : '—'],
+    ['Prompts', formatNumber(sum('prompts'))],
+    ['Jobs run', formatNumber(sum('prompts_run'))],
+    ['Execution', `${formatSeconds(sum('execution_seconds'))} s`],
+    ['Outputs', formatNumber(sum('outputs'))],
   ]);
   state.chartWidth = $('chart-requests').clientWidth;
   $('chart-requests').replaceChildren(
@@ -322,6 +334,103 @@ function renderUsage() {
       describe: (p) => `${longDay(p.date)}: ${plural(p.rate_limited, 'request')} refused with 429`,
     }),
   );
+  renderExecution();
+}
+
+/** Colours of the execution chart's lines, one per key; the other keys together get OTHERS_COLOUR. */
+const KEY_COLOURS = ['#3a63e0', '#2e9c65', '#d3871a', '#9b59b6', '#d4434c', '#17a2b8', '#8d6e63', '#e83e8c'];
+const OTHERS_COLOUR = '#8a929c';
+
+/** A day's job figures: the measures the execution chart and its table show. */
+const JOB_MEASURES = ['prompts_run', 'execution_seconds', 'outputs'];
+
+/**
+ * The lines of the execution chart: the chosen key's, or with all keys chosen, the page's busiest keys
+ * (one line each, as many as there are colours) and every other key together (all keys less those).
+ */
+function executionLines() {
+  const chosen = $('chart-key').value;
+  const daily = state.usage.daily ?? {};
+  const nameOf = (keyId) => state.keys.find((key) => key.key_id === keyId)?.name ?? `deleted key ${keyId}`;
+  if (chosen !== 'all') return [{ label: nameOf(chosen), colour: KEY_COLOURS[0], points: daily[chosen] ?? [] }];
+  const executed = (points) => points.reduce((total, point) => total + point.execution_seconds, 0);
+  const busiest = Object.entries(daily)
+    .filter(([, points]) => executed(points) > 0)
+    .sort(([a, pa], [b, pb]) => executed(pb) - executed(pa) || (a < b ? -1 : 1))
+    .slice(0, KEY_COLOURS.length);
+  const lines = busiest.map(([keyId, points], i) => ({ label: nameOf(keyId), colour: KEY_COLOURS[i], points }));
+  // Rounded to milliseconds, so that what is left of a subtraction of sums is a true zero.
+  const rest = (state.usage.daily_total ?? []).map((point, day) => {
+    const other = { date: point.date };
+    for (const measure of JOB_MEASURES)
+      other[measure] = Math.round((point[measure] - lines.reduce((t, line) => t + line.points[day][measure], 0)) * 1000) / 1000;
+    return other;
+  });
+  if (rest.some((point) => point.prompts_run > 0 || point.execution_seconds > 0)) lines.push({ label: 'Other keys', colour: OTHERS_COLOUR, points: rest });
+  return lines;
+}
+
+/** Draws execution seconds per day, a line per key (uPlot, on a canvas), and fills the table of the same figures. */
+function renderExecution() {
+  const box = $('chart-execution');
+  const lines = executionLines();
+  const days = (lines[0]?.points ?? state.usage.daily_total ?? []).map((point) => point.date);
+  const total = lines.reduce((t, line) => t + line.points.reduce((s, point) => s + point.execution_seconds, 0), 0);
+  box.setAttribute(
+    'aria-label',
+    `Execution seconds per day over the last ${DAYS} days: ${formatSeconds(total)} s in all${lines.map((line) => `; ${line.label}`).join('')}. The table below gives each figure.`,
+  );
+  const theme = getComputedStyle(document.documentElement);
+  const axis = {
+    stroke: theme.getPropertyValue('--muted').trim(),
+    grid: { stroke: theme.getPropertyValue('--border').trim(), width: 1 },
+    ticks: { stroke: theme.getPropertyValue('--border').trim(), width: 1 },
+  };
+  state.executionPlot?.destroy();
+  state.executionPlot = new uPlot(
+    {
+      width: Math.max(box.clientWidth, 200),
+      height: 240,
+      tzDate: (seconds) => uPlot.tzDate(new Date(seconds * 1000), 'Etc/UTC'),
+      scales: { x: { time: true }, y: { range: (self, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+      series: [
+        { label: 'Day', value: (self, seconds) => (seconds === null ? '—' : longDay(new Date(seconds * 1000).toISOString().slice(0, 10))) },
+        ...lines.map((line) => ({
+          label: line.label,
+          stroke: line.colour,
+          width: 2,
+          points: { show: true, size: 6 },
+          value: (self, value) => (value === null ? '—' : `${formatSeconds(value)} s`),
+        })),
+      ],
+      axes: [axis, { ...axis, label: 'Seconds', values: (self, ticks) => ticks.map((tick) => compact.format(tick)) }],
+    },
+    [days.map((day) => Date.parse(`${day}T00:00:00Z`) / 1000), ...lines.map((line) => line.points.map((point) => point.execution_seconds))],
+    box,
+  );
+  renderExecutionTable(lines);
+}
+
+/** One row per day and line that ran a job, newest day first. */
+function renderExecutionTable(lines) {
+  const rows = [];
+  for (const line of lines)
+    for (const point of line.points)
+      if (point.prompts_run > 0 || point.execution_seconds > 0)
+        rows.push(
+          el(
+            'tr',
+            { 'data-date': point.date },
+            el('td', { 'data-label': 'Day (UTC)' }, point.date),
+            el('td', { 'data-label': 'Key', class: 'key-name' }, line.label),
+            el('td', { 'data-label': 'Jobs run', class: 'num' }, formatNumber(point.prompts_run)),
+            el('td', { 'data-label': 'Execution (s)', class: 'num' }, formatSeconds(point.execution_seconds)),
+            el('td', { 'data-label': 'Outputs', class: 'num' }, formatNumber(point.outputs)),
+          ),
+        );
+  rows.sort((a, b) => (a.dataset.date < b.dataset.date ? 1 : a.dataset.date > b.dataset.date ? -1 : 0));
+  $('execution-table').tBodies[0].replaceChildren(...rows);
+  $('no-execution').hidden = rows.length > 0;
 }
 
 function renderTotals(entries) {

@@ -1,4 +1,4 @@
-// Prometheus metrics of the gateway (prom-client): requests, latency, refusals, upstream errors, WebSockets, store writes.
+// Prometheus metrics of the gateway (prom-client): requests, latency, refusals, upstream errors, WebSockets, store writes, job metering.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
@@ -14,6 +14,10 @@ export interface GatewayMetrics {
   websocketClosed(): void;
   /** One durable write of a store (`keys`, `usage`, `ownership`, `sessions`, `audit`). */
   storeWrite(store: string, seconds: number): void;
+  /** One prompt admitted for a key (`key_id` labels only with per-key metrics on). */
+  promptAdmitted(keyId: string): void;
+  /** One job of a key that ran: the seconds it executed and the files it produced. */
+  jobRun(keyId: string, executionSeconds: number, outputs: number): void;
 }
 
 const statusClass = (status: number): string => `${Math.floor(status / 100)}xx`;
@@ -75,6 +79,15 @@ export function createMetrics(options: { perKey: boolean }): GatewayMetrics {
     ? new Counter({ name: 'comfy_gate_key_rate_limited_total', help: 'Requests refused with 429 per key.', labelNames: ['key_id'], registers: [registry] })
     : null;
 
+  // Job metering: one series in all, or one per key with per-key metrics on.
+  const jobLabels = options.perKey ? ['key_id'] : [];
+  const jobCounter = (name: string, help: string): Counter => new Counter({ name, help, labelNames: jobLabels, registers: [registry] });
+  const promptsAdmitted = jobCounter('comfy_gate_prompts_admitted_total', 'Prompts admitted.');
+  const promptsRun = jobCounter('comfy_gate_prompts_run_total', 'Jobs that ran to an end in ComfyUI.');
+  const executionSeconds = jobCounter('comfy_gate_execution_seconds_total', 'Seconds jobs spent executing in ComfyUI.');
+  const outputsProduced = jobCounter('comfy_gate_outputs_total', 'Files jobs produced.');
+  const jobLabelsOf = (keyId: string): Partial<Record<string, string>> => (options.perKey ? { key_id: keyId } : {});
+
   // Labelled children are looked up once and kept: resolving labels on every request costs more than the count.
   const requestCounters = new Map<string, Counter.Internal>();
   const durationHistograms = new Map<string, Histogram.Internal<string>>();
@@ -106,5 +119,13 @@ export function createMetrics(options: { perKey: boolean }): GatewayMetrics {
     websocketOpened: () => websockets.inc(),
     websocketClosed: () => websockets.dec(),
     storeWrite: (store, seconds) => storeWrites.observe({ store }, seconds),
+    promptAdmitted: (keyId) => promptsAdmitted.inc(jobLabelsOf(keyId)),
+    jobRun(keyId, seconds, outputs) {
+      const labels = jobLabelsOf(keyId);
+      promptsRun.inc(labels);
+      // A counter only goes up: a value that is not a finite positive number adds nothing.
+      if (Number.isFinite(seconds) && seconds > 0) executionSeconds.inc(labels, seconds);
+      if (Number.isFinite(outputs) && outputs >= 1) outputsProduced.inc(labels, Math.floor(outputs));
+    },
   };
 }

@@ -2,7 +2,8 @@
 
 import { readFile } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
-import { resolve } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, resolve } from 'node:path';
 import type { Caller } from '../auth/authenticate.js';
 import { LOGIN_PAGE_CSP } from './login-page.js';
 import { pageHeaders } from './security-headers.js';
@@ -10,11 +11,20 @@ import { pageHeaders } from './security-headers.js';
 /** The dashboard's files, shipped beside dist/ in the package. */
 const ADMIN_DIR = resolve(import.meta.dirname, '../../../admin');
 
-const FILES: Record<string, { file: string; type: string }> = {
-  '/admin': { file: 'index.html', type: 'text/html; charset=utf-8' },
-  '/admin/': { file: 'index.html', type: 'text/html; charset=utf-8' },
-  '/admin/dashboard.js': { file: 'dashboard.js', type: 'text/javascript; charset=utf-8' },
-  '/admin/dashboard.css': { file: 'dashboard.css', type: 'text/css; charset=utf-8' },
+/** The browser build of uPlot (the execution chart), served from the installed package: the page loads nothing from elsewhere. */
+const UPLOT_DIR = dirname(createRequire(import.meta.url).resolve('uplot'));
+
+const HTML = 'text/html; charset=utf-8';
+const JS = 'text/javascript; charset=utf-8';
+const CSS = 'text/css; charset=utf-8';
+
+const FILES: Record<string, { path: string; type: string }> = {
+  '/admin': { path: resolve(ADMIN_DIR, 'index.html'), type: HTML },
+  '/admin/': { path: resolve(ADMIN_DIR, 'index.html'), type: HTML },
+  '/admin/dashboard.js': { path: resolve(ADMIN_DIR, 'dashboard.js'), type: JS },
+  '/admin/dashboard.css': { path: resolve(ADMIN_DIR, 'dashboard.css'), type: CSS },
+  '/admin/vendor/uplot.js': { path: resolve(UPLOT_DIR, 'uPlot.esm.js'), type: JS },
+  '/admin/vendor/uplot.css': { path: resolve(UPLOT_DIR, 'uPlot.min.css'), type: CSS },
 };
 
 /** The dashboard may load only its own script and style, and talk only to this gateway. */
@@ -49,7 +59,7 @@ export async function handleAdminPage(res: ServerResponse, caller: Caller, path:
   if (caller.key.role !== 'admin') return send(res, 403, 'text/html; charset=utf-8', Buffer.from(NOT_AN_ADMIN), LOGIN_PAGE_CSP);
   const entry = FILES[path];
   if (!entry || (method !== 'GET' && method !== 'HEAD')) return send(res, 404, 'text/plain; charset=utf-8', Buffer.from('Not found\n'));
-  send(res, 200, entry.type, await readFile(resolve(ADMIN_DIR, entry.file)));
+  send(res, 200, entry.type, await readFile(entry.path));
 }
 
 function send(res: ServerResponse, status: number, type: string, body: Buffer, csp = DASHBOARD_CSP): void {

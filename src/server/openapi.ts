@@ -73,6 +73,14 @@ const key = {
   },
 };
 
+/** Job metering, in `usage_stats` and in each day of a daily series. */
+const jobMetering = {
+  prompts: { type: 'integer', minimum: 0, description: 'Prompts admitted' },
+  prompts_run: { type: 'integer', minimum: 0, description: 'Jobs that ran, counted on the UTC day they finished' },
+  execution_seconds: { type: 'number', minimum: 0, description: 'Seconds those jobs spent executing in ComfyUI' },
+  outputs: { type: 'integer', minimum: 0, description: 'Files those jobs produced' },
+};
+
 const usageStats = {
   type: 'object',
   required: [
@@ -84,6 +92,10 @@ const usageStats = {
     'requests_per_day',
     'rate_limited_requests',
     'requests_last_24h',
+    'prompts',
+    'prompts_run',
+    'execution_seconds',
+    'outputs',
   ],
   additionalProperties: false,
   properties: {
@@ -95,12 +107,13 @@ const usageStats = {
     requests_per_day: { type: 'object', additionalProperties: { type: 'integer' }, propertyNames: { pattern: '^\\d{4}-\\d{2}-\\d{2}$' } },
     rate_limited_requests: { type: 'integer', minimum: 0 },
     requests_last_24h: { type: 'integer', minimum: 0 },
+    ...jobMetering,
   },
 };
 
 const dailyPoint = {
   type: 'object',
-  required: ['date', 'requests', 'successes', 'failures', 'duration', 'rate_limited'],
+  required: ['date', 'requests', 'successes', 'failures', 'duration', 'rate_limited', 'prompts', 'prompts_run', 'execution_seconds', 'outputs'],
   additionalProperties: false,
   properties: {
     date: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' },
@@ -109,6 +122,7 @@ const dailyPoint = {
     failures: { type: 'integer', minimum: 0 },
     duration: { type: 'number', minimum: 0 },
     rate_limited: { type: 'integer', minimum: 0 },
+    ...jobMetering,
   },
 };
 

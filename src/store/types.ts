@@ -94,6 +94,14 @@ export interface DailyTotals {
   failures: number;
   duration: number;
   rate_limited: number;
+  /** Prompts admitted (0 in data from before job metering). */
+  prompts: number;
+  /** Jobs that ran, counted on the day they finished. */
+  prompts_run: number;
+  /** Seconds those jobs spent executing in ComfyUI. */
+  execution_seconds: number;
+  /** Files those jobs produced. */
+  outputs: number;
 }
 
 /** Where usage goes. Recording is synchronous and buffered; the store persists in the background. */
@@ -102,6 +110,14 @@ export interface UsageStore {
   record(record: UsageRecord): void;
   /** Notes a request refused with 429; counted per day, not as a usage record. */
   recordRateLimited(keyId: string, at: number): void;
+  /** Notes a prompt admitted for a key, counted on the UTC day of `at` (Unix seconds). */
+  recordPromptAdmitted(keyId: string, at: number): void;
+  /**
+   * Notes a job that ran, counted on the UTC day of `at` (Unix seconds: when it finished), with the
+   * seconds it executed and the files it produced (a value that is not a finite positive number counts
+   * as 0; outputs are rounded down to a whole number).
+   */
+  recordJobRun(keyId: string, at: number, executionSeconds: number, outputs: number): void;
 
   /** Totals per UTC day (`YYYY-MM-DD`) for one key, for days from `fromDay` on. */
   dailyTotals(keyId: string, fromDay: string): Map<string, DailyTotals>;

@@ -2,9 +2,12 @@
 
 import {
   addToHourly,
+  BUCKET_SIZE,
   bucketOfEntry,
   bucketToTotals,
+  emptyBucket,
   isUsageRecord,
+  type CountedEntry,
   type DayBucket,
   type HourlyByKey,
   type TotalsByKey,
@@ -64,8 +67,8 @@ export abstract class UsageReports {
       for (const [hour, count] of Object.entries(byHour)) this.hourlyOfAll[hour] = (this.hourlyOfAll[hour] ?? 0) + count;
   }
 
-  /** Counts a request (in its day and hour) or a 429 (in its day only). */
-  protected countEntry(entry: Exclude<UsageJournalEntry, { journal_id: string }>): void {
+  /** Counts a request (in its day and hour), or a 429, an admitted prompt or a job that ran (in its day only). */
+  protected countEntry(entry: CountedEntry): void {
     const day = utcDay(entry.timestamp);
     const added = bucketOfEntry(entry);
     addBucket((this.totals[entry.key_id] ??= {}), day, added, 1);
@@ -122,6 +125,6 @@ function countSince(byHour: Record<string, number>, since: number): number {
 }
 
 function addBucket(into: Record<string, DayBucket>, day: string, bucket: DayBucket, sign: 1 | -1): void {
-  const sum = (into[day] ??= [0, 0, 0, 0, 0]);
-  for (let i = 0; i < 5; i += 1) sum[i]! += sign * bucket[i]!;
+  const sum = (into[day] ??= emptyBucket());
+  for (let i = 0; i < BUCKET_SIZE; i += 1) sum[i]! += sign * bucket[i]!;
 }

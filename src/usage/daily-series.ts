@@ -9,6 +9,24 @@ export interface DailyPoint extends DailyTotals {
 
 const DAY_SECONDS = 86_400;
 
+/** Every field of a day's totals. */
+const TOTALS_FIELDS: ReadonlyArray<keyof DailyTotals> = [
+  'requests',
+  'successes',
+  'failures',
+  'duration',
+  'rate_limited',
+  'prompts',
+  'prompts_run',
+  'execution_seconds',
+  'outputs',
+];
+
+/** The totals of a day without any use. */
+function zeroTotals(): DailyTotals {
+  return { requests: 0, successes: 0, failures: 0, duration: 0, rate_limited: 0, prompts: 0, prompts_run: 0, execution_seconds: 0, outputs: 0 };
+}
+
 /** Every UTC day of the last `days` days (today included), oldest first, with zeros for quiet days. */
 export function dailySeries(store: UsageStore, keyId: string, days: number, nowSeconds: number): DailyPoint[] {
   return seriesOf(store.dailyTotals(keyId, firstDayOf(days, nowSeconds)), days, nowSeconds);
@@ -23,7 +41,7 @@ function seriesOf(totals: Map<string, DailyTotals>, days: number, nowSeconds: nu
   const series: DailyPoint[] = [];
   for (let i = days - 1; i >= 0; i -= 1) {
     const date = utcDay(nowSeconds - i * DAY_SECONDS);
-    series.push({ date, ...(totals.get(date) ?? { requests: 0, successes: 0, failures: 0, duration: 0, rate_limited: 0 }) });
+    series.push({ date, ...(totals.get(date) ?? zeroTotals()) });
   }
   return series;
 }
@@ -31,16 +49,11 @@ function seriesOf(totals: Map<string, DailyTotals>, days: number, nowSeconds: nu
 /** The sum of several keys' series, day by day. */
 export function sumSeries(series: DailyPoint[][], days: number, nowSeconds: number): DailyPoint[] {
   const sum: DailyPoint[] = [];
-  for (let i = days - 1; i >= 0; i -= 1)
-    sum.push({ date: utcDay(nowSeconds - i * DAY_SECONDS), requests: 0, successes: 0, failures: 0, duration: 0, rate_limited: 0 });
+  for (let i = days - 1; i >= 0; i -= 1) sum.push({ date: utcDay(nowSeconds - i * DAY_SECONDS), ...zeroTotals() });
   for (const one of series) {
     one.forEach((point, index) => {
       const total = sum[index]!;
-      total.requests += point.requests;
-      total.successes += point.successes;
-      total.failures += point.failures;
-      total.duration += point.duration;
-      total.rate_limited += point.rate_limited;
+      for (const field of TOTALS_FIELDS) total[field] += point[field];
     });
   }
   return sum;

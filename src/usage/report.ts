@@ -15,6 +15,14 @@ export interface UsageStats {
   rate_limited_requests: number;
   /** Counted requests in the last 24 hours (to the hour), whatever the period. */
   requests_last_24h: number;
+  /** Prompts admitted in the period. */
+  prompts: number;
+  /** Jobs that ran, counted on the day they finished. */
+  prompts_run: number;
+  /** Seconds those jobs spent executing. */
+  execution_seconds: number;
+  /** Files those jobs produced. */
+  outputs: number;
 }
 
 /** A key's usage over the last `days` UTC days, today included. */
@@ -37,6 +45,10 @@ function statsOf(daily: Map<string, DailyTotals>, requestsLast24h: number): Usag
     requests_per_day: {},
     rate_limited_requests: 0,
     requests_last_24h: requestsLast24h,
+    prompts: 0,
+    prompts_run: 0,
+    execution_seconds: 0,
+    outputs: 0,
   };
   const byDay = [...daily].sort(([a], [b]) => a.localeCompare(b));
   for (const [day, totals] of byDay) {
@@ -45,6 +57,10 @@ function statsOf(daily: Map<string, DailyTotals>, requestsLast24h: number): Usag
     stats.failed_requests += totals.failures;
     stats.total_duration += totals.duration;
     stats.rate_limited_requests += totals.rate_limited;
+    stats.prompts += totals.prompts;
+    stats.prompts_run += totals.prompts_run;
+    stats.execution_seconds += totals.execution_seconds;
+    stats.outputs += totals.outputs;
     if (totals.requests > 0) stats.requests_per_day[day] = totals.requests;
   }
   stats.average_duration = stats.total_requests > 0 ? stats.total_duration / stats.total_requests : 0;

@@ -10,6 +10,7 @@ import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send } from '../helpers/http-client.js';
 import { createKey, type CreatedKey } from '../helpers/keys.js';
+import { FileUsageStore } from '../../src/store/file/file-usage-store.js';
 
 const DOCS_SCREENSHOT = resolve(import.meta.dirname, '../../../docs/dashboard.png');
 const DAY = 86_400;
@@ -335,6 +336,22 @@ describe('admin dashboard with more keys than a page', { skip: browserUnavailabl
   });
 });
 
+/** The values uPlot's legend shows for each series at the cursor, by label. */
+async function legendValues(page: Page): Promise<Map<string, string>> {
+  const rows = await page
+    .locator('#chart-execution .u-legend tr.u-series')
+    .evaluateAll((trs) => trs.map((tr) => [tr.querySelector('.u-label')?.textContent ?? '', tr.querySelector('.u-value')?.textContent ?? ''] as const));
+  return new Map(rows);
+}
+
+/** Moves the mouse over the execution chart at the `index`-th of `count` days (uPlot's cursor takes the nearest day). */
+async function hoverDay(page: Page, index: number, count: number): Promise<void> {
+  const box = (await page.locator('#chart-execution .u-over').boundingBox())!;
+  // Kept a pixel inside the plot: on its very edge the cursor has left it.
+  const x = Math.min(Math.max((box.width * index) / (count - 1), 1), box.width - 1);
+  await page.mouse.move(box.x + x, box.y + box.height / 2);
+}
+
 describe('admin dashboard with a month of usage', { skip: browserUnavailable }, () => {
   let comfy: FakeComfyUI;
   let gateway: GatewayProcess;
@@ -342,6 +359,7 @@ describe('admin dashboard with a month of usage', { skip: browserUnavailable }, 
   let admin: CreatedKey;
   let keys: Record<string, CreatedKey>;
   let seeded: Map<string, Map<string, number>>;
+  let executed: JobDay[];
 
   before(async () => {
     comfy = await startFakeComfyUI();
@@ -356,6 +374,7 @@ describe('admin dashboard with a month of usage', { skip: browserUnavailable }, 
       directory.path,
       Object.values(keys).map((key) => key.key_id),
     );
+    executed = await writeJobHistory(directory.path, keys);
     gateway = await startGateway({ upstream: comfy.url, userDirectory: directory.path, args: ['--require-api-auth'] });
     await send(gateway.url, `/api/keys/${keys['Contractor']!.key_id}`, { method: 'PATCH', key: admin.api_key, body: { is_active: false } });
     for (let i = 0; i < 14; i += 1) await send(gateway.url, '/system_stats', { key: keys['Render farm']!.api_key });
@@ -403,7 +422,110 @@ describe('admin dashboard with a month of usage', { skip: browserUnavailable }, 
     assert.deepEqual(errors, []);
     await context.close();
   });
+
+  test('the execution chart draws seconds per day, a line per key, and its table gives the same figures', async () => {
+    const { context, page, errors } = await openPage(browser);
+    const loaded: string[] = [];
+    page.on('response', (response) => loaded.push(new URL(response.url()).origin));
+    await signIn(page, gateway.url, admin.api_key);
+    await page.locator('#chart-execution canvas').first().waitFor();
+    assert.ok(
+      loaded.every((origin) => origin === gateway.url),
+      'uPlot comes from the gateway, nothing from elsewhere',
+    );
+
+    // The table: one row per key and day that ran jobs, newest first, with the seeded figures.
+    await page.click('#chart-execution + details summary');
+    const rows = await page
+      .locator('#execution-table tbody tr')
+      .evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent ?? '')));
+    const expected = [...executed]
+      .sort((a, b) => (a.date < b.date ? 1 : a.date > b.date ? -1 : 0))
+      .map((job) => [job.date, job.name, String(job.runs), job.seconds.toLocaleString('en-US', { maximumFractionDigits: 1 }), String(job.outputs)]);
+    assert.deepEqual(rows.map((row) => row.join(' | ')).sort(), expected.map((row) => row.join(' | ')).sort());
+    assert.deepEqual(
+      rows.map((row) => row[0]),
+      [...rows.map((row) => row[0]!)].sort().reverse(),
+      'newest day first',
+    );
+
+    // The chart: a line per key that ran jobs (busiest first), and uPlot holds each day's seconds.
+    const labels = [...(await legendValues(page)).keys()];
+    const totalOf = (name: string): number => executed.filter((job) => job.name === name).reduce((sum, job) => sum + job.seconds, 0);
+    assert.deepEqual(labels, ['Day', ...['Nightly CI', 'Render farm', 'Studio workstation'].sort((a, b) => totalOf(b) - totalOf(a))]);
+    const ago10 = daysAgo(10);
+    await hoverDay(page, 29 - 10, 30);
+    const at10 = await legendValues(page);
+    const seconds = (name: string, date: string): string => {
+      const job = executed.find((j) => j.name === name && j.date === date);
+      return `${(job?.seconds ?? 0).toLocaleString('en-US', { maximumFractionDigits: 1 })} s`;
+    };
+    assert.match(at10.get('Day')!, new RegExp(new Date(`${ago10}T00:00:00Z`).getUTCDate().toString()));
+    for (const name of ['Nightly CI', 'Render farm', 'Studio workstation']) assert.equal(at10.get(name), seconds(name, ago10), `${name} ${ago10}`);
+    await hoverDay(page, 29, 30);
+    const atToday = await legendValues(page);
+    for (const name of ['Nightly CI', 'Render farm', 'Studio workstation']) assert.equal(atToday.get(name), seconds(name, today()), `${name} today`);
+    assert.match((await page.getAttribute('#chart-execution', 'aria-label')) ?? '', /Execution seconds per day/);
+    const totalSeconds = executed.reduce((sum, job) => sum + job.seconds, 0);
+    await page
+      .locator('#totals .total', { hasText: 'Execution' })
+      .locator(`dd:text-is("${totalSeconds.toLocaleString('en-US', { maximumFractionDigits: 1 })} s")`)
+      .waitFor();
+
+    // One key chosen: its line only.
+    await page.selectOption('#chart-key', keys['Studio workstation']!.key_id);
+    await page.waitForFunction(() => document.querySelectorAll('#chart-execution .u-legend tr.u-series').length === 2);
+    await hoverDay(page, 29 - 3, 30);
+    assert.deepEqual([...(await legendValues(page))].slice(1), [['Studio workstation', seconds('Studio workstation', daysAgo(3))]]);
+    assert.equal(await page.locator('#execution-table tbody tr').count(), 3);
+    await page.screenshot({ path: await screenshotPath('dashboard-execution-1280'), fullPage: true });
+    assert.deepEqual(errors, [], 'no console errors, no Content-Security-Policy violation');
+    await context.close();
+  });
 });
+
+/** One key's jobs on one UTC day, as seeded. */
+interface JobDay {
+  name: string;
+  date: string;
+  runs: number;
+  seconds: number;
+  outputs: number;
+}
+
+/**
+ * Records jobs through the usage store (as the gateway's job machinery does) for three keys on some of
+ * the last 30 days, and prompts that never ran; resolves what each key ran on each day.
+ */
+async function writeJobHistory(directory: string, keys: Record<string, CreatedKey>): Promise<JobDay[]> {
+  const startOfToday = Math.floor(Date.now() / 1000 / DAY) * DAY;
+  const days: JobDay[] = [];
+  const store = new FileUsageStore({ directory, retentionDays: 90 });
+  await store.open();
+  const plan: Array<[string, number[], number]> = [
+    ['Render farm', [0, 1, 2, 5, 10, 20], 95.5],
+    ['Studio workstation', [0, 3, 10], 30.25],
+    ['Nightly CI', [10], 600],
+  ];
+  for (const [name, agos, scale] of plan) {
+    for (const ago of agos) {
+      const dayStart = startOfToday - ago * DAY;
+      const runs = 1 + (ago % 3);
+      const job = { name, date: new Date(dayStart * 1000).toISOString().slice(0, 10), runs, seconds: 0, outputs: 0 };
+      for (let i = 0; i < runs; i += 1) {
+        const seconds = scale + i * 4.5;
+        store.recordPromptAdmitted(keys[name]!.key_id, dayStart + 60 + i);
+        store.recordJobRun(keys[name]!.key_id, dayStart + 120 + i, seconds, 2);
+        job.seconds += seconds;
+        job.outputs += 2;
+      }
+      days.push(job);
+    }
+  }
+  store.recordPromptAdmitted(keys['Contractor']!.key_id, startOfToday + 1);
+  await store.close();
+  return days;
+}
 
 /** The keys of the month-of-usage dashboard, as created through the API. */
 const SEEDED_KEYS: Record<string, Record<string, unknown>> = {

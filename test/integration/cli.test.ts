@@ -11,7 +11,7 @@ import { send, type TestResponse } from '../helpers/http-client.js';
 import { createKey } from '../helpers/keys.js';
 
 const DAY = 86_400;
-const CSV_HEADER = 'key_id,key_name,date,requests,successes,failures,total_duration_s';
+const CSV_HEADER = 'key_id,key_name,date,requests,successes,failures,total_duration_s,prompts,prompts_run,execution_seconds,outputs';
 
 interface CliKey {
   key_id: string;
@@ -375,13 +375,13 @@ describe('the comfy-gate CLI', () => {
       const id = (i: number): string => (keys[i]!.key_id.startsWith('-') ? `"'${keys[i]!.key_id}"` : keys[i]!.key_id);
       assert.deepEqual(csv.stdout.trimEnd().split('\n'), [
         CSV_HEADER,
-        `${id(0)},"'=HYPERLINK(""https://example.com/x"",""Click"")",${today},0,0,0,0`,
-        `${id(1)},"'+1",${today},0,0,0,0`,
-        `${id(2)},"'-2+3",${today},0,0,0,0`,
-        `${id(3)},"'@SUM(A1)",${today},0,0,0,0`,
-        `${id(4)},plain,${today},0,0,0,0`,
-        `${id(5)},a=b,${today},0,0,0,0`,
-        `"'=cmd|""/c calc""!A0",,${today},1,1,0,1`,
+        `${id(0)},"'=HYPERLINK(""https://example.com/x"",""Click"")",${today},0,0,0,0,0,0,0,0`,
+        `${id(1)},"'+1",${today},0,0,0,0,0,0,0,0`,
+        `${id(2)},"'-2+3",${today},0,0,0,0,0,0,0,0`,
+        `${id(3)},"'@SUM(A1)",${today},0,0,0,0,0,0,0,0`,
+        `${id(4)},plain,${today},0,0,0,0,0,0,0,0`,
+        `${id(5)},a=b,${today},0,0,0,0,0,0,0,0`,
+        `"'=cmd|""/c calc""!A0",,${today},1,1,0,1,0,0,0,0`,
       ]);
     } finally {
       await dir.remove();
@@ -403,7 +403,7 @@ describe('the comfy-gate CLI', () => {
         success: status < 400,
         metadata: { method: 'POST', status },
       });
-      // The reference's file layout, a journal with a 429 and a line torn by a writer still appending, and a deleted key's usage.
+      // The reference's file layout, a journal with a 429, two prompts, a job and a line torn by a writer still appending, and a deleted key's usage.
       await writeFile(
         join(dir.path, 'api_usage.json'),
         JSON.stringify(
@@ -425,6 +425,9 @@ describe('the comfy-gate CLI', () => {
           JSON.stringify({ journal_id: 'j1' }),
           JSON.stringify(record(north.key_id, today + 4, 201, 0.125)),
           JSON.stringify({ rate_limited: true, key_id: north.key_id, timestamp: today + 5 }),
+          JSON.stringify({ prompt_admitted: true, key_id: north.key_id, timestamp: today + 6 }),
+          JSON.stringify({ prompt_admitted: true, key_id: north.key_id, timestamp: today + 7 }),
+          JSON.stringify({ job_run: true, key_id: north.key_id, timestamp: today + 8, execution_seconds: 95.25, outputs: 4 }),
           '{"key_id":"' + south.key_id + '","endpoint":"/api/pro',
         ].join('\n'),
       );
@@ -438,12 +441,12 @@ describe('the comfy-gate CLI', () => {
       assert.equal(csv.code, 0, csv.stderr);
       assert.deepEqual(csv.stdout.trimEnd().split('\n'), [
         CSV_HEADER,
-        `${north.key_id},"Farm, ""north""",${yesterdayDate},1,1,0,1`,
-        `${north.key_id},"Farm, ""north""",${todayDate},3,2,1,0.875`,
-        `${south.key_id},south,${yesterdayDate},0,0,0,0`,
-        `${south.key_id},south,${todayDate},1,1,0,3`,
-        `deleted-key,,${yesterdayDate},0,0,0,0`,
-        `deleted-key,,${todayDate},1,1,0,2`,
+        `${north.key_id},"Farm, ""north""",${yesterdayDate},1,1,0,1,0,0,0,0`,
+        `${north.key_id},"Farm, ""north""",${todayDate},3,2,1,0.875,2,1,95.25,4`,
+        `${south.key_id},south,${yesterdayDate},0,0,0,0,0,0,0,0`,
+        `${south.key_id},south,${todayDate},1,1,0,3,0,0,0,0`,
+        `deleted-key,,${yesterdayDate},0,0,0,0,0,0,0,0`,
+        `deleted-key,,${todayDate},1,1,0,2,0,0,0,0`,
       ]);
       const oneKey = await cli(dir.path, 'usage', '--format', 'csv', '--key', south.key_id, '--days', '7');
       const oneKeyLines = oneKey.stdout.trimEnd().split('\n');
@@ -457,7 +460,7 @@ describe('the comfy-gate CLI', () => {
         keys: Array<{
           key_id: string;
           key_name: string | null;
-          usage_stats: { total_requests: number; failed_requests: number; rate_limited_requests: number };
+          usage_stats: { total_requests: number; failed_requests: number; rate_limited_requests: number; execution_seconds: number; prompts: number };
           daily: Array<{ date: string; requests: number }>;
         }>;
         daily_total: Array<{ date: string; requests: number }>;
@@ -474,6 +477,7 @@ describe('the comfy-gate CLI', () => {
       );
       assert.equal(json.keys[0]!.usage_stats.failed_requests, 1);
       assert.equal(json.keys[0]!.usage_stats.rate_limited_requests, 1);
+      assert.deepEqual([json.keys[0]!.usage_stats.prompts, json.keys[0]!.usage_stats.execution_seconds], [2, 95.25]);
       assert.deepEqual(
         json.daily_total.map((d) => [d.date, d.requests]),
         [
@@ -486,12 +490,15 @@ describe('the comfy-gate CLI', () => {
       const tableRun = await cli(dir.path, 'usage', '--days', '2');
       assert.equal(tableRun.code, 0);
       assert.match(tableRun.stdout, new RegExp(`^Usage from ${yesterdayDate} to ${todayDate} \\(UTC, 2 days\\):`));
-      assert.match(tableRun.stdout, /^KEY_ID\s+NAME\s+REQUESTS\s+SUCCESSES\s+FAILURES\s+REFUSED \(429\)\s+DURATION \(S\)$/m);
-      assert.match(tableRun.stdout, new RegExp(`^${north.key_id}\\s+Farm, "north"\\s+4\\s+3\\s+1\\s+1\\s+1\\.875$`, 'm'));
-      assert.match(tableRun.stdout, /^deleted-key\s+\(deleted\)\s+1\s+1\s+0\s+0\s+2$/m);
-      assert.match(tableRun.stdout, /^TOTAL\s+6\s+5\s+1\s+1\s+6\.875$/m);
+      assert.match(
+        tableRun.stdout,
+        /^KEY_ID\s+NAME\s+REQUESTS\s+SUCCESSES\s+FAILURES\s+REFUSED \(429\)\s+DURATION \(S\)\s+PROMPTS\s+RUN\s+EXECUTION \(S\)\s+OUTPUTS$/m,
+      );
+      assert.match(tableRun.stdout, new RegExp(`^${north.key_id}\\s+Farm, "north"\\s+4\\s+3\\s+1\\s+1\\s+1\\.875\\s+2\\s+1\\s+95\\.25\\s+4$`, 'm'));
+      assert.match(tableRun.stdout, /^deleted-key\s+\(deleted\)\s+1\s+1\s+0\s+0\s+2\s+0\s+0\s+0\s+0$/m);
+      assert.match(tableRun.stdout, /^TOTAL\s+6\s+5\s+1\s+1\s+6\.875\s+2\s+1\s+95\.25\s+4$/m);
       const byDay = await cli(dir.path, 'usage', '--key', north.key_id, '--days', '2');
-      assert.match(byDay.stdout, new RegExp(`^${todayDate}\\s+3\\s+2\\s+1\\s+1\\s+0\\.875$`, 'm'));
+      assert.match(byDay.stdout, new RegExp(`^${todayDate}\\s+3\\s+2\\s+1\\s+1\\s+0\\.875\\s+2\\s+1\\s+95\\.25\\s+4$`, 'm'));
 
       const shown = await cliJson<{ usage_stats: { total_requests: number; requests_per_day: Record<string, number> } }>(
         dir.path,

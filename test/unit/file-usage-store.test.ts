@@ -19,9 +19,9 @@ function usage(keyId: string, timestamp: number, status = 200, duration = 1.5): 
   return { key_id: keyId, endpoint: '/api/prompt', timestamp, duration, success: status < 400, metadata: { method: 'POST', status } };
 }
 
-/** One day's totals; failures are the requests that did not succeed. */
-function totals(requests: number, successes: number, duration: number, rate_limited = 0): DailyTotals {
-  return { requests, successes, failures: requests - successes, duration, rate_limited };
+/** One day's totals; failures are the requests that did not succeed; job metering is zero unless given. */
+function totals(requests: number, successes: number, duration: number, rate_limited = 0, jobs: Partial<DailyTotals> = {}): DailyTotals {
+  return { requests, successes, failures: requests - successes, duration, rate_limited, prompts: 0, prompts_run: 0, execution_seconds: 0, outputs: 0, ...jobs };
 }
 
 /** The prototype of the file handles of node:fs/promises, whose methods the store's journal uses. */
@@ -139,6 +139,35 @@ describe('FileUsageStore', () => {
     assert.deepEqual(daily(store, 'a'), { '2024-05-01': totals(1, 1, 1.5, 2) });
     const fresh = await reopen();
     assert.deepEqual(daily(fresh, 'a'), { '2024-05-01': totals(1, 1, 1.5, 2) });
+  });
+
+  test('prompts and jobs count in their day only: journal lines, never records of api_usage.json, kept through compaction', async () => {
+    const store = await openStore();
+    store.recordPromptAdmitted('a', MAY_1);
+    store.recordPromptAdmitted('a', MIDNIGHT - 1);
+    store.recordJobRun('a', MIDNIGHT + 5, 12.5, 3);
+    store.record(usage('a', MAY_1 + 2));
+    const expected = {
+      '2024-05-01': totals(1, 1, 1.5, 0, { prompts: 2 }),
+      '2024-05-02': totals(0, 0, 0, 0, { prompts_run: 1, execution_seconds: 12.5, outputs: 3 }),
+    };
+    assert.deepEqual(daily(store, 'a'), expected);
+    assert.equal(store.requestsSince('a', 0), 1, 'prompts and jobs are not counted requests');
+    await store.compact();
+    assert.deepEqual((await readUsageFile()).records, [usage('a', MAY_1 + 2)], 'the reference records only');
+    assert.deepEqual(daily(await reopen(), 'a'), expected, 'from the header after a compaction');
+  });
+
+  test('a comfy-gate file written before job metering (five numbers a day) loads with zeros, and takes the new totals', async () => {
+    const header = { version: 1, merged_journal: null, daily_totals: { a: { '2024-05-01': [3, 2, 1, 4.5, 1] } }, hourly_requests: {} };
+    await writeFile(usagePath, `{"comfy_gate": ${JSON.stringify(header)},\n"records": [\n]}\n`);
+    const store = await openStore();
+    assert.deepEqual(daily(store, 'a'), { '2024-05-01': totals(3, 2, 4.5, 1) });
+    assert.deepEqual(Object.fromEntries(store.dailyTotalsOfAll('2000-01-01')), { '2024-05-01': totals(3, 2, 4.5, 1) });
+    store.recordJobRun('a', MAY_1, 2, 1);
+    await store.compact();
+    const expected = { '2024-05-01': totals(3, 2, 4.5, 1, { prompts_run: 1, execution_seconds: 2, outputs: 1 }) };
+    assert.deepEqual(daily(await reopen(), 'a'), expected);
   });
 
   test('recentRequestTimes() gives the counted requests of the last window after a restart', async () => {
@@ -382,6 +411,8 @@ describe('FileUsageStore', () => {
     await store.compact();
     store.record(usage('a', MAY_1 + 1, 500, 2));
     store.recordRateLimited('b', MAY_1 + 2);
+    store.recordPromptAdmitted('b', MAY_1 + 2);
+    store.recordJobRun('b', MAY_1 + 2, 7, 2);
     await closeAll();
     // A crash after the journal was set aside and before the merge, then a writer that died mid-append.
     await rename(journalPath, asidePath);
@@ -395,11 +426,17 @@ describe('FileUsageStore', () => {
     const reader = new FileUsageStore({ directory: dir, retentionDays: 1, readOnly: true });
     await reader.open();
     assert.deepEqual(daily(reader, 'a'), { '2024-05-01': totals(2, 1, 3.5) }, 'the main file and the aside journal, each once');
-    assert.deepEqual(daily(reader, 'b'), { '2024-05-01': totals(1, 1, 1.5, 1) }, 'the active journal without its torn line');
+    assert.deepEqual(
+      daily(reader, 'b'),
+      { '2024-05-01': totals(1, 1, 1.5, 1, { prompts: 1, prompts_run: 1, execution_seconds: 7, outputs: 2 }) },
+      'the active journal without its torn line',
+    );
     assert.deepEqual(reader.keyIds().sort(), ['a', 'b']);
 
     assert.throws(() => reader.record(usage('a', MAY_1 + 4)), /read-only/);
     assert.throws(() => reader.recordRateLimited('a', MAY_1 + 4), /read-only/);
+    assert.throws(() => reader.recordPromptAdmitted('a', MAY_1 + 4), /read-only/);
+    assert.throws(() => reader.recordJobRun('a', MAY_1 + 4, 1, 1), /read-only/);
     await assert.rejects(reader.flush(), /read-only/);
     await assert.rejects(reader.compact(), /read-only/);
     await assert.rejects(reader.ensureCreated(), /read-only/);

@@ -14,6 +14,7 @@ import { usageStats } from '../../src/usage/report.js';
 /** Unix seconds of a UTC date and time. */
 const utc = (iso: string): number => Date.parse(`${iso}Z`) / 1000;
 const NOW = utc('2024-05-10T12:00:00');
+const NO_JOBS = { prompts: 0, prompts_run: 0, execution_seconds: 0, outputs: 0 };
 
 describe('usageStats', () => {
   let dir: string;
@@ -51,6 +52,7 @@ describe('usageStats', () => {
       requests_per_day: { '2024-05-08': 1, '2024-05-09': 1, '2024-05-10': 2 },
       rate_limited_requests: 1,
       requests_last_24h: 2,
+      ...NO_JOBS,
     });
   });
 
@@ -65,8 +67,26 @@ describe('usageStats', () => {
       requests_per_day: {},
       rate_limited_requests: 1,
       requests_last_24h: 0,
+      ...NO_JOBS,
     });
     assert.equal(usageStats(store, 'unknown', 30, NOW).average_duration, 0);
+  });
+
+  test('prompts, jobs run, execution seconds and outputs add up over the period, apart from requests', () => {
+    store.recordPromptAdmitted('a', utc('2024-05-09T23:00:00'));
+    store.recordPromptAdmitted('a', utc('2024-05-10T08:00:00'));
+    store.recordJobRun('a', utc('2024-05-10T00:10:00'), 90.5, 2);
+    store.recordJobRun('a', utc('2024-05-10T09:00:00'), 9.5, 1);
+    store.recordJobRun('a', utc('2024-04-01T09:00:00'), 1000, 9);
+    store.recordJobRun('b', utc('2024-05-10T09:00:00'), 5, 5);
+    const stats = usageStats(store, 'a', 30, NOW);
+    assert.deepEqual(
+      { prompts: stats.prompts, prompts_run: stats.prompts_run, execution_seconds: stats.execution_seconds, outputs: stats.outputs },
+      { prompts: 2, prompts_run: 2, execution_seconds: 100, outputs: 3 },
+    );
+    assert.equal(stats.total_requests, 0);
+    assert.deepEqual(stats.requests_per_day, {}, 'days with only prompts have no requests');
+    assert.equal(usageStats(store, 'a', 1, NOW).prompts, 1, 'only the days asked for');
   });
 
   test('requests are bucketed by UTC day, whatever the local time zone', () => {
@@ -231,5 +251,37 @@ describe('the report of every key', () => {
       unknown
     >;
     assert.deepEqual(Object.keys(plain), ['usage_stats', 'total_stats', 'next_cursor']);
+  });
+
+  test('job metering in the series of each key, of every key, and in the totals', () => {
+    store.recordPromptAdmitted('a', NOW - 86_400);
+    store.recordJobRun('a', NOW - 60, 30, 2);
+    store.recordJobRun('z', NOW - 60, 12.5, 1);
+    const query = { days: 2, withDaily: true, limit: 1, after: null };
+    const body = JSON.parse([...usageReportParts(store, query, { keyIds: ['a'], nextCursor: 'a' }, NOW)].join('')) as {
+      usage_stats: Record<string, { prompts: number; execution_seconds: number }>;
+      daily: Record<string, Array<Record<string, number | string>>>;
+      daily_total: Array<Record<string, number | string>>;
+      total_stats: { prompts_run: number; execution_seconds: number; outputs: number };
+    };
+    const jobsOf = (point: Record<string, number | string>): unknown[] => [
+      point.date,
+      point.prompts,
+      point.prompts_run,
+      point.execution_seconds,
+      point.outputs,
+    ];
+    assert.deepEqual(body.daily.a!.map(jobsOf), [
+      ['2024-05-09', 1, 0, 0, 0],
+      ['2024-05-10', 0, 1, 30, 2],
+    ]);
+    assert.deepEqual(body.daily_total.map(jobsOf), [
+      ['2024-05-09', 1, 0, 0, 0],
+      ['2024-05-10', 0, 2, 42.5, 3],
+    ]);
+    assert.deepEqual([body.usage_stats.a!.prompts, body.usage_stats.a!.execution_seconds], [1, 30]);
+    assert.deepEqual(body.total_stats.prompts_run, 2);
+    assert.deepEqual(body.total_stats.execution_seconds, 42.5);
+    assert.deepEqual(body.total_stats.outputs, 3);
   });
 });

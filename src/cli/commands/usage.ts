@@ -1,5 +1,6 @@
 // `comfy-gate usage`: usage per key and per UTC day, as a table, JSON or a CSV billing export.
 
+import type { DailyTotals } from '../../store/types.js';
 import { dailySeries, sumSeries, type DailyPoint } from '../../usage/daily-series.js';
 import { firstDayOf, utcDay } from '../../usage/day.js';
 import { usageStats } from '../../usage/report.js';
@@ -13,13 +14,14 @@ const MAX_DAYS = 365;
 const FORMATS = ['table', 'json', 'csv'] as const;
 
 /** The header of the CSV export; one row follows per key per UTC day. */
-export const CSV_HEADER = 'key_id,key_name,date,requests,successes,failures,total_duration_s';
+export const CSV_HEADER = 'key_id,key_name,date,requests,successes,failures,total_duration_s,prompts,prompts_run,execution_seconds,outputs';
 
 export const USAGE_HELP = `Usage: comfy-gate usage [--key KEY_ID] [--days N] [--format table|json|csv]
 
 Usage of every key (or one) over the last N UTC days, today included: requests,
-successes, failures, duration and requests refused with 429. Keys deleted since
-still appear while they have usage. Reading never writes to the usage files, so
+successes, failures, duration, requests refused with 429, prompts admitted, jobs
+run (on the day they finished), their execution seconds and outputs. Keys deleted
+since still appear while they have usage. Reading never writes to the usage files, so
 it is safe beside a running gateway (which writes its usage within a second).
 
 Options:
@@ -27,7 +29,7 @@ ${USER_DIRECTORY_HELP}
   --key KEY_ID          Only this key
   --days N              How many days, 1 to ${MAX_DAYS} (default ${DEFAULT_DAYS})
   --format FORMAT       table (default), json, or csv: a billing export with one row
-                        per key per UTC day, days without requests included:
+                        per key per UTC day, quiet days included:
                         ${CSV_HEADER}
                         (key_name is empty for a key deleted since; a cell that
                         starts with = + - @ is written as "'..." against CSV injection)
@@ -36,6 +38,14 @@ ${USER_DIRECTORY_HELP}
 Examples:
   comfy-gate usage --days 7
   comfy-gate usage --format csv --days 31 > usage.csv`;
+
+/** The table columns of job metering, filled by `jobCells`. */
+const JOB_HEADERS = ['PROMPTS', 'RUN', 'EXECUTION (S)', 'OUTPUTS'];
+
+/** The job metering cells of a table row, from the value of each field. */
+function jobCells(value: (field: keyof DailyTotals) => number): string[] {
+  return [String(value('prompts')), String(value('prompts_run')), seconds(value('execution_seconds')), String(value('outputs'))];
+}
 
 interface KeyUsage {
   keyId: string;
@@ -90,7 +100,21 @@ export async function usage(args: string[], ctx: CliContext): Promise<number> {
     const lines = [CSV_HEADER];
     for (const row of rows) {
       for (const point of row.daily)
-        lines.push(csvLine([row.keyId, row.name ?? '', point.date, point.requests, point.successes, point.failures, seconds(point.duration)]));
+        lines.push(
+          csvLine([
+            row.keyId,
+            row.name ?? '',
+            point.date,
+            point.requests,
+            point.successes,
+            point.failures,
+            seconds(point.duration),
+            point.prompts,
+            point.prompts_run,
+            seconds(point.execution_seconds),
+            point.outputs,
+          ]),
+        );
     }
     console.log(lines.join('\n'));
     return 0;
@@ -111,11 +135,20 @@ export async function usage(args: string[], ctx: CliContext): Promise<number> {
   }
 
   console.log(`Usage from ${firstDayOf(days, now)} to ${utcDay(now)} (UTC, ${days} day${days === 1 ? '' : 's'}):\n`);
-  const headers = ['KEY_ID', 'NAME', 'REQUESTS', 'SUCCESSES', 'FAILURES', 'REFUSED (429)', 'DURATION (S)'];
-  const align: Align[] = ['left', 'left', 'right', 'right', 'right', 'right', 'right'];
+  const headers = ['KEY_ID', 'NAME', 'REQUESTS', 'SUCCESSES', 'FAILURES', 'REFUSED (429)', 'DURATION (S)', ...JOB_HEADERS];
+  const align: Align[] = ['left', 'left', ...headers.slice(2).map((): Align => 'right')];
   const line = (keyId: string, name: string, points: DailyPoint[]): string[] => {
-    const sum = (field: 'requests' | 'successes' | 'failures' | 'rate_limited' | 'duration'): number => points.reduce((total, p) => total + p[field], 0);
-    return [keyId, name, String(sum('requests')), String(sum('successes')), String(sum('failures')), String(sum('rate_limited')), seconds(sum('duration'))];
+    const sum = (field: keyof DailyTotals): number => points.reduce((total, p) => total + p[field], 0);
+    return [
+      keyId,
+      name,
+      String(sum('requests')),
+      String(sum('successes')),
+      String(sum('failures')),
+      String(sum('rate_limited')),
+      seconds(sum('duration')),
+      ...jobCells(sum),
+    ];
   };
   const table1 = rows.map((row) => line(row.keyId, row.name === null ? '(deleted)' : printable(row.name, 40), row.daily));
   if (rows.length > 1)
@@ -128,15 +161,24 @@ export async function usage(args: string[], ctx: CliContext): Promise<number> {
     );
   console.log(rows.length === 0 ? 'No keys and no usage.' : table(headers, table1, align));
   if (onlyKey !== undefined) {
-    const active = rows[0]!.daily.filter((p) => p.requests > 0 || p.rate_limited > 0);
+    const active = rows[0]!.daily.filter((p) => p.requests > 0 || p.rate_limited > 0 || p.prompts > 0 || p.prompts_run > 0);
+    const dayHeaders = ['DATE', 'REQUESTS', 'SUCCESSES', 'FAILURES', 'REFUSED (429)', 'DURATION (S)', ...JOB_HEADERS];
     console.log(
       active.length === 0
         ? '\nNo requests in this period.'
-        : '\nBy day (days without requests left out):\n' +
+        : '\nBy day (quiet days left out):\n' +
             table(
-              ['DATE', 'REQUESTS', 'SUCCESSES', 'FAILURES', 'REFUSED (429)', 'DURATION (S)'],
-              active.map((p) => [p.date, String(p.requests), String(p.successes), String(p.failures), String(p.rate_limited), seconds(p.duration)]),
-              ['left', 'right', 'right', 'right', 'right', 'right'],
+              dayHeaders,
+              active.map((p) => [
+                p.date,
+                String(p.requests),
+                String(p.successes),
+                String(p.failures),
+                String(p.rate_limited),
+                seconds(p.duration),
+                ...jobCells((field) => p[field]),
+              ]),
+              ['left', ...dayHeaders.slice(1).map((): Align => 'right')],
             ),
     );
   }

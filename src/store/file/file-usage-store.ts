@@ -10,7 +10,16 @@ import { dropPartialTail, readJournal, type JournalChunk } from './journal.js';
 import { openNoFollow } from './no-follow.js';
 import { oneAtATime } from './one-at-a-time.js';
 import { mergeUsageJournal, mergeUsageJournalInWorker } from './usage-merge.js';
-import { emptyHeader, isUsageRecord, loadUsageFile, recentRecordTimes, usageFileLines, type UsageJournalEntry } from './usage-file.js';
+import {
+  emptyHeader,
+  isCountedEntry,
+  isUsageRecord,
+  loadUsageFile,
+  recentRecordTimes,
+  usageFileLines,
+  type CountedEntry,
+  type UsageJournalEntry,
+} from './usage-file.js';
 
 export interface FileUsageStoreOptions {
   directory: string;
@@ -144,8 +153,20 @@ export class FileUsageStore extends UsageReports implements UsageStore {
   }
 
   recordRateLimited(keyId: string, at: number): void {
+    this.journalEntry({ rate_limited: true, key_id: keyId, timestamp: at });
+  }
+
+  recordPromptAdmitted(keyId: string, at: number): void {
+    this.journalEntry({ prompt_admitted: true, key_id: keyId, timestamp: at });
+  }
+
+  recordJobRun(keyId: string, at: number, executionSeconds: number, outputs: number): void {
+    this.journalEntry({ job_run: true, key_id: keyId, timestamp: at, execution_seconds: executionSeconds, outputs });
+  }
+
+  /** Counts an entry that only adds to its day's totals, and buffers its journal line (it never becomes a record of the main file). */
+  private journalEntry(entry: Exclude<CountedEntry, UsageRecord>): void {
     this.assertWritable();
-    const entry = { rate_limited: true as const, key_id: keyId, timestamp: at };
     this.countEntry(entry);
     this.buffer.push(JSON.stringify(entry));
   }
@@ -246,13 +267,9 @@ export class FileUsageStore extends UsageReports implements UsageStore {
 
   private replay(entries: unknown[], recent: Record<string, number[]>): void {
     for (const entry of entries as UsageJournalEntry[]) {
-      if ('journal_id' in entry) continue;
-      if ('rate_limited' in entry) {
-        this.countEntry(entry);
-      } else if (isUsageRecord(entry)) {
-        this.countEntry(entry);
-        (recent[entry.key_id] ??= []).push(entry.timestamp);
-      }
+      if (!isCountedEntry(entry)) continue;
+      this.countEntry(entry);
+      if (isUsageRecord(entry)) (recent[entry.key_id] ??= []).push(entry.timestamp);
     }
   }
 }

@@ -17,8 +17,20 @@ import { linesNoFollow, openNoFollow, readTextNoFollow } from './no-follow.js';
 const HEADER_PREFIX = '{"comfy_gate": ';
 const RECORDS_LINE = '"records": [';
 
-/** One key's totals for one UTC day: [requests, successes, failures, duration seconds, rate-limited]. */
-export type DayBucket = [number, number, number, number, number];
+/**
+ * One key's totals for one UTC day: [requests, successes, failures, duration seconds, rate-limited,
+ * prompts admitted, prompts run, execution seconds, outputs]. Files written before job metering hold
+ * only the first five; `loadUsageFile` completes them with zeros.
+ */
+export type DayBucket = [number, number, number, number, number, number, number, number, number];
+
+/** How many numbers a day bucket holds. */
+export const BUCKET_SIZE = 9;
+
+/** A bucket of zeros. */
+export function emptyBucket(): DayBucket {
+  return [0, 0, 0, 0, 0, 0, 0, 0, 0];
+}
 
 /** Per key, per UTC day. */
 export type TotalsByKey = Record<string, Record<string, DayBucket>>;
@@ -43,8 +55,34 @@ export type HourlyByKey = Record<string, Record<string, number>>;
 /** How long hourly counts are kept. */
 export const HOURLY_KEPT_SECONDS = 48 * 3600;
 
-/** A journal line: a counted request, a 429, or the journal's id (its first line). */
-export type UsageJournalEntry = UsageRecord | { rate_limited: true; key_id: string; timestamp: number } | { journal_id: string };
+/** A journal line of a request refused with 429. */
+export interface RateLimitedEntry {
+  rate_limited: true;
+  key_id: string;
+  timestamp: number;
+}
+
+/** A journal line of a prompt admitted for a key. */
+export interface PromptAdmittedEntry {
+  prompt_admitted: true;
+  key_id: string;
+  timestamp: number;
+}
+
+/** A journal line of a job that ran, stamped when it finished. */
+export interface JobRunEntry {
+  job_run: true;
+  key_id: string;
+  timestamp: number;
+  execution_seconds: number;
+  outputs: number;
+}
+
+/** A journal line that adds to a day's totals: a counted request, a 429, an admitted prompt or a job that ran. */
+export type CountedEntry = UsageRecord | RateLimitedEntry | PromptAdmittedEntry | JobRunEntry;
+
+/** A journal line: a counted entry, or the journal's id (its first line). Only counted requests are also usage records of the main file. */
+export type UsageJournalEntry = CountedEntry | { journal_id: string };
 
 export function emptyHeader(): UsageHeader {
   return { version: 1, merged_journal: null, daily_totals: {} };
@@ -68,6 +106,7 @@ export async function loadUsageFile(path: string): Promise<LoadedUsageFile | nul
     try {
       const header = JSON.parse(firstLine.slice(HEADER_PREFIX.length, -1)) as UsageHeader;
       if (header.version === 1 && typeof header.daily_totals === 'object' && (header.recent === undefined || typeof header.recent === 'object')) {
+        completeBuckets(header.daily_totals);
         return { header, legacyRecords: null };
       }
     } catch {
@@ -90,22 +129,38 @@ export async function loadUsageFile(path: string): Promise<LoadedUsageFile | nul
   return { header, legacyRecords: records as UsageRecord[] };
 }
 
+/** Completes, in place, the five-number buckets of files written before job metering with zeros. */
+function completeBuckets(totals: TotalsByKey): void {
+  for (const byDay of Object.values(totals)) for (const bucket of Object.values(byDay)) while (bucket.length < BUCKET_SIZE) bucket.push(0);
+}
+
 export function isUsageRecord(value: unknown): value is UsageRecord {
   const v = value as Partial<UsageRecord> | null;
   return typeof v === 'object' && v !== null && typeof v.key_id === 'string' && typeof v.timestamp === 'number' && typeof v.success === 'boolean';
 }
 
+/** True for a journal line that adds to a day's totals (not the journal's id, nor a line of unknown kind). */
+export function isCountedEntry(entry: UsageJournalEntry): entry is CountedEntry {
+  return 'rate_limited' in entry || 'prompt_admitted' in entry || 'job_run' in entry || isUsageRecord(entry);
+}
+
+/** A figure of a job run: a finite positive number, else 0 (a counter never goes down, and a file may hold anything). */
+const amount = (value: unknown): number => (typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : 0);
+
 /** What one journal entry adds to its day's bucket. */
-export function bucketOfEntry(entry: UsageRecord | { rate_limited: true; key_id: string; timestamp: number }): DayBucket {
-  if ('rate_limited' in entry) return [0, 0, 0, 0, 1];
-  return [1, entry.success ? 1 : 0, entry.success ? 0 : 1, typeof entry.duration === 'number' ? entry.duration : 0, 0];
+export function bucketOfEntry(entry: CountedEntry): DayBucket {
+  if ('rate_limited' in entry) return [0, 0, 0, 0, 1, 0, 0, 0, 0];
+  if ('prompt_admitted' in entry) return [0, 0, 0, 0, 0, 1, 0, 0, 0];
+  // Outputs are whole files (and a whole number in PostgreSQL's bigint column).
+  if ('job_run' in entry) return [0, 0, 0, 0, 0, 0, 1, amount(entry.execution_seconds), Math.floor(amount(entry.outputs))];
+  return [1, entry.success ? 1 : 0, entry.success ? 0 : 1, typeof entry.duration === 'number' ? entry.duration : 0, 0, 0, 0, 0, 0];
 }
 
 /** Adds one journal entry to per-day totals. */
-export function addToTotals(totals: TotalsByKey, entry: UsageRecord | { rate_limited: true; key_id: string; timestamp: number }): void {
-  const bucket = ((totals[entry.key_id] ??= {})[utcDay(entry.timestamp)] ??= [0, 0, 0, 0, 0]);
+export function addToTotals(totals: TotalsByKey, entry: CountedEntry): void {
+  const bucket = ((totals[entry.key_id] ??= {})[utcDay(entry.timestamp)] ??= emptyBucket());
   const added = bucketOfEntry(entry);
-  for (let i = 0; i < 5; i += 1) bucket[i]! += added[i]!;
+  for (let i = 0; i < BUCKET_SIZE; i += 1) bucket[i]! += added[i]!;
 }
 
 /** Adds a counted request to the hourly counts (a 429 is not a counted request). */
@@ -128,7 +183,17 @@ export function pruneHourly(hourly: HourlyByKey, since: number): HourlyByKey {
 }
 
 export function bucketToTotals(bucket: DayBucket): DailyTotals {
-  return { requests: bucket[0], successes: bucket[1], failures: bucket[2], duration: bucket[3], rate_limited: bucket[4] };
+  return {
+    requests: bucket[0],
+    successes: bucket[1],
+    failures: bucket[2],
+    duration: bucket[3],
+    rate_limited: bucket[4],
+    prompts: bucket[5],
+    prompts_run: bucket[6],
+    execution_seconds: bucket[7],
+    outputs: bucket[8],
+  };
 }
 
 /** The text of a usage file: header line, then the records, one per line. */

@@ -11,6 +11,8 @@ import {
   emptyHeader,
   existingRecordLines,
   HOURLY_KEPT_SECONDS,
+  isCountedEntry,
+  isUsageRecord,
   loadUsageFile,
   pruneHourly,
   usageFileLines,
@@ -51,6 +53,7 @@ export async function mergeUsageJournal({ usagePath, asidePath, retentionDays, n
       header.merged_journal ??= usage.journal_id;
       continue;
     }
+    if (!isCountedEntry(usage)) continue;
     addToTotals(header.daily_totals, usage);
     addToHourly(header.hourly_requests!, usage);
   }
@@ -59,8 +62,8 @@ export async function mergeUsageJournal({ usagePath, asidePath, retentionDays, n
     yield* existingRecordLines(usagePath, loaded, oldestKept);
     for await (const { line, entry } of streamJournal(asidePath)) {
       const usage = entry as UsageJournalEntry;
-      // The journal line is the record exactly as the usage file holds it.
-      if (!('journal_id' in usage) && !('rate_limited' in usage) && usage.timestamp >= oldestKept) yield line;
+      // The journal line is the record exactly as the usage file holds it; 429s, prompts and jobs live in the header's totals only.
+      if (isUsageRecord(usage) && usage.timestamp >= oldestKept) yield line;
     }
   }
   await writeFileAtomic(usagePath, usageFileLines(header, records()));

@@ -7,9 +7,11 @@ import { readJournal } from '../file/journal.js';
 import {
   existingRecordLines,
   HOURLY_KEPT_SECONDS,
+  isCountedEntry,
   isUsageRecord,
   loadUsageFile,
   addToTotals,
+  type DayBucket,
   type TotalsByKey,
   type UsageJournalEntry,
 } from '../file/usage-file.js';
@@ -17,6 +19,7 @@ import { parseJobRecord } from '../job-record.js';
 import { parseStoredKey } from '../key-record.js';
 import { StoreCorruptError, type AuditEntry, type JobRecord, type KeyRecord, type UsageRecord } from '../types.js';
 import type { PostgresDatabase } from './database.js';
+import { DAILY_COLUMN_TYPES, DAILY_COLUMNS } from './postgres-usage-store.js';
 
 /** What one kind of data came to: how many the JSON store holds, and how many were new to PostgreSQL. */
 export interface ImportCount {
@@ -161,10 +164,7 @@ async function usageTotals(directory: string): Promise<TotalsByKey> {
   const asideId = (aside?.entries[0] as { journal_id?: unknown } | undefined)?.journal_id;
   const asideMerged = aside !== null && typeof asideId === 'string' && asideId === loaded?.header.merged_journal;
   for (const chunk of [asideMerged ? null : aside, await readJournal(join(directory, 'api_usage.journal'), 0)]) {
-    for (const entry of (chunk?.entries ?? []) as UsageJournalEntry[]) {
-      if ('journal_id' in entry) continue;
-      if ('rate_limited' in entry || isUsageRecord(entry)) addToTotals(totals, entry);
-    }
+    for (const entry of (chunk?.entries ?? []) as UsageJournalEntry[]) if (isCountedEntry(entry)) addToTotals(totals, entry);
   }
   return totals;
 }
@@ -212,20 +212,17 @@ async function importUsage(directory: string, database: PostgresDatabase, now: n
   await write();
 
   const totals = await usageTotals(directory);
-  const days: Array<[string, string, [number, number, number, number, number]]> = [];
+  const days: Array<[string, string, DayBucket]> = [];
   for (const [keyId, byDay] of Object.entries(totals)) for (const [day, bucket] of Object.entries(byDay)) days.push([keyId, day, bucket]);
   let raised = 0;
   for (let i = 0; i < days.length; i += BATCH) {
     const chunk = days.slice(i, i + BATCH);
     const { rowCount } = await database.query(
-      `INSERT INTO usage_daily AS d (key_id, day, requests, successes, failures, duration, rate_limited)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::float8[], $7::bigint[])
-       ON CONFLICT (key_id, day) DO UPDATE SET requests = GREATEST(d.requests, excluded.requests), successes = GREATEST(d.successes, excluded.successes),
-         failures = GREATEST(d.failures, excluded.failures), duration = GREATEST(d.duration, excluded.duration),
-         rate_limited = GREATEST(d.rate_limited, excluded.rate_limited), updated_at = clock_timestamp()
-       WHERE d.requests < excluded.requests OR d.successes < excluded.successes OR d.failures < excluded.failures
-         OR d.duration < excluded.duration OR d.rate_limited < excluded.rate_limited`,
-      [chunk.map((d) => d[0]), chunk.map((d) => d[1]), ...[0, 1, 2, 3, 4].map((i) => chunk.map((d) => d[2][i]))],
+      `INSERT INTO usage_daily AS d (key_id, day, ${DAILY_COLUMNS.join(', ')})
+       SELECT * FROM unnest($1::text[], $2::text[], ${DAILY_COLUMN_TYPES.map((type, i) => `$${i + 3}::${type}[]`).join(', ')})
+       ON CONFLICT (key_id, day) DO UPDATE SET ${DAILY_COLUMNS.map((c) => `${c} = GREATEST(d.${c}, excluded.${c})`).join(', ')}, updated_at = clock_timestamp()
+       WHERE ${DAILY_COLUMNS.map((c) => `d.${c} < excluded.${c}`).join(' OR ')}`,
+      [chunk.map((d) => d[0]), chunk.map((d) => d[1]), ...DAILY_COLUMNS.map((_, i) => chunk.map((d) => d[2][i]))],
     );
     raised += rowCount ?? 0;
   }

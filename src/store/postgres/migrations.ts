@@ -248,6 +248,18 @@ ALTER TABLE api_keys ADD COLUMN max_queued integer, ADD COLUMN max_running integ
 `,
   },
   {
+    version: 5,
+    name: 'job metering in the daily usage totals',
+    sql: `
+-- Prompts admitted, jobs run (on the day they finished), their execution seconds and outputs, per key and UTC day.
+ALTER TABLE usage_daily
+  ADD COLUMN prompts bigint NOT NULL DEFAULT 0,
+  ADD COLUMN prompts_run bigint NOT NULL DEFAULT 0,
+  ADD COLUMN execution_seconds double precision NOT NULL DEFAULT 0,
+  ADD COLUMN outputs bigint NOT NULL DEFAULT 0;
+`,
+  },
+  {
     version: 6,
     name: 'changes announced after the row is written',
     sql: `

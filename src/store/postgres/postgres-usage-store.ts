@@ -1,7 +1,17 @@
 // The PostgreSQL usage store: records and per-day and per-hour totals, written in batches, buffered while the database is away.
 
 import { randomBytes } from 'node:crypto';
-import { addToHourly, addToTotals, HOURLY_KEPT_SECONDS, type DayBucket, type HourlyByKey, type TotalsByKey } from '../file/usage-file.js';
+import {
+  addToHourly,
+  addToTotals,
+  BUCKET_SIZE,
+  emptyBucket,
+  HOURLY_KEPT_SECONDS,
+  type CountedEntry,
+  type DayBucket,
+  type HourlyByKey,
+  type TotalsByKey,
+} from '../file/usage-file.js';
 import type { UsageRecord, UsageStore } from '../types.js';
 import { UsageReports } from '../usage-reports.js';
 import { SILENT_LOG, type PostgresDatabase, type StoreLog } from './database.js';
@@ -31,6 +41,24 @@ interface Batch {
 }
 
 export const DEFAULT_MAX_BUFFERED_RECORDS = 100_000;
+
+/** The columns of `usage_daily` that hold a day bucket, in the bucket's order (see DayBucket). */
+export const DAILY_COLUMNS = [
+  'requests',
+  'successes',
+  'failures',
+  'duration',
+  'rate_limited',
+  'prompts',
+  'prompts_run',
+  'execution_seconds',
+  'outputs',
+] as const;
+
+/** The SQL type of each of DAILY_COLUMNS: seconds are float8, counts bigint. */
+export const DAILY_COLUMN_TYPES: readonly string[] = DAILY_COLUMNS.map((column) =>
+  column === 'duration' || column === 'execution_seconds' ? 'float8' : 'bigint',
+);
 const MAINTENANCE_INTERVAL_MS = 3600_000;
 const CLOSE_DEADLINE_MS = 5000;
 
@@ -114,7 +142,19 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
   }
 
   recordRateLimited(keyId: string, at: number): void {
-    const entry = { rate_limited: true as const, key_id: keyId, timestamp: at };
+    this.countInDay({ rate_limited: true, key_id: keyId, timestamp: at });
+  }
+
+  recordPromptAdmitted(keyId: string, at: number): void {
+    this.countInDay({ prompt_admitted: true, key_id: keyId, timestamp: at });
+  }
+
+  recordJobRun(keyId: string, at: number, executionSeconds: number, outputs: number): void {
+    this.countInDay({ job_run: true, key_id: keyId, timestamp: at, execution_seconds: executionSeconds, outputs });
+  }
+
+  /** Counts an entry that only adds to its day's totals (written with the next batch's totals). */
+  private countInDay(entry: Exclude<CountedEntry, UsageRecord>): void {
     this.countEntry(entry);
     addToTotals(this.pendingDaily, entry);
   }
@@ -239,12 +279,10 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
       }
       if (daily.keyIds.length > 0) {
         await client.query(
-          `INSERT INTO usage_daily AS d (key_id, day, requests, successes, failures, duration, rate_limited)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::float8[], $7::bigint[])
-           ON CONFLICT (key_id, day) DO UPDATE SET requests = d.requests + excluded.requests, successes = d.successes + excluded.successes,
-             failures = d.failures + excluded.failures, duration = d.duration + excluded.duration, rate_limited = d.rate_limited + excluded.rate_limited,
-             updated_at = clock_timestamp()`,
-          [daily.keyIds, daily.days, daily.column(0), daily.column(1), daily.column(2), daily.column(3), daily.column(4)],
+          `INSERT INTO usage_daily AS d (key_id, day, ${DAILY_COLUMNS.join(', ')})
+           SELECT * FROM unnest($1::text[], $2::text[], ${DAILY_COLUMN_TYPES.map((type, i) => `$${i + 3}::${type}[]`).join(', ')})
+           ON CONFLICT (key_id, day) DO UPDATE SET ${DAILY_COLUMNS.map((c) => `${c} = d.${c} + excluded.${c}`).join(', ')}, updated_at = clock_timestamp()`,
+          [daily.keyIds, daily.days, ...DAILY_COLUMNS.map((_, i) => daily.column(i))],
         );
       }
       if (hourly.keyIds.length > 0) {
@@ -260,17 +298,8 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
   /** Reads the totals changed since `since` and sets what reports show to them plus what is not yet written. */
   private async refreshNow(since: number): Promise<void> {
     const [dailyRows, hourlyRows] = await Promise.all([
-      this.database.query<{
-        key_id: string;
-        day: string;
-        requests: string;
-        successes: string;
-        failures: string;
-        duration: number;
-        rate_limited: string;
-        updated: number;
-      }>(
-        `SELECT key_id, day, requests, successes, failures, duration, rate_limited, extract(epoch from updated_at)::float8 AS updated
+      this.database.query<{ key_id: string; day: string; updated: number } & Record<(typeof DAILY_COLUMNS)[number], string | number>>(
+        `SELECT key_id, day, ${DAILY_COLUMNS.join(', ')}, extract(epoch from updated_at)::float8 AS updated
          FROM usage_daily WHERE updated_at > to_timestamp($1)`,
         [since],
       ),
@@ -281,10 +310,12 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
     ]);
     let newest = this.watermark;
     for (const row of dailyRows.rows) {
-      const bucket: DayBucket = [Number(row.requests), Number(row.successes), Number(row.failures), row.duration, Number(row.rate_limited)];
+      // bigint columns arrive as strings, float8 ones as numbers.
+      const bucket = emptyBucket();
+      DAILY_COLUMNS.forEach((column, i) => (bucket[i] = Number(row[column])));
       for (const unwritten of [this.inFlight?.daily, this.pendingDaily]) {
         const extra = unwritten?.[row.key_id]?.[row.day];
-        if (extra) for (let i = 0; i < 5; i += 1) bucket[i]! += extra[i]!;
+        if (extra) for (let i = 0; i < BUCKET_SIZE; i += 1) bucket[i]! += extra[i]!;
       }
       this.setDayBucket(row.key_id, row.day, bucket);
       newest = Math.max(newest, row.updated);
