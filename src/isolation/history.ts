@@ -4,7 +4,16 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { invalidRequest } from '../errors.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import { readJsonBody } from '../server/body.js';
-import { asKeyKnowsIt, getUpstream, jobOfUpstreamId, ownsPrompt, recordPromptOutputs, upstreamIdOf, type IsolatedCaller, type IsolationContext } from './context.js';
+import {
+  asKeyKnowsIt,
+  getUpstream,
+  jobOfUpstreamId,
+  ownsPrompt,
+  recordPromptOutputs,
+  upstreamIdOf,
+  type IsolatedCaller,
+  type IsolationContext,
+} from './context.js';
 import { historyWindow } from './history-window.js';
 import { emptyOk, parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
 import { redactQueueItem } from './redact.js';

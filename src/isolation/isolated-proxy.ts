@@ -31,7 +31,12 @@ export interface IsolatedProxy {
 
 const READS = new Set(['GET', 'HEAD']);
 
-export function createIsolatedProxy(options: { proxy: HttpProxy; ownership: OwnershipStore; jobs: JobService; userRoutes: readonly UserRoute[] }): IsolatedProxy {
+export function createIsolatedProxy(options: {
+  proxy: HttpProxy;
+  ownership: OwnershipStore;
+  jobs: JobService;
+  userRoutes: readonly UserRoute[];
+}): IsolatedProxy {
   const ctx: IsolationContext = { proxy: options.proxy, ownership: options.ownership, jobs: options.jobs };
   const comfyUsers = new ComfyUsers(ctx);
 

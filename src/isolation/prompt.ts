@@ -41,7 +41,8 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
   if (body.prompt_id !== undefined && body.prompt_id !== null && typeof body.prompt_id !== 'string') {
     throw invalidRequest('prompt_id must be a string (or left out, and one is made).', [{ field: 'prompt_id', problem: `a ${typeof body.prompt_id}` }]);
   }
-  const extraData = typeof body.extra_data === 'object' && body.extra_data !== null && !Array.isArray(body.extra_data) ? (body.extra_data as Record<string, unknown>) : null;
+  const extraData =
+    typeof body.extra_data === 'object' && body.extra_data !== null && !Array.isArray(body.extra_data) ? (body.extra_data as Record<string, unknown>) : null;
   // ComfyUI reads the top-level client_id over the one in extra_data.
   const given = body.client_id !== undefined ? body.client_id : extraData?.client_id;
   const clientId = typeof given === 'string' && given !== '' ? given : null;

@@ -67,5 +67,8 @@ function withQueueRemaining(message: { data?: Record<string, unknown> }, remaini
   const data = message.data ?? {};
   const status = (typeof data.status === 'object' && data.status !== null ? data.status : {}) as Record<string, unknown>;
   const execInfo = (typeof status.exec_info === 'object' && status.exec_info !== null ? status.exec_info : {}) as Record<string, unknown>;
-  return { data: JSON.stringify({ ...message, data: { ...data, status: { ...status, exec_info: { ...execInfo, queue_remaining: remaining } } } }), isBinary: false };
+  return {
+    data: JSON.stringify({ ...message, data: { ...data, status: { ...status, exec_info: { ...execInfo, queue_remaining: remaining } } } }),
+    isBinary: false,
+  };
 }

@@ -74,7 +74,14 @@ export class JobService<Events extends BackendEvents = BackendEvents> {
       this.scheduler.pump();
     });
     this.backend = { name: options.backendName, proxy: options.proxy, events };
-    this.scheduler = new JobScheduler({ backend: this.backend, jobs: options.jobs, depth: options.depth, keyOf: options.keyOf, log: options.log, now: this.now });
+    this.scheduler = new JobScheduler({
+      backend: this.backend,
+      jobs: options.jobs,
+      depth: options.depth,
+      keyOf: options.keyOf,
+      log: options.log,
+      now: this.now,
+    });
   }
 
   /** Queues the held jobs of the registry and settles the sent ones with ComfyUI, then keeps doing so now and then. */
@@ -106,7 +113,10 @@ export class JobService<Events extends BackendEvents = BackendEvents> {
     const now = this.now();
     checkAdmission(
       key,
-      { activeJobs: this.jobs.count({ keyId: key.key_id, statuses: ACTIVE_JOB_STATUSES }), executionSecondsToday: this.options.executionSecondsToday(key.key_id, now) },
+      {
+        activeJobs: this.jobs.count({ keyId: key.key_id, statuses: ACTIVE_JOB_STATUSES }),
+        executionSecondsToday: this.options.executionSecondsToday(key.key_id, now),
+      },
       now,
     );
     const job: JobRecord = {

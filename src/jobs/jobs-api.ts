@@ -25,7 +25,10 @@ export function jobView(job: JobRecord, service: JobService): Record<string, unk
     finished_at: job.finished_at,
     execution_seconds: job.execution_seconds,
     queue_position: job.status === 'held' ? (service.scheduler.position(job.id) ?? null) : null,
-    outputs: job.outputs.map((file) => ({ ...file, url: `/view?${new URLSearchParams({ filename: file.filename, subfolder: file.subfolder, type: file.type })}` })),
+    outputs: job.outputs.map((file) => ({
+      ...file,
+      url: `/view?${new URLSearchParams({ filename: file.filename, subfolder: file.subfolder, type: file.type })}`,
+    })),
     error: job.error,
   };
 }
@@ -38,7 +41,9 @@ export function listJobs(res: ServerResponse, key: KeyRecord, query: URLSearchPa
   const statuses = query.get('status')?.split(',');
   const unknown = statuses?.filter((status) => !STATUSES.includes(status as JobStatus)) ?? [];
   if (unknown.length > 0) {
-    throw invalidRequest(`status must be one or more of ${STATUSES.join(', ')}, separated by commas.`, [{ field: 'status', problem: `unknown: ${unknown.join(', ')}` }]);
+    throw invalidRequest(`status must be one or more of ${STATUSES.join(', ')}, separated by commas.`, [
+      { field: 'status', problem: `unknown: ${unknown.join(', ')}` },
+    ]);
   }
   const limit = wholeNumber(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT);
   const offset = wholeNumber(query, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);

@@ -312,7 +312,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const flags = new ClientFeatureFlags();
     let unregister = (): void => undefined;
     const queueRemaining = (): number => jobs.count({ keyId: key.key_id, statuses: ACTIVE_JOB_STATUSES });
-    const hooks = key.role !== 'admin' && comfySocket ? userSocketHooks(ownership, key.key_id, flags, queueRemaining) : events ? adminSocketHooks(flags) : undefined;
+    const hooks =
+      key.role !== 'admin' && comfySocket ? userSocketHooks(ownership, key.key_id, flags, queueRemaining) : events ? adminSocketHooks(flags) : undefined;
     webSockets.relay(req, socket, head, {
       target: `${path}?${query}`,
       onOpen: (sendToClient) => {

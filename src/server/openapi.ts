@@ -206,7 +206,13 @@ export const OPENAPI_DOCUMENT = {
             type: 'array',
             items: {
               type: 'object',
-              properties: { node: { type: 'string' }, filename: { type: 'string' }, subfolder: { type: 'string' }, type: { type: 'string' }, url: { type: 'string' } },
+              properties: {
+                node: { type: 'string' },
+                filename: { type: 'string' },
+                subfolder: { type: 'string' },
+                type: { type: 'string' },
+                url: { type: 'string' },
+              },
             },
           },
           error: { type: ['object', 'null'] },

@@ -33,7 +33,7 @@ async function queueTagged(gatewayUrl: string, key: string, tag: number): Promis
 
 /** The tags of the prompts ComfyUI received, in the order they arrived. */
 function arrivalOrder(comfy: FakeComfyUI): number[] {
-  return comfy.prompts.map((p) => ((p.body.prompt as Record<string, { inputs: { seed: number } }>)['3']!.inputs.seed));
+  return comfy.prompts.map((p) => (p.body.prompt as Record<string, { inputs: { seed: number } }>)['3']!.inputs.seed);
 }
 
 async function waitUntil(condition: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000): Promise<void> {
@@ -84,9 +84,13 @@ for (const promptIds of PROMPT_ID_MODES) {
       assert.deepEqual(order, [1, 100, 2, 3, 4, 5, 6]);
     });
 
-    test('a held job is listed as pending in its key\'s /queue and can be cancelled three ways', async () => {
+    test("a held job is listed as pending in its key's /queue and can be cancelled three ways", async () => {
       const running = await queueTagged(gateway.url, keys.alice, 10);
-      const held = [await queueTagged(gateway.url, keys.alice, 11), await queueTagged(gateway.url, keys.alice, 12), await queueTagged(gateway.url, keys.alice, 13)];
+      const held = [
+        await queueTagged(gateway.url, keys.alice, 11),
+        await queueTagged(gateway.url, keys.alice, 12),
+        await queueTagged(gateway.url, keys.alice, 13),
+      ];
       for (const id of held) assert.equal((await jobOf(gateway.url, keys.alice, id)).status, 'held');
       const queue = (await send(gateway.url, '/api/queue', { key: keys.alice })).json<{ queue_pending: unknown[][] }>();
       const pendingIds = queue.queue_pending.map((item) => item[1]);
@@ -121,7 +125,10 @@ for (const promptIds of PROMPT_ID_MODES) {
       assert.equal(view.status, 200, 'the output URL opens for its key');
       assert.equal((await send(gateway.url, job.outputs[0]!.url, { key: keys.alice })).status, 404, 'and not for another key');
 
-      const list = (await send(gateway.url, '/api/gateway/jobs?limit=1', { key: keys.bob })).json<{ jobs: Job[]; pagination: { total: number; has_more: boolean } }>();
+      const list = (await send(gateway.url, '/api/gateway/jobs?limit=1', { key: keys.bob })).json<{
+        jobs: Job[];
+        pagination: { total: number; has_more: boolean };
+      }>();
       assert.equal(list.jobs[0]!.id, id, 'newest first');
       assert.ok(list.pagination.total >= 2 && list.pagination.has_more);
       const succeeded = (await send(gateway.url, '/api/gateway/jobs?status=success&limit=500', { key: keys.bob })).json<{ jobs: Job[] }>();

@@ -49,7 +49,10 @@ describe('FairQueue', () => {
     queue.add({ id: 'a1', keyId: 'a', front: false });
     queue.add({ id: 'a2', keyId: 'a', front: false });
     queue.add({ id: 'b1', keyId: 'b', front: false });
-    assert.deepEqual(drain(queue, (keyId) => keyId !== 'a'), ['b1']);
+    assert.deepEqual(
+      drain(queue, (keyId) => keyId !== 'a'),
+      ['b1'],
+    );
     assert.equal(queue.size, 2);
     assert.deepEqual(drain(queue), ['a1', 'a2']);
   });

@@ -47,7 +47,17 @@ describe('POST /prompt admits a job', () => {
       },
     } as unknown as HttpProxy;
     const events = { clientId: GATEWAY_CLIENT_ID, connected: true, expectAnswer: () => () => undefined, answered: (id: string) => answered.push(id) };
-    service = new JobService({ jobs, backendName: 'default', proxy, connectEvents: () => events, ownership, depth: 2, keyOf: () => ALICE, executionSecondsToday: () => 0, log: createLogger('silent') });
+    service = new JobService({
+      jobs,
+      backendName: 'default',
+      proxy,
+      connectEvents: () => events,
+      ownership,
+      depth: 2,
+      keyOf: () => ALICE,
+      executionSecondsToday: () => 0,
+      log: createLogger('silent'),
+    });
   });
   afterEach(async () => {
     service.close();
@@ -55,7 +65,11 @@ describe('POST /prompt admits a job', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const ok = (promptId: unknown): UpstreamAnswer => ({ status: 200, headers: {}, body: Buffer.from(JSON.stringify({ prompt_id: promptId, number: 1, node_errors: {} })) });
+  const ok = (promptId: unknown): UpstreamAnswer => ({
+    status: 200,
+    headers: {},
+    body: Buffer.from(JSON.stringify({ prompt_id: promptId, number: 1, node_errors: {} })),
+  });
 
   /** Posts `body` as alice; resolves the status and body relayed to the client. */
   async function post(body: Record<string, unknown>): Promise<{ status: number; body: Record<string, unknown> }> {
@@ -95,7 +109,11 @@ describe('POST /prompt admits a job', () => {
   });
 
   test('a refused prompt is relayed, ends as error with the node errors, and its id may be sent again', async () => {
-    answer = () => ({ status: 400, headers: {}, body: Buffer.from(JSON.stringify({ error: { type: 'invalid_prompt', message: 'bad' }, node_errors: { '9': {} } })) });
+    answer = () => ({
+      status: 400,
+      headers: {},
+      body: Buffer.from(JSON.stringify({ error: { type: 'invalid_prompt', message: 'bad' }, node_errors: { '9': {} } })),
+    });
     const first = await post({ prompt: PROMPT, prompt_id: 'p1' });
     assert.equal(first.status, 400);
     assert.equal(jobs.get('p1')!.status, 'error');
