@@ -33,7 +33,7 @@ export interface JobServiceOptions<Events extends BackendEvents> {
   now?(): number;
 }
 
-/** How often jobs sent to ComfyUI are compared with its queue, in case an end was missed. */
+/** How often jobs sent to ComfyUI are compared with its queue (in case an end was missed), and held jobs of other replicas picked up. */
 const RECONCILE_INTERVAL_MS = 30_000;
 
 /** A prompt to admit: the key, the body for ComfyUI (with the gateway's client_id) and the headers it is sent with. */
@@ -88,7 +88,10 @@ export class JobService<Events extends BackendEvents = BackendEvents> {
   start(): void {
     this.scheduler.restore();
     void this.reconcile();
-    this.reconcileTimer = setInterval(() => void this.reconcile(), RECONCILE_INTERVAL_MS).unref();
+    this.reconcileTimer = setInterval(() => {
+      this.scheduler.restore();
+      void this.reconcile();
+    }, RECONCILE_INTERVAL_MS).unref();
   }
 
   /** Compares sent jobs with ComfyUI now (also when the gateway's socket to it comes back); one run at a time. */
@@ -155,18 +158,17 @@ export class JobService<Events extends BackendEvents = BackendEvents> {
     return { status: 200, headers: { 'content-type': 'application/json; charset=utf-8' }, body: Buffer.from(body) };
   }
 
-  /** Cancels a job the gateway still holds; false when it is not held (it is ComfyUI's to cancel then). */
+  /** Cancels a job the gateway still holds (on any replica); false when it is not held (it is ComfyUI's to cancel then). */
   async cancelHeld(id: string): Promise<boolean> {
-    if (!this.scheduler.unhold(id)) return false;
-    await this.jobs.update(id, { status: 'cancelled', finished_at: this.now(), request: null });
+    const cancelled = await this.jobs.update(id, { status: 'cancelled', finished_at: this.now(), request: null }, { ifStatus: 'held' });
+    if (!cancelled) return false;
+    this.scheduler.unhold(id);
     return true;
   }
 
   /** Notes that ComfyUI dropped a queued job on the key's request (ComfyUI itself sends no event for it). */
   async cancelledInComfyUI(job: JobRecord): Promise<void> {
-    if (job.status !== 'queued') return;
-    await this.jobs.update(job.id, { status: 'cancelled', finished_at: this.now() });
-    this.scheduler.pump();
+    if (await this.jobs.update(job.id, { status: 'cancelled', finished_at: this.now() }, { ifStatus: 'queued' })) this.scheduler.pump();
   }
 
   close(): void {

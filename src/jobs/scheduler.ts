@@ -24,7 +24,9 @@ const RETRY_MS = 1000;
  * The gateway's queue. A job goes straight to ComfyUI while nothing is held and fewer than `depth` of
  * the gateway's jobs are queued or running there; otherwise it is held, and released round-robin
  * across keys (see FairQueue) as jobs end. A key with `max_running` waits while that many of its jobs
- * are in ComfyUI. Nothing is released while the gateway's socket to ComfyUI is down.
+ * are in ComfyUI. Nothing is released while the gateway's socket to ComfyUI is down. `sending` counts
+ * jobs sent without being held until their answer; a released job counts as `queued` from the moment it
+ * is taken.
  */
 export class JobScheduler {
   private readonly queue = new FairQueue();
@@ -33,12 +35,17 @@ export class JobScheduler {
   private sending = 0;
   private retryTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  private releasing = false;
+  private pumpAgain = false;
 
   constructor(options: SchedulerOptions) {
     this.options = options;
   }
 
-  /** Queues the held jobs of the registry (after a restart), in the order they were admitted. */
+  /**
+   * Queues the held jobs of the registry that are not queued here yet, in the order they were admitted:
+   * after a restart, and now and then for those another replica admitted and could not release.
+   */
   restore(): void {
     for (const job of this.options.jobs.active()) if (job.status === 'held') this.queue.add(queuedJob(job));
     this.pump();
@@ -64,9 +71,9 @@ export class JobScheduler {
     this.pump();
   }
 
-  /** Takes a held job out of the queue; false when it is not held here. */
-  unhold(id: string): boolean {
-    return this.queue.remove(id);
+  /** Takes a job out of the queue (it was cancelled). */
+  unhold(id: string): void {
+    this.queue.remove(id);
   }
 
   /** How many held jobs are released before this one (0: next), or undefined when it is not held. */
@@ -74,20 +81,40 @@ export class JobScheduler {
     return this.queue.position(id);
   }
 
-  /** Releases held jobs while ComfyUI has room. Called when a job is held, sent or ends. */
+  /** Releases held jobs while ComfyUI has room. Called when a job is held, sent or ends; one release runs at a time. */
   pump(): void {
     if (this.closed) return;
-    while (this.queue.size > 0 && this.inFlight() < this.options.depth) {
+    if (this.releasing) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.releasing = true;
+    this.release()
+      .catch((error: unknown) => this.options.log.warn({ err: error }, 'held jobs could not be released'))
+      .finally(() => {
+        this.releasing = false;
+        if (this.pumpAgain) {
+          this.pumpAgain = false;
+          this.pump();
+        }
+      });
+  }
+
+  /**
+   * Takes the next held jobs, each by one conditional write (held → queued) so that a job is sent once
+   * even when several replicas hold it, and sends them.
+   */
+  private async release(): Promise<void> {
+    while (!this.closed && this.queue.size > 0 && this.inFlight() < this.options.depth) {
       if (!this.options.backend.events.connected) return this.retryLater();
       const next = this.queue.next((keyId) => this.mayRelease(keyId));
       if (!next) return;
       this.queue.remove(next.id);
-      const job = this.options.jobs.get(next.id);
-      if (job?.status !== 'held') continue;
-      this.sending += 1;
+      const job = await this.options.jobs.update(next.id, { status: 'queued' }, { ifStatus: 'held' });
+      if (!job) continue;
       sendJob(this.options.backend, this.options.jobs, job, { adoptAnsweredId: false, now: this.options.now })
         .catch((error: unknown) => this.options.log.warn({ err: error, job_id: job.id }, 'a held job could not be sent to ComfyUI'))
-        .finally(() => this.sent());
+        .finally(() => this.pump());
     }
   }
 

@@ -328,8 +328,12 @@ export interface JobStore {
   active(): JobRecord[];
   /** Adds a job; resolves false (and changes nothing) when a job has that id already. */
   create(job: JobRecord): Promise<boolean>;
-  /** Applies a patch; resolves the job after it, or undefined when there is none with that id. */
-  update(id: string, patch: JobPatch): Promise<JobRecord | undefined>;
+  /**
+   * Applies a patch; resolves the job after it, or undefined when there is none with that id. With
+   * `ifStatus`, only while the job has that status (checked and written as one step, across replicas
+   * too): how a held job is taken for sending or cancelled by exactly one caller.
+   */
+  update(id: string, patch: JobPatch, options?: { ifStatus?: JobStatus }): Promise<JobRecord | undefined>;
   /**
    * Gives a job a new id (ComfyUI answered with its own prompt_id) together with a patch, as one durable
    * write; resolves undefined when there is no job `id` or a job already has `newId`.

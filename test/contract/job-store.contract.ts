@@ -92,6 +92,21 @@ export function jobStoreContract(name: string, harness: HarnessOrSkip<JobStore>)
       assert.deepEqual((await reopen()).get('j1'), failed);
     });
 
+    test('an update with ifStatus applies only while the job has that status', async () => {
+      const store = await open();
+      await store.create(job('h1', 'alice', 10, { status: 'held' }));
+      const taken = await store.update('h1', { status: 'queued' }, { ifStatus: 'held' });
+      assert.equal(taken?.status, 'queued');
+      assert.equal(await store.update('h1', { status: 'cancelled' }, { ifStatus: 'held' }), undefined, 'no longer held: refused');
+      assert.equal(store.get('h1')?.status, 'queued', 'and nothing changed');
+      const [first, second] = await Promise.all([
+        store.update('h1', { status: 'running' }, { ifStatus: 'queued' }),
+        store.update('h1', { status: 'cancelled' }, { ifStatus: 'queued' }),
+      ]);
+      assert.equal([first, second].filter((result) => result !== undefined).length, 1, 'of two callers, exactly one wins');
+      assert.deepEqual((await reopen()).get('h1')?.status, (first ?? second)!.status);
+    });
+
     test('rename moves a job to its new id with the patch; the old id is gone; a taken or unknown id is refused', async () => {
       const store = await open();
       await store.create(job('temp-1', 'alice', 30, { status: 'held', request: { prompt: { 1: {} } } }));

@@ -69,10 +69,10 @@ export class FileJobStore implements JobStore {
     return this.table.change(() => (this.table.get(job.id) ? { ops: [], result: false } : { ops: [{ op: 'put', id: job.id, value: job }], result: true }));
   }
 
-  update(id: string, patch: JobPatch): Promise<JobRecord | undefined> {
+  update(id: string, patch: JobPatch, options: { ifStatus?: JobStatus } = {}): Promise<JobRecord | undefined> {
     return this.table.change(() => {
       const current = this.table.get(id);
-      if (!current) return { ops: [], result: undefined };
+      if (!current || (options.ifStatus !== undefined && current.status !== options.ifStatus)) return { ops: [], result: undefined };
       const next = patchedJob(current, patch);
       return { ops: [{ op: 'put', id, value: next }], result: next };
     });

@@ -159,11 +159,12 @@ export class PostgresJobStore implements JobStore {
     return true;
   }
 
-  async update(id: string, patch: JobPatch): Promise<JobRecord | undefined> {
-    const { assignments, values } = patchAssignments(patch, 2);
+  async update(id: string, patch: JobPatch, options: { ifStatus?: JobStatus } = {}): Promise<JobRecord | undefined> {
+    const { assignments, values } = patchAssignments(patch, 3);
+    const where = `id = $1 AND ($2::text IS NULL OR status = $2)`;
     const { rows } = await this.database.query<JobRow>(
-      assignments.length === 0 ? `SELECT ${COLUMNS} FROM jobs WHERE id = $1` : `UPDATE jobs SET ${assignments.join(', ')} WHERE id = $1 RETURNING ${COLUMNS}`,
-      [id, ...values],
+      assignments.length === 0 ? `SELECT ${COLUMNS} FROM jobs WHERE ${where}` : `UPDATE jobs SET ${assignments.join(', ')} WHERE ${where} RETURNING ${COLUMNS}`,
+      [id, options.ifStatus ?? null, ...values],
     );
     return rows[0] ? this.applied(rows[0]) : undefined;
   }
