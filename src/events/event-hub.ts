@@ -35,6 +35,8 @@ export interface ClientSink {
   send(data: Buffer | string, isBinary: boolean): void;
   /** Whether the client asked for previews with metadata (type 4); other clients get type 1. */
   wantsPreviewMetadata(): boolean;
+  /** An admin's socket: it also gets the events of every key's jobs sent without a client_id, which ComfyUI broadcasts. */
+  seesJobsWithoutClient?: boolean;
 }
 
 /** Where client sockets are registered to receive the events of their key's jobs. */
@@ -101,6 +103,7 @@ export class EventHub implements ClientSinks {
   private readonly limits: HoldLimits;
   private readonly upstream: UpstreamEvents;
   private readonly sinks = new Map<string, Set<ClientSink>>();
+  private readonly sinksOfJobsWithoutClient = new Set<ClientSink>();
   private readonly statusListeners = new Set<(data: Record<string, unknown>) => void>();
   private latestStatus: Record<string, unknown> | null = null;
   /** The prompt_id running on the backend, known or not. */
@@ -166,8 +169,10 @@ export class EventHub implements ClientSinks {
     let set = this.sinks.get(id);
     if (!set) this.sinks.set(id, (set = new Set()));
     set.add(sink);
+    if (sink.seesJobsWithoutClient) this.sinksOfJobsWithoutClient.add(sink);
     return () => {
       set.delete(sink);
+      this.sinksOfJobsWithoutClient.delete(sink);
       if (set.size === 0 && this.sinks.get(id) === set) this.sinks.delete(id);
     };
   }
@@ -286,8 +291,8 @@ export class EventHub implements ClientSinks {
 
   private deliver(job: Pick<JobRecord, 'id' | 'key_id' | 'client_id'>, upstreamId: string, event: Incoming): void {
     if (event.kind === 'text') this.observe(job.id, event.message, event.receivedAt);
-    const sinks = job.client_id === null ? undefined : this.sinks.get(sinkId(job.key_id, job.client_id));
-    if (!sinks) return;
+    const sinks = job.client_id === null ? this.sinksOfJobsWithoutClient : this.sinks.get(sinkId(job.key_id, job.client_id));
+    if (!sinks?.size) return;
     const renamed = job.id !== upstreamId;
     if (event.kind === 'text') {
       const { type, data } = event.message;

@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { posix } from 'node:path';
-import { forbidden, invalidRequest, payloadTooLarge } from '../errors.js';
+import { forbidden, GatewayError, invalidRequest, payloadTooLarge } from '../errors.js';
 import { readBody } from '../server/body.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
 import { fileIdOf } from './files.js';
@@ -51,9 +51,14 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
   const promptId = typeof body.prompt_id === 'string' ? body.prompt_id : randomUUID();
   const formerOwner = ctx.ownership.ownerOf('prompt', promptId);
   if (formerOwner !== undefined) throw forbidden('That prompt_id is taken: leave prompt_id out and one is made.');
+  const newClient = clientId !== null && ctx.ownership.ownerOf('client', clientId) === undefined;
   if (clientId !== null && (await ctx.ownership.claim('client', clientId, keyId)) !== keyId) {
     throw forbidden('That client_id belongs to another key: use your own (any new id becomes yours).');
   }
+  // A client_id claimed by this request is let go when the prompt is refused (kept when ComfyUI's answer is lost: it may have queued it).
+  const releaseNewClient = async (): Promise<void> => {
+    if (newClient) await ctx.ownership.release('client', clientId, keyId).catch(() => undefined);
+  };
   body.prompt_id = promptId;
   body.client_id = ctx.jobs.backend.events.clientId;
   if (extraData && 'client_id' in extraData) extraData.client_id = ctx.jobs.backend.events.clientId;
@@ -61,13 +66,13 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
     delete body.front;
     delete body.number;
   }
-  const answer = await ctx.jobs.admit({
-    key: caller.key,
-    promptId,
-    clientId,
-    request: { body, headers: caller.upstreamHeaders },
-    front: caller.seesAll && body.front === true,
-  });
+  const answer = await ctx.jobs
+    .admit({ key: caller.key, promptId, clientId, request: { body, headers: caller.upstreamHeaders }, front: caller.seesAll && body.front === true })
+    .catch(async (error: unknown) => {
+      if (error instanceof GatewayError && error.status < 500) await releaseNewClient();
+      throw error;
+    });
+  if (answer.status !== 200) await releaseNewClient();
   relayAnswer(res, answer);
 }
 

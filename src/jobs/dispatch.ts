@@ -1,10 +1,10 @@
-// Sends a job to its backend's ComfyUI and records the answer in the registry: the id ComfyUI gave it, or why it was refused.
+// Sends a prompt to a backend's ComfyUI and says how it went: queued under the id ComfyUI answered, refused, or the answer lost.
 
 import { GatewayError } from '../errors.js';
 import { isBoundedId } from '../isolation/ids.js';
 import { parseJsonOrUndefined } from '../isolation/json-body.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
-import type { JobRecord, JobStore } from '../store/types.js';
+import type { JobError, JobRecord } from '../store/types.js';
 import type { Backend } from './backend.js';
 
 /** What a held job keeps to be sent later: the body for ComfyUI's POST /prompt and the headers (its ComfyUI user). */
@@ -19,22 +19,16 @@ export function heldRequestOf(job: JobRecord): HeldRequest | undefined {
   return request && typeof request.body === 'object' && request.body !== null ? { body: request.body, headers: request.headers ?? {} } : undefined;
 }
 
+/** How sending went. `lost`: no answer came, and ComfyUI may have queued it under the id it was sent with. */
+export type SendOutcome = { kind: 'queued'; upstreamId: string } | { kind: 'refused'; error: JobError } | { kind: 'lost'; sentId: string };
+
 /**
- * Sends the job's prompt to ComfyUI. On ComfyUI's 200, the job is `queued` under the `prompt_id` it
- * answered: with `adoptAnsweredId` (the client has not been told an id yet) the job takes that id, in
- * one write with the answer; otherwise the answered id is kept as its `upstream_id`. A refusal ends the
- * job as `error` with ComfyUI's node errors. When the answer is lost (ComfyUI may have queued it), the
- * job is `queued` under the id it was sent with, for reconciliation to settle, and the error is thrown.
- * @returns ComfyUI's answer and the job after it
+ * Sends a prompt and has `record` write the outcome before anything else learns of it: the job's
+ * events that arrive meanwhile are held by the backend's hub until the record is written.
+ * @returns ComfyUI's answer (relayed as it is to a client that waits for it)
+ * @throws GatewayError 502/504 when the answer is lost (after `record` wrote that)
  */
-export async function sendJob(
-  backend: Backend,
-  jobs: JobStore,
-  job: JobRecord,
-  options: { adoptAnsweredId: boolean; now: () => number },
-): Promise<{ answer: UpstreamAnswer; job: JobRecord | undefined }> {
-  const request = heldRequestOf(job);
-  if (!request) throw new Error(`job ${job.id} has nothing to send`);
+export async function sendPrompt(backend: Backend, request: HeldRequest, record: (outcome: SendOutcome) => Promise<void>): Promise<UpstreamAnswer> {
   const answered = backend.events.expectAnswer();
   try {
     let answer: UpstreamAnswer;
@@ -46,24 +40,20 @@ export async function sendJob(
         headers: { ...request.headers, 'content-type': 'application/json' },
       });
     } catch (error) {
-      const sentId = typeof request.body.prompt_id === 'string' ? request.body.prompt_id : job.id;
-      await jobs.update(job.id, { status: 'queued', upstream_id: sentId, forwarded_at: options.now(), request: null, backend: backend.name });
+      await record({ kind: 'lost', sentId: String(request.body.prompt_id) });
       throw error instanceof GatewayError ? error : new GatewayError(502, 'UPSTREAM_UNAVAILABLE', 'ComfyUI could not be reached.');
     }
-    const body = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as { prompt_id?: unknown } | undefined) : undefined;
-    const upstreamId = body?.prompt_id;
+    const body = parseJsonOrUndefined(answer.body) as { prompt_id?: unknown; error?: { message?: unknown }; node_errors?: unknown } | undefined;
+    const upstreamId = answer.status === 200 ? body?.prompt_id : undefined;
     if (typeof upstreamId === 'string' && isBoundedId(upstreamId)) {
-      const patch = { status: 'queued' as const, upstream_id: upstreamId, forwarded_at: options.now(), request: null, backend: backend.name };
-      const renamed = options.adoptAnsweredId && upstreamId !== job.id ? await jobs.rename(job.id, upstreamId, patch) : undefined;
-      const updated = renamed ?? (await jobs.update(job.id, patch));
+      await record({ kind: 'queued', upstreamId });
       backend.events.answered(upstreamId);
-      return { answer, job: updated };
+    } else {
+      const message = typeof body?.error?.message === 'string' ? body.error.message : `ComfyUI refused the prompt (status ${answer.status}).`;
+      const nodeErrors = typeof body?.node_errors === 'object' && body.node_errors !== null ? (body.node_errors as Record<string, unknown>) : {};
+      await record({ kind: 'refused', error: { message, node_errors: nodeErrors } });
     }
-    const refusal = parseJsonOrUndefined(answer.body) as { error?: { message?: unknown }; node_errors?: unknown } | undefined;
-    const message = typeof refusal?.error?.message === 'string' ? refusal.error.message : `ComfyUI refused the prompt (status ${answer.status}).`;
-    const nodeErrors = typeof refusal?.node_errors === 'object' && refusal.node_errors !== null ? (refusal.node_errors as Record<string, unknown>) : {};
-    const updated = await jobs.update(job.id, { status: 'error', finished_at: options.now(), request: null, error: { message, node_errors: nodeErrors } });
-    return { answer, job: updated };
+    return answer;
   } finally {
     answered();
   }

@@ -1,12 +1,12 @@
 // The gateway's jobs: admits each keyed prompt as a job, sends or holds it, cancels held jobs, and keeps the registry in step with ComfyUI.
 
-import { forbidden } from '../errors.js';
+import { forbidden, type GatewayError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import { ACTIVE_JOB_STATUSES, type JobRecord, type JobStore, type KeyRecord, type OwnershipStore } from '../store/types.js';
 import type { HttpProxy } from '../proxy/http.js';
 import type { Backend, BackendEvents } from './backend.js';
-import { sendJob, type HeldRequest } from './dispatch.js';
+import { sendPrompt, type HeldRequest, type SendOutcome } from './dispatch.js';
 import type { JobObserver } from '../events/event-hub.js';
 import { createJobRecorder } from './job-events.js';
 import { checkAdmission } from './quotas.js';
@@ -54,6 +54,8 @@ export class JobService<Events extends BackendEvents = BackendEvents> {
   private readonly options: JobServiceOptions<Events>;
   private readonly now: () => number;
   private reconcileTimer: NodeJS.Timeout | null = null;
+  /** Prompt ids being sent right now, not yet in the registry. */
+  private readonly admitting = new Set<string>();
   private reconciling: Promise<void> | null = null;
 
   constructor(options: JobServiceOptions<Events>) {
@@ -106,8 +108,8 @@ export class JobService<Events extends BackendEvents = BackendEvents> {
 
   /**
    * Admits a prompt as a job. It goes to ComfyUI at once when nothing is held and ComfyUI has room, and
-   * ComfyUI's answer is returned (the job then has the id ComfyUI answered with); otherwise it is held
-   * and the gateway answers for it, with the job's id.
+   * ComfyUI's answer is returned (the job then has the id ComfyUI answered with; a refused prompt leaves
+   * no job); otherwise it is held and the gateway answers for it, with the job's id.
    * @throws GatewayError 429 QUEUE_LIMIT or EXECUTION_BUDGET_EXCEEDED past the key's quotas; 403 when a job
    *   already has that prompt_id; 502/504 when ComfyUI's answer is lost
    */
@@ -139,23 +141,40 @@ export class JobService<Events extends BackendEvents = BackendEvents> {
       request: { ...admission.request },
       front: admission.front,
     };
-    if (!(await this.jobs.create(job))) {
-      // The key may send a prompt again under the id of one ComfyUI refused.
-      const before = this.jobs.get(job.id);
-      const refused = before?.key_id === key.key_id && before.status === 'error' && before.upstream_id === null;
-      if (!refused || !(await this.jobs.update(job.id, job))) throw forbidden('That prompt_id is taken: leave prompt_id out and one is made.');
-    }
-    this.options.onAdmitted?.(job);
-    if (this.scheduler.takeSlotNow(key.key_id)) {
+    if (this.jobs.get(job.id) || this.admitting.has(job.id)) throw promptIdTaken();
+    this.admitting.add(job.id);
+    try {
+      if (!this.scheduler.takeSlotNow(key.key_id)) return await this.holdJob(job);
       try {
-        return (await sendJob(this.backend, this.jobs, job, { adoptAnsweredId: true, now: this.now })).answer;
+        return await sendPrompt(this.backend, admission.request, (outcome) => this.recordSent(job, outcome));
       } finally {
         this.scheduler.sent();
       }
+    } finally {
+      this.admitting.delete(job.id);
     }
+  }
+
+  /** Holds a job for its turn and answers for it, as ComfyUI answers a queued prompt. */
+  private async holdJob(job: JobRecord): Promise<UpstreamAnswer> {
+    if (!(await this.jobs.create(job))) throw promptIdTaken();
+    this.options.onAdmitted?.(job);
     this.scheduler.hold(job);
     const body = JSON.stringify({ prompt_id: job.id, number: heldNumber(job), node_errors: {} });
     return { status: 200, headers: { 'content-type': 'application/json; charset=utf-8' }, body: Buffer.from(body) };
+  }
+
+  /**
+   * Records a job sent without being held, once ComfyUI has answered: under the id ComfyUI answered
+   * with (the client is told that one), or under the id it was sent with when the answer was lost. A
+   * prompt ComfyUI refused leaves no job: the client has ComfyUI's answer.
+   */
+  private async recordSent(job: JobRecord, outcome: SendOutcome): Promise<void> {
+    if (outcome.kind === 'refused') return;
+    const id = outcome.kind === 'queued' ? outcome.upstreamId : outcome.sentId;
+    const sent: JobRecord = { ...job, id, upstream_id: id, status: 'queued', forwarded_at: this.now(), request: null };
+    if (await this.jobs.create(sent)) this.options.onAdmitted?.(sent);
+    else this.options.log.warn({ job_id: id }, 'ComfyUI answered with the prompt_id of a job the registry already has');
   }
 
   /** Cancels a job the gateway still holds (on any replica); false when it is not held (it is ComfyUI's to cancel then). */
@@ -175,6 +194,10 @@ export class JobService<Events extends BackendEvents = BackendEvents> {
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     this.scheduler.close();
   }
+}
+
+function promptIdTaken(): GatewayError {
+  return forbidden('That prompt_id is taken: leave prompt_id out and one is made.');
 }
 
 /** The queue number a held job shows: after every number ComfyUI gives, in the order jobs were admitted. */

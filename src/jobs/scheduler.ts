@@ -3,7 +3,7 @@
 import type { Logger } from '../log/logger.js';
 import type { JobRecord, JobStore, KeyRecord } from '../store/types.js';
 import type { Backend } from './backend.js';
-import { sendJob } from './dispatch.js';
+import { heldRequestOf, sendPrompt, type SendOutcome } from './dispatch.js';
 import { FairQueue } from './fair-queue.js';
 import { mayStartAnother } from './quotas.js';
 
@@ -111,11 +111,23 @@ export class JobScheduler {
       if (!next) return;
       this.queue.remove(next.id);
       const job = await this.options.jobs.update(next.id, { status: 'queued' }, { ifStatus: 'held' });
-      if (!job) continue;
-      sendJob(this.options.backend, this.options.jobs, job, { adoptAnsweredId: false, now: this.options.now })
+      const request = job && heldRequestOf(job);
+      if (!job || !request) continue;
+      sendPrompt(this.options.backend, request, (outcome) => this.recordReleased(job, outcome))
         .catch((error: unknown) => this.options.log.warn({ err: error, job_id: job.id }, 'a held job could not be sent to ComfyUI'))
         .finally(() => this.pump());
     }
+  }
+
+  /** Records how sending a released job went; its id stays the one its key was told. */
+  private async recordReleased(job: JobRecord, outcome: SendOutcome): Promise<void> {
+    const now = this.options.now();
+    if (outcome.kind === 'refused') {
+      await this.options.jobs.update(job.id, { status: 'error', finished_at: now, request: null, error: outcome.error });
+      return;
+    }
+    const upstreamId = outcome.kind === 'queued' ? outcome.upstreamId : outcome.sentId;
+    await this.options.jobs.update(job.id, { upstream_id: upstreamId, forwarded_at: now, request: null, backend: this.options.backend.name });
   }
 
   close(): void {

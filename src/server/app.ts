@@ -319,7 +319,11 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       onOpen: (sendToClient) => {
         metrics.websocketOpened();
         if (events)
-          unregister = events.register(key.key_id, query.get('clientId')!, { send: sendToClient, wantsPreviewMetadata: () => flags.wantsPreviewMetadata() });
+          unregister = events.register(key.key_id, query.get('clientId')!, {
+            send: sendToClient,
+            wantsPreviewMetadata: () => flags.wantsPreviewMetadata(),
+            seesJobsWithoutClient: key.role === 'admin',
+          });
       },
       headers: await isolated.upstreamHeadersFor(req, key),
       ...(hooks ? { hooks } : {}),

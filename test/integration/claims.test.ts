@@ -5,7 +5,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { openCollectingSocket, queuePrompt, SAVE_WORKFLOW } from '../helpers/comfy-client.js';
+import { openCollectingSocket, queuePrompt, SAVE_WORKFLOW, waitForHistory } from '../helpers/comfy-client.js';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send, type TestResponse } from '../helpers/http-client.js';
@@ -44,17 +44,17 @@ describe('bounded ids and claims', () => {
   const prompt = (key: string, body: Record<string, unknown>): Promise<TestResponse> => send(gateway.url, '/api/prompt', { method: 'POST', key, body });
   const upload = (key: string, parts: FormPart[], route = '/api/upload/image'): Promise<TestResponse> =>
     send(gateway.url, route, { method: 'POST', key, ...multipart(parts) });
-  /** The ownership files as they are on disk: their sizes say whether anything was written. */
+  /** The ownership and job files as they are on disk: their sizes say whether anything was written. */
   const ownershipBytes = async (): Promise<number> => {
     const sizes = await Promise.all(
-      ['ownership.json', 'ownership.journal'].map((name) =>
+      ['ownership.json', 'ownership.journal', 'jobs.json', 'jobs.journal'].map((name) =>
         stat(join(gateway.userDirectory, name)).then(
           (s) => s.size,
           () => 0,
         ),
       ),
     );
-    return sizes[0]! + sizes[1]!;
+    return sizes.reduce((sum, size) => sum + size, 0);
   };
   const upstreamPrompts = (): number => comfy.requests.filter((r) => r.method === 'POST' && r.url.endsWith('/prompt')).length;
 
@@ -71,7 +71,8 @@ describe('bounded ids and claims', () => {
   });
 
   test('ids over 200 bytes or with control characters are refused with 400, naming the field, and stored nowhere', async () => {
-    await queuePrompt(gateway.url, alice);
+    // A finished prompt: its job and the files it made are written before the count starts.
+    await waitForHistory(gateway.url, alice, await queuePrompt(gateway.url, alice));
     await sleep(100);
     const [bytesBefore, promptsBefore] = [await ownershipBytes(), upstreamPrompts()];
     const refused: Array<[string, Record<string, unknown>]> = [
@@ -103,7 +104,7 @@ describe('bounded ids and claims', () => {
     }
     assert.equal((await send(gateway.url, '/api/queue', { key: alice, headers: { 'comfy-user': 'u'.repeat(201) } })).status, 400, 'Comfy-User');
     await sleep(100);
-    assert.equal(await ownershipBytes(), bytesBefore, 'ownership.json and its journal did not grow');
+    assert.equal(await ownershipBytes(), bytesBefore, 'the ownership and job files did not grow');
     assert.equal((await prompt(alice, { prompt: SAVE_WORKFLOW, prompt_id: 'p'.repeat(200) })).status, 200, '200 bytes are accepted');
   });
 

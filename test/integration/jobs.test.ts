@@ -138,6 +138,23 @@ for (const promptIds of PROMPT_ID_MODES) {
       assert.ok(aliceList.jobs.every((j) => j.key_id === keys.aliceId));
       const all = (await send(gateway.url, '/api/gateway/jobs?limit=500', { key: keys.admin })).json<{ jobs: Job[] }>();
       assert.ok(all.jobs.some((j) => j.key_id === keys.aliceId) && all.jobs.some((j) => j.key_id === keys.bobId), 'an admin sees every key');
+      // Metering: the key's usage counts its prompts, its runs, their execution seconds and outputs.
+      const bobJobs = (await send(gateway.url, '/api/gateway/jobs?limit=500', { key: keys.bob })).json<{ jobs: Job[] }>().jobs;
+      const ran = bobJobs.filter((j) => j.started_at !== null && j.finished_at !== null);
+      const usageStats = async (): Promise<Record<string, number>> =>
+        (await send(gateway.url, '/api/usage', { key: keys.bob })).json<{ usage_stats: Record<string, number> }>().usage_stats;
+      // A run is counted as its end is written, a moment after the job shows as finished.
+      await waitUntil(async () => (await usageStats()).prompts_run === ran.length, 'the runs to be counted');
+      const usage = await usageStats();
+      assert.equal(usage.prompts, bobJobs.length, 'prompts admitted');
+      assert.equal(usage.prompts_run, ran.length, 'jobs run');
+      const seconds = ran.reduce((sum, j) => sum + j.execution_seconds!, 0);
+      assert.ok(Math.abs(usage.execution_seconds! - seconds) < 0.01, `execution seconds ${usage.execution_seconds} = ${seconds}`);
+      assert.equal(
+        usage.outputs,
+        ran.reduce((sum, j) => sum + j.outputs.length, 0),
+        'outputs',
+      );
       const bad = await send(gateway.url, '/api/gateway/jobs?status=done', { key: keys.bob });
       assert.equal(bad.status, 400);
       assert.equal(bad.json<{ error_code: string }>().error_code, 'INVALID_REQUEST');

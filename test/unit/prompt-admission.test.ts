@@ -108,7 +108,7 @@ describe('POST /prompt admits a job', () => {
     assert.equal(jobs.byUpstreamId('default', 'made-by-comfyui')!.id, 'made-by-comfyui');
   });
 
-  test('a refused prompt is relayed, ends as error with the node errors, and its id may be sent again', async () => {
+  test('a refused prompt is relayed and leaves no job: its id may be sent again', async () => {
     answer = () => ({
       status: 400,
       headers: {},
@@ -116,8 +116,8 @@ describe('POST /prompt admits a job', () => {
     });
     const first = await post({ prompt: PROMPT, prompt_id: 'p1' });
     assert.equal(first.status, 400);
-    assert.equal(jobs.get('p1')!.status, 'error');
-    assert.deepEqual(jobs.get('p1')!.error, { message: 'bad', node_errors: { '9': {} } });
+    assert.equal(jobs.get('p1'), undefined);
+    assert.equal(jobs.count({}), 0);
     answer = (s) => ok(s.prompt_id);
     assert.equal((await post({ prompt: PROMPT, prompt_id: 'p1' })).status, 200);
     assert.equal(jobs.get('p1')!.status, 'queued');
