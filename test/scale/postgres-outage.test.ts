@@ -111,8 +111,20 @@ describe('PostgreSQL stopped and restarted', { skip: missing ?? false }, () => {
       assert.equal(await storedRecords(user.key_id), userRecords, 'each record written exactly once');
       const { rows } = await admin.query<{ requests: number }>('SELECT sum(requests)::int AS requests FROM usage_daily WHERE key_id = $1', [user.key_id]);
       assert.equal(rows[0]!.requests, userRecords, 'the daily totals agree');
-      const owned = await admin.query("SELECT key_id FROM ownership WHERE kind = 'prompt' AND id = $1", [promptId]);
-      assert.deepEqual(owned.rows, [{ key_id: user.key_id }], 'the prompt claimed during the outage was written once the database was back');
+      // The job admitted during the outage, and each of its changes, are written in order once the database is back.
+      const storedJob = (): Promise<Array<{ key_id: string; status: string }>> =>
+        admin.query<{ key_id: string; status: string }>('SELECT key_id, status FROM jobs WHERE id = $1', [promptId]).then((res) => res.rows);
+      await msUntil(since, storedJob, (rows) => rows[0]?.status === 'success', 5000, 'the finished job of the prompt queued during the outage');
+      assert.deepEqual(
+        await storedJob(),
+        [{ key_id: user.key_id, status: 'success' }],
+        'the prompt queued during the outage is a job of the user in PostgreSQL',
+      );
+      // The clientId claimed during the outage is written too.
+      const clientOwner = (): Promise<unknown[]> =>
+        admin.query("SELECT key_id FROM ownership WHERE kind = 'client' AND id = 'during-outage'").then((res) => res.rows);
+      await msUntil(since, clientOwner, (rows) => rows.length > 0, 5000, 'the clientId claimed during the outage');
+      assert.deepEqual(await clientOwner(), [{ key_id: user.key_id }], 'the clientId claimed during the outage was written once the database was back');
       // The other replica learns it when its LISTEN connection is back and it reads what changed meanwhile.
       await msUntil(
         since,

@@ -1,10 +1,11 @@
 // The PostgreSQL job registry: the `jobs` table, with every job replicated in memory and kept in step across replicas.
 
 import { JobIndex } from '../job-index.js';
-import { parseJobRecord, patchedFields } from '../job-record.js';
+import { parseJobRecord, patchedFields, patchedJob } from '../job-record.js';
 import { JobSweeper, type JobRetentionOptions } from '../job-retention.js';
 import type { JobPatch, JobRecord, JobStatus, JobStore } from '../types.js';
-import type { PostgresDatabase } from './database.js';
+import { isConnectionError, type PostgresDatabase } from './database.js';
+import { DeferredWrites } from './deferred-writes.js';
 import { CHANNELS } from './migrations.js';
 import { ReplicaFeed } from './replica.js';
 
@@ -12,7 +13,15 @@ export interface PostgresJobStoreOptions extends JobRetentionOptions {
   database: PostgresDatabase;
   /** Safety-net reload interval (default 30 s). */
   reloadIntervalMs?: number;
+  /** Writes kept while the database cannot be reached (default `MAX_DEFERRED_WRITES`). */
+  maxDeferredWrites?: number;
 }
+
+/** A write made while the database could not be reached: applied here at once, written once it is back. */
+type DeferredWrite =
+  | { op: 'create'; job: JobRecord }
+  | { op: 'update'; id: string; patch: JobPatch; ifStatus: JobStatus | undefined }
+  | { op: 'rename'; id: string; newId: string; patch: JobPatch };
 
 /** A row as read (`updated`: its `updated_at` in Unix seconds) or announced (without `updated`). */
 type JobRow = JobRecord & { renamed_from: string | null; rev: number; updated?: number };
@@ -67,20 +76,33 @@ const UNIQUE_VIOLATION = '23505';
  * replicas to different fields do not undo each other; `rename` is one `UPDATE` of the id (one
  * transaction) that records the old id in `renamed_from`, so that every replica, told or reloading,
  * drops the old id. Each change is announced with the row (or its id, when too long) and applied by the
- * revision it carries, so a late notification never brings back an older state. Writes fail with the
- * database error while it cannot be reached; reads go on from memory.
+ * revision it carries, so a late notification never brings back an older state.
+ *
+ * While the database cannot be reached, a write is applied here and answered as memory allows (an id
+ * this replica knows is taken; `ifStatus` is checked against memory), and queued (up to 100,000); the
+ * queue is written in order once the database answers, before any newer write. Until a job's queued
+ * writes are written, rows read for it do not replace what memory has. A queued write that does not take
+ * leaves the table's row in force: a create that lost its id to another replica's job (with the writes
+ * queued after it for that job), an update of a job the table no longer has or no longer has in the
+ * status it required, a rename to an id taken meanwhile. Other errors reject, as does a write past the bound.
  */
 export class PostgresJobStore implements JobStore {
   private readonly database: PostgresDatabase;
   private readonly index = new JobIndex();
-  /** The revision of each job in memory. */
+  /** The revision of each job in memory, as last read (a write queued here does not change it). */
   private readonly revs = new Map<string, number>();
   private readonly renamedAway = new Map<string, RenamedAway>();
   private readonly feed: ReplicaFeed<Announcement>;
   private readonly sweeper: JobSweeper;
+  private readonly deferred: DeferredWrites<DeferredWrite>;
 
   constructor(options: PostgresJobStoreOptions) {
     this.database = options.database;
+    this.deferred = new DeferredWrites<DeferredWrite>({
+      write: (write) => this.writeDeferred(write),
+      idsOf,
+      ...(options.maxDeferredWrites !== undefined ? { max: options.maxDeferredWrites } : {}),
+    });
     this.feed = new ReplicaFeed<Announcement>({
       database: this.database,
       channel: CHANNELS.jobs,
@@ -99,8 +121,7 @@ export class PostgresJobStore implements JobStore {
           else if ((this.revs.get(a.fetch) ?? -1) < a.rev) fetch.push(a.fetch);
         }
         if (fetch.length === 0) return;
-        const { rows } = await this.database.query<JobRow>(`SELECT ${COLUMNS} FROM jobs WHERE id = ANY($1)`, [fetch]);
-        for (const row of rows) this.apply(row);
+        for (const row of await this.rowsOf(fetch)) this.apply(row);
       },
       reloadSince: async (since) => {
         // In admission order, so that each job is added at the newest end of the lists (revisions decide, not order).
@@ -148,44 +169,75 @@ export class PostgresJobStore implements JobStore {
     return this.index.active();
   }
 
-  async create(job: JobRecord): Promise<boolean> {
-    const { rows } = await this.database.query<JobRow>(
-      `INSERT INTO jobs (${INSERT_COLUMNS.join(', ')}) VALUES (${INSERT_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})
-       ON CONFLICT (id) DO NOTHING RETURNING ${COLUMNS}`,
-      INSERT_COLUMNS.map((column) => parameter(column, job[column])),
+  create(job: JobRecord): Promise<boolean> {
+    return this.written(
+      async () => {
+        const row = await this.insert(job);
+        if (row) this.apply(row);
+        return row !== undefined;
+      },
+      () => {
+        if (this.index.get(job.id)) return false;
+        const created = { ...job };
+        this.index.set(created);
+        this.deferred.push({ op: 'create', job: created });
+        return true;
+      },
     );
-    if (!rows[0]) return false;
-    this.apply(rows[0]);
-    return true;
   }
 
-  async update(id: string, patch: JobPatch, options: { ifStatus?: JobStatus } = {}): Promise<JobRecord | undefined> {
-    const { assignments, values } = patchAssignments(patch, 3);
-    const where = `id = $1 AND ($2::text IS NULL OR status = $2)`;
-    const { rows } = await this.database.query<JobRow>(
-      assignments.length === 0 ? `SELECT ${COLUMNS} FROM jobs WHERE ${where}` : `UPDATE jobs SET ${assignments.join(', ')} WHERE ${where} RETURNING ${COLUMNS}`,
-      [id, options.ifStatus ?? null, ...values],
+  update(id: string, patch: JobPatch, options: { ifStatus?: JobStatus } = {}): Promise<JobRecord | undefined> {
+    return this.written(
+      async () => {
+        const row = await this.writeUpdate(id, patch, options.ifStatus);
+        return row ? this.applied(row) : undefined;
+      },
+      () => {
+        const current = this.index.get(id);
+        if (!current || (options.ifStatus !== undefined && current.status !== options.ifStatus)) return undefined;
+        const next = patchedJob(current, patch);
+        this.index.set(next);
+        this.deferred.push({ op: 'update', id, patch: { ...patch }, ifStatus: options.ifStatus });
+        return next;
+      },
     );
-    return rows[0] ? this.applied(rows[0]) : undefined;
   }
 
   async rename(id: string, newId: string, patch: JobPatch): Promise<JobRecord | undefined> {
     if (id === newId) return undefined;
-    const { assignments, values } = patchAssignments(patch, 3);
-    try {
-      const { rows } = await this.database.query<JobRow>(
-        `UPDATE jobs SET ${['id = $2', 'renamed_from = $1', ...assignments].join(', ')} WHERE id = $1 RETURNING ${COLUMNS}`,
-        [id, newId, ...values],
-      );
-      return rows[0] ? this.applied(rows[0]) : undefined;
-    } catch (error) {
-      if ((error as { code?: unknown }).code === UNIQUE_VIOLATION) return undefined;
-      throw error;
-    }
+    return this.written(
+      async () => {
+        const row = await this.writeRename(id, newId, patch);
+        return row ? this.applied(row) : undefined;
+      },
+      () => {
+        const current = this.index.get(id);
+        if (!current || this.index.get(newId)) return undefined;
+        const next = patchedJob(current, patch, newId);
+        const rev = this.revs.get(id);
+        this.index.delete(id);
+        this.revs.delete(id);
+        this.index.set(next);
+        if (rev !== undefined) this.revs.set(newId, rev);
+        this.deferred.push({ op: 'rename', id, newId, patch: { ...patch } });
+        return next;
+      },
+    );
+  }
+
+  /** Writes made while the database could not be reached and not written yet. */
+  pendingWrites(): number {
+    return this.deferred.size;
+  }
+
+  /** Writes what was written here while the database could not be reached, in order; rejects while it still cannot be reached. */
+  writePending(): Promise<void> {
+    return this.deferred.flush();
   }
 
   async close(): Promise<void> {
     await this.sweeper.stop();
+    await this.deferred.close();
     this.feed.stop();
     await this.database.release();
   }
@@ -217,6 +269,106 @@ export class PostgresJobStore implements JobStore {
     return Math.max(ids.length, rowCount ?? 0);
   }
 
+  /**
+   * Makes a write: after the writes still queued, so that the table takes them in the order they were
+   * made; while the database cannot be reached, `deferred` applies it here and queues it instead.
+   */
+  private async written<R>(write: () => Promise<R>, deferred: () => R): Promise<R> {
+    try {
+      while (this.deferred.size > 0) await this.deferred.flush();
+      return await write();
+    } catch (error) {
+      if (!this.deferred.accepts(error)) throw error;
+      return deferred();
+    }
+  }
+
+  /** Inserts a job unless its id is taken; resolves the row, or undefined when it was taken. */
+  private async insert(job: JobRecord): Promise<JobRow | undefined> {
+    const { rows } = await this.database.query<JobRow>(
+      `INSERT INTO jobs (${INSERT_COLUMNS.join(', ')}) VALUES (${INSERT_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})
+       ON CONFLICT (id) DO NOTHING RETURNING ${COLUMNS}`,
+      INSERT_COLUMNS.map((column) => parameter(column, job[column])),
+    );
+    return rows[0];
+  }
+
+  /** Patches a job (while it has `ifStatus`, if given); resolves its row, or undefined when no row matched. */
+  private async writeUpdate(id: string, patch: JobPatch, ifStatus: JobStatus | undefined): Promise<JobRow | undefined> {
+    const { assignments, values } = patchAssignments(patch, 3);
+    const where = `id = $1 AND ($2::text IS NULL OR status = $2)`;
+    const { rows } = await this.database.query<JobRow>(
+      assignments.length === 0 ? `SELECT ${COLUMNS} FROM jobs WHERE ${where}` : `UPDATE jobs SET ${assignments.join(', ')} WHERE ${where} RETURNING ${COLUMNS}`,
+      [id, ifStatus ?? null, ...values],
+    );
+    return rows[0];
+  }
+
+  /** Moves a job to a new id with a patch; resolves its row, or undefined when there is no job `id` or `newId` is taken. */
+  private async writeRename(id: string, newId: string, patch: JobPatch): Promise<JobRow | undefined> {
+    const { assignments, values } = patchAssignments(patch, 3);
+    try {
+      const { rows } = await this.database.query<JobRow>(
+        `UPDATE jobs SET ${['id = $2', 'renamed_from = $1', ...assignments].join(', ')} WHERE id = $1 RETURNING ${COLUMNS}`,
+        [id, newId, ...values],
+      );
+      return rows[0];
+    } catch (error) {
+      if ((error as { code?: unknown }).code === UNIQUE_VIOLATION) return undefined;
+      throw error;
+    }
+  }
+
+  private async rowsOf(ids: string[]): Promise<JobRow[]> {
+    return (await this.database.query<JobRow>(`SELECT ${COLUMNS} FROM jobs WHERE id = ANY($1)`, [ids])).rows;
+  }
+
+  /**
+   * Writes the oldest write made while the database could not be reached; resolves how to apply its
+   * outcome once it has left the queue. A write that did not take leaves the table's rows in force.
+   */
+  private async writeDeferred(write: DeferredWrite): Promise<() => void> {
+    let row: JobRow | undefined;
+    try {
+      if (write.op === 'create') row = await this.insert(write.job);
+      else if (write.op === 'update') row = await this.writeUpdate(write.id, write.patch, write.ifStatus);
+      else row = await this.writeRename(write.id, write.newId, write.patch);
+    } catch (error) {
+      // Refused for good (not for want of the database): the table's rows stand.
+      if (isConnectionError(error)) throw error;
+    }
+    if (!row && write.op !== 'update') {
+      // An earlier try may have been written before its answer was lost: the row is then this write's.
+      const [taken] = await this.rowsOf([write.op === 'create' ? write.job.id : write.newId]);
+      if (taken && (write.op === 'create' ? isSameJob(taken, write.job) : taken.renamed_from === write.id)) row = taken;
+    }
+    if (row) {
+      const written = row;
+      return () => this.apply(written);
+    }
+    // The job a failed create or rename meant is not in the table under that id: the writes queued after it for that job are dropped too.
+    const lost = new Set(write.op === 'create' ? [write.job.id] : write.op === 'rename' ? [write.newId] : []);
+    const ids = new Set([...idsOf(write), ...lostFollowers(this.deferred.writes.slice(1), lost).lost]);
+    const rows = new Map((await this.rowsOf([...ids])).map((r) => [r.id, r]));
+    return () => {
+      const followers = lostFollowers(this.deferred.writes, lost);
+      this.deferred.removeWhere((w) => followers.dropped.has(w));
+      for (const id of new Set([...ids, ...followers.lost])) if (!this.deferred.touches(id)) this.reset(id, rows.get(id));
+    };
+  }
+
+  /** Makes memory hold the table's row for `id` (none: no job), whatever revision memory had. */
+  private reset(id: string, row: JobRow | undefined): void {
+    const job = row ? parseJobRecord(row) : undefined;
+    if (!row || !job || typeof job === 'string') {
+      this.index.delete(id);
+      this.revs.delete(id);
+      return;
+    }
+    this.index.set(job);
+    this.revs.set(id, row.rev);
+  }
+
   /** Applies a row this replica wrote; resolves the job as it now is. */
   private applied(row: JobRow): JobRecord | undefined {
     this.apply(row);
@@ -231,6 +383,8 @@ export class PostgresJobStore implements JobStore {
     const away = this.renamedAway.get(job.id);
     if (away && away.rev >= row.rev && isSameJob(away, job)) return;
     if (row.renamed_from !== null && row.renamed_from !== job.id) this.forgetRenamed(row.renamed_from, job, row.rev);
+    // Memory holds writes still queued for this job: it takes the table's row when they are written.
+    if (this.deferred.touches(job.id)) return;
     this.index.set(job);
     this.revs.set(job.id, row.rev);
   }
@@ -247,6 +401,28 @@ export class PostgresJobStore implements JobStore {
     this.renamedAway.delete(oldId);
     this.renamedAway.set(oldId, { key_id: job.key_id, admitted_at: job.admitted_at, rev, at: Date.now() });
   }
+}
+
+/** The ids a deferred write concerns. */
+function idsOf(write: DeferredWrite): string[] {
+  return write.op === 'create' ? [write.job.id] : write.op === 'update' ? [write.id] : [write.id, write.newId];
+}
+
+/**
+ * The writes, in `writes`, of jobs whose create or rename did not take (their ids in `lost`): updates and
+ * renames of those ids, a rename losing its new id too, until a create takes the id anew.
+ */
+function lostFollowers(writes: readonly DeferredWrite[], lost: ReadonlySet<string>): { dropped: Set<DeferredWrite>; lost: Set<string> } {
+  const ids = new Set(lost);
+  const dropped = new Set<DeferredWrite>();
+  for (const write of writes) {
+    if (write.op === 'create') ids.delete(write.job.id);
+    else if (ids.has(write.id)) {
+      dropped.add(write);
+      if (write.op === 'rename') ids.add(write.newId);
+    }
+  }
+  return { dropped, lost: ids };
 }
 
 /** Whether two records are the same job under two ids: a rename keeps the key and the admission time. */

@@ -3,7 +3,8 @@
 import { claimsFull } from '../../errors.js';
 import { ClaimRetention, type ClaimRetentionOptions } from '../claim-retention.js';
 import type { OwnedKind, OwnershipStore } from '../types.js';
-import { isConnectionError, type PostgresDatabase } from './database.js';
+import type { PostgresDatabase } from './database.js';
+import { DeferredWrites } from './deferred-writes.js';
 import { CHANNELS } from './migrations.js';
 import { ReplicaFeed } from './replica.js';
 
@@ -38,10 +39,6 @@ type PendingWrite =
   | { op: 'outputs'; promptId: string }
   | { op: 'comfy-user'; keyId: string; comfyUser: string; at: number };
 
-/** Writes kept while the database is away; past this, writes fail as they would without the buffer. */
-const MAX_PENDING_WRITES = 100_000;
-const PENDING_RETRY_MS = 500;
-
 const COMFY_USER = 'comfy-user';
 const COLUMNS = 'kind, id, key_id, at, outputs_recorded, comfy_user, extract(epoch from updated_at)::float8 AS updated';
 
@@ -61,9 +58,7 @@ export class PostgresOwnershipStore implements OwnershipStore {
   private readonly promptsByKey = new Map<string, Set<string>>();
   private readonly feed: ReplicaFeed<Announcement>;
   private readonly retention: ClaimRetention;
-  private pending: PendingWrite[] = [];
-  private pendingTimer: NodeJS.Timeout | null = null;
-  private writingPending: Promise<void> | null = null;
+  private readonly pending = new DeferredWrites<PendingWrite>({ write: (write) => this.writeDeferred(write) });
 
   constructor(options: PostgresOwnershipStoreOptions) {
     this.database = options.database;
@@ -136,9 +131,9 @@ export class PostgresOwnershipStore implements OwnershipStore {
     try {
       owner = await this.writeClaim(kind, id, keyId, at);
     } catch (error) {
-      if (!this.canDefer(error)) throw error;
+      if (!this.pending.accepts(error)) throw error;
       this.apply(kind, id, { key_id: keyId, at, outputs_recorded: false, comfy_user: null });
-      this.defer({ op: 'claim', kind, id, keyId, at });
+      this.pending.push({ op: 'claim', kind, id, keyId, at });
       owner = keyId;
     }
     await this.forgetExpired(kind, forgotten, at);
@@ -169,8 +164,8 @@ export class PostgresOwnershipStore implements OwnershipStore {
     try {
       await this.writeRelease(kind, id, keyId);
     } catch (error) {
-      if (!this.canDefer(error)) throw error;
-      this.defer({ op: 'release', kind, id, keyId });
+      if (!this.pending.accepts(error)) throw error;
+      this.pending.push({ op: 'release', kind, id, keyId });
     }
     this.forgetHere(kind, id, keyId);
   }
@@ -243,9 +238,9 @@ export class PostgresOwnershipStore implements OwnershipStore {
     try {
       await this.writeOutputsRecorded(promptId);
     } catch (error) {
-      if (!this.canDefer(error)) throw error;
+      if (!this.pending.accepts(error)) throw error;
       current.outputs_recorded = true;
-      this.defer({ op: 'outputs', promptId });
+      this.pending.push({ op: 'outputs', promptId });
     }
   }
 
@@ -268,9 +263,9 @@ export class PostgresOwnershipStore implements OwnershipStore {
     try {
       await this.writeComfyUser(keyId, comfyUser, at);
     } catch (error) {
-      if (!this.canDefer(error)) throw error;
+      if (!this.pending.accepts(error)) throw error;
       this.apply(COMFY_USER, keyId, { key_id: keyId, at, outputs_recorded: false, comfy_user: comfyUser });
-      this.defer({ op: 'comfy-user', keyId, comfyUser, at });
+      this.pending.push({ op: 'comfy-user', keyId, comfyUser, at });
     }
   }
 
@@ -285,53 +280,24 @@ export class PostgresOwnershipStore implements OwnershipStore {
 
   /** Writes made while the database was away and not written yet. */
   pendingWrites(): number {
-    return this.pending.length;
+    return this.pending.size;
   }
 
   /** Writes what was granted while the database was away, in order; stops at the first connection failure. */
   writePending(): Promise<void> {
-    this.writingPending ??= (async () => {
-      try {
-        while (this.pending.length > 0) {
-          const write = this.pending[0]!;
-          try {
-            if (write.op === 'claim') await this.writeClaim(write.kind, write.id, write.keyId, write.at);
-            else if (write.op === 'release') await this.writeRelease(write.kind, write.id, write.keyId);
-            else if (write.op === 'outputs') await this.writeOutputsRecorded(write.promptId);
-            else await this.writeComfyUser(write.keyId, write.comfyUser, write.at);
-          } catch (error) {
-            // Still away: try again later. Any other refusal would repeat forever: the write is dropped.
-            if (isConnectionError(error)) throw error;
-          }
-          this.pending.shift();
-        }
-      } finally {
-        this.writingPending = null;
-      }
-    })();
-    return this.writingPending;
+    return this.pending.flush();
   }
 
-  private canDefer(error: unknown): boolean {
-    return isConnectionError(error) && this.pending.length < MAX_PENDING_WRITES;
-  }
-
-  private defer(write: PendingWrite): void {
-    this.pending.push(write);
-    this.pendingTimer ??= setInterval(() => {
-      if (this.pending.length === 0) {
-        clearInterval(this.pendingTimer!);
-        this.pendingTimer = null;
-        return;
-      }
-      void this.writePending().catch(() => undefined);
-    }, PENDING_RETRY_MS).unref();
+  /** Writes one write granted while the database was away. */
+  private async writeDeferred(write: PendingWrite): Promise<void> {
+    if (write.op === 'claim') await this.writeClaim(write.kind, write.id, write.keyId, write.at);
+    else if (write.op === 'release') await this.writeRelease(write.kind, write.id, write.keyId);
+    else if (write.op === 'outputs') await this.writeOutputsRecorded(write.promptId);
+    else await this.writeComfyUser(write.keyId, write.comfyUser, write.at);
   }
 
   async close(): Promise<void> {
-    if (this.pendingTimer) clearInterval(this.pendingTimer);
-    this.pendingTimer = null;
-    if (this.pending.length > 0) await this.writePending().catch(() => undefined);
+    await this.pending.close();
     this.feed.stop();
     await this.database.release();
   }
