@@ -76,11 +76,14 @@ describe('seed guide with --enable-api-auth', () => {
     for (const key of keys) {
       assert.deepEqual(Object.keys(key).sort(), [
         'created_at',
+        'daily_execution_seconds',
         'expires_at',
         'is_active',
         'key_id',
         'key_prefix',
         'last_used',
+        'max_queued',
+        'max_running',
         'metadata',
         'name',
         'previous_key_valid_until',
