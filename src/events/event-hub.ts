@@ -289,9 +289,19 @@ export class EventHub implements ClientSinks {
     ).unref();
   }
 
+  /** Sends the job's sockets an event of the gateway's own, in ComfyUI's shape (a held job ComfyUI refused when it was sent). */
+  announce(job: Pick<JobRecord, 'id' | 'key_id' | 'client_id'>, type: string, data: Record<string, unknown>): void {
+    const text = JSON.stringify({ type, data: { ...data, prompt_id: job.id } });
+    for (const sink of this.sinksOf(job) ?? []) sink.send(text, false);
+  }
+
+  private sinksOf(job: Pick<JobRecord, 'key_id' | 'client_id'>): Set<ClientSink> | undefined {
+    return job.client_id === null ? this.sinksOfJobsWithoutClient : this.sinks.get(sinkId(job.key_id, job.client_id));
+  }
+
   private deliver(job: Pick<JobRecord, 'id' | 'key_id' | 'client_id'>, upstreamId: string, event: Incoming): void {
     if (event.kind === 'text') this.observe(job.id, event.message, event.receivedAt);
-    const sinks = job.client_id === null ? this.sinksOfJobsWithoutClient : this.sinks.get(sinkId(job.key_id, job.client_id));
+    const sinks = this.sinksOf(job);
     if (!sinks?.size) return;
     const renamed = job.id !== upstreamId;
     if (event.kind === 'text') {

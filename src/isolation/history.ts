@@ -14,6 +14,7 @@ import {
   type IsolatedCaller,
   type IsolationContext,
 } from './context.js';
+import { refusedHistoryEntry, wasRefused } from '../jobs/refusal.js';
 import { historyWindow } from './history-window.js';
 import { emptyOk, parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
 import { redactQueueItem } from './redact.js';
@@ -77,6 +78,8 @@ async function getOwnHistoryWindow(
 ): Promise<void> {
   let refusal: UpstreamAnswer | undefined;
   const lookup = async (promptId: string): Promise<HistoryEntry | undefined> => {
+    const job = ctx.jobs.jobs.get(promptId);
+    if (job && wasRefused(job)) return refusedHistoryEntry(job);
     const upstreamId = upstreamIdOf(ctx, promptId);
     const answer = await getUpstream(ctx, req, caller, `${path}/${encodeURIComponent(upstreamId)}`);
     if (answer.status !== 200) {
@@ -85,7 +88,7 @@ async function getOwnHistoryWindow(
     }
     const entry = (parseJsonOrUndefined(answer.body) as History | undefined)?.[upstreamId];
     if (typeof entry !== 'object' || entry === null) return undefined;
-    asKeyKnowsIt(entry.prompt, ctx.jobs.jobs.get(promptId));
+    asKeyKnowsIt(entry.prompt, job);
     return entry;
   };
   const window = await historyWindow(ownPromptsThatRan(ctx, caller.key.key_id), maxItems, offset, lookup);
@@ -109,13 +112,15 @@ export async function getHistoryEntry(
     relayJson(res, { status: 200, headers: {}, body: Buffer.alloc(0) }, {});
     return;
   }
+  const job = ctx.jobs.jobs.get(promptId);
+  if (job && wasRefused(job)) return relayJson(res, { status: 200, headers: {}, body: Buffer.alloc(0) }, { [promptId]: refusedHistoryEntry(job) });
   const upstreamId = upstreamIdOf(ctx, promptId);
   const answer = await getUpstream(ctx, req, caller, `${pathOfHistory(req)}/${encodeURIComponent(upstreamId)}`);
   const history = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as History | undefined) : undefined;
   if (!history || typeof history !== 'object') return relayAnswer(res, answer);
   const entry = history[upstreamId];
   if (typeof entry !== 'object' || entry === null) return relayJson(res, answer, {});
-  asKeyKnowsIt(entry.prompt, ctx.jobs.jobs.get(promptId));
+  asKeyKnowsIt(entry.prompt, job);
   redactQueueItem(entry.prompt);
   void recordPromptOutputs(ctx, promptId, entry).catch(() => undefined);
   relayJson(res, answer, { [promptId]: entry });

@@ -1,6 +1,7 @@
 // A ComfyUI backend as the job machinery sees it: its name, the proxy to it, and the events of its jobs.
 
 import type { HttpProxy } from '../proxy/http.js';
+import type { JobRecord } from '../store/types.js';
 
 /** What the job machinery needs of a backend's event hub. */
 export interface BackendEvents {
@@ -12,6 +13,8 @@ export interface BackendEvents {
   expectAnswer(): () => void;
   /** The job ComfyUI knows by `upstreamId` is in the registry now: its held events go out. */
   answered(upstreamId: string): void;
+  /** Sends the job's client sockets an event of the gateway's own, in ComfyUI's shape. */
+  announce(job: Pick<JobRecord, 'id' | 'key_id' | 'client_id'>, type: string, data: Record<string, unknown>): void;
 }
 
 /** One ComfyUI server behind the gateway. */

@@ -5,6 +5,7 @@ import type { JobRecord, JobStore, KeyRecord } from '../store/types.js';
 import type { Backend } from './backend.js';
 import { heldRequestOf, sendPrompt, type SendOutcome } from './dispatch.js';
 import { FairQueue } from './fair-queue.js';
+import { refusalEvent } from './refusal.js';
 import { mayStartAnother } from './quotas.js';
 
 export interface SchedulerOptions {
@@ -124,6 +125,7 @@ export class JobScheduler {
     const now = this.options.now();
     if (outcome.kind === 'refused') {
       await this.options.jobs.update(job.id, { status: 'error', finished_at: now, request: null, error: outcome.error });
+      this.options.backend.events.announce(job, 'execution_error', refusalEvent(outcome.error, now));
       return;
     }
     const upstreamId = outcome.kind === 'queued' ? outcome.upstreamId : outcome.sentId;

@@ -60,7 +60,8 @@ describe('bounded ids and claims', () => {
 
   before(async () => {
     comfy = await startFakeComfyUI();
-    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
+    // Every prompt goes to ComfyUI at once (none is held), so ComfyUI's refusals come back as the answer.
+    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--upstream-queue-depth', '10000'] });
     admin = (await createKey(gateway.url, { name: 'admin' })).api_key;
     alice = (await createKey(gateway.url, { name: 'alice', rate_limit: 100000 }, admin)).api_key;
     bob = (await createKey(gateway.url, { name: 'bob', rate_limit: 100000 }, admin)).api_key;

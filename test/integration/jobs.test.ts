@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SAVE_WORKFLOW, waitForHistory } from '../helpers/comfy-client.js';
+import { openCollectingSocket, SAVE_WORKFLOW, waitForHistory } from '../helpers/comfy-client.js';
 import { PROMPT_ID_MODES, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send } from '../helpers/http-client.js';
@@ -172,6 +172,26 @@ for (const promptIds of PROMPT_ID_MODES) {
       const tags = arrivalOrder(comfy);
       assert.ok(tags.includes(301) && tags.includes(302), 'both held jobs reached ComfyUI after the restart');
       await waitUntil(async () => (await jobOf(gateway.url, keys.bob, held[1]!)).status === 'success', 'the released job to succeed');
+    });
+
+    test('a held prompt that ComfyUI refuses when it is sent ends as error: in the jobs API, its history entry and its socket', async () => {
+      const socket = await openCollectingSocket(`${gateway.url.replace('http', 'ws')}/ws?clientId=alice-refused`, { 'x-api-key': keys.alice });
+      await queueTagged(gateway.url, keys.alice, 500);
+      const res = await send(gateway.url, '/api/prompt', {
+        method: 'POST',
+        key: keys.alice,
+        body: { prompt: { '1': { class_type: 'NoSuchNode', inputs: {} } }, client_id: 'alice-refused' },
+      });
+      assert.equal(res.status, 200, 'held: the gateway answers for it');
+      const id = res.json<{ prompt_id: string }>().prompt_id;
+      await waitUntil(async () => (await jobOf(gateway.url, keys.alice, id)).status === 'error', 'the refusal to be recorded');
+      const entry = (await send(gateway.url, `/api/history/${id}`, { key: keys.alice })).json<
+        Record<string, { status: { status_str: string; messages: unknown[][] } }>
+      >()[id];
+      assert.equal(entry?.status.status_str, 'error');
+      assert.equal(entry.status.messages[0]![0], 'execution_error');
+      await waitUntil(() => socket.texts.some((m) => m.type === 'execution_error' && m.data.prompt_id === id), 'the execution_error on the socket');
+      await socket.close();
     });
 
     test('a user key cannot jump the queue with front or number', async () => {

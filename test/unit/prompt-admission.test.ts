@@ -46,7 +46,13 @@ describe('POST /prompt admits a job', () => {
         return answer(body);
       },
     } as unknown as HttpProxy;
-    const events = { clientId: GATEWAY_CLIENT_ID, connected: true, expectAnswer: () => () => undefined, answered: (id: string) => answered.push(id) };
+    const events = {
+      clientId: GATEWAY_CLIENT_ID,
+      connected: true,
+      expectAnswer: () => () => undefined,
+      answered: (id: string) => answered.push(id),
+      announce: () => undefined,
+    };
     service = new JobService({
       jobs,
       backendName: 'default',
