@@ -52,9 +52,9 @@ export function patchedFields(patch: JobPatch): Partial<JobRecord> {
   return fields as Partial<JobRecord>;
 }
 
-/** The job after a patch, under `id` (its own, or the new id of a rename). */
-export function patchedJob(job: JobRecord, patch: JobPatch, id = job.id): JobRecord {
-  return { ...job, ...patchedFields(patch), id };
+/** The job after a patch. */
+export function patchedJob(job: JobRecord, patch: JobPatch): JobRecord {
+  return { ...job, ...patchedFields(patch) };
 }
 
 const FIXED_FIELDS: ReadonlySet<string> = new Set(['id', 'key_id', 'admitted_at']);

@@ -334,11 +334,6 @@ export interface JobStore {
    * too): how a held job is taken for sending or cancelled by exactly one caller.
    */
   update(id: string, patch: JobPatch, options?: { ifStatus?: JobStatus }): Promise<JobRecord | undefined>;
-  /**
-   * Gives a job a new id (ComfyUI answered with its own prompt_id) together with a patch, as one durable
-   * write; resolves undefined when there is no job `id` or a job already has `newId`.
-   */
-  rename(id: string, newId: string, patch: JobPatch): Promise<JobRecord | undefined>;
   /** Finished jobs older than the retention (`--job-retention-days`) are forgotten, in batches, in the background. */
   /** Persists anything pending and releases files, connections and timers. */
   close(): Promise<void>;

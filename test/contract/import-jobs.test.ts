@@ -1,4 +1,4 @@
-// The job registry's copy from JSON files into PostgreSQL (`comfy-gate migrate`): every job, renames included, once.
+// The job registry's copy from JSON files into PostgreSQL (`comfy-gate migrate`): every job, as its journal left it, once.
 
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -42,19 +42,19 @@ describe('importFileStore: jobs', { skip: 'skip' in fresh ? fresh.skip : false }
     if (!('skip' in fresh)) await fresh.drop();
   });
 
-  test('copies the jobs of jobs.json and its journal (a rename included) once; a second run copies nothing', async () => {
+  test('copies the jobs of jobs.json and its journal (changes included) once; a second run copies nothing', async () => {
     if ('skip' in fresh) return;
     const directory = await mkdtemp(join(tmpdir(), 'comfy-gate-import-jobs-'));
     directories.push(directory);
     const created = new FileJobStore({ directory, ...KEPT });
     await created.open();
     await created.create(job('held-1'));
-    await created.create(job('temp-2', { key_id: 'bob', front: false }));
+    await created.create(job('held-2', { key_id: 'bob', front: false }));
     await created.close();
-    // Reopened, so that the rename is in the journal rather than in the snapshot written after the first change.
+    // Reopened, so that the changes are in the journal rather than in the snapshot written after the first change.
     const files = new FileJobStore({ directory, ...KEPT });
     await files.open();
-    await files.rename('temp-2', 'comfy-2', {
+    await files.update('held-2', {
       status: 'success',
       upstream_id: 'comfy-2',
       request: null,
@@ -65,7 +65,9 @@ describe('importFileStore: jobs', { skip: 'skip' in fresh ? fresh.skip : false }
     await files.update('held-1', { error: { message: 'not yet', node_errors: { 3: { errors: [] } } } });
     const expected = files.list({ offset: 0, limit: 10 });
     await files.close();
-    assert.match(await readFile(join(directory, 'jobs.journal'), 'utf8'), /"op":"all"/, 'the rename is in the journal');
+    const journal = await readFile(join(directory, 'jobs.journal'), 'utf8');
+    assert.match(journal, /"upstream_id":"comfy-2"/, 'the changes are in the journal');
+    assert.match(journal, /"message":"not yet"/);
 
     const database = await PostgresDatabase.open({ url: fresh.url });
     try {
@@ -78,7 +80,7 @@ describe('importFileStore: jobs', { skip: 'skip' in fresh ? fresh.skip : false }
     await store.open();
     try {
       assert.deepEqual(store.list({ offset: 0, limit: 10 }), expected);
-      assert.equal(store.get('temp-2'), undefined);
+      assert.equal(store.get('held-2')?.status, 'success', "the journal's change, not the snapshot's record");
     } finally {
       await store.close();
     }

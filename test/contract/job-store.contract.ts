@@ -1,4 +1,4 @@
-// The JobStore contract: ids taken once, updates and renames, pages newest first by key and status, active jobs, restarts, retention, replicas.
+// The JobStore contract: ids taken once, updates, lookups by ComfyUI's id, pages newest first by key and status, active jobs, restarts, retention, replicas.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -107,33 +107,24 @@ export function jobStoreContract(name: string, harness: HarnessOrSkip<JobStore>)
       assert.deepEqual((await reopen()).get('h1')?.status, (first ?? second)!.status);
     });
 
-    test('rename moves a job to its new id with the patch; the old id is gone; a taken or unknown id is refused', async () => {
+    test("byUpstreamId finds a job by ComfyUI's id on its backend, whether or not that is the job's own id", async () => {
       const store = await open();
-      await store.create(job('temp-1', 'alice', 30, { status: 'held', request: { prompt: { 1: {} } } }));
-      await store.create(job('taken', 'bob', 20));
-      const renamed = await store.rename('temp-1', 'comfy-1', { status: 'queued', upstream_id: 'comfy-1', request: null, forwarded_at: NOW - 2 });
-      const expected = { ...job('comfy-1', 'alice', 30), status: 'queued' as JobStatus, upstream_id: 'comfy-1', forwarded_at: NOW - 2 };
-      assert.deepEqual(renamed, expected);
-      assert.equal(store.get('temp-1'), undefined);
-      assert.deepEqual(store.get('comfy-1'), expected);
-      assert.deepEqual(store.byUpstreamId('default', 'comfy-1'), expected);
+      // Sent at once: created under the id ComfyUI answered with.
+      const sent = job('comfy-1', 'alice', 30, { status: 'queued', upstream_id: 'comfy-1', request: null, forwarded_at: NOW - 2 });
+      assert.equal(await store.create(sent), true);
+      assert.deepEqual(store.byUpstreamId('default', 'comfy-1'), sent);
       assert.equal(store.byUpstreamId('other-backend', 'comfy-1'), undefined, 'upstream ids are per backend');
-      assert.equal(await store.rename('comfy-1', 'taken', { status: 'running' }), undefined, 'onto an id that is taken');
-      assert.equal(store.get('comfy-1')?.status, 'queued', 'a refused rename changes nothing');
-      assert.equal(store.get('taken')?.key_id, 'bob');
-      assert.equal(await store.rename('temp-1', 'comfy-2', {}), undefined, 'an id that is gone');
-      assert.deepEqual(ids(store.list({ keyId: 'alice', offset: 0, limit: 10 })), ['comfy-1']);
-      assert.equal(store.count({}), 2);
-      // A job keeps the id it was renamed to, and ComfyUI's id (another, on an older release) finds it.
-      await store.create(job('told-id', 'carol', 10, { status: 'held' }));
-      await store.update('told-id', { status: 'queued', upstream_id: 'upstream-9' });
+      // Held, then sent: it keeps the id its key was told, and ComfyUI's id (another, on an older release) finds it.
+      await store.create(job('told-id', 'carol', 10, { status: 'held', request: { prompt: { 1: {} } } }));
+      assert.equal(store.byUpstreamId('default', 'told-id'), undefined, 'not before ComfyUI answered');
+      await store.update('told-id', { status: 'queued', upstream_id: 'upstream-9', request: null });
       assert.equal(store.byUpstreamId('default', 'upstream-9')?.id, 'told-id');
+      assert.equal(store.get('upstream-9'), undefined, "ComfyUI's id is not the job's");
+      assert.equal(store.count({}), 2);
       const again = await reopen();
-      assert.equal(again.get('temp-1'), undefined, 'after a restart');
-      assert.deepEqual(again.get('comfy-1'), expected);
-      assert.deepEqual(again.byUpstreamId('default', 'comfy-1'), expected);
+      assert.deepEqual(again.byUpstreamId('default', 'comfy-1'), sent, 'after a restart');
       assert.equal(again.byUpstreamId('default', 'upstream-9')?.id, 'told-id');
-      assert.equal(again.count({}), 3);
+      assert.equal(again.count({}), 2);
     });
 
     test('list pages newest admitted first, per key or for every key, by status; count agrees', async () => {
@@ -180,9 +171,9 @@ export function jobStoreContract(name: string, harness: HarnessOrSkip<JobStore>)
       await store.create(job('h-old', 'alice', 70, { status: 'held', front: true }));
       assert.deepEqual(ids(store.active()), ['h-old', 'r', 'q', 'h-new']);
       await store.update('r', { status: 'success', finished_at: NOW });
-      await store.rename('h-new', 'comfy-h', { status: 'queued' });
-      assert.deepEqual(ids(store.active()), ['h-old', 'q', 'comfy-h']);
-      assert.deepEqual(ids((await reopen()).active()), ['h-old', 'q', 'comfy-h']);
+      await store.update('h-new', { status: 'queued', upstream_id: 'comfy-h', request: null });
+      assert.deepEqual(ids(store.active()), ['h-old', 'q', 'h-new']);
+      assert.deepEqual(ids((await reopen()).active()), ['h-old', 'q', 'h-new']);
     });
 
     test("a restart keeps every job, a held job's request body included", async () => {
@@ -228,17 +219,16 @@ export function jobStoreContract(name: string, harness: HarnessOrSkip<JobStore>)
         await waitFor(() => b.get('q-1') !== undefined && b.get('held-1') !== undefined, within, 'the new jobs on the other store');
         assert.deepEqual(b.get('held-1'), held, 'a job too long to announce whole is read back');
         assert.equal(await b.create(job('q-1', 'carol', 1)), false, 'an id taken through the other store is refused');
-        const renamed = await b.rename('held-1', 'comfy-1', { status: 'queued', request: null, upstream_id: 'comfy-1' });
-        assert.ok(renamed);
+        const sent = await b.update('held-1', { status: 'queued', request: null, upstream_id: 'comfy-1' });
+        assert.ok(sent);
         await a.update('q-1', { status: 'running' });
-        await waitFor(() => a.get('comfy-1') !== undefined && b.get('q-1')?.status === 'running', within, 'the rename and the update on the other store');
-        assert.equal(a.get('held-1'), undefined, 'the old id is gone on the other store');
+        await waitFor(() => a.get('held-1')?.status === 'queued' && b.get('q-1')?.status === 'running', within, 'the updates on the other store');
         assert.equal(a.get('q-1')?.key_id, 'bob', 'the refused create reached neither store');
         assert.equal(b.get('q-1')?.key_id, 'bob');
-        assert.deepEqual(a.get('comfy-1'), renamed);
-        assert.equal(a.byUpstreamId('default', 'comfy-1')?.id, 'comfy-1');
-        assert.deepEqual(ids(a.active()), ['comfy-1', 'q-1']);
-        assert.deepEqual(ids(b.active()), ['comfy-1', 'q-1']);
+        assert.deepEqual(a.get('held-1'), sent);
+        assert.equal(a.byUpstreamId('default', 'comfy-1')?.id, 'held-1');
+        assert.deepEqual(ids(a.active()), ['held-1', 'q-1']);
+        assert.deepEqual(ids(b.active()), ['held-1', 'q-1']);
         assert.equal(a.count({ keyId: 'alice' }), 1);
       },
     );

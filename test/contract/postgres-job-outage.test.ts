@@ -42,7 +42,6 @@ interface StoredJob {
   key_id: string;
   status: string;
   upstream_id: string | null;
-  renamed_from: string | null;
 }
 
 describe('PostgresJobStore while PostgreSQL cannot be reached', { skip: 'skip' in fresh ? fresh.skip : false }, () => {
@@ -91,7 +90,7 @@ describe('PostgresJobStore while PostgreSQL cannot be reached', { skip: 'skip' i
   });
 
   async function stored(): Promise<Map<string, StoredJob>> {
-    const { rows } = await admin.query<StoredJob>('SELECT id, key_id, status, upstream_id, renamed_from FROM jobs ORDER BY id');
+    const { rows } = await admin.query<StoredJob>('SELECT id, key_id, status, upstream_id FROM jobs ORDER BY id');
     return new Map(rows.map((row) => [row.id, row]));
   }
 
@@ -101,7 +100,7 @@ describe('PostgresJobStore while PostgreSQL cannot be reached', { skip: 'skip' i
     await waitFor(() => store.pendingWrites() === 0, 10_000, 'the queued writes to be written');
   }
 
-  test('create, update and rename are answered from memory, seen by every read, and written in order once the database answers', async () => {
+  test('create and update are answered from memory, seen by every read, and written in order once the database answers', async () => {
     assert.equal(await cutOff.create(job('sent', 'alice', { status: 'queued', upstream_id: 'sent', request: null })), true);
     assert.equal(await cutOff.create(job('waiting', 'alice')), true);
     await relay.cut();
@@ -115,18 +114,16 @@ describe('PostgresJobStore while PostgreSQL cannot be reached', { skip: 'skip' i
     assert.equal(await cutOff.update('waiting', { status: 'cancelled' }, { ifStatus: 'held' }), undefined, 'ifStatus is checked against memory');
     assert.equal(await cutOff.update('unknown', { status: 'queued' }), undefined);
     const patch = { status: 'queued' as const, upstream_id: 'comfy-1', forwarded_at: NOW + 1, request: null };
-    assert.deepEqual(await cutOff.rename('new', 'comfy-1', patch), { ...fresh, ...patch, id: 'comfy-1' });
-    assert.equal(await cutOff.rename('sent', 'waiting', {}), undefined, 'a rename to an id known here is refused');
-    assert.equal((await cutOff.update('comfy-1', { status: 'running', started_at: NOW + 2 }))?.status, 'running');
+    assert.deepEqual(await cutOff.update('new', patch), { ...fresh, ...patch });
+    assert.equal((await cutOff.update('new', { status: 'running', started_at: NOW + 2 }))?.status, 'running');
     const outputs = [{ node: '9', filename: 'a.png', subfolder: '', type: 'output' }];
     assert.equal((await cutOff.update('sent', { status: 'success', finished_at: NOW + 3, outputs }))?.status, 'success');
 
-    assert.equal(cutOff.get('new'), undefined, 'the old id is gone');
-    assert.equal(cutOff.byUpstreamId('default', 'comfy-1')?.id, 'comfy-1');
+    assert.equal(cutOff.byUpstreamId('default', 'comfy-1')?.id, 'new');
     assert.deepEqual(
       cutOff.list({ keyId: 'alice', offset: 0, limit: 10 }).map((j) => [j.id, j.status]),
       [
-        ['comfy-1', 'running'],
+        ['new', 'running'],
         ['waiting', 'queued'],
         ['sent', 'success'],
       ],
@@ -137,9 +134,9 @@ describe('PostgresJobStore while PostgreSQL cannot be reached', { skip: 'skip' i
         .active()
         .map((j) => j.id)
         .sort(),
-      ['comfy-1', 'waiting'],
+      ['new', 'waiting'],
     );
-    assert.equal(cutOff.pendingWrites(), 5, 'one create, one rename and three updates are queued');
+    assert.equal(cutOff.pendingWrites(), 5, 'one create and four updates are queued');
     assert.deepEqual(
       [...(await stored()).values()].map((row) => [row.id, row.status]),
       [
@@ -152,15 +149,15 @@ describe('PostgresJobStore while PostgreSQL cannot be reached', { skip: 'skip' i
 
     await restored(cutOff);
     const rows = await stored();
-    assert.deepEqual([...rows.keys()], ['comfy-1', 'sent', 'waiting']);
-    assert.deepEqual(rows.get('comfy-1'), { id: 'comfy-1', key_id: 'alice', status: 'running', upstream_id: 'comfy-1', renamed_from: 'new' });
+    assert.deepEqual([...rows.keys()], ['new', 'sent', 'waiting']);
+    assert.deepEqual(rows.get('new'), { id: 'new', key_id: 'alice', status: 'running', upstream_id: 'comfy-1' });
     assert.equal(rows.get('sent')!.status, 'success');
     assert.equal(rows.get('waiting')!.status, 'queued');
     const { rows: sent } = await admin.query<{ outputs: unknown }>("SELECT outputs FROM jobs WHERE id = 'sent'");
     assert.deepEqual(sent[0]!.outputs, outputs);
     assert.deepEqual(cutOff.list({ offset: 0, limit: 10 }), memory, 'memory is what it was');
-    await waitFor(() => other.get('comfy-1')?.status === 'running' && other.get('sent')?.status === 'success', 5000, 'the other replica to hear of them');
-    assert.equal(other.get('new'), undefined);
+    await waitFor(() => other.get('new')?.status === 'running' && other.get('sent')?.status === 'success', 5000, 'the other replica to hear of them');
+    assert.equal(other.byUpstreamId('default', 'comfy-1')?.id, 'new');
     assert.deepEqual(other.list({ offset: 0, limit: 10 }), memory);
   });
 
@@ -172,8 +169,8 @@ describe('PostgresJobStore while PostgreSQL cannot be reached', { skip: 'skip' i
 
     const mine = job('x', 'alice');
     assert.equal(await cutOff.create(mine), true);
-    assert.equal((await cutOff.rename('x', 'x-comfy', { status: 'queued', upstream_id: 'x-comfy', request: null }))?.id, 'x-comfy');
-    assert.equal((await cutOff.update('x-comfy', { status: 'running' }))?.status, 'running');
+    assert.equal((await cutOff.update('x', { status: 'queued', upstream_id: 'x-comfy', request: null }))?.upstream_id, 'x-comfy');
+    assert.equal((await cutOff.update('x', { status: 'running' }))?.status, 'running');
     assert.equal((await cutOff.update('held', { status: 'queued' }, { ifStatus: 'held' }))?.status, 'queued');
     assert.equal((await cutOff.update('gone', { status: 'success' }))?.status, 'success');
     assert.equal(await cutOff.create(job('y', 'alice')), true, 'a job after them is written all the same');
@@ -196,7 +193,7 @@ describe('PostgresJobStore while PostgreSQL cannot be reached', { skip: 'skip' i
       "the other replica's writes stand; the writes of the job that lost its id, and the update of the deleted job, are dropped",
     );
     assert.deepEqual(cutOff.get('x'), theirs, "memory holds the other replica's job");
-    assert.equal(cutOff.get('x-comfy'), undefined);
+    assert.equal(cutOff.byUpstreamId('default', 'x-comfy'), undefined);
     assert.equal(cutOff.get('held')?.status, 'cancelled');
     assert.equal(cutOff.get('gone'), undefined);
     assert.equal(cutOff.get('y')?.key_id, 'alice');

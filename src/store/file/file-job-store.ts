@@ -15,8 +15,7 @@ export interface FileJobStoreOptions extends JobRetentionOptions {
 
 /**
  * Jobs in a journaled table keyed by job id. Reads come from a `JobIndex` kept in step with the table;
- * a change resolves once its append is fsynced, and a rename is one journal line (the old id's delete
- * and the new id's put), so a crash keeps both or neither.
+ * a change resolves once its append is fsynced.
  */
 export class FileJobStore implements JobStore {
   private readonly table: JournaledTable<JobRecord>;
@@ -75,22 +74,6 @@ export class FileJobStore implements JobStore {
       if (!current || (options.ifStatus !== undefined && current.status !== options.ifStatus)) return { ops: [], result: undefined };
       const next = patchedJob(current, patch);
       return { ops: [{ op: 'put', id, value: next }], result: next };
-    });
-  }
-
-  rename(id: string, newId: string, patch: JobPatch): Promise<JobRecord | undefined> {
-    return this.table.change(() => {
-      const current = this.table.get(id);
-      if (!current || this.table.get(newId)) return { ops: [], result: undefined };
-      const next = patchedJob(current, patch, newId);
-      return {
-        ops: [
-          { op: 'delete', id },
-          { op: 'put', id: newId, value: next },
-        ],
-        result: next,
-        atomic: true,
-      };
     });
   }
 

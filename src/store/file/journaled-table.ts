@@ -13,17 +13,6 @@ import { IndexedRecords, MapRecords, type SecondaryKeys, type SnapshotIndex, typ
 /** One change: a whole record put under its id, or an id removed. */
 export type TableOp<T> = { op: 'put'; id: string; value: T } | { op: 'delete'; id: string };
 
-/** A line of the journal: one change, or several written as one line (`all`), so a crash keeps all of them or none. */
-type JournalLine<T> = TableOp<T> | { op: 'all'; ops: TableOp<T>[] };
-
-/** What a change's plan resolves: the ops to make, the result to resolve, and whether the ops must be one journal line. */
-export interface TablePlan<T, R> {
-  ops: TableOp<T>[];
-  result: R;
-  /** Write the ops as one journal line: a crash mid-append then keeps all of them or none (default: a line each). */
-  atomic?: boolean;
-}
-
 export interface JournaledTableOptions<T> {
   snapshotPath: string;
   journalPath: string;
@@ -58,7 +47,7 @@ export interface JournaledTableOptions<T> {
 
 /** Changes applied in memory and waiting for their group's append (single-writer tables). */
 interface PendingGroup<T> {
-  lines: JournalLine<T>[];
+  ops: TableOp<T>[];
   /** Each changed id with its record before the change, to undo it if the append fails. */
   before: Array<[string, T | undefined]>;
   settle(error?: unknown): void;
@@ -87,8 +76,8 @@ export class JournaledTable<T> {
   private committing: Promise<void> | null = null;
   /** Appends and the swap that ends a compaction take turns (single-writer tables). */
   private readonly inFileTurn = oneAtATime();
-  /** The compaction running beside the appends, with the journal lines appended since it began (single-writer tables). */
-  private compaction: { done: Promise<void>; linesSince: JournalLine<T>[]; abandoned: boolean } | null = null;
+  /** The compaction running beside the appends, with the ops appended since it began (single-writer tables). */
+  private compaction: { done: Promise<void>; opsSince: TableOp<T>[]; abandoned: boolean } | null = null;
 
   constructor(options: JournaledTableOptions<T>) {
     this.options = options;
@@ -142,7 +131,7 @@ export class JournaledTable<T> {
    * records), makes them durable, then applies them in memory.
    * @throws the file-system error when the journal cannot be written; memory is then unchanged.
    */
-  change<R>(plan: () => TablePlan<T, R>): Promise<R> {
+  change<R>(plan: () => { ops: TableOp<T>[]; result: R }): Promise<R> {
     if (this.options.writers === 'this-process') return this.changeInGroup(plan);
     return this.inTurn(() =>
       this.locked(async () => {
@@ -150,9 +139,9 @@ export class JournaledTable<T> {
         // Bytes after the last complete line can only be an append torn by a writer that died.
         const tail = await readJournal(this.options.journalPath, this.journalOffset);
         if (tail) await dropPartialTail(this.options.journalPath, tail);
-        const { ops, result, atomic } = plan();
+        const { ops, result } = plan();
         if (ops.length === 0) return result;
-        await this.append(journalLines(ops, atomic));
+        await this.append(ops);
         const journal = await stat(this.options.journalPath);
         this.journalIno = journal.ino;
         this.journalOffset = journal.size;
@@ -171,13 +160,13 @@ export class JournaledTable<T> {
    * change with no ops still waits for the appends in flight, since its result may rest on them.
    * @throws the file-system error when the append fails; the group's changes are then undone in memory.
    */
-  private changeInGroup<R>(plan: () => TablePlan<T, R>): Promise<R> {
-    const { ops, result, atomic } = plan();
+  private changeInGroup<R>(plan: () => { ops: TableOp<T>[]; result: R }): Promise<R> {
+    const { ops, result } = plan();
     if (ops.length === 0) return (this.committing ?? Promise.resolve()).then(() => result);
     const before = ops.map((op): [string, T | undefined] => [op.id, this.records.get(op.id)]);
     for (const op of ops) this.apply(op);
     return new Promise<R>((resolve, reject) => {
-      this.pending.push({ lines: journalLines(ops, atomic), before, settle: (error) => (error === undefined ? resolve(result) : reject(error)) });
+      this.pending.push({ ops, before, settle: (error) => (error === undefined ? resolve(result) : reject(error)) });
       this.committing ??= this.commitPending();
     });
   }
@@ -188,17 +177,17 @@ export class JournaledTable<T> {
     await new Promise((resolve) => setImmediate(resolve));
     while (this.pending.length > 0) {
       const group = this.pending.splice(0);
-      const lines = group.flatMap((change) => change.lines);
+      const ops = group.flatMap((change) => change.ops);
       try {
         await this.inFileTurn(async () => {
           try {
-            await this.append(lines);
+            await this.append(ops);
           } catch (error) {
             // The snapshot being written may hold these changes, which are now undone.
             if (this.compaction) this.compaction.abandoned = true;
             throw error;
           }
-          this.compaction?.linesSince.push(...lines);
+          this.compaction?.opsSince.push(...ops);
           const journal = await stat(this.options.journalPath);
           this.journalIno = journal.ino;
           this.journalOffset = journal.size;
@@ -225,7 +214,7 @@ export class JournaledTable<T> {
    * and is tried again after a later change.
    */
   private compactBesideAppends(): void {
-    const compaction = { done: Promise.resolve(), linesSince: [] as JournalLine<T>[], abandoned: false };
+    const compaction = { done: Promise.resolve(), opsSince: [] as TableOp<T>[], abandoned: false };
     this.compaction = compaction;
     compaction.done = (async () => {
       const { snapshotPath, journalPath } = this.options;
@@ -233,7 +222,7 @@ export class JournaledTable<T> {
       await this.inFileTurn(async () => {
         if (compaction.abandoned) return;
         await replaceWith(temp, snapshotPath);
-        await writeFileAtomic(journalPath, compaction.linesSince.map((line) => JSON.stringify(line) + '\n').join(''));
+        await writeFileAtomic(journalPath, compaction.opsSince.map((op) => JSON.stringify(op) + '\n').join(''));
         const [snapshot, journal] = await Promise.all([stat(snapshotPath), stat(journalPath)]);
         this.snapshotIno = snapshot.ino;
         this.snapshotBytes = snapshot.size;
@@ -247,10 +236,10 @@ export class JournaledTable<T> {
       });
   }
 
-  /** Appends lines to the journal and waits until they are on disk. */
-  private async append(lines: JournalLine<T>[]): Promise<void> {
+  /** Appends ops to the journal and waits until they are on disk. */
+  private async append(ops: TableOp<T>[]): Promise<void> {
     const started = performance.now();
-    await appendDurably(this.options.journalPath, lines.map((line) => JSON.stringify(line) + '\n').join(''));
+    await appendDurably(this.options.journalPath, ops.map((op) => JSON.stringify(op) + '\n').join(''));
     this.options.onWrite?.((performance.now() - started) / 1000);
   }
 
@@ -300,7 +289,7 @@ export class JournaledTable<T> {
     if (!journal || journal.size === this.journalOffset) return;
     const chunk = await readJournal(this.options.journalPath, this.journalOffset);
     if (!chunk) return;
-    for (const line of chunk.entries) this.applyLine(line as JournalLine<T>);
+    for (const op of chunk.entries) this.apply(op as TableOp<T>);
     this.journalOffset = chunk.nextOffset;
     this.journalIno = chunk.ino;
   }
@@ -321,7 +310,7 @@ export class JournaledTable<T> {
     const previous = this.records;
     this.records = loaded;
     const chunk = await readJournal(journalPath, 0);
-    for (const line of chunk?.entries ?? []) this.applyLine(line as JournalLine<T>, false);
+    for (const op of chunk?.entries ?? []) this.apply(op as TableOp<T>, false);
     // Telling of every record would read an indexed snapshot whole.
     if (previous instanceof MapRecords && loaded instanceof MapRecords) {
       for (const [id, before] of previous.entries()) if (!loaded.has(id)) this.options.onChange?.(id, before, undefined);
@@ -351,13 +340,6 @@ export class JournaledTable<T> {
     return new MapRecords(this.options.secondaryKeys, loaded);
   }
 
-  /** Applies a journal line read back: its one change, or each of its changes. */
-  private applyLine(line: JournalLine<T>, notify = true): void {
-    if (line.op !== 'all') return this.apply(line, notify);
-    if (!Array.isArray(line.ops)) throw new StoreCorruptError(this.options.journalPath, 'an entry of op "all" has no ops');
-    for (const op of line.ops) this.apply(op, notify);
-  }
-
   private apply(op: TableOp<T>, notify = true): void {
     const before = this.records.get(op.id);
     if (op.op === 'put') {
@@ -377,11 +359,6 @@ export class JournaledTable<T> {
     if (typeof parsed === 'string') throw new StoreCorruptError(file, `record ${JSON.stringify(id)}: ${parsed}`);
     return parsed;
   }
-}
-
-/** The journal lines of a change's ops: a line each, or one line for all of them. */
-function journalLines<T>(ops: TableOp<T>[], atomic: boolean | undefined): JournalLine<T>[] {
-  return atomic && ops.length > 1 ? [{ op: 'all', ops }] : ops;
 }
 
 async function statOrNull(path: string): Promise<{ ino: number; size: number } | null> {

@@ -15,8 +15,8 @@ export interface DeferredWritesOptions<W> {
    * the write has left the queue, that applies its outcome.
    */
   write(write: W): Promise<(() => void) | void>;
-  /** The ids a write concerns, so that `touches` can tell whether a write about an id is still queued. */
-  idsOf?(write: W): readonly string[];
+  /** The id a write concerns, so that `touches` can tell whether a write about an id is still queued. */
+  idOf?(write: W): string;
   /** Writes kept at most (default `MAX_DEFERRED_WRITES`). */
   max?: number;
 }
@@ -117,10 +117,10 @@ export class DeferredWrites<W> {
   }
 
   private count(write: W, step: number): void {
-    for (const id of this.options.idsOf?.(write) ?? []) {
-      const n = (this.counts.get(id) ?? 0) + step;
-      if (n > 0) this.counts.set(id, n);
-      else this.counts.delete(id);
-    }
+    const id = this.options.idOf?.(write);
+    if (id === undefined) return;
+    const n = (this.counts.get(id) ?? 0) + step;
+    if (n > 0) this.counts.set(id, n);
+    else this.counts.delete(id);
   }
 }

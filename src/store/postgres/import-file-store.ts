@@ -62,14 +62,6 @@ export async function importFileStore(directory: string, database: PostgresDatab
   };
 }
 
-/** One line of a table's journal: a change, or several changes written together (`all`). */
-interface JournalEntry {
-  op?: string;
-  id?: string;
-  value?: unknown;
-  ops?: JournalEntry[];
-}
-
 /** A journaled table's records, read without writing: the snapshot (one JSON object keyed by id), then the journal's complete lines. */
 async function readTable(directory: string, name: string): Promise<Map<string, unknown>> {
   const snapshotPath = join(directory, `${name}.json`);
@@ -93,12 +85,10 @@ async function readTable(directory: string, name: string): Promise<Map<string, u
   }
   const journalPath = join(directory, name === 'api_keys' ? 'api_keys.journal' : `${name}.journal`);
   const journal = await readJournal(journalPath, 0);
-  for (const line of (journal?.entries ?? []) as JournalEntry[]) {
-    for (const entry of line.op === 'all' && Array.isArray(line.ops) ? line.ops : [line]) {
-      if (typeof entry.id !== 'string') continue;
-      if (entry.op === 'put') records.set(entry.id, entry.value);
-      else if (entry.op === 'delete') records.delete(entry.id);
-    }
+  for (const entry of (journal?.entries ?? []) as Array<{ op?: string; id?: string; value?: unknown }>) {
+    if (typeof entry.id !== 'string') continue;
+    if (entry.op === 'put') records.set(entry.id, entry.value);
+    else if (entry.op === 'delete') records.delete(entry.id);
   }
   return records;
 }

@@ -187,7 +187,7 @@ CREATE INDEX sessions_key_id ON sessions (key_id);
     name: 'the job registry',
     sql: `
 -- rev comes from one sequence and is taken again by every change, so a replica keeps the latest state of
--- a job whatever order it hears of changes in. renamed_from: the id a job had before ComfyUI named it.
+-- a job whatever order it hears of changes in.
 CREATE SEQUENCE jobs_rev;
 CREATE TABLE jobs (
   id text PRIMARY KEY,
@@ -205,7 +205,6 @@ CREATE TABLE jobs (
   error jsonb,
   request jsonb,
   front boolean NOT NULL DEFAULT false,
-  renamed_from text,
   rev bigint NOT NULL DEFAULT nextval('jobs_rev'),
   updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );

@@ -18,32 +18,17 @@ export interface PostgresJobStoreOptions extends JobRetentionOptions {
 }
 
 /** A write made while the database could not be reached: applied here at once, written once it is back. */
-type DeferredWrite =
-  | { op: 'create'; job: JobRecord }
-  | { op: 'update'; id: string; patch: JobPatch; ifStatus: JobStatus | undefined }
-  | { op: 'rename'; id: string; newId: string; patch: JobPatch };
+type DeferredWrite = { op: 'create'; job: JobRecord } | { op: 'update'; id: string; patch: JobPatch; ifStatus: JobStatus | undefined };
 
 /** A row as read (`updated`: its `updated_at` in Unix seconds) or announced (without `updated`). */
-type JobRow = JobRecord & { renamed_from: string | null; rev: number; updated?: number };
+type JobRow = JobRecord & { rev: number; updated?: number };
 
 /** A notification: the whole row, or the id and rev of a row too long to announce. */
 type Announcement = JobRow | { fetch: string; rev: number };
 
-/** An id a job was renamed away from, remembered for a while so that late news of it is not taken for a job. */
-interface RenamedAway {
-  key_id: string;
-  admitted_at: number;
-  rev: number;
-  /** When it was noted (ms), to forget it after `RENAMED_AWAY_KEPT_MS`. */
-  at: number;
-}
-
-/** Longer than any notification or reload can lag behind the rename. */
-const RENAMED_AWAY_KEPT_MS = 10 * 60_000;
-
 const COLUMNS =
   'id, key_id, client_id, backend, upstream_id, status, admitted_at, forwarded_at, started_at, finished_at, execution_seconds, outputs, error, request, front, ' +
-  'renamed_from, rev::float8 AS rev, extract(epoch from updated_at)::float8 AS updated';
+  'rev::float8 AS rev, extract(epoch from updated_at)::float8 AS updated';
 
 /** The columns a job is created with, in the order of the INSERT's parameters. */
 const INSERT_COLUMNS = [
@@ -68,30 +53,26 @@ const INSERT_COLUMNS = [
 const PATCH_COLUMNS: ReadonlySet<string> = new Set(INSERT_COLUMNS.filter((column) => column !== 'id' && column !== 'key_id' && column !== 'admitted_at'));
 const JSON_COLUMNS: ReadonlySet<string> = new Set(['outputs', 'error', 'request']);
 
-const UNIQUE_VIOLATION = '23505';
-
 /**
  * Jobs in the `jobs` table, read from memory. `create` is one `INSERT … ON CONFLICT DO NOTHING`, so an id
  * is taken once across replicas; `update` sets only the patched columns, so changes made by several
- * replicas to different fields do not undo each other; `rename` is one `UPDATE` of the id (one
- * transaction) that records the old id in `renamed_from`, so that every replica, told or reloading,
- * drops the old id. Each change is announced with the row (or its id, when too long) and applied by the
- * revision it carries, so a late notification never brings back an older state.
+ * replicas to different fields do not undo each other. Each change is announced with the row (or its
+ * id, when too long) and applied by the revision it carries, so a late notification never brings back
+ * an older state.
  *
  * While the database cannot be reached, a write is applied here and answered as memory allows (an id
  * this replica knows is taken; `ifStatus` is checked against memory), and queued (up to 100,000); the
  * queue is written in order once the database answers, before any newer write. Until a job's queued
  * writes are written, rows read for it do not replace what memory has. A queued write that does not take
  * leaves the table's row in force: a create that lost its id to another replica's job (with the writes
- * queued after it for that job), an update of a job the table no longer has or no longer has in the
- * status it required, a rename to an id taken meanwhile. Other errors reject, as does a write past the bound.
+ * queued after it for that job), or an update of a job the table no longer has or no longer has in the
+ * status it required. Other errors reject, as does a write past the bound.
  */
 export class PostgresJobStore implements JobStore {
   private readonly database: PostgresDatabase;
   private readonly index = new JobIndex();
   /** The revision of each job in memory, as last read (a write queued here does not change it). */
   private readonly revs = new Map<string, number>();
-  private readonly renamedAway = new Map<string, RenamedAway>();
   private readonly feed: ReplicaFeed<Announcement>;
   private readonly sweeper: JobSweeper;
   private readonly deferred: DeferredWrites<DeferredWrite>;
@@ -100,7 +81,7 @@ export class PostgresJobStore implements JobStore {
     this.database = options.database;
     this.deferred = new DeferredWrites<DeferredWrite>({
       write: (write) => this.writeDeferred(write),
-      idsOf,
+      idOf,
       ...(options.maxDeferredWrites !== undefined ? { max: options.maxDeferredWrites } : {}),
     });
     this.feed = new ReplicaFeed<Announcement>({
@@ -203,28 +184,6 @@ export class PostgresJobStore implements JobStore {
     );
   }
 
-  async rename(id: string, newId: string, patch: JobPatch): Promise<JobRecord | undefined> {
-    if (id === newId) return undefined;
-    return this.written(
-      async () => {
-        const row = await this.writeRename(id, newId, patch);
-        return row ? this.applied(row) : undefined;
-      },
-      () => {
-        const current = this.index.get(id);
-        if (!current || this.index.get(newId)) return undefined;
-        const next = patchedJob(current, patch, newId);
-        const rev = this.revs.get(id);
-        this.index.delete(id);
-        this.revs.delete(id);
-        this.index.set(next);
-        if (rev !== undefined) this.revs.set(newId, rev);
-        this.deferred.push({ op: 'rename', id, newId, patch: { ...patch } });
-        return next;
-      },
-    );
-  }
-
   /** Writes made while the database could not be reached and not written yet. */
   pendingWrites(): number {
     return this.deferred.size;
@@ -253,11 +212,6 @@ export class PostgresJobStore implements JobStore {
    * by the next sweep's query.
    */
   private async forgetBatch(cutoff: number, limit: number): Promise<number> {
-    const kept = Date.now() - RENAMED_AWAY_KEPT_MS;
-    for (const [id, away] of this.renamedAway) {
-      if (away.at >= kept) break;
-      this.renamedAway.delete(id);
-    }
     const ids = this.index.expired(cutoff, limit);
     this.index.deleteMany(ids);
     for (const id of ids) this.revs.delete(id);
@@ -304,21 +258,6 @@ export class PostgresJobStore implements JobStore {
     return rows[0];
   }
 
-  /** Moves a job to a new id with a patch; resolves its row, or undefined when there is no job `id` or `newId` is taken. */
-  private async writeRename(id: string, newId: string, patch: JobPatch): Promise<JobRow | undefined> {
-    const { assignments, values } = patchAssignments(patch, 3);
-    try {
-      const { rows } = await this.database.query<JobRow>(
-        `UPDATE jobs SET ${['id = $2', 'renamed_from = $1', ...assignments].join(', ')} WHERE id = $1 RETURNING ${COLUMNS}`,
-        [id, newId, ...values],
-      );
-      return rows[0];
-    } catch (error) {
-      if ((error as { code?: unknown }).code === UNIQUE_VIOLATION) return undefined;
-      throw error;
-    }
-  }
-
   private async rowsOf(ids: string[]): Promise<JobRow[]> {
     return (await this.database.query<JobRow>(`SELECT ${COLUMNS} FROM jobs WHERE id = ANY($1)`, [ids])).rows;
   }
@@ -331,29 +270,29 @@ export class PostgresJobStore implements JobStore {
     let row: JobRow | undefined;
     try {
       if (write.op === 'create') row = await this.insert(write.job);
-      else if (write.op === 'update') row = await this.writeUpdate(write.id, write.patch, write.ifStatus);
-      else row = await this.writeRename(write.id, write.newId, write.patch);
+      else row = await this.writeUpdate(write.id, write.patch, write.ifStatus);
     } catch (error) {
       // Refused for good (not for want of the database): the table's rows stand.
       if (isConnectionError(error)) throw error;
     }
-    if (!row && write.op !== 'update') {
+    if (!row && write.op === 'create') {
       // An earlier try may have been written before its answer was lost: the row is then this write's.
-      const [taken] = await this.rowsOf([write.op === 'create' ? write.job.id : write.newId]);
-      if (taken && (write.op === 'create' ? isSameJob(taken, write.job) : taken.renamed_from === write.id)) row = taken;
+      const [taken] = await this.rowsOf([write.job.id]);
+      if (taken && isSameJob(taken, write.job)) row = taken;
     }
     if (row) {
       const written = row;
       return () => this.apply(written);
     }
-    // The job a failed create or rename meant is not in the table under that id: the writes queued after it for that job are dropped too.
-    const lost = new Set(write.op === 'create' ? [write.job.id] : write.op === 'rename' ? [write.newId] : []);
-    const ids = new Set([...idsOf(write), ...lostFollowers(this.deferred.writes.slice(1), lost).lost]);
-    const rows = new Map((await this.rowsOf([...ids])).map((r) => [r.id, r]));
+    const id = idOf(write);
+    const [stored] = await this.rowsOf([id]);
     return () => {
-      const followers = lostFollowers(this.deferred.writes, lost);
-      this.deferred.removeWhere((w) => followers.dropped.has(w));
-      for (const id of new Set([...ids, ...followers.lost])) if (!this.deferred.touches(id)) this.reset(id, rows.get(id));
+      // The job a failed create meant is not in the table: the writes queued after it for that job are dropped too.
+      if (write.op === 'create') {
+        const followers = lostFollowers(this.deferred.writes, id);
+        this.deferred.removeWhere((w) => followers.has(w));
+      }
+      if (!this.deferred.touches(id)) this.reset(id, stored);
     };
   }
 
@@ -380,52 +319,29 @@ export class PostgresJobStore implements JobStore {
     const job = parseJobRecord(row);
     if (typeof job === 'string') return;
     if ((this.revs.get(job.id) ?? -1) >= row.rev) return;
-    const away = this.renamedAway.get(job.id);
-    if (away && away.rev >= row.rev && isSameJob(away, job)) return;
-    if (row.renamed_from !== null && row.renamed_from !== job.id) this.forgetRenamed(row.renamed_from, job, row.rev);
     // Memory holds writes still queued for this job: it takes the table's row when they are written.
     if (this.deferred.touches(job.id)) return;
     this.index.set(job);
     this.revs.set(job.id, row.rev);
   }
-
-  /** Drops the id a job had before `rev`, and remembers it was renamed away. */
-  private forgetRenamed(oldId: string, job: JobRecord, rev: number): void {
-    const old = this.index.get(oldId);
-    if (old && isSameJob(old, job) && (this.revs.get(oldId) ?? -1) < rev) {
-      this.index.delete(oldId);
-      this.revs.delete(oldId);
-    }
-    const away = this.renamedAway.get(oldId);
-    if (away && away.rev >= rev) return;
-    this.renamedAway.delete(oldId);
-    this.renamedAway.set(oldId, { key_id: job.key_id, admitted_at: job.admitted_at, rev, at: Date.now() });
-  }
 }
 
-/** The ids a deferred write concerns. */
-function idsOf(write: DeferredWrite): string[] {
-  return write.op === 'create' ? [write.job.id] : write.op === 'update' ? [write.id] : [write.id, write.newId];
+/** The id of the job a deferred write concerns. */
+function idOf(write: DeferredWrite): string {
+  return write.op === 'create' ? write.job.id : write.id;
 }
 
-/**
- * The writes, in `writes`, of jobs whose create or rename did not take (their ids in `lost`): updates and
- * renames of those ids, a rename losing its new id too, until a create takes the id anew.
- */
-function lostFollowers(writes: readonly DeferredWrite[], lost: ReadonlySet<string>): { dropped: Set<DeferredWrite>; lost: Set<string> } {
-  const ids = new Set(lost);
+/** The writes, in `writes`, of a job whose create did not take: its updates, until a create takes its id anew. */
+function lostFollowers(writes: readonly DeferredWrite[], id: string): Set<DeferredWrite> {
   const dropped = new Set<DeferredWrite>();
   for (const write of writes) {
-    if (write.op === 'create') ids.delete(write.job.id);
-    else if (ids.has(write.id)) {
-      dropped.add(write);
-      if (write.op === 'rename') ids.add(write.newId);
-    }
+    if (write.op === 'create' && write.job.id === id) break;
+    if (write.op === 'update' && write.id === id) dropped.add(write);
   }
-  return { dropped, lost: ids };
+  return dropped;
 }
 
-/** Whether two records are the same job under two ids: a rename keeps the key and the admission time. */
+/** Whether two records are the same job: the same key and admission time. */
 function isSameJob(a: { key_id: string; admitted_at: number }, b: { key_id: string; admitted_at: number }): boolean {
   return a.key_id === b.key_id && a.admitted_at === b.admitted_at;
 }
