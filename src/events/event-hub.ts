@@ -2,6 +2,7 @@
 
 import type { Logger } from '../log/logger.js';
 import type { JobError, JobRecord } from '../store/types.js';
+import type { JobEventRelay, RelayedJobEvent } from './job-event-relay.js';
 import {
   binaryFrameType,
   PREVIEW_IMAGE_WITH_METADATA,
@@ -68,6 +69,8 @@ export interface EventHubOptions {
   hold?: Partial<HoldLimits>;
   /** Runs each time the socket to ComfyUI opens, the first time and after a reconnect (a time to reconcile jobs with ComfyUI). */
   onConnected?(): void;
+  /** With several replicas on one database: carries the JSON events of this hub's jobs to the client sockets of the other replicas, and theirs to this one's. */
+  relay?: JobEventRelay;
 }
 
 /** An event as received, kept until it can be attributed to a job. */
@@ -93,13 +96,17 @@ const DEFAULT_HOLD: HoldLimits = { maxMessages: 1000, maxBytes: 8 * 1024 * 1024,
  * without one (type 1 previews, progress text, `executing` with only a node) belong to the prompt
  * running on the backend, from its `execution_start` to its end. The job's key and client sockets get
  * the event with `prompt_id` set to the job's id; the observer is told of starts, outputs and ends.
- * `status` broadcasts are kept and offered to subscribers, never sent to sinks.
+ * `status` broadcasts are kept and offered to subscribers, never sent to sinks. With a `relay`, every
+ * JSON event of a job is also published, as the sinks get it, to the other replicas, whose hubs pass
+ * it to their own sinks of that key and client (binary frames stay on this replica).
  */
 export class EventHub implements ClientSinks {
   private readonly backend: string;
   private readonly jobs: JobLookup;
   private readonly observer: JobObserver;
   private readonly log: Logger;
+  private readonly relay: JobEventRelay | undefined;
+  private stopRelay: () => void = () => undefined;
   private readonly limits: HoldLimits;
   private readonly upstream: UpstreamEvents;
   private readonly sinks = new Map<string, Set<ClientSink>>();
@@ -119,6 +126,7 @@ export class EventHub implements ClientSinks {
     this.jobs = options.jobs;
     this.observer = options.observer;
     this.log = options.log.child({ backend: options.backend });
+    this.relay = options.relay;
     this.limits = { ...DEFAULT_HOLD, ...options.hold };
     this.upstream = new UpstreamEvents({
       ...options.socket,
@@ -133,9 +141,10 @@ export class EventHub implements ClientSinks {
     });
   }
 
-  /** Connects to ComfyUI (and reconnects whenever the socket drops, until `close`). */
+  /** Connects to ComfyUI (and reconnects whenever the socket drops, until `close`), and takes the other replicas' events. */
   start(): void {
     this.upstream.open();
+    if (this.relay) this.stopRelay = this.relay.receive((event) => this.deliverRelayed(event));
   }
 
   /** The `client_id` every prompt forwarded to this backend must carry. */
@@ -198,9 +207,10 @@ export class EventHub implements ClientSinks {
     if (job) this.deliverHeld(job, upstreamId);
   }
 
-  /** Closes the socket to ComfyUI and drops held events. */
+  /** Closes the socket to ComfyUI, stops taking the other replicas' events and drops held events. */
   close(): void {
     this.upstream.close();
+    this.stopRelay();
     if (this.sweepTimer) clearTimeout(this.sweepTimer);
     this.held = [];
     this.heldBytes = 0;
@@ -292,24 +302,23 @@ export class EventHub implements ClientSinks {
   /** Sends the job's sockets an event of the gateway's own, in ComfyUI's shape (a held job ComfyUI refused when it was sent). */
   announce(job: Pick<JobRecord, 'id' | 'key_id' | 'client_id'>, type: string, data: Record<string, unknown>): void {
     const text = JSON.stringify({ type, data: { ...data, prompt_id: job.id } });
-    for (const sink of this.sinksOf(job) ?? []) sink.send(text, false);
-  }
-
-  private sinksOf(job: Pick<JobRecord, 'key_id' | 'client_id'>): Set<ClientSink> | undefined {
-    return job.client_id === null ? this.sinksOfJobsWithoutClient : this.sinks.get(sinkId(job.key_id, job.client_id));
+    for (const sink of this.sinksOf(job.key_id, job.client_id) ?? []) sink.send(text, false);
+    this.publish(job, type, text);
   }
 
   private deliver(job: Pick<JobRecord, 'id' | 'key_id' | 'client_id'>, upstreamId: string, event: Incoming): void {
     if (event.kind === 'text') this.observe(job.id, event.message, event.receivedAt);
-    const sinks = this.sinksOf(job);
-    if (!sinks?.size) return;
+    const sinks = this.sinksOf(job.key_id, job.client_id);
     const renamed = job.id !== upstreamId;
     if (event.kind === 'text') {
+      if (!sinks?.size && !this.relay) return;
       const { type, data } = event.message;
       const text = renamed && data.prompt_id === upstreamId ? JSON.stringify({ type, data: withJobId(data, job.id) }) : event.raw;
-      for (const sink of sinks) sink.send(text, false);
+      for (const sink of sinks ?? []) sink.send(text, false);
+      this.publish(job, type, text);
       return;
     }
+    if (!sinks?.size) return;
     const { preview } = event;
     if (!preview) {
       for (const sink of sinks) sink.send(event.frame, true);
@@ -319,6 +328,23 @@ export class EventHub implements ClientSinks {
       renamed && preview.metadata.prompt_id === upstreamId ? withPreviewMetadata({ ...preview.metadata, prompt_id: job.id }, preview.image) : event.frame;
     let plain: Buffer | null = null;
     for (const sink of sinks) sink.send(sink.wantsPreviewMetadata() ? withMetadata : (plain ??= withoutPreviewMetadata(preview)), true);
+  }
+
+  /** The sinks of a key's client, or the admin sinks for a job without a client. */
+  private sinksOf(keyId: string, clientId: string | null): Set<ClientSink> | undefined {
+    return clientId === null ? this.sinksOfJobsWithoutClient : this.sinks.get(sinkId(keyId, clientId));
+  }
+
+  /** Passes a job's JSON event to the other replicas. */
+  private publish(job: Pick<JobRecord, 'id' | 'key_id' | 'client_id'>, type: string, text: string): void {
+    const outcome = this.relay?.publish({ keyId: job.key_id, clientId: job.client_id, text });
+    if (outcome === 'too_large' || outcome === 'backlog_full')
+      this.log.debug({ job_id: job.id, event: type, reason: outcome }, 'job event not passed to the other replicas');
+  }
+
+  /** Delivers another replica's event to this replica's sinks of its key and client. */
+  private deliverRelayed({ keyId, clientId, text }: RelayedJobEvent): void {
+    for (const sink of this.sinksOf(keyId, clientId) ?? []) sink.send(text, false);
   }
 
   /** Tells the observer of a job's start, outputs and end; an observer that throws is logged. */

@@ -70,13 +70,14 @@ function requestIdOf(req: IncomingMessage): string {
 
 /** Wires the HTTP server to already-open stores. */
 export function createGatewayServer(config: GatewayConfig, stores: GatewayStores, log: Logger, metrics: GatewayMetrics): Gateway {
-  const { keys, usage, counters, ownership, sessions, audit, jobs } = stores;
+  const { keys, usage, counters, ownership, sessions, audit, jobs, jobEvents } = stores;
   const proxy = createHttpProxy({ upstream: config.upstream, headersTimeoutMs: config.upstreamTimeoutMs, frameAncestors: config.frameAncestors });
   const jobService = new JobService({
     jobs,
     backendName: DEFAULT_BACKEND,
     proxy,
-    connectEvents: (observer, onConnected) => new EventHub({ backend: DEFAULT_BACKEND, upstream: config.upstream, jobs, observer, log, onConnected }),
+    connectEvents: (observer, onConnected) =>
+      new EventHub({ backend: DEFAULT_BACKEND, upstream: config.upstream, jobs, observer, log, onConnected, ...(jobEvents ? { relay: jobEvents } : {}) }),
     ownership,
     depth: config.upstreamQueueDepth,
     keyOf: (keyId) => keys.get(keyId),
@@ -392,6 +393,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       await closed;
       clearTimeout(timer);
       await proxy.close();
+      jobEvents?.close();
       await Promise.all([keys.close(), usage.close(), counters.close(), ownership.close(), sessions.close(), jobs.close()]);
       log.flush();
     },

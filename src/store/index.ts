@@ -2,6 +2,7 @@
 
 import { redactUrl } from '../config/load.js';
 import { DEFAULTS, type GatewayConfig } from '../config/schema.js';
+import type { JobEventRelay } from '../events/job-event-relay.js';
 import { createLogger } from '../log/logger.js';
 import { WINDOW_SECONDS } from '../ratelimit/headers.js';
 import { FileAuditStore } from './file/file-audit-store.js';
@@ -24,6 +25,8 @@ export interface Stores {
   sessions: SessionStore;
   audit: AuditStore;
   jobs: JobStore;
+  /** With a database only: passes job events between the replicas on it (one process on JSON files needs none). */
+  jobEvents?: JobEventRelay;
   /** Where the data lives, for the start-up line. */
   location: string;
 }
@@ -55,6 +58,7 @@ export async function createStores(config: StoreConfig, log?: StoreLog, onWrite?
     try {
       counters = await openRedisCounters(config.redisUrl, config, storeLog, shared);
     } catch (error) {
+      persistent.jobEvents?.close();
       await Promise.all([
         persistent.keys.close(),
         persistent.usage.close(),

@@ -203,6 +203,11 @@ export class PostgresDatabase {
     }
   }
 
+  /** Sends one notification on `channel` per payload, in this order (one statement, so one transaction); each must be shorter than 8000 bytes. */
+  async notify(channel: string, payloads: readonly string[]): Promise<void> {
+    await this.pool.query('SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload', [channel, payloads]);
+  }
+
   /** Calls `onNotify` for every notification on `channel`; resolves a function that stops it. */
   async subscribe(channel: string, onNotify: (payload: string) => void, onResync: () => void): Promise<() => void> {
     const subscriber: Subscriber = { channel, onNotify, onResync };

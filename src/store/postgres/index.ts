@@ -1,7 +1,9 @@
 // Opens the PostgreSQL stores of a gateway on one shared database. Loaded only when a database URL is given.
 
+import { JobEventRelay } from '../../events/job-event-relay.js';
 import { PostgresAuditStore } from './postgres-audit-store.js';
 import { PostgresDatabase, type StoreLog } from './database.js';
+import { CHANNELS } from './migrations.js';
 import { PostgresJobStore } from './postgres-job-store.js';
 import { PostgresKeyStore } from './postgres-key-store.js';
 import { PostgresOwnershipStore } from './postgres-ownership-store.js';
@@ -32,6 +34,8 @@ export interface PostgresStores {
   sessions: PostgresSessionStore;
   audit: PostgresAuditStore;
   jobs: PostgresJobStore;
+  /** Job events between the replicas, by NOTIFY and LISTEN on their own channel. */
+  jobEvents: JobEventRelay;
 }
 
 /**
@@ -40,6 +44,10 @@ export interface PostgresStores {
  */
 export async function openPostgresStores(options: PostgresStoresOptions): Promise<PostgresStores> {
   const database = await PostgresDatabase.open({ url: options.url, ...(options.log ? { log: options.log } : {}) });
+  const jobEvents = await openJobEventRelay(database).catch(async (error: unknown) => {
+    await database.close();
+    throw error;
+  });
   const keys = new PostgresKeyStore({ database });
   const usage = new PostgresUsageStore({ database, retentionDays: options.usageRetentionDays, ...(options.log ? { log: options.log } : {}) });
   const ownership = new PostgresOwnershipStore({ database });
@@ -58,8 +66,20 @@ export async function openPostgresStores(options: PostgresStoresOptions): Promis
       );
       throw failed.reason;
     }
+  } catch (error) {
+    jobEvents.close();
+    throw error;
   } finally {
     await database.release();
   }
-  return { database, keys, usage, ownership, sessions, jobs, audit: new PostgresAuditStore({ database }) };
+  return { database, keys, usage, ownership, sessions, jobs, jobEvents, audit: new PostgresAuditStore({ database }) };
+}
+
+/** The job-event relay of the replicas on `database`: NOTIFY and LISTEN on their own channel. */
+export function openJobEventRelay(database: PostgresDatabase): Promise<JobEventRelay> {
+  return JobEventRelay.open({
+    send: (payloads) => database.notify(CHANNELS.jobEvents, payloads),
+    // Events sent while the LISTEN connection was down are lost: there is nothing to catch up on.
+    listen: (onPayload) => database.subscribe(CHANNELS.jobEvents, onPayload, () => undefined),
+  });
 }

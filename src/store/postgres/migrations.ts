@@ -19,6 +19,8 @@ export const CHANNELS = {
   sessions: 'comfy_gate_sessions',
   ownership: 'comfy_gate_ownership',
   jobs: 'comfy_gate_jobs',
+  /** Job events passed between replicas (sent by the gateway, not by a trigger). */
+  jobEvents: 'comfy_gate_job_events',
 } as const;
 
 export const MIGRATIONS: readonly Migration[] = [
