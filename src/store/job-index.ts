@@ -1,7 +1,7 @@
 // The job registry in memory: jobs by id and by upstream id, and per key and per status in order of admission.
 
 import { JOB_STATUSES } from './job-record.js';
-import { ACTIVE_JOB_STATUSES, type JobRecord, type JobStatus } from './types.js';
+import { ACTIVE_JOB_STATUSES, type JobRecord, type JobStatus, type JobStore } from './types.js';
 
 /** A job in the lists; the same object in all of them, its record replaced as the job changes. */
 interface Entry {
@@ -267,5 +267,30 @@ function* merged(lists: AdmissionOrder[], from: 'newest' | 'oldest'): Generator<
     if (!bestEntry) return;
     positions[best]! += 1;
     yield bestEntry;
+  }
+}
+
+/** The read half of a job store, served from its in-memory index; each store adds its writes. */
+export abstract class IndexedJobReads implements Pick<JobStore, 'get' | 'byUpstreamId' | 'list' | 'count' | 'active'> {
+  protected readonly index = new JobIndex();
+
+  get(id: string): JobRecord | undefined {
+    return this.index.get(id);
+  }
+
+  byUpstreamId(backend: string, upstreamId: string): JobRecord | undefined {
+    return this.index.byUpstreamId(backend, upstreamId);
+  }
+
+  list(options: { keyId?: string; statuses?: readonly JobStatus[]; offset: number; limit: number }): JobRecord[] {
+    return this.index.list(options);
+  }
+
+  count(options: { keyId?: string; statuses?: readonly JobStatus[] }): number {
+    return this.index.count(options);
+  }
+
+  active(): JobRecord[] {
+    return this.index.active();
   }
 }

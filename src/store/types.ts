@@ -104,6 +104,19 @@ export interface DailyTotals {
   outputs: number;
 }
 
+/** Every field of a day's totals, in the order stores keep them (a file's day bucket, the `usage_daily` columns). */
+export const DAILY_TOTALS_FIELDS = [
+  'requests',
+  'successes',
+  'failures',
+  'duration',
+  'rate_limited',
+  'prompts',
+  'prompts_run',
+  'execution_seconds',
+  'outputs',
+] as const satisfies ReadonlyArray<keyof DailyTotals>;
+
 /** Where usage goes. Recording is synchronous and buffered; the store persists in the background. */
 export interface UsageStore {
   open(): Promise<void>;

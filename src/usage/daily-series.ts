@@ -1,6 +1,6 @@
 // Usage per UTC day as a gap-free series, for charts and billing exports.
 
-import type { DailyTotals, UsageStore } from '../store/types.js';
+import { DAILY_TOTALS_FIELDS, type DailyTotals, type UsageStore } from '../store/types.js';
 import { firstDayOf, utcDay } from './day.js';
 
 export interface DailyPoint extends DailyTotals {
@@ -8,19 +8,6 @@ export interface DailyPoint extends DailyTotals {
 }
 
 const DAY_SECONDS = 86_400;
-
-/** Every field of a day's totals. */
-const TOTALS_FIELDS: ReadonlyArray<keyof DailyTotals> = [
-  'requests',
-  'successes',
-  'failures',
-  'duration',
-  'rate_limited',
-  'prompts',
-  'prompts_run',
-  'execution_seconds',
-  'outputs',
-];
 
 /** The totals of a day without any use. */
 function zeroTotals(): DailyTotals {
@@ -53,7 +40,7 @@ export function sumSeries(series: DailyPoint[][], days: number, nowSeconds: numb
   for (const one of series) {
     one.forEach((point, index) => {
       const total = sum[index]!;
-      for (const field of TOTALS_FIELDS) total[field] += point[field];
+      for (const field of DAILY_TOTALS_FIELDS) total[field] += point[field];
     });
   }
   return sum;

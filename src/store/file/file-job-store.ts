@@ -1,7 +1,7 @@
 // The job registry in `jobs.json` (+ journal), written by the gateway process alone, with its indexes in memory.
 
 import { join } from 'node:path';
-import { JobIndex } from '../job-index.js';
+import { IndexedJobReads } from '../job-index.js';
 import { parseJobRecord, patchedJob } from '../job-record.js';
 import { JobSweeper, type JobRetentionOptions } from '../job-retention.js';
 import type { JobPatch, JobRecord, JobStatus, JobStore } from '../types.js';
@@ -17,12 +17,12 @@ export interface FileJobStoreOptions extends JobRetentionOptions {
  * Jobs in a journaled table keyed by job id. Reads come from a `JobIndex` kept in step with the table;
  * a change resolves once its append is fsynced.
  */
-export class FileJobStore implements JobStore {
+export class FileJobStore extends IndexedJobReads implements JobStore {
   private readonly table: JournaledTable<JobRecord>;
-  private readonly index = new JobIndex();
   private readonly sweeper: JobSweeper;
 
   constructor(options: FileJobStoreOptions) {
+    super();
     this.table = new JournaledTable<JobRecord>({
       snapshotPath: join(options.directory, 'jobs.json'),
       journalPath: join(options.directory, 'jobs.journal'),
@@ -42,26 +42,6 @@ export class FileJobStore implements JobStore {
   async open(): Promise<void> {
     await this.table.open();
     this.sweeper.start();
-  }
-
-  get(id: string): JobRecord | undefined {
-    return this.index.get(id);
-  }
-
-  byUpstreamId(backend: string, upstreamId: string): JobRecord | undefined {
-    return this.index.byUpstreamId(backend, upstreamId);
-  }
-
-  list(options: { keyId?: string; statuses?: readonly JobStatus[]; offset: number; limit: number }): JobRecord[] {
-    return this.index.list(options);
-  }
-
-  count(options: { keyId?: string; statuses?: readonly JobStatus[] }): number {
-    return this.index.count(options);
-  }
-
-  active(): JobRecord[] {
-    return this.index.active();
   }
 
   create(job: JobRecord): Promise<boolean> {

@@ -1,6 +1,6 @@
 // The PostgreSQL job registry: the `jobs` table, with every job replicated in memory and kept in step across replicas.
 
-import { JobIndex } from '../job-index.js';
+import { IndexedJobReads } from '../job-index.js';
 import { parseJobRecord, patchedFields, patchedJob } from '../job-record.js';
 import { JobSweeper, type JobRetentionOptions } from '../job-retention.js';
 import type { JobPatch, JobRecord, JobStatus, JobStore } from '../types.js';
@@ -68,9 +68,8 @@ const JSON_COLUMNS: ReadonlySet<string> = new Set(['outputs', 'error', 'request'
  * queued after it for that job), or an update of a job the table no longer has or no longer has in the
  * status it required. Other errors reject, as does a write past the bound.
  */
-export class PostgresJobStore implements JobStore {
+export class PostgresJobStore extends IndexedJobReads implements JobStore {
   private readonly database: PostgresDatabase;
-  private readonly index = new JobIndex();
   /** The revision of each job in memory, as last read (a write queued here does not change it). */
   private readonly revs = new Map<string, number>();
   private readonly feed: ReplicaFeed<Announcement>;
@@ -78,6 +77,7 @@ export class PostgresJobStore implements JobStore {
   private readonly deferred: DeferredWrites<DeferredWrite>;
 
   constructor(options: PostgresJobStoreOptions) {
+    super();
     this.database = options.database;
     this.deferred = new DeferredWrites<DeferredWrite>({
       write: (write) => this.writeDeferred(write),
@@ -128,26 +128,6 @@ export class PostgresJobStore implements JobStore {
       throw error;
     }
     this.sweeper.start();
-  }
-
-  get(id: string): JobRecord | undefined {
-    return this.index.get(id);
-  }
-
-  byUpstreamId(backend: string, upstreamId: string): JobRecord | undefined {
-    return this.index.byUpstreamId(backend, upstreamId);
-  }
-
-  list(options: { keyId?: string; statuses?: readonly JobStatus[]; offset: number; limit: number }): JobRecord[] {
-    return this.index.list(options);
-  }
-
-  count(options: { keyId?: string; statuses?: readonly JobStatus[] }): number {
-    return this.index.count(options);
-  }
-
-  active(): JobRecord[] {
-    return this.index.active();
   }
 
   create(job: JobRecord): Promise<boolean> {

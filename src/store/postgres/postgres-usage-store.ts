@@ -12,7 +12,7 @@ import {
   type HourlyByKey,
   type TotalsByKey,
 } from '../file/usage-file.js';
-import type { UsageRecord, UsageStore } from '../types.js';
+import { DAILY_TOTALS_FIELDS, type UsageRecord, type UsageStore } from '../types.js';
 import { UsageReports } from '../usage-reports.js';
 import { SILENT_LOG, type PostgresDatabase, type StoreLog } from './database.js';
 import { RELOAD_OVERLAP_SECONDS } from './replica.js';
@@ -43,17 +43,7 @@ interface Batch {
 export const DEFAULT_MAX_BUFFERED_RECORDS = 100_000;
 
 /** The columns of `usage_daily` that hold a day bucket, in the bucket's order (see DayBucket). */
-export const DAILY_COLUMNS = [
-  'requests',
-  'successes',
-  'failures',
-  'duration',
-  'rate_limited',
-  'prompts',
-  'prompts_run',
-  'execution_seconds',
-  'outputs',
-] as const;
+export const DAILY_COLUMNS = DAILY_TOTALS_FIELDS;
 
 /** The SQL type of each of DAILY_COLUMNS: seconds are float8, counts bigint. */
 export const DAILY_COLUMN_TYPES: readonly string[] = DAILY_COLUMNS.map((column) =>
