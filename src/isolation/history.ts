@@ -24,7 +24,8 @@ type History = Record<string, HistoryEntry>;
 
 /**
  * GET /history: the caller's entries, windowed by `max_items` and `offset` exactly as ComfyUI windows the whole
- * history. A user key's window is looked up entry by entry from its own prompts; an admin's is ComfyUI's own.
+ * history. A user key's window is looked up entry by entry from its own prompts; an admin's is ComfyUI's own
+ * (asked of ComfyUI with the same parameters).
  */
 export async function getHistoryList(
   ctx: IsolationContext,
@@ -37,10 +38,8 @@ export async function getHistoryList(
   const maxItems = optionalInteger(query, 'max_items');
   const offset = optionalInteger(query, 'offset') ?? -1;
   if (!caller.seesAll) return getOwnHistoryWindow(ctx, req, res, caller, path, maxItems, offset);
-  const rest = new URLSearchParams(query);
-  rest.delete('max_items');
-  rest.delete('offset');
-  const answer = await getUpstream(ctx, req, caller, rest.size > 0 ? `${path}?${rest}` : path);
+  // An admin sees every entry, so ComfyUI's own window is the admin's: only that window is read.
+  const answer = await getUpstream(ctx, req, caller, query.size > 0 ? `${path}?${query}` : path);
   const history = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as History | undefined) : undefined;
   if (!history || typeof history !== 'object') return relayAnswer(res, answer);
   const visible = Object.entries(history).map(([upstreamId, entry]): [string, HistoryEntry] => {
@@ -50,7 +49,7 @@ export async function getHistoryList(
     return [job?.id ?? upstreamId, entry];
   });
   for (const [id, entry] of visible) void recordPromptOutputs(ctx, id, entry).catch(() => undefined);
-  relayJson(res, answer, Object.fromEntries(windowOf(visible, maxItems, offset)));
+  relayJson(res, answer, Object.fromEntries(visible));
 }
 
 /** Statuses of jobs that have a history entry in ComfyUI. */
@@ -150,13 +149,6 @@ export async function readClearOrDelete(req: IncomingMessage): Promise<{ clear: 
     throw invalidRequest('delete must be a list of prompt ids.', [{ field: 'delete', problem: 'not a list of strings' }]);
   }
   return { clear: clear === true, ...(ids ? { delete: ids as string[] } : {}) };
-}
-
-/** ComfyUI's history window: `offset` < 0 with `max_items` means the newest `max_items`; otherwise start at `offset`. */
-function windowOf<T>(entries: T[], maxItems: number | undefined, offset: number): T[] {
-  const start = offset < 0 && maxItems !== undefined ? entries.length - maxItems : offset;
-  const from = Math.max(0, start);
-  return maxItems === undefined ? entries.slice(from) : entries.slice(from, from + maxItems);
 }
 
 function optionalInteger(query: URLSearchParams, name: string): number | undefined {
