@@ -2,8 +2,10 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { invalidRequest } from '../errors.js';
+import { heldRequestOf } from '../jobs/dispatch.js';
 import { readJsonBody } from '../server/body.js';
 import { sendJson } from '../server/respond.js';
+import type { JobRecord, JobStatus } from '../store/types.js';
 import { heldNumber } from '../jobs/job-service.js';
 import { getUpstream, jobOfUpstreamId, ownsPrompt, upstreamIdOf, type IsolatedCaller, type IsolationContext } from './context.js';
 import { parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
@@ -13,7 +15,26 @@ interface JobList {
   pagination?: Record<string, unknown>;
 }
 
-/** GET …/jobs: the caller's jobs, with `offset` and `limit` applied to them alone. */
+/** ComfyUI's job statuses, and the registry's statuses each stands for (a job cancelled before it ran is not ComfyUI's to list). */
+const STATUS_OF: Record<string, readonly JobStatus[]> = {
+  pending: ['held', 'queued'],
+  in_progress: ['running'],
+  completed: ['success'],
+  failed: ['error'],
+  cancelled: ['interrupted'],
+};
+/** Lookups of single jobs in flight at once for one page. */
+const LOOKUPS_AT_ONCE = 8;
+/** Fields of a single job's answer that ComfyUI leaves out of its list. */
+const DETAIL_FIELDS = ['outputs', 'execution_status', 'workflow'];
+
+/**
+ * GET …/jobs. An admin gets ComfyUI's list (ids as their keys know them). A user key's list is built
+ * from its own jobs in the registry, in ComfyUI's order (`sort_by` created_at or execution_duration,
+ * `sort_order`), filtered by `status`; each job of the page is ComfyUI's own `/api/jobs/{id}` answer
+ * without its detail fields, a few at a time, so the cost is the page's, not ComfyUI's whole history.
+ * ComfyUI first checks the parameters (and that it has the route) with a one-job list.
+ */
 export async function getJobList(
   ctx: IsolationContext,
   req: IncomingMessage,
@@ -22,24 +43,87 @@ export async function getJobList(
   path: string,
   query: URLSearchParams,
 ): Promise<void> {
+  if (caller.seesAll) return getAllJobs(ctx, req, res, caller, path, query);
   const offset = Number(query.get('offset') ?? 0);
   const limit = query.has('limit') ? Number(query.get('limit')) : undefined;
   if (!Number.isInteger(offset) || offset < 0 || (limit !== undefined && (!Number.isInteger(limit) || limit < 0))) {
     throw invalidRequest('offset and limit must be whole numbers.', [{ field: 'offset/limit', problem: 'not a whole number' }]);
   }
-  const rest = new URLSearchParams(query);
-  rest.delete('offset');
-  rest.delete('limit');
-  const answer = await getUpstream(ctx, req, caller, rest.size > 0 ? `${path}?${rest}` : path);
+  const probe = new URLSearchParams(query);
+  probe.set('limit', '1');
+  probe.set('offset', '0');
+  const checked = await getUpstream(ctx, req, caller, `${path}?${probe}`);
+  if (checked.status !== 200) return relayAnswer(res, checked);
+  const statuses = (query.get('status')?.split(',') ?? Object.keys(STATUS_OF)).flatMap((status) => STATUS_OF[status] ?? []);
+  const jobs = ctx.jobs.jobs;
+  const keyId = caller.key.key_id;
+  let own = jobs.list({ keyId, statuses, offset: 0, limit: jobs.count({ keyId, statuses }) });
+  if (query.get('sort_by') === 'execution_duration') own = [...own].sort((a, b) => (b.execution_seconds ?? 0) - (a.execution_seconds ?? 0));
+  if (query.get('sort_order') === 'asc') own = [...own].reverse();
+  const workflowId = query.get('workflow_id');
+  const wanted = limit === undefined ? Number.MAX_SAFE_INTEGER : offset + limit;
+  const found: Array<Record<string, unknown>> = [];
+  let total = 0;
+  for (let i = 0; i < own.length && (workflowId || found.length < wanted); i += LOOKUPS_AT_ONCE) {
+    const items = await Promise.all(own.slice(i, i + LOOKUPS_AT_ONCE).map((job) => jobItem(ctx, req, caller, path, job)));
+    for (const item of items) {
+      if (!item || (workflowId && item.workflow_id !== workflowId)) continue;
+      total += 1;
+      if (found.length < wanted) found.push(item);
+    }
+  }
+  if (!workflowId) total = own.length;
+  const page = found.slice(offset);
+  relayJson(res, checked, { jobs: page, pagination: { offset, limit: limit ?? null, total, has_more: offset + page.length < total } });
+}
+
+/** An admin's list: ComfyUI's own, with each job's id as its key knows it. */
+async function getAllJobs(
+  ctx: IsolationContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  caller: IsolatedCaller,
+  path: string,
+  query: URLSearchParams,
+): Promise<void> {
+  const answer = await getUpstream(ctx, req, caller, query.size > 0 ? `${path}?${query}` : path);
   const list = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as JobList | undefined) : undefined;
   if (!list || !Array.isArray(list.jobs)) return relayAnswer(res, answer);
-  const own = list.jobs.filter((item) => {
-    const job = jobOfUpstreamId(ctx, item.id);
-    if (job) item.id = job.id;
-    return ownsPrompt(ctx, caller, item.id);
-  });
-  const page = limit === undefined ? own.slice(offset) : own.slice(offset, offset + limit);
-  relayJson(res, answer, { ...list, jobs: page, pagination: { offset, limit: limit ?? null, total: own.length, has_more: offset + page.length < own.length } });
+  for (const item of list.jobs) item.id = jobOfUpstreamId(ctx, item.id)?.id ?? item.id;
+  relayJson(res, answer, list);
+}
+
+/** One job as ComfyUI lists it: a held job as a pending queue item; any other as ComfyUI answers for it alone (undefined once ComfyUI forgot it). */
+async function jobItem(
+  ctx: IsolationContext,
+  req: IncomingMessage,
+  caller: IsolatedCaller,
+  path: string,
+  job: JobRecord,
+): Promise<Record<string, unknown> | undefined> {
+  if (job.status === 'held') {
+    const extraData = heldRequestOf(job)?.body.extra_data as { create_time?: unknown; extra_pnginfo?: { workflow?: { id?: unknown } } } | undefined;
+    return prune({
+      id: job.id,
+      status: 'pending',
+      priority: heldNumber(job),
+      create_time: extraData?.create_time,
+      outputs_count: 0,
+      previewable_outputs_count: 0,
+      workflow_id: extraData?.extra_pnginfo?.workflow?.id,
+    });
+  }
+  if (job.upstream_id === null) return undefined;
+  const answer = await getUpstream(ctx, req, caller, `${path}/${encodeURIComponent(job.upstream_id)}`);
+  const item = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as Record<string, unknown> | undefined) : undefined;
+  if (typeof item !== 'object' || item === null) return undefined;
+  for (const field of DETAIL_FIELDS) delete item[field];
+  return { ...item, id: job.id };
+}
+
+/** The object without its undefined and null fields, as ComfyUI leaves them out. */
+function prune(object: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(object).filter(([, value]) => value !== undefined && value !== null));
 }
 
 /** GET …/jobs/{id}: someone else's job is "not found", as ComfyUI answers for an unknown id. */

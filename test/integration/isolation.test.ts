@@ -268,8 +268,16 @@ describe('isolation of the jobs API of newer ComfyUI servers', () => {
     for (const id of alicePrompts) await waitForHistory(gateway.url, keys.alice, id);
     await waitForHistory(gateway.url, keys.bob, bobPrompt);
 
+    const before = comfy.requests.length;
     const list = (await send(gateway.url, '/api/jobs', { key: keys.alice })).json<{ jobs: Array<{ id: string }>; pagination: { total: number } }>();
     assert.deepEqual(list.jobs.map((j) => j.id).sort(), [...alicePrompts].sort());
+    // The list costs the key's own jobs: a one-job list (ComfyUI checks the parameters) and a lookup of each of its jobs.
+    const asked = comfy.requests.slice(before).map((r) => r.url);
+    assert.deepEqual(
+      asked.filter((url) => !alicePrompts.some((id) => url === `/api/jobs/${id}`)),
+      ['/api/jobs?limit=1&offset=0'],
+    );
+    assert.equal(asked.length, 3);
     assert.equal(list.pagination.total, 2);
     const page = (await send(gateway.url, '/api/jobs?offset=1&limit=1', { key: keys.alice })).json<{
       jobs: Array<{ id: string }>;
