@@ -158,7 +158,8 @@ export const ROUTES: readonly RouteEntry[] = [
     access: 'filtered',
     handler: 'jobs-list',
     forAdmins: true,
-    userGets: 'only its own jobs (newer ComfyUI)',
+    userGets:
+      "only its own jobs (newer ComfyUI), from the job registry: ComfyUI checks the parameters with a one-job list, then answers for each job of the page (at most 8 lookups at once), so the cost is the page's, never ComfyUI's whole list; a job the gateway holds is listed as pending. Jobs from before the registry are not listed.",
   },
   {
     patterns: ['/api/jobs/cancel'],
