@@ -1,13 +1,12 @@
 // The gateway's jobs: admits each keyed prompt as a job, sends or holds it, cancels held jobs, and keeps the registry in step with ComfyUI.
 
 import { forbidden, type GatewayError } from '../errors.js';
+import type { JobObserver } from '../events/event-hub.js';
 import type { Logger } from '../log/logger.js';
-import type { UpstreamAnswer } from '../proxy/http.js';
+import type { HttpProxy, UpstreamAnswer } from '../proxy/http.js';
 import { ACTIVE_JOB_STATUSES, type JobRecord, type JobStore, type KeyRecord, type OwnershipStore } from '../store/types.js';
-import type { HttpProxy } from '../proxy/http.js';
 import type { Backend, BackendEvents } from './backend.js';
 import { sendPrompt, type HeldRequest, type SendOutcome } from './dispatch.js';
-import type { JobObserver } from '../events/event-hub.js';
 import { createJobRecorder } from './job-events.js';
 import { checkAdmission } from './quotas.js';
 import { reconcileJobs } from './reconcile.js';
