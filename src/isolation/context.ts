@@ -4,13 +4,16 @@ import type { IncomingMessage } from 'node:http';
 import type { JobService } from '../jobs/job-service.js';
 import type { HttpProxy, UpstreamAnswer } from '../proxy/http.js';
 import type { JobRecord, KeyRecord, OwnershipStore } from '../store/types.js';
-import { outputFileIds } from './files.js';
+import { promptOutputsOf, type PromptOutputs } from './files.js';
 import { parseJsonOrUndefined } from './json-body.js';
+import type { JsonRewriter } from './large-json.js';
 
 export interface IsolationContext {
   proxy: HttpProxy;
   ownership: OwnershipStore;
   jobs: JobService;
+  /** Rewrites ComfyUI's answers, the large ones off the request thread. */
+  rewriter: JsonRewriter;
 }
 
 /** The key making the request, and the headers every request it forwards gets (its ComfyUI user). */
@@ -41,11 +44,14 @@ export function upstreamIdOf(ctx: IsolationContext, promptId: string): string {
   return ctx.jobs.jobs.get(promptId)?.upstream_id ?? promptId;
 }
 
+/** What a key knows of its job: the job's id and its client's own client_id. */
+export type KnownAs = Pick<JobRecord, 'id' | 'client_id'>;
+
 /**
  * A queue item or a history entry's `prompt` (`[number, id, prompt, extra_data, outputs]`) as the job's
  * key knows it: the job's id and the client's own client_id in place of the gateway's.
  */
-export function asKeyKnowsIt(item: unknown, job: JobRecord | undefined): void {
+export function asKeyKnowsIt(item: unknown, job: KnownAs | undefined): void {
   if (!job || !Array.isArray(item)) return;
   item[1] = job.id;
   const extraData = item[3] as Record<string, unknown> | undefined;
@@ -61,12 +67,16 @@ export function getUpstream(ctx: IsolationContext, req: IncomingMessage, caller:
 
 /** Records the files a prompt produced as its owner's; once its run has completed, notes that it need not be looked at again. */
 export async function recordPromptOutputs(ctx: IsolationContext, promptId: string, entry: unknown): Promise<void> {
+  if (typeof entry !== 'object' || entry === null) return;
+  await recordOutputs(ctx, promptId, promptOutputsOf(entry));
+}
+
+/** `recordPromptOutputs` given what the history entry tells of its outputs. */
+export async function recordOutputs(ctx: IsolationContext, promptId: string, { files, completed }: PromptOutputs): Promise<void> {
   const owner = ownerOfPrompt(ctx, promptId);
-  if (!owner || typeof entry !== 'object' || entry === null) return;
-  const { outputs, status } = entry as { outputs?: Record<string, unknown>; status?: { completed?: boolean } };
-  const files = Object.values(outputs ?? {}).flatMap(outputFileIds);
+  if (!owner) return;
   await Promise.all(files.map((id) => ctx.ownership.claim('file', id, owner)));
-  if (status?.completed) await ctx.ownership.markOutputsRecorded(promptId);
+  if (completed) await ctx.ownership.markOutputsRecorded(promptId);
 }
 
 /** Looks up the history of those of the caller's `limit` most recent prompts whose outputs are not recorded yet, and records them. */

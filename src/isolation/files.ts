@@ -57,3 +57,16 @@ export function outputFiles(output: unknown): NamedFile[] {
 export function outputFileIds(output: unknown): string[] {
   return outputFiles(output).map((file) => fileId(file.type, file.subfolder, file.filename));
 }
+
+/** What a history entry tells of its prompt's outputs: the ownership ids of its files, and whether its run completed. */
+export interface PromptOutputs {
+  files: string[];
+  completed: boolean;
+}
+
+/** The outputs of a history entry (`{outputs: {node: ui output}, status: {completed}}`). */
+export function promptOutputsOf(entry: unknown): PromptOutputs {
+  if (typeof entry !== 'object' || entry === null) return { files: [], completed: false };
+  const { outputs, status } = entry as { outputs?: Record<string, unknown>; status?: { completed?: boolean } };
+  return { files: Object.values(outputs ?? {}).flatMap(outputFileIds), completed: status?.completed === true };
+}

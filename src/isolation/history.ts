@@ -9,14 +9,18 @@ import {
   getUpstream,
   jobOfUpstreamId,
   ownsPrompt,
+  recordOutputs,
   recordPromptOutputs,
   upstreamIdOf,
   type IsolatedCaller,
   type IsolationContext,
+  type KnownAs,
 } from './context.js';
 import { refusedHistoryEntry, wasRefused } from '../jobs/refusal.js';
 import { historyWindow } from './history-window.js';
 import { emptyOk, parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
+import type { HistoryEntryFacts } from './json-rewrites.js';
+import { forEachInTurns } from './large-json.js';
 import { redactQueueItem } from './redact.js';
 
 type HistoryEntry = { prompt?: unknown };
@@ -40,16 +44,21 @@ export async function getHistoryList(
   if (!caller.seesAll) return getOwnHistoryWindow(ctx, req, res, caller, path, maxItems, offset);
   // An admin sees every entry, so ComfyUI's own window is the admin's: only that window is read.
   const answer = await getUpstream(ctx, req, caller, query.size > 0 ? `${path}?${query}` : path);
-  const history = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as History | undefined) : undefined;
-  if (!history || typeof history !== 'object') return relayAnswer(res, answer);
-  const visible = Object.entries(history).map(([upstreamId, entry]): [string, HistoryEntry] => {
+  relayAnswer(res, await ctx.rewriter.rewrite(answer, 'admin-history', (entries) => jobsOfEntries(ctx, entries)));
+}
+
+/**
+ * The jobs among ComfyUI's history entries (as their keys know them), by the id ComfyUI knows them by;
+ * each entry's output files are recorded as its prompt owner's on the way.
+ */
+async function jobsOfEntries(ctx: IsolationContext, entries: readonly HistoryEntryFacts[]): Promise<Map<string, KnownAs>> {
+  const jobs = new Map<string, KnownAs>();
+  await forEachInTurns(entries, ({ upstreamId, outputs }) => {
     const job = jobOfUpstreamId(ctx, upstreamId);
-    asKeyKnowsIt(entry.prompt, job);
-    redactQueueItem(entry.prompt);
-    return [job?.id ?? upstreamId, entry];
+    if (job) jobs.set(upstreamId, { id: job.id, client_id: job.client_id });
+    void recordOutputs(ctx, job?.id ?? upstreamId, outputs).catch(() => undefined);
   });
-  for (const [id, entry] of visible) void recordPromptOutputs(ctx, id, entry).catch(() => undefined);
-  relayJson(res, answer, Object.fromEntries(visible));
+  return jobs;
 }
 
 /** Statuses of jobs that have a history entry in ComfyUI. */

@@ -13,6 +13,7 @@ import { getHistoryEntry, getHistoryList, postHistory } from './history.js';
 import { checkBoundedIds } from './ids.js';
 import { cancelJob, cancelJobs, getJob, getJobList } from './jobs.js';
 import { parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
+import { JsonRewriter } from './large-json.js';
 import { postPrompt } from './prompt.js';
 import { getQueue, postInterrupt, postQueue } from './queue.js';
 import { redactQueueItem } from './redact.js';
@@ -27,6 +28,8 @@ export interface IsolatedProxy {
   upstreamHeadersFor(req: IncomingMessage, key: KeyRecord): Promise<Record<string, string | null>>;
   /** ComfyUI's answers to /queue and /history, without secrets, for callers without a key. */
   handleAnonymous(req: IncomingMessage, res: ServerResponse, target: RequestTarget): Promise<boolean>;
+  /** Stops the threads that rewrite large answers. */
+  close(): Promise<void>;
 }
 
 const READS = new Set(['GET', 'HEAD']);
@@ -37,7 +40,7 @@ export function createIsolatedProxy(options: {
   jobs: JobService;
   userRoutes: readonly UserRoute[];
 }): IsolatedProxy {
-  const ctx: IsolationContext = { proxy: options.proxy, ownership: options.ownership, jobs: options.jobs };
+  const ctx: IsolationContext = { proxy: options.proxy, ownership: options.ownership, jobs: options.jobs, rewriter: new JsonRewriter() };
   const comfyUsers = new ComfyUsers(ctx);
 
   async function handle(req: IncomingMessage, res: ServerResponse, key: KeyRecord, target: RequestTarget): Promise<void> {
@@ -158,5 +161,5 @@ export function createIsolatedProxy(options: {
     return true;
   }
 
-  return { handle, upstreamHeadersFor: (req, key) => comfyUsers.headersFor(req, key), handleAnonymous };
+  return { handle, upstreamHeadersFor: (req, key) => comfyUsers.headersFor(req, key), handleAnonymous, close: () => ctx.rewriter.close() };
 }

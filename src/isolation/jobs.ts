@@ -9,11 +9,7 @@ import type { JobRecord, JobStatus } from '../store/types.js';
 import { heldNumber } from '../jobs/job-service.js';
 import { getUpstream, jobOfUpstreamId, ownsPrompt, upstreamIdOf, type IsolatedCaller, type IsolationContext } from './context.js';
 import { parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
-
-interface JobList {
-  jobs: Array<{ id?: unknown }>;
-  pagination?: Record<string, unknown>;
-}
+import { forEachInTurns } from './large-json.js';
 
 /** ComfyUI's job statuses, and the registry's statuses each stands for (a job cancelled before it ran is not ComfyUI's to list). */
 const STATUS_OF: Record<string, readonly JobStatus[]> = {
@@ -87,10 +83,17 @@ async function getAllJobs(
   query: URLSearchParams,
 ): Promise<void> {
   const answer = await getUpstream(ctx, req, caller, query.size > 0 ? `${path}?${query}` : path);
-  const list = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as JobList | undefined) : undefined;
-  if (!list || !Array.isArray(list.jobs)) return relayAnswer(res, answer);
-  for (const item of list.jobs) item.id = jobOfUpstreamId(ctx, item.id)?.id ?? item.id;
-  relayJson(res, answer, list);
+  relayAnswer(res, await ctx.rewriter.rewrite(answer, 'admin-jobs', (ids) => jobIdsOf(ctx, ids)));
+}
+
+/** The ids their keys know the jobs among `upstreamIds` by, by the id ComfyUI knows them by. */
+async function jobIdsOf(ctx: IsolationContext, upstreamIds: readonly string[]): Promise<Map<string, string>> {
+  const ids = new Map<string, string>();
+  await forEachInTurns(upstreamIds, (upstreamId) => {
+    const job = jobOfUpstreamId(ctx, upstreamId);
+    if (job) ids.set(upstreamId, job.id);
+  });
+  return ids;
 }
 
 /** One job as ComfyUI lists it: a held job as a pending queue item; any other as ComfyUI answers for it alone (undefined once ComfyUI forgot it). */

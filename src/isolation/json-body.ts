@@ -21,12 +21,15 @@ export function relayAnswer(res: ServerResponse, answer: UpstreamAnswer): void {
 
 /** Sends ComfyUI's answer with a rewritten JSON body, keeping its status and other headers. */
 export function relayJson(res: ServerResponse, answer: UpstreamAnswer, body: unknown): void {
-  const text = Buffer.from(JSON.stringify(body));
-  const headers: OutgoingHeaders = { ...answer.headers, 'content-type': 'application/json; charset=utf-8', 'content-length': String(text.length) };
+  relayAnswer(res, withJsonText(answer, Buffer.from(JSON.stringify(body))));
+}
+
+/** ComfyUI's answer with `text` (JSON in UTF-8) as its body: its status and headers, but for those that described the old body. */
+export function withJsonText(answer: UpstreamAnswer, text: Buffer): UpstreamAnswer {
+  const headers: OutgoingHeaders = { ...answer.headers, 'content-type': 'application/json; charset=utf-8' };
   delete headers['content-encoding'];
   delete headers.etag;
-  res.writeHead(answer.status, headers);
-  res.end(text);
+  return { status: answer.status, headers, body: text };
 }
 
 /** An empty 200, as ComfyUI answers POST /interrupt, /queue and /history. */

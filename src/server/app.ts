@@ -392,7 +392,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       const timer = setTimeout(() => server.closeAllConnections(), graceMs).unref();
       await closed;
       clearTimeout(timer);
-      await proxy.close();
+      await Promise.all([proxy.close(), isolated.close()]);
       jobEvents?.close();
       await Promise.all([keys.close(), usage.close(), counters.close(), ownership.close(), sessions.close(), jobs.close()]);
       log.flush();

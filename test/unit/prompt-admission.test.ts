@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { upstreamUnavailable } from '../../src/errors.js';
 import type { IsolatedCaller, IsolationContext } from '../../src/isolation/context.js';
+import { JsonRewriter } from '../../src/isolation/large-json.js';
 import { postPrompt } from '../../src/isolation/prompt.js';
 import { JobService } from '../../src/jobs/job-service.js';
 import { createLogger } from '../../src/log/logger.js';
@@ -79,7 +80,7 @@ describe('POST /prompt admits a job', () => {
 
   /** Posts `body` as alice; resolves the status and body relayed to the client. */
   async function post(body: Record<string, unknown>): Promise<{ status: number; body: Record<string, unknown> }> {
-    const ctx: IsolationContext = { proxy: {} as HttpProxy, ownership, jobs: service };
+    const ctx: IsolationContext = { proxy: {} as HttpProxy, ownership, jobs: service, rewriter: new JsonRewriter() };
     const req = Object.assign(Readable.from([Buffer.from(JSON.stringify(body))]), { headers: {} }) as unknown as IncomingMessage;
     let status = 0;
     let text = '';

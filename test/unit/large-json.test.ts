@@ -1,0 +1,225 @@
+// Unit tests of JsonRewriter: an admin's /history and /api/jobs rewritten in a worker thread are byte for byte what the request thread gives.
+
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import type { IsolatedCaller, IsolationContext } from '../../src/isolation/context.js';
+import { getHistoryList } from '../../src/isolation/history.js';
+import { getJobList } from '../../src/isolation/jobs.js';
+import { JsonRewriter } from '../../src/isolation/large-json.js';
+import { JobService } from '../../src/jobs/job-service.js';
+import { createLogger } from '../../src/log/logger.js';
+import type { HttpProxy, UpstreamAnswer } from '../../src/proxy/http.js';
+import { FileJobStore } from '../../src/store/file/file-job-store.js';
+import { FileOwnershipStore } from '../../src/store/file/file-ownership-store.js';
+import type { JobRecord, KeyRecord } from '../../src/store/types.js';
+import { waitFor } from '../helpers/wait-for.js';
+
+const ADMIN = { key_id: 'admin', role: 'admin' } as KeyRecord;
+const ADMIN_CALLER: IsolatedCaller = { key: ADMIN, seesAll: true, upstreamHeaders: {} };
+const GATEWAY_CLIENT_ID = 'gateway-socket';
+const SECRETS = { api_key_comfy_org: 'secret-api-key', auth_token_comfy_org: 'secret-token' };
+/** Other keys' entries, enough for an answer of a few hundred KB. */
+const FOREIGN_ENTRIES = 2000;
+
+function job(id: string, upstreamId: string, clientId: string | null): JobRecord {
+  return {
+    id,
+    key_id: 'alice',
+    client_id: clientId,
+    backend: 'default',
+    upstream_id: upstreamId,
+    status: 'success',
+    admitted_at: 1,
+    forwarded_at: 1,
+    started_at: 1,
+    finished_at: 2,
+    execution_seconds: 1,
+    outputs: [],
+    error: null,
+    request: null,
+    front: false,
+  };
+}
+
+function historyEntry(upstreamId: string, image: string): unknown {
+  return {
+    prompt: [1, upstreamId, { '9': { class_type: 'SaveImage', inputs: {} } }, { client_id: GATEWAY_CLIENT_ID, ...SECRETS }, ['9']],
+    outputs: { '9': { images: [{ filename: image, subfolder: '', type: 'output' }] } },
+    status: { status_str: 'success', completed: true, messages: [] },
+    meta: {},
+  };
+}
+
+/** ComfyUI's history: alice's two jobs (one under another id in ComfyUI) among other keys' entries. */
+function history(): Record<string, unknown> {
+  const entries: Record<string, unknown> = {};
+  for (let i = 0; i < FOREIGN_ENTRIES; i += 1) {
+    entries[`foreign-${i}`] = historyEntry(`foreign-${i}`, `foreign-${i}.png`);
+    if (i === FOREIGN_ENTRIES / 2) {
+      entries['comfy-a'] = historyEntry('comfy-a', 'a.png');
+      entries['job-b'] = historyEntry('job-b', 'b.png');
+    }
+  }
+  return entries;
+}
+
+/** ComfyUI's job list for the same history. */
+function jobList(): Record<string, unknown> {
+  const jobs = Object.keys(history()).map((id) => ({ id, status: 'completed', outputs_count: 1 }));
+  return { jobs, pagination: { offset: 0, limit: null, total: jobs.length, has_more: false } };
+}
+
+describe('JsonRewriter', () => {
+  let dir: string;
+  let ownership: FileOwnershipStore;
+  let jobs: FileJobStore;
+  let service: JobService;
+  let proxy: HttpProxy;
+  /** ComfyUI's next answer, made anew for every request (a worker thread takes its buffer). */
+  let upstream: () => UpstreamAnswer;
+  const rewriters: JsonRewriter[] = [];
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'comfy-gate-large-json-'));
+    ownership = new FileOwnershipStore({ directory: dir });
+    jobs = new FileJobStore({ directory: dir });
+    await Promise.all([ownership.open(), jobs.open()]);
+    await jobs.create(job('job-a', 'comfy-a', 'alice-client'));
+    await jobs.create(job('job-b', 'job-b', null));
+    proxy = { fetch: async (): Promise<UpstreamAnswer> => upstream() } as unknown as HttpProxy;
+    const events = { clientId: GATEWAY_CLIENT_ID, connected: true, expectAnswer: () => () => undefined, answered: () => undefined, announce: () => undefined };
+    service = new JobService({
+      jobs,
+      backendName: 'default',
+      proxy,
+      connectEvents: () => events,
+      ownership,
+      depth: 2,
+      keyOf: () => ADMIN,
+      executionSecondsToday: () => 0,
+      log: createLogger('silent'),
+    });
+  });
+  afterEach(async () => {
+    await Promise.all(rewriters.splice(0).map((rewriter) => rewriter.close()));
+    service.close();
+    await Promise.all([ownership.close(), jobs.close()]);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  function contextWith(rewriter: JsonRewriter): IsolationContext {
+    rewriters.push(rewriter);
+    return { proxy, ownership, jobs: service, rewriter };
+  }
+  /** Rewrites every answer on the request thread. */
+  const onRequestThread = (): IsolationContext => contextWith(new JsonRewriter({ fromBytes: Number.POSITIVE_INFINITY }));
+  /** Rewrites every answer in a worker thread. */
+  const inWorker = (): IsolationContext => contextWith(new JsonRewriter({ fromBytes: 0 }));
+
+  function json(body: unknown, headers: UpstreamAnswer['headers'] = { 'content-type': 'application/json; charset=utf-8', etag: '"comfyui"' }): UpstreamAnswer {
+    return { status: 200, headers, body: Buffer.from(JSON.stringify(body)) };
+  }
+
+  /** Runs a handler with a response that records what is written. */
+  async function answerOf(
+    handler: typeof getHistoryList,
+    ctx: IsolationContext,
+    path: string,
+  ): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer }> {
+    const sent: { status: number; headers: Record<string, unknown>; body: Buffer } = { status: 0, headers: {}, body: Buffer.alloc(0) };
+    const res = {
+      writeHead: (status: number, headers: Record<string, unknown>) => Object.assign(sent, { status, headers }),
+      end: (body?: Buffer) => (sent.body = body ?? Buffer.alloc(0)),
+    } as unknown as ServerResponse;
+    await handler(ctx, { url: path } as IncomingMessage, res, ADMIN_CALLER, path, new URLSearchParams());
+    return sent;
+  }
+
+  test("an admin's /history: the same bytes from the worker thread, each job as its key knows it, no secrets", async () => {
+    upstream = () => json(history());
+    const here = await answerOf(getHistoryList, onRequestThread(), '/api/history');
+    const worker = inWorker();
+    const there = await answerOf(getHistoryList, worker, '/api/history');
+    assert.equal(worker.rewriter.threadCount, 1, 'the worker thread rewrote it');
+    assert.equal(there.status, 200);
+    assert.deepEqual(there.headers, here.headers);
+    assert.ok(there.body.equals(here.body), 'byte for byte the same answer');
+    assert.deepEqual(there.headers, { 'content-type': 'application/json; charset=utf-8', 'content-length': String(there.body.length) });
+
+    const text = there.body.toString();
+    for (const secret of Object.values(SECRETS)) assert.ok(!text.includes(secret), 'no secret is left');
+    const body = JSON.parse(text) as Record<string, { prompt: [number, string, unknown, Record<string, unknown>, unknown] }>;
+    assert.equal(Object.keys(body).length, FOREIGN_ENTRIES + 2);
+    assert.equal(body['comfy-a'], undefined, 'a job is listed under the id its key knows');
+    assert.equal(body['job-a']!.prompt[1], 'job-a');
+    assert.deepEqual(body['job-a']!.prompt[3], { client_id: 'alice-client' }, "the client's own client_id");
+    assert.deepEqual(body['job-b']!.prompt[3], {}, 'no client_id for a job sent without one');
+    assert.deepEqual(body['foreign-7']!.prompt[3], { client_id: GATEWAY_CLIENT_ID }, 'an entry that is no job keeps its client_id');
+    assert.deepEqual(
+      Object.keys(body).slice(FOREIGN_ENTRIES / 2, FOREIGN_ENTRIES / 2 + 4),
+      ['foreign-1000', 'job-a', 'job-b', 'foreign-1001'],
+      "ComfyUI's order",
+    );
+    await waitFor(
+      () => ownership.ownerOf('file', 'output//a.png') === 'alice' && ownership.ownerOf('file', 'output//b.png') === 'alice',
+      "the jobs' outputs claimed",
+    );
+  });
+
+  test("an admin's /api/jobs: the same bytes from the worker thread, each job's id as its key knows it", async () => {
+    upstream = () => json(jobList());
+    const here = await answerOf(getJobList, onRequestThread(), '/api/jobs');
+    const there = await answerOf(getJobList, inWorker(), '/api/jobs');
+    assert.ok(there.body.equals(here.body), 'byte for byte the same answer');
+    assert.deepEqual(there.headers, here.headers);
+    const ids = JSON.parse(there.body.toString()).jobs.map((item: { id: string }) => item.id) as string[];
+    assert.equal(ids.length, FOREIGN_ENTRIES + 2);
+    assert.deepEqual(ids.slice(FOREIGN_ENTRIES / 2 + 1, FOREIGN_ENTRIES / 2 + 3), ['job-a', 'job-b']);
+    assert.ok(!ids.includes('comfy-a'));
+  });
+
+  test('an answer that is not the expected JSON comes back from the worker thread as it was, and so does an error', async () => {
+    const notJson = Buffer.from('x'.repeat(100_000) + ' not JSON');
+    upstream = () => ({ status: 200, headers: { 'content-type': 'text/plain', etag: '"e"' }, body: Buffer.from(notJson) });
+    const worker = inWorker();
+    const relayed = await answerOf(getHistoryList, worker, '/api/history');
+    assert.equal(worker.rewriter.threadCount, 1);
+    assert.ok(relayed.body.equals(notJson));
+    assert.deepEqual(relayed.headers, { 'content-type': 'text/plain', etag: '"e"', 'content-length': String(notJson.length) });
+    upstream = () => json({ jobs: 'none' });
+    assert.deepEqual(JSON.parse((await answerOf(getJobList, worker, '/api/jobs')).body.toString()), { jobs: 'none' });
+    upstream = () => ({ status: 500, headers: {}, body: Buffer.from('{"error": "boom"}') });
+    assert.equal((await answerOf(getHistoryList, worker, '/api/history')).body.toString(), '{"error": "boom"}');
+  });
+
+  test('a failed lookup fails only its request; the thread goes on with the next, and a closed rewriter works without threads', async () => {
+    const rewriter = new JsonRewriter({ fromBytes: 0 });
+    rewriters.push(rewriter);
+    const answer = (): UpstreamAnswer => json(jobList());
+    await assert.rejects(
+      rewriter.rewrite(answer(), 'admin-jobs', () => Promise.reject(new Error('lookup failed'))),
+      /lookup failed/,
+    );
+    const ids = new Map([['comfy-a', 'job-a']]);
+    const rewritten = await rewriter.rewrite(answer(), 'admin-jobs', async () => ids);
+    assert.ok(rewritten.body.toString().includes('"job-a"'));
+    assert.equal(rewriter.threadCount, 1, 'the same thread');
+    await rewriter.close();
+    assert.equal(rewriter.threadCount, 0);
+    const afterClose = await rewriter.rewrite(answer(), 'admin-jobs', async () => ids);
+    assert.ok(afterClose.body.equals(rewritten.body));
+  });
+
+  test('requests at once use at most the threads allowed', async () => {
+    const rewriter = new JsonRewriter({ fromBytes: 0, threads: 2 });
+    rewriters.push(rewriter);
+    const ids = new Map([['comfy-a', 'job-a']]);
+    const answers = await Promise.all(Array.from({ length: 5 }, () => rewriter.rewrite(json(jobList()), 'admin-jobs', async () => ids)));
+    assert.equal(rewriter.threadCount, 2);
+    for (const answer of answers) assert.ok(answer.body.equals(answers[0]!.body));
+  });
+});
