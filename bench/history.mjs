@@ -16,8 +16,6 @@ const ENTRIES = 10_000;
 const ENTRY_BYTES = 20 * 1024;
 /** Prompts the user key queues through the gateway: its jobs, and entries among the ENTRIES. */
 const OWN_PROMPTS = 200;
-/** Prompts the bench has in flight while queueing them. */
-const QUEUEING_AT_ONCE = 8;
 const MAX_ITEMS = 64;
 const WINDOW_PATH = `/history?max_items=${MAX_ITEMS}`;
 const OTHER_KEY_PATH = '/object_info';
@@ -125,19 +123,18 @@ function sampleRss(pid) {
   };
 }
 
-/** Queues OWN_PROMPTS prompts of about ENTRY_BYTES with the user key, a few at a time. */
+/**
+ * Queues OWN_PROMPTS prompts of about ENTRY_BYTES with the user key, one after another: the gateway
+ * orders a key's window by when it admitted each job and ComfyUI by when each ended, and prompts
+ * queued together may end in another order than they were admitted.
+ */
 async function queuePrompts(gatewayUrl, apiKey) {
-  let next = 0;
-  const queueOne = async () => {
-    while (next < OWN_PROMPTS) {
-      next += 1;
-      const body = JSON.stringify({ prompt: paddedGraph(ENTRY_BYTES), prompt_id: randomUUID(), client_id: 'bench-history' });
-      const response = await fetch(`${gatewayUrl}/prompt`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': apiKey }, body });
-      if (!response.ok) throw new Error(`POST /prompt answered ${response.status}: ${await response.text()}`);
-      await response.arrayBuffer();
-    }
-  };
-  await Promise.all(Array.from({ length: QUEUEING_AT_ONCE }, queueOne));
+  for (let queued = 0; queued < OWN_PROMPTS; queued += 1) {
+    const body = JSON.stringify({ prompt: paddedGraph(ENTRY_BYTES), prompt_id: randomUUID(), client_id: 'bench-history' });
+    const response = await fetch(`${gatewayUrl}/prompt`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': apiKey }, body });
+    if (!response.ok) throw new Error(`POST /prompt answered ${response.status}: ${await response.text()}`);
+    await response.arrayBuffer();
+  }
 }
 
 /** Resolves once the gateway lists all the key's prompts as `success` jobs; rejects after 120 s. */
@@ -167,8 +164,12 @@ async function checkWindows(directUrl, gatewayUrl, apiKey) {
   };
   const direct = await read(directUrl, {});
   const gateway = await read(gatewayUrl, { 'x-api-key': apiKey });
-  if (direct.ids.length !== MAX_ITEMS || gateway.ids.join() !== direct.ids.join())
-    throw new Error(`the gateway's window (${gateway.ids.length} entries) is not the upstream's newest ${MAX_ITEMS} (${direct.ids.length})`);
+  if (direct.ids.length !== MAX_ITEMS || gateway.ids.join() !== direct.ids.join()) {
+    const shared = gateway.ids.filter((id) => direct.ids.includes(id)).length;
+    throw new Error(
+      `the gateway's window (${gateway.ids.length} entries, ${shared} of them the upstream's) is not the upstream's newest ${MAX_ITEMS} (${direct.ids.length}) in the same order`,
+    );
+  }
   return { direct: direct.bytes, gateway: gateway.bytes };
 }
 
