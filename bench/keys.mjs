@@ -1,4 +1,4 @@
-// Writes a user directory's api_keys.json directly: `count` user keys, streamed one per line; returns one of them.
+// Writes a user directory's api_keys.json directly: `count` user keys (and an admin key when asked), streamed one per line; returns one of them.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync } from 'node:fs';
@@ -9,10 +9,11 @@ import { join } from 'node:path';
 const RATE_LIMIT = 10_000_000;
 
 /**
- * Creates `dir` and its api_keys.json with `count` keys in the gateway's own layout (`{`, one
- * `"id": {record},` line per key, `}`). Resolves {apiKey, keyId} of the key in the middle of the file.
+ * Creates `dir` and its api_keys.json with `count` user keys in the gateway's own layout (`{`, one
+ * `"id": {record},` line per key, `}`), and one admin key after them when `admin` is set. Resolves
+ * {apiKey, keyId} of the key in the middle of the file, with `admin: {apiKey, keyId}` when asked.
  */
-export async function writeKeysFile(dir, count) {
+export async function writeKeysFile(dir, count, { admin = false } = {}) {
   mkdirSync(dir, { recursive: true });
   const out = createWriteStream(join(dir, 'api_keys.json'), { mode: 0o600 });
   const benchIndex = Math.floor(count / 2);
@@ -33,12 +34,20 @@ export async function writeKeysFile(dir, count) {
       batch = '';
     }
   }
+  let adminKey = null;
+  if (admin) {
+    const random = randomBytes(48);
+    const plaintext = `comfy_${random.toString('base64url', 0, 32)}`;
+    const record = keyRecord(random.toString('base64url', 32, 48), 'bench admin key', plaintext, createdAt, 'admin');
+    adminKey = { apiKey: plaintext, keyId: record.key_id };
+    batch += `${count === 0 ? '' : ','}\n${JSON.stringify(record.key_id)}: ${JSON.stringify(record)}`;
+  }
   out.end(`${batch}\n}\n`);
   await once(out, 'finish');
-  return benchKey;
+  return adminKey ? { ...benchKey, admin: adminKey } : benchKey;
 }
 
-function keyRecord(keyId, name, plaintext, createdAt) {
+function keyRecord(keyId, name, plaintext, createdAt, role = 'user') {
   return {
     key_id: keyId,
     name,
@@ -48,6 +57,6 @@ function keyRecord(keyId, name, plaintext, createdAt) {
     rate_limit: RATE_LIMIT,
     is_active: true,
     metadata: {},
-    role: 'user',
+    role,
   };
 }

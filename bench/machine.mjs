@@ -28,9 +28,10 @@ function versionOf(command, args) {
 /**
  * Samples CPU use over the middle of a run of `seconds` (from 1 s in to 1 s before its end, while every
  * process of the run is alive): how busy the whole machine was, and how much of it was not the bench
- * (this process, its children and theirs). Both in percent of all cores.
+ * (this process, its children and theirs). Both in percent of all cores. With `processes` ({name: pid}
+ * of the bench's children) also `cpu_pct_of_core`: {name: percent of one core} each used.
  */
-export async function cpuDuring(seconds) {
+export async function cpuDuring(seconds, processes = null) {
   await sleep(1000);
   const before = sample();
   await sleep(Math.max(1, seconds - 2) * 1000);
@@ -38,8 +39,12 @@ export async function cpuDuring(seconds) {
   const total = after.total - before.total;
   const busy = after.busy - before.busy;
   let ours = 0;
-  for (const [pid, ticks] of after.benchTicks) ours += ticks - (before.benchTicks.get(pid) ?? ticks);
-  return { machine_busy_pct: round((100 * busy) / total), others_busy_pct: round((100 * Math.max(0, busy - ours)) / total) };
+  const used = (pid) => (after.benchTicks.get(pid) ?? 0) - (before.benchTicks.get(pid) ?? after.benchTicks.get(pid) ?? 0);
+  for (const pid of after.benchTicks.keys()) ours += used(pid);
+  const figures = { machine_busy_pct: round((100 * busy) / total), others_busy_pct: round((100 * Math.max(0, busy - ours)) / total) };
+  if (!processes) return figures;
+  const ofCore = (pid) => round((100 * used(pid) * cpus().length) / total);
+  return { ...figures, cpu_pct_of_core: Object.fromEntries(Object.entries(processes).map(([name, pid]) => [name, ofCore(pid)])) };
 }
 
 /** Machine-wide CPU ticks (all cores), and the ticks used so far by each process of the bench's tree. */

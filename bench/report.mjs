@@ -18,6 +18,7 @@ export function printResults(results) {
   if (results.usage_writes) printUsageWrites(results.usage_writes);
   if (results.websocket) printWebSockets(results.websocket);
   if (results.transfers) printTransfers(results.transfers);
+  if (results.history) printHistory(results.history);
   console.log('\ngateway event-loop delay (beyond the 10 ms sampling interval), per case:\n');
   table(
     ['case', 'p50 ms', 'p99 ms', 'max ms', ''],
@@ -89,6 +90,45 @@ function printTransfers(transfers) {
   const r = transfers.ratios;
   console.log(
     `\ngateway/direct: download ${r.download_gateway_vs_direct}, upload ${r.upload_gateway_vs_direct}, Range ${r.range_gateway_vs_direct}, HEAD ${r.head_gateway_vs_direct}; gateway/nginx: download ${r.download_gateway_vs_nginx}, upload ${r.upload_gateway_vs_nginx}`,
+  );
+}
+
+function printHistory(history) {
+  const { ratios, other_key_added: added, rss, queueing } = history;
+  console.log(
+    `\nhistory window: GET /history?max_items=${history.max_items} among ${history.entries.toLocaleString('en')} entries of ${history.entry_bytes / 1024} KB ` +
+      `(${queueing.prompts} of them the user key's jobs, all success ${queueing.seconds_until_success} s after the first was queued); ${history.run_s} s after ${history.warm_up_s} s warm-up:\n`,
+  );
+  const during = history.other_key_during_window;
+  const cpu = (f, name) => f.cpu_pct_of_core?.[name] ?? '';
+  table(
+    ['case', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'gateway CPU %', 'upstream CPU %', 'RSS peak MB', 'other CPU %'],
+    [
+      ['(a) direct to the upstream', history.direct_c1],
+      ['(b) user key through comfy-gate', history.user_window_c1],
+      ['(a) direct to the upstream', history.direct],
+      ['(b) user key through comfy-gate', history.user_window],
+      ['(c) admin GET /object_info', history.other_key],
+      ['(d) (c) while (b) runs', during],
+      ['    (b) beside (d)', { ...during.beside, connections: during.connections }],
+    ].map(([label, f]) => [
+      label,
+      f.connections,
+      f.rps,
+      f.p50_ms,
+      f.p99_ms,
+      cpu(f, 'gateway'),
+      cpu(f, 'upstream'),
+      f.rss_peak_mb ?? '',
+      f.others_busy_pct ?? '',
+    ]),
+  );
+  console.log(
+    `\n(b)/(a) at ${history.connections} connections: p50 ${ratios.window_p50_vs_direct}, p99 ${ratios.window_p99_vs_direct}, req/s ${ratios.window_rps_vs_direct}; ` +
+      `at 1: p50 ${ratios.window_p50_vs_direct_c1}, p99 ${ratios.window_p99_vs_direct_c1}\n` +
+      `(d) - (c): p50 +${added.p50_ms} ms, p99 +${added.p99_ms} ms, req/s x ${ratios.other_key_rps_during_vs_alone}\n` +
+      `answers: ${history.answer_bytes.direct} bytes direct, ${history.answer_bytes.gateway} through comfy-gate; ` +
+      `gateway RSS idle ${rss.idle_mb} MB, peak ${rss.peak_mb} MB (kernel's high-water mark ${rss.kernel_peak_mb} MB)`,
   );
 }
 

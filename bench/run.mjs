@@ -1,4 +1,4 @@
-// `npm run bench`: comfy-gate against nginx on loopback (throughput and latency, 1M-key start-up, usage writes, WebSocket relay, big transfers; the gateway's event-loop delay in each); writes bench/results.json.
+// `npm run bench`: comfy-gate against nginx on loopback (throughput and latency, 1M-key start-up, usage writes, WebSocket relay, big transfers, the history window; the gateway's event-loop delay in each); writes bench/results.json.
 // `npm run bench -- --only ws,transfers` runs only those groups of cases (see GROUPS).
 // `npm run bench -- --profile` instead profiles the keyed gateway (node --cpu-prof) at 50 connections.
 
@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MAX_DELAY_LIMIT_MS, readEventLoopDelay, resetEventLoopDelay } from './event-loop.mjs';
 import { startGateway } from './gateway.mjs';
+import { measureHistory } from './history.mjs';
 import { writeKeysFile } from './keys.mjs';
 import { cpuDuring, describeMachine } from './machine.mjs';
 import { startProxy, startUpstream } from './nginx.mjs';
@@ -32,7 +33,7 @@ const WS_PREVIEW_SOCKETS = 50;
 /** Sockets one key may hold open: all of the WebSocket case's on one key. */
 const WS_MAX_PER_KEY = 2000;
 /** The groups of cases `--only` can name, in the order they run. */
-const GROUPS = ['proxy', 'usage', 'ws', 'transfers'];
+const GROUPS = ['proxy', 'usage', 'ws', 'transfers', 'history'];
 /** A keyed route the gateway forwards as it is (POST /prompt also claims the prompt for the key, durably, before ComfyUI sees it). */
 const PLAIN_ROUTE = { path: '/object_info', method: 'GET' };
 const here = (name) => fileURLToPath(new URL(name, import.meta.url));
@@ -62,6 +63,7 @@ async function main() {
   if (only.has('usage')) parts.usageWrites = await measureUsageWrites(work, upstreamPort);
   if (only.has('ws')) parts.websocket = await measureWebSockets(work);
   if (only.has('transfers')) parts.transfers = await measureTransfers(work, log);
+  if (only.has('history')) parts.history = await measureHistory(work, log);
   const results = assemble(parts);
   writeFileSync(here('results.json'), `${JSON.stringify(results, null, 2)}\n`);
   printResults(results);
@@ -241,8 +243,8 @@ async function profileKeyedCase(work, upstreamPort, apiKey) {
   }
 }
 
-/** The results file: the better pass of each case (by throughput), ratios, start-up, usage writes, WebSockets, transfers, event-loop delays, and the targets of the groups that ran. */
-function assemble({ machine, proxy, usageWrites, websocket, transfers }) {
+/** The results file: the better pass of each case (by throughput), ratios, start-up, usage writes, WebSockets, transfers, the history window, event-loop delays, and the targets of the groups that ran. */
+function assemble({ machine, proxy, usageWrites, websocket, transfers, history }) {
   const results = {
     machine: {
       ...machine,
@@ -256,6 +258,7 @@ function assemble({ machine, proxy, usageWrites, websocket, transfers }) {
   if (usageWrites) results.usage_writes = usageWrites;
   if (websocket) results.websocket = websocket;
   if (transfers) results.transfers = transfers;
+  if (history) results.history = history;
   results.event_loop_delay = eventLoopDelays(results);
   return { ...results, targets: targets(results) };
 }
@@ -289,7 +292,7 @@ function proxyResults({ passes, startup, startups }) {
 }
 
 /** The gateway's event-loop delay in every case run through it: {case: {p50_ms, p99_ms, max_ms, over_limit}}. */
-function eventLoopDelays({ cases = {}, usage_writes: usage, websocket, transfers }) {
+function eventLoopDelays({ cases = {}, usage_writes: usage, websocket, transfers, history }) {
   const delays = {};
   for (const [name, byConnections] of Object.entries(cases)) {
     for (const [connections, figures] of Object.entries(byConnections))
@@ -304,11 +307,17 @@ function eventLoopDelays({ cases = {}, usage_writes: usage, websocket, transfers
     for (const kind of ['download', 'upload', 'range_rps', 'head_rps'])
       delays[`transfers ${kind.replace('_rps', '')}`] = transfers[kind].gateway.event_loop_delay;
   }
+  if (history) {
+    delays['history user window c1'] = history.user_window_c1.event_loop_delay;
+    delays['history user window'] = history.user_window.event_loop_delay;
+    delays['history other key'] = history.other_key.event_loop_delay;
+    delays['history other key during window'] = history.other_key_during_window.event_loop_delay;
+  }
   return delays;
 }
 
 /** Each target of the issue with the measured value and whether it is met, for the groups that ran. */
-function targets({ cases, ratios, startup_1m_keys_s, rss_1m_keys_mb, usage_writes, websocket, transfers, event_loop_delay }) {
+function targets({ cases, ratios, startup_1m_keys_s, rss_1m_keys_mb, usage_writes, websocket, transfers, history, event_loop_delay }) {
   const target = (value, limit, met) => ({ value, limit, met });
   const all = {};
   if (cases) {
@@ -342,6 +351,14 @@ function targets({ cases, ratios, startup_1m_keys_s, rss_1m_keys_mb, usage_write
     all.upload_vs_direct = target(transferRatios.upload_gateway_vs_direct, '>= 0.8', transferRatios.upload_gateway_vs_direct >= 0.8);
     const growth = Math.max(download.gateway.rss_growth_mb, upload.gateway.rss_growth_mb);
     all.transfer_rss_growth_mb = target(growth, '< 50', growth < 50);
+  }
+  if (history) {
+    const { ratios: historyRatios, other_key_added: added, rss } = history;
+    all.history_window_p50_vs_direct = target(historyRatios.window_p50_vs_direct, '<= 3', historyRatios.window_p50_vs_direct <= 3);
+    all.history_other_key_p99_added_ms = target(added.p99_ms, `<= ${MAX_DELAY_LIMIT_MS}`, added.p99_ms <= MAX_DELAY_LIMIT_MS);
+    all.history_rss_peak_mb = target(rss.peak_mb, '< 300', rss.peak_mb < 300);
+    const worst = Math.max(...['user_window_c1', 'user_window', 'other_key', 'other_key_during_window'].map((name) => history[name].event_loop_delay.max_ms));
+    all.history_event_loop_max_delay_ms = target(worst, `<= ${MAX_DELAY_LIMIT_MS}`, worst <= MAX_DELAY_LIMIT_MS);
   }
   const worst = Object.entries(event_loop_delay).reduce((most, next) => (next[1].max_ms > (most?.[1].max_ms ?? -1) ? next : most), null);
   if (worst)
