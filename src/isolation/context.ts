@@ -54,10 +54,14 @@ export type KnownAs = Pick<JobRecord, 'id' | 'client_id'>;
 export function asKeyKnowsIt(item: unknown, job: KnownAs | undefined): void {
   if (!job || !Array.isArray(item)) return;
   item[1] = job.id;
-  const extraData = item[3] as Record<string, unknown> | undefined;
+  withClientsOwnId(item[3], job);
+}
+
+/** An extra_data with the client's own client_id (or none) in place of the gateway's. */
+export function withClientsOwnId(extraData: unknown, job: KnownAs): void {
   if (typeof extraData !== 'object' || extraData === null) return;
-  if (job.client_id === null) delete extraData.client_id;
-  else extraData.client_id = job.client_id;
+  if (job.client_id === null) delete (extraData as Record<string, unknown>).client_id;
+  else (extraData as Record<string, unknown>).client_id = job.client_id;
 }
 
 /** GETs another ComfyUI path on the caller's behalf (as its ComfyUI user) and reads the answer. */

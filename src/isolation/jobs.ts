@@ -7,7 +7,8 @@ import { readJsonBody } from '../server/body.js';
 import { sendJson } from '../server/respond.js';
 import type { JobRecord, JobStatus } from '../store/types.js';
 import { heldNumber } from '../jobs/job-service.js';
-import { getUpstream, jobOfUpstreamId, ownsPrompt, upstreamIdOf, type IsolatedCaller, type IsolationContext } from './context.js';
+import { getUpstream, jobOfUpstreamId, ownsPrompt, upstreamIdOf, withClientsOwnId, type IsolatedCaller, type IsolationContext } from './context.js';
+import { redactExtraData } from './redact.js';
 import { parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
 import { forEachInTurns } from './large-json.js';
 
@@ -134,7 +135,14 @@ export async function getJob(ctx: IsolationContext, req: IncomingMessage, res: S
   if (!ownsPrompt(ctx, caller, jobId)) return sendJson(res, 404, { error: 'Job not found' });
   const job = ctx.jobs.jobs.get(jobId);
   if (job?.status === 'held') return sendJson(res, 200, { id: job.id, status: 'pending', priority: heldNumber(job) });
-  await ctx.proxy.forward(req, res, { path: withJobId(req, jobId, upstreamIdOf(ctx, jobId)), headers: caller.upstreamHeaders });
+  const answer = await ctx.proxy.fetch(req, { path: withJobId(req, jobId, upstreamIdOf(ctx, jobId)), headers: caller.upstreamHeaders });
+  const detail = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as { id?: unknown; workflow?: { extra_data?: unknown } } | undefined) : undefined;
+  if (!job || typeof detail !== 'object' || detail === null) return relayAnswer(res, answer);
+  // The job as its key knows it: its id, and the client's own client_id in place of the gateway's.
+  detail.id = job.id;
+  withClientsOwnId(detail.workflow?.extra_data, job);
+  redactExtraData(detail.workflow?.extra_data);
+  relayJson(res, answer, detail);
 }
 
 /** POST …/jobs/{id}/cancel: only the caller's own job. */

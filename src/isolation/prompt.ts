@@ -51,6 +51,7 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
   const promptId = typeof body.prompt_id === 'string' ? body.prompt_id : randomUUID();
   const formerOwner = ctx.ownership.ownerOf('prompt', promptId);
   if (formerOwner !== undefined) throw forbidden('That prompt_id is taken: leave prompt_id out and one is made.');
+  if (clientId === ctx.jobs.backend.events.clientId) throw forbidden("That client_id is the gateway's own: use another.");
   const newClient = clientId !== null && ctx.ownership.ownerOf('client', clientId) === undefined;
   if (clientId !== null && (await ctx.ownership.claim('client', clientId, keyId)) !== keyId) {
     throw forbidden('That client_id belongs to another key: use your own (any new id becomes yours).');

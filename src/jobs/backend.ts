@@ -27,3 +27,6 @@ export interface Backend {
 
 /** The name of the one backend given by `--upstream`. */
 export const DEFAULT_BACKEND = 'default';
+
+/** The owner recorded for the clientIds of the gateway's own sockets, so no key (admin or not, on any replica) may use one. */
+export const GATEWAY_CLIENT_OWNER = ':gateway';

@@ -5,7 +5,7 @@ import type { JobObserver } from '../events/event-hub.js';
 import type { Logger } from '../log/logger.js';
 import type { HttpProxy, UpstreamAnswer } from '../proxy/http.js';
 import { ACTIVE_JOB_STATUSES, type JobRecord, type JobStore, type KeyRecord, type OwnershipStore } from '../store/types.js';
-import type { Backend, BackendEvents } from './backend.js';
+import { GATEWAY_CLIENT_OWNER, type Backend, type BackendEvents } from './backend.js';
 import { sendPrompt, type HeldRequest, type SendOutcome } from './dispatch.js';
 import { createJobRecorder } from './job-events.js';
 import { checkAdmission } from './quotas.js';
@@ -87,6 +87,10 @@ export class JobService<Events extends BackendEvents = BackendEvents> {
 
   /** Queues the held jobs of the registry and settles the sent ones with ComfyUI, then keeps doing so now and then. */
   start(): void {
+    // A client using the gateway's clientId would take its socket's place in ComfyUI and with it every job's events.
+    this.options.ownership
+      .claim('client', this.backend.events.clientId, GATEWAY_CLIENT_OWNER)
+      .catch((error: unknown) => this.options.log.warn({ err: error }, "the gateway's clientId could not be recorded"));
     this.scheduler.restore();
     void this.reconcile();
     this.reconcileTimer = setInterval(() => {

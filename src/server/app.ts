@@ -16,7 +16,7 @@ import { authRequired, forbidden, GatewayError, hostNotAllowed, methodNotAllowed
 import { adminSocketHooks } from '../events/admin-socket.js';
 import { ClientFeatureFlags } from '../events/client-flags.js';
 import { EventHub } from '../events/event-hub.js';
-import { DEFAULT_BACKEND } from '../jobs/backend.js';
+import { DEFAULT_BACKEND, GATEWAY_CLIENT_OWNER } from '../jobs/backend.js';
 import { JobService } from '../jobs/job-service.js';
 import { getJob, listJobs } from '../jobs/jobs-api.js';
 import { checkBoundedId } from '../isolation/ids.js';
@@ -304,7 +304,9 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const at = now();
     await admit(key, at);
     if (!clientId) query.set('clientId', randomUUID().replaceAll('-', ''));
+    if (query.get('clientId') === hub.clientId) throw forbidden("That clientId is the gateway's own: use another.");
     const owner = await ownership.claim('client', query.get('clientId')!, key.key_id);
+    if (owner === GATEWAY_CLIENT_OWNER) throw forbidden("That clientId is the gateway's own: use another.");
     if (owner !== key.key_id && key.role !== 'admin') throw forbidden('That clientId belongs to another key: use your own (any new id becomes yours).');
     keyOfRequest.set(req, key.key_id);
     const ip = addressing.clientIp(req);

@@ -194,6 +194,19 @@ for (const promptIds of PROMPT_ID_MODES) {
       await socket.close();
     });
 
+    test("no key can use the gateway's own clientId, which would take its socket's place in ComfyUI", async () => {
+      const gatewayClientId = comfy.prompts.at(-1)!.body.client_id as string;
+      assert.ok(gatewayClientId, 'prompts reach ComfyUI with the gateway clientId');
+      for (const key of [keys.alice, keys.admin]) {
+        await assert.rejects(openCollectingSocket(`${gateway.url.replace('http', 'ws')}/ws?clientId=${gatewayClientId}`, { 'x-api-key': key }), {
+          status: 403,
+        });
+        const res = await send(gateway.url, '/api/prompt', { method: 'POST', key, body: { prompt: tagged(600), client_id: gatewayClientId } });
+        assert.equal(res.status, 403);
+      }
+      assert.ok(!arrivalOrder(comfy).includes(600), 'ComfyUI never saw the prompt');
+    });
+
     test('a user key cannot jump the queue with front or number', async () => {
       await queueTagged(gateway.url, keys.alice, 400);
       const res = await send(gateway.url, '/api/prompt', { method: 'POST', key: keys.bob, body: { prompt: tagged(401), front: true, number: -5 } });
