@@ -18,10 +18,10 @@ import {
 } from './context.js';
 import { refusedHistoryEntry, wasRefused } from '../jobs/refusal.js';
 import { historyWindow } from './history-window.js';
-import { emptyOk, parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
+import { emptyOk, parseJsonOrUndefined, relayAnswer, relayJson, withJsonText } from './json-body.js';
 import type { HistoryEntryFacts } from './json-rewrites.js';
 import { forEachInTurns } from './large-json.js';
-import { redactQueueItem } from './redact.js';
+import { mayHoldSecrets, redactQueueItem } from './redact.js';
 
 type HistoryEntry = { prompt?: unknown };
 type History = Record<string, HistoryEntry>;
@@ -85,27 +85,52 @@ async function getOwnHistoryWindow(
   offset: number,
 ): Promise<void> {
   let refusal: UpstreamAnswer | undefined;
-  const lookup = async (promptId: string): Promise<HistoryEntry | undefined> => {
+  const lookup = async (promptId: string): Promise<string | undefined> => {
     const job = ctx.jobs.jobs.get(promptId);
-    if (job && wasRefused(job)) return refusedHistoryEntry(job);
+    if (job && wasRefused(job)) return JSON.stringify(refusedHistoryEntry(job));
     const upstreamId = upstreamIdOf(ctx, promptId);
     const answer = await getUpstream(ctx, req, caller, `${path}/${encodeURIComponent(upstreamId)}`);
     if (answer.status !== 200) {
       refusal ??= answer;
       return undefined;
     }
-    const entry = (parseJsonOrUndefined(answer.body) as History | undefined)?.[upstreamId];
-    if (typeof entry !== 'object' || entry === null) return undefined;
-    asKeyKnowsIt(entry.prompt, job);
-    return entry;
+    return entryText(ctx, promptId, upstreamId, answer.body.toString('utf8'));
   };
   const window = await historyWindow(ownPromptsThatRan(ctx, caller.key.key_id), maxItems, offset, lookup);
   if (refusal) return relayAnswer(res, refusal);
-  for (const [id, entry] of window) {
-    redactQueueItem(entry.prompt);
-    void recordPromptOutputs(ctx, id, entry).catch(() => undefined);
-  }
-  relayJson(res, { status: 200, headers: {}, body: Buffer.alloc(0) }, Object.fromEntries(window));
+  const text = `{${window.map(([id, entry]) => `${JSON.stringify(id)}:${entry}`).join(',')}}`;
+  relayAnswer(res, withJsonText({ status: 200, headers: {}, body: Buffer.alloc(0) }, Buffer.from(text)));
+}
+
+/**
+ * The JSON text of a prompt's history entry as its key may see it, from ComfyUI's `/history/{id}`
+ * answer; undefined when it has none. A job's entry is passed on as ComfyUI wrote it, with this
+ * gateway's client_id replaced by the client's own, when that is all there is to change; otherwise
+ * (secrets to remove, another id, no client_id, another replica's client_id, a prompt from before the
+ * job registry) it is parsed, changed and written again.
+ */
+function entryText(ctx: IsolationContext, promptId: string, upstreamId: string, answer: string): string | undefined {
+  const job = ctx.jobs.jobs.get(promptId);
+  const gatewayClientId = JSON.stringify(ctx.jobs.backend.events.clientId);
+  const raw = job && job.client_id !== null && job.id === upstreamId ? onlyEntryOf(answer, upstreamId) : undefined;
+  if (raw !== undefined && raw.includes(gatewayClientId) && !mayHoldSecrets(raw)) return raw.replaceAll(gatewayClientId, JSON.stringify(job!.client_id));
+  const entry = (parseJsonOrUndefined(answer) as History | undefined)?.[upstreamId];
+  if (typeof entry !== 'object' || entry === null) return undefined;
+  asKeyKnowsIt(entry.prompt, job);
+  redactQueueItem(entry.prompt);
+  if (!job) void recordPromptOutputs(ctx, promptId, entry).catch(() => undefined);
+  return JSON.stringify(entry);
+}
+
+/** The text of the value of `{"<id>": {...}}`, the whole of a `/history/{id}` answer with an entry; undefined for any other text. */
+function onlyEntryOf(answer: string, id: string): string | undefined {
+  const text = answer.trim();
+  const key = `{${JSON.stringify(id)}`;
+  if (!text.startsWith(key) || !text.endsWith('}')) return undefined;
+  const rest = text.slice(key.length, -1).trimStart();
+  if (!rest.startsWith(':')) return undefined;
+  const value = rest.slice(1).trim();
+  return value.startsWith('{') && value.endsWith('}') ? value : undefined;
 }
 
 /** GET /history/{id}: the entry if it is the caller's; otherwise `{}`, as ComfyUI answers for an unknown id. */

@@ -139,5 +139,23 @@ for (const promptIds of PROMPT_ID_MODES) {
       assert.deepEqual(admin.ids, ['foreign-298', 'foreign-299']);
       assert.deepEqual(admin.upstream, ['GET /api/history?max_items=2']);
     });
+
+    test("each entry shows the client's own client_id, never the gateway's, and no secret ComfyUI kept", async () => {
+      const withClient = await queuePrompt(gateway.url, keys.bob, { client_id: 'bob-tab' });
+      const withoutClient = await queuePrompt(gateway.url, keys.bob);
+      const withSecret = await queuePrompt(gateway.url, keys.bob, { client_id: 'bob-tab' });
+      for (const id of [withClient, withoutClient, withSecret]) await waitForHistory(gateway.url, keys.bob, id);
+      // An older ComfyUI kept the secrets of Comfy's API nodes in the entry.
+      const stored = comfy.history.get(withSecret) as { prompt: [number, string, unknown, Record<string, unknown>, unknown] };
+      stored.prompt[3] = { ...stored.prompt[3], auth_token_comfy_org: 'secret-token' };
+      const { body } = await getHistory(keys.bob, '/api/history?max_items=3');
+      const extraData = (id: string): Record<string, unknown> => (body[id] as { prompt: unknown[] }).prompt[3] as Record<string, unknown>;
+      assert.equal(extraData(withClient).client_id, 'bob-tab');
+      assert.equal(extraData(withoutClient).client_id, undefined);
+      assert.equal(extraData(withSecret).client_id, 'bob-tab');
+      assert.equal(extraData(withSecret).auth_token_comfy_org, undefined);
+      assert.ok(!JSON.stringify(body).includes('secret-token'));
+      assert.equal((await send(gateway.url, `/api/history/${withSecret}`, { key: keys.bob })).text.includes('secret-token'), false);
+    });
   });
 }
