@@ -1,5 +1,6 @@
 // comfy-gate as a library: create a gateway from a config. Nothing runs on import.
 
+import { withChildPort } from './backends/child-port.js';
 import type { GatewayConfig } from './config/schema.js';
 import { createGatewayServer, type Gateway } from './server/app.js';
 import { createLogger, type Logger } from './log/logger.js';
@@ -13,16 +14,18 @@ export { GatewayError } from './errors.js';
 export { StoreCorruptError } from './store/types.js';
 
 /**
- * Opens the stores in `config.userDirectory` and builds the gateway; call `listen()` to start it.
+ * Opens the stores in `config.userDirectory` and builds the gateway; call `listen()` to start it
+ * (and the child ComfyUI of `config.child`, on a free loopback port chosen here).
  * @throws StoreCorruptError when a store file cannot be read (nothing is overwritten).
  * @example const gateway = await createGateway(loadServeConfig(['--require-api-auth'], {})); await gateway.listen();
  */
 export async function createGateway(
   config: GatewayConfig,
   log: Logger = createLogger(config.logLevel),
-): Promise<Gateway & { storeLocation: string; keyCount(): number }> {
+): Promise<Gateway & { storeLocation: string; keyCount(): number; upstream: URL }> {
   const metrics = createMetrics({ perKey: config.metricsPerKey });
   const stores = await createStores(config, log, (store, seconds) => metrics.storeWrite(store, seconds));
-  const gateway = createGatewayServer(config, stores, log, metrics);
-  return { ...gateway, storeLocation: stores.location, keyCount: () => stores.keys.size() };
+  const placed = await withChildPort(config);
+  const gateway = createGatewayServer(placed, stores, log, metrics);
+  return { ...gateway, storeLocation: stores.location, keyCount: () => stores.keys.size(), upstream: placed.upstream };
 }

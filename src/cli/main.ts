@@ -18,6 +18,10 @@ const HELP = `comfy-gate: API keys, rate limits and usage accounting in front of
 
 Usage:
   comfy-gate [serve] [options]        Run the gateway (ComfyUI's port by default: 8188)
+  comfy-gate [serve] [options] -- COMMAND ARGS...
+                                      Run the gateway and ComfyUI as its child, restarted when it
+                                      exits; {port} in ARGS is the loopback port it proxies to,
+                                      e.g. -- python main.py --port {port} (not with --upstream)
   comfy-gate keys list                List the keys
   comfy-gate keys create [options]    Create a key and print it once
   comfy-gate keys show KEY_ID         One key and its usage over 30 days

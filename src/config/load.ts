@@ -6,7 +6,16 @@ import { resolve } from 'node:path';
 import { checkTrustedProxy } from '../auth/client-addressing.js';
 import { parseUserRoute, type UserRoute } from '../isolation/user-routes.js';
 import { checkAllowedHost } from '../auth/host-names.js';
-import { DEFAULTS, LOG_LEVELS, REDIS_FAILURE_MODES, type AuthMode, type GatewayConfig, type LogLevel, type RedisFailureMode } from './schema.js';
+import {
+  DEFAULTS,
+  LOG_LEVELS,
+  REDIS_FAILURE_MODES,
+  type AuthMode,
+  type ChildCommand,
+  type GatewayConfig,
+  type LogLevel,
+  type RedisFailureMode,
+} from './schema.js';
 
 /** A setting that cannot be used; the CLI prints the message and exits with code 2. */
 export class ConfigError extends Error {
@@ -186,13 +195,27 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
 /** Flag values by flag name (without `--`), as parsed or taken from the environment. */
 export type RawValues = Record<string, string | boolean | string[] | undefined>;
 
+/** The upstream of a config with a child until `createGateway` chooses the child's port. */
+const CHILD_UPSTREAM_PLACEHOLDER = 'http://127.0.0.1:0';
+
 /**
- * Reads `serve` flags and their environment variables into a config.
+ * Reads `serve` flags and their environment variables into a config. Everything after `--` is the
+ * command of a ComfyUI the gateway runs as its child.
  * @throws ConfigError for an unknown flag or a value out of range, naming the flag and what is allowed.
  * @example loadServeConfig(['--require-api-auth', '--port', '8188'], process.env)
+ * @example loadServeConfig(['--require-api-auth', '--', 'python', 'main.py', '--port', '{port}'], process.env)
  */
 export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): GatewayConfig {
-  const values = parseFlags(args);
+  const end = args.indexOf('--');
+  const values = parseFlags(end < 0 ? args : args.slice(0, end));
+  const child = end < 0 ? null : parseChildCommand(args.slice(end + 1));
+  const upstreamGiven = values.upstream !== undefined ? '--upstream' : env.COMFY_GATE_UPSTREAM ? 'COMFY_GATE_UPSTREAM' : null;
+  if (child && upstreamGiven) {
+    throw new ConfigError(
+      `${upstreamGiven} and a command after -- both say where ComfyUI is: drop ${upstreamGiven} to run the command ` +
+        '(the gateway then proxies to it), or drop the command to use a ComfyUI that runs on its own',
+    );
+  }
   for (const option of SERVE_OPTIONS) {
     if (values[option.flag] !== undefined) continue;
     const fromEnv = env[option.env];
@@ -207,12 +230,13 @@ export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): Gateway
         : fromEnv;
   }
   const mode: AuthMode = values['require-api-auth'] ? 'required' : values['enable-api-auth'] ? 'optional' : 'off';
-  const upstream = parseUpstream(stringValue(values.upstream) ?? DEFAULTS.upstream);
+  const upstream = child ? new URL(CHILD_UPSTREAM_PLACEHOLDER) : parseUpstream(stringValue(values.upstream) ?? DEFAULTS.upstream);
   return {
     mode,
     listen: stringValue(values.listen) ?? DEFAULTS.listen,
     port: parseInteger('--port', stringValue(values.port), DEFAULTS.port, 0, 65535),
     upstream,
+    child,
     userDirectory: resolve(stringValue(values['user-directory']) ?? DEFAULTS.userDirectory),
     allowUnsafeStorePermissions: values['allow-unsafe-store-permissions'] === true,
     publicPaths: ((values['public-path'] as string[] | undefined) ?? []).map(parsePublicPath),
@@ -282,6 +306,26 @@ function parseUpstream(value: string): URL {
     throw new ConfigError(`--upstream must be ComfyUI's base URL without a path, not ${JSON.stringify(value)}`);
   }
   return url;
+}
+
+/**
+ * The words after `--`: a program and its arguments, which must take the gateway's `{port}`.
+ * @throws ConfigError when there is no program, no `{port}`, or an `{index}` (several children are not supported yet).
+ */
+function parseChildCommand(words: string[]): ChildCommand {
+  const [command, ...args] = words;
+  if (command === undefined || command === '') {
+    throw new ConfigError('-- must be followed by the command that starts ComfyUI, such as -- python main.py --port {port}');
+  }
+  if (!args.some((arg) => arg.includes('{port}'))) {
+    throw new ConfigError(
+      'the command after -- must listen on the port the gateway chooses: put {port} among its arguments, such as python main.py --port {port}',
+    );
+  }
+  if (words.some((word) => word.includes('{index}'))) {
+    throw new ConfigError('{index} numbers several children, but the gateway starts one: remove it from the command after --');
+  }
+  return { command, args };
 }
 
 const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };

@@ -14,8 +14,13 @@ export interface GatewayConfig {
   /** Address to listen on. */
   listen: string;
   port: number;
-  /** ComfyUI's base URL (http or https). */
+  /**
+   * ComfyUI's base URL (http or https). With `child`, `loadServeConfig` leaves port 0 here and
+   * `createGateway` puts the child's loopback address in its place.
+   */
   upstream: URL;
+  /** A ComfyUI the gateway starts and restarts itself (`comfy-gate [flags] -- COMMAND ARGS...`); null when `upstream` runs on its own. */
+  child: ChildCommand | null;
   /** Folder of `api_keys.json` and `api_usage.json`. */
   userDirectory: string;
   /** Routes the route table does not know that user keys may use (`--user-route`). */
@@ -61,6 +66,14 @@ export interface GatewayConfig {
   redisTimeoutMs: number;
   /** closed: 503 RATE_LIMIT_UNAVAILABLE; open: requests pass uncounted; local: each replica enforces its share in memory. */
   redisFailure: RedisFailureMode;
+}
+
+/** The command line of a ComfyUI the gateway runs as its child. */
+export interface ChildCommand {
+  /** The program, found on PATH as a shell would. */
+  command: string;
+  /** Its arguments; `{port}` stands for the loopback port the gateway chooses and proxies to. */
+  args: string[];
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { identify, type Caller } from '../auth/authenticate.js';
 import { whyNotLocal } from '../auth/client-address.js';
+import { ChildSupervisor } from '../backends/child-process.js';
 import { ClientAddressing } from '../auth/client-addressing.js';
 import { crossSiteRefusal } from '../auth/cross-site.js';
 import { AuthFailureLimiter } from '../auth/failure-limiter.js';
@@ -48,9 +49,9 @@ export type GatewayStores = Omit<Stores, 'location'>;
 
 export interface Gateway {
   server: Server;
-  /** Starts listening; resolves the bound address. */
+  /** Starts listening, and the child ComfyUI if the config has one; resolves the bound address. Rejects when the child's command cannot be started. */
   listen(): Promise<AddressInfo>;
-  /** Stops accepting, lets in-flight requests finish (up to `graceMs`), persists everything and closes the stores. */
+  /** Stops accepting, lets in-flight requests finish (up to `graceMs`), stops the child ComfyUI, persists everything and closes the stores. */
   close(graceMs?: number): Promise<void>;
 }
 
@@ -68,10 +69,18 @@ function requestIdOf(req: IncomingMessage): string {
   return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : randomUUID();
 }
 
-/** Wires the HTTP server to already-open stores. */
+/** Wires the HTTP server to already-open stores. A `config.child` must have its `{port}` replaced already (`withChildPort`). */
 export function createGatewayServer(config: GatewayConfig, stores: GatewayStores, log: Logger, metrics: GatewayMetrics): Gateway {
   const { keys, usage, counters, ownership, sessions, audit, jobs, jobEvents } = stores;
   const proxy = createHttpProxy({ upstream: config.upstream, headersTimeoutMs: config.upstreamTimeoutMs, frameAncestors: config.frameAncestors });
+  const child = config.child
+    ? new ChildSupervisor({
+        command: config.child,
+        name: 'comfyui',
+        log,
+        answers: () => proxy.probe('/', READY_PROBE_TIMEOUT_MS).then((status) => status < 500),
+      })
+    : null;
   const jobService = new JobService({
     jobs,
     backendName: DEFAULT_BACKEND,
@@ -279,8 +288,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         (error: Error) => `not writable: ${error.message}`,
       ),
     ]);
-    const ready = upstream === 'ok' && store === 'ok';
-    sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not_ready', upstream, store });
+    const ready = upstream === 'ok' && store === 'ok' && (child === null || child.status().state === 'running');
+    sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not_ready', upstream, store, ...(child ? { child: child.describe() } : {}) });
   }
 
   async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
@@ -373,18 +382,21 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
 
   return {
     server,
-    listen: () =>
-      new Promise<AddressInfo>((resolve, reject) => {
+    async listen() {
+      const address = await new Promise<AddressInfo>((resolve, reject) => {
         server.once('error', reject);
         server.listen(config.port, config.listen, () => {
           server.off('error', reject);
-          if (config.mode !== 'off') {
-            hub.start();
-            jobService.start();
-          }
           resolve(server.address() as AddressInfo);
         });
-      }),
+      });
+      await child?.start();
+      if (config.mode !== 'off') {
+        hub.start();
+        jobService.start();
+      }
+      return address;
+    },
     async close(graceMs = 5000) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
@@ -394,7 +406,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       const timer = setTimeout(() => server.closeAllConnections(), graceMs).unref();
       await closed;
       clearTimeout(timer);
-      await Promise.all([proxy.close(), isolated.close()]);
+      await Promise.all([proxy.close(), isolated.close(), child?.stop()]);
       jobEvents?.close();
       await Promise.all([keys.close(), usage.close(), counters.close(), ownership.close(), sessions.close(), jobs.close()]);
       log.flush();

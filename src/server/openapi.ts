@@ -257,7 +257,7 @@ export const OPENAPI_DOCUMENT = {
     },
     '/readyz': {
       get: {
-        summary: 'ComfyUI answers and the store can be written',
+        summary: 'ComfyUI answers, the store can be written, and a child ComfyUI (`-- COMMAND`) has answered since its last start',
         responses: Object.fromEntries(
           [200, 503].map((status) => [
             status,
@@ -266,7 +266,15 @@ export const OPENAPI_DOCUMENT = {
               ...json({
                 type: 'object',
                 required: ['status', 'upstream', 'store'],
-                properties: { status: { enum: ['ready', 'not_ready'] }, upstream: { type: 'string' }, store: { type: 'string' } },
+                properties: {
+                  status: { enum: ['ready', 'not_ready'] },
+                  upstream: { type: 'string' },
+                  store: { type: 'string' },
+                  child: {
+                    type: 'string',
+                    description: 'Only with a child ComfyUI: `running (pid N)`, `starting (pid N)`, `restarting in N s (exit code N)` or `stopped`',
+                  },
+                },
               }),
             },
           ]),

@@ -21,7 +21,8 @@ export interface GatewayProcess {
 }
 
 export interface StartGatewayOptions {
-  upstream: string;
+  /** ComfyUI's URL; null for none, when `args` end with `-- COMMAND` (a child ComfyUI). */
+  upstream: string | null;
   args?: string[];
   userDirectory?: string;
   env?: NodeJS.ProcessEnv;
@@ -39,7 +40,8 @@ export async function tempUserDirectory(): Promise<{ path: string; remove(): Pro
  */
 export async function startGateway(options: StartGatewayOptions): Promise<GatewayProcess> {
   const userDirectory = options.userDirectory ?? (await tempUserDirectory()).path;
-  const child = spawn(process.execPath, [CLI_PATH, '--port', '0', '--upstream', options.upstream, '--user-directory', userDirectory, ...(options.args ?? [])], {
+  const upstream = options.upstream === null ? [] : ['--upstream', options.upstream];
+  const child = spawn(process.execPath, [CLI_PATH, '--port', '0', ...upstream, '--user-directory', userDirectory, ...(options.args ?? [])], {
     env: { ...cleanEnv(), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { withChildPort } from '../../src/backends/child-port.js';
 import { ConfigError, loadServeConfig } from '../../src/config/load.js';
 
 describe('loadServeConfig', () => {
@@ -153,7 +154,36 @@ describe('loadServeConfig', () => {
     assert.equal(loadServeConfig([], { COMFY_GATE_ALLOW_UNSAFE_STORE_PERMISSIONS: 'yes' }).allowUnsafeStorePermissions, true);
   });
 
+  test('everything after -- is the command of a child ComfyUI, whose {port} becomes a free loopback port and the upstream', async () => {
+    assert.equal(loadServeConfig([], {}).child, null);
+    const config = loadServeConfig(['--require-api-auth', '--', 'python', 'main.py', '--port={port}', '--', '--url', 'http://127.0.0.1:{port}/'], {});
+    assert.equal(config.mode, 'required');
+    assert.deepEqual(config.child, { command: 'python', args: ['main.py', '--port={port}', '--', '--url', 'http://127.0.0.1:{port}/'] });
+    const placed = await withChildPort(config);
+    const port = Number(placed.upstream.port);
+    assert.ok(port > 0 && port < 65536);
+    assert.equal(placed.upstream.origin, `http://127.0.0.1:${port}`);
+    assert.deepEqual(placed.child, { command: 'python', args: ['main.py', `--port=${port}`, '--', '--url', `http://127.0.0.1:${port}/`] });
+    assert.equal((await withChildPort(loadServeConfig([], {}))).upstream.href, 'http://127.0.0.1:8189/', 'no child: the upstream is kept');
+  });
+
   const bad: Array<[string, string[], NodeJS.ProcessEnv, RegExp]> = [
+    [
+      '--upstream with a child',
+      ['--upstream', 'http://127.0.0.1:8189', '--', 'python', 'main.py', '--port', '{port}'],
+      {},
+      /--upstream and a command after --/,
+    ],
+    [
+      'COMFY_GATE_UPSTREAM with a child',
+      ['--', 'python', 'main.py', '--port', '{port}'],
+      { COMFY_GATE_UPSTREAM: 'http://x' },
+      /COMFY_GATE_UPSTREAM and a command/,
+    ],
+    ['-- without a command', ['--require-api-auth', '--'], {}, /-- must be followed by the command that starts ComfyUI/],
+    ['a child command without {port}', ['--', 'python', 'main.py'], {}, /put \{port\} among its arguments/],
+    ['a child command with {index}', ['--', 'python', 'main.py', '--port', '{port}', '--cuda-device', '{index}'], {}, /\{index\} numbers several children/],
+    ['an unknown gateway flag before a child command', ['--bogus', '--', 'python', 'main.py', '--port', '{port}'], {}, /bogus/],
     ['unknown flag', ['--bogus'], {}, /bogus/],
     ['port not a number', ['--port', 'abc'], {}, /--port must be a whole number from 0 to 65535/],
     ['port too large', ['--port', '70000'], {}, /--port/],

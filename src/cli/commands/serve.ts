@@ -1,4 +1,4 @@
-// `comfy-gate serve`: runs the gateway until SIGTERM or SIGINT, then persists everything and exits.
+// `comfy-gate serve`: runs the gateway (and the ComfyUI child given after `--`) until SIGTERM, SIGINT or SIGHUP, then stops the child, persists everything and exits.
 
 import { createGateway } from '../../index.js';
 import { loadServeConfig } from '../../config/load.js';
@@ -14,7 +14,7 @@ export async function serve(args: string[], env: NodeJS.ProcessEnv): Promise<voi
   const keyCount = gateway.keyCount();
   console.log(
     `comfy-gate ${VERSION}: mode ${config.mode}, listening on http://${host}:${address.port}, ` +
-      `upstream ${config.upstream.origin}, store ${gateway.storeLocation} (${keyCount} key${keyCount === 1 ? '' : 's'})`,
+      `upstream ${gateway.upstream.origin}${config.child ? ` (started by the gateway: ${config.child.command})` : ''}, store ${gateway.storeLocation} (${keyCount} key${keyCount === 1 ? '' : 's'})`,
   );
   let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {
@@ -30,4 +30,6 @@ export async function serve(args: string[], env: NodeJS.ProcessEnv): Promise<voi
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  // A closed terminal: stop as on SIGTERM, so the child ComfyUI is not left running.
+  process.on('SIGHUP', stop);
 }

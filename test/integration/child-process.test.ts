@@ -1,0 +1,168 @@
+// ComfyUI as the gateway's child (`comfy-gate -- COMMAND ARGS`): {port}, proxying, its output in the log, a restart after a crash that settles its job, and SIGTERM.
+
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { queuePrompt, waitForHistory } from '../helpers/comfy-client.js';
+import { runCli, startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
+import { send } from '../helpers/http-client.js';
+import { createKey } from '../helpers/keys.js';
+
+const CHILD_SCRIPT = resolve(import.meta.dirname, '../helpers/fake-comfyui-child.js');
+
+interface LogLine {
+  msg: string;
+  event?: string;
+  pid?: number;
+  stream?: string;
+  exit?: string;
+}
+
+/** The gateway's JSON log lines so far. */
+function logLines(gateway: GatewayProcess): LogLine[] {
+  return gateway
+    .output()
+    .stdout.split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as LogLine);
+}
+
+/** The pid of the child started last, from its `child_started` log line. */
+function childPid(gateway: GatewayProcess): number {
+  const started = logLines(gateway).filter((line) => line.event === 'child_started');
+  assert.ok(started.length > 0, 'the gateway logged the start of its child');
+  return started.at(-1)!.pid!;
+}
+
+/** Whether a process with this pid exists. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    throw error;
+  }
+}
+
+/** Polls `/readyz` until `wanted` holds for its status and body; resolves that body. Fails after `timeoutMs`. */
+async function readinessUntil(
+  gateway: GatewayProcess,
+  wanted: (status: number, body: { child?: string }) => boolean,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<{ child?: string }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await send(gateway.url, '/readyz');
+    const body = res.json<{ child?: string }>();
+    if (wanted(res.status, body)) return body;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for /readyz: ${what}; last ${res.status} ${res.text}`);
+    await sleep(20);
+  }
+}
+
+describe('ComfyUI as a child process', () => {
+  let gateway: GatewayProcess;
+  let userDirectory: { path: string; remove(): Promise<void> };
+  let admin: string;
+
+  before(async () => {
+    userDirectory = await tempUserDirectory();
+    gateway = await startGateway({
+      upstream: null,
+      userDirectory: userDirectory.path,
+      args: ['--require-api-auth', '--', process.execPath, CHILD_SCRIPT, '--port', '{port}', '--step-delay-ms', '200'],
+    });
+    await readinessUntil(gateway, (status) => status === 200, 'ready after the first start');
+    admin = (await createKey(gateway.url, { name: 'admin', role: 'admin', rate_limit: 10_000 })).api_key;
+  });
+  after(async () => {
+    if (!gateway) return;
+    await gateway.stop('SIGTERM');
+    const last = childPid(gateway);
+    if (alive(last)) process.kill(last, 'SIGKILL');
+    // The folders of fake ComfyUIs that were killed, which could not remove their own.
+    const folders = logLines(gateway).flatMap((line) => /folder (\S+)$/.exec(line.msg)?.[1] ?? []);
+    await Promise.all(folders.map((folder) => rm(folder, { recursive: true, force: true })));
+    await userDirectory?.remove();
+  });
+
+  test('{port} is a free loopback port: the child listens there and the gateway proxies to it', async () => {
+    const port = Number(/upstream http:\/\/127\.0\.0\.1:(\d+) \(started by the gateway: /.exec(gateway.output().stdout)?.[1]);
+    assert.ok(port > 0 && port !== gateway.port, gateway.output().stdout);
+    const said = logLines(gateway).find((line) => line.msg.startsWith('[comfyui] fake ComfyUI listening on port'));
+    assert.ok(said, 'the child line is in the log');
+    assert.match(said.msg, new RegExp(`^\\[comfyui\\] fake ComfyUI listening on port ${port}, pid ${childPid(gateway)}, `));
+    assert.equal(said.stream, 'stdout');
+    assert.ok(logLines(gateway).some((line) => line.msg === '[comfyui] fake ComfyUI: a line on stderr' && line.stream === 'stderr'));
+    assert.equal((await send(`http://127.0.0.1:${port}`, '/api/system_stats')).status, 200, 'the child itself answers on that port');
+    assert.equal((await send(gateway.url, '/api/system_stats')).status, 401, 'required mode still guards it');
+    const res = await send(gateway.url, '/api/system_stats', { key: admin });
+    assert.equal(res.status, 200, res.text);
+    assert.ok('devices' in res.json());
+    const ready = await send(gateway.url, '/readyz');
+    assert.deepEqual(ready.json(), { status: 'ready', upstream: 'ok', store: 'ok', child: `running (pid ${childPid(gateway)})` });
+  });
+
+  test('a child that dies is started again, /readyz says so meanwhile, and its running job ends as error', async () => {
+    const promptId = await queuePrompt(gateway.url, admin);
+    const deadline = Date.now() + 30_000;
+    while ((await send(gateway.url, `/api/gateway/jobs/${promptId}`, { key: admin })).json<{ status: string }>().status !== 'running') {
+      assert.ok(Date.now() < deadline, 'the job runs in the child');
+      await sleep(20);
+    }
+    const first = childPid(gateway);
+    process.kill(first, 'SIGKILL');
+    const down = await readinessUntil(gateway, (status, body) => status === 503 && body.child?.startsWith('restarting') === true, 'not ready while restarting');
+    assert.match(down.child!, /^restarting in \d+ s \(signal SIGKILL\)$/);
+    const up = await readinessUntil(gateway, (status) => status === 200, 'ready again after the restart');
+    const second = childPid(gateway);
+    assert.notEqual(second, first);
+    assert.equal(up.child, `running (pid ${second}, 1 restart, last: signal SIGKILL)`);
+    assert.ok(logLines(gateway).some((line) => line.event === 'child_exited' && line.pid === first && line.exit === 'signal SIGKILL'));
+    // The new ComfyUI never heard of the job: reconciliation settles it once the event socket is back.
+    let job: { status: string; error: { message: string } | null };
+    for (;;) {
+      job = (await send(gateway.url, `/api/gateway/jobs/${promptId}`, { key: admin })).json();
+      if (job.status !== 'running' && job.status !== 'queued') break;
+      assert.ok(Date.now() < deadline + 60_000, 'the job of the dead child is settled');
+      await sleep(50);
+    }
+    assert.equal(job.status, 'error');
+    assert.match(job.error!.message, /no longer knows this job/);
+    const next = await queuePrompt(gateway.url, admin);
+    await waitForHistory(gateway.url, admin, next, 60_000);
+  });
+
+  test('SIGTERM stops the child gracefully, and the gateway exits 0', async () => {
+    const pid = childPid(gateway);
+    assert.ok(alive(pid));
+    assert.equal(await gateway.stop('SIGTERM'), 0);
+    assert.equal(alive(pid), false, 'the child is gone with the gateway');
+    assert.ok(logLines(gateway).some((line) => line.msg === `[comfyui] fake ComfyUI stopping on SIGTERM, pid ${pid}`));
+    assert.ok(logLines(gateway).some((line) => line.event === 'child_exited' && line.pid === pid && line.exit === 'exit code 0'));
+  });
+});
+
+describe('the child command line', () => {
+  test('refused with --upstream, without {port}, and when the command cannot be started', async () => {
+    const folder = await tempUserDirectory();
+    try {
+      const base = ['--port', '0', '--user-directory', folder.path];
+      const both = await runCli([...base, '--upstream', 'http://127.0.0.1:8189', '--', process.execPath, CHILD_SCRIPT, '--port', '{port}']);
+      assert.equal(both.code, 2);
+      assert.match(both.stderr, /--upstream and a command after -- both say where ComfyUI is/);
+      const noPort = await runCli([...base, '--', process.execPath, CHILD_SCRIPT]);
+      assert.equal(noPort.code, 2);
+      assert.match(noPort.stderr, /put \{port\} among its arguments/);
+      const missing = await runCli([...base, '--', resolve(folder.path, 'no-such-program'), '--port', '{port}']);
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, /the command after -- could not be started: spawn .*no-such-program ENOENT/);
+    } finally {
+      await folder.remove();
+    }
+  });
+});
