@@ -88,13 +88,6 @@ export class PostgresJobStore extends IndexedJobReads implements JobStore {
       database: this.database,
       channel: CHANNELS.jobs,
       reloadIntervalMs: options.reloadIntervalMs ?? 30_000,
-      parse: (payload) => {
-        try {
-          return JSON.parse(payload) as Announcement;
-        } catch {
-          return null;
-        }
-      },
       onPayloads: async (announcements) => {
         const fetch: string[] = [];
         for (const a of announcements) {

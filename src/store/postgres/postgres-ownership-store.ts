@@ -67,13 +67,6 @@ export class PostgresOwnershipStore implements OwnershipStore {
       database: this.database,
       channel: CHANNELS.ownership,
       reloadIntervalMs: options.reloadIntervalMs ?? 30_000,
-      parse: (payload) => {
-        try {
-          return JSON.parse(payload) as Announcement;
-        } catch {
-          return null;
-        }
-      },
       onPayloads: async (announcements) => {
         const seqs: number[] = [];
         const disputed = new Map<string, { kind: string; id: string }>();

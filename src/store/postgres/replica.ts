@@ -17,8 +17,8 @@ export interface ReplicaFeedOptions<T> {
   onPayloads(payloads: T[]): Promise<void>;
   /** Reloads rows whose `updated_at` is after `since` (Unix seconds, 0 for all); resolves the newest `updated_at` seen. */
   reloadSince(since: number): Promise<number | null>;
-  /** Turns a notification's text into what `onPayloads` takes; null ignores it. */
-  parse(payload: string): T | null;
+  /** Turns a notification's text into what `onPayloads` takes; null ignores it (default: the text as JSON, null when it is not JSON). */
+  parse?(payload: string): T | null;
 }
 
 /**
@@ -45,7 +45,7 @@ export class ReplicaFeed<T> {
     this.unsubscribe = await this.options.database.subscribe(
       this.options.channel,
       (payload) => {
-        const parsed = this.options.parse(payload);
+        const parsed = this.options.parse ? this.options.parse(payload) : parseJsonOrNull<T>(payload);
         if (parsed === null) return;
         this.queued.push(parsed);
         void this.kick();
@@ -118,5 +118,13 @@ export class ReplicaFeed<T> {
         }
       }
     }
+  }
+}
+
+function parseJsonOrNull<T>(payload: string): T | null {
+  try {
+    return JSON.parse(payload) as T;
+  } catch {
+    return null;
   }
 }
