@@ -61,13 +61,18 @@ async function jobsOfEntries(ctx: IsolationContext, entries: readonly HistoryEnt
   return jobs;
 }
 
-/** Statuses of jobs that have a history entry in ComfyUI. */
-const RAN = ['success', 'error', 'interrupted'] as const;
+/**
+ * Statuses of jobs that have, or may have, a history entry in ComfyUI: those that ran, and those sent
+ * to it (ComfyUI may have written the entry a moment before the gateway hears the end). Held jobs and
+ * jobs cancelled before they ran have none.
+ */
+const MAY_HAVE_RUN = ['queued', 'running', 'success', 'error', 'interrupted'] as const;
 
-/** The ids of the key's prompts that may have a history entry, newest first: its jobs that ran, then its prompts from before the job registry. */
+/** The ids of the key's prompts that may have a history entry, newest first: its jobs, then its prompts from before the job registry. */
 function ownPromptsThatRan(ctx: IsolationContext, keyId: string): string[] {
   const jobs = ctx.jobs.jobs;
-  const ran = jobs.list({ keyId, statuses: RAN, offset: 0, limit: jobs.count({ keyId, statuses: RAN }) }).map((job) => job.id);
+  const statuses = MAY_HAVE_RUN;
+  const ran = jobs.list({ keyId, statuses, offset: 0, limit: jobs.count({ keyId, statuses }) }).map((job) => job.id);
   return [...ran, ...ctx.ownership.recentPrompts(keyId, Number.MAX_SAFE_INTEGER).map((p) => p.promptId)];
 }
 
