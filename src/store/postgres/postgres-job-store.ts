@@ -112,14 +112,7 @@ export class PostgresJobStore extends IndexedJobReads implements JobStore {
   }
 
   async open(): Promise<void> {
-    this.database.retain();
-    try {
-      await this.feed.start();
-    } catch (error) {
-      this.feed.stop();
-      await this.database.release();
-      throw error;
-    }
+    await this.feed.open();
     this.sweeper.start();
   }
 
@@ -170,8 +163,7 @@ export class PostgresJobStore extends IndexedJobReads implements JobStore {
   async close(): Promise<void> {
     await this.sweeper.stop();
     await this.deferred.close();
-    this.feed.stop();
-    await this.database.release();
+    await this.feed.close();
   }
 
   /** Waits for the notifications received so far to be applied. */

@@ -120,14 +120,7 @@ export class PostgresKeyStore implements KeyStore {
   }
 
   async open(): Promise<void> {
-    this.database.retain();
-    try {
-      await this.feed.start();
-    } catch (error) {
-      this.feed.stop();
-      await this.database.release();
-      throw error;
-    }
+    await this.feed.open();
     this.touchTimer = setInterval(() => void this.flushTouches().catch(() => undefined), this.touchFlushMs).unref();
   }
 
@@ -214,9 +207,8 @@ export class PostgresKeyStore implements KeyStore {
   async close(): Promise<void> {
     if (this.touchTimer) clearInterval(this.touchTimer);
     this.touchTimer = null;
-    this.feed.stop();
     await this.flushTouches().catch(() => undefined);
-    await this.database.release();
+    await this.feed.close();
   }
 
   /** Waits for the notifications received so far to be applied (for tests and the migrate command). */

@@ -96,14 +96,7 @@ export class PostgresOwnershipStore implements OwnershipStore {
   }
 
   async open(): Promise<void> {
-    this.database.retain();
-    try {
-      await this.feed.start();
-    } catch (error) {
-      this.feed.stop();
-      await this.database.release();
-      throw error;
-    }
+    await this.feed.open();
   }
 
   ownerOf(kind: OwnedKind, id: string): string | undefined {
@@ -291,8 +284,7 @@ export class PostgresOwnershipStore implements OwnershipStore {
 
   async close(): Promise<void> {
     await this.pending.close();
-    this.feed.stop();
-    await this.database.release();
+    await this.feed.close();
   }
 
   /** Waits for the notifications received so far to be applied. */

@@ -69,14 +69,7 @@ export class PostgresSessionStore implements SessionStore {
   }
 
   async open(): Promise<void> {
-    this.database.retain();
-    try {
-      await this.feed.start();
-    } catch (error) {
-      this.feed.stop();
-      await this.database.release();
-      throw error;
-    }
+    await this.feed.open();
     this.cleanupTimer = setInterval(() => void this.cleanup().catch(() => undefined), CLEANUP_INTERVAL_MS).unref();
   }
 
@@ -123,8 +116,7 @@ export class PostgresSessionStore implements SessionStore {
   async close(): Promise<void> {
     if (this.cleanupTimer) clearInterval(this.cleanupTimer);
     this.cleanupTimer = null;
-    this.feed.stop();
-    await this.database.release();
+    await this.feed.close();
   }
 
   /** Waits for the notifications received so far to be applied. */

@@ -40,8 +40,27 @@ export class ReplicaFeed<T> {
     this.options = options;
   }
 
-  /** Listens, then loads everything (so nothing changed between the load and the LISTEN is missed). */
-  async start(): Promise<void> {
+  /**
+   * Holds the database for its store, then listens and loads everything (so nothing changed between the
+   * load and the LISTEN is missed). If that fails, lets go of both and rethrows.
+   */
+  async open(): Promise<void> {
+    this.options.database.retain();
+    try {
+      await this.start();
+    } catch (error) {
+      await this.close();
+      throw error;
+    }
+  }
+
+  /** Stops and lets go of the database. */
+  async close(): Promise<void> {
+    this.stop();
+    await this.options.database.release();
+  }
+
+  private async start(): Promise<void> {
     this.unsubscribe = await this.options.database.subscribe(
       this.options.channel,
       (payload) => {
@@ -67,7 +86,7 @@ export class ReplicaFeed<T> {
     return this.running ?? Promise.resolve();
   }
 
-  stop(): void {
+  private stop(): void {
     if (this.timer) clearInterval(this.timer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.timer = null;
