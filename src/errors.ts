@@ -127,3 +127,14 @@ export const upstreamUnavailable = (cause: unknown): GatewayError => new Gateway
 export const upstreamTimeout = (cause: unknown): GatewayError => new GatewayError(504, 'UPSTREAM_TIMEOUT', 'ComfyUI did not answer in time.', { cause });
 
 export const internalError = (cause: unknown): GatewayError => new GatewayError(500, 'INTERNAL_ERROR', 'Internal error.', { cause });
+
+export const backendDown = (name: string): GatewayError =>
+  new GatewayError(502, 'BACKEND_DOWN', `The ComfyUI backend this job is on (${name}) is down; try again once it is back.`);
+
+export const backendsDown = (): GatewayError =>
+  new GatewayError(503, 'BACKENDS_DOWN', 'Every ComfyUI backend is down; try again once one is back (see /readyz).');
+
+export const unknownBackend = (name: string, known: readonly string[]): GatewayError =>
+  new GatewayError(400, 'UNKNOWN_BACKEND', `No backend is named ${JSON.stringify(name)}; the backends are ${known.join(', ')}.`, {
+    details: { backends: known },
+  });

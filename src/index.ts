@@ -1,6 +1,6 @@
 // comfy-gate as a library: create a gateway from a config. Nothing runs on import.
 
-import { withChildPort } from './backends/child-port.js';
+import { withChildPorts } from './backends/child-port.js';
 import type { GatewayConfig } from './config/schema.js';
 import { createGatewayServer, type Gateway } from './server/app.js';
 import { createLogger, type Logger } from './log/logger.js';
@@ -15,17 +15,17 @@ export { StoreCorruptError } from './store/types.js';
 
 /**
  * Opens the stores in `config.userDirectory` and builds the gateway; call `listen()` to start it
- * (and the child ComfyUI of `config.child`, on a free loopback port chosen here).
+ * (and the child ComfyUIs of `config.backends`, each on a free loopback port chosen here).
  * @throws StoreCorruptError when a store file cannot be read (nothing is overwritten).
  * @example const gateway = await createGateway(loadServeConfig(['--require-api-auth'], {})); await gateway.listen();
  */
 export async function createGateway(
   config: GatewayConfig,
   log: Logger = createLogger(config.logLevel),
-): Promise<Gateway & { storeLocation: string; keyCount(): number; upstream: URL }> {
+): Promise<Gateway & { storeLocation: string; keyCount(): number; backends: GatewayConfig['backends'] }> {
   const metrics = createMetrics({ perKey: config.metricsPerKey });
   const stores = await createStores(config, log, (store, seconds) => metrics.storeWrite(store, seconds));
-  const placed = await withChildPort(config);
+  const placed = await withChildPorts(config);
   const gateway = createGatewayServer(placed, stores, log, metrics);
-  return { ...gateway, storeLocation: stores.location, keyCount: () => stores.keys.size(), upstream: placed.upstream };
+  return { ...gateway, storeLocation: stores.location, keyCount: () => stores.keys.size(), backends: placed.backends };
 }

@@ -10,7 +10,9 @@ import {
   DEFAULTS,
   LOG_LEVELS,
   REDIS_FAILURE_MODES,
+  DEFAULT_BACKEND_NAME,
   type AuthMode,
+  type BackendConfig,
   type ChildCommand,
   type GatewayConfig,
   type LogLevel,
@@ -39,7 +41,19 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { flag: 'require-api-auth', env: 'COMFY_GATE_REQUIRE_API_AUTH', type: 'boolean', help: 'Require a valid key for every request (deny by default)' },
   { flag: 'listen', env: 'COMFY_GATE_LISTEN', type: 'string', help: `Address to listen on (default ${DEFAULTS.listen})` },
   { flag: 'port', env: 'COMFY_GATE_PORT', type: 'string', help: `Port to listen on (default ${DEFAULTS.port})` },
-  { flag: 'upstream', env: 'COMFY_GATE_UPSTREAM', type: 'string', help: `ComfyUI's URL (default ${DEFAULTS.upstream})` },
+  {
+    flag: 'upstream',
+    env: 'COMFY_GATE_UPSTREAMS',
+    type: 'string',
+    multiple: true,
+    help: `A ComfyUI's URL, optionally URL#weight=2&name=gpu0; repeatable, one backend each (env: comma-separated; default ${DEFAULTS.upstream})`,
+  },
+  {
+    flag: 'spawn-count',
+    env: 'COMFY_GATE_SPAWN_COUNT',
+    type: 'string',
+    help: 'How many copies of the ComfyUI command after -- to start, each a backend; {index} in it becomes 0 to N-1 (default 1)',
+  },
   {
     flag: 'user-directory',
     env: 'COMFY_GATE_USER_DIRECTORY',
@@ -209,7 +223,8 @@ export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): Gateway
   const end = args.indexOf('--');
   const values = parseFlags(end < 0 ? args : args.slice(0, end));
   const child = end < 0 ? null : parseChildCommand(args.slice(end + 1));
-  const upstreamGiven = values.upstream !== undefined ? '--upstream' : env.COMFY_GATE_UPSTREAM ? 'COMFY_GATE_UPSTREAM' : null;
+  const upstreamGiven =
+    values.upstream !== undefined ? '--upstream' : env.COMFY_GATE_UPSTREAMS ? 'COMFY_GATE_UPSTREAMS' : env.COMFY_GATE_UPSTREAM ? 'COMFY_GATE_UPSTREAM' : null;
   if (child && upstreamGiven) {
     throw new ConfigError(
       `${upstreamGiven} and a command after -- both say where ComfyUI is: drop ${upstreamGiven} to run the command ` +
@@ -229,14 +244,20 @@ export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): Gateway
             .filter(Boolean)
         : fromEnv;
   }
+  // COMFY_GATE_UPSTREAM (one URL) is read when COMFY_GATE_UPSTREAMS is not set, for configurations written before several backends.
+  if (values.upstream === undefined && env.COMFY_GATE_UPSTREAM) values.upstream = [env.COMFY_GATE_UPSTREAM];
   const mode: AuthMode = values['require-api-auth'] ? 'required' : values['enable-api-auth'] ? 'optional' : 'off';
-  const upstream = child ? new URL(CHILD_UPSTREAM_PLACEHOLDER) : parseUpstream(stringValue(values.upstream) ?? DEFAULTS.upstream);
+  const spawnCount = parseInteger('--spawn-count', stringValue(values['spawn-count']), 1, 1, 64);
+  if (!child && values['spawn-count'] !== undefined) throw new ConfigError('--spawn-count counts children: give the ComfyUI command after --');
+  if (child && spawnCount === 1 && [child.command, ...child.args].some((word) => word.includes('{index}'))) {
+    throw new ConfigError('{index} numbers several children: give --spawn-count N, or remove {index} from the command after --');
+  }
+  const backends = child ? childBackends(child, spawnCount) : upstreamBackends((values.upstream as string[] | undefined) ?? [DEFAULTS.upstream]);
   return {
     mode,
     listen: stringValue(values.listen) ?? DEFAULTS.listen,
     port: parseInteger('--port', stringValue(values.port), DEFAULTS.port, 0, 65535),
-    upstream,
-    child,
+    backends,
     userDirectory: resolve(stringValue(values['user-directory']) ?? DEFAULTS.userDirectory),
     allowUnsafeStorePermissions: values['allow-unsafe-store-permissions'] === true,
     publicPaths: ((values['public-path'] as string[] | undefined) ?? []).map(parsePublicPath),
@@ -292,7 +313,25 @@ export function parseInteger(name: string, value: string | undefined, fallback: 
   return Number(value);
 }
 
-function parseUpstream(value: string): URL {
+/** Names a backend may have: they appear in job records, metric labels and URLs. */
+const BACKEND_NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+
+/**
+ * The backends of `--upstream` values, each `URL` or `URL#weight=W&name=N`. Without a name, one
+ * backend is `default` and several are named by their host and port.
+ * @throws ConfigError for a value that is not such a URL, a bad weight or name, or a name given twice.
+ */
+function upstreamBackends(values: readonly string[]): BackendConfig[] {
+  const backends = values.map((value) => parseUpstream(value, values.length));
+  const seen = new Set<string>();
+  for (const backend of backends) {
+    if (seen.has(backend.name)) throw new ConfigError(`two --upstream values are both named ${backend.name}: give each a #name=... of its own`);
+    seen.add(backend.name);
+  }
+  return backends;
+}
+
+function parseUpstream(value: string, count: number): BackendConfig {
   let url: URL;
   try {
     url = new URL(value);
@@ -302,15 +341,35 @@ function parseUpstream(value: string): URL {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new ConfigError(`--upstream must be an http:// or https:// URL, not ${JSON.stringify(value)}`);
   }
-  if (url.pathname !== '/' || url.search || url.hash) {
+  if (url.pathname !== '/' || url.search) {
     throw new ConfigError(`--upstream must be ComfyUI's base URL without a path, not ${JSON.stringify(value)}`);
   }
-  return url;
+  const settings = new URLSearchParams(url.hash.slice(1));
+  url.hash = '';
+  for (const setting of settings.keys()) {
+    if (setting !== 'weight' && setting !== 'name') throw new ConfigError(`--upstream ${url.origin}: unknown setting #${setting}; use #weight=2&name=gpu0`);
+  }
+  const weight = parseInteger(`--upstream ${url.origin} #weight`, settings.get('weight') ?? undefined, 1, 1, 1000);
+  const name = settings.get('name') ?? (count === 1 ? DEFAULT_BACKEND_NAME : url.host);
+  if (!BACKEND_NAME.test(name)) {
+    throw new ConfigError(`--upstream ${url.origin}: #name must be 1 to 64 letters, digits, dots, colons, dashes or underscores, not ${JSON.stringify(name)}`);
+  }
+  return { name, url, weight, child: null };
+}
+
+/** One backend per child: `default` for one, `comfyui-0` to `comfyui-{N-1}` for several, each with `{index}` in its command replaced. */
+function childBackends(child: ChildCommand, count: number): BackendConfig[] {
+  return Array.from({ length: count }, (_, index) => ({
+    name: count === 1 ? DEFAULT_BACKEND_NAME : `comfyui-${index}`,
+    url: new URL(CHILD_UPSTREAM_PLACEHOLDER),
+    weight: 1,
+    child: { command: child.command.replaceAll('{index}', String(index)), args: child.args.map((arg) => arg.replaceAll('{index}', String(index))) },
+  }));
 }
 
 /**
  * The words after `--`: a program and its arguments, which must take the gateway's `{port}`.
- * @throws ConfigError when there is no program, no `{port}`, or an `{index}` (several children are not supported yet).
+ * @throws ConfigError when there is no program or no `{port}`.
  */
 function parseChildCommand(words: string[]): ChildCommand {
   const [command, ...args] = words;
@@ -321,9 +380,6 @@ function parseChildCommand(words: string[]): ChildCommand {
     throw new ConfigError(
       'the command after -- must listen on the port the gateway chooses: put {port} among its arguments, such as python main.py --port {port}',
     );
-  }
-  if (words.some((word) => word.includes('{index}'))) {
-    throw new ConfigError('{index} numbers several children, but the gateway starts one: remove it from the command after --');
   }
   return { command, args };
 }

@@ -14,13 +14,8 @@ export interface GatewayConfig {
   /** Address to listen on. */
   listen: string;
   port: number;
-  /**
-   * ComfyUI's base URL (http or https). With `child`, `loadServeConfig` leaves port 0 here and
-   * `createGateway` puts the child's loopback address in its place.
-   */
-  upstream: URL;
-  /** A ComfyUI the gateway starts and restarts itself (`comfy-gate [flags] -- COMMAND ARGS...`); null when `upstream` runs on its own. */
-  child: ChildCommand | null;
+  /** The ComfyUI servers behind the gateway (`--upstream`, repeatable, or the children of `-- COMMAND`), at least one. */
+  backends: BackendConfig[];
   /** Folder of `api_keys.json` and `api_usage.json`. */
   userDirectory: string;
   /** Routes the route table does not know that user keys may use (`--user-route`). */
@@ -68,11 +63,26 @@ export interface GatewayConfig {
   redisFailure: RedisFailureMode;
 }
 
+/** One ComfyUI server behind the gateway. */
+export interface BackendConfig {
+  /** Its name in job records, /readyz, /metrics and the dashboard. */
+  name: string;
+  /**
+   * Its base URL (http or https). With `child`, `loadServeConfig` leaves port 0 here and
+   * `createGateway` puts the child's loopback address in its place.
+   */
+  url: URL;
+  /** Its share of the work: placement divides its jobs in flight by this (1 to 1000). */
+  weight: number;
+  /** A ComfyUI the gateway starts and restarts itself (`comfy-gate [flags] -- COMMAND ARGS...`); null when it runs on its own. */
+  child: ChildCommand | null;
+}
+
 /** The command line of a ComfyUI the gateway runs as its child. */
 export interface ChildCommand {
   /** The program, found on PATH as a shell would. */
   command: string;
-  /** Its arguments; `{port}` stands for the loopback port the gateway chooses and proxies to. */
+  /** Its arguments; `{port}` stands for the loopback port the gateway chooses and proxies to, `{index}` for the child's number (0 to N-1). */
   args: string[];
 }
 
@@ -96,6 +106,9 @@ export const DEFAULTS = {
   redisTimeoutMs: 50,
   redisFailure: 'local',
 } as const;
+
+/** The name of the backend when there is one and it has no name of its own. */
+export const DEFAULT_BACKEND_NAME = 'default';
 
 /** Rate limit of a key created without one, in requests per hour. */
 export const DEFAULT_RATE_LIMIT = 100;

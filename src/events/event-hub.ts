@@ -1,8 +1,9 @@
 // The event hub of one backend: reads every job's events from the gateway's own ComfyUI socket, records them, and passes each to the sockets of the job's key and client.
 
 import type { Logger } from '../log/logger.js';
-import type { JobError, JobRecord } from '../store/types.js';
-import type { JobEventRelay, RelayedJobEvent } from './job-event-relay.js';
+import type { JobError } from '../store/types.js';
+import { ClientSinkRegistry, type ClientSink, type ClientSinks, type EventTarget } from './client-sinks.js';
+import type { JobEventRelay } from './job-event-relay.js';
 import {
   binaryFrameType,
   PREVIEW_IMAGE_WITH_METADATA,
@@ -15,7 +16,7 @@ import { UpstreamEvents, type UpstreamEventsOptions, type UpstreamMessage } from
 
 /** How the hub finds the job ComfyUI knows by a prompt_id (the JobStore satisfies it). */
 export interface JobLookup {
-  byUpstreamId(backend: string, upstreamId: string): Pick<JobRecord, 'id' | 'key_id' | 'client_id'> | undefined;
+  byUpstreamId(backend: string, upstreamId: string): EventTarget | undefined;
 }
 
 /** How a job ended. */
@@ -31,20 +32,7 @@ export interface JobObserver {
   ended(jobId: string, outcome: JobOutcome, at: number, error: JobError | null): void;
 }
 
-/** A client socket the hub sends its jobs' events to. */
-export interface ClientSink {
-  send(data: Buffer | string, isBinary: boolean): void;
-  /** Whether the client asked for previews with metadata (type 4); other clients get type 1. */
-  wantsPreviewMetadata(): boolean;
-  /** An admin's socket: it also gets the events of every key's jobs sent without a client_id, which ComfyUI broadcasts. */
-  seesJobsWithoutClient?: boolean;
-}
-
-/** Where client sockets are registered to receive the events of their key's jobs. */
-export interface ClientSinks {
-  /** Registers a socket for the jobs of `keyId` whose client_id is `clientId`; returns the function that unregisters it. */
-  register(keyId: string, clientId: string, sink: ClientSink): () => void;
-}
+export type { ClientSink, ClientSinks } from './client-sinks.js';
 
 /** Bounds on the events of not-yet-known prompts held while an answer to `POST /prompt` is awaited. */
 export interface HoldLimits {
@@ -65,11 +53,13 @@ export interface EventHubOptions {
   observer: JobObserver;
   log: Logger;
   /** Timings of the socket to ComfyUI. */
-  socket?: Pick<UpstreamEventsOptions, 'pingIntervalMs' | 'handshakeTimeoutMs' | 'reconnectMinMs' | 'reconnectMaxMs'>;
+  socket?: Pick<UpstreamEventsOptions, 'clientId' | 'pingIntervalMs' | 'handshakeTimeoutMs' | 'reconnectMinMs' | 'reconnectMaxMs'>;
   hold?: Partial<HoldLimits>;
   /** Runs each time the socket to ComfyUI opens, the first time and after a reconnect (a time to reconcile jobs with ComfyUI). */
   onConnected?(): void;
-  /** With several replicas on one database: carries the JSON events of this hub's jobs to the client sockets of the other replicas, and theirs to this one's. */
+  /** The client sockets its jobs' events go to, shared with the other backends' hubs; by default its own, with `relay`. */
+  sinks?: ClientSinkRegistry;
+  /** With several replicas on one database and no shared `sinks`: carries the JSON events of this hub's jobs to the client sockets of the other replicas, and theirs to this one's. */
   relay?: JobEventRelay;
 }
 
@@ -96,21 +86,19 @@ const DEFAULT_HOLD: HoldLimits = { maxMessages: 1000, maxBytes: 8 * 1024 * 1024,
  * without one (type 1 previews, progress text, `executing` with only a node) belong to the prompt
  * running on the backend, from its `execution_start` to its end. The job's key and client sockets get
  * the event with `prompt_id` set to the job's id; the observer is told of starts, outputs and ends.
- * `status` broadcasts are kept and offered to subscribers, never sent to sinks. With a `relay`, every
- * JSON event of a job is also published, as the sinks get it, to the other replicas, whose hubs pass
- * it to their own sinks of that key and client (binary frames stay on this replica).
+ * `status` broadcasts are kept and offered to subscribers, never sent to sinks. Sinks may be shared by
+ * the hubs of every backend, and relay JSON events to other replicas (see ClientSinkRegistry).
  */
 export class EventHub implements ClientSinks {
   private readonly backend: string;
   private readonly jobs: JobLookup;
   private readonly observer: JobObserver;
   private readonly log: Logger;
-  private readonly relay: JobEventRelay | undefined;
-  private stopRelay: () => void = () => undefined;
+  private readonly sinks: ClientSinkRegistry;
+  /** Whether this hub made `sinks` (and so starts and closes it). */
+  private readonly ownsSinks: boolean;
   private readonly limits: HoldLimits;
   private readonly upstream: UpstreamEvents;
-  private readonly sinks = new Map<string, Set<ClientSink>>();
-  private readonly sinksOfJobsWithoutClient = new Set<ClientSink>();
   private readonly statusListeners = new Set<(data: Record<string, unknown>) => void>();
   private latestStatus: Record<string, unknown> | null = null;
   /** The prompt_id running on the backend, known or not. */
@@ -126,7 +114,8 @@ export class EventHub implements ClientSinks {
     this.jobs = options.jobs;
     this.observer = options.observer;
     this.log = options.log.child({ backend: options.backend });
-    this.relay = options.relay;
+    this.ownsSinks = options.sinks === undefined;
+    this.sinks = options.sinks ?? new ClientSinkRegistry({ log: this.log, ...(options.relay ? { relay: options.relay } : {}) });
     this.limits = { ...DEFAULT_HOLD, ...options.hold };
     this.upstream = new UpstreamEvents({
       ...options.socket,
@@ -144,7 +133,7 @@ export class EventHub implements ClientSinks {
   /** Connects to ComfyUI (and reconnects whenever the socket drops, until `close`), and takes the other replicas' events. */
   start(): void {
     this.upstream.open();
-    if (this.relay) this.stopRelay = this.relay.receive((event) => this.deliverRelayed(event));
+    if (this.ownsSinks) this.sinks.start();
   }
 
   /** The `client_id` every prompt forwarded to this backend must carry. */
@@ -155,6 +144,11 @@ export class EventHub implements ClientSinks {
   /** Whether the socket to ComfyUI is open (prompts that run while it is not lose their events). */
   get connected(): boolean {
     return this.upstream.connected;
+  }
+
+  /** Reconnects now if the socket is waiting to (the backend answers its health checks again). */
+  reconnectNow(): void {
+    this.upstream.reconnectNow();
   }
 
   /** ComfyUI's feature flags, or null until it answers (older releases never do). */
@@ -174,16 +168,7 @@ export class EventHub implements ClientSinks {
   }
 
   register(keyId: string, clientId: string, sink: ClientSink): () => void {
-    const id = sinkId(keyId, clientId);
-    let set = this.sinks.get(id);
-    if (!set) this.sinks.set(id, (set = new Set()));
-    set.add(sink);
-    if (sink.seesJobsWithoutClient) this.sinksOfJobsWithoutClient.add(sink);
-    return () => {
-      set.delete(sink);
-      this.sinksOfJobsWithoutClient.delete(sink);
-      if (set.size === 0 && this.sinks.get(id) === set) this.sinks.delete(id);
-    };
+    return this.sinks.register(keyId, clientId, sink);
   }
 
   /**
@@ -210,7 +195,7 @@ export class EventHub implements ClientSinks {
   /** Closes the socket to ComfyUI, stops taking the other replicas' events and drops held events. */
   close(): void {
     this.upstream.close();
-    this.stopRelay();
+    if (this.ownsSinks) this.sinks.close();
     if (this.sweepTimer) clearTimeout(this.sweepTimer);
     this.held = [];
     this.heldBytes = 0;
@@ -263,7 +248,7 @@ export class EventHub implements ClientSinks {
     if (!this.sweepTimer) this.scheduleSweep();
   }
 
-  private deliverHeld(job: Pick<JobRecord, 'id' | 'key_id' | 'client_id'>, upstreamId: string): void {
+  private deliverHeld(job: EventTarget, upstreamId: string): void {
     if (!this.heldPerId.has(upstreamId)) return;
     const mine = this.held.filter((entry) => entry.upstreamId === upstreamId);
     this.held = this.held.filter((entry) => entry.upstreamId !== upstreamId);
@@ -300,22 +285,19 @@ export class EventHub implements ClientSinks {
   }
 
   /** Sends the job's sockets an event of the gateway's own, in ComfyUI's shape (a held job ComfyUI refused when it was sent). */
-  announce(job: Pick<JobRecord, 'id' | 'key_id' | 'client_id'>, type: string, data: Record<string, unknown>): void {
-    const text = JSON.stringify({ type, data: { ...data, prompt_id: job.id } });
-    for (const sink of this.sinksOf(job.key_id, job.client_id) ?? []) sink.send(text, false);
-    this.publish(job, type, text);
+  announce(job: EventTarget, type: string, data: Record<string, unknown>): void {
+    this.sinks.announce(job, type, data);
   }
 
-  private deliver(job: Pick<JobRecord, 'id' | 'key_id' | 'client_id'>, upstreamId: string, event: Incoming): void {
+  private deliver(job: EventTarget, upstreamId: string, event: Incoming): void {
     if (event.kind === 'text') this.observe(job.id, event.message, event.receivedAt);
-    const sinks = this.sinksOf(job.key_id, job.client_id);
+    const sinks = this.sinks.sinksOf(job.key_id, job.client_id);
     const renamed = job.id !== upstreamId;
     if (event.kind === 'text') {
-      if (!sinks?.size && !this.relay) return;
+      if (!sinks?.size && !this.sinks.relays) return;
       const { type, data } = event.message;
       const text = renamed && data.prompt_id === upstreamId ? JSON.stringify({ type, data: withJobId(data, job.id) }) : event.raw;
-      for (const sink of sinks ?? []) sink.send(text, false);
-      this.publish(job, type, text);
+      this.sinks.sendText(job, type, text);
       return;
     }
     if (!sinks?.size) return;
@@ -328,23 +310,6 @@ export class EventHub implements ClientSinks {
       renamed && preview.metadata.prompt_id === upstreamId ? withPreviewMetadata({ ...preview.metadata, prompt_id: job.id }, preview.image) : event.frame;
     let plain: Buffer | null = null;
     for (const sink of sinks) sink.send(sink.wantsPreviewMetadata() ? withMetadata : (plain ??= withoutPreviewMetadata(preview)), true);
-  }
-
-  /** The sinks of a key's client, or the admin sinks for a job without a client. */
-  private sinksOf(keyId: string, clientId: string | null): Set<ClientSink> | undefined {
-    return clientId === null ? this.sinksOfJobsWithoutClient : this.sinks.get(sinkId(keyId, clientId));
-  }
-
-  /** Passes a job's JSON event to the other replicas. */
-  private publish(job: Pick<JobRecord, 'id' | 'key_id' | 'client_id'>, type: string, text: string): void {
-    const outcome = this.relay?.publish({ keyId: job.key_id, clientId: job.client_id, text });
-    if (outcome === 'too_large' || outcome === 'backlog_full')
-      this.log.debug({ job_id: job.id, event: type, reason: outcome }, 'job event not passed to the other replicas');
-  }
-
-  /** Delivers another replica's event to this replica's sinks of its key and client. */
-  private deliverRelayed({ keyId, clientId, text }: RelayedJobEvent): void {
-    for (const sink of this.sinksOf(keyId, clientId) ?? []) sink.send(text, false);
   }
 
   /** Tells the observer of a job's start, outputs and end; an observer that throws is logged. */
@@ -360,10 +325,6 @@ export class EventHub implements ClientSinks {
       this.log.error({ err: error, job_id: jobId, event: type }, 'job observer failed');
     }
   }
-}
-
-function sinkId(keyId: string, clientId: string): string {
-  return `${keyId}\n${clientId}`;
 }
 
 /** An event's data with the job's id in place of ComfyUI's prompt_id (also in `progress_state`'s nodes). */

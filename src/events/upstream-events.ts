@@ -34,6 +34,8 @@ export interface UpstreamEventsOptions {
   pingIntervalMs?: number;
   /** How long ComfyUI may take to accept the socket (default 10 s). */
   handshakeTimeoutMs?: number;
+  /** The clientId to connect with (the gateway uses one for all its backends); a new random one by default. */
+  clientId?: string;
   /** The first wait before reconnecting (default 250 ms); it doubles after each failed attempt, up to `reconnectMaxMs`. */
   reconnectMinMs?: number;
   /** The longest wait between attempts (default 30 s). */
@@ -49,7 +51,7 @@ export interface UpstreamEventsOptions {
  */
 export class UpstreamEvents {
   /** The clientId ComfyUI knows this socket by: the `client_id` to give every prompt forwarded to this backend. */
-  readonly clientId = randomBytes(16).toString('hex');
+  readonly clientId: string;
   private readonly url: string;
   private socket: WebSocket | null = null;
   private flags: Record<string, unknown> | null = null;
@@ -59,6 +61,7 @@ export class UpstreamEvents {
   private closed = false;
 
   constructor(private readonly options: UpstreamEventsOptions) {
+    this.clientId = options.clientId ?? randomBytes(16).toString('hex');
     const base = `${options.upstream.protocol === 'https:' ? 'wss' : 'ws'}://${options.upstream.host}`;
     this.url = `${base}/ws?clientId=${this.clientId}`;
   }
@@ -76,6 +79,15 @@ export class UpstreamEvents {
   /** ComfyUI's feature flags as it answered on the current connection; null until it answers (older releases never do). */
   featureFlags(): Record<string, unknown> | null {
     return this.flags;
+  }
+
+  /** Connects now instead of after the wait before the next attempt (ComfyUI was seen answering again). */
+  reconnectNow(): void {
+    if (this.closed || !this.reconnectTimer) return;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    this.failures = 0;
+    this.connect();
   }
 
   /** Closes the socket for good. */

@@ -25,7 +25,9 @@ export class ComfyUsers {
   /** Whether ComfyUI keeps settings and userdata per user. */
   async isMultiUser(req: IncomingMessage): Promise<boolean> {
     if (this.multiUser && Date.now() - this.multiUser.at < MODE_TTL_MS) return this.multiUser.value;
-    const answer = await this.ctx.proxy.fetch(req, { method: 'GET', path: '/api/users', body: '', headers: { 'comfy-user': null, 'content-type': null } });
+    const answer = await this.ctx.pool
+      .any()
+      .proxy.fetch(req, { method: 'GET', path: '/api/users', body: '', headers: { 'comfy-user': null, 'content-type': null } });
     const body = parseJsonOrUndefined(answer.body) as { users?: unknown } | undefined;
     this.multiUser = { value: answer.status === 200 && typeof body?.users === 'object' && body.users !== null, at: Date.now() };
     return this.multiUser.value;
@@ -61,11 +63,11 @@ export class ComfyUsers {
   private async create(req: IncomingMessage, key: KeyRecord): Promise<string> {
     const username = ComfyUsers.userName(key);
     const base = { path: '/api/users', headers: { 'comfy-user': null, 'content-type': 'application/json' } };
-    const created = await this.ctx.proxy.fetch(req, { ...base, method: 'POST', body: JSON.stringify({ username }) });
+    const created = await this.ctx.pool.any().proxy.fetch(req, { ...base, method: 'POST', body: JSON.stringify({ username }) });
     let userId = created.status === 200 ? parseJsonOrUndefined(created.body) : undefined;
     if (typeof userId !== 'string') {
       // Created before but not remembered (e.g. the gateway's files were restored): find it by name.
-      const listed = await this.ctx.proxy.fetch(req, { ...base, method: 'GET', body: '' });
+      const listed = await this.ctx.pool.any().proxy.fetch(req, { ...base, method: 'GET', body: '' });
       const users = (parseJsonOrUndefined(listed.body) as { users?: Record<string, string> } | undefined)?.users ?? {};
       userId = Object.entries(users).find(([, name]) => name === username)?.[0];
     }

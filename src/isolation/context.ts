@@ -1,15 +1,17 @@
 // What the isolation handlers share: the proxy, the ownership records, and the caller.
 
 import type { IncomingMessage } from 'node:http';
+import type { BackendPool, PoolBackend } from '../backends/backend-pool.js';
 import type { JobService } from '../jobs/job-service.js';
-import type { HttpProxy, UpstreamAnswer } from '../proxy/http.js';
+import type { UpstreamAnswer } from '../proxy/http.js';
 import type { JobRecord, KeyRecord, OwnershipStore } from '../store/types.js';
 import { promptOutputsOf, type PromptOutputs } from './files.js';
 import { parseJsonOrUndefined } from './json-body.js';
 import type { JsonRewriter } from './large-json.js';
 
 export interface IsolationContext {
-  proxy: HttpProxy;
+  /** The backends; a job's requests go to its own. */
+  pool: BackendPool;
   ownership: OwnershipStore;
   jobs: JobService;
   /** Rewrites ComfyUI's answers, the large ones off the request thread. */
@@ -34,9 +36,28 @@ export function ownsPrompt(ctx: IsolationContext, caller: IsolatedCaller, prompt
   return caller.seesAll || (typeof promptId === 'string' && ownerOfPrompt(ctx, promptId) === caller.key.key_id);
 }
 
-/** The job ComfyUI knows by this prompt_id, if the gateway sent it. */
-export function jobOfUpstreamId(ctx: IsolationContext, upstreamId: unknown): JobRecord | undefined {
-  return typeof upstreamId === 'string' ? ctx.jobs.jobs.byUpstreamId(ctx.jobs.backend.name, upstreamId) : undefined;
+/** The job ComfyUI knows by this prompt_id on this backend, if the gateway sent it. */
+export function jobOfUpstreamId(ctx: IsolationContext, backend: PoolBackend, upstreamId: unknown): JobRecord | undefined {
+  return typeof upstreamId === 'string' ? ctx.jobs.jobs.byUpstreamId(backend.name, upstreamId) : undefined;
+}
+
+/**
+ * The backend a prompt is on, by the id its key knows: its job's (a prompt from before the job
+ * registry, or a held job, goes to the first backend).
+ * @throws GatewayError 502 BACKEND_DOWN when that backend is confirmed down
+ */
+export function backendOfPrompt(ctx: IsolationContext, promptId: string): PoolBackend {
+  return ctx.pool.bound(ctx.jobs.jobs.get(promptId)?.backend ?? '');
+}
+
+/** Prompt ids grouped by the backend each is on (see `backendOfPrompt`), in the order the backends are configured. */
+export function byBackend(ctx: IsolationContext, promptIds: readonly string[]): Map<PoolBackend, string[]> {
+  const groups = new Map<PoolBackend, string[]>();
+  for (const id of promptIds) {
+    const backend = backendOfPrompt(ctx, id);
+    groups.set(backend, [...(groups.get(backend) ?? []), id]);
+  }
+  return groups;
 }
 
 /** The id ComfyUI knows a prompt by, given the id its key knows (they differ only for a job held and sent to a ComfyUI that ignored its id). */
@@ -64,9 +85,9 @@ export function withClientsOwnId(extraData: unknown, job: KnownAs): void {
   else (extraData as Record<string, unknown>).client_id = job.client_id;
 }
 
-/** GETs another ComfyUI path on the caller's behalf (as its ComfyUI user) and reads the answer. */
-export function getUpstream(ctx: IsolationContext, req: IncomingMessage, caller: IsolatedCaller, path: string): Promise<UpstreamAnswer> {
-  return ctx.proxy.fetch(req, { method: 'GET', path, body: '', headers: { ...caller.upstreamHeaders, 'content-type': null } });
+/** GETs another ComfyUI path of a backend on the caller's behalf (as its ComfyUI user) and reads the answer. */
+export function getUpstream(backend: PoolBackend, req: IncomingMessage, caller: IsolatedCaller, path: string): Promise<UpstreamAnswer> {
+  return backend.proxy.fetch(req, { method: 'GET', path, body: '', headers: { ...caller.upstreamHeaders, 'content-type': null } });
 }
 
 /** Records the files a prompt produced as its owner's; once its run has completed, notes that it need not be looked at again. */
@@ -88,9 +109,10 @@ export async function recordRecentOutputs(ctx: IsolationContext, req: IncomingMe
   const pending = ctx.ownership.recentPrompts(caller.key.key_id, limit).filter((p) => !p.outputsRecorded);
   await Promise.all(
     pending.map(async ({ promptId }) => {
-      const answer = await getUpstream(ctx, req, caller, `/history/${encodeURIComponent(promptId)}`);
+      const answer = await getUpstream(backendOfPrompt(ctx, promptId), req, caller, `/history/${encodeURIComponent(upstreamIdOf(ctx, promptId))}`);
       const history = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as Record<string, unknown> | undefined) : undefined;
-      if (history?.[promptId]) await recordPromptOutputs(ctx, promptId, history[promptId]);
+      const entry = history?.[upstreamIdOf(ctx, promptId)];
+      if (entry) await recordPromptOutputs(ctx, promptId, entry);
     }),
   );
 }

@@ -6,6 +6,8 @@ import type { UpstreamAnswer } from '../proxy/http.js';
 import { readJsonBody } from '../server/body.js';
 import {
   asKeyKnowsIt,
+  backendOfPrompt,
+  byBackend,
   getUpstream,
   jobOfUpstreamId,
   ownsPrompt,
@@ -18,6 +20,9 @@ import {
 } from './context.js';
 import { refusedHistoryEntry, wasRefused } from '../jobs/refusal.js';
 import { historyWindow } from './history-window.js';
+import { getMergedHistory } from './merged-history.js';
+import { forwardToEach } from './each-backend.js';
+import type { PoolBackend } from '../backends/backend-pool.js';
 import { emptyOk, parseJsonOrUndefined, relayAnswer, relayJson, withJsonText } from './json-body.js';
 import type { HistoryEntryFacts } from './json-rewrites.js';
 import { forEachInTurns } from './large-json.js';
@@ -42,19 +47,21 @@ export async function getHistoryList(
   const maxItems = optionalInteger(query, 'max_items');
   const offset = optionalInteger(query, 'offset') ?? -1;
   if (!caller.seesAll) return getOwnHistoryWindow(ctx, req, res, caller, path, maxItems, offset);
+  if (ctx.pool.several) return getMergedHistory(ctx, req, res, caller, path, maxItems, offset);
   // An admin sees every entry, so ComfyUI's own window is the admin's: only that window is read.
-  const answer = await getUpstream(ctx, req, caller, query.size > 0 ? `${path}?${query}` : path);
-  relayAnswer(res, await ctx.rewriter.rewrite(answer, 'admin-history', (entries) => jobsOfEntries(ctx, entries)));
+  const backend = ctx.pool.all[0]!;
+  const answer = await getUpstream(backend, req, caller, query.size > 0 ? `${path}?${query}` : path);
+  relayAnswer(res, await ctx.rewriter.rewrite(answer, 'admin-history', (entries) => jobsOfEntries(ctx, backend, entries)));
 }
 
 /**
  * The jobs among ComfyUI's history entries (as their keys know them), by the id ComfyUI knows them by;
  * each entry's output files are recorded as its prompt owner's on the way.
  */
-async function jobsOfEntries(ctx: IsolationContext, entries: readonly HistoryEntryFacts[]): Promise<Map<string, KnownAs>> {
+export async function jobsOfEntries(ctx: IsolationContext, backend: PoolBackend, entries: readonly HistoryEntryFacts[]): Promise<Map<string, KnownAs>> {
   const jobs = new Map<string, KnownAs>();
   await forEachInTurns(entries, ({ upstreamId, outputs }) => {
-    const job = jobOfUpstreamId(ctx, upstreamId);
+    const job = jobOfUpstreamId(ctx, backend, upstreamId);
     if (job) jobs.set(upstreamId, { id: job.id, client_id: job.client_id });
     void recordOutputs(ctx, job?.id ?? upstreamId, outputs).catch(() => undefined);
   });
@@ -94,7 +101,7 @@ async function getOwnHistoryWindow(
     const job = ctx.jobs.jobs.get(promptId);
     if (job && wasRefused(job)) return JSON.stringify(refusedHistoryEntry(job));
     const upstreamId = upstreamIdOf(ctx, promptId);
-    const answer = await getUpstream(ctx, req, caller, `${path}/${encodeURIComponent(upstreamId)}`);
+    const answer = await getUpstream(backendOfPrompt(ctx, promptId), req, caller, `${path}/${encodeURIComponent(upstreamId)}`);
     if (answer.status !== 200) {
       refusal ??= answer;
       return undefined;
@@ -116,7 +123,7 @@ async function getOwnHistoryWindow(
  */
 function entryText(ctx: IsolationContext, promptId: string, upstreamId: string, answer: string): string | undefined {
   const job = ctx.jobs.jobs.get(promptId);
-  const gatewayClientId = JSON.stringify(ctx.jobs.backend.events.clientId);
+  const gatewayClientId = JSON.stringify(ctx.jobs.clientId);
   const raw = job && job.client_id !== null && job.id === upstreamId ? onlyEntryOf(answer, upstreamId) : undefined;
   if (raw !== undefined && raw.includes(gatewayClientId) && !mayHoldSecrets(raw)) return raw.replaceAll(gatewayClientId, JSON.stringify(job!.client_id));
   const entry = (parseJsonOrUndefined(answer) as History | undefined)?.[upstreamId];
@@ -153,7 +160,7 @@ export async function getHistoryEntry(
   const job = ctx.jobs.jobs.get(promptId);
   if (job && wasRefused(job)) return relayJson(res, { status: 200, headers: {}, body: Buffer.alloc(0) }, { [promptId]: refusedHistoryEntry(job) });
   const upstreamId = upstreamIdOf(ctx, promptId);
-  const answer = await getUpstream(ctx, req, caller, `${pathOfHistory(req)}/${encodeURIComponent(upstreamId)}`);
+  const answer = await getUpstream(backendOfPrompt(ctx, promptId), req, caller, `${pathOfHistory(req)}/${encodeURIComponent(upstreamId)}`);
   const history = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as History | undefined) : undefined;
   if (!history || typeof history !== 'object') return relayAnswer(res, answer);
   const entry = history[upstreamId];
@@ -167,10 +174,15 @@ export async function getHistoryEntry(
 /** POST /history `{clear, delete}`: a user key clears or deletes only its own entries. */
 export async function postHistory(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   const body = await readClearOrDelete(req);
-  let ids = (body.delete ?? []).filter((id) => ownsPrompt(ctx, caller, id)).map((id) => upstreamIdOf(ctx, id));
-  if (body.clear) ids = [...new Set([...ids, ...ownPromptsThatRan(ctx, caller.key.key_id).map((id) => upstreamIdOf(ctx, id))])];
+  let ids = (body.delete ?? []).filter((id) => ownsPrompt(ctx, caller, id));
+  if (body.clear) ids = [...new Set([...ids, ...ownPromptsThatRan(ctx, caller.key.key_id)])];
   if (ids.length === 0) return emptyOk(res);
-  await ctx.proxy.forward(req, res, { body: JSON.stringify({ delete: ids }), headers: { ...caller.upstreamHeaders, 'content-type': 'application/json' } });
+  await forwardToEach(res, byBackend(ctx, ids), (backend, group) =>
+    backend.proxy.fetch(req, {
+      body: JSON.stringify({ delete: group.map((id) => upstreamIdOf(ctx, id)) }),
+      headers: { ...caller.upstreamHeaders, 'content-type': 'application/json' },
+    }),
+  );
 }
 
 /** `/history` or `/api/history`, as the client asked. */

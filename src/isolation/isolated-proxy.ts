@@ -3,7 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { forbidden, invalidRequest, routeNotAllowed } from '../errors.js';
 import type { JobService } from '../jobs/job-service.js';
-import type { HttpProxy } from '../proxy/http.js';
+import type { BackendPool } from '../backends/backend-pool.js';
 import type { RequestTarget } from '../server/request-target.js';
 import { sendJson } from '../server/respond.js';
 import type { KeyRecord, OwnershipStore } from '../store/types.js';
@@ -35,12 +35,12 @@ export interface IsolatedProxy {
 const READS = new Set(['GET', 'HEAD']);
 
 export function createIsolatedProxy(options: {
-  proxy: HttpProxy;
+  pool: BackendPool;
   ownership: OwnershipStore;
   jobs: JobService;
   userRoutes: readonly UserRoute[];
 }): IsolatedProxy {
-  const ctx: IsolationContext = { proxy: options.proxy, ownership: options.ownership, jobs: options.jobs, rewriter: new JsonRewriter() };
+  const ctx: IsolationContext = { pool: options.pool, ownership: options.ownership, jobs: options.jobs, rewriter: new JsonRewriter() };
   const comfyUsers = new ComfyUsers(ctx);
 
   async function handle(req: IncomingMessage, res: ServerResponse, key: KeyRecord, target: RequestTarget): Promise<void> {
@@ -64,7 +64,7 @@ export function createIsolatedProxy(options: {
     // ComfyUI answers every OPTIONS in its middleware, before any route runs.
     const handler = method === 'OPTIONS' ? undefined : match?.entry.handler;
     if (match && handler && (!caller.seesAll || match.entry.forAdmins)) return runHandler(handler, req, res, caller, target, match.params);
-    await ctx.proxy.forward(req, res, { headers: caller.upstreamHeaders });
+    await ctx.pool.any().proxy.forward(req, res, { headers: caller.upstreamHeaders });
   }
 
   /** Answers a filtered or per-user route through its isolation handler. */
@@ -109,15 +109,15 @@ export function createIsolatedProxy(options: {
       case 'users':
       case 'user-data':
         if (await userDataRule(req, res, caller.key, handler, req.method ?? 'GET')) return;
-        return ctx.proxy.forward(req, res, { headers: caller.upstreamHeaders });
+        return ctx.pool.any().proxy.forward(req, res, { headers: caller.upstreamHeaders });
       case 'websocket':
-        return ctx.proxy.forward(req, res, { headers: caller.upstreamHeaders });
+        return ctx.pool.any().proxy.forward(req, res, { headers: caller.upstreamHeaders });
     }
   }
 
   /** /system_stats without the `argv` ComfyUI was started with (it can hold paths and secrets). */
   async function systemStatsWithoutArgv(req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
-    const answer = await ctx.proxy.fetch(req, { headers: caller.upstreamHeaders });
+    const answer = await ctx.pool.any().proxy.fetch(req, { headers: caller.upstreamHeaders });
     const stats = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as { system?: Record<string, unknown> } | undefined) : undefined;
     if (!stats?.system) return relayAnswer(res, answer);
     delete stats.system.argv;
@@ -145,7 +145,7 @@ export function createIsolatedProxy(options: {
   async function handleAnonymous(req: IncomingMessage, res: ServerResponse, target: RequestTarget): Promise<boolean> {
     const handler = matchRoute(req.method ?? 'GET', target.segments)?.entry.handler;
     if (handler !== 'queue-list' && handler !== 'history-list' && handler !== 'history-entry') return false;
-    const answer = await ctx.proxy.fetch(req);
+    const answer = await ctx.pool.anonymous().proxy.fetch(req);
     const body = answer.status === 200 ? parseJsonOrUndefined(answer.body) : undefined;
     if (typeof body !== 'object' || body === null) {
       relayAnswer(res, answer);

@@ -7,7 +7,20 @@ import { readJsonBody } from '../server/body.js';
 import { sendJson } from '../server/respond.js';
 import type { JobRecord, JobStatus } from '../store/types.js';
 import { heldNumber } from '../jobs/job-service.js';
-import { getUpstream, jobOfUpstreamId, ownsPrompt, upstreamIdOf, withClientsOwnId, type IsolatedCaller, type IsolationContext } from './context.js';
+import type { PoolBackend } from '../backends/backend-pool.js';
+import {
+  backendOfPrompt,
+  byBackend,
+  getUpstream,
+  jobOfUpstreamId,
+  ownsPrompt,
+  upstreamIdOf,
+  withClientsOwnId,
+  type IsolatedCaller,
+  type IsolationContext,
+} from './context.js';
+import { forwardToEach } from './each-backend.js';
+import { getMergedJobList } from './merged-jobs.js';
 import { redactExtraData } from './redact.js';
 import { parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
 import { forEachInTurns } from './large-json.js';
@@ -49,7 +62,7 @@ export async function getJobList(
   const probe = new URLSearchParams(query);
   probe.set('limit', '1');
   probe.set('offset', '0');
-  const checked = await getUpstream(ctx, req, caller, `${path}?${probe}`);
+  const checked = await getUpstream(ctx.pool.any(), req, caller, `${path}?${probe}`);
   if (checked.status !== 200) return relayAnswer(res, checked);
   const statuses = (query.get('status')?.split(',') ?? Object.keys(STATUS_OF)).flatMap((status) => STATUS_OF[status] ?? []);
   const jobs = ctx.jobs.jobs;
@@ -83,15 +96,17 @@ async function getAllJobs(
   path: string,
   query: URLSearchParams,
 ): Promise<void> {
-  const answer = await getUpstream(ctx, req, caller, query.size > 0 ? `${path}?${query}` : path);
-  relayAnswer(res, await ctx.rewriter.rewrite(answer, 'admin-jobs', (ids) => jobIdsOf(ctx, ids)));
+  if (ctx.pool.several) return getMergedJobList(ctx, req, res, caller, path, query);
+  const backend = ctx.pool.all[0]!;
+  const answer = await getUpstream(backend, req, caller, query.size > 0 ? `${path}?${query}` : path);
+  relayAnswer(res, await ctx.rewriter.rewrite(answer, 'admin-jobs', (ids) => jobIdsOf(ctx, backend, ids)));
 }
 
-/** The ids their keys know the jobs among `upstreamIds` by, by the id ComfyUI knows them by. */
-async function jobIdsOf(ctx: IsolationContext, upstreamIds: readonly string[]): Promise<Map<string, string>> {
+/** The ids their keys know the jobs among `upstreamIds` (of one backend) by, by the id ComfyUI knows them by. */
+export async function jobIdsOf(ctx: IsolationContext, backend: PoolBackend, upstreamIds: readonly string[]): Promise<Map<string, string>> {
   const ids = new Map<string, string>();
   await forEachInTurns(upstreamIds, (upstreamId) => {
-    const job = jobOfUpstreamId(ctx, upstreamId);
+    const job = jobOfUpstreamId(ctx, backend, upstreamId);
     if (job) ids.set(upstreamId, job.id);
   });
   return ids;
@@ -118,11 +133,37 @@ async function jobItem(
     });
   }
   if (job.upstream_id === null) return undefined;
-  const answer = await getUpstream(ctx, req, caller, `${path}/${encodeURIComponent(job.upstream_id)}`);
+  const backend = ctx.pool.get(job.backend) ?? ctx.pool.all[0]!;
+  if (backend.isDown()) return fromRegistry(job);
+  const answer = await getUpstream(backend, req, caller, `${path}/${encodeURIComponent(job.upstream_id)}`);
   const item = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as Record<string, unknown> | undefined) : undefined;
   if (typeof item !== 'object' || item === null) return undefined;
   for (const field of DETAIL_FIELDS) delete item[field];
   return { ...item, id: job.id };
+}
+
+/** ComfyUI's status of a job that has left the gateway's queue. */
+const COMFY_STATUS: Record<JobStatus, string> = {
+  held: 'pending',
+  queued: 'pending',
+  running: 'in_progress',
+  success: 'completed',
+  error: 'failed',
+  interrupted: 'cancelled',
+  cancelled: 'cancelled',
+};
+
+/** A job as the registry knows it, listed while its backend is down (ComfyUI's times are in milliseconds). */
+function fromRegistry(job: JobRecord): Record<string, unknown> {
+  const ms = (seconds: number | null): number | null => (seconds === null ? null : Math.round(seconds * 1000));
+  return prune({
+    id: job.id,
+    status: COMFY_STATUS[job.status],
+    create_time: ms(job.admitted_at),
+    execution_start_time: ms(job.started_at),
+    execution_end_time: ms(job.finished_at),
+    outputs_count: job.outputs.length,
+  });
 }
 
 /** The object without its undefined and null fields, as ComfyUI leaves them out. */
@@ -135,7 +176,7 @@ export async function getJob(ctx: IsolationContext, req: IncomingMessage, res: S
   if (!ownsPrompt(ctx, caller, jobId)) return sendJson(res, 404, { error: 'Job not found' });
   const job = ctx.jobs.jobs.get(jobId);
   if (job?.status === 'held') return sendJson(res, 200, { id: job.id, status: 'pending', priority: heldNumber(job) });
-  const answer = await ctx.proxy.fetch(req, { path: withJobId(req, jobId, upstreamIdOf(ctx, jobId)), headers: caller.upstreamHeaders });
+  const answer = await backendOfPrompt(ctx, jobId).proxy.fetch(req, { path: withJobId(req, jobId, upstreamIdOf(ctx, jobId)), headers: caller.upstreamHeaders });
   const detail = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as { id?: unknown; workflow?: { extra_data?: unknown } } | undefined) : undefined;
   if (!job || typeof detail !== 'object' || detail === null) return relayAnswer(res, answer);
   // The job as its key knows it: its id, and the client's own client_id in place of the gateway's.
@@ -149,7 +190,7 @@ export async function getJob(ctx: IsolationContext, req: IncomingMessage, res: S
 export async function cancelJob(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller, jobId: string): Promise<void> {
   if (!ownsPrompt(ctx, caller, jobId)) return sendJson(res, 200, { cancelled: false });
   if (await ctx.jobs.cancelHeld(jobId)) return sendJson(res, 200, { cancelled: true });
-  await ctx.proxy.forward(req, res, { path: withJobId(req, jobId, upstreamIdOf(ctx, jobId)), headers: caller.upstreamHeaders });
+  await backendOfPrompt(ctx, jobId).proxy.forward(req, res, { path: withJobId(req, jobId, upstreamIdOf(ctx, jobId)), headers: caller.upstreamHeaders });
 }
 
 /** The request's path with the job's id replaced by the one ComfyUI knows it by. */
@@ -165,8 +206,13 @@ export async function cancelJobs(ctx: IsolationContext, req: IncomingMessage, re
   let cancelledHeld = false;
   for (const id of body.job_ids.filter((id): id is string => typeof id === 'string' && ownsPrompt(ctx, caller, id))) {
     if (await ctx.jobs.cancelHeld(id)) cancelledHeld = true;
-    else ids.push(upstreamIdOf(ctx, id));
+    else ids.push(id);
   }
   if (ids.length === 0) return sendJson(res, 200, { cancelled: cancelledHeld });
-  await ctx.proxy.forward(req, res, { body: JSON.stringify({ job_ids: ids }), headers: { ...caller.upstreamHeaders, 'content-type': 'application/json' } });
+  await forwardToEach(res, byBackend(ctx, ids), (backend, group) =>
+    backend.proxy.fetch(req, {
+      body: JSON.stringify({ job_ids: group.map((id) => upstreamIdOf(ctx, id)) }),
+      headers: { ...caller.upstreamHeaders, 'content-type': 'application/json' },
+    }),
+  );
 }

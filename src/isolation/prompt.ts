@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { posix } from 'node:path';
-import { forbidden, GatewayError, invalidRequest, payloadTooLarge } from '../errors.js';
+import { forbidden, GatewayError, invalidRequest, payloadTooLarge, unknownBackend } from '../errors.js';
 import { readBody } from '../server/body.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
 import { fileIdOf } from './files.js';
@@ -35,7 +35,7 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
   const body = parseJsonOrUndefined(raw) as Record<string, unknown> | undefined;
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     // Not a prompt at all: ComfyUI gives its own answer, and nothing is queued.
-    return relayAnswer(res, await ctx.proxy.fetch(req, { body: raw, headers: caller.upstreamHeaders }));
+    return relayAnswer(res, await ctx.pool.any().proxy.fetch(req, { body: raw, headers: caller.upstreamHeaders }));
   }
   const keyId = caller.key.key_id;
   if (body.prompt_id !== undefined && body.prompt_id !== null && typeof body.prompt_id !== 'string') {
@@ -51,7 +51,8 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
   const promptId = typeof body.prompt_id === 'string' ? body.prompt_id : randomUUID();
   const formerOwner = ctx.ownership.ownerOf('prompt', promptId);
   if (formerOwner !== undefined) throw forbidden('That prompt_id is taken: leave prompt_id out and one is made.');
-  if (clientId === ctx.jobs.backend.events.clientId) throw forbidden("That client_id is the gateway's own: use another.");
+  if (clientId === ctx.jobs.clientId) throw forbidden("That client_id is the gateway's own: use another.");
+  const pin = pinnedBackend(ctx, req, caller);
   const newClient = clientId !== null && ctx.ownership.ownerOf('client', clientId) === undefined;
   if (clientId !== null && (await ctx.ownership.claim('client', clientId, keyId)) !== keyId) {
     throw forbidden('That client_id belongs to another key: use your own (any new id becomes yours).');
@@ -61,20 +62,46 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
     if (newClient) await ctx.ownership.release('client', clientId, keyId).catch(() => undefined);
   };
   body.prompt_id = promptId;
-  body.client_id = ctx.jobs.backend.events.clientId;
-  if (extraData && 'client_id' in extraData) extraData.client_id = ctx.jobs.backend.events.clientId;
+  body.client_id = ctx.jobs.clientId;
+  if (extraData && 'client_id' in extraData) extraData.client_id = ctx.jobs.clientId;
   if (!caller.seesAll) {
     delete body.front;
     delete body.number;
   }
   const answer = await ctx.jobs
-    .admit({ key: caller.key, promptId, clientId, request: { body, headers: caller.upstreamHeaders }, front: caller.seesAll && body.front === true })
+    .admit({
+      key: caller.key,
+      promptId,
+      clientId,
+      request: { body, headers: caller.upstreamHeaders, ...(pin ? { pin } : {}) },
+      front: caller.seesAll && body.front === true,
+    })
     .catch(async (error: unknown) => {
       if (error instanceof GatewayError && error.status < 500) await releaseNewClient();
       throw error;
     });
   if (answer.status !== 200) await releaseNewClient();
   relayAnswer(res, answer);
+}
+
+/** The header by which an admin key pins a prompt to one backend. */
+export const PIN_HEADER = 'x-comfy-gate-backend';
+
+/**
+ * The backend an admin key pinned the prompt to with `X-Comfy-Gate-Backend`, or undefined.
+ * @throws GatewayError 403 for a user key that sends the header; 400 UNKNOWN_BACKEND for a name no backend has
+ */
+function pinnedBackend(ctx: IsolationContext, req: IncomingMessage, caller: IsolatedCaller): string | undefined {
+  const given = req.headers[PIN_HEADER];
+  if (given === undefined) return undefined;
+  if (!caller.seesAll) throw forbidden('Only admin keys may choose the backend of a prompt: leave out X-Comfy-Gate-Backend.');
+  const name = Array.isArray(given) ? given.join(',') : given.trim();
+  if (!ctx.pool.get(name))
+    throw unknownBackend(
+      name,
+      ctx.pool.all.map((backend) => backend.name),
+    );
+  return name;
 }
 
 function checkLoadedFiles(ctx: IsolationContext, caller: IsolatedCaller, prompt: unknown): void {

@@ -5,7 +5,9 @@ import { readJsonBody } from '../server/body.js';
 import { heldNumber } from '../jobs/job-service.js';
 import { heldRequestOf } from '../jobs/dispatch.js';
 import type { JobRecord } from '../store/types.js';
-import { asKeyKnowsIt, jobOfUpstreamId, ownsPrompt, upstreamIdOf, type IsolatedCaller, type IsolationContext } from './context.js';
+import type { PoolBackend } from '../backends/backend-pool.js';
+import { asKeyKnowsIt, backendOfPrompt, byBackend, jobOfUpstreamId, ownsPrompt, upstreamIdOf, type IsolatedCaller, type IsolationContext } from './context.js';
+import { askEach, forwardToEach } from './each-backend.js';
 import { readClearOrDelete } from './history.js';
 import { emptyOk, parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
 import { redactQueueItem } from './redact.js';
@@ -20,24 +22,31 @@ interface Queue {
 const MAX_HELD_LISTED = 1000;
 
 /**
- * GET /queue: ComfyUI's queue with the caller's items in full (secrets removed, as its key knows them)
- * and others' as `[number, prompt_id, {}, {}, []]`; then the jobs the gateway holds as pending, the
- * caller's own (every key's for an admin).
+ * GET /queue: every backend's queue (running items first, then pending, backend after backend) with
+ * the caller's items in full (secrets removed, as its key knows them) and others' as
+ * `[number, prompt_id, {}, {}, []]`; then the jobs the gateway holds as pending, the caller's own
+ * (every key's for an admin). A backend that does not answer is left out while another does.
  */
 export async function getQueue(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
-  const answer = await ctx.proxy.fetch(req, { headers: caller.upstreamHeaders });
-  const queue = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as Queue | undefined) : undefined;
-  if (!queue || !Array.isArray(queue.queue_running) || !Array.isArray(queue.queue_pending)) return relayAnswer(res, answer);
-  const visible = (item: QueueItem): QueueItem => {
-    const job = jobOfUpstreamId(ctx, item[1]);
-    if (!ownsPrompt(ctx, caller, job?.id ?? item[1])) return [item[0], item[1], {}, {}, []];
-    asKeyKnowsIt(item, job);
-    redactQueueItem(item);
-    return item;
-  };
+  const answers = await askEach(ctx.pool.all, (backend) => backend.proxy.fetch(req, { headers: caller.upstreamHeaders }));
+  const running: QueueItem[] = [];
+  const pending: QueueItem[] = [];
+  for (const { backend, value: answer } of answers) {
+    const queue = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as Queue | undefined) : undefined;
+    if (!queue || !Array.isArray(queue.queue_running) || !Array.isArray(queue.queue_pending)) return relayAnswer(res, answer);
+    const visible = (item: QueueItem): QueueItem => {
+      const job = jobOfUpstreamId(ctx, backend, item[1]);
+      if (!ownsPrompt(ctx, caller, job?.id ?? item[1])) return [item[0], item[1], {}, {}, []];
+      asKeyKnowsIt(item, job);
+      redactQueueItem(item);
+      return item;
+    };
+    running.push(...queue.queue_running.map(visible));
+    pending.push(...queue.queue_pending.map(visible));
+  }
   const held = ctx.jobs.jobs.list({ keyId: caller.seesAll ? undefined : caller.key.key_id, statuses: ['held'], offset: 0, limit: MAX_HELD_LISTED });
   const heldItems = held.reverse().map(heldItem);
-  relayJson(res, answer, { ...queue, queue_running: queue.queue_running.map(visible), queue_pending: [...queue.queue_pending.map(visible), ...heldItems] });
+  relayJson(res, answers[0]!.value, { queue_running: running, queue_pending: [...pending, ...heldItems] });
 }
 
 /** A held job as ComfyUI lists a pending prompt. */
@@ -58,25 +67,30 @@ export async function postQueue(ctx: IsolationContext, req: IncomingMessage, res
   const body = await readClearOrDelete(req);
   let ids = (body.delete ?? []).filter((id) => ownsPrompt(ctx, caller, id));
   if (body.clear) {
-    const queue = await readQueue(ctx);
-    const pending = (queue?.queue_pending ?? []).map((item) => jobOfUpstreamId(ctx, item[1])?.id ?? item[1]).filter((id) => ownsPrompt(ctx, caller, id));
+    const queues = await askEach(ctx.pool.all, (backend) => readQueue(backend));
+    const pending = queues
+      .flatMap(({ backend, value: queue }) => (queue?.queue_pending ?? []).map((item) => jobOfUpstreamId(ctx, backend, item[1])?.id ?? item[1]))
+      .filter((id) => ownsPrompt(ctx, caller, id));
     const held = ctx.jobs.jobs.list({ keyId: caller.seesAll ? undefined : caller.key.key_id, statuses: ['held'], offset: 0, limit: MAX_HELD_LISTED });
     ids = [...new Set([...ids, ...pending, ...held.map((job) => job.id)])];
   }
   const inComfyUI: string[] = [];
   for (const id of ids) if (!(await ctx.jobs.cancelHeld(id))) inComfyUI.push(id);
   if (inComfyUI.length === 0) return emptyOk(res);
-  const answer = await ctx.proxy.fetch(req, {
-    body: JSON.stringify({ delete: inComfyUI.map((id) => upstreamIdOf(ctx, id)) }),
-    headers: { ...caller.upstreamHeaders, 'content-type': 'application/json' },
-  });
-  if (answer.status === 200) await cancelledInComfyUI(ctx, inComfyUI);
-  relayAnswer(res, answer);
+  const groups = byBackend(ctx, inComfyUI);
+  const answers = await forwardToEach(res, groups, (backend, group) =>
+    backend.proxy.fetch(req, {
+      body: JSON.stringify({ delete: group.map((id) => upstreamIdOf(ctx, id)) }),
+      headers: { ...caller.upstreamHeaders, 'content-type': 'application/json' },
+    }),
+  );
+  const backends = [...groups];
+  await Promise.all(answers.map((answer, i) => (answer.status === 200 ? cancelledInComfyUI(ctx, backends[i]![0], backends[i]![1]) : Promise.resolve())));
 }
 
 /** Notes the jobs ComfyUI dropped from its queue as cancelled (ComfyUI sends no event for them); a running one ends by its own event. */
-async function cancelledInComfyUI(ctx: IsolationContext, ids: readonly string[]): Promise<void> {
-  const queue = await readQueue(ctx);
+async function cancelledInComfyUI(ctx: IsolationContext, backend: PoolBackend, ids: readonly string[]): Promise<void> {
+  const queue = await readQueue(backend);
   const stillThere = new Set([...(queue?.queue_running ?? []), ...(queue?.queue_pending ?? [])].map((item) => item[1]));
   for (const id of ids) {
     const job = ctx.jobs.jobs.get(id);
@@ -85,28 +99,40 @@ async function cancelledInComfyUI(ctx: IsolationContext, ids: readonly string[])
 }
 
 /**
- * POST /interrupt: with a prompt_id, only the caller's own prompt; without one, the running prompt
- * only if it is the caller's (sent on as a targeted interrupt). A held job is cancelled instead.
- * Anything else is a no-op 200, as ComfyUI answers an interrupt for a prompt that is not running.
+ * POST /interrupt: with a prompt_id, only the caller's own prompt, on its backend; without one, on
+ * each backend, the running prompt only if it is the caller's (sent on as a targeted interrupt). A
+ * held job is cancelled instead. Anything else is a no-op 200, as ComfyUI answers an interrupt for a
+ * prompt that is not running.
  */
 export async function postInterrupt(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   const body = (await readJsonBody(req).catch(() => undefined)) as { prompt_id?: unknown } | undefined;
-  let promptId = typeof body?.prompt_id === 'string' ? body.prompt_id : undefined;
-  if (promptId === undefined) {
-    const running = (await readQueue(ctx))?.queue_running[0]?.[1];
-    promptId = jobOfUpstreamId(ctx, running)?.id ?? running;
+  const given = typeof body?.prompt_id === 'string' ? body.prompt_id : undefined;
+  // Each prompt to interrupt with the backend it runs on.
+  let targets: Array<[string, PoolBackend]>;
+  if (given !== undefined) {
+    targets = ownsPrompt(ctx, caller, given) ? [[given, backendOfPrompt(ctx, given)]] : [];
+  } else {
+    const queues = await askEach(ctx.pool.all, (backend) => readQueue(backend));
+    targets = queues.flatMap(({ backend, value: queue }): Array<[string, PoolBackend]> => {
+      const running = queue?.queue_running[0]?.[1];
+      const id = running === undefined ? undefined : (jobOfUpstreamId(ctx, backend, running)?.id ?? running);
+      return id !== undefined && ownsPrompt(ctx, caller, id) ? [[id, backend]] : [];
+    });
   }
-  if (promptId === undefined || !ownsPrompt(ctx, caller, promptId)) return emptyOk(res);
-  if (await ctx.jobs.cancelHeld(promptId)) return emptyOk(res);
-  await ctx.proxy.forward(req, res, {
-    body: JSON.stringify({ prompt_id: upstreamIdOf(ctx, promptId) }),
-    headers: { ...caller.upstreamHeaders, 'content-type': 'application/json' },
-  });
+  const inComfyUI = new Map<PoolBackend, string>();
+  for (const [id, backend] of targets) if (!(await ctx.jobs.cancelHeld(id))) inComfyUI.set(backend, id);
+  if (inComfyUI.size === 0) return emptyOk(res);
+  await forwardToEach(res, inComfyUI, (backend, id) =>
+    backend.proxy.fetch(req, {
+      body: JSON.stringify({ prompt_id: upstreamIdOf(ctx, id) }),
+      headers: { ...caller.upstreamHeaders, 'content-type': 'application/json' },
+    }),
+  );
 }
 
-/** ComfyUI's queue, asked on the gateway's own behalf. */
-async function readQueue(ctx: IsolationContext): Promise<Queue | undefined> {
-  const answer = await ctx.proxy.fetch(null, { method: 'GET', path: '/api/queue' });
+/** A backend's queue, asked on the gateway's own behalf. */
+async function readQueue(backend: PoolBackend): Promise<Queue | undefined> {
+  const answer = await backend.proxy.fetch(null, { method: 'GET', path: '/api/queue' });
   const queue = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as Queue | undefined) : undefined;
   return queue && Array.isArray(queue.queue_running) && Array.isArray(queue.queue_pending) ? queue : undefined;
 }

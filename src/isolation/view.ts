@@ -3,6 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { posix } from 'node:path';
 import { forbidden, invalidRequest } from '../errors.js';
+import type { PoolBackend } from '../backends/backend-pool.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
 import { recordRecentOutputs } from './context.js';
 import { fileIdOf, uploadedFileId } from './files.js';
@@ -28,7 +29,30 @@ export async function getView(ctx: IsolationContext, req: IncomingMessage, res: 
       if (ctx.ownership.ownerOf('file', id) !== keyId) return emptyNotFound(res);
     }
   }
-  await ctx.proxy.forward(req, res, { headers: caller.upstreamHeaders });
+  const backend = await backendOfFile(ctx, query);
+  if (!backend) return emptyNotFound(res);
+  await backend.proxy.forward(req, res, { headers: caller.upstreamHeaders });
+}
+
+/** How long a backend may take to say whether it has a file. */
+const FILE_PROBE_TIMEOUT_MS = 5000;
+
+/**
+ * The backend that has the file `/view` asks for: the backend of the job that made it; for an
+ * input file (uploads go to every backend) or a file no job is known to have made, the first
+ * backend that answers a HEAD for it with 200 (with one backend, that one). Undefined when no
+ * backend has it.
+ */
+async function backendOfFile(ctx: IsolationContext, query: URLSearchParams): Promise<PoolBackend | undefined> {
+  if (!ctx.pool.several) return ctx.pool.all[0];
+  const producer = ctx.jobs.jobs.producerOf(query.get('type') ?? 'output', query.get('subfolder') ?? '', query.get('filename') ?? '');
+  if (producer) return ctx.pool.bound(producer.backend);
+  const candidates = [...ctx.pool.up(), ...ctx.pool.all.filter((backend) => backend.health.current !== 'up' && !backend.isDown())];
+  for (const backend of candidates) {
+    const status = await backend.proxy.probe(`/api/view?${query}`, FILE_PROBE_TIMEOUT_MS, 'HEAD').catch(() => 0);
+    if (status === 200) return backend;
+  }
+  return undefined;
 }
 
 /** Records the outputs of the key's `VIEW_LOOKUPS` most recent prompts: at most that many upstream requests, shared by concurrent misses. */
@@ -69,7 +93,7 @@ export async function postUpload(ctx: IsolationContext, req: IncomingMessage, re
   }
   let answer;
   try {
-    answer = await ctx.proxy.fetch(req, { headers: caller.upstreamHeaders, ...(reader ? { body: reader } : {}) });
+    answer = await ctx.pool.any().proxy.fetch(req, { headers: caller.upstreamHeaders, ...(reader ? { body: reader } : {}) });
   } catch (error) {
     throw reader?.refusal ?? error;
   }

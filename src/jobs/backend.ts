@@ -17,16 +17,19 @@ export interface BackendEvents {
   announce(job: Pick<JobRecord, 'id' | 'key_id' | 'client_id'>, type: string, data: Record<string, unknown>): void;
 }
 
-/** One ComfyUI server behind the gateway. */
+/** One ComfyUI server behind the gateway, as the job machinery sees it. */
 export interface Backend {
-  /** Its name in job records (`default` while there is one). */
-  name: string;
-  proxy: HttpProxy;
-  events: BackendEvents;
+  /** Its name in job records (`default` when there is one). */
+  readonly name: string;
+  /** Its share of the work (placement divides its jobs in flight by it). */
+  readonly weight: number;
+  readonly proxy: HttpProxy;
+  readonly events: BackendEvents;
+  /** Whether new jobs may go to it now: it answers its health checks and the gateway's socket to it is open. */
+  accepting(): boolean;
+  /** Whether it is confirmed down: requests bound to it are refused at once instead of waiting for a timeout. */
+  isDown(): boolean;
 }
-
-/** The name of the one backend given by `--upstream`. */
-export const DEFAULT_BACKEND = 'default';
 
 /** The owner recorded for the clientIds of the gateway's own sockets, so no key (admin or not, on any replica) may use one. */
 export const GATEWAY_CLIENT_OWNER = ':gateway';

@@ -7,16 +7,35 @@ import type { UpstreamAnswer } from '../proxy/http.js';
 import type { JobError, JobRecord } from '../store/types.js';
 import type { Backend } from './backend.js';
 
-/** What a held job keeps to be sent later: the body for ComfyUI's POST /prompt and the headers (its ComfyUI user). */
-export interface HeldRequest {
+/**
+ * What a job keeps until it runs, to be sent (or sent again when its backend lost it): the body for
+ * ComfyUI's POST /prompt, the headers (its ComfyUI user), the backend an admin pinned it to, and how
+ * many times it was sent.
+ */
+export type HeldRequest = {
   body: Record<string, unknown>;
   headers: Record<string, string | null>;
-}
+  /** The backend an admin key pinned the job to (`X-Comfy-Gate-Backend`); absent: any. */
+  pin?: string;
+  /** Times it was sent to a backend (absent: never). */
+  sends?: number;
+};
 
-/** The request a job holds, or undefined once sent. */
+/** The request a job keeps, or undefined once it ran. */
 export function heldRequestOf(job: JobRecord): HeldRequest | undefined {
   const request = job.request as Partial<HeldRequest> | null;
-  return request && typeof request.body === 'object' && request.body !== null ? { body: request.body, headers: request.headers ?? {} } : undefined;
+  if (!request || typeof request.body !== 'object' || request.body === null) return undefined;
+  return {
+    body: request.body,
+    headers: request.headers ?? {},
+    ...(typeof request.pin === 'string' ? { pin: request.pin } : {}),
+    ...(typeof request.sends === 'number' ? { sends: request.sends } : {}),
+  };
+}
+
+/** The request as it is kept once sent one more time. */
+export function sentOnceMore(request: HeldRequest): HeldRequest {
+  return { ...request, sends: (request.sends ?? 0) + 1 };
 }
 
 /** How sending went. `lost`: no answer came, and ComfyUI may have queued it under the id it was sent with. */

@@ -6,6 +6,8 @@ export interface QueuedJob {
   keyId: string;
   /** An admin key's `front: true`: ahead of every other held job. */
   front: boolean;
+  /** The backend an admin key pinned it to; absent or null: any. */
+  pin?: string | null;
 }
 
 /**
@@ -17,21 +19,21 @@ export class FairQueue {
   /** Each key's held job ids, oldest first; the map's order is the keys' turn order. */
   private readonly byKey = new Map<string, string[]>();
   private readonly fronted: QueuedJob[] = [];
-  private readonly keyOfJob = new Map<string, string>();
+  private readonly jobs = new Map<string, QueuedJob>();
   /** The key whose job was released last: the turn passes to the key after it. */
   private lastKey: string | null = null;
 
   get size(): number {
-    return this.keyOfJob.size;
+    return this.jobs.size;
   }
 
   has(id: string): boolean {
-    return this.keyOfJob.has(id);
+    return this.jobs.has(id);
   }
 
   add(job: QueuedJob): void {
-    if (this.keyOfJob.has(job.id)) return;
-    this.keyOfJob.set(job.id, job.keyId);
+    if (this.jobs.has(job.id)) return;
+    this.jobs.set(job.id, job);
     if (job.front) {
       this.fronted.push(job);
       return;
@@ -43,9 +45,9 @@ export class FairQueue {
 
   /** Takes a job out (released or cancelled); false when it was not held. */
   remove(id: string): boolean {
-    const keyId = this.keyOfJob.get(id);
+    const keyId = this.jobs.get(id)?.keyId;
     if (keyId === undefined) return false;
-    this.keyOfJob.delete(id);
+    this.jobs.delete(id);
     const fronted = this.fronted.findIndex((job) => job.id === id);
     if (fronted >= 0) {
       this.fronted.splice(fronted, 1);
@@ -61,16 +63,17 @@ export class FairQueue {
   }
 
   /**
-   * The next job to release among the keys that `mayRelease` allows, taking its turn; undefined when
-   * none may go. The job stays queued until `remove`.
+   * The next job to release among those `mayRelease` allows (each key's oldest), taking its turn;
+   * undefined when none may go. The job stays queued until `remove`.
    */
-  next(mayRelease: (keyId: string) => boolean): QueuedJob | undefined {
-    const fronted = this.fronted.find((job) => mayRelease(job.keyId));
+  next(mayRelease: (keyId: string, job: QueuedJob) => boolean): QueuedJob | undefined {
+    const fronted = this.fronted.find((job) => mayRelease(job.keyId, job));
     if (fronted) return fronted;
     for (const keyId of this.turnOrder()) {
-      if (!mayRelease(keyId)) continue;
+      const job = this.jobs.get(this.byKey.get(keyId)![0]!)!;
+      if (!mayRelease(keyId, job)) continue;
       this.lastKey = keyId;
-      return { id: this.byKey.get(keyId)![0]!, keyId, front: false };
+      return job;
     }
     return undefined;
   }
@@ -82,7 +85,7 @@ export class FairQueue {
 
   /** How many held jobs go before this one if every key may release (0: it is next); undefined when it is not held. */
   position(id: string): number | undefined {
-    const keyId = this.keyOfJob.get(id);
+    const keyId = this.jobs.get(id)?.keyId;
     if (keyId === undefined) return undefined;
     const fronted = this.fronted.findIndex((job) => job.id === id);
     if (fronted >= 0) return fronted;

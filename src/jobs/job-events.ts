@@ -41,7 +41,8 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
 
   return {
     started(jobId, at) {
-      inTurn(jobId, (job) => jobs.update(job.id, { status: 'running', started_at: at }));
+      // A job that ran is not sent again: the request kept for that is let go.
+      inTurn(jobId, (job) => jobs.update(job.id, { status: 'running', started_at: at, request: null }));
     },
     executed(jobId, node, output) {
       const files = outputFiles(output);
@@ -54,7 +55,7 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
     ended(jobId, outcome, at, error) {
       inTurn(jobId, async (job) => {
         const seconds = job.started_at === null ? 0 : Math.max(0, at - job.started_at);
-        const ended = await jobs.update(job.id, { status: outcome, finished_at: at, execution_seconds: seconds, error });
+        const ended = await jobs.update(job.id, { status: outcome, finished_at: at, execution_seconds: seconds, error, request: null });
         if (ended) options.onEnded(ended);
       });
     },

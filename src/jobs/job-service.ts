@@ -1,34 +1,34 @@
-// The gateway's jobs: admits each keyed prompt as a job, sends or holds it, cancels held jobs, and keeps the registry in step with ComfyUI.
+// The gateway's jobs: admits each keyed prompt as a job, places or holds it, cancels held jobs, keeps the registry in step with each backend, and settles the jobs of a backend that died.
 
 import { forbidden, type GatewayError } from '../errors.js';
 import type { JobObserver } from '../events/event-hub.js';
 import type { Logger } from '../log/logger.js';
-import type { HttpProxy, UpstreamAnswer } from '../proxy/http.js';
+import type { UpstreamAnswer } from '../proxy/http.js';
 import { ACTIVE_JOB_STATUSES, type JobRecord, type JobStore, type KeyRecord, type OwnershipStore } from '../store/types.js';
-import { GATEWAY_CLIENT_OWNER, type Backend, type BackendEvents } from './backend.js';
-import { sendPrompt, type HeldRequest, type SendOutcome } from './dispatch.js';
-import { createJobRecorder } from './job-events.js';
+import { GATEWAY_CLIENT_OWNER, type Backend } from './backend.js';
+import { heldRequestOf, sendPrompt, sentOnceMore, type HeldRequest, type SendOutcome } from './dispatch.js';
 import { checkAdmission } from './quotas.js';
+import { refusalEvent } from './refusal.js';
 import { reconcileJobs } from './reconcile.js';
 import { JobScheduler } from './scheduler.js';
 
-export interface JobServiceOptions<Events extends BackendEvents> {
+export interface JobServiceOptions {
   jobs: JobStore;
-  /** The backend's name in job records. */
-  backendName: string;
-  proxy: HttpProxy;
-  /** Connects the backend's event hub, which tells `observer` of its jobs and calls `onConnected` each time its socket opens. */
-  connectEvents(observer: JobObserver, onConnected: () => void): Events;
+  /** Every backend, in configuration order. */
+  backends: readonly Backend[];
+  /** The clientId of the gateway's own sockets to the backends: every forwarded prompt carries it. */
+  clientId: string;
+  /** What the backends' event hubs tell of jobs (the job recorder); reconciliation tells it too. */
+  observer: JobObserver;
   ownership: OwnershipStore;
-  /** `--upstream-queue-depth`. */
+  /** `--upstream-queue-depth`, per backend. */
   depth: number;
   keyOf(keyId: string): KeyRecord | undefined;
   log: Logger;
   /** The key's execution seconds so far on the UTC day of `now` (for `daily_execution_seconds`). */
   executionSecondsToday(keyId: string, now: number): number;
-  /** Told of each admitted job and of each job that ran (metering). */
+  /** Told of each admitted job (metering). */
   onAdmitted?(job: JobRecord): void;
-  onEnded?(job: JobRecord): void;
   now?(): number;
 }
 
@@ -41,42 +41,38 @@ export interface Admission {
   promptId: string;
   /** The client's own client_id, which its WebSocket uses. */
   clientId: string | null;
+  /** The body, the headers and, for an admin key, the backend it is pinned to. */
   request: HeldRequest;
   front: boolean;
 }
 
-export class JobService<Events extends BackendEvents = BackendEvents> {
+/** Times a job is sent to backends at most: once, and once more when its backend lost it before it ran. */
+const MAX_SENDS = 2;
+
+export class JobService {
   readonly jobs: JobStore;
-  readonly backend: Backend & { events: Events };
+  readonly backends: readonly Backend[];
+  /** The clientId of the gateway's own sockets to the backends: no key may use it. */
+  readonly clientId: string;
   readonly scheduler: JobScheduler;
   private readonly observer: JobObserver;
-  private readonly options: JobServiceOptions<Events>;
+  private readonly options: JobServiceOptions;
   private readonly now: () => number;
   private reconcileTimer: NodeJS.Timeout | null = null;
   /** Prompt ids being sent right now, not yet in the registry. */
   private readonly admitting = new Set<string>();
-  private reconciling: Promise<void> | null = null;
+  /** Per backend, the comparison with ComfyUI running now. */
+  private readonly reconciling = new Map<string, Promise<void>>();
 
-  constructor(options: JobServiceOptions<Events>) {
+  constructor(options: JobServiceOptions) {
     this.options = options;
     this.jobs = options.jobs;
+    this.backends = options.backends;
+    this.clientId = options.clientId;
+    this.observer = options.observer;
     this.now = options.now ?? (() => Date.now() / 1000);
-    this.observer = createJobRecorder({
-      jobs: options.jobs,
-      ownership: options.ownership,
-      log: options.log,
-      onEnded: (job) => {
-        options.onEnded?.(job);
-        this.scheduler.pump();
-      },
-    });
-    const events = options.connectEvents(this.observer, () => {
-      void this.reconcile();
-      this.scheduler.pump();
-    });
-    this.backend = { name: options.backendName, proxy: options.proxy, events };
     this.scheduler = new JobScheduler({
-      backend: this.backend,
+      backends: options.backends,
       jobs: options.jobs,
       depth: options.depth,
       keyOf: options.keyOf,
@@ -89,7 +85,7 @@ export class JobService<Events extends BackendEvents = BackendEvents> {
   start(): void {
     // A client using the gateway's clientId would take its socket's place in ComfyUI and with it every job's events.
     this.options.ownership
-      .claim('client', this.backend.events.clientId, GATEWAY_CLIENT_OWNER)
+      .claim('client', this.clientId, GATEWAY_CLIENT_OWNER)
       .catch((error: unknown) => this.options.log.warn({ err: error }, "the gateway's clientId could not be recorded"));
     this.scheduler.restore();
     void this.reconcile();
@@ -99,14 +95,72 @@ export class JobService<Events extends BackendEvents = BackendEvents> {
     }, RECONCILE_INTERVAL_MS).unref();
   }
 
-  /** Compares sent jobs with ComfyUI now (also when the gateway's socket to it comes back); one run at a time. */
-  reconcile(): Promise<void> {
-    this.reconciling ??= reconcileJobs(this.backend, this.jobs, this.observer, this.now)
-      .catch((error: unknown) => this.options.log.debug({ err: error }, 'jobs could not be compared with ComfyUI'))
-      .finally(() => {
-        this.reconciling = null;
-      });
-    return this.reconciling;
+  /** Compares sent jobs with every backend's ComfyUI now. */
+  async reconcile(): Promise<void> {
+    await Promise.all(this.backends.filter((backend) => !backend.isDown()).map((backend) => this.reconcileBackend(backend)));
+  }
+
+  /** The gateway's socket to a backend opened (again): its jobs are compared with its ComfyUI, and held jobs may go to it. */
+  connected(backend: Backend): void {
+    void this.reconcileBackend(backend);
+    this.scheduler.pump();
+  }
+
+  /** A job ended: its place in a backend's queue is free. */
+  ended(): void {
+    this.scheduler.pump();
+  }
+
+  /** Compares one backend's sent jobs with its ComfyUI; one run at a time per backend. */
+  private reconcileBackend(backend: Backend): Promise<void> {
+    let run = this.reconciling.get(backend.name);
+    if (!run) {
+      run = reconcileJobs(backend, this.jobs, this.observer, this.now, (job) =>
+        this.lost(job, `ComfyUI (backend ${backend.name}) no longer knows this job: it was restarted, or the job was deleted from its queue.`),
+      )
+        .catch((error: unknown) => this.options.log.debug({ err: error, backend: backend.name }, 'jobs could not be compared with ComfyUI'))
+        .finally(() => this.reconciling.delete(backend.name));
+      this.reconciling.set(backend.name, run);
+    }
+    return run;
+  }
+
+  /**
+   * A backend is confirmed down: its jobs that had not started are placed again (each at most once
+   * more), and those that were running end as `error`.
+   */
+  async backendDown(backend: Backend): Promise<void> {
+    const reason = `The ComfyUI backend ${backend.name} stopped answering`;
+    const sent = this.jobs.active().filter((job) => job.backend === backend.name && (job.status === 'queued' || job.status === 'running'));
+    for (const job of sent) {
+      await this.lost(job, job.status === 'running' ? `${reason} while the job ran.` : `${reason} before the job ran.`).catch((error: unknown) =>
+        this.options.log.warn({ err: error, job_id: job.id }, 'a job of a backend that went down could not be settled'),
+      );
+    }
+    this.scheduler.pump();
+  }
+
+  /**
+   * A job its backend lost. One that had not started and was sent fewer than MAX_SENDS times is held
+   * again (under the same id, pinned as before) and placed anew; any other ends as `error` with `message`,
+   * which its key's sockets get as ComfyUI's `execution_error`.
+   */
+  private async lost(job: JobRecord, message: string): Promise<void> {
+    const request = heldRequestOf(job);
+    if (job.status === 'queued' && request && (request.sends ?? 1) < MAX_SENDS) {
+      const held = await this.jobs.update(job.id, { status: 'held', upstream_id: null, forwarded_at: null }, { ifStatus: 'queued' });
+      if (held) {
+        this.options.log.warn({ job_id: job.id, backend: job.backend }, 'job lost by its backend before it ran: placed again');
+        this.scheduler.hold(held);
+        return;
+      }
+    }
+    const at = this.now();
+    const ended = await this.jobs.update(job.id, { status: 'error', finished_at: at, request: null, error: { message } }, { ifStatus: job.status });
+    if (!ended) return;
+    this.options.log.warn({ job_id: job.id, backend: job.backend, reason: message }, 'job lost by its backend');
+    this.backends[0]!.events.announce(ended, 'execution_error', lostEvent(message, at));
+    this.scheduler.pump();
   }
 
   /**
@@ -131,7 +185,7 @@ export class JobService<Events extends BackendEvents = BackendEvents> {
       id: admission.promptId,
       key_id: key.key_id,
       client_id: admission.clientId,
-      backend: this.backend.name,
+      backend: '',
       upstream_id: null,
       status: 'held',
       admitted_at: now,
@@ -147,11 +201,12 @@ export class JobService<Events extends BackendEvents = BackendEvents> {
     if (this.jobs.get(job.id) || this.admitting.has(job.id)) throw promptIdTaken();
     this.admitting.add(job.id);
     try {
-      if (!this.scheduler.takeSlotNow(key.key_id)) return await this.holdJob(job);
+      const backend = this.scheduler.takeSlotNow(key.key_id, admission.request.pin ?? null);
+      if (!backend) return await this.holdJob(job);
       try {
-        return await sendPrompt(this.backend, admission.request, (outcome) => this.recordSent(job, outcome));
+        return await sendPrompt(backend, admission.request, (outcome) => this.recordSent(job, backend, admission.request, outcome));
       } finally {
-        this.scheduler.sent();
+        this.scheduler.sent(backend);
       }
     } finally {
       this.admitting.delete(job.id);
@@ -172,10 +227,10 @@ export class JobService<Events extends BackendEvents = BackendEvents> {
    * with (the client is told that one), or under the id it was sent with when the answer was lost. A
    * prompt ComfyUI refused leaves no job: the client has ComfyUI's answer.
    */
-  private async recordSent(job: JobRecord, outcome: SendOutcome): Promise<void> {
+  private async recordSent(job: JobRecord, backend: Backend, request: HeldRequest, outcome: SendOutcome): Promise<void> {
     if (outcome.kind === 'refused') return;
     const id = outcome.kind === 'queued' ? outcome.upstreamId : outcome.sentId;
-    const sent: JobRecord = { ...job, id, upstream_id: id, status: 'queued', forwarded_at: this.now(), request: null };
+    const sent: JobRecord = { ...job, id, backend: backend.name, upstream_id: id, status: 'queued', forwarded_at: this.now(), request: sentOnceMore(request) };
     if (await this.jobs.create(sent)) this.options.onAdmitted?.(sent);
     else this.options.log.warn({ job_id: id }, 'ComfyUI answered with the prompt_id of a job the registry already has');
   }
@@ -201,6 +256,11 @@ export class JobService<Events extends BackendEvents = BackendEvents> {
 
 function promptIdTaken(): GatewayError {
   return forbidden('That prompt_id is taken: leave prompt_id out and one is made.');
+}
+
+/** ComfyUI's `execution_error` for a job its backend lost: no node is to blame. */
+function lostEvent(message: string, at: number): Record<string, unknown> {
+  return { ...refusalEvent({ message }, at), exception_type: 'BackendLost' };
 }
 
 /** The queue number a held job shows: after every number ComfyUI gives, in the order jobs were admitted. */

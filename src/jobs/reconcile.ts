@@ -18,9 +18,15 @@ interface HistoryEntry {
  * Compares the backend's queued and running jobs in the registry with ComfyUI: a job in ComfyUI's
  * queue stays (and is `running` if ComfyUI runs it); a job with a history entry ends as that entry
  * says, with its outputs and execution seconds from the entry's messages; a job ComfyUI no longer
- * knows ends as `error`. Costs one `/queue` and one `/history/{id}` per job that left the queue.
+ * knows goes to `onLost`. Costs one `/queue` and one `/history/{id}` per job that left the queue.
  */
-export async function reconcileJobs(backend: Backend, jobs: JobStore, observer: JobObserver, now: () => number): Promise<void> {
+export async function reconcileJobs(
+  backend: Backend,
+  jobs: JobStore,
+  observer: JobObserver,
+  now: () => number,
+  onLost: (job: JobRecord) => Promise<void>,
+): Promise<void> {
   const sent = jobs.active().filter((job) => job.backend === backend.name && job.status !== 'held' && job.upstream_id !== null);
   if (sent.length === 0) return;
   const queue = await getJson<{ queue_running?: unknown[][]; queue_pending?: unknown[][] }>(backend, '/api/queue');
@@ -36,19 +42,22 @@ export async function reconcileJobs(backend: Backend, jobs: JobStore, observer: 
     }
   }
   for (let i = 0; i < gone.length; i += LOOKUPS_AT_ONCE) {
-    await Promise.all(gone.slice(i, i + LOOKUPS_AT_ONCE).map((job) => settleFromHistory(backend, job, observer, now)));
+    await Promise.all(gone.slice(i, i + LOOKUPS_AT_ONCE).map((job) => settleFromHistory(backend, job, observer, now, onLost)));
   }
 }
 
-async function settleFromHistory(backend: Backend, job: JobRecord, observer: JobObserver, now: () => number): Promise<void> {
+async function settleFromHistory(
+  backend: Backend,
+  job: JobRecord,
+  observer: JobObserver,
+  now: () => number,
+  onLost: (job: JobRecord) => Promise<void>,
+): Promise<void> {
   const upstreamId = job.upstream_id!;
   const history = await getJson<Record<string, HistoryEntry>>(backend, `/api/history/${encodeURIComponent(upstreamId)}`);
   if (!history) return;
   const entry = history[upstreamId];
-  if (!entry) {
-    observer.ended(job.id, 'error', now(), { message: 'ComfyUI no longer knows this job: it was restarted, or the job was deleted from its queue.' });
-    return;
-  }
+  if (!entry) return onLost(job);
   const messages = entry.status?.messages ?? [];
   const timeOf = (type: string): number | undefined => {
     const stamp = messages.find(([name]) => name === type)?.[1]?.timestamp;

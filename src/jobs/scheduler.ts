@@ -1,39 +1,40 @@
-// Keeps ComfyUI's own queue short and releases the gateway's held jobs fairly as room frees up.
+// Keeps each backend's ComfyUI queue short, places jobs on the backends, and releases the gateway's held jobs fairly as room frees up.
 
 import type { Logger } from '../log/logger.js';
 import type { JobRecord, JobStore, KeyRecord } from '../store/types.js';
 import type { Backend } from './backend.js';
-import { heldRequestOf, sendPrompt, type SendOutcome } from './dispatch.js';
+import { heldRequestOf, sendPrompt, sentOnceMore, type HeldRequest, type SendOutcome } from './dispatch.js';
 import { FairQueue } from './fair-queue.js';
+import { Placement } from './placement.js';
 import { refusalEvent } from './refusal.js';
 import { mayStartAnother } from './quotas.js';
 
 export interface SchedulerOptions {
-  backend: Backend;
+  backends: readonly Backend[];
   jobs: JobStore;
-  /** Jobs the gateway keeps sent to ComfyUI (queued or running there) at most (`--upstream-queue-depth`). */
+  /** Jobs the gateway keeps sent to each backend (queued or running there) at most (`--upstream-queue-depth`). */
   depth: number;
   keyOf(keyId: string): KeyRecord | undefined;
   log: Logger;
   now(): number;
 }
 
-/** How long to wait before trying again to release jobs while ComfyUI cannot take them. */
+/** How long to wait before trying again to release jobs while a backend cannot take them. */
 const RETRY_MS = 1000;
 
 /**
- * The gateway's queue. A job goes straight to ComfyUI while nothing is held and fewer than `depth` of
- * the gateway's jobs are queued or running there; otherwise it is held, and released round-robin
- * across keys (see FairQueue) as jobs end. A key with `max_running` waits while that many of its jobs
- * are in ComfyUI. Nothing is released while the gateway's socket to ComfyUI is down. `sending` counts
- * jobs sent without being held until their answer; a released job counts as `queued` from the moment it
- * is taken.
+ * The gateway's queue. A job goes straight to a backend while nothing is held and a backend has room
+ * (see Placement); otherwise it is held, and released round-robin across keys (see FairQueue) as
+ * jobs end. A key with `max_running` waits while that many of its jobs are in ComfyUI, on any
+ * backend. Nothing goes to a backend that is not up or whose event socket is down. `sending` counts,
+ * per backend, jobs on their way there that the registry does not count yet.
  */
 export class JobScheduler {
   private readonly queue = new FairQueue();
   private readonly options: SchedulerOptions;
-  /** Jobs being sent right now (not yet recorded as queued). */
-  private sending = 0;
+  private readonly placement: Placement;
+  /** Per backend, jobs being sent right now (not yet recorded as queued there). */
+  private readonly sending = new Map<string, number>();
   private retryTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private releasing = false;
@@ -41,6 +42,7 @@ export class JobScheduler {
 
   constructor(options: SchedulerOptions) {
     this.options = options;
+    this.placement = new Placement(options.backends, (backend) => options.jobs.sentTo(backend.name) + (this.sending.get(backend.name) ?? 0), options.depth);
   }
 
   /**
@@ -52,17 +54,22 @@ export class JobScheduler {
     this.pump();
   }
 
-  /** Whether a new job of this key may go to ComfyUI now, skipping the held queue; if so, a slot is taken for it until `sent`. */
-  takeSlotNow(keyId: string): boolean {
-    if (this.queue.size > 0 || this.inFlight() >= this.options.depth || !this.mayRelease(keyId)) return false;
+  /**
+   * The backend a new job of this key goes to now, skipping the held queue (pinned to `pin`, or
+   * placed); a slot is taken there until `sent`. Undefined when it must be held.
+   */
+  takeSlotNow(keyId: string, pin: string | null): Backend | undefined {
+    if (this.queue.size > 0 || !this.mayRelease(keyId)) return undefined;
+    const backend = this.placement.choose(pin);
+    if (!backend) return undefined;
     this.queue.tookTurn(keyId);
-    this.sending += 1;
-    return true;
+    this.adjustSending(backend, 1);
+    return backend;
   }
 
   /** A job sent through `takeSlotNow` has its answer: the slot is counted from the registry now. */
-  sent(): void {
-    this.sending -= 1;
+  sent(backend: Backend): void {
+    this.adjustSending(backend, -1);
     this.pump();
   }
 
@@ -82,7 +89,7 @@ export class JobScheduler {
     return this.queue.position(id);
   }
 
-  /** Releases held jobs while ComfyUI has room. Called when a job is held, sent or ends; one release runs at a time. */
+  /** Releases held jobs while backends have room. Called when a job is held, sent or ends, and when a backend comes up; one release runs at a time. */
   pump(): void {
     if (this.closed) return;
     if (this.releasing) {
@@ -102,34 +109,44 @@ export class JobScheduler {
   }
 
   /**
-   * Takes the next held jobs, each by one conditional write (held → queued) so that a job is sent once
-   * even when several replicas hold it, and sends them.
+   * Takes the next held jobs that can be placed, each by one conditional write (held → queued on its
+   * backend) so that a job is sent once even when several replicas hold it, and sends them.
    */
   private async release(): Promise<void> {
-    while (!this.closed && this.queue.size > 0 && this.inFlight() < this.options.depth) {
-      if (!this.options.backend.events.connected) return this.retryLater();
-      const next = this.queue.next((keyId) => this.mayRelease(keyId));
-      if (!next) return;
+    while (!this.closed && this.queue.size > 0) {
+      const next = this.queue.next((keyId, job) => this.mayRelease(keyId) && this.placement.canPlace(job.pin ?? null));
+      if (!next) {
+        if (this.placement.someoneWaiting()) this.retryLater();
+        return;
+      }
+      const backend = this.placement.choose(next.pin ?? null)!;
       this.queue.remove(next.id);
-      const job = await this.options.jobs.update(next.id, { status: 'queued' }, { ifStatus: 'held' });
+      this.adjustSending(backend, 1);
+      let job: JobRecord | undefined;
+      try {
+        job = await this.options.jobs.update(next.id, { status: 'queued', backend: backend.name }, { ifStatus: 'held' });
+      } finally {
+        this.adjustSending(backend, -1);
+      }
       const request = job && heldRequestOf(job);
       if (!job || !request) continue;
-      sendPrompt(this.options.backend, request, (outcome) => this.recordReleased(job, outcome))
-        .catch((error: unknown) => this.options.log.warn({ err: error, job_id: job.id }, 'a held job could not be sent to ComfyUI'))
+      const taken = job;
+      sendPrompt(backend, request, (outcome) => this.recordReleased(taken, backend, request, outcome))
+        .catch((error: unknown) => this.options.log.warn({ err: error, job_id: taken.id, backend: backend.name }, 'a held job could not be sent to ComfyUI'))
         .finally(() => this.pump());
     }
   }
 
   /** Records how sending a released job went; its id stays the one its key was told. */
-  private async recordReleased(job: JobRecord, outcome: SendOutcome): Promise<void> {
+  private async recordReleased(job: JobRecord, backend: Backend, request: HeldRequest, outcome: SendOutcome): Promise<void> {
     const now = this.options.now();
     if (outcome.kind === 'refused') {
-      await this.options.jobs.update(job.id, { status: 'error', finished_at: now, request: null, error: outcome.error });
-      this.options.backend.events.announce(job, 'execution_error', refusalEvent(outcome.error, now));
+      await this.options.jobs.update(job.id, { status: 'error', finished_at: now, request: null, upstream_id: null, error: outcome.error });
+      backend.events.announce(job, 'execution_error', refusalEvent(outcome.error, now));
       return;
     }
     const upstreamId = outcome.kind === 'queued' ? outcome.upstreamId : outcome.sentId;
-    await this.options.jobs.update(job.id, { upstream_id: upstreamId, forwarded_at: now, request: null, backend: this.options.backend.name });
+    await this.options.jobs.update(job.id, { upstream_id: upstreamId, forwarded_at: now, request: sentOnceMore(request) });
   }
 
   close(): void {
@@ -137,9 +154,10 @@ export class JobScheduler {
     if (this.retryTimer) clearTimeout(this.retryTimer);
   }
 
-  /** The gateway's jobs in ComfyUI's queue, or on their way there. */
-  private inFlight(): number {
-    return this.options.jobs.count({ statuses: ['queued', 'running'] }) + this.sending;
+  private adjustSending(backend: Backend, by: number): void {
+    const count = (this.sending.get(backend.name) ?? 0) + by;
+    if (count > 0) this.sending.set(backend.name, count);
+    else this.sending.delete(backend.name);
   }
 
   private mayRelease(keyId: string): boolean {
@@ -156,6 +174,6 @@ export class JobScheduler {
   }
 }
 
-function queuedJob(job: JobRecord): { id: string; keyId: string; front: boolean } {
-  return { id: job.id, keyId: job.key_id, front: job.front };
+function queuedJob(job: JobRecord): { id: string; keyId: string; front: boolean; pin: string | null } {
+  return { id: job.id, keyId: job.key_id, front: job.front, pin: heldRequestOf(job)?.pin ?? null };
 }

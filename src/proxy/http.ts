@@ -23,6 +23,8 @@ export interface UpstreamOverrides {
   body?: Buffer | string | Readable;
   /** Headers to set (a value of null removes the header). */
   headers?: Record<string, string | null>;
+  /** For `fetch`: how long the whole answer may take (default twice the headers timeout). */
+  timeoutMs?: number;
 }
 
 /** A buffered answer from ComfyUI. */
@@ -44,8 +46,8 @@ export interface HttpProxy {
    * @throws GatewayError 502/504 as `forward`, and 502 for an answer too large to buffer.
    */
   fetch(req: IncomingMessage | null, overrides?: UpstreamOverrides): Promise<UpstreamAnswer>;
-  /** Asks ComfyUI for `path` and resolves its status, or rejects when it does not answer. */
-  probe(path: string, timeoutMs: number): Promise<number>;
+  /** Asks ComfyUI for `path` (GET, or HEAD) and resolves its status, or rejects when it does not answer. */
+  probe(path: string, timeoutMs: number, method?: 'GET' | 'HEAD'): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -104,7 +106,10 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
   async function fetch(req: IncomingMessage | null, overrides: UpstreamOverrides = {}): Promise<UpstreamAnswer> {
     // A timer of its own, cleared at the end: AbortSignal.timeout's timer would live its full length after the answer.
     const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(new DOMException('ComfyUI did not finish its answer in time', 'TimeoutError')), options.headersTimeoutMs * 2);
+    const timer = setTimeout(
+      () => abort.abort(new DOMException('ComfyUI did not finish its answer in time', 'TimeoutError')),
+      overrides.timeoutMs ?? options.headersTimeoutMs * 2,
+    );
     try {
       // The gateway reads this answer, so it asks for it uncompressed.
       const plain = { ...overrides, headers: { 'accept-encoding': 'identity', ...overrides.headers } };
@@ -127,8 +132,8 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
     }
   }
 
-  async function probe(path: string, timeoutMs: number): Promise<number> {
-    const { statusCode, body } = await pool.request({ path, method: 'GET', headersTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
+  async function probe(path: string, timeoutMs: number, method: 'GET' | 'HEAD' = 'GET'): Promise<number> {
+    const { statusCode, body } = await pool.request({ path, method, headersTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
     await body.dump();
     return statusCode;
   }

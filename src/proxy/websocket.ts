@@ -37,6 +37,8 @@ export interface RelayHooks {
 export type ClientSender = (data: Buffer | string, isBinary: boolean) => void;
 
 export interface RelayOptions {
+  /** The ComfyUI to relay to (default: the proxy's `upstream`). */
+  upstream?: URL;
   /** The request target at ComfyUI (default: the client's). */
   target?: string;
   /** Headers to set on the upstream handshake (null removes one). */
@@ -69,7 +71,7 @@ const HIGH_WATER_BYTES = 1024 * 1024;
 /** A WebSocket relay built on `ws`: one upstream socket for each client socket. */
 export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketProxy {
   const server = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_CLIENT_MESSAGE_BYTES, clientTracking: true });
-  const upstreamBase = `${options.upstream.protocol === 'https:' ? 'wss' : 'ws'}://${options.upstream.host}`;
+  const socketBase = (upstream: URL): string => `${upstream.protocol === 'https:' ? 'wss' : 'ws'}://${upstream.host}`;
   const alive = new WeakMap<WebSocket, boolean>();
   const upstreams = new Set<WebSocket>();
 
@@ -91,12 +93,13 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
 
   function relay(req: IncomingMessage, socket: Duplex, head: Buffer, relayOptions: RelayOptions): void {
     const { hooks = {}, onEnd } = relayOptions;
-    const headers = upstreamRequestHeaders(req, options.upstream.origin, { websocket: true });
+    const target = relayOptions.upstream ?? options.upstream;
+    const headers = upstreamRequestHeaders(req, target.origin, { websocket: true });
     for (const [name, value] of Object.entries(relayOptions.headers ?? {})) {
       if (value === null) delete headers[name];
       else headers[name] = value;
     }
-    const upstream = new WebSocket(upstreamBase + (relayOptions.target ?? req.url), {
+    const upstream = new WebSocket(socketBase(target) + (relayOptions.target ?? req.url), {
       headers: headers as Record<string, string>,
       perMessageDeflate: false,
       handshakeTimeout: options.handshakeTimeoutMs,

@@ -1,12 +1,13 @@
 // The gateway: one HTTP server that answers its own endpoints, identifies callers, applies limits and isolation, counts usage and proxies the rest.
 
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { identify, type Caller } from '../auth/authenticate.js';
 import { whyNotLocal } from '../auth/client-address.js';
-import { ChildSupervisor } from '../backends/child-process.js';
+import { BackendPool } from '../backends/backend-pool.js';
+import { buildBackend } from '../backends/build-backend.js';
 import { ClientAddressing } from '../auth/client-addressing.js';
 import { crossSiteRefusal } from '../auth/cross-site.js';
 import { AuthFailureLimiter } from '../auth/failure-limiter.js';
@@ -16,8 +17,9 @@ import type { GatewayConfig } from '../config/schema.js';
 import { authRequired, forbidden, GatewayError, hostNotAllowed, methodNotAllowed, rateLimitExceeded, routeNotAllowed, tooManyAuthFailures } from '../errors.js';
 import { adminSocketHooks } from '../events/admin-socket.js';
 import { ClientFeatureFlags } from '../events/client-flags.js';
-import { EventHub } from '../events/event-hub.js';
-import { DEFAULT_BACKEND, GATEWAY_CLIENT_OWNER } from '../jobs/backend.js';
+import { ClientSinkRegistry } from '../events/client-sinks.js';
+import { GATEWAY_CLIENT_OWNER } from '../jobs/backend.js';
+import { createJobRecorder } from '../jobs/job-events.js';
 import { JobService } from '../jobs/job-service.js';
 import { getJob, listJobs } from '../jobs/jobs-api.js';
 import { checkBoundedId } from '../isolation/ids.js';
@@ -28,7 +30,6 @@ import { userSocketHooks } from '../isolation/socket-filter.js';
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { routeGroup } from '../observability/route-group.js';
-import { createHttpProxy } from '../proxy/http.js';
 import { createWebSocketProxy } from '../proxy/websocket.js';
 import { asksForWebSocket, checkWebSocketHandshake } from '../proxy/websocket-handshake.js';
 import { WebSocketSlots } from '../proxy/websocket-slots.js';
@@ -55,7 +56,6 @@ export interface Gateway {
   close(graceMs?: number): Promise<void>;
 }
 
-const READY_PROBE_TIMEOUT_MS = 2000;
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** A top-level page load by a browser, which is sent to the sign-in page instead of getting 401 JSON. */
@@ -72,21 +72,51 @@ function requestIdOf(req: IncomingMessage): string {
 /** Wires the HTTP server to already-open stores. A `config.child` must have its `{port}` replaced already (`withChildPort`). */
 export function createGatewayServer(config: GatewayConfig, stores: GatewayStores, log: Logger, metrics: GatewayMetrics): Gateway {
   const { keys, usage, counters, ownership, sessions, audit, jobs, jobEvents } = stores;
-  const proxy = createHttpProxy({ upstream: config.upstream, headersTimeoutMs: config.upstreamTimeoutMs, frameAncestors: config.frameAncestors });
-  const child = config.child
-    ? new ChildSupervisor({
-        command: config.child,
-        name: 'comfyui',
+  const now = (): number => Date.now() / 1000;
+  const sinks = new ClientSinkRegistry({ log, ...(jobEvents ? { relay: jobEvents } : {}) });
+  const recorder = createJobRecorder({
+    jobs,
+    ownership,
+    log,
+    onEnded: (job) => {
+      jobService.ended();
+      if (job.started_at === null) return;
+      usage.recordJobRun(job.key_id, job.finished_at ?? now(), job.execution_seconds ?? 0, job.outputs.length);
+      metrics.jobRun(job.key_id, job.execution_seconds ?? 0, job.outputs.length);
+    },
+  });
+  const gatewayClientId = randomBytes(16).toString('hex');
+  const pool = new BackendPool(
+    config.backends.map((backendConfig) =>
+      buildBackend(backendConfig, {
+        clientId: gatewayClientId,
+        jobs,
+        observer: recorder,
+        sinks,
         log,
-        answers: () => proxy.probe('/', READY_PROBE_TIMEOUT_MS).then((status) => status < 500),
-      })
-    : null;
+        upstreamTimeoutMs: config.upstreamTimeoutMs,
+        frameAncestors: config.frameAncestors,
+        onConnected: (backend) => jobService.connected(backend),
+        onHealthChange: (backend, state, previous) => {
+          const level = state === 'up' ? 'info' : 'warn';
+          log[level](
+            { event: 'backend_health', backend: backend.name, state, previous, reason: backend.health.report().lastError },
+            `backend ${backend.name} is ${state}`,
+          );
+          if (state === 'down') void jobService.backendDown(backend);
+          if (state === 'up') {
+            backend.events.reconnectNow();
+            jobService.scheduler.pump();
+          }
+        },
+      }),
+    ),
+  );
   const jobService = new JobService({
     jobs,
-    backendName: DEFAULT_BACKEND,
-    proxy,
-    connectEvents: (observer, onConnected) =>
-      new EventHub({ backend: DEFAULT_BACKEND, upstream: config.upstream, jobs, observer, log, onConnected, ...(jobEvents ? { relay: jobEvents } : {}) }),
+    backends: pool.all,
+    clientId: gatewayClientId,
+    observer: recorder,
     ownership,
     depth: config.upstreamQueueDepth,
     keyOf: (keyId) => keys.get(keyId),
@@ -95,17 +125,11 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       usage.recordPromptAdmitted(job.key_id, job.admitted_at);
       metrics.promptAdmitted(job.key_id);
     },
-    onEnded: (job) => {
-      if (job.started_at === null) return;
-      usage.recordJobRun(job.key_id, job.finished_at ?? now(), job.execution_seconds ?? 0, job.outputs.length);
-      metrics.jobRun(job.key_id, job.execution_seconds ?? 0, job.outputs.length);
-    },
     log,
   });
-  const hub = jobService.backend.events;
-  const isolated = createIsolatedProxy({ proxy, ownership, jobs: jobService, userRoutes: config.userRoutes });
+  const isolated = createIsolatedProxy({ pool, ownership, jobs: jobService, userRoutes: config.userRoutes });
   const webSockets = createWebSocketProxy({
-    upstream: config.upstream,
+    upstream: pool.all[0]!.url,
     handshakeTimeoutMs: Math.min(config.upstreamTimeoutMs, 30_000),
     pingIntervalMs: config.wsPingIntervalMs,
   });
@@ -115,7 +139,6 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   const failures = new AuthFailureLimiter();
   /** The key each request was made with, for its log line and metrics. */
   const keyOfRequest = new WeakMap<IncomingMessage, string>();
-  const now = (): number => Date.now() / 1000;
   const clientIp = (req: IncomingMessage): string => addressing.clientIp(req);
   const localManagement = (req: IncomingMessage): string | null =>
     config.noLocalAdmin ? 'local management is turned off with --no-local-admin' : whyNotLocal(req);
@@ -210,7 +233,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     if (route?.name === 'metrics' && config.metricsPublic) return sendMetrics(res);
     const dashboard = isAdminPagePath(path);
     if (!route && !dashboard && config.mode === 'off') {
-      if (!(await isolated.handleAnonymous(req, res, target))) await proxy.forward(req, res);
+      if (!(await isolated.handleAnonymous(req, res, target))) await pool.anonymous().proxy.forward(req, res);
       return;
     }
     const caller = authenticate(req, { unsafe: !SAFE_METHODS.has(req.method ?? 'GET') });
@@ -225,7 +248,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         if (isBrowserNavigation(req)) return redirectToLogin(res, req.url!);
         throw authRequired();
       }
-      if (!(await isolated.handleAnonymous(req, res, target))) await proxy.forward(req, res);
+      if (!(await isolated.handleAnonymous(req, res, target))) await pool.anonymous().proxy.forward(req, res);
       return;
     }
     await countRequest(req, res, caller.key, path);
@@ -277,26 +300,48 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     res.end();
   }
 
+  /**
+   * Ready while at least one backend is up and the stores can be written. Each backend is checked
+   * now (a check already running is shared), so the answer is current.
+   */
   async function readiness(res: ServerResponse): Promise<void> {
-    const [upstream, store] = await Promise.all([
-      proxy.probe('/', READY_PROBE_TIMEOUT_MS).then(
-        (status) => (status < 500 ? 'ok' : `answered ${status}`),
-        (error: Error) => `unreachable: ${error.message}`,
-      ),
+    const [, store] = await Promise.all([
+      Promise.all(pool.all.map((backend) => backend.health.check())),
       keys.checkWritable().then(
         () => (usage.lastWriteError() ? `usage writes failing: ${usage.lastWriteError()!.message}` : 'ok'),
         (error: Error) => `not writable: ${error.message}`,
       ),
     ]);
-    const ready = upstream === 'ok' && store === 'ok' && (child === null || child.status().state === 'running');
-    sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not_ready', upstream, store, ...(child ? { child: child.describe() } : {}) });
+    const backends = pool.status((name) => jobs.sentTo(name));
+    const up = backends.filter((backend) => backend.state === 'up');
+    const upstream = up.length > 0 ? 'ok' : `unreachable: ${backends.map((backend) => `${backend.name}: ${backend.lastError ?? backend.state}`).join('; ')}`;
+    const ready = up.length > 0 && store === 'ok';
+    const only = pool.several ? null : pool.all[0]!;
+    sendJson(res, ready ? 200 : 503, {
+      status: ready ? 'ready' : 'not_ready',
+      upstream,
+      store,
+      ...(only?.child ? { child: only.child.describe() } : {}),
+      backends: backends.map(({ name, url, weight, state, since, lastError, events, jobsInFlight, queueRemaining, child }) => ({
+        name,
+        url,
+        weight,
+        state,
+        since,
+        last_error: lastError,
+        events,
+        jobs_in_flight: jobsInFlight,
+        queue_remaining: queueRemaining,
+        ...(child !== null ? { child } : {}),
+      })),
+    });
   }
 
   async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const { path, segments, query } = parseRequestTarget(req.url);
     checkWebSocketHandshake(req);
     refuseForeign(req, path);
-    if (config.mode === 'off') return webSockets.relay(req, socket, head, { onEnd: () => undefined });
+    if (config.mode === 'off') return webSockets.relay(req, socket, head, { upstream: pool.anonymous().url, onEnd: () => undefined });
     // A browser sends its cookie with any site's WebSocket, so a cookie-authenticated socket must come from this site.
     const caller = authenticate(req, { unsafe: true });
     const clientId = query.get('clientId') ?? '';
@@ -304,7 +349,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     if (caller.kind === 'anonymous') {
       if (config.mode === 'required') throw authRequired();
       if (clientId && ownership.ownerOf('client', clientId)) throw forbidden('That clientId belongs to a key.');
-      return webSockets.relay(req, socket, head, { onEnd: () => undefined });
+      return webSockets.relay(req, socket, head, { upstream: pool.anonymous().url, onEnd: () => undefined });
     }
     const key = caller.key;
     const comfySocket = matchRoute('GET', segments)?.entry.handler === 'websocket';
@@ -313,20 +358,21 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const at = now();
     await admit(key, at);
     if (!clientId) query.set('clientId', randomUUID().replaceAll('-', ''));
-    if (query.get('clientId') === hub.clientId) throw forbidden("That clientId is the gateway's own: use another.");
+    if (query.get('clientId') === jobService.clientId) throw forbidden("That clientId is the gateway's own: use another.");
     const owner = await ownership.claim('client', query.get('clientId')!, key.key_id);
     if (owner === GATEWAY_CLIENT_OWNER) throw forbidden("That clientId is the gateway's own: use another.");
     if (owner !== key.key_id && key.role !== 'admin') throw forbidden('That clientId belongs to another key: use your own (any new id becomes yours).');
     keyOfRequest.set(req, key.key_id);
     const ip = addressing.clientIp(req);
-    // A ComfyUI socket gets its key's jobs of its clientId from the event hub, on top of what its own ComfyUI socket receives.
-    const events = comfySocket ? hub : undefined;
+    // A ComfyUI socket gets its key's jobs of its clientId from every backend's event hub, on top of what its own ComfyUI socket receives.
+    const events = comfySocket ? sinks : undefined;
     const flags = new ClientFeatureFlags();
     let unregister = (): void => undefined;
     const queueRemaining = (): number => jobs.count({ keyId: key.key_id, statuses: ACTIVE_JOB_STATUSES });
     const hooks =
       key.role !== 'admin' && comfySocket ? userSocketHooks(ownership, key.key_id, flags, queueRemaining) : events ? adminSocketHooks(flags) : undefined;
     webSockets.relay(req, socket, head, {
+      upstream: pool.any().url,
       target: `${path}?${query}`,
       onOpen: (sendToClient) => {
         metrics.websocketOpened();
@@ -390,9 +436,11 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
           resolve(server.address() as AddressInfo);
         });
       });
-      await child?.start();
+      await Promise.all(pool.all.map((backend) => backend.child?.start() ?? Promise.resolve()));
+      for (const backend of pool.all) backend.health.start();
       if (config.mode !== 'off') {
-        hub.start();
+        sinks.start();
+        for (const backend of pool.all) backend.events.start();
         jobService.start();
       }
       return address;
@@ -402,11 +450,15 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       server.closeIdleConnections();
       webSockets.close();
       jobService.close();
-      hub.close();
+      for (const backend of pool.all) {
+        backend.events.close();
+        backend.health.stop();
+      }
+      sinks.close();
       const timer = setTimeout(() => server.closeAllConnections(), graceMs).unref();
       await closed;
       clearTimeout(timer);
-      await Promise.all([proxy.close(), isolated.close(), child?.stop()]);
+      await Promise.all([...pool.all.flatMap((backend) => [backend.proxy.close(), backend.child?.stop() ?? Promise.resolve()]), isolated.close()]);
       jobEvents?.close();
       await Promise.all([keys.close(), usage.close(), counters.close(), ownership.close(), sessions.close(), jobs.close()]);
       log.flush();

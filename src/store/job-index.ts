@@ -93,6 +93,10 @@ class Scope {
 export class JobIndex {
   private readonly byId = new Map<string, Entry>();
   private readonly byUpstream = new Map<string, Entry>();
+  /** Per backend, its jobs queued or running in ComfyUI (placement reads it). */
+  private readonly sentByBackend = new Map<string, number>();
+  /** Per output file, the newest job that produced it (a file is on its job's backend). */
+  private readonly byOutput = new Map<string, Entry>();
   private readonly everyKey = new Scope();
   private readonly byKey = new Map<string, Scope>();
   private nextOrder = 0;
@@ -107,6 +111,16 @@ export class JobIndex {
 
   byUpstreamId(backend: string, upstreamId: string): JobRecord | undefined {
     return this.byUpstream.get(upstreamKey(backend, upstreamId))?.record;
+  }
+
+  /** How many jobs are queued or running on `backend`. */
+  sentTo(backend: string): number {
+    return this.sentByBackend.get(backend) ?? 0;
+  }
+
+  /** The newest job among those that produced this file. */
+  producerOf(type: string, subfolder: string, filename: string): JobRecord | undefined {
+    return this.byOutput.get(outputKey(type, subfolder, filename))?.record;
   }
 
   /** Adds a job, or replaces the job with its id. */
@@ -125,7 +139,7 @@ export class JobIndex {
     }
     this.forgetUpstream(entry);
     entry.record = record;
-    this.noteUpstream(entry);
+    this.noteUpstream(entry, before);
     if (before.status !== record.status) {
       for (const scope of [this.everyKey, this.byKey.get(record.key_id)!]) {
         scope.status(before.status).remove(new Set([entry]));
@@ -152,6 +166,7 @@ export class JobIndex {
       if (!entry) continue;
       this.byId.delete(id);
       this.forgetUpstream(entry);
+      this.forgetOutputs(entry);
       const { key_id, status } = entry.record;
       keys.add(key_id);
       for (const scope of [this.everyKey, this.byKey.get(key_id)!]) {
@@ -232,21 +247,48 @@ export class JobIndex {
     }
   }
 
-  private noteUpstream(entry: Entry): void {
-    const { backend, upstream_id } = entry.record;
+  /** Indexes what a job's record says of its backend: its upstream id, whether it is sent there, and the files it made since `before`. */
+  private noteUpstream(entry: Entry, before?: JobRecord): void {
+    const { backend, upstream_id, outputs } = entry.record;
     if (upstream_id !== null) this.byUpstream.set(upstreamKey(backend, upstream_id), entry);
+    if (isSent(entry.record)) this.sentByBackend.set(backend, this.sentTo(backend) + 1);
+    for (const file of before && before.outputs.length <= outputs.length ? outputs.slice(before.outputs.length) : outputs) {
+      this.byOutput.set(outputKey(file.type, file.subfolder, file.filename), entry);
+    }
   }
 
+  /** Undoes `noteUpstream` but for outputs (a changed record keeps its files; `deleteMany` forgets them). */
   private forgetUpstream(entry: Entry): void {
     const { backend, upstream_id } = entry.record;
+    if (isSent(entry.record)) {
+      const left = this.sentTo(backend) - 1;
+      if (left > 0) this.sentByBackend.set(backend, left);
+      else this.sentByBackend.delete(backend);
+    }
     if (upstream_id === null) return;
     const key = upstreamKey(backend, upstream_id);
     if (this.byUpstream.get(key) === entry) this.byUpstream.delete(key);
+  }
+
+  private forgetOutputs(entry: Entry): void {
+    for (const file of entry.record.outputs) {
+      const key = outputKey(file.type, file.subfolder, file.filename);
+      if (this.byOutput.get(key) === entry) this.byOutput.delete(key);
+    }
   }
 }
 
 function upstreamKey(backend: string, upstreamId: string): string {
   return `${backend}\n${upstreamId}`;
+}
+
+function outputKey(type: string, subfolder: string, filename: string): string {
+  return `${type}\n${subfolder}\n${filename}`;
+}
+
+/** Whether the job is in its backend's ComfyUI queue (queued or running). */
+function isSent(job: JobRecord): boolean {
+  return job.status === 'queued' || job.status === 'running';
 }
 
 /** The entries of several lists as one list, newest or oldest first, reading each only as far as needed. */
@@ -271,7 +313,7 @@ function* merged(lists: AdmissionOrder[], from: 'newest' | 'oldest'): Generator<
 }
 
 /** The read half of a job store, served from its in-memory index; each store adds its writes. */
-export abstract class IndexedJobReads implements Pick<JobStore, 'get' | 'byUpstreamId' | 'list' | 'count' | 'active'> {
+export abstract class IndexedJobReads implements Pick<JobStore, 'get' | 'byUpstreamId' | 'sentTo' | 'producerOf' | 'list' | 'count' | 'active'> {
   protected readonly index = new JobIndex();
 
   get(id: string): JobRecord | undefined {
@@ -280,6 +322,14 @@ export abstract class IndexedJobReads implements Pick<JobStore, 'get' | 'byUpstr
 
   byUpstreamId(backend: string, upstreamId: string): JobRecord | undefined {
     return this.index.byUpstreamId(backend, upstreamId);
+  }
+
+  sentTo(backend: string): number {
+    return this.index.sentTo(backend);
+  }
+
+  producerOf(type: string, subfolder: string, filename: string): JobRecord | undefined {
+    return this.index.producerOf(type, subfolder, filename);
   }
 
   list(options: { keyId?: string; statuses?: readonly JobStatus[]; offset: number; limit: number }): JobRecord[] {

@@ -298,7 +298,7 @@ export interface JobRecord {
   key_id: string;
   /** The client's own client_id (ComfyUI sees the gateway's), or null. */
   client_id: string | null;
-  /** The backend it was placed on (the upstream's name; one backend today: `default`). */
+  /** The backend it was placed on (the backend's name; `default` when there is one). A held job's is where it was last sent, or ''. */
   backend: string;
   /** ComfyUI's prompt_id on that backend; null until ComfyUI has answered. */
   upstream_id: string | null;
@@ -311,7 +311,7 @@ export interface JobRecord {
   execution_seconds: number | null;
   outputs: JobOutput[];
   error: JobError | null;
-  /** While held: the body to send to ComfyUI when released (with the gateway's client_id in it); null once sent. */
+  /** Until it runs: the body to send to ComfyUI (with the gateway's client_id in it), kept so that a job a dead backend lost can be sent again; null once it runs or ends. */
   request: Record<string, unknown> | null;
   /** Admin keys' `front`: released before other held jobs. */
   front: boolean;
@@ -330,6 +330,10 @@ export interface JobStore {
   get(id: string): JobRecord | undefined;
   /** The job that ComfyUI knows by `upstreamId` on `backend`. */
   byUpstreamId(backend: string, upstreamId: string): JobRecord | undefined;
+  /** How many jobs are queued or running on `backend` (placement reads it). */
+  sentTo(backend: string): number;
+  /** The newest job that produced this output file (the file is on that job's backend). */
+  producerOf(type: string, subfolder: string, filename: string): JobRecord | undefined;
   /**
    * Jobs newest admitted first: one key's, or every key's when `keyId` is undefined; only the given
    * statuses when `statuses` is set. Costs the page, not the whole registry.

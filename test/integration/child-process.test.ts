@@ -104,7 +104,15 @@ describe('ComfyUI as a child process', () => {
     assert.equal(res.status, 200, res.text);
     assert.ok('devices' in res.json());
     const ready = await send(gateway.url, '/readyz');
-    assert.deepEqual(ready.json(), { status: 'ready', upstream: 'ok', store: 'ok', child: `running (pid ${childPid(gateway)})` });
+    const body = ready.json<{ backends: Array<Record<string, unknown>> }>();
+    assert.deepEqual(
+      { ...body, backends: undefined },
+      { status: 'ready', upstream: 'ok', store: 'ok', child: `running (pid ${childPid(gateway)})`, backends: undefined },
+    );
+    assert.deepEqual(
+      body.backends.map(({ name, url, state, events, child }) => ({ name, url, state, events, child })),
+      [{ name: 'default', url: `http://127.0.0.1:${port}`, state: 'up', events: 'connected', child: `running (pid ${childPid(gateway)})` }],
+    );
   });
 
   test('a child that dies is started again, /readyz says so meanwhile, and its running job ends as error', async () => {
@@ -123,7 +131,7 @@ describe('ComfyUI as a child process', () => {
     assert.notEqual(second, first);
     assert.equal(up.child, `running (pid ${second}, 1 restart, last: signal SIGKILL)`);
     assert.ok(logLines(gateway).some((line) => line.event === 'child_exited' && line.pid === first && line.exit === 'signal SIGKILL'));
-    // The new ComfyUI never heard of the job: reconciliation settles it once the event socket is back.
+    // The job was running when its ComfyUI died: it ends as error as soon as the gateway sees the child gone.
     let job: { status: string; error: { message: string } | null };
     for (;;) {
       job = (await send(gateway.url, `/api/gateway/jobs/${promptId}`, { key: admin })).json();
@@ -132,7 +140,7 @@ describe('ComfyUI as a child process', () => {
       await sleep(50);
     }
     assert.equal(job.status, 'error');
-    assert.match(job.error!.message, /no longer knows this job/);
+    assert.match(job.error!.message, /The ComfyUI backend default stopped answering while the job ran/);
     const next = await queuePrompt(gateway.url, admin);
     await waitForHistory(gateway.url, admin, next, 60_000);
   });

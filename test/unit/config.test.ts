@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { withChildPort } from '../../src/backends/child-port.js';
+import { withChildPorts } from '../../src/backends/child-port.js';
 import { ConfigError, loadServeConfig } from '../../src/config/load.js';
 
 describe('loadServeConfig', () => {
@@ -14,7 +14,10 @@ describe('loadServeConfig', () => {
     assert.equal(config.mode, 'off');
     assert.equal(config.listen, '127.0.0.1');
     assert.equal(config.port, 8188);
-    assert.equal(config.upstream.href, 'http://127.0.0.1:8189/');
+    assert.deepEqual(
+      config.backends.map((backend) => [backend.name, backend.url.href, backend.weight, backend.child]),
+      [['default', 'http://127.0.0.1:8189/', 1, null]],
+    );
     assert.equal(config.userDirectory, resolve('user'));
     assert.deepEqual(config.publicPaths, []);
     assert.equal(config.usageRetentionDays, 90);
@@ -48,7 +51,7 @@ describe('loadServeConfig', () => {
     assert.equal(config.mode, 'optional');
     assert.equal(config.listen, '0.0.0.0');
     assert.equal(config.port, 9000);
-    assert.equal(config.upstream.origin, 'https://comfy.internal:8443');
+    assert.equal(config.backends[0]!.url.origin, 'https://comfy.internal:8443');
     assert.deepEqual(config.publicPaths, ['/extensions/', '/assets']);
     assert.equal(config.usageRetentionDays, 7);
     assert.equal(config.jobRetentionDays, 3);
@@ -155,16 +158,46 @@ describe('loadServeConfig', () => {
   });
 
   test('everything after -- is the command of a child ComfyUI, whose {port} becomes a free loopback port and the upstream', async () => {
-    assert.equal(loadServeConfig([], {}).child, null);
+    assert.equal(loadServeConfig([], {}).backends[0]!.child, null);
     const config = loadServeConfig(['--require-api-auth', '--', 'python', 'main.py', '--port={port}', '--', '--url', 'http://127.0.0.1:{port}/'], {});
     assert.equal(config.mode, 'required');
-    assert.deepEqual(config.child, { command: 'python', args: ['main.py', '--port={port}', '--', '--url', 'http://127.0.0.1:{port}/'] });
-    const placed = await withChildPort(config);
-    const port = Number(placed.upstream.port);
+    assert.equal(config.backends.length, 1);
+    assert.deepEqual(config.backends[0]!.child, { command: 'python', args: ['main.py', '--port={port}', '--', '--url', 'http://127.0.0.1:{port}/'] });
+    const placed = (await withChildPorts(config)).backends[0]!;
+    const port = Number(placed.url.port);
     assert.ok(port > 0 && port < 65536);
-    assert.equal(placed.upstream.origin, `http://127.0.0.1:${port}`);
+    assert.equal(placed.url.origin, `http://127.0.0.1:${port}`);
     assert.deepEqual(placed.child, { command: 'python', args: ['main.py', `--port=${port}`, '--', '--url', `http://127.0.0.1:${port}/`] });
-    assert.equal((await withChildPort(loadServeConfig([], {}))).upstream.href, 'http://127.0.0.1:8189/', 'no child: the upstream is kept');
+    assert.equal((await withChildPorts(loadServeConfig([], {}))).backends[0]!.url.href, 'http://127.0.0.1:8189/', 'no child: the upstream is kept');
+  });
+
+  test('--spawn-count N starts N children, each with its own port and {index}', async () => {
+    const config = loadServeConfig(['--spawn-count', '3', '--', 'python', 'main.py', '--port', '{port}', '--cuda-device', '{index}'], {});
+    const placed = (await withChildPorts(config)).backends;
+    assert.deepEqual(
+      placed.map((backend) => backend.name),
+      ['comfyui-0', 'comfyui-1', 'comfyui-2'],
+    );
+    const ports = placed.map((backend) => backend.url.port);
+    assert.equal(new Set(ports).size, 3, 'a port each');
+    placed.forEach((backend, index) => assert.deepEqual(backend.child!.args, ['main.py', '--port', ports[index], '--cuda-device', String(index)]));
+  });
+
+  test('several --upstream values are several backends, with weights and names', () => {
+    const config = loadServeConfig(['--upstream', 'http://10.0.0.5:8188#weight=2', '--upstream', 'http://10.0.0.6:8188#name=gpu1&weight=3'], {});
+    assert.deepEqual(
+      config.backends.map((backend) => [backend.name, backend.url.href, backend.weight]),
+      [
+        ['10.0.0.5:8188', 'http://10.0.0.5:8188/', 2],
+        ['gpu1', 'http://10.0.0.6:8188/', 3],
+      ],
+    );
+    const fromEnv = loadServeConfig([], { COMFY_GATE_UPSTREAMS: 'http://a:1, http://b:2#name=b' });
+    assert.deepEqual(
+      fromEnv.backends.map((backend) => backend.name),
+      ['a:1', 'b'],
+    );
+    assert.equal(loadServeConfig([], { COMFY_GATE_UPSTREAM: 'http://one:3' }).backends[0]!.url.origin, 'http://one:3');
   });
 
   const bad: Array<[string, string[], NodeJS.ProcessEnv, RegExp]> = [
@@ -182,7 +215,18 @@ describe('loadServeConfig', () => {
     ],
     ['-- without a command', ['--require-api-auth', '--'], {}, /-- must be followed by the command that starts ComfyUI/],
     ['a child command without {port}', ['--', 'python', 'main.py'], {}, /put \{port\} among its arguments/],
-    ['a child command with {index}', ['--', 'python', 'main.py', '--port', '{port}', '--cuda-device', '{index}'], {}, /\{index\} numbers several children/],
+    [
+      'a child command with {index} and one child',
+      ['--', 'python', 'main.py', '--port', '{port}', '--cuda-device', '{index}'],
+      {},
+      /\{index\} numbers several children/,
+    ],
+    ['--spawn-count without a command', ['--spawn-count', '2'], {}, /--spawn-count counts children/],
+    ['--spawn-count zero', ['--spawn-count', '0', '--', 'python', 'main.py', '--port', '{port}'], {}, /--spawn-count must be a whole number from 1 to 64/],
+    ['two upstreams with one name', ['--upstream', 'http://a:1#name=x', '--upstream', 'http://b:1#name=x'], {}, /both named x/],
+    ['an upstream weight of zero', ['--upstream', 'http://a:1#weight=0'], {}, /#weight must be a whole number from 1 to 1000/],
+    ['an unknown upstream setting', ['--upstream', 'http://a:1#speed=2'], {}, /unknown setting #speed/],
+    ['an upstream name with a space', ['--upstream', 'http://a:1#name=a%20b'], {}, /#name must be 1 to 64/],
     ['an unknown gateway flag before a child command', ['--bogus', '--', 'python', 'main.py', '--port', '{port}'], {}, /bogus/],
     ['unknown flag', ['--bogus'], {}, /bogus/],
     ['port not a number', ['--port', 'abc'], {}, /--port must be a whole number from 0 to 65535/],

@@ -10,12 +10,14 @@ import type { IsolatedCaller, IsolationContext } from '../../src/isolation/conte
 import { getHistoryList } from '../../src/isolation/history.js';
 import { getJobList } from '../../src/isolation/jobs.js';
 import { JsonRewriter } from '../../src/isolation/large-json.js';
+import type { BackendPool } from '../../src/backends/backend-pool.js';
 import { JobService } from '../../src/jobs/job-service.js';
 import { createLogger } from '../../src/log/logger.js';
 import type { HttpProxy, UpstreamAnswer } from '../../src/proxy/http.js';
 import { FileJobStore } from '../../src/store/file/file-job-store.js';
 import { FileOwnershipStore } from '../../src/store/file/file-ownership-store.js';
 import type { JobRecord, KeyRecord } from '../../src/store/types.js';
+import { oneBackendPool } from '../helpers/one-backend.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 const ADMIN = { key_id: 'admin', role: 'admin' } as KeyRecord;
@@ -78,6 +80,7 @@ describe('JsonRewriter', () => {
   let ownership: FileOwnershipStore;
   let jobs: FileJobStore;
   let service: JobService;
+  let pool: BackendPool;
   let proxy: HttpProxy;
   /** ComfyUI's next answer, made anew for every request (a worker thread takes its buffer). */
   let upstream: () => UpstreamAnswer;
@@ -92,11 +95,12 @@ describe('JsonRewriter', () => {
     await jobs.create(job('job-b', 'job-b', null));
     proxy = { fetch: async (): Promise<UpstreamAnswer> => upstream() } as unknown as HttpProxy;
     const events = { clientId: GATEWAY_CLIENT_ID, connected: true, expectAnswer: () => () => undefined, answered: () => undefined, announce: () => undefined };
+    pool = oneBackendPool(proxy, events);
     service = new JobService({
       jobs,
-      backendName: 'default',
-      proxy,
-      connectEvents: () => events,
+      backends: pool.all,
+      clientId: GATEWAY_CLIENT_ID,
+      observer: { started: () => undefined, executed: () => undefined, ended: () => undefined },
       ownership,
       depth: 2,
       keyOf: () => ADMIN,
@@ -113,7 +117,7 @@ describe('JsonRewriter', () => {
 
   function contextWith(rewriter: JsonRewriter): IsolationContext {
     rewriters.push(rewriter);
-    return { proxy, ownership, jobs: service, rewriter };
+    return { pool, ownership, jobs: service, rewriter };
   }
   /** Rewrites every answer on the request thread. */
   const onRequestThread = (): IsolationContext => contextWith(new JsonRewriter({ fromBytes: Number.POSITIVE_INFINITY }));

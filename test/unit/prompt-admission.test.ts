@@ -11,12 +11,14 @@ import { upstreamUnavailable } from '../../src/errors.js';
 import type { IsolatedCaller, IsolationContext } from '../../src/isolation/context.js';
 import { JsonRewriter } from '../../src/isolation/large-json.js';
 import { postPrompt } from '../../src/isolation/prompt.js';
+import type { BackendPool } from '../../src/backends/backend-pool.js';
 import { JobService } from '../../src/jobs/job-service.js';
 import { createLogger } from '../../src/log/logger.js';
 import type { HttpProxy, UpstreamAnswer } from '../../src/proxy/http.js';
 import { FileJobStore } from '../../src/store/file/file-job-store.js';
 import { FileOwnershipStore } from '../../src/store/file/file-ownership-store.js';
 import type { KeyRecord } from '../../src/store/types.js';
+import { oneBackendPool } from '../helpers/one-backend.js';
 
 const ALICE = { key_id: 'alice', role: 'user', max_queued: null, max_running: null, daily_execution_seconds: null } as KeyRecord;
 const CALLER: IsolatedCaller = { key: ALICE, seesAll: false, upstreamHeaders: {} };
@@ -28,6 +30,7 @@ describe('POST /prompt admits a job', () => {
   let ownership: FileOwnershipStore;
   let jobs: FileJobStore;
   let service: JobService;
+  let pool: BackendPool;
   /** How the fake ComfyUI answers the next prompt. */
   let answer: (sent: Record<string, unknown>) => UpstreamAnswer;
   let sent: Record<string, unknown>[];
@@ -54,11 +57,12 @@ describe('POST /prompt admits a job', () => {
       answered: (id: string) => answered.push(id),
       announce: () => undefined,
     };
+    pool = oneBackendPool(proxy, events);
     service = new JobService({
       jobs,
-      backendName: 'default',
-      proxy,
-      connectEvents: () => events,
+      backends: pool.all,
+      clientId: GATEWAY_CLIENT_ID,
+      observer: { started: () => undefined, executed: () => undefined, ended: () => undefined },
       ownership,
       depth: 2,
       keyOf: () => ALICE,
@@ -80,7 +84,7 @@ describe('POST /prompt admits a job', () => {
 
   /** Posts `body` as alice; resolves the status and body relayed to the client. */
   async function post(body: Record<string, unknown>): Promise<{ status: number; body: Record<string, unknown> }> {
-    const ctx: IsolationContext = { proxy: {} as HttpProxy, ownership, jobs: service, rewriter: new JsonRewriter() };
+    const ctx: IsolationContext = { pool, ownership, jobs: service, rewriter: new JsonRewriter() };
     const req = Object.assign(Readable.from([Buffer.from(JSON.stringify(body))]), { headers: {} }) as unknown as IncomingMessage;
     let status = 0;
     let text = '';

@@ -2,8 +2,16 @@
 
 import { createGateway } from '../../index.js';
 import { loadServeConfig } from '../../config/load.js';
+import type { BackendConfig } from '../../config/schema.js';
 
 const VERSION = '0.1.0';
+
+/** `upstream URL` for one backend, `upstreams NAME URL, NAME URL` for several, each child with its command. */
+function describeBackends(backends: readonly BackendConfig[]): string {
+  const one = (backend: BackendConfig): string => `${backend.url.origin}${backend.child ? ` (started by the gateway: ${backend.child.command})` : ''}`;
+  if (backends.length === 1) return `upstream ${one(backends[0]!)}`;
+  return `upstreams ${backends.map((backend) => `${backend.name} ${one(backend)}${backend.weight === 1 ? '' : ` weight ${backend.weight}`}`).join(', ')}`;
+}
 
 /** Starts the gateway and prints one line saying how it runs. Resolves once it is listening. */
 export async function serve(args: string[], env: NodeJS.ProcessEnv): Promise<void> {
@@ -14,7 +22,7 @@ export async function serve(args: string[], env: NodeJS.ProcessEnv): Promise<voi
   const keyCount = gateway.keyCount();
   console.log(
     `comfy-gate ${VERSION}: mode ${config.mode}, listening on http://${host}:${address.port}, ` +
-      `upstream ${gateway.upstream.origin}${config.child ? ` (started by the gateway: ${config.child.command})` : ''}, store ${gateway.storeLocation} (${keyCount} key${keyCount === 1 ? '' : 's'})`,
+      `${describeBackends(gateway.backends)}, store ${gateway.storeLocation} (${keyCount} key${keyCount === 1 ? '' : 's'})`,
   );
   let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {

@@ -1,0 +1,39 @@
+// Requests that go to several backends at once: one per backend, their answers combined into the one the client gets.
+
+import type { ServerResponse } from 'node:http';
+import type { PoolBackend } from '../backends/backend-pool.js';
+import { backendsDown } from '../errors.js';
+import type { UpstreamAnswer } from '../proxy/http.js';
+import { relayAnswer } from './json-body.js';
+
+/**
+ * Sends one request per group (the ids of a backend) at once and relays one answer: the first that is
+ * not a success, else the first. A backend that cannot be reached fails the whole request (502/504).
+ */
+export async function forwardToEach<T>(
+  res: ServerResponse,
+  groups: ReadonlyMap<PoolBackend, T>,
+  send: (backend: PoolBackend, group: T) => Promise<UpstreamAnswer>,
+): Promise<UpstreamAnswer[]> {
+  const answers = await Promise.all([...groups].map(([backend, group]) => send(backend, group)));
+  relayAnswer(res, answers.find((answer) => answer.status >= 300) ?? answers[0]!);
+  return answers;
+}
+
+/**
+ * Asks each backend that is not confirmed down at once. A backend that fails is left out, so that one
+ * dead backend does not take every listing down with it; when all fail, the first failure is thrown.
+ * @throws GatewayError 503 BACKENDS_DOWN when every backend is confirmed down
+ */
+export async function askEach<T>(
+  backends: readonly PoolBackend[],
+  ask: (backend: PoolBackend) => Promise<T>,
+): Promise<Array<{ backend: PoolBackend; value: T }>> {
+  const asked = backends.filter((backend) => !backend.isDown());
+  if (asked.length === 0) throw backendsDown();
+  const settled = await Promise.allSettled(asked.map(ask));
+  const values = settled.flatMap((result, i) => (result.status === 'fulfilled' ? [{ backend: asked[i]!, value: result.value }] : []));
+  const failure = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  if (values.length === 0 && failure) throw failure.reason;
+  return values;
+}
