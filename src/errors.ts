@@ -131,9 +131,6 @@ export const internalError = (cause: unknown): GatewayError => new GatewayError(
 export const backendDown = (name: string): GatewayError =>
   new GatewayError(502, 'BACKEND_DOWN', `The ComfyUI backend this job is on (${name}) is down; try again once it is back.`);
 
-export const backendsDown = (): GatewayError =>
-  new GatewayError(503, 'BACKENDS_DOWN', 'Every ComfyUI backend is down; try again once one is back (see /readyz).');
-
 export const unknownBackend = (name: string, known: readonly string[]): GatewayError =>
   new GatewayError(400, 'UNKNOWN_BACKEND', `No backend is named ${JSON.stringify(name)}; the backends are ${known.join(', ')}.`, {
     details: { backends: known },

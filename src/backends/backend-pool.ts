@@ -1,7 +1,7 @@
 // The ComfyUI backends behind the gateway: each with its proxy, event hub, health checks and (when the gateway runs it) child process.
 
 import type { BackendConfig } from '../config/schema.js';
-import { backendDown, backendsDown } from '../errors.js';
+import { backendDown } from '../errors.js';
 import type { EventHub } from '../events/event-hub.js';
 import type { Backend } from '../jobs/backend.js';
 import type { HttpProxy } from '../proxy/http.js';
@@ -81,16 +81,13 @@ export class BackendPool {
 
   /**
    * A backend for a request that is not about one job (node definitions, models, settings): those
-   * that are up take turns; when none is, the first that is not confirmed down (the request then
-   * fails as ComfyUI's own would, 502 or 504).
-   * @throws GatewayError 503 BACKENDS_DOWN when every backend is confirmed down
+   * that are up take turns; when none is, the first that is not confirmed down, else the first (the
+   * request then fails as ComfyUI's own would, 502 or 504).
    */
   any(): PoolBackend {
     const up = this.up();
     if (up.length > 0) return up[this.cursor++ % up.length]!;
-    const candidate = this.all.find((backend) => !backend.isDown());
-    if (!candidate) throw backendsDown();
-    return candidate;
+    return this.anonymous();
   }
 
   /**

@@ -57,10 +57,10 @@ export function buildBackend(config: BackendConfig, options: BuildBackendOptions
     failuresToConfirm: FAILURES_TO_CONFIRM_DOWN,
     probe: async () => {
       const answer = await proxy.fetch(null, { method: 'GET', path: '/api/prompt', timeoutMs: HEALTH_TIMEOUT_MS });
+      if (answer.status >= 500) throw new Error(`GET /api/prompt answered ${answer.status}`);
       const info = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as { exec_info?: { queue_remaining?: unknown } } | undefined) : undefined;
       const remaining = info?.exec_info?.queue_remaining;
-      if (typeof remaining !== 'number') throw new Error(`GET /api/prompt answered ${answer.status}`);
-      return remaining;
+      return typeof remaining === 'number' ? remaining : null;
     },
     ...(child ? { processGone: () => child.status().state === 'restarting', processStarting: () => child.status().state === 'starting' } : {}),
     onChange: (state, previous) => options.onHealthChange(backend, state, previous),

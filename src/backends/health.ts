@@ -7,8 +7,8 @@
 export type BackendState = 'starting' | 'up' | 'unreachable' | 'down';
 
 export interface BackendHealthOptions {
-  /** Asks the backend for its queue; resolves ComfyUI's queue_remaining, rejects when it does not answer well. */
-  probe(): Promise<number>;
+  /** Asks the backend for its queue; resolves ComfyUI's queue_remaining (null when the answer has none), rejects when it does not answer or answers 5xx. */
+  probe(): Promise<number | null>;
   /** Whether the backend's process is known to be gone (a child that exited): down at once, without waiting for checks. */
   processGone?(): boolean;
   /** Whether the backend's process is starting (a child that does not answer yet): `starting`, its failed checks not counted. */

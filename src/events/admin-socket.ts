@@ -1,6 +1,7 @@
 // Hooks for an admin key's socket while the event hub sends it its jobs' events: reads the client's feature flags and drops the broadcasts the hub already sends.
 
 import { parseJsonOrUndefined } from '../isolation/json-body.js';
+import { withQueueRemaining } from '../isolation/socket-filter.js';
 import type { Frame, RelayHooks } from '../proxy/websocket.js';
 import type { ClientFeatureFlags } from './client-flags.js';
 import { binaryFrameType, TEXT } from './preview-frames.js';
@@ -9,16 +10,28 @@ import { binaryFrameType, TEXT } from './preview-frames.js';
  * An admin socket still receives everything its own ComfyUI socket gets. ComfyUI broadcasts progress
  * text (binary type 3) and `display_component` to every socket, and the hub sends those of the running
  * job to that job's sockets, so they are dropped here to reach the client once. `flags` reads the
- * client's feature_flags, which pass on to ComfyUI unchanged.
+ * client's feature_flags, which pass on to ComfyUI unchanged. With `queueRemaining` (several
+ * backends), a status broadcast reports that instead of the one backend's queue.
  */
-export function adminSocketHooks(flags: ClientFeatureFlags): RelayHooks {
+export function adminSocketHooks(flags: ClientFeatureFlags, queueRemaining?: () => number): RelayHooks {
   return {
     fromClient(frame) {
       flags.read(frame);
       return frame;
     },
-    fromUpstream: (frame) => (isRunningPromptBroadcast(frame) ? null : frame),
+    fromUpstream(frame) {
+      if (isRunningPromptBroadcast(frame)) return null;
+      return queueRemaining && isStatus(frame)
+        ? withQueueRemaining(parseJsonOrUndefined(frame.data) as { data?: Record<string, unknown> }, queueRemaining())
+        : frame;
+    },
   };
+}
+
+function isStatus(frame: Frame): boolean {
+  // Only text that mentions a status is parsed.
+  if (frame.isBinary || !frame.data.includes('"status"')) return false;
+  return (parseJsonOrUndefined(frame.data) as { type?: unknown } | undefined)?.type === 'status';
 }
 
 function isRunningPromptBroadcast(frame: Frame): boolean {

@@ -2,7 +2,6 @@
 
 import type { ServerResponse } from 'node:http';
 import type { PoolBackend } from '../backends/backend-pool.js';
-import { backendsDown } from '../errors.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import { relayAnswer } from './json-body.js';
 
@@ -22,15 +21,15 @@ export async function forwardToEach<T>(
 
 /**
  * Asks each backend that is not confirmed down at once. A backend that fails is left out, so that one
- * dead backend does not take every listing down with it; when all fail, the first failure is thrown.
- * @throws GatewayError 503 BACKENDS_DOWN when every backend is confirmed down
+ * dead backend does not take every listing down with it; when all fail (or every backend is confirmed
+ * down, and all are asked), the first failure is thrown.
  */
 export async function askEach<T>(
   backends: readonly PoolBackend[],
   ask: (backend: PoolBackend) => Promise<T>,
 ): Promise<Array<{ backend: PoolBackend; value: T }>> {
-  const asked = backends.filter((backend) => !backend.isDown());
-  if (asked.length === 0) throw backendsDown();
+  const alive = backends.filter((backend) => !backend.isDown());
+  const asked = alive.length > 0 ? alive : backends;
   const settled = await Promise.allSettled(asked.map(ask));
   const values = settled.flatMap((result, i) => (result.status === 'fulfilled' ? [{ backend: asked[i]!, value: result.value }] : []));
   const failure = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');

@@ -63,7 +63,7 @@ export function userSocketHooks(ownership: OwnershipStore, keyId: string, flags 
 }
 
 /** A `status` message with `exec_info.queue_remaining` set to `remaining`. */
-function withQueueRemaining(message: { data?: Record<string, unknown> }, remaining: number): Frame {
+export function withQueueRemaining(message: { data?: Record<string, unknown> }, remaining: number): Frame {
   const data = message.data ?? {};
   const status = (typeof data.status === 'object' && data.status !== null ? data.status : {}) as Record<string, unknown>;
   const execInfo = (typeof status.exec_info === 'object' && status.exec_info !== null ? status.exec_info : {}) as Record<string, unknown>;

@@ -337,6 +337,15 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     });
   }
 
+  /** An admin's view of the queue with several backends: every backend's ComfyUI queue (as last broadcast) and the held jobs. */
+  function everyQueueRemaining(): number {
+    const ofBackend = (status: Record<string, unknown> | null): number => {
+      const remaining = (status?.status as { exec_info?: { queue_remaining?: unknown } } | undefined)?.exec_info?.queue_remaining;
+      return typeof remaining === 'number' ? remaining : 0;
+    };
+    return pool.all.reduce((sum, backend) => sum + ofBackend(backend.events.status()), 0) + jobs.count({ statuses: ['held'] });
+  }
+
   async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const { path, segments, query } = parseRequestTarget(req.url);
     checkWebSocketHandshake(req);
@@ -370,7 +379,11 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     let unregister = (): void => undefined;
     const queueRemaining = (): number => jobs.count({ keyId: key.key_id, statuses: ACTIVE_JOB_STATUSES });
     const hooks =
-      key.role !== 'admin' && comfySocket ? userSocketHooks(ownership, key.key_id, flags, queueRemaining) : events ? adminSocketHooks(flags) : undefined;
+      key.role !== 'admin' && comfySocket
+        ? userSocketHooks(ownership, key.key_id, flags, queueRemaining)
+        : events
+          ? adminSocketHooks(flags, pool.several ? everyQueueRemaining : undefined)
+          : undefined;
     webSockets.relay(req, socket, head, {
       upstream: pool.any().url,
       target: `${path}?${query}`,
