@@ -16,6 +16,8 @@ export const HEALTH_INTERVAL_MS = 2000;
 export const FAILURES_TO_CONFIRM_DOWN = 3;
 /** How long one health check may take. */
 const HEALTH_TIMEOUT_MS = 2000;
+/** The User-Agent of health checks, so that logs (and tests) can tell them from clients' requests. */
+export const HEALTH_CHECK_USER_AGENT = 'comfy-gate-health-check';
 
 export interface BuildBackendOptions {
   /** The clientId of the gateway's own socket to every backend. */
@@ -56,7 +58,12 @@ export function buildBackend(config: BackendConfig, options: BuildBackendOptions
     intervalMs: HEALTH_INTERVAL_MS,
     failuresToConfirm: FAILURES_TO_CONFIRM_DOWN,
     probe: async () => {
-      const answer = await proxy.fetch(null, { method: 'GET', path: '/api/prompt', timeoutMs: HEALTH_TIMEOUT_MS });
+      const answer = await proxy.fetch(null, {
+        method: 'GET',
+        path: '/api/prompt',
+        timeoutMs: HEALTH_TIMEOUT_MS,
+        headers: { 'user-agent': HEALTH_CHECK_USER_AGENT },
+      });
       if (answer.status >= 500) throw new Error(`GET /api/prompt answered ${answer.status}`);
       const info = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as { exec_info?: { queue_remaining?: unknown } } | undefined) : undefined;
       const remaining = info?.exec_info?.queue_remaining;

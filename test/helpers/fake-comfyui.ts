@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { HEALTH_CHECK_USER_AGENT } from '../../src/backends/build-backend.js';
 
 export interface FakeComfyUIOptions {
   /** `--multi-user`: userdata/settings per `Comfy-User` header, which must name a key of `users`. */
@@ -40,8 +41,10 @@ export const PROMPT_ID_MODES: readonly PromptIdMode[] = ['honoured', 'ignored'];
 export interface FakeComfyUI {
   url: string;
   port: number;
-  /** Every HTTP request and WebSocket upgrade received, with the raw request target. */
+  /** Every HTTP request and WebSocket upgrade received, with the raw request target, but the gateway's health checks. */
   requests: Array<{ method: string; url: string; headers: IncomingHttpHeaders }>;
+  /** How many health checks of the gateway it answered. */
+  healthChecks: number;
   /** Every prompt queued, in the order it arrived: the id it runs under and the body as received. */
   prompts: Array<{ id: string; body: Record<string, unknown> }>;
   outputDir: string;
@@ -269,6 +272,7 @@ class FakeServer implements FakeComfyUI {
   url = '';
   port = 0;
   readonly requests: FakeComfyUI['requests'] = [];
+  healthChecks = 0;
   readonly prompts: FakeComfyUI['prompts'] = [];
   readonly history = new Map<string, unknown>();
   readonly users = new Map<string, string>();
@@ -383,7 +387,9 @@ class FakeServer implements FakeComfyUI {
   }
 
   private record(req: IncomingMessage): void {
-    this.requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+    // The gateway's health checks are counted apart, so that `requests` holds what clients caused.
+    if (req.headers['user-agent'] === HEALTH_CHECK_USER_AGENT) this.healthChecks += 1;
+    else this.requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
   }
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
