@@ -135,3 +135,14 @@ export const unknownBackend = (name: string, known: readonly string[]): GatewayE
   new GatewayError(400, 'UNKNOWN_BACKEND', `No backend is named ${JSON.stringify(name)}; the backends are ${known.join(', ')}.`, {
     details: { backends: known },
   });
+
+/** 502 for an upload that not every backend stored under the same name: it is not recorded as the key's. */
+export const uploadIncomplete = (failed: ReadonlyArray<{ backend: string; problem: string }>): GatewayError =>
+  new GatewayError(
+    502,
+    'UPLOAD_INCOMPLETE',
+    `The upload was not stored alike on every ComfyUI backend, so a prompt could not load it wherever it runs, and it is not recorded as this key's: ${failed
+      .map(({ backend, problem }) => `${backend} ${problem}`)
+      .join('; ')}. Upload it again (see /readyz for the backends).`,
+    { details: { failed } },
+  );

@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { forbidden, invalidRequest, routeNotAllowed } from '../errors.js';
 import type { JobService } from '../jobs/job-service.js';
 import type { BackendPool } from '../backends/backend-pool.js';
+import type { CatalogCache } from '../backends/catalog-cache.js';
 import type { RequestTarget } from '../server/request-target.js';
 import { sendJson } from '../server/respond.js';
 import type { KeyRecord, OwnershipStore } from '../store/types.js';
@@ -18,6 +19,7 @@ import { postPrompt } from './prompt.js';
 import { getQueue, postInterrupt, postQueue } from './queue.js';
 import { redactQueueItem } from './redact.js';
 import { matchRoute, type Handler } from './route-table.js';
+import { getSystemStats } from './system-stats.js';
 import { isOpenedByOperator, type UserRoute } from './user-routes.js';
 import { getView, postUpload } from './view.js';
 
@@ -39,6 +41,8 @@ export function createIsolatedProxy(options: {
   ownership: OwnershipStore;
   jobs: JobService;
   userRoutes: readonly UserRoute[];
+  /** Catalog answers (node definitions, models, embeddings) shared by every key. */
+  catalog: CatalogCache;
 }): IsolatedProxy {
   const ctx: IsolationContext = { pool: options.pool, ownership: options.ownership, jobs: options.jobs, rewriter: new JsonRewriter() };
   const comfyUsers = new ComfyUsers(ctx);
@@ -97,7 +101,9 @@ export function createIsolatedProxy(options: {
       case 'upload':
         return postUpload(ctx, req, res, caller);
       case 'system-stats':
-        return systemStatsWithoutArgv(req, res, caller);
+        return getSystemStats(ctx, req, res, caller);
+      case 'catalog':
+        return getCatalog(req, res);
       case 'jobs-list':
         return getJobList(ctx, req, res, caller, path, query);
       case 'job':
@@ -115,13 +121,14 @@ export function createIsolatedProxy(options: {
     }
   }
 
-  /** /system_stats without the `argv` ComfyUI was started with (it can hold paths and secrets). */
-  async function systemStatsWithoutArgv(req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
-    const answer = await ctx.pool.any().proxy.fetch(req, { headers: caller.upstreamHeaders });
-    const stats = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as { system?: Record<string, unknown> } | undefined) : undefined;
-    if (!stats?.system) return relayAnswer(res, answer);
-    delete stats.system.argv;
-    relayJson(res, answer, stats);
+  /**
+   * Node definitions, model lists and embeddings: a healthy backend's answer, asked for on the gateway's
+   * own behalf (it is the same for every key) and kept a short while (see CatalogCache). A HEAD gets the
+   * GET's headers.
+   */
+  async function getCatalog(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const target = req.url!;
+    relayAnswer(res, await options.catalog.get(target, () => ctx.pool.any().proxy.fetch(null, { method: 'GET', path: target })));
   }
 
   /**

@@ -13,7 +13,7 @@ export type Access =
   /** 403 for user keys; `--user-route` cannot open it. */
   | 'admin-only';
 
-/** The isolation handler that answers a filtered or per-user route. */
+/** The handler that answers a filtered or per-user route, or a forwarded one the gateway answers itself (from its cache). */
 export type Handler =
   | 'prompt'
   | 'history-list'
@@ -31,6 +31,7 @@ export type Handler =
   | 'job'
   | 'job-cancel'
   | 'jobs-cancel'
+  | 'catalog'
   | 'websocket';
 
 export interface RouteEntry {
@@ -141,7 +142,7 @@ export const ROUTES: readonly RouteEntry[] = [
     handler: 'upload',
     forAdmins: true,
     userGets:
-      "the stored file is recorded as the key's. Uploads go to `input` only: `type=output` or `type=temp` is refused with 403, and so is `overwrite=true` on a file another key owns, or a mask whose `original_ref` names an image the key does not own. The form is read as it streams on to ComfyUI, whose end is held back until these checks pass, so a refused upload is never stored. A form that could be read two ways (a part with an encoding, a `Content-Length`, `filename*`, escapes) is refused with 400.",
+      "the stored file is recorded as the key's. Uploads go to `input` only: `type=output` or `type=temp` is refused with 403, and so is `overwrite=true` on a file another key owns, or a mask whose `original_ref` names an image the key does not own. The form is read as it streams on to ComfyUI, whose end is held back until these checks pass, so a refused upload is never stored. A form that could be read two ways (a part with an encoding, a `Content-Length`, `filename*`, escapes) is refused with 400. With several backends the form streams to every backend that is not down at once, and the file is the key's only when each stored it under the same name; otherwise the answer is 502 `UPLOAD_INCOMPLETE`, naming the backends that did not.",
   },
   {
     patterns: ['/system_stats'],
@@ -149,7 +150,8 @@ export const ROUTES: readonly RouteEntry[] = [
     alsoUnderApi: true,
     access: 'filtered',
     handler: 'system-stats',
-    userGets: 'without `argv` (it can hold paths and secrets)',
+    forAdmins: true,
+    userGets: "one healthy backend's stats, without `argv` (it can hold paths and secrets); admin keys get every backend's",
   },
   {
     patterns: ['/api/jobs'],
@@ -206,14 +208,19 @@ export const ROUTES: readonly RouteEntry[] = [
       "with ComfyUI started with `--multi-user`: the key's own ComfyUI user, created on its first use and set as `Comfy-User` on every request (a client's own `Comfy-User` is dropped). Without `--multi-user`: read-only.",
   },
   {
+    patterns: ['/object_info', '/object_info/{node_class}', '/embeddings', '/models', '/models/{folder}'],
+    methods: ['GET'],
+    alsoUnderApi: true,
+    access: 'forwarded',
+    handler: 'catalog',
+    forAdmins: true,
+    userGets:
+      'forwarded to a healthy backend; the gateway keeps a 200 answer for every key (per path and query, at most 64 answers and 64 MiB) for up to 60 s, and drops them all when a backend (re)connects or comes up',
+  },
+  {
     patterns: [
       '/features',
-      '/object_info',
-      '/object_info/{node_class}',
-      '/embeddings',
       '/extensions',
-      '/models',
-      '/models/{folder}',
       '/view_metadata/{folder}',
       '/experiment/models',
       '/experiment/models/{folder}',

@@ -4,11 +4,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { posix } from 'node:path';
 import { forbidden, invalidRequest } from '../errors.js';
 import type { PoolBackend } from '../backends/backend-pool.js';
+import type { UpstreamAnswer } from '../proxy/http.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
 import { recordRecentOutputs } from './context.js';
 import { fileIdOf, uploadedFileId } from './files.js';
 import { checkBoundedId, checkBoundedIds } from './ids.js';
 import { emptyNotFound, parseJsonOrUndefined, relayAnswer } from './json-body.js';
+import { storedFileOf, uploadToEach } from './upload-fanout.js';
 import { multipartBoundary, UploadFormReader, type FormPart } from './upload-form.js';
 
 /** The key's most recent prompts whose history a `/view` of a file not known to be the key's may look up. */
@@ -70,7 +72,8 @@ function lookUpRecentOutputs(ctx: IsolationContext, req: IncomingMessage, caller
 
 /**
  * POST /upload/image and /upload/mask: the stored file, as ComfyUI names it in its answer, becomes the
- * caller's. A user key's form is read as it streams on (see UploadFormReader) and refused before
+ * caller's. With several backends it goes to each (see sendUpload), and becomes the caller's only when
+ * every one stored it under the same name. A user key's form is read as it streams on (see UploadFormReader) and refused before
  * ComfyUI can act on it when it uploads anywhere but input, overwrites another key's file, or masks
  * an image that is not the key's.
  */
@@ -93,16 +96,24 @@ export async function postUpload(ctx: IsolationContext, req: IncomingMessage, re
   }
   let answer;
   try {
-    answer = await ctx.pool.any().proxy.fetch(req, { headers: caller.upstreamHeaders, ...(reader ? { body: reader } : {}) });
+    answer = await sendUpload(ctx, req, caller, reader);
   } catch (error) {
     throw reader?.refusal ?? error;
   }
-  const stored = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as { name?: unknown; subfolder?: unknown; type?: unknown } | undefined) : undefined;
-  if (typeof stored?.name === 'string') {
-    const type = typeof stored.type === 'string' ? stored.type : 'input';
-    await ctx.ownership.claim('file', uploadedFileId(type, typeof stored.subfolder === 'string' ? stored.subfolder : '', stored.name), caller.key.key_id);
-  }
+  const stored = storedFileOf(answer);
+  if (stored) await ctx.ownership.claim('file', uploadedFileId(stored.type, stored.subfolder, stored.name), caller.key.key_id);
   relayAnswer(res, answer);
+}
+
+/**
+ * Sends the upload (the checked form of a user key, else the client's body) to every backend that is
+ * not confirmed down, so that a prompt loading the file can run on any of them (see uploadToEach); with
+ * one such backend, to it alone.
+ */
+function sendUpload(ctx: IsolationContext, req: IncomingMessage, caller: IsolatedCaller, reader: UploadFormReader | null): Promise<UpstreamAnswer> {
+  const backends = ctx.pool.all.filter((backend) => !backend.isDown());
+  if (backends.length > 1) return uploadToEach(backends, req, reader ?? req, caller.upstreamHeaders);
+  return ctx.pool.any().proxy.fetch(req, { headers: caller.upstreamHeaders, ...(reader ? { body: reader } : {}) });
 }
 
 /** What ComfyUI's upload reads of the form (the first part of each name), checked for a user key. */

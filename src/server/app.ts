@@ -8,6 +8,7 @@ import { identify, type Caller } from '../auth/authenticate.js';
 import { whyNotLocal } from '../auth/client-address.js';
 import { BackendPool } from '../backends/backend-pool.js';
 import { buildBackend } from '../backends/build-backend.js';
+import { CATALOG_CACHE_LIMITS, CatalogCache } from '../backends/catalog-cache.js';
 import { ClientAddressing } from '../auth/client-addressing.js';
 import { crossSiteRefusal } from '../auth/cross-site.js';
 import { AuthFailureLimiter } from '../auth/failure-limiter.js';
@@ -86,6 +87,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     },
   });
   const gatewayClientId = randomBytes(16).toString('hex');
+  // A backend that (re)connects or comes up may be a restarted ComfyUI, with other nodes and models.
+  const catalog = new CatalogCache(CATALOG_CACHE_LIMITS);
   const pool = new BackendPool(
     config.backends.map((backendConfig) =>
       buildBackend(backendConfig, {
@@ -96,7 +99,10 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         log,
         upstreamTimeoutMs: config.upstreamTimeoutMs,
         frameAncestors: config.frameAncestors,
-        onConnected: (backend) => jobService.connected(backend),
+        onConnected: (backend) => {
+          catalog.clear();
+          jobService.connected(backend);
+        },
         onHealthChange: (backend, state, previous) => {
           const level = state === 'up' ? 'info' : 'warn';
           log[level](
@@ -105,6 +111,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
           );
           if (state === 'down') void jobService.backendDown(backend);
           if (state === 'up') {
+            catalog.clear();
             backend.events.reconnectNow();
             jobService.scheduler.pump();
           }
@@ -127,7 +134,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     },
     log,
   });
-  const isolated = createIsolatedProxy({ pool, ownership, jobs: jobService, userRoutes: config.userRoutes });
+  const isolated = createIsolatedProxy({ pool, ownership, jobs: jobService, userRoutes: config.userRoutes, catalog });
   const webSockets = createWebSocketProxy({
     upstream: pool.all[0]!.url,
     handshakeTimeoutMs: Math.min(config.upstreamTimeoutMs, 30_000),

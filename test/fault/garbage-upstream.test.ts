@@ -52,7 +52,8 @@ describe('an upstream that does not speak HTTP', () => {
 
   test('broken-chunked-body: the answer had begun, so the connection is cut', async () => {
     upstream.misbehaviour = 'broken-chunked-body';
-    const results = await Promise.all(Array.from({ length: REPEATS }, () => download(gateway.url, '/api/object_info', key)));
+    // A route streamed as it comes (the gateway reads catalog routes such as /object_info whole, to keep them).
+    const results = await Promise.all(Array.from({ length: REPEATS }, () => download(gateway.url, '/api/extensions', key)));
     for (const result of results) {
       assert.equal(result.status, 200);
       assert.equal(result.complete, false, 'a broken body does not end like a complete one');

@@ -30,6 +30,8 @@ export interface FakeComfyUIOptions {
   featureFlags?: boolean;
   /** Node classes whose execution raises, so that the prompt ends with `execution_error` (ComfyUI's RuntimeError). */
   failingClassTypes?: readonly string[];
+  /** Delay before answering `/object_info` and `/object_info/{class}` in ms (default none), to keep such a request in flight. */
+  objectInfoDelayMs?: number;
   /** The port to listen on (default: a free one), e.g. to start a fake again where a stopped one was. */
   port?: number;
 }
@@ -346,8 +348,14 @@ class FakeServer implements FakeComfyUI {
       api('GET', '/ws', ({ res }) => sendText(res, 400, 'No WebSocket UPGRADE hdr: None\n Can "Upgrade" only to "WebSocket".')),
       api('GET', '/system_stats', ({ res }) => sendJson(res, SYSTEM_STATS)),
       api('GET', '/features', ({ res }) => sendJson(res, SERVER_FEATURES)),
-      api('GET', '/object_info', ({ res }) => sendJson(res, OBJECT_INFO)),
-      api('GET', '/object_info/{class}', ({ res, params }) => sendJson(res, objectInfoFor(params['class'] ?? ''))),
+      api('GET', '/object_info', async ({ res }) => {
+        await sleep(this.opts.objectInfoDelayMs ?? 0);
+        sendJson(res, OBJECT_INFO);
+      }),
+      api('GET', '/object_info/{class}', async ({ res, params }) => {
+        await sleep(this.opts.objectInfoDelayMs ?? 0);
+        sendJson(res, objectInfoFor(params['class'] ?? ''));
+      }),
       api('GET', '/embeddings', ({ res }) => sendJson(res, ['easynegative'])),
       api('GET', '/extensions', ({ res }) => sendJson(res, ['/extensions/core/fake.js'])),
       api('GET', '/models', ({ res }) => sendJson(res, MODEL_FOLDERS)),
@@ -499,6 +507,11 @@ class FakeServer implements FakeComfyUI {
     const id = 'prompt_id' in body && this.opts.promptIds !== 'ignored' ? String(body['prompt_id']) : randomUUID();
     const validation = validatePrompt(body['prompt'], body['partial_execution_targets']);
     if ('error' in validation) return sendJson(res, { error: validation.error, node_errors: {} }, 400);
+    const nodeErrors = this.missingImages(body['prompt'] as Record<string, PromptNode>, validation.outputs);
+    if (nodeErrors) {
+      const error = promptError('prompt_outputs_failed_validation', 'Prompt outputs failed validation', '');
+      return sendJson(res, { error, node_errors: nodeErrors }, 400);
+    }
     const extraData: Json = { ...(isObject(body['extra_data']) ? body['extra_data'] : {}) };
     if ('client_id' in body) extraData['client_id'] = body['client_id'];
     this.pending.push({ number, id, prompt: body['prompt'] as Record<string, PromptNode>, extraData, outputs: validation.outputs });
@@ -506,6 +519,30 @@ class FakeServer implements FakeComfyUI {
     this.broadcastStatus();
     this.pump();
     sendJson(res, { prompt_id: id, number, node_errors: {} });
+  }
+
+  /** LoadImage's VALIDATE_INPUTS, for the nodes the outputs depend on: the image must be a file of input (or of the annotated folder). */
+  private missingImages(prompt: Record<string, PromptNode>, outputs: string[]): Json | null {
+    const errors: Json = {};
+    for (const id of executionOrder({ number: 0, id: '', prompt, extraData: {}, outputs })) {
+      const node = prompt[id]!;
+      const image = isObject(node.inputs) ? node.inputs['image'] : undefined;
+      if (node.class_type !== 'LoadImage' || (typeof image === 'string' && this.hasAnnotatedFile(image))) continue;
+      const details = `image - Invalid image file: ${String(image)}`;
+      errors[id] = {
+        errors: [promptError('custom_validation_failed', 'Custom validation failed for node', details)],
+        dependent_outputs: outputs,
+        class_type: 'LoadImage',
+      };
+    }
+    return Object.keys(errors).length > 0 ? errors : null;
+  }
+
+  private hasAnnotatedFile(filename: string): boolean {
+    const { name, type } = annotatedFilename(filename);
+    const base = this.dirs[type ?? 'input'];
+    const file = path.resolve(base, name);
+    return isInside(base, file) && existsSync(file);
   }
 
   private nextNumber(front: boolean): number {
