@@ -1,5 +1,5 @@
 // History upstream for the bench (its own process): a ComfyUI whose history holds ENTRIES entries of about ENTRY_BYTES each, in ComfyUI's entry shape.
-// It serves /history (max_items, offset), /history/{id}, /queue (empty), /object_info, /users, /prompt (each prompt "runs" at once: its events go to
+// It serves /history (max_items, offset), /history/{id}, /queue (empty), /features, /users, /prompt (each prompt "runs" at once: its events go to
 // the socket whose clientId is its client_id, and it joins the history) and /ws; every route also under /api. Usage: node bench/history-upstream.mjs
 // PORT ENTRIES ENTRY_BYTES; prints "ready" once the history is filled.
 
@@ -140,7 +140,7 @@ function serve(port, entries, entryBytes) {
       return json(res, 200, history.has(id) ? { [id]: history.get(id) } : {});
     }
     if (path === '/queue') return json(res, 200, { queue_running: [], queue_pending: [] });
-    if (path === '/object_info') return json(res, 200, { SaveImage: { input: { required: { images: ['IMAGE'] } }, output: [], category: 'image' } });
+    if (path === '/features') return json(res, 200, { supports_preview_metadata: true, max_upload_size: 104857600 });
     // A single-user ComfyUI: no `users` list.
     if (path === '/users') return json(res, 200, { storage: 'server', migrated: true });
     res.writeHead(404).end();

@@ -18,7 +18,7 @@ const ENTRY_BYTES = 20 * 1024;
 const OWN_PROMPTS = 200;
 const MAX_ITEMS = 64;
 const WINDOW_PATH = `/history?max_items=${MAX_ITEMS}`;
-const OTHER_KEY_PATH = '/object_info';
+const OTHER_KEY_PATH = '/features';
 /** Keeps every job sent to ComfyUI at once: none is held in the gateway's queue. */
 const UPSTREAM_QUEUE_DEPTH = 10_000;
 const CONNECTIONS = 4;
@@ -30,7 +30,7 @@ const here = (name) => fileURLToPath(new URL(name, import.meta.url));
 /**
  * {direct, user_window, other_key, other_key_during_window, direct_c1, user_window_c1, ratios, rss, ...}:
  * (a) the window straight from the upstream, (b) through the gateway with the user key, (c) an admin
- * key's GET /object_info alone and (d) while (b) runs, each at 4 connections (and (a), (b) at 1), with
+ * key's GET /features alone and (d) while (b) runs, each at 4 connections (and (a), (b) at 1), with
  * the CPU each process used, the gateway's event-loop delay and its RSS (sampled every 100 ms).
  */
 export async function measureHistory(work, log) {

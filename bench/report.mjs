@@ -7,7 +7,7 @@ const CASE_LABELS = {
   gateway_off: '(c) comfy-gate, no auth',
   gateway_auth: '(d) comfy-gate, key required',
   gateway_auth_1m_keys: '(e) as (d), 1,000,000 keys',
-  gateway_auth_plain_route: '(d) on GET /object_info',
+  gateway_auth_plain_route: '(d) on GET /features',
 };
 
 /** The full report of a bench run: the sections of the groups that ran. */
@@ -47,7 +47,7 @@ function printProxyCases(results) {
   table(['case', 'c1 req/s', 'c1 p50 ms', 'c1 p99 ms', 'c50 req/s', 'c50 p50 ms', 'c50 p99 ms', 'other CPU % (c50)'], rows);
   console.log(
     `\n(d)/(b) at 50 connections: ${ratios.auth_vs_nginx_c50}   (d)/(a): ${ratios.auth_vs_direct_c50}   (e)/(d): ${ratios.auth_1m_keys_vs_auth_c50}   ` +
-      `(d) on GET /object_info / (b): ${ratios.auth_plain_route_vs_nginx_c50}   Node.js ceiling / (b): ${ratios.bare_node_proxy_vs_nginx_c50}   (d) / Node.js ceiling: ${ratios.auth_vs_bare_node_proxy_c50}`,
+      `(d) on GET /features / (b): ${ratios.auth_plain_route_vs_nginx_c50}   Node.js ceiling / (b): ${ratios.bare_node_proxy_vs_nginx_c50}   (d) / Node.js ceiling: ${ratios.auth_vs_bare_node_proxy_c50}`,
   );
   console.log(`start-up with 1,000,000 keys: ${results.startup_1m_keys_s} s, RSS ${results.rss_1m_keys_mb} MB (peak ${results.peak_rss_1m_keys_mb} MB)`);
 }
@@ -108,7 +108,7 @@ function printHistory(history) {
       ['(b) user key through comfy-gate', history.user_window_c1],
       ['(a) direct to the upstream', history.direct],
       ['(b) user key through comfy-gate', history.user_window],
-      ['(c) admin GET /object_info', history.other_key],
+      ['(c) admin GET /features', history.other_key],
       ['(d) (c) while (b) runs', during],
       ['    (b) beside (d)', { ...during.beside, connections: during.connections }],
     ].map(([label, f]) => [

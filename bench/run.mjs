@@ -35,7 +35,7 @@ const WS_MAX_PER_KEY = 2000;
 /** The groups of cases `--only` can name, in the order they run. */
 const GROUPS = ['proxy', 'usage', 'ws', 'transfers', 'history'];
 /** A keyed route the gateway forwards as it is (POST /prompt also claims the prompt for the key, durably, before ComfyUI sees it). */
-const PLAIN_ROUTE = { path: '/object_info', method: 'GET' };
+const PLAIN_ROUTE = { path: '/features', method: 'GET' };
 const here = (name) => fileURLToPath(new URL(name, import.meta.url));
 const log = (message) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
 
