@@ -1,4 +1,4 @@
-// The admin dashboard: every key with its usage, key management, and 30-day charts, in plain DOM (no framework, no build).
+// The admin dashboard: the ComfyUI backends, every key with its usage, key management, and 30-day charts, in plain DOM (no framework, no build).
 
 // uPlot, served by the gateway from its installed package.
 import uPlot from '/admin/vendor/uplot.js';
@@ -7,6 +7,8 @@ const DAYS = 30;
 /** Keys shown at a time: the dashboard asks only for one page of keys, plus the totals of all keys. */
 const PAGE_KEYS = 100;
 const REFRESH_MS = 60_000;
+/** The backends change within seconds (a health check every 2 s): their table is reloaded more often than the rest. */
+const BACKENDS_REFRESH_MS = 5_000;
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const LOGIN_URL = '/login?next=%2Fadmin';
 
@@ -22,6 +24,9 @@ const state = {
   /** After a 429, automatic refreshes wait until this time (ms). */
   pausedUntil: 0,
   timer: 0,
+  backendsTimer: 0,
+  /** Only the latest load of the backends is drawn. */
+  backendsSeq: 0,
   chartWidth: 0,
   /** The uPlot chart of execution seconds, replaced at each drawing. */
   executionPlot: null,
@@ -106,11 +111,13 @@ function renderPager() {
   $('page-info').textContent = `Page ${before.length + 1}`;
 }
 
-/** Re-fetches every 30 s while the tab is visible, unless the gateway asked to wait (429). */
+/** Re-fetches the keys every 60 s and the backends every 5 s while the tab is visible, unless the gateway asked to wait (429). */
 function scheduleRefresh() {
   clearInterval(state.timer);
+  clearInterval(state.backendsTimer);
   if (document.hidden) return;
   state.timer = setInterval(() => Date.now() >= state.pausedUntil && refresh(), REFRESH_MS);
+  state.backendsTimer = setInterval(() => Date.now() >= state.pausedUntil && refreshBackends(), BACKENDS_REFRESH_MS);
 }
 
 let messageTimer = 0;
@@ -196,6 +203,57 @@ function svg(tag, attrs = {}, ...children) {
 
 function timeEl(seconds, text) {
   return el('time', { datetime: new Date(seconds * 1000).toISOString(), title: fullDate(seconds) }, text);
+}
+
+// ---- The backends table ----
+
+/** What each state of a backend means, for its badge's tooltip. */
+const BACKEND_STATES = {
+  starting: 'It has not answered a health check yet.',
+  up: 'Its last health check answered.',
+  unreachable: 'Its health checks fail; not yet confirmed down.',
+  down: 'Confirmed down: its queued jobs were placed on other backends, its running jobs ended as errors.',
+};
+
+async function refreshBackends() {
+  const seq = ++state.backendsSeq;
+  try {
+    const { backends } = await api('GET', '/api/gateway/backends');
+    if (seq !== state.backendsSeq) return;
+    $('backends').tBodies[0].replaceChildren(...backends.map(backendRow));
+    const up = backends.filter((backend) => backend.state === 'up').length;
+    $('backends-summary').textContent = `${formatNumber(up)} of ${plural(backends.length, 'backend')} up`;
+    $('backends-error').hidden = true;
+  } catch (error) {
+    if (seq !== state.backendsSeq) return;
+    $('backends-error').textContent = `The backends could not be loaded: ${describeError(error)}`;
+    $('backends-error').hidden = false;
+  }
+}
+
+function backendRow(backend) {
+  const none = () => el('span', { class: 'muted' }, '—');
+  return el(
+    'tr',
+    { 'data-backend': backend.name },
+    el('td', { 'data-label': 'Name', class: 'col-name' }, el('span', { class: 'backend-name' }, backend.name), weightNote(backend)),
+    el('td', { 'data-label': 'URL', class: 'col-url' }, el('code', {}, backend.url)),
+    el(
+      'td',
+      { 'data-label': 'State', class: 'col-state' },
+      el('span', { class: `state ${backend.state}`, title: BACKEND_STATES[backend.state] ?? '' }, backend.state),
+      backend.events === 'connected' ? '' : el('small', { class: 'note' }, 'events disconnected'),
+    ),
+    el('td', { 'data-label': 'Since', class: 'col-since' }, timeEl(backend.since, relativeTime(backend.since))),
+    el('td', { 'data-label': 'Jobs in flight', class: 'col-jobs num' }, formatNumber(backend.jobs_in_flight)),
+    el('td', { 'data-label': 'ComfyUI queue', class: 'col-queue num' }, backend.queue_remaining === null ? none() : formatNumber(backend.queue_remaining)),
+    el('td', { 'data-label': 'Last error', class: 'col-error' }, backend.last_error ?? none()),
+    el('td', { 'data-label': 'Child process', class: 'col-child' }, backend.child ?? none()),
+  );
+}
+
+function weightNote(backend) {
+  return backend.weight === 1 ? '' : el('small', { class: 'note' }, `weight ${formatNumber(backend.weight)}`);
 }
 
 // ---- The keys table ----
@@ -716,6 +774,7 @@ function onTableClick(event) {
 
 function start() {
   $('refresh').addEventListener('click', refresh);
+  $('refresh').addEventListener('click', refreshBackends);
   $('page-next').addEventListener('click', () => {
     state.page.before.push(state.page.after);
     showPage(state.page.next);
@@ -731,7 +790,10 @@ function start() {
   $('message-close').addEventListener('click', () => ($('message').hidden = true));
   document.addEventListener('click', (event) => event.target.closest('[data-close]')?.closest('dialog').close());
   document.addEventListener('visibilitychange', () => {
-    if (!document.hidden && Date.now() >= state.pausedUntil) refresh();
+    if (!document.hidden && Date.now() >= state.pausedUntil) {
+      refresh();
+      refreshBackends();
+    }
     scheduleRefresh();
   });
   new ResizeObserver(() => requestAnimationFrame(() => $('chart-requests').clientWidth !== state.chartWidth && renderUsage())).observe($('chart-requests'));
@@ -744,6 +806,7 @@ function start() {
     (error) => showMessage(describeError(error), 'error'),
   );
   refresh();
+  refreshBackends();
   scheduleRefresh();
 }
 

@@ -30,6 +30,36 @@ export interface BackendStatus extends HealthReport {
   child: string | null;
 }
 
+/** A backend as `/readyz` and `GET /api/gateway/backends` answer it: `child` only when the gateway runs it. */
+export interface BackendJson {
+  name: string;
+  url: string;
+  weight: number;
+  state: BackendStatus['state'];
+  since: number;
+  last_error: string | null;
+  events: BackendStatus['events'];
+  jobs_in_flight: number;
+  queue_remaining: number | null;
+  child?: string;
+}
+
+/** The JSON of a backend's status. */
+export function backendJson({ name, url, weight, state, since, lastError, events, jobsInFlight, queueRemaining, child }: BackendStatus): BackendJson {
+  return {
+    name,
+    url,
+    weight,
+    state,
+    since,
+    last_error: lastError,
+    events,
+    jobs_in_flight: jobsInFlight,
+    queue_remaining: queueRemaining,
+    ...(child !== null ? { child } : {}),
+  };
+}
+
 /** The parts of a backend made for one `BackendConfig`. */
 export interface BackendParts {
   config: BackendConfig;

@@ -29,6 +29,10 @@ export interface JobServiceOptions {
   executionSecondsToday(keyId: string, now: number): number;
   /** Told of each admitted job (metering). */
   onAdmitted?(job: JobRecord): void;
+  /** Told of each job a backend lost, as it was then (its `backend` the one that lost it), once it is held to be placed again or has ended. */
+  onLost?(job: JobRecord): void;
+  /** Told of each job it ends on a backend (lost while running, dropped from ComfyUI's queue); the job recorder tells of the others. */
+  onEnded?(job: JobRecord): void;
   now?(): number;
 }
 
@@ -150,6 +154,7 @@ export class JobService {
     if (job.status === 'queued' && request && (request.sends ?? 1) < MAX_SENDS) {
       const held = await this.jobs.update(job.id, { status: 'held', upstream_id: null, forwarded_at: null }, { ifStatus: 'queued' });
       if (held) {
+        this.options.onLost?.(job);
         this.options.log.warn({ job_id: job.id, backend: job.backend }, 'job lost by its backend before it ran: placed again');
         this.scheduler.hold(held);
         return;
@@ -158,6 +163,8 @@ export class JobService {
     const at = this.now();
     const ended = await this.jobs.update(job.id, { status: 'error', finished_at: at, request: null, error: { message } }, { ifStatus: job.status });
     if (!ended) return;
+    this.options.onLost?.(job);
+    this.options.onEnded?.(ended);
     this.options.log.warn({ job_id: job.id, backend: job.backend, reason: message }, 'job lost by its backend');
     this.backends[0]!.events.announce(ended, 'execution_error', lostEvent(message, at));
     this.scheduler.pump();
@@ -245,7 +252,10 @@ export class JobService {
 
   /** Notes that ComfyUI dropped a queued job on the key's request (ComfyUI itself sends no event for it). */
   async cancelledInComfyUI(job: JobRecord): Promise<void> {
-    if (await this.jobs.update(job.id, { status: 'cancelled', finished_at: this.now() }, { ifStatus: 'queued' })) this.scheduler.pump();
+    const cancelled = await this.jobs.update(job.id, { status: 'cancelled', finished_at: this.now() }, { ifStatus: 'queued' });
+    if (!cancelled) return;
+    this.options.onEnded?.(cancelled);
+    this.scheduler.pump();
   }
 
   close(): void {

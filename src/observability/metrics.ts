@@ -1,8 +1,9 @@
-// Prometheus metrics of the gateway (prom-client): requests, latency, refusals, upstream errors, WebSockets, store writes, job metering.
+// Prometheus metrics of the gateway (prom-client): requests, latency, refusals, upstream errors, WebSockets, store writes, job metering, backends.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { createBackendMetrics, type BackendMetrics } from './backend-metrics.js';
 
-export interface GatewayMetrics {
+export interface GatewayMetrics extends BackendMetrics {
   registry: Registry;
   /** One finished request: its route group, status and duration; `keyId` labels only with per-key metrics on. */
   request(route: string, status: number, seconds: number, keyId?: string): void;
@@ -105,6 +106,7 @@ export function createMetrics(options: { perKey: boolean }): GatewayMetrics {
 
   return {
     registry,
+    ...createBackendMetrics(registry),
     request(route, status, seconds, keyId) {
       requestCounter(route, status).inc();
       durationHistogram(route).observe(seconds);

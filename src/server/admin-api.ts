@@ -1,9 +1,10 @@
-// The key-management, usage and audit endpoints (/api/keys, /api/usage, /api/audit), with who may call each.
+// The key-management, usage, audit and backend endpoints (/api/keys, /api/usage, /api/audit, /api/gateway/backends), with who may call each.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { usableKeyError, type Caller } from '../auth/authenticate.js';
 import { createdKeyBody, creationAuditDetails, newKey, rotatedKey } from '../auth/new-key.js';
 import type { AuthMode } from '../config/schema.js';
+import type { BackendJson } from '../backends/backend-pool.js';
 import { authRequired, forbidden, invalidRequest, keyCreationFailed, keyNotFound, methodNotAllowed, storeUnavailable } from '../errors.js';
 import { toPublicKey } from '../store/key-record.js';
 import type { AuditStore, KeyRecord, KeyStore, SessionStore, UsageStore } from '../store/types.js';
@@ -28,6 +29,8 @@ export interface AdminApiContext {
   clientIp(req: IncomingMessage): string;
   /** Current time in Unix seconds. */
   now(): number;
+  /** Every ComfyUI backend as it is now, in configuration order. */
+  backends(): BackendJson[];
 }
 
 /**
@@ -103,6 +106,10 @@ export async function handleAdminRoute(route: GatewayRoute, req: IncomingMessage
       const limit = parseNumber(query, 'limit', 100, 1, MAX_AUDIT_ENTRIES);
       return sendJson(res, 200, { entries: await ctx.audit.list({ since, limit: Math.floor(limit) }) });
     }
+    case 'backends':
+      if (method !== 'GET') throw methodNotAllowed(['GET']);
+      requireAdmin(principalOf(caller, req, ctx));
+      return sendJson(res, 200, { backends: ctx.backends() });
     default:
       throw new Error(`not a management route: ${route.name}`);
   }

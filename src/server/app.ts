@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { identify, type Caller } from '../auth/authenticate.js';
 import { whyNotLocal } from '../auth/client-address.js';
-import { BackendPool } from '../backends/backend-pool.js';
+import { backendJson, BackendPool, type BackendStatus } from '../backends/backend-pool.js';
 import { buildBackend } from '../backends/build-backend.js';
 import { CATALOG_CACHE_LIMITS, CatalogCache } from '../backends/catalog-cache.js';
 import { ClientAddressing } from '../auth/client-addressing.js';
@@ -81,6 +81,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     log,
     onEnded: (job) => {
       jobService.ended();
+      metrics.backendJobEnded(job.backend, job.status);
       if (job.started_at === null) return;
       usage.recordJobRun(job.key_id, job.finished_at ?? now(), job.execution_seconds ?? 0, job.outputs.length);
       metrics.jobRun(job.key_id, job.execution_seconds ?? 0, job.outputs.length);
@@ -119,6 +120,9 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       }),
     ),
   );
+  /** Every backend as it is now, with the gateway's jobs queued or running on it. */
+  const backendStatus = (): BackendStatus[] => pool.status((name) => jobs.sentTo(name));
+  metrics.watchBackends(backendStatus);
   const jobService = new JobService({
     jobs,
     backends: pool.all,
@@ -132,6 +136,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       usage.recordPromptAdmitted(job.key_id, job.admitted_at);
       metrics.promptAdmitted(job.key_id);
     },
+    onLost: (job) => metrics.backendJobLost(job.backend),
+    onEnded: (job) => metrics.backendJobEnded(job.backend, job.status),
     log,
   });
   const isolated = createIsolatedProxy({ pool, ownership, jobs: jobService, userRoutes: config.userRoutes, catalog });
@@ -149,7 +155,17 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   const clientIp = (req: IncomingMessage): string => addressing.clientIp(req);
   const localManagement = (req: IncomingMessage): string | null =>
     config.noLocalAdmin ? 'local management is turned off with --no-local-admin' : whyNotLocal(req);
-  const adminContext = { mode: config.mode, keys, usage, audit, sessions, whyNotLocal: localManagement, clientIp, now };
+  const adminContext = {
+    mode: config.mode,
+    keys,
+    usage,
+    audit,
+    sessions,
+    whyNotLocal: localManagement,
+    clientIp,
+    now,
+    backends: () => backendStatus().map(backendJson),
+  };
   const loginContext: LoginContext = {
     keys,
     sessions,
@@ -319,7 +335,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         (error: Error) => `not writable: ${error.message}`,
       ),
     ]);
-    const backends = pool.status((name) => jobs.sentTo(name));
+    const backends = backendStatus();
     const up = backends.filter((backend) => backend.state === 'up');
     const upstream = up.length > 0 ? 'ok' : `unreachable: ${backends.map((backend) => `${backend.name}: ${backend.lastError ?? backend.state}`).join('; ')}`;
     const ready = up.length > 0 && store === 'ok';
@@ -329,18 +345,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       upstream,
       store,
       ...(only?.child ? { child: only.child.describe() } : {}),
-      backends: backends.map(({ name, url, weight, state, since, lastError, events, jobsInFlight, queueRemaining, child }) => ({
-        name,
-        url,
-        weight,
-        state,
-        since,
-        last_error: lastError,
-        events,
-        jobs_in_flight: jobsInFlight,
-        queue_remaining: queueRemaining,
-        ...(child !== null ? { child } : {}),
-      })),
+      backends: backends.map(backendJson),
     });
   }
 

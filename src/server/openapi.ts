@@ -172,6 +172,32 @@ const keyInput = {
   },
 };
 
+/** A ComfyUI backend, as `/readyz` and `GET /api/gateway/backends` show it. */
+const backend = {
+  type: 'object',
+  required: ['name', 'url', 'weight', 'state', 'since', 'last_error', 'events', 'jobs_in_flight', 'queue_remaining'],
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string', description: '`default` with one backend; else host:port, its `#name=`, or `comfyui-N` for a child' },
+    url: { type: 'string', description: 'Its origin, without credentials' },
+    weight: { type: 'integer', minimum: 1 },
+    state: {
+      enum: ['starting', 'up', 'unreachable', 'down'],
+      description:
+        '`starting`: not answered yet; `up`: its last health check answered; `unreachable`: checks failing, not yet confirmed; `down`: confirmed down, its jobs moved',
+    },
+    since: { type: 'number', description: 'Unix seconds of the last change of state' },
+    last_error: { type: ['string', 'null'], description: 'Why its last health check failed; null after a good one' },
+    events: { enum: ['connected', 'disconnected'], description: "The gateway's event socket to it" },
+    jobs_in_flight: { type: 'integer', minimum: 0, description: "The gateway's jobs queued or running on it" },
+    queue_remaining: { type: ['integer', 'null'], minimum: 0, description: "ComfyUI's own queue_remaining (every client's) at its last good health check" },
+    child: {
+      type: 'string',
+      description: 'Only when the gateway runs it: `running (pid N)`, `starting (pid N)`, `restarting in N s (exit code N)` or `stopped`',
+    },
+  },
+};
+
 /** The document served at /api/gateway/openapi.json. */
 export const OPENAPI_DOCUMENT = {
   openapi: '3.1.0',
@@ -234,6 +260,7 @@ export const OPENAPI_DOCUMENT = {
       CreatedKey: createdKey,
       UsageStats: usageStats,
       DailyPoint: dailyPoint,
+      Backend: backend,
       AuditEntry: {
         type: 'object',
         required: ['ts', 'actor', 'action'],
@@ -265,7 +292,7 @@ export const OPENAPI_DOCUMENT = {
               description: status === 200 ? 'Ready' : 'Not ready',
               ...json({
                 type: 'object',
-                required: ['status', 'upstream', 'store'],
+                required: ['status', 'upstream', 'store', 'backends'],
                 properties: {
                   status: { enum: ['ready', 'not_ready'] },
                   upstream: { type: 'string' },
@@ -274,6 +301,7 @@ export const OPENAPI_DOCUMENT = {
                     type: 'string',
                     description: 'Only with a child ComfyUI: `running (pid N)`, `starting (pid N)`, `restarting in N s (exit code N)` or `stopped`',
                   },
+                  backends: { type: 'array', items: { $ref: '#/components/schemas/Backend' } },
                 },
               }),
             },
@@ -454,6 +482,25 @@ export const OPENAPI_DOCUMENT = {
         responses: {
           200: { description: 'The job', ...json({ $ref: '#/components/schemas/Job' }) },
           404: { description: "JOB_NOT_FOUND: no job of this key has that id (another key's job included)", ...json(error) },
+        },
+      },
+    },
+    '/api/gateway/backends': {
+      get: {
+        summary: 'Every ComfyUI backend with its health and queues (admin)',
+        security: apiKeyHeader,
+        responses: {
+          200: {
+            description: 'The backends, in configuration order',
+            ...json({
+              type: 'object',
+              required: ['backends'],
+              additionalProperties: false,
+              properties: { backends: { type: 'array', items: { $ref: '#/components/schemas/Backend' } } },
+            }),
+          },
+          401: errorResponse('No or bad key'),
+          403: errorResponse('Not an admin key'),
         },
       },
     },

@@ -1,4 +1,4 @@
-// The admin dashboard in a real browser: an admin creates, rotates, changes (job quotas included), disables and deletes a key and sees its use charted; user keys are refused.
+// The admin dashboard in a real browser: an admin creates, rotates, changes (job quotas included), disables and deletes a key and sees its use charted, and watches the backends; user keys are refused.
 
 import assert from 'node:assert/strict';
 import { mkdir, stat, writeFile } from 'node:fs/promises';
@@ -262,6 +262,7 @@ describe('admin dashboard', { skip: browserUnavailable }, () => {
     assert.equal(new URL(page.url()).pathname, '/admin');
     assert.equal((await page.request.get(`${gateway.url}/admin/dashboard.js`)).status(), 403, 'nor its script');
     assert.equal((await page.request.get(`${gateway.url}/api/keys`)).status(), 403, 'nor the key list, with the same session');
+    assert.equal((await page.request.get(`${gateway.url}/api/gateway/backends`)).status(), 403, 'nor the backends');
     await context.close();
   });
 
@@ -278,6 +279,92 @@ describe('admin dashboard', { skip: browserUnavailable }, () => {
     assert.equal(res.status, 200, res.text);
     return res.json();
   }
+});
+
+/** The row of the backend named `name` in the Backends table. */
+const backendRow = (page: Page, name: string) => page.locator(`#backends tbody tr[data-backend="${name}"]`);
+
+describe('admin dashboard with two backends', { skip: browserUnavailable }, () => {
+  let gpu0: FakeComfyUI;
+  let gpu1: FakeComfyUI;
+  let gateway: GatewayProcess;
+  let browser: Browser;
+  let admin: CreatedKey;
+
+  before(async () => {
+    gpu0 = await startFakeComfyUI();
+    gpu1 = await startFakeComfyUI();
+    gateway = await startGateway({ upstream: `${gpu0.url}#name=gpu0`, args: ['--upstream', `${gpu1.url}#name=gpu1&weight=2`, '--require-api-auth'] });
+    admin = await createKey(gateway.url, { name: 'Ops admin', rate_limit: 10_000 });
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    await gateway?.stop();
+    await gpu0.close();
+    await gpu1.close();
+  });
+
+  test('the Backends section lists each backend with its state, and follows a backend that goes away without a reload', async () => {
+    const { context, page, errors } = await openPage(browser, { locale: 'en-US' });
+    await signIn(page, gateway.url, admin.api_key);
+    const gpu0Row = backendRow(page, 'gpu0');
+    const gpu1Row = backendRow(page, 'gpu1');
+    await gpu0Row.locator('.col-state .state.up').waitFor();
+    await gpu1Row.locator('.col-state .state.up').waitFor();
+    assert.deepEqual(await page.locator('#backends tbody tr').evaluateAll((trs) => trs.map((tr) => (tr as HTMLElement).dataset.backend)), ['gpu0', 'gpu1']);
+    assert.equal(await gpu0Row.locator('.col-url').textContent(), gpu0.url);
+    assert.equal(await gpu1Row.locator('.col-name .note').textContent(), 'weight 2');
+    assert.equal(await gpu0Row.locator('.col-jobs').textContent(), '0');
+    assert.equal(await gpu0Row.locator('.col-queue').textContent(), '0');
+    assert.equal(await gpu0Row.locator('.col-error').textContent(), '—');
+    assert.equal(await gpu0Row.locator('.col-child').textContent(), '—');
+    assert.notEqual(await gpu0Row.locator('.col-since time').getAttribute('datetime'), null);
+    await page.locator('#backends-summary:text-is("2 of 2 backends up")').waitFor();
+
+    // gpu1 goes away: the table shows it down on its own refresh, with why, and no ComfyUI queue.
+    const loads = (): Promise<number> => page.evaluate(() => performance.getEntriesByType('navigation').length);
+    const navigations = await loads();
+    await gpu1.close();
+    await gpu1Row.locator('.col-state .state.down').waitFor({ timeout: 20_000 });
+    assert.equal(await loads(), navigations, 'the page was not reloaded');
+    assert.match((await gpu1Row.locator('.col-error').textContent()) ?? '', /\S/);
+    assert.notEqual(await gpu1Row.locator('.col-error').textContent(), '—');
+    assert.equal(await gpu1Row.locator('.col-queue').textContent(), '—');
+    await page.locator('#backends-summary:text-is("1 of 2 backends up")').waitFor();
+    assert.equal(await gpu0Row.locator('.state').textContent(), 'up');
+
+    // The badges are coloured by state: the theme's green for up, its red for down.
+    const colours = await page.evaluate(() => {
+      const theme = getComputedStyle(document.documentElement);
+      const probe = document.createElement('span');
+      document.body.append(probe);
+      const resolve = (name: string): string => {
+        probe.style.color = theme.getPropertyValue(name);
+        return getComputedStyle(probe).color;
+      };
+      const colourOf = (selector: string): string => getComputedStyle(document.querySelector(selector)!).color;
+      const result = {
+        ok: resolve('--ok'),
+        bad: resolve('--bad'),
+        up: colourOf('tr[data-backend="gpu0"] .state'),
+        down: colourOf('tr[data-backend="gpu1"] .state'),
+      };
+      probe.remove();
+      return result;
+    });
+    assert.equal(colours.up, colours.ok);
+    assert.equal(colours.down, colours.bad);
+    assert.notEqual(colours.up, colours.down);
+
+    await page.screenshot({ path: await screenshotPath('dashboard-backends-1280') });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForFunction(() => Number(document.querySelector('#chart-requests svg')?.getAttribute('width')) < 400);
+    assert.equal(await scrollsSideways(page), false, 'no sideways scrolling at 390 px');
+    await page.screenshot({ path: await screenshotPath('dashboard-backends-390'), fullPage: true });
+    assert.deepEqual(errors, [], 'no console errors, no Content-Security-Policy violation');
+    await context.close();
+  });
 });
 
 describe('admin dashboard with more keys than a page', { skip: browserUnavailable }, () => {

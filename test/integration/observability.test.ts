@@ -77,6 +77,7 @@ describe('OpenAPI, metrics, logs and audit', () => {
     await check('/api/keys', 'get', '/api/keys?limit=1', { key: a });
     await check('/api/keys', 'get', '/api/keys?after=', { key: a });
     await check('/api/audit', 'get', '/api/audit?since=0', { key: a });
+    await check('/api/gateway/backends', 'get', '/api/gateway/backends', { key: a });
     const login = await check('/login', 'post', '/login', { body: { api_key: user.api_key } });
     await check('/login', 'post', '/login', { body: { api_key: 'comfy_nope' } });
     const cookie = String(login.headers['set-cookie']).split(';')[0]!;
