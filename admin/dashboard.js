@@ -8,7 +8,7 @@ const DAYS = 30;
 const PAGE_KEYS = 100;
 const REFRESH_MS = 60_000;
 /** The backends change within seconds (a health check every 2 s): their table is reloaded more often than the rest. */
-const BACKENDS_REFRESH_MS = 5_000;
+const BACKENDS_REFRESH_MS = 10_000;
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const LOGIN_URL = '/login?next=%2Fadmin';
 

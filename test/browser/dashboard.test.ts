@@ -326,7 +326,7 @@ describe('admin dashboard with two backends', { skip: browserUnavailable }, () =
     const loads = (): Promise<number> => page.evaluate(() => performance.getEntriesByType('navigation').length);
     const navigations = await loads();
     await gpu1.close();
-    await gpu1Row.locator('.col-state .state.down').waitFor({ timeout: 20_000 });
+    await gpu1Row.locator('.col-state .state.down').waitFor({ timeout: 30_000 });
     assert.equal(await loads(), navigations, 'the page was not reloaded');
     assert.match((await gpu1Row.locator('.col-error').textContent()) ?? '', /\S/);
     assert.notEqual(await gpu1Row.locator('.col-error').textContent(), '—');
