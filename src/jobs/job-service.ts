@@ -65,6 +65,8 @@ export class JobService {
   private reconcileTimer: NodeJS.Timeout | null = null;
   /** Prompt ids being sent right now, not yet in the registry. */
   private readonly admitting = new Set<string>();
+  /** Per backend, the ids ComfyUI knew the jobs by that were placed elsewhere after it went down (deleted from its queue once it is back). */
+  private readonly movedAway = new Map<string, Set<string>>();
   /** Per backend, the comparison with ComfyUI running now. */
   private readonly reconciling = new Map<string, Promise<void>>();
 
@@ -106,8 +108,24 @@ export class JobService {
 
   /** The gateway's socket to a backend opened (again): its jobs are compared with its ComfyUI, and held jobs may go to it. */
   connected(backend: Backend): void {
+    void this.forgetMovedAway(backend);
     void this.reconcileBackend(backend);
     this.scheduler.pump();
+  }
+
+  /**
+   * Deletes from a backend that is back the jobs that were placed elsewhere while it was down, in
+   * case it was only cut off and still has them queued: they must not run twice.
+   */
+  private async forgetMovedAway(backend: Backend): Promise<void> {
+    const ids = this.movedAway.get(backend.name);
+    if (!ids?.size) return;
+    this.movedAway.delete(backend.name);
+    await backend.proxy
+      .fetch(null, { method: 'POST', path: '/api/queue', body: JSON.stringify({ delete: [...ids] }), headers: { 'content-type': 'application/json' } })
+      .catch((error: unknown) =>
+        this.options.log.debug({ err: error, backend: backend.name }, 'jobs moved away could not be deleted from the backend that is back'),
+      );
   }
 
   /** A job ended: its place in a backend's queue is free. */
@@ -154,6 +172,7 @@ export class JobService {
     if (job.status === 'queued' && request && (request.sends ?? 1) < MAX_SENDS) {
       const held = await this.jobs.update(job.id, { status: 'held', upstream_id: null, forwarded_at: null }, { ifStatus: 'queued' });
       if (held) {
+        if (job.upstream_id !== null) this.movedAway.set(job.backend, (this.movedAway.get(job.backend) ?? new Set()).add(job.upstream_id));
         this.options.onLost?.(job);
         this.options.log.warn({ job_id: job.id, backend: job.backend }, 'job lost by its backend before it ran: placed again');
         this.scheduler.hold(held);
