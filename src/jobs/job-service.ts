@@ -63,8 +63,9 @@ export class JobService {
   private readonly options: JobServiceOptions;
   private readonly now: () => number;
   private reconcileTimer: NodeJS.Timeout | null = null;
-  /** Prompt ids being sent right now, not yet in the registry. */
-  private readonly admitting = new Set<string>();
+  private stopWatching: (() => void) | null = null;
+  /** Prompt ids being admitted right now, with their key: until the registry has the job, its key's quota counts it from here. */
+  private readonly admitting = new Map<string, string>();
   /** Per backend, the ids ComfyUI knew the jobs by that were placed elsewhere after it went down (deleted from its queue once it is back). */
   private readonly movedAway = new Map<string, Set<string>>();
   /** Per backend, the comparison with ComfyUI running now. */
@@ -87,7 +88,11 @@ export class JobService {
     });
   }
 
-  /** Queues the held jobs of the registry and settles the sent ones with ComfyUI, then keeps doing so now and then. */
+  /**
+   * Queues the held jobs of the registry and settles the sent ones with ComfyUI, then keeps doing so now
+   * and then. Held jobs are also released when other replicas' jobs end, which this one hears of only
+   * through the registry.
+   */
   start(): void {
     // A client using the gateway's clientId would take its socket's place in ComfyUI and with it every job's events.
     this.options.ownership
@@ -95,6 +100,7 @@ export class JobService {
       .catch((error: unknown) => this.options.log.warn({ err: error }, "the gateway's clientId could not be recorded"));
     this.scheduler.restore();
     void this.reconcile();
+    this.stopWatching = this.jobs.onChangedElsewhere?.(() => this.scheduler.changedElsewhere()) ?? null;
     this.reconcileTimer = setInterval(() => {
       this.scheduler.restore();
       void this.reconcile();
@@ -202,7 +208,7 @@ export class JobService {
     checkAdmission(
       key,
       {
-        activeJobs: this.jobs.count({ keyId: key.key_id, statuses: ACTIVE_JOB_STATUSES }),
+        activeJobs: this.jobs.count({ keyId: key.key_id, statuses: ACTIVE_JOB_STATUSES }) + this.admittingOf(key.key_id),
         executionSecondsToday: this.options.executionSecondsToday(key.key_id, now),
       },
       now,
@@ -225,18 +231,25 @@ export class JobService {
       front: admission.front,
     };
     if (this.jobs.get(job.id) || this.admitting.has(job.id)) throw promptIdTaken();
-    this.admitting.add(job.id);
+    this.admitting.set(job.id, key.key_id);
     try {
       const backend = this.scheduler.takeSlotNow(key.key_id, admission.request.pin ?? null);
       if (!backend) return await this.holdJob(job);
       try {
         return await sendPrompt(backend, admission.request, (outcome) => this.recordSent(job, backend, admission.request, outcome));
       } finally {
-        this.scheduler.sent(backend);
+        this.scheduler.sent(backend, key.key_id);
       }
     } finally {
       this.admitting.delete(job.id);
     }
+  }
+
+  /** The key's admissions under way here whose job the registry does not have yet. */
+  private admittingOf(keyId: string): number {
+    let count = 0;
+    for (const [id, of] of this.admitting) if (of === keyId && !this.jobs.get(id)) count += 1;
+    return count;
   }
 
   /** Holds a job for its turn and answers for it, as ComfyUI answers a queued prompt. */
@@ -279,6 +292,7 @@ export class JobService {
 
   close(): void {
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
+    this.stopWatching?.();
     this.scheduler.close();
   }
 }

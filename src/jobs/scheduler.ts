@@ -21,13 +21,18 @@ export interface SchedulerOptions {
 
 /** How long to wait before trying again to release jobs while a backend cannot take them. */
 const RETRY_MS = 1000;
+/**
+ * How long room made by another replica (its job ended) is left to that replica's own held jobs, which
+ * it releases at once, before this one looks: so that both do not fill the same place.
+ */
+const ELSEWHERE_GRACE_MS = 200;
 
 /**
  * The gateway's queue. A job goes straight to a backend while nothing is held and a backend has room
  * (see Placement); otherwise it is held, and released round-robin across keys (see FairQueue) as
  * jobs end. A key with `max_running` waits while that many of its jobs are in ComfyUI, on any
  * backend. Nothing goes to a backend that is not up or whose event socket is down. `sending` counts,
- * per backend, jobs on their way there that the registry does not count yet.
+ * per backend and per key, jobs on their way to ComfyUI that the registry does not count yet.
  */
 export class JobScheduler {
   private readonly queue = new FairQueue();
@@ -35,7 +40,10 @@ export class JobScheduler {
   private readonly placement: Placement;
   /** Per backend, jobs being sent right now (not yet recorded as queued there). */
   private readonly sending = new Map<string, number>();
+  /** Per key, its jobs being sent right now (not yet recorded as queued). */
+  private readonly sendingOfKey = new Map<string, number>();
   private retryTimer: NodeJS.Timeout | null = null;
+  private elsewhereTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private releasing = false;
   private pumpAgain = false;
@@ -63,14 +71,23 @@ export class JobScheduler {
     const backend = this.placement.choose(pin);
     if (!backend) return undefined;
     this.queue.tookTurn(keyId);
-    this.adjustSending(backend, 1);
+    this.adjustSending(backend, keyId, 1);
     return backend;
   }
 
-  /** A job sent through `takeSlotNow` has its answer: the slot is counted from the registry now. */
-  sent(backend: Backend): void {
-    this.adjustSending(backend, -1);
+  /** A job of this key sent through `takeSlotNow` has its answer: the slot is counted from the registry now. */
+  sent(backend: Backend, keyId: string): void {
+    this.adjustSending(backend, keyId, -1);
     this.pump();
+  }
+
+  /** The registry has changes another replica made (see ELSEWHERE_GRACE_MS): held jobs are released shortly if there is room then. */
+  changedElsewhere(): void {
+    if (this.closed || this.queue.size === 0) return;
+    this.elsewhereTimer ??= setTimeout(() => {
+      this.elsewhereTimer = null;
+      this.pump();
+    }, ELSEWHERE_GRACE_MS).unref();
   }
 
   /** Holds a job until its turn. */
@@ -121,12 +138,12 @@ export class JobScheduler {
       }
       const backend = this.placement.choose(next.pin ?? null)!;
       this.queue.remove(next.id);
-      this.adjustSending(backend, 1);
+      this.adjustSending(backend, next.keyId, 1);
       let job: JobRecord | undefined;
       try {
         job = await this.options.jobs.update(next.id, { status: 'queued', backend: backend.name }, { ifStatus: 'held' });
       } finally {
-        this.adjustSending(backend, -1);
+        this.adjustSending(backend, next.keyId, -1);
       }
       const request = job && heldRequestOf(job);
       if (!job || !request) continue;
@@ -152,18 +169,18 @@ export class JobScheduler {
   close(): void {
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.elsewhereTimer) clearTimeout(this.elsewhereTimer);
   }
 
-  private adjustSending(backend: Backend, by: number): void {
-    const count = (this.sending.get(backend.name) ?? 0) + by;
-    if (count > 0) this.sending.set(backend.name, count);
-    else this.sending.delete(backend.name);
+  private adjustSending(backend: Backend, keyId: string, by: number): void {
+    adjust(this.sending, backend.name, by);
+    adjust(this.sendingOfKey, keyId, by);
   }
 
   private mayRelease(keyId: string): boolean {
     const key = this.options.keyOf(keyId);
     if (!key) return true;
-    return mayStartAnother(key, this.options.jobs.count({ keyId, statuses: ['queued', 'running'] }));
+    return mayStartAnother(key, this.options.jobs.count({ keyId, statuses: ['queued', 'running'] }) + (this.sendingOfKey.get(keyId) ?? 0));
   }
 
   private retryLater(): void {
@@ -172,6 +189,13 @@ export class JobScheduler {
       this.pump();
     }, RETRY_MS).unref();
   }
+}
+
+/** Adds `by` to a count of `counts`, leaving out counts of 0. */
+function adjust(counts: Map<string, number>, name: string, by: number): void {
+  const count = (counts.get(name) ?? 0) + by;
+  if (count > 0) counts.set(name, count);
+  else counts.delete(name);
 }
 
 function queuedJob(job: JobRecord): { id: string; keyId: string; front: boolean; pin: string | null } {

@@ -351,6 +351,11 @@ export interface JobStore {
    * too): how a held job is taken for sending or cancelled by exactly one caller.
    */
   update(id: string, patch: JobPatch, options?: { ifStatus?: JobStatus }): Promise<JobRecord | undefined>;
+  /**
+   * Calls `listener` each time changes other replicas made are taken into memory (a job of theirs
+   * ended: room for this one's held jobs); returns how to stop. Only a store shared by replicas has it.
+   */
+  onChangedElsewhere?(listener: () => void): () => void;
   /** Finished jobs older than the retention (`--job-retention-days`) are forgotten, in batches, in the background. */
   /** Persists anything pending and releases files, connections and timers. */
   close(): Promise<void>;

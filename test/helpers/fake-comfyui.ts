@@ -34,6 +34,8 @@ export interface FakeComfyUIOptions {
   objectInfoDelayMs?: number;
   /** The port to listen on (default: a free one), e.g. to start a fake again where a stopped one was. */
   port?: number;
+  /** Told each time a prompt is queued, once it is in the queue (see `inFlight`). */
+  onQueued?(): void;
 }
 
 /** How a ComfyUI release treats a client-chosen `prompt_id`; suites run against both. */
@@ -58,6 +60,8 @@ export interface FakeComfyUI {
   lastUploadBytes: number;
   /** Known users (id → name); `{default: "default"}` unless multiUser, then empty until POST /users (or set it). */
   users: Map<string, string>;
+  /** The prompts queued or running now (as `GET /queue` lists them), with the client_id each was queued with. */
+  inFlight(): Array<{ id: string; clientId: string | null }>;
   close(): Promise<void>;
 }
 
@@ -516,6 +520,7 @@ class FakeServer implements FakeComfyUI {
     if ('client_id' in body) extraData['client_id'] = body['client_id'];
     this.pending.push({ number, id, prompt: body['prompt'] as Record<string, PromptNode>, extraData, outputs: validation.outputs });
     this.prompts.push({ id, body });
+    this.opts.onQueued?.();
     this.broadcastStatus();
     this.pump();
     sendJson(res, { prompt_id: id, number, node_errors: {} });
@@ -543,6 +548,11 @@ class FakeServer implements FakeComfyUI {
     const base = this.dirs[type ?? 'input'];
     const file = path.resolve(base, name);
     return isInside(base, file) && existsSync(file);
+  }
+
+  inFlight(): Array<{ id: string; clientId: string | null }> {
+    const items = this.running ? [this.running.item, ...this.pending] : this.pending;
+    return items.map((item) => ({ id: item.id, clientId: typeof item.extraData['client_id'] === 'string' ? item.extraData['client_id'] : null }));
   }
 
   private nextNumber(front: boolean): number {

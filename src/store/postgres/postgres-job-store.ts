@@ -75,6 +75,7 @@ export class PostgresJobStore extends IndexedJobReads implements JobStore {
   private readonly feed: ReplicaFeed<Announcement>;
   private readonly sweeper: JobSweeper;
   private readonly deferred: DeferredWrites<DeferredWrite>;
+  private readonly changeListeners = new Set<() => void>();
 
   constructor(options: PostgresJobStoreOptions) {
     super();
@@ -90,21 +91,24 @@ export class PostgresJobStore extends IndexedJobReads implements JobStore {
       reloadIntervalMs: options.reloadIntervalMs ?? 30_000,
       onPayloads: async (announcements) => {
         const fetch: string[] = [];
+        let changed = false;
         for (const a of announcements) {
-          if (!('fetch' in a)) this.apply(a);
+          if (!('fetch' in a)) changed = this.apply(a) || changed;
           else if ((this.revs.get(a.fetch) ?? -1) < a.rev) fetch.push(a.fetch);
         }
-        if (fetch.length === 0) return;
-        for (const row of await this.rowsOf(fetch)) this.apply(row);
+        if (fetch.length > 0) for (const row of await this.rowsOf(fetch)) changed = this.apply(row) || changed;
+        if (changed) this.changedElsewhere();
       },
       reloadSince: async (since) => {
         // In admission order, so that each job is added at the newest end of the lists (revisions decide, not order).
         const { rows } = await this.database.query<JobRow>(`SELECT ${COLUMNS} FROM jobs WHERE updated_at > to_timestamp($1) ORDER BY admitted_at`, [since]);
         let newest: number | null = null;
+        let changed = false;
         for (const row of rows) {
-          this.apply(row);
+          changed = this.apply(row) || changed;
           newest = Math.max(newest ?? 0, row.updated ?? 0);
         }
+        if (changed) this.changedElsewhere();
         return newest;
       },
     });
@@ -148,6 +152,11 @@ export class PostgresJobStore extends IndexedJobReads implements JobStore {
         return next;
       },
     );
+  }
+
+  onChangedElsewhere(listener: () => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
   }
 
   /** Writes made while the database could not be reached and not written yet. */
@@ -279,15 +288,21 @@ export class PostgresJobStore extends IndexedJobReads implements JobStore {
     return this.index.get(row.id);
   }
 
-  /** Takes a row into memory unless memory already holds that job at the same or a later revision. */
-  private apply(row: JobRow): void {
+  /** Takes a row into memory unless memory already holds that job at the same or a later revision; true when it did. */
+  private apply(row: JobRow): boolean {
     const job = parseJobRecord(row);
-    if (typeof job === 'string') return;
-    if ((this.revs.get(job.id) ?? -1) >= row.rev) return;
+    if (typeof job === 'string') return false;
+    if ((this.revs.get(job.id) ?? -1) >= row.rev) return false;
     // Memory holds writes still queued for this job: it takes the table's row when they are written.
-    if (this.deferred.touches(job.id)) return;
+    if (this.deferred.touches(job.id)) return false;
     this.index.set(job);
     this.revs.set(job.id, row.rev);
+    return true;
+  }
+
+  /** Tells the listeners that rows written elsewhere were taken into memory. */
+  private changedElsewhere(): void {
+    for (const listener of this.changeListeners) listener();
   }
 }
 
