@@ -54,11 +54,7 @@ export async function getJobList(
   query: URLSearchParams,
 ): Promise<void> {
   if (caller.seesAll) return getAllJobs(ctx, req, res, caller, path, query);
-  const offset = Number(query.get('offset') ?? 0);
-  const limit = query.has('limit') ? Number(query.get('limit')) : undefined;
-  if (!Number.isInteger(offset) || offset < 0 || (limit !== undefined && (!Number.isInteger(limit) || limit < 0))) {
-    throw invalidRequest('offset and limit must be whole numbers.', [{ field: 'offset/limit', problem: 'not a whole number' }]);
-  }
+  const { offset, limit } = pageOf(query);
   const probe = new URLSearchParams(query);
   probe.set('limit', '1');
   probe.set('offset', '0');
@@ -85,6 +81,19 @@ export async function getJobList(
   if (!workflowId) total = own.length;
   const page = found.slice(offset);
   relayJson(res, checked, { jobs: page, pagination: { offset, limit: limit ?? null, total, has_more: offset + page.length < total } });
+}
+
+/**
+ * A list's `offset` (default 0) and `limit` (default none).
+ * @throws GatewayError 400 when either is not a whole number
+ */
+export function pageOf(query: URLSearchParams): { offset: number; limit: number | undefined } {
+  const offset = Number(query.get('offset') ?? 0);
+  const limit = query.has('limit') ? Number(query.get('limit')) : undefined;
+  if (!Number.isInteger(offset) || offset < 0 || (limit !== undefined && (!Number.isInteger(limit) || limit < 0))) {
+    throw invalidRequest('offset and limit must be whole numbers.', [{ field: 'offset/limit', problem: 'not a whole number' }]);
+  }
+  return { offset, limit };
 }
 
 /** An admin's list: ComfyUI's own, with each job's id as its key knows it. */

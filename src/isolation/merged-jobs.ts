@@ -1,10 +1,9 @@
 // An admin's GET /api/jobs with several backends: each backend's part of the page, merged in ComfyUI's order.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { invalidRequest } from '../errors.js';
 import { getUpstream, type IsolatedCaller, type IsolationContext } from './context.js';
 import { askEach } from './each-backend.js';
-import { jobIdsOf } from './jobs.js';
+import { jobIdsOf, pageOf } from './jobs.js';
 import { parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
 
 interface JobList {
@@ -26,11 +25,7 @@ export async function getMergedJobList(
   path: string,
   query: URLSearchParams,
 ): Promise<void> {
-  const offset = Number(query.get('offset') ?? 0);
-  const limit = query.has('limit') ? Number(query.get('limit')) : undefined;
-  if (!Number.isInteger(offset) || offset < 0 || (limit !== undefined && (!Number.isInteger(limit) || limit < 0))) {
-    throw invalidRequest('offset and limit must be whole numbers.', [{ field: 'offset/limit', problem: 'not a whole number' }]);
-  }
+  const { offset, limit } = pageOf(query);
   const asked = new URLSearchParams(query);
   asked.set('offset', '0');
   if (limit !== undefined) asked.set('limit', String(offset + limit));
