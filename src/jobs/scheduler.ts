@@ -22,19 +22,27 @@ export interface SchedulerOptions {
 /** How long to wait before trying again to release jobs while a backend cannot take them. */
 const RETRY_MS = 1000;
 
+/** A job on its way to a backend, which counts there until the registry has it there. */
+export interface Slot {
+  readonly backend: Backend;
+  /** The id the registry has, or will have, the job under. */
+  jobId: string;
+}
+
 /**
  * The gateway's queue. A job goes straight to a backend while nothing is held and a backend has room
  * (see Placement); otherwise it is held, and released round-robin across keys (see FairQueue) as
  * jobs end. A key with `max_running` waits while that many of its jobs are in ComfyUI, on any
- * backend. Nothing goes to a backend that is not up or whose event socket is down. `sending` counts,
- * per backend, jobs on their way there that the registry does not count yet.
+ * backend. Nothing goes to a backend that is not up or whose event socket is down. `sending` holds,
+ * per backend, jobs on their way there; each counts until the registry has it there (a registry
+ * may count a job before its write is durable, and it must not count twice meanwhile).
  */
 export class JobScheduler {
   private readonly queue = new FairQueue();
   private readonly options: SchedulerOptions;
   private readonly placement: Placement;
-  /** Per backend, jobs being sent right now (not yet recorded as queued there). */
-  private readonly sending = new Map<string, number>();
+  /** Per backend, jobs being sent right now. */
+  private readonly sending = new Map<string, Set<Slot>>();
   private retryTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private releasing = false;
@@ -42,7 +50,7 @@ export class JobScheduler {
 
   constructor(options: SchedulerOptions) {
     this.options = options;
-    this.placement = new Placement(options.backends, (backend) => options.jobs.sentTo(backend.name) + (this.sending.get(backend.name) ?? 0), options.depth);
+    this.placement = new Placement(options.backends, (backend) => options.jobs.sentTo(backend.name) + this.onTheWay(backend), options.depth);
   }
 
   /**
@@ -55,21 +63,21 @@ export class JobScheduler {
   }
 
   /**
-   * The backend a new job of this key goes to now, skipping the held queue (pinned to `pin`, or
-   * placed); a slot is taken there until `sent`. Undefined when it must be held.
+   * A slot for a new job of this key (to be recorded as `jobId`) on the backend it goes to now,
+   * skipping the held queue (pinned to `pin`, or placed); it is held until `sent`. Undefined when the
+   * job must be held.
    */
-  takeSlotNow(keyId: string, pin: string | null): Backend | undefined {
+  takeSlotNow(keyId: string, pin: string | null, jobId: string): Slot | undefined {
     if (this.queue.size > 0 || !this.mayRelease(keyId)) return undefined;
     const backend = this.placement.choose(pin);
     if (!backend) return undefined;
     this.queue.tookTurn(keyId);
-    this.adjustSending(backend, 1);
-    return backend;
+    return this.takeSlot(backend, jobId);
   }
 
-  /** A job sent through `takeSlotNow` has its answer: the slot is counted from the registry now. */
-  sent(backend: Backend): void {
-    this.adjustSending(backend, -1);
+  /** A job sent through `takeSlotNow` has its answer: the registry counts it from now on. */
+  sent(slot: Slot): void {
+    this.leaveSlot(slot);
     this.pump();
   }
 
@@ -121,12 +129,12 @@ export class JobScheduler {
       }
       const backend = this.placement.choose(next.pin ?? null)!;
       this.queue.remove(next.id);
-      this.adjustSending(backend, 1);
+      const slot = this.takeSlot(backend, next.id);
       let job: JobRecord | undefined;
       try {
         job = await this.options.jobs.update(next.id, { status: 'queued', backend: backend.name }, { ifStatus: 'held' });
       } finally {
-        this.adjustSending(backend, -1);
+        this.leaveSlot(slot);
       }
       const request = job && heldRequestOf(job);
       if (!job || !request) continue;
@@ -154,10 +162,27 @@ export class JobScheduler {
     if (this.retryTimer) clearTimeout(this.retryTimer);
   }
 
-  private adjustSending(backend: Backend, by: number): void {
-    const count = (this.sending.get(backend.name) ?? 0) + by;
-    if (count > 0) this.sending.set(backend.name, count);
-    else this.sending.delete(backend.name);
+  private takeSlot(backend: Backend, jobId: string): Slot {
+    const slot = { backend, jobId };
+    const slots = this.sending.get(backend.name) ?? new Set<Slot>();
+    this.sending.set(backend.name, slots.add(slot));
+    return slot;
+  }
+
+  private leaveSlot(slot: Slot): void {
+    const slots = this.sending.get(slot.backend.name);
+    slots?.delete(slot);
+    if (slots?.size === 0) this.sending.delete(slot.backend.name);
+  }
+
+  /** The jobs on their way to a backend that the registry does not have there yet (once it has one there, it counts it while it is sent). */
+  private onTheWay(backend: Backend): number {
+    let count = 0;
+    for (const { jobId } of this.sending.get(backend.name) ?? []) {
+      const job = this.options.jobs.get(jobId);
+      if (!job || job.status === 'held' || job.backend !== backend.name) count += 1;
+    }
+    return count;
   }
 
   private mayRelease(keyId: string): boolean {
