@@ -15,7 +15,10 @@ export interface BackendHealthOptions {
   processStarting?(): boolean;
   /** Between checks. */
   intervalMs: number;
-  /** Failed checks in a row after which the backend is confirmed down. */
+  /**
+   * Failed checks in a row after which the backend is confirmed down, once they span as long as that
+   * many timed checks would (checks asked for in between, by /readyz, do not make it sooner).
+   */
   failuresToConfirm: number;
   /** Told of every change of state. */
   onChange(state: BackendState, previous: BackendState): void;
@@ -41,6 +44,8 @@ export class BackendHealth {
   private lastError: string | null = null;
   private queueRemaining: number | null = null;
   private failuresInARow = 0;
+  /** When the first of the failed checks in a row ended (ms), null after a good one. */
+  private failingSince: number | null = null;
   private failedChecks = 0;
   private timer: NodeJS.Timeout | null = null;
   private checking: Promise<void> | null = null;
@@ -94,6 +99,7 @@ export class BackendHealth {
     }
     if (this.options.processStarting?.()) {
       this.failuresInARow = 0;
+      this.failingSince = null;
       this.set('starting');
       return;
     }
@@ -101,13 +107,16 @@ export class BackendHealth {
       this.queueRemaining = await this.options.probe();
       this.lastError = null;
       this.failuresInARow = 0;
+      this.failingSince = null;
       this.set('up');
     } catch (error) {
       this.failedChecks += 1;
       this.failuresInARow += 1;
+      this.failingSince ??= Date.now();
       this.lastError = (error as Error).message;
       this.queueRemaining = null;
-      if (this.failuresInARow >= this.options.failuresToConfirm) this.set('down');
+      const { failuresToConfirm, intervalMs } = this.options;
+      if (this.failuresInARow >= failuresToConfirm && Date.now() - this.failingSince >= (failuresToConfirm - 1) * intervalMs) this.set('down');
       else if (this.state === 'up') this.set('unreachable');
     }
   }

@@ -10,7 +10,7 @@ import { heldRequestOf, sendPrompt, sentOnceMore, type HeldRequest, type SendOut
 import { checkAdmission } from './quotas.js';
 import { refusalEvent } from './refusal.js';
 import { reconcileJobs } from './reconcile.js';
-import { JobScheduler } from './scheduler.js';
+import { JobScheduler, type Slot } from './scheduler.js';
 
 export interface JobServiceOptions {
   jobs: JobStore;
@@ -233,12 +233,12 @@ export class JobService {
     if (this.jobs.get(job.id) || this.admitting.has(job.id)) throw promptIdTaken();
     this.admitting.set(job.id, key.key_id);
     try {
-      const backend = this.scheduler.takeSlotNow(key.key_id, admission.request.pin ?? null);
-      if (!backend) return await this.holdJob(job);
+      const slot = this.scheduler.takeSlotNow(key.key_id, admission.request.pin ?? null, job.id);
+      if (!slot) return await this.holdJob(job);
       try {
-        return await sendPrompt(backend, admission.request, (outcome) => this.recordSent(job, backend, admission.request, outcome));
+        return await sendPrompt(slot.backend, admission.request, (outcome) => this.recordSent(job, slot, admission.request, outcome));
       } finally {
-        this.scheduler.sent(backend, key.key_id);
+        this.scheduler.sent(slot);
       }
     } finally {
       this.admitting.delete(job.id);
@@ -266,10 +266,19 @@ export class JobService {
    * with (the client is told that one), or under the id it was sent with when the answer was lost. A
    * prompt ComfyUI refused leaves no job: the client has ComfyUI's answer.
    */
-  private async recordSent(job: JobRecord, backend: Backend, request: HeldRequest, outcome: SendOutcome): Promise<void> {
+  private async recordSent(job: JobRecord, slot: Slot, request: HeldRequest, outcome: SendOutcome): Promise<void> {
     if (outcome.kind === 'refused') return;
     const id = outcome.kind === 'queued' ? outcome.upstreamId : outcome.sentId;
-    const sent: JobRecord = { ...job, id, backend: backend.name, upstream_id: id, status: 'queued', forwarded_at: this.now(), request: sentOnceMore(request) };
+    slot.jobId = id;
+    const sent: JobRecord = {
+      ...job,
+      id,
+      backend: slot.backend.name,
+      upstream_id: id,
+      status: 'queued',
+      forwarded_at: this.now(),
+      request: sentOnceMore(request),
+    };
     if (await this.jobs.create(sent)) this.options.onAdmitted?.(sent);
     else this.options.log.warn({ job_id: id }, 'ComfyUI answered with the prompt_id of a job the registry already has');
   }

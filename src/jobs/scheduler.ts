@@ -21,27 +21,36 @@ export interface SchedulerOptions {
 
 /** How long to wait before trying again to release jobs while a backend cannot take them. */
 const RETRY_MS = 1000;
+
 /**
  * How long room made by another replica (its job ended) is left to that replica's own held jobs, which
  * it releases at once, before this one looks: so that both do not fill the same place.
  */
 const ELSEWHERE_GRACE_MS = 200;
 
+/** A job on its way to a backend, which counts there (and against its key's `max_running`) until the registry has it there. */
+export interface Slot {
+  readonly backend: Backend;
+  readonly keyId: string;
+  /** The id the registry has, or will have, the job under. */
+  jobId: string;
+}
+
 /**
  * The gateway's queue. A job goes straight to a backend while nothing is held and a backend has room
  * (see Placement); otherwise it is held, and released round-robin across keys (see FairQueue) as
  * jobs end. A key with `max_running` waits while that many of its jobs are in ComfyUI, on any
- * backend. Nothing goes to a backend that is not up or whose event socket is down. `sending` counts,
- * per backend and per key, jobs on their way to ComfyUI that the registry does not count yet.
+ * backend. Nothing goes to a backend that is not up or whose event socket is down. `sending` holds,
+ * per backend, jobs on their way there; each counts (there, and for its key) until the registry has
+ * it there (a registry may count a job before its write is durable, and it must not count twice
+ * meanwhile).
  */
 export class JobScheduler {
   private readonly queue = new FairQueue();
   private readonly options: SchedulerOptions;
   private readonly placement: Placement;
-  /** Per backend, jobs being sent right now (not yet recorded as queued there). */
-  private readonly sending = new Map<string, number>();
-  /** Per key, its jobs being sent right now (not yet recorded as queued). */
-  private readonly sendingOfKey = new Map<string, number>();
+  /** Per backend, jobs being sent right now. */
+  private readonly sending = new Map<string, Set<Slot>>();
   private retryTimer: NodeJS.Timeout | null = null;
   private elsewhereTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -50,7 +59,7 @@ export class JobScheduler {
 
   constructor(options: SchedulerOptions) {
     this.options = options;
-    this.placement = new Placement(options.backends, (backend) => options.jobs.sentTo(backend.name) + (this.sending.get(backend.name) ?? 0), options.depth);
+    this.placement = new Placement(options.backends, (backend) => options.jobs.sentTo(backend.name) + this.onTheWay(backend), options.depth);
   }
 
   /**
@@ -63,21 +72,21 @@ export class JobScheduler {
   }
 
   /**
-   * The backend a new job of this key goes to now, skipping the held queue (pinned to `pin`, or
-   * placed); a slot is taken there until `sent`. Undefined when it must be held.
+   * A slot for a new job of this key (to be recorded as `jobId`) on the backend it goes to now,
+   * skipping the held queue (pinned to `pin`, or placed); it is held until `sent`. Undefined when the
+   * job must be held.
    */
-  takeSlotNow(keyId: string, pin: string | null): Backend | undefined {
+  takeSlotNow(keyId: string, pin: string | null, jobId: string): Slot | undefined {
     if (this.queue.size > 0 || !this.mayRelease(keyId)) return undefined;
     const backend = this.placement.choose(pin);
     if (!backend) return undefined;
     this.queue.tookTurn(keyId);
-    this.adjustSending(backend, keyId, 1);
-    return backend;
+    return this.takeSlot(backend, keyId, jobId);
   }
 
-  /** A job of this key sent through `takeSlotNow` has its answer: the slot is counted from the registry now. */
-  sent(backend: Backend, keyId: string): void {
-    this.adjustSending(backend, keyId, -1);
+  /** A job sent through `takeSlotNow` has its answer: the registry counts it from now on. */
+  sent(slot: Slot): void {
+    this.leaveSlot(slot);
     this.pump();
   }
 
@@ -138,12 +147,12 @@ export class JobScheduler {
       }
       const backend = this.placement.choose(next.pin ?? null)!;
       this.queue.remove(next.id);
-      this.adjustSending(backend, next.keyId, 1);
+      const slot = this.takeSlot(backend, next.keyId, next.id);
       let job: JobRecord | undefined;
       try {
         job = await this.options.jobs.update(next.id, { status: 'queued', backend: backend.name }, { ifStatus: 'held' });
       } finally {
-        this.adjustSending(backend, next.keyId, -1);
+        this.leaveSlot(slot);
       }
       const request = job && heldRequestOf(job);
       if (!job || !request) continue;
@@ -172,15 +181,43 @@ export class JobScheduler {
     if (this.elsewhereTimer) clearTimeout(this.elsewhereTimer);
   }
 
-  private adjustSending(backend: Backend, keyId: string, by: number): void {
-    adjust(this.sending, backend.name, by);
-    adjust(this.sendingOfKey, keyId, by);
+  private takeSlot(backend: Backend, keyId: string, jobId: string): Slot {
+    const slot = { backend, keyId, jobId };
+    const slots = this.sending.get(backend.name) ?? new Set<Slot>();
+    this.sending.set(backend.name, slots.add(slot));
+    return slot;
+  }
+
+  private leaveSlot(slot: Slot): void {
+    const slots = this.sending.get(slot.backend.name);
+    slots?.delete(slot);
+    if (slots?.size === 0) this.sending.delete(slot.backend.name);
+  }
+
+  /** The jobs on their way to a backend that the registry does not have there yet (once it has one there, it counts it while it is sent). */
+  private onTheWay(backend: Backend): number {
+    let count = 0;
+    for (const slot of this.sending.get(backend.name) ?? []) if (this.notThereYet(slot)) count += 1;
+    return count;
+  }
+
+  /** The key's jobs on their way to any backend that the registry does not have there yet (for `max_running`). */
+  private onTheWayOfKey(keyId: string): number {
+    let count = 0;
+    for (const slots of this.sending.values()) for (const slot of slots) if (slot.keyId === keyId && this.notThereYet(slot)) count += 1;
+    return count;
+  }
+
+  /** Whether the registry does not yet have the slot's job queued on the slot's backend. */
+  private notThereYet({ backend, jobId }: Slot): boolean {
+    const job = this.options.jobs.get(jobId);
+    return !job || job.status === 'held' || job.backend !== backend.name;
   }
 
   private mayRelease(keyId: string): boolean {
     const key = this.options.keyOf(keyId);
     if (!key) return true;
-    return mayStartAnother(key, this.options.jobs.count({ keyId, statuses: ['queued', 'running'] }) + (this.sendingOfKey.get(keyId) ?? 0));
+    return mayStartAnother(key, this.options.jobs.count({ keyId, statuses: ['queued', 'running'] }) + this.onTheWayOfKey(keyId));
   }
 
   private retryLater(): void {
@@ -189,13 +226,6 @@ export class JobScheduler {
       this.pump();
     }, RETRY_MS).unref();
   }
-}
-
-/** Adds `by` to a count of `counts`, leaving out counts of 0. */
-function adjust(counts: Map<string, number>, name: string, by: number): void {
-  const count = (counts.get(name) ?? 0) + by;
-  if (count > 0) counts.set(name, count);
-  else counts.delete(name);
 }
 
 function queuedJob(job: JobRecord): { id: string; keyId: string; front: boolean; pin: string | null } {

@@ -62,6 +62,7 @@ export interface FakeComfyUI {
   users: Map<string, string>;
   /** The prompts queued or running now (as `GET /queue` lists them), with the client_id each was queued with. */
   inFlight(): Array<{ id: string; clientId: string | null }>;
+  /** Stops like a killed ComfyUI: its connections are cut at once (no further event or answer), the running prompt stops, its folders are removed. */
   close(): Promise<void>;
 }
 
@@ -294,7 +295,8 @@ class FakeServer implements FakeComfyUI {
   private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: true, maxPayload: 4 * 1024 * 1024 });
   private readonly routes: Route[];
   private readonly clients = new Map<string, Client>();
-  private readonly imageCounters = new Map<DirType, number>();
+  /** The last number given in each folder type to each file name prefix (`output/ComfyUI`). */
+  private readonly imageCounters = new Map<string, number>();
   private pending: QueueItem[] = [];
   private running: Run | null = null;
   private worker: Promise<void> = Promise.resolve();
@@ -328,12 +330,13 @@ class FakeServer implements FakeComfyUI {
   async close(): Promise<void> {
     this.closed = true;
     this.pending = [];
-    if (this.running) this.running.interrupted = true;
-    await this.worker;
+    // Connections are cut first, as when the process is killed: the running prompt sends no further event.
     for (const ws of this.wss.clients) ws.terminate();
     this.wss.close();
     const closing = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeAllConnections();
+    if (this.running) this.running.interrupted = true;
+    await this.worker;
     await closing;
     await rm(this.root, { recursive: true, force: true });
   }
@@ -673,7 +676,7 @@ class FakeServer implements FakeComfyUI {
     if (this.opts.progressText && SAMPLER_NODES.has(classType))
       for (const { ws } of this.clients.values()) sendBinary(ws, progressTextFrame(id, 'step 3 of 3'));
     if (this.opts.failingClassTypes?.includes(classType)) throw new NodeFailure(`${classType} failed`);
-    const output = await this.nodeOutput(classType);
+    const output = await this.nodeOutput(run.item.prompt[id]);
     if (output) {
       run.outputs[id] = output;
       run.meta[id] = { node_id: id, display_node: id, parent_node: null, real_node_id: id };
@@ -698,13 +701,21 @@ class FakeServer implements FakeComfyUI {
     await this.send(run, 'progress_state', { prompt_id: promptId, nodes: { ...run.progress } }, true);
   }
 
-  /** SaveImage/PreviewImage write a real PNG and return their UI output; other nodes have none. */
-  private async nodeOutput(classType: string): Promise<Json | null> {
+  /**
+   * SaveImage/PreviewImage write a real PNG and return their UI output; other nodes have none. SaveImage
+   * names it after its `filename_prefix` (a plain name; one with a folder is not modelled and stays
+   * `ComfyUI`), numbered per prefix as ComfyUI numbers them.
+   */
+  private async nodeOutput(node: PromptNode | undefined): Promise<Json | null> {
+    const classType = node?.class_type ?? '';
     const type = OUTPUT_NODES.get(classType);
     if (type === undefined) return null;
-    const n = (this.imageCounters.get(type) ?? 0) + 1;
-    this.imageCounters.set(type, n);
-    const filename = `ComfyUI_${String(n).padStart(5, '0')}_.png`;
+    const given = classType === 'SaveImage' && isObject(node?.inputs) ? node.inputs['filename_prefix'] : undefined;
+    const prefix = typeof given === 'string' && /^[\w.-]+$/.test(given) ? given : 'ComfyUI';
+    const counter = `${type}/${prefix}`;
+    const n = (this.imageCounters.get(counter) ?? 0) + 1;
+    this.imageCounters.set(counter, n);
+    const filename = `${prefix}_${String(n).padStart(5, '0')}_.png`;
     await writeFile(path.join(this.dirs[type], filename), PNG_1X1);
     return { images: [{ filename, subfolder: '', type }] };
   }

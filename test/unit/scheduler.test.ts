@@ -1,0 +1,77 @@
+// Unit tests of the scheduler's count of jobs on their way to a backend, against a registry that counts a job before its write is durable.
+
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import type { Backend } from '../../src/jobs/backend.js';
+import { JobScheduler } from '../../src/jobs/scheduler.js';
+import { createLogger } from '../../src/log/logger.js';
+import { FileJobStore } from '../../src/store/file/file-job-store.js';
+import type { JobRecord } from '../../src/store/types.js';
+
+const BACKEND = { name: 'gpu0', weight: 1, accepting: () => true, isDown: () => false } as Backend;
+
+function sentJob(id: string): JobRecord {
+  return {
+    id,
+    key_id: 'alice',
+    client_id: null,
+    backend: BACKEND.name,
+    upstream_id: id,
+    status: 'queued',
+    admitted_at: 1,
+    forwarded_at: 1,
+    started_at: null,
+    finished_at: null,
+    execution_seconds: null,
+    outputs: [],
+    error: null,
+    request: null,
+    front: false,
+  };
+}
+
+describe('JobScheduler slots', () => {
+  let dir: string;
+  let jobs: FileJobStore;
+  let scheduler: JobScheduler;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'comfy-gate-scheduler-'));
+    jobs = new FileJobStore({ directory: dir });
+    await jobs.open();
+    scheduler = new JobScheduler({ backends: [BACKEND], jobs, depth: 2, keyOf: () => undefined, log: createLogger('silent'), now: () => 1 });
+  });
+  afterEach(async () => {
+    scheduler.close();
+    await jobs.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('a job being recorded counts once: in the registry as soon as it is there, not also as on its way', async () => {
+    const first = scheduler.takeSlotNow('alice', null, 'a');
+    assert.ok(first);
+    const recording = jobs.create(sentJob('a'));
+    assert.equal(jobs.sentTo(BACKEND.name), 1, 'the registry counts it before its write is durable');
+    const second = scheduler.takeSlotNow('alice', null, 'b');
+    assert.ok(second, 'one job on the backend, depth 2: room for another');
+    assert.equal(scheduler.takeSlotNow('alice', null, 'c'), undefined, 'and no more');
+    await recording;
+    scheduler.sent(first);
+    scheduler.sent(second);
+  });
+
+  test('a job recorded under the id ComfyUI answered with counts once too', async () => {
+    const slot = scheduler.takeSlotNow('alice', null, 'sent-id')!;
+    slot.jobId = 'comfy-id';
+    const recording = jobs.create(sentJob('comfy-id'));
+    const second = scheduler.takeSlotNow('alice', null, 'b');
+    assert.ok(second);
+    assert.equal(scheduler.takeSlotNow('alice', null, 'c'), undefined);
+    await recording;
+    scheduler.sent(slot);
+    scheduler.sent(second);
+  });
+});
