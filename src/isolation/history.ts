@@ -47,7 +47,7 @@ export async function getHistoryList(
   const maxItems = optionalInteger(query, 'max_items');
   const offset = optionalInteger(query, 'offset') ?? -1;
   if (!caller.seesAll) return getOwnHistoryWindow(ctx, req, res, caller, path, maxItems, offset);
-  if (ctx.pool.several) return getMergedHistory(ctx, req, res, caller, path, maxItems, offset);
+  if (ctx.pool.several) return getMergedHistory(ctx, req, res, caller, path, offset, maxItems);
   // An admin sees every entry, so ComfyUI's own window is the admin's: only that window is read.
   const backend = ctx.pool.all[0]!;
   const answer = await getUpstream(backend, req, caller, query.size > 0 ? `${path}?${query}` : path);

@@ -3,9 +3,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { PoolBackend } from '../backends/backend-pool.js';
 import { asKeyKnowsIt, getUpstream, jobOfUpstreamId, recordPromptOutputs, type IsolatedCaller, type IsolationContext } from './context.js';
+import { invalidRequest } from '../errors.js';
 import { askEach } from './each-backend.js';
+import { DEFAULT_HISTORY_WINDOW } from './history-window.js';
 import { parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
 import { redactQueueItem } from './redact.js';
+
+/** The largest merged window an admin may ask for (entries from the newest, or from the start with the offset). */
+export const MAX_MERGED_WINDOW = 1000;
 
 interface Entry {
   prompt?: unknown;
@@ -26,7 +31,10 @@ interface Placed {
  * finished; windowed by `max_items` and `offset` as ComfyUI windows it (the newest `max_items` by
  * default, or `max_items` from the `offset`-th oldest). Each backend is asked for the part of its
  * history the merged window can take (at most `offset + max_items` entries from its start or its
- * newest `max_items`), so the cost is the window's times the number of backends.
+ * newest `max_items`), so the cost is the window's times the number of backends. The entries are
+ * parsed on the request thread, so the window is bounded: without `max_items` it is the newest
+ * DEFAULT_HISTORY_WINDOW, and `offset + max_items` may not pass MAX_MERGED_WINDOW.
+ * @throws GatewayError 400 for a window past MAX_MERGED_WINDOW
  */
 export async function getMergedHistory(
   ctx: IsolationContext,
@@ -34,12 +42,18 @@ export async function getMergedHistory(
   res: ServerResponse,
   caller: IsolatedCaller,
   path: string,
-  maxItems: number | undefined,
   offset: number,
+  asked: number | undefined,
 ): Promise<void> {
   const fromStart = offset >= 0;
+  const maxItems = asked ?? DEFAULT_HISTORY_WINDOW;
+  if ((fromStart ? offset : 0) + maxItems > MAX_MERGED_WINDOW) {
+    throw invalidRequest(`With several backends, an admin's history window is at most ${MAX_MERGED_WINDOW} entries: ask for fewer, page by page.`, [
+      { field: 'max_items', problem: `offset + max_items is over ${MAX_MERGED_WINDOW}` },
+    ]);
+  }
   const query = new URLSearchParams();
-  if (maxItems !== undefined) query.set('max_items', String(fromStart ? offset + maxItems : maxItems));
+  query.set('max_items', String(fromStart ? offset + maxItems : maxItems));
   if (fromStart) query.set('offset', '0');
   const target = query.size > 0 ? `${path}?${query}` : path;
   const answers = await askEach(ctx.pool.all, (backend) => getUpstream(backend, req, caller, target));
@@ -50,8 +64,8 @@ export async function getMergedHistory(
     entries.push(...placedEntries(ctx, backend, history as Record<string, Entry>));
   }
   entries.sort((a, b) => a.finishedAt - b.finishedAt || a.order - b.order);
-  const start = fromStart ? offset : maxItems === undefined ? 0 : Math.max(0, entries.length - maxItems);
-  const window = entries.slice(start, maxItems === undefined ? undefined : start + maxItems);
+  const start = fromStart ? offset : Math.max(0, entries.length - maxItems);
+  const window = entries.slice(start, start + maxItems);
   relayJson(res, answers[0]!.value, Object.fromEntries(window.map(({ id, entry }) => [id, entry])));
 }
 

@@ -2,9 +2,14 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getUpstream, type IsolatedCaller, type IsolationContext } from './context.js';
+import { invalidRequest } from '../errors.js';
 import { askEach } from './each-backend.js';
+import { MAX_MERGED_WINDOW } from './merged-history.js';
 import { jobIdsOf, pageOf } from './jobs.js';
 import { parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
+
+/** The page of an admin's merged list without `limit` (ComfyUI's own would be every job). */
+const DEFAULT_MERGED_PAGE = 200;
 
 interface JobList {
   jobs: Array<Record<string, unknown>>;
@@ -15,7 +20,8 @@ interface JobList {
  * Each backend is asked for its first `offset + limit` jobs with the client's filters and order;
  * they are merged by the same order (`sort_by` created_at or execution_duration, `sort_order`,
  * newest first by default) and the page is cut from the merged list. `total` is the sum of the
- * backends' totals. Ids are those the jobs' keys know.
+ * backends' totals. Ids are those the jobs' keys know. Parsed on the request thread, so bounded: the
+ * page is DEFAULT_MERGED_PAGE jobs without `limit`, and `offset + limit` may not pass MAX_MERGED_WINDOW.
  */
 export async function getMergedJobList(
   ctx: IsolationContext,
@@ -25,10 +31,17 @@ export async function getMergedJobList(
   path: string,
   query: URLSearchParams,
 ): Promise<void> {
-  const { offset, limit } = pageOf(query);
+  const page = pageOf(query);
+  const { offset } = page;
+  const limit = page.limit ?? DEFAULT_MERGED_PAGE;
+  if (offset + limit > MAX_MERGED_WINDOW) {
+    throw invalidRequest(`With several backends, an admin's job list reaches at most ${MAX_MERGED_WINDOW} jobs deep: ask for fewer, or filter by status.`, [
+      { field: 'limit', problem: `offset + limit is over ${MAX_MERGED_WINDOW}` },
+    ]);
+  }
   const asked = new URLSearchParams(query);
   asked.set('offset', '0');
-  if (limit !== undefined) asked.set('limit', String(offset + limit));
+  asked.set('limit', String(offset + limit));
   const answers = await askEach(ctx.pool.all, (backend) => getUpstream(backend, req, caller, `${path}?${asked}`));
   const merged: Array<Record<string, unknown>> = [];
   let total = 0;
@@ -46,8 +59,8 @@ export async function getMergedJobList(
   const key = query.get('sort_by') === 'execution_duration' ? duration : createdAt;
   const ascending = query.get('sort_order') === 'asc';
   merged.sort((a, b) => (ascending ? key(a) - key(b) : key(b) - key(a)));
-  const page = merged.slice(offset, limit === undefined ? undefined : offset + limit);
-  relayJson(res, answers[0]!.value, { jobs: page, pagination: { offset, limit: limit ?? null, total, has_more: offset + page.length < total } });
+  const jobs = merged.slice(offset, offset + limit);
+  relayJson(res, answers[0]!.value, { jobs, pagination: { offset, limit, total, has_more: offset + jobs.length < total } });
 }
 
 function createdAt(job: Record<string, unknown>): number {
