@@ -86,6 +86,8 @@ export async function runPrompt(ctx: IsolationContext, waiter: JobWaiter, req: I
     if (!res.writableFinished) gone.abort();
   };
   res.once('close', hungUp);
+  // The client may have gone while the prompt was admitted.
+  if (res.destroyed) hungUp();
   const ended = await waiter.wait(admitted.id, run.waitSeconds * 1000, gone.signal);
   res.off('close', hungUp);
   if (gone.signal.aborted) {
