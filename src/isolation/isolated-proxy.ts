@@ -3,6 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { forbidden, invalidRequest, routeNotAllowed } from '../errors.js';
 import type { JobService } from '../jobs/job-service.js';
+import type { JobWaiter } from '../jobs/job-waiter.js';
 import type { BackendPool } from '../backends/backend-pool.js';
 import type { CatalogCache } from '../backends/catalog-cache.js';
 import type { RequestTarget } from '../server/request-target.js';
@@ -17,6 +18,7 @@ import { parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
 import { JsonRewriter } from './large-json.js';
 import { postPrompt } from './prompt.js';
 import { getQueue, postInterrupt, postQueue } from './queue.js';
+import { runPrompt } from './run.js';
 import { redactQueueItem } from './redact.js';
 import { matchRoute, type Handler } from './route-table.js';
 import { getSystemStats } from './system-stats.js';
@@ -26,6 +28,8 @@ import { getView, postUpload } from './view.js';
 export interface IsolatedProxy {
   /** Forwards a request made with a key, applying the route table's rule for that key's role. */
   handle(req: IncomingMessage, res: ServerResponse, key: KeyRecord, target: RequestTarget): Promise<void>;
+  /** POST /api/gateway/run for a key: admits the prompt and waits for its job with `waiter` (see runPrompt). */
+  run(req: IncomingMessage, res: ServerResponse, key: KeyRecord, waiter: JobWaiter): Promise<void>;
   /** The `Comfy-User` header (or its removal) for a key's requests and WebSockets. */
   upstreamHeadersFor(req: IncomingMessage, key: KeyRecord): Promise<Record<string, string | null>>;
   /** ComfyUI's answers to /queue and /history, without secrets, for callers without a key. */
@@ -47,11 +51,16 @@ export function createIsolatedProxy(options: {
   const ctx: IsolationContext = { pool: options.pool, ownership: options.ownership, jobs: options.jobs, rewriter: new JsonRewriter() };
   const comfyUsers = new ComfyUsers(ctx);
 
-  async function handle(req: IncomingMessage, res: ServerResponse, key: KeyRecord, target: RequestTarget): Promise<void> {
-    const method = req.method ?? 'GET';
+  /** The caller of a keyed request, with the ComfyUI user its requests go as. */
+  async function callerOf(req: IncomingMessage, key: KeyRecord): Promise<IsolatedCaller> {
     const comfyUser = req.headers['comfy-user'];
     checkBoundedIds({ 'Comfy-User': Array.isArray(comfyUser) ? comfyUser.join(', ') : comfyUser });
-    const caller: IsolatedCaller = { key, seesAll: key.role === 'admin', upstreamHeaders: await comfyUsers.headersFor(req, key) };
+    return { key, seesAll: key.role === 'admin', upstreamHeaders: await comfyUsers.headersFor(req, key) };
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse, key: KeyRecord, target: RequestTarget): Promise<void> {
+    const method = req.method ?? 'GET';
+    const caller = await callerOf(req, key);
     const match = matchRoute(method, target.segments);
     if (!caller.seesAll) {
       if (!match) {
@@ -168,5 +177,11 @@ export function createIsolatedProxy(options: {
     return true;
   }
 
-  return { handle, upstreamHeadersFor: (req, key) => comfyUsers.headersFor(req, key), handleAnonymous, close: () => ctx.rewriter.close() };
+  return {
+    handle,
+    run: async (req, res, key, waiter) => runPrompt(ctx, waiter, req, res, await callerOf(req, key)),
+    upstreamHeadersFor: (req, key) => comfyUsers.headersFor(req, key),
+    handleAnonymous,
+    close: () => ctx.rewriter.close(),
+  };
 }

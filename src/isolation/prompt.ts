@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { posix } from 'node:path';
 import { forbidden, GatewayError, invalidRequest, payloadTooLarge, unknownBackend } from '../errors.js';
+import type { UpstreamAnswer } from '../proxy/http.js';
 import { readBody } from '../server/body.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
 import { fileIdOf } from './files.js';
@@ -11,7 +12,7 @@ import { checkBoundedId, checkBoundedIds } from './ids.js';
 import { parseJsonOrUndefined, relayAnswer } from './json-body.js';
 
 /** Largest prompt the gateway reads (a graph with its embedded workflow). */
-const MAX_PROMPT_BYTES = 32 * 1024 * 1024;
+export const MAX_PROMPT_BYTES = 32 * 1024 * 1024;
 
 /** Loader nodes whose input names a file, and the folder that name is in. */
 const FILE_INPUTS: Record<string, { input: string; folder: 'input' | 'output' }> = {
@@ -23,12 +24,8 @@ const FILE_INPUTS: Record<string, { input: string; folder: 'input' | 'output' }>
 };
 
 /**
- * Admits the prompt as a job of the caller's key (see JobService.admit). A prompt_id is minted when the
- * client gave none; the client's client_id is kept in the job and ComfyUI is given the gateway's own, so
- * the gateway sees the job's events and passes them on to the client's sockets. A client_id that belongs
- * to another key is refused with 403, and so is a taken prompt_id or a user key's loader node naming a
- * file it does not own; ids longer than 200 bytes or not printable are refused with 400. A user key's
- * `front` and `number` are dropped: the gateway's fair queue orders its jobs.
+ * POST /prompt: admits the prompt (see admitPrompt) and relays ComfyUI's answer, or the gateway's for a
+ * held job. A body that is not a JSON object goes to ComfyUI as it is, for its own answer.
  */
 export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   const raw = await readBody(req, MAX_PROMPT_BYTES, () => payloadTooLarge(MAX_PROMPT_BYTES));
@@ -37,6 +34,21 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
     // Not a prompt at all: ComfyUI gives its own answer, and nothing is queued.
     return relayAnswer(res, await ctx.pool.any().proxy.fetch(req, { body: raw, headers: caller.upstreamHeaders }));
   }
+  relayAnswer(res, await admitPrompt(ctx, req, caller, body));
+}
+
+/**
+ * Admits a prompt body (as POST /prompt takes it) as a job of the caller's key (see JobService.admit)
+ * and resolves ComfyUI's answer, or the gateway's for a held job (200 with the job's `prompt_id`). A
+ * prompt_id is minted when the client gave none; the client's client_id is kept in the job and ComfyUI
+ * is given the gateway's own, so the gateway sees the job's events and passes them on to the client's
+ * sockets. A client_id that belongs to another key is refused with 403, and so is a taken prompt_id or
+ * a user key's loader node naming a file it does not own; ids longer than 200 bytes or not printable
+ * are refused with 400. A user key's `front` and `number` are dropped: the gateway's fair queue orders
+ * its jobs. `body` is changed in place.
+ * @throws GatewayError as above, and as JobService.admit (quotas, a lost answer)
+ */
+export async function admitPrompt(ctx: IsolationContext, req: IncomingMessage, caller: IsolatedCaller, body: Record<string, unknown>): Promise<UpstreamAnswer> {
   const keyId = caller.key.key_id;
   if (body.prompt_id !== undefined && body.prompt_id !== null && typeof body.prompt_id !== 'string') {
     throw invalidRequest('prompt_id must be a string (or left out, and one is made).', [{ field: 'prompt_id', problem: `a ${typeof body.prompt_id}` }]);
@@ -81,7 +93,7 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
       throw error;
     });
   if (answer.status !== 200) await releaseNewClient();
-  relayAnswer(res, answer);
+  return answer;
 }
 
 /** The header by which an admin key pins a prompt to one backend. */

@@ -89,7 +89,7 @@ export async function postQueue(ctx: IsolationContext, req: IncomingMessage, res
 }
 
 /** Notes the jobs ComfyUI dropped from its queue as cancelled (ComfyUI sends no event for them); a running one ends by its own event. */
-async function cancelledInComfyUI(ctx: IsolationContext, backend: PoolBackend, ids: readonly string[]): Promise<void> {
+export async function cancelledInComfyUI(ctx: IsolationContext, backend: PoolBackend, ids: readonly string[]): Promise<void> {
   const queue = await readQueue(backend);
   const stillThere = new Set([...(queue?.queue_running ?? []), ...(queue?.queue_pending ?? [])].map((item) => item[1]));
   for (const id of ids) {

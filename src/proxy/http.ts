@@ -25,6 +25,8 @@ export interface UpstreamOverrides {
   headers?: Record<string, string | null>;
   /** For `fetch`: how long the whole answer may take (default twice the headers timeout). */
   timeoutMs?: number;
+  /** For `fetch`: the largest answer read (default `MAX_BUFFERED_BYTES`); a larger one is cut and refused with 502. */
+  maxBytes?: number;
 }
 
 /** A buffered answer from ComfyUI. */
@@ -115,10 +117,11 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
       const plain = { ...overrides, headers: { 'accept-encoding': 'identity', ...overrides.headers } };
       const { statusCode, headers, body } = await send(req, plain, abort.signal);
       const chunks: Buffer[] = [];
+      const maxBytes = Math.min(overrides.maxBytes ?? MAX_BUFFERED_BYTES, MAX_BUFFERED_BYTES);
       let size = 0;
       for await (const chunk of body as AsyncIterable<Buffer>) {
         size += chunk.length;
-        if (size > MAX_BUFFERED_BYTES) {
+        if (size > maxBytes) {
           body.destroy();
           throw new GatewayError(502, 'UPSTREAM_UNAVAILABLE', 'ComfyUI answered with more data than the gateway can filter.');
         }

@@ -22,6 +22,7 @@ import { ClientSinkRegistry } from '../events/client-sinks.js';
 import { GATEWAY_CLIENT_OWNER } from '../jobs/backend.js';
 import { createJobRecorder } from '../jobs/job-events.js';
 import { JobService } from '../jobs/job-service.js';
+import { JobWaiter, notifyingJobStore } from '../jobs/job-waiter.js';
 import { getJob, listJobs } from '../jobs/jobs-api.js';
 import { checkBoundedId } from '../isolation/ids.js';
 import { createIsolatedProxy } from '../isolation/isolated-proxy.js';
@@ -72,7 +73,11 @@ function requestIdOf(req: IncomingMessage): string {
 
 /** Wires the HTTP server to already-open stores. A `config.child` must have its `{port}` replaced already (`withChildPort`). */
 export function createGatewayServer(config: GatewayConfig, stores: GatewayStores, log: Logger, metrics: GatewayMetrics): Gateway {
-  const { keys, usage, counters, ownership, sessions, audit, jobs, jobEvents } = stores;
+  const { keys, usage, counters, ownership, sessions, audit, jobEvents } = stores;
+  const waiter = new JobWaiter(stores.jobs);
+  // Every job written here wakes the requests waiting for it (POST /api/gateway/run).
+  const jobs = notifyingJobStore(stores.jobs, (job) => waiter.changed(job));
+  const stopWaiterWatch = stores.jobs.onChangedElsewhere?.(() => waiter.changedElsewhere());
   const now = (): number => Date.now() / 1000;
   const sinks = new ClientSinkRegistry({ log, ...(jobEvents ? { relay: jobEvents } : {}) });
   const recorder = createJobRecorder({
@@ -265,7 +270,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     if (route?.name === 'logout') return handleLogout(req, res, loginContext);
     if (dashboard && caller.kind === 'anonymous') return handleAdminPage(res, caller, path, req.method ?? 'GET');
     if (caller.kind === 'anonymous') {
-      if (route?.name === 'metrics' || route?.name === 'jobs' || route?.name === 'job') throw authRequired();
+      if (route?.name === 'metrics' || route?.name === 'jobs' || route?.name === 'job' || route?.name === 'run') throw authRequired();
       if (route) return handleAdminRoute(route, req, res, caller, adminContext);
       if (config.mode === 'required' && !isPublicPath(req.method, path, config.publicPaths)) {
         if (isBrowserNavigation(req)) return redirectToLogin(res, req.url!);
@@ -282,6 +287,10 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     if (route?.name === 'jobs' || route?.name === 'job') {
       if (req.method !== 'GET' && req.method !== 'HEAD') throw methodNotAllowed(['GET']);
       return route.name === 'jobs' ? listJobs(res, caller.key, target.query, jobService) : getJob(res, caller.key, route.jobId, jobService);
+    }
+    if (route?.name === 'run') {
+      if (req.method !== 'POST') throw methodNotAllowed(['POST']);
+      return isolated.run(req, res, caller.key, waiter);
     }
     if (route) return handleAdminRoute(route, req, res, caller, adminContext);
     if (dashboard) return handleAdminPage(res, caller, path, req.method ?? 'GET');
@@ -475,6 +484,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       server.closeIdleConnections();
       webSockets.close();
       jobService.close();
+      stopWaiterWatch?.();
+      waiter.close();
       for (const backend of pool.all) {
         backend.events.close();
         backend.health.stop();

@@ -198,6 +198,36 @@ const backend = {
   },
 };
 
+/** A run's job: the job with each output's `content_type`, `size` and, when inline, `data`. */
+const runJob = {
+  allOf: [{ $ref: '#/components/schemas/Job' }],
+  properties: {
+    outputs: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['filename', 'subfolder', 'type', 'url', 'content_type', 'size'],
+        properties: {
+          content_type: { type: ['string', 'null'], description: "The backend's Content-Type for the file (null when it did not answer)" },
+          size: { type: ['integer', 'null'], minimum: 0, description: 'Bytes (null when the backend did not answer)' },
+          data: {
+            type: 'string',
+            contentEncoding: 'base64',
+            description: 'With `inline`: the file, when it is at most 4 MiB and the answer stays within 16 MiB',
+          },
+        },
+      },
+    },
+  },
+};
+
+/** ComfyUI's answer to a prompt it refuses. */
+const comfyRefusal = {
+  type: 'object',
+  required: ['error', 'node_errors'],
+  properties: { error: { type: 'object' }, node_errors: { type: 'object' } },
+};
+
 /** The document served at /api/gateway/openapi.json. */
 export const OPENAPI_DOCUMENT = {
   openapi: '3.1.0',
@@ -482,6 +512,49 @@ export const OPENAPI_DOCUMENT = {
         responses: {
           200: { description: 'The job', ...json({ $ref: '#/components/schemas/Job' }) },
           404: { description: "JOB_NOT_FOUND: no job of this key has that id (another key's job included)", ...json(error) },
+        },
+      },
+    },
+    '/api/gateway/run': {
+      post: {
+        summary: 'Runs a prompt and waits for its job to end (any key)',
+        description:
+          'The prompt is admitted as POST /prompt admits it (quotas, fair queue, file ownership, placement), then the job is awaited. ' +
+          'A client that hangs up leaves the job running unless `cancel_on_disconnect` is true.',
+        security: apiKeyHeader,
+        requestBody: {
+          required: true,
+          ...json({
+            type: 'object',
+            required: ['prompt'],
+            additionalProperties: false,
+            properties: {
+              prompt: { type: 'object', description: 'The API-format graph, as POST /prompt takes it' },
+              wait: { type: 'number', minimum: 0, maximum: 600, default: 60, description: 'Seconds to wait for the job to end' },
+              inline: { type: 'boolean', default: false, description: 'Outputs up to 4 MiB carry `data` (base64), up to 16 MiB in all' },
+              cancel_on_disconnect: {
+                type: 'boolean',
+                default: false,
+                description: 'Cancel the job (held) or interrupt it (queued, running) when the client hangs up',
+              },
+              client_id: { type: 'string', description: "The client's own client_id, as POST /prompt takes it" },
+            },
+          }),
+        },
+        responses: {
+          200: { description: 'The job ended (success, error, interrupted or cancelled): the job with its outputs described', ...json(runJob) },
+          202: {
+            description: 'The job did not end within `wait`: the job as it is now; `Location` is its URL in the jobs API',
+            headers: { Location: { schema: { type: 'string' }, description: '/api/gateway/jobs/{id}' } },
+            ...json({ $ref: '#/components/schemas/Job' }),
+          },
+          400: {
+            description: "INVALID_REQUEST (an unknown field, a wrong type, wait out of range), or ComfyUI's own answer refusing the prompt",
+            ...json({ anyOf: [error, comfyRefusal] }),
+          },
+          401: errorResponse('No key, or not a valid one'),
+          403: errorResponse("FORBIDDEN: another key's client_id, or a loader node naming a file the key does not own"),
+          429: errorResponse('RATE_LIMIT_EXCEEDED, QUEUE_LIMIT or EXECUTION_BUDGET_EXCEEDED'),
         },
       },
     },

@@ -1,4 +1,4 @@
-// Which requests the gateway answers itself (health, keys, usage, jobs, backends); everything else goes to ComfyUI.
+// Which requests the gateway answers itself (health, keys, usage, jobs, runs, backends); everything else goes to ComfyUI.
 
 /** A gateway endpoint matched on the raw path: exact, bare or under `/api`, as ComfyUI registers its routes. */
 export type GatewayRoute =
@@ -14,6 +14,7 @@ export type GatewayRoute =
   | { name: 'openapi' }
   | { name: 'jobs' }
   | { name: 'job'; jobId: string }
+  | { name: 'run' }
   | { name: 'backends' }
   | { name: 'login' }
   | { name: 'logout' };
@@ -46,6 +47,8 @@ export function matchGatewayRoute(path: string): GatewayRoute | null {
       return { name: 'openapi' };
     case '/api/gateway/jobs':
       return { name: 'jobs' };
+    case '/api/gateway/run':
+      return { name: 'run' };
     case '/api/gateway/backends':
       return { name: 'backends' };
     case '/login':

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Ajv2020 } from 'ajv/dist/2020.js';
+import { SAVE_WORKFLOW } from '../helpers/comfy-client.js';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send, type TestResponse } from '../helpers/http-client.js';
@@ -78,6 +79,12 @@ describe('OpenAPI, metrics, logs and audit', () => {
     await check('/api/keys', 'get', '/api/keys?after=', { key: a });
     await check('/api/audit', 'get', '/api/audit?since=0', { key: a });
     await check('/api/gateway/backends', 'get', '/api/gateway/backends', { key: a });
+    const ran = await check('/api/gateway/run', 'post', '/api/gateway/run', { key: a, body: { prompt: SAVE_WORKFLOW, inline: true, wait: 30 } });
+    assert.equal(ran.status, 200, ran.text);
+    assert.equal((await check('/api/gateway/run', 'post', '/api/gateway/run', { key: a, body: { prompt: SAVE_WORKFLOW, wait: 0 } })).status, 202);
+    await check('/api/gateway/run', 'post', '/api/gateway/run', { key: a, body: { prompt: SAVE_WORKFLOW, wait: 'soon' } });
+    await check('/api/gateway/run', 'post', '/api/gateway/run', { key: a, body: { prompt: { '1': { class_type: 'NoSuchNode', inputs: {} } } } });
+    await check('/api/gateway/run', 'post', '/api/gateway/run', { body: { prompt: SAVE_WORKFLOW } });
     const login = await check('/login', 'post', '/login', { body: { api_key: user.api_key } });
     await check('/login', 'post', '/login', { body: { api_key: 'comfy_nope' } });
     const cookie = String(login.headers['set-cookie']).split(';')[0]!;
