@@ -290,6 +290,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     }
     if (route?.name === 'run') {
       if (req.method !== 'POST') throw methodNotAllowed(['POST']);
+      if (config.mode === 'off') throw forbidden('Runs need --enable-api-auth or --require-api-auth: without either, the gateway tracks no jobs.');
       return isolated.run(req, res, caller.key, waiter);
     }
     if (route) return handleAdminRoute(route, req, res, caller, adminContext);
