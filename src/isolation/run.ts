@@ -1,6 +1,7 @@
 // POST /api/gateway/run: admits a prompt as POST /prompt does, waits for its job to end, and answers with the job and its files.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { invalidRequest, upstreamUnavailable } from '../errors.js';
 import type { JobWaiter } from '../jobs/job-waiter.js';
 import { jobView } from '../jobs/jobs-api.js';
@@ -140,13 +141,27 @@ async function describeOutputs(
   return described;
 }
 
+/** How long a job taken for sending may take to get ComfyUI's id before a cancel gives up on it. */
+const SENDING_WAIT_MS = 5000;
+
+/** The job, once ComfyUI has answered for it if it is being sent right now (queued without ComfyUI's id yet). */
+async function withUpstreamId(ctx: IsolationContext, id: string): Promise<JobRecord | undefined> {
+  const deadline = Date.now() + SENDING_WAIT_MS;
+  let job = ctx.jobs.jobs.get(id);
+  while (job?.status === 'queued' && job.upstream_id === null && Date.now() < deadline) {
+    await sleep(50);
+    job = ctx.jobs.jobs.get(id);
+  }
+  return job;
+}
+
 /**
  * Cancels a run's job whose client hung up: a held job in the gateway; a queued or running one on its
  * backend (deleted from ComfyUI's queue and interrupted if it runs), as POST /queue and /interrupt do.
  */
 async function cancelRun(ctx: IsolationContext, caller: IsolatedCaller, id: string): Promise<void> {
   if (await ctx.jobs.cancelHeld(id)) return;
-  const job = ctx.jobs.jobs.get(id);
+  const job = await withUpstreamId(ctx, id);
   const backend = job ? ctx.pool.get(job.backend) : undefined;
   if (!job?.upstream_id || !backend || !ACTIVE_JOB_STATUSES.includes(job.status)) return;
   const headers = { ...caller.upstreamHeaders, 'content-type': 'application/json' };
