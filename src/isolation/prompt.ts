@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { posix } from 'node:path';
 import { forbidden, GatewayError, invalidRequest, payloadTooLarge, unknownBackend } from '../errors.js';
+import { checkPrompt, effectivePolicy } from '../policy/check.js';
 import { readBody } from '../server/body.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
 import { fileIdOf } from './files.js';
@@ -28,11 +29,14 @@ const FILE_INPUTS: Record<string, { input: string; folder: 'input' | 'output' }>
  * the gateway sees the job's events and passes them on to the client's sockets. A client_id that belongs
  * to another key is refused with 403, and so is a taken prompt_id or a user key's loader node naming a
  * file it does not own; ids longer than 200 bytes or not printable are refused with 400. A user key's
- * `front` and `number` are dropped: the gateway's fair queue orders its jobs.
+ * `front` and `number` are dropped: the gateway's fair queue orders its jobs. A prompt its key's prompt
+ * policy refuses gets 403 PROMPT_POLICY before anything is claimed or sent.
  */
 export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   const raw = await readBody(req, MAX_PROMPT_BYTES, () => payloadTooLarge(MAX_PROMPT_BYTES));
   const body = parseJsonOrUndefined(raw) as Record<string, unknown> | undefined;
+  const policy = effectivePolicy(caller.key, ctx.defaultPolicy);
+  if (policy) checkPrompt(policy, body?.prompt, raw.length);
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     // Not a prompt at all: ComfyUI gives its own answer, and nothing is queued.
     return relayAnswer(res, await ctx.pool.any().proxy.fetch(req, { body: raw, headers: caller.upstreamHeaders }));
