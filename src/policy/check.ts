@@ -28,6 +28,16 @@ export const POLICY_NODE_INPUTS: Readonly<Record<string, Readonly<Record<string,
   KSampler: STEPS,
   KSamplerAdvanced: STEPS,
   BasicScheduler: STEPS,
+  KarrasScheduler: STEPS,
+  ExponentialScheduler: STEPS,
+  PolyexponentialScheduler: STEPS,
+  LaplaceScheduler: STEPS,
+  VPScheduler: STEPS,
+  BetaSamplingScheduler: STEPS,
+  SDTurboScheduler: STEPS,
+  AlignYourStepsScheduler: STEPS,
+  GITSScheduler: STEPS,
+  OptimalStepsScheduler: STEPS,
 };
 
 /** Most violations listed in one refusal. */

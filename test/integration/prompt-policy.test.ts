@@ -357,3 +357,40 @@ describe('max_execution_seconds', () => {
     assert.equal(interrupts.length, 1, 'one targeted interrupt');
   });
 });
+
+describe('comfy-gate keys --policy', () => {
+  test('create and update take JSON, @FILE or none; a bad policy exits with 2 and changes nothing', async () => {
+    const dir = await tempUserDirectory();
+    try {
+      const keys = (...args: string[]) => runCli(['keys', ...args, '--user-directory', dir.path]);
+      const created = await keys('create', '--name', 'cli', '--policy', '{"max_steps": 40, "deny_nodes": ["Save*"]}', '--json');
+      assert.equal(created.code, 0, created.stderr);
+      const { key_id: keyId, policy } = JSON.parse(created.stdout) as { key_id: string; policy: unknown };
+      assert.deepEqual(policy, { deny_nodes: ['Save*'], max_steps: 40 });
+
+      const file = join(dir.path, 'policy.json');
+      await writeFile(file, '{"workflows_only": true}');
+      const fromFile = await keys('update', keyId, '--policy', `@${file}`, '--json');
+      assert.equal(fromFile.code, 0, fromFile.stderr);
+      assert.deepEqual((JSON.parse(fromFile.stdout) as { key: { policy: unknown } }).key.policy, { workflows_only: true });
+
+      const shown = await keys('show', keyId);
+      assert.match(shown.stdout, /^policy: +\{"workflows_only":true\}$/m);
+
+      for (const [value, message] of [
+        ['{"max_steps": -1}', /--policy: max_steps must be a whole number from 1 to 1000000000/],
+        ['{"max_steps": 4', /--policy must be a JSON object, @FILE or none; the value is not JSON/],
+        [`@${join(dir.path, 'missing.json')}`, /--policy @.*missing\.json: the file cannot be read \(ENOENT\)/],
+      ] as const) {
+        const refused = await keys('update', keyId, '--policy', value);
+        assert.equal(refused.code, 2, refused.stderr);
+        assert.match(refused.stderr, message);
+      }
+      const cleared = await keys('update', keyId, '--policy', 'none', '--json');
+      assert.equal(cleared.code, 0, cleared.stderr);
+      assert.equal((JSON.parse(cleared.stdout) as { key: { policy: unknown } }).key.policy, null);
+    } finally {
+      await dir.remove();
+    }
+  });
+});
