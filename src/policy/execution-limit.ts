@@ -22,7 +22,8 @@ export interface ExecutionLimitsOptions {
  * `max_execution_seconds` (its own policy, or the default one for a user key, read when the job
  * starts); `ended` disarms it and tells whether the job was stopped for running too long. A job still
  * running when its timer fires is interrupted in ComfyUI, and its end is recorded as `error` with the
- * policy limit as the reason (whatever ComfyUI then reports: interrupted, or an error of its own).
+ * policy limit as the reason (whether ComfyUI then reports it interrupted or failed; one that
+ * finished successfully before the interrupt took effect keeps its success).
  */
 export class ExecutionLimits {
   private readonly options: ExecutionLimitsOptions;
