@@ -179,6 +179,16 @@ const QUOTA_FIELDS = ['max_queued', 'max_running', 'daily_execution_seconds'];
 /** A quota input's value to send: a number, or null (no limit) when empty. */
 const quotaFrom = (value) => (value.trim() === '' ? null : Number(value));
 
+/** The policy textarea's value to send: null when empty, else its JSON (the gateway checks it). Throws a SyntaxError naming the problem. */
+function policyFrom(value) {
+  if (value.trim() === '') return null;
+  try {
+    return JSON.parse(value);
+  } catch (error) {
+    throw new SyntaxError(`the prompt policy is not JSON (${error.message})`);
+  }
+}
+
 /** The expiry to send: unchanged when the input still shows the key's own (seconds are not shown), else the input's time. */
 function expiryFrom(value, key) {
   if (key && value === toLocalInput(key.expires_at)) return key.expires_at;
@@ -287,7 +297,7 @@ function keyRow(key) {
     el('td', { 'data-label': 'Key', class: 'col-prefix' }, el('code', {}, key.key_prefix ? `${key.key_prefix}…` : '—'), graceNote(key)),
     el('td', { 'data-label': 'Role', class: 'col-role' }, el('span', { class: `badge role-${key.role}` }, key.role)),
     el('td', { 'data-label': 'Status', class: 'col-status' }, el('span', { class: `status ${status}` }, status), expiryNote(key)),
-    el('td', { 'data-label': 'Rate limit', class: 'col-limit num' }, `${formatNumber(key.rate_limit)}/h`, quotaNote(key)),
+    el('td', { 'data-label': 'Rate limit', class: 'col-limit num' }, `${formatNumber(key.rate_limit)}/h`, ...limitNotes(key)),
     el(
       'td',
       { 'data-label': 'Last used', class: 'col-last' },
@@ -305,19 +315,25 @@ function expiryNote(key) {
   return el('small', { class: 'note' }, `${verb} `, timeEl(key.expires_at, relativeTime(key.expires_at)));
 }
 
-/** The key's job quotas in short, under its rate limit, each unbroken (lines break between them); nothing when it has none. */
-function quotaNote(key) {
+/** The key's job quotas in short, under its rate limit, each unbroken (lines break between them), and a mark when it has a prompt policy. */
+function limitNotes(key) {
   const parts = [
     key.max_queued === null ? null : `${formatNumber(key.max_queued)}\u00a0queued`,
     key.max_running === null ? null : `${formatNumber(key.max_running)}\u00a0running`,
     key.daily_execution_seconds === null ? null : `${formatNumber(key.daily_execution_seconds)}\u00a0s/day`,
   ].filter((part) => part !== null);
-  if (parts.length === 0) return '';
-  return el(
-    'small',
-    { class: 'note quotas', title: 'Job quotas: jobs held, queued or running; jobs running; ComfyUI execution seconds per UTC day' },
-    `≤\u00a0${parts.join(' · ')}`,
-  );
+  const notes = [];
+  if (parts.length > 0) {
+    notes.push(
+      el(
+        'small',
+        { class: 'note quotas', title: 'Job quotas: jobs held, queued or running; jobs running; ComfyUI execution seconds per UTC day' },
+        `≤\u00a0${parts.join(' · ')}`,
+      ),
+    );
+  }
+  if (key.policy !== null) notes.push(el('small', { class: 'note policy', title: `Prompt policy: ${JSON.stringify(key.policy)}` }, 'prompt policy'));
+  return notes;
 }
 
 function graceNote(key) {
@@ -640,6 +656,7 @@ function openKeyForm(key) {
     field(form, 'role').value = key.role;
     field(form, 'expires_at').value = toLocalInput(key.expires_at);
     for (const name of QUOTA_FIELDS) field(form, name).value = key[name] === null ? '' : String(key[name]);
+    field(form, 'policy').value = key.policy === null ? '' : JSON.stringify(key.policy, null, 2);
   }
   openDialog($('key-dialog'));
 }
@@ -648,12 +665,22 @@ async function submitKeyForm(event) {
   event.preventDefault();
   const form = event.currentTarget;
   const key = state.target;
+  let policy;
+  try {
+    policy = policyFrom(field(form, 'policy').value);
+  } catch (error) {
+    const box = $('key-dialog').querySelector('.dialog-error');
+    box.textContent = `Not saved: ${error.message}.`;
+    box.hidden = false;
+    return;
+  }
   const body = {
     name: field(form, 'name').value.trim(),
     rate_limit: Number(field(form, 'rate_limit').value),
     role: field(form, 'role').value,
     expires_at: expiryFrom(field(form, 'expires_at').value, key),
     ...Object.fromEntries(QUOTA_FIELDS.map((name) => [name, quotaFrom(field(form, name).value)])),
+    policy,
   };
   if (key?.key_id === state.me && body.role !== 'admin') {
     const sure = await confirmAction({

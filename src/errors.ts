@@ -146,3 +146,21 @@ export const uploadIncomplete = (failed: ReadonlyArray<{ backend: string; proble
       .join('; ')}. Upload it again (see /readyz for the backends).`,
     { details: { failed } },
   );
+
+/** One way a prompt breaks its key's prompt policy: the node (null for the whole prompt), the rule, its limit and the prompt's value. */
+export interface PolicyViolation {
+  node_id: string | null;
+  rule: string;
+  limit: unknown;
+  value: unknown;
+}
+
+/** 403 for a prompt its key's prompt policy refuses; `details` lists every violation found. */
+export const promptPolicy = (violations: readonly PolicyViolation[]): GatewayError => {
+  const first = violations[0];
+  const where = first?.node_id == null ? 'the prompt' : `node ${first.node_id}`;
+  const more = violations.length > 1 ? ` (and ${violations.length - 1} more: see details)` : '';
+  return new GatewayError(403, 'PROMPT_POLICY', `The prompt breaks this key's prompt policy: ${where} breaks ${first?.rule ?? 'a rule'}${more}.`, {
+    details: { details: violations },
+  });
+};

@@ -31,6 +31,7 @@ export function newKey(input: CreateKeyInput, nowSeconds: number): { record: Key
     max_queued: input.max_queued ?? null,
     max_running: input.max_running ?? null,
     daily_execution_seconds: input.daily_execution_seconds ?? null,
+    policy: input.policy ?? null,
   };
   return { record, apiKey };
 }
@@ -50,7 +51,7 @@ export function rotatedKey(record: KeyRecord, graceSeconds: number, nowSeconds: 
   return { patch, apiKey };
 }
 
-/** The answer to a key creation: the reference's fields plus `role`, expiry, prefix and job quotas. */
+/** The answer to a key creation: the reference's fields plus `role`, expiry, prefix, job quotas and prompt policy. */
 export function createdKeyBody(record: KeyRecord, apiKey: string): Record<string, unknown> {
   return {
     key_id: record.key_id,
@@ -65,6 +66,7 @@ export function createdKeyBody(record: KeyRecord, apiKey: string): Record<string
     max_queued: record.max_queued,
     max_running: record.max_running,
     daily_execution_seconds: record.daily_execution_seconds,
+    policy: record.policy,
     message: KEY_CREATED_MESSAGE,
   };
 }
@@ -79,5 +81,6 @@ export function creationAuditDetails(record: KeyRecord): Record<string, unknown>
     max_queued: record.max_queued,
     max_running: record.max_running,
     daily_execution_seconds: record.daily_execution_seconds,
+    policy: record.policy,
   };
 }

@@ -160,6 +160,13 @@ export function parseGrace(value: string, help: string): number {
   }
 }
 
+/** The flag of a body field: `--rate-limit` for `rate_limit`; a field inside one (`policy.max_steps`) keeps its own name after the flag's. */
+function flagOf(field: string): string {
+  const dot = field.indexOf('.');
+  if (dot < 0) return `--${field.replaceAll('_', '-')}`;
+  return `--${field.slice(0, dot).replaceAll('_', '-')}: ${field.slice(dot + 1)}`;
+}
+
 /**
  * Turns a validation error of the HTTP API's body checks into a UsageError that names the flags.
  * Other errors are returned unchanged.
@@ -167,6 +174,6 @@ export function parseGrace(value: string, help: string): number {
 export function asUsageError(error: unknown, help: string): unknown {
   if (!(error instanceof GatewayError) || error.code !== 'INVALID_REQUEST') return error;
   const problems = (error.details?.details ?? []) as Array<{ field: string; problem: string }>;
-  const named = problems.filter((p) => p.field !== 'body').map((p) => `--${p.field.replaceAll('_', '-')} ${p.problem}`);
+  const named = problems.filter((p) => p.field !== 'body').map((p) => `${flagOf(p.field)} ${p.problem}`);
   return new UsageError(named.length > 0 ? named.join('; ') : error.message, help);
 }

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { checkTrustedProxy } from '../auth/client-addressing.js';
 import { parseUserRoute, type UserRoute } from '../isolation/user-routes.js';
+import { parsePolicy, type PromptPolicy } from '../policy/schema.js';
 import { checkAllowedHost } from '../auth/host-names.js';
 import {
   DEFAULTS,
@@ -163,6 +164,12 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
     help: `WebSockets one key (admin keys included) may hold open at once (default ${DEFAULTS.wsMaxPerKey})`,
   },
   {
+    flag: 'default-policy',
+    env: 'COMFY_GATE_DEFAULT_POLICY',
+    type: 'string',
+    help: 'A JSON file holding the prompt policy of user keys that have none of their own (default: none)',
+  },
+  {
     flag: 'database-url',
     env: 'COMFY_GATE_DATABASE_URL',
     type: 'string',
@@ -268,6 +275,7 @@ export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): Gateway
     upstreamTimeoutMs: 1000 * parseInteger('--upstream-timeout', stringValue(values['upstream-timeout']), DEFAULTS.upstreamTimeoutSeconds, 1, 86400),
     wsPingIntervalMs: 1000 * parseInteger('--ws-ping-interval', stringValue(values['ws-ping-interval']), DEFAULTS.wsPingIntervalSeconds, 1, 3600),
     wsMaxPerKey: parseInteger('--ws-max-per-key', stringValue(values['ws-max-per-key']), DEFAULTS.wsMaxPerKey, 1, 100_000),
+    defaultPolicy: readDefaultPolicy(stringValue(values['default-policy'])),
     sessionTtlSeconds: parseDuration('--session-ttl', stringValue(values['session-ttl']) ?? DEFAULTS.sessionTtl),
     trustedProxies: ((values['trusted-proxy'] as string[] | undefined) ?? []).map(parseTrustedProxy),
     allowedHosts: ((values['allowed-host'] as string[] | undefined) ?? []).map(parseAllowedHost),
@@ -295,6 +303,29 @@ function parseFlags(args: string[]): RawValues {
 
 function stringValue(value: RawValues[string]): string | undefined {
   return typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * Reads the `--default-policy` file: a JSON prompt policy (see docs/api.md "Prompt policy").
+ * @throws ConfigError naming the file and each problem when it cannot be read, is not JSON or not a valid policy.
+ */
+function readDefaultPolicy(file: string | undefined): PromptPolicy | null {
+  if (file === undefined) return null;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`--default-policy: ${file} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`--default-policy: ${file} is not JSON (${(error as Error).message})`);
+  }
+  const policy = parsePolicy(value, 'default policy');
+  if (typeof policy === 'string') throw new ConfigError(`--default-policy: ${file} is not a valid prompt policy: ${policy}`);
+  return policy;
 }
 
 /** Reads `1`, `true`, `yes`, `on` (or their opposites) from an environment variable. @throws ConfigError for anything else. */

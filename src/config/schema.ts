@@ -1,6 +1,7 @@
 // The gateway's resolved configuration: every setting with its type and default.
 
 import type { UserRoute } from '../isolation/user-routes.js';
+import type { PromptPolicy } from '../policy/schema.js';
 
 /** off: a transparent proxy; optional: keys are checked when presented; required: every request needs a key. */
 export type AuthMode = 'off' | 'optional' | 'required';
@@ -36,6 +37,8 @@ export interface GatewayConfig {
   wsPingIntervalMs: number;
   /** How many relayed WebSockets one key may hold open at once. */
   wsMaxPerKey: number;
+  /** The prompt policy of user keys without one of their own (`--default-policy FILE`); null for none. */
+  defaultPolicy: PromptPolicy | null;
   /** How long a browser session lasts, in seconds. */
   sessionTtlSeconds: number;
   /** Addresses and CIDR blocks of reverse proxies whose X-Forwarded-* headers are believed. */

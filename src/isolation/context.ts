@@ -3,6 +3,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { BackendPool, PoolBackend } from '../backends/backend-pool.js';
 import type { JobService } from '../jobs/job-service.js';
+import type { PromptPolicy } from '../policy/schema.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import type { JobRecord, KeyRecord, OwnershipStore } from '../store/types.js';
 import { promptOutputsOf, type PromptOutputs } from './files.js';
@@ -16,6 +17,8 @@ export interface IsolationContext {
   jobs: JobService;
   /** Rewrites ComfyUI's answers, the large ones off the request thread. */
   rewriter: JsonRewriter;
+  /** The prompt policy of user keys without one of their own (`--default-policy`), or null. */
+  defaultPolicy: PromptPolicy | null;
 }
 
 /** The key making the request, and the headers every request it forwards gets (its ComfyUI user). */

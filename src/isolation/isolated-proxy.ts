@@ -24,6 +24,7 @@ import { matchRoute, type Handler } from './route-table.js';
 import { getSystemStats } from './system-stats.js';
 import { isOpenedByOperator, type UserRoute } from './user-routes.js';
 import { getView, postUpload } from './view.js';
+import type { PromptPolicy } from '../policy/schema.js';
 
 export interface IsolatedProxy {
   /** Forwards a request made with a key, applying the route table's rule for that key's role. */
@@ -47,8 +48,16 @@ export function createIsolatedProxy(options: {
   userRoutes: readonly UserRoute[];
   /** Catalog answers (node definitions, models, embeddings) shared by every key. */
   catalog: CatalogCache;
+  /** The prompt policy of user keys without one of their own. */
+  defaultPolicy: PromptPolicy | null;
 }): IsolatedProxy {
-  const ctx: IsolationContext = { pool: options.pool, ownership: options.ownership, jobs: options.jobs, rewriter: new JsonRewriter() };
+  const ctx: IsolationContext = {
+    pool: options.pool,
+    ownership: options.ownership,
+    jobs: options.jobs,
+    rewriter: new JsonRewriter(),
+    defaultPolicy: options.defaultPolicy,
+  };
   const comfyUsers = new ComfyUsers(ctx);
 
   /** The caller of a keyed request, with the ComfyUI user its requests go as. */

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { posix } from 'node:path';
 import { forbidden, GatewayError, invalidRequest, payloadTooLarge, unknownBackend } from '../errors.js';
+import { checkPrompt, effectivePolicy } from '../policy/check.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import { readBody } from '../server/body.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
@@ -25,16 +26,19 @@ const FILE_INPUTS: Record<string, { input: string; folder: 'input' | 'output' }>
 
 /**
  * POST /prompt: admits the prompt (see admitPrompt) and relays ComfyUI's answer, or the gateway's for a
- * held job. A body that is not a JSON object goes to ComfyUI as it is, for its own answer.
+ * held job. A body that is not a JSON object goes to ComfyUI as it is, for its own answer, unless the
+ * key's prompt policy refuses it first (its size, or `workflows_only`).
  */
 export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   const raw = await readBody(req, MAX_PROMPT_BYTES, () => payloadTooLarge(MAX_PROMPT_BYTES));
   const body = parseJsonOrUndefined(raw) as Record<string, unknown> | undefined;
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    const policy = effectivePolicy(caller.key, ctx.defaultPolicy);
+    if (policy) checkPrompt(policy, undefined, raw.length);
     // Not a prompt at all: ComfyUI gives its own answer, and nothing is queued.
     return relayAnswer(res, await ctx.pool.any().proxy.fetch(req, { body: raw, headers: caller.upstreamHeaders }));
   }
-  relayAnswer(res, await admitPrompt(ctx, req, caller, body));
+  relayAnswer(res, await admitPrompt(ctx, req, caller, body, raw.length));
 }
 
 /**
@@ -45,10 +49,20 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
  * sockets. A client_id that belongs to another key is refused with 403, and so is a taken prompt_id or
  * a user key's loader node naming a file it does not own; ids longer than 200 bytes or not printable
  * are refused with 400. A user key's `front` and `number` are dropped: the gateway's fair queue orders
- * its jobs. `body` is changed in place.
+ * its jobs. A prompt its key's prompt policy refuses (`bodyBytes` is the size the policy's
+ * `max_prompt_bytes` reads) gets 403 PROMPT_POLICY before anything is claimed or sent. `body` is
+ * changed in place.
  * @throws GatewayError as above, and as JobService.admit (quotas, a lost answer)
  */
-export async function admitPrompt(ctx: IsolationContext, req: IncomingMessage, caller: IsolatedCaller, body: Record<string, unknown>): Promise<UpstreamAnswer> {
+export async function admitPrompt(
+  ctx: IsolationContext,
+  req: IncomingMessage,
+  caller: IsolatedCaller,
+  body: Record<string, unknown>,
+  bodyBytes: number,
+): Promise<UpstreamAnswer> {
+  const policy = effectivePolicy(caller.key, ctx.defaultPolicy);
+  if (policy) checkPrompt(policy, body.prompt, bodyBytes);
   const keyId = caller.key.key_id;
   if (body.prompt_id !== undefined && body.prompt_id !== null && typeof body.prompt_id !== 'string') {
     throw invalidRequest('prompt_id must be a string (or left out, and one is made).', [{ field: 'prompt_id', problem: `a ${typeof body.prompt_id}` }]);

@@ -77,7 +77,8 @@ export function parseRunRequest(body: unknown): RunRequest {
  */
 export async function runPrompt(ctx: IsolationContext, waiter: JobWaiter, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   const run = parseRunRequest(await readJsonBody(req, MAX_PROMPT_BYTES));
-  const answer = await admitPrompt(ctx, req, caller, { prompt: run.prompt, ...(run.clientId === null ? {} : { client_id: run.clientId }) });
+  const body = { prompt: run.prompt, ...(run.clientId === null ? {} : { client_id: run.clientId }) };
+  const answer = await admitPrompt(ctx, req, caller, body, Buffer.byteLength(JSON.stringify(body)));
   if (answer.status !== 200) return relayAnswer(res, answer);
   const id = (parseJsonOrUndefined(answer.body) as { prompt_id?: unknown } | undefined)?.prompt_id;
   const admitted = typeof id === 'string' ? ctx.jobs.jobs.get(id) : undefined;

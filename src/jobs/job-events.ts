@@ -3,6 +3,7 @@
 import { fileId, outputFiles } from '../isolation/files.js';
 import type { Logger } from '../log/logger.js';
 import type { JobObserver } from '../events/event-hub.js';
+import type { ExecutionLimits } from '../policy/execution-limit.js';
 import type { JobRecord, JobStatus, JobStore, OwnershipStore } from '../store/types.js';
 
 export interface JobRecorderOptions {
@@ -11,6 +12,8 @@ export interface JobRecorderOptions {
   log: Logger;
   /** Told once a job has ended with its final record (metering, the scheduler). */
   onEnded(job: JobRecord): void;
+  /** Running-time limits (`max_execution_seconds`): told of each start and end; a job it stopped ends as `error`. */
+  limits?: Pick<ExecutionLimits, 'started' | 'ended'>;
 }
 
 /** Statuses a job no longer leaves. */
@@ -42,7 +45,10 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
   return {
     started(jobId, at) {
       // A job that ran is not sent again: the request kept for that is let go.
-      inTurn(jobId, (job) => jobs.update(job.id, { status: 'running', started_at: at, request: null }));
+      inTurn(jobId, async (job) => {
+        const running = await jobs.update(job.id, { status: 'running', started_at: at, request: null });
+        if (running?.status === 'running') options.limits?.started(running);
+      });
     },
     executed(jobId, node, output) {
       const files = outputFiles(output);
@@ -55,7 +61,16 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
     ended(jobId, outcome, at, error) {
       inTurn(jobId, async (job) => {
         const seconds = job.started_at === null ? 0 : Math.max(0, at - job.started_at);
-        const ended = await jobs.update(job.id, { status: outcome, finished_at: at, execution_seconds: seconds, error, request: null });
+        // A job the gateway stopped for running too long ends as error with that reason (one that still succeeded keeps its success).
+        const overdue = options.limits?.ended(job.id);
+        const stopped = outcome === 'success' ? undefined : overdue;
+        const ended = await jobs.update(job.id, {
+          status: stopped ? 'error' : outcome,
+          finished_at: at,
+          execution_seconds: seconds,
+          error: stopped ?? error,
+          request: null,
+        });
         if (ended) options.onEnded(ended);
       });
     },

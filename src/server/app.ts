@@ -21,6 +21,7 @@ import { ClientFeatureFlags } from '../events/client-flags.js';
 import { ClientSinkRegistry } from '../events/client-sinks.js';
 import { GATEWAY_CLIENT_OWNER } from '../jobs/backend.js';
 import { createJobRecorder } from '../jobs/job-events.js';
+import { ExecutionLimits } from '../policy/execution-limit.js';
 import { JobService } from '../jobs/job-service.js';
 import { JobWaiter, notifyingJobStore } from '../jobs/job-waiter.js';
 import { getJob, listJobs } from '../jobs/jobs-api.js';
@@ -80,10 +81,25 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   const stopWaiterWatch = stores.jobs.onChangedElsewhere?.(() => waiter.changedElsewhere());
   const now = (): number => Date.now() / 1000;
   const sinks = new ClientSinkRegistry({ log, ...(jobEvents ? { relay: jobEvents } : {}) });
+  const limits = new ExecutionLimits({
+    jobs,
+    keyOf: (keyId) => keys.get(keyId),
+    defaultPolicy: config.defaultPolicy,
+    interrupt: async (job) => {
+      await pool.bound(job.backend).proxy.fetch(null, {
+        method: 'POST',
+        path: '/api/interrupt',
+        body: JSON.stringify({ prompt_id: job.upstream_id ?? job.id }),
+        headers: { 'content-type': 'application/json' },
+      });
+    },
+    log,
+  });
   const recorder = createJobRecorder({
     jobs,
     ownership,
     log,
+    limits,
     onEnded: (job) => {
       jobService.ended();
       metrics.backendJobEnded(job.backend, job.status);
@@ -145,7 +161,14 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     onEnded: (job) => metrics.backendJobEnded(job.backend, job.status),
     log,
   });
-  const isolated = createIsolatedProxy({ pool, ownership, jobs: jobService, userRoutes: config.userRoutes, catalog });
+  const isolated = createIsolatedProxy({
+    pool,
+    ownership,
+    jobs: jobService,
+    userRoutes: config.userRoutes,
+    catalog,
+    defaultPolicy: config.defaultPolicy,
+  });
   const webSockets = createWebSocketProxy({
     upstream: pool.all[0]!.url,
     handshakeTimeoutMs: Math.min(config.upstreamTimeoutMs, 30_000),
@@ -487,6 +510,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       jobService.close();
       stopWaiterWatch?.();
       waiter.close();
+      limits.close();
       for (const backend of pool.all) {
         backend.events.close();
         backend.health.stop();

@@ -1,6 +1,7 @@
 // Validates the bodies of key creation and key updates; every problem is reported, nothing is guessed.
 
 import { invalidRequest } from '../errors.js';
+import { normalizedPolicy, policyProblems, type PromptPolicy } from '../policy/schema.js';
 import { isQuota } from '../store/key-record.js';
 import { holdsUnstorableText, isStorableText } from '../store/storable-text.js';
 import { KEY_QUOTA_FIELDS, MAX_KEY_QUOTA, type KeyPatch, type KeyQuotas, type KeyRole } from '../store/types.js';
@@ -15,10 +16,11 @@ export interface CreateKeyInput extends Partial<KeyQuotas> {
   metadata?: Record<string, unknown>;
   role?: KeyRole;
   expires_at?: number | null;
+  policy?: PromptPolicy | null;
 }
 
 /** The fields the management API lets a client change. */
-export type KeyUpdateInput = Pick<KeyPatch, 'name' | 'rate_limit' | 'is_active' | 'role' | 'metadata' | 'expires_at' | keyof KeyQuotas>;
+export type KeyUpdateInput = Pick<KeyPatch, 'name' | 'rate_limit' | 'is_active' | 'role' | 'metadata' | 'expires_at' | 'policy' | keyof KeyQuotas>;
 
 /** Latest expiry accepted: far beyond any real use, but still a time (year 5138). */
 const MAX_EXPIRES_AT = 1e11;
@@ -28,8 +30,8 @@ interface Problem {
   problem: string;
 }
 
-const CREATE_FIELDS = ['name', 'rate_limit', 'metadata', 'role', 'expires_at', ...KEY_QUOTA_FIELDS];
-const PATCH_FIELDS = ['name', 'rate_limit', 'is_active', 'role', 'metadata', 'expires_at', ...KEY_QUOTA_FIELDS];
+const CREATE_FIELDS = ['name', 'rate_limit', 'metadata', 'role', 'expires_at', ...KEY_QUOTA_FIELDS, 'policy'];
+const PATCH_FIELDS = ['name', 'rate_limit', 'is_active', 'role', 'metadata', 'expires_at', ...KEY_QUOTA_FIELDS, 'policy'];
 
 /** What each quota field counts, for error messages. */
 const QUOTA_UNITS: Record<keyof KeyQuotas, string> = {
@@ -144,8 +146,10 @@ function check(body: unknown, allowed: string[]): Record<string, unknown> {
   if ('is_active' in fields && typeof fields.is_active !== 'boolean') {
     problems.push({ field: 'is_active', problem: 'must be true or false' });
   }
+  if ('policy' in fields && fields.policy !== null) problems.push(...policyProblems(fields.policy));
   if (problems.length > 0) {
     throw invalidRequest(`Invalid request: ${problems.map((p) => `${p.field} ${p.problem}`).join('; ')}.`, problems);
   }
+  if ('policy' in fields && fields.policy !== null) return { ...fields, policy: normalizedPolicy(fields.policy as PromptPolicy) };
   return fields;
 }

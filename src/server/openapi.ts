@@ -1,5 +1,6 @@
 // The OpenAPI 3.1 description of comfy-gate's own endpoints (ComfyUI's routes pass through and are not described here).
 
+import { MAX_POLICY_GLOB_LENGTH, MAX_POLICY_GLOBS, MAX_POLICY_LIMIT, POLICY_LIMIT_FIELDS } from '../policy/schema.js';
 import { MAX_KEY_QUOTA } from '../store/types.js';
 
 const error = { $ref: '#/components/schemas/Error' };
@@ -36,6 +37,30 @@ const quotas = {
   max_running: quota('Jobs of the key running at once across backends (more wait, held)'),
   daily_execution_seconds: quota('Seconds of ComfyUI execution per UTC day (429 EXECUTION_BUDGET_EXCEEDED beyond)'),
 };
+const globs = (description: string) => ({
+  type: 'array',
+  maxItems: MAX_POLICY_GLOBS,
+  items: { type: 'string', minLength: 1, maxLength: MAX_POLICY_GLOB_LENGTH },
+  description,
+});
+/** A key's prompt policy (docs/api.md "Prompt policy"). */
+const promptPolicy = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'What the key may send to POST /prompt (403 PROMPT_POLICY beyond); every field optional',
+  properties: {
+    allow_nodes: globs('Node class_type globs (`*`: any run of characters); with it, every node must match one'),
+    deny_nodes: globs('Node class_type globs refused; deny wins over allow'),
+    ...Object.fromEntries(POLICY_LIMIT_FIELDS.map((field) => [field, { type: 'integer', minimum: 1, maximum: MAX_POLICY_LIMIT }])),
+    workflows_only: { type: 'boolean', description: 'Refuse POST /prompt altogether' },
+  },
+};
+const policyField = {
+  policy: {
+    oneOf: [{ $ref: '#/components/schemas/PromptPolicy' }, { type: 'null' }],
+    description: "The key's prompt policy; null for none of its own (a user key then gets the gateway's --default-policy)",
+  },
+};
 const apiKeyHeader = [{ apiKey: [] }, { bearer: [] }, { session: [] }];
 
 const key = {
@@ -55,6 +80,7 @@ const key = {
     'max_queued',
     'max_running',
     'daily_execution_seconds',
+    'policy',
   ],
   additionalProperties: false,
   properties: {
@@ -70,6 +96,7 @@ const key = {
     key_prefix: { type: ['string', 'null'], description: 'The first characters of the secret, to recognise the key' },
     previous_key_valid_until: { ...nullableNumber, description: 'After a rotation with a grace period: when the old secret stops working' },
     ...quotas,
+    ...policyField,
   },
 };
 
@@ -141,6 +168,7 @@ const createdKey = {
     'max_queued',
     'max_running',
     'daily_execution_seconds',
+    'policy',
     'message',
   ],
   properties: {
@@ -155,6 +183,7 @@ const createdKey = {
     key_prefix: { type: ['string', 'null'] },
     previous_key_valid_until: nullableNumber,
     ...quotas,
+    ...policyField,
     message: { type: 'string' },
   },
 };
@@ -169,6 +198,7 @@ const keyInput = {
     role: { type: 'string', enum: ['user', 'admin'] },
     expires_at: nullableNumber,
     ...quotas,
+    ...policyField,
   },
 };
 
@@ -243,6 +273,7 @@ export const OPENAPI_DOCUMENT = {
       session: { type: 'apiKey', in: 'cookie', name: 'comfy_gate_session' },
     },
     schemas: {
+      PromptPolicy: promptPolicy,
       Job: {
         type: 'object',
         properties: {

@@ -1,5 +1,6 @@
 // Reading key records from stored JSON: checks each field, and fills what files from older versions lack.
 
+import { parsePolicy } from '../policy/schema.js';
 import { KEY_QUOTA_FIELDS, MAX_KEY_QUOTA, type KeyQuotas, type KeyRecord, type PublicKeyRecord } from './types.js';
 
 const HASH_PATTERN = /^[0-9a-f]{64}$/;
@@ -8,7 +9,7 @@ const HASH_PATTERN = /^[0-9a-f]{64}$/;
  * Turns a stored value into a `KeyRecord`; returns a reason naming the field when one is missing or of
  * the wrong type (a key is never guessed active, or a user key, from a value that is not `true` or `"user"`).
  * Keys written by the reference implementation have no `role` (they become user keys), no expiry,
- * no display prefix and no rotation history; keys written before job quotas existed have none (null).
+ * no display prefix and no rotation history; keys written before job quotas or prompt policies existed have none (null).
  */
 export function parseStoredKey(value: unknown): KeyRecord | string {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not an object';
@@ -32,6 +33,8 @@ export function parseStoredKey(value: unknown): KeyRecord | string {
   for (const field of KEY_QUOTA_FIELDS) {
     if (v[field] != null && !isQuota(v[field])) return `${field} must be a whole number from 1 to ${MAX_KEY_QUOTA} or null, not ${shown(v[field])}`;
   }
+  const policy = v.policy == null ? null : parsePolicy(v.policy);
+  if (typeof policy === 'string') return policy;
   return {
     key_id: v.key_id,
     name: typeof v.name === 'string' ? v.name : 'Unnamed Key',
@@ -47,6 +50,7 @@ export function parseStoredKey(value: unknown): KeyRecord | string {
     previous_key_hash: typeof v.previous_key_hash === 'string' ? v.previous_key_hash : null,
     previous_key_valid_until: isTime(v.previous_key_valid_until) ? v.previous_key_valid_until : null,
     ...storedQuotas(v),
+    policy,
   };
 }
 

@@ -1,5 +1,7 @@
 // The storage contracts: what the gateway needs from a key store, a usage store and a counter store.
 
+import type { PromptPolicy } from '../policy/schema.js';
+
 export type KeyRole = 'user' | 'admin';
 
 /** A key as stored: the public key object plus the SHA-256 of the secret. Times are Unix seconds. */
@@ -27,6 +29,8 @@ export interface KeyRecord {
   max_running: number | null;
   /** ComfyUI execution seconds the key may use per UTC day (429 EXECUTION_BUDGET_EXCEEDED beyond); null for no quota. */
   daily_execution_seconds: number | null;
+  /** What the key's prompts may hold (403 PROMPT_POLICY beyond; see policy/check.ts); null: none of its own (a user key gets `--default-policy`). */
+  policy: PromptPolicy | null;
 }
 
 /** The job quota fields of a key: each a whole number from 1 to `MAX_KEY_QUOTA`, or null for no quota. */

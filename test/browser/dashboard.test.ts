@@ -252,6 +252,55 @@ describe('admin dashboard', { skip: browserUnavailable }, () => {
     await context.close();
   });
 
+  test('the key form shows and sets the prompt policy as JSON; text that is not JSON or a bad policy changes nothing', async () => {
+    const { context, page, errors } = await openPage(browser, { locale: 'en-US' });
+    await signIn(page, gateway.url, admin.api_key);
+    await rowOf(page, 'Ops admin').waitFor();
+    const policyInput = '#key-form [name=policy]';
+    const dialogError = '#key-dialog .dialog-error';
+
+    await page.click('#new-key');
+    assert.equal(await page.inputValue(policyInput), '', 'a new key starts without a policy');
+    await page.fill('#key-form [name=name]', 'Policy farm');
+    await page.fill(policyInput, '{"max_steps": 40, "deny_nodes": ["Save*"]}');
+    await page.click('#key-submit');
+    await page.waitForSelector('#secret-dialog[open]');
+    await page.click('#secret-dialog [data-close]');
+    const row = rowOf(page, 'Policy farm');
+    await row.waitFor();
+    const keyId = (await row.getAttribute('data-key-id'))!;
+    assert.deepEqual((await keyRecord(keyId)).policy, { deny_nodes: ['Save*'], max_steps: 40 });
+    assert.equal(await row.locator('.col-limit .note.policy').textContent(), 'prompt policy');
+
+    // Edit: the form shows it as JSON; text that is not JSON stays in the dialog with the reason.
+    await row.locator('[data-action=edit]').click();
+    assert.deepEqual(JSON.parse(await page.inputValue(policyInput)), { deny_nodes: ['Save*'], max_steps: 40 });
+    await page.fill(policyInput, '{"max_steps": 40');
+    await page.click('#key-submit');
+    await page.waitForSelector(`${dialogError}:not([hidden])`);
+    assert.match((await page.textContent(dialogError)) ?? '', /the prompt policy is not JSON/);
+    // A policy the gateway refuses: its problems are shown, nothing changes.
+    await page.fill(policyInput, '{"max_steps": -1, "bogus": true}');
+    await page.click('#key-submit');
+    await page.waitForFunction((selector) => /INVALID_REQUEST/.test(document.querySelector(selector)?.textContent ?? ''), dialogError);
+    assert.match((await page.textContent(dialogError)) ?? '', /policy\.bogus unknown field.*policy\.max_steps must be a whole number/);
+    assert.equal(await page.isVisible('#key-dialog'), true);
+    assert.deepEqual((await keyRecord(keyId)).policy, { deny_nodes: ['Save*'], max_steps: 40 });
+
+    // Emptying it removes the policy, and the note goes.
+    await page.fill(policyInput, '');
+    await page.click('#key-submit');
+    await page.waitForSelector('#key-dialog', { state: 'hidden' });
+    await row.locator('.note.policy').waitFor({ state: 'detached' });
+    assert.equal((await keyRecord(keyId)).policy, null);
+    assert.deepEqual(
+      errors.filter((error) => !/status of 400/.test(error)),
+      [],
+      'no console errors but the refused policy',
+    );
+    await context.close();
+  });
+
   test('a user key gets the "Not an admin" page', async () => {
     const user = await createKey(gateway.url, { name: 'Painter' }, admin.api_key);
     const { context, page } = await openPage(browser);
@@ -274,6 +323,7 @@ describe('admin dashboard', { skip: browserUnavailable }, () => {
     max_queued: number | null;
     max_running: number | null;
     daily_execution_seconds: number | null;
+    policy: unknown;
   }> {
     const res = await send(gateway.url, `/api/keys/${keyId}`, { key: admin.api_key });
     assert.equal(res.status, 200, res.text);

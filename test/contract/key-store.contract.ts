@@ -28,6 +28,7 @@ export function makeKey(overrides: Partial<KeyRecord> = {}): { record: KeyRecord
     max_queued: null,
     max_running: null,
     daily_execution_seconds: null,
+    policy: null,
     ...overrides,
   };
   return { record, apiKey };
@@ -130,6 +131,37 @@ export function keyStoreContract(name: string, harness: HarnessOrSkip<KeyStore>)
       assert.deepEqual(cleared, { ...record, max_queued: null, max_running: 3, daily_execution_seconds: null });
       const again = await reopen();
       assert.deepEqual(again.get(record.key_id), cleared);
+    });
+
+    test('a prompt policy is stored, replaced and cleared with null, durably, with every field as given', async () => {
+      const store = await open();
+      const policy = {
+        allow_nodes: ['KSampler*', 'Empty*Latent*', 'SaveImage'],
+        deny_nodes: ['*Upscale*'],
+        max_width: 2048,
+        max_height: 1536,
+        max_batch_size: 4,
+        max_steps: 60,
+        max_frames: 121,
+        max_prompt_bytes: 1_000_000,
+        max_execution_seconds: 600,
+        workflows_only: false,
+      };
+      const { record } = makeKey({ policy });
+      const plain = makeKey().record;
+      await store.create(record);
+      await store.create(plain);
+      assert.deepEqual(store.get(record.key_id), record);
+      assert.equal(store.get(plain.key_id)?.policy, null, 'a key made without a policy has none');
+      const replaced = await store.update(record.key_id, { policy: { workflows_only: true } });
+      assert.deepEqual(replaced, { ...record, policy: { workflows_only: true } });
+      const reopened = await reopen();
+      assert.deepEqual(reopened.get(record.key_id), replaced, 'the replaced policy after a reopen');
+      const cleared = await reopened.update(record.key_id, { policy: null, name: 'No policy' });
+      assert.deepEqual(cleared, { ...record, name: 'No policy', policy: null });
+      const again = await reopen();
+      assert.deepEqual(again.get(record.key_id), cleared);
+      assert.equal(again.get(plain.key_id)?.policy, null);
     });
 
     test('delete removes the key everywhere; a second delete resolves false', async () => {

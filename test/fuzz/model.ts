@@ -9,7 +9,7 @@ export type Verdict = 'valid' | 'invalid' | 'either';
 const MAX_BODY_BYTES = 64 * 1024;
 const MAX_METADATA_BYTES = 16 * 1024;
 const QUOTA_FIELDS = ['max_queued', 'max_running', 'daily_execution_seconds'];
-const CREATE_FIELDS = ['name', 'rate_limit', 'metadata', 'role', 'expires_at', ...QUOTA_FIELDS];
+const CREATE_FIELDS = ['name', 'rate_limit', 'metadata', 'role', 'expires_at', ...QUOTA_FIELDS, 'policy'];
 const UPDATE_FIELDS = [...CREATE_FIELDS, 'is_active'];
 
 function worst(verdicts: Verdict[]): Verdict {
@@ -63,8 +63,27 @@ function judgeQuota(quota: unknown): Verdict {
   return typeof quota === 'number' && Number.isInteger(quota) && quota >= 1 && quota <= 1_000_000_000 ? 'valid' : 'invalid';
 }
 
+const POLICY_LIMITS = ['max_width', 'max_height', 'max_batch_size', 'max_steps', 'max_frames', 'max_prompt_bytes', 'max_execution_seconds'];
+
+/** A prompt policy: null, or an object of known fields only, each of its type (docs/api.md "Prompt policy"). */
+function judgePolicy(policy: unknown): Verdict {
+  if (policy === null) return 'valid';
+  if (!isObject(policy)) return 'invalid';
+  for (const [field, value] of Object.entries(policy)) {
+    if (POLICY_LIMITS.includes(field)) {
+      if (judgeQuota(value) !== 'valid' || value === null) return 'invalid';
+    } else if (field === 'allow_nodes' || field === 'deny_nodes') {
+      // eslint-disable-next-line no-control-regex
+      const globOk = (glob: unknown): boolean => typeof glob === 'string' && glob.length >= 1 && glob.length <= 200 && !/[\u0000-\u001f\u007f]/.test(glob);
+      if (!Array.isArray(value) || value.length > 200 || !value.every(globOk)) return 'invalid';
+    } else if (field !== 'workflows_only' || typeof value !== 'boolean') return 'invalid';
+  }
+  return 'valid';
+}
+
 const FIELD_RULES: Record<string, (value: unknown) => Verdict> = {
   ...Object.fromEntries(QUOTA_FIELDS.map((field) => [field, judgeQuota])),
+  policy: judgePolicy,
   name: judgeName,
   rate_limit: (limit) => (typeof limit === 'number' && Number.isInteger(limit) && limit >= 1 && limit <= 10_000_000 ? 'valid' : 'invalid'),
   metadata: judgeMetadata,
@@ -106,6 +125,7 @@ export function fieldsOf(text: string, kind: 'create' | 'update'): Record<string
           expires_at: null,
           is_active: true,
           ...Object.fromEntries(QUOTA_FIELDS.map((field) => [field, null])),
+          policy: null,
         }
       : {};
   return { ...defaults, ...body };

@@ -86,6 +86,7 @@ describe('seed guide with --enable-api-auth', () => {
         'max_running',
         'metadata',
         'name',
+        'policy',
         'previous_key_valid_until',
         'rate_limit',
         'role',

@@ -145,6 +145,7 @@ describe('store folder permissions', () => {
           max_queued: null,
           max_running: null,
           daily_execution_seconds: null,
+          policy: null,
         });
         await stores.usage.ensureCreated();
         await stores.audit.append({ ts: now, actor: 'test', action: 'key.create' });

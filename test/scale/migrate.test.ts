@@ -39,7 +39,14 @@ describe('comfy-gate migrate', { skip: 'skip' in fresh ? fresh.skip : false }, (
     const admin = await createKey(fileGateway.url, { name: 'admin' });
     const user = await createKey(
       fileGateway.url,
-      { name: 'user', rate_limit: 500, metadata: { team: 'vfx' }, max_queued: 4, daily_execution_seconds: 7200 },
+      {
+        name: 'user',
+        rate_limit: 500,
+        metadata: { team: 'vfx' },
+        max_queued: 4,
+        daily_execution_seconds: 7200,
+        policy: { max_steps: 40, deny_nodes: ['*Upscale*'] },
+      },
       admin.api_key,
     );
     await send(fileGateway.url, `/api/keys/${user.key_id}`, { method: 'PATCH', key: admin.api_key, body: { name: 'renamed user' } });
@@ -106,8 +113,9 @@ describe('comfy-gate migrate', { skip: 'skip' in fresh ? fresh.skip : false }, (
     const copiedUser = listed.find((k) => k.key_id === user.key_id)!;
     assert.deepEqual(copiedUser.metadata, { team: 'vfx' });
     assert.deepEqual([copiedUser.max_queued, copiedUser.max_running, copiedUser.daily_execution_seconds], [4, null, 7200], 'job quotas copied');
+    assert.deepEqual(copiedUser.policy, { deny_nodes: ['*Upscale*'], max_steps: 40 }, 'prompt policy copied');
     const copiedAdmin = listed.find((k) => k.key_id === admin.key_id)!;
-    assert.deepEqual([copiedAdmin.max_queued, copiedAdmin.max_running, copiedAdmin.daily_execution_seconds], [null, null, null]);
+    assert.deepEqual([copiedAdmin.max_queued, copiedAdmin.max_running, copiedAdmin.daily_execution_seconds, copiedAdmin.policy], [null, null, null, null]);
     const usageAfter = (await send(pgGateway.url, '/api/usage', { key: user.api_key })).json<{ usage_stats: Record<string, number> }>().usage_stats;
     assert.equal(usageAfter.total_requests, (usageBefore.total_requests as number) + 1, 'the usage read before stopping was itself counted');
     assert.equal(usageAfter.requests_last_24h, (usageBefore.requests_last_24h as number) + 1);

@@ -32,6 +32,7 @@ function makeKey(overrides: Partial<KeyRecord> = {}): { record: KeyRecord; apiKe
     max_queued: null,
     max_running: null,
     daily_execution_seconds: null,
+    policy: null,
     ...overrides,
   };
   return { record, apiKey };

@@ -117,7 +117,7 @@ describe('JsonRewriter', () => {
 
   function contextWith(rewriter: JsonRewriter): IsolationContext {
     rewriters.push(rewriter);
-    return { pool, ownership, jobs: service, rewriter };
+    return { pool, ownership, jobs: service, rewriter, defaultPolicy: null };
   }
   /** Rewrites every answer on the request thread. */
   const onRequestThread = (): IsolationContext => contextWith(new JsonRewriter({ fromBytes: Number.POSITIVE_INFINITY }));

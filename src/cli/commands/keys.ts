@@ -1,5 +1,6 @@
 // `comfy-gate keys …`: key management from the shell, safe to run beside a gateway on the same directory.
 
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { usableKeyError } from '../../auth/authenticate.js';
 import { createdKeyBody, creationAuditDetails, newKey, rotatedKey } from '../../auth/new-key.js';
@@ -40,7 +41,7 @@ Commands:
   list                        Every key: key_id, name, prefix, role, status, rate limit, last use, expiry
   create [options]            Create a key; its secret is printed once
   show KEY_ID                 One key, with its usage over the last ${SHOW_USAGE_DAYS} days
-  update KEY_ID [options]     Change the name, rate limit, role, expiry or job quotas
+  update KEY_ID [options]     Change the name, rate limit, role, expiry, job quotas or prompt policy
   disable KEY_ID              Refuse the key (401 KEY_DISABLED) until it is enabled again
   enable KEY_ID               Accept a disabled key again
   rotate KEY_ID [--grace D]   Give the key a new secret; the old one keeps working for the grace period
@@ -57,6 +58,8 @@ const QUOTAS_HELP = `  --max-queued N        Jobs the key may have held, queued 
   --daily-execution-seconds N
                         Seconds of ComfyUI execution per UTC day (more: 429 EXECUTION_BUDGET_EXCEEDED)
                         Each quota is 1 to ${MAX_KEY_QUOTA}, or none for no limit`;
+const POLICY_HELP = `  --policy POLICY       The key's prompt policy: a JSON object such as '{"max_steps": 40}',
+                        @FILE to read it from a file, or none (see docs/api.md "Prompt policy")`;
 
 /** The flag of each quota field. */
 const QUOTA_FLAGS: Record<keyof KeyQuotas, string> = {
@@ -106,6 +109,7 @@ ${USER_DIRECTORY_HELP}
       admin: { type: 'boolean' },
       'expires-at': { type: 'string' },
       ...QUOTA_FLAG_SPECS,
+      policy: { type: 'string' },
       json: { type: 'boolean' },
     },
     keyId: false,
@@ -120,6 +124,7 @@ ${USER_DIRECTORY_HELP}
   --admin               Make an admin key (may manage keys and read all usage)
 ${EXPIRES_HELP} (default never)
 ${QUOTAS_HELP} (default none)
+${POLICY_HELP} (default none)
   --json                Print the same JSON object as POST /api/keys
 
 Example:
@@ -146,11 +151,13 @@ ${USER_DIRECTORY_HELP}
       role: { type: 'string' },
       'expires-at': { type: 'string' },
       ...QUOTA_FLAG_SPECS,
+      policy: { type: 'string' },
       json: { type: 'boolean' },
     },
     keyId: true,
     help: `Usage: comfy-gate keys update KEY_ID [--name NAME] [--rate-limit N] [--role user|admin] [--expires-at WHEN]
                                     [--max-queued N|none] [--max-running N|none] [--daily-execution-seconds N|none]
+                                    [--policy JSON|@FILE|none]
 
 Changes a key; the values are checked as PATCH /api/keys/{key_id} checks them.
 ${SAFE_BESIDE_GATEWAY}
@@ -162,6 +169,7 @@ ${USER_DIRECTORY_HELP}
   --role ROLE           user or admin
 ${EXPIRES_HELP}
 ${QUOTAS_HELP}
+${POLICY_HELP}
 ${JSON_HELP}
 
 Example:
@@ -324,6 +332,32 @@ function quotasOf(values: FlagValues, help: string): Partial<KeyQuotas> {
   return quotas;
 }
 
+/**
+ * `--policy`: JSON text, `@FILE` (the file's JSON) or `none` (null); checked with the rest of the body.
+ * @throws UsageError when the file cannot be read or the text is not JSON.
+ */
+function policyOf(values: FlagValues, help: string): { policy?: unknown } {
+  const value = stringFlag(values, 'policy');
+  if (value === undefined) return {};
+  if (value.trim().toLowerCase() === 'none') return { policy: null };
+  let text = value;
+  if (value.startsWith('@')) {
+    try {
+      text = readFileSync(value.slice(1), 'utf8');
+    } catch (error) {
+      throw new UsageError(`--policy ${value}: the file cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, help);
+    }
+  }
+  try {
+    return { policy: JSON.parse(text) as unknown };
+  } catch (error) {
+    throw new UsageError(
+      `--policy must be a JSON object, @FILE or none; ${value.startsWith('@') ? value.slice(1) : 'the value'} is not JSON (${(error as Error).message})`,
+      help,
+    );
+  }
+}
+
 /** A key's quotas in one line of text, or '' when it has none. */
 function describeQuotas(record: KeyQuotas): string {
   return KEY_QUOTA_FIELDS.filter((field) => record[field] !== null)
@@ -339,7 +373,7 @@ async function createKey({ values, directory, allowUnsafe, ctx, help }: Run): Pr
   if (name !== undefined) body.name = name;
   if (rateLimit !== undefined) body.rate_limit = rateLimit;
   if (expiresAt !== undefined) body.expires_at = expiresAt;
-  Object.assign(body, quotasOf(values, help));
+  Object.assign(body, quotasOf(values, help), policyOf(values, help));
   let input;
   try {
     input = parseCreateKey(body);
@@ -395,6 +429,7 @@ async function showKey({ values, keyId, directory, allowUnsafe, ctx }: Run): Pro
     ['max queued', quotaText(record.max_queued, 'jobs held, queued or running')],
     ['max running', quotaText(record.max_running, 'jobs running')],
     ['daily execution', quotaText(record.daily_execution_seconds, 'seconds per UTC day')],
+    ['policy', describeValue('policy', record.policy)],
   ];
   if (record.previous_key_valid_until !== null && record.previous_key_valid_until > now)
     rows.push(['old secret valid until', utcTime(record.previous_key_valid_until)]);
@@ -435,6 +470,7 @@ function describeValue(field: string, value: unknown): string {
   if (field === 'expires_at') return utcTime(value as number | null);
   if (value === null && (KEY_QUOTA_FIELDS as readonly string[]).includes(field)) return 'none';
   if (field === 'daily_execution_seconds') return `${String(value)} s/day`;
+  if (field === 'policy') return value === null ? 'none' : JSON.stringify(value);
   if (field === 'name') return JSON.stringify(value);
   if (field === 'rate_limit') return `${String(value)}/h`;
   return String(value);
@@ -461,7 +497,8 @@ async function applyPatch({ values, keyId, directory, allowUnsafe, ctx }: Run, p
   if (action === 'key.update') {
     for (const field of Object.keys(patch) as Array<keyof KeyUpdateInput>) {
       const [was, is] = [before[field], after[field]];
-      console.log(`  ${field}: ${was === is ? `${describeValue(field, is)} (unchanged)` : `${describeValue(field, was)} -> ${describeValue(field, is)}`}`);
+      const same = was === is || JSON.stringify(was) === JSON.stringify(is);
+      console.log(`  ${field}: ${same ? `${describeValue(field, is)} (unchanged)` : `${describeValue(field, was)} -> ${describeValue(field, is)}`}`);
     }
   }
   return 0;
@@ -478,10 +515,10 @@ async function updateKey(input: Run): Promise<number> {
   if (rateLimit !== undefined) body.rate_limit = rateLimit;
   if (role !== undefined) body.role = role;
   if (expiresAt !== undefined) body.expires_at = expiresAt;
-  Object.assign(body, quotasOf(values, help));
+  Object.assign(body, quotasOf(values, help), policyOf(values, help));
   if (Object.keys(body).length === 0)
     throw new UsageError(
-      'keys update needs at least one of --name, --rate-limit, --role, --expires-at, --max-queued, --max-running, --daily-execution-seconds',
+      'keys update needs at least one of --name, --rate-limit, --role, --expires-at, --max-queued, --max-running, --daily-execution-seconds, --policy',
       help,
     );
   let patch: KeyUpdateInput;

@@ -104,9 +104,9 @@ async function importKeys(directory: string, database: PostgresDatabase): Promis
   const column = <K extends keyof KeyRecord>(field: K): Array<KeyRecord[K]> => keys.map((k) => k[field]);
   const { rowCount } = await database.query(
     `INSERT INTO api_keys (key_id, name, created_at, last_used, rate_limit, is_active, metadata, role, expires_at, key_prefix, key_hash, previous_key_hash,
-       previous_key_valid_until, max_queued, max_running, daily_execution_seconds)
+       previous_key_valid_until, max_queued, max_running, daily_execution_seconds, policy)
      SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[], $5::int[], $6::bool[], $7::jsonb[], $8::text[], $9::float8[], $10::text[], $11::text[],
-       $12::text[], $13::float8[], $14::int[], $15::int[], $16::int[])
+       $12::text[], $13::float8[], $14::int[], $15::int[], $16::int[], $17::jsonb[])
      ON CONFLICT (key_id) DO NOTHING`,
     [
       column('key_id'),
@@ -125,6 +125,7 @@ async function importKeys(directory: string, database: PostgresDatabase): Promis
       column('max_queued'),
       column('max_running'),
       column('daily_execution_seconds'),
+      keys.map((k) => (k.policy === null ? null : JSON.stringify(k.policy))),
     ],
   );
   return { found: keys.length, copied: rowCount ?? 0 };

@@ -324,4 +324,12 @@ END $$;
 CREATE TRIGGER ownership_announced AFTER INSERT OR UPDATE ON ownership FOR EACH ROW EXECUTE FUNCTION comfy_gate_ownership_announced();
 `,
   },
+  {
+    version: 7,
+    name: 'per-key prompt policy',
+    sql: `
+-- null: no policy of the key's own (a user key then gets --default-policy). Existing keys get none.
+ALTER TABLE api_keys ADD COLUMN policy jsonb;
+`,
+  },
 ];

@@ -1,6 +1,7 @@
 // The PostgreSQL key store: keys in `api_keys`, served from an in-memory replica that notifications keep fresh.
 
 import type { PoolClient } from 'pg';
+import type { PromptPolicy } from '../../policy/schema.js';
 import type { KeyPatch, KeyRecord, KeyStore } from '../types.js';
 import type { PostgresDatabase } from './database.js';
 import { BOOTSTRAP_LOCK_ID, CHANNELS } from './migrations.js';
@@ -31,13 +32,14 @@ interface KeyRow {
   max_queued: number | null;
   max_running: number | null;
   daily_execution_seconds: number | null;
+  policy: PromptPolicy | null;
   deleted: boolean;
   version: string;
   updated: number;
 }
 
 const COLUMNS = `key_id, name, created_at, last_used, rate_limit, is_active, metadata, role, expires_at, key_prefix, key_hash,
-  previous_key_hash, previous_key_valid_until, max_queued, max_running, daily_execution_seconds, deleted, version,
+  previous_key_hash, previous_key_valid_until, max_queued, max_running, daily_execution_seconds, policy, deleted, version,
   extract(epoch from updated_at)::float8 AS updated`;
 
 /** The columns a patch may set, with how each value is sent. */
@@ -56,7 +58,11 @@ const PATCHABLE: Record<string, (value: unknown) => unknown> = {
   max_queued: (v) => v,
   max_running: (v) => v,
   daily_execution_seconds: (v) => v,
+  policy: (v) => (v == null ? null : JSON.stringify(v)),
 };
+
+/** Columns of type jsonb: their parameter is JSON text. */
+const JSON_COLUMNS = new Set(['metadata', 'policy']);
 
 function toRecord(row: KeyRow): KeyRecord {
   return {
@@ -76,6 +82,7 @@ function toRecord(row: KeyRow): KeyRecord {
     max_queued: row.max_queued,
     max_running: row.max_running,
     daily_execution_seconds: row.daily_execution_seconds,
+    policy: row.policy ?? null,
   };
 }
 
@@ -175,7 +182,7 @@ export class PostgresKeyStore implements KeyStore {
       const encode = PATCHABLE[field];
       if (!encode || value === undefined) continue;
       values.push(encode(value));
-      sets.push(`${field} = $${values.length}${field === 'metadata' ? '::jsonb' : ''}`);
+      sets.push(`${field} = $${values.length}${JSON_COLUMNS.has(field) ? '::jsonb' : ''}`);
     }
     if (sets.length === 0) sets.push('key_id = key_id');
     const { rows } = await this.database.query<KeyRow>(`UPDATE api_keys SET ${sets.join(', ')} WHERE key_id = $1 AND NOT deleted RETURNING ${COLUMNS}`, values);
@@ -291,8 +298,8 @@ export class PostgresKeyStore implements KeyStore {
 async function insertKey(client: PoolClient, record: KeyRecord): Promise<KeyRow | null> {
   const { rows } = await client.query<KeyRow>(
     `INSERT INTO api_keys (key_id, name, created_at, last_used, rate_limit, is_active, metadata, role, expires_at, key_prefix, key_hash, previous_key_hash,
-       previous_key_valid_until, max_queued, max_running, daily_execution_seconds)
-     VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+       previous_key_valid_until, max_queued, max_running, daily_execution_seconds, policy)
+     VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::jsonb)
      ON CONFLICT (key_id) DO NOTHING RETURNING ${COLUMNS}`,
     [
       record.key_id,
@@ -311,6 +318,7 @@ async function insertKey(client: PoolClient, record: KeyRecord): Promise<KeyRow 
       record.max_queued,
       record.max_running,
       record.daily_execution_seconds,
+      record.policy === null ? null : JSON.stringify(record.policy),
     ],
   );
   return rows[0] ?? null;

@@ -1,0 +1,396 @@
+// Prompt policies through the gateway: each rule refused with 403 PROMPT_POLICY before ComfyUI sees anything, the --default-policy file, policy validation, and max_execution_seconds interrupting a job.
+
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { SAVE_WORKFLOW } from '../helpers/comfy-client.js';
+import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
+import { runCli, startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
+import { send } from '../helpers/http-client.js';
+import { createKey, type CreatedKey } from '../helpers/keys.js';
+import { waitFor } from '../helpers/wait-for.js';
+
+type Graph = Record<string, { class_type: string; inputs: Record<string, unknown> }>;
+
+/** A small text-to-image graph within every limit used here; `change` edits it. */
+function graph(change: (nodes: Graph) => void = () => undefined): Graph {
+  const nodes: Graph = {
+    '4': { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: 'model.safetensors' } },
+    '5': { class_type: 'EmptyLatentImage', inputs: { width: 512, height: 512, batch_size: 1 } },
+    '3': { class_type: 'KSampler', inputs: { seed: 1, steps: 20, model: ['4', 0], latent_image: ['5', 0] } },
+    '9': { class_type: 'SaveImage', inputs: { images: ['3', 0], filename_prefix: 'ComfyUI' } },
+  };
+  change(nodes);
+  return nodes;
+}
+
+interface Violation {
+  node_id: string | null;
+  rule: string;
+  limit: unknown;
+  value: unknown;
+}
+
+/** The default policy of the gateway under test (user keys without a policy of their own). */
+const DEFAULT_POLICY = { max_steps: 30, deny_nodes: ['LoadImage*'] };
+
+describe('prompt policy', () => {
+  let comfy: FakeComfyUI;
+  let gateway: GatewayProcess;
+  let admin: string;
+  let directory: { path: string; remove(): Promise<void> };
+
+  before(async () => {
+    comfy = await startFakeComfyUI();
+    directory = await tempUserDirectory();
+    const policyFile = join(directory.path, 'default-policy.json');
+    await writeFile(policyFile, JSON.stringify(DEFAULT_POLICY));
+    gateway = await startGateway({
+      upstream: comfy.url,
+      userDirectory: join(directory.path, 'user'),
+      args: ['--require-api-auth', '--default-policy', policyFile],
+    });
+    admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
+  });
+  after(async () => {
+    await gateway?.stop();
+    await comfy?.close();
+    await directory?.remove();
+  });
+
+  /** What ComfyUI was sent as prompts so far. */
+  const promptsSent = (): number => comfy.prompts.length + comfy.requests.filter((r) => r.method === 'POST' && r.url.endsWith('/prompt')).length;
+
+  async function keyWith(policy: unknown, role = 'user'): Promise<string> {
+    return (await keyRecordWith(policy, role)).api_key;
+  }
+  function keyRecordWith(policy: unknown, role = 'user'): Promise<CreatedKey> {
+    return createKey(gateway.url, { name: 'policed', rate_limit: 1000, role, policy }, admin);
+  }
+
+  /** Sends a prompt; on 403 checks that ComfyUI got nothing and returns the violations. */
+  async function post(key: string, body: Record<string, unknown>): Promise<{ status: number; violations: Violation[]; text: string }> {
+    const sentBefore = promptsSent();
+    const res = await send(gateway.url, '/api/prompt', { method: 'POST', key, body });
+    if (res.status !== 403) return { status: res.status, violations: [], text: res.text };
+    const answer = res.json<{ error_code: string; error: string; details: Violation[] }>();
+    assert.equal(answer.error_code, 'PROMPT_POLICY', res.text);
+    assert.equal(promptsSent(), sentBefore, 'ComfyUI received nothing');
+    return { status: res.status, violations: answer.details, text: res.text };
+  }
+
+  /** Each rule: a prompt it refuses, the violations listed, and a prompt the same key may send (when there is one). */
+  const cases: Array<{ rule: string; policy: Record<string, unknown>; prompt: Graph; expected: Violation[]; within?: Graph }> = [
+    {
+      rule: 'deny_nodes',
+      policy: { deny_nodes: ['Save*'] },
+      prompt: graph(),
+      expected: [{ node_id: '9', rule: 'deny_nodes', limit: 'Save*', value: 'SaveImage' }],
+      within: graph((g) => (g['9']!.class_type = 'PreviewImage')),
+    },
+    {
+      rule: 'allow_nodes',
+      policy: { allow_nodes: ['KSampler*', 'Empty*', 'SaveImage'] },
+      prompt: graph(),
+      expected: [{ node_id: '4', rule: 'allow_nodes', limit: ['KSampler*', 'Empty*', 'SaveImage'], value: 'CheckpointLoaderSimple' }],
+      within: graph((g) => delete g['4']),
+    },
+    {
+      rule: 'deny_nodes over allow_nodes',
+      policy: { allow_nodes: ['*'], deny_nodes: ['KSampler'] },
+      prompt: graph(),
+      expected: [{ node_id: '3', rule: 'deny_nodes', limit: 'KSampler', value: 'KSampler' }],
+    },
+    {
+      rule: 'max_width',
+      policy: { max_width: 1024 },
+      prompt: graph((g) => (g['5']!.inputs.width = 2048)),
+      expected: [{ node_id: '5', rule: 'max_width', limit: 1024, value: 2048 }],
+      within: graph(),
+    },
+    {
+      rule: 'max_height',
+      policy: { max_height: 1024 },
+      prompt: graph((g) => (g['5']!.inputs.height = 1536)),
+      expected: [{ node_id: '5', rule: 'max_height', limit: 1024, value: 1536 }],
+      within: graph(),
+    },
+    {
+      rule: 'max_batch_size',
+      policy: { max_batch_size: 2 },
+      prompt: graph((g) => (g['5']!.inputs.batch_size = 4)),
+      expected: [{ node_id: '5', rule: 'max_batch_size', limit: 2, value: 4 }],
+      within: graph(),
+    },
+    {
+      rule: 'max_steps',
+      policy: { max_steps: 25 },
+      prompt: graph((g) => (g['3']!.inputs.steps = 26)),
+      expected: [{ node_id: '3', rule: 'max_steps', limit: 25, value: 26 }],
+      within: graph(),
+    },
+    {
+      rule: 'max_steps, a number given as a string (ComfyUI converts it)',
+      policy: { max_steps: 25 },
+      prompt: graph((g) => (g['3']!.inputs.steps = '50')),
+      expected: [{ node_id: '3', rule: 'max_steps', limit: 25, value: 50 }],
+      within: graph(),
+    },
+    {
+      rule: 'max_steps, a linked input (not a literal)',
+      policy: { max_steps: 25 },
+      prompt: graph((g) => {
+        g['3']!.inputs.steps = ['7', 0];
+        g['7'] = { class_type: 'PrimitiveInt', inputs: { value: 500 } };
+      }),
+      expected: [{ node_id: '3', rule: 'max_steps', limit: 25, value: 'linked' }],
+      within: graph(),
+    },
+    {
+      rule: 'max_frames',
+      policy: { max_frames: 33 },
+      prompt: graph((g) => (g['5'] = { class_type: 'EmptyHunyuanLatentVideo', inputs: { width: 848, height: 480, length: 65, batch_size: 1 } })),
+      expected: [{ node_id: '5', rule: 'max_frames', limit: 33, value: 65 }],
+      within: graph(),
+    },
+    {
+      rule: 'max_width of ImageScale',
+      policy: { max_width: 2048 },
+      prompt: graph(
+        (g) =>
+          (g['8'] = { class_type: 'ImageScale', inputs: { image: ['3', 0], upscale_method: 'nearest-exact', width: 4096, height: 512, crop: 'disabled' } }),
+      ),
+      expected: [{ node_id: '8', rule: 'max_width', limit: 2048, value: 4096 }],
+      within: graph(),
+    },
+    {
+      rule: 'workflows_only',
+      policy: { workflows_only: true },
+      prompt: graph(),
+      expected: [{ node_id: null, rule: 'workflows_only', limit: true, value: null }],
+    },
+    {
+      rule: 'every violation, in node id order',
+      policy: { deny_nodes: ['Save*'], max_width: 1024, max_steps: 25 },
+      prompt: graph((g) => {
+        g['5']!.inputs.width = 2048;
+        g['3']!.inputs.steps = 40;
+      }),
+      expected: [
+        { node_id: '3', rule: 'max_steps', limit: 25, value: 40 },
+        { node_id: '5', rule: 'max_width', limit: 1024, value: 2048 },
+        { node_id: '9', rule: 'deny_nodes', limit: 'Save*', value: 'SaveImage' },
+      ],
+    },
+  ];
+  for (const { rule, policy, prompt, expected, within } of cases) {
+    test(`${rule}: 403 PROMPT_POLICY with the violations, and ComfyUI gets nothing`, async () => {
+      const key = await keyWith(policy);
+      const refused = await post(key, { prompt });
+      assert.equal(refused.status, 403, refused.text);
+      assert.deepEqual(refused.violations, expected);
+      if (!within) return;
+      const accepted = await post(key, { prompt: within });
+      assert.equal(accepted.status, 200, `a prompt within the policy goes through: ${accepted.text}`);
+    });
+  }
+
+  test('max_prompt_bytes: measured on the raw body, refused with the size', async () => {
+    const key = await keyWith({ max_prompt_bytes: 600 });
+    const small = JSON.stringify({ prompt: graph() });
+    assert.ok(Buffer.byteLength(small) <= 600, 'the plain graph fits');
+    assert.equal((await post(key, JSON.parse(small) as Record<string, unknown>)).status, 200);
+    const body = { prompt: graph(), extra_data: { extra_pnginfo: { workflow: { note: 'x'.repeat(600) } } } };
+    const refused = await post(key, body);
+    assert.equal(refused.status, 403);
+    assert.deepEqual(refused.violations, [{ node_id: null, rule: 'max_prompt_bytes', limit: 600, value: Buffer.byteLength(JSON.stringify(body)) }]);
+  });
+
+  test('the default policy applies to user keys without a policy, not to admin keys; a key policy replaces it', async () => {
+    const heavy = graph((g) => (g['3']!.inputs.steps = 50));
+    const plainUser = (await createKey(gateway.url, { name: 'plain user', rate_limit: 1000 }, admin)).api_key;
+    const refused = await post(plainUser, { prompt: heavy });
+    assert.equal(refused.status, 403, refused.text);
+    assert.deepEqual(refused.violations, [{ node_id: '3', rule: 'max_steps', limit: 30, value: 50 }]);
+    const loader = graph((g) => (g['6'] = { class_type: 'LoadImageMask', inputs: { image: 'mask.png', channel: 'alpha' } }));
+    assert.deepEqual((await post(plainUser, { prompt: loader })).violations, [
+      { node_id: '6', rule: 'deny_nodes', limit: 'LoadImage*', value: 'LoadImageMask' },
+    ]);
+    assert.equal((await post(plainUser, { prompt: graph() })).status, 200, 'within the default policy');
+
+    const plainAdmin = (await createKey(gateway.url, { name: 'plain admin', role: 'admin', rate_limit: 1000 }, admin)).api_key;
+    assert.equal((await post(plainAdmin, { prompt: heavy })).status, 200, 'an admin key is not held to the default policy');
+
+    const ownUser = await keyRecordWith({ max_steps: 100 });
+    assert.equal((await post(ownUser.api_key, { prompt: heavy })).status, 200, "a user key's own policy replaces the default");
+    const ownAdmin = await keyWith({ max_steps: 10 }, 'admin');
+    assert.deepEqual(
+      (await post(ownAdmin, { prompt: graph() })).violations,
+      [{ node_id: '3', rule: 'max_steps', limit: 10, value: 20 }],
+      "an admin key's own policy applies",
+    );
+
+    // Clearing a key's policy brings the default back.
+    assert.equal((await send(gateway.url, `/api/keys/${ownUser.key_id}`, { method: 'PATCH', key: admin, body: { policy: null } })).status, 200);
+    assert.equal((await post(ownUser.api_key, { prompt: heavy })).status, 403, 'the default policy again');
+  });
+
+  test('set, read back, replaced and cleared through the API; invalid policies get 400 listing each problem, and nothing changes', async () => {
+    const created = await send(gateway.url, '/api/keys', { method: 'POST', key: admin, body: { name: 'p', policy: { max_steps: 40, deny_nodes: ['Save*'] } } });
+    assert.equal(created.status, 200, created.text);
+    const { key_id: keyId, policy } = created.json<{ key_id: string; policy: unknown }>();
+    assert.deepEqual(policy, { deny_nodes: ['Save*'], max_steps: 40 });
+    const shown = async (): Promise<unknown> => (await send(gateway.url, `/api/keys/${keyId}`, { key: admin })).json().policy;
+    assert.deepEqual(await shown(), { deny_nodes: ['Save*'], max_steps: 40 });
+
+    const bad: Array<[unknown, string[]]> = [
+      [{ max_width: -1 }, ['policy.max_width']],
+      [{ max_steps: 0 }, ['policy.max_steps']],
+      [{ max_steps: 2.5 }, ['policy.max_steps']],
+      [{ max_steps: '30' }, ['policy.max_steps']],
+      [{ max_frames: 1e12 }, ['policy.max_frames']],
+      [{ allow_nodes: 'KSampler' }, ['policy.allow_nodes']],
+      [{ deny_nodes: ['ok', 5] }, ['policy.deny_nodes']],
+      [{ deny_nodes: [''] }, ['policy.deny_nodes']],
+      [{ workflows_only: 'yes' }, ['policy.workflows_only']],
+      [{ max_nodes: 3 }, ['policy.max_nodes']],
+      [[], ['policy']],
+      ['strict', ['policy']],
+      [
+        { bogus: 1, deny_nodes: [1], max_width: -5, max_execution_seconds: null, workflows_only: 1 },
+        ['policy.bogus', 'policy.deny_nodes', 'policy.max_width', 'policy.max_execution_seconds', 'policy.workflows_only'],
+      ],
+    ];
+    const state = async (): Promise<string> => {
+      const keys = (await send(gateway.url, '/api/keys', { key: admin })).json<{ keys: Array<Record<string, unknown>> }>().keys;
+      return JSON.stringify(keys.map(({ last_used: _used, ...rest }) => rest));
+    };
+    const before = await state();
+    for (const [value, fields] of bad) {
+      for (const [method, path] of [
+        ['PATCH', `/api/keys/${keyId}`],
+        ['POST', '/api/keys'],
+      ] as const) {
+        const res = await send(gateway.url, path, { method, key: admin, body: { name: 'changed', policy: value } });
+        const where = `${method} policy ${JSON.stringify(value)}`;
+        assert.equal(res.status, 400, `${where}: ${res.text}`);
+        const answer = res.json<{ error_code: string; details: Array<{ field: string; problem: string }> }>();
+        assert.equal(answer.error_code, 'INVALID_REQUEST', where);
+        assert.deepEqual(
+          answer.details.map((d) => d.field),
+          fields,
+          where,
+        );
+      }
+    }
+    assert.equal(await state(), before, 'nothing changed');
+
+    const replaced = await send(gateway.url, `/api/keys/${keyId}`, { method: 'PATCH', key: admin, body: { policy: { workflows_only: true } } });
+    assert.equal(replaced.status, 200, replaced.text);
+    assert.deepEqual(replaced.json<{ key: { policy: unknown } }>().key.policy, { workflows_only: true });
+    assert.equal((await send(gateway.url, `/api/keys/${keyId}`, { method: 'PATCH', key: admin, body: { policy: null } })).status, 200);
+    assert.equal(await shown(), null);
+  });
+
+  test('a --default-policy file that cannot be used stops the gateway with exit code 2 and the reason', async () => {
+    const bad = join(directory.path, 'bad-policy.json');
+    const cases: Array<[string, RegExp]> = [
+      [
+        '{"max_steps": -3, "nope": true}',
+        /--default-policy: .*bad-policy\.json is not a valid prompt policy: default policy\.nope unknown field.*default policy\.max_steps must be a whole number/,
+      ],
+      ['{"max_steps": 30', /--default-policy: .*bad-policy\.json is not JSON/],
+    ];
+    for (const [text, message] of cases) {
+      await writeFile(bad, text);
+      const viaFlag = await runCli(['--port', '0', '--upstream', comfy.url, '--user-directory', join(directory.path, 'unused'), '--default-policy', bad]);
+      assert.equal(viaFlag.code, 2, viaFlag.stderr);
+      assert.match(viaFlag.stderr, message);
+      const viaEnv = await runCli(['--port', '0', '--upstream', comfy.url, '--user-directory', join(directory.path, 'unused')], {
+        COMFY_GATE_DEFAULT_POLICY: bad,
+      });
+      assert.equal(viaEnv.code, 2, viaEnv.stderr);
+      assert.match(viaEnv.stderr, message);
+    }
+    const missing = await runCli(['--port', '0', '--upstream', comfy.url, '--default-policy', join(directory.path, 'no-such.json')]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /--default-policy: .*no-such\.json cannot be read \(ENOENT\)/);
+  });
+});
+
+describe('max_execution_seconds', () => {
+  let comfy: FakeComfyUI;
+  let gateway: GatewayProcess;
+  let admin: string;
+
+  before(async () => {
+    // About 200 ms per execution event: the save workflow runs for more than four seconds.
+    comfy = await startFakeComfyUI({ stepDelayMs: 200 });
+    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
+    admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
+  });
+  after(async () => {
+    await gateway?.stop();
+    await comfy?.close();
+  });
+
+  test('a job running longer is interrupted in ComfyUI and ends as error with the policy limit as its reason', async () => {
+    const key = (await createKey(gateway.url, { name: 'brief', rate_limit: 1000, policy: { max_execution_seconds: 1 } }, admin)).api_key;
+    const queued = await send(gateway.url, '/api/prompt', { method: 'POST', key, body: { prompt: SAVE_WORKFLOW } });
+    assert.equal(queued.status, 200, queued.text);
+    const id = queued.json<{ prompt_id: string }>().prompt_id;
+    const job = await waitFor(
+      async () => {
+        const res = await send(gateway.url, `/api/gateway/jobs/${id}`, { key });
+        const found = res.json<{ status: string; execution_seconds: number | null; error: { message: string; exception_type?: string } | null }>();
+        return ['success', 'error', 'interrupted'].includes(found.status) ? found : undefined;
+      },
+      'the job to end',
+      15_000,
+    );
+    assert.equal(job.status, 'error', JSON.stringify(job));
+    assert.match(job.error?.message ?? '', /longer than the 1 seconds .*max_execution_seconds/);
+    assert.equal(job.error?.exception_type, 'ExecutionTimeLimit');
+    assert.ok(job.execution_seconds !== null && job.execution_seconds >= 1 && job.execution_seconds < 3, `ran about a second: ${job.execution_seconds}`);
+    const interrupts = comfy.requests.filter((r) => r.method === 'POST' && r.url === '/api/interrupt');
+    assert.equal(interrupts.length, 1, 'one targeted interrupt');
+  });
+});
+
+describe('comfy-gate keys --policy', () => {
+  test('create and update take JSON, @FILE or none; a bad policy exits with 2 and changes nothing', async () => {
+    const dir = await tempUserDirectory();
+    try {
+      const keys = (...args: string[]) => runCli(['keys', ...args, '--user-directory', dir.path]);
+      const created = await keys('create', '--name', 'cli', '--policy', '{"max_steps": 40, "deny_nodes": ["Save*"]}', '--json');
+      assert.equal(created.code, 0, created.stderr);
+      const { key_id: keyId, policy } = JSON.parse(created.stdout) as { key_id: string; policy: unknown };
+      assert.deepEqual(policy, { deny_nodes: ['Save*'], max_steps: 40 });
+
+      const file = join(dir.path, 'policy.json');
+      await writeFile(file, '{"workflows_only": true}');
+      const fromFile = await keys('update', keyId, '--policy', `@${file}`, '--json');
+      assert.equal(fromFile.code, 0, fromFile.stderr);
+      assert.deepEqual((JSON.parse(fromFile.stdout) as { key: { policy: unknown } }).key.policy, { workflows_only: true });
+
+      const shown = await keys('show', keyId);
+      assert.match(shown.stdout, /^policy: +\{"workflows_only":true\}$/m);
+
+      for (const [value, message] of [
+        ['{"max_steps": -1}', /--policy: max_steps must be a whole number from 1 to 1000000000/],
+        ['{"max_steps": 4', /--policy must be a JSON object, @FILE or none; the value is not JSON/],
+        [`@${join(dir.path, 'missing.json')}`, /--policy @.*missing\.json: the file cannot be read \(ENOENT\)/],
+      ] as const) {
+        const refused = await keys('update', keyId, '--policy', value);
+        assert.equal(refused.code, 2, refused.stderr);
+        assert.match(refused.stderr, message);
+      }
+      const cleared = await keys('update', keyId, '--policy', 'none', '--json');
+      assert.equal(cleared.code, 0, cleared.stderr);
+      assert.equal((JSON.parse(cleared.stdout) as { key: { policy: unknown } }).key.policy, null);
+    } finally {
+      await dir.remove();
+    }
+  });
+});
