@@ -4,25 +4,10 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { JobWaiter, notifyingJobStore } from '../../src/jobs/job-waiter.js';
 import type { JobRecord, JobStatus, JobStore } from '../../src/store/types.js';
+import { jobRecord } from '../helpers/job-record.js';
 
 function job(id: string, status: JobStatus): JobRecord {
-  return {
-    id,
-    key_id: 'alice',
-    client_id: null,
-    backend: 'default',
-    upstream_id: id,
-    status,
-    admitted_at: 1,
-    forwarded_at: 1,
-    started_at: null,
-    finished_at: null,
-    execution_seconds: null,
-    outputs: [],
-    error: null,
-    request: null,
-    front: false,
-  };
+  return jobRecord(id, { status });
 }
 
 /** A registry in a Map: enough of a JobStore for the waiter and the notifying wrapper. */

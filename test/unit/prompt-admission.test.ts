@@ -19,6 +19,7 @@ import { FileJobStore } from '../../src/store/file/file-job-store.js';
 import { FileOwnershipStore } from '../../src/store/file/file-ownership-store.js';
 import type { KeyRecord } from '../../src/store/types.js';
 import { oneBackendPool } from '../helpers/one-backend.js';
+import { jobRecord } from '../helpers/job-record.js';
 
 const ALICE = { key_id: 'alice', role: 'user', max_queued: null, max_running: null, daily_execution_seconds: null } as KeyRecord;
 const CALLER: IsolatedCaller = { key: ALICE, seesAll: false, upstreamHeaders: {} };
@@ -153,21 +154,5 @@ describe('POST /prompt admits a job', () => {
 });
 
 function baseJob(id: string, keyId: string): Parameters<FileJobStore['create']>[0] {
-  return {
-    id,
-    key_id: keyId,
-    client_id: null,
-    backend: 'default',
-    upstream_id: id,
-    status: 'queued',
-    admitted_at: 1,
-    forwarded_at: 1,
-    started_at: null,
-    finished_at: null,
-    execution_seconds: null,
-    outputs: [],
-    error: null,
-    request: null,
-    front: false,
-  };
+  return jobRecord(id, { key_id: keyId });
 }

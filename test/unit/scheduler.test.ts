@@ -10,27 +10,12 @@ import { JobScheduler } from '../../src/jobs/scheduler.js';
 import { createLogger } from '../../src/log/logger.js';
 import { FileJobStore } from '../../src/store/file/file-job-store.js';
 import type { JobRecord } from '../../src/store/types.js';
+import { jobRecord } from '../helpers/job-record.js';
 
 const BACKEND = { name: 'gpu0', weight: 1, accepting: () => true, isDown: () => false } as Backend;
 
 function sentJob(id: string): JobRecord {
-  return {
-    id,
-    key_id: 'alice',
-    client_id: null,
-    backend: BACKEND.name,
-    upstream_id: id,
-    status: 'queued',
-    admitted_at: 1,
-    forwarded_at: 1,
-    started_at: null,
-    finished_at: null,
-    execution_seconds: null,
-    outputs: [],
-    error: null,
-    request: null,
-    front: false,
-  };
+  return jobRecord(id, { backend: BACKEND.name });
 }
 
 describe('JobScheduler slots', () => {
