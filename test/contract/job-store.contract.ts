@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { JobRecord, JobStatus, JobStore } from '../../src/store/types.js';
 import { isSkipped, lifecycle, waitFor, type HarnessOrSkip } from './harness.js';
+import { jobRecord } from '../helpers/job-record.js';
 
 /** The retention each store of the suite must be opened with: an hour, looked at every 50 ms, so the suite can watch it. */
 export const CONTRACT_JOB_RETENTION = { retentionSeconds: 3600, sweepIntervalMs: 50 };
@@ -12,24 +13,7 @@ const NOW = Date.now() / 1000;
 
 /** A job admitted `ago` seconds before the suite started. */
 function job(id: string, keyId: string, ago: number, fields: Partial<JobRecord> = {}): JobRecord {
-  return {
-    id,
-    key_id: keyId,
-    client_id: null,
-    backend: 'default',
-    upstream_id: null,
-    status: 'queued',
-    admitted_at: NOW - ago + 0.125,
-    forwarded_at: null,
-    started_at: null,
-    finished_at: null,
-    execution_seconds: null,
-    outputs: [],
-    error: null,
-    request: null,
-    front: false,
-    ...fields,
-  };
+  return jobRecord(id, { key_id: keyId, upstream_id: null, admitted_at: NOW - ago + 0.125, forwarded_at: null, ...fields });
 }
 
 /** A held job's body, longer than one PostgreSQL notification can carry. */
