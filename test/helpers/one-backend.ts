@@ -1,8 +1,11 @@
-// A pool of one backend that is always up, made of a proxy and events that a unit test provides.
+// A pool of one backend that is always up, made of a proxy and events that a unit test provides, and a job service over it.
 
 import { BackendPool, type PoolBackend } from '../../src/backends/backend-pool.js';
 import type { BackendEvents } from '../../src/jobs/backend.js';
+import { JobService } from '../../src/jobs/job-service.js';
+import { createLogger } from '../../src/log/logger.js';
 import type { HttpProxy } from '../../src/proxy/http.js';
+import type { JobStore, KeyRecord, OwnershipStore } from '../../src/store/types.js';
 
 /** One backend named `default`, up, with the test's proxy and events (the pool's other parts are never used). */
 export function oneBackendPool(proxy: HttpProxy, events: BackendEvents): BackendPool {
@@ -18,4 +21,19 @@ export function oneBackendPool(proxy: HttpProxy, events: BackendEvents): Backend
     isDown: () => false,
   } as unknown as PoolBackend;
   return new BackendPool([backend]);
+}
+
+/** A job service over `pool` for a unit test: no observer, a queue depth of 2, and `key` for every key id. */
+export function oneBackendJobService(options: { jobs: JobStore; ownership: OwnershipStore; pool: BackendPool; clientId: string; key: KeyRecord }): JobService {
+  return new JobService({
+    jobs: options.jobs,
+    backends: options.pool.all,
+    clientId: options.clientId,
+    observer: { started: () => undefined, executed: () => undefined, ended: () => undefined },
+    ownership: options.ownership,
+    depth: 2,
+    keyOf: () => options.key,
+    executionSecondsToday: () => 0,
+    log: createLogger('silent'),
+  });
 }

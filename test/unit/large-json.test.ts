@@ -11,13 +11,12 @@ import { getHistoryList } from '../../src/isolation/history.js';
 import { getJobList } from '../../src/isolation/jobs.js';
 import { JsonRewriter } from '../../src/isolation/large-json.js';
 import type { BackendPool } from '../../src/backends/backend-pool.js';
-import { JobService } from '../../src/jobs/job-service.js';
-import { createLogger } from '../../src/log/logger.js';
+import type { JobService } from '../../src/jobs/job-service.js';
 import type { HttpProxy, UpstreamAnswer } from '../../src/proxy/http.js';
 import { FileJobStore } from '../../src/store/file/file-job-store.js';
 import { FileOwnershipStore } from '../../src/store/file/file-ownership-store.js';
 import type { JobRecord, KeyRecord } from '../../src/store/types.js';
-import { oneBackendPool } from '../helpers/one-backend.js';
+import { oneBackendJobService, oneBackendPool } from '../helpers/one-backend.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 const ADMIN = { key_id: 'admin', role: 'admin' } as KeyRecord;
@@ -96,17 +95,7 @@ describe('JsonRewriter', () => {
     proxy = { fetch: async (): Promise<UpstreamAnswer> => upstream() } as unknown as HttpProxy;
     const events = { clientId: GATEWAY_CLIENT_ID, connected: true, expectAnswer: () => () => undefined, answered: () => undefined, announce: () => undefined };
     pool = oneBackendPool(proxy, events);
-    service = new JobService({
-      jobs,
-      backends: pool.all,
-      clientId: GATEWAY_CLIENT_ID,
-      observer: { started: () => undefined, executed: () => undefined, ended: () => undefined },
-      ownership,
-      depth: 2,
-      keyOf: () => ADMIN,
-      executionSecondsToday: () => 0,
-      log: createLogger('silent'),
-    });
+    service = oneBackendJobService({ jobs, ownership, pool, clientId: GATEWAY_CLIENT_ID, key: ADMIN });
   });
   afterEach(async () => {
     await Promise.all(rewriters.splice(0).map((rewriter) => rewriter.close()));

@@ -12,13 +12,12 @@ import type { IsolatedCaller, IsolationContext } from '../../src/isolation/conte
 import { JsonRewriter } from '../../src/isolation/large-json.js';
 import { postPrompt } from '../../src/isolation/prompt.js';
 import type { BackendPool } from '../../src/backends/backend-pool.js';
-import { JobService } from '../../src/jobs/job-service.js';
-import { createLogger } from '../../src/log/logger.js';
+import type { JobService } from '../../src/jobs/job-service.js';
 import type { HttpProxy, UpstreamAnswer } from '../../src/proxy/http.js';
 import { FileJobStore } from '../../src/store/file/file-job-store.js';
 import { FileOwnershipStore } from '../../src/store/file/file-ownership-store.js';
 import type { KeyRecord } from '../../src/store/types.js';
-import { oneBackendPool } from '../helpers/one-backend.js';
+import { oneBackendJobService, oneBackendPool } from '../helpers/one-backend.js';
 import { jobRecord } from '../helpers/job-record.js';
 
 const ALICE = { key_id: 'alice', role: 'user', max_queued: null, max_running: null, daily_execution_seconds: null } as KeyRecord;
@@ -59,17 +58,7 @@ describe('POST /prompt admits a job', () => {
       announce: () => undefined,
     };
     pool = oneBackendPool(proxy, events);
-    service = new JobService({
-      jobs,
-      backends: pool.all,
-      clientId: GATEWAY_CLIENT_ID,
-      observer: { started: () => undefined, executed: () => undefined, ended: () => undefined },
-      ownership,
-      depth: 2,
-      keyOf: () => ALICE,
-      executionSecondsToday: () => 0,
-      log: createLogger('silent'),
-    });
+    service = oneBackendJobService({ jobs, ownership, pool, clientId: GATEWAY_CLIENT_ID, key: ALICE });
   });
   afterEach(async () => {
     service.close();
