@@ -37,6 +37,9 @@ interface ServeOption {
 }
 
 /** Every `serve` flag, its environment variable and its help line. */
+/** The shortest `--webhook-secret` accepted. */
+const MIN_WEBHOOK_SECRET_LENGTH = 16;
+
 export const SERVE_OPTIONS: readonly ServeOption[] = [
   { flag: 'enable-api-auth', env: 'COMFY_GATE_ENABLE_API_AUTH', type: 'boolean', help: 'Check keys when presented; requests without a key pass untracked' },
   { flag: 'require-api-auth', env: 'COMFY_GATE_REQUIRE_API_AUTH', type: 'boolean', help: 'Require a valid key for every request (deny by default)' },
@@ -170,6 +173,18 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
     help: 'A JSON file holding the prompt policy of user keys that have none of their own (default: none)',
   },
   {
+    flag: 'webhook-secret',
+    env: 'COMFY_GATE_WEBHOOK_SECRET',
+    type: 'string',
+    help: `The secret webhook deliveries are signed with (HMAC-SHA256, at least ${MIN_WEBHOOK_SECRET_LENGTH} characters); without it webhook_url is refused`,
+  },
+  {
+    flag: 'webhook-allow-private',
+    env: 'COMFY_GATE_WEBHOOK_ALLOW_PRIVATE',
+    type: 'boolean',
+    help: 'Let webhook URLs and workflow image URLs reach loopback, private and link-local addresses (default: refused)',
+  },
+  {
     flag: 'database-url',
     env: 'COMFY_GATE_DATABASE_URL',
     type: 'string',
@@ -276,6 +291,8 @@ export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): Gateway
     wsPingIntervalMs: 1000 * parseInteger('--ws-ping-interval', stringValue(values['ws-ping-interval']), DEFAULTS.wsPingIntervalSeconds, 1, 3600),
     wsMaxPerKey: parseInteger('--ws-max-per-key', stringValue(values['ws-max-per-key']), DEFAULTS.wsMaxPerKey, 1, 100_000),
     defaultPolicy: readDefaultPolicy(stringValue(values['default-policy'])),
+    webhookSecret: parseWebhookSecret(stringValue(values['webhook-secret'])),
+    webhookAllowPrivate: values['webhook-allow-private'] === true,
     sessionTtlSeconds: parseDuration('--session-ttl', stringValue(values['session-ttl']) ?? DEFAULTS.sessionTtl),
     trustedProxies: ((values['trusted-proxy'] as string[] | undefined) ?? []).map(parseTrustedProxy),
     allowedHosts: ((values['allowed-host'] as string[] | undefined) ?? []).map(parseAllowedHost),
@@ -303,6 +320,14 @@ function parseFlags(args: string[]): RawValues {
 
 function stringValue(value: RawValues[string]): string | undefined {
   return typeof value === 'string' ? value : undefined;
+}
+
+function parseWebhookSecret(value: string | undefined): string | null {
+  if (value === undefined) return null;
+  if (value.length < MIN_WEBHOOK_SECRET_LENGTH) {
+    throw new ConfigError(`--webhook-secret must be at least ${MIN_WEBHOOK_SECRET_LENGTH} characters; make one with: openssl rand -hex 32`);
+  }
+  return value;
 }
 
 /**

@@ -39,6 +39,10 @@ export interface GatewayConfig {
   wsMaxPerKey: number;
   /** The prompt policy of user keys without one of their own (`--default-policy FILE`); null for none. */
   defaultPolicy: PromptPolicy | null;
+  /** The secret webhook deliveries are signed with (`--webhook-secret`); null: webhooks are refused. */
+  webhookSecret: string | null;
+  /** Let webhooks and image URLs reach loopback, private and link-local addresses (`--webhook-allow-private`). */
+  webhookAllowPrivate: boolean;
   /** How long a browser session lasts, in seconds. */
   sessionTtlSeconds: number;
   /** Addresses and CIDR blocks of reverse proxies whose X-Forwarded-* headers are believed. */

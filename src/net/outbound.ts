@@ -1,0 +1,141 @@
+// Requests the gateway itself makes to URLs its users give (webhooks, image inputs): only http(s), and never to a private address unless the operator allows it.
+
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { Agent } from 'undici';
+
+/** Address blocks a user-given URL may not reach: loopback, private, link-local, shared, reserved and multicast. */
+const PRIVATE_BLOCKS = new BlockList();
+for (const [network, prefix] of [
+  ['0.0.0.0', 8],
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['172.16.0.0', 12],
+  ['192.0.0.0', 24],
+  ['192.0.2.0', 24],
+  ['192.168.0.0', 16],
+  ['198.18.0.0', 15],
+  ['198.51.100.0', 24],
+  ['203.0.113.0', 24],
+  ['224.0.0.0', 4],
+  ['240.0.0.0', 4],
+] as const) {
+  PRIVATE_BLOCKS.addSubnet(network, prefix, 'ipv4');
+}
+for (const [network, prefix] of [
+  ['::', 128],
+  ['::1', 128],
+  ['fc00::', 7],
+  ['fe80::', 10],
+  ['fec0::', 10],
+  ['ff00::', 8],
+  ['2001:db8::', 32],
+  ['100::', 64],
+] as const) {
+  PRIVATE_BLOCKS.addSubnet(network, prefix, 'ipv6');
+}
+
+/** The IPv4 address an IPv6 address carries (IPv4-mapped, IPv4-compatible, NAT64 or 6to4), if any. */
+function embeddedIpv4(address: string): string | undefined {
+  const lower = address.toLowerCase();
+  const dotted = /^(?:::ffff:|::|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
+  if (dotted) return dotted[1];
+  const groups = expandIpv6(lower);
+  if (!groups) return undefined;
+  const asIpv4 = (high: number, low: number): string => `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`;
+  const zeros = (from: number, to: number): boolean => groups.slice(from, to).every((group) => group === 0);
+  if (zeros(0, 5) && (groups[5] === 0xffff || groups[5] === 0)) return asIpv4(groups[6]!, groups[7]!);
+  if (groups[0] === 0x64 && groups[1] === 0xff9b && zeros(2, 6)) return asIpv4(groups[6]!, groups[7]!);
+  if (groups[0] === 0x2002) return asIpv4(groups[1]!, groups[2]!);
+  return undefined;
+}
+
+/** The eight 16-bit groups of an IPv6 address in hex notation, or undefined for another notation. */
+function expandIpv6(address: string): number[] | undefined {
+  const halves = address.split('::');
+  if (halves.length > 2 || address.includes('.')) return undefined;
+  const parse = (part: string): number[] => (part === '' ? [] : part.split(':').map((group) => parseInt(group, 16)));
+  const head = parse(halves[0]!);
+  const tail = halves.length === 2 ? parse(halves[1]!) : [];
+  const groups = halves.length === 2 ? [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail] : head;
+  return groups.length === 8 && groups.every((group) => Number.isInteger(group) && group >= 0 && group <= 0xffff) ? groups : undefined;
+}
+
+/** Whether an IP address is one a user-given URL may not reach (see PRIVATE_BLOCKS); anything that is not an IP address counts as private. */
+export function isPrivateAddress(address: string): boolean {
+  const unbracketed = address.replace(/^\[|\]$/g, '').replace(/%.*$/, '');
+  const family = isIP(unbracketed);
+  if (family === 4) return PRIVATE_BLOCKS.check(unbracketed, 'ipv4');
+  if (family !== 6) return true;
+  const inner = embeddedIpv4(unbracketed);
+  if (inner !== undefined && PRIVATE_BLOCKS.check(inner, 'ipv4')) return true;
+  return PRIVATE_BLOCKS.check(unbracketed, 'ipv6');
+}
+
+/** Why a user-given URL cannot be used; the message says what to fix. */
+export class OutboundUrlError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OutboundUrlError';
+  }
+}
+
+/**
+ * Reads a user-given URL: http or https, no user name or password, a host. Unless `allowPrivate`, its
+ * host may not be a private address, `localhost` or a name that resolves to one (checked again when
+ * the gateway connects, so a name that changes its answer is refused then too).
+ * @throws OutboundUrlError naming the problem
+ */
+export async function checkOutboundUrl(text: string, allowPrivate: boolean, privateFlag: string): Promise<URL> {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new OutboundUrlError('is not an absolute URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new OutboundUrlError('must be an http or https URL');
+  if (url.username !== '' || url.password !== '') throw new OutboundUrlError('may not hold a user name or password');
+  if (url.hostname === '') throw new OutboundUrlError('has no host');
+  if (allowPrivate) return url;
+  const refused = new OutboundUrlError(`points to a loopback, private or link-local address; the gateway refuses those unless started with ${privateFlag}`);
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  if (isIP(host) !== 0) {
+    if (isPrivateAddress(host)) throw refused;
+    return url;
+  }
+  if (host === 'localhost' || host.endsWith('.localhost')) throw refused;
+  const addresses = await resolveAll(host).catch(() => {
+    throw new OutboundUrlError(`names a host (${host.slice(0, 200)}) that cannot be resolved`);
+  });
+  if (addresses.some((entry) => isPrivateAddress(entry.address))) throw refused;
+  return url;
+}
+
+function resolveAll(host: string): Promise<LookupAddress[]> {
+  return new Promise((resolve, reject) => dnsLookup(host, { all: true }, (error, addresses) => (error ? reject(error) : resolve(addresses))));
+}
+
+/** A DNS lookup for connections that leaves out private addresses, and fails when none is left. */
+const publicOnlyLookup: LookupFunction = (hostname, options, callback) => {
+  dnsLookup(hostname, { ...options, all: true }, (error, addresses) => {
+    if (error) return callback(error, '', 0);
+    const allowed = addresses.filter((entry) => !isPrivateAddress(entry.address));
+    if (allowed.length === 0) {
+      const refused = Object.assign(new Error(`${hostname} resolves only to private addresses`), { code: 'EPRIVATEADDRESS' });
+      return callback(refused, '', 0);
+    }
+    if (options.all) return (callback as unknown as (error: null, addresses: LookupAddress[]) => void)(null, allowed);
+    callback(null, allowed[0]!.address, allowed[0]!.family);
+  });
+};
+
+/**
+ * The connection pool for requests to user-given URLs: with `allowPrivate` false, a name is resolved
+ * at connect time to public addresses only. (A URL holding an IP address is not resolved: check it
+ * with `checkOutboundUrl` first.)
+ */
+export function outboundAgent(allowPrivate: boolean): Agent {
+  return new Agent({ connect: allowPrivate ? {} : { lookup: publicOnlyLookup }, connections: 16, headersTimeout: 30_000, bodyTimeout: 30_000 });
+}
