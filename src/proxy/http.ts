@@ -1,8 +1,8 @@
 // Forwards an HTTP request to ComfyUI: streamed both ways, or buffered when the gateway must read or rewrite the answer.
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import { Pool, errors as undiciErrors } from 'undici';
+import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import { GatewayError, upstreamTimeout, upstreamUnavailable } from '../errors.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders, type OutgoingHeaders } from './headers.js';
 
@@ -67,7 +67,8 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
     keepAliveTimeout: 10_000,
   });
 
-  function send(req: IncomingMessage | null, overrides: UpstreamOverrides, signal: AbortSignal) {
+  /** The headers and body to send to ComfyUI: the client's, as `overrides` change them. */
+  function requestParts(req: IncomingMessage | null, overrides: UpstreamOverrides): { headers: OutgoingHeaders; body: Readable | Buffer | string | null } {
     const headers = req ? upstreamRequestHeaders(req, upstreamOrigin) : {};
     for (const [name, value] of Object.entries(overrides.headers ?? {})) {
       if (value === null) delete headers[name];
@@ -84,25 +85,20 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
       const hasBody = req !== null && (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0');
       body = hasBody ? req : null;
     }
+    return { headers, body };
+  }
+
+  function send(req: IncomingMessage | null, overrides: UpstreamOverrides, signal: AbortSignal) {
+    const { headers, body } = requestParts(req, overrides);
     return pool.request({ path: overrides.path ?? req!.url!, method: overrides.method ?? req!.method!, headers, body, signal });
   }
 
-  async function forward(req: IncomingMessage, res: ServerResponse, overrides: UpstreamOverrides = {}): Promise<void> {
-    const abort = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) abort.abort();
+  function forward(req: IncomingMessage, res: ServerResponse, overrides: UpstreamOverrides = {}): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const { headers, body } = requestParts(req, overrides);
+      const handler = new ForwardHandler(res, options.frameAncestors, resolve, reject);
+      pool.dispatch({ path: overrides.path ?? req.url!, method: overrides.method ?? req.method!, headers, body }, handler);
     });
-    let response;
-    try {
-      response = await send(req, overrides, abort.signal);
-    } catch (error) {
-      if (abort.signal.aborted) return;
-      throw toGatewayError(error);
-    }
-    const { statusCode, headers, body } = response;
-    body.once('error', () => res.destroy());
-    res.writeHead(statusCode, downstreamResponseHeaders(headers, options.frameAncestors));
-    body.pipe(res);
   }
 
   async function fetch(req: IncomingMessage | null, overrides: UpstreamOverrides = {}): Promise<UpstreamAnswer> {
@@ -142,6 +138,76 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
   }
 
   return { forward, fetch, probe, close: () => pool.close() };
+}
+
+/** The handler a forwarded response belongs to, kept on the response so that one shared listener serves every request. */
+const FORWARDING = Symbol('forwarding');
+type ForwardedResponse = ServerResponse & { [FORWARDING]?: ForwardHandler };
+
+/** The client's response closed: the upstream request is aborted unless the answer was complete. */
+function onClientClose(this: ForwardedResponse): void {
+  if (!this.writableFinished) this[FORWARDING]?.clientWentAway();
+}
+
+/** The client's response takes data again: ComfyUI is read again. */
+function onClientDrain(this: ForwardedResponse): void {
+  this[FORWARDING]?.controller?.resume();
+}
+
+/**
+ * Streams one ComfyUI answer into the client's response as undici delivers it: no intermediate
+ * stream, no AbortController, no closure per request. ComfyUI is read only as fast as the client takes
+ * the answer, and the upstream request is aborted when the client goes away first.
+ */
+class ForwardHandler implements Dispatcher.DispatchHandler {
+  controller: Dispatcher.DispatchController | null = null;
+  private started = false;
+  private clientGone = false;
+
+  constructor(
+    private readonly res: ForwardedResponse,
+    private readonly frameAncestors: readonly string[] | undefined,
+    private readonly resolve: () => void,
+    private readonly reject: (error: GatewayError) => void,
+  ) {
+    res[FORWARDING] = this;
+    res.once('close', onClientClose);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.clientGone) controller.abort(new Error('the client went away'));
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    // 1xx answers are between ComfyUI and undici, not for the gateway's client.
+    if (statusCode < 200) return;
+    this.started = true;
+    this.res.writeHead(statusCode, downstreamResponseHeaders(headers, this.frameAncestors));
+    this.resolve();
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      this.res.once('drain', onClientDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    this.res.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    if (this.started) this.res.destroy();
+    else if (this.clientGone) this.resolve();
+    else this.reject(toGatewayError(error));
+  }
+
+  clientWentAway(): void {
+    this.clientGone = true;
+    this.controller?.abort(new Error('the client went away'));
+  }
 }
 
 /** Maps a failure to reach ComfyUI to the client's error: timeouts are 504, everything else 502. */

@@ -67,6 +67,22 @@ function isBrowserNavigation(req: IncomingMessage): boolean {
 }
 
 /** A client's `X-Request-Id` when it is a plain token, else a new one. */
+/** What a response's close listener needs to know of its request. */
+interface RequestRecord {
+  req: IncomingMessage;
+  requestId: string;
+  /** performance.now() when it arrived. */
+  started: number;
+  ip: string;
+  /** The key it was made with, once known. */
+  keyId: string | undefined;
+  /** Set once it was counted against its key's limit: a usage entry is recorded when it ends. */
+  usage: { keyId: string; endpoint: string; at: number } | null;
+}
+
+const OBSERVED = Symbol('observed request');
+type ObservedResponse = ServerResponse & { [OBSERVED]?: RequestRecord };
+
 function requestIdOf(req: IncomingMessage): string {
   const given = req.headers['x-request-id'];
   return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : randomUUID();
@@ -178,8 +194,6 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   const addressing = new ClientAddressing(config.trustedProxies);
   const hosts = new HostPolicy(config.allowedHosts);
   const failures = new AuthFailureLimiter();
-  /** The key each request was made with, for its log line and metrics. */
-  const keyOfRequest = new WeakMap<IncomingMessage, string>();
   const clientIp = (req: IncomingMessage): string => addressing.clientIp(req);
   const localManagement = (req: IncomingMessage): string | null =>
     config.noLocalAdmin ? 'local management is turned off with --no-local-admin' : whyNotLocal(req);
@@ -203,7 +217,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     log,
     now,
     sessionTtlSeconds: config.sessionTtlSeconds,
-    countRequest: (req, res, key) => countRequest(req, res, key, '/login'),
+    countRequest: (res, key) => countRequest(res, key, '/login'),
   };
 
   /** Checks and counts a keyed request against its limit; resolves the response headers, or throws 429. */
@@ -220,25 +234,13 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   }
 
   /** Counts a keyed request against its limit (setting the rate-limit headers, or throwing 429) and records its usage when it ends. */
-  async function countRequest(req: IncomingMessage, res: ServerResponse, key: KeyRecord, path: string): Promise<void> {
+  async function countRequest(res: ServerResponse, key: KeyRecord, path: string): Promise<void> {
     const at = now();
-    for (const [name, value] of Object.entries(await admit(key, at))) res.setHeader(name, value);
-    recordOnClose(res, key, req.method ?? 'GET', path, at);
-  }
-
-  /** Records one usage entry when the response ends, whether it completed or the client went away. */
-  function recordOnClose(res: ServerResponse, key: KeyRecord, method: string, endpoint: string, at: number): void {
-    res.once('close', () => {
-      const status = res.statusCode;
-      usage.record({
-        key_id: key.key_id,
-        endpoint,
-        timestamp: at,
-        duration: now() - at,
-        success: res.writableFinished && status >= 200 && status < 400,
-        metadata: { method, status },
-      });
-    });
+    const headers = await admit(key, at);
+    for (const name in headers) res.setHeader(name, headers[name]!);
+    const record = (res as ObservedResponse)[OBSERVED];
+    // Recorded when the response ends (whether it completed or the client went away), by the response's one close listener.
+    if (record) record.usage = { keyId: key.key_id, endpoint: path, at };
   }
 
   /**
@@ -288,7 +290,10 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       return;
     }
     const caller = authenticate(req, { unsafe: !SAFE_METHODS.has(req.method ?? 'GET') });
-    if (caller.kind === 'key') keyOfRequest.set(req, caller.key.key_id);
+    if (caller.kind === 'key') {
+      const record = (res as ObservedResponse)[OBSERVED];
+      if (record) record.keyId = caller.key.key_id;
+    }
     if (route?.name === 'login') return handleLogin(req, res, loginContext);
     if (route?.name === 'logout') return handleLogout(req, res, loginContext);
     if (dashboard && caller.kind === 'anonymous') return handleAdminPage(res, caller, path, req.method ?? 'GET');
@@ -302,7 +307,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       if (!(await isolated.handleAnonymous(req, res, target))) await pool.anonymous().proxy.forward(req, res);
       return;
     }
-    await countRequest(req, res, caller.key, path);
+    await countRequest(res, caller.key, path);
     if (route?.name === 'metrics') {
       if (caller.key.role !== 'admin') throw forbidden('Metrics need an admin key (or --metrics-public).');
       return sendMetrics(res);
@@ -334,21 +339,36 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     else if (error.code.startsWith('UPSTREAM_')) metrics.upstreamError(error.code);
   }
 
-  /** One log line and one metrics observation per request, when its response ends. */
+  /** Starts observing a request: its response's one close listener (`onResponseClose`) writes the log line, the metrics and the usage entry. */
   function observe(req: IncomingMessage, res: ServerResponse, requestId: string): void {
-    const started = performance.now();
-    // Read now: once the response is done, the request may no longer have its socket.
-    const ip = addressing.clientIp(req);
-    res.once('close', () => {
-      const seconds = (performance.now() - started) / 1000;
-      const path = pathOf(req.url) ?? '-';
-      const keyId = keyOfRequest.get(req);
-      metrics.request(routeGroup(path), res.statusCode, seconds, keyId);
-      log.info(
-        { req_id: requestId, method: req.method, path, status: res.statusCode, duration_ms: Math.round(seconds * 1e4) / 10, key_id: keyId ?? null, ip },
-        'request',
-      );
-    });
+    // The address is read now: once the response is done, the request may no longer have its socket.
+    const record: RequestRecord = { req, requestId, started: performance.now(), ip: addressing.clientIp(req), keyId: undefined, usage: null };
+    (res as ObservedResponse)[OBSERVED] = record;
+    res.once('close', onResponseClose);
+  }
+
+  /** One listener shared by every response: one log line and one metrics observation per request, and its usage entry if it was counted. */
+  function onResponseClose(this: ObservedResponse): void {
+    const record = this[OBSERVED]!;
+    const { req, usage: counted } = record;
+    const status = this.statusCode;
+    const seconds = (performance.now() - record.started) / 1000;
+    const path = pathOf(req.url) ?? '-';
+    metrics.request(routeGroup(path), status, seconds, record.keyId);
+    log.info(
+      { req_id: record.requestId, method: req.method, path, status, duration_ms: Math.round(seconds * 1e4) / 10, key_id: record.keyId ?? null, ip: record.ip },
+      'request',
+    );
+    if (counted) {
+      usage.record({
+        key_id: counted.keyId,
+        endpoint: counted.endpoint,
+        timestamp: counted.at,
+        duration: now() - counted.at,
+        success: this.writableFinished && status >= 200 && status < 400,
+        metadata: { method: req.method ?? 'GET', status },
+      });
+    }
   }
 
   function redirectToLogin(res: ServerResponse, target: string): void {
@@ -416,7 +436,6 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const owner = await ownership.claim('client', query.get('clientId')!, key.key_id);
     if (owner === GATEWAY_CLIENT_OWNER) throw forbidden("That clientId is the gateway's own: use another.");
     if (owner !== key.key_id && key.role !== 'admin') throw forbidden('That clientId belongs to another key: use your own (any new id becomes yours).');
-    keyOfRequest.set(req, key.key_id);
     const ip = addressing.clientIp(req);
     // A ComfyUI socket gets its key's jobs of its clientId from every backend's event hub, on top of what its own ComfyUI socket receives.
     const events = comfySocket ? sinks : undefined;

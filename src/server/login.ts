@@ -24,7 +24,7 @@ export interface LoginContext {
   log: Logger;
   now(): number;
   /** Counts a sign-in as a request of its key: sets the rate-limit headers, or throws 429 over the limit. */
-  countRequest(req: IncomingMessage, res: ServerResponse, key: KeyRecord): Promise<void>;
+  countRequest(res: ServerResponse, key: KeyRecord): Promise<void>;
 }
 
 /** A `next` target that stays on this site: a path, never `//host` or `/\\host`; anything else becomes `/`. */
@@ -55,7 +55,7 @@ export async function handleLogin(req: IncomingMessage, res: ServerResponse, ctx
     return sendPage(res, 401, next, key.code === 'KEY_DISABLED' ? 'That key is disabled.' : 'That key is not valid.');
   }
   try {
-    await ctx.countRequest(req, res, key);
+    await ctx.countRequest(res, key);
   } catch (error) {
     if (isJson || !(error instanceof GatewayError)) throw error;
     return sendPage(res, error.status, next, error.message, error.headers);
