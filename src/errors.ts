@@ -60,6 +60,9 @@ export const jobNotFound = (): GatewayError => new GatewayError(404, 'JOB_NOT_FO
 
 export const keyNotFound = (): GatewayError => new GatewayError(404, 'KEY_NOT_FOUND', 'No API key has that key_id.');
 
+export const workflowNotFound = (name: string): GatewayError =>
+  new GatewayError(404, 'WORKFLOW_NOT_FOUND', `No workflow is registered as ${JSON.stringify(name.slice(0, 64))}; GET /api/gateway/workflows lists them.`);
+
 /** A request the client must fix; `details` names each problem, e.g. `[{field, problem}]`. */
 export const invalidRequest = (message: string, details: unknown = []): GatewayError =>
   new GatewayError(400, 'INVALID_REQUEST', message, { details: { details } });
@@ -113,8 +116,8 @@ export const tooManyAuthFailures = (retryAfterSeconds: number): GatewayError =>
 export const keyCreationFailed = (cause: unknown): GatewayError =>
   new GatewayError(500, 'KEY_CREATION_FAILED', 'The key could not be stored; nothing was created.', { cause });
 
-export const storeUnavailable = (cause: unknown): GatewayError =>
-  new GatewayError(503, 'STORE_UNAVAILABLE', 'The key store could not be written; nothing was changed.', { cause });
+export const storeUnavailable = (cause: unknown, store = 'key'): GatewayError =>
+  new GatewayError(503, 'STORE_UNAVAILABLE', `The ${store} store could not be written; nothing was changed.`, { cause });
 
 /** 503 when the ownership records hold as many claims of a kind as they may: nothing else's claim is given up to make room. */
 export const claimsFull = (kind: string, cap: number): GatewayError =>

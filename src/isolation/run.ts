@@ -3,6 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { invalidRequest, upstreamUnavailable } from '../errors.js';
+import type { PromptOrigin } from '../policy/check.js';
 import type { JobWaiter } from '../jobs/job-waiter.js';
 import { jobView } from '../jobs/jobs-api.js';
 import { readJsonBody } from '../server/body.js';
@@ -24,20 +25,53 @@ export const MAX_INLINE_TOTAL_BYTES = 16 * 1024 * 1024;
 /** How long the gateway waits for a backend to describe or send one output file. */
 const FILE_TIMEOUT_MS = 30_000;
 
-/** A run as its body asks for it. */
-export interface RunRequest {
-  prompt: Record<string, unknown>;
+/** How a run waits and answers, as its body asks: the fields every run body takes besides what it runs. */
+export interface RunOptions {
   waitSeconds: number;
   inline: boolean;
   cancelOnDisconnect: boolean;
   clientId: string | null;
 }
 
-type Problem = { field: string; problem: string };
+/** A run as its body asks for it. */
+export interface RunRequest extends RunOptions {
+  prompt: Record<string, unknown>;
+}
+
+/** One thing wrong with a request body. */
+export type Problem = { field: string; problem: string };
+
+/** The fields every run body takes (POST /api/gateway/run and a workflow's run), read by parseRunOptions. */
+export const RUN_OPTION_FIELDS: readonly string[] = ['wait', 'inline', 'cancel_on_disconnect', 'client_id'];
 
 /**
- * Reads a run's body strictly: `prompt` (an object) is required; `wait` (seconds, 0 to 600), `inline`,
- * `cancel_on_disconnect` (booleans) and `client_id` (a string) are optional; any other field is refused.
+ * Reads the fields every run body takes: `wait` (seconds, 0 to 600), `inline`, `cancel_on_disconnect`
+ * (booleans) and `client_id` (a string), each optional. Adds each problem to `problems`.
+ */
+export function parseRunOptions(fields: Record<string, unknown>, problems: Problem[]): RunOptions {
+  const { wait, inline, cancel_on_disconnect: cancelOnDisconnect, client_id: clientId } = fields;
+  if (wait !== undefined && (typeof wait !== 'number' || !Number.isFinite(wait) || wait < 0 || wait > MAX_RUN_WAIT_SECONDS)) {
+    problems.push({ field: 'wait', problem: `not a number of seconds from 0 to ${MAX_RUN_WAIT_SECONDS}` });
+  }
+  if (inline !== undefined && typeof inline !== 'boolean') problems.push({ field: 'inline', problem: 'not a boolean' });
+  if (cancelOnDisconnect !== undefined && typeof cancelOnDisconnect !== 'boolean') problems.push({ field: 'cancel_on_disconnect', problem: 'not a boolean' });
+  if (clientId !== undefined && typeof clientId !== 'string') problems.push({ field: 'client_id', problem: 'not a string' });
+  return {
+    waitSeconds: typeof wait === 'number' ? wait : DEFAULT_RUN_WAIT_SECONDS,
+    inline: inline === true,
+    cancelOnDisconnect: cancelOnDisconnect === true,
+    clientId: typeof clientId === 'string' && clientId !== '' ? clientId : null,
+  };
+}
+
+/** Adds an `unknown field` problem for each field of `fields` that is not in `known`. */
+export function unknownFields(fields: Record<string, unknown>, known: readonly string[], problems: Problem[]): void {
+  for (const field of Object.keys(fields)) if (!known.includes(field)) problems.push({ field: field.slice(0, 64), problem: 'unknown field' });
+}
+
+/**
+ * Reads a run's body strictly: `prompt` (an object) is required, with the run options (see
+ * parseRunOptions); any other field is refused.
  * @throws GatewayError 400 INVALID_REQUEST listing every problem
  */
 export function parseRunRequest(body: unknown): RunRequest {
@@ -46,39 +80,44 @@ export function parseRunRequest(body: unknown): RunRequest {
   }
   const fields = body as Record<string, unknown>;
   const problems: Problem[] = [];
-  const known = new Set(['prompt', 'wait', 'inline', 'cancel_on_disconnect', 'client_id']);
-  for (const field of Object.keys(fields)) if (!known.has(field)) problems.push({ field: field.slice(0, 64), problem: 'unknown field' });
-  const { prompt, wait, inline, cancel_on_disconnect: cancelOnDisconnect, client_id: clientId } = fields;
+  unknownFields(fields, ['prompt', ...RUN_OPTION_FIELDS], problems);
+  const { prompt } = fields;
   if (typeof prompt !== 'object' || prompt === null || Array.isArray(prompt)) {
     problems.push({ field: 'prompt', problem: prompt === undefined ? 'missing' : 'not an object (the API-format graph)' });
   }
-  if (wait !== undefined && (typeof wait !== 'number' || !Number.isFinite(wait) || wait < 0 || wait > MAX_RUN_WAIT_SECONDS)) {
-    problems.push({ field: 'wait', problem: `not a number of seconds from 0 to ${MAX_RUN_WAIT_SECONDS}` });
-  }
-  if (inline !== undefined && typeof inline !== 'boolean') problems.push({ field: 'inline', problem: 'not a boolean' });
-  if (cancelOnDisconnect !== undefined && typeof cancelOnDisconnect !== 'boolean') problems.push({ field: 'cancel_on_disconnect', problem: 'not a boolean' });
-  if (clientId !== undefined && typeof clientId !== 'string') problems.push({ field: 'client_id', problem: 'not a string' });
+  const options = parseRunOptions(fields, problems);
   if (problems.length > 0) throw invalidRequest('The run request is not valid.', problems);
-  return {
-    prompt: prompt as Record<string, unknown>,
-    waitSeconds: (wait as number | undefined) ?? DEFAULT_RUN_WAIT_SECONDS,
-    inline: inline === true,
-    cancelOnDisconnect: cancelOnDisconnect === true,
-    clientId: typeof clientId === 'string' && clientId !== '' ? clientId : null,
-  };
+  return { prompt: prompt as Record<string, unknown>, ...options };
 }
 
 /**
- * POST /api/gateway/run. The prompt is admitted exactly as POST /prompt admits it (quotas, fair queue,
- * file ownership, placement); a prompt ComfyUI refuses gets ComfyUI's answer. Then the job is waited
- * for in the registry: once it ended, 200 with the job (outputs with `content_type`, `size` and, with
- * `inline`, `data`); after `wait` seconds, 202 with the job and `Location`. A client that hangs up
- * leaves the job running, unless it asked for `cancel_on_disconnect`.
+ * POST /api/gateway/run: reads the body (see parseRunRequest) and runs its prompt (see answerRun).
  */
 export async function runPrompt(ctx: IsolationContext, waiter: JobWaiter, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   const run = parseRunRequest(await readJsonBody(req, MAX_PROMPT_BYTES));
-  const body = { prompt: run.prompt, ...(run.clientId === null ? {} : { client_id: run.clientId }) };
-  const answer = await admitPrompt(ctx, req, caller, body, Buffer.byteLength(JSON.stringify(body)));
+  await answerRun(ctx, waiter, req, res, caller, run, run.prompt);
+}
+
+/**
+ * Runs a prompt and answers for it: the prompt is admitted exactly as POST /prompt admits it (quotas,
+ * fair queue, file ownership, placement, the key's prompt policy; `origin` says whether it is a
+ * registered workflow's); a prompt ComfyUI refuses gets ComfyUI's answer. Then the job is waited for
+ * in the registry: once it ended, 200 with the job (outputs with `content_type`, `size` and, with
+ * `inline`, `data`); after `wait` seconds, 202 with the job and `Location`. A client that hangs up
+ * leaves the job running, unless it asked for `cancel_on_disconnect`.
+ */
+export async function answerRun(
+  ctx: IsolationContext,
+  waiter: JobWaiter,
+  req: IncomingMessage,
+  res: ServerResponse,
+  caller: IsolatedCaller,
+  run: RunOptions,
+  prompt: Record<string, unknown>,
+  origin: PromptOrigin = {},
+): Promise<void> {
+  const body = { prompt, ...(run.clientId === null ? {} : { client_id: run.clientId }) };
+  const answer = await admitPrompt(ctx, req, caller, body, Buffer.byteLength(JSON.stringify(body)), origin);
   if (answer.status !== 200) return relayAnswer(res, answer);
   const id = (parseJsonOrUndefined(answer.body) as { prompt_id?: unknown } | undefined)?.prompt_id;
   const admitted = typeof id === 'string' ? ctx.jobs.jobs.get(id) : undefined;

@@ -258,6 +258,37 @@ const comfyRefusal = {
   properties: { error: { type: 'object' }, node_errors: { type: 'object' } },
 };
 
+const workflowNameParameter = { name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[a-z0-9_-]{1,64}$' } };
+/** One input of a registered workflow (docs/api.md "Workflows"). */
+const workflowInput = {
+  type: 'object',
+  required: ['node', 'input', 'type'],
+  additionalProperties: false,
+  properties: {
+    node: { type: 'string', description: 'A node id of the graph' },
+    input: { type: 'string', description: "The name of that node's input (it must be in the graph)" },
+    type: { type: 'string', enum: ['integer', 'number', 'string', 'boolean', 'enum', 'image'] },
+    default: { description: 'Used when a run leaves the input out (not for image inputs); without it the input is required' },
+    min: { type: 'number', description: 'integer and number inputs' },
+    max: { type: 'number', description: 'integer and number inputs' },
+    values: { type: 'array', minItems: 1, maxItems: 1000, items: { type: ['string', 'number'] }, description: 'enum inputs: the allowed values' },
+    description: { type: 'string', maxLength: 2000 },
+  },
+};
+/** A registered workflow as a key sees it: `prompt` only for admin keys. */
+const workflow = {
+  type: 'object',
+  required: ['name', 'description', 'inputs', 'created_at', 'updated_at'],
+  properties: {
+    name: { type: 'string' },
+    description: { type: ['string', 'null'] },
+    inputs: { type: 'object', additionalProperties: { $ref: '#/components/schemas/WorkflowInput' } },
+    created_at: { type: 'number' },
+    updated_at: { type: 'number' },
+    prompt: { type: 'object', description: 'The API-format graph (admin keys only)' },
+  },
+};
+
 /** The document served at /api/gateway/openapi.json. */
 export const OPENAPI_DOCUMENT = {
   openapi: '3.1.0',
@@ -274,6 +305,8 @@ export const OPENAPI_DOCUMENT = {
     },
     schemas: {
       PromptPolicy: promptPolicy,
+      WorkflowInput: workflowInput,
+      Workflow: workflow,
       Job: {
         type: 'object',
         properties: {
@@ -585,6 +618,112 @@ export const OPENAPI_DOCUMENT = {
           },
           401: errorResponse('No key, or not a valid one'),
           403: errorResponse("FORBIDDEN: another key's client_id, or a loader node naming a file the key does not own"),
+          429: errorResponse('RATE_LIMIT_EXCEEDED, QUEUE_LIMIT or EXECUTION_BUDGET_EXCEEDED'),
+        },
+      },
+    },
+    '/api/gateway/workflows': {
+      get: {
+        summary: 'The registered workflows, by name (any key; the graph for admin keys only)',
+        security: apiKeyHeader,
+        responses: {
+          200: {
+            description: 'Every workflow',
+            ...json({
+              type: 'object',
+              required: ['workflows'],
+              properties: { workflows: { type: 'array', items: { $ref: '#/components/schemas/Workflow' } } },
+            }),
+          },
+          401: errorResponse('No key, or not a valid one'),
+        },
+      },
+    },
+    '/api/gateway/workflows/{name}': {
+      get: {
+        summary: 'One workflow (any key; the graph for admin keys only)',
+        security: apiKeyHeader,
+        parameters: [workflowNameParameter],
+        responses: {
+          200: { description: 'The workflow', ...json({ $ref: '#/components/schemas/Workflow' }) },
+          404: errorResponse('WORKFLOW_NOT_FOUND'),
+        },
+      },
+      put: {
+        summary: 'Registers or replaces a workflow (admin)',
+        security: apiKeyHeader,
+        parameters: [workflowNameParameter],
+        requestBody: {
+          required: true,
+          ...json({
+            type: 'object',
+            required: ['prompt'],
+            additionalProperties: false,
+            properties: {
+              prompt: { type: 'object', description: 'The API-format graph, as POST /prompt takes it' },
+              description: { type: 'string', maxLength: 2000 },
+              inputs: { type: 'object', maxProperties: 100, additionalProperties: { $ref: '#/components/schemas/WorkflowInput' } },
+            },
+          }),
+        },
+        responses: {
+          200: { description: 'Replaced', ...json({ $ref: '#/components/schemas/Workflow' }) },
+          201: { description: 'Registered', ...json({ $ref: '#/components/schemas/Workflow' }) },
+          400: errorResponse('INVALID_REQUEST: `details` lists every problem as {field, problem}'),
+          403: errorResponse('Not an admin key'),
+        },
+      },
+      delete: {
+        summary: 'Deletes a workflow (admin)',
+        security: apiKeyHeader,
+        parameters: [workflowNameParameter],
+        responses: {
+          200: { description: 'Deleted', ...json({ type: 'object', required: ['message'], properties: { message: { type: 'string' } } }) },
+          403: errorResponse('Not an admin key'),
+          404: errorResponse('WORKFLOW_NOT_FOUND'),
+        },
+      },
+    },
+    '/api/gateway/workflows/{name}/run': {
+      post: {
+        summary: 'Runs a registered workflow with its inputs and waits for its job to end (any key)',
+        description:
+          'Each registered workflow also has its own path, /api/gateway/workflows/<name>/run, with the schema of its inputs. ' +
+          'The run is answered as POST /api/gateway/run answers.',
+        security: apiKeyHeader,
+        parameters: [workflowNameParameter],
+        requestBody: {
+          required: false,
+          ...json({
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              inputs: { type: 'object', description: "The workflow's inputs by name; those without a default are required" },
+              wait: { type: 'number', minimum: 0, maximum: 600, default: 60, description: 'Seconds to wait for the job to end' },
+              inline: { type: 'boolean', default: false, description: 'Outputs up to 4 MiB carry `data` (base64), up to 16 MiB in all' },
+              cancel_on_disconnect: {
+                type: 'boolean',
+                default: false,
+                description: 'Cancel the job (held) or interrupt it (queued, running) when the client hangs up',
+              },
+              client_id: { type: 'string', description: "The client's own client_id, as POST /prompt takes it" },
+            },
+          }),
+        },
+        responses: {
+          200: { description: 'The job ended: the job with its outputs described', ...json(runJob) },
+          202: {
+            description: 'The job did not end within `wait`: the job as it is now; `Location` is its URL in the jobs API',
+            headers: { Location: { schema: { type: 'string' }, description: '/api/gateway/jobs/{id}' } },
+            ...json({ $ref: '#/components/schemas/Job' }),
+          },
+          400: {
+            description: 'INVALID_REQUEST (each input\'s problem as {field: "inputs.<name>", problem}), or ComfyUI\'s own answer refusing the prompt',
+            ...json({ anyOf: [error, comfyRefusal] }),
+          },
+          401: errorResponse('No key, or not a valid one'),
+          403: errorResponse('FORBIDDEN (an image input naming a file the key does not own) or PROMPT_POLICY'),
+          404: errorResponse('WORKFLOW_NOT_FOUND'),
           429: errorResponse('RATE_LIMIT_EXCEEDED, QUEUE_LIMIT or EXECUTION_BUDGET_EXCEEDED'),
         },
       },

@@ -332,4 +332,19 @@ CREATE TRIGGER ownership_announced AFTER INSERT OR UPDATE ON ownership FOR EACH 
 ALTER TABLE api_keys ADD COLUMN policy jsonb;
 `,
   },
+  {
+    version: 9,
+    name: 'registered workflows',
+    sql: `
+-- Read on each request (no replica cache), so a workflow registered on one replica is served by all at once.
+CREATE TABLE workflows (
+  name text PRIMARY KEY,
+  prompt jsonb NOT NULL,
+  description text,
+  inputs jsonb NOT NULL,
+  created_at double precision NOT NULL,
+  updated_at double precision NOT NULL
+);
+`,
+  },
 ];

@@ -1,0 +1,44 @@
+// The PostgreSQL workflow registry: one row per workflow in `workflows`, read on each call so every replica serves the same set.
+
+import type { WorkflowRecord, WorkflowStore } from '../types.js';
+import type { PostgresDatabase } from './database.js';
+
+type WorkflowRow = WorkflowRecord;
+
+const COLUMNS = 'name, prompt, description, inputs, created_at, updated_at';
+
+/** The registered workflows in PostgreSQL, shared by every replica. Writes are durable when they resolve. */
+export class PostgresWorkflowStore implements WorkflowStore {
+  private readonly database: PostgresDatabase;
+
+  constructor(options: { database: PostgresDatabase }) {
+    this.database = options.database;
+  }
+
+  async list(): Promise<WorkflowRecord[]> {
+    const { rows } = await this.database.query<WorkflowRow>(`SELECT ${COLUMNS} FROM workflows ORDER BY name`);
+    return rows;
+  }
+
+  async get(name: string): Promise<WorkflowRecord | undefined> {
+    const { rows } = await this.database.query<WorkflowRow>(`SELECT ${COLUMNS} FROM workflows WHERE name = $1`, [name]);
+    return rows[0];
+  }
+
+  async put(record: Omit<WorkflowRecord, 'created_at' | 'updated_at'>, now: number): Promise<{ record: WorkflowRecord; created: boolean }> {
+    // xmax is 0 for a row this statement inserted, and the updating transaction's id for one it replaced.
+    const { rows } = await this.database.query<WorkflowRow & { inserted: boolean }>(
+      `INSERT INTO workflows (name, prompt, description, inputs, created_at, updated_at) VALUES ($1, $2::jsonb, $3, $4::jsonb, $5, $5)
+       ON CONFLICT (name) DO UPDATE SET prompt = EXCLUDED.prompt, description = EXCLUDED.description, inputs = EXCLUDED.inputs, updated_at = EXCLUDED.updated_at
+       RETURNING ${COLUMNS}, (xmax = 0) AS inserted`,
+      [record.name, JSON.stringify(record.prompt), record.description, JSON.stringify(record.inputs), now],
+    );
+    const { inserted, ...stored } = rows[0]!;
+    return { record: stored, created: inserted };
+  }
+
+  async delete(name: string): Promise<boolean> {
+    const { rowCount } = await this.database.query('DELETE FROM workflows WHERE name = $1', [name]);
+    return (rowCount ?? 0) > 0;
+  }
+}
