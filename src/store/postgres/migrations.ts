@@ -337,11 +337,12 @@ ALTER TABLE api_keys ADD COLUMN policy jsonb;
     name: 'registered workflows',
     sql: `
 -- Read on each request (no replica cache), so a workflow registered on one replica is served by all at once.
+-- json, not jsonb: the inputs keep the order the admin gave them in (listings, the OpenAPI schema).
 CREATE TABLE workflows (
   name text PRIMARY KEY,
-  prompt jsonb NOT NULL,
+  prompt json NOT NULL,
   description text,
-  inputs jsonb NOT NULL,
+  inputs json NOT NULL,
   created_at double precision NOT NULL,
   updated_at double precision NOT NULL
 );

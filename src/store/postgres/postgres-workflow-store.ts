@@ -28,7 +28,7 @@ export class PostgresWorkflowStore implements WorkflowStore {
   async put(record: Omit<WorkflowRecord, 'created_at' | 'updated_at'>, now: number): Promise<{ record: WorkflowRecord; created: boolean }> {
     // xmax is 0 for a row this statement inserted, and the updating transaction's id for one it replaced.
     const { rows } = await this.database.query<WorkflowRow & { inserted: boolean }>(
-      `INSERT INTO workflows (name, prompt, description, inputs, created_at, updated_at) VALUES ($1, $2::jsonb, $3, $4::jsonb, $5, $5)
+      `INSERT INTO workflows (name, prompt, description, inputs, created_at, updated_at) VALUES ($1, $2::json, $3, $4::json, $5, $5)
        ON CONFLICT (name) DO UPDATE SET prompt = EXCLUDED.prompt, description = EXCLUDED.description, inputs = EXCLUDED.inputs, updated_at = EXCLUDED.updated_at
        RETURNING ${COLUMNS}, (xmax = 0) AS inserted`,
       [record.name, JSON.stringify(record.prompt), record.description, JSON.stringify(record.inputs), now],
