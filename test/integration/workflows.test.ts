@@ -11,6 +11,7 @@ import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send, type TestResponse } from '../helpers/http-client.js';
 import { createKey, type CreatedKey } from '../helpers/keys.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 type Problem = { field: string; problem: string };
 
@@ -345,5 +346,47 @@ describe('named workflows', () => {
     assert.equal(validate({ inputs: { seed: 3000, image: 'a.png' } }), false, 'out of range');
     assert.equal(validate({ inputs: { seed: 3, image: 'a.png', sampler: 'heun' } }), false, 'not listed');
     assert.equal(validate({ inputs: { image: 'a.png' } }), false, 'seed is required');
+  });
+});
+
+describe('a workflow image input with several backends', () => {
+  const fakes: FakeComfyUI[] = [];
+  let gateway: GatewayProcess;
+  let directory: { path: string; remove(): Promise<void> };
+
+  before(async () => {
+    for (let i = 0; i < 2; i++) fakes.push(await startFakeComfyUI({ stepDelayMs: 2 }));
+    directory = await tempUserDirectory();
+    const upstreams = fakes.flatMap((fake, i) => ['--upstream', `${fake.url}#name=b${i}`]);
+    gateway = await startGateway({ upstream: null, userDirectory: directory.path, args: [...upstreams, '--require-api-auth'] });
+  });
+  after(async () => {
+    await gateway?.stop();
+    for (const fake of fakes) await fake.close();
+    await directory?.remove();
+  });
+
+  test('a base64 image is stored on every backend, so the run may go to any of them', async () => {
+    const admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
+    const user = await createKey(gateway.url, { name: 'user', rate_limit: 100_000 }, admin);
+    await waitFor(
+      async () =>
+        (await send(gateway.url, '/readyz')).json<{ backends: Array<{ state: string }> }>().backends.every((backend) => backend.state === 'up') || undefined,
+      'both backends up',
+      10_000,
+    );
+    assert.equal(
+      (await send(gateway.url, '/api/gateway/workflows/img', { method: 'PUT', key: admin, body: { prompt: GRAPH, inputs: { image: INPUTS.image } } })).status,
+      201,
+    );
+    const res = await send(gateway.url, '/api/gateway/workflows/img/run', {
+      method: 'POST',
+      key: user.api_key,
+      body: { inputs: { image: { base64: PNG.toString('base64') } }, wait: 30 },
+    });
+    assert.equal(res.status, 200, res.text);
+    const ran = fakes.find((fake) => fake.prompts.length > 0)!;
+    const name = (ran.prompts[0]!.body.prompt as Record<string, { inputs: { image: string } }>)['10']!.inputs.image;
+    for (const fake of fakes) assert.deepEqual(await readFile(join(fake.inputDir, name)), PNG, 'each backend has the image');
   });
 });
