@@ -60,6 +60,21 @@ export const jobNotFound = (): GatewayError => new GatewayError(404, 'JOB_NOT_FO
 
 export const keyNotFound = (): GatewayError => new GatewayError(404, 'KEY_NOT_FOUND', 'No API key has that key_id.');
 
+/** 404 on /v1/images/generations when no workflow is marked with `openai_images`. */
+export const noImagesWorkflow = (): GatewayError =>
+  new GatewayError(404, 'WORKFLOW_NOT_FOUND', 'No workflow serves /v1/images/generations: an admin marks one with openai_images.');
+
+/** 400 on /v1/images/generations when ComfyUI refused the serving workflow's prompt. */
+export const promptRefused = (message: string): GatewayError => new GatewayError(400, 'PROMPT_REFUSED', `ComfyUI refused the workflow's prompt: ${message}`);
+
+/** 504 on /v1/images/generations when the job did not end in time; it runs on, at `location`. */
+export const runTimeout = (seconds: number, location: string): GatewayError =>
+  new GatewayError(504, 'RUN_TIMEOUT', `The images were not ready within ${seconds} s; the job runs on: ${location}`);
+
+/** 500 on /v1/images/generations for a job that ended without success. */
+export const jobFailed = (status: string, message: string | null): GatewayError =>
+  new GatewayError(500, 'JOB_FAILED', `The job ended ${status}${message === null ? '' : `: ${message}`}.`);
+
 export const workflowNotFound = (name: string): GatewayError =>
   new GatewayError(404, 'WORKFLOW_NOT_FOUND', `No workflow is registered as ${JSON.stringify(name.slice(0, 64))}; GET /api/gateway/workflows lists them.`);
 

@@ -8,6 +8,7 @@ import type { JobWaiter } from '../jobs/job-waiter.js';
 import { jobView } from '../jobs/jobs-api.js';
 import { readJsonBody } from '../server/body.js';
 import { sendJson } from '../server/respond.js';
+import type { UpstreamAnswer } from '../proxy/http.js';
 import { ACTIVE_JOB_STATUSES, type JobRecord } from '../store/types.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
 import { parseJsonOrUndefined, relayAnswer } from './json-body.js';
@@ -98,15 +99,21 @@ export async function runPrompt(ctx: IsolationContext, waiter: JobWaiter, req: I
   await answerRun(ctx, waiter, req, res, caller, run, run.prompt);
 }
 
+/** How a run ended for its client: refused by ComfyUI, its client gone, still running after `wait`, or ended. */
+export type RunOutcome =
+  | { kind: 'refused'; answer: UpstreamAnswer }
+  | { kind: 'gone' }
+  | { kind: 'waiting'; job: Record<string, unknown>; location: string }
+  | { kind: 'ended'; job: Record<string, unknown> & { status: JobRecord['status']; outputs: Array<Record<string, unknown>> } };
+
 /**
- * Runs a prompt and answers for it: the prompt is admitted exactly as POST /prompt admits it (quotas,
- * fair queue, file ownership, placement, the key's prompt policy; `origin` says whether it is a
- * registered workflow's); a prompt ComfyUI refuses gets ComfyUI's answer. Then the job is waited for
- * in the registry: once it ended, 200 with the job (outputs with `content_type`, `size` and, with
- * `inline`, `data`); after `wait` seconds, 202 with the job and `Location`. A client that hangs up
- * leaves the job running, unless it asked for `cancel_on_disconnect`.
+ * Runs a prompt to its end, or for `wait` seconds: the prompt is admitted exactly as POST /prompt
+ * admits it (quotas, fair queue, file ownership, placement, the key's prompt policy; `origin` says
+ * whether it is a registered workflow's), then the job is waited for in the registry. An ended job
+ * comes with its outputs described (`content_type`, `size` and, with `inline`, `data`). A client that
+ * hangs up leaves the job running, unless it asked for `cancel_on_disconnect`.
  */
-export async function answerRun(
+export async function runToEnd(
   ctx: IsolationContext,
   waiter: JobWaiter,
   req: IncomingMessage,
@@ -115,10 +122,10 @@ export async function answerRun(
   run: RunOptions,
   prompt: Record<string, unknown>,
   origin: PromptOrigin = {},
-): Promise<void> {
+): Promise<RunOutcome> {
   const body = { prompt, ...(run.clientId === null ? {} : { client_id: run.clientId }) };
   const answer = await admitPrompt(ctx, req, caller, body, Buffer.byteLength(JSON.stringify(body)), origin);
-  if (answer.status !== 200) return relayAnswer(res, answer);
+  if (answer.status !== 200) return { kind: 'refused', answer };
   const id = (parseJsonOrUndefined(answer.body) as { prompt_id?: unknown } | undefined)?.prompt_id;
   const admitted = typeof id === 'string' ? ctx.jobs.jobs.get(id) : undefined;
   if (!admitted) throw upstreamUnavailable(new Error('ComfyUI accepted the prompt without a prompt_id the gateway knows'));
@@ -133,14 +140,35 @@ export async function answerRun(
   res.off('close', hungUp);
   if (gone.signal.aborted) {
     if (run.cancelOnDisconnect) await cancelRun(ctx, caller, admitted.id);
-    return;
+    return { kind: 'gone' };
   }
   if (!ended) {
     const location = `/api/gateway/jobs/${encodeURIComponent(admitted.id)}`;
-    return sendJson(res, 202, jobView(ctx.jobs.jobs.get(admitted.id) ?? admitted, ctx.jobs), { location });
+    return { kind: 'waiting', job: jobView(ctx.jobs.jobs.get(admitted.id) ?? admitted, ctx.jobs), location };
   }
   const view = jobView(ended, ctx.jobs);
-  sendJson(res, 200, { ...view, outputs: await describeOutputs(ctx, caller, ended, view.outputs as Array<Record<string, unknown>>, run.inline) });
+  const outputs = await describeOutputs(ctx, caller, ended, view.outputs as Array<Record<string, unknown>>, run.inline);
+  return { kind: 'ended', job: { ...view, status: ended.status, outputs } };
+}
+
+/**
+ * Runs a prompt (see runToEnd) and answers as POST /api/gateway/run does: ComfyUI's refusal as it is;
+ * 200 with the ended job; 202 with the job and `Location` when it did not end within `wait`.
+ */
+export async function answerRun(
+  ctx: IsolationContext,
+  waiter: JobWaiter,
+  req: IncomingMessage,
+  res: ServerResponse,
+  caller: IsolatedCaller,
+  run: RunOptions,
+  prompt: Record<string, unknown>,
+  origin: PromptOrigin = {},
+): Promise<void> {
+  const outcome = await runToEnd(ctx, waiter, req, res, caller, run, prompt, origin);
+  if (outcome.kind === 'refused') return relayAnswer(res, outcome.answer);
+  if (outcome.kind === 'waiting') return sendJson(res, 202, outcome.job, { location: outcome.location });
+  if (outcome.kind === 'ended') sendJson(res, 200, outcome.job);
 }
 
 /**

@@ -310,7 +310,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     if (dashboard && caller.kind === 'anonymous') return handleAdminPage(res, caller, path, req.method ?? 'GET');
     if (caller.kind === 'anonymous') {
       if (route?.name === 'metrics' || route?.name === 'jobs' || route?.name === 'job' || route?.name === 'run') throw authRequired();
-      if (route?.name === 'workflows' || route?.name === 'workflow' || route?.name === 'workflow-run') throw authRequired();
+      if (route?.name === 'workflows' || route?.name === 'workflow' || route?.name === 'workflow-run' || route?.name === 'openai-images') throw authRequired();
       if (route) return handleAdminRoute(route, req, res, caller, adminContext);
       if (config.mode === 'required' && !isPublicPath(req.method, path, config.publicPaths)) {
         if (isBrowserNavigation(req)) return redirectToLogin(res, req.url!);
@@ -341,6 +341,11 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       const workflow = await workflows.get(route.workflow);
       if (!workflow) throw workflowNotFound(route.workflow);
       return isolated.runWorkflow(req, res, caller.key, waiter, workflow, imageFetching);
+    }
+    if (route?.name === 'openai-images') {
+      if (req.method !== 'POST') throw methodNotAllowed(['POST']);
+      if (config.mode === 'off') throw forbidden('Runs need --enable-api-auth or --require-api-auth: without either, the gateway tracks no jobs.');
+      return isolated.generateImages(req, res, caller.key, waiter, workflows, addressing.origin(req));
     }
     if (route) return handleAdminRoute(route, req, res, caller, adminContext);
     if (dashboard) return handleAdminPage(res, caller, path, req.method ?? 'GET');

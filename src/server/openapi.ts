@@ -275,6 +275,39 @@ const workflowInput = {
     description: { type: 'string', maxLength: 2000 },
   },
 };
+/** Which inputs of a workflow serve POST /v1/images/generations. */
+const openAiImages = {
+  type: 'object',
+  required: ['prompt'],
+  additionalProperties: false,
+  description: 'Marks the workflow that serves POST /v1/images/generations (one workflow at a time): the input each request field sets',
+  properties: {
+    prompt: { type: 'string', description: 'A string input: the request prompt' },
+    width: { type: 'string', description: 'An integer input: the width of the request size (with height)' },
+    height: { type: 'string', description: 'An integer input: the height of the request size (with width)' },
+    n: { type: 'string', description: 'An integer input: the request n (a batch size)' },
+  },
+};
+/** An error of POST /v1/images/generations, in OpenAI's shape. */
+const openAiError = {
+  type: 'object',
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      required: ['message', 'type', 'param', 'code'],
+      properties: {
+        message: { type: 'string' },
+        type: { type: 'string' },
+        param: { type: ['string', 'null'] },
+        code: { type: 'string' },
+        details: { type: 'array' },
+      },
+    },
+  },
+};
+const openAiErrorResponse = (description: string) => ({ description, ...json(openAiError) });
+
 /** A registered workflow as a key sees it: `prompt` only for admin keys. */
 const workflow = {
   type: 'object',
@@ -286,6 +319,7 @@ const workflow = {
     created_at: { type: 'number' },
     updated_at: { type: 'number' },
     prompt: { type: 'object', description: 'The API-format graph (admin keys only)' },
+    openai_images: { $ref: '#/components/schemas/OpenAiImages' },
   },
 };
 
@@ -307,6 +341,7 @@ export const OPENAPI_DOCUMENT = {
       PromptPolicy: promptPolicy,
       WorkflowInput: workflowInput,
       Workflow: workflow,
+      OpenAiImages: openAiImages,
       Job: {
         type: 'object',
         properties: {
@@ -663,6 +698,7 @@ export const OPENAPI_DOCUMENT = {
               prompt: { type: 'object', description: 'The API-format graph, as POST /prompt takes it' },
               description: { type: 'string', maxLength: 2000 },
               inputs: { type: 'object', maxProperties: 100, additionalProperties: { $ref: '#/components/schemas/WorkflowInput' } },
+              openai_images: { oneOf: [{ $ref: '#/components/schemas/OpenAiImages' }, { type: 'null' }] },
             },
           }),
         },
@@ -725,6 +761,63 @@ export const OPENAPI_DOCUMENT = {
           403: errorResponse('FORBIDDEN (an image input naming a file the key does not own) or PROMPT_POLICY'),
           404: errorResponse('WORKFLOW_NOT_FOUND'),
           429: errorResponse('RATE_LIMIT_EXCEEDED, QUEUE_LIMIT or EXECUTION_BUDGET_EXCEEDED'),
+        },
+      },
+    },
+    '/v1/images/generations': {
+      post: {
+        summary: "OpenAI's images API, served by the workflow marked with openai_images (any key, as a bearer token)",
+        description:
+          'Runs the workflow with the request prompt, n and size, waiting up to 600 s; a client that hangs up cancels the job. ' +
+          'A url answer is the absolute /view URL of the image, fetched with the same key.',
+        security: apiKeyHeader,
+        requestBody: {
+          required: true,
+          ...json({
+            type: 'object',
+            required: ['prompt'],
+            additionalProperties: false,
+            properties: {
+              prompt: { type: 'string', minLength: 1, maxLength: 32000 },
+              n: { type: ['integer', 'null'], minimum: 1, maximum: 10 },
+              size: { type: ['string', 'null'], pattern: '^(\\d{1,5}x\\d{1,5}|auto)$' },
+              response_format: { enum: ['url', 'b64_json', null], description: 'Default url, or b64_json for gpt-image-* models' },
+              model: { type: ['string', 'null'], description: 'Accepted and left aside' },
+              quality: { description: 'Accepted and left aside' },
+              style: { description: 'Accepted and left aside' },
+              user: { description: 'Accepted and left aside' },
+              background: { description: 'Accepted and left aside' },
+              moderation: { description: 'Accepted and left aside' },
+              output_format: { description: 'Accepted and left aside' },
+              output_compression: { description: 'Accepted and left aside' },
+            },
+          }),
+        },
+        responses: {
+          200: {
+            description: 'The images',
+            ...json({
+              type: 'object',
+              required: ['created', 'data'],
+              properties: {
+                created: { type: 'integer' },
+                data: {
+                  type: 'array',
+                  items: { type: 'object', properties: { b64_json: { type: 'string', contentEncoding: 'base64' }, url: { type: 'string' } } },
+                },
+              },
+            }),
+          },
+          400: openAiErrorResponse('invalid_request_error: INVALID_REQUEST (param names the field) or PROMPT_REFUSED (ComfyUI refused the graph)'),
+          401: errorResponse('No key, or not a valid one'),
+          403: openAiErrorResponse('PROMPT_POLICY or FORBIDDEN'),
+          404: openAiErrorResponse('WORKFLOW_NOT_FOUND: no workflow is marked with openai_images'),
+          429: {
+            description: "RATE_LIMIT_EXCEEDED (the gateway's shape), QUEUE_LIMIT or EXECUTION_BUDGET_EXCEEDED (OpenAI's shape)",
+            ...json({ anyOf: [error, openAiError] }),
+          },
+          500: openAiErrorResponse('JOB_FAILED: the job ended in error, interrupted or cancelled'),
+          504: openAiErrorResponse('RUN_TIMEOUT: the job did not end within 600 s; it runs on'),
         },
       },
     },

@@ -19,6 +19,7 @@ export type GatewayRoute =
   | { name: 'workflows' }
   | { name: 'workflow'; workflow: string }
   | { name: 'workflow-run'; workflow: string }
+  | { name: 'openai-images' }
   | { name: 'login' }
   | { name: 'logout' };
 
@@ -57,6 +58,8 @@ export function matchGatewayRoute(path: string): GatewayRoute | null {
       return { name: 'backends' };
     case '/api/gateway/workflows':
       return { name: 'workflows' };
+    case '/v1/images/generations':
+      return { name: 'openai-images' };
     case '/login':
       return { name: 'login' };
     case '/logout':

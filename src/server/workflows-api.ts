@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { forbidden, methodNotAllowed, storeUnavailable, workflowNotFound } from '../errors.js';
 import type { AuditStore, KeyRecord, WorkflowRecord, WorkflowStore } from '../store/types.js';
 import { MAX_WORKFLOW_BODY_BYTES, parseWorkflowDefinition } from '../workflows/definition.js';
+import { checkOnlyServing } from '../workflows/openai-images.js';
 import { readJsonBody } from './body.js';
 import { sendJson } from './respond.js';
 
@@ -48,6 +49,7 @@ export async function handleWorkflow(req: IncomingMessage, res: ServerResponse, 
   if (key.role !== 'admin') throw forbidden('Registering and deleting workflows needs an admin key.');
   if (method === 'PUT') {
     const definition = parseWorkflowDefinition(name, await readJsonBody(req, MAX_WORKFLOW_BODY_BYTES));
+    await checkOnlyServing(ctx.workflows, definition);
     const { record, created } = await ctx.workflows.put(definition, ctx.now()).catch((error: unknown) => {
       throw storeUnavailable(error, 'workflow');
     });

@@ -383,6 +383,17 @@ export interface WorkflowInput {
   description?: string;
 }
 
+/** Which inputs of a workflow serve `POST /v1/images/generations` (OpenAI's images API): each names an input of the workflow. */
+export interface OpenAiImagesMapping {
+  /** A string input: the request's `prompt`. */
+  prompt: string;
+  /** Integer inputs: the request's `size` (`WIDTHxHEIGHT`); both or neither. */
+  width?: string;
+  height?: string;
+  /** An integer input: the request's `n` (a batch size). */
+  n?: string;
+}
+
 /** A named workflow an admin registered: an API-format graph and the inputs a run may set. */
 export interface WorkflowRecord {
   name: string;
@@ -390,6 +401,8 @@ export interface WorkflowRecord {
   prompt: Record<string, unknown>;
   description: string | null;
   inputs: Record<string, WorkflowInput>;
+  /** Present on the one workflow that serves `POST /v1/images/generations`. */
+  openai_images?: OpenAiImagesMapping;
   /** Unix seconds. */
   created_at: number;
   updated_at: number;

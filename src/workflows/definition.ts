@@ -2,7 +2,7 @@
 
 import { invalidRequest } from '../errors.js';
 import { isBoundedId } from '../isolation/ids.js';
-import type { WorkflowInput, WorkflowInputType, WorkflowRecord } from '../store/types.js';
+import type { OpenAiImagesMapping, WorkflowInput, WorkflowInputType, WorkflowRecord } from '../store/types.js';
 
 /** What a workflow's name may be: lowercase letters, digits, `-` and `_`, 1 to 64 characters. */
 export const WORKFLOW_NAME = /^[a-z0-9_-]{1,64}$/;
@@ -19,7 +19,9 @@ export const MAX_WORKFLOW_BODY_BYTES = 4 * 1024 * 1024;
 
 export const WORKFLOW_INPUT_TYPES: readonly WorkflowInputType[] = ['integer', 'number', 'string', 'boolean', 'enum', 'image'];
 
-const BODY_FIELDS = new Set(['prompt', 'description', 'inputs']);
+const BODY_FIELDS = new Set(['prompt', 'description', 'inputs', 'openai_images']);
+/** Each field of an `openai_images` mapping, and the type of the input it must name. */
+const OPENAI_FIELDS: Readonly<Record<keyof OpenAiImagesMapping, WorkflowInputType>> = { prompt: 'string', width: 'integer', height: 'integer', n: 'integer' };
 const INPUT_FIELDS = new Set(['node', 'input', 'type', 'default', 'min', 'max', 'values', 'description']);
 
 /** One thing wrong with a request: the field and what is wrong with it. */
@@ -49,7 +51,7 @@ export function parseWorkflowDefinition(name: string, body: unknown): WorkflowDe
     ]);
   }
   for (const field of Object.keys(body)) if (!BODY_FIELDS.has(field)) problems.push({ field: field.slice(0, 64), problem: 'unknown field' });
-  const { prompt, description, inputs } = body;
+  const { prompt, description, inputs, openai_images: openAi } = body;
   const graph = isObject(prompt) ? prompt : null;
   if (!graph) problems.push({ field: 'prompt', problem: prompt === undefined ? 'missing' : 'not an object (the API-format graph)' });
   else problems.push(...graphProblems(graph));
@@ -69,13 +71,48 @@ export function parseWorkflowDefinition(name: string, body: unknown): WorkflowDe
       else bound.set(target, inputName);
     }
   }
+  if (openAi !== undefined && openAi !== null) problems.push(...openAiProblems(openAi, declared));
   if (problems.length > 0) throw invalidRequest('The workflow is not valid.', problems);
   return {
     name,
     prompt: graph!,
     description: typeof description === 'string' ? description : null,
     inputs: declared as Record<string, WorkflowInput>,
+    ...(isObject(openAi) ? { openai_images: openAi as unknown as OpenAiImagesMapping } : {}),
   };
+}
+
+/**
+ * What is wrong with an `openai_images` mapping: `prompt` (required) names a string input, `width` and
+ * `height` (both or neither) and `n` integer inputs of the workflow; nothing else. Every other input
+ * needs a default, since an OpenAI request cannot give it.
+ */
+function openAiProblems(mapping: unknown, inputs: Record<string, unknown>): Problem[] {
+  if (!isObject(mapping)) return [{ field: 'openai_images', problem: 'not an object ({prompt, width?, height?, n?}), or null' }];
+  const problems: Problem[] = [];
+  for (const key of Object.keys(mapping)) {
+    if (!Object.hasOwn(OPENAI_FIELDS, key)) problems.push({ field: `openai_images.${key.slice(0, 64)}`, problem: 'unknown field' });
+  }
+  for (const [field, type] of Object.entries(OPENAI_FIELDS)) {
+    const named = mapping[field];
+    if (named === undefined) {
+      if (field === 'prompt') problems.push({ field: 'openai_images.prompt', problem: 'missing (the string input that takes the prompt)' });
+      continue;
+    }
+    const input = typeof named === 'string' && Object.hasOwn(inputs, named) ? inputs[named] : undefined;
+    if (!isObject(input)) problems.push({ field: `openai_images.${field}`, problem: 'not the name of one of the inputs' });
+    else if (input.type !== type) problems.push({ field: `openai_images.${field}`, problem: `names an input of type ${String(input.type)}, not ${type}` });
+  }
+  const mapped = new Set(Object.values(mapping));
+  for (const [name, input] of Object.entries(inputs)) {
+    if (isObject(input) && !Object.hasOwn(input, 'default') && !mapped.has(name)) {
+      problems.push({ field: 'openai_images', problem: `input ${name.slice(0, 64)} has no default, and no request field sets it` });
+    }
+  }
+  if ((mapping.width === undefined) !== (mapping.height === undefined)) {
+    problems.push({ field: 'openai_images', problem: 'width and height go together: give both (the request size) or neither' });
+  }
+  return problems;
 }
 
 /** What is wrong with a graph's shape: every node an object with a `class_type` and an `inputs` object, under a bounded id. */

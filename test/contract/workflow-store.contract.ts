@@ -62,6 +62,11 @@ export function workflowStoreContract(name: string, harness: HarnessOrSkip<Closa
       assert.equal(record.created_at, 100);
       assert.equal(record.updated_at, 200);
       assert.equal(((await store.get('w'))!.prompt['3'] as { inputs: { steps: number } }).inputs.steps, 7);
+      const marked = await store.put({ ...workflow('w'), openai_images: { prompt: 'prefix', n: 'steps' } }, 300);
+      assert.deepEqual((await store.get('w'))!.openai_images, { prompt: 'prefix', n: 'steps' });
+      assert.deepEqual(marked.record.openai_images, { prompt: 'prefix', n: 'steps' });
+      await store.put(workflow('w'), 400);
+      assert.equal(Object.hasOwn((await store.get('w'))!, 'openai_images'), false, 'a replacement without the marking drops it');
       assert.equal(await store.delete('w'), true);
       assert.equal(await store.delete('w'), false);
       assert.equal(await store.get('w'), undefined);

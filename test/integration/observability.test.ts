@@ -49,6 +49,12 @@ describe('OpenAPI, metrics, logs and audit', () => {
     };
     const registered = await send(gateway.url, '/api/gateway/workflows/doc-save', { method: 'PUT', key: admin.api_key, body: workflow });
     assert.equal(registered.status, 201, registered.text);
+    const images = {
+      prompt: SAVE_WORKFLOW,
+      inputs: { steps: { ...workflow.inputs.steps, default: 2 }, text: { node: '9', input: 'filename_prefix', type: 'string' } },
+      openai_images: { prompt: 'text' },
+    };
+    assert.equal((await send(gateway.url, '/api/gateway/workflows/doc-images', { method: 'PUT', key: admin.api_key, body: images })).status, 201);
     const docResponse = await send(gateway.url, '/api/gateway/openapi.json');
     assert.equal(docResponse.status, 200);
     const doc = docResponse.json<OpenApi & { openapi: string }>();
@@ -95,6 +101,13 @@ describe('OpenAPI, metrics, logs and audit', () => {
     await check('/api/gateway/workflows/{name}', 'put', '/api/gateway/workflows/doc-other', { key: a, body: { prompt: {} } });
     await check('/api/gateway/workflows/{name}', 'delete', '/api/gateway/workflows/doc-other', { key: a });
     await check('/api/gateway/workflows/{name}', 'delete', '/api/gateway/workflows/doc-other', { key: a });
+    const bearer = { authorization: `Bearer ${a}` };
+    const generated = await check('/v1/images/generations', 'post', '/v1/images/generations', {
+      headers: bearer,
+      body: { model: 'dall-e-3', prompt: 'cat', response_format: 'b64_json' },
+    });
+    assert.equal(generated.status, 200, generated.text);
+    await check('/v1/images/generations', 'post', '/v1/images/generations', { headers: bearer, body: { prompt: 'cat', n: 3 } });
     const path = '/api/gateway/workflows/doc-save/run';
     assert.ok(doc.paths[path], 'the registered workflow has its own path');
     assert.equal((await check(path, 'post', path, { key: a, body: { inputs: { steps: 3 }, inline: true, wait: 30 } })).status, 200);

@@ -5,6 +5,7 @@ import { GatewayError } from '../../errors.js';
 import { FileWorkflowStore } from '../../store/file/file-workflow-store.js';
 import type { WorkflowRecord } from '../../store/types.js';
 import { parseWorkflowDefinition } from '../../workflows/definition.js';
+import { checkOnlyServing } from '../../workflows/openai-images.js';
 import {
   allowUnsafeStoreOf,
   parseCommandLine,
@@ -209,6 +210,7 @@ async function putWorkflow({ values, name, store, directory, ctx, help }: Run): 
   let definition;
   try {
     definition = parseWorkflowDefinition(name, body);
+    await checkOnlyServing(store, definition);
   } catch (error) {
     if (!(error instanceof GatewayError)) throw error;
     const problems = (error.details?.details ?? []) as Array<{ field: string; problem: string }>;

@@ -349,8 +349,17 @@ async function importWorkflows(directory: string, database: PostgresDatabase): P
   let copied = 0;
   for (const w of workflows) {
     const { rowCount } = await database.query(
-      `INSERT INTO workflows (name, prompt, description, inputs, created_at, updated_at) VALUES ($1, $2::json, $3, $4::json, $5, $6) ON CONFLICT (name) DO NOTHING`,
-      [w.name, JSON.stringify(w.prompt), w.description, JSON.stringify(w.inputs), w.created_at, w.updated_at],
+      `INSERT INTO workflows (name, prompt, description, inputs, openai_images, created_at, updated_at) VALUES ($1, $2::json, $3, $4::json, $5::json, $6, $7)
+       ON CONFLICT (name) DO NOTHING`,
+      [
+        w.name,
+        JSON.stringify(w.prompt),
+        w.description,
+        JSON.stringify(w.inputs),
+        w.openai_images ? JSON.stringify(w.openai_images) : null,
+        w.created_at,
+        w.updated_at,
+      ],
     );
     copied += rowCount ?? 0;
   }

@@ -343,6 +343,8 @@ CREATE TABLE workflows (
   prompt json NOT NULL,
   description text,
   inputs json NOT NULL,
+  -- Only on the workflow that serves POST /v1/images/generations.
+  openai_images json,
   created_at double precision NOT NULL,
   updated_at double precision NOT NULL
 );
