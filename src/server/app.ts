@@ -51,7 +51,7 @@ import { rateLimitHeaders, retryAfterSeconds } from '../ratelimit/headers.js';
 import type { Stores } from '../store/index.js';
 import { ACTIVE_JOB_STATUSES, type KeyRecord } from '../store/types.js';
 import { utcDay } from '../usage/day.js';
-import { openApiWithWorkflows } from '../workflows/openapi.js';
+import { openApiSource } from '../workflows/openapi.js';
 import { handleAdminRoute } from './admin-api.js';
 import { handleAdminPage, isAdminPagePath } from './admin-page.js';
 import { handleLogin, handleLogout, type LoginContext } from './login.js';
@@ -208,6 +208,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     backends: () => backendStatus().map(backendJson),
   };
   const workflowContext: WorkflowApiContext = { workflows, audit, clientIp, now };
+  const openApiDocument = openApiSource(OPENAPI_DOCUMENT, workflows, log);
   // Image inputs given as URLs are fetched through this pool (public addresses only, unless --webhook-allow-private).
   const imageFetching = { agent: outboundAgent(config.webhookAllowPrivate), allowPrivate: config.webhookAllowPrivate };
   const loginContext: LoginContext = {
@@ -296,7 +297,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const route = matchGatewayRoute(path);
     if (route?.name === 'healthz') return sendJson(res, 200, { status: 'ok' });
     if (route?.name === 'readyz') return readiness(res);
-    if (route?.name === 'openapi') return sendJson(res, 200, await openApiWithWorkflows(OPENAPI_DOCUMENT, workflows, log));
+    if (route?.name === 'openapi') return sendJson(res, 200, await openApiDocument());
     if (route?.name === 'metrics' && config.metricsPublic) return sendMetrics(res);
     const dashboard = isAdminPagePath(path);
     if (!route && !dashboard && config.mode === 'off') {

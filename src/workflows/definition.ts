@@ -62,7 +62,8 @@ export function parseWorkflowDefinition(name: string, body: unknown): WorkflowDe
   const bound = new Map<string, string>();
   for (const [inputName, definition] of Object.entries(declared).slice(0, MAX_WORKFLOW_INPUTS)) {
     const field = `inputs.${inputName.slice(0, 64)}`;
-    if (!INPUT_NAME.test(inputName)) problems.push({ field, problem: 'not a name of letters, digits and _ (1 to 64, not starting with a digit)' });
+    if (!INPUT_NAME.test(inputName) || inputName === '__proto__')
+      problems.push({ field, problem: 'not a name of letters, digits and _ (1 to 64, not starting with a digit)' });
     problems.push(...inputProblems(field, definition, graph));
     if (isObject(definition) && typeof definition.node === 'string' && typeof definition.input === 'string') {
       const target = JSON.stringify([definition.node, definition.input]);
@@ -121,7 +122,7 @@ function graphProblems(graph: Record<string, unknown>): Problem[] {
   if (Object.keys(graph).length === 0) problems.push({ field: 'prompt', problem: 'has no nodes' });
   for (const [id, node] of Object.entries(graph)) {
     const field = `prompt.${id.slice(0, 64)}`;
-    if (!isBoundedId(id) || id === '') problems.push({ field, problem: 'a node id must be 1 to 200 bytes of printable characters' });
+    if (!isBoundedId(id) || id === '' || id === '__proto__') problems.push({ field, problem: 'a node id must be 1 to 200 bytes of printable characters' });
     if (!isObject(node)) {
       problems.push({ field, problem: 'not a node object ({class_type, inputs})' });
       continue;

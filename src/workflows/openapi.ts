@@ -62,6 +62,22 @@ export function inputsSchema(workflow: WorkflowRecord): Json {
   };
 }
 
+/** How long a built document is served again before the workflows are read anew. */
+const DOCUMENT_TTL_MS = 1000;
+
+/**
+ * The document with the workflows' paths (see openApiWithWorkflows), built at most once a second and
+ * shared by the requests meanwhile: it is served without a key, so no caller makes the gateway read
+ * every workflow on each request.
+ */
+export function openApiSource<D extends { paths: object }>(document: D, store: WorkflowStore, log: StoreLog): () => Promise<D> {
+  let cached: { at: number; built: Promise<D> } | null = null;
+  return () => {
+    if (!cached || Date.now() - cached.at > DOCUMENT_TTL_MS) cached = { at: Date.now(), built: openApiWithWorkflows(document, store, log) };
+    return cached.built;
+  };
+}
+
 /**
  * `document` with, for each workflow, the path `/api/gateway/workflows/<name>/run`: the template run
  * path's operation with the workflow's own description and its inputs' schema. When the store cannot
