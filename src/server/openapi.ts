@@ -251,6 +251,18 @@ const runJob = {
   },
 };
 
+/** The fields every run body takes besides what it runs (POST /api/gateway/run and each workflow's run). */
+const runOptions = {
+  wait: { type: 'number', minimum: 0, maximum: 600, default: 60, description: 'Seconds to wait for the job to end' },
+  inline: { type: 'boolean', default: false, description: 'Outputs up to 4 MiB carry `data` (base64), up to 16 MiB in all' },
+  cancel_on_disconnect: {
+    type: 'boolean',
+    default: false,
+    description: 'Cancel the job (held) or interrupt it (queued, running) when the client hangs up',
+  },
+  client_id: { type: 'string', description: "The client's own client_id, as POST /prompt takes it" },
+};
+
 /** ComfyUI's answer to a prompt it refuses. */
 const comfyRefusal = {
   type: 'object',
@@ -629,14 +641,7 @@ export const OPENAPI_DOCUMENT = {
             additionalProperties: false,
             properties: {
               prompt: { type: 'object', description: 'The API-format graph, as POST /prompt takes it' },
-              wait: { type: 'number', minimum: 0, maximum: 600, default: 60, description: 'Seconds to wait for the job to end' },
-              inline: { type: 'boolean', default: false, description: 'Outputs up to 4 MiB carry `data` (base64), up to 16 MiB in all' },
-              cancel_on_disconnect: {
-                type: 'boolean',
-                default: false,
-                description: 'Cancel the job (held) or interrupt it (queued, running) when the client hangs up',
-              },
-              client_id: { type: 'string', description: "The client's own client_id, as POST /prompt takes it" },
+              ...runOptions,
             },
           }),
         },
@@ -735,14 +740,7 @@ export const OPENAPI_DOCUMENT = {
             additionalProperties: false,
             properties: {
               inputs: { type: 'object', description: "The workflow's inputs by name; those without a default are required" },
-              wait: { type: 'number', minimum: 0, maximum: 600, default: 60, description: 'Seconds to wait for the job to end' },
-              inline: { type: 'boolean', default: false, description: 'Outputs up to 4 MiB carry `data` (base64), up to 16 MiB in all' },
-              cancel_on_disconnect: {
-                type: 'boolean',
-                default: false,
-                description: 'Cancel the job (held) or interrupt it (queued, running) when the client hangs up',
-              },
-              client_id: { type: 'string', description: "The client's own client_id, as POST /prompt takes it" },
+              ...runOptions,
             },
           }),
         },
