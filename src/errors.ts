@@ -60,6 +60,24 @@ export const jobNotFound = (): GatewayError => new GatewayError(404, 'JOB_NOT_FO
 
 export const keyNotFound = (): GatewayError => new GatewayError(404, 'KEY_NOT_FOUND', 'No API key has that key_id.');
 
+/** 404 on /v1/images/generations when no workflow is marked with `openai_images`. */
+export const noImagesWorkflow = (): GatewayError =>
+  new GatewayError(404, 'WORKFLOW_NOT_FOUND', 'No workflow serves /v1/images/generations: an admin marks one with openai_images.');
+
+/** 400 on /v1/images/generations when ComfyUI refused the serving workflow's prompt. */
+export const promptRefused = (message: string): GatewayError => new GatewayError(400, 'PROMPT_REFUSED', `ComfyUI refused the workflow's prompt: ${message}`);
+
+/** 504 on /v1/images/generations when the job did not end in time; it runs on, at `location`. */
+export const runTimeout = (seconds: number, location: string): GatewayError =>
+  new GatewayError(504, 'RUN_TIMEOUT', `The images were not ready within ${seconds} s; the job runs on: ${location}`);
+
+/** 500 on /v1/images/generations for a job that ended without success. */
+export const jobFailed = (status: string, message: string | null): GatewayError =>
+  new GatewayError(500, 'JOB_FAILED', `The job ended ${status}${message === null ? '' : `: ${message}`}.`);
+
+export const workflowNotFound = (name: string): GatewayError =>
+  new GatewayError(404, 'WORKFLOW_NOT_FOUND', `No workflow is registered as ${JSON.stringify(name.slice(0, 64))}; GET /api/gateway/workflows lists them.`);
+
 /** A request the client must fix; `details` names each problem, e.g. `[{field, problem}]`. */
 export const invalidRequest = (message: string, details: unknown = []): GatewayError =>
   new GatewayError(400, 'INVALID_REQUEST', message, { details: { details } });
@@ -113,8 +131,8 @@ export const tooManyAuthFailures = (retryAfterSeconds: number): GatewayError =>
 export const keyCreationFailed = (cause: unknown): GatewayError =>
   new GatewayError(500, 'KEY_CREATION_FAILED', 'The key could not be stored; nothing was created.', { cause });
 
-export const storeUnavailable = (cause: unknown): GatewayError =>
-  new GatewayError(503, 'STORE_UNAVAILABLE', 'The key store could not be written; nothing was changed.', { cause });
+export const storeUnavailable = (cause: unknown, store = 'key'): GatewayError =>
+  new GatewayError(503, 'STORE_UNAVAILABLE', `The ${store} store could not be written; nothing was changed.`, { cause });
 
 /** 503 when the ownership records hold as many claims of a kind as they may: nothing else's claim is given up to make room. */
 export const claimsFull = (kind: string, cap: number): GatewayError =>

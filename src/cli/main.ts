@@ -10,6 +10,7 @@ import { keys } from './commands/keys.js';
 import { migrate } from './commands/migrate.js';
 import { serve } from './commands/serve.js';
 import { usage } from './commands/usage.js';
+import { workflows } from './commands/workflows.js';
 import type { CliContext } from './options.js';
 import { printable } from './output.js';
 import { CommandError, UsageError } from './usage-error.js';
@@ -30,6 +31,11 @@ Usage:
   comfy-gate keys enable KEY_ID       Accept a disabled key again
   comfy-gate keys rotate KEY_ID       New secret; --grace keeps the old one working a while
   comfy-gate keys delete KEY_ID       Delete a key (--yes without a terminal)
+  comfy-gate workflows list           List the named workflows
+  comfy-gate workflows show NAME      One workflow and its inputs
+  comfy-gate workflows put NAME --file FILE
+                                      Register or replace a workflow
+  comfy-gate workflows delete NAME    Delete a workflow (--yes without a terminal)
   comfy-gate usage [options]          Usage per key and day: table, JSON or CSV for billing
   comfy-gate audit [options]          The audit trail of key changes and sign-ins
   comfy-gate migrate [options]        Copy a JSON-file store into PostgreSQL
@@ -45,9 +51,9 @@ ${SERVE_OPTIONS.map((o) => `  --${o.flag}${o.type === 'string' ? ' VALUE' : ''} 
 
 Exit codes: 0 ok, 1 failure, 2 bad arguments or a store folder others can change.`;
 
-const COMMANDS: Record<string, (args: string[], ctx: CliContext) => Promise<number>> = { keys, usage, audit, migrate };
+const COMMANDS: Record<string, (args: string[], ctx: CliContext) => Promise<number>> = { keys, usage, audit, migrate, workflows };
 /** The commands that read and write the JSON-file store directly. */
-const FILE_STORE_COMMANDS = new Set(['keys', 'usage', 'audit']);
+const FILE_STORE_COMMANDS = new Set(['keys', 'usage', 'audit', 'workflows']);
 
 async function main(argv: string[]): Promise<number | null> {
   const [first, ...rest] = argv;
@@ -59,7 +65,7 @@ async function main(argv: string[]): Promise<number | null> {
     // Reading the JSON files of a gateway that keeps its data in PostgreSQL would show stale or empty data.
     throw new UsageError(
       `comfy-gate ${first} works on the JSON files of --user-directory; with a database (COMFY_GATE_DATABASE_URL or --database-url), ` +
-        'use the HTTP API (/api/keys, /api/usage/all, /api/audit) or the dashboard (/admin)',
+        'use the HTTP API (/api/keys, /api/usage/all, /api/audit, /api/gateway/workflows) or the dashboard (/admin)',
     );
   }
   if (first !== undefined && Object.hasOwn(COMMANDS, first)) return COMMANDS[first]!(rest, context());

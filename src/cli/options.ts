@@ -54,14 +54,15 @@ function withDashedKeyIdsAsValues(args: string[], spec: FlagSpec): string[] {
 
 /**
  * Parses a command's arguments. Resolves null when `--help` or `-h` is among them (the caller prints
- * its help). With `keyId`, exactly one positional argument is required: the KEY_ID.
+ * its help). With `keyId`, exactly one positional argument is required: the KEY_ID; with `argument`,
+ * exactly one too, named as `argument` says in the error when it is missing (it is then in `keyId`).
  * @throws UsageError for an unknown flag, a missing value, a missing KEY_ID or an extra argument.
  */
 export function parseCommandLine(
   args: string[],
   command: string,
   flags: FlagSpec,
-  options: { keyId?: boolean } = {},
+  options: { keyId?: boolean; argument?: string } = {},
 ): { values: FlagValues; keyId: string } | null {
   if (args.includes('--help') || args.includes('-h')) return null;
   const help = `comfy-gate ${command} --help`;
@@ -73,8 +74,9 @@ export function parseCommandLine(
     throw new UsageError(`${command}: ${(error as Error).message}`, help);
   }
   const positionals = parsed.positionals;
-  if (options.keyId && positionals.length === 0) throw new UsageError(`${command} needs a KEY_ID (see comfy-gate keys list)`, help);
-  const extra = positionals.slice(options.keyId ? 1 : 0);
+  const one = options.keyId === true || options.argument !== undefined;
+  if (one && positionals.length === 0) throw new UsageError(`${command} needs a ${options.argument ?? 'KEY_ID (see comfy-gate keys list)'}`, help);
+  const extra = positionals.slice(one ? 1 : 0);
   if (extra.length > 0) throw new UsageError(`${command}: unexpected argument ${JSON.stringify(extra[0])}`, help);
   const values = parsed.values;
   for (const [flag, value] of Object.entries(values)) {

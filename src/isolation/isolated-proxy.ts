@@ -8,7 +8,10 @@ import type { BackendPool } from '../backends/backend-pool.js';
 import type { CatalogCache } from '../backends/catalog-cache.js';
 import type { RequestTarget } from '../server/request-target.js';
 import { sendJson } from '../server/respond.js';
-import type { KeyRecord, OwnershipStore } from '../store/types.js';
+import type { KeyRecord, OwnershipStore, WorkflowRecord, WorkflowStore } from '../store/types.js';
+import { generateImages } from '../workflows/openai-images.js';
+import type { ImageFetching } from '../workflows/image-input.js';
+import { runWorkflow } from '../workflows/run-workflow.js';
 import { ComfyUsers } from './comfy-users.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
 import { getHistoryEntry, getHistoryList, postHistory } from './history.js';
@@ -31,6 +34,10 @@ export interface IsolatedProxy {
   handle(req: IncomingMessage, res: ServerResponse, key: KeyRecord, target: RequestTarget): Promise<void>;
   /** POST /api/gateway/run for a key: admits the prompt and waits for its job with `waiter` (see runPrompt). */
   run(req: IncomingMessage, res: ServerResponse, key: KeyRecord, waiter: JobWaiter): Promise<void>;
+  /** POST /api/gateway/workflows/{name}/run for a key: the workflow's graph with the run's inputs, run as `run` runs a prompt (see runWorkflow). */
+  runWorkflow(req: IncomingMessage, res: ServerResponse, key: KeyRecord, waiter: JobWaiter, workflow: WorkflowRecord, fetching: ImageFetching): Promise<void>;
+  /** POST /v1/images/generations for a key: the workflow marked `openai_images` run with the request's prompt, n and size (see generateImages). */
+  generateImages(req: IncomingMessage, res: ServerResponse, key: KeyRecord, waiter: JobWaiter, workflows: WorkflowStore, origin: string): Promise<void>;
   /** The `Comfy-User` header (or its removal) for a key's requests and WebSockets. */
   upstreamHeadersFor(req: IncomingMessage, key: KeyRecord): Promise<Record<string, string | null>>;
   /** ComfyUI's answers to /queue and /history, without secrets, for callers without a key. */
@@ -189,6 +196,8 @@ export function createIsolatedProxy(options: {
   return {
     handle,
     run: async (req, res, key, waiter) => runPrompt(ctx, waiter, req, res, await callerOf(req, key)),
+    runWorkflow: async (req, res, key, waiter, workflow, fetching) => runWorkflow(ctx, waiter, req, res, await callerOf(req, key), workflow, fetching),
+    generateImages: async (req, res, key, waiter, workflows, origin) => generateImages(ctx, waiter, req, res, await callerOf(req, key), workflows, origin),
     upstreamHeadersFor: (req, key) => comfyUsers.headersFor(req, key),
     handleAnonymous,
     close: () => ctx.rewriter.close(),

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { posix } from 'node:path';
 import { forbidden, GatewayError, invalidRequest, payloadTooLarge, unknownBackend } from '../errors.js';
-import { checkPrompt, effectivePolicy } from '../policy/check.js';
+import { checkPrompt, effectivePolicy, type PromptOrigin } from '../policy/check.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import { readBody } from '../server/body.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
@@ -50,8 +50,8 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
  * a user key's loader node naming a file it does not own; ids longer than 200 bytes or not printable
  * are refused with 400. A user key's `front` and `number` are dropped: the gateway's fair queue orders
  * its jobs. A prompt its key's prompt policy refuses (`bodyBytes` is the size the policy's
- * `max_prompt_bytes` reads) gets 403 PROMPT_POLICY before anything is claimed or sent. `body` is
- * changed in place.
+ * `max_prompt_bytes` reads; `origin` says whether it is a registered workflow's, which `workflows_only`
+ * lets through) gets 403 PROMPT_POLICY before anything is claimed or sent. `body` is changed in place.
  * @throws GatewayError as above, and as JobService.admit (quotas, a lost answer)
  */
 export async function admitPrompt(
@@ -60,9 +60,10 @@ export async function admitPrompt(
   caller: IsolatedCaller,
   body: Record<string, unknown>,
   bodyBytes: number,
+  origin: PromptOrigin = {},
 ): Promise<UpstreamAnswer> {
   const policy = effectivePolicy(caller.key, ctx.defaultPolicy);
-  if (policy) checkPrompt(policy, body.prompt, bodyBytes);
+  if (policy) checkPrompt(policy, body.prompt, bodyBytes, origin);
   const keyId = caller.key.key_id;
   if (body.prompt_id !== undefined && body.prompt_id !== null && typeof body.prompt_id !== 'string') {
     throw invalidRequest('prompt_id must be a string (or left out, and one is made).', [{ field: 'prompt_id', problem: `a ${typeof body.prompt_id}` }]);

@@ -3,10 +3,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { invalidRequest, upstreamUnavailable } from '../errors.js';
+import type { PromptOrigin } from '../policy/check.js';
 import type { JobWaiter } from '../jobs/job-waiter.js';
 import { jobView } from '../jobs/jobs-api.js';
 import { readJsonBody } from '../server/body.js';
 import { sendJson } from '../server/respond.js';
+import type { UpstreamAnswer } from '../proxy/http.js';
 import { ACTIVE_JOB_STATUSES, type JobRecord } from '../store/types.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
 import { parseJsonOrUndefined, relayAnswer } from './json-body.js';
@@ -24,20 +26,53 @@ export const MAX_INLINE_TOTAL_BYTES = 16 * 1024 * 1024;
 /** How long the gateway waits for a backend to describe or send one output file. */
 const FILE_TIMEOUT_MS = 30_000;
 
-/** A run as its body asks for it. */
-export interface RunRequest {
-  prompt: Record<string, unknown>;
+/** How a run waits and answers, as its body asks: the fields every run body takes besides what it runs. */
+export interface RunOptions {
   waitSeconds: number;
   inline: boolean;
   cancelOnDisconnect: boolean;
   clientId: string | null;
 }
 
-type Problem = { field: string; problem: string };
+/** A run as its body asks for it. */
+export interface RunRequest extends RunOptions {
+  prompt: Record<string, unknown>;
+}
+
+/** One thing wrong with a request body. */
+export type Problem = { field: string; problem: string };
+
+/** The fields every run body takes (POST /api/gateway/run and a workflow's run), read by parseRunOptions. */
+export const RUN_OPTION_FIELDS: readonly string[] = ['wait', 'inline', 'cancel_on_disconnect', 'client_id'];
 
 /**
- * Reads a run's body strictly: `prompt` (an object) is required; `wait` (seconds, 0 to 600), `inline`,
- * `cancel_on_disconnect` (booleans) and `client_id` (a string) are optional; any other field is refused.
+ * Reads the fields every run body takes: `wait` (seconds, 0 to 600), `inline`, `cancel_on_disconnect`
+ * (booleans) and `client_id` (a string), each optional. Adds each problem to `problems`.
+ */
+export function parseRunOptions(fields: Record<string, unknown>, problems: Problem[]): RunOptions {
+  const { wait, inline, cancel_on_disconnect: cancelOnDisconnect, client_id: clientId } = fields;
+  if (wait !== undefined && (typeof wait !== 'number' || !Number.isFinite(wait) || wait < 0 || wait > MAX_RUN_WAIT_SECONDS)) {
+    problems.push({ field: 'wait', problem: `not a number of seconds from 0 to ${MAX_RUN_WAIT_SECONDS}` });
+  }
+  if (inline !== undefined && typeof inline !== 'boolean') problems.push({ field: 'inline', problem: 'not a boolean' });
+  if (cancelOnDisconnect !== undefined && typeof cancelOnDisconnect !== 'boolean') problems.push({ field: 'cancel_on_disconnect', problem: 'not a boolean' });
+  if (clientId !== undefined && typeof clientId !== 'string') problems.push({ field: 'client_id', problem: 'not a string' });
+  return {
+    waitSeconds: typeof wait === 'number' ? wait : DEFAULT_RUN_WAIT_SECONDS,
+    inline: inline === true,
+    cancelOnDisconnect: cancelOnDisconnect === true,
+    clientId: typeof clientId === 'string' && clientId !== '' ? clientId : null,
+  };
+}
+
+/** Adds an `unknown field` problem for each field of `fields` that is not in `known`. */
+export function unknownFields(fields: Record<string, unknown>, known: readonly string[], problems: Problem[]): void {
+  for (const field of Object.keys(fields)) if (!known.includes(field)) problems.push({ field: field.slice(0, 64), problem: 'unknown field' });
+}
+
+/**
+ * Reads a run's body strictly: `prompt` (an object) is required, with the run options (see
+ * parseRunOptions); any other field is refused.
  * @throws GatewayError 400 INVALID_REQUEST listing every problem
  */
 export function parseRunRequest(body: unknown): RunRequest {
@@ -46,40 +81,51 @@ export function parseRunRequest(body: unknown): RunRequest {
   }
   const fields = body as Record<string, unknown>;
   const problems: Problem[] = [];
-  const known = new Set(['prompt', 'wait', 'inline', 'cancel_on_disconnect', 'client_id']);
-  for (const field of Object.keys(fields)) if (!known.has(field)) problems.push({ field: field.slice(0, 64), problem: 'unknown field' });
-  const { prompt, wait, inline, cancel_on_disconnect: cancelOnDisconnect, client_id: clientId } = fields;
+  unknownFields(fields, ['prompt', ...RUN_OPTION_FIELDS], problems);
+  const { prompt } = fields;
   if (typeof prompt !== 'object' || prompt === null || Array.isArray(prompt)) {
     problems.push({ field: 'prompt', problem: prompt === undefined ? 'missing' : 'not an object (the API-format graph)' });
   }
-  if (wait !== undefined && (typeof wait !== 'number' || !Number.isFinite(wait) || wait < 0 || wait > MAX_RUN_WAIT_SECONDS)) {
-    problems.push({ field: 'wait', problem: `not a number of seconds from 0 to ${MAX_RUN_WAIT_SECONDS}` });
-  }
-  if (inline !== undefined && typeof inline !== 'boolean') problems.push({ field: 'inline', problem: 'not a boolean' });
-  if (cancelOnDisconnect !== undefined && typeof cancelOnDisconnect !== 'boolean') problems.push({ field: 'cancel_on_disconnect', problem: 'not a boolean' });
-  if (clientId !== undefined && typeof clientId !== 'string') problems.push({ field: 'client_id', problem: 'not a string' });
+  const options = parseRunOptions(fields, problems);
   if (problems.length > 0) throw invalidRequest('The run request is not valid.', problems);
-  return {
-    prompt: prompt as Record<string, unknown>,
-    waitSeconds: (wait as number | undefined) ?? DEFAULT_RUN_WAIT_SECONDS,
-    inline: inline === true,
-    cancelOnDisconnect: cancelOnDisconnect === true,
-    clientId: typeof clientId === 'string' && clientId !== '' ? clientId : null,
-  };
+  return { prompt: prompt as Record<string, unknown>, ...options };
 }
 
 /**
- * POST /api/gateway/run. The prompt is admitted exactly as POST /prompt admits it (quotas, fair queue,
- * file ownership, placement); a prompt ComfyUI refuses gets ComfyUI's answer. Then the job is waited
- * for in the registry: once it ended, 200 with the job (outputs with `content_type`, `size` and, with
- * `inline`, `data`); after `wait` seconds, 202 with the job and `Location`. A client that hangs up
- * leaves the job running, unless it asked for `cancel_on_disconnect`.
+ * POST /api/gateway/run: reads the body (see parseRunRequest) and runs its prompt (see answerRun).
  */
 export async function runPrompt(ctx: IsolationContext, waiter: JobWaiter, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   const run = parseRunRequest(await readJsonBody(req, MAX_PROMPT_BYTES));
-  const body = { prompt: run.prompt, ...(run.clientId === null ? {} : { client_id: run.clientId }) };
-  const answer = await admitPrompt(ctx, req, caller, body, Buffer.byteLength(JSON.stringify(body)));
-  if (answer.status !== 200) return relayAnswer(res, answer);
+  await answerRun(ctx, waiter, req, res, caller, run, run.prompt);
+}
+
+/** How a run ended for its client: refused by ComfyUI, its client gone, still running after `wait`, or ended. */
+export type RunOutcome =
+  | { kind: 'refused'; answer: UpstreamAnswer }
+  | { kind: 'gone' }
+  | { kind: 'waiting'; job: Record<string, unknown>; location: string }
+  | { kind: 'ended'; job: Record<string, unknown> & { status: JobRecord['status']; outputs: Array<Record<string, unknown>> } };
+
+/**
+ * Runs a prompt to its end, or for `wait` seconds: the prompt is admitted exactly as POST /prompt
+ * admits it (quotas, fair queue, file ownership, placement, the key's prompt policy; `origin` says
+ * whether it is a registered workflow's), then the job is waited for in the registry. An ended job
+ * comes with its outputs described (`content_type`, `size` and, with `inline`, `data`). A client that
+ * hangs up leaves the job running, unless it asked for `cancel_on_disconnect`.
+ */
+export async function runToEnd(
+  ctx: IsolationContext,
+  waiter: JobWaiter,
+  req: IncomingMessage,
+  res: ServerResponse,
+  caller: IsolatedCaller,
+  run: RunOptions,
+  prompt: Record<string, unknown>,
+  origin: PromptOrigin = {},
+): Promise<RunOutcome> {
+  const body = { prompt, ...(run.clientId === null ? {} : { client_id: run.clientId }) };
+  const answer = await admitPrompt(ctx, req, caller, body, Buffer.byteLength(JSON.stringify(body)), origin);
+  if (answer.status !== 200) return { kind: 'refused', answer };
   const id = (parseJsonOrUndefined(answer.body) as { prompt_id?: unknown } | undefined)?.prompt_id;
   const admitted = typeof id === 'string' ? ctx.jobs.jobs.get(id) : undefined;
   if (!admitted) throw upstreamUnavailable(new Error('ComfyUI accepted the prompt without a prompt_id the gateway knows'));
@@ -94,14 +140,35 @@ export async function runPrompt(ctx: IsolationContext, waiter: JobWaiter, req: I
   res.off('close', hungUp);
   if (gone.signal.aborted) {
     if (run.cancelOnDisconnect) await cancelRun(ctx, caller, admitted.id);
-    return;
+    return { kind: 'gone' };
   }
   if (!ended) {
     const location = `/api/gateway/jobs/${encodeURIComponent(admitted.id)}`;
-    return sendJson(res, 202, jobView(ctx.jobs.jobs.get(admitted.id) ?? admitted, ctx.jobs), { location });
+    return { kind: 'waiting', job: jobView(ctx.jobs.jobs.get(admitted.id) ?? admitted, ctx.jobs), location };
   }
   const view = jobView(ended, ctx.jobs);
-  sendJson(res, 200, { ...view, outputs: await describeOutputs(ctx, caller, ended, view.outputs as Array<Record<string, unknown>>, run.inline) });
+  const outputs = await describeOutputs(ctx, caller, ended, view.outputs as Array<Record<string, unknown>>, run.inline);
+  return { kind: 'ended', job: { ...view, status: ended.status, outputs } };
+}
+
+/**
+ * Runs a prompt (see runToEnd) and answers as POST /api/gateway/run does: ComfyUI's refusal as it is;
+ * 200 with the ended job; 202 with the job and `Location` when it did not end within `wait`.
+ */
+export async function answerRun(
+  ctx: IsolationContext,
+  waiter: JobWaiter,
+  req: IncomingMessage,
+  res: ServerResponse,
+  caller: IsolatedCaller,
+  run: RunOptions,
+  prompt: Record<string, unknown>,
+  origin: PromptOrigin = {},
+): Promise<void> {
+  const outcome = await runToEnd(ctx, waiter, req, res, caller, run, prompt, origin);
+  if (outcome.kind === 'refused') return relayAnswer(res, outcome.answer);
+  if (outcome.kind === 'waiting') return sendJson(res, 202, outcome.job, { location: outcome.location });
+  if (outcome.kind === 'ended') sendJson(res, 200, outcome.job);
 }
 
 /**

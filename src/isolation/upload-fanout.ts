@@ -32,14 +32,16 @@ export function storedFileOf(answer: UpstreamAnswer): StoredFile | undefined {
  * is cut off, so it does not hold the others back; an error of `body` (a refused form, a client gone)
  * ends every backend's request.
  * Resolves the first backend's answer when every backend answered 200 naming the same stored file, or
- * when every one answered the same refusal (the form itself is wrong, as ComfyUI says).
+ * when every one answered the same refusal (the form itself is wrong, as ComfyUI says). With `req`
+ * null (an upload the gateway makes itself), `target` gives the method and path.
  * @throws GatewayError 502 UPLOAD_INCOMPLETE otherwise, naming each backend that did not store it alike
  */
 export async function uploadToEach(
   backends: readonly PoolBackend[],
-  req: IncomingMessage,
+  req: IncomingMessage | null,
   body: Readable,
   headers: Record<string, string | null>,
+  target: { method: string; path: string } | Record<string, never> = {},
 ): Promise<UpstreamAnswer> {
   const branches = backends.map(() => new PassThrough().on('error', () => undefined));
   finished(body, { writable: false }, (error) => {
@@ -50,7 +52,7 @@ export async function uploadToEach(
     backends.map(async (backend, i) => {
       const branch = branches[i]!;
       try {
-        return await backend.proxy.fetch(req, { headers, body: branch });
+        return await backend.proxy.fetch(req, { ...target, headers, body: branch });
       } finally {
         body.unpipe(branch);
         branch.destroy();

@@ -51,22 +51,28 @@ export function effectivePolicy(key: Pick<KeyRecord, 'role' | 'policy'>, default
   return key.policy ?? (key.role === 'user' ? defaultPolicy : null);
 }
 
+/** Where a prompt comes from: a registered workflow's run passes `workflows_only` (every other rule still applies). */
+export interface PromptOrigin {
+  workflow?: boolean;
+}
+
 /**
- * Refuses a prompt that breaks `policy`, listing every violation (up to 50), in the order: workflows_only,
- * max_prompt_bytes, then node by node (deny_nodes, allow_nodes, then each input read).
+ * Refuses a prompt that breaks `policy`, listing every violation (up to 50), in the order: workflows_only
+ * (unless the prompt is a registered workflow's), max_prompt_bytes, then node by node (deny_nodes,
+ * allow_nodes, then each input read).
  * A linked input (`[node_id, slot]`) of a limited field is a violation too: its value is known only
  * when ComfyUI runs the graph. A numeric string counts as its number (ComfyUI converts it).
  * @throws GatewayError 403 PROMPT_POLICY
  */
-export function checkPrompt(policy: PromptPolicy, prompt: unknown, bodyBytes: number): void {
-  const violations = promptViolations(policy, prompt, bodyBytes);
+export function checkPrompt(policy: PromptPolicy, prompt: unknown, bodyBytes: number, origin: PromptOrigin = {}): void {
+  const violations = promptViolations(policy, prompt, bodyBytes, origin);
   if (violations.length > 0) throw promptPolicy(violations.slice(0, MAX_VIOLATIONS));
 }
 
 /** Every violation of `policy` by a prompt (the `prompt` field of the body) sent in a body of `bodyBytes`. */
-export function promptViolations(policy: PromptPolicy, prompt: unknown, bodyBytes: number): PolicyViolation[] {
+export function promptViolations(policy: PromptPolicy, prompt: unknown, bodyBytes: number, origin: PromptOrigin = {}): PolicyViolation[] {
   const violations: PolicyViolation[] = [];
-  if (policy.workflows_only === true) violations.push({ node_id: null, rule: 'workflows_only', limit: true, value: null });
+  if (policy.workflows_only === true && origin.workflow !== true) violations.push({ node_id: null, rule: 'workflows_only', limit: true, value: null });
   if (policy.max_prompt_bytes !== undefined && bodyBytes > policy.max_prompt_bytes) {
     violations.push({ node_id: null, rule: 'max_prompt_bytes', limit: policy.max_prompt_bytes, value: bodyBytes });
   }

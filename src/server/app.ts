@@ -15,7 +15,17 @@ import { AuthFailureLimiter } from '../auth/failure-limiter.js';
 import { HostPolicy } from '../auth/host-names.js';
 import { isPublicPath } from '../auth/public-paths.js';
 import type { GatewayConfig } from '../config/schema.js';
-import { authRequired, forbidden, GatewayError, hostNotAllowed, methodNotAllowed, rateLimitExceeded, routeNotAllowed, tooManyAuthFailures } from '../errors.js';
+import {
+  authRequired,
+  forbidden,
+  GatewayError,
+  hostNotAllowed,
+  methodNotAllowed,
+  rateLimitExceeded,
+  routeNotAllowed,
+  tooManyAuthFailures,
+  workflowNotFound,
+} from '../errors.js';
 import { adminSocketHooks } from '../events/admin-socket.js';
 import { ClientFeatureFlags } from '../events/client-flags.js';
 import { ClientSinkRegistry } from '../events/client-sinks.js';
@@ -31,6 +41,7 @@ import { matchRoute } from '../isolation/route-table.js';
 import { isOpenedByOperator } from '../isolation/user-routes.js';
 import { userSocketHooks } from '../isolation/socket-filter.js';
 import type { Logger } from '../log/logger.js';
+import { outboundAgent } from '../net/outbound.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { routeGroup } from '../observability/route-group.js';
 import { createWebSocketProxy } from '../proxy/websocket.js';
@@ -40,10 +51,12 @@ import { rateLimitHeaders, retryAfterSeconds } from '../ratelimit/headers.js';
 import type { Stores } from '../store/index.js';
 import { ACTIVE_JOB_STATUSES, type KeyRecord } from '../store/types.js';
 import { utcDay } from '../usage/day.js';
+import { openApiSource } from '../workflows/openapi.js';
 import { handleAdminRoute } from './admin-api.js';
 import { handleAdminPage, isAdminPagePath } from './admin-page.js';
 import { handleLogin, handleLogout, type LoginContext } from './login.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
+import { handleWorkflow, listWorkflows, type WorkflowApiContext } from './workflows-api.js';
 import { rejectUpgrade, sendError, sendJson } from './respond.js';
 import { parseRequestTarget } from './request-target.js';
 import { matchGatewayRoute, pathOf } from './routes.js';
@@ -90,7 +103,7 @@ function requestIdOf(req: IncomingMessage): string {
 
 /** Wires the HTTP server to already-open stores. A `config.child` must have its `{port}` replaced already (`withChildPort`). */
 export function createGatewayServer(config: GatewayConfig, stores: GatewayStores, log: Logger, metrics: GatewayMetrics): Gateway {
-  const { keys, usage, counters, ownership, sessions, audit, jobEvents } = stores;
+  const { keys, usage, counters, ownership, sessions, audit, jobEvents, workflows } = stores;
   const waiter = new JobWaiter(stores.jobs);
   // Every job written here wakes the requests waiting for it (POST /api/gateway/run).
   const jobs = notifyingJobStore(stores.jobs, (job) => waiter.changed(job));
@@ -208,6 +221,10 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     now,
     backends: () => backendStatus().map(backendJson),
   };
+  const workflowContext: WorkflowApiContext = { workflows, audit, clientIp, now };
+  const openApiDocument = openApiSource(OPENAPI_DOCUMENT, workflows, log);
+  // Image inputs given as URLs are fetched through this pool (public addresses only, unless --webhook-allow-private).
+  const imageFetching = { agent: outboundAgent(config.webhookAllowPrivate), allowPrivate: config.webhookAllowPrivate };
   const loginContext: LoginContext = {
     keys,
     sessions,
@@ -282,7 +299,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const route = matchGatewayRoute(path);
     if (route?.name === 'healthz') return sendJson(res, 200, { status: 'ok' });
     if (route?.name === 'readyz') return readiness(res);
-    if (route?.name === 'openapi') return sendJson(res, 200, OPENAPI_DOCUMENT);
+    if (route?.name === 'openapi') return sendJson(res, 200, await openApiDocument());
     if (route?.name === 'metrics' && config.metricsPublic) return sendMetrics(res);
     const dashboard = isAdminPagePath(path);
     if (!route && !dashboard && config.mode === 'off') {
@@ -299,6 +316,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     if (dashboard && caller.kind === 'anonymous') return handleAdminPage(res, caller, path, req.method ?? 'GET');
     if (caller.kind === 'anonymous') {
       if (route?.name === 'metrics' || route?.name === 'jobs' || route?.name === 'job' || route?.name === 'run') throw authRequired();
+      if (route?.name === 'workflows' || route?.name === 'workflow' || route?.name === 'workflow-run' || route?.name === 'openai-images') throw authRequired();
       if (route) return handleAdminRoute(route, req, res, caller, adminContext);
       if (config.mode === 'required' && !isPublicPath(req.method, path, config.publicPaths)) {
         if (isBrowserNavigation(req)) return redirectToLogin(res, req.url!);
@@ -320,6 +338,20 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       if (req.method !== 'POST') throw methodNotAllowed(['POST']);
       if (config.mode === 'off') throw forbidden('Runs need --enable-api-auth or --require-api-auth: without either, the gateway tracks no jobs.');
       return isolated.run(req, res, caller.key, waiter);
+    }
+    if (route?.name === 'workflows') return listWorkflows(req, res, caller.key, workflowContext);
+    if (route?.name === 'workflow') return handleWorkflow(req, res, caller.key, route.workflow, workflowContext);
+    if (route?.name === 'workflow-run') {
+      if (req.method !== 'POST') throw methodNotAllowed(['POST']);
+      if (config.mode === 'off') throw forbidden('Runs need --enable-api-auth or --require-api-auth: without either, the gateway tracks no jobs.');
+      const workflow = await workflows.get(route.workflow);
+      if (!workflow) throw workflowNotFound(route.workflow);
+      return isolated.runWorkflow(req, res, caller.key, waiter, workflow, imageFetching);
+    }
+    if (route?.name === 'openai-images') {
+      if (req.method !== 'POST') throw methodNotAllowed(['POST']);
+      if (config.mode === 'off') throw forbidden('Runs need --enable-api-auth or --require-api-auth: without either, the gateway tracks no jobs.');
+      return isolated.generateImages(req, res, caller.key, waiter, workflows, addressing.origin(req));
     }
     if (route) return handleAdminRoute(route, req, res, caller, adminContext);
     if (dashboard) return handleAdminPage(res, caller, path, req.method ?? 'GET');
@@ -538,7 +570,11 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       const timer = setTimeout(() => server.closeAllConnections(), graceMs).unref();
       await closed;
       clearTimeout(timer);
-      await Promise.all([...pool.all.flatMap((backend) => [backend.proxy.close(), backend.child?.stop() ?? Promise.resolve()]), isolated.close()]);
+      await Promise.all([
+        ...pool.all.flatMap((backend) => [backend.proxy.close(), backend.child?.stop() ?? Promise.resolve()]),
+        isolated.close(),
+        imageFetching.agent.close(),
+      ]);
       jobEvents?.close();
       await Promise.all([keys.close(), usage.close(), counters.close(), ownership.close(), sessions.close(), jobs.close()]);
       log.flush();

@@ -251,11 +251,88 @@ const runJob = {
   },
 };
 
+/** The fields every run body takes besides what it runs (POST /api/gateway/run and each workflow's run). */
+const runOptions = {
+  wait: { type: 'number', minimum: 0, maximum: 600, default: 60, description: 'Seconds to wait for the job to end' },
+  inline: { type: 'boolean', default: false, description: 'Outputs up to 4 MiB carry `data` (base64), up to 16 MiB in all' },
+  cancel_on_disconnect: {
+    type: 'boolean',
+    default: false,
+    description: 'Cancel the job (held) or interrupt it (queued, running) when the client hangs up',
+  },
+  client_id: { type: 'string', description: "The client's own client_id, as POST /prompt takes it" },
+};
+
 /** ComfyUI's answer to a prompt it refuses. */
 const comfyRefusal = {
   type: 'object',
   required: ['error', 'node_errors'],
   properties: { error: { type: 'object' }, node_errors: { type: 'object' } },
+};
+
+const workflowNameParameter = { name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[a-z0-9_-]{1,64}$' } };
+/** One input of a registered workflow (docs/api.md "Workflows"). */
+const workflowInput = {
+  type: 'object',
+  required: ['node', 'input', 'type'],
+  additionalProperties: false,
+  properties: {
+    node: { type: 'string', description: 'A node id of the graph' },
+    input: { type: 'string', description: "The name of that node's input (it must be in the graph)" },
+    type: { type: 'string', enum: ['integer', 'number', 'string', 'boolean', 'enum', 'image'] },
+    default: { description: 'Used when a run leaves the input out (not for image inputs); without it the input is required' },
+    min: { type: 'number', description: 'integer and number inputs' },
+    max: { type: 'number', description: 'integer and number inputs' },
+    values: { type: 'array', minItems: 1, maxItems: 1000, items: { type: ['string', 'number'] }, description: 'enum inputs: the allowed values' },
+    description: { type: 'string', maxLength: 2000 },
+  },
+};
+/** Which inputs of a workflow serve POST /v1/images/generations. */
+const openAiImages = {
+  type: 'object',
+  required: ['prompt'],
+  additionalProperties: false,
+  description: 'Marks the workflow that serves POST /v1/images/generations (one workflow at a time): the input each request field sets',
+  properties: {
+    prompt: { type: 'string', description: 'A string input: the request prompt' },
+    width: { type: 'string', description: 'An integer input: the width of the request size (with height)' },
+    height: { type: 'string', description: 'An integer input: the height of the request size (with width)' },
+    n: { type: 'string', description: 'An integer input: the request n (a batch size)' },
+  },
+};
+/** An error of POST /v1/images/generations, in OpenAI's shape. */
+const openAiError = {
+  type: 'object',
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      required: ['message', 'type', 'param', 'code'],
+      properties: {
+        message: { type: 'string' },
+        type: { type: 'string' },
+        param: { type: ['string', 'null'] },
+        code: { type: 'string' },
+        details: { type: 'array' },
+      },
+    },
+  },
+};
+const openAiErrorResponse = (description: string) => ({ description, ...json(openAiError) });
+
+/** A registered workflow as a key sees it: `prompt` only for admin keys. */
+const workflow = {
+  type: 'object',
+  required: ['name', 'description', 'inputs', 'created_at', 'updated_at'],
+  properties: {
+    name: { type: 'string' },
+    description: { type: ['string', 'null'] },
+    inputs: { type: 'object', additionalProperties: { $ref: '#/components/schemas/WorkflowInput' } },
+    created_at: { type: 'number' },
+    updated_at: { type: 'number' },
+    prompt: { type: 'object', description: 'The API-format graph (admin keys only)' },
+    openai_images: { $ref: '#/components/schemas/OpenAiImages' },
+  },
 };
 
 /** The document served at /api/gateway/openapi.json. */
@@ -274,6 +351,9 @@ export const OPENAPI_DOCUMENT = {
     },
     schemas: {
       PromptPolicy: promptPolicy,
+      WorkflowInput: workflowInput,
+      Workflow: workflow,
+      OpenAiImages: openAiImages,
       Job: {
         type: 'object',
         properties: {
@@ -561,14 +641,7 @@ export const OPENAPI_DOCUMENT = {
             additionalProperties: false,
             properties: {
               prompt: { type: 'object', description: 'The API-format graph, as POST /prompt takes it' },
-              wait: { type: 'number', minimum: 0, maximum: 600, default: 60, description: 'Seconds to wait for the job to end' },
-              inline: { type: 'boolean', default: false, description: 'Outputs up to 4 MiB carry `data` (base64), up to 16 MiB in all' },
-              cancel_on_disconnect: {
-                type: 'boolean',
-                default: false,
-                description: 'Cancel the job (held) or interrupt it (queued, running) when the client hangs up',
-              },
-              client_id: { type: 'string', description: "The client's own client_id, as POST /prompt takes it" },
+              ...runOptions,
             },
           }),
         },
@@ -586,6 +659,163 @@ export const OPENAPI_DOCUMENT = {
           401: errorResponse('No key, or not a valid one'),
           403: errorResponse("FORBIDDEN: another key's client_id, or a loader node naming a file the key does not own"),
           429: errorResponse('RATE_LIMIT_EXCEEDED, QUEUE_LIMIT or EXECUTION_BUDGET_EXCEEDED'),
+        },
+      },
+    },
+    '/api/gateway/workflows': {
+      get: {
+        summary: 'The registered workflows, by name (any key; the graph for admin keys only)',
+        security: apiKeyHeader,
+        responses: {
+          200: {
+            description: 'Every workflow',
+            ...json({
+              type: 'object',
+              required: ['workflows'],
+              properties: { workflows: { type: 'array', items: { $ref: '#/components/schemas/Workflow' } } },
+            }),
+          },
+          401: errorResponse('No key, or not a valid one'),
+        },
+      },
+    },
+    '/api/gateway/workflows/{name}': {
+      get: {
+        summary: 'One workflow (any key; the graph for admin keys only)',
+        security: apiKeyHeader,
+        parameters: [workflowNameParameter],
+        responses: {
+          200: { description: 'The workflow', ...json({ $ref: '#/components/schemas/Workflow' }) },
+          404: errorResponse('WORKFLOW_NOT_FOUND'),
+        },
+      },
+      put: {
+        summary: 'Registers or replaces a workflow (admin)',
+        security: apiKeyHeader,
+        parameters: [workflowNameParameter],
+        requestBody: {
+          required: true,
+          ...json({
+            type: 'object',
+            required: ['prompt'],
+            additionalProperties: false,
+            properties: {
+              prompt: { type: 'object', description: 'The API-format graph, as POST /prompt takes it' },
+              description: { type: 'string', maxLength: 2000 },
+              inputs: { type: 'object', maxProperties: 100, additionalProperties: { $ref: '#/components/schemas/WorkflowInput' } },
+              openai_images: { oneOf: [{ $ref: '#/components/schemas/OpenAiImages' }, { type: 'null' }] },
+            },
+          }),
+        },
+        responses: {
+          200: { description: 'Replaced', ...json({ $ref: '#/components/schemas/Workflow' }) },
+          201: { description: 'Registered', ...json({ $ref: '#/components/schemas/Workflow' }) },
+          400: errorResponse('INVALID_REQUEST: `details` lists every problem as {field, problem}'),
+          403: errorResponse('Not an admin key'),
+        },
+      },
+      delete: {
+        summary: 'Deletes a workflow (admin)',
+        security: apiKeyHeader,
+        parameters: [workflowNameParameter],
+        responses: {
+          200: { description: 'Deleted', ...json({ type: 'object', required: ['message'], properties: { message: { type: 'string' } } }) },
+          403: errorResponse('Not an admin key'),
+          404: errorResponse('WORKFLOW_NOT_FOUND'),
+        },
+      },
+    },
+    '/api/gateway/workflows/{name}/run': {
+      post: {
+        summary: 'Runs a registered workflow with its inputs and waits for its job to end (any key)',
+        description:
+          'Each registered workflow also has its own path, /api/gateway/workflows/<name>/run, with the schema of its inputs. ' +
+          'The run is answered as POST /api/gateway/run answers.',
+        security: apiKeyHeader,
+        parameters: [workflowNameParameter],
+        requestBody: {
+          required: false,
+          ...json({
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              inputs: { type: 'object', description: "The workflow's inputs by name; those without a default are required" },
+              ...runOptions,
+            },
+          }),
+        },
+        responses: {
+          200: { description: 'The job ended: the job with its outputs described', ...json(runJob) },
+          202: {
+            description: 'The job did not end within `wait`: the job as it is now; `Location` is its URL in the jobs API',
+            headers: { Location: { schema: { type: 'string' }, description: '/api/gateway/jobs/{id}' } },
+            ...json({ $ref: '#/components/schemas/Job' }),
+          },
+          400: {
+            description: 'INVALID_REQUEST (each input\'s problem as {field: "inputs.<name>", problem}), or ComfyUI\'s own answer refusing the prompt',
+            ...json({ anyOf: [error, comfyRefusal] }),
+          },
+          401: errorResponse('No key, or not a valid one'),
+          403: errorResponse('FORBIDDEN (an image input naming a file the key does not own) or PROMPT_POLICY'),
+          404: errorResponse('WORKFLOW_NOT_FOUND'),
+          429: errorResponse('RATE_LIMIT_EXCEEDED, QUEUE_LIMIT or EXECUTION_BUDGET_EXCEEDED'),
+        },
+      },
+    },
+    '/v1/images/generations': {
+      post: {
+        summary: "OpenAI's images API, served by the workflow marked with openai_images (any key, as a bearer token)",
+        description:
+          'Runs the workflow with the request prompt, n and size, waiting up to 600 s; a client that hangs up cancels the job. ' +
+          'A url answer is the absolute /view URL of the image, fetched with the same key.',
+        security: apiKeyHeader,
+        requestBody: {
+          required: true,
+          ...json({
+            type: 'object',
+            required: ['prompt'],
+            additionalProperties: false,
+            properties: {
+              prompt: { type: 'string', minLength: 1, maxLength: 32000 },
+              n: { type: ['integer', 'null'], minimum: 1, maximum: 10 },
+              size: { type: ['string', 'null'], pattern: '^(\\d{1,5}x\\d{1,5}|auto)$' },
+              response_format: { enum: ['url', 'b64_json', null], description: 'Default url, or b64_json for gpt-image-* models' },
+              model: { type: ['string', 'null'], description: 'Accepted and left aside' },
+              quality: { description: 'Accepted and left aside' },
+              style: { description: 'Accepted and left aside' },
+              user: { description: 'Accepted and left aside' },
+              background: { description: 'Accepted and left aside' },
+              moderation: { description: 'Accepted and left aside' },
+              output_format: { description: 'Accepted and left aside' },
+              output_compression: { description: 'Accepted and left aside' },
+            },
+          }),
+        },
+        responses: {
+          200: {
+            description: 'The images',
+            ...json({
+              type: 'object',
+              required: ['created', 'data'],
+              properties: {
+                created: { type: 'integer' },
+                data: {
+                  type: 'array',
+                  items: { type: 'object', properties: { b64_json: { type: 'string', contentEncoding: 'base64' }, url: { type: 'string' } } },
+                },
+              },
+            }),
+          },
+          400: openAiErrorResponse('invalid_request_error: INVALID_REQUEST (param names the field) or PROMPT_REFUSED (ComfyUI refused the graph)'),
+          401: errorResponse('No key, or not a valid one'),
+          403: openAiErrorResponse('PROMPT_POLICY or FORBIDDEN'),
+          404: openAiErrorResponse('WORKFLOW_NOT_FOUND: no workflow is marked with openai_images'),
+          429: {
+            description: "RATE_LIMIT_EXCEEDED (the gateway's shape), QUEUE_LIMIT or EXECUTION_BUDGET_EXCEEDED (OpenAI's shape)",
+            ...json({ anyOf: [error, openAiError] }),
+          },
+          500: openAiErrorResponse('JOB_FAILED: the job ended in error, interrupted or cancelled'),
+          504: openAiErrorResponse('RUN_TIMEOUT: the job did not end within 600 s; it runs on'),
         },
       },
     },

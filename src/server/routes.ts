@@ -16,10 +16,15 @@ export type GatewayRoute =
   | { name: 'job'; jobId: string }
   | { name: 'run' }
   | { name: 'backends' }
+  | { name: 'workflows' }
+  | { name: 'workflow'; workflow: string }
+  | { name: 'workflow-run'; workflow: string }
+  | { name: 'openai-images' }
   | { name: 'login' }
   | { name: 'logout' };
 
 const JOB_PATH = /^\/api\/gateway\/jobs\/([^/]+)$/;
+const WORKFLOW_PATH = /^\/api\/gateway\/workflows\/([^/]+)(\/run)?$/;
 const KEY_PATH = /^(?:\/api)?\/keys\/([A-Za-z0-9_-]{1,64})(\/rotate)?$/;
 
 /** Matches the path (without query) of a gateway endpoint, or null for a path to proxy. */
@@ -51,6 +56,10 @@ export function matchGatewayRoute(path: string): GatewayRoute | null {
       return { name: 'run' };
     case '/api/gateway/backends':
       return { name: 'backends' };
+    case '/api/gateway/workflows':
+      return { name: 'workflows' };
+    case '/v1/images/generations':
+      return { name: 'openai-images' };
     case '/login':
       return { name: 'login' };
     case '/logout':
@@ -58,6 +67,8 @@ export function matchGatewayRoute(path: string): GatewayRoute | null {
   }
   const job = JOB_PATH.exec(path);
   if (job) return { name: 'job', jobId: decodeURIComponent(job[1]!) };
+  const workflow = WORKFLOW_PATH.exec(path);
+  if (workflow) return { name: workflow[2] ? 'workflow-run' : 'workflow', workflow: workflow[1]! };
   const key = KEY_PATH.exec(path);
   if (!key) return null;
   return key[2] ? { name: 'key-rotate', keyId: key[1]! } : { name: 'key', keyId: key[1]! };

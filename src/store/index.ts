@@ -11,11 +11,12 @@ import { FileKeyStore } from './file/file-key-store.js';
 import { FileOwnershipStore } from './file/file-ownership-store.js';
 import { FileSessionStore } from './file/file-session-store.js';
 import { FileUsageStore } from './file/file-usage-store.js';
+import { FileWorkflowStore } from './file/file-workflow-store.js';
 import { checkStoreDirectory, createStoreDirectory } from './file/store-permissions.js';
 import { MemoryCounterStore } from './memory/memory-counter-store.js';
 import type { StoreLog } from './postgres/database.js';
 import type { SharedRecords } from './redis/redis-counter-store.js';
-import type { AuditStore, CounterStore, JobStore, KeyStore, OwnershipStore, SessionStore, UsageStore } from './types.js';
+import type { AuditStore, CounterStore, JobStore, KeyStore, OwnershipStore, SessionStore, UsageStore, WorkflowStore } from './types.js';
 
 export interface Stores {
   keys: KeyStore;
@@ -25,6 +26,8 @@ export interface Stores {
   sessions: SessionStore;
   audit: AuditStore;
   jobs: JobStore;
+  /** The registered workflows, read from the store on each use. */
+  workflows: WorkflowStore;
   /** With a database only: passes job events between the replicas on it (one process on JSON files needs none). */
   jobEvents?: JobEventRelay;
   /** Where the data lives, for the start-up line. */
@@ -97,7 +100,16 @@ async function openFiles(config: StoreConfig, log: StoreLog | undefined, onWrite
   const sessions = new FileSessionStore({ directory, ...observed('sessions') });
   const jobs = new FileJobStore({ directory, retentionSeconds: jobRetentionSeconds(config), ...observed('jobs') });
   await Promise.all([keys.open(), usage.open(), ownership.open(), sessions.open(), jobs.open()]);
-  return { keys, usage, ownership, sessions, jobs, audit: new FileAuditStore({ directory, ...observed('audit') }), location: directory };
+  return {
+    keys,
+    usage,
+    ownership,
+    sessions,
+    jobs,
+    audit: new FileAuditStore({ directory, ...observed('audit') }),
+    workflows: new FileWorkflowStore({ directory, ...observed('workflows') }),
+    location: directory,
+  };
 }
 
 async function openPostgres(url: string, config: StoreConfig, log: StoreLog | undefined): Promise<PersistentStores> {

@@ -364,3 +364,60 @@ export interface JobStore {
   /** Persists anything pending and releases files, connections and timers. */
   close(): Promise<void>;
 }
+
+/** The type of a workflow input, which says what a run may give for it. */
+export type WorkflowInputType = 'integer' | 'number' | 'string' | 'boolean' | 'enum' | 'image';
+
+/** One input of a registered workflow: the node input it sets, its type and its bounds. */
+export interface WorkflowInput {
+  /** The id of the node in the graph. */
+  node: string;
+  /** The name of that node's input. */
+  input: string;
+  type: WorkflowInputType;
+  default?: unknown;
+  min?: number;
+  max?: number;
+  /** The allowed values of an `enum` input. */
+  values?: Array<string | number>;
+  description?: string;
+}
+
+/** Which inputs of a workflow serve `POST /v1/images/generations` (OpenAI's images API): each names an input of the workflow. */
+export interface OpenAiImagesMapping {
+  /** A string input: the request's `prompt`. */
+  prompt: string;
+  /** Integer inputs: the request's `size` (`WIDTHxHEIGHT`); both or neither. */
+  width?: string;
+  height?: string;
+  /** An integer input: the request's `n` (a batch size). */
+  n?: string;
+}
+
+/** A named workflow an admin registered: an API-format graph and the inputs a run may set. */
+export interface WorkflowRecord {
+  name: string;
+  /** The API-format graph, as POST /prompt takes it. */
+  prompt: Record<string, unknown>;
+  description: string | null;
+  inputs: Record<string, WorkflowInput>;
+  /** Present on the one workflow that serves `POST /v1/images/generations`. */
+  openai_images?: OpenAiImagesMapping;
+  /** Unix seconds. */
+  created_at: number;
+  updated_at: number;
+}
+
+/** The registered workflows. Read from the store on every call, so every replica (and the CLI) sees each change at once. */
+export interface WorkflowStore {
+  /** Every workflow, by name. */
+  list(): Promise<WorkflowRecord[]>;
+  get(name: string): Promise<WorkflowRecord | undefined>;
+  /**
+   * Registers or replaces a workflow; `created_at` of a replaced one is kept. Resolves the stored
+   * record and whether it was new.
+   */
+  put(record: Omit<WorkflowRecord, 'created_at' | 'updated_at'>, now: number): Promise<{ record: WorkflowRecord; created: boolean }>;
+  /** Removes a workflow; resolves false when there was none of that name. */
+  delete(name: string): Promise<boolean>;
+}

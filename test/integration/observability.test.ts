@@ -42,6 +42,19 @@ describe('OpenAPI, metrics, logs and audit', () => {
   });
 
   test('the OpenAPI 3.1 document describes the real answers', async () => {
+    const workflow = {
+      prompt: SAVE_WORKFLOW,
+      description: 'Saves an image',
+      inputs: { steps: { node: '3', input: 'steps', type: 'integer', min: 1, max: 50 } },
+    };
+    const registered = await send(gateway.url, '/api/gateway/workflows/doc-save', { method: 'PUT', key: admin.api_key, body: workflow });
+    assert.equal(registered.status, 201, registered.text);
+    const images = {
+      prompt: SAVE_WORKFLOW,
+      inputs: { steps: { ...workflow.inputs.steps, default: 2 }, text: { node: '9', input: 'filename_prefix', type: 'string' } },
+      openai_images: { prompt: 'text' },
+    };
+    assert.equal((await send(gateway.url, '/api/gateway/workflows/doc-images', { method: 'PUT', key: admin.api_key, body: images })).status, 201);
     const docResponse = await send(gateway.url, '/api/gateway/openapi.json');
     assert.equal(docResponse.status, 200);
     const doc = docResponse.json<OpenApi & { openapi: string }>();
@@ -79,6 +92,28 @@ describe('OpenAPI, metrics, logs and audit', () => {
     await check('/api/keys', 'get', '/api/keys?after=', { key: a });
     await check('/api/audit', 'get', '/api/audit?since=0', { key: a });
     await check('/api/gateway/backends', 'get', '/api/gateway/backends', { key: a });
+    await check('/api/gateway/workflows', 'get', '/api/gateway/workflows', { key: a });
+    await check('/api/gateway/workflows', 'get', '/api/gateway/workflows', { key: user.api_key });
+    await check('/api/gateway/workflows/{name}', 'get', '/api/gateway/workflows/doc-save', { key: a });
+    await check('/api/gateway/workflows/{name}', 'get', '/api/gateway/workflows/nope', { key: a });
+    await check('/api/gateway/workflows/{name}', 'put', '/api/gateway/workflows/doc-save', { key: a, body: workflow });
+    await check('/api/gateway/workflows/{name}', 'put', '/api/gateway/workflows/doc-other', { key: a, body: workflow });
+    await check('/api/gateway/workflows/{name}', 'put', '/api/gateway/workflows/doc-other', { key: a, body: { prompt: {} } });
+    await check('/api/gateway/workflows/{name}', 'delete', '/api/gateway/workflows/doc-other', { key: a });
+    await check('/api/gateway/workflows/{name}', 'delete', '/api/gateway/workflows/doc-other', { key: a });
+    const bearer = { authorization: `Bearer ${a}` };
+    const generated = await check('/v1/images/generations', 'post', '/v1/images/generations', {
+      headers: bearer,
+      body: { model: 'dall-e-3', prompt: 'cat', response_format: 'b64_json' },
+    });
+    assert.equal(generated.status, 200, generated.text);
+    await check('/v1/images/generations', 'post', '/v1/images/generations', { headers: bearer, body: { prompt: 'cat', n: 3 } });
+    const path = '/api/gateway/workflows/doc-save/run';
+    assert.ok(doc.paths[path], 'the registered workflow has its own path');
+    assert.equal((await check(path, 'post', path, { key: a, body: { inputs: { steps: 3 }, inline: true, wait: 30 } })).status, 200);
+    await check(path, 'post', path, { key: a, body: { inputs: { steps: 0 } } });
+    await check('/api/gateway/workflows/{name}/run', 'post', '/api/gateway/workflows/nope/run', { key: a, body: {} });
+    await check('/api/gateway/workflows/{name}/run', 'post', path, { key: a, body: { inputs: { steps: 2 }, wait: 0 } });
     const ran = await check('/api/gateway/run', 'post', '/api/gateway/run', { key: a, body: { prompt: SAVE_WORKFLOW, inline: true, wait: 30 } });
     assert.equal(ran.status, 200, ran.text);
     assert.equal((await check('/api/gateway/run', 'post', '/api/gateway/run', { key: a, body: { prompt: SAVE_WORKFLOW, wait: 0 } })).status, 202);

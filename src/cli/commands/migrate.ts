@@ -13,7 +13,8 @@ export const MIGRATE_HELP = `Usage: comfy-gate migrate --from-user-directory DIR
 
 Copies the JSON-file store in DIR (a gateway's user directory) into PostgreSQL:
 keys, usage records and daily totals, ownership records, browser sessions, the
-audit trail and the job registry. The database schema is created or brought up to date first.
+audit trail, the job registry and the named workflows. The database schema is created or
+brought up to date first.
 DIR is only read.
 
 It can be run again at any time: what PostgreSQL already has is not copied
@@ -41,6 +42,7 @@ const LABELS: Record<string, string> = {
   sessions: 'sessions (unexpired)',
   audit_entries: 'audit entries',
   jobs: 'jobs',
+  workflows: 'workflows',
 };
 
 /** Runs `comfy-gate migrate`; returns the exit code. */

@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { FileWorkflowStore } from '../file/file-workflow-store.js';
 import { readJournal } from '../file/journal.js';
 import {
   existingRecordLines,
@@ -36,6 +37,7 @@ export interface ImportReport {
   sessions: ImportCount;
   audit_entries: ImportCount;
   jobs: ImportCount;
+  workflows: ImportCount;
 }
 
 const BATCH = 5000;
@@ -45,7 +47,7 @@ const JOB_BATCH = 500;
 /**
  * Reads the JSON store in `directory` without writing to it, and inserts into PostgreSQL whatever is
  * not there yet: keys by key_id (a key deleted in PostgreSQL stays deleted), usage records and audit
- * entries by an id derived from their content, ownership records, sessions and jobs by their id. Daily totals
+ * entries by an id derived from their content, ownership records, sessions and jobs by their id, workflows by name. Daily totals
  * are raised to the JSON store's figures where PostgreSQL has less. Running it twice copies nothing the
  * second time. The triggers announce the copied keys, sessions, ownership and jobs to running gateways.
  * @throws StoreCorruptError when a store file cannot be read; the database error when a write fails.
@@ -59,6 +61,7 @@ export async function importFileStore(directory: string, database: PostgresDatab
     sessions: await importSessions(directory, database, now),
     audit_entries: await importAudit(directory, database),
     jobs: await importJobs(directory, database),
+    workflows: await importWorkflows(directory, database),
   };
 }
 
@@ -338,6 +341,29 @@ async function importJobs(directory: string, database: PostgresDatabase): Promis
     copied += rowCount ?? 0;
   }
   return { found: jobs.length, copied };
+}
+
+/** The named workflows of `workflows.json`, each inserted unless PostgreSQL has one of that name. */
+async function importWorkflows(directory: string, database: PostgresDatabase): Promise<ImportCount> {
+  const workflows = await new FileWorkflowStore({ directory }).list();
+  let copied = 0;
+  for (const w of workflows) {
+    const { rowCount } = await database.query(
+      `INSERT INTO workflows (name, prompt, description, inputs, openai_images, created_at, updated_at) VALUES ($1, $2::json, $3, $4::json, $5::json, $6, $7)
+       ON CONFLICT (name) DO NOTHING`,
+      [
+        w.name,
+        JSON.stringify(w.prompt),
+        w.description,
+        JSON.stringify(w.inputs),
+        w.openai_images ? JSON.stringify(w.openai_images) : null,
+        w.created_at,
+        w.updated_at,
+      ],
+    );
+    copied += rowCount ?? 0;
+  }
+  return { found: workflows.length, copied };
 }
 
 /** A usage record in one fixed field order, so the same record gets the same id wherever it was read from. */

@@ -9,6 +9,7 @@ import { PostgresKeyStore } from './postgres-key-store.js';
 import { PostgresOwnershipStore } from './postgres-ownership-store.js';
 import { PostgresSessionStore } from './postgres-session-store.js';
 import { PostgresUsageStore } from './postgres-usage-store.js';
+import { PostgresWorkflowStore } from './postgres-workflow-store.js';
 
 export { PostgresDatabase, isConnectionError } from './database.js';
 export { PostgresKeyStore } from './postgres-key-store.js';
@@ -17,6 +18,7 @@ export { PostgresOwnershipStore } from './postgres-ownership-store.js';
 export { PostgresSessionStore } from './postgres-session-store.js';
 export { PostgresAuditStore } from './postgres-audit-store.js';
 export { PostgresJobStore } from './postgres-job-store.js';
+export { PostgresWorkflowStore } from './postgres-workflow-store.js';
 
 export interface PostgresStoresOptions {
   url: string;
@@ -34,6 +36,7 @@ export interface PostgresStores {
   sessions: PostgresSessionStore;
   audit: PostgresAuditStore;
   jobs: PostgresJobStore;
+  workflows: PostgresWorkflowStore;
   /** Job events between the replicas, by NOTIFY and LISTEN on their own channel. */
   jobEvents: JobEventRelay;
 }
@@ -72,7 +75,17 @@ export async function openPostgresStores(options: PostgresStoresOptions): Promis
   } finally {
     await database.release();
   }
-  return { database, keys, usage, ownership, sessions, jobs, jobEvents, audit: new PostgresAuditStore({ database }) };
+  return {
+    database,
+    keys,
+    usage,
+    ownership,
+    sessions,
+    jobs,
+    jobEvents,
+    audit: new PostgresAuditStore({ database }),
+    workflows: new PostgresWorkflowStore({ database }),
+  };
 }
 
 /** The job-event relay of the replicas on `database`: NOTIFY and LISTEN on their own channel. */

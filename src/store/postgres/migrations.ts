@@ -332,4 +332,22 @@ CREATE TRIGGER ownership_announced AFTER INSERT OR UPDATE ON ownership FOR EACH 
 ALTER TABLE api_keys ADD COLUMN policy jsonb;
 `,
   },
+  {
+    version: 9,
+    name: 'registered workflows',
+    sql: `
+-- Read on each request (no replica cache), so a workflow registered on one replica is served by all at once.
+-- json, not jsonb: the inputs keep the order the admin gave them in (listings, the OpenAPI schema).
+CREATE TABLE workflows (
+  name text PRIMARY KEY,
+  prompt json NOT NULL,
+  description text,
+  inputs json NOT NULL,
+  -- Only on the workflow that serves POST /v1/images/generations.
+  openai_images json,
+  created_at double precision NOT NULL,
+  updated_at double precision NOT NULL
+);
+`,
+  },
 ];

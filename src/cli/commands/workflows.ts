@@ -1,0 +1,237 @@
+// `comfy-gate workflows …`: the registered workflows of a store directory (workflows.json), listed, shown, registered and deleted from the shell.
+
+import { readFile } from 'node:fs/promises';
+import { GatewayError } from '../../errors.js';
+import { FileWorkflowStore } from '../../store/file/file-workflow-store.js';
+import type { WorkflowRecord } from '../../store/types.js';
+import { parseWorkflowDefinition } from '../../workflows/definition.js';
+import { checkOnlyServing } from '../../workflows/openai-images.js';
+import {
+  allowUnsafeStoreOf,
+  parseCommandLine,
+  stringFlag,
+  userDirectoryOf,
+  USER_DIRECTORY_HELP,
+  type CliContext,
+  type FlagSpec,
+  type FlagValues,
+} from '../options.js';
+import { fields, printable, printJson, table, utcTime } from '../output.js';
+import { auditFromCli, requireStoreDirectory } from '../stores.js';
+import { CommandError, UsageError } from '../usage-error.js';
+
+const SAFE_BESIDE_GATEWAY = 'Safe while a gateway runs on the same directory: it reads workflows.json on each use, so a change is served at once.';
+
+export const WORKFLOWS_HELP = `Usage: comfy-gate workflows COMMAND [options]
+
+Manages the named workflows of a store directory (workflows.json), as
+/api/gateway/workflows does. ${SAFE_BESIDE_GATEWAY}
+
+Commands:
+  list                        Every workflow: name, inputs, last change, description
+  show NAME                   One workflow: its inputs (and with --json its graph)
+  put NAME --file FILE        Register or replace a workflow from a JSON file
+                              {"prompt": graph, "description"?, "inputs": {...}}
+  delete NAME [--yes]         Delete a workflow
+
+Every command takes --user-directory DIR and --json. See docs/api.md "Workflows".`;
+
+/** What a workflows command gets to run. */
+interface Run {
+  values: FlagValues;
+  name: string;
+  store: FileWorkflowStore;
+  directory: string;
+  ctx: CliContext;
+  help: string;
+}
+
+interface Command {
+  flags: FlagSpec;
+  named: boolean;
+  help: string;
+  run(input: Run): Promise<number>;
+}
+
+const JSON_HELP = '  --json                Print JSON instead of text';
+
+const COMMANDS: Record<string, Command> = {
+  list: {
+    flags: { json: { type: 'boolean' } },
+    named: false,
+    help: `Usage: comfy-gate workflows list [--json]
+
+Lists every workflow by name: its inputs, when it last changed and its description.
+
+Options:
+${USER_DIRECTORY_HELP}
+  --json                Print {"workflows": [...]}, as GET /api/gateway/workflows answers an admin key`,
+    run: listWorkflows,
+  },
+  show: {
+    flags: { json: { type: 'boolean' } },
+    named: true,
+    help: `Usage: comfy-gate workflows show NAME [--json]
+
+Shows one workflow and its inputs; with --json, the whole record with its graph.
+
+Options:
+${USER_DIRECTORY_HELP}
+${JSON_HELP}`,
+    run: showWorkflow,
+  },
+  put: {
+    flags: { file: { type: 'string' }, json: { type: 'boolean' } },
+    named: true,
+    help: `Usage: comfy-gate workflows put NAME --file FILE [--json]
+
+Registers a workflow, or replaces the one of that name. The file holds the body of
+PUT /api/gateway/workflows/{name}: {"prompt": <API-format graph>, "description"?,
+"inputs": {"<name>": {"node", "input", "type", "default"?, "min"?, "max"?, "values"?,
+"description"?}}}, checked as the API checks it (every problem is listed).
+${SAFE_BESIDE_GATEWAY}
+
+Options:
+${USER_DIRECTORY_HELP}
+  --file FILE           The JSON file
+${JSON_HELP}
+
+Example:
+  comfy-gate workflows put txt2img --file txt2img.json`,
+    run: putWorkflow,
+  },
+  delete: {
+    flags: { yes: { type: 'boolean' }, json: { type: 'boolean' } },
+    named: true,
+    help: `Usage: comfy-gate workflows delete NAME [--yes] [--json]
+
+Deletes a workflow: runs of it get 404 WORKFLOW_NOT_FOUND. Without --yes, asks for
+confirmation on a terminal, and refuses (exit 2) when there is none.
+
+Options:
+${USER_DIRECTORY_HELP}
+  --yes                 Delete without asking
+${JSON_HELP}`,
+    run: deleteWorkflow,
+  },
+};
+
+/** Runs a `workflows` subcommand; returns the process exit code. */
+export async function workflows(args: string[], ctx: CliContext): Promise<number> {
+  const [subcommand, ...rest] = args;
+  if (subcommand === '--help' || subcommand === '-h' || subcommand === 'help') {
+    console.log(WORKFLOWS_HELP);
+    return 0;
+  }
+  const names = Object.keys(COMMANDS).join(', ');
+  if (subcommand === undefined || subcommand.startsWith('-'))
+    throw new UsageError(`workflows needs a command first: one of ${names}`, 'comfy-gate workflows --help');
+  const command = Object.hasOwn(COMMANDS, subcommand) ? COMMANDS[subcommand] : undefined;
+  if (!command) throw new UsageError(`unknown workflows command ${JSON.stringify(subcommand)}; the commands are ${names}`, 'comfy-gate workflows --help');
+  const parsed = parseCommandLine(rest, `workflows ${subcommand}`, command.flags, command.named ? { argument: 'NAME (see comfy-gate workflows list)' } : {});
+  if (!parsed) {
+    console.log(command.help);
+    return 0;
+  }
+  const directory = userDirectoryOf(parsed.values, ctx.env);
+  await requireStoreDirectory(directory, allowUnsafeStoreOf(parsed.values, ctx.env));
+  return command.run({
+    values: parsed.values,
+    name: parsed.keyId,
+    store: new FileWorkflowStore({ directory }),
+    directory,
+    ctx,
+    help: `comfy-gate workflows ${subcommand} --help`,
+  });
+}
+
+async function listWorkflows({ values, store, directory }: Run): Promise<number> {
+  const all = await store.list();
+  if (values.json) {
+    printJson({ workflows: all });
+    return 0;
+  }
+  if (all.length === 0) {
+    console.log(`No workflows in ${directory}. Register one with: comfy-gate workflows put NAME --file FILE`);
+    return 0;
+  }
+  const rows = all.map((w) => [w.name, Object.keys(w.inputs).join(', ') || '-', utcTime(w.updated_at), printable(w.description ?? '', 60)]);
+  console.log(table(['NAME', 'INPUTS', 'UPDATED', 'DESCRIPTION'], rows));
+  return 0;
+}
+
+/** The workflow of that name. @throws CommandError when there is none. */
+async function requireWorkflow(store: FileWorkflowStore, name: string): Promise<WorkflowRecord> {
+  const workflow = await store.get(name);
+  if (!workflow) throw new CommandError(`no workflow is named ${JSON.stringify(name)} (see comfy-gate workflows list)`);
+  return workflow;
+}
+
+async function showWorkflow({ values, name, store }: Run): Promise<number> {
+  const workflow = await requireWorkflow(store, name);
+  if (values.json) {
+    printJson(workflow);
+    return 0;
+  }
+  console.log(
+    fields([
+      ['name', workflow.name],
+      ['description', workflow.description ?? '-'],
+      ['nodes', String(Object.keys(workflow.prompt).length)],
+      ['created', utcTime(workflow.created_at)],
+      ['updated', utcTime(workflow.updated_at)],
+    ]),
+  );
+  const rows = Object.entries(workflow.inputs).map(([input, spec]) => [
+    input,
+    spec.type,
+    `${spec.node}.${spec.input}`,
+    Object.hasOwn(spec, 'default') ? JSON.stringify(spec.default) : '(required)',
+    [spec.min !== undefined ? `min ${spec.min}` : '', spec.max !== undefined ? `max ${spec.max}` : '', spec.values ? JSON.stringify(spec.values) : '']
+      .filter(Boolean)
+      .join(' '),
+  ]);
+  if (rows.length > 0) console.log(`\n${table(['INPUT', 'TYPE', 'SETS', 'DEFAULT', 'LIMITS'], rows)}`);
+  return 0;
+}
+
+async function putWorkflow({ values, name, store, directory, ctx, help }: Run): Promise<number> {
+  const file = stringFlag(values, 'file');
+  if (file === undefined) throw new UsageError('workflows put needs --file FILE (the JSON body of the workflow)', help);
+  const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    throw new CommandError(`cannot read ${file}: ${error.code ?? error.message}`);
+  });
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (error) {
+    throw new CommandError(`${file} is not JSON: ${(error as Error).message}`);
+  }
+  let definition;
+  try {
+    definition = parseWorkflowDefinition(name, body);
+    await checkOnlyServing(store, definition);
+  } catch (error) {
+    if (!(error instanceof GatewayError)) throw error;
+    const problems = (error.details?.details ?? []) as Array<{ field: string; problem: string }>;
+    throw new CommandError(`the workflow is not valid:\n${problems.map((p) => `  ${p.field}: ${p.problem}`).join('\n')}`);
+  }
+  const { record, created } = await store.put(definition, ctx.now());
+  await auditFromCli(directory, { ts: ctx.now(), action: created ? 'workflow.create' : 'workflow.replace', details: { workflow: name } });
+  if (values.json) printJson(record);
+  else console.log(`${created ? 'Registered' : 'Replaced'} workflow ${name} (${Object.keys(record.inputs).length} inputs).`);
+  return 0;
+}
+
+async function deleteWorkflow({ values, name, store, directory, ctx, help }: Run): Promise<number> {
+  await requireWorkflow(store, name);
+  if (!values.yes) {
+    if (!ctx.confirm) throw new UsageError(`workflows delete needs --yes to delete workflow ${name} when there is no terminal to confirm on`, help);
+    if (!(await ctx.confirm(`Delete workflow ${name}? [y/N] `))) throw new CommandError(`workflow ${name} was not deleted`);
+  }
+  if (!(await store.delete(name))) throw new CommandError(`no workflow is named ${JSON.stringify(name)}`);
+  await auditFromCli(directory, { ts: ctx.now(), action: 'workflow.delete', details: { workflow: name } });
+  if (values.json) printJson({ message: `Workflow ${name} deleted.` });
+  else console.log(`Deleted workflow ${name}.`);
+  return 0;
+}

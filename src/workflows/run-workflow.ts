@@ -1,0 +1,43 @@
+// POST /api/gateway/workflows/{name}/run: a registered workflow's graph with the run's inputs set, run as POST /api/gateway/run runs a prompt.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { invalidRequest } from '../errors.js';
+import type { IsolatedCaller, IsolationContext } from '../isolation/context.js';
+import { answerRun, parseRunOptions, RUN_OPTION_FIELDS, unknownFields, type Problem } from '../isolation/run.js';
+import type { JobWaiter } from '../jobs/job-waiter.js';
+import { readJsonBody } from '../server/body.js';
+import type { WorkflowRecord } from '../store/types.js';
+import { isObject } from './definition.js';
+import { MAX_IMAGE_INPUT_BYTES, resolveImages, type ImageFetching } from './image-input.js';
+import { buildPrompt, checkRunInputs } from './run-inputs.js';
+
+/** Largest body of a workflow run: room for one image input at its largest, in base64. */
+export const MAX_WORKFLOW_RUN_BODY_BYTES = Math.ceil((MAX_IMAGE_INPUT_BYTES * 4) / 3) + 1024 * 1024;
+
+/**
+ * Reads the run's body strictly (`inputs` and the run options; nothing else), checks its inputs
+ * against the workflow (400 INVALID_REQUEST listing every problem), makes each image input the key's
+ * file, and runs a copy of the graph with the inputs set (see answerRun). The prompt is the workflow's,
+ * so a `workflows_only` key may run it; every other rule of its policy still applies.
+ * @throws GatewayError 400 INVALID_REQUEST, 403 for an image the key does not own, and as answerRun
+ */
+export async function runWorkflow(
+  ctx: IsolationContext,
+  waiter: JobWaiter,
+  req: IncomingMessage,
+  res: ServerResponse,
+  caller: IsolatedCaller,
+  workflow: WorkflowRecord,
+  fetching: ImageFetching,
+): Promise<void> {
+  const body = await readJsonBody(req, MAX_WORKFLOW_RUN_BODY_BYTES);
+  if (body !== undefined && !isObject(body)) throw invalidRequest('The body must be a JSON object with inputs.', [{ field: 'body', problem: 'not an object' }]);
+  const fields = body ?? {};
+  const problems: Problem[] = [];
+  unknownFields(fields, ['inputs', ...RUN_OPTION_FIELDS], problems);
+  const run = parseRunOptions(fields, problems);
+  const { values, images } = checkRunInputs(workflow, fields.inputs, problems);
+  if (problems.length > 0) throw invalidRequest('The workflow run request is not valid.', problems);
+  const imageNames = await resolveImages(ctx, caller, images, fetching);
+  await answerRun(ctx, waiter, req, res, caller, run, buildPrompt(workflow, { ...values, ...imageNames }), { workflow: true });
+}

@@ -1,0 +1,86 @@
+// The WorkflowStore contract: registered workflows come back whole, a replacement keeps its creation time, and every store on the same data sees each change at once.
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { WorkflowRecord, WorkflowStore } from '../../src/store/types.js';
+import { isSkipped, lifecycle, type HarnessOrSkip } from './harness.js';
+
+/** A workflow store as a harness opens it: with a close, which the interface itself does not need. */
+export type ClosableWorkflowStore = WorkflowStore & { close(): Promise<void> };
+
+/** A workflow whose inputs are given in an order that is not sorted, to check that it is kept. */
+function workflow(name: string, steps = 20): Omit<WorkflowRecord, 'created_at' | 'updated_at'> {
+  return {
+    name,
+    description: `workflow ${name}`,
+    prompt: {
+      '3': { class_type: 'KSampler', inputs: { seed: 1, steps, cfg: 7.5 } },
+      '9': { class_type: 'SaveImage', inputs: { images: ['3', 0], filename_prefix: 'x' } },
+    },
+    inputs: {
+      steps: { node: '3', input: 'steps', type: 'integer', min: 1, max: 50, default: 20 },
+      cfg: { node: '3', input: 'cfg', type: 'number', description: 'guidance' },
+      prefix: { node: '9', input: 'filename_prefix', type: 'enum', values: ['x', 'y'], default: 'x' },
+    },
+  };
+}
+
+/** Runs the WorkflowStore contract against one adapter. */
+export function workflowStoreContract(name: string, harness: HarnessOrSkip<ClosableWorkflowStore>): void {
+  if (isSkipped(harness)) {
+    describe(`${name} (WorkflowStore contract)`, { skip: harness.skip }, () => undefined);
+    return;
+  }
+  describe(`${name} (WorkflowStore contract)`, () => {
+    const { open, reopen } = lifecycle(harness);
+
+    test('a registered workflow comes back whole, its inputs in their order, and after a restart', async () => {
+      const store = await open();
+      assert.deepEqual(await store.list(), []);
+      assert.equal(await store.get('b'), undefined);
+      const { record, created } = await store.put(workflow('b'), 1_764_000_000.5);
+      assert.equal(created, true);
+      assert.deepEqual(record, { ...workflow('b'), created_at: 1_764_000_000.5, updated_at: 1_764_000_000.5 });
+      await store.put({ ...workflow('a'), description: null }, 1_764_000_001);
+      assert.deepEqual(await store.get('b'), record);
+      assert.deepEqual(Object.keys((await store.get('b'))!.inputs), ['steps', 'cfg', 'prefix']);
+      assert.deepEqual(
+        (await store.list()).map((w) => w.name),
+        ['a', 'b'],
+        'listed by name',
+      );
+      const again = await reopen();
+      assert.deepEqual(await again.get('b'), record);
+      assert.equal((await again.get('a'))!.description, null);
+    });
+
+    test('a replacement keeps the creation time; a delete removes it once', async () => {
+      const store = await open();
+      await store.put(workflow('w'), 100);
+      const { record, created } = await store.put(workflow('w', 7), 200);
+      assert.equal(created, false);
+      assert.equal(record.created_at, 100);
+      assert.equal(record.updated_at, 200);
+      assert.equal(((await store.get('w'))!.prompt['3'] as { inputs: { steps: number } }).inputs.steps, 7);
+      const marked = await store.put({ ...workflow('w'), openai_images: { prompt: 'prefix', n: 'steps' } }, 300);
+      assert.deepEqual((await store.get('w'))!.openai_images, { prompt: 'prefix', n: 'steps' });
+      assert.deepEqual(marked.record.openai_images, { prompt: 'prefix', n: 'steps' });
+      await store.put(workflow('w'), 400);
+      assert.equal(Object.hasOwn((await store.get('w'))!, 'openai_images'), false, 'a replacement without the marking drops it');
+      assert.equal(await store.delete('w'), true);
+      assert.equal(await store.delete('w'), false);
+      assert.equal(await store.get('w'), undefined);
+      assert.deepEqual(await store.list(), []);
+    });
+
+    test('a change through one store is seen at once through another on the same data; concurrent writes all land', async () => {
+      const [a, b] = [await open(), await open()];
+      await a.put(workflow('shared'), 1);
+      assert.equal((await b.get('shared'))?.name, 'shared');
+      await b.delete('shared');
+      assert.equal(await a.get('shared'), undefined);
+      await Promise.all(Array.from({ length: 12 }, (_, i) => (i % 2 ? a : b).put(workflow(`w${i}`), i)));
+      assert.equal((await a.list()).length, 12);
+    });
+  });
+}
