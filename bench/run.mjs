@@ -332,6 +332,21 @@ function targets({ cases, ratios, startup_1m_keys_s, rss_1m_keys_mb, usage_write
       startup_1m_keys_s: target(startup_1m_keys_s, '< 3', startup_1m_keys_s < 3),
       rss_1m_keys_mb: target(rss_1m_keys_mb, '< 600', rss_1m_keys_mb < 600),
     });
+    // Against the ceiling of one Node.js process (bench/bare-proxy.mjs), measured in the same run.
+    const ceiling = cases.bare_node_proxy.c50;
+    const share = (name) => round(cases[name].c50.rps / ceiling.rps, 3);
+    const p99Limit = round(ceiling.p99_ms * 1.5, 3);
+    Object.assign(all, {
+      plain_route_c50_vs_ceiling: target(share('gateway_auth_plain_route'), '>= 0.85', share('gateway_auth_plain_route') >= 0.85),
+      no_auth_c50_vs_ceiling: target(share('gateway_off'), '>= 0.9', share('gateway_off') >= 0.9),
+      prompt_c50_vs_ceiling: target(share('gateway_auth'), '>= 0.6', share('gateway_auth') >= 0.6),
+      plain_route_c50_p99_ms: target(
+        cases.gateway_auth_plain_route.c50.p99_ms,
+        `<= ${p99Limit} (1.5 × the ceiling's p99)`,
+        cases.gateway_auth_plain_route.c50.p99_ms <= p99Limit,
+      ),
+      prompt_c50_p99_ms: target(cases.gateway_auth.c50.p99_ms, `<= ${p99Limit} (1.5 × the ceiling's p99)`, cases.gateway_auth.c50.p99_ms <= p99Limit),
+    });
   }
   if (usage_writes) {
     const { steady, compacting } = usage_writes.probe;
