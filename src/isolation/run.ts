@@ -12,6 +12,7 @@ import type { IsolatedCaller, IsolationContext } from './context.js';
 import { parseJsonOrUndefined, relayAnswer } from './json-body.js';
 import { admitPrompt, MAX_PROMPT_BYTES } from './prompt.js';
 import { cancelledInComfyUI } from './queue.js';
+import { checkedWebhook, readWebhookFields, type WebhookRequest } from '../webhooks/job-webhook.js';
 
 /** Seconds a run waits for its job when the body does not say. */
 export const DEFAULT_RUN_WAIT_SECONDS = 60;
@@ -31,13 +32,16 @@ export interface RunRequest {
   inline: boolean;
   cancelOnDisconnect: boolean;
   clientId: string | null;
+  /** `webhook_url` and `webhook_events`, not yet checked against the gateway's settings; null for none. */
+  webhook: WebhookRequest | null;
 }
 
 type Problem = { field: string; problem: string };
 
 /**
  * Reads a run's body strictly: `prompt` (an object) is required; `wait` (seconds, 0 to 600), `inline`,
- * `cancel_on_disconnect` (booleans) and `client_id` (a string) are optional; any other field is refused.
+ * `cancel_on_disconnect` (booleans), `client_id` (a string), `webhook_url` and `webhook_events` (see
+ * readWebhookFields) are optional; any other field is refused.
  * @throws GatewayError 400 INVALID_REQUEST listing every problem
  */
 export function parseRunRequest(body: unknown): RunRequest {
@@ -46,7 +50,7 @@ export function parseRunRequest(body: unknown): RunRequest {
   }
   const fields = body as Record<string, unknown>;
   const problems: Problem[] = [];
-  const known = new Set(['prompt', 'wait', 'inline', 'cancel_on_disconnect', 'client_id']);
+  const known = new Set(['prompt', 'wait', 'inline', 'cancel_on_disconnect', 'client_id', 'webhook_url', 'webhook_events']);
   for (const field of Object.keys(fields)) if (!known.has(field)) problems.push({ field: field.slice(0, 64), problem: 'unknown field' });
   const { prompt, wait, inline, cancel_on_disconnect: cancelOnDisconnect, client_id: clientId } = fields;
   if (typeof prompt !== 'object' || prompt === null || Array.isArray(prompt)) {
@@ -58,6 +62,7 @@ export function parseRunRequest(body: unknown): RunRequest {
   if (inline !== undefined && typeof inline !== 'boolean') problems.push({ field: 'inline', problem: 'not a boolean' });
   if (cancelOnDisconnect !== undefined && typeof cancelOnDisconnect !== 'boolean') problems.push({ field: 'cancel_on_disconnect', problem: 'not a boolean' });
   if (clientId !== undefined && typeof clientId !== 'string') problems.push({ field: 'client_id', problem: 'not a string' });
+  const webhook = readWebhookFields(fields, problems);
   if (problems.length > 0) throw invalidRequest('The run request is not valid.', problems);
   return {
     prompt: prompt as Record<string, unknown>,
@@ -65,6 +70,7 @@ export function parseRunRequest(body: unknown): RunRequest {
     inline: inline === true,
     cancelOnDisconnect: cancelOnDisconnect === true,
     clientId: typeof clientId === 'string' && clientId !== '' ? clientId : null,
+    webhook,
   };
 }
 
@@ -77,8 +83,9 @@ export function parseRunRequest(body: unknown): RunRequest {
  */
 export async function runPrompt(ctx: IsolationContext, waiter: JobWaiter, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   const run = parseRunRequest(await readJsonBody(req, MAX_PROMPT_BYTES));
+  const webhook = await checkedWebhook(run.webhook, ctx.webhooks);
   const body = { prompt: run.prompt, ...(run.clientId === null ? {} : { client_id: run.clientId }) };
-  const answer = await admitPrompt(ctx, req, caller, body, Buffer.byteLength(JSON.stringify(body)));
+  const answer = await admitPrompt(ctx, req, caller, body, Buffer.byteLength(JSON.stringify(body)), webhook);
   if (answer.status !== 200) return relayAnswer(res, answer);
   const id = (parseJsonOrUndefined(answer.body) as { prompt_id?: unknown } | undefined)?.prompt_id;
   const admitted = typeof id === 'string' ? ctx.jobs.jobs.get(id) : undefined;

@@ -31,6 +31,7 @@ function job(id: string, fields: Partial<JobRecord> = {}): JobRecord {
     error: null,
     request: { prompt: { 3: { class_type: 'KSampler', inputs: { seed: 1 } } }, client_id: 'gateway' },
     front: true,
+    webhook: { url: 'https://example.com/hook', events: ['job.succeeded'] },
     ...fields,
   };
 }

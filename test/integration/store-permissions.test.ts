@@ -146,6 +146,7 @@ describe('store folder permissions', () => {
           max_running: null,
           daily_execution_seconds: null,
           policy: null,
+          webhook_url: null,
         });
         await stores.usage.ensureCreated();
         await stores.audit.append({ ts: now, actor: 'test', action: 'key.create' });
@@ -165,6 +166,7 @@ describe('store folder permissions', () => {
           error: null,
           request: { prompt: {} },
           front: false,
+          webhook: null,
         });
       } finally {
         await Promise.all([stores.keys.close(), stores.usage.close(), stores.ownership.close(), stores.sessions.close(), stores.jobs.close()]);

@@ -104,9 +104,9 @@ async function importKeys(directory: string, database: PostgresDatabase): Promis
   const column = <K extends keyof KeyRecord>(field: K): Array<KeyRecord[K]> => keys.map((k) => k[field]);
   const { rowCount } = await database.query(
     `INSERT INTO api_keys (key_id, name, created_at, last_used, rate_limit, is_active, metadata, role, expires_at, key_prefix, key_hash, previous_key_hash,
-       previous_key_valid_until, max_queued, max_running, daily_execution_seconds, policy)
+       previous_key_valid_until, max_queued, max_running, daily_execution_seconds, policy, webhook_url)
      SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[], $5::int[], $6::bool[], $7::jsonb[], $8::text[], $9::float8[], $10::text[], $11::text[],
-       $12::text[], $13::float8[], $14::int[], $15::int[], $16::int[], $17::jsonb[])
+       $12::text[], $13::float8[], $14::int[], $15::int[], $16::int[], $17::jsonb[], $18::text[])
      ON CONFLICT (key_id) DO NOTHING`,
     [
       column('key_id'),
@@ -126,6 +126,7 @@ async function importKeys(directory: string, database: PostgresDatabase): Promis
       column('max_running'),
       column('daily_execution_seconds'),
       keys.map((k) => (k.policy === null ? null : JSON.stringify(k.policy))),
+      column('webhook_url'),
     ],
   );
   return { found: keys.length, copied: rowCount ?? 0 };
@@ -313,9 +314,9 @@ async function importJobs(directory: string, database: PostgresDatabase): Promis
     const part = jobs.slice(i, i + JOB_BATCH);
     const column = <K extends keyof JobRecord>(field: K): Array<JobRecord[K]> => part.map((job) => job[field]);
     const { rowCount } = await database.query(
-      `INSERT INTO jobs (id, key_id, client_id, backend, upstream_id, status, admitted_at, forwarded_at, started_at, finished_at, execution_seconds, outputs, error, request, front)
+      `INSERT INTO jobs (id, key_id, client_id, backend, upstream_id, status, admitted_at, forwarded_at, started_at, finished_at, execution_seconds, outputs, error, request, front, webhook)
        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::float8[], $9::float8[], $10::float8[], $11::float8[],
-         $12::jsonb[], $13::jsonb[], $14::jsonb[], $15::bool[])
+         $12::jsonb[], $13::jsonb[], $14::jsonb[], $15::bool[], $16::jsonb[])
        ON CONFLICT (id) DO NOTHING`,
       [
         column('id'),
@@ -333,6 +334,7 @@ async function importJobs(directory: string, database: PostgresDatabase): Promis
         part.map((job) => json(job.error)),
         part.map((job) => json(job.request)),
         column('front'),
+        part.map((job) => json(job.webhook)),
       ],
     );
     copied += rowCount ?? 0;

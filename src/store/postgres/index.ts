@@ -9,6 +9,7 @@ import { PostgresKeyStore } from './postgres-key-store.js';
 import { PostgresOwnershipStore } from './postgres-ownership-store.js';
 import { PostgresSessionStore } from './postgres-session-store.js';
 import { PostgresUsageStore } from './postgres-usage-store.js';
+import { PostgresWebhookStore } from './postgres-webhook-store.js';
 
 export { PostgresDatabase, isConnectionError } from './database.js';
 export { PostgresKeyStore } from './postgres-key-store.js';
@@ -17,12 +18,15 @@ export { PostgresOwnershipStore } from './postgres-ownership-store.js';
 export { PostgresSessionStore } from './postgres-session-store.js';
 export { PostgresAuditStore } from './postgres-audit-store.js';
 export { PostgresJobStore } from './postgres-job-store.js';
+export { PostgresWebhookStore } from './postgres-webhook-store.js';
 
 export interface PostgresStoresOptions {
   url: string;
   usageRetentionDays: number;
   /** Seconds a finished job is kept (default 30 days). */
   jobRetentionSeconds?: number;
+  /** Seconds a delivered or failed webhook delivery is kept (default 31 days). */
+  deliveryRetentionSeconds?: number;
   log?: StoreLog;
 }
 
@@ -34,6 +38,7 @@ export interface PostgresStores {
   sessions: PostgresSessionStore;
   audit: PostgresAuditStore;
   jobs: PostgresJobStore;
+  webhooks: PostgresWebhookStore;
   /** Job events between the replicas, by NOTIFY and LISTEN on their own channel. */
   jobEvents: JobEventRelay;
 }
@@ -53,14 +58,15 @@ export async function openPostgresStores(options: PostgresStoresOptions): Promis
   const ownership = new PostgresOwnershipStore({ database });
   const sessions = new PostgresSessionStore({ database });
   const jobs = new PostgresJobStore({ database, ...(options.jobRetentionSeconds ? { retentionSeconds: options.jobRetentionSeconds } : {}) });
+  const webhooks = new PostgresWebhookStore({ database, retentionSeconds: options.deliveryRetentionSeconds ?? 31 * 86_400 });
   // The database stays open while any store uses it; this hold is let go once all are open (or one failed).
   database.retain();
   try {
-    const opened = await Promise.allSettled([keys.open(), usage.open(), ownership.open(), sessions.open(), jobs.open()]);
+    const opened = await Promise.allSettled([keys.open(), usage.open(), ownership.open(), sessions.open(), jobs.open(), webhooks.open()]);
     const failed = opened.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failed) {
       await Promise.all(
-        [keys, usage, ownership, sessions, jobs].map((store, i) =>
+        [keys, usage, ownership, sessions, jobs, webhooks].map((store, i) =>
           opened[i]!.status === 'fulfilled' ? store.close().catch(() => undefined) : Promise.resolve(),
         ),
       );
@@ -72,7 +78,7 @@ export async function openPostgresStores(options: PostgresStoresOptions): Promis
   } finally {
     await database.release();
   }
-  return { database, keys, usage, ownership, sessions, jobs, jobEvents, audit: new PostgresAuditStore({ database }) };
+  return { database, keys, usage, ownership, sessions, jobs, webhooks, jobEvents, audit: new PostgresAuditStore({ database }) };
 }
 
 /** The job-event relay of the replicas on `database`: NOTIFY and LISTEN on their own channel. */
