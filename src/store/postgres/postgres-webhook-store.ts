@@ -69,10 +69,13 @@ export class PostgresWebhookStore implements WebhookDeliveryStore {
        RETURNING ${COLUMNS}`,
       [now, limit, leaseSeconds, token],
     );
-    return rows.flatMap((row) => {
-      const delivery = parseDelivery(row);
-      return typeof delivery === 'string' ? [] : [{ delivery, token }];
-    });
+    // RETURNING keeps no order.
+    return rows
+      .flatMap((row) => {
+        const delivery = parseDelivery(row);
+        return typeof delivery === 'string' ? [] : [{ delivery, token }];
+      })
+      .sort((a, b) => (a.delivery.next_attempt_at ?? 0) - (b.delivery.next_attempt_at ?? 0));
   }
 
   async recordAttempt(claim: DeliveryClaim, attempt: DeliveryAttempt, next: { state: DeliveryState; next_attempt_at: number | null }): Promise<boolean> {
