@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { SAVE_WORKFLOW } from '../helpers/comfy-client.js';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
-import { startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
+import { runCli, startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send, type TestResponse } from '../helpers/http-client.js';
 import { createKey, type CreatedKey } from '../helpers/keys.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -449,5 +449,29 @@ describe('webhook refusals', () => {
       await gateway.stop();
     }
     assert.equal(receiver.received.length, 0);
+  });
+});
+
+describe('comfy-gate keys --webhook-url', () => {
+  test('create and update take a URL or none; a URL that is not http(s) exits with 2 and changes nothing', async () => {
+    const dir = await tempUserDirectory();
+    try {
+      const keys = (...args: string[]) => runCli(['keys', ...args, '--user-directory', dir.path]);
+      const created = await keys('create', '--name', 'cli', '--webhook-url', 'https://hooks.example.com/comfy', '--json');
+      assert.equal(created.code, 0, created.stderr);
+      const { key_id: keyId, webhook_url: url } = JSON.parse(created.stdout) as { key_id: string; webhook_url: string };
+      assert.equal(url, 'https://hooks.example.com/comfy');
+      assert.match((await keys('show', keyId)).stdout, /^webhook url: +https:\/\/hooks\.example\.com\/comfy$/m);
+      for (const value of ['ftp://hooks.example.com/', 'not a url', 'https://user:pass@hooks.example.com/']) {
+        const refused = await keys('update', keyId, '--webhook-url', value);
+        assert.equal(refused.code, 2, refused.stderr);
+        assert.match(refused.stderr, /webhook.url/);
+      }
+      const cleared = await keys('update', keyId, '--webhook-url', 'none', '--json');
+      assert.equal(cleared.code, 0, cleared.stderr);
+      assert.equal((JSON.parse(cleared.stdout) as { key: { webhook_url: unknown } }).key.webhook_url, null);
+    } finally {
+      await dir.remove();
+    }
   });
 });
