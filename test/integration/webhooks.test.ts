@@ -7,6 +7,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { SAVE_WORKFLOW } from '../helpers/comfy-client.js';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { runCli, startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
@@ -320,6 +321,27 @@ describe('webhooks', () => {
     assert.equal(missing.status, 404);
     assert.equal(missing.json<{ error_code: string }>().error_code, 'DELIVERY_NOT_FOUND');
     assert.equal((await send(gateway.url, '/api/gateway/webhooks/deliveries', { method: 'POST', key: admin, body: {} })).status, 405);
+  });
+
+  test('the OpenAPI document describes the deliveries API and the events POSTed', async () => {
+    const doc = (await send(gateway.url, '/api/gateway/openapi.json')).json<{
+      components: { schemas: Record<string, unknown> };
+      paths: Record<string, { get: { responses: Record<string, { content: { 'application/json': { schema: unknown } } }> } }>;
+    }>();
+    const ajv = new Ajv2020({ strict: false });
+    ajv.addSchema({ $id: 'openapi', components: doc.components });
+    const check = (schema: unknown, value: unknown, what: string): void => {
+      const validate = ajv.compile(JSON.parse(JSON.stringify(schema).replaceAll('"#/components/', '"openapi#/components/')) as object);
+      assert.ok(validate(value), `${what}: ${JSON.stringify(validate.errors)}`);
+    };
+    const list = await send(gateway.url, '/api/gateway/webhooks/deliveries?limit=500', { key: admin });
+    check(doc.paths['/api/gateway/webhooks/deliveries']!.get.responses['200']!.content['application/json'].schema, list.json(), 'the listing');
+    const [first] = list.json<{ deliveries: Delivery[] }>().deliveries;
+    const detail = await send(gateway.url, `/api/gateway/webhooks/deliveries/${first!.id}`, { key: admin });
+    check(doc.paths['/api/gateway/webhooks/deliveries/{id}']!.get.responses['200']!.content['application/json'].schema, detail.json(), 'a delivery');
+    assert.ok(receiver.received.length > 0);
+    for (const got of receiver.received)
+      check({ $ref: '#/components/schemas/WebhookEvent' }, JSON.parse(got.body.toString('utf8')), `the event to ${got.path}`);
   });
 
   test('strict run bodies: webhook_events must be known events, with a webhook_url', async () => {
