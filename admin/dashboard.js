@@ -331,7 +331,7 @@ function deliveryRow(delivery) {
     el(
       'td',
       { 'data-label': 'Last attempt', class: 'col-last' },
-      last ? [timeEl(last.at, relativeTime(last.at)), el('small', { class: 'note' }, attemptText(last))] : el('span', { class: 'muted' }, '—'),
+      ...(last ? [timeEl(last.at, relativeTime(last.at)), el('small', { class: 'note' }, attemptText(last))] : [el('span', { class: 'muted' }, '—')]),
     ),
     el('td', { 'data-label': 'Created', class: 'col-created' }, timeEl(delivery.created_at, relativeTime(delivery.created_at))),
   );

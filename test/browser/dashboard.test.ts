@@ -766,6 +766,8 @@ describe('admin dashboard with webhooks', { skip: browserUnavailable }, () => {
     assert.match((await rowOfJob(refused).locator('.col-last').textContent()) ?? '', /HTTP 503/);
     assert.match((await rowOfJob(refused).locator('.col-state').textContent()) ?? '', /next try/);
 
+    await page.locator('#deliveries').screenshot({ path: await screenshotPath('dashboard-webhooks-1280') });
+
     // Opening the attempt count lists each attempt.
     await rowOfJob(delivered).locator('.col-attempts summary').click();
     await rowOfJob(delivered).locator('.attempt-list li').first().waitFor();
@@ -780,7 +782,7 @@ describe('admin dashboard with webhooks', { skip: browserUnavailable }, () => {
     await context.close();
   });
 
-  test('the key form sets, shows and clears the webhook URL; a private address the gateway refuses keeps the dialog open', async () => {
+  test('the key form sets, shows and clears the webhook URL; a URL the gateway refuses keeps the dialog open', async () => {
     const { context, page, errors } = await openPage(browser, { locale: 'en-US' });
     await signIn(page, gateway.url, admin.api_key);
     const input = '#key-form [name=webhook_url]';
