@@ -71,6 +71,9 @@ export class WebhookOutbox {
   private readonly options: WebhookOutboxOptions;
   private readonly agent: Agent;
   private readonly remembered = new Set<string>();
+  /** Deliveries whose enqueue failed (the store could not be written), tried again at each tick. */
+  private readonly unstored = new Map<string, WebhookDelivery>();
+  private storingAgain = false;
   private readonly closing = new AbortController();
   private readonly inFlight = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | null = null;
@@ -85,7 +88,10 @@ export class WebhookOutbox {
   /** Looks for due deliveries every quarter of the retry base (50 ms to 1 s), after enqueueing what ended jobs lack. */
   start(): void {
     const pollMs = Math.min(1000, Math.max(50, (this.options.retryBaseSeconds * 1000) / 4));
-    this.timer = setInterval(() => this.pump(), pollMs).unref();
+    this.timer = setInterval(() => {
+      this.storeAgain();
+      this.pump();
+    }, pollMs).unref();
     void this.catchUp()
       .catch((error: unknown) => this.options.log.warn({ err: error }, 'webhook events of ended jobs could not be enqueued'))
       .finally(() => this.pump());
@@ -96,11 +102,39 @@ export class WebhookOutbox {
     const delivery = this.deliveryFor(job, Date.now() / 1000);
     if (!delivery || this.remembered.has(delivery.id)) return;
     this.remember(delivery.id);
+    this.store(delivery);
+  }
+
+  /** Enqueues a delivery; one that cannot be stored now is kept here and tried again at the next tick. */
+  private store(delivery: WebhookDelivery): void {
     this.options.store.enqueue(delivery).then(
       () => this.pump(),
       (error: unknown) => {
-        this.remembered.delete(delivery.id);
-        this.options.log.warn({ err: error, job_id: job.id, event: delivery.event }, 'a webhook event could not be enqueued; it is enqueued at the next start');
+        if (!this.unstored.has(delivery.id)) {
+          this.options.log.warn({ err: error, job_id: delivery.job_id, event: delivery.event }, 'a webhook event could not be enqueued; it is tried again');
+        }
+        if (this.unstored.size < REMEMBERED_IDS) this.unstored.set(delivery.id, delivery);
+      },
+    );
+  }
+
+  /**
+   * Tries again to enqueue the deliveries the store refused, one at a time while the store refuses
+   * (those left when the gateway stops are enqueued at its next start).
+   */
+  private storeAgain(): void {
+    const first = this.unstored.values().next().value;
+    if (!first || this.storingAgain) return;
+    this.storingAgain = true;
+    this.options.store.enqueue(first).then(
+      () => {
+        this.unstored.delete(first.id);
+        this.storingAgain = false;
+        this.storeAgain();
+        this.pump();
+      },
+      () => {
+        this.storingAgain = false;
       },
     );
   }
