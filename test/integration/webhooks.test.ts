@@ -155,7 +155,7 @@ describe('webhooks', () => {
     await receiver.listen();
     userDirectory = await tempUserDirectory();
     gateway = await startGateway({ upstream: comfy.url, userDirectory: userDirectory.path, args });
-    admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
+    admin = (await createKey(gateway.url, { name: 'admin', role: 'admin', rate_limit: 1_000_000 })).api_key;
     alice = await createKey(gateway.url, { name: 'alice', rate_limit: 10_000 }, admin);
   });
   after(async () => {
@@ -418,7 +418,7 @@ describe('webhook refusals', () => {
   test('without --webhook-allow-private, loopback, private and link-local URLs are refused at submission, in a run and in a key', async () => {
     const gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--webhook-secret', SECRET] });
     try {
-      const admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
+      const admin = (await createKey(gateway.url, { name: 'admin', role: 'admin', rate_limit: 1_000_000 })).api_key;
       for (const url of [receiver.url('/ok/private'), 'http://localhost:9/in', 'http://10.1.2.3/in', 'http://169.254.169.254/latest', 'http://[::1]:9/in']) {
         const res = await send(gateway.url, '/api/gateway/run', { method: 'POST', key: admin, body: { prompt: SAVE_WORKFLOW, webhook_url: url } });
         assert.equal(res.status, 400, `${url}: ${res.text}`);
@@ -452,7 +452,7 @@ describe('webhook refusals', () => {
   test("without --webhook-secret, a run's webhook_url is 400 WEBHOOKS_DISABLED and a key's webhook_url is not used", async () => {
     const gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--webhook-allow-private'] });
     try {
-      const admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
+      const admin = (await createKey(gateway.url, { name: 'admin', role: 'admin', rate_limit: 1_000_000 })).api_key;
       const res = await send(gateway.url, '/api/gateway/run', {
         method: 'POST',
         key: admin,
