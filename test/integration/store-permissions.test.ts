@@ -89,7 +89,7 @@ describe('store folder permissions', () => {
     assert.ok(message.includes(`${journalPath} is owned by uid 65534, not by this process's uid 0: run chown 0 ${journalPath}`), message);
   });
 
-  for (const name of ['api_keys.json', 'api_keys.journal', 'audit.jsonl', 'jobs.journal']) {
+  for (const name of ['api_keys.json', 'api_keys.journal', 'audit.jsonl', 'jobs.journal', 'webhook-deliveries.journal']) {
     test(`a symbolic link in place of ${name} is refused, even with --allow-unsafe-store-permissions, and nothing is written through it`, async () => {
       const dir = await folder();
       const outside = await folder();
@@ -168,8 +168,27 @@ describe('store folder permissions', () => {
           front: false,
           webhook: null,
         });
+        await stores.webhooks.enqueue({
+          id: 'whd_1',
+          job_id: 'job-1',
+          key_id: 'k',
+          event: 'job.succeeded',
+          url: 'https://hooks.example.com/',
+          body: '{}',
+          state: 'pending',
+          created_at: now,
+          next_attempt_at: now,
+          attempts: [],
+        });
       } finally {
-        await Promise.all([stores.keys.close(), stores.usage.close(), stores.ownership.close(), stores.sessions.close(), stores.jobs.close()]);
+        await Promise.all([
+          stores.keys.close(),
+          stores.usage.close(),
+          stores.ownership.close(),
+          stores.sessions.close(),
+          stores.jobs.close(),
+          stores.webhooks.close(),
+        ]);
       }
     } finally {
       process.umask(previous);
@@ -177,7 +196,9 @@ describe('store folder permissions', () => {
     assert.equal((await modeOf(dir)).toString(8), '700');
     const files = await readdir(dir);
     assert.ok(
-      ['api_keys.journal', 'api_usage.json', 'audit.jsonl', 'jobs.json', 'jobs.journal'].every((name) => files.includes(name)),
+      ['api_keys.journal', 'api_usage.json', 'audit.jsonl', 'jobs.json', 'jobs.journal', 'webhook-deliveries.json', 'webhook-deliveries.journal'].every(
+        (name) => files.includes(name),
+      ),
       files.join(', '),
     );
     for (const file of files) assert.equal((await modeOf(join(dir, file))).toString(8), '600', file);
