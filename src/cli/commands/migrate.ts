@@ -41,6 +41,7 @@ const LABELS: Record<string, string> = {
   sessions: 'sessions (unexpired)',
   audit_entries: 'audit entries',
   jobs: 'jobs',
+  webhook_deliveries: 'webhook deliveries',
 };
 
 /** Runs `comfy-gate migrate`; returns the exit code. */

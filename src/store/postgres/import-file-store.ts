@@ -15,9 +15,10 @@ import {
   type TotalsByKey,
   type UsageJournalEntry,
 } from '../file/usage-file.js';
+import { parseDelivery } from '../delivery-record.js';
 import { parseJobRecord } from '../job-record.js';
 import { parseStoredKey } from '../key-record.js';
-import { StoreCorruptError, type AuditEntry, type JobRecord, type KeyRecord, type UsageRecord } from '../types.js';
+import { StoreCorruptError, type AuditEntry, type JobRecord, type KeyRecord, type UsageRecord, type WebhookDelivery } from '../types.js';
 import type { PostgresDatabase } from './database.js';
 import { DAILY_COLUMN_TYPES, DAILY_COLUMNS } from './postgres-usage-store.js';
 
@@ -36,6 +37,7 @@ export interface ImportReport {
   sessions: ImportCount;
   audit_entries: ImportCount;
   jobs: ImportCount;
+  webhook_deliveries: ImportCount;
 }
 
 const BATCH = 5000;
@@ -45,7 +47,7 @@ const JOB_BATCH = 500;
 /**
  * Reads the JSON store in `directory` without writing to it, and inserts into PostgreSQL whatever is
  * not there yet: keys by key_id (a key deleted in PostgreSQL stays deleted), usage records and audit
- * entries by an id derived from their content, ownership records, sessions and jobs by their id. Daily totals
+ * entries by an id derived from their content, ownership records, sessions, jobs and webhook deliveries by their id. Daily totals
  * are raised to the JSON store's figures where PostgreSQL has less. Running it twice copies nothing the
  * second time. The triggers announce the copied keys, sessions, ownership and jobs to running gateways.
  * @throws StoreCorruptError when a store file cannot be read; the database error when a write fails.
@@ -59,6 +61,7 @@ export async function importFileStore(directory: string, database: PostgresDatab
     sessions: await importSessions(directory, database, now),
     audit_entries: await importAudit(directory, database),
     jobs: await importJobs(directory, database),
+    webhook_deliveries: await importDeliveries(directory, database),
   };
 }
 
@@ -340,6 +343,43 @@ async function importJobs(directory: string, database: PostgresDatabase): Promis
     copied += rowCount ?? 0;
   }
   return { found: jobs.length, copied };
+}
+
+/**
+ * Copies the webhook outbox, each delivery by its id, so that a pending delivery goes on and the
+ * start-up catch-up does not send again an event the JSON store's gateway delivered.
+ */
+async function importDeliveries(directory: string, database: PostgresDatabase): Promise<ImportCount> {
+  const deliveries: WebhookDelivery[] = [];
+  for (const [id, value] of await readTable(directory, 'webhook-deliveries')) {
+    const delivery = parseDelivery(value);
+    if (typeof delivery === 'string') throw new StoreCorruptError(join(directory, 'webhook-deliveries.json'), `delivery ${JSON.stringify(id)}: ${delivery}`);
+    deliveries.push({ ...delivery, id });
+  }
+  let copied = 0;
+  for (let i = 0; i < deliveries.length; i += JOB_BATCH) {
+    const part = deliveries.slice(i, i + JOB_BATCH);
+    const column = <K extends keyof WebhookDelivery>(field: K): Array<WebhookDelivery[K]> => part.map((delivery) => delivery[field]);
+    const { rowCount } = await database.query(
+      `INSERT INTO webhook_deliveries (id, job_id, key_id, event, url, body, state, created_at, next_attempt_at, attempts)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::float8[], $10::jsonb[])
+       ON CONFLICT (id) DO NOTHING`,
+      [
+        column('id'),
+        column('job_id'),
+        column('key_id'),
+        column('event'),
+        column('url'),
+        column('body'),
+        column('state'),
+        column('created_at'),
+        column('next_attempt_at'),
+        part.map((delivery) => JSON.stringify(delivery.attempts)),
+      ],
+    );
+    copied += rowCount ?? 0;
+  }
+  return { found: deliveries.length, copied };
 }
 
 /** A usage record in one fixed field order, so the same record gets the same id wherever it was read from. */
