@@ -110,9 +110,7 @@ export class WebhookOutbox {
     this.options.store.enqueue(delivery).then(
       () => this.pump(),
       (error: unknown) => {
-        if (!this.unstored.has(delivery.id)) {
-          this.options.log.warn({ err: error, job_id: delivery.job_id, event: delivery.event }, 'a webhook event could not be enqueued; it is tried again');
-        }
+        this.options.log.warn({ err: error, job_id: delivery.job_id, event: delivery.event }, 'a webhook event could not be enqueued; it is tried again');
         if (this.unstored.size < REMEMBERED_IDS) this.unstored.set(delivery.id, delivery);
       },
     );
