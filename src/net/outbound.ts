@@ -100,7 +100,8 @@ export async function checkOutboundUrl(text: string, allowPrivate: boolean, priv
   if (url.hostname === '') throw new OutboundUrlError('has no host');
   if (allowPrivate) return url;
   const refused = new OutboundUrlError(`points to a loopback, private or link-local address; the gateway refuses those unless started with ${privateFlag}`);
-  const host = url.hostname.replace(/^\[|\]$/g, '');
+  // A name with its trailing root dot (`localhost.`) is the same name.
+  const host = url.hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '');
   if (isIP(host) !== 0) {
     if (isPrivateAddress(host)) throw refused;
     return url;
