@@ -1,4 +1,4 @@
-// The admin dashboard: the ComfyUI backends, every key with its usage, key management, and 30-day charts, in plain DOM (no framework, no build).
+// The admin dashboard: the ComfyUI backends, the webhook deliveries, every key with its usage, key management, and 30-day charts, in plain DOM (no framework, no build).
 
 // uPlot, served by the gateway from its installed package.
 import uPlot from '/admin/vendor/uplot.js';
@@ -27,6 +27,8 @@ const state = {
   backendsTimer: 0,
   /** Only the latest load of the backends is drawn. */
   backendsSeq: 0,
+  /** Only the latest load of the webhook deliveries is drawn. */
+  deliveriesSeq: 0,
   chartWidth: 0,
   /** The uPlot chart of execution seconds, replaced at each drawing. */
   executionPlot: null,
@@ -117,7 +119,11 @@ function scheduleRefresh() {
   clearInterval(state.backendsTimer);
   if (document.hidden) return;
   state.timer = setInterval(() => Date.now() >= state.pausedUntil && refresh(), REFRESH_MS);
-  state.backendsTimer = setInterval(() => Date.now() >= state.pausedUntil && refreshBackends(), BACKENDS_REFRESH_MS);
+  state.backendsTimer = setInterval(() => {
+    if (Date.now() < state.pausedUntil) return;
+    refreshBackends();
+    refreshDeliveries();
+  }, BACKENDS_REFRESH_MS);
 }
 
 let messageTimer = 0;
@@ -266,6 +272,83 @@ function weightNote(backend) {
   return backend.weight === 1 ? '' : el('small', { class: 'note' }, `weight ${formatNumber(backend.weight)}`);
 }
 
+// ---- The webhook deliveries table ----
+
+/** Deliveries shown at once, newest first. */
+const DELIVERIES_SHOWN = 20;
+
+/** What each state of a delivery means, for its badge's tooltip. */
+const DELIVERY_STATES = {
+  pending: 'Not delivered yet: it is tried again at the time shown.',
+  delivered: 'The receiver answered with a 2xx status.',
+  failed: 'Given up: no 2xx answer within 24 hours of retries.',
+};
+
+async function refreshDeliveries() {
+  const seq = ++state.deliveriesSeq;
+  const filter = $('deliveries-state').value;
+  try {
+    const query = new URLSearchParams({ limit: String(DELIVERIES_SHOWN), ...(filter ? { state: filter } : {}) });
+    const { deliveries } = await api('GET', `/api/gateway/webhooks/deliveries?${query}`);
+    if (seq !== state.deliveriesSeq) return;
+    $('deliveries').tBodies[0].replaceChildren(...deliveries.map(deliveryRow));
+    $('deliveries-empty').hidden = deliveries.length > 0;
+    $('deliveries-error').hidden = true;
+  } catch (error) {
+    if (seq !== state.deliveriesSeq) return;
+    $('deliveries-error').textContent = `The webhook deliveries could not be loaded: ${describeError(error)}`;
+    $('deliveries-error').hidden = false;
+  }
+}
+
+/** An attempt in a few words: the receiver's status, or why there was none, and how long it took. */
+function attemptText(attempt) {
+  const outcome = attempt.status === null ? attempt.error : `HTTP ${attempt.status}`;
+  return `${outcome} in ${formatNumber(Math.round(attempt.duration_ms))} ms`;
+}
+
+function deliveryRow(delivery) {
+  const last = delivery.last_attempt;
+  const next =
+    delivery.state === 'pending' && delivery.next_attempt_at !== null
+      ? el('small', { class: 'note' }, 'next try ', timeEl(delivery.next_attempt_at, relativeTime(delivery.next_attempt_at)))
+      : '';
+  const attempts = el('details', { class: 'attempts', 'data-delivery-id': delivery.id }, el('summary', {}, formatNumber(delivery.attempt_count)));
+  attempts.addEventListener('toggle', () => attempts.open && showAttempts(attempts, delivery.id), { once: true });
+  return el(
+    'tr',
+    { 'data-delivery-id': delivery.id },
+    el('td', { 'data-label': 'Event', class: 'col-event' }, el('code', {}, delivery.event)),
+    el('td', { 'data-label': 'Job', class: 'col-job' }, el('code', { title: `key ${delivery.key_id}` }, delivery.job_id)),
+    el('td', { 'data-label': 'URL', class: 'col-url' }, el('code', {}, delivery.url)),
+    el(
+      'td',
+      { 'data-label': 'State', class: 'col-state' },
+      el('span', { class: `state ${delivery.state}`, title: DELIVERY_STATES[delivery.state] ?? '' }, delivery.state),
+      next,
+    ),
+    el('td', { 'data-label': 'Attempts', class: 'col-attempts num' }, attempts),
+    el(
+      'td',
+      { 'data-label': 'Last attempt', class: 'col-last' },
+      ...(last ? [timeEl(last.at, relativeTime(last.at)), el('small', { class: 'note' }, attemptText(last))] : [el('span', { class: 'muted' }, '—')]),
+    ),
+    el('td', { 'data-label': 'Created', class: 'col-created' }, timeEl(delivery.created_at, relativeTime(delivery.created_at))),
+  );
+}
+
+/** Lists every attempt of a delivery under its count, read when it is first opened. */
+async function showAttempts(details, id) {
+  try {
+    const { attempts } = await api('GET', `/api/gateway/webhooks/deliveries/${encodeURIComponent(id)}`);
+    details.append(
+      el('ol', { class: 'attempt-list' }, ...attempts.map((attempt) => el('li', {}, timeEl(attempt.at, fullDate(attempt.at)), ` ${attemptText(attempt)}`))),
+    );
+  } catch (error) {
+    details.append(el('p', { class: 'card-error' }, describeError(error)));
+  }
+}
+
 // ---- The keys table ----
 
 function statusOf(key) {
@@ -333,6 +416,7 @@ function limitNotes(key) {
     );
   }
   if (key.policy !== null) notes.push(el('small', { class: 'note policy', title: `Prompt policy: ${JSON.stringify(key.policy)}` }, 'prompt policy'));
+  if (key.webhook_url !== null) notes.push(el('small', { class: 'note webhook', title: `Webhook: ${key.webhook_url}` }, 'webhook'));
   return notes;
 }
 
@@ -657,6 +741,7 @@ function openKeyForm(key) {
     field(form, 'expires_at').value = toLocalInput(key.expires_at);
     for (const name of QUOTA_FIELDS) field(form, name).value = key[name] === null ? '' : String(key[name]);
     field(form, 'policy').value = key.policy === null ? '' : JSON.stringify(key.policy, null, 2);
+    field(form, 'webhook_url').value = key.webhook_url ?? '';
   }
   openDialog($('key-dialog'));
 }
@@ -681,6 +766,7 @@ async function submitKeyForm(event) {
     expires_at: expiryFrom(field(form, 'expires_at').value, key),
     ...Object.fromEntries(QUOTA_FIELDS.map((name) => [name, quotaFrom(field(form, name).value)])),
     policy,
+    webhook_url: field(form, 'webhook_url').value.trim() || null,
   };
   if (key?.key_id === state.me && body.role !== 'admin') {
     const sure = await confirmAction({
@@ -802,6 +888,8 @@ function onTableClick(event) {
 function start() {
   $('refresh').addEventListener('click', refresh);
   $('refresh').addEventListener('click', refreshBackends);
+  $('refresh').addEventListener('click', refreshDeliveries);
+  $('deliveries-state').addEventListener('change', refreshDeliveries);
   $('page-next').addEventListener('click', () => {
     state.page.before.push(state.page.after);
     showPage(state.page.next);
@@ -820,6 +908,7 @@ function start() {
     if (!document.hidden && Date.now() >= state.pausedUntil) {
       refresh();
       refreshBackends();
+      refreshDeliveries();
     }
     scheduleRefresh();
   });
@@ -834,6 +923,7 @@ function start() {
   );
   refresh();
   refreshBackends();
+  refreshDeliveries();
   scheduleRefresh();
 }
 

@@ -32,6 +32,7 @@ export function newKey(input: CreateKeyInput, nowSeconds: number): { record: Key
     max_running: input.max_running ?? null,
     daily_execution_seconds: input.daily_execution_seconds ?? null,
     policy: input.policy ?? null,
+    webhook_url: input.webhook_url ?? null,
   };
   return { record, apiKey };
 }
@@ -51,7 +52,7 @@ export function rotatedKey(record: KeyRecord, graceSeconds: number, nowSeconds: 
   return { patch, apiKey };
 }
 
-/** The answer to a key creation: the reference's fields plus `role`, expiry, prefix, job quotas and prompt policy. */
+/** The answer to a key creation: the reference's fields plus `role`, expiry, prefix, job quotas, prompt policy and webhook URL. */
 export function createdKeyBody(record: KeyRecord, apiKey: string): Record<string, unknown> {
   return {
     key_id: record.key_id,
@@ -67,6 +68,7 @@ export function createdKeyBody(record: KeyRecord, apiKey: string): Record<string
     max_running: record.max_running,
     daily_execution_seconds: record.daily_execution_seconds,
     policy: record.policy,
+    webhook_url: record.webhook_url,
     message: KEY_CREATED_MESSAGE,
   };
 }
@@ -82,5 +84,6 @@ export function creationAuditDetails(record: KeyRecord): Record<string, unknown>
     max_running: record.max_running,
     daily_execution_seconds: record.daily_execution_seconds,
     policy: record.policy,
+    webhook_url: record.webhook_url,
   };
 }

@@ -185,6 +185,12 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
     help: 'Let webhook URLs and workflow image URLs reach loopback, private and link-local addresses (default: refused)',
   },
   {
+    flag: 'webhook-retry-base',
+    env: 'COMFY_GATE_WEBHOOK_RETRY_BASE',
+    type: 'string',
+    help: `Seconds before a failed webhook delivery's first retry (fractions allowed); delays double up to 360 times it, and a delivery is given up 8640 times it after it was made (default ${DEFAULTS.webhookRetryBaseSeconds}: up to 1 h apart, for 24 h)`,
+  },
+  {
     flag: 'database-url',
     env: 'COMFY_GATE_DATABASE_URL',
     type: 'string',
@@ -293,6 +299,7 @@ export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): Gateway
     defaultPolicy: readDefaultPolicy(stringValue(values['default-policy'])),
     webhookSecret: parseWebhookSecret(stringValue(values['webhook-secret'])),
     webhookAllowPrivate: values['webhook-allow-private'] === true,
+    webhookRetryBaseSeconds: parseRetryBase(stringValue(values['webhook-retry-base'])),
     sessionTtlSeconds: parseDuration('--session-ttl', stringValue(values['session-ttl']) ?? DEFAULTS.sessionTtl),
     trustedProxies: ((values['trusted-proxy'] as string[] | undefined) ?? []).map(parseTrustedProxy),
     allowedHosts: ((values['allowed-host'] as string[] | undefined) ?? []).map(parseAllowedHost),
@@ -320,6 +327,16 @@ function parseFlags(args: string[]): RawValues {
 
 function stringValue(value: RawValues[string]): string | undefined {
   return typeof value === 'string' ? value : undefined;
+}
+
+/** `--webhook-retry-base`: a number of seconds from 0.001 to 3600, fractions allowed. */
+function parseRetryBase(value: string | undefined): number {
+  if (value === undefined) return DEFAULTS.webhookRetryBaseSeconds;
+  const seconds = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value) || seconds < 0.001 || seconds > 3600) {
+    throw new ConfigError(`--webhook-retry-base must be a number of seconds from 0.001 to 3600, not ${JSON.stringify(value)}`);
+  }
+  return seconds;
 }
 
 function parseWebhookSecret(value: string | undefined): string | null {

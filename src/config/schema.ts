@@ -43,6 +43,8 @@ export interface GatewayConfig {
   webhookSecret: string | null;
   /** Let webhooks and image URLs reach loopback, private and link-local addresses (`--webhook-allow-private`). */
   webhookAllowPrivate: boolean;
+  /** The delay before a failed webhook delivery's first retry, in seconds; the whole schedule scales with it (`--webhook-retry-base`). */
+  webhookRetryBaseSeconds: number;
   /** How long a browser session lasts, in seconds. */
   sessionTtlSeconds: number;
   /** Addresses and CIDR blocks of reverse proxies whose X-Forwarded-* headers are believed. */
@@ -112,6 +114,7 @@ export const DEFAULTS = {
   redisKeyPrefix: 'comfy-gate:',
   redisTimeoutMs: 50,
   redisFailure: 'local',
+  webhookRetryBaseSeconds: 10,
 } as const;
 
 /** The name of the backend when there is one and it has no name of its own. */

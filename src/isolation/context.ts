@@ -6,6 +6,7 @@ import type { JobService } from '../jobs/job-service.js';
 import type { PromptPolicy } from '../policy/schema.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import type { JobRecord, KeyRecord, OwnershipStore } from '../store/types.js';
+import type { WebhookSettings } from '../webhooks/job-webhook.js';
 import { promptOutputsOf, type PromptOutputs } from './files.js';
 import { parseJsonOrUndefined } from './json-body.js';
 import type { JsonRewriter } from './large-json.js';
@@ -19,6 +20,8 @@ export interface IsolationContext {
   rewriter: JsonRewriter;
   /** The prompt policy of user keys without one of their own (`--default-policy`), or null. */
   defaultPolicy: PromptPolicy | null;
+  /** Whether runs may ask for webhooks (`--webhook-secret`), and to which addresses; absent: they may not. */
+  webhooks?: WebhookSettings;
 }
 
 /** The key making the request, and the headers every request it forwards gets (its ComfyUI user). */

@@ -28,6 +28,7 @@ import { getSystemStats } from './system-stats.js';
 import { isOpenedByOperator, type UserRoute } from './user-routes.js';
 import { getView, postUpload } from './view.js';
 import type { PromptPolicy } from '../policy/schema.js';
+import type { WebhookSettings } from '../webhooks/job-webhook.js';
 
 export interface IsolatedProxy {
   /** Forwards a request made with a key, applying the route table's rule for that key's role. */
@@ -57,6 +58,8 @@ export function createIsolatedProxy(options: {
   catalog: CatalogCache;
   /** The prompt policy of user keys without one of their own. */
   defaultPolicy: PromptPolicy | null;
+  /** Whether runs may ask for webhooks, and to which addresses. */
+  webhooks?: WebhookSettings;
 }): IsolatedProxy {
   const ctx: IsolationContext = {
     pool: options.pool,
@@ -64,6 +67,7 @@ export function createIsolatedProxy(options: {
     jobs: options.jobs,
     rewriter: new JsonRewriter(),
     defaultPolicy: options.defaultPolicy,
+    ...(options.webhooks ? { webhooks: options.webhooks } : {}),
   };
   const comfyUsers = new ComfyUsers(ctx);
 

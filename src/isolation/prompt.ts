@@ -6,6 +6,7 @@ import { posix } from 'node:path';
 import { forbidden, GatewayError, invalidRequest, payloadTooLarge, unknownBackend } from '../errors.js';
 import { checkPrompt, effectivePolicy, type PromptOrigin } from '../policy/check.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
+import type { JobWebhook } from '../store/types.js';
 import { readBody } from '../server/body.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
 import { fileIdOf } from './files.js';
@@ -51,7 +52,8 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
  * are refused with 400. A user key's `front` and `number` are dropped: the gateway's fair queue orders
  * its jobs. A prompt its key's prompt policy refuses (`bodyBytes` is the size the policy's
  * `max_prompt_bytes` reads; `origin` says whether it is a registered workflow's, which `workflows_only`
- * lets through) gets 403 PROMPT_POLICY before anything is claimed or sent. `body` is changed in place.
+ * lets through) gets 403 PROMPT_POLICY before anything is claimed or sent. `webhook` (a checked one, from a
+ * run) replaces the key's default webhook. `body` is changed in place.
  * @throws GatewayError as above, and as JobService.admit (quotas, a lost answer)
  */
 export async function admitPrompt(
@@ -61,6 +63,7 @@ export async function admitPrompt(
   body: Record<string, unknown>,
   bodyBytes: number,
   origin: PromptOrigin = {},
+  webhook: JobWebhook | null = null,
 ): Promise<UpstreamAnswer> {
   const policy = effectivePolicy(caller.key, ctx.defaultPolicy);
   if (policy) checkPrompt(policy, body.prompt, bodyBytes, origin);
@@ -102,6 +105,7 @@ export async function admitPrompt(
       clientId,
       request: { body, headers: caller.upstreamHeaders, ...(pin ? { pin } : {}) },
       front: caller.seesAll && body.front === true,
+      ...(webhook ? { webhook } : {}),
     })
     .catch(async (error: unknown) => {
       if (error instanceof GatewayError && error.status < 500) await releaseNewClient();

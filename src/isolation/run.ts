@@ -14,6 +14,7 @@ import type { IsolatedCaller, IsolationContext } from './context.js';
 import { parseJsonOrUndefined, relayAnswer } from './json-body.js';
 import { admitPrompt, MAX_PROMPT_BYTES } from './prompt.js';
 import { cancelledInComfyUI } from './queue.js';
+import { checkedWebhook, readWebhookFields, type WebhookRequest } from '../webhooks/job-webhook.js';
 
 /** Seconds a run waits for its job when the body does not say. */
 export const DEFAULT_RUN_WAIT_SECONDS = 60;
@@ -32,6 +33,8 @@ export interface RunOptions {
   inline: boolean;
   cancelOnDisconnect: boolean;
   clientId: string | null;
+  /** `webhook_url` and `webhook_events`, not yet checked against the gateway's settings; null for none. */
+  webhook: WebhookRequest | null;
 }
 
 /** A run as its body asks for it. */
@@ -43,11 +46,11 @@ export interface RunRequest extends RunOptions {
 export type Problem = { field: string; problem: string };
 
 /** The fields every run body takes (POST /api/gateway/run and a workflow's run), read by parseRunOptions. */
-export const RUN_OPTION_FIELDS: readonly string[] = ['wait', 'inline', 'cancel_on_disconnect', 'client_id'];
+export const RUN_OPTION_FIELDS: readonly string[] = ['wait', 'inline', 'cancel_on_disconnect', 'client_id', 'webhook_url', 'webhook_events'];
 
 /**
  * Reads the fields every run body takes: `wait` (seconds, 0 to 600), `inline`, `cancel_on_disconnect`
- * (booleans) and `client_id` (a string), each optional. Adds each problem to `problems`.
+ * (booleans), `client_id` (a string), `webhook_url` and `webhook_events` (see readWebhookFields), each optional. Adds each problem to `problems`.
  */
 export function parseRunOptions(fields: Record<string, unknown>, problems: Problem[]): RunOptions {
   const { wait, inline, cancel_on_disconnect: cancelOnDisconnect, client_id: clientId } = fields;
@@ -62,6 +65,7 @@ export function parseRunOptions(fields: Record<string, unknown>, problems: Probl
     inline: inline === true,
     cancelOnDisconnect: cancelOnDisconnect === true,
     clientId: typeof clientId === 'string' && clientId !== '' ? clientId : null,
+    webhook: readWebhookFields(fields, problems),
   };
 }
 
@@ -123,8 +127,9 @@ export async function runToEnd(
   prompt: Record<string, unknown>,
   origin: PromptOrigin = {},
 ): Promise<RunOutcome> {
+  const webhook = await checkedWebhook(run.webhook, ctx.webhooks);
   const body = { prompt, ...(run.clientId === null ? {} : { client_id: run.clientId }) };
-  const answer = await admitPrompt(ctx, req, caller, body, Buffer.byteLength(JSON.stringify(body)), origin);
+  const answer = await admitPrompt(ctx, req, caller, body, Buffer.byteLength(JSON.stringify(body)), origin, webhook);
   if (answer.status !== 200) return { kind: 'refused', answer };
   const id = (parseJsonOrUndefined(answer.body) as { prompt_id?: unknown } | undefined)?.prompt_id;
   const admitted = typeof id === 'string' ? ctx.jobs.jobs.get(id) : undefined;

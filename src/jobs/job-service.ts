@@ -4,7 +4,7 @@ import { forbidden, type GatewayError } from '../errors.js';
 import type { JobObserver } from '../events/event-hub.js';
 import type { Logger } from '../log/logger.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
-import { ACTIVE_JOB_STATUSES, type JobRecord, type JobStore, type KeyRecord, type OwnershipStore } from '../store/types.js';
+import { ACTIVE_JOB_STATUSES, type JobRecord, type JobStore, type JobWebhook, type KeyRecord, type OwnershipStore } from '../store/types.js';
 import { GATEWAY_CLIENT_OWNER, type Backend } from './backend.js';
 import { heldRequestOf, sendPrompt, sentOnceMore, type HeldRequest, type SendOutcome } from './dispatch.js';
 import { checkAdmission } from './quotas.js';
@@ -27,6 +27,8 @@ export interface JobServiceOptions {
   log: Logger;
   /** The key's execution seconds so far on the UTC day of `now` (for `daily_execution_seconds`). */
   executionSecondsToday(keyId: string, now: number): number;
+  /** The webhook of a key's jobs that bring none of their own (the key's `webhook_url`), or null. */
+  defaultWebhook?(key: KeyRecord): JobWebhook | null;
   /** Told of each admitted job (metering). */
   onAdmitted?(job: JobRecord): void;
   /** Told of each job a backend lost, as it was then (its `backend` the one that lost it), once it is held to be placed again or has ended. */
@@ -48,6 +50,8 @@ export interface Admission {
   /** The body, the headers and, for an admin key, the backend it is pinned to. */
   request: HeldRequest;
   front: boolean;
+  /** The run's own webhook; without one, the key's default (`defaultWebhook`) applies. */
+  webhook?: JobWebhook | null;
 }
 
 /** Times a job is sent to backends at most: once, and once more when its backend lost it before it ran. */
@@ -229,6 +233,7 @@ export class JobService {
       error: null,
       request: { ...admission.request },
       front: admission.front,
+      webhook: admission.webhook ?? this.options.defaultWebhook?.(key) ?? null,
     };
     if (this.jobs.get(job.id) || this.admitting.has(job.id)) throw promptIdTaken();
     this.admitting.set(job.id, key.key_id);

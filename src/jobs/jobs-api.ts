@@ -61,7 +61,8 @@ export function getJob(res: ServerResponse, key: KeyRecord, id: string, service:
   sendJson(res, 200, jobView(job, service));
 }
 
-function wholeNumber(query: URLSearchParams, name: string, fallback: number, min: number, max: number): number {
+/** A whole-number query parameter from `min` to `max`, `fallback` when absent. @throws GatewayError 400 INVALID_REQUEST naming it */
+export function wholeNumber(query: URLSearchParams, name: string, fallback: number, min: number, max: number): number {
   const raw = query.get(name);
   if (raw === null) return fallback;
   const value = Number(raw);

@@ -1,4 +1,4 @@
-// The key-management, usage, audit and backend endpoints (/api/keys, /api/usage, /api/audit, /api/gateway/backends), with who may call each.
+// The key-management, usage, audit, backend and webhook-delivery endpoints (/api/keys, /api/usage, /api/audit, /api/gateway/backends, /api/gateway/webhooks/deliveries), with who may call each.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { usableKeyError, type Caller } from '../auth/authenticate.js';
@@ -7,12 +7,13 @@ import type { AuthMode } from '../config/schema.js';
 import type { BackendJson } from '../backends/backend-pool.js';
 import { authRequired, forbidden, invalidRequest, keyCreationFailed, keyNotFound, methodNotAllowed, storeUnavailable } from '../errors.js';
 import { toPublicKey } from '../store/key-record.js';
-import type { AuditStore, KeyRecord, KeyStore, SessionStore, UsageStore } from '../store/types.js';
+import type { AuditStore, KeyRecord, KeyStore, SessionStore, UsageStore, WebhookDeliveryStore } from '../store/types.js';
 import { dailySeries } from '../usage/daily-series.js';
 import { nextKeyPage } from '../usage/key-page.js';
+import { getDelivery, listDeliveries } from '../webhooks/deliveries-api.js';
 import { usageStats } from '../usage/report.js';
 import { readJsonBody } from './body.js';
-import { auditActionOf, parseCreateKey, parsePatchKey, parseRotateKey } from './key-input.js';
+import { auditActionOf, checkKeyWebhookUrl, parseCreateKey, parsePatchKey, parseRotateKey } from './key-input.js';
 import { sendJson, sendJsonStream } from './respond.js';
 import type { GatewayRoute } from './routes.js';
 import { usageReportPage, usageReportParts } from './usage-of-all.js';
@@ -31,6 +32,10 @@ export interface AdminApiContext {
   now(): number;
   /** Every ComfyUI backend as it is now, in configuration order. */
   backends(): BackendJson[];
+  /** `--webhook-allow-private`: a key's webhook_url may name a private address. */
+  webhookAllowPrivate: boolean;
+  /** The webhook deliveries, for GET /api/gateway/webhooks/deliveries[/{id}]. */
+  deliveries: WebhookDeliveryStore;
 }
 
 /**
@@ -110,6 +115,11 @@ export async function handleAdminRoute(route: GatewayRoute, req: IncomingMessage
       if (method !== 'GET') throw methodNotAllowed(['GET']);
       requireAdmin(principalOf(caller, req, ctx));
       return sendJson(res, 200, { backends: ctx.backends() });
+    case 'webhook-deliveries':
+    case 'webhook-delivery':
+      if (method !== 'GET') throw methodNotAllowed(['GET']);
+      requireAdmin(principalOf(caller, req, ctx));
+      return route.name === 'webhook-deliveries' ? listDeliveries(res, query, ctx.deliveries) : getDelivery(res, route.deliveryId, ctx.deliveries);
     default:
       throw new Error(`not a management route: ${route.name}`);
   }
@@ -145,6 +155,7 @@ async function audit(
 async function createKey(req: IncomingMessage, res: ServerResponse, principal: Principal, ctx: AdminApiContext): Promise<void> {
   const input = parseCreateKey(await readJsonBody(req));
   if (principal.kind === 'user') throw forbidden('This needs an admin key.');
+  await checkKeyWebhookUrl(input, ctx.webhookAllowPrivate);
   const bootstrap = principal.kind === 'bootstrap';
   const { record, apiKey } = newKey(bootstrap ? { ...input, role: 'admin' } : input, ctx.now());
   let created: boolean;
@@ -176,6 +187,7 @@ async function updateKey(req: IncomingMessage, res: ServerResponse, keyId: strin
   const patch = parsePatchKey(await readJsonBody(req));
   const current = ctx.keys.get(keyId);
   if (!current) throw keyNotFound();
+  await checkKeyWebhookUrl(patch, ctx.webhookAllowPrivate);
   if (usableKeyError(current, ctx.now())) {
     await ctx.sessions.deleteForKey(keyId).catch((error: unknown) => {
       throw storeUnavailable(error);

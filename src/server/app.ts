@@ -34,7 +34,7 @@ import { createJobRecorder } from '../jobs/job-events.js';
 import { ExecutionLimits } from '../policy/execution-limit.js';
 import { JobService } from '../jobs/job-service.js';
 import { JobWaiter, notifyingJobStore } from '../jobs/job-waiter.js';
-import { getJob, listJobs } from '../jobs/jobs-api.js';
+import { getJob, jobView, listJobs } from '../jobs/jobs-api.js';
 import { checkBoundedId } from '../isolation/ids.js';
 import { createIsolatedProxy } from '../isolation/isolated-proxy.js';
 import { matchRoute } from '../isolation/route-table.js';
@@ -52,6 +52,8 @@ import type { Stores } from '../store/index.js';
 import { ACTIVE_JOB_STATUSES, type KeyRecord } from '../store/types.js';
 import { utcDay } from '../usage/day.js';
 import { openApiSource } from '../workflows/openapi.js';
+import { keyWebhook, type WebhookSettings } from '../webhooks/job-webhook.js';
+import { WebhookOutbox } from '../webhooks/outbox.js';
 import { handleAdminRoute } from './admin-api.js';
 import { handleAdminPage, isAdminPagePath } from './admin-page.js';
 import { handleLogin, handleLogout, type LoginContext } from './login.js';
@@ -105,8 +107,12 @@ function requestIdOf(req: IncomingMessage): string {
 export function createGatewayServer(config: GatewayConfig, stores: GatewayStores, log: Logger, metrics: GatewayMetrics): Gateway {
   const { keys, usage, counters, ownership, sessions, audit, jobEvents, workflows } = stores;
   const waiter = new JobWaiter(stores.jobs);
-  // Every job written here wakes the requests waiting for it (POST /api/gateway/run).
-  const jobs = notifyingJobStore(stores.jobs, (job) => waiter.changed(job));
+  const webhookSettings: WebhookSettings = { enabled: config.webhookSecret !== null, allowPrivate: config.webhookAllowPrivate };
+  // Every job written here wakes the requests waiting for it (POST /api/gateway/run) and enqueues its webhook event.
+  const jobs = notifyingJobStore(stores.jobs, (job) => {
+    waiter.changed(job);
+    outbox?.jobChanged(job);
+  });
   const stopWaiterWatch = stores.jobs.onChangedElsewhere?.(() => waiter.changedElsewhere());
   const now = (): number => Date.now() / 1000;
   const sinks = new ClientSinkRegistry({ log, ...(jobEvents ? { relay: jobEvents } : {}) });
@@ -186,6 +192,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       usage.recordPromptAdmitted(job.key_id, job.admitted_at);
       metrics.promptAdmitted(job.key_id);
     },
+    defaultWebhook: (key) => keyWebhook(key, webhookSettings),
     onLost: (job) => metrics.backendJobLost(job.backend),
     onEnded: (job) => metrics.backendJobEnded(job.backend, job.status),
     log,
@@ -197,7 +204,19 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     userRoutes: config.userRoutes,
     catalog,
     defaultPolicy: config.defaultPolicy,
+    webhooks: webhookSettings,
   });
+  const outbox = config.webhookSecret
+    ? new WebhookOutbox({
+        store: stores.webhooks,
+        jobs: stores.jobs,
+        view: (job) => jobView(job, jobService),
+        secret: config.webhookSecret,
+        allowPrivate: config.webhookAllowPrivate,
+        retryBaseSeconds: config.webhookRetryBaseSeconds,
+        log,
+      })
+    : null;
   const webSockets = createWebSocketProxy({
     upstream: pool.all[0]!.url,
     handshakeTimeoutMs: Math.min(config.upstreamTimeoutMs, 30_000),
@@ -220,6 +239,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     clientIp,
     now,
     backends: () => backendStatus().map(backendJson),
+    webhookAllowPrivate: config.webhookAllowPrivate,
+    deliveries: stores.webhooks,
   };
   const workflowContext: WorkflowApiContext = { workflows, audit, clientIp, now };
   const openApiDocument = openApiSource(OPENAPI_DOCUMENT, workflows, log);
@@ -552,6 +573,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         for (const backend of pool.all) backend.events.start();
         jobService.start();
       }
+      outbox?.start();
       return address;
     },
     async close(graceMs = 5000) {
@@ -576,7 +598,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         imageFetching.agent.close(),
       ]);
       jobEvents?.close();
-      await Promise.all([keys.close(), usage.close(), counters.close(), ownership.close(), sessions.close(), jobs.close()]);
+      await outbox?.close();
+      await Promise.all([keys.close(), usage.close(), counters.close(), ownership.close(), sessions.close(), jobs.close(), stores.webhooks.close()]);
       log.flush();
     },
   };

@@ -1,6 +1,7 @@
 // Validates the bodies of key creation and key updates; every problem is reported, nothing is guessed.
 
 import { invalidRequest } from '../errors.js';
+import { checkOutboundUrl, OutboundUrlError } from '../net/outbound.js';
 import { normalizedPolicy, policyProblems, type PromptPolicy } from '../policy/schema.js';
 import { isQuota } from '../store/key-record.js';
 import { holdsUnstorableText, isStorableText } from '../store/storable-text.js';
@@ -17,10 +18,14 @@ export interface CreateKeyInput extends Partial<KeyQuotas> {
   role?: KeyRole;
   expires_at?: number | null;
   policy?: PromptPolicy | null;
+  webhook_url?: string | null;
 }
 
 /** The fields the management API lets a client change. */
-export type KeyUpdateInput = Pick<KeyPatch, 'name' | 'rate_limit' | 'is_active' | 'role' | 'metadata' | 'expires_at' | 'policy' | keyof KeyQuotas>;
+export type KeyUpdateInput = Pick<
+  KeyPatch,
+  'name' | 'rate_limit' | 'is_active' | 'role' | 'metadata' | 'expires_at' | 'policy' | 'webhook_url' | keyof KeyQuotas
+>;
 
 /** Latest expiry accepted: far beyond any real use, but still a time (year 5138). */
 const MAX_EXPIRES_AT = 1e11;
@@ -30,8 +35,11 @@ interface Problem {
   problem: string;
 }
 
-const CREATE_FIELDS = ['name', 'rate_limit', 'metadata', 'role', 'expires_at', ...KEY_QUOTA_FIELDS, 'policy'];
-const PATCH_FIELDS = ['name', 'rate_limit', 'is_active', 'role', 'metadata', 'expires_at', ...KEY_QUOTA_FIELDS, 'policy'];
+const CREATE_FIELDS = ['name', 'rate_limit', 'metadata', 'role', 'expires_at', ...KEY_QUOTA_FIELDS, 'policy', 'webhook_url'];
+const PATCH_FIELDS = ['name', 'rate_limit', 'is_active', 'role', 'metadata', 'expires_at', ...KEY_QUOTA_FIELDS, 'policy', 'webhook_url'];
+
+/** The longest webhook URL accepted. */
+export const MAX_WEBHOOK_URL_LENGTH = 2048;
 
 /** What each quota field counts, for error messages. */
 const QUOTA_UNITS: Record<keyof KeyQuotas, string> = {
@@ -58,6 +66,21 @@ export function parsePatchKey(body: unknown): KeyUpdateInput {
     throw invalidRequest('Nothing to update: send at least one of ' + PATCH_FIELDS.join(', ') + '.', [{ field: 'body', problem: 'no fields' }]);
   }
   return patch;
+}
+
+/**
+ * Checks the `webhook_url` of a checked key body, if it sets one: http(s), and not a loopback, private
+ * or link-local address unless `allowPrivate` (`--webhook-allow-private`).
+ * @throws GatewayError INVALID_REQUEST naming webhook_url
+ */
+export async function checkKeyWebhookUrl(input: { webhook_url?: string | null }, allowPrivate: boolean): Promise<void> {
+  if (typeof input.webhook_url !== 'string') return;
+  try {
+    await checkOutboundUrl(input.webhook_url, allowPrivate, '--webhook-allow-private');
+  } catch (error) {
+    if (!(error instanceof OutboundUrlError)) throw error;
+    throw invalidRequest(`Invalid request: webhook_url ${error.message}.`, [{ field: 'webhook_url', problem: error.message }]);
+  }
 }
 
 /** Longest grace period for a rotated-out secret: 30 days. */
@@ -147,6 +170,11 @@ function check(body: unknown, allowed: string[]): Record<string, unknown> {
     problems.push({ field: 'is_active', problem: 'must be true or false' });
   }
   if ('policy' in fields && fields.policy !== null) problems.push(...policyProblems(fields.policy));
+  if ('webhook_url' in fields && fields.webhook_url !== null) {
+    const url = fields.webhook_url;
+    if (typeof url !== 'string' || url === '') problems.push({ field: 'webhook_url', problem: 'must be an http(s) URL, or null for none' });
+    else if (url.length > MAX_WEBHOOK_URL_LENGTH) problems.push({ field: 'webhook_url', problem: `must be at most ${MAX_WEBHOOK_URL_LENGTH} characters` });
+  }
   if (problems.length > 0) {
     throw invalidRequest(`Invalid request: ${problems.map((p) => `${p.field} ${p.problem}`).join('; ')}.`, problems);
   }

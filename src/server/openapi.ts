@@ -1,7 +1,8 @@
 // The OpenAPI 3.1 description of comfy-gate's own endpoints (ComfyUI's routes pass through and are not described here).
 
 import { MAX_POLICY_GLOB_LENGTH, MAX_POLICY_GLOBS, MAX_POLICY_LIMIT, POLICY_LIMIT_FIELDS } from '../policy/schema.js';
-import { MAX_KEY_QUOTA } from '../store/types.js';
+import { MAX_KEY_QUOTA, WEBHOOK_EVENTS } from '../store/types.js';
+import { MAX_WEBHOOK_URL_LENGTH } from './key-input.js';
 
 const error = { $ref: '#/components/schemas/Error' };
 const json = (schema: unknown) => ({ content: { 'application/json': { schema } } });
@@ -61,6 +62,15 @@ const policyField = {
     description: "The key's prompt policy; null for none of its own (a user key then gets the gateway's --default-policy)",
   },
 };
+const webhookUrlField = {
+  webhook_url: {
+    type: ['string', 'null'],
+    maxLength: MAX_WEBHOOK_URL_LENGTH,
+    description:
+      "Where the key's jobs' events (job.succeeded, job.failed, job.cancelled) are POSTed when a run names no webhook_url of its own; null for none. Used only with --webhook-secret",
+  },
+};
+const webhookEvent = { type: 'string', enum: [...WEBHOOK_EVENTS] };
 const apiKeyHeader = [{ apiKey: [] }, { bearer: [] }, { session: [] }];
 
 const key = {
@@ -81,6 +91,7 @@ const key = {
     'max_running',
     'daily_execution_seconds',
     'policy',
+    'webhook_url',
   ],
   additionalProperties: false,
   properties: {
@@ -97,6 +108,7 @@ const key = {
     previous_key_valid_until: { ...nullableNumber, description: 'After a rotation with a grace period: when the old secret stops working' },
     ...quotas,
     ...policyField,
+    ...webhookUrlField,
   },
 };
 
@@ -169,6 +181,7 @@ const createdKey = {
     'max_running',
     'daily_execution_seconds',
     'policy',
+    'webhook_url',
     'message',
   ],
   properties: {
@@ -184,6 +197,7 @@ const createdKey = {
     previous_key_valid_until: nullableNumber,
     ...quotas,
     ...policyField,
+    ...webhookUrlField,
     message: { type: 'string' },
   },
 };
@@ -199,6 +213,69 @@ const keyInput = {
     expires_at: nullableNumber,
     ...quotas,
     ...policyField,
+    ...webhookUrlField,
+  },
+};
+
+const deliveryAttempt = {
+  type: 'object',
+  required: ['at', 'status', 'error', 'duration_ms'],
+  additionalProperties: false,
+  properties: {
+    at: { type: 'number', description: 'Unix seconds' },
+    status: { type: ['integer', 'null'], description: "The receiver's HTTP status; null when there was no answer" },
+    error: { type: ['string', 'null'], description: 'Why there was no answer (a refused address, a network error, no answer within 10 s)' },
+    duration_ms: { type: 'number', minimum: 0 },
+  },
+};
+const deliveryFields = {
+  id: { type: 'string', description: 'Derived from the job and the event: the same event of the same job has one delivery' },
+  job_id: { type: 'string' },
+  key_id: { type: 'string' },
+  event: webhookEvent,
+  url: { type: 'string' },
+  state: { enum: ['pending', 'delivered', 'failed'], description: '`pending`: being tried; `delivered`: a 2xx answer; `failed`: given up' },
+  created_at: { type: 'number', description: 'Unix seconds' },
+  next_attempt_at: { type: ['number', 'null'], description: 'When it is tried next; null once delivered or failed' },
+};
+const DELIVERY_REQUIRED = ['id', 'job_id', 'key_id', 'event', 'url', 'state', 'created_at', 'next_attempt_at'];
+/** A delivery in a listing: no body and attempts, but how many attempts and the last. */
+const deliverySummary = {
+  type: 'object',
+  required: [...DELIVERY_REQUIRED, 'attempt_count', 'last_attempt'],
+  additionalProperties: false,
+  properties: {
+    ...deliveryFields,
+    attempt_count: { type: 'integer', minimum: 0 },
+    last_attempt: { oneOf: [{ $ref: '#/components/schemas/DeliveryAttempt' }, { type: 'null' }] },
+  },
+};
+/** One delivery with every attempt and the event it sends. */
+const delivery = {
+  type: 'object',
+  required: [...DELIVERY_REQUIRED, 'attempts', 'payload'],
+  additionalProperties: false,
+  properties: {
+    ...deliveryFields,
+    attempts: { type: 'array', items: { $ref: '#/components/schemas/DeliveryAttempt' } },
+    payload: { $ref: '#/components/schemas/WebhookEvent' },
+  },
+};
+/** The JSON body of a webhook POST. */
+const webhookEventBody = {
+  type: 'object',
+  required: ['id', 'type', 'created', 'data'],
+  additionalProperties: false,
+  properties: {
+    id: { type: 'string', description: 'The delivery id, also in Comfy-Gate-Delivery: the same on every attempt' },
+    type: webhookEvent,
+    created: { type: 'integer', description: 'Unix seconds when the event was enqueued' },
+    data: {
+      type: 'object',
+      required: ['job'],
+      additionalProperties: false,
+      properties: { job: { $ref: '#/components/schemas/Job' } },
+    },
   },
 };
 
@@ -261,6 +338,19 @@ const runOptions = {
     description: 'Cancel the job (held) or interrupt it (queued, running) when the client hangs up',
   },
   client_id: { type: 'string', description: "The client's own client_id, as POST /prompt takes it" },
+  webhook_url: {
+    type: 'string',
+    maxLength: MAX_WEBHOOK_URL_LENGTH,
+    description: "Where the job's events are POSTed (instead of the key's webhook_url); needs --webhook-secret",
+  },
+  webhook_events: {
+    type: 'array',
+    minItems: 1,
+    uniqueItems: true,
+    items: webhookEvent,
+    default: ['job.succeeded', 'job.failed', 'job.cancelled'],
+    description: 'The events sent to webhook_url; job.started only when asked for',
+  },
 };
 
 /** ComfyUI's answer to a prompt it refuses. */
@@ -402,6 +492,10 @@ export const OPENAPI_DOCUMENT = {
       UsageStats: usageStats,
       DailyPoint: dailyPoint,
       Backend: backend,
+      DeliveryAttempt: deliveryAttempt,
+      WebhookDeliverySummary: deliverySummary,
+      WebhookDelivery: delivery,
+      WebhookEvent: webhookEventBody,
       AuditEntry: {
         type: 'object',
         required: ['ts', 'actor', 'action'],
@@ -653,7 +747,8 @@ export const OPENAPI_DOCUMENT = {
             ...json({ $ref: '#/components/schemas/Job' }),
           },
           400: {
-            description: "INVALID_REQUEST (an unknown field, a wrong type, wait out of range), or ComfyUI's own answer refusing the prompt",
+            description:
+              "INVALID_REQUEST (an unknown field, a wrong type, wait out of range, a webhook_url that is not http(s) or points to a private address), WEBHOOKS_DISABLED (a webhook_url without --webhook-secret), or ComfyUI's own answer refusing the prompt",
             ...json({ anyOf: [error, comfyRefusal] }),
           },
           401: errorResponse('No key, or not a valid one'),
@@ -838,6 +933,53 @@ export const OPENAPI_DOCUMENT = {
         },
       },
     },
+    '/api/gateway/webhooks/deliveries': {
+      get: {
+        summary: 'Webhook deliveries, newest first (admin)',
+        security: apiKeyHeader,
+        parameters: [
+          { name: 'job_id', in: 'query', required: false, schema: { type: 'string' }, description: "One job's deliveries" },
+          { name: 'state', in: 'query', required: false, schema: { enum: ['pending', 'delivered', 'failed'] } },
+          { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 } },
+          { name: 'offset', in: 'query', required: false, schema: { type: 'integer', minimum: 0, maximum: 100_000, default: 0 } },
+        ],
+        responses: {
+          200: {
+            description: 'A page of deliveries; `has_more` says whether another page follows (they are not counted)',
+            ...json({
+              type: 'object',
+              required: ['deliveries', 'pagination'],
+              additionalProperties: false,
+              properties: {
+                deliveries: { type: 'array', items: { $ref: '#/components/schemas/WebhookDeliverySummary' } },
+                pagination: {
+                  type: 'object',
+                  required: ['offset', 'limit', 'has_more'],
+                  additionalProperties: false,
+                  properties: { offset: { type: 'integer' }, limit: { type: 'integer' }, has_more: { type: 'boolean' } },
+                },
+              },
+            }),
+          },
+          400: errorResponse('INVALID_REQUEST: an unknown state, or limit/offset out of range'),
+          401: errorResponse('No or bad key'),
+          403: errorResponse('Not an admin key'),
+        },
+      },
+    },
+    '/api/gateway/webhooks/deliveries/{id}': {
+      get: {
+        summary: 'One webhook delivery with every attempt and the event it sends (admin)',
+        security: apiKeyHeader,
+        parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,100}$' } }],
+        responses: {
+          200: { description: 'The delivery', ...json({ $ref: '#/components/schemas/WebhookDelivery' }) },
+          401: errorResponse('No or bad key'),
+          403: errorResponse('Not an admin key'),
+          404: errorResponse('DELIVERY_NOT_FOUND'),
+        },
+      },
+    },
     '/api/audit': {
       get: {
         summary: 'The audit trail (admin)',
@@ -904,6 +1046,23 @@ export const OPENAPI_DOCUMENT = {
           302: { description: 'To the sign-in page' },
           403: { description: 'Not an admin' },
         },
+      },
+    },
+  },
+  webhooks: {
+    'job-event': {
+      post: {
+        summary: "A job's event, POSTed by the gateway to the job's webhook_url (needs --webhook-secret)",
+        description:
+          'Verify Comfy-Gate-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" keyed with the secret>. ' +
+          'A 2xx answer ends the delivery; anything else, or no answer within 10 s, is tried again with exponential backoff (docs/api.md "Webhooks").',
+        parameters: [
+          { name: 'Comfy-Gate-Event', in: 'header', required: true, schema: webhookEvent },
+          { name: 'Comfy-Gate-Delivery', in: 'header', required: true, schema: { type: 'string' }, description: 'The delivery id, the same on every attempt' },
+          { name: 'Comfy-Gate-Signature', in: 'header', required: true, schema: { type: 'string', pattern: '^t=\\d+,v1=[0-9a-f]{64}$' } },
+        ],
+        requestBody: { required: true, ...json({ $ref: '#/components/schemas/WebhookEvent' }) },
+        responses: { 200: { description: 'Any 2xx: delivered' } },
       },
     },
   },

@@ -1,4 +1,4 @@
-// Which requests the gateway answers itself (health, keys, usage, jobs, runs, backends); everything else goes to ComfyUI.
+// Which requests the gateway answers itself (health, keys, usage, jobs, runs, backends, webhook deliveries); everything else goes to ComfyUI.
 
 /** A gateway endpoint matched on the raw path: exact, bare or under `/api`, as ComfyUI registers its routes. */
 export type GatewayRoute =
@@ -20,11 +20,14 @@ export type GatewayRoute =
   | { name: 'workflow'; workflow: string }
   | { name: 'workflow-run'; workflow: string }
   | { name: 'openai-images' }
+  | { name: 'webhook-deliveries' }
+  | { name: 'webhook-delivery'; deliveryId: string }
   | { name: 'login' }
   | { name: 'logout' };
 
 const JOB_PATH = /^\/api\/gateway\/jobs\/([^/]+)$/;
 const WORKFLOW_PATH = /^\/api\/gateway\/workflows\/([^/]+)(\/run)?$/;
+const DELIVERY_PATH = /^\/api\/gateway\/webhooks\/deliveries\/([A-Za-z0-9_-]{1,100})$/;
 const KEY_PATH = /^(?:\/api)?\/keys\/([A-Za-z0-9_-]{1,64})(\/rotate)?$/;
 
 /** Matches the path (without query) of a gateway endpoint, or null for a path to proxy. */
@@ -60,6 +63,8 @@ export function matchGatewayRoute(path: string): GatewayRoute | null {
       return { name: 'workflows' };
     case '/v1/images/generations':
       return { name: 'openai-images' };
+    case '/api/gateway/webhooks/deliveries':
+      return { name: 'webhook-deliveries' };
     case '/login':
       return { name: 'login' };
     case '/logout':
@@ -69,6 +74,8 @@ export function matchGatewayRoute(path: string): GatewayRoute | null {
   if (job) return { name: 'job', jobId: decodeURIComponent(job[1]!) };
   const workflow = WORKFLOW_PATH.exec(path);
   if (workflow) return { name: workflow[2] ? 'workflow-run' : 'workflow', workflow: workflow[1]! };
+  const delivery = DELIVERY_PATH.exec(path);
+  if (delivery) return { name: 'webhook-delivery', deliveryId: delivery[1]! };
   const key = KEY_PATH.exec(path);
   if (!key) return null;
   return key[2] ? { name: 'key-rotate', keyId: key[1]! } : { name: 'key', keyId: key[1]! };

@@ -12,11 +12,12 @@ import { FileOwnershipStore } from './file/file-ownership-store.js';
 import { FileSessionStore } from './file/file-session-store.js';
 import { FileUsageStore } from './file/file-usage-store.js';
 import { FileWorkflowStore } from './file/file-workflow-store.js';
+import { FileWebhookStore } from './file/file-webhook-store.js';
 import { checkStoreDirectory, createStoreDirectory } from './file/store-permissions.js';
 import { MemoryCounterStore } from './memory/memory-counter-store.js';
 import type { StoreLog } from './postgres/database.js';
 import type { SharedRecords } from './redis/redis-counter-store.js';
-import type { AuditStore, CounterStore, JobStore, KeyStore, OwnershipStore, SessionStore, UsageStore, WorkflowStore } from './types.js';
+import type { AuditStore, CounterStore, JobStore, KeyStore, OwnershipStore, SessionStore, UsageStore, WebhookDeliveryStore, WorkflowStore } from './types.js';
 
 export interface Stores {
   keys: KeyStore;
@@ -28,6 +29,8 @@ export interface Stores {
   jobs: JobStore;
   /** The registered workflows, read from the store on each use. */
   workflows: WorkflowStore;
+  /** The webhook delivery outbox. */
+  webhooks: WebhookDeliveryStore;
   /** With a database only: passes job events between the replicas on it (one process on JSON files needs none). */
   jobEvents?: JobEventRelay;
   /** Where the data lives, for the start-up line. */
@@ -68,6 +71,7 @@ export async function createStores(config: StoreConfig, log?: StoreLog, onWrite?
         persistent.ownership.close(),
         persistent.sessions.close(),
         persistent.jobs.close(),
+        persistent.webhooks.close(),
       ]).catch(() => undefined);
       throw error;
     }
@@ -99,13 +103,15 @@ async function openFiles(config: StoreConfig, log: StoreLog | undefined, onWrite
   const ownership = new FileOwnershipStore({ directory, ...observed('ownership') });
   const sessions = new FileSessionStore({ directory, ...observed('sessions') });
   const jobs = new FileJobStore({ directory, retentionSeconds: jobRetentionSeconds(config), ...observed('jobs') });
-  await Promise.all([keys.open(), usage.open(), ownership.open(), sessions.open(), jobs.open()]);
+  const webhooks = new FileWebhookStore({ directory, retentionSeconds: deliveryRetentionSeconds(config), ...observed('webhooks') });
+  await Promise.all([keys.open(), usage.open(), ownership.open(), sessions.open(), jobs.open(), webhooks.open()]);
   return {
     keys,
     usage,
     ownership,
     sessions,
     jobs,
+    webhooks,
     audit: new FileAuditStore({ directory, ...observed('audit') }),
     workflows: new FileWorkflowStore({ directory, ...observed('workflows') }),
     location: directory,
@@ -118,6 +124,7 @@ async function openPostgres(url: string, config: StoreConfig, log: StoreLog | un
     url,
     usageRetentionDays: config.usageRetentionDays,
     jobRetentionSeconds: jobRetentionSeconds(config),
+    deliveryRetentionSeconds: deliveryRetentionSeconds(config),
     ...(log ? { log } : {}),
   });
   const shared: SharedRecords = {
@@ -130,6 +137,14 @@ async function openPostgres(url: string, config: StoreConfig, log: StoreLog | un
 /** `--job-retention-days` in seconds. */
 function jobRetentionSeconds(config: StoreConfig): number {
   return (config.jobRetentionDays ?? DEFAULTS.jobRetentionDays) * 86_400;
+}
+
+/**
+ * How long a delivered or failed webhook delivery is kept: a day past the job retention, so that its
+ * job is always forgotten first and the start-up catch-up never sends an ended job's event again.
+ */
+export function deliveryRetentionSeconds(config: StoreConfig): number {
+  return jobRetentionSeconds(config) + 86_400;
 }
 
 async function openRedisCounters(url: string, config: StoreConfig, log: StoreLog | undefined, shared: SharedRecords | undefined): Promise<CounterStore> {

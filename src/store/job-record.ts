@@ -1,6 +1,6 @@
 // Job records: the statuses, reading a stored job back with each field checked, and applying a patch.
 
-import { ACTIVE_JOB_STATUSES, type JobPatch, type JobRecord, type JobStatus } from './types.js';
+import { ACTIVE_JOB_STATUSES, WEBHOOK_EVENTS, type JobPatch, type JobRecord, type JobStatus, type JobWebhook, type WebhookEvent } from './types.js';
 
 /** Every status a job can have: the active ones, then the finished ones. */
 export const JOB_STATUSES: readonly JobStatus[] = [...ACTIVE_JOB_STATUSES, 'success', 'error', 'interrupted', 'cancelled'];
@@ -26,6 +26,8 @@ export function parseJobRecord(value: unknown): JobRecord | string {
   if (v.outputs != null && !Array.isArray(v.outputs)) return 'outputs must be an array';
   for (const field of ['error', 'request'] as const)
     if (v[field] != null && (typeof v[field] !== 'object' || Array.isArray(v[field]))) return `${field} must be an object or null`;
+  const webhook = v.webhook == null ? null : parseJobWebhook(v.webhook);
+  if (typeof webhook === 'string') return webhook;
   return {
     id: v.id as string,
     key_id: v.key_id as string,
@@ -42,7 +44,17 @@ export function parseJobRecord(value: unknown): JobRecord | string {
     error: (v.error as JobRecord['error'] | undefined) ?? null,
     request: (v.request as JobRecord['request'] | undefined) ?? null,
     front: v.front === true,
+    webhook,
   };
+}
+
+/** A stored job's `webhook`: `{url, events}` with known events, or a reason. */
+function parseJobWebhook(value: unknown): JobWebhook | string {
+  const w = value as Partial<Record<keyof JobWebhook, unknown>>;
+  if (typeof value !== 'object' || Array.isArray(value) || typeof w.url !== 'string') return 'webhook must be an object with a url, or null';
+  if (!Array.isArray(w.events) || !w.events.every((event) => WEBHOOK_EVENTS.includes(event as WebhookEvent)))
+    return `webhook.events must list events among ${WEBHOOK_EVENTS.join(', ')}`;
+  return { url: w.url, events: w.events as WebhookEvent[] };
 }
 
 /** The fields a patch sets: those present and not undefined (a patch never changes id, key_id or admitted_at). */

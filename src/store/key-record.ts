@@ -9,7 +9,7 @@ const HASH_PATTERN = /^[0-9a-f]{64}$/;
  * Turns a stored value into a `KeyRecord`; returns a reason naming the field when one is missing or of
  * the wrong type (a key is never guessed active, or a user key, from a value that is not `true` or `"user"`).
  * Keys written by the reference implementation have no `role` (they become user keys), no expiry,
- * no display prefix and no rotation history; keys written before job quotas or prompt policies existed have none (null).
+ * no display prefix and no rotation history; keys written before job quotas, prompt policies or webhooks existed have none (null).
  */
 export function parseStoredKey(value: unknown): KeyRecord | string {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not an object';
@@ -35,6 +35,7 @@ export function parseStoredKey(value: unknown): KeyRecord | string {
   }
   const policy = v.policy == null ? null : parsePolicy(v.policy);
   if (typeof policy === 'string') return policy;
+  if (v.webhook_url != null && typeof v.webhook_url !== 'string') return `webhook_url must be a string or null, not ${shown(v.webhook_url)}`;
   return {
     key_id: v.key_id,
     name: typeof v.name === 'string' ? v.name : 'Unnamed Key',
@@ -51,6 +52,7 @@ export function parseStoredKey(value: unknown): KeyRecord | string {
     previous_key_valid_until: isTime(v.previous_key_valid_until) ? v.previous_key_valid_until : null,
     ...storedQuotas(v),
     policy,
+    webhook_url: typeof v.webhook_url === 'string' ? v.webhook_url : null,
   };
 }
 

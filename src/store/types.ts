@@ -31,6 +31,8 @@ export interface KeyRecord {
   daily_execution_seconds: number | null;
   /** What the key's prompts may hold (403 PROMPT_POLICY beyond; see policy/check.ts); null: none of its own (a user key gets `--default-policy`). */
   policy: PromptPolicy | null;
+  /** Where the key's jobs' events are POSTed when a run names no webhook of its own (used only with `--webhook-secret`); null for none. */
+  webhook_url: string | null;
 }
 
 /** The job quota fields of a key: each a whole number from 1 to `MAX_KEY_QUOTA`, or null for no quota. */
@@ -319,6 +321,23 @@ export interface JobRecord {
   request: Record<string, unknown> | null;
   /** Admin keys' `front`: released before other held jobs. */
   front: boolean;
+  /** Where the job's events are POSTed, and which; null for none (and for jobs stored before webhooks). */
+  webhook: JobWebhook | null;
+}
+
+/** The events a job's webhook may be sent. */
+export type WebhookEvent = 'job.started' | 'job.succeeded' | 'job.failed' | 'job.cancelled';
+
+/** Every webhook event, in the order a job can have them. */
+export const WEBHOOK_EVENTS: readonly WebhookEvent[] = ['job.started', 'job.succeeded', 'job.failed', 'job.cancelled'];
+
+/** The events a webhook gets when it names none: a job's end, whichever it is. */
+export const DEFAULT_WEBHOOK_EVENTS: readonly WebhookEvent[] = ['job.succeeded', 'job.failed', 'job.cancelled'];
+
+/** A job's webhook: its URL and the events it is sent. */
+export interface JobWebhook {
+  url: string;
+  events: WebhookEvent[];
 }
 
 /** The fields of a job that change after it is created. */
@@ -420,4 +439,62 @@ export interface WorkflowStore {
   put(record: Omit<WorkflowRecord, 'created_at' | 'updated_at'>, now: number): Promise<{ record: WorkflowRecord; created: boolean }>;
   /** Removes a workflow; resolves false when there was none of that name. */
   delete(name: string): Promise<boolean>;
+}
+
+/** Where a webhook delivery is: being tried, delivered (a 2xx answer) or given up on. */
+export type DeliveryState = 'pending' | 'delivered' | 'failed';
+
+/** One try of a delivery: when (Unix seconds), the answer's status or the error, and how long it took. */
+export interface DeliveryAttempt {
+  at: number;
+  /** The HTTP status of the answer; null when there was none (`error` says why). */
+  status: number | null;
+  error: string | null;
+  duration_ms: number;
+}
+
+/** One event of one job, to be POSTed to the job's webhook. Times are Unix seconds. */
+export interface WebhookDelivery {
+  /** Derived from the job id and the event, so the same event is enqueued once. */
+  id: string;
+  job_id: string;
+  key_id: string;
+  event: WebhookEvent;
+  url: string;
+  /** The JSON text POSTed, the same on every attempt. */
+  body: string;
+  state: DeliveryState;
+  created_at: number;
+  /** When the next attempt is due; null once delivered or failed. */
+  next_attempt_at: number | null;
+  attempts: DeliveryAttempt[];
+}
+
+/** A claim on a due delivery: only its holder records the attempt. */
+export interface DeliveryClaim {
+  delivery: WebhookDelivery;
+  token: string;
+}
+
+/**
+ * The outbox of webhook deliveries. Writes resolve once durable. With several replicas on one store,
+ * `claimDue` hands each due delivery to one replica at a time (a lease), so each attempt is sent once.
+ */
+export interface WebhookDeliveryStore {
+  open(): Promise<void>;
+  /** Adds a pending delivery, due at once; resolves false (and changes nothing) when one has that id already. */
+  enqueue(delivery: WebhookDelivery): Promise<boolean>;
+  /** Which of these ids are stored. */
+  existing(ids: readonly string[]): Promise<Set<string>>;
+  /** Pending deliveries due at `now`, oldest due first, at most `limit`, each leased for `leaseSeconds` to the caller. */
+  claimDue(now: number, limit: number, leaseSeconds: number): Promise<DeliveryClaim[]>;
+  /**
+   * Records an attempt of a claimed delivery and what follows: `next_attempt_at` for another try, or
+   * the state it ends in; resolves false when the claim was lost (its lease ran out and another took it).
+   */
+  recordAttempt(claim: DeliveryClaim, attempt: DeliveryAttempt, next: { state: DeliveryState; next_attempt_at: number | null }): Promise<boolean>;
+  get(id: string): Promise<WebhookDelivery | undefined>;
+  /** Deliveries newest first, filtered by job and state; `limit + 1` are read, so the answer says whether more follow. */
+  list(options: { jobId?: string; state?: DeliveryState; offset: number; limit: number }): Promise<{ deliveries: WebhookDelivery[]; hasMore: boolean }>;
+  close(): Promise<void>;
 }

@@ -83,7 +83,7 @@ export async function generateImages(
         problems.map((p) => ({ ...p, field: paramOf(p.field, workflow.openai_images!) })),
       );
     }
-    const run = { waitSeconds: MAX_RUN_WAIT_SECONDS, inline: base64, cancelOnDisconnect: true, clientId: null };
+    const run = { waitSeconds: MAX_RUN_WAIT_SECONDS, inline: base64, cancelOnDisconnect: true, clientId: null, webhook: null };
     const outcome = await runToEnd(ctx, waiter, req, res, caller, run, buildPrompt(workflow, values), { workflow: true });
     if (outcome.kind === 'gone') return;
     if (outcome.kind === 'refused') throw promptRefused(comfyMessage(outcome.answer.body));

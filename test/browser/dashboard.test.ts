@@ -1,11 +1,14 @@
-// The admin dashboard in a real browser: an admin creates, rotates, changes (job quotas included), disables and deletes a key and sees its use charted, and watches the backends; user keys are refused.
+// The admin dashboard in a real browser: an admin creates, rotates, changes (job quotas included), disables and deletes a key and sees its use charted, watches the backends and the webhook deliveries; user keys are refused.
 
 import assert from 'node:assert/strict';
 import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { browserUnavailable, launchBrowser, screenshotPath } from '../helpers/browser.js';
+import { SAVE_WORKFLOW } from '../helpers/comfy-client.js';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send } from '../helpers/http-client.js';
@@ -708,3 +711,112 @@ async function writeUsageHistory(directory: string, keyIds: string[]): Promise<M
   await writeFile(join(directory, 'api_usage.json'), JSON.stringify({ records }));
   return counts;
 }
+
+describe('admin dashboard with webhooks', { skip: browserUnavailable }, () => {
+  let comfy: FakeComfyUI;
+  let gateway: GatewayProcess;
+  let browser: Browser;
+  let admin: CreatedKey;
+  let receiver: Server;
+
+  before(async () => {
+    comfy = await startFakeComfyUI();
+    // A receiver that takes events at /ok and refuses them everywhere else.
+    receiver = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(req.url === '/ok' ? 204 : 503).end());
+    });
+    await new Promise<void>((done) => receiver.listen(0, '127.0.0.1', done));
+    gateway = await startGateway({
+      upstream: comfy.url,
+      args: ['--require-api-auth', '--webhook-secret', 'dashboard-webhook-secret-0123', '--webhook-allow-private', '--webhook-retry-base', '30'],
+    });
+    admin = await createKey(gateway.url, { name: 'Ops admin', rate_limit: 10_000 });
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    await gateway?.stop();
+    await comfy.close();
+    receiver.closeAllConnections();
+    await new Promise((done) => receiver.close(done));
+  });
+
+  const receiverUrl = (path: string): string => `http://127.0.0.1:${(receiver.address() as AddressInfo).port}${path}`;
+
+  test('the Webhook deliveries section lists deliveries with their state and attempts, and filters by state', async () => {
+    const run = async (path: string): Promise<string> => {
+      const res = await send(gateway.url, '/api/gateway/run', {
+        method: 'POST',
+        key: admin.api_key,
+        body: { prompt: SAVE_WORKFLOW, wait: 30, webhook_url: receiverUrl(path) },
+      });
+      assert.equal(res.status, 200, res.text);
+      return res.json<{ id: string }>().id;
+    };
+    const delivered = await run('/ok');
+    const refused = await run('/refuses');
+    const { context, page, errors } = await openPage(browser, { locale: 'en-US' });
+    await signIn(page, gateway.url, admin.api_key);
+    const rowOfJob = (jobId: string) => page.locator('#deliveries tbody tr', { has: page.locator('.col-job code', { hasText: jobId }) });
+    await rowOfJob(delivered).locator('.state.delivered').waitFor();
+    await rowOfJob(refused).locator('.state.pending').waitFor();
+    assert.equal(await rowOfJob(refused).locator('.col-event').textContent(), 'job.succeeded');
+    assert.equal(await rowOfJob(refused).locator('.col-url').textContent(), receiverUrl('/refuses'));
+    assert.match((await rowOfJob(refused).locator('.col-last').textContent()) ?? '', /HTTP 503/);
+    assert.match((await rowOfJob(refused).locator('.col-state').textContent()) ?? '', /next try/);
+
+    await page.locator('#deliveries').screenshot({ path: await screenshotPath('dashboard-webhooks-1280') });
+
+    // Opening the attempt count lists each attempt.
+    await rowOfJob(delivered).locator('.col-attempts summary').click();
+    await rowOfJob(delivered).locator('.attempt-list li').first().waitFor();
+    assert.match((await rowOfJob(delivered).locator('.attempt-list li').first().textContent()) ?? '', /HTTP 204 in \d+ ms/);
+
+    await page.selectOption('#deliveries-state', 'pending');
+    await rowOfJob(delivered).waitFor({ state: 'detached' });
+    assert.equal(await rowOfJob(refused).count(), 1);
+    await page.selectOption('#deliveries-state', 'failed');
+    await page.locator('#deliveries-empty:not([hidden])').waitFor();
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
+  test('the key form sets, shows and clears the webhook URL; a URL the gateway refuses keeps the dialog open', async () => {
+    const { context, page, errors } = await openPage(browser, { locale: 'en-US' });
+    await signIn(page, gateway.url, admin.api_key);
+    const input = '#key-form [name=webhook_url]';
+    await page.click('#new-key');
+    assert.equal(await page.inputValue(input), '');
+    await page.fill('#key-form [name=name]', 'Hooked');
+    await page.fill(input, 'https://hooks.example.com/comfy');
+    await page.click('#key-submit');
+    await page.waitForSelector('#secret-dialog[open]');
+    await page.click('#secret-dialog [data-close]');
+    const row = rowOf(page, 'Hooked');
+    await row.waitFor();
+    const keyId = (await row.getAttribute('data-key-id'))!;
+    const webhookOf = async (): Promise<unknown> =>
+      (await send(gateway.url, `/api/keys/${keyId}`, { key: admin.api_key })).json<{ webhook_url: unknown }>().webhook_url;
+    assert.equal(await webhookOf(), 'https://hooks.example.com/comfy');
+    assert.equal(await row.locator('.note.webhook').textContent(), 'webhook');
+
+    await row.locator('[data-action=edit]').click();
+    assert.equal(await page.inputValue(input), 'https://hooks.example.com/comfy');
+    await page.fill(input, 'ftp://hooks.example.com/comfy');
+    await page.click('#key-submit');
+    await page.waitForFunction(() => /INVALID_REQUEST/.test(document.querySelector('#key-dialog .dialog-error')?.textContent ?? ''));
+    assert.match((await page.textContent('#key-dialog .dialog-error')) ?? '', /webhook_url/);
+    assert.equal(await webhookOf(), 'https://hooks.example.com/comfy', 'nothing changed');
+    await page.fill(input, '');
+    await page.click('#key-submit');
+    await page.waitForSelector('#key-dialog', { state: 'hidden' });
+    await row.locator('.note.webhook').waitFor({ state: 'detached' });
+    assert.equal(await webhookOf(), null);
+    assert.deepEqual(
+      errors.filter((error) => !/status of 400/.test(error)),
+      [],
+    );
+    await context.close();
+  });
+});

@@ -10,12 +10,14 @@ import { FileKeyStore } from '../../src/store/file/file-key-store.js';
 import { FileOwnershipStore } from '../../src/store/file/file-ownership-store.js';
 import { FileSessionStore } from '../../src/store/file/file-session-store.js';
 import { FileUsageStore } from '../../src/store/file/file-usage-store.js';
+import { FileWebhookStore } from '../../src/store/file/file-webhook-store.js';
 import { auditStoreContract } from './audit-store.contract.js';
 import { CONTRACT_JOB_RETENTION, jobStoreContract } from './job-store.contract.js';
 import { keyStoreContract } from './key-store.contract.js';
 import { CONTRACT_RETENTION, ownershipStoreContract } from './ownership-store.contract.js';
 import { sessionStoreContract } from './session-store.contract.js';
 import { usageStoreContract } from './usage-store.contract.js';
+import { CONTRACT_DELIVERY_RETENTION, webhookStoreContract } from './webhook-store.contract.js';
 
 const directories: string[] = [];
 let directory = '';
@@ -91,4 +93,14 @@ auditStoreContract('FileAuditStore', {
   reset,
   open: async () => Object.assign(new FileAuditStore({ directory }), { close: async () => undefined }),
   sharedChanges: { withinMs: 0 },
+});
+
+webhookStoreContract('FileWebhookStore', {
+  reset,
+  open: async () => {
+    const store = new FileWebhookStore({ directory, ...CONTRACT_DELIVERY_RETENTION });
+    await store.open();
+    return store;
+  },
+  sharedChanges: ONE_WRITER,
 });

@@ -1,4 +1,4 @@
-// The job registry's copy from JSON files into PostgreSQL (`comfy-gate migrate`): every job, as its journal left it, once.
+// The job registry's and the webhook outbox's copy from JSON files into PostgreSQL (`comfy-gate migrate`): every record, as its journal left it, once.
 
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -6,9 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { FileJobStore } from '../../src/store/file/file-job-store.js';
-import { PostgresDatabase, PostgresJobStore } from '../../src/store/postgres/index.js';
+import { FileWebhookStore } from '../../src/store/file/file-webhook-store.js';
+import { PostgresDatabase, PostgresJobStore, PostgresWebhookStore } from '../../src/store/postgres/index.js';
 import { importFileStore } from '../../src/store/postgres/import-file-store.js';
-import type { JobRecord } from '../../src/store/types.js';
+import type { JobRecord, WebhookDelivery } from '../../src/store/types.js';
 import { freshPostgresDatabase } from './backends.js';
 
 const fresh = await freshPostgresDatabase();
@@ -31,6 +32,7 @@ function job(id: string, fields: Partial<JobRecord> = {}): JobRecord {
     error: null,
     request: { prompt: { 3: { class_type: 'KSampler', inputs: { seed: 1 } } }, client_id: 'gateway' },
     front: true,
+    webhook: { url: 'https://example.com/hook', events: ['job.succeeded'] },
     ...fields,
   };
 }
@@ -81,6 +83,53 @@ describe('importFileStore: jobs', { skip: 'skip' in fresh ? fresh.skip : false }
     try {
       assert.deepEqual(store.list({ offset: 0, limit: 10 }), expected);
       assert.equal(store.get('held-2')?.status, 'success', "the journal's change, not the snapshot's record");
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('copies the webhook outbox, attempts and states included, once; a pending delivery stays due', async () => {
+    if ('skip' in fresh) return;
+    const directory = await mkdtemp(join(tmpdir(), 'comfy-gate-import-deliveries-'));
+    directories.push(directory);
+    const now = Date.now() / 1000;
+    const delivery = (id: string, fields: Partial<WebhookDelivery> = {}): WebhookDelivery => ({
+      id,
+      job_id: `job-${id}`,
+      key_id: 'alice',
+      event: 'job.succeeded',
+      url: 'https://hooks.example.com/in',
+      body: JSON.stringify({ id, type: 'job.succeeded' }),
+      state: 'pending',
+      created_at: now - 100,
+      next_attempt_at: now - 100,
+      attempts: [],
+      ...fields,
+    });
+    const files = new FileWebhookStore({ directory, retentionSeconds: 36_500 * 86_400 });
+    await files.open();
+    await files.enqueue(delivery('whd_pending'));
+    await files.enqueue(delivery('whd_done'));
+    const [claim] = (await files.claimDue(now, 10, 60)).filter((c) => c.delivery.id === 'whd_done');
+    await files.recordAttempt(claim!, { at: now - 50, status: 200, error: null, duration_ms: 4 }, { state: 'delivered', next_attempt_at: null });
+    const expected = [await files.get('whd_pending'), await files.get('whd_done')];
+    await files.close();
+
+    const database = await PostgresDatabase.open({ url: fresh.url });
+    try {
+      assert.deepEqual((await importFileStore(directory, database)).webhook_deliveries, { found: 2, copied: 2 });
+      assert.deepEqual((await importFileStore(directory, database)).webhook_deliveries, { found: 2, copied: 0 });
+    } finally {
+      await database.close();
+    }
+    const store = new PostgresWebhookStore({ database: await PostgresDatabase.open({ url: fresh.url }), retentionSeconds: 36_500 * 86_400 });
+    await store.open();
+    try {
+      assert.deepEqual([await store.get('whd_pending'), await store.get('whd_done')], expected);
+      assert.deepEqual(
+        (await store.claimDue(now, 10, 60)).map((c) => c.delivery.id),
+        ['whd_pending'],
+      );
     } finally {
       await store.close();
     }

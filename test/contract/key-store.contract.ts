@@ -29,6 +29,7 @@ export function makeKey(overrides: Partial<KeyRecord> = {}): { record: KeyRecord
     max_running: null,
     daily_execution_seconds: null,
     policy: null,
+    webhook_url: null,
     ...overrides,
   };
   return { record, apiKey };

@@ -32,6 +32,7 @@ function job(id: string, keyId: string, fields: Partial<JobRecord> = {}): JobRec
     error: null,
     request: { body: { prompt: {} }, headers: {} },
     front: false,
+    webhook: null,
     ...fields,
   };
 }

@@ -10,6 +10,7 @@ import {
   PostgresOwnershipStore,
   PostgresSessionStore,
   PostgresUsageStore,
+  PostgresWebhookStore,
 } from '../../src/store/postgres/index.js';
 import { auditStoreContract, type ClosableAuditStore } from './audit-store.contract.js';
 import { freshPostgresDatabase } from './backends.js';
@@ -19,6 +20,7 @@ import { keyStoreContract } from './key-store.contract.js';
 import { CONTRACT_RETENTION, ownershipStoreContract } from './ownership-store.contract.js';
 import { sessionStoreContract } from './session-store.contract.js';
 import { usageStoreContract } from './usage-store.contract.js';
+import { CONTRACT_DELIVERY_RETENTION, webhookStoreContract } from './webhook-store.contract.js';
 
 const fresh = await freshPostgresDatabase();
 let admin: pg.Pool | null = null;
@@ -33,7 +35,9 @@ if (!('skip' in fresh)) {
 }
 
 const reset = async (): Promise<void> => {
-  await admin!.query('TRUNCATE api_keys, sessions, ownership, usage_records, usage_daily, usage_hourly, usage_batches, audit_log, jobs RESTART IDENTITY');
+  await admin!.query(
+    'TRUNCATE api_keys, sessions, ownership, usage_records, usage_daily, usage_hourly, usage_batches, audit_log, jobs, webhook_deliveries RESTART IDENTITY',
+  );
 };
 
 /** A harness whose every store has its own pool and LISTEN connection, as a replica would. */
@@ -95,4 +99,13 @@ jobStoreContract(
 auditStoreContract(
   'PostgresAuditStore',
   harness(async (database): Promise<ClosableAuditStore> => Object.assign(new PostgresAuditStore({ database }), { close: () => database.close() })),
+);
+
+webhookStoreContract(
+  'PostgresWebhookStore',
+  harness(async (database) => {
+    const store = new PostgresWebhookStore({ database, ...CONTRACT_DELIVERY_RETENTION });
+    await store.open();
+    return store;
+  }),
 );

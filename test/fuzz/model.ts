@@ -9,7 +9,7 @@ export type Verdict = 'valid' | 'invalid' | 'either';
 const MAX_BODY_BYTES = 64 * 1024;
 const MAX_METADATA_BYTES = 16 * 1024;
 const QUOTA_FIELDS = ['max_queued', 'max_running', 'daily_execution_seconds'];
-const CREATE_FIELDS = ['name', 'rate_limit', 'metadata', 'role', 'expires_at', ...QUOTA_FIELDS, 'policy'];
+const CREATE_FIELDS = ['name', 'rate_limit', 'metadata', 'role', 'expires_at', ...QUOTA_FIELDS, 'policy', 'webhook_url'];
 const UPDATE_FIELDS = [...CREATE_FIELDS, 'is_active'];
 
 function worst(verdicts: Verdict[]): Verdict {
@@ -84,6 +84,8 @@ function judgePolicy(policy: unknown): Verdict {
 const FIELD_RULES: Record<string, (value: unknown) => Verdict> = {
   ...Object.fromEntries(QUOTA_FIELDS.map((field) => [field, judgeQuota])),
   policy: judgePolicy,
+  // A URL's address decides (private addresses are refused): a string may go either way.
+  webhook_url: (url) => (url === null ? 'valid' : typeof url === 'string' && url !== '' && url.length <= 2048 ? 'either' : 'invalid'),
   name: judgeName,
   rate_limit: (limit) => (typeof limit === 'number' && Number.isInteger(limit) && limit >= 1 && limit <= 10_000_000 ? 'valid' : 'invalid'),
   metadata: judgeMetadata,
@@ -126,6 +128,7 @@ export function fieldsOf(text: string, kind: 'create' | 'update'): Record<string
           is_active: true,
           ...Object.fromEntries(QUOTA_FIELDS.map((field) => [field, null])),
           policy: null,
+          webhook_url: null,
         }
       : {};
   return { ...defaults, ...body };

@@ -20,6 +20,7 @@ export function jobRecord(id: string, fields: Partial<JobRecord> = {}): JobRecor
     error: null,
     request: null,
     front: false,
+    webhook: null,
     ...fields,
   };
 }

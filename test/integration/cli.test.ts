@@ -264,7 +264,17 @@ describe('the comfy-gate CLI', () => {
       const { entries } = await cliJson<{ entries: AuditLine[] }>(dir.path, 'audit');
       const ofCapped = entries.filter((e) => e.key_id === capped.key_id).map((e) => e.details);
       assert.deepEqual(ofCapped, [
-        { name: 'capped', role: 'user', rate_limit: 100, expires_at: null, max_queued: 5, max_running: 2, daily_execution_seconds: 3600, policy: null },
+        {
+          name: 'capped',
+          role: 'user',
+          rate_limit: 100,
+          expires_at: null,
+          max_queued: 5,
+          max_running: 2,
+          daily_execution_seconds: 3600,
+          policy: null,
+          webhook_url: null,
+        },
         { max_running: 3, max_queued: null },
         { max_queued: 9, daily_execution_seconds: null },
       ]);

@@ -111,7 +111,17 @@ describe('job quotas through the management API', () => {
         [
           [
             'key.create',
-            { name: 'capped', role: 'user', rate_limit: 100, expires_at: null, max_queued: 5, max_running: 2, daily_execution_seconds: 3600, policy: null },
+            {
+              name: 'capped',
+              role: 'user',
+              rate_limit: 100,
+              expires_at: null,
+              max_queued: 5,
+              max_running: 2,
+              daily_execution_seconds: 3600,
+              policy: null,
+              webhook_url: null,
+            },
           ],
           ['key.update', { max_running: 3 }],
           ['key.update', { max_queued: null, daily_execution_seconds: null }],

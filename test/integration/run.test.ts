@@ -128,7 +128,8 @@ describe('POST /api/gateway/run', () => {
 
   test('strict bodies: unknown fields, wrong types and out-of-range waits are 400 INVALID_REQUEST with details; GET is 405', async () => {
     const cases: Array<[unknown, string]> = [
-      [{ prompt: SAVE_WORKFLOW, webhook_url: 'https://example.com' }, 'webhook_url'],
+      [{ prompt: SAVE_WORKFLOW, callback_url: 'https://example.com' }, 'callback_url'],
+      [{ prompt: SAVE_WORKFLOW, webhook_url: 'https://example.com', webhook_events: ['job.done'] }, 'webhook_events'],
       [{ prompt: SAVE_WORKFLOW, wait: '10' }, 'wait'],
       [{ prompt: SAVE_WORKFLOW, wait: 601 }, 'wait'],
       [{ prompt: SAVE_WORKFLOW, inline: 'yes' }, 'inline'],

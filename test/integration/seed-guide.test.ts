@@ -90,6 +90,7 @@ describe('seed guide with --enable-api-auth', () => {
         'previous_key_valid_until',
         'rate_limit',
         'role',
+        'webhook_url',
       ]);
     }
     assert.equal(res.text.includes('key_hash'), false);

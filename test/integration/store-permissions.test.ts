@@ -89,7 +89,7 @@ describe('store folder permissions', () => {
     assert.ok(message.includes(`${journalPath} is owned by uid 65534, not by this process's uid 0: run chown 0 ${journalPath}`), message);
   });
 
-  for (const name of ['api_keys.json', 'api_keys.journal', 'audit.jsonl', 'jobs.journal']) {
+  for (const name of ['api_keys.json', 'api_keys.journal', 'audit.jsonl', 'jobs.journal', 'webhook-deliveries.journal']) {
     test(`a symbolic link in place of ${name} is refused, even with --allow-unsafe-store-permissions, and nothing is written through it`, async () => {
       const dir = await folder();
       const outside = await folder();
@@ -146,6 +146,7 @@ describe('store folder permissions', () => {
           max_running: null,
           daily_execution_seconds: null,
           policy: null,
+          webhook_url: null,
         });
         await stores.usage.ensureCreated();
         await stores.audit.append({ ts: now, actor: 'test', action: 'key.create' });
@@ -165,9 +166,29 @@ describe('store folder permissions', () => {
           error: null,
           request: { prompt: {} },
           front: false,
+          webhook: null,
+        });
+        await stores.webhooks.enqueue({
+          id: 'whd_1',
+          job_id: 'job-1',
+          key_id: 'k',
+          event: 'job.succeeded',
+          url: 'https://hooks.example.com/',
+          body: '{}',
+          state: 'pending',
+          created_at: now,
+          next_attempt_at: now,
+          attempts: [],
         });
       } finally {
-        await Promise.all([stores.keys.close(), stores.usage.close(), stores.ownership.close(), stores.sessions.close(), stores.jobs.close()]);
+        await Promise.all([
+          stores.keys.close(),
+          stores.usage.close(),
+          stores.ownership.close(),
+          stores.sessions.close(),
+          stores.jobs.close(),
+          stores.webhooks.close(),
+        ]);
       }
     } finally {
       process.umask(previous);
@@ -175,7 +196,9 @@ describe('store folder permissions', () => {
     assert.equal((await modeOf(dir)).toString(8), '700');
     const files = await readdir(dir);
     assert.ok(
-      ['api_keys.journal', 'api_usage.json', 'audit.jsonl', 'jobs.json', 'jobs.journal'].every((name) => files.includes(name)),
+      ['api_keys.journal', 'api_usage.json', 'audit.jsonl', 'jobs.json', 'jobs.journal', 'webhook-deliveries.json', 'webhook-deliveries.journal'].every(
+        (name) => files.includes(name),
+      ),
       files.join(', '),
     );
     for (const file of files) assert.equal((await modeOf(join(dir, file))).toString(8), '600', file);

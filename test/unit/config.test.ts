@@ -73,6 +73,21 @@ describe('loadServeConfig', () => {
     assert.equal(loadServeConfig([], { COMFY_GATE_JOB_RETENTION_DAYS: '14' }).jobRetentionDays, 14);
   });
 
+  test('webhook settings: the secret, private addresses and the retry base (fractions allowed)', () => {
+    const defaults = loadServeConfig([], {});
+    assert.deepEqual([defaults.webhookSecret, defaults.webhookAllowPrivate, defaults.webhookRetryBaseSeconds], [null, false, 10]);
+    const set = loadServeConfig(['--webhook-allow-private', '--webhook-retry-base', '0.25'], { COMFY_GATE_WEBHOOK_SECRET: 'a-secret-of-20-chars' });
+    assert.deepEqual([set.webhookSecret, set.webhookAllowPrivate, set.webhookRetryBaseSeconds], ['a-secret-of-20-chars', true, 0.25]);
+    assert.equal(loadServeConfig([], { COMFY_GATE_WEBHOOK_RETRY_BASE: '60' }).webhookRetryBaseSeconds, 60);
+    for (const value of ['0', '0.0001', 'abc', '1e3', '3601', '.5']) {
+      assert.throws(
+        () => loadServeConfig(['--webhook-retry-base', value], {}),
+        (error: unknown) => error instanceof ConfigError && /--webhook-retry-base must be a number of seconds from 0.001 to 3600/.test(error.message),
+        value,
+      );
+    }
+  });
+
   test('cross-site settings: allowed hosts, local management, frame ancestors', () => {
     const defaults = loadServeConfig([], {});
     assert.deepEqual([defaults.allowedHosts, defaults.noLocalAdmin, defaults.frameAncestors], [[], false, []]);

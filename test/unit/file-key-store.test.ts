@@ -33,6 +33,7 @@ function makeKey(overrides: Partial<KeyRecord> = {}): { record: KeyRecord; apiKe
     max_running: null,
     daily_execution_seconds: null,
     policy: null,
+    webhook_url: null,
     ...overrides,
   };
   return { record, apiKey };

@@ -55,6 +55,7 @@ describe('JobIndex', () => {
             error: null,
             request: null,
             front: false,
+            webhook: null,
           };
           model.set(id, job);
           index.set(job);

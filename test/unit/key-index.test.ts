@@ -38,6 +38,7 @@ function keyRecord(i: number, suffix = ''): KeyRecord {
     max_running: i % 6 === 0 ? 2 : null,
     daily_execution_seconds: i % 8 === 0 ? 3600 + i : null,
     policy: i % 10 === 0 ? { max_steps: 20 + i, deny_nodes: ['Save*'] } : null,
+    webhook_url: i % 12 === 0 ? `https://hooks.example.com/${i}` : null,
   };
 }
 

@@ -43,6 +43,7 @@ function job(id: string, upstreamId: string, clientId: string | null): JobRecord
     error: null,
     request: null,
     front: false,
+    webhook: null,
   };
 }
 

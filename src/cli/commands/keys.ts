@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { usableKeyError } from '../../auth/authenticate.js';
 import { createdKeyBody, creationAuditDetails, newKey, rotatedKey } from '../../auth/new-key.js';
-import { auditActionOf, parseCreateKey, parsePatchKey, type KeyUpdateInput } from '../../server/key-input.js';
+import { auditActionOf, checkKeyWebhookUrl, parseCreateKey, parsePatchKey, type KeyUpdateInput } from '../../server/key-input.js';
 import { createUsageFileIfMissing } from '../../store/file/file-usage-store.js';
 import { createStoreDirectory } from '../../store/file/store-permissions.js';
 import { isQuota, toPublicKey } from '../../store/key-record.js';
@@ -41,7 +41,7 @@ Commands:
   list                        Every key: key_id, name, prefix, role, status, rate limit, last use, expiry
   create [options]            Create a key; its secret is printed once
   show KEY_ID                 One key, with its usage over the last ${SHOW_USAGE_DAYS} days
-  update KEY_ID [options]     Change the name, rate limit, role, expiry, job quotas or prompt policy
+  update KEY_ID [options]     Change the name, rate limit, role, expiry, job quotas, prompt policy or webhook URL
   disable KEY_ID              Refuse the key (401 KEY_DISABLED) until it is enabled again
   enable KEY_ID               Accept a disabled key again
   rotate KEY_ID [--grace D]   Give the key a new secret; the old one keeps working for the grace period
@@ -60,6 +60,9 @@ const QUOTAS_HELP = `  --max-queued N        Jobs the key may have held, queued 
                         Each quota is 1 to ${MAX_KEY_QUOTA}, or none for no limit`;
 const POLICY_HELP = `  --policy POLICY       The key's prompt policy: a JSON object such as '{"max_steps": 40}',
                         @FILE to read it from a file, or none (see docs/api.md "Prompt policy")`;
+const WEBHOOK_HELP = `  --webhook-url URL     Where the key's jobs' events are POSTed when a run names no webhook_url,
+                        or none; used only by a gateway started with --webhook-secret
+                        (see docs/api.md "Webhooks")`;
 
 /** The flag of each quota field. */
 const QUOTA_FLAGS: Record<keyof KeyQuotas, string> = {
@@ -110,6 +113,7 @@ ${USER_DIRECTORY_HELP}
       'expires-at': { type: 'string' },
       ...QUOTA_FLAG_SPECS,
       policy: { type: 'string' },
+      'webhook-url': { type: 'string' },
       json: { type: 'boolean' },
     },
     keyId: false,
@@ -125,6 +129,7 @@ ${USER_DIRECTORY_HELP}
 ${EXPIRES_HELP} (default never)
 ${QUOTAS_HELP} (default none)
 ${POLICY_HELP} (default none)
+${WEBHOOK_HELP} (default none)
   --json                Print the same JSON object as POST /api/keys
 
 Example:
@@ -152,12 +157,13 @@ ${USER_DIRECTORY_HELP}
       'expires-at': { type: 'string' },
       ...QUOTA_FLAG_SPECS,
       policy: { type: 'string' },
+      'webhook-url': { type: 'string' },
       json: { type: 'boolean' },
     },
     keyId: true,
     help: `Usage: comfy-gate keys update KEY_ID [--name NAME] [--rate-limit N] [--role user|admin] [--expires-at WHEN]
                                     [--max-queued N|none] [--max-running N|none] [--daily-execution-seconds N|none]
-                                    [--policy JSON|@FILE|none]
+                                    [--policy JSON|@FILE|none] [--webhook-url URL|none]
 
 Changes a key; the values are checked as PATCH /api/keys/{key_id} checks them.
 ${SAFE_BESIDE_GATEWAY}
@@ -170,6 +176,7 @@ ${USER_DIRECTORY_HELP}
 ${EXPIRES_HELP}
 ${QUOTAS_HELP}
 ${POLICY_HELP}
+${WEBHOOK_HELP}
 ${JSON_HELP}
 
 Example:
@@ -358,6 +365,23 @@ function policyOf(values: FlagValues, help: string): { policy?: unknown } {
   }
 }
 
+/** `--webhook-url`: a URL (checked with the rest of the body) or `none` (null). */
+function webhookUrlOf(values: FlagValues): { webhook_url?: string | null } {
+  const value = stringFlag(values, 'webhook-url');
+  if (value === undefined) return {};
+  return { webhook_url: value.trim().toLowerCase() === 'none' ? null : value };
+}
+
+/**
+ * Checks a `--webhook-url` as the management API does, but for its address: the gateway, not this
+ * command, knows whether `--webhook-allow-private` is set, and refuses private addresses when it sends.
+ */
+async function checkWebhookUrl(input: { webhook_url?: string | null }, help: string): Promise<void> {
+  await checkKeyWebhookUrl(input, true).catch((error: unknown) => {
+    throw asUsageError(error, help);
+  });
+}
+
 /** A key's quotas in one line of text, or '' when it has none. */
 function describeQuotas(record: KeyQuotas): string {
   return KEY_QUOTA_FIELDS.filter((field) => record[field] !== null)
@@ -373,13 +397,14 @@ async function createKey({ values, directory, allowUnsafe, ctx, help }: Run): Pr
   if (name !== undefined) body.name = name;
   if (rateLimit !== undefined) body.rate_limit = rateLimit;
   if (expiresAt !== undefined) body.expires_at = expiresAt;
-  Object.assign(body, quotasOf(values, help), policyOf(values, help));
+  Object.assign(body, quotasOf(values, help), policyOf(values, help), webhookUrlOf(values));
   let input;
   try {
     input = parseCreateKey(body);
   } catch (error) {
     throw asUsageError(error, help);
   }
+  await checkWebhookUrl(input, help);
   await createStoreDirectory(directory);
   await requireStoreDirectory(directory, allowUnsafe);
   const { record, apiKey } = newKey(input, ctx.now());
@@ -430,6 +455,7 @@ async function showKey({ values, keyId, directory, allowUnsafe, ctx }: Run): Pro
     ['max running', quotaText(record.max_running, 'jobs running')],
     ['daily execution', quotaText(record.daily_execution_seconds, 'seconds per UTC day')],
     ['policy', describeValue('policy', record.policy)],
+    ['webhook url', describeValue('webhook_url', record.webhook_url)],
   ];
   if (record.previous_key_valid_until !== null && record.previous_key_valid_until > now)
     rows.push(['old secret valid until', utcTime(record.previous_key_valid_until)]);
@@ -471,6 +497,7 @@ function describeValue(field: string, value: unknown): string {
   if (value === null && (KEY_QUOTA_FIELDS as readonly string[]).includes(field)) return 'none';
   if (field === 'daily_execution_seconds') return `${String(value)} s/day`;
   if (field === 'policy') return value === null ? 'none' : JSON.stringify(value);
+  if (field === 'webhook_url') return value === null ? 'none' : String(value);
   if (field === 'name') return JSON.stringify(value);
   if (field === 'rate_limit') return `${String(value)}/h`;
   return String(value);
@@ -515,10 +542,10 @@ async function updateKey(input: Run): Promise<number> {
   if (rateLimit !== undefined) body.rate_limit = rateLimit;
   if (role !== undefined) body.role = role;
   if (expiresAt !== undefined) body.expires_at = expiresAt;
-  Object.assign(body, quotasOf(values, help), policyOf(values, help));
+  Object.assign(body, quotasOf(values, help), policyOf(values, help), webhookUrlOf(values));
   if (Object.keys(body).length === 0)
     throw new UsageError(
-      'keys update needs at least one of --name, --rate-limit, --role, --expires-at, --max-queued, --max-running, --daily-execution-seconds, --policy',
+      'keys update needs at least one of --name, --rate-limit, --role, --expires-at, --max-queued, --max-running, --daily-execution-seconds, --policy, --webhook-url',
       help,
     );
   let patch: KeyUpdateInput;
@@ -527,6 +554,7 @@ async function updateKey(input: Run): Promise<number> {
   } catch (error) {
     throw asUsageError(error, help);
   }
+  await checkWebhookUrl(patch, help);
   return applyPatch(input, patch);
 }
 

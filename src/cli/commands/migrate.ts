@@ -43,6 +43,7 @@ const LABELS: Record<string, string> = {
   audit_entries: 'audit entries',
   jobs: 'jobs',
   workflows: 'workflows',
+  webhook_deliveries: 'webhook deliveries',
 };
 
 /** Runs `comfy-gate migrate`; returns the exit code. */

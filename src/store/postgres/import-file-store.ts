@@ -16,9 +16,10 @@ import {
   type TotalsByKey,
   type UsageJournalEntry,
 } from '../file/usage-file.js';
+import { parseDelivery } from '../delivery-record.js';
 import { parseJobRecord } from '../job-record.js';
 import { parseStoredKey } from '../key-record.js';
-import { StoreCorruptError, type AuditEntry, type JobRecord, type KeyRecord, type UsageRecord } from '../types.js';
+import { StoreCorruptError, type AuditEntry, type JobRecord, type KeyRecord, type UsageRecord, type WebhookDelivery } from '../types.js';
 import type { PostgresDatabase } from './database.js';
 import { DAILY_COLUMN_TYPES, DAILY_COLUMNS } from './postgres-usage-store.js';
 
@@ -38,6 +39,7 @@ export interface ImportReport {
   audit_entries: ImportCount;
   jobs: ImportCount;
   workflows: ImportCount;
+  webhook_deliveries: ImportCount;
 }
 
 const BATCH = 5000;
@@ -47,7 +49,7 @@ const JOB_BATCH = 500;
 /**
  * Reads the JSON store in `directory` without writing to it, and inserts into PostgreSQL whatever is
  * not there yet: keys by key_id (a key deleted in PostgreSQL stays deleted), usage records and audit
- * entries by an id derived from their content, ownership records, sessions and jobs by their id, workflows by name. Daily totals
+ * entries by an id derived from their content, ownership records, sessions, jobs and webhook deliveries by their id, workflows by name. Daily totals
  * are raised to the JSON store's figures where PostgreSQL has less. Running it twice copies nothing the
  * second time. The triggers announce the copied keys, sessions, ownership and jobs to running gateways.
  * @throws StoreCorruptError when a store file cannot be read; the database error when a write fails.
@@ -62,6 +64,7 @@ export async function importFileStore(directory: string, database: PostgresDatab
     audit_entries: await importAudit(directory, database),
     jobs: await importJobs(directory, database),
     workflows: await importWorkflows(directory, database),
+    webhook_deliveries: await importDeliveries(directory, database),
   };
 }
 
@@ -107,9 +110,9 @@ async function importKeys(directory: string, database: PostgresDatabase): Promis
   const column = <K extends keyof KeyRecord>(field: K): Array<KeyRecord[K]> => keys.map((k) => k[field]);
   const { rowCount } = await database.query(
     `INSERT INTO api_keys (key_id, name, created_at, last_used, rate_limit, is_active, metadata, role, expires_at, key_prefix, key_hash, previous_key_hash,
-       previous_key_valid_until, max_queued, max_running, daily_execution_seconds, policy)
+       previous_key_valid_until, max_queued, max_running, daily_execution_seconds, policy, webhook_url)
      SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[], $5::int[], $6::bool[], $7::jsonb[], $8::text[], $9::float8[], $10::text[], $11::text[],
-       $12::text[], $13::float8[], $14::int[], $15::int[], $16::int[], $17::jsonb[])
+       $12::text[], $13::float8[], $14::int[], $15::int[], $16::int[], $17::jsonb[], $18::text[])
      ON CONFLICT (key_id) DO NOTHING`,
     [
       column('key_id'),
@@ -129,6 +132,7 @@ async function importKeys(directory: string, database: PostgresDatabase): Promis
       column('max_running'),
       column('daily_execution_seconds'),
       keys.map((k) => (k.policy === null ? null : JSON.stringify(k.policy))),
+      column('webhook_url'),
     ],
   );
   return { found: keys.length, copied: rowCount ?? 0 };
@@ -316,9 +320,9 @@ async function importJobs(directory: string, database: PostgresDatabase): Promis
     const part = jobs.slice(i, i + JOB_BATCH);
     const column = <K extends keyof JobRecord>(field: K): Array<JobRecord[K]> => part.map((job) => job[field]);
     const { rowCount } = await database.query(
-      `INSERT INTO jobs (id, key_id, client_id, backend, upstream_id, status, admitted_at, forwarded_at, started_at, finished_at, execution_seconds, outputs, error, request, front)
+      `INSERT INTO jobs (id, key_id, client_id, backend, upstream_id, status, admitted_at, forwarded_at, started_at, finished_at, execution_seconds, outputs, error, request, front, webhook)
        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::float8[], $9::float8[], $10::float8[], $11::float8[],
-         $12::jsonb[], $13::jsonb[], $14::jsonb[], $15::bool[])
+         $12::jsonb[], $13::jsonb[], $14::jsonb[], $15::bool[], $16::jsonb[])
        ON CONFLICT (id) DO NOTHING`,
       [
         column('id'),
@@ -336,6 +340,7 @@ async function importJobs(directory: string, database: PostgresDatabase): Promis
         part.map((job) => json(job.error)),
         part.map((job) => json(job.request)),
         column('front'),
+        part.map((job) => json(job.webhook)),
       ],
     );
     copied += rowCount ?? 0;
@@ -364,6 +369,43 @@ async function importWorkflows(directory: string, database: PostgresDatabase): P
     copied += rowCount ?? 0;
   }
   return { found: workflows.length, copied };
+}
+
+/**
+ * Copies the webhook outbox, each delivery by its id, so that a pending delivery goes on and the
+ * start-up catch-up does not send again an event the JSON store's gateway delivered.
+ */
+async function importDeliveries(directory: string, database: PostgresDatabase): Promise<ImportCount> {
+  const deliveries: WebhookDelivery[] = [];
+  for (const [id, value] of await readTable(directory, 'webhook-deliveries')) {
+    const delivery = parseDelivery(value);
+    if (typeof delivery === 'string') throw new StoreCorruptError(join(directory, 'webhook-deliveries.json'), `delivery ${JSON.stringify(id)}: ${delivery}`);
+    deliveries.push({ ...delivery, id });
+  }
+  let copied = 0;
+  for (let i = 0; i < deliveries.length; i += JOB_BATCH) {
+    const part = deliveries.slice(i, i + JOB_BATCH);
+    const column = <K extends keyof WebhookDelivery>(field: K): Array<WebhookDelivery[K]> => part.map((delivery) => delivery[field]);
+    const { rowCount } = await database.query(
+      `INSERT INTO webhook_deliveries (id, job_id, key_id, event, url, body, state, created_at, next_attempt_at, attempts)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::float8[], $10::jsonb[])
+       ON CONFLICT (id) DO NOTHING`,
+      [
+        column('id'),
+        column('job_id'),
+        column('key_id'),
+        column('event'),
+        column('url'),
+        column('body'),
+        column('state'),
+        column('created_at'),
+        column('next_attempt_at'),
+        part.map((delivery) => JSON.stringify(delivery.attempts)),
+      ],
+    );
+    copied += rowCount ?? 0;
+  }
+  return { found: deliveries.length, copied };
 }
 
 /** A usage record in one fixed field order, so the same record gets the same id wherever it was read from. */

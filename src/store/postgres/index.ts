@@ -10,6 +10,7 @@ import { PostgresOwnershipStore } from './postgres-ownership-store.js';
 import { PostgresSessionStore } from './postgres-session-store.js';
 import { PostgresUsageStore } from './postgres-usage-store.js';
 import { PostgresWorkflowStore } from './postgres-workflow-store.js';
+import { PostgresWebhookStore } from './postgres-webhook-store.js';
 
 export { PostgresDatabase, isConnectionError } from './database.js';
 export { PostgresKeyStore } from './postgres-key-store.js';
@@ -19,12 +20,15 @@ export { PostgresSessionStore } from './postgres-session-store.js';
 export { PostgresAuditStore } from './postgres-audit-store.js';
 export { PostgresJobStore } from './postgres-job-store.js';
 export { PostgresWorkflowStore } from './postgres-workflow-store.js';
+export { PostgresWebhookStore } from './postgres-webhook-store.js';
 
 export interface PostgresStoresOptions {
   url: string;
   usageRetentionDays: number;
   /** Seconds a finished job is kept (default 30 days). */
   jobRetentionSeconds?: number;
+  /** Seconds a delivered or failed webhook delivery is kept (default 31 days). */
+  deliveryRetentionSeconds?: number;
   log?: StoreLog;
 }
 
@@ -37,6 +41,7 @@ export interface PostgresStores {
   audit: PostgresAuditStore;
   jobs: PostgresJobStore;
   workflows: PostgresWorkflowStore;
+  webhooks: PostgresWebhookStore;
   /** Job events between the replicas, by NOTIFY and LISTEN on their own channel. */
   jobEvents: JobEventRelay;
 }
@@ -56,14 +61,15 @@ export async function openPostgresStores(options: PostgresStoresOptions): Promis
   const ownership = new PostgresOwnershipStore({ database });
   const sessions = new PostgresSessionStore({ database });
   const jobs = new PostgresJobStore({ database, ...(options.jobRetentionSeconds ? { retentionSeconds: options.jobRetentionSeconds } : {}) });
+  const webhooks = new PostgresWebhookStore({ database, retentionSeconds: options.deliveryRetentionSeconds ?? 31 * 86_400 });
   // The database stays open while any store uses it; this hold is let go once all are open (or one failed).
   database.retain();
   try {
-    const opened = await Promise.allSettled([keys.open(), usage.open(), ownership.open(), sessions.open(), jobs.open()]);
+    const opened = await Promise.allSettled([keys.open(), usage.open(), ownership.open(), sessions.open(), jobs.open(), webhooks.open()]);
     const failed = opened.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failed) {
       await Promise.all(
-        [keys, usage, ownership, sessions, jobs].map((store, i) =>
+        [keys, usage, ownership, sessions, jobs, webhooks].map((store, i) =>
           opened[i]!.status === 'fulfilled' ? store.close().catch(() => undefined) : Promise.resolve(),
         ),
       );
@@ -82,6 +88,7 @@ export async function openPostgresStores(options: PostgresStoresOptions): Promis
     ownership,
     sessions,
     jobs,
+    webhooks,
     jobEvents,
     audit: new PostgresAuditStore({ database }),
     workflows: new PostgresWorkflowStore({ database }),

@@ -333,6 +333,37 @@ ALTER TABLE api_keys ADD COLUMN policy jsonb;
 `,
   },
   {
+    version: 8,
+    name: 'webhooks: default URL per key, webhook per job, and the delivery outbox',
+    sql: `
+-- null: none. Existing keys and jobs get none.
+ALTER TABLE api_keys ADD COLUMN webhook_url text;
+ALTER TABLE jobs ADD COLUMN webhook jsonb;
+
+-- One row per event of a job to POST to its webhook. A replica takes a due row by setting lease_until
+-- and lease_token in one conditional UPDATE (FOR UPDATE SKIP LOCKED), so each attempt is sent once.
+CREATE TABLE webhook_deliveries (
+  id text PRIMARY KEY,
+  job_id text NOT NULL,
+  key_id text NOT NULL,
+  event text NOT NULL,
+  url text NOT NULL,
+  body text NOT NULL,
+  state text NOT NULL DEFAULT 'pending',
+  created_at double precision NOT NULL,
+  next_attempt_at double precision,
+  attempts jsonb NOT NULL DEFAULT '[]',
+  lease_until double precision,
+  lease_token text,
+  seq bigserial UNIQUE
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_newest ON webhook_deliveries (created_at DESC, seq DESC);
+CREATE INDEX webhook_deliveries_state ON webhook_deliveries (state, created_at DESC, seq DESC);
+CREATE INDEX webhook_deliveries_job ON webhook_deliveries (job_id);
+`,
+  },
+  {
     version: 9,
     name: 'registered workflows',
     sql: `

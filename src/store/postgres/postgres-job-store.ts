@@ -27,7 +27,7 @@ type JobRow = JobRecord & { rev: number; updated?: number };
 type Announcement = JobRow | { fetch: string; rev: number };
 
 const COLUMNS =
-  'id, key_id, client_id, backend, upstream_id, status, admitted_at, forwarded_at, started_at, finished_at, execution_seconds, outputs, error, request, front, ' +
+  'id, key_id, client_id, backend, upstream_id, status, admitted_at, forwarded_at, started_at, finished_at, execution_seconds, outputs, error, request, front, webhook, ' +
   'rev::float8 AS rev, extract(epoch from updated_at)::float8 AS updated';
 
 /** The columns a job is created with, in the order of the INSERT's parameters. */
@@ -47,11 +47,12 @@ const INSERT_COLUMNS = [
   'error',
   'request',
   'front',
+  'webhook',
 ] as const satisfies ReadonlyArray<keyof JobRecord>;
 
 /** The columns a patch may set (every field but id, key_id and admitted_at). */
 const PATCH_COLUMNS: ReadonlySet<string> = new Set(INSERT_COLUMNS.filter((column) => column !== 'id' && column !== 'key_id' && column !== 'admitted_at'));
-const JSON_COLUMNS: ReadonlySet<string> = new Set(['outputs', 'error', 'request']);
+const JSON_COLUMNS: ReadonlySet<string> = new Set(['outputs', 'error', 'request', 'webhook']);
 
 /**
  * Jobs in the `jobs` table, read from memory. `create` is one `INSERT … ON CONFLICT DO NOTHING`, so an id

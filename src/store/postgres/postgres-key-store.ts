@@ -33,13 +33,14 @@ interface KeyRow {
   max_running: number | null;
   daily_execution_seconds: number | null;
   policy: PromptPolicy | null;
+  webhook_url: string | null;
   deleted: boolean;
   version: string;
   updated: number;
 }
 
 const COLUMNS = `key_id, name, created_at, last_used, rate_limit, is_active, metadata, role, expires_at, key_prefix, key_hash,
-  previous_key_hash, previous_key_valid_until, max_queued, max_running, daily_execution_seconds, policy, deleted, version,
+  previous_key_hash, previous_key_valid_until, max_queued, max_running, daily_execution_seconds, policy, webhook_url, deleted, version,
   extract(epoch from updated_at)::float8 AS updated`;
 
 /** The columns a patch may set, with how each value is sent. */
@@ -59,6 +60,7 @@ const PATCHABLE: Record<string, (value: unknown) => unknown> = {
   max_running: (v) => v,
   daily_execution_seconds: (v) => v,
   policy: (v) => (v == null ? null : JSON.stringify(v)),
+  webhook_url: (v) => v,
 };
 
 /** Columns of type jsonb: their parameter is JSON text. */
@@ -83,6 +85,7 @@ function toRecord(row: KeyRow): KeyRecord {
     max_running: row.max_running,
     daily_execution_seconds: row.daily_execution_seconds,
     policy: row.policy ?? null,
+    webhook_url: row.webhook_url ?? null,
   };
 }
 
@@ -298,8 +301,8 @@ export class PostgresKeyStore implements KeyStore {
 async function insertKey(client: PoolClient, record: KeyRecord): Promise<KeyRow | null> {
   const { rows } = await client.query<KeyRow>(
     `INSERT INTO api_keys (key_id, name, created_at, last_used, rate_limit, is_active, metadata, role, expires_at, key_prefix, key_hash, previous_key_hash,
-       previous_key_valid_until, max_queued, max_running, daily_execution_seconds, policy)
-     VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::jsonb)
+       previous_key_valid_until, max_queued, max_running, daily_execution_seconds, policy, webhook_url)
+     VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::jsonb, $18)
      ON CONFLICT (key_id) DO NOTHING RETURNING ${COLUMNS}`,
     [
       record.key_id,
@@ -319,6 +322,7 @@ async function insertKey(client: PoolClient, record: KeyRecord): Promise<KeyRow 
       record.max_running,
       record.daily_execution_seconds,
       record.policy === null ? null : JSON.stringify(record.policy),
+      record.webhook_url,
     ],
   );
   return rows[0] ?? null;

@@ -1,0 +1,157 @@
+// The WebhookDeliveryStore contract: ids enqueued once, due deliveries claimed by one holder at a time, attempts recorded durably, pages newest first, retention.
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { DeliveryAttempt, WebhookDelivery, WebhookDeliveryStore } from '../../src/store/types.js';
+import { isSkipped, lifecycle, type HarnessOrSkip } from './harness.js';
+
+/** The retention each store of the suite must be opened with: an hour, looked at every 50 ms. */
+export const CONTRACT_DELIVERY_RETENTION = { retentionSeconds: 3600, sweepIntervalMs: 50 };
+
+const NOW = Date.now() / 1000;
+
+/** A pending delivery created `ago` seconds before the suite started, due then. */
+function delivery(id: string, ago: number, fields: Partial<WebhookDelivery> = {}): WebhookDelivery {
+  const at = NOW - ago;
+  return {
+    id,
+    job_id: `job-of-${id}`,
+    key_id: 'alice',
+    event: 'job.succeeded',
+    url: 'https://hooks.example.com/in',
+    body: JSON.stringify({ id, type: 'job.succeeded', created: Math.floor(at), data: { job: { id: `job-of-${id}`, note: 'ünïcode ✓' } } }),
+    state: 'pending',
+    created_at: at,
+    next_attempt_at: at,
+    attempts: [],
+    ...fields,
+  };
+}
+
+const failure = (at: number): DeliveryAttempt => ({ at, status: 500, error: null, duration_ms: 12.5 });
+const ids = (deliveries: WebhookDelivery[]): string[] => deliveries.map((d) => d.id);
+
+/** Runs the contract against one adapter, whose stores are opened with `CONTRACT_DELIVERY_RETENTION`. */
+export function webhookStoreContract(name: string, harness: HarnessOrSkip<WebhookDeliveryStore>): void {
+  if (isSkipped(harness)) {
+    describe(`${name} (WebhookDeliveryStore contract)`, { skip: harness.skip }, () => undefined);
+    return;
+  }
+  describe(`${name} (WebhookDeliveryStore contract)`, () => {
+    const { open, reopen } = lifecycle(harness);
+
+    test('a delivery is enqueued once: a second enqueue of its id changes nothing; it is durable', async () => {
+      const store = await open();
+      const first = delivery('d1', 10);
+      assert.equal(await store.enqueue(first), true);
+      assert.equal(await store.enqueue(delivery('d1', 5, { url: 'https://other.example.com/' })), false);
+      assert.deepEqual(await store.get('d1'), first);
+      assert.deepEqual(await store.existing(['d1', 'd2']), new Set(['d1']));
+      assert.equal(await store.get('d2'), undefined);
+      const again = await reopen();
+      assert.deepEqual(await again.get('d1'), first, 'the same after a restart');
+    });
+
+    test('claimDue hands out due pending deliveries, oldest due first, each to one holder until its lease ends', async () => {
+      const store = await open();
+      await store.enqueue(delivery('late', 5));
+      await store.enqueue(delivery('early', 20));
+      await store.enqueue(delivery('future', 30, { next_attempt_at: NOW + 600 }));
+      await store.enqueue(delivery('done', 40, { state: 'delivered', next_attempt_at: null }));
+      const claims = await store.claimDue(NOW, 10, 60);
+      assert.deepEqual(
+        claims.map((c) => c.delivery.id),
+        ['early', 'late'],
+      );
+      assert.deepEqual(await store.claimDue(NOW + 30, 10, 60), [], 'leased deliveries are not handed out again');
+      const later = await store.claimDue(NOW + 61, 1, 60);
+      assert.deepEqual(
+        later.map((c) => c.delivery.id),
+        ['early'],
+        'once the lease ran out, the delivery is due again, `limit` at a time',
+      );
+      assert.equal(await store.recordAttempt(claims[0]!, failure(NOW), { state: 'pending', next_attempt_at: NOW + 10 }), false, 'a lost claim records nothing');
+      assert.equal(await store.recordAttempt(later[0]!, failure(NOW), { state: 'pending', next_attempt_at: NOW + 10 }), true);
+      assert.equal((await store.get('early'))!.attempts.length, 1);
+    });
+
+    test('attempts are recorded in order with the state they lead to, durably', async () => {
+      const store = await open();
+      await store.enqueue(delivery('d1', 100));
+      const [first] = await store.claimDue(NOW, 10, 60);
+      assert.equal(await store.recordAttempt(first!, failure(NOW - 50), { state: 'pending', next_attempt_at: NOW - 40 }), true);
+      const [second] = await store.claimDue(NOW, 10, 60);
+      assert.ok(second, 'due again at next_attempt_at');
+      const ok: DeliveryAttempt = { at: NOW - 30, status: 204, error: null, duration_ms: 3 };
+      assert.equal(await store.recordAttempt(second, ok, { state: 'delivered', next_attempt_at: null }), true);
+      assert.deepEqual(await store.claimDue(NOW + 3600, 10, 60), [], 'a delivered delivery is never due');
+      const expected = { ...delivery('d1', 100), state: 'delivered', next_attempt_at: null, attempts: [failure(NOW - 50), ok] };
+      assert.deepEqual(await store.get('d1'), expected);
+      assert.deepEqual(await (await reopen()).get('d1'), expected, 'the same after a restart');
+    });
+
+    test('a restart frees every claim: pending deliveries are due again', async () => {
+      const store = await open();
+      await store.enqueue(delivery('d1', 10));
+      assert.equal((await store.claimDue(NOW, 10, 1)).length, 1);
+      const again = await reopen();
+      const claims = await again.claimDue(NOW + 2, 10, 60);
+      assert.deepEqual(
+        claims.map((c) => c.delivery.id),
+        ['d1'],
+      );
+    });
+
+    test('list: newest first, filtered by job and state, paged with has_more', async () => {
+      const store = await open();
+      for (let i = 0; i < 6; i += 1) {
+        await store.enqueue(
+          delivery(`d${i}`, 100 - i, { job_id: i % 2 === 0 ? 'even' : 'odd', ...(i >= 4 ? { state: 'failed', next_attempt_at: null } : {}) }),
+        );
+      }
+      const all = await store.list({ offset: 0, limit: 10 });
+      assert.deepEqual(ids(all.deliveries), ['d5', 'd4', 'd3', 'd2', 'd1', 'd0']);
+      assert.equal(all.hasMore, false);
+      const page = await store.list({ offset: 1, limit: 2 });
+      assert.deepEqual(ids(page.deliveries), ['d4', 'd3']);
+      assert.equal(page.hasMore, true);
+      const last = await store.list({ offset: 4, limit: 2 });
+      assert.deepEqual(ids(last.deliveries), ['d1', 'd0']);
+      assert.equal(last.hasMore, false);
+      assert.deepEqual(ids((await store.list({ jobId: 'even', offset: 0, limit: 10 })).deliveries), ['d4', 'd2', 'd0']);
+      assert.deepEqual(ids((await store.list({ state: 'failed', offset: 0, limit: 10 })).deliveries), ['d5', 'd4']);
+      assert.deepEqual(ids((await store.list({ state: 'pending', jobId: 'odd', offset: 0, limit: 10 })).deliveries), ['d3', 'd1']);
+      assert.deepEqual(ids((await store.list({ state: 'delivered', offset: 0, limit: 10 })).deliveries), []);
+    });
+
+    test('retention: delivered and failed deliveries older than it are forgotten; pending ones are kept', async () => {
+      const store = await open();
+      await store.enqueue(delivery('old-delivered', 7200, { state: 'delivered', next_attempt_at: null }));
+      await store.enqueue(delivery('old-failed', 7200, { state: 'failed', next_attempt_at: null }));
+      await store.enqueue(delivery('old-pending', 7200));
+      await store.enqueue(delivery('recent', 60, { state: 'delivered', next_attempt_at: null }));
+      const deadline = Date.now() + 5000;
+      while ((await store.existing(['old-delivered', 'old-failed'])).size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(await store.existing(['old-delivered', 'old-failed', 'old-pending', 'recent']), new Set(['old-pending', 'recent']));
+      const again = await reopen();
+      assert.deepEqual(await again.existing(['old-delivered', 'old-failed', 'old-pending', 'recent']), new Set(['old-pending', 'recent']));
+    });
+
+    test(
+      'replicas: two stores on the same data never hold the same delivery at once',
+      { skip: 'skip' in harness.sharedChanges ? harness.sharedChanges.skip : false },
+      async () => {
+        const [a, b] = [await open(), await open()];
+        for (let i = 0; i < 20; i += 1) await a.enqueue(delivery(`d${i}`, 100 - i));
+        const [fromA, fromB] = await Promise.all([a.claimDue(NOW, 15, 60), b.claimDue(NOW, 15, 60)]);
+        const taken = [...fromA, ...fromB].map((c) => c.delivery.id);
+        assert.equal(taken.length, 20, 'every due delivery was handed out');
+        assert.equal(new Set(taken).size, 20, 'to one store each');
+        const claim = fromA[0]!;
+        assert.equal(await b.recordAttempt({ ...claim, token: fromB[0]?.token ?? 'another' }, failure(NOW), { state: 'failed', next_attempt_at: null }), false);
+        assert.equal(await a.recordAttempt(claim, failure(NOW), { state: 'failed', next_attempt_at: null }), true);
+        assert.equal((await b.get(claim.delivery.id))!.state, 'failed');
+      },
+    );
+  });
+}

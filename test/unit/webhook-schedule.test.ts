@@ -1,0 +1,65 @@
+// The webhook retry schedule, delivery ids and signatures, and which job status is which event.
+
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { describe, test } from 'node:test';
+import { eventOf } from '../../src/webhooks/outbox.js';
+import { DEFAULT_RETRY_BASE_SECONDS, nextAttemptAt } from '../../src/webhooks/retry.js';
+import { deliveryIdOf, signatureHeader } from '../../src/webhooks/signature.js';
+
+describe('webhook retry schedule', () => {
+  test('with the default base: 10 s, doubling, at most an hour apart, given up once a try would come after 24 hours', () => {
+    const created = 1_000_000;
+    const delays: number[] = [];
+    let now = created;
+    for (let failed = 1; ; failed += 1) {
+      const next = nextAttemptAt(created, failed, now, DEFAULT_RETRY_BASE_SECONDS);
+      if (next === null) break;
+      delays.push(next - now);
+      now = next;
+    }
+    assert.deepEqual(delays.slice(0, 10), [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600]);
+    assert.ok(
+      delays.slice(9).every((delay) => delay === 3600),
+      'capped at an hour',
+    );
+    assert.ok(now <= created + 86_400, 'no try after 24 hours');
+    assert.ok(now + 3600 > created + 86_400, 'and none is left out before');
+    assert.equal(delays.length, 31);
+  });
+
+  test('the whole schedule scales with the base', () => {
+    assert.equal(nextAttemptAt(0, 1, 0, 0.2), 0.2);
+    assert.equal(nextAttemptAt(0, 3, 5, 0.2), 5.8);
+    assert.equal(nextAttemptAt(0, 40, 100, 0.2), 100 + 72, 'capped at 360 times the base');
+    assert.equal(nextAttemptAt(0, 40, 1700, 0.2), null, 'given up past 8640 times the base');
+  });
+});
+
+describe('delivery ids and signatures', () => {
+  test('a delivery id depends on the job and the event only', () => {
+    assert.equal(deliveryIdOf('job-1', 'job.succeeded'), deliveryIdOf('job-1', 'job.succeeded'));
+    assert.match(deliveryIdOf('job-1', 'job.succeeded'), /^whd_[0-9a-f]{32}$/);
+    assert.notEqual(deliveryIdOf('job-1', 'job.succeeded'), deliveryIdOf('job-1', 'job.started'));
+    assert.notEqual(deliveryIdOf('job-1', 'job.succeeded'), deliveryIdOf('job-2', 'job.succeeded'));
+  });
+
+  test('the signature is the hex HMAC-SHA256 of "<t>.<body>"', () => {
+    const body = '{"id":"whd_1","type":"job.succeeded"}';
+    const expected = createHmac('sha256', 'a-secret-of-16-chars').update(`1767225600.${body}`).digest('hex');
+    assert.equal(signatureHeader('a-secret-of-16-chars', body, 1767225600), `t=1767225600,v1=${expected}`);
+    assert.notEqual(signatureHeader('another-secret-16', body, 1767225600), `t=1767225600,v1=${expected}`);
+  });
+
+  test('statuses and events', () => {
+    assert.deepEqual((['held', 'queued', 'running', 'success', 'error', 'interrupted', 'cancelled'] as const).map(eventOf), [
+      null,
+      null,
+      'job.started',
+      'job.succeeded',
+      'job.failed',
+      'job.cancelled',
+      'job.cancelled',
+    ]);
+  });
+});
