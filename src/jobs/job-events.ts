@@ -62,7 +62,7 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
       inTurn(jobId, async (job) => {
         const seconds = job.started_at === null ? 0 : Math.max(0, at - job.started_at);
         // A job the gateway stopped for running too long ends as error with that reason (one that still succeeded keeps its success).
-        const overdue = options.limits?.ended(job.id);
+        const overdue = options.limits?.ended(job);
         const stopped = outcome === 'success' ? undefined : overdue;
         const ended = await jobs.update(job.id, {
           status: stopped ? 'error' : outcome,

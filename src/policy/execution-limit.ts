@@ -17,13 +17,23 @@ export interface ExecutionLimitsOptions {
   now?(): number;
 }
 
+/** How often every running job of the registry is looked at, to arm the timers of jobs started before a restart or on another replica. */
+const SWEEP_INTERVAL_MS = 30_000;
+
+/** The exception type of the error a job stopped for running too long ends with. */
+const TIME_LIMIT_EXCEPTION = 'ExecutionTimeLimit';
+
 /**
  * Watches the running time of jobs. `started` arms a timer when the job's key has a
  * `max_execution_seconds` (its own policy, or the default one for a user key, read when the job
  * starts); `ended` disarms it and tells whether the job was stopped for running too long. A job still
  * running when its timer fires is interrupted in ComfyUI, and its end is recorded as `error` with the
  * policy limit as the reason (whether ComfyUI then reports it interrupted or failed; one that
- * finished successfully before the interrupt took effect keeps its success).
+ * finished successfully before the interrupt took effect keeps its success). The reason is written
+ * into the job before the interrupt, so whichever replica records the job's end, even after a
+ * restart, records it as `error`. `start` arms the timers of every job already running (a restart,
+ * another replica's jobs) and looks again every 30 s; each replica then interrupts an overdue job,
+ * which is harmless twice.
  */
 export class ExecutionLimits {
   private readonly options: ExecutionLimitsOptions;
@@ -31,6 +41,7 @@ export class ExecutionLimits {
   private readonly timers = new Map<string, NodeJS.Timeout>();
   /** Jobs interrupted for running too long, with the error their end is recorded with. */
   private readonly overdue = new Map<string, JobError>();
+  private sweeper: NodeJS.Timeout | null = null;
 
   constructor(options: ExecutionLimitsOptions) {
     this.options = options;
@@ -48,34 +59,48 @@ export class ExecutionLimits {
     this.timers.set(job.id, timer);
   }
 
-  /** A job ended: its timer is disarmed. Returns the error to record when the gateway stopped it for running too long. */
-  ended(jobId: string): JobError | undefined {
-    const timer = this.timers.get(jobId);
+  /** Arms the timer of every job running now, and again every 30 s for jobs that started elsewhere. */
+  start(): void {
+    this.sweep();
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS).unref();
+  }
+
+  /** A job ended: its timer is disarmed. Returns the error to record when the gateway (this replica or another) stopped it for running too long. */
+  ended(job: JobRecord): JobError | undefined {
+    const timer = this.timers.get(job.id);
     if (timer) clearTimeout(timer);
-    this.timers.delete(jobId);
-    const error = this.overdue.get(jobId);
-    this.overdue.delete(jobId);
+    this.timers.delete(job.id);
+    const error = this.overdue.get(job.id) ?? (job.error?.exception_type === TIME_LIMIT_EXCEPTION ? job.error : undefined);
+    this.overdue.delete(job.id);
     return error;
   }
 
   /** Disarms every timer. */
   close(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = null;
     for (const timer of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
     this.overdue.clear();
+  }
+
+  private sweep(): void {
+    for (const job of this.options.jobs.active()) if (job.status === 'running') this.started(job);
   }
 
   private expire(jobId: string, limit: number): void {
     this.timers.delete(jobId);
     const job = this.options.jobs.get(jobId);
     if (job?.status !== 'running') return;
-    this.overdue.set(jobId, {
+    const reason: JobError = {
       message: `The job ran longer than the ${limit} seconds its key's prompt policy allows (max_execution_seconds); the gateway interrupted it.`,
-      exception_type: 'ExecutionTimeLimit',
-    });
+      exception_type: TIME_LIMIT_EXCEPTION,
+    };
+    this.overdue.set(jobId, reason);
     this.options.log.info({ job_id: jobId, key_id: job.key_id, backend: job.backend, limit }, 'job interrupted: past its max_execution_seconds');
-    this.options
-      .interrupt(job)
+    this.options.jobs
+      .update(jobId, { error: reason }, { ifStatus: 'running' })
+      .then(() => this.options.interrupt(job))
       .catch((error: unknown) => this.options.log.warn({ err: error, job_id: jobId }, 'a job past its max_execution_seconds could not be interrupted'));
   }
 }

@@ -572,6 +572,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         sinks.start();
         for (const backend of pool.all) backend.events.start();
         jobService.start();
+        limits.start();
       }
       outbox?.start();
       return address;

@@ -18,7 +18,15 @@ function job(id: string, keyId: string, status: JobStatus, ranSeconds: number): 
 function limitsFor(keys: Record<string, Pick<KeyRecord, 'role' | 'policy'>>, jobs: JobRecord[], defaultPolicy: PromptPolicy | null = null) {
   const interrupted: string[] = [];
   const limits = new ExecutionLimits({
-    jobs: { get: (id: string) => jobs.find((j) => j.id === id) } as unknown as JobStore,
+    jobs: {
+      get: (id: string) => jobs.find((j) => j.id === id),
+      active: () => jobs.filter((j) => j.status === 'held' || j.status === 'queued' || j.status === 'running'),
+      update: async (id: string, patch: Partial<JobRecord>, options?: { ifStatus?: JobStatus }) => {
+        const found = jobs.find((j) => j.id === id);
+        if (!found || (options?.ifStatus && found.status !== options.ifStatus)) return undefined;
+        return Object.assign(found, patch);
+      },
+    } as unknown as JobStore,
     keyOf: (keyId) => keys[keyId] as KeyRecord | undefined,
     defaultPolicy,
     interrupt: async (j) => {
@@ -38,10 +46,9 @@ describe('ExecutionLimits', () => {
     limits.started(running);
     await waitFor(() => interrupted.length > 0, 'the interrupt', 2000);
     assert.deepEqual(interrupted, ['a'], 'one interrupt, though told twice of the start');
-    const error = limits.ended('a');
+    const error = limits.ended(running);
     assert.equal(error?.exception_type, 'ExecutionTimeLimit');
     assert.match(error?.message ?? '', /longer than the 1 seconds .*max_execution_seconds/);
-    assert.equal(limits.ended('a'), undefined, 'reported once');
     limits.close();
   });
 
@@ -55,7 +62,7 @@ describe('ExecutionLimits', () => {
       { max_execution_seconds: 1 },
     );
     for (const j of [inTime, lost, free]) limits.started(j);
-    assert.equal(limits.ended('in-time'), undefined);
+    assert.equal(limits.ended(inTime), undefined);
     // Past every timer (50 ms), with room to spare.
     await sleep(300);
     assert.deepEqual(interrupted, [], 'the admin key is not held to the default policy, and the lost job is not running');
@@ -67,7 +74,30 @@ describe('ExecutionLimits', () => {
     const { limits, interrupted } = limitsFor({ u: { role: 'user', policy: null } }, [running], { max_execution_seconds: 1 });
     limits.started(running);
     await waitFor(() => interrupted.length > 0, 'the interrupt', 2000);
-    assert.ok(limits.ended('d'));
+    assert.ok(limits.ended(running));
+    limits.close();
+  });
+
+  test('the reason is written into the job, so another replica, or this one after a restart, records the end as the policy error', async () => {
+    const running = job('r', 'k', 'running', 0.95);
+    const keys = { k: { role: 'user' as const, policy: { max_execution_seconds: 1 } } };
+    const first = limitsFor(keys, [running]);
+    first.limits.started(running);
+    await waitFor(() => first.interrupted.length > 0, 'the interrupt', 2000);
+    assert.equal(running.error?.exception_type, 'ExecutionTimeLimit', 'written before the interrupt');
+    first.limits.close();
+    const other = limitsFor(keys, [running]);
+    assert.equal(other.limits.ended(running)?.exception_type, 'ExecutionTimeLimit');
+    other.limits.close();
+  });
+
+  test('start arms the timers of jobs already running (started before a restart or on another replica)', async () => {
+    const overdue = job('o', 'k', 'running', 5);
+    const queued = job('q', 'k', 'queued', 5);
+    const { limits, interrupted } = limitsFor({ k: { role: 'user', policy: { max_execution_seconds: 1 } } }, [overdue, queued]);
+    limits.start();
+    await waitFor(() => interrupted.length > 0, 'the interrupt', 2000);
+    assert.deepEqual(interrupted, ['o'], 'the running job past its limit, not the queued one');
     limits.close();
   });
 });
