@@ -1,23 +1,37 @@
-// File upstream for the bench (its own process): ComfyUI's /prompt, /history/{id}, /view (Range, HEAD) and /upload/image on real files on disk.
-// Usage: node bench/files-upstream.mjs PORT DIRECTORY OUTPUT_NAME; every prompt's history names DIRECTORY/output/OUTPUT_NAME as its output; prints "ready".
+// File upstream for the bench (its own process): ComfyUI's /prompt, /history/{id}, /view (Range, HEAD), /upload/image on real files on disk, and /ws.
+// Usage: node bench/files-upstream.mjs PORT DIRECTORY OUTPUT_NAME; every prompt "runs" at once (its events go to the socket of its client_id)
+// and names DIRECTORY/output/OUTPUT_NAME as its output, in its events and its history; prints "ready".
 
 import { createReadStream, createWriteStream, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { basename, join } from 'node:path';
+import { WebSocketServer } from 'ws';
 
 const [port, directory, outputName] = [Number(process.argv[2]), process.argv[3], process.argv[4]];
 const json = (res, status, value) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(value));
+/** The output of every run: the big file, from SaveImage node 9. */
+const OUTPUT = { images: [{ filename: outputName, subfolder: '', type: 'output' }] };
+/** Open sockets by clientId: a prompt's events go to the socket of its client_id, as ComfyUI sends them. */
+const sockets = new Map();
 
 function postPrompt(req, res) {
   let body = '';
   req.setEncoding('utf8').on('data', (chunk) => (body += chunk));
-  req.on('end', () => json(res, 200, { prompt_id: JSON.parse(body).prompt_id, number: 1, node_errors: {} }));
+  req.on('end', () => {
+    const prompt = JSON.parse(body);
+    json(res, 200, { prompt_id: prompt.prompt_id, number: 1, node_errors: {} });
+    const send = (type, data) => sockets.get(prompt.client_id)?.send(JSON.stringify({ type, data: { ...data, prompt_id: prompt.prompt_id } }));
+    setImmediate(() => {
+      send('execution_start', { timestamp: Date.now() });
+      send('executed', { node: '9', display_node: '9', output: OUTPUT });
+      send('execution_success', { timestamp: Date.now() });
+    });
+  });
 }
 
 /** A completed run whose SaveImage output is the big file, as ComfyUI's history lists it. */
 function getHistory(res, promptId) {
-  const outputs = { 9: { images: [{ filename: outputName, subfolder: '', type: 'output' }] } };
-  json(res, 200, { [promptId]: { prompt: [], outputs, status: { status_str: 'success', completed: true, messages: [] }, meta: {} } });
+  json(res, 200, { [promptId]: { prompt: [], outputs: { 9: OUTPUT }, status: { status_str: 'success', completed: true, messages: [] }, meta: {} } });
 }
 
 /** A file of output or input, whole or one `bytes=a-b` range, as aiohttp's FileResponse serves it; HEAD gets the headers only. */
@@ -74,14 +88,24 @@ function upload(req, res) {
   });
 }
 
-createServer((req, res) => {
+const server = createServer((req, res) => {
   const url = new URL(req.url, 'http://upstream');
-  const history = /^\/history\/([^/]+)$/.exec(url.pathname);
-  if (req.method === 'POST' && url.pathname === '/prompt') return postPrompt(req, res);
+  // ComfyUI serves every route bare and under /api.
+  const path = url.pathname.replace(/^\/api(?=\/)/, '');
+  const history = /^\/history\/([^/]+)$/.exec(path);
+  if (req.method === 'POST' && path === '/prompt') return postPrompt(req, res);
   if (req.method === 'GET' && history) return getHistory(res, decodeURIComponent(history[1]));
-  if ((req.method === 'GET' || req.method === 'HEAD') && url.pathname === '/view') return view(req, res, url.searchParams);
-  if (req.method === 'POST' && url.pathname === '/upload/image') return upload(req, res);
+  if ((req.method === 'GET' || req.method === 'HEAD') && path === '/view') return view(req, res, url.searchParams);
+  if (req.method === 'POST' && path === '/upload/image') return upload(req, res);
   req.resume();
   res.writeHead(404).end();
-}).listen(port, '127.0.0.1', () => console.log('ready'));
+});
+new WebSocketServer({ server, perMessageDeflate: false }).on('connection', (ws, req) => {
+  const clientId = new URL(req.url, 'http://upstream').searchParams.get('clientId') ?? '';
+  sockets.set(clientId, ws);
+  ws.send(JSON.stringify({ type: 'status', data: { status: { exec_info: { queue_remaining: 0 } }, sid: clientId } }));
+  ws.on('close', () => sockets.get(clientId) === ws && sockets.delete(clientId));
+  ws.on('error', () => ws.terminate());
+});
+server.listen(port, '127.0.0.1', () => console.log('ready'));
 process.on('SIGTERM', () => process.exit(0));

@@ -50,7 +50,7 @@ export async function measureTransfers(work, log) {
     await waitForLine(upstream, /ready/);
     const gateway = await startGateway({ directory: keyDirectory, upstreamPort, auth: true });
     try {
-      // The key's own output, as a user gets one: a prompt queued through the gateway whose history names the big file.
+      // The key's own output, as a user gets one: a prompt run through the gateway whose output is the big file.
       await queuePrompt(gateway.url, key.apiKey);
       const routes = [
         { name: 'direct', url: `http://127.0.0.1:${upstreamPort}` },
@@ -91,10 +91,18 @@ async function writeRandomFile(path, bytes) {
   await once(out, 'finish');
 }
 
+/** Queues a prompt through the gateway and waits until its job has ended with the big file as its output (at most 30 s). */
 async function queuePrompt(gatewayUrl, apiKey) {
-  const body = JSON.stringify({ prompt: {}, prompt_id: randomUUID(), client_id: 'bench' });
-  const response = await fetch(`${gatewayUrl}/prompt`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': apiKey }, body });
+  const promptId = randomUUID();
+  const body = JSON.stringify({ prompt: {}, prompt_id: promptId, client_id: 'bench' });
+  const headers = { 'content-type': 'application/json', 'x-api-key': apiKey };
+  const response = await fetch(`${gatewayUrl}/prompt`, { method: 'POST', headers, body });
   if (!response.ok) throw new Error(`POST /prompt answered ${response.status}: ${await response.text()}`);
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 100))) {
+    const job = await (await fetch(`${gatewayUrl}/api/gateway/jobs/${promptId}`, { headers })).json();
+    if (job.status === 'success') return;
+  }
+  throw new Error('the prompt queued through the gateway did not end within 30 s');
 }
 
 /**

@@ -140,6 +140,9 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
   return { forward, fetch, probe, close: () => pool.close() };
 }
 
+/** How much of a forwarded answer may wait for a slow client before ComfyUI is read no further. */
+const MAX_UNSENT_BYTES = 512 * 1024;
+
 /** The handler a forwarded response belongs to, kept on the response so that one shared listener serves every request. */
 const FORWARDING = Symbol('forwarding');
 type ForwardedResponse = ServerResponse & { [FORWARDING]?: ForwardHandler };
@@ -188,7 +191,9 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!this.res.write(chunk)) {
+    // ComfyUI is paused only once the client lags by MAX_UNSENT_BYTES: pausing at the response's own
+    // 16 KiB mark would stop and restart the upstream for every 64 KiB chunk of a big download.
+    if (!this.res.write(chunk) && this.res.writableLength > MAX_UNSENT_BYTES) {
       controller.pause();
       this.res.once('drain', onClientDrain);
     }

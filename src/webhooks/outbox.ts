@@ -14,7 +14,7 @@ import {
   type WebhookDeliveryStore,
   type WebhookEvent,
 } from '../store/types.js';
-import { nextAttemptAt } from './retry.js';
+import { deliveryLifetimeSeconds, nextAttemptAt } from './retry.js';
 import { sendDelivery } from './send.js';
 import { deliveryIdOf } from './signature.js';
 
@@ -58,6 +58,7 @@ const LEASE_SECONDS = 60;
 const REMEMBERED_IDS = 10_000;
 /** Ended jobs read at a time by the start-up catch-up. */
 const CATCH_UP_PAGE = 500;
+const DAY_SECONDS = 86_400;
 const ENDED_STATUSES = JOB_STATUSES.filter((status) => !ACTIVE_JOB_STATUSES.includes(status));
 
 /**
@@ -160,12 +161,21 @@ export class WebhookOutbox {
     this.remembered.add(id);
   }
 
-  /** Enqueues the end event of every ended job with a webhook that asks for it and has none yet. */
+  /**
+   * Enqueues the end event of every recently ended job with a webhook that asks for it and has none
+   * yet. Only jobs that ended within a delivery's lifetime (24 hours with the default retry base) are
+   * looked at, newest admitted first, down to those admitted a day before that: an older event would be
+   * given up at once. So a start-up costs the last day's jobs, not the whole registry.
+   */
   private async catchUp(): Promise<void> {
+    const lifetime = deliveryLifetimeSeconds(this.options.retryBaseSeconds);
+    const endedSince = Date.now() / 1000 - lifetime;
+    const admittedSince = endedSince - DAY_SECONDS;
     for (let offset = 0; !this.closing.signal.aborted; offset += CATCH_UP_PAGE) {
       const page = this.options.jobs.list({ statuses: ENDED_STATUSES, offset, limit: CATCH_UP_PAGE });
       const now = Date.now() / 1000;
-      const wanted = page.flatMap((job) => this.deliveryFor(job, now) ?? []);
+      const recent = page.filter((job) => (job.finished_at ?? 0) >= endedSince);
+      const wanted = recent.flatMap((job) => this.deliveryFor(job, now) ?? []);
       const stored = await this.options.store.existing(wanted.map((delivery) => delivery.id));
       for (const delivery of wanted) {
         this.remember(delivery.id);
@@ -173,7 +183,7 @@ export class WebhookOutbox {
           this.options.log.info({ delivery_id: delivery.id, job_id: delivery.job_id, event: delivery.event }, 'webhook event enqueued at start-up');
         }
       }
-      if (page.length < CATCH_UP_PAGE) return;
+      if (page.length < CATCH_UP_PAGE || page.at(-1)!.admitted_at < admittedSince) return;
     }
   }
 

@@ -7,6 +7,11 @@ const MAX_DELAY_BASES = 360;
 /** How long after its creation a delivery is given up, in units of the base: 8640 × 10 s = 24 hours. */
 const GIVE_UP_BASES = 8640;
 
+/** How long a delivery is tried, in seconds, for a retry base: a job that ended longer ago than this needs no event any more. */
+export function deliveryLifetimeSeconds(baseSeconds: number): number {
+  return baseSeconds * GIVE_UP_BASES;
+}
+
 /**
  * When the delivery is tried next after its `failedAttempts`-th failure at `now`: `base × 2^(n−1)`
  * seconds later, at most `360 × base`; null (give up: `failed`) once that would be past
@@ -15,5 +20,5 @@ const GIVE_UP_BASES = 8640;
 export function nextAttemptAt(createdAt: number, failedAttempts: number, now: number, baseSeconds: number): number | null {
   const delay = Math.min(baseSeconds * 2 ** Math.min(failedAttempts - 1, 30), baseSeconds * MAX_DELAY_BASES);
   const next = now + delay;
-  return next > createdAt + baseSeconds * GIVE_UP_BASES ? null : next;
+  return next > createdAt + deliveryLifetimeSeconds(baseSeconds) ? null : next;
 }
