@@ -187,7 +187,9 @@ async function measureWebSockets(work) {
   const clientArgs = (url, apiKey = []) => [here('ws-client.mjs'), url, String(WS_SOCKETS), String(WS_SECONDS), String(WS_PREVIEW_SOCKETS), ...apiKey];
   try {
     const direct = await runNodeJson(clientArgs(`ws://127.0.0.1:${port}/ws`));
-    const gateway = await startGateway({ directory, upstreamPort: port, auth: true, flags: ['--ws-max-per-key', String(WS_MAX_PER_KEY)] });
+    // Every socket's prompt is sent on at once (none held back in the gateway's queue).
+    const flags = ['--ws-max-per-key', String(WS_MAX_PER_KEY), '--upstream-queue-depth', String(WS_SOCKETS)];
+    const gateway = await startGateway({ directory, upstreamPort: port, auth: true, flags });
     try {
       const idle = memoryOf(gateway.service.pid);
       const peak = { rss_mb: 0 };

@@ -1,9 +1,9 @@
-// WebSocket client for the bench (its own process): queues the prompt the upstream reports on, opens many sockets and measures how late the progress messages and preview frames arrive.
+// WebSocket client for the bench (its own process): opens many sockets, queues one prompt for each (its client_id the socket's clientId) and measures how late the progress messages and preview frames arrive.
 // Usage: node bench/ws-client.mjs WS_URL SOCKETS SECONDS PREVIEW_SOCKETS [API_KEY]; prints `recording` when its sockets are open and warm, then one JSON line.
 
 import WebSocket from 'ws';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { nowMs, previewSentMs, PROMPT_ID } from './ws-upstream.mjs';
+import { nowMs, previewSentMs, promptIdOf } from './ws-upstream.mjs';
 
 const [url, socketCount, seconds, previewSockets, apiKey] = [
   process.argv[2],
@@ -30,14 +30,14 @@ function openSocket(index) {
   });
 }
 
-/** Queues the prompt with a fixed id, so that through the gateway it is the key's own and its progress reaches the key's sockets. */
-async function queuePrompt() {
+/** Queues socket `index`'s prompt: its events go to the socket whose clientId is bench-`index` (through the gateway: the key's socket of that clientId). */
+async function queuePrompt(index) {
   const origin = new URL(url.replace(/^ws/, 'http')).origin;
   const headers = { 'content-type': 'application/json', ...(apiKey ? { 'x-api-key': apiKey } : {}) };
   const response = await fetch(`${origin}/prompt`, {
     method: 'POST',
     headers,
-    body: JSON.stringify({ prompt: {}, prompt_id: PROMPT_ID, client_id: 'bench-0' }),
+    body: JSON.stringify({ prompt: {}, prompt_id: promptIdOf(index), client_id: `bench-${index}` }),
   });
   if (!response.ok) throw new Error(`POST /prompt answered ${response.status}: ${await response.text()}`);
 }
@@ -54,7 +54,6 @@ function summary({ latencies, count }) {
   return { messages: count, msgs_per_s: Math.round(count / seconds), p50_ms: round3(at(50)), p99_ms: round3(at(99)), max_ms: round3(sorted[count - 1]) };
 }
 
-await queuePrompt();
 const progress = recorder(socketCount * 10);
 const previews = recorder(previewSockets * 5);
 let recording = false;
@@ -72,7 +71,10 @@ for (let i = 0; i < socketCount; i += OPEN_AT_ONCE) {
     sockets.push(ws);
   }
 }
-console.error(`${sockets.length} sockets open`);
+for (let i = 0; i < socketCount; i += OPEN_AT_ONCE) {
+  await Promise.all(Array.from({ length: Math.min(OPEN_AT_ONCE, socketCount - i) }, (_, j) => queuePrompt(i + j)));
+}
+console.error(`${sockets.length} sockets open, each with its prompt queued`);
 await sleep(WARM_UP_MS);
 console.log('recording');
 recording = true;

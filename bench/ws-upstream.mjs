@@ -1,12 +1,15 @@
-// WebSocket upstream for the bench (its own process): every socket gets a ComfyUI-style progress message of prompt PROMPT_ID every 100 ms, and the first
-// PREVIEW_SOCKETS sockets (by clientId bench-N) a 100 KB binary preview frame with metadata every 200 ms, each stamped with its send time; any HTTP request gets a /prompt answer.
+// WebSocket upstream for the bench (its own process): as ComfyUI does, it sends a prompt's events to the socket whose clientId is the prompt's
+// client_id. Each prompt queued with POST /prompt (id bench-prompt-N) gets a progress message every 100 ms and, for N < PREVIEW_SOCKETS, a
+// 100 KB binary preview frame with metadata every 200 ms, each stamped with its send time. Through the gateway, every prompt's client_id is
+// the gateway's own, so all of them arrive on its one event socket and the gateway passes each on to its key's socket.
 // Usage: node bench/ws-upstream.mjs PORT [PREVIEW_SOCKETS]
 
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import { WebSocketServer } from 'ws';
 
-export const PROMPT_ID = 'bench-ws-prompt';
+/** The id of the prompt the bench's socket N queues (client_id bench-N). */
+export const promptIdOf = (index) => `bench-prompt-${index}`;
 const INTERVAL_MS = 100;
 const PREVIEW_INTERVAL_MS = 200;
 const PREVIEW_BYTES = 100_000;
@@ -17,9 +20,9 @@ const PREVIEW_WITH_METADATA = 4;
 export const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 /** A preview frame as ComfyUI sends it to a client that takes metadata: type, metadata length, metadata JSON (here with its send time), image bytes. */
-function previewFrame(image) {
+function previewFrame(image, promptId) {
   const metadata = Buffer.from(
-    JSON.stringify({ node_id: '3', prompt_id: PROMPT_ID, display_node: '3', parent_node: null, real_node_id: '3', image_type: 'image/jpeg', sent_ms: nowMs() }),
+    JSON.stringify({ node_id: '3', prompt_id: promptId, display_node: '3', parent_node: null, real_node_id: '3', image_type: 'image/jpeg', sent_ms: nowMs() }),
   );
   const header = Buffer.alloc(8);
   header.writeUInt32BE(PREVIEW_WITH_METADATA, 0);
@@ -35,22 +38,33 @@ export function previewSentMs(frame) {
 
 function serve(port, previewSockets) {
   const image = randomBytes(PREVIEW_BYTES);
-  const server = createServer((req, res) => {
-    req.resume();
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ prompt_id: PROMPT_ID, number: 1, node_errors: {} }));
-  });
-  const sockets = new WebSocketServer({ server, perMessageDeflate: false });
-  sockets.on('connection', (ws, req) => {
+  /** Open sockets by clientId. */
+  const sockets = new Map();
+  const send = (clientId, data, binary) => sockets.get(clientId)?.send(data, { binary });
+  /** Starts sending a queued prompt's events to the socket of its client_id (looked up at each send, as ComfyUI does). */
+  function run(promptId, clientId) {
     let value = 0;
-    const timers = [
-      setInterval(() => {
-        value = (value % 20) + 1;
-        ws.send(JSON.stringify({ type: 'progress', data: { value, max: 20, prompt_id: PROMPT_ID, node: '3', sent_ms: nowMs() } }));
-      }, INTERVAL_MS),
-    ];
-    const index = Number(/clientId=bench-(\d+)/.exec(req.url ?? '')?.[1] ?? Infinity);
-    if (index < previewSockets) timers.push(setInterval(() => ws.send(previewFrame(image), { binary: true }), PREVIEW_INTERVAL_MS));
-    ws.on('close', () => timers.forEach(clearInterval));
+    setInterval(() => {
+      value = (value % 20) + 1;
+      send(clientId, JSON.stringify({ type: 'progress', data: { value, max: 20, prompt_id: promptId, node: '3', sent_ms: nowMs() } }), false);
+    }, INTERVAL_MS);
+    const index = Number(/^bench-prompt-(\d+)$/.exec(promptId)?.[1] ?? Infinity);
+    if (index < previewSockets) setInterval(() => send(clientId, previewFrame(image, promptId), true), PREVIEW_INTERVAL_MS);
+  }
+  const server = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8').on('data', (chunk) => (body += chunk));
+    req.on('end', () => {
+      const prompt = req.method === 'POST' && /^(\/api)?\/prompt$/.test(req.url ?? '') ? JSON.parse(body) : null;
+      const promptId = typeof prompt?.prompt_id === 'string' ? prompt.prompt_id : 'bench-other';
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ prompt_id: promptId, number: 1, node_errors: {} }));
+      if (prompt) run(promptId, prompt.client_id);
+    });
+  });
+  new WebSocketServer({ server, perMessageDeflate: false }).on('connection', (ws, req) => {
+    const clientId = new URL(req.url ?? '/', 'http://upstream').searchParams.get('clientId') ?? '';
+    sockets.set(clientId, ws);
+    ws.on('close', () => sockets.get(clientId) === ws && sockets.delete(clientId));
     ws.on('error', () => ws.terminate());
   });
   server.listen(port, '127.0.0.1', () => console.log('ready'));
