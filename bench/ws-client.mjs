@@ -14,6 +14,7 @@ const [url, socketCount, seconds, previewSockets, apiKey] = [
 ];
 const OPEN_AT_ONCE = 50;
 const WARM_UP_MS = 2000;
+const CLOSE_AFTER_MS = 2000;
 /** What ComfyUI's frontend says first on a socket that takes previews with metadata. */
 const TAKES_PREVIEW_METADATA = JSON.stringify({ type: 'feature_flags', data: { supports_preview_metadata: true } });
 
@@ -80,6 +81,7 @@ console.log('recording');
 recording = true;
 await sleep(seconds * 1000);
 recording = false;
-for (const ws of sockets) ws.terminate();
-
 console.log(JSON.stringify({ sockets: sockets.length, ...summary(progress), previews: { sockets: previewSockets, ...summary(previews) } }));
+// The sockets close after the bench has read the gateway's event-loop delay of the relaying (closing 1,000 at once is not relaying).
+await sleep(CLOSE_AFTER_MS);
+for (const ws of sockets) ws.terminate();
