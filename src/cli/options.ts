@@ -53,6 +53,29 @@ function withDashedKeyIdsAsValues(args: string[], spec: FlagSpec): string[] {
 }
 
 /**
+ * Picks the subcommand of a command group (`keys`, `workflows`) from `args`: prints `groupHelp` and
+ * resolves null for `--help`; otherwise the command and the arguments after it.
+ * @throws UsageError when no command, or an unknown one, is given
+ */
+export function chooseSubcommand<C>(
+  group: string,
+  args: string[],
+  commands: Record<string, C>,
+  groupHelp: string,
+): { name: string; command: C; rest: string[] } | null {
+  const [name, ...rest] = args;
+  if (name === '--help' || name === '-h' || name === 'help') {
+    console.log(groupHelp);
+    return null;
+  }
+  const names = Object.keys(commands).join(', ');
+  if (name === undefined || name.startsWith('-')) throw new UsageError(`${group} needs a command first: one of ${names}`, `comfy-gate ${group} --help`);
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!command) throw new UsageError(`unknown ${group} command ${JSON.stringify(name)}; the commands are ${names}`, `comfy-gate ${group} --help`);
+  return { name, command, rest };
+}
+
+/**
  * Parses a command's arguments. Resolves null when `--help` or `-h` is among them (the caller prints
  * its help). With `keyId`, exactly one positional argument is required: the KEY_ID; with `argument`,
  * exactly one too, named as `argument` says in the error when it is missing (it is then in `keyId`).

@@ -11,6 +11,7 @@ import { isQuota, toPublicKey } from '../../store/key-record.js';
 import { KEY_QUOTA_FIELDS, MAX_KEY_QUOTA, type KeyQuotas, type KeyRecord, type PublicKeyRecord } from '../../store/types.js';
 import { usageStats } from '../../usage/report.js';
 import {
+  chooseSubcommand,
   allowUnsafeStoreOf,
   asUsageError,
   parseCommandLine,
@@ -244,15 +245,9 @@ ${JSON_HELP}`,
 
 /** Runs a `keys` subcommand; returns the process exit code. */
 export async function keys(args: string[], ctx: CliContext): Promise<number> {
-  const [subcommand, ...rest] = args;
-  if (subcommand === '--help' || subcommand === '-h' || subcommand === 'help') {
-    console.log(KEYS_HELP);
-    return 0;
-  }
-  const names = Object.keys(COMMANDS).join(', ');
-  if (subcommand === undefined || subcommand.startsWith('-')) throw new UsageError(`keys needs a command first: one of ${names}`, 'comfy-gate keys --help');
-  const command = Object.hasOwn(COMMANDS, subcommand) ? COMMANDS[subcommand] : undefined;
-  if (!command) throw new UsageError(`unknown keys command ${JSON.stringify(subcommand)}; the commands are ${names}`, 'comfy-gate keys --help');
+  const chosen = chooseSubcommand('keys', args, COMMANDS, KEYS_HELP);
+  if (!chosen) return 0;
+  const { name: subcommand, command, rest } = chosen;
   const parsed = parseCommandLine(rest, `keys ${subcommand}`, command.flags, { keyId: command.keyId });
   if (!parsed) {
     console.log(command.help);

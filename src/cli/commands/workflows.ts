@@ -7,6 +7,7 @@ import type { WorkflowRecord } from '../../store/types.js';
 import { parseWorkflowDefinition } from '../../workflows/definition.js';
 import { checkOnlyServing } from '../../workflows/openai-images.js';
 import {
+  chooseSubcommand,
   allowUnsafeStoreOf,
   parseCommandLine,
   stringFlag,
@@ -118,16 +119,9 @@ ${JSON_HELP}`,
 
 /** Runs a `workflows` subcommand; returns the process exit code. */
 export async function workflows(args: string[], ctx: CliContext): Promise<number> {
-  const [subcommand, ...rest] = args;
-  if (subcommand === '--help' || subcommand === '-h' || subcommand === 'help') {
-    console.log(WORKFLOWS_HELP);
-    return 0;
-  }
-  const names = Object.keys(COMMANDS).join(', ');
-  if (subcommand === undefined || subcommand.startsWith('-'))
-    throw new UsageError(`workflows needs a command first: one of ${names}`, 'comfy-gate workflows --help');
-  const command = Object.hasOwn(COMMANDS, subcommand) ? COMMANDS[subcommand] : undefined;
-  if (!command) throw new UsageError(`unknown workflows command ${JSON.stringify(subcommand)}; the commands are ${names}`, 'comfy-gate workflows --help');
+  const chosen = chooseSubcommand('workflows', args, COMMANDS, WORKFLOWS_HELP);
+  if (!chosen) return 0;
+  const { name: subcommand, command, rest } = chosen;
   const parsed = parseCommandLine(rest, `workflows ${subcommand}`, command.flags, command.named ? { argument: 'NAME (see comfy-gate workflows list)' } : {});
   if (!parsed) {
     console.log(command.help);
