@@ -97,7 +97,9 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
     return new Promise((resolve, reject) => {
       const { headers, body } = requestParts(req, overrides);
       const handler = new ForwardHandler(res, options.frameAncestors, resolve, reject);
-      pool.dispatch({ path: overrides.path ?? req.url!, method: overrides.method ?? req.method!, headers, body }, handler);
+      const method = overrides.method ?? req.method!;
+      // undici closes the connection after every HEAD by default (for servers that wrongly send a body); ComfyUI's aiohttp never does, so it is kept.
+      pool.dispatch({ path: overrides.path ?? req.url!, method, headers, body, ...(method === 'HEAD' ? { reset: false } : {}) }, handler);
     });
   }
 

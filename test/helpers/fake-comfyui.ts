@@ -49,6 +49,8 @@ export interface FakeComfyUI {
   requests: Array<{ method: string; url: string; headers: IncomingHttpHeaders }>;
   /** How many health checks of the gateway it answered. */
   healthChecks: number;
+  /** How many TCP connections it accepted. */
+  connectionsAccepted: number;
   /** Every prompt queued, in the order it arrived: the id it runs under and the body as received. */
   prompts: Array<{ id: string; body: Record<string, unknown> }>;
   outputDir: string;
@@ -279,6 +281,7 @@ class FakeServer implements FakeComfyUI {
   url = '';
   port = 0;
   readonly requests: FakeComfyUI['requests'] = [];
+  connectionsAccepted = 0;
   healthChecks = 0;
   readonly prompts: FakeComfyUI['prompts'] = [];
   readonly history = new Map<string, unknown>();
@@ -315,6 +318,7 @@ class FakeServer implements FakeComfyUI {
     this.routes = this.buildRoutes();
     this.server = createServer((req, res) => void this.onRequest(req, res));
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    this.server.on('connection', () => (this.connectionsAccepted += 1));
   }
 
   async listen(): Promise<void> {

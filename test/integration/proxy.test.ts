@@ -177,6 +177,10 @@ describe('proxying ComfyUI', () => {
     assert.equal(head.status, 200);
     assert.equal(head.headers['content-length'], String(file.length));
     assert.equal(head.text, '');
+    // A HEAD answer leaves ComfyUI's connection open for the next request (undici would close it after each one).
+    const connectionsBefore = comfy.connectionsAccepted;
+    for (let i = 0; i < 5; i += 1) assert.equal((await send(gateway.url, target, { method: 'HEAD', key: key.api_key })).status, 200);
+    assert.ok(comfy.connectionsAccepted - connectionsBefore <= 1, `${comfy.connectionsAccepted - connectionsBefore} new connections for 5 HEAD requests`);
   });
 
   test("ComfyUI's own errors pass through unchanged", async () => {
