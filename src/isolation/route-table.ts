@@ -314,6 +314,19 @@ const COMPILED: CompiledPattern[] = ROUTES.flatMap((entry) =>
   entry.patterns.flatMap((pattern) => [compile(pattern, entry), ...(entry.alsoUnderApi ? [compile(`/api${pattern === '/' ? '/' : pattern}`, entry)] : [])]),
 );
 
+/** A pattern's first segment when it is a literal; null when it may match any first segment (a parameter, or the pattern `/`). */
+const firstLiteral = ({ parts }: CompiledPattern): string | null => (parts[0] && 'literal' in parts[0] ? parts[0].literal : null);
+
+/** The patterns that may match a path whose first segment is no pattern's literal, in table order. */
+const OPEN_FIRST = COMPILED.filter((pattern) => firstLiteral(pattern) === null);
+
+/** By first segment, the only patterns that may match a path starting with it, in table order. */
+const BY_FIRST_SEGMENT = new Map(
+  [...new Set(COMPILED.map(firstLiteral))]
+    .filter((first) => first !== null)
+    .map((first) => [first, COMPILED.filter((pattern) => [null, first].includes(firstLiteral(pattern)))]),
+);
+
 /** Matches decoded segments against one pattern; an encoded slash may stand only in a `path` or `rest` parameter. */
 function matchParts(parts: Part[], segments: readonly string[]): Record<string, string> | null {
   // `/api/` is the index page: segments ['api', ''] against the pattern '/api/'.
@@ -341,7 +354,7 @@ function matchParts(parts: Part[], segments: readonly string[]): Record<string, 
 /** The route a request reaches, or null when the table does not know it. `OPTIONS` matches a route of any method. */
 export function matchRoute(method: string, segments: readonly string[]): RouteMatch | null {
   const asked = method === 'HEAD' ? 'GET' : method;
-  for (const { entry, parts } of COMPILED) {
+  for (const { entry, parts } of BY_FIRST_SEGMENT.get(segments[0] ?? '') ?? OPEN_FIRST) {
     if (asked !== 'OPTIONS' && !entry.methods.includes('*') && !entry.methods.includes(asked)) continue;
     const params = matchParts(parts, segments);
     if (params) return { entry, params };

@@ -86,13 +86,12 @@ export function downstreamResponseHeaders(
   return result;
 }
 
+/** A content type of a document a browser may render in a frame (any case, any parameters). */
+const PAGE_TYPE = /^\s*(?:text\/html|application\/xhtml\+xml)\s*(?:;|$)/i;
+
 /** Whether a content type is a document a browser may render in a frame. */
 function isPage(contentType: string | string[] | undefined): boolean {
-  const type = String(contentType ?? '')
-    .split(';')[0]!
-    .trim()
-    .toLowerCase();
-  return type === 'text/html' || type === 'application/xhtml+xml';
+  return contentType !== undefined && PAGE_TYPE.test(String(contentType));
 }
 
 function protectFromFraming(headers: OutgoingHeaders, frameAncestors: readonly string[]): void {

@@ -1,7 +1,7 @@
 // The gateway: one HTTP server that answers its own endpoints, identifies callers, applies limits and isolation, counts usage and proxies the rest.
 
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { identify, type Caller } from '../auth/authenticate.js';
@@ -40,7 +40,7 @@ import { createIsolatedProxy } from '../isolation/isolated-proxy.js';
 import { matchRoute } from '../isolation/route-table.js';
 import { isOpenedByOperator } from '../isolation/user-routes.js';
 import { userSocketHooks } from '../isolation/socket-filter.js';
-import type { Logger } from '../log/logger.js';
+import { logRequest, type Logger } from '../log/logger.js';
 import { outboundAgent } from '../net/outbound.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { routeGroup } from '../observability/route-group.js';
@@ -56,6 +56,7 @@ import { keyWebhook, type WebhookSettings } from '../webhooks/job-webhook.js';
 import { WebhookOutbox } from '../webhooks/outbox.js';
 import { handleAdminRoute } from './admin-api.js';
 import { handleAdminPage, isAdminPagePath } from './admin-page.js';
+import { addResponseHeaders, GatewayResponse } from './gateway-response.js';
 import { handleLogin, handleLogout, type LoginContext } from './login.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import { handleWorkflow, listWorkflows, type WorkflowApiContext } from './workflows-api.js';
@@ -67,7 +68,7 @@ import { matchGatewayRoute, pathOf } from './routes.js';
 export type GatewayStores = Omit<Stores, 'location'>;
 
 export interface Gateway {
-  server: Server;
+  server: Server<typeof IncomingMessage, typeof GatewayResponse>;
   /** Starts listening, and the child ComfyUI if the config has one; resolves the bound address. Rejects when the child's command cannot be started. */
   listen(): Promise<AddressInfo>;
   /** Stops accepting, lets in-flight requests finish (up to `graceMs`), stops the child ComfyUI, persists everything and closes the stores. */
@@ -275,7 +276,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   async function countRequest(res: ServerResponse, key: KeyRecord, path: string): Promise<void> {
     const at = now();
     const headers = await admit(key, at);
-    for (const name in headers) res.setHeader(name, headers[name]!);
+    addResponseHeaders(res, headers);
     const record = (res as ObservedResponse)[OBSERVED];
     // Recorded when the response ends (whether it completed or the client went away), by the response's one close listener.
     if (record) record.usage = { keyId: key.key_id, endpoint: path, at };
@@ -408,10 +409,15 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const seconds = (performance.now() - record.started) / 1000;
     const path = pathOf(req.url) ?? '-';
     metrics.request(routeGroup(path), status, seconds, record.keyId);
-    log.info(
-      { req_id: record.requestId, method: req.method, path, status, duration_ms: Math.round(seconds * 1e4) / 10, key_id: record.keyId ?? null, ip: record.ip },
-      'request',
-    );
+    logRequest(log, {
+      req_id: record.requestId,
+      method: req.method ?? '-',
+      path,
+      status,
+      duration_ms: Math.round(seconds * 1e4) / 10,
+      key_id: record.keyId ?? null,
+      ip: record.ip,
+    });
     if (counted) {
       usage.record({
         key_id: counted.keyId,
@@ -532,10 +538,10 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     });
   }
 
-  const server = createServer({ keepAliveTimeout: 5000 }, (req, res) => {
+  const server = createServer<typeof IncomingMessage, typeof GatewayResponse>({ keepAliveTimeout: 5000, ServerResponse: GatewayResponse }, (req, res) => {
     const requestId = requestIdOf(req);
     req.headers['x-request-id'] = requestId;
-    res.setHeader('x-request-id', requestId);
+    res.addHeaders({ 'x-request-id': requestId });
     observe(req, res, requestId);
     handleRequest(req, res).catch((error: unknown) => {
       if (!(error instanceof GatewayError)) log.error({ err: error, req_id: requestId, method: req.method, path: pathOf(req.url) }, 'request failed');

@@ -1,0 +1,42 @@
+// The gateway's HTTP response: the headers it adds itself (request id, rate limits) go out with whatever answer is written, on node's fast path.
+
+import { ServerResponse, type OutgoingHttpHeader, type OutgoingHttpHeaders } from 'node:http';
+
+/**
+ * A response that keeps the gateway's own headers aside and merges them into the headers given to
+ * `writeHead` (or into the implicit head of `write`/`end`). Set with `setHeader` instead, they would
+ * make node re-validate every header of every forwarded answer one by one.
+ */
+export class GatewayResponse extends ServerResponse {
+  /** The gateway's headers; a header of the same name given to `writeHead` wins, as it would over `setHeader`. */
+  private readonly gatewayHeaders: Record<string, string> = {};
+
+  addHeaders(headers: Readonly<Record<string, string>>): void {
+    Object.assign(this.gatewayHeaders, headers);
+  }
+
+  override writeHead(statusCode: number, statusMessage?: string, headers?: OutgoingHttpHeaders | OutgoingHttpHeader[]): this;
+  override writeHead(statusCode: number, headers?: OutgoingHttpHeaders | OutgoingHttpHeader[]): this;
+  override writeHead(
+    statusCode: number,
+    messageOrHeaders?: string | OutgoingHttpHeaders | OutgoingHttpHeader[],
+    headers?: OutgoingHttpHeaders | OutgoingHttpHeader[],
+  ): this {
+    const message = typeof messageOrHeaders === 'string' ? messageOrHeaders : undefined;
+    const given = typeof messageOrHeaders === 'string' ? headers : messageOrHeaders;
+    let merged: OutgoingHttpHeaders | OutgoingHttpHeader[];
+    if (Array.isArray(given)) {
+      for (const name in this.gatewayHeaders) this.setHeader(name, this.gatewayHeaders[name]!);
+      merged = given;
+    } else {
+      merged = { ...this.gatewayHeaders, ...given };
+    }
+    return message === undefined ? super.writeHead(statusCode, merged) : super.writeHead(statusCode, message, merged);
+  }
+}
+
+/** Adds the gateway's own headers to a response's answer. */
+export function addResponseHeaders(res: ServerResponse, headers: Readonly<Record<string, string>>): void {
+  if (res instanceof GatewayResponse) res.addHeaders(headers);
+  else for (const name in headers) res.setHeader(name, headers[name]!);
+}
