@@ -64,7 +64,13 @@ export class UploadFormReader extends Transform {
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.guarded(callback, () => {
       if (this.state === 'end') return this.hold(chunk);
-      this.buffer = Buffer.concat([this.buffer, chunk]);
+      if (this.carriesNoDelimiterInto(chunk)) {
+        // Bytes of a file pass through uncopied: only the few carried over from the last chunk are passed on first.
+        this.consume(this.buffer.length, true);
+        this.buffer = chunk;
+      } else {
+        this.buffer = Buffer.concat([this.buffer, chunk]);
+      }
       while (this.step());
     });
   }
@@ -85,6 +91,20 @@ export class UploadFormReader extends Transform {
       this.refusal = error as GatewayError;
       callback(error as Error);
     }
+  }
+
+  /**
+   * Whether, in a part's body, the bytes carried over (fewer than a delimiter, as `step` leaves them)
+   * cannot begin a delimiter that `chunk` completes, so they are content and `chunk` can be read on its own.
+   */
+  private carriesNoDelimiterInto(chunk: Buffer): boolean {
+    const carried = this.buffer.length;
+    if (this.state !== 'body' || carried >= this.delimiter.length) return false;
+    if (carried === 0) return true;
+    // A delimiter begun in the carried bytes ends within the chunk's first delimiter-length bytes, if it has as many.
+    if (chunk.length < this.delimiter.length) return false;
+    const at = Buffer.concat([this.buffer, chunk.subarray(0, this.delimiter.length)]).indexOf(this.delimiter);
+    return at < 0 || at >= carried;
   }
 
   /** Reads what the buffer allows; false when it needs more bytes. */

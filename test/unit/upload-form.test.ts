@@ -2,6 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
+import fc from 'fast-check';
 import { describe, test } from 'node:test';
 import type { FormPart } from '../../src/isolation/upload-form.js';
 import { multipartBoundary, UploadFormReader } from '../../src/isolation/upload-form.js';
@@ -20,10 +21,11 @@ const FORM = Buffer.from(
 /** Streams `body` through a reader in chunks of `size` bytes; resolves what came out, or rejects with the refusal. */
 async function read(
   body: Buffer,
-  size: number,
+  size: number | readonly number[],
   check: (parts: ReadonlyMap<string, FormPart>) => void = () => undefined,
 ): Promise<{ out: Buffer; parts: ReadonlyMap<string, FormPart> }> {
-  const chunks = Array.from({ length: Math.ceil(body.length / size) }, (_, i) => body.subarray(i * size, (i + 1) * size));
+  const chunks =
+    typeof size === 'number' ? Array.from({ length: Math.ceil(body.length / size) }, (_, i) => body.subarray(i * size, (i + 1) * size)) : cutAt(body, size);
   const reader = new UploadFormReader(BOUNDARY, check);
   const out: Buffer[] = [];
   reader.on('data', (chunk: Buffer) => out.push(chunk));
@@ -35,19 +37,38 @@ async function read(
   return { out: Buffer.concat(out), parts: reader.parts };
 }
 
+/** `body` cut at the given offsets (sorted, repeats dropped). */
+function cutAt(body: Buffer, offsets: readonly number[]): Buffer[] {
+  const cuts = [...new Set([0, ...offsets, body.length])].sort((a, b) => a - b);
+  return cuts.slice(1).map((end, i) => body.subarray(cuts[i], end));
+}
+
+const FORM_PARTS = {
+  image: { filename: 'a b.png', value: '' },
+  type: { filename: null, value: 'input' },
+  subfolder: { filename: null, value: 'süb' },
+  empty: { filename: null, value: '' },
+};
+
 describe('UploadFormReader', () => {
   for (const size of [1, 2, 3, 7, 13, 64, FORM.length]) {
     test(`chunks of ${size} bytes: the first part of each name, and the body passed on unchanged`, async () => {
       const { out, parts } = await read(FORM, size);
       assert.deepEqual(out, FORM);
-      assert.deepEqual(Object.fromEntries(parts), {
-        image: { filename: 'a b.png', value: '' },
-        type: { filename: null, value: 'input' },
-        subfolder: { filename: null, value: 'süb' },
-        empty: { filename: null, value: '' },
-      });
+      assert.deepEqual(Object.fromEntries(parts), FORM_PARTS);
     });
   }
+
+  test('chunks cut anywhere: the same parts, and the body passed on unchanged', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.integer({ min: 1, max: FORM.length - 1 }), { maxLength: 24 }), async (offsets) => {
+        const { out, parts } = await read(FORM, offsets);
+        assert.deepEqual(out, FORM);
+        assert.deepEqual(Object.fromEntries(parts), FORM_PARTS);
+      }),
+      { numRuns: 500 },
+    );
+  });
 
   test('a refused form is passed on without its closing delimiter and what follows it', async () => {
     for (const size of [1, 5, FORM.length]) {
