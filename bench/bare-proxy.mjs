@@ -37,7 +37,9 @@ class Streamer {
 
 createServer((req, res) => {
   const body = req.method === 'GET' || req.method === 'HEAD' ? null : req;
-  if (!piped) return pool.dispatch({ path: req.url, method: req.method, headers: req.headers, body }, new Streamer(res));
+  // Like the gateway, it keeps the upstream connection after a HEAD (undici would close it).
+  const reset = req.method === 'HEAD' ? { reset: false } : {};
+  if (!piped) return pool.dispatch({ path: req.url, method: req.method, headers: req.headers, body, ...reset }, new Streamer(res));
   pool.request({ path: req.url, method: req.method, headers: req.headers, body }).then(
     ({ statusCode, headers, body: answer }) => {
       res.writeHead(statusCode, headers);
