@@ -51,7 +51,7 @@ describe('prompt policy', () => {
       userDirectory: join(directory.path, 'user'),
       args: ['--require-api-auth', '--default-policy', policyFile],
     });
-    admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
+    admin = (await createKey(gateway.url, { name: 'admin', role: 'admin', rate_limit: 1_000_000 })).api_key;
   });
   after(async () => {
     await gateway?.stop();
@@ -71,6 +71,13 @@ describe('prompt policy', () => {
 
   /** Sends a prompt; on 403 checks that ComfyUI got nothing and returns the violations. */
   async function post(key: string, body: Record<string, unknown>): Promise<{ status: number; violations: Violation[]; text: string }> {
+    // Earlier prompts may still be on their way to ComfyUI (a held job is sent once ComfyUI's queue has room): once every job has
+    // ended, whatever ComfyUI gets is this request's.
+    await waitFor(
+      async () => (await send(gateway.url, '/api/gateway/jobs?status=held,queued,running', { key: admin })).json<{ jobs: unknown[] }>().jobs.length === 0,
+      'every job ended',
+      20_000,
+    );
     const sentBefore = promptsSent();
     const res = await send(gateway.url, '/api/prompt', { method: 'POST', key, body });
     if (res.status !== 403) return { status: res.status, violations: [], text: res.text };
