@@ -5,9 +5,11 @@ const CASE_LABELS = {
   nginx: '(b) nginx reverse proxy',
   bare_node_proxy: 'Node.js proxy, no checks (ceiling)',
   gateway_off: '(c) comfy-gate, no auth',
-  gateway_auth: '(d) comfy-gate, key required',
+  gateway_auth: '(d) comfy-gate, key required (prompts held: nginx has no WebSocket)',
   gateway_auth_1m_keys: '(e) as (d), 1,000,000 keys',
   gateway_auth_plain_route: '(d) on GET /features',
+  bare_node_proxy_runs: 'ceiling, ComfyUI-like upstream (prompts run)',
+  gateway_auth_runs: '(f) as (d), ComfyUI-like upstream (prompts run)',
 };
 
 /** The full report of a bench run: the sections of the groups that ran. */
@@ -47,7 +49,8 @@ function printProxyCases(results) {
   table(['case', 'c1 req/s', 'c1 p50 ms', 'c1 p99 ms', 'c50 req/s', 'c50 p50 ms', 'c50 p99 ms', 'other CPU % (c50)'], rows);
   console.log(
     `\n(d)/(b) at 50 connections: ${ratios.auth_vs_nginx_c50}   (d)/(a): ${ratios.auth_vs_direct_c50}   (e)/(d): ${ratios.auth_1m_keys_vs_auth_c50}   ` +
-      `(d) on GET /features / (b): ${ratios.auth_plain_route_vs_nginx_c50}   Node.js ceiling / (b): ${ratios.bare_node_proxy_vs_nginx_c50}   (d) / Node.js ceiling: ${ratios.auth_vs_bare_node_proxy_c50}`,
+      `(d) on GET /features / (b): ${ratios.auth_plain_route_vs_nginx_c50}   Node.js ceiling / (b): ${ratios.bare_node_proxy_vs_nginx_c50}   (d) / Node.js ceiling: ${ratios.auth_vs_bare_node_proxy_c50}   ` +
+      `(f) / its ceiling: ${ratios.auth_runs_vs_bare_node_proxy_runs_c50}`,
   );
   console.log(`start-up with 1,000,000 keys: ${results.startup_1m_keys_s} s, RSS ${results.rss_1m_keys_mb} MB (peak ${results.peak_rss_1m_keys_mb} MB)`);
 }
