@@ -15,6 +15,7 @@ before(async () => {
     if (req.url === '/object') res.writeHead(201, { 'content-type': 'text/plain', 'x-ratelimit-limit': 'answer' }).end('a');
     else if (req.url === '/message') res.writeHead(202, 'Taken', { 'content-type': 'text/plain' }).end('b');
     else if (req.url === '/raw') res.writeHead(203, ['content-type', 'text/plain']).end('c');
+    else if (req.url === '/status-only') res.writeHead(205).end();
     else res.end('implicit');
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -22,11 +23,12 @@ before(async () => {
 });
 after(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
-test('the gateway headers go out with writeHead of an object, with a message, of raw headers, and with an implicit head', async () => {
+test('the gateway headers go out with writeHead of an object, with a message, of raw headers, of no headers, and with an implicit head', async () => {
   for (const [path, status, body] of [
     ['/object', 201, 'a'],
     ['/message', 202, 'b'],
     ['/raw', 203, 'c'],
+    ['/status-only', 205, ''],
     ['/implicit', 200, 'implicit'],
   ] as const) {
     const res = await fetch(`${base}${path}`);
