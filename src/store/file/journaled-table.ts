@@ -43,6 +43,13 @@ export interface JournaledTableOptions<T> {
   pollIntervalMs?: number;
   /** Told how long each durable append took, in seconds (for metrics). */
   onWrite?(seconds: number): void;
+  /**
+   * How large the journal may grow, as a share of the snapshot, before the snapshot is rewritten
+   * (default a quarter). Each rewrite costs the whole snapshot, so a table whose records are written
+   * several times each (a job's) does less work per change with a larger share, and replays a longer
+   * journal when it opens.
+   */
+  journalShare?: number;
 }
 
 /** Changes applied in memory and waiting for their group's append (single-writer tables). */
@@ -54,11 +61,12 @@ interface PendingGroup<T> {
 }
 
 const MIN_COMPACT_BYTES = 256 * 1024;
+const DEFAULT_JOURNAL_SHARE = 0.25;
 
 /**
  * Records kept in memory and on disk. A change resolves only once it is appended to the journal and
  * fsynced, so a change that resolved survives a crash. The snapshot is rewritten atomically
- * once the journal outgrows a quarter of it; replaying a journal over any snapshot written since gives
+ * once the journal outgrows a share of it (`journalShare`); replaying a journal over any snapshot written since gives
  * the same records, so a crash between the two steps is harmless. Writers in several processes take
  * turns through a lock file, and each first reads what the others appended.
  */
@@ -203,7 +211,8 @@ export class JournaledTable<T> {
   }
 
   private isDueForCompaction(): boolean {
-    return this.snapshotIno === 0 || this.journalOffset > Math.max(MIN_COMPACT_BYTES, this.snapshotBytes / 4);
+    const share = this.options.journalShare ?? DEFAULT_JOURNAL_SHARE;
+    return this.snapshotIno === 0 || this.journalOffset > Math.max(MIN_COMPACT_BYTES, this.snapshotBytes * share);
   }
 
   /**
