@@ -1,6 +1,6 @@
 // API keys: how a plaintext key and a key_id are made, what a well-formed key looks like, and its stored hash.
 
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 
 /** `comfy_` then URL-safe base64 of at least 32 random bytes (43 characters for 32 bytes, as the reference made them). */
 const KEY_PATTERN = /^comfy_[A-Za-z0-9_-]{43,128}$/;
@@ -29,5 +29,6 @@ export function isWellFormedKey(candidate: string): boolean {
 
 /** The stored form of a key: lowercase hex SHA-256, unsalted, as the reference stored it. */
 export function hashApiKey(plaintext: string): string {
-  return createHash('sha256').update(plaintext).digest('hex');
+  // One call, no Hash object: it runs on every keyed request.
+  return hash('sha256', plaintext, 'hex');
 }

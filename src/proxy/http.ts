@@ -176,7 +176,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     private readonly reject: (error: GatewayError) => void,
   ) {
     res[FORWARDING] = this;
-    res.once('close', onClientClose);
+    // `on`, not `once`: a response closes once, and `once` would wrap the listener for every request.
+    res.on('close', onClientClose);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {

@@ -82,7 +82,6 @@ function isBrowserNavigation(req: IncomingMessage): boolean {
   return (req.method === 'GET' || req.method === 'HEAD') && String(req.headers.accept ?? '').includes('text/html');
 }
 
-/** A client's `X-Request-Id` when it is a plain token, else a new one. */
 /** What a response's close listener needs to know of its request. */
 interface RequestRecord {
   req: IncomingMessage;
@@ -99,6 +98,7 @@ interface RequestRecord {
 const OBSERVED = Symbol('observed request');
 type ObservedResponse = ServerResponse & { [OBSERVED]?: RequestRecord };
 
+/** A client's `X-Request-Id` when it is a plain token, else a new one. */
 function requestIdOf(req: IncomingMessage): string {
   const given = req.headers['x-request-id'];
   return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : randomUUID();
@@ -398,7 +398,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     // The address is read now: once the response is done, the request may no longer have its socket.
     const record: RequestRecord = { req, requestId, started: performance.now(), ip: addressing.clientIp(req), keyId: undefined, usage: null };
     (res as ObservedResponse)[OBSERVED] = record;
-    res.once('close', onResponseClose);
+    // `on`, not `once`: a response closes once, and `once` would wrap the listener for every request.
+    res.on('close', onResponseClose);
   }
 
   /** One listener shared by every response: one log line and one metrics observation per request, and its usage entry if it was counted. */
