@@ -4,7 +4,7 @@ import type { Logger } from '../log/logger.js';
 import type { JobRecord, JobStore, KeyRecord } from '../store/types.js';
 import type { Backend } from './backend.js';
 import { heldRequestOf, sendPrompt, sentOnceMore, type HeldRequest, type SendOutcome } from './dispatch.js';
-import { FairQueue } from './fair-queue.js';
+import { FairQueue, type QueuedJob } from './fair-queue.js';
 import { Placement } from './placement.js';
 import { refusalEvent } from './refusal.js';
 import { mayStartAnother } from './quotas.js';
@@ -136,7 +136,9 @@ export class JobScheduler {
 
   /**
    * Takes the next held jobs that can be placed, each by one conditional write (held → queued on its
-   * backend) so that a job is sent once even when several replicas hold it, and sends them.
+   * backend) so that a job is sent once even when several replicas hold it, and sends them. The writes
+   * are not waited for one by one: each job counts on its backend (its slot) while its write is under
+   * way, so the jobs released together share the store's next durable write.
    */
   private async release(): Promise<void> {
     while (!this.closed && this.queue.size > 0) {
@@ -147,20 +149,33 @@ export class JobScheduler {
       }
       const backend = this.placement.choose(next.pin ?? null)!;
       this.queue.remove(next.id);
-      const slot = this.takeSlot(backend, next.keyId, next.id);
-      let job: JobRecord | undefined;
-      try {
-        job = await this.options.jobs.update(next.id, { status: 'queued', backend: backend.name }, { ifStatus: 'held' });
-      } finally {
-        this.leaveSlot(slot);
-      }
-      const request = job && heldRequestOf(job);
-      if (!job || !request) continue;
-      const taken = job;
-      sendPrompt(backend, request, (outcome) => this.recordReleased(taken, backend, request, outcome))
-        .catch((error: unknown) => this.options.log.warn({ err: error, job_id: taken.id, backend: backend.name }, 'a held job could not be sent to ComfyUI'))
-        .finally(() => this.pump());
+      void this.releaseOne(next, this.takeSlot(backend, next.keyId, next.id));
     }
+  }
+
+  /**
+   * Moves one held job to its slot's backend and sends it. A job that is no longer held (cancelled, or
+   * taken by another replica) leaves its place to the next; one whose write failed is held again and
+   * tried after RETRY_MS.
+   */
+  private async releaseOne(queued: QueuedJob, slot: Slot): Promise<void> {
+    const { backend } = slot;
+    let job: JobRecord | undefined;
+    try {
+      job = await this.options.jobs.update(queued.id, { status: 'queued', backend: backend.name }, { ifStatus: 'held' });
+    } catch (error) {
+      this.options.log.warn({ err: error, job_id: queued.id }, 'a held job could not be released');
+      this.queue.add(queued);
+      return this.retryLater();
+    } finally {
+      this.leaveSlot(slot);
+    }
+    const request = job && heldRequestOf(job);
+    if (!job || !request) return this.pump();
+    const taken = job;
+    await sendPrompt(backend, request, (outcome) => this.recordReleased(taken, backend, request, outcome))
+      .catch((error: unknown) => this.options.log.warn({ err: error, job_id: taken.id, backend: backend.name }, 'a held job could not be sent to ComfyUI'))
+      .finally(() => this.pump());
   }
 
   /** Records how sending a released job went; its id stays the one its key was told. */

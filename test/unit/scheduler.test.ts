@@ -11,6 +11,7 @@ import { createLogger } from '../../src/log/logger.js';
 import { FileJobStore } from '../../src/store/file/file-job-store.js';
 import type { JobRecord } from '../../src/store/types.js';
 import { jobRecord } from '../helpers/job-record.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const BACKEND = { name: 'gpu0', weight: 1, accepting: () => true, isDown: () => false } as Backend;
 
@@ -58,5 +59,48 @@ describe('JobScheduler slots', () => {
     await recording;
     scheduler.sent(slot);
     scheduler.sent(second);
+  });
+
+  test('held jobs released together have their writes under way together, and each is sent once', async () => {
+    const sent: string[] = [];
+    const backend = {
+      ...BACKEND,
+      events: { expectAnswer: () => () => undefined, answered: () => undefined },
+      proxy: {
+        fetch: (_req: unknown, overrides: { body: string }) => {
+          const id = (JSON.parse(overrides.body) as { prompt_id: string }).prompt_id;
+          sent.push(id);
+          return Promise.resolve({ status: 200, headers: {}, body: Buffer.from(JSON.stringify({ prompt_id: id })) });
+        },
+      },
+    } as unknown as Backend;
+    let writing = 0;
+    let mostAtOnce = 0;
+    const counted = Object.create(jobs, {
+      update: {
+        value: async (...args: Parameters<FileJobStore['update']>) => {
+          writing += 1;
+          mostAtOnce = Math.max(mostAtOnce, writing);
+          try {
+            return await jobs.update(...args);
+          } finally {
+            writing -= 1;
+          }
+        },
+      },
+    }) as FileJobStore;
+    const ids = ['h1', 'h2', 'h3', 'h4'];
+    for (const id of ids)
+      await jobs.create(jobRecord(id, { status: 'held', backend: '', upstream_id: null, request: { body: { prompt_id: id, prompt: {} }, headers: {} } }));
+    const releasing = new JobScheduler({ backends: [backend], jobs: counted, depth: 3, keyOf: () => undefined, log: createLogger('silent'), now: () => 1 });
+    try {
+      releasing.restore();
+      await waitFor(() => sent.length >= 3, 'three held jobs sent');
+      assert.deepEqual(sent, ['h1', 'h2', 'h3'], 'the three jobs the depth has room for, in order, once each');
+      assert.equal(mostAtOnce, 3, 'their held → queued writes were under way at once, not one after another');
+      assert.equal(jobs.get('h4')?.status, 'held', 'the fourth waits for room');
+    } finally {
+      releasing.close();
+    }
   });
 });
