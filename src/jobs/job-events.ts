@@ -4,7 +4,7 @@ import { fileId, outputFiles } from '../isolation/files.js';
 import type { Logger } from '../log/logger.js';
 import type { JobObserver } from '../events/event-hub.js';
 import type { ExecutionLimits } from '../policy/execution-limit.js';
-import type { JobRecord, JobStatus, JobStore, OwnershipStore } from '../store/types.js';
+import type { JobOutput, JobRecord, JobStatus, JobStore, OwnershipStore } from '../store/types.js';
 
 export interface JobRecorderOptions {
   jobs: JobStore;
@@ -21,11 +21,18 @@ const FINAL: ReadonlySet<JobStatus> = new Set(['success', 'error', 'interrupted'
 
 /**
  * The hub's observer. Changes to one job are written one after another, in the order ComfyUI sent
- * them; the files a job made become its key's (so `/view` and loader nodes accept them) as they appear.
+ * them; the files a job made become its key's (so `/view` and loader nodes accept them) before its
+ * record lists them. Files reported while a write of the job waits its turn join that write, and
+ * those of a job whose end is already reported are written with its end: ComfyUI reports the output
+ * nodes' files just before the end, so one write records both.
  */
 export function createJobRecorder(options: JobRecorderOptions): JobObserver {
   const { jobs, ownership, log } = options;
   const chains = new Map<string, Promise<void>>();
+  /** Per job, the files reported and not yet written to its record, in the order they came. */
+  const unwritten = new Map<string, JobOutput[]>();
+  /** Jobs whose end is reported and not yet written. */
+  const ending = new Set<string>();
 
   /** Runs `change` after the job's earlier changes; a failed write is logged, never thrown. */
   function inTurn(jobId: string, change: (job: JobRecord) => Promise<unknown>): void {
@@ -37,9 +44,20 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
       })
       .catch((error: unknown) => log.warn({ err: error, job_id: jobId }, 'a job event could not be recorded'))
       .finally(() => {
-        if (chains.get(jobId) === next) chains.delete(jobId);
+        if (chains.get(jobId) !== next) return;
+        chains.delete(jobId);
+        unwritten.delete(jobId);
+        ending.delete(jobId);
       });
     chains.set(jobId, next);
+  }
+
+  /** Takes the job's unwritten files and claims them for its key; resolves its outputs with them. */
+  async function outputsWithUnwritten(job: JobRecord): Promise<JobOutput[]> {
+    const files = unwritten.get(job.id) ?? [];
+    unwritten.delete(job.id);
+    await Promise.all(files.map((file) => ownership.claim('file', fileId(file.type, file.subfolder, file.filename), job.key_id).catch(() => undefined)));
+    return files.length === 0 ? job.outputs : [...job.outputs, ...files];
   }
 
   return {
@@ -51,15 +69,24 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
       });
     },
     executed(jobId, node, output) {
-      const files = outputFiles(output);
+      const files = outputFiles(output).map((file) => ({ node, ...file }));
       if (files.length === 0) return;
+      const waiting = unwritten.get(jobId);
+      if (waiting) {
+        waiting.push(...files);
+        return;
+      }
+      unwritten.set(jobId, files);
       inTurn(jobId, async (job) => {
-        await Promise.all(files.map((file) => ownership.claim('file', fileId(file.type, file.subfolder, file.filename), job.key_id).catch(() => undefined)));
-        await jobs.update(job.id, { outputs: [...job.outputs, ...files.map((file) => ({ node, ...file }))] });
+        if (ending.has(job.id)) return;
+        const outputs = await outputsWithUnwritten(job);
+        if (outputs !== job.outputs) await jobs.update(job.id, { outputs });
       });
     },
     ended(jobId, outcome, at, error) {
+      ending.add(jobId);
       inTurn(jobId, async (job) => {
+        const outputs = await outputsWithUnwritten(job);
         const seconds = job.started_at === null ? 0 : Math.max(0, at - job.started_at);
         // A job the gateway stopped for running too long ends as error with that reason (one that still succeeded keeps its success).
         const overdue = options.limits?.ended(job);
@@ -70,6 +97,7 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
           execution_seconds: seconds,
           error: stopped ?? error,
           request: null,
+          ...(outputs !== job.outputs ? { outputs } : {}),
         });
         if (ended) options.onEnded(ended);
       });

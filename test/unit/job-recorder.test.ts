@@ -1,0 +1,94 @@
+// Unit tests of the job recorder: a job's events become writes of its record, in order, with its files claimed for its key before the record lists them.
+
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import { fileId } from '../../src/isolation/files.js';
+import { createJobRecorder } from '../../src/jobs/job-events.js';
+import { createLogger } from '../../src/log/logger.js';
+import { FileJobStore } from '../../src/store/file/file-job-store.js';
+import { FileOwnershipStore } from '../../src/store/file/file-ownership-store.js';
+import type { JobObserver } from '../../src/events/event-hub.js';
+import type { JobPatch, JobRecord } from '../../src/store/types.js';
+import { jobRecord } from '../helpers/job-record.js';
+import { waitFor } from '../helpers/wait-for.js';
+
+const IMAGE_A = { filename: 'ComfyUI_00001_.png', subfolder: '', type: 'output' };
+const IMAGE_B = { filename: 'ComfyUI_00002_.png', subfolder: 'faces', type: 'output' };
+
+describe('job recorder', () => {
+  let dir: string;
+  let jobs: FileJobStore;
+  let ownership: FileOwnershipStore;
+  let patches: JobPatch[];
+  let ended: JobRecord[];
+  let recorder: JobObserver;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'comfy-gate-recorder-'));
+    jobs = new FileJobStore({ directory: dir });
+    ownership = new FileOwnershipStore({ directory: dir });
+    await Promise.all([jobs.open(), ownership.open()]);
+    patches = [];
+    ended = [];
+    // The registry as the recorder sees it, with every update it asks for noted.
+    const noted = Object.create(jobs, {
+      update: { value: (...args: Parameters<FileJobStore['update']>) => (patches.push(args[1]), jobs.update(...args)) },
+    }) as FileJobStore;
+    recorder = createJobRecorder({ jobs: noted, ownership, log: createLogger('silent'), onEnded: (job) => ended.push(job) });
+    await jobs.create(jobRecord('j1'));
+  });
+  afterEach(async () => {
+    await Promise.all([jobs.close(), ownership.close()]);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const kinds = (): string[] => patches.map((patch) => patch.status ?? (patch.outputs ? 'outputs' : 'other'));
+
+  test('files reported together with the end are written with it: running, then ended with every file, each claimed for the key', async () => {
+    recorder.started('j1', 100);
+    recorder.executed('j1', '9', { images: [IMAGE_A] });
+    recorder.executed('j1', '12', { images: [IMAGE_B], text: ['not a file'] });
+    recorder.ended('j1', 'success', 103, null);
+    await waitFor(() => ended.length === 1, 'the job to end');
+    assert.deepEqual(kinds(), ['running', 'success']);
+    assert.deepEqual(ended[0]!.outputs, [
+      { node: '9', ...IMAGE_A },
+      { node: '12', ...IMAGE_B },
+    ]);
+    assert.equal(ended[0]!.execution_seconds, 3);
+    for (const image of [IMAGE_A, IMAGE_B]) assert.equal(ownership.ownerOf('file', fileId(image.type, image.subfolder, image.filename)), 'alice');
+  });
+
+  test('files reported while the job runs are written as they come, before its end, and kept by it', async () => {
+    recorder.started('j1', 100);
+    await waitFor(() => jobs.get('j1')?.status === 'running', 'the job to run');
+    recorder.executed('j1', '9', { images: [IMAGE_A] });
+    await waitFor(() => jobs.get('j1')?.outputs.length === 1, 'the first file to be written');
+    assert.equal(ownership.ownerOf('file', fileId(IMAGE_A.type, IMAGE_A.subfolder, IMAGE_A.filename)), 'alice', 'claimed before the record lists it');
+    recorder.executed('j1', '12', { images: [IMAGE_B] });
+    recorder.ended('j1', 'error', 104, { message: 'out of memory' });
+    await waitFor(() => ended.length === 1, 'the job to end');
+    assert.deepEqual(kinds(), ['running', 'outputs', 'error']);
+    assert.deepEqual(
+      ended[0]!.outputs.map((output) => output.filename),
+      [IMAGE_A.filename, IMAGE_B.filename],
+    );
+    assert.deepEqual(ended[0]!.error, { message: 'out of memory' });
+  });
+
+  test('events of an ended job change nothing', async () => {
+    recorder.ended('j1', 'interrupted', 101, null);
+    await waitFor(() => ended.length === 1, 'the job to end');
+    recorder.executed('j1', '9', { images: [IMAGE_A] });
+    recorder.ended('j1', 'success', 102, null);
+    recorder.started('j1', 103);
+    // Let any write the late events might wrongly make go through.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.deepEqual(kinds(), ['interrupted']);
+    assert.equal(jobs.get('j1')?.status, 'interrupted');
+    assert.deepEqual(jobs.get('j1')?.outputs, []);
+  });
+});
