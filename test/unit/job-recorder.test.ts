@@ -1,25 +1,23 @@
 // Unit tests of the job recorder: a job's events become writes of its record, in order, with its files claimed for its key before the record lists them.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { fileId } from '../../src/isolation/files.js';
 import { createJobRecorder } from '../../src/jobs/job-events.js';
 import { createLogger } from '../../src/log/logger.js';
-import { FileJobStore } from '../../src/store/file/file-job-store.js';
-import { FileOwnershipStore } from '../../src/store/file/file-ownership-store.js';
+import type { FileJobStore } from '../../src/store/file/file-job-store.js';
+import type { FileOwnershipStore } from '../../src/store/file/file-ownership-store.js';
 import type { JobObserver } from '../../src/events/event-hub.js';
 import type { JobPatch, JobRecord } from '../../src/store/types.js';
 import { jobRecord } from '../helpers/job-record.js';
+import { openJobStores, type OpenJobStores } from '../helpers/job-stores.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 const IMAGE_A = { filename: 'ComfyUI_00001_.png', subfolder: '', type: 'output' };
 const IMAGE_B = { filename: 'ComfyUI_00002_.png', subfolder: 'faces', type: 'output' };
 
 describe('job recorder', () => {
-  let dir: string;
+  let stores: OpenJobStores;
   let jobs: FileJobStore;
   let ownership: FileOwnershipStore;
   let patches: JobPatch[];
@@ -27,10 +25,8 @@ describe('job recorder', () => {
   let recorder: JobObserver;
 
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'comfy-gate-recorder-'));
-    jobs = new FileJobStore({ directory: dir });
-    ownership = new FileOwnershipStore({ directory: dir });
-    await Promise.all([jobs.open(), ownership.open()]);
+    stores = await openJobStores('recorder');
+    ({ jobs, ownership } = stores);
     patches = [];
     ended = [];
     // The registry as the recorder sees it, with every update it asks for noted.
@@ -40,10 +36,7 @@ describe('job recorder', () => {
     recorder = createJobRecorder({ jobs: noted, ownership, log: createLogger('silent'), onEnded: (job) => ended.push(job) });
     await jobs.create(jobRecord('j1'));
   });
-  afterEach(async () => {
-    await Promise.all([jobs.close(), ownership.close()]);
-    await rm(dir, { recursive: true, force: true });
-  });
+  afterEach(() => stores.close());
 
   const kinds = (): string[] => patches.map((patch) => patch.status ?? (patch.outputs ? 'outputs' : 'other'));
 

@@ -1,10 +1,7 @@
 // Unit tests of POST /prompt as a job, against ComfyUI's possible answers: queued under the id sent, refused, queued under another id, answer lost.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { upstreamUnavailable } from '../../src/errors.js';
@@ -14,11 +11,12 @@ import { postPrompt } from '../../src/isolation/prompt.js';
 import type { BackendPool } from '../../src/backends/backend-pool.js';
 import type { JobService } from '../../src/jobs/job-service.js';
 import type { HttpProxy, UpstreamAnswer } from '../../src/proxy/http.js';
-import { FileJobStore } from '../../src/store/file/file-job-store.js';
-import { FileOwnershipStore } from '../../src/store/file/file-ownership-store.js';
+import type { FileJobStore } from '../../src/store/file/file-job-store.js';
+import type { FileOwnershipStore } from '../../src/store/file/file-ownership-store.js';
 import type { KeyRecord } from '../../src/store/types.js';
 import { oneBackendJobService, oneBackendPool } from '../helpers/one-backend.js';
 import { jobRecord } from '../helpers/job-record.js';
+import { openJobStores, type OpenJobStores } from '../helpers/job-stores.js';
 
 const ALICE = { key_id: 'alice', role: 'user', max_queued: null, max_running: null, daily_execution_seconds: null } as KeyRecord;
 const CALLER: IsolatedCaller = { key: ALICE, seesAll: false, upstreamHeaders: {} };
@@ -26,7 +24,7 @@ const PROMPT = { '9': { class_type: 'SaveImage', inputs: {} } };
 const GATEWAY_CLIENT_ID = 'gateway-socket';
 
 describe('POST /prompt admits a job', () => {
-  let dir: string;
+  let stores: OpenJobStores;
   let ownership: FileOwnershipStore;
   let jobs: FileJobStore;
   let service: JobService;
@@ -37,10 +35,8 @@ describe('POST /prompt admits a job', () => {
   const answered: string[] = [];
 
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'comfy-gate-prompt-admission-'));
-    ownership = new FileOwnershipStore({ directory: dir });
-    jobs = new FileJobStore({ directory: dir });
-    await Promise.all([ownership.open(), jobs.open()]);
+    stores = await openJobStores('prompt-admission');
+    ({ jobs, ownership } = stores);
     sent = [];
     answered.length = 0;
     const proxy = {
@@ -62,8 +58,7 @@ describe('POST /prompt admits a job', () => {
   });
   afterEach(async () => {
     service.close();
-    await Promise.all([ownership.close(), jobs.close()]);
-    await rm(dir, { recursive: true, force: true });
+    await stores.close();
   });
 
   const ok = (promptId: unknown): UpstreamAnswer => ({
