@@ -1,0 +1,107 @@
+// `node bench/paired.mjs OTHER_CHECKOUT`: this checkout's gateway and another's (both built), run in turn on one case, round after round, with
+// the CPU each spends per request. On a small, shared machine the same build's req/s moves by a third from one run to the next; builds run
+// side by side in alternating order are what tells a change apart. Options: --case off|get|prompt|runs (default get), --rounds N (5),
+// --seconds S (8), --connections C (50).
+
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { writeKeysFile } from './keys.mjs';
+import { startUpstream } from './nginx.mjs';
+import { freePort, round, spawnService, stopAllNow, stopService, waitForLine } from './processes.mjs';
+import { runWrk } from './wrk.mjs';
+
+/** The cases: the route, whether a key is sent, and the upstream (`nginx`: fixed JSON; `comfy`: ComfyUI-like, prompts run). */
+const CASES = {
+  off: { path: '/features', method: 'GET', auth: false, upstream: 'nginx' },
+  get: { path: '/features', method: 'GET', auth: true, upstream: 'nginx' },
+  prompt: { path: '/prompt', method: 'POST', auth: true, upstream: 'nginx' },
+  runs: { path: '/prompt', method: 'POST', auth: true, upstream: 'comfy', flags: ['--upstream-queue-depth', '1000'] },
+};
+const WARM_UP_S = 3;
+/** Clock ticks per second of /proc/PID/stat's utime and stime (USER_HZ, 100 on Linux). */
+const TICKS_PER_S = 100;
+
+function option(name, fallback) {
+  const at = process.argv.indexOf(`--${name}`);
+  return at < 0 ? fallback : process.argv[at + 1];
+}
+
+/** CPU seconds a process has used so far (user and system, all its threads). */
+function cpuSecondsOf(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_S;
+}
+
+async function startCaseUpstream(work, kind) {
+  const port = await freePort();
+  if (kind === 'nginx') {
+    await startUpstream(work, port);
+    return port;
+  }
+  const service = spawnService(process.execPath, [fileURLToPath(new URL('history-upstream.mjs', import.meta.url)), String(port), '0', '0']);
+  await waitForLine(service, /ready/);
+  return port;
+}
+
+/** One measured run of a checkout's gateway: {rps, p99_ms, cpu_us_per_request}. */
+async function measure(checkout, testCase, { work, upstreamPort, seconds, connections }) {
+  const { startGateway } = await import(join(checkout, 'bench', 'gateway.mjs'));
+  const directory = mkdtempSync(join(work, 'gateway-'));
+  const key = testCase.auth ? await writeKeysFile(directory, 1) : null;
+  const gateway = await startGateway({ directory, upstreamPort, auth: testCase.auth, flags: testCase.flags ?? [] });
+  try {
+    const url = `${gateway.url}${testCase.path}`;
+    const load = { connections, method: testCase.method, apiKey: key?.apiKey ?? '' };
+    await runWrk(url, { ...load, seconds: WARM_UP_S });
+    const before = cpuSecondsOf(gateway.service.pid);
+    const figures = await runWrk(url, { ...load, seconds });
+    const used = cpuSecondsOf(gateway.service.pid) - before;
+    return { rps: figures.rps, p99_ms: figures.p99_ms, cpu_us_per_request: round((used * 1e6) / (figures.rps * seconds), 1) };
+  } finally {
+    await stopService(gateway.service);
+  }
+}
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+async function main() {
+  const other = process.argv[2];
+  const caseName = option('case', 'get');
+  const testCase = CASES[caseName];
+  if (!other || other.startsWith('--') || !testCase) {
+    throw new Error(`usage: node bench/paired.mjs OTHER_CHECKOUT [--case ${Object.keys(CASES).join('|')}] [--rounds N] [--seconds S] [--connections C]`);
+  }
+  const builds = { this: fileURLToPath(new URL('..', import.meta.url)), other: resolve(other) };
+  const rounds = Number(option('rounds', '5'));
+  const settings = { seconds: Number(option('seconds', '8')), connections: Number(option('connections', '50')) };
+  const work = mkdtempSync(join(tmpdir(), 'comfy-gate-paired-'));
+  process.once('exit', () => {
+    stopAllNow();
+    rmSync(work, { recursive: true, force: true });
+  });
+  const upstreamPort = await startCaseUpstream(work, testCase.upstream);
+  const results = { this: [], other: [] };
+  for (let roundNumber = 1; roundNumber <= rounds; roundNumber += 1) {
+    // Alternating which build goes first, so that neither always runs on a warmer or a busier machine.
+    const order = roundNumber % 2 === 1 ? ['this', 'other'] : ['other', 'this'];
+    for (const name of order) {
+      const figures = await measure(builds[name], testCase, { work, upstreamPort, ...settings });
+      results[name].push(figures);
+      console.log(`round ${roundNumber} ${name.padEnd(5)} ${JSON.stringify(figures)}`);
+    }
+  }
+  for (const name of ['this', 'other']) {
+    const of = (field) => median(results[name].map((figures) => figures[field]));
+    console.log(`median ${name.padEnd(5)} ${of('cpu_us_per_request')} µs CPU per request, ${of('rps')} req/s, p99 ${of('p99_ms')} ms  (${builds[name]})`);
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error) => {
+    console.error(`paired run failed: ${error.stack ?? error}`);
+    process.exit(1);
+  },
+);
