@@ -73,8 +73,9 @@ describe('JournaledTable rewrites', () => {
       const largest = Math.max(first.largestShare, second.largestShare);
       const rewrites = first.rewrites + second.rewrites;
       assert.ok(largest >= expected - 0.05, `the journal grew to ${expected} of the snapshot before a rewrite (largest ${largest.toFixed(2)})`);
-      // The changes made while a rewrite runs go on to the journal, so it may pass the share by what a rewrite takes.
-      assert.ok(largest < expected + 0.5, `the journal was rewritten soon after it passed ${expected} of the snapshot (largest ${largest.toFixed(2)})`);
+      // The changes made while a rewrite runs go on to the journal, so it may pass the share by what a rewrite takes (about
+      // 0.2 here); by default it must still never come near the snapshot's size, which a share of 1 must reach.
+      assert.ok(largest < expected + 0.7, `the journal was rewritten soon after it passed ${expected} of the snapshot (largest ${largest.toFixed(2)})`);
       assert.ok(rewrites >= 1, 'the snapshot was rewritten');
       await table.close();
       tables.splice(tables.indexOf(table), 1);
