@@ -88,11 +88,6 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
     return { headers, body };
   }
 
-  function send(req: IncomingMessage | null, overrides: UpstreamOverrides, signal: AbortSignal) {
-    const { headers, body } = requestParts(req, overrides);
-    return pool.request({ path: overrides.path ?? req!.url!, method: overrides.method ?? req!.method!, headers, body, signal });
-  }
-
   function forward(req: IncomingMessage, res: ServerResponse, overrides: UpstreamOverrides = {}): Promise<void> {
     return new Promise((resolve, reject) => {
       const { headers, body } = requestParts(req, overrides);
@@ -103,34 +98,19 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
     });
   }
 
-  async function fetch(req: IncomingMessage | null, overrides: UpstreamOverrides = {}): Promise<UpstreamAnswer> {
-    // A timer of its own, cleared at the end: AbortSignal.timeout's timer would live its full length after the answer.
-    const abort = new AbortController();
-    const timer = setTimeout(
-      () => abort.abort(new DOMException('ComfyUI did not finish its answer in time', 'TimeoutError')),
-      overrides.timeoutMs ?? options.headersTimeoutMs * 2,
-    );
-    try {
+  function fetch(req: IncomingMessage | null, overrides: UpstreamOverrides = {}): Promise<UpstreamAnswer> {
+    return new Promise((resolve, reject) => {
       // The gateway reads this answer, so it asks for it uncompressed.
-      const plain = { ...overrides, headers: { 'accept-encoding': 'identity', ...overrides.headers } };
-      const { statusCode, headers, body } = await send(req, plain, abort.signal);
-      const chunks: Buffer[] = [];
-      const maxBytes = Math.min(overrides.maxBytes ?? MAX_BUFFERED_BYTES, MAX_BUFFERED_BYTES);
-      let size = 0;
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        size += chunk.length;
-        if (size > maxBytes) {
-          body.destroy();
-          throw new GatewayError(502, 'UPSTREAM_UNAVAILABLE', 'ComfyUI answered with more data than the gateway can filter.');
-        }
-        chunks.push(chunk);
-      }
-      return { status: statusCode, headers: downstreamResponseHeaders(headers, options.frameAncestors), body: Buffer.concat(chunks) };
-    } catch (error) {
-      throw error instanceof GatewayError ? error : toGatewayError(error);
-    } finally {
-      clearTimeout(timer);
-    }
+      const { headers, body } = requestParts(req, { ...overrides, headers: { 'accept-encoding': 'identity', ...overrides.headers } });
+      const handler = new BufferingHandler({
+        maxBytes: Math.min(overrides.maxBytes ?? MAX_BUFFERED_BYTES, MAX_BUFFERED_BYTES),
+        timeoutMs: overrides.timeoutMs ?? options.headersTimeoutMs * 2,
+        frameAncestors: options.frameAncestors,
+        resolve,
+        reject,
+      });
+      pool.dispatch({ path: overrides.path ?? req!.url!, method: overrides.method ?? req!.method!, headers, body }, handler);
+    });
   }
 
   async function probe(path: string, timeoutMs: number, method: 'GET' | 'HEAD' = 'GET'): Promise<number> {
@@ -215,6 +195,80 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   clientWentAway(): void {
     this.clientGone = true;
     this.controller?.abort(new Error('the client went away'));
+  }
+}
+
+/** What a BufferingHandler reads and whom it tells. */
+interface BufferingOptions {
+  maxBytes: number;
+  /** How long the whole answer may take. */
+  timeoutMs: number;
+  frameAncestors: readonly string[] | undefined;
+  resolve: (answer: UpstreamAnswer) => void;
+  reject: (error: GatewayError) => void;
+}
+
+/**
+ * Reads one ComfyUI answer whole, as undici delivers it: no body stream, no async iterator and no
+ * AbortController per request. An answer over `maxBytes` is cut and refused with 502; one that takes
+ * longer than `timeoutMs` in all is cut and refused with 504 (a request still waiting for a
+ * connection is refused then, and dropped once it gets one).
+ */
+class BufferingHandler implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | null = null;
+  private status = 0;
+  private headers: OutgoingHeaders = {};
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+  private settled = false;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly options: BufferingOptions) {
+    this.timer = setTimeout(() => this.fail(new DOMException('ComfyUI did not finish its answer in time', 'TimeoutError')), options.timeoutMs);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.settled) controller.abort(new Error('the answer is no longer awaited'));
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    // 1xx answers are between ComfyUI and undici.
+    if (statusCode < 200) return;
+    this.status = statusCode;
+    this.headers = downstreamResponseHeaders(headers, this.options.frameAncestors);
+  }
+
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.size += chunk.length;
+    if (this.size > this.options.maxBytes) {
+      this.fail(new GatewayError(502, 'UPSTREAM_UNAVAILABLE', 'ComfyUI answered with more data than the gateway can filter.'));
+      return;
+    }
+    this.chunks.push(chunk);
+  }
+
+  onResponseEnd(): void {
+    if (this.settle()) this.options.resolve({ status: this.status, headers: this.headers, body: Buffer.concat(this.chunks, this.size) });
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    if (this.settle()) this.options.reject(toGatewayError(error));
+  }
+
+  /** Refuses the answer (once) and stops reading it. */
+  private fail(error: GatewayError | DOMException): void {
+    if (!this.settle()) return;
+    this.options.reject(error instanceof GatewayError ? error : toGatewayError(error));
+    this.controller?.abort(error);
+  }
+
+  /** True the first time: the answer is settled now. */
+  private settle(): boolean {
+    if (this.settled) return false;
+    this.settled = true;
+    clearTimeout(this.timer);
+    return true;
   }
 }
 
