@@ -297,7 +297,7 @@ export class EventHub implements ClientSinks {
       if (!sinks?.size && !this.sinks.relays) return;
       const { type, data } = event.message;
       const text = renamed && data.prompt_id === upstreamId ? JSON.stringify({ type, data: withJobId(data, job.id) }) : event.raw;
-      this.sinks.sendText(job, type, text);
+      this.sinks.sendText(job, type, text, sinks);
       return;
     }
     if (!sinks?.size) return;

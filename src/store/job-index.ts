@@ -92,7 +92,8 @@ class Scope {
  */
 export class JobIndex {
   private readonly byId = new Map<string, Entry>();
-  private readonly byUpstream = new Map<string, Entry>();
+  /** Per backend, its jobs by the prompt_id ComfyUI knows them by there (read for every event). */
+  private readonly byUpstream = new Map<string, Map<string, Entry>>();
   /** Per backend, its jobs queued or running in ComfyUI (placement reads it). */
   private readonly sentByBackend = new Map<string, number>();
   /** Per output file, the newest job that produced it (a file is on its job's backend). */
@@ -110,7 +111,7 @@ export class JobIndex {
   }
 
   byUpstreamId(backend: string, upstreamId: string): JobRecord | undefined {
-    return this.byUpstream.get(upstreamKey(backend, upstreamId))?.record;
+    return this.byUpstream.get(backend)?.get(upstreamId)?.record;
   }
 
   /** How many jobs are queued or running on `backend`. */
@@ -250,7 +251,11 @@ export class JobIndex {
   /** Indexes what a job's record says of its backend: its upstream id, whether it is sent there, and the files it made since `before`. */
   private noteUpstream(entry: Entry, before?: JobRecord): void {
     const { backend, upstream_id, outputs } = entry.record;
-    if (upstream_id !== null) this.byUpstream.set(upstreamKey(backend, upstream_id), entry);
+    if (upstream_id !== null) {
+      let ofBackend = this.byUpstream.get(backend);
+      if (!ofBackend) this.byUpstream.set(backend, (ofBackend = new Map()));
+      ofBackend.set(upstream_id, entry);
+    }
     if (isSent(entry.record)) this.sentByBackend.set(backend, this.sentTo(backend) + 1);
     for (const file of before && before.outputs.length <= outputs.length ? outputs.slice(before.outputs.length) : outputs) {
       this.byOutput.set(outputKey(file.type, file.subfolder, file.filename), entry);
@@ -266,8 +271,8 @@ export class JobIndex {
       else this.sentByBackend.delete(backend);
     }
     if (upstream_id === null) return;
-    const key = upstreamKey(backend, upstream_id);
-    if (this.byUpstream.get(key) === entry) this.byUpstream.delete(key);
+    const ofBackend = this.byUpstream.get(backend);
+    if (ofBackend?.get(upstream_id) === entry) ofBackend.delete(upstream_id);
   }
 
   private forgetOutputs(entry: Entry): void {
@@ -276,10 +281,6 @@ export class JobIndex {
       if (this.byOutput.get(key) === entry) this.byOutput.delete(key);
     }
   }
-}
-
-function upstreamKey(backend: string, upstreamId: string): string {
-  return `${backend}\n${upstreamId}`;
 }
 
 function outputKey(type: string, subfolder: string, filename: string): string {

@@ -101,9 +101,19 @@ describe('JobIndex', () => {
         const expired = [...model.values()].filter((j) => !ACTIVE_JOB_STATUSES.includes(j.status) && j.finished_at! < cutoff).map((j) => j.id);
         assert.deepEqual(index.expired(cutoff, 1_000_000).sort(), expired.sort());
         assert.equal(index.expired(cutoff, 3).length, Math.min(3, expired.length), 'at most the batch');
+        const held = new Set<string>();
         for (const job of model.values()) {
-          if (job.upstream_id !== null) assert.equal(index.byUpstreamId(job.backend, job.upstream_id)?.id, job.id);
+          if (job.upstream_id !== null) {
+            assert.equal(index.byUpstreamId(job.backend, job.upstream_id)?.id, job.id);
+            held.add(`${job.backend} ${job.upstream_id}`);
+          }
           assert.equal(index.get(job.id), job);
+        }
+        // An upstream id no job holds now (renamed or deleted, or on the other backend) finds nothing.
+        for (let n = 0; n <= created; n += 1) {
+          for (const backend of ['default', 'b2']) {
+            if (!held.has(`${backend} u${n}`)) assert.equal(index.byUpstreamId(backend, `u${n}`), undefined, `${backend} u${n}`);
+          }
         }
       }
     });
