@@ -1,7 +1,6 @@
 // Hooks for an admin key's socket while the event hub sends it its jobs' events: reads the client's feature flags and drops the broadcasts the hub already sends.
 
 import { parseJsonOrUndefined } from '../isolation/json-body.js';
-import { withQueueRemaining } from '../isolation/socket-filter.js';
 import type { Frame, RelayHooks } from '../proxy/websocket.js';
 import type { ClientFeatureFlags } from './client-flags.js';
 import { binaryFrameType, TEXT } from './preview-frames.js';
@@ -39,4 +38,15 @@ function isRunningPromptBroadcast(frame: Frame): boolean {
   // Most messages are not display_component: only those that mention it are parsed.
   if (!frame.data.includes('display_component')) return false;
   return (parseJsonOrUndefined(frame.data) as { type?: unknown } | undefined)?.type === 'display_component';
+}
+
+/** A `status` message with `exec_info.queue_remaining` set to `remaining`. */
+function withQueueRemaining(message: { data?: Record<string, unknown> }, remaining: number): Frame {
+  const data = message.data ?? {};
+  const status = (typeof data.status === 'object' && data.status !== null ? data.status : {}) as Record<string, unknown>;
+  const execInfo = (typeof status.exec_info === 'object' && status.exec_info !== null ? status.exec_info : {}) as Record<string, unknown>;
+  return {
+    data: JSON.stringify({ ...message, data: { ...data, status: { ...status, exec_info: { ...execInfo, queue_remaining: remaining } } } }),
+    isBinary: false,
+  };
 }

@@ -1,4 +1,4 @@
-// Relays a WebSocket between the client and ComfyUI: text and binary frames, close codes, keep-alive pings, message size and backpressure.
+// Relays a WebSocket between the client and ComfyUI (text and binary frames, close codes, keep-alive pings, message size, backpressure), or accepts one the gateway serves itself.
 
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -54,9 +54,21 @@ export interface RelayOptions {
   onEnd(outcome: { status: number; connectedMs: number }): void;
 }
 
+/** A client socket the gateway talks to itself, with no socket to ComfyUI behind it. */
+export interface AcceptOptions {
+  /** Runs when the socket is open, with the function that sends it a message. */
+  onOpen(sendToClient: ClientSender): void;
+  /** Runs for every message the client sends. */
+  onMessage(frame: Frame): void;
+  /** Runs once when the socket closes (status 101), or with 499 when the client left before it opened. */
+  onEnd(outcome: { status: number; connectedMs: number }): void;
+}
+
 export interface WebSocketProxy {
   /** Connects to ComfyUI first, then accepts the client. */
   relay(req: IncomingMessage, socket: Duplex, head: Buffer, options: RelayOptions): void;
+  /** Accepts the client without a socket to ComfyUI (kept alive, and closed with the others, like relayed ones). */
+  accept(req: IncomingMessage, socket: Duplex, head: Buffer, options: AcceptOptions): void;
   /** Closes every relayed socket. */
   close(): void;
 }
@@ -152,10 +164,7 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
       server.handleUpgrade(req, socket, head, (ws) => {
         client = ws;
         openedAt = Date.now();
-        relayOptions.onOpen?.((data, isBinary) => {
-          if (ws.readyState !== WebSocket.OPEN || (isBinary && ws.bufferedAmount > HIGH_WATER_BYTES)) return;
-          ws.send(data, { binary: isBinary });
-        });
+        relayOptions.onOpen?.(clientSender(ws));
         for (const frame of early.splice(0)) ws.send(frame.data, { binary: frame.isBinary });
         const replyToClient = (text: string): void => {
           if (ws.readyState === WebSocket.OPEN) ws.send(text);
@@ -182,13 +191,34 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
     });
   }
 
+  function accept(req: IncomingMessage, socket: Duplex, head: Buffer, acceptOptions: AcceptOptions): void {
+    if (socket.destroyed) return acceptOptions.onEnd({ status: 499, connectedMs: 0 });
+    server.handleUpgrade(req, socket, head, (ws) => {
+      const openedAt = Date.now();
+      ws.on('message', (data, isBinary) => acceptOptions.onMessage({ data: data as Buffer, isBinary }));
+      ws.on('pong', () => alive.set(ws, true));
+      ws.once('close', () => acceptOptions.onEnd({ status: 101, connectedMs: Date.now() - openedAt }));
+      // ws itself closes a client that broke the protocol (1009 for a message over the limit).
+      ws.on('error', () => undefined);
+      acceptOptions.onOpen(clientSender(ws));
+    });
+  }
+
   function close(): void {
     clearInterval(heartbeat);
     for (const ws of [...server.clients, ...upstreams]) ws.terminate();
     server.close();
   }
 
-  return { relay, close };
+  return { relay, accept, close };
+}
+
+/** The gateway's own messages to a client socket: dropped once it is closed, and binary frames dropped while it lags (see ClientSender). */
+function clientSender(ws: WebSocket): ClientSender {
+  return (data, isBinary) => {
+    if (ws.readyState !== WebSocket.OPEN || (isBinary && ws.bufferedAmount > HIGH_WATER_BYTES)) return;
+    ws.send(data, { binary: isBinary });
+  };
 }
 
 /**

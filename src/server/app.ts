@@ -29,6 +29,7 @@ import {
 import { adminSocketHooks } from '../events/admin-socket.js';
 import { ClientFeatureFlags } from '../events/client-flags.js';
 import { ClientSinkRegistry } from '../events/client-sinks.js';
+import { userSocketSession } from '../events/user-socket.js';
 import { GATEWAY_CLIENT_OWNER } from '../jobs/backend.js';
 import { createJobRecorder } from '../jobs/job-events.js';
 import { ExecutionLimits } from '../policy/execution-limit.js';
@@ -39,7 +40,6 @@ import { checkBoundedId } from '../isolation/ids.js';
 import { createIsolatedProxy } from '../isolation/isolated-proxy.js';
 import { matchRoute } from '../isolation/route-table.js';
 import { isOpenedByOperator } from '../isolation/user-routes.js';
-import { userSocketHooks } from '../isolation/socket-filter.js';
 import { logRequest, type Logger } from '../log/logger.js';
 import { outboundAgent } from '../net/outbound.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
@@ -497,44 +497,66 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     if (owner === GATEWAY_CLIENT_OWNER) throw forbidden("That clientId is the gateway's own: use another.");
     if (owner !== key.key_id && key.role !== 'admin') throw forbidden('That clientId belongs to another key: use your own (any new id becomes yours).');
     const ip = addressing.clientIp(req);
-    // A ComfyUI socket gets its key's jobs of its clientId from every backend's event hub, on top of what its own ComfyUI socket receives.
+    const socketClientId = query.get('clientId')!;
+    const queueRemaining = (): number => jobs.count({ keyId: key.key_id, statuses: ACTIVE_JOB_STATUSES });
+    const ended = ({ status, connectedMs }: { status: number; connectedMs: number }): void => {
+      if (status === 101) metrics.websocketClosed();
+      metrics.request('websocket', status, connectedMs / 1000, key.key_id);
+      log.info({ method: 'GET', path, status, duration_ms: connectedMs, key_id: key.key_id, ip }, 'websocket');
+      usage.record({
+        key_id: key.key_id,
+        endpoint: path,
+        timestamp: at,
+        duration: connectedMs / 1000,
+        success: status === 101,
+        metadata: { method: 'GET', status },
+      });
+    };
+    if (key.role !== 'admin' && comfySocket) {
+      // Everything a user key's socket may get comes through the event hubs: no socket to ComfyUI is opened for it.
+      const session = userSocketSession({
+        keyId: key.key_id,
+        clientId: socketClientId,
+        sinks,
+        queueRemaining,
+        onStatus: (listener) => {
+          const stops = pool.all.map((backend) => backend.events.onStatus(listener));
+          return () => stops.forEach((stopListening) => stopListening());
+        },
+        serverFlags: () => pool.any().events.featureFlags(),
+        onEnd: ended,
+      });
+      webSockets.accept(req, socket, head, {
+        ...session,
+        onOpen: (sendToClient) => {
+          metrics.websocketOpened();
+          session.onOpen(sendToClient);
+        },
+      });
+      return;
+    }
+    // An admin's ComfyUI socket is relayed, and also gets its key's jobs of its clientId from every backend's event hub.
     const events = comfySocket ? sinks : undefined;
     const flags = new ClientFeatureFlags();
     let unregister = (): void => undefined;
-    const queueRemaining = (): number => jobs.count({ keyId: key.key_id, statuses: ACTIVE_JOB_STATUSES });
-    const hooks =
-      key.role !== 'admin' && comfySocket
-        ? userSocketHooks(ownership, key.key_id, flags, queueRemaining)
-        : events
-          ? adminSocketHooks(flags, pool.several ? everyQueueRemaining : undefined)
-          : undefined;
+    const hooks = events ? adminSocketHooks(flags, pool.several ? everyQueueRemaining : undefined) : undefined;
     webSockets.relay(req, socket, head, {
       upstream: pool.any().url,
       target: `${path}?${query}`,
       onOpen: (sendToClient) => {
         metrics.websocketOpened();
         if (events)
-          unregister = events.register(key.key_id, query.get('clientId')!, {
+          unregister = events.register(key.key_id, socketClientId, {
             send: sendToClient,
             wantsPreviewMetadata: () => flags.wantsPreviewMetadata(),
-            seesJobsWithoutClient: key.role === 'admin',
+            seesJobsWithoutClient: true,
           });
       },
       headers: await isolated.upstreamHeadersFor(req, key),
       ...(hooks ? { hooks } : {}),
-      onEnd: ({ status, connectedMs }) => {
+      onEnd: (outcome) => {
         unregister();
-        if (status === 101) metrics.websocketClosed();
-        metrics.request('websocket', status, connectedMs / 1000, key.key_id);
-        log.info({ method: 'GET', path, status, duration_ms: connectedMs, key_id: key.key_id, ip }, 'websocket');
-        usage.record({
-          key_id: key.key_id,
-          endpoint: path,
-          timestamp: at,
-          duration: connectedMs / 1000,
-          success: status === 101,
-          metadata: { method: 'GET', status },
-        });
+        ended(outcome);
       },
     });
   }

@@ -336,6 +336,12 @@ for (const promptIds of PROMPT_ID_MODES) {
 
       const promptIdsSeen = (socket: typeof alice) => new Set(socket.texts.map((m) => m.data?.prompt_id).filter(Boolean));
       assert.deepEqual([...promptIdsSeen(alice)], [alicePrompt]);
+      // ComfyUI's opening message, from the gateway itself: a user key's socket has none to ComfyUI.
+      const [opening] = alice.texts;
+      assert.equal(opening?.type, 'status');
+      assert.equal(opening?.data?.sid, 'alice-2');
+      assert.equal(typeof (opening?.data?.status as { exec_info?: { queue_remaining?: unknown } } | undefined)?.exec_info?.queue_remaining, 'number');
+      assert.ok(!comfy.requests.some((r) => r.url.includes('clientId=alice-2')), 'no ComfyUI socket was opened for it');
       assert.ok(alice.texts.some((m) => m.type === 'executed'));
       assert.ok(
         alice.texts.some((m) => m.type === 'status'),

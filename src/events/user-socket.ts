@@ -1,0 +1,66 @@
+// A user key's ComfyUI WebSocket, served by the gateway alone: ComfyUI's opening status, the key's jobs' events from the event hubs, status as the key's view, and ComfyUI's answer to the client's feature flags.
+
+import type { AcceptOptions } from '../proxy/websocket.js';
+import { ClientFeatureFlags } from './client-flags.js';
+import type { ClientSinks } from './client-sinks.js';
+
+export interface UserSocketOptions {
+  keyId: string;
+  /** The socket's clientId (the client's, or one minted for it): its jobs' events come here, and ComfyUI's opening status names it as `sid`. */
+  clientId: string;
+  sinks: ClientSinks;
+  /** The key's jobs held, queued or running: the `queue_remaining` its status messages report. */
+  queueRemaining(): number;
+  /** Calls `listener` on every status broadcast of any backend; returns the function that stops it. */
+  onStatus(listener: () => void): () => void;
+  /** ComfyUI's feature flags, or null when its release has none (the client's own flags are then not answered, as ComfyUI would not). */
+  serverFlags(): Record<string, unknown> | null;
+  onEnd(outcome: { status: number; connectedMs: number }): void;
+}
+
+/**
+ * The conversation of a user key's socket, in ComfyUI's shape. Every prompt the key sends carries the
+ * gateway's own client_id, so ComfyUI sends the key's socket nothing of its own that the event hubs
+ * do not already deliver: no socket to ComfyUI is opened for it. It gets, like ComfyUI's:
+ * - first, `status` with `sid` (ComfyUI's opening message), then `status` on every backend's
+ *   broadcast, each reporting the key's own jobs as `queue_remaining`;
+ * - the events and previews of the key's jobs with this clientId (previews of the type its feature
+ *   flags asked for);
+ * - ComfyUI's feature flags, in answer to the client's when that is its first message.
+ * Anything else a client sends is ignored, as ComfyUI ignores it.
+ */
+export function userSocketSession(options: UserSocketOptions): AcceptOptions {
+  const flags = new ClientFeatureFlags();
+  let send: ((text: string) => void) | null = null;
+  let stop = (): void => undefined;
+  const status = (withSid: boolean): string =>
+    JSON.stringify({
+      type: 'status',
+      data: { status: { exec_info: { queue_remaining: options.queueRemaining() } }, ...(withSid ? { sid: options.clientId } : {}) },
+    });
+  return {
+    onOpen(sendToClient) {
+      send = (text) => sendToClient(text, false);
+      send(status(true));
+      const unregister = options.sinks.register(options.keyId, options.clientId, {
+        send: sendToClient,
+        wantsPreviewMetadata: () => flags.wantsPreviewMetadata(),
+      });
+      const stopStatus = options.onStatus(() => send?.(status(false)));
+      stop = () => {
+        unregister();
+        stopStatus();
+      };
+    },
+    onMessage(frame) {
+      if (!flags.read(frame)) return;
+      const serverFlags = options.serverFlags();
+      if (serverFlags) send?.(JSON.stringify({ type: 'feature_flags', data: serverFlags }));
+    },
+    onEnd(outcome) {
+      stop();
+      send = null;
+      options.onEnd(outcome);
+    },
+  };
+}
