@@ -7,7 +7,7 @@ import type { Answer } from '../fault/keep-alive-client.js';
 import { managementOp, percentEncode, usageQuery, type KeyTarget, type ManagementOp } from './arbitraries.js';
 import { batchOf, fuzzRuns, startFuzzGateway, UPSTREAM_BODY, UPSTREAM_STATUS, type FuzzGateway, type ListedKey } from './fuzz-gateway.js';
 import { parseRequestTarget } from '../../src/server/request-target.js';
-import { fieldsOf, judgeDays, judgeKeyBody, type Verdict } from './model.js';
+import { bothOf, fieldsOf, judgeBy, judgeDays, judgeKeyBody, type Verdict } from './model.js';
 
 const BATCH = 50;
 /** A path segment the gateway routes as a key_id (anything else under /api/keys/ goes to ComfyUI). */
@@ -196,7 +196,8 @@ describe('the management API under generated input', () => {
         sent += queries.length;
         answers.forEach((answer, i) => {
           const params = new URLSearchParams(targets[i]);
-          const verdict = judgeDays(params.getAll('days'));
+          // Noise may name `days` or `by` too: both are judged as the gateway reads them.
+          const verdict = bothOf(judgeDays(params.getAll('days')), judgeBy(params.getAll('by')));
           assertSane(answer, `GET /api/usage?${targets[i]}`);
           assert.ok(
             allowedStatuses(verdict, 200).includes(answer.status),

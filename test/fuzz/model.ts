@@ -134,6 +134,19 @@ export function fieldsOf(text: string, kind: 'create' | 'update'): Record<string
   return { ...defaults, ...body };
 }
 
+/** `by` of `GET /api/usage`: absent, or `day`; any other value is refused. Several are undecided. */
+export function judgeBy(values: string[]): Verdict {
+  if (values.length === 0) return 'valid';
+  if (values.length > 1) return 'either';
+  return values[0] === 'day' ? 'valid' : 'invalid';
+}
+
+/** The verdict of a request with two parameters judged apart: refused when either is, accepted when both are. */
+export function bothOf(a: Verdict, b: Verdict): Verdict {
+  if (a === 'invalid' || b === 'invalid') return 'invalid';
+  return a === 'valid' && b === 'valid' ? 'valid' : 'either';
+}
+
 /** `days` of `GET /api/usage`: a whole number from 1 to 365, default 30. Other spellings of a whole number are undecided. */
 export function judgeDays(values: string[]): Verdict {
   if (values.length === 0) return 'valid';
