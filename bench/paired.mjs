@@ -1,7 +1,7 @@
 // `node bench/paired.mjs OTHER_CHECKOUT`: this checkout's gateway and another's (both built), run in turn on one case, round after round, with
 // the CPU each spends per request. On a small, shared machine the same build's req/s moves by a third from one run to the next; builds run
 // side by side in alternating order are what tells a change apart. Options: --case off|get|prompt|runs (default get), --rounds N (5),
-// --seconds S (8), --connections C (50).
+// --seconds S (8), --connections C (50), --prompt-bytes B (0: prompts carry B bytes more, as an editor workflow in extra_data).
 
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -45,20 +45,32 @@ async function startCaseUpstream(work, kind) {
   return port;
 }
 
-/** One measured run of a checkout's gateway: {rps, p99_ms, cpu_us_per_request}. */
-async function measure(checkout, testCase, { work, upstreamPort, seconds, connections }) {
+/** Bytes a process has had written to storage so far (its own writes; the kernel's writeback counts them when it flushes them). */
+function diskBytesOf(pid) {
+  return Number(/^write_bytes: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))[1]);
+}
+
+/** One measured run of a checkout's gateway: {rps, p99_ms, cpu_us_per_request, disk_bytes_per_request}. */
+async function measure(checkout, testCase, { work, upstreamPort, seconds, connections, promptBytes }) {
   const { startGateway } = await import(join(checkout, 'bench', 'gateway.mjs'));
   const directory = mkdtempSync(join(work, 'gateway-'));
   const key = testCase.auth ? await writeKeysFile(directory, 1) : null;
   const gateway = await startGateway({ directory, upstreamPort, auth: testCase.auth, flags: testCase.flags ?? [] });
   try {
     const url = `${gateway.url}${testCase.path}`;
-    const load = { connections, method: testCase.method, apiKey: key?.apiKey ?? '' };
+    const load = { connections, method: testCase.method, apiKey: key?.apiKey ?? '', promptBytes };
     await runWrk(url, { ...load, seconds: WARM_UP_S });
-    const before = cpuSecondsOf(gateway.service.pid);
+    const before = { cpu: cpuSecondsOf(gateway.service.pid), disk: diskBytesOf(gateway.service.pid) };
     const figures = await runWrk(url, { ...load, seconds });
-    const used = cpuSecondsOf(gateway.service.pid) - before;
-    return { rps: figures.rps, p99_ms: figures.p99_ms, cpu_us_per_request: round((used * 1e6) / (figures.rps * seconds), 1) };
+    const used = cpuSecondsOf(gateway.service.pid) - before.cpu;
+    const written = diskBytesOf(gateway.service.pid) - before.disk;
+    const requests = figures.rps * seconds;
+    return {
+      rps: figures.rps,
+      p99_ms: figures.p99_ms,
+      cpu_us_per_request: round((used * 1e6) / requests, 1),
+      disk_bytes_per_request: Math.round(written / requests),
+    };
   } finally {
     await stopService(gateway.service);
   }
@@ -75,7 +87,11 @@ async function main() {
   }
   const builds = { this: fileURLToPath(new URL('..', import.meta.url)), other: resolve(other) };
   const rounds = Number(option('rounds', '5'));
-  const settings = { seconds: Number(option('seconds', '8')), connections: Number(option('connections', '50')) };
+  const settings = {
+    seconds: Number(option('seconds', '8')),
+    connections: Number(option('connections', '50')),
+    promptBytes: Number(option('prompt-bytes', '0')),
+  };
   const work = mkdtempSync(join(tmpdir(), 'comfy-gate-paired-'));
   process.once('exit', () => {
     stopAllNow();
@@ -94,7 +110,10 @@ async function main() {
   }
   for (const name of ['this', 'other']) {
     const of = (field) => median(results[name].map((figures) => figures[field]));
-    console.log(`median ${name.padEnd(5)} ${of('cpu_us_per_request')} µs CPU per request, ${of('rps')} req/s, p99 ${of('p99_ms')} ms  (${builds[name]})`);
+    console.log(
+      `median ${name.padEnd(5)} ${of('cpu_us_per_request')} µs CPU per request, ${of('disk_bytes_per_request')} bytes to disk per request, ` +
+        `${of('rps')} req/s, p99 ${of('p99_ms')} ms  (${builds[name]})`,
+    );
   }
 }
 

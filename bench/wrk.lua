@@ -1,8 +1,14 @@
 -- wrk script of the bench: POSTs a small prompt (or sends BENCH_METHOD without a body), with BENCH_API_KEY as X-API-Key and BENCH_RANGE as Range when set; prints the figures as JSON.
+-- With BENCH_PROMPT_BYTES, the prompt also carries that many bytes of editor workflow in extra_data, as ComfyUI's own page sends.
 
 wrk.method = os.getenv("BENCH_METHOD") or "POST"
 if wrk.method == "POST" then
-  wrk.body = '{"prompt":{"3":{"class_type":"KSampler","inputs":{"seed":42,"steps":20}}},"client_id":"bench"}'
+  local padding = tonumber(os.getenv("BENCH_PROMPT_BYTES") or "0")
+  local extra = ""
+  if padding > 0 then
+    extra = ',"extra_data":{"extra_pnginfo":{"workflow":"' .. string.rep("x", padding) .. '"}}'
+  end
+  wrk.body = '{"prompt":{"3":{"class_type":"KSampler","inputs":{"seed":42,"steps":20}}},"client_id":"bench"' .. extra .. '}'
   wrk.headers["Content-Type"] = "application/json"
 end
 local key = os.getenv("BENCH_API_KEY")

@@ -7,15 +7,18 @@ import { round } from './processes.mjs';
 const SCRIPT = fileURLToPath(new URL('./wrk.lua', import.meta.url));
 
 /**
- * Loads `url` (POST with a small prompt, or `method` without a body, with a `Range` header when `range` is set) with `connections` keep-alive connections for `seconds`, from one wrk thread (on two cores a
+ * Loads `url` (POST with a small prompt, `promptBytes` larger when set, or `method` without a body, with a `Range` header when `range` is set) with `connections` keep-alive connections for `seconds`, from one wrk thread (on two cores a
  * second thread only takes CPU from the servers: it lowered direct throughput by a fifth). Rejects if any
  * request failed or got a non-2xx/3xx answer.
  */
-export async function runWrk(url, { connections, seconds, apiKey = '', method = 'POST', range = '' }) {
+export async function runWrk(url, { connections, seconds, apiKey = '', method = 'POST', range = '', promptBytes = 0 }) {
   const args = ['-t', '1', '-c', String(connections), '-d', `${seconds}s`, '--timeout', '5s', '-s', SCRIPT, url];
   const stdout = await new Promise((resolve, reject) => {
-    execFile('wrk', args, { env: { ...process.env, BENCH_API_KEY: apiKey, BENCH_METHOD: method, BENCH_RANGE: range } }, (error, out, err) =>
-      error ? reject(new Error(`wrk failed: ${err || error.message}`)) : resolve(out),
+    execFile(
+      'wrk',
+      args,
+      { env: { ...process.env, BENCH_API_KEY: apiKey, BENCH_METHOD: method, BENCH_RANGE: range, BENCH_PROMPT_BYTES: String(promptBytes) } },
+      (error, out, err) => (error ? reject(new Error(`wrk failed: ${err || error.message}`)) : resolve(out)),
     );
   });
   const line = /^BENCH_RESULT (.*)$/m.exec(stdout);

@@ -1,13 +1,15 @@
-// Unit tests of JournaledTable's rewrites of its snapshot: how large the journal grows first (journalShare), and that every change survives them.
+// Unit tests of JournaledTable: its rewrites of the snapshot (how large the journal grows first, journalShare), that every change survives
+// them, and patches (some fields of a record) replayed over any snapshot.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { JournaledTable } from '../../src/store/file/journaled-table.js';
+import { StoreCorruptError } from '../../src/store/types.js';
 
-type Row = { id: string; round: number; filler: string };
+type Row = { id: string; round: number; filler: string; note?: string };
 
 const ROWS = 2000;
 /** About 600 bytes per row, so that the snapshot (about 1.2 MB) is well past the smallest journal that is ever compacted (256 KiB). */
@@ -86,4 +88,57 @@ describe('JournaledTable rewrites', () => {
       for (let i = 0; i < ROWS; i += 1) assert.equal(reopened.get(`row-${i}`)?.round, 2, `row-${i} has its last change`);
     });
   }
+
+  test('patches set only their fields, survive rewrites of the snapshot beside them, and a reopen', async () => {
+    const table = tableIn(1);
+    await table.open();
+    await rewriteEveryRow(table, 0);
+    // Each round patches every row with a note as long as the row, so the journal passes the snapshot's size and is rewritten meanwhile.
+    const inodes = new Set<number>();
+    for (let round = 1; round <= 3; round += 1) {
+      for (let start = 0; start < ROWS; start += 100) {
+        await Promise.all(
+          Array.from({ length: 100 }, (_, i) => {
+            const id = `row-${start + i}`;
+            return table.change(() => ({ ops: [{ op: 'patch', id, fields: { round, note: `${round}${FILLER}` } }], result: undefined }));
+          }),
+        );
+        inodes.add((await stat(join(dir, 'rows.json'))).ino);
+      }
+    }
+    assert.ok(inodes.size >= 2, 'the snapshot was rewritten while patches were appended');
+    const check = (rows: JournaledTable<Row>, when: string): void => {
+      assert.equal(rows.size, ROWS, when);
+      for (let i = 0; i < ROWS; i += 1) {
+        assert.deepEqual(rows.get(`row-${i}`), { id: `row-${i}`, round: 3, filler: FILLER, note: `3${FILLER}` }, `row-${i} ${when}`);
+      }
+    };
+    check(table, 'in memory');
+    await table.close();
+    tables.splice(tables.indexOf(table), 1);
+    const reopened = tableIn(1);
+    await reopened.open();
+    check(reopened, 'after a reopen');
+  });
+
+  test('a journal replayed over a snapshot that already holds its patches, or no longer holds their record, gives the same records', async () => {
+    // As a rewrite beside the appends leaves them: the snapshot was written from memory, which already had these changes (and
+    // no longer had `gone`), and its journal holds the changes appended since the rewrite began.
+    await writeFile(join(dir, 'rows.json'), JSON.stringify({ kept: { id: 'kept', round: 2, filler: 'b', note: 'n2' } }));
+    const lines = [
+      { op: 'patch', id: 'kept', fields: { round: 1, note: 'n1' } },
+      { op: 'patch', id: 'gone', fields: { round: 1 } },
+      { op: 'delete', id: 'gone' },
+      { op: 'patch', id: 'kept', fields: { round: 2, filler: 'b', note: 'n2' } },
+    ];
+    await writeFile(join(dir, 'rows.journal'), lines.map((line) => JSON.stringify(line) + '\n').join(''));
+    const table = tableIn(1);
+    await table.open();
+    assert.deepEqual([...table.entries()], [['kept', { id: 'kept', round: 2, filler: 'b', note: 'n2' }]]);
+  });
+
+  test('a patch whose fields are not an object is refused as corrupt, naming the record', async () => {
+    await writeFile(join(dir, 'rows.journal'), JSON.stringify({ op: 'patch', id: 'row-1', fields: 'round=2' }) + '\n');
+    await assert.rejects(tableIn().open(), (error: unknown) => error instanceof StoreCorruptError && /"row-1".*fields must be an object/.test(error.message));
+  });
 });

@@ -2,7 +2,7 @@
 
 import { join } from 'node:path';
 import { IndexedJobReads } from '../job-index.js';
-import { parseJobRecord, patchedJob } from '../job-record.js';
+import { parseJobRecord, patchedFields, patchedJob } from '../job-record.js';
 import { JobSweeper, type JobRetentionOptions } from '../job-retention.js';
 import type { JobPatch, JobRecord, JobStatus, JobStore } from '../types.js';
 import { JournaledTable } from './journaled-table.js';
@@ -28,8 +28,8 @@ export class FileJobStore extends IndexedJobReads implements JobStore {
       journalPath: join(options.directory, 'jobs.journal'),
       lockPath: join(options.directory, '.jobs.lock'),
       writers: 'this-process',
-      // A job is written whole four or five times (admitted, sent, started, its outputs, ended): with a journal up to the
-      // snapshot's size, the registry is rewritten once per its size of changes instead of four times.
+      // A job is written whole once and patched four times or so (sent, started, its outputs, ended): with a journal up to
+      // the snapshot's size, the registry is rewritten once per its size of changes instead of four times.
       journalShare: 1,
       ...(options.onWrite ? { onWrite: options.onWrite } : {}),
       parse: parseJobRecord,
@@ -55,8 +55,8 @@ export class FileJobStore extends IndexedJobReads implements JobStore {
     return this.table.change(() => {
       const current = this.table.get(id);
       if (!current || (options.ifStatus !== undefined && current.status !== options.ifStatus)) return { ops: [], result: undefined };
-      const next = patchedJob(current, patch);
-      return { ops: [{ op: 'put', id, value: next }], result: next };
+      // Only the fields that change are written: a held job's request (the whole workflow) is not written again with each change.
+      return { ops: [{ op: 'patch', id, fields: patchedFields(patch) }], result: patchedJob(current, patch) };
     });
   }
 

@@ -10,8 +10,12 @@ import { oneAtATime } from './one-at-a-time.js';
 import { readSnapshotByLine, snapshotLines } from './snapshot-layout.js';
 import { IndexedRecords, MapRecords, type SecondaryKeys, type SnapshotIndex, type TableRecords } from './table-records.js';
 
-/** One change: a whole record put under its id, or an id removed. */
-export type TableOp<T> = { op: 'put'; id: string; value: T } | { op: 'delete'; id: string };
+/**
+ * One change: a whole record put under its id, some fields of a record set (the others kept), or an
+ * id removed. A patch sets fields to values, so replaying it over a record that already has them
+ * changes nothing; replayed over a snapshot written after its record was removed, it is skipped.
+ */
+export type TableOp<T> = { op: 'put'; id: string; value: T } | { op: 'patch'; id: string; fields: Partial<T> } | { op: 'delete'; id: string };
 
 export interface JournaledTableOptions<T> {
   snapshotPath: string;
@@ -351,8 +355,10 @@ export class JournaledTable<T> {
 
   private apply(op: TableOp<T>, notify = true): void {
     const before = this.records.get(op.id);
-    if (op.op === 'put') {
-      const value = this.parseOrThrow(this.options.journalPath, op.id, op.value);
+    if (op.op === 'put' || op.op === 'patch') {
+      const stored = op.op === 'put' ? op.value : patchedValue(this.options.journalPath, op.id, before, op.fields);
+      if (stored === undefined) return;
+      const value = this.parseOrThrow(this.options.journalPath, op.id, stored);
       this.records.set(op.id, value);
       if (notify) this.options.onChange?.(op.id, before, value);
     } else if (op.op === 'delete') {
@@ -368,6 +374,18 @@ export class JournaledTable<T> {
     if (typeof parsed === 'string') throw new StoreCorruptError(file, `record ${JSON.stringify(id)}: ${parsed}`);
     return parsed;
   }
+}
+
+/**
+ * The record `id` of the journal at `path` with a patch's fields set; undefined when there is no
+ * record to patch (the patch is then skipped).
+ * @throws StoreCorruptError when the fields are not an object
+ */
+export function patchedValue(path: string, id: string, record: unknown, fields: unknown): Record<string, unknown> | undefined {
+  if (typeof fields !== 'object' || fields === null || Array.isArray(fields))
+    throw new StoreCorruptError(path, `record ${JSON.stringify(id)}: a patch's fields must be an object`);
+  if (record === undefined) return undefined;
+  return { ...(record as Record<string, unknown>), ...fields };
 }
 
 async function statOrNull(path: string): Promise<{ ino: number; size: number } | null> {

@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FileWorkflowStore } from '../file/file-workflow-store.js';
 import { readJournal } from '../file/journal.js';
+import { patchedValue } from '../file/journaled-table.js';
 import {
   existingRecordLines,
   HOURLY_KEPT_SECONDS,
@@ -91,10 +92,14 @@ async function readTable(directory: string, name: string): Promise<Map<string, u
   }
   const journalPath = join(directory, name === 'api_keys' ? 'api_keys.journal' : `${name}.journal`);
   const journal = await readJournal(journalPath, 0);
-  for (const entry of (journal?.entries ?? []) as Array<{ op?: string; id?: string; value?: unknown }>) {
+  for (const entry of (journal?.entries ?? []) as Array<{ op?: string; id?: string; value?: unknown; fields?: unknown }>) {
     if (typeof entry.id !== 'string') continue;
     if (entry.op === 'put') records.set(entry.id, entry.value);
     else if (entry.op === 'delete') records.delete(entry.id);
+    else if (entry.op === 'patch') {
+      const patched = patchedValue(journalPath, entry.id, records.get(entry.id), entry.fields);
+      if (patched) records.set(entry.id, patched);
+    }
   }
   return records;
 }
