@@ -1,4 +1,5 @@
-// Unit tests of FileOwnershipStore: first claim wins, claims are durable when they resolve, grouped writes, compaction beside them, and a failed write undone.
+// Unit tests of FileOwnershipStore: first claim wins, claims are durable when they resolve, grouped writes, compaction beside them, a failed write
+// undone, and a claim already on disk answered without waiting for other claims' writes.
 
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
@@ -103,5 +104,38 @@ describe('FileOwnershipStore', () => {
       store.recentPrompts('alice', 10).map((p) => p.promptId),
       ['kept'],
     );
+  });
+
+  test("a claim already on disk is answered without waiting for other claims' writes; one whose own write is under way waits for it", async () => {
+    const store = await openStore();
+    await store.claim('client', 'on-disk', 'alice');
+    const settled: string[] = [];
+    const track = (name: string, claim: Promise<string>): Promise<string> => claim.then((owner) => (settled.push(name), owner));
+    const waiting = [
+      track('new claim', store.claim('client', 'new', 'alice')),
+      track('same claim again', store.claim('client', 'new', 'alice')),
+      track('another key on the new claim', store.claim('client', 'new', 'bob')),
+      track('claim on disk', store.claim('client', 'on-disk', 'alice')),
+      track('another key on the claim on disk', store.claim('client', 'on-disk', 'bob')),
+    ];
+    assert.deepEqual(await Promise.all(waiting), ['alice', 'alice', 'alice', 'alice', 'alice']);
+    assert.deepEqual(settled.slice(0, 2).sort(), ['another key on the claim on disk', 'claim on disk'], 'the claims on disk were answered first');
+    assert.ok(settled.indexOf('same claim again') > settled.indexOf('claim on disk'), 'a claim whose write is under way waits for it');
+    // The answers the new claim's waiters got are on disk: a reopened store has them.
+    await store.close();
+    stores.splice(stores.indexOf(store), 1);
+    assert.equal((await openStore()).ownerOf('client', 'new'), 'alice');
+  });
+
+  test('a claim that is not yet on disk is not answered from memory when its write fails', async () => {
+    const store = await openStore();
+    await store.claim('prompt', 'kept', 'alice');
+    await rm(join(dir, 'ownership.journal'), { force: true });
+    await mkdir(join(dir, 'ownership.journal'));
+    const first = store.claim('client', 'lost', 'alice');
+    const second = store.claim('client', 'lost', 'alice');
+    await assert.rejects(first);
+    await assert.rejects(second, "the second claim waited for the first one's write, which failed");
+    assert.equal(store.ownerOf('client', 'lost'), undefined);
   });
 });

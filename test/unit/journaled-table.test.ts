@@ -141,4 +141,20 @@ describe('JournaledTable rewrites', () => {
     await writeFile(join(dir, 'rows.journal'), JSON.stringify({ op: 'patch', id: 'row-1', fields: 'round=2' }) + '\n');
     await assert.rejects(tableIn().open(), (error: unknown) => error instanceof StoreCorruptError && /"row-1".*fields must be an object/.test(error.message));
   });
+
+  test('a record is durable once no change of it waits for its append', async () => {
+    const table = tableIn();
+    await table.open();
+    const row = (id: string): Row => ({ id, round: 0, filler: '' });
+    await table.change(() => ({ ops: [{ op: 'put', id: 'a', value: row('a') }], result: undefined }));
+    assert.ok(table.isDurable('a'));
+    const first = table.change(() => ({ ops: [{ op: 'put', id: 'b', value: row('b') }], result: undefined }));
+    const second = table.change(() => ({ ops: [{ op: 'patch', id: 'b', fields: { round: 1 } }], result: undefined }));
+    assert.equal(table.isDurable('b'), false, 'changed in memory, not yet appended');
+    assert.ok(table.isDurable('a'), 'other records are not affected');
+    await first;
+    await second;
+    assert.ok(table.isDurable('b'));
+    assert.equal(table.get('b')?.round, 1);
+  });
 });

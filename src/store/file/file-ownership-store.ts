@@ -77,13 +77,21 @@ export class FileOwnershipStore implements OwnershipStore {
   /** Claims `id` (or renews its owner's clientId claim), forgetting expired claims of its kind in the same write. */
   async claim(kind: OwnedKind, id: string, keyId: string): Promise<string> {
     const recordId = `${kind}:${id}`;
+    /** The owner that stands without a write: another key, or this key's claim that needs no renewal. */
+    const standingOwner = (now: number): string | undefined => {
+      const current = this.table.get(recordId);
+      return current && (current.key_id !== keyId || !this.retention.needsRenewal(kind, current.at, now)) ? current.key_id : undefined;
+    };
+    // An owner already on disk is the answer at once, without waiting for other claims' appends in flight (a client sends every
+    // prompt with the same clientId).
+    const known = this.table.isDurable(recordId) ? standingOwner(Date.now() / 1000) : undefined;
+    if (known !== undefined) return known;
     return this.table.change(() => {
       const now = Date.now() / 1000;
+      const standing = standingOwner(now);
+      if (standing !== undefined) return { ops: [], result: standing };
       const current = this.table.get(recordId);
-      if (current) {
-        if (current.key_id !== keyId || !this.retention.needsRenewal(kind, current.at, now)) return { ops: [], result: current.key_id };
-        return { ops: [{ op: 'put', id: recordId, value: { ...current, at: now } }], result: keyId };
-      }
+      if (current) return { ops: [{ op: 'put', id: recordId, value: { ...current, at: now } }], result: keyId };
       const forgotten = this.retention.expired(kind, now);
       if (this.retention.isFull(kind, forgotten.length)) throw claimsFull(kind, this.retention.cap);
       const deletes = forgotten.map((old) => ({ op: 'delete' as const, id: `${kind}:${old}` }));

@@ -86,10 +86,16 @@ export class JournaledTable<T> {
   private readonly inTurn = oneAtATime();
   private readonly pending: PendingGroup<T>[] = [];
   private committing: Promise<void> | null = null;
+  /** Settles once the latest change made so far is appended, or its append failed (single-writer tables). */
+  private latestChange: Promise<void> = Promise.resolve();
+  /** Appends that failed so far (single-writer tables). */
+  private failedAppends = 0;
   /** Appends and the swap that ends a compaction take turns (single-writer tables). */
   private readonly inFileTurn = oneAtATime();
   /** The compaction running beside the appends, with the ops appended since it began (single-writer tables). */
   private compaction: { done: Promise<void>; opsSince: TableOp<T>[]; abandoned: boolean } | null = null;
+  /** Ids changed in memory whose changes wait for their append (single-writer tables), with how many such changes each has. */
+  private readonly undurable = new Map<string, number>();
 
   constructor(options: JournaledTableOptions<T>) {
     this.options = options;
@@ -133,6 +139,15 @@ export class JournaledTable<T> {
     return this.records.size;
   }
 
+  /**
+   * Whether the record under `id` (or its absence) is known to be as it is on disk: a single-writer
+   * table's, when no change of it waits for its append. Never for a shared table, whose other writers'
+   * changes are read only at the next change or poll.
+   */
+  isDurable(id: string): boolean {
+    return this.options.writers === 'this-process' && !this.undurable.has(id);
+  }
+
   /** True while nothing was ever written: no snapshot and no journal. */
   isPristine(): boolean {
     return this.records.size === 0 && this.snapshotIno === 0 && this.journalOffset === 0;
@@ -169,18 +184,39 @@ export class JournaledTable<T> {
   /**
    * The single-writer path: `plan` sees every change made so far (durable or waiting for its append),
    * its ops apply in memory at once, and it resolves when the append that carries them is fsynced. A
-   * change with no ops still waits for the appends in flight, since its result may rest on them.
+   * change with no ops still waits for the changes made before it (not for those made after), since its
+   * result may rest on them; when one of their appends failed, it is planned again on what is left.
    * @throws the file-system error when the append fails; the group's changes are then undone in memory.
    */
   private changeInGroup<R>(plan: () => { ops: TableOp<T>[]; result: R }): Promise<R> {
     const { ops, result } = plan();
-    if (ops.length === 0) return (this.committing ?? Promise.resolve()).then(() => result);
+    if (ops.length === 0) {
+      const failures = this.failedAppends;
+      return this.latestChange.then(() => (this.failedAppends === failures ? result : this.changeInGroup(plan)));
+    }
     const before = ops.map((op): [string, T | undefined] => [op.id, this.records.get(op.id)]);
-    for (const op of ops) this.apply(op);
-    return new Promise<R>((resolve, reject) => {
-      this.pending.push({ ops, before, settle: (error) => (error === undefined ? resolve(result) : reject(error)) });
+    for (const op of ops) {
+      this.apply(op);
+      this.undurable.set(op.id, (this.undurable.get(op.id) ?? 0) + 1);
+    }
+    const change = new Promise<R>((resolve, reject) => {
+      const settle = (error?: unknown): void => {
+        for (const op of ops) {
+          const left = this.undurable.get(op.id)! - 1;
+          if (left === 0) this.undurable.delete(op.id);
+          else this.undurable.set(op.id, left);
+        }
+        if (error === undefined) resolve(result);
+        else reject(error);
+      };
+      this.pending.push({ ops, before, settle });
       this.committing ??= this.commitPending();
     });
+    this.latestChange = change.then(
+      () => undefined,
+      () => undefined,
+    );
+    return change;
   }
 
   /** Appends and fsyncs the waiting changes, a group at a time, until none wait. */
@@ -207,6 +243,7 @@ export class JournaledTable<T> {
         for (const change of group) change.settle();
         if (!this.compaction && this.isDueForCompaction()) this.compactBesideAppends();
       } catch (error) {
+        this.failedAppends += 1;
         for (const change of [...group].reverse()) for (const [id, record] of [...change.before].reverse()) this.restore(id, record);
         for (const change of group) change.settle(error ?? new Error('append failed'));
       }
