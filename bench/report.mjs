@@ -53,6 +53,16 @@ function printProxyCases(results) {
       `(f) / its ceiling: ${ratios.auth_runs_vs_bare_node_proxy_runs_c50}`,
   );
   console.log(`start-up with 1,000,000 keys: ${results.startup_1m_keys_s} s, RSS ${results.rss_1m_keys_mb} MB (peak ${results.peak_rss_1m_keys_mb} MB)`);
+  console.log("\neach case beside its ceiling at 50 connections, rounds back to back (share: req/s over the ceiling's; median round):\n");
+  table(
+    ['case', 'share', 'p99 / ceiling p99', 'rounds: req/s (ceiling), p99 ms (ceiling)'],
+    Object.entries(results.shares).map(([name, { share, p99_vs_ceiling: p99, rounds }]) => [
+      CASE_LABELS[name] ?? name,
+      share,
+      p99,
+      rounds.map((r) => `${r.rps} (${r.ceiling_rps}), ${r.p99_ms} (${r.ceiling_p99_ms})`).join('; '),
+    ]),
+  );
 }
 
 function printUsageWrites(usage) {
