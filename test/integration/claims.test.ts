@@ -47,7 +47,7 @@ describe('bounded ids and claims', () => {
   /** The ownership and job files as they are on disk: their sizes say whether anything was written. */
   const ownershipBytes = async (): Promise<number> => {
     const sizes = await Promise.all(
-      ['ownership.json', 'ownership.journal', 'jobs.json', 'jobs.journal'].map((name) =>
+      ['ownership.json', 'ownership.journal', 'ownership.journal.next', 'jobs.json', 'jobs.journal', 'jobs.journal.next'].map((name) =>
         stat(join(gateway.userDirectory, name)).then(
           (s) => s.size,
           () => 0,

@@ -111,12 +111,21 @@ function verifyInPython(header: string, body: Buffer): string {
 /** Takes the deliveries to URLs ending in `path` out of a stopped gateway's outbox files, as if they had never been stored. */
 async function forgetDeliveriesTo(directory: string, path: string): Promise<void> {
   const snapshot = join(directory, 'webhook-deliveries.json');
-  const journal = join(directory, 'webhook-deliveries.journal');
   const records = JSON.parse(await readFile(snapshot, 'utf8').catch(() => '{}')) as Record<string, { url: string }>;
   for (const [id, record] of Object.entries(records)) if (record.url.endsWith(path)) delete records[id];
   await writeFile(snapshot, JSON.stringify(records));
-  const lines = (await readFile(journal, 'utf8').catch(() => '')).split('\n');
-  await writeFile(journal, lines.filter((line) => !line.includes(path)).join('\n'));
+  // The journal, and the next journal a stop during a rewrite of the snapshot leaves.
+  for (const journal of ['webhook-deliveries.journal', 'webhook-deliveries.journal.next'].map((name) => join(directory, name))) {
+    const text = await readFile(journal, 'utf8').catch(() => null);
+    if (text !== null)
+      await writeFile(
+        journal,
+        text
+          .split('\n')
+          .filter((line) => !line.includes(path))
+          .join('\n'),
+      );
+  }
 }
 
 /** A prompt that runs for a few seconds in the fake ComfyUI (each node takes about ten steps). */

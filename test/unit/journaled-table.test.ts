@@ -2,12 +2,13 @@
 // them, and patches (some fields of a record) replayed over any snapshot.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { JournaledTable } from '../../src/store/file/journaled-table.js';
 import { StoreCorruptError } from '../../src/store/types.js';
+import { RewriteCounter } from '../helpers/rewrite-counter.js';
 
 type Row = { id: string; round: number; filler: string; note?: string };
 
@@ -32,10 +33,23 @@ describe('JournaledTable rewrites', () => {
     return table;
   }
 
+  /** The bytes of the journal and of the next journal (the changes appended while the snapshot is rewritten). */
+  async function journalBytes(): Promise<number> {
+    const sizes = await Promise.all(
+      ['rows.journal', 'rows.journal.next'].map((name) =>
+        stat(join(dir, name)).then(
+          (file) => file.size,
+          () => 0,
+        ),
+      ),
+    );
+    return sizes[0]! + sizes[1]!;
+  }
+
   /** Writes every row once more (in batches of 100 changes); resolves the largest journal seen against the snapshot of its time, and the rewrites seen. */
   async function rewriteEveryRow(table: JournaledTable<Row>, round: number): Promise<{ largestShare: number; rewrites: number }> {
     let largestShare = 0;
-    const inodes = new Set<number>();
+    const rewrites = new RewriteCounter();
     for (let start = 0; start < ROWS; start += 100) {
       await Promise.all(
         Array.from({ length: 100 }, (_, i) => {
@@ -43,13 +57,13 @@ describe('JournaledTable rewrites', () => {
           return table.change(() => ({ ops: [{ op: 'put', id, value: { id, round, filler: FILLER } }], result: undefined }));
         }),
       );
-      const [snapshot, journal] = await Promise.all([stat(join(dir, 'rows.json')).catch(() => null), stat(join(dir, 'rows.journal'))]);
+      const snapshot = await stat(join(dir, 'rows.json')).catch(() => null);
       // The first snapshot is written beside the first round's changes.
       if (!snapshot) continue;
-      inodes.add(snapshot.ino);
-      largestShare = Math.max(largestShare, journal.size / snapshot.size);
+      rewrites.saw(snapshot.ino);
+      largestShare = Math.max(largestShare, (await journalBytes()) / snapshot.size);
     }
-    return { largestShare, rewrites: inodes.size - 1 };
+    return { largestShare, rewrites: rewrites.count };
   }
 
   beforeEach(async () => {
@@ -94,7 +108,8 @@ describe('JournaledTable rewrites', () => {
     await table.open();
     await rewriteEveryRow(table, 0);
     // Each round patches every row with a note as long as the row, so the journal passes the snapshot's size and is rewritten meanwhile.
-    const inodes = new Set<number>();
+    const rewrites = new RewriteCounter();
+    let nextJournalSeen = false;
     for (let round = 1; round <= 3; round += 1) {
       for (let start = 0; start < ROWS; start += 100) {
         await Promise.all(
@@ -103,10 +118,15 @@ describe('JournaledTable rewrites', () => {
             return table.change(() => ({ ops: [{ op: 'patch', id, fields: { round, note: `${round}${FILLER}` } }], result: undefined }));
           }),
         );
-        inodes.add((await stat(join(dir, 'rows.json'))).ino);
+        rewrites.saw((await stat(join(dir, 'rows.json'))).ino);
+        nextJournalSeen ||= await stat(join(dir, 'rows.journal.next')).then(
+          () => true,
+          () => false,
+        );
       }
     }
-    assert.ok(inodes.size >= 2, 'the snapshot was rewritten while patches were appended');
+    assert.ok(rewrites.count >= 1, 'the snapshot was rewritten while patches were appended');
+    assert.ok(nextJournalSeen, 'while the snapshot was rewritten, the changes went to the next journal');
     const check = (rows: JournaledTable<Row>, when: string): void => {
       assert.equal(rows.size, ROWS, when);
       for (let i = 0; i < ROWS; i += 1) {
@@ -156,5 +176,62 @@ describe('JournaledTable rewrites', () => {
     await second;
     assert.ok(table.isDurable('b'));
     assert.equal(table.get('b')?.round, 1);
+  });
+
+  for (const { when, snapshot } of [
+    { when: 'a crash while the snapshot was rewritten', snapshot: { a: { id: 'a', round: 0, filler: 's' } } },
+    {
+      when: 'a crash between putting the new snapshot and the next journal in place',
+      snapshot: { a: { id: 'a', round: 2, filler: 's' }, b: { id: 'b', round: 0, filler: 'j' } },
+    },
+  ]) {
+    test(`after ${when}, the journal and then the next journal are replayed, and changes go on to the next journal`, async () => {
+      const lines = (ops: object[]): string => ops.map((op) => JSON.stringify(op) + '\n').join('');
+      await writeFile(join(dir, 'rows.json'), JSON.stringify(snapshot));
+      const journal = lines([
+        { op: 'put', id: 'b', value: { id: 'b', round: 0, filler: 'j' } },
+        { op: 'patch', id: 'a', fields: { round: 1 } },
+      ]);
+      await writeFile(join(dir, 'rows.journal'), journal);
+      await writeFile(
+        join(dir, 'rows.journal.next'),
+        lines([
+          { op: 'patch', id: 'a', fields: { round: 2 } },
+          { op: 'delete', id: 'b' },
+          { op: 'put', id: 'c', value: { id: 'c', round: 0, filler: 'n' } },
+        ]),
+      );
+      const expected = [
+        ['a', { id: 'a', round: 2, filler: 's' }],
+        ['c', { id: 'c', round: 0, filler: 'n' }],
+      ];
+      const table = tableIn(1);
+      await table.open();
+      assert.deepEqual([...table.entries()].sort(), expected);
+      await table.change(() => ({ ops: [{ op: 'put', id: 'd', value: { id: 'd', round: 0, filler: 'after' } }], result: undefined }));
+      assert.equal(await readFile(join(dir, 'rows.journal'), 'utf8'), journal, 'the journal is left as it was');
+      assert.match(await readFile(join(dir, 'rows.journal.next'), 'utf8'), /"id":"d"/);
+      await table.close();
+      tables.splice(tables.indexOf(table), 1);
+      const reopened = tableIn(1);
+      await reopened.open();
+      assert.deepEqual([...reopened.entries()].sort(), [...expected, ['d', { id: 'd', round: 0, filler: 'after' }]]);
+    });
+  }
+
+  test('the bytes a failed append left after the last complete line are cut before the next append', async () => {
+    const table = tableIn();
+    await table.open();
+    const put = (id: string): Promise<void> => table.change(() => ({ ops: [{ op: 'put', id, value: { id, round: 0, filler: '' } }], result: undefined }));
+    await put('before');
+    const journal = (await stat(join(dir, 'rows.journal')).catch(() => null)) ? 'rows.journal' : 'rows.journal.next';
+    // What an append cut short by a full disk leaves: part of a line, no newline.
+    await appendFile(join(dir, journal), '{"op":"put","id":"torn","val');
+    await put('after');
+    await table.close();
+    tables.splice(tables.indexOf(table), 1);
+    const reopened = tableIn();
+    await reopened.open();
+    assert.deepEqual([...reopened.ids()].sort(), ['after', 'before']);
   });
 });

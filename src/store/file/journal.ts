@@ -64,13 +64,19 @@ export async function dropPartialTail(path: string, chunk: JournalChunk): Promis
 }
 
 /**
- * Appends `text` (whole lines, each ending in a newline) and waits until it is on disk.
+ * Appends `text` (whole lines, each ending in a newline) and waits until it is on disk. With
+ * `completeUpTo` (where the file's last complete line ends), bytes past it, which only a failed append
+ * can have left, are cut first, so that the text starts on a line of its own.
  * @throws the file-system error; a failed append may leave a partial line, which readers skip.
  */
-export async function appendDurably(path: string, text: string): Promise<void> {
+export async function appendDurably(path: string, text: string, completeUpTo?: number): Promise<void> {
   const handle = await openNoFollow(path, 'append');
   try {
-    const { size } = await handle.stat();
+    let { size } = await handle.stat();
+    if (completeUpTo !== undefined && size > completeUpTo) {
+      await handle.truncate(completeUpTo);
+      size = completeUpTo;
+    }
     // writeFile, unlike write, never stops short: on a full disk it writes all or throws ENOSPC.
     await handle.writeFile(text);
     await handle.datasync();

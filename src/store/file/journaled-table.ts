@@ -92,14 +92,21 @@ export class JournaledTable<T> {
   private failedAppends = 0;
   /** Appends and the swap that ends a compaction take turns (single-writer tables). */
   private readonly inFileTurn = oneAtATime();
-  /** The compaction running beside the appends, with the ops appended since it began (single-writer tables). */
-  private compaction: { done: Promise<void>; opsSince: TableOp<T>[]; abandoned: boolean } | null = null;
+  /** The compaction running beside the appends (single-writer tables). */
+  private compaction: { done: Promise<void>; abandoned: boolean } | null = null;
+  /**
+   * Single-writer tables: from the start of a snapshot rewrite until the new snapshot is in place, changes
+   * are appended to the next journal (`<journal>.next`) instead, and this is its size; null otherwise.
+   */
+  private nextJournalBytes: number | null = null;
+  private readonly nextJournalPath: string;
   /** Ids changed in memory whose changes wait for their append (single-writer tables), with how many such changes each has. */
   private readonly undurable = new Map<string, number>();
 
   constructor(options: JournaledTableOptions<T>) {
     this.options = options;
     this.records = new MapRecords(options.secondaryKeys);
+    this.nextJournalPath = nextJournalPathOf(options.journalPath);
   }
 
   /** Loads the files; cuts a journal line torn by a crash and removes temporary files one left. @throws StoreCorruptError */
@@ -108,6 +115,8 @@ export class JournaledTable<T> {
     await this.locked(async () => {
       const latest = await readJournal(this.options.journalPath, this.journalOffset);
       if (latest) await dropPartialTail(this.options.journalPath, latest);
+      const next = this.nextJournalBytes === null ? null : await readJournal(this.nextJournalPath, this.nextJournalBytes);
+      if (next) await dropPartialTail(this.nextJournalPath, next);
       await removeLeftoverTemporaries(this.options.snapshotPath);
       await removeLeftoverTemporaries(this.options.journalPath);
     });
@@ -150,7 +159,7 @@ export class JournaledTable<T> {
 
   /** True while nothing was ever written: no snapshot and no journal. */
   isPristine(): boolean {
-    return this.records.size === 0 && this.snapshotIno === 0 && this.journalOffset === 0;
+    return this.records.size === 0 && this.snapshotIno === 0 && this.journalOffset === 0 && !this.nextJournalBytes;
   }
 
   /**
@@ -229,16 +238,12 @@ export class JournaledTable<T> {
       try {
         await this.inFileTurn(async () => {
           try {
-            await this.append(ops);
+            await this.appendGroup(ops);
           } catch (error) {
             // The snapshot being written may hold these changes, which are now undone.
             if (this.compaction) this.compaction.abandoned = true;
             throw error;
           }
-          this.compaction?.opsSince.push(...ops);
-          const journal = await stat(this.options.journalPath);
-          this.journalIno = journal.ino;
-          this.journalOffset = journal.size;
         });
         for (const change of group) change.settle();
         if (!this.compaction && this.isDueForCompaction()) this.compactBesideAppends();
@@ -253,18 +258,41 @@ export class JournaledTable<T> {
 
   private isDueForCompaction(): boolean {
     const share = this.options.journalShare ?? DEFAULT_JOURNAL_SHARE;
-    return this.snapshotIno === 0 || this.journalOffset > Math.max(MIN_COMPACT_BYTES, this.snapshotBytes * share);
+    const journalBytes = this.journalOffset + (this.nextJournalBytes ?? 0);
+    return this.snapshotIno === 0 || journalBytes > Math.max(MIN_COMPACT_BYTES, this.snapshotBytes * share);
   }
 
   /**
-   * Rewrites the snapshot from memory while appends go on, then, between two appends, puts it in place
-   * and starts the journal again with the ops appended meanwhile. Replaying those over the new snapshot
-   * gives the records, whichever of them it already holds. Abandoned when an append failed meanwhile
-   * (the snapshot may hold a change that was undone); a failed rewrite leaves the files as they were,
-   * and is tried again after a later change.
+   * Appends a group of changes where they go now (the journal, or the next journal while a snapshot
+   * is rewritten) and waits until they are on disk; the bytes a failed append left are cut first.
+   */
+  private async appendGroup(ops: TableOp<T>[]): Promise<void> {
+    const rotated = this.nextJournalBytes !== null;
+    const path = rotated ? this.nextJournalPath : this.options.journalPath;
+    await this.append(ops, path, rotated ? this.nextJournalBytes! : this.journalOffset);
+    const written = await stat(path);
+    if (rotated) {
+      this.nextJournalBytes = written.size;
+    } else {
+      this.journalIno = written.ino;
+      this.journalOffset = written.size;
+    }
+  }
+
+  /**
+   * Rewrites the snapshot from memory while appends go on to the next journal, then, between two
+   * appends, puts it in place and the next journal in place of the journal. The new snapshot holds
+   * every change of the journal (they were in memory before it was written); replaying the next
+   * journal over it gives the records, whichever of its changes it already holds. A crash between the
+   * two renames leaves the new snapshot, the journal and the next journal, which replay to the same
+   * records. Abandoned when an append failed meanwhile (the snapshot may hold a change that was
+   * undone); a failed or abandoned rewrite leaves the files as they were, appends still going to the
+   * next journal, and is tried again after a later change.
    */
   private compactBesideAppends(): void {
-    const compaction = { done: Promise.resolve(), opsSince: [] as TableOp<T>[], abandoned: false };
+    // The changes appended before now are in memory, so in the snapshot about to be written.
+    this.nextJournalBytes ??= 0;
+    const compaction = { done: Promise.resolve(), abandoned: false };
     this.compaction = compaction;
     compaction.done = (async () => {
       const { snapshotPath, journalPath } = this.options;
@@ -272,12 +300,14 @@ export class JournaledTable<T> {
       await this.inFileTurn(async () => {
         if (compaction.abandoned) return;
         await replaceWith(temp, snapshotPath);
-        await writeFileAtomic(journalPath, compaction.opsSince.map((op) => JSON.stringify(op) + '\n').join(''));
+        if (await statOrNull(this.nextJournalPath)) await replaceWith(this.nextJournalPath, journalPath);
+        else await writeFileAtomic(journalPath, '');
         const [snapshot, journal] = await Promise.all([stat(snapshotPath), stat(journalPath)]);
         this.snapshotIno = snapshot.ino;
         this.snapshotBytes = snapshot.size;
         this.journalIno = journal.ino;
         this.journalOffset = journal.size;
+        this.nextJournalBytes = null;
       }).finally(() => unlink(temp).catch(() => undefined)); // gone already once it was put in place
     })()
       .catch(() => undefined)
@@ -286,10 +316,10 @@ export class JournaledTable<T> {
       });
   }
 
-  /** Appends ops to the journal and waits until they are on disk. */
-  private async append(ops: TableOp<T>[]): Promise<void> {
+  /** Appends ops to a journal (by default the journal) and waits until they are on disk; `completeUpTo`: see appendDurably. */
+  private async append(ops: TableOp<T>[], path = this.options.journalPath, completeUpTo?: number): Promise<void> {
     const started = performance.now();
-    await appendDurably(this.options.journalPath, ops.map((op) => JSON.stringify(op) + '\n').join(''));
+    await appendDurably(path, ops.map((op) => JSON.stringify(op) + '\n').join(''), completeUpTo);
     this.options.onWrite?.((performance.now() - started) / 1000);
   }
 
@@ -360,7 +390,9 @@ export class JournaledTable<T> {
     const previous = this.records;
     this.records = loaded;
     const chunk = await readJournal(journalPath, 0);
-    for (const op of chunk?.entries ?? []) this.apply(op as TableOp<T>, false);
+    // A next journal is there while a snapshot rewrite is under way, or was when the gateway stopped: its changes follow the journal's.
+    const next = await readJournal(this.nextJournalPath, 0);
+    for (const op of [...(chunk?.entries ?? []), ...(next?.entries ?? [])]) this.apply(op as TableOp<T>, false);
     // Telling of every record would read an indexed snapshot whole.
     if (previous instanceof MapRecords && loaded instanceof MapRecords) {
       for (const [id, before] of previous.entries()) if (!loaded.has(id)) this.options.onChange?.(id, before, undefined);
@@ -370,6 +402,7 @@ export class JournaledTable<T> {
     this.snapshotBytes = snapshot?.size ?? 0;
     this.journalOffset = chunk?.nextOffset ?? 0;
     this.journalIno = chunk?.ino ?? 0;
+    this.nextJournalBytes = next ? next.nextOffset : null;
   }
 
   /**
@@ -423,6 +456,11 @@ export function patchedValue(path: string, id: string, record: unknown, fields: 
     throw new StoreCorruptError(path, `record ${JSON.stringify(id)}: a patch's fields must be an object`);
   if (record === undefined) return undefined;
   return { ...(record as Record<string, unknown>), ...fields };
+}
+
+/** Where a single-writer table appends while its snapshot is rewritten: beside its journal. */
+export function nextJournalPathOf(journalPath: string): string {
+  return `${journalPath}.next`;
 }
 
 async function statOrNull(path: string): Promise<{ ino: number; size: number } | null> {

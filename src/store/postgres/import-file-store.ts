@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FileWorkflowStore } from '../file/file-workflow-store.js';
 import { readJournal } from '../file/journal.js';
-import { patchedValue } from '../file/journaled-table.js';
+import { nextJournalPathOf, patchedValue } from '../file/journaled-table.js';
 import {
   existingRecordLines,
   HOURLY_KEPT_SECONDS,
@@ -91,8 +91,9 @@ async function readTable(directory: string, name: string): Promise<Map<string, u
     for (const [id, value] of Object.entries(parsed)) records.set(id, value);
   }
   const journalPath = join(directory, name === 'api_keys' ? 'api_keys.journal' : `${name}.journal`);
-  const journal = await readJournal(journalPath, 0);
-  for (const entry of (journal?.entries ?? []) as Array<{ op?: string; id?: string; value?: unknown; fields?: unknown }>) {
+  // The changes appended while a snapshot was being rewritten follow the journal's, in the next journal.
+  const journals = [await readJournal(journalPath, 0), await readJournal(nextJournalPathOf(journalPath), 0)];
+  for (const entry of journals.flatMap((journal) => journal?.entries ?? []) as Array<{ op?: string; id?: string; value?: unknown; fields?: unknown }>) {
     if (typeof entry.id !== 'string') continue;
     if (entry.op === 'put') records.set(entry.id, entry.value);
     else if (entry.op === 'delete') records.delete(entry.id);
