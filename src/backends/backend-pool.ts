@@ -104,6 +104,12 @@ export class BackendPool {
     return this.byName.get(name);
   }
 
+  /** Subscribes to every backend's event hub with `subscribe`; returns the function that stops every subscription. */
+  onEveryHub(subscribe: (hub: EventHub) => () => void): () => void {
+    const stops = this.all.map((backend) => subscribe(backend.events));
+    return () => stops.forEach((stop) => stop());
+  }
+
   /** The backends that answer their health checks. */
   up(): PoolBackend[] {
     return this.all.filter((backend) => backend.health.current === 'up');

@@ -156,6 +156,11 @@ export class EventHub implements ClientSinks {
     return this.upstream.featureFlags();
   }
 
+  /** Calls `listener` with ComfyUI's feature flags whenever it answers the hub's; returns the function that stops it. */
+  onFeatureFlags(listener: (flags: Record<string, unknown>) => void): () => void {
+    return this.upstream.onFeatureFlags(listener);
+  }
+
   /** The `data` of ComfyUI's latest `status` broadcast (`{status: {exec_info: {queue_remaining}}}`), or null before the first. */
   status(): Record<string, unknown> | null {
     return this.latestStatus;

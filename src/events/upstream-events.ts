@@ -55,6 +55,7 @@ export class UpstreamEvents {
   private readonly url: string;
   private socket: WebSocket | null = null;
   private flags: Record<string, unknown> | null = null;
+  private readonly flagsListeners = new Set<(flags: Record<string, unknown>) => void>();
   private failures = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private pingTimer: NodeJS.Timeout | null = null;
@@ -79,6 +80,12 @@ export class UpstreamEvents {
   /** ComfyUI's feature flags as it answered on the current connection; null until it answers (older releases never do). */
   featureFlags(): Record<string, unknown> | null {
     return this.flags;
+  }
+
+  /** Calls `listener` with ComfyUI's feature flags each time it answers the gateway's (on every connection); returns the function that stops it. */
+  onFeatureFlags(listener: (flags: Record<string, unknown>) => void): () => void {
+    this.flagsListeners.add(listener);
+    return () => this.flagsListeners.delete(listener);
   }
 
   /** Connects now instead of after the wait before the next attempt (ComfyUI was seen answering again). */
@@ -130,6 +137,7 @@ export class UpstreamEvents {
       const body = typeof message.data === 'object' && message.data !== null ? (message.data as Record<string, unknown>) : {};
       if (message.type === 'feature_flags') {
         this.flags = body;
+        for (const flagsListener of [...this.flagsListeners]) this.report(() => flagsListener(body));
         return;
       }
       this.report(() => listener.text({ type: message.type as string, data: body }, raw));

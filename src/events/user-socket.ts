@@ -13,8 +13,10 @@ export interface UserSocketOptions {
   queueRemaining(): number;
   /** Calls `listener` on every status broadcast of any backend; returns the function that stops it. */
   onStatus(listener: () => void): () => void;
-  /** ComfyUI's feature flags, or null when its release has none (the client's own flags are then not answered, as ComfyUI would not). */
+  /** ComfyUI's feature flags, or null until ComfyUI has answered the gateway's (a release without flags never does). */
   serverFlags(): Record<string, unknown> | null;
+  /** Calls `listener` once ComfyUI answers the gateway's feature flags; returns the function that stops it. */
+  onServerFlags(listener: (flags: Record<string, unknown>) => void): () => void;
   onEnd(outcome: { status: number; connectedMs: number }): void;
 }
 
@@ -26,13 +28,16 @@ export interface UserSocketOptions {
  *   broadcast, each reporting the key's own jobs as `queue_remaining`;
  * - the events and previews of the key's jobs with this clientId (previews of the type its feature
  *   flags asked for);
- * - ComfyUI's feature flags, in answer to the client's when that is its first message.
+ * - ComfyUI's feature flags, in answer to the client's when that is its first message (once ComfyUI
+ *   has answered the gateway's, if it has not yet).
  * Anything else a client sends is ignored, as ComfyUI ignores it.
  */
 export function userSocketSession(options: UserSocketOptions): AcceptOptions {
   const flags = new ClientFeatureFlags();
   let send: ((text: string) => void) | null = null;
   let stop = (): void => undefined;
+  let stopWaitingForFlags = (): void => undefined;
+  const answerFlags = (serverFlags: Record<string, unknown>): void => send?.(JSON.stringify({ type: 'feature_flags', data: serverFlags }));
   const status = (withSid: boolean): string =>
     JSON.stringify({
       type: 'status',
@@ -55,10 +60,17 @@ export function userSocketSession(options: UserSocketOptions): AcceptOptions {
     onMessage(frame) {
       if (!flags.read(frame)) return;
       const serverFlags = options.serverFlags();
-      if (serverFlags) send?.(JSON.stringify({ type: 'feature_flags', data: serverFlags }));
+      if (serverFlags) return answerFlags(serverFlags);
+      // ComfyUI has not answered the gateway's flags yet (just after a start or a reconnect): the client is answered when it does,
+      // as ComfyUI answers its own sockets; a release without flags never answers either.
+      stopWaitingForFlags = options.onServerFlags((answered) => {
+        stopWaitingForFlags();
+        answerFlags(answered);
+      });
     },
     onEnd(outcome) {
       stop();
+      stopWaitingForFlags();
       send = null;
       options.onEnd(outcome);
     },

@@ -519,11 +519,9 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         clientId: socketClientId,
         sinks,
         queueRemaining,
-        onStatus: (listener) => {
-          const stops = pool.all.map((backend) => backend.events.onStatus(listener));
-          return () => stops.forEach((stopListening) => stopListening());
-        },
+        onStatus: (listener) => pool.onEveryHub((hub) => hub.onStatus(listener)),
         serverFlags: () => pool.any().events.featureFlags(),
+        onServerFlags: (listener) => pool.onEveryHub((hub) => hub.onFeatureFlags(listener)),
         onEnd: ended,
       });
       webSockets.accept(req, socket, head, {

@@ -28,6 +28,8 @@ export interface FakeComfyUIOptions {
   promptIds?: PromptIdMode;
   /** `false`: a release older than feature flags, which never answers a socket's feature_flags and sends only type 1 previews (default true). */
   featureFlags?: boolean;
+  /** How long a socket's feature_flags waits for its answer, in ms (default none). */
+  featureFlagsDelayMs?: number;
   /** Node classes whose execution raises, so that the prompt ends with `execution_error` (ComfyUI's RuntimeError). */
   failingClassTypes?: readonly string[];
   /** Delay before answering `/object_info` and `/object_info/{class}` in ms (default none), to keep such a request in flight. */
@@ -466,7 +468,9 @@ class FakeServer implements FakeComfyUI {
     client.negotiated = true;
     if (message['type'] !== 'feature_flags' || this.opts.featureFlags === false) return;
     client.previewMetadata = isObject(message['data']) && message['data']['supports_preview_metadata'] === true;
-    sendFrame(client.ws, 'feature_flags', SERVER_FEATURES);
+    const answer = (): void => sendFrame(client.ws, 'feature_flags', SERVER_FEATURES);
+    if (this.opts.featureFlagsDelayMs) setTimeout(answer, this.opts.featureFlagsDelayMs).unref();
+    else answer();
   }
 
   private broadcast(type: string, data: unknown): void {

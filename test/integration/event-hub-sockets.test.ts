@@ -83,3 +83,38 @@ describe('keyed sockets get their jobs from the event hub', () => {
     await adminSocket.close();
   });
 });
+
+describe('a user socket that asks for feature flags before ComfyUI has answered the gateway', () => {
+  const FLAGS_DELAY_MS = 3000;
+
+  test("is answered once ComfyUI answers the gateway's, with ComfyUI's flags", async () => {
+    const fake = await startFakeComfyUI({ featureFlagsDelayMs: FLAGS_DELAY_MS });
+    const folder = await tempUserDirectory();
+    const log = pino({ level: 'silent' });
+    const config = loadServeConfig(['--require-api-auth', '--listen', '127.0.0.1', '--port', '0', '--upstream', fake.url, '--user-directory', folder.path], {});
+    const gateway = createGatewayServer(config, await createStores(config, log), log, createMetrics({ perKey: false }));
+    try {
+      const url = `http://127.0.0.1:${(await gateway.listen()).port}`;
+      const listened = Date.now();
+      const admin = await createKey(url, { name: 'admin', role: 'admin' });
+      const user = await createKey(url, { name: 'user' }, admin.api_key);
+      const socket = await openCollectingSocket(`${url.replace('http', 'ws')}/ws?clientId=early-client`, { 'x-api-key': user.api_key });
+      socket.ws.send(JSON.stringify({ type: 'feature_flags', data: { supports_preview_metadata: true } }));
+      const asked = Date.now();
+      assert.ok(asked - listened < FLAGS_DELAY_MS, 'the client asked before ComfyUI answered the gateway');
+      await waitFor(() => socket.texts.some((m) => m.type === 'feature_flags'), 'the feature_flags answer', 10_000);
+      assert.ok(Date.now() - listened >= FLAGS_DELAY_MS - 50, 'answered once ComfyUI had answered');
+      const answers = socket.texts.filter((m) => m.type === 'feature_flags');
+      assert.deepEqual(
+        answers.map((m) => m.data),
+        [{ supports_preview_metadata: true, max_upload_size: 104857600 }],
+        "ComfyUI's flags, once",
+      );
+      await socket.close();
+    } finally {
+      await gateway.close();
+      await fake.close();
+      await folder.remove();
+    }
+  });
+});
