@@ -16,15 +16,22 @@ const MODE_TTL_MS = 60_000;
 export class ComfyUsers {
   private readonly ctx: IsolationContext;
   private multiUser: { value: boolean; at: number } | null = null;
+  /** The question to ComfyUI under way, shared by every request that needs its answer. */
+  private askingMode: Promise<boolean> | null = null;
   private readonly creating = new Map<string, Promise<string>>();
 
   constructor(ctx: IsolationContext) {
     this.ctx = ctx;
   }
 
-  /** Whether ComfyUI keeps settings and userdata per user. */
-  async isMultiUser(req: IncomingMessage): Promise<boolean> {
-    if (this.multiUser && Date.now() - this.multiUser.at < MODE_TTL_MS) return this.multiUser.value;
+  /** Whether ComfyUI keeps settings and userdata per user; requests that arrive while it is being asked share one question. */
+  isMultiUser(req: IncomingMessage): Promise<boolean> {
+    if (this.multiUser && Date.now() - this.multiUser.at < MODE_TTL_MS) return Promise.resolve(this.multiUser.value);
+    this.askingMode ??= this.askMode(req).finally(() => (this.askingMode = null));
+    return this.askingMode;
+  }
+
+  private async askMode(req: IncomingMessage): Promise<boolean> {
     const answer = await this.ctx.pool
       .any()
       .proxy.fetch(req, { method: 'GET', path: '/api/users', body: '', headers: { 'comfy-user': null, 'content-type': null } });

@@ -394,6 +394,20 @@ describe('each key its own ComfyUI user (--multi-user upstream)', () => {
     await comfy.close();
   });
 
+  test('requests that arrive together ask ComfyUI whether it runs with --multi-user once', async () => {
+    const answers = await Promise.all(Array.from({ length: 20 }, () => send(gateway.url, '/api/settings', { key: keys.alice })));
+    assert.deepEqual(
+      answers.map((answer) => answer.status),
+      Array.from({ length: 20 }, () => 200),
+    );
+    const asked = comfy.requests.filter((r) => r.method === 'GET' && r.url === '/api/users');
+    assert.equal(asked.length, 1, 'one GET /api/users for all twenty requests');
+    assert.ok(
+      comfy.requests.filter((r) => r.url === '/api/settings').every((r) => typeof r.headers['comfy-user'] === 'string'),
+      'every request went on as the key’s ComfyUI user',
+    );
+  });
+
   test('settings and saved workflows are per key; a client’s Comfy-User is ignored', async () => {
     const saved = await send(gateway.url, '/api/userdata/workflows%2Fsecret.json', { method: 'POST', key: keys.alice, body: '{"mine":true}' });
     assert.equal(saved.status, 200, saved.text);
