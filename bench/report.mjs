@@ -88,7 +88,7 @@ function printTransfers(transfers) {
   console.log(
     `\nbig transfers (${transfers.download_mb} MB GET /view, ${transfers.upload_mb} MB POST /upload/image; fastest of 3), and /view with Range (${transfers.range}) and HEAD at 10 connections:\n`,
   );
-  const routes = ['direct', 'nginx', 'gateway'];
+  const routes = ['direct', 'nginx', 'ceiling', 'gateway'];
   const cell = (figures, field) => figures?.[field] ?? '';
   table(
     ['route', 'download MB/s', 'upload MB/s', 'RSS growth MB (down/up)', 'Range req/s', 'HEAD req/s'],
@@ -103,7 +103,8 @@ function printTransfers(transfers) {
   );
   const r = transfers.ratios;
   console.log(
-    `\ngateway/direct: download ${r.download_gateway_vs_direct}, upload ${r.upload_gateway_vs_direct}, Range ${r.range_gateway_vs_direct}, HEAD ${r.head_gateway_vs_direct}; gateway/nginx: download ${r.download_gateway_vs_nginx}, upload ${r.upload_gateway_vs_nginx}`,
+    `\ngateway/direct: download ${r.download_gateway_vs_direct}, upload ${r.upload_gateway_vs_direct}, Range ${r.range_gateway_vs_direct}, HEAD ${r.head_gateway_vs_direct}; gateway/nginx: download ${r.download_gateway_vs_nginx}, upload ${r.upload_gateway_vs_nginx}; ` +
+      `gateway/Node.js ceiling: download ${r.download_gateway_vs_ceiling}, upload ${r.upload_gateway_vs_ceiling}, Range ${r.range_gateway_vs_ceiling}, HEAD ${r.head_gateway_vs_ceiling}`,
   );
 }
 

@@ -471,6 +471,9 @@ function targets({ cases, ratios, shares, startup_1m_keys_s, rss_1m_keys_mb, usa
     const { ratios: transferRatios, download, upload } = transfers;
     all.download_vs_direct = target(transferRatios.download_gateway_vs_direct, '>= 0.8', transferRatios.download_gateway_vs_direct >= 0.8);
     all.upload_vs_direct = target(transferRatios.upload_gateway_vs_direct, '>= 0.8', transferRatios.upload_gateway_vs_direct >= 0.8);
+    // Range and HEAD pass through as cheaply as any forwarded request: the same share of the ceiling as a keyed GET.
+    all.range_vs_ceiling = target(transferRatios.range_gateway_vs_ceiling, '>= 0.85', transferRatios.range_gateway_vs_ceiling >= 0.85);
+    all.head_vs_ceiling = target(transferRatios.head_gateway_vs_ceiling, '>= 0.85', transferRatios.head_gateway_vs_ceiling >= 0.85);
     const growth = Math.max(download.gateway.rss_growth_mb, upload.gateway.rss_growth_mb);
     all.transfer_rss_growth_mb = target(growth, '< 50', growth < 50);
   }

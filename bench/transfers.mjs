@@ -1,4 +1,4 @@
-// Big transfers: a 500 MB /view download and a 90 MB upload directly, through nginx and through the keyed gateway, with the gateway's RSS; then Range and HEAD on /view.
+// Big transfers: a 500 MB /view download and a 90 MB upload directly, through nginx, through the Node.js ceiling and through the keyed gateway, with the gateway's RSS; then Range and HEAD on /view.
 
 import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -29,7 +29,7 @@ const SMALL_REQUEST_WARM_UP_S = 2;
 const SMALL_REQUEST_RUN_S = 5;
 const here = (name) => fileURLToPath(new URL(name, import.meta.url));
 
-/** {download, upload, range, head}, each with its figures per route (direct, nginx, gateway). */
+/** {download, upload, range, head}, each with its figures per route (direct, nginx, ceiling, gateway). */
 export async function measureTransfers(work, log) {
   const directory = join(work, 'files');
   mkdirSync(join(directory, 'output'), { recursive: true });
@@ -40,14 +40,18 @@ export async function measureTransfers(work, log) {
 
   const upstreamPort = await freePort();
   const proxyPort = await freePort();
+  const ceilingPort = await freePort();
   const upstream = spawnService(process.execPath, [here('files-upstream.mjs'), String(upstreamPort), directory, OUTPUT_NAME]);
   const proxy = await startProxy(work, proxyPort, upstreamPort, { streaming: true });
+  // The ceiling of one Node.js process (no checks at all) in front of the same upstream: what the gateway's own work costs beside it.
+  const ceiling = spawnService(process.execPath, [here('bare-proxy.mjs'), String(ceilingPort), String(upstreamPort)]);
   const keyDirectory = join(work, 'transfers-gateway');
   const key = await writeKeysFile(keyDirectory, 1);
   const headerFile = join(work, 'transfers-key-header');
   writeFileSync(headerFile, `X-API-Key: ${key.apiKey}\n`, { mode: 0o600 });
   try {
     await waitForLine(upstream, /ready/);
+    await waitForLine(ceiling, /listening/);
     const gateway = await startGateway({ directory: keyDirectory, upstreamPort, auth: true });
     try {
       // The key's own output, as a user gets one: a prompt run through the gateway whose output is the big file.
@@ -55,6 +59,7 @@ export async function measureTransfers(work, log) {
       const routes = [
         { name: 'direct', url: `http://127.0.0.1:${upstreamPort}` },
         { name: 'nginx', url: `http://127.0.0.1:${proxyPort}` },
+        { name: 'ceiling', url: `http://127.0.0.1:${ceilingPort}` },
         { name: 'gateway', url: gateway.url, headerFile, apiKey: key.apiKey, gateway },
       ];
       const viewPath = `/view?filename=${OUTPUT_NAME}&type=output`;
@@ -70,12 +75,13 @@ export async function measureTransfers(work, log) {
         results.range_rps[route.name] = await loadSmallRequests(route, (load) => runWrk(`${route.url}${viewPath}`, { ...load, method: 'GET', range: RANGE }));
         results.head_rps[route.name] = await loadSmallRequests(route, (load) => runHeadLoop(`${route.url}${viewPath}`, load));
       }
-      return { ...results, ratios: ratiosToDirect(results) };
+      return { ...results, ratios: ratiosOf(results) };
     } finally {
       await stopService(gateway.service);
     }
   } finally {
     await stopService(proxy);
+    await stopService(ceiling);
     await stopService(upstream);
   }
 }
@@ -157,7 +163,7 @@ async function loadSmallRequests(route, run) {
   return route.gateway ? { ...figures, event_loop_delay: await readEventLoopDelay(route.url) } : figures;
 }
 
-function ratiosToDirect({ download, upload, range_rps: range, head_rps: head }) {
+function ratiosOf({ download, upload, range_rps: range, head_rps: head }) {
   const ratio = (a, b) => round(a / b, 3);
   return {
     download_gateway_vs_direct: ratio(download.gateway.mb_per_s, download.direct.mb_per_s),
@@ -166,5 +172,9 @@ function ratiosToDirect({ download, upload, range_rps: range, head_rps: head }) 
     upload_gateway_vs_nginx: ratio(upload.gateway.mb_per_s, upload.nginx.mb_per_s),
     range_gateway_vs_direct: ratio(range.gateway.rps, range.direct.rps),
     head_gateway_vs_direct: ratio(head.gateway.rps, head.direct.rps),
+    download_gateway_vs_ceiling: ratio(download.gateway.mb_per_s, download.ceiling.mb_per_s),
+    upload_gateway_vs_ceiling: ratio(upload.gateway.mb_per_s, upload.ceiling.mb_per_s),
+    range_gateway_vs_ceiling: ratio(range.gateway.rps, range.ceiling.rps),
+    head_gateway_vs_ceiling: ratio(head.gateway.rps, head.ceiling.rps),
   };
 }
