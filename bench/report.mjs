@@ -80,7 +80,9 @@ function printWebSockets(ws) {
       `  progress p99 of each round, direct / through comfy-gate: ${ws.rounds.map((r) => `${r.direct_p99_ms} / ${r.gateway_p99_ms} ms`).join(', ')}\n` +
       `  progress: direct p50 ${direct.p50_ms} ms p99 ${direct.p99_ms} ms; through comfy-gate p50 ${gateway.p50_ms} ms p99 ${gateway.p99_ms} ms (${gateway.msgs_per_s} msg/s); added p50 ${added.progress.p50_ms} ms p99 ${added.progress.p99_ms} ms\n` +
       `  previews: direct p50 ${direct.previews.p50_ms} ms p99 ${direct.previews.p99_ms} ms; through comfy-gate p50 ${gateway.previews.p50_ms} ms p99 ${gateway.previews.p99_ms} ms (${gateway.previews.msgs_per_s} frames/s); added p50 ${added.previews.p50_ms} ms p99 ${added.previews.p99_ms} ms\n` +
-      `  gateway RSS ${gateway.rss_mb} MB (idle ${gateway.rss_idle_mb} MB); other CPU ${gateway.others_busy_pct} % while relaying`,
+      `  gateway RSS ${gateway.rss_mb} MB (idle ${gateway.rss_idle_mb} MB); other CPU ${gateway.others_busy_pct} % while relaying\n` +
+      `  without previews, progress p99 of each round: ${ws.progress_only.rounds.map((r) => `${r.direct_p99_ms} / ${r.gateway_p99_ms} ms`).join(', ')}; ` +
+      `added p50 ${ws.progress_only.added_by_gateway.progress.p50_ms} ms p99 ${ws.progress_only.added_by_gateway.progress.p99_ms} ms`,
   );
 }
 

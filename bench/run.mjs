@@ -246,17 +246,36 @@ async function measureUsageWrites(work, upstreamPort) {
 /**
  * 1,000 WebSockets receiving a progress message every 100 ms, 50 of them also a 100 KB preview frame
  * every 200 ms: directly from the upstream, then relayed by the gateway (one user key, its event filter
- * on), in WS_ROUNDS alternating rounds. Each run has an upstream of its own: the upstream's prompts
+ * on), in WS_ROUNDS alternating rounds; then the same without previews (`progress_only`), which tells
+ * the gateway's own cost per message apart from the previews' bytes that every prompt's events queue
+ * behind on the gateway's one event socket. Each run has an upstream of its own: the upstream's prompts
  * never end, and a shared one would still send the earlier run's events. The figures are each side's
  * median round (by p99); the event-loop delays and RSS are the worst of every round.
  */
 async function measureWebSockets(work) {
-  log(`websockets: ${WS_SOCKETS} sockets (${WS_PREVIEW_SOCKETS} with previews), direct then through the gateway, ${WS_ROUNDS} rounds`);
   const key = await writeKeysFile(join(work, 'ws'), 1);
+  const withPreviews = await webSocketRounds(work, key, WS_PREVIEW_SOCKETS);
+  const progressOnly = await webSocketRounds(work, key, 0);
+  return {
+    sockets: WS_SOCKETS,
+    message_interval_ms: 100,
+    preview_sockets: WS_PREVIEW_SOCKETS,
+    preview_interval_ms: 200,
+    preview_bytes: 100_000,
+    ...withPreviews,
+    progress_only: { rounds: progressOnly.rounds, added_by_gateway: { progress: progressOnly.added_by_gateway.progress } },
+  };
+}
+
+/** WS_ROUNDS rounds of the WebSocket case with `previewSockets` of its sockets taking previews: {rounds, direct, gateway, added_by_gateway}. */
+async function webSocketRounds(work, key, previewSockets) {
+  log(`websockets: ${WS_SOCKETS} sockets (${previewSockets} with previews), direct then through the gateway, ${WS_ROUNDS} rounds`);
   const rounds = [];
   for (let index = 1; index <= WS_ROUNDS; index += 1) {
-    const direct = await withWebSocketUpstream((port) => runNodeJson(webSocketClientArgs(`ws://127.0.0.1:${port}/ws`)));
-    const gateway = await withWebSocketUpstream((port) => relayWebSockets(join(work, 'ws'), join(work, `ws-${index}`), port, key));
+    const direct = await withWebSocketUpstream(previewSockets, (port) => runNodeJson(webSocketClientArgs(`ws://127.0.0.1:${port}/ws`, previewSockets)));
+    const gateway = await withWebSocketUpstream(previewSockets, (port) =>
+      relayWebSockets(join(work, 'ws'), join(work, `ws-${previewSockets}-${index}`), port, key, previewSockets),
+    );
     log(`websockets round ${index}: progress p99 ${direct.p99_ms} ms direct, ${gateway.p99_ms} ms through the gateway`);
     rounds.push({ direct, gateway });
   }
@@ -270,11 +289,6 @@ async function measureWebSockets(work) {
   });
   const worstDelay = (field) => rounds.map((r) => r.gateway[field]).reduce((a, b) => (b.max_ms > a.max_ms ? b : a));
   return {
-    sockets: WS_SOCKETS,
-    message_interval_ms: 100,
-    preview_sockets: WS_PREVIEW_SOCKETS,
-    preview_interval_ms: 200,
-    preview_bytes: 100_000,
     rounds: rounds.map(({ direct, gateway }) => ({ direct_p99_ms: direct.p99_ms, gateway_p99_ms: gateway.p99_ms })),
     direct: { ...progress('direct'), previews: previews('direct') },
     gateway: {
@@ -284,16 +298,23 @@ async function measureWebSockets(work) {
       event_loop_delay: worstDelay('event_loop_delay'),
       event_loop_delay_opening: worstDelay('event_loop_delay_opening'),
     },
-    added_by_gateway: { progress: added(progress), previews: added(previews) },
+    added_by_gateway: { progress: added(progress), ...(previewSockets > 0 ? { previews: added(previews) } : {}) },
   };
 }
 
-const webSocketClientArgs = (url, apiKey = []) => [here('ws-client.mjs'), url, String(WS_SOCKETS), String(WS_SECONDS), String(WS_PREVIEW_SOCKETS), ...apiKey];
+const webSocketClientArgs = (url, previewSockets, apiKey = []) => [
+  here('ws-client.mjs'),
+  url,
+  String(WS_SOCKETS),
+  String(WS_SECONDS),
+  String(previewSockets),
+  ...apiKey,
+];
 
 /** Runs `measure` with a WebSocket upstream of its own (its port), then stops it. */
-async function withWebSocketUpstream(measure) {
+async function withWebSocketUpstream(previewSockets, measure) {
   const port = await freePort();
-  const upstream = spawnService(process.execPath, [here('ws-upstream.mjs'), String(port), String(WS_PREVIEW_SOCKETS)]);
+  const upstream = spawnService(process.execPath, [here('ws-upstream.mjs'), String(port), String(previewSockets)]);
   try {
     await waitForLine(upstream, /ready/);
     return await measure(port);
@@ -303,7 +324,7 @@ async function withWebSocketUpstream(measure) {
 }
 
 /** One run of the bench's sockets through a new gateway (in `directory`, with the keys of `keysDirectory`) and one user key: their figures, with the gateway's CPU, RSS (sampled every 500 ms) and event-loop delay while the sockets open and while the messages are timed. */
-async function relayWebSockets(keysDirectory, directory, upstreamPort, key) {
+async function relayWebSockets(keysDirectory, directory, upstreamPort, key, previewSockets) {
   // Every socket's prompt is sent on at once (none held back in the gateway's queue).
   const flags = ['--ws-max-per-key', String(WS_MAX_PER_KEY), '--upstream-queue-depth', String(WS_SOCKETS)];
   // A user directory of its own: the prompt ids of an earlier round are taken in that one's job registry.
@@ -315,7 +336,7 @@ async function relayWebSockets(keysDirectory, directory, upstreamPort, key) {
     const peak = { rss_mb: 0 };
     const sampler = setInterval(() => (peak.rss_mb = Math.max(peak.rss_mb, memoryOf(gateway.service.pid).rss_mb)), 500);
     await resetEventLoopDelay(gateway.url);
-    const client = spawnService(process.execPath, webSocketClientArgs(`${gateway.url.replace('http', 'ws')}/ws`, [key.apiKey]));
+    const client = spawnService(process.execPath, webSocketClientArgs(`${gateway.url.replace('http', 'ws')}/ws`, previewSockets, [key.apiKey]));
     await waitForLine(client, /^recording$/m, 120_000);
     const opening = await readEventLoopDelay(gateway.url);
     const [[, line], cpu] = await Promise.all([waitForLine(client, /^(\{.*\})\n/m, 120_000), cpuDuring(WS_SECONDS)]);
