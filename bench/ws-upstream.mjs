@@ -41,15 +41,23 @@ function serve(port, previewSockets) {
   /** Open sockets by clientId. */
   const sockets = new Map();
   const send = (clientId, data, binary) => sockets.get(clientId)?.send(data, { binary });
-  /** Starts sending a queued prompt's events to the socket of its client_id (looked up at each send, as ComfyUI does). */
+  /**
+   * Starts sending a queued prompt's events to the socket of its client_id (looked up at each send, as ComfyUI does). Prompt N's
+   * progress starts N mod 100 ms after it is queued and its previews N / PREVIEW_SOCKETS of their interval after: independent prompts
+   * keep phases of their own, as the prompts of separate backends do (one ComfyUI runs one prompt at a time). Started at once, the
+   * clients' batches of 50 prompts would send 5 MB of previews within one millisecond every 200 ms.
+   */
   function run(promptId, clientId) {
     let value = 0;
-    setInterval(() => {
+    const index = Number(/^bench-prompt-(\d+)$/.exec(promptId)?.[1] ?? 0);
+    const sendProgress = () => {
       value = (value % 20) + 1;
       send(clientId, JSON.stringify({ type: 'progress', data: { value, max: 20, prompt_id: promptId, node: '3', sent_ms: nowMs() } }), false);
-    }, INTERVAL_MS);
-    const index = Number(/^bench-prompt-(\d+)$/.exec(promptId)?.[1] ?? Infinity);
-    if (index < previewSockets) setInterval(() => send(clientId, previewFrame(image, promptId), true), PREVIEW_INTERVAL_MS);
+    };
+    setTimeout(() => setInterval(sendProgress, INTERVAL_MS), index % INTERVAL_MS);
+    if (index >= previewSockets) return;
+    const sendPreview = () => send(clientId, previewFrame(image, promptId), true);
+    setTimeout(() => setInterval(sendPreview, PREVIEW_INTERVAL_MS), Math.floor((index * PREVIEW_INTERVAL_MS) / previewSockets));
   }
   const server = createServer((req, res) => {
     let body = '';
