@@ -1,12 +1,9 @@
 // Starts comfy-gate (the built CLI) as a child process and times its start-up.
 
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { memoryOf, round, spawnService, waitForLine } from './processes.mjs';
 
 const CLI = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
-/** The V8 flags the command runs with, from its first line (`#!/usr/bin/env -S node FLAGS`): the bench runs it as `comfy-gate` does. */
-const CLI_NODE_FLAGS = /^#!.*\bnode\b(.*)$/m.exec(readFileSync(CLI, 'utf8').split('\n', 1)[0])[1].trim().split(/\s+/).filter(Boolean);
 
 /**
  * Runs `comfy-gate` on a free port in front of `upstreamPort`, with keys required when `auth` is set and
@@ -14,19 +11,7 @@ const CLI_NODE_FLAGS = /^#!.*\bnode\b(.*)$/m.exec(readFileSync(CLI, 'utf8').spli
  * Resolves once it prints its listening line: {service, url, startup_s, rss_mb, peak_rss_mb}.
  */
 export async function startGateway({ directory, upstreamPort, auth, nodeArgs = [], flags = [] }) {
-  const args = [
-    ...CLI_NODE_FLAGS,
-    ...nodeArgs,
-    CLI,
-    '--port',
-    '0',
-    '--upstream',
-    `http://127.0.0.1:${upstreamPort}`,
-    '--user-directory',
-    directory,
-    '--metrics-public',
-    ...flags,
-  ];
+  const args = [...nodeArgs, CLI, '--port', '0', '--upstream', `http://127.0.0.1:${upstreamPort}`, '--user-directory', directory, '--metrics-public', ...flags];
   if (auth) args.push('--require-api-auth');
   const started = performance.now();
   const service = spawnService(process.execPath, args);

@@ -1,7 +1,5 @@
-#!/usr/bin/env -S node --max-semi-space-size=8
+#!/usr/bin/env node
 // The comfy-gate command: the only place that reads argv, prints usage and sets the exit code.
-// Its young generation is 8 MB, not V8's 16: relayed previews and downloads are buffers outside the heap that only a collection frees,
-// and with 16 MB they outlive so many of them that V8 runs full collections for them (see docs/performance.md).
 
 import { createInterface } from 'node:readline';
 import { ConfigError, SERVE_OPTIONS } from '../config/load.js';

@@ -26,8 +26,6 @@ export interface StartGatewayOptions {
   args?: string[];
   userDirectory?: string;
   env?: NodeJS.ProcessEnv;
-  /** Runs the built file itself, as the installed `comfy-gate` command does (its first line names node and its flags), not `node FILE`. */
-  asCommand?: boolean;
 }
 
 /** A fresh temporary user directory, removed by the returned cleanup. */
@@ -43,9 +41,7 @@ export async function tempUserDirectory(): Promise<{ path: string; remove(): Pro
 export async function startGateway(options: StartGatewayOptions): Promise<GatewayProcess> {
   const userDirectory = options.userDirectory ?? (await tempUserDirectory()).path;
   const upstream = options.upstream === null ? [] : ['--upstream', options.upstream];
-  const args = ['--port', '0', ...upstream, '--user-directory', userDirectory, ...(options.args ?? [])];
-  const [command, commandArgs] = options.asCommand ? [CLI_PATH, args] : [process.execPath, [CLI_PATH, ...args]];
-  const child = spawn(command, commandArgs, {
+  const child = spawn(process.execPath, [CLI_PATH, '--port', '0', ...upstream, '--user-directory', userDirectory, ...(options.args ?? [])], {
     env: { ...cleanEnv(), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
