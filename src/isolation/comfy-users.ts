@@ -18,6 +18,8 @@ export class ComfyUsers {
   private multiUser: { value: boolean; at: number } | null = null;
   /** The question to ComfyUI under way, shared by every request that needs its answer. */
   private askingMode: Promise<boolean> | null = null;
+  /** Counts `forgetMode` calls, so that an answer asked for before one is not kept. */
+  private modeGeneration = 0;
   private readonly creating = new Map<string, Promise<string>>();
 
   constructor(ctx: IsolationContext) {
@@ -27,17 +29,33 @@ export class ComfyUsers {
   /** Whether ComfyUI keeps settings and userdata per user; requests that arrive while it is being asked share one question. */
   isMultiUser(req: IncomingMessage): Promise<boolean> {
     if (this.multiUser && Date.now() - this.multiUser.at < MODE_TTL_MS) return Promise.resolve(this.multiUser.value);
-    this.askingMode ??= this.askMode(req).finally(() => (this.askingMode = null));
-    return this.askingMode;
+    if (this.askingMode) return this.askingMode;
+    const asking = this.askMode(req).finally(() => {
+      if (this.askingMode === asking) this.askingMode = null;
+    });
+    this.askingMode = asking;
+    return asking;
+  }
+
+  /**
+   * Asks again at the next request: a backend (re)connected, and a restarted ComfyUI may have been
+   * started with `--multi-user` (until asked, keys would share its `default` user) or without it.
+   */
+  forgetMode(): void {
+    this.multiUser = null;
+    this.askingMode = null;
+    this.modeGeneration += 1;
   }
 
   private async askMode(req: IncomingMessage): Promise<boolean> {
+    const generation = this.modeGeneration;
     const answer = await this.ctx.pool
       .any()
       .proxy.fetch(req, { method: 'GET', path: '/api/users', body: '', headers: { 'comfy-user': null, 'content-type': null } });
     const body = parseJsonOrUndefined(answer.body) as { users?: unknown } | undefined;
-    this.multiUser = { value: answer.status === 200 && typeof body?.users === 'object' && body.users !== null, at: Date.now() };
-    return this.multiUser.value;
+    const value = answer.status === 200 && typeof body?.users === 'object' && body.users !== null;
+    if (generation === this.modeGeneration) this.multiUser = { value, at: Date.now() };
+    return value;
   }
 
   /**

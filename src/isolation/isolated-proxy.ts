@@ -43,6 +43,8 @@ export interface IsolatedProxy {
   upstreamHeadersFor(req: IncomingMessage, key: KeyRecord): Promise<Record<string, string | null>>;
   /** ComfyUI's answers to /queue and /history, without secrets, for callers without a key. */
   handleAnonymous(req: IncomingMessage, res: ServerResponse, target: RequestTarget): Promise<boolean>;
+  /** A backend (re)connected or came up: it may be a restarted ComfyUI, with other nodes and models and another `--multi-user` setting. */
+  backendMayHaveRestarted(): void;
   /** Stops the threads that rewrite large answers. */
   close(): Promise<void>;
 }
@@ -204,6 +206,10 @@ export function createIsolatedProxy(options: {
     generateImages: async (req, res, key, waiter, workflows, origin) => generateImages(ctx, waiter, req, res, await callerOf(req, key), workflows, origin),
     upstreamHeadersFor: (req, key) => comfyUsers.headersFor(req, key),
     handleAnonymous,
+    backendMayHaveRestarted: () => {
+      options.catalog.clear();
+      comfyUsers.forgetMode();
+    },
     close: () => ctx.rewriter.close(),
   };
 }

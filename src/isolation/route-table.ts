@@ -205,7 +205,7 @@ export const ROUTES: readonly RouteEntry[] = [
     access: 'per-user',
     handler: 'user-data',
     userGets:
-      "with ComfyUI started with `--multi-user`: the key's own ComfyUI user, created on its first use and set as `Comfy-User` on every request (a client's own `Comfy-User` is dropped). Without `--multi-user`: read-only.",
+      "with ComfyUI started with `--multi-user` (the gateway asks ComfyUI once a minute, and again whenever a backend reconnects, since a restarted ComfyUI may run with it or without it): the key's own ComfyUI user, created on its first use and set as `Comfy-User` on every request (a client's own `Comfy-User` is dropped). Without `--multi-user`: read-only.",
   },
   {
     patterns: ['/object_info', '/object_info/{node_class}', '/embeddings', '/models', '/models/{folder}'],

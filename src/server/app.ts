@@ -145,7 +145,6 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     },
   });
   const gatewayClientId = randomBytes(16).toString('hex');
-  // A backend that (re)connects or comes up may be a restarted ComfyUI, with other nodes and models.
   const catalog = new CatalogCache(CATALOG_CACHE_LIMITS);
   const pool = new BackendPool(
     config.backends.map((backendConfig) =>
@@ -158,7 +157,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         upstreamTimeoutMs: config.upstreamTimeoutMs,
         frameAncestors: config.frameAncestors,
         onConnected: (backend) => {
-          catalog.clear();
+          isolated.backendMayHaveRestarted();
           jobService.connected(backend);
         },
         onHealthChange: (backend, state, previous) => {
@@ -169,7 +168,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
           );
           if (state === 'down') void jobService.backendDown(backend);
           if (state === 'up') {
-            catalog.clear();
+            isolated.backendMayHaveRestarted();
             backend.events.reconnectNow();
             jobService.scheduler.pump();
           }

@@ -428,3 +428,28 @@ describe('each key its own ComfyUI user (--multi-user upstream)', () => {
     assert.equal(comfy.users.size, 2, 'one ComfyUI user per key that used it');
   });
 });
+
+describe('a ComfyUI restarted with --multi-user', () => {
+  test('is asked again once the gateway reconnects: keys do not share its default user meanwhile', async () => {
+    const before = await startFakeComfyUI();
+    const { gateway, keys } = await startWithKeys(before);
+    let after: FakeComfyUI | null = null;
+    try {
+      assert.equal((await send(gateway.url, '/api/settings', { key: keys.alice })).status, 200);
+      assert.equal(before.requests.filter((r) => r.url === '/api/settings').at(-1)!.headers['comfy-user'], undefined, 'single-user: no Comfy-User');
+
+      await before.close();
+      after = await startFakeComfyUI({ multiUser: true, port: before.port });
+      for (const deadline = Date.now() + 15_000; !after.requests.some((r) => r.url.startsWith('/ws')); await sleep(50)) {
+        assert.ok(Date.now() < deadline, 'the gateway reconnects its event socket to the restarted ComfyUI');
+      }
+      assert.equal((await send(gateway.url, '/api/settings', { key: keys.alice })).status, 200);
+      const sentAs = after.requests.filter((r) => r.url === '/api/settings').at(-1)!.headers['comfy-user'];
+      assert.equal(typeof sentAs, 'string', 'the request goes as the key’s own ComfyUI user, not as default');
+      assert.match(after.users.get(String(sentAs)) ?? '', /^alice \(/, 'a user of its own, created on the restarted ComfyUI');
+    } finally {
+      await gateway.stop();
+      await after?.close();
+    }
+  });
+});

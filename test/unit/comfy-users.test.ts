@@ -1,0 +1,55 @@
+// Unit tests of ComfyUsers' question to ComfyUI about --multi-user: shared by concurrent requests, and asked again after forgetMode.
+
+import assert from 'node:assert/strict';
+import type { IncomingMessage } from 'node:http';
+import { describe, test } from 'node:test';
+import { ComfyUsers } from '../../src/isolation/comfy-users.js';
+import type { IsolationContext } from '../../src/isolation/context.js';
+import type { UpstreamAnswer } from '../../src/proxy/http.js';
+
+/** A ComfyUI whose `GET /api/users` answers are released by the test, one per question asked. */
+function comfyAskedByHand(): { ctx: IsolationContext; asked: Array<(multiUser: boolean) => void> } {
+  const asked: Array<(multiUser: boolean) => void> = [];
+  const fetch = (): Promise<UpstreamAnswer> =>
+    new Promise((resolve) =>
+      asked.push((multiUser) =>
+        resolve({
+          status: 200,
+          headers: {},
+          body: Buffer.from(JSON.stringify(multiUser ? { storage: 'server', users: {} } : { storage: 'server', migrated: true })),
+        }),
+      ),
+    );
+  const ctx = { pool: { any: () => ({ proxy: { fetch } }) } } as unknown as IsolationContext;
+  return { ctx, asked };
+}
+
+const request = {} as IncomingMessage;
+
+describe('ComfyUsers: whether ComfyUI runs with --multi-user', () => {
+  test('requests that arrive together share one question; its answer is kept', async () => {
+    const { ctx, asked } = comfyAskedByHand();
+    const users = new ComfyUsers(ctx);
+    const waiting = [users.isMultiUser(request), users.isMultiUser(request), users.isMultiUser(request)];
+    assert.equal(asked.length, 1);
+    asked[0]!(true);
+    assert.deepEqual(await Promise.all(waiting), [true, true, true]);
+    assert.equal(await users.isMultiUser(request), true);
+    assert.equal(asked.length, 1, 'answered from what ComfyUI said');
+  });
+
+  test('after forgetMode it is asked again, and an answer asked for before is not kept', async () => {
+    const { ctx, asked } = comfyAskedByHand();
+    const users = new ComfyUsers(ctx);
+    const first = users.isMultiUser(request);
+    users.forgetMode();
+    const second = users.isMultiUser(request);
+    assert.equal(asked.length, 2, 'a request after forgetMode does not wait for the question asked before it');
+    asked[1]!(true);
+    assert.equal(await second, true);
+    asked[0]!(false);
+    assert.equal(await first, false, 'whoever asked before gets the answer to that question');
+    assert.equal(await users.isMultiUser(request), true, 'the older answer, arriving last, did not replace the newer');
+    assert.equal(asked.length, 2);
+  });
+});
