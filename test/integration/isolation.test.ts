@@ -23,6 +23,15 @@ async function startWithKeys(comfy: FakeComfyUI, userDirectory?: string): Promis
   return { gateway, keys: { admin, alice, bob } };
 }
 
+/** Waits (at most 15 s) until the gateway's one backend is up and its event socket open: it asks ComfyUI about `--multi-user` anew after each. */
+async function backendSettled(gateway: GatewayProcess, adminKey: string): Promise<void> {
+  for (const deadline = Date.now() + 15_000; ; await sleep(50)) {
+    const { backends } = (await send(gateway.url, '/api/gateway/backends', { key: adminKey })).json<{ backends: Array<{ state: string; events: string }> }>();
+    if (backends.every((backend) => backend.state === 'up' && backend.events === 'connected')) return;
+    assert.ok(Date.now() < deadline, 'the backend is up and the event socket open');
+  }
+}
+
 function firstImage(entry: Record<string, unknown>): { filename: string; subfolder: string; type: string } {
   const outputs = entry.outputs as Record<string, { images?: Array<{ filename: string; subfolder: string; type: string }> }>;
   return Object.values(outputs).find((o) => o.images?.length)!.images![0]!;
@@ -395,13 +404,15 @@ describe('each key its own ComfyUI user (--multi-user upstream)', () => {
   });
 
   test('requests that arrive together ask ComfyUI whether it runs with --multi-user once', async () => {
+    await backendSettled(gateway, keys.admin);
+    const askedBefore = comfy.requests.filter((r) => r.method === 'GET' && r.url === '/api/users').length;
     const answers = await Promise.all(Array.from({ length: 20 }, () => send(gateway.url, '/api/settings', { key: keys.alice })));
     assert.deepEqual(
       answers.map((answer) => answer.status),
       Array.from({ length: 20 }, () => 200),
     );
-    const asked = comfy.requests.filter((r) => r.method === 'GET' && r.url === '/api/users');
-    assert.equal(asked.length, 1, 'one GET /api/users for all twenty requests');
+    const asked = comfy.requests.filter((r) => r.method === 'GET' && r.url === '/api/users').length - askedBefore;
+    assert.equal(asked, 1, 'one GET /api/users for all twenty requests');
     assert.ok(
       comfy.requests.filter((r) => r.url === '/api/settings').every((r) => typeof r.headers['comfy-user'] === 'string'),
       'every request went on as the key’s ComfyUI user',
@@ -443,6 +454,7 @@ describe('a ComfyUI restarted with --multi-user', () => {
       for (const deadline = Date.now() + 15_000; !after.requests.some((r) => r.url.startsWith('/ws')); await sleep(50)) {
         assert.ok(Date.now() < deadline, 'the gateway reconnects its event socket to the restarted ComfyUI');
       }
+      await backendSettled(gateway, keys.admin);
       assert.equal((await send(gateway.url, '/api/settings', { key: keys.alice })).status, 200);
       const sentAs = after.requests.filter((r) => r.url === '/api/settings').at(-1)!.headers['comfy-user'];
       assert.equal(typeof sentAs, 'string', 'the request goes as the key’s own ComfyUI user, not as default');
