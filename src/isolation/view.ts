@@ -33,7 +33,7 @@ export async function getView(ctx: IsolationContext, req: IncomingMessage, res: 
   }
   const backend = await backendOfFile(ctx, query);
   if (!backend) return emptyNotFound(res);
-  await backend.proxy.forward(req, res, { headers: caller.upstreamHeaders });
+  await backend.proxy.download(req, res, { headers: caller.upstreamHeaders });
 }
 
 /** How long a backend may take to say whether it has a file. */

@@ -4,7 +4,9 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { Readable } from 'node:stream';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import { GatewayError, upstreamTimeout, upstreamUnavailable } from '../errors.js';
+import { streamDownload } from './download.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders, type OutgoingHeaders } from './headers.js';
+import { requestHead } from './http1-head.js';
 
 export interface HttpProxyOptions {
   upstream: URL;
@@ -42,6 +44,12 @@ export interface HttpProxy {
    * @throws GatewayError UPSTREAM_UNAVAILABLE (502) or UPSTREAM_TIMEOUT (504) when no response began.
    */
   forward(req: IncomingMessage, res: ServerResponse, overrides?: UpstreamOverrides): Promise<void>;
+  /**
+   * As `forward`, for a GET whose answer may be big (a file): over plain HTTP, the answer is streamed
+   * over a connection of its own into reused buffers (see streamDownload); any other request, or an
+   * answer without a length, goes through the pool as `forward` sends it.
+   */
+  download(req: IncomingMessage, res: ServerResponse, overrides?: UpstreamOverrides): Promise<void>;
   /**
    * Sends `req` (as changed by `overrides`) and reads the whole answer, up to `MAX_BUFFERED_BYTES`. With
    * `req` null, the gateway asks on its own behalf: `overrides` must give the method and path.
@@ -89,13 +97,32 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
   }
 
   function forward(req: IncomingMessage, res: ServerResponse, overrides: UpstreamOverrides = {}): Promise<void> {
+    const { headers, body } = requestParts(req, overrides);
+    return forwardParts(res, overrides.method ?? req.method!, overrides.path ?? req.url!, headers, body);
+  }
+
+  function forwardParts(res: ServerResponse, method: string, path: string, headers: OutgoingHeaders, body: Readable | Buffer | string | null): Promise<void> {
     return new Promise((resolve, reject) => {
-      const { headers, body } = requestParts(req, overrides);
       const handler = new ForwardHandler(res, options.frameAncestors, resolve, reject);
-      const method = overrides.method ?? req.method!;
       // undici closes the connection after every HEAD by default (for servers that wrongly send a body); ComfyUI's aiohttp never does, so it is kept.
-      pool.dispatch({ path: overrides.path ?? req.url!, method, headers, body, ...(method === 'HEAD' ? { reset: false } : {}) }, handler);
+      pool.dispatch({ path, method, headers, body, ...(method === 'HEAD' ? { reset: false } : {}) }, handler);
     });
+  }
+
+  /** Where downloads connect: ComfyUI's host and port, when it speaks plain HTTP. */
+  const downloadTarget =
+    options.upstream.protocol === 'http:' ? { host: options.upstream.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(options.upstream.port || 80) } : null;
+
+  async function download(req: IncomingMessage, res: ServerResponse, overrides: UpstreamOverrides = {}): Promise<void> {
+    const { headers, body } = requestParts(req, overrides);
+    const method = overrides.method ?? req.method!;
+    const path = overrides.path ?? req.url!;
+    const head = method === 'GET' && body === null ? requestHead(method, path, options.upstream.host, headers) : undefined;
+    if (downloadTarget && head !== undefined) {
+      const outcome = await streamDownload({ ...downloadTarget, head, res, timeoutMs: options.headersTimeoutMs, frameAncestors: options.frameAncestors });
+      if (outcome === 'sent') return;
+    }
+    return forwardParts(res, method, path, headers, body);
   }
 
   function fetch(req: IncomingMessage | null, overrides: UpstreamOverrides = {}): Promise<UpstreamAnswer> {
@@ -119,7 +146,7 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
     return statusCode;
   }
 
-  return { forward, fetch, probe, close: () => pool.close() };
+  return { forward, download, fetch, probe, close: () => pool.close() };
 }
 
 /** How much of a forwarded answer may wait for a slow client before ComfyUI is read no further. */

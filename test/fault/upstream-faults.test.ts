@@ -11,6 +11,8 @@ import { closeCode, download, openWebSocket, upload } from './transfers.js';
 
 const MiB = 1024 * 1024;
 const REPEATS = 3;
+/** Each route twice: as the pool forwards it, and as a `/view` download, which the gateway streams over a connection of its own. */
+const bothWays = (name: string, query = ''): string[] => [`/${name}${query && `?${query}`}`, `/view?filename=${name}${query && `&${query}`}`];
 
 /** Asserts a JSON gateway error: its status and error_code. */
 function assertGatewayError(status: number | null, body: string, expectedStatus: number, code: string): void {
@@ -37,9 +39,9 @@ describe('upstream faults', () => {
   });
 
   test('killed before answering: 502 UPSTREAM_UNAVAILABLE, then served again once it is back', async () => {
-    for (let i = 0; i < REPEATS; i += 1) {
+    for (const target of [...bothWays('stall'), ...bothWays('stall')]) {
       const arrived = upstream.waitFor(/^stall$/);
-      const answer = send(gateway.url, '/stall', { key });
+      const answer = send(gateway.url, target, { key });
       await arrived;
       await upstream.kill();
       const res = await answer;
@@ -54,8 +56,10 @@ describe('upstream faults', () => {
     await upstream.kill();
     try {
       for (let i = 0; i < REPEATS; i += 1) {
-        const res = await send(gateway.url, '/ok', { key });
-        assertGatewayError(res.status, res.text, 502, 'UPSTREAM_UNAVAILABLE');
+        for (const target of bothWays('ok')) {
+          const res = await send(gateway.url, target, { key });
+          assertGatewayError(res.status, res.text, 502, 'UPSTREAM_UNAVAILABLE');
+        }
         const ws = await openWebSocket(gateway.url, '/ws', key);
         assert.ok('status' in ws, 'the upgrade is refused');
         assertGatewayError(ws.status, ws.body, 502, 'UPSTREAM_UNAVAILABLE');
@@ -81,9 +85,9 @@ describe('upstream faults', () => {
   });
 
   test('killed mid-download: the client sees the download cut, never a complete-looking answer', async () => {
-    for (let i = 0; i < REPEATS; i += 1) {
+    for (const target of [...bothWays('download', `bytes=${512 * MiB}`), ...bothWays('download', `bytes=${512 * MiB}`)]) {
       let killing: Promise<void> | undefined;
-      const result = await download(gateway.url, `/download?bytes=${512 * MiB}`, key, (bytes) => {
+      const result = await download(gateway.url, target, key, (bytes) => {
         if (bytes >= 8 * MiB) killing ??= upstream.kill();
       });
       await killing;
@@ -110,7 +114,7 @@ describe('upstream faults', () => {
 
   test('never answers: 504 UPSTREAM_TIMEOUT after --upstream-timeout, for HTTP and a WebSocket upgrade', async () => {
     const started = Date.now();
-    const answers = await Promise.all(Array.from({ length: REPEATS }, () => send(gateway.url, '/stall', { key })));
+    const answers = await Promise.all([...bothWays('stall'), '/stall', '/view?filename=stall'].map((target) => send(gateway.url, target, { key })));
     const elapsed = Date.now() - started;
     for (const res of answers) assertGatewayError(res.status, res.text, 504, 'UPSTREAM_TIMEOUT');
     assert.ok(elapsed >= 900 && elapsed < 4000, `answered after ${elapsed} ms, with --upstream-timeout 1`);
@@ -122,13 +126,25 @@ describe('upstream faults', () => {
 
   test('stalls mid-body: the download is cut after --upstream-timeout', async () => {
     const started = Date.now();
-    const results = await Promise.all(Array.from({ length: REPEATS }, () => download(gateway.url, '/trickle', key)));
+    const results = await Promise.all([...bothWays('trickle'), ...bothWays('trickle', `length=${MiB}`)].map((target) => download(gateway.url, target, key)));
     for (const result of results) {
       assert.equal(result.status, 200);
       assert.equal(result.complete, false);
       assert.equal(result.bytes, 1024);
     }
     assert.ok(Date.now() - started < 5000, 'cut within a few seconds');
+    await assertHealthy(gateway, baseline);
+  });
+
+  test('a download whose answer has no length (chunked): asked again through the pool and sent whole', async () => {
+    const bytes = 3 * MiB + 5;
+    const asked = upstream.waitFor(/^chunked$/);
+    const askedAgain = asked.then(() => upstream.waitFor(/^chunked$/));
+    const result = await download(gateway.url, `/view?filename=chunked&bytes=${bytes}`, key);
+    assert.equal(result.status, 200);
+    assert.equal(result.complete, true);
+    assert.equal(result.bytes, bytes);
+    await askedAgain;
     await assertHealthy(gateway, baseline);
   });
 });

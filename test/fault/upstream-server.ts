@@ -3,7 +3,9 @@
 //   GET  /ok                  200 {"ok":true}
 //   GET  /stall               never answers
 //   GET  /download?bytes=N    200 with N bytes, written as fast as the reader takes them
-//   GET  /trickle             200, 1 KiB, then nothing more
+//   GET  /trickle[?length=N]  200, 1 KiB, then nothing more (announcing a length of N bytes when given)
+//   GET  /chunked?bytes=N     200 with N bytes, chunked (no length)
+//   GET  /view?filename=NAME&…  what /NAME does: a file download, which the gateway streams over a connection of its own
 //   POST /upload              reads the whole body, then 200 {"bytes":N}
 //   WS   /ws                  sends "hello", echoes every message
 //   WS   /ws-stall            never answers the upgrade
@@ -11,7 +13,7 @@
 //   WS   /ws-flood            sends 1 MiB binary messages, each once the previous one went out, 512 in all
 //   WS   /ws-big?bytes=N      sends one binary message of N bytes
 //
-// Lines printed: `listening PORT`, `stall`, `download`, `upload BYTES` (each MiB), and `closed PATH` when a
+// Lines printed: `listening PORT`, `stall`, `download`, `chunked`, `upload BYTES` (each MiB), and `closed PATH` when a
 // client (the gateway) hangs up before the answer finished; for a WebSocket, `closed PATH CODE` when it
 // closes, and for /ws-flood `flood stalled MIB` when a message waited 1 s to go out and `flood done`.
 
@@ -28,14 +30,15 @@ const server = createServer((req, res) => {
   res.on('close', () => {
     if (!res.writableFinished) say(`closed ${url.pathname}`);
   });
-  if (url.pathname === '/ok') {
+  const route = url.pathname === '/view' ? `/${url.searchParams.get('filename')}` : url.pathname;
+  if (route === '/ok') {
     res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
-  } else if (url.pathname === '/stall') {
+  } else if (route === '/stall') {
     say('stall');
-  } else if (url.pathname === '/download') {
+  } else if (route === '/download' || route === '/chunked') {
     const total = Number(url.searchParams.get('bytes'));
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total });
-    say('download');
+    res.writeHead(200, { 'content-type': 'application/octet-stream', ...(route === '/download' ? { 'content-length': total } : {}) });
+    say(route.slice(1));
     let sent = 0;
     const pump = (): void => {
       while (sent < total) {
@@ -46,10 +49,11 @@ const server = createServer((req, res) => {
       res.end();
     };
     pump();
-  } else if (url.pathname === '/trickle') {
-    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+  } else if (route === '/trickle') {
+    const length = url.searchParams.get('length');
+    res.writeHead(200, { 'content-type': 'application/octet-stream', ...(length ? { 'content-length': Number(length) } : {}) });
     res.write(CHUNK.subarray(0, 1024));
-  } else if (url.pathname === '/upload' && req.method === 'POST') {
+  } else if (route === '/upload' && req.method === 'POST') {
     let bytes = 0;
     let reported = 0;
     req.on('data', (chunk: Buffer) => {

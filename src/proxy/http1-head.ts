@@ -1,0 +1,93 @@
+// HTTP/1.1 message heads on the wire (RFC 9112 §3 to §5), written and read strictly: anything unusual is neither sent nor read.
+
+/** The largest answer head read; aiohttp's own limit for a header line is 8,190 bytes. */
+export const MAX_HEAD_BYTES = 64 * 1024;
+
+/** Field names as RFC 9110 §5.1 allows them: tokens. */
+const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** Field values Node.js will send on again: visible ASCII, spaces, tabs and obs-text, nothing else. */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+/** A request target as it may go on the wire: visible ASCII only. */
+const REQUEST_TARGET = /^[\x21-\x7e]+$/;
+const STATUS_LINE = /^HTTP\/1\.[01] ([1-9]\d\d)(?: [\t\x20-\x7e\x80-\xff]*)?$/;
+const DIGITS = /^\d{1,15}$/;
+
+export interface ResponseHead {
+  status: number;
+  /** Field names in lower case; a field sent more than once has each of its values, in order. */
+  headers: Record<string, string | string[]>;
+  /**
+   * The body's length: 0 for the answers that never have one (204, 304), the single `Content-Length`
+   * otherwise, or null when the body is framed some other way (chunked, or until the connection closes).
+   */
+  bodyLength: number | null;
+}
+
+/**
+ * The head of a request that asks for one answer and then closes the connection: `method target HTTP/1.1`,
+ * `Host`, the `headers` (names in lower case; their own `Host` and `Connection` are left out) and `Connection: close`. Undefined when the target or a
+ * field would not go on the wire as it is.
+ */
+export function requestHead(method: string, target: string, host: string, headers: Record<string, string | string[]>): string | undefined {
+  if (!REQUEST_TARGET.test(target)) return undefined;
+  let head = `${method} ${target} HTTP/1.1\r\nhost: ${host}\r\n`;
+  for (const name in headers) {
+    if (name === 'host' || name === 'connection') continue;
+    if (!FIELD_NAME.test(name)) return undefined;
+    const value = headers[name]!;
+    for (const one of Array.isArray(value) ? value : [value]) {
+      if (!FIELD_VALUE.test(one)) return undefined;
+      head += `${name}: ${one}\r\n`;
+    }
+  }
+  return `${head}connection: close\r\n\r\n`;
+}
+
+const ANSWER_START = Buffer.from('HTTP/1.');
+
+/**
+ * Whether the first bytes of an answer can still begin a head that parseResponseHead reads: they start
+ * with `HTTP/1.` and, once the status line has arrived whole, it is a valid one. Garbage is refused at
+ * once instead of waiting for a blank line that may never come.
+ */
+export function couldStartResponseHead(bytes: Buffer): boolean {
+  const start = Math.min(bytes.length, ANSWER_START.length);
+  if (bytes.compare(ANSWER_START, 0, start, 0, start) !== 0) return false;
+  const lineEnd = bytes.indexOf('\r\n');
+  return lineEnd < 0 || STATUS_LINE.test(bytes.toString('latin1', 0, lineEnd));
+}
+
+/**
+ * Parses `head` (the bytes before the blank line, read as latin1 so every byte comes back as it was).
+ * Returns undefined for anything that is not a plain HTTP/1.x head: a malformed status line, a field
+ * without a name or with control characters, a folded line (obs-fold), or conflicting lengths.
+ */
+export function parseResponseHead(head: string): ResponseHead | undefined {
+  const lines = head.split('\r\n');
+  const status = STATUS_LINE.exec(lines[0]!);
+  if (!status) return undefined;
+  // No prototype: a field named __proto__ is a field like any other.
+  const headers = Object.create(null) as Record<string, string | string[]>;
+  for (let i = 1; i < lines.length; i += 1) {
+    const line = lines[i]!;
+    const colon = line.indexOf(':');
+    if (colon <= 0) return undefined;
+    const name = line.slice(0, colon);
+    const value = line.slice(colon + 1).replace(/^[\t ]+|[\t ]+$/g, '');
+    if (!FIELD_NAME.test(name) || !FIELD_VALUE.test(value)) return undefined;
+    const key = name.toLowerCase();
+    const before = headers[key];
+    headers[key] = before === undefined ? value : [...(Array.isArray(before) ? before : [before]), value];
+  }
+  const code = Number(status[1]);
+  return { status: code, headers, bodyLength: bodyLengthOf(code, headers) };
+}
+
+/** The body length a head announces (see ResponseHead.bodyLength); null too for an interim 1xx answer and a repeated length. */
+function bodyLengthOf(status: number, headers: Record<string, string | string[]>): number | null {
+  if (status < 200) return null;
+  if (status === 204 || status === 304) return 0;
+  const length = headers['content-length'];
+  if (headers['transfer-encoding'] !== undefined || typeof length !== 'string' || !DIGITS.test(length)) return null;
+  return Number(length);
+}

@@ -1,0 +1,206 @@
+// Unit tests of the proxy's downloads (`download`) between real sockets on loopback: bytes intact through reused buffers, heads as sent.
+
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer as createHttpServer, request, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { MAX_OPEN_DOWNLOADS } from '../../src/proxy/download.js';
+import { createHttpProxy, type HttpProxy } from '../../src/proxy/http.js';
+
+const FILE = randomBytes(24 * 1024 * 1024 + 13);
+const FILE_SHA = createHash('sha256').update(FILE).digest('hex');
+
+/** A raw upstream: it records each request head and answers what `answer` writes for it. */
+interface RawUpstream {
+  port: number;
+  heads: string[];
+  answer: (head: string, socket: Socket) => void;
+}
+
+function startRawUpstream(): Promise<{ upstream: RawUpstream; server: Server; sockets: Set<Socket> }> {
+  const sockets = new Set<Socket>();
+  const upstream: RawUpstream = { port: 0, heads: [], answer: () => undefined };
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    let received = '';
+    const onData = (chunk: Buffer): void => {
+      received += chunk.toString('latin1');
+      const end = received.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      socket.off('data', onData);
+      const head = received.slice(0, end + 4);
+      upstream.heads.push(head);
+      upstream.answer(head, socket);
+    };
+    socket.on('data', onData);
+  });
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => {
+      upstream.port = (server.address() as AddressInfo).port;
+      resolve({ upstream, server, sockets });
+    }),
+  );
+}
+
+/** Writes `bytes` to `socket` as fast as it takes them, then leaves it open. */
+function pump(socket: Socket, bytes: Buffer, from = 0): void {
+  const CHUNK = 1 << 20;
+  while (from < bytes.length) {
+    const end = Math.min(from + CHUNK, bytes.length);
+    const more = socket.write(bytes.subarray(from, end));
+    from = end;
+    if (!more) return void socket.once('drain', () => pump(socket, bytes, from));
+  }
+}
+
+/** GETs `path` from the gateway side; the client reads slowly when `slow` (a pause after every chunk), hashing the body. */
+function get(
+  port: number,
+  path: string,
+  slow = false,
+): Promise<{ status: number; headers: IncomingMessage['headers']; rawHeaders: string[]; bytes: number; sha: string; complete: boolean }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      let chunks = 0;
+      res.on('data', (chunk: Buffer) => {
+        hash.update(chunk);
+        bytes += chunk.length;
+        if (slow && ++chunks % 8 === 0) {
+          res.pause();
+          setTimeout(() => res.resume(), 2);
+        }
+      });
+      res.on('error', () => undefined);
+      res.on('close', () =>
+        resolve({
+          status: res.statusCode!,
+          headers: res.headers,
+          rawHeaders: res.rawHeaders,
+          bytes,
+          sha: hash.digest('hex'),
+          complete: res.complete && !res.errored,
+        }),
+      );
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('HttpProxy.download', () => {
+  let raw: Awaited<ReturnType<typeof startRawUpstream>>;
+  let proxy: HttpProxy;
+  let front: HttpServer;
+  let frontPort: number;
+
+  before(async () => {
+    raw = await startRawUpstream();
+    proxy = createHttpProxy({ upstream: new URL(`http://127.0.0.1:${raw.upstream.port}`), headersTimeoutMs: 1000 });
+    front = createHttpServer((req: IncomingMessage, res: ServerResponse) => {
+      proxy.download(req, res, { headers: { 'comfy-user': 'user-1' } }).catch((error: { status: number; code: string }) => {
+        res.writeHead(error.status, { 'content-type': 'application/json' }).end(JSON.stringify({ error_code: error.code }));
+      });
+    });
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    frontPort = (front.address() as AddressInfo).port;
+  });
+
+  after(async () => {
+    for (const socket of raw.sockets) socket.destroy();
+    await new Promise<void>((resolve) => raw.server.close(() => resolve()));
+    front.closeAllConnections();
+    await new Promise<void>((resolve) => front.close(() => resolve()));
+    await proxy.close();
+  });
+
+  test('24 MB to a slow client arrive intact: no read buffer is used again before its bytes were sent', async () => {
+    raw.upstream.answer = (_head, socket) => {
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${FILE.length}\r\n\r\n`);
+      pump(socket, FILE);
+    };
+    for (const slow of [true, false]) {
+      const result = await get(frontPort, '/view?filename=big.bin', slow);
+      assert.equal(result.status, 200);
+      assert.equal(result.complete, true);
+      assert.equal(result.bytes, FILE.length);
+      assert.equal(result.sha, FILE_SHA);
+    }
+  });
+
+  test('the request goes with Host, the overrides and Connection: close; the answer head comes back byte for byte', async () => {
+    // A filename in UTF-8, as aiohttp writes it: the bytes must reach the client unchanged.
+    const disposition = Buffer.from('attachment; filename="naïve ✓.png"', 'utf8').toString('latin1');
+    raw.upstream.answer = (_head, socket) => {
+      // The head arrives in pieces, one byte of the status line at a time.
+      const head = `HTTP/1.1 200 OK\r\nContent-Disposition: ${disposition}\r\nX-Two: a\r\nX-Two: b\r\nContent-Length: 5\r\n\r\n`;
+      void (async () => {
+        for (const byte of head.slice(0, 12)) {
+          socket.write(byte, 'latin1');
+          await sleep(2);
+        }
+        socket.write(`${head.slice(12)}hello and more than announced`, 'latin1');
+      })();
+    };
+    raw.upstream.heads.length = 0;
+    const result = await get(frontPort, '/view?filename=x.png&type=output');
+    assert.equal(result.status, 200);
+    assert.equal(result.bytes, 5, 'only the announced length is sent');
+    assert.equal(result.complete, true);
+    assert.equal(result.headers['content-disposition'], disposition);
+    assert.deepEqual(
+      result.rawHeaders.filter((_, i) => result.rawHeaders[i - 1]?.toLowerCase() === 'x-two'),
+      ['a', 'b'],
+    );
+    const [head] = raw.upstream.heads;
+    assert.match(head!, /^GET \/view\?filename=x\.png&type=output HTTP\/1\.1\r\nhost: 127\.0\.0\.1:\d+\r\n/);
+    assert.match(head!, /\r\ncomfy-user: user-1\r\n/);
+    assert.match(head!, /\r\nconnection: close\r\n\r\n$/);
+  });
+
+  test('an answer that never has a body (304) ends at once', async () => {
+    raw.upstream.answer = (_head, socket) => socket.end('HTTP/1.1 304 Not Modified\r\nETag: "1"\r\n\r\n');
+    const result = await get(frontPort, '/view?filename=same.png');
+    assert.equal(result.status, 304);
+    assert.equal(result.complete, true);
+    assert.equal(result.bytes, 0);
+  });
+
+  test(`more than ${MAX_OPEN_DOWNLOADS} downloads at once: the rest go through the pool`, async () => {
+    const held: Socket[] = [];
+    raw.upstream.answer = (_head, socket) => {
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nabc');
+      held.push(socket);
+    };
+    raw.upstream.heads.length = 0;
+    const downloads = Array.from({ length: MAX_OPEN_DOWNLOADS + 3 }, (_, i) => get(frontPort, `/view?filename=${i}.png`));
+    while (held.length < MAX_OPEN_DOWNLOADS + 3) await sleep(10);
+    const closing = raw.upstream.heads.filter((head) => /\r\nconnection: close\r\n/.test(head)).length;
+    assert.equal(closing, MAX_OPEN_DOWNLOADS);
+    for (const socket of held) socket.destroy();
+    for (const result of await Promise.all(downloads)) assert.equal(result.complete, false, 'a cut answer does not look complete');
+  });
+
+  test('ComfyUI down: 502; silent: 504 after the timeout', async () => {
+    raw.upstream.answer = () => undefined;
+    const started = Date.now();
+    const silent = await get(frontPort, '/view?filename=silent.png');
+    assert.equal(silent.status, 504);
+    assert.ok(Date.now() - started >= 900);
+    const down = createHttpProxy({ upstream: new URL('http://127.0.0.1:1'), headersTimeoutMs: 1000 });
+    const server = createHttpServer((req, res) => {
+      down.download(req, res).catch((error: { status: number }) => res.writeHead(error.status).end());
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    assert.equal((await get((server.address() as AddressInfo).port, '/view?filename=a.png')).status, 502);
+    server.close();
+    await down.close();
+  });
+});
