@@ -41,7 +41,7 @@ export interface IsolatedProxy {
   generateImages(req: IncomingMessage, res: ServerResponse, key: KeyRecord, waiter: JobWaiter, workflows: WorkflowStore, origin: string): Promise<void>;
   /** The `Comfy-User` header (or its removal) for a key's requests and WebSockets. */
   upstreamHeadersFor(req: IncomingMessage, key: KeyRecord): Promise<Record<string, string | null>>;
-  /** ComfyUI's answers to /queue and /history, without secrets, for callers without a key. */
+  /** For callers without a key: ComfyUI's answers to /queue and /history without secrets, and `/view` as a download; false for anything else. */
   handleAnonymous(req: IncomingMessage, res: ServerResponse, target: RequestTarget): Promise<boolean>;
   /** A backend (re)connected or came up: it may be a restarted ComfyUI, with other nodes and models and another `--multi-user` setting. */
   backendMayHaveRestarted(): void;
@@ -182,6 +182,10 @@ export function createIsolatedProxy(options: {
   /** Secrets in queue and history entries are removed for every caller, with a key or without. */
   async function handleAnonymous(req: IncomingMessage, res: ServerResponse, target: RequestTarget): Promise<boolean> {
     const handler = matchRoute(req.method ?? 'GET', target.segments)?.entry.handler;
+    if (handler === 'view') {
+      await ctx.pool.anonymous().proxy.download(req, res);
+      return true;
+    }
     if (handler !== 'queue-list' && handler !== 'history-list' && handler !== 'history-entry') return false;
     const answer = await ctx.pool.anonymous().proxy.fetch(req);
     const body = answer.status === 200 ? parseJsonOrUndefined(answer.body) : undefined;

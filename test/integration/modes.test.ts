@@ -1,6 +1,9 @@
 // The three modes: off (transparent), optional (keys checked when presented), required (deny by default, no path tricks).
 
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
@@ -42,6 +45,29 @@ describe('no flag: a transparent proxy', () => {
 
   test('the WebSocket is proxied', async () => {
     assert.equal(await wsOutcome(`ws://127.0.0.1:${gateway.port}/ws?clientId=abc`), 'open');
+  });
+
+  test('a /view download comes whole over a connection of its own; Range and HEAD pass through', async () => {
+    const content = randomBytes(1 << 20).toString('hex');
+    await writeFile(join(comfy.outputDir, 'plain.txt'), content);
+    const whole = await send(gateway.url, '/view?filename=plain.txt&type=output');
+    assert.equal(whole.status, 200);
+    assert.equal(whole.text, content);
+    const part = await send(gateway.url, '/api/view?filename=plain.txt', { headers: { range: 'bytes=10-19' } });
+    assert.equal(part.status, 206);
+    assert.equal(part.text, content.slice(10, 20));
+    const head = await send(gateway.url, '/view?filename=plain.txt', { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers['content-length'], String(content.length));
+    const asked = comfy.requests.filter((request) => request.url.includes('filename=plain.txt'));
+    assert.deepEqual(
+      asked.map((request) => [request.method, request.headers.connection]),
+      [
+        ['GET', 'close'],
+        ['GET', 'close'],
+        ['HEAD', 'keep-alive'],
+      ],
+    );
   });
 });
 
