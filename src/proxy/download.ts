@@ -32,7 +32,7 @@ export interface DownloadRequest {
   /** The request's head, ending in `Connection: close` and the blank line (see requestHead). */
   head: string;
   res: ServerResponse;
-  /** How long ComfyUI may stay silent, before its head and between reads of its body. */
+  /** How long a download may stand still: ComfyUI silent before its head or between reads, or the client taking nothing. */
   timeoutMs: number;
   frameAncestors: readonly string[] | undefined;
 }
@@ -125,15 +125,13 @@ class Download {
     const more = res.write(chunk.subarray(0, length), readBuffer && (() => giveBack(readBuffer)));
     if (this.remaining === 0) return this.finish();
     if (!more && res.writableLength > MAX_UNSENT_BYTES) {
-      // A paused read is not ComfyUI's silence: the timeout waits until the client has caught up.
+      // As through the pool, a client that takes nothing for the whole timeout is cut: the timer keeps running while paused.
       this.socket.pause();
-      this.socket.setTimeout(0);
       res.once('drain', this.onClientDrain);
     }
   }
 
   private readonly onClientDrain = (): void => {
-    this.socket.setTimeout(this.request.timeoutMs);
     this.socket.resume();
   };
 

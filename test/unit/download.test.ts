@@ -164,6 +164,34 @@ describe('HttpProxy.download', () => {
     assert.match(head!, /\r\nconnection: close\r\n\r\n$/);
   });
 
+  test('a client that takes nothing for the whole timeout is cut, and so is the connection to ComfyUI', async () => {
+    let upstreamClosed: Promise<unknown> = Promise.resolve();
+    raw.upstream.answer = (_head, socket) => {
+      upstreamClosed = new Promise((resolve) => socket.on('close', resolve));
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${FILE.length}\r\n\r\n`);
+      pump(socket, FILE);
+    };
+    const started = Date.now();
+    const response = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: frontPort, path: '/view?filename=stalled.bin', agent: false }, (res) => {
+        res.once('data', () => res.pause());
+        res.on('error', () => undefined);
+        resolve(res);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    await Promise.race([upstreamClosed, sleep(5000).then(() => assert.fail("ComfyUI's connection is still open after 5 s"))]);
+    assert.ok(Date.now() - started >= 900, 'not before the timeout');
+    // Reading again, the client finds the answer cut short.
+    let bytes = 0;
+    response.on('data', (chunk: Buffer) => (bytes += chunk.length));
+    await new Promise((resolve) => response.on('close', resolve).resume());
+    const stalled = { bytes, complete: response.complete };
+    assert.equal(stalled.complete, false);
+    assert.ok(stalled.bytes < FILE.length);
+  });
+
   test('an answer that never has a body (304) ends at once', async () => {
     raw.upstream.answer = (_head, socket) => socket.end('HTTP/1.1 304 Not Modified\r\nETag: "1"\r\n\r\n');
     const result = await get(frontPort, '/view?filename=same.png');
