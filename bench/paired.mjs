@@ -1,15 +1,17 @@
 // `node bench/paired.mjs OTHER_CHECKOUT`: this checkout's gateway and another's (both built), run in turn on one case, round after round, with
 // the CPU each spends per request. On a small, shared machine the same build's req/s moves by a third from one run to the next; builds run
-// side by side in alternating order are what tells a change apart. Options: --case off|get|prompt|runs (default get), --rounds N (5),
-// --seconds S (8), --connections C (50), --prompt-bytes B (0: prompts carry B bytes more, as an editor workflow in extra_data).
+// side by side in alternating order are what tells a change apart. Options: --case off|get|prompt|runs|download (default get), --rounds N (5),
+// --seconds S (8), --connections C (50), --prompt-bytes B (0: prompts carry B bytes more, as an editor workflow in extra_data). The
+// download case times three 500 MB `GET /view` downloads per round (curl, an admin key) after one to warm up: CPU per download and MB/s.
 
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeKeysFile } from './keys.mjs';
 import { startUpstream } from './nginx.mjs';
 import { freePort, round, spawnService, stopAllNow, stopService, waitForLine } from './processes.mjs';
+import { curlSeconds, writeRandomFile } from './transfers.mjs';
 import { runWrk } from './wrk.mjs';
 
 /** The cases: the route, whether a key is sent, and the upstream (`nginx`: fixed JSON; `comfy`: ComfyUI-like, prompts run). */
@@ -18,7 +20,10 @@ const CASES = {
   get: { path: '/features', method: 'GET', auth: true, upstream: 'nginx' },
   prompt: { path: '/prompt', method: 'POST', auth: true, upstream: 'nginx' },
   runs: { path: '/prompt', method: 'POST', auth: true, upstream: 'comfy', flags: ['--upstream-queue-depth', '1000'] },
+  download: { path: '/view?filename=paired.bin&type=output', method: 'GET', auth: true, upstream: 'files' },
 };
+const DOWNLOAD_BYTES = 500_000_000;
+const DOWNLOADS = 3;
 const WARM_UP_S = 3;
 /** Clock ticks per second of /proc/PID/stat's utime and stime (USER_HZ, 100 on Linux). */
 const TICKS_PER_S = 100;
@@ -40,6 +45,14 @@ async function startCaseUpstream(work, kind) {
     await startUpstream(work, port);
     return port;
   }
+  if (kind === 'files') {
+    const files = join(work, 'files');
+    mkdirSync(join(files, 'output'), { recursive: true });
+    await writeRandomFile(join(files, 'output', 'paired.bin'), DOWNLOAD_BYTES);
+    const service = spawnService(process.execPath, [fileURLToPath(new URL('files-upstream.mjs', import.meta.url)), String(port), files, 'paired.bin']);
+    await waitForLine(service, /ready/);
+    return port;
+  }
   const service = spawnService(process.execPath, [fileURLToPath(new URL('history-upstream.mjs', import.meta.url)), String(port), '0', '0']);
   await waitForLine(service, /ready/);
   return port;
@@ -54,10 +67,11 @@ function diskBytesOf(pid) {
 async function measure(checkout, testCase, { work, upstreamPort, seconds, connections, promptBytes }) {
   const { startGateway } = await import(join(checkout, 'bench', 'gateway.mjs'));
   const directory = mkdtempSync(join(work, 'gateway-'));
-  const key = testCase.auth ? await writeKeysFile(directory, 1) : null;
+  const key = testCase.auth ? await writeKeysFile(directory, 1, { admin: testCase.upstream === 'files' }) : null;
   const gateway = await startGateway({ directory, upstreamPort, auth: testCase.auth, flags: testCase.flags ?? [] });
   try {
     const url = `${gateway.url}${testCase.path}`;
+    if (testCase.upstream === 'files') return await measureDownloads(url, key.admin.apiKey, gateway.service.pid);
     const load = { connections, method: testCase.method, apiKey: key?.apiKey ?? '', promptBytes };
     await runWrk(url, { ...load, seconds: WARM_UP_S });
     const before = { cpu: cpuSecondsOf(gateway.service.pid), disk: diskBytesOf(gateway.service.pid) };
@@ -73,6 +87,27 @@ async function measure(checkout, testCase, { work, upstreamPort, seconds, connec
     };
   } finally {
     await stopService(gateway.service);
+  }
+}
+
+/** Downloads `url` once to warm up, then DOWNLOADS times: {mb_per_s, cpu_ms_per_download} (medians; CPU of the gateway process). */
+async function measureDownloads(url, apiKey, pid) {
+  const headerFile = join(tmpdir(), `comfy-gate-paired-key-${process.pid}`);
+  writeFileSync(headerFile, `X-API-Key: ${apiKey}\n`, { mode: 0o600 });
+  try {
+    const route = { name: 'gateway', headerFile };
+    const download = () => curlSeconds(route, ['-o', '/dev/null', url], DOWNLOAD_BYTES);
+    await download();
+    const speeds = [];
+    const cpus = [];
+    for (let run = 0; run < DOWNLOADS; run += 1) {
+      const before = cpuSecondsOf(pid);
+      speeds.push(DOWNLOAD_BYTES / 1e6 / (await download()));
+      cpus.push((cpuSecondsOf(pid) - before) * 1000);
+    }
+    return { mb_per_s: round(median(speeds)), cpu_ms_per_download: round(median(cpus)) };
+  } finally {
+    rmSync(headerFile, { force: true });
   }
 }
 
@@ -110,10 +145,11 @@ async function main() {
   }
   for (const name of ['this', 'other']) {
     const of = (field) => median(results[name].map((figures) => figures[field]));
-    console.log(
-      `median ${name.padEnd(5)} ${of('cpu_us_per_request')} µs CPU per request, ${of('disk_bytes_per_request')} bytes to disk per request, ` +
-        `${of('rps')} req/s, p99 ${of('p99_ms')} ms  (${builds[name]})`,
-    );
+    const figures =
+      testCase.upstream === 'files'
+        ? `${of('cpu_ms_per_download')} ms CPU per 500 MB download, ${of('mb_per_s')} MB/s`
+        : `${of('cpu_us_per_request')} µs CPU per request, ${of('disk_bytes_per_request')} bytes to disk per request, ${of('rps')} req/s, p99 ${of('p99_ms')} ms`;
+    console.log(`median ${name.padEnd(5)} ${figures}  (${builds[name]})`);
   }
 }
 

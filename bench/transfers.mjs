@@ -87,7 +87,7 @@ export async function measureTransfers(work, log) {
 }
 
 /** Writes `bytes` of random data (one random MiB repeated) to `path`. */
-async function writeRandomFile(path, bytes) {
+export async function writeRandomFile(path, bytes) {
   const block = randomBytes(1 << 20);
   const out = createWriteStream(path);
   for (let written = 0; written < bytes; written += block.length) {
@@ -138,7 +138,7 @@ async function timeTransfers(route, curlArgs, bytes) {
 }
 
 /** Seconds curl took for one transfer; rejects unless it answered 200 and moved `bytes`. */
-function curlSeconds(route, args, bytes) {
+export function curlSeconds(route, args, bytes) {
   const key = route.headerFile ? ['-H', `@${route.headerFile}`] : [];
   // No `Expect: 100-continue` round trip before the upload's body.
   const curlArgs = ['-sS', '-H', 'Expect:', ...key, '-w', '%{http_code} %{size_download} %{size_upload} %{time_total}', ...args];
