@@ -1,35 +1,21 @@
-// Streams one big answer from ComfyUI to the client over a connection of its own, read into buffers that are used again.
+// Streams one big answer from ComfyUI to the client over a download connection, read into buffers that are used again.
 
 import type { ServerResponse } from 'node:http';
-import { connect, type Socket } from 'node:net';
 import { upstreamTimeout, upstreamUnavailable, type GatewayError } from '../errors.js';
+import { giveBack, type ConnectionUser, type DownloadConnection, type DownloadConnections } from './download-connections.js';
 import { downstreamResponseHeaders } from './headers.js';
 import { couldStartResponseHead, MAX_HEAD_BYTES, parseResponseHead } from './http1-head.js';
 
-/** Bytes of one read from ComfyUI. */
-const READ_BYTES = 256 * 1024;
-/** Read buffers kept for later downloads once the client's socket has sent them (8 MiB). */
-const KEPT_BUFFERS = 32;
 /** Downloads streamed this way at once; more are forwarded through the connection pool. */
 export const MAX_OPEN_DOWNLOADS = 64;
 /** How much of the answer may wait for a slow client before ComfyUI is read no further. */
 const MAX_UNSENT_BYTES = 512 * 1024;
 
-const idleBuffers: Buffer[] = [];
 let openDownloads = 0;
 
-function takeBuffer(): Buffer {
-  return idleBuffers.pop() ?? Buffer.allocUnsafeSlow(READ_BYTES);
-}
-
-function giveBack(buffer: Buffer): void {
-  if (idleBuffers.length < KEPT_BUFFERS) idleBuffers.push(buffer);
-}
-
 export interface DownloadRequest {
-  host: string;
-  port: number;
-  /** The request's head, ending in `Connection: close` and the blank line (see requestHead). */
+  connections: DownloadConnections;
+  /** The request's head, ending in the blank line (see requestHead). */
   head: string;
   res: ServerResponse;
   /** How long a download may stand still: ComfyUI silent before its head or between reads, or the client taking nothing. */
@@ -45,10 +31,12 @@ export interface DownloadRequest {
 export type DownloadOutcome = 'sent' | 'declined';
 
 /**
- * Sends `head` to ComfyUI on a new connection and streams the answer into `res`. Each read lands in a
- * buffer of READ_BYTES taken from a shared free list and given back once the client's socket has sent
- * it, so a big download allocates nothing per read: through the pool every 64 KiB read is a new
- * buffer outside the JavaScript heap, and V8 runs full collections to reclaim them.
+ * Sends `head` to ComfyUI on a download connection and streams the answer into `res`. Each read lands
+ * in a buffer taken from a shared free list and given back once the client's socket has sent it, so a
+ * big download allocates nothing per read: through the pool every 64 KiB read is a new buffer outside
+ * the JavaScript heap, and V8 runs full collections to reclaim them. A connection whose answer was read
+ * whole is kept for the next download; when a kept one fails before any byte of its answer (ComfyUI
+ * may have closed it meanwhile), the request is sent again once on a new connection.
  * Resolves once the head is handed over; rejects with 502 or 504 when no answer began.
  */
 export function streamDownload(request: DownloadRequest): Promise<DownloadOutcome> {
@@ -56,13 +44,15 @@ export function streamDownload(request: DownloadRequest): Promise<DownloadOutcom
   return new Promise((resolve, reject) => new Download(request, resolve, reject));
 }
 
-class Download {
-  private readonly socket: Socket;
+class Download implements ConnectionUser {
+  private connection: DownloadConnection;
   /** The answer's bytes until its head has been read whole; null once it has. */
   private head: Buffer | null = Buffer.alloc(0);
   private remaining = 0;
+  /** Whether the connection may carry the next download once this answer is read whole. */
+  private reusable = false;
   private settled = false;
-  /** Nothing more to do: the answer was sent whole, or declined. */
+  /** Nothing more to do: the answer was sent whole, cut, or declined. */
   private done = false;
 
   constructor(
@@ -71,39 +61,41 @@ class Download {
     private readonly reject: (error: GatewayError) => void,
   ) {
     openDownloads += 1;
-    this.socket = connect({
-      host: request.host,
-      port: request.port,
-      onread: { buffer: takeBuffer, callback: (bytes, buffer) => this.onRead(bytes, buffer as Buffer) },
-    });
-    this.socket.setNoDelay(true);
-    this.socket.setTimeout(request.timeoutMs, () => this.fail(upstreamTimeout(new Error('ComfyUI went silent'))));
-    this.socket.on('error', (error) => this.fail(upstreamUnavailable(error)));
-    this.socket.on('end', () => this.fail(upstreamUnavailable(new Error('ComfyUI closed the connection before the end of its answer'))));
-    this.socket.on('close', () => (openDownloads -= 1));
     request.res.on('close', this.onClientClose);
-    this.socket.write(request.head);
+    this.connection = this.send(false);
   }
 
-  /** Each read from ComfyUI; true: read on (a slow client pauses the socket itself). */
-  private onRead(bytes: number, buffer: Buffer): true {
-    if (this.head === null) {
-      this.sendBody(buffer.subarray(0, bytes), buffer);
-      return true;
-    }
+  private send(fresh: boolean): DownloadConnection {
+    const connection = this.request.connections.take(this, this.request.timeoutMs, fresh);
+    connection.socket.write(this.request.head);
+    return connection;
+  }
+
+  onRead(bytes: number, buffer: Buffer): void {
+    if (this.head === null) return this.sendBody(buffer.subarray(0, bytes), buffer);
     this.head = Buffer.concat([this.head, buffer.subarray(0, bytes)]);
     giveBack(buffer);
     const end = this.head.indexOf('\r\n\r\n');
     if (end < 0) {
       if (!couldStartResponseHead(this.head)) this.fail(upstreamUnavailable(new Error('ComfyUI sent an answer that is not HTTP/1.1')));
       else if (this.head.length > MAX_HEAD_BYTES) this.fail(upstreamUnavailable(new Error('ComfyUI sent an answer head too large to read')));
-      return true;
+      return;
     }
     const parsed = parseResponseHead(this.head.toString('latin1', 0, end));
-    if (!parsed) this.fail(upstreamUnavailable(new Error('ComfyUI sent an answer that is not plain HTTP/1.1')));
-    else if (parsed.bodyLength === null) this.decline();
-    else this.start(parsed.status, parsed.headers, parsed.bodyLength, this.head.subarray(end + 4));
-    return true;
+    if (!parsed) return this.fail(upstreamUnavailable(new Error('ComfyUI sent an answer that is not plain HTTP/1.1')));
+    if (parsed.bodyLength === null) return this.decline();
+    this.reusable = parsed.keepAlive;
+    this.start(parsed.status, parsed.headers, parsed.bodyLength, this.head.subarray(end + 4));
+  }
+
+  onFailure(error: Error, timedOut: boolean): void {
+    if (this.done) return;
+    // A kept connection that fails before any byte of its answer: ComfyUI closed it meanwhile; this request was not read.
+    if (this.connection.kept && !timedOut && this.head?.length === 0) {
+      this.connection = this.send(true);
+      return;
+    }
+    this.fail(timedOut ? upstreamTimeout(error) : upstreamUnavailable(error));
   }
 
   /** Sends the answer's head to the client, then the body bytes that came with it. */
@@ -113,44 +105,49 @@ class Download {
     this.remaining = bodyLength;
     res.writeHead(status, downstreamResponseHeaders(headers, frameAncestors));
     this.settle('sent');
-    if (this.remaining === 0) this.finish();
-    else if (early.length > 0) this.sendBody(early);
+    if (this.remaining === 0 && early.length === 0) this.finish();
+    else this.sendBody(early);
   }
 
   /** Hands `chunk` (up to the announced length) to the client; `readBuffer`, which holds it, goes back to the free list once it is sent. */
   private sendBody(chunk: Buffer, readBuffer?: Buffer): void {
     const length = Math.min(chunk.length, this.remaining);
+    // Bytes beyond the announced length: the connection is out of step with ComfyUI and is not used again.
+    if (length < chunk.length) this.reusable = false;
     this.remaining -= length;
     const { res } = this.request;
-    const more = res.write(chunk.subarray(0, length), readBuffer && (() => giveBack(readBuffer)));
+    const more = length === 0 || res.write(chunk.subarray(0, length), readBuffer && (() => giveBack(readBuffer)));
+    if (length === 0 && readBuffer) giveBack(readBuffer);
     if (this.remaining === 0) return this.finish();
     if (!more && res.writableLength > MAX_UNSENT_BYTES) {
       // As through the pool, a client that takes nothing for the whole timeout is cut: the timer keeps running while paused.
-      this.socket.pause();
+      this.connection.socket.pause();
       res.once('drain', this.onClientDrain);
     }
   }
 
   private readonly onClientDrain = (): void => {
-    this.socket.resume();
+    this.connection.socket.resume();
   };
 
   private readonly onClientClose = (): void => {
     if (this.done) return;
-    this.socket.destroy();
+    this.end();
+    this.connection.close();
     this.settle('sent');
   };
 
   private finish(): void {
-    this.done = true;
-    this.socket.destroy();
+    this.end();
     this.request.res.end();
+    if (this.reusable) this.request.connections.keep(this.connection);
+    else this.connection.close();
   }
 
   /** ComfyUI's answer is not framed by a length: nothing was sent, the caller asks again through the pool. */
   private decline(): void {
-    this.done = true;
-    this.socket.destroy();
+    this.end();
+    this.connection.close();
     this.request.res.off('close', this.onClientClose);
     this.settle('declined');
   }
@@ -158,12 +155,19 @@ class Download {
   /** ComfyUI failed: before its head the client gets `error`, after it a cut connection (never a complete-looking answer). */
   private fail(error: GatewayError): void {
     if (this.done) return;
-    this.socket.destroy();
+    this.end();
+    this.connection.close();
     if (this.settled) this.request.res.destroy();
     else {
       this.settled = true;
       this.reject(error);
     }
+  }
+
+  /** The download is over (once): its place among the open downloads is free. */
+  private end(): void {
+    this.done = true;
+    openDownloads -= 1;
   }
 
   private settle(outcome: DownloadOutcome): void {

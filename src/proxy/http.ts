@@ -4,6 +4,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { Readable } from 'node:stream';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import { GatewayError, upstreamTimeout, upstreamUnavailable } from '../errors.js';
+import { DownloadConnections } from './download-connections.js';
 import { streamDownload } from './download.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders, type OutgoingHeaders } from './headers.js';
 import { requestHead } from './http1-head.js';
@@ -46,7 +47,7 @@ export interface HttpProxy {
   forward(req: IncomingMessage, res: ServerResponse, overrides?: UpstreamOverrides): Promise<void>;
   /**
    * As `forward`, for a GET whose answer may be big (a file): over plain HTTP, the answer is streamed
-   * over a connection of its own into reused buffers (see streamDownload); any other request, or an
+   * over a download connection into reused buffers (see streamDownload); any other request, or an
    * answer without a length, goes through the pool as `forward` sends it.
    */
   download(req: IncomingMessage, res: ServerResponse, overrides?: UpstreamOverrides): Promise<void>;
@@ -109,17 +110,19 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
     });
   }
 
-  /** Where downloads connect: ComfyUI's host and port, when it speaks plain HTTP. */
-  const downloadTarget =
-    options.upstream.protocol === 'http:' ? { host: options.upstream.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(options.upstream.port || 80) } : null;
+  /** The connections downloads use, when ComfyUI speaks plain HTTP. */
+  const downloads =
+    options.upstream.protocol === 'http:'
+      ? new DownloadConnections(options.upstream.hostname.replace(/^\[(.*)\]$/, '$1'), Number(options.upstream.port || 80))
+      : null;
 
   async function download(req: IncomingMessage, res: ServerResponse, overrides: UpstreamOverrides = {}): Promise<void> {
     const { headers, body } = requestParts(req, overrides);
     const method = overrides.method ?? req.method!;
     const path = overrides.path ?? req.url!;
     const head = method === 'GET' && body === null ? requestHead(method, path, options.upstream.host, headers) : undefined;
-    if (downloadTarget && head !== undefined) {
-      const outcome = await streamDownload({ ...downloadTarget, head, res, timeoutMs: options.headersTimeoutMs, frameAncestors: options.frameAncestors });
+    if (downloads && head !== undefined) {
+      const outcome = await streamDownload({ connections: downloads, head, res, timeoutMs: options.headersTimeoutMs, frameAncestors: options.frameAncestors });
       if (outcome === 'sent') return;
     }
     return forwardParts(res, method, path, headers, body);
@@ -146,7 +149,12 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
     return statusCode;
   }
 
-  return { forward, download, fetch, probe, close: () => pool.close() };
+  async function close(): Promise<void> {
+    downloads?.close();
+    await pool.close();
+  }
+
+  return { forward, download, fetch, probe, close };
 }
 
 /** How much of a forwarded answer may wait for a slow client before ComfyUI is read no further. */

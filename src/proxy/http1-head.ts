@@ -9,7 +9,7 @@ const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 /** A request target as it may go on the wire: visible ASCII only. */
 const REQUEST_TARGET = /^[\x21-\x7e]+$/;
-const STATUS_LINE = /^HTTP\/1\.[01] ([1-9]\d\d)(?: [\t\x20-\x7e\x80-\xff]*)?$/;
+const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: [\t\x20-\x7e\x80-\xff]*)?$/;
 const DIGITS = /^\d{1,15}$/;
 
 export interface ResponseHead {
@@ -21,12 +21,14 @@ export interface ResponseHead {
    * otherwise, or null when the body is framed some other way (chunked, or until the connection closes).
    */
   bodyLength: number | null;
+  /** Whether the connection stays open after the answer: HTTP/1.1 without `Connection: close`. */
+  keepAlive: boolean;
 }
 
 /**
- * The head of a request that asks for one answer and then closes the connection: `method target HTTP/1.1`,
- * `Host`, the `headers` (names in lower case; their own `Host` and `Connection` are left out) and `Connection: close`. Undefined when the target or a
- * field would not go on the wire as it is.
+ * The head of a request on a persistent connection (HTTP/1.1's default): `method target HTTP/1.1`, `Host`
+ * and the `headers` (names in lower case; their own `Host` and `Connection` are left out). Undefined
+ * when the target or a field would not go on the wire as it is.
  */
 export function requestHead(method: string, target: string, host: string, headers: Record<string, string | string[]>): string | undefined {
   if (!REQUEST_TARGET.test(target)) return undefined;
@@ -40,7 +42,7 @@ export function requestHead(method: string, target: string, host: string, header
       head += `${name}: ${one}\r\n`;
     }
   }
-  return `${head}connection: close\r\n\r\n`;
+  return `${head}\r\n`;
 }
 
 const ANSWER_START = Buffer.from('HTTP/1.');
@@ -79,8 +81,10 @@ export function parseResponseHead(head: string): ResponseHead | undefined {
     const before = headers[key];
     headers[key] = before === undefined ? value : [...(Array.isArray(before) ? before : [before]), value];
   }
-  const code = Number(status[1]);
-  return { status: code, headers, bodyLength: bodyLengthOf(code, headers) };
+  const code = Number(status[2]);
+  const connection = headers['connection'];
+  const closes = connection !== undefined && /(?:^|,)\s*close\s*(?:,|$)/i.test(String(connection));
+  return { status: code, headers, bodyLength: bodyLengthOf(code, headers), keepAlive: status[1] === '1' && !closes };
 }
 
 /** The body length a head announces (see ResponseHead.bodyLength); null too for an interim 1xx answer and a repeated length. */

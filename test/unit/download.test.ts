@@ -13,31 +13,33 @@ import { createHttpProxy, type HttpProxy } from '../../src/proxy/http.js';
 const FILE = randomBytes(24 * 1024 * 1024 + 13);
 const FILE_SHA = createHash('sha256').update(FILE).digest('hex');
 
-/** A raw upstream: it records each request head and answers what `answer` writes for it. */
+/** A raw upstream: it records each request head (several per connection) and answers what `answer` writes for it. */
 interface RawUpstream {
   port: number;
   heads: string[];
+  /** Connections accepted so far. */
+  connections: number;
   answer: (head: string, socket: Socket) => void;
 }
 
 function startRawUpstream(): Promise<{ upstream: RawUpstream; server: Server; sockets: Set<Socket> }> {
   const sockets = new Set<Socket>();
-  const upstream: RawUpstream = { port: 0, heads: [], answer: () => undefined };
+  const upstream: RawUpstream = { port: 0, heads: [], connections: 0, answer: () => undefined };
   const server = createServer((socket) => {
+    upstream.connections += 1;
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => undefined);
     let received = '';
-    const onData = (chunk: Buffer): void => {
+    socket.on('data', (chunk: Buffer) => {
       received += chunk.toString('latin1');
-      const end = received.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      socket.off('data', onData);
-      const head = received.slice(0, end + 4);
-      upstream.heads.push(head);
-      upstream.answer(head, socket);
-    };
-    socket.on('data', onData);
+      for (let end = received.indexOf('\r\n\r\n'); end >= 0; end = received.indexOf('\r\n\r\n')) {
+        const head = received.slice(0, end + 4);
+        received = received.slice(end + 4);
+        upstream.heads.push(head);
+        upstream.answer(head, socket);
+      }
+    });
   });
   return new Promise((resolve) =>
     server.listen(0, '127.0.0.1', () => {
@@ -134,7 +136,7 @@ describe('HttpProxy.download', () => {
     }
   });
 
-  test('the request goes with Host, the overrides and Connection: close; the answer head comes back byte for byte', async () => {
+  test('the request goes with Host and the overrides; the answer head comes back byte for byte', async () => {
     // A filename in UTF-8, as aiohttp writes it: the bytes must reach the client unchanged.
     const disposition = Buffer.from('attachment; filename="naïve ✓.png"', 'utf8').toString('latin1');
     raw.upstream.answer = (_head, socket) => {
@@ -161,7 +163,7 @@ describe('HttpProxy.download', () => {
     const [head] = raw.upstream.heads;
     assert.match(head!, /^GET \/view\?filename=x\.png&type=output HTTP\/1\.1\r\nhost: 127\.0\.0\.1:\d+\r\n/);
     assert.match(head!, /\r\ncomfy-user: user-1\r\n/);
-    assert.match(head!, /\r\nconnection: close\r\n\r\n$/);
+    assert.doesNotMatch(head!, /\r\nconnection:/i, 'HTTP/1.1 keeps the connection open by default');
   });
 
   test('a client that takes nothing for the whole timeout is cut, and so is the connection to ComfyUI', async () => {
@@ -192,6 +194,33 @@ describe('HttpProxy.download', () => {
     assert.ok(stalled.bytes < FILE.length);
   });
 
+  test('a connection whose answer was read whole carries the next downloads', async () => {
+    raw.upstream.answer = (_head, socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello');
+    const before = raw.upstream.connections;
+    for (let i = 0; i < 5; i += 1) {
+      const result = await get(frontPort, `/view?filename=${i}.png`);
+      assert.equal(result.complete, true);
+      assert.equal(result.bytes, 5);
+    }
+    assert.ok(raw.upstream.connections - before <= 1, `${raw.upstream.connections - before} connections for 5 downloads in a row`);
+  });
+
+  test('a kept connection that ComfyUI closed meanwhile: the request is sent again, once, on a new connection', async () => {
+    const answered = new WeakSet<Socket>();
+    raw.upstream.answer = (_head, socket) => {
+      // Each connection answers one request; the next one on it finds it closed, as after ComfyUI's keep-alive timeout.
+      if (answered.has(socket)) return void socket.destroy();
+      answered.add(socket);
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    };
+    for (let i = 0; i < 4; i += 1) {
+      const result = await get(frontPort, `/view?filename=again-${i}.png`);
+      assert.equal(result.status, 200);
+      assert.equal(result.complete, true);
+      assert.equal(result.bytes, 2);
+    }
+  });
+
   test('an answer that never has a body (304) ends at once', async () => {
     raw.upstream.answer = (_head, socket) => socket.end('HTTP/1.1 304 Not Modified\r\nETag: "1"\r\n\r\n');
     const result = await get(frontPort, '/view?filename=same.png');
@@ -209,8 +238,9 @@ describe('HttpProxy.download', () => {
     raw.upstream.heads.length = 0;
     const downloads = Array.from({ length: MAX_OPEN_DOWNLOADS + 3 }, (_, i) => get(frontPort, `/view?filename=${i}.png`));
     while (held.length < MAX_OPEN_DOWNLOADS + 3) await sleep(10);
-    const closing = raw.upstream.heads.filter((head) => /\r\nconnection: close\r\n/.test(head)).length;
-    assert.equal(closing, MAX_OPEN_DOWNLOADS);
+    // The pool says `Connection: keep-alive`; a download connection says nothing.
+    const streamed = raw.upstream.heads.filter((head) => !/\r\nconnection:/i.test(head)).length;
+    assert.equal(streamed, MAX_OPEN_DOWNLOADS);
     for (const socket of held) socket.destroy();
     for (const result of await Promise.all(downloads)) assert.equal(result.complete, false, 'a cut answer does not look complete');
   });

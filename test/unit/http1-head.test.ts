@@ -24,6 +24,14 @@ describe('parseResponseHead', () => {
     assert.equal(head?.status, 206);
     assert.deepEqual({ ...head.headers }, { 'content-type': 'image/png', 'content-length': '1024', 'set-cookie': ['a=1', 'b=2'] });
     assert.equal(head.bodyLength, 1024);
+    assert.equal(head.keepAlive, true);
+  });
+
+  test('the connection stays open after an HTTP/1.1 answer unless it says Connection: close; never after HTTP/1.0', () => {
+    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nConnection: keep-alive, Upgrade\r\nContent-Length: 1')?.keepAlive, true);
+    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nConnection: Upgrade, Close\r\nContent-Length: 1')?.keepAlive, false);
+    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nConnection: closed\r\nContent-Length: 1')?.keepAlive, true);
+    assert.equal(parseResponseHead('HTTP/1.0 200 OK\r\nContent-Length: 1')?.keepAlive, false);
   });
 
   test('answers that never have a body have length 0; 1xx, chunked, no length or a repeated length: not framed by a length', () => {
@@ -92,10 +100,10 @@ describe('couldStartResponseHead', () => {
 });
 
 describe('requestHead', () => {
-  test('the request line, Host, the fields (their own Host and Connection left out), Connection: close', () => {
+  test('the request line, Host, the fields (their own Host and Connection left out): a persistent connection', () => {
     assert.equal(
       requestHead('GET', '/view?filename=a.png', '127.0.0.1:8188', { host: 'evil', connection: 'keep-alive', 'comfy-user': 'u1', cookie: ['a=1', 'b=2'] }),
-      'GET /view?filename=a.png HTTP/1.1\r\nhost: 127.0.0.1:8188\r\ncomfy-user: u1\r\ncookie: a=1\r\ncookie: b=2\r\nconnection: close\r\n\r\n',
+      'GET /view?filename=a.png HTTP/1.1\r\nhost: 127.0.0.1:8188\r\ncomfy-user: u1\r\ncookie: a=1\r\ncookie: b=2\r\n\r\n',
     );
   });
 
