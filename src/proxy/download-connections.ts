@@ -53,8 +53,14 @@ export class DownloadConnection {
   }
 
   private onRead(bytes: number, buffer: Buffer): true {
-    if (this.user) this.user.onRead(bytes, buffer);
-    else {
+    if (this.user) {
+      // A read runs outside any request's promise: whatever its user throws fails this download, not the process.
+      try {
+        this.user.onRead(bytes, buffer);
+      } catch (error) {
+        this.fail(error as Error, false);
+      }
+    } else {
       // Bytes while no download waits for any: the connection is out of step with ComfyUI.
       giveBack(buffer);
       this.close();
