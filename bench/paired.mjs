@@ -1,8 +1,9 @@
 // `node bench/paired.mjs OTHER_CHECKOUT`: this checkout's gateway and another's (both built), run in turn on one case, round after round, with
 // the CPU each spends per request. On a small, shared machine the same build's req/s moves by a third from one run to the next; builds run
-// side by side in alternating order are what tells a change apart. Options: --case off|get|prompt|runs|download (default get), --rounds N (5),
+// side by side in alternating order are what tells a change apart. Options: --case off|get|prompt|runs|download|view (default get), --rounds N (5),
 // --seconds S (8), --connections C (50), --prompt-bytes B (0: prompts carry B bytes more, as an editor workflow in extra_data). The
-// download case times three 500 MB `GET /view` downloads per round (curl, an admin key) after one to warm up: CPU per download and MB/s.
+// download case times three 500 MB `GET /view` downloads per round (curl, an admin key) after one to warm up: CPU per download and MB/s;
+// the view case loads a 20 KB `GET /view` with wrk (an admin key), as a page of thumbnails does.
 
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,8 +21,10 @@ const CASES = {
   get: { path: '/features', method: 'GET', auth: true, upstream: 'nginx' },
   prompt: { path: '/prompt', method: 'POST', auth: true, upstream: 'nginx' },
   runs: { path: '/prompt', method: 'POST', auth: true, upstream: 'comfy', flags: ['--upstream-queue-depth', '1000'] },
-  download: { path: '/view?filename=paired.bin&type=output', method: 'GET', auth: true, upstream: 'files' },
+  download: { path: '/view?filename=paired.bin&type=output', method: 'GET', auth: true, admin: true, upstream: 'files', file: 'paired.bin', downloads: true },
+  view: { path: '/view?filename=paired-small.bin&type=output', method: 'GET', auth: true, admin: true, upstream: 'files', file: 'paired-small.bin' },
 };
+const SMALL_FILE_BYTES = 20_000;
 const DOWNLOAD_BYTES = 500_000_000;
 const DOWNLOADS = 3;
 const WARM_UP_S = 3;
@@ -39,7 +42,7 @@ function cpuSecondsOf(pid) {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_S;
 }
 
-async function startCaseUpstream(work, kind) {
+async function startCaseUpstream(work, { upstream: kind, file, downloads }) {
   const port = await freePort();
   if (kind === 'nginx') {
     await startUpstream(work, port);
@@ -48,8 +51,8 @@ async function startCaseUpstream(work, kind) {
   if (kind === 'files') {
     const files = join(work, 'files');
     mkdirSync(join(files, 'output'), { recursive: true });
-    await writeRandomFile(join(files, 'output', 'paired.bin'), DOWNLOAD_BYTES);
-    const service = spawnService(process.execPath, [fileURLToPath(new URL('files-upstream.mjs', import.meta.url)), String(port), files, 'paired.bin']);
+    await writeRandomFile(join(files, 'output', file), downloads ? DOWNLOAD_BYTES : SMALL_FILE_BYTES);
+    const service = spawnService(process.execPath, [fileURLToPath(new URL('files-upstream.mjs', import.meta.url)), String(port), files, file]);
     await waitForLine(service, /ready/);
     return port;
   }
@@ -67,12 +70,13 @@ function diskBytesOf(pid) {
 async function measure(checkout, testCase, { work, upstreamPort, seconds, connections, promptBytes }) {
   const { startGateway } = await import(join(checkout, 'bench', 'gateway.mjs'));
   const directory = mkdtempSync(join(work, 'gateway-'));
-  const key = testCase.auth ? await writeKeysFile(directory, 1, { admin: testCase.upstream === 'files' }) : null;
+  const key = testCase.auth ? await writeKeysFile(directory, 1, { admin: testCase.admin === true }) : null;
+  const apiKey = (testCase.admin ? key.admin.apiKey : key?.apiKey) ?? '';
   const gateway = await startGateway({ directory, upstreamPort, auth: testCase.auth, flags: testCase.flags ?? [] });
   try {
     const url = `${gateway.url}${testCase.path}`;
-    if (testCase.upstream === 'files') return await measureDownloads(url, key.admin.apiKey, gateway.service.pid);
-    const load = { connections, method: testCase.method, apiKey: key?.apiKey ?? '', promptBytes };
+    if (testCase.downloads) return await measureDownloads(url, apiKey, gateway.service.pid);
+    const load = { connections, method: testCase.method, apiKey, promptBytes };
     await runWrk(url, { ...load, seconds: WARM_UP_S });
     const before = { cpu: cpuSecondsOf(gateway.service.pid), disk: diskBytesOf(gateway.service.pid) };
     const figures = await runWrk(url, { ...load, seconds });
@@ -132,7 +136,7 @@ async function main() {
     stopAllNow();
     rmSync(work, { recursive: true, force: true });
   });
-  const upstreamPort = await startCaseUpstream(work, testCase.upstream);
+  const upstreamPort = await startCaseUpstream(work, testCase);
   const results = { this: [], other: [] };
   for (let roundNumber = 1; roundNumber <= rounds; roundNumber += 1) {
     // Alternating which build goes first, so that neither always runs on a warmer or a busier machine.
@@ -145,10 +149,9 @@ async function main() {
   }
   for (const name of ['this', 'other']) {
     const of = (field) => median(results[name].map((figures) => figures[field]));
-    const figures =
-      testCase.upstream === 'files'
-        ? `${of('cpu_ms_per_download')} ms CPU per 500 MB download, ${of('mb_per_s')} MB/s`
-        : `${of('cpu_us_per_request')} µs CPU per request, ${of('disk_bytes_per_request')} bytes to disk per request, ${of('rps')} req/s, p99 ${of('p99_ms')} ms`;
+    const figures = testCase.downloads
+      ? `${of('cpu_ms_per_download')} ms CPU per 500 MB download, ${of('mb_per_s')} MB/s`
+      : `${of('cpu_us_per_request')} µs CPU per request, ${of('disk_bytes_per_request')} bytes to disk per request, ${of('rps')} req/s, p99 ${of('p99_ms')} ms`;
     console.log(`median ${name.padEnd(5)} ${figures}  (${builds[name]})`);
   }
 }
