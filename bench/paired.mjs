@@ -1,9 +1,10 @@
 // `node bench/paired.mjs OTHER_CHECKOUT`: this checkout's gateway and another's (both built), run in turn on one case, round after round, with
 // the CPU each spends per request. On a small, shared machine the same build's req/s moves by a third from one run to the next; builds run
-// side by side in alternating order are what tells a change apart. Options: --case off|get|prompt|runs|download|view (default get), --rounds N (5),
+// side by side in alternating order are what tells a change apart. Options: --case off|get|prompt|runs|download|view|head (default get), --rounds N (5),
 // --seconds S (8), --connections C (50), --prompt-bytes B (0: prompts carry B bytes more, as an editor workflow in extra_data). The
 // download case times three 500 MB `GET /view` downloads per round (curl, an admin key) after one to warm up: CPU per download and MB/s;
-// the view case loads a 20 KB `GET /view` with wrk (an admin key), as a page of thumbnails does.
+// the view case loads a 20 KB `GET /view` with wrk (an admin key), as a page of thumbnails does, and the head case its HEAD (a Node.js
+// loop: wrk waits for a body after a HEAD answer).
 
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +14,7 @@ import { writeKeysFile } from './keys.mjs';
 import { startUpstream } from './nginx.mjs';
 import { freePort, round, spawnService, stopAllNow, stopService, waitForLine } from './processes.mjs';
 import { curlSeconds, writeRandomFile } from './transfers.mjs';
+import { runHeadLoop } from './head-loop.mjs';
 import { runWrk } from './wrk.mjs';
 
 /** The cases: the route, whether a key is sent, and the upstream (`nginx`: fixed JSON; `comfy`: ComfyUI-like, prompts run). */
@@ -23,6 +25,7 @@ const CASES = {
   runs: { path: '/prompt', method: 'POST', auth: true, upstream: 'comfy', flags: ['--upstream-queue-depth', '1000'] },
   download: { path: '/view?filename=paired.bin&type=output', method: 'GET', auth: true, admin: true, upstream: 'files', file: 'paired.bin', downloads: true },
   view: { path: '/view?filename=paired-small.bin&type=output', method: 'GET', auth: true, admin: true, upstream: 'files', file: 'paired-small.bin' },
+  head: { path: '/view?filename=paired-small.bin&type=output', method: 'HEAD', auth: true, admin: true, upstream: 'files', file: 'paired-small.bin' },
 };
 const SMALL_FILE_BYTES = 20_000;
 const DOWNLOAD_BYTES = 500_000_000;
@@ -77,9 +80,10 @@ async function measure(checkout, testCase, { work, upstreamPort, seconds, connec
     const url = `${gateway.url}${testCase.path}`;
     if (testCase.downloads) return await measureDownloads(url, apiKey, gateway.service.pid);
     const load = { connections, method: testCase.method, apiKey, promptBytes };
-    await runWrk(url, { ...load, seconds: WARM_UP_S });
+    const run = testCase.method === 'HEAD' ? runHeadLoop : runWrk;
+    await run(url, { ...load, seconds: WARM_UP_S });
     const before = { cpu: cpuSecondsOf(gateway.service.pid), disk: diskBytesOf(gateway.service.pid) };
-    const figures = await runWrk(url, { ...load, seconds });
+    const figures = await run(url, { ...load, seconds });
     const used = cpuSecondsOf(gateway.service.pid) - before.cpu;
     const written = diskBytesOf(gateway.service.pid) - before.disk;
     const requests = figures.rps * seconds;

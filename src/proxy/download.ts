@@ -17,6 +17,8 @@ export interface DownloadRequest {
   connections: DownloadConnections;
   /** The request's head, ending in the blank line (see requestHead). */
   head: string;
+  /** A HEAD: the answer has no body, whatever length its head gives. */
+  bodyless: boolean;
   res: ServerResponse;
   /** How long a download may stand still: ComfyUI silent before its head or between reads, or the client taking nothing. */
   timeoutMs: number;
@@ -83,9 +85,10 @@ class Download implements ConnectionUser {
     }
     const parsed = parseResponseHead(this.head.toString('latin1', 0, end));
     if (!parsed) return this.fail(upstreamUnavailable(new Error('ComfyUI sent an answer that is not plain HTTP/1.1')));
-    if (parsed.bodyLength === null) return this.decline();
+    const bodyLength = this.request.bodyless ? 0 : parsed.bodyLength;
+    if (bodyLength === null) return this.decline();
     this.reusable = parsed.keepAlive;
-    this.start(parsed.status, parsed.headers, parsed.bodyLength, this.head.subarray(end + 4));
+    this.start(parsed.status, parsed.headers, bodyLength, this.head.subarray(end + 4));
   }
 
   onFailure(error: Error, timedOut: boolean): void {

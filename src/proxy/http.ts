@@ -46,9 +46,9 @@ export interface HttpProxy {
    */
   forward(req: IncomingMessage, res: ServerResponse, overrides?: UpstreamOverrides): Promise<void>;
   /**
-   * As `forward`, for a GET whose answer may be big (a file): over plain HTTP, the answer is streamed
-   * over a download connection into reused buffers (see streamDownload); any other request, or an
-   * answer without a length, goes through the pool as `forward` sends it.
+   * As `forward`, for a GET whose answer may be big (a file), or its HEAD: over plain HTTP, the answer
+   * is streamed over a download connection into reused buffers (see streamDownload); any other
+   * request, or an answer without a length, goes through the pool as `forward` sends it.
    */
   download(req: IncomingMessage, res: ServerResponse, overrides?: UpstreamOverrides): Promise<void>;
   /**
@@ -120,9 +120,16 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
     const { headers, body } = requestParts(req, overrides);
     const method = overrides.method ?? req.method!;
     const path = overrides.path ?? req.url!;
-    const head = method === 'GET' && body === null ? requestHead(method, path, options.upstream.host, headers) : undefined;
+    const head = (method === 'GET' || method === 'HEAD') && body === null ? requestHead(method, path, options.upstream.host, headers) : undefined;
     if (downloads && head !== undefined) {
-      const outcome = await streamDownload({ connections: downloads, head, res, timeoutMs: options.headersTimeoutMs, frameAncestors: options.frameAncestors });
+      const outcome = await streamDownload({
+        connections: downloads,
+        head,
+        bodyless: method === 'HEAD',
+        res,
+        timeoutMs: options.headersTimeoutMs,
+        frameAncestors: options.frameAncestors,
+      });
       if (outcome === 'sent') return;
     }
     return forwardParts(res, method, path, headers, body);

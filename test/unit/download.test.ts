@@ -60,14 +60,15 @@ function pump(socket: Socket, bytes: Buffer, from = 0): void {
   }
 }
 
-/** GETs `path` from the gateway side; the client reads slowly when `slow` (a pause after every chunk), hashing the body. */
+/** GETs (or `method`s) `path` from the gateway side; the client reads slowly when `slow` (a pause after every chunk), hashing the body. */
 function get(
   port: number,
   path: string,
   slow = false,
+  method = 'GET',
 ): Promise<{ status: number; headers: IncomingMessage['headers']; rawHeaders: string[]; bytes: number; sha: string; complete: boolean }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path, method, agent: false }, (res) => {
       const hash = createHash('sha256');
       let bytes = 0;
       let chunks = 0;
@@ -219,6 +220,25 @@ describe('HttpProxy.download', () => {
       assert.equal(result.complete, true);
       assert.equal(result.bytes, 2);
     }
+  });
+
+  test('a HEAD: the head of the answer, no body whatever length it gives, and the connection carries on', async () => {
+    raw.upstream.answer = (head, socket) =>
+      void socket.write(head.startsWith('HEAD ') ? 'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n' : 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody');
+    const before = raw.upstream.connections;
+    raw.upstream.heads.length = 0;
+    const head = await get(frontPort, '/view?filename=h.png', false, 'HEAD');
+    assert.equal(head.status, 200);
+    assert.equal(head.headers['content-length'], '1000');
+    assert.equal(head.complete, true);
+    assert.equal(head.bytes, 0);
+    const after = await get(frontPort, '/view?filename=h.png');
+    assert.equal(after.bytes, 4);
+    assert.deepEqual(
+      raw.upstream.heads.map((sent) => sent.split(' ')[0]),
+      ['HEAD', 'GET'],
+    );
+    assert.ok(raw.upstream.connections - before <= 1, 'the GET went on the connection the HEAD used');
   });
 
   test('an answer that never has a body (304) ends at once', async () => {
