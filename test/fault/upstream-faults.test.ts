@@ -138,12 +138,14 @@ describe('upstream faults', () => {
 
   test('a download whose answer has no length (chunked): asked again through the pool and sent whole', async () => {
     const bytes = 3 * MiB + 5;
-    const asked = upstream.waitFor(/^chunked$/);
-    const askedAgain = asked.then(() => upstream.waitFor(/^chunked$/));
+    // First on a download connection (no Connection header), then through the pool (keep-alive).
+    const asked = upstream.waitFor(/^chunked -$/);
+    const askedAgain = upstream.waitFor(/^chunked keep-alive$/);
     const result = await download(gateway.url, `/view?filename=chunked&bytes=${bytes}`, key);
     assert.equal(result.status, 200);
     assert.equal(result.complete, true);
     assert.equal(result.bytes, bytes);
+    await asked;
     await askedAgain;
     await assertHealthy(gateway, baseline);
   });

@@ -13,7 +13,8 @@
 //   WS   /ws-flood            sends 1 MiB binary messages, each once the previous one went out, 512 in all
 //   WS   /ws-big?bytes=N      sends one binary message of N bytes
 //
-// Lines printed: `listening PORT`, `stall`, `download`, `chunked`, `upload BYTES` (each MiB), and `closed PATH` when a
+// Lines printed: `listening PORT`, `stall`, `download`, `chunked CONNECTION` (the request's Connection header, `-` without one),
+// `upload BYTES` (each MiB), and `closed PATH` when a
 // client (the gateway) hangs up before the answer finished; for a WebSocket, `closed PATH CODE` when it
 // closes, and for /ws-flood `flood stalled MIB` when a message waited 1 s to go out and `flood done`.
 
@@ -38,7 +39,7 @@ const server = createServer((req, res) => {
   } else if (route === '/download' || route === '/chunked') {
     const total = Number(url.searchParams.get('bytes'));
     res.writeHead(200, { 'content-type': 'application/octet-stream', ...(route === '/download' ? { 'content-length': total } : {}) });
-    say(route.slice(1));
+    say(route === '/chunked' ? `chunked ${req.headers.connection ?? '-'}` : 'download');
     let sent = 0;
     const pump = (): void => {
       while (sent < total) {
