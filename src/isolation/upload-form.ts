@@ -2,6 +2,7 @@
 
 import { Transform, type TransformCallback } from 'node:stream';
 import { invalidRequest, type GatewayError } from '../errors.js';
+import { TOKEN_CHARACTER } from '../proxy/http-token.js';
 
 /** The first part of a name, which is what ComfyUI's `post.get(name)` answers: a file part's name, or a field's text. */
 export interface FormPart {
@@ -18,7 +19,6 @@ const MAX_FIELD_BYTES = 64 * 1024;
 const MAX_EPILOGUE_BYTES = 64 * 1024;
 const CRLF = Buffer.from('\r\n');
 const HEADERS_END = Buffer.from('\r\n\r\n');
-const TOKEN_CHARACTER = "[!#$%&'*+.^_`|~0-9A-Za-z-]";
 /** RFC 2046 allows boundaries of 1 to 70 characters. */
 const BOUNDARY = new RegExp(`^multipart/form-data\\s*;\\s*boundary=(?:"([^"\\\\]{1,70})"|(${TOKEN_CHARACTER}{1,70}))\\s*$`, 'i');
 /** One `name` or `filename` parameter in the only spelling whose reading leaves no doubt: no escapes, no `;`, no leading slash. */

@@ -1,10 +1,10 @@
 // HTTP/1.1 message heads on the wire (RFC 9112 §3 to §5), written and read strictly: anything unusual is neither sent nor read.
 
+import { isToken } from './http-token.js';
+
 /** The largest answer head read; aiohttp's own limit for a header line is 8,190 bytes. */
 export const MAX_HEAD_BYTES = 64 * 1024;
 
-/** Field names as RFC 9110 §5.1 allows them: tokens. */
-const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** Field values Node.js will send on again: visible ASCII, spaces, tabs and obs-text, nothing else. */
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 /** A request target as it may go on the wire: visible ASCII only. */
@@ -35,7 +35,7 @@ export function requestHead(method: string, target: string, host: string, header
   let head = `${method} ${target} HTTP/1.1\r\nhost: ${host}\r\n`;
   for (const name in headers) {
     if (name === 'host' || name === 'connection') continue;
-    if (!FIELD_NAME.test(name)) return undefined;
+    if (!isToken(name)) return undefined;
     const value = headers[name]!;
     for (const one of Array.isArray(value) ? value : [value]) {
       if (!FIELD_VALUE.test(one)) return undefined;
@@ -76,7 +76,7 @@ export function parseResponseHead(head: string): ResponseHead | undefined {
     if (colon <= 0) return undefined;
     const name = line.slice(0, colon);
     const value = line.slice(colon + 1).replace(/^[\t ]+|[\t ]+$/g, '');
-    if (!FIELD_NAME.test(name) || !FIELD_VALUE.test(value)) return undefined;
+    if (!isToken(name) || !FIELD_VALUE.test(value)) return undefined;
     const key = name.toLowerCase();
     const before = headers[key];
     headers[key] = before === undefined ? value : [...(Array.isArray(before) ? before : [before]), value];

@@ -2,11 +2,10 @@
 
 import type { IncomingMessage } from 'node:http';
 import { invalidRequest } from '../errors.js';
+import { isToken } from './http-token.js';
 
 /** 16 bytes in canonical base64: 21 free characters, a last one with no leftover bits, and the padding. */
 const SEC_WEBSOCKET_KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
-/** A header token (RFC 9110 §5.6.2). */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** True for a request that asks for a WebSocket, well formed or not. */
 export function asksForWebSocket(req: IncomingMessage): boolean {
@@ -31,7 +30,7 @@ export function checkWebSocketHandshake(req: IncomingMessage): void {
   const protocols = headers['sec-websocket-protocol'];
   if (protocols !== undefined) {
     const names = listOf(protocols);
-    if (!names.every((name) => TOKEN.test(name)) || new Set(names).size !== names.length) {
+    if (!names.every((name) => isToken(name)) || new Set(names).size !== names.length) {
       problems.push({ field: 'Sec-WebSocket-Protocol', problem: 'must be a comma-separated list of distinct tokens' });
     }
   }
