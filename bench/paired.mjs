@@ -1,8 +1,9 @@
 // `node bench/paired.mjs OTHER_CHECKOUT`: this checkout's gateway and another's (both built), run in turn on one case, round after round, with
 // the CPU each spends per request. On a small, shared machine the same build's req/s moves by a third from one run to the next; builds run
-// side by side in alternating order are what tells a change apart. Options: --case off|get|prompt|runs|download|view|head (default get), --rounds N (5),
+// side by side in alternating order are what tells a change apart. Options: --case off|get|prompt|runs|download|upload|view|head (default get), --rounds N (5),
 // --seconds S (8), --connections C (50), --prompt-bytes B (0: prompts carry B bytes more, as an editor workflow in extra_data). The
 // download case times three 500 MB `GET /view` downloads per round (curl, an admin key) after one to warm up: CPU per download and MB/s;
+// the upload case as many 90 MB multipart `POST /upload/image` with a user key (so the gateway reads and checks the form);
 // the view case loads a 20 KB `GET /view` with wrk (an admin key), as a page of thumbnails does, and the head case its HEAD (a Node.js
 // loop: wrk waits for a body after a HEAD answer).
 
@@ -23,13 +24,18 @@ const CASES = {
   get: { path: '/features', method: 'GET', auth: true, upstream: 'nginx' },
   prompt: { path: '/prompt', method: 'POST', auth: true, upstream: 'nginx' },
   runs: { path: '/prompt', method: 'POST', auth: true, upstream: 'comfy', flags: ['--upstream-queue-depth', '1000'] },
-  download: { path: '/view?filename=paired.bin&type=output', method: 'GET', auth: true, admin: true, upstream: 'files', file: 'paired.bin', downloads: true },
+  download: { path: '/view?filename=paired.bin&type=output', method: 'GET', auth: true, admin: true, upstream: 'files', file: 'paired.bin', transfer: 'download' },
+  upload: { path: '/upload/image', method: 'POST', auth: true, upstream: 'files', file: 'paired-small.bin', transfer: 'upload' },
   view: { path: '/view?filename=paired-small.bin&type=output', method: 'GET', auth: true, admin: true, upstream: 'files', file: 'paired-small.bin' },
   head: { path: '/view?filename=paired-small.bin&type=output', method: 'HEAD', auth: true, admin: true, upstream: 'files', file: 'paired-small.bin' },
 };
 const SMALL_FILE_BYTES = 20_000;
+/** The file the upload case sends, in the work directory. */
+const UPLOAD_SOURCE = 'paired-upload.bin';
 const DOWNLOAD_BYTES = 500_000_000;
-const DOWNLOADS = 3;
+const UPLOAD_BYTES = 90_000_000;
+/** Timed transfers per round, after one to warm up. */
+const TRANSFERS = 3;
 const WARM_UP_S = 3;
 /** Clock ticks per second of /proc/PID/stat's utime and stime (USER_HZ, 100 on Linux). */
 const TICKS_PER_S = 100;
@@ -45,7 +51,7 @@ function cpuSecondsOf(pid) {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_S;
 }
 
-async function startCaseUpstream(work, { upstream: kind, file, downloads }) {
+async function startCaseUpstream(work, { upstream: kind, file, transfer }) {
   const port = await freePort();
   if (kind === 'nginx') {
     await startUpstream(work, port);
@@ -53,8 +59,9 @@ async function startCaseUpstream(work, { upstream: kind, file, downloads }) {
   }
   if (kind === 'files') {
     const files = join(work, 'files');
-    mkdirSync(join(files, 'output'), { recursive: true });
-    await writeRandomFile(join(files, 'output', file), downloads ? DOWNLOAD_BYTES : SMALL_FILE_BYTES);
+    for (const folder of ['input', 'output']) mkdirSync(join(files, folder), { recursive: true });
+    await writeRandomFile(join(files, 'output', file), transfer === 'download' ? DOWNLOAD_BYTES : SMALL_FILE_BYTES);
+    if (transfer === 'upload') await writeRandomFile(join(work, UPLOAD_SOURCE), UPLOAD_BYTES);
     const service = spawnService(process.execPath, [fileURLToPath(new URL('files-upstream.mjs', import.meta.url)), String(port), files, file]);
     await waitForLine(service, /ready/);
     return port;
@@ -78,7 +85,7 @@ async function measure(checkout, testCase, { work, upstreamPort, seconds, connec
   const gateway = await startGateway({ directory, upstreamPort, auth: testCase.auth, flags: testCase.flags ?? [] });
   try {
     const url = `${gateway.url}${testCase.path}`;
-    if (testCase.downloads) return await measureDownloads(url, apiKey, gateway.service.pid);
+    if (testCase.transfer) return await measureTransfers(testCase.transfer, url, apiKey, gateway.service.pid, work);
     const load = { connections, method: testCase.method, apiKey, promptBytes };
     const run = testCase.method === 'HEAD' ? runHeadLoop : runWrk;
     await run(url, { ...load, seconds: WARM_UP_S });
@@ -98,22 +105,27 @@ async function measure(checkout, testCase, { work, upstreamPort, seconds, connec
   }
 }
 
-/** Downloads `url` once to warm up, then DOWNLOADS times: {mb_per_s, cpu_ms_per_download} (medians; CPU of the gateway process). */
-async function measureDownloads(url, apiKey, pid) {
+/**
+ * Downloads `url` (or uploads a 90 MB form to it) once to warm up, then TRANSFERS times: {mb_per_s,
+ * cpu_ms_per_transfer} (medians; CPU of the gateway process).
+ */
+async function measureTransfers(kind, url, apiKey, pid, work) {
   const headerFile = join(tmpdir(), `comfy-gate-paired-key-${process.pid}`);
   writeFileSync(headerFile, `X-API-Key: ${apiKey}\n`, { mode: 0o600 });
   try {
     const route = { name: 'gateway', headerFile };
-    const download = () => curlSeconds(route, ['-o', '/dev/null', url], DOWNLOAD_BYTES);
-    await download();
+    const bytes = kind === 'download' ? DOWNLOAD_BYTES : UPLOAD_BYTES;
+    const form = ['-F', `image=@${join(work, UPLOAD_SOURCE)};filename=${UPLOAD_SOURCE};type=application/octet-stream`];
+    const transfer = () => curlSeconds(route, ['-o', '/dev/null', ...(kind === 'upload' ? form : []), url], bytes);
+    await transfer();
     const speeds = [];
     const cpus = [];
-    for (let run = 0; run < DOWNLOADS; run += 1) {
+    for (let run = 0; run < TRANSFERS; run += 1) {
       const before = cpuSecondsOf(pid);
-      speeds.push(DOWNLOAD_BYTES / 1e6 / (await download()));
+      speeds.push(bytes / 1e6 / (await transfer()));
       cpus.push((cpuSecondsOf(pid) - before) * 1000);
     }
-    return { mb_per_s: round(median(speeds)), cpu_ms_per_download: round(median(cpus)) };
+    return { mb_per_s: round(median(speeds)), cpu_ms_per_transfer: round(median(cpus)) };
   } finally {
     rmSync(headerFile, { force: true });
   }
@@ -153,8 +165,8 @@ async function main() {
   }
   for (const name of ['this', 'other']) {
     const of = (field) => median(results[name].map((figures) => figures[field]));
-    const figures = testCase.downloads
-      ? `${of('cpu_ms_per_download')} ms CPU per 500 MB download, ${of('mb_per_s')} MB/s`
+    const figures = testCase.transfer
+      ? `${of('cpu_ms_per_transfer')} ms CPU per ${testCase.transfer === 'download' ? '500 MB download' : '90 MB upload'}, ${of('mb_per_s')} MB/s`
       : `${of('cpu_us_per_request')} µs CPU per request, ${of('disk_bytes_per_request')} bytes to disk per request, ${of('rps')} req/s, p99 ${of('p99_ms')} ms`;
     console.log(`median ${name.padEnd(5)} ${figures}  (${builds[name]})`);
   }

@@ -107,12 +107,25 @@ export class UploadFormReader extends Transform {
     return at < 0 || at >= carried;
   }
 
+  /**
+   * Where the buffer's longest ending that could begin a delimiter starts, or the buffer's length when
+   * none could: only those bytes wait for the next chunk, so a chunk of a file usually goes on whole.
+   */
+  private partialDelimiterAt(): number {
+    const { buffer, delimiter } = this;
+    const first = delimiter[0]!;
+    for (let at = buffer.indexOf(first, Math.max(0, buffer.length - delimiter.length + 1)); at >= 0; at = buffer.indexOf(first, at + 1)) {
+      if (buffer.subarray(at).equals(delimiter.subarray(0, buffer.length - at))) return at;
+    }
+    return buffer.length;
+  }
+
   /** Reads what the buffer allows; false when it needs more bytes. */
   private step(): boolean {
     if (this.state === 'headers') return this.readHeaders();
     const at = this.buffer.indexOf(this.delimiter);
     if (at < 0) {
-      this.consume(Math.max(0, this.buffer.length - this.delimiter.length + 1), true);
+      this.consume(this.partialDelimiterAt(), true);
       return false;
     }
     // The two bytes after a delimiter say whether it closes the form (`--`) or starts a part (CRLF).

@@ -70,6 +70,47 @@ describe('UploadFormReader', () => {
     );
   });
 
+  test('file bytes with pieces of delimiters in them, cut anywhere: passed on unchanged, the parts read', async () => {
+    const content = fc.string({ unit: fc.constantFrom('\r', '\n', '-', 'b', '0', 'x', `\r\n--${BOUNDARY.slice(0, 4)}`), maxLength: 60 });
+    await fc.assert(
+      fc.asyncProperty(content, fc.array(fc.nat(), { maxLength: 12 }), async (text, cuts) => {
+        const form = Buffer.from(
+          `--${BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="f.bin"\r\n\r\n${text}` +
+            `\r\n--${BOUNDARY}\r\nContent-Disposition: form-data; name="type"\r\n\r\ninput\r\n--${BOUNDARY}--\r\n`,
+        );
+        const { out, parts } = await read(
+          form,
+          cuts.map((cut) => 1 + (cut % (form.length - 1))),
+        );
+        assert.deepEqual(out, form);
+        assert.deepEqual(Object.fromEntries(parts), { image: { filename: 'f.bin', value: '' }, type: { filename: null, value: 'input' } });
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  test("a file's chunks go on whole, one piece each, unless one ends in what could begin a delimiter", async () => {
+    const head = Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="f.bin"\r\n\r\n`);
+    const file = [Buffer.alloc(1000, 'x'), Buffer.alloc(1000, 'y'), Buffer.concat([Buffer.alloc(990, 'z'), Buffer.from('\r\n--b0')]), Buffer.alloc(1000, 'w')];
+    const end = Buffer.from(`\r\n--${BOUNDARY}--\r\n`);
+    const reader = new UploadFormReader(BOUNDARY, () => undefined);
+    const pieces: Buffer[] = [];
+    reader.on('data', (chunk: Buffer) => pieces.push(chunk));
+    await new Promise<void>((resolve, reject) => {
+      reader.once('end', resolve);
+      reader.once('error', reject);
+      Readable.from([head, ...file, end]).pipe(reader);
+    });
+    assert.deepEqual(Buffer.concat(pieces), Buffer.concat([head, ...file, end]));
+    // The 'x' and 'y' chunks whole; the 'z' chunk without the six bytes that could begin a delimiter, which go on before the 'w' chunk.
+    const lengths = pieces.map((piece) => piece.length);
+    assert.deepEqual(lengths.slice(-6), [1000, 1000, 990, 6, 1000, end.length]);
+    assert.equal(
+      lengths.slice(0, -6).reduce((sum, length) => sum + length, 0),
+      head.length,
+    );
+  });
+
   test('a refused form is passed on without its closing delimiter and what follows it', async () => {
     for (const size of [1, 5, FORM.length]) {
       const seen: Buffer[] = [];
