@@ -18,9 +18,16 @@ const REDACTED = [
   '*.api_key',
 ];
 
-/** A logger writing JSON lines to stdout, buffered (a request never waits for its log line). */
+/**
+ * A logger writing JSON lines to stdout, buffered (a request never waits for its log line). Lines are
+ * kept as bytes until written: kept as text, sonic-boom measures the whole waiting text again for every
+ * line added (flattening it, up to 16 KB per line under load); as bytes, each line is encoded once and
+ * the waiting lines are joined once per write.
+ */
 export function createLogger(level: LogLevel): Logger {
-  const destination = pino.destination({ dest: 1, sync: false });
+  const destination = pino.destination({ dest: 1, sync: false, contentMode: 'buffer' });
+  const writeBytes = destination.write.bind(destination) as unknown as (bytes: Buffer) => boolean;
+  destination.write = (line: string) => writeBytes(Buffer.from(line, 'utf8'));
   return pino({ level, base: { service: 'comfy-gate' }, redact: { paths: REDACTED, censor: '[redacted]' } }, destination);
 }
 

@@ -1,6 +1,7 @@
-// The access log's request line: the same JSON line pino itself writes, for any path, and none below the logger's level.
+// The access log's request line (the same JSON line pino itself writes, for any path, none below the level), and the logger's stdout.
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { pino } from 'pino';
@@ -46,4 +47,25 @@ test('no request line below the level the logger writes', async () => {
   logRequest(log, { req_id: 'a', method: 'GET', path: '/', status: 200, duration_ms: 1, key_id: null, ip: '127.0.0.1' });
   await new Promise((resolve) => setImmediate(resolve));
   assert.deepEqual(lines, []);
+});
+
+test("the gateway's logger writes every line whole to stdout, UTF-8 intact and in order, even when the process exits at once", () => {
+  const logger = new URL('../../src/log/logger.js', import.meta.url).href;
+  const script = `
+    const { createLogger, logRequest } = await import(${JSON.stringify(logger)});
+    const log = createLogger('info');
+    for (let i = 0; i < 5000; i += 1) {
+      if (i % 2 === 0) log.info({ i, text: 'é✓\u{1f600}' }, 'line');
+      else logRequest(log, { req_id: String(i), method: 'GET', path: '/é✓', status: 200, duration_ms: 1, key_id: null, ip: '::1' });
+    }
+    process.exit(0);`;
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  assert.equal(child.status, 0, child.stderr);
+  const lines = child.stdout.split('\n').filter(Boolean);
+  assert.equal(lines.length, 5000);
+  lines.forEach((line, i) => {
+    const parsed = JSON.parse(line) as { i?: number; text?: string; req_id?: string; path?: string };
+    if (i % 2 === 0) assert.deepEqual([parsed.i, parsed.text], [i, 'é✓\u{1f600}']);
+    else assert.deepEqual([parsed.req_id, parsed.path], [String(i), '/é✓']);
+  });
 });
