@@ -35,6 +35,34 @@ function selfTimeByNode(profile) {
   return selfMs;
 }
 
+/**
+ * What a sampling heap profile (HeapProfiler.stopSampling's `profile`) says was allocated per request:
+ * {bytes_per_request, top: [{name, where, bytes_per_request}]}, the `top` functions by bytes allocated in them.
+ */
+export function allocationsPerRequest(path, requests, top = 15) {
+  const byFunction = new Map();
+  let total = 0;
+  const visit = (node) => {
+    total += node.selfSize;
+    const { functionName, url, lineNumber } = node.callFrame;
+    const name = functionName || '(anonymous)';
+    const where = url ? `${url.replace(/^file:\/\//, '').replace(/^.*\/(node_modules|dist|bench)\//, '$1/')}:${lineNumber + 1}` : '';
+    const label = `${name} ${where}`;
+    const entry = byFunction.get(label) ?? { name, where, bytes: 0 };
+    entry.bytes += node.selfSize;
+    byFunction.set(label, entry);
+    node.children.forEach(visit);
+  };
+  visit(JSON.parse(readFileSync(path, 'utf8')).head);
+  return {
+    bytes_per_request: Math.round(total / requests),
+    top: [...byFunction.values()]
+      .sort((a, b) => b.bytes - a.bytes)
+      .slice(0, top)
+      .map(({ name, where, bytes }) => ({ name, where, bytes_per_request: Math.round(bytes / requests) })),
+  };
+}
+
 /** Prints the summary as a table, when run as `node bench/profile.mjs FILE [TOP]`. */
 if (import.meta.url === `file://${process.argv[1]}`) {
   for (const { name, where, self_pct } of topSelfTime(process.argv[2], Number(process.argv[3] ?? 25))) {

@@ -158,6 +158,14 @@ export function printProfile(route, figures, top, file) {
   );
 }
 
+export function printAllocations(route, figures, allocations) {
+  console.log(`\nkeyed ${route}, 50 connections, heap sampled: ${figures.requests} requests, ${allocations.bytes_per_request} bytes allocated per request\n`);
+  table(
+    ['bytes/request', 'function', 'where'],
+    allocations.top.map(({ bytes_per_request, name, where }) => [bytes_per_request, name, where]),
+  );
+}
+
 function table(header, rows) {
   const cells = [header, ...rows].map((row) => row.map(String));
   const widths = header.map((_, i) => Math.max(...cells.map((row) => row[i].length)));

@@ -1,12 +1,13 @@
 // `npm run bench`: comfy-gate against nginx on loopback (throughput and latency, 1M-key start-up, usage writes, WebSocket relay, big transfers, the history window; the gateway's event-loop delay in each); writes bench/results.json.
 // `npm run bench -- --only ws,transfers` runs only those groups of cases (see GROUPS).
-// `npm run bench -- --profile` instead profiles the keyed gateway (node --cpu-prof) at 50 connections.
+// `npm run bench -- --profile` instead profiles the keyed gateway (node --cpu-prof) at 50 connections; `--allocations` samples what it allocates per request.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { MAX_DELAY_LIMIT_MS, readEventLoopDelay, resetEventLoopDelay } from './event-loop.mjs';
 import { startGateway } from './gateway.mjs';
 import { measureHistory } from './history.mjs';
@@ -14,8 +15,8 @@ import { writeKeysFile } from './keys.mjs';
 import { cpuDuring, describeMachine } from './machine.mjs';
 import { startProxy, startUpstream } from './nginx.mjs';
 import { freePort, memoryOf, round, spawnService, stopAllNow, stopService, waitForLine } from './processes.mjs';
-import { topSelfTime } from './profile.mjs';
-import { printProfile, printResults } from './report.mjs';
+import { allocationsPerRequest, topSelfTime } from './profile.mjs';
+import { printAllocations, printProfile, printResults } from './report.mjs';
 import { measureTransfers } from './transfers.mjs';
 import { writeUsageHistory } from './usage-history.mjs';
 import { runWrk } from './wrk.mjs';
@@ -79,6 +80,7 @@ async function main() {
   await startComfyLikeUpstream(comfyPort);
   const oneKey = await writeKeysFile(join(work, 'auth'), 1);
   if (process.argv.includes('--profile')) return profileKeyedCase(work, upstreamPort, oneKey.apiKey);
+  if (process.argv.includes('--allocations')) return measureAllocations(work, upstreamPort, oneKey.apiKey);
 
   const parts = { machine: { ...machine, only: [...only] } };
   if (only.has('proxy')) parts.proxy = await measureProxyCases(work, { upstreamPort, proxyPort, bareProxyPort, comfyPort, oneKey });
@@ -369,6 +371,37 @@ async function profileKeyedCase(work, upstreamPort, apiKey) {
     const kept = here(route.file);
     copyFileSync(join(profileDir, readdirSync(profileDir)[0]), kept);
     printProfile(`${route.method} ${route.path}`, figures, topSelfTime(kept, 20), kept);
+  }
+}
+
+/**
+ * The allocations mode: the keyed gateway on the plain route at 50 connections, with V8's sampling heap
+ * profiler (bench/heap-sampler.cjs) on for one run after the warm-up; prints the bytes allocated per
+ * request and where. Unlike CPU time, this hardly moves with how busy the machine is.
+ */
+async function measureAllocations(work, upstreamPort, apiKey) {
+  const profile = join(work, 'allocations.heapprofile');
+  process.env.COMFY_GATE_BENCH_HEAP_PROFILE = profile;
+  const gateway = await startGateway({ directory: join(work, 'auth'), upstreamPort, auth: true, nodeArgs: ['--require', here('heap-sampler.cjs')] });
+  const load = { connections: 50, apiKey, method: PLAIN_ROUTE.method };
+  const url = `${gateway.url}${PLAIN_ROUTE.path}`;
+  log(`sampling what the keyed gateway allocates on ${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path} at 50 connections for ${RUN_S} s`);
+  await runWrk(url, { ...load, seconds: WARM_UP_S });
+  process.kill(gateway.service.pid, 'SIGUSR2');
+  const figures = await runWrk(url, { ...load, seconds: RUN_S });
+  process.kill(gateway.service.pid, 'SIGUSR2');
+  await waitForFile(`${profile}.done`);
+  await stopService(gateway.service);
+  const kept = here('gateway-auth-plain-route-c50.heapprofile');
+  copyFileSync(profile, kept);
+  printAllocations(`${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path}`, figures, allocationsPerRequest(kept, figures.requests, 20));
+}
+
+/** Resolves once `path` exists (checked every 100 ms), or rejects after 30 s. */
+async function waitForFile(path) {
+  for (let waited = 0; !existsSync(path); waited += 100) {
+    if (waited >= 30_000) throw new Error(`${path} did not appear`);
+    await sleep(100);
   }
 }
 

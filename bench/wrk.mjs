@@ -27,6 +27,7 @@ export async function runWrk(url, { connections, seconds, apiKey = '', method = 
   const failed = Object.entries(report.errors).filter(([, count]) => count > 0);
   if (failed.length > 0) throw new Error(`${url}: ${failed.map(([kind, count]) => `${count} ${kind} errors`).join(', ')}`);
   return {
+    requests: report.requests,
     rps: Math.round(report.requests / (report.duration_us / 1e6)),
     p50_ms: round(report.p50_us / 1000, 3),
     p99_ms: round(report.p99_us / 1000, 3),
