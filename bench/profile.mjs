@@ -1,4 +1,4 @@
-// Summarises a V8 .cpuprofile (node --cpu-prof): the functions with the most self time.
+// Summarises V8 profiles: a .cpuprofile (node --cpu-prof) by self time per function, a sampling heap profile by bytes allocated per function.
 
 import { readFileSync } from 'node:fs';
 
@@ -6,23 +6,27 @@ import { readFileSync } from 'node:fs';
 export function topSelfTime(path, top = 15) {
   const profile = JSON.parse(readFileSync(path, 'utf8'));
   const selfMs = selfTimeByNode(profile);
+  const { total, functions } = sumByFunction(profile.nodes.map((node) => [node.callFrame, selfMs.get(node.id) ?? 0]));
+  return functions.slice(0, top).map(({ name, where, amount }) => ({ name, where, self_pct: Math.round((1000 * amount) / total) / 10 }));
+}
+
+/**
+ * Adds up amounts by the function they were measured in: {total, functions: [{name, where, amount}]},
+ * the functions largest first. `measured` holds [callFrame, amount] pairs.
+ */
+function sumByFunction(measured) {
   const byFunction = new Map();
-  let totalMs = 0;
-  for (const node of profile.nodes) {
-    const ms = selfMs.get(node.id) ?? 0;
-    totalMs += ms;
-    const { functionName, url, lineNumber } = node.callFrame;
+  let total = 0;
+  for (const [{ functionName, url, lineNumber }, amount] of measured) {
+    total += amount;
     const name = functionName || '(anonymous)';
     const where = url ? `${url.replace(/^file:\/\//, '').replace(/^.*\/(node_modules|dist|bench)\//, '$1/')}:${lineNumber + 1}` : '';
     const label = `${name} ${where}`;
-    const entry = byFunction.get(label) ?? { name, where, ms: 0 };
-    entry.ms += ms;
+    const entry = byFunction.get(label) ?? { name, where, amount: 0 };
+    entry.amount += amount;
     byFunction.set(label, entry);
   }
-  return [...byFunction.values()]
-    .sort((a, b) => b.ms - a.ms)
-    .slice(0, top)
-    .map(({ name, where, ms }) => ({ name, where, self_pct: Math.round((1000 * ms) / totalMs) / 10 }));
+  return { total, functions: [...byFunction.values()].sort((a, b) => b.amount - a.amount) };
 }
 
 /** Milliseconds of samples per node: each sample lasts until the next one (timeDeltas). */
@@ -40,26 +44,18 @@ function selfTimeByNode(profile) {
  * {bytes_per_request, top: [{name, where, bytes_per_request}]}, the `top` functions by bytes allocated in them.
  */
 export function allocationsPerRequest(path, requests, top = 15) {
-  const byFunction = new Map();
-  let total = 0;
+  const profile = JSON.parse(readFileSync(path, 'utf8'));
+  if (!profile.head) throw new Error(`no heap profile in ${path}: ${profile.error ?? 'no head node'}`);
+  const measured = [];
   const visit = (node) => {
-    total += node.selfSize;
-    const { functionName, url, lineNumber } = node.callFrame;
-    const name = functionName || '(anonymous)';
-    const where = url ? `${url.replace(/^file:\/\//, '').replace(/^.*\/(node_modules|dist|bench)\//, '$1/')}:${lineNumber + 1}` : '';
-    const label = `${name} ${where}`;
-    const entry = byFunction.get(label) ?? { name, where, bytes: 0 };
-    entry.bytes += node.selfSize;
-    byFunction.set(label, entry);
+    measured.push([node.callFrame, node.selfSize]);
     node.children.forEach(visit);
   };
-  visit(JSON.parse(readFileSync(path, 'utf8')).head);
+  visit(profile.head);
+  const { total, functions } = sumByFunction(measured);
   return {
     bytes_per_request: Math.round(total / requests),
-    top: [...byFunction.values()]
-      .sort((a, b) => b.bytes - a.bytes)
-      .slice(0, top)
-      .map(({ name, where, bytes }) => ({ name, where, bytes_per_request: Math.round(bytes / requests) })),
+    top: functions.slice(0, top).map(({ name, where, amount }) => ({ name, where, bytes_per_request: Math.round(amount / requests) })),
   };
 }
 

@@ -158,6 +158,7 @@ export function printProfile(route, figures, top, file) {
   );
 }
 
+/** Prints what the allocations mode measured: bytes per request, and the functions that allocated most. */
 export function printAllocations(route, figures, allocations) {
   console.log(`\nkeyed ${route}, 50 connections, heap sampled: ${figures.requests} requests, ${allocations.bytes_per_request} bytes allocated per request\n`);
   table(
