@@ -159,8 +159,8 @@ export function printProfile(route, figures, top, file) {
 }
 
 /** Prints what the allocations mode measured: bytes per request, and the functions that allocated most. */
-export function printAllocations(route, figures, allocations) {
-  console.log(`\nkeyed ${route}, 50 connections, heap sampled: ${figures.requests} requests, ${allocations.bytes_per_request} bytes allocated per request\n`);
+export function printAllocations(what, figures, allocations) {
+  console.log(`\n${what}, 50 connections, heap sampled: ${figures.requests} requests, ${allocations.bytes_per_request} bytes allocated per request\n`);
   table(
     ['bytes/request', 'function', 'where'],
     allocations.top.map(({ bytes_per_request, name, where }) => [bytes_per_request, name, where]),

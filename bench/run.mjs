@@ -375,26 +375,48 @@ async function profileKeyedCase(work, upstreamPort, apiKey) {
 }
 
 /**
- * The allocations mode: the keyed gateway on the plain route at 50 connections, with V8's sampling heap
- * profiler (bench/heap-sampler.cjs) on for one run after the warm-up; prints the bytes allocated per
- * request and where. Unlike CPU time, this hardly moves with how busy the machine is.
+ * The allocations mode: the keyed gateway on the plain route at 50 connections, then the ceiling
+ * (bench/bare-proxy.mjs) on the same route, each with V8's sampling heap profiler (bench/heap-sampler.cjs)
+ * on for one run after the warm-up; prints the bytes each allocated per request and where. Unlike CPU
+ * time, this hardly moves with how busy the machine is.
  */
 async function measureAllocations(work, upstreamPort, apiKey) {
-  const profile = join(work, 'allocations.heapprofile');
-  process.env.COMFY_GATE_BENCH_HEAP_PROFILE = profile;
-  const gateway = await startGateway({ directory: join(work, 'auth'), upstreamPort, auth: true, nodeArgs: ['--require', here('heap-sampler.cjs')] });
-  const load = { connections: 50, apiKey, method: PLAIN_ROUTE.method };
-  const url = `${gateway.url}${PLAIN_ROUTE.path}`;
+  const load = { connections: 50, method: PLAIN_ROUTE.method };
+  const sampler = ['--require', here('heap-sampler.cjs')];
   log(`sampling what the keyed gateway allocates on ${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path} at 50 connections for ${RUN_S} s`);
+  // The sampler in each process writes its profile where this variable says when the process started.
+  process.env.COMFY_GATE_BENCH_HEAP_PROFILE = join(work, 'gateway.heapprofile');
+  const gateway = await startGateway({ directory: join(work, 'auth'), upstreamPort, auth: true, nodeArgs: sampler });
+  const gatewayKept = here('gateway-auth-plain-route-c50.heapprofile');
+  const gatewayFigures = await sampleAllocations(gateway.service, `${gateway.url}${PLAIN_ROUTE.path}`, { ...load, apiKey }, gatewayKept);
+
+  log(`sampling what the ceiling allocates on the same route`);
+  process.env.COMFY_GATE_BENCH_HEAP_PROFILE = join(work, 'ceiling.heapprofile');
+  const port = await freePort();
+  const ceiling = spawnService(process.execPath, [...sampler, here('bare-proxy.mjs'), String(port), String(upstreamPort)]);
+  await waitForLine(ceiling, /listening/);
+  const ceilingKept = here('ceiling-plain-route-c50.heapprofile');
+  const ceilingFigures = await sampleAllocations(ceiling, `http://127.0.0.1:${port}${PLAIN_ROUTE.path}`, load, ceilingKept);
+
+  const route = `${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path}`;
+  printAllocations(`keyed gateway, ${route}`, gatewayFigures, allocationsPerRequest(gatewayKept, gatewayFigures.requests, 20));
+  printAllocations(`ceiling, ${route}`, ceilingFigures, allocationsPerRequest(ceilingKept, ceilingFigures.requests, 10));
+}
+
+/**
+ * Warms `service` up on `url`, samples its heap over one run (SIGUSR2 starts and stops the sampler),
+ * stops it and keeps the profile at `kept`; resolves wrk's figures for the sampled run.
+ */
+async function sampleAllocations(service, url, load, kept) {
+  const profile = process.env.COMFY_GATE_BENCH_HEAP_PROFILE;
   await runWrk(url, { ...load, seconds: WARM_UP_S });
-  process.kill(gateway.service.pid, 'SIGUSR2');
+  process.kill(service.pid, 'SIGUSR2');
   const figures = await runWrk(url, { ...load, seconds: RUN_S });
-  process.kill(gateway.service.pid, 'SIGUSR2');
+  process.kill(service.pid, 'SIGUSR2');
   await waitForFile(`${profile}.done`);
-  await stopService(gateway.service);
-  const kept = here('gateway-auth-plain-route-c50.heapprofile');
+  await stopService(service);
   copyFileSync(profile, kept);
-  printAllocations(`${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path}`, figures, allocationsPerRequest(kept, figures.requests, 20));
+  return figures;
 }
 
 /** Resolves once `path` exists (checked every 100 ms), or rejects after 30 s. */

@@ -20,13 +20,22 @@ export type Caller = { kind: 'anonymous' } | { kind: 'key'; key: KeyRecord; via:
  */
 export function identify(req: IncomingMessage, keys: KeyStore, sessions?: SessionStore): Caller | GatewayError {
   // Node keeps only the first of repeated Authorization headers; a repeated Bearer is malformed, as a repeated X-API-Key is.
-  const authorizations = req.headersDistinct.authorization ?? [];
-  if (authorizations.length > 1 && authorizations.some(isBearerAuthorization)) return invalidKey();
+  if (repeatsAuthorization(req.rawHeaders) && req.headersDistinct.authorization!.some(isBearerAuthorization)) return invalidKey();
   const credential = presentedCredential(req.headers);
   if (credential.kind === 'none') return sessions ? sessionCaller(req, keys, sessions) : { kind: 'anonymous' };
   if (credential.kind === 'malformed') return invalidKey();
   const key = keyOfPlaintext(credential.key, keys);
   return key instanceof GatewayError ? key : { kind: 'key', key, via: 'header' };
+}
+
+/** Whether a request's header lines give Authorization more than once: read without building `headersDistinct` for every request. */
+function repeatsAuthorization(rawHeaders: readonly string[]): boolean {
+  let seen = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    if (name.length === 13 && name.toLowerCase() === 'authorization' && ++seen > 1) return true;
+  }
+  return false;
 }
 
 /**

@@ -2,11 +2,18 @@
 
 import type { IncomingMessage } from 'node:http';
 import type { KeyRecord } from '../store/types.js';
-import type { IsolationContext } from './context.js';
+import type { IsolationContext, UpstreamUserHeaders } from './context.js';
 import { parseJsonOrUndefined } from './json-body.js';
 
 /** How long the answer to "does ComfyUI run with --multi-user?" is trusted. */
 const MODE_TTL_MS = 60_000;
+
+/** An admin key's requests go as sent, with any `Comfy-User` of its own. */
+const AS_SENT: UpstreamUserHeaders = Object.freeze({});
+/** Without `--multi-user`, a user key's requests go as ComfyUI's one user. */
+const WITHOUT_USER: UpstreamUserHeaders = Object.freeze({ 'comfy-user': null });
+
+const asUser = (userId: string): UpstreamUserHeaders => ({ 'comfy-user': userId });
 
 /**
  * Maps keys to ComfyUI users. Whether ComfyUI runs with `--multi-user` is read from its `GET /users`
@@ -26,9 +33,12 @@ export class ComfyUsers {
     this.ctx = ctx;
   }
 
-  /** Whether ComfyUI keeps settings and userdata per user; requests that arrive while it is being asked share one question. */
-  isMultiUser(req: IncomingMessage): Promise<boolean> {
-    if (this.multiUser && Date.now() - this.multiUser.at < MODE_TTL_MS) return Promise.resolve(this.multiUser.value);
+  /**
+   * Whether ComfyUI keeps settings and userdata per user: known at once while the last answer is
+   * fresh, else asked, with requests that arrive meanwhile sharing one question.
+   */
+  isMultiUser(req: IncomingMessage): boolean | Promise<boolean> {
+    if (this.multiUser && Date.now() - this.multiUser.at < MODE_TTL_MS) return this.multiUser.value;
     if (this.askingMode) return this.askingMode;
     const asking = this.askMode(req).finally(() => {
       if (this.askingMode === asking) this.askingMode = null;
@@ -62,10 +72,18 @@ export class ComfyUsers {
    * The `Comfy-User` header for a user key's forwarded requests (a client's own value is always
    * dropped); admin keys keep whatever they send.
    */
-  async headersFor(req: IncomingMessage, key: KeyRecord): Promise<Record<string, string | null>> {
-    if (key.role === 'admin') return {};
-    if (!(await this.isMultiUser(req))) return { 'comfy-user': null };
-    return { 'comfy-user': await this.userOf(req, key) };
+  headersFor(req: IncomingMessage, key: KeyRecord): UpstreamUserHeaders | Promise<UpstreamUserHeaders> {
+    if (key.role === 'admin') return AS_SENT;
+    const multiUser = this.isMultiUser(req);
+    if (multiUser instanceof Promise) return multiUser.then((known) => this.userHeaders(req, key, known));
+    return this.userHeaders(req, key, multiUser);
+  }
+
+  /** The `Comfy-User` header of a user key, once whether ComfyUI runs with `--multi-user` is known. */
+  private userHeaders(req: IncomingMessage, key: KeyRecord, multiUser: boolean): UpstreamUserHeaders | Promise<UpstreamUserHeaders> {
+    if (!multiUser) return WITHOUT_USER;
+    const userId = this.userOf(req, key);
+    return userId instanceof Promise ? userId.then(asUser) : asUser(userId);
   }
 
   /** The display name of a key's ComfyUI user: its name, made unique by the start of its key_id. */
@@ -73,10 +91,10 @@ export class ComfyUsers {
     return `${key.name} (${key.key_id.slice(0, 8)})`;
   }
 
-  /** The key's ComfyUI user id, created on first use. */
-  userOf(req: IncomingMessage, key: KeyRecord): Promise<string> {
+  /** The key's ComfyUI user id, created on first use (known at once after that). */
+  userOf(req: IncomingMessage, key: KeyRecord): string | Promise<string> {
     const known = this.ctx.ownership.comfyUserOf(key.key_id);
-    if (known) return Promise.resolve(known);
+    if (known) return known;
     let pending = this.creating.get(key.key_id);
     if (!pending) {
       pending = this.create(req, key).finally(() => this.creating.delete(key.key_id));

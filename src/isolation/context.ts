@@ -24,12 +24,15 @@ export interface IsolationContext {
   webhooks?: WebhookSettings;
 }
 
+/** Headers that replace (a string) or remove (null) a request's own on its way to ComfyUI. */
+export type UpstreamUserHeaders = Readonly<Record<string, string | null>>;
+
 /** The key making the request, and the headers every request it forwards gets (its ComfyUI user). */
 export interface IsolatedCaller {
   key: KeyRecord;
   /** Admin keys see and act on everything; user keys only on their own work. */
   seesAll: boolean;
-  upstreamHeaders: Record<string, string | null>;
+  upstreamHeaders: UpstreamUserHeaders;
 }
 
 /** The key of a prompt, by the id its key knows: its job's, or (for prompts from before the job registry) its claim's. */

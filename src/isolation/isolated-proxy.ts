@@ -13,7 +13,7 @@ import { generateImages } from '../workflows/openai-images.js';
 import type { ImageFetching } from '../workflows/image-input.js';
 import { runWorkflow } from '../workflows/run-workflow.js';
 import { ComfyUsers } from './comfy-users.js';
-import type { IsolatedCaller, IsolationContext } from './context.js';
+import type { IsolatedCaller, IsolationContext, UpstreamUserHeaders } from './context.js';
 import { getHistoryEntry, getHistoryList, postHistory } from './history.js';
 import { checkBoundedIds } from './ids.js';
 import { cancelJob, cancelJobs, getJob, getJobList } from './jobs.js';
@@ -40,7 +40,7 @@ export interface IsolatedProxy {
   /** POST /v1/images/generations for a key: the workflow marked `openai_images` run with the request's prompt, n and size (see generateImages). */
   generateImages(req: IncomingMessage, res: ServerResponse, key: KeyRecord, waiter: JobWaiter, workflows: WorkflowStore, origin: string): Promise<void>;
   /** The `Comfy-User` header (or its removal) for a key's requests and WebSockets. */
-  upstreamHeadersFor(req: IncomingMessage, key: KeyRecord): Promise<Record<string, string | null>>;
+  upstreamHeadersFor(req: IncomingMessage, key: KeyRecord): UpstreamUserHeaders | Promise<UpstreamUserHeaders>;
   /** For callers without a key: ComfyUI's answers to /queue and /history without secrets, and `/view` as a download; false for anything else. */
   handleAnonymous(req: IncomingMessage, res: ServerResponse, target: RequestTarget): Promise<boolean>;
   /** A backend (re)connected or came up: it may be a restarted ComfyUI, with other nodes and models and another `--multi-user` setting. */
@@ -73,16 +73,20 @@ export function createIsolatedProxy(options: {
   };
   const comfyUsers = new ComfyUsers(ctx);
 
-  /** The caller of a keyed request, with the ComfyUI user its requests go as. */
-  async function callerOf(req: IncomingMessage, key: KeyRecord): Promise<IsolatedCaller> {
+  /** The caller of a keyed request, with the ComfyUI user its requests go as; at once when that user is known. */
+  function callerOf(req: IncomingMessage, key: KeyRecord): IsolatedCaller | Promise<IsolatedCaller> {
     const comfyUser = req.headers['comfy-user'];
     checkBoundedIds({ 'Comfy-User': Array.isArray(comfyUser) ? comfyUser.join(', ') : comfyUser });
-    return { key, seesAll: key.role === 'admin', upstreamHeaders: await comfyUsers.headersFor(req, key) };
+    const seesAll = key.role === 'admin';
+    const headers = comfyUsers.headersFor(req, key);
+    if (headers instanceof Promise) return headers.then((upstreamHeaders) => ({ key, seesAll, upstreamHeaders }));
+    return { key, seesAll, upstreamHeaders: headers };
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse, key: KeyRecord, target: RequestTarget): Promise<void> {
     const method = req.method ?? 'GET';
-    const caller = await callerOf(req, key);
+    const known = callerOf(req, key);
+    const caller = known instanceof Promise ? await known : known;
     const match = matchRoute(method, target.segments);
     if (!caller.seesAll) {
       if (!match) {

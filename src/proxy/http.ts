@@ -25,7 +25,7 @@ export interface UpstreamOverrides {
   /** A replacement body (the client's body is then not read); a stream keeps the client's length headers, so it must have the client's length. */
   body?: Buffer | string | Readable;
   /** Headers to set (a value of null removes the header). */
-  headers?: Record<string, string | null>;
+  headers?: Readonly<Record<string, string | null>>;
   /** For `fetch`: how long the whole answer may take (default twice the headers timeout). */
   timeoutMs?: number;
   /** For `fetch`: the largest answer read (default `MAX_BUFFERED_BYTES`); a larger one is cut and refused with 502. */

@@ -49,7 +49,7 @@ import { asksForWebSocket, checkWebSocketHandshake } from '../proxy/websocket-ha
 import { WebSocketSlots } from '../proxy/websocket-slots.js';
 import { rateLimitHeaders, retryAfterSeconds } from '../ratelimit/headers.js';
 import type { Stores } from '../store/index.js';
-import { ACTIVE_JOB_STATUSES, type KeyRecord } from '../store/types.js';
+import { ACTIVE_JOB_STATUSES, type HitResult, type KeyRecord } from '../store/types.js';
 import { utcDay } from '../usage/day.js';
 import { openApiSource } from '../workflows/openapi.js';
 import { keyWebhook, type WebhookSettings } from '../webhooks/job-webhook.js';
@@ -258,9 +258,17 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     countRequest: (res, key) => countRequest(res, key, '/login'),
   };
 
-  /** Checks and counts a keyed request against its limit; resolves the response headers, or throws 429. */
-  async function admit(key: KeyRecord, at: number): Promise<Record<string, string>> {
-    const result = await counters.hit(key.key_id, key.rate_limit, at);
+  /**
+   * Checks and counts a keyed request against its limit: the response headers, or 429. Synchronous
+   * when the counter answers at once (in memory), so the request waits for no turn of the event loop.
+   */
+  function admit(key: KeyRecord, at: number): Record<string, string> | Promise<Record<string, string>> {
+    const result = counters.hit(key.key_id, key.rate_limit, at);
+    return result instanceof Promise ? result.then((settled) => admitted(key, settled, at)) : admitted(key, result, at);
+  }
+
+  /** The rate-limit headers of an allowed request (its key marked as used), or 429. */
+  function admitted(key: KeyRecord, result: HitResult, at: number): Record<string, string> {
     const headers = rateLimitHeaders(result, at);
     if (!result.allowed) {
       usage.recordRateLimited(key.key_id, at);
@@ -271,10 +279,19 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     return headers;
   }
 
-  /** Counts a keyed request against its limit (setting the rate-limit headers, or throwing 429) and records its usage when it ends. */
-  async function countRequest(res: ServerResponse, key: KeyRecord, path: string): Promise<void> {
+  /**
+   * Counts a keyed request against its limit (setting the rate-limit headers, or throwing 429) and
+   * records its usage when it ends; synchronous as `admit` is.
+   */
+  function countRequest(res: ServerResponse, key: KeyRecord, path: string): void | Promise<void> {
     const at = now();
-    const headers = await admit(key, at);
+    const headers = admit(key, at);
+    if (headers instanceof Promise) return headers.then((settled) => markCounted(res, key, path, at, settled));
+    markCounted(res, key, path, at, headers);
+  }
+
+  /** Sets an admitted request's rate-limit headers and has its usage recorded when it ends. */
+  function markCounted(res: ServerResponse, key: KeyRecord, path: string, at: number, headers: Record<string, string>): void {
     addResponseHeaders(res, headers);
     const record = (res as ObservedResponse)[OBSERVED];
     // Recorded when the response ends (whether it completed or the client went away), by the response's one close listener.
@@ -346,7 +363,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       if (!(await isolated.handleAnonymous(req, res, target))) await pool.anonymous().proxy.forward(req, res);
       return;
     }
-    await countRequest(res, caller.key, path);
+    const counting = countRequest(res, caller.key, path);
+    if (counting) await counting;
     if (route?.name === 'metrics') {
       if (caller.key.role !== 'admin') throw forbidden('Metrics need an admin key (or --metrics-public).');
       return sendMetrics(res);

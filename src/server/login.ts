@@ -24,7 +24,7 @@ export interface LoginContext {
   log: Logger;
   now(): number;
   /** Counts a sign-in as a request of its key: sets the rate-limit headers, or throws 429 over the limit. */
-  countRequest(res: ServerResponse, key: KeyRecord): Promise<void>;
+  countRequest(res: ServerResponse, key: KeyRecord): void | Promise<void>;
 }
 
 /** A `next` target that stays on this site: a path, never `//host` or `/\\host`; anything else becomes `/`. */

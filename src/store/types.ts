@@ -171,7 +171,8 @@ export interface HitResult {
 
 /** Counts requests per key in a sliding window. `hit` checks and counts as one atomic step. */
 export interface CounterStore {
-  hit(keyId: string, limit: number, now: number): Promise<HitResult>;
+  /** Synchronous where the store answers at once (in this process's memory), so a request waits for no turn of the event loop. */
+  hit(keyId: string, limit: number, now: number): HitResult | Promise<HitResult>;
   /** Seeds the windows with requests counted before a restart. */
   restore(times: Map<string, number[]>, now: number): void;
   close(): Promise<void>;

@@ -106,7 +106,7 @@ export function counterStoreContract(name: string, harness: CounterHarness | { s
 
     test('concurrent hits are counted exactly', async () => {
       const store = await open();
-      const results = await Promise.all(Array.from({ length: 50 }, () => store.hit('k', 20, T0)));
+      const results = await Promise.all(Array.from({ length: 50 }, async () => store.hit('k', 20, T0)));
       assert.equal(results.filter((r) => r.allowed).length, 20);
       assert.deepEqual(
         results
@@ -161,7 +161,7 @@ export function counterStoreContract(name: string, harness: CounterHarness | { s
       async () => {
         const replicas = await (harness.openShared as (count: number) => Promise<CounterStore[]>)(3);
         opened.push(...replicas);
-        const results = await Promise.all(Array.from({ length: 200 }, (_, i) => replicas[i % 3]!.hit('shared', 50, T0 + i / 1000)));
+        const results = await Promise.all(Array.from({ length: 200 }, async (_, i) => replicas[i % 3]!.hit('shared', 50, T0 + i / 1000)));
         assert.equal(results.filter((r) => r.allowed).length, 50);
         assert.deepEqual(
           results

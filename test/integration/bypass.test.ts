@@ -154,6 +154,13 @@ describe('bypass attempts', () => {
     });
   }
 
+  test('Authorization twice, its name spelt in two cases, is refused even with the same valid key', async () => {
+    const bearer = `Bearer ${alice.api_key}`;
+    const twice = `GET /api/queue HTTP/1.1\r\nHost: 127.0.0.1:${gateway.port}\r\nAuthorization: ${bearer}\r\nAUTHORIZATION: ${bearer}\r\n\r\n`;
+    assert.equal(await rawStatus(gateway.port, twice), 401);
+    assert.equal(await rawStatus(gateway.port, twice.replace('AUTHORIZATION: ', 'X-Other: ')), 200, 'the same request with one Authorization is served');
+  });
+
   test('a key with a NUL byte is refused by the HTTP parser', async () => {
     assert.equal(
       await rawStatus(gateway.port, `GET /api/queue HTTP/1.1\r\nHost: x\r\nX-API-Key: ${alice.api_key.slice(0, 8)}\0${alice.api_key.slice(8)}\r\n\r\n`),

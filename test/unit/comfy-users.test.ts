@@ -30,11 +30,11 @@ describe('ComfyUsers: whether ComfyUI runs with --multi-user', () => {
   test('requests that arrive together share one question; its answer is kept', async () => {
     const { ctx, asked } = comfyAskedByHand();
     const users = new ComfyUsers(ctx);
-    const waiting = [users.isMultiUser(request), users.isMultiUser(request), users.isMultiUser(request)];
+    const waiting = Array.from({ length: 3 }, async () => users.isMultiUser(request));
     assert.equal(asked.length, 1);
     asked[0]!(true);
     assert.deepEqual(await Promise.all(waiting), [true, true, true]);
-    assert.equal(await users.isMultiUser(request), true);
+    assert.equal(users.isMultiUser(request), true, 'known at once, without a turn of the event loop');
     assert.equal(asked.length, 1, 'answered from what ComfyUI said');
   });
 

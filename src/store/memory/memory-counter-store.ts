@@ -14,7 +14,7 @@ const SWEEP_INTERVAL_SECONDS = 60;
 /**
  * An exact sliding window: a request is allowed when fewer than `limit` requests were counted in the
  * `windowSeconds` before it, so no burst is possible at any boundary. Memory per key is bounded by its
- * limit, and a key idle for a whole window has none. `hit` is synchronous inside, so concurrent
+ * limit, and a key idle for a whole window has none. `hit` is synchronous, so concurrent
  * requests are counted exactly.
  */
 export class MemoryCounterStore implements CounterStore {
@@ -26,12 +26,7 @@ export class MemoryCounterStore implements CounterStore {
     this.windowSeconds = windowSeconds;
   }
 
-  hit(keyId: string, limit: number, now: number): Promise<HitResult> {
-    return Promise.resolve(this.hitNow(keyId, limit, now));
-  }
-
-  /** The synchronous step behind `hit`. */
-  hitNow(keyId: string, limit: number, now: number): HitResult {
+  hit(keyId: string, limit: number, now: number): HitResult {
     if (now - this.lastSweep >= SWEEP_INTERVAL_SECONDS) this.dropIdleWindows(now);
     let window = this.windows.get(keyId);
     if (!window) {

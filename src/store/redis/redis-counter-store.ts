@@ -195,7 +195,7 @@ export class RedisCounterStore implements CounterStore {
         );
         this.breaker.success();
         if (this.degraded) this.leaveDegraded();
-        if (allowed === 1) this.local.hitNow(keyId, Number.MAX_SAFE_INTEGER, now);
+        if (allowed === 1) this.local.hit(keyId, Number.MAX_SAFE_INTEGER, now);
         return { allowed: allowed === 1, limit, remaining: Math.max(0, limit - count), resetAt: Number(oldest) + this.windowSeconds };
       } catch (error) {
         this.breaker.failure();
@@ -253,7 +253,7 @@ export class RedisCounterStore implements CounterStore {
     if (this.failureMode === 'open') return { allowed: true, limit, remaining: limit, resetAt: now + this.windowSeconds };
     await this.seedFromShared(keyId, now);
     const share = Math.max(1, Math.floor(limit / this.live));
-    return this.local.hitNow(keyId, share, now);
+    return this.local.hit(keyId, share, now);
   }
 
   /**
