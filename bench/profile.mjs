@@ -11,6 +11,19 @@ export function topSelfTime(path, top = 15) {
 }
 
 /**
+ * Microseconds of CPU per request by function, from the profile at `path` of a run that answered
+ * `requests`: {total_us, functions: [{name, where, us}]}, idle time left out.
+ */
+export function cpuPerRequest(path, requests) {
+  const profile = JSON.parse(readFileSync(path, 'utf8'));
+  const selfMs = selfTimeByNode(profile);
+  const busy = profile.nodes.filter((node) => node.callFrame.functionName !== '(idle)');
+  const { total, functions } = sumByFunction(busy.map((node) => [node.callFrame, selfMs.get(node.id) ?? 0]));
+  const perRequest = (ms) => (1000 * ms) / requests;
+  return { total_us: perRequest(total), functions: functions.map(({ name, where, amount }) => ({ name, where, us: perRequest(amount) })) };
+}
+
+/**
  * Adds up amounts by the function they were measured in: {total, functions: [{name, where, amount}]},
  * the functions largest first. `measured` holds [callFrame, amount] pairs.
  */

@@ -1,5 +1,7 @@
 // Prints the bench's figures as tables.
 
+import { round } from './processes.mjs';
+
 const CASE_LABELS = {
   direct: '(a) direct to the upstream',
   nginx: '(b) nginx reverse proxy',
@@ -155,6 +157,28 @@ export function printProfile(route, figures, top, file) {
   table(
     ['self %', 'function', 'where'],
     top.map(({ self_pct, name, where }) => [self_pct, name, where]),
+  );
+}
+
+/**
+ * Prints CPU per request of the gateway and of the ceiling on one route, in total and for the `top`
+ * functions whose time differs most between them (profiler overhead and start-up included in both).
+ */
+export function printCpuBesideCeiling(route, gateway, ceiling, top) {
+  console.log(
+    `\nkeyed ${route} beside the ceiling, under --cpu-prof: ${round(gateway.total_us)} against ${round(ceiling.total_us)} µs of CPU per request (idle left out; start-up included: the gateway's reading of its files shows as functions the ceiling lacks)\n`,
+  );
+  const key = ({ name, where }) => `${name} ${where}`;
+  const ceilingUs = new Map(ceiling.functions.map((f) => [key(f), f.us]));
+  const gatewayUs = new Map(gateway.functions.map((f) => [key(f), f.us]));
+  const all = new Map([...ceiling.functions, ...gateway.functions].map((f) => [key(f), f]));
+  const rows = [...all.entries()]
+    .map(([label, { name, where }]) => ({ name, where, gateway: gatewayUs.get(label) ?? 0, ceiling: ceilingUs.get(label) ?? 0 }))
+    .sort((a, b) => Math.abs(b.gateway - b.ceiling) - Math.abs(a.gateway - a.ceiling))
+    .slice(0, top);
+  table(
+    ['gateway µs', 'ceiling µs', 'function', 'where'],
+    rows.map(({ gateway: g, ceiling: c, name, where }) => [round(g), round(c), name, where]),
   );
 }
 

@@ -15,8 +15,8 @@ import { writeKeysFile } from './keys.mjs';
 import { cpuDuring, describeMachine } from './machine.mjs';
 import { startProxy, startUpstream } from './nginx.mjs';
 import { freePort, memoryOf, round, spawnService, stopAllNow, stopService, waitForLine } from './processes.mjs';
-import { allocationsPerRequest, topSelfTime } from './profile.mjs';
-import { printAllocations, printProfile, printResults } from './report.mjs';
+import { allocationsPerRequest, cpuPerRequest, topSelfTime } from './profile.mjs';
+import { printAllocations, printCpuBesideCeiling, printProfile, printResults } from './report.mjs';
 import { measureTransfers } from './transfers.mjs';
 import { writeUsageHistory } from './usage-history.mjs';
 import { runWrk } from './wrk.mjs';
@@ -357,8 +357,13 @@ async function runNodeJson(args) {
   return JSON.parse(line);
 }
 
-/** The profiling mode: the keyed gateway at 50 connections under node --cpu-prof, on POST /prompt then on the plain route; prints the functions with the most self time. */
+/**
+ * The profiling mode: the keyed gateway at 50 connections under node --cpu-prof, on POST /prompt then
+ * on the plain route, and the ceiling on the plain route; prints the gateway's functions with the most
+ * self time, then CPU per request function by function beside the ceiling's, largest difference first.
+ */
 async function profileKeyedCase(work, upstreamPort, apiKey) {
+  const profiled = {};
   for (const route of [
     { path: '/prompt', method: 'POST', file: 'gateway-auth-c50.cpuprofile' },
     { ...PLAIN_ROUTE, file: 'gateway-auth-plain-route-c50.cpuprofile' },
@@ -371,7 +376,24 @@ async function profileKeyedCase(work, upstreamPort, apiKey) {
     const kept = here(route.file);
     copyFileSync(join(profileDir, readdirSync(profileDir)[0]), kept);
     printProfile(`${route.method} ${route.path}`, figures, topSelfTime(kept, 20), kept);
+    profiled[route.path] = { figures, kept };
   }
+  const profileDir = mkdtempSync(join(work, 'profile-'));
+  const port = await freePort();
+  const ceiling = spawnService(process.execPath, ['--cpu-prof', '--cpu-prof-dir', profileDir, here('bare-proxy.mjs'), String(port), String(upstreamPort)]);
+  await waitForLine(ceiling, /listening/);
+  log(`profiling the ceiling on ${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path} at 50 connections for ${WARM_UP_S + RUN_S} s`);
+  const figures = await runWrk(`http://127.0.0.1:${port}${PLAIN_ROUTE.path}`, { connections: 50, seconds: WARM_UP_S + RUN_S, method: PLAIN_ROUTE.method });
+  await stopService(ceiling);
+  const kept = here('ceiling-plain-route-c50.cpuprofile');
+  copyFileSync(join(profileDir, readdirSync(profileDir)[0]), kept);
+  const gateway = profiled[PLAIN_ROUTE.path];
+  printCpuBesideCeiling(
+    `${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path}`,
+    cpuPerRequest(gateway.kept, gateway.figures.requests),
+    cpuPerRequest(kept, figures.requests),
+    25,
+  );
 }
 
 /**
