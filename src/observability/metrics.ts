@@ -2,6 +2,7 @@
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { createBackendMetrics, type BackendMetrics } from './backend-metrics.js';
+import { createRequestMetrics, statusClassOf } from './request-metrics.js';
 
 export interface GatewayMetrics extends BackendMetrics {
   registry: Registry;
@@ -21,8 +22,6 @@ export interface GatewayMetrics extends BackendMetrics {
   jobRun(keyId: string, executionSeconds: number, outputs: number): void;
 }
 
-const statusClass = (status: number): string => `${Math.floor(status / 100)}xx`;
-
 /**
  * Creates the metrics in their own registry, with Node's process metrics. Per-key labels only when
  * `perKey` is set: one series per key can be a lot for a scraper.
@@ -30,19 +29,7 @@ const statusClass = (status: number): string => `${Math.floor(status / 100)}xx`;
 export function createMetrics(options: { perKey: boolean }): GatewayMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'comfy_gate_' });
-  const requests = new Counter({
-    name: 'comfy_gate_http_requests_total',
-    help: 'Requests answered, by route group and status class.',
-    labelNames: ['route', 'status_class'],
-    registers: [registry],
-  });
-  const duration = new Histogram({
-    name: 'comfy_gate_http_request_duration_seconds',
-    help: 'Time from request to the end of the response, by route group.',
-    labelNames: ['route'],
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300],
-    registers: [registry],
-  });
+  const requests = createRequestMetrics(registry, { buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300] });
   const authFailures = new Counter({
     name: 'comfy_gate_auth_failures_total',
     help: 'Refused authentications, by error code.',
@@ -89,28 +76,12 @@ export function createMetrics(options: { perKey: boolean }): GatewayMetrics {
   const outputsProduced = jobCounter('comfy_gate_outputs_total', 'Files jobs produced.');
   const jobLabelsOf = (keyId: string): Partial<Record<string, string>> => (options.perKey ? { key_id: keyId } : {});
 
-  // Labelled children are looked up once and kept: resolving labels on every request costs more than the count.
-  const requestCounters = new Map<string, Counter.Internal>();
-  const durationHistograms = new Map<string, Histogram.Internal<string>>();
-  const requestCounter = (route: string, status: number): Counter.Internal => {
-    const name = `${route} ${statusClass(status)}`;
-    let child = requestCounters.get(name);
-    if (!child) requestCounters.set(name, (child = requests.labels(route, statusClass(status))));
-    return child;
-  };
-  const durationHistogram = (route: string): Histogram.Internal<string> => {
-    let child = durationHistograms.get(route);
-    if (!child) durationHistograms.set(route, (child = duration.labels(route)));
-    return child;
-  };
-
   return {
     registry,
     ...createBackendMetrics(registry),
     request(route, status, seconds, keyId) {
-      requestCounter(route, status).inc();
-      durationHistogram(route).observe(seconds);
-      if (keyId && keyRequests) keyRequests.inc({ key_id: keyId, status_class: statusClass(status) });
+      requests.request(route, status, seconds);
+      if (keyId && keyRequests) keyRequests.inc({ key_id: keyId, status_class: statusClassOf(status) });
     },
     authFailure: (code) => authFailures.inc({ code }),
     rateLimited(keyId) {

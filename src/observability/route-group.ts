@@ -29,7 +29,17 @@ const GROUPS: Record<string, string> = {
 
 /** The route group of a path, e.g. `/api/history/abc` → `history`; anything unlisted is `other`. */
 export function routeGroup(path: string): string {
-  const segments = path.split('/');
-  const first = (segments[1] === 'api' ? segments[2] : segments[1])?.toLowerCase() ?? '';
+  // The first segment starts after the first slash; after `api/`, the second is the one that counts.
+  const start = path.indexOf('/') + 1;
+  let first = start === 0 ? '' : segmentFrom(path, start);
+  if (first === 'api') first = segmentFrom(path, start + 'api/'.length);
+  first = first.toLowerCase();
   return GROUPS[first] ?? (first === '' ? 'frontend' : 'other');
+}
+
+/** The path segment that starts at `start`, up to the next slash, found without splitting the whole path. */
+function segmentFrom(path: string, start: number): string {
+  if (start > path.length) return '';
+  const end = path.indexOf('/', start);
+  return path.slice(start, end === -1 ? path.length : end);
 }
