@@ -101,8 +101,12 @@ function protectFromFraming(headers: OutgoingHeaders, frameAncestors: readonly s
   if (frameAncestors.length === 0) headers['x-frame-options'] = 'DENY';
 }
 
+/** A Connection header that only says whether to keep the connection, as nearly every one does: it lists no header to drop. */
+const PERSISTENCE_ONLY = /^[\t ]*(?:keep-alive|close)[\t ]*$/i;
+
+/** The headers a Connection header lists (RFC 9110 §7.6.1), lower-cased, to drop with it; null when it lists none. */
 function connectionListed(connection: string | string[] | undefined): Set<string> | null {
-  if (!connection) return null;
+  if (!connection || (typeof connection === 'string' && PERSISTENCE_ONLY.test(connection))) return null;
   const value = Array.isArray(connection) ? connection.join(',') : connection;
   const names = value
     .split(',')
