@@ -41,8 +41,11 @@ export interface IsolatedProxy {
   generateImages(req: IncomingMessage, res: ServerResponse, key: KeyRecord, waiter: JobWaiter, workflows: WorkflowStore, origin: string): Promise<void>;
   /** The `Comfy-User` header (or its removal) for a key's requests and WebSockets. */
   upstreamHeadersFor(req: IncomingMessage, key: KeyRecord): UpstreamUserHeaders | Promise<UpstreamUserHeaders>;
-  /** For callers without a key: ComfyUI's answers to /queue and /history without secrets, and `/view` as a download; false for anything else. */
-  handleAnonymous(req: IncomingMessage, res: ServerResponse, target: RequestTarget): Promise<boolean>;
+  /**
+   * For callers without a key: ComfyUI's answers to /queue and /history without secrets, and `/view`
+   * as a download; null, at once, for anything else (which goes to ComfyUI as it is).
+   */
+  handleAnonymous(req: IncomingMessage, res: ServerResponse, target: RequestTarget): Promise<void> | null;
   /** A backend (re)connected or came up: it may be a restarted ComfyUI, with other nodes and models and another `--multi-user` setting. */
   backendMayHaveRestarted(): void;
   /** Stops the threads that rewrite large answers. */
@@ -184,19 +187,18 @@ export function createIsolatedProxy(options: {
   }
 
   /** Secrets in queue and history entries are removed for every caller, with a key or without. */
-  async function handleAnonymous(req: IncomingMessage, res: ServerResponse, target: RequestTarget): Promise<boolean> {
+  function handleAnonymous(req: IncomingMessage, res: ServerResponse, target: RequestTarget): Promise<void> | null {
     const handler = matchRoute(req.method ?? 'GET', target.segments)?.entry.handler;
-    if (handler === 'view') {
-      await ctx.pool.anonymous().proxy.download(req, res);
-      return true;
-    }
-    if (handler !== 'queue-list' && handler !== 'history-list' && handler !== 'history-entry') return false;
+    if (handler === 'view') return ctx.pool.anonymous().proxy.download(req, res);
+    if (handler === 'queue-list' || handler === 'history-list' || handler === 'history-entry') return relayWithoutSecrets(req, res, handler);
+    return null;
+  }
+
+  /** ComfyUI's queue or history, as asked, with the secrets of every entry removed. */
+  async function relayWithoutSecrets(req: IncomingMessage, res: ServerResponse, handler: 'queue-list' | 'history-list' | 'history-entry'): Promise<void> {
     const answer = await ctx.pool.anonymous().proxy.fetch(req);
     const body = answer.status === 200 ? parseJsonOrUndefined(answer.body) : undefined;
-    if (typeof body !== 'object' || body === null) {
-      relayAnswer(res, answer);
-      return true;
-    }
+    if (typeof body !== 'object' || body === null) return relayAnswer(res, answer);
     if (handler === 'queue-list') {
       const queue = body as { queue_running?: unknown[]; queue_pending?: unknown[] };
       for (const item of [...(queue.queue_running ?? []), ...(queue.queue_pending ?? [])]) redactQueueItem(item);
@@ -204,7 +206,6 @@ export function createIsolatedProxy(options: {
       for (const entry of Object.values(body as Record<string, { prompt?: unknown } | null>)) redactQueueItem(entry?.prompt);
     }
     relayJson(res, answer, body);
-    return true;
   }
 
   return {

@@ -341,8 +341,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     if (route?.name === 'metrics' && config.metricsPublic) return sendMetrics(res);
     const dashboard = isAdminPagePath(path);
     if (!route && !dashboard && config.mode === 'off') {
-      if (!(await isolated.handleAnonymous(req, res, target))) await pool.anonymous().proxy.forward(req, res);
-      return;
+      return isolated.handleAnonymous(req, res, target) ?? pool.anonymous().proxy.forward(req, res);
     }
     const caller = authenticate(req, { unsafe: !SAFE_METHODS.has(req.method ?? 'GET') });
     if (caller.kind === 'key') {
@@ -360,8 +359,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         if (isBrowserNavigation(req)) return redirectToLogin(res, req.url!);
         throw authRequired();
       }
-      if (!(await isolated.handleAnonymous(req, res, target))) await pool.anonymous().proxy.forward(req, res);
-      return;
+      return isolated.handleAnonymous(req, res, target) ?? pool.anonymous().proxy.forward(req, res);
     }
     const counting = countRequest(res, caller.key, path);
     if (counting) await counting;
