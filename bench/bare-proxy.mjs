@@ -35,9 +35,6 @@ class Streamer {
   }
 }
 
-// Stopped through node's own exit, so that a profile asked for with --cpu-prof is written.
-process.on('SIGTERM', () => process.exit(0));
-
 createServer((req, res) => {
   const body = req.method === 'GET' || req.method === 'HEAD' ? null : req;
   // Like the gateway, it keeps the upstream connection after a HEAD (undici would close it).

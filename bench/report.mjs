@@ -153,7 +153,7 @@ function printHistory(history) {
 
 /** The profiling mode's report. */
 export function printProfile(route, figures, top, file) {
-  console.log(`\nkeyed ${route}, 50 connections, under --cpu-prof: ${figures.rps} req/s, p99 ${figures.p99_ms} ms; profile: ${file}\n`);
+  console.log(`\nkeyed ${route}, 50 connections, under the CPU profiler: ${figures.rps} req/s, p99 ${figures.p99_ms} ms; profile: ${file}\n`);
   table(
     ['self %', 'function', 'where'],
     top.map(({ self_pct, name, where }) => [self_pct, name, where]),
@@ -162,11 +162,11 @@ export function printProfile(route, figures, top, file) {
 
 /**
  * Prints CPU per request of the gateway and of the ceiling on one route, in total and for the `top`
- * functions whose time differs most between them (profiler overhead and start-up included in both).
+ * functions whose time differs most between them (profiler overhead included in both).
  */
 export function printCpuBesideCeiling(route, gateway, ceiling, top) {
   console.log(
-    `\nkeyed ${route} beside the ceiling, under --cpu-prof: ${round(gateway.total_us)} against ${round(ceiling.total_us)} µs of CPU per request (idle left out; start-up included: the gateway's reading of its files shows as functions the ceiling lacks)\n`,
+    `\nkeyed ${route} beside the ceiling, under the CPU profiler: ${round(gateway.total_us)} against ${round(ceiling.total_us)} µs of CPU per request over the profiled run (idle left out)\n`,
   );
   const key = ({ name, where }) => `${name} ${where}`;
   const ceilingUs = new Map(ceiling.functions.map((f) => [key(f), f.us]));

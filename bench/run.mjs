@@ -3,7 +3,7 @@
 // `npm run bench -- --profile` instead profiles the keyed gateway (node --cpu-prof) at 50 connections; `--allocations` samples what it allocates per request.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -358,79 +358,79 @@ async function runNodeJson(args) {
 }
 
 /**
- * The profiling mode: the keyed gateway at 50 connections under node --cpu-prof, on POST /prompt then
- * on the plain route, and the ceiling on the plain route; prints the gateway's functions with the most
- * self time, then CPU per request function by function beside the ceiling's, largest difference first.
+ * The profiling mode: the keyed gateway at 50 connections under V8's CPU profiler, on POST /prompt then
+ * on the plain route, and the ceiling on the plain route, each profiled over one run after the warm-up
+ * (bench/sampler.cjs); prints the gateway's functions with the most self time, then CPU per request
+ * function by function beside the ceiling's, largest difference first.
  */
 async function profileKeyedCase(work, upstreamPort, apiKey) {
-  const profiled = {};
+  let gatewayOnPlainRoute;
   for (const route of [
     { path: '/prompt', method: 'POST', file: 'gateway-auth-c50.cpuprofile' },
     { ...PLAIN_ROUTE, file: 'gateway-auth-plain-route-c50.cpuprofile' },
   ]) {
-    const profileDir = mkdtempSync(join(work, 'profile-'));
-    const gateway = await startGateway({ directory: join(work, 'auth'), upstreamPort, auth: true, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profileDir] });
-    log(`profiling the keyed gateway on ${route.method} ${route.path} at 50 connections for ${WARM_UP_S + RUN_S} s`);
-    const figures = await runWrk(`${gateway.url}${route.path}`, { connections: 50, seconds: WARM_UP_S + RUN_S, apiKey, method: route.method });
-    await stopService(gateway.service);
+    const profile = join(work, route.file);
+    const gateway = await startGateway({ directory: join(work, 'auth'), upstreamPort, auth: true, nodeArgs: samplerArgs('cpu', profile) });
+    log(`profiling the keyed gateway on ${route.method} ${route.path} at 50 connections for ${RUN_S} s after the warm-up`);
     const kept = here(route.file);
-    copyFileSync(join(profileDir, readdirSync(profileDir)[0]), kept);
+    const figures = await sampleRun(gateway.service, `${gateway.url}${route.path}`, { connections: 50, apiKey, method: route.method }, profile, kept);
     printProfile(`${route.method} ${route.path}`, figures, topSelfTime(kept, 20), kept);
-    profiled[route.path] = { figures, kept };
+    if (route.path === PLAIN_ROUTE.path) gatewayOnPlainRoute = cpuPerRequest(kept, figures.requests);
   }
-  const profileDir = mkdtempSync(join(work, 'profile-'));
-  const port = await freePort();
-  const ceiling = spawnService(process.execPath, ['--cpu-prof', '--cpu-prof-dir', profileDir, here('bare-proxy.mjs'), String(port), String(upstreamPort)]);
-  await waitForLine(ceiling, /listening/);
-  log(`profiling the ceiling on ${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path} at 50 connections for ${WARM_UP_S + RUN_S} s`);
-  const figures = await runWrk(`http://127.0.0.1:${port}${PLAIN_ROUTE.path}`, { connections: 50, seconds: WARM_UP_S + RUN_S, method: PLAIN_ROUTE.method });
-  await stopService(ceiling);
+  const profile = join(work, 'ceiling.cpuprofile');
+  const ceiling = await startCeiling(samplerArgs('cpu', profile), upstreamPort);
+  log(`profiling the ceiling on ${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path} at 50 connections for ${RUN_S} s after the warm-up`);
   const kept = here('ceiling-plain-route-c50.cpuprofile');
-  copyFileSync(join(profileDir, readdirSync(profileDir)[0]), kept);
-  const gateway = profiled[PLAIN_ROUTE.path];
-  printCpuBesideCeiling(
-    `${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path}`,
-    cpuPerRequest(gateway.kept, gateway.figures.requests),
-    cpuPerRequest(kept, figures.requests),
-    25,
-  );
+  const figures = await sampleRun(ceiling.service, `${ceiling.url}${PLAIN_ROUTE.path}`, { connections: 50, method: PLAIN_ROUTE.method }, profile, kept);
+  printCpuBesideCeiling(`${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path}`, gatewayOnPlainRoute, cpuPerRequest(kept, figures.requests), 25);
 }
 
 /**
  * The allocations mode: the keyed gateway on the plain route at 50 connections, then the ceiling
- * (bench/bare-proxy.mjs) on the same route, each with V8's sampling heap profiler (bench/heap-sampler.cjs)
+ * (bench/bare-proxy.mjs) on the same route, each with V8's sampling heap profiler (bench/sampler.cjs)
  * on for one run after the warm-up; prints the bytes each allocated per request and where. Unlike CPU
  * time, this hardly moves with how busy the machine is.
  */
 async function measureAllocations(work, upstreamPort, apiKey) {
   const load = { connections: 50, method: PLAIN_ROUTE.method };
-  const sampler = ['--require', here('heap-sampler.cjs')];
   log(`sampling what the keyed gateway allocates on ${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path} at 50 connections for ${RUN_S} s`);
-  // The sampler in each process writes its profile where this variable says when the process started.
-  process.env.COMFY_GATE_BENCH_HEAP_PROFILE = join(work, 'gateway.heapprofile');
-  const gateway = await startGateway({ directory: join(work, 'auth'), upstreamPort, auth: true, nodeArgs: sampler });
+  const gatewayProfile = join(work, 'gateway.heapprofile');
+  const gateway = await startGateway({ directory: join(work, 'auth'), upstreamPort, auth: true, nodeArgs: samplerArgs('heap', gatewayProfile) });
   const gatewayKept = here('gateway-auth-plain-route-c50.heapprofile');
-  const gatewayFigures = await sampleAllocations(gateway.service, `${gateway.url}${PLAIN_ROUTE.path}`, { ...load, apiKey }, gatewayKept);
+  const gatewayFigures = await sampleRun(gateway.service, `${gateway.url}${PLAIN_ROUTE.path}`, { ...load, apiKey }, gatewayProfile, gatewayKept);
 
   log(`sampling what the ceiling allocates on the same route`);
-  process.env.COMFY_GATE_BENCH_HEAP_PROFILE = join(work, 'ceiling.heapprofile');
-  const port = await freePort();
-  const ceiling = spawnService(process.execPath, [...sampler, here('bare-proxy.mjs'), String(port), String(upstreamPort)]);
-  await waitForLine(ceiling, /listening/);
+  const ceilingProfile = join(work, 'ceiling.heapprofile');
+  const ceiling = await startCeiling(samplerArgs('heap', ceilingProfile), upstreamPort);
   const ceilingKept = here('ceiling-plain-route-c50.heapprofile');
-  const ceilingFigures = await sampleAllocations(ceiling, `http://127.0.0.1:${port}${PLAIN_ROUTE.path}`, load, ceilingKept);
+  const ceilingFigures = await sampleRun(ceiling.service, `${ceiling.url}${PLAIN_ROUTE.path}`, load, ceilingProfile, ceilingKept);
 
   const route = `${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path}`;
   printAllocations(`keyed gateway, ${route}`, gatewayFigures, allocationsPerRequest(gatewayKept, gatewayFigures.requests, 20));
   printAllocations(`ceiling, ${route}`, ceilingFigures, allocationsPerRequest(ceilingKept, ceilingFigures.requests, 10));
 }
 
+/** Node flags that preload bench/sampler.cjs into the next process started: its `kind` of profile (cpu, heap), written to `profile`. */
+function samplerArgs(kind, profile) {
+  // The sampler reads these when its process starts.
+  process.env.COMFY_GATE_BENCH_SAMPLER = kind;
+  process.env.COMFY_GATE_BENCH_PROFILE = profile;
+  return ['--require', here('sampler.cjs')];
+}
+
+/** Starts the ceiling (bench/bare-proxy.mjs) on a free port with `nodeArgs`; resolves {service, url} once it serves. */
+async function startCeiling(nodeArgs, upstreamPort) {
+  const port = await freePort();
+  const service = spawnService(process.execPath, [...nodeArgs, here('bare-proxy.mjs'), String(port), String(upstreamPort)]);
+  await waitForLine(service, /listening/);
+  return { service, url: `http://127.0.0.1:${port}` };
+}
+
 /**
- * Warms `service` up on `url`, samples its heap over one run (SIGUSR2 starts and stops the sampler),
- * stops it and keeps the profile at `kept`; resolves wrk's figures for the sampled run.
+ * Warms `service` up on `url`, has its sampler profile one run (SIGUSR2 starts and stops it), stops
+ * the service and keeps the profile written at `profile` as `kept`; resolves wrk's figures for the run.
  */
-async function sampleAllocations(service, url, load, kept) {
-  const profile = process.env.COMFY_GATE_BENCH_HEAP_PROFILE;
+async function sampleRun(service, url, load, profile, kept) {
   await runWrk(url, { ...load, seconds: WARM_UP_S });
   process.kill(service.pid, 'SIGUSR2');
   const figures = await runWrk(url, { ...load, seconds: RUN_S });
