@@ -24,7 +24,7 @@ export class Placement {
 
   /** Whether a job (pinned to `pin`, or free) could be placed now. */
   canPlace(pin: string | null): boolean {
-    return this.backends.some((backend) => this.fits(backend, pin));
+    return this.backends.some((backend) => this.loadIfRoom(backend, pin) !== undefined);
   }
 
   /** The backend a job goes to now, or undefined when none that may take it has room. */
@@ -35,8 +35,9 @@ export class Placement {
     for (let step = 0; step < this.backends.length; step += 1) {
       const index = (this.cursor + step) % this.backends.length;
       const backend = this.backends[index]!;
-      if (!this.fits(backend, pin)) continue;
-      const score = this.load(backend) / backend.weight;
+      const load = this.loadIfRoom(backend, pin);
+      if (load === undefined) continue;
+      const score = load / backend.weight;
       if (score < bestScore) {
         best = backend;
         bestScore = score;
@@ -52,7 +53,10 @@ export class Placement {
     return this.backends.some((backend) => !backend.accepting());
   }
 
-  private fits(backend: Backend, pin: string | null): boolean {
-    return (pin === null || backend.name === pin) && backend.accepting() && this.load(backend) < this.depth;
+  /** The backend's load when it may take the job and has room (each reading of the load counts the jobs on their way there), else undefined. */
+  private loadIfRoom(backend: Backend, pin: string | null): number | undefined {
+    if ((pin !== null && backend.name !== pin) || !backend.accepting()) return undefined;
+    const load = this.load(backend);
+    return load < this.depth ? load : undefined;
   }
 }

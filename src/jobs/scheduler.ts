@@ -211,8 +211,9 @@ export class JobScheduler {
 
   /** The jobs on their way to a backend that the registry does not have there yet (once it has one there, it counts it while it is sent). */
   private onTheWay(backend: Backend): number {
+    const slots = this.sending.get(backend.name);
     let count = 0;
-    for (const slot of this.sending.get(backend.name) ?? []) if (this.notThereYet(slot)) count += 1;
+    if (slots) for (const slot of slots) if (this.notThereYet(slot)) count += 1;
     return count;
   }
 
