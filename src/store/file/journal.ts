@@ -3,6 +3,7 @@
 import { StoreCorruptError } from '../types.js';
 import { syncDirectory } from './atomic-write.js';
 import { linesNoFollow, openNoFollow, truncateNoFollow } from './no-follow.js';
+import type { FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** What a read of a journal found past an offset. */
@@ -83,6 +84,56 @@ export async function appendDurably(path: string, text: string, completeUpTo?: n
     if (size === 0) await syncDirectory(dirname(path));
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * Durable appends to one journal kept open between them, for a journal only this process writes:
+ * each append is a write and an fdatasync, where `appendDurably` also opens, checks the size and
+ * closes (three more calls through the thread pool). The size is kept in memory from the first open.
+ * Closed after a failed append (the next one opens again and cuts what it left) and whenever the file
+ * at `path` may have been replaced.
+ */
+export class OpenJournal {
+  private handle: FileHandle | null = null;
+  private size = 0;
+  private ino = 0;
+
+  constructor(private readonly path: string) {}
+
+  /**
+   * Appends `text` as `appendDurably` does (whole lines; bytes past `completeUpTo` cut first) and
+   * resolves the file's size and inode after it.
+   * @throws the file-system error; the journal is then closed.
+   */
+  async append(text: string, completeUpTo?: number): Promise<{ size: number; ino: number }> {
+    try {
+      if (!this.handle) {
+        this.handle = await openNoFollow(this.path, 'append');
+        ({ size: this.size, ino: this.ino } = await this.handle.stat());
+      }
+      if (completeUpTo !== undefined && this.size > completeUpTo) {
+        await this.handle.truncate(completeUpTo);
+        this.size = completeUpTo;
+      }
+      const bytes = Buffer.from(text);
+      // writeFile, unlike write, never stops short: on a full disk it writes all or throws ENOSPC.
+      await this.handle.writeFile(bytes);
+      await this.handle.datasync();
+      if (this.size === 0) await syncDirectory(dirname(this.path));
+      this.size += bytes.length;
+      return { size: this.size, ino: this.ino };
+    } catch (error) {
+      await this.close();
+      throw error;
+    }
+  }
+
+  /** Closes the file; the next append opens it again (and finds its size on disk). */
+  async close(): Promise<void> {
+    const handle = this.handle;
+    this.handle = null;
+    await handle?.close().catch(() => undefined);
   }
 }
 

@@ -4,7 +4,7 @@ import { stat, unlink } from 'node:fs/promises';
 import { StoreCorruptError } from '../types.js';
 import { removeLeftoverTemporaries, replaceWith, writeFileAtomic, writeTemporary } from './atomic-write.js';
 import { withDirLock } from './dir-lock.js';
-import { appendDurably, dropPartialTail, readJournal } from './journal.js';
+import { appendDurably, dropPartialTail, OpenJournal, readJournal } from './journal.js';
 import { readTextNoFollow } from './no-follow.js';
 import { oneAtATime } from './one-at-a-time.js';
 import { readSnapshotByLine, snapshotLines } from './snapshot-layout.js';
@@ -100,6 +100,9 @@ export class JournaledTable<T> {
    */
   private nextJournalBytes: number | null = null;
   private readonly nextJournalPath: string;
+  /** The journal and the next journal, kept open between a single-writer table's appends. */
+  private readonly openJournal: OpenJournal;
+  private readonly openNextJournal: OpenJournal;
   /** Ids changed in memory whose changes wait for their append (single-writer tables), with how many such changes each has. */
   private readonly undurable = new Map<string, number>();
 
@@ -107,6 +110,8 @@ export class JournaledTable<T> {
     this.options = options;
     this.records = new MapRecords(options.secondaryKeys);
     this.nextJournalPath = nextJournalPathOf(options.journalPath);
+    this.openJournal = new OpenJournal(options.journalPath);
+    this.openNextJournal = new OpenJournal(this.nextJournalPath);
   }
 
   /** Loads the files; cuts a journal line torn by a crash and removes temporary files one left. @throws StoreCorruptError */
@@ -177,7 +182,7 @@ export class JournaledTable<T> {
         if (tail) await dropPartialTail(this.options.journalPath, tail);
         const { ops, result } = plan();
         if (ops.length === 0) return result;
-        await this.append(ops);
+        await this.timed(() => appendDurably(this.options.journalPath, journalLines(ops)));
         const journal = await stat(this.options.journalPath);
         this.journalIno = journal.ino;
         this.journalOffset = journal.size;
@@ -268,9 +273,9 @@ export class JournaledTable<T> {
    */
   private async appendGroup(ops: TableOp<T>[]): Promise<void> {
     const rotated = this.nextJournalBytes !== null;
-    const path = rotated ? this.nextJournalPath : this.options.journalPath;
-    await this.append(ops, path, rotated ? this.nextJournalBytes! : this.journalOffset);
-    const written = await stat(path);
+    const journal = rotated ? this.openNextJournal : this.openJournal;
+    const completeUpTo = rotated ? this.nextJournalBytes! : this.journalOffset;
+    const written = await this.timed(() => journal.append(journalLines(ops), completeUpTo));
     if (rotated) {
       this.nextJournalBytes = written.size;
     } else {
@@ -300,6 +305,8 @@ export class JournaledTable<T> {
       await this.inFileTurn(async () => {
         if (compaction.abandoned) return;
         await replaceWith(temp, snapshotPath);
+        // The open journal is about to be replaced, and the next journal renamed.
+        await Promise.all([this.openJournal.close(), this.openNextJournal.close()]);
         if (await statOrNull(this.nextJournalPath)) await replaceWith(this.nextJournalPath, journalPath);
         else await writeFileAtomic(journalPath, '');
         const [snapshot, journal] = await Promise.all([stat(snapshotPath), stat(journalPath)]);
@@ -316,11 +323,12 @@ export class JournaledTable<T> {
       });
   }
 
-  /** Appends ops to a journal (by default the journal) and waits until they are on disk; `completeUpTo`: see appendDurably. */
-  private async append(ops: TableOp<T>[], path = this.options.journalPath, completeUpTo?: number): Promise<void> {
+  /** Runs a durable append, telling `onWrite` how long it took. */
+  private async timed<R>(append: () => Promise<R>): Promise<R> {
     const started = performance.now();
-    await appendDurably(path, ops.map((op) => JSON.stringify(op) + '\n').join(''), completeUpTo);
+    const result = await append();
     this.options.onWrite?.((performance.now() - started) / 1000);
+    return result;
   }
 
   /** Puts a record back as it was (undefined: absent), telling `onChange`. */
@@ -342,6 +350,7 @@ export class JournaledTable<T> {
     this.pollTimer = null;
     await this.committing;
     await this.compaction?.done;
+    await Promise.all([this.openJournal.close(), this.openNextJournal.close()]);
   }
 
   private locked<R>(task: () => Promise<R>): Promise<R> {
@@ -456,6 +465,11 @@ export function patchedValue(path: string, id: string, record: unknown, fields: 
     throw new StoreCorruptError(path, `record ${JSON.stringify(id)}: a patch's fields must be an object`);
   if (record === undefined) return undefined;
   return { ...(record as Record<string, unknown>), ...fields };
+}
+
+/** Ops as journal lines. */
+function journalLines<T>(ops: TableOp<T>[]): string {
+  return ops.map((op) => JSON.stringify(op) + '\n').join('');
 }
 
 /** Where a single-writer table appends while its snapshot is rewritten: beside its journal. */
