@@ -1,6 +1,6 @@
 // `npm run bench`: comfy-gate against nginx on loopback (throughput and latency, 1M-key start-up, usage writes, WebSocket relay, big transfers, the history window; the gateway's event-loop delay in each); writes bench/results.json.
 // `npm run bench -- --only ws,transfers` runs only those groups of cases (see GROUPS).
-// `npm run bench -- --profile` instead profiles the keyed gateway (node --cpu-prof) at 50 connections; `--allocations` samples what it allocates per request.
+// `npm run bench -- --profile` instead profiles the keyed gateway and the ceiling (V8 CPU profiler) at 50 connections on POST /prompt where prompts run and on a plain route; `--allocations` samples what each allocates per request there.
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -79,8 +79,9 @@ async function main() {
   const comfyPort = await freePort();
   await startComfyLikeUpstream(comfyPort);
   const oneKey = await writeKeysFile(join(work, 'auth'), 1);
-  if (process.argv.includes('--profile')) return profileKeyedCase(work, upstreamPort, oneKey.apiKey);
-  if (process.argv.includes('--allocations')) return measureAllocations(work, upstreamPort, oneKey.apiKey);
+  const sampled = { upstreamPort, comfyPort, oneKey };
+  if (process.argv.includes('--profile')) return profileKeyedCase(work, sampled);
+  if (process.argv.includes('--allocations')) return measureAllocations(work, sampled);
 
   const parts = { machine: { ...machine, only: [...only] } };
   if (only.has('proxy')) parts.proxy = await measureProxyCases(work, { upstreamPort, proxyPort, bareProxyPort, comfyPort, oneKey });
@@ -358,56 +359,75 @@ async function runNodeJson(args) {
 }
 
 /**
- * The profiling mode: the keyed gateway at 50 connections under V8's CPU profiler, on POST /prompt then
- * on the plain route, and the ceiling on the plain route, each profiled over one run after the warm-up
- * (bench/sampler.cjs); prints the gateway's functions with the most self time, then CPU per request
- * function by function beside the ceiling's, largest difference first.
+ * The routes the profiling and allocations modes sample, each with the keyed gateway's setup: POST
+ * /prompt where prompts run (in front of the ComfyUI-like upstream, as in the shares' runs case) and
+ * the plain route in front of nginx's upstream.
  */
-async function profileKeyedCase(work, upstreamPort, apiKey) {
-  let gatewayOnPlainRoute;
-  for (const route of [
-    { path: '/prompt', method: 'POST', file: 'gateway-auth-c50.cpuprofile' },
-    { ...PLAIN_ROUTE, file: 'gateway-auth-plain-route-c50.cpuprofile' },
-  ]) {
-    const profile = join(work, route.file);
-    const gateway = await startGateway({ directory: join(work, 'auth'), upstreamPort, auth: true, nodeArgs: samplerArgs('cpu', profile) });
-    log(`profiling the keyed gateway on ${route.method} ${route.path} at 50 connections for ${RUN_S} s after the warm-up`);
-    const kept = here(route.file);
-    const figures = await sampleRun(gateway.service, `${gateway.url}${route.path}`, { connections: 50, apiKey, method: route.method }, profile, kept);
-    printProfile(`${route.method} ${route.path}`, figures, topSelfTime(kept, 20), kept);
-    if (route.path === PLAIN_ROUTE.path) gatewayOnPlainRoute = cpuPerRequest(kept, figures.requests);
-  }
-  const profile = join(work, 'ceiling.cpuprofile');
-  const ceiling = await startCeiling(samplerArgs('cpu', profile), upstreamPort);
-  log(`profiling the ceiling on ${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path} at 50 connections for ${RUN_S} s after the warm-up`);
-  const kept = here('ceiling-plain-route-c50.cpuprofile');
-  const figures = await sampleRun(ceiling.service, `${ceiling.url}${PLAIN_ROUTE.path}`, { connections: 50, method: PLAIN_ROUTE.method }, profile, kept);
-  printCpuBesideCeiling(`${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path}`, gatewayOnPlainRoute, cpuPerRequest(kept, figures.requests), 25);
+async function sampledRoutes(work, { upstreamPort, comfyPort, oneKey }) {
+  const runsKey = await writeKeysFile(join(work, 'runs'), 1);
+  return [
+    {
+      name: 'runs',
+      path: '/prompt',
+      method: 'POST',
+      upstreamPort: comfyPort,
+      gateway: { directory: join(work, 'runs'), flags: ['--upstream-queue-depth', String(RUNS_QUEUE_DEPTH)] },
+      apiKey: runsKey.apiKey,
+    },
+    { name: 'plain-route', ...PLAIN_ROUTE, upstreamPort, gateway: { directory: join(work, 'auth') }, apiKey: oneKey.apiKey },
+  ];
 }
 
 /**
- * The allocations mode: the keyed gateway on the plain route at 50 connections, then the ceiling
- * (bench/bare-proxy.mjs) on the same route, each with V8's sampling heap profiler (bench/sampler.cjs)
- * on for one run after the warm-up; prints the bytes each allocated per request and where. Unlike CPU
- * time, this hardly moves with how busy the machine is.
+ * Samples one route with `kind` of profile (cpu, heap): the keyed gateway, then the ceiling in front of
+ * the same upstream, each over one run at 50 connections after the warm-up (bench/sampler.cjs).
+ * Resolves {gateway, ceiling}, each {figures (wrk's), kept (the profile's file beside the bench)}.
  */
-async function measureAllocations(work, upstreamPort, apiKey) {
-  const load = { connections: 50, method: PLAIN_ROUTE.method };
-  log(`sampling what the keyed gateway allocates on ${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path} at 50 connections for ${RUN_S} s`);
-  const gatewayProfile = join(work, 'gateway.heapprofile');
-  const gateway = await startGateway({ directory: join(work, 'auth'), upstreamPort, auth: true, nodeArgs: samplerArgs('heap', gatewayProfile) });
-  const gatewayKept = here('gateway-auth-plain-route-c50.heapprofile');
-  const gatewayFigures = await sampleRun(gateway.service, `${gateway.url}${PLAIN_ROUTE.path}`, { ...load, apiKey }, gatewayProfile, gatewayKept);
+async function sampleRouteBesideCeiling(work, route, kind) {
+  const load = { connections: 50, method: route.method };
+  const described = `${route.method} ${route.path}`;
+  const extension = kind === 'cpu' ? 'cpuprofile' : 'heapprofile';
+  const gatewayProfile = join(work, `gateway-${route.name}.${extension}`);
+  const gatewayArgs = samplerArgs(kind, gatewayProfile);
+  const gateway = await startGateway({ ...route.gateway, upstreamPort: route.upstreamPort, auth: true, nodeArgs: gatewayArgs });
+  log(`sampling (${kind}) the keyed gateway on ${described} at 50 connections for ${RUN_S} s after the warm-up`);
+  const gatewayKept = here(`gateway-auth-${route.name}-c50.${extension}`);
+  const gatewayFigures = await sampleRun(gateway.service, `${gateway.url}${route.path}`, { ...load, apiKey: route.apiKey }, gatewayProfile, gatewayKept);
 
-  log(`sampling what the ceiling allocates on the same route`);
-  const ceilingProfile = join(work, 'ceiling.heapprofile');
-  const ceiling = await startCeiling(samplerArgs('heap', ceilingProfile), upstreamPort);
-  const ceilingKept = here('ceiling-plain-route-c50.heapprofile');
-  const ceilingFigures = await sampleRun(ceiling.service, `${ceiling.url}${PLAIN_ROUTE.path}`, load, ceilingProfile, ceilingKept);
+  const ceilingProfile = join(work, `ceiling-${route.name}.${extension}`);
+  const ceiling = await startCeiling(samplerArgs(kind, ceilingProfile), route.upstreamPort);
+  log(`sampling (${kind}) the ceiling on ${described} at 50 connections for ${RUN_S} s after the warm-up`);
+  const ceilingKept = here(`ceiling-${route.name}-c50.${extension}`);
+  const ceilingFigures = await sampleRun(ceiling.service, `${ceiling.url}${route.path}`, load, ceilingProfile, ceilingKept);
+  return { gateway: { figures: gatewayFigures, kept: gatewayKept }, ceiling: { figures: ceilingFigures, kept: ceilingKept } };
+}
 
-  const route = `${PLAIN_ROUTE.method} ${PLAIN_ROUTE.path}`;
-  printAllocations(`keyed gateway, ${route}`, gatewayFigures, allocationsPerRequest(gatewayKept, gatewayFigures.requests, 20));
-  printAllocations(`ceiling, ${route}`, ceilingFigures, allocationsPerRequest(ceilingKept, ceilingFigures.requests, 10));
+/**
+ * The profiling mode: each sampled route under V8's CPU profiler, the keyed gateway then the ceiling.
+ * Prints the gateway's functions with the most self time, then CPU per request function by function
+ * beside the ceiling's, largest difference first.
+ */
+async function profileKeyedCase(work, ports) {
+  for (const route of await sampledRoutes(work, ports)) {
+    const described = `${route.method} ${route.path}`;
+    const { gateway, ceiling } = await sampleRouteBesideCeiling(work, route, 'cpu');
+    printProfile(described, gateway.figures, topSelfTime(gateway.kept, 20), gateway.kept);
+    printCpuBesideCeiling(described, cpuPerRequest(gateway.kept, gateway.figures.requests), cpuPerRequest(ceiling.kept, ceiling.figures.requests), 25);
+  }
+}
+
+/**
+ * The allocations mode: each sampled route with V8's sampling heap profiler, the keyed gateway then the
+ * ceiling; prints the bytes each allocated per request and where. Unlike CPU time, this hardly moves
+ * with how busy the machine is.
+ */
+async function measureAllocations(work, ports) {
+  for (const route of await sampledRoutes(work, ports)) {
+    const described = `${route.method} ${route.path}`;
+    const { gateway, ceiling } = await sampleRouteBesideCeiling(work, route, 'heap');
+    printAllocations(`keyed gateway, ${described}`, gateway.figures, allocationsPerRequest(gateway.kept, gateway.figures.requests, 20));
+    printAllocations(`ceiling, ${described}`, ceiling.figures, allocationsPerRequest(ceiling.kept, ceiling.figures.requests, 10));
+  }
 }
 
 /** Node flags that preload bench/sampler.cjs into the next process started: its `kind` of profile (cpu, heap), written to `profile`. */
