@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeKeysFile } from './keys.mjs';
 import { startUpstream } from './nginx.mjs';
-import { freePort, round, spawnService, stopAllNow, stopService, waitForLine } from './processes.mjs';
+import { freePort, median, round, spawnService, stopAllNow, stopService, waitForLine } from './processes.mjs';
 import { curlSeconds, writeRandomFile } from './transfers.mjs';
 import { runHeadLoop } from './head-loop.mjs';
 import { runWrk } from './wrk.mjs';
@@ -138,8 +138,6 @@ async function measureTransfers(kind, url, apiKey, pid, work) {
     rmSync(headerFile, { force: true });
   }
 }
-
-const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 async function main() {
   const other = process.argv[2];

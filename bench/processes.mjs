@@ -112,3 +112,8 @@ export function round(value, places = 1) {
   const factor = 10 ** places;
   return Math.round(value * factor) / factor;
 }
+
+/** The median of the values (the upper one of an even count). */
+export function median(values) {
+  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+}

@@ -14,7 +14,7 @@ import { measureHistory } from './history.mjs';
 import { writeKeysFile } from './keys.mjs';
 import { cpuDuring, describeMachine } from './machine.mjs';
 import { startProxy, startUpstream } from './nginx.mjs';
-import { freePort, memoryOf, round, spawnService, stopAllNow, stopService, waitForLine } from './processes.mjs';
+import { freePort, median, memoryOf, round, spawnService, stopAllNow, stopService, waitForLine } from './processes.mjs';
 import { allocationsPerRequest, cpuPerRequest, topSelfTime } from './profile.mjs';
 import { printAllocations, printCpuBesideCeiling, printProfile, printResults } from './report.mjs';
 import { measureTransfers } from './transfers.mjs';
@@ -43,7 +43,7 @@ const USAGE_HISTORY_RECORDS = 100_000;
 const WS_SOCKETS = 1000;
 const WS_SECONDS = 10;
 /** Alternating runs of the WebSocket case, direct and through the gateway: one run's p99 moves by several ms with the machine. */
-const WS_ROUNDS = 3;
+const WS_ROUNDS = 5;
 /** Sockets of the WebSocket case that also get binary preview frames (100 KB, 5 a second). */
 const WS_PREVIEW_SOCKETS = 50;
 /** Sockets one key may hold open: all of the WebSocket case's on one key. */
@@ -169,8 +169,8 @@ async function measureShares(cases) {
         ceiling_p99_ms: bound.p99_ms,
       });
     }
-    const median = (field) => rounds.map((r) => r[field]).sort((a, b) => a - b)[Math.floor(rounds.length / 2)];
-    shares[name] = { ceiling, share: median('share'), p99_vs_ceiling: median('p99_vs_ceiling'), rounds };
+    const medianOf = (field) => median(rounds.map((r) => r[field]));
+    shares[name] = { ceiling, share: medianOf('share'), p99_vs_ceiling: medianOf('p99_vs_ceiling'), rounds };
   }
   return shares;
 }
@@ -252,8 +252,9 @@ async function measureUsageWrites(work, upstreamPort) {
  * on), in WS_ROUNDS alternating rounds; then the same without previews (`progress_only`), which tells
  * the gateway's own cost per message apart from the previews' bytes that every prompt's events queue
  * behind on the gateway's one event socket. Each run has an upstream of its own: the upstream's prompts
- * never end, and a shared one would still send the earlier run's events. The figures are each side's
- * median round (by p99); the event-loop delays and RSS are the worst of every round.
+ * never end, and a shared one would still send the earlier run's events. Each side's figures are its
+ * median round (by p99); what the gateway adds is the median of the rounds' differences; the
+ * event-loop delays and RSS are the worst of every round.
  */
 async function measureWebSockets(work) {
   const key = await writeKeysFile(join(work, 'ws'), 1);
@@ -286,10 +287,12 @@ async function webSocketRounds(work, key, previewSockets) {
   const medianRound = (side, figuresOf) => rounds.map((r) => figuresOf(r[side])).sort((x, y) => x.p99_ms - y.p99_ms)[Math.floor(rounds.length / 2)];
   const progress = (side) => medianRound(side, ({ previews: _previews, ...figures }) => figures);
   const previews = (side) => medianRound(side, (figures) => figures.previews);
-  const added = (kind) => ({
-    p50_ms: round(kind('gateway').p50_ms - kind('direct').p50_ms, 3),
-    p99_ms: round(kind('gateway').p99_ms - kind('direct').p99_ms, 3),
-  });
+  // What the gateway adds is taken round by round (each round's direct run beside its gateway run), then the median of those: the
+  // difference of two medians taken apart could come from rounds minutes apart, and went below zero when the machine was busy.
+  const added = (figuresOf) => {
+    const medianAdded = (field) => median(rounds.map((r) => (figuresOf(r.gateway)?.[field] ?? 0) - (figuresOf(r.direct)?.[field] ?? 0)));
+    return { p50_ms: round(medianAdded('p50_ms'), 3), p99_ms: round(medianAdded('p99_ms'), 3) };
+  };
   const worstDelay = (field) => rounds.map((r) => r.gateway[field]).reduce((a, b) => (b.max_ms > a.max_ms ? b : a));
   return {
     rounds: rounds.map(({ direct, gateway }) => ({ direct_p99_ms: direct.p99_ms, gateway_p99_ms: gateway.p99_ms })),
@@ -301,7 +304,7 @@ async function webSocketRounds(work, key, previewSockets) {
       event_loop_delay: worstDelay('event_loop_delay'),
       event_loop_delay_opening: worstDelay('event_loop_delay_opening'),
     },
-    added_by_gateway: { progress: added(progress), ...(previewSockets > 0 ? { previews: added(previews) } : {}) },
+    added_by_gateway: { progress: added((figures) => figures), ...(previewSockets > 0 ? { previews: added((figures) => figures.previews) } : {}) },
   };
 }
 
