@@ -55,6 +55,17 @@ export async function freshPostgresDatabase(adminUrl = TEST_POSTGRES_URL): Promi
   };
 }
 
+/**
+ * A pool of one connection for a test's own queries on a fresh database. pool.end() resolves before its
+ * idle connection has closed, so the drop's FORCE can end that connection first; the pool reports that
+ * as an 'error' event, which without a listener would crash the test file.
+ */
+export function adminPool(url: string): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max: 1 });
+  pool.on('error', () => undefined);
+  return pool;
+}
+
 /** Checks that Redis answers PING; resolves null when it does, else the reason (printed). */
 export async function redisUnavailable(url = TEST_REDIS_URL): Promise<string | null> {
   const { Redis } = await import('ioredis');

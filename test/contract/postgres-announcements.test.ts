@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { PostgresDatabase } from '../../src/store/postgres/index.js';
 import { CHANNELS } from '../../src/store/postgres/migrations.js';
-import { freshPostgresDatabase, type FreshDatabase } from './backends.js';
+import { adminPool, type FreshDatabase, freshPostgresDatabase } from './backends.js';
 import { waitFor } from './harness.js';
 
 const fresh = await freshPostgresDatabase();
@@ -19,7 +19,7 @@ describe('PostgreSQL change announcements', { skip: 'skip' in fresh ? fresh.skip
 
   before(async () => {
     await (await PostgresDatabase.open({ url: database.url })).close();
-    admin = new pg.Pool({ connectionString: database.url, max: 1 });
+    admin = adminPool(database.url);
     listener = new pg.Client({ connectionString: database.url });
     await listener.connect();
     listener.on('notification', (n) => heard.get(n.channel)?.push(n.payload ?? ''));

@@ -6,7 +6,7 @@ import pg from 'pg';
 import { isConnectionError, PostgresDatabase, PostgresJobStore } from '../../src/store/postgres/index.js';
 import type { JobRecord } from '../../src/store/types.js';
 import { startTcpRelay, type TcpRelay } from '../helpers/tcp-relay.js';
-import { freshPostgresDatabase, type FreshDatabase } from './backends.js';
+import { adminPool, type FreshDatabase, freshPostgresDatabase } from './backends.js';
 import { waitFor } from './harness.js';
 
 const fresh = await freshPostgresDatabase();
@@ -56,7 +56,7 @@ describe('PostgresJobStore while PostgreSQL cannot be reached', { skip: 'skip' i
 
   before(async () => {
     await (await PostgresDatabase.open({ url: database.url })).close();
-    admin = new pg.Pool({ connectionString: database.url, max: 1 });
+    admin = adminPool(database.url);
     const target = new URL(database.url);
     relay = await startTcpRelay(target.hostname, Number(target.port || 5432));
   });

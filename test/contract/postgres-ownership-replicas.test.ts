@@ -5,7 +5,7 @@ import { after, afterEach, before, beforeEach, describe, test } from 'node:test'
 import pg from 'pg';
 import { PostgresDatabase, PostgresOwnershipStore } from '../../src/store/postgres/index.js';
 import { CHANNELS } from '../../src/store/postgres/migrations.js';
-import { freshPostgresDatabase, type FreshDatabase } from './backends.js';
+import { adminPool, type FreshDatabase, freshPostgresDatabase } from './backends.js';
 import { waitFor } from './harness.js';
 
 const fresh = await freshPostgresDatabase();
@@ -18,7 +18,7 @@ describe('PostgresOwnershipStore replicas on one database', { skip: 'skip' in fr
 
   before(async () => {
     await (await PostgresDatabase.open({ url: database.url })).close();
-    admin = new pg.Pool({ connectionString: database.url, max: 1 });
+    admin = adminPool(database.url);
   });
   after(async () => {
     await admin?.end();

@@ -13,7 +13,7 @@ import {
   PostgresWebhookStore,
 } from '../../src/store/postgres/index.js';
 import { auditStoreContract, type ClosableAuditStore } from './audit-store.contract.js';
-import { freshPostgresDatabase } from './backends.js';
+import { adminPool, freshPostgresDatabase } from './backends.js';
 import type { HarnessOrSkip, StoreHarness } from './harness.js';
 import { CONTRACT_JOB_RETENTION, jobStoreContract } from './job-store.contract.js';
 import { keyStoreContract } from './key-store.contract.js';
@@ -27,7 +27,7 @@ let admin: pg.Pool | null = null;
 if (!('skip' in fresh)) {
   // The schema is created once; each test then starts from empty tables.
   await (await PostgresDatabase.open({ url: fresh.url })).close();
-  admin = new pg.Pool({ connectionString: fresh.url, max: 1 });
+  admin = adminPool(fresh.url);
   after(async () => {
     await admin?.end();
     await fresh.drop();

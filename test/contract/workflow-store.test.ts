@@ -9,7 +9,7 @@ import pg from 'pg';
 import { FileWorkflowStore } from '../../src/store/file/file-workflow-store.js';
 import { PostgresDatabase, PostgresWorkflowStore } from '../../src/store/postgres/index.js';
 import { StoreCorruptError } from '../../src/store/types.js';
-import { freshPostgresDatabase } from './backends.js';
+import { adminPool, freshPostgresDatabase } from './backends.js';
 import { workflowStoreContract, type ClosableWorkflowStore } from './workflow-store.contract.js';
 
 const directories: string[] = [];
@@ -33,7 +33,7 @@ const fresh = await freshPostgresDatabase();
 let admin: pg.Pool | null = null;
 if (!('skip' in fresh)) {
   await (await PostgresDatabase.open({ url: fresh.url })).close();
-  admin = new pg.Pool({ connectionString: fresh.url, max: 1 });
+  admin = adminPool(fresh.url);
   after(async () => {
     await admin?.end();
     await fresh.drop();
