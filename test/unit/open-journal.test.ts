@@ -52,7 +52,7 @@ describe('OpenJournal', () => {
     assert.equal(written.ino, (await stat(path)).ino);
   });
 
-  test('a failed append throws and closes; the next one opens again', async () => {
+  test('an append that cannot open the file (a symbolic link) throws, and the next one opens it again', async () => {
     const target = join(dir, 'elsewhere');
     await writeFile(target, '');
     await symlink(target, path);

@@ -71,26 +71,19 @@ export async function dropPartialTail(path: string, chunk: JournalChunk): Promis
  * @throws the file-system error; a failed append may leave a partial line, which readers skip.
  */
 export async function appendDurably(path: string, text: string, completeUpTo?: number): Promise<void> {
-  const handle = await openNoFollow(path, 'append');
+  const journal = new OpenJournal(path);
   try {
-    let { size } = await handle.stat();
-    if (completeUpTo !== undefined && size > completeUpTo) {
-      await handle.truncate(completeUpTo);
-      size = completeUpTo;
-    }
-    // writeFile, unlike write, never stops short: on a full disk it writes all or throws ENOSPC.
-    await handle.writeFile(text);
-    await handle.datasync();
-    if (size === 0) await syncDirectory(dirname(path));
+    await journal.append(text, completeUpTo);
   } finally {
-    await handle.close();
+    await journal.close();
   }
 }
 
 /**
  * Durable appends to one journal kept open between them, for a journal only this process writes:
- * each append is a write and an fdatasync, where `appendDurably` also opens, checks the size and
- * closes (three more calls through the thread pool). The size is kept in memory from the first open.
+ * each append is a write and an fdatasync, where `appendDurably` (one append, then close) also opens,
+ * checks the size and closes (three more calls through the thread pool). The size is kept in memory
+ * from the first open.
  * Closed after a failed append (the next one opens again and cuts what it left) and whenever the file
  * at `path` may have been replaced.
  */
