@@ -1,11 +1,11 @@
 // The gateway's own WebSocket to one ComfyUI backend, with a clientId the gateway owns: it receives the events of every prompt forwarded with that client_id.
 
 import { randomBytes } from 'node:crypto';
-import WebSocket from 'ws';
 import { parseJsonOrUndefined } from '../isolation/json-body.js';
 import type { Logger } from '../log/logger.js';
 import { MAX_UPSTREAM_MESSAGE_BYTES } from '../proxy/websocket.js';
 import { ASK_FOR_PREVIEW_METADATA } from './preview-frames.js';
+import { UpstreamSocket } from './upstream-socket.js';
 
 /** A JSON message from ComfyUI (`data` is `{}` when the message has none). */
 export interface UpstreamMessage {
@@ -52,19 +52,18 @@ export interface UpstreamEventsOptions {
 export class UpstreamEvents {
   /** The clientId ComfyUI knows this socket by: the `client_id` to give every prompt forwarded to this backend. */
   readonly clientId: string;
-  private readonly url: string;
-  private socket: WebSocket | null = null;
+  private readonly url: URL;
+  private socket: UpstreamSocket | null = null;
   private flags: Record<string, unknown> | null = null;
   private readonly flagsListeners = new Set<(flags: Record<string, unknown>) => void>();
   private failures = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
-  private pingTimer: NodeJS.Timeout | null = null;
   private closed = false;
 
   constructor(private readonly options: UpstreamEventsOptions) {
     this.clientId = options.clientId ?? randomBytes(16).toString('hex');
     const base = `${options.upstream.protocol === 'https:' ? 'wss' : 'ws'}://${options.upstream.host}`;
-    this.url = `${base}/ws?clientId=${this.clientId}`;
+    this.url = new URL(`${base}/ws?clientId=${this.clientId}`);
   }
 
   /** Opens the socket (and keeps it open until `close`). */
@@ -74,7 +73,7 @@ export class UpstreamEvents {
 
   /** Whether the socket is open now. */
   get connected(): boolean {
-    return this.socket?.readyState === WebSocket.OPEN;
+    return this.socket?.open === true;
   }
 
   /** ComfyUI's feature flags as it answered on the current connection; null until it answers (older releases never do). */
@@ -106,59 +105,59 @@ export class UpstreamEvents {
 
   private connect(): void {
     const { log, listener } = this.options;
-    const ws = new WebSocket(this.url, {
-      perMessageDeflate: false,
-      handshakeTimeout: this.options.handshakeTimeoutMs ?? 10_000,
-      maxPayload: MAX_UPSTREAM_MESSAGE_BYTES,
-      followRedirects: false,
-    });
-    this.socket = ws;
-    this.flags = null;
     let alive = true;
-    let lastError: Error | null = null;
-    ws.on('error', (error) => (lastError = error));
-    ws.on('pong', () => (alive = true));
-    ws.once('open', () => {
-      this.failures = 0;
-      ws.send(ASK_FOR_PREVIEW_METADATA);
-      this.pingTimer = setInterval(() => {
-        if (!alive) return ws.terminate();
-        alive = false;
-        ws.ping();
-      }, this.options.pingIntervalMs ?? 30_000).unref();
-      log.info({ url: this.options.upstream.origin }, 'ComfyUI event socket open');
-      this.report(() => listener.opened());
-    });
-    ws.on('message', (data: Buffer, isBinary) => {
-      if (isBinary) return this.report(() => listener.binary(data));
-      const raw = data.toString();
-      const message = parseJsonOrUndefined(raw) as { type?: unknown; data?: unknown } | null | undefined;
-      if (typeof message?.type !== 'string') return;
-      const body = typeof message.data === 'object' && message.data !== null ? (message.data as Record<string, unknown>) : {};
-      if (message.type === 'feature_flags') {
-        this.flags = body;
-        for (const flagsListener of [...this.flagsListeners]) this.report(() => flagsListener(body));
-        return;
-      }
-      this.report(() => listener.text({ type: message.type as string, data: body }, raw));
-    });
-    ws.once('close', (code) => {
-      const wasOpen = this.pingTimer !== null;
-      if (this.pingTimer) clearInterval(this.pingTimer);
-      this.pingTimer = null;
-      if (wasOpen) this.report(() => listener.closed());
-      if (this.closed) return;
-      const delay = Math.min(this.options.reconnectMaxMs ?? 30_000, (this.options.reconnectMinMs ?? 250) * 2 ** this.failures);
-      this.failures += 1;
-      log.warn(
-        { url: this.options.upstream.origin, code, err: lastError?.message, retry_in_ms: delay },
-        wasOpen ? 'ComfyUI event socket closed; reconnecting' : 'ComfyUI event socket could not connect; retrying',
-      );
-      this.reconnectTimer = setTimeout(() => {
-        this.reconnectTimer = null;
-        this.connect();
-      }, delay).unref();
-    });
+    let pingTimer: NodeJS.Timeout | null = null;
+    const socket = new UpstreamSocket(
+      this.url,
+      { handshakeTimeoutMs: this.options.handshakeTimeoutMs ?? 10_000, maxMessageBytes: MAX_UPSTREAM_MESSAGE_BYTES },
+      {
+        open: () => {
+          this.failures = 0;
+          socket.sendText(ASK_FOR_PREVIEW_METADATA);
+          pingTimer = setInterval(() => {
+            if (!alive) return socket.terminate();
+            alive = false;
+            socket.ping();
+          }, this.options.pingIntervalMs ?? 30_000).unref();
+          log.info({ url: this.options.upstream.origin }, 'ComfyUI event socket open');
+          this.report(() => listener.opened());
+        },
+        pong: () => (alive = true),
+        binary: (frame) => this.report(() => listener.binary(frame)),
+        text: (raw) => this.onText(raw),
+        closed: (code, error) => {
+          const wasOpen = pingTimer !== null;
+          if (pingTimer) clearInterval(pingTimer);
+          if (wasOpen) this.report(() => listener.closed());
+          if (this.closed) return;
+          const delay = Math.min(this.options.reconnectMaxMs ?? 30_000, (this.options.reconnectMinMs ?? 250) * 2 ** this.failures);
+          this.failures += 1;
+          log.warn(
+            { url: this.options.upstream.origin, code, err: error?.message, retry_in_ms: delay },
+            wasOpen ? 'ComfyUI event socket closed; reconnecting' : 'ComfyUI event socket could not connect; retrying',
+          );
+          this.reconnectTimer = setTimeout(() => {
+            this.reconnectTimer = null;
+            this.connect();
+          }, delay).unref();
+        },
+      },
+    );
+    this.socket = socket;
+    this.flags = null;
+  }
+
+  /** A JSON message: ComfyUI's answer to the gateway's feature flags is kept, any other goes to the listener. */
+  private onText(raw: string): void {
+    const message = parseJsonOrUndefined(raw) as { type?: unknown; data?: unknown } | null | undefined;
+    if (typeof message?.type !== 'string') return;
+    const body = typeof message.data === 'object' && message.data !== null ? (message.data as Record<string, unknown>) : {};
+    if (message.type === 'feature_flags') {
+      this.flags = body;
+      for (const flagsListener of [...this.flagsListeners]) this.report(() => flagsListener(body));
+      return;
+    }
+    this.report(() => this.options.listener.text({ type: message.type as string, data: body }, raw));
   }
 
   /** Runs a listener call; a listener that throws is logged, so one bad message cannot stop the socket. */
