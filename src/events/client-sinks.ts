@@ -6,7 +6,8 @@ import type { JobEventRelay, RelayedJobEvent } from './job-event-relay.js';
 
 /** A client socket the hubs send its jobs' events to. */
 export interface ClientSink {
-  send(data: Buffer | string, isBinary: boolean): void;
+  /** `written`, when given, must be called once `data` is no longer needed (sent, or dropped), and not before: its buffer is then used again. */
+  send(data: Buffer | string, isBinary: boolean, written?: () => void): void;
   /** Whether the client asked for previews with metadata (type 4); other clients get type 1. */
   wantsPreviewMetadata(): boolean;
   /** An admin's socket: it also gets the events of every key's jobs sent without a client_id, which ComfyUI broadcasts. */

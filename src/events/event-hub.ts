@@ -13,6 +13,7 @@ import {
   type PreviewWithMetadata,
 } from './preview-frames.js';
 import { UpstreamEvents, type UpstreamEventsOptions, type UpstreamMessage } from './upstream-events.js';
+import { giveBackMessage } from './upstream-socket.js';
 
 /** How the hub finds the job ComfyUI knows by a prompt_id (the JobStore satisfies it). */
 export interface JobLookup {
@@ -305,16 +306,26 @@ export class EventHub implements ClientSinks {
       this.sinks.sendText(job, type, text, sinks);
       return;
     }
-    if (!sinks?.size) return;
-    const { preview } = event;
+    const { frame, preview } = event;
+    // The frame's buffer is read into again once every socket sent it has written it: counted from one, which the end of this call takes away.
+    let unwritten = 1;
+    const written = (): void => {
+      unwritten -= 1;
+      if (unwritten === 0) giveBackMessage(frame);
+    };
+    const send = (sink: ClientSink, data: Buffer): void => {
+      unwritten += 1;
+      sink.send(data, true, written);
+    };
     if (!preview) {
-      for (const sink of sinks) sink.send(event.frame, true);
-      return;
+      for (const sink of sinks ?? []) send(sink, frame);
+      return written();
     }
     const withMetadata =
-      renamed && preview.metadata.prompt_id === upstreamId ? withPreviewMetadata({ ...preview.metadata, prompt_id: job.id }, preview.image) : event.frame;
+      renamed && preview.metadata.prompt_id === upstreamId ? withPreviewMetadata({ ...preview.metadata, prompt_id: job.id }, preview.image) : frame;
     let plain: Buffer | null = null;
-    for (const sink of sinks) sink.send(sink.wantsPreviewMetadata() ? withMetadata : (plain ??= withoutPreviewMetadata(preview)), true);
+    for (const sink of sinks ?? []) send(sink, sink.wantsPreviewMetadata() ? withMetadata : (plain ??= withoutPreviewMetadata(preview)));
+    written();
   }
 
   /** Tells the observer of a job's start, outputs and end; an observer that throws is logged. */

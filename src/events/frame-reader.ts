@@ -6,7 +6,7 @@ import { isUtf8 } from 'node:buffer';
 export interface FrameHandlers {
   /** A whole text message. */
   text(text: string): void;
-  /** A whole binary message, in a buffer of its own that the handler may keep. */
+  /** A whole binary message, in a buffer of its own (see FrameReader's `allocate`) that the handler may keep. */
   binary(message: Buffer): void;
   /** A ping; `payload` is valid during the call only. */
   ping(payload: Buffer): void;
@@ -35,8 +35,8 @@ const MAX_CONTROL_PAYLOAD = 125;
 
 /**
  * Feed it every read with `push`. A message that arrives whole in one read is read from that read's
- * buffer (a text message is decoded in place, a binary one copied once into a buffer of its exact
- * size); a frame split across reads is gathered into a buffer of its size as its bytes come. The
+ * buffer (a text message is decoded in place, a binary one copied once into a buffer from
+ * `allocate`); a frame split across reads is gathered into a buffer of its size as its bytes come. The
  * caller may use the read's buffer again as soon as `push` returns. `push` throws FrameError when
  * the server breaks the protocol (a masked or reserved frame, a message over `maxMessageBytes`, text
  * that is not UTF-8, …); after that, or after a close frame, nothing more is read.
@@ -61,6 +61,8 @@ export class FrameReader {
   constructor(
     private readonly handlers: FrameHandlers,
     private readonly maxMessageBytes: number,
+    /** Makes the buffer of a binary message sent in one frame (a fragmented one is joined into a new buffer). */
+    private readonly allocate: (bytes: number) => Buffer = (bytes) => Buffer.allocUnsafeSlow(bytes),
   ) {}
 
   /** Reads `bytes` (the view of one read); throws FrameError when the server breaks the protocol. */
@@ -78,7 +80,7 @@ export class FrameReader {
           at += wanted;
           continue;
         }
-        this.payload ??= Buffer.allocUnsafe(this.frameBytes);
+        this.payload ??= this.opcode === BINARY && this.final ? this.allocate(this.frameBytes) : Buffer.allocUnsafe(this.frameBytes);
         const taken = Math.min(wanted, bytes.length - at);
         bytes.copy(this.payload, this.filled, at, at + taken);
         this.filled += taken;
@@ -164,9 +166,16 @@ export class FrameReader {
   }
 
   private message(opcode: number, bytes: Buffer, owned: boolean): void {
-    if (opcode === BINARY) return this.handlers.binary(owned ? bytes : copyOf(bytes));
+    if (opcode === BINARY) return this.handlers.binary(owned ? bytes : this.copyOf(bytes));
     if (!isUtf8(bytes)) throw new FrameError('ComfyUI sent a text message that is not UTF-8', 1007);
     this.handlers.text(bytes.toString('utf8'));
+  }
+
+  /** A copy of `bytes` in a buffer from `allocate`. */
+  private copyOf(bytes: Buffer): Buffer {
+    const copy = this.allocate(bytes.length);
+    bytes.copy(copy);
+    return copy;
   }
 
   private readClose(payload: Buffer): void {
@@ -182,11 +191,4 @@ export class FrameReader {
 function headLength(second: number): number {
   const length = second & 0x7f;
   return length === 126 ? 4 : length === 127 ? 10 : 2;
-}
-
-/** A copy of `bytes` in a buffer of its own, outside Node.js's shared pool. */
-function copyOf(bytes: Buffer): Buffer {
-  const copy = Buffer.allocUnsafeSlow(bytes.length);
-  bytes.copy(copy);
-  return copy;
 }

@@ -3,6 +3,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { connect as connectPlain, isIP, type OnReadOpts, type Socket } from 'node:net';
 import { connect as connectTls, type ConnectionOptions } from 'node:tls';
+import { BufferPool } from '../proxy/buffer-pool.js';
 import { couldStartResponseHead, MAX_HEAD_BYTES, parseResponseHead } from '../proxy/http1-head.js';
 import { FrameError, FrameReader, OPCODE } from './frame-reader.js';
 
@@ -11,7 +12,7 @@ export interface UpstreamSocketEvents {
   /** The opening handshake succeeded. */
   open(): void;
   text(text: string): void;
-  /** A binary message, in a buffer of its own. */
+  /** A binary message, in a buffer of its own; see giveBackMessage. */
   binary(message: Buffer): void;
   pong(): void;
   /** The socket is closed (once): `code` is the server's close code (1006 when the connection just ended), `error` what went wrong, if anything. */
@@ -29,6 +30,21 @@ export interface UpstreamSocketOptions {
 const ACCEPT_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 /** Bytes of one read from the server. */
 const READ_BYTES = 64 * 1024;
+/** Binary messages up to this size (previews, mostly) are read into buffers used again; larger ones get a buffer of their own. */
+const MESSAGE_BUFFER_BYTES = 256 * 1024;
+/** Message buffers kept for later messages once their clients have been sent them (4 MiB). */
+const KEPT_MESSAGE_BUFFERS = 16;
+const messageBuffers = new BufferPool(MESSAGE_BUFFER_BYTES, KEPT_MESSAGE_BUFFERS);
+
+/**
+ * Gives back the buffer of a binary message this socket reported, to be read into again: call it only
+ * once nothing reads its bytes any more (every client socket sent it has called back). A message
+ * never given back is simply collected.
+ */
+export function giveBackMessage(message: Buffer): void {
+  messageBuffers.giveBack(message);
+}
+
 /** How long a closing socket waits for the server to close the connection after the client's close frame. */
 const CLOSE_WAIT_MS = 1000;
 
@@ -75,6 +91,7 @@ export class UpstreamSocket {
         },
       },
       options.maxMessageBytes,
+      (bytes) => (bytes <= MESSAGE_BUFFER_BYTES ? messageBuffers.take(bytes) : Buffer.allocUnsafeSlow(bytes)),
     );
     this.socket.setNoDelay(true);
     this.socket.setTimeout(options.handshakeTimeoutMs);

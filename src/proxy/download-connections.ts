@@ -1,6 +1,7 @@
 // Connections to one ComfyUI for downloads: every read lands in a shared, reused buffer, and a connection is kept open a short while between downloads.
 
 import { connect, type Socket } from 'node:net';
+import { BufferPool } from './buffer-pool.js';
 
 /** Bytes of one read from ComfyUI. */
 const READ_BYTES = 256 * 1024;
@@ -11,15 +12,11 @@ const KEPT_CONNECTIONS = 16;
 /** How long a connection is kept without a download: well under the keep-alive of aiohttp (75 s) and of Node.js servers (5 s). */
 const KEPT_FOR_MS = 2000;
 
-const idleBuffers: Buffer[] = [];
-
-function takeBuffer(): Buffer {
-  return idleBuffers.pop() ?? Buffer.allocUnsafeSlow(READ_BYTES);
-}
+const readBuffers = new BufferPool(READ_BYTES, KEPT_BUFFERS);
 
 /** Returns a read buffer once nothing uses its bytes any more. */
 export function giveBack(buffer: Buffer): void {
-  if (idleBuffers.length < KEPT_BUFFERS) idleBuffers.push(buffer);
+  readBuffers.giveBack(buffer);
 }
 
 /** The download a connection carries: it gets each read, and hears when the connection fails. */
@@ -38,7 +35,7 @@ export class DownloadConnection {
   kept = false;
 
   constructor(host: string, port: number, onClosed: (connection: DownloadConnection) => void) {
-    this.socket = connect({ host, port, onread: { buffer: takeBuffer, callback: (bytes, buffer) => this.onRead(bytes, buffer as Buffer) } });
+    this.socket = connect({ host, port, onread: { buffer: () => readBuffers.take(), callback: (bytes, buffer) => this.onRead(bytes, buffer as Buffer) } });
     this.socket.setNoDelay(true);
     this.socket.on('timeout', () => this.fail(new Error('ComfyUI went silent'), true));
     this.socket.on('error', (error) => this.fail(error, false));

@@ -33,8 +33,9 @@ export interface RelayHooks {
 /**
  * Sends the client a message of the gateway's own. While more than HIGH_WATER_BYTES wait to be written
  * to the client, binary frames (previews, progress text) are dropped; JSON events are always sent.
+ * `written`, when given, is called once `data` is no longer needed: written to the socket, or dropped.
  */
-export type ClientSender = (data: Buffer | string, isBinary: boolean) => void;
+export type ClientSender = (data: Buffer | string, isBinary: boolean, written?: () => void) => void;
 
 export interface RelayOptions {
   /** The ComfyUI to relay to (default: the proxy's `upstream`). */
@@ -215,9 +216,9 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
 
 /** The gateway's own messages to a client socket: dropped once it is closed, and binary frames dropped while it lags (see ClientSender). */
 function clientSender(ws: WebSocket): ClientSender {
-  return (data, isBinary) => {
-    if (ws.readyState !== WebSocket.OPEN || (isBinary && ws.bufferedAmount > HIGH_WATER_BYTES)) return;
-    ws.send(data, { binary: isBinary });
+  return (data, isBinary, written) => {
+    if (ws.readyState !== WebSocket.OPEN || (isBinary && ws.bufferedAmount > HIGH_WATER_BYTES)) return written?.();
+    ws.send(data, { binary: isBinary }, written);
   };
 }
 
