@@ -6,6 +6,7 @@ import { ClientSinkRegistry, type ClientSink, type ClientSinks, type EventTarget
 import type { JobEventRelay } from './job-event-relay.js';
 import {
   binaryFrameType,
+  overwriteWithoutPreviewMetadata,
   PREVIEW_IMAGE_WITH_METADATA,
   readPreviewWithMetadata,
   withoutPreviewMetadata,
@@ -319,6 +320,14 @@ export class EventHub implements ClientSinks {
     };
     if (!preview) {
       for (const sink of sinks ?? []) send(sink, frame);
+      return written();
+    }
+    let someWantMetadata = false;
+    for (const sink of sinks ?? []) someWantMetadata ||= sink.wantsPreviewMetadata();
+    if (!someWantMetadata) {
+      // Nobody reads the metadata: the plain frame is made in the frame itself, without copying the image.
+      const plain = overwriteWithoutPreviewMetadata(frame, preview);
+      for (const sink of sinks ?? []) send(sink, plain);
       return written();
     }
     const withMetadata =

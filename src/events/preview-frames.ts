@@ -37,9 +37,24 @@ export function readPreviewWithMetadata(frame: Buffer): PreviewWithMetadata | nu
 /** The type 1 frame a client that did not ask for preview metadata gets for a type 4 preview. */
 export function withoutPreviewMetadata(preview: PreviewWithMetadata): Buffer {
   const header = Buffer.alloc(8);
-  header.writeUInt32BE(PREVIEW_IMAGE, 0);
-  header.writeUInt32BE(preview.metadata.image_type === 'image/png' ? 2 : 1, 4);
+  writePlainHeader(header, 0, preview);
   return Buffer.concat([header, preview.image]);
+}
+
+/**
+ * The same type 1 frame without a copy of the image: its header is written over the end of the
+ * metadata in `frame`, the type 4 frame `preview` was read from, which no longer reads as that frame.
+ */
+export function overwriteWithoutPreviewMetadata(frame: Buffer, preview: PreviewWithMetadata): Buffer {
+  const start = preview.image.byteOffset - frame.byteOffset - 8;
+  writePlainHeader(frame, start, preview);
+  return frame.subarray(start);
+}
+
+/** A type 1 frame's header (type, then image format: 1 JPEG, 2 PNG) at `offset` of `target`. */
+function writePlainHeader(target: Buffer, offset: number, preview: PreviewWithMetadata): void {
+  target.writeUInt32BE(PREVIEW_IMAGE, offset);
+  target.writeUInt32BE(preview.metadata.image_type === 'image/png' ? 2 : 1, offset + 4);
 }
 
 /** A type 4 frame carrying `metadata` and the preview's image. */

@@ -1,4 +1,4 @@
-// The event hub's preview buffers, which it reads into again once sent: every socket gets its own job's previews intact, however long it holds them, and a buffer is reused only after every socket sent it has written it.
+// The event hub's preview buffers, which it reads into again once sent: every socket gets its own job's previews intact (with metadata, or plain), however long it holds them, and a buffer is reused only after every socket sent it has written it.
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -17,6 +17,7 @@ const PREVIEWS_PER_JOB = 60;
 const JOBS = [
   { id: 'job-a', key_id: 'key-a', client_id: 'client-a' },
   { id: 'job-b', key_id: 'key-b', client_id: 'client-b' },
+  { id: 'job-c', key_id: 'key-c', client_id: 'client-c' },
 ];
 
 /** A type 4 preview of `promptId` whose image is `IMAGE_BYTES` bytes of `fill` (so a frame overwritten by another shows). */
@@ -41,6 +42,8 @@ class CheckingSink implements ClientSink {
   readonly fills: number[] = [];
   readonly problems: string[] = [];
   readonly memories = new Set<ArrayBufferLike>();
+  /** Frames sent in memory of their own (a copy), not as a view of a larger buffer. */
+  copies = 0;
   constructor(
     private readonly job: string,
     private readonly metadata: boolean,
@@ -54,6 +57,7 @@ class CheckingSink implements ClientSink {
     const frame = data as Buffer;
     const sentFill = this.read(frame);
     this.memories.add(frame.buffer);
+    if (frame.byteOffset === 0 && frame.buffer.byteLength === frame.length) this.copies += 1;
     const check = (): void => {
       const fill = this.read(frame);
       if (fill === null || fill !== sentFill) this.problems.push(`frame of fill ${String(sentFill)} read ${String(fill)} when written`);
@@ -102,31 +106,42 @@ describe('event hub previews from reused buffers', () => {
     await once(server, 'close');
   });
 
-  test('slow and fast sockets of two keys each get their own previews intact, and the buffers are read into again', async () => {
+  test('slow and fast sockets of three keys each get their own previews intact, and the buffers are read into again', async () => {
     const slowA = new CheckingSink('job-a', true, () => 1 + Math.floor(Math.random() * 20));
     const plainA = new CheckingSink('job-a', false, () => 0);
     const fastB = new CheckingSink('job-b', true, () => 0);
-    const unregister = [hub.register('key-a', 'client-a', slowA), hub.register('key-a', 'client-a', plainA), hub.register('key-b', 'client-b', fastB)];
-    const expectedA: number[] = [];
-    const expectedB: number[] = [];
-    for (let index = 0; index < PREVIEWS_PER_JOB * 2; index += 1) {
-      const forA = index % 2 === 0;
+    // Key c's sockets both want plain previews: theirs are made in the frame's own buffer.
+    const slowPlainC = new CheckingSink('job-c', false, () => 1 + Math.floor(Math.random() * 20));
+    const fastPlainC = new CheckingSink('job-c', false, () => 0);
+    const unregister = [
+      hub.register('key-a', 'client-a', slowA),
+      hub.register('key-a', 'client-a', plainA),
+      hub.register('key-b', 'client-b', fastB),
+      hub.register('key-c', 'client-c', slowPlainC),
+      hub.register('key-c', 'client-c', fastPlainC),
+    ];
+    const expected = new Map<string, number[]>(JOBS.map((job) => [job.id, []]));
+    for (let index = 0; index < PREVIEWS_PER_JOB * JOBS.length; index += 1) {
+      const job = JOBS[index % JOBS.length]!.id;
       const fill = index % 251;
-      (forA ? expectedA : expectedB).push(fill);
-      upstreamSocket.send(preview(forA ? 'job-a' : 'job-b', fill));
+      expected.get(job)!.push(fill);
+      upstreamSocket.send(preview(job, fill));
       if (index % 10 === 9) await sleep(2);
     }
-    await waitFor(() => slowA.fills.length + slowA.problems.length === PREVIEWS_PER_JOB, 'the slow socket to write every preview');
-    await waitFor(() => fastB.fills.length + fastB.problems.length === PREVIEWS_PER_JOB, 'the fast socket to write every preview');
+    const sinks = [slowA, plainA, fastB, slowPlainC, fastPlainC];
+    await waitFor(() => sinks.every((sink) => sink.fills.length + sink.problems.length === PREVIEWS_PER_JOB), 'every socket to write every preview');
     for (const stop of unregister) stop();
-    for (const sink of [slowA, plainA, fastB]) assert.deepEqual(sink.problems, []);
-    assert.deepEqual(
-      slowA.fills.sort((x, y) => x - y),
-      [...expectedA].sort((x, y) => x - y),
-    );
-    assert.deepEqual(plainA.fills, expectedA);
-    assert.deepEqual(fastB.fills, expectedB);
-    const memories = new Set([...slowA.memories, ...fastB.memories]);
-    assert.ok(memories.size < PREVIEWS_PER_JOB * 2, `${memories.size} buffers for ${PREVIEWS_PER_JOB * 2} previews: buffers were read into again`);
+    for (const sink of sinks) assert.deepEqual(sink.problems, []);
+    const inOrder = (fills: number[]): number[] => [...fills].sort((x, y) => x - y);
+    assert.deepEqual(inOrder(slowA.fills), inOrder(expected.get('job-a')!));
+    assert.deepEqual(plainA.fills, expected.get('job-a'));
+    assert.deepEqual(fastB.fills, expected.get('job-b'));
+    assert.deepEqual(inOrder(slowPlainC.fills), inOrder(expected.get('job-c')!));
+    assert.deepEqual(fastPlainC.fills, expected.get('job-c'));
+    const memories = new Set([...slowA.memories, ...fastB.memories, ...slowPlainC.memories]);
+    const pooled = PREVIEWS_PER_JOB * JOBS.length;
+    assert.ok(memories.size < pooled, `${memories.size} buffers for ${pooled} previews: buffers were read into again`);
+    assert.deepEqual([slowPlainC.copies, fastPlainC.copies], [0, 0], "key c's plain previews are views of the frames read, not copies");
+    assert.equal(plainA.copies, PREVIEWS_PER_JOB, "key a's plain previews are copies: its other socket reads the metadata");
   });
 });
