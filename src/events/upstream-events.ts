@@ -21,7 +21,7 @@ export interface UpstreamListener {
   closed(): void;
   /** A JSON message other than the answer to the gateway's feature_flags; `raw` is its text as ComfyUI sent it. */
   text(message: UpstreamMessage, raw: string): void;
-  /** A binary frame (a preview, progress text, a `SaveImageWebsocket` image). */
+  /** A binary frame (a preview, progress text, a `SaveImageWebsocket` image), in a buffer the listener may give back with giveBackMessage once nothing reads it. */
   binary(frame: Buffer): void;
 }
 
