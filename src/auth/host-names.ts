@@ -1,4 +1,4 @@
-// Reads the Host header, and decides which host names the gateway answers to (DNS rebinding needs a name it accepts).
+// Reads the Host header, decides which host names the gateway answers to (DNS rebinding needs a name it accepts), and gives a URL's host as sockets connect to it.
 
 import { isIP } from 'node:net';
 
@@ -17,6 +17,11 @@ export function parseHost(value: string | undefined): ParsedHost | null {
   const port = match[3] === undefined ? null : Number(match[3]);
   if (port !== null && port > 65535) return null;
   return { hostname: (match[1] ?? match[2]!).toLowerCase(), port };
+}
+
+/** The host of `url` as net.connect and tls.connect take it: an IPv6 address without its brackets. */
+export function socketHost(url: URL): string {
+  return url.hostname.replace(/^\[(.*)\]$/, '$1');
 }
 
 /** A loopback name: `localhost`, an IPv4 address in 127.0.0.0/8, or `::1`. */

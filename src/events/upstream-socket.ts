@@ -3,6 +3,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { connect as connectPlain, isIP, type OnReadOpts, type Socket } from 'node:net';
 import { connect as connectTls, type ConnectionOptions } from 'node:tls';
+import { socketHost } from '../auth/host-names.js';
 import { BufferPool } from '../proxy/buffer-pool.js';
 import { couldStartResponseHead, MAX_HEAD_BYTES, parseResponseHead } from '../proxy/http1-head.js';
 import { FrameError, FrameReader, OPCODE } from './frame-reader.js';
@@ -50,8 +51,8 @@ const CLOSE_WAIT_MS = 1000;
 
 /**
  * One WebSocket to `url` (`ws:` or `wss:`; no extension or subprotocol asked for). Every read lands in
- * the socket's one read buffer and is parsed there (FrameReader), so a binary message is the only
- * buffer made for it: through a general client each read is a new buffer and each message another,
+ * the socket's one read buffer and is parsed there (FrameReader), so a binary message is copied once,
+ * into a buffer used again once it is given back (giveBackMessage): through a general client each read is a new buffer and each message another,
  * and at 100 KB previews V8 spends its time in full collections to reclaim them. The handshake is
  * checked as RFC 6455 §4.1 asks (status 101, `Upgrade`, `Connection`, `Sec-WebSocket-Accept`, no
  * extension or protocol that was not offered); a redirect is refused like any other answer.
@@ -72,7 +73,7 @@ export class UpstreamSocket {
     options: UpstreamSocketOptions,
     private readonly events: UpstreamSocketEvents,
   ) {
-    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const host = socketHost(url);
     const tls = url.protocol === 'wss:';
     const port = Number(url.port || (tls ? 443 : 80));
     const onread: OnReadOpts = { buffer: Buffer.allocUnsafeSlow(READ_BYTES), callback: (bytes, buffer) => this.onRead(bytes, buffer as Buffer) };

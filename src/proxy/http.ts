@@ -3,6 +3,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
+import { socketHost } from '../auth/host-names.js';
 import { GatewayError, upstreamTimeout, upstreamUnavailable } from '../errors.js';
 import { DownloadConnections } from './download-connections.js';
 import { streamDownload } from './download.js';
@@ -111,10 +112,7 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
   }
 
   /** The connections downloads use, when ComfyUI speaks plain HTTP. */
-  const downloads =
-    options.upstream.protocol === 'http:'
-      ? new DownloadConnections(options.upstream.hostname.replace(/^\[(.*)\]$/, '$1'), Number(options.upstream.port || 80))
-      : null;
+  const downloads = options.upstream.protocol === 'http:' ? new DownloadConnections(socketHost(options.upstream), Number(options.upstream.port || 80)) : null;
 
   async function download(req: IncomingMessage, res: ServerResponse, overrides: UpstreamOverrides = {}): Promise<void> {
     const { headers, body } = requestParts(req, overrides);

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
 import { describe, test } from 'node:test';
 import { crossSiteRefusal } from '../../src/auth/cross-site.js';
-import { HostPolicy, isLoopbackName, parseHost } from '../../src/auth/host-names.js';
+import { HostPolicy, isLoopbackName, parseHost, socketHost } from '../../src/auth/host-names.js';
 
 describe('parseHost', () => {
   test('names, addresses and ports', () => {
@@ -84,5 +84,14 @@ describe('crossSiteRefusal', () => {
     assert.equal(refused({ 'x-api-key': 'comfy_x', origin: 'http://evil.example', 'sec-fetch-site': 'cross-site' }), false);
     assert.equal(refused({ authorization: 'Bearer comfy_x', origin: 'null' }), false);
     assert.ok(refused({ authorization: 'Basic abc', origin: 'null' }), 'another scheme is not a key');
+  });
+});
+
+describe('socketHost', () => {
+  test('an IPv6 address loses its brackets; names and IPv4 addresses stay as they are', () => {
+    assert.equal(socketHost(new URL('http://[::1]:8188/')), '::1');
+    assert.equal(socketHost(new URL('wss://[2001:db8::7]/ws')), '2001:db8::7');
+    assert.equal(socketHost(new URL('http://127.0.0.1:8188')), '127.0.0.1');
+    assert.equal(socketHost(new URL('https://comfy.example:443')), 'comfy.example');
   });
 });
