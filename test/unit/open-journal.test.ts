@@ -1,7 +1,8 @@
 // Unit tests of OpenJournal: appends to a journal kept open, the size it keeps in memory, cutting a torn tail, and opening again after close.
 
 import assert from 'node:assert/strict';
-import { appendFile, mkdtemp, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { appendFile, mkdtemp, readdir, readFile, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
@@ -30,6 +31,14 @@ describe('OpenJournal', () => {
     assert.equal(await readFile(path, 'utf8'), '{"a":1}\n{"b":"é"}\n');
     assert.equal(first.size, 8);
     assert.deepEqual(second, { size: onDisk.size, ino: onDisk.ino });
+  });
+
+  test('the journal is held open with O_DSYNC, so an append is on disk when it resolves (no separate fdatasync)', async () => {
+    await journal.append('{"a":1}\n');
+    const flags = await openFlagsOf(path);
+    assert.equal(flags.length, 1, 'one descriptor of the journal is open');
+    assert.equal(flags[0]! & constants.O_DSYNC, constants.O_DSYNC);
+    assert.equal(flags[0]! & constants.O_APPEND, constants.O_APPEND);
   });
 
   test('bytes past completeUpTo (a torn append) are cut before the next line', async () => {
@@ -63,3 +72,15 @@ describe('OpenJournal', () => {
     assert.equal(await readFile(target, 'utf8'), '');
   });
 });
+
+/** The open flags of each of this process's descriptors of `path`, as Linux shows them in /proc/self/fdinfo. */
+async function openFlagsOf(path: string): Promise<number[]> {
+  const flags: number[] = [];
+  for (const fd of await readdir('/proc/self/fd')) {
+    const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+    if (target !== path) continue;
+    const info = await readFile(`/proc/self/fdinfo/${fd}`, 'utf8');
+    flags.push(Number.parseInt(/^flags:\s+([0-7]+)$/m.exec(info)![1]!, 8));
+  }
+  return flags;
+}

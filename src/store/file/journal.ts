@@ -81,7 +81,7 @@ export async function appendDurably(path: string, text: string, completeUpTo?: n
 
 /**
  * Durable appends to one journal kept open between them, for a journal only this process writes:
- * each append is a write and an fdatasync, where `appendDurably` (one append, then close) also opens,
+ * each append is one O_DSYNC write, where `appendDurably` (one append, then close) also opens,
  * checks the size and closes (three more calls through the thread pool). The size is kept in memory
  * from the first open.
  * Closed after a failed append (the next one opens again and cuts what it left) and whenever the file
@@ -102,7 +102,7 @@ export class OpenJournal {
   async append(text: string, completeUpTo?: number): Promise<{ size: number; ino: number }> {
     try {
       if (!this.handle) {
-        this.handle = await openNoFollow(this.path, 'append');
+        this.handle = await openNoFollow(this.path, 'append-durable');
         ({ size: this.size, ino: this.ino } = await this.handle.stat());
       }
       if (completeUpTo !== undefined && this.size > completeUpTo) {
@@ -110,9 +110,10 @@ export class OpenJournal {
         this.size = completeUpTo;
       }
       const bytes = Buffer.from(text);
-      // writeFile, unlike write, never stops short: on a full disk it writes all or throws ENOSPC.
+      // writeFile, unlike write, never stops short: on a full disk it writes all or throws ENOSPC. Opened
+      // with O_DSYNC, each of its writes returns once on disk (with the size that reaches it, and a truncate
+      // before it): one call through the thread pool instead of a write and an fdatasync.
       await this.handle.writeFile(bytes);
-      await this.handle.datasync();
       if (this.size === 0) await syncDirectory(dirname(this.path));
       this.size += bytes.length;
       return { size: this.size, ino: this.ino };

@@ -10,6 +10,8 @@ const FLAGS = {
   read: constants.O_RDONLY,
   write: constants.O_WRONLY,
   append: constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT,
+  /** Appends that are on disk when the write returns (O_DSYNC): a write and an fdatasync in one call. */
+  'append-durable': constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC,
   /** A new file only: fails with EEXIST when the name is taken, even by a link. */
   create: constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
 } as const;
