@@ -1,5 +1,6 @@
 // Append-only JSON-lines journals: durable appends, and reading whole lines from an offset.
 
+import { constants } from 'node:fs';
 import { StoreCorruptError } from '../types.js';
 import { syncDirectory } from './atomic-write.js';
 import { linesNoFollow, openNoFollow, truncateNoFollow } from './no-follow.js';
@@ -79,6 +80,9 @@ export async function appendDurably(path: string, text: string, completeUpTo?: n
   }
 }
 
+/** Whether the platform has O_DSYNC (not Windows), so that a journal's write is durable by itself; else each append is fdatasynced. */
+const APPENDS_ARE_DURABLE = (constants.O_DSYNC as number | undefined) !== undefined;
+
 /**
  * Durable appends to one journal kept open between them, for a journal only this process writes:
  * each append is one O_DSYNC write, where `appendDurably` (one append, then close) also opens,
@@ -114,6 +118,7 @@ export class OpenJournal {
       // with O_DSYNC, each of its writes returns once on disk (with the size that reaches it, and a truncate
       // before it): one call through the thread pool instead of a write and an fdatasync.
       await this.handle.writeFile(bytes);
+      if (!APPENDS_ARE_DURABLE) await this.handle.datasync();
       if (this.size === 0) await syncDirectory(dirname(this.path));
       this.size += bytes.length;
       return { size: this.size, ino: this.ino };

@@ -11,7 +11,7 @@ const FLAGS = {
   write: constants.O_WRONLY,
   append: constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT,
   /** Appends that are on disk when the write returns (O_DSYNC): a write and an fdatasync in one call. */
-  'append-durable': constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC,
+  'append-durable': constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | (constants.O_DSYNC ?? 0),
   /** A new file only: fails with EEXIST when the name is taken, even by a link. */
   create: constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
 } as const;
