@@ -1,9 +1,8 @@
 // Append-only JSON-lines journals: durable appends, and reading whole lines from an offset.
 
-import { constants } from 'node:fs';
 import { StoreCorruptError } from '../types.js';
 import { syncDirectory } from './atomic-write.js';
-import { linesNoFollow, openNoFollow, truncateNoFollow } from './no-follow.js';
+import { APPENDS_ARE_DURABLE, linesNoFollow, openNoFollow, truncateNoFollow } from './no-follow.js';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
@@ -80,12 +79,9 @@ export async function appendDurably(path: string, text: string, completeUpTo?: n
   }
 }
 
-/** Whether the platform has O_DSYNC (not Windows), so that a journal's write is durable by itself; else each append is fdatasynced. */
-const APPENDS_ARE_DURABLE = (constants.O_DSYNC as number | undefined) !== undefined;
-
 /**
  * Durable appends to one journal kept open between them, for a journal only this process writes:
- * each append is one O_DSYNC write, where `appendDurably` (one append, then close) also opens,
+ * each append is one O_DSYNC write (a write and an fdatasync where the platform has no O_DSYNC), where `appendDurably` (one append, then close) also opens,
  * checks the size and closes (three more calls through the thread pool). The size is kept in memory
  * from the first open.
  * Closed after a failed append (the next one opens again and cuts what it left) and whenever the file

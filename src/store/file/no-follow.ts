@@ -5,13 +5,17 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 
 const NO_FOLLOW = constants.O_NOFOLLOW ?? 0;
+const DSYNC = constants.O_DSYNC as number | undefined;
+
+/** Whether the platform has O_DSYNC (not Windows), so that a write to a file opened for `append-durable` is on disk when it returns. */
+export const APPENDS_ARE_DURABLE = DSYNC !== undefined;
 
 const FLAGS = {
   read: constants.O_RDONLY,
   write: constants.O_WRONLY,
   append: constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT,
-  /** Appends that are on disk when the write returns (O_DSYNC): a write and an fdatasync in one call. */
-  'append-durable': constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | (constants.O_DSYNC ?? 0),
+  /** Appends that are on disk when the write returns (O_DSYNC, where APPENDS_ARE_DURABLE): a write and an fdatasync in one call. */
+  'append-durable': constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | (DSYNC ?? 0),
   /** A new file only: fails with EEXIST when the name is taken, even by a link. */
   create: constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
 } as const;
