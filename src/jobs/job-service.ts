@@ -102,11 +102,11 @@ export class JobService {
     this.options.ownership
       .claim('client', this.clientId, GATEWAY_CLIENT_OWNER)
       .catch((error: unknown) => this.options.log.warn({ err: error }, "the gateway's clientId could not be recorded"));
-    this.scheduler.restore();
+    void this.scheduler.restore();
     void this.reconcile();
     this.stopWatching = this.jobs.onChangedElsewhere?.(() => this.scheduler.changedElsewhere()) ?? null;
     this.reconcileTimer = setInterval(() => {
-      this.scheduler.restore();
+      void this.scheduler.restore();
       void this.reconcile();
     }, RECONCILE_INTERVAL_MS).unref();
   }
@@ -163,7 +163,7 @@ export class JobService {
    */
   async backendDown(backend: Backend): Promise<void> {
     const reason = `The ComfyUI backend ${backend.name} stopped answering`;
-    const sent = this.jobs.active().filter((job) => job.backend === backend.name && (job.status === 'queued' || job.status === 'running'));
+    const sent = this.jobs.active(['queued', 'running']).filter((job) => job.backend === backend.name);
     for (const job of sent) {
       await this.lost(job, job.status === 'running' ? `${reason} while the job ran.` : `${reason} before the job ran.`).catch((error: unknown) =>
         this.options.log.warn({ err: error, job_id: job.id }, 'a job of a backend that went down could not be settled'),

@@ -92,7 +92,7 @@ export function notifyingJobStore(store: JobStore, listener: (job: JobRecord) =>
     producerOf: (type, subfolder, filename) => store.producerOf(type, subfolder, filename),
     list: (options) => store.list(options),
     count: (options) => store.count(options),
-    active: () => store.active(),
+    active: (statuses) => store.active(statuses),
     async create(job) {
       const created = await store.create(job);
       if (created) listener(job);

@@ -27,7 +27,7 @@ export async function reconcileJobs(
   now: () => number,
   onLost: (job: JobRecord) => Promise<void>,
 ): Promise<void> {
-  const sent = jobs.active().filter((job) => job.backend === backend.name && job.status !== 'held' && job.upstream_id !== null);
+  const sent = jobs.active(['queued', 'running']).filter((job) => job.backend === backend.name && job.upstream_id !== null);
   if (sent.length === 0) return;
   const queue = await getJson<{ queue_running?: unknown[][]; queue_pending?: unknown[][] }>(backend, '/api/queue');
   if (!queue) return;

@@ -1,5 +1,6 @@
 // Keeps each backend's ComfyUI queue short, places jobs on the backends, and releases the gateway's held jobs fairly as room frees up.
 
+import { setImmediate } from 'node:timers/promises';
 import type { Logger } from '../log/logger.js';
 import type { JobRecord, JobStore, KeyRecord } from '../store/types.js';
 import type { Backend } from './backend.js';
@@ -27,6 +28,9 @@ const RETRY_MS = 1000;
  * it releases at once, before this one looks: so that both do not fill the same place.
  */
 const ELSEWHERE_GRACE_MS = 200;
+
+/** How many held jobs `restore` looks at in one turn of the event loop. */
+const RESTORE_SLICE = 2000;
 
 /** A job on its way to a backend, which counts there (and against its key's `max_running`) until the registry has it there. */
 export interface Slot {
@@ -64,10 +68,21 @@ export class JobScheduler {
 
   /**
    * Queues the held jobs of the registry that are not queued here yet, in the order they were admitted:
-   * after a restart, and now and then for those another replica admitted and could not release.
+   * after a restart, and now and then for those another replica admitted and could not release. A
+   * slice of RESTORE_SLICE jobs per turn of the event loop, so that a large registry stalls no request;
+   * resolves once every slice is done.
    */
-  restore(): void {
-    for (const job of this.options.jobs.active()) if (job.status === 'held') this.queue.add(queuedJob(job));
+  async restore(): Promise<void> {
+    const held = this.options.jobs.active(['held']);
+    for (let start = 0; start < held.length; start += RESTORE_SLICE) {
+      if (start > 0) await setImmediate();
+      if (this.closed) return;
+      for (let i = start; i < Math.min(start + RESTORE_SLICE, held.length); i += 1) {
+        // Read again: the job may have been released or cancelled since the list was taken.
+        const job = this.options.jobs.get(held[i]!.id);
+        if (job?.status === 'held' && !this.queue.has(job.id)) this.queue.add(queuedJob(job));
+      }
+    }
     this.pump();
   }
 

@@ -85,7 +85,7 @@ export class ExecutionLimits {
   }
 
   private sweep(): void {
-    for (const job of this.options.jobs.active()) if (job.status === 'running') this.started(job);
+    for (const job of this.options.jobs.active(['running'])) this.started(job);
   }
 
   private expire(jobId: string, limit: number): void {

@@ -50,6 +50,11 @@ class AdmissionOrder {
     return this.items[this.items.length - 1 - offset];
   }
 
+  /** Every entry's record, oldest first. */
+  records(): JobRecord[] {
+    return this.items.map((entry) => entry.record);
+  }
+
   /** The entry `offset` places from the oldest. */
   fromOldest(offset: number): Entry | undefined {
     return this.items[offset];
@@ -208,9 +213,11 @@ export class JobIndex {
     return scope ? scope.lists(options.statuses).reduce((n, list) => n + list.length, 0) : 0;
   }
 
-  /** Held, queued and running jobs, oldest admitted first. */
-  active(): JobRecord[] {
-    return [...merged(this.activeLists(), 'oldest')].map((entry) => entry.record);
+  /** Held, queued and running jobs (or only those of `statuses`), oldest admitted first. */
+  active(statuses: readonly JobStatus[] = ACTIVE_JOB_STATUSES): JobRecord[] {
+    const lists = statuses.filter((status) => ACTIVE_JOB_STATUSES.includes(status)).map((status) => this.everyKey.status(status));
+    if (lists.length === 1) return lists[0]!.records();
+    return [...merged(lists, 'oldest')].map((entry) => entry.record);
   }
 
   /**
@@ -230,10 +237,6 @@ export class JobIndex {
       }
     }
     return ids;
-  }
-
-  private activeLists(): AdmissionOrder[] {
-    return ACTIVE_JOB_STATUSES.map((status) => this.everyKey.status(status));
   }
 
   private add(entry: Entry): void {
@@ -341,7 +344,7 @@ export abstract class IndexedJobReads implements Pick<JobStore, 'get' | 'byUpstr
     return this.index.count(options);
   }
 
-  active(): JobRecord[] {
-    return this.index.active();
+  active(statuses?: readonly JobStatus[]): JobRecord[] {
+    return this.index.active(statuses);
   }
 }

@@ -365,8 +365,11 @@ export interface JobStore {
   list(options: { keyId?: string; statuses?: readonly JobStatus[]; offset: number; limit: number }): JobRecord[];
   /** How many jobs `list` would find without offset and limit. */
   count(options: { keyId?: string; statuses?: readonly JobStatus[] }): number;
-  /** Every held, queued and running job, oldest admitted first (for the scheduler and restart). */
-  active(): JobRecord[];
+  /**
+   * Every held, queued and running job (only those of `statuses` when given), oldest admitted first (for
+   * the scheduler and restart). Costs the jobs of those statuses, not the whole registry.
+   */
+  active(statuses?: readonly JobStatus[]): JobRecord[];
   /** Adds a job; resolves false (and changes nothing) when a job has that id already. */
   create(job: JobRecord): Promise<boolean>;
   /**

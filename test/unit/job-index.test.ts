@@ -97,6 +97,16 @@ describe('JobIndex', () => {
             .reverse()
             .map((j) => j.id),
         );
+        for (const statuses of [['held'], ['queued', 'running'], ['running', 'success']] as const) {
+          assert.deepEqual(
+            index.active(statuses).map((j) => j.id),
+            newestFirst(model.values(), undefined, statuses)
+              .filter((j) => ACTIVE_JOB_STATUSES.includes(j.status))
+              .reverse()
+              .map((j) => j.id),
+            `active jobs of ${statuses.join(',')}`,
+          );
+        }
         const cutoff = 1000 + next() * 1500;
         const expired = [...model.values()].filter((j) => !ACTIVE_JOB_STATUSES.includes(j.status) && j.finished_at! < cutoff).map((j) => j.id);
         assert.deepEqual(index.expired(cutoff, 1_000_000).sort(), expired.sort());

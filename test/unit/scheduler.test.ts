@@ -61,6 +61,26 @@ describe('JobScheduler slots', () => {
     scheduler.sent(second);
   });
 
+  test('restore queues the held jobs of a large registry a slice per turn of the event loop, oldest first', async () => {
+    const ids = Array.from({ length: 4500 }, (_, i) => `held-${i}`);
+    await Promise.all(ids.map((id, i) => jobs.create(jobRecord(id, { status: 'held', backend: '', upstream_id: null, admitted_at: 1 + i }))));
+    const full = { ...BACKEND, accepting: () => false };
+    const restoring = new JobScheduler({ backends: [full], jobs, depth: 2, keyOf: () => undefined, log: createLogger('silent'), now: () => 1 });
+    try {
+      const restored = restoring.restore();
+      const queuedAtOnce = ids.filter((id) => restoring.position(id) !== undefined).length;
+      assert.ok(queuedAtOnce > 0 && queuedAtOnce < ids.length, `a first slice is queued at once, the rest later (${queuedAtOnce} at once)`);
+      await restored;
+      assert.deepEqual(
+        ids.map((id) => restoring.position(id)),
+        ids.map((_, i) => i),
+        'every held job queued once, in the order they were admitted',
+      );
+    } finally {
+      restoring.close();
+    }
+  });
+
   test('held jobs released together have their writes under way together, and each is sent once', async () => {
     const sent: string[] = [];
     const backend = {
@@ -94,7 +114,7 @@ describe('JobScheduler slots', () => {
       await jobs.create(jobRecord(id, { status: 'held', backend: '', upstream_id: null, request: { body: { prompt_id: id, prompt: {} }, headers: {} } }));
     const releasing = new JobScheduler({ backends: [backend], jobs: counted, depth: 3, keyOf: () => undefined, log: createLogger('silent'), now: () => 1 });
     try {
-      releasing.restore();
+      await releasing.restore();
       await waitFor(() => sent.length >= 3, 'three held jobs sent');
       assert.deepEqual(sent, ['h1', 'h2', 'h3'], 'the three jobs the depth has room for, in order, once each');
       assert.equal(mostAtOnce, 3, 'their held → queued writes were under way at once, not one after another');
