@@ -1,5 +1,7 @@
 // The gateway's queue of held jobs: released round-robin across keys, first in, first out within a key; admin `front` jobs first.
 
+import { ShardedMap } from '../store/sharded-map.js';
+
 /** A held job as the queue sees it. */
 export interface QueuedJob {
   id: string;
@@ -19,7 +21,7 @@ export class FairQueue {
   /** Each key's held job ids, oldest first; the map's order is the keys' turn order. */
   private readonly byKey = new Map<string, string[]>();
   private readonly fronted: QueuedJob[] = [];
-  private readonly jobs = new Map<string, QueuedJob>();
+  private readonly jobs = new ShardedMap<QueuedJob>();
   /** The key whose job was released last: the turn passes to the key after it. */
   private lastKey: string | null = null;
 

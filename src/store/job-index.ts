@@ -1,6 +1,7 @@
 // The job registry in memory: jobs by id and by upstream id, and per key and per status in order of admission.
 
 import { JOB_STATUSES } from './job-record.js';
+import { ShardedMap } from './sharded-map.js';
 import { ACTIVE_JOB_STATUSES, type JobRecord, type JobStatus, type JobStore } from './types.js';
 
 /** A job in the lists; the same object in all of them, its record replaced as the job changes. */
@@ -96,13 +97,13 @@ class Scope {
  * stored as given and must not be changed in place.
  */
 export class JobIndex {
-  private readonly byId = new Map<string, Entry>();
+  private readonly byId = new ShardedMap<Entry>();
   /** Per backend, its jobs by the prompt_id ComfyUI knows them by there (read for every event). */
-  private readonly byUpstream = new Map<string, Map<string, Entry>>();
+  private readonly byUpstream = new Map<string, ShardedMap<Entry>>();
   /** Per backend, its jobs queued or running in ComfyUI (placement reads it). */
   private readonly sentByBackend = new Map<string, number>();
   /** Per output file, the newest job that produced it (a file is on its job's backend). */
-  private readonly byOutput = new Map<string, Entry>();
+  private readonly byOutput = new ShardedMap<Entry>();
   private readonly everyKey = new Scope();
   private readonly byKey = new Map<string, Scope>();
   private nextOrder = 0;
@@ -256,7 +257,7 @@ export class JobIndex {
     const { backend, upstream_id, outputs } = entry.record;
     if (upstream_id !== null) {
       let ofBackend = this.byUpstream.get(backend);
-      if (!ofBackend) this.byUpstream.set(backend, (ofBackend = new Map()));
+      if (!ofBackend) this.byUpstream.set(backend, (ofBackend = new ShardedMap()));
       ofBackend.set(upstream_id, entry);
     }
     if (isSent(entry.record)) this.sentByBackend.set(backend, this.sentTo(backend) + 1);
