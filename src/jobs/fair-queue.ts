@@ -8,6 +8,8 @@ export interface QueuedJob {
   keyId: string;
   /** An admin key's `front: true`: ahead of every other held job. */
   front: boolean;
+  /** When it was admitted (Unix seconds): whatever order jobs are queued in, a key's go oldest first. */
+  admittedAt: number;
   /** The backend an admin key pinned it to; absent or null: any. */
   pin?: string | null;
 }
@@ -33,15 +35,16 @@ export class FairQueue {
     return this.jobs.has(id);
   }
 
+  /** Queues a job in its key's place by admission: at the end, unless it is older than jobs queued before it (restored, or put back). */
   add(job: QueuedJob): void {
     if (this.jobs.has(job.id)) return;
     this.jobs.set(job.id, job);
     if (job.front) {
-      this.fronted.push(job);
+      insertByAdmission(this.fronted, job, job.admittedAt, (other) => other.admittedAt);
       return;
     }
     const ids = this.byKey.get(job.keyId);
-    if (ids) ids.push(job.id);
+    if (ids) insertByAdmission(ids, job.id, job.admittedAt, (id) => this.jobs.get(id)!.admittedAt);
     else this.byKey.set(job.keyId, [job.id]);
   }
 
@@ -119,4 +122,20 @@ export class FairQueue {
     const index = keys.indexOf(keyId);
     return index > 0 ? keys[index - 1]! : keys.length > 1 ? keys[keys.length - 1]! : null;
   }
+}
+
+/** Inserts `item` after every item admitted no later than `admittedAt` (a push when it is the newest, as it nearly always is). */
+function insertByAdmission<T>(items: T[], item: T, admittedAt: number, admittedAtOf: (item: T) => number): void {
+  let low = 0;
+  let high = items.length;
+  if (high === 0 || admittedAtOf(items[high - 1]!) <= admittedAt) {
+    items.push(item);
+    return;
+  }
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (admittedAtOf(items[middle]!) <= admittedAt) low = middle + 1;
+    else high = middle;
+  }
+  items.splice(low, 0, item);
 }

@@ -259,6 +259,6 @@ export class JobScheduler {
   }
 }
 
-function queuedJob(job: JobRecord): { id: string; keyId: string; front: boolean; pin: string | null } {
-  return { id: job.id, keyId: job.key_id, front: job.front, pin: heldRequestOf(job)?.pin ?? null };
+function queuedJob(job: JobRecord): QueuedJob {
+  return { id: job.id, keyId: job.key_id, front: job.front, admittedAt: job.admitted_at, pin: heldRequestOf(job)?.pin ?? null };
 }

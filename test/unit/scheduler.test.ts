@@ -70,12 +70,14 @@ describe('JobScheduler slots', () => {
       const restored = restoring.restore();
       const queuedAtOnce = ids.filter((id) => restoring.position(id) !== undefined).length;
       assert.ok(queuedAtOnce > 0 && queuedAtOnce < ids.length, `a first slice is queued at once, the rest later (${queuedAtOnce} at once)`);
+      restoring.hold(jobRecord('admitted-meanwhile', { status: 'held', backend: '', upstream_id: null, admitted_at: 10_000 }));
       await restored;
       assert.deepEqual(
         ids.map((id) => restoring.position(id)),
         ids.map((_, i) => i),
         'every held job queued once, in the order they were admitted',
       );
+      assert.equal(restoring.position('admitted-meanwhile'), ids.length, 'a job admitted while the restore ran goes after the older ones');
     } finally {
       restoring.close();
     }
