@@ -1,4 +1,4 @@
-// A string-keyed map spread over many small Maps, so that growing it never copies one huge table in a single step.
+// String-keyed maps spread over many small Maps, so that growing one never copies one huge table in a single step.
 
 /**
  * How many Maps the entries are spread over. V8 grows a Map by copying it whole into a table twice its
@@ -7,9 +7,16 @@
  */
 const SHARDS = 64;
 
+/** The shard of `key`, by its FNV-1a hash: keys that share a prefix (sequential ids) still spread. */
+function shardIndex(key: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < key.length; i += 1) hash = Math.imul(hash ^ key.charCodeAt(i), 0x01000193);
+  return (hash >>> 0) % SHARDS;
+}
+
 /**
  * Lookup by id for registries that grow to hundreds of thousands of entries (jobs by id, by upstream id,
- * by output). Not iterable: where the order matters, a plain Map (insertion order) is the right tool.
+ * by output). Not iterable: where the order matters, `OrderedShardedMap` keeps it.
  */
 export class ShardedMap<V> {
   private readonly shards: Map<string, V>[] = Array.from({ length: SHARDS }, () => new Map<string, V>());
@@ -41,10 +48,94 @@ export class ShardedMap<V> {
     return deleted;
   }
 
-  /** The shard of `key`, by its FNV-1a hash: keys that share a prefix (sequential ids) still spread. */
   private shardOf(key: string): Map<string, V> {
-    let hash = 0x811c9dc5;
-    for (let i = 0; i < key.length; i += 1) hash = Math.imul(hash ^ key.charCodeAt(i), 0x01000193);
-    return this.shards[(hash >>> 0) % SHARDS]!;
+    return this.shards[shardIndex(key)]!;
+  }
+}
+
+/** An entry of an `OrderedShardedMap`: its value and its neighbours in insertion order. */
+interface OrderedEntry<V> {
+  readonly key: string;
+  value: V;
+  previous: OrderedEntry<V> | null;
+  /** Kept as it was when the entry was deleted, so that an iteration standing on it goes on. */
+  next: OrderedEntry<V> | null;
+  deleted: boolean;
+}
+
+/**
+ * A string-keyed map that iterates in insertion order as a Map does (setting a present key keeps its
+ * place), its lookups spread over many Maps like `ShardedMap`: for tables whose order is their
+ * snapshot's and listing's. The order is a list through the entries. While an iteration runs, an entry
+ * deleted before it is reached is skipped, a changed one gives its current value and one added is
+ * reached, as with a Map; unless every entry after the iteration's place was deleted before the add.
+ */
+export class OrderedShardedMap<V> {
+  private readonly shards: Map<string, OrderedEntry<V>>[] = Array.from({ length: SHARDS }, () => new Map<string, OrderedEntry<V>>());
+  private count = 0;
+  private first: OrderedEntry<V> | null = null;
+  private last: OrderedEntry<V> | null = null;
+
+  get size(): number {
+    return this.count;
+  }
+
+  get(key: string): V | undefined {
+    return this.shardOf(key).get(key)?.value;
+  }
+
+  has(key: string): boolean {
+    return this.shardOf(key).has(key);
+  }
+
+  set(key: string, value: V): this {
+    const shard = this.shardOf(key);
+    const present = shard.get(key);
+    if (present) {
+      present.value = value;
+      return this;
+    }
+    const entry: OrderedEntry<V> = { key, value, previous: this.last, next: null, deleted: false };
+    if (this.last) this.last.next = entry;
+    else this.first = entry;
+    this.last = entry;
+    shard.set(key, entry);
+    this.count += 1;
+    return this;
+  }
+
+  delete(key: string): boolean {
+    const shard = this.shardOf(key);
+    const entry = shard.get(key);
+    if (!entry) return false;
+    shard.delete(key);
+    this.count -= 1;
+    if (entry.previous) entry.previous.next = entry.next;
+    else this.first = entry.next;
+    if (entry.next) entry.next.previous = entry.previous;
+    else this.last = entry.previous;
+    entry.deleted = true;
+    return true;
+  }
+
+  [Symbol.iterator](): IterableIterator<[string, V]> {
+    return this.entries();
+  }
+
+  entries(): IterableIterator<[string, V]> {
+    return this.inOrder((entry) => [entry.key, entry.value]);
+  }
+
+  keys(): IterableIterator<string> {
+    return this.inOrder((entry) => entry.key);
+  }
+
+  /** What `give` makes of each entry, in insertion order. */
+  private *inOrder<R>(give: (entry: OrderedEntry<V>) => R): IterableIterator<R> {
+    for (let entry = this.first; entry !== null; entry = entry.next) if (!entry.deleted) yield give(entry);
+  }
+
+  private shardOf(key: string): Map<string, OrderedEntry<V>> {
+    return this.shards[shardIndex(key)]!;
   }
 }

@@ -9,6 +9,7 @@ import { readTextNoFollow } from './no-follow.js';
 import { oneAtATime } from './one-at-a-time.js';
 import { readSnapshotByLine, snapshotLines } from './snapshot-layout.js';
 import { IndexedRecords, MapRecords, type SecondaryKeys, type SnapshotIndex, type TableRecords } from './table-records.js';
+import { OrderedShardedMap } from '../sharded-map.js';
 
 /**
  * One change: a whole record put under its id, some fields of a record set (the others kept), or an
@@ -425,7 +426,7 @@ export class JournaledTable<T> {
     if (index) return new IndexedRecords(index, this.options.secondaryKeys);
     const byLine = await readSnapshotByLine(path, this.options.parse);
     if (byLine) return new MapRecords(this.options.secondaryKeys, byLine);
-    const loaded = new Map<string, T>();
+    const loaded = new OrderedShardedMap<T>();
     for (const [id, value] of Object.entries(parseSnapshot(path, await readTextNoFollow(path)))) {
       loaded.set(id, this.parseOrThrow(path, id, value));
     }

@@ -1,6 +1,7 @@
 // The layout the table snapshots are written in (`{`, one `"id": value` member per line, `}`), and reading it back a line at a time.
 
 import { openNoFollow } from './no-follow.js';
+import { OrderedShardedMap } from '../sharded-map.js';
 
 /** One line of a snapshot laid out a member per line. */
 export type SnapshotLine = { kind: 'blank' } | { kind: 'open' } | { kind: 'close' } | { kind: 'member'; id: string; valueText: string; hasComma: boolean };
@@ -64,8 +65,8 @@ const DECODE_BYTES = 1 << 16;
  * layout, and whenever that could differ: an id with an escape, an id that is an array index, a value
  * `parse` rejects (the caller's whole parse words the error), or a file that is not valid JSON.
  */
-export async function readSnapshotByLine<T>(path: string, parse: (value: unknown) => T | string): Promise<Map<string, T> | null> {
-  const records = new Map<string, T>();
+export async function readSnapshotByLine<T>(path: string, parse: (value: unknown) => T | string): Promise<OrderedShardedMap<T> | null> {
+  const records = new OrderedShardedMap<T>();
   let state: LayoutState | null = 'open';
   for await (const lines of snapshotLineBatches(path)) {
     if (lines === null) return null;

@@ -1,4 +1,6 @@
-// A journaled table's records in memory: a plain map, or an indexed snapshot read on demand with the changes since on top.
+// A journaled table's records in memory: maps spread over shards, or an indexed snapshot read on demand with the changes since on top.
+
+import { OrderedShardedMap, ShardedMap } from '../sharded-map.js';
 
 /** Values besides the id a record can be found by (a key's hashes). */
 export type SecondaryKeys<T> = (record: T) => readonly string[];
@@ -20,14 +22,18 @@ export interface TableRecords<T> {
   members(): IterableIterator<string>;
 }
 
-/** Records held as objects in a Map, with a Map from each secondary value to its record's id. */
+/**
+ * Records held as objects, with a map from each secondary value to its record's id. Both are spread over
+ * many Maps (`src/store/sharded-map.ts`): a table of jobs grows to hundreds of thousands, and one Map
+ * that size would be copied whole within the change that grows it past a power of two.
+ */
 export class MapRecords<T> implements TableRecords<T> {
-  private readonly records: Map<string, T>;
-  private readonly idBySecondary = new Map<string, string>();
+  private readonly records: OrderedShardedMap<T>;
+  private readonly idBySecondary = new ShardedMap<string>();
   private readonly secondaryKeys: SecondaryKeys<T> | undefined;
 
   /** Takes over `records` (not copied). */
-  constructor(secondaryKeys?: SecondaryKeys<T>, records = new Map<string, T>()) {
+  constructor(secondaryKeys?: SecondaryKeys<T>, records = new OrderedShardedMap<T>()) {
     this.secondaryKeys = secondaryKeys;
     this.records = records;
     if (secondaryKeys) for (const [id, value] of records) for (const secondary of secondaryKeys(value)) this.idBySecondary.set(secondary, id);
