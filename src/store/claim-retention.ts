@@ -1,5 +1,7 @@
 // Bounds the ownership stores by age, never by pushing out others: prompt and clientId claims are forgotten only once old, and new ones are refused when too many are held.
 
+import { OrderedShardedMap } from './sharded-map.js';
+
 /** How long a prompt claim is kept, and how long an idle clientId claim is (each use renews it): 30 days. */
 export const CLAIM_RETENTION_SECONDS = 30 * 86_400;
 /** Prompt claims and clientId claims held at most, each; past this, new claims are refused until old ones expire. */
@@ -22,9 +24,9 @@ export interface ClaimRetentionOptions {
 /** The kinds that expire; file claims and ComfyUI users are kept for good. */
 const EXPIRING_KINDS: ReadonlySet<string> = new Set(['prompt', 'client']);
 
-/** The claims of one kind: id → time of its last use, kept in order of that time. */
+/** The claims of one kind: id → time of its last use, kept in order of that time (up to `cap` of them: spread over many Maps). */
 interface KindClaims {
-  ids: Map<string, number>;
+  ids: OrderedShardedMap<number>;
   newestAt: number;
   /** False once a claim was noted well before the newest one (records loaded or announced out of order). */
   inOrder: boolean;
@@ -54,7 +56,7 @@ export class ClaimRetention {
   noted(kind: string, id: string, at: number): void {
     if (!EXPIRING_KINDS.has(kind)) return;
     let claims = this.byKind.get(kind);
-    if (!claims) this.byKind.set(kind, (claims = { ids: new Map(), newestAt: at, inOrder: true }));
+    if (!claims) this.byKind.set(kind, (claims = { ids: new OrderedShardedMap(), newestAt: at, inOrder: true }));
     claims.ids.delete(id);
     claims.ids.set(id, at);
     if (at < claims.newestAt - this.slackSeconds) claims.inOrder = false;
@@ -79,7 +81,9 @@ export class ClaimRetention {
     const claims = this.byKind.get(kind);
     if (!claims) return [];
     if (!claims.inOrder) {
-      claims.ids = new Map([...claims.ids].sort((a, b) => a[1] - b[1]));
+      const byUse = [...claims.ids].sort((a, b) => a[1] - b[1]);
+      claims.ids = new OrderedShardedMap();
+      for (const [id, at] of byUse) claims.ids.set(id, at);
       claims.inOrder = true;
     }
     const cutoff = now - this.retentionSeconds;

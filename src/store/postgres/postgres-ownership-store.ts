@@ -7,6 +7,7 @@ import type { PostgresDatabase } from './database.js';
 import { DeferredWrites } from './deferred-writes.js';
 import { CHANNELS } from './migrations.js';
 import { ReplicaFeed } from './replica.js';
+import { ShardedMap } from '../sharded-map.js';
 
 export interface PostgresOwnershipStoreOptions {
   database: PostgresDatabase;
@@ -54,7 +55,7 @@ const COLUMNS = 'kind, id, key_id, at, outputs_recorded, comfy_user, extract(epo
  */
 export class PostgresOwnershipStore implements OwnershipStore {
   private readonly database: PostgresDatabase;
-  private readonly records = new Map<string, OwnershipRecord>();
+  private readonly records = new ShardedMap<OwnershipRecord>();
   private readonly promptsByKey = new Map<string, Set<string>>();
   private readonly feed: ReplicaFeed<Announcement>;
   private readonly retention: ClaimRetention;
