@@ -212,8 +212,8 @@ export class JobService {
     checkAdmission(
       key,
       {
-        activeJobs: this.jobs.count({ keyId: key.key_id, statuses: ACTIVE_JOB_STATUSES }) + this.admittingOf(key.key_id),
-        executionSecondsToday: this.options.executionSecondsToday(key.key_id, now),
+        activeJobs: () => this.jobs.count({ keyId: key.key_id, statuses: ACTIVE_JOB_STATUSES }) + this.admittingOf(key.key_id),
+        executionSecondsToday: () => this.options.executionSecondsToday(key.key_id, now),
       },
       now,
     );

@@ -4,12 +4,15 @@ import { executionBudgetExceeded, queueLimit } from '../errors.js';
 import type { KeyQuotas } from '../store/types.js';
 import { secondsUntilNextUtcDay } from '../usage/day.js';
 
-/** What a key uses at the moment of an admission, as the job registry counts it. */
+/**
+ * What a key uses at the moment of an admission, as the job registry counts it. Each is counted only
+ * when a quota reads it: counting looks at every admission and send under way.
+ */
 export interface KeyJobUsage {
   /** The key's jobs held, queued or running. */
-  activeJobs: number;
+  activeJobs(): number;
   /** ComfyUI execution seconds of the key's jobs in the current UTC day. */
-  executionSecondsToday: number;
+  executionSecondsToday(): number;
 }
 
 /**
@@ -23,11 +26,11 @@ export interface KeyJobUsage {
  */
 export function checkAdmission(key: Pick<KeyQuotas, 'max_queued' | 'daily_execution_seconds'>, usage: KeyJobUsage, now: number): void {
   const budget = key.daily_execution_seconds;
-  if (budget !== null && usage.executionSecondsToday >= budget) throw executionBudgetExceeded(secondsUntilNextUtcDay(now), budget);
-  if (key.max_queued !== null && usage.activeJobs >= key.max_queued) throw queueLimit(key.max_queued);
+  if (budget !== null && usage.executionSecondsToday() >= budget) throw executionBudgetExceeded(secondsUntilNextUtcDay(now), budget);
+  if (key.max_queued !== null && usage.activeJobs() >= key.max_queued) throw queueLimit(key.max_queued);
 }
 
-/** True when one more job of the key may start running, with `runningJobs` of its jobs running now across every backend. */
-export function mayStartAnother(key: Pick<KeyQuotas, 'max_running'>, runningJobs: number): boolean {
-  return key.max_running === null || runningJobs < key.max_running;
+/** True when one more job of the key may start running, with `runningJobs()` of its jobs running now across every backend (counted only under a quota). */
+export function mayStartAnother(key: Pick<KeyQuotas, 'max_running'>, runningJobs: () => number): boolean {
+  return key.max_running === null || runningJobs() < key.max_running;
 }

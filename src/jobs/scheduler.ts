@@ -248,7 +248,7 @@ export class JobScheduler {
   private mayRelease(keyId: string): boolean {
     const key = this.options.keyOf(keyId);
     if (!key) return true;
-    return mayStartAnother(key, this.options.jobs.count({ keyId, statuses: ['queued', 'running'] }) + this.onTheWayOfKey(keyId));
+    return mayStartAnother(key, () => this.options.jobs.count({ keyId, statuses: ['queued', 'running'] }) + this.onTheWayOfKey(keyId));
   }
 
   private retryLater(): void {

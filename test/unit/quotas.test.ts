@@ -15,7 +15,7 @@ const MIDNIGHT = Date.UTC(2025, 5, 1) / 1000;
 /** The GatewayError `checkAdmission` throws, or undefined when it admits. */
 function refusal(quotas: Partial<KeyQuotas>, activeJobs: number, executionSecondsToday: number, now = LATE): GatewayError | undefined {
   try {
-    checkAdmission({ ...NONE, ...quotas }, { activeJobs, executionSecondsToday }, now);
+    checkAdmission({ ...NONE, ...quotas }, { activeJobs: () => activeJobs, executionSecondsToday: () => executionSecondsToday }, now);
     return undefined;
   } catch (error) {
     assert.ok(error instanceof GatewayError, String(error));
@@ -26,6 +26,14 @@ function refusal(quotas: Partial<KeyQuotas>, activeJobs: number, executionSecond
 describe('checkAdmission', () => {
   test('a key without quotas is admitted however much it uses', () => {
     assert.equal(refusal({}, 1_000_000, 1e9), undefined);
+  });
+
+  test('what a key uses is counted only for a quota that reads it', () => {
+    const notCounted = (what: string) => (): number => assert.fail(`${what} was counted without a quota that reads it`);
+    checkAdmission(NONE, { activeJobs: notCounted('activeJobs'), executionSecondsToday: notCounted('executionSecondsToday') }, LATE);
+    checkAdmission({ ...NONE, max_queued: 5 }, { activeJobs: () => 4, executionSecondsToday: notCounted('executionSecondsToday') }, LATE);
+    checkAdmission({ ...NONE, daily_execution_seconds: 60 }, { activeJobs: notCounted('activeJobs'), executionSecondsToday: () => 59 }, LATE);
+    assert.equal(mayStartAnother({ max_running: null }, notCounted('runningJobs')), true);
   });
 
   test('max_queued: admitted below it, 429 QUEUE_LIMIT from it on', () => {
@@ -66,10 +74,25 @@ describe('checkAdmission', () => {
 
 describe('mayStartAnother', () => {
   test('below max_running yes, at or above it no; no quota always yes', () => {
-    assert.equal(mayStartAnother({ max_running: 2 }, 0), true);
-    assert.equal(mayStartAnother({ max_running: 2 }, 1), true);
-    assert.equal(mayStartAnother({ max_running: 2 }, 2), false);
-    assert.equal(mayStartAnother({ max_running: 2 }, 3), false);
-    assert.equal(mayStartAnother({ max_running: null }, 1_000_000), true);
+    assert.equal(
+      mayStartAnother({ max_running: 2 }, () => 0),
+      true,
+    );
+    assert.equal(
+      mayStartAnother({ max_running: 2 }, () => 1),
+      true,
+    );
+    assert.equal(
+      mayStartAnother({ max_running: 2 }, () => 2),
+      false,
+    );
+    assert.equal(
+      mayStartAnother({ max_running: 2 }, () => 3),
+      false,
+    );
+    assert.equal(
+      mayStartAnother({ max_running: null }, () => 1_000_000),
+      true,
+    );
   });
 });
