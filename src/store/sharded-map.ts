@@ -26,42 +26,75 @@ function shardIndex(key: string): number {
   return (hash >>> 0) % SHARDS;
 }
 
+/** Entries a sharded map holds in one Map before it spreads them over `SHARDS`: a copy of this size takes a few ms. */
+const SPLIT_AT = 16_384;
+
+export interface ShardingOptions {
+  /** Entries held in one Map before they are spread (default 16,384). */
+  splitAt?: number;
+}
+
+/**
+ * The Maps of a sharded map: one while it is small (a lookup hashes nothing and an instance costs one
+ * Map, so a map per key is affordable), then `SHARDS`, chosen by `shardIndex`. It never goes back to one.
+ */
+class Shards<E> {
+  private maps: Map<string, E>[] = [new Map<string, E>()];
+  private readonly splitAt: number;
+
+  constructor(options: ShardingOptions) {
+    this.splitAt = options.splitAt ?? SPLIT_AT;
+  }
+
+  of(key: string): Map<string, E> {
+    return this.maps.length === 1 ? this.maps[0]! : this.maps[shardIndex(key)]!;
+  }
+
+  /** After an entry was added, `count` in all: at `splitAt`, the one Map's entries are spread over `SHARDS` (once). */
+  added(count: number): void {
+    if (this.maps.length > 1 || count < this.splitAt) return;
+    const only = this.maps[0]!;
+    this.maps = Array.from({ length: SHARDS }, () => new Map<string, E>());
+    for (const [key, entry] of only) this.maps[shardIndex(key)]!.set(key, entry);
+  }
+}
+
 /**
  * Lookup by id for registries that grow to hundreds of thousands of entries (jobs by id, by upstream id,
  * by output). Not iterable: where the order matters, `OrderedShardedMap` keeps it.
  */
 export class ShardedMap<V> {
-  private readonly shards: Map<string, V>[] = Array.from({ length: SHARDS }, () => new Map<string, V>());
+  private readonly shards: Shards<V>;
   private count = 0;
+
+  constructor(options: ShardingOptions = {}) {
+    this.shards = new Shards(options);
+  }
 
   get size(): number {
     return this.count;
   }
 
   get(key: string): V | undefined {
-    return this.shardOf(key).get(key);
+    return this.shards.of(key).get(key);
   }
 
   has(key: string): boolean {
-    return this.shardOf(key).has(key);
+    return this.shards.of(key).has(key);
   }
 
   set(key: string, value: V): this {
-    const shard = this.shardOf(key);
+    const shard = this.shards.of(key);
     const before = shard.size;
     shard.set(key, value);
-    this.count += shard.size - before;
+    if (shard.size > before) this.shards.added((this.count += 1));
     return this;
   }
 
   delete(key: string): boolean {
-    const deleted = this.shardOf(key).delete(key);
+    const deleted = this.shards.of(key).delete(key);
     if (deleted) this.count -= 1;
     return deleted;
-  }
-
-  private shardOf(key: string): Map<string, V> {
-    return this.shards[shardIndex(key)]!;
   }
 }
 
@@ -83,25 +116,29 @@ interface OrderedEntry<V> {
  * reached, as with a Map; unless every entry after the iteration's place was deleted before the add.
  */
 export class OrderedShardedMap<V> {
-  private readonly shards: Map<string, OrderedEntry<V>>[] = Array.from({ length: SHARDS }, () => new Map<string, OrderedEntry<V>>());
+  private readonly shards: Shards<OrderedEntry<V>>;
   private count = 0;
   private first: OrderedEntry<V> | null = null;
   private last: OrderedEntry<V> | null = null;
+
+  constructor(options: ShardingOptions = {}) {
+    this.shards = new Shards(options);
+  }
 
   get size(): number {
     return this.count;
   }
 
   get(key: string): V | undefined {
-    return this.shardOf(key).get(key)?.value;
+    return this.shards.of(key).get(key)?.value;
   }
 
   has(key: string): boolean {
-    return this.shardOf(key).has(key);
+    return this.shards.of(key).has(key);
   }
 
   set(key: string, value: V): this {
-    const shard = this.shardOf(key);
+    const shard = this.shards.of(key);
     const present = shard.get(key);
     if (present) {
       present.value = value;
@@ -112,12 +149,12 @@ export class OrderedShardedMap<V> {
     else this.first = entry;
     this.last = entry;
     shard.set(key, entry);
-    this.count += 1;
+    this.shards.added((this.count += 1));
     return this;
   }
 
   delete(key: string): boolean {
-    const shard = this.shardOf(key);
+    const shard = this.shards.of(key);
     const entry = shard.get(key);
     if (!entry) return false;
     shard.delete(key);
@@ -145,9 +182,5 @@ export class OrderedShardedMap<V> {
   /** What `give` makes of each entry, in insertion order. */
   private *inOrder<R>(give: (entry: OrderedEntry<V>) => R): IterableIterator<R> {
     for (let entry = this.first; entry !== null; entry = entry.next) if (!entry.deleted) yield give(entry);
-  }
-
-  private shardOf(key: string): Map<string, OrderedEntry<V>> {
-    return this.shards[shardIndex(key)]!;
   }
 }

@@ -30,6 +30,11 @@ function checkAgainstMap(map: StringMap, operations: Operation[], probes: string
   return model;
 }
 
+/** The Maps a sharded map holds its entries in. */
+function mapsOf(map: ShardedMap<number> | OrderedShardedMap<number>): Map<string, unknown>[] {
+  return (map as unknown as { shards: { maps: Map<string, unknown>[] } }).shards.maps;
+}
+
 describe('ShardedMap', () => {
   test('answers every get, has and size as a Map does, after any sets and deletes', () => {
     fc.assert(
@@ -37,7 +42,9 @@ describe('ShardedMap', () => {
         fc.array(operation(fc.string({ maxLength: 6 })), { maxLength: 200 }),
         fc.array(fc.string({ maxLength: 6 }), { maxLength: 20 }),
         (operations, probes) => {
+          // Spread over the shards after 8 entries, as a big map is after 16,384.
           checkAgainstMap(new ShardedMap<number>(), operations, probes);
+          checkAgainstMap(new ShardedMap<number>({ splitAt: 8 }), operations, probes);
         },
       ),
     );
@@ -46,10 +53,21 @@ describe('ShardedMap', () => {
   test('sequential ids spread over the shards: growing to 200,000 never copies more than a few thousand entries at once', () => {
     const sharded = new ShardedMap<number>();
     for (let i = 0; i < 200_000; i += 1) sharded.set(`prompt-${i}`, i);
-    const shards = (sharded as unknown as { shards: Map<string, number>[] }).shards;
+    const shards = mapsOf(sharded);
     const largest = Math.max(...shards.map((shard) => shard.size));
     assert.ok(largest < 4000, `the largest shard holds ${largest} of 200,000 (an even spread is 3,125)`);
     assert.equal(sharded.get('prompt-123456'), 123456);
+  });
+
+  test('a small map is one Map; it spreads over the shards at 16,384 entries and stays spread', () => {
+    const sharded = new ShardedMap<number>();
+    for (let i = 0; i < 16_383; i += 1) sharded.set(`job-${i}`, i);
+    assert.equal(mapsOf(sharded).length, 1);
+    sharded.set('job-16383', 16_383);
+    assert.equal(mapsOf(sharded).length, 64);
+    for (let i = 0; i < 16_384; i += 1) sharded.delete(`job-${i}`);
+    assert.equal(mapsOf(sharded).length, 64);
+    assert.equal(sharded.size, 0);
   });
 });
 
@@ -60,11 +78,12 @@ describe('OrderedShardedMap', () => {
         fc.array(operation(fc.string({ maxLength: 4 })), { maxLength: 300 }),
         fc.array(fc.string({ maxLength: 4 }), { maxLength: 20 }),
         (operations, probes) => {
-          const ordered = new OrderedShardedMap<number>();
-          const model = checkAgainstMap(ordered, operations, probes);
-          assert.deepEqual([...ordered.entries()], [...model.entries()]);
-          assert.deepEqual([...ordered], [...model]);
-          assert.deepEqual([...ordered.keys()], [...model.keys()]);
+          for (const ordered of [new OrderedShardedMap<number>(), new OrderedShardedMap<number>({ splitAt: 8 })]) {
+            const model = checkAgainstMap(ordered, operations, probes);
+            assert.deepEqual([...ordered.entries()], [...model.entries()]);
+            assert.deepEqual([...ordered], [...model]);
+            assert.deepEqual([...ordered.keys()], [...model.keys()]);
+          }
         },
       ),
     );
@@ -89,7 +108,7 @@ describe('OrderedShardedMap', () => {
           }
           return seen;
         };
-        const seen = iterate(new OrderedShardedMap<number>());
+        const seen = iterate(new OrderedShardedMap<number>({ splitAt: 4 }));
         const expected = iterate(new Map<string, number>());
         // The one difference allowed: every entry after the iteration's place was deleted, then some added.
         const lastKept = expected.slice(0, seen.length);
@@ -105,7 +124,7 @@ describe('OrderedShardedMap', () => {
   test('keys added in sequence spread over the shards, and 200,000 iterate in order', () => {
     const ordered = new OrderedShardedMap<number>();
     for (let i = 0; i < 200_000; i += 1) ordered.set(`job-${i}`, i);
-    const shards = (ordered as unknown as { shards: Map<string, unknown>[] }).shards;
+    const shards = mapsOf(ordered);
     assert.ok(Math.max(...shards.map((shard) => shard.size)) < 4000, 'an even spread is 3,125 a shard');
     let expected = 0;
     for (const [key, value] of ordered) {
