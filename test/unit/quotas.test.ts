@@ -74,25 +74,19 @@ describe('checkAdmission', () => {
 
 describe('mayStartAnother', () => {
   test('below max_running yes, at or above it no; no quota always yes', () => {
-    assert.equal(
-      mayStartAnother({ max_running: 2 }, () => 0),
-      true,
-    );
-    assert.equal(
-      mayStartAnother({ max_running: 2 }, () => 1),
-      true,
-    );
-    assert.equal(
-      mayStartAnother({ max_running: 2 }, () => 2),
-      false,
-    );
-    assert.equal(
-      mayStartAnother({ max_running: 2 }, () => 3),
-      false,
-    );
-    assert.equal(
-      mayStartAnother({ max_running: null }, () => 1_000_000),
-      true,
-    );
+    const cases: Array<[number | null, number, boolean]> = [
+      [2, 0, true],
+      [2, 1, true],
+      [2, 2, false],
+      [2, 3, false],
+      [null, 1_000_000, true],
+    ];
+    for (const [maxRunning, running, expected] of cases) {
+      assert.equal(
+        mayStartAnother({ max_running: maxRunning }, () => running),
+        expected,
+        `max_running ${maxRunning}, ${running} running`,
+      );
+    }
   });
 });
