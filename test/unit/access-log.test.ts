@@ -1,9 +1,10 @@
 // The access log's request line (the same JSON line pino itself writes, for any path, none below the level), and the logger's stdout.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import { pino } from 'pino';
 import { logRequest, type RequestLogEntry } from '../../src/log/logger.js';
 
@@ -68,4 +69,70 @@ test("the gateway's logger writes every line whole to stdout, UTF-8 intact and i
     if (i % 2 === 0) assert.deepEqual([parsed.i, parsed.text], [i, 'é✓\u{1f600}']);
     else assert.deepEqual([parsed.req_id, parsed.path], [String(i), '/é✓']);
   });
+});
+
+/**
+ * Runs `body` (a module script with `log`, the gateway's logger, and `logRequest`) in a child that then
+ * stays up, and resolves the lines it has written to stdout once `expected` have arrived, or after 3 s;
+ * the child is killed with SIGKILL then, so nothing is written on its exit.
+ */
+async function linesWrittenWhileUp(body: string, expected: number): Promise<string[]> {
+  const logger = new URL('../../src/log/logger.js', import.meta.url).href;
+  const script = `
+    const { createLogger, logRequest } = await import(${JSON.stringify(logger)});
+    const log = createLogger('info');
+    ${body}
+    setTimeout(() => {}, 60_000);`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    let text = '';
+    const arrived = new Promise<void>((resolve) => {
+      child.stdout.on('data', (chunk: Buffer) => {
+        text += chunk.toString();
+        if (text.split('\n').filter(Boolean).length >= expected) resolve();
+      });
+    });
+    await Promise.race([arrived, delay(3000)]);
+    return text.split('\n').filter(Boolean);
+  } finally {
+    child.kill('SIGKILL');
+  }
+}
+
+const REQUEST_LINE = `{ req_id: String(i), method: 'GET', path: '/', status: 200, duration_ms: 1, key_id: null, ip: '::1' }`;
+
+test('an access-log line that waits for others to share its write is written soon, while the gateway is up', async () => {
+  const lines = await linesWrittenWhileUp(`const i = 0; logRequest(log, ${REQUEST_LINE});`, 1);
+  assert.equal(lines.length, 1);
+  assert.equal((JSON.parse(lines[0]!) as { req_id: string }).req_id, '0');
+});
+
+test('any other line is written at once, with the access-log lines waiting before it, in order', async () => {
+  // The event loop is then blocked for longer than the test waits: no timer could write them.
+  const lines = await linesWrittenWhileUp(
+    `for (let i = 0; i < 3; i += 1) logRequest(log, ${REQUEST_LINE});
+    log.warn({ event: 'something' }, 'a warning');
+    const until = Date.now() + 5000;
+    while (Date.now() < until);`,
+    4,
+  );
+  const said = lines.map((line) => {
+    const { req_id, msg } = JSON.parse(line) as { req_id?: string; msg: string };
+    return req_id ?? msg;
+  });
+  assert.deepEqual(said, ['0', '1', '2', 'a warning']);
+});
+
+test('lines left waiting behind a write that outlasts their wait are written soon too', async () => {
+  // The first write (of the first 4 KB) takes 300 ms, as to a slow reader; the rest waits behind it.
+  const lines = await linesWrittenWhileUp(
+    `const fs = (await import('node:fs')).default;
+    const write = fs.write;
+    let slowed = false;
+    fs.write = (...args) => (slowed ? write(...args) : ((slowed = true), setTimeout(() => write(...args), 300)));
+    for (let i = 0; i < 40; i += 1) logRequest(log, ${REQUEST_LINE});`,
+    40,
+  );
+  assert.equal(lines.length, 40);
+  assert.equal((JSON.parse(lines.at(-1)!) as { req_id: string }).req_id, '39');
 });
