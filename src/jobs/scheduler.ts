@@ -63,7 +63,12 @@ export class JobScheduler {
 
   constructor(options: SchedulerOptions) {
     this.options = options;
-    this.placement = new Placement(options.backends, (backend) => options.jobs.sentTo(backend.name) + this.onTheWay(backend), options.depth);
+    const load = {
+      exact: (backend: Backend) => options.jobs.sentTo(backend.name) + this.onTheWay(backend),
+      // A job being sent counts once, whether the registry has it there yet or not.
+      atMost: (backend: Backend) => options.jobs.sentTo(backend.name) + (this.sending.get(backend.name)?.size ?? 0),
+    };
+    this.placement = new Placement(options.backends, load, options.depth);
   }
 
   /**
