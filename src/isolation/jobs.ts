@@ -2,7 +2,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { invalidRequest } from '../errors.js';
-import { heldRequestOf } from '../jobs/dispatch.js';
+import { heldBodyOf } from '../jobs/dispatch.js';
 import { readJsonBody } from '../server/body.js';
 import { sendJson } from '../server/respond.js';
 import type { JobRecord, JobStatus } from '../store/types.js';
@@ -130,7 +130,7 @@ async function jobItem(
   job: JobRecord,
 ): Promise<Record<string, unknown> | undefined> {
   if (job.status === 'held') {
-    const extraData = heldRequestOf(job)?.body.extra_data as { create_time?: unknown; extra_pnginfo?: { workflow?: { id?: unknown } } } | undefined;
+    const extraData = heldBodyOf(job).extra_data as { create_time?: unknown; extra_pnginfo?: { workflow?: { id?: unknown } } } | undefined;
     return prune({
       id: job.id,
       status: 'pending',

@@ -103,7 +103,7 @@ export async function admitPrompt(
       key: caller.key,
       promptId,
       clientId,
-      request: { body, headers: caller.upstreamHeaders, ...(pin ? { pin } : {}) },
+      request: { body: JSON.stringify(body), headers: caller.upstreamHeaders, ...(pin ? { pin } : {}) },
       front: caller.seesAll && body.front === true,
       ...(webhook ? { webhook } : {}),
     })

@@ -3,7 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { readJsonBody } from '../server/body.js';
 import { heldNumber } from '../jobs/job-service.js';
-import { heldRequestOf } from '../jobs/dispatch.js';
+import { heldBodyOf } from '../jobs/dispatch.js';
 import type { JobRecord } from '../store/types.js';
 import type { PoolBackend } from '../backends/backend-pool.js';
 import { asKeyKnowsIt, backendOfPrompt, byBackend, jobOfUpstreamId, ownsPrompt, upstreamIdOf, type IsolatedCaller, type IsolationContext } from './context.js';
@@ -51,7 +51,7 @@ export async function getQueue(ctx: IsolationContext, req: IncomingMessage, res:
 
 /** A held job as ComfyUI lists a pending prompt. */
 function heldItem(job: JobRecord): QueueItem {
-  const body = heldRequestOf(job)?.body ?? {};
+  const body = heldBodyOf(job);
   const extraData = { ...(typeof body.extra_data === 'object' && body.extra_data !== null ? body.extra_data : {}) };
   const item: QueueItem = [heldNumber(job), job.id, body.prompt ?? {}, extraData, []];
   asKeyKnowsIt(item, job);

@@ -10,10 +10,12 @@ import type { Backend } from './backend.js';
 /**
  * What a job keeps until it runs, to be sent (or sent again when its backend lost it): the body for
  * ComfyUI's POST /prompt, the headers (its ComfyUI user), the backend an admin pinned it to, and how
- * many times it was sent.
+ * many times it was sent. The body is kept as its JSON text: one string for the garbage collector to
+ * trace, where the parsed graph (and the editor workflow in its `extra_data`) is hundreds of objects
+ * per held job, and what is sent as it is.
  */
 export type HeldRequest = {
-  body: Record<string, unknown>;
+  body: string;
   headers: Record<string, string | null>;
   /** The backend an admin key pinned the job to (`X-Comfy-Gate-Backend`); absent: any. */
   pin?: string;
@@ -21,16 +23,26 @@ export type HeldRequest = {
   sends?: number;
 };
 
-/** The request a job keeps, or undefined once it ran. */
+/** The request a job keeps, or undefined once it ran. A body kept parsed (by an earlier version) is read as its JSON text. */
 export function heldRequestOf(job: JobRecord): HeldRequest | undefined {
-  const request = job.request as Partial<HeldRequest> | null;
-  if (!request || typeof request.body !== 'object' || request.body === null) return undefined;
+  const request = job.request as { body?: unknown; headers?: HeldRequest['headers']; pin?: unknown; sends?: unknown } | null;
+  if (!request) return undefined;
+  const body =
+    typeof request.body === 'string' ? request.body : typeof request.body === 'object' && request.body !== null ? JSON.stringify(request.body) : undefined;
+  if (body === undefined) return undefined;
   return {
-    body: request.body,
+    body,
     headers: request.headers ?? {},
     ...(typeof request.pin === 'string' ? { pin: request.pin } : {}),
     ...(typeof request.sends === 'number' ? { sends: request.sends } : {}),
   };
+}
+
+/** The body a job keeps, parsed (for listings of held jobs), or an empty object once it ran. */
+export function heldBodyOf(job: JobRecord): Record<string, unknown> {
+  const request = heldRequestOf(job);
+  const body = request ? parseJsonOrUndefined(request.body) : undefined;
+  return typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
 }
 
 /** The request as it is kept once sent one more time. */
@@ -42,12 +54,17 @@ export function sentOnceMore(request: HeldRequest): HeldRequest {
 export type SendOutcome = { kind: 'queued'; upstreamId: string } | { kind: 'refused'; error: JobError } | { kind: 'lost'; sentId: string };
 
 /**
- * Sends a prompt and has `record` write the outcome before anything else learns of it: the job's
+ * Sends a prompt (its body has `promptId` as its prompt_id) and has `record` write the outcome before anything else learns of it: the job's
  * events that arrive meanwhile are held by the backend's hub until the record is written.
  * @returns ComfyUI's answer (relayed as it is to a client that waits for it)
  * @throws GatewayError 502/504 when the answer is lost (after `record` wrote that)
  */
-export async function sendPrompt(backend: Backend, request: HeldRequest, record: (outcome: SendOutcome) => Promise<void>): Promise<UpstreamAnswer> {
+export async function sendPrompt(
+  backend: Backend,
+  promptId: string,
+  request: HeldRequest,
+  record: (outcome: SendOutcome) => Promise<void>,
+): Promise<UpstreamAnswer> {
   const answered = backend.events.expectAnswer();
   try {
     let answer: UpstreamAnswer;
@@ -55,11 +72,11 @@ export async function sendPrompt(backend: Backend, request: HeldRequest, record:
       answer = await backend.proxy.fetch(null, {
         method: 'POST',
         path: '/api/prompt',
-        body: JSON.stringify(request.body),
+        body: request.body,
         headers: { ...request.headers, 'content-type': 'application/json' },
       });
     } catch (error) {
-      await record({ kind: 'lost', sentId: String(request.body.prompt_id) });
+      await record({ kind: 'lost', sentId: promptId });
       throw error instanceof GatewayError ? error : new GatewayError(502, 'UPSTREAM_UNAVAILABLE', 'ComfyUI could not be reached.');
     }
     const body = parseJsonOrUndefined(answer.body) as { prompt_id?: unknown; error?: { message?: unknown }; node_errors?: unknown } | undefined;

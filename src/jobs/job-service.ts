@@ -241,7 +241,7 @@ export class JobService {
       const slot = this.scheduler.takeSlotNow(key.key_id, admission.request.pin ?? null, job.id);
       if (!slot) return await this.holdJob(job);
       try {
-        return await sendPrompt(slot.backend, admission.request, (outcome) => this.recordSent(job, slot, admission.request, outcome));
+        return await sendPrompt(slot.backend, job.id, admission.request, (outcome) => this.recordSent(job, slot, admission.request, outcome));
       } finally {
         this.scheduler.sent(slot);
       }

@@ -193,7 +193,7 @@ export class JobScheduler {
     const request = job && heldRequestOf(job);
     if (!job || !request) return this.pump();
     const taken = job;
-    await sendPrompt(backend, request, (outcome) => this.recordReleased(taken, backend, request, outcome))
+    await sendPrompt(backend, taken.id, request, (outcome) => this.recordReleased(taken, backend, request, outcome))
       .catch((error: unknown) => this.options.log.warn({ err: error, job_id: taken.id, backend: backend.name }, 'a held job could not be sent to ComfyUI'))
       .finally(() => this.pump());
   }

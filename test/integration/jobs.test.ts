@@ -95,6 +95,8 @@ for (const promptIds of PROMPT_ID_MODES) {
       const queue = (await send(gateway.url, '/api/queue', { key: keys.alice })).json<{ queue_pending: unknown[][] }>();
       const pendingIds = queue.queue_pending.map((item) => item[1]);
       for (const id of held) assert.ok(pendingIds.includes(id), `${id} is pending in /queue`);
+      // Its prompt, kept as text while held, is listed as the graph that was sent.
+      assert.deepEqual(queue.queue_pending.find((item) => item[1] === held[0])![2], tagged(11));
       // Bob does not see alice's held jobs.
       const bobQueue = (await send(gateway.url, '/api/queue', { key: keys.bob })).json<{ queue_pending: unknown[][] }>();
       for (const id of held) assert.ok(!bobQueue.queue_pending.some((item) => item[1] === id));
