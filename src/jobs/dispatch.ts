@@ -54,8 +54,9 @@ export function sentOnceMore(request: HeldRequest): HeldRequest {
 export type SendOutcome = { kind: 'queued'; upstreamId: string } | { kind: 'refused'; error: JobError } | { kind: 'lost'; sentId: string };
 
 /**
- * Sends a prompt (its body has `promptId` as its prompt_id) and has `record` write the outcome before anything else learns of it: the job's
- * events that arrive meanwhile are held by the backend's hub until the record is written.
+ * Sends a prompt (its body has `promptId` as its prompt_id) and has `record` write the outcome before
+ * anything else learns of it: the job's events that arrive meanwhile are held by the backend's hub
+ * until the record is written.
  * @returns ComfyUI's answer (relayed as it is to a client that waits for it)
  * @throws GatewayError 502/504 when the answer is lost (after `record` wrote that)
  */
