@@ -187,6 +187,34 @@ export function printCpuBesideCeiling(route, gateway, ceiling, top) {
   );
 }
 
+/**
+ * Prints what the perf mode measured on one route: CPU per request of the gateway and of the ceiling in
+ * the kernel, in native code and in JavaScript, then the `top` kernel functions whose time differs most.
+ */
+export function printPerfBesideCeiling(route, figures, gateway, ceiling, top) {
+  console.log(`\nkeyed ${route}, 50 connections, under perf (every thread, kernel included): ${figures.gateway.rps} against ${figures.ceiling.rps} req/s\n`);
+  table(
+    ['µs of CPU per request', 'gateway', 'ceiling'],
+    [
+      ['total', round(gateway.total_us), round(ceiling.total_us)],
+      ['kernel', round(gateway.kernel_us), round(ceiling.kernel_us)],
+      ['Node.js, V8 and C libraries', round(gateway.native_us), round(ceiling.native_us)],
+      ['JavaScript (compiled)', round(gateway.javascript_us), round(ceiling.javascript_us)],
+    ],
+  );
+  const ceilingUs = new Map(ceiling.kernel_functions.map(({ name, us }) => [name, us]));
+  const gatewayUs = new Map(gateway.kernel_functions.map(({ name, us }) => [name, us]));
+  const rows = [...new Set([...gatewayUs.keys(), ...ceilingUs.keys()])]
+    .map((name) => ({ name, gateway: gatewayUs.get(name) ?? 0, ceiling: ceilingUs.get(name) ?? 0 }))
+    .sort((a, b) => Math.abs(b.gateway - b.ceiling) - Math.abs(a.gateway - a.ceiling))
+    .slice(0, top);
+  console.log('');
+  table(
+    ['gateway µs', 'ceiling µs', 'kernel function'],
+    rows.map(({ gateway: g, ceiling: c, name }) => [round(g, 2), round(c, 2), name]),
+  );
+}
+
 /** Prints what the allocations mode measured: bytes per request, and the functions that allocated most. */
 export function printAllocations(what, figures, allocations) {
   console.log(`\n${what}, 50 connections, heap sampled: ${figures.requests} requests, ${allocations.bytes_per_request} bytes allocated per request\n`);

@@ -1,6 +1,6 @@
 // `npm run bench`: comfy-gate against nginx on loopback (throughput and latency, 1M-key start-up, usage writes, WebSocket relay, big transfers, the history window; the gateway's event-loop delay in each); writes bench/results.json.
 // `npm run bench -- --only ws,transfers` runs only those groups of cases (see GROUPS).
-// `npm run bench -- --profile` instead profiles the keyed gateway and the ceiling (V8 CPU profiler) at 50 connections on POST /prompt where prompts run and on a plain route; `--allocations` samples what each allocates per request there.
+// `npm run bench -- --profile` instead profiles the keyed gateway and the ceiling (V8 CPU profiler) at 50 connections on POST /prompt where prompts run and on a plain route; `--allocations` samples what each allocates per request there; `--perf` records both with Linux perf (kernel included).
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,8 +15,9 @@ import { writeKeysFile } from './keys.mjs';
 import { cpuDuring, describeMachine } from './machine.mjs';
 import { startProxy, startUpstream } from './nginx.mjs';
 import { freePort, median, memoryOf, round, spawnService, stopAllNow, stopService, waitForLine } from './processes.mjs';
+import { perfPerRequest, recordPerf } from './perf.mjs';
 import { allocationsPerRequest, cpuPerRequest, topSelfTime } from './profile.mjs';
-import { printAllocations, printCpuBesideCeiling, printProfile, printResults } from './report.mjs';
+import { printAllocations, printCpuBesideCeiling, printPerfBesideCeiling, printProfile, printResults } from './report.mjs';
 import { measureTransfers } from './transfers.mjs';
 import { writeUsageHistory } from './usage-history.mjs';
 import { runWrk } from './wrk.mjs';
@@ -82,6 +83,7 @@ async function main() {
   const sampled = { upstreamPort, comfyPort, oneKey };
   if (process.argv.includes('--profile')) return profileKeyedCase(work, sampled);
   if (process.argv.includes('--allocations')) return measureAllocations(work, sampled);
+  if (process.argv.includes('--perf')) return recordKernelAndUser(work, sampled);
 
   const parts = { machine: { ...machine, only: [...only] } };
   if (only.has('proxy')) parts.proxy = await measureProxyCases(work, { upstreamPort, proxyPort, bareProxyPort, comfyPort, oneKey });
@@ -175,9 +177,9 @@ async function measureShares(cases) {
   return shares;
 }
 
-/** Installs missing tools with apt-get (as root), or says how to. */
-function ensureTools(tools) {
-  const missing = tools.filter((tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0);
+/** Installs missing tools with apt-get (as root), or says how to; `packages` names the package of a tool whose package has another name. */
+function ensureTools(tools, packages = {}) {
+  const missing = tools.filter((tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0).map((tool) => packages[tool] ?? tool);
   if (missing.length === 0) return;
   if (process.getuid() !== 0) throw new Error(`the bench needs ${missing.join(' and ')}: apt-get install ${missing.join(' ')}`);
   log(`installing ${missing.join(', ')} with apt-get`);
@@ -416,6 +418,43 @@ async function profileKeyedCase(work, ports) {
     const { gateway, ceiling } = await sampleRouteBesideCeiling(work, route, 'cpu');
     printProfile(described, gateway.figures, topSelfTime(gateway.kept, 20), gateway.kept);
     printCpuBesideCeiling(described, cpuPerRequest(gateway.kept, gateway.figures.requests), cpuPerRequest(ceiling.kept, ceiling.figures.requests), 25);
+  }
+}
+
+/**
+ * The perf mode: each sampled route under Linux perf (every thread of the process, kernel included),
+ * the keyed gateway then the ceiling, one run each at 50 connections after the warm-up. Prints CPU per
+ * request in the kernel, in native code and in JavaScript, and the kernel functions where they differ:
+ * what V8's profiler shows only as time spent inside a system call.
+ */
+async function recordKernelAndUser(work, ports) {
+  ensureTools(['perf'], { perf: 'linux-perf' });
+  const load = { connections: 50, seconds: RUN_S };
+  for (const route of await sampledRoutes(work, ports)) {
+    const described = `${route.method} ${route.path}`;
+    const gateway = await startGateway({ ...route.gateway, upstreamPort: route.upstreamPort, auth: true });
+    log(`recording (perf) the keyed gateway on ${described} at 50 connections for ${RUN_S} s after the warm-up`);
+    const gatewayRun = await perfRun(
+      gateway.service,
+      `${gateway.url}${route.path}`,
+      { ...load, method: route.method, apiKey: route.apiKey },
+      join(work, 'gateway.perf'),
+    );
+    const ceiling = await startCeiling([], route.upstreamPort);
+    log(`recording (perf) the ceiling on ${described} at 50 connections for ${RUN_S} s after the warm-up`);
+    const ceilingRun = await perfRun(ceiling.service, `${ceiling.url}${route.path}`, { ...load, method: route.method }, join(work, 'ceiling.perf'));
+    printPerfBesideCeiling(described, { gateway: gatewayRun.figures, ceiling: ceilingRun.figures }, gatewayRun.perRequest, ceilingRun.perRequest, 20);
+  }
+}
+
+/** Warms `service` up on `url`, then records it with perf over one run; stops it and resolves {figures (wrk's), perRequest}. */
+async function perfRun(service, url, load, file) {
+  try {
+    await runWrk(url, { ...load, seconds: WARM_UP_S });
+    const [figures] = await Promise.all([runWrk(url, load), recordPerf(service.pid, load.seconds, file)]);
+    return { figures, perRequest: perfPerRequest(file, figures.requests) };
+  } finally {
+    await stopService(service);
   }
 }
 
