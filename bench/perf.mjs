@@ -5,7 +5,7 @@ import { execFileSync, spawn } from 'node:child_process';
 /** Samples per second of each thread's CPU time. */
 const FREQUENCY = 999;
 
-/** Records every thread of `pid` with perf's cpu-clock for `seconds` into `file`; resolves once perf has written it. */
+/** Records every thread of `pid` with perf's cpu-clock for `seconds` into `file` (the kernel's part only as root, or with kernel.perf_event_paranoid below 2); resolves once perf has written it. */
 export function recordPerf(pid, seconds, file) {
   const perf = spawn('perf', ['record', '-q', '-F', String(FREQUENCY), '-e', 'cpu-clock', '-o', file, '-p', String(pid), '--', 'sleep', String(seconds)], {
     stdio: 'ignore',
