@@ -17,25 +17,34 @@ export function recordPerf(pid, seconds, file) {
 }
 
 /**
- * Microseconds of CPU per request from a recording of a run that answered `requests`:
- * {total_us, kernel_us, native_us (Node.js, V8 and the C libraries), javascript_us (V8's compiled code),
- * kernel_functions: [{name, us}], largest first}.
+ * Microseconds of CPU per request from a recording of process `pid` over a run that answered `requests`:
+ * {total_us, main: {kernel_us, native_us (Node.js, V8 and the C libraries), javascript_us (V8's compiled
+ * code)} for the thread that runs the event loop, other_threads_us (V8's helpers, the thread pool,
+ * worker threads), kernel_functions: [{name, us}] of every thread, largest first}.
  */
-export function perfPerRequest(file, requests) {
+export function perfPerRequest(file, requests, pid) {
   const usPer = (samples) => (samples * 1e6) / FREQUENCY / requests;
-  const places = { kernel_us: 0, native_us: 0, javascript_us: 0 };
-  for (const { samples, label } of reportRows(file, 'dso')) {
-    const place = label === '[kernel.kallsyms]' ? 'kernel_us' : label.startsWith('[JIT]') ? 'javascript_us' : 'native_us';
-    places[place] += usPer(samples);
+  const main = { kernel_us: 0, native_us: 0, javascript_us: 0 };
+  let otherThreads = 0;
+  for (const { samples, label } of reportRows(file, 'pid,dso')) {
+    // A row is `tid:command  dso` (perf's "pid" is the thread).
+    const [, tid, dso] = /^(\d+):\S*\s+(.*)$/.exec(label) ?? [];
+    if (Number(tid) !== pid) {
+      otherThreads += usPer(samples);
+      continue;
+    }
+    const place = dso === '[kernel.kallsyms]' ? 'kernel_us' : dso?.startsWith('[JIT]') ? 'javascript_us' : 'native_us';
+    main[place] += usPer(samples);
   }
   const kernelFunctions = reportRows(file, 'sym')
     .filter(({ label }) => label.startsWith('[k] '))
     .map(({ samples, label }) => ({ name: label.slice(4), us: usPer(samples) }))
     .sort((a, b) => b.us - a.us);
-  return { total_us: places.kernel_us + places.native_us + places.javascript_us, ...places, kernel_functions: kernelFunctions };
+  const total = main.kernel_us + main.native_us + main.javascript_us + otherThreads;
+  return { total_us: total, main, other_threads_us: otherThreads, kernel_functions: kernelFunctions };
 }
 
-/** perf report's sample counts by `sort` (dso, sym): [{samples, label}]. */
+/** perf report's sample counts by `sort` (pid,dso or sym): [{samples, label}]. */
 function reportRows(file, sort) {
   const text = execFileSync('perf', ['report', '-i', file, '--no-children', '--sort', sort, '-g', 'none', '-q', '-F', `sample,${sort}`], {
     encoding: 'utf8',

@@ -188,8 +188,9 @@ export function printCpuBesideCeiling(route, gateway, ceiling, top) {
 }
 
 /**
- * Prints what the perf mode measured on one route: CPU per request of the gateway and of the ceiling in
- * the kernel, in native code and in JavaScript, then the `top` kernel functions whose time differs most.
+ * Prints what the perf mode measured on one route: CPU per request of the gateway and of the ceiling (the
+ * main thread's in the kernel, in native code and in JavaScript; the other threads'), then the `top`
+ * kernel functions whose time differs most.
  */
 export function printPerfBesideCeiling(route, figures, gateway, ceiling, top) {
   console.log(`\nkeyed ${route}, 50 connections, under perf (every thread, kernel included): ${figures.gateway.rps} against ${figures.ceiling.rps} req/s\n`);
@@ -197,9 +198,10 @@ export function printPerfBesideCeiling(route, figures, gateway, ceiling, top) {
     ['µs of CPU per request', 'gateway', 'ceiling'],
     [
       ['total', round(gateway.total_us), round(ceiling.total_us)],
-      ['kernel', round(gateway.kernel_us), round(ceiling.kernel_us)],
-      ['Node.js, V8 and C libraries', round(gateway.native_us), round(ceiling.native_us)],
-      ['JavaScript (compiled)', round(gateway.javascript_us), round(ceiling.javascript_us)],
+      ['main thread: kernel', round(gateway.main.kernel_us), round(ceiling.main.kernel_us)],
+      ['main thread: Node.js, V8 and C libraries', round(gateway.main.native_us), round(ceiling.main.native_us)],
+      ['main thread: JavaScript (compiled)', round(gateway.main.javascript_us), round(ceiling.main.javascript_us)],
+      ['other threads', round(gateway.other_threads_us), round(ceiling.other_threads_us)],
     ],
   );
   const ceilingUs = new Map(ceiling.kernel_functions.map(({ name, us }) => [name, us]));

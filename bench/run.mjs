@@ -424,8 +424,8 @@ async function profileKeyedCase(work, ports) {
 /**
  * The perf mode: each sampled route under Linux perf (every thread of the process, kernel included),
  * the keyed gateway then the ceiling, one run each at 50 connections after the warm-up. Prints CPU per
- * request in the kernel, in native code and in JavaScript, and the kernel functions where they differ:
- * what V8's profiler shows only as time spent inside a system call.
+ * request of the main thread in the kernel, in native code and in JavaScript, and of the other threads,
+ * and the kernel functions where they differ: what V8's profiler shows only as time inside a system call.
  */
 async function recordKernelAndUser(work, ports) {
   ensureTools(['perf'], { perf: 'linux-perf' });
@@ -452,7 +452,7 @@ async function perfRun(service, url, load, file) {
   try {
     await runWrk(url, { ...load, seconds: WARM_UP_S });
     const [figures] = await Promise.all([runWrk(url, load), recordPerf(service.pid, load.seconds, file)]);
-    return { figures, perRequest: perfPerRequest(file, figures.requests) };
+    return { figures, perRequest: perfPerRequest(file, figures.requests, service.pid) };
   } finally {
     await stopService(service);
   }
