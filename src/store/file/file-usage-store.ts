@@ -276,7 +276,7 @@ export class FileUsageStore extends UsageReports implements UsageStore {
 
 /** Creates an empty `api_usage.json` unless one exists; safe against a concurrent creator. */
 export async function createUsageFileIfMissing(path: string): Promise<void> {
-  async function* none(): AsyncGenerator<string> {}
+  async function* none(): AsyncGenerator<string[]> {}
   try {
     await writeFileAtomic(path, usageFileLines(emptyHeader(), none()), { exclusive: true });
   } catch (error) {

@@ -2,7 +2,7 @@
 
 import { StoreCorruptError } from '../types.js';
 import { syncDirectory } from './atomic-write.js';
-import { APPENDS_ARE_DURABLE, linesNoFollow, openNoFollow, truncateNoFollow } from './no-follow.js';
+import { APPENDS_ARE_DURABLE, lineBatchesNoFollow, MAX_LINE_BYTES, openNoFollow, truncateNoFollow } from './no-follow.js';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
@@ -133,21 +133,22 @@ export class OpenJournal {
 }
 
 /**
- * Reads a whole journal a chunk at a time, yielding each line with its parsed entry, so a large
- * journal is never parsed in one long step on the main thread.
- * @throws StoreCorruptError if a line is not JSON.
+ * The file's lines, a batch at a time (see lineBatchesNoFollow); empty lines kept, so that line numbers
+ * count as in the file. For a journal or usage file, whose lines are far shorter than a read.
+ * @throws StoreCorruptError for a line longer than `MAX_LINE_BYTES`.
  */
-export async function* streamJournal(path: string): AsyncGenerator<{ line: string; entry: unknown }> {
-  let lineNumber = 0;
-  for await (const line of linesNoFollow(path)) {
-    lineNumber += 1;
-    if (line.length === 0) continue;
-    let entry: unknown;
-    try {
-      entry = JSON.parse(line);
-    } catch {
-      throw new StoreCorruptError(path, `line ${lineNumber} is not JSON`);
-    }
-    yield { line, entry };
+export async function* lineBatchesOf(path: string): AsyncGenerator<string[]> {
+  for await (const lines of lineBatchesNoFollow(path)) {
+    if (lines === null) throw new StoreCorruptError(path, `a line is longer than ${MAX_LINE_BYTES} bytes`);
+    yield lines;
+  }
+}
+
+/** A journal line's entry. @throws StoreCorruptError when the line (number `lineNumber`) is not JSON. */
+export function parseJournalLine(path: string, line: string, lineNumber: number): unknown {
+  try {
+    return JSON.parse(line);
+  } catch {
+    throw new StoreCorruptError(path, `line ${lineNumber} is not JSON`);
   }
 }

@@ -1,6 +1,6 @@
 // The layout the table snapshots are written in (`{`, one `"id": value` member per line, `}`), and reading it back a line at a time.
 
-import { openNoFollow } from './no-follow.js';
+import { lineBatchesNoFollow } from './no-follow.js';
 import { OrderedShardedMap } from '../sharded-map.js';
 
 /** One line of a snapshot laid out a member per line. */
@@ -54,21 +54,19 @@ export function readMemberValue<T>(valueText: string, parse: (value: unknown) =>
   return typeof record === 'string' ? null : record;
 }
 
-const READ_BYTES = 1 << 20;
-const DECODE_BYTES = 1 << 16;
-
 /**
  * Reads a snapshot laid out as `snapshotLines` writes it: `{`, then one `"id": value` member per line,
  * commas between members, then `}`; blank lines and JSON whitespace anywhere. Such a file is valid JSON
  * exactly when every member line is, and its records come out as `JSON.parse` and `Object.entries` would
  * give them (a repeated id keeps its first place and its last value). Resolves null for any other
  * layout, and whenever that could differ: an id with an escape, an id that is an array index, a value
- * `parse` rejects (the caller's whole parse words the error), or a file that is not valid JSON.
+ * `parse` rejects (the caller's whole parse words the error), a line longer than a read (1 MiB; the
+ * caller's whole parse reads it), or a file that is not valid JSON.
  */
 export async function readSnapshotByLine<T>(path: string, parse: (value: unknown) => T | string): Promise<OrderedShardedMap<T> | null> {
   const records = new OrderedShardedMap<T>();
   let state: LayoutState | null = 'open';
-  for await (const lines of snapshotLineBatches(path)) {
+  for await (const lines of lineBatchesNoFollow(path)) {
     if (lines === null) return null;
     for (const raw of lines) {
       const line = readSnapshotLine(raw);
@@ -110,45 +108,6 @@ function sameStringFrom(record: unknown, id: string): string {
 
 /** A quoted id that may be an array index (a canonical integer below 2^32 - 1), which JavaScript objects list before other keys. */
 const ARRAY_INDEX = /^"(0|[1-9][0-9]{0,9})"$/;
-
-/**
- * The file's lines, a batch of whole lines at a time (UTF-8 never has a newline byte inside a character).
- * Text is decoded a small piece at a time, so each piece dies young rather than piling up for the old
- * generation's collector. Yields null, and stops, at a line longer than a read: no snapshot line of this
- * table is that long.
- */
-async function* snapshotLineBatches(path: string): AsyncGenerator<string[] | null> {
-  const handle = await openNoFollow(path, 'read');
-  try {
-    const buffer = Buffer.allocUnsafe(READ_BYTES);
-    /** Bytes of an unfinished line, moved to the start of the buffer. */
-    let kept = 0;
-    let position = 0;
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, kept, READ_BYTES - kept, position);
-      position += bytesRead;
-      const length = kept + bytesRead;
-      if (bytesRead === 0) {
-        if (length > 0) yield [buffer.toString('utf8', 0, length)];
-        return;
-      }
-      const end = buffer.lastIndexOf(10, length - 1) + 1;
-      if (end === 0 && length === READ_BYTES) {
-        yield null;
-        return;
-      }
-      for (let from = 0; from < end;) {
-        const next = from + DECODE_BYTES >= end ? end : buffer.indexOf(10, from + DECODE_BYTES) + 1;
-        yield buffer.toString('utf8', from, next).split('\n');
-        from = next;
-      }
-      buffer.copy(buffer, 0, end, length);
-      kept = length - end;
-    }
-  } finally {
-    await handle.close();
-  }
-}
 
 /** JSON's whitespace: space, tab, line feed, carriage return (and nothing else that String.trim removes). */
 function isJsonSpace(code: number): boolean {

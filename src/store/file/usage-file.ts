@@ -12,7 +12,8 @@
 
 import { StoreCorruptError, type DailyTotals, type UsageRecord } from '../types.js';
 import { utcDay } from '../../usage/day.js';
-import { linesNoFollow, openNoFollow, readTextNoFollow } from './no-follow.js';
+import { lineBatchesOf } from './journal.js';
+import { openNoFollow, readTextNoFollow } from './no-follow.js';
 
 const HEADER_PREFIX = '{"comfy_gate": ';
 const RECORDS_LINE = '"records": [';
@@ -196,13 +197,14 @@ export function bucketToTotals(bucket: DayBucket): DailyTotals {
   };
 }
 
-/** The text of a usage file: header line, then the records, one per line. */
-export async function* usageFileLines(header: UsageHeader, records: AsyncIterable<string>): AsyncGenerator<string> {
+/** The text of a usage file: header line, then the records (given a batch of lines at a time), one per line. */
+export async function* usageFileLines(header: UsageHeader, records: AsyncIterable<string[]>): AsyncGenerator<string> {
   yield `${HEADER_PREFIX}${JSON.stringify(header)},\n${RECORDS_LINE}`;
   let first = true;
   let batch = '';
-  for await (const record of records) {
-    batch += (first ? '\n' : ',\n') + record;
+  for await (const lines of records) {
+    if (lines.length === 0) continue;
+    batch += (first ? '\n' : ',\n') + lines.join(',\n');
     first = false;
     if (batch.length > 1 << 16) {
       yield batch;
@@ -212,25 +214,44 @@ export async function* usageFileLines(header: UsageHeader, records: AsyncIterabl
   yield `${batch}\n]}\n`;
 }
 
+/** Records of a file in the reference's layout turned into lines at a time. */
+const LEGACY_BATCH = 1000;
+
 /**
- * The records of an existing usage file as JSON lines, dropping those older than `oldestKept`.
- * Reads a comfy-gate file line by line; a reference file's records come from memory.
+ * The records of an existing usage file as JSON lines, a batch at a time, dropping those older than
+ * `oldestKept`. Reads a comfy-gate file a block at a time, each line's timestamp found without parsing
+ * it; a reference file's records come from memory.
+ * @throws StoreCorruptError for a record line without a timestamp.
  */
-export async function* existingRecordLines(path: string, loaded: LoadedUsageFile | null, oldestKept: number): AsyncGenerator<string> {
+export async function* existingRecordBatches(path: string, loaded: LoadedUsageFile | null, oldestKept: number): AsyncGenerator<string[]> {
   if (!loaded) return;
   if (loaded.legacyRecords) {
-    for (const record of loaded.legacyRecords) if (record.timestamp >= oldestKept) yield JSON.stringify(record);
+    const kept = loaded.legacyRecords.filter((record) => record.timestamp >= oldestKept);
+    for (let at = 0; at < kept.length; at += LEGACY_BATCH) yield kept.slice(at, at + LEGACY_BATCH).map((record) => JSON.stringify(record));
     return;
   }
   let lineNumber = 0;
-  for await (const raw of linesNoFollow(path)) {
-    lineNumber += 1;
-    if (lineNumber <= 2 || raw === ']}' || raw.length === 0) continue;
-    const line = raw.endsWith(',') ? raw.slice(0, -1) : raw;
-    const match = /"timestamp":(-?[0-9.eE+-]+)/.exec(line);
-    if (!match) throw new StoreCorruptError(path, `record on line ${lineNumber} has no timestamp`);
-    if (Number(match[1]) >= oldestKept) yield line;
+  for await (const lines of lineBatchesOf(path)) {
+    const kept: string[] = [];
+    for (const raw of lines) {
+      lineNumber += 1;
+      if (lineNumber <= 2) continue;
+      const line = recordOfLine(raw);
+      if (line.length === 0 || line === ']}') continue;
+      const match = /"timestamp":(-?[0-9.eE+-]+)/.exec(line);
+      if (!match) throw new StoreCorruptError(path, `record on line ${lineNumber} has no timestamp`);
+      if (Number(match[1]) >= oldestKept) kept.push(line);
+    }
+    if (kept.length > 0) yield kept;
   }
+}
+
+/** A line of the records list without the comma after it (and a carriage return, in a file saved with CRLF line ends). */
+function recordOfLine(raw: string): string {
+  let end = raw.length;
+  if (raw.charCodeAt(end - 1) === 13) end -= 1;
+  if (raw.charCodeAt(end - 1) === 44) end -= 1;
+  return end === raw.length ? raw : raw.slice(0, end);
 }
 
 /** How far out of end order records can be appended (a batch waits for its flush), in seconds. */

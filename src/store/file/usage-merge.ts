@@ -4,12 +4,12 @@ import { unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { syncDirectory, writeFileAtomic } from './atomic-write.js';
-import { streamJournal } from './journal.js';
+import { lineBatchesOf, parseJournalLine } from './journal.js';
 import {
   addToHourly,
   addToTotals,
   emptyHeader,
-  existingRecordLines,
+  existingRecordBatches,
   HOURLY_KEPT_SECONDS,
   isCountedEntry,
   isUsageRecord,
@@ -46,25 +46,44 @@ export async function mergeUsageJournal({ usagePath, asidePath, retentionDays, n
   };
   for (const record of loaded?.legacyRecords ?? []) addToHourly(header.hourly_requests!, record);
   const oldestKept = now - retentionDays * 86_400;
-  // The journal set aside is read twice, for the header and then for the records, so it is never in memory whole.
-  for await (const { entry } of streamJournal(asidePath)) {
-    const usage = entry as UsageJournalEntry;
-    if ('journal_id' in usage) {
-      header.merged_journal ??= usage.journal_id;
-      continue;
+  // The journal set aside is read twice, so it is never in memory whole: for the header and the numbers
+  // of the lines that are records to keep, then for those lines, as they are (each is the record exactly
+  // as the usage file holds it; 429s, prompts and jobs live in the header's totals only).
+  const keptLineNumbers: number[] = [];
+  let lineNumber = 0;
+  for await (const lines of lineBatchesOf(asidePath)) {
+    for (const line of lines) {
+      lineNumber += 1;
+      if (line.length === 0) continue;
+      const usage = parseJournalLine(asidePath, line, lineNumber) as UsageJournalEntry;
+      if ('journal_id' in usage) {
+        header.merged_journal ??= usage.journal_id;
+        continue;
+      }
+      if (!isCountedEntry(usage)) continue;
+      addToTotals(header.daily_totals, usage);
+      addToHourly(header.hourly_requests!, usage);
+      if (isUsageRecord(usage) && usage.timestamp >= oldestKept) keptLineNumbers.push(lineNumber);
     }
-    if (!isCountedEntry(usage)) continue;
-    addToTotals(header.daily_totals, usage);
-    addToHourly(header.hourly_requests!, usage);
   }
   header.hourly_requests = pruneHourly(header.hourly_requests!, now - HOURLY_KEPT_SECONDS);
-  async function* records(): AsyncGenerator<string> {
-    yield* existingRecordLines(usagePath, loaded, oldestKept);
-    for await (const { line, entry } of streamJournal(asidePath)) {
-      const usage = entry as UsageJournalEntry;
-      // The journal line is the record exactly as the usage file holds it; 429s, prompts and jobs live in the header's totals only.
-      if (isUsageRecord(usage) && usage.timestamp >= oldestKept) yield line;
+  async function* keptJournalLines(): AsyncGenerator<string[]> {
+    let lineNumber = 0;
+    let next = 0;
+    for await (const lines of lineBatchesOf(asidePath)) {
+      const kept: string[] = [];
+      for (const line of lines) {
+        lineNumber += 1;
+        if (keptLineNumbers[next] !== lineNumber) continue;
+        kept.push(line);
+        next += 1;
+      }
+      yield kept;
     }
+  }
+  async function* records(): AsyncGenerator<string[]> {
+    yield* existingRecordBatches(usagePath, loaded, oldestKept);
+    yield* keptJournalLines();
   }
   await writeFileAtomic(usagePath, usageFileLines(header, records()));
   await unlink(asidePath);

@@ -7,7 +7,7 @@ import { FileWorkflowStore } from '../file/file-workflow-store.js';
 import { readJournal } from '../file/journal.js';
 import { nextJournalPathOf, patchedValue } from '../file/journaled-table.js';
 import {
-  existingRecordLines,
+  existingRecordBatches,
   HOURLY_KEPT_SECONDS,
   isCountedEntry,
   isUsageRecord,
@@ -148,9 +148,11 @@ async function importKeys(directory: string, database: PostgresDatabase): Promis
 async function* usageRecords(directory: string): AsyncGenerator<UsageRecord> {
   const mainPath = join(directory, 'api_usage.json');
   const loaded = await loadUsageFile(mainPath);
-  for await (const line of existingRecordLines(mainPath, loaded, -Infinity)) {
-    const record = JSON.parse(line) as unknown;
-    if (isUsageRecord(record)) yield record;
+  for await (const lines of existingRecordBatches(mainPath, loaded, -Infinity)) {
+    for (const line of lines) {
+      const record = JSON.parse(line) as unknown;
+      if (isUsageRecord(record)) yield record;
+    }
   }
   const aside = await readJournal(join(directory, 'api_usage.journal.compacting'), 0);
   const asideId = (aside?.entries[0] as { journal_id?: unknown } | undefined)?.journal_id;
