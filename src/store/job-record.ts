@@ -60,7 +60,10 @@ function parseJobWebhook(value: unknown): JobWebhook | string {
 /** The fields a patch sets: those present and not undefined (a patch never changes id, key_id or admitted_at). */
 export function patchedFields(patch: JobPatch): Partial<JobRecord> {
   const fields: Record<string, unknown> = {};
-  for (const [field, value] of Object.entries(patch)) if (value !== undefined && !FIXED_FIELDS.has(field)) fields[field] = value;
+  for (const field in patch) {
+    const value = patch[field as keyof JobPatch];
+    if (value !== undefined && !FIXED_FIELDS.has(field)) fields[field] = value;
+  }
   return fields as Partial<JobRecord>;
 }
 

@@ -2,7 +2,7 @@
 
 import { join } from 'node:path';
 import { IndexedJobReads } from '../job-index.js';
-import { parseJobRecord, patchedFields, patchedJob } from '../job-record.js';
+import { parseJobRecord, patchedFields } from '../job-record.js';
 import { JobSweeper, type JobRetentionOptions } from '../job-retention.js';
 import type { JobPatch, JobRecord, JobStatus, JobStore } from '../types.js';
 import { JournaledTable } from './journaled-table.js';
@@ -56,7 +56,8 @@ export class FileJobStore extends IndexedJobReads implements JobStore {
       const current = this.table.get(id);
       if (!current || (options.ifStatus !== undefined && current.status !== options.ifStatus)) return { ops: [], result: undefined };
       // Only the fields that change are written: a held job's request (the whole workflow) is not written again with each change.
-      return { ops: [{ op: 'patch', id, fields: patchedFields(patch) }], result: patchedJob(current, patch) };
+      const fields = patchedFields(patch);
+      return { ops: [{ op: 'patch', id, fields }], result: { ...current, ...fields } };
     });
   }
 
