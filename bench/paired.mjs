@@ -1,7 +1,8 @@
 // `node bench/paired.mjs OTHER_CHECKOUT`: this checkout's gateway and another's (both built), run in turn on one case, round after round, with
 // the CPU each spends per request. On a small, shared machine the same build's req/s moves by a third from one run to the next; builds run
 // side by side in alternating order are what tells a change apart. Options: --case off|get|prompt|runs|download|upload|view|head (default get), --rounds N (5),
-// --seconds S (8), --connections C (50), --prompt-bytes B (0: prompts carry B bytes more, as an editor workflow in extra_data). The
+// --seconds S (8), --connections C (50), --prompt-bytes B (0: prompts carry B bytes more, as an editor workflow in extra_data),
+// --usage-history N (0: each gateway starts with N records of its key's past usage in api_usage.json, which every usage compaction copies). The
 // download case times three 500 MB `GET /view` downloads per round (curl, an admin key) after one to warm up: CPU per download and MB/s;
 // the upload case as many 90 MB multipart `POST /upload/image` with a user key (so the gateway reads and checks the form);
 // the view case loads a 20 KB `GET /view` with wrk (an admin key), as a page of thumbnails does, and the head case its HEAD (a Node.js
@@ -17,6 +18,7 @@ import { freePort, median, round, spawnService, stopAllNow, stopService, waitFor
 import { curlSeconds, writeRandomFile } from './transfers.mjs';
 import { runHeadLoop } from './head-loop.mjs';
 import { runWrk } from './wrk.mjs';
+import { writeUsageHistory } from './usage-history.mjs';
 
 /** The cases: the route, whether a key is sent, and the upstream (`nginx`: fixed JSON; `comfy`: ComfyUI-like, prompts run). */
 const CASES = {
@@ -85,11 +87,12 @@ function diskBytesOf(pid) {
 }
 
 /** One measured run of a checkout's gateway: {rps, p99_ms, cpu_us_per_request, disk_bytes_per_request}. */
-async function measure(checkout, testCase, { work, upstreamPort, seconds, connections, promptBytes }) {
+async function measure(checkout, testCase, { work, upstreamPort, seconds, connections, promptBytes, usageHistory }) {
   const { startGateway } = await import(join(checkout, 'bench', 'gateway.mjs'));
   const directory = mkdtempSync(join(work, 'gateway-'));
   const key = testCase.auth ? await writeKeysFile(directory, 1, { admin: testCase.admin === true }) : null;
   const apiKey = (testCase.admin ? key.admin.apiKey : key?.apiKey) ?? '';
+  if (key && usageHistory > 0) await writeUsageHistory(directory, testCase.admin ? key.admin.keyId : key.keyId, usageHistory);
   const gateway = await startGateway({ directory, upstreamPort, auth: testCase.auth, flags: testCase.flags ?? [] });
   try {
     const url = `${gateway.url}${testCase.path}`;
@@ -144,7 +147,9 @@ async function main() {
   const caseName = option('case', 'get');
   const testCase = CASES[caseName];
   if (!other || other.startsWith('--') || !testCase) {
-    throw new Error(`usage: node bench/paired.mjs OTHER_CHECKOUT [--case ${Object.keys(CASES).join('|')}] [--rounds N] [--seconds S] [--connections C]`);
+    throw new Error(
+      `usage: node bench/paired.mjs OTHER_CHECKOUT [--case ${Object.keys(CASES).join('|')}] [--rounds N] [--seconds S] [--connections C] [--prompt-bytes B] [--usage-history N]`,
+    );
   }
   const builds = { this: fileURLToPath(new URL('..', import.meta.url)), other: resolve(other) };
   const rounds = Number(option('rounds', '5'));
@@ -152,6 +157,7 @@ async function main() {
     seconds: Number(option('seconds', '8')),
     connections: Number(option('connections', '50')),
     promptBytes: Number(option('prompt-bytes', '0')),
+    usageHistory: Number(option('usage-history', '0')),
   };
   const work = mkdtempSync(join(tmpdir(), 'comfy-gate-paired-'));
   process.once('exit', () => {
