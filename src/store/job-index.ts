@@ -1,6 +1,7 @@
 // The job registry in memory: jobs by id and by upstream id, and per key and per status in order of admission.
 
 import { JOB_STATUSES } from './job-record.js';
+import { BlockList } from './block-list.js';
 import { ShardedMap } from './sharded-map.js';
 import { ACTIVE_JOB_STATUSES, type JobRecord, type JobStatus, type JobStore } from './types.js';
 
@@ -15,18 +16,18 @@ function compare(a: Entry, b: Entry): number {
   return a.record.admitted_at - b.record.admitted_at || a.order - b.order;
 }
 
-/** Entries sorted oldest admitted first. Adding or removing one costs its distance from the newest end. */
+/** Entries sorted oldest admitted first. Adding or removing one costs its distance from the newest end, within a block. */
 class AdmissionOrder {
-  private readonly items: Entry[] = [];
+  private readonly items = new BlockList<Entry>();
 
   get length(): number {
     return this.items.length;
   }
 
   add(entry: Entry): void {
-    const last = this.items[this.items.length - 1];
+    const last = this.items.at(this.items.length - 1);
     if (!last || compare(last, entry) < 0) this.items.push(entry);
-    else this.items.splice(this.firstNotBefore(entry), 0, entry);
+    else this.items.insertAt(this.firstNotBefore(entry), entry);
   }
 
   /** Removes these entries (all of them in this list) in one pass from the oldest of them. */
@@ -34,21 +35,12 @@ class AdmissionOrder {
     let oldest: Entry | undefined;
     for (const entry of gone) if (!oldest || compare(entry, oldest) < 0) oldest = entry;
     if (!oldest) return;
-    let write = this.firstNotBefore(oldest);
-    let read = write;
-    let left = gone.size;
-    while (left > 0 && read < this.items.length) {
-      const entry = this.items[read++]!;
-      if (gone.has(entry)) left -= 1;
-      else this.items[write++] = entry;
-    }
-    // splice moves the rest in one block; copyWithin goes element by element (33 against 0.9 µs past 1,000 entries).
-    this.items.splice(write, read - write);
+    this.items.removeFrom(this.firstNotBefore(oldest), (entry) => gone.has(entry), gone.size);
   }
 
   /** The entry `offset` places from the newest (0: the newest). */
   fromNewest(offset: number): Entry | undefined {
-    return this.items[this.items.length - 1 - offset];
+    return this.items.at(this.items.length - 1 - offset);
   }
 
   /** Every entry's record, oldest first. */
@@ -58,19 +50,12 @@ class AdmissionOrder {
 
   /** The entry `offset` places from the oldest. */
   fromOldest(offset: number): Entry | undefined {
-    return this.items[offset];
+    return this.items.at(offset);
   }
 
   /** The index of the first entry not ordered before `entry`. */
   private firstNotBefore(entry: Entry): number {
-    let low = 0;
-    let high = this.items.length;
-    while (low < high) {
-      const middle = (low + high) >>> 1;
-      if (compare(this.items[middle]!, entry) < 0) low = middle + 1;
-      else high = middle;
-    }
-    return low;
+    return this.items.firstIndexNot((item) => compare(item, entry) < 0);
   }
 }
 
