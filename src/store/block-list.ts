@@ -5,7 +5,7 @@ const DEFAULT_BLOCK_SIZE = 2048;
 
 /**
  * An ordered list of items in a list of small arrays. A plain array copies every item into a larger
- * store each time it outgrows its capacity, and V8 does that a few nanoseconds an item (with its write
+ * store each time it outgrows its capacity, and V8 does that at some 30 ns an item (with its write
  * barrier): over 8 ms at 250,000 items, within the one push. Here a push adds at most a block, an
  * insertion or a removal moves the items of one block, and finding an index walks the blocks from the
  * nearer end (a list of a million items has a few hundred).
