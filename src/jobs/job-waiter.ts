@@ -93,6 +93,7 @@ export function notifyingJobStore(store: JobStore, listener: (job: JobRecord) =>
     list: (options) => store.list(options),
     count: (options) => store.count(options),
     active: (statuses) => store.active(statuses),
+    heldPage: (after, limit) => store.heldPage(after, limit),
     async create(job) {
       const created = await store.create(job);
       if (created) listener(job);

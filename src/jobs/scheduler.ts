@@ -2,7 +2,7 @@
 
 import { setImmediate } from 'node:timers/promises';
 import type { Logger } from '../log/logger.js';
-import type { JobRecord, JobStore, KeyRecord } from '../store/types.js';
+import type { AdmissionPlace, JobRecord, JobStore, KeyRecord } from '../store/types.js';
 import type { Backend } from './backend.js';
 import { heldRequestOf, sendPrompt, sentOnceMore, type HeldRequest, type SendOutcome } from './dispatch.js';
 import { FairQueue, type QueuedJob } from './fair-queue.js';
@@ -78,15 +78,15 @@ export class JobScheduler {
    * resolves once every slice is done.
    */
   async restore(): Promise<void> {
-    const held = this.options.jobs.active(['held']);
-    for (let start = 0; start < held.length; start += RESTORE_SLICE) {
-      if (start > 0) await setImmediate();
+    let after: AdmissionPlace | undefined;
+    for (;;) {
       if (this.closed) return;
-      for (let i = start; i < Math.min(start + RESTORE_SLICE, held.length); i += 1) {
-        // Read again: the job may have been released or cancelled since the list was taken.
-        const job = this.options.jobs.get(held[i]!.id);
-        if (job?.status === 'held' && !this.queue.has(job.id)) this.queue.add(queuedJob(job));
-      }
+      // Each slice reads on from where the last ended: jobs released or cancelled meanwhile are no longer held.
+      const page = this.options.jobs.heldPage(after, RESTORE_SLICE);
+      for (const job of page.jobs) if (!this.queue.has(job.id)) this.queue.add(queuedJob(job));
+      if (page.jobs.length < RESTORE_SLICE) break;
+      after = page.end;
+      await setImmediate();
     }
     this.pump();
   }

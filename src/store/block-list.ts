@@ -104,6 +104,18 @@ export class BlockList<T> {
     return mapped;
   }
 
+  /** Up to `count` items from `index` on, in order. */
+  slice(index: number, count: number): T[] {
+    const sliced: T[] = [];
+    if (index < 0 || index >= this.size) return sliced;
+    let [block, offset] = this.locate(index);
+    for (; block < this.blocks.length && sliced.length < count; block += 1, offset = 0) {
+      const items = this.blocks[block]!;
+      for (let i = offset; i < items.length && sliced.length < count; i += 1) sliced.push(items[i]!);
+    }
+    return sliced;
+  }
+
   /** The block and the offset in it of `index` (within the list), walking from the nearer end. */
   private locate(index: number): [number, number] {
     if (index < this.size / 2) {

@@ -3,7 +3,7 @@
 import { JOB_STATUSES } from './job-record.js';
 import { BlockList } from './block-list.js';
 import { ShardedMap } from './sharded-map.js';
-import { ACTIVE_JOB_STATUSES, type JobRecord, type JobStatus, type JobStore } from './types.js';
+import { ACTIVE_JOB_STATUSES, type AdmissionPlace, type JobRecord, type JobStatus, type JobStore } from './types.js';
 
 /** A job in the lists; the same object in all of them, its record replaced as the job changes. */
 interface Entry {
@@ -14,6 +14,14 @@ interface Entry {
 
 function compare(a: Entry, b: Entry): number {
   return a.record.admitted_at - b.record.admitted_at || a.order - b.order;
+}
+
+function placeOf(entry: Entry): AdmissionPlace {
+  return { admittedAt: entry.record.admitted_at, order: entry.order };
+}
+
+function isAtOrBefore(entry: Entry, place: AdmissionPlace): boolean {
+  return entry.record.admitted_at < place.admittedAt || (entry.record.admitted_at === place.admittedAt && entry.order <= place.order);
 }
 
 /** Entries sorted oldest admitted first. Adding or removing one costs its distance from the newest end, within a block. */
@@ -46,6 +54,12 @@ class AdmissionOrder {
   /** Every entry's record, oldest first. */
   records(): JobRecord[] {
     return this.items.map((entry) => entry.record);
+  }
+
+  /** Up to `limit` entries just after `place` (undefined: from the oldest), oldest first. */
+  after(place: AdmissionPlace | undefined, limit: number): Entry[] {
+    const start = place ? this.items.firstIndexNot((item) => isAtOrBefore(item, place)) : 0;
+    return this.items.slice(start, limit);
   }
 
   /** The entry `offset` places from the oldest. */
@@ -206,6 +220,13 @@ export class JobIndex {
     return [...merged(lists, 'oldest')].map((entry) => entry.record);
   }
 
+  /** See `JobStore.heldPage`. */
+  heldPage(after: AdmissionPlace | undefined, limit: number): { jobs: JobRecord[]; end: AdmissionPlace | undefined } {
+    const entries = this.everyKey.status('held').after(after, limit);
+    const last = entries[entries.length - 1];
+    return { jobs: entries.map((entry) => entry.record), end: last ? placeOf(last) : after };
+  }
+
   /**
    * Up to `limit` finished jobs that finished before `cutoff` (Unix seconds; a finished job without
    * `finished_at` counts from its admission). Only jobs admitted before the cutoff can qualify, so the
@@ -303,7 +324,7 @@ function* merged(lists: AdmissionOrder[], from: 'newest' | 'oldest'): Generator<
 }
 
 /** The read half of a job store, served from its in-memory index; each store adds its writes. */
-export abstract class IndexedJobReads implements Pick<JobStore, 'get' | 'byUpstreamId' | 'sentTo' | 'producerOf' | 'list' | 'count' | 'active'> {
+export abstract class IndexedJobReads implements Pick<JobStore, 'get' | 'byUpstreamId' | 'sentTo' | 'producerOf' | 'list' | 'count' | 'active' | 'heldPage'> {
   protected readonly index = new JobIndex();
 
   get(id: string): JobRecord | undefined {
@@ -332,5 +353,9 @@ export abstract class IndexedJobReads implements Pick<JobStore, 'get' | 'byUpstr
 
   active(statuses?: readonly JobStatus[]): JobRecord[] {
     return this.index.active(statuses);
+  }
+
+  heldPage(after: AdmissionPlace | undefined, limit: number): { jobs: JobRecord[]; end: AdmissionPlace | undefined } {
+    return this.index.heldPage(after, limit);
   }
 }

@@ -348,6 +348,13 @@ export type JobPatch = Partial<Omit<JobRecord, 'id' | 'key_id' | 'admitted_at'>>
  * The job registry. Reads are synchronous, from memory (every job within the retention is held
  * there; with PostgreSQL, replicated from the database like ownership); writes resolve once durable.
  */
+/** A place in this process's order of admission, as `JobStore.heldPage` hands it back to go on from. */
+export interface AdmissionPlace {
+  readonly admittedAt: number;
+  /** Breaks ties between jobs admitted at the same time. */
+  readonly order: number;
+}
+
 export interface JobStore {
   open(): Promise<void>;
   /** The job with this id (the id its key knows). */
@@ -370,6 +377,12 @@ export interface JobStore {
    * the scheduler and restart). Costs the jobs of those statuses, not the whole registry.
    */
   active(statuses?: readonly JobStatus[]): JobRecord[];
+  /**
+   * Up to `limit` held jobs, oldest admitted first, from just after `after` (a place an earlier page
+   * ended at; undefined: from the oldest), with the place this page ends at. Costs the page, so that a
+   * long held list can be read a slice at a time while jobs come and go.
+   */
+  heldPage(after: AdmissionPlace | undefined, limit: number): { jobs: JobRecord[]; end: AdmissionPlace | undefined };
   /** Adds a job; resolves false (and changes nothing) when a job has that id already. */
   create(job: JobRecord): Promise<boolean>;
   /**

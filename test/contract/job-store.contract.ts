@@ -160,6 +160,30 @@ export function jobStoreContract(name: string, harness: HarnessOrSkip<JobStore>)
       assert.deepEqual(ids((await reopen()).active()), ['h-old', 'q', 'h-new']);
     });
 
+    test('heldPage reads the held jobs a page at a time, oldest first, going on after the last page while jobs change', async () => {
+      const store = await open();
+      for (const [id, age] of [
+        ['h1', 50],
+        ['h2', 40],
+        ['h3', 30],
+        ['h4', 20],
+        ['h5', 10],
+      ] as const)
+        await store.create(job(id, 'alice', age, { status: 'held' }));
+      await store.create(job('q', 'bob', 45, { status: 'queued' }));
+      const first = store.heldPage(undefined, 2);
+      assert.deepEqual(ids(first.jobs), ['h1', 'h2']);
+      await store.update('h3', { status: 'queued', upstream_id: 'comfy-h3', request: null });
+      await store.create(job('h0', 'bob', 60, { status: 'held' }));
+      await store.create(job('h6', 'bob', 5, { status: 'held' }));
+      const second = store.heldPage(first.end, 2);
+      assert.deepEqual(ids(second.jobs), ['h4', 'h5'], 'a job released since is skipped, one admitted before the place is behind it');
+      const third = store.heldPage(second.end, 2);
+      assert.deepEqual(ids(third.jobs), ['h6']);
+      assert.deepEqual(store.heldPage(third.end, 2), { jobs: [], end: third.end });
+      assert.deepEqual(ids(store.heldPage(undefined, 10).jobs), ['h0', 'h1', 'h2', 'h4', 'h5', 'h6']);
+    });
+
     test("a restart keeps every job, a held job's request body included", async () => {
       const store = await open();
       const held = job('held-1', 'alice', 5, { status: 'held', request: heldRequest(), front: true, client_id: 'browser-tab' });

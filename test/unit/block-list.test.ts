@@ -51,6 +51,11 @@ describe('BlockList', () => {
           model,
         );
         for (let index = -1; index <= model.length; index += 1) assert.equal(list.at(index), model[index]);
+        for (let index = -1; index <= model.length; index += 1) {
+          for (const count of [0, 1, blockSize, 2 * blockSize + 1, model.length]) {
+            assert.deepEqual(list.slice(index, count), index < 0 ? [] : model.slice(index, index + count), `slice(${index}, ${count})`);
+          }
+        }
       }),
       { numRuns: 300 },
     );

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { JobIndex } from '../../src/store/job-index.js';
 import { JOB_STATUSES } from '../../src/store/job-record.js';
-import { ACTIVE_JOB_STATUSES, type JobRecord, type JobStatus } from '../../src/store/types.js';
+import { ACTIVE_JOB_STATUSES, type AdmissionPlace, type JobRecord, type JobStatus } from '../../src/store/types.js';
 
 /** A small seeded generator (mulberry32), so a failure replays. */
 function random(seed: number): () => number {
@@ -32,6 +32,8 @@ describe('JobIndex', () => {
       const model = new Map<string, JobRecord>();
       const keys = ['alice', 'bob', 'carol', 'dave'];
       let created = 0;
+      let heldPlace: AdmissionPlace | undefined;
+      let heldPlaceId: string | undefined;
       for (let step = 0; step < 3000; step += 1) {
         const roll = next();
         const ids = [...model.keys()];
@@ -107,6 +109,29 @@ describe('JobIndex', () => {
             `active jobs of ${statuses.join(',')}`,
           );
         }
+        // Read a page at a time, the held list comes out whole; a page taken after changes reads on from where the last ended.
+        const pageSize = 1 + Math.floor(next() * 4);
+        const paged: string[] = [];
+        let page = index.heldPage(undefined, pageSize);
+        for (; page.jobs.length > 0; page = index.heldPage(page.end, pageSize)) paged.push(...page.jobs.map((j) => j.id));
+        assert.deepEqual(
+          paged,
+          index.active(['held']).map((j) => j.id),
+          'held jobs a page at a time',
+        );
+        // A place kept from the last check, with 50 steps of changes since: the page reads on after it. A
+        // job renamed since (the only way to share an admission time) is indexed anew, after the place.
+        const heldAfterPlace = newestFirst(model.values(), undefined, ['held'])
+          .reverse()
+          .filter((j) => heldPlace === undefined || j.admitted_at > heldPlace.admittedAt || (j.admitted_at === heldPlace.admittedAt && j.id !== heldPlaceId));
+        const onward = index.heldPage(heldPlace, pageSize);
+        assert.deepEqual(
+          onward.jobs.map((j) => j.id),
+          heldAfterPlace.slice(0, pageSize).map((j) => j.id),
+          `held jobs after ${heldPlace?.admittedAt}`,
+        );
+        heldPlace = onward.jobs.length > 0 ? onward.end : undefined;
+        heldPlaceId = onward.jobs[onward.jobs.length - 1]?.id;
         const cutoff = 1000 + next() * 1500;
         const expired = [...model.values()].filter((j) => !ACTIVE_JOB_STATUSES.includes(j.status) && j.finished_at! < cutoff).map((j) => j.id);
         assert.deepEqual(index.expired(cutoff, 1_000_000).sort(), expired.sort());

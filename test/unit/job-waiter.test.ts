@@ -22,6 +22,7 @@ function mapStore(jobs: Map<string, JobRecord>): JobStore {
     list: unused,
     count: unused,
     active: unused,
+    heldPage: unused,
     create: async (created) => {
       if (jobs.has(created.id)) return false;
       jobs.set(created.id, created);

@@ -71,13 +71,18 @@ describe('JobScheduler slots', () => {
       const queuedAtOnce = ids.filter((id) => restoring.position(id) !== undefined).length;
       assert.ok(queuedAtOnce > 0 && queuedAtOnce < ids.length, `a first slice is queued at once, the rest later (${queuedAtOnce} at once)`);
       restoring.hold(jobRecord('admitted-meanwhile', { status: 'held', backend: '', upstream_id: null, admitted_at: 10_000 }));
+      // Cancelled after the first slice was read: a later slice no longer finds it held.
+      const cancelled = ids[ids.length - 2]!;
+      await jobs.update(cancelled, { status: 'cancelled', finished_at: 2 }, { ifStatus: 'held' });
       await restored;
+      const stillHeld = ids.filter((id) => id !== cancelled);
       assert.deepEqual(
-        ids.map((id) => restoring.position(id)),
-        ids.map((_, i) => i),
+        stillHeld.map((id) => restoring.position(id)),
+        stillHeld.map((_, i) => i),
         'every held job queued once, in the order they were admitted',
       );
-      assert.equal(restoring.position('admitted-meanwhile'), ids.length, 'a job admitted while the restore ran goes after the older ones');
+      assert.equal(restoring.position(cancelled), undefined, 'a job cancelled during the restore is not queued');
+      assert.equal(restoring.position('admitted-meanwhile'), stillHeld.length, 'a job admitted while the restore ran goes after the older ones');
     } finally {
       restoring.close();
     }
