@@ -42,7 +42,7 @@ describe('ShardedMap', () => {
         fc.array(operation(fc.string({ maxLength: 6 })), { maxLength: 200 }),
         fc.array(fc.string({ maxLength: 6 }), { maxLength: 20 }),
         (operations, probes) => {
-          // Spread over the shards after 8 entries, as a big map is after 16,384.
+          // Spread over the shards after 8 entries, as a big map is after 2,048.
           checkAgainstMap(new ShardedMap<number>(), operations, probes);
           checkAgainstMap(new ShardedMap<number>({ splitAt: 8 }), operations, probes);
         },
@@ -59,13 +59,13 @@ describe('ShardedMap', () => {
     assert.equal(sharded.get('prompt-123456'), 123456);
   });
 
-  test('a small map is one Map; it spreads over the shards at 16,384 entries and stays spread', () => {
+  test('a small map is one Map; it spreads over the shards at 2,048 entries and stays spread', () => {
     const sharded = new ShardedMap<number>();
-    for (let i = 0; i < 16_383; i += 1) sharded.set(`job-${i}`, i);
+    for (let i = 0; i < 2_047; i += 1) sharded.set(`job-${i}`, i);
     assert.equal(mapsOf(sharded).length, 1);
-    sharded.set('job-16383', 16_383);
+    sharded.set('job-2047', 2_047);
     assert.equal(mapsOf(sharded).length, 64);
-    for (let i = 0; i < 16_384; i += 1) sharded.delete(`job-${i}`);
+    for (let i = 0; i < 2_048; i += 1) sharded.delete(`job-${i}`);
     assert.equal(mapsOf(sharded).length, 64);
     assert.equal(sharded.size, 0);
   });
