@@ -49,6 +49,9 @@ export class FileOwnershipStore implements OwnershipStore {
       journalPath: join(options.directory, 'ownership.journal'),
       lockPath: join(options.directory, '.ownership.lock'),
       writers: 'this-process',
+      // A claim is written once or twice (a prompt's again once its outputs are recorded): with a journal up
+      // to the snapshot's size, a growing table is rewritten about twice its size in all, five times at a quarter.
+      journalShare: 1,
       ...(options.onWrite ? { onWrite: options.onWrite } : {}),
       parse: parseRecord,
       onChange: (recordId, before, after) => {
