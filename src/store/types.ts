@@ -344,10 +344,6 @@ export interface JobWebhook {
 /** The fields of a job that change after it is created. */
 export type JobPatch = Partial<Omit<JobRecord, 'id' | 'key_id' | 'admitted_at'>>;
 
-/**
- * The job registry. Reads are synchronous, from memory (every job within the retention is held
- * there; with PostgreSQL, replicated from the database like ownership); writes resolve once durable.
- */
 /** A place in this process's order of admission, as `JobStore.heldPage` hands it back to go on from. */
 export interface AdmissionPlace {
   readonly admittedAt: number;
@@ -355,6 +351,10 @@ export interface AdmissionPlace {
   readonly order: number;
 }
 
+/**
+ * The job registry. Reads are synchronous, from memory (every job within the retention is held
+ * there; with PostgreSQL, replicated from the database like ownership); writes resolve once durable.
+ */
 export interface JobStore {
   open(): Promise<void>;
   /** The job with this id (the id its key knows). */
