@@ -1,11 +1,13 @@
 // Unit tests of FileUsageStore: daily totals, durability, compaction and its crash points, retention, the reference's api_usage.json.
 
 import assert from 'node:assert/strict';
-import { appendFile, mkdtemp, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, mock, test } from 'node:test';
+import fc from 'fast-check';
 import { FileUsageStore, type FileUsageStoreOptions } from '../../src/store/file/file-usage-store.js';
+import { loadUsageFile, recordLines } from '../../src/store/file/usage-file.js';
 import { StoreCorruptError, type DailyTotals, type UsageRecord } from '../../src/store/types.js';
 
 const DAY = 86_400;
@@ -343,6 +345,76 @@ describe('FileUsageStore', () => {
     await stricter.compact();
     assert.deepEqual((await readUsageFile()).records, [recent, usage('a', now)]);
     assert.equal(totalRequests(stricter, 'a'), 3);
+  });
+
+  test("compaction drops the file's leading expired records; an expired one after a kept one waits for those before it", async () => {
+    // Records are in the order their requests ended, and a merge copies the file from its first kept
+    // record on as bytes: a model of that over random files, ages half a day away from the 30-day limit.
+    const ages = fc.array(fc.integer({ min: 0, max: 60 }), { minLength: 1, maxLength: 12 });
+    await fc.assert(
+      fc.asyncProperty(ages, ages, async (fileAges, journalAges) => {
+        await closeAll();
+        await rm(dir, { recursive: true, force: true });
+        await mkdir(dir);
+        const now = Date.now() / 1000;
+        const recordOf = (age: number, index: number): UsageRecord => usage(`key-${index % 3}`, now - (age + 0.5) * DAY);
+        const inFile = fileAges.map(recordOf);
+        const keeping = await openStore({ retentionDays: 100_000 });
+        await keeping.ensureCreated();
+        for (const r of inFile) keeping.record(r);
+        await keeping.compact();
+        const stricter = await reopen({ retentionDays: 30 });
+        const inJournal = journalAges.map((age, index) => recordOf(age, index + 1));
+        for (const r of inJournal) stricter.record(r);
+        await stricter.compact();
+        const firstKept = inFile.findIndex((r) => r.timestamp >= now - 30 * DAY);
+        const expected = [...(firstKept < 0 ? [] : inFile.slice(firstKept)), ...inJournal.filter((r) => r.timestamp >= now - 30 * DAY)];
+        assert.deepEqual((await readUsageFile()).records, expected);
+        const reopened = await reopen({ retentionDays: 30 });
+        assert.equal(totalRequests(reopened, 'key-0') + totalRequests(reopened, 'key-1') + totalRequests(reopened, 'key-2'), inFile.length + inJournal.length);
+      }),
+      { numRuns: 25 },
+    );
+  });
+
+  test('compaction copies the kept records of the file byte for byte, over several reads', async () => {
+    const store = await openStore();
+    // About 2.3 MB of records: the copy takes three reads.
+    for (let i = 0; i < 16_000; i += 1) store.record(usage(`key-${i % 7}`, MAY_1 + i, i % 5 === 0 ? 500 : 200, i / 1000));
+    await store.compact();
+    const before = await readFile(usagePath, 'utf8');
+    const records = before.slice(before.indexOf('"records": [\n') + '"records": [\n'.length, before.lastIndexOf('\n]}'));
+    store.record(usage('key-0', MAY_1 + 20_000));
+    await store.compact();
+    const after = await readFile(usagePath, 'utf8');
+    assert.ok(after.includes(`"records": [\n${records},\n${JSON.stringify(usage('key-0', MAY_1 + 20_000))}\n]}\n`));
+    assert.equal((await readUsageFile()).records.length, 16_001);
+  });
+
+  test('a file saved with CRLF line ends, or with a header longer than a read, is compacted and read again', async () => {
+    const now = Date.now() / 1000;
+    const store = await openStore({ retentionDays: 30 });
+    const [old, recent] = [usage('a', now - 40 * DAY), usage('b', now - DAY)];
+    // Totals of 40,000 keys: a header line of over 1 MiB.
+    for (let i = 0; i < 40_000; i += 1) store.recordRateLimited(`key-${i}`, MAY_1);
+    store.record(old);
+    store.record(recent);
+    await store.compact();
+    await closeAll();
+    const text = await readFile(usagePath, 'utf8');
+    assert.ok(text.indexOf('\n') > 1 << 20, 'the header line is longer than a read');
+    await writeFile(usagePath, text.replaceAll('\n', '\r\n'));
+    const reopened = await openStore({ retentionDays: 30 });
+    reopened.record(usage('a', now));
+    await reopened.compact();
+    assert.deepEqual((await readUsageFile()).records, [recent, usage('a', now)]);
+    assert.equal(totalRequests(await reopen({ retentionDays: 30 }), 'a'), 2);
+    const lines: string[] = [];
+    for await (const batch of recordLines(usagePath, await loadUsageFile(usagePath))) lines.push(...batch);
+    assert.deepEqual(
+      lines.map((line) => JSON.parse(line) as UsageRecord),
+      [recent, usage('a', now)],
+    );
   });
 
   test('a usage file in the reference format loads, with the right totals, and survives compaction', async () => {

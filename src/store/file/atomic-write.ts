@@ -5,8 +5,8 @@ import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { openNoFollow } from './no-follow.js';
 
-/** The text to write, whole or as chunks produced one at a time (so a large file never sits whole in memory). */
-export type FileContent = string | AsyncIterable<string> | Iterable<string>;
+/** The text to write, whole or as chunks (text or bytes) produced one at a time (so a large file never sits whole in memory). */
+export type FileContent = string | AsyncIterable<string | Buffer> | Iterable<string | Buffer>;
 
 /**
  * Writes `content` to `path` so that a reader (or a crash) sees either the old file or the new one,

@@ -134,11 +134,12 @@ export class OpenJournal {
 
 /**
  * The file's lines, a batch at a time (see lineBatchesNoFollow); empty lines kept, so that line numbers
- * count as in the file. For a journal or usage file, whose lines are far shorter than a read.
+ * count as in the file. For a journal or usage file, whose lines are far shorter than a read. Reading
+ * starts at byte `from`, the start of a line.
  * @throws StoreCorruptError for a line longer than `MAX_LINE_BYTES`.
  */
-export async function* lineBatchesOf(path: string): AsyncGenerator<string[]> {
-  for await (const lines of lineBatchesNoFollow(path)) {
+export async function* lineBatchesOf(path: string, from = 0): AsyncGenerator<string[]> {
+  for await (const lines of lineBatchesNoFollow(path, from)) {
     if (lines === null) throw new StoreCorruptError(path, `a line is longer than ${MAX_LINE_BYTES} bytes`);
     yield lines;
   }

@@ -47,15 +47,16 @@ const DECODE_BYTES = 1 << 16;
  * decoded a small piece at a time (UTF-8 never has a newline byte inside a character), and each piece's
  * whole lines come as one array, so a large file is never in memory whole and each piece dies young
  * rather than piling up for the old generation's collector. Yields null, and stops, at a line longer
- * than `MAX_LINE_BYTES`. @throws the file-system error; ELOOP for a symbolic link.
+ * than `MAX_LINE_BYTES`. Reading starts at byte `from`, which must be the start of a line.
+ * @throws the file-system error; ELOOP for a symbolic link.
  */
-export async function* lineBatchesNoFollow(path: string): AsyncGenerator<string[] | null> {
+export async function* lineBatchesNoFollow(path: string, from = 0): AsyncGenerator<string[] | null> {
   const handle = await openNoFollow(path, 'read');
   try {
     const buffer = Buffer.allocUnsafe(MAX_LINE_BYTES);
     /** Bytes of an unfinished line, moved to the start of the buffer. */
     let kept = 0;
-    let position = 0;
+    let position = from;
     for (;;) {
       const { bytesRead } = await handle.read(buffer, kept, MAX_LINE_BYTES - kept, position);
       position += bytesRead;

@@ -13,7 +13,8 @@
 import { StoreCorruptError, type DailyTotals, type UsageRecord } from '../types.js';
 import { utcDay } from '../../usage/day.js';
 import { lineBatchesOf } from './journal.js';
-import { openNoFollow, readTextNoFollow } from './no-follow.js';
+import type { FileHandle } from 'node:fs/promises';
+import { MAX_LINE_BYTES, openNoFollow, readTextNoFollow } from './no-follow.js';
 
 const HEADER_PREFIX = '{"comfy_gate": ';
 const RECORDS_LINE = '"records": [';
@@ -101,7 +102,8 @@ export interface LoadedUsageFile {
  * @throws StoreCorruptError when the file cannot be read.
  */
 export async function loadUsageFile(path: string): Promise<LoadedUsageFile | null> {
-  const firstLine = await readFirstLine(path);
+  // A file saved with CRLF line ends keeps a carriage return at the end of the header line.
+  const firstLine = (await readFirstLine(path))?.replace(/\r$/, '') ?? null;
   if (firstLine === null) return null;
   if (firstLine.startsWith(HEADER_PREFIX) && firstLine.endsWith(',')) {
     try {
@@ -197,15 +199,33 @@ export function bucketToTotals(bucket: DayBucket): DailyTotals {
   };
 }
 
-/** The text of a usage file: header line, then the records (given a batch of lines at a time), one per line. */
-export async function* usageFileLines(header: UsageHeader, records: AsyncIterable<string[]>): AsyncGenerator<string> {
+/**
+ * A piece of the records a usage file is written with: a batch of record lines, or a piece of a run of
+ * record lines copied from the old file byte for byte (the pieces of one run come one after another,
+ * the run's own separators inside them).
+ */
+export type RecordChunk = string[] | Buffer;
+
+/** The text of a usage file: header line, then the records (a chunk at a time), one per line. */
+export async function* usageFileLines(header: UsageHeader, records: AsyncIterable<RecordChunk>): AsyncGenerator<string | Buffer> {
   yield `${HEADER_PREFIX}${JSON.stringify(header)},\n${RECORDS_LINE}`;
   let first = true;
+  let copying = false;
   let batch = '';
-  for await (const lines of records) {
-    if (lines.length === 0) continue;
-    batch += (first ? '\n' : ',\n') + lines.join(',\n');
+  for await (const chunk of records) {
+    if (Buffer.isBuffer(chunk)) {
+      if (!copying) batch += first ? '\n' : ',\n';
+      if (batch.length > 0) yield batch;
+      batch = '';
+      yield chunk;
+      first = false;
+      copying = true;
+      continue;
+    }
+    if (chunk.length === 0) continue;
+    batch += (first ? '\n' : ',\n') + chunk.join(',\n');
     first = false;
+    copying = false;
     if (batch.length > 1 << 16) {
       yield batch;
       batch = '';
@@ -214,35 +234,53 @@ export async function* usageFileLines(header: UsageHeader, records: AsyncIterabl
   yield `${batch}\n]}\n`;
 }
 
+/** A record line's start time, found without parsing the line. */
+const RECORD_TIMESTAMP = /"timestamp":(-?[0-9.eE+-]+)/;
+/** How much of the old file a merge reads at a time. */
+const COPY_BYTES = 1 << 20;
+
 /** Records of a file in the reference's layout turned into lines at a time. */
 const LEGACY_BATCH = 1000;
 
+/** A reference file's records with a timestamp at or after `oldestKept`, as lines, a batch at a time. */
+function* legacyRecordBatches(loaded: LoadedUsageFile & { legacyRecords: UsageRecord[] }, oldestKept: number): Generator<string[]> {
+  const kept = loaded.legacyRecords.filter((record) => record.timestamp >= oldestKept);
+  for (let at = 0; at < kept.length; at += LEGACY_BATCH) yield kept.slice(at, at + LEGACY_BATCH).map((record) => JSON.stringify(record));
+}
+
 /**
- * The records of an existing usage file as JSON lines, a batch at a time, dropping those older than
- * `oldestKept`. Reads a comfy-gate file a block at a time, each line's timestamp found without parsing
- * it; a reference file's records come from memory.
- * @throws StoreCorruptError for a record line without a timestamp.
+ * Every record of an existing usage file as a JSON line, a batch at a time: a comfy-gate file read a
+ * block at a time from its first record line (its header line may be of any length), a reference
+ * file's records from memory.
+ * @throws StoreCorruptError for a comfy-gate file whose records list is not closed, or a record line longer than MAX_LINE_BYTES.
  */
-export async function* existingRecordBatches(path: string, loaded: LoadedUsageFile | null, oldestKept: number): AsyncGenerator<string[]> {
+export async function* recordLines(path: string, loaded: LoadedUsageFile | null): AsyncGenerator<string[]> {
   if (!loaded) return;
-  if (loaded.legacyRecords) {
-    const kept = loaded.legacyRecords.filter((record) => record.timestamp >= oldestKept);
-    for (let at = 0; at < kept.length; at += LEGACY_BATCH) yield kept.slice(at, at + LEGACY_BATCH).map((record) => JSON.stringify(record));
+  if (hasLegacyRecords(loaded)) {
+    yield* legacyRecordBatches(loaded, -Infinity);
     return;
   }
-  let lineNumber = 0;
-  for await (const lines of lineBatchesOf(path)) {
-    const kept: string[] = [];
-    for (const raw of lines) {
-      lineNumber += 1;
-      if (lineNumber <= 2) continue;
-      const line = recordOfLine(raw);
-      if (line.length === 0 || line === ']}') continue;
-      const match = /"timestamp":(-?[0-9.eE+-]+)/.exec(line);
-      if (!match) throw new StoreCorruptError(path, `record on line ${lineNumber} has no timestamp`);
-      if (Number(match[1]) >= oldestKept) kept.push(line);
-    }
-    if (kept.length > 0) yield kept;
+  const { start, end } = await withHandle(path, async (handle) => {
+    const end = await recordsEnd(handle, path);
+    return { start: await firstKeptRecord(handle, path, end, -Infinity), end };
+  });
+  if (start >= end) return;
+  for await (const lines of lineBatchesOf(path, start)) {
+    const records = lines.map(recordOfLine).filter((line) => line.length > 0 && line !== ']}');
+    if (records.length > 0) yield records;
+  }
+}
+
+function hasLegacyRecords(loaded: LoadedUsageFile): loaded is LoadedUsageFile & { legacyRecords: UsageRecord[] } {
+  return loaded.legacyRecords !== null;
+}
+
+async function withHandle<T>(path: string, use: (handle: FileHandle) => Promise<T>): Promise<T> {
+  const handle = await openNoFollow(path, 'read');
+  try {
+    return await use(handle);
+  } finally {
+    await handle.close();
   }
 }
 
@@ -252,6 +290,91 @@ function recordOfLine(raw: string): string {
   if (raw.charCodeAt(end - 1) === 13) end -= 1;
   if (raw.charCodeAt(end - 1) === 44) end -= 1;
   return end === raw.length ? raw : raw.slice(0, end);
+}
+
+/**
+ * The records of an existing usage file that a merge keeps, a chunk at a time. In comfy-gate's layout,
+ * the records at the start of the file older than `oldestKept` are skipped (each line's timestamp found
+ * without parsing it), and the bytes from the first record kept to the last record are copied as they
+ * are, never decoded or split into lines: a record is copied at every merge for as long as it is kept,
+ * so this is most of what a merge reads and writes. Records are in the order their requests ended, so
+ * a record older than `oldestKept` after a kept one (a long request that started before a short one
+ * ended) stays until the records before it are dropped, at most its duration (plus a flush) longer
+ * than the retention. A reference file's records come from memory, filtered one by one.
+ * @throws StoreCorruptError for a skipped record line without a timestamp, or a file that does not end its records list.
+ */
+export async function* keptRecordChunks(path: string, loaded: LoadedUsageFile | null, oldestKept: number): AsyncGenerator<RecordChunk> {
+  if (!loaded) return;
+  if (hasLegacyRecords(loaded)) {
+    yield* legacyRecordBatches(loaded, oldestKept);
+    return;
+  }
+  const handle = await openNoFollow(path, 'read');
+  try {
+    const end = await recordsEnd(handle, path);
+    let position = await firstKeptRecord(handle, path, end, oldestKept);
+    while (position < end) {
+      const chunk = Buffer.allocUnsafe(Math.min(COPY_BYTES, end - position));
+      const { bytesRead } = await handle.read(chunk, 0, chunk.length, position);
+      if (bytesRead === 0) throw new StoreCorruptError(path, 'it became shorter while it was read');
+      position += bytesRead;
+      yield chunk.subarray(0, bytesRead);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Where the last record of a comfy-gate usage file ends: before the whitespace and `]}` that close the list. */
+async function recordsEnd(handle: FileHandle, path: string): Promise<number> {
+  const size = (await handle.stat()).size;
+  const tail = Buffer.alloc(Math.min(size, 4096));
+  await handle.read(tail, 0, tail.length, size - tail.length);
+  let at = tail.lastIndexOf(']}');
+  if (at < 0) throw new StoreCorruptError(path, 'its records list is not closed with ]}');
+  while (at > 0 && isJsonSpace(tail[at - 1]!)) at -= 1;
+  return size - tail.length + at;
+}
+
+function isJsonSpace(byte: number): boolean {
+  return byte === 10 || byte === 13 || byte === 32 || byte === 9;
+}
+
+/**
+ * The offset of the first record line (after the header line and the records line) whose timestamp is
+ * at or after `oldestKept`; `end` when none before it is. The header line may be of any length.
+ */
+async function firstKeptRecord(handle: FileHandle, path: string, end: number, oldestKept: number): Promise<number> {
+  const buffer = Buffer.allocUnsafe(MAX_LINE_BYTES);
+  let position = 0;
+  let lineNumber = 1;
+  for (;;) {
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+    const atEnd = bytesRead < buffer.length;
+    let from = 0;
+    while (from < bytesRead) {
+      if (position + from >= end) return end;
+      let lineEnd = buffer.indexOf(10, from);
+      if (lineEnd < 0 || lineEnd >= bytesRead) {
+        if (!atEnd) break;
+        lineEnd = bytesRead;
+      }
+      if (lineNumber > 2) {
+        const line = buffer.toString('latin1', from, lineEnd);
+        if (line.trim().length > 0) {
+          const match = RECORD_TIMESTAMP.exec(line);
+          if (!match) throw new StoreCorruptError(path, `record on line ${lineNumber} has no timestamp`);
+          if (Number(match[1]) >= oldestKept) return position + from;
+        }
+      }
+      lineNumber += 1;
+      from = lineEnd + 1;
+    }
+    if (atEnd) return end;
+    // A line longer than the buffer: only the header line may be, and it is skipped a buffer at a time.
+    if (from === 0 && lineNumber > 2) throw new StoreCorruptError(path, `line ${lineNumber} is longer than ${MAX_LINE_BYTES} bytes`);
+    position += from === 0 ? bytesRead : from;
+  }
 }
 
 /** How far out of end order records can be appended (a batch waits for its flush), in seconds. */
@@ -289,11 +412,12 @@ export async function recentRecordTimes(path: string, since: number): Promise<Re
         .split('\n')
         .reverse();
       for (const raw of lines) {
-        if (raw.length === 0 || raw === ']}') continue;
-        if (raw.startsWith(HEADER_PREFIX) || raw === RECORDS_LINE) return inFileOrder(recent);
+        const line = recordOfLine(raw);
+        if (line.length === 0 || line === ']}') continue;
+        if (line.startsWith(HEADER_PREFIX) || line === RECORDS_LINE) return inFileOrder(recent);
         let record: unknown;
         try {
-          record = JSON.parse(raw.endsWith(',') ? raw.slice(0, -1) : raw);
+          record = JSON.parse(line);
         } catch {
           throw new StoreCorruptError(path, 'a record near its end is not JSON');
         }

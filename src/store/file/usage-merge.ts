@@ -9,12 +9,13 @@ import {
   addToHourly,
   addToTotals,
   emptyHeader,
-  existingRecordBatches,
   HOURLY_KEPT_SECONDS,
   isCountedEntry,
   isUsageRecord,
+  keptRecordChunks,
   loadUsageFile,
   pruneHourly,
+  type RecordChunk,
   usageFileLines,
   type UsageHeader,
   type UsageJournalEntry,
@@ -81,8 +82,8 @@ export async function mergeUsageJournal({ usagePath, asidePath, retentionDays, n
       yield kept;
     }
   }
-  async function* records(): AsyncGenerator<string[]> {
-    yield* existingRecordBatches(usagePath, loaded, oldestKept);
+  async function* records(): AsyncGenerator<RecordChunk> {
+    yield* keptRecordChunks(usagePath, loaded, oldestKept);
     yield* keptJournalLines();
   }
   await writeFileAtomic(usagePath, usageFileLines(header, records()));

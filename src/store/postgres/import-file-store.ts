@@ -7,11 +7,11 @@ import { FileWorkflowStore } from '../file/file-workflow-store.js';
 import { readJournal } from '../file/journal.js';
 import { nextJournalPathOf, patchedValue } from '../file/journaled-table.js';
 import {
-  existingRecordBatches,
   HOURLY_KEPT_SECONDS,
   isCountedEntry,
   isUsageRecord,
   loadUsageFile,
+  recordLines,
   addToTotals,
   type DayBucket,
   type TotalsByKey,
@@ -148,7 +148,7 @@ async function importKeys(directory: string, database: PostgresDatabase): Promis
 async function* usageRecords(directory: string): AsyncGenerator<UsageRecord> {
   const mainPath = join(directory, 'api_usage.json');
   const loaded = await loadUsageFile(mainPath);
-  for await (const lines of existingRecordBatches(mainPath, loaded, -Infinity)) {
+  for await (const lines of recordLines(mainPath, loaded)) {
     for (const line of lines) {
       const record = JSON.parse(line) as unknown;
       if (isUsageRecord(record)) yield record;
