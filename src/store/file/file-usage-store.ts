@@ -9,7 +9,7 @@ import { removeLeftoverTemporaries, syncDirectory, writeFileAtomic } from './ato
 import { dropPartialTail, readJournal, type JournalChunk } from './journal.js';
 import { openNoFollow } from './no-follow.js';
 import { oneAtATime } from './one-at-a-time.js';
-import { mergeUsageJournal, mergeUsageJournalInWorker } from './usage-merge.js';
+import { mergeUsageJournal, UsageMergeThread } from './usage-merge.js';
 import {
   emptyHeader,
   isCountedEntry,
@@ -65,6 +65,7 @@ export class FileUsageStore extends UsageReports implements UsageStore {
   /** Every operation on the journal file runs through this, one at a time. */
   private readonly serially = oneAtATime();
   private compacting: Promise<void> | null = null;
+  private readonly mergeThread = new UsageMergeThread();
   private writeError: Error | null = null;
   private timers: NodeJS.Timeout[] = [];
 
@@ -191,6 +192,7 @@ export class FileUsageStore extends UsageReports implements UsageStore {
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
     await this.compacting?.catch(() => undefined);
+    this.mergeThread.stop();
     await this.flush();
     await this.journal?.close();
     this.journal = null;
@@ -253,16 +255,15 @@ export class FileUsageStore extends UsageReports implements UsageStore {
     return this.compacting;
   }
 
-  /** Merges the journal set aside into a new `api_usage.json`, then deletes it. */
   /**
    * Merges the journal set aside into a new `api_usage.json`, then deletes it: in a worker thread while
-   * serving (the merge reads and writes every record), in this one at start-up, where a broken file
+   * serving (the merge reads and writes every record; the thread is kept for the next merge), in this one at start-up, where a broken file
    * must stop the start with its own error.
    */
   private async mergeAside(options: { inWorker: boolean }): Promise<void> {
     if (!(await stat(this.compactingPath).catch(() => null))) return;
     const merge = { usagePath: this.usagePath, asidePath: this.compactingPath, retentionDays: this.retentionDays, now: Date.now() / 1000 };
-    await (options.inWorker ? mergeUsageJournalInWorker(merge) : mergeUsageJournal(merge));
+    await (options.inWorker ? this.mergeThread.merge(merge) : mergeUsageJournal(merge));
   }
 
   private replay(entries: unknown[], recent: Record<string, number[]>): void {

@@ -1,8 +1,8 @@
-// Worker thread of a usage compaction: merges the journal set aside into a new api_usage.json at the lowest CPU priority, and reports back.
+// Worker thread of usage compactions: merges each journal set aside it is sent into a new api_usage.json at the lowest CPU priority, and reports back.
 
 import { readlinkSync } from 'node:fs';
 import { setPriority, constants } from 'node:os';
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { mergeUsageJournal, type UsageMerge } from './usage-merge.js';
 
 /**
@@ -18,7 +18,9 @@ function yieldCpuToRequests(): void {
 }
 
 yieldCpuToRequests();
-mergeUsageJournal(workerData as UsageMerge).then(
-  () => parentPort!.postMessage(null),
-  (error: NodeJS.ErrnoException) => parentPort!.postMessage({ message: error.message, ...(error.code ? { code: error.code } : {}) }),
-);
+parentPort!.on('message', (merge: UsageMerge) => {
+  mergeUsageJournal(merge).then(
+    () => parentPort!.postMessage(null),
+    (error: NodeJS.ErrnoException) => parentPort!.postMessage({ message: error.message, ...(error.code ? { code: error.code } : {}) }),
+  );
+});

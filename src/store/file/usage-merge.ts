@@ -91,15 +91,61 @@ export async function mergeUsageJournal({ usagePath, asidePath, retentionDays, n
   await syncDirectory(dirname(asidePath));
 }
 
-/** `mergeUsageJournal` in a worker thread. @throws an Error with the worker's message and code. */
-export function mergeUsageJournalInWorker(merge: UsageMerge): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL('./usage-merge-worker.js', import.meta.url), { workerData: merge });
-    worker.once('message', (failure: { message: string; code?: string } | null) => {
-      if (failure) reject(Object.assign(new Error(failure.message), failure.code ? { code: failure.code } : {}));
-      else resolve();
+/** How long the merge thread waits for the next merge before it stops: under load merges come every few seconds, and starting a thread costs about 55 ms of CPU. */
+const MERGE_THREAD_KEPT_MS = 30_000;
+
+/**
+ * Runs `mergeUsageJournal` in a worker thread, one merge at a time. The thread is kept for the next
+ * merge while they come within MERGE_THREAD_KEPT_MS of each other, and stopped after that; it never
+ * keeps the process alive.
+ */
+export class UsageMergeThread {
+  private worker: Worker | null = null;
+  private idleTimer: NodeJS.Timeout | null = null;
+
+  /** The id of the thread kept (Worker.threadId), null while none is. */
+  get threadId(): number | null {
+    return this.worker?.threadId ?? null;
+  }
+
+  /** @throws an Error with the merge's message and code, or the thread's own failure. */
+  merge(merge: UsageMerge): Promise<void> {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    const worker = (this.worker ??= this.start());
+    return new Promise((resolve, reject) => {
+      const settle = (error: Error | null): void => {
+        worker.off('message', onMessage).off('error', onError).off('exit', onExit);
+        if (this.worker === worker) this.idleTimer = setTimeout(() => this.stop(), MERGE_THREAD_KEPT_MS).unref();
+        if (error) reject(error);
+        else resolve();
+      };
+      const onMessage = (failure: { message: string; code?: string } | null): void =>
+        settle(failure ? Object.assign(new Error(failure.message), failure.code ? { code: failure.code } : {}) : null);
+      const onError = (error: Error): void => {
+        this.worker = null;
+        settle(error);
+      };
+      const onExit = (code: number): void => {
+        this.worker = null;
+        settle(new Error(`the usage merge thread stopped (exit code ${code})`));
+      };
+      worker.on('message', onMessage).on('error', onError).on('exit', onExit);
+      worker.postMessage(merge);
     });
-    worker.once('error', reject);
-    worker.once('exit', (code) => reject(new Error(`the usage merge thread stopped (exit code ${code})`)));
-  });
+  }
+
+  /** Stops the thread; call when no merge is under way. */
+  stop(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    void this.worker?.terminate();
+    this.worker = null;
+  }
+
+  private start(): Worker {
+    const worker = new Worker(new URL('./usage-merge-worker.js', import.meta.url));
+    worker.unref();
+    return worker;
+  }
 }
