@@ -124,15 +124,15 @@ test('any other line is written at once, with the access-log lines waiting befor
 });
 
 test('lines left waiting behind a write that outlasts their wait are written soon too', async () => {
-  // The first write (of the first 4 KB) takes 300 ms, as to a slow reader; the rest waits behind it.
+  // The first write (of the first 16 KB) takes 300 ms, as to a slow reader; the rest waits behind it.
   const lines = await linesWrittenWhileUp(
     `const fs = (await import('node:fs')).default;
     const write = fs.write;
     let slowed = false;
     fs.write = (...args) => (slowed ? write(...args) : ((slowed = true), setTimeout(() => write(...args), 300)));
-    for (let i = 0; i < 40; i += 1) logRequest(log, ${REQUEST_LINE});`,
-    40,
+    for (let i = 0; i < 160; i += 1) logRequest(log, ${REQUEST_LINE});`,
+    160,
   );
-  assert.equal(lines.length, 40);
-  assert.equal((JSON.parse(lines.at(-1)!) as { req_id: string }).req_id, '39');
+  assert.equal(lines.length, 160);
+  assert.equal((JSON.parse(lines.at(-1)!) as { req_id: string }).req_id, '159');
 });
