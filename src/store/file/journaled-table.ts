@@ -57,12 +57,20 @@ export interface JournaledTableOptions<T> {
   journalShare?: number;
 }
 
-/** Changes applied in memory and waiting for their group's append (single-writer tables). */
-interface PendingGroup<T> {
+/** A change applied in memory and waiting for its group's append (single-writer tables). */
+interface PendingChange<T> {
   ops: TableOp<T>[];
   /** Each changed id with its record before the change, to undo it if the append fails. */
   before: Array<[string, T | undefined]>;
-  settle(error?: unknown): void;
+  result: unknown;
+  resolve(result: unknown): void;
+  reject(error: unknown): void;
+}
+
+/** A promise that settles once every change of a batch of pending changes is appended or undone, and the function that settles it. */
+interface BatchDone {
+  done: Promise<void>;
+  settle(): void;
 }
 
 const MIN_COMPACT_BYTES = 256 * 1024;
@@ -85,7 +93,9 @@ export class JournaledTable<T> {
   private pollTimer: NodeJS.Timeout | null = null;
   /** Changes and polls of this process run one at a time, so a poll never applies lines older than a change. */
   private readonly inTurn = oneAtATime();
-  private readonly pending: PendingGroup<T>[] = [];
+  private readonly pending: PendingChange<T>[] = [];
+  /** Settles once the changes now in `pending` are appended or undone: one promise for them all, not one per change. */
+  private pendingDone: BatchDone | null = null;
   private committing: Promise<void> | null = null;
   /** Settles once the latest change made so far is appended, or its append failed (single-writer tables). */
   private latestChange: Promise<void> = Promise.resolve();
@@ -215,23 +225,23 @@ export class JournaledTable<T> {
       this.undurable.set(op.id, (this.undurable.get(op.id) ?? 0) + 1);
     }
     const change = new Promise<R>((resolve, reject) => {
-      const settle = (error?: unknown): void => {
-        for (const op of ops) {
-          const left = this.undurable.get(op.id)! - 1;
-          if (left === 0) this.undurable.delete(op.id);
-          else this.undurable.set(op.id, left);
-        }
-        if (error === undefined) resolve(result);
-        else reject(error);
-      };
-      this.pending.push({ ops, before, settle });
-      this.committing ??= this.commitPending();
+      this.pending.push({ ops, before, result, resolve: resolve as (result: unknown) => void, reject });
     });
-    this.latestChange = change.then(
-      () => undefined,
-      () => undefined,
-    );
+    this.pendingDone ??= batchDone();
+    this.latestChange = this.pendingDone.done;
+    this.committing ??= this.commitPending();
     return change;
+  }
+
+  /** Ends a pending change: its ids no longer wait for an append, and its caller gets its result or `error`. */
+  private settle(change: PendingChange<T>, error?: unknown): void {
+    for (const op of change.ops) {
+      const left = this.undurable.get(op.id)! - 1;
+      if (left === 0) this.undurable.delete(op.id);
+      else this.undurable.set(op.id, left);
+    }
+    if (error === undefined) change.resolve(change.result);
+    else change.reject(error);
   }
 
   /** Appends and fsyncs the waiting changes, a group at a time, until none wait. */
@@ -240,6 +250,8 @@ export class JournaledTable<T> {
     await new Promise((resolve) => setImmediate(resolve));
     while (this.pending.length > 0) {
       const group = this.pending.splice(0);
+      const groupDone = this.pendingDone;
+      this.pendingDone = null;
       const ops = group.flatMap((change) => change.ops);
       try {
         await this.inFileTurn(async () => {
@@ -251,13 +263,14 @@ export class JournaledTable<T> {
             throw error;
           }
         });
-        for (const change of group) change.settle();
+        for (const change of group) this.settle(change);
         if (!this.compaction && this.isDueForCompaction()) this.compactBesideAppends();
       } catch (error) {
         this.failedAppends += 1;
         for (const change of [...group].reverse()) for (const [id, record] of [...change.before].reverse()) this.restore(id, record);
-        for (const change of group) change.settle(error ?? new Error('append failed'));
+        for (const change of group) this.settle(change, error ?? new Error('append failed'));
       }
+      groupDone?.settle();
     }
     this.committing = null;
   }
@@ -496,4 +509,10 @@ function parseSnapshot(path: string, text: string): Record<string, unknown> {
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new StoreCorruptError(path, 'it is not a JSON object keyed by id');
   return parsed as Record<string, unknown>;
+}
+
+function batchDone(): BatchDone {
+  let settle!: () => void;
+  const done = new Promise<void>((resolve) => (settle = resolve));
+  return { done, settle };
 }
