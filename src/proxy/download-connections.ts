@@ -7,16 +7,27 @@ import { BufferPool } from './buffer-pool.js';
 const READ_BYTES = 256 * 1024;
 /** Read buffers kept for later reads once the client's socket has sent them (8 MiB). */
 const KEPT_BUFFERS = 32;
+/**
+ * Bytes of one read of a large answer (see LARGE_ANSWER_BYTES): a quarter of the reads and writes per
+ * byte. Not for every answer: a small file read into a buffer this large wastes most of it, and many
+ * at once outgrow the kept buffers.
+ */
+const LARGE_READ_BYTES = 1024 * 1024;
+/** Large read buffers kept (8 MiB). */
+const KEPT_LARGE_BUFFERS = 8;
+/** An answer whose body is at least this long is read in LARGE_READ_BYTES after its first read. */
+export const LARGE_ANSWER_BYTES = 4 * 1024 * 1024;
 /** Connections kept open per ComfyUI between downloads. */
 const KEPT_CONNECTIONS = 16;
 /** How long a connection is kept without a download: well under the keep-alive of aiohttp (75 s) and of Node.js servers (5 s). */
 const KEPT_FOR_MS = 2000;
 
 const readBuffers = new BufferPool(READ_BYTES, KEPT_BUFFERS);
+const largeReadBuffers = new BufferPool(LARGE_READ_BYTES, KEPT_LARGE_BUFFERS);
 
 /** Returns a read buffer once nothing uses its bytes any more. */
 export function giveBack(buffer: Buffer): void {
-  readBuffers.giveBack(buffer);
+  (buffer.buffer.byteLength === LARGE_READ_BYTES ? largeReadBuffers : readBuffers).giveBack(buffer);
 }
 
 /** The download a connection carries: it gets each read, and hears when the connection fails. */
@@ -33,9 +44,15 @@ export class DownloadConnection {
   user: ConnectionUser | null = null;
   /** Whether it carried an answer before: a kept connection may have been closed by ComfyUI meanwhile. */
   kept = false;
+  /** Whether its reads take large buffers: set by its user while a large answer is read (LARGE_ANSWER_BYTES). */
+  largeReads = false;
 
   constructor(host: string, port: number, onClosed: (connection: DownloadConnection) => void) {
-    this.socket = connect({ host, port, onread: { buffer: () => readBuffers.take(), callback: (bytes, buffer) => this.onRead(bytes, buffer as Buffer) } });
+    const onread = {
+      buffer: () => (this.largeReads ? largeReadBuffers : readBuffers).take(),
+      callback: (bytes: number, buffer: Uint8Array) => this.onRead(bytes, buffer as Buffer),
+    };
+    this.socket = connect({ host, port, onread });
     this.socket.setNoDelay(true);
     this.socket.on('timeout', () => this.fail(new Error('ComfyUI went silent'), true));
     this.socket.on('error', (error) => this.fail(error, false));
@@ -92,6 +109,7 @@ export class DownloadConnections {
   /** Keeps a connection whose answer was read whole for the next download, while fewer than KEPT_CONNECTIONS are kept. */
   keep(connection: DownloadConnection): void {
     connection.user = null;
+    connection.largeReads = false;
     if (this.idle.length >= KEPT_CONNECTIONS) return connection.close();
     connection.kept = true;
     connection.socket.setTimeout(KEPT_FOR_MS);

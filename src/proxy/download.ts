@@ -2,7 +2,7 @@
 
 import type { ServerResponse } from 'node:http';
 import { upstreamTimeout, upstreamUnavailable, type GatewayError } from '../errors.js';
-import { giveBack, type ConnectionUser, type DownloadConnection, type DownloadConnections } from './download-connections.js';
+import { giveBack, LARGE_ANSWER_BYTES, type ConnectionUser, type DownloadConnection, type DownloadConnections } from './download-connections.js';
 import { downstreamResponseHeaders } from './headers.js';
 import { couldStartResponseHead, MAX_HEAD_BYTES, parseResponseHead } from './http1-head.js';
 
@@ -106,6 +106,7 @@ class Download implements ConnectionUser {
     const { res, frameAncestors } = this.request;
     this.head = null;
     this.remaining = bodyLength;
+    this.connection.largeReads = bodyLength >= LARGE_ANSWER_BYTES;
     res.writeHead(status, downstreamResponseHeaders(headers, frameAncestors));
     this.settle('sent');
     if (this.remaining === 0 && early.length === 0) this.finish();

@@ -137,6 +137,27 @@ describe('HttpProxy.download', () => {
     }
   });
 
+  test('large answers (read in large buffers) beside small ones on the same connections all arrive intact', async () => {
+    const small = randomBytes(300 * 1024);
+    raw.upstream.answer = (head, socket) => {
+      const body = head.startsWith('GET /view?filename=big') ? FILE : small;
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${body.length}\r\n\r\n`);
+      pump(socket, body);
+    };
+    const smallSha = createHash('sha256').update(small).digest('hex');
+    for (let round = 0; round < 2; round += 1) {
+      const results = await Promise.all([
+        get(frontPort, '/view?filename=big-1.bin', true),
+        get(frontPort, '/view?filename=big-2.bin'),
+        ...Array.from({ length: 6 }, (_, i) => get(frontPort, `/view?filename=small-${i}.png`, i % 2 === 0)),
+      ]);
+      for (const [i, result] of results.entries()) {
+        assert.equal(result.complete, true);
+        assert.equal(result.sha, i < 2 ? FILE_SHA : smallSha, `download ${i} of round ${round} is intact`);
+      }
+    }
+  });
+
   test('the request goes with Host and the overrides; the answer head comes back byte for byte', async () => {
     // A filename in UTF-8, as aiohttp writes it: the bytes must reach the client unchanged.
     const disposition = Buffer.from('attachment; filename="naïve ✓.png"', 'utf8').toString('latin1');
