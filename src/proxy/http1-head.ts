@@ -75,7 +75,7 @@ export function parseResponseHead(head: string): ResponseHead | undefined {
     const colon = line.indexOf(':');
     if (colon <= 0) return undefined;
     const name = line.slice(0, colon);
-    const value = line.slice(colon + 1).replace(/^[\t ]+|[\t ]+$/g, '');
+    const value = trimmedValue(line, colon + 1);
     if (!isToken(name) || !FIELD_VALUE.test(value)) return undefined;
     const key = name.toLowerCase();
     const before = headers[key];
@@ -85,6 +85,18 @@ export function parseResponseHead(head: string): ResponseHead | undefined {
   const connection = headers['connection'];
   const closes = connection !== undefined && /(?:^|,)\s*close\s*(?:,|$)/i.test(String(connection));
   return { status: code, headers, bodyLength: bodyLengthOf(code, headers), keepAlive: status[1] === '1' && !closes };
+}
+
+/** The part of `line` from `start` without the spaces and tabs around it (RFC 9110 §5.5: they are not part of a field value). */
+function trimmedValue(line: string, start: number): string {
+  let end = line.length;
+  while (start < end && isSpaceOrTab(line.charCodeAt(start))) start += 1;
+  while (end > start && isSpaceOrTab(line.charCodeAt(end - 1))) end -= 1;
+  return line.slice(start, end);
+}
+
+function isSpaceOrTab(code: number): boolean {
+  return code === 32 || code === 9;
 }
 
 /** The body length a head announces (see ResponseHead.bodyLength); null too for an interim 1xx answer and a repeated length. */
