@@ -7,6 +7,7 @@ import type { UsageRecord, UsageStore } from '../types.js';
 import { UsageReports } from '../usage-reports.js';
 import { removeLeftoverTemporaries, syncDirectory, writeFileAtomic } from './atomic-write.js';
 import { dropPartialTail, readJournal, type JournalChunk } from './journal.js';
+import { LineBuffer } from './line-buffer.js';
 import { openNoFollow } from './no-follow.js';
 import { oneAtATime } from './one-at-a-time.js';
 import { mergeUsageJournal, UsageMergeThread } from './usage-merge.js';
@@ -59,7 +60,8 @@ export class FileUsageStore extends UsageReports implements UsageStore {
   private readonly minCompactBytes: number;
   private readonly onWrite: ((seconds: number) => void) | undefined;
   private readonly readOnly: boolean;
-  private buffer: string[] = [];
+  /** Journal lines not yet appended. */
+  private readonly waiting = new LineBuffer();
   private journal: FileHandle | null = null;
   private journalId = newJournalId();
   /** Every operation on the journal file runs through this, one at a time. */
@@ -150,7 +152,7 @@ export class FileUsageStore extends UsageReports implements UsageStore {
   record(record: UsageRecord): void {
     this.assertWritable();
     this.countEntry(record);
-    this.buffer.push(JSON.stringify(record));
+    this.waiting.add(JSON.stringify(record));
   }
 
   recordRateLimited(keyId: string, at: number): void {
@@ -169,7 +171,7 @@ export class FileUsageStore extends UsageReports implements UsageStore {
   private journalEntry(entry: Exclude<CountedEntry, UsageRecord>): void {
     this.assertWritable();
     this.countEntry(entry);
-    this.buffer.push(JSON.stringify(entry));
+    this.waiting.add(JSON.stringify(entry));
   }
 
   async ensureCreated(): Promise<void> {
@@ -199,21 +201,17 @@ export class FileUsageStore extends UsageReports implements UsageStore {
   }
 
   private async writeBuffer(): Promise<void> {
-    if (this.buffer.length === 0) return;
-    const lines = this.buffer;
-    this.buffer = [];
+    if (this.waiting.size === 0) return;
+    const lines = this.waiting.take();
     let sizeBefore: number | null = null;
     try {
-      if (!this.journal) {
-        this.journal = await openNoFollow(this.journalPath, 'append');
-        if ((await this.journal.stat()).size === 0) {
-          lines.unshift(JSON.stringify({ journal_id: this.journalId }));
-        }
-      }
+      this.journal ??= await openNoFollow(this.journalPath, 'append');
       sizeBefore = (await this.journal.stat()).size;
+      // A new journal starts with its id.
+      const text = sizeBefore === 0 ? Buffer.concat([Buffer.from(`${JSON.stringify({ journal_id: this.journalId })}\n`), lines]) : lines;
       const started = performance.now();
       // writeFile, unlike write, never stops short: on a full disk it writes all or throws ENOSPC.
-      await this.journal.writeFile(lines.join('\n') + '\n');
+      await this.journal.writeFile(text);
       await this.journal.datasync();
       this.onWrite?.((performance.now() - started) / 1000);
       this.writeError = null;
@@ -221,7 +219,7 @@ export class FileUsageStore extends UsageReports implements UsageStore {
       // Kept for the next attempt; nothing recorded is dropped while the disk refuses writes. What a failed
       // write left is cut off: a partial line would be glued to the next append into a line no reader can parse.
       if (sizeBefore !== null) await this.journal?.truncate(sizeBefore).catch(() => undefined);
-      this.buffer = lines.filter((line) => !line.startsWith('{"journal_id"')).concat(this.buffer);
+      this.waiting.putBack(lines);
       await this.journal?.close().catch(() => undefined);
       this.journal = null;
       this.writeError = error as Error;
