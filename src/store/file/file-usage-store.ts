@@ -255,8 +255,8 @@ export class FileUsageStore extends UsageReports implements UsageStore {
 
   /**
    * Merges the journal set aside into a new `api_usage.json`, then deletes it: in a worker thread while
-   * serving (the merge reads and writes every record; the thread is kept for the next merge), in this one at start-up, where a broken file
-   * must stop the start with its own error.
+   * serving (the merge reads and writes every record; the thread is kept for the next merge), in this
+   * one at start-up, where a broken file must stop the start with its own error.
    */
   private async mergeAside(options: { inWorker: boolean }): Promise<void> {
     if (!(await stat(this.compactingPath).catch(() => null))) return;

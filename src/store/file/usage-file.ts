@@ -10,10 +10,10 @@
 // the header (first line) lets start-up read the totals without parsing every record. Records are
 // written in the order their requests ended, so the last hour's are read from the end of the file.
 
+import type { FileHandle } from 'node:fs/promises';
 import { StoreCorruptError, type DailyTotals, type UsageRecord } from '../types.js';
 import { utcDay } from '../../usage/day.js';
 import { lineBatchesOf } from './journal.js';
-import type { FileHandle } from 'node:fs/promises';
 import { MAX_LINE_BYTES, openNoFollow, readTextNoFollow } from './no-follow.js';
 
 const HEADER_PREFIX = '{"comfy_gate": ';
