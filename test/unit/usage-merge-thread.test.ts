@@ -5,6 +5,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
+import { setImmediate } from 'node:timers/promises';
 import { UsageMergeThread, type UsageMerge } from '../../src/store/file/usage-merge.js';
 import type { UsageRecord } from '../../src/store/types.js';
 
@@ -51,6 +52,18 @@ describe('UsageMergeThread', () => {
     await thread.merge(await journalAside('third', [record('c', NOW + 2)]));
     assert.notEqual(thread.threadId, first, 'a merge after stop() starts a new thread');
     assert.equal((await recordsInFile()).length, 3);
+  });
+
+  test('a thread that stops between merges is dropped, and the next merge starts another', async () => {
+    await thread.merge(await journalAside('first', [record('a', NOW)]));
+    const first = thread.threadId;
+    // Stopped from outside, as a crash of the thread would: no merge is waiting for it.
+    await (thread as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+    await setImmediate();
+    assert.equal(thread.threadId, null);
+    await thread.merge(await journalAside('second', [record('b', NOW + 1)]));
+    assert.notEqual(thread.threadId, first);
+    assert.deepEqual(await recordsInFile(), [record('a', NOW), record('b', NOW + 1)]);
   });
 
   test('a merge that fails rejects with its error, and the thread serves the next one', async () => {

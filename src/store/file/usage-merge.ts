@@ -146,6 +146,11 @@ export class UsageMergeThread {
   private start(): Worker {
     const worker = new Worker(new URL('./usage-merge-worker.js', import.meta.url));
     worker.unref();
+    // A thread that fails or stops between merges is dropped (an 'error' with no listener would throw here); the next merge starts another.
+    const drop = (): void => {
+      if (this.worker === worker) this.worker = null;
+    };
+    worker.on('error', drop).on('exit', drop);
     return worker;
   }
 }
