@@ -55,7 +55,9 @@ function printProxyCases(results) {
       `(f) / its ceiling: ${ratios.auth_runs_vs_bare_node_proxy_runs_c50}`,
   );
   console.log(`start-up with 1,000,000 keys: ${results.startup_1m_keys_s} s, RSS ${results.rss_1m_keys_mb} MB (peak ${results.peak_rss_1m_keys_mb} MB)`);
-  console.log("\neach case beside its ceiling at 50 connections, rounds back to back (share: req/s over the ceiling's; median round):\n");
+  console.log(
+    "\neach case beside its ceiling at 50 connections (the 1,000,000-key case beside (d)), rounds back to back (share: req/s over the other's; median round):\n",
+  );
   table(
     ['case', 'share', 'p99 / ceiling p99', 'rounds: req/s (ceiling), p99 ms (ceiling)'],
     Object.entries(results.shares).map(([name, { share, p99_vs_ceiling: p99, rounds }]) => [

@@ -33,11 +33,15 @@ const CONNECTIONS = [1, 50];
  */
 const SHARE_ROUNDS = 3;
 const SHARE_RUN_S = 5;
-/** The cases measured as a share of a ceiling, each with its ceiling. */
+/**
+ * The cases measured as a share of another in rounds, each with the case it runs beside: its ceiling, or for the 1,000,000-key
+ * gateway the same gateway with one key (target (e): within 5 % of (d)), which passes minutes apart could not tell from the machine.
+ */
 const SHARED_CASES = [
   { name: 'gateway_off', ceiling: 'bare_node_proxy' },
   { name: 'gateway_auth_plain_route', ceiling: 'bare_node_proxy' },
   { name: 'gateway_auth_runs', ceiling: 'bare_node_proxy_runs' },
+  { name: 'gateway_auth_1m_keys', ceiling: 'gateway_auth' },
 ];
 const LARGE_KEY_COUNT = 1_000_000;
 const USAGE_HISTORY_RECORDS = 100_000;
@@ -600,7 +604,11 @@ function targets({ cases, ratios, shares, startup_1m_keys_s, rss_1m_keys_mb, usa
         `<= ${round(cases.nginx.c50.p99_ms + 1, 3)} (nginx p99 + 1 ms)`,
         cases.gateway_auth.c50.p99_ms <= cases.nginx.c50.p99_ms + 1,
       ),
-      auth_1m_keys_c50_throughput_vs_auth: target(ratios.auth_1m_keys_vs_auth_c50, '>= 0.95', ratios.auth_1m_keys_vs_auth_c50 >= 0.95),
+      auth_1m_keys_c50_throughput_vs_auth: target(
+        shares.gateway_auth_1m_keys.share,
+        '>= 0.95 (median round beside (d))',
+        shares.gateway_auth_1m_keys.share >= 0.95,
+      ),
       startup_1m_keys_s: target(startup_1m_keys_s, '< 3', startup_1m_keys_s < 3),
       rss_1m_keys_mb: target(rss_1m_keys_mb, '< 600', rss_1m_keys_mb < 600),
     });
