@@ -143,9 +143,14 @@ export class JobIndex {
       this.add({ record, order: entry.order });
       return;
     }
-    this.forgetUpstream(entry);
+    // Most changes (queued, running, ended) keep the job's upstream id: its entry there stays as it is.
+    const upstreamKept = before.backend === record.backend && before.upstream_id === record.upstream_id;
+    this.forgetSent(before);
+    if (!upstreamKept) this.forgetUpstreamId(entry);
     entry.record = record;
-    this.noteUpstream(entry, before);
+    this.noteSent(record);
+    this.noteUpstreamId(entry);
+    this.noteOutputs(entry, before);
     if (before.status !== record.status) {
       for (const scope of [this.everyKey, this.byKey.get(record.key_id)!]) {
         scope.status(before.status).remove(new Set([entry]));
@@ -171,7 +176,8 @@ export class JobIndex {
       const entry = this.byId.get(id);
       if (!entry) continue;
       this.byId.delete(id);
-      this.forgetUpstream(entry);
+      this.forgetSent(entry.record);
+      this.forgetUpstreamId(entry);
       this.forgetOutputs(entry);
       const { key_id, status } = entry.record;
       keys.add(key_id);
@@ -249,7 +255,9 @@ export class JobIndex {
   private add(entry: Entry): void {
     const { id, key_id, status } = entry.record;
     this.byId.set(id, entry);
-    this.noteUpstream(entry);
+    this.noteSent(entry.record);
+    this.noteUpstreamId(entry);
+    this.noteOutputs(entry);
     let scope = this.byKey.get(key_id);
     if (!scope) this.byKey.set(key_id, (scope = new Scope()));
     for (const s of [this.everyKey, scope]) {
@@ -258,31 +266,42 @@ export class JobIndex {
     }
   }
 
-  /** Indexes what a job's record says of its backend: its upstream id, whether it is sent there, and the files it made since `before`. */
-  private noteUpstream(entry: Entry, before?: JobRecord): void {
-    const { backend, upstream_id, outputs } = entry.record;
-    if (upstream_id !== null) {
-      let ofBackend = this.byUpstream.get(backend);
-      if (!ofBackend) this.byUpstream.set(backend, (ofBackend = new ShardedMap()));
-      ofBackend.set(upstream_id, entry);
-    }
-    if (isSent(entry.record)) this.sentByBackend.set(backend, this.sentTo(backend) + 1);
-    for (const file of before && before.outputs.length <= outputs.length ? outputs.slice(before.outputs.length) : outputs) {
-      this.byOutput.set(outputKey(file.type, file.subfolder, file.filename), entry);
-    }
+  /** Counts a job queued or running in its backend's ComfyUI. */
+  private noteSent(record: JobRecord): void {
+    if (isSent(record)) this.sentByBackend.set(record.backend, this.sentTo(record.backend) + 1);
   }
 
-  /** Undoes `noteUpstream` but for outputs (a changed record keeps its files; `deleteMany` forgets them). */
-  private forgetUpstream(entry: Entry): void {
+  /** Undoes `noteSent`. */
+  private forgetSent(record: JobRecord): void {
+    if (!isSent(record)) return;
+    const left = this.sentTo(record.backend) - 1;
+    if (left > 0) this.sentByBackend.set(record.backend, left);
+    else this.sentByBackend.delete(record.backend);
+  }
+
+  /** Finds the job by the prompt_id its backend knows it by (the last job noted with that id, should ComfyUI give one twice). */
+  private noteUpstreamId(entry: Entry): void {
     const { backend, upstream_id } = entry.record;
-    if (isSent(entry.record)) {
-      const left = this.sentTo(backend) - 1;
-      if (left > 0) this.sentByBackend.set(backend, left);
-      else this.sentByBackend.delete(backend);
-    }
+    if (upstream_id === null) return;
+    let ofBackend = this.byUpstream.get(backend);
+    if (!ofBackend) this.byUpstream.set(backend, (ofBackend = new ShardedMap()));
+    if (ofBackend.get(upstream_id) !== entry) ofBackend.set(upstream_id, entry);
+  }
+
+  /** Undoes `noteUpstreamId` for the job's record as it is now. */
+  private forgetUpstreamId(entry: Entry): void {
+    const { backend, upstream_id } = entry.record;
     if (upstream_id === null) return;
     const ofBackend = this.byUpstream.get(backend);
     if (ofBackend?.get(upstream_id) === entry) ofBackend.delete(upstream_id);
+  }
+
+  /** Indexes the files the job made since `before` (all of them when it is new). */
+  private noteOutputs(entry: Entry, before?: JobRecord): void {
+    const { outputs } = entry.record;
+    for (const file of before && before.outputs.length <= outputs.length ? outputs.slice(before.outputs.length) : outputs) {
+      this.byOutput.set(outputKey(file.type, file.subfolder, file.filename), entry);
+    }
   }
 
   private forgetOutputs(entry: Entry): void {

@@ -1,4 +1,4 @@
-// JobIndex against a plain model: random creates, status changes, renames and batch deletes; every read agrees with a sort of all jobs.
+// JobIndex against a plain model: random creates, status changes (some to another backend or upstream id), renames and batch deletes; every read agrees with a sort of all jobs.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -64,7 +64,11 @@ describe('JobIndex', () => {
         } else if (roll < 0.75) {
           const current = model.get(pick(ids))!;
           const status = pick(JOB_STATUSES);
-          const updated = { ...current, status, finished_at: ACTIVE_JOB_STATUSES.includes(status) ? null : current.admitted_at + next() * 500 };
+          // Most changes keep the job's backend and upstream id; some send it elsewhere, or take it back (held again).
+          const moved = next();
+          const upstream =
+            moved < 0.7 ? {} : moved < 0.8 ? { upstream_id: null } : moved < 0.9 ? { upstream_id: `u${++created}` } : { backend: pick(['default', 'b2']) };
+          const updated = { ...current, status, finished_at: ACTIVE_JOB_STATUSES.includes(status) ? null : current.admitted_at + next() * 500, ...upstream };
           model.set(current.id, updated);
           index.set(updated);
         } else if (roll < 0.85) {
@@ -143,6 +147,10 @@ describe('JobIndex', () => {
             held.add(`${job.backend} ${job.upstream_id}`);
           }
           assert.equal(index.get(job.id), job);
+        }
+        for (const backend of ['default', 'b2']) {
+          const sent = [...model.values()].filter((j) => j.backend === backend && (j.status === 'queued' || j.status === 'running'));
+          assert.equal(index.sentTo(backend), sent.length, `jobs sent to ${backend}`);
         }
         // An upstream id no job holds now (renamed or deleted, or on the other backend) finds nothing.
         for (let n = 0; n <= created; n += 1) {
