@@ -76,10 +76,14 @@ interface Held {
   bytes: number;
   /** Date.now() after which it is dropped. */
   until: number;
+  /** Delivered with its prompt's other held events (it stays in the queue of all held events until the queue is swept or compacted). */
+  delivered: boolean;
 }
 
 const END_EVENTS = new Set(['execution_success', 'execution_error', 'execution_interrupted']);
 const DEFAULT_HOLD: HoldLimits = { maxMessages: 1000, maxBytes: 8 * 1024 * 1024, maxMs: 10_000 };
+/** Delivered entries the queue of held events may keep beyond as many as it holds undelivered before it is compacted. */
+const COMPACT_SLACK = 64;
 
 /**
  * One backend's events. ComfyUI sends a prompt's events only to the socket whose clientId is the
@@ -106,9 +110,12 @@ export class EventHub implements ClientSinks {
   /** The prompt_id running on the backend, known or not. */
   private running: string | null = null;
   private expectedAnswers = 0;
+  /** Every held event in the order it came (so the oldest expire first), with some already delivered. */
   private held: Held[] = [];
+  /** The held events not delivered: their count, their bytes, and each prompt's in order. */
+  private heldCount = 0;
   private heldBytes = 0;
-  private readonly heldPerId = new Map<string, number>();
+  private readonly heldById = new Map<string, Held[]>();
   private sweepTimer: NodeJS.Timeout | null = null;
 
   constructor(options: EventHubOptions) {
@@ -205,8 +212,9 @@ export class EventHub implements ClientSinks {
     if (this.ownsSinks) this.sinks.close();
     if (this.sweepTimer) clearTimeout(this.sweepTimer);
     this.held = [];
+    this.heldCount = 0;
     this.heldBytes = 0;
-    this.heldPerId.clear();
+    this.heldById.clear();
   }
 
   private onText(message: UpstreamMessage, raw: string): void {
@@ -238,32 +246,39 @@ export class EventHub implements ClientSinks {
     if (job) {
       this.deliverHeld(job, upstreamId);
       this.deliver(job, upstreamId, event);
-    } else if (this.expectedAnswers > 0 || this.heldPerId.has(upstreamId)) {
+    } else if (this.expectedAnswers > 0 || this.heldById.has(upstreamId)) {
       this.hold(upstreamId, event);
     }
   }
 
   private hold(upstreamId: string, event: Incoming): void {
     const bytes = event.kind === 'text' ? Buffer.byteLength(event.raw) : event.frame.length;
-    if (this.held.length >= this.limits.maxMessages || this.heldBytes + bytes > this.limits.maxBytes) {
+    if (this.heldCount >= this.limits.maxMessages || this.heldBytes + bytes > this.limits.maxBytes) {
       this.log.debug({ prompt_id: upstreamId }, 'event of an unknown prompt dropped: too many held');
       return;
     }
-    this.held.push({ upstreamId, event, bytes, until: Date.now() + this.limits.maxMs });
+    const entry: Held = { upstreamId, event, bytes, until: Date.now() + this.limits.maxMs, delivered: false };
+    this.held.push(entry);
+    this.heldCount += 1;
     this.heldBytes += bytes;
-    this.heldPerId.set(upstreamId, (this.heldPerId.get(upstreamId) ?? 0) + 1);
+    const ofPrompt = this.heldById.get(upstreamId);
+    if (ofPrompt) ofPrompt.push(entry);
+    else this.heldById.set(upstreamId, [entry]);
     if (!this.sweepTimer) this.scheduleSweep();
   }
 
   private deliverHeld(job: EventTarget, upstreamId: string): void {
-    if (!this.heldPerId.has(upstreamId)) return;
-    const mine = this.held.filter((entry) => entry.upstreamId === upstreamId);
-    this.held = this.held.filter((entry) => entry.upstreamId !== upstreamId);
-    this.heldPerId.delete(upstreamId);
+    const mine = this.heldById.get(upstreamId);
+    if (!mine) return;
+    this.heldById.delete(upstreamId);
     for (const entry of mine) {
+      entry.delivered = true;
+      this.heldCount -= 1;
       this.heldBytes -= entry.bytes;
-      this.deliver(job, upstreamId, entry.event);
     }
+    // Delivered entries leave the queue when they expire, or here once they outnumber the others: its length stays within twice the held events.
+    if (this.held.length > 2 * this.heldCount + COMPACT_SLACK) this.held = this.held.filter((entry) => !entry.delivered);
+    for (const entry of mine) this.deliver(job, upstreamId, entry.event);
   }
 
   /** Drops held events whose time is up, then waits for the next one's. */
@@ -278,13 +293,18 @@ export class EventHub implements ClientSinks {
         const now = Date.now();
         let expired = 0;
         while (expired < this.held.length && this.held[expired]!.until <= now) expired += 1;
+        let dropped = 0;
         for (const entry of this.held.splice(0, expired)) {
+          if (entry.delivered) continue;
+          dropped += 1;
+          this.heldCount -= 1;
           this.heldBytes -= entry.bytes;
-          const left = this.heldPerId.get(entry.upstreamId)! - 1;
-          if (left === 0) this.heldPerId.delete(entry.upstreamId);
-          else this.heldPerId.set(entry.upstreamId, left);
+          // A prompt's events expire in the order they came: this one is the first of its prompt's.
+          const ofPrompt = this.heldById.get(entry.upstreamId)!;
+          ofPrompt.shift();
+          if (ofPrompt.length === 0) this.heldById.delete(entry.upstreamId);
         }
-        if (expired > 0) this.log.debug({ events: expired }, 'events of prompts never answered dropped');
+        if (dropped > 0) this.log.debug({ events: dropped }, 'events of prompts never answered dropped');
         this.scheduleSweep();
       },
       Math.max(0, first.until - Date.now()),

@@ -290,6 +290,41 @@ for (const mode of PROMPT_ID_MODES) {
       assert.equal(last?.kind === 'ended' ? last.outcome : last?.kind, 'success');
     });
 
+    test('the held events of several prompts go each to its own job, whichever is answered first', async () => {
+      const stage = await startStage({ promptIds: mode as PromptIdMode });
+      const reference = new RecordingSink();
+      stage.hub.register('alice', 'reference', reference);
+      const done = await submit(stage, 'alice', 'reference');
+      await waitFor(() => reference.finished(done.id), 'the reference job to finish');
+
+      // Enough prompts that the delivered events outnumber the held ones several times over as they are answered.
+      const answerAwaited = stage.hub.expectAnswer();
+      const prompts: Array<{ jobId: string; upstreamId: string; sink: RecordingSink }> = [];
+      for (let i = 0; i < 12; i += 1) {
+        const sink = new RecordingSink();
+        stage.hub.register('alice', `client-${i}`, sink);
+        const jobId = randomUUID();
+        const upstreamId = await postPrompt(stage.fake, { prompt: SAVE_WORKFLOW, client_id: stage.hub.clientId, prompt_id: jobId });
+        await historyEntry(stage.fake, upstreamId);
+        prompts.push({ jobId, upstreamId, sink });
+      }
+      await settle(stage);
+      const answerOrder = prompts.map((_, i) => (i * 5) % prompts.length);
+      for (const [step, i] of answerOrder.entries()) {
+        const { jobId, upstreamId, sink } = prompts[i]!;
+        assert.equal(sink.texts.length, 0, `prompt ${i} has nothing before its answer`);
+        stage.jobs.set(upstreamId, { id: jobId, key_id: 'alice', client_id: `client-${i}` });
+        stage.hub.answered(upstreamId);
+        assert.deepEqual(sink.types(), reference.types(), `prompt ${i} (answered ${step + 1}.) gets its events, in order`);
+        assert.ok(
+          sink.texts.every((m) => m.data.prompt_id === undefined || m.data.prompt_id === jobId),
+          `prompt ${i} gets no other prompt's events`,
+        );
+      }
+      answerAwaited();
+      assert.ok(ofJob(stage.observed, prompts[0]!.jobId).some((o) => o.kind === 'ended'));
+    });
+
     test('events of a prompt nobody awaits are dropped', async () => {
       const stage = await startStage({ promptIds: mode as PromptIdMode });
       const sink = new RecordingSink();
