@@ -163,6 +163,14 @@ async function settle(stage: Stage): Promise<void> {
 }
 
 const ofJob = (observed: Observed[], jobId: string): Observed[] => observed.filter((o) => o.jobId === jobId);
+
+/** The types of the events a job gets when nothing is held (`sink` registered for alice's `clientId` receives them). */
+async function referenceEventTypes(stage: Stage, sink: RecordingSink, clientId: string): Promise<string[]> {
+  stage.hub.register('alice', clientId, sink);
+  const reference = await submit(stage, 'alice', clientId);
+  await waitFor(() => sink.finished(reference.id), 'the reference job to finish');
+  return sink.types();
+}
 const timestampOf = (messages: Array<[string, { timestamp: number }]>, type: string): number => messages.find(([t]) => t === type)![1].timestamp / 1000;
 
 for (const mode of PROMPT_ID_MODES) {
@@ -265,10 +273,7 @@ for (const mode of PROMPT_ID_MODES) {
     test('events that come before the job is known are held while an answer is awaited, and delivered in order once answered', async () => {
       const stage = await startStage({ promptIds: mode as PromptIdMode });
       const sink = new RecordingSink();
-      stage.hub.register('alice', 'one', sink);
-      const reference = await submit(stage, 'alice', 'one');
-      await waitFor(() => sink.finished(reference.id), 'the reference job to finish');
-      const referenceTypes = sink.types();
+      const referenceTypes = await referenceEventTypes(stage, sink, 'one');
       sink.texts.length = 0;
 
       const done = stage.hub.expectAnswer();
@@ -292,10 +297,7 @@ for (const mode of PROMPT_ID_MODES) {
 
     test('the held events of several prompts go each to its own job, whichever is answered first', async () => {
       const stage = await startStage({ promptIds: mode as PromptIdMode });
-      const reference = new RecordingSink();
-      stage.hub.register('alice', 'reference', reference);
-      const done = await submit(stage, 'alice', 'reference');
-      await waitFor(() => reference.finished(done.id), 'the reference job to finish');
+      const referenceTypes = await referenceEventTypes(stage, new RecordingSink(), 'reference');
 
       // Enough prompts that the delivered events outnumber the held ones several times over as they are answered.
       const answerAwaited = stage.hub.expectAnswer();
@@ -315,7 +317,7 @@ for (const mode of PROMPT_ID_MODES) {
         assert.equal(sink.texts.length, 0, `prompt ${i} has nothing before its answer`);
         stage.jobs.set(upstreamId, { id: jobId, key_id: 'alice', client_id: `client-${i}` });
         stage.hub.answered(upstreamId);
-        assert.deepEqual(sink.types(), reference.types(), `prompt ${i} (answered ${step + 1}.) gets its events, in order`);
+        assert.deepEqual(sink.types(), referenceTypes, `prompt ${i} (answered ${step + 1}.) gets its events, in order`);
         assert.ok(
           sink.texts.every((m) => m.data.prompt_id === undefined || m.data.prompt_id === jobId),
           `prompt ${i} gets no other prompt's events`,
