@@ -73,6 +73,24 @@ describe('key index', () => {
     assert.deepEqual(index.idsBySecondary(sha256('never issued')), []);
   });
 
+  test('splits the file wherever the shares fall, across a key longer than a share', async () => {
+    const records = Array.from({ length: 41 }, (_, i) => (i === 20 ? { ...keyRecord(i), metadata: { notes: 'x'.repeat(300_000) } } : keyRecord(i)));
+    const path = await writeSnapshot(records.map(memberOf));
+    for (let threads = 1; threads <= 8; threads += 1) {
+      const index = await indexKeySnapshot(path, { minBytes: 0, threads });
+      assert.ok(index, `indexed over ${threads} threads`);
+      assert.deepEqual(
+        [...index.ids()],
+        records.map((r) => r.key_id),
+        `ids in file order over ${threads} threads`,
+      );
+      for (const record of records) {
+        assert.deepEqual(index.get(record.key_id), record);
+        for (const hash of keyHashesOf(record)) assert.ok(index.idsBySecondary(hash).includes(record.key_id), `${record.key_id} by ${hash}`);
+      }
+    }
+  });
+
   test('leaves small files, other layouts, bad keys and repeated ids to the plain reading', async () => {
     const members = Array.from({ length: 50 }, (_, i) => memberOf(keyRecord(i)));
     const cases: Array<[string, string]> = [

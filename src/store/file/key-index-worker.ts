@@ -4,4 +4,4 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { indexRange, type RangeIndex, type RangeTask } from './key-index.js';
 
 const range: RangeIndex = indexRange(workerData as RangeTask);
-parentPort!.postMessage(range, range ? [range.starts.buffer, range.ends.buffer, range.idHashes.buffer, range.keyHashes.buffer, range.keyLines.buffer] : []);
+parentPort!.postMessage(range, range ? [range.starts.buffer, range.ends.buffer, range.byId.buffer, range.byKeyHash.buffer] : []);

@@ -2,6 +2,7 @@
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { readSync } from 'node:fs';
 import { parseStoredKey } from '../key-record.js';
 import type { KeyRecord } from '../types.js';
 import { openNoFollow } from './no-follow.js';
@@ -13,78 +14,117 @@ export const INDEX_FROM_BYTES = 4 * 1024 * 1024;
 /** Index entries pack a 29-bit hash and a record number below 2^24 into one double (53 bits). */
 const RECORD_SPAN = 2 ** 24;
 const MAX_THREADS = 4;
+/** Bytes read at a time while looking for where a range's first line starts. */
+const LINE_SEARCH_BYTES = 64 * 1024;
 
 /** The values a key can be found by besides its id: its hash, and the previous hash during a rotation's grace. */
 export function keyHashesOf(record: KeyRecord): string[] {
   return record.previous_key_hash ? [record.key_hash, record.previous_key_hash] : [record.key_hash];
 }
 
-/** A 29-bit FNV-1a hash of a string's UTF-16 code units. */
-export function hash29(text: string): number {
+/** A 29-bit FNV-1a hash of a string's UTF-16 code units, its first `upTo` of them. */
+export function hash29(text: string, upTo = text.length): number {
   let hash = 0x811c9dc5;
-  for (let i = 0; i < text.length; i += 1) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
+  for (let i = 0; i < Math.min(upTo, text.length); i += 1) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
   return hash >>> 3;
 }
 
-/** One thread's share of the file: whole lines from byte `from` to `to`, read starting in layout state `initial`. */
+/**
+ * The hash a key hash is filed under: of its first eight characters alone, since a SHA-256 digest's hex
+ * digits are uniform already (hashing all 64 took a tenth of the index's time). Lookups check the record.
+ */
+function keyHash29(keyHash: string): number {
+  return hash29(keyHash, 8);
+}
+
+/**
+ * One thread's share of the file, open as `fd` (`size` bytes, read into `buffer` at the same offsets):
+ * the lines that start from byte `from` on and before byte `to`. The first share reads from the `{`
+ * line; each other share from a member line, after one ending in a comma (the share before checks that).
+ */
 export interface RangeTask {
+  fd: number;
+  size: number;
   buffer: SharedArrayBuffer;
   from: number;
   to: number;
-  initial: LayoutState;
-  /** The state the range must end in. */
-  final: LayoutState;
 }
 
-/** A range's member lines (byte offsets, line ends excluded) with hashes of their ids and key hashes; null when the range is not a valid key snapshot. */
+/**
+ * A range's member lines (byte offsets, line ends excluded), its sorted entries by id and by key hash,
+ * each a hash × RECORD_SPAN + the line's number within the range (sorted in the worker, so the main
+ * thread only merges), and the layout state it ends in; null when the range is not a valid key
+ * snapshot, or the file ended early.
+ */
 export type RangeIndex = {
   starts: Float64Array<ArrayBuffer>;
   ends: Float64Array<ArrayBuffer>;
-  idHashes: Uint32Array<ArrayBuffer>;
-  keyHashes: Uint32Array<ArrayBuffer>;
-  /** For each entry of `keyHashes`, the number of its line within the range. */
-  keyLines: Uint32Array<ArrayBuffer>;
+  byId: Float64Array<ArrayBuffer>;
+  byKeyHash: Float64Array<ArrayBuffer>;
+  final: LayoutState;
 } | null;
 
 /**
- * Checks a range line by line: the layout, and every record as the store would read it. Run in a
- * worker thread, several ranges at once.
+ * Reads a range's lines into the buffer and checks them one by one: the layout, and every record as the
+ * store would read it. Run in a worker thread, several ranges at once, so the reading is shared too.
  */
 export function indexRange(task: RangeTask): RangeIndex {
   const bytes = Buffer.from(task.buffer);
+  const from = lineStartFrom(task.fd, task.from, task.size);
+  const to = lineStartFrom(task.fd, task.to, task.size);
+  if (!readInto(task.fd, bytes, from, to)) return null;
   const starts: number[] = [];
   const ends: number[] = [];
-  const idHashes: number[] = [];
-  const keyHashes: number[] = [];
-  const keyLines: number[] = [];
-  let state: LayoutState | null = task.initial;
-  for (let start = task.from; start < task.to;) {
+  const byId: number[] = [];
+  const byKeyHash: number[] = [];
+  let state: LayoutState | null = task.from === 0 ? 'open' : 'comma';
+  for (let start = from; start < to;) {
     const newline = bytes.indexOf(10, start);
-    const end = newline < 0 || newline >= task.to ? task.to : newline;
+    const end = newline < 0 || newline >= to ? to : newline;
     const line = readSnapshotLine(bytes.toString('utf8', start, end));
     state = line && nextLayoutState(state, line);
     if (state === null || line === null) return null;
     if (line.kind === 'member') {
       const record = readMemberValue(line.valueText, parseStoredKey);
-      if (record === null) return null;
-      for (const keyHash of keyHashesOf(record)) {
-        keyHashes.push(hash29(keyHash));
-        keyLines.push(starts.length);
-      }
+      if (record === null || starts.length >= RECORD_SPAN) return null;
+      for (const keyHash of keyHashesOf(record)) byKeyHash.push(keyHash29(keyHash) * RECORD_SPAN + starts.length);
+      byId.push(hash29(line.id) * RECORD_SPAN + starts.length);
       starts.push(start);
       ends.push(end);
-      idHashes.push(hash29(line.id));
     }
     start = end + 1;
   }
-  if (state !== task.final) return null;
   return {
     starts: Float64Array.from(starts),
     ends: Float64Array.from(ends),
-    idHashes: Uint32Array.from(idHashes),
-    keyHashes: Uint32Array.from(keyHashes),
-    keyLines: Uint32Array.from(keyLines),
+    byId: Float64Array.from(byId).sort(),
+    byKeyHash: Float64Array.from(byKeyHash).sort(),
+    final: state,
   };
+}
+
+/** Where the first line that starts at or after `position` starts: past the first newline from `position - 1` on; `size` when there is none. */
+function lineStartFrom(fd: number, position: number, size: number): number {
+  if (position === 0) return 0;
+  const chunk = Buffer.allocUnsafe(LINE_SEARCH_BYTES);
+  for (let at = position - 1; at < size;) {
+    const read = readSync(fd, chunk, 0, Math.min(chunk.length, size - at), at);
+    if (read === 0) return size;
+    const newline = chunk.subarray(0, read).indexOf(10);
+    if (newline >= 0) return at + newline + 1;
+    at += read;
+  }
+  return size;
+}
+
+/** Reads bytes `from` to `to` of the file into `bytes` at the same offsets; false when the file ended first. */
+function readInto(fd: number, bytes: Buffer, from: number, to: number): boolean {
+  for (let at = from; at < to;) {
+    const read = readSync(fd, bytes, at, to - at, at);
+    if (read === 0) return false;
+    at += read;
+  }
+  return true;
 }
 
 export interface KeyIndexOptions {
@@ -102,49 +142,32 @@ export interface KeyIndexOptions {
 export async function indexKeySnapshot(path: string, options: KeyIndexOptions = {}): Promise<KeySnapshotIndex | null> {
   const handle = await openNoFollow(path, 'read');
   let buffer: SharedArrayBuffer;
+  let settled: Array<PromiseSettledResult<RangeIndex>>;
   try {
     const { size } = await handle.stat();
     if (size === 0 || size < (options.minBytes ?? INDEX_FROM_BYTES)) return null;
     buffer = new SharedArrayBuffer(size);
-    const bytes = Buffer.from(buffer);
-    for (let read = 0; read < size;) {
-      const { bytesRead } = await handle.read(bytes, read, size - read, read);
-      if (bytesRead === 0) return null;
-      read += bytesRead;
-    }
+    const count = options.threads ?? Math.min(MAX_THREADS, availableParallelism());
+    const share = (i: number): number => Math.floor((size * i) / count);
+    const tasks = Array.from({ length: count }, (_, i): RangeTask => ({ fd: handle.fd, size, buffer, from: share(i), to: share(i + 1) }));
+    // Each range read and checked in a worker (a reload while serving must not hold up requests); all settle before the file is closed.
+    settled = await Promise.allSettled(tasks.map(indexInWorker));
   } finally {
     await handle.close();
   }
-  const tasks = splitIntoRanges(buffer, options.threads ?? Math.min(MAX_THREADS, availableParallelism()));
-  // Every range in a worker: a reload while serving must not hold up requests.
-  const ranges = await Promise.all(tasks.map(indexInWorker));
-  if (ranges.some((range) => range === null)) return null;
-  return KeySnapshotIndex.build(Buffer.from(buffer), ranges as NonNullable<RangeIndex>[]);
+  const ranges: NonNullable<RangeIndex>[] = [];
+  for (const outcome of settled) {
+    if (outcome.status === 'rejected') throw outcome.reason;
+    if (outcome.value === null) return null;
+    // A range in which no line starts (one long line crosses it) passes the state on.
+    if (outcome.value.starts.length > 0 || outcome.value.final !== 'comma') ranges.push(outcome.value);
+  }
+  return joinsUp(ranges) ? KeySnapshotIndex.build(Buffer.from(buffer), ranges) : null;
 }
 
-/**
- * Cuts the file into up to `count` ranges of whole lines. Each cut is made after a member line ending
- * in a comma, so the next range starts where another member must follow; where there is none, fewer
- * ranges are made.
- */
-function splitIntoRanges(buffer: SharedArrayBuffer, count: number): RangeTask[] {
-  const bytes = Buffer.from(buffer);
-  const cuts = [0];
-  for (let i = 1; i < count; i += 1) {
-    const newline = bytes.indexOf(10, Math.floor((bytes.length * i) / count));
-    if (newline < 0 || newline + 1 <= cuts[cuts.length - 1]! || newline + 1 >= bytes.length) continue;
-    const lineStart = bytes.lastIndexOf(10, newline - 1) + 1;
-    const line = readSnapshotLine(bytes.toString('utf8', lineStart, newline));
-    if (line?.kind === 'member' && line.hasComma) cuts.push(newline + 1);
-  }
-  cuts.push(bytes.length);
-  return cuts.slice(0, -1).map((from, i) => ({
-    buffer,
-    from,
-    to: cuts[i + 1]!,
-    initial: i === 0 ? 'open' : 'comma',
-    final: i === cuts.length - 2 ? 'closed' : 'comma',
-  }));
+/** Whether the ranges make one snapshot: each but the last ends after a member with a comma, where the next one starts, and the last closes the object. */
+function joinsUp(ranges: NonNullable<RangeIndex>[]): boolean {
+  return ranges.every((range, i) => range.final === (i === ranges.length - 1 ? 'closed' : 'comma'));
 }
 
 function indexInWorker(task: RangeTask): Promise<RangeIndex> {
@@ -184,19 +207,16 @@ export class KeySnapshotIndex implements SnapshotIndex<KeyRecord> {
     if (total >= RECORD_SPAN) return null;
     const starts = new Float64Array(total);
     const ends = new Float64Array(total);
-    const byId = new Float64Array(total);
-    const byKeyHash = new Float64Array(ranges.reduce((sum, range) => sum + range.keyHashes.length, 0));
+    const firstLines: number[] = [];
     let line = 0;
-    let keyEntry = 0;
     for (const range of ranges) {
       starts.set(range.starts, line);
       ends.set(range.ends, line);
-      for (let i = 0; i < range.idHashes.length; i += 1) byId[line + i] = range.idHashes[i]! * RECORD_SPAN + line + i;
-      for (let i = 0; i < range.keyHashes.length; i += 1) byKeyHash[keyEntry++] = range.keyHashes[i]! * RECORD_SPAN + line + range.keyLines[i]!;
+      firstLines.push(line);
       line += range.starts.length;
     }
-    byId.sort();
-    byKeyHash.sort();
+    const byId = mergeRanges(ranges.map((range, i) => ({ entries: range.byId, firstLine: firstLines[i]! })));
+    const byKeyHash = mergeRanges(ranges.map((range, i) => ({ entries: range.byKeyHash, firstLine: firstLines[i]! })));
     const index = new KeySnapshotIndex(bytes, starts, ends, byId, byKeyHash);
     return index.hasRepeatedId() ? null : index;
   }
@@ -229,7 +249,7 @@ export class KeySnapshotIndex implements SnapshotIndex<KeyRecord> {
   }
 
   idsBySecondary(value: string): string[] {
-    return this.linesWithHash(this.byKeyHash, hash29(value)).map((line) => this.memberAt(line).id);
+    return this.linesWithHash(this.byKeyHash, keyHash29(value)).map((line) => this.memberAt(line).id);
   }
 
   memberText(id: string): string | undefined {
@@ -291,4 +311,27 @@ export class KeySnapshotIndex implements SnapshotIndex<KeyRecord> {
     }
     return false;
   }
+}
+
+/**
+ * Merges the ranges' sorted entries into one sorted array of the whole file's: a range's entries count
+ * lines from its own first, so each is moved by the lines before it, which keeps every range sorted.
+ */
+function mergeRanges(runs: Array<{ entries: Float64Array; firstLine: number }>): Float64Array {
+  const merged = new Float64Array(runs.reduce((sum, run) => sum + run.entries.length, 0));
+  const next = runs.map(() => 0);
+  for (let out = 0; out < merged.length; out += 1) {
+    let from = 0;
+    let least = Infinity;
+    for (let run = 0; run < runs.length; run += 1) {
+      const { entries, firstLine } = runs[run]!;
+      if (next[run]! < entries.length && entries[next[run]!]! + firstLine < least) {
+        least = entries[next[run]!]! + firstLine;
+        from = run;
+      }
+    }
+    merged[out] = least;
+    next[from]! += 1;
+  }
+  return merged;
 }
