@@ -97,7 +97,7 @@ function roundsOf(rounds) {
 
 function printTransfers(transfers) {
   console.log(
-    `\nbig transfers (${transfers.download_mb} MB GET /view, ${transfers.upload_mb} MB POST /upload/image; fastest of 3), and /view with Range (${transfers.range}) and HEAD at 10 connections:\n`,
+    `\nbig transfers (${transfers.download_mb} MB GET /view, ${transfers.upload_mb} MB POST /upload/image; fastest of 3 rounds over the routes), and /view with Range (${transfers.range}) and HEAD at 10 connections (median of 3 rounds); each ratio is the median of the rounds' ratios:\n`,
   );
   const routes = ['direct', 'nginx', 'ceiling', 'gateway'];
   const cell = (figures, field) => figures?.[field] ?? '';

@@ -12,7 +12,7 @@ import { writeKeysFile } from './keys.mjs';
 import { startProxy } from './nginx.mjs';
 import { runHeadLoop } from './head-loop.mjs';
 import { cpuDuring } from './machine.mjs';
-import { freePort, memoryOf, round, spawnService, stopService, waitForLine } from './processes.mjs';
+import { freePort, median, memoryOf, round, spawnService, stopService, waitForLine } from './processes.mjs';
 import { runWrk } from './wrk.mjs';
 
 const MB = 1_000_000;
@@ -20,7 +20,7 @@ const DOWNLOAD_BYTES = 500 * MB;
 const UPLOAD_BYTES = 90 * MB;
 const OUTPUT_NAME = 'bench_00001_.bin';
 const UPLOAD_NAME = 'bench-upload.bin';
-/** Each transfer runs this many times per route; the fastest is kept, and the largest RSS growth. */
+/** Rounds of each transfer and of the Range and HEAD loads, every route once per round: a transfer shows its fastest run and largest RSS growth, a load its median round; ratios are the median of the rounds'. */
 const RUNS = 3;
 const RSS_SAMPLE_MS = 100;
 const RANGE = `bytes=0-${(1 << 20) - 1}`;
@@ -63,18 +63,23 @@ export async function measureTransfers(work, log) {
         { name: 'gateway', url: gateway.url, headerFile, apiKey: key.apiKey, gateway },
       ];
       const viewPath = `/view?filename=${OUTPUT_NAME}&type=output`;
-      const results = { download_mb: DOWNLOAD_BYTES / MB, upload_mb: UPLOAD_BYTES / MB, range: RANGE, download: {}, upload: {}, range_rps: {}, head_rps: {} };
-      for (const route of routes) {
-        log(`transfers: ${DOWNLOAD_BYTES / MB} MB download and ${UPLOAD_BYTES / MB} MB upload, ${route.name}`);
-        results.download[route.name] = await timeTransfers(route, ['-o', '/dev/null', `${route.url}${viewPath}`], DOWNLOAD_BYTES);
-        const form = ['-o', '/dev/null', '-F', `image=@${uploadSource};filename=${UPLOAD_NAME};type=application/octet-stream`, `${route.url}/upload/image`];
-        results.upload[route.name] = await timeTransfers(route, form, UPLOAD_BYTES);
-      }
-      for (const route of routes.filter(({ name }) => name !== 'nginx')) {
-        log(`transfers: Range and HEAD on /view, ${route.name}`);
-        results.range_rps[route.name] = await loadSmallRequests(route, (load) => runWrk(`${route.url}${viewPath}`, { ...load, method: 'GET', range: RANGE }));
-        results.head_rps[route.name] = await loadSmallRequests(route, (load) => runHeadLoop(`${route.url}${viewPath}`, load));
-      }
+      const results = { download_mb: DOWNLOAD_BYTES / MB, upload_mb: UPLOAD_BYTES / MB, range: RANGE };
+      log(`transfers: ${DOWNLOAD_BYTES / MB} MB downloads, ${RUNS} rounds over ${routes.map(({ name }) => name).join(', ')}`);
+      results.download = await timeTransfers(routes, (route) => ['-o', '/dev/null', `${route.url}${viewPath}`], DOWNLOAD_BYTES);
+      log(`transfers: ${UPLOAD_BYTES / MB} MB uploads, ${RUNS} rounds`);
+      const form = (route) => [
+        '-o',
+        '/dev/null',
+        '-F',
+        `image=@${uploadSource};filename=${UPLOAD_NAME};type=application/octet-stream`,
+        `${route.url}/upload/image`,
+      ];
+      results.upload = await timeTransfers(routes, form, UPLOAD_BYTES);
+      const small = routes.filter(({ name }) => name !== 'nginx');
+      log(`transfers: Range on /view, ${RUNS} rounds`);
+      results.range_rps = await loadSmallRequests(small, (route, load) => runWrk(`${route.url}${viewPath}`, { ...load, method: 'GET', range: RANGE }));
+      log(`transfers: HEAD on /view, ${RUNS} rounds`);
+      results.head_rps = await loadSmallRequests(small, (route, load) => runHeadLoop(`${route.url}${viewPath}`, load));
       return { ...results, ratios: ratiosOf(results) };
     } finally {
       await stopService(gateway.service);
@@ -112,29 +117,53 @@ async function queuePrompt(gatewayUrl, apiKey) {
 }
 
 /**
- * Runs one curl transfer RUNS times: {mb_per_s} of the fastest run; through the gateway also the RSS
- * growth (largest VmRSS sampled every 100 ms during a run, less the RSS before it; the largest of the
- * runs) and the event-loop delay over all runs.
+ * Times one curl transfer (`curlArgs` of a route) RUNS times on every route, in rounds: each round runs
+ * every route once, the order turned by one each round, so the machine's changes of speed fall on every
+ * route alike. Per route {mb_per_s, seconds} of its fastest run and each round's MB/s in `rounds`
+ * (ratios between routes are taken round by round); through the gateway also the RSS growth
+ * (largest VmRSS sampled every 100 ms during a run, less the RSS before it; the largest of the runs)
+ * and the event-loop delay (the worst of its runs).
  */
-async function timeTransfers(route, curlArgs, bytes) {
-  const pid = route.gateway?.service.pid;
-  if (route.gateway) await resetEventLoopDelay(route.url);
-  let best = Infinity;
-  let growth = 0;
-  for (let run = 0; run < RUNS; run += 1) {
-    const before = pid ? memoryOf(pid).rss_mb : 0;
-    let peak = before;
-    const sampler = pid ? setInterval(() => (peak = Math.max(peak, memoryOf(pid).rss_mb)), RSS_SAMPLE_MS) : null;
-    try {
-      best = Math.min(best, await curlSeconds(route, curlArgs, bytes));
-    } finally {
-      clearInterval(sampler);
+async function timeTransfers(routes, curlArgs, bytes) {
+  const runs = new Map(routes.map((route) => [route.name, { seconds: [], growth: 0, delays: [] }]));
+  for (let turn = 0; turn < RUNS; turn += 1) {
+    for (const route of turned(routes, turn)) {
+      const figures = runs.get(route.name);
+      const pid = route.gateway?.service.pid;
+      if (pid) await resetEventLoopDelay(route.url);
+      const before = pid ? memoryOf(pid).rss_mb : 0;
+      let peak = before;
+      const sampler = pid ? setInterval(() => (peak = Math.max(peak, memoryOf(pid).rss_mb)), RSS_SAMPLE_MS) : null;
+      try {
+        figures.seconds.push(await curlSeconds(route, curlArgs(route), bytes));
+      } finally {
+        clearInterval(sampler);
+      }
+      figures.growth = Math.max(figures.growth, round(peak - before));
+      if (pid) figures.delays.push(await readEventLoopDelay(route.url));
     }
-    growth = Math.max(growth, round(peak - before));
   }
-  const figures = { mb_per_s: round(bytes / MB / best), seconds: round(best, 3) };
-  if (!route.gateway) return figures;
-  return { ...figures, rss_growth_mb: growth, rss_mb: memoryOf(pid).rss_mb, event_loop_delay: await readEventLoopDelay(route.url) };
+  return Object.fromEntries(
+    routes.map((route) => {
+      const { seconds, growth, delays } = runs.get(route.name);
+      const best = Math.min(...seconds);
+      const figures = { mb_per_s: round(bytes / MB / best), seconds: round(best, 3), rounds: seconds.map((run) => round(bytes / MB / run)) };
+      if (!route.gateway) return [route.name, figures];
+      return [route.name, { ...figures, rss_growth_mb: growth, rss_mb: memoryOf(route.gateway.service.pid).rss_mb, event_loop_delay: worstOf(delays) }];
+    }),
+  );
+}
+
+/** The routes in the order of round `turn`: turned left by one per round. */
+function turned(routes, turn) {
+  const by = turn % routes.length;
+  return [...routes.slice(by), ...routes.slice(0, by)];
+}
+
+/** The worst of several event-loop readings, figure by figure. */
+function worstOf(delays) {
+  const worst = (field) => Math.max(...delays.map((delay) => delay[field]));
+  return { p50_ms: worst('p50_ms'), p99_ms: worst('p99_ms'), max_ms: worst('max_ms'), over_limit: delays.some((delay) => delay.over_limit) };
 }
 
 /** Seconds curl took for one transfer; rejects unless it answered 200 and moved `bytes`. */
@@ -153,28 +182,52 @@ export function curlSeconds(route, args, bytes) {
   });
 }
 
-/** Small /view requests (`run` is wrk on a 1 MiB range, or the HEAD loop) at 10 connections after a warm-up, with what the rest of the machine did; through the gateway with the event-loop delay of the measured run. */
-async function loadSmallRequests(route, run) {
-  const load = { connections: SMALL_REQUEST_CONNECTIONS, apiKey: route.apiKey ?? '' };
-  await run({ ...load, seconds: SMALL_REQUEST_WARM_UP_S });
-  if (route.gateway) await resetEventLoopDelay(route.url);
-  const [measured, cpu] = await Promise.all([run({ ...load, seconds: SMALL_REQUEST_RUN_S }), cpuDuring(SMALL_REQUEST_RUN_S)]);
-  const figures = { ...measured, ...cpu };
-  return route.gateway ? { ...figures, event_loop_delay: await readEventLoopDelay(route.url) } : figures;
+/**
+ * Small /view requests (`run` is wrk on a 1 MiB range, or the HEAD loop) at 10 connections on every
+ * route, in RUNS rounds turned as the transfers' are, each route warmed up before its first: per route
+ * the figures of its median round (with what the rest of the machine did) and each round's req/s in
+ * `rounds`; through the gateway with the event-loop delay (the worst of its rounds).
+ */
+async function loadSmallRequests(routes, run) {
+  const rounds = new Map(routes.map((route) => [route.name, []]));
+  const delays = [];
+  for (const route of routes) await run(route, { connections: SMALL_REQUEST_CONNECTIONS, apiKey: route.apiKey ?? '', seconds: SMALL_REQUEST_WARM_UP_S });
+  for (let turn = 0; turn < RUNS; turn += 1) {
+    for (const route of turned(routes, turn)) {
+      const load = { connections: SMALL_REQUEST_CONNECTIONS, apiKey: route.apiKey ?? '', seconds: SMALL_REQUEST_RUN_S };
+      if (route.gateway) await resetEventLoopDelay(route.url);
+      const [measured, cpu] = await Promise.all([run(route, load), cpuDuring(SMALL_REQUEST_RUN_S)]);
+      rounds.get(route.name).push({ ...measured, ...cpu });
+      if (route.gateway) delays.push(await readEventLoopDelay(route.url));
+    }
+  }
+  return Object.fromEntries(
+    routes.map((route) => {
+      const figures = rounds.get(route.name);
+      const middle = figures.find(({ rps }) => rps === median(figures.map(({ rps }) => rps)));
+      const kept = { ...middle, rounds: figures.map(({ rps }) => rps) };
+      return [route.name, route.gateway ? { ...kept, event_loop_delay: worstOf(delays) } : kept];
+    }),
+  );
 }
 
+/** The gateway's rounds beside each other route's: each ratio is the median of the rounds' (see roundsRatio). */
 function ratiosOf({ download, upload, range_rps: range, head_rps: head }) {
-  const ratio = (a, b) => round(a / b, 3);
   return {
-    download_gateway_vs_direct: ratio(download.gateway.mb_per_s, download.direct.mb_per_s),
-    download_gateway_vs_nginx: ratio(download.gateway.mb_per_s, download.nginx.mb_per_s),
-    upload_gateway_vs_direct: ratio(upload.gateway.mb_per_s, upload.direct.mb_per_s),
-    upload_gateway_vs_nginx: ratio(upload.gateway.mb_per_s, upload.nginx.mb_per_s),
-    range_gateway_vs_direct: ratio(range.gateway.rps, range.direct.rps),
-    head_gateway_vs_direct: ratio(head.gateway.rps, head.direct.rps),
-    download_gateway_vs_ceiling: ratio(download.gateway.mb_per_s, download.ceiling.mb_per_s),
-    upload_gateway_vs_ceiling: ratio(upload.gateway.mb_per_s, upload.ceiling.mb_per_s),
-    range_gateway_vs_ceiling: ratio(range.gateway.rps, range.ceiling.rps),
-    head_gateway_vs_ceiling: ratio(head.gateway.rps, head.ceiling.rps),
+    download_gateway_vs_direct: roundsRatio(download.gateway, download.direct),
+    download_gateway_vs_nginx: roundsRatio(download.gateway, download.nginx),
+    upload_gateway_vs_direct: roundsRatio(upload.gateway, upload.direct),
+    upload_gateway_vs_nginx: roundsRatio(upload.gateway, upload.nginx),
+    range_gateway_vs_direct: roundsRatio(range.gateway, range.direct),
+    head_gateway_vs_direct: roundsRatio(head.gateway, head.direct),
+    download_gateway_vs_ceiling: roundsRatio(download.gateway, download.ceiling),
+    upload_gateway_vs_ceiling: roundsRatio(upload.gateway, upload.ceiling),
+    range_gateway_vs_ceiling: roundsRatio(range.gateway, range.ceiling),
+    head_gateway_vs_ceiling: roundsRatio(head.gateway, head.ceiling),
   };
+}
+
+/** The median over the rounds of one route's figure (MB/s, req/s) over another's in the same round. */
+function roundsRatio(route, other) {
+  return round(median(route.rounds.map((rps, i) => rps / other.rounds[i])), 3);
 }
