@@ -229,5 +229,5 @@ function ratiosOf({ download, upload, range_rps: range, head_rps: head }) {
 
 /** The median over the rounds of one route's figure (MB/s, req/s) over another's in the same round. */
 function roundsRatio(route, other) {
-  return round(median(route.rounds.map((rps, i) => rps / other.rounds[i])), 3);
+  return round(median(route.rounds.map((figure, i) => figure / other.rounds[i])), 3);
 }
