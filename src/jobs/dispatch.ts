@@ -9,23 +9,22 @@ import type { Backend } from './backend.js';
 
 /**
  * What a job keeps until it runs, to be sent (or sent again when its backend lost it): the body for
- * ComfyUI's POST /prompt, the headers (its ComfyUI user), the backend an admin pinned it to, and how
- * many times it was sent. The body is kept as its JSON text: one string for the garbage collector to
- * trace, where the parsed graph (and the editor workflow in its `extra_data`) is hundreds of objects
- * per held job, and what is sent as it is.
+ * ComfyUI's POST /prompt, the headers (its ComfyUI user) and the backend an admin pinned it to. How
+ * many times it was sent is the job's own `sends`, so that recording a send does not write this again.
+ * The body is kept as its JSON text: one string for the garbage collector to trace, where the parsed
+ * graph (and the editor workflow in its `extra_data`) is hundreds of objects per held job, and what is
+ * sent as it is.
  */
 export type HeldRequest = {
   body: string;
   headers: Record<string, string | null>;
   /** The backend an admin key pinned the job to (`X-Comfy-Gate-Backend`); absent: any. */
   pin?: string;
-  /** Times it was sent to a backend (absent: never). */
-  sends?: number;
 };
 
 /** The request a job keeps, or undefined once it ran. A body kept parsed (by an earlier version) is read as its JSON text. */
 export function heldRequestOf(job: JobRecord): HeldRequest | undefined {
-  const request = job.request as { body?: unknown; headers?: HeldRequest['headers']; pin?: unknown; sends?: unknown } | null;
+  const request = job.request as { body?: unknown; headers?: HeldRequest['headers']; pin?: unknown } | null;
   if (!request) return undefined;
   const body =
     typeof request.body === 'string' ? request.body : typeof request.body === 'object' && request.body !== null ? JSON.stringify(request.body) : undefined;
@@ -34,7 +33,6 @@ export function heldRequestOf(job: JobRecord): HeldRequest | undefined {
     body,
     headers: request.headers ?? {},
     ...(typeof request.pin === 'string' ? { pin: request.pin } : {}),
-    ...(typeof request.sends === 'number' ? { sends: request.sends } : {}),
   };
 }
 
@@ -43,11 +41,6 @@ export function heldBodyOf(job: JobRecord): Record<string, unknown> {
   const request = heldRequestOf(job);
   const body = request ? parseJsonOrUndefined(request.body) : undefined;
   return typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
-}
-
-/** The request as it is kept once sent one more time. */
-export function sentOnceMore(request: HeldRequest): HeldRequest {
-  return { ...request, sends: (request.sends ?? 0) + 1 };
 }
 
 /** How sending went. `lost`: no answer came, and ComfyUI may have queued it under the id it was sent with. */

@@ -6,7 +6,7 @@ import type { Logger } from '../log/logger.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import { ACTIVE_JOB_STATUSES, type JobRecord, type JobStore, type JobWebhook, type KeyRecord, type OwnershipStore } from '../store/types.js';
 import { GATEWAY_CLIENT_OWNER, type Backend } from './backend.js';
-import { heldRequestOf, sendPrompt, sentOnceMore, type HeldRequest, type SendOutcome } from './dispatch.js';
+import { heldRequestOf, sendPrompt, type HeldRequest, type SendOutcome } from './dispatch.js';
 import { checkAdmission } from './quotas.js';
 import { refusalEvent } from './refusal.js';
 import { reconcileJobs } from './reconcile.js';
@@ -179,7 +179,7 @@ export class JobService {
    */
   private async lost(job: JobRecord, message: string): Promise<void> {
     const request = heldRequestOf(job);
-    if (job.status === 'queued' && request && (request.sends ?? 1) < MAX_SENDS) {
+    if (job.status === 'queued' && request && (job.sends ?? 1) < MAX_SENDS) {
       const held = await this.jobs.update(job.id, { status: 'held', upstream_id: null, forwarded_at: null }, { ifStatus: 'queued' });
       if (held) {
         if (job.upstream_id !== null) this.movedAway.set(job.backend, (this.movedAway.get(job.backend) ?? new Set()).add(job.upstream_id));
@@ -282,7 +282,8 @@ export class JobService {
       upstream_id: id,
       status: 'queued',
       forwarded_at: this.now(),
-      request: sentOnceMore(request),
+      request,
+      sends: (job.sends ?? 0) + 1,
     };
     if (await this.jobs.create(sent)) this.options.onAdmitted?.(sent);
     else this.options.log.warn({ job_id: id }, 'ComfyUI answered with the prompt_id of a job the registry already has');

@@ -4,7 +4,7 @@ import { setImmediate } from 'node:timers/promises';
 import type { Logger } from '../log/logger.js';
 import type { AdmissionPlace, JobRecord, JobStore, KeyRecord } from '../store/types.js';
 import type { Backend } from './backend.js';
-import { heldRequestOf, sendPrompt, sentOnceMore, type HeldRequest, type SendOutcome } from './dispatch.js';
+import { heldRequestOf, sendPrompt, type SendOutcome } from './dispatch.js';
 import { FairQueue, type QueuedJob } from './fair-queue.js';
 import { Placement } from './placement.js';
 import { refusalEvent } from './refusal.js';
@@ -193,13 +193,13 @@ export class JobScheduler {
     const request = job && heldRequestOf(job);
     if (!job || !request) return this.pump();
     const taken = job;
-    await sendPrompt(backend, taken.id, request, (outcome) => this.recordReleased(taken, backend, request, outcome))
+    await sendPrompt(backend, taken.id, request, (outcome) => this.recordReleased(taken, backend, outcome))
       .catch((error: unknown) => this.options.log.warn({ err: error, job_id: taken.id, backend: backend.name }, 'a held job could not be sent to ComfyUI'))
       .finally(() => this.pump());
   }
 
   /** Records how sending a released job went; its id stays the one its key was told. */
-  private async recordReleased(job: JobRecord, backend: Backend, request: HeldRequest, outcome: SendOutcome): Promise<void> {
+  private async recordReleased(job: JobRecord, backend: Backend, outcome: SendOutcome): Promise<void> {
     const now = this.options.now();
     if (outcome.kind === 'refused') {
       await this.options.jobs.update(job.id, { status: 'error', finished_at: now, request: null, upstream_id: null, error: outcome.error });
@@ -207,7 +207,7 @@ export class JobScheduler {
       return;
     }
     const upstreamId = outcome.kind === 'queued' ? outcome.upstreamId : outcome.sentId;
-    await this.options.jobs.update(job.id, { upstream_id: upstreamId, forwarded_at: now, request: sentOnceMore(request) });
+    await this.options.jobs.update(job.id, { upstream_id: upstreamId, forwarded_at: now, sends: (job.sends ?? 0) + 1 });
   }
 
   close(): void {

@@ -26,8 +26,12 @@ export function parseJobRecord(value: unknown): JobRecord | string {
   if (v.outputs != null && !Array.isArray(v.outputs)) return 'outputs must be an array';
   for (const field of ['error', 'request'] as const)
     if (v[field] != null && (typeof v[field] !== 'object' || Array.isArray(v[field]))) return `${field} must be an object or null`;
+  if (v.sends != null && !isCount(v.sends)) return `sends must be a whole number or null, not ${shown(v.sends)}`;
   const webhook = v.webhook == null ? null : parseJobWebhook(v.webhook);
   if (typeof webhook === 'string') return webhook;
+  // An earlier version kept the count inside the request.
+  const keptInRequest = (v.request as { sends?: unknown } | null | undefined)?.sends;
+  const sends = isCount(v.sends) ? v.sends : isCount(keptInRequest) ? keptInRequest : undefined;
   return {
     id: v.id as string,
     key_id: v.key_id as string,
@@ -45,7 +49,13 @@ export function parseJobRecord(value: unknown): JobRecord | string {
     request: (v.request as JobRecord['request'] | undefined) ?? null,
     front: v.front === true,
     webhook,
+    ...(sends !== undefined ? { sends } : {}),
   };
+}
+
+/** A whole number of at least 0. */
+function isCount(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
 }
 
 /** A stored job's `webhook`: `{url, events}` with known events, or a reason. */

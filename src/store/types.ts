@@ -320,6 +320,8 @@ export interface JobRecord {
   error: JobError | null;
   /** Until it runs: the body to send to ComfyUI (with the gateway's client_id in it), kept so that a job a dead backend lost can be sent again; null once it runs or ends. */
   request: Record<string, unknown> | null;
+  /** Times it was sent to a backend; absent until it is. Kept beside `request`, so that recording a send does not write the kept prompt again. */
+  sends?: number;
   /** Admin keys' `front`: released before other held jobs. */
   front: boolean;
   /** Where the job's events are POSTed, and which; null for none (and for jobs stored before webhooks). */

@@ -52,6 +52,8 @@ describe('importFileStore: jobs', { skip: 'skip' in fresh ? fresh.skip : false }
     await created.open();
     await created.create(job('held-1'));
     await created.create(job('held-2', { key_id: 'bob', front: false }));
+    // As an earlier version wrote a job it had sent: the count of sends inside the kept request.
+    await created.create(job('sent-before', { status: 'queued', request: { ...job('').request, sends: 1 } }));
     await created.close();
     // Reopened, so that the changes are in the journal rather than in the snapshot written after the first change.
     const files = new FileJobStore({ directory, ...KEPT });
@@ -64,7 +66,7 @@ describe('importFileStore: jobs', { skip: 'skip' in fresh ? fresh.skip : false }
       outputs: [{ node: '9', filename: 'a.png', subfolder: '', type: 'output' }],
       error: null,
     });
-    await files.update('held-1', { error: { message: 'not yet', node_errors: { 3: { errors: [] } } } });
+    await files.update('held-1', { error: { message: 'not yet', node_errors: { 3: { errors: [] } } }, sends: 2 });
     const expected = files.list({ offset: 0, limit: 10 });
     await files.close();
     const journal = await readFile(join(directory, 'jobs.journal'), 'utf8');
@@ -73,8 +75,8 @@ describe('importFileStore: jobs', { skip: 'skip' in fresh ? fresh.skip : false }
 
     const database = await PostgresDatabase.open({ url: fresh.url });
     try {
-      assert.deepEqual((await importFileStore(directory, database)).jobs, { found: 2, copied: 2 });
-      assert.deepEqual((await importFileStore(directory, database)).jobs, { found: 2, copied: 0 });
+      assert.deepEqual((await importFileStore(directory, database)).jobs, { found: 3, copied: 3 });
+      assert.deepEqual((await importFileStore(directory, database)).jobs, { found: 3, copied: 0 });
     } finally {
       await database.close();
     }
@@ -83,6 +85,9 @@ describe('importFileStore: jobs', { skip: 'skip' in fresh ? fresh.skip : false }
     try {
       assert.deepEqual(store.list({ offset: 0, limit: 10 }), expected);
       assert.equal(store.get('held-2')?.status, 'success', "the journal's change, not the snapshot's record");
+      assert.equal(store.get('held-1')?.sends, 2, 'the count of sends has its own column');
+      assert.equal(store.get('sent-before')?.sends, 1, "an earlier version's count is read from the request");
+      assert.equal(store.get('held-2')?.sends, undefined, 'never sent: no count');
     } finally {
       await store.close();
     }

@@ -71,9 +71,12 @@ export function jobStoreContract(name: string, harness: HarnessOrSkip<JobStore>)
       const failed = await store.update('j1', { error: { message: 'boom', node_id: '3', node_type: 'KSampler', exception_type: 'RuntimeError' } });
       assert.equal(failed?.status, 'success', 'fields not in the patch are kept');
       assert.equal(failed?.error?.node_type, 'KSampler');
+      assert.equal(failed?.sends, undefined, 'never sent: no count');
+      const sent = await store.update('j1', { sends: 2 });
+      assert.deepEqual(sent, { ...failed, sends: 2 });
       assert.equal(await store.update('missing', { status: 'error' }), undefined);
       assert.equal(store.get('missing'), undefined);
-      assert.deepEqual((await reopen()).get('j1'), failed);
+      assert.deepEqual((await reopen()).get('j1'), sent);
     });
 
     test('an update with ifStatus applies only while the job has that status', async () => {

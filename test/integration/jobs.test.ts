@@ -1,6 +1,8 @@
 // The job registry through the gateway: fair release order, held jobs in /queue, their cancellation, restart with held jobs, and the jobs API.
 
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openCollectingSocket, SAVE_WORKFLOW, waitForHistory } from '../helpers/comfy-client.js';
@@ -174,6 +176,19 @@ for (const promptIds of PROMPT_ID_MODES) {
       const tags = arrivalOrder(comfy);
       assert.ok(tags.includes(301) && tags.includes(302), 'both held jobs reached ComfyUI after the restart');
       await waitUntil(async () => (await jobOf(gateway.url, keys.bob, held[1]!)).status === 'success', 'the released job to succeed');
+    });
+
+    test('a held prompt is written to the registry once: sending it records the send alone', async () => {
+      const first = await queueTagged(gateway.url, keys.alice, 610);
+      const marker = 60_606_060;
+      const held = await queueTagged(gateway.url, keys.alice, marker);
+      assert.equal((await jobOf(gateway.url, keys.alice, held)).status, 'held');
+      await waitForHistory(gateway.url, keys.alice, first, 60_000);
+      await waitForHistory(gateway.url, keys.alice, held, 60_000);
+      const files = await Promise.all(
+        ['jobs.json', 'jobs.journal', 'jobs.journal.next'].map((name) => readFile(join(userDirectory.path, name), 'utf8').catch(() => '')),
+      );
+      assert.equal(files.join('').split(String(marker)).length - 1, 1, 'the prompt is in the files once: in the job as admitted');
     });
 
     test('a held prompt that ComfyUI refuses when it is sent ends as error: in the jobs API, its history entry and its socket', async () => {

@@ -328,9 +328,9 @@ async function importJobs(directory: string, database: PostgresDatabase): Promis
     const part = jobs.slice(i, i + JOB_BATCH);
     const column = <K extends keyof JobRecord>(field: K): Array<JobRecord[K]> => part.map((job) => job[field]);
     const { rowCount } = await database.query(
-      `INSERT INTO jobs (id, key_id, client_id, backend, upstream_id, status, admitted_at, forwarded_at, started_at, finished_at, execution_seconds, outputs, error, request, front, webhook)
+      `INSERT INTO jobs (id, key_id, client_id, backend, upstream_id, status, admitted_at, forwarded_at, started_at, finished_at, execution_seconds, outputs, error, request, front, webhook, sends)
        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::float8[], $9::float8[], $10::float8[], $11::float8[],
-         $12::jsonb[], $13::jsonb[], $14::jsonb[], $15::bool[], $16::jsonb[])
+         $12::jsonb[], $13::jsonb[], $14::jsonb[], $15::bool[], $16::jsonb[], $17::int[])
        ON CONFLICT (id) DO NOTHING`,
       [
         column('id'),
@@ -349,6 +349,7 @@ async function importJobs(directory: string, database: PostgresDatabase): Promis
         part.map((job) => json(job.request)),
         column('front'),
         part.map((job) => json(job.webhook)),
+        part.map((job) => job.sends ?? null),
       ],
     );
     copied += rowCount ?? 0;

@@ -381,4 +381,13 @@ CREATE TABLE workflows (
 );
 `,
   },
+  {
+    version: 10,
+    name: "a job's count of sends in a column of its own",
+    sql: `
+-- Recording a send sets this alone, not the request (a held job's whole prompt). null: never sent, or
+-- sent by an earlier version, which kept the count inside the request (read from there).
+ALTER TABLE jobs ADD COLUMN sends integer;
+`,
+  },
 ];

@@ -27,7 +27,7 @@ type JobRow = JobRecord & { rev: number; updated?: number };
 type Announcement = JobRow | { fetch: string; rev: number };
 
 const COLUMNS =
-  'id, key_id, client_id, backend, upstream_id, status, admitted_at, forwarded_at, started_at, finished_at, execution_seconds, outputs, error, request, front, webhook, ' +
+  'id, key_id, client_id, backend, upstream_id, status, admitted_at, forwarded_at, started_at, finished_at, execution_seconds, outputs, error, request, front, webhook, sends, ' +
   'rev::float8 AS rev, extract(epoch from updated_at)::float8 AS updated';
 
 /** The columns a job is created with, in the order of the INSERT's parameters. */
@@ -48,6 +48,7 @@ const INSERT_COLUMNS = [
   'request',
   'front',
   'webhook',
+  'sends',
 ] as const satisfies ReadonlyArray<keyof JobRecord>;
 
 /** The columns a patch may set (every field but id, key_id and admitted_at). */
