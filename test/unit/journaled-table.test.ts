@@ -1,4 +1,4 @@
-// Unit tests of JournaledTable: its rewrites of the snapshot (how large the journal grows first, journalShare), that every change survives
+// Unit tests of JournaledTable: its rewrites of the snapshot (how large the journal grows first: journalShare, minJournalBytes), that every change survives
 // them, and patches (some fields of a record) replayed over any snapshot.
 
 import assert from 'node:assert/strict';
@@ -20,7 +20,7 @@ describe('JournaledTable rewrites', () => {
   let dir: string;
   const tables: JournaledTable<Row>[] = [];
 
-  function tableIn(journalShare?: number): JournaledTable<Row> {
+  function tableIn(journalShare?: number, minJournalBytes?: number): JournaledTable<Row> {
     const table = new JournaledTable<Row>({
       snapshotPath: join(dir, 'rows.json'),
       journalPath: join(dir, 'rows.journal'),
@@ -28,6 +28,7 @@ describe('JournaledTable rewrites', () => {
       writers: 'this-process',
       parse: (value) => value as Row,
       ...(journalShare === undefined ? {} : { journalShare }),
+      ...(minJournalBytes === undefined ? {} : { minJournalBytes }),
     });
     tables.push(table);
     return table;
@@ -46,17 +47,22 @@ describe('JournaledTable rewrites', () => {
     return sizes[0]! + sizes[1]!;
   }
 
+  /** Writes rows `start` to `start + 99` whole, as of `round`, in one batch of changes. */
+  async function putRows(table: JournaledTable<Row>, start: number, round: number): Promise<void> {
+    await Promise.all(
+      Array.from({ length: 100 }, (_, i) => {
+        const id = `row-${start + i}`;
+        return table.change(() => ({ ops: [{ op: 'put', id, value: { id, round, filler: FILLER } }], result: undefined }));
+      }),
+    );
+  }
+
   /** Writes every row once more (in batches of 100 changes); resolves the largest journal seen against the snapshot of its time, and the rewrites seen. */
   async function rewriteEveryRow(table: JournaledTable<Row>, round: number): Promise<{ largestShare: number; rewrites: number }> {
     let largestShare = 0;
     const rewrites = new RewriteCounter();
     for (let start = 0; start < ROWS; start += 100) {
-      await Promise.all(
-        Array.from({ length: 100 }, (_, i) => {
-          const id = `row-${start + i}`;
-          return table.change(() => ({ ops: [{ op: 'put', id, value: { id, round, filler: FILLER } }], result: undefined }));
-        }),
-      );
+      await putRows(table, start, round);
       const snapshot = await stat(join(dir, 'rows.json')).catch(() => null);
       // The first snapshot is written beside the first round's changes.
       if (!snapshot) continue;
@@ -102,6 +108,38 @@ describe('JournaledTable rewrites', () => {
       for (let i = 0; i < ROWS; i += 1) assert.equal(reopened.get(`row-${i}`)?.round, 2, `row-${i} has its last change`);
     });
   }
+
+  test('with minJournalBytes the journal grows to that size before a rewrite, however small the snapshot', async () => {
+    const least = 3 * 1024 * 1024;
+    const table = tableIn(1, least);
+    await table.open();
+    let largestJournal = 0;
+    let largestSnapshot = 0;
+    const rewrites = new RewriteCounter();
+    // Each round writes about 1.2 MB to the journal, as large as the snapshot of every row: share 1 alone would rewrite it every round.
+    for (let round = 0; round < 6; round += 1) {
+      for (let start = 0; start < ROWS; start += 100) {
+        await putRows(table, start, round);
+        const snapshot = await stat(join(dir, 'rows.json')).catch(() => null);
+        // The first snapshot is written beside the first changes.
+        if (!snapshot) continue;
+        rewrites.saw(snapshot.ino);
+        largestSnapshot = Math.max(largestSnapshot, snapshot.size);
+        largestJournal = Math.max(largestJournal, await journalBytes());
+      }
+    }
+    assert.ok(largestJournal > 2 * largestSnapshot, `the journal grew past the snapshot's size (${largestJournal} bytes, snapshot ${largestSnapshot})`);
+    // The changes made while a rewrite runs go on to the journal, so it may pass the limit by what a rewrite takes.
+    assert.ok(largestJournal < least + 1024 * 1024, `the journal was rewritten soon after it passed ${least} bytes (largest ${largestJournal})`);
+    assert.ok(rewrites.count >= 1, 'the snapshot was rewritten once the journal passed minJournalBytes');
+    await table.close();
+    tables.splice(tables.indexOf(table), 1);
+
+    const reopened = tableIn(1, least);
+    await reopened.open();
+    assert.equal(reopened.size, ROWS);
+    for (let i = 0; i < ROWS; i += 1) assert.equal(reopened.get(`row-${i}`)?.round, 5, `row-${i} has its last change`);
+  });
 
   test('patches set only their fields, survive rewrites of the snapshot beside them, and a reopen', async () => {
     const table = tableIn(1);

@@ -31,6 +31,10 @@ export class FileJobStore extends IndexedJobReads implements JobStore {
       // A job is written whole once and patched four times or so (sent, started, its outputs, ended): with a journal up to
       // the snapshot's size, the registry is rewritten once per its size of changes instead of four times.
       journalShare: 1,
+      // A held prompt (an editor workflow is often 50–200 KB) is written once, then dropped when it runs: 16 MiB of journal
+      // before a rewrite keeps a registry of a few thousand jobs from being rewritten every few prompts (replayed in well
+      // under a second at start-up).
+      minJournalBytes: 16 * 1024 * 1024,
       ...(options.onWrite ? { onWrite: options.onWrite } : {}),
       parse: parseJobRecord,
       onChange: (id, _before, after) => {

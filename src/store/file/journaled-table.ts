@@ -55,6 +55,12 @@ export interface JournaledTableOptions<T> {
    * journal when it opens.
    */
   journalShare?: number;
+  /**
+   * How large the journal may grow before the snapshot is rewritten, however small the snapshot (default
+   * 256 KiB). A table whose changes carry large values that later changes drop (a held job's prompt)
+   * would otherwise rewrite a small snapshot every few changes.
+   */
+  minJournalBytes?: number;
 }
 
 /** A change applied in memory and waiting for its group's append (single-writer tables). */
@@ -73,7 +79,7 @@ interface BatchDone {
   settle(): void;
 }
 
-const MIN_COMPACT_BYTES = 256 * 1024;
+const DEFAULT_MIN_JOURNAL_BYTES = 256 * 1024;
 const DEFAULT_JOURNAL_SHARE = 0.25;
 
 /**
@@ -278,7 +284,8 @@ export class JournaledTable<T> {
   private isDueForCompaction(): boolean {
     const share = this.options.journalShare ?? DEFAULT_JOURNAL_SHARE;
     const journalBytes = this.journalOffset + (this.nextJournalBytes ?? 0);
-    return this.snapshotIno === 0 || journalBytes > Math.max(MIN_COMPACT_BYTES, this.snapshotBytes * share);
+    const least = this.options.minJournalBytes ?? DEFAULT_MIN_JOURNAL_BYTES;
+    return this.snapshotIno === 0 || journalBytes > Math.max(least, this.snapshotBytes * share);
   }
 
   /**
