@@ -6,6 +6,7 @@ import { posix } from 'node:path';
 import { forbidden, GatewayError, invalidRequest, payloadTooLarge, unknownBackend } from '../errors.js';
 import { checkPrompt, effectivePolicy, type PromptOrigin } from '../policy/check.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
+import { withJsonTextBody } from '../store/json-text-body.js';
 import type { JobWebhook } from '../store/types.js';
 import { readBody } from '../server/body.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
@@ -103,7 +104,7 @@ export async function admitPrompt(
       key: caller.key,
       promptId,
       clientId,
-      request: { body: JSON.stringify(body), headers: caller.upstreamHeaders, ...(pin ? { pin } : {}) },
+      request: withJsonTextBody({ body, headers: caller.upstreamHeaders, ...(pin ? { pin } : {}) }),
       front: caller.seesAll && body.front === true,
       ...(webhook ? { webhook } : {}),
     })

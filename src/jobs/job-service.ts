@@ -231,7 +231,8 @@ export class JobService {
       execution_seconds: null,
       outputs: [],
       error: null,
-      request: { ...admission.request },
+      // The request itself, not a copy: one whose body was serialized here is written into the job files raw.
+      request: admission.request,
       front: admission.front,
       webhook: admission.webhook ?? this.options.defaultWebhook?.(key) ?? null,
     };

@@ -143,7 +143,7 @@ describe('key index', () => {
           'the ids alone, in the order of the entries',
         );
         assert.deepEqual(
-          [...records.members()]
+          [...records.members((record) => JSON.stringify(record))]
             .map((m) => JSON.parse(`{${m}}`) as Record<string, KeyRecord>)
             .sort((a, b) => Object.keys(a)[0]!.localeCompare(Object.keys(b)[0]!)),
           sorted(model.entries()).map(([id, r]) => ({ [id]: r })),

@@ -6,6 +6,7 @@ import { parseJobRecord, patchedFields } from '../job-record.js';
 import { JobSweeper, type JobRetentionOptions } from '../job-retention.js';
 import type { JobPatch, JobRecord, JobStatus, JobStore } from '../types.js';
 import { JournaledTable } from './journaled-table.js';
+import { hasJsonTextBody, withJsonTextBody } from '../json-text-body.js';
 
 export interface FileJobStoreOptions extends JobRetentionOptions {
   directory: string;
@@ -36,7 +37,8 @@ export class FileJobStore extends IndexedJobReads implements JobStore {
       // under a second at start-up).
       minJournalBytes: 16 * 1024 * 1024,
       ...(options.onWrite ? { onWrite: options.onWrite } : {}),
-      parse: parseJobRecord,
+      parse: (value) => withBodyAsText(parseJobRecord(value)),
+      valueText: jobText,
       onChange: (id, _before, after) => {
         // The table's id is the job's, whatever a hand-edited record says.
         if (after) this.index.set(after.id === id ? after : { ...after, id });
@@ -80,4 +82,30 @@ export class FileJobStore extends IndexedJobReads implements JobStore {
     await this.sweeper.stop();
     await this.table.close();
   }
+}
+
+/**
+ * A job read from the files, its kept body (written as JSON by `jobText`, or by an earlier version) as its
+ * JSON text: one string per held job for the garbage collector instead of the graph, and written raw again.
+ */
+function withBodyAsText(job: JobRecord | string): JobRecord | string {
+  if (typeof job === 'string' || !job.request) return job;
+  const { body } = job.request;
+  return typeof body === 'object' && body !== null ? { ...job, request: withJsonTextBody({ ...job.request, body }) } : job;
+}
+
+/**
+ * A job as JSON for its journal lines and `jobs.json`. A kept body this process serialized is written in
+ * raw, as the JSON value it is (read back as its text by `parseJobRecord`): as a string inside the job's
+ * JSON, every quote of a 100 KB editor workflow would be escaped again with each write. Any other body
+ * (one an earlier version stored as a string) is written as a string, as it was read.
+ */
+function jobText(job: JobRecord): string {
+  if (!job.request || !hasJsonTextBody(job.request)) return JSON.stringify(job);
+  const { request, ...rest } = job;
+  const { body, ...others } = request as { body: string };
+  const othersText = JSON.stringify(others);
+  const requestText = othersText === '{}' ? `{"body":${body}}` : `{"body":${body},${othersText.slice(1)}`;
+  // A job's JSON always has members (its id), so the request goes on after them.
+  return `${JSON.stringify(rest).slice(0, -1)},"request":${requestText}}`;
 }

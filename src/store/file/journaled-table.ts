@@ -25,6 +25,11 @@ export interface JournaledTableOptions<T> {
   /** Turns a stored value into a record, or says what is wrong with it. */
   parse(value: unknown): T | string;
   /**
+   * A record as the JSON text its journal lines and snapshot hold (default `JSON.stringify`): a table whose
+   * records carry JSON text may write it in raw, as long as `parse` reads the result back.
+   */
+  valueText?(value: T): string;
+  /**
    * Called for every change applied to memory, with the record before and after (undefined when absent);
    * not for the records of a snapshot loaded through `indexSnapshot`.
    */
@@ -122,9 +127,12 @@ export class JournaledTable<T> {
   private readonly openNextJournal: OpenJournal;
   /** Ids changed in memory whose changes wait for their append (single-writer tables), with how many such changes each has. */
   private readonly undurable = new Map<string, number>();
+  /** A record as its journal lines and snapshot hold it. */
+  private readonly valueText: (value: T) => string;
 
   constructor(options: JournaledTableOptions<T>) {
     this.options = options;
+    this.valueText = options.valueText ?? ((value) => JSON.stringify(value));
     this.records = new MapRecords(options.secondaryKeys);
     this.nextJournalPath = nextJournalPathOf(options.journalPath);
     this.openJournal = new OpenJournal(options.journalPath);
@@ -199,7 +207,7 @@ export class JournaledTable<T> {
         if (tail) await dropPartialTail(this.options.journalPath, tail);
         const { ops, result } = plan();
         if (ops.length === 0) return result;
-        await this.timed(() => appendDurably(this.options.journalPath, journalLines(ops)));
+        await this.timed(() => appendDurably(this.options.journalPath, journalLines(ops, this.valueText)));
         const journal = await stat(this.options.journalPath);
         this.journalIno = journal.ino;
         this.journalOffset = journal.size;
@@ -296,7 +304,7 @@ export class JournaledTable<T> {
     const rotated = this.nextJournalBytes !== null;
     const journal = rotated ? this.openNextJournal : this.openJournal;
     const completeUpTo = rotated ? this.nextJournalBytes! : this.journalOffset;
-    const written = await this.timed(() => journal.append(journalLines(ops), completeUpTo));
+    const written = await this.timed(() => journal.append(journalLines(ops, this.valueText), completeUpTo));
     if (rotated) {
       this.nextJournalBytes = written.size;
     } else {
@@ -322,7 +330,7 @@ export class JournaledTable<T> {
     this.compaction = compaction;
     compaction.done = (async () => {
       const { snapshotPath, journalPath } = this.options;
-      const temp = await writeTemporary(snapshotPath, snapshotLines(this.records.members()));
+      const temp = await writeTemporary(snapshotPath, snapshotLines(this.records.members(this.valueText)));
       await this.inFileTurn(async () => {
         if (compaction.abandoned) return;
         await replaceWith(temp, snapshotPath);
@@ -380,7 +388,7 @@ export class JournaledTable<T> {
 
   /** Rewrites the snapshot from memory, then starts an empty journal. Called with the lock held. */
   private async compact(): Promise<void> {
-    await writeFileAtomic(this.options.snapshotPath, snapshotLines(this.records.members()));
+    await writeFileAtomic(this.options.snapshotPath, snapshotLines(this.records.members(this.valueText)));
     await writeFileAtomic(this.options.journalPath, '');
     const [snapshot, journal] = await Promise.all([stat(this.options.snapshotPath), stat(this.options.journalPath)]);
     this.snapshotIno = snapshot.ino;
@@ -488,9 +496,11 @@ export function patchedValue(path: string, id: string, record: unknown, fields: 
   return { ...(record as Record<string, unknown>), ...fields };
 }
 
-/** Ops as journal lines. */
-function journalLines<T>(ops: TableOp<T>[]): string {
-  return ops.map((op) => JSON.stringify(op) + '\n').join('');
+/** Ops as journal lines, each put's record as `valueText` writes it. */
+function journalLines<T>(ops: TableOp<T>[], valueText: (value: T) => string): string {
+  return ops
+    .map((op) => (op.op === 'put' ? `{"op":"put","id":${JSON.stringify(op.id)},"value":${valueText(op.value)}}\n` : `${JSON.stringify(op)}\n`))
+    .join('');
 }
 
 /** Where a single-writer table appends while its snapshot is rewritten: beside its journal. */

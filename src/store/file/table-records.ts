@@ -18,8 +18,8 @@ export interface TableRecords<T> {
   ids(): IterableIterator<string>;
   /** The record one of whose secondary values is `value`. */
   findBySecondary(value: string): T | undefined;
-  /** Each record as its snapshot member text, `"id": value`. */
-  members(): IterableIterator<string>;
+  /** Each record as its snapshot member text, `"id": value`, the value as `valueText` writes it. */
+  members(valueText: (value: T) => string): IterableIterator<string>;
 }
 
 /**
@@ -75,8 +75,8 @@ export class MapRecords<T> implements TableRecords<T> {
     return id === undefined ? undefined : this.records.get(id);
   }
 
-  *members(): IterableIterator<string> {
-    for (const [id, value] of this.records) yield `${JSON.stringify(id)}: ${JSON.stringify(value)}`;
+  *members(valueText: (value: T) => string): IterableIterator<string> {
+    for (const [id, value] of this.records) yield `${JSON.stringify(id)}: ${valueText(value)}`;
   }
 
   private forgetSecondaries(id: string): void {
@@ -173,12 +173,12 @@ export class IndexedRecords<T> implements TableRecords<T> {
     return undefined;
   }
 
-  *members(): IterableIterator<string> {
+  *members(valueText: (value: T) => string): IterableIterator<string> {
     for (const id of this.base.ids()) {
       if (this.deleted.has(id)) continue;
       const value = this.changed.get(id);
-      yield value === undefined ? this.base.memberText(id)! : `${JSON.stringify(id)}: ${JSON.stringify(value)}`;
+      yield value === undefined ? this.base.memberText(id)! : `${JSON.stringify(id)}: ${valueText(value)}`;
     }
-    for (const [id, value] of this.changed.entries()) if (!this.base.has(id)) yield `${JSON.stringify(id)}: ${JSON.stringify(value)}`;
+    for (const [id, value] of this.changed.entries()) if (!this.base.has(id)) yield `${JSON.stringify(id)}: ${valueText(value)}`;
   }
 }
