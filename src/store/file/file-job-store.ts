@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { IndexedJobReads } from '../job-index.js';
 import { parseJobRecord, patchedFields } from '../job-record.js';
 import { JobSweeper, type JobRetentionOptions } from '../job-retention.js';
+import { hasJsonTextBody, withJsonTextBody } from '../json-text-body.js';
 import type { JobPatch, JobRecord, JobStatus, JobStore } from '../types.js';
 import { JournaledTable } from './journaled-table.js';
-import { hasJsonTextBody, withJsonTextBody } from '../json-text-body.js';
 
 export interface FileJobStoreOptions extends JobRetentionOptions {
   directory: string;
@@ -96,7 +96,7 @@ function withBodyAsText(job: JobRecord | string): JobRecord | string {
 
 /**
  * A job as JSON for its journal lines and `jobs.json`. A kept body this process serialized is written in
- * raw, as the JSON value it is (read back as its text by `parseJobRecord`): as a string inside the job's
+ * raw, as the JSON value it is (read back as its text by `withBodyAsText`): as a string inside the job's
  * JSON, every quote of a 100 KB editor workflow would be escaped again with each write. Any other body
  * (one an earlier version stored as a string) is written as a string, as it was read.
  */
