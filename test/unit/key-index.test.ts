@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -66,8 +66,17 @@ describe('key index', () => {
       assert.deepEqual(index.get(record.key_id), record);
       assert.equal(index.get(record.key_id), index.get(record.key_id), 'the same object every time');
       for (const hash of keyHashesOf(record)) assert.ok(index.idsBySecondary(hash).includes(record.key_id), `${record.key_id} by ${hash}`);
-      assert.equal(index.memberText(record.key_id), memberOf(record));
     }
+    assert.deepEqual(
+      [...index.members()],
+      records.map((r) => [r.key_id, memberOf(r)]),
+      'member texts in file order',
+    );
+    assert.deepEqual(
+      [...index.entries()],
+      records.map((r) => [r.key_id, r]),
+      'records in file order',
+    );
     assert.equal(index.get('key-3000'), undefined);
     assert.equal(index.has('no such key'), false);
     assert.deepEqual(index.idsBySecondary(sha256('never issued')), []);
@@ -89,6 +98,20 @@ describe('key index', () => {
         for (const hash of keyHashesOf(record)) assert.ok(index.idsBySecondary(hash).includes(record.key_id), `${record.key_id} by ${hash}`);
       }
     }
+  });
+
+  test('reads keys from the file it indexed after a new snapshot is renamed over it', async () => {
+    const records = Array.from({ length: 200 }, (_, i) => keyRecord(i));
+    const path = await writeSnapshot(records.map(memberOf));
+    const index = await indexKeySnapshot(path, EVERY_SIZE);
+    assert.ok(index);
+    const replacement = await writeSnapshot(records.map((r) => memberOf({ ...r, name: 'replaced' })));
+    await rename(replacement, path);
+    for (const record of records) assert.deepEqual(index.get(record.key_id), record, 'the key as the indexed file has it');
+    assert.deepEqual(
+      [...index.members()].map(([, text]) => text),
+      records.map(memberOf),
+    );
   });
 
   test('leaves small files, other layouts, bad keys and repeated ids to the plain reading', async () => {

@@ -1,8 +1,10 @@
-// A large api_keys.json as a compact index: the file's bytes, and sorted typed arrays of hashes pointing at its lines; a key is parsed when first used.
+// A large api_keys.json as a compact index: sorted typed arrays of hashes pointing at its lines in the open file; a key is read and parsed when first used.
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { isAscii } from 'node:buffer';
 import { readSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { parseStoredKey } from '../key-record.js';
 import type { KeyRecord } from '../types.js';
 import { openNoFollow } from './no-follow.js';
@@ -16,6 +18,13 @@ const RECORD_SPAN = 2 ** 24;
 const MAX_THREADS = 4;
 /** Bytes read at a time while looking for where a range's first line starts. */
 const LINE_SEARCH_BYTES = 64 * 1024;
+/**
+ * Bytes of the file read and decoded at a time while checking it, and while reading it in order: small
+ * enough that a chunk's text is an ordinary heap string (a larger one goes to V8's large-object space,
+ * or from about 1 MB is made an external string, each in freshly mapped memory; with 256 KiB and 1 MiB
+ * chunks the page faults took more system time than the whole reading of the file).
+ */
+const CHUNK_BYTES = 64 * 1024;
 
 /** The values a key can be found by besides its id: its hash, and the previous hash during a rotation's grace. */
 export function keyHashesOf(record: KeyRecord): string[] {
@@ -38,14 +47,13 @@ function keyHash29(keyHash: string): number {
 }
 
 /**
- * One thread's share of the file, open as `fd` (`size` bytes, read into `buffer` at the same offsets):
- * the lines that start from byte `from` on and before byte `to`. The first share reads from the `{`
- * line; each other share from a member line, after one ending in a comma (the share before checks that).
+ * One thread's share of the file, open as `fd` (`size` bytes): the lines that start from byte `from` on
+ * and before byte `to`. The first share reads from the `{` line; each other share from a member line,
+ * after one ending in a comma (the share before checks that).
  */
 export interface RangeTask {
   fd: number;
   size: number;
-  buffer: SharedArrayBuffer;
   from: number;
   to: number;
 }
@@ -65,34 +73,51 @@ export type RangeIndex = {
 } | null;
 
 /**
- * Reads a range's lines into the buffer and checks them one by one: the layout, and every record as the
+ * Reads a range a chunk at a time and checks its lines one by one: the layout, and every record as the
  * store would read it. Run in a worker thread, several ranges at once, so the reading is shared too.
  */
 export function indexRange(task: RangeTask): RangeIndex {
-  const bytes = Buffer.from(task.buffer);
   const from = lineStartFrom(task.fd, task.from, task.size);
   const to = lineStartFrom(task.fd, task.to, task.size);
-  if (!readInto(task.fd, bytes, from, to)) return null;
   const starts: number[] = [];
   const ends: number[] = [];
   const byId: number[] = [];
   const byKeyHash: number[] = [];
   let state: LayoutState | null = task.from === 0 ? 'open' : 'comma';
-  for (let start = from; start < to;) {
-    const newline = bytes.indexOf(10, start);
-    const end = newline < 0 || newline >= to ? to : newline;
-    const line = readSnapshotLine(bytes.toString('utf8', start, end));
-    state = line && nextLayoutState(state, line);
-    if (state === null || line === null) return null;
+  const indexLine = (raw: string, start: number, end: number): boolean => {
+    const line = readSnapshotLine(raw);
+    state = line && nextLayoutState(state!, line);
+    if (state === null || line === null) return false;
     if (line.kind === 'member') {
       const record = readMemberValue(line.valueText, parseStoredKey);
-      if (record === null || starts.length >= RECORD_SPAN) return null;
+      if (record === null || starts.length >= RECORD_SPAN) return false;
       for (const keyHash of keyHashesOf(record)) byKeyHash.push(keyHash29(keyHash) * RECORD_SPAN + starts.length);
       byId.push(hash29(line.id) * RECORD_SPAN + starts.length);
       starts.push(start);
       ends.push(end);
     }
-    start = end + 1;
+    return true;
+  };
+  for (const chunk of lineChunks(task.fd, from, to)) {
+    if (chunk === null) return null;
+    const { bytes, at } = chunk;
+    if (isAscii(bytes)) {
+      // One string for the chunk, cut at its newlines: each character is one byte, so offsets carry over.
+      const text = bytes.toString('latin1');
+      for (let start = 0; start < text.length;) {
+        const newline = text.indexOf('\n', start);
+        const end = newline < 0 ? text.length : newline;
+        if (!indexLine(text.slice(start, end), at + start, at + end)) return null;
+        start = end + 1;
+      }
+    } else {
+      for (let start = 0; start < bytes.length;) {
+        const newline = bytes.indexOf(10, start);
+        const end = newline < 0 ? bytes.length : newline;
+        if (!indexLine(bytes.toString('utf8', start, end), at + start, at + end)) return null;
+        start = end + 1;
+      }
+    }
   }
   return {
     starts: Float64Array.from(starts),
@@ -101,6 +126,25 @@ export function indexRange(task: RangeTask): RangeIndex {
     byKeyHash: Float64Array.from(byKeyHash).sort(),
     final: state,
   };
+}
+
+/**
+ * Bytes `from` to `to` of the file in chunks of whole lines, about CHUNK_BYTES each (a longer line gets
+ * a chunk of its own), read into one buffer that each chunk reuses; null when the file ended first.
+ */
+function* lineChunks(fd: number, from: number, to: number): Generator<{ bytes: Buffer; at: number } | null> {
+  let buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+  for (let at = from; at < to;) {
+    const wanted = Math.min(buffer.length, to - at);
+    if (readAt(fd, buffer, wanted, at) < wanted) return yield null;
+    const lastNewline = at + wanted === to ? wanted - 1 : buffer.lastIndexOf(10, wanted - 1);
+    if (lastNewline < 0) {
+      buffer = Buffer.allocUnsafe(buffer.length * 2);
+      continue;
+    }
+    yield { bytes: buffer.subarray(0, lastNewline + 1), at };
+    at += lastNewline + 1;
+  }
 }
 
 /** Where the first line that starts at or after `position` starts: past the first newline from `position - 1` on; `size` when there is none. */
@@ -117,14 +161,15 @@ function lineStartFrom(fd: number, position: number, size: number): number {
   return size;
 }
 
-/** Reads bytes `from` to `to` of the file into `bytes` at the same offsets; false when the file ended first. */
-function readInto(fd: number, bytes: Buffer, from: number, to: number): boolean {
-  for (let at = from; at < to;) {
-    const read = readSync(fd, bytes, at, to - at, at);
-    if (read === 0) return false;
-    at += read;
+/** Reads up to `length` bytes of the file from `position` into the start of `buffer`; how many there were before the file ended. */
+function readAt(fd: number, buffer: Buffer, length: number, position: number): number {
+  let done = 0;
+  while (done < length) {
+    const read = readSync(fd, buffer, done, length - done, position + done);
+    if (read === 0) break;
+    done += read;
   }
-  return true;
+  return done;
 }
 
 export interface KeyIndexOptions {
@@ -140,29 +185,28 @@ export interface KeyIndexOptions {
  * (another layout, an invalid key, an id twice): it then reads the file and words any error.
  */
 export async function indexKeySnapshot(path: string, options: KeyIndexOptions = {}): Promise<KeySnapshotIndex | null> {
-  const handle = await openNoFollow(path, 'read');
-  let buffer: SharedArrayBuffer;
-  let settled: Array<PromiseSettledResult<RangeIndex>>;
+  const file = await openNoFollow(path, 'read');
+  let index: KeySnapshotIndex | null = null;
   try {
-    const { size } = await handle.stat();
+    const { size } = await file.stat();
     if (size === 0 || size < (options.minBytes ?? INDEX_FROM_BYTES)) return null;
-    buffer = new SharedArrayBuffer(size);
     const count = options.threads ?? Math.min(MAX_THREADS, availableParallelism());
     const share = (i: number): number => Math.floor((size * i) / count);
-    const tasks = Array.from({ length: count }, (_, i): RangeTask => ({ fd: handle.fd, size, buffer, from: share(i), to: share(i + 1) }));
-    // Each range read and checked in a worker (a reload while serving must not hold up requests); all settle before the file is closed.
-    settled = await Promise.allSettled(tasks.map(indexInWorker));
+    const tasks = Array.from({ length: count }, (_, i): RangeTask => ({ fd: file.fd, size, from: share(i), to: share(i + 1) }));
+    // Each range read and checked in a worker (a reload while serving must not hold up requests); all settle before the file may be closed.
+    const settled = await Promise.allSettled(tasks.map(indexInWorker));
+    const ranges: NonNullable<RangeIndex>[] = [];
+    for (const outcome of settled) {
+      if (outcome.status === 'rejected') throw outcome.reason;
+      if (outcome.value === null) return null;
+      // A range in which no line starts (one long line crosses it) passes the state on.
+      if (outcome.value.starts.length > 0 || outcome.value.final !== 'comma') ranges.push(outcome.value);
+    }
+    index = joinsUp(ranges) ? KeySnapshotIndex.build(file, ranges) : null;
+    return index;
   } finally {
-    await handle.close();
+    if (index === null) await file.close();
   }
-  const ranges: NonNullable<RangeIndex>[] = [];
-  for (const outcome of settled) {
-    if (outcome.status === 'rejected') throw outcome.reason;
-    if (outcome.value === null) return null;
-    // A range in which no line starts (one long line crosses it) passes the state on.
-    if (outcome.value.starts.length > 0 || outcome.value.final !== 'comma') ranges.push(outcome.value);
-  }
-  return joinsUp(ranges) ? KeySnapshotIndex.build(Buffer.from(buffer), ranges) : null;
 }
 
 /** Whether the ranges make one snapshot: each but the last ends after a member with a comma, where the next one starts, and the last closes the object. */
@@ -181,9 +225,20 @@ function indexInWorker(task: RangeTask): Promise<RangeIndex> {
   });
 }
 
-/** The index: every key's line in the file's bytes, found by a hash of its id or of its key hashes. */
+/**
+ * Closes an index's file once the index is garbage, not when the table replaces it: a paged listing
+ * may still be reading the index it started on, between turns of the event loop.
+ */
+const openSnapshots = new FinalizationRegistry<FileHandle>((file) => void file.close().catch(() => undefined));
+
+/**
+ * The index: where every key's line is in the snapshot file, found by a hash of its id or of its key
+ * hashes. The file stays open (a snapshot is replaced by renaming a new file over it, so this one keeps
+ * its bytes) and a line is read from it when its key is first used: the file's bytes are not held in
+ * memory, and not copied into it at start-up.
+ */
 export class KeySnapshotIndex implements SnapshotIndex<KeyRecord> {
-  private readonly bytes: Buffer;
+  private readonly file: FileHandle;
   private readonly starts: Float64Array;
   private readonly ends: Float64Array;
   /** hash29(id) × RECORD_SPAN + line number, sorted. */
@@ -192,17 +247,19 @@ export class KeySnapshotIndex implements SnapshotIndex<KeyRecord> {
   private readonly byKeyHash: Float64Array;
   /** The keys parsed so far, by id: the objects `get` hands out. */
   private readonly parsed = new Map<string, KeyRecord>();
+  /** Reused to read one line. */
+  private lineBuffer = Buffer.allocUnsafe(4096);
 
-  private constructor(bytes: Buffer, starts: Float64Array, ends: Float64Array, byId: Float64Array, byKeyHash: Float64Array) {
-    this.bytes = bytes;
+  private constructor(file: FileHandle, starts: Float64Array, ends: Float64Array, byId: Float64Array, byKeyHash: Float64Array) {
+    this.file = file;
     this.starts = starts;
     this.ends = ends;
     this.byId = byId;
     this.byKeyHash = byKeyHash;
   }
 
-  /** Joins the ranges into one index; null for a file with more keys than it can number, or an id twice. */
-  static build(bytes: Buffer, ranges: NonNullable<RangeIndex>[]): KeySnapshotIndex | null {
+  /** Joins the ranges into one index over the open `file`; null for a file with more keys than it can number, or an id twice. */
+  static build(file: FileHandle, ranges: NonNullable<RangeIndex>[]): KeySnapshotIndex | null {
     const total = ranges.reduce((sum, range) => sum + range.starts.length, 0);
     if (total >= RECORD_SPAN) return null;
     const starts = new Float64Array(total);
@@ -217,8 +274,10 @@ export class KeySnapshotIndex implements SnapshotIndex<KeyRecord> {
     }
     const byId = mergeRanges(ranges.map((range, i) => ({ entries: range.byId, firstLine: firstLines[i]! })));
     const byKeyHash = mergeRanges(ranges.map((range, i) => ({ entries: range.byKeyHash, firstLine: firstLines[i]! })));
-    const index = new KeySnapshotIndex(bytes, starts, ends, byId, byKeyHash);
-    return index.hasRepeatedId() ? null : index;
+    const index = new KeySnapshotIndex(file, starts, ends, byId, byKeyHash);
+    if (index.hasRepeatedId()) return null;
+    openSnapshots.register(index, file);
+    return index;
   }
 
   get size(): number {
@@ -228,16 +287,11 @@ export class KeySnapshotIndex implements SnapshotIndex<KeyRecord> {
   get(id: string): KeyRecord | undefined {
     const known = this.parsed.get(id);
     if (known) return known;
-    const record = this.peek(id);
-    if (record) this.parsed.set(id, record);
-    return record;
-  }
-
-  peek(id: string): KeyRecord | undefined {
-    const known = this.parsed.get(id);
-    if (known) return known;
     const line = this.lineOf(id);
-    return line < 0 ? undefined : this.recordAt(line);
+    if (line < 0) return undefined;
+    const record = recordOf(this.memberAt(line), line);
+    this.parsed.set(id, record);
+    return record;
   }
 
   has(id: string): boolean {
@@ -245,17 +299,23 @@ export class KeySnapshotIndex implements SnapshotIndex<KeyRecord> {
   }
 
   *ids(): IterableIterator<string> {
-    for (let line = 0; line < this.starts.length; line += 1) yield this.idAt(line);
+    for (const line of this.linesInOrder()) yield idOf(line);
+  }
+
+  *entries(): IterableIterator<[string, KeyRecord]> {
+    let line = 0;
+    for (const member of this.membersInOrder()) {
+      yield [member.id, this.parsed.get(member.id) ?? recordOf(member, line)];
+      line += 1;
+    }
+  }
+
+  *members(): IterableIterator<[string, string]> {
+    for (const { id, valueText } of this.membersInOrder()) yield [id, `${JSON.stringify(id)}: ${valueText}`];
   }
 
   idsBySecondary(value: string): string[] {
     return this.linesWithHash(this.byKeyHash, keyHash29(value)).map((line) => this.memberAt(line).id);
-  }
-
-  memberText(id: string): string | undefined {
-    const line = this.lineOf(id);
-    if (line < 0) return undefined;
-    return `${JSON.stringify(id)}: ${this.memberAt(line).valueText}`;
   }
 
   /** The line number of the key with this id, or -1. */
@@ -279,24 +339,39 @@ export class KeySnapshotIndex implements SnapshotIndex<KeyRecord> {
     return lines;
   }
 
-  /** The id on a line, read from its bytes alone: an indexed line's id has no escape, so it ends at the next quote. */
-  private idAt(line: number): string {
-    let open = this.starts[line]!;
-    while (this.bytes[open] !== 34) open += 1;
-    return this.bytes.toString('utf8', open + 1, this.bytes.indexOf(34, open + 1));
-  }
-
+  /** A line's member, read from the file alone. */
   private memberAt(line: number): { id: string; valueText: string } {
-    const member = readSnapshotLine(this.bytes.toString('utf8', this.starts[line], this.ends[line]));
-    if (member?.kind !== 'member') throw new Error(`key index: line ${line} is not a member line`);
-    return member;
+    const start = this.starts[line]!;
+    const length = this.ends[line]! - start;
+    if (length > this.lineBuffer.length) this.lineBuffer = Buffer.allocUnsafe(length);
+    if (readAt(this.file.fd, this.lineBuffer, length, start) < length) throw new Error(`key index: the file ended before line ${line}`);
+    return memberOf(this.lineBuffer.toString('utf8', 0, length), line);
   }
 
-  /** The key on a line the index checked when it was built. */
-  private recordAt(line: number): KeyRecord {
-    const record = readMemberValue(this.memberAt(line).valueText, parseStoredKey);
-    if (record === null) throw new Error(`key index: line ${line} is no longer a valid key`);
-    return record;
+  /** Every line's text in file order, read a chunk of lines at a time. */
+  private *linesInOrder(): Generator<string> {
+    let chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+    let chunkAt = 0;
+    let chunkLength = 0;
+    for (let line = 0; line < this.starts.length; line += 1) {
+      const start = this.starts[line]!;
+      const end = this.ends[line]!;
+      if (start < chunkAt || end > chunkAt + chunkLength) {
+        if (end - start > chunk.length) chunk = Buffer.allocUnsafe(end - start);
+        chunkAt = start;
+        chunkLength = readAt(this.file.fd, chunk, chunk.length, start);
+        if (end > chunkAt + chunkLength) throw new Error(`key index: the file ended before line ${line}`);
+      }
+      yield chunk.toString('utf8', start - chunkAt, end - chunkAt);
+    }
+  }
+
+  private *membersInOrder(): Generator<{ id: string; valueText: string }> {
+    let line = 0;
+    for (const text of this.linesInOrder()) {
+      yield memberOf(text, line);
+      line += 1;
+    }
   }
 
   /** True when two lines have the same id (the plain reading then decides which one counts). */
@@ -311,6 +386,26 @@ export class KeySnapshotIndex implements SnapshotIndex<KeyRecord> {
     }
     return false;
   }
+}
+
+/** The id on an indexed line, from its text alone: such an id has no escape, so it ends at the next quote. */
+function idOf(line: string): string {
+  const open = line.indexOf('"');
+  return line.slice(open + 1, line.indexOf('"', open + 1));
+}
+
+/** The member on an indexed line. */
+function memberOf(text: string, line: number): { id: string; valueText: string } {
+  const member = readSnapshotLine(text);
+  if (member?.kind !== 'member') throw new Error(`key index: line ${line} is not a member line`);
+  return member;
+}
+
+/** The key on an indexed line, which the index checked when it was built. */
+function recordOf(member: { valueText: string }, line: number): KeyRecord {
+  const record = readMemberValue(member.valueText, parseStoredKey);
+  if (record === null) throw new Error(`key index: line ${line} is no longer a valid key`);
+  return record;
 }
 
 /**

@@ -91,15 +91,15 @@ export interface SnapshotIndex<T> {
   readonly size: number;
   /** The record, parsed on first use; the same object on every later call. */
   get(id: string): T | undefined;
-  /** The record as `get` gives it, without keeping it in memory when it was not already. */
-  peek(id: string): T | undefined;
   has(id: string): boolean;
   /** The ids in snapshot order. */
   ids(): IterableIterator<string>;
+  /** The records in snapshot order, as `get` gives them, without keeping in memory those that were not already. */
+  entries(): IterableIterator<[string, T]>;
+  /** Each id with its member text exactly as the snapshot has it, in snapshot order. */
+  members(): IterableIterator<[string, string]>;
   /** Ids of the records that may have `value` among their secondary values (to be checked). */
   idsBySecondary(value: string): string[];
-  /** The record's member text exactly as the snapshot has it. */
-  memberText(id: string): string | undefined;
 }
 
 /**
@@ -149,11 +149,7 @@ export class IndexedRecords<T> implements TableRecords<T> {
   }
 
   *entries(): IterableIterator<[string, T]> {
-    for (const id of this.base.ids()) {
-      if (this.deleted.has(id)) continue;
-      const value = this.changed.get(id) ?? this.base.peek(id);
-      if (value !== undefined) yield [id, value];
-    }
+    for (const [id, value] of this.base.entries()) if (!this.deleted.has(id)) yield [id, this.changed.get(id) ?? value];
     for (const [id, value] of this.changed.entries()) if (!this.base.has(id)) yield [id, value];
   }
 
@@ -174,10 +170,10 @@ export class IndexedRecords<T> implements TableRecords<T> {
   }
 
   *members(valueText: (value: T) => string): IterableIterator<string> {
-    for (const id of this.base.ids()) {
+    for (const [id, memberText] of this.base.members()) {
       if (this.deleted.has(id)) continue;
       const value = this.changed.get(id);
-      yield value === undefined ? this.base.memberText(id)! : `${JSON.stringify(id)}: ${valueText(value)}`;
+      yield value === undefined ? memberText : `${JSON.stringify(id)}: ${valueText(value)}`;
     }
     for (const [id, value] of this.changed.entries()) if (!this.base.has(id)) yield `${JSON.stringify(id)}: ${valueText(value)}`;
   }
