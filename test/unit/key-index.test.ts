@@ -100,6 +100,27 @@ describe('key index', () => {
     }
   });
 
+  test('reads ASCII and non-ASCII stretches of a file alike, and a line longer than a read', async () => {
+    const asciiKey = (i: number): KeyRecord => ({ ...keyRecord(i), name: `Key ${i}`, metadata: { team: i % 7 } });
+    const records = Array.from({ length: 2000 }, (_, i) =>
+      i % 500 === 250 ? keyRecord(i) : i === 1200 ? { ...asciiKey(i), metadata: { notes: 'y'.repeat(200_000) } } : asciiKey(i),
+    );
+    const path = await writeSnapshot(records.map(memberOf));
+    for (const threads of [1, 3]) {
+      const index = await indexKeySnapshot(path, { minBytes: 0, threads });
+      assert.ok(index, `indexed over ${threads} threads`);
+      assert.deepEqual(
+        [...index.members()],
+        records.map((r) => [r.key_id, memberOf(r)]),
+        `member texts in file order over ${threads} threads`,
+      );
+      for (const record of records) {
+        assert.deepEqual(index.get(record.key_id), record);
+        for (const hash of keyHashesOf(record)) assert.ok(index.idsBySecondary(hash).includes(record.key_id), `${record.key_id} by ${hash}`);
+      }
+    }
+  });
+
   test('reads keys from the file it indexed after a new snapshot is renamed over it', async () => {
     const records = Array.from({ length: 200 }, (_, i) => keyRecord(i));
     const path = await writeSnapshot(records.map(memberOf));
