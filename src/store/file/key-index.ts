@@ -8,8 +8,11 @@ import type { FileHandle } from 'node:fs/promises';
 import { parseStoredKey } from '../key-record.js';
 import type { KeyRecord } from '../types.js';
 import { openNoFollow } from './no-follow.js';
-import { nextLayoutState, readMemberValue, readSnapshotLine, type LayoutState } from './snapshot-layout.js';
+import { nextLayoutState, readMemberValue, readSnapshotLine, type LayoutState, type SnapshotLine } from './snapshot-layout.js';
 import type { SnapshotIndex } from './table-records.js';
+
+/** A member line of the snapshot: its id, and its value as text. */
+type SnapshotMember = Extract<SnapshotLine, { kind: 'member' }>;
 
 /** Files smaller than this are read the plain way: parsing them whole takes a few tens of milliseconds. */
 export const INDEX_FROM_BYTES = 4 * 1024 * 1024;
@@ -287,15 +290,15 @@ export class KeySnapshotIndex implements SnapshotIndex<KeyRecord> {
   get(id: string): KeyRecord | undefined {
     const known = this.parsed.get(id);
     if (known) return known;
-    const line = this.lineOf(id);
-    if (line < 0) return undefined;
-    const record = recordOf(this.memberAt(line), line);
+    const found = this.find(id);
+    if (!found) return undefined;
+    const record = recordOf(found.member, found.line);
     this.parsed.set(id, record);
     return record;
   }
 
   has(id: string): boolean {
-    return this.parsed.has(id) || this.lineOf(id) >= 0;
+    return this.parsed.has(id) || this.find(id) !== null;
   }
 
   *ids(): IterableIterator<string> {
@@ -318,10 +321,13 @@ export class KeySnapshotIndex implements SnapshotIndex<KeyRecord> {
     return this.linesWithHash(this.byKeyHash, keyHash29(value)).map((line) => this.memberAt(line).id);
   }
 
-  /** The line number of the key with this id, or -1. */
-  private lineOf(id: string): number {
-    for (const line of this.linesWithHash(this.byId, hash29(id))) if (this.memberAt(line).id === id) return line;
-    return -1;
+  /** The line of the key with this id and its member as read from it, or null. */
+  private find(id: string): { line: number; member: SnapshotMember } | null {
+    for (const line of this.linesWithHash(this.byId, hash29(id))) {
+      const member = this.memberAt(line);
+      if (member.id === id) return { line, member };
+    }
+    return null;
   }
 
   /** The line numbers filed under `hash` in a sorted array of packed entries. */
@@ -340,7 +346,7 @@ export class KeySnapshotIndex implements SnapshotIndex<KeyRecord> {
   }
 
   /** A line's member, read from the file alone. */
-  private memberAt(line: number): { id: string; valueText: string } {
+  private memberAt(line: number): SnapshotMember {
     const start = this.starts[line]!;
     const length = this.ends[line]! - start;
     if (length > this.lineBuffer.length) this.lineBuffer = Buffer.allocUnsafe(length);
@@ -366,7 +372,7 @@ export class KeySnapshotIndex implements SnapshotIndex<KeyRecord> {
     }
   }
 
-  private *membersInOrder(): Generator<{ id: string; valueText: string }> {
+  private *membersInOrder(): Generator<SnapshotMember> {
     let line = 0;
     for (const text of this.linesInOrder()) {
       yield memberOf(text, line);
@@ -395,14 +401,14 @@ function idOf(line: string): string {
 }
 
 /** The member on an indexed line. */
-function memberOf(text: string, line: number): { id: string; valueText: string } {
+function memberOf(text: string, line: number): SnapshotMember {
   const member = readSnapshotLine(text);
   if (member?.kind !== 'member') throw new Error(`key index: line ${line} is not a member line`);
   return member;
 }
 
 /** The key on an indexed line, which the index checked when it was built. */
-function recordOf(member: { valueText: string }, line: number): KeyRecord {
+function recordOf(member: SnapshotMember, line: number): KeyRecord {
   const record = readMemberValue(member.valueText, parseStoredKey);
   if (record === null) throw new Error(`key index: line ${line} is no longer a valid key`);
   return record;
