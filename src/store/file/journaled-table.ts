@@ -373,12 +373,17 @@ export class JournaledTable<T> {
     await withDirLock(this.options.lockPath, async () => undefined, 1000);
   }
 
+  /** Resolves once the appends and the snapshot rewrite in flight, if any, are done. */
+  async idle(): Promise<void> {
+    await this.committing;
+    await this.compaction?.done;
+  }
+
   /** Stops polling and waits for the appends and the compaction in flight, so nothing is written after it resolves. */
   async close(): Promise<void> {
     if (this.pollTimer) clearInterval(this.pollTimer);
     this.pollTimer = null;
-    await this.committing;
-    await this.compaction?.done;
+    await this.idle();
     await Promise.all([this.openJournal.close(), this.openNextJournal.close()]);
   }
 
