@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -98,6 +98,20 @@ describe('key index', () => {
         for (const hash of keyHashesOf(record)) assert.ok(index.idsBySecondary(hash).includes(record.key_id), `${record.key_id} by ${hash}`);
       }
     }
+  });
+
+  test('a key found by hash once is found again without reading the file', async () => {
+    const records = Array.from({ length: 200 }, (_, i) => keyRecord(i));
+    const path = await writeSnapshot(records.map(memberOf));
+    const index = await indexKeySnapshot(path, EVERY_SIZE);
+    assert.ok(index);
+    const record = records[77]!;
+    assert.deepEqual(index.idsBySecondary(record.key_hash), [record.key_id]);
+    assert.deepEqual(index.get(record.key_id), record);
+    // Emptied in place (the same file, unlike a snapshot renamed over it): a read of it would now fail.
+    await truncate(path, 0);
+    assert.deepEqual(index.idsBySecondary(record.key_hash), [record.key_id]);
+    assert.deepEqual(index.get(record.key_id), record);
   });
 
   test('reads ASCII and non-ASCII stretches of a file alike, and a line longer than a read', async () => {

@@ -250,6 +250,8 @@ export class KeySnapshotIndex implements SnapshotIndex<KeyRecord> {
   private readonly byKeyHash: Float64Array;
   /** The keys parsed so far, by id: the objects `get` hands out. */
   private readonly parsed = new Map<string, KeyRecord>();
+  /** The ids of the lines a lookup by hash has read, by line number. */
+  private readonly lineIds = new Map<number, string>();
   /** Reused to read one line. */
   private lineBuffer = Buffer.allocUnsafe(4096);
 
@@ -318,7 +320,17 @@ export class KeySnapshotIndex implements SnapshotIndex<KeyRecord> {
   }
 
   idsBySecondary(value: string): string[] {
-    return this.linesWithHash(this.byKeyHash, keyHash29(value)).map((line) => this.memberAt(line).id);
+    return this.linesWithHash(this.byKeyHash, keyHash29(value)).map((line) => this.idOfLine(line));
+  }
+
+  /** The id on a line, read from the file the first time only: every request with a key looks its hash up. */
+  private idOfLine(line: number): string {
+    let id = this.lineIds.get(line);
+    if (id === undefined) {
+      id = this.memberAt(line).id;
+      this.lineIds.set(line, id);
+    }
+    return id;
   }
 
   /** The line of the key with this id and its member as read from it, or null. */
