@@ -1,6 +1,7 @@
 // `node bench/paired.mjs OTHER_CHECKOUT`: this checkout's gateway and another's (both built), run in turn on one case, round after round, with
 // the CPU each spends per request. On a small, shared machine the same build's req/s moves by a third from one run to the next; builds run
-// side by side in alternating order are what tells a change apart. Options: --case off|get|prompt|runs|download|upload|view|head (default get), --rounds N (5),
+// side by side in alternating order are what tells a change apart. `ceiling` in place of OTHER_CHECKOUT runs the ceiling (bench/bare-proxy.mjs)
+// as the other side: the gateway's share of it, round by round. Options: --case off|get|prompt|runs|download|upload|view|head (default get), --rounds N (5),
 // --seconds S (8), --connections C (50), --prompt-bytes B (0: prompts carry B bytes more, as an editor workflow in extra_data),
 // --usage-history N (0: each gateway starts with N records of its key's past usage in api_usage.json, which every usage compaction copies). The
 // download case times three 500 MB `GET /view` downloads per round (curl, an admin key) after one to warm up: CPU per download and MB/s;
@@ -12,6 +13,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startCeiling } from './ceiling.mjs';
 import { writeKeysFile } from './keys.mjs';
 import { startUpstream } from './nginx.mjs';
 import { freePort, median, round, spawnService, stopAllNow, stopService, waitForLine } from './processes.mjs';
@@ -86,14 +88,23 @@ function diskBytesOf(pid) {
   return Number(/^write_bytes: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))[1]);
 }
 
-/** One measured run of a checkout's gateway: {rps, p99_ms, cpu_us_per_request, disk_bytes_per_request}. */
-async function measure(checkout, testCase, { work, upstreamPort, seconds, connections, promptBytes, usageHistory }) {
+/** The other side when it is the ceiling instead of a checkout. */
+const CEILING = 'ceiling';
+
+/** Starts one side: a checkout's gateway (its own bench/gateway.mjs) or, for CEILING, the ceiling; resolves {service, url}. */
+async function startSide(checkout, { directory, upstreamPort, auth, flags }) {
+  if (checkout === CEILING) return startCeiling([], upstreamPort);
   const { startGateway } = await import(join(checkout, 'bench', 'gateway.mjs'));
+  return startGateway({ directory, upstreamPort, auth, flags });
+}
+
+/** One measured run of a checkout's gateway (or of the ceiling): {rps, p99_ms, cpu_us_per_request, disk_bytes_per_request}. */
+async function measure(checkout, testCase, { work, upstreamPort, seconds, connections, promptBytes, usageHistory }) {
   const directory = mkdtempSync(join(work, 'gateway-'));
   const key = testCase.auth ? await writeKeysFile(directory, 1, { admin: testCase.admin === true }) : null;
   const apiKey = (testCase.admin ? key.admin.apiKey : key?.apiKey) ?? '';
   if (key && usageHistory > 0) await writeUsageHistory(directory, testCase.admin ? key.admin.keyId : key.keyId, usageHistory);
-  const gateway = await startGateway({ directory, upstreamPort, auth: testCase.auth, flags: testCase.flags ?? [] });
+  const gateway = await startSide(checkout, { directory, upstreamPort, auth: testCase.auth, flags: testCase.flags ?? [] });
   try {
     const url = `${gateway.url}${testCase.path}`;
     if (testCase.transfer) return await measureTransfers(testCase.transfer, url, apiKey, gateway.service.pid, work);
@@ -148,10 +159,10 @@ async function main() {
   const testCase = CASES[caseName];
   if (!other || other.startsWith('--') || !testCase) {
     throw new Error(
-      `usage: node bench/paired.mjs OTHER_CHECKOUT [--case ${Object.keys(CASES).join('|')}] [--rounds N] [--seconds S] [--connections C] [--prompt-bytes B] [--usage-history N]`,
+      `usage: node bench/paired.mjs OTHER_CHECKOUT|${CEILING} [--case ${Object.keys(CASES).join('|')}] [--rounds N] [--seconds S] [--connections C] [--prompt-bytes B] [--usage-history N]`,
     );
   }
-  const builds = { this: fileURLToPath(new URL('..', import.meta.url)), other: resolve(other) };
+  const builds = { this: fileURLToPath(new URL('..', import.meta.url)), other: other === CEILING ? CEILING : resolve(other) };
   const rounds = Number(option('rounds', '5'));
   const settings = {
     seconds: Number(option('seconds', '8')),
@@ -181,6 +192,13 @@ async function main() {
       ? `${of('cpu_ms_per_transfer')} ms CPU per ${testCase.transfer === 'download' ? '500 MB download' : '90 MB upload'}, ${of('mb_per_s')} MB/s`
       : `${of('cpu_us_per_request')} µs CPU per request, ${of('disk_bytes_per_request')} bytes to disk per request, ${of('rps')} req/s, p99 ${of('p99_ms')} ms`;
     console.log(`median ${name.padEnd(5)} ${figures}  (${builds[name]})`);
+  }
+  if (!testCase.transfer) {
+    // Each round's two runs are minutes closer than two medians: the ratio within a round is the steadier share.
+    const ratio = (field, over) => round(median(results.this.map((figures, i) => over(figures[field], results.other[i][field]))), 3);
+    const share = ratio('rps', (mine, theirs) => mine / theirs);
+    const cpu = ratio('cpu_us_per_request', (mine, theirs) => theirs / mine);
+    console.log(`median of the rounds' ratios: this build's req/s ${share} × the other's; the other's CPU per request ${cpu} × this build's`);
   }
 }
 

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { startCeiling } from './ceiling.mjs';
 import { MAX_DELAY_LIMIT_MS, readEventLoopDelay, resetEventLoopDelay } from './event-loop.mjs';
 import { startGateway } from './gateway.mjs';
 import { measureHistory } from './history.mjs';
@@ -482,14 +483,6 @@ function samplerArgs(kind, profile) {
   process.env.COMFY_GATE_BENCH_SAMPLER = kind;
   process.env.COMFY_GATE_BENCH_PROFILE = profile;
   return ['--require', here('sampler.cjs')];
-}
-
-/** Starts the ceiling (bench/bare-proxy.mjs) on a free port with `nodeArgs`; resolves {service, url} once it serves. */
-async function startCeiling(nodeArgs, upstreamPort) {
-  const port = await freePort();
-  const service = spawnService(process.execPath, [...nodeArgs, here('bare-proxy.mjs'), String(port), String(upstreamPort)]);
-  await waitForLine(service, /listening/);
-  return { service, url: `http://127.0.0.1:${port}` };
 }
 
 /**

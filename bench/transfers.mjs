@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readEventLoopDelay, resetEventLoopDelay } from './event-loop.mjs';
+import { startCeiling } from './ceiling.mjs';
 import { startGateway } from './gateway.mjs';
 import { writeKeysFile } from './keys.mjs';
 import { startProxy } from './nginx.mjs';
@@ -40,18 +41,16 @@ export async function measureTransfers(work, log) {
 
   const upstreamPort = await freePort();
   const proxyPort = await freePort();
-  const ceilingPort = await freePort();
   const upstream = spawnService(process.execPath, [here('files-upstream.mjs'), String(upstreamPort), directory, OUTPUT_NAME]);
   const proxy = await startProxy(work, proxyPort, upstreamPort, { streaming: true });
   // The ceiling of one Node.js process (no checks at all) in front of the same upstream: what the gateway's own work costs beside it.
-  const ceiling = spawnService(process.execPath, [here('bare-proxy.mjs'), String(ceilingPort), String(upstreamPort)]);
+  const ceiling = await startCeiling([], upstreamPort);
   const keyDirectory = join(work, 'transfers-gateway');
   const key = await writeKeysFile(keyDirectory, 1);
   const headerFile = join(work, 'transfers-key-header');
   writeFileSync(headerFile, `X-API-Key: ${key.apiKey}\n`, { mode: 0o600 });
   try {
     await waitForLine(upstream, /ready/);
-    await waitForLine(ceiling, /listening/);
     const gateway = await startGateway({ directory: keyDirectory, upstreamPort, auth: true });
     try {
       // The key's own output, as a user gets one: a prompt run through the gateway whose output is the big file.
@@ -59,7 +58,7 @@ export async function measureTransfers(work, log) {
       const routes = [
         { name: 'direct', url: `http://127.0.0.1:${upstreamPort}` },
         { name: 'nginx', url: `http://127.0.0.1:${proxyPort}` },
-        { name: 'ceiling', url: `http://127.0.0.1:${ceilingPort}` },
+        { name: 'ceiling', url: ceiling.url },
         { name: 'gateway', url: gateway.url, headerFile, apiKey: key.apiKey, gateway },
       ];
       const viewPath = `/view?filename=${OUTPUT_NAME}&type=output`;
@@ -86,7 +85,7 @@ export async function measureTransfers(work, log) {
     }
   } finally {
     await stopService(proxy);
-    await stopService(ceiling);
+    await stopService(ceiling.service);
     await stopService(upstream);
   }
 }
