@@ -42,6 +42,8 @@ export async function measureTransfers(work, log) {
   const upstreamPort = await freePort();
   const proxyPort = await freePort();
   const upstream = spawnService(process.execPath, [here('files-upstream.mjs'), String(upstreamPort), directory, OUTPUT_NAME]);
+  // Waited for at once: a line printed while something else is awaited would be missed.
+  await waitForLine(upstream, /ready/);
   const proxy = await startProxy(work, proxyPort, upstreamPort, { streaming: true });
   // The ceiling of one Node.js process (no checks at all) in front of the same upstream: what the gateway's own work costs beside it.
   const ceiling = await startCeiling([], upstreamPort);
@@ -50,7 +52,6 @@ export async function measureTransfers(work, log) {
   const headerFile = join(work, 'transfers-key-header');
   writeFileSync(headerFile, `X-API-Key: ${key.apiKey}\n`, { mode: 0o600 });
   try {
-    await waitForLine(upstream, /ready/);
     const gateway = await startGateway({ directory: keyDirectory, upstreamPort, auth: true });
     try {
       // The key's own output, as a user gets one: a prompt run through the gateway whose output is the big file.
