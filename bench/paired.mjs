@@ -194,7 +194,7 @@ async function main() {
     console.log(`median ${name.padEnd(5)} ${figures}  (${builds[name]})`);
   }
   if (!testCase.transfer) {
-    // Each round's two runs are minutes closer than two medians: the ratio within a round is the steadier share.
+    // A round's two runs are seconds apart: the ratio within each round is steadier than the ratio of two medians.
     const ratio = (field, over) => round(median(results.this.map((figures, i) => over(figures[field], results.other[i][field]))), 3);
     const share = ratio('rps', (mine, theirs) => mine / theirs);
     const cpu = ratio('cpu_us_per_request', (mine, theirs) => theirs / mine);
