@@ -20,7 +20,8 @@ export function recordPerf(pid, seconds, file) {
  * Microseconds of CPU per request from a recording of process `pid` over a run that answered `requests`:
  * {total_us, main: {kernel_us, native_us (Node.js, V8 and the C libraries), javascript_us (V8's compiled
  * code)} for the thread that runs the event loop, other_threads_us (V8's helpers, the thread pool,
- * worker threads), kernel_functions: [{name, us}] of every thread, largest first}.
+ * worker threads), functions: [{name, us}] of every thread (kernel `[k] `, the rest `[.] `; compiled
+ * JavaScript named `JS:` when the process wrote a perf map), largest first}.
  */
 export function perfPerRequest(file, requests, pid) {
   const usPer = (samples) => (samples * 1e6) / FREQUENCY / requests;
@@ -36,12 +37,35 @@ export function perfPerRequest(file, requests, pid) {
     const place = dso === '[kernel.kallsyms]' ? 'kernel_us' : dso?.startsWith('[JIT]') ? 'javascript_us' : 'native_us';
     main[place] += usPer(samples);
   }
-  const kernelFunctions = reportRows(file, 'sym')
-    .filter(({ label }) => label.startsWith('[k] '))
-    .map(({ samples, label }) => ({ name: label.slice(4), us: usPer(samples) }))
-    .sort((a, b) => b.us - a.us);
+  const byName = new Map();
+  for (const { samples, label } of reportRows(file, 'sym')) {
+    // V8 marks a function's tier (`*` optimised, `~` not); the same function counts as one whatever its tier.
+    const name = label.replace(/^\[\.\] JS:[*~^+-]?/, '[.] JS:');
+    byName.set(name, (byName.get(name) ?? 0) + usPer(samples));
+  }
+  const functions = [...byName].map(([name, us]) => ({ name, us })).sort((a, b) => b.us - a.us);
   const total = main.kernel_us + main.native_us + main.javascript_us + otherThreads;
-  return { total_us: total, main, other_threads_us: otherThreads, kernel_functions: kernelFunctions };
+  return { total_us: total, main, other_threads_us: otherThreads, functions };
+}
+
+/** Upper ends of the bands `differenceBands` counts functions in, µs per request. */
+const BANDS_US = [0.1, 0.5, Infinity];
+
+/**
+ * How the gateway's extra time spreads over functions: of those that took longer in the gateway than in
+ * the ceiling, [{from_us, to_us, count, us}] per band of that difference (`us`: the differences added up).
+ */
+export function differenceBands(gatewayFunctions, ceilingFunctions) {
+  const ceilingUs = new Map(ceilingFunctions.map(({ name, us }) => [name, us]));
+  const bands = BANDS_US.map((to, i) => ({ from_us: i === 0 ? 0 : BANDS_US[i - 1], to_us: to, count: 0, us: 0 }));
+  for (const { name, us } of gatewayFunctions) {
+    const more = us - (ceilingUs.get(name) ?? 0);
+    if (more <= 0) continue;
+    const band = bands.find(({ to_us }) => more <= to_us);
+    band.count += 1;
+    band.us += more;
+  }
+  return bands;
 }
 
 /** perf report's sample counts by `sort` (pid,dso or sym): [{samples, label}]. */

@@ -1,5 +1,6 @@
 // Prints the bench's figures as tables.
 
+import { differenceBands } from './perf.mjs';
 import { round } from './processes.mjs';
 
 const CASE_LABELS = {
@@ -192,7 +193,8 @@ export function printCpuBesideCeiling(route, gateway, ceiling, top) {
 /**
  * Prints what the perf mode measured on one route: CPU per request of the gateway and of the ceiling (the
  * main thread's in the kernel, in native code and in JavaScript; the other threads'), then the `top`
- * kernel functions whose time differs most.
+ * functions (kernel, native or JavaScript, every thread) whose time differs most, and how the gateway's
+ * extra time spreads over functions (see differenceBands).
  */
 export function printPerfBesideCeiling(route, figures, gateway, ceiling, top) {
   console.log(`\nkeyed ${route}, 50 connections, under perf (every thread, kernel included): ${figures.gateway.rps} against ${figures.ceiling.rps} req/s\n`);
@@ -206,16 +208,25 @@ export function printPerfBesideCeiling(route, figures, gateway, ceiling, top) {
       ['other threads', round(gateway.other_threads_us), round(ceiling.other_threads_us)],
     ],
   );
-  const ceilingUs = new Map(ceiling.kernel_functions.map(({ name, us }) => [name, us]));
-  const gatewayUs = new Map(gateway.kernel_functions.map(({ name, us }) => [name, us]));
+  const ceilingUs = new Map(ceiling.functions.map(({ name, us }) => [name, us]));
+  const gatewayUs = new Map(gateway.functions.map(({ name, us }) => [name, us]));
   const rows = [...new Set([...gatewayUs.keys(), ...ceilingUs.keys()])]
     .map((name) => ({ name, gateway: gatewayUs.get(name) ?? 0, ceiling: ceilingUs.get(name) ?? 0 }))
     .sort((a, b) => Math.abs(b.gateway - b.ceiling) - Math.abs(a.gateway - a.ceiling))
     .slice(0, top);
   console.log('');
   table(
-    ['gateway µs', 'ceiling µs', 'kernel function'],
-    rows.map(({ gateway: g, ceiling: c, name }) => [round(g, 2), round(c, 2), name]),
+    ['gateway µs', 'ceiling µs', 'function ([k] kernel)'],
+    rows.map(({ gateway: g, ceiling: c, name }) => [round(g, 2), round(c, 2), name.slice(0, 110)]),
+  );
+  const bands = differenceBands(gateway.functions, ceiling.functions);
+  const ownUs = gateway.functions.filter(({ name }) => name.startsWith('[.] JS:') && name.includes('/dist/src/')).reduce((sum, { us }) => sum + us, 0);
+  console.log(
+    `\nfunctions of every thread (kernel, native, JavaScript) that took longer in the gateway, by how much longer; the gateway's own JavaScript (dist/src) took ${round(ownUs, 1)} µs per request\n`,
+  );
+  table(
+    ['µs more per request', 'functions', 'µs more together'],
+    bands.map((band) => [band.to_us === Infinity ? `over ${band.from_us}` : `${band.from_us}–${band.to_us}`, band.count, round(band.us, 1)]),
   );
 }
 

@@ -430,14 +430,14 @@ async function profileKeyedCase(work, ports) {
  * The perf mode: each sampled route under Linux perf (every thread of the process, kernel included),
  * the keyed gateway then the ceiling, one run each at 50 connections after the warm-up. Prints CPU per
  * request of the main thread in the kernel, in native code and in JavaScript, and of the other threads,
- * and the kernel functions where they differ: what V8's profiler shows only as time inside a system call.
+ * and the functions where they differ, the kernel's included: what V8's profiler shows only as time inside a system call.
  */
 async function recordKernelAndUser(work, ports) {
   ensureTools(['perf'], { perf: 'linux-perf' });
   const load = { connections: 50, seconds: RUN_S };
   for (const route of await sampledRoutes(work, ports)) {
     const described = `${route.method} ${route.path}`;
-    const gateway = await startGateway({ ...route.gateway, upstreamPort: route.upstreamPort, auth: true });
+    const gateway = await startGateway({ ...route.gateway, upstreamPort: route.upstreamPort, auth: true, nodeArgs: PERF_NODE_ARGS });
     log(`recording (perf) the keyed gateway on ${described} at 50 connections for ${RUN_S} s after the warm-up`);
     const gatewayRun = await perfRun(
       gateway.service,
@@ -445,11 +445,19 @@ async function recordKernelAndUser(work, ports) {
       { ...load, method: route.method, apiKey: route.apiKey },
       join(work, 'gateway.perf'),
     );
-    const ceiling = await startCeiling([], route.upstreamPort);
+    const ceiling = await startCeiling(PERF_NODE_ARGS, route.upstreamPort);
     log(`recording (perf) the ceiling on ${described} at 50 connections for ${RUN_S} s after the warm-up`);
     const ceilingRun = await perfRun(ceiling.service, `${ceiling.url}${route.path}`, { ...load, method: route.method }, join(work, 'ceiling.perf'));
-    printPerfBesideCeiling(described, { gateway: gatewayRun.figures, ceiling: ceilingRun.figures }, gatewayRun.perRequest, ceilingRun.perRequest, 20);
+    printPerfBesideCeiling(described, { gateway: gatewayRun.figures, ceiling: ceilingRun.figures }, gatewayRun.perRequest, ceilingRun.perRequest, 30);
   }
+}
+
+/** Node flags of the processes the perf mode records: V8 writes a map of its compiled functions' names (see perfMapOf), so perf names them. */
+const PERF_NODE_ARGS = ['--perf-basic-prof-only-functions'];
+
+/** Where V8 writes the perf map of process `pid` under PERF_NODE_ARGS. */
+function perfMapOf(pid) {
+  return `/tmp/perf-${pid}.map`;
 }
 
 /** Warms `service` up on `url`, then records it with perf over one run; stops it and resolves {figures (wrk's), perRequest}. */
@@ -460,6 +468,7 @@ async function perfRun(service, url, load, file) {
     return { figures, perRequest: perfPerRequest(file, figures.requests, service.pid) };
   } finally {
     await stopService(service);
+    rmSync(perfMapOf(service.pid), { force: true });
   }
 }
 
