@@ -10,7 +10,7 @@ import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { send } from '../helpers/http-client.js';
 import { createKey, type CreatedKey } from '../helpers/keys.js';
 import { freshPostgresDatabase, type FreshDatabase } from '../contract/backends.js';
-import { logEvents, msUntil, percentile, startReplicas, timed, untilEveryReplicaKnows } from './replicas.js';
+import { logEventsOnceSeen, msUntil, percentile, startReplicas, timed, untilEveryReplicaKnows } from './replicas.js';
 import { redisServerMissing, startPrivateRedis, type PrivateRedis } from './servers.js';
 
 const fresh = await freshPostgresDatabase();
@@ -112,8 +112,8 @@ describe('Redis stopped and restarted under three gateways', { skip: skip ?? fal
     for (let i = 0; i < 4; i += 1) sharedAnswers.push((await send(replicas[i % 3]!.url, '/api/system_stats', { key: shared.api_key })).status);
     assert.deepEqual(sharedAnswers, [200, 200, 200, 429], 'one window across the replicas again');
     for (const gateway of replicas) {
-      assert.equal(logEvents(gateway, 'rate_limit_degraded'), 1, `entering logged once by ${gateway.url}`);
-      assert.equal(logEvents(gateway, 'rate_limit_recovered'), 1, `leaving logged once by ${gateway.url}`);
+      assert.equal(await logEventsOnceSeen(gateway, 'rate_limit_degraded'), 1, `entering logged once by ${gateway.url}`);
+      assert.equal(await logEventsOnceSeen(gateway, 'rate_limit_recovered'), 1, `leaving logged once by ${gateway.url}`);
     }
   });
 });

@@ -82,3 +82,13 @@ export function logEvents(gateway: GatewayProcess, event: string): number {
     .stdout.split('\n')
     .filter((line) => line.includes(`"event":"${event}"`)).length;
 }
+
+/**
+ * Lines of a gateway's JSON log with this `event`, once one has arrived or `timeoutMs` has passed. A
+ * gateway writes its log asynchronously, so a line can reach the pipe after an answer that came later.
+ */
+export async function logEventsOnceSeen(gateway: GatewayProcess, event: string, timeoutMs = 5000): Promise<number> {
+  const since = performance.now();
+  while (logEvents(gateway, event) === 0 && performance.now() - since < timeoutMs) await sleep(10);
+  return logEvents(gateway, event);
+}
