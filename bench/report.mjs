@@ -82,8 +82,8 @@ function printWebSockets(ws) {
   const { direct, gateway, added_by_gateway: added } = ws;
   console.log(
     `websockets, ${ws.sockets} sockets x 1 message / ${ws.message_interval_ms} ms, ${ws.preview_sockets} of them also a ${ws.preview_bytes / 1000} KB preview / ${ws.preview_interval_ms} ms; median of ${ws.rounds.length} rounds:\n` +
-      `  progress p99 of each round, direct / through comfy-gate (added): ${roundsOf(ws.rounds)}\n` +
-      `  progress: direct p50 ${direct.p50_ms} ms p99 ${direct.p99_ms} ms; through comfy-gate p50 ${gateway.p50_ms} ms p99 ${gateway.p99_ms} ms (${gateway.msgs_per_s} msg/s); added (median of the rounds') p50 ${added.progress.p50_ms} ms p99 ${added.progress.p99_ms} ms\n` +
+      `  progress p99 of each round, direct / through comfy-gate (added per message): ${roundsOf(ws.rounds)}\n` +
+      `  progress: direct (${direct.sockets} sockets) p50 ${direct.p50_ms} ms p99 ${direct.p99_ms} ms; through comfy-gate p50 ${gateway.p50_ms} ms p99 ${gateway.p99_ms} ms (${gateway.msgs_per_s} msg/s); added per message (median round) p50 ${added.progress.p50_ms} ms p99 ${added.progress.p99_ms} ms\n` +
       `  previews: direct p50 ${direct.previews.p50_ms} ms p99 ${direct.previews.p99_ms} ms; through comfy-gate p50 ${gateway.previews.p50_ms} ms p99 ${gateway.previews.p99_ms} ms (${gateway.previews.msgs_per_s} frames/s); added p50 ${added.previews.p50_ms} ms p99 ${added.previews.p99_ms} ms\n` +
       `  gateway RSS ${gateway.rss_mb} MB (idle ${gateway.rss_idle_mb} MB); other CPU ${gateway.others_busy_pct} % while relaying\n` +
       `  without previews, progress p99 of each round: ${roundsOf(ws.progress_only.rounds)}; ` +
@@ -91,9 +91,9 @@ function printWebSockets(ws) {
   );
 }
 
-/** Each round's progress p99, direct / through the gateway, with what the gateway added. */
+/** Each round's progress p99, direct / through the gateway, with the p99 of what the gateway added to each message. */
 function roundsOf(rounds) {
-  return rounds.map((r) => `${r.direct_p99_ms} / ${r.gateway_p99_ms} ms (${round(r.gateway_p99_ms - r.direct_p99_ms, 3)})`).join(', ');
+  return rounds.map((r) => `${r.direct_p99_ms} / ${r.gateway_p99_ms} ms (${r.added_p99_ms})`).join(', ');
 }
 
 function printTransfers(transfers) {

@@ -254,14 +254,16 @@ async function measureUsageWrites(work, upstreamPort) {
 }
 
 /**
- * 1,000 WebSockets receiving a progress message every 100 ms, 50 of them also a 100 KB preview frame
- * every 200 ms: directly from the upstream, then relayed by the gateway (one user key, its event filter
- * on), in WS_ROUNDS alternating rounds; then the same without previews (`progress_only`), which tells
- * the gateway's own cost per message apart from the previews' bytes that every prompt's events queue
- * behind on the gateway's one event socket. Each run has an upstream of its own: the upstream's prompts
- * never end, and a shared one would still send the earlier run's events. Each side's figures are its
- * median round (by p99); what the gateway adds is the median of the rounds' differences; the
- * event-loop delays and RSS are the worst of every round.
+ * 1,000 WebSockets relayed by the gateway (one user key, its event filter on) receiving a progress
+ * message every 100 ms, 50 of them also a 100 KB preview frame every 200 ms, in WS_ROUNDS rounds; then
+ * the same without previews (`progress_only`), which tells the gateway's own cost per message apart
+ * from the previews' bytes that every prompt's events queue behind on the gateway's one event socket.
+ * Beside one in 20 of the sockets (bench/ws-client.mjs) a socket straight to the upstream gets the same
+ * messages, sent in the same turn: what the gateway adds is taken message by message (its arrival
+ * through the gateway minus its arrival direct), so a busy moment of the machine delays both copies
+ * instead of one side's run. Each run has an upstream of its own: the upstream's prompts never end, and
+ * a shared one would still send the earlier run's events. Each side's figures, and what the gateway
+ * adds, are their median round (by p99); the event-loop delays and RSS the worst of every round.
  */
 async function measureWebSockets(work) {
   const key = await writeKeysFile(join(work, 'ws'), 1);
@@ -280,48 +282,52 @@ async function measureWebSockets(work) {
 
 /** WS_ROUNDS rounds of the WebSocket case with `previewSockets` of its sockets taking previews: {rounds, direct, gateway, added_by_gateway}. */
 async function webSocketRounds(work, key, previewSockets) {
-  log(`websockets: ${WS_SOCKETS} sockets (${previewSockets} with previews), direct then through the gateway, ${WS_ROUNDS} rounds`);
+  log(`websockets: ${WS_SOCKETS} sockets (${previewSockets} with previews) through the gateway, some also direct, ${WS_ROUNDS} rounds`);
   const rounds = [];
   for (let index = 1; index <= WS_ROUNDS; index += 1) {
-    const direct = await withWebSocketUpstream(previewSockets, (port) => runNodeJson(webSocketClientArgs(`ws://127.0.0.1:${port}/ws`, previewSockets)));
-    const gateway = await withWebSocketUpstream(previewSockets, (port) =>
+    const run = await withWebSocketUpstream(previewSockets, (port) =>
       relayWebSockets(join(work, 'ws'), join(work, `ws-${previewSockets}-${index}`), port, key, previewSockets),
     );
-    log(`websockets round ${index}: progress p99 ${direct.p99_ms} ms direct, ${gateway.p99_ms} ms through the gateway`);
-    rounds.push({ direct, gateway });
+    log(`websockets round ${index}: progress p99 ${run.direct.p99_ms} ms direct, ${run.p99_ms} ms through the gateway, ${run.added.progress.p99_ms} ms added`);
+    rounds.push(run);
   }
-  /** A side's figures of one kind (progress or previews) from its median round by p99. */
-  const medianRound = (side, figuresOf) => rounds.map((r) => figuresOf(r[side])).sort((x, y) => x.p99_ms - y.p99_ms)[Math.floor(rounds.length / 2)];
-  const progress = (side) => medianRound(side, ({ previews: _previews, ...figures }) => figures);
-  const previews = (side) => medianRound(side, (figures) => figures.previews);
-  // What the gateway adds is taken round by round (each round's direct run beside its gateway run), then the median of those: the
-  // difference of two medians taken apart could come from rounds minutes apart, and went below zero when the machine was busy.
-  const added = (figuresOf) => {
-    const medianAdded = (field) => median(rounds.map((r) => (figuresOf(r.gateway)?.[field] ?? 0) - (figuresOf(r.direct)?.[field] ?? 0)));
-    return { p50_ms: round(medianAdded('p50_ms'), 3), p99_ms: round(medianAdded('p99_ms'), 3) };
-  };
-  const worstDelay = (field) => rounds.map((r) => r.gateway[field]).reduce((a, b) => (b.max_ms > a.max_ms ? b : a));
+  /** The figures from the median round by p99 of what `figuresOf` takes from a round. */
+  const medianRound = (figuresOf) => rounds.map(figuresOf).sort((x, y) => x.p99_ms - y.p99_ms)[Math.floor(rounds.length / 2)];
+  const progressOf = ({ previews: _previews, ...figures }) => figures;
+  const worstDelay = (field) => rounds.map((r) => r[field]).reduce((a, b) => (b.max_ms > a.max_ms ? b : a));
+  const {
+    previews: _previews,
+    direct: _direct,
+    added: _added,
+    event_loop_delay: _relaying,
+    event_loop_delay_opening: _opening,
+    ...gateway
+  } = medianRound((r) => r);
   return {
-    rounds: rounds.map(({ direct, gateway }) => ({ direct_p99_ms: direct.p99_ms, gateway_p99_ms: gateway.p99_ms })),
-    direct: { ...progress('direct'), previews: previews('direct') },
+    rounds: rounds.map((r) => ({ direct_p99_ms: r.direct.p99_ms, gateway_p99_ms: r.p99_ms, added_p99_ms: r.added.progress.p99_ms })),
+    direct: { ...progressOf(medianRound((r) => r.direct)), previews: medianRound((r) => r.direct.previews) },
     gateway: {
-      ...progress('gateway'),
-      previews: previews('gateway'),
-      rss_mb: Math.max(...rounds.map((r) => r.gateway.rss_mb)),
+      ...gateway,
+      previews: medianRound((r) => r.previews),
+      rss_mb: Math.max(...rounds.map((r) => r.rss_mb)),
       event_loop_delay: worstDelay('event_loop_delay'),
       event_loop_delay_opening: worstDelay('event_loop_delay_opening'),
     },
-    added_by_gateway: { progress: added((figures) => figures), ...(previewSockets > 0 ? { previews: added((figures) => figures.previews) } : {}) },
+    added_by_gateway: {
+      progress: medianRound((r) => r.added.progress),
+      ...(previewSockets > 0 ? { previews: medianRound((r) => r.added.previews) } : {}),
+    },
   };
 }
 
-const webSocketClientArgs = (url, previewSockets, apiKey = []) => [
+const webSocketClientArgs = (url, previewSockets, apiKey, directUrl) => [
   here('ws-client.mjs'),
   url,
   String(WS_SOCKETS),
   String(WS_SECONDS),
   String(previewSockets),
-  ...apiKey,
+  apiKey,
+  directUrl,
 ];
 
 /** Runs `measure` with a WebSocket upstream of its own (its port), then stops it. */
@@ -336,7 +342,7 @@ async function withWebSocketUpstream(previewSockets, measure) {
   }
 }
 
-/** One run of the bench's sockets through a new gateway (in `directory`, with the keys of `keysDirectory`) and one user key: their figures, with the gateway's CPU, RSS (sampled every 500 ms) and event-loop delay while the sockets open and while the messages are timed. */
+/** One run of the bench's sockets through a new gateway (in `directory`, with the keys of `keysDirectory`) and one user key, some mirrored straight to the upstream: their figures (with `direct` and, per message, what the gateway `added`), the gateway's CPU, RSS (sampled every 500 ms) and event-loop delay while the sockets open and while the messages are timed. */
 async function relayWebSockets(keysDirectory, directory, upstreamPort, key, previewSockets) {
   // Every socket's prompt is sent on at once (none held back in the gateway's queue).
   const flags = ['--ws-max-per-key', String(WS_MAX_PER_KEY), '--upstream-queue-depth', String(WS_SOCKETS)];
@@ -349,7 +355,10 @@ async function relayWebSockets(keysDirectory, directory, upstreamPort, key, prev
     const peak = { rss_mb: 0 };
     const sampler = setInterval(() => (peak.rss_mb = Math.max(peak.rss_mb, memoryOf(gateway.service.pid).rss_mb)), 500);
     await resetEventLoopDelay(gateway.url);
-    const client = spawnService(process.execPath, webSocketClientArgs(`${gateway.url.replace('http', 'ws')}/ws`, previewSockets, [key.apiKey]));
+    const client = spawnService(
+      process.execPath,
+      webSocketClientArgs(`${gateway.url.replace('http', 'ws')}/ws`, previewSockets, key.apiKey, `ws://127.0.0.1:${upstreamPort}/ws`),
+    );
     await waitForLine(client, /^recording$/m, 120_000);
     const opening = await readEventLoopDelay(gateway.url);
     const [[, line], cpu] = await Promise.all([waitForLine(client, /^(\{.*\})\n/m, 120_000), cpuDuring(WS_SECONDS)]);
