@@ -194,8 +194,12 @@ async function main() {
     console.log(`median ${name.padEnd(5)} ${figures}  (${builds[name]})`);
   }
   if (!testCase.transfer) {
-    // A round's two runs are seconds apart: the ratio within each round is steadier than the ratio of two medians.
-    const ratio = (field, over) => round(median(results.this.map((figures, i) => over(figures[field], results.other[i][field]))), 3);
+    // A round's two runs are seconds apart: the ratio within each round is steadier than the ratio of two medians. Its range says how
+    // far one round can be trusted: on a shared machine the same build's CPU per request can double from one round to the next.
+    const ratio = (field, over) => {
+      const ratios = results.this.map((figures, i) => over(figures[field], results.other[i][field]));
+      return `${round(median(ratios), 3)} (rounds ${round(Math.min(...ratios), 3)}–${round(Math.max(...ratios), 3)})`;
+    };
     const share = ratio('rps', (mine, theirs) => mine / theirs);
     const cpu = ratio('cpu_us_per_request', (mine, theirs) => theirs / mine);
     console.log(`median of the rounds' ratios: this build's req/s ${share} × the other's; the other's CPU per request ${cpu} × this build's`);
