@@ -28,6 +28,12 @@ const LOG_BATCH_BYTES = 16 * 1024;
 const LOG_MAX_WRITE_BYTES = 64 * 1024;
 /** How long an access-log line may wait for others to share its write. */
 const LOG_FLUSH_MS = 100;
+/**
+ * Bytes of log lines that may wait for standard output at most. A reader that stops taking them (a stuck
+ * log pipe) would otherwise make them, and the gateway's memory, grow for as long as it is stuck: lines
+ * past this are dropped, and a warning says how many once output flows again.
+ */
+const LOG_MAX_WAITING_BYTES = 16 * 1024 * 1024;
 /** On a gateway logger's destination: the write that lets a line wait for others (see LOG_BATCH_BYTES). */
 const WRITE_BATCHED = Symbol('writeBatched');
 
@@ -37,14 +43,28 @@ const WRITE_BATCHED = Symbol('writeBatched');
  * waiting before it; what waits is written on exit. Lines are kept as bytes until written: kept as
  * text, sonic-boom measures the whole waiting text again for every line added (flattening it, up to
  * 16 KB per line under load); as bytes, each line is encoded once and the waiting lines are joined
- * once per write.
+ * once per write. At most LOG_MAX_WAITING_BYTES wait: past that, lines are dropped and counted, and
+ * the count is logged (`log_lines_dropped`) once half of what waited has been written.
  */
 export function createLogger(level: LogLevel): Logger {
-  const destination = pino.destination({ dest: 1, sync: false, contentMode: 'buffer', minLength: LOG_BATCH_BYTES, maxWrite: LOG_MAX_WRITE_BYTES });
+  const destination = pino.destination({
+    dest: 1,
+    sync: false,
+    contentMode: 'buffer',
+    minLength: LOG_BATCH_BYTES,
+    maxWrite: LOG_MAX_WRITE_BYTES,
+    maxLength: LOG_MAX_WAITING_BYTES,
+  });
   const append = destination.write.bind(destination) as unknown as (bytes: Buffer) => boolean;
   // Bytes logged and not yet written, and the timer that writes them, armed only while some wait.
   let waiting = 0;
   let flushTimer: NodeJS.Timeout | null = null;
+  // Lines dropped since the last warning about it.
+  let dropped = 0;
+  destination.on('drop', (bytes: Buffer) => {
+    waiting -= bytes.length;
+    dropped += 1;
+  });
   const flushSoon = (): void => {
     flushTimer ??= setTimeout(() => {
       flushTimer = null;
@@ -54,6 +74,11 @@ export function createLogger(level: LogLevel): Logger {
   };
   destination.on('write', (written: number) => {
     waiting -= written;
+    if (dropped > 0 && waiting < LOG_MAX_WAITING_BYTES / 2) {
+      const lines = dropped;
+      dropped = 0;
+      logger.warn({ event: 'log_lines_dropped', lines }, 'log lines dropped: standard output did not take them as fast as they came');
+    }
     if (waiting > 0) flushSoon();
   });
   const writeBatched = (line: string): boolean => {
@@ -68,7 +93,8 @@ export function createLogger(level: LogLevel): Logger {
     return fits;
   };
   Object.assign(destination, { [WRITE_BATCHED]: writeBatched });
-  return pino({ level, base: { service: 'comfy-gate' }, redact: { paths: REDACTED, censor: '[redacted]' } }, destination);
+  const logger = pino({ level, base: { service: 'comfy-gate' }, redact: { paths: REDACTED, censor: '[redacted]' } }, destination);
+  return logger;
 }
 
 /** One line of the access log. */

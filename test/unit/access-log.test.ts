@@ -2,6 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -135,4 +136,49 @@ test('lines left waiting behind a write that outlasts their wait are written soo
   );
   assert.equal(lines.length, 160);
   assert.equal((JSON.parse(lines.at(-1)!) as { req_id: string }).req_id, '159');
+});
+
+test('while standard output takes nothing, waiting lines stay bounded: the rest are dropped, and counted once output flows again', async () => {
+  const logger = new URL('../../src/log/logger.js', import.meta.url).href;
+  const count = 120_000;
+  // About 28 MB of access-log lines, logged while the parent reads nothing; then the child says so on stderr and stays up.
+  const script = `
+    const { createLogger, logRequest } = await import(${JSON.stringify(logger)});
+    const log = createLogger('info');
+    const path = '/' + 'p'.repeat(160);
+    for (let i = 0; i < ${count}; i += 1) logRequest(log, { req_id: String(i), method: 'GET', path, status: 200, duration_ms: 1, key_id: null, ip: '::1' });
+    process.stderr.write('logged\\n');
+    setTimeout(() => {}, 60_000);`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    const [logged] = (await once(child.stderr, 'data')) as [Buffer];
+    assert.equal(logged.toString(), 'logged\n');
+    const chunks: Buffer[] = [];
+    const warned = new Promise<void>((resolve) => {
+      child.stdout.on('data', (chunk: Buffer) => {
+        chunks.push(chunk);
+        // The warning is a short line: whole in one read, or split over two.
+        if (Buffer.concat(chunks.slice(-2)).includes('"log_lines_dropped"')) resolve();
+      });
+    });
+    await Promise.race([warned, delay(20_000, undefined, { ref: false })]);
+    await delay(200);
+    const lines = Buffer.concat(chunks)
+      .toString()
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { req_id?: string; event?: string; lines?: number });
+    const requests = lines.filter((line) => line.req_id !== undefined);
+    const warning = lines.find((line) => line.event === 'log_lines_dropped');
+    assert.ok(warning, `no warning after ${requests.length} request lines`);
+    // What waited was at most the bound (16 MiB), so most of the burst was dropped, and every line is either written or counted.
+    assert.ok(requests.length < count / 2, `${requests.length} of ${count} lines kept`);
+    assert.equal(requests.length + warning.lines!, count);
+    assert.deepEqual(
+      requests.map((line) => Number(line.req_id)),
+      Array.from({ length: requests.length }, (_, i) => i),
+    );
+  } finally {
+    child.kill('SIGKILL');
+  }
 });
