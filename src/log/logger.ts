@@ -34,6 +34,14 @@ const LOG_FLUSH_MS = 100;
  * past this are dropped, and a warning says how many once output flows again.
  */
 const LOG_MAX_WAITING_BYTES = 16 * 1024 * 1024;
+/**
+ * On exit, what waits is written synchronously (pino's exit flush): how long standard output may take
+ * nothing before the rest is given up. Without it, a reader that never resumes would hold the exit
+ * until the supervisor's SIGKILL.
+ */
+const LOG_EXIT_STALL_MS = 2000;
+/** What a write to a stalled standard output fails with. */
+const STALLED_OUTPUT = new Set(['EAGAIN', 'EBUSY']);
 /** On a gateway logger's destination: the write that lets a line wait for others (see LOG_BATCH_BYTES). */
 const WRITE_BATCHED = Symbol('writeBatched');
 
@@ -44,9 +52,18 @@ const WRITE_BATCHED = Symbol('writeBatched');
  * text, sonic-boom measures the whole waiting text again for every line added (flattening it, up to
  * 16 KB per line under load); as bytes, each line is encoded once and the waiting lines are joined
  * once per write. At most LOG_MAX_WAITING_BYTES wait: past that, lines are dropped and counted, and
- * the count is logged (`log_lines_dropped`) once half of what waited has been written.
+ * the count is logged (`log_lines_dropped`) once half of what waited has been written. On exit, what
+ * waits is given up once standard output has taken nothing for LOG_EXIT_STALL_MS.
  */
 export function createLogger(level: LogLevel): Logger {
+  // While the exit's synchronous flush runs: the bytes it had left to write when output last took some, and when it gives up.
+  // Opening process.stdout makes a pipe or socket on fd 1 non-blocking (libuv's uv_pipe_open): a write that a stalled
+  // reader cannot take then fails with EAGAIN and is retried, where a blocking one would hold a thread of libuv's pool,
+  // and with it the exit, for as long as the reader stalls.
+  void process.stdout;
+  let exiting = false;
+  let exitLeft = -1;
+  let exitDeadline = 0;
   const destination = pino.destination({
     dest: 1,
     sync: false,
@@ -54,7 +71,29 @@ export function createLogger(level: LogLevel): Logger {
     minLength: LOG_BATCH_BYTES,
     maxWrite: LOG_MAX_WRITE_BYTES,
     maxLength: LOG_MAX_WAITING_BYTES,
+    // Outside the exit a busy stdout is retried for as long as it lasts (lines past the bound are dropped meanwhile).
+    retryEAGAIN: (_error: Error, writing: number, left: number) => {
+      if (!exiting) return true;
+      if (writing + left !== exitLeft) {
+        exitLeft = writing + left;
+        exitDeadline = Date.now() + LOG_EXIT_STALL_MS;
+      }
+      return Date.now() < exitDeadline;
+    },
   });
+  const flushSync = destination.flushSync.bind(destination);
+  destination.flushSync = () => {
+    exiting = true;
+    try {
+      flushSync();
+    } catch (error) {
+      // Standard output stalled: the lines still waiting are given up.
+      if (!STALLED_OUTPUT.has((error as NodeJS.ErrnoException).code ?? '')) throw error;
+    } finally {
+      exiting = false;
+      exitLeft = -1;
+    }
+  };
   const append = destination.write.bind(destination) as unknown as (bytes: Buffer) => boolean;
   // Bytes logged and not yet written, and the timer that writes them, armed only while some wait.
   let waiting = 0;

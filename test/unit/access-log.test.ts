@@ -182,3 +182,27 @@ test('while standard output takes nothing, waiting lines stay bounded: the rest 
     child.kill('SIGKILL');
   }
 });
+
+test('on exit, lines that standard output does not take are given up once it has taken nothing for a while, and the exit goes on', async () => {
+  const logger = new URL('../../src/log/logger.js', import.meta.url).href;
+  // About 9 MB of lines (under the bound, so none is dropped) wait while the parent reads nothing; then the child exits.
+  const script = `
+    const { createLogger, logRequest } = await import(${JSON.stringify(logger)});
+    const log = createLogger('info');
+    const path = '/' + 'p'.repeat(160);
+    for (let i = 0; i < 40000; i += 1) logRequest(log, { req_id: String(i), method: 'GET', path, status: 200, duration_ms: 1, key_id: null, ip: '::1' });
+    setTimeout(() => process.exit(3), 500);`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const stderr: Buffer[] = [];
+  child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+  try {
+    child.stdout.pause();
+    const exited = once(child, 'exit') as Promise<[number | null, string | null]>;
+    const outcome = await Promise.race([exited, delay(15_000, 'still running', { ref: false })]);
+    assert.notEqual(outcome, 'still running', 'the exit waited for standard output for 15 s');
+    assert.deepEqual(outcome, [3, null]);
+    assert.equal(Buffer.concat(stderr).toString(), '');
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
