@@ -7,7 +7,9 @@
 // download case times three 500 MB `GET /view` downloads per round (curl, an admin key) after one to warm up: CPU per download and MB/s;
 // the upload case as many 90 MB multipart `POST /upload/image` with a user key (so the gateway reads and checks the form);
 // the view case loads a 20 KB `GET /view` with wrk (an admin key), as a page of thumbnails does, and the head case its HEAD (a Node.js
-// loop: wrk waits for a body after a HEAD answer).
+// loop: wrk waits for a body after a HEAD answer). --stores shared puts each gateway on PostgreSQL and Redis, as replicas run (a database of its
+// own on COMFY_GATE_BENCH_POSTGRES_URL's server, the Redis at COMFY_GATE_BENCH_REDIS_URL; local ones by default); --other-stores files|shared
+// sets the other side's alone, so that `. --stores shared --other-stores files` compares one build's two.
 
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +23,7 @@ import { curlSeconds, writeRandomFile } from './transfers.mjs';
 import { runHeadLoop } from './head-loop.mjs';
 import { runWrk } from './wrk.mjs';
 import { writeUsageHistory } from './usage-history.mjs';
+import { useSharedStores } from './shared-stores.mjs';
 
 /** The cases: the route, whether a key is sent, and the upstream (`nginx`: fixed JSON; `comfy`: ComfyUI-like, prompts run). */
 const CASES = {
@@ -99,12 +102,14 @@ async function startSide(checkout, { directory, upstreamPort, auth, flags }) {
 }
 
 /** One measured run of a checkout's gateway (or of the ceiling): {rps, p99_ms, cpu_us_per_request, disk_bytes_per_request}. */
-async function measure(checkout, testCase, { work, upstreamPort, seconds, connections, promptBytes, usageHistory }) {
+async function measure(checkout, testCase, { work, upstreamPort, seconds, connections, promptBytes, usageHistory, stores }) {
   const directory = mkdtempSync(join(work, 'gateway-'));
   const key = testCase.auth ? await writeKeysFile(directory, 1, { admin: testCase.admin === true }) : null;
   const apiKey = (testCase.admin ? key.admin.apiKey : key?.apiKey) ?? '';
-  if (key && usageHistory > 0) await writeUsageHistory(directory, testCase.admin ? key.admin.keyId : key.keyId, usageHistory);
-  const gateway = await startSide(checkout, { directory, upstreamPort, auth: testCase.auth, flags: testCase.flags ?? [] });
+  const keyId = testCase.admin ? key?.admin.keyId : key?.keyId;
+  if (key && usageHistory > 0) await writeUsageHistory(directory, keyId, usageHistory);
+  const shared = stores === 'shared' && checkout !== CEILING ? await useSharedStores(checkout, directory, keyId ? [keyId] : []) : null;
+  const gateway = await startSide(checkout, { directory, upstreamPort, auth: testCase.auth, flags: [...(testCase.flags ?? []), ...(shared?.flags ?? [])] });
   try {
     const url = `${gateway.url}${testCase.path}`;
     if (testCase.transfer) return await measureTransfers(testCase.transfer, url, apiKey, gateway.service.pid, work);
@@ -124,6 +129,7 @@ async function measure(checkout, testCase, { work, upstreamPort, seconds, connec
     };
   } finally {
     await stopService(gateway.service);
+    await shared?.remove();
   }
 }
 
@@ -157,9 +163,11 @@ async function main() {
   const other = process.argv[2];
   const caseName = option('case', 'get');
   const testCase = CASES[caseName];
-  if (!other || other.startsWith('--') || !testCase) {
+  const stores = { this: option('stores', 'files') };
+  stores.other = option('other-stores', stores.this);
+  if (!other || other.startsWith('--') || !testCase || ![stores.this, stores.other].every((kind) => kind === 'files' || kind === 'shared')) {
     throw new Error(
-      `usage: node bench/paired.mjs OTHER_CHECKOUT|${CEILING} [--case ${Object.keys(CASES).join('|')}] [--rounds N] [--seconds S] [--connections C] [--prompt-bytes B] [--usage-history N]`,
+      `usage: node bench/paired.mjs OTHER_CHECKOUT|${CEILING} [--case ${Object.keys(CASES).join('|')}] [--rounds N] [--seconds S] [--connections C] [--prompt-bytes B] [--usage-history N] [--stores files|shared] [--other-stores files|shared]`,
     );
   }
   const builds = { this: fileURLToPath(new URL('..', import.meta.url)), other: other === CEILING ? CEILING : resolve(other) };
@@ -181,7 +189,7 @@ async function main() {
     // Alternating which build goes first, so that neither always runs on a warmer or a busier machine.
     const order = roundNumber % 2 === 1 ? ['this', 'other'] : ['other', 'this'];
     for (const name of order) {
-      const figures = await measure(builds[name], testCase, { work, upstreamPort, ...settings });
+      const figures = await measure(builds[name], testCase, { work, upstreamPort, ...settings, stores: stores[name] });
       results[name].push(figures);
       console.log(`round ${roundNumber} ${name.padEnd(5)} ${JSON.stringify(figures)}`);
     }
@@ -191,7 +199,7 @@ async function main() {
     const figures = testCase.transfer
       ? `${of('cpu_ms_per_transfer')} ms CPU per ${testCase.transfer === 'download' ? '500 MB download' : '90 MB upload'}, ${of('mb_per_s')} MB/s`
       : `${of('cpu_us_per_request')} µs CPU per request, ${of('disk_bytes_per_request')} bytes to disk per request, ${of('rps')} req/s, p99 ${of('p99_ms')} ms`;
-    console.log(`median ${name.padEnd(5)} ${figures}  (${builds[name]})`);
+    console.log(`median ${name.padEnd(5)} ${figures}  (${builds[name]}${builds[name] === CEILING ? '' : `, stores ${stores[name]}`})`);
   }
   if (!testCase.transfer) {
     // A round's two runs are seconds apart: the ratio within each round is steadier than the ratio of two medians. Its range says how
