@@ -1,13 +1,15 @@
 // The PostgreSQL job registry: the `jobs` table, with every job replicated in memory and kept in step across replicas.
 
 import { IndexedJobReads } from '../job-index.js';
-import { parseJobRecord, patchedFields, patchedJob } from '../job-record.js';
+import { parseJobRecord, patchedJob } from '../job-record.js';
 import { JobSweeper, type JobRetentionOptions } from '../job-retention.js';
 import type { JobPatch, JobRecord, JobStatus, JobStore } from '../types.js';
 import { isConnectionError, type PostgresDatabase } from './database.js';
 import { DeferredWrites } from './deferred-writes.js';
+import { idOf, insertJob, insertJobs, jobRows, jobRowsChangedSince, updateJob, updateJobs, updateShape, type JobRow, type JobWrite } from './job-statements.js';
 import { CHANNELS } from './migrations.js';
 import { ReplicaFeed } from './replica.js';
+import { WriteRounds } from './write-rounds.js';
 
 export interface PostgresJobStoreOptions extends JobRetentionOptions {
   database: PostgresDatabase;
@@ -17,50 +19,16 @@ export interface PostgresJobStoreOptions extends JobRetentionOptions {
   maxDeferredWrites?: number;
 }
 
-/** A write made while the database could not be reached: applied here at once, written once it is back. */
-type DeferredWrite = { op: 'create'; job: JobRecord } | { op: 'update'; id: string; patch: JobPatch; ifStatus: JobStatus | undefined };
-
-/** A row as read (`updated`: its `updated_at` in Unix seconds) or announced (without `updated`). */
-type JobRow = JobRecord & { rev: number; updated?: number };
-
 /** A notification: the whole row, or the id and rev of a row too long to announce. */
 type Announcement = JobRow | { fetch: string; rev: number };
 
-const COLUMNS =
-  'id, key_id, client_id, backend, upstream_id, status, admitted_at, forwarded_at, started_at, finished_at, execution_seconds, outputs, error, request, front, webhook, sends, ' +
-  'rev::float8 AS rev, extract(epoch from updated_at)::float8 AS updated';
-
-/** The columns a job is created with, in the order of the INSERT's parameters. */
-const INSERT_COLUMNS = [
-  'id',
-  'key_id',
-  'client_id',
-  'backend',
-  'upstream_id',
-  'status',
-  'admitted_at',
-  'forwarded_at',
-  'started_at',
-  'finished_at',
-  'execution_seconds',
-  'outputs',
-  'error',
-  'request',
-  'front',
-  'webhook',
-  'sends',
-] as const satisfies ReadonlyArray<keyof JobRecord>;
-
-/** The columns a patch may set (every field but id, key_id and admitted_at). */
-const PATCH_COLUMNS: ReadonlySet<string> = new Set(INSERT_COLUMNS.filter((column) => column !== 'id' && column !== 'key_id' && column !== 'admitted_at'));
-const JSON_COLUMNS: ReadonlySet<string> = new Set(['outputs', 'error', 'request', 'webhook']);
-
 /**
- * Jobs in the `jobs` table, read from memory. `create` is one `INSERT … ON CONFLICT DO NOTHING`, so an id
+ * Jobs in the `jobs` table, read from memory. `create` is an `INSERT … ON CONFLICT DO NOTHING`, so an id
  * is taken once across replicas; `update` sets only the patched columns, so changes made by several
  * replicas to different fields do not undo each other. Each change is announced with the row (or its
  * id, when too long) and applied by the revision it carries, so a late notification never brings back
- * an older state.
+ * an older state. The writes made in one turn of the event loop go together (`WriteRounds`): one
+ * `INSERT` for the creates, one `UPDATE` for each set of columns patched.
  *
  * While the database cannot be reached, a write is applied here and answered as memory allows (an id
  * this replica knows is taken; `ifStatus` is checked against memory), and queued (up to 100,000); the
@@ -76,16 +44,31 @@ export class PostgresJobStore extends IndexedJobReads implements JobStore {
   private readonly revs = new Map<string, number>();
   private readonly feed: ReplicaFeed<Announcement>;
   private readonly sweeper: JobSweeper;
-  private readonly deferred: DeferredWrites<DeferredWrite>;
+  private readonly deferred: DeferredWrites<JobWrite>;
+  /** Writes sent a round at a time, after what `deferred` holds. */
+  private readonly rounds: WriteRounds<JobWrite, JobRow>;
   private readonly changeListeners = new Set<() => void>();
 
   constructor(options: PostgresJobStoreOptions) {
     super();
     this.database = options.database;
-    this.deferred = new DeferredWrites<DeferredWrite>({
+    this.deferred = new DeferredWrites<JobWrite>({
       write: (write) => this.writeDeferred(write),
       idOf,
       ...(options.maxDeferredWrites !== undefined ? { max: options.maxDeferredWrites } : {}),
+    });
+    this.rounds = new WriteRounds<JobWrite, JobRow>({
+      keyOf: idOf,
+      groupOf: (write) => (write.op === 'create' ? 'create' : `update:${updateShape(write.patch)}`),
+      sendGroup: (writes) => {
+        const creates = writes.flatMap((write) => (write.op === 'create' ? [write.job] : []));
+        const updates = writes.flatMap((write) => (write.op === 'update' ? [write] : []));
+        return creates.length > 0 ? insertJobs(this.database, creates) : updateJobs(this.database, updates);
+      },
+      sendAlone: (write) => this.writeAlone(write),
+      before: async () => {
+        while (this.deferred.size > 0) await this.deferred.flush();
+      },
     });
     this.feed = new ReplicaFeed<Announcement>({
       database: this.database,
@@ -98,12 +81,12 @@ export class PostgresJobStore extends IndexedJobReads implements JobStore {
           if (!('fetch' in a)) changed = this.apply(a) || changed;
           else if ((this.revs.get(a.fetch) ?? -1) < a.rev) fetch.push(a.fetch);
         }
-        if (fetch.length > 0) for (const row of await this.rowsOf(fetch)) changed = this.apply(row) || changed;
+        if (fetch.length > 0) for (const row of await jobRows(this.database, fetch)) changed = this.apply(row) || changed;
         if (changed) this.changedElsewhere();
       },
       reloadSince: async (since) => {
         // In admission order, so that each job is added at the newest end of the lists (revisions decide, not order).
-        const { rows } = await this.database.query<JobRow>(`SELECT ${COLUMNS} FROM jobs WHERE updated_at > to_timestamp($1) ORDER BY admitted_at`, [since]);
+        const rows = await jobRowsChangedSince(this.database, since);
         let newest: number | null = null;
         let changed = false;
         for (const row of rows) {
@@ -125,7 +108,7 @@ export class PostgresJobStore extends IndexedJobReads implements JobStore {
   create(job: JobRecord): Promise<boolean> {
     return this.written(
       async () => {
-        const row = await this.insert(job);
+        const row = await this.rounds.write({ op: 'create', job });
         if (row) this.apply(row);
         return row !== undefined;
       },
@@ -142,7 +125,10 @@ export class PostgresJobStore extends IndexedJobReads implements JobStore {
   update(id: string, patch: JobPatch, options: { ifStatus?: JobStatus } = {}): Promise<JobRecord | undefined> {
     return this.written(
       async () => {
-        const row = await this.writeUpdate(id, patch, options.ifStatus);
+        const { ifStatus } = options;
+        // A patch that sets nothing only reads the row.
+        const row =
+          updateShape(patch) === '' ? await updateJob(this.database, id, patch, ifStatus) : await this.rounds.write({ op: 'update', id, patch, ifStatus });
         return row ? this.applied(row) : undefined;
       },
       () => {
@@ -173,6 +159,7 @@ export class PostgresJobStore extends IndexedJobReads implements JobStore {
 
   async close(): Promise<void> {
     await this.sweeper.stop();
+    await this.rounds.drained();
     await this.deferred.close();
     await this.feed.close();
   }
@@ -213,47 +200,26 @@ export class PostgresJobStore extends IndexedJobReads implements JobStore {
     }
   }
 
-  /** Inserts a job unless its id is taken; resolves the row, or undefined when it was taken. */
-  private async insert(job: JobRecord): Promise<JobRow | undefined> {
-    const { rows } = await this.database.query<JobRow>(
-      `INSERT INTO jobs (${INSERT_COLUMNS.join(', ')}) VALUES (${INSERT_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})
-       ON CONFLICT (id) DO NOTHING RETURNING ${COLUMNS}`,
-      INSERT_COLUMNS.map((column) => parameter(column, job[column])),
-    );
-    return rows[0];
-  }
-
-  /** Patches a job (while it has `ifStatus`, if given); resolves its row, or undefined when no row matched. */
-  private async writeUpdate(id: string, patch: JobPatch, ifStatus: JobStatus | undefined): Promise<JobRow | undefined> {
-    const { assignments, values } = patchAssignments(patch, 3);
-    const where = `id = $1 AND ($2::text IS NULL OR status = $2)`;
-    const { rows } = await this.database.query<JobRow>(
-      assignments.length === 0 ? `SELECT ${COLUMNS} FROM jobs WHERE ${where}` : `UPDATE jobs SET ${assignments.join(', ')} WHERE ${where} RETURNING ${COLUMNS}`,
-      [id, ifStatus ?? null, ...values],
-    );
-    return rows[0];
-  }
-
-  private async rowsOf(ids: string[]): Promise<JobRow[]> {
-    return (await this.database.query<JobRow>(`SELECT ${COLUMNS} FROM jobs WHERE id = ANY($1)`, [ids])).rows;
+  /** One write in a statement of its own. */
+  private writeAlone(write: JobWrite): Promise<JobRow | undefined> {
+    return write.op === 'create' ? insertJob(this.database, write.job) : updateJob(this.database, write.id, write.patch, write.ifStatus);
   }
 
   /**
    * Writes the oldest write made while the database could not be reached; resolves how to apply its
    * outcome once it has left the queue. A write that did not take leaves the table's rows in force.
    */
-  private async writeDeferred(write: DeferredWrite): Promise<() => void> {
+  private async writeDeferred(write: JobWrite): Promise<() => void> {
     let row: JobRow | undefined;
     try {
-      if (write.op === 'create') row = await this.insert(write.job);
-      else row = await this.writeUpdate(write.id, write.patch, write.ifStatus);
+      row = await this.writeAlone(write);
     } catch (error) {
       // Refused for good (not for want of the database): the table's rows stand.
       if (isConnectionError(error)) throw error;
     }
     if (!row && write.op === 'create') {
       // An earlier try may have been written before its answer was lost: the row is then this write's.
-      const [taken] = await this.rowsOf([write.job.id]);
+      const [taken] = await jobRows(this.database, [write.job.id]);
       if (taken && isSameJob(taken, write.job)) row = taken;
     }
     if (row) {
@@ -261,7 +227,7 @@ export class PostgresJobStore extends IndexedJobReads implements JobStore {
       return () => this.apply(written);
     }
     const id = idOf(write);
-    const [stored] = await this.rowsOf([id]);
+    const [stored] = await jobRows(this.database, [id]);
     return () => {
       // The job a failed create meant is not in the table: the writes queued after it for that job are dropped too.
       if (write.op === 'create') {
@@ -308,14 +274,9 @@ export class PostgresJobStore extends IndexedJobReads implements JobStore {
   }
 }
 
-/** The id of the job a deferred write concerns. */
-function idOf(write: DeferredWrite): string {
-  return write.op === 'create' ? write.job.id : write.id;
-}
-
 /** The writes, in `writes`, of a job whose create did not take: its updates, until a create takes its id anew. */
-function lostFollowers(writes: readonly DeferredWrite[], id: string): Set<DeferredWrite> {
-  const dropped = new Set<DeferredWrite>();
+function lostFollowers(writes: readonly JobWrite[], id: string): Set<JobWrite> {
+  const dropped = new Set<JobWrite>();
   for (const write of writes) {
     if (write.op === 'create' && write.job.id === id) break;
     if (write.op === 'update' && write.id === id) dropped.add(write);
@@ -326,22 +287,4 @@ function lostFollowers(writes: readonly DeferredWrite[], id: string): Set<Deferr
 /** Whether two records are the same job: the same key and admission time. */
 function isSameJob(a: { key_id: string; admitted_at: number }, b: { key_id: string; admitted_at: number }): boolean {
   return a.key_id === b.key_id && a.admitted_at === b.admitted_at;
-}
-
-/** A field as a query parameter: JSON columns as JSON text (SQL NULL for null). */
-function parameter(column: string, value: unknown): unknown {
-  if (value === undefined) return null;
-  return JSON_COLUMNS.has(column) && value !== null ? JSON.stringify(value) : value;
-}
-
-/** `column = $n` for each field a patch sets, numbered from `first`, with their values. */
-function patchAssignments(patch: JobPatch, first: number): { assignments: string[]; values: unknown[] } {
-  const assignments: string[] = [];
-  const values: unknown[] = [];
-  for (const [column, value] of Object.entries(patchedFields(patch))) {
-    if (!PATCH_COLUMNS.has(column)) continue;
-    values.push(parameter(column, value));
-    assignments.push(`${column} = $${first + values.length - 1}`);
-  }
-  return { assignments, values };
 }

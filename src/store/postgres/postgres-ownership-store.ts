@@ -7,6 +7,7 @@ import type { PostgresDatabase } from './database.js';
 import { DeferredWrites } from './deferred-writes.js';
 import { CHANNELS } from './migrations.js';
 import { ReplicaFeed } from './replica.js';
+import { WriteRounds } from './write-rounds.js';
 import { ShardedMap } from '../sharded-map.js';
 
 export interface PostgresOwnershipStoreOptions {
@@ -33,6 +34,17 @@ interface OwnershipRow extends OwnershipRecord {
 /** A notification: the whole record, only its seq when the record is too long to announce, or a released claim (`g`: its key). */
 type Announcement = { k: string; i: string; o: string; a: number; r: boolean; u: string | null } | { seq: number } | { k: string; i: string; g: string };
 
+/** A key's claim on `kind:id`, made at `at`. */
+interface Claim {
+  kind: string;
+  id: string;
+  keyId: string;
+  at: number;
+}
+
+/** The record id of a claim or a row: `kind:id`. */
+const claimKey = (claim: { kind: string; id: string }): string => `${claim.kind}:${claim.id}`;
+
 /** A write made while the database could not be reached: applied here at once, written once it is back. */
 type PendingWrite =
   | { op: 'claim'; kind: OwnedKind; id: string; keyId: string; at: number }
@@ -44,10 +56,11 @@ const COMFY_USER = 'comfy-user';
 const COLUMNS = 'kind, id, key_id, at, outputs_recorded, comfy_user, extract(epoch from updated_at)::float8 AS updated';
 
 /**
- * Ownership in the `ownership` table. Lookups are served from memory. A claim is one
- * `INSERT … ON CONFLICT DO NOTHING`, so the first key wins even across replicas; each change is announced
- * with the record itself, so other replicas apply it without a query (an announcement naming another
- * owner than the one held is checked against the table instead); a released claim is announced as
+ * Ownership in the `ownership` table. Lookups are served from memory. A claim is an
+ * `INSERT … ON CONFLICT DO NOTHING` (the claims made in one turn of the event loop in one, see
+ * `WriteRounds`), so the first key wins even across replicas; each change is announced with the record
+ * itself, so other replicas apply it without a query (an announcement naming another owner than the one
+ * held is checked against the table instead); a released claim is announced as
  * gone, and expired claims are forgotten by every replica by the same rule. While the database cannot be
  * reached, claims (and the other writes) are granted here and written once it is back (up to 100,000),
  * so user keys keep working; if another replica granted the same id meanwhile, the first to be written
@@ -60,6 +73,13 @@ export class PostgresOwnershipStore implements OwnershipStore {
   private readonly feed: ReplicaFeed<Announcement>;
   private readonly retention: ClaimRetention;
   private readonly pending = new DeferredWrites<PendingWrite>({ write: (write) => this.writeDeferred(write) });
+  /** Claims sent a round at a time: each round's in one statement. */
+  private readonly claimRounds = new WriteRounds<Claim, OwnershipRow>({
+    keyOf: claimKey,
+    groupOf: () => 'claim',
+    sendGroup: (claims) => this.claimRows(claims),
+    sendAlone: async (claim) => (await this.claimRows([claim])).get(claimKey(claim)),
+  });
 
   constructor(options: PostgresOwnershipStoreOptions) {
     this.database = options.database;
@@ -199,18 +219,36 @@ export class PostgresOwnershipStore implements OwnershipStore {
     }
   }
 
-  /** Inserts a claim unless one exists; resolves the owner, as written. */
+  /** Inserts a claim unless one exists, with the other claims of its turn; resolves the owner, as written. */
   private async writeClaim(kind: string, id: string, keyId: string, at: number): Promise<string> {
-    const inserted = await this.database.query<OwnershipRow>(
-      `INSERT INTO ownership (kind, id, key_id, at) VALUES ($1, $2, $3, $4) ON CONFLICT (kind, id) DO NOTHING RETURNING ${COLUMNS}`,
-      [kind, id, keyId, at],
-    );
-    // On a conflict the winner is read in a statement of its own, whose snapshot includes the winner's commit.
-    const row =
-      inserted.rows[0] ?? (await this.database.query<OwnershipRow>(`SELECT ${COLUMNS} FROM ownership WHERE kind = $1 AND id = $2`, [kind, id])).rows[0];
-    if (!row) throw new Error(`ownership of ${kind} ${id} could not be read back`);
+    return this.appliedOwner({ kind, id, keyId, at }, await this.claimRounds.write({ kind, id, keyId, at }));
+  }
+
+  /** Takes the row written or read for a claim into memory; resolves its owner. */
+  private appliedOwner(claim: Claim, row: OwnershipRow | undefined): string {
+    if (!row) throw new Error(`ownership of ${claim.kind} ${claim.id} could not be read back`);
     this.apply(row.kind, row.id, row);
     return row.key_id;
+  }
+
+  /** Inserts claims of distinct `kind:id` in one statement, each unless one exists; resolves the row of each, its own or the one that was there. */
+  private async claimRows(claims: Claim[]): Promise<Map<string, OwnershipRow>> {
+    const inserted = await this.database.query<OwnershipRow>(
+      `INSERT INTO ownership (kind, id, key_id, at) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[])
+       ON CONFLICT (kind, id) DO NOTHING RETURNING ${COLUMNS}`,
+      [claims.map((c) => c.kind), claims.map((c) => c.id), claims.map((c) => c.keyId), claims.map((c) => c.at)],
+    );
+    const rows = new Map(inserted.rows.map((row) => [claimKey(row), row]));
+    const taken = claims.filter((claim) => !rows.has(claimKey(claim)));
+    if (taken.length > 0) {
+      // The winners are read in a statement of its own, whose snapshot includes their commits.
+      const { rows: winners } = await this.database.query<OwnershipRow>(
+        `SELECT ${COLUMNS} FROM ownership JOIN unnest($1::text[], $2::text[]) AS claimed (kind, id) USING (kind, id)`,
+        [taken.map((c) => c.kind), taken.map((c) => c.id)],
+      );
+      for (const row of winners) rows.set(claimKey(row), row);
+    }
+    return rows;
   }
 
   recentPrompts(keyId: string, limit: number): Array<{ promptId: string; outputsRecorded: boolean }> {
@@ -277,13 +315,14 @@ export class PostgresOwnershipStore implements OwnershipStore {
 
   /** Writes one write granted while the database was away. */
   private async writeDeferred(write: PendingWrite): Promise<void> {
-    if (write.op === 'claim') await this.writeClaim(write.kind, write.id, write.keyId, write.at);
+    if (write.op === 'claim') this.appliedOwner(write, (await this.claimRows([write])).get(claimKey(write)));
     else if (write.op === 'release') await this.writeRelease(write.kind, write.id, write.keyId);
     else if (write.op === 'outputs') await this.writeOutputsRecorded(write.promptId);
     else await this.writeComfyUser(write.keyId, write.comfyUser, write.at);
   }
 
   async close(): Promise<void> {
+    await this.claimRounds.drained();
     await this.pending.close();
     await this.feed.close();
   }
