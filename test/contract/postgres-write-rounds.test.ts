@@ -1,9 +1,10 @@
-// Writes made in one turn go to PostgreSQL together: jobs and ownership claims, a statement per kind of write, each answered as if alone, a row's writes in order.
+// Writes go to PostgreSQL together: jobs and ownership claims of one turn, a statement per kind, each answered as if alone; usage records one transaction per tick.
 
 import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import pg from 'pg';
-import { PostgresDatabase, PostgresJobStore, PostgresOwnershipStore } from '../../src/store/postgres/index.js';
+import { setTimeout as delay } from 'node:timers/promises';
+import { PostgresDatabase, PostgresJobStore, PostgresOwnershipStore, PostgresUsageStore } from '../../src/store/postgres/index.js';
 import type { JobRecord } from '../../src/store/types.js';
 import { jobRecord } from '../helpers/job-record.js';
 import { adminPool, type FreshDatabase, freshPostgresDatabase } from './backends.js';
@@ -213,5 +214,39 @@ describe('PostgresOwnershipStore: the claims of one turn together', { skip: 'ski
     assert.equal(await ownerInTable('theirs'), 'k-other');
     assert.equal(store.ownerOf('prompt', 'theirs'), 'k-other');
     assert.equal(await ownerInTable('new'), 'k2');
+  });
+});
+
+describe('PostgresUsageStore: one transaction per tick while records keep coming', { skip: 'skip' in fresh ? fresh.skip : false }, () => {
+  test('records made every millisecond for a second, with a tick of 100 ms, are written in about ten transactions, every one of them', async () => {
+    await admin.query('TRUNCATE usage_records, usage_daily, usage_hourly, usage_batches');
+    const opened = await PostgresDatabase.open({ url: database.url });
+    let transactions = 0;
+    const transaction = opened.transaction.bind(opened);
+    opened.transaction = ((work) => {
+      transactions += 1;
+      return transaction(work);
+    }) as typeof opened.transaction;
+    const store = new PostgresUsageStore({ database: opened, retentionDays: 36_500, flushIntervalMs: 100, refreshIntervalMs: 60_000 });
+    await store.open();
+    let made = 0;
+    const until = Date.now() + 1000;
+    while (Date.now() < until) {
+      store.record({
+        key_id: 'k1',
+        endpoint: '/prompt',
+        timestamp: Date.now() / 1000,
+        duration: 0.01,
+        success: true,
+        metadata: { method: 'POST', status: 200 },
+      });
+      made += 1;
+      await delay(1);
+    }
+    await store.close();
+    // Ten ticks in the second, and the last records written on close (a tick may run late, never more often).
+    assert.ok(transactions <= 12, `${transactions} transactions for ${made} records`);
+    const { rows } = await admin.query<{ count: string }>("SELECT count(*) FROM usage_records WHERE key_id = 'k1'");
+    assert.equal(Number(rows[0]!.count), made);
   });
 });
