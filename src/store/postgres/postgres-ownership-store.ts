@@ -78,7 +78,7 @@ export class PostgresOwnershipStore implements OwnershipStore {
     keyOf: claimKey,
     groupOf: () => 'claim',
     sendGroup: (claims) => this.claimRows(claims),
-    sendAlone: async (claim) => (await this.claimRows([claim])).get(claimKey(claim)),
+    sendAlone: (claim) => this.claimRow(claim),
   });
 
   constructor(options: PostgresOwnershipStoreOptions) {
@@ -251,6 +251,11 @@ export class PostgresOwnershipStore implements OwnershipStore {
     return rows;
   }
 
+  /** One claim in a statement of its own; resolves its row, as `claimRows` does. */
+  private async claimRow(claim: Claim): Promise<OwnershipRow | undefined> {
+    return (await this.claimRows([claim])).get(claimKey(claim));
+  }
+
   recentPrompts(keyId: string, limit: number): Array<{ promptId: string; outputsRecorded: boolean }> {
     const prompts = [...(this.promptsByKey.get(keyId) ?? [])].map((promptId) => ({ promptId, record: this.records.get(`prompt:${promptId}`)! }));
     prompts.sort((a, b) => b.record.at - a.record.at);
@@ -315,7 +320,7 @@ export class PostgresOwnershipStore implements OwnershipStore {
 
   /** Writes one write granted while the database was away. */
   private async writeDeferred(write: PendingWrite): Promise<void> {
-    if (write.op === 'claim') this.appliedOwner(write, (await this.claimRows([write])).get(claimKey(write)));
+    if (write.op === 'claim') this.appliedOwner(write, await this.claimRow(write));
     else if (write.op === 'release') await this.writeRelease(write.kind, write.id, write.keyId);
     else if (write.op === 'outputs') await this.writeOutputsRecorded(write.promptId);
     else await this.writeComfyUser(write.keyId, write.comfyUser, write.at);
