@@ -42,7 +42,7 @@ const INSERT_COLUMNS = Object.keys(COLUMN_TYPES) as JobColumn[];
 const PATCH_COLUMNS: ReadonlySet<string> = new Set(INSERT_COLUMNS.filter((column) => column !== 'id' && column !== 'key_id' && column !== 'admitted_at'));
 
 /** The columns a row is read with; `table` qualifies them, where a statement has other columns of the same names. */
-export function selectedColumns(table = ''): string {
+function selectedColumns(table = ''): string {
   const of = table ? `${table}.` : '';
   return `${INSERT_COLUMNS.map((column) => of + column).join(', ')}, ${of}rev::float8 AS rev, extract(epoch from ${of}updated_at)::float8 AS updated`;
 }
