@@ -56,11 +56,11 @@ const WRITE_BATCHED = Symbol('writeBatched');
  * waits is given up once standard output has taken nothing for LOG_EXIT_STALL_MS.
  */
 export function createLogger(level: LogLevel): Logger {
-  // While the exit's synchronous flush runs: the bytes it had left to write when output last took some, and when it gives up.
   // Opening process.stdout makes a pipe or socket on fd 1 non-blocking (libuv's uv_pipe_open): a write that a stalled
   // reader cannot take then fails with EAGAIN and is retried, where a blocking one would hold a thread of libuv's pool,
   // and with it the exit, for as long as the reader stalls.
   void process.stdout;
+  // While the exit's synchronous flush runs: the bytes it had left to write when output last took some, and when it gives up.
   let exiting = false;
   let exitLeft = -1;
   let exitDeadline = 0;
