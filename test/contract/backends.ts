@@ -1,7 +1,9 @@
 // The real PostgreSQL and Redis the contract and scale suites run against: a fresh database per run, a key prefix per run.
 
 import { randomBytes } from 'node:crypto';
+import { after, before } from 'node:test';
 import pg from 'pg';
+import { PostgresDatabase } from '../../src/store/postgres/index.js';
 
 /** The server the tests create their databases on (COMFY_GATE_TEST_POSTGRES_URL, else the local default). */
 export const TEST_POSTGRES_URL = process.env.COMFY_GATE_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -64,6 +66,30 @@ export function adminPool(url: string): pg.Pool {
   const pool = new pg.Pool({ connectionString: url, max: 1 });
   pool.on('error', () => undefined);
   return pool;
+}
+
+export interface MigratedDatabase {
+  url: string;
+  /** A pool for the tests' own queries (`adminPool`). */
+  admin: pg.Pool;
+}
+
+/**
+ * A fresh database for the suites of one test file: migrated before the file's first test, dropped
+ * after its last. Resolves `{ skip }` (with the reason) when PostgreSQL cannot be used.
+ */
+export async function migratedDatabaseForFile(): Promise<MigratedDatabase | { skip: string }> {
+  const fresh = await freshPostgresDatabase();
+  if ('skip' in fresh) return fresh;
+  const admin = adminPool(fresh.url);
+  before(async () => {
+    await (await PostgresDatabase.open({ url: fresh.url })).close();
+  });
+  after(async () => {
+    await admin.end();
+    await fresh.drop();
+  });
+  return { url: fresh.url, admin };
 }
 
 /** Checks that Redis answers PING; resolves null when it does, else the reason (printed). */

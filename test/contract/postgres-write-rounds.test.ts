@@ -1,15 +1,14 @@
 // Writes go to PostgreSQL together: jobs and ownership claims of one turn, a statement per kind, each answered as if alone; usage records one transaction per tick.
 
 import assert from 'node:assert/strict';
-import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
-import pg from 'pg';
+import { afterEach, beforeEach, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { PostgresDatabase, PostgresJobStore, PostgresOwnershipStore, PostgresUsageStore } from '../../src/store/postgres/index.js';
 import type { JobRecord } from '../../src/store/types.js';
 import { jobRecord } from '../helpers/job-record.js';
-import { adminPool, type FreshDatabase, freshPostgresDatabase } from './backends.js';
+import { migratedDatabaseForFile, type MigratedDatabase } from './backends.js';
 
-const fresh = await freshPostgresDatabase();
+const fresh = await migratedDatabaseForFile();
 
 const NOW = Date.now() / 1000;
 let admitted = 0;
@@ -26,19 +25,8 @@ function job(id: string, keyId: string): JobRecord {
   });
 }
 
-const database = fresh as FreshDatabase;
-/** A connection of the test's own, to read the tables. */
-let admin: pg.Pool;
-before(async () => {
-  if ('skip' in fresh) return;
-  await (await PostgresDatabase.open({ url: database.url })).close();
-  admin = adminPool(database.url);
-});
-after(async () => {
-  if ('skip' in fresh) return;
-  await admin.end();
-  await database.drop();
-});
+/** The test file's database, and a connection of the test's own to read its tables. */
+const { url, admin } = fresh as MigratedDatabase;
 
 const ids = (count: number, prefix: string): string[] => Array.from({ length: count }, (_, i) => `${prefix}${i}`);
 
@@ -62,7 +50,7 @@ describe('PostgresJobStore: the writes of one turn together', { skip: 'skip' in 
 
   beforeEach(async () => {
     await admin.query('TRUNCATE jobs');
-    const opened = await recordingDatabase(database.url, 'jobs');
+    const opened = await recordingDatabase(url, 'jobs');
     writes = opened.writes;
     store = new PostgresJobStore({ database: opened.database });
     await store.open();
@@ -173,10 +161,10 @@ describe('PostgresOwnershipStore: the claims of one turn together', { skip: 'ski
 
   beforeEach(async () => {
     await admin.query('TRUNCATE ownership');
-    const opened = await recordingDatabase(database.url, 'ownership');
+    const opened = await recordingDatabase(url, 'ownership');
     writes = opened.writes;
     store = new PostgresOwnershipStore({ database: opened.database });
-    other = new PostgresOwnershipStore({ database: await PostgresDatabase.open({ url: database.url }) });
+    other = new PostgresOwnershipStore({ database: await PostgresDatabase.open({ url }) });
     await Promise.all([store.open(), other.open()]);
   });
   afterEach(async () => {
@@ -220,7 +208,7 @@ describe('PostgresOwnershipStore: the claims of one turn together', { skip: 'ski
 describe('PostgresUsageStore: one transaction per tick while records keep coming', { skip: 'skip' in fresh ? fresh.skip : false }, () => {
   test('records made every millisecond for a second, with a tick of 100 ms, are written in about ten transactions, every one of them', async () => {
     await admin.query('TRUNCATE usage_records, usage_daily, usage_hourly, usage_batches');
-    const opened = await PostgresDatabase.open({ url: database.url });
+    const opened = await PostgresDatabase.open({ url });
     let transactions = 0;
     const transaction = opened.transaction.bind(opened);
     opened.transaction = ((work) => {

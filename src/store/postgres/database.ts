@@ -35,6 +35,11 @@ interface Subscriber {
 /** The name of each gateway's one LISTEN connection, by which the gateways connected to the database are counted. */
 const LISTENER_NAME = 'comfy-gate-listen';
 const LISTEN_RETRY_MIN_MS = 200;
+/**
+ * Rows a paged read hands over at once (`eachPage`): each page is taken into memory in one turn of the
+ * event loop, a few milliseconds for this many rows.
+ */
+export const PAGE_ROWS = 1000;
 const LISTEN_RETRY_MAX_MS = 2000;
 
 /** The SQLSTATE classes and socket errors that mean "the server is not reachable", as opposed to a bad query. */
@@ -201,6 +206,23 @@ export class PostgresDatabase {
       client.off('error', onError);
       client.release(lost);
     }
+  }
+
+  /**
+   * Reads the rows of the query `text` a page of at most `pageRows` at a time, in order, through a
+   * cursor in one transaction (one snapshot, as a single query would see), and calls `onPage` with each.
+   * The event loop turns between pages (each is a round trip), so however many rows the query finds,
+   * neither the loop nor memory holds more than a page of them at once.
+   */
+  async eachPage<R extends QueryResultRow>(text: string, values: unknown[], onPage: (rows: R[]) => void, pageRows = PAGE_ROWS): Promise<void> {
+    await this.transaction(async (client) => {
+      await client.query(`DECLARE paged NO SCROLL CURSOR FOR ${text}`, values);
+      for (;;) {
+        const { rows } = await client.query<R>(`FETCH ${pageRows} FROM paged`);
+        if (rows.length > 0) onPage(rows);
+        if (rows.length < pageRows) return;
+      }
+    });
   }
 
   /** Sends one notification on `channel` per payload, in this order (one statement, so one transaction); each must be shorter than 8000 bytes. */

@@ -93,9 +93,9 @@ export async function jobRows(database: PostgresDatabase, ids: string[]): Promis
   return (await database.query<JobRow>(`SELECT ${COLUMNS} FROM jobs WHERE id = ANY($1)`, [ids])).rows;
 }
 
-/** The rows changed since `since` (Unix seconds), in admission order. */
-export async function jobRowsChangedSince(database: PostgresDatabase, since: number): Promise<JobRow[]> {
-  return (await database.query<JobRow>(`SELECT ${COLUMNS} FROM jobs WHERE updated_at > to_timestamp($1) ORDER BY admitted_at`, [since])).rows;
+/** Hands `onPage` the rows changed since `since` (Unix seconds), in admission order, a page at a time (`PostgresDatabase.eachPage`). */
+export function eachJobPageChangedSince(database: PostgresDatabase, since: number, onPage: (rows: JobRow[]) => void): Promise<void> {
+  return database.eachPage<JobRow>(`SELECT ${COLUMNS} FROM jobs WHERE updated_at > to_timestamp($1) ORDER BY admitted_at`, [since], onPage);
 }
 
 /** `AS v(column type, …)`: a JSON array of objects read as rows of these columns. */

@@ -6,7 +6,18 @@ import { JobSweeper, type JobRetentionOptions } from '../job-retention.js';
 import type { JobPatch, JobRecord, JobStatus, JobStore } from '../types.js';
 import { isConnectionError, type PostgresDatabase } from './database.js';
 import { DeferredWrites } from './deferred-writes.js';
-import { idOf, insertJob, insertJobs, jobRows, jobRowsChangedSince, updateJob, updateJobs, updateShape, type JobRow, type JobWrite } from './job-statements.js';
+import {
+  idOf,
+  insertJob,
+  insertJobs,
+  eachJobPageChangedSince,
+  jobRows,
+  updateJob,
+  updateJobs,
+  updateShape,
+  type JobRow,
+  type JobWrite,
+} from './job-statements.js';
 import { CHANNELS } from './migrations.js';
 import { ReplicaFeed } from './replica.js';
 import { WriteRounds } from './write-rounds.js';
@@ -86,13 +97,14 @@ export class PostgresJobStore extends IndexedJobReads implements JobStore {
       },
       reloadSince: async (since) => {
         // In admission order, so that each job is added at the newest end of the lists (revisions decide, not order).
-        const rows = await jobRowsChangedSince(this.database, since);
         let newest: number | null = null;
         let changed = false;
-        for (const row of rows) {
-          changed = this.apply(row) || changed;
-          newest = Math.max(newest ?? 0, row.updated ?? 0);
-        }
+        await eachJobPageChangedSince(this.database, since, (rows) => {
+          for (const row of rows) {
+            changed = this.apply(row) || changed;
+            newest = Math.max(newest ?? 0, row.updated ?? 0);
+          }
+        });
         if (changed) this.changedElsewhere();
         return newest;
       },
@@ -258,9 +270,9 @@ export class PostgresJobStore extends IndexedJobReads implements JobStore {
 
   /** Takes a row into memory unless memory already holds that job at the same or a later revision; true when it did. */
   private apply(row: JobRow): boolean {
+    if ((this.revs.get(row.id) ?? -1) >= row.rev) return false;
     const job = parseJobRecord(row);
     if (typeof job === 'string') return false;
-    if ((this.revs.get(job.id) ?? -1) >= row.rev) return false;
     // Memory holds writes still queued for this job: it takes the table's row when they are written.
     if (this.deferred.touches(job.id)) return false;
     this.index.set(job);

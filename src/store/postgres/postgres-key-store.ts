@@ -244,20 +244,31 @@ export class PostgresKeyStore implements KeyStore {
   }
 
   private async reloadSince(since: number): Promise<number | null> {
-    const { rows } = await this.database.query<KeyRow>(`SELECT ${COLUMNS} FROM api_keys WHERE updated_at > to_timestamp($1)`, [since]);
     let newest: number | null = null;
-    for (const row of rows) {
-      this.apply(row);
-      newest = Math.max(newest ?? 0, row.updated);
-    }
-    // Keys removed by hand with a plain DELETE leave no row to reload: drop what the table no longer has.
-    if (since > 0) {
-      const { rows: live } = await this.database.query<{ key_id: string }>('SELECT key_id FROM api_keys WHERE NOT deleted');
-      const present = new Set(live.map((row) => row.key_id));
-      for (const id of [...this.byId.keys()]) if (!present.has(id)) this.forget(id);
-      if (live.length > 0) this.everHadKey = true;
-    }
+    await this.database.eachPage<KeyRow>(`SELECT ${COLUMNS} FROM api_keys WHERE updated_at > to_timestamp($1)`, [since], (rows) => {
+      for (const row of rows) {
+        this.apply(row);
+        newest = Math.max(newest ?? 0, row.updated);
+      }
+    });
+    if (since > 0) await this.forgetRemovedByHand();
     return newest;
+  }
+
+  /**
+   * Keys removed by hand with a plain DELETE whose notification was missed leave no row to reload: drops
+   * what the table no longer has. Memory holds every live row once reloaded, so the same count of live
+   * keys on both sides means none is left over, and the ids are read (a page at a time) only otherwise.
+   */
+  private async forgetRemovedByHand(): Promise<void> {
+    const { rows } = await this.database.query<{ live: number }>('SELECT count(*)::int AS live FROM api_keys WHERE NOT deleted');
+    if (rows[0]!.live > 0) this.everHadKey = true;
+    if (rows[0]!.live === this.byId.size) return;
+    const present = new Set<string>();
+    await this.database.eachPage<{ key_id: string }>('SELECT key_id FROM api_keys WHERE NOT deleted', [], (live) => {
+      for (const row of live) present.add(row.key_id);
+    });
+    for (const id of [...this.byId.keys()]) if (!present.has(id)) this.forget(id);
   }
 
   /** Puts a row read from the table into memory, unless a newer version is already there. */

@@ -105,12 +105,13 @@ export class PostgresOwnershipStore implements OwnershipStore {
         if (disputed.size > 0) await this.reconcile([...disputed.values()]);
       },
       reloadSince: async (since) => {
-        const { rows } = await this.database.query<OwnershipRow>(`SELECT ${COLUMNS} FROM ownership WHERE updated_at > to_timestamp($1) ORDER BY seq`, [since]);
         let newest: number | null = null;
-        for (const row of rows) {
-          this.apply(row.kind, row.id, row);
-          newest = Math.max(newest ?? 0, row.updated);
-        }
+        await this.database.eachPage<OwnershipRow>(`SELECT ${COLUMNS} FROM ownership WHERE updated_at > to_timestamp($1) ORDER BY seq`, [since], (rows) => {
+          for (const row of rows) {
+            this.apply(row.kind, row.id, row);
+            newest = Math.max(newest ?? 0, row.updated);
+          }
+        });
         return newest;
       },
     });
