@@ -27,6 +27,12 @@ export async function readEventLoopDelay(gatewayUrl) {
   return { ...delay, over_limit: delay.max_ms > MAX_DELAY_LIMIT_MS };
 }
 
+/** The worst of several readings, figure by figure. */
+export function worstDelay(delays) {
+  const worst = (field) => Math.max(...delays.map((delay) => delay[field]));
+  return { p50_ms: worst('p50_ms'), p99_ms: worst('p99_ms'), max_ms: worst('max_ms'), over_limit: delays.some((delay) => delay.over_limit) };
+}
+
 async function scrape(gatewayUrl) {
   const response = await fetch(`${gatewayUrl}/metrics`);
   if (!response.ok) throw new Error(`GET /metrics answered ${response.status}`);

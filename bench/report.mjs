@@ -24,6 +24,7 @@ export function printResults(results) {
   if (results.websocket) printWebSockets(results.websocket);
   if (results.transfers) printTransfers(results.transfers);
   if (results.history) printHistory(results.history);
+  if (results.shared_stores) printSharedStores(results.shared_stores);
   console.log('\ngateway event-loop delay (beyond the 10 ms sampling interval), per case:\n');
   table(
     ['case', 'p50 ms', 'p99 ms', 'max ms', ''],
@@ -243,4 +244,26 @@ function table(header, rows) {
   const cells = [header, ...rows].map((row) => row.map(String));
   const widths = header.map((_, i) => Math.max(...cells.map((row) => row[i].length)));
   for (const row of cells) console.log(row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  '));
+}
+
+function printSharedStores(shared) {
+  if (shared.skipped) {
+    console.log(`\nscale-out (PostgreSQL and Redis): skipped, ${shared.skipped}`);
+    return;
+  }
+  console.log(
+    "\nscale-out: the keyed gateway on PostgreSQL and Redis beside the same gateway on its files, at 50 connections, rounds back to back (share: req/s over the files' run; median round):\n",
+  );
+  table(
+    ['case', 'share', 'rounds: req/s shared (files), p99 ms shared (files)'],
+    ['plain_route', 'runs'].map((name) => [
+      name === 'runs' ? 'keyed POST /prompt (prompts run)' : 'keyed GET /features',
+      shared[name].share,
+      shared[name].rounds.map((r) => `${r.shared.rps} (${r.files.rps}), ${r.shared.p99_ms} (${r.files.p99_ms})`).join('; '),
+    ]),
+  );
+  const long = shared.long_runs;
+  console.log(
+    `\nprompts that run on PostgreSQL and Redis for ${long.seconds} s (a pass of the safety-net reload included): ${long.rps} req/s, p99 ${long.p99_ms} ms`,
+  );
 }

@@ -1,4 +1,4 @@
-// `npm run bench`: comfy-gate against nginx on loopback (throughput and latency, 1M-key start-up, usage writes, WebSocket relay, big transfers, the history window; the gateway's event-loop delay in each); writes bench/results.json.
+// `npm run bench`: comfy-gate against nginx on loopback (throughput and latency, 1M-key start-up, usage writes, WebSocket relay, big transfers, the history window, the scale-out mode on PostgreSQL and Redis; the gateway's event-loop delay in each); writes bench/results.json.
 // `npm run bench -- --only ws,transfers` runs only those groups of cases (see GROUPS).
 // `npm run bench -- --profile` instead profiles the keyed gateway and the ceiling (V8 CPU profiler) at 50 connections on POST /prompt where prompts run and on a plain route; `--allocations` samples what each allocates per request there; `--perf` records both with Linux perf (kernel included).
 
@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startCeiling } from './ceiling.mjs';
-import { MAX_DELAY_LIMIT_MS, readEventLoopDelay, resetEventLoopDelay } from './event-loop.mjs';
+import { MAX_DELAY_LIMIT_MS, readEventLoopDelay, resetEventLoopDelay, worstDelay } from './event-loop.mjs';
 import { startGateway } from './gateway.mjs';
 import { measureHistory } from './history.mjs';
 import { writeKeysFile } from './keys.mjs';
@@ -19,9 +19,10 @@ import { freePort, median, memoryOf, round, spawnService, stopAllNow, stopServic
 import { perfPerRequest, recordPerf } from './perf.mjs';
 import { allocationsPerRequest, cpuPerRequest, topSelfTime } from './profile.mjs';
 import { printAllocations, printCpuBesideCeiling, printPerfBesideCeiling, printProfile, printResults } from './report.mjs';
+import { measureSharedStores } from './scale-out.mjs';
 import { measureTransfers } from './transfers.mjs';
 import { writeUsageHistory } from './usage-history.mjs';
-import { runWrk } from './wrk.mjs';
+import { measureLoad, runWrk } from './wrk.mjs';
 
 const WARM_UP_S = 3;
 const RUN_S = 10;
@@ -55,7 +56,7 @@ const WS_PREVIEW_SOCKETS = 50;
 /** Sockets one key may hold open: all of the WebSocket case's on one key. */
 const WS_MAX_PER_KEY = 2000;
 /** The groups of cases `--only` can name, in the order they run. */
-const GROUPS = ['proxy', 'usage', 'ws', 'transfers', 'history'];
+const GROUPS = ['proxy', 'usage', 'ws', 'transfers', 'history', 'shared'];
 /**
  * Jobs the gateway may keep in ComfyUI at once in the cases where prompts run: far more than the connections (with the prompts whose
  * events are still on their way), so that every prompt is sent as it arrives instead of waiting in the fair queue for one to end.
@@ -96,6 +97,7 @@ async function main() {
   if (only.has('ws')) parts.websocket = await measureWebSockets(work);
   if (only.has('transfers')) parts.transfers = await measureTransfers(work, log);
   if (only.has('history')) parts.history = await measureHistory(work, log);
+  if (only.has('shared')) parts.shared = await measureSharedStores(work, log, { upstreamPort, comfyPort });
   const results = assemble(parts);
   writeFileSync(here('results.json'), `${JSON.stringify(results, null, 2)}\n`);
   printResults(results);
@@ -211,20 +213,16 @@ async function runCase({ url, gateway, service, apiKey = '', path = '/prompt', m
   const result = started ? { startup: { startup_s: started.startup_s, rss_mb: started.rss_mb, peak_rss_mb: started.peak_rss_mb } } : {};
   try {
     for (const connections of connectionCounts)
-      result[`c${connections}`] = await measure(`${started?.url ?? url}${path}`, { connections, apiKey, method }, seconds, started?.url);
+      result[`c${connections}`] = await measureLoad(
+        `${started?.url ?? url}${path}`,
+        { connections, apiKey, method },
+        { warmUpS: WARM_UP_S, seconds, gatewayUrl: started?.url },
+      );
   } finally {
     if (started) await stopService(started.service);
     if (helper) await stopService(helper);
   }
   return result;
-}
-
-/** A warm-up, then a measured run of `seconds` with what the rest of the machine did meanwhile, and the gateway's event-loop delay over it when `gatewayUrl` is given. */
-async function measure(url, options, seconds, gatewayUrl) {
-  await runWrk(url, { ...options, seconds: WARM_UP_S });
-  if (gatewayUrl) await resetEventLoopDelay(gatewayUrl);
-  const [figures, cpu] = await Promise.all([runWrk(url, { ...options, seconds }), cpuDuring(seconds)]);
-  return { ...figures, ...cpu, ...(gatewayUrl ? { event_loop_delay: await readEventLoopDelay(gatewayUrl) } : {}) };
 }
 
 /**
@@ -294,7 +292,7 @@ async function webSocketRounds(work, key, previewSockets) {
   /** The figures from the median round by p99 of what `figuresOf` takes from a round. */
   const medianRound = (figuresOf) => rounds.map(figuresOf).sort((x, y) => x.p99_ms - y.p99_ms)[Math.floor(rounds.length / 2)];
   const progressOf = ({ previews: _previews, ...figures }) => figures;
-  const worstDelay = (field) => rounds.map((r) => r[field]).reduce((a, b) => (b.max_ms > a.max_ms ? b : a));
+  const worstReading = (field) => rounds.map((r) => r[field]).reduce((a, b) => (b.max_ms > a.max_ms ? b : a));
   const {
     previews: _previews,
     direct: _direct,
@@ -310,8 +308,8 @@ async function webSocketRounds(work, key, previewSockets) {
       ...gateway,
       previews: medianRound((r) => r.previews),
       rss_mb: Math.max(...rounds.map((r) => r.rss_mb)),
-      event_loop_delay: worstDelay('event_loop_delay'),
-      event_loop_delay_opening: worstDelay('event_loop_delay_opening'),
+      event_loop_delay: worstReading('event_loop_delay'),
+      event_loop_delay_opening: worstReading('event_loop_delay_opening'),
     },
     added_by_gateway: {
       progress: medianRound((r) => r.added.progress),
@@ -527,7 +525,7 @@ async function waitForFile(path) {
 }
 
 /** The results file: the better pass of each case (by throughput), ratios, start-up, usage writes, WebSockets, transfers, the history window, event-loop delays, and the targets of the groups that ran. */
-function assemble({ machine, proxy, usageWrites, websocket, transfers, history }) {
+function assemble({ machine, proxy, usageWrites, websocket, transfers, history, shared }) {
   const results = {
     machine: {
       ...machine,
@@ -544,6 +542,7 @@ function assemble({ machine, proxy, usageWrites, websocket, transfers, history }
   if (websocket) results.websocket = websocket;
   if (transfers) results.transfers = transfers;
   if (history) results.history = history;
+  if (shared) results.shared_stores = shared;
   results.event_loop_delay = eventLoopDelays(results);
   return { ...results, targets: targets(results) };
 }
@@ -579,7 +578,7 @@ function proxyResults({ passes, startup, startups, shares }) {
 }
 
 /** The gateway's event-loop delay in every case run through it: {case: {p50_ms, p99_ms, max_ms, over_limit}}. */
-function eventLoopDelays({ cases = {}, usage_writes: usage, websocket, transfers, history }) {
+function eventLoopDelays({ cases = {}, usage_writes: usage, websocket, transfers, history, shared_stores: shared }) {
   const delays = {};
   for (const [name, byConnections] of Object.entries(cases)) {
     for (const [connections, figures] of Object.entries(byConnections))
@@ -599,6 +598,12 @@ function eventLoopDelays({ cases = {}, usage_writes: usage, websocket, transfers
     delays['history user window'] = history.user_window.event_loop_delay;
     delays['history other key'] = history.other_key.event_loop_delay;
     delays['history other key during window'] = history.other_key_during_window.event_loop_delay;
+  }
+  if (shared && !shared.skipped) {
+    for (const name of ['plain_route', 'runs']) {
+      for (const stores of ['shared', 'files']) delays[`${stores} stores ${name}`] = worstDelay(shared[name].rounds.map((r) => r[stores].event_loop_delay));
+    }
+    delays[`shared stores runs ${shared.long_runs.seconds} s`] = shared.long_runs.event_loop_delay;
   }
   return delays;
 }

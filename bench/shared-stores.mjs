@@ -26,6 +26,25 @@ async function onServer(statement) {
   }
 }
 
+/** Null when the PostgreSQL and Redis servers answer, else why not (a run without them skips what needs them). */
+export async function sharedStoresUnavailable() {
+  try {
+    await onServer('SELECT 1');
+  } catch (error) {
+    return `PostgreSQL at ${new URL(POSTGRES_URL).host} does not answer (${error.message}); set COMFY_GATE_BENCH_POSTGRES_URL`;
+  }
+  const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    await redis.connect();
+    await redis.ping();
+    return null;
+  } catch (error) {
+    return `Redis at ${new URL(REDIS_URL).host} does not answer (${error.message}); set COMFY_GATE_BENCH_REDIS_URL`;
+  } finally {
+    redis.disconnect();
+  }
+}
+
 /**
  * Creates a database for the gateway of `checkout` whose user directory is `directory` (keys written
  * already), copies the directory into it with that checkout's `comfy-gate migrate`, and writes the URL

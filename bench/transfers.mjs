@@ -6,7 +6,7 @@ import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readEventLoopDelay, resetEventLoopDelay } from './event-loop.mjs';
+import { readEventLoopDelay, resetEventLoopDelay, worstDelay } from './event-loop.mjs';
 import { startCeiling } from './ceiling.mjs';
 import { startGateway } from './gateway.mjs';
 import { writeKeysFile } from './keys.mjs';
@@ -149,7 +149,7 @@ async function timeTransfers(routes, curlArgs, bytes) {
       const best = Math.min(...seconds);
       const figures = { mb_per_s: round(bytes / MB / best), seconds: round(best, 3), rounds: seconds.map((run) => round(bytes / MB / run)) };
       if (!route.gateway) return [route.name, figures];
-      return [route.name, { ...figures, rss_growth_mb: growth, rss_mb: memoryOf(route.gateway.service.pid).rss_mb, event_loop_delay: worstOf(delays) }];
+      return [route.name, { ...figures, rss_growth_mb: growth, rss_mb: memoryOf(route.gateway.service.pid).rss_mb, event_loop_delay: worstDelay(delays) }];
     }),
   );
 }
@@ -158,12 +158,6 @@ async function timeTransfers(routes, curlArgs, bytes) {
 function turned(routes, turn) {
   const by = turn % routes.length;
   return [...routes.slice(by), ...routes.slice(0, by)];
-}
-
-/** The worst of several event-loop readings, figure by figure. */
-function worstOf(delays) {
-  const worst = (field) => Math.max(...delays.map((delay) => delay[field]));
-  return { p50_ms: worst('p50_ms'), p99_ms: worst('p99_ms'), max_ms: worst('max_ms'), over_limit: delays.some((delay) => delay.over_limit) };
 }
 
 /** Seconds curl took for one transfer; rejects unless it answered 200 and moved `bytes`. */
@@ -206,7 +200,7 @@ async function loadSmallRequests(routes, run) {
       const figures = rounds.get(route.name);
       const middle = figures.find(({ rps }) => rps === median(figures.map(({ rps }) => rps)));
       const kept = { ...middle, rounds: figures.map(({ rps }) => rps) };
-      return [route.name, route.gateway ? { ...kept, event_loop_delay: worstOf(delays) } : kept];
+      return [route.name, route.gateway ? { ...kept, event_loop_delay: worstDelay(delays) } : kept];
     }),
   );
 }

@@ -1,7 +1,9 @@
-// Runs wrk against a URL and turns its report into {rps, p50_ms, p99_ms}.
+// Runs wrk against a URL and turns its report into {rps, p50_ms, p99_ms}; a measured run adds a warm-up, the machine's load and the gateway's event-loop delay.
 
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { readEventLoopDelay, resetEventLoopDelay } from './event-loop.mjs';
+import { cpuDuring } from './machine.mjs';
 import { round } from './processes.mjs';
 
 const SCRIPT = fileURLToPath(new URL('./wrk.lua', import.meta.url));
@@ -32,4 +34,15 @@ export async function runWrk(url, { connections, seconds, apiKey = '', method = 
     p50_ms: round(report.p50_us / 1000, 3),
     p99_ms: round(report.p99_us / 1000, 3),
   };
+}
+
+/**
+ * A warm-up of `warmUpS`, then a measured wrk run of `seconds` (`load` as runWrk takes it) with what the
+ * rest of the machine did meanwhile, and the gateway's event-loop delay over it when `gatewayUrl` is given.
+ */
+export async function measureLoad(url, load, { warmUpS, seconds, gatewayUrl }) {
+  await runWrk(url, { ...load, seconds: warmUpS });
+  if (gatewayUrl) await resetEventLoopDelay(gatewayUrl);
+  const [figures, cpu] = await Promise.all([runWrk(url, { ...load, seconds }), cpuDuring(seconds)]);
+  return { ...figures, ...cpu, ...(gatewayUrl ? { event_loop_delay: await readEventLoopDelay(gatewayUrl) } : {}) };
 }
