@@ -35,12 +35,12 @@ interface Subscriber {
 /** The name of each gateway's one LISTEN connection, by which the gateways connected to the database are counted. */
 const LISTENER_NAME = 'comfy-gate-listen';
 const LISTEN_RETRY_MIN_MS = 200;
+const LISTEN_RETRY_MAX_MS = 2000;
 /**
  * Rows a paged read hands over at once (`eachPage`): each page is taken into memory in one turn of the
  * event loop, a few milliseconds for this many rows.
  */
 export const PAGE_ROWS = 1000;
-const LISTEN_RETRY_MAX_MS = 2000;
 
 /** The SQLSTATE classes and socket errors that mean "the server is not reachable", as opposed to a bad query. */
 const CONNECTION_CODES = new Set([

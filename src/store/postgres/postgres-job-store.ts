@@ -7,10 +7,10 @@ import type { JobPatch, JobRecord, JobStatus, JobStore } from '../types.js';
 import { isConnectionError, type PostgresDatabase } from './database.js';
 import { DeferredWrites } from './deferred-writes.js';
 import {
+  eachJobPageChangedSince,
   idOf,
   insertJob,
   insertJobs,
-  eachJobPageChangedSince,
   jobRows,
   updateJob,
   updateJobs,
