@@ -112,7 +112,14 @@ async function importKeys(directory: string, database: PostgresDatabase): Promis
     if (typeof parsed === 'string') throw new StoreCorruptError(join(directory, 'api_keys.json'), `key ${JSON.stringify(id)}: ${parsed}`);
     keys.push(parsed);
   }
-  if (keys.length === 0) return { found: 0, copied: 0 };
+  let copied = 0;
+  // BATCH keys a statement: a million in one ran past the statement timeout.
+  for (let i = 0; i < keys.length; i += BATCH) copied += await insertKeys(database, keys.slice(i, i + BATCH));
+  return { found: keys.length, copied };
+}
+
+/** Inserts keys unless their id is taken; resolves how many were inserted. */
+async function insertKeys(database: PostgresDatabase, keys: readonly KeyRecord[]): Promise<number> {
   const column = <K extends keyof KeyRecord>(field: K): Array<KeyRecord[K]> => keys.map((k) => k[field]);
   const { rowCount } = await database.query(
     `INSERT INTO api_keys (key_id, name, created_at, last_used, rate_limit, is_active, metadata, role, expires_at, key_prefix, key_hash, previous_key_hash,
@@ -141,7 +148,7 @@ async function importKeys(directory: string, database: PostgresDatabase): Promis
       column('webhook_url'),
     ],
   );
-  return { found: keys.length, copied: rowCount ?? 0 };
+  return rowCount ?? 0;
 }
 
 /** Every usage record of the JSON store in order: the main file, a journal set aside and not merged yet, the journal. */
