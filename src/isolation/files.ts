@@ -1,8 +1,14 @@
-// Files as ComfyUI names them ({filename, subfolder, type}), reduced to one id for ownership records.
+// Files as ComfyUI names them ({filename, subfolder, type}), reduced to one id for ownership records, and the names a user key may give.
 
 import { posix } from 'node:path';
+import { invalidRequest } from '../errors.js';
 
-const ANNOTATION = / \[(output|input|temp)\]$/;
+/**
+ * The ends of a name by which ComfyUI picks a file's folder (`folder_paths.annotated_filepath`): it tests only
+ * the end, then cuts the annotation and the character before it (a space in ` [output]`), whatever that is;
+ * some releases also trim what is left.
+ */
+const ANNOTATION = /\[(output|input|temp)\]$/;
 
 /** The ownership id of a file: `type/subfolder/name`, with the subfolder normalised as ComfyUI joins it. */
 export function fileId(type: string, subfolder: string, filename: string): string {
@@ -20,12 +26,50 @@ export function uploadedFileId(type: string, subfolder: string, name: string): s
 
 /**
  * The file a `/view` query (or a LoadImage input) names: `filename`, `type` (default output, or `input`
- * for inputs) and `subfolder`; a name ending in ` [output]`, ` [input]` or ` [temp]` picks the folder.
+ * for inputs) and `subfolder`; a name ending in `[output]`, `[input]` or `[temp]` picks the folder, read
+ * as ComfyUI reads it. A user key's names are checked first (`checkFileReference`), so that every
+ * release reads them alike.
  */
 export function fileIdOf(filename: string, subfolder: string, defaultType: string, type?: string | null): string {
   const annotated = ANNOTATION.exec(filename);
-  const name = annotated ? filename.slice(0, -annotated[0].length) : filename;
+  const name = annotated ? filename.slice(0, -annotated[0].length - 1) : filename;
   return fileId(annotated?.[1] ?? type ?? defaultType, subfolder, name);
+}
+
+/** A path that ComfyUI would not join below its folder as the gateway does: absolute, a drive, or climbing out. */
+function escapesFolder(path: string): boolean {
+  return path.startsWith('/') || /^[A-Za-z]:/.test(path) || path.split('/').includes('..');
+}
+
+/**
+ * Why a file name and subfolder that a user key gives (a `/view` query, an upload's form, a loader node's
+ * input) could name another file in ComfyUI than the one the gateway checks; null when they cannot. Refused:
+ * a `blake3:` name (ComfyUI finds it by content hash, across owners); a backslash (a folder separator on
+ * Windows); an absolute path, a drive or a `..` segment (ComfyUI's join would leave the folder, or land in it
+ * by another name); and an annotated name in any spelling but `name [output]` (ComfyUI cuts a fixed length,
+ * and some releases trim spaces).
+ */
+export function fileReferenceProblem(filename: string, subfolder = ''): string | null {
+  if (filename.startsWith('blake3:')) return 'a blake3: name finds a file by its content, whoever owns it: give the file name';
+  if (filename.includes('\\') || subfolder.includes('\\')) return 'a backslash is a folder separator to ComfyUI on Windows: use / between folders';
+  if (escapesFolder(subfolder) || escapesFolder(filename)) return 'the name must stay below its folder: no leading /, drive or .. segment';
+  const annotated = ANNOTATION.exec(filename);
+  if (annotated) {
+    const name = filename.slice(0, -annotated[0].length);
+    if (!name.endsWith(' ') || name.length === 1 || name.slice(0, -1) !== name.slice(0, -1).trim()) {
+      return `a name ending in [${annotated[1]}] must be written "name [${annotated[1]}]": one space before it, none around the name`;
+    }
+  }
+  return null;
+}
+
+/**
+ * Refuses a user key's file reference that ComfyUI could read as another file (see fileReferenceProblem).
+ * @throws GatewayError INVALID_REQUEST (400), naming `field`
+ */
+export function checkFileReference(field: string, filename: string, subfolder = ''): void {
+  const problem = fileReferenceProblem(filename, subfolder);
+  if (problem !== null) throw invalidRequest(`${field}: ${problem}.`, [{ field, problem }]);
 }
 
 /** A file as ComfyUI names it in a node's UI output. */

@@ -2,7 +2,6 @@
 
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { posix } from 'node:path';
 import { forbidden, GatewayError, invalidRequest, payloadTooLarge, unknownBackend } from '../errors.js';
 import { checkPrompt, effectivePolicy, type PromptOrigin } from '../policy/check.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
@@ -10,21 +9,12 @@ import { withJsonTextBody } from '../store/json-text-body.js';
 import type { JobWebhook } from '../store/types.js';
 import { readBody } from '../server/body.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
-import { fileIdOf } from './files.js';
-import { checkBoundedId, checkBoundedIds } from './ids.js';
+import { checkBoundedIds } from './ids.js';
 import { parseJsonOrUndefined, relayAnswer } from './json-body.js';
+import { checkLoadedFiles } from './loaded-files.js';
 
 /** Largest prompt the gateway reads (a graph with its embedded workflow). */
 export const MAX_PROMPT_BYTES = 32 * 1024 * 1024;
-
-/** Loader nodes whose input names a file, and the folder that name is in. */
-const FILE_INPUTS: Record<string, { input: string; folder: 'input' | 'output' }> = {
-  LoadImage: { input: 'image', folder: 'input' },
-  LoadImageMask: { input: 'image', folder: 'input' },
-  LoadImageOutput: { input: 'image', folder: 'output' },
-  LoadAudio: { input: 'audio', folder: 'input' },
-  LoadVideo: { input: 'file', folder: 'input' },
-};
 
 /**
  * POST /prompt: admits the prompt (see admitPrompt) and relays ComfyUI's answer, or the gateway's for a
@@ -78,7 +68,7 @@ export async function admitPrompt(
   const given = body.client_id !== undefined ? body.client_id : extraData?.client_id;
   const clientId = typeof given === 'string' && given !== '' ? given : null;
   checkBoundedIds({ prompt_id: body.prompt_id, client_id: clientId });
-  if (!caller.seesAll) checkLoadedFiles(ctx, caller, body.prompt);
+  if (!caller.seesAll) checkLoadedFiles(ctx.ownership, keyId, body.prompt);
   const promptId = typeof body.prompt_id === 'string' ? body.prompt_id : randomUUID();
   const formerOwner = ctx.ownership.ownerOf('prompt', promptId);
   if (formerOwner !== undefined) throw forbidden('That prompt_id is taken: leave prompt_id out and one is made.');
@@ -134,20 +124,4 @@ function pinnedBackend(ctx: IsolationContext, req: IncomingMessage, caller: Isol
       ctx.pool.all.map((backend) => backend.name),
     );
   return name;
-}
-
-function checkLoadedFiles(ctx: IsolationContext, caller: IsolatedCaller, prompt: unknown): void {
-  if (typeof prompt !== 'object' || prompt === null) return;
-  const foreign: Array<{ node: string; file: string }> = [];
-  for (const [nodeId, node] of Object.entries(prompt as Record<string, { class_type?: unknown; inputs?: Record<string, unknown> }>)) {
-    const loader = typeof node?.class_type === 'string' ? FILE_INPUTS[node.class_type] : undefined;
-    const name = loader ? node.inputs?.[loader.input] : undefined;
-    if (!loader || typeof name !== 'string') continue;
-    checkBoundedId(`prompt node ${nodeId.slice(0, 64)} input ${loader.input}`, name);
-    const id = fileIdOf(posix.basename(name), posix.dirname(name), loader.folder);
-    if (ctx.ownership.ownerOf('file', id) !== caller.key.key_id) foreign.push({ node: nodeId, file: name });
-  }
-  if (foreign.length > 0) {
-    throw forbidden(`The prompt loads files this key did not upload or produce: ${foreign.map((f) => `node ${f.node} (${f.file})`).join(', ')}.`);
-  }
 }

@@ -99,7 +99,8 @@ export async function cancelledInComfyUI(ctx: IsolationContext, backend: PoolBac
 }
 
 /**
- * POST /interrupt: with a prompt_id, only the caller's own prompt, on its backend; without one, on
+ * POST /interrupt: with a prompt_id, only the caller's own prompt, on its backend, and only while it
+ * runs (see runsNow); without one, on
  * each backend, the running prompt only if it is the caller's (sent on as a targeted interrupt). A
  * held job is cancelled instead. Anything else is a no-op 200, as ComfyUI answers an interrupt for a
  * prompt that is not running.
@@ -110,7 +111,9 @@ export async function postInterrupt(ctx: IsolationContext, req: IncomingMessage,
   // Each prompt to interrupt with the backend it runs on.
   let targets: Array<[string, PoolBackend]>;
   if (given !== undefined) {
-    targets = ownsPrompt(ctx, caller, given) ? [[given, backendOfPrompt(ctx, given)]] : [];
+    if (!ownsPrompt(ctx, caller, given)) targets = [];
+    else if (await ctx.jobs.cancelHeld(given)) return emptyOk(res);
+    else targets = (await runsNow(ctx, given)) ? [[given, backendOfPrompt(ctx, given)]] : [];
   } else {
     const queues = await askEach(ctx.pool.all, (backend) => readQueue(backend));
     targets = queues.flatMap(({ backend, value: queue }): Array<[string, PoolBackend]> => {
@@ -128,6 +131,20 @@ export async function postInterrupt(ctx: IsolationContext, req: IncomingMessage,
       headers: { ...caller.upstreamHeaders, 'content-type': 'application/json' },
     }),
   );
+}
+
+/**
+ * Whether a prompt runs now: as the job registry last heard from its backend's events, or, for a prompt
+ * the registry holds no job of, among its backend's running prompts. ComfyUI releases before September
+ * 2025 interrupt whatever runs, whichever prompt_id they are given: a prompt that is only queued is never
+ * sent on, or another key's running prompt would be stopped.
+ */
+async function runsNow(ctx: IsolationContext, id: string): Promise<boolean> {
+  const job = ctx.jobs.jobs.get(id);
+  if (job) return job.status === 'running';
+  const upstreamId = upstreamIdOf(ctx, id);
+  const queue = await readQueue(backendOfPrompt(ctx, id));
+  return queue?.queue_running.some((item) => item[1] === upstreamId) === true;
 }
 
 /** A backend's queue, asked on the gateway's own behalf. */

@@ -66,7 +66,7 @@ export const ROUTES: readonly RouteEntry[] = [
     handler: 'prompt',
     forAdmins: true,
     userGets:
-      "the prompt becomes a job of the key (a `prompt_id` is minted when none is given; when ComfyUI answers with another `prompt_id`, as releases before v0.3.45 do, the job takes that one). ComfyUI is given the gateway's own `client_id`, and the job's events go to the key's sockets with the client's. `front` and `number` are dropped (the gateway's fair queue orders jobs). A taken `prompt_id` or a `client_id` that belongs to another key is refused with 403, and so is a loader node (`LoadImage`, `LoadImageMask`, `LoadImageOutput`, `LoadAudio`, `LoadVideo`) that names a file the key does not own.",
+      "the prompt becomes a job of the key (a `prompt_id` is minted when none is given; when ComfyUI answers with another `prompt_id`, as releases before v0.3.45 do, the job takes that one). ComfyUI is given the gateway's own `client_id`, and the job's events go to the key's sockets with the client's. `front` and `number` are dropped (the gateway's fair queue orders jobs). A taken `prompt_id` or a `client_id` that belongs to another key is refused with 403, and so is a loader node (`LoadImage`, `LoadImageMask`, `LoadImageOutput`, `WebcamCapture`, `LoadAudio`, `LoadVideo`, `LoadLatent`, `Load3D`) that names a file the key does not own, a node that loads a whole input folder (`LoadImageDataSetFromFolder` and its kin), and any other node whose input names a file another key owns, in any spelling ComfyUI reads (a custom node that loads an absolute path is not checked: keep such nodes out with the prompt policy's `deny_nodes` or `allow_nodes`). A file name ComfyUI could read as another file (see `/view`) is refused with 400.",
   },
   { patterns: ['/prompt'], methods: ['GET'], alsoUnderApi: true, access: 'forwarded', userGets: 'forwarded (the length of the queue)' },
   {
@@ -122,7 +122,7 @@ export const ROUTES: readonly RouteEntry[] = [
     handler: 'interrupt',
     forAdmins: true,
     userGets:
-      "acts only on the key's own prompt: with a `prompt_id`, only if it is the key's; without one, only if the running prompt is the key's. Otherwise a no-op 200, as ComfyUI answers for a prompt that is not running.",
+      "acts only on the key's own prompt: with a `prompt_id`, only if it is the key's and runs now (ComfyUI releases before September 2025 stop whatever runs, whichever id they are given); without one, only if the running prompt is the key's. Otherwise a no-op 200, as ComfyUI answers for a prompt that is not running.",
   },
   {
     patterns: ['/view'],
@@ -132,7 +132,7 @@ export const ROUTES: readonly RouteEntry[] = [
     handler: 'view',
     forAdmins: true,
     userGets:
-      "only files it uploaded or its prompts produced; anything else (a `blake3:` hash name included) is an empty 404, exactly like a missing file. Outputs are recorded from the history and `executed` events passing through, and, when a file is asked for that has not been seen yet, from the key's 8 most recent prompts (at most 8 `/history` lookups per miss, shared by the misses that arrive meanwhile).",
+      "only files it uploaded or its prompts produced; anything else is an empty 404, exactly like a missing file. A name ComfyUI could read as another file is refused with 400: a `blake3:` hash name, an absolute, Windows or `..` path, or an annotation spelt other than `name [output]`. Every answer is served with `Content-Security-Policy: sandbox` and `X-Content-Type-Options: nosniff`, so an uploaded page or SVG opened from the gateway runs no script there. Outputs are recorded from the history and `executed` events passing through, and, when a file is asked for that has not been seen yet, from the key's 8 most recent prompts (at most 8 `/history` lookups per miss, shared by the misses that arrive meanwhile).",
   },
   {
     patterns: ['/upload/image', '/upload/mask'],

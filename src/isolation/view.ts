@@ -4,14 +4,22 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { posix } from 'node:path';
 import { forbidden, invalidRequest } from '../errors.js';
 import type { PoolBackend } from '../backends/backend-pool.js';
+import { addResponseHeaders } from '../server/gateway-response.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
 import { recordRecentOutputs } from './context.js';
-import { fileIdOf, uploadedFileId } from './files.js';
+import { checkFileReference, fileIdOf, uploadedFileId } from './files.js';
 import { checkBoundedId, checkBoundedIds } from './ids.js';
 import { emptyNotFound, parseJsonOrUndefined, relayAnswer } from './json-body.js';
 import { storedFileOf, uploadToEach } from './upload-fanout.js';
 import { multipartBoundary, UploadFormReader, type FormPart } from './upload-form.js';
+
+/**
+ * Headers of every file /view serves: a file any key uploaded (an HTML page, an SVG) opened in a tab
+ * runs no script on the gateway's origin, where a signed-in admin's cookie would act for it; an image
+ * or a video shown in ComfyUI's page is not affected.
+ */
+const FILE_ANSWER_HEADERS = { 'content-security-policy': 'sandbox', 'x-content-type-options': 'nosniff' };
 
 /** The key's most recent prompts whose history a `/view` of a file not known to be the key's may look up. */
 export const VIEW_LOOKUPS = 8;
@@ -23,6 +31,7 @@ const lookupsInFlight = new WeakMap<IsolationContext, Map<string, Promise<void>>
 export async function getView(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller, query: URLSearchParams): Promise<void> {
   if (!caller.seesAll) {
     checkBoundedIds({ filename: query.get('filename'), subfolder: query.get('subfolder') });
+    checkFileReference('filename', query.get('filename') ?? '', query.get('subfolder') ?? '');
     const id = fileIdOf(query.get('filename') ?? '', query.get('subfolder') ?? '', 'output', query.get('type'));
     const keyId = caller.key.key_id;
     if (ctx.ownership.ownerOf('file', id) !== keyId) {
@@ -33,6 +42,7 @@ export async function getView(ctx: IsolationContext, req: IncomingMessage, res: 
   }
   const backend = await backendOfFile(ctx, query);
   if (!backend) return emptyNotFound(res);
+  addResponseHeaders(res, FILE_ANSWER_HEADERS);
   await backend.proxy.download(req, res, { headers: caller.upstreamHeaders });
 }
 
@@ -129,6 +139,8 @@ function checkUserUpload(ctx: IsolationContext, keyId: string, parts: ReadonlyMa
   const subfolder = text('subfolder') ?? '';
   const filename = parts.get('image')?.filename ?? null;
   checkBoundedIds({ subfolder, filename });
+  if (filename !== null) checkFileReference('image', filename, subfolder);
+  else checkFileReference('subfolder', '', subfolder);
   const overwrite = text('overwrite');
   if (filename !== null && (overwrite === 'true' || overwrite === '1')) {
     const owner = ctx.ownership.ownerOf('file', uploadedFileId('input', subfolder, filename));
@@ -138,6 +150,7 @@ function checkUserUpload(ctx: IsolationContext, keyId: string, parts: ReadonlyMa
   if (typeof originalRef?.filename === 'string') {
     const { filename: name, subfolder: folder, type: refType } = originalRef;
     checkBoundedId('original_ref.filename', name);
+    checkFileReference('original_ref', name, typeof folder === 'string' ? folder : '');
     const id = fileIdOf(
       posix.basename(name),
       posix.join(typeof folder === 'string' ? folder : '', posix.dirname(name)),

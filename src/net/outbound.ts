@@ -37,16 +37,17 @@ for (const [network, prefix] of [
   PRIVATE_BLOCKS.addSubnet(network, prefix, 'ipv6');
 }
 
-/** The IPv4 address an IPv6 address carries (IPv4-mapped, IPv4-compatible, NAT64 or 6to4), if any. */
+/** The IPv4 address an IPv6 address carries (IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64 or 6to4), if any. */
 function embeddedIpv4(address: string): string | undefined {
   const lower = address.toLowerCase();
-  const dotted = /^(?:::ffff:|::|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
+  const dotted = /^(?:::ffff:|::|::ffff:0:|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
   if (dotted) return dotted[1];
   const groups = expandIpv6(lower);
   if (!groups) return undefined;
   const asIpv4 = (high: number, low: number): string => `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`;
   const zeros = (from: number, to: number): boolean => groups.slice(from, to).every((group) => group === 0);
   if (zeros(0, 5) && (groups[5] === 0xffff || groups[5] === 0)) return asIpv4(groups[6]!, groups[7]!);
+  if (zeros(0, 4) && groups[4] === 0xffff && groups[5] === 0) return asIpv4(groups[6]!, groups[7]!);
   if (groups[0] === 0x64 && groups[1] === 0xff9b && zeros(2, 6)) return asIpv4(groups[6]!, groups[7]!);
   if (groups[0] === 0x2002) return asIpv4(groups[1]!, groups[2]!);
   return undefined;
@@ -63,6 +64,12 @@ function expandIpv6(address: string): number[] | undefined {
   return groups.length === 8 && groups.every((group) => Number.isInteger(group) && group >= 0 && group <= 0xffff) ? groups : undefined;
 }
 
+/** Whether an address is in the local-use NAT64 prefix (64:ff9b:1::/48, RFC 8215): a translator of the site's own may turn it into any IPv4 address. */
+function isLocalNat64(address: string): boolean {
+  const groups = expandIpv6(address.toLowerCase());
+  return groups !== undefined && groups[0] === 0x64 && groups[1] === 0xff9b && groups[2] === 1;
+}
+
 /** Whether an IP address is one a user-given URL may not reach (see PRIVATE_BLOCKS); anything that is not an IP address counts as private. */
 export function isPrivateAddress(address: string): boolean {
   const unbracketed = address.replace(/^\[|\]$/g, '').replace(/%.*$/, '');
@@ -71,6 +78,7 @@ export function isPrivateAddress(address: string): boolean {
   if (family !== 6) return true;
   const inner = embeddedIpv4(unbracketed);
   if (inner !== undefined && PRIVATE_BLOCKS.check(inner, 'ipv4')) return true;
+  if (isLocalNat64(unbracketed)) return true;
   return PRIVATE_BLOCKS.check(unbracketed, 'ipv6');
 }
 

@@ -7,7 +7,7 @@ import type { Agent } from 'undici';
 import { request } from 'undici';
 import { forbidden, GatewayError, invalidRequest } from '../errors.js';
 import type { IsolatedCaller, IsolationContext } from '../isolation/context.js';
-import { fileIdOf, uploadedFileId } from '../isolation/files.js';
+import { fileIdOf, fileReferenceProblem, uploadedFileId } from '../isolation/files.js';
 import { isBoundedId } from '../isolation/ids.js';
 import { storedFileOf, uploadToEach } from '../isolation/upload-fanout.js';
 import { checkOutboundUrl, OutboundUrlError } from '../net/outbound.js';
@@ -90,7 +90,7 @@ class ImageInputError extends Error {}
 
 /** Whether the caller may load this file (a user key: only a file it uploaded or produced), as LoadImage inputs are checked. */
 function ownsUpload(ctx: IsolationContext, caller: IsolatedCaller, name: string): boolean {
-  if (!isBoundedId(name)) return false;
+  if (!isBoundedId(name) || fileReferenceProblem(name) !== null) return false;
   return caller.seesAll || ctx.ownership.ownerOf('file', fileIdOf(posix.basename(name), posix.dirname(name), 'input')) === caller.key.key_id;
 }
 

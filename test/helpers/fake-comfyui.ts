@@ -26,6 +26,11 @@ export interface FakeComfyUIOptions {
    * `ignored`: the server always mints its own and answers with it, as earlier releases do.
    */
   promptIds?: PromptIdMode;
+  /**
+   * `targeted` (default): an interrupt with a `prompt_id` stops that prompt only if it runs, as ComfyUI does since September 2025.
+   * `global`: the body is ignored and whatever runs is stopped, as earlier releases do.
+   */
+  interrupts?: InterruptMode;
   /** `false`: a release older than feature flags, which never answers a socket's feature_flags and sends only type 1 previews (default true). */
   featureFlags?: boolean;
   /** How long a socket's feature_flags waits for its answer, in ms (default none). */
@@ -39,6 +44,10 @@ export interface FakeComfyUIOptions {
   /** Told each time a prompt is queued, once it is in the queue (see `inFlight`). */
   onQueued?(): void;
 }
+
+/** How a ComfyUI release reads an interrupt's `prompt_id`; suites run against both. */
+export type InterruptMode = 'targeted' | 'global';
+export const INTERRUPT_MODES: readonly InterruptMode[] = ['targeted', 'global'];
 
 /** How a ComfyUI release treats a client-chosen `prompt_id`; suites run against both. */
 export type PromptIdMode = 'honoured' | 'ignored';
@@ -586,7 +595,8 @@ class FakeServer implements FakeComfyUI {
   private async postInterrupt({ req, res }: Ctx): Promise<void> {
     const body = await readJson(req).catch(() => ({}));
     const target = isObject(body) && 'prompt_id' in body ? body['prompt_id'] : undefined;
-    if (this.running && (target === undefined || target === this.running.item.id)) this.running.interrupted = true;
+    const stops = target === undefined || this.opts.interrupts === 'global' || target === this.running?.item.id;
+    if (this.running && stops) this.running.interrupted = true;
     sendEmpty(res, 200);
   }
 
@@ -1240,7 +1250,7 @@ function isInside(base: string, target: string): boolean {
   return target === base || target.startsWith(base + path.sep);
 }
 
-/** ` [output]`, ` [input]` or ` [temp]` at the end of a filename selects the directory. */
+/** `[output]`, `[input]` or `[temp]` at the end of a filename selects the directory; it is cut with the character before it (a space in ` [output]`), whatever that is. */
 function annotatedFilename(filename: string): { name: string; type: DirType | null } {
   for (const type of DIR_TYPES) {
     if (filename.endsWith(`[${type}]`)) return { name: filename.slice(0, -(type.length + 3)), type };

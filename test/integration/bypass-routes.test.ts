@@ -180,8 +180,8 @@ describe('bypass attempts: routes, spellings and entries', () => {
   test('a hash file name on /view is not served to a user key', async () => {
     const before = comfy.requests.length;
     const res = await send(gateway.url, '/api/view?filename=blake3:0123456789abcdef', { key: alice.api_key });
-    assert.equal(res.status, 404);
-    assert.equal(res.text, '');
+    assert.equal(res.status, 400);
+    assert.equal(res.json().error_code, 'INVALID_REQUEST');
     assert.equal(
       comfy.requests.slice(before).some((r) => r.url.includes('/view')),
       false,

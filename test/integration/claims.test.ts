@@ -10,29 +10,10 @@ import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send, type TestResponse } from '../helpers/http-client.js';
 import { createKey } from '../helpers/keys.js';
+import { multipart, type FormPart } from '../helpers/multipart.js';
 
 /** A prompt the fake ComfyUI refuses with 400 (a node class it does not know). */
 const REFUSED_WORKFLOW = { '1': { class_type: 'NoSuchNode', inputs: {} } };
-
-interface FormPart {
-  name: string;
-  filename?: string;
-  value: string;
-  headers?: string[];
-}
-
-/** A multipart/form-data body of `parts`, in order. */
-function multipart(parts: FormPart[]): { body: Buffer; headers: Record<string, string> } {
-  const boundary = 'claims-test-boundary';
-  const text = parts
-    .map((part) => {
-      const disposition = `Content-Disposition: form-data; name="${part.name}"${part.filename === undefined ? '' : `; filename="${part.filename}"`}`;
-      const headers = [disposition, ...(part.filename === undefined ? [] : ['Content-Type: image/png']), ...(part.headers ?? [])];
-      return `--${boundary}\r\n${headers.join('\r\n')}\r\n\r\n${part.value}\r\n`;
-    })
-    .join('');
-  return { body: Buffer.from(`${text}--${boundary}--\r\n`), headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } };
-}
 
 describe('bounded ids and claims', () => {
   let comfy: FakeComfyUI;
@@ -206,7 +187,8 @@ describe('bounded ids and claims', () => {
       { name: 'subfolder', value: 'x/../pics' },
       { name: 'image', filename: 'shared-name.png', value: 'BOB' },
     ]);
-    assert.equal(dotted.status, 403, 'however the folder is spelled');
+    assert.equal(dotted.status, 400, 'a folder spelled with .. is refused outright');
+    assert.equal(dotted.json().error_code, 'INVALID_REQUEST');
     assert.equal(await readFile(join(comfy.inputDir, 'pics', 'shared-name.png'), 'utf8'), 'ALICE');
     const mine = await upload(alice, [
       { name: 'image', filename: 'shared-name.png', value: 'ALICE 2' },

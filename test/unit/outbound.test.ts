@@ -35,11 +35,15 @@ describe('isPrivateAddress', () => {
     '::127.0.0.1',
     '64:ff9b::a9fe:a9fe',
     '2002:c0a8:0101::1',
+    '::ffff:0:127.0.0.1',
+    '::ffff:0:7f00:1',
+    '64:ff9b:1::7f00:1',
+    '64:ff9b:1:ff::808:808',
     '[::1]',
     'not-an-address',
   ];
   for (const address of privateOnes) test(`refuses ${address}`, () => assert.equal(isPrivateAddress(address), true));
-  for (const address of ['8.8.8.8', '1.1.1.1', '172.32.0.1', '2606:4700::1111', '::ffff:8.8.8.8', '64:ff9b::808:808']) {
+  for (const address of ['8.8.8.8', '1.1.1.1', '172.32.0.1', '2606:4700::1111', '::ffff:8.8.8.8', '::ffff:0:808:808', '64:ff9b::808:808']) {
     test(`allows ${address}`, () => assert.equal(isPrivateAddress(address), false));
   }
 });

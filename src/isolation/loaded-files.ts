@@ -1,0 +1,127 @@
+// The files a user key's prompt makes ComfyUI load: each must be the key's own, and no input may name another key's file.
+
+import { posix } from 'node:path';
+import { forbidden } from '../errors.js';
+import type { OwnershipStore } from '../store/types.js';
+import { checkFileReference, fileIdOf } from './files.js';
+import { checkBoundedId } from './ids.js';
+
+/** A node input that names a file to load, and the folder ComfyUI looks in when the name has no annotation. */
+interface LoadedFileInput {
+  input: string;
+  folder: 'input' | 'output';
+  /** For an input whose value is an object (Load3D's `image`): the members that name files. */
+  members?: readonly string[];
+}
+
+/** The members of Load3D's `image` object that ComfyUI loads (`folder_paths.get_annotated_filepath`). */
+const LOAD_3D_IMAGES = ['image', 'mask', 'normal', 'lineart', 'recording'];
+
+/** ComfyUI's core nodes that load one file by name, and the inputs that name it. */
+const FILE_LOADERS: Record<string, readonly LoadedFileInput[]> = {
+  LoadImage: [{ input: 'image', folder: 'input' }],
+  LoadImageMask: [{ input: 'image', folder: 'input' }],
+  LoadImageOutput: [{ input: 'image', folder: 'output' }],
+  // A LoadImage whose widget is a camera: the same string, loaded the same way.
+  WebcamCapture: [{ input: 'image', folder: 'input' }],
+  LoadAudio: [{ input: 'audio', folder: 'input' }],
+  LoadVideo: [{ input: 'file', folder: 'input' }],
+  LoadLatent: [{ input: 'latent', folder: 'input' }],
+  Load3D: [
+    { input: 'model_file', folder: 'input' },
+    { input: 'image', folder: 'input', members: LOAD_3D_IMAGES },
+  ],
+  Load3DAnimation: [
+    { input: 'model_file', folder: 'input' },
+    { input: 'image', folder: 'input', members: LOAD_3D_IMAGES },
+  ],
+};
+
+/** Core nodes that load every file of an input subfolder: its files may be other keys' (uploads to one subfolder, `clipspace`). */
+const FOLDER_LOADERS = new Set([
+  'LoadImageDataSetFromFolder',
+  'LoadImageTextDataSetFromFolder',
+  'LoadVideoDataSetFromFolder',
+  'LoadVideoTextDataSetFromFolder',
+]);
+
+/** The folders a name without annotation may be looked up in by a node the gateway does not know. */
+const ANY_FOLDER = ['input', 'output', 'temp'] as const;
+
+/** Nested objects and arrays of an input's value that are searched for strings naming another key's file. */
+const MAX_DEPTH = 4;
+
+/**
+ * Refuses a user key's prompt that loads a file it did not upload or produce, with a loader node the
+ * gateway knows (FILE_LOADERS: the name must be the key's own file), with a node that loads a whole
+ * folder, or with any other node whose input (a string, or one inside an object or list) names a file
+ * another key owns, in any folder and spelling ComfyUI reads.
+ * @throws GatewayError 403 FORBIDDEN naming the nodes, or 400 INVALID_REQUEST for a name ComfyUI could read as another file (see fileReferenceProblem)
+ */
+export function checkLoadedFiles(ownership: OwnershipStore, keyId: string, prompt: unknown): void {
+  if (typeof prompt !== 'object' || prompt === null) return;
+  const foreign: Array<{ node: string; file: string }> = [];
+  for (const [nodeId, node] of Object.entries(prompt as Record<string, { class_type?: unknown; inputs?: unknown } | null>)) {
+    const classType = typeof node?.class_type === 'string' ? node.class_type : '';
+    if (FOLDER_LOADERS.has(classType)) {
+      throw forbidden(`Prompt node ${nodeId.slice(0, 64)} (${classType}) loads every file of an input folder, other keys' files too: load files one by one.`);
+    }
+    const inputs = node?.inputs;
+    if (typeof inputs !== 'object' || inputs === null) continue;
+    const loaders = FILE_LOADERS[classType];
+    for (const [input, value] of Object.entries(inputs as Record<string, unknown>)) {
+      const loader = loaders?.find((known) => known.input === input);
+      const field = `prompt node ${nodeId.slice(0, 64)} input ${input.slice(0, 64)}`;
+      if (loader) {
+        for (const name of namedFiles(value, loader)) {
+          checkBoundedId(field, name);
+          checkFileReference(field, name);
+          if (ownership.ownerOf('file', fileIdOf(posix.basename(name), posix.dirname(name), loader.folder)) !== keyId)
+            foreign.push({ node: nodeId, file: name });
+        }
+      } else {
+        const file = stringsIn(value, MAX_DEPTH).find((text) => namesOthersFile(ownership, keyId, text));
+        if (file !== undefined) foreign.push({ node: nodeId, file });
+      }
+    }
+  }
+  if (foreign.length > 0) {
+    throw forbidden(
+      `The prompt loads files this key did not upload or produce: ${foreign.map((f) => `node ${f.node.slice(0, 64)} (${f.file.slice(0, 200)})`).join(', ')}.`,
+    );
+  }
+}
+
+/** The file names a known loader input holds: its string, or the named members of its object; empty names left out. */
+function namedFiles(value: unknown, loader: LoadedFileInput): string[] {
+  if (loader.members) {
+    if (typeof value !== 'object' || value === null) return [];
+    const members = value as Record<string, unknown>;
+    return loader.members.map((member) => members[member]).filter((name): name is string => typeof name === 'string' && name !== '');
+  }
+  return typeof value === 'string' ? [value] : [];
+}
+
+/** The strings in a value, down `depth` levels of objects and lists; a link to another node's output (`["4", 0]`) is not one. */
+function stringsIn(value: unknown, depth: number): string[] {
+  if (typeof value === 'string') return value === '' ? [] : [value];
+  if (depth === 0 || typeof value !== 'object' || value === null) return [];
+  if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'number') return [];
+  return Object.values(value).flatMap((item) => stringsIn(item, depth - 1));
+}
+
+/**
+ * Whether ComfyUI could read `text` as a file another key owns: with an annotation, in its folder (the
+ * name cut as every release cuts it, trimmed or not); without, in input, output or temp.
+ */
+function namesOthersFile(ownership: OwnershipStore, keyId: string, text: string): boolean {
+  const folder = posix.dirname(text);
+  const annotated = /\[(output|input|temp)\]$/.exec(text);
+  const candidates = annotated
+    ? [fileIdOf(posix.basename(text), folder, 'input'), fileIdOf(posix.basename(text.slice(0, -annotated[0].length - 1).trim()), folder, annotated[1]!)]
+    : ANY_FOLDER.map((type) => fileIdOf(posix.basename(text), folder, type));
+  return candidates.some((id) => {
+    const owner = ownership.ownerOf('file', id);
+    return owner !== undefined && owner !== keyId;
+  });
+}

@@ -1,0 +1,172 @@
+// Another key's files named the ways ComfyUI reads and the gateway might not: annotations without their space, absolute and Windows paths, content hashes, loader nodes beyond LoadImage; and interrupts on releases that stop whatever runs.
+
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { SAVE_WORKFLOW, waitForHistory } from '../helpers/comfy-client.js';
+import { INTERRUPT_MODES, startFakeComfyUI } from '../helpers/fake-comfyui.js';
+import { startGateway } from '../helpers/gateway-process.js';
+import { send, type TestResponse } from '../helpers/http-client.js';
+import { createKey } from '../helpers/keys.js';
+import { multipart, type FormPart } from '../helpers/multipart.js';
+import { startTwoKeyStage, type TwoKeyStage } from '../helpers/two-keys.js';
+import { waitFor } from '../helpers/wait-for.js';
+
+describe('file references read as ComfyUI reads them', () => {
+  let stage: TwoKeyStage;
+  /** An input file bob uploaded, and its bytes. */
+  const bobInput = 'bob-input.png';
+  const bobBytes = 'BOB-SECRET-INPUT';
+
+  const upload = (key: string, parts: FormPart[], route = '/api/upload/image'): Promise<TestResponse> =>
+    send(stage.gateway.url, route, { method: 'POST', key, ...multipart(parts) });
+  const prompt = (key: string, graph: Record<string, unknown>): Promise<TestResponse> =>
+    send(stage.gateway.url, '/api/prompt', { method: 'POST', key, body: { prompt: graph } });
+  const upstreamPrompts = (): number => stage.comfy.requests.filter((r) => r.method === 'POST' && r.url.endsWith('/prompt')).length;
+  const bobOutputBytes = (): Promise<Buffer> => readFile(join(stage.comfy.outputDir, stage.bobImage));
+
+  before(async () => {
+    stage = await startTwoKeyStage(['--upstream-queue-depth', '100']);
+    const stored = await upload(stage.bob.api_key, [{ name: 'image', filename: bobInput, value: bobBytes }]);
+    assert.equal(stored.status, 200, stored.text);
+  });
+  after(() => stage.close());
+
+  test('a name whose annotation has no space before it is refused at upload, at /view and in a prompt', async () => {
+    for (const name of [
+      `${stage.bobImage}X[output]`,
+      `${stage.bobImage}_[output]`,
+      `${bobInput}X[input]`,
+      `${stage.bobImage}  [output]`,
+      ` ${stage.bobImage} [output]`,
+    ]) {
+      const stored = await upload(stage.alice.api_key, [{ name: 'image', filename: name, value: 'ALICE' }]);
+      assert.equal(stored.status, 400, `upload ${name}: ${stored.text}`);
+      assert.equal(stored.json().error_code, 'INVALID_REQUEST');
+      for (const type of ['input', 'output']) {
+        const view = await send(stage.gateway.url, `/api/view?filename=${encodeURIComponent(name)}&type=${type}`, { key: stage.alice.api_key });
+        assert.equal(view.status, 400, `view ${name} (${type}): ${view.status}`);
+        assert.equal(view.text.includes('BOB'), false);
+      }
+      const before = upstreamPrompts();
+      const loaded = await prompt(stage.alice.api_key, { '1': { class_type: 'LoadImage', inputs: { image: name } }, ...SAVE_WORKFLOW });
+      assert.equal(loaded.status, 400, `LoadImage ${name}: ${loaded.text}`);
+      assert.equal(upstreamPrompts(), before, 'nothing reached ComfyUI');
+    }
+    const spaced = await send(stage.gateway.url, `/api/view?filename=${encodeURIComponent(`${stage.bobImage} [output]`)}`, { key: stage.alice.api_key });
+    assert.equal(spaced.status, 404, 'the one spelling every release reads alike is checked as the output it names');
+    assert.ok((await bobOutputBytes()).length > 0);
+  });
+
+  test('an absolute, Windows or climbing subfolder or name cannot reach another key’s upload', async () => {
+    const root = stage.comfy.inputDir;
+    const attempts: FormPart[][] = [
+      [{ name: 'subfolder', value: root }],
+      [{ name: 'subfolder', value: `${root}/` }],
+      [{ name: 'subfolder', value: 'x\\..' }],
+      [{ name: 'subfolder', value: 'C:\\comfy\\input' }],
+      [{ name: 'subfolder', value: 'x/..' }],
+    ];
+    for (const extra of attempts) {
+      const res = await upload(stage.alice.api_key, [
+        { name: 'image', filename: bobInput, value: 'ALICE-OVERWRITE' },
+        { name: 'overwrite', value: 'true' },
+        ...extra,
+      ]);
+      assert.equal(res.status, 400, `${JSON.stringify(extra)}: ${res.text}`);
+      assert.equal(res.json().error_code, 'INVALID_REQUEST');
+    }
+    for (const filename of [`${root}/${bobInput}`, `..\\${bobInput}`, `../input/${bobInput}`]) {
+      const res = await upload(stage.alice.api_key, [
+        { name: 'image', filename, value: 'ALICE-OVERWRITE' },
+        { name: 'overwrite', value: 'true' },
+      ]);
+      assert.equal(res.status, 400, `${filename}: ${res.text}`);
+    }
+    assert.equal(await readFile(join(root, bobInput), 'utf8'), bobBytes, 'bob’s upload is unchanged');
+    const view = await send(stage.gateway.url, `/api/view?filename=${bobInput}&type=input&subfolder=${encodeURIComponent(root)}`, { key: stage.alice.api_key });
+    assert.equal(view.status, 400);
+    const mask = await upload(
+      stage.alice.api_key,
+      [
+        { name: 'image', filename: 'mask.png', value: 'MASK' },
+        { name: 'original_ref', value: JSON.stringify({ filename: bobInput, subfolder: root, type: 'input' }) },
+      ],
+      '/api/upload/mask',
+    );
+    assert.equal(mask.status, 400, mask.text);
+  });
+
+  test('a blake3: name (a content hash, whoever owns the file) is refused for user keys', async () => {
+    const hash = `blake3:${'ab'.repeat(32)}`;
+    const view = await send(stage.gateway.url, `/api/view?filename=${hash}&type=input`, { key: stage.alice.api_key });
+    assert.equal(view.status, 400);
+    assert.equal(view.json().error_code, 'INVALID_REQUEST');
+    const loaded = await prompt(stage.alice.api_key, { '1': { class_type: 'LoadImage', inputs: { image: hash } }, ...SAVE_WORKFLOW });
+    assert.equal(loaded.status, 400, loaded.text);
+  });
+
+  test('loader nodes beyond LoadImage, and nodes the gateway does not know, cannot load another key’s files', async () => {
+    const foreign: Array<[string, Record<string, unknown>]> = [
+      ['WebcamCapture', { '1': { class_type: 'WebcamCapture', inputs: { image: bobInput, width: 0, height: 0, capture_on_queue: false } } }],
+      ['LoadLatent', { '1': { class_type: 'LoadLatent', inputs: { latent: `${stage.bobImage} [output]` } } }],
+      ['Load3D image', { '1': { class_type: 'Load3D', inputs: { image: { image: bobInput, mask: '', recording: '' } } } }],
+      ['a folder loader', { '1': { class_type: 'LoadImageDataSetFromFolder', inputs: { folder: '.' } } }],
+      ['an unknown node, input name', { '1': { class_type: 'CustomLoadImagePath', inputs: { path: bobInput } } }],
+      ['an unknown node, output name', { '1': { class_type: 'CustomLoadImagePath', inputs: { path: stage.bobImage } } }],
+      ['an unknown node, annotated', { '1': { class_type: 'CustomLoadImagePath', inputs: { path: `${stage.bobImage}X[output]` } } }],
+      ['an unknown node, nested', { '1': { class_type: 'CustomBatchLoader', inputs: { files: { list: ['mine.png', `${stage.bobImage} [output]`] } } } }],
+    ];
+    for (const [what, graph] of foreign) {
+      const before = upstreamPrompts();
+      const res = await prompt(stage.alice.api_key, { ...graph, ...SAVE_WORKFLOW });
+      assert.equal(res.status, 403, `${what}: ${res.status} ${res.text}`);
+      assert.equal(res.json().error_code, 'FORBIDDEN');
+      assert.equal(upstreamPrompts(), before, `${what}: nothing reached ComfyUI`);
+    }
+  });
+
+  test('a key’s own files, text and links still pass through to ComfyUI', async () => {
+    const stored = await upload(stage.alice.api_key, [{ name: 'image', filename: 'alice-own.png', value: 'ALICE' }]);
+    assert.equal(stored.status, 200, stored.text);
+    const passes: Array<Record<string, unknown>> = [
+      { '1': { class_type: 'LoadImage', inputs: { image: 'alice-own.png' } } },
+      { '1': { class_type: 'CustomLoadImagePath', inputs: { path: 'alice-own.png', text: 'a fox in the snow', link: ['3', 0] } } },
+      { '1': { class_type: 'CLIPTextEncode', inputs: { text: `a painting of ${stage.bobImage}`, clip: ['4', 1] } } },
+    ];
+    for (const graph of passes) {
+      const before = upstreamPrompts();
+      const res = await prompt(stage.alice.api_key, { ...graph, ...SAVE_WORKFLOW });
+      assert.notEqual(res.status, 403, res.text);
+      assert.equal(upstreamPrompts(), before + 1, `${JSON.stringify(graph)} reached ComfyUI`);
+    }
+  });
+});
+
+for (const interrupts of INTERRUPT_MODES) {
+  test(`an interrupt naming a key's queued prompt does not stop another key's running one (${interrupts} interrupts)`, async () => {
+    const comfy = await startFakeComfyUI({ interrupts, stepDelayMs: 40 });
+    const gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--upstream-queue-depth', '10'] });
+    try {
+      const admin = (await createKey(gateway.url, { name: 'admin' })).api_key;
+      const alice = (await createKey(gateway.url, { name: 'alice' }, admin)).api_key;
+      const bob = (await createKey(gateway.url, { name: 'bob' }, admin)).api_key;
+      const queue = async (key: string): Promise<string> =>
+        (await send(gateway.url, '/api/prompt', { method: 'POST', key, body: { prompt: SAVE_WORKFLOW } })).json<{ prompt_id: string }>().prompt_id;
+      const bobPrompt = await queue(bob);
+      await waitFor(() => comfy.inFlight().length === 1, 'bob’s prompt runs');
+      const alicePrompt = await queue(alice);
+      await waitFor(() => comfy.inFlight().length === 2, 'alice’s prompt waits in ComfyUI’s queue');
+      const interrupted = await send(gateway.url, '/api/interrupt', { method: 'POST', key: alice, body: { prompt_id: alicePrompt } });
+      assert.equal(interrupted.status, 200);
+      assert.equal(comfy.requests.filter((r) => r.url.endsWith('/interrupt')).length, 0, 'a prompt that does not run is not interrupted in ComfyUI');
+      const bobEntry = await waitForHistory(gateway.url, bob, bobPrompt, 30_000);
+      assert.equal((bobEntry.status as { status_str: string }).status_str, 'success', 'bob’s prompt ran to its end');
+      await waitForHistory(gateway.url, alice, alicePrompt, 30_000);
+    } finally {
+      await gateway.stop();
+      await comfy.close();
+    }
+  });
+}
