@@ -7,8 +7,11 @@ import { hashApiKey, isWellFormedKey } from './api-key.js';
 import { isBearerAuthorization, presentedCredential } from './credentials.js';
 import { sessionIdOf } from './session-cookie.js';
 
+/** What a key caller authenticated with: the hash of the secret in its header, or the id of its browser session. */
+export type Credential = { via: 'header'; keyHash: string } | { via: 'session'; sessionId: string };
+
 /** Who is asking: no key at all, or a valid, active key presented in a header or through a session cookie. */
-export type Caller = { kind: 'anonymous' } | { kind: 'key'; key: KeyRecord; via: 'header' | 'session'; sessionId?: string };
+export type Caller = { kind: 'anonymous' } | { kind: 'key'; key: KeyRecord; credential: Credential };
 
 /**
  * Identifies the caller. A key in a header wins over a session cookie. A key that is presented must be
@@ -24,8 +27,10 @@ export function identify(req: IncomingMessage, keys: KeyStore, sessions?: Sessio
   const credential = presentedCredential(req.headers);
   if (credential.kind === 'none') return sessions ? sessionCaller(req, keys, sessions) : { kind: 'anonymous' };
   if (credential.kind === 'malformed') return invalidKey();
-  const key = keyOfPlaintext(credential.key, keys);
-  return key instanceof GatewayError ? key : { kind: 'key', key, via: 'header' };
+  if (!isWellFormedKey(credential.key)) return invalidKey();
+  const keyHash = hashApiKey(credential.key);
+  const key = keyOfHash(keyHash, keys, Date.now() / 1000);
+  return key instanceof GatewayError ? key : { kind: 'key', key, credential: { via: 'header', keyHash } };
 }
 
 /** Whether a request's header lines give Authorization more than once: read without building `headersDistinct` for every request. */
@@ -43,12 +48,31 @@ function repeatsAuthorization(rawHeaders: readonly string[]): boolean {
  * secret works until its grace period ends; a disabled or expired key is refused with its own code.
  */
 export function keyOfPlaintext(plaintext: string, keys: KeyStore, now = Date.now() / 1000): KeyRecord | GatewayError {
-  if (!isWellFormedKey(plaintext)) return invalidKey();
-  const hash = hashApiKey(plaintext);
-  const key = keys.findByHash(hash);
-  if (!key) return invalidKey();
-  if (!acceptsSecret(key, hash, now)) return invalidKey();
+  return isWellFormedKey(plaintext) ? keyOfHash(hashApiKey(plaintext), keys, now) : invalidKey();
+}
+
+/** Resolves a key by the hash of a secret, refusing it as `keyOfPlaintext` does. */
+function keyOfHash(keyHash: string, keys: KeyStore, now: number): KeyRecord | GatewayError {
+  const key = keys.findByHash(keyHash);
+  if (!key || !acceptsSecret(key, keyHash, now)) return invalidKey();
   return usableKeyError(key, now) ?? key;
+}
+
+/** The key `keyId` while it exists, is usable and takes the secret of `keyHash`; otherwise undefined. */
+function keyTakingSecret(keys: KeyStore, keyId: string, keyHash: string, now: number): KeyRecord | undefined {
+  const key = keys.get(keyId);
+  return key && acceptsSecret(key, keyHash, now) && !usableKeyError(key, now) ? key : undefined;
+}
+
+/**
+ * Whether a credential that authenticated `keyId` still would, by the checks a request gets: the key
+ * exists, is usable and takes the secret (for a session: the session is live and its key takes the
+ * secret signed in with). Sockets opened with the credential are checked with this for as long as they stay open.
+ */
+export function credentialHolds(credential: Credential, keyId: string, keys: KeyStore, sessions: SessionStore, now: number): boolean {
+  if (credential.via === 'header') return keyTakingSecret(keys, keyId, credential.keyHash, now) !== undefined;
+  const session = sessions.find(credential.sessionId, now);
+  return session !== undefined && session.keyId === keyId && keyTakingSecret(keys, keyId, session.keyHash, now) !== undefined;
 }
 
 /** Whether the key takes the secret of this hash now: its current one, or the rotated-out one during its grace period. */
@@ -74,8 +98,8 @@ function sessionCaller(req: IncomingMessage, keys: KeyStore, sessions: SessionSt
   const now = Date.now() / 1000;
   const session = sessionId ? sessions.find(sessionId, now) : undefined;
   if (!sessionId || !session) return { kind: 'anonymous' };
-  const key = keys.get(session.keyId);
-  if (key && acceptsSecret(key, session.keyHash, now) && !usableKeyError(key, now)) return { kind: 'key', key, via: 'session', sessionId };
+  const key = keyTakingSecret(keys, session.keyId, session.keyHash, now);
+  if (key) return { kind: 'key', key, credential: { via: 'session', sessionId } };
   // Ended either way: a failed delete leaves a session that the next use tries to delete again.
   sessions.delete(sessionId).catch(() => undefined);
   return { kind: 'anonymous' };

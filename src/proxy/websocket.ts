@@ -37,6 +37,9 @@ export interface RelayHooks {
  */
 export type ClientSender = (data: Buffer | string, isBinary: boolean, written?: () => void) => void;
 
+/** Closes an open socket from the gateway's side with a close code and reason (and, for a relayed one, its socket to ComfyUI too). */
+export type SocketCloser = (code: number, reason: string) => void;
+
 export interface RelayOptions {
   /** The ComfyUI to relay to (default: the proxy's `upstream`). */
   upstream?: URL;
@@ -47,18 +50,18 @@ export interface RelayOptions {
   hooks?: RelayHooks;
   /**
    * Runs when the client's socket is open (both sides connected), with a function that sends the
-   * client a message from the gateway itself (events it relays from elsewhere); `onEnd` runs when
-   * that socket closes.
+   * client a message from the gateway itself (events it relays from elsewhere) and one that closes
+   * both sides; `onEnd` runs when that socket closes.
    */
-  onOpen?(sendToClient: ClientSender): void;
+  onOpen?(sendToClient: ClientSender, close: SocketCloser): void;
   /** Runs once when the relay ends (or never began), with the status the client got and the connected time. */
   onEnd(outcome: { status: number; connectedMs: number }): void;
 }
 
 /** A client socket the gateway talks to itself, with no socket to ComfyUI behind it. */
 export interface AcceptOptions {
-  /** Runs when the socket is open, with the function that sends it a message. */
-  onOpen(sendToClient: ClientSender): void;
+  /** Runs when the socket is open, with the function that sends it a message and the one that closes it. */
+  onOpen(sendToClient: ClientSender, close: SocketCloser): void;
   /** Runs for every message the client sends. */
   onMessage(frame: Frame): void;
   /** Runs once when the socket closes (status 101), or with 499 when the client left before it opened. */
@@ -165,7 +168,10 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
       server.handleUpgrade(req, socket, head, (ws) => {
         client = ws;
         openedAt = Date.now();
-        relayOptions.onOpen?.(clientSender(ws));
+        relayOptions.onOpen?.(clientSender(ws), (code, reason) => {
+          closeWith(ws, code, Buffer.from(reason));
+          closeWith(upstream, code, Buffer.from(reason));
+        });
         for (const frame of early.splice(0)) ws.send(frame.data, { binary: frame.isBinary });
         const replyToClient = (text: string): void => {
           if (ws.readyState === WebSocket.OPEN) ws.send(text);
@@ -201,7 +207,7 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
       ws.once('close', () => acceptOptions.onEnd({ status: 101, connectedMs: Date.now() - openedAt }));
       // ws itself closes a client that broke the protocol (1009 for a message over the limit).
       ws.on('error', () => undefined);
-      acceptOptions.onOpen(clientSender(ws));
+      acceptOptions.onOpen(clientSender(ws), (code, reason) => closeWith(ws, code, Buffer.from(reason)));
     });
   }
 

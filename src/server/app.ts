@@ -4,7 +4,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { identify, type Caller } from '../auth/authenticate.js';
+import { credentialHolds, identify, type Caller } from '../auth/authenticate.js';
 import { whyNotLocal } from '../auth/client-address.js';
 import { backendJson, BackendPool, type BackendStatus } from '../backends/backend-pool.js';
 import { buildBackend } from '../backends/build-backend.js';
@@ -14,6 +14,7 @@ import { crossSiteRefusal } from '../auth/cross-site.js';
 import { AuthFailureLimiter } from '../auth/failure-limiter.js';
 import { HostPolicy } from '../auth/host-names.js';
 import { isPublicPath } from '../auth/public-paths.js';
+import { SocketRevocation } from '../auth/socket-revocation.js';
 import type { GatewayConfig } from '../config/schema.js';
 import {
   authRequired,
@@ -44,7 +45,7 @@ import { logRequest, type Logger } from '../log/logger.js';
 import { outboundAgent } from '../net/outbound.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { routeGroup } from '../observability/route-group.js';
-import { createWebSocketProxy } from '../proxy/websocket.js';
+import { createWebSocketProxy, type SocketCloser } from '../proxy/websocket.js';
 import { asksForWebSocket, checkWebSocketHandshake } from '../proxy/websocket-handshake.js';
 import { WebSocketSlots } from '../proxy/websocket-slots.js';
 import { rateLimitHeaders, retryAfterSeconds } from '../ratelimit/headers.js';
@@ -62,7 +63,7 @@ import { OPENAPI_DOCUMENT } from './openapi.js';
 import { handleWorkflow, listWorkflows, type WorkflowApiContext } from './workflows-api.js';
 import { rejectUpgrade, sendError, sendJson } from './respond.js';
 import { parseRequestTarget } from './request-target.js';
-import { matchGatewayRoute, pathOf } from './routes.js';
+import { matchGatewayRoute, pathOf, type GatewayRoute } from './routes.js';
 
 /** The open stores a gateway runs on. */
 export type GatewayStores = Omit<Stores, 'location'>;
@@ -223,6 +224,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     pingIntervalMs: config.wsPingIntervalMs,
   });
   const webSocketSlots = new WebSocketSlots(config.wsMaxPerKey);
+  // Keyed sockets are closed once their key or session no longer authenticates, as a request would be refused.
+  const socketRevocation = new SocketRevocation((credential, keyId) => credentialHolds(credential, keyId, keys, sessions, now()));
   const addressing = new ClientAddressing(config.trustedProxies);
   const hosts = new HostPolicy(config.allowedHosts);
   const failures = new AuthFailureLimiter();
@@ -322,7 +325,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       if (failures.recordFailure(ip, Date.now())) log.warn({ event: 'auth_failures_blocked', ip }, 'too many failed authentications; address blocked');
       throw caller;
     }
-    if (caller.kind === 'key' && caller.via === 'session' && options.unsafe && !addressing.isSameOrigin(req)) {
+    if (caller.kind === 'key' && caller.credential.via === 'session' && options.unsafe && !addressing.isSameOrigin(req)) {
       throw forbidden('A signed-in browser may change things only from pages of this site (Origin check).');
     }
     return caller;
@@ -349,12 +352,16 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       if (record) record.keyId = caller.key.key_id;
     }
     if (route?.name === 'login') return handleLogin(req, res, loginContext);
-    if (route?.name === 'logout') return handleLogout(req, res, loginContext);
+    if (route?.name === 'logout') {
+      await handleLogout(req, res, loginContext);
+      socketRevocation.sweep();
+      return;
+    }
     if (dashboard && caller.kind === 'anonymous') return handleAdminPage(res, caller, path, req.method ?? 'GET');
     if (caller.kind === 'anonymous') {
       if (route?.name === 'metrics' || route?.name === 'jobs' || route?.name === 'job' || route?.name === 'run') throw authRequired();
       if (route?.name === 'workflows' || route?.name === 'workflow' || route?.name === 'workflow-run' || route?.name === 'openai-images') throw authRequired();
-      if (route) return handleAdminRoute(route, req, res, caller, adminContext);
+      if (route) return manage(route, req, res, caller);
       if (config.mode === 'required' && !isPublicPath(req.method, path, config.publicPaths)) {
         if (isBrowserNavigation(req)) return redirectToLogin(res, req.url!);
         throw authRequired();
@@ -390,9 +397,15 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       if (config.mode === 'off') throw forbidden('Runs need --enable-api-auth or --require-api-auth: without either, the gateway tracks no jobs.');
       return isolated.generateImages(req, res, caller.key, waiter, workflows, addressing.origin(req));
     }
-    if (route) return handleAdminRoute(route, req, res, caller, adminContext);
+    if (route) return manage(route, req, res, caller);
     if (dashboard) return handleAdminPage(res, caller, path, req.method ?? 'GET');
     return isolated.handle(req, res, caller.key, target);
+  }
+
+  /** Answers a management route; a key changed or deleted here loses its open sockets at once, not at the next sweep. */
+  async function manage(route: GatewayRoute, req: IncomingMessage, res: ServerResponse, caller: Caller): Promise<void> {
+    await handleAdminRoute(route, req, res, caller, adminContext);
+    if (route.name === 'key' || route.name === 'key-rotate') socketRevocation.sweep();
   }
 
   async function sendMetrics(res: ServerResponse): Promise<void> {
@@ -513,8 +526,13 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     if (owner !== key.key_id && key.role !== 'admin') throw forbidden('That clientId belongs to another key: use your own (any new id becomes yours).');
     const ip = addressing.clientIp(req);
     const socketClientId = query.get('clientId')!;
+    let untrack = (): void => undefined;
+    const track = (close: SocketCloser): void => {
+      untrack = socketRevocation.track({ keyId: key.key_id, credential: caller.credential, close });
+    };
     const queueRemaining = (): number => jobs.count({ keyId: key.key_id, statuses: ACTIVE_JOB_STATUSES });
     const ended = ({ status, connectedMs }: { status: number; connectedMs: number }): void => {
+      untrack();
       if (status === 101) metrics.websocketClosed();
       metrics.request('websocket', status, connectedMs / 1000, key.key_id);
       log.info({ method: 'GET', path, status, duration_ms: connectedMs, key_id: key.key_id, ip }, 'websocket');
@@ -541,9 +559,10 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       });
       webSockets.accept(req, socket, head, {
         ...session,
-        onOpen: (sendToClient) => {
+        onOpen: (sendToClient, close) => {
           metrics.websocketOpened();
-          session.onOpen(sendToClient);
+          track(close);
+          session.onOpen(sendToClient, close);
         },
       });
       return;
@@ -556,8 +575,9 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     webSockets.relay(req, socket, head, {
       upstream: pool.any().url,
       target: `${path}?${query}`,
-      onOpen: (sendToClient) => {
+      onOpen: (sendToClient, close) => {
         metrics.websocketOpened();
+        track(close);
         if (events)
           unregister = events.register(key.key_id, socketClientId, {
             send: sendToClient,
@@ -617,11 +637,13 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         limits.start();
       }
       outbox?.start();
+      socketRevocation.start();
       return address;
     },
     async close(graceMs = 5000) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
+      socketRevocation.stop();
       webSockets.close();
       jobService.close();
       stopWaiterWatch?.();

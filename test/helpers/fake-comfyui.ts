@@ -75,6 +75,8 @@ export interface FakeComfyUI {
   users: Map<string, string>;
   /** The prompts queued or running now (as `GET /queue` lists them), with the client_id each was queued with. */
   inFlight(): Array<{ id: string; clientId: string | null }>;
+  /** The clientIds of the WebSockets connected now. */
+  openSockets(): string[];
   /** Stops like a killed ComfyUI: its connections are cut at once (no further event or answer), the running prompt stops, its folders are removed. */
   close(): Promise<void>;
 }
@@ -568,6 +570,10 @@ class FakeServer implements FakeComfyUI {
     const base = this.dirs[type ?? 'input'];
     const file = path.resolve(base, name);
     return isInside(base, file) && existsSync(file);
+  }
+
+  openSockets(): string[] {
+    return [...this.clients.keys()];
   }
 
   inFlight(): Array<{ id: string; clientId: string | null }> {
