@@ -1,5 +1,6 @@
 // /queue and /interrupt for isolated callers: others' queue items reduced to their place in line; only own prompts touched.
 
+import { createHmac, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { readJsonBody } from '../server/body.js';
 import { heldNumber } from '../jobs/job-service.js';
@@ -21,10 +22,23 @@ interface Queue {
 /** Held jobs listed in one /queue answer at most. */
 const MAX_HELD_LISTED = 1000;
 
+/** The key of the stand-ins for other keys' prompt ids: this process's own. */
+const STAND_IN_KEY = randomBytes(32);
+
+/**
+ * What a caller sees in place of another key's prompt id: a UUID-shaped keyed hash of it, the same on
+ * every poll (a page can follow its place in line) but telling nothing of the id, which could
+ * otherwise be given as a new prompt's id once its claim has expired.
+ */
+function standInId(promptId: string): string {
+  const hex = createHmac('sha256', STAND_IN_KEY).update(promptId).digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+}
+
 /**
  * GET /queue: every backend's queue (running items first, then pending, backend after backend) with
  * the caller's items in full (secrets removed, as its key knows them) and others' as
- * `[number, prompt_id, {}, {}, []]`; then the jobs the gateway holds as pending, the caller's own
+ * `[number, stand-in id, {}, {}, []]` (see standInId); then the jobs the gateway holds as pending, the caller's own
  * (every key's for an admin). A backend that does not answer is left out while another does.
  */
 export async function getQueue(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
@@ -36,7 +50,7 @@ export async function getQueue(ctx: IsolationContext, req: IncomingMessage, res:
     if (!queue || !Array.isArray(queue.queue_running) || !Array.isArray(queue.queue_pending)) return relayAnswer(res, answer);
     const visible = (item: QueueItem): QueueItem => {
       const job = jobOfUpstreamId(ctx, backend, item[1]);
-      if (!ownsPrompt(ctx, caller, job?.id ?? item[1])) return [item[0], item[1], {}, {}, []];
+      if (!ownsPrompt(ctx, caller, job?.id ?? item[1])) return [item[0], standInId(item[1]), {}, {}, []];
       asKeyKnowsIt(item, job);
       redactQueueItem(item);
       return item;

@@ -103,7 +103,8 @@ export const ROUTES: readonly RouteEntry[] = [
     access: 'filtered',
     handler: 'queue-list',
     forAdmins: true,
-    userGets: "its own items in full; others' reduced to `[number, prompt_id, {}, {}, []]`, enough to see its place in line",
+    userGets:
+      "its own items in full; others' reduced to `[number, id, {}, {}, []]`, enough to see its place in line; the id stands in for another key's prompt id (the same on every poll) and is never the id itself",
   },
   {
     patterns: ['/queue'],

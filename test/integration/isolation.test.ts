@@ -206,9 +206,20 @@ for (const promptIds of PROMPT_ID_MODES) {
       const own = all.find((item) => item[1] === running)!;
       assert.ok(Object.keys(own[2] as object).length > 0, 'own prompt in full');
       assert.equal(JSON.stringify(own).includes('alice-secret'), false);
-      const other = all.find((item) => item[1] === bobPending)!;
+      assert.equal(JSON.stringify(asAlice).includes(bobPending), false, 'another key’s prompt id is never shown');
+      const others = all.filter((item) => item[1] !== running);
+      assert.equal(others.length, 1);
+      const other = others[0]!;
       assert.deepEqual(other.slice(2), [{}, {}, []]);
       assert.equal(typeof other[0], 'number');
+      assert.match(String(other[1]), /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+      const again = await queueOf(keys.alice);
+      if (comfy.inFlight().some((item) => item.id === bobPending)) {
+        assert.ok(
+          [...again.queue_running, ...again.queue_pending].some((item) => item[1] === other[1]),
+          'the same stand-in on the next poll',
+        );
+      }
       const asAdmin = await queueOf(keys.admin);
       assert.equal(JSON.stringify(asAdmin).includes('alice-secret'), false);
       assert.ok(JSON.stringify(asAdmin).includes('"private":true'));
