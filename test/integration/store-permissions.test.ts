@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, chown, readdir, readFile, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { checkStoreDirectory } from '../../src/store/file/store-permissions.js';
 import { createStores } from '../../src/store/index.js';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { runCli, startGateway, tempUserDirectory } from '../helpers/gateway-process.js';
@@ -12,6 +13,18 @@ import { send } from '../helpers/http-client.js';
 import { createKey } from '../helpers/keys.js';
 
 const modeOf = async (path: string): Promise<number> => (await stat(path)).mode & 0o777;
+
+/** Makes `name` in `dir` writable by others and back: the folder check must refuse it meanwhile, naming it. */
+async function assertCheckedWhenWritable(dir: string, name: string): Promise<void> {
+  const path = join(dir, name);
+  await chmod(path, 0o666);
+  await assert.rejects(
+    checkStoreDirectory(dir, { warn: () => undefined }),
+    (error: Error) => error.message.includes(`${path} is writable by group and others`),
+    name,
+  );
+  await chmod(path, 0o600);
+}
 
 describe('store folder permissions', () => {
   let comfy: FakeComfyUI;
@@ -78,6 +91,20 @@ describe('store folder permissions', () => {
     const message = await refusal(dir);
     assert.ok(message.includes(`${keysPath} is writable by group and others (mode 0666): run chmod 600 ${keysPath}`), message);
     assert.equal(await readFile(keysPath, 'utf8'), '{}\n');
+  });
+
+  test('a workflows.json writable by others is refused by the gateway and by the workflows commands', async () => {
+    const dir = await folder();
+    const workflowsPath = join(dir, 'workflows.json');
+    await writeFile(workflowsPath, '{"workflows":{}}\n');
+    await chmod(workflowsPath, 0o666);
+    const fix = `${workflowsPath} is writable by group and others (mode 0666): run chmod 600 ${workflowsPath}`;
+    const message = await refusal(dir);
+    assert.ok(message.includes(fix), message);
+    const listed = await runCli(['workflows', 'list', '--user-directory', dir]);
+    assert.equal(listed.code, 2, listed.stderr);
+    assert.ok(listed.stderr.includes(fix), listed.stderr);
+    assert.equal(await readFile(workflowsPath, 'utf8'), '{"workflows":{}}\n');
   });
 
   test('a store file owned by another user is refused', { skip: process.getuid?.() !== 0 && 'needs root to give a file away' }, async () => {
@@ -180,6 +207,7 @@ describe('store folder permissions', () => {
           next_attempt_at: now,
           attempts: [],
         });
+        await stores.workflows.put({ name: 'w', prompt: {}, description: null, inputs: {} }, now);
       } finally {
         await Promise.all([
           stores.keys.close(),
@@ -196,12 +224,34 @@ describe('store folder permissions', () => {
     assert.equal((await modeOf(dir)).toString(8), '700');
     const files = await readdir(dir);
     assert.ok(
-      ['api_keys.journal', 'api_usage.json', 'audit.jsonl', 'jobs.json', 'jobs.journal', 'webhook-deliveries.json', 'webhook-deliveries.journal'].every(
-        (name) => files.includes(name),
-      ),
+      [
+        'api_keys.journal',
+        'api_usage.json',
+        'audit.jsonl',
+        'jobs.json',
+        'jobs.journal',
+        'webhook-deliveries.json',
+        'webhook-deliveries.journal',
+        'workflows.json',
+      ].every((name) => files.includes(name)),
       files.join(', '),
     );
     for (const file of files) assert.equal((await modeOf(join(dir, file))).toString(8), '600', file);
+    for (const file of files) await assertCheckedWhenWritable(dir, file);
+  });
+
+  test('the lock, next-journal, set-aside and temporary files of every store are checked as well', async () => {
+    const dir = await folder();
+    const names = ['api_keys', 'ownership', 'sessions', 'jobs', 'webhook-deliveries', 'workflows'].flatMap((store) => [
+      `.${store}.lock`,
+      `.${store}.json.0a1b2c3d4e5f.tmp`,
+    ]);
+    names.push('api_usage.journal.compacting', '.api_usage.json.0a1b2c3d4e5f.tmp', 'sessions.journal.next', 'jobs.journal.next');
+    for (const name of names) {
+      await writeFile(join(dir, name), '', { mode: 0o600 });
+      await assertCheckedWhenWritable(dir, name);
+      await unlink(join(dir, name));
+    }
   });
 
   test('the CLI applies the same check to the folder it reads', async () => {

@@ -4,7 +4,7 @@ import { chmod, lstat, mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** The names of the files the JSON-file stores keep in the folder: snapshots, journals, locks and their temporary files. */
-const STORE_FILE = /^\.?(api_keys|api_usage|ownership|sessions|jobs|webhook-deliveries|audit)\./;
+const STORE_FILE = /^\.?(api_keys|api_usage|ownership|sessions|jobs|webhook-deliveries|audit|workflows)\./;
 
 /** The flag (and its environment variable) that turns the refusal of unsafe permissions into a warning. */
 export const ALLOW_UNSAFE_FLAG = '--allow-unsafe-store-permissions';
