@@ -27,11 +27,20 @@ export interface LoginContext {
   countRequest(res: ServerResponse, key: KeyRecord): void | Promise<void>;
 }
 
-/** A `next` target that stays on this site: a path, never `//host` or `/\\host`; anything else becomes `/`. */
+/**
+ * A `next` target that stays on this site: a path, never `//host` or `/\\host`; anything else becomes `/`.
+ * What a Location header cannot carry (DEL and every character beyond ASCII) comes back percent-encoded
+ * as UTF-8, as a browser would have asked for the path, so the redirect to it can always be written.
+ */
 export function safeNext(next: string | null | undefined): string {
   // eslint-disable-next-line no-control-regex
   if (!next || !next.startsWith('/') || next.startsWith('//') || next.startsWith('/\\') || /[\u0000-\u001f\\]/.test(next)) return '/';
-  return next;
+  return next.replace(/[^\u0020-\u007e]+/g, percentEncoded);
+}
+
+/** `text` as UTF-8 bytes, each written `%XX` (a lone surrogate becomes the bytes of U+FFFD). */
+function percentEncoded(text: string): string {
+  return Array.from(Buffer.from(text, 'utf8'), (byte) => `%${byte.toString(16).toUpperCase().padStart(2, '0')}`).join('');
 }
 
 /** GET /login (the page) and POST /login (form or JSON). */

@@ -241,6 +241,25 @@ describe('bypass attempts', () => {
       assert.equal(res.headers.location, expected, next);
     }
   });
+
+  test('sign-in redirects to a next target beyond Latin-1 (or with DEL) percent-encoded as UTF-8, with a session that works', async () => {
+    for (const next of ['/Ā', '/view?filename=画像.png&type=output', '/😀#top', '/café', '/a\u007fb']) {
+      const page = await send(gateway.url, `/login?next=${encodeURIComponent(next)}`, { headers: { accept: 'text/html' } });
+      assert.equal(page.status, 200, `${next}: the sign-in page`);
+      const carried = /name="next" value="([^"]*)"/.exec(page.text)![1]!.replaceAll('&amp;', '&'); // no other character here is escaped
+      const res = await send(gateway.url, '/login', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ api_key: alice.api_key, next: carried }).toString(),
+      });
+      assert.equal(res.status, 303, `${next}: ${res.text}`);
+      const location = String(res.headers.location);
+      assert.match(location, /^\/[\x21-\x7e]*$/, `${next}: the Location is ASCII`);
+      assert.equal(decodeURIComponent(location), next);
+      const cookie = String(res.headers['set-cookie']).split(';')[0]!;
+      assert.equal((await send(gateway.url, '/api/queue', { headers: { cookie } })).status, 200, `${next}: the session works`);
+    }
+  });
 });
 
 describe('session expiry and failed-authentication blocking', () => {
