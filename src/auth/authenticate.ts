@@ -13,15 +13,21 @@ export type Credential = { via: 'header'; keyHash: string } | { via: 'session'; 
 /** Who is asking: no key at all, or a valid, active key presented in a header or through a session cookie. */
 export type Caller = { kind: 'anonymous' } | { kind: 'key'; key: KeyRecord; credential: Credential };
 
+/** Where `identify` looks a session cookie up: the session store, and whether the request came over HTTPS (the cookie's name depends on it). */
+export interface SessionLookup {
+  store: SessionStore;
+  secure: boolean;
+}
+
 /**
  * Identifies the caller. A key in a header wins over a session cookie. A key that is presented must be
  * valid: a malformed, unknown or disabled key is refused, never treated as anonymous. Known and unknown
  * keys cost the same: one SHA-256 and one Map lookup. A session counts only while it has not expired
  * and its key still exists, is usable and accepts the secret it was signed in with; otherwise the
- * caller is anonymous.
+ * caller is anonymous, as it is when the request holds more than one session cookie (see `sessionIdOf`).
  * @returns the caller, or the 401 error to answer with.
  */
-export function identify(req: IncomingMessage, keys: KeyStore, sessions?: SessionStore): Caller | GatewayError {
+export function identify(req: IncomingMessage, keys: KeyStore, sessions?: SessionLookup): Caller | GatewayError {
   // Node keeps only the first of repeated Authorization headers; a repeated Bearer is malformed, as a repeated X-API-Key is.
   if (repeatsAuthorization(req.rawHeaders) && req.headersDistinct.authorization!.some(isBearerAuthorization)) return invalidKey();
   const credential = presentedCredential(req.headers);
@@ -93,8 +99,8 @@ export function usableKeyError(key: KeyRecord, now: number): GatewayError | unde
  * longer taking the secret signed in with) is deleted, so that enabling the key again or clearing its
  * expiry does not bring it back.
  */
-function sessionCaller(req: IncomingMessage, keys: KeyStore, sessions: SessionStore): Caller {
-  const sessionId = sessionIdOf(req.headers);
+function sessionCaller(req: IncomingMessage, keys: KeyStore, { store: sessions, secure }: SessionLookup): Caller {
+  const sessionId = sessionIdOf(req.headers, secure);
   const now = Date.now() / 1000;
   const session = sessionId ? sessions.find(sessionId, now) : undefined;
   if (!sessionId || !session) return { kind: 'anonymous' };

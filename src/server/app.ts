@@ -320,7 +320,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const ip = addressing.clientIp(req);
     const blockedMs = failures.blockedFor(ip, Date.now());
     if (blockedMs > 0) throw tooManyAuthFailures(Math.ceil(blockedMs / 1000));
-    const caller = identify(req, keys, sessions);
+    const caller = identify(req, keys, { store: sessions, secure: addressing.isHttps(req) });
     if (caller instanceof GatewayError) {
       if (failures.recordFailure(ip, Date.now())) log.warn({ event: 'auth_failures_blocked', ip }, 'too many failed authentications; address blocked');
       throw caller;

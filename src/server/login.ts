@@ -92,7 +92,8 @@ export async function handleLogin(req: IncomingMessage, res: ServerResponse, ctx
 /** POST /logout: ends the session and clears the cookie. Needs a request from this site (it changes state). */
 export async function handleLogout(req: IncomingMessage, res: ServerResponse, ctx: LoginContext): Promise<void> {
   if (req.method !== 'POST') throw methodNotAllowed(['POST']);
-  const sessionId = sessionIdOf(req.headers);
+  const secure = ctx.addressing.isHttps(req);
+  const sessionId = sessionIdOf(req.headers, secure);
   if (sessionId && !ctx.addressing.isSameOrigin(req)) throw forbidden('Sign-out must come from this site.');
   const session = sessionId ? ctx.sessions.find(sessionId, ctx.now()) : undefined;
   if (sessionId) await ctx.sessions.delete(sessionId).catch((error: unknown) => Promise.reject(storeUnavailable(error)));
@@ -101,7 +102,7 @@ export async function handleLogout(req: IncomingMessage, res: ServerResponse, ct
       .append({ ts: ctx.now(), actor: session.keyId, action: 'session.sign_out', key_id: session.keyId, ip: ctx.addressing.clientIp(req) })
       .catch(() => undefined);
   }
-  const cookie = sessionCookie(null, 0, ctx.addressing.isHttps(req));
+  const cookie = sessionCookie(null, 0, secure);
   if (String(req.headers.accept ?? '').includes('text/html')) {
     res.writeHead(303, { location: '/login', 'set-cookie': cookie, 'content-length': '0' });
     res.end();

@@ -437,7 +437,12 @@ export const OPENAPI_DOCUMENT = {
     securitySchemes: {
       apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
       bearer: { type: 'http', scheme: 'bearer' },
-      session: { type: 'apiKey', in: 'cookie', name: 'comfy_gate_session' },
+      session: {
+        type: 'apiKey',
+        in: 'cookie',
+        name: 'comfy_gate_session',
+        description: 'Set by POST /login. Over HTTPS it is named __Host-comfy_gate_session. A request holding more than one is not signed in.',
+      },
     },
     schemas: {
       PromptPolicy: promptPolicy,

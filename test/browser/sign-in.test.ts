@@ -1,14 +1,28 @@
 // A person signs in with a key in a real browser and uses the ComfyUI page through the gateway in required mode.
 
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
+import { createServer, type OutgoingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import type { Browser } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { browserUnavailable, launchBrowser, screenshotPath } from '../helpers/browser.js';
 import { PROMPT_ID_MODES, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
+import { send } from '../helpers/http-client.js';
 import { createKey } from '../helpers/keys.js';
+
+/**
+ * A page on another port of the same host, answering with `headers`: same site for the browser (it
+ * shares the gateway's cookies), another origin for the gateway.
+ */
+async function startPageOnAnotherPort(headers: OutgoingHttpHeaders = {}): Promise<{ url: string; server: Server }> {
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { ...headers, 'content-type': 'text/html' });
+    res.end('<!doctype html><title>evil</title><p>hi</p>');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, server };
+}
 
 for (const promptIds of PROMPT_ID_MODES) {
   describe(`browser sign-in (ComfyUI that ${promptIds} client prompt ids)`, { skip: browserUnavailable }, () => {
@@ -16,12 +30,14 @@ for (const promptIds of PROMPT_ID_MODES) {
     let gateway: GatewayProcess;
     let browser: Browser;
     let userKey: string;
+    let attackerKey: string;
 
     before(async () => {
       comfy = await startFakeComfyUI({ promptIds });
       gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
       const admin = (await createKey(gateway.url, { name: 'admin' })).api_key;
       userKey = (await createKey(gateway.url, { name: 'painter' }, admin)).api_key;
+      attackerKey = (await createKey(gateway.url, { name: 'attacker' }, admin)).api_key;
       browser = await launchBrowser();
     });
     after(async () => {
@@ -81,23 +97,23 @@ for (const promptIds of PROMPT_ID_MODES) {
       await context.close();
     });
 
-    test('another site cannot drive a signed-in browser', async () => {
+    /** A new browser context with `userKey` signed in on the ComfyUI page. */
+    async function signedInPage(): Promise<{ context: BrowserContext; page: Page }> {
       const context = await browser.newContext();
       const page = await context.newPage();
       await page.goto(`${gateway.url}/login`);
       await page.fill('#api_key', userKey);
       await page.click('button[type=submit]');
       await page.waitForSelector('text=socket open');
+      return { context, page };
+    }
 
-      // A page on another port of the same host: same site for the browser (the cookie is sent), another origin for the gateway.
-      const evil = createServer((_req, res) => {
-        res.writeHead(200, { 'content-type': 'text/html' });
-        res.end('<!doctype html><title>evil</title><p>hi</p>');
-      });
-      await new Promise<void>((resolve) => evil.listen(0, '127.0.0.1', resolve));
+    test('another site cannot drive a signed-in browser', async () => {
+      const { context, page } = await signedInPage();
+      const evil = await startPageOnAnotherPort();
       try {
         const before = comfy.requests.filter((r) => r.method === 'POST').length;
-        await page.goto(`http://127.0.0.1:${(evil.address() as AddressInfo).port}/`);
+        await page.goto(evil.url);
         const outcome = await page.evaluate(async (target) => {
           await fetch(`${target}/api/prompt`, { method: 'POST', mode: 'no-cors', credentials: 'include', body: '{"prompt":{}}' });
           return new Promise<string>((resolve) => {
@@ -109,7 +125,31 @@ for (const promptIds of PROMPT_ID_MODES) {
         assert.equal(outcome, 'refused', 'a cross-site WebSocket with the cookie is refused');
         assert.equal(comfy.requests.filter((r) => r.method === 'POST').length, before, 'the cross-site POST never reached ComfyUI');
       } finally {
-        evil.close();
+        evil.server.close();
+        await context.close();
+      }
+    });
+
+    test('a session cookie that a page on another port sets to shadow the signed-in one signs the browser in as neither', async () => {
+      const attackerSession = await send(gateway.url, '/login', { method: 'POST', body: { api_key: attackerKey } });
+      const attackerCookie = String(attackerSession.headers['set-cookie']).split(';')[0]!;
+      const { context, page } = await signedInPage();
+      // A longer Path makes the browser send the other page's cookie first.
+      const evil = await startPageOnAnotherPort({ 'set-cookie': `${attackerCookie}; Path=/api` });
+      try {
+        await page.goto(evil.url);
+        await page.goto(`${gateway.url}/`);
+        const sent = await page.evaluate(async () => (await fetch('/api/queue')).status);
+        assert.equal(sent, 401, 'the API refuses a request holding both cookies');
+        assert.equal(
+          (await context.cookies(`${gateway.url}/api/queue`)).filter((c) => c.name === 'comfy_gate_session').length,
+          2,
+          'the browser holds both cookies',
+        );
+        await page.goto(`${gateway.url}/api/view?filename=x.png`);
+        assert.equal(new URL(page.url()).pathname, '/login', 'a page load under /api goes to the sign-in page');
+      } finally {
+        evil.server.close();
         await context.close();
       }
     });
