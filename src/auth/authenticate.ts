@@ -71,14 +71,15 @@ function keyTakingSecret(keys: KeyStore, keyId: string, keyHash: string, now: nu
 }
 
 /**
- * Whether a credential that authenticated `keyId` still would, by the checks a request gets: the key
- * exists, is usable and takes the secret (for a session: the session is live and its key takes the
- * secret signed in with). Sockets opened with the credential are checked with this for as long as they stay open.
+ * The key `keyId` as a credential that authenticated it would find it now, by the checks a request
+ * gets: the key exists, is usable and takes the secret (for a session: the session is live and its key
+ * takes the secret signed in with); undefined when the credential no longer holds. Sockets opened with
+ * the credential are checked with this for as long as they stay open.
  */
-export function credentialHolds(credential: Credential, keyId: string, keys: KeyStore, sessions: SessionStore, now: number): boolean {
-  if (credential.via === 'header') return keyTakingSecret(keys, keyId, credential.keyHash, now) !== undefined;
+export function keyOfCredential(credential: Credential, keyId: string, keys: KeyStore, sessions: SessionStore, now: number): KeyRecord | undefined {
+  if (credential.via === 'header') return keyTakingSecret(keys, keyId, credential.keyHash, now);
   const session = sessions.find(credential.sessionId, now);
-  return session !== undefined && session.keyId === keyId && keyTakingSecret(keys, keyId, session.keyHash, now) !== undefined;
+  return session !== undefined && session.keyId === keyId ? keyTakingSecret(keys, keyId, session.keyHash, now) : undefined;
 }
 
 /** Whether the key takes the secret of this hash now: its current one, or the rotated-out one during its grace period. */

@@ -1,5 +1,6 @@
-// Closes open WebSockets whose credential no longer holds: a key deleted, disabled, expired or rotated out, a session ended.
+// Closes open WebSockets whose credential no longer holds (a key deleted, disabled, expired or rotated out, a session ended) or whose key changed role.
 
+import type { KeyRecord, KeyRole } from '../store/types.js';
 import type { Credential } from './authenticate.js';
 
 /**
@@ -13,19 +14,21 @@ export const SOCKET_CREDENTIAL_CHECK_INTERVAL_MS = 2000;
 /** WebSocket close code 1008: policy violation. */
 const POLICY_VIOLATION = 1008;
 
-/** An open socket, with how it was authenticated and how to close it. */
+/** An open socket, with how it was authenticated, the role its key had then, and how to close it. */
 export interface AuthenticatedSocket {
   keyId: string;
   credential: Credential;
+  role: KeyRole;
   close(code: number, reason: string): void;
 }
 
+/** The open keyed sockets of a gateway, checked again at once after a change made here and every SOCKET_CREDENTIAL_CHECK_INTERVAL_MS. */
 export class SocketRevocation {
   private readonly open = new Set<AuthenticatedSocket>();
   private timer: NodeJS.Timeout | null = null;
 
-  /** @param holds whether a credential that authenticated `keyId` still does */
-  constructor(private readonly holds: (credential: Credential, keyId: string) => boolean) {}
+  /** @param keyOf the key a socket's credential authenticates now (see keyOfCredential), or undefined */
+  constructor(private readonly keyOf: (credential: Credential, keyId: string) => KeyRecord | undefined) {}
 
   /** Watches a socket until the returned function is called (when it closes). */
   track(socket: AuthenticatedSocket): () => void {
@@ -33,12 +36,16 @@ export class SocketRevocation {
     return () => this.open.delete(socket);
   }
 
-  /** Closes with 1008 every watched socket whose credential no longer holds. */
+  /**
+   * Closes with 1008 every watched socket whose credential no longer holds, and every socket whose key
+   * changed role since it opened (an admin's socket sees every key's events; a user's is served as one).
+   */
   sweep(): void {
     for (const socket of this.open) {
-      if (this.holds(socket.credential, socket.keyId)) continue;
+      const key = this.keyOf(socket.credential, socket.keyId);
+      if (key?.role === socket.role) continue;
       this.open.delete(socket);
-      socket.close(POLICY_VIOLATION, socket.credential.via === 'session' ? 'session ended' : 'key revoked');
+      socket.close(POLICY_VIOLATION, key ? 'key role changed' : socket.credential.via === 'session' ? 'session ended' : 'key revoked');
     }
   }
 

@@ -4,7 +4,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { credentialHolds, identify, type Caller } from '../auth/authenticate.js';
+import { identify, keyOfCredential, type Caller } from '../auth/authenticate.js';
 import { whyNotLocal } from '../auth/client-address.js';
 import { backendJson, BackendPool, type BackendStatus } from '../backends/backend-pool.js';
 import { buildBackend } from '../backends/build-backend.js';
@@ -225,7 +225,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   });
   const webSocketSlots = new WebSocketSlots(config.wsMaxPerKey);
   // Keyed sockets are closed once their key or session no longer authenticates, as a request would be refused.
-  const socketRevocation = new SocketRevocation((credential, keyId) => credentialHolds(credential, keyId, keys, sessions, now()));
+  const socketRevocation = new SocketRevocation((credential, keyId) => keyOfCredential(credential, keyId, keys, sessions, now()));
   const addressing = new ClientAddressing(config.trustedProxies);
   const hosts = new HostPolicy(config.allowedHosts);
   const failures = new AuthFailureLimiter();
@@ -528,7 +528,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const socketClientId = query.get('clientId')!;
     let untrack = (): void => undefined;
     const track = (close: SocketCloser): void => {
-      untrack = socketRevocation.track({ keyId: key.key_id, credential: caller.credential, close });
+      untrack = socketRevocation.track({ keyId: key.key_id, credential: caller.credential, role: key.role, close });
     };
     const queueRemaining = (): number => jobs.count({ keyId: key.key_id, statuses: ACTIVE_JOB_STATUSES });
     const ended = ({ status, connectedMs }: { status: number; connectedMs: number }): void => {

@@ -1,4 +1,4 @@
-// Open WebSockets are closed (1008) once their key is deleted, disabled, expired or rotated out, or their browser session ends; sockets of valid keys stay open.
+// Open WebSockets are closed (1008) once their key is deleted, disabled, expired, rotated out or given another role, or their browser session ends; sockets of valid keys stay open.
 
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -39,7 +39,7 @@ async function openSocket(gatewayUrl: string, clientId: string, headers: Record<
 async function assertClosedByPolicy(socket: WatchedSocket, what: string, timeoutMs = CLOSE_WITHIN_MS): Promise<void> {
   const closed = await waitFor(() => socket.closed ?? undefined, `${what}: the socket to be closed`, timeoutMs);
   assert.equal(closed.code, POLICY_VIOLATION, `${what}: close code`);
-  assert.match(closed.reason, /^(key revoked|session ended)$/, `${what}: close reason`);
+  assert.match(closed.reason, /^(key revoked|session ended|key role changed)$/, `${what}: close reason`);
 }
 
 function assertOpen(socket: WatchedSocket, what: string): void {
@@ -84,6 +84,18 @@ describe('open sockets lose a revoked credential (JSON files)', () => {
     assert.equal((await send(gateway.url, `/api/keys/${doomed.key_id}`, { method: 'DELETE', key: admin.api_key })).status, 200);
     await assertClosedByPolicy(socket, 'deleted');
     await waitFor(() => !comfy.openSockets().includes('doomed-admin'), 'the socket at ComfyUI to be closed');
+  });
+
+  test("an admin key made a user key loses its relayed socket, which saw every key's events", async () => {
+    const demoted = await userKey('demoted admin', { role: 'admin' });
+    const socket = await open('demoted-admin', { 'x-api-key': demoted.api_key });
+    await waitFor(() => comfy.openSockets().includes('demoted-admin'), 'the relayed socket at ComfyUI');
+    assert.equal((await patch(demoted.key_id, { role: 'user' })).status, 200);
+    await assertClosedByPolicy(socket, 'demoted');
+    assert.equal(socket.closed!.reason, 'key role changed');
+    const again = await open('demoted-admin-again', { 'x-api-key': demoted.api_key });
+    await sleep(SOCKET_CREDENTIAL_CHECK_INTERVAL_MS + 500);
+    assertOpen(again, 'a socket the key opens as a user key');
   });
 
   test("a disabled user key's socket is closed", async () => {
