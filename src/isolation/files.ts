@@ -12,11 +12,15 @@ const ANNOTATION = /\[(output|input|temp)\]$/;
 
 /** The ownership id of a file: `type/subfolder/name`, with the subfolder normalised as ComfyUI joins it. */
 export function fileId(type: string, subfolder: string, filename: string): string {
-  const folder = posix
-    .normalize(subfolder || '.')
-    .replace(/^\.\/?$/, '')
-    .replace(/\/+$/, '');
-  return `${type}/${folder}/${posix.basename(filename)}`;
+  // Most names have no folder: they are put together without the path functions (a prompt's every input is looked up so).
+  const folder =
+    subfolder === '' || subfolder === '.'
+      ? ''
+      : posix
+          .normalize(subfolder)
+          .replace(/^\.\/?$/, '')
+          .replace(/\/+$/, '');
+  return `${type}/${folder}/${filename.includes('/') ? posix.basename(filename) : filename}`;
 }
 
 /** The file an upload is stored as: ComfyUI joins the name (which may hold folders) to the subfolder. */

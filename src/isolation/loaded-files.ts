@@ -1,7 +1,7 @@
 // The files a user key's prompt makes ComfyUI load: each must be the key's own, and no input may name another key's file.
 
 import { posix } from 'node:path';
-import { forbidden } from '../errors.js';
+import { forbidden, invalidRequest } from '../errors.js';
 import type { OwnershipStore } from '../store/types.js';
 import { checkFileReference, fileIdOf } from './files.js';
 import { checkBoundedId } from './ids.js';
@@ -51,16 +51,27 @@ const ANY_FOLDER = ['input', 'output', 'temp'] as const;
 /** Nested objects and arrays of an input's value that are searched for strings naming another key's file. */
 const MAX_DEPTH = 4;
 
+/** Longest file name a folder can hold (NAME_MAX, 255 bytes): a string whose last part is longer names no file. */
+const MAX_NAME_LENGTH = 255;
+
+/**
+ * Strings a prompt's inputs may hold that could name a file (each costs a few lookups): far more than
+ * a graph of hundreds of nodes holds, few enough that checking them never stalls the gateway.
+ */
+export const MAX_FILE_LIKE_STRINGS = 20_000;
+
 /**
  * Refuses a user key's prompt that loads a file it did not upload or produce, with a loader node the
  * gateway knows (FILE_LOADERS: the name must be the key's own file), with a node that loads a whole
  * folder, or with any other node whose input (a string, or one inside an object or list) names a file
  * another key owns, in any folder and spelling ComfyUI reads.
- * @throws GatewayError 403 FORBIDDEN naming the nodes, or 400 INVALID_REQUEST for a name ComfyUI could read as another file (see fileReferenceProblem)
+ * @throws GatewayError 403 FORBIDDEN naming the nodes; 400 INVALID_REQUEST for a name ComfyUI could read as another file (see
+ * fileReferenceProblem) or a prompt with more than MAX_FILE_LIKE_STRINGS strings to look up
  */
 export function checkLoadedFiles(ownership: OwnershipStore, keyId: string, prompt: unknown): void {
   if (typeof prompt !== 'object' || prompt === null) return;
   const foreign: Array<{ node: string; file: string }> = [];
+  let fileLike = 0;
   for (const [nodeId, node] of Object.entries(prompt as Record<string, { class_type?: unknown; inputs?: unknown } | null>)) {
     const classType = typeof node?.class_type === 'string' ? node.class_type : '';
     if (FOLDER_LOADERS.has(classType)) {
@@ -80,8 +91,17 @@ export function checkLoadedFiles(ownership: OwnershipStore, keyId: string, promp
             foreign.push({ node: nodeId, file: name });
         }
       } else {
-        const file = stringsIn(value, MAX_DEPTH).find((text) => namesOthersFile(ownership, keyId, text));
-        if (file !== undefined) foreign.push({ node: nodeId, file });
+        for (const text of stringsIn(value, MAX_DEPTH)) {
+          if (!couldNameFile(text)) continue;
+          if ((fileLike += 1) > MAX_FILE_LIKE_STRINGS) {
+            throw invalidRequest(`The prompt's inputs hold more than ${MAX_FILE_LIKE_STRINGS} strings that could name a file: split it.`, [
+              { field: 'prompt', problem: `over ${MAX_FILE_LIKE_STRINGS} file-like strings` },
+            ]);
+          }
+          if (!namesOthersFile(ownership, keyId, text)) continue;
+          foreign.push({ node: nodeId, file: text });
+          break;
+        }
       }
     }
   }
@@ -108,6 +128,11 @@ function stringsIn(value: unknown, depth: number): string[] {
   if (depth === 0 || typeof value !== 'object' || value === null) return [];
   if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'number') return [];
   return Object.values(value).flatMap((item) => stringsIn(item, depth - 1));
+}
+
+/** Whether a string's last part is short enough to be a file's name (a long text is not looked up). */
+function couldNameFile(text: string): boolean {
+  return text.length - text.lastIndexOf('/') - 1 <= MAX_NAME_LENGTH;
 }
 
 /**

@@ -10,6 +10,7 @@ import { startGateway } from '../helpers/gateway-process.js';
 import { send, type TestResponse } from '../helpers/http-client.js';
 import { createKey } from '../helpers/keys.js';
 import { multipart, type FormPart } from '../helpers/multipart.js';
+import { MAX_FILE_LIKE_STRINGS } from '../../src/isolation/loaded-files.js';
 import { startTwoKeyStage, type TwoKeyStage } from '../helpers/two-keys.js';
 import { waitFor } from '../helpers/wait-for.js';
 
@@ -125,6 +126,27 @@ describe('file references read as ComfyUI reads them', () => {
       assert.equal(res.json().error_code, 'FORBIDDEN');
       assert.equal(upstreamPrompts(), before, `${what}: nothing reached ComfyUI`);
     }
+  });
+
+  test('a prompt whose inputs hold more strings that could name a file than the gateway looks up is refused', async () => {
+    const names = (count: number): string[] => Array.from({ length: count }, (_, i) => `n${i}.png`);
+    const before = upstreamPrompts();
+    const over = await prompt(stage.alice.api_key, {
+      '1': { class_type: 'CustomBatchLoader', inputs: { files: names(MAX_FILE_LIKE_STRINGS + 1) } },
+      ...SAVE_WORKFLOW,
+    });
+    assert.equal(over.status, 400, over.text);
+    assert.equal(over.json().error_code, 'INVALID_REQUEST');
+    assert.equal(upstreamPrompts(), before, 'nothing reached ComfyUI');
+    // With SaveImage's filename_prefix, exactly the limit; the text is too long to be a name and is not counted.
+    const longText = { '1': { class_type: 'CLIPTextEncode', inputs: { text: 'x'.repeat(300) } } };
+    const atCap = await prompt(stage.alice.api_key, {
+      '1': { class_type: 'CustomBatchLoader', inputs: { files: names(MAX_FILE_LIKE_STRINGS - 1) } },
+      '2': longText['1'],
+      ...SAVE_WORKFLOW,
+    });
+    assert.notEqual(atCap.status, 403, atCap.text);
+    assert.equal(upstreamPrompts(), before + 1, 'at the limit, with a text too long to be a name, the prompt reaches ComfyUI');
   });
 
   test('a key’s own files, text and links still pass through to ComfyUI', async () => {
