@@ -175,6 +175,14 @@ export class EventHub implements ClientSinks {
     return this.latestStatus;
   }
 
+  /**
+   * The prompt_id ComfyUI runs now, as its latest events tell (before the job registry records them); null
+   * while none runs or the socket is closed.
+   */
+  runningPrompt(): string | null {
+    return this.running;
+  }
+
   /** Calls `listener` with the `data` of every `status` broadcast from now on; returns the function that stops it. */
   onStatus(listener: (data: Record<string, unknown>) => void): () => void {
     this.statusListeners.add(listener);

@@ -17,7 +17,7 @@ import type { IsolatedCaller, IsolationContext, UpstreamUserHeaders } from './co
 import { getHistoryEntry, getHistoryList, postHistory } from './history.js';
 import { checkBoundedIds } from './ids.js';
 import { cancelJob, cancelJobs, getJob, getJobList } from './jobs.js';
-import { parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
+import { emptyNotFound, parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
 import { JsonRewriter } from './large-json.js';
 import { postPrompt } from './prompt.js';
 import { getQueue, postInterrupt, postQueue } from './queue.js';
@@ -152,7 +152,7 @@ export function createIsolatedProxy(options: {
         return cancelJobs(ctx, req, res, caller);
       case 'users':
       case 'user-data':
-        if (await userDataRule(req, res, caller.key, handler, req.method ?? 'GET')) return;
+        if (await userDataRule(req, res, caller.key, handler, req.method ?? 'GET', target.segments)) return;
         return ctx.pool.any().proxy.forward(req, res, { headers: caller.upstreamHeaders });
       case 'websocket':
         return ctx.pool.any().proxy.forward(req, res, { headers: caller.upstreamHeaders });
@@ -171,10 +171,19 @@ export function createIsolatedProxy(options: {
 
   /**
    * Settings, saved workflows and users for a user key. With `--multi-user` upstream, the key's own
-   * ComfyUI user is used and `/users` shows only it; without it, these are read-only.
+   * ComfyUI user is used and `/users` shows only it. Without it, ComfyUI's one user is the operator's
+   * (its settings, saved workflows, and files custom nodes keep there, credentials among them): a user
+   * key reads it as a user who has saved nothing (see answerAsNoUserData), and may not write it.
    * @returns true when the request was answered here.
    */
-  async function userDataRule(req: IncomingMessage, res: ServerResponse, key: KeyRecord, handler: 'users' | 'user-data', method: string): Promise<boolean> {
+  async function userDataRule(
+    req: IncomingMessage,
+    res: ServerResponse,
+    key: KeyRecord,
+    handler: 'users' | 'user-data',
+    method: string,
+    segments: readonly string[],
+  ): Promise<boolean> {
     if (handler === 'users' && method === 'POST') throw forbidden('ComfyUI users are created by the gateway, one per key.');
     if (await comfyUsers.isMultiUser(req)) {
       if (handler !== 'users' || !READS.has(method)) return false;
@@ -182,8 +191,10 @@ export function createIsolatedProxy(options: {
       sendJson(res, 200, { storage: 'server', users: { [userId]: ComfyUsers.userName(key) } });
       return true;
     }
-    if (READS.has(method)) return false;
-    throw forbidden('Settings and saved workflows are read-only for user keys unless ComfyUI runs with --multi-user.');
+    if (!READS.has(method)) throw forbidden('User keys keep settings and saved workflows only when ComfyUI runs with --multi-user.');
+    if (handler === 'users') return false;
+    answerAsNoUserData(res, segments);
+    return true;
   }
 
   /** Secrets in queue and history entries are removed for every caller, with a key or without. */
@@ -221,4 +232,11 @@ export function createIsolatedProxy(options: {
     },
     close: () => ctx.rewriter.close(),
   };
+}
+
+/** A read of user data answered as for a user who has saved nothing: settings `{}`, one setting `null`, anything else an empty 404. */
+function answerAsNoUserData(res: ServerResponse, segments: readonly string[]): void {
+  const [first, second] = segments[0] === 'api' ? segments.slice(1) : segments;
+  if (first === 'settings') return sendJson(res, 200, second === undefined ? {} : null);
+  emptyNotFound(res);
 }

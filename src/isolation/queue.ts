@@ -114,7 +114,7 @@ export async function cancelledInComfyUI(ctx: IsolationContext, backend: PoolBac
 
 /**
  * POST /interrupt: with a prompt_id, only the caller's own prompt, on its backend, and only while it
- * runs (see runsNow); without one, on
+ * runs (see runsOn); without one, on
  * each backend, the running prompt only if it is the caller's (sent on as a targeted interrupt). A
  * held job is cancelled instead. Anything else is a no-op 200, as ComfyUI answers an interrupt for a
  * prompt that is not running.
@@ -125,9 +125,7 @@ export async function postInterrupt(ctx: IsolationContext, req: IncomingMessage,
   // Each prompt to interrupt with the backend it runs on.
   let targets: Array<[string, PoolBackend]>;
   if (given !== undefined) {
-    if (!ownsPrompt(ctx, caller, given)) targets = [];
-    else if (await ctx.jobs.cancelHeld(given)) return emptyOk(res);
-    else targets = (await runsNow(ctx, given)) ? [[given, backendOfPrompt(ctx, given)]] : [];
+    targets = ownsPrompt(ctx, caller, given) ? [[given, backendOfPrompt(ctx, given)]] : [];
   } else {
     const queues = await askEach(ctx.pool.all, (backend) => readQueue(backend));
     targets = queues.flatMap(({ backend, value: queue }): Array<[string, PoolBackend]> => {
@@ -137,7 +135,11 @@ export async function postInterrupt(ctx: IsolationContext, req: IncomingMessage,
     });
   }
   const inComfyUI = new Map<PoolBackend, string>();
-  for (const [id, backend] of targets) if (!(await ctx.jobs.cancelHeld(id))) inComfyUI.set(backend, id);
+  for (const [id, backend] of targets) {
+    if (await ctx.jobs.cancelHeld(id)) continue;
+    // Checked last, just before it is sent on (see runsOn).
+    if (runsOn(ctx, backend, id)) inComfyUI.set(backend, id);
+  }
   if (inComfyUI.size === 0) return emptyOk(res);
   await forwardToEach(res, inComfyUI, (backend, id) =>
     backend.proxy.fetch(req, {
@@ -148,17 +150,13 @@ export async function postInterrupt(ctx: IsolationContext, req: IncomingMessage,
 }
 
 /**
- * Whether a prompt runs now: as the job registry last heard from its backend's events, or, for a prompt
- * the registry holds no job of, among its backend's running prompts. ComfyUI releases before September
- * 2025 interrupt whatever runs, whichever prompt_id they are given: a prompt that is only queued is never
- * sent on, or another key's running prompt would be stopped.
+ * Whether a prompt runs now, as its backend's latest events tell (the job registry records them a
+ * moment later). ComfyUI releases before September 2025 interrupt whatever runs, whichever prompt_id they
+ * are given: a prompt that is queued, or has just ended, is never sent on, or another key's prompt would
+ * be stopped. What is left is the time an event takes to reach the gateway.
  */
-async function runsNow(ctx: IsolationContext, id: string): Promise<boolean> {
-  const job = ctx.jobs.jobs.get(id);
-  if (job) return job.status === 'running';
-  const upstreamId = upstreamIdOf(ctx, id);
-  const queue = await readQueue(backendOfPrompt(ctx, id));
-  return queue?.queue_running.some((item) => item[1] === upstreamId) === true;
+function runsOn(ctx: IsolationContext, backend: PoolBackend, id: string): boolean {
+  return backend.events.runningPrompt() === upstreamIdOf(ctx, id);
 }
 
 /** A backend's queue, asked on the gateway's own behalf. */

@@ -206,7 +206,7 @@ export const ROUTES: readonly RouteEntry[] = [
     access: 'per-user',
     handler: 'user-data',
     userGets:
-      "with ComfyUI started with `--multi-user` (the gateway asks ComfyUI once a minute, and again whenever a backend reconnects, since a restarted ComfyUI may run with it or without it): the key's own ComfyUI user, created on its first use and set as `Comfy-User` on every request (a client's own `Comfy-User` is dropped). Without `--multi-user`: read-only.",
+      "with ComfyUI started with `--multi-user` (the gateway asks ComfyUI once a minute, and again whenever a backend reconnects, since a restarted ComfyUI may run with it or without it): the key's own ComfyUI user, created on its first use and set as `Comfy-User` on every request (a client's own `Comfy-User` is dropped). Without `--multi-user`, ComfyUI's one user is the operator's (its settings, saved workflows, and files custom nodes keep there, credentials among them): a user key reads it as a user who has saved nothing (`/settings` is `{}`, a setting `null`, anything else 404) and may not write it.",
   },
   {
     patterns: ['/object_info', '/object_info/{node_class}', '/embeddings', '/models', '/models/{folder}'],

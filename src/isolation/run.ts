@@ -239,8 +239,8 @@ async function cancelRun(ctx: IsolationContext, caller: IsolatedCaller, id: stri
   if (!job?.upstream_id || !backend || !ACTIVE_JOB_STATUSES.includes(job.status)) return;
   const headers = { ...caller.upstreamHeaders, 'content-type': 'application/json' };
   await backend.proxy.fetch(null, { method: 'POST', path: '/api/queue', body: JSON.stringify({ delete: [job.upstream_id] }), headers });
-  // Only a prompt that runs: releases before September 2025 interrupt whatever runs, another key's prompt too.
-  if (job.status === 'running')
+  // Only a prompt that runs, as the backend's events tell: releases before September 2025 interrupt whatever runs, another key's prompt too.
+  if (backend.events.runningPrompt() === job.upstream_id)
     await backend.proxy.fetch(null, { method: 'POST', path: '/api/interrupt', body: JSON.stringify({ prompt_id: job.upstream_id }), headers });
   await cancelledInComfyUI(ctx, backend, [id]);
 }

@@ -162,8 +162,23 @@ for (const promptIds of PROMPT_ID_MODES) {
       assert.ok(Array.isArray(adminStats.system.argv));
     });
 
-    test('without --multi-user upstream, user keys may read settings and userdata but not write them', async () => {
-      assert.equal((await send(gateway.url, '/api/settings', { key: keys.alice })).status, 200);
+    test('without --multi-user upstream, user keys read the operator’s user as empty and cannot write it', async () => {
+      assert.equal((await send(gateway.url, '/api/settings', { method: 'POST', key: keys.admin, body: { 'Operator.Secret': 'op-value' } })).status, 200);
+      assert.equal((await send(gateway.url, '/api/userdata/operator.txt', { method: 'POST', key: keys.admin, body: 'op-secret' })).status, 200);
+      assert.deepEqual((await send(gateway.url, '/api/settings', { key: keys.alice })).json(), {});
+      assert.equal((await send(gateway.url, '/api/settings/Operator.Secret', { key: keys.alice })).json(), null);
+      for (const target of [
+        '/api/userdata/operator.txt',
+        '/userdata/operator.txt',
+        '/api/userdata?dir=.',
+        '/api/v2/userdata',
+        '/api/userdata/ComfyUI-Manager%2Fmatrix_auth',
+      ]) {
+        const read = await send(gateway.url, target, { key: keys.alice });
+        assert.equal(read.status, 404, target);
+        assert.equal(read.text, '', target);
+      }
+      assert.equal((await send(gateway.url, '/api/userdata/operator.txt', { key: keys.admin })).text, 'op-secret', 'the admin key reads it');
       const write = await send(gateway.url, '/api/settings', { method: 'POST', key: keys.alice, body: { 'Comfy.Theme': 'dark' } });
       assert.equal(write.status, 403);
       assert.equal((await send(gateway.url, '/api/userdata/workflows%2Fx.json', { method: 'POST', key: keys.alice, body: '{}' })).status, 403);
@@ -457,8 +472,12 @@ describe('a ComfyUI restarted with --multi-user', () => {
     const { gateway, keys } = await startWithKeys(before);
     let after: FakeComfyUI | null = null;
     try {
-      assert.equal((await send(gateway.url, '/api/settings', { key: keys.alice })).status, 200);
-      assert.equal(before.requests.filter((r) => r.url === '/api/settings').at(-1)!.headers['comfy-user'], undefined, 'single-user: no Comfy-User');
+      assert.deepEqual((await send(gateway.url, '/api/settings', { key: keys.alice })).json(), {});
+      assert.equal(
+        before.requests.some((r) => r.url === '/api/settings'),
+        false,
+        'single-user: the operator’s settings are not read for a user key',
+      );
 
       await before.close();
       after = await startFakeComfyUI({ multiUser: true, port: before.port });
