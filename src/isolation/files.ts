@@ -35,9 +35,14 @@ export function uploadedFileId(type: string, subfolder: string, name: string): s
  * release reads them alike.
  */
 export function fileIdOf(filename: string, subfolder: string, defaultType: string, type?: string | null): string {
+  const file = namedFileOf(filename, subfolder, defaultType, type);
+  return fileId(file.type, file.subfolder, file.filename);
+}
+
+/** The file a name picks, as `fileIdOf` reads it: its folder type, subfolder and name, the annotation cut. */
+export function namedFileOf(filename: string, subfolder: string, defaultType: string, type?: string | null): NamedFile {
   const annotated = ANNOTATION.exec(filename);
-  const name = annotated ? filename.slice(0, -annotated[0].length - 1) : filename;
-  return fileId(annotated?.[1] ?? type ?? defaultType, subfolder, name);
+  return { type: annotated?.[1] ?? type ?? defaultType, subfolder, filename: annotated ? filename.slice(0, -annotated[0].length - 1) : filename };
 }
 
 /** A path that ComfyUI would not join below its folder as the gateway does: absolute, a drive, or climbing out. */

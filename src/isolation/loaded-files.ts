@@ -2,8 +2,8 @@
 
 import { posix } from 'node:path';
 import { forbidden, invalidRequest } from '../errors.js';
-import type { OwnershipStore } from '../store/types.js';
-import { checkFileReference, fileIdOf } from './files.js';
+import type { JobRecord, OwnershipStore } from '../store/types.js';
+import { checkFileReference, fileId, namedFileOf } from './files.js';
 import { checkBoundedId } from './ids.js';
 
 /** A node input that names a file to load, and the folder ComfyUI looks in when the name has no annotation. */
@@ -60,17 +60,29 @@ const MAX_NAME_LENGTH = 255;
  */
 export const MAX_FILE_LIKE_STRINGS = 20_000;
 
+/** What `checkLoadedFiles` reads: whose files are whose and, with several backends, which job made a file last. */
+export interface LoadedFilesContext {
+  ownership: OwnershipStore;
+  /** With several backends, the newest job that made a file of this name (JobStore.producerOf); null with one backend. */
+  producerOf: ((type: string, subfolder: string, filename: string) => JobRecord | undefined) | null;
+}
+
 /**
  * Refuses a user key's prompt that loads a file it did not upload or produce, with a loader node the
  * gateway knows (FILE_LOADERS: the name must be the key's own file), with a node that loads a whole
  * folder, or with any other node whose input (a string, or one inside an object or list) names a file
  * another key owns, in any folder and spelling ComfyUI reads.
+ * With several backends, an output or temp file a loader names must have been made last by the key's
+ * own job, and the prompt must run on that job's backend: it returns that backend (undefined otherwise).
  * @throws GatewayError 403 FORBIDDEN naming the nodes; 400 INVALID_REQUEST for a name ComfyUI could read as another file (see
  * fileReferenceProblem) or a prompt with more than MAX_FILE_LIKE_STRINGS strings to look up
  */
-export function checkLoadedFiles(ownership: OwnershipStore, keyId: string, prompt: unknown): void {
-  if (typeof prompt !== 'object' || prompt === null) return;
+export function checkLoadedFiles(files: LoadedFilesContext, keyId: string, prompt: unknown): string | undefined {
+  if (typeof prompt !== 'object' || prompt === null) return undefined;
+  const { ownership, producerOf } = files;
   const foreign: Array<{ node: string; file: string }> = [];
+  /** With several backends, the backends that made the outputs it loads. */
+  const madeOn = new Set<string>();
   let fileLike = 0;
   for (const [nodeId, node] of Object.entries(prompt as Record<string, { class_type?: unknown; inputs?: unknown } | null>)) {
     const classType = typeof node?.class_type === 'string' ? node.class_type : '';
@@ -87,8 +99,15 @@ export function checkLoadedFiles(ownership: OwnershipStore, keyId: string, promp
         for (const name of namedFiles(value, loader)) {
           checkBoundedId(field, name);
           checkFileReference(field, name);
-          if (ownership.ownerOf('file', fileIdOf(posix.basename(name), posix.dirname(name), loader.folder)) !== keyId)
-            foreign.push({ node: nodeId, file: name });
+          const folder = posix.dirname(name);
+          const file = namedFileOf(posix.basename(name), folder === '.' ? '' : folder, loader.folder);
+          if (ownership.ownerOf('file', fileId(file.type, file.subfolder, file.filename)) !== keyId) foreign.push({ node: nodeId, file: name });
+          else if (producerOf && file.type !== 'input') {
+            // ComfyUI numbers outputs per backend: the prompt must run where the key's own job made the file, the newest of its name.
+            const producer = producerOf(file.type, file.subfolder, file.filename);
+            if (producer?.key_id === keyId) madeOn.add(producer.backend);
+            else foreign.push({ node: nodeId, file: name });
+          }
         }
       } else {
         for (const text of stringsIn(value, MAX_DEPTH)) {
@@ -98,7 +117,7 @@ export function checkLoadedFiles(ownership: OwnershipStore, keyId: string, promp
               { field: 'prompt', problem: `over ${MAX_FILE_LIKE_STRINGS} file-like strings` },
             ]);
           }
-          if (!namesOthersFile(ownership, keyId, text)) continue;
+          if (!namesOthersFile(files, keyId, text)) continue;
           foreign.push({ node: nodeId, file: text });
           break;
         }
@@ -110,6 +129,8 @@ export function checkLoadedFiles(ownership: OwnershipStore, keyId: string, promp
       `The prompt loads files this key did not upload or produce: ${foreign.map((f) => `node ${f.node.slice(0, 64)} (${f.file.slice(0, 200)})`).join(', ')}.`,
     );
   }
+  if (madeOn.size > 1) throw forbidden(`The prompt loads outputs made on different backends (${[...madeOn].join(', ')}): it can run on one only.`);
+  return madeOn.values().next().value;
 }
 
 /** The file names a known loader input holds: its string, or the named members of its object; empty names left out. */
@@ -136,17 +157,21 @@ function couldNameFile(text: string): boolean {
 }
 
 /**
- * Whether ComfyUI could read `text` as a file another key owns: with an annotation, in its folder (the
- * name cut as every release cuts it, trimmed or not); without, in input, output or temp.
+ * Whether ComfyUI could read `text` as a file another key owns, or, with several backends, an output or
+ * temp file another key's job made last: with an annotation, in its folder (the name cut as every
+ * release cuts it, trimmed or not); without, in input, output or temp.
  */
-function namesOthersFile(ownership: OwnershipStore, keyId: string, text: string): boolean {
-  const folder = posix.dirname(text);
+function namesOthersFile({ ownership, producerOf }: LoadedFilesContext, keyId: string, text: string): boolean {
+  const dirname = posix.dirname(text);
+  const folder = dirname === '.' ? '' : dirname;
   const annotated = /\[(output|input|temp)\]$/.exec(text);
   const candidates = annotated
-    ? [fileIdOf(posix.basename(text), folder, 'input'), fileIdOf(posix.basename(text.slice(0, -annotated[0].length - 1).trim()), folder, annotated[1]!)]
-    : ANY_FOLDER.map((type) => fileIdOf(posix.basename(text), folder, type));
-  return candidates.some((id) => {
-    const owner = ownership.ownerOf('file', id);
-    return owner !== undefined && owner !== keyId;
+    ? [namedFileOf(posix.basename(text), folder, 'input'), namedFileOf(posix.basename(text.slice(0, -annotated[0].length - 1).trim()), folder, annotated[1]!)]
+    : ANY_FOLDER.map((type) => namedFileOf(posix.basename(text), folder, type));
+  return candidates.some((file) => {
+    const owner = ownership.ownerOf('file', fileId(file.type, file.subfolder, file.filename));
+    if (owner !== undefined && owner !== keyId) return true;
+    const producer = producerOf && file.type !== 'input' ? producerOf(file.type, file.subfolder, file.filename) : undefined;
+    return producer !== undefined && producer.key_id !== keyId;
   });
 }

@@ -68,12 +68,13 @@ export async function admitPrompt(
   const given = body.client_id !== undefined ? body.client_id : extraData?.client_id;
   const clientId = typeof given === 'string' && given !== '' ? given : null;
   checkBoundedIds({ prompt_id: body.prompt_id, client_id: clientId });
-  if (!caller.seesAll) checkLoadedFiles(ctx.ownership, keyId, body.prompt);
+  const producerOf = ctx.pool.several ? (type: string, subfolder: string, filename: string) => ctx.jobs.jobs.producerOf(type, subfolder, filename) : null;
+  const madeOn = caller.seesAll ? undefined : checkLoadedFiles({ ownership: ctx.ownership, producerOf }, keyId, body.prompt);
   const promptId = typeof body.prompt_id === 'string' ? body.prompt_id : randomUUID();
   const formerOwner = ctx.ownership.ownerOf('prompt', promptId);
   if (formerOwner !== undefined) throw forbidden('That prompt_id is taken: leave prompt_id out and one is made.');
   if (clientId === ctx.jobs.clientId) throw forbidden("That client_id is the gateway's own: use another.");
-  const pin = pinnedBackend(ctx, req, caller);
+  const pin = pinnedBackend(ctx, req, caller) ?? madeOn;
   const newClient = clientId !== null && ctx.ownership.ownerOf('client', clientId) === undefined;
   if (clientId !== null && (await ctx.ownership.claim('client', clientId, keyId)) !== keyId) {
     throw forbidden('That client_id belongs to another key: use your own (any new id becomes yours).');

@@ -8,7 +8,7 @@ import { addResponseHeaders } from '../server/gateway-response.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
 import { recordRecentOutputs } from './context.js';
-import { checkFileReference, fileIdOf, uploadedFileId } from './files.js';
+import { checkFileReference, fileIdOf, namedFileOf, uploadedFileId } from './files.js';
 import { checkBoundedId, checkBoundedIds } from './ids.js';
 import { emptyNotFound, parseJsonOrUndefined, relayAnswer } from './json-body.js';
 import { storedFileOf, uploadToEach } from './upload-fanout.js';
@@ -40,7 +40,7 @@ export async function getView(ctx: IsolationContext, req: IncomingMessage, res: 
       if (ctx.ownership.ownerOf('file', id) !== keyId) return emptyNotFound(res);
     }
   }
-  const backend = await backendOfFile(ctx, query);
+  const backend = caller.seesAll ? await backendOfFile(ctx, query) : await backendOfOwnFile(ctx, query, caller.key.key_id);
   if (!backend) return emptyNotFound(res);
   addResponseHeaders(res, FILE_ANSWER_HEADERS);
   await backend.proxy.download(req, res, { headers: caller.upstreamHeaders });
@@ -59,12 +59,37 @@ async function backendOfFile(ctx: IsolationContext, query: URLSearchParams): Pro
   if (!ctx.pool.several) return ctx.pool.all[0];
   const producer = ctx.jobs.jobs.producerOf(query.get('type') ?? 'output', query.get('subfolder') ?? '', query.get('filename') ?? '');
   if (producer) return ctx.pool.bound(producer.backend);
-  const candidates = [...ctx.pool.up(), ...ctx.pool.all.filter((backend) => backend.health.current !== 'up' && !backend.isDown())];
-  for (const backend of candidates) {
-    const status = await backend.proxy.probe(`/api/view?${query}`, FILE_PROBE_TIMEOUT_MS, 'HEAD').catch(() => 0);
-    if (status === 200) return backend;
-  }
+  for (const backend of probedBackends(ctx)) if (await hasFile(backend, query)) return backend;
   return undefined;
+}
+
+/** The backends a file may be asked of: those up first, then those not known to be down. */
+function probedBackends(ctx: IsolationContext): PoolBackend[] {
+  return [...ctx.pool.up(), ...ctx.pool.all.filter((backend) => backend.health.current !== 'up' && !backend.isDown())];
+}
+
+/** Whether the backend answers a HEAD of the `/view` query with 200. */
+async function hasFile(backend: PoolBackend, query: URLSearchParams): Promise<boolean> {
+  return (await backend.proxy.probe(`/api/view?${query}`, FILE_PROBE_TIMEOUT_MS, 'HEAD').catch(() => 0)) === 200;
+}
+
+/**
+ * The backend a user key's file is served from. With several backends, ComfyUI numbers outputs per
+ * backend, so one name may be another file, another key's, on each: an output or temp file is served
+ * from the backend of the key's own job that made it, and only while that job is the newest to make a
+ * file of that name (the key's older file of the name is then not told apart, and not served). When no
+ * job is known to have made it (its outputs are recorded a moment after its events pass, or the job was
+ * forgotten), it is served only from a backend that alone has a file of the name. Inputs go to every
+ * backend under one name, and are found as backendOfFile finds them.
+ */
+async function backendOfOwnFile(ctx: IsolationContext, query: URLSearchParams, keyId: string): Promise<PoolBackend | undefined> {
+  const file = namedFileOf(query.get('filename') ?? '', query.get('subfolder') ?? '', 'output', query.get('type'));
+  if (!ctx.pool.several || file.type === 'input') return backendOfFile(ctx, query);
+  const producer = ctx.jobs.jobs.producerOf(file.type, file.subfolder, posix.basename(file.filename));
+  if (producer) return producer.key_id === keyId ? ctx.pool.bound(producer.backend) : undefined;
+  const candidates = probedBackends(ctx);
+  const holding = (await Promise.all(candidates.map((backend) => hasFile(backend, query)))).flatMap((has, i) => (has ? [candidates[i]!] : []));
+  return holding.length === 1 ? holding[0] : undefined;
 }
 
 /** Records the outputs of the key's `VIEW_LOOKUPS` most recent prompts: at most that many upstream requests, shared by concurrent misses. */
@@ -158,5 +183,7 @@ function checkUserUpload(ctx: IsolationContext, keyId: string, parts: ReadonlyMa
       typeof refType === 'string' ? refType : null,
     );
     if (ctx.ownership.ownerOf('file', id) !== keyId) throw forbidden('original_ref names an image this key did not upload or produce.');
+    // The mask goes to every backend, and each would read its own file of that name: the same name on each only for an upload.
+    if (ctx.pool.several && !id.startsWith('input/')) throw forbidden('With several backends, a mask is made of an uploaded image (type input) only.');
   }
 }

@@ -1,12 +1,13 @@
 // Another key's files named the ways ComfyUI reads and the gateway might not: annotations without their space, absolute and Windows paths, content hashes, loader nodes beyond LoadImage; and interrupts on releases that stop whatever runs.
 
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { SAVE_WORKFLOW, waitForHistory } from '../helpers/comfy-client.js';
-import { INTERRUPT_MODES, startFakeComfyUI } from '../helpers/fake-comfyui.js';
-import { startGateway } from '../helpers/gateway-process.js';
+import { INTERRUPT_MODES, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
+import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send, type TestResponse } from '../helpers/http-client.js';
 import { createKey } from '../helpers/keys.js';
 import { multipart, type FormPart } from '../helpers/multipart.js';
@@ -192,3 +193,77 @@ for (const interrupts of INTERRUPT_MODES) {
     }
   });
 }
+
+describe('several backends number their outputs apart: one name, two keys’ files', () => {
+  const fakes: FakeComfyUI[] = [];
+  let gateway: GatewayProcess;
+  let alice: string;
+  let bob: string;
+  let carol: string;
+
+  /** Runs a SaveImage prompt with `prefix` as `key` and waits for its job: the fake that ran it and the file it made. */
+  const run = async (key: string, prefix: string): Promise<{ fake: FakeComfyUI; filename: string }> => {
+    const res = await send(gateway.url, '/api/gateway/run', {
+      method: 'POST',
+      key,
+      body: { prompt: { ...SAVE_WORKFLOW, '9': { class_type: 'SaveImage', inputs: { images: ['3', 0], filename_prefix: prefix } } }, wait: 30 },
+    });
+    assert.equal(res.status, 200, res.text);
+    const job = res.json<{ upstream_id: string; outputs: Array<{ filename: string }> }>();
+    const fake = fakes.find((candidate) => candidate.prompts.some((queued) => queued.id === job.upstream_id))!;
+    return { fake, filename: job.outputs[0]!.filename };
+  };
+  const view = (key: string, filename: string): Promise<TestResponse> => send(gateway.url, `/api/view?filename=${filename}&type=output`, { key });
+
+  before(async () => {
+    for (let i = 0; i < 2; i += 1) fakes.push(await startFakeComfyUI({ stepDelayMs: 30 }));
+    gateway = await startGateway({ upstream: null, args: ['--require-api-auth', ...fakes.flatMap((fake) => ['--upstream', fake.url])] });
+    const admin = (await createKey(gateway.url, { name: 'admin' })).api_key;
+    const [a, b, c] = await Promise.all(['alice', 'bob', 'carol'].map(async (name) => (await createKey(gateway.url, { name }, admin)).api_key));
+    [alice, bob, carol] = [a!, b!, c!];
+  });
+  after(async () => {
+    await gateway.stop();
+    for (const fake of fakes) await fake.close();
+  });
+
+  test('a name made on two backends by two keys is served to neither as the other’s, nor loaded', async () => {
+    const [bobs, alices] = await Promise.all([run(bob, 'ComfyUI'), sleep(40).then(() => run(alice, 'ComfyUI'))]);
+    assert.equal(bobs.filename, alices.filename, 'each backend numbers its files on its own');
+    assert.notEqual(bobs.fake, alices.fake, 'the two jobs ran side by side');
+    for (const fake of fakes) await writeFile(join(fake.outputDir, bobs.filename), `made on ${fake.url}`);
+    for (const [key, others] of [
+      [bob, alices.fake],
+      [alice, bobs.fake],
+    ] as const) {
+      const res = await view(key, bobs.filename);
+      assert.notEqual(res.text, `made on ${others.url}`, 'never the other key’s file');
+      assert.ok(res.status === 404 || res.status === 200, `${res.status}`);
+    }
+    for (const key of [alice, bob]) {
+      const loaded = await send(gateway.url, '/api/prompt', {
+        method: 'POST',
+        key,
+        body: { prompt: { '1': { class_type: 'LoadImage', inputs: { image: `${bobs.filename} [output]` } }, ...SAVE_WORKFLOW } },
+      });
+      assert.equal(loaded.status, 403, loaded.text);
+    }
+  });
+
+  test('a key’s own output is served from the backend that made it, and a prompt loading it runs there', async () => {
+    const carols = await run(carol, 'carol-only');
+    const served = await view(carol, carols.filename);
+    assert.equal(served.status, 200, served.text);
+    const marks = fakes.map((fake) => fake.prompts.length);
+    const loaded = await send(gateway.url, '/api/prompt', {
+      method: 'POST',
+      key: carol,
+      body: { prompt: { '1': { class_type: 'LoadImage', inputs: { image: `${carols.filename} [output]` } }, ...SAVE_WORKFLOW } },
+    });
+    assert.equal(loaded.status, 200, loaded.text);
+    await waitFor(() => fakes.some((fake, i) => fake.prompts.length > marks[i]!), 'the prompt reaches a backend');
+    const reached = fakes.filter((fake, i) => fake.prompts.length > marks[i]!);
+    assert.equal(reached.length, 1);
+    assert.equal(reached[0], carols.fake, 'it ran where carol’s file is');
+  });
+});
