@@ -142,6 +142,8 @@ export function createIsolatedProxy(options: {
         return getSystemStats(ctx, req, res, caller);
       case 'catalog':
         return getCatalog(req, res);
+      case 'model-folders':
+        return getModelFolders(req, res);
       case 'jobs-list':
         return getJobList(ctx, req, res, caller, path, query);
       case 'job':
@@ -167,6 +169,19 @@ export function createIsolatedProxy(options: {
   async function getCatalog(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const target = req.url!;
     relayAnswer(res, await options.catalog.get(target, () => ctx.pool.any().proxy.fetch(null, { method: 'GET', path: target })));
+  }
+
+  /** GET /experiment/models for a user key: the model folders as a shared catalog answer, each with `folders` (absolute server paths) empty. */
+  async function getModelFolders(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const target = req.url!;
+    const answer = await options.catalog.get(target, () => ctx.pool.any().proxy.fetch(null, { method: 'GET', path: target }));
+    const folders = answer.status === 200 ? parseJsonOrUndefined(answer.body) : undefined;
+    if (!Array.isArray(folders)) return relayAnswer(res, answer);
+    relayJson(
+      res,
+      answer,
+      folders.map((folder: unknown) => (typeof folder === 'object' && folder !== null ? { ...folder, folders: [] } : folder)),
+    );
   }
 
   /**

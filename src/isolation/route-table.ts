@@ -25,6 +25,7 @@ export type Handler =
   | 'view'
   | 'upload'
   | 'system-stats'
+  | 'model-folders'
   | 'users'
   | 'user-data'
   | 'jobs-list'
@@ -209,6 +210,13 @@ export const ROUTES: readonly RouteEntry[] = [
       "with ComfyUI started with `--multi-user` (the gateway asks ComfyUI once a minute, and again whenever a backend reconnects, since a restarted ComfyUI may run with it or without it): the key's own ComfyUI user, created on its first use and set as `Comfy-User` on every request (a client's own `Comfy-User` is dropped). Without `--multi-user`, ComfyUI's one user is the operator's (its settings, saved workflows, and files custom nodes keep there, credentials among them): a user key reads it as a user who has saved nothing (`/settings` is `{}`, a setting `null`, anything else 404) and may not write it.",
   },
   {
+    patterns: ['/models/custom_nodes', '/models/datasets', '/experiment/models/custom_nodes', '/experiment/models/datasets'],
+    methods: ['GET'],
+    alsoUnderApi: true,
+    access: 'admin-only',
+    userGets: 'refused: ComfyUI lists every file under these folders, whatever its kind (custom nodes keep their own data there)',
+  },
+  {
     patterns: ['/object_info', '/object_info/{node_class}', '/embeddings', '/models', '/models/{folder}'],
     methods: ['GET'],
     alsoUnderApi: true,
@@ -219,18 +227,19 @@ export const ROUTES: readonly RouteEntry[] = [
       'forwarded to a healthy backend; the gateway keeps a 200 answer for every key (per path and query, at most 64 answers and 64 MiB) for up to 60 s, and drops them all when a backend (re)connects or comes up',
   },
   {
-    patterns: [
-      '/features',
-      '/extensions',
-      '/view_metadata/{folder}',
-      '/experiment/models',
-      '/experiment/models/{folder}',
-      '/experiment/models/preview/{folder}/{index}/{file:*}',
-    ],
+    patterns: ['/features', '/extensions', '/view_metadata/{folder}', '/experiment/models/{folder}', '/experiment/models/preview/{folder}/{index}/{file:*}'],
     methods: ['GET'],
     alsoUnderApi: true,
     access: 'forwarded',
     userGets: FORWARDED_READ,
+  },
+  {
+    patterns: ['/experiment/models'],
+    methods: ['GET'],
+    alsoUnderApi: true,
+    access: 'filtered',
+    handler: 'model-folders',
+    userGets: "the model folders' names, each with `folders` empty: ComfyUI lists the absolute paths of the server's folders there",
   },
   {
     patterns: ['/i18n', '/workflow_templates', '/global_subgraphs', '/global_subgraphs/{id}', '/node_replacements'],

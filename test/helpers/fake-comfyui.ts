@@ -383,6 +383,13 @@ class FakeServer implements FakeComfyUI {
       api('GET', '/embeddings', ({ res }) => sendJson(res, ['easynegative'])),
       api('GET', '/extensions', ({ res }) => sendJson(res, ['/extensions/core/fake.js'])),
       api('GET', '/models', ({ res }) => sendJson(res, MODEL_FOLDERS)),
+      // Each folder with the absolute paths it is read from, as ComfyUI's model manager lists them.
+      api('GET', '/experiment/models', ({ res }) =>
+        sendJson(
+          res,
+          MODEL_FOLDERS.map((name) => ({ name, folders: [path.join(this.root, 'models', name)] })),
+        ),
+      ),
       api('GET', '/prompt', ({ res }) => sendJson(res, this.queueInfo())),
       api('POST', '/prompt', (c) => this.postPrompt(c)),
       api('GET', '/queue', ({ res }) => sendJson(res, this.queueSnapshot())),

@@ -177,6 +177,22 @@ describe('bypass attempts: routes, spellings and entries', () => {
     }
   });
 
+  test('server paths and every file of the custom nodes’ folders are not listed to a user key', async () => {
+    const asUser = (await send(gateway.url, '/api/experiment/models', { key: alice.api_key })).json<Array<{ name: string; folders: string[] }>>();
+    assert.ok(asUser.some((folder) => folder.name === 'checkpoints'));
+    assert.ok(asUser.every((folder) => folder.folders.length === 0));
+    const asAdmin = (await send(gateway.url, '/api/experiment/models', { key: admin })).json<Array<{ folders: string[] }>>();
+    assert.ok(
+      asAdmin.some((folder) => folder.folders.length > 0),
+      'admin keys get ComfyUI’s answer',
+    );
+    for (const target of ['/api/models/custom_nodes', '/models/datasets', '/api/experiment/models/custom_nodes']) {
+      const res = await send(gateway.url, target, { key: alice.api_key });
+      assert.equal(res.status, 403, target);
+      assert.equal(res.json().error_code, 'ROUTE_NOT_ALLOWED');
+    }
+  });
+
   test('a hash file name on /view is not served to a user key', async () => {
     const before = comfy.requests.length;
     const res = await send(gateway.url, '/api/view?filename=blake3:0123456789abcdef', { key: alice.api_key });
