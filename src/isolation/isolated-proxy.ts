@@ -18,6 +18,8 @@ import { getHistoryEntry, getHistoryList, postHistory } from './history.js';
 import { checkBoundedIds } from './ids.js';
 import { cancelJob, cancelJobs, getJob, getJobList } from './jobs.js';
 import { emptyNotFound, parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
+import { isNodeDefinitions, withoutListedFiles } from './listed-files.js';
+import type { UpstreamAnswer } from '../proxy/http.js';
 import { JsonRewriter } from './large-json.js';
 import { postPrompt } from './prompt.js';
 import { getQueue, postInterrupt, postQueue } from './queue.js';
@@ -53,6 +55,8 @@ export interface IsolatedProxy {
 }
 
 const READS = new Set(['GET', 'HEAD']);
+/** Prefix of the catalog entries kept as user keys get them (node definitions without the input folder's file lists). */
+const USER_VIEW_PREFIX = 'for-user-keys:';
 
 export function createIsolatedProxy(options: {
   pool: BackendPool;
@@ -141,7 +145,7 @@ export function createIsolatedProxy(options: {
       case 'system-stats':
         return getSystemStats(ctx, req, res, caller);
       case 'catalog':
-        return getCatalog(req, res);
+        return getCatalog(req, res, caller.seesAll);
       case 'model-folders':
         return getModelFolders(req, res);
       case 'jobs-list':
@@ -164,11 +168,19 @@ export function createIsolatedProxy(options: {
   /**
    * Node definitions, model lists and embeddings: a healthy backend's answer, asked for on the gateway's
    * own behalf (it is the same for every key) and kept a short while (see CatalogCache). A HEAD gets the
-   * GET's headers.
+   * GET's headers. User keys get node definitions without the input folder's file lists (see withoutListedFiles).
    */
-  async function getCatalog(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function getCatalog(req: IncomingMessage, res: ServerResponse, seesAll: boolean): Promise<void> {
     const target = req.url!;
-    relayAnswer(res, await options.catalog.get(target, () => ctx.pool.any().proxy.fetch(null, { method: 'GET', path: target })));
+    const load = (): Promise<UpstreamAnswer> => options.catalog.get(target, () => ctx.pool.any().proxy.fetch(null, { method: 'GET', path: target }));
+    // Kept beside ComfyUI's answer, under a name of its own.
+    const path = target.split('?', 1)[0]!;
+    relayAnswer(
+      res,
+      !seesAll && isNodeDefinitions(path)
+        ? await options.catalog.get(`${USER_VIEW_PREFIX}${target}`, async () => withoutListedFiles(await load()))
+        : await load(),
+    );
   }
 
   /** GET /experiment/models for a user key: the model folders as a shared catalog answer, each with `folders` (absolute server paths) empty. */

@@ -45,6 +45,14 @@ const FOLDER_LOADERS = new Set([
   'LoadVideoTextDataSetFromFolder',
 ]);
 
+/** The inputs whose options ComfyUI fills with the files (or subfolders) of its input folder, by node class. */
+export const FILE_LISTING_INPUTS: ReadonlyMap<string, readonly string[]> = new Map([
+  ...Object.entries(FILE_LOADERS)
+    .filter(([classType]) => classType !== 'WebcamCapture')
+    .map(([classType, inputs]): [string, string[]] => [classType, inputs.filter((input) => !input.members).map((input) => input.input)]),
+  ...[...FOLDER_LOADERS].map((classType): [string, string[]] => [classType, ['folder']]),
+]);
+
 /** The folders a name without annotation may be looked up in by a node the gateway does not know. */
 const ANY_FOLDER = ['input', 'output', 'temp'] as const;
 

@@ -224,7 +224,7 @@ export const ROUTES: readonly RouteEntry[] = [
     handler: 'catalog',
     forAdmins: true,
     userGets:
-      'forwarded to a healthy backend; the gateway keeps a 200 answer for every key (per path and query, at most 64 answers and 64 MiB) for up to 60 s, and drops them all when a backend (re)connects or comes up',
+      'forwarded to a healthy backend; the gateway keeps a 200 answer for every key (per path and query, at most 64 answers and 64 MiB) for up to 60 s, and drops them all when a backend (re)connects or comes up. In node definitions, the lists of the files of the input folder that ComfyUI gives the loaders (`LoadImage`, `LoadAudio`, `LoadVideo`, `Load3D`, …) are empty for a user key: they would name the uploads of every key',
   },
   {
     patterns: ['/features', '/extensions', '/view_metadata/{folder}', '/experiment/models/{folder}', '/experiment/models/preview/{folder}/{index}/{file:*}'],

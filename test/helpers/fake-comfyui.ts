@@ -374,11 +374,11 @@ class FakeServer implements FakeComfyUI {
       api('GET', '/features', ({ res }) => sendJson(res, SERVER_FEATURES)),
       api('GET', '/object_info', async ({ res }) => {
         await sleep(this.opts.objectInfoDelayMs ?? 0);
-        sendJson(res, OBJECT_INFO);
+        sendJson(res, await this.withInputFiles(OBJECT_INFO));
       }),
       api('GET', '/object_info/{class}', async ({ res, params }) => {
         await sleep(this.opts.objectInfoDelayMs ?? 0);
-        sendJson(res, objectInfoFor(params['class'] ?? ''));
+        sendJson(res, await this.withInputFiles(objectInfoFor(params['class'] ?? '')));
       }),
       api('GET', '/embeddings', ({ res }) => sendJson(res, ['easynegative'])),
       api('GET', '/extensions', ({ res }) => sendJson(res, ['/extensions/core/fake.js'])),
@@ -581,6 +581,19 @@ class FakeServer implements FakeComfyUI {
 
   openSockets(): string[] {
     return [...this.clients.keys()];
+  }
+
+  /** Node definitions with LoadImage's options filled, as ComfyUI fills them: every file of the input folder (not its subfolders). */
+  private async withInputFiles(definitions: Json): Promise<Json> {
+    const loadImage = definitions['LoadImage'] as { input: { required: Record<string, [unknown, Json]> } } | undefined;
+    if (!loadImage) return definitions;
+    const entries = await readdir(this.dirs.input, { withFileTypes: true });
+    const files = entries.filter((entry) => entry.isFile()).map((entry) => entry.name);
+    const image = loadImage.input.required['image']!;
+    return {
+      ...definitions,
+      LoadImage: { ...loadImage, input: { ...loadImage.input, required: { ...loadImage.input.required, image: [files.sort(), image[1]] } } },
+    };
   }
 
   inFlight(): Array<{ id: string; clientId: string | null }> {

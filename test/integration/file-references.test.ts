@@ -150,6 +150,19 @@ describe('file references read as ComfyUI reads them', () => {
     assert.equal(upstreamPrompts(), before + 1, 'at the limit, with a text too long to be a name, the prompt reaches ComfyUI');
   });
 
+  test('node definitions list no uploaded file names to a user key; an admin key gets ComfyUI’s list', async () => {
+    type Definitions = Record<string, { input: { required: Record<string, [unknown, unknown]> } }>;
+    for (const target of ['/api/object_info', '/object_info/LoadImage', '/api/object_info/LoadImage?x=1']) {
+      const asUser = await send(stage.gateway.url, target, { key: stage.alice.api_key });
+      assert.equal(asUser.status, 200, target);
+      assert.equal(asUser.text.includes(bobInput), false, `${target}: bob’s upload is not named`);
+      assert.deepEqual(asUser.json<Definitions>().LoadImage!.input.required.image![0], [], target);
+    }
+    const asAdmin = (await send(stage.gateway.url, '/api/object_info/LoadImage', { key: stage.admin })).json<Definitions>();
+    assert.ok((asAdmin.LoadImage!.input.required.image![0] as string[]).includes(bobInput));
+    assert.ok((await send(stage.gateway.url, '/api/object_info', { key: stage.alice.api_key })).json<Definitions>().KSampler, 'the other nodes are there');
+  });
+
   test('a key’s own files, text and links still pass through to ComfyUI', async () => {
     const stored = await upload(stage.alice.api_key, [{ name: 'image', filename: 'alice-own.png', value: 'ALICE' }]);
     assert.equal(stored.status, 200, stored.text);
