@@ -19,7 +19,6 @@ import { checkBoundedIds } from './ids.js';
 import { cancelJob, cancelJobs, getJob, getJobList } from './jobs.js';
 import { emptyNotFound, parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
 import { isNodeDefinitions, withoutListedFiles } from './listed-files.js';
-import type { UpstreamAnswer } from '../proxy/http.js';
 import { JsonRewriter } from './large-json.js';
 import { postPrompt } from './prompt.js';
 import { getQueue, postInterrupt, postQueue } from './queue.js';
@@ -31,6 +30,7 @@ import { isOpenedByOperator, type UserRoute } from './user-routes.js';
 import { getView, postUpload } from './view.js';
 import type { PromptPolicy } from '../policy/schema.js';
 import type { WebhookSettings } from '../webhooks/job-webhook.js';
+import type { UpstreamAnswer } from '../proxy/http.js';
 
 export interface IsolatedProxy {
   /** Forwards a request made with a key, applying the route table's rule for that key's role. */
