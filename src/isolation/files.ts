@@ -8,7 +8,7 @@ import { invalidRequest } from '../errors.js';
  * the end, then cuts the annotation and the character before it (a space in ` [output]`), whatever that is;
  * some releases also trim what is left.
  */
-const ANNOTATION = /\[(output|input|temp)\]$/;
+export const ANNOTATION = /\[(output|input|temp)\]$/;
 
 /** The ownership id of a file: `type/subfolder/name`, with the subfolder normalised as ComfyUI joins it. */
 export function fileId(type: string, subfolder: string, filename: string): string {

@@ -3,7 +3,7 @@
 import { posix } from 'node:path';
 import { forbidden, invalidRequest } from '../errors.js';
 import type { JobRecord, OwnershipStore } from '../store/types.js';
-import { checkFileReference, fileId, namedFileOf } from './files.js';
+import { ANNOTATION, checkFileReference, fileId, namedFileOf } from './files.js';
 import { checkBoundedId } from './ids.js';
 
 /** A node input that names a file to load, and the folder ComfyUI looks in when the name has no annotation. */
@@ -172,7 +172,7 @@ function couldNameFile(text: string): boolean {
 function namesOthersFile({ ownership, producerOf }: LoadedFilesContext, keyId: string, text: string): boolean {
   const dirname = posix.dirname(text);
   const folder = dirname === '.' ? '' : dirname;
-  const annotated = /\[(output|input|temp)\]$/.exec(text);
+  const annotated = ANNOTATION.exec(text);
   const candidates = annotated
     ? [namedFileOf(posix.basename(text), folder, 'input'), namedFileOf(posix.basename(text.slice(0, -annotated[0].length - 1).trim()), folder, annotated[1]!)]
     : ANY_FOLDER.map((type) => namedFileOf(posix.basename(text), folder, type));
