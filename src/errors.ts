@@ -61,8 +61,8 @@ export const jobNotFound = (): GatewayError => new GatewayError(404, 'JOB_NOT_FO
 export const deliveryNotFound = (): GatewayError => new GatewayError(404, 'DELIVERY_NOT_FOUND', 'No webhook delivery has that id.');
 
 /** 400 for a webhook asked of a gateway started without `--webhook-secret`. */
-export const webhooksDisabled = (): GatewayError =>
-  new GatewayError(400, 'WEBHOOKS_DISABLED', 'This gateway sends no webhooks: leave out webhook_url, or start the gateway with --webhook-secret.');
+export const webhooksDisabled = (fix = 'leave out webhook_url, or start the gateway with --webhook-secret'): GatewayError =>
+  new GatewayError(400, 'WEBHOOKS_DISABLED', `This gateway sends no webhooks: ${fix}.`);
 
 export const keyNotFound = (): GatewayError => new GatewayError(404, 'KEY_NOT_FOUND', 'No API key has that key_id.');
 

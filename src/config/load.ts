@@ -339,7 +339,8 @@ function parseRetryBase(value: string | undefined): number {
   return seconds;
 }
 
-function parseWebhookSecret(value: string | undefined): string | null {
+/** `--webhook-secret` or its variable, checked; null when not given. */
+export function parseWebhookSecret(value: string | undefined): string | null {
   if (value === undefined) return null;
   if (value.length < MIN_WEBHOOK_SECRET_LENGTH) {
     throw new ConfigError(`--webhook-secret must be at least ${MIN_WEBHOOK_SECRET_LENGTH} characters; make one with: openssl rand -hex 32`);

@@ -5,12 +5,13 @@ import { usableKeyError, type Caller } from '../auth/authenticate.js';
 import { createdKeyBody, creationAuditDetails, newKey, rotatedKey } from '../auth/new-key.js';
 import type { AuthMode } from '../config/schema.js';
 import type { BackendJson } from '../backends/backend-pool.js';
-import { authRequired, forbidden, invalidRequest, keyCreationFailed, keyNotFound, methodNotAllowed, storeUnavailable } from '../errors.js';
+import { authRequired, forbidden, invalidRequest, keyCreationFailed, keyNotFound, methodNotAllowed, storeUnavailable, webhooksDisabled } from '../errors.js';
 import { toPublicKey } from '../store/key-record.js';
 import type { AuditStore, KeyRecord, KeyStore, SessionStore, UsageStore, WebhookDeliveryStore } from '../store/types.js';
 import { dailySeries } from '../usage/daily-series.js';
 import { nextKeyPage } from '../usage/key-page.js';
 import { getDelivery, listDeliveries } from '../webhooks/deliveries-api.js';
+import { signingSecret } from '../webhooks/signature.js';
 import { usageStats } from '../usage/report.js';
 import { readJsonBody } from './body.js';
 import { auditActionOf, checkKeyWebhookUrl, parseCreateKey, parsePatchKey, parseRotateKey } from './key-input.js';
@@ -34,6 +35,8 @@ export interface AdminApiContext {
   backends(): BackendJson[];
   /** `--webhook-allow-private`: a key's webhook_url may name a private address. */
   webhookAllowPrivate: boolean;
+  /** `--webhook-secret`, from which each key's signing secret is derived; null: no webhooks. */
+  webhookSecret: string | null;
   /** The webhook deliveries, for GET /api/gateway/webhooks/deliveries[/{id}]. */
   deliveries: WebhookDeliveryStore;
 }
@@ -88,6 +91,9 @@ export async function handleAdminRoute(route: GatewayRoute, req: IncomingMessage
     case 'key-rotate':
       if (method !== 'POST') throw methodNotAllowed(['POST']);
       return rotateKey(req, res, route.keyId, requireAdmin(principalOf(caller, req, ctx)), ctx);
+    case 'key-webhook-secret':
+      if (method !== 'GET') throw methodNotAllowed(['GET']);
+      return showWebhookSecret(req, res, route.keyId, principalOf(caller, req, ctx), ctx);
     case 'usage': {
       if (method !== 'GET') throw methodNotAllowed(['GET']);
       if (caller.kind !== 'key') throw authRequired();
@@ -177,6 +183,20 @@ function showKey(res: ServerResponse, keyId: string, principal: Principal, ctx: 
   const record = ctx.keys.get(keyId);
   if (!record) throw keyNotFound();
   sendJson(res, 200, { ...toPublicKey(record), usage_stats: usageStats(ctx.usage, keyId, DEFAULT_USAGE_DAYS, ctx.now()) });
+}
+
+/**
+ * The signing secret of a key's webhook deliveries: an admin may read any key's, a user key its own.
+ * Each read is in the audit trail.
+ */
+async function showWebhookSecret(req: IncomingMessage, res: ServerResponse, keyId: string, principal: Principal, ctx: AdminApiContext): Promise<void> {
+  if (principal.kind === 'user' && principal.key.key_id !== keyId) throw forbidden('A user key may read only its own webhook signing secret.');
+  if (principal.kind === 'bootstrap') throw authRequired();
+  if (ctx.webhookSecret === null) throw webhooksDisabled('its keys have no signing secret; start the gateway with --webhook-secret');
+  const record = ctx.keys.get(keyId);
+  if (!record) throw keyNotFound();
+  await audit(ctx, req, principal.kind === 'admin' ? principal.actor : keyId, 'key.webhook_secret', keyId);
+  sendJson(res, 200, { key_id: keyId, webhook_secret: signingSecret(ctx.webhookSecret, keyId, record.key_hash) });
 }
 
 /**

@@ -213,6 +213,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         jobs: stores.jobs,
         view: (job) => jobView(job, jobService),
         secret: config.webhookSecret,
+        keys,
         allowPrivate: config.webhookAllowPrivate,
         retryBaseSeconds: config.webhookRetryBaseSeconds,
         log,
@@ -243,6 +244,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     now,
     backends: () => backendStatus().map(backendJson),
     webhookAllowPrivate: config.webhookAllowPrivate,
+    webhookSecret: config.webhookSecret,
     deliveries: stores.webhooks,
   };
   const workflowContext: WorkflowApiContext = { workflows, audit, clientIp, now };

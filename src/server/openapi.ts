@@ -637,6 +637,28 @@ export const OPENAPI_DOCUMENT = {
         },
       },
     },
+    '/api/keys/{key_id}/webhook-secret': {
+      parameters: [keyIdParameter],
+      get: {
+        summary: "The secret the key's webhook deliveries are signed with (the key itself, or an admin); each read is audited",
+        security: apiKeyHeader,
+        responses: {
+          200: {
+            description: "The key's signing secret",
+            ...json({
+              type: 'object',
+              additionalProperties: false,
+              required: ['key_id', 'webhook_secret'],
+              properties: { key_id: { type: 'string' }, webhook_secret: { type: 'string', pattern: '^whsec_[0-9a-f]{64}$' } },
+            }),
+          },
+          400: errorResponse('WEBHOOKS_DISABLED: the gateway was started without --webhook-secret'),
+          401: errorResponse('No or bad key'),
+          403: errorResponse("A user key asking for another key's secret"),
+          404: errorResponse('No such key'),
+        },
+      },
+    },
     '/api/usage': {
       get: {
         summary: "The presenting key's own usage",
@@ -1059,12 +1081,13 @@ export const OPENAPI_DOCUMENT = {
       post: {
         summary: "A job's event, POSTed by the gateway to the job's webhook_url (needs --webhook-secret)",
         description:
-          'Verify Comfy-Gate-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" keyed with the secret>. ' +
+          'Verify Comfy-Gate-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" keyed with the key\'s signing secret (GET /api/keys/{key_id}/webhook-secret)>, ' +
+          "with a second v1 during a rotation's grace period: accept when one v1 matches. " +
           'A 2xx answer ends the delivery; anything else, or no answer within 10 s, is tried again with exponential backoff (docs/api.md "Webhooks").',
         parameters: [
           { name: 'Comfy-Gate-Event', in: 'header', required: true, schema: webhookEvent },
           { name: 'Comfy-Gate-Delivery', in: 'header', required: true, schema: { type: 'string' }, description: 'The delivery id, the same on every attempt' },
-          { name: 'Comfy-Gate-Signature', in: 'header', required: true, schema: { type: 'string', pattern: '^t=\\d+,v1=[0-9a-f]{64}$' } },
+          { name: 'Comfy-Gate-Signature', in: 'header', required: true, schema: { type: 'string', pattern: '^t=\\d+(,v1=[0-9a-f]{64}){1,2}$' } },
         ],
         requestBody: { required: true, ...json({ $ref: '#/components/schemas/WebhookEvent' }) },
         responses: { 200: { description: 'Any 2xx: delivered' } },

@@ -7,6 +7,7 @@ export type GatewayRoute =
   | { name: 'keys' }
   | { name: 'key'; keyId: string }
   | { name: 'key-rotate'; keyId: string }
+  | { name: 'key-webhook-secret'; keyId: string }
   | { name: 'audit' }
   | { name: 'usage' }
   | { name: 'usage-all' }
@@ -28,7 +29,8 @@ export type GatewayRoute =
 const JOB_PATH = /^\/api\/gateway\/jobs\/([^/]+)$/;
 const WORKFLOW_PATH = /^\/api\/gateway\/workflows\/([^/]+)(\/run)?$/;
 const DELIVERY_PATH = /^\/api\/gateway\/webhooks\/deliveries\/([A-Za-z0-9_-]{1,100})$/;
-const KEY_PATH = /^(?:\/api)?\/keys\/([A-Za-z0-9_-]{1,64})(\/rotate)?$/;
+const KEY_PATH = /^(?:\/api)?\/keys\/([A-Za-z0-9_-]{1,64})(\/rotate|\/webhook-secret)?$/;
+const KEY_SUBROUTES = { '/rotate': 'key-rotate', '/webhook-secret': 'key-webhook-secret' } as const;
 
 /** Matches the path (without query) of a gateway endpoint, or null for a path to proxy. */
 export function matchGatewayRoute(path: string): GatewayRoute | null {
@@ -78,7 +80,7 @@ export function matchGatewayRoute(path: string): GatewayRoute | null {
   if (delivery) return { name: 'webhook-delivery', deliveryId: delivery[1]! };
   const key = KEY_PATH.exec(path);
   if (!key) return null;
-  return key[2] ? { name: 'key-rotate', keyId: key[1]! } : { name: 'key', keyId: key[1]! };
+  return { name: key[2] ? KEY_SUBROUTES[key[2] as keyof typeof KEY_SUBROUTES] : 'key', keyId: key[1]! };
 }
 
 /** The path of a request target, without its query; null when the target is not a path (`*`, absolute form). */

@@ -10,13 +10,14 @@ import {
   type JobRecord,
   type JobStatus,
   type JobStore,
+  type KeyStore,
   type WebhookDelivery,
   type WebhookDeliveryStore,
   type WebhookEvent,
 } from '../store/types.js';
 import { deliveryLifetimeSeconds, nextAttemptAt } from './retry.js';
 import { sendDelivery } from './send.js';
-import { deliveryIdOf } from './signature.js';
+import { deliveryIdOf, signingSecretsOf } from './signature.js';
 
 /** The event a job's status means, if any. */
 export function eventOf(status: JobStatus): WebhookEvent | null {
@@ -41,8 +42,10 @@ export interface WebhookOutboxOptions {
   jobs: Pick<JobStore, 'list'>;
   /** A job as the jobs API shows it (the event's `data.job`). */
   view(job: JobRecord): Record<string, unknown>;
-  /** `--webhook-secret`. */
+  /** `--webhook-secret`, from which each key's signing secret is derived. */
   secret: string;
+  /** The keys, read at each attempt for the secrets of the delivery's key. */
+  keys: Pick<KeyStore, 'get'>;
   /** `--webhook-allow-private`. */
   allowPrivate: boolean;
   /** `--webhook-retry-base`, in seconds: the first retry's delay. */
@@ -221,15 +224,23 @@ export class WebhookOutbox {
   /** Sends one attempt and records it, with when to try again or how it ended. */
   private async attempt(claim: DeliveryClaim): Promise<void> {
     const { delivery } = claim;
-    const { secret, allowPrivate, retryBaseSeconds, log } = this.options;
+    const { secret, keys, allowPrivate, retryBaseSeconds, log } = this.options;
+    const key = keys.get(delivery.key_id);
     let attempt;
     try {
-      attempt = await sendDelivery(delivery, { secret, agent: this.agent, allowPrivate, signal: this.closing.signal });
+      attempt = key
+        ? await sendDelivery(delivery, {
+            signingSecrets: signingSecretsOf(secret, key, Date.now() / 1000),
+            agent: this.agent,
+            allowPrivate,
+            signal: this.closing.signal,
+          })
+        : { at: Date.now() / 1000, status: null, error: 'the key was deleted: there is no secret to sign the event with', duration_ms: 0 };
     } catch {
       return; // the gateway is closing
     }
     const ok = attempt.status !== null && attempt.status >= 200 && attempt.status < 300;
-    const retryAt = ok ? null : nextAttemptAt(delivery.created_at, delivery.attempts.length + 1, Date.now() / 1000, retryBaseSeconds);
+    const retryAt = ok || !key ? null : nextAttemptAt(delivery.created_at, delivery.attempts.length + 1, Date.now() / 1000, retryBaseSeconds);
     const state = ok ? 'delivered' : retryAt === null ? 'failed' : 'pending';
     const fields = { delivery_id: delivery.id, job_id: delivery.job_id, event: delivery.event, status: attempt.status, error: attempt.error };
     if (!ok)

@@ -10,7 +10,8 @@ import { signatureHeader } from './signature.js';
 export const DELIVERY_TIMEOUT_MS = 10_000;
 
 export interface SendOptions {
-  secret: string;
+  /** The secrets of the delivery's key (signature.ts `signingSecretsOf`): one `v1` signature each. */
+  signingSecrets: readonly string[];
   /** The connection pool for user-given URLs (outboundAgent). */
   agent: Agent;
   allowPrivate: boolean;
@@ -45,7 +46,7 @@ export async function sendDelivery(delivery: WebhookDelivery, options: SendOptio
         'user-agent': 'comfy-gate-webhook',
         'comfy-gate-event': delivery.event,
         'comfy-gate-delivery': delivery.id,
-        'comfy-gate-signature': signatureHeader(options.secret, delivery.body, Math.floor(Date.now() / 1000)),
+        'comfy-gate-signature': signatureHeader(options.signingSecrets, delivery.body, Math.floor(Date.now() / 1000)),
       },
       body: delivery.body,
       signal: AbortSignal.any([timeout, options.signal]),

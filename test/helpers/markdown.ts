@@ -87,3 +87,25 @@ export function brokenLinks(file: string, root = REPO_ROOT): string[] {
   }
   return problems;
 }
+
+/** The first fenced code block of a language (```js) in the section under a heading (up to the next heading of its level or higher). */
+export function codeUnder(markdown: string, heading: string, language: string): string {
+  const level = /^#+/.exec(heading)![0].length;
+  let inSection = false;
+  let block: string[] | null = null;
+  let fenced = false;
+  for (const line of markdown.split('\n')) {
+    if (line.startsWith('```')) {
+      if (inSection && block && fenced) return block.join('\n');
+      fenced = !fenced;
+      if (inSection && fenced && line === `\`\`\`${language}`) block = [];
+      continue;
+    }
+    if (block && fenced) block.push(line);
+    else if (!fenced && /^#+ /.test(line) && /^#+/.exec(line)![0].length <= level) {
+      if (inSection) break;
+      inSection = line === heading;
+    }
+  }
+  throw new Error(`no ${language} block under ${heading}`);
+}

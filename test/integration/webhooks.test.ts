@@ -2,10 +2,13 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { SAVE_WORKFLOW } from '../helpers/comfy-client.js';
@@ -13,6 +16,7 @@ import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { runCli, startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send, type TestResponse } from '../helpers/http-client.js';
 import { createKey, type CreatedKey } from '../helpers/keys.js';
+import { codeUnder, REPO_ROOT } from '../helpers/markdown.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 const SECRET = 'test-webhook-secret-0123456789abcdef';
@@ -93,17 +97,24 @@ class Receiver {
   }
 }
 
-/** Checks a signature with Python's hmac and hashlib, as a receiver written in Python would: resolves "valid" or "invalid". */
-function verifyInPython(header: string, body: Buffer): string {
+/** The README's `verify` in JavaScript, as a receiver would paste it. */
+async function readmeVerifyInJs(): Promise<(secret: string, header: string, rawBody: string) => boolean> {
+  const folder = await mkdtemp(join(tmpdir(), 'verify-'));
+  const file = join(folder, 'verify.mjs');
+  await writeFile(file, codeUnder(readFileSync(join(REPO_ROOT, 'README.md'), 'utf8'), '## Verify a webhook', 'js'));
+  const module = (await import(pathToFileURL(file).href)) as { verify: (secret: string, header: string, rawBody: string) => boolean };
+  await rm(folder, { recursive: true });
+  return module.verify;
+}
+
+/** Checks a signature with the README's `verify` in Python (hmac and hashlib), as a receiver written in Python would: "valid" or "invalid". */
+function verifyInPython(secret: string, header: string, body: Buffer): string {
   const script = [
-    'import hashlib, hmac, sys',
-    'secret, header = sys.argv[1], sys.argv[2]',
-    'body = sys.stdin.buffer.read()',
-    "parts = dict(item.split('=', 1) for item in header.split(','))",
-    "expected = hmac.new(secret.encode(), parts['t'].encode() + b'.' + body, hashlib.sha256).hexdigest()",
-    "print('valid' if hmac.compare_digest(expected, parts['v1']) else 'invalid')",
+    codeUnder(readFileSync(join(REPO_ROOT, 'README.md'), 'utf8'), '## Verify a webhook', 'python'),
+    'import sys',
+    "print('valid' if verify(sys.argv[1], sys.argv[2], sys.stdin.buffer.read()) else 'invalid')",
   ].join('\n');
-  const result = spawnSync('python3', ['-c', script, SECRET, header], { input: body, encoding: 'utf8' });
+  const result = spawnSync('python3', ['-c', script, secret, header], { input: body, encoding: 'utf8' });
   assert.equal(result.status, 0, result.stderr);
   return result.stdout.trim();
 }
@@ -156,6 +167,11 @@ describe('webhooks', () => {
     assert.equal(res.status, 200, res.text);
     return res.json<Delivery>();
   };
+  const webhookSecretOf = async (key: string, keyId: string): Promise<string> => {
+    const res = await send(gateway.url, `/api/keys/${keyId}/webhook-secret`, { key });
+    assert.equal(res.status, 200, res.text);
+    return res.json<{ webhook_secret: string }>().webhook_secret;
+  };
   const eventsAt = (path: string): Event[] => receiver.to(path).map((r) => JSON.parse(r.body.toString('utf8')) as Event);
 
   before(async () => {
@@ -186,8 +202,12 @@ describe('webhooks', () => {
     assert.match(signature, /^t=\d+,v1=[0-9a-f]{64}$/);
     const t = Number(/^t=(\d+)/.exec(signature)![1]);
     assert.ok(Math.abs(t - Date.now() / 1000) < 60, 't is the time of sending');
-    assert.equal(verifyInPython(signature, got!.body), 'valid');
-    assert.equal(verifyInPython(signature, Buffer.concat([got!.body, Buffer.from(' ')])), 'invalid', 'a changed body does not verify');
+    const aliceSecret = await webhookSecretOf(alice.api_key, alice.key_id);
+    assert.equal(verifyInPython(aliceSecret, signature, got!.body), 'valid');
+    assert.equal(verifyInPython(aliceSecret, signature, Buffer.concat([got!.body, Buffer.from(' ')])), 'invalid', 'a changed body does not verify');
+    const verify = await readmeVerifyInJs();
+    assert.equal(verify(aliceSecret, signature, got!.body.toString('utf8')), true, "the README's JavaScript verifies it");
+    assert.equal(verify(aliceSecret, signature, `${got!.body.toString('utf8')} `), false);
 
     const event = eventsAt('/ok/1')[0]!;
     assert.equal(event.type, 'job.succeeded');
@@ -214,6 +234,99 @@ describe('webhooks', () => {
     assert.equal(receiver.to('/ok/1').length, 1, 'job.started is not sent unless asked for');
   });
 
+  test("each key's deliveries verify only with its own signing secret; a key reads its own, an admin any key's, and each read is audited", async () => {
+    const carol = await createKey(gateway.url, { name: 'carol', rate_limit: 10_000 }, admin);
+    const res = await run(carol.api_key, { prompt: SAVE_WORKFLOW, wait: 30, webhook_url: receiver.url('/ok/carol') });
+    assert.equal(res.status, 200, res.text);
+    const [got] = await waitFor(() => receiver.to('/ok/carol').length > 0 && receiver.to('/ok/carol'), 'the event', 10_000);
+    const signature = String(got!.headers['comfy-gate-signature']);
+    const carolSecret = await webhookSecretOf(carol.api_key, carol.key_id);
+    const aliceSecret = await webhookSecretOf(alice.api_key, alice.key_id);
+    assert.match(carolSecret, /^whsec_[0-9a-f]{64}$/);
+    assert.notEqual(carolSecret, aliceSecret);
+    assert.equal(await webhookSecretOf(admin, carol.key_id), carolSecret, 'an admin reads the same secret');
+    assert.equal(verifyInPython(carolSecret, signature, got!.body), 'valid');
+    assert.equal(verifyInPython(aliceSecret, signature, got!.body), 'invalid', "another key's secret does not verify it");
+    assert.equal(verifyInPython(SECRET, signature, got!.body), 'invalid', "nor does the gateway's own secret");
+
+    const others = await send(gateway.url, `/api/keys/${carol.key_id}/webhook-secret`, { key: alice.api_key });
+    assert.equal(others.status, 403, others.text);
+    assert.equal(others.json<{ error_code: string }>().error_code, 'FORBIDDEN');
+    assert.doesNotMatch(others.text, /whsec_/);
+    assert.equal((await send(gateway.url, `/api/keys/${carol.key_id}/webhook-secret`)).status, 401);
+    const unknown = await send(gateway.url, '/api/keys/nosuchkey0000000000000/webhook-secret', { key: admin });
+    assert.equal(unknown.status, 404, unknown.text);
+    assert.equal((await send(gateway.url, `/api/keys/${carol.key_id}/webhook-secret`, { method: 'POST', key: admin, body: {} })).status, 405);
+    const bare = await send(gateway.url, `/keys/${carol.key_id}/webhook-secret`, { key: carol.api_key });
+    assert.equal(bare.json<{ webhook_secret: string }>().webhook_secret, carolSecret, 'the bare path, as /keys is served');
+    assert.equal(bare.headers['cache-control'], 'no-store');
+
+    const audit = (await send(gateway.url, '/api/audit?limit=1000', { key: admin })).json<{
+      entries: Array<{ actor: string; action: string; key_id: string }>;
+    }>();
+    const reads = audit.entries.filter((e) => e.action === 'key.webhook_secret' && e.key_id === carol.key_id);
+    assert.deepEqual(reads.map((e) => (e.actor === carol.key_id ? 'carol' : e.actor === 'cli' ? 'cli' : 'admin')).sort(), ['admin', 'carol', 'carol']);
+  });
+
+  test('a rotation gives the key a new signing secret; during its grace each delivery is signed with both, after it with the new one only', async () => {
+    const dave = await createKey(gateway.url, { name: 'dave', rate_limit: 10_000 }, admin);
+    const before = await webhookSecretOf(dave.api_key, dave.key_id);
+    const rotated = await send(gateway.url, `/api/keys/${dave.key_id}/rotate`, { method: 'POST', key: admin, body: { grace_seconds: 3600 } });
+    assert.equal(rotated.status, 200, rotated.text);
+    const newKey = rotated.json<{ api_key: string }>().api_key;
+    const after = await webhookSecretOf(newKey, dave.key_id);
+    assert.notEqual(after, before);
+    const graced = await run(newKey, { prompt: SAVE_WORKFLOW, wait: 30, webhook_url: receiver.url('/ok/dave-grace') });
+    assert.equal(graced.status, 200, graced.text);
+    const [inGrace] = await waitFor(() => receiver.to('/ok/dave-grace').length > 0 && receiver.to('/ok/dave-grace'), 'the event', 10_000);
+    const both = String(inGrace!.headers['comfy-gate-signature']);
+    assert.match(both, /^t=\d+,v1=[0-9a-f]{64},v1=[0-9a-f]{64}$/);
+    assert.equal(verifyInPython(after, both, inGrace!.body), 'valid');
+    assert.equal(verifyInPython(before, both, inGrace!.body), 'valid', 'a receiver not yet switched over still verifies');
+    const verify = await readmeVerifyInJs();
+    assert.equal(verify(after, both, inGrace!.body.toString('utf8')), true);
+    assert.equal(verify(before, both, inGrace!.body.toString('utf8')), true);
+
+    const again = await send(gateway.url, `/api/keys/${dave.key_id}/rotate`, { method: 'POST', key: admin, body: {} });
+    const latestKey = again.json<{ api_key: string }>().api_key;
+    const latest = await webhookSecretOf(latestKey, dave.key_id);
+    const done = await run(latestKey, { prompt: SAVE_WORKFLOW, wait: 30, webhook_url: receiver.url('/ok/dave-done') });
+    assert.equal(done.status, 200, done.text);
+    const [afterGrace] = await waitFor(() => receiver.to('/ok/dave-done').length > 0 && receiver.to('/ok/dave-done'), 'the event', 10_000);
+    const one = String(afterGrace!.headers['comfy-gate-signature']);
+    assert.match(one, /^t=\d+,v1=[0-9a-f]{64}$/);
+    assert.equal(verifyInPython(latest, one, afterGrace!.body), 'valid');
+    for (const old of [before, after]) assert.equal(verifyInPython(old, one, afterGrace!.body), 'invalid', 'a replaced secret no longer verifies');
+  });
+
+  test("a deleted key's pending deliveries are given up without being sent", async () => {
+    receiver.down = true;
+    const erin = await createKey(gateway.url, { name: 'erin', rate_limit: 10_000 }, admin);
+    const res = await run(erin.api_key, { prompt: SAVE_WORKFLOW, wait: 30, webhook_url: receiver.url('/down/erin') });
+    const jobId = res.json<{ id: string }>().id;
+    await waitFor(() => receiver.to('/down/erin').length >= 1, 'a failed attempt', 10_000);
+    assert.equal((await send(gateway.url, `/api/keys/${erin.key_id}`, { method: 'DELETE', key: admin })).status, 200);
+    receiver.down = false;
+    const [given] = await waitFor(
+      async () => {
+        const list = await deliveriesOf(jobId);
+        return list[0]?.state === 'failed' && list;
+      },
+      'the delivery to be given up',
+      10_000,
+    );
+    const detail = await delivery(given!.id);
+    assert.match(detail.attempts.at(-1)!.error ?? '', /key was deleted/);
+    assert.equal(detail.attempts.at(-1)!.status, null);
+    assert.ok(
+      receiver.to('/down/erin').every((r) => r.status === 500),
+      'no attempt reached the receiver after the deletion',
+    );
+    const sent = receiver.to('/down/erin').length;
+    await new Promise((resolve) => setTimeout(resolve, 4 * RETRY_BASE * 1000));
+    assert.equal(receiver.to('/down/erin').length, sent, 'nothing more was sent');
+  });
+
   test('a receiver that fails twice gets the event a third time, after a backoff that doubles; all three attempts are recorded', async () => {
     const path = '/fail/2/a';
     const res = await run(alice.api_key, { prompt: SAVE_WORKFLOW, wait: 30, webhook_url: receiver.url(path) });
@@ -235,7 +348,8 @@ describe('webhooks', () => {
     assert.ok(gaps[0]! >= RETRY_BASE * 1000 - 20, `first retry after about ${RETRY_BASE} s: ${gaps[0]} ms`);
     assert.ok(gaps[1]! >= 2 * RETRY_BASE * 1000 - 20, `second retry after about twice that: ${gaps[1]} ms`);
     assert.equal(new Set(tries.map((r) => r.headers['comfy-gate-delivery'])).size, 1, 'one delivery id on every attempt');
-    for (const attempt of tries) assert.equal(verifyInPython(String(attempt.headers['comfy-gate-signature']), attempt.body), 'valid');
+    const aliceSecret = await webhookSecretOf(alice.api_key, alice.key_id);
+    for (const attempt of tries) assert.equal(verifyInPython(aliceSecret, String(attempt.headers['comfy-gate-signature']), attempt.body), 'valid');
     const detail = await delivery(stored!.id);
     assert.deepEqual(
       detail.attempts.map((a) => a.status),
@@ -476,6 +590,10 @@ describe('webhook refusals', () => {
       assert.equal(ran.json<{ status: string }>().status, 'success');
       const list = await send(gateway.url, '/api/gateway/webhooks/deliveries', { key: admin });
       assert.deepEqual(list.json<{ deliveries: unknown[] }>().deliveries, [], 'no delivery was enqueued');
+      const secret = await send(gateway.url, `/api/keys/${user.key_id}/webhook-secret`, { key: user.api_key });
+      assert.equal(secret.status, 400, secret.text);
+      assert.equal(secret.json<{ error_code: string }>().error_code, 'WEBHOOKS_DISABLED');
+      assert.match(secret.json<{ error: string }>().error, /start the gateway with --webhook-secret/);
     } finally {
       await gateway.stop();
     }
@@ -483,7 +601,7 @@ describe('webhook refusals', () => {
   });
 });
 
-describe('comfy-gate keys --webhook-url', () => {
+describe('comfy-gate keys --webhook-url and webhook-secret', () => {
   test('create and update take a URL or none; a URL that is not http(s) exits with 2 and changes nothing', async () => {
     const dir = await tempUserDirectory();
     try {
@@ -502,6 +620,48 @@ describe('comfy-gate keys --webhook-url', () => {
       assert.equal(cleared.code, 0, cleared.stderr);
       assert.equal((JSON.parse(cleared.stdout) as { key: { webhook_url: unknown } }).key.webhook_url, null);
     } finally {
+      await dir.remove();
+    }
+  });
+
+  test("keys webhook-secret prints the key's signing secret as the gateway serves it, given the gateway's secret, and audits the read", async () => {
+    const dir = await tempUserDirectory();
+    const comfy = await startFakeComfyUI({ stepDelayMs: 5 });
+    try {
+      const keys = (args: string[], env: Record<string, string> = {}) => runCli(['keys', ...args, '--user-directory', dir.path], env);
+      const created = await keys(['create', '--name', 'cli', '--json']);
+      const { key_id: keyId, api_key: apiKey } = JSON.parse(created.stdout) as { key_id: string; api_key: string };
+      const missing = await keys(['webhook-secret', keyId]);
+      assert.equal(missing.code, 2, missing.stderr);
+      assert.match(missing.stderr, /COMFY_GATE_WEBHOOK_SECRET/);
+      const short = await keys(['webhook-secret', keyId, '--webhook-secret', 'short']);
+      assert.equal(short.code, 2, short.stderr);
+      assert.match(short.stderr, /at least 16 characters/);
+      const printed = await keys(['webhook-secret', keyId], { COMFY_GATE_WEBHOOK_SECRET: SECRET });
+      assert.equal(printed.code, 0, printed.stderr);
+      assert.match(printed.stdout.trim(), /^whsec_[0-9a-f]{64}$/);
+      const json = await keys(['webhook-secret', keyId, '--webhook-secret', SECRET, '--json']);
+      assert.deepEqual(JSON.parse(json.stdout), { key_id: keyId, webhook_secret: printed.stdout.trim() });
+      const unknown = await keys(['webhook-secret', 'nosuchkey0000000000000'], { COMFY_GATE_WEBHOOK_SECRET: SECRET });
+      assert.notEqual(unknown.code, 0);
+
+      const gateway = await startGateway({ upstream: comfy.url, userDirectory: dir.path, args: ['--require-api-auth', '--webhook-secret', SECRET] });
+      try {
+        const served = await send(gateway.url, `/api/keys/${keyId}/webhook-secret`, { key: apiKey });
+        assert.equal(served.json<{ webhook_secret: string }>().webhook_secret, printed.stdout.trim());
+      } finally {
+        await gateway.stop();
+      }
+      const audit = await runCli(['audit', '--user-directory', dir.path, '--json']);
+      const reads = (JSON.parse(audit.stdout) as { entries: Array<{ actor: string; action: string }> }).entries.filter(
+        (e) => e.action === 'key.webhook_secret',
+      );
+      assert.deepEqual(
+        reads.map((e) => e.actor),
+        ['cli', 'cli', keyId],
+      );
+    } finally {
+      await comfy.close();
       await dir.remove();
     }
   });

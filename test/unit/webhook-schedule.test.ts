@@ -5,7 +5,8 @@ import { createHmac } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { eventOf } from '../../src/webhooks/outbox.js';
 import { DEFAULT_RETRY_BASE_SECONDS, nextAttemptAt } from '../../src/webhooks/retry.js';
-import { deliveryIdOf, signatureHeader } from '../../src/webhooks/signature.js';
+import type { KeyRecord } from '../../src/store/types.js';
+import { deliveryIdOf, signatureHeader, signingSecret, signingSecretsOf } from '../../src/webhooks/signature.js';
 
 describe('webhook retry schedule', () => {
   test('with the default base: 10 s, doubling, at most an hour apart, given up once a try would come after 24 hours', () => {
@@ -44,11 +45,33 @@ describe('delivery ids and signatures', () => {
     assert.notEqual(deliveryIdOf('job-1', 'job.succeeded'), deliveryIdOf('job-2', 'job.succeeded'));
   });
 
-  test('the signature is the hex HMAC-SHA256 of "<t>.<body>"', () => {
+  test('the signature is the hex HMAC-SHA256 of "<t>.<body>", one v1 entry per secret', () => {
     const body = '{"id":"whd_1","type":"job.succeeded"}';
-    const expected = createHmac('sha256', 'a-secret-of-16-chars').update(`1767225600.${body}`).digest('hex');
-    assert.equal(signatureHeader('a-secret-of-16-chars', body, 1767225600), `t=1767225600,v1=${expected}`);
-    assert.notEqual(signatureHeader('another-secret-16', body, 1767225600), `t=1767225600,v1=${expected}`);
+    const hmac = (secret: string): string => createHmac('sha256', secret).update(`1767225600.${body}`).digest('hex');
+    assert.equal(signatureHeader(['whsec_a'], body, 1767225600), `t=1767225600,v1=${hmac('whsec_a')}`);
+    assert.equal(signatureHeader(['whsec_a', 'whsec_b'], body, 1767225600), `t=1767225600,v1=${hmac('whsec_a')},v1=${hmac('whsec_b')}`);
+    assert.notEqual(hmac('whsec_a'), hmac('whsec_b'));
+  });
+
+  test("a key's signing secret depends on the gateway's secret, the key_id and the key's current API key", () => {
+    const secret = signingSecret('gateway-secret-0123', 'key-1', 'a'.repeat(64));
+    assert.match(secret, /^whsec_[0-9a-f]{64}$/);
+    assert.equal(signingSecret('gateway-secret-0123', 'key-1', 'a'.repeat(64)), secret, 'the same on every replica and run');
+    for (const other of [
+      signingSecret('gateway-secret-0124', 'key-1', 'a'.repeat(64)),
+      signingSecret('gateway-secret-0123', 'key-2', 'a'.repeat(64)),
+      signingSecret('gateway-secret-0123', 'key-1', 'b'.repeat(64)),
+    ])
+      assert.notEqual(other, secret);
+  });
+
+  test("a rotated-out API key's signing secret signs too, only while the old API key works", () => {
+    const key = { key_id: 'key-1', key_hash: 'b'.repeat(64), previous_key_hash: 'a'.repeat(64), previous_key_valid_until: 1000 } as KeyRecord;
+    const current = signingSecret('gateway-secret-0123', 'key-1', 'b'.repeat(64));
+    const previous = signingSecret('gateway-secret-0123', 'key-1', 'a'.repeat(64));
+    assert.deepEqual(signingSecretsOf('gateway-secret-0123', key, 999), [current, previous]);
+    assert.deepEqual(signingSecretsOf('gateway-secret-0123', key, 1000), [current]);
+    assert.deepEqual(signingSecretsOf('gateway-secret-0123', { ...key, previous_key_hash: null, previous_key_valid_until: null }, 0), [current]);
   });
 
   test('statuses and events', () => {

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { usableKeyError } from '../../auth/authenticate.js';
+import { ConfigError, parseWebhookSecret } from '../../config/load.js';
 import { createdKeyBody, creationAuditDetails, newKey, rotatedKey } from '../../auth/new-key.js';
 import { auditActionOf, checkKeyWebhookUrl, parseCreateKey, parsePatchKey, type KeyUpdateInput } from '../../server/key-input.js';
 import { createUsageFileIfMissing } from '../../store/file/file-usage-store.js';
@@ -10,6 +11,7 @@ import { createStoreDirectory } from '../../store/file/store-permissions.js';
 import { isQuota, toPublicKey } from '../../store/key-record.js';
 import { KEY_QUOTA_FIELDS, MAX_KEY_QUOTA, type KeyQuotas, type KeyRecord, type PublicKeyRecord } from '../../store/types.js';
 import { usageStats } from '../../usage/report.js';
+import { signingSecret } from '../../webhooks/signature.js';
 import {
   chooseSubcommand,
   allowUnsafeStoreOf,
@@ -47,6 +49,7 @@ Commands:
   enable KEY_ID               Accept a disabled key again
   rotate KEY_ID [--grace D]   Give the key a new secret; the old one keeps working for the grace period
   delete KEY_ID [--yes]       Delete the key for good (its usage stays in comfy-gate usage)
+  webhook-secret KEY_ID       The secret the key's webhook deliveries are signed with
 
 Every command takes --user-directory DIR and --json (JSON for scripts instead of a table).
 comfy-gate keys COMMAND --help describes a command.`;
@@ -240,6 +243,25 @@ ${USER_DIRECTORY_HELP}
   --yes                 Delete without asking
 ${JSON_HELP}`,
     run: deleteKey,
+  },
+  'webhook-secret': {
+    flags: { 'webhook-secret': { type: 'string' }, json: { type: 'boolean' } },
+    keyId: true,
+    help: `Usage: comfy-gate keys webhook-secret KEY_ID [--webhook-secret SECRET] [--json]
+
+Prints the secret that the key's webhook deliveries are signed with, for the key's
+receiver to verify them (see docs/api.md "Webhooks"). It is derived from the gateway's
+--webhook-secret and the key's current API key: give the same --webhook-secret (or
+COMFY_GATE_WEBHOOK_SECRET) as the gateway. Rotating the key gives it a new one.
+The read is written to the audit trail.
+
+Options:
+${USER_DIRECTORY_HELP}
+  --webhook-secret SECRET
+                        The gateway's --webhook-secret (default: env COMFY_GATE_WEBHOOK_SECRET;
+                        prefer the variable: a flag's value shows in the process list)
+  --json                Print the same JSON object as GET /api/keys/{key_id}/webhook-secret`,
+    run: showWebhookSecret,
   },
 };
 
@@ -564,6 +586,24 @@ async function setActive(input: Run, active: boolean): Promise<number> {
     return 0;
   }
   return applyPatch(input, { is_active: active });
+}
+
+async function showWebhookSecret({ values, keyId, directory, allowUnsafe, ctx, help }: Run): Promise<number> {
+  const given = stringFlag(values, 'webhook-secret') ?? (ctx.env.COMFY_GATE_WEBHOOK_SECRET || undefined);
+  let gatewaySecret: string | null;
+  try {
+    gatewaySecret = parseWebhookSecret(given);
+  } catch (error) {
+    throw error instanceof ConfigError ? new UsageError(error.message, help) : error;
+  }
+  if (gatewaySecret === null) throw new UsageError("give the gateway's --webhook-secret (or set COMFY_GATE_WEBHOOK_SECRET)", help);
+  await requireStoreDirectory(directory, allowUnsafe);
+  const record = await withKeyStore(directory, async (store) => requireKey(store, keyId));
+  await auditFromCli(directory, { ts: ctx.now(), action: 'key.webhook_secret', key_id: keyId });
+  const secret = signingSecret(gatewaySecret, keyId, record.key_hash);
+  if (values.json) printJson({ key_id: keyId, webhook_secret: secret });
+  else console.log(secret);
+  return 0;
 }
 
 async function rotateKey({ values, keyId, directory, allowUnsafe, ctx, help }: Run): Promise<number> {
