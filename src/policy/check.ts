@@ -1,6 +1,7 @@
 // Checks a prompt against its key's prompt policy before it is admitted: node globs, sizes, steps, frames and body size.
 
 import { promptPolicy, type PolicyViolation } from '../errors.js';
+import { inputValue } from '../isolation/input-value.js';
 import type { KeyRecord } from '../store/types.js';
 import type { PolicyLimitField, PromptPolicy } from './schema.js';
 
@@ -61,7 +62,8 @@ export interface PromptOrigin {
  * (unless the prompt is a registered workflow's), max_prompt_bytes, then node by node (deny_nodes,
  * allow_nodes, then each input read).
  * A linked input (`[node_id, slot]`) of a limited field is a violation too: its value is known only
- * when ComfyUI runs the graph. A numeric string counts as its number (ComfyUI converts it).
+ * when ComfyUI runs the graph. A value wrapped as `{"__value__": v}` is read as v (ComfyUI unwraps it).
+ * A numeric string counts as its number (ComfyUI converts it); any other string is a violation (see literalNumber).
  * @throws GatewayError 403 PROMPT_POLICY
  */
 export function checkPrompt(policy: PromptPolicy, prompt: unknown, bodyBytes: number, origin: PromptOrigin = {}): void {
@@ -93,24 +95,29 @@ export function promptViolations(policy: PromptPolicy, prompt: unknown, bodyByte
     if (!read || typeof inputs !== 'object' || inputs === null) continue;
     for (const [input, rule] of Object.entries(read)) {
       const limit = policy[rule];
-      const given = (inputs as Record<string, unknown>)[input];
+      const given = inputValue((inputs as Record<string, unknown>)[input]);
       if (limit === undefined || given === undefined) continue;
       if (Array.isArray(given)) violations.push({ node_id: nodeId, rule, limit, value: 'linked' });
       else {
         const value = literalNumber(given);
-        if (value !== undefined && value > limit) violations.push({ node_id: nodeId, rule, limit, value });
+        if (value === 'text' || (value !== undefined && value > limit)) violations.push({ node_id: nodeId, rule, limit, value });
       }
     }
   }
   return violations;
 }
 
-/** A number as ComfyUI reads an INT input: a number, or a string holding one; undefined for anything else (ComfyUI refuses it). */
-function literalNumber(value: unknown): number | undefined {
+/**
+ * An INT input's literal as the gateway compares it: a number, or a string holding one. Any other string
+ * is `'text'`: ComfyUI reads it with Python's int(), which takes more than JavaScript's Number does
+ * (`"1_000"`, digits of other scripts, other whitespace). Undefined for anything else (ComfyUI refuses
+ * it, or reads a boolean as 0 or 1).
+ */
+function literalNumber(value: unknown): number | 'text' | undefined {
   if (typeof value === 'number') return Number.isNaN(value) ? undefined : value;
-  if (typeof value !== 'string' || value.trim() === '') return undefined;
-  const number = Number(value);
-  return Number.isNaN(number) ? undefined : number;
+  if (typeof value !== 'string') return undefined;
+  const number = value.trim() === '' ? NaN : Number(value);
+  return Number.isNaN(number) ? 'text' : number;
 }
 
 /** A whole-string, case-sensitive match for a glob where `*` stands for any run of characters. */

@@ -155,6 +155,29 @@ describe('prompt policy', () => {
       within: graph(),
     },
     {
+      rule: 'max_steps, a value wrapped as {"__value__": ...} (ComfyUI unwraps it)',
+      policy: { max_steps: 25 },
+      prompt: graph((g) => (g['3']!.inputs.steps = { __value__: 500 })),
+      expected: [{ node_id: '3', rule: 'max_steps', limit: 25, value: 500 }],
+      within: graph((g) => (g['3']!.inputs.steps = { __value__: 20 })),
+    },
+    {
+      rule: 'limited inputs given as text that ComfyUI reads as a number and the gateway does not',
+      policy: { max_width: 1024, max_height: 1024, max_batch_size: 2 },
+      prompt: graph((g) => {
+        // Python's int() reads digit separators, digits of every script and the separators \x1c-\x1f as whitespace.
+        g['5']!.inputs.width = '4_096';
+        g['5']!.inputs.height = '\uff14\uff10\uff19\uff16';
+        g['5']!.inputs.batch_size = { __value__: '\x1c64' };
+      }),
+      expected: [
+        { node_id: '5', rule: 'max_width', limit: 1024, value: 'text' },
+        { node_id: '5', rule: 'max_height', limit: 1024, value: 'text' },
+        { node_id: '5', rule: 'max_batch_size', limit: 2, value: 'text' },
+      ],
+      within: graph((g) => (g['5']!.inputs.width = ' 512 ')),
+    },
+    {
       rule: 'max_frames',
       policy: { max_frames: 33 },
       prompt: graph((g) => (g['5'] = { class_type: 'EmptyHunyuanLatentVideo', inputs: { width: 848, height: 480, length: 65, batch_size: 1 } })),

@@ -16,14 +16,19 @@ describe('prompt policy check', () => {
     assert.ok(globPattern('Load(Image)?').test('Load(Image)?'), 'regular expression characters are literal');
   });
 
-  test('numbers, numeric strings and links are read; other values are left to ComfyUI', () => {
+  test('numbers, numeric strings, wrapped values and links are read; other text is refused; other values are left to ComfyUI', () => {
     const prompt = (steps: unknown) => ({ '3': { class_type: 'KSampler', inputs: { steps } } });
     const violations = (steps: unknown) => promptViolations({ max_steps: 30 }, prompt(steps), 0);
     assert.deepEqual(violations(30), []);
     assert.deepEqual(violations(31), [{ node_id: '3', rule: 'max_steps', limit: 30, value: 31 }]);
     assert.deepEqual(violations(' 31 '), [{ node_id: '3', rule: 'max_steps', limit: 30, value: 31 }]);
     assert.deepEqual(violations(['7', 0]), [{ node_id: '3', rule: 'max_steps', limit: 30, value: 'linked' }]);
-    for (const other of [null, 'many', true, {}]) assert.deepEqual(violations(other), [], JSON.stringify(other));
+    assert.deepEqual(violations({ __value__: 31 }), [{ node_id: '3', rule: 'max_steps', limit: 30, value: 31 }]);
+    assert.deepEqual(violations({ __value__: ['7', 0] }), [{ node_id: '3', rule: 'max_steps', limit: 30, value: 'linked' }]);
+    for (const text of ['many', '', '3_1', '\u0663\u0661', '\x1f31']) {
+      assert.deepEqual(violations(text), [{ node_id: '3', rule: 'max_steps', limit: 30, value: 'text' }], JSON.stringify(text));
+    }
+    for (const other of [null, true, {}, { value: 31 }]) assert.deepEqual(violations(other), [], JSON.stringify(other));
     assert.deepEqual(promptViolations({ max_width: 10 }, prompt(500), 0), [], 'a limit on another input');
     assert.deepEqual(promptViolations({ max_steps: 30 }, { '1': { class_type: 'MyCustomSampler', inputs: { steps: 500 } } }, 0), [], 'a node type not read');
   });
