@@ -226,6 +226,24 @@ describe('prompt policy', () => {
     });
   }
 
+  test('a body the gateway cannot read as JSON, which ComfyUI may still read, gets 400 and ComfyUI gets nothing', async () => {
+    const key = await keyWith({ deny_nodes: ['Save*'], max_steps: 25 });
+    const text = JSON.stringify({ prompt: graph((g) => (g['3']!.inputs.steps = 500)) });
+    // Python's json reads NaN and Infinity, and aiohttp decodes the body with the charset its Content-Type names.
+    const bodies: Array<[string, Buffer, string]> = [
+      ['NaN', Buffer.from(`${text.slice(0, -1)}, "note": NaN}`), 'application/json'],
+      ['-Infinity', Buffer.from(`${text.slice(0, -1)}, "note": -Infinity}`), 'application/json'],
+      ['UTF-16', Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]), 'application/json; charset=utf-16'],
+    ];
+    for (const [what, body, contentType] of bodies) {
+      const sentBefore = promptsSent();
+      const res = await send(gateway.url, '/api/prompt', { method: 'POST', key, body, headers: { 'content-type': contentType } });
+      assert.equal(res.status, 400, `${what}: ${res.text}`);
+      assert.equal(res.json().error_code, 'INVALID_REQUEST', what);
+      assert.equal(promptsSent(), sentBefore, `${what}: ComfyUI received nothing`);
+    }
+  });
+
   test('max_prompt_bytes: measured on the raw body, refused with the size', async () => {
     const key = await keyWith({ max_prompt_bytes: 600 });
     const small = JSON.stringify({ prompt: graph() });
