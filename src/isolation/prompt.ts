@@ -60,7 +60,7 @@ export async function admitPrompt(
   webhook: JobWebhook | null = null,
 ): Promise<UpstreamAnswer> {
   const policy = effectivePolicy(caller.key, ctx.defaultPolicy);
-  if (policy) checkPrompt(policy, body.prompt, bodyBytes, origin);
+  if (policy) checkPrompt(policy, body.prompt, bodyBytes, origin, await ctx.nodeReplacements());
   const keyId = caller.key.key_id;
   if (body.prompt_id !== undefined && body.prompt_id !== null && typeof body.prompt_id !== 'string') {
     throw invalidRequest('prompt_id must be a string (or left out, and one is made).', [{ field: 'prompt_id', problem: `a ${typeof body.prompt_id}` }]);

@@ -110,6 +110,19 @@ describe('prompt policy', () => {
       expected: [{ node_id: '3', rule: 'deny_nodes', limit: 'KSampler', value: 'KSampler' }],
     },
     {
+      rule: 'deny_nodes, an old class_type ComfyUI runs as a denied node (GET /node_replacements)',
+      policy: { deny_nodes: ['GeminiNanoBanana2V2', 'ImageScaleToMaxDimension'] },
+      prompt: graph((g) => {
+        g['7'] = { class_type: 'GeminiNanoBanana2', inputs: { prompt: 'a cat', model: 'gemini', seed: 1 } };
+        g['8'] = { class_type: 'ResizeImagesByLongerEdge', inputs: { images: ['3', 0], longer_edge: 1024 } };
+      }),
+      expected: [
+        { node_id: '7', rule: 'deny_nodes', limit: 'GeminiNanoBanana2V2', value: 'GeminiNanoBanana2V2' },
+        { node_id: '8', rule: 'deny_nodes', limit: 'ImageScaleToMaxDimension', value: 'ImageScaleToMaxDimension' },
+      ],
+      within: graph(),
+    },
+    {
       rule: 'max_width',
       policy: { max_width: 1024 },
       prompt: graph((g) => (g['5']!.inputs.width = 2048)),

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { effectivePolicy, globPattern, promptViolations } from '../../src/policy/check.js';
+import { parseNodeReplacements } from '../../src/policy/node-replacements.js';
 import { parsePolicy, policyProblems } from '../../src/policy/schema.js';
 
 describe('prompt policy check', () => {
@@ -14,6 +15,41 @@ describe('prompt policy check', () => {
     assert.ok(!globPattern('saveimage').test('SaveImage'), 'case-sensitive');
     assert.ok(!globPattern('Load.Image').test('LoadXImage'), 'a dot is a dot');
     assert.ok(globPattern('Load(Image)?').test('Load(Image)?'), 'regular expression characters are literal');
+  });
+
+  test("a node whose class_type ComfyUI replaces is checked as it is and as the node ComfyUI runs, with the mapping's inputs", () => {
+    const replacements = parseNodeReplacements({
+      OldLatent: [
+        {
+          new_node_id: 'EmptyLatentImage',
+          input_mapping: [
+            { new_id: 'width', old_id: 'w' },
+            { new_id: 'height', set_value: 4096 },
+            { new_id: 'batch_size', old_id: 'missing' },
+          ],
+        },
+        { new_node_id: 'NotApplied' },
+      ],
+      Unreadable: [{ new_node_id: 5 }],
+      NoMapping: [{ new_node_id: 'KSampler', input_mapping: null }],
+    });
+    assert.deepEqual([...replacements.keys()], ['OldLatent', 'NoMapping'], 'the first replacement of each, those readable');
+    const prompt = {
+      '1': { class_type: 'OldLatent', inputs: { w: '2048', missing: undefined } },
+      '2': { class_type: 'NoMapping', inputs: { steps: 500 } },
+    };
+    assert.deepEqual(promptViolations({ max_width: 1024, max_height: 1024, max_steps: 30, deny_nodes: ['Old*'] }, prompt, 0, {}, replacements), [
+      { node_id: '1', rule: 'deny_nodes', limit: 'Old*', value: 'OldLatent' },
+      { node_id: '1', rule: 'max_width', limit: 1024, value: 2048 },
+      { node_id: '1', rule: 'max_height', limit: 1024, value: 4096 },
+    ]);
+    assert.deepEqual(promptViolations({ allow_nodes: ['OldLatent'] }, prompt, 0, {}, replacements), [
+      { node_id: '1', rule: 'allow_nodes', limit: ['OldLatent'], value: 'EmptyLatentImage' },
+      { node_id: '2', rule: 'allow_nodes', limit: ['OldLatent'], value: 'NoMapping' },
+      { node_id: '2', rule: 'allow_nodes', limit: ['OldLatent'], value: 'KSampler' },
+    ]);
+    assert.deepEqual(parseNodeReplacements({ error: 'not found' }).size, 0);
+    assert.deepEqual(parseNodeReplacements(undefined).size, 0);
   });
 
   test('numbers, numeric strings, wrapped values and links are read; other text is refused; other values are left to ComfyUI', () => {
