@@ -3,6 +3,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { BackendPool, PoolBackend } from '../backends/backend-pool.js';
 import type { JobService } from '../jobs/job-service.js';
+import type { NodeReplacements } from '../policy/node-replacements.js';
 import type { PromptPolicy } from '../policy/schema.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import type { JobRecord, KeyRecord, OwnershipStore } from '../store/types.js';
@@ -20,6 +21,8 @@ export interface IsolationContext {
   rewriter: JsonRewriter;
   /** The prompt policy of user keys without one of their own (`--default-policy`), or null. */
   defaultPolicy: PromptPolicy | null;
+  /** ComfyUI's node replacements (GET /node_replacements, kept with the catalog answers), which prompt policies also read. */
+  nodeReplacements(): Promise<NodeReplacements>;
   /** Whether runs may ask for webhooks (`--webhook-secret`), and to which addresses; absent: they may not. */
   webhooks?: WebhookSettings;
 }

@@ -28,6 +28,7 @@ import { matchRoute, type Handler } from './route-table.js';
 import { getSystemStats } from './system-stats.js';
 import { isOpenedByOperator, type UserRoute } from './user-routes.js';
 import { getView, postUpload } from './view.js';
+import { parseNodeReplacements } from '../policy/node-replacements.js';
 import type { PromptPolicy } from '../policy/schema.js';
 import type { WebhookSettings } from '../webhooks/job-webhook.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
@@ -55,6 +56,9 @@ export interface IsolatedProxy {
 }
 
 const READS = new Set(['GET', 'HEAD']);
+/** Where ComfyUI lists its node replacements (404 on releases without them). */
+const NODE_REPLACEMENTS = '/api/node_replacements';
+
 /** Prefix of the catalog entries kept as user keys get them (node definitions without the input folder's file lists). */
 const USER_VIEW_PREFIX = 'for-user-keys:';
 
@@ -76,6 +80,10 @@ export function createIsolatedProxy(options: {
     jobs: options.jobs,
     rewriter: new JsonRewriter(),
     defaultPolicy: options.defaultPolicy,
+    nodeReplacements: async () => {
+      const answer = await options.catalog.get(NODE_REPLACEMENTS, () => options.pool.any().proxy.fetch(null, { method: 'GET', path: NODE_REPLACEMENTS }));
+      return parseNodeReplacements(answer.status === 200 ? parseJsonOrUndefined(answer.body) : undefined);
+    },
     ...(options.webhooks ? { webhooks: options.webhooks } : {}),
   };
   const comfyUsers = new ComfyUsers(ctx);

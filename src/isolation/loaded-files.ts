@@ -5,6 +5,7 @@ import { forbidden, invalidRequest } from '../errors.js';
 import type { JobRecord, OwnershipStore } from '../store/types.js';
 import { ANNOTATION, checkFileReference, fileId, namedFileOf } from './files.js';
 import { checkBoundedId } from './ids.js';
+import { inputValue } from './input-value.js';
 
 /** A node input that names a file to load, and the folder ComfyUI looks in when the name has no annotation. */
 interface LoadedFileInput {
@@ -104,7 +105,7 @@ export function checkLoadedFiles(files: LoadedFilesContext, keyId: string, promp
       const loader = loaders?.find((known) => known.input === input);
       const field = `prompt node ${nodeId.slice(0, 64)} input ${input.slice(0, 64)}`;
       if (loader) {
-        for (const name of namedFiles(value, loader)) {
+        for (const name of namedFiles(inputValue(value), loader)) {
           checkBoundedId(field, name);
           checkFileReference(field, name);
           const folder = posix.dirname(name);

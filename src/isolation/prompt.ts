@@ -18,8 +18,10 @@ export const MAX_PROMPT_BYTES = 32 * 1024 * 1024;
 
 /**
  * POST /prompt: admits the prompt (see admitPrompt) and relays ComfyUI's answer, or the gateway's for a
- * held job. A body that is not a JSON object goes to ComfyUI as it is, for its own answer, unless the
- * key's prompt policy refuses it first (its size, or `workflows_only`).
+ * held job. A body that is not a JSON object in UTF-8 is refused with 400 (after the key's prompt policy,
+ * which may refuse it first for its size or `workflows_only`) and never reaches ComfyUI, which reads more
+ * than JSON.parse does (`NaN`, `Infinity`, the charset its Content-Type names) and could run it unchecked.
+ * @throws GatewayError 400 INVALID_REQUEST for a body that is not a JSON object; as admitPrompt
  */
 export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   const raw = await readBody(req, MAX_PROMPT_BYTES, () => payloadTooLarge(MAX_PROMPT_BYTES));
@@ -27,8 +29,9 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     const policy = effectivePolicy(caller.key, ctx.defaultPolicy);
     if (policy) checkPrompt(policy, undefined, raw.length);
-    // Not a prompt at all: ComfyUI gives its own answer, and nothing is queued.
-    return relayAnswer(res, await ctx.pool.any().proxy.fetch(req, { body: raw, headers: caller.upstreamHeaders }));
+    throw invalidRequest('The body must be a JSON object in UTF-8, such as {"prompt": {...}}.', [
+      { field: 'body', problem: body === undefined ? 'not JSON (in UTF-8, without NaN or Infinity)' : 'not an object' },
+    ]);
   }
   relayAnswer(res, await admitPrompt(ctx, req, caller, body, raw.length));
 }
@@ -57,7 +60,7 @@ export async function admitPrompt(
   webhook: JobWebhook | null = null,
 ): Promise<UpstreamAnswer> {
   const policy = effectivePolicy(caller.key, ctx.defaultPolicy);
-  if (policy) checkPrompt(policy, body.prompt, bodyBytes, origin);
+  if (policy) checkPrompt(policy, body.prompt, bodyBytes, origin, await ctx.nodeReplacements());
   const keyId = caller.key.key_id;
   if (body.prompt_id !== undefined && body.prompt_id !== null && typeof body.prompt_id !== 'string') {
     throw invalidRequest('prompt_id must be a string (or left out, and one is made).', [{ field: 'prompt_id', problem: `a ${typeof body.prompt_id}` }]);

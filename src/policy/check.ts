@@ -1,6 +1,8 @@
 // Checks a prompt against its key's prompt policy before it is admitted: node globs, sizes, steps, frames and body size.
 
 import { promptPolicy, type PolicyViolation } from '../errors.js';
+import { inputValue } from '../isolation/input-value.js';
+import { replacedNode, type NodeReplacements, type PromptNode } from './node-replacements.js';
 import type { KeyRecord } from '../store/types.js';
 import type { PolicyLimitField, PromptPolicy } from './schema.js';
 
@@ -60,57 +62,86 @@ export interface PromptOrigin {
  * Refuses a prompt that breaks `policy`, listing every violation (up to 50), in the order: workflows_only
  * (unless the prompt is a registered workflow's), max_prompt_bytes, then node by node (deny_nodes,
  * allow_nodes, then each input read).
+ * A node whose class_type ComfyUI replaces (`replacements`, from its GET /node_replacements) is checked
+ * as it is and as the node ComfyUI runs in its place.
  * A linked input (`[node_id, slot]`) of a limited field is a violation too: its value is known only
- * when ComfyUI runs the graph. A numeric string counts as its number (ComfyUI converts it).
+ * when ComfyUI runs the graph. A value wrapped as `{"__value__": v}` is read as v (ComfyUI unwraps it).
+ * A numeric string counts as its number (ComfyUI converts it); any other string is a violation (see literalNumber).
  * @throws GatewayError 403 PROMPT_POLICY
  */
-export function checkPrompt(policy: PromptPolicy, prompt: unknown, bodyBytes: number, origin: PromptOrigin = {}): void {
-  const violations = promptViolations(policy, prompt, bodyBytes, origin);
+export function checkPrompt(
+  policy: PromptPolicy,
+  prompt: unknown,
+  bodyBytes: number,
+  origin: PromptOrigin = {},
+  replacements: NodeReplacements = new Map(),
+): void {
+  const violations = promptViolations(policy, prompt, bodyBytes, origin, replacements);
   if (violations.length > 0) throw promptPolicy(violations.slice(0, MAX_VIOLATIONS));
 }
 
-/** Every violation of `policy` by a prompt (the `prompt` field of the body) sent in a body of `bodyBytes`. */
-export function promptViolations(policy: PromptPolicy, prompt: unknown, bodyBytes: number, origin: PromptOrigin = {}): PolicyViolation[] {
+/** Every violation of `policy` by a prompt (the `prompt` field of the body) sent in a body of `bodyBytes`; see checkPrompt. */
+export function promptViolations(
+  policy: PromptPolicy,
+  prompt: unknown,
+  bodyBytes: number,
+  origin: PromptOrigin = {},
+  replacements: NodeReplacements = new Map(),
+): PolicyViolation[] {
   const violations: PolicyViolation[] = [];
   if (policy.workflows_only === true && origin.workflow !== true) violations.push({ node_id: null, rule: 'workflows_only', limit: true, value: null });
   if (policy.max_prompt_bytes !== undefined && bodyBytes > policy.max_prompt_bytes) {
     violations.push({ node_id: null, rule: 'max_prompt_bytes', limit: policy.max_prompt_bytes, value: bodyBytes });
   }
   if (typeof prompt !== 'object' || prompt === null || Array.isArray(prompt)) return violations;
-  const deny = policy.deny_nodes?.map(globPattern);
-  const allow = policy.allow_nodes?.map(globPattern);
+  const globs = { deny: policy.deny_nodes?.map(globPattern), allow: policy.allow_nodes?.map(globPattern) };
   for (const [nodeId, node] of Object.entries(prompt as Record<string, unknown>)) {
     if (violations.length >= MAX_VIOLATIONS) break;
     if (typeof node !== 'object' || node === null) continue;
     const { class_type: classType, inputs } = node as { class_type?: unknown; inputs?: unknown };
     if (typeof classType !== 'string') continue;
-    const denied = deny?.findIndex((pattern) => pattern.test(classType)) ?? -1;
-    if (denied >= 0) violations.push({ node_id: nodeId, rule: 'deny_nodes', limit: policy.deny_nodes![denied], value: classType });
-    else if (allow && !allow.some((pattern) => pattern.test(classType))) {
-      violations.push({ node_id: nodeId, rule: 'allow_nodes', limit: policy.allow_nodes, value: classType });
-    }
-    const read = POLICY_NODE_INPUTS[classType];
-    if (!read || typeof inputs !== 'object' || inputs === null) continue;
-    for (const [input, rule] of Object.entries(read)) {
-      const limit = policy[rule];
-      const given = (inputs as Record<string, unknown>)[input];
-      if (limit === undefined || given === undefined) continue;
-      if (Array.isArray(given)) violations.push({ node_id: nodeId, rule, limit, value: 'linked' });
-      else {
-        const value = literalNumber(given);
-        if (value !== undefined && value > limit) violations.push({ node_id: nodeId, rule, limit, value });
-      }
+    const given = { class_type: classType, inputs };
+    const replaced = replacedNode(given, replacements);
+    for (const form of replaced ? [given, replaced] : [given]) violations.push(...nodeViolations(policy, globs, nodeId, form));
+  }
+  return violations;
+}
+
+/** The violations of one node: deny_nodes, allow_nodes, then each input read. */
+function nodeViolations(policy: PromptPolicy, globs: { deny?: RegExp[]; allow?: RegExp[] }, nodeId: string, node: PromptNode): PolicyViolation[] {
+  const { class_type: classType, inputs } = node;
+  const violations: PolicyViolation[] = [];
+  const denied = globs.deny?.findIndex((pattern) => pattern.test(classType)) ?? -1;
+  if (denied >= 0) violations.push({ node_id: nodeId, rule: 'deny_nodes', limit: policy.deny_nodes![denied], value: classType });
+  else if (globs.allow && !globs.allow.some((pattern) => pattern.test(classType))) {
+    violations.push({ node_id: nodeId, rule: 'allow_nodes', limit: policy.allow_nodes, value: classType });
+  }
+  const read = POLICY_NODE_INPUTS[classType];
+  if (!read || typeof inputs !== 'object' || inputs === null) return violations;
+  for (const [input, rule] of Object.entries(read)) {
+    const limit = policy[rule];
+    const given = inputValue((inputs as Record<string, unknown>)[input]);
+    if (limit === undefined || given === undefined) continue;
+    if (Array.isArray(given)) violations.push({ node_id: nodeId, rule, limit, value: 'linked' });
+    else {
+      const value = literalNumber(given);
+      if (value === 'text' || (value !== undefined && value > limit)) violations.push({ node_id: nodeId, rule, limit, value });
     }
   }
   return violations;
 }
 
-/** A number as ComfyUI reads an INT input: a number, or a string holding one; undefined for anything else (ComfyUI refuses it). */
-function literalNumber(value: unknown): number | undefined {
+/**
+ * An INT input's literal as the gateway compares it: a number, or a string holding one. Any other string
+ * is `'text'`: ComfyUI reads it with Python's int(), which takes more than JavaScript's Number does
+ * (`"1_000"`, digits of other scripts, other whitespace). Undefined for anything else (ComfyUI refuses
+ * it, or reads a boolean as 0 or 1).
+ */
+function literalNumber(value: unknown): number | 'text' | undefined {
   if (typeof value === 'number') return Number.isNaN(value) ? undefined : value;
-  if (typeof value !== 'string' || value.trim() === '') return undefined;
-  const number = Number(value);
-  return Number.isNaN(number) ? undefined : number;
+  if (typeof value !== 'string') return undefined;
+  const number = value.trim() === '' ? NaN : Number(value);
+  return Number.isNaN(number) ? 'text' : number;
 }
 
 /** A whole-string, case-sensitive match for a glob where `*` stands for any run of characters. */

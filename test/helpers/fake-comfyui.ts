@@ -140,6 +140,36 @@ const OUTPUT_NODES = new Map<string, DirType>([
   ['PreviewImage', 'temp'],
 ]);
 const SAMPLER_NODES = new Set(['KSampler']);
+/** Two of ComfyUI's built-in node replacements (comfy_extras/nodes_replacements.py), as GET /node_replacements lists them. */
+const NODE_REPLACEMENTS = {
+  ResizeImagesByLongerEdge: [
+    {
+      new_node_id: 'ImageScaleToMaxDimension',
+      old_node_id: 'ResizeImagesByLongerEdge',
+      old_widget_ids: ['longer_edge'],
+      input_mapping: [
+        { new_id: 'image', old_id: 'images' },
+        { new_id: 'largest_size', old_id: 'longer_edge' },
+        { new_id: 'upscale_method', set_value: 'lanczos' },
+      ],
+      output_mapping: [{ new_idx: 0, old_idx: 0 }],
+    },
+  ],
+  GeminiNanoBanana2: [
+    {
+      new_node_id: 'GeminiNanoBanana2V2',
+      old_node_id: 'GeminiNanoBanana2',
+      old_widget_ids: ['prompt', 'model', 'seed'],
+      input_mapping: [
+        { new_id: 'prompt', old_id: 'prompt' },
+        { new_id: 'model', old_id: 'model' },
+        { new_id: 'seed', old_id: 'seed' },
+      ],
+      output_mapping: null,
+    },
+  ],
+};
+
 const MODEL_FOLDERS = ['checkpoints', 'loras', 'vae', 'embeddings', 'upscale_models', 'controlnet'];
 const PNG_1X1 = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
 const INDEX_HTML =
@@ -381,6 +411,7 @@ class FakeServer implements FakeComfyUI {
         sendJson(res, await this.withInputFiles(objectInfoFor(params['class'] ?? '')));
       }),
       api('GET', '/embeddings', ({ res }) => sendJson(res, ['easynegative'])),
+      api('GET', '/node_replacements', ({ res }) => sendJson(res, NODE_REPLACEMENTS)),
       api('GET', '/extensions', ({ res }) => sendJson(res, ['/extensions/core/fake.js'])),
       api('GET', '/models', ({ res }) => sendJson(res, MODEL_FOLDERS)),
       // Each folder with the absolute paths it is read from, as ComfyUI's model manager lists them.

@@ -114,6 +114,9 @@ describe('file references read as ComfyUI reads them', () => {
       ['WebcamCapture', { '1': { class_type: 'WebcamCapture', inputs: { image: bobInput, width: 0, height: 0, capture_on_queue: false } } }],
       ['LoadLatent', { '1': { class_type: 'LoadLatent', inputs: { latent: `${stage.bobImage} [output]` } } }],
       ['Load3D image', { '1': { class_type: 'Load3D', inputs: { image: { image: bobInput, mask: '', recording: '' } } } }],
+      // ComfyUI unwraps {"__value__": v} before it reads an input.
+      ['LoadImage, a wrapped value', { '1': { class_type: 'LoadImage', inputs: { image: { __value__: bobInput } } } }],
+      ['Load3D image, a wrapped value', { '1': { class_type: 'Load3D', inputs: { image: { __value__: { image: bobInput } } } } }],
       ['a folder loader', { '1': { class_type: 'LoadImageDataSetFromFolder', inputs: { folder: '.' } } }],
       ['an unknown node, input name', { '1': { class_type: 'CustomLoadImagePath', inputs: { path: bobInput } } }],
       ['an unknown node, output name', { '1': { class_type: 'CustomLoadImagePath', inputs: { path: stage.bobImage } } }],

@@ -110,6 +110,19 @@ describe('prompt policy', () => {
       expected: [{ node_id: '3', rule: 'deny_nodes', limit: 'KSampler', value: 'KSampler' }],
     },
     {
+      rule: 'deny_nodes, an old class_type ComfyUI runs as a denied node (GET /node_replacements)',
+      policy: { deny_nodes: ['GeminiNanoBanana2V2', 'ImageScaleToMaxDimension'] },
+      prompt: graph((g) => {
+        g['7'] = { class_type: 'GeminiNanoBanana2', inputs: { prompt: 'a cat', model: 'gemini', seed: 1 } };
+        g['8'] = { class_type: 'ResizeImagesByLongerEdge', inputs: { images: ['3', 0], longer_edge: 1024 } };
+      }),
+      expected: [
+        { node_id: '7', rule: 'deny_nodes', limit: 'GeminiNanoBanana2V2', value: 'GeminiNanoBanana2V2' },
+        { node_id: '8', rule: 'deny_nodes', limit: 'ImageScaleToMaxDimension', value: 'ImageScaleToMaxDimension' },
+      ],
+      within: graph(),
+    },
+    {
       rule: 'max_width',
       policy: { max_width: 1024 },
       prompt: graph((g) => (g['5']!.inputs.width = 2048)),
@@ -153,6 +166,29 @@ describe('prompt policy', () => {
       }),
       expected: [{ node_id: '3', rule: 'max_steps', limit: 25, value: 'linked' }],
       within: graph(),
+    },
+    {
+      rule: 'max_steps, a value wrapped as {"__value__": ...} (ComfyUI unwraps it)',
+      policy: { max_steps: 25 },
+      prompt: graph((g) => (g['3']!.inputs.steps = { __value__: 500 })),
+      expected: [{ node_id: '3', rule: 'max_steps', limit: 25, value: 500 }],
+      within: graph((g) => (g['3']!.inputs.steps = { __value__: 20 })),
+    },
+    {
+      rule: 'limited inputs given as text that ComfyUI reads as a number and the gateway does not',
+      policy: { max_width: 1024, max_height: 1024, max_batch_size: 2 },
+      prompt: graph((g) => {
+        // Python's int() reads digit separators, digits of every script and the separators \x1c-\x1f as whitespace.
+        g['5']!.inputs.width = '4_096';
+        g['5']!.inputs.height = '\uff14\uff10\uff19\uff16';
+        g['5']!.inputs.batch_size = { __value__: '\x1c64' };
+      }),
+      expected: [
+        { node_id: '5', rule: 'max_width', limit: 1024, value: 'text' },
+        { node_id: '5', rule: 'max_height', limit: 1024, value: 'text' },
+        { node_id: '5', rule: 'max_batch_size', limit: 2, value: 'text' },
+      ],
+      within: graph((g) => (g['5']!.inputs.width = ' 512 ')),
     },
     {
       rule: 'max_frames',
@@ -202,6 +238,24 @@ describe('prompt policy', () => {
       assert.equal(accepted.status, 200, `a prompt within the policy goes through: ${accepted.text}`);
     });
   }
+
+  test('a body the gateway cannot read as JSON, which ComfyUI may still read, gets 400 and ComfyUI gets nothing', async () => {
+    const key = await keyWith({ deny_nodes: ['Save*'], max_steps: 25 });
+    const text = JSON.stringify({ prompt: graph((g) => (g['3']!.inputs.steps = 500)) });
+    // Python's json reads NaN and Infinity, and aiohttp decodes the body with the charset its Content-Type names.
+    const bodies: Array<[string, Buffer, string]> = [
+      ['NaN', Buffer.from(`${text.slice(0, -1)}, "note": NaN}`), 'application/json'],
+      ['-Infinity', Buffer.from(`${text.slice(0, -1)}, "note": -Infinity}`), 'application/json'],
+      ['UTF-16', Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]), 'application/json; charset=utf-16'],
+    ];
+    for (const [what, body, contentType] of bodies) {
+      const sentBefore = promptsSent();
+      const res = await send(gateway.url, '/api/prompt', { method: 'POST', key, body, headers: { 'content-type': contentType } });
+      assert.equal(res.status, 400, `${what}: ${res.text}`);
+      assert.equal(res.json().error_code, 'INVALID_REQUEST', what);
+      assert.equal(promptsSent(), sentBefore, `${what}: ComfyUI received nothing`);
+    }
+  });
 
   test('max_prompt_bytes: measured on the raw body, refused with the size', async () => {
     const key = await keyWith({ max_prompt_bytes: 600 });

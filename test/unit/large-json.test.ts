@@ -107,7 +107,7 @@ describe('JsonRewriter', () => {
 
   function contextWith(rewriter: JsonRewriter): IsolationContext {
     rewriters.push(rewriter);
-    return { pool, ownership, jobs: service, rewriter, defaultPolicy: null };
+    return { pool, ownership, jobs: service, rewriter, defaultPolicy: null, nodeReplacements: async () => new Map() };
   }
   /** Rewrites every answer on the request thread. */
   const onRequestThread = (): IsolationContext => contextWith(new JsonRewriter({ fromBytes: Number.POSITIVE_INFINITY }));

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { effectivePolicy, globPattern, promptViolations } from '../../src/policy/check.js';
+import { parseNodeReplacements } from '../../src/policy/node-replacements.js';
 import { parsePolicy, policyProblems } from '../../src/policy/schema.js';
 
 describe('prompt policy check', () => {
@@ -16,14 +17,54 @@ describe('prompt policy check', () => {
     assert.ok(globPattern('Load(Image)?').test('Load(Image)?'), 'regular expression characters are literal');
   });
 
-  test('numbers, numeric strings and links are read; other values are left to ComfyUI', () => {
+  test("a node whose class_type ComfyUI replaces is checked as it is and as the node ComfyUI runs, with the mapping's inputs", () => {
+    const replacements = parseNodeReplacements({
+      OldLatent: [
+        {
+          new_node_id: 'EmptyLatentImage',
+          input_mapping: [
+            { new_id: 'width', old_id: 'w' },
+            { new_id: 'height', set_value: 4096 },
+            { new_id: 'batch_size', old_id: 'missing' },
+          ],
+        },
+        { new_node_id: 'NotApplied' },
+      ],
+      Unreadable: [{ new_node_id: 5 }],
+      NoMapping: [{ new_node_id: 'KSampler', input_mapping: null }],
+    });
+    assert.deepEqual([...replacements.keys()], ['OldLatent', 'NoMapping'], 'the first replacement of each, those readable');
+    const prompt = {
+      '1': { class_type: 'OldLatent', inputs: { w: '2048', missing: undefined } },
+      '2': { class_type: 'NoMapping', inputs: { steps: 500 } },
+    };
+    assert.deepEqual(promptViolations({ max_width: 1024, max_height: 1024, max_steps: 30, deny_nodes: ['Old*'] }, prompt, 0, {}, replacements), [
+      { node_id: '1', rule: 'deny_nodes', limit: 'Old*', value: 'OldLatent' },
+      { node_id: '1', rule: 'max_width', limit: 1024, value: 2048 },
+      { node_id: '1', rule: 'max_height', limit: 1024, value: 4096 },
+    ]);
+    assert.deepEqual(promptViolations({ allow_nodes: ['OldLatent'] }, prompt, 0, {}, replacements), [
+      { node_id: '1', rule: 'allow_nodes', limit: ['OldLatent'], value: 'EmptyLatentImage' },
+      { node_id: '2', rule: 'allow_nodes', limit: ['OldLatent'], value: 'NoMapping' },
+      { node_id: '2', rule: 'allow_nodes', limit: ['OldLatent'], value: 'KSampler' },
+    ]);
+    assert.deepEqual(parseNodeReplacements({ error: 'not found' }).size, 0);
+    assert.deepEqual(parseNodeReplacements(undefined).size, 0);
+  });
+
+  test('numbers, numeric strings, wrapped values and links are read; other text is refused; other values are left to ComfyUI', () => {
     const prompt = (steps: unknown) => ({ '3': { class_type: 'KSampler', inputs: { steps } } });
     const violations = (steps: unknown) => promptViolations({ max_steps: 30 }, prompt(steps), 0);
     assert.deepEqual(violations(30), []);
     assert.deepEqual(violations(31), [{ node_id: '3', rule: 'max_steps', limit: 30, value: 31 }]);
     assert.deepEqual(violations(' 31 '), [{ node_id: '3', rule: 'max_steps', limit: 30, value: 31 }]);
     assert.deepEqual(violations(['7', 0]), [{ node_id: '3', rule: 'max_steps', limit: 30, value: 'linked' }]);
-    for (const other of [null, 'many', true, {}]) assert.deepEqual(violations(other), [], JSON.stringify(other));
+    assert.deepEqual(violations({ __value__: 31 }), [{ node_id: '3', rule: 'max_steps', limit: 30, value: 31 }]);
+    assert.deepEqual(violations({ __value__: ['7', 0] }), [{ node_id: '3', rule: 'max_steps', limit: 30, value: 'linked' }]);
+    for (const text of ['many', '', '3_1', '\u0663\u0661', '\x1f31']) {
+      assert.deepEqual(violations(text), [{ node_id: '3', rule: 'max_steps', limit: 30, value: 'text' }], JSON.stringify(text));
+    }
+    for (const other of [null, true, {}, { value: 31 }]) assert.deepEqual(violations(other), [], JSON.stringify(other));
     assert.deepEqual(promptViolations({ max_width: 10 }, prompt(500), 0), [], 'a limit on another input');
     assert.deepEqual(promptViolations({ max_steps: 30 }, { '1': { class_type: 'MyCustomSampler', inputs: { steps: 500 } } }, 0), [], 'a node type not read');
   });

@@ -69,7 +69,14 @@ describe('POST /prompt admits a job', () => {
 
   /** Posts `body` as alice; resolves the status and body relayed to the client. */
   async function post(body: Record<string, unknown>): Promise<{ status: number; body: Record<string, unknown> }> {
-    const ctx: IsolationContext = { pool, ownership, jobs: service, rewriter: new JsonRewriter(), defaultPolicy: null };
+    const ctx: IsolationContext = {
+      pool,
+      ownership,
+      jobs: service,
+      rewriter: new JsonRewriter(),
+      defaultPolicy: null,
+      nodeReplacements: async () => new Map(),
+    };
     const req = Object.assign(Readable.from([Buffer.from(JSON.stringify(body))]), { headers: {} }) as unknown as IncomingMessage;
     let status = 0;
     let text = '';

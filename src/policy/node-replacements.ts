@@ -1,0 +1,54 @@
+// ComfyUI's node replacements (GET /node_replacements): a prompt node of an old class_type that ComfyUI runs as another node.
+
+/** What ComfyUI turns a node of a replaced class_type into: the node class, and where each input comes from. */
+export interface NodeReplacement {
+  new_node_id: string;
+  input_mapping: ReadonlyArray<{ new_id: string; old_id?: string; set_value?: unknown }>;
+}
+
+/** Per old class_type, the replacement ComfyUI applies (the first registered). */
+export type NodeReplacements = ReadonlyMap<string, NodeReplacement>;
+
+/** A prompt node, as the policy reads it. */
+export interface PromptNode {
+  class_type: string;
+  inputs: unknown;
+}
+
+/**
+ * Reads ComfyUI's answer to GET /node_replacements (`{old_node_id: [{new_node_id, input_mapping, ...}]}`):
+ * per old class_type, its first replacement, which is the one ComfyUI applies. Entries it cannot read are
+ * left out; anything but an object reads as none (releases without replacements answer 404).
+ */
+export function parseNodeReplacements(body: unknown): NodeReplacements {
+  const replacements = new Map<string, NodeReplacement>();
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return replacements;
+  for (const [oldId, list] of Object.entries(body)) {
+    const first: unknown = Array.isArray(list) ? list[0] : undefined;
+    if (typeof first !== 'object' || first === null) continue;
+    const { new_node_id: newId, input_mapping: mapping } = first as { new_node_id?: unknown; input_mapping?: unknown };
+    if (typeof newId !== 'string') continue;
+    const inputMapping = Array.isArray(mapping)
+      ? mapping.filter((entry): entry is NodeReplacement['input_mapping'][number] => typeof (entry as { new_id?: unknown } | null)?.new_id === 'string')
+      : [];
+    replacements.set(oldId, { new_node_id: newId, input_mapping: inputMapping });
+  }
+  return replacements;
+}
+
+/**
+ * The node ComfyUI runs in place of `node` when its class_type has a replacement (and is not a node
+ * class of its own): the replacement's class, with only the inputs the mapping sets, each a fixed
+ * value or an input of the old node. Undefined when there is no replacement.
+ */
+export function replacedNode(node: PromptNode, replacements: NodeReplacements): PromptNode | undefined {
+  const replacement = replacements.get(node.class_type);
+  if (!replacement) return undefined;
+  const old = typeof node.inputs === 'object' && node.inputs !== null ? (node.inputs as Record<string, unknown>) : {};
+  const inputs: Record<string, unknown> = {};
+  for (const { new_id: newId, old_id: oldId, set_value: value } of replacement.input_mapping) {
+    if (value !== undefined) inputs[newId] = value;
+    else if (oldId !== undefined && Object.hasOwn(old, oldId)) inputs[newId] = old[oldId];
+  }
+  return { class_type: replacement.new_node_id, inputs };
+}
