@@ -81,7 +81,11 @@ export function createIsolatedProxy(options: {
     rewriter: new JsonRewriter(),
     defaultPolicy: options.defaultPolicy,
     nodeReplacements: async () => {
-      const answer = await options.catalog.get(NODE_REPLACEMENTS, () => options.pool.any().proxy.fetch(null, { method: 'GET', path: NODE_REPLACEMENTS }));
+      const answer = await options.catalog.get(NODE_REPLACEMENTS, async () => {
+        const fetched = await options.pool.any().proxy.fetch(null, { method: 'GET', path: NODE_REPLACEMENTS });
+        // A release without replacements answers 404: kept as none, so that each prompt does not ask again.
+        return fetched.status === 404 ? { ...fetched, status: 200, body: Buffer.from('{}') } : fetched;
+      });
       return parseNodeReplacements(answer.status === 200 ? parseJsonOrUndefined(answer.body) : undefined);
     },
     ...(options.webhooks ? { webhooks: options.webhooks } : {}),

@@ -31,6 +31,8 @@ export interface FakeComfyUIOptions {
    * `global`: the body is ignored and whatever runs is stopped, as earlier releases do.
    */
   interrupts?: InterruptMode;
+  /** `false`: a release older than node replacements, which answers 404 (aiohttp's) to `/node_replacements` (default true). */
+  nodeReplacements?: boolean;
   /** `false`: a release older than feature flags, which never answers a socket's feature_flags and sends only type 1 previews (default true). */
   featureFlags?: boolean;
   /** How long a socket's feature_flags waits for its answer, in ms (default none). */
@@ -411,7 +413,9 @@ class FakeServer implements FakeComfyUI {
         sendJson(res, await this.withInputFiles(objectInfoFor(params['class'] ?? '')));
       }),
       api('GET', '/embeddings', ({ res }) => sendJson(res, ['easynegative'])),
-      api('GET', '/node_replacements', ({ res }) => sendJson(res, NODE_REPLACEMENTS)),
+      api('GET', '/node_replacements', ({ res }) =>
+        this.opts.nodeReplacements === false ? send(res, 404, '404: Not Found', 'text/plain; charset=utf-8') : sendJson(res, NODE_REPLACEMENTS),
+      ),
       api('GET', '/extensions', ({ res }) => sendJson(res, ['/extensions/core/fake.js'])),
       api('GET', '/models', ({ res }) => sendJson(res, MODEL_FOLDERS)),
       // Each folder with the absolute paths it is read from, as ComfyUI's model manager lists them.

@@ -380,6 +380,30 @@ describe('prompt policy', () => {
   });
 });
 
+describe('prompt policy on a ComfyUI without node replacements', () => {
+  test('prompts are checked by their class_type as sent, and the 404 is kept: ComfyUI is not asked again for each prompt', async () => {
+    const comfy = await startFakeComfyUI({ nodeReplacements: false });
+    const gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
+    try {
+      const admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
+      const key = (await createKey(gateway.url, { name: 'policed', rate_limit: 1000, policy: { deny_nodes: ['GeminiNanoBanana2*'], max_steps: 25 } }, admin))
+        .api_key;
+      const gemini = { '1': { class_type: 'GeminiNanoBanana2', inputs: { prompt: 'a cat', model: 'gemini', seed: 1 } } };
+      const refused = await send(gateway.url, '/api/prompt', { method: 'POST', key, body: { prompt: gemini } });
+      assert.equal(refused.status, 403, refused.text);
+      for (let i = 0; i < 3; i += 1) {
+        const res = await send(gateway.url, '/api/prompt', { method: 'POST', key, body: { prompt: SAVE_WORKFLOW } });
+        assert.equal(res.status, 200, res.text);
+      }
+      const asked = comfy.requests.filter((r) => r.url.endsWith('/node_replacements'));
+      assert.equal(asked.length, 1, 'asked once, then kept with the catalog answers');
+    } finally {
+      await gateway.stop();
+      await comfy.close();
+    }
+  });
+});
+
 describe('max_execution_seconds', () => {
   let comfy: FakeComfyUI;
   let gateway: GatewayProcess;
