@@ -27,7 +27,7 @@ import { redactQueueItem } from './redact.js';
 import { matchRoute, type Handler } from './route-table.js';
 import { getSystemStats } from './system-stats.js';
 import { isOpenedByOperator, type UserRoute } from './user-routes.js';
-import { getView, postUpload } from './view.js';
+import { getAnonymousView, getView, postUpload, servedAsFile } from './view.js';
 import { parseNodeReplacements } from '../policy/node-replacements.js';
 import type { PromptPolicy } from '../policy/schema.js';
 import type { WebhookSettings } from '../webhooks/job-webhook.js';
@@ -46,7 +46,7 @@ export interface IsolatedProxy {
   upstreamHeadersFor(req: IncomingMessage, key: KeyRecord): UpstreamUserHeaders | Promise<UpstreamUserHeaders>;
   /**
    * For callers without a key: ComfyUI's answers to /queue and /history without secrets, and `/view`
-   * as a download; null, at once, for anything else (which goes to ComfyUI as it is).
+   * and user data with a served file's headers; null, at once, for anything else (which goes to ComfyUI as it is).
    */
   handleAnonymous(req: IncomingMessage, res: ServerResponse, target: RequestTarget): Promise<void> | null;
   /** A backend (re)connected or came up: it may be a restarted ComfyUI, with other nodes and models and another `--multi-user` setting. */
@@ -169,8 +169,11 @@ export function createIsolatedProxy(options: {
       case 'jobs-cancel':
         return cancelJobs(ctx, req, res, caller);
       case 'users':
-      case 'user-data':
         if (await userDataRule(req, res, caller.key, handler, req.method ?? 'GET', target.segments)) return;
+        return ctx.pool.any().proxy.forward(req, res, { headers: caller.upstreamHeaders });
+      case 'user-data':
+        servedAsFile(res);
+        if (!caller.seesAll && (await userDataRule(req, res, caller.key, handler, req.method ?? 'GET', target.segments))) return;
         return ctx.pool.any().proxy.forward(req, res, { headers: caller.upstreamHeaders });
       case 'websocket':
         return ctx.pool.any().proxy.forward(req, res, { headers: caller.upstreamHeaders });
@@ -236,10 +239,14 @@ export function createIsolatedProxy(options: {
     return true;
   }
 
-  /** Secrets in queue and history entries are removed for every caller, with a key or without. */
+  /** Files get a served file's headers, and secrets in queue and history entries are removed, for every caller, with a key or without. */
   function handleAnonymous(req: IncomingMessage, res: ServerResponse, target: RequestTarget): Promise<void> | null {
     const handler = matchRoute(req.method ?? 'GET', target.segments)?.entry.handler;
-    if (handler === 'view') return ctx.pool.anonymous().proxy.download(req, res);
+    if (handler === 'view') return getAnonymousView(ctx, req, res);
+    if (handler === 'user-data') {
+      servedAsFile(res);
+      return ctx.pool.anonymous().proxy.forward(req, res);
+    }
     if (handler === 'queue-list' || handler === 'history-list' || handler === 'history-entry') return relayWithoutSecrets(req, res, handler);
     return null;
   }

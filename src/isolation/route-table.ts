@@ -48,7 +48,7 @@ export interface RouteEntry {
   alsoUnderApi: boolean;
   access: Access;
   handler?: Handler;
-  /** Whether the handler also runs for admin keys (claims and secret removal), not only for user keys. */
+  /** Whether the handler also runs for admin keys (claims, secret removal, file headers), not only for user keys. */
   forAdmins?: boolean;
   /** What a user key gets, for docs/security.md. */
   userGets: string;
@@ -206,6 +206,7 @@ export const ROUTES: readonly RouteEntry[] = [
     alsoUnderApi: true,
     access: 'per-user',
     handler: 'user-data',
+    forAdmins: true,
     userGets:
       "with ComfyUI started with `--multi-user` (the gateway asks ComfyUI once a minute, and again whenever a backend reconnects, since a restarted ComfyUI may run with it or without it): the key's own ComfyUI user, created on its first use and set as `Comfy-User` on every request (a client's own `Comfy-User` is dropped). Without `--multi-user`, ComfyUI's one user is the operator's (its settings, saved workflows, and files custom nodes keep there, credentials among them): a user key reads it as a user who has saved nothing (`/settings` is `{}`, a setting `null`, anything else 404) and may not write it.",
   },

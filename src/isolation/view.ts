@@ -15,7 +15,7 @@ import { storedFileOf, uploadToEach } from './upload-fanout.js';
 import { multipartBoundary, UploadFormReader, type FormPart } from './upload-form.js';
 
 /**
- * Headers of every file /view serves: a file any key uploaded (an HTML page, an SVG) opened in a tab
+ * Headers of every file /view and user data serve: a file any key uploaded (an HTML page, an SVG) opened in a tab
  * runs no script on the gateway's origin, where a signed-in admin's cookie would act for it; an image
  * or a video shown in ComfyUI's page is not affected.
  */
@@ -42,8 +42,19 @@ export async function getView(ctx: IsolationContext, req: IncomingMessage, res: 
   }
   const backend = caller.seesAll ? await backendOfFile(ctx, query) : await backendOfOwnFile(ctx, query, caller.key.key_id);
   if (!backend) return emptyNotFound(res);
-  addResponseHeaders(res, FILE_ANSWER_HEADERS);
+  servedAsFile(res);
   await backend.proxy.download(req, res, { headers: caller.upstreamHeaders });
+}
+
+/** Gives an answer the headers of a served file (FILE_ANSWER_HEADERS): /view's, and user data files'. */
+export function servedAsFile(res: ServerResponse): void {
+  addResponseHeaders(res, FILE_ANSWER_HEADERS);
+}
+
+/** GET /view without a key (no flag, or --enable-api-auth): ComfyUI's answer, with the headers of a served file. */
+export function getAnonymousView(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  servedAsFile(res);
+  return ctx.pool.anonymous().proxy.download(req, res);
 }
 
 /** How long a backend may take to say whether it has a file. */

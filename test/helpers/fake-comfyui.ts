@@ -221,6 +221,8 @@ const MIME_TYPES: Record<string, string> = {
   '.flac': 'audio/flac',
   '.json': 'application/json',
   '.txt': 'text/plain',
+  // As Python's mimetypes names it: ComfyUI serves an SVG as one, script and all.
+  '.svg': 'image/svg+xml',
 };
 const SYSTEM_STATS = {
   system: {
