@@ -26,8 +26,10 @@ const PROXY_HEADERS = new Set([
 /**
  * Why a request is not local management, or null when it is: a direct loopback connection that
  * carries no proxy header of any kind (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`, `Via`, …), names a
- * loopback host (`localhost`, 127.x.x.x, `[::1]`) on the port it arrived at, and, when a browser sent
- * it, comes from that same origin. A local reverse proxy or a DNS-rebound page is therefore not local.
+ * loopback host (`localhost`, 127.x.x.x, `[::1]`) on the port it arrived at, and was not sent by a web
+ * page (no `Origin`; `Sec-Fetch-Site`, if any, `none`: an address typed in the browser). A local reverse
+ * proxy, a DNS-rebound page, or a script on the gateway's own origin (a ComfyUI extension, an uploaded
+ * page) is therefore not local.
  */
 export function whyNotLocal(req: IncomingMessage): string | null {
   if (!isLoopbackAddress(req.socket.remoteAddress)) return 'the connection does not come from this machine';
@@ -36,9 +38,8 @@ export function whyNotLocal(req: IncomingMessage): string | null {
   const host = parseHost(req.headers.host);
   if (!host || !isLoopbackName(host.hostname)) return 'its Host is not localhost, 127.x.x.x or [::1]';
   if ((host.port ?? 80) !== req.socket.localPort) return "its Host names another port than the gateway's";
-  const origin = req.headers.origin;
-  if (origin !== undefined && origin.toLowerCase() !== `http://${req.headers.host!.toLowerCase()}`) return 'it came from a page of another origin';
   const site = req.headers['sec-fetch-site'];
-  if (site !== undefined && site !== 'same-origin' && site !== 'none') return 'it came from a page of another site';
+  if (req.headers.origin !== undefined || (site !== undefined && site !== 'none'))
+    return 'it was sent by a web page, where any script of the page (its own origin included) could send it';
   return null;
 }

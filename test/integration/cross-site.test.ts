@@ -177,10 +177,24 @@ describe('key management without a key counts only from this machine, directly',
     }
   });
 
-  test('a same-origin page on loopback may manage; one of another origin may not', async () => {
+  test('a page on loopback may not manage without a key, of its own origin or another; an address typed in the browser may', async () => {
     const own = `http://127.0.0.1:${gateway.port}`;
-    assert.equal((await send(gateway.url, '/api/keys', { headers: { origin: own, 'sec-fetch-site': 'same-origin' } })).status, 200);
+    for (const headers of [
+      { origin: own, 'sec-fetch-site': 'same-origin' },
+      { origin: own },
+      { 'sec-fetch-site': 'same-origin', 'sec-fetch-mode': 'navigate' },
+    ]) {
+      assertRefused(await send(gateway.url, '/api/keys', { headers }), 401, 'AUTH_REQUIRED', /sent by a web page/);
+      assertRefused(
+        await send(gateway.url, '/api/keys', { method: 'POST', headers, body: { name: 'from a page' } }),
+        401,
+        'AUTH_REQUIRED',
+        /sent by a web page/,
+      );
+    }
     assertRefused(await send(gateway.url, '/api/keys', { headers: { origin: `http://localhost:${gateway.port}` } }), 403, 'FORBIDDEN');
+    assert.equal((await send(gateway.url, '/api/keys', { headers: { 'sec-fetch-site': 'none', 'sec-fetch-mode': 'navigate' } })).status, 200);
+    assert.ok(!(await keyNames()).includes('from a page'));
   });
 });
 
