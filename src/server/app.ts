@@ -96,6 +96,12 @@ interface RequestRecord {
   usage: { keyId: string; endpoint: string; at: number } | null;
 }
 
+/**
+ * On the answer to a keyed request, unless the answer has a Cache-Control of its own: a shared cache
+ * in front of the gateway, which does not know `X-API-Key`, keeps it from every other caller.
+ */
+const KEYED_ANSWER_HEADERS = { 'cache-control': 'private' } as const;
+
 const OBSERVED = Symbol('observed request');
 type ObservedResponse = ServerResponse & { [OBSERVED]?: RequestRecord };
 
@@ -295,9 +301,10 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     markCounted(res, key, path, at, headers);
   }
 
-  /** Sets an admitted request's rate-limit headers and has its usage recorded when it ends. */
+  /** Sets an admitted request's rate-limit headers, marks its answer as its key's, and has its usage recorded when it ends. */
   function markCounted(res: ServerResponse, key: KeyRecord, path: string, at: number, headers: Record<string, string>): void {
     addResponseHeaders(res, headers);
+    addResponseHeaders(res, KEYED_ANSWER_HEADERS);
     const record = (res as ObservedResponse)[OBSERVED];
     // Recorded when the response ends (whether it completed or the client went away), by the response's one close listener.
     if (record) record.usage = { keyId: key.key_id, endpoint: path, at };

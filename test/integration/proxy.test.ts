@@ -183,6 +183,22 @@ describe('proxying ComfyUI', () => {
     assert.ok(comfy.connectionsAccepted - connectionsBefore <= 1, `${comfy.connectionsAccepted - connectionsBefore} new connections for 5 HEAD requests`);
   });
 
+  test('the answer to a keyed request is private to it (Cache-Control), unless ComfyUI or the gateway chose otherwise', async () => {
+    const history = (await send(gateway.url, '/api/history', { key: key.api_key })).json<
+      Record<string, { outputs: Record<string, { images?: Array<{ filename: string }> }> }>
+    >();
+    const filename = Object.values(history)[0]!.outputs['9']!.images![0]!.filename;
+    for (const target of ['/api/history', '/api/queue', '/object_info', `/view?filename=${filename}&type=output`, '/api/prompt', '/api/system_stats'])
+      assert.equal((await send(gateway.url, target, { key: key.api_key })).headers['cache-control'], 'private', target);
+    assert.equal((await send(gateway.url, '/', { key: key.api_key })).headers['cache-control'], 'no-cache', "ComfyUI's own is kept");
+    assert.equal(
+      (await send(gateway.url, '/api/usage', { key: key.api_key })).headers['cache-control'],
+      'no-store',
+      "the gateway's own answers are not kept at all",
+    );
+    assert.equal((await send(gateway.url, '/api/history')).headers['cache-control'], 'no-store', 'nor is a refusal');
+  });
+
   test("ComfyUI's own errors pass through unchanged", async () => {
     const res = await send(gateway.url, '/api/prompt', { method: 'POST', key: key.api_key, body: { nothing: true } });
     assert.equal(res.status, 400);
