@@ -3,8 +3,14 @@
 import { fileId, outputFiles } from '../isolation/files.js';
 import type { Logger } from '../log/logger.js';
 import type { JobObserver } from '../events/event-hub.js';
-import type { ExecutionLimits } from '../policy/execution-limit.js';
-import type { JobOutput, JobRecord, JobStatus, JobStore, OwnershipStore } from '../store/types.js';
+import type { JobError, JobOutput, JobRecord, JobStatus, JobStore, OwnershipStore } from '../store/types.js';
+
+/** Told of each job's start and end (running-time limits, daily budgets); a job it stopped ends as `error` with its reason. */
+export interface RunningJobWatch {
+  started(job: JobRecord): void;
+  /** The error to record when this watch stopped the job; undefined when it did not. */
+  ended(job: JobRecord): JobError | undefined;
+}
 
 export interface JobRecorderOptions {
   jobs: JobStore;
@@ -12,8 +18,8 @@ export interface JobRecorderOptions {
   log: Logger;
   /** Told once a job has ended with its final record (metering, the scheduler). */
   onEnded(job: JobRecord): void;
-  /** Running-time limits (`max_execution_seconds`): told of each start and end; a job it stopped ends as `error`. */
-  limits?: Pick<ExecutionLimits, 'started' | 'ended'>;
+  /** `max_execution_seconds` and `daily_execution_seconds`: told of each start and end; a job one of them stopped ends as `error`. */
+  watches?: readonly RunningJobWatch[];
 }
 
 /** Statuses a job no longer leaves. */
@@ -65,7 +71,7 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
       // A job that ran is not sent again: the request kept for that is let go.
       inTurn(jobId, async (job) => {
         const running = await jobs.update(job.id, { status: 'running', started_at: at, request: null });
-        if (running?.status === 'running') options.limits?.started(running);
+        if (running?.status === 'running') for (const watch of options.watches ?? []) watch.started(running);
       });
     },
     executed(jobId, node, output) {
@@ -88,8 +94,8 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
       inTurn(jobId, async (job) => {
         const outputs = await outputsWithUnwritten(job);
         const seconds = job.started_at === null ? 0 : Math.max(0, at - job.started_at);
-        // A job the gateway stopped for running too long ends as error with that reason (one that still succeeded keeps its success).
-        const overdue = options.limits?.ended(job);
+        // A job the gateway stopped (too long, budget spent) ends as error with that reason (one that still succeeded keeps its success).
+        const overdue = (options.watches ?? []).map((watch) => watch.ended(job)).find((reason) => reason !== undefined);
         const stopped = outcome === 'success' ? undefined : overdue;
         const ended = await jobs.update(job.id, {
           status: stopped ? 'error' : outcome,

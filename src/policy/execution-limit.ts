@@ -1,5 +1,6 @@
 // max_execution_seconds: a timer per running job of a key whose policy sets it; past it, the job is interrupted in ComfyUI and ends as error.
 
+import { JobStopper } from '../jobs/job-stopper.js';
 import type { Logger } from '../log/logger.js';
 import type { JobError, JobRecord, JobStore, KeyRecord } from '../store/types.js';
 import { effectivePolicy } from './check.js';
@@ -20,9 +21,6 @@ export interface ExecutionLimitsOptions {
 /** How often every running job of the registry is looked at, to arm the timers of jobs started before a restart or on another replica. */
 const SWEEP_INTERVAL_MS = 30_000;
 
-/** The exception type of the error a job stopped for running too long ends with. */
-const TIME_LIMIT_EXCEPTION = 'ExecutionTimeLimit';
-
 /**
  * Watches the running time of jobs. `started` arms a timer when the job's key has a
  * `max_execution_seconds` (its own policy, or the default one for a user key, read when the job
@@ -39,13 +37,14 @@ export class ExecutionLimits {
   private readonly options: ExecutionLimitsOptions;
   private readonly now: () => number;
   private readonly timers = new Map<string, NodeJS.Timeout>();
-  /** Jobs interrupted for running too long, with the error their end is recorded with. */
-  private readonly overdue = new Map<string, JobError>();
+  /** Stops a job that runs too long, with the exception type `ExecutionTimeLimit`. */
+  private readonly stopper: JobStopper;
   private sweeper: NodeJS.Timeout | null = null;
 
   constructor(options: ExecutionLimitsOptions) {
     this.options = options;
     this.now = options.now ?? (() => Date.now() / 1000);
+    this.stopper = new JobStopper(options, 'ExecutionTimeLimit');
   }
 
   /** A job started running in ComfyUI (`started_at` set): arms its timer when its key's policy limits its time. */
@@ -70,9 +69,7 @@ export class ExecutionLimits {
     const timer = this.timers.get(job.id);
     if (timer) clearTimeout(timer);
     this.timers.delete(job.id);
-    const error = this.overdue.get(job.id) ?? (job.error?.exception_type === TIME_LIMIT_EXCEPTION ? job.error : undefined);
-    this.overdue.delete(job.id);
-    return error;
+    return this.stopper.ended(job);
   }
 
   /** Disarms every timer. */
@@ -81,7 +78,7 @@ export class ExecutionLimits {
     this.sweeper = null;
     for (const timer of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
-    this.overdue.clear();
+    this.stopper.clear();
   }
 
   private sweep(): void {
@@ -92,15 +89,7 @@ export class ExecutionLimits {
     this.timers.delete(jobId);
     const job = this.options.jobs.get(jobId);
     if (job?.status !== 'running') return;
-    const reason: JobError = {
-      message: `The job ran longer than the ${limit} seconds its key's prompt policy allows (max_execution_seconds); the gateway interrupted it.`,
-      exception_type: TIME_LIMIT_EXCEPTION,
-    };
-    this.overdue.set(jobId, reason);
     this.options.log.info({ job_id: jobId, key_id: job.key_id, backend: job.backend, limit }, 'job interrupted: past its max_execution_seconds');
-    this.options.jobs
-      .update(jobId, { error: reason }, { ifStatus: 'running' })
-      .then(() => this.options.interrupt(job))
-      .catch((error: unknown) => this.options.log.warn({ err: error, job_id: jobId }, 'a job past its max_execution_seconds could not be interrupted'));
+    this.stopper.stop(job, `The job ran longer than the ${limit} seconds its key's prompt policy allows (max_execution_seconds); the gateway interrupted it.`);
   }
 }

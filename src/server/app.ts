@@ -34,6 +34,7 @@ import { userSocketSession } from '../events/user-socket.js';
 import { GATEWAY_CLIENT_OWNER } from '../jobs/backend.js';
 import { createJobRecorder } from '../jobs/job-events.js';
 import { ExecutionLimits } from '../policy/execution-limit.js';
+import { DailyBudgets } from '../jobs/daily-budget.js';
 import { JobService } from '../jobs/job-service.js';
 import { JobWaiter, notifyingJobStore } from '../jobs/job-waiter.js';
 import { getJob, jobView, listJobs } from '../jobs/jobs-api.js';
@@ -50,7 +51,7 @@ import { asksForWebSocket, checkWebSocketHandshake } from '../proxy/websocket-ha
 import { WebSocketSlots } from '../proxy/websocket-slots.js';
 import { rateLimitHeaders, retryAfterSeconds } from '../ratelimit/headers.js';
 import type { Stores } from '../store/index.js';
-import { ACTIVE_JOB_STATUSES, type HitResult, type KeyRecord } from '../store/types.js';
+import { ACTIVE_JOB_STATUSES, type HitResult, type JobRecord, type KeyRecord } from '../store/types.js';
 import { utcDay } from '../usage/day.js';
 import { openApiSource } from '../workflows/openapi.js';
 import { keyWebhook, type WebhookSettings } from '../webhooks/job-webhook.js';
@@ -124,31 +125,29 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   const stopWaiterWatch = stores.jobs.onChangedElsewhere?.(() => waiter.changedElsewhere());
   const now = (): number => Date.now() / 1000;
   const sinks = new ClientSinkRegistry({ log, ...(jobEvents ? { relay: jobEvents } : {}) });
-  const limits = new ExecutionLimits({
-    jobs,
-    keyOf: (keyId) => keys.get(keyId),
-    defaultPolicy: config.defaultPolicy,
-    interrupt: async (job) => {
-      await pool.bound(job.backend).proxy.fetch(null, {
-        method: 'POST',
-        path: '/api/interrupt',
-        body: JSON.stringify({ prompt_id: job.upstream_id ?? job.id }),
-        headers: { 'content-type': 'application/json' },
-      });
-    },
-    log,
-  });
+  const interruptJob = async (job: JobRecord): Promise<void> => {
+    await pool.bound(job.backend).proxy.fetch(null, {
+      method: 'POST',
+      path: '/api/interrupt',
+      body: JSON.stringify({ prompt_id: job.upstream_id ?? job.id }),
+      headers: { 'content-type': 'application/json' },
+    });
+  };
+  const executionSecondsToday = (keyId: string, at: number): number => usage.dailyTotals(keyId, utcDay(at)).get(utcDay(at))?.execution_seconds ?? 0;
+  const limits = new ExecutionLimits({ jobs, keyOf: (keyId) => keys.get(keyId), defaultPolicy: config.defaultPolicy, interrupt: interruptJob, log });
+  const budgets = new DailyBudgets({ jobs, keyOf: (keyId) => keys.get(keyId), executionSecondsToday, interrupt: interruptJob, log });
   const recorder = createJobRecorder({
     jobs,
     ownership,
     log,
-    limits,
+    watches: [limits, budgets],
     onEnded: (job) => {
       jobService.ended();
       metrics.backendJobEnded(job.backend, job.status);
       if (job.started_at === null) return;
       usage.recordJobRun(job.key_id, job.finished_at ?? now(), job.execution_seconds ?? 0, job.outputs.length);
       metrics.jobRun(job.key_id, job.execution_seconds ?? 0, job.outputs.length);
+      budgets.metered(job.key_id);
     },
   });
   const gatewayClientId = randomBytes(16).toString('hex');
@@ -194,7 +193,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     ownership,
     depth: config.upstreamQueueDepth,
     keyOf: (keyId) => keys.get(keyId),
-    executionSecondsToday: (keyId, at) => usage.dailyTotals(keyId, utcDay(at)).get(utcDay(at))?.execution_seconds ?? 0,
+    executionSecondsToday,
     onAdmitted: (job) => {
       usage.recordPromptAdmitted(job.key_id, job.admitted_at);
       metrics.promptAdmitted(job.key_id);
@@ -644,6 +643,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         for (const backend of pool.all) backend.events.start();
         jobService.start();
         limits.start();
+        budgets.start();
       }
       outbox?.start();
       socketRevocation.start();
@@ -658,6 +658,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       stopWaiterWatch?.();
       waiter.close();
       limits.close();
+      budgets.close();
       for (const backend of pool.all) {
         backend.events.close();
         backend.health.stop();
