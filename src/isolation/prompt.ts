@@ -73,7 +73,8 @@ export async function admitPrompt(
   checkBoundedIds({ prompt_id: body.prompt_id, client_id: clientId });
   const producerOf = ctx.pool.several ? (type: string, subfolder: string, filename: string) => ctx.jobs.jobs.producerOf(type, subfolder, filename) : null;
   const madeOn = caller.seesAll ? undefined : checkLoadedFiles({ ownership: ctx.ownership, producerOf }, keyId, body.prompt);
-  const promptId = typeof body.prompt_id === 'string' ? body.prompt_id : randomUUID();
+  const chosenId = typeof body.prompt_id === 'string';
+  const promptId = chosenId ? (body.prompt_id as string) : randomUUID();
   const formerOwner = ctx.ownership.ownerOf('prompt', promptId);
   if (formerOwner !== undefined) throw forbidden('That prompt_id is taken: leave prompt_id out and one is made.');
   if (clientId === ctx.jobs.clientId) throw forbidden("That client_id is the gateway's own: use another.");
@@ -97,6 +98,7 @@ export async function admitPrompt(
     .admit({
       key: caller.key,
       promptId,
+      chosenId,
       clientId,
       request: withJsonTextBody({ body, headers: caller.upstreamHeaders, ...(pin ? { pin } : {}) }),
       front: caller.seesAll && body.front === true,

@@ -45,6 +45,8 @@ const RECONCILE_INTERVAL_MS = 30_000;
 export interface Admission {
   key: KeyRecord;
   promptId: string;
+  /** Whether the client chose `promptId` (one the gateway made is unique; a chosen one may be sent to other replicas at once). */
+  chosenId?: boolean;
   /** The client's own client_id, which its WebSocket uses. */
   clientId: string | null;
   /** The body, the headers and, for an admin key, the backend it is pinned to. */
@@ -200,7 +202,8 @@ export class JobService {
   }
 
   /**
-   * Admits a prompt as a job. It goes to ComfyUI at once when nothing is held and ComfyUI has room, and
+   * Admits a prompt as a job. It goes to ComfyUI at once when nothing is held, ComfyUI has room and no
+   * other replica may be sending the same chosen id, and
    * ComfyUI's answer is returned (the job then has the id ComfyUI answered with; a refused prompt leaves
    * no job); otherwise it is held and the gateway answers for it, with the job's id.
    * @throws GatewayError 429 QUEUE_LIMIT or EXECUTION_BUDGET_EXCEEDED past the key's quotas; 403 when a job
@@ -239,7 +242,9 @@ export class JobService {
     if (this.jobs.get(job.id) || this.admitting.has(job.id)) throw promptIdTaken();
     this.admitting.set(job.id, key.key_id);
     try {
-      const slot = this.scheduler.takeSlotNow(key.key_id, admission.request.pin ?? null, job.id);
+      // Replicas learn of a sent job once it is recorded, after ComfyUI's answer: a chosen id is recorded (held) first, so only one replica sends it.
+      const recordedFirst = admission.chosenId === true && this.jobs.onChangedElsewhere !== undefined;
+      const slot = recordedFirst ? undefined : this.scheduler.takeSlotNow(key.key_id, admission.request.pin ?? null, job.id);
       if (!slot) return await this.holdJob(job);
       try {
         return await sendPrompt(slot.backend, job.id, admission.request, (outcome) => this.recordSent(job, slot, admission.request, outcome));
