@@ -64,6 +64,14 @@ export const deliveryNotFound = (): GatewayError => new GatewayError(404, 'DELIV
 export const webhooksDisabled = (fix = 'leave out webhook_url, or start the gateway with --webhook-secret'): GatewayError =>
   new GatewayError(400, 'WEBHOOKS_DISABLED', `This gateway sends no webhooks: ${fix}.`);
 
+/** 409 for an upload stored under a name that another key's overwriting upload claimed at the same moment. */
+export const fileNameTaken = (): GatewayError =>
+  new GatewayError(
+    409,
+    'FILE_NAME_TAKEN',
+    "Another key's upload claimed that file name at the same moment, so the file under it is not this key's: upload again (ComfyUI then stores it under a new name), or under another name.",
+  );
+
 export const keyNotFound = (): GatewayError => new GatewayError(404, 'KEY_NOT_FOUND', 'No API key has that key_id.');
 
 /** 404 on /v1/images/generations when no workflow is marked with `openai_images`. */

@@ -11,8 +11,8 @@ export interface FormPart {
   value: string;
 }
 
-/** Checks the parts of a whole form; throws to refuse it. */
-export type FormCheck = (parts: ReadonlyMap<string, FormPart>) => void;
+/** Checks the parts of a whole form; throws (or rejects) to refuse it. The form's end waits for a returned promise. */
+export type FormCheck = (parts: ReadonlyMap<string, FormPart>) => void | Promise<void>;
 
 const MAX_HEADER_BYTES = 16 * 1024;
 const MAX_FIELD_BYTES = 64 * 1024;
@@ -78,18 +78,27 @@ export class UploadFormReader extends Transform {
   override _flush(callback: TransformCallback): void {
     this.guarded(callback, () => {
       if (this.state !== 'end') throw unclear('the form has no closing delimiter');
-      this.check(this.parts);
-      for (const chunk of this.held) this.push(chunk);
+      const checked = this.check(this.parts);
+      const release = (): void => {
+        for (const chunk of this.held) this.push(chunk);
+      };
+      if (!checked) return release();
+      return checked.then(release);
     });
   }
 
-  private guarded(callback: TransformCallback, work: () => void): void {
-    try {
-      work();
-      callback();
-    } catch (error) {
+  /** Runs `work` (which may finish later) and calls back once it has; its error refuses the form. */
+  private guarded(callback: TransformCallback, work: () => void | Promise<void>): void {
+    const refuse = (error: unknown): void => {
       this.refusal = error as GatewayError;
       callback(error as Error);
+    };
+    try {
+      const done = work();
+      if (done) done.then(() => callback(), refuse);
+      else callback();
+    } catch (error) {
+      refuse(error);
     }
   }
 

@@ -2,7 +2,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { posix } from 'node:path';
-import { forbidden, invalidRequest } from '../errors.js';
+import { fileNameTaken, forbidden, invalidRequest, type GatewayError } from '../errors.js';
 import type { PoolBackend } from '../backends/backend-pool.js';
 import { addResponseHeaders } from '../server/gateway-response.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
@@ -125,6 +125,8 @@ function lookUpRecentOutputs(ctx: IsolationContext, req: IncomingMessage, caller
  */
 export async function postUpload(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   let reader: UploadFormReader | null = null;
+  /** The file an overwriting upload of a user key claimed before ComfyUI wrote it (released if ComfyUI did not). */
+  const claimed: { fileId?: string } = {};
   if (!caller.seesAll) {
     const boundary = multipartBoundary(req.headers['content-type']);
     if (boundary === null) {
@@ -132,7 +134,7 @@ export async function postUpload(ctx: IsolationContext, req: IncomingMessage, re
         { field: 'content-type', problem: 'not multipart/form-data; boundary=…' },
       ]);
     }
-    const form = (reader = new UploadFormReader(boundary, (parts) => checkUserUpload(ctx, caller.key.key_id, parts)));
+    const form = (reader = new UploadFormReader(boundary, (parts) => checkUserUpload(ctx, caller.key.key_id, parts, claimed)));
     req.pipe(form);
     // A refused form still reads the client's body to its end, so the client gets the answer.
     form.once('error', () => req.resume());
@@ -140,14 +142,19 @@ export async function postUpload(ctx: IsolationContext, req: IncomingMessage, re
       if (!req.complete) form.destroy(new Error('the client went away mid-upload'));
     });
   }
+  const keyId = caller.key.key_id;
   let answer;
   try {
     answer = await sendUpload(ctx, req, caller, reader);
   } catch (error) {
+    if (claimed.fileId) await ctx.ownership.release('file', claimed.fileId, keyId).catch(() => undefined);
     throw reader?.refusal ?? error;
   }
   const stored = storedFileOf(answer);
-  if (stored) await ctx.ownership.claim('file', uploadedFileId(stored.type, stored.subfolder, stored.name), caller.key.key_id);
+  const storedId = stored ? uploadedFileId(stored.type, stored.subfolder, stored.name) : undefined;
+  if (claimed.fileId && claimed.fileId !== storedId) await ctx.ownership.release('file', claimed.fileId, keyId).catch(() => undefined);
+  // Another key's overwriting upload of the same name claimed it first: the name (and what ComfyUI now holds under it) is that key's.
+  if (storedId && (await ctx.ownership.claim('file', storedId, keyId)) !== keyId && !caller.seesAll) throw fileNameTaken();
   relayAnswer(res, answer);
 }
 
@@ -162,8 +169,14 @@ function sendUpload(ctx: IsolationContext, req: IncomingMessage, caller: Isolate
   return ctx.pool.any().proxy.fetch(req, { headers: caller.upstreamHeaders, ...(reader ? { body: reader } : {}) });
 }
 
-/** What ComfyUI's upload reads of the form (the first part of each name), checked for a user key. */
-function checkUserUpload(ctx: IsolationContext, keyId: string, parts: ReadonlyMap<string, FormPart>): void {
+/**
+ * What ComfyUI's upload reads of the form (the first part of each name), checked for a user key. An
+ * upload that overwrites claims its file before ComfyUI writes it (its end waits for the claim), so
+ * that two keys' uploads of one name at once, on one replica or several, cannot both pass: the
+ * second key gets 403, and an upload without overwrite that ComfyUI stored under the name meanwhile
+ * gets 409 (postUpload).
+ */
+function checkUserUpload(ctx: IsolationContext, keyId: string, parts: ReadonlyMap<string, FormPart>, claimed: { fileId?: string }): void | Promise<void> {
   const text = (name: string): string | undefined => {
     const part = parts.get(name);
     return part && part.filename === null ? part.value : undefined;
@@ -178,9 +191,12 @@ function checkUserUpload(ctx: IsolationContext, keyId: string, parts: ReadonlyMa
   if (filename !== null) checkFileReference('image', filename, subfolder);
   else checkFileReference('subfolder', '', subfolder);
   const overwrite = text('overwrite');
+  let unclaimed: string | undefined;
   if (filename !== null && (overwrite === 'true' || overwrite === '1')) {
-    const owner = ctx.ownership.ownerOf('file', uploadedFileId('input', subfolder, filename));
-    if (owner !== undefined && owner !== keyId) throw forbidden('That file belongs to another key: upload without overwrite, or under another name.');
+    const id = uploadedFileId('input', subfolder, filename);
+    const owner = ctx.ownership.ownerOf('file', id);
+    if (owner !== undefined && owner !== keyId) throw fileOfAnotherKey();
+    if (owner === undefined) unclaimed = id;
   }
   const originalRef = parseJsonOrUndefined(text('original_ref') ?? '') as { filename?: unknown; subfolder?: unknown; type?: unknown } | undefined;
   if (typeof originalRef?.filename === 'string') {
@@ -197,4 +213,12 @@ function checkUserUpload(ctx: IsolationContext, keyId: string, parts: ReadonlyMa
     // The mask goes to every backend, and each would read its own file of that name: the same name on each only for an upload.
     if (ctx.pool.several && !id.startsWith('input/')) throw forbidden('With several backends, a mask is made of an uploaded image (type input) only.');
   }
+  if (unclaimed === undefined) return;
+  const id = unclaimed;
+  return ctx.ownership.claim('file', id, keyId).then((owner) => {
+    if (owner !== keyId) throw fileOfAnotherKey();
+    claimed.fileId = id;
+  });
 }
+
+const fileOfAnotherKey = (): GatewayError => forbidden('That file belongs to another key: upload without overwrite, or under another name.');

@@ -41,6 +41,8 @@ export interface FakeComfyUIOptions {
   failingClassTypes?: readonly string[];
   /** Delay before answering `/object_info` and `/object_info/{class}` in ms (default none), to keep such a request in flight. */
   objectInfoDelayMs?: number;
+  /** Delay between storing an upload and answering it, in ms (default none), to keep an upload in flight once its file is written. */
+  uploadAnswerDelayMs?: number;
   /** The port to listen on (default: a free one), e.g. to start a fake again where a stopped one was. */
   port?: number;
   /** Told each time a prompt is queued, once it is in the queue (see `inFlight`). */
@@ -909,6 +911,7 @@ class FakeServer implements FakeComfyUI {
     } finally {
       await rm(spool, { force: true });
     }
+    await sleep(this.opts.uploadAnswerDelayMs ?? 0);
     if (typeof result === 'number') sendEmpty(res, result);
     else sendJson(res, result);
   }

@@ -283,3 +283,63 @@ describe('several backends number their outputs apart: one name, two keys’ fil
     assert.equal(reached[0], carols.fake, 'it ran where carol’s file is');
   });
 });
+
+describe('two keys upload one name at once', () => {
+  let comfy: FakeComfyUI;
+  let gateway: GatewayProcess;
+  let admin: string;
+
+  before(async () => {
+    // Each upload is answered 400 ms after its file is written: the first is still in flight when the second arrives.
+    comfy = await startFakeComfyUI({ uploadAnswerDelayMs: 400 });
+    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
+    admin = (await createKey(gateway.url, { name: 'admin' })).api_key;
+  });
+  after(async () => {
+    await gateway?.stop();
+    await comfy?.close();
+  });
+
+  const upload = (key: string, name: string, value: string, overwrite: boolean): Promise<TestResponse> =>
+    send(gateway.url, '/api/upload/image', {
+      method: 'POST',
+      key,
+      ...multipart([{ name: 'image', filename: name, value }, ...(overwrite ? [{ name: 'overwrite', value: 'true' }] : [])]),
+    });
+  const view = (key: string, name: string): Promise<TestResponse> => send(gateway.url, `/api/view?filename=${encodeURIComponent(name)}&type=input`, { key });
+
+  test("an overwriting upload during another key's upload of the name never leaves either key with the other's bytes", async () => {
+    const victim = (await createKey(gateway.url, { name: 'victim', rate_limit: 1000 }, admin)).api_key;
+    const attacker = (await createKey(gateway.url, { name: 'attacker', rate_limit: 1000 }, admin)).api_key;
+    const first = upload(victim, 'clip.png', 'VICTIM-BYTES', false);
+    await sleep(150);
+    const second = await upload(attacker, 'clip.png', 'ATTACKER-BYTES', true);
+    const victimAnswer = await first;
+    const stored = await readFile(join(comfy.inputDir, 'clip.png'), 'utf8');
+    assert.equal(stored, 'ATTACKER-BYTES', 'the overwrite reached ComfyUI');
+    assert.equal(second.status, 200, second.text);
+    assert.equal((await view(attacker, 'clip.png')).text, 'ATTACKER-BYTES');
+    // The victim is told that the name is not its own, and cannot load bytes it did not upload as if they were its own.
+    assert.equal(victimAnswer.status, 409, victimAnswer.text);
+    assert.equal(victimAnswer.json().error_code, 'FILE_NAME_TAKEN');
+    const victimView = await view(victim, 'clip.png');
+    assert.notEqual(victimView.status, 200, victimView.text);
+    const again = await upload(victim, 'clip.png', 'VICTIM-BYTES', false);
+    assert.equal(again.status, 200, again.text);
+    const renamed = again.json<{ name: string }>().name;
+    assert.notEqual(renamed, 'clip.png');
+    assert.equal((await view(victim, renamed)).text, 'VICTIM-BYTES');
+  });
+
+  test('an overwriting upload of a name another key is overwriting at that moment is refused, and the first keeps its file', async () => {
+    const first = (await createKey(gateway.url, { name: 'first', rate_limit: 1000 }, admin)).api_key;
+    const second = (await createKey(gateway.url, { name: 'second', rate_limit: 1000 }, admin)).api_key;
+    const pending = upload(first, 'both.png', 'FIRST', true);
+    await sleep(150);
+    const refused = await upload(second, 'both.png', 'SECOND', true);
+    assert.equal(refused.status, 403, refused.text);
+    assert.equal((await pending).status, 200);
+    assert.equal(await readFile(join(comfy.inputDir, 'both.png'), 'utf8'), 'FIRST', 'the refused upload never reached ComfyUI');
+    assert.equal((await view(first, 'both.png')).text, 'FIRST');
+  });
+});
