@@ -21,6 +21,9 @@ const PROXY_HEADERS = new Set([
   'fastly-client-ip',
   'x-cluster-client-ip',
   'x-original-forwarded-for',
+  'x-forwarded',
+  'x-originating-ip',
+  'x-envoy-external-address',
 ]);
 
 /**

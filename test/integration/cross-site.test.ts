@@ -142,6 +142,9 @@ describe('key management without a key counts only from this machine, directly',
       'true-client-ip',
       'x-client-ip',
       'cf-connecting-ip',
+      'x-forwarded',
+      'x-originating-ip',
+      'x-envoy-external-address',
     ];
     for (const header of proxyHeaders) {
       const value = header === 'forwarded' ? 'for=203.0.113.9' : header === 'via' ? '1.1 proxy' : header === 'x-forwarded-proto' ? 'http' : '127.0.0.1';
