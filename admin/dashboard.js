@@ -743,7 +743,30 @@ function openKeyForm(key) {
     field(form, 'policy').value = key.policy === null ? '' : JSON.stringify(key.policy, null, 2);
     field(form, 'webhook_url').value = key.webhook_url ?? '';
   }
+  forgetWebhookSecret();
+  $('webhook-secret-row').hidden = !key;
   openDialog($('key-dialog'));
+}
+
+/** Shows the signing secret of the edited key's webhook deliveries (GET /api/keys/{id}/webhook-secret: the read is audited). */
+async function showWebhookSecret() {
+  const box = $('key-dialog').querySelector('.dialog-error');
+  try {
+    const { webhook_secret: secret } = await api('GET', `${keyPath(state.target)}/webhook-secret`);
+    $('webhook-secret-value').textContent = secret;
+    $('webhook-secret-value').parentElement.hidden = false;
+    $('show-webhook-secret').hidden = true;
+  } catch (error) {
+    box.textContent = describeError(error);
+    box.hidden = false;
+  }
+}
+
+/** Forgets the shown signing secret (the key dialog opened again, or closed). */
+function forgetWebhookSecret() {
+  $('webhook-secret-value').textContent = '';
+  $('webhook-secret-value').parentElement.hidden = true;
+  $('show-webhook-secret').hidden = false;
 }
 
 async function submitKeyForm(event) {
@@ -902,6 +925,8 @@ function start() {
   $('rotate-form').addEventListener('submit', submitRotate);
   $('copy-secret').addEventListener('click', copySecret);
   $('secret-dialog').addEventListener('close', forgetSecret);
+  $('show-webhook-secret').addEventListener('click', showWebhookSecret);
+  $('key-dialog').addEventListener('close', forgetWebhookSecret);
   $('message-close').addEventListener('click', () => ($('message').hidden = true));
   document.addEventListener('click', (event) => event.target.closest('[data-close]')?.closest('dialog').close());
   document.addEventListener('visibilitychange', () => {

@@ -803,6 +803,17 @@ describe('admin dashboard with webhooks', { skip: browserUnavailable }, () => {
 
     await row.locator('[data-action=edit]').click();
     assert.equal(await page.inputValue(input), 'https://hooks.example.com/comfy');
+    // The key's signing secret, shown on request, is the one the API gives; it is gone once the dialog closes.
+    assert.equal(await page.isVisible('#webhook-secret-value'), false);
+    await page.click('#show-webhook-secret');
+    await page.waitForSelector('#webhook-secret-value:visible');
+    const signing = (await send(gateway.url, `/api/keys/${keyId}/webhook-secret`, { key: admin.api_key })).json<{ webhook_secret: string }>().webhook_secret;
+    assert.equal(await page.textContent('#webhook-secret-value'), signing);
+    await page.locator('#key-dialog').screenshot({ path: await screenshotPath('dashboard-webhook-secret') });
+    await page.click('#key-dialog [data-close]');
+    await page.waitForFunction((shown) => !document.body.innerHTML.includes(shown), signing);
+    await row.locator('[data-action=edit]').click();
+    assert.equal(await page.isVisible('#webhook-secret-value'), false, 'hidden again when the dialog opens again');
     await page.fill(input, 'ftp://hooks.example.com/comfy');
     await page.click('#key-submit');
     await page.waitForFunction(() => /INVALID_REQUEST/.test(document.querySelector('#key-dialog .dialog-error')?.textContent ?? ''));
