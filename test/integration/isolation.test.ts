@@ -331,6 +331,41 @@ describe('isolation of the jobs API of newer ComfyUI servers', () => {
   });
 });
 
+describe('the jobs API on a ComfyUI release without it', () => {
+  let comfy: FakeComfyUI;
+  let gateway: GatewayProcess;
+  let keys: Keys;
+
+  before(async () => {
+    comfy = await startFakeComfyUI({ jobsApi: false, stepDelayMs: 30 });
+    ({ gateway, keys } = await startWithKeys(comfy));
+  });
+  after(async () => {
+    await gateway.stop();
+    await comfy.close();
+  });
+
+  test("every key gets ComfyUI's 404, and no key cancels another's job", async () => {
+    const alicePrompt = await queuePrompt(gateway.url, keys.alice);
+    const bobPrompt = await queuePrompt(gateway.url, keys.bob);
+    for (const [key, target] of [
+      [keys.alice, '/api/jobs'],
+      [keys.admin, '/api/jobs'],
+      [keys.alice, `/api/jobs/${alicePrompt}`],
+      [keys.alice, `/api/jobs/${bobPrompt}`],
+    ] as const) {
+      const res = await send(gateway.url, target, { key });
+      assert.equal(res.status, 404, `${target}: ${res.text}`);
+      assert.equal(res.text.includes(bobPrompt), false);
+    }
+    await send(gateway.url, `/api/jobs/${bobPrompt}/cancel`, { method: 'POST', key: keys.alice });
+    await send(gateway.url, '/api/jobs/cancel', { method: 'POST', key: keys.alice, body: { job_ids: [bobPrompt] } });
+    await waitForHistory(gateway.url, keys.alice, alicePrompt);
+    const bobs = await waitForHistory(gateway.url, keys.bob, bobPrompt);
+    assert.equal((bobs.status as { status_str: string }).status_str, 'success', "bob's prompt ran to its end");
+  });
+});
+
 for (const promptIds of PROMPT_ID_MODES) {
   describe(`isolation on the WebSocket (ComfyUI that ${promptIds} client prompt ids)`, () => {
     let comfy: FakeComfyUI;

@@ -176,7 +176,7 @@ test('prompt without client_id broadcasts progress and type-1 previews only; int
 });
 
 test('POST /prompt errors, queue and history endpoints', async (t) => {
-  const fake = await startFakeComfyUI({ stepDelayMs: 1 });
+  const fake = await startFakeComfyUI({ stepDelayMs: 1, promptIdFormat: 'any' });
   t.after(() => fake.close());
   const post = (body: string): Promise<Reply> => request(fake, 'POST', '/prompt', { body });
 
@@ -258,6 +258,69 @@ test('/view path checks, Range, conditional requests and HEAD', async (t) => {
   assert.equal(head.body.length, 0);
 });
 
+test('release differences: prompt_id format, jobs API, assets, active content', async (t) => {
+  const newer = await startFakeComfyUI({ stepDelayMs: 1 });
+  const older = await startFakeComfyUI({ stepDelayMs: 1, promptIdFormat: 'any', jobsApi: false, assets: false, activeContent: 'inline' });
+  t.after(() => Promise.all([newer.close(), older.close()]));
+  const post = (fake: FakeComfyUI, body: Record<string, unknown>): Promise<Reply> => request(fake, 'POST', '/prompt', { body: JSON.stringify(body) });
+  const prompt = { 1: { class_type: 'PreviewImage' } };
+
+  for (const id of ['mine', 'A1B2C3D4-0000-4000-8000-000000000000', '{a1b2c3d4-0000-4000-8000-000000000000}', 'a1b2c3d400004000800000000000000']) {
+    const refused = await post(newer, { prompt, prompt_id: id });
+    assert.equal(refused.status, 400, id);
+    assert.equal(json(refused).error.type, 'invalid_prompt_id');
+    assert.equal(json(await post(older, { prompt, prompt_id: id })).prompt_id, id);
+  }
+  const canonical = 'a1b2c3d4-0000-4000-8000-000000000000';
+  assert.equal(json(await post(newer, { prompt, prompt_id: canonical })).prompt_id, canonical);
+  assert.match(json(await post(newer, { prompt, prompt_id: null })).prompt_id, /^[0-9a-f-]{36}$/);
+  await waitFor(() => newer.history.size === 2 && older.history.size === 4, 'prompts done');
+
+  assert.equal((await request(newer, 'GET', `/api/jobs/${canonical}`)).status, 200);
+  assert.equal((await request(older, 'GET', '/api/jobs')).status, 404);
+  assert.equal((await request(older, 'GET', '/api/jobs/mine')).status, 404);
+  assert.equal((await request(older, 'POST', '/api/jobs/mine/cancel')).status, 405);
+
+  const svg = '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>';
+  for (const fake of [newer, older]) {
+    await writeFile(path.join(fake.outputDir, 'a.svg'), svg);
+    await writeFile(path.join(fake.outputDir, 'a.html'), '<script>alert(1)</script>');
+  }
+  const page = await request(newer, 'GET', '/view?filename=a.svg', { headers: { 'Sec-Fetch-Dest': 'document' } });
+  assert.equal(page.headers['content-type'], 'application/octet-stream');
+  assert.equal(page.headers['content-disposition'], 'attachment; filename="a.svg"');
+  assert.equal(page.headers['cache-control'], 'no-store');
+  assert.equal(page.headers.vary, 'Sec-Fetch-Dest');
+  assert.equal(page.headers['x-content-type-options'], 'nosniff');
+  const image = await request(newer, 'GET', '/view?filename=a.svg', { headers: { 'Sec-Fetch-Dest': 'image' } });
+  assert.equal(image.headers['content-type'], 'image/svg+xml');
+  assert.equal(image.headers['content-disposition'], 'filename="a.svg"');
+  const oldPage = await request(older, 'GET', '/view?filename=a.svg', { headers: { 'Sec-Fetch-Dest': 'document' } });
+  assert.equal(oldPage.headers['content-type'], 'image/svg+xml');
+  assert.equal(oldPage.headers['content-disposition'], 'filename="a.svg"');
+  assert.equal(oldPage.headers['x-content-type-options'], undefined);
+  assert.equal(oldPage.headers['cache-control'], undefined);
+  assert.equal((await request(older, 'GET', '/view?filename=a.html')).headers['content-type'], 'application/octet-stream');
+
+  await request(newer, 'POST', '/userdata/a.svg', { body: svg });
+  await request(older, 'POST', '/userdata/a.svg', { body: svg });
+  const saved = await request(newer, 'GET', '/userdata/a.svg');
+  assert.deepEqual([saved.headers['content-type'], saved.headers['content-disposition']], ['application/octet-stream', 'attachment']);
+  assert.equal((await request(older, 'GET', '/userdata/a.svg')).headers['content-type'], 'image/svg+xml');
+
+  const boundary = 'b0undary';
+  const form = `--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="up.png"\r\n\r\nUPLOADED\r\n--${boundary}--\r\n`;
+  const upload = (fake: FakeComfyUI): Promise<Reply> =>
+    request(fake, 'POST', '/upload/image', { headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}` }, body: form });
+  const hash = `blake3:${createHash('sha256').update('UPLOADED').digest('hex')}`;
+  const stored = json(await upload(newer));
+  assert.equal(stored.asset.asset_hash, hash);
+  const byHash = await request(newer, 'GET', `/view?filename=${hash}`);
+  assert.equal(byHash.body.toString(), 'UPLOADED', 'found by its content, in input though /view reads output by default');
+  assert.deepEqual(json(await upload(older)), { name: 'up.png', subfolder: '', type: 'input' });
+  assert.equal((await request(older, 'GET', `/view?filename=${hash}`)).status, 404);
+});
+
 /** A multipart body generated in small pieces; the `image` part is `size` pseudo-random bytes full of near-boundaries. */
 async function* multipartBody(
   boundary: string,
@@ -302,7 +365,9 @@ test('uploads stream multipart into inputDir, with text fields after the file an
   }
   const reply = await request(fake, 'POST', '/upload/image', { headers, body: slowBody() });
   assert.equal(reply.status, 200, reply.body.toString());
-  assert.deepEqual(json(reply), { name: 'big.png', subfolder: 'sub', type: 'input' });
+  const { asset, ...answer } = json(reply);
+  assert.deepEqual(answer, { name: 'big.png', subfolder: 'sub', type: 'input' });
+  assert.equal(asset.size, size);
   assert.ok(spoolSeen > 1024 * 1024, `part was streamed to disk before the request ended (${spoolSeen} bytes)`);
   assert.equal(fake.lastUploadBytes, size);
   const stored = await readFile(path.join(fake.inputDir, 'sub', 'big.png'));
@@ -317,8 +382,8 @@ test('uploads stream multipart into inputDir, with text fields after the file an
   assert.equal(json(await small('one')).name, 'x.png', 'same content reuses the name');
   assert.equal(json(await small('two')).name, 'x (1).png');
   assert.equal(fake.lastUploadBytes, 3);
-  const temp = await small('three', `--${boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\ntemp\r\n`);
-  assert.deepEqual(json(temp), { name: 'x.png', subfolder: '', type: 'temp' });
+  const temp = json(await small('three', `--${boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\ntemp\r\n`));
+  assert.deepEqual([temp.name, temp.subfolder, temp.type], ['x.png', '', 'temp']);
   assert.equal(await readFile(path.join(fake.tempDir, 'x.png'), 'utf8'), 'three');
 
   const missing = await request(fake, 'POST', '/upload/image', {
