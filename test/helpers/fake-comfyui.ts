@@ -52,6 +52,11 @@ export interface FakeComfyUIOptions {
    * `inline`: each file under the type its extension names, `/view` with `filename=` only, as earlier releases do.
    */
   activeContent?: ActiveContentMode;
+  /**
+   * `vue` (default): the web UI of the frontend package (releases since August 2024), its code under `/assets/`.
+   * `legacy`: the web UI of earlier releases, from ComfyUI's own `web/` folder: `/style.css`, `/lib/` and `/scripts/`.
+   */
+  frontend?: Frontend;
   /** `false`: a release older than node replacements, which answers 404 (aiohttp's) to `/node_replacements` (default true). */
   nodeReplacements?: boolean;
   /** `false`: a release older than feature flags, which never answers a socket's feature_flags and sends only type 1 previews (default true). */
@@ -79,6 +84,10 @@ export const PROMPT_ID_MODES: readonly PromptIdMode[] = ['honoured', 'ignored'];
 /** Which client-chosen `prompt_id` a release that honours them accepts; suites run against both. */
 export type PromptIdFormat = 'uuid' | 'any';
 export const PROMPT_ID_FORMATS: readonly PromptIdFormat[] = ['uuid', 'any'];
+
+/** Which web UI a release serves; the suites that load it run against both. */
+export type Frontend = 'vue' | 'legacy';
+export const FRONTENDS: readonly Frontend[] = ['vue', 'legacy'];
 
 /** How a release serves a stored file of an active type (an HTML page, an SVG); suites run against both. */
 export type ActiveContentMode = 'attachment' | 'inline';
@@ -205,9 +214,6 @@ const NODE_REPLACEMENTS = {
 
 const MODEL_FOLDERS = ['checkpoints', 'loras', 'vae', 'embeddings', 'upscale_models', 'controlnet'];
 const PNG_1X1 = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
-const INDEX_HTML =
-  '<!doctype html>\n<html><head><meta charset="utf-8"><title>ComfyUI</title>' +
-  '<script type="module" src="./main.js"></script></head><body><div id="vue-app"></div></body></html>\n';
 /**
  * A stand-in for ComfyUI's frontend: like the real one, it opens `/ws` relative to the page and calls
  * `/api/*` with fetch (so a browser sends cookies, never an API key), and shows what happens on the page.
@@ -239,6 +245,27 @@ window.comfy = {
 };
 document.getElementById('queue').addEventListener('click', () => window.comfy.queuePrompt());
 `;
+const JS_TYPE = 'application/javascript; charset=utf-8';
+const CSS_TYPE = 'text/css; charset=utf-8';
+const pageLoading = (head: string): string =>
+  `<!doctype html>\n<html><head><meta charset="utf-8"><title>ComfyUI</title>${head}</head><body><div id="vue-app"></div></body></html>\n`;
+/** Each web UI's page and the files it loads, where the real one has them; their content is a stand-in, the page's script MAIN_JS. */
+const WEB_UI: Record<Frontend, { page: string; files: Record<string, { type: string; body: string }> }> = {
+  vue: {
+    page: pageLoading('<link rel="stylesheet" href="./assets/index.css"><script type="module" src="./assets/index.js"></script>'),
+    files: { '/assets/index.css': { type: CSS_TYPE, body: 'body { margin: 0 }\n' }, '/assets/index.js': { type: JS_TYPE, body: MAIN_JS } },
+  },
+  legacy: {
+    page: pageLoading(
+      '<link rel="stylesheet" href="./style.css"><script src="./lib/litegraph.core.js"></script><script type="module" src="./scripts/app.js"></script>',
+    ),
+    files: {
+      '/style.css': { type: CSS_TYPE, body: 'body { margin: 0 }\n' },
+      '/lib/litegraph.core.js': { type: JS_TYPE, body: 'window.LiteGraph = {};\n' },
+      '/scripts/app.js': { type: JS_TYPE, body: MAIN_JS },
+    },
+  },
+};
 const MIME_TYPES: Record<string, string> = {
   '.png': 'image/png',
   '.jpg': 'image/jpeg',
@@ -450,8 +477,10 @@ class FakeServer implements FakeComfyUI {
     const api = route(true);
     const bare = route(false);
     return [
-      api('GET', '/', ({ res }) => send(res, 200, INDEX_HTML, 'text/html', { 'Cache-Control': 'no-cache', Pragma: 'no-cache', Expires: '0' })),
-      bare('GET', '/main.js', ({ res }) => send(res, 200, MAIN_JS, 'application/javascript; charset=utf-8', { 'Cache-Control': 'no-cache' })),
+      api('GET', '/', ({ res }) => send(res, 200, this.webUI.page, 'text/html', { 'Cache-Control': 'no-cache', Pragma: 'no-cache', Expires: '0' })),
+      ...Object.entries(this.webUI.files).map(([p, file]) =>
+        bare('GET', p, ({ res }) => send(res, 200, file.body, file.type, { 'Cache-Control': 'no-cache' })),
+      ),
       api('GET', '/ws', ({ res }) => sendText(res, 400, 'No WebSocket UPGRADE hdr: None\n Can "Upgrade" only to "WebSocket".')),
       api('GET', '/system_stats', ({ res }) => sendJson(res, SYSTEM_STATS)),
       api('GET', '/features', ({ res }) => sendJson(res, SERVER_FEATURES)),
@@ -519,6 +548,10 @@ class FakeServer implements FakeComfyUI {
     // The gateway's health checks are counted apart, so that `requests` holds what clients caused.
     if (req.headers['user-agent'] === HEALTH_CHECK_USER_AGENT) this.healthChecks += 1;
     else this.requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+  }
+
+  private get webUI(): (typeof WEB_UI)[Frontend] {
+    return WEB_UI[this.opts.frontend ?? 'vue'];
   }
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {

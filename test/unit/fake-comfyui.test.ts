@@ -278,6 +278,13 @@ test('release differences: prompt_id format, jobs API, assets, active content', 
 
   assert.equal((await request(newer, 'GET', `/api/jobs/${canonical}`)).status, 200);
   assert.equal((await request(older, 'GET', '/api/jobs')).status, 404);
+
+  const legacy = await startFakeComfyUI({ frontend: 'legacy' });
+  t.after(() => legacy.close());
+  const files = (await request(legacy, 'GET', '/')).body.toString().match(/(?<=(?:src|href)="\.)[^"]+/g) ?? [];
+  assert.deepEqual(files, ['/style.css', '/lib/litegraph.core.js', '/scripts/app.js']);
+  for (const file of files) assert.equal((await request(legacy, 'GET', file)).status, 200, file);
+  assert.equal((await request(legacy, 'GET', '/assets/index.js')).status, 404);
   assert.equal((await request(older, 'GET', '/api/jobs/mine')).status, 404);
   assert.equal((await request(older, 'POST', '/api/jobs/mine/cancel')).status, 405);
 
@@ -425,8 +432,10 @@ test('origin check, routing quirks and static files', async (t) => {
   const root = await request(fake, 'GET', '/api/');
   assert.equal(root.headers['cache-control'], 'no-cache');
   assert.match(root.body.toString(), /<title>ComfyUI<\/title>/);
-  assert.equal((await request(fake, 'GET', '/main.js')).headers['content-type'], 'application/javascript; charset=utf-8');
-  assert.equal((await request(fake, 'GET', '/api/main.js')).status, 404);
+  assert.match(root.body.toString(), /src="\.\/assets\/index\.js"/);
+  assert.equal((await request(fake, 'GET', '/assets/index.js')).headers['content-type'], 'application/javascript; charset=utf-8');
+  assert.equal((await request(fake, 'GET', '/api/assets/index.js')).status, 404);
+  assert.equal((await request(fake, 'GET', '/scripts/app.js')).status, 404);
   assert.equal((await request(fake, 'GET', '/api')).status, 404);
   assert.deepEqual(json(await request(fake, 'GET', '/%70rompt')), { exec_info: { queue_remaining: 0 } });
   assert.equal((await request(fake, 'GET', '//prompt')).status, 404);
