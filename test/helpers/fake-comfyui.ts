@@ -37,6 +37,8 @@ export interface FakeComfyUIOptions {
    * `global`: the body is ignored and whatever runs is stopped, as earlier releases do.
    */
   interrupts?: InterruptMode;
+  /** `false`: an older release without `/v2/userdata` (an unknown route then: 404) (default true). */
+  userdataV2?: boolean;
   /** `false`: a release older than the jobs API (before December 2025), where `/api/jobs*` are unknown routes (default true). */
   jobsApi?: boolean;
   /**
@@ -527,6 +529,7 @@ class FakeServer implements FakeComfyUI {
       api('GET', '/settings/{id}', (c) => this.getSetting(c)),
       api('POST', '/settings/{id}', (c) => this.postSetting(c)),
       api('GET', '/userdata', (c) => this.listUserdata(c)),
+      ...(this.opts.userdataV2 === false ? [] : [api('GET', '/v2/userdata', (c) => this.listUserdataV2(c))]),
       api('GET', '/userdata/{file}', (c) => this.getUserdataFile(c)),
       api('POST', '/userdata/{file}', (c) => this.postUserdataFile(c)),
       api('DELETE', '/userdata/{file}', (c) => this.deleteUserdataFile(c)),
@@ -1165,6 +1168,37 @@ class FakeServer implements FakeComfyUI {
     const files = await listFiles(root, flag('recurse'));
     const describe = (rel: string): unknown => (flag('full_info') ? fileInfo(path.join(root, rel), root) : flag('split') ? [rel, ...rel.split('/')] : rel);
     sendJson(res, await Promise.all(files.map(describe)));
+  }
+
+  /** GET /v2/userdata?path=: every folder and file under it, each with its path from the user's root, folders first. */
+  private async listUserdataV2({ req, res, query }: Ctx): Promise<void> {
+    let root: string;
+    try {
+      root = this.userRoot(req);
+    } catch {
+      return sendText(res, 403, 'Invalid user specified in request');
+    }
+    const asked = query.get('path') ?? '';
+    const target = asked ? this.userPath(req, asked) : root;
+    if (target === null) return sendText(res, 400, 'Invalid path requested');
+    const st = await stat(target).catch(() => null);
+    if (!st) return target === root ? sendJson(res, []) : sendText(res, 404, 'Requested path not found');
+    if (!st.isDirectory()) return sendText(res, 400, 'Requested path is not a directory');
+    const entries = await readdir(target, { withFileTypes: true, recursive: true });
+    const listed = await Promise.all(
+      entries.map(async (entry) => {
+        const full = path.join(entry.parentPath, entry.name);
+        const item = { name: entry.name, path: path.relative(root, full).split(path.sep).join('/'), type: entry.isDirectory() ? 'directory' : 'file' };
+        if (entry.isDirectory()) return item;
+        const { size, mtimeMs } = await stat(full);
+        return { ...item, size, modified: mtimeMs / 1000 };
+      }),
+    );
+    const order = (item: { type: string; name: string }): string => `${item.type === 'directory' ? 0 : 1}${item.name.toLowerCase()}`;
+    sendJson(
+      res,
+      listed.sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : 0)),
+    );
   }
 
   private async getUserdataFile({ req, res, params }: Ctx): Promise<void> {

@@ -498,6 +498,20 @@ test('users, settings and userdata (with %2F) per Comfy-User in multi-user mode'
   assert.equal(await readFile(path.join(fake.userDir, user, 'workflows', 'a.json'), 'utf8'), '{"nodes":[]}');
   assert.equal((await request(fake, 'POST', '/userdata/workflows%2Fa.json?overwrite=false', { headers: as, body: 'x' })).status, 409);
   assert.deepEqual(json(await request(fake, 'GET', '/userdata?dir=workflows', { headers: as })), ['a.json']);
+  const listed = json(await request(fake, 'GET', '/api/v2/userdata', { headers: as }));
+  assert.deepEqual(
+    listed.map((item: { path: string; type: string }) => [item.path, item.type]),
+    [
+      ['workflows', 'directory'],
+      ['workflows/a.json', 'file'],
+      ['comfy.settings.json', 'file'],
+    ],
+    'folders first, then files by name',
+  );
+  assert.equal(listed[1].size, 12);
+  assert.equal((await request(fake, 'GET', '/v2/userdata?path=..%2Fx', { headers: as })).status, 400);
+  assert.equal((await request(fake, 'GET', '/v2/userdata?path=nope', { headers: as })).status, 404);
+  assert.equal((await request(fake, 'GET', '/v2/userdata', { headers: { 'Comfy-User': 'mallory' } })).status, 403);
   assert.equal((await request(fake, 'GET', '/userdata/workflows%2Fa.json', { headers: as })).body.toString(), '{"nodes":[]}');
   assert.equal((await request(fake, 'GET', '/userdata/workflows/a.json', { headers: as })).status, 404, 'a real / is two segments');
   assert.equal((await request(fake, 'GET', '/userdata/..%2F..%2Fx', { headers: as })).status, 403);
