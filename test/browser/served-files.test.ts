@@ -27,7 +27,8 @@ for (const [mode, args] of [
     let browser: Browser;
 
     before(async () => {
-      comfy = await startFakeComfyUI();
+      // A release that serves an SVG inline, script and all: the gateway's sandbox is then the only guard (newer ones make it a download).
+      comfy = await startFakeComfyUI({ activeContent: 'inline' });
       gateway = await startGateway({ upstream: comfy.url, args: [...args] });
       browser = await launchBrowser();
     });

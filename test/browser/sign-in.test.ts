@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { browserUnavailable, launchBrowser, screenshotPath } from '../helpers/browser.js';
-import { PROMPT_ID_MODES, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
+import { PROMPT_ID_MODES, startFakeComfyUI, type FakeComfyUI, type Frontend, type PromptIdMode } from '../helpers/fake-comfyui.js';
 import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send } from '../helpers/http-client.js';
 import { createKey } from '../helpers/keys.js';
@@ -24,8 +24,11 @@ async function startPageOnAnotherPort(headers: OutgoingHttpHeaders = {}): Promis
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, server };
 }
 
-for (const promptIds of PROMPT_ID_MODES) {
-  describe(`browser sign-in (ComfyUI that ${promptIds} client prompt ids)`, { skip: browserUnavailable }, () => {
+/** Each prompt id mode with the current web UI, and the web UI of older releases once. */
+const STAGES: Array<[PromptIdMode, Frontend]> = [...PROMPT_ID_MODES.map((mode): [PromptIdMode, Frontend] => [mode, 'vue']), ['honoured', 'legacy']];
+
+for (const [promptIds, frontend] of STAGES) {
+  describe(`browser sign-in (ComfyUI that ${promptIds} client prompt ids, ${frontend} web UI)`, { skip: browserUnavailable }, () => {
     let comfy: FakeComfyUI;
     let gateway: GatewayProcess;
     let browser: Browser;
@@ -33,7 +36,7 @@ for (const promptIds of PROMPT_ID_MODES) {
     let attackerKey: string;
 
     before(async () => {
-      comfy = await startFakeComfyUI({ promptIds });
+      comfy = await startFakeComfyUI({ promptIds, frontend });
       gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
       const admin = (await createKey(gateway.url, { name: 'admin' })).api_key;
       userKey = (await createKey(gateway.url, { name: 'painter' }, admin)).api_key;
@@ -51,6 +54,11 @@ for (const promptIds of PROMPT_ID_MODES) {
       const page = await context.newPage();
       const consoleErrors: string[] = [];
       page.on('console', (message) => message.type() === 'error' && consoleErrors.push(message.text()));
+      const unloadedFiles: string[] = [];
+      page.on('response', (response) => {
+        const kind = response.request().resourceType();
+        if ((kind === 'script' || kind === 'stylesheet') && response.status() !== 200) unloadedFiles.push(`${response.status()} ${response.url()}`);
+      });
 
       await page.goto(`${gateway.url}/?tab=1`);
       assert.equal(new URL(page.url()).pathname, '/login', 'a page load without a session goes to the sign-in page');
@@ -65,6 +73,7 @@ for (const promptIds of PROMPT_ID_MODES) {
       await page.click('button[type=submit]');
       await page.waitForURL(`${gateway.url}/?tab=1`);
       await page.waitForSelector('text=socket open');
+      assert.deepEqual(unloadedFiles, [], "every script and style sheet of ComfyUI's page loaded");
       const cookies = await context.cookies();
       const session = cookies.find((c) => c.name === 'comfy_gate_session')!;
       assert.ok(session.httpOnly);

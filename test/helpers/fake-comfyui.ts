@@ -27,10 +27,38 @@ export interface FakeComfyUIOptions {
    */
   promptIds?: PromptIdMode;
   /**
+   * `uuid` (default): a client's `prompt_id` must be a UUID in canonical lowercase form, else 400 `invalid_prompt_id`
+   * (a null one is minted), as ComfyUI does in 2026. `any`: any value is used as it is, as releases from v0.3.45 on did
+   * before. Read only when `promptIds` is `honoured`.
+   */
+  promptIdFormat?: PromptIdFormat;
+  /**
    * `targeted` (default): an interrupt with a `prompt_id` stops that prompt only if it runs, as ComfyUI does since September 2025.
    * `global`: the body is ignored and whatever runs is stopped, as earlier releases do.
    */
   interrupts?: InterruptMode;
+  /** `false`: an older release without `/v2/userdata` (an unknown route then: 404) (default true). */
+  userdataV2?: boolean;
+  /** `false`: a release older than the jobs API (before December 2025), where `/api/jobs*` are unknown routes (default true). */
+  jobsApi?: boolean;
+  /**
+   * `true` (default): assets are on, as in releases since January 2026: `/view?filename=blake3:<hash>` serves any stored file
+   * with that content, whoever stored it, and an upload's answer carries its `asset`. The fake's hash is SHA-256 (Node has
+   * no BLAKE3). `false`: an older release, or `--disable-assets`: such a name finds nothing (404).
+   */
+  assets?: boolean;
+  /**
+   * `attachment` (default): files are served as ComfyUI does in 2026: `/view` with nosniff, and an active type (HTML, JS,
+   * CSS, SVG, XML) with `Vary: Sec-Fetch-Dest` and `Cache-Control: no-store`, as an octet-stream attachment unless it is an
+   * SVG asked for as an image (`Sec-Fetch-Dest: image`); `/userdata/{file}` as an attachment with nosniff.
+   * `inline`: each file under the type its extension names, `/view` with `filename=` only, as earlier releases do.
+   */
+  activeContent?: ActiveContentMode;
+  /**
+   * `vue` (default): the web UI of the frontend package (releases since August 2024), its code under `/assets/`.
+   * `legacy`: the web UI of earlier releases, from ComfyUI's own `web/` folder: `/style.css`, `/lib/` and `/scripts/`.
+   */
+  frontend?: Frontend;
   /** `false`: a release older than node replacements, which answers 404 (aiohttp's) to `/node_replacements` (default true). */
   nodeReplacements?: boolean;
   /** `false`: a release older than feature flags, which never answers a socket's feature_flags and sends only type 1 previews (default true). */
@@ -56,6 +84,18 @@ export const INTERRUPT_MODES: readonly InterruptMode[] = ['targeted', 'global'];
 /** How a ComfyUI release treats a client-chosen `prompt_id`; suites run against both. */
 export type PromptIdMode = 'honoured' | 'ignored';
 export const PROMPT_ID_MODES: readonly PromptIdMode[] = ['honoured', 'ignored'];
+
+/** Which client-chosen `prompt_id` a release that honours them accepts; suites run against both. */
+export type PromptIdFormat = 'uuid' | 'any';
+export const PROMPT_ID_FORMATS: readonly PromptIdFormat[] = ['uuid', 'any'];
+
+/** Which web UI a release serves; the suites that load it run against both. */
+export type Frontend = 'vue' | 'legacy';
+export const FRONTENDS: readonly Frontend[] = ['vue', 'legacy'];
+
+/** How a release serves a stored file of an active type (an HTML page, an SVG); suites run against both. */
+export type ActiveContentMode = 'attachment' | 'inline';
+export const ACTIVE_CONTENT_MODES: readonly ActiveContentMode[] = ['attachment', 'inline'];
 
 export interface FakeComfyUI {
   url: string;
@@ -138,6 +178,8 @@ interface Route {
 const JSON_TYPE = 'application/json; charset=utf-8';
 const SERVER_ERROR = '500 Internal Server Error\n\nServer got itself in trouble';
 const SERVER_FEATURES = { supports_preview_metadata: true, max_upload_size: 104857600 };
+/** What Python's `str(uuid.UUID(value)) == value` accepts. */
+const CANONICAL_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const SENSITIVE_EXTRA_KEYS = ['auth_token_comfy_org', 'api_key_comfy_org'];
 const OUTPUT_NODES = new Map<string, DirType>([
   ['SaveImage', 'output'],
@@ -176,9 +218,6 @@ const NODE_REPLACEMENTS = {
 
 const MODEL_FOLDERS = ['checkpoints', 'loras', 'vae', 'embeddings', 'upscale_models', 'controlnet'];
 const PNG_1X1 = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
-const INDEX_HTML =
-  '<!doctype html>\n<html><head><meta charset="utf-8"><title>ComfyUI</title>' +
-  '<script type="module" src="./main.js"></script></head><body><div id="vue-app"></div></body></html>\n';
 /**
  * A stand-in for ComfyUI's frontend: like the real one, it opens `/ws` relative to the page and calls
  * `/api/*` with fetch (so a browser sends cookies, never an API key), and shows what happens on the page.
@@ -210,6 +249,27 @@ window.comfy = {
 };
 document.getElementById('queue').addEventListener('click', () => window.comfy.queuePrompt());
 `;
+const JS_TYPE = 'application/javascript; charset=utf-8';
+const CSS_TYPE = 'text/css; charset=utf-8';
+const pageLoading = (head: string): string =>
+  `<!doctype html>\n<html><head><meta charset="utf-8"><title>ComfyUI</title>${head}</head><body><div id="vue-app"></div></body></html>\n`;
+/** Each web UI's page and the files it loads, where the real one has them; their content is a stand-in, the page's script MAIN_JS. */
+const WEB_UI: Record<Frontend, { page: string; files: Record<string, { type: string; body: string }> }> = {
+  vue: {
+    page: pageLoading('<link rel="stylesheet" href="./assets/index.css"><script type="module" src="./assets/index.js"></script>'),
+    files: { '/assets/index.css': { type: CSS_TYPE, body: 'body { margin: 0 }\n' }, '/assets/index.js': { type: JS_TYPE, body: MAIN_JS } },
+  },
+  legacy: {
+    page: pageLoading(
+      '<link rel="stylesheet" href="./style.css"><script src="./lib/litegraph.core.js"></script><script type="module" src="./scripts/app.js"></script>',
+    ),
+    files: {
+      '/style.css': { type: CSS_TYPE, body: 'body { margin: 0 }\n' },
+      '/lib/litegraph.core.js': { type: JS_TYPE, body: 'window.LiteGraph = {};\n' },
+      '/scripts/app.js': { type: JS_TYPE, body: MAIN_JS },
+    },
+  },
+};
 const MIME_TYPES: Record<string, string> = {
   '.png': 'image/png',
   '.jpg': 'image/jpeg',
@@ -223,9 +283,27 @@ const MIME_TYPES: Record<string, string> = {
   '.flac': 'audio/flac',
   '.json': 'application/json',
   '.txt': 'text/plain',
-  // As Python's mimetypes names it: ComfyUI serves an SVG as one, script and all.
+  // As Python's mimetypes names it: releases before 2026 serve an SVG as one, script and all.
   '.svg': 'image/svg+xml',
+  '.html': 'text/html',
+  '.js': 'text/javascript',
+  '.css': 'text/css',
 };
+/** The types /view of releases before 2026 serves as octet-stream (an SVG is not among them). */
+const DOWNGRADED_BY_VIEW = new Set(['text/html', 'application/xhtml+xml', 'text/javascript', 'application/javascript', 'text/css']);
+/** Types a browser may run or render inline (ComfyUI's DANGEROUS_CONTENT_TYPES, and any XML). */
+const ACTIVE_TYPES = new Set([
+  ...DOWNGRADED_BY_VIEW,
+  'text/html-sandboxed',
+  'application/x-javascript',
+  'application/ecmascript',
+  'image/svg+xml',
+  'message/rfc822',
+]);
+
+function isActiveType(type: string): boolean {
+  return ACTIVE_TYPES.has(type) || type.endsWith('+xml') || type.endsWith('/xml');
+}
 const SYSTEM_STATS = {
   system: {
     os: 'posix',
@@ -403,8 +481,10 @@ class FakeServer implements FakeComfyUI {
     const api = route(true);
     const bare = route(false);
     return [
-      api('GET', '/', ({ res }) => send(res, 200, INDEX_HTML, 'text/html', { 'Cache-Control': 'no-cache', Pragma: 'no-cache', Expires: '0' })),
-      bare('GET', '/main.js', ({ res }) => send(res, 200, MAIN_JS, 'application/javascript; charset=utf-8', { 'Cache-Control': 'no-cache' })),
+      api('GET', '/', ({ res }) => send(res, 200, this.webUI.page, 'text/html', { 'Cache-Control': 'no-cache', Pragma: 'no-cache', Expires: '0' })),
+      ...Object.entries(this.webUI.files).map(([p, file]) =>
+        bare('GET', p, ({ res }) => send(res, 200, file.body, file.type, { 'Cache-Control': 'no-cache' })),
+      ),
       api('GET', '/ws', ({ res }) => sendText(res, 400, 'No WebSocket UPGRADE hdr: None\n Can "Upgrade" only to "WebSocket".')),
       api('GET', '/system_stats', ({ res }) => sendJson(res, SYSTEM_STATS)),
       api('GET', '/features', ({ res }) => sendJson(res, SERVER_FEATURES)),
@@ -451,13 +531,18 @@ class FakeServer implements FakeComfyUI {
       api('GET', '/settings/{id}', (c) => this.getSetting(c)),
       api('POST', '/settings/{id}', (c) => this.postSetting(c)),
       api('GET', '/userdata', (c) => this.listUserdata(c)),
+      ...(this.opts.userdataV2 === false ? [] : [api('GET', '/v2/userdata', (c) => this.listUserdataV2(c))]),
       api('GET', '/userdata/{file}', (c) => this.getUserdataFile(c)),
       api('POST', '/userdata/{file}', (c) => this.postUserdataFile(c)),
       api('DELETE', '/userdata/{file}', (c) => this.deleteUserdataFile(c)),
-      api('GET', '/api/jobs', (c) => this.getJobs(c)),
-      api('POST', '/api/jobs/cancel', (c) => this.cancelJobs(c)),
-      api('GET', '/api/jobs/{id}', (c) => this.getJob(c)),
-      api('POST', '/api/jobs/{id}/cancel', (c) => this.cancelJob(c)),
+      ...(this.opts.jobsApi === false
+        ? []
+        : [
+            api('GET', '/api/jobs', (c) => this.getJobs(c)),
+            api('POST', '/api/jobs/cancel', (c) => this.cancelJobs(c)),
+            api('GET', '/api/jobs/{id}', (c) => this.getJob(c)),
+            api('POST', '/api/jobs/{id}/cancel', (c) => this.cancelJob(c)),
+          ]),
       bare('GET', '/internal/logs', ({ res }) => sendJson(res, `Starting server\n\nTo see the GUI go to: ${this.url}\n`)),
       bare('GET', '/internal/folder_paths', ({ res }) => sendJson(res, this.folderPaths())),
       bare('GET', '/internal/files/{type}', (c) => this.internalFiles(c)),
@@ -468,6 +553,10 @@ class FakeServer implements FakeComfyUI {
     // The gateway's health checks are counted apart, so that `requests` holds what clients caused.
     if (req.headers['user-agent'] === HEALTH_CHECK_USER_AGENT) this.healthChecks += 1;
     else this.requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+  }
+
+  private get webUI(): (typeof WEB_UI)[Frontend] {
+    return WEB_UI[this.opts.frontend ?? 'vue'];
   }
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -576,7 +665,11 @@ class FakeServer implements FakeComfyUI {
     if (!('prompt' in body)) {
       return sendJson(res, { error: promptError('no_prompt', 'No prompt provided', 'No prompt provided'), node_errors: {} }, 400);
     }
-    const id = 'prompt_id' in body && this.opts.promptIds !== 'ignored' ? String(body['prompt_id']) : randomUUID();
+    const id = this.promptIdOf(body);
+    if (id === null) {
+      const details = 'prompt_id must be a UUID string in canonical lowercase hyphenated form; omit it to let the server generate one';
+      return sendJson(res, { error: promptError('invalid_prompt_id', 'prompt_id must be a valid UUID', details), node_errors: {} }, 400);
+    }
     const validation = validatePrompt(body['prompt'], body['partial_execution_targets']);
     if ('error' in validation) return sendJson(res, { error: validation.error, node_errors: {} }, 400);
     const nodeErrors = this.missingImages(body['prompt'] as Record<string, PromptNode>, validation.outputs);
@@ -592,6 +685,15 @@ class FakeServer implements FakeComfyUI {
     this.broadcastStatus();
     this.pump();
     sendJson(res, { prompt_id: id, number, node_errors: {} });
+  }
+
+  /** The id a prompt runs under (§3), or null for a client's prompt_id this release refuses. */
+  private promptIdOf(body: Json): string | null {
+    if (this.opts.promptIds === 'ignored' || !('prompt_id' in body)) return randomUUID();
+    const given = body['prompt_id'];
+    if (this.opts.promptIdFormat === 'any') return String(given);
+    if (given === null) return randomUUID();
+    return typeof given === 'string' && CANONICAL_UUID.test(given) ? given : null;
   }
 
   /** LoadImage's VALIDATE_INPUTS, for the nodes the outputs depend on: the image must be a file of input (or of the annotated folder). */
@@ -887,6 +989,7 @@ class FakeServer implements FakeComfyUI {
   private async view({ req, res, query }: Ctx): Promise<void> {
     const filename = query.get('filename');
     if (filename === null) return sendEmpty(res, 404);
+    if (filename.startsWith('blake3:')) return this.viewByHash(req, res, filename.slice('blake3:'.length));
     const { name, type } = annotatedFilename(filename);
     if (!name || name.startsWith('/') || name.includes('..')) return sendEmpty(res, 400);
     const base = this.dirFor(type ?? query.get('type') ?? 'output');
@@ -898,7 +1001,37 @@ class FakeServer implements FakeComfyUI {
     const file = path.join(dir, basename);
     const st = await statFile(file);
     if (!st) return sendEmpty(res, 404);
-    await serveFile(req, res, file, st, { 'Content-Type': mimeType(file), 'Content-Disposition': `filename="${basename}"` });
+    await serveFile(req, res, file, st, this.viewHeaders(req, basename, mimeType(file)));
+  }
+
+  /** `/view?filename=blake3:<hash>` with assets on: a stored file of input, output or temp with that content, whoever stored it. */
+  private async viewByHash(req: IncomingMessage, res: ServerResponse, hash: string): Promise<void> {
+    const file = this.opts.assets === false ? undefined : await this.fileWithHash(hash);
+    const st = file === undefined ? null : await statFile(file);
+    if (file === undefined || !st) return sendEmpty(res, 404);
+    await serveFile(req, res, file, st, this.viewHeaders(req, path.basename(file), mimeType(file)));
+  }
+
+  private async fileWithHash(hash: string): Promise<string | undefined> {
+    for (const base of Object.values(this.dirs)) {
+      for (const rel of await listFiles(base, true)) {
+        if ((await fileSha256(path.join(base, rel))) === hash) return path.join(base, rel);
+      }
+    }
+    return undefined;
+  }
+
+  /** /view's headers for a file of `type` (§5 and `activeContent`). */
+  private viewHeaders(req: IncomingMessage, name: string, type: string): Record<string, string> {
+    if (this.opts.activeContent === 'inline') {
+      return { 'Content-Type': DOWNGRADED_BY_VIEW.has(type) ? 'application/octet-stream' : type, 'Content-Disposition': `filename="${name}"` };
+    }
+    const quoted = `"${name.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
+    const headers = { 'X-Content-Type-Options': 'nosniff', 'Content-Type': type, 'Content-Disposition': `filename=${quoted}` };
+    if (!isActiveType(type)) return headers;
+    const guarded = { ...headers, Vary: 'Sec-Fetch-Dest', 'Cache-Control': 'no-store' };
+    if (type === 'image/svg+xml' && req.headers['sec-fetch-dest'] === 'image') return guarded;
+    return { ...guarded, 'Content-Type': 'application/octet-stream', 'Content-Disposition': `attachment; filename=${quoted}` };
   }
 
   private async upload({ req, res }: Ctx, mask: boolean): Promise<void> {
@@ -932,7 +1065,10 @@ class FakeServer implements FakeComfyUI {
       if (mask && !form.fields.has('original_ref')) throw new Error('original_ref missing');
       await rename(spool, path.join(folder, name));
     }
-    return { name, subfolder, type };
+    const stored = { name, subfolder, type };
+    if (this.opts.assets === false) return stored;
+    const asset = { id: randomUUID(), name, asset_hash: `blake3:${form.file.sha256}`, size: form.file.bytes, mime_type: mimeType(name), tags: [type] };
+    return { ...stored, asset };
   }
 
   private async internalFiles({ res, params }: Ctx): Promise<void> {
@@ -1037,12 +1173,52 @@ class FakeServer implements FakeComfyUI {
     sendJson(res, await Promise.all(files.map(describe)));
   }
 
+  /** GET /v2/userdata?path=: every folder and file under it, each with its path from the user's root, folders first. */
+  private async listUserdataV2({ req, res, query }: Ctx): Promise<void> {
+    let root: string;
+    try {
+      root = this.userRoot(req);
+    } catch {
+      return sendText(res, 403, 'Invalid user specified in request');
+    }
+    const asked = query.get('path') ?? '';
+    const target = asked ? this.userPath(req, asked) : root;
+    if (target === null) return sendText(res, 400, 'Invalid path requested');
+    const st = await stat(target).catch(() => null);
+    if (!st) return target === root ? sendJson(res, []) : sendText(res, 404, 'Requested path not found');
+    if (!st.isDirectory()) return sendText(res, 400, 'Requested path is not a directory');
+    const entries = await readdir(target, { withFileTypes: true, recursive: true });
+    const listed = await Promise.all(
+      entries.map(async (entry) => {
+        const full = path.join(entry.parentPath, entry.name);
+        const item = { name: entry.name, path: path.relative(root, full).split(path.sep).join('/'), type: entry.isDirectory() ? 'directory' : 'file' };
+        if (entry.isDirectory()) return item;
+        const { size, mtimeMs } = await stat(full);
+        return { ...item, size, modified: mtimeMs / 1000 };
+      }),
+    );
+    const order = (item: { type: string; name: string }): string => `${item.type === 'directory' ? 0 : 1}${item.name.toLowerCase()}`;
+    sendJson(
+      res,
+      listed.sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : 0)),
+    );
+  }
+
   private async getUserdataFile({ req, res, params }: Ctx): Promise<void> {
     const file = this.userPath(req, params['file'] ?? '');
     if (file === null) return sendEmpty(res, 403);
     const st = await statFile(file);
     if (!st) return sendEmpty(res, 404);
-    await serveFile(req, res, file, st, { 'Content-Type': mimeType(file) });
+    await serveFile(req, res, file, st, this.userdataHeaders(req, file));
+  }
+
+  /** GET /userdata/{file}'s headers: with `activeContent` `attachment`, a download with nosniff (an active type as octet-stream), but the user's own user.css. */
+  private userdataHeaders(req: IncomingMessage, file: string): Record<string, string> {
+    const type = mimeType(file);
+    if (this.opts.activeContent === 'inline') return { 'Content-Type': type };
+    if (file === path.join(this.userRoot(req), 'user.css'))
+      return { 'Content-Type': 'text/css', 'X-Content-Type-Options': 'nosniff', 'Content-Disposition': 'inline' };
+    return { 'Content-Type': isActiveType(type) ? 'application/octet-stream' : type, 'X-Content-Type-Options': 'nosniff', 'Content-Disposition': 'attachment' };
   }
 
   private async postUserdataFile({ req, res, params, query }: Ctx): Promise<void> {

@@ -1,12 +1,13 @@
 // Bounded ids and claims: oversized or unprintable ids are refused and stored nowhere, refused prompts leave no claim, /view misses cost a fixed amount, uploads stay in input and off others' files.
 
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { openCollectingSocket, queuePrompt, SAVE_WORKFLOW, waitForHistory } from '../helpers/comfy-client.js';
-import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
+import { PROMPT_ID_FORMATS, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send, type TestResponse } from '../helpers/http-client.js';
 import { createKey } from '../helpers/keys.js';
@@ -87,7 +88,8 @@ describe('bounded ids and claims', () => {
     assert.equal((await send(gateway.url, '/api/queue', { key: alice, headers: { 'comfy-user': 'u'.repeat(201) } })).status, 400, 'Comfy-User');
     await sleep(100);
     assert.equal(await ownershipBytes(), bytesBefore, 'the ownership and job files did not grow');
-    assert.equal((await prompt(alice, { prompt: SAVE_WORKFLOW, prompt_id: 'p'.repeat(200) })).status, 200, '200 bytes are accepted');
+    await prompt(alice, { prompt: SAVE_WORKFLOW, prompt_id: 'p'.repeat(200) });
+    assert.equal(upstreamPrompts(), promptsBefore + 1, '200 bytes are passed on to ComfyUI');
   });
 
   test('a clientId over 200 bytes or with a control character on /ws is refused with 400', async () => {
@@ -99,13 +101,14 @@ describe('bounded ids and claims', () => {
   });
 
   test('prompts ComfyUI refuses leave no claim: their prompt_id and client_id are free for any key', async () => {
+    const ids = Array.from({ length: 20 }, () => randomUUID());
     for (let i = 0; i < 20; i += 1) {
-      const res = await prompt(alice, { prompt: REFUSED_WORKFLOW, prompt_id: `refused-${i}`, client_id: `refused-client-${i}` });
+      const res = await prompt(alice, { prompt: REFUSED_WORKFLOW, prompt_id: ids[i], client_id: `refused-client-${i}` });
       assert.equal(res.status, 400, 'ComfyUI refuses it');
       assert.equal(res.json().error_code, undefined, "ComfyUI's own answer is relayed");
     }
     for (let i = 0; i < 20; i += 1) {
-      const res = await prompt(bob, { prompt: SAVE_WORKFLOW, prompt_id: `refused-${i}`, client_id: `refused-client-${i}` });
+      const res = await prompt(bob, { prompt: SAVE_WORKFLOW, prompt_id: ids[i], client_id: `refused-client-${i}` });
       assert.equal(res.status, 200, `id ${i} is free: ${res.text}`);
     }
   });
@@ -114,14 +117,15 @@ describe('bounded ids and claims', () => {
     const clientId = 'bob-socket';
     const socket = await openCollectingSocket(`${gateway.url.replace('http', 'ws')}/ws?clientId=${clientId}`, { 'x-api-key': bob });
     const bobPrompt = await queuePrompt(gateway.url, bob, { client_id: clientId });
+    const ids = Array.from({ length: 300 }, () => randomUUID());
     for (let i = 0; i < 300; i += 1) {
-      const res = await prompt(alice, { prompt: REFUSED_WORKFLOW, prompt_id: `flood-${i}`, client_id: `flood-client-${i}` });
+      const res = await prompt(alice, { prompt: REFUSED_WORKFLOW, prompt_id: ids[i], client_id: `flood-client-${i}` });
       assert.equal(res.status, 400);
     }
     // Another key's refused prompt reaches ComfyUI (400) only if the ids are free; a claim held by alice would be 403.
     for (let i = 0; i < 300; i += 1) {
-      const res = await prompt(bob, { prompt: REFUSED_WORKFLOW, prompt_id: `flood-${i}`, client_id: `flood-client-${i}` });
-      assert.equal(res.status, 400, `flood-${i} left no claim`);
+      const res = await prompt(bob, { prompt: REFUSED_WORKFLOW, prompt_id: ids[i], client_id: `flood-client-${i}` });
+      assert.equal(res.status, 400, `flood ${i} left no claim`);
     }
     const taken = await prompt(alice, { prompt: SAVE_WORKFLOW, prompt_id: bobPrompt });
     assert.equal(taken.status, 403, "bob's prompt is still bob's");
@@ -241,3 +245,46 @@ describe('bounded ids and claims', () => {
     assert.equal(plain.status, 400);
   });
 });
+
+for (const promptIdFormat of PROMPT_ID_FORMATS) {
+  describe(`a client's own prompt_id (ComfyUI that takes ${promptIdFormat === 'uuid' ? 'only a UUID in canonical form' : 'any'})`, () => {
+    let comfy: FakeComfyUI;
+    let gateway: GatewayProcess;
+    let alice: string;
+    let bob: string;
+
+    before(async () => {
+      comfy = await startFakeComfyUI({ promptIdFormat });
+      gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--upstream-queue-depth', '10000'] });
+      const admin = (await createKey(gateway.url, { name: 'admin' })).api_key;
+      alice = (await createKey(gateway.url, { name: 'alice', rate_limit: 100000 }, admin)).api_key;
+      bob = (await createKey(gateway.url, { name: 'bob', rate_limit: 100000 }, admin)).api_key;
+    });
+    after(async () => {
+      await gateway.stop();
+      await comfy.close();
+    });
+
+    test("is passed on as it is: a refusal for its form is ComfyUI's answer and leaves no job and no claim", async () => {
+      for (const [i, id] of ['p'.repeat(200), 'my-job', randomUUID().toUpperCase()].entries()) {
+        const clientId = `own-id-client-${i}`;
+        const res = await send(gateway.url, '/api/prompt', { method: 'POST', key: alice, body: { prompt: SAVE_WORKFLOW, prompt_id: id, client_id: clientId } });
+        if (promptIdFormat === 'any') {
+          assert.equal(res.status, 200, res.text);
+          assert.equal(res.json<{ prompt_id: string }>().prompt_id, id);
+          await waitForHistory(gateway.url, alice, id);
+          continue;
+        }
+        assert.equal(res.status, 400, res.text);
+        assert.equal(res.json<{ error: { type: string } }>().error.type, 'invalid_prompt_id', "ComfyUI's answer is relayed");
+        assert.equal((await send(gateway.url, `/api/gateway/jobs/${encodeURIComponent(id)}`, { key: alice })).status, 404, 'no job');
+        const other = await send(gateway.url, '/api/prompt', { method: 'POST', key: bob, body: { prompt: SAVE_WORKFLOW, client_id: clientId } });
+        assert.equal(other.status, 200, `the client_id is free: ${other.text}`);
+      }
+      const canonical = randomUUID();
+      const res = await send(gateway.url, '/api/prompt', { method: 'POST', key: alice, body: { prompt: SAVE_WORKFLOW, prompt_id: canonical } });
+      assert.equal(res.json<{ prompt_id: string }>().prompt_id, canonical, res.text);
+      await waitForHistory(gateway.url, alice, canonical);
+    });
+  });
+}

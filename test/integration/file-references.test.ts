@@ -20,6 +20,8 @@ describe('file references read as ComfyUI reads them', () => {
   /** An input file bob uploaded, and its bytes. */
   const bobInput = 'bob-input.png';
   const bobBytes = 'BOB-SECRET-INPUT';
+  /** The content hash ComfyUI's answer to bob's upload gave it (assets are on). */
+  let bobHash: string;
 
   const upload = (key: string, parts: FormPart[], route = '/api/upload/image'): Promise<TestResponse> =>
     send(stage.gateway.url, route, { method: 'POST', key, ...multipart(parts) });
@@ -32,6 +34,7 @@ describe('file references read as ComfyUI reads them', () => {
     stage = await startTwoKeyStage(['--upstream-queue-depth', '100']);
     const stored = await upload(stage.bob.api_key, [{ name: 'image', filename: bobInput, value: bobBytes }]);
     assert.equal(stored.status, 200, stored.text);
+    bobHash = stored.json<{ asset: { asset_hash: string } }>().asset.asset_hash;
   });
   after(() => stage.close());
 
@@ -101,11 +104,14 @@ describe('file references read as ComfyUI reads them', () => {
   });
 
   test('a blake3: name (a content hash, whoever owns the file) is refused for user keys', async () => {
-    const hash = `blake3:${'ab'.repeat(32)}`;
-    const view = await send(stage.gateway.url, `/api/view?filename=${hash}&type=input`, { key: stage.alice.api_key });
-    assert.equal(view.status, 400);
-    assert.equal(view.json().error_code, 'INVALID_REQUEST');
-    const loaded = await prompt(stage.alice.api_key, { '1': { class_type: 'LoadImage', inputs: { image: hash } }, ...SAVE_WORKFLOW });
+    const byAdmin = await send(stage.gateway.url, `/api/view?filename=${bobHash}`, { key: stage.admin });
+    assert.equal(byAdmin.text, bobBytes, "ComfyUI serves bob's upload by its hash to whoever asks");
+    for (const type of ['input', 'output']) {
+      const view = await send(stage.gateway.url, `/api/view?filename=${bobHash}&type=${type}`, { key: stage.alice.api_key });
+      assert.equal(view.status, 400);
+      assert.equal(view.json().error_code, 'INVALID_REQUEST');
+    }
+    const loaded = await prompt(stage.alice.api_key, { '1': { class_type: 'LoadImage', inputs: { image: bobHash } }, ...SAVE_WORKFLOW });
     assert.equal(loaded.status, 400, loaded.text);
   });
 

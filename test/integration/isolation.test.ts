@@ -331,6 +331,41 @@ describe('isolation of the jobs API of newer ComfyUI servers', () => {
   });
 });
 
+describe('the jobs API on a ComfyUI release without it', () => {
+  let comfy: FakeComfyUI;
+  let gateway: GatewayProcess;
+  let keys: Keys;
+
+  before(async () => {
+    comfy = await startFakeComfyUI({ jobsApi: false, stepDelayMs: 30 });
+    ({ gateway, keys } = await startWithKeys(comfy));
+  });
+  after(async () => {
+    await gateway.stop();
+    await comfy.close();
+  });
+
+  test("every key gets ComfyUI's 404, and no key cancels another's job", async () => {
+    const alicePrompt = await queuePrompt(gateway.url, keys.alice);
+    const bobPrompt = await queuePrompt(gateway.url, keys.bob);
+    for (const [key, target] of [
+      [keys.alice, '/api/jobs'],
+      [keys.admin, '/api/jobs'],
+      [keys.alice, `/api/jobs/${alicePrompt}`],
+      [keys.alice, `/api/jobs/${bobPrompt}`],
+    ] as const) {
+      const res = await send(gateway.url, target, { key });
+      assert.equal(res.status, 404, `${target}: ${res.text}`);
+      assert.equal(res.text.includes(bobPrompt), false);
+    }
+    await send(gateway.url, `/api/jobs/${bobPrompt}/cancel`, { method: 'POST', key: keys.alice });
+    await send(gateway.url, '/api/jobs/cancel', { method: 'POST', key: keys.alice, body: { job_ids: [bobPrompt] } });
+    await waitForHistory(gateway.url, keys.alice, alicePrompt);
+    const bobs = await waitForHistory(gateway.url, keys.bob, bobPrompt);
+    assert.equal((bobs.status as { status_str: string }).status_str, 'success', "bob's prompt ran to its end");
+  });
+});
+
 for (const promptIds of PROMPT_ID_MODES) {
   describe(`isolation on the WebSocket (ComfyUI that ${promptIds} client prompt ids)`, () => {
     let comfy: FakeComfyUI;
@@ -465,6 +500,49 @@ describe('each key its own ComfyUI user (--multi-user upstream)', () => {
     assert.equal(comfy.users.size, 2, 'one ComfyUI user per key that used it');
   });
 });
+
+for (const userdataV2 of [true, false]) {
+  describe(`saved workflows listed by /v2/userdata under --multi-user (a ComfyUI ${userdataV2 ? 'with' : 'without'} it)`, () => {
+    let comfy: FakeComfyUI;
+    let gateway: GatewayProcess;
+    let keys: Keys;
+
+    before(async () => {
+      comfy = await startFakeComfyUI({ multiUser: true, userdataV2 });
+      ({ gateway, keys } = await startWithKeys(comfy));
+    });
+    after(async () => {
+      await gateway.stop();
+      await comfy.close();
+    });
+
+    test("a key lists only its own ComfyUI user's files, whatever path or Comfy-User it sends", async () => {
+      const saved = await send(gateway.url, '/api/userdata/workflows%2Fsecret.json', { method: 'POST', key: keys.alice, body: '{"mine":true}' });
+      assert.equal(saved.status, 200, saved.text);
+      const aliceUser = String(comfy.requests.find((r) => r.url.startsWith('/api/userdata/'))!.headers['comfy-user']);
+      const own = await send(gateway.url, '/api/v2/userdata?path=workflows', { key: keys.alice });
+      if (!userdataV2) {
+        assert.equal(own.status, 404, "ComfyUI's answer to a route it does not have");
+      } else {
+        assert.deepEqual(
+          own.json<Array<{ path: string }>>().map((item) => item.path),
+          ['workflows/secret.json'],
+        );
+      }
+      // Bob has saved nothing: his root is empty, a folder of alice's is not found in it, and climbing out of it is refused.
+      const expected: Array<[string, number]> = [
+        ['/api/v2/userdata', 200],
+        ['/api/v2/userdata?path=workflows', 404],
+        [`/api/v2/userdata?path=..%2F${aliceUser}%2Fworkflows`, 400],
+      ];
+      for (const [target, status] of expected) {
+        const res = await send(gateway.url, target, { key: keys.bob, headers: { 'comfy-user': aliceUser } });
+        assert.equal(res.status, userdataV2 ? status : 404, `${target}: ${res.text}`);
+        assert.equal(res.text.includes('secret'), false, `${target}: ${res.text}`);
+      }
+    });
+  });
+}
 
 describe('a ComfyUI restarted with --multi-user', () => {
   test('is asked again once the gateway reconnects: keys do not share its default user meanwhile', async () => {

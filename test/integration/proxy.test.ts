@@ -7,10 +7,11 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import WebSocket, { WebSocketServer } from 'ws';
-import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
+import { ACTIVE_CONTENT_MODES, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send } from '../helpers/http-client.js';
 import { createKey, type CreatedKey } from '../helpers/keys.js';
+import { multipart } from '../helpers/multipart.js';
 
 const WORKFLOW = {
   '3': { class_type: 'KSampler', inputs: { seed: 1, steps: 2 } },
@@ -206,6 +207,66 @@ describe('proxying ComfyUI', () => {
     assert.equal((await send(gateway.url, '/view?filename=missing.png', { key: key.api_key })).status, 404);
   });
 });
+
+for (const activeContent of ACTIVE_CONTENT_MODES) {
+  describe(`an uploaded SVG served back (ComfyUI that serves active files ${activeContent === 'attachment' ? 'as downloads' : 'inline'})`, () => {
+    const svg = '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>';
+    let comfy: FakeComfyUI;
+    let gateway: GatewayProcess;
+    let admin: string;
+    let user: string;
+
+    before(async () => {
+      comfy = await startFakeComfyUI({ activeContent });
+      gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
+      admin = (await createKey(gateway.url, { name: 'admin' })).api_key;
+      user = (await createKey(gateway.url, { name: 'user' }, admin)).api_key;
+    });
+    after(async () => {
+      await gateway.stop();
+      await comfy.close();
+    });
+
+    test("is sandboxed by the gateway, and ComfyUI's own guards, with the Sec-Fetch-Dest they follow, get through", async () => {
+      const uploaded = await send(gateway.url, '/api/upload/image', {
+        method: 'POST',
+        key: user,
+        ...multipart([{ name: 'image', filename: 'cat.svg', value: svg }]),
+      });
+      assert.equal(uploaded.status, 200, uploaded.text);
+      const saved = await send(gateway.url, '/api/userdata/cat.svg', { method: 'POST', key: admin, body: svg });
+      assert.equal(saved.status, 200, saved.text);
+      const targets: Array<[string, string]> = [
+        [user, `/api/view?filename=${uploaded.json<{ name: string }>().name}&type=input`],
+        [admin, '/api/userdata/cat.svg'],
+      ];
+      for (const [key, target] of targets) {
+        for (const dest of ['document', 'image']) {
+          const res = await send(gateway.url, target, { key, headers: { 'sec-fetch-dest': dest } });
+          const what = `${target} as ${dest}`;
+          assert.equal(res.status, 200, what);
+          assert.equal(res.text, svg, what);
+          assert.equal(res.headers['content-security-policy'], 'sandbox', what);
+          assert.equal(res.headers['x-content-type-options'], 'nosniff', what);
+          if (activeContent === 'inline') {
+            assert.equal(res.headers['content-type'], 'image/svg+xml', what);
+            assert.equal(res.headers['cache-control'], 'private', what);
+          } else if (target.includes('/view') && dest === 'image') {
+            assert.equal(res.headers['content-type'], 'image/svg+xml', `${what}: shown, as ComfyUI shows an SVG to an <img>`);
+          } else {
+            assert.equal(res.headers['content-type'], 'application/octet-stream', what);
+            assert.match(String(res.headers['content-disposition']), /^attachment/, what);
+          }
+        }
+      }
+      if (activeContent === 'attachment') {
+        const view = await send(gateway.url, targets[0]![1], { key: user });
+        assert.equal(view.headers['cache-control'], 'no-store', "ComfyUI's Cache-Control is kept");
+        assert.equal(view.headers.vary, 'Sec-Fetch-Dest');
+      }
+    });
+  });
+}
 
 describe('WebSocket close codes are relayed both ways', () => {
   test('client → ComfyUI and ComfyUI → client', async () => {

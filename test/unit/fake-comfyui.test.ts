@@ -176,7 +176,7 @@ test('prompt without client_id broadcasts progress and type-1 previews only; int
 });
 
 test('POST /prompt errors, queue and history endpoints', async (t) => {
-  const fake = await startFakeComfyUI({ stepDelayMs: 1 });
+  const fake = await startFakeComfyUI({ stepDelayMs: 1, promptIdFormat: 'any' });
   t.after(() => fake.close());
   const post = (body: string): Promise<Reply> => request(fake, 'POST', '/prompt', { body });
 
@@ -258,6 +258,76 @@ test('/view path checks, Range, conditional requests and HEAD', async (t) => {
   assert.equal(head.body.length, 0);
 });
 
+test('release differences: prompt_id format, jobs API, assets, active content', async (t) => {
+  const newer = await startFakeComfyUI({ stepDelayMs: 1 });
+  const older = await startFakeComfyUI({ stepDelayMs: 1, promptIdFormat: 'any', jobsApi: false, assets: false, activeContent: 'inline' });
+  t.after(() => Promise.all([newer.close(), older.close()]));
+  const post = (fake: FakeComfyUI, body: Record<string, unknown>): Promise<Reply> => request(fake, 'POST', '/prompt', { body: JSON.stringify(body) });
+  const prompt = { 1: { class_type: 'PreviewImage' } };
+
+  for (const id of ['mine', 'A1B2C3D4-0000-4000-8000-000000000000', '{a1b2c3d4-0000-4000-8000-000000000000}', 'a1b2c3d400004000800000000000000']) {
+    const refused = await post(newer, { prompt, prompt_id: id });
+    assert.equal(refused.status, 400, id);
+    assert.equal(json(refused).error.type, 'invalid_prompt_id');
+    assert.equal(json(await post(older, { prompt, prompt_id: id })).prompt_id, id);
+  }
+  const canonical = 'a1b2c3d4-0000-4000-8000-000000000000';
+  assert.equal(json(await post(newer, { prompt, prompt_id: canonical })).prompt_id, canonical);
+  assert.match(json(await post(newer, { prompt, prompt_id: null })).prompt_id, /^[0-9a-f-]{36}$/);
+  await waitFor(() => newer.history.size === 2 && older.history.size === 4, 'prompts done');
+
+  assert.equal((await request(newer, 'GET', `/api/jobs/${canonical}`)).status, 200);
+  assert.equal((await request(older, 'GET', '/api/jobs')).status, 404);
+
+  const legacy = await startFakeComfyUI({ frontend: 'legacy' });
+  t.after(() => legacy.close());
+  const files = (await request(legacy, 'GET', '/')).body.toString().match(/(?<=(?:src|href)="\.)[^"]+/g) ?? [];
+  assert.deepEqual(files, ['/style.css', '/lib/litegraph.core.js', '/scripts/app.js']);
+  for (const file of files) assert.equal((await request(legacy, 'GET', file)).status, 200, file);
+  assert.equal((await request(legacy, 'GET', '/assets/index.js')).status, 404);
+  assert.equal((await request(older, 'GET', '/api/jobs/mine')).status, 404);
+  assert.equal((await request(older, 'POST', '/api/jobs/mine/cancel')).status, 405);
+
+  const svg = '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>';
+  for (const fake of [newer, older]) {
+    await writeFile(path.join(fake.outputDir, 'a.svg'), svg);
+    await writeFile(path.join(fake.outputDir, 'a.html'), '<script>alert(1)</script>');
+  }
+  const page = await request(newer, 'GET', '/view?filename=a.svg', { headers: { 'Sec-Fetch-Dest': 'document' } });
+  assert.equal(page.headers['content-type'], 'application/octet-stream');
+  assert.equal(page.headers['content-disposition'], 'attachment; filename="a.svg"');
+  assert.equal(page.headers['cache-control'], 'no-store');
+  assert.equal(page.headers.vary, 'Sec-Fetch-Dest');
+  assert.equal(page.headers['x-content-type-options'], 'nosniff');
+  const image = await request(newer, 'GET', '/view?filename=a.svg', { headers: { 'Sec-Fetch-Dest': 'image' } });
+  assert.equal(image.headers['content-type'], 'image/svg+xml');
+  assert.equal(image.headers['content-disposition'], 'filename="a.svg"');
+  const oldPage = await request(older, 'GET', '/view?filename=a.svg', { headers: { 'Sec-Fetch-Dest': 'document' } });
+  assert.equal(oldPage.headers['content-type'], 'image/svg+xml');
+  assert.equal(oldPage.headers['content-disposition'], 'filename="a.svg"');
+  assert.equal(oldPage.headers['x-content-type-options'], undefined);
+  assert.equal(oldPage.headers['cache-control'], undefined);
+  assert.equal((await request(older, 'GET', '/view?filename=a.html')).headers['content-type'], 'application/octet-stream');
+
+  await request(newer, 'POST', '/userdata/a.svg', { body: svg });
+  await request(older, 'POST', '/userdata/a.svg', { body: svg });
+  const saved = await request(newer, 'GET', '/userdata/a.svg');
+  assert.deepEqual([saved.headers['content-type'], saved.headers['content-disposition']], ['application/octet-stream', 'attachment']);
+  assert.equal((await request(older, 'GET', '/userdata/a.svg')).headers['content-type'], 'image/svg+xml');
+
+  const boundary = 'b0undary';
+  const form = `--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="up.png"\r\n\r\nUPLOADED\r\n--${boundary}--\r\n`;
+  const upload = (fake: FakeComfyUI): Promise<Reply> =>
+    request(fake, 'POST', '/upload/image', { headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}` }, body: form });
+  const hash = `blake3:${createHash('sha256').update('UPLOADED').digest('hex')}`;
+  const stored = json(await upload(newer));
+  assert.equal(stored.asset.asset_hash, hash);
+  const byHash = await request(newer, 'GET', `/view?filename=${hash}`);
+  assert.equal(byHash.body.toString(), 'UPLOADED', 'found by its content, in input though /view reads output by default');
+  assert.deepEqual(json(await upload(older)), { name: 'up.png', subfolder: '', type: 'input' });
+  assert.equal((await request(older, 'GET', `/view?filename=${hash}`)).status, 404);
+});
+
 /** A multipart body generated in small pieces; the `image` part is `size` pseudo-random bytes full of near-boundaries. */
 async function* multipartBody(
   boundary: string,
@@ -302,7 +372,9 @@ test('uploads stream multipart into inputDir, with text fields after the file an
   }
   const reply = await request(fake, 'POST', '/upload/image', { headers, body: slowBody() });
   assert.equal(reply.status, 200, reply.body.toString());
-  assert.deepEqual(json(reply), { name: 'big.png', subfolder: 'sub', type: 'input' });
+  const { asset, ...answer } = json(reply);
+  assert.deepEqual(answer, { name: 'big.png', subfolder: 'sub', type: 'input' });
+  assert.equal(asset.size, size);
   assert.ok(spoolSeen > 1024 * 1024, `part was streamed to disk before the request ended (${spoolSeen} bytes)`);
   assert.equal(fake.lastUploadBytes, size);
   const stored = await readFile(path.join(fake.inputDir, 'sub', 'big.png'));
@@ -317,8 +389,8 @@ test('uploads stream multipart into inputDir, with text fields after the file an
   assert.equal(json(await small('one')).name, 'x.png', 'same content reuses the name');
   assert.equal(json(await small('two')).name, 'x (1).png');
   assert.equal(fake.lastUploadBytes, 3);
-  const temp = await small('three', `--${boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\ntemp\r\n`);
-  assert.deepEqual(json(temp), { name: 'x.png', subfolder: '', type: 'temp' });
+  const temp = json(await small('three', `--${boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\ntemp\r\n`));
+  assert.deepEqual([temp.name, temp.subfolder, temp.type], ['x.png', '', 'temp']);
   assert.equal(await readFile(path.join(fake.tempDir, 'x.png'), 'utf8'), 'three');
 
   const missing = await request(fake, 'POST', '/upload/image', {
@@ -360,8 +432,10 @@ test('origin check, routing quirks and static files', async (t) => {
   const root = await request(fake, 'GET', '/api/');
   assert.equal(root.headers['cache-control'], 'no-cache');
   assert.match(root.body.toString(), /<title>ComfyUI<\/title>/);
-  assert.equal((await request(fake, 'GET', '/main.js')).headers['content-type'], 'application/javascript; charset=utf-8');
-  assert.equal((await request(fake, 'GET', '/api/main.js')).status, 404);
+  assert.match(root.body.toString(), /src="\.\/assets\/index\.js"/);
+  assert.equal((await request(fake, 'GET', '/assets/index.js')).headers['content-type'], 'application/javascript; charset=utf-8');
+  assert.equal((await request(fake, 'GET', '/api/assets/index.js')).status, 404);
+  assert.equal((await request(fake, 'GET', '/scripts/app.js')).status, 404);
   assert.equal((await request(fake, 'GET', '/api')).status, 404);
   assert.deepEqual(json(await request(fake, 'GET', '/%70rompt')), { exec_info: { queue_remaining: 0 } });
   assert.equal((await request(fake, 'GET', '//prompt')).status, 404);
@@ -424,6 +498,20 @@ test('users, settings and userdata (with %2F) per Comfy-User in multi-user mode'
   assert.equal(await readFile(path.join(fake.userDir, user, 'workflows', 'a.json'), 'utf8'), '{"nodes":[]}');
   assert.equal((await request(fake, 'POST', '/userdata/workflows%2Fa.json?overwrite=false', { headers: as, body: 'x' })).status, 409);
   assert.deepEqual(json(await request(fake, 'GET', '/userdata?dir=workflows', { headers: as })), ['a.json']);
+  const listed = json(await request(fake, 'GET', '/api/v2/userdata', { headers: as }));
+  assert.deepEqual(
+    listed.map((item: { path: string; type: string }) => [item.path, item.type]),
+    [
+      ['workflows', 'directory'],
+      ['workflows/a.json', 'file'],
+      ['comfy.settings.json', 'file'],
+    ],
+    'folders first, then files by name',
+  );
+  assert.equal(listed[1].size, 12);
+  assert.equal((await request(fake, 'GET', '/v2/userdata?path=..%2Fx', { headers: as })).status, 400);
+  assert.equal((await request(fake, 'GET', '/v2/userdata?path=nope', { headers: as })).status, 404);
+  assert.equal((await request(fake, 'GET', '/v2/userdata', { headers: { 'Comfy-User': 'mallory' } })).status, 403);
   assert.equal((await request(fake, 'GET', '/userdata/workflows%2Fa.json', { headers: as })).body.toString(), '{"nodes":[]}');
   assert.equal((await request(fake, 'GET', '/userdata/workflows/a.json', { headers: as })).status, 404, 'a real / is two segments');
   assert.equal((await request(fake, 'GET', '/userdata/..%2F..%2Fx', { headers: as })).status, 403);
