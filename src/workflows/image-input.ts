@@ -10,7 +10,7 @@ import type { IsolatedCaller, IsolationContext } from '../isolation/context.js';
 import { fileIdOf, fileReferenceProblem, uploadedFileId } from '../isolation/files.js';
 import { isBoundedId } from '../isolation/ids.js';
 import { storedFileOf, uploadToEach } from '../isolation/upload-fanout.js';
-import { checkOutboundUrl, OutboundUrlError } from '../net/outbound.js';
+import { checkOutboundUrl, OutboundUrlError, reachedBackend } from '../net/outbound.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import type { ImageSource } from './run-inputs.js';
 
@@ -123,6 +123,7 @@ async function fetchImage(text: string, fetching: ImageFetching): Promise<ImageB
       });
       const response = await request(url, { method: 'GET', dispatcher: fetching.agent, signal: abort.signal, headers: { accept: 'image/*' } }).catch(
         (error: unknown) => {
+          if (reachedBackend(error)) throw new ImageInputError('the URL points to a ComfyUI backend of the gateway, which a URL may never reach');
           throw new ImageInputError(
             abort.signal.aborted ? `the URL did not answer within ${IMAGE_FETCH_TIMEOUT_MS / 1000} s` : `the URL could not be fetched (${fetchFailure(error)})`,
           );

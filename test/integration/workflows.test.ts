@@ -312,6 +312,19 @@ describe('named workflows', () => {
     assert.match(problems(refused)[0]!.problem, /private .*--webhook-allow-private/);
   });
 
+  test("an image URL never reaches a ComfyUI backend, even with --webhook-allow-private: another key's output is not fetched", async () => {
+    const bobs = await send(gateway.url, '/api/gateway/run', { method: 'POST', key: bob.api_key, body: { prompt: PLAIN_GRAPH, wait: 30 } });
+    assert.equal(bobs.status, 200, bobs.text);
+    const output = bobs.json<{ outputs: Array<{ filename: string }> }>().outputs[0]!.filename;
+    const backend = new URL(comfy.url);
+    for (const host of [backend.host, `localhost:${backend.port}`, `[::ffff:127.0.0.1]:${backend.port}`]) {
+      const url = `http://${host}/api/view?filename=${encodeURIComponent(output)}&type=output`;
+      const res = await run('txt2img', { inputs: { seed: 1, image: { url } }, wait: 30 }, alice.api_key);
+      assert.equal(res.status, 400, `${host}: ${res.text}`);
+      assert.match(problems(res)[0]!.problem, /ComfyUI backend/);
+    }
+  });
+
   test('a workflows_only key runs a workflow, is refused a raw prompt, and its other rules still apply', async () => {
     const name = await upload(onlyWorkflows.api_key, 'kiosk.png');
     const ok = await run('txt2img', { inputs: { seed: 5, image: name }, wait: 30 }, onlyWorkflows.api_key);
