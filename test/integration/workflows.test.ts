@@ -1,7 +1,7 @@
 // Named workflows through a real gateway and a fake ComfyUI: registration and its validation, who may do what, runs with typed and image inputs, workflows_only, the OpenAPI paths.
 
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -290,6 +290,16 @@ describe('named workflows', () => {
     assert.deepEqual(problems(bad), [{ field: 'inputs.image', problem: 'not valid base64' }]);
     const text = await run('txt2img', { inputs: { seed: 1, image: 'data:text/plain;base64,aGk=' } }, alice.api_key);
     assert.deepEqual(problems(text), [{ field: 'inputs.image', problem: 'the data: URL is text/plain, not an image/* type' }]);
+  });
+
+  test("a data: URL's type is one media type: line breaks that would add headers to the upload's form are refused, and nothing is stored", async () => {
+    const stored = (await readdir(comfy.inputDir)).length;
+    for (const type of ['image/png\r\ncontent-encoding: deflate', 'image/png\r\n\r\nprefix', 'image/png x']) {
+      const res = await run('txt2img', { inputs: { seed: 1, image: `data:${type};base64,${PNG.toString('base64')}` }, wait: 30 }, alice.api_key);
+      assert.equal(res.status, 400, `${JSON.stringify(type)}: ${res.text}`);
+      assert.match(problems(res)[0]!.problem, /not an image\/\* type/);
+    }
+    assert.equal((await readdir(comfy.inputDir)).length, stored, 'nothing was uploaded');
   });
 
   test('a URL image is fetched (redirects followed, each checked) with --webhook-allow-private, and refused to a private address without it', async () => {
