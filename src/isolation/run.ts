@@ -26,6 +26,8 @@ export const MAX_INLINE_FILE_BYTES = 4 * 1024 * 1024;
 export const MAX_INLINE_TOTAL_BYTES = 16 * 1024 * 1024;
 /** How long the gateway waits for a backend to describe or send one output file. */
 const FILE_TIMEOUT_MS = 30_000;
+/** How long an ended run's answer may go without the client reading any of it before the connection is closed. */
+export const STALLED_ANSWER_MS = 30_000;
 
 /** How a run waits and answers, as its body asks: the fields every run body takes besides what it runs. */
 export interface RunOptions {
@@ -153,6 +155,8 @@ export async function runToEnd(
   }
   const view = jobView(ended, ctx.jobs);
   const outputs = await describeOutputs(ctx, caller, ended, view.outputs as Array<Record<string, unknown>>, run.inline);
+  // The answer may hold megabytes of inline files: a client that stops reading is let go, and the answer freed.
+  res.setTimeout(STALLED_ANSWER_MS, () => res.destroy());
   return { kind: 'ended', job: { ...view, status: ended.status, outputs } };
 }
 

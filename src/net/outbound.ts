@@ -1,8 +1,9 @@
-// Requests the gateway itself makes to URLs its users give (webhooks, image inputs): only http(s), and never to a private address unless the operator allows it.
+// Requests the gateway itself makes to URLs its users give (webhooks, image inputs): only http(s), never to a ComfyUI backend, and never to a private address unless the operator allows it.
 
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
-import { Agent } from 'undici';
+import { networkInterfaces } from 'node:os';
+import { Agent, buildConnector } from 'undici';
 
 /** Address blocks a user-given URL may not reach: loopback, private, link-local, shared, reserved and multicast. */
 const PRIVATE_BLOCKS = new BlockList();
@@ -37,6 +38,11 @@ for (const [network, prefix] of [
   PRIVATE_BLOCKS.addSubnet(network, prefix, 'ipv6');
 }
 
+/** The IPv4 address two 16-bit groups of an IPv6 address hold. */
+function asIpv4(high: number, low: number): string {
+  return `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`;
+}
+
 /** The IPv4 address an IPv6 address carries (IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64 or 6to4), if any. */
 function embeddedIpv4(address: string): string | undefined {
   const lower = address.toLowerCase();
@@ -44,7 +50,6 @@ function embeddedIpv4(address: string): string | undefined {
   if (dotted) return dotted[1];
   const groups = expandIpv6(lower);
   if (!groups) return undefined;
-  const asIpv4 = (high: number, low: number): string => `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`;
   const zeros = (from: number, to: number): boolean => groups.slice(from, to).every((group) => group === 0);
   if (zeros(0, 5) && (groups[5] === 0xffff || groups[5] === 0)) return asIpv4(groups[6]!, groups[7]!);
   if (zeros(0, 4) && groups[4] === 0xffff && groups[5] === 0) return asIpv4(groups[6]!, groups[7]!);
@@ -140,11 +145,78 @@ const publicOnlyLookup: LookupFunction = (hostname, options, callback) => {
   });
 };
 
+/** The code of a connection refused because it reached a ComfyUI backend. */
+const BACKEND_REFUSED = 'EBACKENDADDRESS';
+
+/** Whether a request failed because its URL reached a ComfyUI backend of the gateway (see outboundAgent). */
+export function reachedBackend(error: unknown): boolean {
+  const { code, cause } = error as { code?: unknown; cause?: { code?: unknown } };
+  return code === BACKEND_REFUSED || cause?.code === BACKEND_REFUSED;
+}
+
+/** Loopback and unspecified addresses: this machine, whatever its interfaces. */
+const THIS_MACHINE = new BlockList();
+THIS_MACHINE.addSubnet('127.0.0.0', 8, 'ipv4');
+THIS_MACHINE.addAddress('0.0.0.0', 'ipv4');
+THIS_MACHINE.addAddress('::1', 'ipv6');
+THIS_MACHINE.addAddress('::', 'ipv6');
+
+/** An address in one spelling: an IPv4-mapped IPv6 address as its IPv4 address, another IPv6 address as a URL writes it. */
+function plainAddress(address: string): string {
+  const unbracketed = address.replace(/^\[|\]$/g, '').replace(/%.*$/, '');
+  if (isIP(unbracketed) !== 6) return unbracketed;
+  const canonical = new URL(`http://[${unbracketed}]`).hostname.slice(1, -1);
+  const groups = expandIpv6(canonical)!;
+  const mapped = groups.slice(0, 5).every((group) => group === 0) && groups[5] === 0xffff;
+  return mapped ? asIpv4(groups[6]!, groups[7]!) : canonical;
+}
+
+/** Whether an address (plain, see plainAddress) is this machine's: loopback, unspecified, or one of its interfaces'. */
+function isThisMachine(address: string): boolean {
+  const family = isIP(address);
+  if (family === 0) return false;
+  if (THIS_MACHINE.check(address, family === 4 ? 'ipv4' : 'ipv6')) return true;
+  return Object.values(networkInterfaces()).some((entries) => entries?.some((entry) => plainAddress(entry.address) === address));
+}
+
+/**
+ * Whether a connection to `address`:`port` reaches one of the backends: the port of its URL on an
+ * address its host resolves to, or on any address of this machine when its host is this machine (a
+ * ComfyUI listening on every interface answers on each).
+ */
+async function reachesBackend(address: string, port: number, backends: readonly URL[]): Promise<boolean> {
+  const peer = plainAddress(address);
+  for (const backend of backends) {
+    if (port !== Number(backend.port || (backend.protocol === 'https:' ? 443 : 80))) continue;
+    const addresses = (await resolveAll(backend.hostname.replace(/^\[|\]$/g, '')).catch(() => [])).map((entry) => plainAddress(entry.address));
+    if (addresses.includes(peer) || (addresses.some(isThisMachine) && isThisMachine(peer))) return true;
+  }
+  return false;
+}
+
 /**
  * The connection pool for requests to user-given URLs: with `allowPrivate` false, a name is resolved
  * at connect time to public addresses only. (A URL holding an IP address is not resolved: check it
- * with `checkOutboundUrl` first.)
+ * with `checkOutboundUrl` first.) Whatever `allowPrivate` says, a connection that reaches one of the
+ * ComfyUI `backends` (see reachesBackend) is closed before anything is sent and fails with
+ * EBACKENDADDRESS: a backend serves every key's files and stops whatever runs when asked.
  */
-export function outboundAgent(allowPrivate: boolean): Agent {
-  return new Agent({ connect: allowPrivate ? {} : { lookup: publicOnlyLookup }, connections: 16, headersTimeout: 30_000, bodyTimeout: 30_000 });
+export function outboundAgent(allowPrivate: boolean, backends: readonly URL[]): Agent {
+  const connector = buildConnector(allowPrivate ? {} : { lookup: publicOnlyLookup });
+  const connect: buildConnector.connector = (options, callback) =>
+    connector(options, (error, socket) => {
+      if (error) return callback(error, null);
+      reachesBackend(socket.remoteAddress ?? '', socket.remotePort ?? 0, backends).then(
+        (reached) => {
+          if (!reached) return callback(null, socket);
+          socket.destroy();
+          callback(Object.assign(new Error(`${options.hostname} reaches a ComfyUI backend of the gateway`), { code: BACKEND_REFUSED }), null);
+        },
+        (failure: Error) => {
+          socket.destroy();
+          callback(failure, null);
+        },
+      );
+    });
+  return new Agent({ connect, connections: 16, headersTimeout: 30_000, bodyTimeout: 30_000 });
 }

@@ -220,6 +220,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         secret: config.webhookSecret,
         keys,
         allowPrivate: config.webhookAllowPrivate,
+        backends: pool.all.map((backend) => backend.url),
         retryBaseSeconds: config.webhookRetryBaseSeconds,
         log,
       })
@@ -254,8 +255,14 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   };
   const workflowContext: WorkflowApiContext = { workflows, audit, clientIp, now };
   const openApiDocument = openApiSource(OPENAPI_DOCUMENT, workflows, log);
-  // Image inputs given as URLs are fetched through this pool (public addresses only, unless --webhook-allow-private).
-  const imageFetching = { agent: outboundAgent(config.webhookAllowPrivate), allowPrivate: config.webhookAllowPrivate };
+  // Image inputs given as URLs are fetched through this pool (public addresses only, unless --webhook-allow-private; never a backend).
+  const imageFetching = {
+    agent: outboundAgent(
+      config.webhookAllowPrivate,
+      pool.all.map((backend) => backend.url),
+    ),
+    allowPrivate: config.webhookAllowPrivate,
+  };
   const loginContext: LoginContext = {
     keys,
     sessions,

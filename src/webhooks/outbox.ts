@@ -48,6 +48,8 @@ export interface WebhookOutboxOptions {
   keys: Pick<KeyStore, 'get'>;
   /** `--webhook-allow-private`. */
   allowPrivate: boolean;
+  /** The ComfyUI backends' URLs, which a delivery never reaches (see outboundAgent). */
+  backends: readonly URL[];
   /** `--webhook-retry-base`, in seconds: the first retry's delay. */
   retryBaseSeconds: number;
   log: Logger;
@@ -86,7 +88,7 @@ export class WebhookOutbox {
 
   constructor(options: WebhookOutboxOptions) {
     this.options = options;
-    this.agent = outboundAgent(options.allowPrivate);
+    this.agent = outboundAgent(options.allowPrivate, options.backends);
   }
 
   /** Looks for due deliveries every quarter of the retry base (50 ms to 1 s), after enqueueing what ended jobs lack. */

@@ -10,7 +10,7 @@ import type { IsolatedCaller, IsolationContext } from '../isolation/context.js';
 import { fileIdOf, fileReferenceProblem, uploadedFileId } from '../isolation/files.js';
 import { isBoundedId } from '../isolation/ids.js';
 import { storedFileOf, uploadToEach } from '../isolation/upload-fanout.js';
-import { checkOutboundUrl, OutboundUrlError } from '../net/outbound.js';
+import { checkOutboundUrl, OutboundUrlError, reachedBackend } from '../net/outbound.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import type { ImageSource } from './run-inputs.js';
 
@@ -35,6 +35,8 @@ interface ImageBytes {
   contentType: string | null;
 }
 
+/** An image media type, one token as RFC 6838 spells it (it becomes a header of the upload's form, so nothing else may be in it). */
+const IMAGE_TYPE = /^image\/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$/;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const BASE64URL = /^[A-Za-z0-9_-]*={0,2}$/;
 const EXTENSIONS: Record<string, string> = {
@@ -96,7 +98,7 @@ function ownsUpload(ctx: IsolationContext, caller: IsolatedCaller, name: string)
 
 /** The bytes of base64 text (standard or URL-safe alphabet), at most MAX_IMAGE_INPUT_BYTES; `contentType` is a data: URL's. */
 function decodeBase64(data: string, contentType: string | null): ImageBytes {
-  if (contentType !== null && !contentType.startsWith('image/')) throw new ImageInputError(`the data: URL is ${contentType}, not an image/* type`);
+  if (contentType !== null && !IMAGE_TYPE.test(contentType)) throw new ImageInputError(`the data: URL is ${contentType.slice(0, 100)}, not an image/* type`);
   const text = data.replace(/\s+/g, '');
   if (text.length === 0) throw new ImageInputError('the base64 image is empty');
   if (Math.floor((text.length * 3) / 4) > MAX_IMAGE_INPUT_BYTES + 2) throw new ImageInputError(`the image is larger than ${MAX_IMAGE_INPUT_BYTES} bytes`);
@@ -123,6 +125,7 @@ async function fetchImage(text: string, fetching: ImageFetching): Promise<ImageB
       });
       const response = await request(url, { method: 'GET', dispatcher: fetching.agent, signal: abort.signal, headers: { accept: 'image/*' } }).catch(
         (error: unknown) => {
+          if (reachedBackend(error)) throw new ImageInputError('the URL points to a ComfyUI backend of the gateway, which a URL may never reach');
           throw new ImageInputError(
             abort.signal.aborted ? `the URL did not answer within ${IMAGE_FETCH_TIMEOUT_MS / 1000} s` : `the URL could not be fetched (${fetchFailure(error)})`,
           );
@@ -143,7 +146,7 @@ async function fetchImage(text: string, fetching: ImageFetching): Promise<ImageB
         .split(';')[0]!
         .trim()
         .toLowerCase();
-      if (!type.startsWith('image/')) {
+      if (!IMAGE_TYPE.test(type)) {
         await body.dump().catch(() => undefined);
         throw new ImageInputError(`the URL answered ${type || 'no content type'}, not an image/* type`);
       }

@@ -65,6 +65,8 @@ export interface FakeComfyUIOptions {
   featureFlags?: boolean;
   /** How long a socket's feature_flags waits for its answer, in ms (default none). */
   featureFlagsDelayMs?: number;
+  /** Bytes of zeros appended to each image a node writes, after the PNG's end, to make large outputs (default none). */
+  outputPadding?: number;
   /** Node classes whose execution raises, so that the prompt ends with `execution_error` (ComfyUI's RuntimeError). */
   failingClassTypes?: readonly string[];
   /** Delay before answering `/object_info` and `/object_info/{class}` in ms (default none), to keep such a request in flight. */
@@ -901,7 +903,7 @@ class FakeServer implements FakeComfyUI {
     const n = (this.imageCounters.get(counter) ?? 0) + 1;
     this.imageCounters.set(counter, n);
     const filename = `${prefix}_${String(n).padStart(5, '0')}_.png`;
-    await writeFile(path.join(this.dirs[type], filename), PNG_1X1);
+    await writeFile(path.join(this.dirs[type], filename), Buffer.concat([PNG_1X1, Buffer.alloc(this.opts.outputPadding ?? 0)]));
     return { images: [{ filename, subfolder: '', type }] };
   }
 

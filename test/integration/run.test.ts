@@ -3,8 +3,11 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { STALLED_ANSWER_MS } from '../../src/isolation/run.js';
 import { SAVE_WORKFLOW } from '../helpers/comfy-client.js';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
@@ -259,5 +262,54 @@ describe('POST /api/gateway/run', () => {
     const stolenFile = await run(bob.api_key, { prompt: loadsAlices });
     assert.equal(stolenFile.status, 403, stolenFile.text);
     assert.match(stolenFile.json<{ error: string }>().error, /did not upload or produce/);
+  });
+});
+
+describe('POST /api/gateway/run to a client that stops reading', () => {
+  let comfy: FakeComfyUI;
+  let gateway: GatewayProcess;
+  let userDirectory: { path: string; remove(): Promise<void> };
+
+  before(async () => {
+    comfy = await startFakeComfyUI({ stepDelayMs: 2, outputPadding: 4 * 1024 * 1024 - 1024 });
+    userDirectory = await tempUserDirectory();
+    gateway = await startGateway({ upstream: comfy.url, userDirectory: userDirectory.path, args: ['--require-api-auth'] });
+  });
+  after(async () => {
+    await gateway?.stop();
+    await comfy?.close();
+    await userDirectory?.remove();
+  });
+
+  test('a large inline answer that the client stops reading is cut once 30 s pass without progress, not held for ever', async () => {
+    const admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
+    const key = (await createKey(gateway.url, { name: 'stalled', rate_limit: 10_000 }, admin)).api_key;
+    const prompt: Record<string, unknown> = { '1': { class_type: 'KSampler', inputs: { seed: 1, steps: 1 } } };
+    for (const n of [2, 3, 4, 5]) prompt[String(n)] = { class_type: 'SaveImage', inputs: { images: ['1', 0], filename_prefix: `big${n}` } };
+    const body = JSON.stringify({ prompt, wait: 30, inline: true });
+    const socket = connect(Number(new URL(gateway.url).port), '127.0.0.1');
+    const chunks: Buffer[] = [];
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.on('error', () => undefined);
+    let reading = false;
+    socket.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      if (!reading) socket.pause();
+    });
+    socket.write(
+      `POST /api/gateway/run HTTP/1.1\r\nHost: ${new URL(gateway.url).host}\r\nX-API-Key: ${key}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    await waitFor(() => chunks.length > 0, 'the answer to start', 30_000);
+    // Node checks a stalled write at each period and closes it at the first with no progress at all: within two periods.
+    await sleep(2 * STALLED_ANSWER_MS + 5_000);
+    reading = true;
+    socket.resume();
+    await closed;
+    const received = Buffer.concat(chunks);
+    const head = received.subarray(0, received.indexOf('\r\n\r\n')).toString('latin1');
+    const length = Number(/content-length: (\d+)/i.exec(head)?.[1]);
+    assert.ok(length > 16 * 1024 * 1024, `a large answer (${length} bytes)`);
+    assert.ok(received.length - head.length - 4 < length, 'the gateway closed the connection before the whole answer was sent');
   });
 });

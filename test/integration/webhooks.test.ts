@@ -358,6 +358,17 @@ describe('webhooks', () => {
     assert.ok(detail.attempts[1]!.at > detail.attempts[0]!.at && detail.attempts[2]!.at > detail.attempts[1]!.at);
   });
 
+  test('a webhook_url on a ComfyUI backend is never POSTed to, even with --webhook-allow-private: the attempt fails before sending', async () => {
+    const res = await run(alice.api_key, { prompt: SAVE_WORKFLOW, wait: 30, webhook_url: `${comfy.url}/api/interrupt` });
+    assert.equal(res.status, 200, res.text);
+    const jobId = res.json<{ id: string }>().id;
+    const [stored] = await waitFor(async () => ((await deliveriesOf(jobId))[0]?.attempt_count ?? 0) > 0 && deliveriesOf(jobId), 'the first attempt', 10_000);
+    const attempt = (await delivery(stored!.id)).attempts[0]!;
+    assert.equal(attempt.status, null);
+    assert.match(attempt.error ?? '', /ComfyUI backend/);
+    assert.equal(comfy.requests.filter((r) => r.method === 'POST' && r.url === '/api/interrupt').length, 0, 'ComfyUI got no interrupt');
+  });
+
   test('job.started when asked for, and job.failed with the error of a job that failed', async () => {
     const res = await run(alice.api_key, {
       prompt: SAVE_WORKFLOW,

@@ -1,7 +1,7 @@
 // Named workflows through a real gateway and a fake ComfyUI: registration and its validation, who may do what, runs with typed and image inputs, workflows_only, the OpenAPI paths.
 
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -292,6 +292,16 @@ describe('named workflows', () => {
     assert.deepEqual(problems(text), [{ field: 'inputs.image', problem: 'the data: URL is text/plain, not an image/* type' }]);
   });
 
+  test("a data: URL's type is one media type: line breaks that would add headers to the upload's form are refused, and nothing is stored", async () => {
+    const stored = (await readdir(comfy.inputDir)).length;
+    for (const type of ['image/png\r\ncontent-encoding: deflate', 'image/png\r\n\r\nprefix', 'image/png x']) {
+      const res = await run('txt2img', { inputs: { seed: 1, image: `data:${type};base64,${PNG.toString('base64')}` }, wait: 30 }, alice.api_key);
+      assert.equal(res.status, 400, `${JSON.stringify(type)}: ${res.text}`);
+      assert.match(problems(res)[0]!.problem, /not an image\/\* type/);
+    }
+    assert.equal((await readdir(comfy.inputDir)).length, stored, 'nothing was uploaded');
+  });
+
   test('a URL image is fetched (redirects followed, each checked) with --webhook-allow-private, and refused to a private address without it', async () => {
     const res = await run('txt2img', { inputs: { seed: 1, image: { url: `${images.url}/hop/3` } }, wait: 30 }, alice.api_key);
     assert.equal(res.status, 200, res.text);
@@ -310,6 +320,19 @@ describe('named workflows', () => {
     const refused = await run('txt2img', { inputs: { seed: 1, image: { url: `${images.url}/cat.png` } } }, strictAdmin, strictGateway.url);
     assert.equal(refused.status, 400, refused.text);
     assert.match(problems(refused)[0]!.problem, /private .*--webhook-allow-private/);
+  });
+
+  test("an image URL never reaches a ComfyUI backend, even with --webhook-allow-private: another key's output is not fetched", async () => {
+    const bobs = await send(gateway.url, '/api/gateway/run', { method: 'POST', key: bob.api_key, body: { prompt: PLAIN_GRAPH, wait: 30 } });
+    assert.equal(bobs.status, 200, bobs.text);
+    const output = bobs.json<{ outputs: Array<{ filename: string }> }>().outputs[0]!.filename;
+    const backend = new URL(comfy.url);
+    for (const host of [backend.host, `localhost:${backend.port}`, `[::ffff:127.0.0.1]:${backend.port}`]) {
+      const url = `http://${host}/api/view?filename=${encodeURIComponent(output)}&type=output`;
+      const res = await run('txt2img', { inputs: { seed: 1, image: { url } }, wait: 30 }, alice.api_key);
+      assert.equal(res.status, 400, `${host}: ${res.text}`);
+      assert.match(problems(res)[0]!.problem, /ComfyUI backend/);
+    }
   });
 
   test('a workflows_only key runs a workflow, is refused a raw prompt, and its other rules still apply', async () => {

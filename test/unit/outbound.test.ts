@@ -5,7 +5,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
 import { request } from 'undici';
-import { checkOutboundUrl, isPrivateAddress, OutboundUrlError, outboundAgent } from '../../src/net/outbound.js';
+import { checkOutboundUrl, isPrivateAddress, OutboundUrlError, outboundAgent, reachedBackend } from '../../src/net/outbound.js';
 
 const FLAG = '--webhook-allow-private';
 
@@ -90,14 +90,31 @@ describe('outboundAgent', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as AddressInfo).port;
     try {
-      const strict = outboundAgent(false);
+      const strict = outboundAgent(false, []);
       await assert.rejects(request(`http://localhost:${port}/`, { dispatcher: strict }), /private addresses/);
-      const open = outboundAgent(true);
+      const open = outboundAgent(true, []);
       const answer = await request(`http://localhost:${port}/`, { dispatcher: open });
       assert.equal(await answer.body.text(), 'reached');
       await Promise.all([strict.close(), open.close()]);
     } finally {
       server.close();
+    }
+  });
+
+  test('a connection that reaches a ComfyUI backend is refused, whatever the spelling and with private addresses allowed', async () => {
+    const servers = [createServer((_req, res) => res.end('backend')), createServer((_req, res) => res.end('other'))];
+    for (const server of servers) await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const [backendPort, otherPort] = servers.map((server) => (server.address() as AddressInfo).port);
+    const agent = outboundAgent(true, [new URL(`http://localhost:${backendPort}`)]);
+    try {
+      for (const host of [`127.0.0.1:${backendPort}`, `localhost:${backendPort}`, `[::ffff:127.0.0.1]:${backendPort}`, `127.1:${backendPort}`]) {
+        await assert.rejects(request(`http://${host}/view`, { dispatcher: agent }), (error: unknown) => reachedBackend(error), host);
+      }
+      const answer = await request(`http://127.0.0.1:${otherPort}/`, { dispatcher: agent });
+      assert.equal(await answer.body.text(), 'other', 'another port of the same machine is not a backend');
+    } finally {
+      await agent.close();
+      for (const server of servers) server.close();
     }
   });
 });
