@@ -12,6 +12,7 @@ import type { IsolatedCaller, IsolationContext } from './context.js';
 import { checkBoundedIds } from './ids.js';
 import { parseJsonOrUndefined, relayAnswer } from './json-body.js';
 import { checkLoadedFiles } from './loaded-files.js';
+import { checkOutputPrefixes } from './output-names.js';
 
 /** Largest prompt the gateway reads (a graph with its embedded workflow). */
 export const MAX_PROMPT_BYTES = 32 * 1024 * 1024;
@@ -72,6 +73,7 @@ export async function admitPrompt(
   const clientId = typeof given === 'string' && given !== '' ? given : null;
   checkBoundedIds({ prompt_id: body.prompt_id, client_id: clientId });
   const producerOf = ctx.pool.several ? (type: string, subfolder: string, filename: string) => ctx.jobs.jobs.producerOf(type, subfolder, filename) : null;
+  if (!caller.seesAll) checkOutputPrefixes(body.prompt);
   const madeOn = caller.seesAll ? undefined : checkLoadedFiles({ ownership: ctx.ownership, producerOf }, keyId, body.prompt);
   const chosenId = typeof body.prompt_id === 'string';
   const promptId = chosenId ? (body.prompt_id as string) : randomUUID();

@@ -172,6 +172,23 @@ describe('file references read as ComfyUI reads them', () => {
     assert.ok((await send(stage.gateway.url, '/api/object_info', { key: stage.alice.api_key })).json<Definitions>().KSampler, 'the other nodes are there');
   });
 
+  test('a save node’s filename_prefix with %batch_num%, or given by a link, is refused for user keys (it could replace another key’s file)', async () => {
+    const save = (prefix: unknown): Record<string, unknown> => ({
+      '1': { class_type: 'KSampler', inputs: { seed: 1, steps: 2 } },
+      '2': { class_type: 'SaveImage', inputs: { images: ['1', 0], filename_prefix: prefix } },
+    });
+    for (const prefix of ['img%batch_num%', { __value__: 'x/%batch_num%' }, ['1', 0]]) {
+      const before = upstreamPrompts();
+      const refused = await prompt(stage.alice.api_key, save(prefix));
+      assert.equal(refused.status, 400, `${JSON.stringify(prefix)}: ${refused.text}`);
+      assert.equal(refused.json().error_code, 'INVALID_REQUEST');
+      assert.equal(refused.json<{ details: Array<{ field: string }> }>().details[0]!.field, 'prompt node 2 input filename_prefix');
+      assert.equal(upstreamPrompts(), before, 'nothing reached ComfyUI');
+    }
+    assert.equal((await prompt(stage.alice.api_key, save('img%year%'))).status, 200, 'the tokens ComfyUI replaces before numbering pass');
+    assert.equal((await prompt(stage.admin, save('img%batch_num%'))).status, 200, 'an admin key is not held to it');
+  });
+
   test('a key’s own files, text and links still pass through to ComfyUI', async () => {
     const stored = await upload(stage.alice.api_key, [{ name: 'image', filename: 'alice-own.png', value: 'ALICE' }]);
     assert.equal(stored.status, 200, stored.text);
