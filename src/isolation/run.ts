@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { invalidRequest, upstreamUnavailable } from '../errors.js';
 import type { PromptOrigin } from '../policy/check.js';
 import type { JobWaiter } from '../jobs/job-waiter.js';
+import { interruptIfRunning } from '../jobs/interrupt.js';
 import { jobView } from '../jobs/jobs-api.js';
 import { readJsonBody } from '../server/body.js';
 import { sendJson } from '../server/respond.js';
@@ -243,8 +244,6 @@ async function cancelRun(ctx: IsolationContext, caller: IsolatedCaller, id: stri
   if (!job?.upstream_id || !backend || !ACTIVE_JOB_STATUSES.includes(job.status)) return;
   const headers = { ...caller.upstreamHeaders, 'content-type': 'application/json' };
   await backend.proxy.fetch(null, { method: 'POST', path: '/api/queue', body: JSON.stringify({ delete: [job.upstream_id] }), headers });
-  // Only a prompt that runs, as the backend's events tell: releases before September 2025 interrupt whatever runs, another key's prompt too.
-  if (backend.events.runningPrompt() === job.upstream_id)
-    await backend.proxy.fetch(null, { method: 'POST', path: '/api/interrupt', body: JSON.stringify({ prompt_id: job.upstream_id }), headers });
+  await interruptIfRunning(backend, job.upstream_id, headers);
   await cancelledInComfyUI(ctx, backend, [id]);
 }

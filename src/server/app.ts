@@ -35,6 +35,7 @@ import { GATEWAY_CLIENT_OWNER } from '../jobs/backend.js';
 import { createJobRecorder } from '../jobs/job-events.js';
 import { ExecutionLimits } from '../policy/execution-limit.js';
 import { DailyBudgets } from '../jobs/daily-budget.js';
+import { interruptIfRunning } from '../jobs/interrupt.js';
 import { JobService } from '../jobs/job-service.js';
 import { JobWaiter, notifyingJobStore } from '../jobs/job-waiter.js';
 import { getJob, jobView, listJobs } from '../jobs/jobs-api.js';
@@ -126,12 +127,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   const now = (): number => Date.now() / 1000;
   const sinks = new ClientSinkRegistry({ log, ...(jobEvents ? { relay: jobEvents } : {}) });
   const interruptJob = async (job: JobRecord): Promise<void> => {
-    await pool.bound(job.backend).proxy.fetch(null, {
-      method: 'POST',
-      path: '/api/interrupt',
-      body: JSON.stringify({ prompt_id: job.upstream_id ?? job.id }),
-      headers: { 'content-type': 'application/json' },
-    });
+    await interruptIfRunning(pool.bound(job.backend), job.upstream_id ?? job.id);
   };
   const executionSecondsToday = (keyId: string, at: number): number => usage.dailyTotals(keyId, utcDay(at)).get(utcDay(at))?.execution_seconds ?? 0;
   const limits = new ExecutionLimits({ jobs, keyOf: (keyId) => keys.get(keyId), defaultPolicy: config.defaultPolicy, interrupt: interruptJob, log });

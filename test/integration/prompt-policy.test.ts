@@ -5,7 +5,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { SAVE_WORKFLOW } from '../helpers/comfy-client.js';
-import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
+import { INTERRUPT_MODES, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { runCli, startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send } from '../helpers/http-client.js';
 import { createKey, type CreatedKey } from '../helpers/keys.js';
@@ -404,84 +404,86 @@ describe('prompt policy on a ComfyUI without node replacements', () => {
   });
 });
 
-describe('jobs stopped while they run: max_execution_seconds and daily_execution_seconds', () => {
-  let comfy: FakeComfyUI;
-  let gateway: GatewayProcess;
-  let admin: string;
+for (const interrupts of INTERRUPT_MODES) {
+  describe(`jobs stopped while they run: max_execution_seconds and daily_execution_seconds (${interrupts} interrupts)`, () => {
+    let comfy: FakeComfyUI;
+    let gateway: GatewayProcess;
+    let admin: string;
 
-  before(async () => {
-    // About 200 ms per execution event: the save workflow runs for more than four seconds.
-    comfy = await startFakeComfyUI({ stepDelayMs: 200 });
-    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
-    admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
-  });
-  after(async () => {
-    await gateway?.stop();
-    await comfy?.close();
-  });
+    before(async () => {
+      // About 200 ms per execution event: the save workflow runs for more than four seconds.
+      comfy = await startFakeComfyUI({ stepDelayMs: 200, interrupts });
+      gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
+      admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
+    });
+    after(async () => {
+      await gateway?.stop();
+      await comfy?.close();
+    });
 
-  test('a job running longer is interrupted in ComfyUI and ends as error with the policy limit as its reason', async () => {
-    const key = (await createKey(gateway.url, { name: 'brief', rate_limit: 1000, policy: { max_execution_seconds: 1 } }, admin)).api_key;
-    const queued = await send(gateway.url, '/api/prompt', { method: 'POST', key, body: { prompt: SAVE_WORKFLOW } });
-    assert.equal(queued.status, 200, queued.text);
-    const id = queued.json<{ prompt_id: string }>().prompt_id;
-    const job = await waitFor(
-      async () => {
-        const res = await send(gateway.url, `/api/gateway/jobs/${id}`, { key });
-        const found = res.json<{ status: string; execution_seconds: number | null; error: { message: string; exception_type?: string } | null }>();
-        return ['success', 'error', 'interrupted'].includes(found.status) ? found : undefined;
-      },
-      'the job to end',
-      15_000,
-    );
-    assert.equal(job.status, 'error', JSON.stringify(job));
-    assert.match(job.error?.message ?? '', /longer than the 1 seconds .*max_execution_seconds/);
-    assert.equal(job.error?.exception_type, 'ExecutionTimeLimit');
-    assert.ok(job.execution_seconds !== null && job.execution_seconds >= 1 && job.execution_seconds < 3, `ran about a second: ${job.execution_seconds}`);
-    const interrupts = comfy.requests.filter((r) => r.method === 'POST' && r.url === '/api/interrupt');
-    assert.equal(interrupts.length, 1, 'one targeted interrupt');
-  });
-
-  test('a running job is interrupted once the budget is spent, a queued one as soon as it starts; both end as error and are metered', async () => {
-    const created = await createKey(gateway.url, { name: 'budget', rate_limit: 1000, daily_execution_seconds: 2 }, admin);
-    const interruptsSent = (): number => comfy.requests.filter((r) => r.method === 'POST' && r.url === '/api/interrupt').length;
-    const interruptsBefore = interruptsSent();
-    const ids: string[] = [];
-    for (let i = 0; i < 2; i += 1) {
-      const queued = await send(gateway.url, '/api/prompt', { method: 'POST', key: created.api_key, body: { prompt: SAVE_WORKFLOW } });
+    test('a job running longer is interrupted in ComfyUI and ends as error with the policy limit as its reason', async () => {
+      const key = (await createKey(gateway.url, { name: 'brief', rate_limit: 1000, policy: { max_execution_seconds: 1 } }, admin)).api_key;
+      const queued = await send(gateway.url, '/api/prompt', { method: 'POST', key, body: { prompt: SAVE_WORKFLOW } });
       assert.equal(queued.status, 200, queued.text);
-      ids.push(queued.json<{ prompt_id: string }>().prompt_id);
-    }
-    type Ended = { status: string; execution_seconds: number; error: { message: string; exception_type: string } | null };
-    const ended: Ended[] = [];
-    for (const id of ids) {
-      ended.push(
-        await waitFor(
-          async () => {
-            const job = (await send(gateway.url, `/api/gateway/jobs/${id}`, { key: created.api_key })).json<Ended>();
-            return ['success', 'error', 'interrupted', 'cancelled'].includes(job.status) ? job : undefined;
-          },
-          'the job to end',
-          15_000,
-        ),
+      const id = queued.json<{ prompt_id: string }>().prompt_id;
+      const job = await waitFor(
+        async () => {
+          const res = await send(gateway.url, `/api/gateway/jobs/${id}`, { key });
+          const found = res.json<{ status: string; execution_seconds: number | null; error: { message: string; exception_type?: string } | null }>();
+          return ['success', 'error', 'interrupted'].includes(found.status) ? found : undefined;
+        },
+        'the job to end',
+        15_000,
       );
-    }
-    assert.equal(ended.length, 2, 'both jobs ended');
-    for (const job of ended) {
       assert.equal(job.status, 'error', JSON.stringify(job));
-      assert.equal(job.error?.exception_type, 'ExecutionBudgetExceeded');
-      assert.match(job.error?.message ?? '', /daily_execution_seconds \(2 seconds per UTC day\) is spent/);
-    }
-    assert.ok(ended[0]!.execution_seconds >= 2 && ended[0]!.execution_seconds < 3.5, `the first ran about the budget: ${ended[0]!.execution_seconds}`);
-    assert.ok(ended[1]!.execution_seconds < 1.5, `the second was stopped as it started: ${ended[1]!.execution_seconds}`);
-    assert.ok(interruptsSent() - interruptsBefore >= 2, 'a targeted interrupt for each');
-    const usage = (await send(gateway.url, '/api/usage', { key: created.api_key })).json<{ usage_stats: { execution_seconds: number } }>();
-    assert.ok(usage.usage_stats.execution_seconds < 5, `metered: ${usage.usage_stats.execution_seconds}`);
-    const refused = await send(gateway.url, '/api/prompt', { method: 'POST', key: created.api_key, body: { prompt: SAVE_WORKFLOW } });
-    assert.equal(refused.status, 429);
-    assert.equal(refused.json<{ error_code: string }>().error_code, 'EXECUTION_BUDGET_EXCEEDED');
+      assert.match(job.error?.message ?? '', /longer than the 1 seconds .*max_execution_seconds/);
+      assert.equal(job.error?.exception_type, 'ExecutionTimeLimit');
+      assert.ok(job.execution_seconds !== null && job.execution_seconds >= 1 && job.execution_seconds < 3, `ran about a second: ${job.execution_seconds}`);
+      const interrupts = comfy.requests.filter((r) => r.method === 'POST' && r.url === '/api/interrupt');
+      assert.equal(interrupts.length, 1, 'one targeted interrupt');
+    });
+
+    test('a running job is interrupted once the budget is spent, a queued one as soon as it starts; both end as error and are metered', async () => {
+      const created = await createKey(gateway.url, { name: 'budget', rate_limit: 1000, daily_execution_seconds: 2 }, admin);
+      const interruptsSent = (): number => comfy.requests.filter((r) => r.method === 'POST' && r.url === '/api/interrupt').length;
+      const interruptsBefore = interruptsSent();
+      const ids: string[] = [];
+      for (let i = 0; i < 2; i += 1) {
+        const queued = await send(gateway.url, '/api/prompt', { method: 'POST', key: created.api_key, body: { prompt: SAVE_WORKFLOW } });
+        assert.equal(queued.status, 200, queued.text);
+        ids.push(queued.json<{ prompt_id: string }>().prompt_id);
+      }
+      type Ended = { status: string; execution_seconds: number; error: { message: string; exception_type: string } | null };
+      const ended: Ended[] = [];
+      for (const id of ids) {
+        ended.push(
+          await waitFor(
+            async () => {
+              const job = (await send(gateway.url, `/api/gateway/jobs/${id}`, { key: created.api_key })).json<Ended>();
+              return ['success', 'error', 'interrupted', 'cancelled'].includes(job.status) ? job : undefined;
+            },
+            'the job to end',
+            15_000,
+          ),
+        );
+      }
+      assert.equal(ended.length, 2, 'both jobs ended');
+      for (const job of ended) {
+        assert.equal(job.status, 'error', JSON.stringify(job));
+        assert.equal(job.error?.exception_type, 'ExecutionBudgetExceeded');
+        assert.match(job.error?.message ?? '', /daily_execution_seconds \(2 seconds per UTC day\) is spent/);
+      }
+      assert.ok(ended[0]!.execution_seconds >= 2 && ended[0]!.execution_seconds < 3.5, `the first ran about the budget: ${ended[0]!.execution_seconds}`);
+      assert.ok(ended[1]!.execution_seconds < 1.5, `the second was stopped as it started: ${ended[1]!.execution_seconds}`);
+      assert.ok(interruptsSent() - interruptsBefore >= 2, 'a targeted interrupt for each');
+      const usage = (await send(gateway.url, '/api/usage', { key: created.api_key })).json<{ usage_stats: { execution_seconds: number } }>();
+      assert.ok(usage.usage_stats.execution_seconds < 5, `metered: ${usage.usage_stats.execution_seconds}`);
+      const refused = await send(gateway.url, '/api/prompt', { method: 'POST', key: created.api_key, body: { prompt: SAVE_WORKFLOW } });
+      assert.equal(refused.status, 429);
+      assert.equal(refused.json<{ error_code: string }>().error_code, 'EXECUTION_BUDGET_EXCEEDED');
+    });
   });
-});
+}
 
 describe('comfy-gate keys --policy', () => {
   test('create and update take JSON, @FILE or none; a bad policy exits with 2 and changes nothing', async () => {
