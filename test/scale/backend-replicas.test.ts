@@ -10,8 +10,8 @@ import type { GatewayProcess } from '../helpers/gateway-process.js';
 import { send, type TestResponse } from '../helpers/http-client.js';
 import { createKey, type CreatedKey } from '../helpers/keys.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { deleteRedisKeys, freshPostgresDatabase, redisUnavailable, testKeyPrefix, TEST_REDIS_URL, type FreshDatabase } from '../contract/backends.js';
-import { msUntil, startReplicas, untilEveryReplicaKnows } from './replicas.js';
+import { deleteRedisKeys, freshPostgresDatabase, redisUnavailable, testKeyPrefix, type FreshDatabase } from '../contract/backends.js';
+import { msUntil, sharedStoreArgs, startReplicas, untilEveryReplicaKnows } from './replicas.js';
 
 const fresh = await freshPostgresDatabase();
 const noRedis = await redisUnavailable();
@@ -74,15 +74,7 @@ describe('two replicas sharing three ComfyUI backends', { skip: skip ?? false },
       fakes[2]!.url,
       '--upstream-queue-depth',
       '1',
-      '--require-api-auth',
-      '--database-url',
-      database.url,
-      '--redis-url',
-      TEST_REDIS_URL,
-      '--redis-key-prefix',
-      prefix,
-      '--log-level',
-      'warn',
+      ...sharedStoreArgs(database.url, prefix),
     ]));
     admin = await createKey(replicas[0]!.url, { name: 'admin', role: 'admin', rate_limit: 1_000_000 });
     await untilEveryReplicaKnows(replicas, admin.key_id, admin.api_key);

@@ -6,8 +6,8 @@ import type { GatewayProcess } from '../helpers/gateway-process.js';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { send } from '../helpers/http-client.js';
 import { createKey, type CreatedKey } from '../helpers/keys.js';
-import { deleteRedisKeys, freshPostgresDatabase, redisUnavailable, testKeyPrefix, TEST_REDIS_URL, type FreshDatabase } from '../contract/backends.js';
-import { logEvents, msUntil, percentile, startReplicas, untilEveryReplicaKnows } from './replicas.js';
+import { deleteRedisKeys, freshPostgresDatabase, redisUnavailable, testKeyPrefix, type FreshDatabase } from '../contract/backends.js';
+import { logEvents, msUntil, percentile, sharedStoreArgs, startReplicas, untilEveryReplicaKnows } from './replicas.js';
 
 const fresh = await freshPostgresDatabase();
 const noRedis = await redisUnavailable();
@@ -23,17 +23,7 @@ describe('three replicas on shared PostgreSQL and Redis', { skip: skip ?? false 
 
   before(async () => {
     comfy = await startFakeComfyUI();
-    ({ replicas, stop: stopReplicas } = await startReplicas(3, comfy.url, () => [
-      '--require-api-auth',
-      '--database-url',
-      database.url,
-      '--redis-url',
-      TEST_REDIS_URL,
-      '--redis-key-prefix',
-      prefix,
-      '--log-level',
-      'warn',
-    ]));
+    ({ replicas, stop: stopReplicas } = await startReplicas(3, comfy.url, () => sharedStoreArgs(database.url, prefix)));
   });
   after(async () => {
     await stopReplicas?.();

@@ -10,8 +10,8 @@ import type { GatewayProcess } from '../helpers/gateway-process.js';
 import { send } from '../helpers/http-client.js';
 import { createKey, type CreatedKey } from '../helpers/keys.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { deleteRedisKeys, freshPostgresDatabase, redisUnavailable, testKeyPrefix, TEST_REDIS_URL, type FreshDatabase } from '../contract/backends.js';
-import { startReplicas, untilEveryReplicaKnows } from './replicas.js';
+import { deleteRedisKeys, freshPostgresDatabase, redisUnavailable, testKeyPrefix, type FreshDatabase } from '../contract/backends.js';
+import { sharedStoreArgs, startReplicas, untilEveryReplicaKnows } from './replicas.js';
 
 const fresh = await freshPostgresDatabase();
 const noRedis = await redisUnavailable();
@@ -27,17 +27,7 @@ describe('one prompt_id chosen on two replicas at once', { skip: skip ?? false }
 
   before(async () => {
     fake = await startFakeComfyUI({ stepDelayMs: 2 });
-    ({ replicas, stop: stopReplicas } = await startReplicas(2, fake.url, () => [
-      '--require-api-auth',
-      '--database-url',
-      database.url,
-      '--redis-url',
-      TEST_REDIS_URL,
-      '--redis-key-prefix',
-      prefix,
-      '--log-level',
-      'warn',
-    ]));
+    ({ replicas, stop: stopReplicas } = await startReplicas(2, fake.url, () => sharedStoreArgs(database.url, prefix)));
     admin = await createKey(replicas[0]!.url, { name: 'admin', role: 'admin', rate_limit: 1_000_000 });
     await untilEveryReplicaKnows(replicas, admin.key_id, admin.api_key);
   });

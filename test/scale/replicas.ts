@@ -4,6 +4,12 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send, type TestResponse } from '../helpers/http-client.js';
+import { TEST_REDIS_URL } from '../contract/backends.js';
+
+/** The flags of a required-mode replica on the test database and the test Redis under `keyPrefix`, logging warnings only. */
+export function sharedStoreArgs(databaseUrl: string, keyPrefix: string): string[] {
+  return ['--require-api-auth', '--database-url', databaseUrl, '--redis-url', TEST_REDIS_URL, '--redis-key-prefix', keyPrefix, '--log-level', 'warn'];
+}
 
 /** Starts `count` gateways at once (they migrate the schema together); `stop` stops them and removes their folders. */
 export async function startReplicas(
