@@ -4,7 +4,7 @@ import { createHash, createHmac } from 'node:crypto';
 import type { KeyRecord, WebhookEvent } from '../store/types.js';
 
 /** What a signing secret starts with, so that it is recognised where it is pasted. */
-export const SIGNING_SECRET_PREFIX = 'whsec_';
+const SIGNING_SECRET_PREFIX = 'whsec_';
 
 /**
  * The secret a key's deliveries are signed with: an HMAC-SHA256 of the key's id and the hash of its
