@@ -60,8 +60,7 @@ export async function admitPrompt(
   origin: PromptOrigin = {},
   webhook: JobWebhook | null = null,
 ): Promise<UpstreamAnswer> {
-  const policy = effectivePolicy(caller.key, ctx.defaultPolicy);
-  if (policy) checkPrompt(policy, body.prompt, bodyBytes, origin, await ctx.nodeReplacements());
+  await checkPolicy(ctx, caller, body.prompt, bodyBytes, origin);
   const keyId = caller.key.key_id;
   if (body.prompt_id !== undefined && body.prompt_id !== null && typeof body.prompt_id !== 'string') {
     throw invalidRequest('prompt_id must be a string (or left out, and one is made).', [{ field: 'prompt_id', problem: `a ${typeof body.prompt_id}` }]);
@@ -112,6 +111,23 @@ export async function admitPrompt(
     });
   if (answer.status !== 200) await releaseNewClient();
   return answer;
+}
+
+/**
+ * The checks of admitPrompt that read only the caller's key and the prompt body: its prompt policy, then its
+ * job quotas. A run makes them before it stores anything for its prompt (a workflow run's image inputs);
+ * admitPrompt makes them again on the body it sends.
+ * @throws GatewayError 403 PROMPT_POLICY; 429 as JobService.checkQuotas
+ */
+export async function checkPromptAdmissible(ctx: IsolationContext, caller: IsolatedCaller, body: Record<string, unknown>, origin: PromptOrigin): Promise<void> {
+  await checkPolicy(ctx, caller, body.prompt, Buffer.byteLength(JSON.stringify(body)), origin);
+  ctx.jobs.checkQuotas(caller.key);
+}
+
+/** Refuses a prompt its key's prompt policy (or the gateway's default one) refuses (403 PROMPT_POLICY). */
+async function checkPolicy(ctx: IsolationContext, caller: IsolatedCaller, prompt: unknown, bodyBytes: number, origin: PromptOrigin): Promise<void> {
+  const policy = effectivePolicy(caller.key, ctx.defaultPolicy);
+  if (policy) checkPrompt(policy, prompt, bodyBytes, origin, await ctx.nodeReplacements());
 }
 
 /** The header by which an admin key pins a prompt to one backend. */

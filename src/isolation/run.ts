@@ -13,7 +13,7 @@ import type { UpstreamAnswer } from '../proxy/http.js';
 import { ACTIVE_JOB_STATUSES, type JobRecord } from '../store/types.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
 import { parseJsonOrUndefined, relayAnswer } from './json-body.js';
-import { admitPrompt, MAX_PROMPT_BYTES } from './prompt.js';
+import { admitPrompt, checkPromptAdmissible, MAX_PROMPT_BYTES } from './prompt.js';
 import { cancelledInComfyUI } from './queue.js';
 import { checkedWebhook, readWebhookFields, type WebhookRequest } from '../webhooks/job-webhook.js';
 
@@ -131,7 +131,7 @@ export async function runToEnd(
   origin: PromptOrigin = {},
 ): Promise<RunOutcome> {
   const webhook = await checkedWebhook(run.webhook, ctx.webhooks);
-  const body = { prompt, ...(run.clientId === null ? {} : { client_id: run.clientId }) };
+  const body = runBody(run, prompt);
   const answer = await admitPrompt(ctx, req, caller, body, Buffer.byteLength(JSON.stringify(body)), origin, webhook);
   if (answer.status !== 200) return { kind: 'refused', answer };
   const id = (parseJsonOrUndefined(answer.body) as { prompt_id?: unknown } | undefined)?.prompt_id;
@@ -159,6 +159,28 @@ export async function runToEnd(
   // The answer may hold megabytes of inline files: a client that stops reading is let go, and the answer freed.
   res.setTimeout(STALLED_ANSWER_MS, () => res.destroy());
   return { kind: 'ended', job: { ...view, status: ended.status, outputs } };
+}
+
+/**
+ * Refuses a run before anything is stored for it (a workflow run's image inputs) when its prompt would
+ * be refused for its webhook, its key's prompt policy or its quotas; runToEnd checks them all again on
+ * the prompt it sends.
+ * @throws GatewayError 400 for the webhook (see checkedWebhook), and as checkPromptAdmissible
+ */
+export async function checkRunFirst(
+  ctx: IsolationContext,
+  caller: IsolatedCaller,
+  run: RunOptions,
+  prompt: Record<string, unknown>,
+  origin: PromptOrigin,
+): Promise<void> {
+  await checkedWebhook(run.webhook, ctx.webhooks);
+  await checkPromptAdmissible(ctx, caller, runBody(run, prompt), origin);
+}
+
+/** The POST /prompt body of a run's prompt. */
+function runBody(run: RunOptions, prompt: Record<string, unknown>): Record<string, unknown> {
+  return { prompt, ...(run.clientId === null ? {} : { client_id: run.clientId }) };
 }
 
 /**

@@ -211,15 +211,7 @@ export class JobService {
    */
   async admit(admission: Admission): Promise<UpstreamAnswer> {
     const { key } = admission;
-    const now = this.now();
-    checkAdmission(
-      key,
-      {
-        activeJobs: () => this.jobs.count({ keyId: key.key_id, statuses: ACTIVE_JOB_STATUSES }) + this.admittingOf(key.key_id),
-        executionSecondsToday: () => this.options.executionSecondsToday(key.key_id, now),
-      },
-      now,
-    );
+    const now = this.checkQuotas(key);
     const job: JobRecord = {
       id: admission.promptId,
       key_id: key.key_id,
@@ -254,6 +246,23 @@ export class JobService {
     } finally {
       this.admitting.delete(job.id);
     }
+  }
+
+  /**
+   * Refuses one more job of the key past its quotas (see checkAdmission); returns the time it checked at (Unix seconds).
+   * @throws GatewayError 429 QUEUE_LIMIT or EXECUTION_BUDGET_EXCEEDED
+   */
+  checkQuotas(key: KeyRecord): number {
+    const now = this.now();
+    checkAdmission(
+      key,
+      {
+        activeJobs: () => this.jobs.count({ keyId: key.key_id, statuses: ACTIVE_JOB_STATUSES }) + this.admittingOf(key.key_id),
+        executionSecondsToday: () => this.options.executionSecondsToday(key.key_id, now),
+      },
+      now,
+    );
+    return now;
   }
 
   /** The key's admissions under way here whose job the registry does not have yet. */

@@ -52,9 +52,11 @@ function imageForm(filename: string, content: Buffer): { body: Buffer; headers: 
   };
 }
 
-/** A loopback server for image URLs: /cat.png (an image), /page (HTML), /hop/N (redirects N more times, then to the image), /big (too large). */
-async function startImageServer(): Promise<{ url: string; server: Server }> {
+/** A loopback server for image URLs: /cat.png (an image), /page (HTML), /hop/N (redirects N more times, then to the image), /big (too large); `asked` lists the paths requested. */
+async function startImageServer(): Promise<{ url: string; server: Server; asked: string[] }> {
+  const asked: string[] = [];
   const server = createServer((req, res) => {
+    asked.push(req.url ?? '');
     const hops = /^\/hop\/(\d+)$/.exec(req.url ?? '');
     if (req.url === '/cat.png') return res.writeHead(200, { 'content-type': 'image/png' }).end(PNG);
     if (req.url === '/page') return res.writeHead(200, { 'content-type': 'text/html' }).end('<p>hi</p>');
@@ -68,7 +70,7 @@ async function startImageServer(): Promise<{ url: string; server: Server }> {
     res.writeHead(404).end();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, asked };
 }
 
 describe('named workflows', () => {
@@ -76,7 +78,7 @@ describe('named workflows', () => {
   let gateway: GatewayProcess;
   let strictGateway: GatewayProcess;
   let directories: Array<{ remove(): Promise<void> }> = [];
-  let images: { url: string; server: Server };
+  let images: { url: string; server: Server; asked: string[] };
   let admin: string;
   let alice: CreatedKey;
   let bob: CreatedKey;
@@ -333,6 +335,22 @@ describe('named workflows', () => {
       assert.equal(res.status, 400, `${host}: ${res.text}`);
       assert.match(problems(res)[0]!.problem, /ComfyUI backend/);
     }
+  });
+
+  test('a run refused for its policy or its webhook fetches and stores none of its images', async () => {
+    const fewSteps = await createKey(gateway.url, { name: 'few-steps', rate_limit: 100_000, policy: { max_steps: 10 } }, admin);
+    const stored = (await readdir(comfy.inputDir)).length;
+    const asked = images.asked.length;
+    for (const image of [{ base64: PNG.toString('base64') }, { url: `${images.url}/cat.png` }]) {
+      const refused = await run('txt2img', { inputs: { seed: 1, image }, wait: 30 }, fewSteps.api_key);
+      assert.equal(refused.status, 403, refused.text);
+      assert.deepEqual(refused.json<{ error_code: string; details: unknown[] }>().details, [{ node_id: '3', rule: 'max_steps', limit: 10, value: 20 }]);
+      const noWebhooks = await run('txt2img', { inputs: { seed: 1, image }, webhook_url: `${images.url}/hook`, wait: 30 }, alice.api_key);
+      assert.equal(noWebhooks.status, 400, noWebhooks.text);
+      assert.equal(noWebhooks.json().error_code, 'WEBHOOKS_DISABLED');
+    }
+    assert.equal((await readdir(comfy.inputDir)).length, stored, 'nothing was uploaded to ComfyUI');
+    assert.equal(images.asked.length, asked, 'no image URL was fetched');
   });
 
   test('a workflows_only key runs a workflow, is refused a raw prompt, and its other rules still apply', async () => {
