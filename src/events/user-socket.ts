@@ -21,6 +21,13 @@ export interface UserSocketOptions {
 }
 
 /**
+ * What a user key is told over ComfyUI's feature flags: no assets, since `/api/assets` is refused to it
+ * (every user's files). ComfyUI's web UI then lists a key's inputs and outputs from its history, which
+ * the gateway keeps to the key's own, instead of from the assets API.
+ */
+const USER_KEY_FLAGS = { assets: false };
+
+/**
  * The conversation of a user key's socket, in ComfyUI's shape. Every prompt the key sends carries the
  * gateway's own client_id, so ComfyUI sends the key's socket nothing of its own that the event hubs
  * do not already deliver: no socket to ComfyUI is opened for it. It gets, like ComfyUI's:
@@ -28,8 +35,8 @@ export interface UserSocketOptions {
  *   broadcast, each reporting the key's own jobs as `queue_remaining`;
  * - the events and previews of the key's jobs with this clientId (previews of the type its feature
  *   flags asked for);
- * - ComfyUI's feature flags, in answer to the client's when that is its first message (once ComfyUI
- *   has answered the gateway's, if it has not yet).
+ * - ComfyUI's feature flags with `assets: false` (see USER_KEY_FLAGS), in answer to the client's when
+ *   that is its first message (once ComfyUI has answered the gateway's, if it has not yet).
  * Anything else a client sends is ignored, as ComfyUI ignores it.
  */
 export function userSocketSession(options: UserSocketOptions): AcceptOptions {
@@ -37,7 +44,8 @@ export function userSocketSession(options: UserSocketOptions): AcceptOptions {
   let send: ((text: string) => void) | null = null;
   let stop = (): void => undefined;
   let stopWaitingForFlags = (): void => undefined;
-  const answerFlags = (serverFlags: Record<string, unknown>): void => send?.(JSON.stringify({ type: 'feature_flags', data: serverFlags }));
+  const answerFlags = (serverFlags: Record<string, unknown>): void =>
+    send?.(JSON.stringify({ type: 'feature_flags', data: { ...serverFlags, ...USER_KEY_FLAGS } }));
   const status = (withSid: boolean): string =>
     JSON.stringify({
       type: 'status',

@@ -43,7 +43,7 @@ export interface FakeComfyUIOptions {
   jobsApi?: boolean;
   /**
    * `true` (default): assets are on, as in releases since January 2026: `/view?filename=blake3:<hash>` serves any stored file
-   * with that content, whoever stored it, and an upload's answer carries its `asset`. The fake's hash is SHA-256 (Node has
+   * with that content, whoever stored it, an upload's answer carries its `asset`, and the feature flags say `assets: true`. The fake's hash is SHA-256 (Node has
    * no BLAKE3). `false`: an older release, or `--disable-assets`: such a name finds nothing (404).
    */
   assets?: boolean;
@@ -489,7 +489,7 @@ class FakeServer implements FakeComfyUI {
       ),
       api('GET', '/ws', ({ res }) => sendText(res, 400, 'No WebSocket UPGRADE hdr: None\n Can "Upgrade" only to "WebSocket".')),
       api('GET', '/system_stats', ({ res }) => sendJson(res, SYSTEM_STATS)),
-      api('GET', '/features', ({ res }) => sendJson(res, SERVER_FEATURES)),
+      api('GET', '/features', ({ res }) => sendJson(res, this.serverFeatures())),
       api('GET', '/object_info', async ({ res }) => {
         await sleep(this.opts.objectInfoDelayMs ?? 0);
         sendJson(res, await this.withInputFiles(OBJECT_INFO));
@@ -616,9 +616,14 @@ class FakeServer implements FakeComfyUI {
     client.negotiated = true;
     if (message['type'] !== 'feature_flags' || this.opts.featureFlags === false) return;
     client.previewMetadata = isObject(message['data']) && message['data']['supports_preview_metadata'] === true;
-    const answer = (): void => sendFrame(client.ws, 'feature_flags', SERVER_FEATURES);
+    const answer = (): void => sendFrame(client.ws, 'feature_flags', this.serverFeatures());
     if (this.opts.featureFlagsDelayMs) setTimeout(answer, this.opts.featureFlagsDelayMs).unref();
     else answer();
+  }
+
+  /** ComfyUI's feature flags: with assets on, `assets: true` (releases since January 2026). */
+  private serverFeatures(): Json {
+    return this.opts.assets === false ? SERVER_FEATURES : { ...SERVER_FEATURES, assets: true };
   }
 
   private broadcast(type: string, data: unknown): void {

@@ -77,6 +77,9 @@ describe('keyed sockets get their jobs from the event hub', () => {
       assert.equal(socket.binaries.length, 2, 'one preview and one progress text (ComfyUI broadcasts the text to every socket)');
       assert.equal(binaryFrameType(socket.binaries[1]!), 3);
     }
+    const assetsFlag = (socket: CollectingSocket): unknown => socket.texts.find((m) => m.type === 'feature_flags')?.data.assets;
+    assert.equal(assetsFlag(userSocket), false, 'a user key is told assets are off: the assets API is refused to it');
+    assert.equal(assetsFlag(adminSocket), true, "an admin key gets ComfyUI's flags as they are");
     assert.equal(binaryFrameType(userSocket.binaries[0]!), 1, 'the user asked for plain previews');
     assert.equal(readPreviewWithMetadata(adminSocket.binaries[0]!)?.metadata.prompt_id, adminJob, 'the admin asked for previews with metadata');
     await userSocket.close();
@@ -107,8 +110,8 @@ describe('a user socket that asks for feature flags before ComfyUI has answered 
       const answers = socket.texts.filter((m) => m.type === 'feature_flags');
       assert.deepEqual(
         answers.map((m) => m.data),
-        [{ supports_preview_metadata: true, max_upload_size: 104857600 }],
-        "ComfyUI's flags, once",
+        [{ supports_preview_metadata: true, max_upload_size: 104857600, assets: false }],
+        "ComfyUI's flags, once, with assets off: the assets API is refused to user keys",
       );
       await socket.close();
     } finally {

@@ -377,7 +377,7 @@ for (const mode of PROMPT_ID_MODES) {
       stage.hub.register('bob', 'one', other);
       const job = await submit(stage, 'alice', 'one');
       await waitFor(() => withMetadata.finished(job.id) && plain.finished(job.id), 'the job to finish');
-      assert.deepEqual(stage.hub.featureFlags(), { supports_preview_metadata: true, max_upload_size: 104857600 });
+      assert.deepEqual(stage.hub.featureFlags(), { supports_preview_metadata: true, max_upload_size: 104857600, assets: true });
 
       assert.equal(withMetadata.binaries.length, 1);
       const preview = readPreviewWithMetadata(withMetadata.binaries[0]!);

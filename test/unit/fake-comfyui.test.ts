@@ -465,7 +465,7 @@ test('WebSocket echo hook, feature flags only on the first message, reused clien
   assert.deepEqual(frames.slice(1), [
     { type: 'echo', data: { hello: [1, 2] } },
     Buffer.from([0, 0, 0, 3, 9, 9]),
-    { type: 'feature_flags', data: { supports_preview_metadata: true, max_upload_size: 104857600 } },
+    { type: 'feature_flags', data: { supports_preview_metadata: true, max_upload_size: 104857600, assets: true } },
   ]);
 
   const replacement = await connect(fake, '/ws?clientId=c1');
