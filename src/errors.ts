@@ -96,6 +96,9 @@ export const workflowNotFound = (name: string): GatewayError =>
 export const invalidRequest = (message: string, details: unknown = []): GatewayError =>
   new GatewayError(400, 'INVALID_REQUEST', message, { details: { details } });
 
+export const unsupportedContentEncoding = (): GatewayError =>
+  new GatewayError(415, 'UNSUPPORTED_CONTENT_ENCODING', 'The gateway checks a request body as it is sent: send it without Content-Encoding.');
+
 export const payloadTooLarge = (maxBytes: number): GatewayError =>
   new GatewayError(413, 'PAYLOAD_TOO_LARGE', `The body is larger than the ${maxBytes} bytes the gateway reads on this route.`);
 

@@ -1,7 +1,7 @@
 // Routes a keyed request to ComfyUI through the isolation rules: what a user key may see and do, and what only admins may.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { forbidden, invalidRequest, routeNotAllowed } from '../errors.js';
+import { forbidden, invalidRequest, routeNotAllowed, unsupportedContentEncoding } from '../errors.js';
 import type { JobService } from '../jobs/job-service.js';
 import type { JobWaiter } from '../jobs/job-waiter.js';
 import type { BackendPool } from '../backends/backend-pool.js';
@@ -108,6 +108,7 @@ export function createIsolatedProxy(options: {
     const caller = known instanceof Promise ? await known : known;
     const match = matchRoute(method, target.segments);
     if (!caller.seesAll) {
+      if (encodedBody(req)) throw unsupportedContentEncoding();
       if (!match) {
         if (target.segments.some((segment) => segment.includes('/'))) {
           throw invalidRequest('An encoded slash (%2F) may stand only in a file name of /userdata.', [
@@ -285,4 +286,14 @@ function answerAsNoUserData(res: ServerResponse, segments: readonly string[]): v
   const [first, second] = segments[0] === 'api' ? segments.slice(1) : segments;
   if (first === 'settings') return sendJson(res, 200, second === undefined ? {} : null);
   emptyNotFound(res);
+}
+
+/**
+ * Whether the request says its body is encoded (any Content-Encoding but identity). ComfyUI's aiohttp
+ * decodes a gzip, deflate, br or zstd body before reading it, so the gateway would check other bytes
+ * than ComfyUI acts on (an upload form hidden in a gzip header's extra field).
+ */
+function encodedBody(req: IncomingMessage): boolean {
+  const encoding = req.headers['content-encoding'];
+  return encoding !== undefined && encoding.trim().toLowerCase() !== 'identity';
 }

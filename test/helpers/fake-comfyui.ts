@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { HEALTH_CHECK_USER_AGENT } from '../../src/backends/build-backend.js';
 
@@ -1340,8 +1341,15 @@ function sendEmpty(res: ServerResponse, status: number, headers: Record<string, 
 
 async function readBody(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
+  for await (const chunk of decodedBody(req)) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
+}
+
+/** The request's body as aiohttp's server reads it: a gzip, deflate or br Content-Encoding is decoded first (auto_decompress, on by default). */
+function decodedBody(req: IncomingMessage): AsyncIterable<unknown> {
+  const encoding = req.headers['content-encoding']?.trim().toLowerCase();
+  const decoder = encoding === 'gzip' ? createGunzip() : encoding === 'deflate' ? createInflate() : encoding === 'br' ? createBrotliDecompress() : null;
+  return decoder ? req.pipe(decoder) : req;
 }
 
 /** Parses the body as JSON whatever its Content-Type; a parse error becomes the 500 of aiohttp. */
@@ -1774,7 +1782,7 @@ async function readForm(req: IncomingMessage, spoolPath: string): Promise<Form> 
     return textSink((text) => form.fields.set(name, text));
   });
   try {
-    for await (const chunk of req) await parser.push(chunk as Buffer);
+    for await (const chunk of decodedBody(req)) await parser.push(chunk as Buffer);
     parser.end();
   } finally {
     await parser.dispose();

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
+import { deflateSync, gzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { SAVE_WORKFLOW, waitForHistory } from '../helpers/comfy-client.js';
 import { INTERRUPT_MODES, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
@@ -62,6 +63,45 @@ describe('file references read as ComfyUI reads them', () => {
     const spaced = await send(stage.gateway.url, `/api/view?filename=${encodeURIComponent(`${stage.bobImage} [output]`)}`, { key: stage.alice.api_key });
     assert.equal(spaced.status, 404, 'the one spelling every release reads alike is checked as the output it names');
     assert.ok((await bobOutputBytes()).length > 0);
+  });
+
+  test('an encoded request body is refused: ComfyUI decodes it, so it would act on other bytes than the gateway checked', async () => {
+    const harmless = multipart([{ name: 'image', filename: 'alice-harmless.png', value: 'ALICE' }]);
+    const hostile = multipart([
+      { name: 'image', filename: bobInput, value: 'ALICE-OVERWRITE' },
+      { name: 'overwrite', value: 'true' },
+    ]);
+    // A gzip stream whose header's extra field holds the harmless form, and whose data is the hostile one: the gateway read the
+    // first, as a preamble and a whole form, and ComfyUI the second.
+    const plain = gzipSync(hostile.body);
+    const extra = Buffer.concat([Buffer.from('\r\n'), harmless.body]);
+    const length = Buffer.alloc(2);
+    length.writeUInt16LE(extra.length);
+    const flagged = Buffer.from(plain.subarray(0, 10));
+    flagged[3] = 0x04;
+    const smuggled = Buffer.concat([flagged, length, extra, plain.subarray(10)]);
+    for (const encoding of ['gzip', 'GZip ']) {
+      const res = await send(stage.gateway.url, '/api/upload/image', {
+        method: 'POST',
+        key: stage.alice.api_key,
+        headers: { ...hostile.headers, 'content-encoding': encoding },
+        body: smuggled,
+      });
+      assert.equal(res.status, 415, `${encoding}: ${res.text}`);
+      assert.equal(res.json().error_code, 'UNSUPPORTED_CONTENT_ENCODING');
+    }
+    assert.equal(await readFile(join(stage.comfy.inputDir, bobInput), 'utf8'), bobBytes, "bob's upload is untouched");
+    const before = upstreamPrompts();
+    const deflated = await send(stage.gateway.url, '/api/prompt', {
+      method: 'POST',
+      key: stage.alice.api_key,
+      headers: { 'content-type': 'application/json', 'content-encoding': 'deflate' },
+      body: deflateSync(JSON.stringify({ prompt: SAVE_WORKFLOW })),
+    });
+    assert.equal(deflated.status, 415, deflated.text);
+    assert.equal(upstreamPrompts(), before, 'nothing reached ComfyUI');
+    const identity = await upload(stage.alice.api_key, [{ name: 'image', filename: 'alice-plain.png', value: 'ALICE' }]);
+    assert.equal(identity.status, 200, 'a body sent as it is passes');
   });
 
   test('an absolute, Windows or climbing subfolder or name cannot reach another key’s upload', async () => {
