@@ -38,8 +38,10 @@ const unclear = (problem: string): GatewayError =>
 /**
  * Passes the body through unchanged while reading its parts, and holds back the closing delimiter (and
  * anything after it) until the whole form has been read and `check` has passed: ComfyUI cannot finish
- * reading a form without its end, so a refused form is never acted on. A part whose headers could be
- * read two ways (escapes, extended parameters, encodings, folded lines) refuses the form with 400.
+ * reading a form without its end, so a refused form is never acted on. A form aiohttp could read another
+ * way refuses the form with 400: bytes before the first delimiter (aiohttp takes any line that is the
+ * boundary, ended by LF alone, as the first), a CR or LF inside a part header line (aiohttp ends header
+ * lines at LF), and part headers with escapes, extended parameters, encodings or folded lines.
  * The first refusal is kept in `refusal`.
  */
 export class UploadFormReader extends Transform {
@@ -51,6 +53,8 @@ export class UploadFormReader extends Transform {
   private buffer: Buffer = CRLF;
   private ownBytes = CRLF.length;
   private state: 'body' | 'headers' | 'end' = 'body';
+  /** Whether the first delimiter has been read: the form must begin with it. */
+  private begun = false;
   private part: { name: string; filename: string | null; chunks: Buffer[]; size: number } | null = null;
   private readonly held: Buffer[] = [];
   private heldBytes = 0;
@@ -132,6 +136,13 @@ export class UploadFormReader extends Transform {
   /** Reads what the buffer allows; false when it needs more bytes. */
   private step(): boolean {
     if (this.state === 'headers') return this.readHeaders();
+    // aiohttp takes as the first boundary any line (ended by LF alone) that is the boundary, so a preamble could hide a first part.
+    if (!this.begun) {
+      const length = Math.min(this.buffer.length, this.delimiter.length);
+      if (!this.buffer.subarray(0, length).equals(this.delimiter.subarray(0, length))) throw unclear('the form does not begin with its boundary');
+      if (length < this.delimiter.length) return false;
+      this.begun = true;
+    }
     const at = this.buffer.indexOf(this.delimiter);
     if (at < 0) {
       this.consume(this.partialDelimiterAt(), true);
@@ -169,6 +180,8 @@ export class UploadFormReader extends Transform {
     this.consume(end + HEADERS_END.length, false);
     const headers = new Map<string, string>();
     for (const line of lines) {
+      // aiohttp ends a part header line at LF alone.
+      if (/[\r\n]/.test(line)) throw unclear('a part header line holds a CR or LF of its own');
       const colon = line.indexOf(':');
       if (colon <= 0 || /^[ \t]/.test(line)) throw unclear('a part header line is malformed');
       const name = line.slice(0, colon).trim().toLowerCase();

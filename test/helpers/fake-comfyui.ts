@@ -1666,17 +1666,31 @@ function textSink(done: (text: string) => void): PartSink {
   };
 }
 
-/** Incremental multipart parser: feeds each part's bytes to a sink without holding the body in memory. */
+/** Python's bytes.strip()/rstrip() of ASCII whitespace, on a latin1 string. */
+function pythonStrip(text: string, sides: 'end' | 'both'): string {
+  const trimmed = text.replace(/[ \t\n\r\v\f]+$/, '');
+  return sides === 'end' ? trimmed : trimmed.replace(/^[ \t\n\r\v\f]+/, '');
+}
+
+/**
+ * Incremental multipart parser that reads a form as aiohttp's MultipartReader does (lines end at LF, and
+ * are stripped), feeding each part's bytes to a sink without holding the body in memory.
+ */
 class MultipartParser {
+  /** `--boundary`, as aiohttp compares a whole line with it. */
+  private readonly boundaryLine: string;
+  /** What ends a part's content: aiohttp looks for the boundary after a CRLF. */
   private readonly delimiter: Buffer;
-  private buf: Buffer = Buffer.from('\r\n'); // so the first boundary looks like every later `\r\n--boundary`
+  private buf: Buffer = Buffer.alloc(0);
   private state: 'preamble' | 'boundary' | 'headers' | 'body' | 'done' = 'preamble';
+  private headerLines: string[] = [];
   private sink: PartSink = DISCARD;
 
   constructor(
     boundary: string,
     private readonly openPart: (disposition: string) => Promise<PartSink>,
   ) {
+    this.boundaryLine = `--${boundary}`;
     this.delimiter = Buffer.from(`\r\n--${boundary}`);
   }
 
@@ -1711,32 +1725,51 @@ class MultipartParser {
     }
   }
 
-  private skipPreamble(): boolean {
-    const at = this.buf.indexOf(this.delimiter);
+  /** The next line up to and with its LF (aiohttp's StreamReader.readline), or null until one is whole. */
+  private readLine(): string | null {
+    const at = this.buf.indexOf(0x0a);
     if (at < 0) {
-      this.buf = this.buf.subarray(Math.max(0, this.buf.length - this.delimiter.length + 1));
-      return false;
+      if (this.buf.length > MAX_PART_HEADER_BYTES) throw new Error('multipart line too long');
+      return null;
     }
-    this.buf = this.buf.subarray(at + this.delimiter.length);
-    this.state = 'boundary';
+    const line = this.buf.subarray(0, at + 1).toString('latin1');
+    this.buf = this.buf.subarray(at + 1);
+    return line;
+  }
+
+  /** aiohttp's _read_until_first_boundary: lines are skipped until one, without its trailing whitespace, is the boundary. */
+  private skipPreamble(): boolean {
+    const line = this.readLine();
+    if (line === null) return false;
+    const bare = pythonStrip(line, 'end');
+    if (bare === this.boundaryLine) this.state = 'headers';
+    else if (bare === `${this.boundaryLine}--`) this.state = 'done';
     return true;
   }
 
+  /** aiohttp's _read_boundary: the rest of the delimiter's line, without trailing whitespace, is nothing (a part follows) or `--` (the end). */
   private afterBoundary(): boolean {
-    if (this.buf.length < 2) return false;
-    this.state = this.buf[0] === 0x2d && this.buf[1] === 0x2d ? 'done' : 'headers';
+    const line = this.readLine();
+    if (line === null) return false;
+    const rest = pythonStrip(line, 'end');
+    if (rest === '') this.state = 'headers';
+    else if (rest === '--') this.state = 'done';
+    else throw new Error('multipart boundary line has more than the boundary');
     return true;
   }
 
+  /** aiohttp's _read_headers: lines up to LF, each stripped, until an empty one. */
   private async readHeaders(): Promise<boolean> {
-    const end = this.buf.indexOf('\r\n\r\n');
-    if (end < 0) {
-      if (this.buf.length > MAX_PART_HEADER_BYTES) throw new Error('multipart part headers too large');
-      return false;
+    const line = this.readLine();
+    if (line === null) return false;
+    const bare = pythonStrip(line, 'both');
+    if (bare !== '') {
+      this.headerLines.push(Buffer.from(bare, 'latin1').toString('utf8'));
+      return true;
     }
-    const headers = this.buf.subarray(2, end).toString('utf8');
-    this.buf = this.buf.subarray(end + 4);
-    this.sink = await this.openPart(/^content-disposition:(.*)$/im.exec(headers)?.[1]?.trim() ?? '');
+    const disposition = this.headerLines.find((header) => /^content-disposition\s*:/i.test(header));
+    this.headerLines = [];
+    this.sink = await this.openPart(disposition?.slice(disposition.indexOf(':') + 1).trim() ?? '');
     this.state = 'body';
     return true;
   }

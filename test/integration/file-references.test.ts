@@ -104,6 +104,26 @@ describe('file references read as ComfyUI reads them', () => {
     assert.equal(identity.status, 200, 'a body sent as it is passes');
   });
 
+  test('an upload form that aiohttp would read with another first part is refused: a boundary or a part header ended by LF alone', async () => {
+    const { headers } = multipart([]);
+    const boundary = /boundary=(.*)$/.exec(headers['content-type']!)![1]!;
+    const visible = (decoy: string): string =>
+      `--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="${decoy}"\r\nContent-Type: image/png\r\n\r\nDECOY\r\n` +
+      `--${boundary}\r\nContent-Disposition: form-data; name="overwrite"\r\n\r\ntrue\r\n--${boundary}--\r\n`;
+    const forms = {
+      // aiohttp takes the first line that is the boundary, LF-ended; the gateway saw a preamble up to the first CRLF boundary.
+      'a hidden first part after an LF-ended boundary': `x\n--${boundary}\nContent-Disposition: form-data; name="image"; filename="${bobInput}"\n\nALICE-OVERWRITE\r\n${visible('alice-decoy.png')}`,
+      // aiohttp splits part headers at LF: its first Content-Disposition is the one the gateway read as part of X-Note.
+      'a Content-Disposition hidden in another header': `--${boundary}\r\nX-Note: a\nContent-Disposition: form-data; name="image"; filename="${bobInput}"\r\nContent-Disposition: form-data; name="image"; filename="alice-decoy2.png"\r\nContent-Type: image/png\r\n\r\nALICE-OVERWRITE\r\n--${boundary}\r\nContent-Disposition: form-data; name="overwrite"\r\n\r\ntrue\r\n--${boundary}--\r\n`,
+    };
+    for (const [shape, body] of Object.entries(forms)) {
+      const res = await send(stage.gateway.url, '/api/upload/image', { method: 'POST', key: stage.alice.api_key, headers, body: Buffer.from(body) });
+      assert.equal(await readFile(join(stage.comfy.inputDir, bobInput), 'utf8'), bobBytes, `${shape}: bob's upload is untouched (${res.status})`);
+      assert.equal(res.status, 400, `${shape}: ${res.text}`);
+      assert.equal(res.json().error_code, 'INVALID_REQUEST');
+    }
+  });
+
   test('an absolute, Windows or climbing subfolder or name cannot reach another key’s upload', async () => {
     const root = stage.comfy.inputDir;
     const attempts: FormPart[][] = [

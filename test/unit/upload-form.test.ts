@@ -9,7 +9,7 @@ import { multipartBoundary, UploadFormReader } from '../../src/isolation/upload-
 
 const BOUNDARY = 'b0undary';
 const FORM = Buffer.from(
-  `preamble\r\n--${BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="a b.png"\r\nContent-Type: image/png\r\n\r\n` +
+  `--${BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="a b.png"\r\nContent-Type: image/png\r\n\r\n` +
     `PNG\r\n--b0und almost a delimiter\r\n\r\n--` +
     `\r\n--${BOUNDARY}\r\nContent-Disposition: form-data; name="type"\r\n\r\ninput` +
     `\r\n--${BOUNDARY}\r\nContent-Disposition: form-data; name=type\r\n\r\noutput` +
@@ -142,6 +142,8 @@ describe('UploadFormReader', () => {
       'Content-Disposition: form-data; name="type"\r\nContent-Length: 1',
       'Content-Disposition: form-data; name="type"\r\n continued',
       'Content-Disposition: form-data; name="a"\r\nContent-Disposition: form-data; name="b"',
+      'X-Note: a\nContent-Disposition: form-data; name="image"; filename="other.png"\r\nContent-Disposition: form-data; name="x"',
+      'Content-Disposition: form-data; name="x"\rX-Note: a',
     ]) {
       await assert.rejects(read(part(headers), 4), { code: 'INVALID_REQUEST', status: 400 }, headers);
     }
@@ -151,6 +153,13 @@ describe('UploadFormReader', () => {
       'no closing delimiter',
     );
     await assert.rejects(read(Buffer.from(`--${BOUNDARY}junk\r\n`), 4), { code: 'INVALID_REQUEST' }, 'a delimiter line with more');
+    for (const preamble of ['x\n', '\r\n', 'preamble\r\n']) {
+      await assert.rejects(
+        read(Buffer.concat([Buffer.from(preamble), part('Content-Disposition: form-data; name="x"')]), 4),
+        { code: 'INVALID_REQUEST' },
+        preamble,
+      );
+    }
   });
 
   test('only multipart/form-data with a plain boundary is read', () => {
