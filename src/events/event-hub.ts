@@ -55,7 +55,7 @@ export interface EventHubOptions {
   observer: JobObserver;
   log: Logger;
   /** Timings of the socket to ComfyUI. */
-  socket?: Pick<UpstreamEventsOptions, 'clientId' | 'pingIntervalMs' | 'handshakeTimeoutMs' | 'reconnectMinMs' | 'reconnectMaxMs'>;
+  socket?: Pick<UpstreamEventsOptions, 'clientId' | 'pingIntervalMs' | 'handshakeTimeoutMs' | 'reconnectMinMs' | 'reconnectMaxMs' | 'silenceLimitMs'>;
   hold?: Partial<HoldLimits>;
   /** Runs each time the socket to ComfyUI opens, the first time and after a reconnect (a time to reconcile jobs with ComfyUI). */
   onConnected?(): void;
@@ -206,6 +206,16 @@ export class EventHub implements ClientSinks {
       done = true;
       this.expectedAnswers -= 1;
     };
+  }
+
+  /** How many messages the socket to ComfyUI has received: read just before a prompt is sent, for `promptAccepted`. */
+  get messagesReceived(): number {
+    return this.upstream.messagesReceived;
+  }
+
+  /** ComfyUI accepted a prompt sent when `messagesReceived` was `receivedBefore`: a socket that hears nothing after it is reopened (UpstreamEvents.promptAccepted). */
+  promptAccepted(receivedBefore: number): void {
+    this.upstream.promptAccepted(receivedBefore);
   }
 
   /** Call once the job ComfyUI knows by `upstreamId` is in the registry: its held events are delivered, in order. */

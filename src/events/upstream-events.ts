@@ -40,6 +40,11 @@ export interface UpstreamEventsOptions {
   reconnectMinMs?: number;
   /** The longest wait between attempts (default 30 s). */
   reconnectMaxMs?: number;
+  /**
+   * How long the socket may stay silent after ComfyUI accepted a prompt before it is taken to have lost its place in
+   * ComfyUI and is reopened (default 10 s; see `promptAccepted`).
+   */
+  silenceLimitMs?: number;
 }
 
 /**
@@ -47,7 +52,8 @@ export interface UpstreamEventsOptions {
  * or cannot connect (with capped exponential backoff; logged at warn, never thrown). On open it asks
  * for previews with metadata, and keeps ComfyUI's answer (releases before feature flags never answer).
  * The clientId is fixed for the life of the object, so prompts forwarded before a reconnect still
- * reach it; ComfyUI sends a prompt's events only while this socket is connected.
+ * reach it; ComfyUI sends a prompt's events only while this socket is connected and holds that clientId
+ * in ComfyUI (a socket that lost it is found silent after the next accepted prompt: see promptAccepted).
  */
 export class UpstreamEvents {
   /** The clientId ComfyUI knows this socket by: the `client_id` to give every prompt forwarded to this backend. */
@@ -59,6 +65,15 @@ export class UpstreamEvents {
   private failures = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** Text and binary messages received, on every connection. */
+  private received = 0;
+  /** When ComfyUI accepted the oldest prompt no message has followed yet (Date.now()), or 0. */
+  private unheardSince = 0;
+  /** `received` when that prompt was sent. */
+  private receivedBeforeUnheard = 0;
+  /** Checks, once `silenceLimitMs` is up, that a message came after the accepted prompts; one at a time. */
+  private silenceTimer: NodeJS.Timeout | null = null;
+  private readonly checkSilenceNow = (): void => this.checkSilence();
 
   constructor(private readonly options: UpstreamEventsOptions) {
     this.clientId = options.clientId ?? randomBytes(16).toString('hex');
@@ -87,6 +102,28 @@ export class UpstreamEvents {
     return () => this.flagsListeners.delete(listener);
   }
 
+  /** How many text and binary messages the socket has received: read just before a prompt is sent, for `promptAccepted`. */
+  get messagesReceived(): number {
+    return this.received;
+  }
+
+  /**
+   * ComfyUI accepted a prompt sent when `messagesReceived` was `receivedBefore`. ComfyUI then tells every
+   * socket it knows of its queue (a `status` broadcast), so the socket must receive some message within
+   * `silenceLimitMs`. If none comes, ComfyUI no longer sends to it: it dropped the socket's clientId when
+   * the handler of an earlier connection under the same clientId ended (after a reconnect that ComfyUI
+   * noticed late). The socket is then closed normally and reopened with the same clientId. One timer at
+   * most, however many prompts wait.
+   */
+  promptAccepted(receivedBefore: number): void {
+    if (this.received !== receivedBefore || !this.connected) return;
+    // An earlier prompt waits already, and nothing came since: its deadline comes first.
+    if (this.unheardSince !== 0 && this.receivedBeforeUnheard === receivedBefore) return;
+    this.unheardSince = Date.now();
+    this.receivedBeforeUnheard = receivedBefore;
+    this.silenceTimer ??= setTimeout(this.checkSilenceNow, this.silenceLimitMs).unref();
+  }
+
   /** Connects now instead of after the wait before the next attempt (ComfyUI was seen answering again). */
   reconnectNow(): void {
     if (this.closed || !this.reconnectTimer) return;
@@ -100,7 +137,36 @@ export class UpstreamEvents {
   close(): void {
     this.closed = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.stopSilenceCheck();
     this.socket?.terminate();
+  }
+
+  private get silenceLimitMs(): number {
+    return this.options.silenceLimitMs ?? 10_000;
+  }
+
+  /** The silence timer's check: a message came since the oldest unheard prompt was sent, or time is not up yet, or the socket is reopened. */
+  private checkSilence(): void {
+    this.silenceTimer = null;
+    if (this.unheardSince === 0) return;
+    if (this.received !== this.receivedBeforeUnheard) return void (this.unheardSince = 0);
+    const silentMs = Date.now() - this.unheardSince;
+    if (silentMs < this.silenceLimitMs) {
+      this.silenceTimer = setTimeout(this.checkSilenceNow, this.silenceLimitMs - silentMs).unref();
+      return;
+    }
+    this.unheardSince = 0;
+    this.options.log.warn(
+      { url: this.options.upstream.origin, silent_ms: silentMs },
+      'ComfyUI event socket got nothing after ComfyUI accepted a prompt: ComfyUI no longer sends to it; reopening it',
+    );
+    this.socket?.close();
+  }
+
+  private stopSilenceCheck(): void {
+    if (this.silenceTimer) clearTimeout(this.silenceTimer);
+    this.silenceTimer = null;
+    this.unheardSince = 0;
   }
 
   private connect(): void {
@@ -123,11 +189,18 @@ export class UpstreamEvents {
           this.report(() => listener.opened());
         },
         pong: () => (alive = true),
-        binary: (frame) => this.report(() => listener.binary(frame)),
-        text: (raw) => this.onText(raw),
+        binary: (frame) => {
+          this.received += 1;
+          this.report(() => listener.binary(frame));
+        },
+        text: (raw) => {
+          this.received += 1;
+          this.onText(raw);
+        },
         closed: (code, error) => {
           const wasOpen = pingTimer !== null;
           if (pingTimer) clearInterval(pingTimer);
+          this.stopSilenceCheck();
           if (wasOpen) this.report(() => listener.closed());
           if (this.closed) return;
           const delay = Math.min(this.options.reconnectMaxMs ?? 30_000, (this.options.reconnectMinMs ?? 250) * 2 ** this.failures);

@@ -64,6 +64,8 @@ export class UpstreamSocket {
   /** The answer's bytes until its head is read whole; null once the socket is open. */
   private head: Buffer | null = Buffer.alloc(0);
   private isOpen = false;
+  /** The socket's close frame is sent: the server ends the connection next, or CLOSE_WAIT_MS after it is cut. */
+  private closeSent = false;
   private ended = false;
   private error: Error | null = null;
   private closeCode = 1006;
@@ -88,7 +90,7 @@ export class UpstreamSocket {
         pong: () => events.pong(),
         close: (code) => {
           this.closeCode = code ?? 1005;
-          this.close(code === null ? Buffer.alloc(0) : closePayload(code));
+          this.closeWith(code === null ? Buffer.alloc(0) : closePayload(code));
         },
       },
       options.maxMessageBytes,
@@ -118,6 +120,14 @@ export class UpstreamSocket {
     if (this.isOpen) this.write(OPCODE.ping, Buffer.alloc(0));
   }
 
+  /**
+   * Closes the socket normally (1000): sends a close frame, then waits up to CLOSE_WAIT_MS for the server
+   * to end the connection, which ComfyUI does as its handler of the socket ends.
+   */
+  close(): void {
+    this.closeWith(closePayload(1000));
+  }
+
   /** Cuts the connection at once. */
   terminate(): void {
     this.socket.destroy();
@@ -129,7 +139,7 @@ export class UpstreamSocket {
       if (this.head === null) this.reader.push(read);
       else this.readHandshake(read);
     } catch (error) {
-      if (error instanceof FrameError) this.close(closePayload(error.closeCode), error);
+      if (error instanceof FrameError) this.closeWith(closePayload(error.closeCode), error);
       else this.fail(error as Error);
     }
     return true;
@@ -153,11 +163,16 @@ export class UpstreamSocket {
     if (end + 4 < head.length) this.reader.push(head.subarray(end + 4));
   }
 
-  /** Sends a close frame with `payload` and ends the connection; the server has CLOSE_WAIT_MS to close its side. */
-  private close(payload: Buffer, error: Error | null = null): void {
+  /**
+   * Sends a close frame with `payload` and ends the connection; the server has CLOSE_WAIT_MS to close its side. Once the
+   * frame is sent, the server's own close frame (its answer) changes nothing: the server ends the connection next.
+   */
+  private closeWith(payload: Buffer, error: Error | null = null): void {
     if (error) this.error ??= error;
+    if (this.closeSent) return;
     if (!this.isOpen) return void this.socket.destroy();
     this.write(OPCODE.close, payload);
+    this.closeSent = true;
     this.isOpen = false;
     this.socket.end();
     setTimeout(() => this.socket.destroy(), CLOSE_WAIT_MS).unref();

@@ -13,6 +13,10 @@ export interface BackendEvents {
   expectAnswer(): () => void;
   /** The job ComfyUI knows by `upstreamId` is in the registry now: its held events go out. */
   answered(upstreamId: string): void;
+  /** Messages the gateway's socket has received so far: read just before a prompt is sent, and given to `promptAccepted`. */
+  readonly messagesReceived: number;
+  /** ComfyUI accepted a prompt sent when `messagesReceived` was `receivedBefore`: a socket that then stays silent is reopened. */
+  promptAccepted(receivedBefore: number): void;
   /** Sends the job's client sockets an event of the gateway's own, in ComfyUI's shape. */
   announce(job: Pick<JobRecord, 'id' | 'key_id' | 'client_id'>, type: string, data: Record<string, unknown>): void;
 }

@@ -71,8 +71,10 @@ export async function sendPrompt(
   const answered = backend.events.expectAnswer();
   try {
     let answer: UpstreamAnswer;
+    let receivedBefore: number;
     try {
       await sendPace.take();
+      receivedBefore = backend.events.messagesReceived;
       answer = await backend.proxy.fetch(null, {
         method: 'POST',
         path: '/api/prompt',
@@ -88,6 +90,7 @@ export async function sendPrompt(
     if (typeof upstreamId === 'string' && isBoundedId(upstreamId)) {
       await record({ kind: 'queued', upstreamId });
       backend.events.answered(upstreamId);
+      backend.events.promptAccepted(receivedBefore);
     } else {
       const message = typeof body?.error?.message === 'string' ? body.error.message : `ComfyUI refused the prompt (status ${answer.status}).`;
       const nodeErrors = typeof body?.node_errors === 'object' && body.node_errors !== null ? (body.node_errors as Record<string, unknown>) : {};

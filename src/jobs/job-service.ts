@@ -121,7 +121,9 @@ export class JobService {
   /** The gateway's socket to a backend opened (again): its jobs are compared with its ComfyUI, and held jobs may go to it. */
   connected(backend: Backend): void {
     void this.forgetMovedAway(backend);
-    void this.reconcileBackend(backend);
+    // A comparison begun before the socket opened may have read ComfyUI's queue before a job whose events were lost left it: another follows it.
+    const comparing = this.reconciling.get(backend.name);
+    void (comparing ? comparing.then(() => this.reconcileBackend(backend)) : this.reconcileBackend(backend));
     this.scheduler.pump();
   }
 

@@ -122,8 +122,15 @@ export interface FakeComfyUI {
   users: Map<string, string>;
   /** The prompts queued or running now (as `GET /queue` lists them), with the client_id each was queued with. */
   inFlight(): Array<{ id: string; clientId: string | null }>;
-  /** The clientIds of the WebSockets connected now. */
+  /** The clientIds of the WebSockets connected now, as ComfyUI knows them (a cut socket whose end it has not noticed yet included). */
   openSockets(): string[];
+  /**
+   * Cuts the TCP connection of the socket registered under `clientId` as a network failure would: the client sees it end
+   * at once, the fake only `noticedAfterMs` later, as ComfyUI notices a half-open connection's end only once a read or
+   * write fails. Its handler then removes whatever socket holds that clientId by then (the client's new one included), as
+   * ComfyUI's `finally: sockets.pop(sid)` does. Nothing happens when no socket holds `clientId`.
+   */
+  cutSocket(clientId: string, noticedAfterMs: number): void;
   /** Stops like a killed ComfyUI: its connections are cut at once (no further event or answer), the running prompt stops, its folders are removed. */
   close(): Promise<void>;
 }
@@ -164,6 +171,8 @@ interface Client {
   ws: WebSocket;
   negotiated: boolean;
   previewMetadata: boolean;
+  /** Set by `cutSocket`: how long after its connection ended the fake notices it. */
+  endNoticedAfterMs?: number;
 }
 interface Ctx {
   req: IncomingMessage;
@@ -597,10 +606,13 @@ class FakeServer implements FakeComfyUI {
 
   private onConnection(ws: WebSocket, sid: string): void {
     const client: Client = { ws, negotiated: false, previewMetadata: false };
+    // A new socket with a clientId in use takes its place; the old one stays open, sent nothing more.
     this.clients.set(sid, client);
     ws.on('error', () => ws.terminate());
+    // ComfyUI's handler ends with `sockets.pop(sid)`, whichever socket holds that clientId by then.
     ws.on('close', () => {
-      if (this.clients.get(sid) === client) this.clients.delete(sid);
+      if (client.endNoticedAfterMs === undefined) this.clients.delete(sid);
+      else setTimeout(() => this.clients.delete(sid), client.endNoticedAfterMs).unref();
     });
     ws.on('message', (data, isBinary) => this.onClientMessage(client, data, isBinary));
     sendFrame(ws, 'status', { status: this.queueInfo(), sid });
@@ -730,6 +742,13 @@ class FakeServer implements FakeComfyUI {
 
   openSockets(): string[] {
     return [...this.clients.keys()];
+  }
+
+  cutSocket(clientId: string, noticedAfterMs: number): void {
+    const client = this.clients.get(clientId);
+    if (!client) return;
+    client.endNoticedAfterMs = noticedAfterMs;
+    client.ws.terminate();
   }
 
   /** Node definitions with LoadImage's options filled, as ComfyUI fills them: every file of the input folder (not its subfolders). */

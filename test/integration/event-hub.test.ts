@@ -119,7 +119,7 @@ async function postPrompt(fake: FakeComfyUI, body: Record<string, unknown>): Pro
 /**
  * Forwards a prompt as the gateway will: the gateway proposes the job's id as prompt_id (a release that
  * ignores it answers with its own, and the job keeps the id its key was told), the prompt carries the
- * hub's clientId, and the job is in the registry once ComfyUI has answered.
+ * hub's clientId, the job is in the registry once ComfyUI has answered, and the hub is told ComfyUI accepted it.
  */
 async function submit(
   stage: Stage,
@@ -130,9 +130,11 @@ async function submit(
   const job: Job = { id: randomUUID(), key_id: keyId, client_id: clientId };
   const done = stage.hub.expectAnswer();
   try {
+    const receivedBefore = stage.hub.messagesReceived;
     const upstreamId = await postPrompt(stage.fake, { prompt, client_id: stage.hub.clientId, prompt_id: job.id });
     stage.jobs.set(upstreamId, job);
     stage.hub.answered(upstreamId);
+    stage.hub.promptAccepted(receivedBefore);
     return { ...job, upstreamId };
   } finally {
     done();
@@ -427,3 +429,51 @@ for (const mode of PROMPT_ID_MODES) {
     });
   });
 }
+
+describe("event hub, a socket ComfyUI stopped sending to (its clientId taken back by an earlier connection's handler)", () => {
+  const silenceLimitMs = 400;
+
+  /** A stage whose socket is open but no longer held by ComfyUI: its connection was cut, and ComfyUI noticed only after the hub reconnected. */
+  async function silentStage(): Promise<Stage> {
+    // About 1.4 s a prompt, so a prompt accepted while the socket is silent still runs once it is reopened.
+    const stage = await startStage({ stepDelayMs: 60 }, { socket: { reconnectMinMs: 20, reconnectMaxMs: 200, silenceLimitMs } });
+    stage.fake.cutSocket(stage.hub.clientId, 300);
+    await waitFor(() => stage.connections === 2, 'the hub to reconnect');
+    await waitFor(() => !stage.fake.openSockets().includes(stage.hub.clientId), "the old connection's handler to remove the clientId");
+    assert.equal(stage.hub.connected, true, 'the socket is open: only its place in ComfyUI is gone');
+    return stage;
+  }
+
+  test('the socket is reopened with the same clientId once a prompt is accepted and nothing comes, and the prompt then reaches its job', async () => {
+    const stage = await silentStage();
+    const sink = new RecordingSink();
+    stage.hub.register('alice', 'one', sink);
+    const accepted = Date.now();
+    const job = await submit(stage, 'alice', 'one');
+    await waitFor(() => stage.connections === 3, 'the silent socket to be reopened', 5000);
+    const reopenedAfter = Date.now() - accepted;
+    assert.ok(reopenedAfter >= silenceLimitMs - 20 && reopenedAfter < silenceLimitMs + 1500, `reopened ${reopenedAfter} ms after the prompt was accepted`);
+    assert.deepEqual(stage.fake.openSockets(), [stage.hub.clientId], 'ComfyUI knows the same clientId again');
+    assert.ok(
+      stage.logs.some((line) => line.level === 40 && /got nothing after ComfyUI accepted a prompt/.test(line.msg)),
+      'the silence is logged at warn',
+    );
+    await waitFor(() => sink.finished(job.id), "the job's events after the reopen", 5000);
+    assert.ok(
+      ofJob(stage.observed, job.id).some((o) => o.kind === 'ended' && o.outcome === 'success'),
+      'the job ends through its events',
+    );
+  });
+
+  test('a socket that gets a message after each accepted prompt is left open', async () => {
+    const stage = await startStage({}, { socket: { silenceLimitMs } });
+    const sink = new RecordingSink();
+    stage.hub.register('alice', 'one', sink);
+    const first = await submit(stage, 'alice', 'one');
+    const second = await submit(stage, 'alice', 'one');
+    await waitFor(() => sink.finished(first.id) && sink.finished(second.id), 'both jobs to finish');
+    await sleep(silenceLimitMs * 2);
+    assert.equal(stage.connections, 1);
+    assert.ok(!stage.logs.some((line) => /got nothing/.test(line.msg)));
+  });
+});

@@ -478,6 +478,33 @@ test('WebSocket echo hook, feature flags only on the first message, reused clien
   replacement.ws.close();
 });
 
+test("a clientId is dropped when any of its connections ends, as ComfyUI's handler does; cutSocket's end is noticed late", async (t) => {
+  const fake = await startFakeComfyUI();
+  t.after(() => fake.close());
+  const first = await connect(fake, '/ws?clientId=c2');
+  const replacement = await connect(fake, '/ws?clientId=c2');
+  const firstClosed = new Promise((resolve) => first.ws.once('close', resolve));
+  first.ws.close();
+  await firstClosed;
+  await waitFor(() => !fake.openSockets().includes('c2'), "the first connection's end to drop c2");
+  assert.equal(replacement.ws.readyState, WebSocket.OPEN, 'the replacement stays open');
+  await request(fake, 'POST', '/prompt', { body: JSON.stringify({ prompt: { 1: { class_type: 'SaveImage' } }, client_id: 'c2' }) });
+  await waitFor(() => fake.history.size === 1, 'prompt done');
+  await sleep(10);
+  assert.ok(!jsonFrames(replacement.frames).some((f) => f.type === 'execution_start'), 'the replacement is sent no event of its clientId');
+  replacement.ws.close();
+
+  const cut = await connect(fake, '/ws?clientId=c3');
+  fake.cutSocket('c3', 300);
+  await new Promise((resolve) => cut.ws.once('close', resolve));
+  assert.deepEqual(fake.openSockets(), ['c3'], 'the fake has not noticed the cut yet');
+  const again = await connect(fake, '/ws?clientId=c3');
+  assert.deepEqual(fake.openSockets(), ['c3']);
+  await waitFor(() => fake.openSockets().length === 0, 'the cut connection to be noticed', 2000);
+  assert.equal(again.ws.readyState, WebSocket.OPEN, 'the new connection is open, but no longer holds c3');
+  again.ws.close();
+});
+
 test('users, settings and userdata (with %2F) per Comfy-User in multi-user mode', async (t) => {
   const fake = await startFakeComfyUI({ multiUser: true });
   t.after(() => fake.close());

@@ -94,7 +94,15 @@ describe('JsonRewriter', () => {
     await jobs.create(job('job-a', 'comfy-a', 'alice-client'));
     await jobs.create(job('job-b', 'job-b', null));
     proxy = { fetch: async (): Promise<UpstreamAnswer> => upstream() } as unknown as HttpProxy;
-    const events = { clientId: GATEWAY_CLIENT_ID, connected: true, expectAnswer: () => () => undefined, answered: () => undefined, announce: () => undefined };
+    const events = {
+      clientId: GATEWAY_CLIENT_ID,
+      connected: true,
+      expectAnswer: () => () => undefined,
+      answered: () => undefined,
+      messagesReceived: 0,
+      promptAccepted: () => undefined,
+      announce: () => undefined,
+    };
     pool = oneBackendPool(proxy, events);
     service = oneBackendJobService({ jobs, ownership, pool, clientId: GATEWAY_CLIENT_ID, key: ADMIN });
   });

@@ -51,6 +51,8 @@ describe('POST /prompt admits a job', () => {
       connected: true,
       expectAnswer: () => () => undefined,
       answered: (id: string) => answered.push(id),
+      messagesReceived: 0,
+      promptAccepted: () => undefined,
       announce: () => undefined,
     };
     pool = oneBackendPool(proxy, events);

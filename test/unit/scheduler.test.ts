@@ -92,7 +92,7 @@ describe('JobScheduler slots', () => {
     const sent: string[] = [];
     const backend = {
       ...BACKEND,
-      events: { expectAnswer: () => () => undefined, answered: () => undefined },
+      events: { expectAnswer: () => () => undefined, answered: () => undefined, messagesReceived: 0, promptAccepted: () => undefined },
       proxy: {
         fetch: (_req: unknown, overrides: { body: string }) => {
           const id = (JSON.parse(overrides.body) as { prompt_id: string }).prompt_id;

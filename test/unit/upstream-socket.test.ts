@@ -132,6 +132,15 @@ describe('UpstreamSocket against a ws server', () => {
     assert.equal((await peerClosed)[0], 4001);
   });
 
+  test('close sends a close frame with 1000: the server sees a normal close, and closed(1000, null) follows', async () => {
+    const { client, peer } = await connectPair(wss, url);
+    const peerClosed = once(peer, 'close');
+    client.socket.close();
+    assert.equal(client.socket.open, false);
+    assert.deepEqual(await client.closed, { code: 1000, error: null });
+    assert.equal((await peerClosed)[0], 1000);
+  });
+
   test('terminate cuts the connection: closed(1006, null), and the server sees it end without a close frame', async () => {
     const { client, peer } = await connectPair(wss, url);
     const peerClosed = once(peer, 'close');
@@ -224,12 +233,19 @@ interface RawConnection {
   closed: Promise<void>;
 }
 
-/** A TCP server that reads each upgrade request's head and lets `answer` write whatever it likes, given the request's key. */
+/**
+ * A TCP server that reads each upgrade request's head and lets `answer` write whatever it likes, given the request's key.
+ * With `allowHalfOpen`, a connection the client ends stays open until `answer`'s code ends it (else it ends at once).
+ */
 class RawServer {
   readonly connections: RawConnection[] = [];
   answer: (key: string, socket: Socket) => void = () => undefined;
   private readonly sockets = new Set<Socket>();
-  private readonly server = createServer((socket) => this.accept(socket));
+  private readonly server: Server;
+
+  constructor(allowHalfOpen = false) {
+    this.server = createServer({ allowHalfOpen }, (socket) => this.accept(socket));
+  }
 
   listen(): Promise<number> {
     return listen(this.server);
@@ -370,5 +386,27 @@ describe('UpstreamSocket handshakes with a raw server', () => {
     const mask = sent.subarray(2, 6);
     const payload = Buffer.from(sent.subarray(6).map((byte, i) => byte ^ mask[i]!));
     assert.equal(payload.readUInt16BE(0), 1002);
+  });
+
+  test('close waits for the server to end the connection after its answering close frame', async (t) => {
+    // The server answers the close frame at once and ends the connection 300 ms later, as a handler that still has work to do.
+    const halfOpen = new RawServer(true);
+    t.after(() => halfOpen.close());
+    const halfOpenUrl = `ws://127.0.0.1:${await halfOpen.listen()}/ws?clientId=abc`;
+    const serverClose = Buffer.from([0x88, 2, 0x03, 0xe8]);
+    halfOpen.answer = (key, socket) => {
+      socket.write(switchingProtocols(key));
+      socket.on('data', () => {
+        socket.write(serverClose);
+        setTimeout(() => socket.end(), 300);
+      });
+    };
+    const client = new Client(halfOpenUrl);
+    await once(client, 'open');
+    const closing = Date.now();
+    client.socket.close();
+    assert.deepEqual(await client.closed, { code: 1000, error: null });
+    const waited = Date.now() - closing;
+    assert.ok(waited >= 290 && waited < 1000, `closed ${waited} ms after close(), once the server ended the connection`);
   });
 });
