@@ -159,6 +159,9 @@ export const claimsFull = (kind: string, cap: number): GatewayError =>
 
 export const upstreamUnavailable = (cause: unknown): GatewayError => new GatewayError(502, 'UPSTREAM_UNAVAILABLE', 'ComfyUI is not reachable.', { cause });
 
+export const upstreamUnreadable = (): GatewayError =>
+  new GatewayError(502, 'UPSTREAM_UNREADABLE', "ComfyUI's answer could not be read, so the gateway could not keep it to what this key may see.");
+
 export const upstreamTimeout = (cause: unknown): GatewayError => new GatewayError(504, 'UPSTREAM_TIMEOUT', 'ComfyUI did not answer in time.', { cause });
 
 export const internalError = (cause: unknown): GatewayError => new GatewayError(500, 'INTERNAL_ERROR', 'Internal error.', { cause });

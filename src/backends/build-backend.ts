@@ -3,7 +3,7 @@
 import type { BackendConfig } from '../config/schema.js';
 import type { ClientSinkRegistry } from '../events/client-sinks.js';
 import { EventHub, type JobLookup, type JobObserver } from '../events/event-hub.js';
-import { parseJsonOrUndefined } from '../isolation/json-body.js';
+import { parseComfyJson } from '../isolation/json-body.js';
 import type { Logger } from '../log/logger.js';
 import { createHttpProxy } from '../proxy/http.js';
 import { poolBackend, type PoolBackend } from './backend-pool.js';
@@ -65,7 +65,7 @@ export function buildBackend(config: BackendConfig, options: BuildBackendOptions
         headers: { 'user-agent': HEALTH_CHECK_USER_AGENT },
       });
       if (answer.status >= 500) throw new Error(`GET /api/prompt answered ${answer.status}`);
-      const info = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as { exec_info?: { queue_remaining?: unknown } } | undefined) : undefined;
+      const info = answer.status === 200 ? (parseComfyJson(answer.body) as { exec_info?: { queue_remaining?: unknown } } | undefined) : undefined;
       const remaining = info?.exec_info?.queue_remaining;
       return typeof remaining === 'number' ? remaining : null;
     },

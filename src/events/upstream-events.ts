@@ -1,7 +1,7 @@
 // The gateway's own WebSocket to one ComfyUI backend, with a clientId the gateway owns: it receives the events of every prompt forwarded with that client_id.
 
 import { randomBytes } from 'node:crypto';
-import { parseJsonOrUndefined } from '../isolation/json-body.js';
+import { parseComfyJson } from '../isolation/json-body.js';
 import type { Logger } from '../log/logger.js';
 import { MAX_UPSTREAM_MESSAGE_BYTES } from '../proxy/websocket.js';
 import { ASK_FOR_PREVIEW_METADATA } from './preview-frames.js';
@@ -222,7 +222,7 @@ export class UpstreamEvents {
 
   /** A JSON message: ComfyUI's answer to the gateway's feature flags is kept, any other goes to the listener. */
   private onText(raw: string): void {
-    const message = parseJsonOrUndefined(raw) as { type?: unknown; data?: unknown } | null | undefined;
+    const message = parseComfyJson(raw) as { type?: unknown; data?: unknown } | null | undefined;
     if (typeof message?.type !== 'string') return;
     const body = typeof message.data === 'object' && message.data !== null ? (message.data as Record<string, unknown>) : {};
     if (message.type === 'feature_flags') {

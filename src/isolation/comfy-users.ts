@@ -3,7 +3,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { KeyRecord } from '../store/types.js';
 import type { IsolationContext, UpstreamUserHeaders } from './context.js';
-import { parseJsonOrUndefined } from './json-body.js';
+import { parseComfyJson } from './json-body.js';
 
 /** How long the answer to "does ComfyUI run with --multi-user?" is trusted. */
 const MODE_TTL_MS = 60_000;
@@ -62,7 +62,7 @@ export class ComfyUsers {
     const answer = await this.ctx.pool
       .any()
       .proxy.fetch(req, { method: 'GET', path: '/api/users', body: '', headers: { 'comfy-user': null, 'content-type': null } });
-    const body = parseJsonOrUndefined(answer.body) as { users?: unknown } | undefined;
+    const body = parseComfyJson(answer.body) as { users?: unknown } | undefined;
     const value = answer.status === 200 && typeof body?.users === 'object' && body.users !== null;
     if (generation === this.modeGeneration) this.multiUser = { value, at: Date.now() };
     return value;
@@ -107,11 +107,11 @@ export class ComfyUsers {
     const username = ComfyUsers.userName(key);
     const base = { path: '/api/users', headers: { 'comfy-user': null, 'content-type': 'application/json' } };
     const created = await this.ctx.pool.any().proxy.fetch(req, { ...base, method: 'POST', body: JSON.stringify({ username }) });
-    let userId = created.status === 200 ? parseJsonOrUndefined(created.body) : undefined;
+    let userId = created.status === 200 ? parseComfyJson(created.body) : undefined;
     if (typeof userId !== 'string') {
       // Created before but not remembered (e.g. the gateway's files were restored): find it by name.
       const listed = await this.ctx.pool.any().proxy.fetch(req, { ...base, method: 'GET', body: '' });
-      const users = (parseJsonOrUndefined(listed.body) as { users?: Record<string, string> } | undefined)?.users ?? {};
+      const users = (parseComfyJson(listed.body) as { users?: Record<string, string> } | undefined)?.users ?? {};
       userId = Object.entries(users).find(([, name]) => name === username)?.[0];
     }
     if (typeof userId !== 'string') throw new Error(`ComfyUI did not create a user for key ${key.key_id} (status ${created.status})`);

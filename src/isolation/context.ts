@@ -9,7 +9,7 @@ import type { UpstreamAnswer } from '../proxy/http.js';
 import type { JobRecord, KeyRecord, OwnershipStore } from '../store/types.js';
 import type { WebhookSettings } from '../webhooks/job-webhook.js';
 import { promptOutputsOf, type PromptOutputs } from './files.js';
-import { parseJsonOrUndefined } from './json-body.js';
+import { parseComfyJson } from './json-body.js';
 import type { JsonRewriter } from './large-json.js';
 
 export interface IsolationContext {
@@ -122,7 +122,7 @@ export async function recordRecentOutputs(ctx: IsolationContext, req: IncomingMe
   await Promise.all(
     pending.map(async ({ promptId }) => {
       const answer = await getUpstream(backendOfPrompt(ctx, promptId), req, caller, `/history/${encodeURIComponent(upstreamIdOf(ctx, promptId))}`);
-      const history = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as Record<string, unknown> | undefined) : undefined;
+      const history = answer.status === 200 ? (parseComfyJson(answer.body) as Record<string, unknown> | undefined) : undefined;
       const entry = history?.[upstreamIdOf(ctx, promptId)];
       if (entry) await recordPromptOutputs(ctx, promptId, entry);
     }),

@@ -23,7 +23,7 @@ import { historyWindow } from './history-window.js';
 import { getMergedHistory } from './merged-history.js';
 import { forwardToEach } from './each-backend.js';
 import type { PoolBackend } from '../backends/backend-pool.js';
-import { emptyOk, parseJsonOrUndefined, relayAnswer, relayJson, withJsonText } from './json-body.js';
+import { emptyOk, parseComfyJson, relayAnswer, relayJson, withJsonText } from './json-body.js';
 import type { HistoryEntryFacts } from './json-rewrites.js';
 import { forEachInTurns } from './large-json.js';
 import { mayHoldSecrets, redactQueueItem } from './redact.js';
@@ -126,7 +126,7 @@ function entryText(ctx: IsolationContext, promptId: string, upstreamId: string, 
   const gatewayClientId = JSON.stringify(ctx.jobs.clientId);
   const raw = job && job.client_id !== null && job.id === upstreamId ? onlyEntryOf(answer, upstreamId) : undefined;
   if (raw !== undefined && raw.includes(gatewayClientId) && !mayHoldSecrets(raw)) return raw.replaceAll(gatewayClientId, JSON.stringify(job!.client_id));
-  const entry = (parseJsonOrUndefined(answer) as History | undefined)?.[upstreamId];
+  const entry = (parseComfyJson(answer) as History | undefined)?.[upstreamId];
   if (typeof entry !== 'object' || entry === null) return undefined;
   asKeyKnowsIt(entry.prompt, job);
   redactQueueItem(entry.prompt);
@@ -161,7 +161,7 @@ export async function getHistoryEntry(
   if (job && wasRefused(job)) return relayJson(res, { status: 200, headers: {}, body: Buffer.alloc(0) }, { [promptId]: refusedHistoryEntry(job) });
   const upstreamId = upstreamIdOf(ctx, promptId);
   const answer = await getUpstream(backendOfPrompt(ctx, promptId), req, caller, `${pathOfHistory(req)}/${encodeURIComponent(upstreamId)}`);
-  const history = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as History | undefined) : undefined;
+  const history = answer.status === 200 ? (parseComfyJson(answer.body) as History | undefined) : undefined;
   if (!history || typeof history !== 'object') return relayAnswer(res, answer);
   const entry = history[upstreamId];
   if (typeof entry !== 'object' || entry === null) return relayJson(res, answer, {});

@@ -1,7 +1,7 @@
 // Routes a keyed request to ComfyUI through the isolation rules: what a user key may see and do, and what only admins may.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { forbidden, invalidRequest, routeNotAllowed, unsupportedContentEncoding } from '../errors.js';
+import { forbidden, invalidRequest, routeNotAllowed, unsupportedContentEncoding, upstreamUnreadable } from '../errors.js';
 import type { JobService } from '../jobs/job-service.js';
 import type { JobWaiter } from '../jobs/job-waiter.js';
 import type { BackendPool } from '../backends/backend-pool.js';
@@ -17,7 +17,7 @@ import type { IsolatedCaller, IsolationContext, UpstreamUserHeaders } from './co
 import { getHistoryEntry, getHistoryList, postHistory } from './history.js';
 import { checkBoundedIds } from './ids.js';
 import { cancelJob, cancelJobs, getJob, getJobList } from './jobs.js';
-import { emptyNotFound, parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
+import { emptyNotFound, parseComfyJson, relayAnswer, relayJson } from './json-body.js';
 import { isNodeDefinitions, withoutListedFiles } from './listed-files.js';
 import { JsonRewriter } from './large-json.js';
 import { postPrompt } from './prompt.js';
@@ -86,7 +86,7 @@ export function createIsolatedProxy(options: {
         // A release without replacements answers 404: kept as none, so that each prompt does not ask again.
         return fetched.status === 404 ? { ...fetched, status: 200, body: Buffer.from('{}') } : fetched;
       });
-      return parseNodeReplacements(answer.status === 200 ? parseJsonOrUndefined(answer.body) : undefined);
+      return parseNodeReplacements(answer.status === 200 ? parseComfyJson(answer.body) : undefined);
     },
     ...(options.webhooks ? { webhooks: options.webhooks } : {}),
   };
@@ -203,8 +203,9 @@ export function createIsolatedProxy(options: {
   async function getModelFolders(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const target = req.url!;
     const answer = await options.catalog.get(target, () => ctx.pool.any().proxy.fetch(null, { method: 'GET', path: target }));
-    const folders = answer.status === 200 ? parseJsonOrUndefined(answer.body) : undefined;
-    if (!Array.isArray(folders)) return relayAnswer(res, answer);
+    if (answer.status !== 200) return relayAnswer(res, answer);
+    const folders = parseComfyJson(answer.body);
+    if (!Array.isArray(folders)) throw upstreamUnreadable();
     relayJson(
       res,
       answer,
@@ -255,8 +256,9 @@ export function createIsolatedProxy(options: {
   /** ComfyUI's queue or history, as asked, with the secrets of every entry removed. */
   async function relayWithoutSecrets(req: IncomingMessage, res: ServerResponse, handler: 'queue-list' | 'history-list' | 'history-entry'): Promise<void> {
     const answer = await ctx.pool.anonymous().proxy.fetch(req);
-    const body = answer.status === 200 ? parseJsonOrUndefined(answer.body) : undefined;
-    if (typeof body !== 'object' || body === null) return relayAnswer(res, answer);
+    if (answer.status !== 200) return relayAnswer(res, answer);
+    const body = parseComfyJson(answer.body);
+    if (typeof body !== 'object' || body === null) throw upstreamUnreadable();
     if (handler === 'queue-list') {
       const queue = body as { queue_running?: unknown[]; queue_pending?: unknown[] };
       for (const item of [...(queue.queue_running ?? []), ...(queue.queue_pending ?? [])]) redactQueueItem(item);

@@ -22,7 +22,7 @@ import {
 import { forwardToEach } from './each-backend.js';
 import { getMergedJobList } from './merged-jobs.js';
 import { redactExtraData } from './redact.js';
-import { parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
+import { parseComfyJson, relayAnswer, relayJson } from './json-body.js';
 import { forEachInTurns } from './large-json.js';
 
 /** ComfyUI's job statuses, and the registry's statuses each stands for (a job cancelled before it ran is not ComfyUI's to list). */
@@ -145,7 +145,7 @@ async function jobItem(
   const backend = ctx.pool.get(job.backend) ?? ctx.pool.all[0]!;
   if (backend.isDown()) return fromRegistry(job);
   const answer = await getUpstream(backend, req, caller, `${path}/${encodeURIComponent(job.upstream_id)}`);
-  const item = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as Record<string, unknown> | undefined) : undefined;
+  const item = answer.status === 200 ? (parseComfyJson(answer.body) as Record<string, unknown> | undefined) : undefined;
   if (typeof item !== 'object' || item === null) return undefined;
   for (const field of DETAIL_FIELDS) delete item[field];
   return { ...item, id: job.id };
@@ -186,7 +186,7 @@ export async function getJob(ctx: IsolationContext, req: IncomingMessage, res: S
   const job = ctx.jobs.jobs.get(jobId);
   if (job?.status === 'held') return sendJson(res, 200, { id: job.id, status: 'pending', priority: heldNumber(job) });
   const answer = await backendOfPrompt(ctx, jobId).proxy.fetch(req, { path: withJobId(req, jobId, upstreamIdOf(ctx, jobId)), headers: caller.upstreamHeaders });
-  const detail = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as { id?: unknown; workflow?: { extra_data?: unknown } } | undefined) : undefined;
+  const detail = answer.status === 200 ? (parseComfyJson(answer.body) as { id?: unknown; workflow?: { extra_data?: unknown } } | undefined) : undefined;
   if (!job || typeof detail !== 'object' || detail === null) return relayAnswer(res, answer);
   // The job as its key knows it: its id, and the client's own client_id in place of the gateway's.
   detail.id = job.id;

@@ -13,6 +13,23 @@ export function parseJsonOrUndefined(body: Buffer | string): unknown {
   }
 }
 
+/**
+ * Parses a JSON answer or event of ComfyUI's. Python's json.dumps writes NaN, Infinity and -Infinity,
+ * which JSON.parse refuses (a FLOAT input given as "nan" is NaN in ComfyUI's queue and history from then
+ * on): outside strings they read as null. Undefined when the text is not JSON even so.
+ */
+export function parseComfyJson(body: Buffer | string): unknown {
+  const text = body.toString();
+  try {
+    return JSON.parse(text);
+  } catch {
+    return parseJsonOrUndefined(text.replace(STRING_OR_PYTHON_NUMBER, (match) => (match.startsWith('"') ? match : 'null')));
+  }
+}
+
+/** A JSON string (skipped whole), or one of the words Python writes for numbers JSON has not. */
+const STRING_OR_PYTHON_NUMBER = /"[^"\\]*(?:\\.[^"\\]*)*"|-?Infinity|NaN/g;
+
 /** Sends ComfyUI's answer unchanged. */
 export function relayAnswer(res: ServerResponse, answer: UpstreamAnswer): void {
   res.writeHead(answer.status, { ...answer.headers, 'content-length': String(answer.body.length) });

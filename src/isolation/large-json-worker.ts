@@ -1,7 +1,7 @@
 // Worker thread of JsonRewriter: parses a large ComfyUI answer, sends back the facts to look up, then rewrites and stringifies it with the answers.
 
 import { parentPort } from 'node:worker_threads';
-import { parseJsonOrUndefined } from './json-body.js';
+import { parseComfyJson } from './json-body.js';
 import { JSON_REWRITES, type JsonRewrite } from './json-rewrites.js';
 import { ownArrayBuffer, type FromWorker, type ToWorker } from './large-json.js';
 
@@ -17,7 +17,7 @@ parentPort!.on('message', (message: ToWorker) => {
   try {
     if ('body' in message) {
       const rewrite = JSON_REWRITES[message.rewrite] as JsonRewrite<unknown, unknown>;
-      const document = parseJsonOrUndefined(Buffer.from(message.body));
+      const document = parseComfyJson(Buffer.from(message.body));
       const facts = document === undefined ? undefined : rewrite.facts(document);
       if (facts === undefined) return reply({ task, unchanged: message.body }, [message.body]);
       parsed.set(task, { rewrite, document });

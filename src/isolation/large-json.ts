@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import type { UpstreamAnswer } from '../proxy/http.js';
-import { parseJsonOrUndefined, withJsonText } from './json-body.js';
+import { parseComfyJson, withJsonText } from './json-body.js';
 import { JSON_REWRITES, type AnswersOf, type FactsOf, type JsonRewrite, type RewriteName } from './json-rewrites.js';
 
 /** Answers of at least this many bytes are parsed in a worker thread; smaller ones parse in a few milliseconds on the request thread. */
@@ -92,7 +92,7 @@ export class JsonRewriter {
 
   private async rewriteHere<Name extends RewriteName>(answer: UpstreamAnswer, name: Name, lookup: FactsLookup<Name>): Promise<UpstreamAnswer> {
     const rewrite = JSON_REWRITES[name] as JsonRewrite<FactsOf<Name>, AnswersOf<Name>>;
-    const document = parseJsonOrUndefined(answer.body);
+    const document = parseComfyJson(answer.body);
     const facts = document === undefined ? undefined : rewrite.facts(document);
     if (facts === undefined) return answer;
     const answers = await lookup(facts);

@@ -1,7 +1,8 @@
 // Node definitions as a user key gets them: the loaders' lists of ComfyUI's input files left empty, since they name every key's uploads.
 
+import { upstreamUnreadable } from '../errors.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
-import { parseJsonOrUndefined, withJsonText } from './json-body.js';
+import { parseComfyJson, withJsonText } from './json-body.js';
 import { FILE_LISTING_INPUTS } from './loaded-files.js';
 
 /** Whether a catalog target is node definitions (`/object_info`, one class's or all), with or without `/api`. */
@@ -16,7 +17,9 @@ export function isNodeDefinitions(path: string): boolean {
  * every other key's upload names. Anything that is not node definitions is returned as it is.
  */
 export function withoutListedFiles(answer: UpstreamAnswer): UpstreamAnswer {
-  const definitions = answer.status === 200 ? parseJsonOrUndefined(answer.body) : undefined;
+  if (answer.status !== 200) return answer;
+  const definitions = parseComfyJson(answer.body);
+  if (definitions === undefined) throw upstreamUnreadable();
   if (typeof definitions !== 'object' || definitions === null) return answer;
   for (const [classType, names] of FILE_LISTING_INPUTS) {
     const input = (definitions as Record<string, { input?: Record<string, Record<string, unknown> | undefined> } | undefined>)[classType]?.input;

@@ -6,7 +6,7 @@ import { asKeyKnowsIt, getUpstream, jobOfUpstreamId, recordPromptOutputs, type I
 import { invalidRequest } from '../errors.js';
 import { askEach } from './each-backend.js';
 import { DEFAULT_HISTORY_WINDOW } from './history-window.js';
-import { parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
+import { parseComfyJson, relayAnswer, relayJson } from './json-body.js';
 import { redactQueueItem } from './redact.js';
 
 /** The largest merged window an admin may ask for (entries from the newest, or from the start with the offset). */
@@ -59,7 +59,7 @@ export async function getMergedHistory(
   const answers = await askEach(ctx.pool.all, (backend) => getUpstream(backend, req, caller, target));
   const entries: Placed[] = [];
   for (const { backend, value: answer } of answers) {
-    const history = answer.status === 200 ? parseJsonOrUndefined(answer.body) : undefined;
+    const history = answer.status === 200 ? parseComfyJson(answer.body) : undefined;
     if (typeof history !== 'object' || history === null || Array.isArray(history)) return relayAnswer(res, answer);
     entries.push(...placedEntries(ctx, backend, history as Record<string, Entry>));
   }

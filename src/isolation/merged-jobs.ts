@@ -6,7 +6,7 @@ import { invalidRequest } from '../errors.js';
 import { askEach } from './each-backend.js';
 import { MAX_MERGED_WINDOW } from './merged-history.js';
 import { jobIdsOf, pageOf } from './jobs.js';
-import { parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
+import { parseComfyJson, relayAnswer, relayJson } from './json-body.js';
 
 /** The page of an admin's merged list without `limit` (ComfyUI's own would be every job). */
 const DEFAULT_MERGED_PAGE = 200;
@@ -46,7 +46,7 @@ export async function getMergedJobList(
   const merged: Array<Record<string, unknown>> = [];
   let total = 0;
   for (const { backend, value: answer } of answers) {
-    const list = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as JobList | undefined) : undefined;
+    const list = answer.status === 200 ? (parseComfyJson(answer.body) as JobList | undefined) : undefined;
     if (!list || !Array.isArray(list.jobs)) return relayAnswer(res, answer);
     const ids = await jobIdsOf(
       ctx,

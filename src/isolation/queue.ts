@@ -1,5 +1,6 @@
 // /queue and /interrupt for isolated callers: others' queue items reduced to their place in line; only own prompts touched.
 
+import { upstreamUnreadable } from '../errors.js';
 import { createHmac, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { readJsonBody } from '../server/body.js';
@@ -10,7 +11,7 @@ import type { PoolBackend } from '../backends/backend-pool.js';
 import { asKeyKnowsIt, backendOfPrompt, byBackend, jobOfUpstreamId, ownsPrompt, upstreamIdOf, type IsolatedCaller, type IsolationContext } from './context.js';
 import { askEach, forwardToEach } from './each-backend.js';
 import { readClearOrDelete } from './history.js';
-import { emptyOk, parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
+import { emptyOk, parseComfyJson, relayAnswer, relayJson } from './json-body.js';
 import { redactQueueItem } from './redact.js';
 
 type QueueItem = [number, string, unknown, unknown, unknown];
@@ -46,8 +47,9 @@ export async function getQueue(ctx: IsolationContext, req: IncomingMessage, res:
   const running: QueueItem[] = [];
   const pending: QueueItem[] = [];
   for (const { backend, value: answer } of answers) {
-    const queue = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as Queue | undefined) : undefined;
-    if (!queue || !Array.isArray(queue.queue_running) || !Array.isArray(queue.queue_pending)) return relayAnswer(res, answer);
+    if (answer.status !== 200) return relayAnswer(res, answer);
+    const queue = parseComfyJson(answer.body) as Queue | undefined;
+    if (!queue || !Array.isArray(queue.queue_running) || !Array.isArray(queue.queue_pending)) throw upstreamUnreadable();
     const visible = (item: QueueItem): QueueItem => {
       const job = jobOfUpstreamId(ctx, backend, item[1]);
       if (!ownsPrompt(ctx, caller, job?.id ?? item[1])) return [item[0], standInId(item[1]), {}, {}, []];
@@ -162,6 +164,6 @@ function runsOn(ctx: IsolationContext, backend: PoolBackend, id: string): boolea
 /** A backend's queue, asked on the gateway's own behalf. */
 async function readQueue(backend: PoolBackend): Promise<Queue | undefined> {
   const answer = await backend.proxy.fetch(null, { method: 'GET', path: '/api/queue' });
-  const queue = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as Queue | undefined) : undefined;
+  const queue = answer.status === 200 ? (parseComfyJson(answer.body) as Queue | undefined) : undefined;
   return queue && Array.isArray(queue.queue_running) && Array.isArray(queue.queue_pending) ? queue : undefined;
 }

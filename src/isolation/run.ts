@@ -12,7 +12,7 @@ import { sendJson } from '../server/respond.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import { ACTIVE_JOB_STATUSES, type JobRecord } from '../store/types.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
-import { parseJsonOrUndefined, relayAnswer } from './json-body.js';
+import { parseComfyJson, relayAnswer } from './json-body.js';
 import { admitPrompt, checkPromptAdmissible, MAX_PROMPT_BYTES } from './prompt.js';
 import { cancelledInComfyUI } from './queue.js';
 import { checkedWebhook, readWebhookFields, type WebhookRequest } from '../webhooks/job-webhook.js';
@@ -134,7 +134,7 @@ export async function runToEnd(
   const body = runBody(run, prompt);
   const answer = await admitPrompt(ctx, req, caller, body, Buffer.byteLength(JSON.stringify(body)), origin, webhook);
   if (answer.status !== 200) return { kind: 'refused', answer };
-  const id = (parseJsonOrUndefined(answer.body) as { prompt_id?: unknown } | undefined)?.prompt_id;
+  const id = (parseComfyJson(answer.body) as { prompt_id?: unknown } | undefined)?.prompt_id;
   const admitted = typeof id === 'string' ? ctx.jobs.jobs.get(id) : undefined;
   if (!admitted) throw upstreamUnavailable(new Error('ComfyUI accepted the prompt without a prompt_id the gateway knows'));
   const gone = new AbortController();

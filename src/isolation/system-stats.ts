@@ -1,10 +1,11 @@
 // GET /system_stats: one healthy backend's stats without argv for user keys; for admin keys with several backends, every backend's.
 
+import { upstreamUnreadable } from '../errors.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
 import { askEach } from './each-backend.js';
-import { parseJsonOrUndefined, relayAnswer, relayJson } from './json-body.js';
+import { parseComfyJson, relayAnswer, relayJson } from './json-body.js';
 
 /** ComfyUI's answer: `system` (versions, RAM, argv) and `devices` (GPUs and their memory). */
 interface SystemStats {
@@ -40,15 +41,17 @@ export async function getSystemStats(ctx: IsolationContext, req: IncomingMessage
 
 async function statsWithoutArgv(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   const answer = await ctx.pool.any().proxy.fetch(req, { headers: caller.upstreamHeaders });
-  const stats = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as { system?: Record<string, unknown> } | undefined) : undefined;
-  if (!stats?.system) return relayAnswer(res, answer);
+  if (answer.status !== 200) return relayAnswer(res, answer);
+  const stats = parseComfyJson(answer.body) as { system?: Record<string, unknown> } | undefined;
+  if (stats === undefined) throw upstreamUnreadable();
+  if (!stats.system) return relayAnswer(res, answer);
   delete stats.system.argv;
   relayJson(res, answer, stats);
 }
 
 /** The stats of a 200 answer, or undefined when it is anything else. */
 function statsOf(answer: UpstreamAnswer): SystemStats | undefined {
-  const stats = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as Partial<SystemStats> | undefined) : undefined;
+  const stats = answer.status === 200 ? (parseComfyJson(answer.body) as Partial<SystemStats> | undefined) : undefined;
   if (typeof stats?.system !== 'object' || stats.system === null || !Array.isArray(stats.devices)) return undefined;
   return stats as SystemStats;
 }

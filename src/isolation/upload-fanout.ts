@@ -5,7 +5,7 @@ import { finished, PassThrough, type Readable } from 'node:stream';
 import type { PoolBackend } from '../backends/backend-pool.js';
 import { GatewayError, uploadIncomplete } from '../errors.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
-import { parseJsonOrUndefined } from './json-body.js';
+import { parseComfyJson } from './json-body.js';
 
 /** The file ComfyUI says an upload was stored as. */
 export interface StoredFile {
@@ -16,7 +16,7 @@ export interface StoredFile {
 
 /** The file an upload's answer names, or undefined when it is not a 200 that names one. */
 export function storedFileOf(answer: UpstreamAnswer): StoredFile | undefined {
-  const stored = answer.status === 200 ? (parseJsonOrUndefined(answer.body) as { name?: unknown; subfolder?: unknown; type?: unknown } | undefined) : undefined;
+  const stored = answer.status === 200 ? (parseComfyJson(answer.body) as { name?: unknown; subfolder?: unknown; type?: unknown } | undefined) : undefined;
   if (typeof stored?.name !== 'string') return undefined;
   return {
     name: stored.name,

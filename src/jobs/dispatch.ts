@@ -2,7 +2,7 @@
 
 import { GatewayError } from '../errors.js';
 import { isBoundedId } from '../isolation/ids.js';
-import { parseJsonOrUndefined } from '../isolation/json-body.js';
+import { parseComfyJson, parseJsonOrUndefined } from '../isolation/json-body.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import type { JobError, JobRecord } from '../store/types.js';
 import type { Backend } from './backend.js';
@@ -85,7 +85,7 @@ export async function sendPrompt(
       await record({ kind: 'lost', sentId: promptId });
       throw error instanceof GatewayError ? error : new GatewayError(502, 'UPSTREAM_UNAVAILABLE', 'ComfyUI could not be reached.');
     }
-    const body = parseJsonOrUndefined(answer.body) as { prompt_id?: unknown; error?: { message?: unknown }; node_errors?: unknown } | undefined;
+    const body = parseComfyJson(answer.body) as { prompt_id?: unknown; error?: { message?: unknown }; node_errors?: unknown } | undefined;
     const upstreamId = answer.status === 200 ? body?.prompt_id : undefined;
     if (typeof upstreamId === 'string' && isBoundedId(upstreamId)) {
       await record({ kind: 'queued', upstreamId });

@@ -1,7 +1,7 @@
 // Settles jobs the gateway sent but did not see end (it was restarted, or its socket to ComfyUI dropped): from ComfyUI's queue and each job's history entry.
 
 import { outputFiles } from '../isolation/files.js';
-import { parseJsonOrUndefined } from '../isolation/json-body.js';
+import { parseComfyJson } from '../isolation/json-body.js';
 import type { JobRecord, JobStore } from '../store/types.js';
 import type { Backend } from './backend.js';
 import type { JobObserver, JobOutcome } from '../events/event-hub.js';
@@ -90,5 +90,5 @@ async function settleFromHistory(
 
 async function getJson<T>(backend: Backend, path: string): Promise<T | undefined> {
   const answer = await backend.proxy.fetch(null, { method: 'GET', path });
-  return answer.status === 200 ? (parseJsonOrUndefined(answer.body) as T | undefined) : undefined;
+  return answer.status === 200 ? (parseComfyJson(answer.body) as T | undefined) : undefined;
 }

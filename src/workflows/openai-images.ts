@@ -3,7 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError, invalidRequest, jobFailed, noImagesWorkflow, promptRefused, runTimeout } from '../errors.js';
 import type { IsolatedCaller, IsolationContext } from '../isolation/context.js';
-import { parseJsonOrUndefined } from '../isolation/json-body.js';
+import { parseComfyJson } from '../isolation/json-body.js';
 import { MAX_RUN_WAIT_SECONDS, runToEnd, unknownFields, type Problem } from '../isolation/run.js';
 import type { JobWaiter } from '../jobs/job-waiter.js';
 import { readJsonBody } from '../server/body.js';
@@ -166,7 +166,7 @@ function paramOf(field: string, mapping: OpenAiImagesMapping): string {
 
 /** ComfyUI's message in its refusal of a prompt (`{error: {message}}`). */
 function comfyMessage(body: Buffer): string {
-  const refusal = parseJsonOrUndefined(body) as { error?: { message?: unknown; details?: unknown } } | undefined;
+  const refusal = parseComfyJson(body) as { error?: { message?: unknown; details?: unknown } } | undefined;
   const message = refusal?.error?.message;
   return typeof message === 'string' ? message.slice(0, 500) : 'no message';
 }

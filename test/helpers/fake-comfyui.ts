@@ -1346,8 +1346,16 @@ function send(res: ServerResponse, status: number, body: string | Buffer, type: 
 }
 
 function sendJson(res: ServerResponse, value: unknown, status = 200): void {
-  send(res, status, JSON.stringify(value), JSON_TYPE);
+  send(res, status, pythonJson(value), JSON_TYPE);
 }
+
+/** JSON as Python's json.dumps writes it (aiohttp's json_response): NaN, Infinity and -Infinity as bare words. */
+function pythonJson(value: unknown): string {
+  const text = JSON.stringify(value, (_key, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? `${NON_FINITE_MARK}${v}` : v));
+  return text.includes('\\u0000') ? text.replace(/"\\u0000(NaN|-?Infinity)"/g, '$1') : text;
+}
+
+const NON_FINITE_MARK = '\u0000';
 
 function sendText(res: ServerResponse, status: number, text: string): void {
   send(res, status, text, 'text/plain; charset=utf-8');
@@ -1447,8 +1455,29 @@ function validatePrompt(prompt: unknown, targets: unknown): { outputs: string[] 
       return { error: promptError('invalid_prompt', `Cannot execute because node ${String(classType)} does not exist.`, details) };
     }
     if (OUTPUT_NODES.has(classType) && (targets == null || (Array.isArray(targets) && targets.includes(id)))) outputs.push(id);
+    convertFloatInputs(classType, node);
   }
   return outputs.length > 0 ? { outputs } : { error: promptError('prompt_no_outputs', 'Prompt has no outputs', '') };
+}
+
+/**
+ * ComfyUI's validate_inputs writes `float(value)` back into the prompt for a FLOAT input, and its min/max
+ * checks let NaN through: `"nan"` or `"inf"` is then NaN or Infinity in the queue and the history.
+ */
+function convertFloatInputs(classType: string, node: Json): void {
+  const required = ((OBJECT_INFO[classType] as Json)['input'] as { required: Record<string, unknown[]> }).required;
+  const inputs = isObject(node['inputs']) ? node['inputs'] : {};
+  for (const [name, value] of Object.entries(inputs)) {
+    if (required[name]?.[0] === 'FLOAT' && typeof value === 'string') inputs[name] = pythonFloat(value);
+  }
+}
+
+/** Python's float() of a string, for the spellings a test uses: a number, or nan/inf/infinity with a sign. */
+function pythonFloat(text: string): number | string {
+  const special = /^\s*([+-]?)(nan|inf|infinity)\s*$/i.exec(text);
+  if (special) return special[2]!.toLowerCase() === 'nan' ? NaN : special[1] === '-' ? -Infinity : Infinity;
+  const number = Number(text);
+  return text.trim() !== '' && !Number.isNaN(number) ? number : text;
 }
 
 /** Nodes the outputs depend on, dependencies first. */

@@ -124,6 +124,36 @@ describe('file references read as ComfyUI reads them', () => {
     }
   });
 
+  test('a FLOAT input of "nan" (ComfyUI then writes NaN into its queue and history) never shows another key\'s queue', async () => {
+    const graph = { ...SAVE_WORKFLOW, '3': { class_type: 'KSampler', inputs: { seed: 1, steps: 1000, cfg: 'nan', denoise: '-inf' } } };
+    const queued = await prompt(stage.bob.api_key, graph);
+    assert.equal(queued.status, 200, queued.text);
+    const bobsId = queued.json<{ prompt_id: string }>().prompt_id;
+    try {
+      for (const key of [stage.alice.api_key, stage.bob.api_key]) {
+        const queue = await send(stage.gateway.url, '/api/queue', { key });
+        assert.equal(queue.status, 200, queue.text);
+        const listed = queue.json<{ queue_running: unknown[][]; queue_pending: unknown[][] }>();
+        const running = listed.queue_running.find((item) => item[1] === bobsId);
+        if (key === stage.alice.api_key) {
+          assert.equal(queue.text.includes(bobsId), false, "alice does not see bob's prompt id");
+          assert.equal(queue.text.includes('KSampler'), false, "nor bob's graph");
+        } else {
+          assert.deepEqual(
+            (running?.[2] as Record<string, { inputs: Record<string, unknown> }>)['3']!.inputs,
+            { seed: 1, steps: 1000, cfg: null, denoise: null },
+            'bob sees his own, NaN and -Infinity as null',
+          );
+        }
+      }
+    } finally {
+      await send(stage.gateway.url, '/api/interrupt', { method: 'POST', key: stage.bob.api_key, body: { prompt_id: bobsId } });
+      await waitForHistory(stage.gateway.url, stage.bob.api_key, bobsId);
+    }
+    const history = await send(stage.gateway.url, `/api/history/${bobsId}`, { key: stage.bob.api_key });
+    assert.equal(history.json<Record<string, { prompt: unknown[] }>>()[bobsId]!.prompt[1], bobsId, 'his history entry reads too');
+  });
+
   test('an absolute, Windows or climbing subfolder or name cannot reach another key’s upload', async () => {
     const root = stage.comfy.inputDir;
     const attempts: FormPart[][] = [
