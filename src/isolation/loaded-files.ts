@@ -84,7 +84,7 @@ export interface LoadedFilesContext {
  * With several backends, an output or temp file a loader names must have been made last by the key's
  * own job, and the prompt must run on that job's backend: it returns that backend (undefined otherwise).
  * @throws GatewayError 403 FORBIDDEN naming the nodes; 400 INVALID_REQUEST for a name ComfyUI could read as another file (see
- * fileReferenceProblem) or a prompt with more than MAX_FILE_LIKE_STRINGS strings to look up
+ * fileReferenceProblem), a known loader's file given by a link, or a prompt with more than MAX_FILE_LIKE_STRINGS strings to look up
  */
 export function checkLoadedFiles(files: LoadedFilesContext, keyId: string, prompt: unknown): string | undefined {
   if (typeof prompt !== 'object' || prompt === null) return undefined;
@@ -105,6 +105,12 @@ export function checkLoadedFiles(files: LoadedFilesContext, keyId: string, promp
       const loader = loaders?.find((known) => known.input === input);
       const field = `prompt node ${nodeId.slice(0, 64)} input ${input.slice(0, 64)}`;
       if (loader) {
+        // ComfyUI reads a list as a link to another node's output, whose value it knows only when it runs the graph.
+        if (Array.isArray(value)) {
+          throw invalidRequest(`A loader's file name must be given as text: ${field} is a link, whose file the gateway cannot check.`, [
+            { field, problem: 'a link: give the file name' },
+          ]);
+        }
         for (const name of namedFiles(inputValue(value), loader)) {
           checkBoundedId(field, name);
           checkFileReference(field, name);

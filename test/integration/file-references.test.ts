@@ -279,6 +279,26 @@ describe('file references read as ComfyUI reads them', () => {
     assert.equal((await prompt(stage.admin, save('img%batch_num%'))).status, 200, 'an admin key is not held to it');
   });
 
+  test("a known loader's file given by a link is refused for user keys: ComfyUI reads it only when it runs the graph", async () => {
+    const before = upstreamPrompts();
+    for (const [classType, input] of [
+      ['LoadImage', 'image'],
+      ['LoadImageOutput', 'image'],
+      ['Load3D', 'model_file'],
+      ['Load3D', 'image'],
+    ] as const) {
+      const graph = {
+        '1': { class_type: 'PrimitiveString', inputs: { value: stage.bobImage } },
+        '2': { class_type: classType, inputs: { [input]: ['1', 0] } },
+        ...SAVE_WORKFLOW,
+      };
+      const res = await prompt(stage.alice.api_key, graph);
+      assert.equal(res.status, 400, `${classType}.${input}: ${res.text}`);
+      assert.deepEqual(res.json<{ details: unknown[] }>().details, [{ field: `prompt node 2 input ${input}`, problem: 'a link: give the file name' }]);
+    }
+    assert.equal(upstreamPrompts(), before, 'nothing reached ComfyUI');
+  });
+
   test('a key’s own files, text and links still pass through to ComfyUI', async () => {
     const stored = await upload(stage.alice.api_key, [{ name: 'image', filename: 'alice-own.png', value: 'ALICE' }]);
     assert.equal(stored.status, 200, stored.text);
