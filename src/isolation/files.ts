@@ -2,6 +2,7 @@
 
 import { posix } from 'node:path';
 import { invalidRequest } from '../errors.js';
+import { foldCase } from '../store/file-name-case.js';
 
 /**
  * The ends of a name by which ComfyUI picks a file's folder (`folder_paths.annotated_filepath`): it tests only
@@ -10,7 +11,10 @@ import { invalidRequest } from '../errors.js';
  */
 export const ANNOTATION = /\[(output|input|temp)\]$/;
 
-/** The ownership id of a file: `type/subfolder/name`, with the subfolder normalised as ComfyUI joins it. */
+/**
+ * The ownership id of a file: `type/subfolder/name`, with the subfolder normalised as ComfyUI joins it, case-folded
+ * (foldCase): on Windows and macOS, names that differ only by case are one file, so no two keys may own them.
+ */
 export function fileId(type: string, subfolder: string, filename: string): string {
   // Most names have no folder: they are put together without the path functions (a prompt's every input is looked up so).
   const folder =
@@ -20,7 +24,7 @@ export function fileId(type: string, subfolder: string, filename: string): strin
           .normalize(subfolder)
           .replace(/^\.\/?$/, '')
           .replace(/\/+$/, '');
-  return `${type}/${folder}/${filename.includes('/') ? posix.basename(filename) : filename}`;
+  return foldCase(`${type}/${folder}/${filename.includes('/') ? posix.basename(filename) : filename}`);
 }
 
 /** The file an upload is stored as: ComfyUI joins the name (which may hold folders) to the subfolder. */
@@ -50,24 +54,46 @@ function escapesFolder(path: string): boolean {
   return path.startsWith('/') || /^[A-Za-z]:/.test(path) || path.split('/').includes('..');
 }
 
+/** A Windows device name (`CON`, `NUL`, `COM1`, …), with or without an extension: Windows opens the device, not a file, in any folder. */
+const DEVICE_NAME = /^(con|prn|aux|nul|conin\$|conout\$|com[0-9¹²³]|lpt[0-9¹²³])\s*(\..*)?$/i;
+/** An 8.3 short name's ending (`MY-PHO~1.PNG`, `PROGRA~1`): Windows may read it as another, long-named file of the folder. */
+const SHORT_NAME = /~\d+(\.[^.]*)?$/;
+
+/** Why Windows could read a path segment as another file than its spelling names; null when it cannot. */
+function windowsSegmentProblem(segment: string): string | null {
+  if (segment.endsWith('.') && segment !== '.') return `"${segment.slice(0, 64)}" ends in a dot, which Windows drops: remove it`;
+  if (segment.endsWith(' ')) return `"${segment.slice(0, 64)}" ends in a space, which Windows drops: remove it`;
+  if (DEVICE_NAME.test(segment)) return `"${segment.slice(0, 64)}" is a Windows device name: rename it`;
+  if (SHORT_NAME.test(segment))
+    return `"${segment.slice(0, 64)}" has the shape of a Windows 8.3 short name (~ and digits at its end), which can name another file: rename it`;
+  return null;
+}
+
 /**
  * Why a file name and subfolder that a user key gives (a `/view` query, an upload's form, a loader node's
  * input) could name another file in ComfyUI than the one the gateway checks; null when they cannot. Refused:
  * a `blake3:` name (ComfyUI finds it by content hash, across owners); a backslash (a folder separator on
  * Windows); an absolute path, a drive or a `..` segment (ComfyUI's join would leave the folder, or land in it
- * by another name); and an annotated name in any spelling but `name [output]` (ComfyUI cuts a fixed length,
- * and some releases trim spaces).
+ * by another name); an annotated name in any spelling but `name [output]` (ComfyUI cuts a fixed length,
+ * and some releases trim spaces); and what Windows reads as another file: a `:` (a stream of a file), a
+ * segment ending in a dot or a space (dropped), a device name, or an 8.3 short name's shape.
  */
 export function fileReferenceProblem(filename: string, subfolder = ''): string | null {
   if (filename.startsWith('blake3:')) return 'a blake3: name finds a file by its content, whoever owns it: give the file name';
   if (filename.includes('\\') || subfolder.includes('\\')) return 'a backslash is a folder separator to ComfyUI on Windows: use / between folders';
   if (escapesFolder(subfolder) || escapesFolder(filename)) return 'the name must stay below its folder: no leading /, drive or .. segment';
+  if (filename.includes(':') || subfolder.includes(':')) return 'a colon names a stream of another file on Windows: remove it';
   const annotated = ANNOTATION.exec(filename);
   if (annotated) {
     const name = filename.slice(0, -annotated[0].length);
     if (!name.endsWith(' ') || name.length === 1 || name.slice(0, -1) !== name.slice(0, -1).trim()) {
       return `a name ending in [${annotated[1]}] must be written "name [${annotated[1]}]": one space before it, none around the name`;
     }
+  }
+  const path = annotated ? filename.slice(0, -annotated[0].length - 1) : filename;
+  for (const segment of [...subfolder.split('/'), ...path.split('/')]) {
+    const problem = windowsSegmentProblem(segment);
+    if (problem !== null) return problem;
   }
   return null;
 }

@@ -1,24 +1,34 @@
-// The names a prompt's outputs get: for a user key, a save node's filename_prefix must be plain text without %batch_num%.
+// The names a prompt's outputs get: for a user key, a save node's filename_prefix must be plain text without %batch_num%, and not another key's prefix in other case.
 
-import { invalidRequest } from '../errors.js';
+import { posix } from 'node:path';
+import { forbidden, invalidRequest } from '../errors.js';
+import { foldCase } from '../store/file-name-case.js';
+import { prefixShape } from '../store/output-prefixes.js';
+import type { JobStore } from '../store/types.js';
 import { inputValue } from './input-value.js';
 
 /** The input of ComfyUI's save nodes (and of custom nodes that follow them) that names their files. */
 const PREFIX_INPUT = 'filename_prefix';
 /** The token ComfyUI replaces only after it has numbered the files (folder_paths.get_save_image_path). */
 const BATCH_TOKEN = '%batch_num%';
+/** The tokens ComfyUI replaces with numbers before it numbers the files (folder_paths.compute_vars). */
+const NUMBER_TOKEN = /%(?:width|height|year|month|day|hour|minute|second)%/;
 
 /**
  * Refuses a prompt whose `filename_prefix` ComfyUI could turn into the name of a file already there.
  * ComfyUI numbers a save node's files after the files of its prefix, but replaces `%batch_num%` only
  * afterwards: `img%batch_num%` is numbered from 1 whatever exists, and writes `img0_00001_.png` over
  * the file of that name, another key's too. A prefix given by a link is refused as well: another node
- * could spell the token at run time.
- * @throws GatewayError 400 INVALID_REQUEST naming each such input
+ * could spell the token at run time. And ComfyUI numbers after the names that match the prefix in their
+ * case only (`os.path.normcase` folds nothing on macOS), so on a case-insensitive disk `CAT` is numbered
+ * from 1 and its files land on `cat`'s: a prefix that differs only by case from one another key's known
+ * outputs were saved under is refused.
+ * @throws GatewayError 400 INVALID_REQUEST naming each link or %batch_num% prefix; 403 FORBIDDEN for another key's prefix in other case
  */
-export function checkOutputPrefixes(prompt: unknown): void {
+export function checkOutputPrefixes(prompt: unknown, keyId: string, jobs: Pick<JobStore, 'outputPrefixes'>): void {
   if (typeof prompt !== 'object' || prompt === null) return;
   const problems: Array<{ field: string; problem: string }> = [];
+  const othersInOtherCase: string[] = [];
   for (const [nodeId, node] of Object.entries(prompt as Record<string, unknown>)) {
     const inputs = typeof node === 'object' && node !== null ? (node as { inputs?: unknown }).inputs : undefined;
     if (typeof inputs !== 'object' || inputs === null || !Object.hasOwn(inputs, PREFIX_INPUT)) continue;
@@ -26,6 +36,7 @@ export function checkOutputPrefixes(prompt: unknown): void {
     const field = `prompt node ${nodeId.slice(0, 64)} input ${PREFIX_INPUT}`;
     if (Array.isArray(prefix)) problems.push({ field, problem: 'a link: give the prefix as text' });
     else if (typeof prefix === 'string' && prefix.includes(BATCH_TOKEN)) problems.push({ field, problem: `holds ${BATCH_TOKEN}` });
+    else if (typeof prefix === 'string' && isOthersPrefixInOtherCase(prefix, keyId, jobs)) othersInOtherCase.push(nodeId.slice(0, 64));
   }
   if (problems.length > 0) {
     throw invalidRequest(
@@ -33,4 +44,29 @@ export function checkOutputPrefixes(prompt: unknown): void {
       problems.slice(0, 50),
     );
   }
+  if (othersInOtherCase.length > 0) {
+    throw forbidden(
+      `The filename_prefix of node ${othersInOtherCase.slice(0, 50).join(', ')} differs only by case from a prefix another key's outputs were saved under: ` +
+        'on a case-insensitive disk (Windows, macOS) ComfyUI would number its files over them. Choose another prefix.',
+    );
+  }
+}
+
+/**
+ * Whether ComfyUI could read `prefix` (its number tokens put as digits) as a prefix that another key's known
+ * outputs were saved under, spelt in other case: the prefixes of its shape that match it folded, but not as spelt.
+ */
+function isOthersPrefixInOtherCase(prefix: string, keyId: string, jobs: Pick<JobStore, 'outputPrefixes'>): boolean {
+  const path = posix.normalize(prefix.replaceAll('\\', '/'));
+  const known = jobs.outputPrefixes(prefixShape(path.replace(new RegExp(NUMBER_TOKEN, 'g'), '0')));
+  if (known.length === 0) return false;
+  const spelt = prefixPattern(path, (text) => text);
+  const folded = prefixPattern(path, foldCase);
+  return known.some(({ prefix: other, keyIds }) => keyIds.some((id) => id !== keyId) && folded.test(foldCase(other)) && !spelt.test(other));
+}
+
+/** A pattern of the prefixes `path` can become: its text as `spell` gives it, each number token any number. */
+function prefixPattern(path: string, spell: (text: string) => string): RegExp {
+  const text = path.split(NUMBER_TOKEN).map((part) => spell(part).replace(/[\\^$.*+?()[\]{}|]/g, '\\$&'));
+  return new RegExp(`^${text.join('\\d+')}$`);
 }

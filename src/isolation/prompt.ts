@@ -72,7 +72,7 @@ export async function admitPrompt(
   const clientId = typeof given === 'string' && given !== '' ? given : null;
   checkBoundedIds({ prompt_id: body.prompt_id, client_id: clientId });
   const producerOf = ctx.pool.several ? (type: string, subfolder: string, filename: string) => ctx.jobs.jobs.producerOf(type, subfolder, filename) : null;
-  if (!caller.seesAll) checkOutputPrefixes(body.prompt);
+  if (!caller.seesAll) checkOutputPrefixes(body.prompt, keyId, ctx.jobs.jobs);
   const madeOn = caller.seesAll ? undefined : checkLoadedFiles({ ownership: ctx.ownership, producerOf }, keyId, body.prompt);
   const chosenId = typeof body.prompt_id === 'string';
   const promptId = chosenId ? (body.prompt_id as string) : randomUUID();

@@ -125,8 +125,8 @@ function lookUpRecentOutputs(ctx: IsolationContext, req: IncomingMessage, caller
  */
 export async function postUpload(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   let reader: UploadFormReader | null = null;
-  /** The file an overwriting upload of a user key claimed before ComfyUI wrote it (released if ComfyUI did not). */
-  const claimed: { fileId?: string } = {};
+  /** The claim an overwriting upload of a user key makes before ComfyUI writes: the file id it holds, once it resolves (released if ComfyUI did not store it). */
+  const claimed: EarlyClaim = {};
   if (!caller.seesAll) {
     const boundary = multipartBoundary(req.headers['content-type']);
     if (boundary === null) {
@@ -147,15 +147,30 @@ export async function postUpload(ctx: IsolationContext, req: IncomingMessage, re
   try {
     answer = await sendUpload(ctx, req, caller, reader);
   } catch (error) {
-    if (claimed.fileId) await ctx.ownership.release('file', claimed.fileId, keyId).catch(() => undefined);
+    await releaseUnless(ctx, keyId, claimed, undefined);
     throw reader?.refusal ?? error;
   }
   const stored = storedFileOf(answer);
   const storedId = stored ? uploadedFileId(stored.type, stored.subfolder, stored.name) : undefined;
-  if (claimed.fileId && claimed.fileId !== storedId) await ctx.ownership.release('file', claimed.fileId, keyId).catch(() => undefined);
+  await releaseUnless(ctx, keyId, claimed, storedId);
   // Another key's overwriting upload of the same name claimed it first: the name (and what ComfyUI now holds under it) is that key's.
   if (storedId && (await ctx.ownership.claim('file', storedId, keyId)) !== keyId && !caller.seesAll) throw fileNameTaken();
   relayAnswer(res, answer);
+}
+
+/** An overwriting upload's claim of its file, made as its form ends: the file id it holds once granted (undefined when refused). */
+interface EarlyClaim {
+  made?: Promise<string | undefined>;
+}
+
+/**
+ * Releases the upload's early claim unless it is of `storedId`, the file ComfyUI said it stored. A claim still
+ * in flight (ComfyUI answered, or the upload failed, before the form's end was checked) is waited for first,
+ * so that no claim outlives an upload that wrote nothing under its name.
+ */
+async function releaseUnless(ctx: IsolationContext, keyId: string, claimed: EarlyClaim, storedId: string | undefined): Promise<void> {
+  const fileId = await claimed.made?.catch(() => undefined);
+  if (fileId !== undefined && fileId !== storedId) await ctx.ownership.release('file', fileId, keyId).catch(() => undefined);
 }
 
 /**
@@ -176,7 +191,7 @@ function sendUpload(ctx: IsolationContext, req: IncomingMessage, caller: Isolate
  * second key gets 403, and an upload without overwrite that ComfyUI stored under the name meanwhile
  * gets 409 (postUpload).
  */
-function checkUserUpload(ctx: IsolationContext, keyId: string, parts: ReadonlyMap<string, FormPart>, claimed: { fileId?: string }): void | Promise<void> {
+function checkUserUpload(ctx: IsolationContext, keyId: string, parts: ReadonlyMap<string, FormPart>, claimed: EarlyClaim): void | Promise<void> {
   const text = (name: string): string | undefined => {
     const part = parts.get(name);
     return part && part.filename === null ? part.value : undefined;
@@ -215,9 +230,10 @@ function checkUserUpload(ctx: IsolationContext, keyId: string, parts: ReadonlyMa
   }
   if (unclaimed === undefined) return;
   const id = unclaimed;
-  return ctx.ownership.claim('file', id, keyId).then((owner) => {
-    if (owner !== keyId) throw fileOfAnotherKey();
-    claimed.fileId = id;
+  const made = ctx.ownership.claim('file', id, keyId).then((owner) => (owner === keyId ? id : undefined));
+  claimed.made = made;
+  return made.then((owned) => {
+    if (owned === undefined) throw fileOfAnotherKey();
   });
 }
 

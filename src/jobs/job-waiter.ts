@@ -90,6 +90,7 @@ export function notifyingJobStore(store: JobStore, listener: (job: JobRecord) =>
     byUpstreamId: (backend, upstreamId) => store.byUpstreamId(backend, upstreamId),
     sentTo: (backend) => store.sentTo(backend),
     producerOf: (type, subfolder, filename) => store.producerOf(type, subfolder, filename),
+    outputPrefixes: (shape) => store.outputPrefixes(shape),
     list: (options) => store.list(options),
     count: (options) => store.count(options),
     active: (statuses) => store.active(statuses),

@@ -2,6 +2,7 @@
 
 import { JOB_STATUSES } from './job-record.js';
 import { BlockList } from './block-list.js';
+import { OutputPrefixes } from './output-prefixes.js';
 import { ShardedMap } from './sharded-map.js';
 import { ACTIVE_JOB_STATUSES, type AdmissionPlace, type JobRecord, type JobStatus, type JobStore } from './types.js';
 
@@ -103,6 +104,8 @@ export class JobIndex {
   private readonly sentByBackend = new Map<string, number>();
   /** Per output file, the newest job that produced it (a file is on its job's backend). */
   private readonly byOutput = new ShardedMap<Entry>();
+  /** The prefixes of the jobs' output files, by shape (save prompts are checked against them). */
+  private readonly prefixes = new OutputPrefixes();
   private readonly everyKey = new Scope();
   private readonly byKey = new Map<string, Scope>();
   private nextOrder = 0;
@@ -127,6 +130,11 @@ export class JobIndex {
   /** The newest job among those that produced this file. */
   producerOf(type: string, subfolder: string, filename: string): JobRecord | undefined {
     return this.byOutput.get(outputKey(type, subfolder, filename))?.record;
+  }
+
+  /** The prefixes of known output files of this shape (see prefixShape), each with the keys whose jobs saved files under it. */
+  outputPrefixes(shape: string): Array<{ prefix: string; keyIds: string[] }> {
+    return this.prefixes.ofShape(shape);
   }
 
   /** Adds a job, or replaces the job with its id. */
@@ -301,6 +309,7 @@ export class JobIndex {
     const { outputs } = entry.record;
     for (const file of before && before.outputs.length <= outputs.length ? outputs.slice(before.outputs.length) : outputs) {
       this.byOutput.set(outputKey(file.type, file.subfolder, file.filename), entry);
+      this.prefixes.noted(entry.record.key_id, file);
     }
   }
 
@@ -308,6 +317,7 @@ export class JobIndex {
     for (const file of entry.record.outputs) {
       const key = outputKey(file.type, file.subfolder, file.filename);
       if (this.byOutput.get(key) === entry) this.byOutput.delete(key);
+      this.prefixes.forgotten(entry.record.key_id, file);
     }
   }
 }
@@ -343,7 +353,10 @@ function* merged(lists: AdmissionOrder[], from: 'newest' | 'oldest'): Generator<
 }
 
 /** The read half of a job store, served from its in-memory index; each store adds its writes. */
-export abstract class IndexedJobReads implements Pick<JobStore, 'get' | 'byUpstreamId' | 'sentTo' | 'producerOf' | 'list' | 'count' | 'active' | 'heldPage'> {
+export abstract class IndexedJobReads implements Pick<
+  JobStore,
+  'get' | 'byUpstreamId' | 'sentTo' | 'producerOf' | 'outputPrefixes' | 'list' | 'count' | 'active' | 'heldPage'
+> {
   protected readonly index = new JobIndex();
 
   get(id: string): JobRecord | undefined {
@@ -360,6 +373,10 @@ export abstract class IndexedJobReads implements Pick<JobStore, 'get' | 'byUpstr
 
   producerOf(type: string, subfolder: string, filename: string): JobRecord | undefined {
     return this.index.producerOf(type, subfolder, filename);
+  }
+
+  outputPrefixes(shape: string): Array<{ prefix: string; keyIds: string[] }> {
+    return this.index.outputPrefixes(shape);
   }
 
   list(options: { keyId?: string; statuses?: readonly JobStatus[]; offset: number; limit: number }): JobRecord[] {

@@ -368,6 +368,11 @@ export interface JobStore {
   /** The newest job that produced this output file (the file is on that job's backend). */
   producerOf(type: string, subfolder: string, filename: string): JobRecord | undefined;
   /**
+   * The prefixes (`subfolder/name`) that known jobs saved output files under, of this shape (see prefixShape:
+   * folded case, digits as `#`), each with the keys whose jobs did; costs the prefixes of the shape.
+   */
+  outputPrefixes(shape: string): Array<{ prefix: string; keyIds: string[] }>;
+  /**
    * Jobs newest admitted first: one key's, or every key's when `keyId` is undefined; only the given
    * statuses when `statuses` is set. Costs the page, not the whole registry.
    */

@@ -53,6 +53,23 @@ export function ownershipStoreContract(name: string, harness: HarnessOrSkip<Owne
       },
     );
 
+    test('file claims recorded before file ids were case-folded move to their folded id; of names that differ only by case the oldest keeps it', async () => {
+      const store = await open();
+      await store.claim('file', 'input//Bob-Photo.png', 'bob');
+      await sleep(5);
+      await store.claim('file', 'input//BOB-PHOTO.PNG', 'alice');
+      await store.claim('file', 'output/Album/ComfyUI_00001_.png', 'bob');
+      await store.claim('file', 'input//plain.png', 'carol');
+      for (const opened of [await reopen(), await reopen()]) {
+        assert.equal(opened.ownerOf('file', 'input//bob-photo.png'), 'bob');
+        assert.equal(opened.ownerOf('file', 'input//Bob-Photo.png'), undefined, 'the id as recorded is gone');
+        assert.equal(opened.ownerOf('file', 'input//BOB-PHOTO.PNG'), undefined);
+        assert.equal(opened.ownerOf('file', 'output/album/comfyui_00001_.png'), 'bob');
+        assert.equal(opened.ownerOf('file', 'input//plain.png'), 'carol');
+        assert.equal(await opened.claim('file', 'input//bob-photo.png', 'alice'), 'bob');
+      }
+    });
+
     test("recent prompts are the key's own, newest first, with whether their outputs were recorded", async () => {
       const store = await open();
       for (const id of ['p1', 'p2', 'p3']) {

@@ -1,6 +1,6 @@
 // Fake ComfyUI server (HTTP routes, /view, streaming uploads, /ws events) on 127.0.0.1 for comfy-gate tests, modelled on ComfyUI's server.py.
 import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream, existsSync, type BigIntStats } from 'node:fs';
+import { createReadStream, existsSync, readdirSync, type BigIntStats } from 'node:fs';
 import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -74,6 +74,14 @@ export interface FakeComfyUIOptions {
   objectInfoDelayMs?: number;
   /** Delay between storing an upload and answering it, in ms (default none), to keep an upload in flight once its file is written. */
   uploadAnswerDelayMs?: number;
+  /**
+   * `true`: ComfyUI on Windows or macOS, whose disks read names that differ only by case as one file. Every name of
+   * input, output and temp (uploads, /view, LoadImage, save nodes) is found as Windows finds it: each segment without its
+   * trailing dots and spaces and its `::$DATA` stream, an 8.3 short name (`LONG-P~1.PNG`) as the long name it stands for,
+   * and then any entry of the folder spelt so in another case. Save nodes still number after the names that match their
+   * prefix as spelt (`os.path.normcase` folds nothing on macOS), so `CAT_00001_.png` lands on `cat_00001_.png`.
+   */
+  caseInsensitiveFiles?: boolean;
   /** The port to listen on (default: a free one), e.g. to start a fake again where a stopped one was. */
   port?: number;
   /** Told each time a prompt is queued, once it is in the queue (see `inFlight`). */
@@ -736,8 +744,25 @@ class FakeServer implements FakeComfyUI {
   private hasAnnotatedFile(filename: string): boolean {
     const { name, type } = annotatedFilename(filename);
     const base = this.dirs[type ?? 'input'];
-    const file = path.resolve(base, name);
+    const file = this.onDisk(base, name);
     return isInside(base, file) && existsSync(file);
+  }
+
+  /**
+   * The path `relative` (`/` between folders) names below `base`: as given, or with `caseInsensitiveFiles` the
+   * entries Windows or macOS would open (see the option); a name found nowhere stays as Windows would create it.
+   */
+  private onDisk(base: string, relative: string): string {
+    if (!this.opts.caseInsensitiveFiles) return path.resolve(base, relative);
+    let at = base;
+    for (const given of relative.split('/')) {
+      if (given === '..') at = path.dirname(at);
+      if (given === '' || given === '.' || given === '..') continue;
+      const segment = given.replace(/::\$data$/i, '').replace(/[. ]+$/, '');
+      const entries = existsSync(at) ? readdirSync(at).sort() : [];
+      at = path.join(at, shortNameTarget(segment, entries) ?? entries.find((entry) => entry.toLowerCase() === segment.toLowerCase()) ?? segment);
+    }
+    return at;
   }
 
   openSockets(): string[] {
@@ -928,7 +953,7 @@ class FakeServer implements FakeComfyUI {
     const n = (this.imageCounters.get(counter) ?? 0) + 1;
     this.imageCounters.set(counter, n);
     const filename = `${prefix}_${String(n).padStart(5, '0')}_.png`;
-    await writeFile(path.join(this.dirs[type], filename), Buffer.concat([PNG_1X1, Buffer.alloc(this.opts.outputPadding ?? 0)]));
+    await writeFile(this.onDisk(this.dirs[type], filename), Buffer.concat([PNG_1X1, Buffer.alloc(this.opts.outputPadding ?? 0)]));
     return { images: [{ filename, subfolder: '', type }] };
   }
 
@@ -1022,10 +1047,10 @@ class FakeServer implements FakeComfyUI {
     const base = this.dirFor(type ?? query.get('type') ?? 'output');
     if (base === null) return sendEmpty(res, 400);
     const subfolder = query.get('subfolder');
-    const dir = subfolder === null ? base : path.resolve(base, subfolder);
+    const dir = subfolder === null ? base : this.onDisk(base, subfolder);
     if (!isInside(base, dir)) return sendEmpty(res, 403);
     const basename = name.slice(name.lastIndexOf('/') + 1);
-    const file = path.join(dir, basename);
+    const file = this.onDisk(dir, basename);
     const st = await statFile(file);
     if (!st) return sendEmpty(res, 404);
     await serveFile(req, res, file, st, this.viewHeaders(req, basename, mimeType(file)));
@@ -1083,14 +1108,15 @@ class FakeServer implements FakeComfyUI {
     if (base === null) throw new Error(`invalid upload type: ${type}`);
     if (!form.file?.filename) return 400;
     const subfolder = form.fields.get('subfolder') ?? '';
-    const folder = path.resolve(base, path.normalize(subfolder));
+    const folder = this.onDisk(base, path.normalize(subfolder));
     if (!isInside(base, path.resolve(folder, form.file.filename))) return 400;
     await mkdir(folder, { recursive: true });
     const overwrite = ['true', '1'].includes(form.fields.get('overwrite') ?? '');
-    const { name, duplicate } = overwrite ? { name: form.file.filename, duplicate: false } : await uniqueName(folder, form.file.filename, form.file.sha256);
+    const locate = (name: string): string => this.onDisk(folder, name);
+    const { name, duplicate } = overwrite ? { name: form.file.filename, duplicate: false } : await uniqueName(locate, form.file.filename, form.file.sha256);
     if (!duplicate) {
       if (mask && !form.fields.has('original_ref')) throw new Error('original_ref missing');
-      await rename(spool, path.join(folder, name));
+      await rename(spool, locate(name));
     }
     const stored = { name, subfolder, type };
     if (this.opts.assets === false) return stored;
@@ -1551,6 +1577,25 @@ function isDirType(type: string): type is DirType {
   return (DIR_TYPES as readonly string[]).includes(type);
 }
 
+/**
+ * The entry of a folder that an 8.3 short name stands for (`LONG-P~1.PNG`: the first 6 characters of the long name
+ * in capitals, without dots and spaces, `~n` for the n-th such name, the first 3 of its extension), or undefined.
+ */
+function shortNameTarget(segment: string, entries: readonly string[]): string | undefined {
+  const short = /^([^.~]{1,6})~(\d+)(?:\.([^.]{1,3}))?$/.exec(segment.toUpperCase());
+  if (!short) return undefined;
+  const [, start, n, extension = ''] = short;
+  const matching = entries.filter((entry) => {
+    const ext = path.extname(entry);
+    const long = entry
+      .slice(0, entry.length - ext.length)
+      .toUpperCase()
+      .replace(/[. ]/g, '');
+    return long.startsWith(start!) && ext.slice(1).toUpperCase().startsWith(extension);
+  });
+  return matching[Number(n) - 1];
+}
+
 function isInside(base: string, target: string): boolean {
   return target === base || target.startsWith(base + path.sep);
 }
@@ -1644,12 +1689,13 @@ async function fileSha256(file: string): Promise<string> {
 }
 
 /** `name.ext`, else `name (1).ext`, … ; an existing file with the same content is reused. */
-async function uniqueName(folder: string, filename: string, sha256: string): Promise<{ name: string; duplicate: boolean }> {
+/** ComfyUI's choice of an upload's name without overwrite; `locate` finds a name's file in the folder as the disk does. */
+async function uniqueName(locate: (name: string) => string, filename: string, sha256: string): Promise<{ name: string; duplicate: boolean }> {
   const ext = path.extname(filename);
   const stem = filename.slice(0, filename.length - ext.length);
   let name = filename;
-  for (let i = 1; existsSync(path.join(folder, name)); i++) {
-    if ((await fileSha256(path.join(folder, name))) === sha256) return { name, duplicate: true };
+  for (let i = 1; existsSync(locate(name)); i++) {
+    if ((await fileSha256(locate(name))) === sha256) return { name, duplicate: true };
     name = `${stem} (${i})${ext}`;
   }
   return { name, duplicate: false };

@@ -1,7 +1,7 @@
 // A required-mode gateway in front of a fake ComfyUI with an admin key and two user keys, one of which has run a prompt: the stage of the bypass suites.
 
 import { queuePrompt, waitForHistory } from './comfy-client.js';
-import { startFakeComfyUI, type FakeComfyUI } from './fake-comfyui.js';
+import { startFakeComfyUI, type FakeComfyUI, type FakeComfyUIOptions } from './fake-comfyui.js';
 import { startGateway, type GatewayProcess } from './gateway-process.js';
 import { createKey, type CreatedKey } from './keys.js';
 
@@ -19,9 +19,9 @@ export interface TwoKeyStage {
   close(): Promise<void>;
 }
 
-/** Starts the stage; `args` are added to `--require-api-auth`. */
-export async function startTwoKeyStage(args: string[] = []): Promise<TwoKeyStage> {
-  const comfy = await startFakeComfyUI();
+/** Starts the stage; `args` are added to `--require-api-auth`, and ComfyUI is the fake with `comfyOptions`. */
+export async function startTwoKeyStage(args: string[] = [], comfyOptions: FakeComfyUIOptions = {}): Promise<TwoKeyStage> {
+  const comfy = await startFakeComfyUI(comfyOptions);
   const gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', ...args] });
   const admin = (await createKey(gateway.url, { name: 'admin' })).api_key;
   const alice = await createKey(gateway.url, { name: 'alice', rate_limit: 100000 }, admin);

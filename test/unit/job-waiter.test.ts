@@ -19,6 +19,7 @@ function mapStore(jobs: Map<string, JobRecord>): JobStore {
     byUpstreamId: unused,
     sentTo: unused,
     producerOf: unused,
+    outputPrefixes: unused,
     list: unused,
     count: unused,
     active: unused,

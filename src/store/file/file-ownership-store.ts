@@ -3,8 +3,9 @@
 import { join } from 'node:path';
 import { claimsFull } from '../../errors.js';
 import { ClaimRetention, type ClaimRetentionOptions } from '../claim-retention.js';
+import { foldCase } from '../file-name-case.js';
 import type { OwnedKind, OwnershipStore } from '../types.js';
-import { JournaledTable } from './journaled-table.js';
+import { JournaledTable, type TableOp } from './journaled-table.js';
 
 /** One ownership record; `comfy_user` only on a key's ComfyUI-user record. */
 interface OwnershipRecord {
@@ -69,8 +70,33 @@ export class FileOwnershipStore implements OwnershipStore {
     });
   }
 
-  open(): Promise<void> {
-    return this.table.open();
+  async open(): Promise<void> {
+    await this.table.open();
+    await this.foldFileIds();
+  }
+
+  /**
+   * Moves the file claims recorded before file ids were case-folded to their folded id. Of claims whose names
+   * differ only by case (two keys' files on a case-sensitive disk), the one already folded, else the oldest,
+   * keeps the name; the others are forgotten (on a case-insensitive disk they were one file).
+   */
+  private async foldFileIds(): Promise<void> {
+    const unfolded = [...this.table.entries()].filter(([recordId]) => recordId.startsWith('file:') && foldCase(recordId) !== recordId);
+    if (unfolded.length === 0) return;
+    unfolded.sort(([, a], [, b]) => a.at - b.at);
+    await this.table.change(() => {
+      const ops: Array<TableOp<OwnershipRecord>> = [];
+      const taken = new Set<string>();
+      for (const [recordId, record] of unfolded) {
+        const folded = foldCase(recordId);
+        if (!this.table.get(folded) && !taken.has(folded)) {
+          ops.push({ op: 'put', id: folded, value: record });
+          taken.add(folded);
+        }
+        ops.push({ op: 'delete', id: recordId });
+      }
+      return { ops, result: undefined };
+    });
   }
 
   ownerOf(kind: OwnedKind, id: string): string | undefined {

@@ -2,6 +2,7 @@
 
 import { claimsFull } from '../../errors.js';
 import { ClaimRetention, type ClaimRetentionOptions } from '../claim-retention.js';
+import { foldCase } from '../file-name-case.js';
 import type { OwnedKind, OwnershipStore } from '../types.js';
 import type { PostgresDatabase } from './database.js';
 import { DeferredWrites } from './deferred-writes.js';
@@ -53,6 +54,8 @@ type PendingWrite =
   | { op: 'comfy-user'; keyId: string; comfyUser: string; at: number };
 
 const COMFY_USER = 'comfy-user';
+/** File claims moved to their folded id per statement (see foldFileIds). */
+const FOLD_PAGE = 10_000;
 const COLUMNS = 'kind, id, key_id, at, outputs_recorded, comfy_user, extract(epoch from updated_at)::float8 AS updated';
 
 /**
@@ -70,6 +73,9 @@ export class PostgresOwnershipStore implements OwnershipStore {
   private readonly database: PostgresDatabase;
   private readonly records = new ShardedMap<OwnershipRecord>();
   private readonly promptsByKey = new Map<string, Set<string>>();
+  /** File claims read at open whose ids are not case-folded (recorded before ids were), for foldFileIds. */
+  private readonly unfoldedFileIds = new Set<string>();
+  private opened = false;
   private readonly feed: ReplicaFeed<Announcement>;
   private readonly retention: ClaimRetention;
   private readonly pending = new DeferredWrites<PendingWrite>({ write: (write) => this.writeDeferred(write) });
@@ -119,6 +125,40 @@ export class PostgresOwnershipStore implements OwnershipStore {
 
   async open(): Promise<void> {
     await this.feed.open();
+    this.opened = true;
+    await this.foldFileIds();
+  }
+
+  /**
+   * Moves the file claims recorded before file ids were case-folded to their folded id (every replica does
+   * it as it opens; a second move finds nothing). Of claims whose names differ only by case (two keys' files
+   * on a case-sensitive disk), the one already folded, else the oldest, keeps the name; the others are
+   * forgotten (on a case-insensitive disk they were one file).
+   */
+  private async foldFileIds(): Promise<void> {
+    const unfolded = [...this.unfoldedFileIds].flatMap((id) => {
+      const record = this.records.get(`file:${id}`);
+      return record ? [{ id, at: record.at }] : [];
+    });
+    this.unfoldedFileIds.clear();
+    unfolded.sort((a, b) => a.at - b.at);
+    for (let start = 0; start < unfolded.length; start += FOLD_PAGE) {
+      const ids = unfolded.slice(start, start + FOLD_PAGE).map((record) => record.id);
+      const { rows } = await this.database.query<OwnershipRow>(
+        `INSERT INTO ownership (kind, id, key_id, at)
+         SELECT 'file', moved.folded, ownership.key_id, ownership.at
+         FROM ownership JOIN unnest($1::text[], $2::text[]) AS moved (id, folded) USING (id) WHERE ownership.kind = 'file'
+         ORDER BY ownership.at ON CONFLICT (kind, id) DO NOTHING RETURNING ${COLUMNS}`,
+        [ids, ids.map(foldCase)],
+      );
+      for (const row of rows) this.apply(row.kind, row.id, row);
+      await this.database.query(
+        `WITH gone AS (DELETE FROM ownership WHERE kind = 'file' AND id = ANY($1) RETURNING kind, id, key_id)
+         SELECT pg_notify($2, json_build_object('k', kind, 'i', id, 'g', key_id)::text) FROM gone`,
+        [ids, CHANNELS.ownership],
+      );
+      for (const id of ids) this.forgetHere('file', id, this.records.get(`file:${id}`)?.key_id ?? '');
+    }
   }
 
   ownerOf(kind: OwnedKind, id: string): string | undefined {
@@ -350,6 +390,7 @@ export class PostgresOwnershipStore implements OwnershipStore {
     };
     this.records.set(recordId, record);
     if (record.at !== before?.at) this.retention.noted(kind, id, record.at);
+    if (kind === 'file' && !this.opened && foldCase(id) !== id) this.unfoldedFileIds.add(id);
     if (kind !== 'prompt') return;
     if (before && before.key_id !== record.key_id) this.promptsByKey.get(before.key_id)?.delete(id);
     let prompts = this.promptsByKey.get(record.key_id);
