@@ -191,6 +191,8 @@ export class UploadFormReader extends Transform {
     // aiohttp decodes these encodings, and reads a part with a Content-Length by its length rather than to the next delimiter.
     if (['content-transfer-encoding', 'content-encoding', 'content-length'].some((h) => headers.has(h))) throw unclear('a part has an encoding or a length');
     const { name, filename } = parseDisposition(headers.get('content-disposition'));
+    // RFC 7578 §4.6: a `_charset_` field names the charset of the fields after it, which a reader may decode them with.
+    if (name === '_charset_') throw unclear('a _charset_ field would change how the other fields read');
     const type = headers.get('content-type');
     if (filename === null && type !== undefined && !/^text\/plain(\s*;\s*charset="?(utf-8|us-ascii)"?)?$/i.test(type)) {
       throw unclear(`field ${name} is not plain UTF-8 text`);

@@ -144,6 +144,7 @@ describe('UploadFormReader', () => {
       'Content-Disposition: form-data; name="a"\r\nContent-Disposition: form-data; name="b"',
       'X-Note: a\nContent-Disposition: form-data; name="image"; filename="other.png"\r\nContent-Disposition: form-data; name="x"',
       'Content-Disposition: form-data; name="x"\rX-Note: a',
+      'Content-Disposition: form-data; name="_charset_"',
     ]) {
       await assert.rejects(read(part(headers), 4), { code: 'INVALID_REQUEST', status: 400 }, headers);
     }
