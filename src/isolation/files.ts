@@ -50,7 +50,7 @@ export function namedFileOf(filename: string, subfolder: string, defaultType: st
 }
 
 /** A path that ComfyUI would not join below its folder as the gateway does: absolute, a drive, or climbing out. */
-function escapesFolder(path: string): boolean {
+export function escapesFolder(path: string): boolean {
   return path.startsWith('/') || /^[A-Za-z]:/.test(path) || path.split('/').includes('..');
 }
 

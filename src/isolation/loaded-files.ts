@@ -6,6 +6,7 @@ import type { JobRecord, OwnershipStore } from '../store/types.js';
 import { ANNOTATION, checkFileReference, fileId, namedFileOf } from './files.js';
 import { checkBoundedId } from './ids.js';
 import { inputValue } from './input-value.js';
+import { FOLDER_INPUT, FOLDER_LOADERS, REFUSED_NODES } from './refused-nodes.js';
 
 /** A node input that names a file to load, and the folder ComfyUI looks in when the name has no annotation. */
 interface LoadedFileInput {
@@ -26,6 +27,8 @@ const FILE_LOADERS: Record<string, readonly LoadedFileInput[]> = {
   // A LoadImage whose widget is a camera: the same string, loaded the same way.
   WebcamCapture: [{ input: 'image', folder: 'input' }],
   LoadAudio: [{ input: 'audio', folder: 'input' }],
+  // A LoadAudio whose widget is a microphone; its string is not checked by ComfyUI at all (an absolute path is read as it is).
+  RecordAudio: [{ input: 'audio', folder: 'input' }],
   LoadVideo: [{ input: 'file', folder: 'input' }],
   LoadLatent: [{ input: 'latent', folder: 'input' }],
   Load3D: [
@@ -38,20 +41,15 @@ const FILE_LOADERS: Record<string, readonly LoadedFileInput[]> = {
   ],
 };
 
-/** Core nodes that load every file of an input subfolder: its files may be other keys' (uploads to one subfolder, `clipspace`). */
-const FOLDER_LOADERS = new Set([
-  'LoadImageDataSetFromFolder',
-  'LoadImageTextDataSetFromFolder',
-  'LoadVideoDataSetFromFolder',
-  'LoadVideoTextDataSetFromFolder',
-]);
+/** Loaders whose input is a widget of their own (a camera, a microphone), not a list of the input folder's files. */
+const UNLISTED_LOADERS = new Set(['WebcamCapture', 'RecordAudio']);
 
 /** The inputs whose options ComfyUI fills with the files (or subfolders) of its input folder, by node class. */
 export const FILE_LISTING_INPUTS: ReadonlyMap<string, readonly string[]> = new Map([
   ...Object.entries(FILE_LOADERS)
-    .filter(([classType]) => classType !== 'WebcamCapture')
+    .filter(([classType]) => !UNLISTED_LOADERS.has(classType))
     .map(([classType, inputs]): [string, string[]] => [classType, inputs.filter((input) => !input.members).map((input) => input.input)]),
-  ...[...FOLDER_LOADERS].map((classType): [string, string[]] => [classType, ['folder']]),
+  ...FOLDER_LOADERS.map((classType): [string, string[]] => [classType, [FOLDER_INPUT]]),
 ]);
 
 /** The folders a name without annotation may be looked up in by a node the gateway does not know. */
@@ -78,8 +76,8 @@ export interface LoadedFilesContext {
 
 /**
  * Refuses a user key's prompt that loads a file it did not upload or produce, with a loader node the
- * gateway knows (FILE_LOADERS: the name must be the key's own file), with a node that loads a whole
- * folder, or with any other node whose input (a string, or one inside an object or list) names a file
+ * gateway knows (FILE_LOADERS: the name must be the key's own file), with a core node whose file access
+ * no check can keep to the key's own (REFUSED_NODES: folder loaders, dataset savers), or with any other node whose input (a string, or one inside an object or list) names a file
  * another key owns, in any folder and spelling ComfyUI reads.
  * With several backends, an output or temp file a loader names must have been made last by the key's
  * own job, and the prompt must run on that job's backend: it returns that backend (undefined otherwise).
@@ -95,12 +93,11 @@ export function checkLoadedFiles(files: LoadedFilesContext, keyId: string, promp
   let fileLike = 0;
   for (const [nodeId, node] of Object.entries(prompt as Record<string, { class_type?: unknown; inputs?: unknown } | null>)) {
     const classType = typeof node?.class_type === 'string' ? node.class_type : '';
-    if (FOLDER_LOADERS.has(classType)) {
-      throw forbidden(`Prompt node ${nodeId.slice(0, 64)} (${classType}) loads every file of an input folder, other keys' files too: load files one by one.`);
-    }
+    const refusal = REFUSED_NODES.get(classType);
+    if (refusal !== undefined) throw forbidden(`Prompt node ${nodeId.slice(0, 64)} (${classType}) ${refusal}.`);
     const inputs = node?.inputs;
     if (typeof inputs !== 'object' || inputs === null) continue;
-    const loaders = FILE_LOADERS[classType];
+    const loaders = Object.hasOwn(FILE_LOADERS, classType) ? FILE_LOADERS[classType] : undefined;
     for (const [input, value] of Object.entries(inputs as Record<string, unknown>)) {
       const loader = loaders?.find((known) => known.input === input);
       const field = `prompt node ${nodeId.slice(0, 64)} input ${input.slice(0, 64)}`;

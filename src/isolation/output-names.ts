@@ -1,10 +1,11 @@
-// The names a prompt's outputs get: for a user key, a save node's filename_prefix must be plain text without %batch_num%, and not another key's prefix in other case.
+// The names a prompt's outputs get: for a user key, a save node's filename_prefix must be plain text without %batch_num%, below its folder, and not another key's prefix in other case.
 
 import { posix } from 'node:path';
 import { forbidden, invalidRequest } from '../errors.js';
 import { foldCase } from '../store/file-name-case.js';
 import { prefixShape } from '../store/output-prefixes.js';
 import type { JobStore } from '../store/types.js';
+import { escapesFolder } from './files.js';
 import { inputValue } from './input-value.js';
 
 /** The input of ComfyUI's save nodes (and of custom nodes that follow them) that names their files. */
@@ -22,8 +23,10 @@ const NUMBER_TOKEN = /%(?:width|height|year|month|day|hour|minute|second)%/;
  * could spell the token at run time. And ComfyUI numbers after the names that match the prefix in their
  * case only (`os.path.normcase` folds nothing on macOS), so on a case-insensitive disk `CAT` is numbered
  * from 1 and its files land on `cat`'s: a prefix that differs only by case from one another key's known
- * outputs were saved under is refused.
- * @throws GatewayError 400 INVALID_REQUEST naming each link or %batch_num% prefix; 403 FORBIDDEN for another key's prefix in other case
+ * outputs were saved under is refused. So is a prefix that leaves its folder once normalised (a leading `/`, a
+ * drive, a leading `..`, a `\` read as `/`): ComfyUI's get_save_image_path refuses it, but save nodes that join the prefix
+ * themselves (LossGraphNode of 2025, `{prefix}_{date}.png` in temp) write wherever it points.
+ * @throws GatewayError 400 INVALID_REQUEST naming each link, %batch_num% or escaping prefix; 403 FORBIDDEN for another key's prefix in other case
  */
 export function checkOutputPrefixes(prompt: unknown, keyId: string, jobs: Pick<JobStore, 'outputPrefixes'>): void {
   if (typeof prompt !== 'object' || prompt === null) return;
@@ -35,12 +38,17 @@ export function checkOutputPrefixes(prompt: unknown, keyId: string, jobs: Pick<J
     const prefix = inputValue((inputs as Record<string, unknown>)[PREFIX_INPUT]);
     const field = `prompt node ${nodeId.slice(0, 64)} input ${PREFIX_INPUT}`;
     if (Array.isArray(prefix)) problems.push({ field, problem: 'a link: give the prefix as text' });
-    else if (typeof prefix === 'string' && prefix.includes(BATCH_TOKEN)) problems.push({ field, problem: `holds ${BATCH_TOKEN}` });
-    else if (typeof prefix === 'string' && isOthersPrefixInOtherCase(prefix, keyId, jobs)) othersInOtherCase.push(nodeId.slice(0, 64));
+    if (typeof prefix !== 'string') continue;
+    // The path ComfyUI joins below its folder: `\` is a separator on Windows, and `sub/../x` stays below.
+    const path = posix.normalize(prefix.replaceAll('\\', '/'));
+    if (prefix.includes(BATCH_TOKEN)) problems.push({ field, problem: `holds ${BATCH_TOKEN}` });
+    else if (escapesFolder(path)) problems.push({ field, problem: 'leaves its folder: no leading /, drive or .. segment' });
+    else if (isOthersPrefixInOtherCase(path, keyId, jobs)) othersInOtherCase.push(nodeId.slice(0, 64));
   }
   if (problems.length > 0) {
     throw invalidRequest(
-      `A save node's filename_prefix must be text without ${BATCH_TOKEN}: ComfyUI numbers such files without looking at those already there, so they would replace other files.`,
+      `A save node's filename_prefix must be text without ${BATCH_TOKEN}, below its folder: ComfyUI numbers such files without looking at those already there, ` +
+        'or writes them outside the folder, so they would replace other files.',
       problems.slice(0, 50),
     );
   }
@@ -53,11 +61,10 @@ export function checkOutputPrefixes(prompt: unknown, keyId: string, jobs: Pick<J
 }
 
 /**
- * Whether ComfyUI could read `prefix` (its number tokens put as digits) as a prefix that another key's known
- * outputs were saved under, spelt in other case: the prefixes of its shape that match it folded, but not as spelt.
+ * Whether ComfyUI could read a prefix (its normalised `path`, its number tokens put as digits) as a prefix that another
+ * key's known outputs were saved under, spelt in other case: the prefixes of its shape that match it folded, but not as spelt.
  */
-function isOthersPrefixInOtherCase(prefix: string, keyId: string, jobs: Pick<JobStore, 'outputPrefixes'>): boolean {
-  const path = posix.normalize(prefix.replaceAll('\\', '/'));
+function isOthersPrefixInOtherCase(path: string, keyId: string, jobs: Pick<JobStore, 'outputPrefixes'>): boolean {
   const known = jobs.outputPrefixes(prefixShape(path.replace(new RegExp(NUMBER_TOKEN, 'g'), '0')));
   if (known.length === 0) return false;
   const spelt = prefixPattern(path, (text) => text);

@@ -405,6 +405,24 @@ const OBJECT_INFO: Json = {
   LoadImage: nodeInfo('LoadImage', 'Load Image', 'image', { image: [[], { image_upload: true }] }, ['IMAGE', 'MASK']),
   SaveImage: nodeInfo('SaveImage', 'Save Image', 'image', { images: ['IMAGE', {}], filename_prefix: ['STRING', { default: 'ComfyUI' }] }, []),
   PreviewImage: nodeInfo('PreviewImage', 'Preview Image', 'image', { images: ['IMAGE', {}] }, []),
+  // Core nodes that read or write files by a name or folder in their inputs (see src/isolation/refused-nodes.ts).
+  RecordAudio: nodeInfo('RecordAudio', 'Record Audio', 'audio', { audio: ['AUDIO_RECORD', {}] }, ['AUDIO']),
+  LoadImageSetFromFolderNode: nodeInfo('LoadImageSetFromFolderNode', 'Load Image Dataset from Folder', 'loaders', { folder: [[], {}] }, ['IMAGE']),
+  SaveImageDataSetToFolder: nodeInfo(
+    'SaveImageDataSetToFolder',
+    'Save Image (to Folder)',
+    'image',
+    { images: ['IMAGE', {}], folder_name: ['STRING', { default: 'dataset' }], filename_prefix: ['STRING', { default: 'image' }] },
+    [],
+  ),
+  SaveTrainingDataset: nodeInfo(
+    'SaveTrainingDataset',
+    'Save Training Dataset',
+    'model/training',
+    { latents: ['LATENT', {}], conditioning: ['CONDITIONING', {}], folder_name: ['STRING', { default: 'training_dataset' }] },
+    [],
+  ),
+  LoadTrainingDataset: nodeInfo('LoadTrainingDataset', 'Load Training Dataset', 'model/training', { folder_name: [[], {}] }, ['LATENT', 'CONDITIONING']),
 };
 
 /** A response with an aiohttp-style text/plain body. */

@@ -1,0 +1,99 @@
+// ComfyUI core nodes whose file access the loader checks did not cover: dataset folders and savers, RecordAudio's unchecked path, and save prefixes that leave their folder.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { SAVE_WORKFLOW } from '../helpers/comfy-client.js';
+import { send, type TestResponse } from '../helpers/http-client.js';
+import { multipart } from '../helpers/multipart.js';
+import { startTwoKeyStage, type TwoKeyStage } from '../helpers/two-keys.js';
+
+describe('core nodes that read or write files by name', () => {
+  let stage: TwoKeyStage;
+  const bobInput = 'bob-voice.flac';
+
+  const prompt = (key: string, graph: Record<string, unknown>): Promise<TestResponse> =>
+    send(stage.gateway.url, '/api/prompt', { method: 'POST', key, body: { prompt: { ...graph, ...SAVE_WORKFLOW } } });
+  const upstreamPrompts = (): number => stage.comfy.requests.filter((r) => r.method === 'POST' && r.url.endsWith('/prompt')).length;
+  /** Sends `graph` as alice, then as the admin: alice's gets `status` and `code` and never reaches ComfyUI; the admin's is queued. */
+  const refusedForUsersOnly = async (what: string, graph: Record<string, unknown>, status: number, code: string): Promise<TestResponse> => {
+    const before = upstreamPrompts();
+    const refused = await prompt(stage.alice.api_key, graph);
+    assert.equal(refused.status, status, `${what}: ${refused.text}`);
+    assert.equal(refused.json().error_code, code, what);
+    assert.equal(upstreamPrompts(), before, `${what}: nothing reached ComfyUI`);
+    const byAdmin = await prompt(stage.admin, graph);
+    assert.equal(byAdmin.status, 200, `${what}, by an admin key: ${byAdmin.text}`);
+    return refused;
+  };
+
+  before(async () => {
+    stage = await startTwoKeyStage(['--upstream-queue-depth', '100']);
+    const stored = await send(stage.gateway.url, '/api/upload/image', {
+      method: 'POST',
+      key: stage.bob.api_key,
+      ...multipart([{ name: 'image', filename: bobInput, value: 'BOB-SECRET-AUDIO' }]),
+    });
+    assert.equal(stored.status, 200, stored.text);
+  });
+  after(() => stage.close());
+
+  test('dataset nodes that load a whole folder or write fixed names are refused for user keys, with the reason', async () => {
+    const refused: Array<[string, Record<string, unknown>, RegExp]> = [
+      // nodes_train.py (2025) joins `folder` to the input folder unchecked, and loads every image there.
+      ['LoadImageSetFromFolderNode', { folder: '.' }, /loads every file of an input folder/],
+      // `{prefix}_00000.png` in output/folder_name, written over whatever holds that name.
+      ['SaveImageDataSetToFolder', { images: ['3', 0], folder_name: 'dataset', filename_prefix: 'image' }, /writes fixed names.*SaveImage/],
+      ['SaveTrainingDataset', { latents: ['3', 0], conditioning: ['3', 0], folder_name: 'training_dataset' }, /shard_0000\.pkl/],
+      ['LoadTrainingDataset', { folder_name: 'training_dataset' }, /another key's too/],
+    ];
+    for (const [classType, inputs, reason] of refused) {
+      const res = await refusedForUsersOnly(classType, { '1': { class_type: classType, inputs } }, 403, 'FORBIDDEN');
+      assert.match(res.json<{ error: string }>().error, new RegExp(`node 1 \\(${classType}\\) `), classType);
+      assert.match(res.json<{ error: string }>().error, reason, classType);
+    }
+  });
+
+  test("RecordAudio's file name is held to the key's own files, as LoadAudio's: ComfyUI reads any path it is given", async () => {
+    const record = (audio: unknown): Record<string, unknown> => ({ '1': { class_type: 'RecordAudio', inputs: { audio } } });
+    await refusedForUsersOnly("another key's upload", record(bobInput), 403, 'FORBIDDEN');
+    await refusedForUsersOnly('an absolute path', record('/etc/hostname'), 400, 'INVALID_REQUEST');
+    await refusedForUsersOnly('a file no key owns', record('operator-only.flac'), 403, 'FORBIDDEN');
+    await refusedForUsersOnly('a link', record(['2', 0]), 400, 'INVALID_REQUEST');
+    const stored = await send(stage.gateway.url, '/api/upload/image', {
+      method: 'POST',
+      key: stage.alice.api_key,
+      ...multipart([{ name: 'image', filename: 'alice-voice.flac', value: 'ALICE' }]),
+    });
+    assert.equal(stored.status, 200, stored.text);
+    const own = await prompt(stage.alice.api_key, record('alice-voice.flac'));
+    assert.equal(own.status, 200, `the key's own recording passes: ${own.text}`);
+  });
+
+  test('a class_type spelt as a property every object has is an unknown node, not a loader', async () => {
+    for (const classType of ['constructor', 'toString', '__proto__']) {
+      const res = await prompt(stage.alice.api_key, { '1': { class_type: classType, inputs: { image: 'alice-voice.flac' } } });
+      assert.equal(res.status, 400, `${classType}: ComfyUI refuses the unknown class: ${res.text}`);
+    }
+  });
+
+  test('a filename_prefix that leaves its folder is refused for user keys: save nodes that join it themselves write wherever it points', async () => {
+    for (const prefix of ['../input/bob', '/tmp/x', 'C:/comfy/x', 'a/../../x', '..\\input\\bob']) {
+      const graph = { '9': { class_type: 'SaveImage', inputs: { images: ['3', 0], filename_prefix: prefix } } };
+      const before = upstreamPrompts();
+      const refused = await send(stage.gateway.url, '/api/prompt', {
+        method: 'POST',
+        key: stage.alice.api_key,
+        body: { prompt: { ...SAVE_WORKFLOW, ...graph } },
+      });
+      assert.equal(refused.status, 400, `${prefix}: ${refused.text}`);
+      assert.deepEqual(refused.json<{ details: unknown[] }>().details, [
+        { field: 'prompt node 9 input filename_prefix', problem: 'leaves its folder: no leading /, drive or .. segment' },
+      ]);
+      assert.equal(upstreamPrompts(), before, `${prefix}: nothing reached ComfyUI`);
+    }
+    const adminGraph = { ...SAVE_WORKFLOW, '9': { class_type: 'SaveImage', inputs: { images: ['3', 0], filename_prefix: '../x' } } };
+    assert.equal((await send(stage.gateway.url, '/api/prompt', { method: 'POST', key: stage.admin, body: { prompt: adminGraph } })).status, 200);
+    const folder = { ...SAVE_WORKFLOW, '9': { class_type: 'SaveImage', inputs: { images: ['3', 0], filename_prefix: 'album/..x/cat' } } };
+    assert.equal((await send(stage.gateway.url, '/api/prompt', { method: 'POST', key: stage.alice.api_key, body: { prompt: folder } })).status, 200);
+  });
+});
