@@ -17,7 +17,7 @@ export const MAX_WORKFLOW_RUN_BODY_BYTES = Math.ceil((MAX_IMAGE_INPUT_BYTES * 4)
 /**
  * Reads the run's body strictly (`inputs` and the run options; nothing else), checks its inputs
  * against the workflow (400 INVALID_REQUEST listing every problem), makes each image input the key's
- * file (after the checks of checkRunFirst, so a refused run stores nothing), and runs a copy of the graph
+ * file (after the checks of checkRunFirst when an image is to be fetched or stored, so a refused run stores nothing), and runs a copy of the graph
  * with the inputs set (see answerRun). The prompt is the workflow's,
  * so a `workflows_only` key may run it; every other rule of its policy still applies.
  * @throws GatewayError 400 INVALID_REQUEST, 403 for an image the key does not own, and as answerRun
@@ -40,8 +40,10 @@ export async function runWorkflow(
   const { values, images } = checkRunInputs(workflow, fields.inputs, problems);
   if (problems.length > 0) throw invalidRequest('The workflow run request is not valid.', problems);
   // Nothing is fetched or stored for a run its webhook, policy or quotas refuse: its images' names are not known yet, so the check sees the names given or none.
-  const namesGiven = Object.fromEntries(Object.entries(images).map(([name, source]) => [name, source.kind === 'upload' ? source.name : '']));
-  await checkRunFirst(ctx, caller, run, buildPrompt(workflow, { ...values, ...namesGiven }), { workflow: true });
+  if (Object.values(images).some((source) => source.kind !== 'upload')) {
+    const namesGiven = Object.fromEntries(Object.entries(images).map(([name, source]) => [name, source.kind === 'upload' ? source.name : '']));
+    await checkRunFirst(ctx, caller, run, buildPrompt(workflow, { ...values, ...namesGiven }), { workflow: true });
+  }
   const imageNames = await resolveImages(ctx, caller, images, fetching);
   await answerRun(ctx, waiter, req, res, caller, run, buildPrompt(workflow, { ...values, ...imageNames }), { workflow: true });
 }
