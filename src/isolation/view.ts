@@ -10,7 +10,7 @@ import type { IsolatedCaller, IsolationContext } from './context.js';
 import { recordRecentOutputs } from './context.js';
 import { checkFileReference, fileIdOf, namedFileOf, uploadedFileId } from './files.js';
 import { checkBoundedId, checkBoundedIds } from './ids.js';
-import { emptyNotFound, parseJsonOrUndefined, relayAnswer } from './json-body.js';
+import { emptyNotFound, parseComfyJson, relayAnswer } from './json-body.js';
 import { storedFileOf, uploadToEach } from './upload-fanout.js';
 import { multipartBoundary, UploadFormReader, type FormPart } from './upload-form.js';
 
@@ -213,7 +213,12 @@ function checkUserUpload(ctx: IsolationContext, keyId: string, parts: ReadonlyMa
     if (owner !== undefined && owner !== keyId) throw fileOfAnotherKey();
     if (owner === undefined) unclaimed = id;
   }
-  const originalRef = parseJsonOrUndefined(text('original_ref') ?? '') as { filename?: unknown; subfolder?: unknown; type?: unknown } | undefined;
+  // ComfyUI reads original_ref with Python's json.loads, which takes NaN and Infinity: it is read so here, and one that cannot be read is refused.
+  const refText = text('original_ref');
+  const originalRef = refText === undefined ? undefined : (parseComfyJson(refText) as { filename?: unknown; subfolder?: unknown; type?: unknown } | undefined);
+  if (refText !== undefined && (typeof originalRef !== 'object' || originalRef === null || Array.isArray(originalRef))) {
+    throw invalidRequest('original_ref must be a JSON object naming the image the mask is for.', [{ field: 'original_ref', problem: 'not a JSON object' }]);
+  }
   if (typeof originalRef?.filename === 'string') {
     const { filename: name, subfolder: folder, type: refType } = originalRef;
     checkBoundedId('original_ref.filename', name);

@@ -193,6 +193,28 @@ describe('file references read as ComfyUI reads them', () => {
     assert.equal(mask.status, 400, mask.text);
   });
 
+  test("a mask's original_ref is read as Python's json.loads reads it: NaN beside another key's image does not hide it", async () => {
+    const masks = (ref: string): Promise<TestResponse> =>
+      upload(
+        stage.alice.api_key,
+        [
+          { name: 'image', filename: 'alice-mask.png', value: 'MASK' },
+          { name: 'original_ref', value: ref },
+        ],
+        '/api/upload/mask',
+      );
+    for (const ref of [`{"filename": "${bobInput}", "type": "input", "scale": NaN}`, `{"filename": "${bobInput}", "type": "input", "x": -Infinity}`]) {
+      const res = await masks(ref);
+      assert.equal(res.status, 403, `${ref}: ${res.text}`);
+      assert.match(res.json<{ error: string }>().error, /original_ref/);
+    }
+    for (const ref of ['{"filename": ', '["bob-input.png"]', 'null']) {
+      const res = await masks(ref);
+      assert.equal(res.status, 400, `${ref}: ${res.text}`);
+      assert.equal(res.json().error_code, 'INVALID_REQUEST');
+    }
+  });
+
   test('a blake3: name (a content hash, whoever owns the file) is refused for user keys', async () => {
     const byAdmin = await send(stage.gateway.url, `/api/view?filename=${bobHash}`, { key: stage.admin });
     assert.equal(byAdmin.text, bobBytes, "ComfyUI serves bob's upload by its hash to whoever asks");
