@@ -3,11 +3,12 @@
 import type { ServerResponse } from 'node:http';
 import type { OutgoingHeaders } from '../proxy/headers.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
+import { parseExactJson, stringifyExactJson } from '../json/exact-json.js';
 
-/** Parses JSON, or returns undefined when the text is not JSON. */
+/** Parses JSON with its numbers as their texts say (see parseExactJson), or returns undefined when the text is not JSON. */
 export function parseJsonOrUndefined(body: Buffer | string): unknown {
   try {
-    return JSON.parse(body.toString());
+    return parseExactJson(body.toString());
   } catch {
     return undefined;
   }
@@ -16,12 +17,13 @@ export function parseJsonOrUndefined(body: Buffer | string): unknown {
 /**
  * Parses a JSON answer or event of ComfyUI's. Python's json.dumps writes NaN, Infinity and -Infinity,
  * which JSON.parse refuses (a FLOAT input given as "nan" is NaN in ComfyUI's queue and history from then
- * on): outside strings they read as null. Undefined when the text is not JSON even so.
+ * on): outside strings they read as null. Numbers are read as Python wrote them (see parseExactJson).
+ * Undefined when the text is not JSON even so.
  */
 export function parseComfyJson(body: Buffer | string): unknown {
   const text = body.toString();
   try {
-    return JSON.parse(text);
+    return parseExactJson(text);
   } catch {
     return parseJsonOrUndefined(text.replace(STRING_OR_PYTHON_NUMBER, (match) => (match.startsWith('"') ? match : 'null')));
   }
@@ -38,7 +40,7 @@ export function relayAnswer(res: ServerResponse, answer: UpstreamAnswer): void {
 
 /** Sends ComfyUI's answer with a rewritten JSON body, keeping its status and other headers. */
 export function relayJson(res: ServerResponse, answer: UpstreamAnswer, body: unknown): void {
-  relayAnswer(res, withJsonText(answer, Buffer.from(JSON.stringify(body))));
+  relayAnswer(res, withJsonText(answer, Buffer.from(stringifyExactJson(body))));
 }
 
 /** ComfyUI's answer with `text` (JSON in UTF-8) as its body: its status and headers, but for those that described the old body. */

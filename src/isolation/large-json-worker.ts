@@ -4,6 +4,7 @@ import { parentPort } from 'node:worker_threads';
 import { parseComfyJson } from './json-body.js';
 import { JSON_REWRITES, type JsonRewrite } from './json-rewrites.js';
 import { ownArrayBuffer, type FromWorker, type ToWorker } from './large-json.js';
+import { stringifyExactJson } from '../json/exact-json.js';
 
 /** Documents parsed and waiting for the gateway's answers, by task number. */
 const parsed = new Map<number, { rewrite: JsonRewrite<unknown, unknown>; document: unknown }>();
@@ -26,7 +27,7 @@ parentPort!.on('message', (message: ToWorker) => {
     const waiting = parsed.get(task);
     parsed.delete(task);
     if (!waiting || !('answers' in message)) return;
-    const text = ownArrayBuffer(Buffer.from(JSON.stringify(waiting.rewrite.apply(waiting.document, message.answers))));
+    const text = ownArrayBuffer(Buffer.from(stringifyExactJson(waiting.rewrite.apply(waiting.document, message.answers))));
     reply({ task, text }, [text]);
   } catch (error) {
     parsed.delete(task);

@@ -6,9 +6,13 @@ import { Worker } from 'node:worker_threads';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import { parseComfyJson, withJsonText } from './json-body.js';
 import { JSON_REWRITES, type AnswersOf, type FactsOf, type JsonRewrite, type RewriteName } from './json-rewrites.js';
+import { mayHoldInexactNumber, stringifyExactJson } from '../json/exact-json.js';
 
 /** Answers of at least this many bytes are parsed in a worker thread; smaller ones parse in a few milliseconds on the request thread. */
 export const LARGE_JSON_BYTES = 1024 * 1024;
+
+/** How many times longer an answer whose numbers need the exact reader (see parseExactJson) takes to parse: such answers go to a worker from a size this many times smaller. */
+const EXACT_READ_COST = 8;
 
 /** Messages to the worker: a body to parse with a rewrite, the gateway's answers to its facts, or the end of a task given up. */
 export type ToWorker = { task: number; rewrite: RewriteName; body: ArrayBuffer } | { task: number; answers: unknown } | { task: number; drop: true };
@@ -86,7 +90,8 @@ export class JsonRewriter {
    */
   async rewrite<Name extends RewriteName>(answer: UpstreamAnswer, name: Name, lookup: FactsLookup<Name>): Promise<UpstreamAnswer> {
     if (answer.status !== 200) return answer;
-    if (answer.body.length < this.fromBytes || this.closed) return this.rewriteHere(answer, name, lookup);
+    if (this.closed || answer.body.length < this.fromBytes / EXACT_READ_COST) return this.rewriteHere(answer, name, lookup);
+    if (answer.body.length < this.fromBytes && !mayHoldInexactNumber(answer.body.toString('latin1'))) return this.rewriteHere(answer, name, lookup);
     return this.rewriteInWorker(answer, name, lookup);
   }
 
@@ -96,7 +101,7 @@ export class JsonRewriter {
     const facts = document === undefined ? undefined : rewrite.facts(document);
     if (facts === undefined) return answer;
     const answers = await lookup(facts);
-    return withJsonText(answer, Buffer.from(JSON.stringify(rewrite.apply(document, answers))));
+    return withJsonText(answer, Buffer.from(stringifyExactJson(rewrite.apply(document, answers))));
   }
 
   private async rewriteInWorker<Name extends RewriteName>(answer: UpstreamAnswer, name: Name, lookup: FactsLookup<Name>): Promise<UpstreamAnswer> {

@@ -4,6 +4,7 @@ import { upstreamUnreadable } from '../errors.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import { parseComfyJson, withJsonText } from './json-body.js';
 import { FILE_LISTING_INPUTS } from './loaded-files.js';
+import { stringifyExactJson } from '../json/exact-json.js';
 
 /** Whether a catalog target is node definitions (`/object_info`, one class's or all), with or without `/api`. */
 export function isNodeDefinitions(path: string): boolean {
@@ -25,7 +26,7 @@ export function withoutListedFiles(answer: UpstreamAnswer): UpstreamAnswer {
     const input = (definitions as Record<string, { input?: Record<string, Record<string, unknown> | undefined> } | undefined>)[classType]?.input;
     for (const group of [input?.required, input?.optional]) for (const name of names) emptyOptions(group?.[name]);
   }
-  return withJsonText(answer, Buffer.from(JSON.stringify(definitions)));
+  return withJsonText(answer, Buffer.from(stringifyExactJson(definitions)));
 }
 
 /** Empties a combo input's options in place; leaves any other input spec alone. */

@@ -3,6 +3,7 @@
 import { posix } from 'node:path';
 import { forbidden, invalidRequest } from '../errors.js';
 import type { JobRecord, OwnershipStore } from '../store/types.js';
+import { jsonNumber } from '../json/exact-json.js';
 import { ANNOTATION, checkFileReference, fileId, namedFileOf } from './files.js';
 import { checkBoundedId } from './ids.js';
 import { inputValue } from './input-value.js';
@@ -158,8 +159,8 @@ function namedFiles(value: unknown, loader: LoadedFileInput): string[] {
 /** The strings in a value, down `depth` levels of objects and lists; a link to another node's output (`["4", 0]`) is not one. */
 function stringsIn(value: unknown, depth: number): string[] {
   if (typeof value === 'string') return value === '' ? [] : [value];
-  if (depth === 0 || typeof value !== 'object' || value === null) return [];
-  if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'number') return [];
+  if (depth === 0 || typeof value !== 'object' || value === null || jsonNumber(value) !== undefined) return [];
+  if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && jsonNumber(value[1]) !== undefined) return [];
   return Object.values(value).flatMap((item) => stringsIn(item, depth - 1));
 }
 

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { forbidden, GatewayError, invalidRequest, payloadTooLarge, unknownBackend } from '../errors.js';
 import { checkPrompt, effectivePolicy, type PromptOrigin } from '../policy/check.js';
+import { stringifyExactJson } from '../json/exact-json.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import { withJsonTextBody } from '../store/json-text-body.js';
 import type { JobWebhook } from '../store/types.js';
@@ -22,6 +23,7 @@ export const MAX_PROMPT_BYTES = 32 * 1024 * 1024;
  * held job. A body that is not a JSON object in UTF-8 is refused with 400 (after the key's prompt policy,
  * which may refuse it first for its size or `workflows_only`) and never reaches ComfyUI, which reads more
  * than JSON.parse does (`NaN`, `Infinity`, the charset its Content-Type names) and could run it unchecked.
+ * Numbers go on as the client wrote them (see parseExactJson): `7.0` stays a float and a 64-bit seed exact.
  * @throws GatewayError 400 INVALID_REQUEST for a body that is not a JSON object; as admitPrompt
  */
 export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
@@ -120,7 +122,7 @@ export async function admitPrompt(
  * @throws GatewayError 403 PROMPT_POLICY; 429 as JobService.checkQuotas
  */
 export async function checkPromptAdmissible(ctx: IsolationContext, caller: IsolatedCaller, body: Record<string, unknown>, origin: PromptOrigin): Promise<void> {
-  await checkPolicy(ctx, caller, body.prompt, Buffer.byteLength(JSON.stringify(body)), origin);
+  await checkPolicy(ctx, caller, body.prompt, Buffer.byteLength(stringifyExactJson(body)), origin);
   ctx.jobs.checkQuotas(caller.key);
 }
 

@@ -7,6 +7,7 @@ import type { PromptOrigin } from '../policy/check.js';
 import type { JobWaiter } from '../jobs/job-waiter.js';
 import { interruptIfRunning } from '../jobs/interrupt.js';
 import { jobView } from '../jobs/jobs-api.js';
+import { jsonNumber, parseExactJson, stringifyExactJson } from '../json/exact-json.js';
 import { readJsonBody } from '../server/body.js';
 import { sendJson } from '../server/respond.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
@@ -56,15 +57,16 @@ export const RUN_OPTION_FIELDS: readonly string[] = ['wait', 'inline', 'cancel_o
  * (booleans), `client_id` (a string), `webhook_url` and `webhook_events` (see readWebhookFields), each optional. Adds each problem to `problems`.
  */
 export function parseRunOptions(fields: Record<string, unknown>, problems: Problem[]): RunOptions {
-  const { wait, inline, cancel_on_disconnect: cancelOnDisconnect, client_id: clientId } = fields;
-  if (wait !== undefined && (typeof wait !== 'number' || !Number.isFinite(wait) || wait < 0 || wait > MAX_RUN_WAIT_SECONDS)) {
+  const { inline, cancel_on_disconnect: cancelOnDisconnect, client_id: clientId } = fields;
+  const wait = jsonNumber(fields.wait);
+  if (fields.wait !== undefined && (wait === undefined || !Number.isFinite(wait) || wait < 0 || wait > MAX_RUN_WAIT_SECONDS)) {
     problems.push({ field: 'wait', problem: `not a number of seconds from 0 to ${MAX_RUN_WAIT_SECONDS}` });
   }
   if (inline !== undefined && typeof inline !== 'boolean') problems.push({ field: 'inline', problem: 'not a boolean' });
   if (cancelOnDisconnect !== undefined && typeof cancelOnDisconnect !== 'boolean') problems.push({ field: 'cancel_on_disconnect', problem: 'not a boolean' });
   if (clientId !== undefined && typeof clientId !== 'string') problems.push({ field: 'client_id', problem: 'not a string' });
   return {
-    waitSeconds: typeof wait === 'number' ? wait : DEFAULT_RUN_WAIT_SECONDS,
+    waitSeconds: wait ?? DEFAULT_RUN_WAIT_SECONDS,
     inline: inline === true,
     cancelOnDisconnect: cancelOnDisconnect === true,
     clientId: typeof clientId === 'string' && clientId !== '' ? clientId : null,
@@ -102,7 +104,7 @@ export function parseRunRequest(body: unknown): RunRequest {
  * POST /api/gateway/run: reads the body (see parseRunRequest) and runs its prompt (see answerRun).
  */
 export async function runPrompt(ctx: IsolationContext, waiter: JobWaiter, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
-  const run = parseRunRequest(await readJsonBody(req, MAX_PROMPT_BYTES));
+  const run = parseRunRequest(await readJsonBody(req, MAX_PROMPT_BYTES, parseExactJson));
   await answerRun(ctx, waiter, req, res, caller, run, run.prompt);
 }
 
@@ -132,7 +134,7 @@ export async function runToEnd(
 ): Promise<RunOutcome> {
   const webhook = await checkedWebhook(run.webhook, ctx.webhooks);
   const body = runBody(run, prompt);
-  const answer = await admitPrompt(ctx, req, caller, body, Buffer.byteLength(JSON.stringify(body)), origin, webhook);
+  const answer = await admitPrompt(ctx, req, caller, body, Buffer.byteLength(stringifyExactJson(body)), origin, webhook);
   if (answer.status !== 200) return { kind: 'refused', answer };
   const id = (parseComfyJson(answer.body) as { prompt_id?: unknown } | undefined)?.prompt_id;
   const admitted = typeof id === 'string' ? ctx.jobs.jobs.get(id) : undefined;

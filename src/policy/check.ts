@@ -2,6 +2,7 @@
 
 import { promptPolicy, type PolicyViolation } from '../errors.js';
 import { inputValue } from '../isolation/input-value.js';
+import { jsonNumber } from '../json/exact-json.js';
 import { replacedNode, type NodeReplacements, type PromptNode } from './node-replacements.js';
 import type { KeyRecord } from '../store/types.js';
 import type { PolicyLimitField, PromptPolicy } from './schema.js';
@@ -138,10 +139,11 @@ function nodeViolations(policy: PromptPolicy, globs: { deny?: RegExp[]; allow?: 
  * it, or reads a boolean as 0 or 1).
  */
 function literalNumber(value: unknown): number | 'text' | undefined {
-  if (typeof value === 'number') return Number.isNaN(value) ? undefined : value;
+  const number = jsonNumber(value);
+  if (number !== undefined) return Number.isNaN(number) ? undefined : number;
   if (typeof value !== 'string') return undefined;
-  const number = value.trim() === '' ? NaN : Number(value);
-  return Number.isNaN(number) ? 'text' : number;
+  const read = value.trim() === '' ? NaN : Number(value);
+  return Number.isNaN(read) ? 'text' : read;
 }
 
 /** A whole-string, case-sensitive match for a glob where `*` stands for any run of characters. */

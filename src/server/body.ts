@@ -50,14 +50,18 @@ export function readBody(req: IncomingMessage, maxBytes: number, tooLarge: () =>
 }
 
 /**
- * Reads and parses a JSON body. An empty body gives `undefined`.
+ * Reads and parses a JSON body (with `parse`: parseExactJson keeps numbers as their texts say). An empty body gives `undefined`.
  * @throws GatewayError INVALID_REQUEST for a body over the cap or that is not JSON.
  */
-export async function readJsonBody(req: IncomingMessage, maxBytes = MAX_MANAGEMENT_BODY_BYTES): Promise<unknown> {
+export async function readJsonBody(
+  req: IncomingMessage,
+  maxBytes = MAX_MANAGEMENT_BODY_BYTES,
+  parse: (text: string) => unknown = JSON.parse,
+): Promise<unknown> {
   const text = (await readBody(req, maxBytes, () => tooLarge(maxBytes))).toString('utf8');
   if (text.trim().length === 0) return undefined;
   try {
-    return JSON.parse(text);
+    return parse(text);
   } catch (error) {
     throw invalidRequest('The body is not valid JSON.', [{ field: 'body', problem: (error as Error).message }]);
   }

@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import { isLosslessNumber, LosslessNumber, parse as parseLossless } from 'lossless-json';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { HEALTH_CHECK_USER_AGENT } from '../../src/backends/build-backend.js';
 
@@ -1393,13 +1394,15 @@ function sendJson(res: ServerResponse, value: unknown, status = 200): void {
   send(res, status, pythonJson(value), JSON_TYPE);
 }
 
-/** JSON as Python's json.dumps writes it (aiohttp's json_response): NaN, Infinity and -Infinity as bare words. */
+/** JSON as Python's json.dumps writes it (aiohttp's json_response): NaN, Infinity and -Infinity as bare words, a number read as Python reads it as its text. */
 function pythonJson(value: unknown): string {
-  const text = JSON.stringify(value, (_key, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? `${NON_FINITE_MARK}${v}` : v));
-  return text.includes('\\u0000') ? text.replace(/"\\u0000(NaN|-?Infinity)"/g, '$1') : text;
+  const text = JSON.stringify(value, (_key, v: unknown) =>
+    typeof v === 'number' && !Number.isFinite(v) ? `${BARE_MARK}${v}` : isLosslessNumber(v) ? `${BARE_MARK}${(v as LosslessNumber).value}` : v,
+  );
+  return text.includes('\\u0000') ? text.replace(/"\\u0000(NaN|-?Infinity|-?\d[\d.eE+-]*)"/g, '$1') : text;
 }
 
-const NON_FINITE_MARK = '\u0000';
+const BARE_MARK = '\u0000';
 
 function sendText(res: ServerResponse, status: number, text: string): void {
   send(res, status, text, 'text/plain; charset=utf-8');
@@ -1423,9 +1426,18 @@ function decodedBody(req: IncomingMessage): AsyncIterable<unknown> {
   return decoder ? req.pipe(decoder) : req;
 }
 
-/** Parses the body as JSON whatever its Content-Type; a parse error becomes the 500 of aiohttp. */
+/**
+ * Parses the body as JSON whatever its Content-Type, its numbers as Python's json.loads reads them: one whose
+ * text JavaScript would write otherwise (`7.0`, `18446744073709551615`) is kept as that text. A parse error
+ * becomes the 500 of aiohttp.
+ */
 async function readJson(req: IncomingMessage): Promise<unknown> {
-  return JSON.parse((await readBody(req)).toString('utf8'));
+  const text = (await readBody(req)).toString('utf8');
+  try {
+    return parseLossless(text, undefined, (digits) => (String(Number(digits)) === digits ? Number(digits) : new LosslessNumber(digits)));
+  } catch {
+    return JSON.parse(text);
+  }
 }
 
 function parseJsonOrUndefined(text: string): unknown {

@@ -239,6 +239,17 @@ describe('prompt policy', () => {
     });
   }
 
+  test('a limited input written as Python writes numbers (50.0, 5e1, 50.00) is read as the number it is', async () => {
+    const key = await keyWith({ max_steps: 25 });
+    for (const steps of ['50.0', '5e1', '50.00', '5.0E+1']) {
+      const text = JSON.stringify({ prompt: graph() }).replace('"steps":20', `"steps":${steps}`);
+      assert.ok(text.includes(`"steps":${steps}`), steps);
+      const res = await send(gateway.url, '/api/prompt', { method: 'POST', key, body: text, headers: { 'content-type': 'application/json' } });
+      assert.equal(res.status, 403, `${steps}: ${res.text}`);
+      assert.deepEqual(res.json<{ details: Violation[] }>().details, [{ node_id: '3', rule: 'max_steps', limit: 25, value: 50 }], steps);
+    }
+  });
+
   test('a body the gateway cannot read as JSON, which ComfyUI may still read, gets 400 and ComfyUI gets nothing', async () => {
     const key = await keyWith({ deny_nodes: ['Save*'], max_steps: 25 });
     const text = JSON.stringify({ prompt: graph((g) => (g['3']!.inputs.steps = 500)) });

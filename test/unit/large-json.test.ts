@@ -172,6 +172,19 @@ describe('JsonRewriter', () => {
     );
   });
 
+  test('an answer with numbers as Python writes them: the same bytes from the worker thread, each number as ComfyUI wrote it', async () => {
+    const pythonNumbers = (answer: UpstreamAnswer): UpstreamAnswer => ({
+      ...answer,
+      body: Buffer.from(answer.body.toString().replaceAll('"inputs":{}', '"inputs": {"seed": 18446744073709551615, "cfg": 7.0, "denoise": 1e-05}')),
+    });
+    upstream = () => pythonNumbers(json(history()));
+    const here = await answerOf(getHistoryList, onRequestThread(), '/api/history');
+    const there = await answerOf(getHistoryList, inWorker(), '/api/history');
+    assert.ok(there.body.equals(here.body), 'byte for byte the same answer');
+    const text = here.body.toString();
+    assert.equal(text.match(/"inputs":\{"seed":18446744073709551615,"cfg":7\.0,"denoise":1e-05\}/g)?.length, FOREIGN_ENTRIES + 2, text.slice(0, 300));
+  });
+
   test("an admin's /api/jobs: the same bytes from the worker thread, each job's id as its key knows it", async () => {
     upstream = () => json(jobList());
     const here = await answerOf(getJobList, onRequestThread(), '/api/jobs');

@@ -1,0 +1,53 @@
+// Numbers in a prompt reach ComfyUI, and come back in its queue and history, as the client wrote them: a 64-bit seed exact, 7.0 a float.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { waitForHistory } from '../helpers/comfy-client.js';
+import { send } from '../helpers/http-client.js';
+import { startTwoKeyStage, type TwoKeyStage } from '../helpers/two-keys.js';
+import { waitFor } from '../helpers/wait-for.js';
+
+/** A prompt as Python's json.dumps writes one: the largest seed ComfyUI takes, floats with a `.0`, an exponent, a big integer elsewhere. */
+const PYTHON_PROMPT =
+  '{"prompt": {"3": {"class_type": "KSampler", "inputs": {"seed": 18446744073709551615, "steps": 2, "cfg": 7.0, "denoise": 1e-05}}, ' +
+  '"9": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "exact"}}}, "extra_data": {"batch": 12345678901234567890123}}';
+
+/** Each number of PYTHON_PROMPT as it must read wherever ComfyUI or the gateway writes it. */
+const WRITTEN = [/"seed":\s*18446744073709551615[,}]/, /"cfg":\s*7\.0[,}]/, /"denoise":\s*1e-05[,}]/, /"batch":\s*12345678901234567890123[,}]/];
+
+describe('numbers in a prompt, as the client wrote them', () => {
+  let stage: TwoKeyStage;
+
+  before(async () => {
+    stage = await startTwoKeyStage([], { stepDelayMs: 100 });
+  });
+  after(() => stage.close());
+
+  for (const who of ['a user key', 'an admin key'] as const) {
+    test(`${who}: ComfyUI gets each number as written, and the key reads them back so in the queue and the history`, async () => {
+      const key = who === 'a user key' ? stage.alice.api_key : stage.admin;
+      const res = await send(stage.gateway.url, '/api/prompt', { method: 'POST', key, body: PYTHON_PROMPT, headers: { 'content-type': 'application/json' } });
+      assert.equal(res.status, 200, res.text);
+      const promptId = res.json<{ prompt_id: string }>().prompt_id;
+      await waitFor(() => stage.comfy.prompts.some((sent) => sent.id === promptId), 'ComfyUI got the prompt');
+      const sent = stage.comfy.prompts.find((p) => p.id === promptId)!.body as {
+        prompt: Record<string, { inputs: Record<string, unknown> }>;
+        extra_data: Record<string, unknown>;
+      };
+      const inputs = sent.prompt['3']!.inputs;
+      // The fake reads numbers as Python does: each keeps the text it came with.
+      assert.deepEqual([inputs.seed, inputs.cfg, inputs.denoise, sent.extra_data.batch].map(String), [
+        '18446744073709551615',
+        '7.0',
+        '1e-05',
+        '12345678901234567890123',
+      ]);
+      const queue = await send(stage.gateway.url, '/api/queue', { key });
+      assert.ok(queue.text.includes(promptId), `the prompt is in the queue: ${queue.text}`);
+      for (const number of WRITTEN) assert.match(queue.text, number, 'in the queue');
+      await waitForHistory(stage.gateway.url, key, promptId, 30_000);
+      const history = await send(stage.gateway.url, `/api/history/${promptId}`, { key });
+      for (const number of WRITTEN) assert.match(history.text, number, 'in the history');
+    });
+  }
+});

@@ -1,0 +1,104 @@
+// Unit tests of parseExactJson and stringifyExactJson: every number written back with the text it was read with.
+
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { describe, test } from 'node:test';
+import { ExactNumber, jsonNumber, parseExactJson, stringifyExactJson } from '../../src/json/exact-json.js';
+
+/** A JSON number's text in any spelling JSON allows: a sign, leading digits, a fraction with trailing zeros, an exponent. */
+const numberText = fc
+  .tuple(
+    fc.boolean(),
+    fc.oneof(fc.constant('0'), fc.stringMatching(/^[1-9][0-9]{0,24}$/)),
+    fc.option(fc.stringMatching(/^[0-9]{1,12}$/)),
+    fc.option(fc.tuple(fc.constantFrom('e', 'E'), fc.constantFrom('', '+', '-'), fc.stringMatching(/^[0-9]{1,2}$/))),
+  )
+  .map(
+    ([negative, whole, fraction, exponent]) => `${negative ? '-' : ''}${whole}${fraction === null ? '' : `.${fraction}`}${exponent ? exponent.join('') : ''}`,
+  );
+
+/**
+ * A compact JSON document (as JSON.stringify writes one) whose numbers are spelt as `numberText` makes them. Keys
+ * start with a letter: JavaScript puts keys that are array indices first, whatever the order they came in.
+ */
+const document: fc.Arbitrary<string> = fc.letrec<{ value: string }>((tie) => ({
+  value: fc.oneof(
+    { depthSize: 'small' },
+    numberText,
+    fc.string().map((text) => JSON.stringify(text)),
+    fc.constantFrom('true', 'false', 'null'),
+    fc.array(tie('value'), { maxLength: 4 }).map((items) => `[${items.join(',')}]`),
+    fc
+      .uniqueArray(
+        fc.tuple(
+          fc.string().map((key) => `k${key}`),
+          tie('value'),
+        ),
+        { maxLength: 4, selector: ([key]) => key },
+      )
+      .map((members) => `{${members.map(([key, value]) => `${JSON.stringify(key)}:${value}`).join(',')}}`),
+  ),
+})).value;
+
+/** A JSON string (skipped whole) or number of a document. */
+const TOKEN = /"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
+const numbersIn = (text: string): string[] => (text.match(TOKEN) ?? []).filter((token) => !token.startsWith('"'));
+const withoutNumbers = (text: string): string => text.replace(TOKEN, (token) => (token.startsWith('"') ? token : '#'));
+/** Whether Python reads a number's text as a float. */
+const isFloat = (text: string): boolean => /[.eE]/.test(text);
+
+describe('parseExactJson and stringifyExactJson', () => {
+  test('a document is written back as it was read, each number as Python reads it: an integer exact, a float the same float', () => {
+    fc.assert(
+      fc.property(document, (text) => {
+        const written = stringifyExactJson(parseExactJson(text));
+        assert.equal(withoutNumbers(written), withoutNumbers(text));
+        const [given, got] = [numbersIn(text), numbersIn(written)];
+        assert.equal(got.length, given.length);
+        for (const [index, number] of given.entries()) {
+          const same = isFloat(number)
+            ? isFloat(got[index]!) && Number(number) === Number(got[index])
+            : !isFloat(got[index]!) && BigInt(number) === BigInt(got[index]!);
+          assert.ok(same, `${number} written as ${got[index]}`);
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  test("numbers as Python writes them: the largest 64-bit seed, floats with .0, exponents, Python's spacing", () => {
+    const read = parseExactJson('{"seed": 18446744073709551615, "cfg": 7.0, "denoise": 1e-05, "steps": 20, "scale": 0.5}') as Record<string, unknown>;
+    assert.ok(read.seed instanceof ExactNumber && read.cfg instanceof ExactNumber && read.denoise instanceof ExactNumber);
+    assert.equal(read.steps, 20, 'a number JavaScript writes the same way is a number');
+    assert.equal(read.scale, 0.5);
+    assert.deepEqual(
+      ['seed', 'cfg', 'denoise', 'steps'].map((name) => jsonNumber(read[name])), // the seed's nearest double is 2^64
+      [2 ** 64, 7, 0.00001, 20],
+    );
+    assert.equal(stringifyExactJson(read), '{"seed":18446744073709551615,"cfg":7.0,"denoise":1e-05,"steps":20,"scale":0.5}');
+    assert.equal(
+      JSON.stringify(read),
+      '{"seed":18446744073709552000,"cfg":7,"denoise":0.00001,"steps":20,"scale":0.5}',
+      'JSON.stringify writes the nearest doubles',
+    );
+  });
+
+  test('values changed after parsing are written with the rest kept exact', () => {
+    const body = parseExactJson('{"prompt": {"3": {"inputs": {"seed": 9007199254740993}}}, "client_id": "theirs", "front": true}') as Record<string, unknown>;
+    body.client_id = 'ours';
+    delete body.front;
+    assert.equal(stringifyExactJson({ wrapped: body }), '{"wrapped":{"prompt":{"3":{"inputs":{"seed":9007199254740993}}},"client_id":"ours"}}');
+  });
+
+  test('a key given twice is read as JSON.parse reads it, the last one winning', () => {
+    assert.deepEqual(parseExactJson('{"a": 1.0, "a": 2.0}'), { a: 2 });
+  });
+
+  test('jsonNumber reads numbers only', () => {
+    assert.deepEqual([jsonNumber(3), jsonNumber('3'), jsonNumber(null), jsonNumber({ value: '3' })], [3, undefined, undefined, undefined]);
+  });
+
+  test('text that is not JSON throws, as JSON.parse does', () => {
+    for (const text of ['{"a": 1.0,}', '{"a": NaN}', '[1.0', '']) assert.throws(() => parseExactJson(text), SyntaxError, text);
+  });
+});
