@@ -93,7 +93,7 @@ export async function handleAdminRoute(route: GatewayRoute, req: IncomingMessage
       return rotateKey(req, res, route.keyId, requireAdmin(principalOf(caller, req, ctx)), ctx);
     case 'key-webhook-secret':
       if (method !== 'GET') throw methodNotAllowed(['GET']);
-      return showWebhookSecret(req, res, route.keyId, principalOf(caller, req, ctx), ctx);
+      return showWebhookSecret(req, res, route.keyId, principalOf(caller, req, ctx), presentedKeyHash(caller, ctx), ctx);
     case 'usage': {
       if (method !== 'GET') throw methodNotAllowed(['GET']);
       if (caller.kind !== 'key') throw authRequired();
@@ -185,18 +185,37 @@ function showKey(res: ServerResponse, keyId: string, principal: Principal, ctx: 
   sendJson(res, 200, { ...toPublicKey(record), usage_stats: usageStats(ctx.usage, keyId, DEFAULT_USAGE_DAYS, ctx.now()) });
 }
 
+/** The hash of the API key a key caller presented: in its header, or the one its browser session was signed in with; null without a key. */
+function presentedKeyHash(caller: Caller, ctx: AdminApiContext): string | null {
+  if (caller.kind !== 'key') return null;
+  const { credential } = caller;
+  return credential.via === 'header' ? credential.keyHash : (ctx.sessions.find(credential.sessionId, ctx.now())?.keyHash ?? null);
+}
+
 /**
- * The signing secret of a key's webhook deliveries: an admin may read any key's, a user key its own.
- * Each read is in the audit trail.
+ * The signing secret of a key's webhook deliveries: an admin may read any key's current one, a user
+ * key its own, of the API key it presented. During a rotation's grace period the rotated-out API key
+ * thus reads the secret that stops with it, never its replacement's, which a leaked key would
+ * otherwise take past the grace. Each read is in the audit trail.
  */
-async function showWebhookSecret(req: IncomingMessage, res: ServerResponse, keyId: string, principal: Principal, ctx: AdminApiContext): Promise<void> {
+async function showWebhookSecret(
+  req: IncomingMessage,
+  res: ServerResponse,
+  keyId: string,
+  principal: Principal,
+  presentedHash: string | null,
+  ctx: AdminApiContext,
+): Promise<void> {
   if (principal.kind === 'user' && principal.key.key_id !== keyId) throw forbidden('A user key may read only its own webhook signing secret.');
   if (principal.kind === 'bootstrap') throw authRequired();
   if (ctx.webhookSecret === null) throw webhooksDisabled('its keys have no signing secret; start the gateway with --webhook-secret');
   const record = ctx.keys.get(keyId);
   if (!record) throw keyNotFound();
   await audit(ctx, req, principal.kind === 'admin' ? principal.actor : keyId, 'key.webhook_secret', keyId);
-  sendJson(res, 200, { key_id: keyId, webhook_secret: signingSecret(ctx.webhookSecret, keyId, record.key_hash) });
+  const keyHash = principal.kind === 'user' ? presentedHash : record.key_hash;
+  // A session that ended since the request was identified.
+  if (keyHash === null) throw authRequired();
+  sendJson(res, 200, { key_id: keyId, webhook_secret: signingSecret(ctx.webhookSecret, keyId, keyHash) });
 }
 
 /**

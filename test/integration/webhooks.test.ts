@@ -299,6 +299,27 @@ describe('webhooks', () => {
     for (const old of [before, after]) assert.equal(verifyInPython(old, one, afterGrace!.body), 'invalid', 'a replaced secret no longer verifies');
   });
 
+  test("a rotated-out API key reads the secret it signs with, never its replacement's: once the grace ends, a leaked key can forge nothing", async () => {
+    const gina = await createKey(gateway.url, { name: 'gina', rate_limit: 10_000 }, admin);
+    const before = await webhookSecretOf(gina.api_key, gina.key_id);
+    const login = await send(gateway.url, '/login', { method: 'POST', body: { api_key: gina.api_key } });
+    assert.equal(login.status, 200, login.text);
+    const oldSession = String(login.headers['set-cookie']).split(';')[0]!;
+    const rotated = await send(gateway.url, `/api/keys/${gina.key_id}/rotate`, { method: 'POST', key: admin, body: { grace_seconds: 3600 } });
+    assert.equal(rotated.status, 200, rotated.text);
+    const after = await webhookSecretOf(rotated.json<{ api_key: string }>().api_key, gina.key_id);
+    assert.notEqual(after, before);
+    assert.equal(await webhookSecretOf(admin, gina.key_id), after, 'an admin reads the current secret');
+
+    const byOldKey = await send(gateway.url, `/api/keys/${gina.key_id}/webhook-secret`, { key: gina.api_key });
+    assert.equal(byOldKey.status, 200, byOldKey.text);
+    assert.equal(byOldKey.json<{ webhook_secret: string }>().webhook_secret, before, 'the rotated-out API key reads the secret that ends with its grace');
+    assert.doesNotMatch(byOldKey.text, new RegExp(after));
+    const bySession = await send(gateway.url, `/api/keys/${gina.key_id}/webhook-secret`, { headers: { cookie: oldSession } });
+    assert.equal(bySession.status, 200, bySession.text);
+    assert.equal(bySession.json<{ webhook_secret: string }>().webhook_secret, before, 'so does a session signed in with it');
+  });
+
   test("a deleted key's pending deliveries are given up without being sent", async () => {
     receiver.down = true;
     const erin = await createKey(gateway.url, { name: 'erin', rate_limit: 10_000 }, admin);
