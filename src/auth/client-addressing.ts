@@ -13,6 +13,15 @@ export function checkTrustedProxy(entry: string): string | null {
 }
 
 /**
+ * The address in one `X-Forwarded-For` entry, without the port or brackets some proxies write with it
+ * (`203.0.113.9:51234`, `[2001:db8::1]:443`); an entry that is not one of those forms is kept as written.
+ */
+function forwardedAddress(entry: string): string {
+  const match = /^\[([^\]]+)\](?::\d{1,5})?$/.exec(entry) ?? /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/.exec(entry);
+  return match && isIP(match[1]!) !== 0 ? match[1]! : entry;
+}
+
+/**
  * Reads the client's address and scheme. A request from a trusted proxy is believed about
  * `X-Forwarded-For` (the right-most address that is not itself a trusted proxy), `X-Forwarded-Proto`
  * and `X-Forwarded-Host`; from anyone else those headers are ignored.
@@ -48,7 +57,7 @@ export class ClientAddressing {
     if (!this.isTrusted(peer)) return peer;
     const chain = String(req.headers['x-forwarded-for'] ?? '')
       .split(',')
-      .map((s) => s.trim())
+      .map((s) => forwardedAddress(s.trim()))
       .filter(Boolean);
     for (let i = chain.length - 1; i >= 0; i -= 1) if (!this.isTrusted(chain[i])) return chain[i]!;
     return chain[0] ?? peer;

@@ -30,7 +30,7 @@ const STREAM_CHUNK_BYTES = 64 * 1024;
  * when the client goes away.
  */
 export async function sendJsonStream(res: ServerResponse, status: number, parts: Iterable<string>): Promise<void> {
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...NO_SNIFF });
   if (res.req?.method === 'HEAD') {
     res.end();
     return;

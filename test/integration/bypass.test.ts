@@ -305,4 +305,26 @@ describe('session expiry and failed-authentication blocking', () => {
     assert.equal(logs.includes(guess), false);
     assert.equal(logs.includes(key), false);
   });
+
+  /** Sends 21 bad keys, each from the next of `addresses` (as the trusted proxy names them), then the valid key from `then`. */
+  async function failThenTry(addresses: (i: number) => string, then: string): Promise<number> {
+    for (let i = 0; i < 21; i += 1) {
+      const res = await send(gateway.url, '/api/queue', { key: `comfy_${String(i).padStart(43, 'z')}`, headers: { 'x-forwarded-for': addresses(i) } });
+      assert.equal(res.status, 401, addresses(i));
+    }
+    return (await send(gateway.url, '/api/queue', { key, headers: { 'x-forwarded-for': then } })).status;
+  }
+
+  test('the addresses of one IPv6 /64 network count as one address; another network does not', async () => {
+    assert.equal(await failThenTry((i) => `2001:db8:1:2::${(i + 1).toString(16)}`, '2001:db8:1:2:ffff:ffff:ffff:ffff'), 429);
+    assert.equal((await send(gateway.url, '/api/queue', { key, headers: { 'x-forwarded-for': '2001:0db8:0001:0002:0:0:0:abcd' } })).status, 429);
+    assert.equal((await send(gateway.url, '/api/queue', { key, headers: { 'x-forwarded-for': '2001:db8:1:3::1' } })).status, 200);
+  });
+
+  test('a client named with its port, or an IPv4 address written as IPv6, is one address', async () => {
+    assert.equal(await failThenTry((i) => `198.51.100.20:${40000 + i}`, '198.51.100.20'), 429);
+    assert.equal(await failThenTry((i) => (i % 2 === 0 ? `[::ffff:198.51.100.21]:${i + 1}` : '198.51.100.21'), '::ffff:c633:6415'), 429);
+    assert.equal(await failThenTry((i) => `[2001:db8:9:9::${i + 1}]:443`, '2001:db8:9:9::abc'), 429);
+    assert.equal((await send(gateway.url, '/api/queue', { key, headers: { 'x-forwarded-for': '198.51.100.22:40000' } })).status, 200);
+  });
 });

@@ -383,7 +383,13 @@ describe('security headers', () => {
   });
 
   test('JSON answers carry nosniff', async () => {
-    for (const res of [await send(gateway.url, '/api/queue'), await send(gateway.url, '/healthz'), await send(gateway.url, '/api/keys', { key: admin })]) {
+    const answers = [
+      await send(gateway.url, '/api/queue'),
+      await send(gateway.url, '/healthz'),
+      await send(gateway.url, '/api/keys', { key: admin }),
+      await send(gateway.url, '/api/usage/all', { key: admin }),
+    ];
+    for (const res of answers) {
       assert.match(String(res.headers['content-type']), /application\/json/);
       assert.equal(res.headers['x-content-type-options'], 'nosniff');
     }
