@@ -1,6 +1,7 @@
 // Slows key guessing: an address with too many failed authentications in a minute is refused for a while.
 
 import { isIP } from 'node:net';
+import { expandIpv6, plainAddress } from '../net/ip-address.js';
 
 export interface FailureLimiterOptions {
   maxFailures: number;
@@ -12,34 +13,15 @@ export interface FailureLimiterOptions {
 
 export const DEFAULT_FAILURE_LIMITS: FailureLimiterOptions = { maxFailures: 20, windowMs: 60_000, blockMs: 300_000, maxTracked: 100_000 };
 
-/** The eight 16-bit groups of an IPv6 address (`::` filled in, a dotted IPv4 tail as two groups, a zone dropped). */
-function ipv6Groups(address: string): number[] {
-  let text = address.split('%', 1)[0]!;
-  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
-  if (dotted) {
-    const [a, b, c, d] = dotted.slice(1).map(Number) as [number, number, number, number];
-    text = `${text.slice(0, dotted.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
-  }
-  const [head, tail] = text.split('::') as [string, string | undefined];
-  const groupsOf = (part: string | undefined): string[] => (part ? part.split(':') : []);
-  const zeros = tail === undefined ? [] : Array<string>(8 - groupsOf(head).length - groupsOf(tail).length).fill('0');
-  return [...groupsOf(head), ...zeros, ...groupsOf(tail)].map((group) => parseInt(group, 16));
-}
-
 /**
  * Who failures are counted against: an IPv4 address, also when written as IPv6 (`::ffff:203.0.113.9`),
  * and for IPv6 its /64 network, which one subscriber or host holds whole and can pick any address of.
  */
 export function failureAddress(address: string): string {
-  if (isIP(address.split('%', 1)[0]!) !== 6) return address;
-  const groups = ipv6Groups(address);
-  if (groups.slice(0, 5).every((group) => group === 0) && groups[5] === 0xffff) {
-    return [groups[6]! >> 8, groups[6]! & 0xff, groups[7]! >> 8, groups[7]! & 0xff].join('.');
-  }
-  return `${groups
-    .slice(0, 4)
-    .map((group) => group.toString(16))
-    .join(':')}::/64`;
+  const plain = plainAddress(address);
+  if (isIP(plain) !== 6) return plain;
+  const network = expandIpv6(plain)!.slice(0, 4);
+  return `${network.map((group) => group.toString(16)).join(':')}::/64`;
 }
 
 /** Failed authentications per client address (see `failureAddress`): past `maxFailures` in `windowMs`, blocked for `blockMs`. */

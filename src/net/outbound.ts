@@ -4,6 +4,7 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { Agent, buildConnector } from 'undici';
+import { asIpv4, expandIpv6, plainAddress } from './ip-address.js';
 
 /** Address blocks a user-given URL may not reach: loopback, private, link-local, shared, reserved and multicast. */
 const PRIVATE_BLOCKS = new BlockList();
@@ -38,11 +39,6 @@ for (const [network, prefix] of [
   PRIVATE_BLOCKS.addSubnet(network, prefix, 'ipv6');
 }
 
-/** The IPv4 address two 16-bit groups of an IPv6 address hold. */
-function asIpv4(high: number, low: number): string {
-  return `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`;
-}
-
 /** The IPv4 address an IPv6 address carries (IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64 or 6to4), if any. */
 function embeddedIpv4(address: string): string | undefined {
   const lower = address.toLowerCase();
@@ -56,17 +52,6 @@ function embeddedIpv4(address: string): string | undefined {
   if (groups[0] === 0x64 && groups[1] === 0xff9b && zeros(2, 6)) return asIpv4(groups[6]!, groups[7]!);
   if (groups[0] === 0x2002) return asIpv4(groups[1]!, groups[2]!);
   return undefined;
-}
-
-/** The eight 16-bit groups of an IPv6 address in hex notation, or undefined for another notation. */
-function expandIpv6(address: string): number[] | undefined {
-  const halves = address.split('::');
-  if (halves.length > 2 || address.includes('.')) return undefined;
-  const parse = (part: string): number[] => (part === '' ? [] : part.split(':').map((group) => parseInt(group, 16)));
-  const head = parse(halves[0]!);
-  const tail = halves.length === 2 ? parse(halves[1]!) : [];
-  const groups = halves.length === 2 ? [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail] : head;
-  return groups.length === 8 && groups.every((group) => Number.isInteger(group) && group >= 0 && group <= 0xffff) ? groups : undefined;
 }
 
 /** Whether an address is in the local-use NAT64 prefix (64:ff9b:1::/48, RFC 8215): a translator of the site's own may turn it into any IPv4 address. */
@@ -160,16 +145,6 @@ THIS_MACHINE.addSubnet('127.0.0.0', 8, 'ipv4');
 THIS_MACHINE.addAddress('0.0.0.0', 'ipv4');
 THIS_MACHINE.addAddress('::1', 'ipv6');
 THIS_MACHINE.addAddress('::', 'ipv6');
-
-/** An address in one spelling: an IPv4-mapped IPv6 address as its IPv4 address, another IPv6 address as a URL writes it. */
-function plainAddress(address: string): string {
-  const unbracketed = address.replace(/^\[|\]$/g, '').replace(/%.*$/, '');
-  if (isIP(unbracketed) !== 6) return unbracketed;
-  const canonical = new URL(`http://[${unbracketed}]`).hostname.slice(1, -1);
-  const groups = expandIpv6(canonical)!;
-  const mapped = groups.slice(0, 5).every((group) => group === 0) && groups[5] === 0xffff;
-  return mapped ? asIpv4(groups[6]!, groups[7]!) : canonical;
-}
 
 /** Whether an address (plain, see plainAddress) is this machine's: loopback, unspecified, or one of its interfaces'. */
 function isThisMachine(address: string): boolean {
