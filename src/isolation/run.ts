@@ -13,6 +13,7 @@ import { sendJson } from '../server/respond.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import { ACTIVE_JOB_STATUSES, type JobRecord } from '../store/types.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
+import { fileId } from './files.js';
 import { parseComfyJson, relayAnswer } from './json-body.js';
 import { admitPrompt, checkPromptAdmissible, MAX_PROMPT_BYTES } from './prompt.js';
 import { cancelledInComfyUI } from './queue.js';
@@ -208,7 +209,8 @@ export async function answerRun(
 /**
  * Each output with its `content_type` and `size` as its backend's `/view` tells them (null when the
  * backend does not answer or no longer has the file) and, when inline, its `data` in base64: files up
- * to MAX_INLINE_FILE_BYTES, while the answer's inline files stay within MAX_INLINE_TOTAL_BYTES.
+ * to MAX_INLINE_FILE_BYTES, while the answer's inline files stay within MAX_INLINE_TOTAL_BYTES. For a
+ * user key, a file it does not own (as `/view` would refuse it) is described with nulls and no data.
  */
 async function describeOutputs(
   ctx: IsolationContext,
@@ -222,12 +224,17 @@ async function describeOutputs(
   const described: Array<Record<string, unknown>> = [];
   for (const output of outputs) {
     const path = `/api${String(output.url)}`;
+    const { type, subfolder, filename } = output as { type: string; subfolder: string; filename: string };
+    if (!caller.seesAll && ctx.ownership.ownerOf('file', fileId(type, subfolder, filename)) !== caller.key.key_id) {
+      described.push({ ...output, content_type: null, size: null });
+      continue;
+    }
     const head = await backend?.proxy.fetch(null, { method: 'HEAD', path, headers: caller.upstreamHeaders, timeoutMs: FILE_TIMEOUT_MS }).catch(() => undefined);
     const found = head?.status === 200;
     const length = found ? Number(head.headers['content-length']) : NaN;
     const size = Number.isSafeInteger(length) && length >= 0 ? length : null;
-    const type = found ? head.headers['content-type'] : undefined;
-    const file: Record<string, unknown> = { ...output, content_type: typeof type === 'string' ? type : null, size };
+    const contentType = found ? head.headers['content-type'] : undefined;
+    const file: Record<string, unknown> = { ...output, content_type: typeof contentType === 'string' ? contentType : null, size };
     const limit = Math.min(MAX_INLINE_FILE_BYTES, budget);
     if (inline && backend && size !== null && size <= limit) {
       const got = await backend.proxy

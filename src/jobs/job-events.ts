@@ -58,12 +58,19 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
     chains.set(jobId, next);
   }
 
-  /** Takes the job's unwritten files and claims them for its key; resolves its outputs with them. */
+  /**
+   * Takes the job's unwritten files and claims them for its key; resolves its outputs with them. A file
+   * another key owns is left out: ComfyUI reports an earlier prompt's files for an output node it takes
+   * from its cache (the same graph, run before), and that prompt's key's file is not this job's.
+   */
   async function outputsWithUnwritten(job: JobRecord): Promise<JobOutput[]> {
     const files = unwritten.get(job.id) ?? [];
     unwritten.delete(job.id);
-    await Promise.all(files.map((file) => ownership.claim('file', fileId(file.type, file.subfolder, file.filename), job.key_id).catch(() => undefined)));
-    return files.length === 0 ? job.outputs : [...job.outputs, ...files];
+    const owners = await Promise.all(
+      files.map((file) => ownership.claim('file', fileId(file.type, file.subfolder, file.filename), job.key_id).catch(() => job.key_id)),
+    );
+    const owned = files.filter((_file, index) => owners[index] === job.key_id);
+    return owned.length === 0 ? job.outputs : [...job.outputs, ...owned];
   }
 
   return {

@@ -69,6 +69,13 @@ export interface FakeComfyUIOptions {
   featureFlagsDelayMs?: number;
   /** Bytes of zeros appended to each image a node writes, after the PNG's end, to make large outputs (default none). */
   outputPadding?: number;
+  /**
+   * `true`: ComfyUI's default output cache. An output node whose inputs, and everything they link to, are
+   * those of an output node that ran before is not run again: it is listed in `execution_cached`, and its
+   * earlier UI output (the earlier prompt's files) is sent in `executed` and kept in the history. Default
+   * false, as ComfyUI started with `--cache-none` (every node runs, every prompt writes its own files).
+   */
+  cachedOutputs?: boolean;
   /** Node classes whose execution raises, so that the prompt ends with `execution_error` (ComfyUI's RuntimeError). */
   failingClassTypes?: readonly string[];
   /** Delay before answering `/object_info` and `/object_info/{class}` in ms (default none), to keep such a request in flight. */
@@ -466,6 +473,8 @@ class FakeServer implements FakeComfyUI {
   private readonly clients = new Map<string, Client>();
   /** The last number given in each folder type to each file name prefix (`output/ComfyUI`). */
   private readonly imageCounters = new Map<string, number>();
+  /** With `cachedOutputs`: the UI output of each output node that ran, by its inputs' signature (see `signature`). */
+  private readonly cachedOutputs = new Map<string, Json>();
   private pending: QueueItem[] = [];
   private running: Run | null = null;
   private worker: Promise<void> = Promise.resolve();
@@ -909,8 +918,14 @@ class FakeServer implements FakeComfyUI {
     try {
       await this.step(run);
       await this.stepRecorded(run, 'execution_start', { prompt_id: promptId });
-      await this.stepRecorded(run, 'execution_cached', { nodes: [], prompt_id: promptId });
-      for (const id of executionOrder(run.item)) await this.runNode(run, id);
+      const order = executionOrder(run.item);
+      const cached = new Map(order.flatMap((id) => this.cachedOutputOf(run.item.prompt, id)));
+      await this.stepRecorded(run, 'execution_cached', { nodes: [...cached.keys()], prompt_id: promptId });
+      for (const id of order) {
+        const output = cached.get(id);
+        if (output === undefined) await this.runNode(run, id);
+        else await this.sendCachedOutput(run, id, output);
+      }
       this.recordEvent(run, 'execution_success', { prompt_id: promptId });
     } catch (err) {
       this.recordFailure(run, err);
@@ -933,6 +948,7 @@ class FakeServer implements FakeComfyUI {
       for (const { ws } of this.clients.values()) sendBinary(ws, progressTextFrame(id, 'step 3 of 3'));
     if (this.opts.failingClassTypes?.includes(classType)) throw new NodeFailure(`${classType} failed`);
     const output = await this.nodeOutput(run.item.prompt[id]);
+    if (output && this.opts.cachedOutputs) this.cachedOutputs.set(signature(run.item.prompt, id), output);
     if (output) {
       run.outputs[id] = output;
       run.meta[id] = { node_id: id, display_node: id, parent_node: null, real_node_id: id };
@@ -940,6 +956,21 @@ class FakeServer implements FakeComfyUI {
     await this.send(run, 'executed', { node: id, display_node: id, output, prompt_id: promptId });
     run.executed.push(id);
     await this.progressState(run, id, 3, 3, 'finished');
+  }
+
+  /** With `cachedOutputs`, the node's earlier UI output when it is an output node that ran before with the same inputs. */
+  private cachedOutputOf(prompt: Record<string, PromptNode>, id: string): Array<[string, Json]> {
+    if (!this.opts.cachedOutputs || !OUTPUT_NODES.has(prompt[id]?.class_type ?? '')) return [];
+    const output = this.cachedOutputs.get(signature(prompt, id));
+    return output === undefined ? [] : [[id, output]];
+  }
+
+  /** What ComfyUI's emit_cached_output does: the cached UI output sent in `executed` and kept for the history, no file written. */
+  private async sendCachedOutput(run: Run, id: string, output: Json): Promise<void> {
+    run.outputs[id] = output;
+    run.meta[id] = { node_id: id, display_node: id, parent_node: null, real_node_id: id };
+    await this.send(run, 'executed', { node: id, display_node: id, output, prompt_id: run.item.id });
+    await this.progressState(run, id, 1, 1, 'finished');
   }
 
   private async progressState(run: Run, id: string, value: number, max: number, state: string): Promise<void> {
@@ -1534,6 +1565,17 @@ function pythonFloat(text: string): number | string {
   if (special) return special[2]!.toLowerCase() === 'nan' ? NaN : special[1] === '-' ? -Infinity : Infinity;
   const number = Number(text);
   return text.trim() !== '' && !Number.isNaN(number) ? number : text;
+}
+
+/** A node's class and inputs with each link replaced by the linked node's own signature: what ComfyUI's cache keys a node's outputs by. */
+function signature(prompt: Record<string, PromptNode>, id: string, depth = 0): string {
+  const node = prompt[id];
+  if (!node || depth > 64) return 'null';
+  const inputs = Object.entries(isObject(node.inputs) ? node.inputs : {}).map(([name, value]) => [
+    name,
+    Array.isArray(value) && value.length === 2 ? `${signature(prompt, String(value[0]), depth + 1)}#${String(value[1])}` : pythonJson(value),
+  ]);
+  return JSON.stringify([node.class_type, inputs]);
 }
 
 /** Nodes the outputs depend on, dependencies first. */

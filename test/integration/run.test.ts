@@ -13,6 +13,7 @@ import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send, type TestResponse } from '../helpers/http-client.js';
 import { createKey, type CreatedKey } from '../helpers/keys.js';
+import { startTwoKeyStage, type TwoKeyStage } from '../helpers/two-keys.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 interface RunOutput {
@@ -262,6 +263,54 @@ describe('POST /api/gateway/run', () => {
     const stolenFile = await run(bob.api_key, { prompt: loadsAlices });
     assert.equal(stolenFile.status, 403, stolenFile.text);
     assert.match(stolenFile.json<{ error: string }>().error, /did not upload or produce/);
+  });
+});
+
+describe("ComfyUI's output cache: a graph another key ran before", () => {
+  let stage: TwoKeyStage;
+  /** Bob's graph with a prefix of his own, so that its file is his alone. */
+  const bobsGraph = {
+    '3': { class_type: 'KSampler', inputs: { seed: 4242, steps: 2 } },
+    '9': { class_type: 'SaveImage', inputs: { images: ['3', 0], filename_prefix: 'bob-secret' } },
+  };
+
+  before(async () => {
+    stage = await startTwoKeyStage([], { cachedOutputs: true, stepDelayMs: STEP_MS });
+  });
+  after(() => stage.close());
+
+  test("ComfyUI's cached answer (the other key's file) is not the run's output: no name, no size, no bytes", async () => {
+    const bobs = await send(stage.gateway.url, '/api/gateway/run', { method: 'POST', key: stage.bob.api_key, body: { prompt: bobsGraph, wait: 30 } });
+    assert.equal(bobs.status, 200, bobs.text);
+    const bobFile = bobs.json<RunJob>().outputs[0]!;
+    assert.match(bobFile.filename, /^bob-secret_/);
+
+    const res = await send(stage.gateway.url, '/api/gateway/run', {
+      method: 'POST',
+      key: stage.alice.api_key,
+      body: { prompt: bobsGraph, wait: 30, inline: true },
+    });
+    assert.equal(res.status, 200, res.text);
+    const job = res.json<RunJob>();
+    assert.equal(job.status, 'success');
+    const history = await send(stage.gateway.url, `/api/history/${job.id}`, { key: stage.alice.api_key });
+    assert.match(history.text, /bob-secret_/, "ComfyUI's history names bob's file: it took the node's output from its cache");
+    assert.deepEqual(job.outputs, [], `alice's run lists no file of bob's: ${res.text.slice(0, 300)}`);
+    const listed = await send(stage.gateway.url, `/api/gateway/jobs/${job.id}`, { key: stage.alice.api_key });
+    assert.deepEqual(listed.json<RunJob>().outputs, [], 'nor does her job');
+    assert.equal((await send(stage.gateway.url, bobFile.url, { key: stage.alice.api_key })).status, 404, "and bob's file stays his");
+
+    const again = await send(stage.gateway.url, '/api/gateway/run', {
+      method: 'POST',
+      key: stage.bob.api_key,
+      body: { prompt: bobsGraph, wait: 30, inline: true },
+    });
+    const own = again.json<RunJob>().outputs;
+    assert.deepEqual(
+      own.map((file) => [file.filename, typeof file.data]),
+      [[bobFile.filename, 'string']],
+      "bob's own cached run lists his file, with its bytes",
+    );
   });
 });
 
