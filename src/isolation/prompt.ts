@@ -7,6 +7,7 @@ import { checkPrompt, effectivePolicy, type PromptOrigin } from '../policy/check
 import { stringifyExactJson } from '../json/exact-json.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import { withJsonTextBody } from '../store/json-text-body.js';
+import { holdsUnstorableText } from '../store/storable-text.js';
 import type { JobWebhook } from '../store/types.js';
 import { readBody } from '../server/body.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
@@ -74,7 +75,10 @@ export async function admitPrompt(
   const clientId = typeof given === 'string' && given !== '' ? given : null;
   checkBoundedIds({ prompt_id: body.prompt_id, client_id: clientId });
   const producerOf = ctx.pool.several ? (type: string, subfolder: string, filename: string) => ctx.jobs.jobs.producerOf(type, subfolder, filename) : null;
-  if (!caller.seesAll) checkOutputPrefixes(body.prompt, keyId, ctx.jobs.jobs);
+  if (!caller.seesAll) {
+    checkPromptText(body.prompt);
+    checkOutputPrefixes(body.prompt, keyId, ctx.jobs.jobs);
+  }
   const madeOn = caller.seesAll ? undefined : checkLoadedFiles({ ownership: ctx.ownership, producerOf }, keyId, body.prompt);
   const chosenId = typeof body.prompt_id === 'string';
   const promptId = chosenId ? (body.prompt_id as string) : randomUUID();
@@ -113,6 +117,21 @@ export async function admitPrompt(
     });
   if (answer.status !== 200) await releaseNewClient();
   return answer;
+}
+
+/**
+ * Refuses a user key's prompt whose text is not Unicode: an unpaired surrogate (`\udcc3`) or NUL. Python
+ * writes a file name holding unpaired surrogates as the bytes they escape (surrogateescape), so a save
+ * node's `filename_prefix` of `caf\udcc3\udca9` writes `café_00001_.png` over another key's file, and
+ * any name the gateway checks could be another file on disk.
+ * @throws GatewayError 400 INVALID_REQUEST
+ */
+function checkPromptText(prompt: unknown): void {
+  if (!holdsUnstorableText(prompt)) return;
+  throw invalidRequest(
+    "The prompt must be Unicode text: an unpaired surrogate escape (such as \\udcc3) or NUL names other bytes on ComfyUI's disk. Write the characters themselves.",
+    [{ field: 'prompt', problem: 'holds an unpaired surrogate or NUL' }],
+  );
 }
 
 /**

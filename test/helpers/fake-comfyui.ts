@@ -990,20 +990,22 @@ class FakeServer implements FakeComfyUI {
 
   /**
    * SaveImage/PreviewImage write a real PNG and return their UI output; other nodes have none. SaveImage
-   * names it after its `filename_prefix` (a plain name; one with a folder is not modelled and stays
-   * `ComfyUI`), numbered per prefix as ComfyUI numbers them.
+   * names it after its `filename_prefix` (a plain name of letters, digits, `_`, `.`, `-` and the unpaired
+   * surrogates Python's surrogateescape makes of bytes; one with a folder is not modelled and stays
+   * `ComfyUI`), numbered per prefix as ComfyUI numbers them, and written as Python writes such a name.
    */
   private async nodeOutput(node: PromptNode | undefined): Promise<Json | null> {
     const classType = node?.class_type ?? '';
     const type = OUTPUT_NODES.get(classType);
     if (type === undefined) return null;
     const given = classType === 'SaveImage' && isObject(node?.inputs) ? node.inputs['filename_prefix'] : undefined;
-    const prefix = typeof given === 'string' && /^[\w.-]+$/.test(given) ? given : 'ComfyUI';
+    const prefix = typeof given === 'string' && /^(?:[\p{L}\p{N}_.-]|[\udc80-\udcff])+$/u.test(given) ? given : 'ComfyUI';
     const counter = `${type}/${prefix}`;
     const n = (this.imageCounters.get(counter) ?? 0) + 1;
     this.imageCounters.set(counter, n);
     const filename = `${prefix}_${String(n).padStart(5, '0')}_.png`;
-    await writeFile(this.onDisk(this.dirs[type], filename), Buffer.concat([PNG_1X1, Buffer.alloc(this.opts.outputPadding ?? 0)]));
+    const file = this.onDisk(this.dirs[type], filename);
+    await writeFile(pythonFsPath(file), Buffer.concat([PNG_1X1, Buffer.alloc(this.opts.outputPadding ?? 0)]));
     return { images: [{ filename, subfolder: '', type }] };
   }
 
@@ -1565,6 +1567,16 @@ function pythonFloat(text: string): number | string {
   if (special) return special[2]!.toLowerCase() === 'nan' ? NaN : special[1] === '-' ? -Infinity : Infinity;
   const number = Number(text);
   return text.trim() !== '' && !Number.isNaN(number) ? number : text;
+}
+
+/**
+ * The bytes Python opens for a path (os.fsencode on Linux and macOS): UTF-8, but each unpaired surrogate
+ * U+DC80..U+DCFF is the byte it escapes, so `caf\udcc3\udca9` is the file `café`.
+ */
+function pythonFsPath(file: string): Buffer {
+  return Buffer.concat(
+    file.split(/([\udc80-\udcff])/u).map((part, index) => (index % 2 === 1 ? Buffer.from([part.charCodeAt(0) - 0xdc00]) : Buffer.from(part))),
+  );
 }
 
 /** A node's class and inputs with each link replaced by the linked node's own signature: what ComfyUI's cache keys a node's outputs by. */

@@ -1,8 +1,10 @@
 // ComfyUI core nodes whose file access the loader checks did not cover: dataset folders and savers, RecordAudio's unchecked path, and save prefixes that leave their folder.
 
 import assert from 'node:assert/strict';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { SAVE_WORKFLOW } from '../helpers/comfy-client.js';
+import { SAVE_WORKFLOW, waitForHistory } from '../helpers/comfy-client.js';
 import { send, type TestResponse } from '../helpers/http-client.js';
 import { multipart } from '../helpers/multipart.js';
 import { startTwoKeyStage, type TwoKeyStage } from '../helpers/two-keys.js';
@@ -67,6 +69,32 @@ describe('core nodes that read or write files by name', () => {
     assert.equal(stored.status, 200, stored.text);
     const own = await prompt(stage.alice.api_key, record('alice-voice.flac'));
     assert.equal(own.status, 200, `the key's own recording passes: ${own.text}`);
+  });
+
+  test("text with an unpaired surrogate is refused for user keys: Python writes such a prefix as the bytes it escapes, over another key's file", async () => {
+    const save = (prefix: string): Record<string, unknown> => ({ '20': { class_type: 'SaveImage', inputs: { images: ['3', 0], filename_prefix: prefix } } });
+    const bobs = await prompt(stage.bob.api_key, save('café'));
+    assert.equal(bobs.status, 200, bobs.text);
+    await waitForHistory(stage.gateway.url, stage.bob.api_key, bobs.json<{ prompt_id: string }>().prompt_id);
+    const bobFile = join(stage.comfy.outputDir, 'café_00001_.png');
+    const before = (await stat(bobFile)).mtimeMs;
+
+    // `caf\udcc3\udca9` (JSON.stringify writes the escapes) is the file name café to Python's os.fsencode.
+    const alias = 'caf\udcc3\udca9';
+    const sentBefore = upstreamPrompts();
+    const refused = await prompt(stage.alice.api_key, save(alias));
+    assert.equal(refused.status, 400, refused.text);
+    assert.equal(refused.json().error_code, 'INVALID_REQUEST');
+    assert.match(refused.json<{ error: string }>().error, /unpaired surrogate/);
+    const custom = await prompt(stage.alice.api_key, { '21': { class_type: 'SomePackLoader', inputs: { path: `bob\ud800.png` } } });
+    assert.equal(custom.status, 400, `any input, a custom node's too: ${custom.text}`);
+    assert.equal(upstreamPrompts(), sentBefore, 'nothing reached ComfyUI');
+
+    // What the check keeps from user keys: an admin's prompt with that prefix writes over bob's file.
+    const admins = await prompt(stage.admin, save(alias));
+    assert.equal(admins.status, 200, admins.text);
+    await waitForHistory(stage.gateway.url, stage.admin, admins.json<{ prompt_id: string }>().prompt_id);
+    assert.ok((await stat(bobFile)).mtimeMs > before, "the admin's prompt wrote café_00001_.png again");
   });
 
   test('a class_type spelt as a property every object has is an unknown node, not a loader', async () => {
