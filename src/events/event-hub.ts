@@ -28,6 +28,8 @@ export type JobOutcome = 'success' | 'error' | 'interrupted';
 export interface JobObserver {
   /** `execution_start`. */
   started(jobId: string, at: number): void;
+  /** `execution_cached`: the nodes ComfyUI takes from its cache, whose `executed` outputs an earlier prompt made. */
+  cached(jobId: string, nodes: readonly string[]): void;
   /** `executed` of a node (cached nodes included); `output` is ComfyUI's UI dict, or null. */
   executed(jobId: string, node: string, output: unknown): void;
   /** `execution_success`, `execution_error` (with the error) or `execution_interrupted`. */
@@ -380,6 +382,7 @@ export class EventHub implements ClientSinks {
     const at = typeof data.timestamp === 'number' ? data.timestamp / 1000 : receivedAt;
     try {
       if (type === 'execution_start') this.observer.started(jobId, at);
+      else if (type === 'execution_cached') this.observer.cached(jobId, nodeIds(data.nodes));
       else if (type === 'executed') this.observer.executed(jobId, String(data.node), data.output ?? null);
       else if (type === 'execution_success') this.observer.ended(jobId, 'success', at, null);
       else if (type === 'execution_interrupted') this.observer.ended(jobId, 'interrupted', at, null);
@@ -411,4 +414,9 @@ function executionError(data: Record<string, unknown>): JobError {
     node_type: text(data.node_type),
     exception_type: text(data.exception_type),
   };
+}
+
+/** The node ids of an `execution_cached` event's `nodes`. */
+export function nodeIds(nodes: unknown): string[] {
+  return Array.isArray(nodes) ? nodes.map(String) : [];
 }

@@ -1,5 +1,6 @@
 // Reads a multipart upload as it streams on to ComfyUI: its parts as aiohttp reads them, with the end of the form held back until they are checked.
 
+import { isUtf8 } from 'node:buffer';
 import { Transform, type TransformCallback } from 'node:stream';
 import { invalidRequest, type GatewayError } from '../errors.js';
 import { TOKEN_CHARACTER } from '../proxy/http-token.js';
@@ -176,7 +177,10 @@ export class UploadFormReader extends Transform {
       if (this.buffer.length > MAX_HEADER_BYTES) throw unclear('part headers are too long');
       return false;
     }
-    const lines = end === 0 ? [] : this.buffer.subarray(CRLF.length, end).toString('utf8').split('\r\n');
+    const bytes = this.buffer.subarray(Math.min(CRLF.length, end), end);
+    // aiohttp keeps bytes that are not UTF-8 as the surrogates Python writes back as those bytes: a file name the gateway would read otherwise.
+    if (!isUtf8(bytes)) throw unclear('a part header is not UTF-8');
+    const lines = end === 0 ? [] : bytes.toString('utf8').split('\r\n');
     this.consume(end + HEADERS_END.length, false);
     const headers = new Map<string, string>();
     for (const line of lines) {

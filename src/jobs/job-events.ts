@@ -37,6 +37,8 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
   const chains = new Map<string, Promise<void>>();
   /** Per job, the files reported and not yet written to its record, in the order they came. */
   const unwritten = new Map<string, JobOutput[]>();
+  /** Per job, the nodes ComfyUI took from its cache (`execution_cached`): the files they report an earlier prompt made. */
+  const cachedNodes = new Map<string, ReadonlySet<string>>();
   /** Jobs whose end is reported and not yet written. */
   const ending = new Set<string>();
 
@@ -59,18 +61,24 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
   }
 
   /**
-   * Takes the job's unwritten files and claims them for its key; resolves its outputs with them. A file
-   * another key owns is left out: ComfyUI reports an earlier prompt's files for an output node it takes
-   * from its cache (the same graph, run before), and that prompt's key's file is not this job's.
+   * Takes the job's unwritten files and claims them for its key; resolves its outputs with them. The files
+   * of a node ComfyUI took from its cache were made by an earlier prompt (the same graph, run before),
+   * maybe another key's: they are not claimed, and are the job's only when they are already its key's own.
    */
   async function outputsWithUnwritten(job: JobRecord): Promise<JobOutput[]> {
-    const files = unwritten.get(job.id) ?? [];
+    const cached = cachedNodes.get(job.id);
+    const files = (unwritten.get(job.id) ?? []).filter((file) => !cached?.has(file.node) || isOwnEarlierFile(job, file));
     unwritten.delete(job.id);
-    const owners = await Promise.all(
-      files.map((file) => ownership.claim('file', fileId(file.type, file.subfolder, file.filename), job.key_id).catch(() => job.key_id)),
-    );
-    const owned = files.filter((_file, index) => owners[index] === job.key_id);
-    return owned.length === 0 ? job.outputs : [...job.outputs, ...owned];
+    const made = files.filter((file) => !cached?.has(file.node));
+    await Promise.all(made.map((file) => ownership.claim('file', fileId(file.type, file.subfolder, file.filename), job.key_id).catch(() => undefined)));
+    return files.length === 0 ? job.outputs : [...job.outputs, ...files];
+  }
+
+  /** Whether a file an earlier prompt made is the job's key's: its own, and (with several backends) last made by its jobs on this job's backend. */
+  function isOwnEarlierFile(job: JobRecord, file: JobOutput): boolean {
+    if (ownership.ownerOf('file', fileId(file.type, file.subfolder, file.filename)) !== job.key_id) return false;
+    const producer = jobs.producerOf(file.type, file.subfolder, file.filename);
+    return producer === undefined || (producer.key_id === job.key_id && producer.backend === job.backend);
   }
 
   return {
@@ -80,6 +88,9 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
         const running = await jobs.update(job.id, { status: 'running', started_at: at, request: null });
         if (running?.status === 'running') for (const watch of options.watches ?? []) watch.started(running);
       });
+    },
+    cached(jobId, nodes) {
+      if (nodes.length > 0) cachedNodes.set(jobId, new Set(nodes));
     },
     executed(jobId, node, output) {
       const files = outputFiles(output).map((file) => ({ node, ...file }));
@@ -100,6 +111,7 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
       ending.add(jobId);
       inTurn(jobId, async (job) => {
         const outputs = await outputsWithUnwritten(job);
+        cachedNodes.delete(job.id);
         const seconds = job.started_at === null ? 0 : Math.max(0, at - job.started_at);
         // A job the gateway stopped (too long, budget spent) ends as error with that reason (one that still succeeded keeps its success).
         const overdue = (options.watches ?? []).map((watch) => watch.ended(job)).find((reason) => reason !== undefined);

@@ -29,7 +29,7 @@ export function oneBackendJobService(options: { jobs: JobStore; ownership: Owner
     jobs: options.jobs,
     backends: options.pool.all,
     clientId: options.clientId,
-    observer: { started: () => undefined, executed: () => undefined, ended: () => undefined },
+    observer: { started: () => undefined, cached: () => undefined, executed: () => undefined, ended: () => undefined },
     ownership: options.ownership,
     depth: 2,
     keyOf: () => options.key,

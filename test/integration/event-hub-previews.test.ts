@@ -91,7 +91,7 @@ describe('event hub previews from reused buffers', () => {
       backend: 'default',
       upstream: new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}`),
       jobs: { byUpstreamId: (_backend, id) => JOBS.find((job) => job.id === id) },
-      observer: { started: () => undefined, executed: () => undefined, ended: () => undefined },
+      observer: { started: () => undefined, cached: () => undefined, executed: () => undefined, ended: () => undefined },
       log: pino({ level: 'silent' }),
     });
     hub.start();

@@ -95,6 +95,7 @@ async function startStage(fakeOptions: FakeComfyUIOptions, hubOptions: Partial<E
     jobs: { byUpstreamId: (backend, id) => (backend === 'default' ? jobs.get(id) : undefined) },
     observer: {
       started: (jobId, at) => observed.push({ kind: 'started', jobId, at }),
+      cached: () => undefined,
       executed: (jobId, node, output) => observed.push({ kind: 'executed', jobId, node, output }),
       ended: (jobId, outcome, at, error) => observed.push({ kind: 'ended', jobId, outcome, at, error }),
     },

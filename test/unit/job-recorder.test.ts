@@ -84,4 +84,35 @@ describe('job recorder', () => {
     assert.equal(jobs.get('j1')?.status, 'interrupted');
     assert.deepEqual(jobs.get('j1')?.outputs, []);
   });
+
+  test("a cached node's files (an earlier prompt's) are the job's only when they are its key's own, made last by its jobs on its backend", async () => {
+    const idOf = (image: typeof IMAGE_A): string => fileId(image.type, image.subfolder, image.filename);
+    // bob's earlier job made IMAGE_A; alice's earlier job made IMAGE_B on this backend.
+    await jobs.create(jobRecord('bobs', { key_id: 'bob', status: 'success', outputs: [{ node: '9', ...IMAGE_A }] }));
+    await jobs.create(jobRecord('alices', { status: 'success', outputs: [{ node: '12', ...IMAGE_B }] }));
+    await ownership.claim('file', idOf(IMAGE_A), 'bob');
+    await ownership.claim('file', idOf(IMAGE_B), 'alice');
+    const IMAGE_C = { filename: 'ComfyUI_00003_.png', subfolder: '', type: 'output' };
+    recorder.started('j1', 100);
+    recorder.cached('j1', ['9', '12']);
+    recorder.executed('j1', '9', { images: [IMAGE_A] });
+    recorder.executed('j1', '12', { images: [IMAGE_B] });
+    recorder.executed('j1', '13', { images: [IMAGE_C] });
+    recorder.ended('j1', 'success', 101, null);
+    await waitFor(() => ended.length === 1, 'the job to end');
+    assert.deepEqual(
+      ended[0]!.outputs.map((output) => output.filename),
+      [IMAGE_B.filename, IMAGE_C.filename],
+      "bob's cached file is left out; alice's own cached file and the new one are kept",
+    );
+    assert.equal(ownership.ownerOf('file', idOf(IMAGE_A)), 'bob', 'and it stays his');
+
+    // With several backends a name is another file on each: alice's own name, last made on another backend, is not this backend's file.
+    await jobs.create(jobRecord('j2', { backend: 'gpu1' }));
+    recorder.cached('j2', ['12']);
+    recorder.executed('j2', '12', { images: [IMAGE_B] });
+    recorder.ended('j2', 'success', 102, null);
+    await waitFor(() => ended.length === 2, 'the second job to end');
+    assert.deepEqual(ended[1]!.outputs, []);
+  });
 });

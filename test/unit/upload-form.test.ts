@@ -154,6 +154,15 @@ describe('UploadFormReader', () => {
       'no closing delimiter',
     );
     await assert.rejects(read(Buffer.from(`--${BOUNDARY}junk\r\n`), 4), { code: 'INVALID_REQUEST' }, 'a delimiter line with more');
+    // aiohttp reads header bytes that are not UTF-8 as surrogates, which Python writes back as those bytes: a name the gateway would read as U+FFFD.
+    const withName = (name: Buffer): Buffer =>
+      Buffer.concat([
+        Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="`),
+        name,
+        Buffer.from(`"\r\n\r\nx\r\n--${BOUNDARY}--\r\n`),
+      ]);
+    await assert.rejects(read(withName(Buffer.from([0x61, 0xff, 0x2e, 0x70, 0x6e, 0x67])), 4), { code: 'INVALID_REQUEST' }, 'a file name that is not UTF-8');
+    assert.equal((await read(withName(Buffer.from('café.png')), 4)).parts.get('image')?.filename, 'café.png', 'a UTF-8 name is read as it is');
     for (const preamble of ['x\n', '\r\n', 'preamble\r\n']) {
       await assert.rejects(
         read(Buffer.concat([Buffer.from(preamble), part('Content-Disposition: form-data; name="x"')]), 4),
