@@ -501,6 +501,16 @@ export interface DeliveryClaim {
 }
 
 /**
+ * How a claim shares its room among keys: each key's due deliveries take turns with the other keys'
+ * (oldest first within a key), and the caller holds at most `perKey` attempts of one key at once.
+ */
+export interface ClaimShares {
+  perKey: number;
+  /** The attempts of each key the caller holds now (claimed and not yet recorded). */
+  held: ReadonlyMap<string, number>;
+}
+
+/**
  * The outbox of webhook deliveries. Writes resolve once durable. With several replicas on one store,
  * `claimDue` hands each due delivery to one replica at a time (a lease), so each attempt is sent once.
  */
@@ -510,8 +520,13 @@ export interface WebhookDeliveryStore {
   enqueue(delivery: WebhookDelivery): Promise<boolean>;
   /** Which of these ids are stored. */
   existing(ids: readonly string[]): Promise<Set<string>>;
-  /** Pending deliveries due at `now`, oldest due first, at most `limit`, each leased for `leaseSeconds` to the caller. */
-  claimDue(now: number, limit: number, leaseSeconds: number): Promise<DeliveryClaim[]>;
+  /**
+   * Pending deliveries due at `now`, at most `limit`, each leased for `leaseSeconds` to the caller, in
+   * turns by key (round robin), oldest due first within a key. A delivery's turn is how many attempts
+   * of its key the caller would then hold (`shares.held` plus its rank in its key); the earliest turns
+   * are claimed, the oldest due first among equal turns, and with `shares` none beyond `perKey`.
+   */
+  claimDue(now: number, limit: number, leaseSeconds: number, shares?: ClaimShares): Promise<DeliveryClaim[]>;
   /**
    * Records an attempt of a claimed delivery and what follows: `next_attempt_at` for another try, or
    * the state it ends in; resolves false when the claim was lost (its lease ran out and another took it).

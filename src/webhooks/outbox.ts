@@ -57,6 +57,12 @@ export interface WebhookOutboxOptions {
 
 /** Deliveries sent at once, at most. */
 const MAX_IN_FLIGHT = 16;
+/**
+ * Deliveries of one key sent at once, at most: a key whose receiver hangs holds 4 of the 16 for an
+ * attempt's 10 s, so three such keys still leave room for the others, and 4 at once is ample for a
+ * receiver that answers.
+ */
+const PER_KEY_IN_FLIGHT = 4;
 /** How long a claimed delivery is this replica's: longer than an attempt (10 s) can take. */
 const LEASE_SECONDS = 60;
 /** Delivery ids enqueued here lately, remembered so that each later write of an ended job does not enqueue again. */
@@ -70,8 +76,9 @@ const ENDED_STATUSES = JOB_STATUSES.filter((status) => !ACTIVE_JOB_STATUSES.incl
  * The webhook outbox of one gateway. `jobChanged` enqueues the event of a job's new status (when the
  * job's webhook asks for it) under an id derived from the job and the event, so that enqueueing twice
  * is harmless; at `start`, ended jobs whose event is missing (a crash between the job's write and the
- * enqueue) get it. A loop claims due deliveries (one replica per attempt) and sends them: 2xx is
- * `delivered`; anything else is tried again on the schedule of retry.ts, then `failed`.
+ * enqueue) get it. A loop claims due deliveries (one replica per attempt; keys take turns, with at
+ * most `PER_KEY_IN_FLIGHT` of one key at once, so a key whose receiver hangs stalls no other key) and
+ * sends them: 2xx is `delivered`; anything else is tried again on the schedule of retry.ts, then `failed`.
  */
 export class WebhookOutbox {
   private readonly options: WebhookOutboxOptions;
@@ -82,6 +89,8 @@ export class WebhookOutbox {
   private storingAgain = false;
   private readonly closing = new AbortController();
   private readonly inFlight = new Set<Promise<void>>();
+  /** The attempts in flight of each key that has any. */
+  private readonly inFlightByKey = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
   private claiming = false;
   private again = false;
@@ -203,11 +212,16 @@ export class WebhookOutbox {
     if (room <= 0) return;
     this.claiming = true;
     this.options.store
-      .claimDue(Date.now() / 1000, room, LEASE_SECONDS)
+      .claimDue(Date.now() / 1000, room, LEASE_SECONDS, { perKey: PER_KEY_IN_FLIGHT, held: this.inFlightByKey })
       .then((claims) => {
         for (const claim of claims) {
+          const keyId = claim.delivery.key_id;
+          this.inFlightByKey.set(keyId, (this.inFlightByKey.get(keyId) ?? 0) + 1);
           const attempt: Promise<void> = this.attempt(claim).finally(() => {
             this.inFlight.delete(attempt);
+            const left = this.inFlightByKey.get(keyId)! - 1;
+            if (left > 0) this.inFlightByKey.set(keyId, left);
+            else this.inFlightByKey.delete(keyId);
             this.pump();
           });
           this.inFlight.add(attempt);

@@ -1,8 +1,8 @@
-// The WebhookDeliveryStore contract: ids enqueued once, due deliveries claimed by one holder at a time, attempts recorded durably, pages newest first, retention.
+// The WebhookDeliveryStore contract: ids enqueued once, due deliveries claimed by one holder at a time and shared among keys, attempts recorded durably, pages newest first, retention.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { DeliveryAttempt, WebhookDelivery, WebhookDeliveryStore } from '../../src/store/types.js';
+import type { ClaimShares, DeliveryAttempt, DeliveryClaim, WebhookDelivery, WebhookDeliveryStore } from '../../src/store/types.js';
 import { isSkipped, lifecycle, type HarnessOrSkip } from './harness.js';
 
 /** The retention each store of the suite must be opened with: an hour, looked at every 50 ms. */
@@ -73,6 +73,36 @@ export function webhookStoreContract(name: string, harness: HarnessOrSkip<Webhoo
       assert.equal(await store.recordAttempt(claims[0]!, failure(NOW), { state: 'pending', next_attempt_at: NOW + 10 }), false, 'a lost claim records nothing');
       assert.equal(await store.recordAttempt(later[0]!, failure(NOW), { state: 'pending', next_attempt_at: NOW + 10 }), true);
       assert.equal((await store.get('early'))!.attempts.length, 1);
+    });
+
+    test('claimDue shares its room among keys: round robin by key, oldest due first within a key', async () => {
+      const store = await open();
+      for (let i = 0; i < 6; i += 1) await store.enqueue(delivery(`a${i}`, 100 - i, { key_id: 'a' }));
+      await store.enqueue(delivery('b0', 50, { key_id: 'b' }));
+      await store.enqueue(delivery('b1', 10, { key_id: 'b' }));
+      await store.enqueue(delivery('c0', 5, { key_id: 'c' }));
+      const claimed = async (limit: number, shares?: ClaimShares): Promise<string[]> =>
+        (await store.claimDue(NOW, limit, 60, shares)).map((c) => c.delivery.id);
+      assert.deepEqual(await claimed(4), ['a0', 'b0', 'c0', 'a1'], "each key's oldest, oldest first, then each key's next");
+      assert.deepEqual(
+        await claimed(3, { perKey: 10, held: new Map([['a', 2]]) }),
+        ['b1', 'a2', 'a3'],
+        'a key holding attempts already takes its turn after those holding fewer',
+      );
+      assert.deepEqual(await claimed(10), ['a4', 'a5'], 'with one key due, it takes the whole room');
+    });
+
+    test('claimDue with a per-key cap skips keys whose caller holds that many attempts, while others are due', async () => {
+      const store = await open();
+      for (let i = 0; i < 10; i += 1) await store.enqueue(delivery(`a${i}`, 100 - i, { key_id: 'a' }));
+      for (let i = 0; i < 2; i += 1) await store.enqueue(delivery(`b${i}`, 10 - i, { key_id: 'b' }));
+      const claimed = async (held: Array<[string, number]>): Promise<string[]> =>
+        (await store.claimDue(NOW, 16, 60, { perKey: 4, held: new Map(held) })).map((c) => c.delivery.id);
+      assert.deepEqual(await claimed([]), ['a0', 'b0', 'a1', 'b1', 'a2', 'a3'], 'at most 4 of a key, however much room is left');
+      assert.deepEqual(await claimed([['a', 4]]), [], 'a key at its cap gets nothing, though it has due deliveries');
+      assert.deepEqual(await claimed([['a', 1]]), ['a4', 'a5', 'a6'], 'a key gets what its cap leaves');
+      await store.enqueue(delivery('c0', 1, { key_id: 'c' }));
+      assert.deepEqual(await claimed([['a', 4]]), ['c0'], 'another key is served while the capped key waits');
     });
 
     test('attempts are recorded in order with the state they lead to, durably', async () => {
@@ -151,6 +181,23 @@ export function webhookStoreContract(name: string, harness: HarnessOrSkip<Webhoo
         assert.equal(await b.recordAttempt({ ...claim, token: fromB[0]?.token ?? 'another' }, failure(NOW), { state: 'failed', next_attempt_at: null }), false);
         assert.equal(await a.recordAttempt(claim, failure(NOW), { state: 'failed', next_attempt_at: null }), true);
         assert.equal((await b.get(claim.delivery.id))!.state, 'failed');
+      },
+    );
+
+    test(
+      'replicas: each caps a key by the attempts it holds itself, and they never hold the same delivery',
+      { skip: 'skip' in harness.sharedChanges ? harness.sharedChanges.skip : false },
+      async () => {
+        const [a, b] = [await open(), await open()];
+        for (let i = 0; i < 12; i += 1) await a.enqueue(delivery(`a${i}`, 100 - i, { key_id: 'a' }));
+        await a.enqueue(delivery('b0', 1, { key_id: 'b' }));
+        const shares = { perKey: 4, held: new Map<string, number>() };
+        const [fromA, fromB] = await Promise.all([a.claimDue(NOW, 16, 60, shares), b.claimDue(NOW, 16, 60, shares)]);
+        const ofKeyA = (claims: DeliveryClaim[]): number => claims.filter((c) => c.delivery.key_id === 'a').length;
+        assert.deepEqual([ofKeyA(fromA), ofKeyA(fromB)], [4, 4]);
+        const taken = [...fromA, ...fromB].map((c) => c.delivery.id);
+        assert.equal(new Set(taken).size, 9, 'to one store each, b0 included');
+        assert.ok(taken.includes('b0'));
       },
     );
   });

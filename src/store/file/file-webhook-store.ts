@@ -3,8 +3,9 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { parseDelivery } from '../delivery-record.js';
+import { takeTurns } from '../claim-turns.js';
 import { JobSweeper } from '../job-retention.js';
-import type { DeliveryAttempt, DeliveryClaim, DeliveryState, WebhookDelivery, WebhookDeliveryStore } from '../types.js';
+import type { ClaimShares, DeliveryAttempt, DeliveryClaim, DeliveryState, WebhookDelivery, WebhookDeliveryStore } from '../types.js';
 import { JournaledTable } from './journaled-table.js';
 
 export interface FileWebhookStoreOptions {
@@ -63,16 +64,15 @@ export class FileWebhookStore implements WebhookDeliveryStore {
     return Promise.resolve(new Set(ids.filter((id) => this.table.get(id) !== undefined)));
   }
 
-  claimDue(now: number, limit: number, leaseSeconds: number): Promise<DeliveryClaim[]> {
+  claimDue(now: number, limit: number, leaseSeconds: number, shares?: ClaimShares): Promise<DeliveryClaim[]> {
     const due: WebhookDelivery[] = [];
     for (const id of this.byState.pending) {
       const delivery = this.table.get(id);
       const lease = this.leases.get(id);
       if (delivery && (delivery.next_attempt_at ?? 0) <= now && (!lease || lease.until <= now)) due.push(delivery);
     }
-    due.sort((a, b) => (a.next_attempt_at ?? 0) - (b.next_attempt_at ?? 0));
     return Promise.resolve(
-      due.slice(0, limit).map((delivery) => {
+      takeTurns(due, limit, shares).map((delivery) => {
         const token = randomUUID();
         this.leases.set(delivery.id, { token, until: now + leaseSeconds });
         return { delivery, token };

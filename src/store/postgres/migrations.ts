@@ -390,4 +390,12 @@ CREATE TABLE workflows (
 ALTER TABLE jobs ADD COLUMN sends integer;
 `,
   },
+  {
+    version: 11,
+    name: "each key's due webhook deliveries in order",
+    sql: `
+-- A claim takes turns among keys: it reads each key's oldest due deliveries (PostgresWebhookStore.claimDue).
+CREATE INDEX webhook_deliveries_due_by_key ON webhook_deliveries (key_id, next_attempt_at, seq) WHERE state = 'pending';
+`,
+  },
 ];

@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { parseDelivery } from '../delivery-record.js';
 import { JobSweeper } from '../job-retention.js';
-import type { DeliveryAttempt, DeliveryClaim, DeliveryState, WebhookDelivery, WebhookDeliveryStore } from '../types.js';
+import type { ClaimShares, DeliveryAttempt, DeliveryClaim, DeliveryState, WebhookDelivery, WebhookDeliveryStore } from '../types.js';
 import type { PostgresDatabase } from './database.js';
 
 export interface PostgresWebhookStoreOptions {
@@ -15,14 +15,19 @@ export interface PostgresWebhookStoreOptions {
 }
 
 const COLUMNS = 'id, job_id, key_id, event, url, body, state, created_at, next_attempt_at, attempts';
+/** The columns of the rows a claim leases (`w`), named apart from those of the rows it took. */
+const LEASED_COLUMNS = COLUMNS.split(', ')
+  .map((column) => `w.${column}`)
+  .join(', ');
 
 /** Deliveries forgotten in one statement. */
 const DELETE_BATCH = 1000;
 
 /**
  * Deliveries in `webhook_deliveries`, read from the table (not replicated in memory: only the sender
- * and the admin API read them). A replica claims due rows with one `UPDATE … WHERE id IN (SELECT …
- * FOR UPDATE SKIP LOCKED)` that sets a lease and a token; only the token's holder records the attempt.
+ * and the admin API read them). A replica claims due rows with one `UPDATE … FROM (SELECT … FOR
+ * UPDATE SKIP LOCKED)`, keys taking turns, that sets a lease and a token; only the token's holder
+ * records the attempt.
  */
 export class PostgresWebhookStore implements WebhookDeliveryStore {
   private readonly database: PostgresDatabase;
@@ -58,24 +63,39 @@ export class PostgresWebhookStore implements WebhookDeliveryStore {
     return new Set(rows.map((row) => row.id));
   }
 
-  async claimDue(now: number, limit: number, leaseSeconds: number): Promise<DeliveryClaim[]> {
+  async claimDue(now: number, limit: number, leaseSeconds: number, shares?: ClaimShares): Promise<DeliveryClaim[]> {
     const token = randomUUID();
-    const { rows } = await this.database.query(
-      `UPDATE webhook_deliveries SET lease_until = $1::float8 + $3::float8, lease_token = $4
-       WHERE id IN (
-         SELECT id FROM webhook_deliveries
-         WHERE state = 'pending' AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
-         ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-       RETURNING ${COLUMNS}`,
-      [now, limit, leaseSeconds, token],
+    const held = [...(shares?.held ?? [])];
+    // Each key with due rows locks its oldest ones, as many as its cap leaves (skipping those another
+    // replica is claiming, so that replica's claim leaves this one the next); the earliest turns are leased.
+    const { rows } = await this.database.query<{ turn: number; next_attempt_at: number }>(
+      `WITH due_keys AS (
+         SELECT d.key_id, coalesce(h.held, 0) AS held
+         FROM (SELECT DISTINCT key_id FROM webhook_deliveries
+               WHERE state = 'pending' AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)) d
+         LEFT JOIN unnest($5::text[], $6::int[]) AS h(key_id, held) ON h.key_id = d.key_id
+         WHERE $7::int IS NULL OR coalesce(h.held, 0) < $7
+       ), locked AS (
+         SELECT k.held, l.* FROM due_keys k CROSS JOIN LATERAL (
+           SELECT id, key_id, next_attempt_at, seq FROM webhook_deliveries
+           WHERE key_id = k.key_id AND state = 'pending' AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
+           ORDER BY next_attempt_at, seq LIMIT least($2, coalesce($7 - k.held, $2))
+           FOR UPDATE SKIP LOCKED) l
+       ), taken AS (
+         SELECT id, (held + row_number() OVER (PARTITION BY key_id ORDER BY next_attempt_at, seq))::int AS turn, next_attempt_at, seq
+         FROM locked ORDER BY turn, next_attempt_at, seq LIMIT $2)
+       UPDATE webhook_deliveries w SET lease_until = $1::float8 + $3::float8, lease_token = $4
+       FROM taken WHERE w.id = taken.id
+       RETURNING ${LEASED_COLUMNS}, taken.turn`,
+      [now, limit, leaseSeconds, token, held.map(([keyId]) => keyId), held.map(([, count]) => count), shares?.perKey ?? null],
     );
     // RETURNING keeps no order.
     return rows
+      .sort((a, b) => a.turn - b.turn || a.next_attempt_at - b.next_attempt_at)
       .flatMap((row) => {
         const delivery = parseDelivery(row);
         return typeof delivery === 'string' ? [] : [{ delivery, token }];
-      })
-      .sort((a, b) => (a.delivery.next_attempt_at ?? 0) - (b.delivery.next_attempt_at ?? 0));
+      });
   }
 
   async recordAttempt(claim: DeliveryClaim, attempt: DeliveryAttempt, next: { state: DeliveryState; next_attempt_at: number | null }): Promise<boolean> {
