@@ -2,7 +2,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { posix } from 'node:path';
-import { fileNameTaken, forbidden, invalidRequest, type GatewayError } from '../errors.js';
+import { fileNameTaken, forbidden, invalidRequest, uploadIncomplete, type GatewayError } from '../errors.js';
 import type { PoolBackend } from '../backends/backend-pool.js';
 import { addResponseHeaders } from '../server/gateway-response.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
@@ -81,7 +81,13 @@ function probedBackends(ctx: IsolationContext): PoolBackend[] {
 
 /** Whether the backend answers a HEAD of the `/view` query with 200. */
 async function hasFile(backend: PoolBackend, query: URLSearchParams): Promise<boolean> {
-  return (await backend.proxy.probe(`/api/view?${query}`, FILE_PROBE_TIMEOUT_MS, 'HEAD').catch(() => 0)) === 200;
+  return (await fileProbe(backend, query)) === true;
+}
+
+/** Whether the backend has the file the `/view` query names: 200 yes, 404 no; undefined when it says neither in time. */
+async function fileProbe(backend: PoolBackend, query: URLSearchParams): Promise<boolean | undefined> {
+  const status = await backend.proxy.probe(`/api/view?${query}`, FILE_PROBE_TIMEOUT_MS, 'HEAD').catch(() => 0);
+  return status === 200 ? true : status === 404 ? false : undefined;
 }
 
 /**
@@ -90,7 +96,8 @@ async function hasFile(backend: PoolBackend, query: URLSearchParams): Promise<bo
  * from the backend of the key's own job that made it, and only while that job is the newest to make a
  * file of that name (the key's older file of the name is then not told apart, and not served). When no
  * job is known to have made it (its outputs are recorded a moment after its events pass, or the job was
- * forgotten), it is served only from a backend that alone has a file of the name. Inputs go to every
+ * forgotten), it is served only from a backend that alone has a file of the name, when every backend says
+ * whether it has one. Inputs go to every
  * backend under one name, and are found as backendOfFile finds them.
  */
 async function backendOfOwnFile(ctx: IsolationContext, query: URLSearchParams, keyId: string): Promise<PoolBackend | undefined> {
@@ -98,8 +105,10 @@ async function backendOfOwnFile(ctx: IsolationContext, query: URLSearchParams, k
   if (!ctx.pool.several || file.type === 'input') return backendOfFile(ctx, query);
   const producer = ctx.jobs.jobs.producerOf(file.type, file.subfolder, posix.basename(file.filename));
   if (producer) return producer.key_id === keyId ? ctx.pool.bound(producer.backend) : undefined;
-  const candidates = probedBackends(ctx);
-  const holding = (await Promise.all(candidates.map((backend) => hasFile(backend, query)))).flatMap((has, i) => (has ? [candidates[i]!] : []));
+  // A backend that is down, or does not say whether it has the file, may hold the key's own: the one that answers yes is then another key's.
+  const answers = await Promise.all(ctx.pool.all.map((backend) => (backend.isDown() ? Promise.resolve(undefined) : fileProbe(backend, query))));
+  if (answers.includes(undefined)) return undefined;
+  const holding = ctx.pool.all.filter((_, i) => answers[i] === true);
   return holding.length === 1 ? holding[0] : undefined;
 }
 
@@ -176,9 +185,18 @@ async function releaseUnless(ctx: IsolationContext, keyId: string, claimed: Earl
 /**
  * Sends the upload (the checked form of a user key, else the client's body) to every backend that is
  * not confirmed down, so that a prompt loading the file can run on any of them (see uploadToEach); with
- * one such backend, to it alone.
+ * one such backend, to it alone. A user key's upload needs every backend: one that missed a key's file
+ * would store another key's upload of that name (or of the next name ComfyUI picks) under it, and serve
+ * that in its place.
+ * @throws GatewayError 502 UPLOAD_INCOMPLETE, before anything is sent, for a user key's upload while a backend is down
  */
 function sendUpload(ctx: IsolationContext, req: IncomingMessage, caller: IsolatedCaller, reader: UploadFormReader | null): Promise<UpstreamAnswer> {
+  const down = ctx.pool.several && reader ? ctx.pool.all.filter((backend) => backend.isDown()) : [];
+  if (down.length > 0) {
+    const refusal = uploadIncomplete(down.map((backend) => ({ backend: backend.name, problem: "is down, and a user key's upload must reach every backend" })));
+    reader!.destroy(refusal);
+    return Promise.reject(refusal);
+  }
   const backends = ctx.pool.all.filter((backend) => !backend.isDown());
   if (backends.length > 1) return uploadToEach(backends, req, reader ?? req, caller.upstreamHeaders);
   return ctx.pool.any().proxy.fetch(req, { headers: caller.upstreamHeaders, ...(reader ? { body: reader } : {}) });
