@@ -85,10 +85,11 @@ export const MAX_UPSTREAM_MESSAGE_BYTES = 64 * 1024 * 1024;
 /** Bytes waiting to be written to one side above which the other side is no longer read. */
 const HIGH_WATER_BYTES = 1024 * 1024;
 /**
- * Bytes of the gateway's own messages waiting to be written to a client above which its socket is cut: the
- * client has stopped reading (a client's unsolicited pongs would keep it from looking dead for good).
+ * Bytes waiting to be written to a client above which its socket is cut when the gateway sends it a message of its
+ * own: the client has stopped reading (a client's unsolicited pongs would keep it from looking dead for good). The
+ * largest message ComfyUI may send, which a client that reads may still be taking in, and 16 MiB more.
  */
-const MAX_LAG_BYTES = 16 * 1024 * 1024;
+const MAX_LAG_BYTES = MAX_UPSTREAM_MESSAGE_BYTES + 16 * 1024 * 1024;
 
 /** A WebSocket relay built on `ws`: one upstream socket for each client socket. */
 export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketProxy {

@@ -13,11 +13,11 @@ import { openRawWebSocket, type RawWebSocket } from './raw-websocket.js';
 
 const SOCKETS = 4;
 /** Prompts the attacker runs while its sockets read nothing. */
-const ROUNDS = 5;
+const ROUNDS = 12;
 /** Nodes of the attacker's prompt: ComfyUI's `progress_state` names every node begun so far, so its events grow with the square of this. */
 const NODES = 300;
 /** How much the gateway's resident memory may grow while the attacker's sockets read nothing. */
-const RSS_BOUND_MIB = 150;
+const RSS_BOUND_MIB = 400;
 
 /** A chain of samplers ending in a save: every node runs, in order. */
 function chainPrompt(nodes: number): Record<string, unknown> {
