@@ -32,7 +32,8 @@ export interface RelayHooks {
 
 /**
  * Sends the client a message of the gateway's own. While more than HIGH_WATER_BYTES wait to be written
- * to the client, binary frames (previews, progress text) are dropped; JSON events are always sent.
+ * to the client, binary frames (previews, progress text) are dropped; JSON events are sent until more
+ * than MAX_LAG_BYTES wait, when the socket is cut instead (see clientSender).
  * `written`, when given, is called once `data` is no longer needed: written to the socket, or dropped.
  */
 export type ClientSender = (data: Buffer | string, isBinary: boolean, written?: () => void) => void;
@@ -83,6 +84,12 @@ const MAX_CLIENT_MESSAGE_BYTES = 4 * 1024 * 1024;
 export const MAX_UPSTREAM_MESSAGE_BYTES = 64 * 1024 * 1024;
 /** Bytes waiting to be written to one side above which the other side is no longer read. */
 const HIGH_WATER_BYTES = 1024 * 1024;
+/**
+ * Bytes waiting to be written to a client above which its socket is cut when the gateway sends it a message of its
+ * own: the client has stopped reading (a client's unsolicited pongs would keep it from looking dead for good). The
+ * largest message ComfyUI may send, which a client that reads may still be taking in, and 16 MiB more.
+ */
+const MAX_LAG_BYTES = MAX_UPSTREAM_MESSAGE_BYTES + 16 * 1024 * 1024;
 
 /** A WebSocket relay built on `ws`: one upstream socket for each client socket. */
 export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketProxy {
@@ -220,9 +227,14 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
   return { relay, accept, close };
 }
 
-/** The gateway's own messages to a client socket: dropped once it is closed, and binary frames dropped while it lags (see ClientSender). */
+/**
+ * The gateway's own messages to a client socket: dropped once it is closed, and binary frames dropped while it lags (see
+ * ClientSender). A socket that lags by more than MAX_LAG_BYTES is cut, so that what waits for it is let go: events are
+ * not held without bound for a client that does not read them.
+ */
 function clientSender(ws: WebSocket): ClientSender {
   return (data, isBinary, written) => {
+    if (ws.readyState === WebSocket.OPEN && ws.bufferedAmount > MAX_LAG_BYTES) ws.terminate();
     if (ws.readyState !== WebSocket.OPEN || (isBinary && ws.bufferedAmount > HIGH_WATER_BYTES)) return written?.();
     ws.send(data, { binary: isBinary }, written);
   };

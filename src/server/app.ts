@@ -521,6 +521,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     checkBoundedId('clientId', clientId);
     if (caller.kind === 'anonymous') {
       if (config.mode === 'required') throw authRequired();
+      // Checked apart from its claim, which is another replica's record of it too: a socket of that clientId would take the gateway's place in ComfyUI.
+      if (clientId === jobService.clientId) throw forbidden("That clientId is the gateway's own: use another.");
       if (clientId && ownership.ownerOf('client', clientId)) throw forbidden('That clientId belongs to a key.');
       return webSockets.relay(req, socket, head, { upstream: pool.anonymous().url, onEnd: () => undefined });
     }
