@@ -100,17 +100,26 @@ export class JobService {
    * through the registry.
    */
   start(): void {
-    // A client using the gateway's clientId would take its socket's place in ComfyUI and with it every job's events.
-    this.options.ownership
-      .claim('client', this.clientId, GATEWAY_CLIENT_OWNER)
-      .catch((error: unknown) => this.options.log.warn({ err: error }, "the gateway's clientId could not be recorded"));
+    this.claimOwnClientId();
     void this.scheduler.restore();
     void this.reconcile();
     this.stopWatching = this.jobs.onChangedElsewhere?.(() => this.scheduler.changedElsewhere()) ?? null;
     this.reconcileTimer = setInterval(() => {
+      this.claimOwnClientId();
       void this.scheduler.restore();
       void this.reconcile();
     }, RECONCILE_INTERVAL_MS).unref();
+  }
+
+  /**
+   * Claims the gateway's clientId, and renews the claim while the gateway runs (a claim is renewed when a
+   * day old, and every replica hears of it): a client using it would take the gateway's socket's place in
+   * ComfyUI and with it every job's events, and an unused claim is forgotten after 30 days.
+   */
+  private claimOwnClientId(): void {
+    this.options.ownership
+      .claim('client', this.clientId, GATEWAY_CLIENT_OWNER)
+      .catch((error: unknown) => this.options.log.warn({ err: error }, "the gateway's clientId could not be recorded"));
   }
 
   /** Compares sent jobs with every backend's ComfyUI now. */

@@ -144,6 +144,24 @@ describe('POST /prompt admits a job', () => {
     assert.equal(jobs.get('lost')!.status, 'queued');
     assert.equal(jobs.get('lost')!.upstream_id, 'lost');
   });
+
+  test("the gateway's clientId is claimed at start and again at each tick, so that its claim is renewed while the gateway runs", (t) => {
+    t.mock.timers.enable({ apis: ['setInterval'] });
+    const claims: string[] = [];
+    const watched = Object.create(ownership, {
+      claim: { value: (kind: 'client', id: string, keyId: string) => (claims.push(`${kind} ${id} ${keyId}`), ownership.claim(kind, id, keyId)) },
+    }) as FileOwnershipStore;
+    const quiet = { fetch: async (): Promise<UpstreamAnswer> => ({ status: 404, headers: {}, body: Buffer.from('{}') }) } as unknown as HttpProxy;
+    const ticking = oneBackendJobService({ jobs, ownership: watched, pool: oneBackendPool(quiet, pool.any().events), clientId: 'gateway-2', key: ALICE });
+    ticking.start();
+    t.mock.timers.tick(30_000);
+    t.mock.timers.tick(30_000);
+    ticking.close();
+    assert.deepEqual(
+      claims.filter((claim) => claim.startsWith('client gateway-2')),
+      Array(3).fill('client gateway-2 :gateway'),
+    );
+  });
 });
 
 function baseJob(id: string, keyId: string): Parameters<FileJobStore['create']>[0] {
