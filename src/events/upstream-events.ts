@@ -222,7 +222,7 @@ export class UpstreamEvents {
 
   /** A JSON message: ComfyUI's answer to the gateway's feature flags is kept, any other goes to the listener. */
   private onText(raw: string): void {
-    const message = parseComfyJson(raw) as { type?: unknown; data?: unknown } | null | undefined;
+    const message = parseComfyJson(raw, JSON.parse) as { type?: unknown; data?: unknown } | null | undefined;
     if (typeof message?.type !== 'string') return;
     const body = typeof message.data === 'object' && message.data !== null ? (message.data as Record<string, unknown>) : {};
     if (message.type === 'feature_flags') {

@@ -17,15 +17,20 @@ export function parseJsonOrUndefined(body: Buffer | string): unknown {
 /**
  * Parses a JSON answer or event of ComfyUI's. Python's json.dumps writes NaN, Infinity and -Infinity,
  * which JSON.parse refuses (a FLOAT input given as "nan" is NaN in ComfyUI's queue and history from then
- * on): outside strings they read as null. Numbers are read as Python wrote them (see parseExactJson).
+ * on): outside strings they read as null. Numbers are read as Python wrote them (see parseExactJson), or with
+ * `parse` given as JSON.parse as doubles, where the value is only read (ComfyUI's events, relayed as they came).
  * Undefined when the text is not JSON even so.
  */
-export function parseComfyJson(body: Buffer | string): unknown {
+export function parseComfyJson(body: Buffer | string, parse: (text: string) => unknown = parseExactJson): unknown {
   const text = body.toString();
   try {
-    return parseExactJson(text);
+    return parse(text);
   } catch {
-    return parseJsonOrUndefined(text.replace(STRING_OR_PYTHON_NUMBER, (match) => (match.startsWith('"') ? match : 'null')));
+    try {
+      return parse(text.replace(STRING_OR_PYTHON_NUMBER, (match) => (match.startsWith('"') ? match : 'null')));
+    } catch {
+      return undefined;
+    }
   }
 }
 
