@@ -280,6 +280,7 @@ export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): Gateway
   if (child && spawnCount === 1 && [child.command, ...child.args].some((word) => word.includes('{index}'))) {
     throw new ConfigError('{index} numbers several children: give --spawn-count N, or remove {index} from the command after --');
   }
+  if (child && spawnCount > 1) checkOwnFolders(child.args);
   const backends = child ? childBackends(child, spawnCount) : upstreamBackends((values.upstream as string[] | undefined) ?? [DEFAULTS.upstream]);
   return {
     mode,
@@ -429,6 +430,28 @@ function parseUpstream(value: string, count: number): BackendConfig {
     throw new ConfigError(`--upstream ${url.origin}: #name must be 1 to 64 letters, digits, dots, colons, dashes or underscores, not ${JSON.stringify(name)}`);
   }
   return { name, url, weight, child: null };
+}
+
+/** The ComfyUI flags that give a child folders of its own: children that share one number their files over each other's. */
+const CHILD_FOLDER_FLAGS = ['--output-directory', '--input-directory', '--temp-directory'];
+
+/**
+ * Refuses several children unless the command gives each its own output, input and temp folder (`{index}` in
+ * each flag's value). Children sharing a folder pick the same next name for two keys' outputs at once, store
+ * an upload that the gateway sends to each under two names, and wipe each other's temp files as they start.
+ * @throws ConfigError naming the flags to add
+ */
+function checkOwnFolders(args: readonly string[]): void {
+  const valueOf = (flag: string): string | undefined => {
+    const at = args.indexOf(flag);
+    return at >= 0 ? args[at + 1] : args.find((arg) => arg.startsWith(`${flag}=`))?.slice(flag.length + 1);
+  };
+  const missing = CHILD_FOLDER_FLAGS.filter((flag) => !valueOf(flag)?.includes('{index}'));
+  if (missing.length === 0) return;
+  throw new ConfigError(
+    `--spawn-count starts children that must each have folders of their own: add ${missing.map((flag) => `${flag} DIR/{index}`).join(', ')} ` +
+      "to the command after -- (children sharing a folder number their files over each other's, another key's included)",
+  );
 }
 
 /** One backend per child: `default` for one, `comfyui-0` to `comfyui-{N-1}` for several, each with `{index}` in its command replaced. */

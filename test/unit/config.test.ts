@@ -187,7 +187,8 @@ describe('loadServeConfig', () => {
   });
 
   test('--spawn-count N starts N children, each with its own port and {index}', async () => {
-    const config = loadServeConfig(['--spawn-count', '3', '--', 'python', 'main.py', '--port', '{port}', '--cuda-device', '{index}'], {});
+    const folders = ['--output-directory', 'out/{index}', '--input-directory=in/{index}', '--temp-directory', 'tmp/{index}'];
+    const config = loadServeConfig(['--spawn-count', '3', '--', 'python', 'main.py', '--port', '{port}', '--cuda-device', '{index}', ...folders], {});
     const placed = (await withChildPorts(config)).backends;
     assert.deepEqual(
       placed.map((backend) => backend.name),
@@ -195,7 +196,20 @@ describe('loadServeConfig', () => {
     );
     const ports = placed.map((backend) => backend.url.port);
     assert.equal(new Set(ports).size, 3, 'a port each');
-    placed.forEach((backend, index) => assert.deepEqual(backend.child!.args, ['main.py', '--port', ports[index], '--cuda-device', String(index)]));
+    placed.forEach((backend, index) =>
+      assert.deepEqual(backend.child!.args, [
+        'main.py',
+        '--port',
+        ports[index],
+        '--cuda-device',
+        String(index),
+        '--output-directory',
+        `out/${index}`,
+        `--input-directory=in/${index}`,
+        '--temp-directory',
+        `tmp/${index}`,
+      ]),
+    );
   });
 
   test('several --upstream values are several backends, with weights and names', () => {
@@ -237,6 +251,26 @@ describe('loadServeConfig', () => {
       /\{index\} numbers several children/,
     ],
     ['--spawn-count without a command', ['--spawn-count', '2'], {}, /--spawn-count counts children/],
+    [
+      'several children sharing a folder',
+      [
+        '--spawn-count',
+        '2',
+        '--',
+        'python',
+        'main.py',
+        '--port',
+        '{port}',
+        '--cuda-device',
+        '{index}',
+        '--output-directory',
+        'out/{index}',
+        '--temp-directory',
+        'tmp',
+      ],
+      {},
+      /folders of their own: add --input-directory DIR\/\{index\}, --temp-directory DIR\/\{index\} to the command/,
+    ],
     ['--spawn-count zero', ['--spawn-count', '0', '--', 'python', 'main.py', '--port', '{port}'], {}, /--spawn-count must be a whole number from 1 to 64/],
     ['two upstreams with one name', ['--upstream', 'http://a:1#name=x', '--upstream', 'http://b:1#name=x'], {}, /both named x/],
     ['an upstream weight of zero', ['--upstream', 'http://a:1#weight=0'], {}, /#weight must be a whole number from 1 to 1000/],
