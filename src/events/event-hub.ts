@@ -1,5 +1,6 @@
 // The event hub of one backend: reads every job's events from the gateway's own ComfyUI socket, records them, and passes each to the sockets of the job's key and client.
 
+import { nodeIds } from '../isolation/files.js';
 import type { Logger } from '../log/logger.js';
 import type { JobError } from '../store/types.js';
 import { ClientSinkRegistry, type ClientSink, type ClientSinks, type EventTarget } from './client-sinks.js';
@@ -414,9 +415,4 @@ function executionError(data: Record<string, unknown>): JobError {
     node_type: text(data.node_type),
     exception_type: text(data.exception_type),
   };
-}
-
-/** The node ids of an `execution_cached` event's `nodes`. */
-export function nodeIds(nodes: unknown): string[] {
-  return Array.isArray(nodes) ? nodes.map(String) : [];
 }

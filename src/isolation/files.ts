@@ -143,9 +143,27 @@ export interface PromptOutputs {
   completed: boolean;
 }
 
-/** The outputs of a history entry (`{outputs: {node: ui output}, status: {completed}}`). */
+/**
+ * The outputs of a history entry (`{outputs: {node: ui output}, status: {completed, messages}}`), but those of
+ * the nodes ComfyUI took from its cache: an earlier prompt made their files, maybe another key's.
+ */
 export function promptOutputsOf(entry: unknown): PromptOutputs {
   if (typeof entry !== 'object' || entry === null) return { files: [], completed: false };
-  const { outputs, status } = entry as { outputs?: Record<string, unknown>; status?: { completed?: boolean } };
-  return { files: Object.values(outputs ?? {}).flatMap(outputFileIds), completed: status?.completed === true };
+  const { outputs, status } = entry as { outputs?: Record<string, unknown>; status?: { completed?: boolean; messages?: unknown } };
+  const cached = new Set(cachedNodesOf(status?.messages));
+  return {
+    files: Object.entries(outputs ?? {}).flatMap(([node, output]) => (cached.has(node) ? [] : outputFileIds(output))),
+    completed: status?.completed === true,
+  };
+}
+
+/** The nodes a history entry's `messages` say ComfyUI took from its cache (its `execution_cached` event). */
+export function cachedNodesOf(messages: unknown): string[] {
+  const cached = Array.isArray(messages) ? (messages as unknown[]).find((message) => Array.isArray(message) && message[0] === 'execution_cached') : undefined;
+  return nodeIds((cached as [string, { nodes?: unknown } | undefined] | undefined)?.[1]?.nodes);
+}
+
+/** The node ids of an `execution_cached` event's `nodes`. */
+export function nodeIds(nodes: unknown): string[] {
+  return Array.isArray(nodes) ? nodes.map(String) : [];
 }

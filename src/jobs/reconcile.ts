@@ -1,10 +1,10 @@
 // Settles jobs the gateway sent but did not see end (it was restarted, or its socket to ComfyUI dropped): from ComfyUI's queue and each job's history entry.
 
-import { outputFiles } from '../isolation/files.js';
+import { cachedNodesOf, outputFiles } from '../isolation/files.js';
 import { parseComfyJson } from '../isolation/json-body.js';
 import type { JobRecord, JobStore } from '../store/types.js';
 import type { Backend } from './backend.js';
-import { nodeIds, type JobObserver, type JobOutcome } from '../events/event-hub.js';
+import type { JobObserver, JobOutcome } from '../events/event-hub.js';
 
 /** Lookups of history entries in flight at once. */
 const LOOKUPS_AT_ONCE = 8;
@@ -67,7 +67,7 @@ async function settleFromHistory(
   const outcome: JobOutcome = timeOf('execution_interrupted') !== undefined ? 'interrupted' : entry.status?.status_str === 'success' ? 'success' : 'error';
   const endedAt = timeOf(`execution_${outcome}`) ?? now();
   if (startedAt !== undefined && job.started_at === null) observer.started(job.id, startedAt);
-  observer.cached(job.id, nodeIds(messages.find(([name]) => name === 'execution_cached')?.[1]?.nodes));
+  observer.cached(job.id, cachedNodesOf(messages));
   for (const [node, output] of Object.entries(entry.outputs ?? {})) {
     const known = new Set(job.outputs.map((file) => `${file.type}/${file.subfolder}/${file.filename}`));
     const unseen = outputFiles(output).filter((file) => !known.has(`${file.type}/${file.subfolder}/${file.filename}`));
