@@ -34,6 +34,3 @@ export interface Backend {
   /** Whether it is confirmed down: requests bound to it are refused at once instead of waiting for a timeout. */
   isDown(): boolean;
 }
-
-/** The owner recorded for the clientIds of the gateway's own sockets, so no key (admin or not, on any replica) may use one. */
-export const GATEWAY_CLIENT_OWNER = ':gateway';

@@ -4,8 +4,16 @@ import { forbidden, type GatewayError } from '../errors.js';
 import type { JobObserver } from '../events/event-hub.js';
 import type { Logger } from '../log/logger.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
-import { ACTIVE_JOB_STATUSES, type JobRecord, type JobStore, type JobWebhook, type KeyRecord, type OwnershipStore } from '../store/types.js';
-import { GATEWAY_CLIENT_OWNER, type Backend } from './backend.js';
+import {
+  ACTIVE_JOB_STATUSES,
+  GATEWAY_CLIENT_OWNER,
+  type JobRecord,
+  type JobStore,
+  type JobWebhook,
+  type KeyRecord,
+  type OwnershipStore,
+} from '../store/types.js';
+import type { Backend } from './backend.js';
 import { heldRequestOf, sendPrompt, type HeldRequest, type SendOutcome } from './dispatch.js';
 import { checkAdmission } from './quotas.js';
 import { refusalEvent } from './refusal.js';

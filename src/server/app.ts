@@ -31,7 +31,6 @@ import { adminSocketHooks } from '../events/admin-socket.js';
 import { ClientFeatureFlags } from '../events/client-flags.js';
 import { ClientSinkRegistry } from '../events/client-sinks.js';
 import { userSocketSession } from '../events/user-socket.js';
-import { GATEWAY_CLIENT_OWNER } from '../jobs/backend.js';
 import { createJobRecorder } from '../jobs/job-events.js';
 import { ExecutionLimits } from '../policy/execution-limit.js';
 import { DailyBudgets } from '../jobs/daily-budget.js';
@@ -52,7 +51,7 @@ import { asksForWebSocket, checkWebSocketHandshake } from '../proxy/websocket-ha
 import { WebSocketSlots } from '../proxy/websocket-slots.js';
 import { rateLimitHeaders, retryAfterSeconds } from '../ratelimit/headers.js';
 import type { Stores } from '../store/index.js';
-import { ACTIVE_JOB_STATUSES, type HitResult, type JobRecord, type KeyRecord } from '../store/types.js';
+import { ACTIVE_JOB_STATUSES, GATEWAY_CLIENT_OWNER, type HitResult, type JobRecord, type KeyRecord } from '../store/types.js';
 import { utcDay } from '../usage/day.js';
 import { openApiSource } from '../workflows/openapi.js';
 import { keyWebhook, type WebhookSettings } from '../webhooks/job-webhook.js';

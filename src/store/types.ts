@@ -181,6 +181,9 @@ export interface CounterStore {
 /** What a key can own: a prompt, a WebSocket clientId, a file (an upload or an output), given by id. */
 export type OwnedKind = 'prompt' | 'client' | 'file';
 
+/** The owner recorded for the clientIds of the gateway's own sockets, so no key (admin or not, on any replica) may use one. */
+export const GATEWAY_CLIENT_OWNER = ':gateway';
+
 /**
  * Which key owns what, so that user keys see only their own work. Lookups are synchronous (from
  * memory); claims are durable when they resolve.
@@ -190,7 +193,8 @@ export interface OwnershipStore {
   ownerOf(kind: OwnedKind, id: string): string | undefined;
   /**
    * Makes `keyId` the owner unless another key already is; resolves the owner after the call. Prompt
-   * and clientId claims expire (see claim-retention.ts); a clientId claim is renewed by its owner's use.
+   * and clientId claims expire (see claim-retention.ts); a clientId claim is renewed by its owner's use;
+   * a new claim of a key that holds its share of the kind forgets the key's own oldest of it.
    * @throws GatewayError CLAIMS_FULL (503) when a new claim would pass the cap of its kind
    */
   claim(kind: OwnedKind, id: string, keyId: string): Promise<string>;

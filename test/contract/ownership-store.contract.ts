@@ -1,4 +1,4 @@
-// The OwnershipStore contract: first claim wins (also between stores on the same data), released claims, recent prompts, ComfyUI users, claims bounded by age and count.
+// The OwnershipStore contract: first claim wins (also between stores on the same data), released claims, recent prompts, ComfyUI users, claims bounded by age, per key and in all.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -8,7 +8,7 @@ import type { OwnershipStore } from '../../src/store/types.js';
 import { isSkipped, lifecycle, waitFor, type HarnessOrSkip } from './harness.js';
 
 /** The claim retention each store of the suite must be opened with: short, so that the suite can wait for it. */
-export const CONTRACT_RETENTION = { retentionSeconds: 2, cap: 20, newestPromptsKept: 3 } satisfies ClaimRetentionOptions;
+export const CONTRACT_RETENTION = { retentionSeconds: 2, cap: 20, newestPromptsKept: 3, keyShare: 8 } satisfies ClaimRetentionOptions;
 
 /** Runs the OwnershipStore contract against one adapter, whose stores are opened with `CONTRACT_RETENTION`. */
 export function ownershipStoreContract(name: string, harness: HarnessOrSkip<OwnershipStore>): void {
@@ -112,26 +112,30 @@ export function ownershipStoreContract(name: string, harness: HarnessOrSkip<Owne
       assert.equal(await again.claim('prompt', 'refused', 'bob'), 'bob', 'the id is free again');
     });
 
-    test('claims are never pushed out by others: at the cap new ones are refused; only expired ones are forgotten', async () => {
-      const { cap, retentionSeconds, newestPromptsKept } = CONTRACT_RETENTION;
+    test('claims are never pushed out by other keys: at the cap new ones are refused, though every key is within its share; only expired ones are forgotten', async () => {
+      const { cap, retentionSeconds, newestPromptsKept, keyShare } = CONTRACT_RETENTION;
+      /** The owner of claim `i`: three keys, none past its share. */
+      const ownerOf = (i: number): string => ['alice', 'carol', 'dave'][i % 3]!;
+      assert.ok(Math.ceil(cap / 3) < keyShare);
       const store = await open();
       await store.setComfyUser('alice', 'cg_alice');
       for (let i = 0; i < cap; i += 1) {
-        await store.claim('prompt', `p${i}`, 'alice');
-        await store.claim('client', `c${i}`, 'alice');
-        await store.claim('file', `f${i}`, 'alice');
+        await store.claim('prompt', `p${i}`, ownerOf(i));
+        await store.claim('client', `c${i}`, ownerOf(i));
+        await store.claim('file', `f${i}`, ownerOf(i));
         await sleep(2);
       }
       for (const kind of ['prompt', 'client'] as const) {
         await assert.rejects(store.claim(kind, 'one-more', 'bob'), { code: 'CLAIMS_FULL', status: 503 }, `${kind}: refused at the cap`);
+        await assert.rejects(store.claim(kind, 'one-more', 'alice'), { code: 'CLAIMS_FULL', status: 503 }, `${kind}: refused to a key within its share`);
         assert.equal(store.ownerOf(kind, 'one-more'), undefined);
       }
       for (let i = 0; i < cap; i += 1)
-        assert.ok(store.ownerOf('prompt', `p${i}`) === 'alice' && store.ownerOf('client', `c${i}`) === 'alice', `claim ${i} is kept`);
+        assert.ok(store.ownerOf('prompt', `p${i}`) === ownerOf(i) && store.ownerOf('client', `c${i}`) === ownerOf(i), `claim ${i} is kept`);
       assert.equal(await store.claim('prompt', 'p0', 'bob'), 'alice', 'a held claim still answers its owner');
       assert.equal(await store.claim('file', 'one-more', 'bob'), 'bob', 'file claims have no cap');
       await sleep(retentionSeconds * 1000 + 200);
-      assert.equal(await store.claim('client', 'c1', 'alice'), 'alice', "the owner's use renews its clientId claim");
+      assert.equal(await store.claim('client', 'c1', 'carol'), 'carol', "the owner's use renews its clientId claim");
       const again = await reopen();
       assert.equal(await again.claim('prompt', 'new', 'bob'), 'bob', 'expired prompt claims make room');
       assert.equal(await again.claim('client', 'new', 'bob'), 'bob', 'expired clientId claims make room');
@@ -147,13 +151,67 @@ export function ownershipStoreContract(name: string, harness: HarnessOrSkip<Owne
         Array.from({ length: cap }, (_, i) => i === 1),
         'only the renewed clientId claim is kept',
       );
-      for (let i = 0; i < cap; i += 1) assert.equal(again.ownerOf('file', `f${i}`), 'alice', `file f${i} is kept`);
+      for (let i = 0; i < cap; i += 1) assert.equal(again.ownerOf('file', `f${i}`), ownerOf(i), `file f${i} is kept`);
       assert.equal(again.comfyUserOf('alice'), 'cg_alice', 'the ComfyUI user is kept');
       assert.deepEqual(
         again.recentPrompts('alice', cap).map((p) => p.promptId),
-        prompts.flatMap((owner, i) => (owner ? [`p${i}`] : [])).reverse(),
+        prompts.flatMap((owner, i) => (owner === 'alice' ? [`p${i}`] : [])).reverse(),
         'recent prompts are the kept ones, newest first',
       );
+    });
+
+    test("a key past its share forgets its own oldest claims of that kind and keeps claiming, even at the cap; other keys' claims and the gateway's are kept", async () => {
+      const { cap, keyShare } = CONTRACT_RETENTION;
+      const extra = 4;
+      const [store, other] = [await open(), await open()];
+      const sharedChanges = harness.sharedChanges;
+      /** Claims of `kind` by the gateway (past the share, for clientIds) or a third key, and by bob, both kept throughout. */
+      const others = { prompt: { owner: 'carol', count: 4 }, client: { owner: ':gateway', count: keyShare + 1 } } as const;
+      await Promise.all(Array.from({ length: keyShare + extra }, (_, i) => store.claim('file', `alice-${i}`, 'alice')));
+      for (const kind of ['prompt', 'client'] as const) {
+        await Promise.all(Array.from({ length: others[kind].count }, (_, i) => store.claim(kind, `${kind}-${others[kind].owner}-${i}`, others[kind].owner)));
+        await Promise.all(Array.from({ length: 3 }, (_, i) => store.claim(kind, `${kind}-bob-${i}`, 'bob')));
+        for (let i = 0; i < keyShare; i += 1) {
+          await store.claim(kind, `${kind}-alice-${i}`, 'alice');
+          await sleep(2);
+        }
+      }
+      assert.equal(others.client.count + 3 + keyShare, cap, 'every clientId claim is held');
+      await assert.rejects(store.claim('client', 'bob-one-more', 'bob'), { code: 'CLAIMS_FULL', status: 503 }, 'a key within its share is refused at the cap');
+      await sleep(100);
+      assert.equal(await store.claim('client', 'client-alice-0', 'alice'), 'alice', "the owner's use of its oldest clientId renews it");
+      for (const kind of ['prompt', 'client'] as const) {
+        for (let i = keyShare; i < keyShare + extra; i += 1) {
+          assert.equal(await store.claim(kind, `${kind}-alice-${i}`, 'alice'), 'alice', `${kind} ${i}: past its share, alice still claims`);
+          await sleep(2);
+        }
+      }
+      /** Alice's claims of `kind` kept: her newest, and for clientIds the one renewed. */
+      const kept = (kind: 'prompt' | 'client'): boolean[] =>
+        Array.from({ length: keyShare + extra }, (_, i) => (kind === 'client' && i === 0) || i >= extra + (kind === 'client' ? 1 : 0));
+      if (!('skip' in sharedChanges)) {
+        await waitFor(() => other.ownerOf('client', 'client-alice-1') === undefined, sharedChanges.withinMs, 'the forgotten claim in another store');
+        assert.equal(other.ownerOf('client', 'client-alice-0'), 'alice', 'the renewed claim is kept in another store');
+      }
+      for (const opened of [store, await reopen()]) {
+        for (const kind of ['prompt', 'client'] as const) {
+          assert.deepEqual(
+            Array.from({ length: keyShare + extra }, (_, i) => opened.ownerOf(kind, `${kind}-alice-${i}`) === 'alice'),
+            kept(kind),
+            `${kind}: alice's oldest are forgotten, down to her share`,
+          );
+          for (let i = 0; i < others[kind].count; i += 1) assert.equal(opened.ownerOf(kind, `${kind}-${others[kind].owner}-${i}`), others[kind].owner);
+          for (let i = 0; i < 3; i += 1) assert.equal(opened.ownerOf(kind, `${kind}-bob-${i}`), 'bob', `${kind}: bob's claims are kept`);
+        }
+        for (let i = 0; i < keyShare + extra; i += 1) assert.equal(opened.ownerOf('file', `alice-${i}`), 'alice', 'file claims are kept');
+        assert.deepEqual(
+          opened.recentPrompts('alice', 100).map((p) => p.promptId),
+          Array.from({ length: keyShare }, (_, i) => `prompt-alice-${keyShare + extra - 1 - i}`),
+          'her recent prompts are the kept ones',
+        );
+      }
+      const again = await reopen();
+      assert.equal(await again.claim('client', 'client-alice-1', 'alice'), 'alice', 'a forgotten clientId is claimed anew by its key, at the cap');
     });
 
     test('a key has one ComfyUI user, which can be replaced', async () => {

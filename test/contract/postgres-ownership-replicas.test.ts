@@ -1,4 +1,4 @@
-// Ownership across PostgreSQL replicas: a claim lost to another key is never taken for the owner, whatever is announced.
+// Ownership across PostgreSQL replicas: a claim lost to another key is never taken for the owner, whatever is announced; a key's claims past its share are forgotten everywhere, unless renewed meanwhile.
 
 import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
@@ -28,7 +28,11 @@ describe('PostgresOwnershipStore replicas on one database', { skip: 'skip' in fr
     await admin.query('TRUNCATE ownership RESTART IDENTITY');
     replicas = [];
     for (let i = 0; i < 2; i += 1) {
-      const store = new PostgresOwnershipStore({ database: await PostgresDatabase.open({ url: database.url }) });
+      // A key's share of 3 claims per kind (renewed once 0.2 s old), for the test of claims past it; the others stay well within it.
+      const store = new PostgresOwnershipStore({
+        database: await PostgresDatabase.open({ url: database.url }),
+        retention: { keyShare: 3, newestPromptsKept: 1, retentionSeconds: 6 },
+      });
       await store.open();
       replicas.push(store);
     }
@@ -120,5 +124,35 @@ describe('PostgresOwnershipStore replicas on one database', { skip: 'skip' in fr
         `replica ${i}: alice keeps p1 only`,
       );
     }
+  });
+
+  test("a key's claims past its share, forgotten through one replica, are forgotten by the others; one renewed meanwhile through another replica is kept", async () => {
+    const [a, b] = replicas as [PostgresOwnershipStore, PostgresOwnershipStore];
+    for (const id of ['c0', 'c1', 'c2']) assert.equal(await a.claim('client', id, 'alice'), 'alice');
+    assert.equal(await b.claim('client', 'bob-c0', 'bob'), 'bob');
+    await drained();
+    // c0 renewed through a replica whose announcement has not reached the others yet (none is made here).
+    const client = await admin.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SET LOCAL session_replication_role = replica');
+      await client.query(`UPDATE ownership SET at = $1 WHERE kind = 'client' AND id = 'c0'`, [Date.now() / 1000]);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    assert.equal(await a.claim('client', 'c3', 'alice'), 'alice', 'past her share, alice still claims');
+    assert.equal(await a.claim('client', 'c4', 'alice'), 'alice');
+    await drained();
+    const { rows } = await admin.query<{ id: string }>(`SELECT id FROM ownership WHERE kind = 'client' ORDER BY id`);
+    assert.deepEqual(
+      rows.map((row) => row.id),
+      ['bob-c0', 'c0', 'c2', 'c3', 'c4'],
+      'c1, the oldest unrenewed, is deleted; the renewed c0 is not',
+    );
+    assert.equal(b.ownerOf('client', 'c1'), undefined, 'the other replica forgot c1');
+    assert.equal(b.ownerOf('client', 'c0'), 'alice', 'and keeps the renewed c0');
+    for (const [i, store] of replicas.entries()) assert.equal(store.ownerOf('client', 'bob-c0'), 'bob', `replica ${i}: bob's claim is kept`);
+    assert.equal(await a.claim('client', 'c0', 'bob'), 'alice', 'the renewed claim still answers its owner, from the table, on the replica that let it go');
   });
 });

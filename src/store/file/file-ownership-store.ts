@@ -57,8 +57,7 @@ export class FileOwnershipStore implements OwnershipStore {
       parse: parseRecord,
       onChange: (recordId, before, after) => {
         const [kind, id] = splitRecordId(recordId);
-        if (after && after.at !== before?.at) this.retention.noted(kind, id, after.at);
-        if (before && !after) this.retention.removed(kind, id);
+        this.retention.changed(kind, id, before, after);
         if (kind !== 'prompt') return;
         if (before) this.promptsByKey.get(before.key_id)?.delete(id);
         if (after) {
@@ -103,7 +102,10 @@ export class FileOwnershipStore implements OwnershipStore {
     return this.table.get(`${kind}:${id}`)?.key_id;
   }
 
-  /** Claims `id` (or renews its owner's clientId claim), forgetting expired claims of its kind in the same write. */
+  /**
+   * Claims `id` (or renews its owner's clientId claim), forgetting in the same write expired claims of its
+   * kind and, past the key's share, the key's own oldest.
+   */
   async claim(kind: OwnedKind, id: string, keyId: string): Promise<string> {
     const recordId = `${kind}:${id}`;
     /** The owner that stands without a write: another key, or this key's claim that needs no renewal. */
@@ -121,7 +123,8 @@ export class FileOwnershipStore implements OwnershipStore {
       if (standing !== undefined) return { ops: [], result: standing };
       const current = this.table.get(recordId);
       if (current) return { ops: [{ op: 'put', id: recordId, value: { ...current, at: now } }], result: keyId };
-      const forgotten = this.retention.expired(kind, now);
+      const expired = this.retention.expired(kind, now);
+      const forgotten = [...expired, ...this.retention.pastShare(kind, keyId, expired)];
       if (this.retention.isFull(kind, forgotten.length)) throw claimsFull(kind, this.retention.cap);
       const deletes = forgotten.map((old) => ({ op: 'delete' as const, id: `${kind}:${old}` }));
       return { ops: [...deletes, { op: 'put', id: recordId, value: { key_id: keyId, at: now } }], result: keyId };

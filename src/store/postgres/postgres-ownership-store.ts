@@ -64,7 +64,7 @@ const COLUMNS = 'kind, id, key_id, at, outputs_recorded, comfy_user, extract(epo
  * `WriteRounds`), so the first key wins even across replicas; each change is announced with the record
  * itself, so other replicas apply it without a query (an announcement naming another owner than the one
  * held is checked against the table instead); a released claim is announced as
- * gone, and expired claims are forgotten by every replica by the same rule. While the database cannot be
+ * gone, as are a key's claims past its share, and expired claims are forgotten by every replica by the same rule. While the database cannot be
  * reached, claims (and the other writes) are granted here and written once it is back (up to 100,000),
  * so user keys keep working; if another replica granted the same id meanwhile, the first to be written
  * wins everywhere.
@@ -173,8 +173,10 @@ export class PostgresOwnershipStore implements OwnershipStore {
       if (known.key_id === keyId && this.retention.needsRenewal(kind, known.at, at)) await this.renew(kind, id, keyId, at);
       return known.key_id;
     }
-    const forgotten = this.retention.expired(kind, at);
-    if (this.retention.isFull(kind, forgotten.length)) throw claimsFull(kind, this.retention.cap);
+    const expired = this.retention.expired(kind, at);
+    const outgrown = this.retention.pastShare(kind, keyId, expired);
+    if (this.retention.isFull(kind, expired.length + outgrown.length)) throw claimsFull(kind, this.retention.cap);
+    const forgettingOutgrown = this.forgetOutgrown(kind, keyId, outgrown);
     let owner: string;
     try {
       owner = await this.writeClaim(kind, id, keyId, at);
@@ -184,7 +186,8 @@ export class PostgresOwnershipStore implements OwnershipStore {
       this.pending.push({ op: 'claim', kind, id, keyId, at });
       owner = keyId;
     }
-    await this.forgetExpired(kind, forgotten, at);
+    await forgettingOutgrown;
+    await this.forgetExpired(kind, expired, at);
     return owner;
   }
 
@@ -205,6 +208,28 @@ export class PostgresOwnershipStore implements OwnershipStore {
     for (const id of ids) this.forgetHere(kind, id, this.records.get(`${kind}:${id}`)?.key_id ?? '');
     const cutoff = now - this.retention.retentionSeconds;
     await this.database.query('DELETE FROM ownership WHERE kind = $1 AND id = ANY($2) AND at < $3', [kind, ids, cutoff]).catch(() => undefined);
+  }
+
+  /**
+   * Forgets claims of the key past its share: here at once (so that its other claims under way pick its
+   * next oldest), and in the table, announced as releases are, so that every replica forgets them; a row is
+   * deleted only while the key holds it and has not renewed it since through another replica (whose
+   * announcement brings it back here). A delete that fails is left to a later claim.
+   */
+  private async forgetOutgrown(kind: OwnedKind, keyId: string, ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    const ats = ids.map((id) => this.records.get(`${kind}:${id}`)?.at ?? 0);
+    for (const id of ids) this.forgetHere(kind, id, keyId);
+    await this.database
+      .query(
+        `WITH gone AS (
+           DELETE FROM ownership USING unnest($2::text[], $3::float8[]) AS outgrown (id, at)
+           WHERE ownership.kind = $1 AND ownership.id = outgrown.id AND ownership.key_id = $4 AND ownership.at <= outgrown.at
+           RETURNING ownership.kind, ownership.id, ownership.key_id)
+         SELECT pg_notify($5, json_build_object('k', kind, 'i', id, 'g', key_id)::text) FROM gone`,
+        [kind, ids, ats, keyId, CHANNELS.ownership],
+      )
+      .catch(() => undefined);
   }
 
   async release(kind: OwnedKind, id: string, keyId: string): Promise<void> {
@@ -231,8 +256,8 @@ export class PostgresOwnershipStore implements OwnershipStore {
   private forgetHere(kind: string, id: string, keyId: string): void {
     const recordId = `${kind}:${id}`;
     if (this.records.get(recordId)?.key_id !== keyId) return;
+    this.retention.changed(kind, id, this.records.get(recordId), undefined);
     this.records.delete(recordId);
-    this.retention.removed(kind, id);
     if (kind === 'prompt') this.promptsByKey.get(keyId)?.delete(id);
   }
 
@@ -389,7 +414,7 @@ export class PostgresOwnershipStore implements OwnershipStore {
       comfy_user: row.comfy_user ?? null,
     };
     this.records.set(recordId, record);
-    if (record.at !== before?.at) this.retention.noted(kind, id, record.at);
+    this.retention.changed(kind, id, before, record);
     if (kind === 'file' && !this.opened && foldCase(id) !== id) this.unfoldedFileIds.add(id);
     if (kind !== 'prompt') return;
     if (before && before.key_id !== record.key_id) this.promptsByKey.get(before.key_id)?.delete(id);
