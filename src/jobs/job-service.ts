@@ -97,6 +97,7 @@ export class JobService {
       jobs: options.jobs,
       depth: options.depth,
       keyOf: options.keyOf,
+      executionSecondsToday: options.executionSecondsToday,
       log: options.log,
       now: this.now,
     });

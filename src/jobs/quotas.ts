@@ -26,11 +26,16 @@ export interface KeyJobUsage {
  */
 export function checkAdmission(key: Pick<KeyQuotas, 'max_queued' | 'daily_execution_seconds'>, usage: KeyJobUsage, now: number): void {
   const budget = key.daily_execution_seconds;
-  if (budget !== null && usage.executionSecondsToday() >= budget) throw executionBudgetExceeded(secondsUntilNextUtcDay(now), budget);
+  if (budget !== null && budgetSpent(key, usage.executionSecondsToday)) throw executionBudgetExceeded(secondsUntilNextUtcDay(now), budget);
   if (key.max_queued !== null && usage.activeJobs() >= key.max_queued) throw queueLimit(key.max_queued);
 }
 
 /** True when one more job of the key may start running, with `runningJobs()` of its jobs running now across every backend (counted only under a quota). */
 export function mayStartAnother(key: Pick<KeyQuotas, 'max_running'>, runningJobs: () => number): boolean {
   return key.max_running === null || runningJobs() < key.max_running;
+}
+
+/** True when the key has a `daily_execution_seconds` and `executionSecondsToday()` has reached it (read only under a budget). */
+export function budgetSpent(key: Pick<KeyQuotas, 'daily_execution_seconds'>, executionSecondsToday: () => number): boolean {
+  return key.daily_execution_seconds !== null && executionSecondsToday() >= key.daily_execution_seconds;
 }

@@ -8,14 +8,14 @@ export function wasRefused(job: JobRecord): boolean {
   return job.status === 'error' && job.upstream_id === null;
 }
 
-/** ComfyUI's `execution_error` for a prompt it refused: the message and node errors, no node ran. */
+/** ComfyUI's `execution_error` for a prompt it refused, or the gateway ended before sending it (the error's exception type): the message and node errors, no node ran. */
 export function refusalEvent(error: JobError, at: number): Record<string, unknown> {
   return {
     node_id: null,
     node_type: null,
     executed: [],
     exception_message: error.message,
-    exception_type: 'PromptRefused',
+    exception_type: error.exception_type ?? 'PromptRefused',
     traceback: [],
     current_inputs: {},
     current_outputs: [],

@@ -8,7 +8,7 @@ import { heldRequestOf, sendPrompt, type SendOutcome } from './dispatch.js';
 import { FairQueue, type QueuedJob } from './fair-queue.js';
 import { Placement } from './placement.js';
 import { refusalEvent } from './refusal.js';
-import { mayStartAnother } from './quotas.js';
+import { budgetSpent, mayStartAnother } from './quotas.js';
 
 export interface SchedulerOptions {
   backends: readonly Backend[];
@@ -16,6 +16,8 @@ export interface SchedulerOptions {
   /** Jobs the gateway keeps sent to each backend (queued or running there) at most (`--upstream-queue-depth`). */
   depth: number;
   keyOf(keyId: string): KeyRecord | undefined;
+  /** The key's execution seconds metered on the UTC day of `now` (for `daily_execution_seconds`). */
+  executionSecondsToday(keyId: string, now: number): number;
   log: Logger;
   now(): number;
 }
@@ -162,13 +164,17 @@ export class JobScheduler {
    */
   private async release(): Promise<void> {
     while (!this.closed && this.queue.size > 0) {
-      const next = this.queue.next((keyId, job) => this.mayRelease(keyId) && this.placement.canPlace(job.pin ?? null));
+      const next = this.queue.next((keyId, job) => this.budgetSpent(keyId) || (this.mayRelease(keyId) && this.placement.canPlace(job.pin ?? null)));
       if (!next) {
         if (this.placement.someoneWaiting()) this.retryLater();
         return;
       }
-      const backend = this.placement.choose(next.pin ?? null)!;
       this.queue.remove(next.id);
+      if (this.budgetSpent(next.keyId)) {
+        void this.endOverBudget(next);
+        continue;
+      }
+      const backend = this.placement.choose(next.pin ?? null)!;
       void this.releaseOne(next, this.takeSlot(backend, next.keyId, next.id));
     }
   }
@@ -196,6 +202,23 @@ export class JobScheduler {
     await sendPrompt(backend, taken.id, request, (outcome) => this.recordReleased(taken, backend, outcome))
       .catch((error: unknown) => this.options.log.warn({ err: error, job_id: taken.id, backend: backend.name }, 'a held job could not be sent to ComfyUI'))
       .finally(() => this.pump());
+  }
+
+  /**
+   * Ends a held job whose key's daily budget is spent, as `error` (ExecutionBudgetExceeded), without
+   * sending it: sent, it would start in ComfyUI (loading its models on the GPU) only to be interrupted.
+   */
+  private async endOverBudget(queued: QueuedJob): Promise<void> {
+    const now = this.options.now();
+    const budget = this.options.keyOf(queued.keyId)?.daily_execution_seconds;
+    const error = {
+      message: `The key's daily_execution_seconds (${budget} seconds per UTC day) was spent while the job waited in the gateway; it was not run.`,
+      exception_type: 'ExecutionBudgetExceeded',
+    };
+    const ended = await this.options.jobs
+      .update(queued.id, { status: 'error', finished_at: now, request: null, error }, { ifStatus: 'held' })
+      .catch((failure: unknown) => this.options.log.warn({ err: failure, job_id: queued.id }, 'a held job over its budget could not be ended'));
+    if (ended) this.options.backends[0]!.events.announce(ended, 'execution_error', refusalEvent(error, now));
   }
 
   /** Records how sending a released job went; its id stays the one its key was told. */
@@ -248,6 +271,13 @@ export class JobScheduler {
   private notThereYet({ backend, jobId }: Slot): boolean {
     const job = this.options.jobs.get(jobId);
     return !job || job.status === 'held' || job.backend !== backend.name;
+  }
+
+  /** Whether the key's daily budget is spent (a held job of it is then ended, not sent). */
+  private budgetSpent(keyId: string): boolean {
+    const key = this.options.keyOf(keyId);
+    const now = this.options.now();
+    return key !== undefined && budgetSpent(key, () => this.options.executionSecondsToday(keyId, now));
   }
 
   private mayRelease(keyId: string): boolean {

@@ -137,12 +137,14 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     log,
     watches: [limits, budgets],
     onEnded: (job) => {
-      jobService.ended();
       metrics.backendJobEnded(job.backend, job.status);
-      if (job.started_at === null) return;
-      usage.recordJobRun(job.key_id, job.finished_at ?? now(), job.execution_seconds ?? 0, job.outputs.length);
-      metrics.jobRun(job.key_id, job.execution_seconds ?? 0, job.outputs.length);
-      budgets.metered(job.key_id);
+      // Metered before held jobs are released: a release reads the key's daily budget.
+      if (job.started_at !== null) {
+        usage.recordJobRun(job.key_id, job.finished_at ?? now(), job.execution_seconds ?? 0, job.outputs.length);
+        metrics.jobRun(job.key_id, job.execution_seconds ?? 0, job.outputs.length);
+        budgets.metered(job.key_id);
+      }
+      jobService.ended();
     },
   });
   const gatewayClientId = randomBytes(16).toString('hex');

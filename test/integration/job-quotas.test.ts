@@ -74,4 +74,28 @@ describe('per-key job quotas', () => {
     const untilMidnight = 86_400 - (Math.floor(Date.now() / 1000) % 86_400);
     assert.ok(retryAfter >= 1 && Math.abs(retryAfter - untilMidnight) <= 5, `Retry-After ${retryAfter} is the time to the next UTC day (${untilMidnight})`);
   });
+
+  test('daily_execution_seconds: jobs still held once the budget is spent end as error without reaching ComfyUI', async () => {
+    const key = (await createKey(gateway.url, { name: 'held-budget', rate_limit: 1000, max_running: 1, daily_execution_seconds: 1 }, admin)).api_key;
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i += 1) ids.push((await queue(gateway.url, key)).body.prompt_id as string);
+    const ended = async (): Promise<Array<Record<string, unknown>>> => {
+      const jobs = await Promise.all(ids.map(async (id) => (await send(gateway.url, `/api/gateway/jobs/${id}`, { key })).json<Record<string, unknown>>()));
+      return jobs.every((job) => !['held', 'queued', 'running'].includes(job.status as string)) ? jobs : [];
+    };
+    let jobs = await ended();
+    for (let i = 0; i < 300 && jobs.length === 0; i += 1) {
+      await sleep(50);
+      jobs = await ended();
+    }
+    assert.equal(jobs.length, 3, 'every job ended');
+    const [first, ...held] = jobs;
+    assert.equal((first!.error as { exception_type: string }).exception_type, 'ExecutionBudgetExceeded');
+    for (const job of held) {
+      assert.equal(job.status, 'error');
+      assert.equal((job.error as { exception_type: string }).exception_type, 'ExecutionBudgetExceeded');
+      assert.equal(job.started_at, null, 'a held job never ran');
+      assert.ok(!comfy.prompts.some((prompt) => prompt.id === job.id), 'a held job is not sent to ComfyUI once the budget is spent');
+    }
+  });
 });

@@ -28,7 +28,15 @@ describe('JobScheduler slots', () => {
     dir = await mkdtemp(join(tmpdir(), 'comfy-gate-scheduler-'));
     jobs = new FileJobStore({ directory: dir });
     await jobs.open();
-    scheduler = new JobScheduler({ backends: [BACKEND], jobs, depth: 2, keyOf: () => undefined, log: createLogger('silent'), now: () => 1 });
+    scheduler = new JobScheduler({
+      backends: [BACKEND],
+      jobs,
+      depth: 2,
+      keyOf: () => undefined,
+      executionSecondsToday: () => 0,
+      log: createLogger('silent'),
+      now: () => 1,
+    });
   });
   afterEach(async () => {
     scheduler.close();
@@ -65,7 +73,15 @@ describe('JobScheduler slots', () => {
     const ids = Array.from({ length: 4500 }, (_, i) => `held-${i}`);
     await Promise.all(ids.map((id, i) => jobs.create(jobRecord(id, { status: 'held', backend: '', upstream_id: null, admitted_at: 1 + i }))));
     const full = { ...BACKEND, accepting: () => false };
-    const restoring = new JobScheduler({ backends: [full], jobs, depth: 2, keyOf: () => undefined, log: createLogger('silent'), now: () => 1 });
+    const restoring = new JobScheduler({
+      backends: [full],
+      jobs,
+      depth: 2,
+      keyOf: () => undefined,
+      executionSecondsToday: () => 0,
+      log: createLogger('silent'),
+      now: () => 1,
+    });
     try {
       const restored = restoring.restore();
       const queuedAtOnce = ids.filter((id) => restoring.position(id) !== undefined).length;
@@ -119,7 +135,15 @@ describe('JobScheduler slots', () => {
     const ids = ['h1', 'h2', 'h3', 'h4'];
     for (const id of ids)
       await jobs.create(jobRecord(id, { status: 'held', backend: '', upstream_id: null, request: { body: { prompt_id: id, prompt: {} }, headers: {} } }));
-    const releasing = new JobScheduler({ backends: [backend], jobs: counted, depth: 3, keyOf: () => undefined, log: createLogger('silent'), now: () => 1 });
+    const releasing = new JobScheduler({
+      backends: [backend],
+      jobs: counted,
+      depth: 3,
+      keyOf: () => undefined,
+      executionSecondsToday: () => 0,
+      log: createLogger('silent'),
+      now: () => 1,
+    });
     try {
       await releasing.restore();
       await waitFor(() => sent.length >= 3, 'three held jobs sent');
