@@ -1,6 +1,7 @@
 // One ComfyUI user per key when ComfyUI runs with --multi-user, so settings and saved workflows stay apart.
 
 import type { IncomingMessage } from 'node:http';
+import type { PoolBackend } from '../backends/backend-pool.js';
 import type { KeyRecord } from '../store/types.js';
 import type { IsolationContext, UpstreamUserHeaders } from './context.js';
 import { parseComfyJson } from './json-body.js';
@@ -22,7 +23,8 @@ const asUser = (userId: string): UpstreamUserHeaders => ({ 'comfy-user': userId 
  */
 export class ComfyUsers {
   private readonly ctx: IsolationContext;
-  private multiUser: { value: boolean; at: number } | null = null;
+  /** The last answer, the backend that gave it, and when. */
+  private multiUser: { value: boolean; at: number; backend: PoolBackend } | null = null;
   /** The question to ComfyUI under way, shared by every request that needs its answer. */
   private askingMode: Promise<boolean> | null = null;
   /** Counts `forgetMode` calls, so that an answer asked for before one is not kept. */
@@ -35,10 +37,14 @@ export class ComfyUsers {
 
   /**
    * Whether ComfyUI keeps settings and userdata per user: known at once while the last answer is
-   * fresh, else asked, with requests that arrive meanwhile sharing one question.
+   * fresh and the event socket to the backend that gave it has stayed open since (a closed socket
+   * may be a ComfyUI restarting, maybe without `--multi-user`, where the key's `Comfy-User` would be
+   * ignored and its requests land in the operator's user), else asked, with requests that arrive
+   * meanwhile sharing one question.
    */
   isMultiUser(req: IncomingMessage): boolean | Promise<boolean> {
-    if (this.multiUser && Date.now() - this.multiUser.at < MODE_TTL_MS) return this.multiUser.value;
+    const known = this.multiUser;
+    if (known && Date.now() - known.at < MODE_TTL_MS && known.backend.events.connected) return known.value;
     if (this.askingMode) return this.askingMode;
     const asking = this.askMode(req).finally(() => {
       if (this.askingMode === asking) this.askingMode = null;
@@ -59,12 +65,11 @@ export class ComfyUsers {
 
   private async askMode(req: IncomingMessage): Promise<boolean> {
     const generation = this.modeGeneration;
-    const answer = await this.ctx.pool
-      .any()
-      .proxy.fetch(req, { method: 'GET', path: '/api/users', body: '', headers: { 'comfy-user': null, 'content-type': null } });
+    const backend = this.ctx.pool.any();
+    const answer = await backend.proxy.fetch(req, { method: 'GET', path: '/api/users', body: '', headers: { 'comfy-user': null, 'content-type': null } });
     const body = parseComfyJson(answer.body) as { users?: unknown } | undefined;
     const value = answer.status === 200 && typeof body?.users === 'object' && body.users !== null;
-    if (generation === this.modeGeneration) this.multiUser = { value, at: Date.now() };
+    if (generation === this.modeGeneration) this.multiUser = { value, at: Date.now(), backend };
     return value;
   }
 

@@ -544,6 +544,31 @@ for (const userdataV2 of [true, false]) {
   });
 }
 
+describe('a ComfyUI restarted without --multi-user', () => {
+  test('before the gateway reconnects, user keys neither read nor write the operator’s user', async () => {
+    const before = await startFakeComfyUI({ multiUser: true });
+    const { gateway, keys } = await startWithKeys(before);
+    let after: FakeComfyUI | null = null;
+    try {
+      await backendSettled(gateway, keys.admin);
+      assert.equal((await send(gateway.url, '/api/settings', { key: keys.alice })).status, 200, 'the gateway knows ComfyUI runs with --multi-user');
+
+      await before.close();
+      // The event socket's next tries fail, so it stays closed a while after ComfyUI is back (a real ComfyUI takes seconds to start).
+      await sleep(1000);
+      after = await startFakeComfyUI({ port: before.port });
+      assert.equal((await send(after.url, '/api/settings', { method: 'POST', body: { 'Operator.Secret': 'op-value' } })).status, 200);
+      assert.deepEqual((await send(gateway.url, '/api/settings', { key: keys.alice })).json(), {}, 'the operator’s settings are not read for a user key');
+      const write = await send(gateway.url, '/api/settings/Comfy.Theme', { method: 'POST', key: keys.alice, body: 'dark' });
+      assert.equal(write.status, 403, write.text);
+      assert.equal((await send(after.url, '/api/settings/Comfy.Theme')).json(), null, 'the operator’s settings are unchanged');
+    } finally {
+      await gateway.stop();
+      await after?.close();
+    }
+  });
+});
+
 describe('a ComfyUI restarted with --multi-user', () => {
   test('is asked again once the gateway reconnects: keys do not share its default user meanwhile', async () => {
     const before = await startFakeComfyUI();

@@ -1,4 +1,4 @@
-// Unit tests of ComfyUsers' question to ComfyUI about --multi-user: shared by concurrent requests, and asked again after forgetMode.
+// Unit tests of ComfyUsers' question to ComfyUI about --multi-user: shared by concurrent requests, asked again after forgetMode or once the event socket closes.
 
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
@@ -7,8 +7,8 @@ import { ComfyUsers } from '../../src/isolation/comfy-users.js';
 import type { IsolationContext } from '../../src/isolation/context.js';
 import type { UpstreamAnswer } from '../../src/proxy/http.js';
 
-/** A ComfyUI whose `GET /api/users` answers are released by the test, one per question asked. */
-function comfyAskedByHand(): { ctx: IsolationContext; asked: Array<(multiUser: boolean) => void> } {
+/** A ComfyUI whose `GET /api/users` answers are released by the test, one per question asked; `events.connected` is its event socket's state. */
+function comfyAskedByHand(): { ctx: IsolationContext; asked: Array<(multiUser: boolean) => void>; events: { connected: boolean } } {
   const asked: Array<(multiUser: boolean) => void> = [];
   const fetch = (): Promise<UpstreamAnswer> =>
     new Promise((resolve) =>
@@ -20,8 +20,9 @@ function comfyAskedByHand(): { ctx: IsolationContext; asked: Array<(multiUser: b
         }),
       ),
     );
-  const ctx = { pool: { any: () => ({ proxy: { fetch } }) } } as unknown as IsolationContext;
-  return { ctx, asked };
+  const events = { connected: true };
+  const ctx = { pool: { any: () => ({ proxy: { fetch }, events }) } } as unknown as IsolationContext;
+  return { ctx, asked, events };
 }
 
 const request = {} as IncomingMessage;
@@ -51,5 +52,18 @@ describe('ComfyUsers: whether ComfyUI runs with --multi-user', () => {
     assert.equal(await first, false, 'whoever asked before gets the answer to that question');
     assert.equal(await users.isMultiUser(request), true, 'the older answer, arriving last, did not replace the newer');
     assert.equal(asked.length, 2);
+  });
+
+  test('an answer is not trusted once the event socket to its backend closes: ComfyUI may be restarting without --multi-user', async () => {
+    const { ctx, asked, events } = comfyAskedByHand();
+    const users = new ComfyUsers(ctx);
+    const first = users.isMultiUser(request);
+    asked[0]!(true);
+    assert.equal(await first, true);
+    events.connected = false;
+    const second = users.isMultiUser(request);
+    assert.equal(asked.length, 2, 'asked again while the socket is closed');
+    asked[1]!(false);
+    assert.equal(await second, false);
   });
 });
