@@ -558,7 +558,9 @@ describe('a ComfyUI restarted without --multi-user', () => {
       await sleep(1000);
       after = await startFakeComfyUI({ port: before.port });
       assert.equal((await send(after.url, '/api/settings', { method: 'POST', body: { 'Operator.Secret': 'op-value' } })).status, 200);
+      const asked = (): number => after!.requests.filter((r) => r.url === '/api/users').length;
       assert.deepEqual((await send(gateway.url, '/api/settings', { key: keys.alice })).json(), {}, 'the operator’s settings are not read for a user key');
+      assert.equal(asked(), 1, 'one answer decides both the user the request goes as and what it may do');
       const write = await send(gateway.url, '/api/settings/Comfy.Theme', { method: 'POST', key: keys.alice, body: 'dark' });
       assert.equal(write.status, 403, write.text);
       assert.equal((await send(after.url, '/api/settings/Comfy.Theme')).json(), null, 'the operator’s settings are unchanged');
