@@ -43,7 +43,7 @@ export interface IsolatedProxy {
   /** POST /v1/images/generations for a key: the workflow marked `openai_images` run with the request's prompt, n and size (see generateImages). */
   generateImages(req: IncomingMessage, res: ServerResponse, key: KeyRecord, waiter: JobWaiter, workflows: WorkflowStore, origin: string): Promise<void>;
   /** The `Comfy-User` header (or its removal) for a key's requests and WebSockets. */
-  upstreamHeadersFor(req: IncomingMessage, key: KeyRecord): UpstreamUserHeaders | Promise<UpstreamUserHeaders>;
+  upstreamHeadersFor(key: KeyRecord): UpstreamUserHeaders | Promise<UpstreamUserHeaders>;
   /**
    * For callers without a key: ComfyUI's answers to /queue and /history without secrets, and `/view`
    * and user data with a served file's headers; null, at once, for anything else (which goes to ComfyUI as it is).
@@ -97,7 +97,7 @@ export function createIsolatedProxy(options: {
     const comfyUser = req.headers['comfy-user'];
     checkBoundedIds({ 'Comfy-User': Array.isArray(comfyUser) ? comfyUser.join(', ') : comfyUser });
     const seesAll = key.role === 'admin';
-    const headers = comfyUsers.headersFor(req, key);
+    const headers = comfyUsers.headersFor(key);
     if (headers instanceof Promise) return headers.then((upstreamHeaders) => ({ key, seesAll, upstreamHeaders }));
     return { key, seesAll, upstreamHeaders: headers };
   }
@@ -268,7 +268,7 @@ export function createIsolatedProxy(options: {
     run: async (req, res, key, waiter) => runPrompt(ctx, waiter, req, res, await callerOf(req, key)),
     runWorkflow: async (req, res, key, waiter, workflow, fetching) => runWorkflow(ctx, waiter, req, res, await callerOf(req, key), workflow, fetching),
     generateImages: async (req, res, key, waiter, workflows, origin) => generateImages(ctx, waiter, req, res, await callerOf(req, key), workflows, origin),
-    upstreamHeadersFor: (req, key) => comfyUsers.headersFor(req, key),
+    upstreamHeadersFor: (key) => comfyUsers.headersFor(key),
     handleAnonymous,
     backendMayHaveRestarted: () => {
       options.catalog.clear();

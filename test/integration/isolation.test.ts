@@ -501,6 +501,24 @@ describe('each key its own ComfyUI user (--multi-user upstream)', () => {
   });
 });
 
+describe('whether ComfyUI runs with --multi-user, asked on a key’s request', () => {
+  test('is asked without the key’s own headers: a header ComfyUI refuses does not make every key read-only', async () => {
+    const comfy = await startFakeComfyUI({ multiUser: true });
+    const { gateway, keys } = await startWithKeys(comfy);
+    try {
+      await backendSettled(gateway, keys.admin);
+      // aiohttp refuses a header value over 8190 bytes with 400; the gateway passes it on.
+      await send(gateway.url, '/api/settings', { key: keys.alice, headers: { 'x-padding': 'a'.repeat(9000) } });
+      const saved = await send(gateway.url, '/api/settings', { method: 'POST', key: keys.bob, body: { 'Comfy.Theme': 'light' } });
+      assert.equal(saved.status, 200, saved.text);
+      assert.deepEqual((await send(gateway.url, '/api/settings', { key: keys.bob })).json(), { 'Comfy.Theme': 'light' });
+    } finally {
+      await gateway.stop();
+      await comfy.close();
+    }
+  });
+});
+
 for (const userdataV2 of [true, false]) {
   describe(`saved workflows listed by /v2/userdata under --multi-user (a ComfyUI ${userdataV2 ? 'with' : 'without'} it)`, () => {
     let comfy: FakeComfyUI;
