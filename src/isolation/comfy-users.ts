@@ -1,6 +1,6 @@
 // One ComfyUI user per key when ComfyUI runs with --multi-user, so settings and saved workflows stay apart.
 
-import type { IncomingMessage } from 'node:http';
+import type { PoolBackend } from '../backends/backend-pool.js';
 import type { KeyRecord } from '../store/types.js';
 import type { IsolationContext, UpstreamUserHeaders } from './context.js';
 import { parseComfyJson } from './json-body.js';
@@ -18,11 +18,14 @@ const asUser = (userId: string): UpstreamUserHeaders => ({ 'comfy-user': userId 
 /**
  * Maps keys to ComfyUI users. Whether ComfyUI runs with `--multi-user` is read from its `GET /users`
  * (which lists `users` only then). A key's user is created on its first request (`POST /users`) and
- * remembered in the ownership store.
+ * remembered in the ownership store. Both are asked on the gateway's own behalf, without the headers of
+ * the request that needed them: ComfyUI's answer is kept for every key, and a header it refuses (aiohttp
+ * answers 400 to a value over 8190 bytes) would otherwise make every key read-only for a minute.
  */
 export class ComfyUsers {
   private readonly ctx: IsolationContext;
-  private multiUser: { value: boolean; at: number } | null = null;
+  /** The last answer, the backend that gave it, and when. */
+  private multiUser: { value: boolean; at: number; backend: PoolBackend } | null = null;
   /** The question to ComfyUI under way, shared by every request that needs its answer. */
   private askingMode: Promise<boolean> | null = null;
   /** Counts `forgetMode` calls, so that an answer asked for before one is not kept. */
@@ -35,12 +38,16 @@ export class ComfyUsers {
 
   /**
    * Whether ComfyUI keeps settings and userdata per user: known at once while the last answer is
-   * fresh, else asked, with requests that arrive meanwhile sharing one question.
+   * fresh and the event socket to the backend that gave it has stayed open since (a closed socket
+   * may be a ComfyUI restarting, maybe without `--multi-user`, where the key's `Comfy-User` would be
+   * ignored and its requests land in the operator's user), else asked, with requests that arrive
+   * meanwhile sharing one question.
    */
-  isMultiUser(req: IncomingMessage): boolean | Promise<boolean> {
-    if (this.multiUser && Date.now() - this.multiUser.at < MODE_TTL_MS) return this.multiUser.value;
+  isMultiUser(): boolean | Promise<boolean> {
+    const known = this.multiUser;
+    if (known && Date.now() - known.at < MODE_TTL_MS && known.backend.events.connected) return known.value;
     if (this.askingMode) return this.askingMode;
-    const asking = this.askMode(req).finally(() => {
+    const asking = this.askMode().finally(() => {
       if (this.askingMode === asking) this.askingMode = null;
     });
     this.askingMode = asking;
@@ -57,14 +64,13 @@ export class ComfyUsers {
     this.modeGeneration += 1;
   }
 
-  private async askMode(req: IncomingMessage): Promise<boolean> {
+  private async askMode(): Promise<boolean> {
     const generation = this.modeGeneration;
-    const answer = await this.ctx.pool
-      .any()
-      .proxy.fetch(req, { method: 'GET', path: '/api/users', body: '', headers: { 'comfy-user': null, 'content-type': null } });
+    const backend = this.ctx.pool.any();
+    const answer = await backend.proxy.fetch(null, { method: 'GET', path: '/api/users', body: '', headers: { 'comfy-user': null, 'content-type': null } });
     const body = parseComfyJson(answer.body) as { users?: unknown } | undefined;
     const value = answer.status === 200 && typeof body?.users === 'object' && body.users !== null;
-    if (generation === this.modeGeneration) this.multiUser = { value, at: Date.now() };
+    if (generation === this.modeGeneration) this.multiUser = { value, at: Date.now(), backend };
     return value;
   }
 
@@ -72,17 +78,17 @@ export class ComfyUsers {
    * The `Comfy-User` header for a user key's forwarded requests (a client's own value is always
    * dropped); admin keys keep whatever they send.
    */
-  headersFor(req: IncomingMessage, key: KeyRecord): UpstreamUserHeaders | Promise<UpstreamUserHeaders> {
+  headersFor(key: KeyRecord): UpstreamUserHeaders | Promise<UpstreamUserHeaders> {
     if (key.role === 'admin') return AS_SENT;
-    const multiUser = this.isMultiUser(req);
-    if (multiUser instanceof Promise) return multiUser.then((known) => this.userHeaders(req, key, known));
-    return this.userHeaders(req, key, multiUser);
+    const multiUser = this.isMultiUser();
+    if (multiUser instanceof Promise) return multiUser.then((known) => this.userHeaders(key, known));
+    return this.userHeaders(key, multiUser);
   }
 
   /** The `Comfy-User` header of a user key, once whether ComfyUI runs with `--multi-user` is known. */
-  private userHeaders(req: IncomingMessage, key: KeyRecord, multiUser: boolean): UpstreamUserHeaders | Promise<UpstreamUserHeaders> {
+  private userHeaders(key: KeyRecord, multiUser: boolean): UpstreamUserHeaders | Promise<UpstreamUserHeaders> {
     if (!multiUser) return WITHOUT_USER;
-    const userId = this.userOf(req, key);
+    const userId = this.userOf(key);
     return userId instanceof Promise ? userId.then(asUser) : asUser(userId);
   }
 
@@ -92,25 +98,25 @@ export class ComfyUsers {
   }
 
   /** The key's ComfyUI user id, created on first use (known at once after that). */
-  userOf(req: IncomingMessage, key: KeyRecord): string | Promise<string> {
+  userOf(key: KeyRecord): string | Promise<string> {
     const known = this.ctx.ownership.comfyUserOf(key.key_id);
     if (known) return known;
     let pending = this.creating.get(key.key_id);
     if (!pending) {
-      pending = this.create(req, key).finally(() => this.creating.delete(key.key_id));
+      pending = this.create(key).finally(() => this.creating.delete(key.key_id));
       this.creating.set(key.key_id, pending);
     }
     return pending;
   }
 
-  private async create(req: IncomingMessage, key: KeyRecord): Promise<string> {
+  private async create(key: KeyRecord): Promise<string> {
     const username = ComfyUsers.userName(key);
     const base = { path: '/api/users', headers: { 'comfy-user': null, 'content-type': 'application/json' } };
-    const created = await this.ctx.pool.any().proxy.fetch(req, { ...base, method: 'POST', body: JSON.stringify({ username }) });
+    const created = await this.ctx.pool.any().proxy.fetch(null, { ...base, method: 'POST', body: JSON.stringify({ username }) });
     let userId = created.status === 200 ? parseComfyJson(created.body) : undefined;
     if (typeof userId !== 'string') {
       // Created before but not remembered (e.g. the gateway's files were restored): find it by name.
-      const listed = await this.ctx.pool.any().proxy.fetch(req, { ...base, method: 'GET', body: '' });
+      const listed = await this.ctx.pool.any().proxy.fetch(null, { ...base, method: 'GET', body: '' });
       const users = (parseComfyJson(listed.body) as { users?: Record<string, string> } | undefined)?.users ?? {};
       userId = Object.entries(users).find(([, name]) => name === username)?.[0];
     }

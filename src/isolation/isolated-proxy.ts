@@ -43,7 +43,7 @@ export interface IsolatedProxy {
   /** POST /v1/images/generations for a key: the workflow marked `openai_images` run with the request's prompt, n and size (see generateImages). */
   generateImages(req: IncomingMessage, res: ServerResponse, key: KeyRecord, waiter: JobWaiter, workflows: WorkflowStore, origin: string): Promise<void>;
   /** The `Comfy-User` header (or its removal) for a key's requests and WebSockets. */
-  upstreamHeadersFor(req: IncomingMessage, key: KeyRecord): UpstreamUserHeaders | Promise<UpstreamUserHeaders>;
+  upstreamHeadersFor(key: KeyRecord): UpstreamUserHeaders | Promise<UpstreamUserHeaders>;
   /**
    * For callers without a key: ComfyUI's answers to /queue and /history without secrets, and `/view`
    * and user data with a served file's headers; null, at once, for anything else (which goes to ComfyUI as it is).
@@ -97,7 +97,7 @@ export function createIsolatedProxy(options: {
     const comfyUser = req.headers['comfy-user'];
     checkBoundedIds({ 'Comfy-User': Array.isArray(comfyUser) ? comfyUser.join(', ') : comfyUser });
     const seesAll = key.role === 'admin';
-    const headers = comfyUsers.headersFor(req, key);
+    const headers = comfyUsers.headersFor(key);
     if (headers instanceof Promise) return headers.then((upstreamHeaders) => ({ key, seesAll, upstreamHeaders }));
     return { key, seesAll, upstreamHeaders: headers };
   }
@@ -170,11 +170,11 @@ export function createIsolatedProxy(options: {
       case 'jobs-cancel':
         return cancelJobs(ctx, req, res, caller);
       case 'users':
-        if (await userDataRule(req, res, caller.key, handler, req.method ?? 'GET', target.segments)) return;
+        if (userDataRule(res, caller, handler, req.method ?? 'GET', target.segments)) return;
         return ctx.pool.any().proxy.forward(req, res, { headers: caller.upstreamHeaders });
       case 'user-data':
         servedAsFile(res);
-        if (!caller.seesAll && (await userDataRule(req, res, caller.key, handler, req.method ?? 'GET', target.segments))) return;
+        if (!caller.seesAll && userDataRule(res, caller, handler, req.method ?? 'GET', target.segments)) return;
         return ctx.pool.any().proxy.forward(req, res, { headers: caller.upstreamHeaders });
       case 'websocket':
         return ctx.pool.any().proxy.forward(req, res, { headers: caller.upstreamHeaders });
@@ -218,21 +218,16 @@ export function createIsolatedProxy(options: {
    * ComfyUI user is used and `/users` shows only it. Without it, ComfyUI's one user is the operator's
    * (its settings, saved workflows, and files custom nodes keep there, credentials among them): a user
    * key reads it as a user who has saved nothing (see answerAsNoUserData), and may not write it.
+   * Which of the two is read from the caller's `Comfy-User`, so that one answer of ComfyUI decides
+   * both the rule and the user the request goes as.
    * @returns true when the request was answered here.
    */
-  async function userDataRule(
-    req: IncomingMessage,
-    res: ServerResponse,
-    key: KeyRecord,
-    handler: 'users' | 'user-data',
-    method: string,
-    segments: readonly string[],
-  ): Promise<boolean> {
+  function userDataRule(res: ServerResponse, caller: IsolatedCaller, handler: 'users' | 'user-data', method: string, segments: readonly string[]): boolean {
     if (handler === 'users' && method === 'POST') throw forbidden('ComfyUI users are created by the gateway, one per key.');
-    if (await comfyUsers.isMultiUser(req)) {
+    const userId = caller.upstreamHeaders['comfy-user'];
+    if (typeof userId === 'string') {
       if (handler !== 'users' || !READS.has(method)) return false;
-      const userId = await comfyUsers.userOf(req, key);
-      sendJson(res, 200, { storage: 'server', users: { [userId]: ComfyUsers.userName(key) } });
+      sendJson(res, 200, { storage: 'server', users: { [userId]: ComfyUsers.userName(caller.key) } });
       return true;
     }
     if (!READS.has(method)) throw forbidden('User keys keep settings and saved workflows only when ComfyUI runs with --multi-user.');
@@ -273,7 +268,7 @@ export function createIsolatedProxy(options: {
     run: async (req, res, key, waiter) => runPrompt(ctx, waiter, req, res, await callerOf(req, key)),
     runWorkflow: async (req, res, key, waiter, workflow, fetching) => runWorkflow(ctx, waiter, req, res, await callerOf(req, key), workflow, fetching),
     generateImages: async (req, res, key, waiter, workflows, origin) => generateImages(ctx, waiter, req, res, await callerOf(req, key), workflows, origin),
-    upstreamHeadersFor: (req, key) => comfyUsers.headersFor(req, key),
+    upstreamHeadersFor: (key) => comfyUsers.headersFor(key),
     handleAnonymous,
     backendMayHaveRestarted: () => {
       options.catalog.clear();

@@ -599,7 +599,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
             seesJobsWithoutClient: true,
           });
       },
-      headers: await isolated.upstreamHeadersFor(req, key),
+      headers: await isolated.upstreamHeadersFor(key),
       ...(hooks ? { hooks } : {}),
       onEnd: (outcome) => {
         unregister();

@@ -205,6 +205,8 @@ interface Route {
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 const SERVER_ERROR = '500 Internal Server Error\n\nServer got itself in trouble';
+/** aiohttp's longest header value, in bytes (the `max_field_size` of its request parser). */
+const AIOHTTP_MAX_FIELD_SIZE = 8190;
 const SERVER_FEATURES = { supports_preview_metadata: true, max_upload_size: 104857600 };
 /** What Python's `str(uuid.UUID(value)) == value` accepts. */
 const CANONICAL_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -610,6 +612,8 @@ class FakeServer implements FakeComfyUI {
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     this.record(req);
     try {
+      // aiohttp's parser refuses a header value longer than its max_field_size (8190 bytes) with 400.
+      if (Object.values(req.headers).some((value) => String(value).length > AIOHTTP_MAX_FIELD_SIZE)) return sendText(res, 400, 'Bad Request');
       if (originRejected(req.headers)) return sendEmpty(res, 403);
       if (req.method === 'OPTIONS') return sendEmpty(res, 200);
       const { segments, query } = parseTarget(req.url ?? '/');

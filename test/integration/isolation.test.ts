@@ -501,6 +501,24 @@ describe('each key its own ComfyUI user (--multi-user upstream)', () => {
   });
 });
 
+describe('whether ComfyUI runs with --multi-user, asked on a key’s request', () => {
+  test('is asked without the key’s own headers: a header ComfyUI refuses does not make every key read-only', async () => {
+    const comfy = await startFakeComfyUI({ multiUser: true });
+    const { gateway, keys } = await startWithKeys(comfy);
+    try {
+      await backendSettled(gateway, keys.admin);
+      // aiohttp refuses a header value over 8190 bytes with 400; the gateway passes it on.
+      await send(gateway.url, '/api/settings', { key: keys.alice, headers: { 'x-padding': 'a'.repeat(9000) } });
+      const saved = await send(gateway.url, '/api/settings', { method: 'POST', key: keys.bob, body: { 'Comfy.Theme': 'light' } });
+      assert.equal(saved.status, 200, saved.text);
+      assert.deepEqual((await send(gateway.url, '/api/settings', { key: keys.bob })).json(), { 'Comfy.Theme': 'light' });
+    } finally {
+      await gateway.stop();
+      await comfy.close();
+    }
+  });
+});
+
 for (const userdataV2 of [true, false]) {
   describe(`saved workflows listed by /v2/userdata under --multi-user (a ComfyUI ${userdataV2 ? 'with' : 'without'} it)`, () => {
     let comfy: FakeComfyUI;
@@ -543,6 +561,33 @@ for (const userdataV2 of [true, false]) {
     });
   });
 }
+
+describe('a ComfyUI restarted without --multi-user', () => {
+  test('before the gateway reconnects, user keys neither read nor write the operator’s user', async () => {
+    const before = await startFakeComfyUI({ multiUser: true });
+    const { gateway, keys } = await startWithKeys(before);
+    let after: FakeComfyUI | null = null;
+    try {
+      await backendSettled(gateway, keys.admin);
+      assert.equal((await send(gateway.url, '/api/settings', { key: keys.alice })).status, 200, 'the gateway knows ComfyUI runs with --multi-user');
+
+      await before.close();
+      // The event socket's next tries fail, so it stays closed a while after ComfyUI is back (a real ComfyUI takes seconds to start).
+      await sleep(1000);
+      after = await startFakeComfyUI({ port: before.port });
+      assert.equal((await send(after.url, '/api/settings', { method: 'POST', body: { 'Operator.Secret': 'op-value' } })).status, 200);
+      const asked = (): number => after!.requests.filter((r) => r.url === '/api/users').length;
+      assert.deepEqual((await send(gateway.url, '/api/settings', { key: keys.alice })).json(), {}, 'the operator’s settings are not read for a user key');
+      assert.equal(asked(), 1, 'one answer decides both the user the request goes as and what it may do');
+      const write = await send(gateway.url, '/api/settings/Comfy.Theme', { method: 'POST', key: keys.alice, body: 'dark' });
+      assert.equal(write.status, 403, write.text);
+      assert.equal((await send(after.url, '/api/settings/Comfy.Theme')).json(), null, 'the operator’s settings are unchanged');
+    } finally {
+      await gateway.stop();
+      await after?.close();
+    }
+  });
+});
 
 describe('a ComfyUI restarted with --multi-user', () => {
   test('is asked again once the gateway reconnects: keys do not share its default user meanwhile', async () => {
