@@ -38,14 +38,14 @@ export class ComfyUsers {
 
   /**
    * Whether ComfyUI keeps settings and userdata per user: known at once while the last answer is
-   * fresh and the event socket to the backend that gave it has stayed open since (a closed socket
-   * may be a ComfyUI restarting, maybe without `--multi-user`, where the key's `Comfy-User` would be
-   * ignored and its requests land in the operator's user), else asked, with requests that arrive
-   * meanwhile sharing one question.
+   * fresh, and, when it is yes, while the event socket to the backend that gave it has stayed open
+   * since (a closed socket may be a ComfyUI restarting without `--multi-user`, where the key's
+   * `Comfy-User` would be ignored and its requests land in the operator's user; a no is safe to keep,
+   * user keys then being read-only); else asked, with requests that arrive meanwhile sharing one question.
    */
   isMultiUser(): boolean | Promise<boolean> {
     const known = this.multiUser;
-    if (known && Date.now() - known.at < MODE_TTL_MS && known.backend.events.connected) return known.value;
+    if (known && Date.now() - known.at < MODE_TTL_MS && (!known.value || known.backend.events.connected)) return known.value;
     if (this.askingMode) return this.askingMode;
     const asking = this.askMode().finally(() => {
       if (this.askingMode === asking) this.askingMode = null;
