@@ -94,7 +94,8 @@ export class ComfyUsers {
 
   /** The display name of a key's ComfyUI user: its name, made unique by the start of its key_id. */
   static userName(key: KeyRecord): string {
-    return `${key.name} (${key.key_id.slice(0, 8)})`;
+    // ComfyUI refuses a name that starts with `__` once trimmed (the prefix of its system users).
+    return `${key.name.trim().replace(/^__+/, '_')} (${key.key_id.slice(0, 8)})`;
   }
 
   /** The key's ComfyUI user id, created on first use (known at once after that). */

@@ -1222,6 +1222,8 @@ class FakeServer implements FakeComfyUI {
     const username = asObject(await readJson(req))['username'];
     if ([...this.users.values()].some((name) => name === username)) return sendJson(res, { error: 'Duplicate username.' }, 400);
     if (typeof username !== 'string' || !username.trim()) throw new Error('username not provided');
+    // user_manager.add_user: `__` starts the names of ComfyUI's system users.
+    if (username.trim().startsWith('__')) return sendJson(res, { error: 'System User prefix not allowed' }, 400);
     const id = `${username.trim().replace(/[^a-zA-Z0-9-_]+/g, '-')}_${randomUUID()}`;
     this.users.set(id, username.trim());
     sendJson(res, id);

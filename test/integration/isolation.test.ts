@@ -499,6 +499,17 @@ describe('each key its own ComfyUI user (--multi-user upstream)', () => {
     assert.match(Object.values(users.users)[0]!, /^alice \(/);
     assert.equal(comfy.users.size, 2, 'one ComfyUI user per key that used it');
   });
+
+  test('a key whose name starts with __ (the prefix of ComfyUI’s system users) gets a ComfyUI user all the same', async () => {
+    const bot = (await createKey(gateway.url, { name: '__bot', rate_limit: 1000 }, keys.admin)).api_key;
+    const saved = await send(gateway.url, '/api/settings', { method: 'POST', key: bot, body: { 'Comfy.Theme': 'dark' } });
+    assert.equal(saved.status, 200, saved.text);
+    assert.deepEqual((await send(gateway.url, '/api/settings', { key: bot })).json(), { 'Comfy.Theme': 'dark' });
+    assert.ok(
+      [...comfy.users.values()].some((name) => /^_bot \(/.test(name)),
+      [...comfy.users.values()].join(', '),
+    );
+  });
 });
 
 describe('whether ComfyUI runs with --multi-user, asked on a key’s request', () => {
