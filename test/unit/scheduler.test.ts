@@ -15,6 +15,11 @@ import { waitFor } from '../helpers/wait-for.js';
 
 const BACKEND = { name: 'gpu0', weight: 1, accepting: () => true, isDown: () => false } as Backend;
 
+/** A scheduler over one backend's worth of options: no key has quotas, the clock stands at 1. */
+function schedulerOf(backends: Backend[], jobs: FileJobStore, depth: number): JobScheduler {
+  return new JobScheduler({ backends, jobs, depth, keyOf: () => undefined, executionSecondsToday: () => 0, log: createLogger('silent'), now: () => 1 });
+}
+
 function sentJob(id: string): JobRecord {
   return jobRecord(id, { backend: BACKEND.name });
 }
@@ -28,15 +33,7 @@ describe('JobScheduler slots', () => {
     dir = await mkdtemp(join(tmpdir(), 'comfy-gate-scheduler-'));
     jobs = new FileJobStore({ directory: dir });
     await jobs.open();
-    scheduler = new JobScheduler({
-      backends: [BACKEND],
-      jobs,
-      depth: 2,
-      keyOf: () => undefined,
-      executionSecondsToday: () => 0,
-      log: createLogger('silent'),
-      now: () => 1,
-    });
+    scheduler = schedulerOf([BACKEND], jobs, 2);
   });
   afterEach(async () => {
     scheduler.close();
@@ -73,15 +70,7 @@ describe('JobScheduler slots', () => {
     const ids = Array.from({ length: 4500 }, (_, i) => `held-${i}`);
     await Promise.all(ids.map((id, i) => jobs.create(jobRecord(id, { status: 'held', backend: '', upstream_id: null, admitted_at: 1 + i }))));
     const full = { ...BACKEND, accepting: () => false };
-    const restoring = new JobScheduler({
-      backends: [full],
-      jobs,
-      depth: 2,
-      keyOf: () => undefined,
-      executionSecondsToday: () => 0,
-      log: createLogger('silent'),
-      now: () => 1,
-    });
+    const restoring = schedulerOf([full], jobs, 2);
     try {
       const restored = restoring.restore();
       const queuedAtOnce = ids.filter((id) => restoring.position(id) !== undefined).length;
@@ -135,15 +124,7 @@ describe('JobScheduler slots', () => {
     const ids = ['h1', 'h2', 'h3', 'h4'];
     for (const id of ids)
       await jobs.create(jobRecord(id, { status: 'held', backend: '', upstream_id: null, request: { body: { prompt_id: id, prompt: {} }, headers: {} } }));
-    const releasing = new JobScheduler({
-      backends: [backend],
-      jobs: counted,
-      depth: 3,
-      keyOf: () => undefined,
-      executionSecondsToday: () => 0,
-      log: createLogger('silent'),
-      now: () => 1,
-    });
+    const releasing = schedulerOf([backend], counted, 3);
     try {
       await releasing.restore();
       await waitFor(() => sent.length >= 3, 'three held jobs sent');
