@@ -26,6 +26,11 @@ export class ComfyUsers {
   private readonly ctx: IsolationContext;
   /** The last answer, the backend that gave it, and when. */
   private multiUser: { value: boolean; at: number; backend: PoolBackend } | null = null;
+  /**
+   * The user ids ComfyUI listed with its last yes, and those created since: a remembered id not among
+   * them belongs to a users.json ComfyUI no longer has (restored or started afresh), and is made again.
+   */
+  private listedUsers: Set<string> | null = null;
   /** The question to ComfyUI under way, shared by every request that needs its answer. */
   private askingMode: Promise<boolean> | null = null;
   /** Counts `forgetMode` calls, so that an answer asked for before one is not kept. */
@@ -69,8 +74,12 @@ export class ComfyUsers {
     const backend = this.ctx.pool.any();
     const answer = await backend.proxy.fetch(null, { method: 'GET', path: '/api/users', body: '', headers: { 'comfy-user': null, 'content-type': null } });
     const body = parseComfyJson(answer.body) as { users?: unknown } | undefined;
-    const value = answer.status === 200 && typeof body?.users === 'object' && body.users !== null;
-    if (generation === this.modeGeneration) this.multiUser = { value, at: Date.now(), backend };
+    const users = answer.status === 200 && typeof body?.users === 'object' && body.users !== null ? body.users : null;
+    const value = users !== null;
+    if (generation === this.modeGeneration) {
+      this.multiUser = { value, at: Date.now(), backend };
+      this.listedUsers = users === null ? null : new Set(Object.keys(users));
+    }
     return value;
   }
 
@@ -98,10 +107,10 @@ export class ComfyUsers {
     return `${key.name.trim().replace(/^__+/, '_')} (${key.key_id.slice(0, 8)})`;
   }
 
-  /** The key's ComfyUI user id, created on first use (known at once after that). */
+  /** The key's ComfyUI user id, created on first use, and again when ComfyUI no longer lists it (known at once after that). */
   userOf(key: KeyRecord): string | Promise<string> {
     const known = this.ctx.ownership.comfyUserOf(key.key_id);
-    if (known) return known;
+    if (known && (this.listedUsers === null || this.listedUsers.has(known))) return known;
     let pending = this.creating.get(key.key_id);
     if (!pending) {
       pending = this.create(key).finally(() => this.creating.delete(key.key_id));
@@ -122,6 +131,7 @@ export class ComfyUsers {
       userId = Object.entries(users).find(([, name]) => name === username)?.[0];
     }
     if (typeof userId !== 'string') throw new Error(`ComfyUI did not create a user for key ${key.key_id} (status ${created.status})`);
+    this.listedUsers?.add(userId);
     await this.ctx.ownership.setComfyUser(key.key_id, userId);
     return userId;
   }

@@ -629,3 +629,34 @@ describe('a ComfyUI restarted with --multi-user', () => {
     }
   });
 });
+
+describe('a ComfyUI restarted with --multi-user and a users.json of its own', () => {
+  test('a key whose remembered user ComfyUI no longer lists gets a new one, not an error', async () => {
+    const before = await startFakeComfyUI({ multiUser: true });
+    const { gateway, keys } = await startWithKeys(before);
+    let after: FakeComfyUI | null = null;
+    try {
+      await backendSettled(gateway, keys.admin);
+      assert.equal((await send(gateway.url, '/api/settings', { key: keys.alice })).status, 200);
+      const firstUser = before.requests.filter((r) => r.url === '/api/settings').at(-1)!.headers['comfy-user'];
+
+      await before.close();
+      after = await startFakeComfyUI({ multiUser: true, port: before.port });
+      for (const deadline = Date.now() + 15_000; !after.requests.some((r) => r.url.startsWith('/ws')); await sleep(50)) {
+        assert.ok(Date.now() < deadline, 'the gateway reconnects its event socket to the restarted ComfyUI');
+      }
+      await backendSettled(gateway, keys.admin);
+      const read = await send(gateway.url, '/api/settings', { key: keys.alice });
+      assert.equal(read.status, 200, read.text);
+      assert.deepEqual(read.json(), {}, 'the new user has saved nothing');
+      const sentAs = after.requests.filter((r) => r.url === '/api/settings').at(-1)!.headers['comfy-user'];
+      assert.notEqual(sentAs, firstUser);
+      assert.match(after.users.get(String(sentAs)) ?? '', /^alice \(/, 'a user of its own, created on the restarted ComfyUI');
+      assert.equal((await send(gateway.url, '/api/settings', { key: keys.alice })).status, 200, 'and kept');
+      assert.equal(after.users.size, 1, 'created once');
+    } finally {
+      await gateway.stop();
+      await after?.close();
+    }
+  });
+});
