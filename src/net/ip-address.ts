@@ -1,9 +1,9 @@
-// IP addresses in one spelling: the 16-bit groups of an IPv6 address, and an IPv4-mapped one as its IPv4 address.
+// IP addresses in one spelling: the 16-bit groups of an IPv6 address, an IPv4-mapped one as its IPv4 address, and the IPv4 address an IPv6 address leads to.
 
 import { isIP } from 'node:net';
 
 /** The IPv4 address two 16-bit groups of an IPv6 address hold. */
-export function asIpv4(high: number, low: number): string {
+function asIpv4(high: number, low: number): string {
   return `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`;
 }
 
@@ -26,4 +26,21 @@ export function plainAddress(address: string): string {
   const groups = expandIpv6(canonical)!;
   const mapped = groups.slice(0, 5).every((group) => group === 0) && groups[5] === 0xffff;
   return mapped ? asIpv4(groups[6]!, groups[7]!) : canonical;
+}
+
+/**
+ * The address a connection to `address` ends up at, as far as the address itself tells: the IPv4
+ * address that an IPv4-mapped, IPv4-compatible (other than `::` and `::1`), IPv4-translated
+ * (`::ffff:0:0:0/96`) or NAT64 (`64:ff9b::/96`, through the network's translator) address carries,
+ * else the address as plainAddress writes it.
+ */
+export function destinationAddress(address: string): string {
+  const plain = plainAddress(address);
+  if (isIP(plain) !== 6) return plain;
+  const groups = expandIpv6(plain)!;
+  const zeros = (from: number, to: number): boolean => groups.slice(from, to).every((group) => group === 0);
+  const compatible = zeros(0, 6) && (groups[6] !== 0 || groups[7]! > 1);
+  const translated = zeros(0, 4) && groups[4] === 0xffff && groups[5] === 0;
+  const nat64 = groups[0] === 0x64 && groups[1] === 0xff9b && zeros(2, 6);
+  return compatible || translated || nat64 ? asIpv4(groups[6]!, groups[7]!) : plain;
 }

@@ -1,13 +1,19 @@
-// Requests the gateway itself makes to URLs its users give (webhooks, image inputs): only http(s), never to a ComfyUI backend, and never to a private address unless the operator allows it.
+// Requests the gateway itself makes to URLs its users give (webhooks, image inputs): only http(s), never to a ComfyUI backend, and never to a private address or this machine unless the operator allows it.
 
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
-import { networkInterfaces } from 'node:os';
 import { Agent, buildConnector } from 'undici';
-import { asIpv4, expandIpv6, plainAddress } from './ip-address.js';
+import { destinationAddress, plainAddress } from './ip-address.js';
+import { isOwnAddress } from './own-addresses.js';
 
-/** Address blocks a user-given URL may not reach: loopback, private, link-local, shared, reserved and multicast. */
-const PRIVATE_BLOCKS = new BlockList();
+/**
+ * IPv4 blocks a user-given URL may not reach: every block of IANA's IPv4 special-purpose registry
+ * that is not globally reachable (loopback, private, link-local, shared, documentation, benchmarking,
+ * reserved; all of 192.0.0.0/24, its anycast addresses too), the deprecated 6to4 relay anycast
+ * 192.88.99.0/24 (it reaches whichever relay is nearest), and multicast. 240.0.0.0/4 holds the limited
+ * broadcast 255.255.255.255.
+ */
+const NOT_PUBLIC_IPV4 = new BlockList();
 for (const [network, prefix] of [
   ['0.0.0.0', 8],
   ['10.0.0.0', 8],
@@ -17,6 +23,7 @@ for (const [network, prefix] of [
   ['172.16.0.0', 12],
   ['192.0.0.0', 24],
   ['192.0.2.0', 24],
+  ['192.88.99.0', 24],
   ['192.168.0.0', 16],
   ['198.18.0.0', 15],
   ['198.51.100.0', 24],
@@ -24,52 +31,57 @@ for (const [network, prefix] of [
   ['224.0.0.0', 4],
   ['240.0.0.0', 4],
 ] as const) {
-  PRIVATE_BLOCKS.addSubnet(network, prefix, 'ipv4');
+  NOT_PUBLIC_IPV4.addSubnet(network, prefix, 'ipv4');
 }
+
+/**
+ * Global unicast (2000::/3): the only IPv6 addresses a user-given URL may reach, but for NOT_PUBLIC_IPV6
+ * and those that carry an IPv4 address. Every other block of IANA's IPv6 special-purpose registry lies
+ * outside it: loopback, unspecified, the local-use NAT64 prefix 64:ff9b:1::/48, discard-only
+ * 100::/64, unique local fc00::/7, link-local fe80::/10, SRv6 segment identifiers 5f00::/16.
+ */
+const GLOBAL_UNICAST = new BlockList();
+GLOBAL_UNICAST.addSubnet('2000::', 3, 'ipv6');
+
+/**
+ * The blocks of IANA's IPv6 special-purpose registry inside 2000::/3 that a user-given URL may not
+ * reach: all of 2001::/23 (IETF protocol assignments: Teredo, whose embedded server and client IPv4
+ * addresses may be private, benchmarking, ORCHID, and anycast and relay addresses, which reach
+ * whichever server is nearest), the documentation blocks 2001:db8::/32 and 3fff::/20, and 6to4
+ * 2002::/16 (deprecated, and it reaches its embedded IPv4 address through whichever relay is nearest,
+ * whatever that address is).
+ */
+const NOT_PUBLIC_IPV6 = new BlockList();
 for (const [network, prefix] of [
-  ['::', 128],
-  ['::1', 128],
-  ['fc00::', 7],
-  ['fe80::', 10],
-  ['fec0::', 10],
-  ['ff00::', 8],
+  ['2001::', 23],
   ['2001:db8::', 32],
-  ['100::', 64],
+  ['2002::', 16],
+  ['3fff::', 20],
 ] as const) {
-  PRIVATE_BLOCKS.addSubnet(network, prefix, 'ipv6');
+  NOT_PUBLIC_IPV6.addSubnet(network, prefix, 'ipv6');
 }
 
-/** The IPv4 address an IPv6 address carries (IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64 or 6to4), if any. */
-function embeddedIpv4(address: string): string | undefined {
-  const lower = address.toLowerCase();
-  const dotted = /^(?:::ffff:|::|::ffff:0:|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
-  if (dotted) return dotted[1];
-  const groups = expandIpv6(lower);
-  if (!groups) return undefined;
-  const zeros = (from: number, to: number): boolean => groups.slice(from, to).every((group) => group === 0);
-  if (zeros(0, 5) && (groups[5] === 0xffff || groups[5] === 0)) return asIpv4(groups[6]!, groups[7]!);
-  if (zeros(0, 4) && groups[4] === 0xffff && groups[5] === 0) return asIpv4(groups[6]!, groups[7]!);
-  if (groups[0] === 0x64 && groups[1] === 0xff9b && zeros(2, 6)) return asIpv4(groups[6]!, groups[7]!);
-  if (groups[0] === 0x2002) return asIpv4(groups[1]!, groups[2]!);
-  return undefined;
-}
-
-/** Whether an address is in the local-use NAT64 prefix (64:ff9b:1::/48, RFC 8215): a translator of the site's own may turn it into any IPv4 address. */
-function isLocalNat64(address: string): boolean {
-  const groups = expandIpv6(address.toLowerCase());
-  return groups !== undefined && groups[0] === 0x64 && groups[1] === 0xff9b && groups[2] === 1;
-}
-
-/** Whether an IP address is one a user-given URL may not reach (see PRIVATE_BLOCKS); anything that is not an IP address counts as private. */
+/**
+ * Whether an IP address is one a user-given URL may not reach: an IPv4 address in NOT_PUBLIC_IPV4, an
+ * IPv6 address outside 2000::/3 or in NOT_PUBLIC_IPV6; an IPv6 address that carries an IPv4 address
+ * (see destinationAddress) is judged by that IPv4 address. Anything that is not an IP address counts
+ * as private.
+ */
 export function isPrivateAddress(address: string): boolean {
-  const unbracketed = address.replace(/^\[|\]$/g, '').replace(/%.*$/, '');
-  const family = isIP(unbracketed);
-  if (family === 4) return PRIVATE_BLOCKS.check(unbracketed, 'ipv4');
+  const destination = destinationAddress(address);
+  const family = isIP(destination);
+  if (family === 4) return NOT_PUBLIC_IPV4.check(destination, 'ipv4');
   if (family !== 6) return true;
-  const inner = embeddedIpv4(unbracketed);
-  if (inner !== undefined && PRIVATE_BLOCKS.check(inner, 'ipv4')) return true;
-  if (isLocalNat64(unbracketed)) return true;
-  return PRIVATE_BLOCKS.check(unbracketed, 'ipv6');
+  return !GLOBAL_UNICAST.check(destination, 'ipv6') || NOT_PUBLIC_IPV6.check(destination, 'ipv6');
+}
+
+/**
+ * Whether a user-given URL may not reach an address unless private addresses are allowed: a private
+ * one, or one of this machine's own, public ones included (a URL to the machine's public address
+ * reaches whatever listens on every interface: a ComfyUI, the gateway's own API).
+ */
+function isRefusedAddress(address: string): boolean {
+  return isPrivateAddress(address) || isOwnAddress(address);
 }
 
 /** Why a user-given URL cannot be used; the message says what to fix. */
@@ -82,8 +94,9 @@ export class OutboundUrlError extends Error {
 
 /**
  * Reads a user-given URL: http or https, no user name or password, a host. Unless `allowPrivate`, its
- * host may not be a private address, `localhost` or a name that resolves to one (checked again when
- * the gateway connects, so a name that changes its answer is refused then too).
+ * host may not be a private address or one of this machine's (isRefusedAddress), `localhost` or a
+ * name that resolves to one (checked again when the gateway connects, so a name that changes its
+ * answer is refused then too).
  * @throws OutboundUrlError naming the problem
  */
 export async function checkOutboundUrl(text: string, allowPrivate: boolean, privateFlag: string): Promise<URL> {
@@ -97,18 +110,20 @@ export async function checkOutboundUrl(text: string, allowPrivate: boolean, priv
   if (url.username !== '' || url.password !== '') throw new OutboundUrlError('may not hold a user name or password');
   if (url.hostname === '') throw new OutboundUrlError('has no host');
   if (allowPrivate) return url;
-  const refused = new OutboundUrlError(`points to a loopback, private or link-local address; the gateway refuses those unless started with ${privateFlag}`);
+  const refused = new OutboundUrlError(
+    `points to a loopback, link-local, reserved or private address, or to this machine; the gateway refuses those unless started with ${privateFlag}`,
+  );
   // A fully qualified name may end in a dot (`localhost.`): the same host.
   const host = url.hostname.replace(/^\[|\]$/g, '').replace(/\.+$/, '');
   if (isIP(host) !== 0) {
-    if (isPrivateAddress(host)) throw refused;
+    if (isRefusedAddress(host)) throw refused;
     return url;
   }
   if (host === 'localhost' || host.endsWith('.localhost')) throw refused;
   const addresses = await resolveAll(host).catch(() => {
     throw new OutboundUrlError(`names a host (${host.slice(0, 200)}) that cannot be resolved`);
   });
-  if (addresses.some((entry) => isPrivateAddress(entry.address))) throw refused;
+  if (addresses.some((entry) => isRefusedAddress(entry.address))) throw refused;
   return url;
 }
 
@@ -116,13 +131,13 @@ function resolveAll(host: string): Promise<LookupAddress[]> {
   return new Promise((resolve, reject) => dnsLookup(host, { all: true }, (error, addresses) => (error ? reject(error) : resolve(addresses))));
 }
 
-/** A DNS lookup for connections that leaves out private addresses, and fails when none is left. */
+/** A DNS lookup for connections that leaves out private addresses and this machine's (isRefusedAddress), and fails when none is left. */
 const publicOnlyLookup: LookupFunction = (hostname, options, callback) => {
   dnsLookup(hostname, { ...options, all: true }, (error, addresses) => {
     if (error) return callback(error, '', 0);
-    const allowed = addresses.filter((entry) => !isPrivateAddress(entry.address));
+    const allowed = addresses.filter((entry) => !isRefusedAddress(entry.address));
     if (allowed.length === 0) {
-      const refused = Object.assign(new Error(`${hostname} resolves only to private addresses`), { code: 'EPRIVATEADDRESS' });
+      const refused = Object.assign(new Error(`${hostname} resolves only to private addresses or to this machine`), { code: 'EPRIVATEADDRESS' });
       return callback(refused, '', 0);
     }
     if (options.all) return (callback as unknown as (error: null, addresses: LookupAddress[]) => void)(null, allowed);
@@ -150,8 +165,7 @@ THIS_MACHINE.addAddress('::', 'ipv6');
 function isThisMachine(address: string): boolean {
   const family = isIP(address);
   if (family === 0) return false;
-  if (THIS_MACHINE.check(address, family === 4 ? 'ipv4' : 'ipv6')) return true;
-  return Object.values(networkInterfaces()).some((entries) => entries?.some((entry) => plainAddress(entry.address) === address));
+  return THIS_MACHINE.check(address, family === 4 ? 'ipv4' : 'ipv6') || isOwnAddress(address);
 }
 
 /**

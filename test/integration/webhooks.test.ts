@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, test } from 'node:test';
@@ -602,6 +602,42 @@ describe('webhook refusals', () => {
       await gateway.stop();
     }
     assert.equal(receiver.received.length, 0);
+  });
+
+  test("without --webhook-allow-private, a URL to one of the gateway machine's own addresses is refused, a public one too", async () => {
+    // The preload makes the gateway see this public address on one of its interfaces, as on a host with a public address.
+    const ownPublic = '93.184.216.34';
+    const gateway = await startGateway({
+      upstream: comfy.url,
+      args: ['--require-api-auth', '--webhook-secret', SECRET],
+      env: { NODE_OPTIONS: `--import ${new URL('../helpers/extra-interface.js', import.meta.url).href}`, TEST_EXTRA_INTERFACE_ADDRESS: ownPublic },
+    });
+    const nonLoopback = Object.values(networkInterfaces())
+      .flatMap((entries) => entries ?? [])
+      .filter((entry) => !entry.internal && !entry.address.startsWith('fe80:'))
+      .map((entry) => (entry.family === 'IPv6' ? `[${entry.address}]` : entry.address));
+    try {
+      const admin = (await createKey(gateway.url, { name: 'admin', role: 'admin', rate_limit: 1_000_000 })).api_key;
+      // The gateway's own key management, reached through an address of its machine.
+      for (const url of [ownPublic, ...nonLoopback].map((host) => `http://${host}:${gateway.port}/api/keys`)) {
+        const key = await send(gateway.url, '/api/keys', { method: 'POST', key: admin, body: { name: 'k', webhook_url: url } });
+        assert.equal(key.status, 400, `${url}: ${key.text}`);
+        const run = await send(gateway.url, '/api/gateway/run', { method: 'POST', key: admin, body: { prompt: SAVE_WORKFLOW, webhook_url: url } });
+        assert.equal(run.status, 400, `${url}: ${run.text}`);
+        for (const error of [key, run].map((res) => res.json<{ error: string; error_code: string; details: Array<{ field: string }> }>())) {
+          assert.equal(error.error_code, 'INVALID_REQUEST');
+          assert.deepEqual(
+            error.details.map((d) => d.field),
+            ['webhook_url'],
+          );
+          assert.match(error.error, /this machine.*--webhook-allow-private/);
+        }
+      }
+      const elsewhere = await send(gateway.url, '/api/keys', { method: 'POST', key: admin, body: { name: 'k', webhook_url: 'https://93.184.216.35/in' } });
+      assert.equal(elsewhere.status, 200, `another public address is allowed: ${elsewhere.text}`);
+    } finally {
+      await gateway.stop();
+    }
   });
 
   test("without --webhook-secret, a run's webhook_url is 400 WEBHOOKS_DISABLED and a key's webhook_url is not used", async () => {
