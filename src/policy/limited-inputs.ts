@@ -33,10 +33,16 @@ const LIMITS_BY_NODE: ReadonlyMap<string, ReadonlyMap<string, readonly InputLimi
   ['RepeatImageBatch', new Map([['amount', ['max_batch_size']]])],
 ]);
 
-/** Core nodes whose input of a limited name means something else: how many items of a batch to keep, never more than it has. */
+/**
+ * Core nodes whose input of a limited name means something else: how many items of a batch to keep (never
+ * more than it has), and the sizes SDXL's text encoders write into the conditioning (often set above the
+ * image's, to steer the model), which make no image.
+ */
 const NOT_LIMITED: ReadonlyMap<string, readonly string[]> = new Map([
   ['LatentFromBatch', ['length']],
   ['ImageFromBatch', ['length']],
+  ['CLIPTextEncodeSDXL', ['width', 'height', 'target_width', 'target_height']],
+  ['CLIPTextEncodeSDXLRefiner', ['width', 'height']],
 ]);
 
 /** The last part of an input name: `resize_type.width` (an input of a dynamic combo) is read as `width`. */

@@ -5,7 +5,7 @@ import { inputValue } from '../isolation/input-value.js';
 import { literalNumber } from './literal-number.js';
 import type { PromptNode } from './node-replacements.js';
 import type { PromptPolicy } from './schema.js';
-import { FACTOR_INPUTS, inputsNamed, literalSum, MODEL_UPSCALERS, nodeInputs, PADDING_INPUTS, type Side, type SizeBounds } from './size-bound.js';
+import { FACTOR_INPUTS, inputsNamed, linksPixels, literalSum, MODEL_UPSCALERS, nodeInputs, PADDING_INPUTS, type Side, type SizeBounds } from './size-bound.js';
 
 const SIDES: readonly Side[] = ['width', 'height'];
 const SIDE_LIMIT = { width: 'max_width', height: 'max_height' } as const;
@@ -91,9 +91,13 @@ export function resizeViolations(policy: PromptPolicy, nodeId: string, node: Pro
   return violations;
 }
 
-/** The sides a node derives from its input's aspect ratio: a 0 beside a given side, both for `shorter_size`, the other one in a one-side mode. */
+/**
+ * The sides a node that is given an image or latent derives from its aspect ratio: a 0 beside a given
+ * side, both for `shorter_size`, the other one in a one-side mode.
+ */
 function aspectSides(node: PromptNode): Side[] {
   const inputs = nodeInputs(node);
+  if (!linksPixels(node)) return [];
   if (inputsNamed(inputs, ['shorter_size']).length > 0) return [...SIDES];
   const oneSide = ONE_SIDE_MODES.get(node.class_type)?.get(String(inputValue(inputs.resize_type)));
   if (oneSide) return [oneSide];

@@ -67,6 +67,11 @@ function isLink(value: unknown): value is [string, number] {
   return Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'number';
 }
 
+/** Whether a node links to an image or latent to resize (an input the walk follows). */
+export function linksPixels(node: PromptNode): boolean {
+  return Object.entries(nodeInputs(node)).some(([input, value]) => !NOT_PIXELS.has(inputBaseName(input)) && isLink(value));
+}
+
 /**
  * Bounds of the sizes a prompt's nodes output, each side found once (so a walk costs at most the prompt's
  * size). A side is undefined (unknown) when the walk reaches a node of no literal size that has no links

@@ -75,12 +75,17 @@ describe('prompt policy sizes', () => {
     ]);
   });
 
-  test('a batch subset (LatentFromBatch, ImageFromBatch length) is not a frame count', () => {
+  test("inputs of a limited name that mean something else are not read: a batch subset's length, SDXL's conditioning sizes", () => {
     const prompt: Graph = {
       '1': { class_type: 'LatentFromBatch', inputs: { samples: ['2', 0], batch_index: 0, length: 64 } },
       '2': { class_type: 'ImageFromBatch', inputs: { image: ['3', 0], batch_index: 0, length: 64 } },
+      '3': {
+        class_type: 'CLIPTextEncodeSDXL',
+        inputs: { clip: ['9', 1], width: 4096, height: 0, crop_w: 0, crop_h: 0, target_width: 4096, target_height: 4096, text_g: 'a', text_l: 'a' },
+      },
+      '4': { class_type: 'CLIPTextEncodeSDXLRefiner', inputs: { clip: ['9', 1], ascore: 6, width: 4096, height: 4096, text: 'a' } },
     };
-    assert.deepEqual(violations({ max_frames: 16 }, prompt), []);
+    assert.deepEqual(violations({ ...SIZE, max_frames: 16 }, prompt), []);
   });
 
   test('a factor of at most 1 passes; above 1 the size made from a node of literal size is checked', () => {
