@@ -185,12 +185,16 @@ export const uploadIncomplete = (failed: ReadonlyArray<{ backend: string; proble
     { details: { failed } },
   );
 
-/** One way a prompt breaks its key's prompt policy: the node (null for the whole prompt), the rule, its limit and the prompt's value. */
+/**
+ * One way a prompt breaks its key's prompt policy: the node (null for the whole prompt), the rule, its limit
+ * and the prompt's value; `reason` says why and what to do where the value alone does not.
+ */
 export interface PolicyViolation {
   node_id: string | null;
   rule: string;
   limit: unknown;
   value: unknown;
+  reason?: string;
 }
 
 /** 403 for a prompt its key's prompt policy refuses; `details` lists every violation found. */

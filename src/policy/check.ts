@@ -2,46 +2,13 @@
 
 import { promptPolicy, type PolicyViolation } from '../errors.js';
 import { inputValue } from '../isolation/input-value.js';
-import { jsonNumber } from '../json/exact-json.js';
+import { inputLimits } from './limited-inputs.js';
+import { literalNumber } from './literal-number.js';
 import { replacedNode, type NodeReplacements, type PromptNode } from './node-replacements.js';
+import { resizeViolations } from './resize-checks.js';
+import { nodeInputs, SizeBounds } from './size-bound.js';
 import type { KeyRecord } from '../store/types.js';
-import type { PolicyLimitField, PromptPolicy } from './schema.js';
-
-/** The limit a node input is read against. */
-type InputLimit = Extract<PolicyLimitField, 'max_width' | 'max_height' | 'max_batch_size' | 'max_steps' | 'max_frames'>;
-
-const LATENT_IMAGE = { width: 'max_width', height: 'max_height', batch_size: 'max_batch_size' } as const;
-const LATENT_VIDEO = { ...LATENT_IMAGE, length: 'max_frames' } as const;
-const SCALE = { width: 'max_width', height: 'max_height' } as const;
-const STEPS = { steps: 'max_steps' } as const;
-
-/**
- * The node types whose inputs a policy reads, and the limit each input is held to. Documented in
- * docs/api.md ("Prompt policy"); nodes of other types are checked only against allow_nodes/deny_nodes.
- */
-export const POLICY_NODE_INPUTS: Readonly<Record<string, Readonly<Record<string, InputLimit>>>> = {
-  EmptyLatentImage: LATENT_IMAGE,
-  EmptySD3LatentImage: LATENT_IMAGE,
-  EmptyHunyuanLatentVideo: LATENT_VIDEO,
-  EmptyMochiLatentVideo: LATENT_VIDEO,
-  EmptyLTXVLatentVideo: LATENT_VIDEO,
-  ImageScale: SCALE,
-  LatentUpscale: SCALE,
-  RepeatLatentBatch: { amount: 'max_batch_size' },
-  KSampler: STEPS,
-  KSamplerAdvanced: STEPS,
-  BasicScheduler: STEPS,
-  KarrasScheduler: STEPS,
-  ExponentialScheduler: STEPS,
-  PolyexponentialScheduler: STEPS,
-  LaplaceScheduler: STEPS,
-  VPScheduler: STEPS,
-  BetaSamplingScheduler: STEPS,
-  SDTurboScheduler: STEPS,
-  AlignYourStepsScheduler: STEPS,
-  GITSScheduler: STEPS,
-  OptimalStepsScheduler: STEPS,
-};
+import type { PromptPolicy } from './schema.js';
 
 /** Most violations listed in one refusal. */
 const MAX_VIOLATIONS = 50;
@@ -62,7 +29,8 @@ export interface PromptOrigin {
 /**
  * Refuses a prompt that breaks `policy`, listing every violation (up to 50), in the order: workflows_only
  * (unless the prompt is a registered workflow's), max_prompt_bytes, then node by node (deny_nodes,
- * allow_nodes, then each input read).
+ * allow_nodes, each input read, then the size a resizing node makes: see resizeViolations).
+ * Inputs are read by name on every node (see inputLimits).
  * A node whose class_type ComfyUI replaces (`replacements`, from its GET /node_replacements) is checked
  * as it is and as the node ComfyUI runs in its place.
  * A linked input (`[node_id, slot]`) of a limited field is a violation too: its value is known only
@@ -96,54 +64,53 @@ export function promptViolations(
   }
   if (typeof prompt !== 'object' || prompt === null || Array.isArray(prompt)) return violations;
   const globs = { deny: policy.deny_nodes?.map(globPattern), allow: policy.allow_nodes?.map(globPattern) };
+  const forms = new Map<string, PromptNode[]>();
   for (const [nodeId, node] of Object.entries(prompt as Record<string, unknown>)) {
-    if (violations.length >= MAX_VIOLATIONS) break;
     if (typeof node !== 'object' || node === null) continue;
     const { class_type: classType, inputs } = node as { class_type?: unknown; inputs?: unknown };
     if (typeof classType !== 'string') continue;
     const given = { class_type: classType, inputs };
     const replaced = replacedNode(given, replacements);
-    for (const form of replaced ? [given, replaced] : [given]) violations.push(...nodeViolations(policy, globs, nodeId, form));
+    forms.set(nodeId, replaced ? [given, replaced] : [given]);
+  }
+  const bounds = new SizeBounds((nodeId) => forms.get(nodeId) ?? []);
+  for (const [nodeId, nodeForms] of forms) {
+    if (violations.length >= MAX_VIOLATIONS) break;
+    for (const form of nodeForms) violations.push(...nodeViolations(policy, globs, nodeId, form, bounds));
   }
   return violations;
 }
 
-/** The violations of one node: deny_nodes, allow_nodes, then each input read. */
-function nodeViolations(policy: PromptPolicy, globs: { deny?: RegExp[]; allow?: RegExp[] }, nodeId: string, node: PromptNode): PolicyViolation[] {
-  const { class_type: classType, inputs } = node;
+/** The violations of one node: deny_nodes, allow_nodes, each input read, then the size it makes when it resizes. */
+function nodeViolations(
+  policy: PromptPolicy,
+  globs: { deny?: RegExp[]; allow?: RegExp[] },
+  nodeId: string,
+  node: PromptNode,
+  bounds: SizeBounds,
+): PolicyViolation[] {
+  const { class_type: classType } = node;
   const violations: PolicyViolation[] = [];
   const denied = globs.deny?.findIndex((pattern) => pattern.test(classType)) ?? -1;
   if (denied >= 0) violations.push({ node_id: nodeId, rule: 'deny_nodes', limit: policy.deny_nodes![denied], value: classType });
   else if (globs.allow && !globs.allow.some((pattern) => pattern.test(classType))) {
     violations.push({ node_id: nodeId, rule: 'allow_nodes', limit: policy.allow_nodes, value: classType });
   }
-  const read = POLICY_NODE_INPUTS[classType];
-  if (!read || typeof inputs !== 'object' || inputs === null) return violations;
-  for (const [input, rule] of Object.entries(read)) {
-    const limit = policy[rule];
-    const given = inputValue((inputs as Record<string, unknown>)[input]);
-    if (limit === undefined || given === undefined) continue;
-    if (Array.isArray(given)) violations.push({ node_id: nodeId, rule, limit, value: 'linked' });
-    else {
-      const value = literalNumber(given);
-      if (value === 'text' || (value !== undefined && value > limit)) violations.push({ node_id: nodeId, rule, limit, value });
+  for (const [input, raw] of Object.entries(nodeInputs(node))) {
+    const given = inputValue(raw);
+    if (given === undefined) continue;
+    for (const rule of inputLimits(classType, input)) {
+      const limit = policy[rule];
+      if (limit === undefined) continue;
+      if (Array.isArray(given)) violations.push({ node_id: nodeId, rule, limit, value: 'linked' });
+      else {
+        const value = literalNumber(given);
+        if (value === 'text' || (value !== undefined && value > limit)) violations.push({ node_id: nodeId, rule, limit, value });
+      }
     }
   }
+  violations.push(...resizeViolations(policy, nodeId, node, bounds));
   return violations;
-}
-
-/**
- * An INT input's literal as the gateway compares it: a number, or a string holding one. Any other string
- * is `'text'`: ComfyUI reads it with Python's int(), which takes more than JavaScript's Number does
- * (`"1_000"`, digits of other scripts, other whitespace). Undefined for anything else (ComfyUI refuses
- * it, or reads a boolean as 0 or 1).
- */
-function literalNumber(value: unknown): number | 'text' | undefined {
-  const number = jsonNumber(value);
-  if (number !== undefined) return Number.isNaN(number) ? undefined : number;
-  if (typeof value !== 'string') return undefined;
-  const read = value.trim() === '' ? NaN : Number(value);
-  return Number.isNaN(read) ? 'text' : read;
 }
 
 /** A whole-string, case-sensitive match for a glob where `*` stands for any run of characters. */

@@ -412,6 +412,13 @@ const OBJECT_INFO: Json = {
     ['LATENT'],
   ),
   VAEDecode: nodeInfo('VAEDecode', 'VAE Decode', 'latent', { samples: ['LATENT', {}], vae: ['VAE', {}] }, ['IMAGE']),
+  LatentUpscaleBy: nodeInfo(
+    'LatentUpscaleBy',
+    'Upscale Latent By',
+    'latent',
+    { samples: ['LATENT', {}], upscale_method: [['nearest-exact', 'bilinear', 'area', 'bicubic', 'bislerp'], {}], scale_by: ['FLOAT', { default: 1.5 }] },
+    ['LATENT'],
+  ),
   LoadImage: nodeInfo('LoadImage', 'Load Image', 'image', { image: [[], { image_upload: true }] }, ['IMAGE', 'MASK']),
   SaveImage: nodeInfo('SaveImage', 'Save Image', 'image', { images: ['IMAGE', {}], filename_prefix: ['STRING', { default: 'ComfyUI' }] }, []),
   PreviewImage: nodeInfo('PreviewImage', 'Preview Image', 'image', { images: ['IMAGE', {}] }, []),

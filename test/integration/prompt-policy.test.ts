@@ -208,6 +208,29 @@ describe('prompt policy', () => {
       within: graph(),
     },
     {
+      rule: 'max_width and max_height, read by input name on a node of any type (EmptyImage)',
+      policy: { max_width: 1024, max_height: 1024 },
+      prompt: graph((g) => (g['8'] = { class_type: 'EmptyImage', inputs: { width: 512, height: 4096, batch_size: 1, color: 0 } })),
+      expected: [{ node_id: '8', rule: 'max_height', limit: 1024, value: 4096 }],
+      within: graph(),
+    },
+    {
+      rule: 'max_width and max_height, a factor (LatentUpscaleBy scale_by) enlarging a 512 latent past the limit',
+      policy: { max_width: 1024, max_height: 1024 },
+      prompt: graph((g) => {
+        g['7'] = { class_type: 'LatentUpscaleBy', inputs: { samples: ['3', 0], upscale_method: 'nearest-exact', scale_by: 2.5 } };
+        g['9']!.inputs.images = ['7', 0];
+      }),
+      expected: [
+        { node_id: '7', rule: 'max_width', limit: 1024, value: 1280 },
+        { node_id: '7', rule: 'max_height', limit: 1024, value: 1280 },
+      ],
+      within: graph((g) => {
+        g['7'] = { class_type: 'LatentUpscaleBy', inputs: { samples: ['3', 0], upscale_method: 'nearest-exact', scale_by: 1.5 } };
+        g['9']!.inputs.images = ['7', 0];
+      }),
+    },
+    {
       rule: 'workflows_only',
       policy: { workflows_only: true },
       prompt: graph(),
@@ -238,6 +261,29 @@ describe('prompt policy', () => {
       assert.equal(accepted.status, 200, `a prompt within the policy goes through: ${accepted.text}`);
     });
   }
+
+  test('a factor on an image of no literal size, and a model upscaler, are refused under max_width with the reason', async () => {
+    const key = await keyWith({ max_width: 2048 });
+    const refused = await post(key, {
+      prompt: graph((g) => {
+        g['10'] = { class_type: 'LoadImage', inputs: { image: 'photo.png' } };
+        g['11'] = { class_type: 'ImageScaleBy', inputs: { image: ['10', 0], upscale_method: 'lanczos', scale_by: 4 } };
+        g['12'] = { class_type: 'UpscaleModelLoader', inputs: { model_name: '4x-UltraSharp.pth' } };
+        g['13'] = { class_type: 'ImageUpscaleWithModel', inputs: { upscale_model: ['12', 0], image: ['3', 0] } };
+      }),
+    });
+    assert.equal(refused.status, 403, refused.text);
+    const found = refused.violations as Array<Violation & { reason?: string }>;
+    assert.deepEqual(
+      found.map(({ node_id, value }) => [node_id, value]),
+      [
+        ['11', 'unbounded'],
+        ['13', 'model'],
+      ],
+    );
+    assert.match(found[0]!.reason!, /size the prompt does not fix/);
+    assert.match(found[1]!.reason!, /factor comes from the model file/);
+  });
 
   test('a limited input written as Python writes numbers (50.0, 5e1, 50.00) is read as the number it is', async () => {
     const key = await keyWith({ max_steps: 25 });

@@ -42,6 +42,7 @@ describe('prompt policy check', () => {
       { node_id: '1', rule: 'deny_nodes', limit: 'Old*', value: 'OldLatent' },
       { node_id: '1', rule: 'max_width', limit: 1024, value: 2048 },
       { node_id: '1', rule: 'max_height', limit: 1024, value: 4096 },
+      { node_id: '2', rule: 'max_steps', limit: 30, value: 500 },
     ]);
     assert.deepEqual(promptViolations({ allow_nodes: ['OldLatent'] }, prompt, 0, {}, replacements), [
       { node_id: '1', rule: 'allow_nodes', limit: ['OldLatent'], value: 'EmptyLatentImage' },
@@ -66,7 +67,11 @@ describe('prompt policy check', () => {
     }
     for (const other of [null, true, {}, { value: 31 }]) assert.deepEqual(violations(other), [], JSON.stringify(other));
     assert.deepEqual(promptViolations({ max_width: 10 }, prompt(500), 0), [], 'a limit on another input');
-    assert.deepEqual(promptViolations({ max_steps: 30 }, { '1': { class_type: 'MyCustomSampler', inputs: { steps: 500 } } }, 0), [], 'a node type not read');
+    assert.deepEqual(
+      promptViolations({ max_steps: 30 }, { '1': { class_type: 'MyCustomSampler', inputs: { steps: 500 } } }, 0),
+      [{ node_id: '1', rule: 'max_steps', limit: 30, value: 500 }],
+      'an input is read by its name on any node',
+    );
   });
 
   test('the default policy reaches user keys without a policy only', () => {

@@ -1,0 +1,17 @@
+// A limited input's literal as the prompt policy compares it: a number, a string holding one, or text it does not read.
+
+import { jsonNumber } from '../json/exact-json.js';
+
+/**
+ * An INT or FLOAT input's literal as the gateway compares it: a number, or a string holding one. Any other
+ * string is `'text'`: ComfyUI reads it with Python's int() or float(), which take more than JavaScript's
+ * Number does (`"1_000"`, digits of other scripts, other whitespace, `"nan"`). Undefined for anything else
+ * (ComfyUI refuses it, or reads a boolean as 0 or 1).
+ */
+export function literalNumber(value: unknown): number | 'text' | undefined {
+  const number = jsonNumber(value);
+  if (number !== undefined) return Number.isNaN(number) ? undefined : number;
+  if (typeof value !== 'string') return undefined;
+  const read = value.trim() === '' ? NaN : Number(value);
+  return Number.isNaN(read) ? 'text' : read;
+}

@@ -1,0 +1,264 @@
+// The prompt policy's size limits: inputs read by name on every node, and the size a resizing node makes, bounded by walking its links upstream.
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { PolicyViolation } from '../../src/errors.js';
+import { promptViolations } from '../../src/policy/check.js';
+import { parseNodeReplacements, type NodeReplacements } from '../../src/policy/node-replacements.js';
+import type { PromptPolicy } from '../../src/policy/schema.js';
+
+type Graph = Record<string, { class_type: string; inputs: Record<string, unknown> }>;
+
+/** The violations without their reasons, for comparison. */
+function violations(policy: PromptPolicy, prompt: Graph, replacements: NodeReplacements = new Map()): Array<Omit<PolicyViolation, 'reason'>> {
+  return promptViolations(policy, prompt, 0, {}, replacements).map(({ node_id, rule, limit, value }) => ({ node_id, rule, limit, value }));
+}
+
+/** The reasons given, in order. */
+function reasons(policy: PromptPolicy, prompt: Graph): Array<string | undefined> {
+  return promptViolations(policy, prompt, 0).map((violation) => violation.reason);
+}
+
+const SIZE = { max_width: 1024, max_height: 1024 };
+
+/** A text-to-image graph at `size`, its sampled latent at node 3, then the nodes `more` adds. */
+function txt2img(size: number, more: Graph = {}): Graph {
+  return {
+    '4': { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: 'model.safetensors' } },
+    '5': { class_type: 'EmptyLatentImage', inputs: { width: size, height: size, batch_size: 1 } },
+    '6': { class_type: 'CLIPTextEncode', inputs: { text: 'a cat', clip: ['4', 1] } },
+    '3': { class_type: 'KSampler', inputs: { model: ['4', 0], positive: ['6', 0], negative: ['6', 0], latent_image: ['5', 0], steps: 20 } },
+    ...more,
+  };
+}
+
+const LOADED = { '10': { class_type: 'LoadImage', inputs: { image: 'photo.png' } } };
+
+describe('prompt policy sizes', () => {
+  test('limited inputs are read by name on every node, core and custom alike', () => {
+    const prompt: Graph = {
+      '1': { class_type: 'EmptyImage', inputs: { width: 2048, height: 512, batch_size: 8, color: 0 } },
+      '2': { class_type: 'WanImageToVideo', inputs: { width: 832, height: 1280, length: 121, batch_size: 1, positive: ['9', 0] } },
+      '3': { class_type: 'SVD_img2vid_Conditioning', inputs: { width: 1024, height: 576, video_frames: 50 } },
+      '4': { class_type: 'EmptyCosmosLatentVideo', inputs: { width: 1280, height: 704, length: 121, batch_size: 1 } },
+      '5': { class_type: 'EmptyChromaRadianceLatentImage', inputs: { width: 1536, height: 1024, batch_size: 1 } },
+      '6': { class_type: 'LTXVScheduler', inputs: { steps: 100 } },
+      '7': { class_type: 'ExtendIntermediateSigmas', inputs: { sigmas: ['6', 0], steps: 50 } },
+      '8': { class_type: 'ResizeAndPadImage', inputs: { image: ['1', 0], target_width: 4096, target_height: 512 } },
+      '9': { class_type: 'ImageScaleToMaxDimension', inputs: { image: ['1', 0], largest_size: 2048 } },
+      '10': { class_type: 'RepeatImageBatch', inputs: { image: ['1', 0], amount: 16 } },
+      '11': { class_type: 'SomePackVideoSampler', inputs: { num_frames: 97, steps: 31 } },
+      '12': {
+        class_type: 'ResizeImageMaskNode',
+        inputs: { input: ['1', 0], resize_type: 'scale dimensions', 'resize_type.width': 1536, 'resize_type.height': 512 },
+      },
+    };
+    const policy = { ...SIZE, max_batch_size: 4, max_steps: 30, max_frames: 33 };
+    assert.deepEqual(violations(policy, prompt), [
+      { node_id: '1', rule: 'max_width', limit: 1024, value: 2048 },
+      { node_id: '1', rule: 'max_batch_size', limit: 4, value: 8 },
+      { node_id: '2', rule: 'max_height', limit: 1024, value: 1280 },
+      { node_id: '2', rule: 'max_frames', limit: 33, value: 121 },
+      { node_id: '3', rule: 'max_frames', limit: 33, value: 50 },
+      { node_id: '4', rule: 'max_width', limit: 1024, value: 1280 },
+      { node_id: '4', rule: 'max_frames', limit: 33, value: 121 },
+      { node_id: '5', rule: 'max_width', limit: 1024, value: 1536 },
+      { node_id: '6', rule: 'max_steps', limit: 30, value: 100 },
+      { node_id: '7', rule: 'max_steps', limit: 30, value: 50 },
+      { node_id: '8', rule: 'max_width', limit: 1024, value: 4096 },
+      { node_id: '9', rule: 'max_width', limit: 1024, value: 2048 },
+      { node_id: '9', rule: 'max_height', limit: 1024, value: 2048 },
+      { node_id: '10', rule: 'max_batch_size', limit: 4, value: 16 },
+      { node_id: '11', rule: 'max_frames', limit: 33, value: 97 },
+      { node_id: '11', rule: 'max_steps', limit: 30, value: 31 },
+      { node_id: '12', rule: 'max_width', limit: 1024, value: 1536 },
+    ]);
+  });
+
+  test("inputs of a limited name that mean something else are not read: a batch subset's length, SDXL's conditioning sizes", () => {
+    const prompt: Graph = {
+      '1': { class_type: 'LatentFromBatch', inputs: { samples: ['2', 0], batch_index: 0, length: 64 } },
+      '2': { class_type: 'ImageFromBatch', inputs: { image: ['3', 0], batch_index: 0, length: 64 } },
+      '3': {
+        class_type: 'CLIPTextEncodeSDXL',
+        inputs: { clip: ['9', 1], width: 4096, height: 0, crop_w: 0, crop_h: 0, target_width: 4096, target_height: 4096, text_g: 'a', text_l: 'a' },
+      },
+      '4': { class_type: 'CLIPTextEncodeSDXLRefiner', inputs: { clip: ['9', 1], ascore: 6, width: 4096, height: 4096, text: 'a' } },
+    };
+    assert.deepEqual(violations({ ...SIZE, max_frames: 16 }, prompt), []);
+  });
+
+  test('a factor of at most 1 passes; above 1 the size made from a node of literal size is checked', () => {
+    const hiresFix = txt2img(512, { '7': { class_type: 'LatentUpscaleBy', inputs: { samples: ['3', 0], upscale_method: 'nearest-exact', scale_by: 1.5 } } });
+    assert.deepEqual(violations(SIZE, hiresFix), [], '512 × 1.5 = 768');
+    assert.deepEqual(violations({ max_width: 768 }, hiresFix), [], 'exactly the limit');
+    hiresFix['7']!.inputs.scale_by = '2.5';
+    assert.deepEqual(violations(SIZE, hiresFix), [
+      { node_id: '7', rule: 'max_width', limit: 1024, value: 1280 },
+      { node_id: '7', rule: 'max_height', limit: 1024, value: 1280 },
+    ]);
+    assert.deepEqual(violations({ max_steps: 30 }, hiresFix), [], 'no size limit: factors are not read');
+
+    const shrunk = { ...LOADED, '11': { class_type: 'ImageScaleBy', inputs: { image: ['10', 0], upscale_method: 'area', scale_by: 0.5 } } };
+    assert.deepEqual(violations(SIZE, shrunk), [], 'shrinking a loaded image');
+    shrunk['11'].inputs.scale_by = 1;
+    assert.deepEqual(violations(SIZE, shrunk), []);
+  });
+
+  test('factors multiply along the chain, through decoders and other nodes, and a node given several images takes the largest', () => {
+    const chain = txt2img(512, {
+      '7': { class_type: 'LatentUpscaleBy', inputs: { samples: ['3', 0], upscale_method: 'bislerp', scale_by: 1.5 } },
+      '8': { class_type: 'VAEDecode', inputs: { samples: ['7', 0], vae: ['4', 2] } },
+      '9': { class_type: 'ImageScaleBy', inputs: { image: ['8', 0], upscale_method: 'lanczos', scale_by: 1.5 } },
+    });
+    assert.deepEqual(violations({ max_width: 1024 }, chain), [{ node_id: '9', rule: 'max_width', limit: 1024, value: 1152 }]);
+
+    const blended: Graph = {
+      '1': { class_type: 'EmptyImage', inputs: { width: 512, height: 512, batch_size: 1, color: 0 } },
+      '2': { class_type: 'EmptyImage', inputs: { width: 900, height: 300, batch_size: 1, color: 0 } },
+      '3': { class_type: 'ImageBlend', inputs: { image1: ['1', 0], image2: ['2', 0], blend_factor: 0.5, blend_mode: 'normal' } },
+      '4': {
+        class_type: 'ResizeImageMaskNode',
+        inputs: { input: ['3', 0], resize_type: 'scale by multiplier', 'resize_type.multiplier': 1.2, scale_method: 'area' },
+      },
+    };
+    assert.deepEqual(violations(SIZE, blended), [{ node_id: '4', rule: 'max_width', limit: 1024, value: 1080 }]);
+  });
+
+  test('a factor above 1 is refused when the size it enlarges is not fixed by the prompt, with the reason', () => {
+    const loaded: Graph = { ...LOADED, '11': { class_type: 'ImageScaleBy', inputs: { image: ['10', 0], upscale_method: 'lanczos', scale_by: 2 } } };
+    assert.deepEqual(violations({ max_width: 1024 }, loaded), [{ node_id: '11', rule: 'max_width', limit: 1024, value: 'unbounded' }]);
+    assert.match(reasons({ max_width: 1024 }, loaded)[0]!, /size the prompt does not fix.*literal width and height/);
+
+    const encoded = {
+      ...txt2img(512),
+      ...LOADED,
+      '12': { class_type: 'VAEEncode', inputs: { pixels: ['10', 0], vae: ['4', 2] } },
+      '13': { class_type: 'LatentUpscaleBy', inputs: { samples: ['14', 0], upscale_method: 'nearest-exact', scale_by: 1.5 } },
+      '14': { class_type: 'LatentBlend', inputs: { samples1: ['3', 0], samples2: ['12', 0], blend_factor: 0.5 } },
+    };
+    assert.deepEqual(
+      violations({ max_height: 1024 }, encoded),
+      [{ node_id: '13', rule: 'max_height', limit: 1024, value: 'unbounded' }],
+      'one unknown input is enough',
+    );
+
+    const linkedAway: Graph = { '1': { class_type: 'LatentUpscaleBy', inputs: { samples: ['99', 0], upscale_method: 'area', scale_by: 2 } } };
+    assert.deepEqual(violations({ max_width: 4096 }, linkedAway), [{ node_id: '1', rule: 'max_width', limit: 4096, value: 'unbounded' }], 'a link to no node');
+
+    const cycle: Graph = {
+      '1': { class_type: 'ImageScaleBy', inputs: { image: ['2', 0], upscale_method: 'area', scale_by: 2 } },
+      '2': { class_type: 'ImageInvert', inputs: { image: ['1', 0] } },
+    };
+    assert.deepEqual(violations({ max_width: 4096 }, cycle), [{ node_id: '1', rule: 'max_width', limit: 4096, value: 'unbounded' }], 'a cycle');
+  });
+
+  test('a linked or text factor is refused; other values are left to ComfyUI', () => {
+    const prompt = (scale_by: unknown): Graph =>
+      txt2img(512, { '7': { class_type: 'LatentUpscaleBy', inputs: { samples: ['3', 0], upscale_method: 'area', scale_by } } });
+    assert.deepEqual(violations({ max_width: 1024 }, prompt(['20', 0])), [{ node_id: '7', rule: 'max_width', limit: 1024, value: 'linked' }]);
+    assert.deepEqual(violations({ max_width: 1024 }, prompt({ __value__: '1_5' })), [{ node_id: '7', rule: 'max_width', limit: 1024, value: 'text' }]);
+    assert.deepEqual(violations({ max_width: 1024 }, prompt('nan')), [{ node_id: '7', rule: 'max_width', limit: 1024, value: 'text' }]);
+    assert.deepEqual(violations({ max_width: 1024 }, prompt('Infinity')), [{ node_id: '7', rule: 'max_width', limit: 1024, value: Infinity }]);
+    for (const other of [null, true, undefined]) assert.deepEqual(violations({ max_width: 1024 }, prompt(other)), [], String(other));
+  });
+
+  test('a very long chain counts as unknown, and the walk costs at most the size of the prompt', () => {
+    const long: Graph = { '0': { class_type: 'EmptyImage', inputs: { width: 64, height: 64, batch_size: 1, color: 0 } } };
+    for (let id = 1; id <= 20_000; id++) long[String(id)] = { class_type: 'ImageInvert', inputs: { image: [String(id - 1), 0] } };
+    long['last'] = { class_type: 'ImageScaleBy', inputs: { image: ['20000', 0], upscale_method: 'area', scale_by: 2 } };
+    const started = performance.now();
+    assert.deepEqual(violations({ max_width: 4096 }, long), [{ node_id: 'last', rule: 'max_width', limit: 4096, value: 'unbounded' }]);
+    const fanIn: Graph = { '0': { class_type: 'EmptyImage', inputs: { width: 64, height: 64, batch_size: 1, color: 0 } } };
+    // Each node links to every earlier one of 150: without each bound found once, the walk would take exponential time.
+    for (let id = 1; id <= 150; id++) {
+      const inputs: Record<string, unknown> = { upscale_method: 'area', scale_by: 1.01 };
+      for (let earlier = Math.max(0, id - 20); earlier < id; earlier++) inputs[`image${earlier}`] = [String(earlier), 0];
+      fanIn[String(id)] = { class_type: 'SomePackScaleBy', inputs };
+    }
+    assert.equal(violations({ max_width: 4096 }, fanIn).length, 0, '64 × 1.01^150 ≈ 286');
+    assert.ok(performance.now() - started < 2000, `took ${Math.round(performance.now() - started)} ms`);
+  });
+
+  test('ImageScaleToTotalPixels: megapixels are held to max_width × max_height', () => {
+    const prompt = (megapixels: unknown): Graph => ({
+      ...LOADED,
+      '11': { class_type: 'ImageScaleToTotalPixels', inputs: { image: ['10', 0], upscale_method: 'lanczos', megapixels, resolution_steps: 1 } },
+    });
+    assert.deepEqual(violations(SIZE, prompt(1)), [], '1,048,576 pixels');
+    assert.deepEqual(violations(SIZE, prompt(4)), [{ node_id: '11', rule: 'max_width', limit: 1024, value: 4 }]);
+    assert.match(reasons(SIZE, prompt(4))[0]!, /4 megapixels is more than max_width × max_height \(1048576 pixels\)/);
+    assert.deepEqual(violations({ max_height: 2048 }, prompt(4)), [], 'one limit stands for both: 2048 × 2048');
+    assert.deepEqual(violations(SIZE, prompt(['7', 0])), [{ node_id: '11', rule: 'max_width', limit: 1024, value: 'linked' }]);
+  });
+
+  test('padding adds to the size it is given, which must be known', () => {
+    const padded = (source: Graph, from: string): Graph => ({
+      ...source,
+      '11': { class_type: 'ImagePadForOutpaint', inputs: { image: [from, 0], left: 0, top: 0, right: 256, bottom: 0, feathering: 40 } },
+    });
+    const empty: Graph = { '1': { class_type: 'EmptyImage', inputs: { width: 1024, height: 1024, batch_size: 1, color: 0 } } };
+    assert.deepEqual(violations(SIZE, padded(empty, '1')), [{ node_id: '11', rule: 'max_width', limit: 1024, value: 1280 }]);
+    assert.deepEqual(violations({ max_width: 1280, max_height: 1024 }, padded(empty, '1')), []);
+    assert.deepEqual(violations(SIZE, padded(LOADED, '10')), [{ node_id: '11', rule: 'max_width', limit: 1024, value: 'unbounded' }]);
+  });
+
+  test('a side derived from the aspect ratio is refused: a 0 beside a given side, shorter_size, a one-side mode', () => {
+    const prompt: Graph = {
+      '1': { class_type: 'EmptyImage', inputs: { width: 16, height: 1024, batch_size: 1, color: 0 } },
+      '2': { class_type: 'ImageScale', inputs: { image: ['1', 0], upscale_method: 'area', width: 1024, height: 0, crop: 'disabled' } },
+      '3': { class_type: 'ImageScale', inputs: { image: ['1', 0], upscale_method: 'area', width: 0, height: 0, crop: 'disabled' } },
+      '4': { class_type: 'ResizeImageMaskNode', inputs: { input: ['1', 0], resize_type: 'scale width', 'resize_type.width': 1024, scale_method: 'area' } },
+      '5': { class_type: 'ResizeImageMaskNode', inputs: { input: ['1', 0], resize_type: 'scale shorter dimension', 'resize_type.shorter_size': 512 } },
+    };
+    assert.deepEqual(violations(SIZE, prompt), [
+      { node_id: '2', rule: 'max_height', limit: 1024, value: 'unbounded' },
+      { node_id: '4', rule: 'max_height', limit: 1024, value: 'unbounded' },
+      { node_id: '5', rule: 'max_width', limit: 1024, value: 'unbounded' },
+      { node_id: '5', rule: 'max_height', limit: 1024, value: 'unbounded' },
+    ]);
+    assert.match(reasons(SIZE, prompt)[0]!, /aspect ratio.*give both width and height/);
+  });
+
+  test('a model upscaler is refused under max_width or max_height, saying why and what to do', () => {
+    const prompt: Graph = {
+      ...txt2img(512),
+      '8': { class_type: 'VAEDecode', inputs: { samples: ['3', 0], vae: ['4', 2] } },
+      '20': { class_type: 'UpscaleModelLoader', inputs: { model_name: '4x-UltraSharp.pth' } },
+      '21': { class_type: 'ImageUpscaleWithModel', inputs: { upscale_model: ['20', 0], image: ['8', 0] } },
+    };
+    assert.deepEqual(violations({ max_height: 2048 }, prompt), [{ node_id: '21', rule: 'max_height', limit: 2048, value: 'model' }]);
+    assert.match(reasons({ max_height: 2048 }, prompt)[0]!, /factor comes from the model file.*ImageScaleBy/);
+    assert.deepEqual(violations({ max_steps: 30, max_frames: 10 }, prompt), []);
+    prompt['22'] = { class_type: 'ImageScaleBy', inputs: { image: ['21', 0], upscale_method: 'area', scale_by: 0.5 } };
+    prompt['23'] = { class_type: 'ImageScaleBy', inputs: { image: ['21', 0], upscale_method: 'area', scale_by: 1.5 } };
+    assert.deepEqual(violations({ max_height: 2048 }, prompt), [
+      { node_id: '21', rule: 'max_height', limit: 2048, value: 'model' },
+      { node_id: '23', rule: 'max_height', limit: 2048, value: 'unbounded' },
+    ]);
+  });
+
+  test('a node ComfyUI replaces is checked, and walked, as it is sent and as ComfyUI runs it', () => {
+    const replacements = parseNodeReplacements({
+      OldUpscaleBy: [
+        {
+          new_node_id: 'LatentUpscaleBy',
+          input_mapping: [
+            { new_id: 'samples', old_id: 'latent' },
+            { new_id: 'scale_by', old_id: 'factor' },
+          ],
+        },
+      ],
+    });
+    const prompt = txt2img(512, { '7': { class_type: 'OldUpscaleBy', inputs: { latent: ['3', 0], factor: 3 } } });
+    assert.deepEqual(violations(SIZE, prompt, replacements), [
+      { node_id: '7', rule: 'max_width', limit: 1024, value: 1536 },
+      { node_id: '7', rule: 'max_height', limit: 1024, value: 1536 },
+    ]);
+    prompt['8'] = { class_type: 'ImageScaleBy', inputs: { image: ['7', 0], upscale_method: 'area', scale_by: 1.1 } };
+    prompt['7']!.inputs.factor = 1.5;
+    assert.deepEqual(violations(SIZE, prompt, replacements), [], 'the largest of its forms: 768, × 1.1 = 845');
+    prompt['8'].inputs.scale_by = 1.5;
+    assert.deepEqual(violations({ max_width: 1024 }, prompt, replacements), [{ node_id: '8', rule: 'max_width', limit: 1024, value: 1152 }]);
+  });
+});
