@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { describe, test } from 'node:test';
-import { ExactNumber, jsonNumber, parseExactJson, stringifyExactJson } from '../../src/json/exact-json.js';
+import { copyJson, ExactNumber, exactNumberKey, jsonNumber, parseExactJson, stringifyExactJson } from '../../src/json/exact-json.js';
 
 /** A JSON number's text in any spelling JSON allows: a sign, leading digits, a fraction with trailing zeros, an exponent. */
 const numberText = fc
@@ -92,6 +92,30 @@ describe('parseExactJson and stringifyExactJson', () => {
 
   test('a key given twice is read as JSON.parse reads it, the last one winning', () => {
     assert.deepEqual(parseExactJson('{"a": 1.0, "a": 2.0}'), { a: 2 });
+  });
+
+  test('copyJson copies objects and arrays and keeps each ExactNumber, a __proto__ key as a key', () => {
+    const read = parseExactJson('{"3": {"inputs": {"seed": 18446744073709551615, "cfg": 7.0, "pair": [1, 2.50]}}, "__proto__": {"x": 1}}') as Record<
+      string,
+      unknown
+    >;
+    const copy = copyJson(read);
+    assert.notEqual(copy['3'], read['3']);
+    assert.equal(stringifyExactJson(copy), stringifyExactJson(read));
+    assert.equal(stringifyExactJson(copy), '{"3":{"inputs":{"seed":18446744073709551615,"cfg":7.0,"pair":[1,2.50]}},"__proto__":{"x":1}}');
+    assert.equal(Object.getPrototypeOf(copy), Object.prototype);
+  });
+
+  test('exactNumberKey: the same for the same number however written, different for numbers doubles cannot tell apart', () => {
+    const key = (text: string): string | undefined => exactNumberKey(parseExactJson(text));
+    assert.equal(key('7'), key('7.0'));
+    assert.equal(key('7.0'), key('70e-1'));
+    assert.equal(key('1e-05'), key('0.00001'));
+    assert.equal(key('-0'), key('0.0'));
+    assert.equal(exactNumberKey(1e21), key('1000000000000000000000'));
+    assert.notEqual(key('18446744073709551615'), key('18446744073709551616'));
+    assert.notEqual(key('7'), key('-7'));
+    assert.deepEqual([exactNumberKey('7'), exactNumberKey(null), exactNumberKey(Number.NaN)], [undefined, undefined, undefined]);
   });
 
   test('jsonNumber reads numbers only', () => {
