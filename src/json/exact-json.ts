@@ -35,12 +35,41 @@ const MAY_HOLD_INEXACT_NUMBER = /(?:^|[\s:,[])-?(?:(?:\d\.?){16}|\d+\.\d*0(?!\d)
  * @throws SyntaxError when the text is not JSON
  */
 export function parseExactJson(text: string): unknown {
-  if (!mayHoldInexactNumber(text)) return JSON.parse(text);
+  const skeleton = text.length < LONG_TEXT ? text : withoutLongStrings(text);
+  if (!mayHoldInexactNumber(skeleton)) return JSON.parse(text);
   try {
-    return parse(text, undefined, exactNumber);
+    const exact: unknown = parse(skeleton, undefined, exactNumber);
+    return skeleton === text ? exact : withStringsOf(exact, JSON.parse(text));
   } catch {
     return JSON.parse(text);
   }
+}
+
+/** From this length on, a text's long strings are left out of what the slower reader reads (see withoutLongStrings). */
+const LONG_TEXT = 64 * 1024;
+/** A string value this long or longer is read by JSON.parse alone: the slower reader takes about 75 ns a character (a 32 MiB image in base64: 3 s). */
+const LONG_STRING = 1024;
+/** A JSON string, quotes and escapes included. Searched from the text's start, each match is one string of a document, since no quote stands outside one. */
+const JSON_STRING = /"[^"\\]*(?:\\.[^"\\]*)*"/g;
+/** What follows a key: a string so followed is a key, kept whole so the two readings have the same keys. */
+const AFTER_KEY = /\s*:/y;
+
+/** `text` with each string value of LONG_STRING characters or more written as `""`. */
+function withoutLongStrings(text: string): string {
+  return text.replace(JSON_STRING, (string: string, offset: number) => {
+    if (string.length < LONG_STRING) return string;
+    AFTER_KEY.lastIndex = offset + string.length;
+    return AFTER_KEY.test(text) ? string : '""';
+  });
+}
+
+/** `exact`, read from the text without its long strings, with each string of it taken from `whole`, the whole text as JSON.parse read it. */
+function withStringsOf(exact: unknown, whole: unknown): unknown {
+  if (typeof exact === 'string') return whole;
+  if (typeof exact !== 'object' || exact === null || isLosslessNumber(exact)) return exact;
+  const [into, from] = [exact as Record<string, unknown>, whole as Record<string, unknown>];
+  for (const key of Object.keys(into)) if (typeof into[key] !== 'number') into[key] = withStringsOf(into[key], from[key]);
+  return exact;
 }
 
 /** Whether parseExactJson reads `text` with its slower reader (about eight times slower than JSON.parse), as MAY_HOLD_INEXACT_NUMBER says. */
