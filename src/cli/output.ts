@@ -1,5 +1,7 @@
 // What the CLI prints: aligned tables for people, JSON and CSV for scripts, times in UTC.
 
+import { stringifyExactJson } from '../json/exact-json.js';
+
 /** Column alignment of a table: numbers read best right-aligned. */
 export type Align = 'left' | 'right';
 
@@ -27,9 +29,9 @@ export function fields(entries: Array<[string, string]>): string {
   return entries.map(([label, value]) => `${`${label}:`.padEnd(width)} ${printable(value)}`).join('\n');
 }
 
-/** Prints a value as indented JSON, the `--json` output of every command. */
+/** Prints a value as indented JSON, the `--json` output of every command, each ExactNumber as its own text. */
 export function printJson(value: unknown): void {
-  console.log(JSON.stringify(value, null, 2));
+  console.log(stringifyExactJson(value, 2));
 }
 
 /** A cell a spreadsheet would read as a formula: OWASP's list of first characters (CSV injection). */

@@ -5,11 +5,12 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { GatewayError, internalError } from '../errors.js';
+import { stringifyExactJson } from '../json/exact-json.js';
 import { NO_SNIFF } from './security-headers.js';
 
-/** Sends `body` as JSON with `status`. */
+/** Sends `body` as JSON with `status`, each ExactNumber as its own text (see stringifyExactJson). */
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
+  const text = stringifyExactJson(body);
   res.writeHead(status, {
     ...headers,
     'content-type': 'application/json; charset=utf-8',

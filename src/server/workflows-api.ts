@@ -2,6 +2,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { forbidden, methodNotAllowed, storeUnavailable, workflowNotFound } from '../errors.js';
+import { parseExactJson } from '../json/exact-json.js';
 import type { AuditStore, KeyRecord, WorkflowRecord, WorkflowStore } from '../store/types.js';
 import { MAX_WORKFLOW_BODY_BYTES, parseWorkflowDefinition } from '../workflows/definition.js';
 import { checkOnlyServing } from '../workflows/openai-images.js';
@@ -48,7 +49,7 @@ export async function handleWorkflow(req: IncomingMessage, res: ServerResponse, 
   if (method !== 'PUT' && method !== 'DELETE') throw methodNotAllowed(['GET', 'PUT', 'DELETE']);
   if (key.role !== 'admin') throw forbidden('Registering and deleting workflows needs an admin key.');
   if (method === 'PUT') {
-    const definition = parseWorkflowDefinition(name, await readJsonBody(req, MAX_WORKFLOW_BODY_BYTES));
+    const definition = parseWorkflowDefinition(name, await readJsonBody(req, MAX_WORKFLOW_BODY_BYTES, parseExactJson));
     await checkOnlyServing(ctx.workflows, definition);
     const { record, created } = await ctx.workflows.put(definition, ctx.now()).catch((error: unknown) => {
       throw storeUnavailable(error, 'workflow');

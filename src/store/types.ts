@@ -1,5 +1,6 @@
 // The storage contracts: what the gateway needs from a key store, a usage store and a counter store.
 
+import type { JsonNumber } from '../json/exact-json.js';
 import type { PromptPolicy } from '../policy/schema.js';
 
 export type KeyRole = 'user' | 'admin';
@@ -423,10 +424,11 @@ export interface WorkflowInput {
   input: string;
   type: WorkflowInputType;
   default?: unknown;
-  min?: number;
-  max?: number;
+  /** Bounds as the admin wrote them (see parseExactJson), compared as numbers (jsonNumber). */
+  min?: JsonNumber;
+  max?: JsonNumber;
   /** The allowed values of an `enum` input. */
-  values?: Array<string | number>;
+  values?: Array<string | JsonNumber>;
   description?: string;
 }
 

@@ -2,6 +2,7 @@
 
 import { invalidRequest } from '../errors.js';
 import { isBoundedId } from '../isolation/ids.js';
+import { exactNumberKey, jsonNumber, stringifyExactJson } from '../json/exact-json.js';
 import type { OpenAiImagesMapping, WorkflowInput, WorkflowInputType, WorkflowRecord } from '../store/types.js';
 
 /** What a workflow's name may be: lowercase letters, digits, `-` and `_`, 1 to 64 characters. */
@@ -30,13 +31,13 @@ export type Problem = { field: string; problem: string };
 /** A workflow as registered, before the store adds its times. */
 export type WorkflowDefinition = Omit<WorkflowRecord, 'created_at' | 'updated_at'>;
 
-/** Whether `value` is a plain JSON object. */
+/** Whether `value` is a plain JSON object (not an array, nor a number parseExactJson kept as its text). */
 export function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && jsonNumber(value) === undefined;
 }
 
 /**
- * Reads a registration body strictly: `prompt` (an API-format graph: node ids to `{class_type, inputs}`),
+ * Reads a registration body strictly (read with parseExactJson, so the graph's numbers and the inputs' defaults go to ComfyUI as written): `prompt` (an API-format graph: node ids to `{class_type, inputs}`),
  * `description` (optional) and `inputs` (each binding a node's existing input, with a type, its bounds
  * and a default that fits them). Every problem is listed, not only the first.
  * @throws GatewayError 400 INVALID_REQUEST listing every problem
@@ -169,17 +170,16 @@ function inputProblems(field: string, definition: unknown, graph: Record<string,
   ] as const) {
     if (value === undefined) continue;
     if (!numeric) problems.push({ field: `${field}.${bound}`, problem: 'only integer and number inputs have bounds' });
-    else if (typeof value !== 'number' || !Number.isFinite(value) || (type === 'integer' && !Number.isInteger(value))) {
-      problems.push({ field: `${field}.${bound}`, problem: `not ${type === 'integer' ? 'a whole number' : 'a number'}` });
-    }
+    else if (!isNumberOfType(value, type)) problems.push({ field: `${field}.${bound}`, problem: `not ${type === 'integer' ? 'a whole number' : 'a number'}` });
   }
-  if (typeof min === 'number' && typeof max === 'number' && min > max) problems.push({ field: `${field}.min`, problem: `greater than max (${max})` });
+  const [low, high] = [jsonNumber(min), jsonNumber(max)];
+  if (low !== undefined && high !== undefined && low > high) problems.push({ field: `${field}.min`, problem: `greater than max (${String(max)})` });
   if (type === 'enum') {
     if (!Array.isArray(values) || values.length === 0 || values.length > MAX_ENUM_VALUES) {
       problems.push({ field: `${field}.values`, problem: `missing, or not a list of 1 to ${MAX_ENUM_VALUES} values` });
-    } else if (!values.every((value) => typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value)))) {
+    } else if (!values.every((value) => typeof value === 'string' || isNumberOfType(value, 'number'))) {
       problems.push({ field: `${field}.values`, problem: 'each value must be a string or a number' });
-    } else if (new Set(values).size !== values.length) problems.push({ field: `${field}.values`, problem: 'lists a value twice' });
+    } else if (new Set(values.map(enumKey)).size !== values.length) problems.push({ field: `${field}.values`, problem: 'lists a value twice' });
   } else if (values !== undefined) problems.push({ field: `${field}.values`, problem: 'only enum inputs have values' });
   if (Object.hasOwn(definition, 'default')) {
     if (type === 'image') problems.push({ field: `${field}.default`, problem: 'an image input has no default: each run gives its image' });
@@ -193,16 +193,17 @@ function inputProblems(field: string, definition: unknown, graph: Record<string,
 
 /**
  * What is wrong with a value given for a (non-image) input: its type, its range, or for an enum a value
- * not listed; null when it fits. Numbers are taken as JSON gives them: `"5"` is not an integer.
+ * not listed; null when it fits. Numbers are taken as JSON gives them: `"5"` is not an integer. Bounds are
+ * compared as doubles (jsonNumber), as the prompt policy compares; an enum's numbers by their exact value.
  */
 export function valueProblem(input: WorkflowInput, value: unknown): string | null {
   switch (input.type) {
     case 'integer':
     case 'number': {
-      const ok = typeof value === 'number' && Number.isFinite(value) && (input.type === 'number' || Number.isInteger(value));
-      if (!ok) return `not ${input.type === 'integer' ? 'a whole number' : 'a number'}`;
-      if (input.min !== undefined && (value as number) < input.min) return `below the minimum ${input.min}`;
-      if (input.max !== undefined && (value as number) > input.max) return `above the maximum ${input.max}`;
+      if (!isNumberOfType(value, input.type)) return `not ${input.type === 'integer' ? 'a whole number' : 'a number'}`;
+      const number = jsonNumber(value)!;
+      if (input.min !== undefined && number < jsonNumber(input.min)!) return `below the minimum ${String(input.min)}`;
+      if (input.max !== undefined && number > jsonNumber(input.max)!) return `above the maximum ${String(input.max)}`;
       return null;
     }
     case 'string':
@@ -210,10 +211,21 @@ export function valueProblem(input: WorkflowInput, value: unknown): string | nul
     case 'boolean':
       return typeof value === 'boolean' ? null : 'not a boolean';
     case 'enum':
-      return Array.isArray(input.values) && input.values.includes(value as string | number)
+      return enumKey(value) !== null && Array.isArray(input.values) && input.values.some((listed) => enumKey(listed) === enumKey(value))
         ? null
-        : `not one of ${JSON.stringify(input.values ?? []).slice(0, 300)}`;
+        : `not one of ${stringifyExactJson(input.values ?? []).slice(0, 300)}`;
     case 'image':
       return null;
   }
+}
+
+/** Whether `value` is a finite JSON number, and a whole one for `integer` (`7.0` is: ComfyUI takes `int()` of an INT input). */
+function isNumberOfType(value: unknown, type: 'integer' | 'number'): boolean {
+  const number = jsonNumber(value);
+  return number !== undefined && Number.isFinite(number) && (type === 'number' || Number.isInteger(number));
+}
+
+/** What an enum value is compared by: a number by its exact value (`7` and `7.0` alike, as ComfyUI's `in` finds them), a string as its JSON text; null for anything else, which no listed value is. */
+function enumKey(value: unknown): string | null {
+  return exactNumberKey(value) ?? (typeof value === 'string' ? JSON.stringify(value) : null);
 }

@@ -1,5 +1,6 @@
 // The inputs of a workflow run: checked against the workflow's declarations, then set in a copy of its graph.
 
+import { copyJson } from '../json/exact-json.js';
 import type { WorkflowInput, WorkflowRecord } from '../store/types.js';
 import { isObject, valueProblem, type Problem } from './definition.js';
 
@@ -72,10 +73,11 @@ function imageSourceOf(value: unknown): ImageSource | string {
 
 /**
  * A copy of the workflow's graph with each input's value set on its node input (image inputs by the
- * stored file's name, `images`). The workflow's own graph is left as it is.
+ * stored file's name, `images`). The workflow's own graph is left as it is; its numbers and the values
+ * keep the texts they were read with (see parseExactJson).
  */
 export function buildPrompt(workflow: WorkflowRecord, values: Record<string, unknown>): Record<string, unknown> {
-  const prompt = structuredClone(workflow.prompt);
+  const prompt = copyJson(workflow.prompt);
   for (const [name, value] of Object.entries(values)) {
     const input: WorkflowInput | undefined = workflow.inputs[name];
     if (!input) continue;

@@ -5,6 +5,7 @@ import { invalidRequest } from '../errors.js';
 import type { IsolatedCaller, IsolationContext } from '../isolation/context.js';
 import { answerRun, checkRunFirst, parseRunOptions, RUN_OPTION_FIELDS, unknownFields, type Problem } from '../isolation/run.js';
 import type { JobWaiter } from '../jobs/job-waiter.js';
+import { parseExactJson } from '../json/exact-json.js';
 import { readJsonBody } from '../server/body.js';
 import type { WorkflowRecord } from '../store/types.js';
 import { isObject } from './definition.js';
@@ -15,7 +16,7 @@ import { buildPrompt, checkRunInputs } from './run-inputs.js';
 export const MAX_WORKFLOW_RUN_BODY_BYTES = Math.ceil((MAX_IMAGE_INPUT_BYTES * 4) / 3) + 1024 * 1024;
 
 /**
- * Reads the run's body strictly (`inputs` and the run options; nothing else), checks its inputs
+ * Reads the run's body strictly (`inputs` and the run options; nothing else; its numbers as written, see parseExactJson), checks its inputs
  * against the workflow (400 INVALID_REQUEST listing every problem), makes each image input the key's
  * file (after the checks of checkRunFirst when an image is to be fetched or stored, so a refused run stores nothing), and runs a copy of the graph
  * with the inputs set (see answerRun). The prompt is the workflow's,
@@ -31,7 +32,7 @@ export async function runWorkflow(
   workflow: WorkflowRecord,
   fetching: ImageFetching,
 ): Promise<void> {
-  const body = await readJsonBody(req, MAX_WORKFLOW_RUN_BODY_BYTES);
+  const body = await readJsonBody(req, MAX_WORKFLOW_RUN_BODY_BYTES, parseExactJson);
   if (body !== undefined && !isObject(body)) throw invalidRequest('The body must be a JSON object with inputs.', [{ field: 'body', problem: 'not an object' }]);
   const fields = body ?? {};
   const problems: Problem[] = [];

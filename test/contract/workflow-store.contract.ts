@@ -1,7 +1,8 @@
-// The WorkflowStore contract: registered workflows come back whole, a replacement keeps its creation time, and every store on the same data sees each change at once.
+// The WorkflowStore contract: registered workflows come back whole, their numbers as written, a replacement keeps its creation time, and every store on the same data sees each change at once.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { parseExactJson, stringifyExactJson } from '../../src/json/exact-json.js';
 import type { WorkflowRecord, WorkflowStore } from '../../src/store/types.js';
 import { isSkipped, lifecycle, type HarnessOrSkip } from './harness.js';
 
@@ -24,6 +25,12 @@ function workflow(name: string, steps = 20): Omit<WorkflowRecord, 'created_at' |
     },
   };
 }
+
+/** A graph and its inputs with numbers JavaScript alone would write otherwise: a 64-bit seed, floats written `7.0` and `1e-05`, as Python writes them. */
+const EXACT_GRAPH = '{"3":{"class_type":"KSampler","inputs":{"seed":18446744073709551615,"steps":20,"cfg":7.0,"denoise":1e-05}}}';
+const EXACT_INPUTS =
+  '{"seed":{"node":"3","input":"seed","type":"integer","min":0,"max":18446744073709551615,"default":18446744073709551615},' +
+  '"cfg":{"node":"3","input":"cfg","type":"enum","values":[7.0,8.50]}}';
 
 /** Runs the WorkflowStore contract against one adapter. */
 export function workflowStoreContract(name: string, harness: HarnessOrSkip<ClosableWorkflowStore>): void {
@@ -52,6 +59,18 @@ export function workflowStoreContract(name: string, harness: HarnessOrSkip<Closa
       const again = await reopen();
       assert.deepEqual(await again.get('b'), record);
       assert.equal((await again.get('a'))!.description, null);
+    });
+
+    test('numbers of the graph and of the inputs come back with the texts they were written with, and after a restart', async () => {
+      const store = await open();
+      const exact = { name: 'exact', description: null, prompt: parseExactJson(EXACT_GRAPH), inputs: parseExactJson(EXACT_INPUTS) } as Parameters<
+        WorkflowStore['put']
+      >[0];
+      const texts = (record: WorkflowRecord | undefined): string[] => [stringifyExactJson(record?.prompt), stringifyExactJson(record?.inputs)];
+      assert.deepEqual(texts((await store.put(exact, 1)).record), [EXACT_GRAPH, EXACT_INPUTS], 'as put answers it');
+      assert.deepEqual(texts(await store.get('exact')), [EXACT_GRAPH, EXACT_INPUTS]);
+      assert.deepEqual(texts((await store.list())[0]), [EXACT_GRAPH, EXACT_INPUTS]);
+      assert.deepEqual(texts(await (await reopen()).get('exact')), [EXACT_GRAPH, EXACT_INPUTS]);
     });
 
     test('a replacement keeps the creation time; a delete removes it once', async () => {

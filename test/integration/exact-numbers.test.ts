@@ -1,4 +1,4 @@
-// Numbers in a prompt reach ComfyUI, and come back in its queue and history, as the client wrote them: a 64-bit seed exact, 7.0 a float.
+// Numbers in a prompt, and in a registered workflow and its run inputs, reach ComfyUI, and come back in its queue and history, as the client wrote them: a 64-bit seed exact, 7.0 a float.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -14,6 +14,13 @@ const PYTHON_PROMPT =
 
 /** Each number of PYTHON_PROMPT as it must read wherever ComfyUI or the gateway writes it. */
 const WRITTEN = [/"seed":\s*18446744073709551615[,}]/, /"cfg":\s*7\.0[,}]/, /"denoise":\s*1e-05[,}]/, /"batch":\s*12345678901234567890123[,}]/];
+
+/** A workflow as Python's json.dumps writes one: a 64-bit seed and floats in the graph, a 64-bit default and bound, an enum of floats. */
+const PYTHON_WORKFLOW =
+  '{"prompt": {"3": {"class_type": "KSampler", "inputs": {"seed": 18446744073709551615, "steps": 2, "cfg": 7.0, "denoise": 1e-05}}, ' +
+  '"9": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "exact-workflow"}}}, ' +
+  '"inputs": {"seed": {"node": "3", "input": "seed", "type": "integer", "min": 0, "max": 18446744073709551615, "default": 18446744073709551614}, ' +
+  '"cfg": {"node": "3", "input": "cfg", "type": "enum", "values": [7.0, 8.5], "default": 8.5}}}';
 
 describe('numbers in a prompt, as the client wrote them', () => {
   let stage: TwoKeyStage;
@@ -50,4 +57,46 @@ describe('numbers in a prompt, as the client wrote them', () => {
       for (const number of WRITTEN) assert.match(history.text, number, 'in the history');
     });
   }
+
+  test('a registered workflow and its run inputs: ComfyUI gets each number as written; bounds and enums compare them as numbers', async () => {
+    const headers = { 'content-type': 'application/json' };
+    const put = await send(stage.gateway.url, '/api/gateway/workflows/exact', { method: 'PUT', key: stage.admin, body: PYTHON_WORKFLOW, headers });
+    assert.equal(put.status, 201, put.text);
+    for (const number of [
+      /"seed":18446744073709551615[,}]/,
+      /"cfg":7\.0[,}]/,
+      /"denoise":1e-05[,}]/,
+      /"max":18446744073709551615[,}]/,
+      /"values":\[7\.0,8\.5\]/,
+    ]) {
+      assert.match(put.text, number, 'the registered workflow reads back as written');
+    }
+    const sentFor = async (body: string): Promise<Record<string, unknown>> => {
+      const before = stage.comfy.prompts.length;
+      const res = await send(stage.gateway.url, '/api/gateway/workflows/exact/run', { method: 'POST', key: stage.alice.api_key, body, headers });
+      assert.equal(res.status, 200, res.text);
+      await waitFor(() => stage.comfy.prompts.length > before, 'ComfyUI got the prompt');
+      // The fake reads numbers as Python does: each keeps the text it came with.
+      const inputs = (stage.comfy.prompts.at(-1)!.body.prompt as Record<string, { inputs: Record<string, unknown> }>)['3']!.inputs;
+      return Object.fromEntries(['seed', 'steps', 'cfg', 'denoise'].map((name) => [name, String(inputs[name])]));
+    };
+    assert.deepEqual(await sentFor('{"inputs": {"seed": 18446744073709551615, "cfg": 7.0}}'), {
+      seed: '18446744073709551615',
+      steps: '2',
+      cfg: '7.0',
+      denoise: '1e-05',
+    });
+    assert.deepEqual(await sentFor('{}'), { seed: '18446744073709551614', steps: '2', cfg: '8.5', denoise: '1e-05' }, 'the defaults, as written');
+    const refused = await send(stage.gateway.url, '/api/gateway/workflows/exact/run', {
+      method: 'POST',
+      key: stage.alice.api_key,
+      body: '{"inputs": {"seed": 1.8446744073709552e20, "cfg": 7.5}}',
+      headers,
+    });
+    assert.equal(refused.status, 400, refused.text);
+    assert.deepEqual(refused.json<{ details: unknown }>().details, [
+      { field: 'inputs.seed', problem: 'above the maximum 18446744073709551615' },
+      { field: 'inputs.cfg', problem: 'not one of [7.0,8.5]' },
+    ]);
+  });
 });

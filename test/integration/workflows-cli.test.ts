@@ -68,6 +68,27 @@ describe('comfy-gate workflows', () => {
     );
   });
 
+  test('put, show and the gateway keep numbers as the file wrote them: a 64-bit seed exact, 7.0 a float', async () => {
+    const exact =
+      '{"prompt": {"3": {"class_type": "KSampler", "inputs": {"seed": 18446744073709551615, "cfg": 7.0}}, ' +
+      '"9": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "cli-exact"}}}, ' +
+      '"inputs": {"seed": {"node": "3", "input": "seed", "type": "integer", "max": 18446744073709551615, "default": 18446744073709551614}}}';
+    await writeFile(join(dir.path, 'exact.json'), exact);
+    const put = await cli('put', 'exact', '--file', join(dir.path, 'exact.json'));
+    assert.equal(put.code, 0, put.stderr);
+    const show = await cli('show', 'exact');
+    assert.match(show.stdout, /seed\s+integer\s+3\.seed\s+18446744073709551614\s+max 18446744073709551615/);
+    const printed = (await cli('show', 'exact', '--json')).stdout;
+    for (const number of [/"seed": 18446744073709551615,/, /"cfg": 7\.0\n/, /"max": 18446744073709551615,/, /"default": 18446744073709551614\n/]) {
+      assert.match(printed, number, 'show --json');
+    }
+    const ran = await send(gateway.url, '/api/gateway/workflows/exact/run', { method: 'POST', key: admin, body: { wait: 30 } });
+    assert.equal(ran.status, 200, ran.text);
+    const inputs = (comfy.prompts.at(-1)!.body.prompt as Record<string, { inputs: Record<string, unknown> }>)['3']!.inputs;
+    assert.deepEqual([String(inputs.seed), String(inputs.cfg)], ['18446744073709551614', '7.0'], 'ComfyUI gets them as written');
+    assert.equal((await cli('delete', 'exact', '--yes')).code, 0);
+  });
+
   test('put lists every problem and stores nothing; bad arguments exit 2; delete needs --yes without a terminal', async () => {
     const bad = await cli('put', 'bad', '--file', join(dir.path, 'bad.json'));
     assert.equal(bad.code, 1);

@@ -1,9 +1,10 @@
 // Unit tests of parseExactJson and stringifyExactJson: every number written back with the text it was read with.
 
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, test } from 'node:test';
-import { ExactNumber, jsonNumber, parseExactJson, stringifyExactJson } from '../../src/json/exact-json.js';
+import { copyJson, ExactNumber, exactNumberKey, jsonNumber, parseExactJson, stringifyExactJson } from '../../src/json/exact-json.js';
 
 /** A JSON number's text in any spelling JSON allows: a sign, leading digits, a fraction with trailing zeros, an exponent. */
 const numberText = fc
@@ -83,6 +84,35 @@ describe('parseExactJson and stringifyExactJson', () => {
     );
   });
 
+  test('a large text reads its long strings with JSON.parse and its numbers as a small one does, long keys and escapes included', () => {
+    const pad = JSON.stringify('x'.repeat(70_000));
+    fc.assert(
+      fc.property(document, (text) => {
+        assert.equal(stringifyExactJson(parseExactJson(`{"pad":${pad},"doc":${text}}`)), `{"pad":${pad},"doc":${stringifyExactJson(parseExactJson(text))}}`);
+      }),
+      { numRuns: 300 },
+    );
+    const long = (tail: string): string => JSON.stringify(`${'a"\\é\n'.repeat(300)}${tail}`);
+    const compact = `{${long('key')}:18446744073709551615,"list":[${long('1')},7.0,${long('2')}],"__proto__":${long('3')},"image":${pad},"cfg":7.0}`;
+    const spaced = compact.replace(`${long('key')}:`, `${long('key')} \n : `).replace(',"cfg"', ' , "cfg"');
+    for (const text of [compact, spaced]) {
+      const read = parseExactJson(text) as Record<string, unknown>;
+      assert.equal(stringifyExactJson(read), compact);
+      assert.equal(Object.getPrototypeOf(read), Object.prototype, '__proto__ stays a key');
+    }
+    assert.throws(() => parseExactJson(`{"image":"${'x'.repeat(70_000)}\n","cfg":7.0}`), SyntaxError, 'a raw line break in a long string');
+    assert.throws(() => parseExactJson(`{"image":${pad},"cfg":7.0,}`), SyntaxError);
+  });
+
+  test('a 32 MiB image in base64 beside a 64-bit seed and 7.0: the image read whole, the numbers exact', () => {
+    const base64 = randomBytes(32 * 1024 * 1024).toString('base64');
+    const read = parseExactJson(`{"inputs": {"image": {"base64": ${JSON.stringify(base64)}}, "seed": 18446744073709551615, "cfg": 7.0}}`) as {
+      inputs: { image: { base64: string }; seed: unknown; cfg: unknown };
+    };
+    assert.equal(stringifyExactJson([read.inputs.seed, read.inputs.cfg]), '[18446744073709551615,7.0]');
+    assert.equal(read.inputs.image.base64, base64);
+  });
+
   test('values changed after parsing are written with the rest kept exact', () => {
     const body = parseExactJson('{"prompt": {"3": {"inputs": {"seed": 9007199254740993}}}, "client_id": "theirs", "front": true}') as Record<string, unknown>;
     body.client_id = 'ours';
@@ -92,6 +122,30 @@ describe('parseExactJson and stringifyExactJson', () => {
 
   test('a key given twice is read as JSON.parse reads it, the last one winning', () => {
     assert.deepEqual(parseExactJson('{"a": 1.0, "a": 2.0}'), { a: 2 });
+  });
+
+  test('copyJson copies objects and arrays and keeps each ExactNumber, a __proto__ key as a key', () => {
+    const read = parseExactJson('{"3": {"inputs": {"seed": 18446744073709551615, "cfg": 7.0, "pair": [1, 2.50]}}, "__proto__": {"x": 1}}') as Record<
+      string,
+      unknown
+    >;
+    const copy = copyJson(read);
+    assert.notEqual(copy['3'], read['3']);
+    assert.equal(stringifyExactJson(copy), stringifyExactJson(read));
+    assert.equal(stringifyExactJson(copy), '{"3":{"inputs":{"seed":18446744073709551615,"cfg":7.0,"pair":[1,2.50]}},"__proto__":{"x":1}}');
+    assert.equal(Object.getPrototypeOf(copy), Object.prototype);
+  });
+
+  test('exactNumberKey: the same for the same number however written, different for numbers doubles cannot tell apart', () => {
+    const key = (text: string): string | undefined => exactNumberKey(parseExactJson(text));
+    assert.equal(key('7'), key('7.0'));
+    assert.equal(key('7.0'), key('70e-1'));
+    assert.equal(key('1e-05'), key('0.00001'));
+    assert.equal(key('-0'), key('0.0'));
+    assert.equal(exactNumberKey(1e21), key('1000000000000000000000'));
+    assert.notEqual(key('18446744073709551615'), key('18446744073709551616'));
+    assert.notEqual(key('7'), key('-7'));
+    assert.deepEqual([exactNumberKey('7'), exactNumberKey(null), exactNumberKey(Number.NaN)], [undefined, undefined, undefined]);
   });
 
   test('jsonNumber reads numbers only', () => {

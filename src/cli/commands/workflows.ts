@@ -2,6 +2,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { GatewayError } from '../../errors.js';
+import { parseExactJson, stringifyExactJson } from '../../json/exact-json.js';
 import { FileWorkflowStore } from '../../store/file/file-workflow-store.js';
 import type { WorkflowRecord } from '../../store/types.js';
 import { parseWorkflowDefinition } from '../../workflows/definition.js';
@@ -180,8 +181,8 @@ async function showWorkflow({ values, name, store }: Run): Promise<number> {
     input,
     spec.type,
     `${spec.node}.${spec.input}`,
-    Object.hasOwn(spec, 'default') ? JSON.stringify(spec.default) : '(required)',
-    [spec.min !== undefined ? `min ${spec.min}` : '', spec.max !== undefined ? `max ${spec.max}` : '', spec.values ? JSON.stringify(spec.values) : '']
+    Object.hasOwn(spec, 'default') ? stringifyExactJson(spec.default) : '(required)',
+    [spec.min !== undefined ? `min ${spec.min}` : '', spec.max !== undefined ? `max ${spec.max}` : '', spec.values ? stringifyExactJson(spec.values) : '']
       .filter(Boolean)
       .join(' '),
   ]);
@@ -197,7 +198,7 @@ async function putWorkflow({ values, name, store, directory, ctx, help }: Run): 
   });
   let body: unknown;
   try {
-    body = JSON.parse(text);
+    body = parseExactJson(text);
   } catch (error) {
     throw new CommandError(`${file} is not JSON: ${(error as Error).message}`);
   }

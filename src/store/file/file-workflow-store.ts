@@ -1,6 +1,7 @@
 // The registered workflows in `workflows.json`: read on each call, replaced atomically under a lock file, so the gateway and the CLI share it.
 
 import { join } from 'node:path';
+import { parseExactJson, stringifyExactJson } from '../../json/exact-json.js';
 import { StoreCorruptError, type WorkflowRecord, type WorkflowStore } from '../types.js';
 import { writeFileAtomic } from './atomic-write.js';
 import { withDirLock } from './dir-lock.js';
@@ -13,7 +14,8 @@ interface WorkflowFile {
 /**
  * Workflows in one JSON file, `{"workflows": {name: record}}`. Each read reads the file (workflows are
  * few and read only by the workflow routes), so a change made by the CLI or another process is seen
- * at once; each change is a read-modify-replace under `.workflows.lock`, written with fsync.
+ * at once; each change is a read-modify-replace under `.workflows.lock`, written with fsync. Numbers are
+ * read and written with the texts they came with (see parseExactJson): a 64-bit seed stays exact, `7.0` a float.
  */
 export class FileWorkflowStore implements WorkflowStore {
   readonly path: string;
@@ -57,11 +59,12 @@ export class FileWorkflowStore implements WorkflowStore {
   private change<R>(edit: (file: WorkflowFile) => R): Promise<R> {
     return withDirLock(this.lockPath, async () => {
       const file = await this.read();
-      const before = JSON.stringify(file);
+      const before = stringifyExactJson(file);
       const result = edit(file);
-      if (JSON.stringify(file) !== before) {
+      const after = stringifyExactJson(file);
+      if (after !== before) {
         const started = performance.now();
-        await writeFileAtomic(this.path, JSON.stringify(file));
+        await writeFileAtomic(this.path, after);
         this.onWrite?.((performance.now() - started) / 1000);
       }
       return result;
@@ -79,7 +82,7 @@ export class FileWorkflowStore implements WorkflowStore {
     }
     let parsed: unknown;
     try {
-      parsed = JSON.parse(text);
+      parsed = parseExactJson(text);
     } catch (error) {
       throw new StoreCorruptError(this.path, (error as Error).message);
     }

@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { stringifyExactJson } from '../../json/exact-json.js';
 import { FileWorkflowStore } from '../file/file-workflow-store.js';
 import { readJournal } from '../file/journal.js';
 import { nextJournalPathOf, patchedValue } from '../file/journaled-table.js';
@@ -374,9 +375,9 @@ async function importWorkflows(directory: string, database: PostgresDatabase): P
        ON CONFLICT (name) DO NOTHING`,
       [
         w.name,
-        JSON.stringify(w.prompt),
+        stringifyExactJson(w.prompt),
         w.description,
-        JSON.stringify(w.inputs),
+        stringifyExactJson(w.inputs),
         w.openai_images ? JSON.stringify(w.openai_images) : null,
         w.created_at,
         w.updated_at,

@@ -1,15 +1,23 @@
 // The PostgreSQL workflow registry: one row per workflow in `workflows`, read on each call so every replica serves the same set.
 
+import { parseExactJson, stringifyExactJson } from '../../json/exact-json.js';
 import type { WorkflowRecord, WorkflowStore } from '../types.js';
 import type { PostgresDatabase } from './database.js';
 
-type WorkflowRow = Omit<WorkflowRecord, 'openai_images'> & { openai_images: WorkflowRecord['openai_images'] | null };
+/** A row as read: the graph and the inputs as their JSON text, which pg would read with JSON.parse (rounding a 64-bit seed, `7.0` to `7`). */
+type WorkflowRow = Omit<WorkflowRecord, 'prompt' | 'inputs' | 'openai_images'> & {
+  prompt: string;
+  inputs: string;
+  openai_images: WorkflowRecord['openai_images'] | null;
+};
 
-const COLUMNS = 'name, prompt, description, inputs, openai_images, created_at, updated_at';
+/** The columns of a record; `json` keeps the text it was given, so the graph's numbers come back as written. */
+const COLUMNS = 'name, prompt::text AS prompt, description, inputs::text AS inputs, openai_images, created_at, updated_at';
 
-/** A row as a record: `openai_images` left out when it is null, as the file store leaves it out. */
-function toRecord({ openai_images: openAi, ...rest }: WorkflowRow): WorkflowRecord {
-  return openAi ? { ...rest, openai_images: openAi } : rest;
+/** A row as a record, its JSON read with parseExactJson: `openai_images` left out when it is null, as the file store leaves it out. */
+function toRecord({ openai_images: openAi, prompt, inputs, ...rest }: WorkflowRow): WorkflowRecord {
+  const record = { ...rest, prompt: parseExactJson(prompt) as WorkflowRecord['prompt'], inputs: parseExactJson(inputs) as WorkflowRecord['inputs'] };
+  return openAi ? { ...record, openai_images: openAi } : record;
 }
 
 /** The registered workflows in PostgreSQL, shared by every replica. Writes are durable when they resolve. */
@@ -39,9 +47,9 @@ export class PostgresWorkflowStore implements WorkflowStore {
        RETURNING ${COLUMNS}, (xmax = 0) AS inserted`,
       [
         record.name,
-        JSON.stringify(record.prompt),
+        stringifyExactJson(record.prompt),
         record.description,
-        JSON.stringify(record.inputs),
+        stringifyExactJson(record.inputs),
         record.openai_images ? JSON.stringify(record.openai_images) : null,
         now,
       ],
