@@ -3,6 +3,7 @@
 import type { BackendConfig } from '../config/schema.js';
 import type { ClientSinkRegistry } from '../events/client-sinks.js';
 import { EventHub, type JobLookup, type JobObserver } from '../events/event-hub.js';
+import type { EarlierFileCheck } from '../isolation/cached-outputs.js';
 import { parseComfyJson } from '../isolation/json-body.js';
 import type { Logger } from '../log/logger.js';
 import { createHttpProxy } from '../proxy/http.js';
@@ -24,6 +25,8 @@ export interface BuildBackendOptions {
   clientId: string;
   jobs: JobLookup;
   observer: JobObserver;
+  /** Which files of the nodes ComfyUI takes from its cache a job's key is shown in their events. */
+  isShownEarlierFile: EarlierFileCheck;
   sinks: ClientSinkRegistry;
   log: Logger;
   upstreamTimeoutMs: number;
@@ -49,6 +52,7 @@ export function buildBackend(config: BackendConfig, options: BuildBackendOptions
     upstream: config.url,
     jobs: options.jobs,
     observer: options.observer,
+    isShownEarlierFile: options.isShownEarlierFile,
     sinks: options.sinks,
     log: options.log,
     socket: { clientId: options.clientId },

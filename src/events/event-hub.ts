@@ -1,5 +1,6 @@
 // The event hub of one backend: reads every job's events from the gateway's own ComfyUI socket, records them, and passes each to the sockets of the job's key and client.
 
+import { ownCachedOutput, type EarlierFileCheck } from '../isolation/cached-outputs.js';
 import { nodeIds } from '../isolation/files.js';
 import type { Logger } from '../log/logger.js';
 import type { JobError } from '../store/types.js';
@@ -56,6 +57,8 @@ export interface EventHubOptions {
   upstream: URL;
   jobs: JobLookup;
   observer: JobObserver;
+  /** Which files of the nodes ComfyUI takes from its cache a job's key is shown in their `executed` events; the others are left out. */
+  isShownEarlierFile: EarlierFileCheck;
   log: Logger;
   /** Timings of the socket to ComfyUI. */
   socket?: Pick<UpstreamEventsOptions, 'clientId' | 'pingIntervalMs' | 'handshakeTimeoutMs' | 'reconnectMinMs' | 'reconnectMaxMs' | 'silenceLimitMs'>;
@@ -102,6 +105,9 @@ export class EventHub implements ClientSinks {
   private readonly backend: string;
   private readonly jobs: JobLookup;
   private readonly observer: JobObserver;
+  private readonly isShownEarlierFile: EarlierFileCheck;
+  /** By job, from its `execution_cached` to its end: the nodes ComfyUI takes from its cache (none listed: no entry). */
+  private readonly cachedNodes = new Map<string, ReadonlySet<string>>();
   private readonly log: Logger;
   private readonly sinks: ClientSinkRegistry;
   /** Whether this hub made `sinks` (and so starts and closes it). */
@@ -125,6 +131,7 @@ export class EventHub implements ClientSinks {
     this.backend = options.backend;
     this.jobs = options.jobs;
     this.observer = options.observer;
+    this.isShownEarlierFile = options.isShownEarlierFile;
     this.log = options.log.child({ backend: options.backend });
     this.ownsSinks = options.sinks === undefined;
     this.sinks = options.sinks ?? new ClientSinkRegistry({ log: this.log, ...(options.relay ? { relay: options.relay } : {}) });
@@ -135,7 +142,10 @@ export class EventHub implements ClientSinks {
       log: this.log,
       listener: {
         opened: () => options.onConnected?.(),
-        closed: () => (this.running = null),
+        closed: () => {
+          this.running = null;
+          this.cachedNodes.clear();
+        },
         text: (message, raw) => this.onText(message, raw),
         binary: (frame) => this.onBinary(frame),
       },
@@ -236,6 +246,7 @@ export class EventHub implements ClientSinks {
     this.heldCount = 0;
     this.heldBytes = 0;
     this.heldById.clear();
+    this.cachedNodes.clear();
   }
 
   private onText(message: UpstreamMessage, raw: string): void {
@@ -338,14 +349,17 @@ export class EventHub implements ClientSinks {
   }
 
   private deliver(job: EventTarget, upstreamId: string, event: Incoming): void {
-    if (event.kind === 'text') this.observe(job.id, event.message, event.receivedAt);
+    if (event.kind === 'text') {
+      this.observe(job.id, event.message, event.receivedAt);
+      this.noteCachedNodes(job.id, event.message);
+    }
     const sinks = this.sinks.sinksOf(job.key_id, job.client_id);
     const renamed = job.id !== upstreamId;
     if (event.kind === 'text') {
       if (!sinks?.size && !this.sinks.relays) return;
       const { type, data } = event.message;
-      const text = renamed && data.prompt_id === upstreamId ? JSON.stringify({ type, data: withJobId(data, job.id) }) : event.raw;
-      this.sinks.sendText(job, type, text, sinks);
+      const shown = this.shownData(job, upstreamId, event.message);
+      this.sinks.sendText(job, type, shown === data ? event.raw : JSON.stringify({ type, data: shown }), sinks);
       return;
     }
     const { frame, preview } = event;
@@ -376,6 +390,28 @@ export class EventHub implements ClientSinks {
     let plain: Buffer | null = null;
     for (const sink of sinks ?? []) send(sink, sink.wantsPreviewMetadata() ? withMetadata : (plain ??= withoutPreviewMetadata(preview)));
     written();
+  }
+
+  /** Keeps the nodes a job's `execution_cached` lists until the job ends. */
+  private noteCachedNodes(jobId: string, { type, data }: UpstreamMessage): void {
+    if (type === 'execution_cached') {
+      const nodes = nodeIds(data.nodes);
+      if (nodes.length > 0) this.cachedNodes.set(jobId, new Set(nodes));
+    } else if (END_EVENTS.has(type)) {
+      this.cachedNodes.delete(jobId);
+    }
+  }
+
+  /**
+   * An event's data as the job's key is shown it (the same object when nothing changes): with the job's id in
+   * place of ComfyUI's prompt_id, and a cached node's `executed` output without the files an earlier prompt made
+   * that are not the key's (null when none is).
+   */
+  private shownData(job: EventTarget, upstreamId: string, { type, data }: UpstreamMessage): Record<string, unknown> {
+    const renamed = job.id !== upstreamId && data.prompt_id === upstreamId ? withJobId(data, job.id) : data;
+    if (type !== 'executed' || !this.cachedNodes.get(job.id)?.has(String(data.node))) return renamed;
+    const output = ownCachedOutput(data.output, (file) => this.isShownEarlierFile(job.key_id, this.backend, file));
+    return output === data.output ? renamed : { ...renamed, output };
   }
 
   /** Tells the observer of a job's start, outputs and end; an observer that throws is logged. */

@@ -8,7 +8,8 @@ import type { PromptPolicy } from '../policy/schema.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import type { JobRecord, KeyRecord, OwnershipStore } from '../store/types.js';
 import type { WebhookSettings } from '../webhooks/job-webhook.js';
-import { promptOutputsOf, type PromptOutputs } from './files.js';
+import { earlierFileCheck } from './cached-outputs.js';
+import { promptOutputsOf, type NamedFile, type PromptOutputs } from './files.js';
 import { parseComfyJson } from './json-body.js';
 import type { JsonRewriter } from './large-json.js';
 
@@ -75,6 +76,17 @@ export function byBackend(ctx: IsolationContext, promptIds: readonly string[]): 
 /** The id ComfyUI knows a prompt by, given the id its key knows (they differ only for a job held and sent to a ComfyUI that ignored its id). */
 export function upstreamIdOf(ctx: IsolationContext, promptId: string): string {
   return ctx.jobs.jobs.get(promptId)?.upstream_id ?? promptId;
+}
+
+/**
+ * Whether a file that a node of the prompt took from ComfyUI's cache names (an earlier prompt made it) is shown to
+ * the caller: an admin is shown every file, a user key its own (see earlierFileCheck).
+ */
+export function isShownEarlierFile(ctx: IsolationContext, caller: IsolatedCaller, promptId: string): (file: NamedFile) => boolean {
+  if (caller.seesAll) return () => true;
+  const check = earlierFileCheck(ctx.ownership, (type, subfolder, filename) => ctx.jobs.jobs.producerOf(type, subfolder, filename));
+  const backend = ctx.jobs.jobs.get(promptId)?.backend ?? ctx.pool.all[0]!.name;
+  return (file) => check(caller.key.key_id, backend, file);
 }
 
 /** What a key knows of its job: the job's id and its client's own client_id. */

@@ -114,22 +114,17 @@ export interface NamedFile {
   type: string;
 }
 
+/** The file an item of a node's UI output names (a `{filename, subfolder, type}` object), or undefined for any other item. */
+export function outputItemFile(item: unknown): NamedFile | undefined {
+  const { filename, subfolder, type } = (item ?? {}) as Record<string, unknown>;
+  if (typeof filename !== 'string') return undefined;
+  return { filename, subfolder: typeof subfolder === 'string' ? subfolder : '', type: typeof type === 'string' ? type : 'output' };
+}
+
 /** The files listed in a node's UI output (`{images: [{filename, subfolder, type}], gifs: [...], ...}`). */
 export function outputFiles(output: unknown): NamedFile[] {
   if (typeof output !== 'object' || output === null) return [];
-  const files: NamedFile[] = [];
-  for (const items of Object.values(output)) {
-    if (!Array.isArray(items)) continue;
-    for (const item of items as Array<Record<string, unknown>>) {
-      if (typeof item?.filename !== 'string') continue;
-      files.push({
-        filename: item.filename,
-        subfolder: typeof item.subfolder === 'string' ? item.subfolder : '',
-        type: typeof item.type === 'string' ? item.type : 'output',
-      });
-    }
-  }
-  return files;
+  return Object.values(output).flatMap((items) => (Array.isArray(items) ? items.flatMap((item) => outputItemFile(item) ?? []) : []));
 }
 
 /** The ownership ids of the files listed in a node's UI output. */
@@ -161,6 +156,20 @@ export function promptOutputsOf(entry: unknown): PromptOutputs {
 export function cachedNodesOf(messages: unknown): string[] {
   const cached = Array.isArray(messages) ? (messages as unknown[]).find((message) => Array.isArray(message) && message[0] === 'execution_cached') : undefined;
   return nodeIds((cached as [string, { nodes?: unknown } | undefined] | undefined)?.[1]?.nodes);
+}
+
+/** `"execution_cached"` written as a JSON string, and what follows it when it is ComfyUI's event with no node: `, {"nodes": []`. */
+const EXECUTION_CACHED = /"execution_cached"(\s*,\s*\{\s*"nodes"\s*:\s*\[\s*\])?/g;
+
+/**
+ * Whether a history entry's JSON text may list nodes ComfyUI took from its cache, without parsing it: false only
+ * when every `"execution_cached"` in it is followed by an empty `nodes` list, as ComfyUI writes its event
+ * (`["execution_cached", {"nodes": [], ...}]`) when it took none. The same words in a prompt or its
+ * extra_data only make the entry be parsed.
+ */
+export function mayNameCachedNodes(jsonText: string): boolean {
+  for (const match of jsonText.matchAll(EXECUTION_CACHED)) if (match[1] === undefined) return true;
+  return false;
 }
 
 /** The node ids of an `execution_cached` event's `nodes`. */

@@ -9,6 +9,7 @@ import {
   backendOfPrompt,
   byBackend,
   getUpstream,
+  isShownEarlierFile,
   jobOfUpstreamId,
   ownsPrompt,
   recordOutputs,
@@ -19,6 +20,8 @@ import {
   type KnownAs,
 } from './context.js';
 import { refusedHistoryEntry, wasRefused } from '../jobs/refusal.js';
+import { ownCachedOutputs } from './cached-outputs.js';
+import { cachedNodesOf, mayNameCachedNodes } from './files.js';
 import { historyWindow } from './history-window.js';
 import { getMergedHistory } from './merged-history.js';
 import { forwardToEach } from './each-backend.js';
@@ -28,7 +31,7 @@ import type { HistoryEntryFacts } from './json-rewrites.js';
 import { forEachInTurns } from './large-json.js';
 import { mayHoldSecrets, redactQueueItem } from './redact.js';
 
-type HistoryEntry = { prompt?: unknown };
+type HistoryEntry = { prompt?: unknown; outputs?: unknown; status?: { messages?: unknown } };
 type History = Record<string, HistoryEntry>;
 
 /**
@@ -106,7 +109,7 @@ async function getOwnHistoryWindow(
       refusal ??= answer;
       return undefined;
     }
-    return entryText(ctx, promptId, upstreamId, answer.body.toString('utf8'));
+    return entryText(ctx, caller, promptId, upstreamId, answer.body.toString('utf8'));
   };
   const window = await historyWindow(ownPromptsThatRan(ctx, caller.key.key_id), maxItems, offset, lookup);
   if (refusal) return relayAnswer(res, refusal);
@@ -118,20 +121,29 @@ async function getOwnHistoryWindow(
  * The JSON text of a prompt's history entry as its key may see it, from ComfyUI's `/history/{id}`
  * answer; undefined when it has none. A job's entry is passed on as ComfyUI wrote it, with this
  * gateway's client_id replaced by the client's own, when that is all there is to change; otherwise
- * (secrets to remove, another id, no client_id, another replica's client_id, a prompt from before the
- * job registry) it is parsed, changed and written again.
+ * (secrets to remove, nodes ComfyUI took from its cache, another id, no client_id, another replica's
+ * client_id, a prompt from before the job registry) it is parsed, changed and written again.
  */
-function entryText(ctx: IsolationContext, promptId: string, upstreamId: string, answer: string): string | undefined {
+function entryText(ctx: IsolationContext, caller: IsolatedCaller, promptId: string, upstreamId: string, answer: string): string | undefined {
   const job = ctx.jobs.jobs.get(promptId);
   const gatewayClientId = JSON.stringify(ctx.jobs.clientId);
   const raw = job && job.client_id !== null && job.id === upstreamId ? onlyEntryOf(answer, upstreamId) : undefined;
-  if (raw !== undefined && raw.includes(gatewayClientId) && !mayHoldSecrets(raw)) return raw.replaceAll(gatewayClientId, JSON.stringify(job!.client_id));
+  if (raw !== undefined && raw.includes(gatewayClientId) && !mayHoldSecrets(raw) && !mayNameCachedNodes(raw))
+    return raw.replaceAll(gatewayClientId, JSON.stringify(job!.client_id));
   const entry = (parseComfyJson(answer) as History | undefined)?.[upstreamId];
   if (typeof entry !== 'object' || entry === null) return undefined;
   asKeyKnowsIt(entry.prompt, job);
   redactQueueItem(entry.prompt);
   if (!job) void recordPromptOutputs(ctx, promptId, entry).catch(() => undefined);
+  showOwnCachedFiles(ctx, caller, promptId, entry);
   return JSON.stringify(entry);
+}
+
+/** A history entry's `outputs` as the caller is shown them: its cached nodes' files only when they are the caller's (ownCachedOutputs). */
+function showOwnCachedFiles(ctx: IsolationContext, caller: IsolatedCaller, promptId: string, entry: HistoryEntry): void {
+  if (typeof entry.outputs !== 'object' || entry.outputs === null) return;
+  const cached = new Set(cachedNodesOf(entry.status?.messages));
+  entry.outputs = ownCachedOutputs(entry.outputs as Record<string, unknown>, cached, isShownEarlierFile(ctx, caller, promptId));
 }
 
 /** The text of the value of `{"<id>": {...}}`, the whole of a `/history/{id}` answer with an entry; undefined for any other text. */
@@ -168,6 +180,7 @@ export async function getHistoryEntry(
   asKeyKnowsIt(entry.prompt, job);
   redactQueueItem(entry.prompt);
   void recordPromptOutputs(ctx, promptId, entry).catch(() => undefined);
+  showOwnCachedFiles(ctx, caller, promptId, entry);
   relayJson(res, answer, { [promptId]: entry });
 }
 

@@ -12,6 +12,7 @@ import {
   backendOfPrompt,
   byBackend,
   getUpstream,
+  isShownEarlierFile,
   jobOfUpstreamId,
   ownsPrompt,
   upstreamIdOf,
@@ -24,6 +25,7 @@ import { getMergedJobList } from './merged-jobs.js';
 import { redactExtraData } from './redact.js';
 import { parseComfyJson, relayAnswer, relayJson } from './json-body.js';
 import { forEachInTurns } from './large-json.js';
+import { showOwnCachedJobOutputs } from './cached-outputs.js';
 
 /** ComfyUI's job statuses, and the registry's statuses each stands for (a job cancelled before it ran is not ComfyUI's to list). */
 const STATUS_OF: Record<string, readonly JobStatus[]> = {
@@ -147,6 +149,7 @@ async function jobItem(
   const answer = await getUpstream(backend, req, caller, `${path}/${encodeURIComponent(job.upstream_id)}`);
   const item = answer.status === 200 ? (parseComfyJson(answer.body) as Record<string, unknown> | undefined) : undefined;
   if (typeof item !== 'object' || item === null) return undefined;
+  showOwnCachedJobOutputs(item, isShownEarlierFile(ctx, caller, job.id));
   for (const field of DETAIL_FIELDS) delete item[field];
   return { ...item, id: job.id };
 }
@@ -187,10 +190,13 @@ export async function getJob(ctx: IsolationContext, req: IncomingMessage, res: S
   if (job?.status === 'held') return sendJson(res, 200, { id: job.id, status: 'pending', priority: heldNumber(job) });
   const answer = await backendOfPrompt(ctx, jobId).proxy.fetch(req, { path: withJobId(req, jobId, upstreamIdOf(ctx, jobId)), headers: caller.upstreamHeaders });
   const detail = answer.status === 200 ? (parseComfyJson(answer.body) as { id?: unknown; workflow?: { extra_data?: unknown } } | undefined) : undefined;
-  if (!job || typeof detail !== 'object' || detail === null) return relayAnswer(res, answer);
-  // The job as its key knows it: its id, and the client's own client_id in place of the gateway's.
-  detail.id = job.id;
-  withClientsOwnId(detail.workflow?.extra_data, job);
+  if (typeof detail !== 'object' || detail === null) return relayAnswer(res, answer);
+  showOwnCachedJobOutputs(detail, isShownEarlierFile(ctx, caller, jobId));
+  if (job) {
+    // The job as its key knows it: its id, and the client's own client_id in place of the gateway's.
+    detail.id = job.id;
+    withClientsOwnId(detail.workflow?.extra_data, job);
+  }
   redactExtraData(detail.workflow?.extra_data);
   relayJson(res, answer, detail);
 }

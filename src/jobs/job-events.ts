@@ -1,5 +1,6 @@
 // Writes what ComfyUI reports of a job into its record: when it started, the files it made, how it ended and its execution seconds.
 
+import { earlierFileCheck } from '../isolation/cached-outputs.js';
 import { fileId, outputFiles } from '../isolation/files.js';
 import type { Logger } from '../log/logger.js';
 import type { JobObserver } from '../events/event-hub.js';
@@ -34,6 +35,7 @@ const FINAL: ReadonlySet<JobStatus> = new Set(['success', 'error', 'interrupted'
  */
 export function createJobRecorder(options: JobRecorderOptions): JobObserver {
   const { jobs, ownership, log } = options;
+  const isOwnEarlierFile = earlierFileCheck(ownership, (type, subfolder, filename) => jobs.producerOf(type, subfolder, filename));
   const chains = new Map<string, Promise<void>>();
   /** Per job, the files reported and not yet written to its record, in the order they came. */
   const unwritten = new Map<string, JobOutput[]>();
@@ -67,18 +69,11 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
    */
   async function outputsWithUnwritten(job: JobRecord): Promise<JobOutput[]> {
     const cached = cachedNodes.get(job.id);
-    const files = (unwritten.get(job.id) ?? []).filter((file) => !cached?.has(file.node) || isOwnEarlierFile(job, file));
+    const files = (unwritten.get(job.id) ?? []).filter((file) => !cached?.has(file.node) || isOwnEarlierFile(job.key_id, job.backend, file));
     unwritten.delete(job.id);
     const made = files.filter((file) => !cached?.has(file.node));
     await Promise.all(made.map((file) => ownership.claim('file', fileId(file.type, file.subfolder, file.filename), job.key_id).catch(() => undefined)));
     return files.length === 0 ? job.outputs : [...job.outputs, ...files];
-  }
-
-  /** Whether a file an earlier prompt made is the job's key's: its own, and (with several backends) last made by its jobs on this job's backend. */
-  function isOwnEarlierFile(job: JobRecord, file: JobOutput): boolean {
-    if (ownership.ownerOf('file', fileId(file.type, file.subfolder, file.filename)) !== job.key_id) return false;
-    const producer = jobs.producerOf(file.type, file.subfolder, file.filename);
-    return producer === undefined || (producer.key_id === job.key_id && producer.backend === job.backend);
   }
 
   return {

@@ -38,6 +38,7 @@ import { interruptIfRunning } from '../jobs/interrupt.js';
 import { JobService } from '../jobs/job-service.js';
 import { JobWaiter, notifyingJobStore } from '../jobs/job-waiter.js';
 import { getJob, jobView, listJobs } from '../jobs/jobs-api.js';
+import { earlierFileCheck } from '../isolation/cached-outputs.js';
 import { checkBoundedId } from '../isolation/ids.js';
 import { createIsolatedProxy } from '../isolation/isolated-proxy.js';
 import { matchRoute } from '../isolation/route-table.js';
@@ -155,6 +156,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         clientId: gatewayClientId,
         jobs,
         observer: recorder,
+        isShownEarlierFile: earlierFileCheck(ownership, (type, subfolder, filename) => jobs.producerOf(type, subfolder, filename)),
         sinks,
         log,
         upstreamTimeoutMs: config.upstreamTimeoutMs,

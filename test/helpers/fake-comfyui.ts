@@ -858,17 +858,34 @@ class FakeServer implements FakeComfyUI {
     sendEmpty(res, 200);
   }
 
-  /** The jobs API of newer servers: queue and history as one list of jobs. */
-  private jobs(): Json[] {
+  /**
+   * The jobs API of newer servers: queue and history as one list of jobs. A finished job tells of its outputs as
+   * comfy_execution/jobs.py does for the fake's images: every item counted and previewable, the preview the first
+   * saved one (else the first), with its `nodeId` and `mediaType`; `detail` adds the history's outputs, status and
+   * prompt, as `/api/jobs/{id}` answers.
+   */
+  private jobs(detail = false): Json[] {
     const status = (entry: Json): string => ((entry['status'] as Json | undefined)?.['status_str'] === 'success' ? 'completed' : 'failed');
+    const finished = ([id, entry]: [string, Json]): Json => {
+      const outputs = (entry['outputs'] as Json | undefined) ?? {};
+      const items = Object.entries(outputs).flatMap(([nodeId, output]) =>
+        asArray((output as Json)['images']).map((item): Json => ({ ...(item as Json), nodeId, mediaType: 'images' })),
+      );
+      const preview = items.find((item) => item['type'] === 'output') ?? items[0];
+      const [, , prompt, extraData] = entry['prompt'] as Json[];
+      return {
+        id,
+        status: status(entry),
+        outputs_count: items.length,
+        previewable_outputs_count: items.length,
+        ...(preview ? { preview_output: preview } : {}),
+        ...(detail ? { outputs, execution_status: entry['status'], workflow: { prompt, extra_data: extraData } } : {}),
+      };
+    };
     return [
       ...(this.running ? [{ id: this.running.item.id, status: 'in_progress', priority: this.running.item.number }] : []),
       ...this.pending.map((item) => ({ id: item.id, status: 'pending', priority: item.number })),
-      ...[...this.history.entries()].map(([id, entry]) => ({
-        id,
-        status: status(entry as Json),
-        outputs_count: Object.keys(((entry as Json)['outputs'] as Json | undefined) ?? {}).length,
-      })),
+      ...[...this.history.entries()].map(([id, entry]) => finished([id, entry as Json])),
     ];
   }
 
@@ -881,7 +898,7 @@ class FakeServer implements FakeComfyUI {
   }
 
   private getJob({ res, params }: Ctx): void {
-    const job = this.jobs().find((j) => j['id'] === params['id']);
+    const job = this.jobs(true).find((j) => j['id'] === params['id']);
     if (job) sendJson(res, job);
     else sendJson(res, { error: 'Job not found' }, 404);
   }

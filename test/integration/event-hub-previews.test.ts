@@ -92,6 +92,7 @@ describe('event hub previews from reused buffers', () => {
       upstream: new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}`),
       jobs: { byUpstreamId: (_backend, id) => JOBS.find((job) => job.id === id) },
       observer: { started: () => undefined, cached: () => undefined, executed: () => undefined, ended: () => undefined },
+      isShownEarlierFile: () => true,
       log: pino({ level: 'silent' }),
     });
     hub.start();

@@ -99,6 +99,7 @@ async function startStage(fakeOptions: FakeComfyUIOptions, hubOptions: Partial<E
       executed: (jobId, node, output) => observed.push({ kind: 'executed', jobId, node, output }),
       ended: (jobId, outcome, at, error) => observed.push({ kind: 'ended', jobId, outcome, at, error }),
     },
+    isShownEarlierFile: () => true,
     log: pino({ level: 'warn' }, sink),
     socket: { reconnectMinMs: 20, reconnectMaxMs: 200 },
     onConnected: () => (stage.connections += 1),
