@@ -208,7 +208,7 @@ export const ROUTES: readonly RouteEntry[] = [
     handler: 'user-data',
     forAdmins: true,
     userGets:
-      "with ComfyUI started with `--multi-user` (the gateway asks ComfyUI once a minute, again whenever a backend reconnects, and on every such request while its event socket to ComfyUI is closed, since a restarted ComfyUI may run with it or without it): the key's own ComfyUI user, created on its first use and set as `Comfy-User` on every request (a client's own `Comfy-User` is dropped). Without `--multi-user`, ComfyUI's one user is the operator's (its settings, saved workflows, and files custom nodes keep there, credentials among them): a user key reads it as a user who has saved nothing (`/settings` is `{}`, a setting `null`, anything else 404) and may not write it.",
+      "with ComfyUI started with `--multi-user` (the gateway asks ComfyUI once a minute, again whenever a backend reconnects, and on every such request while its event socket to ComfyUI is closed, since a restarted ComfyUI may run with it or without it): the key's own ComfyUI user, created on its first use and set as `Comfy-User` on every request (a client's own `Comfy-User` is dropped); made again when ComfyUI no longer lists it (a ComfyUI started with a fresh or restored `users.json`), so the key starts with an empty user of its own rather than failing. Without `--multi-user`, ComfyUI's one user is the operator's (its settings, saved workflows, and files custom nodes keep there, credentials among them): a user key reads it as a user who has saved nothing (`/settings` is `{}`, a setting `null`, anything else 404) and may not write it.",
   },
   {
     patterns: ['/models/custom_nodes', '/models/datasets', '/experiment/models/custom_nodes', '/experiment/models/datasets'],
