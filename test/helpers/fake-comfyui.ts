@@ -592,6 +592,7 @@ class FakeServer implements FakeComfyUI {
       api('GET', '/userdata/{file}', (c) => this.getUserdataFile(c)),
       api('POST', '/userdata/{file}', (c) => this.postUserdataFile(c)),
       api('DELETE', '/userdata/{file}', (c) => this.deleteUserdataFile(c)),
+      api('POST', '/userdata/{file}/move/{dest}', (c) => this.moveUserdataFile(c)),
       ...(this.opts.jobsApi === false
         ? []
         : [
@@ -1366,6 +1367,19 @@ class FakeServer implements FakeComfyUI {
     const root = this.userRoot(req);
     const fullInfo = (query.get('full_info') ?? '').toLowerCase() === 'true';
     sendJson(res, fullInfo ? await fileInfo(file, root) : path.relative(root, file));
+  }
+
+  /** user_manager.move_userdata: both paths inside the user's own directory (else 403), the source existing (else 404); the dest's folder made. */
+  private async moveUserdataFile({ req, res, params, query }: Ctx): Promise<void> {
+    const source = this.userPath(req, params['file'] ?? '');
+    if (source === null) return sendEmpty(res, 403);
+    if (!existsSync(source)) return sendEmpty(res, 404);
+    const dest = this.userPath(req, params['dest'] ?? '');
+    if (dest === null) return sendEmpty(res, 403);
+    if (query.get('overwrite') === 'false' && existsSync(dest)) return sendText(res, 409, 'File already exists');
+    await mkdir(path.dirname(dest), { recursive: true });
+    await rename(source, dest);
+    sendJson(res, path.relative(this.userRoot(req), dest));
   }
 
   private async deleteUserdataFile({ req, res, params }: Ctx): Promise<void> {

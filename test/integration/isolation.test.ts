@@ -492,6 +492,28 @@ describe('each key its own ComfyUI user (--multi-user upstream)', () => {
     assert.deepEqual((await send(gateway.url, '/api/settings', { key: keys.alice })).json(), {});
   });
 
+  test('a key moves its own saved files, and neither out of its user nor from another key’s', async () => {
+    const save = (key: string, file: string, body: string) => send(gateway.url, `/api/userdata/${file}`, { method: 'POST', key, body });
+    assert.equal((await save(keys.alice, 'workflows%2Fdraft.json', '{"draft":1}')).status, 200);
+    assert.equal((await save(keys.bob, 'workflows%2Fbobs.json', '{"bob":1}')).status, 200);
+    const moved = await send(gateway.url, '/api/userdata/workflows%2Fdraft.json/move/workflows%2Ffinal.json', { method: 'POST', key: keys.alice });
+    assert.equal(moved.status, 200, moved.text);
+    assert.equal((await send(gateway.url, '/api/userdata/workflows%2Ffinal.json', { key: keys.alice })).text, '{"draft":1}');
+    const bobUser = [...comfy.users.entries()].find(([, name]) => name.startsWith('bob ('))![0];
+    for (const [source, dest] of [
+      ['workflows%2Ffinal.json', `..%2F${bobUser}%2Fworkflows%2Fstolen.json`],
+      ['workflows%2Ffinal.json', '..%2F..%2Foutside.json'],
+      [`..%2F${bobUser}%2Fworkflows%2Fbobs.json`, 'workflows%2Fbobs.json'],
+      [`%2E%2E%2F${bobUser}%2Fworkflows%2Fbobs.json`, 'workflows%2Fbobs.json'],
+    ]) {
+      const answer = await send(gateway.url, `/api/userdata/${source}/move/${dest}`, { method: 'POST', key: keys.alice });
+      assert.notEqual(answer.status, 200, `${source} -> ${dest}: ${answer.text}`);
+    }
+    assert.equal((await send(gateway.url, '/api/userdata/workflows%2Fbobs.json', { key: keys.bob })).text, '{"bob":1}', 'bob’s file stays his');
+    assert.equal((await send(gateway.url, '/api/userdata/workflows%2Fstolen.json', { key: keys.bob })).status, 404, 'nothing was moved into bob’s user');
+    assert.equal((await send(gateway.url, '/api/userdata/workflows%2Ffinal.json', { key: keys.alice })).status, 200, 'alice’s file stayed where it was');
+  });
+
   test('/users shows a user key only its own ComfyUI user', async () => {
     const users = (await send(gateway.url, '/api/users', { key: keys.alice })).json<{ storage: string; users: Record<string, string> }>();
     assert.equal(users.storage, 'server');
