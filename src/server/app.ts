@@ -130,7 +130,14 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   };
   const executionSecondsToday = (keyId: string, at: number): number => usage.dailyTotals(keyId, utcDay(at)).get(utcDay(at))?.execution_seconds ?? 0;
   const limits = new ExecutionLimits({ jobs, keyOf: (keyId) => keys.get(keyId), defaultPolicy: config.defaultPolicy, interrupt: interruptJob, log });
-  const budgets = new DailyBudgets({ jobs, keyOf: (keyId) => keys.get(keyId), executionSecondsToday, interrupt: interruptJob, log });
+  const budgets = new DailyBudgets({
+    jobs,
+    keyOf: (keyId) => keys.get(keyId),
+    executionSecondsToday,
+    interrupt: interruptJob,
+    dropQueued: (backend, queued, error): Promise<void> => jobService.dropQueued(backend, queued, error),
+    log,
+  });
   const recorder = createJobRecorder({
     jobs,
     ownership,
@@ -142,7 +149,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       if (job.started_at !== null) {
         usage.recordJobRun(job.key_id, job.finished_at ?? now(), job.execution_seconds ?? 0, job.outputs.length);
         metrics.jobRun(job.key_id, job.execution_seconds ?? 0, job.outputs.length);
-        budgets.metered(job.key_id);
+        budgets.metered(job);
       }
       jobService.ended();
     },
@@ -191,6 +198,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     depth: config.upstreamQueueDepth,
     keyOf: (keyId) => keys.get(keyId),
     executionSecondsToday,
+    budgetSpent: (keyId): boolean => budgets.spent(keyId),
     onAdmitted: (job) => {
       usage.recordPromptAdmitted(job.key_id, job.admitted_at);
       metrics.promptAdmitted(job.key_id);

@@ -127,6 +127,10 @@ export interface FakeComfyUI {
   connectionsAccepted: number;
   /** Every prompt queued, in the order it arrived: the id it runs under and the body as received. */
   prompts: Array<{ id: string; body: Record<string, unknown> }>;
+  /** The ids of the prompts it started running, in the order they started. */
+  started: string[];
+  /** The ids `POST /queue {"delete": [...]}` took out of the pending queue, in the order they were taken. */
+  deletedFromQueue: string[];
   outputDir: string;
   inputDir: string;
   tempDir: string;
@@ -459,6 +463,8 @@ class FakeServer implements FakeComfyUI {
   connectionsAccepted = 0;
   healthChecks = 0;
   readonly prompts: FakeComfyUI['prompts'] = [];
+  readonly started: string[] = [];
+  readonly deletedFromQueue: string[] = [];
   readonly history = new Map<string, unknown>();
   readonly users = new Map<string, string>();
   lastUploadBytes = 0;
@@ -837,6 +843,7 @@ class FakeServer implements FakeComfyUI {
     if (body['clear']) this.pending = [];
     if ('delete' in body) {
       const ids = asArray(body['delete']);
+      this.deletedFromQueue.push(...this.pending.filter((item) => ids.includes(item.id)).map((item) => item.id));
       this.pending = this.pending.filter((item) => !ids.includes(item.id));
     }
     if (this.pending.length !== before) this.broadcastStatus();
@@ -913,6 +920,7 @@ class FakeServer implements FakeComfyUI {
       messages: [],
     };
     this.running = run;
+    this.started.push(item.id);
     this.worker = this.execute(run).finally(() => this.pump());
   }
 

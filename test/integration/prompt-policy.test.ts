@@ -424,7 +424,7 @@ for (const interrupts of INTERRUPT_MODES) {
     before(async () => {
       // About 200 ms per execution event: the save workflow runs for more than four seconds.
       comfy = await startFakeComfyUI({ stepDelayMs: 200, interrupts });
-      gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
+      gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--upstream-queue-depth', '3'] });
       admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
     });
     after(async () => {
@@ -454,17 +454,24 @@ for (const interrupts of INTERRUPT_MODES) {
       assert.equal(interrupts.length, 1, 'one targeted interrupt');
     });
 
-    test('a running job is interrupted once the budget is spent, a queued one as soon as it starts; both end as error and are metered', async () => {
+    test('once the budget is spent the running job is interrupted, and the jobs behind it end as error without running: those queued in ComfyUI are deleted from its queue', async () => {
       const created = await createKey(gateway.url, { name: 'budget', rate_limit: 1000, daily_execution_seconds: 2 }, admin);
       const interruptsSent = (): number => comfy.requests.filter((r) => r.method === 'POST' && r.url === '/api/interrupt').length;
       const interruptsBefore = interruptsSent();
       const ids: string[] = [];
-      for (let i = 0; i < 2; i += 1) {
+      // The first runs; with an upstream queue depth of 3, the next two wait in ComfyUI's queue and the last in the gateway.
+      for (let i = 0; i < 4; i += 1) {
         const queued = await send(gateway.url, '/api/prompt', { method: 'POST', key: created.api_key, body: { prompt: SAVE_WORKFLOW } });
         assert.equal(queued.status, 200, queued.text);
         ids.push(queued.json<{ prompt_id: string }>().prompt_id);
       }
-      type Ended = { status: string; execution_seconds: number; error: { message: string; exception_type: string } | null };
+      const [first, ...behind] = ids;
+      assert.deepEqual(
+        behind.map((id) => comfy.prompts.some((prompt) => prompt.id === id)),
+        [true, true, false],
+        'two wait in ComfyUI, one in the gateway',
+      );
+      type Ended = { status: string; started_at: number | null; execution_seconds: number | null; error: { message: string; exception_type: string } | null };
       const ended: Ended[] = [];
       for (const id of ids) {
         ended.push(
@@ -478,17 +485,38 @@ for (const interrupts of INTERRUPT_MODES) {
           ),
         );
       }
-      assert.equal(ended.length, 2, 'both jobs ended');
+      assert.deepEqual(
+        comfy.started.filter((id) => ids.includes(id)),
+        [first],
+        'ComfyUI started the first job only',
+      );
+      assert.deepEqual(
+        comfy.deletedFromQueue.filter((id) => ids.includes(id)).sort(),
+        behind.slice(0, 2).sort(),
+        'the two in ComfyUI were deleted from its queue',
+      );
       for (const job of ended) {
         assert.equal(job.status, 'error', JSON.stringify(job));
         assert.equal(job.error?.exception_type, 'ExecutionBudgetExceeded');
-        assert.match(job.error?.message ?? '', /daily_execution_seconds \(2 seconds per UTC day\) is spent/);
       }
-      assert.ok(ended[0]!.execution_seconds >= 2 && ended[0]!.execution_seconds < 3.5, `the first ran about the budget: ${ended[0]!.execution_seconds}`);
-      assert.ok(ended[1]!.execution_seconds < 1.5, `the second was stopped as it started: ${ended[1]!.execution_seconds}`);
-      assert.ok(interruptsSent() - interruptsBefore >= 2, 'a targeted interrupt for each');
-      const usage = (await send(gateway.url, '/api/usage', { key: created.api_key })).json<{ usage_stats: { execution_seconds: number } }>();
-      assert.ok(usage.usage_stats.execution_seconds < 5, `metered: ${usage.usage_stats.execution_seconds}`);
+      const [ran, ...notRun] = ended;
+      assert.match(ran!.error?.message ?? '', /daily_execution_seconds \(2 seconds per UTC day\) is spent; the gateway interrupted the job/);
+      assert.ok(ran!.execution_seconds! >= 2 && ran!.execution_seconds! < 3.5, `the first ran about the budget: ${ran!.execution_seconds}`);
+      for (const job of notRun) {
+        assert.match(job.error?.message ?? '', /daily_execution_seconds \(2 seconds per UTC day\) was spent before the job started; it was not run/);
+        assert.equal(job.started_at, null, JSON.stringify(job));
+      }
+      for (const id of behind) {
+        const history = (await send(gateway.url, `/api/history/${id}`, { key: created.api_key })).json<Record<string, { status: { status_str: string } }>>();
+        assert.equal(history[id]?.status.status_str, 'error', `${id}: its history entry tells the error`);
+      }
+      assert.equal(interruptsSent() - interruptsBefore, 1, 'one targeted interrupt, for the running job');
+      // The run is metered just after its end is written.
+      const metered = await waitFor(async () => {
+        const usage = (await send(gateway.url, '/api/usage', { key: created.api_key })).json<{ usage_stats: { execution_seconds: number } }>();
+        return usage.usage_stats.execution_seconds >= 2 && usage.usage_stats.execution_seconds;
+      }, 'the run to be metered');
+      assert.ok(metered < 3.5, `metered: ${metered}`);
       const refused = await send(gateway.url, '/api/prompt', { method: 'POST', key: created.api_key, body: { prompt: SAVE_WORKFLOW } });
       assert.equal(refused.status, 429);
       assert.equal(refused.json<{ error_code: string }>().error_code, 'EXECUTION_BUDGET_EXCEEDED');
