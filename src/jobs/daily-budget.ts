@@ -113,7 +113,7 @@ export class DailyBudgets {
     this.unmetered.clear();
   }
 
-  /** Watches the keys of every job running or queued in ComfyUI now (every 30 s). */
+  /** Watches the keys of every job running or queued in ComfyUI now: every 30 s, and once a backend's event socket is back (an interrupt due while it was down was not sent). */
   sweep(): void {
     // A job whose end could not be written is never metered: it stops counting here.
     for (const [jobId, { endedAt }] of this.unmetered) if (endedAt < this.now() - SWEEP_INTERVAL_MS / 1000) this.unmetered.delete(jobId);

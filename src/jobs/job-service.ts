@@ -140,11 +140,15 @@ export class JobService {
     await Promise.all(this.backends.filter((backend) => !backend.isDown()).map((backend) => this.reconcileBackend(backend)));
   }
 
-  /** The gateway's socket to a backend opened (again): its jobs are compared with its ComfyUI, and held jobs may go to it. */
-  connected(backend: Backend): void {
+  /**
+   * The gateway's socket to a backend opened (again): its jobs are compared with its ComfyUI, and held jobs
+   * may go to it. Resolves once the comparison is done (the backend's hub then knows which prompt runs).
+   */
+  connected(backend: Backend): Promise<void> {
     void this.forgetMovedAway(backend);
-    void this.reconcileAfresh(backend);
+    const compared = this.reconcileAfresh(backend);
     this.scheduler.pump();
+    return compared;
   }
 
   /**

@@ -168,7 +168,11 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         frameAncestors: config.frameAncestors,
         onConnected: (backend) => {
           isolated.backendMayHaveRestarted();
-          jobService.connected(backend);
+          // Interrupts due while the socket was down were not sent (nothing told what ran): once the comparison with ComfyUI says what runs, they are.
+          void jobService.connected(backend).then(() => {
+            limits.sweep();
+            budgets.sweep();
+          });
         },
         onHealthChange: (backend, state, previous) => {
           const level = state === 'up' ? 'info' : 'warn';

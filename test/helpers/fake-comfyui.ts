@@ -151,6 +151,8 @@ export interface FakeComfyUI {
    * ComfyUI's `finally: sockets.pop(sid)` does. Nothing happens when no socket holds `clientId`.
    */
   cutSocket(clientId: string, noticedAfterMs: number): void;
+  /** While `refused`, WebSocket upgrades are answered 503 (HTTP is served as before); open sockets stay open. */
+  refuseSockets(refused: boolean): void;
   /** Stops like a killed ComfyUI: its connections are cut at once (no further event or answer), the running prompt stops, its folders are removed. */
   close(): Promise<void>;
 }
@@ -488,6 +490,7 @@ class FakeServer implements FakeComfyUI {
   private worker: Promise<void> = Promise.resolve();
   private counter = 0;
   private closed = false;
+  private socketsRefused = false;
 
   constructor(root: string, opts: FakeComfyUIOptions) {
     this.root = root;
@@ -646,6 +649,7 @@ class FakeServer implements FakeComfyUI {
     if (originRejected(req.headers)) return rejectUpgrade(socket, 403, 'Forbidden');
     const { segments, query } = parseTarget(req.url ?? '/');
     if (!matchRoute({ pattern: ['ws'], apiAlias: true }, segments)) return rejectUpgrade(socket, 404, 'Not Found');
+    if (this.socketsRefused) return rejectUpgrade(socket, 503, 'Service Unavailable');
     const sid = query.get('clientId') || randomUUID().replaceAll('-', '');
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, sid));
   }
@@ -812,6 +816,10 @@ class FakeServer implements FakeComfyUI {
     if (!client) return;
     client.endNoticedAfterMs = noticedAfterMs;
     client.ws.terminate();
+  }
+
+  refuseSockets(refused: boolean): void {
+    this.socketsRefused = refused;
   }
 
   /** Node definitions with LoadImage's options filled, as ComfyUI fills them: every file of the input folder (not its subfolders). */

@@ -16,6 +16,7 @@ export function quietEvents(clientId: string, overrides: Partial<BackendEvents> 
     answered: () => undefined,
     messagesReceived: 0,
     promptAccepted: () => undefined,
+    runningFromQueue: () => () => undefined,
     announce: () => undefined,
     ...overrides,
   };

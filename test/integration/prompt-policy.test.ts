@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { SAVE_WORKFLOW } from '../helpers/comfy-client.js';
 import { INTERRUPT_MODES, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { runCli, startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
@@ -523,6 +524,61 @@ for (const interrupts of INTERRUPT_MODES) {
     });
   });
 }
+
+describe("interrupts due while the gateway's event socket to ComfyUI was down", () => {
+  const limits = [
+    { field: 'max_execution_seconds', key: { policy: { max_execution_seconds: 1 } }, exceptionType: 'ExecutionTimeLimit' },
+    { field: 'daily_execution_seconds', key: { daily_execution_seconds: 1 }, exceptionType: 'ExecutionBudgetExceeded' },
+  ];
+  for (const limit of limits) {
+    test(`${limit.field}: reached while the socket is down, the job is interrupted as soon as the socket is back`, async () => {
+      // About 200 ms per execution event: the save workflow runs for more than four seconds.
+      const comfy = await startFakeComfyUI({ stepDelayMs: 200 });
+      // A gateway of its own: its 30 s sweep, which would send the interrupt too, comes after the test.
+      const gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
+      try {
+        const admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
+        const key = (await createKey(gateway.url, { name: 'limited', rate_limit: 1000, ...limit.key }, admin)).api_key;
+        const [socketId] = await waitFor(() => comfy.openSockets().length === 1 && comfy.openSockets(), "the gateway's socket");
+        const queued = await send(gateway.url, '/api/prompt', { method: 'POST', key, body: { prompt: SAVE_WORKFLOW } });
+        assert.equal(queued.status, 200, queued.text);
+        const id = queued.json<{ prompt_id: string }>().prompt_id;
+        await waitFor(
+          async () => (await send(gateway.url, `/api/gateway/jobs/${id}`, { key })).json<{ status: string }>().status === 'running',
+          'the job to run',
+        );
+        // The socket drops and cannot be opened again for 1.5 s: the limit is reached meanwhile.
+        comfy.refuseSockets(true);
+        comfy.cutSocket(socketId!, 0);
+        await sleep(1500);
+        assert.deepEqual(
+          comfy.requests.filter((r) => r.url === '/api/interrupt'),
+          [],
+          'no interrupt while the gateway cannot tell that the job runs',
+        );
+        comfy.refuseSockets(false);
+        await waitFor(() => comfy.openSockets().includes(socketId!), 'the socket to be opened again', 5000);
+        const reopenedAt = Date.now();
+        await waitFor(() => comfy.requests.some((r) => r.method === 'POST' && r.url === '/api/interrupt'), 'the interrupt', 2000);
+        const interruptedAfterMs = Date.now() - reopenedAt;
+        const job = await waitFor(
+          async () => {
+            const found = (await send(gateway.url, `/api/gateway/jobs/${id}`, { key })).json<{ status: string; error: { exception_type?: string } | null }>();
+            return ['success', 'error', 'interrupted'].includes(found.status) ? found : undefined;
+          },
+          'the job to end',
+          5000,
+        );
+        assert.equal(job.status, 'error', JSON.stringify(job));
+        assert.equal(job.error?.exception_type, limit.exceptionType);
+        assert.ok(interruptedAfterMs < 1000, `interrupted ${interruptedAfterMs} ms after the socket was back`);
+      } finally {
+        await gateway.stop();
+        await comfy.close();
+      }
+    });
+  }
+});
 
 describe('comfy-gate keys --policy', () => {
   test('create and update take JSON, @FILE or none; a bad policy exits with 2 and changes nothing', async () => {
