@@ -118,6 +118,8 @@ export class EventHub implements ClientSinks {
   private latestStatus: Record<string, unknown> | null = null;
   /** The prompt_id running on the backend, known or not. */
   private running: string | null = null;
+  /** How many times the socket told which prompt runs (an event naming a prompt, an end) or closed: a reading of ComfyUI's queue is taken only if none came while it was read. */
+  private runningNews = 0;
   private expectedAnswers = 0;
   /** Every held event in the order it came (so the oldest expire first), with some already delivered. */
   private held: Held[] = [];
@@ -145,6 +147,7 @@ export class EventHub implements ClientSinks {
         closed: () => {
           this.running = null;
           this.cachedNodes.clear();
+          this.runningNews += 1;
         },
         text: (message, raw) => this.onText(message, raw),
         binary: (frame) => this.onBinary(frame),
@@ -194,6 +197,19 @@ export class EventHub implements ClientSinks {
    */
   runningPrompt(): string | null {
     return this.running;
+  }
+
+  /**
+   * Call just before reading ComfyUI's `GET /queue`; call the returned function with the prompt_id it lists
+   * as running (null: none). The hub takes it as the prompt running now if its socket is open and heard no
+   * event naming a prompt, and no end, meanwhile: after a reconnect nothing else tells it until ComfyUI's
+   * next event of the prompt, and interrupts wait for that (see interruptIfRunning).
+   */
+  runningFromQueue(): (running: string | null) => void {
+    const newsBefore = this.runningNews;
+    return (running) => {
+      if (this.runningNews === newsBefore && this.connected) this.running = running;
+    };
   }
 
   /** Calls `listener` with the `data` of every `status` broadcast from now on; returns the function that stops it. */
@@ -259,6 +275,7 @@ export class EventHub implements ClientSinks {
     const promptId = typeof data.prompt_id === 'string' ? data.prompt_id : null;
     const ends = END_EVENTS.has(type) || (type === 'executing' && data.node === null);
     // A backend runs one prompt at a time: any event of a prompt that has not ended says it is the one running.
+    if (promptId !== null || ends) this.runningNews += 1;
     if (promptId !== null && !ends) this.running = promptId;
     const owner = promptId ?? this.running;
     if (ends && owner === this.running) this.running = null;

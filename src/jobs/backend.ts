@@ -17,6 +17,8 @@ export interface BackendEvents {
   readonly messagesReceived: number;
   /** ComfyUI accepted a prompt sent when `messagesReceived` was `receivedBefore`: a socket that then stays silent is reopened. */
   promptAccepted(receivedBefore: number): void;
+  /** Call before reading ComfyUI's `GET /queue`, then call the returned function with the prompt_id it lists as running (null: none): the hub takes it unless its socket told otherwise meanwhile. */
+  runningFromQueue(): (running: string | null) => void;
   /** Sends the job's client sockets an event of the gateway's own, in ComfyUI's shape. */
   announce(job: Pick<JobRecord, 'id' | 'key_id' | 'client_id'>, type: string, data: Record<string, unknown>): void;
 }

@@ -7,6 +7,7 @@ import type { UpstreamAnswer } from '../proxy/http.js';
 import {
   ACTIVE_JOB_STATUSES,
   GATEWAY_CLIENT_OWNER,
+  type JobError,
   type JobRecord,
   type JobStore,
   type JobWebhook,
@@ -17,6 +18,7 @@ import type { Backend } from './backend.js';
 import { heldRequestOf, sendPrompt, type HeldRequest, type SendOutcome } from './dispatch.js';
 import { checkAdmission } from './quotas.js';
 import { refusalEvent } from './refusal.js';
+import { deleteFromQueue } from './queue-delete.js';
 import { reconcileJobs } from './reconcile.js';
 import { JobScheduler, type Slot } from './scheduler.js';
 
@@ -35,6 +37,8 @@ export interface JobServiceOptions {
   log: Logger;
   /** The key's execution seconds so far on the UTC day of `now` (for `daily_execution_seconds`). */
   executionSecondsToday(keyId: string, now: number): number;
+  /** Whether the key's `daily_execution_seconds` is spent, its running jobs included: its held jobs then end without being sent. */
+  budgetSpent(keyId: string): boolean;
   /** The webhook of a key's jobs that bring none of their own (the key's `webhook_url`), or null. */
   defaultWebhook?(key: KeyRecord): JobWebhook | null;
   /** Told of each admitted job (metering). */
@@ -97,7 +101,7 @@ export class JobService {
       jobs: options.jobs,
       depth: options.depth,
       keyOf: options.keyOf,
-      executionSecondsToday: options.executionSecondsToday,
+      budgetSpent: options.budgetSpent,
       log: options.log,
       now: this.now,
     });
@@ -136,13 +140,51 @@ export class JobService {
     await Promise.all(this.backends.filter((backend) => !backend.isDown()).map((backend) => this.reconcileBackend(backend)));
   }
 
-  /** The gateway's socket to a backend opened (again): its jobs are compared with its ComfyUI, and held jobs may go to it. */
-  connected(backend: Backend): void {
+  /**
+   * The gateway's socket to a backend opened (again): its jobs are compared with its ComfyUI, and held jobs
+   * may go to it. Resolves once the comparison is done (the backend's hub then knows which prompt runs).
+   */
+  connected(backend: Backend): Promise<void> {
     void this.forgetMovedAway(backend);
-    // A comparison begun before the socket opened may have read ComfyUI's queue before a job whose events were lost left it: another follows it.
-    const comparing = this.reconciling.get(backend.name);
-    void (comparing ? comparing.then(() => this.reconcileBackend(backend)) : this.reconcileBackend(backend));
+    const compared = this.reconcileAfresh(backend);
     this.scheduler.pump();
+    return compared;
+  }
+
+  /**
+   * Compares the backend's jobs with a reading of its ComfyUI's queue taken from now on: a comparison under
+   * way may have read the queue before (before a job whose events were lost left it, or before a delete),
+   * so another follows it.
+   */
+  private reconcileAfresh(backend: Backend): Promise<void> {
+    const comparing = this.reconciling.get(backend.name);
+    return comparing ? comparing.then(() => this.reconcileBackend(backend)) : this.reconcileBackend(backend);
+  }
+
+  /**
+   * Takes jobs sent to the backend that have not started out of its ComfyUI queue, so that they never run,
+   * and ends them as `error` with `error`. The error is written into each job first: whichever replica
+   * then finds the job gone from ComfyUI ends it with that error (see `lost`). ComfyUI leaves alone a job
+   * that started before the delete reached it; that one runs on, to be stopped as running jobs are.
+   * Resolves once ComfyUI answered the delete (or could not); the jobs are then compared with ComfyUI,
+   * which ends those it no longer has.
+   */
+  async dropQueued(backendName: string, queued: readonly JobRecord[], error: JobError): Promise<void> {
+    const backend = this.backends.find((candidate) => candidate.name === backendName);
+    if (!backend) return;
+    const marked = await Promise.all(
+      queued.map((job) =>
+        this.jobs
+          .update(job.id, { error }, { ifStatus: 'queued' })
+          .catch((failure: unknown) => this.options.log.warn({ err: failure, job_id: job.id }, 'a job to take out of ComfyUI could not be marked')),
+      ),
+    );
+    const upstreamIds = marked.flatMap((job) => (job?.upstream_id ? [job.upstream_id] : []));
+    if (upstreamIds.length === 0) return;
+    await deleteFromQueue(backend, upstreamIds).catch((failure: unknown) =>
+      this.options.log.warn({ err: failure, backend: backend.name }, "jobs could not be deleted from ComfyUI's queue"),
+    );
+    void this.reconcileAfresh(backend);
   }
 
   /**
@@ -153,11 +195,9 @@ export class JobService {
     const ids = this.movedAway.get(backend.name);
     if (!ids?.size) return;
     this.movedAway.delete(backend.name);
-    await backend.proxy
-      .fetch(null, { method: 'POST', path: '/api/queue', body: JSON.stringify({ delete: [...ids] }), headers: { 'content-type': 'application/json' } })
-      .catch((error: unknown) =>
-        this.options.log.debug({ err: error, backend: backend.name }, 'jobs moved away could not be deleted from the backend that is back'),
-      );
+    await deleteFromQueue(backend, [...ids]).catch((error: unknown) =>
+      this.options.log.debug({ err: error, backend: backend.name }, 'jobs moved away could not be deleted from the backend that is back'),
+    );
   }
 
   /** A job ended: its place in a backend's queue is free. */
@@ -195,11 +235,15 @@ export class JobService {
   }
 
   /**
-   * A job its backend lost. One that had not started and was sent fewer than MAX_SENDS times is held
-   * again (under the same id, pinned as before) and placed anew; any other ends as `error` with `message`,
-   * which its key's sockets get as ComfyUI's `execution_error`.
+   * A job its backend lost. One taken out of ComfyUI's queue on purpose (`dropQueued`: its error is written
+   * into it) ends with that error. Any other that had not started and was sent fewer than MAX_SENDS times
+   * is held again (under the same id, pinned as before) and placed anew; the rest end as `error` with
+   * `message`, which its key's sockets get as ComfyUI's `execution_error`.
    */
-  private async lost(job: JobRecord, message: string): Promise<void> {
+  private async lost(found: JobRecord, message: string): Promise<void> {
+    // As it is now: a comparison read the job before it waited for ComfyUI.
+    const job = this.jobs.get(found.id) ?? found;
+    if (job.status === 'queued' && job.error) return this.endTakenOut(job, job.error);
     const request = heldRequestOf(job);
     if (job.status === 'queued' && request && (job.sends ?? 1) < MAX_SENDS) {
       const held = await this.jobs.update(job.id, { status: 'held', upstream_id: null, forwarded_at: null }, { ifStatus: 'queued' });
@@ -218,6 +262,21 @@ export class JobService {
     this.options.onEnded?.(ended);
     this.options.log.warn({ job_id: job.id, backend: job.backend, reason: message }, 'job lost by its backend');
     this.backends[0]!.events.announce(ended, 'execution_error', lostEvent(message, at));
+    this.scheduler.pump();
+  }
+
+  /**
+   * Ends a job that `dropQueued` took out of ComfyUI's queue before it started, with the error written into
+   * it; its key's sockets get it as ComfyUI's `execution_error`. ComfyUI keeps no history of it: without its
+   * id there, its history entry is the gateway's, as for a job ComfyUI refused (see refusedHistoryEntry).
+   */
+  private async endTakenOut(job: JobRecord, error: JobError): Promise<void> {
+    const at = this.now();
+    const ended = await this.jobs.update(job.id, { status: 'error', finished_at: at, request: null, upstream_id: null, error }, { ifStatus: 'queued' });
+    if (!ended) return;
+    this.options.onEnded?.(ended);
+    this.options.log.info({ job_id: job.id, backend: job.backend, reason: error.message }, "job taken out of ComfyUI's queue before it started");
+    this.backends[0]!.events.announce(ended, 'execution_error', refusalEvent(error, at));
     this.scheduler.pump();
   }
 

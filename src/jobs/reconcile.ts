@@ -15,7 +15,8 @@ interface HistoryEntry {
 }
 
 /**
- * Compares the backend's queued and running jobs in the registry with ComfyUI: a job in ComfyUI's
+ * Compares the backend's queued and running jobs in the registry with ComfyUI: the backend's event hub
+ * learns which prompt runs (see runningFromQueue); a job in ComfyUI's
  * queue stays (and is `running` if ComfyUI runs it); a job with a history entry ends as that entry
  * says, with its outputs and execution seconds from the entry's messages; a job ComfyUI no longer
  * knows goes to `onLost`. Costs one `/queue` and one `/history/{id}` per job that left the queue.
@@ -29,8 +30,11 @@ export async function reconcileJobs(
 ): Promise<void> {
   const sent = jobs.active(['queued', 'running']).filter((job) => job.backend === backend.name && job.upstream_id !== null);
   if (sent.length === 0) return;
+  const learnRunning = backend.events.runningFromQueue();
   const queue = await getJson<{ queue_running?: unknown[][]; queue_pending?: unknown[][] }>(backend, '/api/queue');
   if (!queue) return;
+  const runningNow = queue.queue_running?.[0]?.[1];
+  learnRunning(typeof runningNow === 'string' ? runningNow : null);
   const running = new Set((queue.queue_running ?? []).map((item) => item[1]));
   const pending = new Set((queue.queue_pending ?? []).map((item) => item[1]));
   const gone: JobRecord[] = [];

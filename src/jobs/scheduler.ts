@@ -4,11 +4,12 @@ import { setImmediate } from 'node:timers/promises';
 import type { Logger } from '../log/logger.js';
 import type { AdmissionPlace, JobRecord, JobStore, KeyRecord } from '../store/types.js';
 import type { Backend } from './backend.js';
+import { budgetSpentBeforeStart } from './daily-budget.js';
 import { heldRequestOf, sendPrompt, type SendOutcome } from './dispatch.js';
 import { FairQueue, type QueuedJob } from './fair-queue.js';
 import { Placement } from './placement.js';
 import { refusalEvent } from './refusal.js';
-import { budgetSpent, mayStartAnother } from './quotas.js';
+import { mayStartAnother } from './quotas.js';
 
 export interface SchedulerOptions {
   backends: readonly Backend[];
@@ -16,8 +17,8 @@ export interface SchedulerOptions {
   /** Jobs the gateway keeps sent to each backend (queued or running there) at most (`--upstream-queue-depth`). */
   depth: number;
   keyOf(keyId: string): KeyRecord | undefined;
-  /** The key's execution seconds metered on the UTC day of `now` (for `daily_execution_seconds`). */
-  executionSecondsToday(keyId: string, now: number): number;
+  /** Whether the key's `daily_execution_seconds` is spent, the seconds its running jobs ran so far included (see DailyBudgets.spent). */
+  budgetSpent(keyId: string): boolean;
   log: Logger;
   now(): number;
 }
@@ -99,7 +100,8 @@ export class JobScheduler {
    * job must be held.
    */
   takeSlotNow(keyId: string, pin: string | null, jobId: string): Slot | undefined {
-    if (this.queue.size > 0 || !this.mayRelease(keyId)) return undefined;
+    // A job of a key whose budget is spent is held, and ends there without being sent (see endOverBudget).
+    if (this.queue.size > 0 || this.options.budgetSpent(keyId) || !this.mayRelease(keyId)) return undefined;
     const backend = this.placement.choose(pin);
     if (!backend) return undefined;
     this.queue.tookTurn(keyId);
@@ -164,13 +166,13 @@ export class JobScheduler {
    */
   private async release(): Promise<void> {
     while (!this.closed && this.queue.size > 0) {
-      const next = this.queue.next((keyId, job) => this.budgetSpent(keyId) || (this.mayRelease(keyId) && this.placement.canPlace(job.pin ?? null)));
+      const next = this.queue.next((keyId, job) => this.options.budgetSpent(keyId) || (this.mayRelease(keyId) && this.placement.canPlace(job.pin ?? null)));
       if (!next) {
         if (this.placement.someoneWaiting()) this.retryLater();
         return;
       }
       this.queue.remove(next.id);
-      if (this.budgetSpent(next.keyId)) {
+      if (this.options.budgetSpent(next.keyId)) {
         void this.endOverBudget(next);
         continue;
       }
@@ -210,11 +212,7 @@ export class JobScheduler {
    */
   private async endOverBudget(queued: QueuedJob): Promise<void> {
     const now = this.options.now();
-    const budget = this.options.keyOf(queued.keyId)?.daily_execution_seconds;
-    const error = {
-      message: `The key's daily_execution_seconds (${budget} seconds per UTC day) was spent while the job waited in the gateway; it was not run.`,
-      exception_type: 'ExecutionBudgetExceeded',
-    };
+    const error = budgetSpentBeforeStart(this.options.keyOf(queued.keyId)?.daily_execution_seconds ?? null);
     const ended = await this.options.jobs
       .update(queued.id, { status: 'error', finished_at: now, request: null, error }, { ifStatus: 'held' })
       .catch((failure: unknown) => this.options.log.warn({ err: failure, job_id: queued.id }, 'a held job over its budget could not be ended'));
@@ -271,13 +269,6 @@ export class JobScheduler {
   private notThereYet({ backend, jobId }: Slot): boolean {
     const job = this.options.jobs.get(jobId);
     return !job || job.status === 'held' || job.backend !== backend.name;
-  }
-
-  /** Whether the key's daily budget is spent (a held job of it is then ended, not sent). */
-  private budgetSpent(keyId: string): boolean {
-    const key = this.options.keyOf(keyId);
-    const now = this.options.now();
-    return key !== undefined && budgetSpent(key, () => this.options.executionSecondsToday(keyId, now));
   }
 
   private mayRelease(keyId: string): boolean {

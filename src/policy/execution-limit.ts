@@ -81,7 +81,8 @@ export class ExecutionLimits {
     this.stopper.clear();
   }
 
-  private sweep(): void {
+  /** Arms the timer of every job running now whose timer is not armed: every 30 s, and once a backend's event socket is back (an interrupt due while it was down was not sent). */
+  sweep(): void {
     for (const job of this.options.jobs.active(['running'])) this.started(job);
   }
 

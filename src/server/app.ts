@@ -131,7 +131,14 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   };
   const executionSecondsToday = (keyId: string, at: number): number => usage.dailyTotals(keyId, utcDay(at)).get(utcDay(at))?.execution_seconds ?? 0;
   const limits = new ExecutionLimits({ jobs, keyOf: (keyId) => keys.get(keyId), defaultPolicy: config.defaultPolicy, interrupt: interruptJob, log });
-  const budgets = new DailyBudgets({ jobs, keyOf: (keyId) => keys.get(keyId), executionSecondsToday, interrupt: interruptJob, log });
+  const budgets = new DailyBudgets({
+    jobs,
+    keyOf: (keyId) => keys.get(keyId),
+    executionSecondsToday,
+    interrupt: interruptJob,
+    dropQueued: (backend, queued, error): Promise<void> => jobService.dropQueued(backend, queued, error),
+    log,
+  });
   const recorder = createJobRecorder({
     jobs,
     ownership,
@@ -143,7 +150,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       if (job.started_at !== null) {
         usage.recordJobRun(job.key_id, job.finished_at ?? now(), job.execution_seconds ?? 0, job.outputs.length);
         metrics.jobRun(job.key_id, job.execution_seconds ?? 0, job.outputs.length);
-        budgets.metered(job.key_id);
+        budgets.metered(job);
       }
       jobService.ended();
     },
@@ -163,7 +170,11 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         frameAncestors: config.frameAncestors,
         onConnected: (backend) => {
           isolated.backendMayHaveRestarted();
-          jobService.connected(backend);
+          // Interrupts due while the socket was down were not sent (nothing told what ran): once the comparison with ComfyUI says what runs, they are.
+          void jobService.connected(backend).then(() => {
+            limits.sweep();
+            budgets.sweep();
+          });
         },
         onHealthChange: (backend, state, previous) => {
           const level = state === 'up' ? 'info' : 'warn';
@@ -193,6 +204,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     depth: config.upstreamQueueDepth,
     keyOf: (keyId) => keys.get(keyId),
     executionSecondsToday,
+    budgetSpent: (keyId): boolean => budgets.spent(keyId),
     onAdmitted: (job) => {
       usage.recordPromptAdmitted(job.key_id, job.admitted_at);
       metrics.promptAdmitted(job.key_id);

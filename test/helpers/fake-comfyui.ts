@@ -127,6 +127,10 @@ export interface FakeComfyUI {
   connectionsAccepted: number;
   /** Every prompt queued, in the order it arrived: the id it runs under and the body as received. */
   prompts: Array<{ id: string; body: Record<string, unknown> }>;
+  /** The ids of the prompts it started running, in the order they started. */
+  started: string[];
+  /** The ids `POST /queue {"delete": [...]}` took out of the pending queue, in the order they were taken. */
+  deletedFromQueue: string[];
   outputDir: string;
   inputDir: string;
   tempDir: string;
@@ -147,6 +151,8 @@ export interface FakeComfyUI {
    * ComfyUI's `finally: sockets.pop(sid)` does. Nothing happens when no socket holds `clientId`.
    */
   cutSocket(clientId: string, noticedAfterMs: number): void;
+  /** While `refused`, WebSocket upgrades are answered 503 (HTTP is served as before); open sockets stay open. */
+  refuseSockets(refused: boolean): void;
   /** Stops like a killed ComfyUI: its connections are cut at once (no further event or answer), the running prompt stops, its folders are removed. */
   close(): Promise<void>;
 }
@@ -466,6 +472,8 @@ class FakeServer implements FakeComfyUI {
   connectionsAccepted = 0;
   healthChecks = 0;
   readonly prompts: FakeComfyUI['prompts'] = [];
+  readonly started: string[] = [];
+  readonly deletedFromQueue: string[] = [];
   readonly history = new Map<string, unknown>();
   readonly users = new Map<string, string>();
   lastUploadBytes = 0;
@@ -489,6 +497,7 @@ class FakeServer implements FakeComfyUI {
   private worker: Promise<void> = Promise.resolve();
   private counter = 0;
   private closed = false;
+  private socketsRefused = false;
 
   constructor(root: string, opts: FakeComfyUIOptions) {
     this.root = root;
@@ -648,6 +657,7 @@ class FakeServer implements FakeComfyUI {
     if (originRejected(req.headers)) return rejectUpgrade(socket, 403, 'Forbidden');
     const { segments, query } = parseTarget(req.url ?? '/');
     if (!matchRoute({ pattern: ['ws'], apiAlias: true }, segments)) return rejectUpgrade(socket, 404, 'Not Found');
+    if (this.socketsRefused) return rejectUpgrade(socket, 503, 'Service Unavailable');
     const sid = query.get('clientId') || randomUUID().replaceAll('-', '');
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, sid));
   }
@@ -816,6 +826,10 @@ class FakeServer implements FakeComfyUI {
     client.ws.terminate();
   }
 
+  refuseSockets(refused: boolean): void {
+    this.socketsRefused = refused;
+  }
+
   /** Node definitions with LoadImage's options filled, as ComfyUI fills them: every file of the input folder (not its subfolders). */
   private async withInputFiles(definitions: Json): Promise<Json> {
     const loadImage = definitions['LoadImage'] as { input: { required: Record<string, [unknown, Json]> } } | undefined;
@@ -845,6 +859,7 @@ class FakeServer implements FakeComfyUI {
     if (body['clear']) this.pending = [];
     if ('delete' in body) {
       const ids = asArray(body['delete']);
+      this.deletedFromQueue.push(...this.pending.filter((item) => ids.includes(item.id)).map((item) => item.id));
       this.pending = this.pending.filter((item) => !ids.includes(item.id));
     }
     if (this.pending.length !== before) this.broadcastStatus();
@@ -938,6 +953,7 @@ class FakeServer implements FakeComfyUI {
       messages: [],
     };
     this.running = run;
+    this.started.push(item.id);
     this.worker = this.execute(run).finally(() => this.pump());
   }
 

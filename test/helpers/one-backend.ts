@@ -7,6 +7,21 @@ import { createLogger } from '../../src/log/logger.js';
 import type { HttpProxy } from '../../src/proxy/http.js';
 import type { JobStore, KeyRecord, OwnershipStore } from '../../src/store/types.js';
 
+/** A backend's events that do nothing: its socket (with `clientId`) is open, answers are not waited for and nothing is sent to clients; `overrides` replace any of it. */
+export function quietEvents(clientId: string, overrides: Partial<BackendEvents> = {}): BackendEvents {
+  return {
+    clientId,
+    connected: true,
+    expectAnswer: () => () => undefined,
+    answered: () => undefined,
+    messagesReceived: 0,
+    promptAccepted: () => undefined,
+    runningFromQueue: () => () => undefined,
+    announce: () => undefined,
+    ...overrides,
+  };
+}
+
 /** One backend named `default`, up, with the test's proxy and events (the pool's other parts are never used). */
 export function oneBackendPool(proxy: HttpProxy, events: BackendEvents): BackendPool {
   const backend = {
@@ -34,6 +49,7 @@ export function oneBackendJobService(options: { jobs: JobStore; ownership: Owner
     depth: 2,
     keyOf: () => options.key,
     executionSecondsToday: () => 0,
+    budgetSpent: () => false,
     log: createLogger('silent'),
   });
 }

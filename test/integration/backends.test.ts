@@ -1,4 +1,4 @@
-// Several ComfyUI backends behind one gateway: jobs spread by load and weight, each job's requests and events bound to its backend, admin pins, failover of a dead backend, and a client library across backends.
+// Several ComfyUI backends behind one gateway: jobs spread by load and weight, each job's requests and events bound to its backend, admin pins, failover of a dead backend, a key's spent budget acted on at each backend, and a client library across backends.
 
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
@@ -536,5 +536,42 @@ describe('a backend that dies mid-run, --upstream-queue-depth 3', () => {
     } finally {
       await socket.close();
     }
+  });
+});
+
+describe("two backends, a key's daily_execution_seconds, --upstream-queue-depth 2", () => {
+  let stage: Stage;
+
+  before(async () => {
+    // About 200 ms per step: a prompt runs for more than four seconds.
+    stage = await startStage([{ stepDelayMs: 200 }, { stepDelayMs: 200 }], ['--upstream-queue-depth', '2']);
+  });
+  after(() => stopStage(stage));
+
+  test("once the budget is spent, each backend's queued job of the key is deleted from that backend's queue before its running one is interrupted", async () => {
+    const key = (await createKey(stage.gateway.url, { name: 'budget', rate_limit: 1000, daily_execution_seconds: 2 }, stage.admin)).api_key;
+    const ids: string[] = [];
+    for (let tag = 1; tag <= 4; tag += 1) ids.push(await submit(stage, key, tag));
+    const placed = await Promise.all(ids.map((id) => jobOf(stage, id)));
+    const onEach = stage.names.map((name) => placed.filter((job) => job.backend === name).map((job) => job.id));
+    assert.deepEqual(
+      onEach.map((jobs) => jobs.length),
+      [2, 2],
+      'two on each backend: one runs, one waits in its queue',
+    );
+    const ended = await settled(stage, ids, 15_000);
+    for (const job of ended) {
+      assert.equal(job.status, 'error', JSON.stringify(job));
+      assert.match(job.error!.message, /daily_execution_seconds \(2 seconds per UTC day\)/);
+    }
+    stage.fakes.forEach((fake, i) => {
+      const [running, queued] = onEach[i]!;
+      assert.deepEqual(
+        fake.started.filter((id) => ids.includes(id)),
+        [running],
+        `backend ${i} ran its first job only`,
+      );
+      assert.deepEqual(fake.deletedFromQueue, [queued], `backend ${i} was asked to delete its own queued job`);
+    });
   });
 });

@@ -479,3 +479,25 @@ describe("event hub, a socket ComfyUI stopped sending to (its clientId taken bac
     assert.ok(!stage.logs.some((line) => /got nothing/.test(line.msg)));
   });
 });
+
+describe("event hub, the running prompt read from ComfyUI's queue", () => {
+  test('a reading is taken when the socket heard nothing of which prompt runs while it was read, and not otherwise', async () => {
+    const stage = await startStage({ stepDelayMs: 20 });
+    const olderThanEvents = stage.hub.runningFromQueue();
+    const job = await submit(stage, 'alice', null);
+    await waitFor(() => stage.hub.runningPrompt() === job.upstreamId, 'the job to run');
+    olderThanEvents(null);
+    assert.equal(stage.hub.runningPrompt(), job.upstreamId, 'a reading taken before an event of the job is not used');
+
+    await waitFor(() => ofJob(stage.observed, job.id).some((o) => o.kind === 'ended'), 'the job to end');
+    const olderThanClose = stage.hub.runningFromQueue();
+    stage.fake.cutSocket(stage.hub.clientId, 0);
+    await waitFor(() => stage.connections === 2 && stage.hub.connected, 'the hub to reconnect');
+    olderThanClose('read-before-the-close');
+    assert.equal(stage.hub.runningPrompt(), null, 'a reading taken before the socket closed is not used');
+
+    const fresh = stage.hub.runningFromQueue();
+    fresh('running-now');
+    assert.equal(stage.hub.runningPrompt(), 'running-now', 'a reading with nothing heard meanwhile is used');
+  });
+});

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { SAVE_WORKFLOW } from '../helpers/comfy-client.js';
 import { INTERRUPT_MODES, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { runCli, startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
@@ -470,7 +471,7 @@ for (const interrupts of INTERRUPT_MODES) {
     before(async () => {
       // About 200 ms per execution event: the save workflow runs for more than four seconds.
       comfy = await startFakeComfyUI({ stepDelayMs: 200, interrupts });
-      gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
+      gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--upstream-queue-depth', '3'] });
       admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
     });
     after(async () => {
@@ -500,17 +501,24 @@ for (const interrupts of INTERRUPT_MODES) {
       assert.equal(interrupts.length, 1, 'one targeted interrupt');
     });
 
-    test('a running job is interrupted once the budget is spent, a queued one as soon as it starts; both end as error and are metered', async () => {
+    test('once the budget is spent the running job is interrupted, and the jobs behind it end as error without running: those queued in ComfyUI are deleted from its queue', async () => {
       const created = await createKey(gateway.url, { name: 'budget', rate_limit: 1000, daily_execution_seconds: 2 }, admin);
       const interruptsSent = (): number => comfy.requests.filter((r) => r.method === 'POST' && r.url === '/api/interrupt').length;
       const interruptsBefore = interruptsSent();
       const ids: string[] = [];
-      for (let i = 0; i < 2; i += 1) {
+      // The first runs; with an upstream queue depth of 3, the next two wait in ComfyUI's queue and the last in the gateway.
+      for (let i = 0; i < 4; i += 1) {
         const queued = await send(gateway.url, '/api/prompt', { method: 'POST', key: created.api_key, body: { prompt: SAVE_WORKFLOW } });
         assert.equal(queued.status, 200, queued.text);
         ids.push(queued.json<{ prompt_id: string }>().prompt_id);
       }
-      type Ended = { status: string; execution_seconds: number; error: { message: string; exception_type: string } | null };
+      const [first, ...behind] = ids;
+      assert.deepEqual(
+        behind.map((id) => comfy.prompts.some((prompt) => prompt.id === id)),
+        [true, true, false],
+        'two wait in ComfyUI, one in the gateway',
+      );
+      type Ended = { status: string; started_at: number | null; execution_seconds: number | null; error: { message: string; exception_type: string } | null };
       const ended: Ended[] = [];
       for (const id of ids) {
         ended.push(
@@ -524,23 +532,99 @@ for (const interrupts of INTERRUPT_MODES) {
           ),
         );
       }
-      assert.equal(ended.length, 2, 'both jobs ended');
+      assert.deepEqual(
+        comfy.started.filter((id) => ids.includes(id)),
+        [first],
+        'ComfyUI started the first job only',
+      );
+      assert.deepEqual(
+        comfy.deletedFromQueue.filter((id) => ids.includes(id)).sort(),
+        behind.slice(0, 2).sort(),
+        'the two in ComfyUI were deleted from its queue',
+      );
       for (const job of ended) {
         assert.equal(job.status, 'error', JSON.stringify(job));
         assert.equal(job.error?.exception_type, 'ExecutionBudgetExceeded');
-        assert.match(job.error?.message ?? '', /daily_execution_seconds \(2 seconds per UTC day\) is spent/);
       }
-      assert.ok(ended[0]!.execution_seconds >= 2 && ended[0]!.execution_seconds < 3.5, `the first ran about the budget: ${ended[0]!.execution_seconds}`);
-      assert.ok(ended[1]!.execution_seconds < 1.5, `the second was stopped as it started: ${ended[1]!.execution_seconds}`);
-      assert.ok(interruptsSent() - interruptsBefore >= 2, 'a targeted interrupt for each');
-      const usage = (await send(gateway.url, '/api/usage', { key: created.api_key })).json<{ usage_stats: { execution_seconds: number } }>();
-      assert.ok(usage.usage_stats.execution_seconds < 5, `metered: ${usage.usage_stats.execution_seconds}`);
+      const [ran, ...notRun] = ended;
+      assert.match(ran!.error?.message ?? '', /daily_execution_seconds \(2 seconds per UTC day\) is spent; the gateway interrupted the job/);
+      assert.ok(ran!.execution_seconds! >= 2 && ran!.execution_seconds! < 3.5, `the first ran about the budget: ${ran!.execution_seconds}`);
+      for (const job of notRun) {
+        assert.match(job.error?.message ?? '', /daily_execution_seconds \(2 seconds per UTC day\) was spent before the job started; it was not run/);
+        assert.equal(job.started_at, null, JSON.stringify(job));
+      }
+      for (const id of behind) {
+        const history = (await send(gateway.url, `/api/history/${id}`, { key: created.api_key })).json<Record<string, { status: { status_str: string } }>>();
+        assert.equal(history[id]?.status.status_str, 'error', `${id}: its history entry tells the error`);
+      }
+      assert.equal(interruptsSent() - interruptsBefore, 1, 'one targeted interrupt, for the running job');
+      // The run is metered just after its end is written.
+      const metered = await waitFor(async () => {
+        const usage = (await send(gateway.url, '/api/usage', { key: created.api_key })).json<{ usage_stats: { execution_seconds: number } }>();
+        return usage.usage_stats.execution_seconds >= 2 && usage.usage_stats.execution_seconds;
+      }, 'the run to be metered');
+      assert.ok(metered < 3.5, `metered: ${metered}`);
       const refused = await send(gateway.url, '/api/prompt', { method: 'POST', key: created.api_key, body: { prompt: SAVE_WORKFLOW } });
       assert.equal(refused.status, 429);
       assert.equal(refused.json<{ error_code: string }>().error_code, 'EXECUTION_BUDGET_EXCEEDED');
     });
   });
 }
+
+describe("interrupts due while the gateway's event socket to ComfyUI was down", () => {
+  const limits = [
+    { field: 'max_execution_seconds', key: { policy: { max_execution_seconds: 1 } }, exceptionType: 'ExecutionTimeLimit' },
+    { field: 'daily_execution_seconds', key: { daily_execution_seconds: 1 }, exceptionType: 'ExecutionBudgetExceeded' },
+  ];
+  for (const limit of limits) {
+    test(`${limit.field}: reached while the socket is down, the job is interrupted as soon as the socket is back`, async () => {
+      // About 200 ms per execution event: the save workflow runs for more than four seconds.
+      const comfy = await startFakeComfyUI({ stepDelayMs: 200 });
+      // A gateway of its own: its 30 s sweep, which would send the interrupt too, comes after the test.
+      const gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
+      try {
+        const admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
+        const key = (await createKey(gateway.url, { name: 'limited', rate_limit: 1000, ...limit.key }, admin)).api_key;
+        const [socketId] = await waitFor(() => comfy.openSockets().length === 1 && comfy.openSockets(), "the gateway's socket");
+        const queued = await send(gateway.url, '/api/prompt', { method: 'POST', key, body: { prompt: SAVE_WORKFLOW } });
+        assert.equal(queued.status, 200, queued.text);
+        const id = queued.json<{ prompt_id: string }>().prompt_id;
+        await waitFor(
+          async () => (await send(gateway.url, `/api/gateway/jobs/${id}`, { key })).json<{ status: string }>().status === 'running',
+          'the job to run',
+        );
+        // The socket drops and cannot be opened again for 1.5 s: the limit is reached meanwhile.
+        comfy.refuseSockets(true);
+        comfy.cutSocket(socketId!, 0);
+        await sleep(1500);
+        assert.deepEqual(
+          comfy.requests.filter((r) => r.url === '/api/interrupt'),
+          [],
+          'no interrupt while the gateway cannot tell that the job runs',
+        );
+        comfy.refuseSockets(false);
+        await waitFor(() => comfy.openSockets().includes(socketId!), 'the socket to be opened again', 5000);
+        const reopenedAt = Date.now();
+        await waitFor(() => comfy.requests.some((r) => r.method === 'POST' && r.url === '/api/interrupt'), 'the interrupt', 2000);
+        const interruptedAfterMs = Date.now() - reopenedAt;
+        const job = await waitFor(
+          async () => {
+            const found = (await send(gateway.url, `/api/gateway/jobs/${id}`, { key })).json<{ status: string; error: { exception_type?: string } | null }>();
+            return ['success', 'error', 'interrupted'].includes(found.status) ? found : undefined;
+          },
+          'the job to end',
+          5000,
+        );
+        assert.equal(job.status, 'error', JSON.stringify(job));
+        assert.equal(job.error?.exception_type, limit.exceptionType);
+        assert.ok(interruptedAfterMs < 1000, `interrupted ${interruptedAfterMs} ms after the socket was back`);
+      } finally {
+        await gateway.stop();
+        await comfy.close();
+      }
+    });
+  }
+});
 
 describe('comfy-gate keys --policy', () => {
   test('create and update take JSON, @FILE or none; a bad policy exits with 2 and changes nothing', async () => {

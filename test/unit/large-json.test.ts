@@ -16,7 +16,7 @@ import type { HttpProxy, UpstreamAnswer } from '../../src/proxy/http.js';
 import { FileJobStore } from '../../src/store/file/file-job-store.js';
 import { FileOwnershipStore } from '../../src/store/file/file-ownership-store.js';
 import type { JobRecord, KeyRecord } from '../../src/store/types.js';
-import { oneBackendJobService, oneBackendPool } from '../helpers/one-backend.js';
+import { oneBackendJobService, oneBackendPool, quietEvents } from '../helpers/one-backend.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 const ADMIN = { key_id: 'admin', role: 'admin' } as KeyRecord;
@@ -94,16 +94,7 @@ describe('JsonRewriter', () => {
     await jobs.create(job('job-a', 'comfy-a', 'alice-client'));
     await jobs.create(job('job-b', 'job-b', null));
     proxy = { fetch: async (): Promise<UpstreamAnswer> => upstream() } as unknown as HttpProxy;
-    const events = {
-      clientId: GATEWAY_CLIENT_ID,
-      connected: true,
-      expectAnswer: () => () => undefined,
-      answered: () => undefined,
-      messagesReceived: 0,
-      promptAccepted: () => undefined,
-      announce: () => undefined,
-    };
-    pool = oneBackendPool(proxy, events);
+    pool = oneBackendPool(proxy, quietEvents(GATEWAY_CLIENT_ID));
     service = oneBackendJobService({ jobs, ownership, pool, clientId: GATEWAY_CLIENT_ID, key: ADMIN });
   });
   afterEach(async () => {

@@ -14,7 +14,7 @@ import type { HttpProxy, UpstreamAnswer } from '../../src/proxy/http.js';
 import type { FileJobStore } from '../../src/store/file/file-job-store.js';
 import type { FileOwnershipStore } from '../../src/store/file/file-ownership-store.js';
 import type { KeyRecord } from '../../src/store/types.js';
-import { oneBackendJobService, oneBackendPool } from '../helpers/one-backend.js';
+import { oneBackendJobService, oneBackendPool, quietEvents } from '../helpers/one-backend.js';
 import { jobRecord } from '../helpers/job-record.js';
 import { openJobStores, type OpenJobStores } from '../helpers/job-stores.js';
 
@@ -46,16 +46,14 @@ describe('POST /prompt admits a job', () => {
         return answer(body);
       },
     } as unknown as HttpProxy;
-    const events = {
-      clientId: GATEWAY_CLIENT_ID,
-      connected: true,
-      expectAnswer: () => () => undefined,
-      answered: (id: string) => answered.push(id),
-      messagesReceived: 0,
-      promptAccepted: () => undefined,
-      announce: () => undefined,
-    };
-    pool = oneBackendPool(proxy, events);
+    pool = oneBackendPool(
+      proxy,
+      quietEvents(GATEWAY_CLIENT_ID, {
+        answered: (id: string) => {
+          answered.push(id);
+        },
+      }),
+    );
     service = oneBackendJobService({ jobs, ownership, pool, clientId: GATEWAY_CLIENT_ID, key: ALICE });
   });
   afterEach(async () => {

@@ -17,7 +17,7 @@ const BACKEND = { name: 'gpu0', weight: 1, accepting: () => true, isDown: () => 
 
 /** A scheduler over one backend's worth of options: no key has quotas, the clock stands at 1. */
 function schedulerOf(backends: Backend[], jobs: FileJobStore, depth: number): JobScheduler {
-  return new JobScheduler({ backends, jobs, depth, keyOf: () => undefined, executionSecondsToday: () => 0, log: createLogger('silent'), now: () => 1 });
+  return new JobScheduler({ backends, jobs, depth, keyOf: () => undefined, budgetSpent: () => false, log: createLogger('silent'), now: () => 1 });
 }
 
 function sentJob(id: string): JobRecord {
