@@ -83,6 +83,8 @@ describe('jobs taken out of ComfyUI before they start', () => {
       assert.equal(job.upstream_id, null, `${id}: its history entry is the gateway's`);
       assert.equal(job.started_at, null);
     }
+    // The end is in the store a moment before it is announced.
+    await waitFor(() => announced.length === 2, 'both ends to be announced');
     assert.deepEqual(announced.map((event) => event.type).sort(), ['execution_error', 'execution_error']);
   });
 
