@@ -18,8 +18,15 @@ export interface ExactJsonMessage {
   texts: string;
 }
 
-/** A place in a document: the object or array holding a value, and the value's key there. */
-type Place = [holder: Record<string | number, unknown>, key: string | number];
+/**
+ * Deepest document sent: structured clone reads objects within objects by recursion, and on the request
+ * thread's stack one about 3,500 arrays deep already fails (the message would be lost). JSON.parse reads any
+ * depth, so a deeper body is parsed on the request thread, as before.
+ */
+export const MAX_MESSAGE_DEPTH = 1000;
+
+/** A place in a document: the object or array holding a value, the value's key there, and how deep the holder is (the box is 0). */
+type Place = [holder: Record<string | number, unknown>, key: string | number, depth: number];
 
 /**
  * Each place of `box`'s document, depth first; a value that is an object or array is gone into after its
@@ -28,21 +35,27 @@ type Place = [holder: Record<string | number, unknown>, key: string | number];
  */
 function* placesOf(box: [unknown], marker: object): Generator<Place> {
   const holders = [box as unknown as Record<string | number, unknown>];
+  const depths = [0];
   for (let holder = holders.pop(); holder !== undefined; holder = holders.pop()) {
+    const depth = depths.pop()!;
     const keys: Iterable<string | number> = Array.isArray(holder) ? holder.keys() : Object.keys(holder);
     for (const key of keys) {
-      yield [holder, key];
+      yield [holder, key, depth];
       const value = holder[key];
-      if (typeof value === 'object' && value !== null && value !== marker && !isLosslessNumber(value)) holders.push(value as Record<string, unknown>);
+      if (typeof value === 'object' && value !== null && value !== marker && !isLosslessNumber(value)) {
+        holders.push(value as Record<string, unknown>);
+        depths.push(depth + 1);
+      }
     }
   }
 }
 
-/** The message that carries `document` (as parseExactJson read it; its ExactNumbers are replaced in place). */
-export function toExactJsonMessage(document: unknown): ExactJsonMessage {
+/** The message that carries `document` (as parseExactJson read it; its ExactNumbers are replaced in place), or undefined for a document deeper than MAX_MESSAGE_DEPTH. */
+export function toExactJsonMessage(document: unknown): ExactJsonMessage | undefined {
   const message: ExactJsonMessage = { box: [document], marker: {}, texts: '' };
   const texts: string[] = [];
-  for (const [holder, key] of placesOf(message.box, message.marker)) {
+  for (const [holder, key, depth] of placesOf(message.box, message.marker)) {
+    if (depth > MAX_MESSAGE_DEPTH) return undefined;
     const value = holder[key];
     if (!isLosslessNumber(value)) continue;
     texts.push(value.value);

@@ -37,7 +37,7 @@ parentPort!.on('message', (message: ToWorker) => {
   }
 });
 
-/** A request body parsed (see JsonRewriter.parseBody), or the message of the error that says it is not JSON. */
+/** A request body parsed (see JsonRewriter.parseBody), the message of the error that says it is not JSON, or word that it is too deep to send. */
 function parsedBody(task: number, text: string): FromWorker {
   let document: unknown;
   try {
@@ -45,5 +45,6 @@ function parsedBody(task: number, text: string): FromWorker {
   } catch (error) {
     return { task, invalid: (error as Error).message };
   }
-  return { task, parsed: toExactJsonMessage(document) };
+  const parsed = toExactJsonMessage(document);
+  return parsed ? { task, parsed } : { task, tooDeep: true };
 }

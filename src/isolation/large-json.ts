@@ -23,7 +23,7 @@ export type ToWorker =
 
 /**
  * Messages from the worker: a parsed answer's facts, the answer back when it is not the one expected, the rewritten answer, a failure, a
- * parsed request body, or the message of the SyntaxError of one that is not JSON.
+ * parsed request body, the message of the SyntaxError of one that is not JSON, or word that one is too deep to send (see MAX_MESSAGE_DEPTH).
  */
 export type FromWorker =
   | { task: number; facts: unknown }
@@ -31,7 +31,8 @@ export type FromWorker =
   | { task: number; text: ArrayBuffer }
   | { task: number; error: string }
   | { task: number; parsed: ExactJsonMessage }
-  | { task: number; invalid: string };
+  | { task: number; invalid: string }
+  | { task: number; tooDeep: true };
 
 /** The bytes of `view` as an ArrayBuffer of their own, which can be transferred: the view's own buffer when it spans all of it, else a copy. */
 export function ownArrayBuffer(view: Uint8Array): ArrayBuffer {
@@ -101,7 +102,8 @@ export class JsonRewriter {
    * Parses a request body as parseExactJson does. A body of LARGE_JSON_BYTES / EXACT_READ_COST characters or
    * more whose numbers need the exact reader (1.4 s for 15 MiB of `7.0`, against 0.27 s with JSON.parse) is
    * parsed by a worker thread; the request thread only receives the document and makes its ExactNumbers
-   * again, in turns of the event loop (see fromExactJsonMessage). Every other body is parsed here, as before.
+   * again, in turns of the event loop (see fromExactJsonMessage). Every other body, and one nested deeper than
+   * MAX_MESSAGE_DEPTH, is parsed here, as before.
    * @throws SyntaxError, with JSON.parse's message, when the text is not JSON; Error when the worker thread fails or stops.
    */
   async parseBody(text: string): Promise<unknown> {
@@ -114,6 +116,7 @@ export class JsonRewriter {
     try {
       const reply = await this.ask(thread, { task, parse: text });
       if ('invalid' in reply) throw new SyntaxError(reply.invalid);
+      if ('tooDeep' in reply) return parseExactJson(text);
       if (!('parsed' in reply)) throw workerError(reply);
       return await fromExactJsonMessage(reply.parsed);
     } finally {
@@ -187,6 +190,11 @@ export class JsonRewriter {
       thread.waiting.clear();
     };
     worker.on('error', stopped);
+    // A reply that could not be read would leave its task waiting for ever: the thread is given up, its tasks fail.
+    worker.on('messageerror', (error) => {
+      stopped(error);
+      void worker.terminate();
+    });
     worker.on('exit', (code) => stopped(new Error(`the JSON worker thread stopped (exit code ${code})`)));
     this.threads.push(thread);
     return thread;

@@ -3,12 +3,12 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { describe, test } from 'node:test';
-import { fromExactJsonMessage, toExactJsonMessage } from '../../src/isolation/exact-json-message.js';
+import { fromExactJsonMessage, MAX_MESSAGE_DEPTH, toExactJsonMessage } from '../../src/isolation/exact-json-message.js';
 import { ExactNumber, parseExactJson, stringifyExactJson } from '../../src/json/exact-json.js';
 
 /** The document `text` holds, parsed, sent through structured clone (as postMessage sends it) and rebuilt. */
 function roundTrip(text: string): Promise<unknown> {
-  return fromExactJsonMessage(structuredClone(toExactJsonMessage(parseExactJson(text))));
+  return fromExactJsonMessage(structuredClone(toExactJsonMessage(parseExactJson(text))!));
 }
 
 describe('exact JSON messages', () => {
@@ -31,6 +31,12 @@ describe('exact JSON messages', () => {
     assert.deepEqual(Object.keys(document as object), ['prompt', 'look_alike', '__proto__', 'list'], 'a __proto__ key stays a key');
   });
 
+  test('a document deeper than MAX_MESSAGE_DEPTH is not sent', async () => {
+    const nested = (depth: number): string => `{"a": ${'['.repeat(depth)}7.0${']'.repeat(depth)}}`;
+    assert.deepStrictEqual(await roundTrip(nested(MAX_MESSAGE_DEPTH - 1)), parseExactJson(nested(MAX_MESSAGE_DEPTH - 1)));
+    assert.equal(toExactJsonMessage(parseExactJson(nested(MAX_MESSAGE_DEPTH))), undefined);
+  });
+
   test('a document that is a number, a string or empty', async () => {
     assert.deepStrictEqual(await roundTrip('7.0'), new ExactNumber('7.0'));
     assert.equal(await roundTrip('7'), 7);
@@ -49,7 +55,7 @@ describe('exact JSON messages', () => {
 
   test('a document of many places is rebuilt in turns of the event loop', async () => {
     const text = `[${Array.from({ length: 5000 }, () => '7.0').join(',')}]`;
-    const message = structuredClone(toExactJsonMessage(parseExactJson(text)));
+    const message = structuredClone(toExactJsonMessage(parseExactJson(text))!);
     let turned = false;
     setImmediate(() => (turned = true));
     const document = (await fromExactJsonMessage(message)) as unknown[];

@@ -282,6 +282,20 @@ describe('JsonRewriter.parseBody', () => {
     assert.equal(parser.threadCount, 0, 'no thread was started');
   });
 
+  test('a large body nested deeper than structured clone reads is parsed on the request thread, as before', async () => {
+    const parser = rewriter();
+    const depth = 20_000;
+    const text = pythonPrompt(100_000).replace('"cfg": 7.0', `"cfg": ${'['.repeat(depth)}7.0${']'.repeat(depth)}`);
+    const leaf = (document: unknown): unknown => {
+      let cfg = (document as { prompt: Record<string, { inputs: { cfg: unknown } }> }).prompt['3']!.inputs.cfg;
+      for (let level = 0; level < depth; level += 1) cfg = (cfg as unknown[])[0];
+      return cfg;
+    };
+    // So deep, the exact reader gives out too, and parseExactJson reads the body with JSON.parse.
+    assert.equal(leaf(await parser.parseBody(text)), leaf(parseExactJson(text)));
+    assert.equal(parser.threadCount, 1, 'the worker thread parsed it first');
+  });
+
   test('a body that is not JSON fails with the SyntaxError JSON.parse gives it, either way', async () => {
     const parser = rewriter();
     for (const text of [pythonPrompt(10).slice(0, -1), pythonPrompt(100_000).slice(0, -1), `${pythonPrompt(100_000)} NaN`]) {
