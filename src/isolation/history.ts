@@ -28,7 +28,7 @@ import { forwardToEach } from './each-backend.js';
 import type { PoolBackend } from '../backends/backend-pool.js';
 import { emptyOk, parseComfyJson, relayAnswer, relayJson, withJsonText } from './json-body.js';
 import type { HistoryEntryFacts } from './json-rewrites.js';
-import { forEachInTurns } from './large-json.js';
+import { forEachInTurns } from './in-turns.js';
 import { mayHoldSecrets, redactQueueItem } from './redact.js';
 
 type HistoryEntry = { prompt?: unknown; outputs?: unknown; status?: { messages?: unknown } };

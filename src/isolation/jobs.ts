@@ -24,7 +24,7 @@ import { forwardToEach } from './each-backend.js';
 import { getMergedJobList } from './merged-jobs.js';
 import { redactExtraData } from './redact.js';
 import { parseComfyJson, relayAnswer, relayJson } from './json-body.js';
-import { forEachInTurns } from './large-json.js';
+import { forEachInTurns } from './in-turns.js';
 import { showOwnCachedJobOutputs } from './cached-outputs.js';
 
 /** ComfyUI's job statuses, and the registry's statuses each stands for (a job cancelled before it ran is not ComfyUI's to list). */

@@ -12,7 +12,7 @@ import type { JobWebhook } from '../store/types.js';
 import { readBody } from '../server/body.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
 import { checkBoundedIds } from './ids.js';
-import { parseJsonOrUndefined, relayAnswer } from './json-body.js';
+import { relayAnswer } from './json-body.js';
 import { checkLoadedFiles } from './loaded-files.js';
 import { checkOutputPrefixes } from './output-names.js';
 
@@ -24,12 +24,13 @@ export const MAX_PROMPT_BYTES = 32 * 1024 * 1024;
  * held job. A body that is not a JSON object in UTF-8 is refused with 400 (after the key's prompt policy,
  * which may refuse it first for its size or `workflows_only`) and never reaches ComfyUI, which reads more
  * than JSON.parse does (`NaN`, `Infinity`, the charset its Content-Type names) and could run it unchecked.
- * Numbers go on as the client wrote them (see parseExactJson): `7.0` stays a float and a 64-bit seed exact.
- * @throws GatewayError 400 INVALID_REQUEST for a body that is not a JSON object; as admitPrompt
+ * Numbers go on as the client wrote them (see parseExactJson): `7.0` stays a float and a 64-bit seed exact; a large
+ * body that needs the exact reader is parsed in a worker thread (see JsonRewriter.parseBody).
+ * @throws GatewayError 400 INVALID_REQUEST for a body that is not a JSON object; as admitPrompt; Error when the JSON worker thread fails
  */
 export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   const raw = await readBody(req, MAX_PROMPT_BYTES, () => payloadTooLarge(MAX_PROMPT_BYTES));
-  const body = parseJsonOrUndefined(raw) as Record<string, unknown> | undefined;
+  const body = (await ctx.rewriter.parseBody(raw.toString()).catch(undefinedIfNotJson)) as Record<string, unknown> | undefined;
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     const policy = effectivePolicy(caller.key, ctx.defaultPolicy);
     if (policy) checkPrompt(policy, undefined, raw.length);
@@ -38,6 +39,12 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
     ]);
   }
   relayAnswer(res, await admitPrompt(ctx, req, caller, body, raw.length));
+}
+
+/** Undefined for the SyntaxError of a body that is not JSON (as parseJsonOrUndefined reads it); any other error is thrown again. */
+function undefinedIfNotJson(error: unknown): undefined {
+  if (error instanceof SyntaxError) return undefined;
+  throw error;
 }
 
 /**

@@ -7,7 +7,7 @@ import type { PromptOrigin } from '../policy/check.js';
 import type { JobWaiter } from '../jobs/job-waiter.js';
 import { interruptIfRunning } from '../jobs/interrupt.js';
 import { jobView } from '../jobs/jobs-api.js';
-import { jsonNumber, parseExactJson, stringifyExactJson } from '../json/exact-json.js';
+import { jsonNumber, stringifyExactJson } from '../json/exact-json.js';
 import { readJsonBody } from '../server/body.js';
 import { sendJson } from '../server/respond.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
@@ -105,7 +105,7 @@ export function parseRunRequest(body: unknown): RunRequest {
  * POST /api/gateway/run: reads the body (see parseRunRequest) and runs its prompt (see answerRun).
  */
 export async function runPrompt(ctx: IsolationContext, waiter: JobWaiter, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
-  const run = parseRunRequest(await readJsonBody(req, MAX_PROMPT_BYTES, parseExactJson));
+  const run = parseRunRequest(await readJsonBody(req, MAX_PROMPT_BYTES, (text) => ctx.rewriter.parseBody(text)));
   await answerRun(ctx, waiter, req, res, caller, run, run.prompt);
 }
 

@@ -50,8 +50,8 @@ export function readBody(req: IncomingMessage, maxBytes: number, tooLarge: () =>
 }
 
 /**
- * Reads and parses a JSON body (with `parse`: parseExactJson keeps numbers as their texts say). An empty body gives `undefined`.
- * @throws GatewayError INVALID_REQUEST for a body over the cap or that is not JSON.
+ * Reads and parses a JSON body (with `parse`: JsonRewriter.parseBody keeps numbers as their texts say). An empty body gives `undefined`.
+ * @throws GatewayError INVALID_REQUEST for a body over the cap or that is not JSON (`parse` threw a SyntaxError); any other error of `parse`.
  */
 export async function readJsonBody(
   req: IncomingMessage,
@@ -61,8 +61,9 @@ export async function readJsonBody(
   const text = (await readBody(req, maxBytes, () => tooLarge(maxBytes))).toString('utf8');
   if (text.trim().length === 0) return undefined;
   try {
-    return parse(text);
+    return await parse(text);
   } catch (error) {
+    if (!(error instanceof SyntaxError)) throw error;
     throw invalidRequest('The body is not valid JSON.', [{ field: 'body', problem: (error as Error).message }]);
   }
 }

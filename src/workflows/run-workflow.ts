@@ -5,7 +5,6 @@ import { invalidRequest } from '../errors.js';
 import type { IsolatedCaller, IsolationContext } from '../isolation/context.js';
 import { answerRun, checkRunFirst, parseRunOptions, RUN_OPTION_FIELDS, unknownFields, type Problem } from '../isolation/run.js';
 import type { JobWaiter } from '../jobs/job-waiter.js';
-import { parseExactJson } from '../json/exact-json.js';
 import { readJsonBody } from '../server/body.js';
 import type { WorkflowRecord } from '../store/types.js';
 import { isObject } from './definition.js';
@@ -32,7 +31,7 @@ export async function runWorkflow(
   workflow: WorkflowRecord,
   fetching: ImageFetching,
 ): Promise<void> {
-  const body = await readJsonBody(req, MAX_WORKFLOW_RUN_BODY_BYTES, parseExactJson);
+  const body = await readJsonBody(req, MAX_WORKFLOW_RUN_BODY_BYTES, (text) => ctx.rewriter.parseBody(text));
   if (body !== undefined && !isObject(body)) throw invalidRequest('The body must be a JSON object with inputs.', [{ field: 'body', problem: 'not an object' }]);
   const fields = body ?? {};
   const problems: Problem[] = [];

@@ -58,6 +58,40 @@ describe('numbers in a prompt, as the client wrote them', () => {
     });
   }
 
+  test('a large prompt full of 7.0, parsed in a worker thread: ComfyUI gets each number as written, and an object like a kept number as an object', async () => {
+    const bulk = Array(500_000).fill('7.0').join(', ');
+    const lookAlike = '{"value": "7.0", "isLosslessNumber": true}';
+    const body = `${PYTHON_PROMPT.slice(0, -1)}, "bulk": [${bulk}], "look_alike": ${lookAlike}}`;
+    const headers = { 'content-type': 'application/json' };
+    const res = await send(stage.gateway.url, '/api/prompt', { method: 'POST', key: stage.alice.api_key, body, headers });
+    assert.equal(res.status, 200, res.text);
+    const promptId = res.json<{ prompt_id: string }>().prompt_id;
+    await waitFor(() => stage.comfy.prompts.some((sent) => sent.id === promptId), 'ComfyUI got the prompt');
+    const sent = stage.comfy.prompts.find((p) => p.id === promptId)!.body as { prompt: Record<string, { inputs: Record<string, unknown> }>; bulk: unknown[] };
+    const inputs = sent.prompt['3']!.inputs;
+    assert.deepEqual([inputs.seed, inputs.cfg, inputs.denoise].map(String), ['18446744073709551615', '7.0', '1e-05']);
+    assert.equal(sent.bulk.length, 500_000);
+    assert.ok(
+      sent.bulk.every((number) => String(number) === '7.0'),
+      'every 7.0 a float',
+    );
+    assert.deepEqual((sent as unknown as { look_alike: unknown }).look_alike, JSON.parse(lookAlike));
+
+    // Not JSON: the same answers as for a small body, from either route.
+    for (const [path, text] of [
+      ['/api/prompt', `${body} x`],
+      ['/api/prompt', `${PYTHON_PROMPT} x`],
+      ['/api/gateway/run', `${body} x`],
+      ['/api/gateway/run', `${PYTHON_PROMPT} x`],
+    ] as const) {
+      const refused = await send(stage.gateway.url, path, { method: 'POST', key: stage.alice.api_key, body: text, headers });
+      assert.equal(refused.status, 400, refused.text);
+      const [detail] = refused.json<{ details: Array<{ field: string; problem: string }> }>().details;
+      if (path === '/api/prompt') assert.deepEqual(detail, { field: 'body', problem: 'not JSON (in UTF-8, without NaN or Infinity)' });
+      else assert.throws(() => JSON.parse(text), { name: 'SyntaxError', message: detail!.problem }, 'the problem is what JSON.parse says');
+    }
+  });
+
   test('a registered workflow and its run inputs: ComfyUI gets each number as written; bounds and enums compare them as numbers', async () => {
     const headers = { 'content-type': 'application/json' };
     const put = await send(stage.gateway.url, '/api/gateway/workflows/exact', { method: 'PUT', key: stage.admin, body: PYTHON_WORKFLOW, headers });

@@ -1,4 +1,4 @@
-// Unit tests of JsonRewriter: an admin's /history and /api/jobs rewritten in a worker thread are byte for byte what the request thread gives.
+// Unit tests of JsonRewriter: an admin's /history and /api/jobs rewritten in a worker thread are byte for byte what the request thread gives; large request bodies parsed in one read as parseExactJson reads them.
 
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -10,6 +10,7 @@ import type { IsolatedCaller, IsolationContext } from '../../src/isolation/conte
 import { getHistoryList } from '../../src/isolation/history.js';
 import { getJobList } from '../../src/isolation/jobs.js';
 import { JsonRewriter } from '../../src/isolation/large-json.js';
+import { parseExactJson, stringifyExactJson } from '../../src/json/exact-json.js';
 import type { BackendPool } from '../../src/backends/backend-pool.js';
 import type { JobService } from '../../src/jobs/job-service.js';
 import type { HttpProxy, UpstreamAnswer } from '../../src/proxy/http.js';
@@ -227,5 +228,75 @@ describe('JsonRewriter', () => {
     const answers = await Promise.all(Array.from({ length: 5 }, () => rewriter.rewrite(json(jobList()), 'admin-jobs', async () => ids)));
     assert.equal(rewriter.threadCount, 2);
     for (const answer of answers) assert.ok(answer.body.equals(answers[0]!.body));
+  });
+});
+
+describe('JsonRewriter.parseBody', () => {
+  const rewriters: JsonRewriter[] = [];
+  afterEach(() => Promise.all(rewriters.splice(0).map((rewriter) => rewriter.close())));
+  /** A rewriter with the gateway's thresholds. */
+  function rewriter(): JsonRewriter {
+    const made = new JsonRewriter();
+    rewriters.push(made);
+    return made;
+  }
+  /** A prompt as Python's json.dumps writes one, of about `count` × 5 bytes: floats with a `.0`, a look-alike of an ExactNumber, a long string. */
+  const pythonPrompt = (count: number, number = '7.0', seed = '18446744073709551615'): string =>
+    `{"prompt": {"3": {"class_type": "KSampler", "inputs": {"seed": ${seed}, "cfg": ${number}, "values": [${Array(count).fill(number).join(', ')}]}}}, ` +
+    `"look_alike": {"value": "7.0", "isLosslessNumber": true}, "image": "${'A'.repeat(5000)}"}`;
+  /** Resolves `parsing` and says whether the event loop turned before it settled. */
+  async function withTurns(parsing: () => Promise<unknown>): Promise<{ document: unknown; turned: boolean }> {
+    let turned = false;
+    setImmediate(() => (turned = true));
+    const document = await parsing();
+    return { document, turned };
+  }
+
+  test('a large body that needs the exact reader is parsed in a worker thread, as parseExactJson reads it, while the event loop turns', async () => {
+    const parser = rewriter();
+    const text = pythonPrompt(100_000);
+    const { document, turned } = await withTurns(() => parser.parseBody(text));
+    assert.ok(turned, 'other work ran while the body was parsed');
+    assert.equal(parser.threadCount, 1);
+    assert.deepStrictEqual(document, parseExactJson(text));
+    assert.equal(stringifyExactJson(document), stringifyExactJson(parseExactJson(text)));
+    assert.equal(Object.getPrototypeOf((document as { look_alike: object }).look_alike), Object.prototype);
+  });
+
+  test('a small body, and a large one without such numbers, are parsed on the request thread', async () => {
+    const parser = rewriter();
+    for (const text of [pythonPrompt(10), pythonPrompt(100_000, '7.5', '42')]) {
+      const { document, turned } = await withTurns(() => parser.parseBody(text));
+      assert.equal(turned, false);
+      assert.deepStrictEqual(document, parseExactJson(text));
+    }
+    assert.equal(parser.threadCount, 0, 'no thread was started');
+  });
+
+  test('a large body nested deeper than structured clone reads is parsed on the request thread, as before', async () => {
+    const parser = rewriter();
+    const depth = 20_000;
+    const text = pythonPrompt(100_000).replace('"cfg": 7.0', `"cfg": ${'['.repeat(depth)}7.0${']'.repeat(depth)}`);
+    const leaf = (document: unknown): unknown => {
+      let cfg = (document as { prompt: Record<string, { inputs: { cfg: unknown } }> }).prompt['3']!.inputs.cfg;
+      for (let level = 0; level < depth; level += 1) cfg = (cfg as unknown[])[0];
+      return cfg;
+    };
+    // So deep, the exact reader gives out too, and parseExactJson reads the body with JSON.parse.
+    assert.equal(leaf(await parser.parseBody(text)), leaf(parseExactJson(text)));
+    assert.equal(parser.threadCount, 1, 'the worker thread parsed it first');
+  });
+
+  test('a body that is not JSON fails with the SyntaxError JSON.parse gives it, either way', async () => {
+    const parser = rewriter();
+    for (const text of [pythonPrompt(10).slice(0, -1), pythonPrompt(100_000).slice(0, -1), `${pythonPrompt(100_000)} NaN`]) {
+      const failure = (await parser.parseBody(text).then(
+        () => undefined,
+        (error: unknown) => error,
+      )) as SyntaxError;
+      assert.ok(failure instanceof SyntaxError);
+      assert.throws(() => JSON.parse(text), { name: 'SyntaxError', message: failure.message });
+    }
+    assert.equal(parser.threadCount, 1);
   });
 });
