@@ -419,6 +419,13 @@ const OBJECT_INFO: Json = {
     { samples: ['LATENT', {}], upscale_method: [['nearest-exact', 'bilinear', 'area', 'bicubic', 'bislerp'], {}], scale_by: ['FLOAT', { default: 1.5 }] },
     ['LATENT'],
   ),
+  LatentComposite: nodeInfo(
+    'LatentComposite',
+    'Latent Composite',
+    'latent',
+    { samples_to: ['LATENT', {}], samples_from: ['LATENT', {}], x: ['INT', { default: 0 }], y: ['INT', { default: 0 }], feather: ['INT', { default: 0 }] },
+    ['LATENT'],
+  ),
   LoadImage: nodeInfo('LoadImage', 'Load Image', 'image', { image: [[], { image_upload: true }] }, ['IMAGE', 'MASK']),
   SaveImage: nodeInfo('SaveImage', 'Save Image', 'image', { images: ['IMAGE', {}], filename_prefix: ['STRING', { default: 'ComfyUI' }] }, []),
   PreviewImage: nodeInfo('PreviewImage', 'Preview Image', 'image', { images: ['IMAGE', {}] }, []),
