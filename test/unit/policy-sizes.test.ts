@@ -76,6 +76,22 @@ describe('prompt policy sizes', () => {
     ]);
   });
 
+  test('frame counts named frames_number (LTXVEmptyLatentAudio) or frame_count, and the layers of a layered Qwen latent, are read', () => {
+    const prompt: Graph = {
+      '1': { class_type: 'LTXVEmptyLatentAudio', inputs: { frames_number: 1000, frame_rate: 25, batch_size: 1, audio_vae: ['9', 0] } },
+      '2': { class_type: 'SomePackVideoNode', inputs: { frame_count: 600 } },
+      '3': { class_type: 'EmptyQwenImageLayeredLatentImage', inputs: { width: 640, height: 640, layers: 4096, batch_size: 1 } },
+    };
+    assert.deepEqual(violations({ max_frames: 121, max_batch_size: 4 }, prompt), [
+      { node_id: '1', rule: 'max_frames', limit: 121, value: 1000 },
+      { node_id: '2', rule: 'max_frames', limit: 121, value: 600 },
+      { node_id: '3', rule: 'max_frames', limit: 121, value: 4096 },
+      { node_id: '3', rule: 'max_batch_size', limit: 4, value: 4096 },
+    ]);
+    prompt['3']!.inputs.layers = 3;
+    assert.deepEqual(violations({ max_batch_size: 4 }, prompt), [], 'the default 3 layers');
+  });
+
   test("inputs of a limited name that mean something else are not read: a batch subset's length, SDXL's conditioning sizes", () => {
     const prompt: Graph = {
       '1': { class_type: 'LatentFromBatch', inputs: { samples: ['2', 0], batch_index: 0, length: 64 } },
