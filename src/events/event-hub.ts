@@ -106,7 +106,11 @@ export class EventHub implements ClientSinks {
   private readonly jobs: JobLookup;
   private readonly observer: JobObserver;
   private readonly isShownEarlierFile: EarlierFileCheck;
-  /** By job, from its `execution_cached` to its end: the nodes ComfyUI takes from its cache (none listed: no entry). */
+  /**
+   * By job, from its `execution_cached` to its end or the next job's `execution_cached`: the nodes ComfyUI takes
+   * from its cache (none listed: no entry). Kept while the socket to ComfyUI is down: ComfyUI goes on with the
+   * prompt, and its later events come on the socket that takes the same clientId.
+   */
   private readonly cachedNodes = new Map<string, ReadonlySet<string>>();
   private readonly log: Logger;
   private readonly sinks: ClientSinkRegistry;
@@ -142,10 +146,7 @@ export class EventHub implements ClientSinks {
       log: this.log,
       listener: {
         opened: () => options.onConnected?.(),
-        closed: () => {
-          this.running = null;
-          this.cachedNodes.clear();
-        },
+        closed: () => (this.running = null),
         text: (message, raw) => this.onText(message, raw),
         binary: (frame) => this.onBinary(frame),
       },
@@ -392,10 +393,14 @@ export class EventHub implements ClientSinks {
     written();
   }
 
-  /** Keeps the nodes a job's `execution_cached` lists until the job ends. */
+  /**
+   * Keeps the nodes a job's `execution_cached` lists until the job ends. A backend runs one prompt at a time, so
+   * another job's entry is then of a prompt that ended unseen (while the socket was down): it is let go.
+   */
   private noteCachedNodes(jobId: string, { type, data }: UpstreamMessage): void {
     if (type === 'execution_cached') {
       const nodes = nodeIds(data.nodes);
+      this.cachedNodes.clear();
       if (nodes.length > 0) this.cachedNodes.set(jobId, new Set(nodes));
     } else if (END_EVENTS.has(type)) {
       this.cachedNodes.delete(jobId);
