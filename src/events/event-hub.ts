@@ -108,8 +108,9 @@ export class EventHub implements ClientSinks {
   private readonly isShownEarlierFile: EarlierFileCheck;
   /**
    * By job, from its `execution_cached` to its end or the next job's `execution_cached`: the nodes ComfyUI takes
-   * from its cache (none listed: no entry). Kept while the socket to ComfyUI is down: ComfyUI goes on with the
-   * prompt, and its later events come on the socket that takes the same clientId.
+   * from its cache. Kept while the socket to ComfyUI is down: ComfyUI goes on with the prompt, and its later
+   * events come on the socket that takes the same clientId. A job without an entry is one whose
+   * `execution_cached` was sent while the socket was down: any of its nodes may be cached.
    */
   private readonly cachedNodes = new Map<string, ReadonlySet<string>>();
   private readonly log: Logger;
@@ -399,9 +400,8 @@ export class EventHub implements ClientSinks {
    */
   private noteCachedNodes(jobId: string, { type, data }: UpstreamMessage): void {
     if (type === 'execution_cached') {
-      const nodes = nodeIds(data.nodes);
       this.cachedNodes.clear();
-      if (nodes.length > 0) this.cachedNodes.set(jobId, new Set(nodes));
+      this.cachedNodes.set(jobId, new Set(nodeIds(data.nodes)));
     } else if (END_EVENTS.has(type)) {
       this.cachedNodes.delete(jobId);
     }
@@ -409,12 +409,13 @@ export class EventHub implements ClientSinks {
 
   /**
    * An event's data as the job's key is shown it (the same object when nothing changes): with the job's id in
-   * place of ComfyUI's prompt_id, and a cached node's `executed` output without the files an earlier prompt made
-   * that are not the key's (null when none is).
+   * place of ComfyUI's prompt_id, and the `executed` output of a node that may be cached (see cachedNodes) without
+   * the files an earlier prompt made that are not the key's (null when none is).
    */
   private shownData(job: EventTarget, upstreamId: string, { type, data }: UpstreamMessage): Record<string, unknown> {
     const renamed = job.id !== upstreamId && data.prompt_id === upstreamId ? withJobId(data, job.id) : data;
-    if (type !== 'executed' || !this.cachedNodes.get(job.id)?.has(String(data.node))) return renamed;
+    const cached = this.cachedNodes.get(job.id);
+    if (type !== 'executed' || (cached !== undefined && !cached.has(String(data.node)))) return renamed;
     const output = ownCachedOutput(data.output, (file) => this.isShownEarlierFile(job.key_id, this.backend, file));
     return output === data.output ? renamed : { ...renamed, output };
   }

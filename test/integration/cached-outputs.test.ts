@@ -142,38 +142,44 @@ describe("ComfyUI's output cache across a cut in the gateway's socket to ComfyUI
     await stage?.close();
   });
 
-  test("a cached node's executed event sent after the gateway's socket to ComfyUI came back still names only the key's own files", async () => {
-    const sampler = { class_type: 'KSampler', inputs: { seed: 4242, steps: 2 } };
-    const bobs = await send(stage.gateway.url, '/api/prompt', {
-      method: 'POST',
-      key: stage.bob.api_key,
-      body: { prompt: { '3': sampler, '9': save('bob-late') } },
-    });
-    const bobId = bobs.json<{ prompt_id: string }>().prompt_id;
-    const bobRun = await waitForHistory(stage.gateway.url, stage.bob.api_key, bobId);
-    const bobFile = (bobRun.outputs as Record<string, { images: Array<{ filename: string }> }>)['9']!.images[0]!.filename;
-    // ComfyUI's own history holds the gateway's client_id, which its socket to ComfyUI uses.
-    const upstream = (await send(stage.comfy.url, `/history/${bobId}`)).json<Record<string, { prompt: [number, string, unknown, { client_id: string }] }>>();
-    const gatewayClientId = upstream[bobId]!.prompt[3].client_id;
-    assert.ok(stage.comfy.openSockets().includes(gatewayClientId), `the gateway's socket is ${gatewayClientId}`);
-
-    const socket = await openCollectingSocket(`${stage.gateway.url.replace('http', 'ws')}/ws?clientId=alice-late`, { 'x-api-key': stage.alice.api_key });
-    try {
-      const res = await send(stage.gateway.url, '/api/prompt', {
+  // Cut after execution_cached, the gateway knows which nodes are cached; cut after execution_start, it missed the list.
+  for (const [cutAfter, seed] of [
+    ['execution_cached', 4242],
+    ['execution_start', 4343],
+  ] as const) {
+    test(`a cached node's executed event sent after the gateway's socket to ComfyUI came back (cut after ${cutAfter}) still names only the key's own files`, async () => {
+      const sampler = { class_type: 'KSampler', inputs: { seed, steps: 2 } };
+      const bobs = await send(stage.gateway.url, '/api/prompt', {
         method: 'POST',
-        key: stage.alice.api_key,
-        body: { prompt: { '3': sampler, '9': save('bob-late') }, client_id: 'alice-late' },
+        key: stage.bob.api_key,
+        body: { prompt: { '3': sampler, '9': save('bob-late') } },
       });
-      const aliceRun = res.json<{ prompt_id: string }>().prompt_id;
-      await waitFor(() => socket.texts.some((m) => m.type === 'execution_cached' && m.data.prompt_id === aliceRun), 'execution_cached on her socket');
-      stage.comfy.cutSocket(gatewayClientId, 0);
-      await waitFor(() => socket.texts.some((m) => m.type === 'execution_success' && m.data.prompt_id === aliceRun), 'the end of her run', 20_000);
-      const executed = socket.texts.find((m) => m.type === 'executed' && m.data.prompt_id === aliceRun && m.data.node === '9');
-      assert.ok(executed, "the cached node's executed event came after the socket was back");
-      assert.ok(!JSON.stringify(socket.texts).includes(bobFile), `no event names bob's file: ${JSON.stringify(executed)}`);
-      assert.equal(executed.data.output, null);
-    } finally {
-      await socket.close();
-    }
-  });
+      const bobId = bobs.json<{ prompt_id: string }>().prompt_id;
+      const bobRun = await waitForHistory(stage.gateway.url, stage.bob.api_key, bobId);
+      const bobFile = (bobRun.outputs as Record<string, { images: Array<{ filename: string }> }>)['9']!.images[0]!.filename;
+      // ComfyUI's own history holds the gateway's client_id, which its socket to ComfyUI uses.
+      const upstream = (await send(stage.comfy.url, `/history/${bobId}`)).json<Record<string, { prompt: [number, string, unknown, { client_id: string }] }>>();
+      const gatewayClientId = upstream[bobId]!.prompt[3].client_id;
+      assert.ok(stage.comfy.openSockets().includes(gatewayClientId), `the gateway's socket is ${gatewayClientId}`);
+
+      const socket = await openCollectingSocket(`${stage.gateway.url.replace('http', 'ws')}/ws?clientId=alice-late`, { 'x-api-key': stage.alice.api_key });
+      try {
+        const res = await send(stage.gateway.url, '/api/prompt', {
+          method: 'POST',
+          key: stage.alice.api_key,
+          body: { prompt: { '3': sampler, '9': save('bob-late') }, client_id: 'alice-late' },
+        });
+        const aliceRun = res.json<{ prompt_id: string }>().prompt_id;
+        await waitFor(() => socket.texts.some((m) => m.type === cutAfter && m.data.prompt_id === aliceRun), `${cutAfter} on her socket`);
+        stage.comfy.cutSocket(gatewayClientId, 0);
+        await waitFor(() => socket.texts.some((m) => m.type === 'execution_success' && m.data.prompt_id === aliceRun), 'the end of her run', 20_000);
+        const executed = socket.texts.find((m) => m.type === 'executed' && m.data.prompt_id === aliceRun && m.data.node === '9');
+        assert.ok(executed, "the cached node's executed event came after the socket was back");
+        assert.ok(!JSON.stringify(socket.texts).includes(bobFile), `no event names bob's file: ${JSON.stringify(executed)}`);
+        assert.equal(executed.data.output, null);
+      } finally {
+        await socket.close();
+      }
+    });
+  }
 });
