@@ -177,6 +177,14 @@ describe("ComfyUI's output cache across a cut in the gateway's socket to ComfyUI
         assert.ok(executed, "the cached node's executed event came after the socket was back");
         assert.ok(!JSON.stringify(socket.texts).includes(bobFile), `no event names bob's file: ${JSON.stringify(executed)}`);
         assert.equal(executed.data.output, null);
+        // The job's record (GET /api/gateway/jobs/{id}, a run's answer, webhooks) lists none of bob's files either.
+        await waitFor(
+          async () =>
+            (await send(stage.gateway.url, `/api/gateway/jobs/${aliceRun}`, { key: stage.alice.api_key })).json<{ status: string }>().status === 'success',
+          'her job recorded as ended',
+        );
+        const record = await send(stage.gateway.url, `/api/gateway/jobs/${aliceRun}`, { key: stage.alice.api_key });
+        assert.ok(!record.text.includes(bobFile), `her job record does not name bob's file: ${record.text.slice(0, 400)}`);
       } finally {
         await socket.close();
       }
