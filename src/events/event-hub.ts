@@ -106,7 +106,12 @@ export class EventHub implements ClientSinks {
   private readonly jobs: JobLookup;
   private readonly observer: JobObserver;
   private readonly isShownEarlierFile: EarlierFileCheck;
-  /** By job, from its `execution_cached` to its end: the nodes ComfyUI takes from its cache (none listed: no entry). */
+  /**
+   * By job, from its `execution_cached` to its end or the next job's `execution_cached`: the nodes ComfyUI takes
+   * from its cache. Kept while the socket to ComfyUI is down: ComfyUI goes on with the prompt, and its later
+   * events come on the socket that takes the same clientId. A job without an entry is one whose
+   * `execution_cached` was sent while the socket was down: any of its nodes may be cached.
+   */
   private readonly cachedNodes = new Map<string, ReadonlySet<string>>();
   private readonly log: Logger;
   private readonly sinks: ClientSinkRegistry;
@@ -146,7 +151,6 @@ export class EventHub implements ClientSinks {
         opened: () => options.onConnected?.(),
         closed: () => {
           this.running = null;
-          this.cachedNodes.clear();
           this.runningNews += 1;
         },
         text: (message, raw) => this.onText(message, raw),
@@ -409,11 +413,14 @@ export class EventHub implements ClientSinks {
     written();
   }
 
-  /** Keeps the nodes a job's `execution_cached` lists until the job ends. */
+  /**
+   * Keeps the nodes a job's `execution_cached` lists until the job ends. A backend runs one prompt at a time, so
+   * another job's entry is then of a prompt that ended unseen (while the socket was down): it is let go.
+   */
   private noteCachedNodes(jobId: string, { type, data }: UpstreamMessage): void {
     if (type === 'execution_cached') {
-      const nodes = nodeIds(data.nodes);
-      if (nodes.length > 0) this.cachedNodes.set(jobId, new Set(nodes));
+      this.cachedNodes.clear();
+      this.cachedNodes.set(jobId, new Set(nodeIds(data.nodes)));
     } else if (END_EVENTS.has(type)) {
       this.cachedNodes.delete(jobId);
     }
@@ -421,12 +428,13 @@ export class EventHub implements ClientSinks {
 
   /**
    * An event's data as the job's key is shown it (the same object when nothing changes): with the job's id in
-   * place of ComfyUI's prompt_id, and a cached node's `executed` output without the files an earlier prompt made
-   * that are not the key's (null when none is).
+   * place of ComfyUI's prompt_id, and the `executed` output of a node that may be cached (see cachedNodes) without
+   * the files an earlier prompt made that are not the key's (null when none is).
    */
   private shownData(job: EventTarget, upstreamId: string, { type, data }: UpstreamMessage): Record<string, unknown> {
     const renamed = job.id !== upstreamId && data.prompt_id === upstreamId ? withJobId(data, job.id) : data;
-    if (type !== 'executed' || !this.cachedNodes.get(job.id)?.has(String(data.node))) return renamed;
+    const cached = this.cachedNodes.get(job.id);
+    if (type !== 'executed' || (cached !== undefined && !cached.has(String(data.node)))) return renamed;
     const output = ownCachedOutput(data.output, (file) => this.isShownEarlierFile(job.key_id, this.backend, file));
     return output === data.output ? renamed : { ...renamed, output };
   }

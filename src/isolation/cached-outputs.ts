@@ -1,7 +1,8 @@
 // What a key is shown of the nodes ComfyUI took from its cache: their files are an earlier prompt's, maybe another key's, and only the key's own are named.
 
+import { posix } from 'node:path';
 import type { JobRecord, OwnershipStore } from '../store/types.js';
-import { cachedNodesOf, fileId, outputItemFile, type NamedFile } from './files.js';
+import { cachedNodesOf, fileId, namedFileOf, outputItemFile, type NamedFile } from './files.js';
 import { outputsSummary } from './job-outputs-summary.js';
 
 /** Whether a file that an earlier prompt made may be shown to a key as its prompt's output, the prompt having run on `backend`. */
@@ -22,10 +23,27 @@ export function earlierFileCheck(
   };
 }
 
+/** A string with a file's shape: a name ending in an extension, maybe annotated with its folder (`mesh.glb [output]`). */
+const FILE_SHAPED = /\.[\p{L}\p{N}]{1,10}(?: \[(?:output|input|temp)\])?$/u;
+
+/**
+ * The file an item of a node's UI output names: a `{filename, subfolder, type}` object, or, in any list but
+ * `text` (whose strings are text), a string of a file's shape, read as a path in output unless annotated:
+ * Preview3D lists its model and background image so (`["3d/mesh.glb", {...}, "temp/bg_….png"]`), and
+ * ComfyUI's jobs API counts and previews a 3D file's name given so as an output.
+ */
+function cachedItemFile(field: string, item: unknown): NamedFile | undefined {
+  if (typeof item !== 'string') return outputItemFile(item);
+  if (field === 'text' || !FILE_SHAPED.test(item)) return undefined;
+  const folder = posix.dirname(item);
+  return namedFileOf(posix.basename(item), folder === '.' ? '' : folder, 'output');
+}
+
 /**
  * A cached node's UI output (`{images: [{filename, subfolder, type}], animated: [...], ...}`) as the key is
  * shown it: the same object when it names no file the key may not see; without those files when some of
  * its files are the key's; null when it names files and none is the key's (nothing of the entry is then shown).
+ * A file named by a path string (see cachedItemFile) is a file too.
  */
 export function ownCachedOutput(output: unknown, isOwn: (file: NamedFile) => boolean): unknown {
   if (typeof output !== 'object' || output === null || Array.isArray(output)) return output;
@@ -38,7 +56,7 @@ export function ownCachedOutput(output: unknown, isOwn: (file: NamedFile) => boo
       continue;
     }
     shown[field] = items.filter((item) => {
-      const file = outputItemFile(item);
+      const file = cachedItemFile(field, item);
       if (!file) return true;
       named += 1;
       if (!isOwn(file)) return false;

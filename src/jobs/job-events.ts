@@ -39,7 +39,10 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
   const chains = new Map<string, Promise<void>>();
   /** Per job, the files reported and not yet written to its record, in the order they came. */
   const unwritten = new Map<string, JobOutput[]>();
-  /** Per job, the nodes ComfyUI took from its cache (`execution_cached`): the files they report an earlier prompt made. */
+  /**
+   * Per job, the nodes ComfyUI took from its cache (`execution_cached`): the files they report an earlier prompt made.
+   * No entry when the event was not seen (sent while the socket to ComfyUI was cut): any node may be cached.
+   */
   const cachedNodes = new Map<string, ReadonlySet<string>>();
   /** Jobs whose end is reported and not yet written. */
   const ending = new Set<string>();
@@ -65,13 +68,17 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
   /**
    * Takes the job's unwritten files and claims them for its key; resolves its outputs with them. The files
    * of a node ComfyUI took from its cache were made by an earlier prompt (the same graph, run before),
-   * maybe another key's: they are not claimed, and are the job's only when they are already its key's own.
+   * maybe another key's: they are not claimed, and are the job's only when they are already its key's own. When
+   * the job's `execution_cached` was not seen, a file another key owns is such a file, and is left out.
    */
   async function outputsWithUnwritten(job: JobRecord): Promise<JobOutput[]> {
     const cached = cachedNodes.get(job.id);
-    const files = (unwritten.get(job.id) ?? []).filter((file) => !cached?.has(file.node) || isOwnEarlierFile(job.key_id, job.backend, file));
+    const othersFile = (file: JobOutput): boolean =>
+      ![undefined, job.key_id].includes(ownership.ownerOf('file', fileId(file.type, file.subfolder, file.filename)));
+    const isEarlier = (file: JobOutput): boolean => (cached === undefined ? othersFile(file) : cached.has(file.node));
+    const files = (unwritten.get(job.id) ?? []).filter((file) => !isEarlier(file) || isOwnEarlierFile(job.key_id, job.backend, file));
     unwritten.delete(job.id);
-    const made = files.filter((file) => !cached?.has(file.node));
+    const made = files.filter((file) => !isEarlier(file));
     await Promise.all(made.map((file) => ownership.claim('file', fileId(file.type, file.subfolder, file.filename), job.key_id).catch(() => undefined)));
     return files.length === 0 ? job.outputs : [...job.outputs, ...files];
   }
@@ -85,7 +92,7 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
       });
     },
     cached(jobId, nodes) {
-      if (nodes.length > 0) cachedNodes.set(jobId, new Set(nodes));
+      cachedNodes.set(jobId, new Set(nodes));
     },
     executed(jobId, node, output) {
       const files = outputFiles(output).map((file) => ({ node, ...file }));

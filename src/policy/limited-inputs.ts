@@ -25,12 +25,16 @@ const LIMITS_BY_NAME: ReadonlyMap<string, readonly InputLimit[]> = new Map([
   ['length', ['max_frames']],
   ['video_frames', ['max_frames']],
   ['num_frames', ['max_frames']],
+  ['frames_number', ['max_frames']],
+  ['frame_count', ['max_frames']],
 ]);
 
 /** Core nodes that name a limited quantity otherwise. */
 const LIMITS_BY_NODE: ReadonlyMap<string, ReadonlyMap<string, readonly InputLimit[]>> = new Map([
   ['RepeatLatentBatch', new Map([['amount', ['max_batch_size']]])],
   ['RepeatImageBatch', new Map([['amount', ['max_batch_size']]])],
+  // Its latent holds layers + 1 frames, which LatentCutToBatch makes a batch of images.
+  ['EmptyQwenImageLayeredLatentImage', new Map([['layers', ['max_frames', 'max_batch_size']]])],
 ]);
 
 /**

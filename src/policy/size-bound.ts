@@ -14,8 +14,8 @@ const SIZE_INPUTS: Readonly<Record<Side, readonly string[]>> = {
   height: ['height', 'target_height', 'largest_size', 'longer_size'],
 };
 
-/** Inputs that multiply the size of the image or latent a node is given (LatentUpscaleBy, ImageScaleBy, ResizeImageMaskNode). */
-export const FACTOR_INPUTS: readonly string[] = ['scale_by', 'multiplier'];
+/** Inputs that multiply the size of the image or latent a node is given (LatentUpscaleBy, ImageScaleBy, ResizeImageMaskNode, SD_4XUpscale_Conditioning). */
+export const FACTOR_INPUTS: readonly string[] = ['scale_by', 'multiplier', 'scale_ratio'];
 
 /** Inputs that make a node's output size its own: a side none of them fixes follows the input's aspect ratio or pixel count. */
 const RESIZE_INPUTS: ReadonlySet<string> = new Set([...SIZE_INPUTS.width, ...SIZE_INPUTS.height, 'shorter_size', 'megapixels', ...FACTOR_INPUTS]);
@@ -26,7 +26,7 @@ export const PADDING_INPUTS: ReadonlyMap<string, Readonly<Record<Side, readonly 
 ]);
 
 /** Core nodes whose output size comes from a model file, which the prompt does not show. */
-export const MODEL_UPSCALERS: ReadonlySet<string> = new Set(['ImageUpscaleWithModel']);
+export const MODEL_UPSCALERS: ReadonlySet<string> = new Set(['ImageUpscaleWithModel', 'LTXVLatentUpsampler']);
 
 /** Inputs the walk does not follow: they carry models, conditioning and sampling settings, not pixels or latents. */
 const NOT_PIXELS: ReadonlySet<string> = new Set([
@@ -62,14 +62,19 @@ export function inputsNamed(inputs: Record<string, unknown>, names: readonly str
     .map((input) => inputValue(inputs[input]));
 }
 
-/** A link to another node's output as ComfyUI reads one: `[node_id, output_index]`. */
-function isLink(value: unknown): value is [string, number] {
-  return Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'number';
+/**
+ * The node id an input links to, as ComfyUI's validation reads a link: any two-item list whose first item is a
+ * node id, whatever its slot is written as (`0`, `-0`, `0.0`), and such a list wrapped as `{"__value__": [...]}`,
+ * which validation unwraps in place, so the graph runs it as a link. Undefined for any other value.
+ */
+function linkedNode(raw: unknown): string | undefined {
+  const value = inputValue(raw);
+  return Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' ? value[0] : undefined;
 }
 
 /** Whether a node links to an image or latent to resize (an input the walk follows). */
 export function linksPixels(node: PromptNode): boolean {
-  return Object.entries(nodeInputs(node)).some(([input, value]) => !NOT_PIXELS.has(inputBaseName(input)) && isLink(value));
+  return Object.entries(nodeInputs(node)).some(([input, value]) => !NOT_PIXELS.has(inputBaseName(input)) && linkedNode(value) !== undefined);
 }
 
 /**
@@ -110,8 +115,9 @@ export class SizeBounds {
   given(node: PromptNode, side: Side, depth = 0): number | undefined {
     let largest: number | undefined;
     for (const [input, value] of Object.entries(nodeInputs(node))) {
-      if (NOT_PIXELS.has(inputBaseName(input)) || !isLink(value)) continue;
-      const bound = this.output(value[0], side, depth + 1);
+      const linked = NOT_PIXELS.has(inputBaseName(input)) ? undefined : linkedNode(value);
+      if (linked === undefined) continue;
+      const bound = this.output(linked, side, depth + 1);
       if (bound === undefined) return undefined;
       largest = Math.max(largest ?? 0, bound);
     }

@@ -220,6 +220,7 @@ const SENSITIVE_EXTRA_KEYS = ['auth_token_comfy_org', 'api_key_comfy_org'];
 const OUTPUT_NODES = new Map<string, DirType>([
   ['SaveImage', 'output'],
   ['PreviewImage', 'temp'],
+  ['Preview3D', 'temp'],
 ]);
 const SAMPLER_NODES = new Set(['KSampler']);
 /** Two of ComfyUI's built-in node replacements (comfy_extras/nodes_replacements.py), as GET /node_replacements lists them. */
@@ -425,9 +426,17 @@ const OBJECT_INFO: Json = {
     { samples: ['LATENT', {}], upscale_method: [['nearest-exact', 'bilinear', 'area', 'bicubic', 'bislerp'], {}], scale_by: ['FLOAT', { default: 1.5 }] },
     ['LATENT'],
   ),
+  LatentComposite: nodeInfo(
+    'LatentComposite',
+    'Latent Composite',
+    'latent',
+    { samples_to: ['LATENT', {}], samples_from: ['LATENT', {}], x: ['INT', { default: 0 }], y: ['INT', { default: 0 }], feather: ['INT', { default: 0 }] },
+    ['LATENT'],
+  ),
   LoadImage: nodeInfo('LoadImage', 'Load Image', 'image', { image: [[], { image_upload: true }] }, ['IMAGE', 'MASK']),
   SaveImage: nodeInfo('SaveImage', 'Save Image', 'image', { images: ['IMAGE', {}], filename_prefix: ['STRING', { default: 'ComfyUI' }] }, []),
   PreviewImage: nodeInfo('PreviewImage', 'Preview Image', 'image', { images: ['IMAGE', {}] }, []),
+  Preview3D: nodeInfo('Preview3D', 'Preview 3D & Animation', '3d', { model_file: ['STRING', { default: '' }], bg_image: ['IMAGE', {}] }, []),
   // Core nodes that read or write files by a name or folder in their inputs (see src/isolation/refused-nodes.ts).
   RecordAudio: nodeInfo('RecordAudio', 'Record Audio', 'audio', { audio: ['AUDIO_RECORD', {}] }, ['AUDIO']),
   LoadImageSetFromFolderNode: nodeInfo('LoadImageSetFromFolderNode', 'Load Image Dataset from Folder', 'loaders', { folder: [[], {}] }, ['IMAGE']),
@@ -876,7 +885,7 @@ class FakeServer implements FakeComfyUI {
 
   /**
    * The jobs API of newer servers: queue and history as one list of jobs. A finished job tells of its outputs as
-   * comfy_execution/jobs.py does for the fake's images: every item counted and previewable, the preview the first
+   * comfy_execution/jobs.py does for the fake's images (other outputs, such as Preview3D's, neither counted nor previewed): every item counted and previewable, the preview the first
    * saved one (else the first), with its `nodeId` and `mediaType`; `detail` adds the history's outputs, status and
    * prompt, as `/api/jobs/{id}` answers.
    */
@@ -884,9 +893,10 @@ class FakeServer implements FakeComfyUI {
     const status = (entry: Json): string => ((entry['status'] as Json | undefined)?.['status_str'] === 'success' ? 'completed' : 'failed');
     const finished = ([id, entry]: [string, Json]): Json => {
       const outputs = (entry['outputs'] as Json | undefined) ?? {};
-      const items = Object.entries(outputs).flatMap(([nodeId, output]) =>
-        asArray((output as Json)['images']).map((item): Json => ({ ...(item as Json), nodeId, mediaType: 'images' })),
-      );
+      const items = Object.entries(outputs).flatMap(([nodeId, output]) => {
+        const images = (output as Json)['images'];
+        return Array.isArray(images) ? images.map((item): Json => ({ ...(item as Json), nodeId, mediaType: 'images' })) : [];
+      });
       const preview = items.find((item) => item['type'] === 'output') ?? items[0];
       const [, , prompt, extraData] = entry['prompt'] as Json[];
       return {
@@ -1034,7 +1044,9 @@ class FakeServer implements FakeComfyUI {
   }
 
   /**
-   * SaveImage/PreviewImage write a real PNG and return their UI output; other nodes have none. SaveImage
+   * SaveImage/PreviewImage write a real PNG and return their UI output; other nodes have none. Preview3D writes
+   * its background image to temp under a random name and lists it as comfy_api's PreviewUI3D does, by its path in
+   * a `result` list: `[model_file, camera_info, "temp/bg_<hex>.png"]`. SaveImage
    * names it after its `filename_prefix` (a plain name of letters, digits, `_`, `.`, `-` and the unpaired
    * surrogates Python's surrogateescape makes of bytes; one with a folder is not modelled and stays
    * `ComfyUI`), numbered per prefix as ComfyUI numbers them, and written as Python writes such a name.
@@ -1043,6 +1055,12 @@ class FakeServer implements FakeComfyUI {
     const classType = node?.class_type ?? '';
     const type = OUTPUT_NODES.get(classType);
     if (type === undefined) return null;
+    if (classType === 'Preview3D') {
+      const background = `bg_${randomUUID().replaceAll('-', '')}.png`;
+      await writeFile(path.join(this.dirs.temp, background), PNG_1X1);
+      const modelFile = isObject(node?.inputs) ? (node.inputs['model_file'] ?? '') : '';
+      return { result: [modelFile, null, `temp/${background}`] };
+    }
     const given = classType === 'SaveImage' && isObject(node?.inputs) ? node.inputs['filename_prefix'] : undefined;
     const prefix = typeof given === 'string' && /^(?:[\p{L}\p{N}_.-]|[\udc80-\udcff])+$/u.test(given) ? given : 'ComfyUI';
     const counter = `${type}/${prefix}`;

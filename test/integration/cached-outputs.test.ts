@@ -9,6 +9,8 @@ import { waitFor } from '../helpers/wait-for.js';
 
 const SAMPLER = { class_type: 'KSampler', inputs: { seed: 777, steps: 2 } };
 const save = (prefix: string): unknown => ({ class_type: 'SaveImage', inputs: { images: ['3', 0], filename_prefix: prefix } });
+/** A Preview3D node, which names its background image by a path string in its `result` list (`temp/bg_<hex>.png`). */
+const PREVIEW_3D = { class_type: 'Preview3D', inputs: { model_file: '', bg_image: ['3', 0] } };
 
 /** The words of ComfyUI's event for a prompt that took no node from its cache, as a client may write them in its extra_data. */
 const LOOKS_UNCACHED = ['execution_cached', { nodes: [] }];
@@ -24,11 +26,13 @@ interface JobItem {
 describe("ComfyUI's output cache: what a key is told of a graph another key ran before", () => {
   let stage: TwoKeyStage;
   let socket: CollectingSocket;
-  /** Alice's prompt whose nodes 9 (bob's file) and 10 (her own) ComfyUI took from its cache, and 11 it ran. */
+  /** Alice's prompt whose nodes 9 (bob's file), 10 (her own) and 12 (bob's Preview3D) ComfyUI took from its cache, and 11 it ran. */
   let cachedRun: string;
   let aliceOwn: string;
   let aliceFresh: string;
   let bobSecret: string;
+  /** The name of the background image bob's Preview3D wrote, which its `result` list gives as `temp/…`. */
+  let bobBackground: string;
 
   const aliceGets = (target: string): ReturnType<typeof send> => send(stage.gateway.url, target, { key: stage.alice.api_key });
   const fileOf = (entry: Record<string, unknown>, node: string): string =>
@@ -43,11 +47,14 @@ describe("ComfyUI's output cache: what a key is told of a graph another key ran 
       return { id, ...(await waitForHistory(stage.gateway.url, key, id)) };
     };
     aliceOwn = fileOf(await run(stage.alice.api_key, { '3': SAMPLER, '10': save('alice-own') }), '10');
-    bobSecret = fileOf(await run(stage.bob.api_key, { '3': SAMPLER, '9': save('bob-secret') }), '9');
+    const bobs = await run(stage.bob.api_key, { '3': SAMPLER, '9': save('bob-secret'), '12': PREVIEW_3D });
+    bobSecret = fileOf(bobs, '9');
+    bobBackground = ((bobs.outputs as Record<string, { result: string[] }>)['12']!.result[2] ?? '').replace('temp/', '');
+    assert.match(bobBackground, /^bg_[0-9a-f]{32}\.png$/);
     socket = await openCollectingSocket(`${stage.gateway.url.replace('http', 'ws')}/ws?clientId=alice-screen`, { 'x-api-key': stage.alice.api_key });
     const cached = await run(
       stage.alice.api_key,
-      { '3': SAMPLER, '9': save('bob-secret'), '10': save('alice-own'), '11': save('alice-fresh') },
+      { '3': SAMPLER, '9': save('bob-secret'), '10': save('alice-own'), '11': save('alice-fresh'), '12': PREVIEW_3D },
       { client_id: 'alice-screen', extra_data: { extra_pnginfo: { note: LOOKS_UNCACHED } } },
     );
     cachedRun = cached.id as string;
@@ -56,7 +63,8 @@ describe("ComfyUI's output cache: what a key is told of a graph another key ran 
     // ComfyUI itself answers nodes 9 and 10 with the earlier prompts' files: the history it holds names bob's.
     const upstream = await send(stage.comfy.url, `/history/${cachedRun}`);
     assert.ok(upstream.text.includes(bobSecret), "ComfyUI's own history names bob's file");
-    assert.match(upstream.text, /"execution_cached", ?\{"nodes": ?\["9", ?"10"\]/);
+    assert.match(upstream.text, /"execution_cached", ?\{"nodes": ?\["9", ?"10", ?"12"\]/);
+    assert.ok(upstream.text.includes(bobBackground), "ComfyUI's own history names bob's background image");
   });
   after(async () => {
     await socket?.close();
@@ -69,6 +77,7 @@ describe("ComfyUI's output cache: what a key is told of a graph another key ran 
       const res = await aliceGets(target(cachedRun));
       assert.equal(res.status, 200, res.text);
       assert.ok(!res.text.includes('bob-secret_'), `bob's file is not named: ${res.text.slice(0, 400)}`);
+      assert.ok(!res.text.includes(bobBackground), `bob's background image, named by a path string, is not named: ${res.text.slice(0, 400)}`);
       const entry = res.json<Record<string, { outputs: Record<string, { images: Array<{ filename: string }> }> }>>()[cachedRun]!;
       assert.deepEqual(Object.keys(entry.outputs), ['10', '11'], "the node that holds only bob's file is left out");
       assert.equal(entry.outputs['10']!.images[0]!.filename, aliceOwn, 'her own cached file stays');
@@ -80,6 +89,7 @@ describe("ComfyUI's output cache: what a key is told of a graph another key ran 
     const detail = await aliceGets(`/api/jobs/${cachedRun}`);
     assert.equal(detail.status, 200, detail.text);
     assert.ok(!detail.text.includes('bob-secret_'), `the job does not name bob's file: ${detail.text.slice(0, 400)}`);
+    assert.ok(!detail.text.includes(bobBackground), `the job does not name bob's background image: ${detail.text.slice(0, 400)}`);
     const job = detail.json<JobItem>();
     assert.deepEqual(Object.keys(job.outputs!), ['10', '11']);
     assert.equal(job.outputs_count, 2);
@@ -99,8 +109,10 @@ describe("ComfyUI's output cache: what a key is told of a graph another key ran 
   test("her socket's executed events name her own files, and not bob's", () => {
     const executed = socket.texts.filter((m) => m.type === 'executed' && m.data.prompt_id === cachedRun);
     assert.ok(!JSON.stringify(socket.texts).includes('bob-secret_'), "no event names bob's file");
+    assert.ok(!JSON.stringify(socket.texts).includes(bobBackground), "no event names bob's background image");
     const outputOf = (node: string): unknown => executed.find((m) => m.data.node === node)?.data.output;
     assert.equal(outputOf('9'), null, "the cached node of bob's file is told as a node without output");
+    assert.equal(outputOf('12'), null, "so is bob's cached Preview3D, whose only file is named by a path string");
     assert.deepEqual(outputOf('10'), { images: [{ filename: aliceOwn, subfolder: '', type: 'output' }] });
     assert.deepEqual(outputOf('11'), { images: [{ filename: aliceFresh, subfolder: '', type: 'output' }] });
   });
@@ -118,4 +130,64 @@ describe("ComfyUI's output cache: what a key is told of a graph another key ran 
     const job = (await send(stage.gateway.url, `/api/jobs/${id}`, { key: stage.bob.api_key })).json<JobItem>();
     assert.deepEqual([job.outputs_count, job.preview_output?.filename], [1, bobSecret]);
   });
+});
+
+describe("ComfyUI's output cache across a cut in the gateway's socket to ComfyUI", () => {
+  let stage: TwoKeyStage;
+  before(async () => {
+    // Slow steps: the sampler runs for about 1.6 s between the prompt's execution_cached and its cached node's executed.
+    stage = await startTwoKeyStage([], { cachedOutputs: true, stepDelayMs: 200 });
+  });
+  after(async () => {
+    await stage?.close();
+  });
+
+  // Cut after execution_cached, the gateway knows which nodes are cached; cut after execution_start, it missed the list.
+  for (const [cutAfter, seed] of [
+    ['execution_cached', 4242],
+    ['execution_start', 4343],
+  ] as const) {
+    test(`a cached node's executed event sent after the gateway's socket to ComfyUI came back (cut after ${cutAfter}) still names only the key's own files`, async () => {
+      const sampler = { class_type: 'KSampler', inputs: { seed, steps: 2 } };
+      const bobs = await send(stage.gateway.url, '/api/prompt', {
+        method: 'POST',
+        key: stage.bob.api_key,
+        body: { prompt: { '3': sampler, '9': save('bob-late') } },
+      });
+      const bobId = bobs.json<{ prompt_id: string }>().prompt_id;
+      const bobRun = await waitForHistory(stage.gateway.url, stage.bob.api_key, bobId);
+      const bobFile = (bobRun.outputs as Record<string, { images: Array<{ filename: string }> }>)['9']!.images[0]!.filename;
+      // ComfyUI's own history holds the gateway's client_id, which its socket to ComfyUI uses.
+      const upstream = (await send(stage.comfy.url, `/history/${bobId}`)).json<Record<string, { prompt: [number, string, unknown, { client_id: string }] }>>();
+      const gatewayClientId = upstream[bobId]!.prompt[3].client_id;
+      assert.ok(stage.comfy.openSockets().includes(gatewayClientId), `the gateway's socket is ${gatewayClientId}`);
+
+      const socket = await openCollectingSocket(`${stage.gateway.url.replace('http', 'ws')}/ws?clientId=alice-late`, { 'x-api-key': stage.alice.api_key });
+      try {
+        const res = await send(stage.gateway.url, '/api/prompt', {
+          method: 'POST',
+          key: stage.alice.api_key,
+          body: { prompt: { '3': sampler, '9': save('bob-late') }, client_id: 'alice-late' },
+        });
+        const aliceRun = res.json<{ prompt_id: string }>().prompt_id;
+        await waitFor(() => socket.texts.some((m) => m.type === cutAfter && m.data.prompt_id === aliceRun), `${cutAfter} on her socket`);
+        stage.comfy.cutSocket(gatewayClientId, 0);
+        await waitFor(() => socket.texts.some((m) => m.type === 'execution_success' && m.data.prompt_id === aliceRun), 'the end of her run', 20_000);
+        const executed = socket.texts.find((m) => m.type === 'executed' && m.data.prompt_id === aliceRun && m.data.node === '9');
+        assert.ok(executed, "the cached node's executed event came after the socket was back");
+        assert.ok(!JSON.stringify(socket.texts).includes(bobFile), `no event names bob's file: ${JSON.stringify(executed)}`);
+        assert.equal(executed.data.output, null);
+        // The job's record (GET /api/gateway/jobs/{id}, a run's answer, webhooks) lists none of bob's files either.
+        await waitFor(
+          async () =>
+            (await send(stage.gateway.url, `/api/gateway/jobs/${aliceRun}`, { key: stage.alice.api_key })).json<{ status: string }>().status === 'success',
+          'her job recorded as ended',
+        );
+        const record = await send(stage.gateway.url, `/api/gateway/jobs/${aliceRun}`, { key: stage.alice.api_key });
+        assert.ok(!record.text.includes(bobFile), `her job record does not name bob's file: ${record.text.slice(0, 400)}`);
+      } finally {
+        await socket.close();
+      }
+    });
+  }
 });

@@ -286,6 +286,44 @@ describe('prompt policy', () => {
     assert.match(found[1]!.reason!, /factor comes from the model file/);
   });
 
+  test('a link the size walk must follow is followed however it is written: slot -0 or 0.0, or wrapped as {"__value__": [...]}', async () => {
+    const key = await keyWith({ max_width: 1024, max_height: 1024 });
+    // A 1024 latent composited onto by an 8 one keeps the 1024 size: enlarged 4×, it is 4096 wide.
+    const text = (link: string, scale: string): string =>
+      JSON.stringify({
+        prompt: graph((g) => {
+          g['5']!.inputs = { width: 1024, height: 1024, batch_size: 1 };
+          g['6'] = { class_type: 'EmptyLatentImage', inputs: { width: 8, height: 8, batch_size: 1 } };
+          g['7'] = { class_type: 'LatentComposite', inputs: { samples_to: 'LINK', samples_from: ['6', 0], x: 0, y: 0, feather: 0 } };
+          g['8'] = { class_type: 'LatentUpscaleBy', inputs: { samples: ['7', 0], upscale_method: 'nearest-exact', scale_by: 'SCALE' } };
+          g['9']!.inputs.images = ['8', 0];
+        }),
+      })
+        .replace('"LINK"', link)
+        .replace('"SCALE"', scale);
+    for (const link of ['["3",-0]', '["3",0.0]', '{"__value__":["3",0]}']) {
+      const sentBefore = promptsSent();
+      const res = await send(gateway.url, '/api/prompt', { method: 'POST', key, body: text(link, '4.0'), headers: { 'content-type': 'application/json' } });
+      assert.equal(res.status, 403, `${link}: ${res.text}`);
+      assert.deepEqual(
+        res.json<{ details: Violation[] }>().details,
+        [
+          { node_id: '8', rule: 'max_width', limit: 1024, value: 4096 },
+          { node_id: '8', rule: 'max_height', limit: 1024, value: 4096 },
+        ],
+        link,
+      );
+      assert.equal(promptsSent(), sentBefore, `${link}: ComfyUI received nothing`);
+    }
+    const within = await send(gateway.url, '/api/prompt', {
+      method: 'POST',
+      key,
+      body: text('["3",-0]', '1.0'),
+      headers: { 'content-type': 'application/json' },
+    });
+    assert.equal(within.status, 200, within.text);
+  });
+
   test('a limited input written as Python writes numbers (50.0, 5e1, 50.00) is read as the number it is', async () => {
     const key = await keyWith({ max_steps: 25 });
     for (const steps of ['50.0', '5e1', '50.00', '5.0E+1']) {

@@ -42,6 +42,20 @@ describe('ownCachedOutput', () => {
     assert.equal(ownCachedOutput(text, isOwn), text);
     assert.equal(ownCachedOutput(null, isOwn), null);
   });
+  test("a file named by a path string (Preview3D's result list, a 3D file) is a file: shown only when it is the key's, read in output unless annotated", () => {
+    const seen: NamedFile[] = [];
+    const record = (file: NamedFile): boolean => (seen.push(file), isOwn(file));
+    const preview3d = { result: ['3d/other_mesh.glb', { position: [0, 0, 1] }, 'temp/bg_0123.png'] };
+    assert.equal(ownCachedOutput(preview3d, record), null, "both its files are named, neither is the key's");
+    assert.deepEqual(seen, [
+      { type: 'output', subfolder: '3d', filename: 'other_mesh.glb' },
+      { type: 'output', subfolder: 'temp', filename: 'bg_0123.png' },
+    ]);
+    assert.deepEqual(ownCachedOutput({ result: ['own_mesh.glb [input]', 'other.glb'] }, record), { result: ['own_mesh.glb [input]'] });
+    assert.deepEqual(seen.at(-2), { type: 'input', subfolder: '', filename: 'own_mesh.glb' });
+    const text = { text: ['other.png'], result: ['', null, 'no file here'] };
+    assert.equal(ownCachedOutput(text, isOwn), text, 'text, and strings of no file shape, name no file');
+  });
 });
 
 describe('showOwnCachedJobOutputs', () => {
@@ -64,6 +78,20 @@ describe('showOwnCachedJobOutputs', () => {
       { ...image('own_00001_.png', 'temp'), nodeId: '10', mediaType: 'images' },
       'a preview image when no saved one is left',
     );
+  });
+
+  test('a 3D file named by a string, which ComfyUI counts and may preview, leaves the counts and the preview with it', () => {
+    const job: Record<string, unknown> = {
+      outputs_count: 2,
+      previewable_outputs_count: 2,
+      preview_output: { filename: 'other_mesh.glb', type: 'output', subfolder: '', mediaType: '3d', nodeId: '9' },
+      outputs: { '9': { result: ['other_mesh.glb', null] }, '10': { images: [image('own_00001_.png', 'temp')] } },
+      execution_status: status,
+    };
+    showOwnCachedJobOutputs(job, isOwn);
+    assert.deepEqual(job.outputs, { '10': { images: [image('own_00001_.png', 'temp')] } });
+    assert.deepEqual([job.outputs_count, job.previewable_outputs_count], [1, 1]);
+    assert.deepEqual(job.preview_output, { ...image('own_00001_.png', 'temp'), nodeId: '10', mediaType: 'images' });
   });
 
   test('a preview that is still shown stays; with nothing left to preview but text, the text is the preview; with nothing, there is none', () => {

@@ -15,6 +15,7 @@ import { waitFor } from '../helpers/wait-for.js';
 
 const IMAGE_A = { filename: 'ComfyUI_00001_.png', subfolder: '', type: 'output' };
 const IMAGE_B = { filename: 'ComfyUI_00002_.png', subfolder: 'faces', type: 'output' };
+const idOf = (image: typeof IMAGE_A): string => fileId(image.type, image.subfolder, image.filename);
 
 describe('job recorder', () => {
   let stores: OpenJobStores;
@@ -39,6 +40,13 @@ describe('job recorder', () => {
   afterEach(() => stores.close());
 
   const kinds = (): string[] => patches.map((patch) => patch.status ?? (patch.outputs ? 'outputs' : 'other'));
+
+  /** Ends job j1 and resolves the names of the files its record then lists. */
+  async function endedOutputNames(): Promise<string[]> {
+    recorder.ended('j1', 'success', 101, null);
+    await waitFor(() => ended.length === 1, 'the job to end');
+    return ended[0]!.outputs.map((output) => output.filename);
+  }
 
   test('files reported together with the end are written with it: running, then ended with every file, each claimed for the key', async () => {
     recorder.started('j1', 100);
@@ -86,7 +94,6 @@ describe('job recorder', () => {
   });
 
   test("a cached node's files (an earlier prompt's) are the job's only when they are its key's own, made last by its jobs on its backend", async () => {
-    const idOf = (image: typeof IMAGE_A): string => fileId(image.type, image.subfolder, image.filename);
     // bob's earlier job made IMAGE_A; alice's earlier job made IMAGE_B on this backend.
     await jobs.create(jobRecord('bobs', { key_id: 'bob', status: 'success', outputs: [{ node: '9', ...IMAGE_A }] }));
     await jobs.create(jobRecord('alices', { status: 'success', outputs: [{ node: '12', ...IMAGE_B }] }));
@@ -98,10 +105,8 @@ describe('job recorder', () => {
     recorder.executed('j1', '9', { images: [IMAGE_A] });
     recorder.executed('j1', '12', { images: [IMAGE_B] });
     recorder.executed('j1', '13', { images: [IMAGE_C] });
-    recorder.ended('j1', 'success', 101, null);
-    await waitFor(() => ended.length === 1, 'the job to end');
     assert.deepEqual(
-      ended[0]!.outputs.map((output) => output.filename),
+      await endedOutputNames(),
       [IMAGE_B.filename, IMAGE_C.filename],
       "bob's cached file is left out; alice's own cached file and the new one are kept",
     );
@@ -114,5 +119,15 @@ describe('job recorder', () => {
     recorder.ended('j2', 'success', 102, null);
     await waitFor(() => ended.length === 2, 'the second job to end');
     assert.deepEqual(ended[1]!.outputs, []);
+  });
+
+  test("without the job's execution_cached (sent while the socket to ComfyUI was cut), a file another key owns is left out and stays his", async () => {
+    await ownership.claim('file', idOf(IMAGE_A), 'bob');
+    recorder.started('j1', 100);
+    recorder.executed('j1', '9', { images: [IMAGE_A] });
+    recorder.executed('j1', '13', { images: [IMAGE_B] });
+    assert.deepEqual(await endedOutputNames(), [IMAGE_B.filename]);
+    assert.equal(ownership.ownerOf('file', idOf(IMAGE_A)), 'bob');
+    assert.equal(ownership.ownerOf('file', idOf(IMAGE_B)), 'alice', 'a file nobody owns is the one the job made');
   });
 });

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { PolicyViolation } from '../../src/errors.js';
+import { parseExactJson } from '../../src/json/exact-json.js';
 import { promptViolations } from '../../src/policy/check.js';
 import { parseNodeReplacements, type NodeReplacements } from '../../src/policy/node-replacements.js';
 import type { PromptPolicy } from '../../src/policy/schema.js';
@@ -75,6 +76,22 @@ describe('prompt policy sizes', () => {
     ]);
   });
 
+  test('frame counts named frames_number (LTXVEmptyLatentAudio) or frame_count, and the layers of a layered Qwen latent, are read', () => {
+    const prompt: Graph = {
+      '1': { class_type: 'LTXVEmptyLatentAudio', inputs: { frames_number: 1000, frame_rate: 25, batch_size: 1, audio_vae: ['9', 0] } },
+      '2': { class_type: 'SomePackVideoNode', inputs: { frame_count: 600 } },
+      '3': { class_type: 'EmptyQwenImageLayeredLatentImage', inputs: { width: 640, height: 640, layers: 4096, batch_size: 1 } },
+    };
+    assert.deepEqual(violations({ max_frames: 121, max_batch_size: 4 }, prompt), [
+      { node_id: '1', rule: 'max_frames', limit: 121, value: 1000 },
+      { node_id: '2', rule: 'max_frames', limit: 121, value: 600 },
+      { node_id: '3', rule: 'max_frames', limit: 121, value: 4096 },
+      { node_id: '3', rule: 'max_batch_size', limit: 4, value: 4096 },
+    ]);
+    prompt['3']!.inputs.layers = 3;
+    assert.deepEqual(violations({ max_batch_size: 4 }, prompt), [], 'the default 3 layers');
+  });
+
   test("inputs of a limited name that mean something else are not read: a batch subset's length, SDXL's conditioning sizes", () => {
     const prompt: Graph = {
       '1': { class_type: 'LatentFromBatch', inputs: { samples: ['2', 0], batch_index: 0, length: 64 } },
@@ -123,6 +140,42 @@ describe('prompt policy sizes', () => {
       },
     };
     assert.deepEqual(violations(SIZE, blended), [{ node_id: '4', rule: 'max_width', limit: 1024, value: 1080 }]);
+  });
+
+  test('a link is followed in every shape ComfyUI runs: its slot written as -0 or 0.0, and wrapped as {"__value__": [...]}', () => {
+    const composite = (link: string): string =>
+      JSON.stringify({
+        '1': { class_type: 'EmptyImage', inputs: { width: 1024, height: 1024, batch_size: 1, color: 0 } },
+        '2': { class_type: 'EmptyImage', inputs: { width: 8, height: 8, batch_size: 1, color: 0 } },
+        '3': { class_type: 'ImageCompositeMasked', inputs: { destination: 'LINK', source: ['2', 0], x: 0, y: 0, resize_source: false } },
+        '4': { class_type: 'ImageScaleBy', inputs: { image: ['3', 0], upscale_method: 'lanczos', scale_by: 8.0 } },
+      }).replace('"LINK"', link);
+    const refused = [{ node_id: '4', rule: 'max_width', limit: 1024, value: 8192 }];
+    for (const link of ['["1",0]', '["1",-0]', '["1",0.0]', '{"__value__":["1",0]}', '{"__value__":["1",-0]}']) {
+      // 8.0 makes the gateway's exact reader read the body, as it reads such a prompt: -0 and 0.0 are then kept as written.
+      const prompt = parseExactJson(composite(link).replace('"scale_by":8', '"scale_by":8.0')) as Graph;
+      assert.deepEqual(violations({ max_width: 1024 }, prompt), refused, link);
+    }
+  });
+
+  test("SD_4XUpscale_Conditioning's scale_ratio is a factor, and LTXVLatentUpsampler a model upscaler", () => {
+    const prompt: Graph = {
+      ...txt2img(512),
+      '8': { class_type: 'VAEDecode', inputs: { samples: ['3', 0], vae: ['4', 2] } },
+      '9': {
+        class_type: 'SD_4XUpscale_Conditioning',
+        inputs: { images: ['8', 0], positive: ['6', 0], negative: ['6', 0], scale_ratio: 10, noise_augmentation: 0 },
+      },
+      '10': { class_type: 'LTXVLatentUpsampler', inputs: { samples: ['3', 0], upscale_model: ['11', 0], vae: ['4', 2] } },
+      '11': { class_type: 'LatentUpscaleModelLoader', inputs: { model_name: 'ltxv-spatial-upscaler.safetensors' } },
+    };
+    assert.deepEqual(violations({ max_width: 1024 }, prompt), [
+      { node_id: '9', rule: 'max_width', limit: 1024, value: 5120 },
+      { node_id: '10', rule: 'max_width', limit: 1024, value: 'model' },
+    ]);
+    prompt['9']!.inputs.scale_ratio = 2;
+    delete prompt['10'];
+    assert.deepEqual(violations({ max_width: 1024 }, prompt), [], '512 × 2');
   });
 
   test('a factor above 1 is refused when the size it enlarges is not fixed by the prompt, with the reason', () => {
