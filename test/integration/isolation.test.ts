@@ -595,6 +595,13 @@ for (const userdataV2 of [true, false]) {
   });
 }
 
+/** Waits until the gateway has opened its event socket to a restarted ComfyUI. */
+async function eventSocketOpenedTo(comfy: FakeComfyUI): Promise<void> {
+  for (const deadline = Date.now() + 15_000; !comfy.requests.some((r) => r.url.startsWith('/ws')); await sleep(50)) {
+    assert.ok(Date.now() < deadline, 'the gateway reconnects its event socket to the restarted ComfyUI');
+  }
+}
+
 describe('a ComfyUI restarted without --multi-user', () => {
   test('before the gateway reconnects, user keys neither read nor write the operator’s user', async () => {
     const before = await startFakeComfyUI({ multiUser: true });
@@ -637,9 +644,7 @@ describe('a ComfyUI restarted with --multi-user', () => {
 
       await before.close();
       after = await startFakeComfyUI({ multiUser: true, port: before.port });
-      for (const deadline = Date.now() + 15_000; !after.requests.some((r) => r.url.startsWith('/ws')); await sleep(50)) {
-        assert.ok(Date.now() < deadline, 'the gateway reconnects its event socket to the restarted ComfyUI');
-      }
+      await eventSocketOpenedTo(after);
       await backendSettled(gateway, keys.admin);
       assert.equal((await send(gateway.url, '/api/settings', { key: keys.alice })).status, 200);
       const sentAs = after.requests.filter((r) => r.url === '/api/settings').at(-1)!.headers['comfy-user'];
@@ -664,9 +669,7 @@ describe('a ComfyUI restarted with --multi-user and a users.json of its own', ()
 
       await before.close();
       after = await startFakeComfyUI({ multiUser: true, port: before.port });
-      for (const deadline = Date.now() + 15_000; !after.requests.some((r) => r.url.startsWith('/ws')); await sleep(50)) {
-        assert.ok(Date.now() < deadline, 'the gateway reconnects its event socket to the restarted ComfyUI');
-      }
+      await eventSocketOpenedTo(after);
       await backendSettled(gateway, keys.admin);
       const read = await send(gateway.url, '/api/settings', { key: keys.alice });
       assert.equal(read.status, 200, read.text);
