@@ -49,7 +49,8 @@ function historyEntry(number, promptId, graph, extraData, startedAt) {
     status: {
       status_str: 'success',
       completed: true,
-      messages: [stamp('execution_start'), stamp('execution_cached', { nodes: [] }), stamp('execution_success')],
+      // Keys in ComfyUI's order: execution.py sends {nodes, prompt_id}, and add_message appends the timestamp.
+      messages: [stamp('execution_start'), ['execution_cached', { nodes: [], prompt_id: promptId, timestamp: startedAt }], stamp('execution_success')],
     },
     meta: { [OUTPUT_NODE]: { node_id: OUTPUT_NODE, display_node: OUTPUT_NODE, parent_node: null, real_node_id: OUTPUT_NODE } },
   };
