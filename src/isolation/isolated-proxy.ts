@@ -19,6 +19,7 @@ import { checkBoundedIds } from './ids.js';
 import { cancelJob, cancelJobs, getJob, getJobList } from './jobs.js';
 import { emptyNotFound, parseComfyJson, relayAnswer, relayJson } from './json-body.js';
 import { isNodeDefinitions, withoutListedFiles } from './listed-files.js';
+import { knownNodeReplacements } from './known-replacements.js';
 import { JsonRewriter } from './large-json.js';
 import { postPrompt } from './prompt.js';
 import { getQueue, postInterrupt, postQueue } from './queue.js';
@@ -28,7 +29,6 @@ import { matchRoute, type Handler } from './route-table.js';
 import { getSystemStats } from './system-stats.js';
 import { isOpenedByOperator, type UserRoute } from './user-routes.js';
 import { getAnonymousView, getView, postUpload, servedAsFile } from './view.js';
-import { parseNodeReplacements } from '../policy/node-replacements.js';
 import type { PromptPolicy } from '../policy/schema.js';
 import type { WebhookSettings } from '../webhooks/job-webhook.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
@@ -80,14 +80,13 @@ export function createIsolatedProxy(options: {
     jobs: options.jobs,
     rewriter: new JsonRewriter(),
     defaultPolicy: options.defaultPolicy,
-    nodeReplacements: async () => {
-      const answer = await options.catalog.get(NODE_REPLACEMENTS, async () => {
+    nodeReplacements: knownNodeReplacements(() =>
+      options.catalog.get(NODE_REPLACEMENTS, async () => {
         const fetched = await options.pool.any().proxy.fetch(null, { method: 'GET', path: NODE_REPLACEMENTS });
         // A release without replacements answers 404: kept as none, so that each prompt does not ask again.
         return fetched.status === 404 ? { ...fetched, status: 200, body: Buffer.from('{}') } : fetched;
-      });
-      return parseNodeReplacements(answer.status === 200 ? parseComfyJson(answer.body) : undefined);
-    },
+      }),
+    ),
     ...(options.webhooks ? { webhooks: options.webhooks } : {}),
   };
   const comfyUsers = new ComfyUsers(ctx);

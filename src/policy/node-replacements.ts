@@ -52,3 +52,20 @@ export function replacedNode(node: PromptNode, replacements: NodeReplacements): 
   }
   return { class_type: replacement.new_node_id, inputs };
 }
+
+/**
+ * The nodes of `prompt` (node ids to nodes) that ComfyUI may run as another class, each as that class
+ * (see replacedNode) under its id and the class it becomes (`"5 as LoadImage"`), for checks that read a
+ * node by its class_type; null when no node has a replacement.
+ */
+export function replacedNodes(prompt: unknown, replacements: NodeReplacements): Record<string, PromptNode> | null {
+  if (replacements.size === 0 || typeof prompt !== 'object' || prompt === null) return null;
+  let replaced: Record<string, PromptNode> | null = null;
+  for (const [nodeId, node] of Object.entries(prompt as Record<string, unknown>)) {
+    const classType = typeof node === 'object' && node !== null ? (node as { class_type?: unknown }).class_type : undefined;
+    if (typeof classType !== 'string') continue;
+    const form = replacedNode({ class_type: classType, inputs: (node as { inputs?: unknown }).inputs }, replacements);
+    if (form) (replaced ??= {})[`${nodeId} as ${form.class_type}`] = form;
+  }
+  return replaced;
+}

@@ -61,8 +61,11 @@ export interface FakeComfyUIOptions {
    * `legacy`: the web UI of earlier releases, from ComfyUI's own `web/` folder: `/style.css`, `/lib/` and `/scripts/`.
    */
   frontend?: Frontend;
-  /** `false`: a release older than node replacements, which answers 404 (aiohttp's) to `/node_replacements` (default true). */
-  nodeReplacements?: boolean;
+  /**
+   * `false`: a release older than node replacements, which answers 404 (aiohttp's) to `/node_replacements` (default true).
+   * An object: the replacements custom node packs registered (old class_type to its list), listed after ComfyUI's own.
+   */
+  nodeReplacements?: boolean | Record<string, unknown[]>;
   /** `false`: a release older than feature flags, which never answers a socket's feature_flags and sends only type 1 previews (default true). */
   featureFlags?: boolean;
   /** How long a socket's feature_flags waits for its answer, in ms (default none). */
@@ -573,7 +576,7 @@ class FakeServer implements FakeComfyUI {
       }),
       api('GET', '/embeddings', ({ res }) => sendJson(res, ['easynegative'])),
       api('GET', '/node_replacements', ({ res }) =>
-        this.opts.nodeReplacements === false ? send(res, 404, '404: Not Found', 'text/plain; charset=utf-8') : sendJson(res, NODE_REPLACEMENTS),
+        this.opts.nodeReplacements === false ? send(res, 404, '404: Not Found', 'text/plain; charset=utf-8') : sendJson(res, this.replacements()),
       ),
       api('GET', '/extensions', ({ res }) => sendJson(res, ['/extensions/core/fake.js'])),
       api('GET', '/models', ({ res }) => sendJson(res, MODEL_FOLDERS)),
@@ -757,6 +760,7 @@ class FakeServer implements FakeComfyUI {
       const details = 'prompt_id must be a UUID string in canonical lowercase hyphenated form; omit it to let the server generate one';
       return sendJson(res, { error: promptError('invalid_prompt_id', 'prompt_id must be a valid UUID', details), node_errors: {} }, 400);
     }
+    if (this.opts.nodeReplacements !== false) applyReplacements(body['prompt'], this.replacements());
     const validation = validatePrompt(body['prompt'], body['partial_execution_targets']);
     if ('error' in validation) return sendJson(res, { error: validation.error, node_errors: {} }, 400);
     const nodeErrors = this.missingImages(body['prompt'] as Record<string, PromptNode>, validation.outputs);
@@ -772,6 +776,11 @@ class FakeServer implements FakeComfyUI {
     this.broadcastStatus();
     this.pump();
     sendJson(res, { prompt_id: id, number, node_errors: {} });
+  }
+
+  /** The node replacements it lists: ComfyUI's own, then those of the custom node packs it was given. */
+  private replacements(): Record<string, unknown[]> {
+    return { ...NODE_REPLACEMENTS, ...(typeof this.opts.nodeReplacements === 'object' ? this.opts.nodeReplacements : {}) };
   }
 
   /** The id a prompt runs under (§3), or null for a client's prompt_id this release refuses. */
@@ -1607,6 +1616,26 @@ function objectInfoFor(classType: string): Json {
 
 function promptError(type: string, message: string, details: string): Json {
   return { type, message, details, extra_info: {} };
+}
+
+/**
+ * ComfyUI's NodeReplaceManager.apply_replacements, before validation: a node whose class it does not have
+ * becomes its first replacement's class (when it has that one), with only the mapped inputs.
+ */
+function applyReplacements(prompt: unknown, replacements: Record<string, unknown[]>): void {
+  for (const [id, node] of Object.entries(asObject(prompt))) {
+    if (!isObject(node) || typeof node['class_type'] !== 'string' || Object.hasOwn(OBJECT_INFO, node['class_type'])) continue;
+    const replacement = Object.hasOwn(replacements, node['class_type']) ? asObject(replacements[node['class_type']]![0]) : {};
+    const newClass = replacement['new_node_id'];
+    if (typeof newClass !== 'string' || !Object.hasOwn(OBJECT_INFO, newClass)) continue;
+    const old = isObject(node['inputs']) ? node['inputs'] : {};
+    const inputs: Json = {};
+    for (const mapping of Array.isArray(replacement['input_mapping']) ? replacement['input_mapping'].map(asObject) : []) {
+      if ('set_value' in mapping) inputs[String(mapping['new_id'])] = mapping['set_value'];
+      else if ('old_id' in mapping) inputs[String(mapping['new_id'])] = old[String(mapping['old_id'])];
+    }
+    (prompt as Json)[id] = { ...node, class_type: newClass, inputs };
+  }
 }
 
 /** ComfyUI's validate_prompt, reduced to class checks: returns the output nodes to execute or a §3 error. */

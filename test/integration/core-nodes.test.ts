@@ -125,3 +125,93 @@ describe('core nodes that read or write files by name', () => {
     assert.equal((await send(stage.gateway.url, '/api/prompt', { method: 'POST', key: stage.alice.api_key, body: { prompt: folder } })).status, 200);
   });
 });
+
+describe('nodes that ComfyUI runs as a loader or a save node (a custom pack’s node replacements)', () => {
+  let stage: TwoKeyStage;
+  const bobInput = 'bob-face.png';
+  // What a custom node pack may register: old class_types that ComfyUI runs as its core file nodes, inputs renamed.
+  const packReplacements = {
+    LegacyImageLoader: [{ new_node_id: 'LoadImage', old_node_id: 'LegacyImageLoader', input_mapping: [{ new_id: 'image', old_id: 'file' }] }],
+    LegacySaver: [
+      {
+        new_node_id: 'SaveImage',
+        old_node_id: 'LegacySaver',
+        input_mapping: [
+          { new_id: 'images', old_id: 'pixels' },
+          { new_id: 'filename_prefix', old_id: 'name' },
+        ],
+      },
+    ],
+    LegacyFolderLoader: [
+      { new_node_id: 'LoadImageSetFromFolderNode', old_node_id: 'LegacyFolderLoader', input_mapping: [{ new_id: 'folder', old_id: 'path' }] },
+    ],
+  };
+
+  const prompt = (key: string, graph: Record<string, unknown>): Promise<TestResponse> =>
+    send(stage.gateway.url, '/api/prompt', { method: 'POST', key, body: { prompt: { ...graph, ...SAVE_WORKFLOW } } });
+  const upstreamPrompts = (): number => stage.comfy.requests.filter((r) => r.method === 'POST' && r.url.endsWith('/prompt')).length;
+
+  before(async () => {
+    stage = await startTwoKeyStage(['--upstream-queue-depth', '100'], { nodeReplacements: packReplacements });
+    const stored = await send(stage.gateway.url, '/api/upload/image', {
+      method: 'POST',
+      key: stage.bob.api_key,
+      ...multipart([{ name: 'image', filename: bobInput, value: 'BOB-SECRET-FACE' }]),
+    });
+    assert.equal(stored.status, 200, stored.text);
+  });
+  after(() => stage.close());
+
+  test('each file check reads such a node as the node ComfyUI runs in its place', async () => {
+    const refused: Array<[string, Record<string, unknown>, number, RegExp]> = [
+      [
+        "another key's upload, loaded as LoadImage's image",
+        { class_type: 'LegacyImageLoader', inputs: { file: bobInput } },
+        403,
+        /node 1 as LoadImage \(bob-face\.png\)/,
+      ],
+      ['a link where LoadImage takes a name', { class_type: 'LegacyImageLoader', inputs: { file: ['3', 0] } }, 400, /is a link/],
+      [
+        'a save prefix with %batch_num%, saved as SaveImage',
+        { class_type: 'LegacySaver', inputs: { pixels: ['3', 0], name: 'cat%batch_num%' } },
+        400,
+        /%batch_num%/,
+      ],
+      [
+        'a folder loader, refused for user keys',
+        { class_type: 'LegacyFolderLoader', inputs: { path: '.' } },
+        403,
+        /node 1 as LoadImageSetFromFolderNode \(LoadImageSetFromFolderNode\)/,
+      ],
+    ];
+    for (const [what, node, status, message] of refused) {
+      const before = upstreamPrompts();
+      const res = await prompt(stage.alice.api_key, { '1': node });
+      assert.equal(res.status, status, `${what}: ${res.text}`);
+      assert.match(res.json<{ error: string }>().error, message, what);
+      assert.equal(upstreamPrompts(), before, `${what}: nothing reached ComfyUI`);
+    }
+    // ComfyUI does run the replaced node as a LoadImage of that file: the admin's prompt is queued and validated as one.
+    const byAdmin = await prompt(stage.admin, {
+      '1': { class_type: 'LegacyImageLoader', inputs: { file: bobInput } },
+      '2': { class_type: 'PreviewImage', inputs: { images: ['1', 0] } },
+    });
+    assert.equal(byAdmin.status, 200, byAdmin.text);
+    const sent = stage.comfy.prompts.at(-1)!.body as { prompt: Record<string, { class_type: string; inputs: Record<string, unknown> }> };
+    assert.deepEqual(sent.prompt['1'], { class_type: 'LoadImage', inputs: { image: bobInput } });
+  });
+
+  test("the key's own file and prefix pass through the replaced node", async () => {
+    const stored = await send(stage.gateway.url, '/api/upload/image', {
+      method: 'POST',
+      key: stage.alice.api_key,
+      ...multipart([{ name: 'image', filename: 'alice-face.png', value: 'ALICE' }]),
+    });
+    assert.equal(stored.status, 200, stored.text);
+    const own = await prompt(stage.alice.api_key, {
+      '1': { class_type: 'LegacyImageLoader', inputs: { file: 'alice-face.png' } },
+      '2': { class_type: 'LegacySaver', inputs: { pixels: ['1', 0], name: 'alice-legacy' } },
+    });
+    assert.equal(own.status, 200, own.text);
+  });
+});

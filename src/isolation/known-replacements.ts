@@ -1,0 +1,34 @@
+// ComfyUI's node replacements as prompt checks read them: parsed once per catalog answer, the last ones read kept for when ComfyUI cannot answer.
+
+import { upstreamUnreadable } from '../errors.js';
+import { parseNodeReplacements, type NodeReplacements } from '../policy/node-replacements.js';
+import type { UpstreamAnswer } from '../proxy/http.js';
+import { parseComfyJson } from './json-body.js';
+
+/**
+ * Reads the replacements from `load` (GET /node_replacements, kept with the catalog answers, a release
+ * without them answering 404 as `{}`), parsing each answer once. When ComfyUI cannot be asked or answers
+ * with an error, the replacements last read stand in: a prompt checked then is checked as the last
+ * answer said, and held prompts still go in while every backend is down. With none read yet, the
+ * failure is thrown: a user key's prompt is never checked as if no node were replaced.
+ * @throws as `load`; GatewayError 502 UPSTREAM_UNREADABLE for an error answer
+ */
+export function knownNodeReplacements(load: () => Promise<UpstreamAnswer>): () => Promise<NodeReplacements> {
+  let last: { answer: UpstreamAnswer; replacements: NodeReplacements } | null = null;
+  return async () => {
+    let answer: UpstreamAnswer;
+    try {
+      answer = await load();
+    } catch (error) {
+      if (last) return last.replacements;
+      throw error;
+    }
+    if (answer === last?.answer) return last.replacements;
+    if (answer.status !== 200) {
+      if (last) return last.replacements;
+      throw upstreamUnreadable();
+    }
+    last = { answer, replacements: parseNodeReplacements(parseComfyJson(answer.body)) };
+    return last.replacements;
+  };
+}
