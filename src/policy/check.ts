@@ -2,11 +2,13 @@
 
 import { promptPolicy, type PolicyViolation } from '../errors.js';
 import { inputValue } from '../isolation/input-value.js';
+import { joinViolations } from './join-checks.js';
 import { inputLimits } from './limited-inputs.js';
 import { literalNumber } from './literal-number.js';
 import { replacedNode, type NodeReplacements, type PromptNode } from './node-replacements.js';
 import { resizeViolations } from './resize-checks.js';
-import { nodeInputs, SizeBounds } from './size-bound.js';
+import { nodeInputs } from './node-inputs.js';
+import { SizeBounds } from './size-bound.js';
 import type { KeyRecord } from '../store/types.js';
 import type { PromptPolicy } from './schema.js';
 
@@ -29,7 +31,8 @@ export interface PromptOrigin {
 /**
  * Refuses a prompt that breaks `policy`, listing every violation (up to 50), in the order: workflows_only
  * (unless the prompt is a registered workflow's), max_prompt_bytes, then node by node (deny_nodes,
- * allow_nodes, each input read, then the size a resizing node makes: see resizeViolations).
+ * allow_nodes, each input read, then the size a resizing node makes, then what a joining node makes: see
+ * resizeViolations and joinViolations).
  * Inputs are read by name on every node (see inputLimits).
  * A node whose class_type ComfyUI replaces (`replacements`, from its GET /node_replacements) is checked
  * as it is and as the node ComfyUI runs in its place.
@@ -81,7 +84,7 @@ export function promptViolations(
   return violations;
 }
 
-/** The violations of one node: deny_nodes, allow_nodes, each input read, then the size it makes when it resizes. */
+/** The violations of one node: deny_nodes, allow_nodes, each input read, then the size it makes when it resizes, then what it makes when it joins. */
 function nodeViolations(
   policy: PromptPolicy,
   globs: { deny?: RegExp[]; allow?: RegExp[] },
@@ -109,7 +112,7 @@ function nodeViolations(
       }
     }
   }
-  violations.push(...resizeViolations(policy, nodeId, node, bounds));
+  violations.push(...resizeViolations(policy, nodeId, node, bounds), ...joinViolations(policy, nodeId, node, bounds));
   return violations;
 }
 

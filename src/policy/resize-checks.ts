@@ -5,7 +5,8 @@ import { inputValue } from '../isolation/input-value.js';
 import { literalNumber } from './literal-number.js';
 import type { PromptNode } from './node-replacements.js';
 import type { PromptPolicy } from './schema.js';
-import { FACTOR_INPUTS, inputsNamed, linksPixels, literalSum, MODEL_UPSCALERS, nodeInputs, PADDING_INPUTS, type Side, type SizeBounds } from './size-bound.js';
+import { inputsNamed, nodeInputs } from './node-inputs.js';
+import { FACTOR_INPUTS, linksPixels, literalSum, MODEL_UPSCALERS, PADDING_INPUTS, type Side, type SizeBounds } from './size-bound.js';
 
 const SIDES: readonly Side[] = ['width', 'height'];
 const SIDE_LIMIT = { width: 'max_width', height: 'max_height' } as const;

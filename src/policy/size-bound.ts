@@ -1,12 +1,17 @@
-// The largest width or height a prompt's node can output, found by walking its input links upstream to nodes of literal size.
+// The largest width, height or batch a prompt's node can output, found by walking its input links upstream to nodes of literal size.
 
 import { inputValue } from '../isolation/input-value.js';
-import { inputBaseName } from './limited-inputs.js';
+import { BATCH_REPEATS, BATCH_UNKNOWN, joinedDimensions, joinSpacing, resizesToMatch } from './joins.js';
+import { inputBaseName, inputLimits } from './limited-inputs.js';
 import { literalNumber } from './literal-number.js';
+import { inputsNamed, nodeInputs } from './node-inputs.js';
 import type { PromptNode } from './node-replacements.js';
 
 /** A side of an image or latent, in pixels. */
 export type Side = 'width' | 'height';
+
+/** What the walk bounds: a side, or the batch (how many images or latents, a video's frames counted as images). */
+export type Dimension = Side | 'batch';
 
 /** Inputs that fix a side of a node's output (at most that many pixels). */
 const SIZE_INPUTS: Readonly<Record<Side, readonly string[]>> = {
@@ -45,22 +50,14 @@ const NOT_PIXELS: ReadonlySet<string> = new Set([
   'sigmas',
   'noise',
   'guider',
+  // A join's settings, which a link may give (a primitive node's value).
+  'direction',
+  'match_image_size',
+  'spacing_width',
 ]);
 
 /** Longest chain of links walked: a node further upstream counts as of unknown size. */
 const MAX_DEPTH = 200;
-
-/** The inputs of a prompt node, as an object (anything else reads as none). */
-export function nodeInputs(node: PromptNode): Record<string, unknown> {
-  return typeof node.inputs === 'object' && node.inputs !== null && !Array.isArray(node.inputs) ? (node.inputs as Record<string, unknown>) : {};
-}
-
-/** The values of the inputs whose last name part is one of `names`. */
-export function inputsNamed(inputs: Record<string, unknown>, names: readonly string[]): unknown[] {
-  return Object.keys(inputs)
-    .filter((input) => names.includes(inputBaseName(input)))
-    .map((input) => inputValue(inputs[input]));
-}
 
 /**
  * The node id an input links to, as ComfyUI's validation reads a link: any two-item list whose first item is a
@@ -72,16 +69,27 @@ function linkedNode(raw: unknown): string | undefined {
   return Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' ? value[0] : undefined;
 }
 
+/** The node ids a node's image and latent inputs link to (the inputs the walk follows), in input order. */
+function pixelLinks(node: PromptNode): string[] {
+  const links: string[] = [];
+  for (const [input, value] of Object.entries(nodeInputs(node))) {
+    const linked = NOT_PIXELS.has(inputBaseName(input)) ? undefined : linkedNode(value);
+    if (linked !== undefined) links.push(linked);
+  }
+  return links;
+}
+
 /** Whether a node links to an image or latent to resize (an input the walk follows). */
 export function linksPixels(node: PromptNode): boolean {
-  return Object.entries(nodeInputs(node)).some(([input, value]) => !NOT_PIXELS.has(inputBaseName(input)) && linkedNode(value) !== undefined);
+  return pixelLinks(node).length > 0;
 }
 
 /**
- * Bounds of the sizes a prompt's nodes output, each side found once (so a walk costs at most the prompt's
- * size). A side is undefined (unknown) when the walk reaches a node of no literal size that has no links
- * to follow (a loader), a link to no node, a cycle, a chain of more than MAX_DEPTH links, a model
- * upscaler, or a side a node derives from its input's aspect ratio or pixel count.
+ * Bounds of the sizes and batches a prompt's nodes output, each found once per node (so a walk costs at most
+ * the prompt's size). A bound is undefined (unknown) when the walk reaches a node of no literal size (or
+ * batch) that has no links to follow (a loader), a link to no node, a cycle, a chain of more than MAX_DEPTH
+ * links, a model upscaler, a side a node derives from its input's aspect ratio or pixel count, or a batch
+ * made from a latent's frames (BATCH_UNKNOWN).
  */
 export class SizeBounds {
   private readonly found = new Map<string, number | null>();
@@ -90,9 +98,9 @@ export class SizeBounds {
   /** `formsOf` gives a node id's forms: the node as sent, and as ComfyUI runs it when it replaces its class; none for an unknown id. */
   constructor(private readonly formsOf: (nodeId: string) => readonly PromptNode[]) {}
 
-  /** The largest `side` of what node `nodeId` outputs (the largest over its forms), or undefined when unknown. */
-  output(nodeId: string, side: Side, depth = 0): number | undefined {
-    const key = `${side}:${nodeId}`;
+  /** The largest `dimension` of what node `nodeId` outputs (the largest over its forms), or undefined when unknown. */
+  output(nodeId: string, dimension: Dimension, depth = 0): number | undefined {
+    const key = `${dimension}:${nodeId}`;
     const known = this.found.get(key);
     if (known !== undefined) return known ?? undefined;
     if (this.walking.has(key) || depth > MAX_DEPTH) return undefined;
@@ -100,7 +108,7 @@ export class SizeBounds {
     const forms = this.formsOf(nodeId);
     let largest: number | undefined = forms.length > 0 ? 0 : undefined;
     for (const form of forms) {
-      const bound = largest === undefined ? undefined : this.formOutput(form, side, depth);
+      const bound = largest === undefined ? undefined : this.made(form, dimension, depth);
       largest = bound === undefined ? undefined : Math.max(largest!, bound);
     }
     this.walking.delete(key);
@@ -109,23 +117,65 @@ export class SizeBounds {
   }
 
   /**
-   * The largest `side` of what a node is given: the largest over the nodes its inputs link to (but
+   * The largest `dimension` of what a node is given: the largest over the nodes its inputs link to (but
    * NOT_PIXELS), unknown when one of them is or when it links to none.
    */
-  given(node: PromptNode, side: Side, depth = 0): number | undefined {
+  given(node: PromptNode, dimension: Dimension, depth = 0): number | undefined {
     let largest: number | undefined;
-    for (const [input, value] of Object.entries(nodeInputs(node))) {
-      const linked = NOT_PIXELS.has(inputBaseName(input)) ? undefined : linkedNode(value);
-      if (linked === undefined) continue;
-      const bound = this.output(linked, side, depth + 1);
+    for (const linked of pixelLinks(node)) {
+      const bound = this.output(linked, dimension, depth + 1);
       if (bound === undefined) return undefined;
       largest = Math.max(largest ?? 0, bound);
     }
     return largest;
   }
 
+  /** The dimensions along which a node joins what it is given (see joinedDimensions): none unless it is given two or more images or latents. */
+  joins(node: PromptNode): readonly Dimension[] {
+    return pixelLinks(node).length > 1 ? joinedDimensions(node) : [];
+  }
+
+  /** The largest `dimension` one form of a node outputs. */
+  made(node: PromptNode, dimension: Dimension, depth = 0): number | undefined {
+    if (this.joins(node).includes(dimension)) return this.joined(node, dimension, depth);
+    return dimension === 'batch' ? this.batch(node, depth) : this.side(node, dimension, depth);
+  }
+
+  /**
+   * What a join makes along a dimension it joins: the sum of what it is given, with the spacing between
+   * each two images; unknown when it resizes the later images to the first one's other side (their
+   * aspect ratio then sets this side).
+   */
+  private joined(node: PromptNode, dimension: Dimension, depth: number): number | undefined {
+    if (dimension !== 'batch' && resizesToMatch(node)) return undefined;
+    const links = pixelLinks(node);
+    const spacing = dimension === 'batch' ? 0 : joinSpacing(node);
+    let total = spacing === undefined ? undefined : spacing * (links.length - 1);
+    for (const linked of links) {
+      if (total === undefined) break;
+      total = sum(total, this.output(linked, dimension, depth + 1));
+    }
+    return total;
+  }
+
+  /**
+   * The largest batch one form of a node outputs: what it is given times `amount` for a repeat; the
+   * product of its literal batch and frame inputs (batch_size × length…: a video's frames become that
+   * many images once decoded) when it has any; else the largest it is given.
+   */
+  private batch(node: PromptNode, depth: number): number | undefined {
+    if (BATCH_UNKNOWN.has(node.class_type)) return undefined;
+    const inputs = nodeInputs(node);
+    if (BATCH_REPEATS.has(node.class_type)) return product(this.given(node, 'batch', depth), largestPositive(inputsNamed(inputs, ['amount'])));
+    const counts = Object.keys(inputs).filter((input) =>
+      inputLimits(node.class_type, input).some((limit) => limit === 'max_batch_size' || limit === 'max_frames'),
+    );
+    if (counts.length === 0) return this.given(node, 'batch', depth);
+    return counts.reduce<number | undefined>((total, input) => product(total, largestPositive([inputValue(inputs[input])])), 1);
+  }
+
   /** The largest `side` one form of a node outputs. */
-  private formOutput(node: PromptNode, side: Side, depth: number): number | undefined {
+  private side(node: PromptNode, side: Side, depth: number): number | undefined {
     const inputs = nodeInputs(node);
     if (MODEL_UPSCALERS.has(node.class_type)) return undefined;
     const padding = PADDING_INPUTS.get(node.class_type);
@@ -167,4 +217,8 @@ export function literalSum(values: readonly unknown[]): number | undefined {
 
 function sum(a: number | undefined, b: number | undefined): number | undefined {
   return a === undefined || b === undefined ? undefined : a + b;
+}
+
+function product(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined || b === undefined ? undefined : a * b;
 }

@@ -286,6 +286,64 @@ describe('prompt policy', () => {
     assert.match(found[1]!.reason!, /factor comes from the model file/);
   });
 
+  test('a stitch wider than max_width and a doubling chain of batch joins past max_batch_size are refused at the join, with the reason', async () => {
+    const key = await keyWith({ max_width: 1024, max_height: 1024, max_batch_size: 4 });
+    /** Two decoded images of `size` stitched side by side (`spacing` apart), encoded and sampled again. */
+    const stitched = (size: number, spacing: number): Graph =>
+      graph((g) => {
+        g['5']!.inputs = { width: size, height: size, batch_size: 1 };
+        g['6'] = { class_type: 'VAEDecode', inputs: { samples: ['3', 0], vae: ['4', 2] } };
+        g['7'] = {
+          class_type: 'ImageStitch',
+          inputs: { image1: ['6', 0], image2: ['6', 0], direction: 'right', match_image_size: false, spacing_width: spacing, spacing_color: 'white' },
+        };
+        g['8'] = { class_type: 'VAEEncode', inputs: { pixels: ['7', 0], vae: ['4', 2] } };
+        g['10'] = { class_type: 'KSampler', inputs: { seed: 1, steps: 20, model: ['4', 0], latent_image: ['8', 0] } };
+        g['9']!.inputs.images = ['10', 0];
+      });
+    const wide = await post(key, { prompt: stitched(512, 2) });
+    assert.equal(wide.status, 403, wide.text);
+    const found = wide.violations as Array<Violation & { reason?: string }>;
+    assert.deepEqual(
+      found.map(({ node_id, rule, value }) => ({ node_id, rule, value })),
+      [{ node_id: '7', rule: 'max_width', value: 1026 }],
+    );
+    assert.match(found[0]!.reason!, /joins images side by side/);
+
+    const doubled = await post(key, {
+      prompt: graph((g) => {
+        g['5']!.inputs.batch_size = 4;
+        g['6'] = { class_type: 'LatentBatch', inputs: { samples1: ['5', 0], samples2: ['5', 0] } };
+        g['7'] = { class_type: 'LatentBatch', inputs: { samples1: ['6', 0], samples2: { __value__: ['6', -0] } } };
+        g['3']!.inputs.latent_image = ['7', 0];
+      }),
+    });
+    assert.equal(doubled.status, 403, doubled.text);
+    assert.deepEqual(
+      (doubled.violations as Array<Violation & { reason?: string }>).map(({ node_id, rule, value, reason }) => ({
+        node_id,
+        rule,
+        value,
+        why: /joins batches/.test(reason ?? ''),
+      })),
+      [
+        { node_id: '6', rule: 'max_batch_size', value: 8, why: true },
+        { node_id: '7', rule: 'max_batch_size', value: 16, why: true },
+      ],
+    );
+
+    const within = await post(key, { prompt: stitched(512, 0) });
+    assert.equal(within.status, 200, `a stitch of two 512 images is 1024 wide: ${within.text}`);
+    const batched = await post(key, {
+      prompt: graph((g) => {
+        g['5']!.inputs.batch_size = 2;
+        g['6'] = { class_type: 'LatentBatch', inputs: { samples1: ['5', 0], samples2: ['5', 0] } };
+        g['3']!.inputs.latent_image = ['6', 0];
+      }),
+    });
+    assert.equal(batched.status, 200, `2 + 2 is within 4: ${batched.text}`);
+  });
+
   test('a link the size walk must follow is followed however it is written: slot -0 or 0.0, or wrapped as {"__value__": [...]}', async () => {
     const key = await keyWith({ max_width: 1024, max_height: 1024 });
     // A 1024 latent composited onto by an 8 one keeps the 1024 size: enlarged 4×, it is 4096 wide.

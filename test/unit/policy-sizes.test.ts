@@ -70,6 +70,7 @@ describe('prompt policy sizes', () => {
       { node_id: '9', rule: 'max_width', limit: 1024, value: 2048 },
       { node_id: '9', rule: 'max_height', limit: 1024, value: 2048 },
       { node_id: '10', rule: 'max_batch_size', limit: 4, value: 16 },
+      { node_id: '10', rule: 'max_batch_size', limit: 4, value: 128 },
       { node_id: '11', rule: 'max_frames', limit: 33, value: 97 },
       { node_id: '11', rule: 'max_steps', limit: 30, value: 31 },
       { node_id: '12', rule: 'max_width', limit: 1024, value: 1536 },
@@ -313,5 +314,206 @@ describe('prompt policy sizes', () => {
     assert.deepEqual(violations(SIZE, prompt, replacements), [], 'the largest of its forms: 768, × 1.1 = 845');
     prompt['8'].inputs.scale_by = 1.5;
     assert.deepEqual(violations({ max_width: 1024 }, prompt, replacements), [{ node_id: '8', rule: 'max_width', limit: 1024, value: 1152 }]);
+  });
+});
+
+describe('prompt policy joins', () => {
+  const image = (width: number, height: number, batch_size = 1) => ({ class_type: 'EmptyImage', inputs: { width, height, batch_size, color: 0 } });
+  const stitch = (inputs: Record<string, unknown>) => ({
+    class_type: 'ImageStitch',
+    inputs: { image1: ['1', 0], image2: ['2', 0], direction: 'right', match_image_size: false, spacing_width: 0, spacing_color: 'white', ...inputs },
+  });
+
+  test('ImageStitch makes the sum of its images along the direction (with the spacing, rounded up to even), the largest across', () => {
+    const prompt: Graph = { '1': image(512, 512), '2': image(600, 300), '3': stitch({ spacing_width: 3 }) };
+    assert.deepEqual(violations(SIZE, prompt), [{ node_id: '3', rule: 'max_width', limit: 1024, value: 1116 }]);
+    assert.match(reasons(SIZE, prompt)[0]!, /joins images side by side.*sum of theirs/);
+    assert.deepEqual(violations({ max_width: 1116, max_height: 512 }, prompt), [], 'exactly the limits');
+    prompt['3']!.inputs.direction = 'up';
+    assert.deepEqual(violations(SIZE, prompt), [], '512 + 4 + 300 high, 600 wide');
+    assert.deepEqual(violations({ max_height: 815 }, prompt), [{ node_id: '3', rule: 'max_height', limit: 815, value: 816 }]);
+    delete prompt['3']!.inputs.image2;
+    prompt['3']!.inputs.spacing_width = 1024;
+    assert.deepEqual(violations({ max_width: 600, max_height: 512 }, prompt), [], 'without image2 it returns image1');
+  });
+
+  test('a stitched image too wide for the key is refused at the stitch, before it is encoded and sampled', () => {
+    const prompt: Graph = {
+      ...txt2img(512),
+      '8': { class_type: 'VAEDecode', inputs: { samples: ['3', 0], vae: ['4', 2] } },
+      '9': {
+        class_type: 'ImageStitch',
+        inputs: { image1: ['8', 0], image2: ['8', 0], direction: 'left', match_image_size: false, spacing_width: 2, spacing_color: 'black' },
+      },
+      '10': { class_type: 'VAEEncode', inputs: { pixels: ['9', 0], vae: ['4', 2] } },
+      '11': { class_type: 'KSampler', inputs: { model: ['4', 0], positive: ['6', 0], negative: ['6', 0], latent_image: ['10', 0], steps: 20 } },
+      '12': { class_type: 'LatentUpscaleBy', inputs: { samples: ['11', 0], upscale_method: 'area', scale_by: 1.5 } },
+    };
+    assert.deepEqual(violations(SIZE, prompt), [
+      { node_id: '9', rule: 'max_width', limit: 1024, value: 1026 },
+      { node_id: '12', rule: 'max_width', limit: 1024, value: 1539 },
+    ]);
+    prompt['9']!.inputs.spacing_width = 0;
+    delete prompt['12'];
+    assert.deepEqual(violations(SIZE, prompt), [], '512 + 512');
+  });
+
+  test('a direction that is not a literal joins both sides; a linked spacing is unbounded', () => {
+    const prompt: Graph = { '1': image(512, 512), '2': image(600, 300), '3': stitch({ direction: ['20', 0] }) };
+    assert.deepEqual(violations({ max_width: 1024, max_height: 800 }, prompt), [
+      { node_id: '3', rule: 'max_width', limit: 1024, value: 1112 },
+      { node_id: '3', rule: 'max_height', limit: 800, value: 812 },
+    ]);
+    prompt['3']!.inputs.direction = { __value__: 'sideways' };
+    assert.equal(violations({ max_width: 1024, max_height: 800 }, prompt).length, 2, 'a direction ComfyUI does not know');
+    prompt['3']!.inputs.direction = 'down';
+    prompt['3']!.inputs.spacing_width = ['21', 0];
+    assert.deepEqual(violations(SIZE, prompt), [{ node_id: '3', rule: 'max_height', limit: 1024, value: 'unbounded' }]);
+  });
+
+  test('match_image_size resizes image2 by its aspect ratio: the joined side is unbounded unless it is a literal false', () => {
+    const prompt: Graph = { '1': image(512, 512), '2': image(1024, 1), '3': stitch({ match_image_size: true }) };
+    assert.deepEqual(violations(SIZE, prompt), [{ node_id: '3', rule: 'max_width', limit: 1024, value: 'unbounded' }]);
+    assert.match(reasons(SIZE, prompt)[0]!, /match_image_size.*aspect ratio.*set match_image_size to false/);
+    for (const match of ['false', 0, ['20', 0]]) {
+      prompt['3']!.inputs.match_image_size = match;
+      assert.deepEqual(violations(SIZE, prompt), [{ node_id: '3', rule: 'max_width', limit: 1024, value: 'unbounded' }], JSON.stringify(match));
+    }
+    prompt['3']!.inputs.match_image_size = { __value__: false };
+    assert.deepEqual(violations(SIZE, prompt), [{ node_id: '3', rule: 'max_width', limit: 1024, value: 1536 }]);
+  });
+
+  test('a stitch of an image of unknown size is refused; custom joins and pass-through nodes are walked alike', () => {
+    const loaded: Graph = { ...LOADED, '2': image(64, 64), '3': stitch({ image1: ['10', 0] }) };
+    assert.deepEqual(violations({ max_width: 4096 }, loaded), [{ node_id: '3', rule: 'max_width', limit: 4096, value: 'unbounded' }]);
+    assert.match(reasons({ max_width: 4096 }, loaded)[0]!, /not fixed by the prompt.*literal width and height/);
+    assert.deepEqual(violations({ max_height: 4096 }, loaded), [], 'the other side is not joined');
+
+    const custom: Graph = {
+      '1': image(512, 512),
+      '2': { class_type: 'SomePackReroute', inputs: { anything: ['1', 0] } },
+      '3': { class_type: 'SomePackImageConcatenate', inputs: { image_a: ['2', 0], image_b: ['1', 0], direction: 'right' } },
+      '4': { class_type: 'SomePackReroute', inputs: { anything: ['3', 0] } },
+      '5': { class_type: 'ImageScaleBy', inputs: { image: ['4', 0], upscale_method: 'area', scale_by: 1.5 } },
+    };
+    assert.deepEqual(
+      violations(SIZE, custom),
+      [{ node_id: '5', rule: 'max_width', limit: 1024, value: 1536 }],
+      'the join is within the limit, its enlargement is not',
+    );
+    assert.deepEqual(violations({ max_width: 1000 }, custom), [
+      { node_id: '3', rule: 'max_width', limit: 1000, value: 1024 },
+      { node_id: '5', rule: 'max_width', limit: 1000, value: 1536 },
+    ]);
+  });
+
+  test('stitches of stitches add up, and LatentConcat joins latents along x, y or in time', () => {
+    const prompt: Graph = {
+      '1': image(300, 300),
+      '2': image(300, 300),
+      '3': stitch({}),
+      '4': stitch({ image1: ['3', 0], image2: ['3', 0] }),
+    };
+    assert.deepEqual(violations(SIZE, prompt), [{ node_id: '4', rule: 'max_width', limit: 1024, value: 1200 }]);
+
+    const latents: Graph = {
+      ...txt2img(512),
+      '7': { class_type: 'LatentConcat', inputs: { samples1: ['3', 0], samples2: ['5', 0], dim: '-y' } },
+      '8': { class_type: 'LatentConcat', inputs: { samples1: ['3', 0], samples2: ['5', 0], dim: 't' } },
+    };
+    assert.deepEqual(violations({ max_width: 1000, max_height: 1000, max_batch_size: 1 }, latents), [
+      { node_id: '7', rule: 'max_height', limit: 1000, value: 1024 },
+      { node_id: '8', rule: 'max_batch_size', limit: 1, value: 2 },
+    ]);
+  });
+
+  test('a batch join makes the sum of its batches: a doubling chain of LatentBatch is refused past max_batch_size', () => {
+    const prompt = txt2img(512, {
+      '7': { class_type: 'LatentBatch', inputs: { samples1: ['5', 0], samples2: ['5', 0] } },
+      '8': { class_type: 'LatentBatch', inputs: { samples1: ['7', 0], samples2: ['7', 0] } },
+      '9': { class_type: 'KSampler', inputs: { model: ['4', 0], positive: ['6', 0], negative: ['6', 0], latent_image: ['8', 0], steps: 20 } },
+    });
+    prompt['5']!.inputs.batch_size = 4;
+    assert.deepEqual(violations({ max_batch_size: 4 }, prompt), [
+      { node_id: '7', rule: 'max_batch_size', limit: 4, value: 8 },
+      { node_id: '8', rule: 'max_batch_size', limit: 4, value: 16 },
+    ]);
+    assert.match(reasons({ max_batch_size: 4 }, prompt)[0]!, /joins batches.*sum of theirs.*join fewer or smaller batches/);
+    assert.deepEqual(violations({ max_batch_size: 16 }, prompt), []);
+    assert.deepEqual(violations({ max_width: 512 }, prompt), [], 'no batch limit: joins are only bounded in size');
+  });
+
+  test('batch joins of every core kind, their inputs bounded by batch_size, frames and repeats', () => {
+    const prompt: Graph = {
+      '1': image(64, 64, 2),
+      '2': { class_type: 'RepeatImageBatch', inputs: { image: ['1', 0], amount: 3 } },
+      '3': { class_type: 'ImageBatch', inputs: { image1: ['1', 0], image2: ['2', 0] } },
+      '4': { class_type: 'BatchImagesNode', inputs: { 'images.image0': ['1', 0], 'images.image1': ['1', 0], 'images.image2': { __value__: ['1', -0] } } },
+      '5': { class_type: 'EmptyHunyuanLatentVideo', inputs: { width: 64, height: 64, length: 33, batch_size: 1 } },
+      '6': { class_type: 'VAEDecode', inputs: { samples: ['5', 0], vae: ['9', 0] } },
+      '7': { class_type: 'BatchImagesMasksLatentsNode', inputs: { 'inputs.input0': ['6', 0], 'inputs.input1': ['1', 0] } },
+      '8': { class_type: 'SomePackImageBatchMulti', inputs: { image_1: ['1', 0], image_2: ['1', 0], inputcount: 2 } },
+      '10': { class_type: 'SomePackBatchStitch', inputs: { image_1: ['1', 0], image_2: ['1', 0], direction: 'down' } },
+    };
+    assert.deepEqual(violations({ max_batch_size: 6 }, prompt), [
+      { node_id: '3', rule: 'max_batch_size', limit: 6, value: 8 },
+      { node_id: '7', rule: 'max_batch_size', limit: 6, value: 35 },
+    ]);
+    assert.deepEqual(violations({ max_batch_size: 35 }, prompt), []);
+    assert.deepEqual(
+      violations({ max_height: 100 }, prompt),
+      [{ node_id: '10', rule: 'max_height', limit: 100, value: 128 }],
+      'a Batch node with a direction joins that side too',
+    );
+  });
+
+  test('a batch join of a batch the prompt does not fix is refused, with the reason', () => {
+    const prompt: Graph = {
+      ...LOADED,
+      '1': image(64, 64),
+      '2': { class_type: 'ImageBatch', inputs: { image1: ['1', 0], image2: ['10', 0] } },
+      '3': { class_type: 'EmptyQwenImageLayeredLatentImage', inputs: { width: 64, height: 64, layers: 3, batch_size: 1 } },
+      '4': { class_type: 'LatentCutToBatch', inputs: { samples: ['3', 0], dim: 't', slice_size: 1 } },
+      '5': { class_type: 'LatentBatch', inputs: { samples1: ['4', 0], samples2: ['4', 0] } },
+      '6': { class_type: 'EmptyLatentImage', inputs: { width: 64, height: 64, batch_size: ['7', 0] } },
+      '8': { class_type: 'LatentBatch', inputs: { samples1: ['6', 0], samples2: ['99', 0] } },
+    };
+    assert.deepEqual(violations({ max_batch_size: 64 }, prompt), [
+      { node_id: '2', rule: 'max_batch_size', limit: 64, value: 'unbounded' },
+      { node_id: '5', rule: 'max_batch_size', limit: 64, value: 'unbounded' },
+      { node_id: '6', rule: 'max_batch_size', limit: 64, value: 'linked' },
+      { node_id: '8', rule: 'max_batch_size', limit: 64, value: 'unbounded' },
+    ]);
+    assert.match(reasons({ max_batch_size: 64 }, prompt)[0]!, /batch of one of them is not fixed.*as many images as it has frames.*literal batch_size/);
+  });
+
+  test('a repeat of a known batch of more than one is held to the batch it makes; nodes that do not join keep their rules', () => {
+    const prompt = txt2img(512, { '7': { class_type: 'RepeatLatentBatch', inputs: { samples: ['5', 0], amount: 4 } } });
+    prompt['5']!.inputs.batch_size = 4;
+    assert.deepEqual(violations({ max_batch_size: 4 }, prompt), [{ node_id: '7', rule: 'max_batch_size', limit: 4, value: 16 }]);
+    assert.match(reasons({ max_batch_size: 4 }, prompt)[0]!, /repeats a batch.*lower amount/);
+    prompt['5']!.inputs.batch_size = 1;
+    assert.deepEqual(violations({ max_batch_size: 4 }, prompt), [], 'a batch of one repeated 4 times: the amount alone is read');
+    prompt['7']!.inputs.amount = 5;
+    assert.deepEqual(violations({ max_batch_size: 4 }, prompt), [{ node_id: '7', rule: 'max_batch_size', limit: 4, value: 5 }], 'read once');
+
+    const ordinary: Graph = {
+      ...LOADED,
+      '4': { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: 'model.safetensors' } },
+      '11': { class_type: 'VAEEncode', inputs: { pixels: ['10', 0], vae: ['4', 2] } },
+      '12': { class_type: 'RepeatLatentBatch', inputs: { samples: ['11', 0], amount: 2 } },
+      '13': { class_type: 'ImageStitch', inputs: { image1: ['10', 0], direction: 'right', match_image_size: true, spacing_width: 0, spacing_color: 'white' } },
+      '14': { class_type: 'LatentBatchSeedBehavior', inputs: { samples: ['12', 0], seed_behavior: 'fixed' } },
+    };
+    assert.deepEqual(violations({ ...SIZE, max_batch_size: 4 }, ordinary), []);
+  });
+
+  test('each bound is found once: a doubling chain of 60 joins, each given the previous twice, is walked in linear time', () => {
+    const prompt: Graph = { '0': { class_type: 'EmptyLatentImage', inputs: { width: 64, height: 64, batch_size: 4 } } };
+    for (let id = 1; id <= 60; id++)
+      prompt[String(id)] = { class_type: 'LatentBatch', inputs: { samples1: [String(id - 1), 0], samples2: [String(id - 1), 0] } };
+    const found = violations({ max_batch_size: 1_000_000_000 }, prompt);
+    assert.equal(found.length, 33, 'from 4 × 2^28 on');
+    assert.deepEqual(found.at(-1), { node_id: '60', rule: 'max_batch_size', limit: 1_000_000_000, value: 4 * 2 ** 60 });
   });
 });
