@@ -49,8 +49,9 @@ export function budgetSpentBeforeStart(budget: number | null): JobError {
  * that whichever replica records the end records it so). The timer is set again when one of the key's
  * jobs starts or is metered, and every 30 s (and by `sweep`) for jobs that started or ended on another
  * replica. A key whose budget is spent with none of its jobs running has its queued jobs taken out the
- * same way when one of its jobs is metered and at each sweep. A queued job that started before the
- * delete reached ComfyUI is interrupted at once.
+ * same way when one of its jobs is metered and at each sweep, and a job whose POST /prompt was on its
+ * way once ComfyUI answers it (`sent`). A queued job that started before the delete reached ComfyUI, or
+ * that a failed delete left there, is interrupted at once.
  */
 export class DailyBudgets {
   private readonly options: DailyBudgetsOptions;
@@ -83,6 +84,17 @@ export class DailyBudgets {
     if (job.started_at !== null && this.options.keyOf(job.key_id)?.daily_execution_seconds != null)
       this.unmetered.set(job.id, { keyId: job.key_id, seconds: Math.max(0, now - job.started_at), endedAt: now });
     return this.stopper.ended(job);
+  }
+
+  /**
+   * A job's POST /prompt to ComfyUI was answered and the job recorded as sent. When its key's budget was
+   * spent while the prompt was on its way, the sweep could not take it out of ComfyUI's queue (it had no
+   * ComfyUI id yet, or, sent without being held, was not in the registry): it is taken out now, as the
+   * key's other queued jobs were, rather than left to start and be interrupted at once.
+   */
+  sent(job: JobRecord): void {
+    const budget = this.options.keyOf(job.key_id)?.daily_execution_seconds ?? null;
+    if (budget !== null && this.spent(job.key_id)) this.dropQueued(job.key_id, budget);
   }
 
   /** A job was metered: what is left of its key's budget is shared again. */

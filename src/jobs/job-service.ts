@@ -35,10 +35,13 @@ export interface JobServiceOptions {
   depth: number;
   keyOf(keyId: string): KeyRecord | undefined;
   log: Logger;
-  /** The key's execution seconds so far on the UTC day of `now` (for `daily_execution_seconds`). */
-  executionSecondsToday(keyId: string, now: number): number;
-  /** Whether the key's `daily_execution_seconds` is spent, its running jobs included: its held jobs then end without being sent. */
+  /**
+   * Whether the key's `daily_execution_seconds` is spent, its running jobs included: a new prompt of the key
+   * is then refused, and its held jobs end without being sent.
+   */
   budgetSpent(keyId: string): boolean;
+  /** Told of each job recorded as sent to ComfyUI once its POST /prompt is answered (see SchedulerOptions.onSent). */
+  onSent?(job: JobRecord): void;
   /** The webhook of a key's jobs that bring none of their own (the key's `webhook_url`), or null. */
   defaultWebhook?(key: KeyRecord): JobWebhook | null;
   /** Told of each admitted job (metering). */
@@ -68,6 +71,9 @@ export interface Admission {
   webhook?: JobWebhook | null;
 }
 
+/** How long after a failed delete from ComfyUI's queue (`dropQueued`) it is tried again: after each delay in turn, then no more. */
+const DELETE_RETRY_DELAYS_MS = [250, 1000, 4000, 16_000];
+
 /** Times a job is sent to backends at most: once, and once more when its backend lost it before it ran. */
 const MAX_SENDS = 2;
 
@@ -86,6 +92,8 @@ export class JobService {
   private readonly admitting = new Map<string, string>();
   /** Per backend, the ids ComfyUI knew the jobs by that were placed elsewhere after it went down (deleted from its queue once it is back). */
   private readonly movedAway = new Map<string, Set<string>>();
+  /** The timers of deletes from ComfyUI's queue to try again (see deleteMarked). */
+  private readonly deleteRetries = new Set<NodeJS.Timeout>();
   /** Per backend, the comparison with ComfyUI running now. */
   private readonly reconciling = new Map<string, Promise<void>>();
 
@@ -102,6 +110,7 @@ export class JobService {
       depth: options.depth,
       keyOf: options.keyOf,
       budgetSpent: options.budgetSpent,
+      onSent: options.onSent,
       log: options.log,
       now: this.now,
     });
@@ -167,7 +176,8 @@ export class JobService {
    * then finds the job gone from ComfyUI ends it with that error (see `lost`). ComfyUI leaves alone a job
    * that started before the delete reached it; that one runs on, to be stopped as running jobs are.
    * Resolves once ComfyUI answered the delete (or could not); the jobs are then compared with ComfyUI,
-   * which ends those it no longer has.
+   * which ends those it no longer has. A delete that failed is tried again in the background (see
+   * deleteMarked); a job it never takes out is interrupted when it starts, as a running job is.
    */
   async dropQueued(backendName: string, queued: readonly JobRecord[], error: JobError): Promise<void> {
     const backend = this.backends.find((candidate) => candidate.name === backendName);
@@ -179,12 +189,41 @@ export class JobService {
           .catch((failure: unknown) => this.options.log.warn({ err: failure, job_id: job.id }, 'a job to take out of ComfyUI could not be marked')),
       ),
     );
-    const upstreamIds = marked.flatMap((job) => (job?.upstream_id ? [job.upstream_id] : []));
-    if (upstreamIds.length === 0) return;
-    await deleteFromQueue(backend, upstreamIds).catch((failure: unknown) =>
-      this.options.log.warn({ err: failure, backend: backend.name }, "jobs could not be deleted from ComfyUI's queue"),
+    await this.deleteMarked(
+      backend,
+      marked.flatMap((job) => (job?.upstream_id ? [job] : [])),
+      0,
     );
-    void this.reconcileAfresh(backend);
+  }
+
+  /**
+   * Deletes jobs marked by `dropQueued` from the backend's ComfyUI queue, then compares the backend's jobs with
+   * ComfyUI (which ends those it no longer has). When ComfyUI cannot be reached or answers another status,
+   * the jobs still queued are tried again after each of DELETE_RETRY_DELAYS_MS in the background; resolves
+   * after this try.
+   */
+  private async deleteMarked(backend: Backend, jobs: readonly JobRecord[], tries: number): Promise<void> {
+    const queued = jobs.filter((job) => this.jobs.get(job.id)?.status === 'queued');
+    if (queued.length === 0) return;
+    const upstreamIds = queued.flatMap((job) => (job.upstream_id ? [job.upstream_id] : []));
+    try {
+      await deleteFromQueue(backend, upstreamIds);
+      void this.reconcileAfresh(backend);
+    } catch (failure) {
+      const retryInMs = DELETE_RETRY_DELAYS_MS[tries];
+      this.options.log.warn(
+        { err: failure, backend: backend.name, jobs: queued.map((job) => job.id), tries: tries + 1, retry_in_ms: retryInMs ?? null },
+        retryInMs === undefined
+          ? "jobs could not be deleted from ComfyUI's queue: each is interrupted if it starts"
+          : "jobs could not be deleted from ComfyUI's queue: the delete is tried again",
+      );
+      if (retryInMs === undefined) return;
+      const retry = setTimeout(() => {
+        this.deleteRetries.delete(retry);
+        void this.deleteMarked(backend, queued, tries + 1);
+      }, retryInMs).unref();
+      this.deleteRetries.add(retry);
+    }
   }
 
   /**
@@ -337,7 +376,7 @@ export class JobService {
       key,
       {
         activeJobs: () => this.jobs.count({ keyId: key.key_id, statuses: ACTIVE_JOB_STATUSES }) + this.admittingOf(key.key_id),
-        executionSecondsToday: () => this.options.executionSecondsToday(key.key_id, now),
+        budgetSpent: () => this.options.budgetSpent(key.key_id),
       },
       now,
     );
@@ -379,8 +418,10 @@ export class JobService {
       request,
       sends: (job.sends ?? 0) + 1,
     };
-    if (await this.jobs.create(sent)) this.options.onAdmitted?.(sent);
-    else this.options.log.warn({ job_id: id }, 'ComfyUI answered with the prompt_id of a job the registry already has');
+    if (await this.jobs.create(sent)) {
+      this.options.onAdmitted?.(sent);
+      this.options.onSent?.(sent);
+    } else this.options.log.warn({ job_id: id }, 'ComfyUI answered with the prompt_id of a job the registry already has');
   }
 
   /** Cancels a job the gateway still holds (on any replica); false when it is not held (it is ComfyUI's to cancel then). */
@@ -401,6 +442,8 @@ export class JobService {
 
   close(): void {
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
+    for (const retry of this.deleteRetries) clearTimeout(retry);
+    this.deleteRetries.clear();
     this.stopWatching?.();
     this.scheduler.close();
   }

@@ -11,8 +11,11 @@ import { secondsUntilNextUtcDay } from '../usage/day.js';
 export interface KeyJobUsage {
   /** The key's jobs held, queued or running. */
   activeJobs(): number;
-  /** ComfyUI execution seconds of the key's jobs in the current UTC day. */
-  executionSecondsToday(): number;
+  /**
+   * Whether the key's `daily_execution_seconds` is spent: the ComfyUI execution seconds of its jobs metered in
+   * the current UTC day, and those its running jobs have run so far, reach it (see DailyBudgets.spent).
+   */
+  budgetSpent(): boolean;
 }
 
 /**
@@ -20,22 +23,17 @@ export interface KeyJobUsage {
  * to every role (an admin key has none unless one is set); a null quota is no limit. A spent daily budget
  * is reported before a full queue, since waiting for a job to finish would not help.
  * @param now Unix seconds.
- * @throws GatewayError 429 EXECUTION_BUDGET_EXCEEDED when `executionSecondsToday` has reached
- *   `daily_execution_seconds` (Retry-After: seconds to the next UTC midnight), or 429 QUEUE_LIMIT when
- *   `activeJobs` has reached `max_queued`.
+ * @throws GatewayError 429 EXECUTION_BUDGET_EXCEEDED when the key has a `daily_execution_seconds` and
+ *   `budgetSpent` (Retry-After: seconds to the next UTC midnight), or 429 QUEUE_LIMIT when `activeJobs`
+ *   has reached `max_queued`.
  */
 export function checkAdmission(key: Pick<KeyQuotas, 'max_queued' | 'daily_execution_seconds'>, usage: KeyJobUsage, now: number): void {
   const budget = key.daily_execution_seconds;
-  if (budget !== null && budgetSpent(key, usage.executionSecondsToday)) throw executionBudgetExceeded(secondsUntilNextUtcDay(now), budget);
+  if (budget !== null && usage.budgetSpent()) throw executionBudgetExceeded(secondsUntilNextUtcDay(now), budget);
   if (key.max_queued !== null && usage.activeJobs() >= key.max_queued) throw queueLimit(key.max_queued);
 }
 
 /** True when one more job of the key may start running, with `runningJobs()` of its jobs running now across every backend (counted only under a quota). */
 export function mayStartAnother(key: Pick<KeyQuotas, 'max_running'>, runningJobs: () => number): boolean {
   return key.max_running === null || runningJobs() < key.max_running;
-}
-
-/** True when the key has a `daily_execution_seconds` and `executionSecondsToday()` has reached it (read only under a budget). */
-export function budgetSpent(key: Pick<KeyQuotas, 'daily_execution_seconds'>, executionSecondsToday: () => number): boolean {
-  return key.daily_execution_seconds !== null && executionSecondsToday() >= key.daily_execution_seconds;
 }

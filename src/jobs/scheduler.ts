@@ -19,6 +19,11 @@ export interface SchedulerOptions {
   keyOf(keyId: string): KeyRecord | undefined;
   /** Whether the key's `daily_execution_seconds` is spent, the seconds its running jobs ran so far included (see DailyBudgets.spent). */
   budgetSpent(keyId: string): boolean;
+  /**
+   * Told of each job recorded as sent to ComfyUI (queued there, or its answer lost) once its POST /prompt is
+   * answered: its key's budget may have been spent while the prompt was on its way (see DailyBudgets.sent).
+   */
+  onSent?(job: JobRecord): void;
   log: Logger;
   now(): number;
 }
@@ -228,7 +233,8 @@ export class JobScheduler {
       return;
     }
     const upstreamId = outcome.kind === 'queued' ? outcome.upstreamId : outcome.sentId;
-    await this.options.jobs.update(job.id, { upstream_id: upstreamId, forwarded_at: now, sends: (job.sends ?? 0) + 1 });
+    const sent = await this.options.jobs.update(job.id, { upstream_id: upstreamId, forwarded_at: now, sends: (job.sends ?? 0) + 1 });
+    if (sent) this.options.onSent?.(sent);
   }
 
   close(): void {

@@ -203,8 +203,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     ownership,
     depth: config.upstreamQueueDepth,
     keyOf: (keyId) => keys.get(keyId),
-    executionSecondsToday,
     budgetSpent: (keyId): boolean => budgets.spent(keyId),
+    onSent: (job) => budgets.sent(job),
     onAdmitted: (job) => {
       usage.recordPromptAdmitted(job.key_id, job.admitted_at);
       metrics.promptAdmitted(job.key_id);

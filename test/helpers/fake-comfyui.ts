@@ -97,6 +97,12 @@ export interface FakeComfyUIOptions {
   port?: number;
   /** Told each time a prompt is queued, once it is in the queue (see `inFlight`). */
   onQueued?(): void;
+  /** Awaited once a prompt is queued (and started, when nothing ran), before `POST /prompt` is answered: keeps the answer in flight. */
+  beforePromptAnswer?(promptId: string): Promise<void> | void;
+  /** Awaited when `POST /interrupt` arrives, before the running prompt is told to stop: a prompt that is slow to stop runs on meanwhile. */
+  beforeInterrupt?(): Promise<void> | void;
+  /** The status `POST /queue {"delete": [...]}` answers with (default 200); with any other, nothing is deleted, as by a server that failed. */
+  queueDeleteStatus?(ids: readonly unknown[]): number;
 }
 
 /** How a ComfyUI release reads an interrupt's `prompt_id`; suites run against both. */
@@ -790,6 +796,7 @@ class FakeServer implements FakeComfyUI {
     this.opts.onQueued?.();
     this.broadcastStatus();
     this.pump();
+    await this.opts.beforePromptAnswer?.(id);
     sendJson(res, { prompt_id: id, number, node_errors: {} });
   }
 
@@ -892,6 +899,8 @@ class FakeServer implements FakeComfyUI {
     if (body['clear']) this.pending = [];
     if ('delete' in body) {
       const ids = asArray(body['delete']);
+      const status = this.opts.queueDeleteStatus?.(ids) ?? 200;
+      if (status !== 200) return sendEmpty(res, status);
       this.deletedFromQueue.push(...this.pending.filter((item) => ids.includes(item.id)).map((item) => item.id));
       this.pending = this.pending.filter((item) => !ids.includes(item.id));
     }
@@ -902,6 +911,7 @@ class FakeServer implements FakeComfyUI {
   private async postInterrupt({ req, res }: Ctx): Promise<void> {
     const body = await readJson(req).catch(() => ({}));
     const target = isObject(body) && 'prompt_id' in body ? body['prompt_id'] : undefined;
+    await this.opts.beforeInterrupt?.();
     const stops = target === undefined || this.opts.interrupts === 'global' || target === this.running?.item.id;
     if (this.running && stops) this.running.interrupted = true;
     sendEmpty(res, 200);

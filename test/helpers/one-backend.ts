@@ -48,7 +48,6 @@ export function oneBackendJobService(options: { jobs: JobStore; ownership: Owner
     ownership: options.ownership,
     depth: 2,
     keyOf: () => options.key,
-    executionSecondsToday: () => 0,
     budgetSpent: () => false,
     log: createLogger('silent'),
   });

@@ -8,6 +8,7 @@ import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send } from '../helpers/http-client.js';
 import { createKey } from '../helpers/keys.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 async function queue(gatewayUrl: string, key: string): Promise<{ status: number; body: Record<string, unknown>; retryAfter: string | undefined }> {
   const res = await send(gatewayUrl, '/api/prompt', { method: 'POST', key, body: { prompt: SAVE_WORKFLOW } });
@@ -97,5 +98,142 @@ describe('per-key job quotas', () => {
       assert.equal(job.started_at, null, 'a held job never ran');
       assert.ok(!comfy.prompts.some((prompt) => prompt.id === job.id), 'a held job is not sent to ComfyUI once the budget is spent');
     }
+  });
+});
+
+/** A promise held open until the test lets it go. */
+interface Gate {
+  promise: Promise<void>;
+  open(): void;
+}
+
+function gate(): Gate {
+  let open = (): void => undefined;
+  const promise = new Promise<void>((resolve) => (open = resolve));
+  return { promise, open };
+}
+
+describe('daily_execution_seconds while a job runs (about 4 s per prompt, --upstream-queue-depth 3)', () => {
+  let comfy: FakeComfyUI;
+  let gateway: GatewayProcess;
+  let admin: string;
+  /** When set, the fake's next answer to POST /prompt waits for it (the prompt is queued in the fake meanwhile). */
+  let nextAnswerGate: Gate | null = null;
+  /** While set, the fake holds every interrupt: the running prompt runs on. */
+  let interruptGate: Gate | null = null;
+  let interruptsHeld = 0;
+  /** How many of the next deletes from the fake's queue fail with 500. */
+  let failingDeletes = 0;
+
+  before(async () => {
+    comfy = await startFakeComfyUI({
+      stepDelayMs: 250,
+      beforePromptAnswer: async () => {
+        const held = nextAnswerGate;
+        nextAnswerGate = null;
+        await held?.promise;
+      },
+      beforeInterrupt: async () => {
+        if (!interruptGate) return;
+        interruptsHeld += 1;
+        await interruptGate.promise;
+      },
+      queueDeleteStatus: () => (failingDeletes-- > 0 ? 500 : 200),
+    });
+    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--upstream-queue-depth', '3'] });
+    admin = (await createKey(gateway.url, { name: 'admin', role: 'admin', rate_limit: 100_000 })).api_key;
+  });
+  after(async () => {
+    interruptGate?.open();
+    nextAnswerGate?.open();
+    await gateway?.stop();
+    await comfy?.close();
+  });
+
+  type Job = { id: string; status: string; started_at: number | null; error: { exception_type?: string; message: string } | null };
+  const jobOf = async (id: string): Promise<Job> => (await send(gateway.url, `/api/gateway/jobs/${id}`, { key: admin })).json<Job>();
+  const ended = (id: string): Promise<Job> =>
+    waitFor(
+      async () => {
+        const job = await jobOf(id);
+        return !['held', 'queued', 'running'].includes(job.status) && job;
+      },
+      `job ${id} to end`,
+      30_000,
+    );
+  const budgetKey = async (name: string): Promise<string> =>
+    (await createKey(gateway.url, { name, rate_limit: 1000, daily_execution_seconds: 2 }, admin)).api_key;
+  const queued = async (key: string): Promise<string> => {
+    const answer = await queue(gateway.url, key);
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    return answer.body.prompt_id as string;
+  };
+  /** Asserts that the job ended over its key's budget without ever running in ComfyUI. */
+  const endedUnrun = async (id: string): Promise<void> => {
+    const job = await ended(id);
+    assert.equal(job.status, 'error');
+    assert.equal(job.error?.exception_type, 'ExecutionBudgetExceeded');
+    assert.match(job.error?.message ?? '', /was spent before the job started/);
+    assert.equal(job.started_at, null);
+  };
+
+  test('a prompt sent once the running job has spent the budget, before that job ends, gets 429 and nothing is sent', async () => {
+    const key = await budgetKey('spent-while-running');
+    interruptGate = gate();
+    const running = await queued(key);
+    // The budget is spent while the job runs: the gateway interrupts it, and the fake keeps it running meanwhile.
+    await waitFor(() => interruptsHeld > 0, 'the interrupt at the end of the budget', 15_000);
+    assert.equal((await jobOf(running)).status, 'running');
+    const sentBefore = comfy.prompts.length;
+    const refused = await queue(gateway.url, key);
+    assert.equal(refused.status, 429, JSON.stringify(refused.body));
+    assert.equal(refused.body.error_code, 'EXECUTION_BUDGET_EXCEEDED');
+    const untilMidnight = 86_400 - (Math.floor(Date.now() / 1000) % 86_400);
+    assert.ok(Math.abs(Number(refused.retryAfter) - untilMidnight) <= 5, `Retry-After ${refused.retryAfter} is the time to the next UTC day`);
+    assert.equal(comfy.prompts.length, sentBefore, 'nothing sent to ComfyUI');
+    assert.equal((await statuses(gateway.url, key)).length, 1, 'no job admitted');
+    interruptGate.open();
+    interruptGate = null;
+    assert.equal((await ended(running)).error?.exception_type, 'ExecutionBudgetExceeded');
+  });
+
+  test("a prompt whose POST /prompt is on its way when the budget runs out is deleted from ComfyUI's queue once answered", async () => {
+    const key = await budgetKey('send-race');
+    const first = await queued(key);
+    // Another key's job waits behind it in ComfyUI: when the first is interrupted, that one starts, not the key's next.
+    const other = await queued(admin);
+    const sentBefore = comfy.prompts.length;
+    nextAnswerGate = gate();
+    const answering = nextAnswerGate;
+    const sending = queue(gateway.url, key);
+    await waitFor(() => comfy.prompts.length === sentBefore + 1 && nextAnswerGate === null, 'the next prompt queued in ComfyUI, its answer held');
+    const racing = comfy.prompts.at(-1)!.id;
+    // The budget runs out while the answer is held: the first is interrupted and the other key's job starts.
+    assert.equal((await ended(first)).error?.exception_type, 'ExecutionBudgetExceeded');
+    await waitFor(() => comfy.started.includes(other), "the other key's job to start", 15_000);
+    answering.open();
+    const answer = await sending;
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.equal(answer.body.prompt_id, racing);
+    await waitFor(() => comfy.deletedFromQueue.includes(racing), "the raced prompt deleted from ComfyUI's queue", 10_000);
+    await endedUnrun(racing);
+    await ended(other);
+    assert.ok(!comfy.started.includes(racing), 'the raced prompt never started');
+  });
+
+  test("a delete from ComfyUI's queue that fails is tried again", async () => {
+    const key = await budgetKey('failing-delete');
+    failingDeletes = 1;
+    const first = await queued(key);
+    const other = await queued(admin);
+    const next = await queued(key);
+    await waitFor(() => failingDeletes < 0 && comfy.deletedFromQueue.includes(next), "the key's queued job deleted on a second try", 15_000);
+    assert.equal((await ended(first)).error?.exception_type, 'ExecutionBudgetExceeded');
+    await endedUnrun(next);
+    await ended(other);
+    assert.ok(!comfy.started.includes(next), "the key's queued job never started");
+    const { stdout, stderr } = gateway.output();
+    assert.match(stdout + stderr, /jobs could not be deleted from ComfyUI's queue: the delete is tried again/);
+    assert.ok(!(stdout + stderr).includes(key), 'the key is not logged');
   });
 });

@@ -98,4 +98,18 @@ describe('DailyBudgets', () => {
     assert.equal(budgets.spent('k'), false, 'once metered, the usage counts them (none here)');
     budgets.close();
   });
+
+  test('a job whose POST /prompt was answered after the budget ran out (sent) is taken out of its queue; with budget left it stays', () => {
+    // Being sent when the budget ran out, it had no ComfyUI id for the delete; now it has.
+    const running = job('running', 'a', 'running');
+    const answered = job('answered', 'a', 'queued');
+    const spent = budgetsFor(5, [running, answered]);
+    spent.budgets.sent(answered);
+    assert.deepEqual(spent.sent, ['delete answered on a']);
+    const left = budgetsFor(60, [job('running', 'a', 'running'), job('answered', 'a', 'queued')]);
+    left.budgets.sent(answered);
+    assert.deepEqual(left.sent, []);
+    spent.budgets.close();
+    left.budgets.close();
+  });
 });

@@ -13,9 +13,9 @@ const LATE = Date.UTC(2025, 5, 1, 23, 59, 0, 250) / 1000;
 const MIDNIGHT = Date.UTC(2025, 5, 1) / 1000;
 
 /** The GatewayError `checkAdmission` throws, or undefined when it admits. */
-function refusal(quotas: Partial<KeyQuotas>, activeJobs: number, executionSecondsToday: number, now = LATE): GatewayError | undefined {
+function refusal(quotas: Partial<KeyQuotas>, activeJobs: number, budgetSpent: boolean, now = LATE): GatewayError | undefined {
   try {
-    checkAdmission({ ...NONE, ...quotas }, { activeJobs: () => activeJobs, executionSecondsToday: () => executionSecondsToday }, now);
+    checkAdmission({ ...NONE, ...quotas }, { activeJobs: () => activeJobs, budgetSpent: () => budgetSpent }, now);
     return undefined;
   } catch (error) {
     assert.ok(error instanceof GatewayError, String(error));
@@ -25,21 +25,21 @@ function refusal(quotas: Partial<KeyQuotas>, activeJobs: number, executionSecond
 
 describe('checkAdmission', () => {
   test('a key without quotas is admitted however much it uses', () => {
-    assert.equal(refusal({}, 1_000_000, 1e9), undefined);
+    assert.equal(refusal({}, 1_000_000, true), undefined);
   });
 
   test('what a key uses is counted only for a quota that reads it', () => {
-    const notCounted = (what: string) => (): number => assert.fail(`${what} was counted without a quota that reads it`);
-    checkAdmission(NONE, { activeJobs: notCounted('activeJobs'), executionSecondsToday: notCounted('executionSecondsToday') }, LATE);
-    checkAdmission({ ...NONE, max_queued: 5 }, { activeJobs: () => 4, executionSecondsToday: notCounted('executionSecondsToday') }, LATE);
-    checkAdmission({ ...NONE, daily_execution_seconds: 60 }, { activeJobs: notCounted('activeJobs'), executionSecondsToday: () => 59 }, LATE);
+    const notCounted = (what: string) => (): never => assert.fail(`${what} was counted without a quota that reads it`);
+    checkAdmission(NONE, { activeJobs: notCounted('activeJobs'), budgetSpent: notCounted('budgetSpent') }, LATE);
+    checkAdmission({ ...NONE, max_queued: 5 }, { activeJobs: () => 4, budgetSpent: notCounted('budgetSpent') }, LATE);
+    checkAdmission({ ...NONE, daily_execution_seconds: 60 }, { activeJobs: notCounted('activeJobs'), budgetSpent: () => false }, LATE);
     assert.equal(mayStartAnother({ max_running: null }, notCounted('runningJobs')), true);
   });
 
   test('max_queued: admitted below it, 429 QUEUE_LIMIT from it on', () => {
-    assert.equal(refusal({ max_queued: 3 }, 2, 0), undefined);
+    assert.equal(refusal({ max_queued: 3 }, 2, false), undefined);
     for (const active of [3, 4]) {
-      const error = refusal({ max_queued: 3 }, active, 0);
+      const error = refusal({ max_queued: 3 }, active, false);
       assert.equal(error?.status, 429);
       assert.equal(error?.code, 'QUEUE_LIMIT');
       assert.equal(error?.message, 'This key may have at most 3 jobs held, queued or running; wait for one to finish or cancel one.');
@@ -48,27 +48,25 @@ describe('checkAdmission', () => {
     }
   });
 
-  test('daily_execution_seconds: admitted below it, 429 EXECUTION_BUDGET_EXCEEDED from it on, Retry-After to the next UTC midnight', () => {
-    assert.equal(refusal({ daily_execution_seconds: 600 }, 0, 599.9), undefined);
-    for (const used of [600, 600.5, 10_000]) {
-      const error = refusal({ daily_execution_seconds: 600 }, 0, used);
-      assert.equal(error?.status, 429);
-      assert.equal(error?.code, 'EXECUTION_BUDGET_EXCEEDED');
-      assert.deepEqual(error?.headers, { 'retry-after': '60' }, '59.75 s to midnight, rounded up');
-      assert.deepEqual(error?.toBody(), { error: error?.message, error_code: 'EXECUTION_BUDGET_EXCEEDED', limit: 600, reset_in: 60 });
-      assert.match(error?.message ?? '', /600 seconds of ComfyUI execution for today \(UTC\).*in 60 s/);
-    }
-    assert.deepEqual(refusal({ daily_execution_seconds: 1 }, 0, 1, MIDNIGHT)?.headers, { 'retry-after': '86400' }, 'at midnight, the whole next day');
-    assert.deepEqual(refusal({ daily_execution_seconds: 1 }, 0, 1, MIDNIGHT - 0.001)?.headers, { 'retry-after': '1' }, 'never 0');
+  test('daily_execution_seconds: admitted while some is left, 429 EXECUTION_BUDGET_EXCEEDED once spent, Retry-After to the next UTC midnight', () => {
+    assert.equal(refusal({ daily_execution_seconds: 600 }, 0, false), undefined);
+    const error = refusal({ daily_execution_seconds: 600 }, 0, true);
+    assert.equal(error?.status, 429);
+    assert.equal(error?.code, 'EXECUTION_BUDGET_EXCEEDED');
+    assert.deepEqual(error?.headers, { 'retry-after': '60' }, '59.75 s to midnight, rounded up');
+    assert.deepEqual(error?.toBody(), { error: error?.message, error_code: 'EXECUTION_BUDGET_EXCEEDED', limit: 600, reset_in: 60 });
+    assert.match(error?.message ?? '', /600 seconds of ComfyUI execution for today \(UTC\).*in 60 s/);
+    assert.deepEqual(refusal({ daily_execution_seconds: 1 }, 0, true, MIDNIGHT)?.headers, { 'retry-after': '86400' }, 'at midnight, the whole next day');
+    assert.deepEqual(refusal({ daily_execution_seconds: 1 }, 0, true, MIDNIGHT - 0.001)?.headers, { 'retry-after': '1' }, 'never 0');
   });
 
   test('a spent budget is reported before a full queue', () => {
-    assert.equal(refusal({ max_queued: 1, daily_execution_seconds: 60 }, 1, 60)?.code, 'EXECUTION_BUDGET_EXCEEDED');
-    assert.equal(refusal({ max_queued: 1, daily_execution_seconds: 60 }, 1, 59)?.code, 'QUEUE_LIMIT');
+    assert.equal(refusal({ max_queued: 1, daily_execution_seconds: 60 }, 1, true)?.code, 'EXECUTION_BUDGET_EXCEEDED');
+    assert.equal(refusal({ max_queued: 1, daily_execution_seconds: 60 }, 1, false)?.code, 'QUEUE_LIMIT');
   });
 
   test('max_running does not refuse an admission: the job waits, held', () => {
-    assert.equal(refusal({ max_running: 1 }, 5, 0), undefined);
+    assert.equal(refusal({ max_running: 1 }, 5, false), undefined);
   });
 });
 

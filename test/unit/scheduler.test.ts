@@ -20,6 +20,30 @@ function schedulerOf(backends: Backend[], jobs: FileJobStore, depth: number): Jo
   return new JobScheduler({ backends, jobs, depth, keyOf: () => undefined, budgetSpent: () => false, log: createLogger('silent'), now: () => 1 });
 }
 
+/**
+ * A backend whose ComfyUI queues every prompt sent to it (its prompt_id noted in `sent`) and answers, once
+ * `answered` resolves, with the id `answerId` gives.
+ */
+function queueingBackend(sent: string[], answerId: (id: string) => string, answered: Promise<void> = Promise.resolve()): Backend {
+  return {
+    ...BACKEND,
+    events: { expectAnswer: () => () => undefined, answered: () => undefined, messagesReceived: 0, promptAccepted: () => undefined },
+    proxy: {
+      fetch: async (_req: unknown, overrides: { body: string }) => {
+        const id = (JSON.parse(overrides.body) as { prompt_id: string }).prompt_id;
+        sent.push(id);
+        await answered;
+        return { status: 200, headers: {}, body: Buffer.from(JSON.stringify({ prompt_id: answerId(id) })) };
+      },
+    },
+  } as unknown as Backend;
+}
+
+/** A held job of alice whose request is kept to be sent. */
+function heldJob(id: string): JobRecord {
+  return jobRecord(id, { status: 'held', backend: '', upstream_id: null, request: { body: { prompt_id: id, prompt: {} }, headers: {} } });
+}
+
 function sentJob(id: string): JobRecord {
   return jobRecord(id, { backend: BACKEND.name });
 }
@@ -95,17 +119,7 @@ describe('JobScheduler slots', () => {
 
   test('held jobs released together have their writes under way together, and each is sent once', async () => {
     const sent: string[] = [];
-    const backend = {
-      ...BACKEND,
-      events: { expectAnswer: () => () => undefined, answered: () => undefined, messagesReceived: 0, promptAccepted: () => undefined },
-      proxy: {
-        fetch: (_req: unknown, overrides: { body: string }) => {
-          const id = (JSON.parse(overrides.body) as { prompt_id: string }).prompt_id;
-          sent.push(id);
-          return Promise.resolve({ status: 200, headers: {}, body: Buffer.from(JSON.stringify({ prompt_id: id })) });
-        },
-      },
-    } as unknown as Backend;
+    const backend = queueingBackend(sent, (id) => id);
     let writing = 0;
     let mostAtOnce = 0;
     const counted = Object.create(jobs, {
@@ -122,8 +136,7 @@ describe('JobScheduler slots', () => {
       },
     }) as FileJobStore;
     const ids = ['h1', 'h2', 'h3', 'h4'];
-    for (const id of ids)
-      await jobs.create(jobRecord(id, { status: 'held', backend: '', upstream_id: null, request: { body: { prompt_id: id, prompt: {} }, headers: {} } }));
+    for (const id of ids) await jobs.create(heldJob(id));
     const releasing = schedulerOf([backend], counted, 3);
     try {
       await releasing.restore();
@@ -131,6 +144,37 @@ describe('JobScheduler slots', () => {
       assert.deepEqual(sent, ['h1', 'h2', 'h3'], 'the three jobs the depth has room for, in order, once each');
       assert.equal(mostAtOnce, 3, 'their held → queued writes were under way at once, not one after another');
       assert.equal(jobs.get('h4')?.status, 'held', 'the fourth waits for room');
+    } finally {
+      releasing.close();
+    }
+  });
+
+  test('a released job is told of (onSent) once its POST /prompt is answered and recorded, under the id ComfyUI answered with', async () => {
+    let answer = (): void => undefined;
+    const answered = new Promise<void>((resolve) => (answer = resolve));
+    const sent: string[] = [];
+    const told: JobRecord[] = [];
+    await jobs.create(heldJob('h1'));
+    const releasing = new JobScheduler({
+      backends: [queueingBackend(sent, (id) => `comfy-${id}`, answered)],
+      jobs,
+      depth: 2,
+      keyOf: () => undefined,
+      budgetSpent: () => false,
+      onSent: (job) => told.push(job),
+      log: createLogger('silent'),
+      now: () => 1,
+    });
+    try {
+      await releasing.restore();
+      await waitFor(() => sent.length === 1, 'the held job sent');
+      assert.equal(jobs.get('h1')?.status, 'queued', 'released');
+      assert.equal(told.length, 0, 'not told while its POST /prompt is on its way');
+      answer();
+      await waitFor(() => told.length === 1, 'told of the job once answered');
+      assert.equal(told[0]!.id, 'h1');
+      assert.equal(told[0]!.status, 'queued');
+      assert.equal(told[0]!.upstream_id, 'comfy-h1', 'with the id ComfyUI answered with recorded');
     } finally {
       releasing.close();
     }
