@@ -102,7 +102,7 @@ async function getOwnHistoryWindow(
   let refusal: UpstreamAnswer | undefined;
   const lookup = async (promptId: string): Promise<string | undefined> => {
     const job = ctx.jobs.jobs.get(promptId);
-    if (job && wasRefused(job)) return JSON.stringify(refusedHistoryEntry(job));
+    if (job && wasRefused(job)) return JSON.stringify(await refusedHistoryEntry(job, ctx.rewriter));
     const upstreamId = upstreamIdOf(ctx, promptId);
     const answer = await getUpstream(backendOfPrompt(ctx, promptId), req, caller, `${path}/${encodeURIComponent(upstreamId)}`);
     if (answer.status !== 200) {
@@ -170,7 +170,8 @@ export async function getHistoryEntry(
     return;
   }
   const job = ctx.jobs.jobs.get(promptId);
-  if (job && wasRefused(job)) return relayJson(res, { status: 200, headers: {}, body: Buffer.alloc(0) }, { [promptId]: refusedHistoryEntry(job) });
+  if (job && wasRefused(job))
+    return relayJson(res, { status: 200, headers: {}, body: Buffer.alloc(0) }, { [promptId]: await refusedHistoryEntry(job, ctx.rewriter) });
   const upstreamId = upstreamIdOf(ctx, promptId);
   const answer = await getUpstream(backendOfPrompt(ctx, promptId), req, caller, `${pathOfHistory(req)}/${encodeURIComponent(upstreamId)}`);
   const history = answer.status === 200 ? (parseComfyJson(answer.body) as History | undefined) : undefined;

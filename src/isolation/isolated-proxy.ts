@@ -51,6 +51,8 @@ export interface IsolatedProxy {
   handleAnonymous(req: IncomingMessage, res: ServerResponse, target: RequestTarget): Promise<void> | null;
   /** A backend (re)connected or came up: it may be a restarted ComfyUI, with other nodes and models and another `--multi-user` setting. */
   backendMayHaveRestarted(): void;
+  /** Parses a request body as parseExactJson does, a large one with many exact numbers in a worker thread (see JsonRewriter.parseBody). */
+  parseBody(text: string): Promise<unknown>;
   /** Stops the threads that rewrite large answers. */
   close(): Promise<void>;
 }
@@ -273,6 +275,7 @@ export function createIsolatedProxy(options: {
       options.catalog.clear();
       comfyUsers.forgetMode();
     },
+    parseBody: (text) => ctx.rewriter.parseBody(text),
     close: () => ctx.rewriter.close(),
   };
 }

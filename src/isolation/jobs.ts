@@ -132,7 +132,8 @@ async function jobItem(
   job: JobRecord,
 ): Promise<Record<string, unknown> | undefined> {
   if (job.status === 'held') {
-    const extraData = heldBodyOf(job).extra_data as { create_time?: unknown; extra_pnginfo?: { workflow?: { id?: unknown } } } | undefined;
+    const extraData = (await heldBodyOf(job, ctx.rewriter)).extra_data as
+      { create_time?: unknown; extra_pnginfo?: { workflow?: { id?: unknown } } } | undefined;
     return prune({
       id: job.id,
       status: 'pending',

@@ -14,6 +14,12 @@ export function parseJsonOrUndefined(body: Buffer | string): unknown {
   }
 }
 
+/** Undefined for the SyntaxError of a body that is not JSON (as parseJsonOrUndefined reads it); any other error is thrown again. */
+export function undefinedIfNotJson(error: unknown): undefined {
+  if (error instanceof SyntaxError) return undefined;
+  throw error;
+}
+
 /**
  * Parses a JSON answer or event of ComfyUI's. Python's json.dumps writes NaN, Infinity and -Infinity,
  * which JSON.parse refuses (a FLOAT input given as "nan" is NaN in ComfyUI's queue and history from then

@@ -41,6 +41,9 @@ export function ownArrayBuffer(view: Uint8Array): ArrayBuffer {
   return new Uint8Array(view).buffer;
 }
 
+/** What parses a request body as parseExactJson does, a large one off the request thread: a JsonRewriter. */
+export type JsonBodyParser = Pick<JsonRewriter, 'parseBody'>;
+
 /** Looks up a rewrite's facts in the gateway's state (on the request thread). */
 export type FactsLookup<Name extends RewriteName> = (facts: FactsOf<Name>) => Promise<AnswersOf<Name>>;
 

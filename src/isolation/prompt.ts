@@ -13,7 +13,7 @@ import type { JobWebhook } from '../store/types.js';
 import { readBody } from '../server/body.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
 import { checkBoundedIds } from './ids.js';
-import { relayAnswer } from './json-body.js';
+import { relayAnswer, undefinedIfNotJson } from './json-body.js';
 import { checkLoadedFiles } from './loaded-files.js';
 import { checkOutputPrefixes } from './output-names.js';
 
@@ -40,12 +40,6 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
     ]);
   }
   relayAnswer(res, await admitPrompt(ctx, req, caller, body, raw.length));
-}
-
-/** Undefined for the SyntaxError of a body that is not JSON (as parseJsonOrUndefined reads it); any other error is thrown again. */
-function undefinedIfNotJson(error: unknown): undefined {
-  if (error instanceof SyntaxError) return undefined;
-  throw error;
 }
 
 /**

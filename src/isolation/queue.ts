@@ -61,13 +61,13 @@ export async function getQueue(ctx: IsolationContext, req: IncomingMessage, res:
     pending.push(...queue.queue_pending.map(visible));
   }
   const held = ctx.jobs.jobs.list({ keyId: caller.seesAll ? undefined : caller.key.key_id, statuses: ['held'], offset: 0, limit: MAX_HELD_LISTED });
-  const heldItems = held.reverse().map(heldItem);
+  const heldItems = await Promise.all(held.reverse().map((job) => heldItem(ctx, job)));
   relayJson(res, answers[0]!.value, { queue_running: running, queue_pending: [...pending, ...heldItems] });
 }
 
-/** A held job as ComfyUI lists a pending prompt. */
-function heldItem(job: JobRecord): QueueItem {
-  const body = heldBodyOf(job);
+/** A held job as ComfyUI lists a pending prompt (its body parsed off the request thread when large, see heldBodyOf). */
+async function heldItem(ctx: IsolationContext, job: JobRecord): Promise<QueueItem> {
+  const body = await heldBodyOf(job, ctx.rewriter);
   const extraData = { ...(typeof body.extra_data === 'object' && body.extra_data !== null ? body.extra_data : {}) };
   const item: QueueItem = [heldNumber(job), job.id, body.prompt ?? {}, extraData, []];
   asKeyKnowsIt(item, job);

@@ -2,7 +2,8 @@
 
 import { GatewayError } from '../errors.js';
 import { isBoundedId } from '../isolation/ids.js';
-import { parseComfyJson, parseJsonOrUndefined } from '../isolation/json-body.js';
+import { parseComfyJson, undefinedIfNotJson } from '../isolation/json-body.js';
+import type { JsonBodyParser } from '../isolation/large-json.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import type { JobError, JobRecord } from '../store/types.js';
 import type { Backend } from './backend.js';
@@ -45,10 +46,14 @@ export function heldRequestOf(job: JobRecord): HeldRequest | undefined {
   };
 }
 
-/** The body a job keeps, parsed (for listings of held jobs), or an empty object once it ran. */
-export function heldBodyOf(job: JobRecord): Record<string, unknown> {
+/**
+ * The body a job keeps, parsed (for listings of held jobs) by `parser` (the JsonRewriter: a large body with many exact
+ * numbers is parsed in a worker thread, so it does not hold up other requests), or an empty object once it ran.
+ * @throws Error when the JSON worker thread fails
+ */
+export async function heldBodyOf(job: JobRecord, parser: JsonBodyParser): Promise<Record<string, unknown>> {
   const request = heldRequestOf(job);
-  const body = request ? parseJsonOrUndefined(request.body) : undefined;
+  const body = request ? await parser.parseBody(request.body).catch(undefinedIfNotJson) : undefined;
   return typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
 }
 

@@ -1,6 +1,7 @@
 // A held job that ComfyUI refused when it was sent, told in ComfyUI's own shapes: an `execution_error` event and a history entry.
 
 import type { JobError, JobRecord } from '../store/types.js';
+import type { JsonBodyParser } from '../isolation/large-json.js';
 import { heldBodyOf } from './dispatch.js';
 
 /** Whether ComfyUI refused the job when the gateway sent it (it never ran, and ComfyUI has no history of it). */
@@ -24,12 +25,12 @@ export function refusalEvent(error: JobError, at: number): Record<string, unknow
   };
 }
 
-/** The history entry ComfyUI would show for a prompt that failed before any node ran. */
-export function refusedHistoryEntry(job: JobRecord): Record<string, unknown> {
+/** The history entry ComfyUI would show for a prompt that failed before any node ran (its body read by `parser`, see heldBodyOf). */
+export async function refusedHistoryEntry(job: JobRecord, parser: JsonBodyParser): Promise<Record<string, unknown>> {
   const at = job.finished_at ?? job.admitted_at;
   const event = { ...refusalEvent(job.error ?? { message: 'ComfyUI refused the prompt.' }, at), prompt_id: job.id };
   return {
-    prompt: [0, job.id, heldBodyOf(job).prompt ?? {}, job.client_id === null ? {} : { client_id: job.client_id }, []],
+    prompt: [0, job.id, (await heldBodyOf(job, parser)).prompt ?? {}, job.client_id === null ? {} : { client_id: job.client_id }, []],
     outputs: {},
     status: { status_str: 'error', completed: false, messages: [['execution_error', event]] },
     meta: {},

@@ -106,10 +106,16 @@ export function jsonNumber(value: unknown): number | undefined {
  * cannot tell apart); undefined for anything else.
  */
 export function exactNumberKey(value: unknown): string | undefined {
-  const text = typeof value === 'number' ? (Number.isFinite(value) ? String(value) : undefined) : isLosslessNumber(value) ? value.value : undefined;
+  const text = jsonNumberText(value);
   if (text === undefined) return undefined;
   const { sign, digits, exponent } = splitNumber(text);
   return `${sign}${digits}e${exponent}`;
+}
+
+/** The text a JSON number of a parsed document was written with (a number's own text is what String writes: parseExactJson kept it so); undefined for anything else. */
+export function jsonNumberText(value: unknown): string | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) ? String(value) : undefined;
+  return isLosslessNumber(value) ? value.value : undefined;
 }
 
 function exactNumber(text: string): number | ExactNumber {

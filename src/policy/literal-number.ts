@@ -7,6 +7,11 @@ import { jsonNumber } from '../json/exact-json.js';
  * string is `'text'`: ComfyUI reads it with Python's int() or float(), which take more than JavaScript's
  * Number does (`"1_000"`, digits of other scripts, other whitespace, `"nan"`). Undefined for anything else
  * (ComfyUI refuses it, or reads a boolean as 0 or 1).
+ *
+ * The double compares with a policy's limits exactly as Python compares what ComfyUI reads (compareJsonNumbers),
+ * since each limit is a safe integer: an integer above one is at least the next, itself a double; a number with a
+ * fraction or an exponent (`1000000000.00000001`, `2.5e1`, `1e400`, and such a string) Python reads as this
+ * same double too, and int() of a float at most the limit is at most the limit.
  */
 export function literalNumber(value: unknown): number | 'text' | undefined {
   const number = jsonNumber(value);

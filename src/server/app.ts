@@ -264,7 +264,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     webhookSecret: config.webhookSecret,
     deliveries: stores.webhooks,
   };
-  const workflowContext: WorkflowApiContext = { workflows, audit, clientIp, now };
+  const workflowContext: WorkflowApiContext = { workflows, audit, bodies: isolated, clientIp, now };
   const openApiDocument = openApiSource(OPENAPI_DOCUMENT, workflows, log);
   // Image inputs given as URLs are fetched through this pool (public addresses only, unless --webhook-allow-private; never a backend).
   const imageFetching = {

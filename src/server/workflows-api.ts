@@ -2,7 +2,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { forbidden, methodNotAllowed, storeUnavailable, workflowNotFound } from '../errors.js';
-import { parseExactJson } from '../json/exact-json.js';
+import type { JsonBodyParser } from '../isolation/large-json.js';
 import type { AuditStore, KeyRecord, WorkflowRecord, WorkflowStore } from '../store/types.js';
 import { MAX_WORKFLOW_BODY_BYTES, parseWorkflowDefinition } from '../workflows/definition.js';
 import { checkOnlyServing } from '../workflows/openai-images.js';
@@ -12,6 +12,8 @@ import { sendJson } from './respond.js';
 export interface WorkflowApiContext {
   workflows: WorkflowStore;
   audit: AuditStore;
+  /** Parses a registration body as parseExactJson does, a large one with many exact numbers in a worker thread (the JsonRewriter prompts use). */
+  bodies: JsonBodyParser;
   /** The client's address, as written to the audit trail. */
   clientIp(req: IncomingMessage): string;
   /** Current time in Unix seconds. */
@@ -49,7 +51,7 @@ export async function handleWorkflow(req: IncomingMessage, res: ServerResponse, 
   if (method !== 'PUT' && method !== 'DELETE') throw methodNotAllowed(['GET', 'PUT', 'DELETE']);
   if (key.role !== 'admin') throw forbidden('Registering and deleting workflows needs an admin key.');
   if (method === 'PUT') {
-    const definition = parseWorkflowDefinition(name, await readJsonBody(req, MAX_WORKFLOW_BODY_BYTES, parseExactJson));
+    const definition = parseWorkflowDefinition(name, await readJsonBody(req, MAX_WORKFLOW_BODY_BYTES, (text) => ctx.bodies.parseBody(text)));
     await checkOnlyServing(ctx.workflows, definition);
     const { record, created } = await ctx.workflows.put(definition, ctx.now()).catch((error: unknown) => {
       throw storeUnavailable(error, 'workflow');

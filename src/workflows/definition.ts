@@ -3,6 +3,7 @@
 import { invalidRequest } from '../errors.js';
 import { isBoundedId } from '../isolation/ids.js';
 import { exactNumberKey, jsonNumber, stringifyExactJson } from '../json/exact-json.js';
+import { compareJsonNumbers, isWholeJsonNumber } from '../json/number-order.js';
 import type { OpenAiImagesMapping, WorkflowInput, WorkflowInputType, WorkflowRecord } from '../store/types.js';
 
 /** What a workflow's name may be: lowercase letters, digits, `-` and `_`, 1 to 64 characters. */
@@ -172,8 +173,7 @@ function inputProblems(field: string, definition: unknown, graph: Record<string,
     if (!numeric) problems.push({ field: `${field}.${bound}`, problem: 'only integer and number inputs have bounds' });
     else if (!isNumberOfType(value, type)) problems.push({ field: `${field}.${bound}`, problem: `not ${type === 'integer' ? 'a whole number' : 'a number'}` });
   }
-  const [low, high] = [jsonNumber(min), jsonNumber(max)];
-  if (low !== undefined && high !== undefined && low > high) problems.push({ field: `${field}.min`, problem: `greater than max (${String(max)})` });
+  if ((compareJsonNumbers(min, max) ?? 0) > 0) problems.push({ field: `${field}.min`, problem: `greater than max (${String(max)})` });
   if (type === 'enum') {
     if (!Array.isArray(values) || values.length === 0 || values.length > MAX_ENUM_VALUES) {
       problems.push({ field: `${field}.values`, problem: `missing, or not a list of 1 to ${MAX_ENUM_VALUES} values` });
@@ -194,16 +194,16 @@ function inputProblems(field: string, definition: unknown, graph: Record<string,
 /**
  * What is wrong with a value given for a (non-image) input: its type, its range, or for an enum a value
  * not listed; null when it fits. Numbers are taken as JSON gives them: `"5"` is not an integer. Bounds are
- * compared as doubles (jsonNumber), as the prompt policy compares; an enum's numbers by their exact value.
+ * compared as ComfyUI compares an input with its min and max, by the values Python reads (see
+ * compareJsonNumbers: 18446744073709551616 is above 18446744073709551615); an enum's numbers by their exact value.
  */
 export function valueProblem(input: WorkflowInput, value: unknown): string | null {
   switch (input.type) {
     case 'integer':
     case 'number': {
       if (!isNumberOfType(value, input.type)) return `not ${input.type === 'integer' ? 'a whole number' : 'a number'}`;
-      const number = jsonNumber(value)!;
-      if (input.min !== undefined && number < jsonNumber(input.min)!) return `below the minimum ${String(input.min)}`;
-      if (input.max !== undefined && number > jsonNumber(input.max)!) return `above the maximum ${String(input.max)}`;
+      if ((compareJsonNumbers(value, input.min) ?? 0) < 0) return `below the minimum ${String(input.min)}`;
+      if ((compareJsonNumbers(value, input.max) ?? 0) > 0) return `above the maximum ${String(input.max)}`;
       return null;
     }
     case 'string':
@@ -219,10 +219,14 @@ export function valueProblem(input: WorkflowInput, value: unknown): string | nul
   }
 }
 
-/** Whether `value` is a finite JSON number, and a whole one for `integer` (`7.0` is: ComfyUI takes `int()` of an INT input). */
+/**
+ * Whether `value` is a finite JSON number, and for `integer` a whole one as written (see isWholeJsonNumber).
+ * ComfyUI takes `int()` of an INT input, so it runs `7.0` as 7, as the gateway does; it would also run `7.5`
+ * and `1.0000000000000001` as 7 and 1, which the gateway refuses rather than have a run differ from its inputs.
+ */
 function isNumberOfType(value: unknown, type: 'integer' | 'number'): boolean {
   const number = jsonNumber(value);
-  return number !== undefined && Number.isFinite(number) && (type === 'number' || Number.isInteger(number));
+  return number !== undefined && Number.isFinite(number) && (type === 'number' || isWholeJsonNumber(value));
 }
 
 /** What an enum value is compared by: a number by its exact value (`7` and `7.0` alike, as ComfyUI's `in` finds them), a string as its JSON text; null for anything else, which no listed value is. */

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { waitForHistory } from '../helpers/comfy-client.js';
-import { send } from '../helpers/http-client.js';
+import { send, type TestResponse } from '../helpers/http-client.js';
 import { startTwoKeyStage, type TwoKeyStage } from '../helpers/two-keys.js';
 import { waitFor } from '../helpers/wait-for.js';
 
@@ -132,5 +132,55 @@ describe('numbers in a prompt, as the client wrote them', () => {
       { field: 'inputs.seed', problem: 'above the maximum 18446744073709551615' },
       { field: 'inputs.cfg', problem: 'not one of [7.0,8.5]' },
     ]);
+  });
+
+  test('a 64-bit bound holds exactly: 2^64 against a max of 2^64 - 1 is refused, as is a float Python reads as 2^64; 2^64 - 1 runs with its digits', async () => {
+    const headers = { 'content-type': 'application/json' };
+    const graph = '{"3": {"class_type": "KSampler", "inputs": {"seed": 0, "steps": 2}}, "9": {"class_type": "SaveImage", "inputs": {"images": ["3", 0]}}}';
+    const register = (seed: string): Promise<TestResponse> =>
+      send(stage.gateway.url, '/api/gateway/workflows/seed-bound', {
+        method: 'PUT',
+        key: stage.admin,
+        body: `{"prompt": ${graph}, "inputs": {"seed": {"node": "3", "input": "seed", "type": "integer", ${seed}}}}`,
+        headers,
+      });
+    const upsideDown = await register('"min": 18446744073709551615, "max": 18446744073709551614');
+    assert.equal(upsideDown.status, 400, upsideDown.text);
+    assert.deepEqual(upsideDown.json<{ details: unknown }>().details, [{ field: 'inputs.seed.min', problem: 'greater than max (18446744073709551614)' }]);
+    const put = await register('"min": 18446744073709551614, "max": 18446744073709551615');
+    assert.equal(put.status, 201, put.text);
+
+    const run = (seed: string): Promise<TestResponse> =>
+      send(stage.gateway.url, '/api/gateway/workflows/seed-bound/run', {
+        method: 'POST',
+        key: stage.alice.api_key,
+        body: `{"inputs": {"seed": ${seed}}}`,
+        headers,
+      });
+    const sentBefore = stage.comfy.prompts.length;
+    for (const [seed, problem] of [
+      ['18446744073709551616', 'above the maximum 18446744073709551615'],
+      // Python reads a number with a fraction or an exponent as a float: each of these is 2^64 in ComfyUI.
+      ['18446744073709551615.0', 'above the maximum 18446744073709551615'],
+      ['1.8446744073709551615e19', 'above the maximum 18446744073709551615'],
+      ['18446744073709551613', 'below the minimum 18446744073709551614'],
+      ['18446744073709551614.5', 'not a whole number'],
+    ] as const) {
+      const refused = await run(seed);
+      assert.equal(refused.status, 400, `${seed}: ${refused.text}`);
+      const answer = refused.json<{ error_code: string; details: unknown }>();
+      assert.equal(answer.error_code, 'INVALID_REQUEST');
+      assert.deepEqual(answer.details, [{ field: 'inputs.seed', problem }], seed);
+    }
+    assert.equal(stage.comfy.prompts.length, sentBefore, 'ComfyUI got none of them');
+
+    for (const seed of ['18446744073709551615', '18446744073709551614']) {
+      const before = stage.comfy.prompts.length;
+      const accepted = await run(seed);
+      assert.equal(accepted.status, 200, `${seed}: ${accepted.text}`);
+      await waitFor(() => stage.comfy.prompts.length > before, 'ComfyUI got the prompt');
+      const inputs = (stage.comfy.prompts.at(-1)!.body.prompt as Record<string, { inputs: Record<string, unknown> }>)['3']!.inputs;
+      assert.equal(String(inputs.seed), seed, 'sent with its digits');
+    }
   });
 });

@@ -393,6 +393,37 @@ describe('prompt policy', () => {
     }
   });
 
+  test('a limit is not fooled by a number just above it, past the doubles or spelt otherwise; a number is read as ComfyUI reads it', async () => {
+    const key = await keyWith({ max_width: 1_000_000_000, max_steps: 25 });
+    const withWidth = (width: string, steps = '20'): string => {
+      const text = JSON.stringify({ prompt: graph() }).replace('"width":512', `"width":${width}`).replace('"steps":20', `"steps":${steps}`);
+      assert.ok(text.includes(`"width":${width}`) && text.includes(`"steps":${steps}`), width);
+      return text;
+    };
+    const headers = { 'content-type': 'application/json' };
+    for (const [width, steps] of [
+      ['1000000001', '20'],
+      ['1000000000.000001', '20'],
+      ['18446744073709551617', '20'],
+      ['1e400', '20'],
+      ['1000000000', '25.000001'],
+      ['1000000000', '"25.000001"'],
+      ['1000000000', '"2.6e1"'],
+    ]) {
+      const res = await send(gateway.url, '/api/prompt', { method: 'POST', key, body: withWidth(width!, steps), headers });
+      assert.equal(res.status, 403, `${width} ${steps}: ${res.text}`);
+      assert.equal(res.json<{ details: Violation[] }>().details.length, 1, `${width} ${steps}: ${res.text}`);
+    }
+    // Python reads these as the floats 1e9 and 25.0, which ComfyUI's int() makes the limits, and -0 as 0: within.
+    for (const [width, steps] of [
+      ['1000000000.00000001', '25.0000000000000001'],
+      ['-0', '2.5e1'],
+    ]) {
+      const res = await send(gateway.url, '/api/prompt', { method: 'POST', key, body: withWidth(width!, steps), headers });
+      assert.equal(res.status, 200, `${width} ${steps}: ${res.text}`);
+    }
+  });
+
   test('a body the gateway cannot read as JSON, which ComfyUI may still read, gets 400 and ComfyUI gets nothing', async () => {
     const key = await keyWith({ deny_nodes: ['Save*'], max_steps: 25 });
     const text = JSON.stringify({ prompt: graph((g) => (g['3']!.inputs.steps = 500)) });

@@ -2,6 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { JsonRewriter } from '../../src/isolation/large-json.js';
 import { heldBodyOf, heldRequestOf } from '../../src/jobs/dispatch.js';
 import { parseJobRecord } from '../../src/store/job-record.js';
 import type { JobRecord } from '../../src/store/types.js';
@@ -46,10 +47,12 @@ test('no request once a job ran, and none from a request without a body', () => 
   assert.equal(heldRequestOf(heldJob({ body: 42, headers: {} })), undefined);
 });
 
-test('listings read the held body parsed, and an empty object when there is none or it is not an object', () => {
-  assert.deepEqual(heldBodyOf(heldJob({ body: JSON.stringify(BODY), headers: {} })), BODY);
-  assert.deepEqual(heldBodyOf(heldJob({ body: BODY, headers: {} })), BODY);
-  assert.deepEqual(heldBodyOf(heldJob(null)), {});
-  assert.deepEqual(heldBodyOf(heldJob({ body: '[1, 2]', headers: {} })), {});
-  assert.deepEqual(heldBodyOf(heldJob({ body: 'not json', headers: {} })), {});
+test('listings read the held body parsed, and an empty object when there is none or it is not an object', async () => {
+  const parser = new JsonRewriter();
+  assert.deepEqual(await heldBodyOf(heldJob({ body: JSON.stringify(BODY), headers: {} }), parser), BODY);
+  assert.deepEqual(await heldBodyOf(heldJob({ body: BODY, headers: {} }), parser), BODY);
+  assert.deepEqual(await heldBodyOf(heldJob(null), parser), {});
+  assert.deepEqual(await heldBodyOf(heldJob({ body: '[1, 2]', headers: {} }), parser), {});
+  assert.deepEqual(await heldBodyOf(heldJob({ body: 'not json', headers: {} }), parser), {});
+  await parser.close();
 });

@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import type { IsolatedCaller, IsolationContext } from '../../src/isolation/context.js';
 import { getHistoryList } from '../../src/isolation/history.js';
 import { getJobList } from '../../src/isolation/jobs.js';
+import { getQueue } from '../../src/isolation/queue.js';
 import { JsonRewriter } from '../../src/isolation/large-json.js';
 import { parseExactJson, stringifyExactJson } from '../../src/json/exact-json.js';
 import type { BackendPool } from '../../src/backends/backend-pool.js';
@@ -123,13 +124,14 @@ describe('JsonRewriter', () => {
     handler: typeof getHistoryList,
     ctx: IsolationContext,
     path: string,
+    caller = ADMIN_CALLER,
   ): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer }> {
     const sent: { status: number; headers: Record<string, unknown>; body: Buffer } = { status: 0, headers: {}, body: Buffer.alloc(0) };
     const res = {
       writeHead: (status: number, headers: Record<string, unknown>) => Object.assign(sent, { status, headers }),
       end: (body?: Buffer) => (sent.body = body ?? Buffer.alloc(0)),
     } as unknown as ServerResponse;
-    await handler(ctx, { url: path } as IncomingMessage, res, ADMIN_CALLER, path, new URLSearchParams());
+    await handler(ctx, { url: path } as IncomingMessage, res, caller, path, new URLSearchParams());
     return sent;
   }
 
@@ -219,6 +221,26 @@ describe('JsonRewriter', () => {
     assert.equal(rewriter.threadCount, 0);
     const afterClose = await rewriter.rewrite(answer(), 'admin-jobs', async () => ids);
     assert.ok(afterClose.body.equals(rewritten.body));
+  });
+
+  test("a held job's large body, listed in /queue and a user key's /api/jobs, is parsed in a worker thread, each number as written", async () => {
+    const numbers = Array(100_000).fill('7.0').join(', ');
+    const body = `{"prompt": {"3": {"class_type": "KSampler", "inputs": {"seed": 18446744073709551615, "cfg": 7.0, "values": [${numbers}]}}}, "extra_data": {"create_time": 17}}`;
+    await jobs.create({ ...job('job-held', 'job-held', null), status: 'held', upstream_id: null, request: { body, headers: {} } });
+    upstream = () => json({ queue_running: [], queue_pending: [], jobs: [] });
+    const ALICE: IsolatedCaller = { key: { key_id: 'alice', role: 'user' } as KeyRecord, seesAll: false, upstreamHeaders: {} };
+    // The gateway's own thresholds: a body of 128 KiB or more with such numbers goes to a worker thread.
+    const forQueue = contextWith(new JsonRewriter());
+    const queue = await answerOf(getQueue, forQueue, '/api/queue');
+    assert.equal(forQueue.rewriter.threadCount, 1, 'the held body was parsed in a worker thread');
+    const [held] = (parseExactJson(queue.body.toString()) as { queue_pending: unknown[][] }).queue_pending;
+    assert.equal(held![1], 'job-held');
+    assert.match(queue.body.toString(), /"seed":18446744073709551615,"cfg":7\.0,"values":\[7\.0,7\.0,/);
+    const forJobs = contextWith(new JsonRewriter());
+    const list = await answerOf(getJobList, forJobs, '/api/jobs', ALICE);
+    assert.equal(forJobs.rewriter.threadCount, 1, 'the held body was parsed in a worker thread');
+    const item = (JSON.parse(list.body.toString()) as { jobs: Array<Record<string, unknown>> }).jobs.find((listed) => listed.id === 'job-held');
+    assert.deepEqual([item?.status, item?.create_time], ['pending', 17], 'its create_time read from the held body');
   });
 
   test('requests at once use at most the threads allowed', async () => {
