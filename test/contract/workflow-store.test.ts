@@ -1,7 +1,7 @@
 // The WorkflowStore contract on the JSON file and on PostgreSQL, and what only the file store does (an unreadable file is refused, never overwritten).
 
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -65,5 +65,31 @@ describe('FileWorkflowStore on disk', () => {
     await assert.rejects(store.list(), StoreCorruptError);
     await assert.rejects(store.put({ name: 'b', prompt: {}, description: null, inputs: {} }, 2), StoreCorruptError);
     assert.equal(await readFile(join(dir, 'workflows.json'), 'utf8'), '{"workflows": [', 'never overwritten');
+  });
+
+  test('reads parse the file again only when it changed, and see every change: another process’s, and an edit in place', async () => {
+    const dir = await newDirectory();
+    const store = new FileWorkflowStore({ directory: dir });
+    const other = new FileWorkflowStore({ directory: dir });
+    await store.put({ name: 'a', prompt: { '1': { class_type: 'SaveImage', inputs: {} } }, description: null, inputs: {} }, 1);
+    const path = join(dir, 'workflows.json');
+    const fresh = await store.get('a');
+    assert.notEqual(await store.get('a'), fresh, 'a file changed this instant is parsed on every read (its time may not tell a next edit)');
+    const past = new Date(Date.now() - 60_000);
+    await utimes(path, past, past);
+    const first = await store.get('a');
+    assert.equal(await store.get('a'), first, 'the same settled file: the record of the last parse');
+    await other.put({ name: 'a', prompt: {}, description: 'by the CLI', inputs: {} }, 2);
+    const replaced = await store.get('a');
+    assert.equal(replaced?.description, 'by the CLI', 'a file replaced by another process is read again');
+    await utimes(path, past, past);
+    assert.equal(await store.get('a'), await store.get('a'));
+    const text = await readFile(path, 'utf8');
+    await writeFile(path, text.replace('by the CLI', 'by hand!!!'));
+    assert.equal((await store.get('a'))?.description, 'by hand!!!', 'an edit in place (same inode, same size) is read again');
+    assert.deepEqual(
+      (await store.list()).map((w) => w.name),
+      ['a'],
+    );
   });
 });
