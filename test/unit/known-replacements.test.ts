@@ -32,6 +32,17 @@ describe('knownNodeReplacements', () => {
     assert.equal(await read(), first);
   });
 
+  test('a 200 answer that is not a JSON object is an error answer, never read as no replacements', async () => {
+    const garbage = (): UpstreamAnswer => ({ status: 200, headers: {}, body: Buffer.from('<html>Service Unavailable</html>') });
+    const answers = [answer(200, LOADER), garbage(), answer(200, ['OldLoader'])];
+    const read = knownNodeReplacements(() => Promise.resolve(answers.shift()!));
+    const first = await read();
+    assert.equal(await read(), first, 'text that is not JSON');
+    assert.equal(await read(), first, 'JSON that is not an object');
+    const unread = knownNodeReplacements(() => Promise.resolve(garbage()));
+    await assert.rejects(unread(), (error: unknown) => error instanceof GatewayError && error.code === 'UPSTREAM_UNREADABLE');
+  });
+
   test('with none read yet, a failure is thrown, never read as no replacements', async () => {
     const down = knownNodeReplacements(() => Promise.reject(upstreamUnavailable(new Error('down'))));
     await assert.rejects(down(), (error: unknown) => error instanceof GatewayError && error.code === 'UPSTREAM_UNAVAILABLE');
