@@ -8,10 +8,10 @@ import { parseComfyJson } from './json-body.js';
 /**
  * Reads the replacements from `load` (GET /node_replacements, kept with the catalog answers, a release
  * without them answering 404 as `{}`), parsing each answer once. When ComfyUI cannot be asked or answers
- * with an error, the replacements last read stand in: a prompt checked then is checked as the last
+ * with an error (or with a body that is not a JSON object: a proxy's page), the replacements last read stand in: a prompt checked then is checked as the last
  * answer said, and held prompts still go in while every backend is down. With none read yet, the
  * failure is thrown: a user key's prompt is never checked as if no node were replaced.
- * @throws as `load`; GatewayError 502 UPSTREAM_UNREADABLE for an error answer
+ * @throws as `load`; GatewayError 502 UPSTREAM_UNREADABLE for an error answer or one that is not a JSON object
  */
 export function knownNodeReplacements(load: () => Promise<UpstreamAnswer>): () => Promise<NodeReplacements> {
   let last: { answer: UpstreamAnswer; replacements: NodeReplacements } | null = null;
@@ -24,11 +24,12 @@ export function knownNodeReplacements(load: () => Promise<UpstreamAnswer>): () =
       throw error;
     }
     if (answer === last?.answer) return last.replacements;
-    if (answer.status !== 200) {
+    const body = answer.status === 200 ? parseComfyJson(answer.body) : undefined;
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       if (last) return last.replacements;
       throw upstreamUnreadable();
     }
-    last = { answer, replacements: parseNodeReplacements(parseComfyJson(answer.body)) };
+    last = { answer, replacements: parseNodeReplacements(body) };
     return last.replacements;
   };
 }

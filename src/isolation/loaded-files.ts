@@ -82,17 +82,17 @@ export interface LoadedFilesContext {
  * another key owns, in any folder and spelling ComfyUI reads.
  * With several backends, an output or temp file a loader names must have been made last by the key's
  * own job, and the prompt must run on that job's backend: it returns that backend (undefined otherwise).
+ * `nodes` are the prompt's nodes as nodesAsChecked lists them (node id, or label, to node).
  * @throws GatewayError 403 FORBIDDEN naming the nodes; 400 INVALID_REQUEST for a name ComfyUI could read as another file (see
  * fileReferenceProblem), a known loader's file given by a link, or a prompt with more than MAX_FILE_LIKE_STRINGS strings to look up
  */
-export function checkLoadedFiles(files: LoadedFilesContext, keyId: string, prompt: unknown): string | undefined {
-  if (typeof prompt !== 'object' || prompt === null) return undefined;
+export function checkLoadedFiles(files: LoadedFilesContext, keyId: string, nodes: ReadonlyArray<readonly [string, unknown]>): string | undefined {
   const { ownership, producerOf } = files;
   const foreign: Array<{ node: string; file: string }> = [];
   /** With several backends, the backends that made the outputs it loads. */
   const madeOn = new Set<string>();
   let fileLike = 0;
-  for (const [nodeId, node] of Object.entries(prompt as Record<string, { class_type?: unknown; inputs?: unknown } | null>)) {
+  for (const [nodeId, node] of nodes as ReadonlyArray<readonly [string, { class_type?: unknown; inputs?: unknown } | null]>) {
     const classType = typeof node?.class_type === 'string' ? node.class_type : '';
     const refusal = REFUSED_NODES.get(classType);
     if (refusal !== undefined) throw forbidden(`Prompt node ${nodeId.slice(0, 64)} (${classType}) ${refusal}.`);

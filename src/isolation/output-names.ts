@@ -25,14 +25,14 @@ const NUMBER_TOKEN = /%(?:width|height|year|month|day|hour|minute|second)%/;
  * from 1 and its files land on `cat`'s: a prefix that differs only by case from one another key's known
  * outputs were saved under is refused. So is a prefix that leaves its folder once normalised (a leading `/`, a
  * drive, a leading `..`, a `\` read as `/`): ComfyUI's get_save_image_path refuses it, but save nodes that join the prefix
- * themselves (LossGraphNode of 2025, `{prefix}_{date}.png` in temp) write wherever it points.
+ * themselves (LossGraphNode of 2025, `{prefix}_{date}.png` in temp) write wherever it points. `nodes` are the prompt's nodes
+ * as nodesAsChecked lists them (node id, or label, to node).
  * @throws GatewayError 400 INVALID_REQUEST naming each link, %batch_num% or escaping prefix; 403 FORBIDDEN for another key's prefix in other case
  */
-export function checkOutputPrefixes(prompt: unknown, keyId: string, jobs: Pick<JobStore, 'outputPrefixes'>): void {
-  if (typeof prompt !== 'object' || prompt === null) return;
+export function checkOutputPrefixes(nodes: ReadonlyArray<readonly [string, unknown]>, keyId: string, jobs: Pick<JobStore, 'outputPrefixes'>): void {
   const problems: Array<{ field: string; problem: string }> = [];
   const othersInOtherCase: string[] = [];
-  for (const [nodeId, node] of Object.entries(prompt as Record<string, unknown>)) {
+  for (const [nodeId, node] of nodes) {
     const inputs = typeof node === 'object' && node !== null ? (node as { inputs?: unknown }).inputs : undefined;
     if (typeof inputs !== 'object' || inputs === null || !Object.hasOwn(inputs, PREFIX_INPUT)) continue;
     const prefix = inputValue((inputs as Record<string, unknown>)[PREFIX_INPUT]);

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { forbidden, GatewayError, invalidRequest, payloadTooLarge, unknownBackend } from '../errors.js';
 import { checkPrompt, effectivePolicy, type PromptOrigin } from '../policy/check.js';
-import { replacedNodes } from '../policy/node-replacements.js';
+import { nodesAsChecked } from '../policy/node-replacements.js';
 import { stringifyExactJson } from '../json/exact-json.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import { withJsonTextBody } from '../store/json-text-body.js';
@@ -49,7 +49,7 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
  * is given the gateway's own, so the gateway sees the job's events and passes them on to the client's
  * sockets. A client_id that belongs to another key is refused with 403, and so is a taken prompt_id or
  * a user key's loader node naming a file it does not own (a node read both as sent and as the node ComfyUI
- * replaces it with, see replacedNodes); ids longer than 200 bytes or not printable
+ * replaces it with, see nodesAsChecked); ids longer than 200 bytes or not printable
  * are refused with 400. A user key's `front` and `number` are dropped: the gateway's fair queue orders
  * its jobs. A prompt its key's prompt policy refuses (`bodyBytes` is the size the policy's
  * `max_prompt_bytes` reads; `origin` says whether it is a registered workflow's, which `workflows_only`
@@ -82,10 +82,9 @@ export async function admitPrompt(
   if (!caller.seesAll) {
     checkPromptText(body.prompt);
     // ComfyUI runs a node of a replaced class_type as its replacement, with inputs renamed: the checks read both.
-    const asRun = replacedNodes(body.prompt, await ctx.nodeReplacements());
-    const checked = asRun ? { ...(body.prompt as Record<string, unknown>), ...asRun } : body.prompt;
-    checkOutputPrefixes(checked, keyId, ctx.jobs.jobs);
-    madeOn = checkLoadedFiles({ ownership: ctx.ownership, producerOf }, keyId, checked);
+    const nodes = nodesAsChecked(body.prompt, await ctx.nodeReplacements());
+    checkOutputPrefixes(nodes, keyId, ctx.jobs.jobs);
+    madeOn = checkLoadedFiles({ ownership: ctx.ownership, producerOf }, keyId, nodes);
   }
   const chosenId = typeof body.prompt_id === 'string';
   const promptId = chosenId ? (body.prompt_id as string) : randomUUID();

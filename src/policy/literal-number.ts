@@ -5,8 +5,9 @@ import { jsonNumber } from '../json/exact-json.js';
 /**
  * An INT or FLOAT input's literal as the gateway compares it: a number, or a string holding one. Any other
  * string is `'text'`: ComfyUI reads it with Python's int() or float(), which take more than JavaScript's
- * Number does (`"1_000"`, digits of other scripts, other whitespace, `"nan"`). Undefined for anything else
- * (ComfyUI refuses it, or reads a boolean as 0 or 1).
+ * Number does (`"1_000"`, digits of other scripts, other whitespace, `"nan"`). A boolean is 1 or 0, as
+ * int(True) and float(False) read it: a spacing or padding of `true` adds a pixel, a width of `false` is 0.
+ * Undefined for anything else (ComfyUI refuses it).
  *
  * The double compares with a policy's limits exactly as Python compares what ComfyUI reads (compareJsonNumbers),
  * since each limit is a safe integer: an integer above one is at least the next, itself a double; a number with a
@@ -14,6 +15,7 @@ import { jsonNumber } from '../json/exact-json.js';
  * same double too, and int() of a float at most the limit is at most the limit.
  */
 export function literalNumber(value: unknown): number | 'text' | undefined {
+  if (typeof value === 'boolean') return Number(value);
   const number = jsonNumber(value);
   if (number !== undefined) return Number.isNaN(number) ? undefined : number;
   if (typeof value !== 'string') return undefined;

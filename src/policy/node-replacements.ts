@@ -54,18 +54,21 @@ export function replacedNode(node: PromptNode, replacements: NodeReplacements): 
 }
 
 /**
- * The nodes of `prompt` (node ids to nodes) that ComfyUI may run as another class, each as that class
- * (see replacedNode) under its id and the class it becomes (`"5 as LoadImage"`), for checks that read a
- * node by its class_type; null when no node has a replacement.
+ * The nodes of `prompt` (node ids to nodes) as checks that read a node by its class_type see them: each node
+ * as sent, under its id; then each node that ComfyUI may run as another class, as that class (see
+ * replacedNode), under its id and the class it becomes (`"5 as LoadImage"`). Entries, not an object: a node
+ * of the prompt may itself be named `"5 as LoadImage"`, and neither may stand in for the other. None for a
+ * prompt that is not an object.
  */
-export function replacedNodes(prompt: unknown, replacements: NodeReplacements): Record<string, PromptNode> | null {
-  if (replacements.size === 0 || typeof prompt !== 'object' || prompt === null) return null;
-  let replaced: Record<string, PromptNode> | null = null;
-  for (const [nodeId, node] of Object.entries(prompt as Record<string, unknown>)) {
+export function nodesAsChecked(prompt: unknown, replacements: NodeReplacements): Array<[string, unknown]> {
+  if (typeof prompt !== 'object' || prompt === null) return [];
+  const given = Object.entries(prompt as Record<string, unknown>);
+  const replaced: Array<[string, PromptNode]> = [];
+  for (const [nodeId, node] of replacements.size === 0 ? [] : given) {
     const classType = typeof node === 'object' && node !== null ? (node as { class_type?: unknown }).class_type : undefined;
     if (typeof classType !== 'string') continue;
     const form = replacedNode({ class_type: classType, inputs: (node as { inputs?: unknown }).inputs }, replacements);
-    if (form) (replaced ??= {})[`${nodeId} as ${form.class_type}`] = form;
+    if (form) replaced.push([`${nodeId} as ${form.class_type}`, form]);
   }
-  return replaced;
+  return [...given, ...replaced];
 }

@@ -214,4 +214,23 @@ describe('nodes that ComfyUI runs as a loader or a save node (a custom pack’s 
     });
     assert.equal(own.status, 200, own.text);
   });
+
+  test('a node whose id reads as a replaced node’s ("1 as LoadImage") is checked as well, not hidden by it', async () => {
+    // Node 1 runs as a LoadImage of the key's own file; the node named "1 as LoadImage" loads bob's, and ComfyUI runs both.
+    const hidden: Array<[string, Record<string, unknown>, RegExp]> = [
+      ["another key's upload", { class_type: 'LoadImage', inputs: { image: bobInput } }, /node 1 as LoadImage \(bob-face\.png\)/],
+      ['a folder loader', { class_type: 'LoadImageSetFromFolderNode', inputs: { folder: '.' } }, /1 as LoadImage \(LoadImageSetFromFolderNode\)/],
+    ];
+    for (const [what, node, message] of hidden) {
+      const before = upstreamPrompts();
+      const res = await prompt(stage.alice.api_key, {
+        '1': { class_type: 'LegacyImageLoader', inputs: { file: 'alice-face.png' } },
+        '1 as LoadImage': node,
+        '2': { class_type: 'PreviewImage', inputs: { images: ['1 as LoadImage', 0] } },
+      });
+      assert.equal(res.status, 403, `${what}: ${res.text}`);
+      assert.match(res.json<{ error: string }>().error, message, what);
+      assert.equal(upstreamPrompts(), before, `${what}: nothing reached ComfyUI`);
+    }
+  });
 });

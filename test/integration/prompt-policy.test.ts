@@ -424,6 +424,64 @@ describe('prompt policy', () => {
     }
   });
 
+  test("a boolean where ComfyUI takes a number counts as Python's int() and float() read it: true is 1, false is 0", async () => {
+    const key = await keyWith({ max_width: 1024, max_height: 1024 });
+    /** The 1024 image the latent of node 5 decodes to, given to `node` as node 7, which node 9 saves. */
+    const decoded = (node: Graph[string]): Graph =>
+      graph((g) => {
+        g['5']!.inputs = { width: 1024, height: 1024, batch_size: 1 };
+        g['6'] = { class_type: 'VAEDecode', inputs: { samples: ['3', 0], vae: ['4', 2] } };
+        g['7'] = node;
+        g['9']!.inputs.images = ['7', 0];
+      });
+    const refused: Array<[string, Graph, Array<Partial<Violation>>]> = [
+      [
+        'a spacing of true between two 512 halves (ImageStitch makes it 2 pixels)',
+        graph((g) => {
+          g['6'] = { class_type: 'VAEDecode', inputs: { samples: ['3', 0], vae: ['4', 2] } };
+          g['7'] = {
+            class_type: 'ImageStitch',
+            inputs: { image1: ['6', 0], image2: ['6', 0], direction: 'right', match_image_size: false, spacing_width: true, spacing_color: 'white' },
+          };
+          g['9']!.inputs.images = ['7', 0];
+        }),
+        [{ node_id: '7', rule: 'max_width', value: 1026 }],
+      ],
+      [
+        'padding of true on a 1024 image',
+        decoded({ class_type: 'ImagePadForOutpaint', inputs: { image: ['6', 0], left: true, top: 0, right: 0, bottom: 0, feathering: 0 } }),
+        [{ node_id: '7', rule: 'max_width', value: 1025 }],
+      ],
+      [
+        'a width of false beside a height: the width follows the aspect ratio',
+        decoded({ class_type: 'ImageScale', inputs: { image: ['6', 0], upscale_method: 'nearest-exact', width: false, height: 512, crop: 'disabled' } }),
+        [{ node_id: '7', rule: 'max_width', value: 'unbounded' }],
+      ],
+    ];
+    for (const [what, prompt, violations] of refused) {
+      const res = await post(key, { prompt });
+      assert.equal(res.status, 403, `${what}: ${res.text}`);
+      assert.deepEqual(
+        res.violations.map(({ node_id, rule, value }) => ({ node_id, rule, value })),
+        violations,
+        what,
+      );
+    }
+    const small = await keyWith({ max_width: 512, max_height: 512 });
+    const megapixel = await post(small, {
+      prompt: graph((g) => {
+        g['6'] = { class_type: 'VAEDecode', inputs: { samples: ['3', 0], vae: ['4', 2] } };
+        g['7'] = { class_type: 'ImageScaleToTotalPixels', inputs: { image: ['6', 0], upscale_method: 'nearest-exact', megapixels: true } };
+        g['9']!.inputs.images = ['7', 0];
+      }),
+    });
+    assert.equal(megapixel.status, 403, `megapixels of true (1,048,576 pixels) under 512 × 512: ${megapixel.text}`);
+    assert.deepEqual(
+      megapixel.violations.map(({ node_id, rule, value }) => ({ node_id, rule, value })),
+      [{ node_id: '7', rule: 'max_width', value: 1 }],
+    );
+  });
+
   test('a body the gateway cannot read as JSON, which ComfyUI may still read, gets 400 and ComfyUI gets nothing', async () => {
     const key = await keyWith({ deny_nodes: ['Save*'], max_steps: 25 });
     const text = JSON.stringify({ prompt: graph((g) => (g['3']!.inputs.steps = 500)) });

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { GatewayError, upstreamUnavailable } from '../../src/errors.js';
 import { knownNodeReplacements } from '../../src/isolation/known-replacements.js';
-import { replacedNodes } from '../../src/policy/node-replacements.js';
+import { nodesAsChecked } from '../../src/policy/node-replacements.js';
 import type { UpstreamAnswer } from '../../src/proxy/http.js';
 
 const answer = (status: number, body: unknown): UpstreamAnswer => ({ status, headers: {}, body: Buffer.from(JSON.stringify(body)) });
@@ -32,6 +32,17 @@ describe('knownNodeReplacements', () => {
     assert.equal(await read(), first);
   });
 
+  test('a 200 answer that is not a JSON object is an error answer, never read as no replacements', async () => {
+    const garbage = (): UpstreamAnswer => ({ status: 200, headers: {}, body: Buffer.from('<html>Service Unavailable</html>') });
+    const answers = [answer(200, LOADER), garbage(), answer(200, ['OldLoader'])];
+    const read = knownNodeReplacements(() => Promise.resolve(answers.shift()!));
+    const first = await read();
+    assert.equal(await read(), first, 'text that is not JSON');
+    assert.equal(await read(), first, 'JSON that is not an object');
+    const unread = knownNodeReplacements(() => Promise.resolve(garbage()));
+    await assert.rejects(unread(), (error: unknown) => error instanceof GatewayError && error.code === 'UPSTREAM_UNREADABLE');
+  });
+
   test('with none read yet, a failure is thrown, never read as no replacements', async () => {
     const down = knownNodeReplacements(() => Promise.reject(upstreamUnavailable(new Error('down'))));
     await assert.rejects(down(), (error: unknown) => error instanceof GatewayError && error.code === 'UPSTREAM_UNAVAILABLE');
@@ -40,13 +51,26 @@ describe('knownNodeReplacements', () => {
   });
 });
 
-describe('replacedNodes', () => {
-  test('lists each node ComfyUI may run as another class, under its id and that class, with the inputs renamed', async () => {
+describe('nodesAsChecked', () => {
+  test('lists each node as sent, then each node ComfyUI may run as another class, under its id and that class, with the inputs renamed', async () => {
     const replacements = await knownNodeReplacements(() => Promise.resolve(answer(200, LOADER)))();
     const prompt = { '1': { class_type: 'OldLoader', inputs: { file: 'x.png', other: 1 } }, '2': { class_type: 'LoadImage', inputs: { image: 'y.png' } } };
-    assert.deepEqual(replacedNodes(prompt, replacements), { '1 as LoadImage': { class_type: 'LoadImage', inputs: { image: 'x.png' } } });
-    assert.equal(replacedNodes({ '2': prompt['2'] }, replacements), null);
-    assert.equal(replacedNodes(prompt, new Map()), null);
-    assert.equal(replacedNodes('not a prompt', replacements), null);
+    assert.deepEqual(nodesAsChecked(prompt, replacements), [
+      ['1', prompt['1']],
+      ['2', prompt['2']],
+      ['1 as LoadImage', { class_type: 'LoadImage', inputs: { image: 'x.png' } }],
+    ]);
+    assert.deepEqual(nodesAsChecked(prompt, new Map()), Object.entries(prompt));
+    assert.deepEqual(nodesAsChecked('not a prompt', replacements), []);
+  });
+
+  test('a node named as a replaced node is listed beside it, not overwritten by it', async () => {
+    const replacements = await knownNodeReplacements(() => Promise.resolve(answer(200, LOADER)))();
+    const named = { class_type: 'LoadImage', inputs: { image: 'another-keys.png' } };
+    const nodes = nodesAsChecked({ '1': { class_type: 'OldLoader', inputs: { file: 'x.png' } }, '1 as LoadImage': named }, replacements);
+    assert.deepEqual(
+      nodes.filter(([label]) => label === '1 as LoadImage').map(([, node]) => node),
+      [named, { class_type: 'LoadImage', inputs: { image: 'x.png' } }],
+    );
   });
 });

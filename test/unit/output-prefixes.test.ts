@@ -7,7 +7,7 @@ import { checkOutputPrefixes } from '../../src/isolation/output-names.js';
 import { OutputPrefixes, prefixShape } from '../../src/store/output-prefixes.js';
 
 const output = (filename: string, subfolder = '', type = 'output') => ({ node: '9', filename, subfolder, type });
-const saving = (prefix: string) => ({ '9': { class_type: 'SaveImage', inputs: { images: ['3', 0], filename_prefix: prefix } } });
+const saving = (prefix: string): Array<[string, unknown]> => [['9', { class_type: 'SaveImage', inputs: { images: ['3', 0], filename_prefix: prefix } }]];
 
 describe('output prefixes', () => {
   test('outputs are counted under the prefix they were numbered after, by shape, until their jobs are forgotten', () => {
