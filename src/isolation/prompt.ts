@@ -15,6 +15,7 @@ import type { IsolatedCaller, IsolationContext } from './context.js';
 import { checkBoundedIds } from './ids.js';
 import { relayAnswer, undefinedIfNotJson } from './json-body.js';
 import { checkLoadedFiles } from './loaded-files.js';
+import { readLoadedImageSizes } from './loaded-image-sizes.js';
 import { checkOutputPrefixes } from './output-names.js';
 
 /** Largest prompt the gateway reads (a graph with its embedded workflow). */
@@ -147,14 +148,31 @@ function checkPromptText(prompt: unknown): void {
  * @throws GatewayError 403 PROMPT_POLICY; 429 as JobService.checkQuotas
  */
 export async function checkPromptAdmissible(ctx: IsolationContext, caller: IsolatedCaller, body: Record<string, unknown>, origin: PromptOrigin): Promise<void> {
-  await checkPolicy(ctx, caller, body.prompt, Buffer.byteLength(stringifyExactJson(body)), origin);
+  // A run's images are stored after this check: their sizes are read by the check of the prompt it sends.
+  await checkPolicy(ctx, caller, body.prompt, Buffer.byteLength(stringifyExactJson(body)), origin, 'later');
   ctx.jobs.checkQuotas(caller.key);
 }
 
-/** Refuses a prompt its key's prompt policy (or the gateway's default one) refuses (403 PROMPT_POLICY). */
-async function checkPolicy(ctx: IsolationContext, caller: IsolatedCaller, prompt: unknown, bodyBytes: number, origin: PromptOrigin): Promise<void> {
+/**
+ * Refuses a prompt its key's prompt policy (or the gateway's default one) refuses (403 PROMPT_POLICY). When
+ * the policy sets max_width or max_height, the sizes of the images the prompt loads are read first (see
+ * readLoadedImageSizes), unless `loaded` says they are read `later`.
+ * @throws GatewayError 403 PROMPT_POLICY; 400 as readLoadedImageSizes
+ */
+async function checkPolicy(
+  ctx: IsolationContext,
+  caller: IsolatedCaller,
+  prompt: unknown,
+  bodyBytes: number,
+  origin: PromptOrigin,
+  loaded: 'read' | 'later' = 'read',
+): Promise<void> {
   const policy = effectivePolicy(caller.key, ctx.defaultPolicy);
-  if (policy) checkPrompt(policy, prompt, bodyBytes, origin, await ctx.nodeReplacements());
+  if (!policy) return;
+  const replacements = await ctx.nodeReplacements();
+  const sizesLimited = policy.max_width !== undefined || policy.max_height !== undefined;
+  const sizes = loaded === 'read' && sizesLimited ? await readLoadedImageSizes(ctx, caller, prompt, replacements) : 'later';
+  checkPrompt(policy, prompt, bodyBytes, origin, replacements, sizes);
 }
 
 /** The header by which an admin key pins a prompt to one backend. */

@@ -40,10 +40,18 @@ export async function getView(ctx: IsolationContext, req: IncomingMessage, res: 
       if (ctx.ownership.ownerOf('file', id) !== keyId) return emptyNotFound(res);
     }
   }
-  const backend = caller.seesAll ? await backendOfFile(ctx, query) : await backendOfOwnFile(ctx, query, caller.key.key_id);
+  const backend = await backendServing(ctx, caller, query);
   if (!backend) return emptyNotFound(res);
   servedAsFile(res);
   await backend.proxy.download(req, res, { headers: caller.upstreamHeaders });
+}
+
+/**
+ * The backend the file a `/view` query names is read from for the caller: any file for an admin key (see
+ * backendOfFile), the key's own for a user key (see backendOfOwnFile; whether it owns the file is checked first).
+ */
+export function backendServing(ctx: IsolationContext, caller: IsolatedCaller, query: URLSearchParams): Promise<PoolBackend | undefined> {
+  return caller.seesAll ? backendOfFile(ctx, query) : backendOfOwnFile(ctx, query, caller.key.key_id);
 }
 
 /** Gives an answer the headers of a served file (FILE_ANSWER_HEADERS): /view's, and user data files'. */
@@ -58,7 +66,7 @@ export function getAnonymousView(ctx: IsolationContext, req: IncomingMessage, re
 }
 
 /** How long a backend may take to say whether it has a file. */
-const FILE_PROBE_TIMEOUT_MS = 5000;
+export const FILE_PROBE_TIMEOUT_MS = 5000;
 
 /**
  * The backend that has the file `/view` asks for: the backend of the job that made it; for an

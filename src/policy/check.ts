@@ -5,6 +5,7 @@ import { inputValue } from '../isolation/input-value.js';
 import { joinViolations } from './join-checks.js';
 import { inputLimits } from './limited-inputs.js';
 import { literalNumber } from './literal-number.js';
+import { loadedImageViolations, type LoadedImageSizes } from './loaded-images.js';
 import { replacedNode, type NodeReplacements, type PromptNode } from './node-replacements.js';
 import { resizeViolations } from './resize-checks.js';
 import { nodeInputs } from './node-inputs.js';
@@ -32,7 +33,7 @@ export interface PromptOrigin {
  * Refuses a prompt that breaks `policy`, listing every violation (up to 50), in the order: workflows_only
  * (unless the prompt is a registered workflow's), max_prompt_bytes, then node by node (deny_nodes,
  * allow_nodes, each input read, then the size a resizing node makes, then what a joining node makes: see
- * resizeViolations and joinViolations).
+ * resizeViolations and joinViolations; then the image a loader loads, by its size in `loaded`, see loadedImageViolations).
  * Inputs are read by name on every node (see inputLimits).
  * A node whose class_type ComfyUI replaces (`replacements`, from its GET /node_replacements) is checked
  * as it is and as the node ComfyUI runs in its place.
@@ -47,8 +48,9 @@ export function checkPrompt(
   bodyBytes: number,
   origin: PromptOrigin = {},
   replacements: NodeReplacements = new Map(),
+  loaded: LoadedImageSizes = new Map(),
 ): void {
-  const violations = promptViolations(policy, prompt, bodyBytes, origin, replacements);
+  const violations = promptViolations(policy, prompt, bodyBytes, origin, replacements, loaded);
   if (violations.length > 0) throw promptPolicy(violations.slice(0, MAX_VIOLATIONS));
 }
 
@@ -59,6 +61,7 @@ export function promptViolations(
   bodyBytes: number,
   origin: PromptOrigin = {},
   replacements: NodeReplacements = new Map(),
+  loaded: LoadedImageSizes = new Map(),
 ): PolicyViolation[] {
   const violations: PolicyViolation[] = [];
   if (policy.workflows_only === true && origin.workflow !== true) violations.push({ node_id: null, rule: 'workflows_only', limit: true, value: null });
@@ -76,10 +79,11 @@ export function promptViolations(
     const replaced = replacedNode(given, replacements);
     forms.set(nodeId, replaced ? [given, replaced] : [given]);
   }
-  const bounds = new SizeBounds((nodeId) => forms.get(nodeId) ?? []);
+  const bounds = new SizeBounds((nodeId) => forms.get(nodeId) ?? [], loaded);
   for (const [nodeId, nodeForms] of forms) {
     if (violations.length >= MAX_VIOLATIONS) break;
-    for (const form of nodeForms) violations.push(...nodeViolations(policy, globs, nodeId, form, bounds));
+    for (const form of nodeForms)
+      violations.push(...nodeViolations(policy, globs, nodeId, form, bounds), ...loadedImageViolations(policy, nodeId, form, loaded));
   }
   return violations;
 }

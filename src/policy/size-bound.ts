@@ -4,6 +4,7 @@ import { inputValue } from '../isolation/input-value.js';
 import { BATCH_REPEATS, BATCH_UNKNOWN, joinedDimensions, joinSpacing, resizesToMatch } from './joins.js';
 import { inputBaseName, inputLimits } from './limited-inputs.js';
 import { literalNumber } from './literal-number.js';
+import { isImageLoader, loadedSide, type LoadedImageSizes } from './loaded-images.js';
 import { inputsNamed, nodeInputs } from './node-inputs.js';
 import type { PromptNode } from './node-replacements.js';
 
@@ -86,8 +87,9 @@ export function linksPixels(node: PromptNode): boolean {
 
 /**
  * Bounds of the sizes and batches a prompt's nodes output, each found once per node (so a walk costs at most
- * the prompt's size). A bound is undefined (unknown) when the walk reaches a node of no literal size (or
- * batch) that has no links to follow (a loader), a link to no node, a cycle, a chain of more than MAX_DEPTH
+ * the prompt's size). An image loader's sides are the longest side of the image it loads (see loadedSide);
+ * its batch is not known (a file's frames). A bound is undefined (unknown) when the walk reaches an image
+ * loader of unknown size, a node of no literal size (or batch) that has no links to follow, a link to no node, a cycle, a chain of more than MAX_DEPTH
  * links, a model upscaler, a side a node derives from its input's aspect ratio or pixel count, or a batch
  * made from a latent's frames (BATCH_UNKNOWN).
  */
@@ -95,8 +97,14 @@ export class SizeBounds {
   private readonly found = new Map<string, number | null>();
   private readonly walking = new Set<string>();
 
-  /** `formsOf` gives a node id's forms: the node as sent, and as ComfyUI runs it when it replaces its class; none for an unknown id. */
-  constructor(private readonly formsOf: (nodeId: string) => readonly PromptNode[]) {}
+  /**
+   * `formsOf` gives a node id's forms: the node as sent, and as ComfyUI runs it when it replaces its class; none for an unknown id.
+   * `loaded` are the sizes of the images the prompt loads.
+   */
+  constructor(
+    private readonly formsOf: (nodeId: string) => readonly PromptNode[],
+    private readonly loaded: LoadedImageSizes,
+  ) {}
 
   /** The largest `dimension` of what node `nodeId` outputs (the largest over its forms), or undefined when unknown. */
   output(nodeId: string, dimension: Dimension, depth = 0): number | undefined {
@@ -176,6 +184,7 @@ export class SizeBounds {
 
   /** The largest `side` one form of a node outputs. */
   private side(node: PromptNode, side: Side, depth: number): number | undefined {
+    if (isImageLoader(node)) return loadedSide(node, this.loaded);
     const inputs = nodeInputs(node);
     if (MODEL_UPSCALERS.has(node.class_type)) return undefined;
     const padding = PADDING_INPUTS.get(node.class_type);

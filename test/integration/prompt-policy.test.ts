@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { crc32, deflateSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SAVE_WORKFLOW } from '../helpers/comfy-client.js';
@@ -24,6 +25,28 @@ function graph(change: (nodes: Graph) => void = () => undefined): Graph {
   };
   change(nodes);
   return nodes;
+}
+
+/** A real grey PNG of `width` × `height` (its rows of zeros compress to a few kilobytes). */
+function grayPng(width: number, height: number): Buffer {
+  const chunk = (type: string, data: Buffer): Buffer => {
+    const typed = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(typed));
+    return Buffer.concat([length, typed, crc]);
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header.set([8, 0, 0, 0, 0], 8);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', header),
+    chunk('IDAT', deflateSync(Buffer.alloc((width + 1) * height))),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 interface Violation {
@@ -278,12 +301,105 @@ describe('prompt policy', () => {
     assert.deepEqual(
       found.map(({ node_id, value }) => [node_id, value]),
       [
+        ['10', 'unbounded'],
         ['11', 'unbounded'],
         ['13', 'model'],
       ],
     );
-    assert.match(found[0]!.reason!, /size the prompt does not fix/);
-    assert.match(found[1]!.reason!, /factor comes from the model file/);
+    assert.match(found[0]!.reason!, /size of the loaded image could not be read/);
+    assert.match(found[1]!.reason!, /size the prompt does not fix/);
+    assert.match(found[2]!.reason!, /factor comes from the model file/);
+  });
+
+  test('a loaded image is held to max_width and max_height by its size, read from the start of the file through a ranged /view', async () => {
+    const key = await keyWith({ max_width: 1024, max_height: 1024 });
+    const upload = async (name: string, content: Buffer): Promise<string> => {
+      const boundary = 'policy-test-boundary';
+      const head = `--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="${name}"\r\nContent-Type: image/png\r\n\r\n`;
+      const res = await send(gateway.url, '/api/upload/image', {
+        method: 'POST',
+        key,
+        body: Buffer.concat([Buffer.from(head), content, Buffer.from(`\r\n--${boundary}--\r\n`)]),
+        headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+      });
+      assert.equal(res.status, 200, res.text);
+      return res.json<{ name: string }>().name;
+    };
+    /** LoadImage → VAEEncode → KSampler on the uploaded `image`. */
+    const img2img = (image: string): Graph =>
+      graph((g) => {
+        g['10'] = { class_type: 'LoadImage', inputs: { image } };
+        g['11'] = { class_type: 'VAEEncode', inputs: { pixels: ['10', 0], vae: ['4', 2] } };
+        g['3']!.inputs.latent_image = ['11', 0];
+      });
+    const views = (): Array<FakeComfyUI['requests'][number]> => comfy.requests.filter((r) => r.url.includes('/view?'));
+    const viewsBefore = views().length;
+
+    const large = await upload('large.png', grayPng(2048, 2048));
+    const refused = await post(key, { prompt: img2img(large) });
+    assert.equal(refused.status, 403, refused.text);
+    assert.deepEqual(
+      refused.violations.map(({ node_id, rule, limit, value }) => ({ node_id, rule, limit, value })),
+      [
+        { node_id: '10', rule: 'max_width', limit: 1024, value: 2048 },
+        { node_id: '10', rule: 'max_height', limit: 1024, value: 2048 },
+      ],
+    );
+    const read = views().slice(viewsBefore);
+    assert.equal(read.length, 1, 'one read of the file');
+    assert.equal(read[0]!.headers.range, 'bytes=0-65535', 'only its start');
+
+    // A JPEG whose frame header follows 120 KB of metadata: the rest of the header is read in a second range.
+    const segment = (marker: number, data: Buffer): Buffer =>
+      Buffer.concat([Buffer.from([0xff, marker, (data.length + 2) >> 8, (data.length + 2) & 0xff]), data]);
+    const frame = Buffer.from([8, 3000 >> 8, 3000 & 0xff, 4000 >> 8, 4000 & 0xff, 1, 1, 0x11, 0]);
+    const photo = Buffer.concat([
+      Buffer.from([0xff, 0xd8]),
+      segment(0xe1, Buffer.alloc(60_000)),
+      segment(0xe2, Buffer.alloc(60_000)),
+      segment(0xc0, frame),
+      segment(0xda, Buffer.alloc(8)),
+      Buffer.alloc(64),
+    ]);
+    const photoName = await upload('photo.jpg', photo);
+    const viewsBeforePhoto = views().length;
+    const tooLarge = await post(key, { prompt: img2img(photoName) });
+    assert.deepEqual(
+      tooLarge.violations.map(({ node_id, rule, value }) => [node_id, rule, value]),
+      [
+        ['10', 'max_width', 4000],
+        ['10', 'max_height', 4000],
+      ],
+    );
+    assert.deepEqual(
+      views()
+        .slice(viewsBeforePhoto)
+        .map((r) => r.headers.range),
+      ['bytes=0-65535', 'bytes=65536-131071'],
+    );
+
+    const small = await upload('small.png', grayPng(512, 512));
+    const accepted = await post(key, { prompt: img2img(small) });
+    assert.equal(accepted.status, 200, accepted.text);
+
+    const unreadable = await upload('notes.png', Buffer.from('not an image at all, whatever its name says'));
+    const unknown = await post(key, { prompt: img2img(unreadable) });
+    assert.equal(unknown.status, 403, unknown.text);
+    assert.deepEqual(
+      unknown.violations.map(({ node_id, value }) => [node_id, value]),
+      [['10', 'unbounded']],
+    );
+    assert.match(unknown.text, /PNG, JPEG, WebP, GIF and BMP/);
+
+    // A prompt loading more files than the gateway reads the sizes of is refused before any is read.
+    const many = graph((g) => {
+      for (let i = 0; i < 65; i += 1) g[`l${i}`] = { class_type: 'LoadImage', inputs: { image: `many-${i}.png` } };
+    });
+    const viewsBeforeMany = views().length;
+    const tooMany = await send(gateway.url, '/api/prompt', { method: 'POST', key, body: { prompt: many } });
+    assert.equal(tooMany.status, 400, tooMany.text);
+    assert.match(tooMany.text, /loads 65 image files.*at most 64/);
+    assert.equal(views().length, viewsBeforeMany, 'nothing read');
   });
 
   test('a stitch wider than max_width and a doubling chain of batch joins past max_batch_size are refused at the join, with the reason', async () => {

@@ -5,19 +5,28 @@ import { describe, test } from 'node:test';
 import type { PolicyViolation } from '../../src/errors.js';
 import { parseExactJson } from '../../src/json/exact-json.js';
 import { promptViolations } from '../../src/policy/check.js';
+import type { LoadedImageSizes } from '../../src/policy/loaded-images.js';
 import { parseNodeReplacements, type NodeReplacements } from '../../src/policy/node-replacements.js';
 import type { PromptPolicy } from '../../src/policy/schema.js';
 
 type Graph = Record<string, { class_type: string; inputs: Record<string, unknown> }>;
 
-/** The violations without their reasons, for comparison. */
-function violations(policy: PromptPolicy, prompt: Graph, replacements: NodeReplacements = new Map()): Array<Omit<PolicyViolation, 'reason'>> {
-  return promptViolations(policy, prompt, 0, {}, replacements).map(({ node_id, rule, limit, value }) => ({ node_id, rule, limit, value }));
+/**
+ * The violations without their reasons, for comparison. The sizes of loaded images are not read unless `loaded`
+ * gives them: a loader then stands for a node of unknown size, and is not itself checked.
+ */
+function violations(
+  policy: PromptPolicy,
+  prompt: Graph,
+  replacements: NodeReplacements = new Map(),
+  loaded: LoadedImageSizes = 'later',
+): Array<Omit<PolicyViolation, 'reason'>> {
+  return promptViolations(policy, prompt, 0, {}, replacements, loaded).map(({ node_id, rule, limit, value }) => ({ node_id, rule, limit, value }));
 }
 
-/** The reasons given, in order. */
-function reasons(policy: PromptPolicy, prompt: Graph): Array<string | undefined> {
-  return promptViolations(policy, prompt, 0).map((violation) => violation.reason);
+/** The reasons given, in order (loaded images' sizes not read unless `loaded` gives them). */
+function reasons(policy: PromptPolicy, prompt: Graph, loaded: LoadedImageSizes = 'later'): Array<string | undefined> {
+  return promptViolations(policy, prompt, 0, {}, new Map(), loaded).map((violation) => violation.reason);
 }
 
 const SIZE = { max_width: 1024, max_height: 1024 };
@@ -515,5 +524,70 @@ describe('prompt policy joins', () => {
     const found = violations({ max_batch_size: 1_000_000_000 }, prompt);
     assert.equal(found.length, 33, 'from 4 × 2^28 on');
     assert.deepEqual(found.at(-1), { node_id: '60', rule: 'max_batch_size', limit: 1_000_000_000, value: 4 * 2 ** 60 });
+  });
+});
+
+describe('prompt policy: loaded images', () => {
+  /** Sizes read for `photo.png` in input (LOADED's file), as the gateway keys them. */
+  const photoOf = (width: number, height: number): LoadedImageSizes => new Map([['input//photo.png', { width, height }]]);
+  const encoded: Graph = {
+    ...txt2img(512),
+    ...LOADED,
+    '12': { class_type: 'VAEEncode', inputs: { pixels: ['10', 0], vae: ['4', 2] } },
+    '3': { class_type: 'KSampler', inputs: { model: ['4', 0], latent_image: ['12', 0], steps: 20 } },
+  };
+
+  test('a loader is held to max_width and max_height by the longer side of the image it loads, with the reason', () => {
+    assert.deepEqual(violations(SIZE, encoded, new Map(), photoOf(1024, 1024)), [], 'within both limits');
+    assert.deepEqual(violations(SIZE, encoded, new Map(), photoOf(2048, 2048)), [
+      { node_id: '10', rule: 'max_width', limit: 1024, value: 2048 },
+      { node_id: '10', rule: 'max_height', limit: 1024, value: 2048 },
+    ]);
+    // ComfyUI turns an image its EXIF says is turned: a 1024 × 600 image may be 600 × 1024.
+    assert.deepEqual(violations({ max_width: 1024, max_height: 768 }, encoded, new Map(), photoOf(1024, 600)), [
+      { node_id: '10', rule: 'max_height', limit: 768, value: 1024 },
+    ]);
+    assert.match(reasons({ max_width: 1024 }, encoded, photoOf(4000, 3000))[0]!, /the loaded image is 4000×3000.*longer one/);
+    assert.deepEqual(violations({ max_steps: 30 }, encoded, new Map(), new Map()), [], 'no size limit: the loader is not checked');
+  });
+
+  test('a loader whose image size is not known is refused under a size limit, whatever follows it', () => {
+    const unknown = new Map();
+    assert.deepEqual(violations(SIZE, encoded, new Map(), unknown), [{ node_id: '10', rule: 'max_width', limit: 1024, value: 'unbounded' }]);
+    assert.match(reasons(SIZE, encoded, unknown)[0]!, /could not be read.*PNG, JPEG, WebP, GIF and BMP/);
+    const other = new Map([['input//other.png', { width: 8, height: 8 }]]);
+    assert.deepEqual(
+      violations({ max_height: 1024 }, LOADED, new Map(), other),
+      [{ node_id: '10', rule: 'max_height', limit: 1024, value: 'unbounded' }],
+      "another file's size",
+    );
+    const linked: Graph = { '10': { class_type: 'LoadImage', inputs: { image: ['9', 0] } } };
+    assert.deepEqual(violations(SIZE, linked, new Map(), photoOf(8, 8)), [{ node_id: '10', rule: 'max_width', limit: 1024, value: 'unbounded' }], 'a link');
+    const webcam: Graph = { '10': { class_type: 'WebcamCapture', inputs: { image: 'photo.png', width: 64, height: 64, capture_on_queue: true } } };
+    assert.deepEqual(violations(SIZE, webcam, new Map(), photoOf(4096, 64)), [
+      { node_id: '10', rule: 'max_width', limit: 1024, value: 4096 },
+      { node_id: '10', rule: 'max_height', limit: 1024, value: 4096 },
+    ]);
+    const replacements = parseNodeReplacements({ OldLoader: [{ new_node_id: 'LoadImage', input_mapping: [{ new_id: 'image', old_id: 'file' }] }] });
+    const replaced: Graph = { '10': { class_type: 'OldLoader', inputs: { file: 'photo.png' } } };
+    assert.deepEqual(violations(SIZE, replaced, replacements, photoOf(2048, 16)), [
+      { node_id: '10', rule: 'max_width', limit: 1024, value: 2048 },
+      { node_id: '10', rule: 'max_height', limit: 1024, value: 2048 },
+    ]);
+  });
+
+  test("the size walk reads a loaded image's size: an enlargement or a join of it is held to the size it makes", () => {
+    const doubled: Graph = { ...LOADED, '11': { class_type: 'ImageScaleBy', inputs: { image: ['10', 0], upscale_method: 'lanczos', scale_by: 2 } } };
+    assert.deepEqual(violations(SIZE, doubled, new Map(), photoOf(512, 300)), [], '512 × 2');
+    assert.deepEqual(violations(SIZE, doubled, new Map(), photoOf(600, 600)), [
+      { node_id: '11', rule: 'max_width', limit: 1024, value: 1200 },
+      { node_id: '11', rule: 'max_height', limit: 1024, value: 1200 },
+    ]);
+    const stitched: Graph = {
+      ...LOADED,
+      '11': { class_type: 'ImageStitch', inputs: { image1: ['10', 0], image2: ['10', 0], direction: 'right', match_image_size: false, spacing_width: 0 } },
+    };
+    assert.deepEqual(violations(SIZE, stitched, new Map(), photoOf(512, 512)), []);
+    assert.deepEqual(violations(SIZE, stitched, new Map(), photoOf(600, 100)), [{ node_id: '11', rule: 'max_width', limit: 1024, value: 1200 }]);
   });
 });
