@@ -233,6 +233,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         allowPrivate: config.webhookAllowPrivate,
         backends: pool.all.map((backend) => backend.url),
         retryBaseSeconds: config.webhookRetryBaseSeconds,
+        ...(stores.deliveryLeases ? { leases: stores.deliveryLeases } : {}),
         log,
       })
     : null;
@@ -694,7 +695,16 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       ]);
       jobEvents?.close();
       await outbox?.close();
-      await Promise.all([keys.close(), usage.close(), counters.close(), ownership.close(), sessions.close(), jobs.close(), stores.webhooks.close()]);
+      await Promise.all([
+        keys.close(),
+        usage.close(),
+        counters.close(),
+        ownership.close(),
+        sessions.close(),
+        jobs.close(),
+        stores.webhooks.close(),
+        stores.deliveryLeases?.close(),
+      ]);
       log.flush();
     },
   };

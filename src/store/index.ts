@@ -17,7 +17,18 @@ import { checkStoreDirectory, createStoreDirectory } from './file/store-permissi
 import { MemoryCounterStore } from './memory/memory-counter-store.js';
 import type { StoreLog } from './postgres/database.js';
 import type { SharedRecords } from './redis/redis-counter-store.js';
-import type { AuditStore, CounterStore, JobStore, KeyStore, OwnershipStore, SessionStore, UsageStore, WebhookDeliveryStore, WorkflowStore } from './types.js';
+import type {
+  AuditStore,
+  CounterStore,
+  DeliveryLeases,
+  JobStore,
+  KeyStore,
+  OwnershipStore,
+  SessionStore,
+  UsageStore,
+  WebhookDeliveryStore,
+  WorkflowStore,
+} from './types.js';
 
 export interface Stores {
   keys: KeyStore;
@@ -31,6 +42,8 @@ export interface Stores {
   workflows: WorkflowStore;
   /** The webhook delivery outbox. */
   webhooks: WebhookDeliveryStore;
+  /** With Redis only: caps each key's webhook attempts in flight across the replicas (without it, each replica caps its own). */
+  deliveryLeases?: DeliveryLeases;
   /** With a database only: passes job events between the replicas on it (one process on JSON files needs none). */
   jobEvents?: JobEventRelay;
   /** Where the data lives, for the start-up line. */
@@ -49,7 +62,7 @@ export type StoreConfig = Pick<GatewayConfig, 'userDirectory' | 'usageRetentionD
 /**
  * Opens the key, usage, ownership, session and job stores and seeds the rate-limit windows with the requests of the last hour,
  * so a restart does not reset anyone's count. With `databaseUrl`, the stores live in PostgreSQL (the schema is
- * migrated first); with `redisUrl`, the rate-limit counters live in Redis, shared by every replica. Each client
+ * migrated first); with `redisUrl`, the rate-limit counters and the webhook attempt leases live in Redis, shared by every replica. Each client
  * library is loaded only when its URL is given, never for the JSON-file default.
  * @throws UnsafeStoreError when the store folder or a file in it could be changed by another user (see `checkStoreDirectory`).
  * @throws StoreCorruptError when a store file cannot be read; the connection or migration error when PostgreSQL cannot be used.
@@ -59,10 +72,12 @@ export async function createStores(config: StoreConfig, log?: StoreLog, onWrite?
   const storeLog = log ?? (config.databaseUrl || config.redisUrl ? createLogger(config.logLevel ?? 'info') : undefined);
   const { shared, ...persistent } = config.databaseUrl ? await openPostgres(config.databaseUrl, config, storeLog) : await openFiles(config, storeLog, onWrite);
   let counters: CounterStore;
+  let deliveryLeases: DeliveryLeases | undefined;
   let location = persistent.location;
   if (config.redisUrl) {
     try {
       counters = await openRedisCounters(config.redisUrl, config, storeLog, shared);
+      deliveryLeases = await openRedisDeliveryLeases(config.redisUrl, config, storeLog);
     } catch (error) {
       persistent.jobEvents?.close();
       await Promise.all([
@@ -81,7 +96,7 @@ export async function createStores(config: StoreConfig, log?: StoreLog, onWrite?
   }
   const now = Date.now() / 1000;
   counters.restore(persistent.usage.recentRequestTimes(WINDOW_SECONDS, now), now);
-  return { ...persistent, counters, location };
+  return { ...persistent, counters, ...(deliveryLeases ? { deliveryLeases } : {}), location };
 }
 
 /** The stores besides the counters; with a database, also what it tells the counters about the other replicas. */
@@ -145,6 +160,16 @@ function jobRetentionSeconds(config: StoreConfig): number {
  */
 export function deliveryRetentionSeconds(config: StoreConfig): number {
   return jobRetentionSeconds(config) + 86_400;
+}
+
+async function openRedisDeliveryLeases(url: string, config: StoreConfig, log: StoreLog | undefined): Promise<DeliveryLeases> {
+  const { RedisDeliveryLeases } = await import('./redis/redis-delivery-leases.js');
+  return RedisDeliveryLeases.open({
+    url,
+    ...(config.redisKeyPrefix ? { keyPrefix: config.redisKeyPrefix } : {}),
+    ...(config.redisTimeoutMs ? { timeoutMs: config.redisTimeoutMs } : {}),
+    ...(log ? { log } : {}),
+  });
 }
 
 async function openRedisCounters(url: string, config: StoreConfig, log: StoreLog | undefined, shared: SharedRecords | undefined): Promise<CounterStore> {

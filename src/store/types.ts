@@ -516,6 +516,25 @@ export interface ClaimShares {
   held: ReadonlyMap<string, number>;
 }
 
+/** One of a key's webhook attempt leases (DeliveryLeases), given back when its attempt ends. */
+export interface DeliveryLease {
+  release(): void;
+}
+
+/**
+ * Leases on each key's webhook attempts in flight, shared by the replicas, so that at most a cap of one
+ * key's attempts are sent at once by all of them together.
+ */
+export interface DeliveryLeases {
+  /**
+   * One of the key's `cap` leases, expiring by itself `ttlMs` from now (so a crashed holder's leases
+   * free themselves), or null when `cap` unexpired leases of the key are held, by any replica. Never
+   * rejects: while the shared count cannot be used, it resolves a lease that holds nothing shared.
+   */
+  take(keyId: string, cap: number, ttlMs: number): Promise<DeliveryLease | null>;
+  close(): Promise<void>;
+}
+
 /**
  * The outbox of webhook deliveries. Writes resolve once durable. With several replicas on one store,
  * `claimDue` hands each due delivery to one replica at a time (a lease), so each attempt is sent once.
@@ -538,6 +557,8 @@ export interface WebhookDeliveryStore {
    * the state it ends in; resolves false when the claim was lost (its lease ran out and another took it).
    */
   recordAttempt(claim: DeliveryClaim, attempt: DeliveryAttempt, next: { state: DeliveryState; next_attempt_at: number | null }): Promise<boolean>;
+  /** Gives a claimed delivery back without an attempt: it is due again at once, for any replica. */
+  releaseClaim(claim: DeliveryClaim): Promise<void>;
   get(id: string): Promise<WebhookDelivery | undefined>;
   /** Deliveries newest first, filtered by job and state; `limit + 1` are read, so the answer says whether more follow. */
   list(options: { jobId?: string; state?: DeliveryState; offset: number; limit: number }): Promise<{ deliveries: WebhookDelivery[]; hasMore: boolean }>;

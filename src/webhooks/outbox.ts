@@ -7,6 +7,8 @@ import { JOB_STATUSES } from '../store/job-record.js';
 import {
   ACTIVE_JOB_STATUSES,
   type DeliveryClaim,
+  type DeliveryLease,
+  type DeliveryLeases,
   type JobRecord,
   type JobStatus,
   type JobStore,
@@ -16,7 +18,7 @@ import {
   type WebhookEvent,
 } from '../store/types.js';
 import { deliveryLifetimeSeconds, nextAttemptAt } from './retry.js';
-import { sendDelivery } from './send.js';
+import { DELIVERY_TIMEOUT_MS, sendDelivery } from './send.js';
 import { deliveryIdOf, signingSecretsOf } from './signature.js';
 
 /** The event a job's status means, if any. */
@@ -52,6 +54,8 @@ export interface WebhookOutboxOptions {
   backends: readonly URL[];
   /** `--webhook-retry-base`, in seconds: the first retry's delay. */
   retryBaseSeconds: number;
+  /** With Redis: leases shared by the replicas, so that the per-key cap holds across them (without, it holds per replica). */
+  leases?: DeliveryLeases;
   log: Logger;
 }
 
@@ -65,6 +69,12 @@ const MAX_IN_FLIGHT = 16;
 const PER_KEY_IN_FLIGHT = 4;
 /** How long a claimed delivery is this replica's: longer than an attempt (10 s) can take. */
 const LEASE_SECONDS = 60;
+/**
+ * How long a key's shared attempt lease lasts unless given back: longer than an attempt can take (its
+ * 10 s, the name lookup of its URL before them, and some skew of the replicas' clocks), so that the
+ * leases of a replica that crashed mid-attempt free themselves.
+ */
+const ATTEMPT_LEASE_MS = DELIVERY_TIMEOUT_MS + 10_000;
 /** Delivery ids enqueued here lately, remembered so that each later write of an ended job does not enqueue again. */
 const REMEMBERED_IDS = 10_000;
 /** Ended jobs read at a time by the start-up catch-up. */
@@ -79,6 +89,8 @@ const ENDED_STATUSES = JOB_STATUSES.filter((status) => !ACTIVE_JOB_STATUSES.incl
  * enqueue) get it. A loop claims due deliveries (one replica per attempt; keys take turns, with at
  * most `PER_KEY_IN_FLIGHT` of one key at once, so a key whose receiver hangs stalls no other key) and
  * sends them: 2xx is `delivered`; anything else is tried again on the schedule of retry.ts, then `failed`.
+ * With `leases`, each attempt also holds one of its key's `PER_KEY_IN_FLIGHT` leases shared by the
+ * replicas; a claim whose key has none left is given back, and that key waits for the next tick.
  */
 export class WebhookOutbox {
   private readonly options: WebhookOutboxOptions;
@@ -91,6 +103,8 @@ export class WebhookOutbox {
   private readonly inFlight = new Set<Promise<void>>();
   /** The attempts in flight of each key that has any. */
   private readonly inFlightByKey = new Map<string, number>();
+  /** Keys whose shared leases were all held at the last try (by other replicas): left out of claims until the next tick. */
+  private readonly leasesHeldElsewhere = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private claiming = false;
   private again = false;
@@ -105,6 +119,7 @@ export class WebhookOutbox {
     const pollMs = Math.min(1000, Math.max(50, (this.options.retryBaseSeconds * 1000) / 4));
     this.timer = setInterval(() => {
       this.storeAgain();
+      this.leasesHeldElsewhere.clear();
       this.pump();
     }, pollMs).unref();
     void this.catchUp()
@@ -211,13 +226,19 @@ export class WebhookOutbox {
     const room = MAX_IN_FLIGHT - this.inFlight.size;
     if (room <= 0) return;
     this.claiming = true;
+    const held = new Map(this.inFlightByKey);
+    for (const keyId of this.leasesHeldElsewhere) held.set(keyId, PER_KEY_IN_FLIGHT);
     this.options.store
-      .claimDue(Date.now() / 1000, room, LEASE_SECONDS, { perKey: PER_KEY_IN_FLIGHT, held: this.inFlightByKey })
-      .then((claims) => {
-        for (const claim of claims) {
+      .claimDue(Date.now() / 1000, room, LEASE_SECONDS, { perKey: PER_KEY_IN_FLIGHT, held })
+      .then((claims) => this.leased(claims))
+      .then((leased) => {
+        for (const { claim, lease } of leased) {
           const keyId = claim.delivery.key_id;
           this.inFlightByKey.set(keyId, (this.inFlightByKey.get(keyId) ?? 0) + 1);
           const attempt: Promise<void> = this.attempt(claim).finally(() => {
+            lease?.release();
+            // One of the key's leases is free now, whoever holds the others.
+            this.leasesHeldElsewhere.delete(keyId);
             this.inFlight.delete(attempt);
             const left = this.inFlightByKey.get(keyId)! - 1;
             if (left > 0) this.inFlightByKey.set(keyId, left);
@@ -235,6 +256,28 @@ export class WebhookOutbox {
           this.pump();
         }
       });
+  }
+
+  /**
+   * The claims that got one of their key's shared leases (all of them without `leases`), each with its
+   * lease. A claim whose key has no lease left is given back at once, and its key is left out of claims
+   * until the next tick (a claim made at once fills the room with other keys' deliveries).
+   */
+  private async leased(claims: DeliveryClaim[]): Promise<Array<{ claim: DeliveryClaim; lease?: DeliveryLease }>> {
+    const { leases, store, log } = this.options;
+    if (!leases) return claims.map((claim) => ({ claim }));
+    const taken = await Promise.all(claims.map((claim) => leases.take(claim.delivery.key_id, PER_KEY_IN_FLIGHT, ATTEMPT_LEASE_MS)));
+    return claims.flatMap((claim, i) => {
+      const lease = taken[i];
+      if (lease) return [{ claim, lease }];
+      this.leasesHeldElsewhere.add(claim.delivery.key_id);
+      // The room it took goes to the other keys at once.
+      this.again = true;
+      store.releaseClaim(claim).catch((error: unknown) => {
+        log.warn({ err: error, delivery_id: claim.delivery.id }, 'a webhook delivery could not be given back; it is tried again once its claim runs out');
+      });
+      return [];
+    });
   }
 
   /** Sends one attempt and records it, with when to try again or how it ended. */

@@ -33,7 +33,7 @@ function driverProbe(settings: Record<string, unknown>): string {
     const { createStores } = await import(${JSON.stringify(storesUrl)});
     const silent = { info() {}, warn() {} };
     const stores = await createStores(${JSON.stringify(settings)}, silent);
-    await Promise.all([stores.keys.close(), stores.usage.close(), stores.ownership.close(), stores.sessions.close(), stores.jobs.close(), stores.webhooks.close(), stores.counters.close()]);
+    await Promise.all([stores.keys.close(), stores.usage.close(), stores.ownership.close(), stores.sessions.close(), stores.jobs.close(), stores.webhooks.close(), stores.counters.close(), stores.deliveryLeases?.close()]);
     const loaded = Object.keys(require.cache);
     console.log(JSON.stringify({
       pg: loaded.some((p) => /node_modules[\\\\/]pg[\\\\/]/.test(p)),

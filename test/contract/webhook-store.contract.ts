@@ -1,4 +1,4 @@
-// The WebhookDeliveryStore contract: ids enqueued once, due deliveries claimed by one holder at a time and shared among keys, attempts recorded durably, pages newest first, retention.
+// The WebhookDeliveryStore contract: ids enqueued once, due deliveries claimed by one holder at a time and shared among keys, claims given back, attempts recorded durably, pages newest first, retention.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -103,6 +103,20 @@ export function webhookStoreContract(name: string, harness: HarnessOrSkip<Webhoo
       assert.deepEqual(await claimed([['a', 1]]), ['a4', 'a5', 'a6'], 'a key gets what its cap leaves');
       await store.enqueue(delivery('c0', 1, { key_id: 'c' }));
       assert.deepEqual(await claimed([['a', 4]]), ['c0'], 'another key is served while the capped key waits');
+    });
+
+    test('a claim given back makes its delivery due again at once, unattempted; a lost claim gives back nothing', async () => {
+      const store = await open();
+      await store.enqueue(delivery('d1', 10));
+      const [claim] = await store.claimDue(NOW, 10, 60);
+      await store.releaseClaim(claim!);
+      const [again] = await store.claimDue(NOW, 10, 60);
+      assert.equal(again?.delivery.id, 'd1', 'claimed again before its lease would have run out');
+      assert.deepEqual((await store.get('d1'))!.attempts, [], 'giving back records no attempt');
+      await store.releaseClaim(claim!);
+      assert.deepEqual(await store.claimDue(NOW, 10, 60), [], "an old claim's holder cannot free the new holder's claim");
+      assert.equal(await store.recordAttempt(claim!, failure(NOW), { state: 'pending', next_attempt_at: NOW + 10 }), false, 'nor record with it');
+      assert.equal(await store.recordAttempt(again!, failure(NOW), { state: 'pending', next_attempt_at: NOW + 10 }), true);
     });
 
     test('attempts are recorded in order with the state they lead to, durably', async () => {

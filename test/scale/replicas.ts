@@ -6,9 +6,9 @@ import { startGateway, tempUserDirectory, type GatewayProcess } from '../helpers
 import { send, type TestResponse } from '../helpers/http-client.js';
 import { TEST_REDIS_URL } from '../contract/backends.js';
 
-/** The flags of a required-mode replica on the test database and the test Redis under `keyPrefix`, logging warnings only. */
-export function sharedStoreArgs(databaseUrl: string, keyPrefix: string): string[] {
-  return ['--require-api-auth', '--database-url', databaseUrl, '--redis-url', TEST_REDIS_URL, '--redis-key-prefix', keyPrefix, '--log-level', 'warn'];
+/** The flags of a required-mode replica on the test database and the test Redis (or `redisUrl`) under `keyPrefix`, logging warnings only. */
+export function sharedStoreArgs(databaseUrl: string, keyPrefix: string, redisUrl = TEST_REDIS_URL): string[] {
+  return ['--require-api-auth', '--database-url', databaseUrl, '--redis-url', redisUrl, '--redis-key-prefix', keyPrefix, '--log-level', 'warn'];
 }
 
 /** Starts `count` gateways at once (they migrate the schema together); `stop` stops them and removes their folders. */

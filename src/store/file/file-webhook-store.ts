@@ -92,6 +92,11 @@ export class FileWebhookStore implements WebhookDeliveryStore {
     return recorded;
   }
 
+  releaseClaim(claim: DeliveryClaim): Promise<void> {
+    if (this.leases.get(claim.delivery.id)?.token === claim.token) this.leases.delete(claim.delivery.id);
+    return Promise.resolve();
+  }
+
   get(id: string): Promise<WebhookDelivery | undefined> {
     return Promise.resolve(this.table.get(id));
   }

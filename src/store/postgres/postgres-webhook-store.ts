@@ -107,6 +107,13 @@ export class PostgresWebhookStore implements WebhookDeliveryStore {
     return rowCount === 1;
   }
 
+  async releaseClaim(claim: DeliveryClaim): Promise<void> {
+    await this.database.query('UPDATE webhook_deliveries SET lease_until = NULL, lease_token = NULL WHERE id = $1 AND lease_token = $2', [
+      claim.delivery.id,
+      claim.token,
+    ]);
+  }
+
   async get(id: string): Promise<WebhookDelivery | undefined> {
     const { rows } = await this.database.query(`SELECT ${COLUMNS} FROM webhook_deliveries WHERE id = $1`, [id]);
     const delivery = rows[0] ? parseDelivery(rows[0]) : undefined;

@@ -1,7 +1,7 @@
 // Sliding-window counters in Redis, shared by every replica: one Lua script checks and counts, with a timeout, a circuit breaker and a fallback.
 
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { redactUrl } from '../../config/load.js';
 import type { RedisFailureMode } from '../../config/schema.js';
 import { GatewayError } from '../../errors.js';
@@ -9,6 +9,7 @@ import { MemoryCounterStore } from '../memory/memory-counter-store.js';
 import type { StoreLog } from '../postgres/database.js';
 import type { CounterStore, HitResult } from '../types.js';
 import { CircuitBreaker, type BreakerState, type CircuitBreakerOptions } from './circuit-breaker.js';
+import { answeredWithin, createRedisClient, withTimeout } from './redis-client.js';
 
 export interface RedisCounterStoreOptions {
   /** A `redis://` or `rediss://` URL. */
@@ -144,17 +145,7 @@ export class RedisCounterStore implements CounterStore {
     this.log = options.log ?? { info: () => undefined, warn: () => undefined };
     this.local = new MemoryCounterStore(this.windowSeconds);
     this.shared = options.shared;
-    this.redis = new Redis(options.url, {
-      lazyConnect: true,
-      // Fail at once while disconnected instead of queueing: a request never waits for a reconnection.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      connectTimeout: 1000,
-      retryStrategy: (attempt: number) => Math.min(100 * attempt, 1000),
-      autoResubscribe: false,
-    }) as ScriptedRedis;
-    // Connection errors surface as failed calls; without a listener ioredis would print each one.
-    this.redis.on('error', () => undefined);
+    this.redis = createRedisClient(options.url) as ScriptedRedis;
     this.redis.defineCommand('cgHit', { numberOfKeys: 1, lua: HIT_SCRIPT });
     this.redis.defineCommand('cgRestore', { numberOfKeys: 1, lua: RESTORE_SCRIPT });
     this.redis.defineCommand('cgHeartbeat', { numberOfKeys: 1, lua: HEARTBEAT_SCRIPT });
@@ -306,47 +297,4 @@ export class RedisCounterStore implements CounterStore {
     this.seeded.clear();
     this.log.info({ event: 'rate_limit_recovered', redis: redactUrl(this.url) }, 'Redis reachable again: rate limits are global again');
   }
-}
-
-/**
- * Rejects when `promise` has not settled `ms` after the call. When the timer fires, the answer may
- * already be waiting on the socket while this process was busy (a burst of requests): the check is
- * made after the event loop's next poll for I/O, so only an answer Redis really did not send in time
- * counts as a timeout.
- */
-function answeredWithin<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    let settled = false;
-    const timer = setTimeout(() => {
-      setImmediate(() => {
-        if (settled) return;
-        settled = true;
-        reject(new Error(`Redis did not answer within ${ms} ms`));
-      });
-    }, ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        if (settled) return;
-        settled = true;
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        if (settled) return;
-        settled = true;
-        reject(error);
-      },
-    );
-  });
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref();
-    }),
-  ]);
 }
