@@ -2,7 +2,7 @@
 
 import type { PoolBackend } from '../backends/backend-pool.js';
 import { invalidRequest } from '../errors.js';
-import { imageHeaderSize, type ImageSize } from '../policy/image-header.js';
+import { headerBytesWanted, headerSize, type ImageSize } from '../policy/image-header.js';
 import { isImageLoader, loadedImageFile, loadedImageKey } from '../policy/loaded-images.js';
 import { nodesAsChecked, type NodeReplacements, type PromptNode } from '../policy/node-replacements.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
@@ -15,15 +15,12 @@ export const MAX_LOADED_IMAGES = 64;
 /** The first read of a file: a PNG, GIF, BMP or WebP header is at its start, and nearly every JPEG's frame header within it. */
 const FIRST_READ_BYTES = 64 * 1024;
 
-/** Most of a file read for its size (a JPEG's frame header may follow large metadata segments). */
-const MAX_READ_BYTES = 1024 * 1024;
-
 /**
  * The size of each image file the prompt's image loaders name (nodes as nodesAsChecked lists them), by
  * loadedImageKey: its header, read with ranged GETs of `/view` from the backend that serves it to the caller
  * (see backendServing). A file is left out, so that its loader counts as of unknown size, when it is not a
  * user key's own (a name that could read as another file included), no backend serves it, ComfyUI does not
- * answer, or its header is not one imageHeaderSize reads within MAX_READ_BYTES.
+ * answer, or its header is not one imageHeaderSize reads within MAX_HEADER_BYTES.
  * @throws GatewayError 400 INVALID_REQUEST for a prompt loading more than MAX_LOADED_IMAGES distinct files
  */
 export async function readLoadedImageSizes(
@@ -69,12 +66,12 @@ async function readImageSize(ctx: IsolationContext, caller: IsolatedCaller, file
     const part = await readRange(backend, caller, query, head.length, wanted);
     if (part === undefined) return undefined;
     head = Buffer.concat([head, part]);
-    const read = imageHeaderSize(head);
-    if (read === null || !('need' in read)) return read ?? undefined;
-    // The file ended before its header did, or the header goes on past what is read.
-    if (head.length < wanted || read.need > MAX_READ_BYTES) return undefined;
     // Each further read at least doubles what is read: a file costs at most five reads.
-    wanted = Math.min(MAX_READ_BYTES, Math.max(read.need, head.length * 2));
+    const next = headerBytesWanted(head);
+    if (next === 0) return headerSize(head);
+    // The file ended before its header did.
+    if (head.length < wanted) return undefined;
+    wanted = next;
   }
 }
 

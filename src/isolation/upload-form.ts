@@ -10,6 +10,24 @@ export interface FormPart {
   filename: string | null;
   /** The text of a field; empty for a file part, whose content is not kept. */
   value: string;
+  /** The first bytes of the file part a FileHead names, as many as it wanted; missing for any other part. */
+  head?: Buffer;
+}
+
+/**
+ * The start of a file part to keep as it streams: the first file part of the name `part`, as many of its first
+ * bytes as `wanted` asks for given those kept so far (and the parts read before it); 0 keeps no more.
+ */
+export interface FileHead {
+  part: string;
+  wanted: (head: Buffer, earlier: ReadonlyMap<string, FormPart>) => number;
+}
+
+/** The first bytes of a file part being kept (see FileHead), and how many are wanted in all. */
+interface KeptHead {
+  chunks: Buffer[];
+  length: number;
+  wanted: number;
 }
 
 /** Checks the parts of a whole form; throws (or rejects) to refuse it. The form's end waits for a returned promise. */
@@ -43,7 +61,7 @@ const unclear = (problem: string): GatewayError =>
  * way refuses the form with 400: bytes before the first delimiter (aiohttp takes any line that is the
  * boundary, ended by LF alone, as the first), a CR or LF inside a part header line (aiohttp ends header
  * lines at LF), and part headers with escapes, extended parameters, encodings or folded lines.
- * The first refusal is kept in `refusal`.
+ * The first refusal is kept in `refusal`. With a `fileHead`, the start of the file part it names is kept in its FormPart.
  */
 export class UploadFormReader extends Transform {
   readonly parts = new Map<string, FormPart>();
@@ -56,14 +74,16 @@ export class UploadFormReader extends Transform {
   private state: 'body' | 'headers' | 'end' = 'body';
   /** Whether the first delimiter has been read: the form must begin with it. */
   private begun = false;
-  private part: { name: string; filename: string | null; chunks: Buffer[]; size: number } | null = null;
+  private readonly fileHead: FileHead | undefined;
+  private part: { name: string; filename: string | null; chunks: Buffer[]; size: number; head?: KeptHead } | null = null;
   private readonly held: Buffer[] = [];
   private heldBytes = 0;
 
-  constructor(boundary: string, check: FormCheck) {
+  constructor(boundary: string, check: FormCheck, fileHead?: FileHead) {
     super();
     this.delimiter = Buffer.from(`\r\n--${boundary}`);
     this.check = check;
+    this.fileHead = fileHead;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -202,6 +222,9 @@ export class UploadFormReader extends Transform {
       throw unclear(`field ${name} is not plain UTF-8 text`);
     }
     this.part = { name, filename, chunks: [], size: 0 };
+    if (this.fileHead && filename !== null && name === this.fileHead.part && !this.parts.has(name)) {
+      this.part.head = { chunks: [], length: 0, wanted: this.fileHead.wanted(Buffer.alloc(0), this.parts) };
+    }
     this.state = 'body';
     return true;
   }
@@ -216,16 +239,33 @@ export class UploadFormReader extends Transform {
       if (this.part.size > MAX_FIELD_BYTES) throw unclear(`field ${this.part.name} is longer than ${MAX_FIELD_BYTES} bytes`);
       this.part.chunks.push(Buffer.from(bytes));
     }
+    if (isContent && this.part?.head) this.keepHead(this.part.head, bytes);
     const own = Math.min(this.ownBytes, bytes.length);
     this.ownBytes -= own;
     if (bytes.length > own) this.push(bytes.subarray(own));
+  }
+
+  /** Keeps what `head` still wants of a file's `bytes`, asking fileHead again each time it has all it wanted. */
+  private keepHead(head: KeptHead, bytes: Buffer): void {
+    let rest = bytes;
+    while (rest.length > 0 && head.wanted > head.length) {
+      const taken = rest.subarray(0, head.wanted - head.length);
+      rest = rest.subarray(taken.length);
+      head.chunks.push(Buffer.from(taken));
+      head.length += taken.length;
+      if (head.length < head.wanted) continue;
+      head.chunks = [Buffer.concat(head.chunks)];
+      head.wanted = this.fileHead!.wanted(head.chunks[0]!, this.parts);
+    }
   }
 
   private endPart(): void {
     const part = this.part;
     this.part = null;
     if (!part || this.parts.has(part.name)) return;
-    this.parts.set(part.name, { filename: part.filename, value: part.filename === null ? Buffer.concat(part.chunks).toString('utf8') : '' });
+    const read: FormPart = { filename: part.filename, value: part.filename === null ? Buffer.concat(part.chunks).toString('utf8') : '' };
+    if (part.head) read.head = Buffer.concat(part.head.chunks);
+    this.parts.set(part.name, read);
   }
 
   private hold(bytes: Buffer): void {

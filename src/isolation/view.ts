@@ -4,6 +4,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { posix } from 'node:path';
 import { fileNameTaken, forbidden, invalidRequest, uploadIncomplete, type GatewayError } from '../errors.js';
 import type { PoolBackend } from '../backends/backend-pool.js';
+import { effectivePolicy } from '../policy/check.js';
+import type { PromptPolicy } from '../policy/schema.js';
 import { addResponseHeaders } from '../server/gateway-response.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
@@ -11,6 +13,7 @@ import { recordRecentOutputs } from './context.js';
 import { checkFileReference, fileIdOf, namedFileOf, uploadedFileId } from './files.js';
 import { checkBoundedId, checkBoundedIds } from './ids.js';
 import { emptyNotFound, parseComfyJson, relayAnswer } from './json-body.js';
+import { checkOverwritingImage, imageHeadOfUpload, overwrites } from './overwrite-size.js';
 import { storedFileOf, uploadToEach } from './upload-fanout.js';
 import { multipartBoundary, UploadFormReader, type FormPart } from './upload-form.js';
 
@@ -137,8 +140,8 @@ function lookUpRecentOutputs(ctx: IsolationContext, req: IncomingMessage, caller
  * POST /upload/image and /upload/mask: the stored file, as ComfyUI names it in its answer, becomes the
  * caller's. With several backends it goes to each (see sendUpload), and becomes the caller's only when
  * every one stored it under the same name. A user key's form is read as it streams on (see UploadFormReader) and refused before
- * ComfyUI can act on it when it uploads anywhere but input, overwrites another key's file, or masks
- * an image that is not the key's.
+ * ComfyUI can act on it when it uploads anywhere but input, overwrites another key's file, overwrites
+ * a file with an image its policy's max_width or max_height refuses, or masks an image that is not the key's.
  */
 export async function postUpload(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   let reader: UploadFormReader | null = null;
@@ -151,7 +154,12 @@ export async function postUpload(ctx: IsolationContext, req: IncomingMessage, re
         { field: 'content-type', problem: 'not multipart/form-data; boundary=…' },
       ]);
     }
-    const form = (reader = new UploadFormReader(boundary, (parts) => checkUserUpload(ctx, caller.key.key_id, parts, claimed)));
+    const policy = effectivePolicy(caller.key, ctx.defaultPolicy);
+    const form = (reader = new UploadFormReader(
+      boundary,
+      (parts) => checkUserUpload(ctx, caller.key.key_id, policy, parts, claimed),
+      imageHeadOfUpload(policy),
+    ));
     req.pipe(form);
     // A refused form still reads the client's body to its end, so the client gets the answer.
     form.once('error', () => req.resume());
@@ -211,13 +219,20 @@ function sendUpload(ctx: IsolationContext, req: IncomingMessage, caller: Isolate
 }
 
 /**
- * What ComfyUI's upload reads of the form (the first part of each name), checked for a user key. An
- * upload that overwrites claims its file before ComfyUI writes it (its end waits for the claim), so
+ * What ComfyUI's upload reads of the form (the first part of each name), checked for a user key (whose
+ * prompt policy is `policy`). An upload that overwrites must hold an image within the policy's max_width
+ * and max_height (see checkOverwritingImage), and claims its file before ComfyUI writes it (its end waits for the claim), so
  * that two keys' uploads of one name at once, on one replica or several, cannot both pass: the
  * second key gets 403, and an upload without overwrite that ComfyUI stored under the name meanwhile
  * gets 409 (postUpload).
  */
-function checkUserUpload(ctx: IsolationContext, keyId: string, parts: ReadonlyMap<string, FormPart>, claimed: EarlyClaim): void | Promise<void> {
+function checkUserUpload(
+  ctx: IsolationContext,
+  keyId: string,
+  policy: PromptPolicy | null,
+  parts: ReadonlyMap<string, FormPart>,
+  claimed: EarlyClaim,
+): void | Promise<void> {
   const text = (name: string): string | undefined => {
     const part = parts.get(name);
     return part && part.filename === null ? part.value : undefined;
@@ -231,12 +246,12 @@ function checkUserUpload(ctx: IsolationContext, keyId: string, parts: ReadonlyMa
   checkBoundedIds({ subfolder, filename });
   if (filename !== null) checkFileReference('image', filename, subfolder);
   else checkFileReference('subfolder', '', subfolder);
-  const overwrite = text('overwrite');
   let unclaimed: string | undefined;
-  if (filename !== null && (overwrite === 'true' || overwrite === '1')) {
+  if (filename !== null && overwrites(parts)) {
     const id = uploadedFileId('input', subfolder, filename);
     const owner = ctx.ownership.ownerOf('file', id);
     if (owner !== undefined && owner !== keyId) throw fileOfAnotherKey();
+    checkOverwritingImage(policy, parts.get('image')!);
     if (owner === undefined) unclaimed = id;
   }
   // ComfyUI reads original_ref with Python's json.loads, which takes NaN and Infinity: it is read so here, and one that cannot be read is refused.

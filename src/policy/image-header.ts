@@ -28,6 +28,26 @@ export function imageHeaderSize(head: Buffer): HeaderRead {
   return head.length < 12 ? { need: 12 } : null;
 }
 
+/** Most of a file's start read for its size (a JPEG's frame header may follow large metadata segments). */
+export const MAX_HEADER_BYTES = 1024 * 1024;
+
+/**
+ * How many bytes of a file's start to have before reading its size again, given its first `head.length`: what
+ * the header asks for and at least double what is had (so a file's start is read in few steps), up to
+ * MAX_HEADER_BYTES; 0 when `head` gives the size, or shows that it cannot be read within MAX_HEADER_BYTES.
+ */
+export function headerBytesWanted(head: Buffer): number {
+  const read = imageHeaderSize(head);
+  if (read === null || !('need' in read) || read.need > MAX_HEADER_BYTES) return 0;
+  return Math.min(MAX_HEADER_BYTES, Math.max(read.need, head.length * 2));
+}
+
+/** The size the start of a file gives; undefined when it gives none (another format, or a header that goes on past `head`). */
+export function headerSize(head: Buffer): ImageSize | undefined {
+  const read = imageHeaderSize(head);
+  return read !== null && !('need' in read) ? read : undefined;
+}
+
 function startsWith(head: Buffer, bytes: readonly number[]): boolean {
   return bytes.every((byte, i) => head[i] === byte);
 }

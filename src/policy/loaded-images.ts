@@ -57,26 +57,47 @@ export function loadedSide(node: PromptNode, sizes: LoadedImageSizes): number | 
 
 const SIDE_LIMITS = ['max_width', 'max_height'] as const;
 
-const UNREAD_REASON =
-  'the size of the loaded image could not be read, and with max_width or max_height set a loaded image must be within them: ' +
-  'the gateway reads PNG, JPEG, WebP, GIF and BMP files named as text (not a link) that the key may load';
+/** The max_width/max_height rules `policy` sets (none for no policy). */
+export function sideLimits(policy: PromptPolicy | null): Array<(typeof SIDE_LIMITS)[number]> {
+  return SIDE_LIMITS.filter((rule) => policy?.[rule] !== undefined);
+}
+
+/** Why an image's size breaks the limits: when it could not be read, and when it is over them. */
+export interface SizeReasons {
+  unread: string;
+  over: (size: ImageSize) => string;
+}
+
+/**
+ * The max_width/max_height violations of an image of `size` (undefined when it could not be read, which breaks
+ * the first limit set): its longer side is held to each limit set, since ComfyUI turns an image its EXIF
+ * orientation says is turned.
+ */
+export function imageSizeViolations(policy: PromptPolicy, nodeId: string | null, size: ImageSize | undefined, reasons: SizeReasons): PolicyViolation[] {
+  const limited = sideLimits(policy);
+  if (limited.length === 0) return [];
+  if (!size) return [{ node_id: nodeId, rule: limited[0]!, limit: policy[limited[0]!], value: 'unbounded', reason: reasons.unread }];
+  const side = Math.max(size.width, size.height);
+  const reason = reasons.over(size);
+  return limited.filter((rule) => side > policy[rule]!).map((rule) => ({ node_id: nodeId, rule, limit: policy[rule], value: side, reason }));
+}
+
+const LOADED_REASONS: SizeReasons = {
+  unread:
+    'the size of the loaded image could not be read, and with max_width or max_height set a loaded image must be within them: ' +
+    'the gateway reads PNG, JPEG, WebP, GIF and BMP files named as text (not a link) that the key may load',
+  over: (size) =>
+    `the loaded image is ${size.width}×${size.height}, and ComfyUI turns an image its EXIF orientation says is turned, so each side is held ` +
+    'to the longer one: scale the image down before uploading it',
+};
 
 /**
  * The max_width/max_height violations of an image loader (none for any other node, when the policy sets
  * neither limit, or when `sizes` are read later): the image it loads must be known, and its longest side
- * within each limit set (see loadedSide), whatever the prompt does with it after.
+ * within each limit set (see imageSizeViolations), whatever the prompt does with it after.
  */
 export function loadedImageViolations(policy: PromptPolicy, nodeId: string, node: PromptNode, sizes: LoadedImageSizes): PolicyViolation[] {
-  const limited = SIDE_LIMITS.filter((rule) => policy[rule] !== undefined);
-  if (!isImageLoader(node) || limited.length === 0 || sizes === 'later') return [];
-  const side = loadedSide(node, sizes);
-  if (side === undefined) {
-    const rule = limited[0]!;
-    return [{ node_id: nodeId, rule, limit: policy[rule], value: 'unbounded', reason: UNREAD_REASON }];
-  }
-  const size = sizes.get(loadedImageKey(loadedImageFile(node)!))!;
-  const reason =
-    `the loaded image is ${size.width}×${size.height}, and ComfyUI turns an image its EXIF orientation says is turned, so each side is held ` +
-    'to the longer one: scale the image down before uploading it';
-  return limited.filter((rule) => side > policy[rule]!).map((rule) => ({ node_id: nodeId, rule, limit: policy[rule], value: side, reason }));
+  if (!isImageLoader(node) || sizes === 'later') return [];
+  const file = loadedImageFile(node);
+  return imageSizeViolations(policy, nodeId, file && sizes.get(loadedImageKey(file)), LOADED_REASONS);
 }

@@ -1,7 +1,7 @@
 // Prompt policies through the gateway: each rule refused with 403 PROMPT_POLICY before ComfyUI sees anything, the --default-policy file, policy validation, and max_execution_seconds interrupting a job.
 
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
@@ -9,8 +9,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { SAVE_WORKFLOW } from '../helpers/comfy-client.js';
 import { INTERRUPT_MODES, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { runCli, startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
-import { send } from '../helpers/http-client.js';
+import { send, type TestResponse } from '../helpers/http-client.js';
 import { createKey, type CreatedKey } from '../helpers/keys.js';
+import { multipart, type FormPart } from '../helpers/multipart.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 type Graph = Record<string, { class_type: string; inputs: Record<string, unknown> }>;
@@ -27,8 +28,8 @@ function graph(change: (nodes: Graph) => void = () => undefined): Graph {
   return nodes;
 }
 
-/** A real grey PNG of `width` × `height` (its rows of zeros compress to a few kilobytes). */
-function grayPng(width: number, height: number): Buffer {
+/** A real grey PNG of `width` × `height`, each pixel `shade` (its rows compress to a few kilobytes). */
+function grayPng(width: number, height: number, shade = 0): Buffer {
   const chunk = (type: string, data: Buffer): Buffer => {
     const typed = Buffer.concat([Buffer.from(type, 'latin1'), data]);
     const length = Buffer.alloc(4);
@@ -44,8 +45,24 @@ function grayPng(width: number, height: number): Buffer {
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
     chunk('IHDR', header),
-    chunk('IDAT', deflateSync(Buffer.alloc((width + 1) * height))),
+    // Each row is its filter type (0, none) and its pixels.
+    chunk('IDAT', deflateSync(Buffer.concat(Array.from({ length: height }, () => Buffer.concat([Buffer.from([0]), Buffer.alloc(width, shade)]))))),
     chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+/** A JPEG whose frame header (`width` × `height`) follows 120 KB of metadata, so that its size is read past its first 64 KiB. */
+function jpegAfterMetadata(width: number, height: number): Buffer {
+  const segment = (marker: number, data: Buffer): Buffer =>
+    Buffer.concat([Buffer.from([0xff, marker, (data.length + 2) >> 8, (data.length + 2) & 0xff]), data]);
+  const frame = Buffer.from([8, height >> 8, height & 0xff, width >> 8, width & 0xff, 1, 1, 0x11, 0]);
+  return Buffer.concat([
+    Buffer.from([0xff, 0xd8]),
+    segment(0xe1, Buffer.alloc(60_000)),
+    segment(0xe2, Buffer.alloc(60_000)),
+    segment(0xc0, frame),
+    segment(0xda, Buffer.alloc(8)),
+    Buffer.alloc(64),
   ]);
 }
 
@@ -350,18 +367,7 @@ describe('prompt policy', () => {
     assert.equal(read[0]!.headers.range, 'bytes=0-65535', 'only its start');
 
     // A JPEG whose frame header follows 120 KB of metadata: the rest of the header is read in a second range.
-    const segment = (marker: number, data: Buffer): Buffer =>
-      Buffer.concat([Buffer.from([0xff, marker, (data.length + 2) >> 8, (data.length + 2) & 0xff]), data]);
-    const frame = Buffer.from([8, 3000 >> 8, 3000 & 0xff, 4000 >> 8, 4000 & 0xff, 1, 1, 0x11, 0]);
-    const photo = Buffer.concat([
-      Buffer.from([0xff, 0xd8]),
-      segment(0xe1, Buffer.alloc(60_000)),
-      segment(0xe2, Buffer.alloc(60_000)),
-      segment(0xc0, frame),
-      segment(0xda, Buffer.alloc(8)),
-      Buffer.alloc(64),
-    ]);
-    const photoName = await upload('photo.jpg', photo);
+    const photoName = await upload('photo.jpg', jpegAfterMetadata(4000, 3000));
     const viewsBeforePhoto = views().length;
     const tooLarge = await post(key, { prompt: img2img(photoName) });
     assert.deepEqual(
@@ -400,6 +406,130 @@ describe('prompt policy', () => {
     assert.equal(tooMany.status, 400, tooMany.text);
     assert.match(tooMany.text, /loads 65 image files.*at most 64/);
     assert.equal(views().length, viewsBeforeMany, 'nothing read');
+  });
+
+  describe('an upload that overwrites a file, under max_width/max_height', () => {
+    const uploadForm = (as: string, parts: FormPart[], route = '/api/upload/image'): Promise<TestResponse> =>
+      send(gateway.url, route, { method: 'POST', key: as, ...multipart(parts) });
+    const image = (content: Buffer, filename: string): FormPart => ({ name: 'image', filename, value: content });
+    const overwrite = (value = 'true'): FormPart => ({ name: 'overwrite', value });
+    const small = grayPng(512, 512);
+    const large = grayPng(2048, 2048);
+    const stored = (name: string): Promise<Buffer> => readFile(join(comfy.inputDir, name));
+    const inputFiles = async (): Promise<string[]> => (await readdir(comfy.inputDir)).sort();
+
+    /** A key limited to 1024 × 1024 that uploaded the 512 × 512 `name`, and had a prompt loading it admitted. */
+    async function stage(name: string): Promise<string> {
+      const key = await keyWith({ max_width: 1024, max_height: 1024 });
+      const first = await uploadForm(key, [image(small, name)]);
+      assert.equal(first.status, 200, first.text);
+      assert.equal(first.json<{ name: string }>().name, name);
+      const admitted = await post(key, {
+        prompt: graph((g) => {
+          g['10'] = { class_type: 'LoadImage', inputs: { image: name } };
+          g['11'] = { class_type: 'VAEEncode', inputs: { pixels: ['10', 0], vae: ['4', 2] } };
+          g['3']!.inputs.latent_image = ['11', 0];
+        }),
+      });
+      assert.equal(admitted.status, 200, admitted.text);
+      return key;
+    }
+
+    /** Sends an upload (`upload`) that must be refused with 403 PROMPT_POLICY, leaving `name` as staged and adding no file; returns its violations. */
+    async function refusedOverwrite(name: string, upload: () => Promise<TestResponse>): Promise<Array<Violation & { reason: string }>> {
+      const filesBefore = await inputFiles();
+      const res = await upload();
+      assert.equal(res.status, 403, res.text);
+      const answer = res.json<{ error_code: string; error: string; details: Array<Violation & { reason: string }> }>();
+      assert.equal(answer.error_code, 'PROMPT_POLICY', res.text);
+      assert.match(
+        answer.error,
+        /overwrites a file must be an image the gateway can size \(PNG, JPEG, WebP, GIF or BMP\) within the limits.*Upload it under a new name/,
+      );
+      assert.deepEqual(await stored(name), small, 'the file is unchanged');
+      assert.deepEqual(await inputFiles(), filesBefore, 'no file is added');
+      return answer.details;
+    }
+
+    test('an image larger than the limits is refused, whatever the order of the fields, and so is a mask written over the file', async () => {
+      const name = 'race-large.png';
+      const key = await stage(name);
+      // overwrite after the image (as ComfyUI's page sends it) or before it, as `true` or `1`.
+      for (const parts of [
+        [image(large, name), overwrite()],
+        [overwrite('1'), image(large, name)],
+        [image(large, name), { name: 'subfolder', value: '' }, overwrite('1')],
+      ]) {
+        const violations = await refusedOverwrite(name, () => uploadForm(key, parts));
+        assert.deepEqual(
+          violations.map(({ node_id, rule, limit, value }) => ({ node_id, rule, limit, value })),
+          [
+            { node_id: null, rule: 'max_width', limit: 1024, value: 2048 },
+            { node_id: null, rule: 'max_height', limit: 1024, value: 2048 },
+          ],
+        );
+        assert.match(violations[0]!.reason, /2048×2048/);
+      }
+      // ComfyUI writes a masked image at the size of its mask.
+      const maskOf = { name: 'original_ref', value: JSON.stringify({ filename: name, type: 'input' }) };
+      await refusedOverwrite(name, () => uploadForm(key, [image(large, name), maskOf, overwrite()], '/api/upload/mask'));
+    });
+
+    test('a file whose size cannot be read is refused as unbounded: not an image, or a JPEG whose frame header is past the first MiB', async () => {
+      const name = 'race-unread.png';
+      const key = await stage(name);
+      const segment = Buffer.from([0xff, 0xe1, 0xff, 0xff, ...Buffer.alloc(0xfffd)]);
+      const deepJpeg = Buffer.concat([
+        Buffer.from([0xff, 0xd8]),
+        ...Array.from({ length: 17 }, () => segment),
+        Buffer.from([0xff, 0xc0, 0, 11, 8, 0, 16, 0, 16, 1, 1, 0x11, 0]),
+      ]);
+      for (const content of [Buffer.from('not an image, whatever its name says'), deepJpeg]) {
+        const violations = await refusedOverwrite(name, () => uploadForm(key, [image(content, name), overwrite()]));
+        assert.deepEqual(
+          violations.map(({ rule, value }) => [rule, value]),
+          [['max_width', 'unbounded']],
+        );
+      }
+    });
+
+    test('an image within the limits overwrites; an upload without overwrite, a key without limits and an admin key upload as before', async () => {
+      const name = 'race-within.png';
+      const key = await stage(name);
+      // A PNG, and a JPEG whose header is read past the first chunks of the stream.
+      for (const content of [grayPng(512, 512, 200), jpegAfterMetadata(1024, 600)]) {
+        const replaced = await uploadForm(key, [image(content, name), overwrite()]);
+        assert.equal(replaced.status, 200, replaced.text);
+        assert.equal(replaced.json<{ name: string }>().name, name);
+        assert.deepEqual(await stored(name), content, 'the file is replaced');
+      }
+      // Without overwrite (no field, or one that is not `true`/`1`, before or after the image) a large image goes in under a
+      // name of its own, and a loader of it is refused at prompt time.
+      for (const parts of [[image(large, name)], [overwrite('false'), image(large, name)], [image(large, name), overwrite('yes')]]) {
+        const res = await uploadForm(key, parts);
+        assert.equal(res.status, 200, res.text);
+        const storedAs = res.json<{ name: string }>().name;
+        assert.notEqual(storedAs, name);
+        const later = await post(key, { prompt: graph((g) => (g['10'] = { class_type: 'LoadImage', inputs: { image: storedAs } })) });
+        assert.deepEqual(
+          later.violations.map(({ node_id, rule, value }) => [node_id, rule, value]),
+          [
+            ['10', 'max_width', 2048],
+            ['10', 'max_height', 2048],
+          ],
+        );
+      }
+      // A user key whose policy sets neither limit (the default policy here), and an admin key under a size limit.
+      for (const [as, own] of [
+        [await keyWith(null), 'free.png'],
+        [await keyWith({ max_width: 1024 }, 'admin'), 'admin.png'],
+      ] as const) {
+        assert.equal((await uploadForm(as, [image(small, own)])).status, 200);
+        const replaced = await uploadForm(as, [image(large, own), overwrite()]);
+        assert.equal(replaced.status, 200, replaced.text);
+        assert.deepEqual(await stored(own), large);
+      }
+    });
   });
 
   test('a stitch wider than max_width and a doubling chain of batch joins past max_batch_size are refused at the join, with the reason', async () => {

@@ -4,8 +4,10 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import fc from 'fast-check';
 import { describe, test } from 'node:test';
-import type { FormPart } from '../../src/isolation/upload-form.js';
+import { imageHeadOfUpload } from '../../src/isolation/overwrite-size.js';
+import type { FileHead, FormPart } from '../../src/isolation/upload-form.js';
 import { multipartBoundary, UploadFormReader } from '../../src/isolation/upload-form.js';
+import { headerBytesWanted, headerSize, MAX_HEADER_BYTES } from '../../src/policy/image-header.js';
 
 const BOUNDARY = 'b0undary';
 const FORM = Buffer.from(
@@ -23,10 +25,11 @@ async function read(
   body: Buffer,
   size: number | readonly number[],
   check: (parts: ReadonlyMap<string, FormPart>) => void = () => undefined,
+  fileHead?: FileHead,
 ): Promise<{ out: Buffer; parts: ReadonlyMap<string, FormPart> }> {
   const chunks =
     typeof size === 'number' ? Array.from({ length: Math.ceil(body.length / size) }, (_, i) => body.subarray(i * size, (i + 1) * size)) : cutAt(body, size);
-  const reader = new UploadFormReader(BOUNDARY, check);
+  const reader = new UploadFormReader(BOUNDARY, check, fileHead);
   const out: Buffer[] = [];
   reader.on('data', (chunk: Buffer) => out.push(chunk));
   await new Promise<void>((resolve, reject) => {
@@ -170,6 +173,87 @@ describe('UploadFormReader', () => {
         preamble,
       );
     }
+  });
+
+  describe("a file's start kept (FileHead)", () => {
+    const IMAGE_HEAD: FileHead = { part: 'image', wanted: headerBytesWanted };
+    /** A form of text fields and files, in order: `[name, text]` or `[name, filename, bytes]`. */
+    const form = (parts: Array<[string, string] | [string, string, Buffer]>): Buffer =>
+      Buffer.concat([
+        ...parts.map(([name, text, bytes]) =>
+          Buffer.concat([
+            Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="${name}"${bytes ? `; filename="${text}"` : ''}\r\n\r\n`),
+            bytes ?? Buffer.from(text),
+            Buffer.from('\r\n'),
+          ]),
+        ),
+        Buffer.from(`--${BOUNDARY}--\r\n`),
+      ]);
+    const png = Buffer.concat([Buffer.from('89504e470d0a1a0a0000000d49484452000008000000040008000000', 'hex'), Buffer.alloc(4000, 7)]);
+    /** A JPEG of 3000 × 2000 whose frame header follows 120 KB of metadata. */
+    const segment = (marker: number, length: number): Buffer =>
+      Buffer.concat([Buffer.from([0xff, marker, length >> 8, length & 0xff]), Buffer.alloc(length - 2)]);
+    const jpeg = Buffer.concat([
+      Buffer.from([0xff, 0xd8]),
+      segment(0xe1, 60_000),
+      segment(0xe2, 60_000),
+      Buffer.from([0xff, 0xc0, 0, 11, 8, 2000 >> 8, 2000 & 0xff, 3000 >> 8, 3000 & 0xff, 1, 1, 0x11, 0]),
+      segment(0xda, 10),
+      Buffer.alloc(500, 1),
+    ]);
+
+    test('the first file part of the name, as many bytes as its header needs, however the body is cut; the body passed on unchanged', async () => {
+      const body = form([
+        ['overwrite', 'true'],
+        ['image', 'a.jpg', jpeg],
+        ['image', 'b.png', png],
+      ]);
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.integer({ min: 1, max: body.length - 1 }), { maxLength: 40 }), async (offsets) => {
+          const { out, parts } = await read(body, offsets, undefined, IMAGE_HEAD);
+          assert.deepEqual(out, body);
+          const head = parts.get('image')!.head!;
+          assert.deepEqual(head, jpeg.subarray(0, head.length), 'the start of the first image');
+          assert.deepEqual(headerSize(head), { width: 3000, height: 2000 });
+        }),
+        { numRuns: 200 },
+      );
+      const { parts } = await read(form([['image', 'b.png', png]]), 1, undefined, IMAGE_HEAD);
+      assert.deepEqual(parts.get('image')!.head, png.subarray(0, 24), "a PNG's signature and IHDR, byte by byte");
+    });
+
+    test('at most MAX_HEADER_BYTES of a header that goes on, the whole of a file that ends first, nothing of other parts', async () => {
+      const endless = Buffer.concat([Buffer.from([0xff, 0xd8]), ...Array.from({ length: 40 }, () => segment(0xe1, 0xffff))]);
+      const { parts } = await read(form([['image', 'deep.jpg', endless]]), 65_536, undefined, IMAGE_HEAD);
+      assert.ok(parts.get('image')!.head!.length <= MAX_HEADER_BYTES, `${parts.get('image')!.head!.length} bytes kept`);
+      assert.equal(headerSize(parts.get('image')!.head!), undefined);
+      const cut = png.subarray(0, 20);
+      const short = await read(
+        form([
+          ['image', 'cut.png', cut],
+          ['mask', 'm.png', png],
+          ['note', 'y'],
+        ]),
+        3,
+        undefined,
+        IMAGE_HEAD,
+      );
+      assert.deepEqual(short.parts.get('image')!.head, cut);
+      assert.equal(short.parts.get('mask')!.head, undefined);
+      const field = await read(form([['image', 'text field']]), 3, undefined, IMAGE_HEAD);
+      assert.equal(field.parts.get('image')!.head, undefined, 'a field of the name is not a file');
+    });
+
+    test('for an upload, kept under a size limit unless an overwrite field before the image says it does not overwrite', async () => {
+      const headOf = async (policy: Record<string, number> | null, parts: Array<[string, string] | [string, string, Buffer]>): Promise<Buffer | undefined> =>
+        (await read(form(parts), 7, undefined, imageHeadOfUpload(policy))).parts.get('image')!.head;
+      const image: [string, string, Buffer] = ['image', 'a.png', png];
+      assert.equal((await headOf({ max_width: 512 }, [image, ['overwrite', 'false']]))?.length, 24, 'overwrite may still come after');
+      assert.equal((await headOf({ max_height: 512 }, [['overwrite', '1'], image]))?.length, 24);
+      assert.equal((await headOf({ max_width: 512 }, [['overwrite', 'false'], image]))?.length, 0);
+      assert.equal(await headOf({ max_steps: 20 }, [['overwrite', 'true'], image]), undefined, 'no size limit: nothing kept');
+      assert.equal(await headOf(null, [image]), undefined);
+    });
   });
 
   test('only multipart/form-data with a plain boundary is read', () => {
