@@ -19,7 +19,7 @@ import { checkBoundedIds } from './ids.js';
 import { cancelJob, cancelJobs, getJob, getJobList } from './jobs.js';
 import { emptyNotFound, parseComfyJson, relayAnswer, relayJson } from './json-body.js';
 import { isNodeDefinitions, withoutListedFiles } from './listed-files.js';
-import { knownNodeReplacements } from './known-replacements.js';
+import { everyBackendsReplacements, knownNodeReplacements } from './known-replacements.js';
 import { JsonRewriter } from './large-json.js';
 import { postPrompt } from './prompt.js';
 import { getQueue, postInterrupt, postQueue } from './queue.js';
@@ -61,6 +61,8 @@ const READS = new Set(['GET', 'HEAD']);
 /** Where ComfyUI lists its node replacements (404 on releases without them). */
 const NODE_REPLACEMENTS = '/api/node_replacements';
 
+/** Prefix of the catalog entries that keep each backend's node replacements, by backend name. */
+const REPLACEMENTS_PREFIX = 'node-replacements-of:';
 /** Prefix of the catalog entries kept as user keys get them (node definitions without the input folder's file lists). */
 const USER_VIEW_PREFIX = 'for-user-keys:';
 
@@ -82,12 +84,16 @@ export function createIsolatedProxy(options: {
     jobs: options.jobs,
     rewriter: new JsonRewriter(),
     defaultPolicy: options.defaultPolicy,
-    nodeReplacements: knownNodeReplacements(() =>
-      options.catalog.get(NODE_REPLACEMENTS, async () => {
-        const fetched = await options.pool.any().proxy.fetch(null, { method: 'GET', path: NODE_REPLACEMENTS });
-        // A release without replacements answers 404: kept as none, so that each prompt does not ask again.
-        return fetched.status === 404 ? { ...fetched, status: 200, body: Buffer.from('{}') } : fetched;
-      }),
+    nodeReplacements: everyBackendsReplacements(
+      options.pool.all.map((backend) =>
+        knownNodeReplacements(() =>
+          options.catalog.get(`${REPLACEMENTS_PREFIX}${backend.name}`, async () => {
+            const fetched = await backend.proxy.fetch(null, { method: 'GET', path: NODE_REPLACEMENTS });
+            // A release without replacements answers 404: kept as none, so that each prompt does not ask again.
+            return fetched.status === 404 ? { ...fetched, status: 200, body: Buffer.from('{}') } : fetched;
+          }),
+        ),
+      ),
     ),
     ...(options.webhooks ? { webhooks: options.webhooks } : {}),
   };

@@ -1,7 +1,7 @@
-// ComfyUI's node replacements as prompt checks read them: parsed once per catalog answer, the last ones read kept for when ComfyUI cannot answer.
+// ComfyUI's node replacements as prompt checks read them: parsed once per catalog answer, the last ones read kept for when ComfyUI cannot answer, every backend's together.
 
 import { upstreamUnreadable } from '../errors.js';
-import { parseNodeReplacements, type NodeReplacements } from '../policy/node-replacements.js';
+import { mergeNodeReplacements, parseNodeReplacements, type NodeReplacements } from '../policy/node-replacements.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import { parseComfyJson } from './json-body.js';
 
@@ -31,5 +31,27 @@ export function knownNodeReplacements(load: () => Promise<UpstreamAnswer>): () =
     }
     last = { answer, replacements: parseNodeReplacements(body) };
     return last.replacements;
+  };
+}
+
+/**
+ * The replacements of every backend together (see mergeNodeReplacements), each read by its own reader (see
+ * knownNodeReplacements): a prompt may run on any backend, and backends may run different custom nodes. A
+ * backend whose replacements were never read (down since the gateway started) is left out until it answers;
+ * when no backend's were ever read, the first failure is thrown. The merge is made again only when a
+ * backend's replacements changed.
+ * @throws as the readers, when every one fails
+ */
+export function everyBackendsReplacements(readers: ReadonlyArray<() => Promise<NodeReplacements>>): () => Promise<NodeReplacements> {
+  if (readers.length === 1) return readers[0]!;
+  let last: { each: NodeReplacements[]; merged: NodeReplacements } | null = null;
+  return async () => {
+    const settled = await Promise.allSettled(readers.map((read) => read()));
+    const each = settled.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
+    if (each.length === 0) throw (settled[0] as PromiseRejectedResult).reason;
+    if (last?.each.length !== each.length || last.each.some((replacements, i) => replacements !== each[i])) {
+      last = { each, merged: mergeNodeReplacements(each) };
+    }
+    return last.merged;
   };
 }

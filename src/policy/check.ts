@@ -6,7 +6,7 @@ import { joinViolations } from './join-checks.js';
 import { inputLimits } from './limited-inputs.js';
 import { literalNumber } from './literal-number.js';
 import { loadedImageViolations, type LoadedImageSizes } from './loaded-images.js';
-import { replacedNode, type NodeReplacements, type PromptNode } from './node-replacements.js';
+import { replacedNodes, type NodeReplacements, type PromptNode } from './node-replacements.js';
 import { resizeViolations } from './resize-checks.js';
 import { nodeInputs } from './node-inputs.js';
 import { SizeBounds } from './size-bound.js';
@@ -36,7 +36,7 @@ export interface PromptOrigin {
  * resizeViolations and joinViolations; then the image a loader loads, by its size in `loaded`, see loadedImageViolations).
  * Inputs are read by name on every node (see inputLimits).
  * A node whose class_type ComfyUI replaces (`replacements`, from its GET /node_replacements) is checked
- * as it is and as the node ComfyUI runs in its place.
+ * as it is and as each node a backend runs in its place.
  * A linked input (`[node_id, slot]`) of a limited field is a violation too: its value is known only
  * when ComfyUI runs the graph. A value wrapped as `{"__value__": v}` is read as v (ComfyUI unwraps it).
  * A numeric string counts as its number (ComfyUI converts it); any other string is a violation (see literalNumber).
@@ -76,8 +76,7 @@ export function promptViolations(
     const { class_type: classType, inputs } = node as { class_type?: unknown; inputs?: unknown };
     if (typeof classType !== 'string') continue;
     const given = { class_type: classType, inputs };
-    const replaced = replacedNode(given, replacements);
-    forms.set(nodeId, replaced ? [given, replaced] : [given]);
+    forms.set(nodeId, [given, ...replacedNodes(given, replacements)]);
   }
   const bounds = new SizeBounds((nodeId) => forms.get(nodeId) ?? [], loaded);
   for (const [nodeId, nodeForms] of forms) {

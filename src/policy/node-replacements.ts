@@ -6,8 +6,11 @@ export interface NodeReplacement {
   input_mapping: ReadonlyArray<{ new_id: string; old_id?: string; set_value?: unknown }>;
 }
 
-/** Per old class_type, the replacement ComfyUI applies (the first registered). */
-export type NodeReplacements = ReadonlyMap<string, NodeReplacement>;
+/**
+ * Per old class_type, the replacements ComfyUI may apply: the first registered on each backend. Backends that
+ * run different custom nodes may replace one class with different nodes, and a prompt may run on any of them.
+ */
+export type NodeReplacements = ReadonlyMap<string, readonly NodeReplacement[]>;
 
 /** A prompt node, as the policy reads it. */
 export interface PromptNode {
@@ -21,7 +24,7 @@ export interface PromptNode {
  * left out; anything but an object reads as none (releases without replacements answer 404).
  */
 export function parseNodeReplacements(body: unknown): NodeReplacements {
-  const replacements = new Map<string, NodeReplacement>();
+  const replacements = new Map<string, NodeReplacement[]>();
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return replacements;
   for (const [oldId, list] of Object.entries(body)) {
     const first: unknown = Array.isArray(list) ? list[0] : undefined;
@@ -31,32 +34,54 @@ export function parseNodeReplacements(body: unknown): NodeReplacements {
     const inputMapping = Array.isArray(mapping)
       ? mapping.filter((entry): entry is NodeReplacement['input_mapping'][number] => typeof (entry as { new_id?: unknown } | null)?.new_id === 'string')
       : [];
-    replacements.set(oldId, { new_node_id: newId, input_mapping: inputMapping });
+    replacements.set(oldId, [{ new_node_id: newId, input_mapping: inputMapping }]);
   }
   return replacements;
 }
 
-/**
- * The node ComfyUI runs in place of `node` when its class_type has a replacement (and is not a node
- * class of its own): the replacement's class, with only the inputs the mapping sets, each a fixed
- * value or an input of the old node. Undefined when there is no replacement.
- */
-export function replacedNode(node: PromptNode, replacements: NodeReplacements): PromptNode | undefined {
-  const replacement = replacements.get(node.class_type);
-  if (!replacement) return undefined;
-  const old = typeof node.inputs === 'object' && node.inputs !== null ? (node.inputs as Record<string, unknown>) : {};
-  const inputs: Record<string, unknown> = {};
-  for (const { new_id: newId, old_id: oldId, set_value: value } of replacement.input_mapping) {
-    if (value !== undefined) inputs[newId] = value;
-    else if (oldId !== undefined && Object.hasOwn(old, oldId)) inputs[newId] = old[oldId];
+/** The replacements of several backends together: per old class_type, each distinct replacement any of them applies. */
+export function mergeNodeReplacements(each: readonly NodeReplacements[]): NodeReplacements {
+  if (each.length === 1) return each[0]!;
+  const merged = new Map<string, NodeReplacement[]>();
+  const seen = new Set<string>();
+  for (const replacements of each) {
+    for (const [oldId, list] of replacements) {
+      for (const replacement of list) {
+        const id = JSON.stringify([oldId, replacement.new_node_id, replacement.input_mapping]);
+        if (seen.has(id)) continue;
+        seen.add(id);
+        const forms = merged.get(oldId);
+        if (forms) forms.push(replacement);
+        else merged.set(oldId, [replacement]);
+      }
+    }
   }
-  return { class_type: replacement.new_node_id, inputs };
+  return merged;
+}
+
+/**
+ * The nodes ComfyUI may run in place of `node` when its class_type has replacements (and is not a node class
+ * of its own), one per replacement: its class, with only the inputs the mapping sets, each a fixed value or an
+ * input of the old node. None when there is no replacement.
+ */
+export function replacedNodes(node: PromptNode, replacements: NodeReplacements): PromptNode[] {
+  const list = replacements.get(node.class_type);
+  if (!list) return [];
+  const old = typeof node.inputs === 'object' && node.inputs !== null ? (node.inputs as Record<string, unknown>) : {};
+  return list.map((replacement) => {
+    const inputs: Record<string, unknown> = {};
+    for (const { new_id: newId, old_id: oldId, set_value: value } of replacement.input_mapping) {
+      if (value !== undefined) inputs[newId] = value;
+      else if (oldId !== undefined && Object.hasOwn(old, oldId)) inputs[newId] = old[oldId];
+    }
+    return { class_type: replacement.new_node_id, inputs };
+  });
 }
 
 /**
  * The nodes of `prompt` (node ids to nodes) as checks that read a node by its class_type see them: each node
  * as sent, under its id; then each node that ComfyUI may run as another class, as that class (see
- * replacedNode), under its id and the class it becomes (`"5 as LoadImage"`). Entries, not an object: a node
+ * replacedNodes), under its id and the class it becomes (`"5 as LoadImage"`). Entries, not an object: a node
  * of the prompt may itself be named `"5 as LoadImage"`, and neither may stand in for the other. None for a
  * prompt that is not an object.
  */
@@ -67,8 +92,9 @@ export function nodesAsChecked(prompt: unknown, replacements: NodeReplacements):
   for (const [nodeId, node] of replacements.size === 0 ? [] : given) {
     const classType = typeof node === 'object' && node !== null ? (node as { class_type?: unknown }).class_type : undefined;
     if (typeof classType !== 'string') continue;
-    const form = replacedNode({ class_type: classType, inputs: (node as { inputs?: unknown }).inputs }, replacements);
-    if (form) replaced.push([`${nodeId} as ${form.class_type}`, form]);
+    for (const form of replacedNodes({ class_type: classType, inputs: (node as { inputs?: unknown }).inputs }, replacements)) {
+      replaced.push([`${nodeId} as ${form.class_type}`, form]);
+    }
   }
   return [...given, ...replaced];
 }

@@ -575,3 +575,32 @@ describe("two backends, a key's daily_execution_seconds, --upstream-queue-depth 
     });
   });
 });
+
+describe('two backends that run different custom nodes', () => {
+  /** A custom pack's replacement: its retired loader runs as LoadImage, `file` becoming `image`. */
+  const pack = { LegacyImageLoader: [{ new_node_id: 'LoadImage', old_node_id: 'LegacyImageLoader', input_mapping: [{ new_id: 'image', old_id: 'file' }] }] };
+
+  for (const [where, fakes] of [
+    ['the first', [{ nodeReplacements: pack }, {}]],
+    ['the second', [{}, { nodeReplacements: pack }]],
+  ] as const) {
+    test(`a node only ${where} backend replaces with a loader is checked as that loader`, async () => {
+      const stage = await startStage([...fakes], []);
+      try {
+        const alice = await userKey(stage, 'alice');
+        const res = await postPrompt(stage, alice, {
+          prompt: { ...tagged(1), '1': { class_type: 'LegacyImageLoader', inputs: { file: 'someone-elses.png' } } },
+        });
+        assert.equal(res.status, 403, res.text);
+        assert.match(res.json<{ error: string }>().error, /node 1 as LoadImage \(someone-elses\.png\)/);
+        assert.deepEqual(
+          stage.fakes.map((fake) => fake.prompts.length),
+          [0, 0],
+          'nothing reached either backend',
+        );
+      } finally {
+        await stopStage(stage);
+      }
+    });
+  }
+});

@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { GatewayError, upstreamUnavailable } from '../../src/errors.js';
-import { knownNodeReplacements } from '../../src/isolation/known-replacements.js';
-import { nodesAsChecked } from '../../src/policy/node-replacements.js';
+import { everyBackendsReplacements, knownNodeReplacements } from '../../src/isolation/known-replacements.js';
+import { nodesAsChecked, parseNodeReplacements } from '../../src/policy/node-replacements.js';
 import type { UpstreamAnswer } from '../../src/proxy/http.js';
 
 const answer = (status: number, body: unknown): UpstreamAnswer => ({ status, headers: {}, body: Buffer.from(JSON.stringify(body)) });
@@ -15,7 +15,7 @@ describe('knownNodeReplacements', () => {
     let current = answer(200, LOADER);
     const read = knownNodeReplacements(() => Promise.resolve(current));
     const first = await read();
-    assert.equal(first.get('OldLoader')?.new_node_id, 'LoadImage');
+    assert.equal(first.get('OldLoader')?.[0]?.new_node_id, 'LoadImage');
     assert.equal(await read(), first, 'the same answer is not parsed again');
     current = answer(200, {});
     assert.equal((await read()).size, 0);
@@ -48,6 +48,42 @@ describe('knownNodeReplacements', () => {
     await assert.rejects(down(), (error: unknown) => error instanceof GatewayError && error.code === 'UPSTREAM_UNAVAILABLE');
     const failing = knownNodeReplacements(() => Promise.resolve(answer(500, 'oops')));
     await assert.rejects(failing(), (error: unknown) => error instanceof GatewayError && error.code === 'UPSTREAM_UNREADABLE');
+  });
+});
+
+describe('everyBackendsReplacements', () => {
+  const SAVER = { OldLoader: [{ new_node_id: 'SaveImage', input_mapping: [{ new_id: 'filename_prefix', old_id: 'file' }] }] };
+
+  test("a class one backend replaces with a loader and another with a saver is read as both; one backend's alike twice, once", async () => {
+    const read = everyBackendsReplacements([
+      () => Promise.resolve(parseNodeReplacements(LOADER)),
+      () => Promise.resolve(parseNodeReplacements(SAVER)),
+      () => Promise.resolve(parseNodeReplacements(LOADER)),
+    ]);
+    const prompt = { '1': { class_type: 'OldLoader', inputs: { file: 'x.png' } } };
+    assert.deepEqual(nodesAsChecked(prompt, await read()), [
+      ['1', prompt['1']],
+      ['1 as LoadImage', { class_type: 'LoadImage', inputs: { image: 'x.png' } }],
+      ['1 as SaveImage', { class_type: 'SaveImage', inputs: { filename_prefix: 'x.png' } }],
+    ]);
+  });
+
+  test("merges again only when a backend's replacements change", async () => {
+    const first = parseNodeReplacements(LOADER);
+    let second = parseNodeReplacements(SAVER);
+    const read = everyBackendsReplacements([() => Promise.resolve(first), () => Promise.resolve(second)]);
+    const merged = await read();
+    assert.equal(await read(), merged);
+    second = parseNodeReplacements({});
+    assert.equal((await read()).get('OldLoader')?.length, 1);
+  });
+
+  test('a backend never read is left out; with none read, the failure is thrown', async () => {
+    const down = (): Promise<never> => Promise.reject(upstreamUnavailable(new Error('down')));
+    const some = everyBackendsReplacements([down, () => Promise.resolve(parseNodeReplacements(LOADER))]);
+    assert.equal((await some()).get('OldLoader')?.[0]?.new_node_id, 'LoadImage');
+    const none = everyBackendsReplacements([down, down]);
+    await assert.rejects(none(), (error: unknown) => error instanceof GatewayError && error.code === 'UPSTREAM_UNAVAILABLE');
   });
 });
 
