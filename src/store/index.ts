@@ -55,14 +55,22 @@ export type StoreConfig = Pick<GatewayConfig, 'userDirectory' | 'usageRetentionD
   Partial<
     Pick<
       GatewayConfig,
-      'jobRetentionDays' | 'allowUnsafeStorePermissions' | 'databaseUrl' | 'redisUrl' | 'redisKeyPrefix' | 'redisTimeoutMs' | 'redisFailure' | 'logLevel'
+      | 'jobRetentionDays'
+      | 'allowUnsafeStorePermissions'
+      | 'databaseUrl'
+      | 'redisUrl'
+      | 'redisKeyPrefix'
+      | 'redisTimeoutMs'
+      | 'redisFailure'
+      | 'logLevel'
+      | 'webhookSecret'
     >
   >;
 
 /**
  * Opens the key, usage, ownership, session and job stores and seeds the rate-limit windows with the requests of the last hour,
  * so a restart does not reset anyone's count. With `databaseUrl`, the stores live in PostgreSQL (the schema is
- * migrated first); with `redisUrl`, the rate-limit counters and the webhook attempt leases live in Redis, shared by every replica. Each client
+ * migrated first); with `redisUrl`, the rate-limit counters and (with `webhookSecret`) the webhook attempt leases live in Redis, shared by every replica. Each client
  * library is loaded only when its URL is given, never for the JSON-file default.
  * @throws UnsafeStoreError when the store folder or a file in it could be changed by another user (see `checkStoreDirectory`).
  * @throws StoreCorruptError when a store file cannot be read; the connection or migration error when PostgreSQL cannot be used.
@@ -77,7 +85,8 @@ export async function createStores(config: StoreConfig, log?: StoreLog, onWrite?
   if (config.redisUrl) {
     try {
       counters = await openRedisCounters(config.redisUrl, config, storeLog, shared);
-      deliveryLeases = await openRedisDeliveryLeases(config.redisUrl, config, storeLog);
+      // The leases' connection is opened only when webhooks are delivered.
+      if (config.webhookSecret) deliveryLeases = await openRedisDeliveryLeases(config.redisUrl, config, storeLog);
     } catch (error) {
       persistent.jobEvents?.close();
       await Promise.all([

@@ -40,6 +40,7 @@ function driverProbe(settings: Record<string, unknown>): string {
       ioredis: loaded.some((p) => /node_modules[\\\\/]ioredis[\\\\/]/.test(p)),
       location: stores.location,
       keys: stores.keys.constructor.name,
+      leases: stores.deliveryLeases !== undefined,
     }));`;
 }
 
@@ -48,7 +49,7 @@ describe('createStores', () => {
     const directory = await mkdtemp(join(tmpdir(), 'comfy-gate-drivers-'));
     after(() => rm(directory, { recursive: true, force: true }));
     const result = JSON.parse(await runScript(driverProbe({ userDirectory: directory, usageRetentionDays: 90 })));
-    assert.deepEqual(result, { pg: false, ioredis: false, location: directory, keys: 'FileKeyStore' });
+    assert.deepEqual(result, { pg: false, ioredis: false, location: directory, keys: 'FileKeyStore', leases: false });
   });
 
   test('with a database URL the stores are in PostgreSQL, and the start-up line hides the password', async (t) => {
@@ -79,5 +80,12 @@ describe('createStores', () => {
     assert.equal(result.ioredis, true);
     assert.equal(result.pg, false);
     assert.equal(result.location, `${directory}, counters ${new URL(TEST_REDIS_URL).toString()}`);
+    assert.equal(result.leases, false, 'no connection for webhook leases without webhooks');
+    const withWebhooks = JSON.parse(
+      await runScript(
+        driverProbe({ userDirectory: directory, usageRetentionDays: 90, redisUrl: TEST_REDIS_URL, redisKeyPrefix: prefix, webhookSecret: 'x'.repeat(32) }),
+      ),
+    );
+    assert.equal(withWebhooks.leases, true, "with webhooks, a key's attempts are capped across replicas");
   });
 });
