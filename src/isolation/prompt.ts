@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { forbidden, GatewayError, invalidRequest, payloadTooLarge, unknownBackend } from '../errors.js';
 import { checkPrompt, effectivePolicy, type PromptOrigin } from '../policy/check.js';
+import { sideLimits, type LoadedImageSizes } from '../policy/loaded-images.js';
 import { nodesAsChecked } from '../policy/node-replacements.js';
 import { stringifyExactJson } from '../json/exact-json.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
@@ -156,7 +157,8 @@ export async function checkPromptAdmissible(ctx: IsolationContext, caller: Isola
 /**
  * Refuses a prompt its key's prompt policy (or the gateway's default one) refuses (403 PROMPT_POLICY). When
  * the policy sets max_width or max_height, the sizes of the images the prompt loads are read first (see
- * readLoadedImageSizes), unless `loaded` says they are read `later`.
+ * readLoadedImageSizes), unless `loaded` says they are read `later`; loaders of videos, latents and 3D scenes
+ * are checked too when it sets either, max_batch_size or max_frames (see loadedMediaViolations).
  * @throws GatewayError 403 PROMPT_POLICY; 400 as readLoadedImageSizes
  */
 async function checkPolicy(
@@ -170,8 +172,10 @@ async function checkPolicy(
   const policy = effectivePolicy(caller.key, ctx.defaultPolicy);
   if (!policy) return;
   const replacements = await ctx.nodeReplacements();
-  const sizesLimited = policy.max_width !== undefined || policy.max_height !== undefined;
-  const sizes = loaded === 'read' && sizesLimited ? await readLoadedImageSizes(ctx, caller, prompt, replacements) : 'later';
+  const sizesLimited = sideLimits(policy).length > 0;
+  const loadsLimited = sizesLimited || policy.max_batch_size !== undefined || policy.max_frames !== undefined;
+  let sizes: LoadedImageSizes = 'later';
+  if (loaded === 'read' && loadsLimited) sizes = sizesLimited ? await readLoadedImageSizes(ctx, caller, prompt, replacements) : new Map();
   checkPrompt(policy, prompt, bodyBytes, origin, replacements, sizes);
 }
 

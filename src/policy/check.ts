@@ -6,6 +6,7 @@ import { joinViolations } from './join-checks.js';
 import { inputLimits } from './limited-inputs.js';
 import { literalNumber } from './literal-number.js';
 import { loadedImageViolations, type LoadedImageSizes } from './loaded-images.js';
+import { loadedMediaViolations } from './loaded-media.js';
 import { replacedNode, type NodeReplacements, type PromptNode } from './node-replacements.js';
 import { resizeViolations } from './resize-checks.js';
 import { nodeInputs } from './node-inputs.js';
@@ -82,8 +83,13 @@ export function promptViolations(
   const bounds = new SizeBounds((nodeId) => forms.get(nodeId) ?? [], loaded);
   for (const [nodeId, nodeForms] of forms) {
     if (violations.length >= MAX_VIOLATIONS) break;
-    for (const form of nodeForms)
-      violations.push(...nodeViolations(policy, globs, nodeId, form, bounds), ...loadedImageViolations(policy, nodeId, form, loaded));
+    for (const form of nodeForms) {
+      violations.push(
+        ...nodeViolations(policy, globs, nodeId, form, bounds),
+        ...loadedImageViolations(policy, nodeId, form, loaded),
+        ...loadedMediaViolations(policy, nodeId, form, loaded),
+      );
+    }
   }
   return violations;
 }

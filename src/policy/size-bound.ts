@@ -5,6 +5,7 @@ import { BATCH_REPEATS, BATCH_UNKNOWN, joinedDimensions, joinSpacing, resizesToM
 import { inputBaseName, inputLimits } from './limited-inputs.js';
 import { literalNumber } from './literal-number.js';
 import { isImageLoader, loadedSide, type LoadedImageSizes } from './loaded-images.js';
+import { isMediaLoader } from './loaded-media.js';
 import { inputsNamed, nodeInputs } from './node-inputs.js';
 import type { PromptNode } from './node-replacements.js';
 
@@ -88,7 +89,7 @@ export function linksPixels(node: PromptNode): boolean {
 /**
  * Bounds of the sizes and batches a prompt's nodes output, each found once per node (so a walk costs at most
  * the prompt's size). An image loader's sides are the longest side of the image it loads (see loadedSide);
- * its batch is not known (a file's frames). A bound is undefined (unknown) when the walk reaches an image
+ * its batch is not known (a file's frames). Neither is known of a loader of a video, a latent or a 3D scene (see isMediaLoader). A bound is undefined (unknown) when the walk reaches an image
  * loader of unknown size, a node of no literal size (or batch) that has no links to follow, a link to no node, a cycle, a chain of more than MAX_DEPTH
  * links, a model upscaler, a side a node derives from its input's aspect ratio or pixel count, or a batch
  * made from a latent's frames (BATCH_UNKNOWN).
@@ -185,6 +186,7 @@ export class SizeBounds {
   /** The largest `side` one form of a node outputs. */
   private side(node: PromptNode, side: Side, depth: number): number | undefined {
     if (isImageLoader(node)) return loadedSide(node, this.loaded);
+    if (isMediaLoader(node)) return undefined;
     const inputs = nodeInputs(node);
     if (MODEL_UPSCALERS.has(node.class_type)) return undefined;
     const padding = PADDING_INPUTS.get(node.class_type);

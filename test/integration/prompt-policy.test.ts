@@ -408,6 +408,61 @@ describe('prompt policy', () => {
     assert.equal(views().length, viewsBeforeMany, 'nothing read');
   });
 
+  /** Uploads `content` as `filename` for `key` (through the image route, which stores any file); returns the name stored. */
+  async function uploadAs(key: string, filename: string, content: Buffer): Promise<string> {
+    const res = await send(gateway.url, '/api/upload/image', { method: 'POST', key, ...multipart([{ name: 'image', filename, value: content }]) });
+    assert.equal(res.status, 200, res.text);
+    return res.json<{ name: string }>().name;
+  }
+
+  test('a loaded video, latent or 3D scene is refused as unbounded under each limit it could break, and is sent on for a key without them', async () => {
+    /** LoadVideo's frames and LoadLatent's latent, sampled; and a Load3D scene. */
+    const loading = (clip: string, saved: string, scene = true): Graph =>
+      graph((g) => {
+        g['10'] = { class_type: 'LoadVideo', inputs: { file: clip } };
+        g['11'] = { class_type: 'GetVideoComponents', inputs: { video: ['10', 0] } };
+        g['12'] = { class_type: 'LoadLatent', inputs: { latent: saved } };
+        g['3']!.inputs.latent_image = ['12', 0];
+        if (scene)
+          g['13'] = { class_type: 'Load3D', inputs: { model_file: '3d/cube.glb', image: { image: 'scene.png', recording: '' }, width: 512, height: 512 } };
+      });
+    /** The prompt loading a video and a latent that `key` uploaded (named after `tag`, as each key's uploads must be). */
+    const ownLoading = async (key: string, tag: string, scene = true): Promise<Graph> =>
+      loading(await uploadAs(key, `clip-${tag}.mp4`, Buffer.alloc(64)), await uploadAs(key, `saved-${tag}.latent`, Buffer.alloc(64)), scene);
+    const limited = await keyWith({ max_width: 1024, max_frames: 64, max_batch_size: 4 });
+    const refused = await post(limited, { prompt: await ownLoading(limited, 'limited') });
+    assert.equal(refused.status, 403, refused.text);
+    assert.deepEqual(
+      refused.violations.map(({ node_id, rule, value }) => [node_id, rule, value]),
+      [
+        ['10', 'max_width', 'unbounded'],
+        ['10', 'max_frames', 'unbounded'],
+        ['12', 'max_width', 'unbounded'],
+        ['12', 'max_batch_size', 'unbounded'],
+        ['12', 'max_frames', 'unbounded'],
+        ['13', 'max_width', 'unbounded'],
+      ],
+    );
+    assert.match(refused.text, /size of a loaded video is not read/);
+
+    const frames = await keyWith({ max_frames: 64 });
+    const onlyFrames = await post(frames, { prompt: await ownLoading(frames, 'frames') });
+    assert.deepEqual(
+      onlyFrames.violations.map(({ node_id, rule }) => [node_id, rule]),
+      [
+        ['10', 'max_frames'],
+        ['12', 'max_frames'],
+      ],
+      'max_frames alone: read without a size limit',
+    );
+
+    const free = await keyWith({ max_steps: 30 });
+    const passed = await post(free, { prompt: await ownLoading(free, 'free', false) });
+    // The fake ComfyUI has no LoadVideo: its own refusal shows that the gateway sent the prompt on.
+    assert.equal(passed.status, 400, passed.text);
+    assert.match(passed.text, /node LoadVideo does not exist/);
+  });
+
   describe('an upload that overwrites a file, under max_width/max_height', () => {
     const uploadForm = (as: string, parts: FormPart[], route = '/api/upload/image'): Promise<TestResponse> =>
       send(gateway.url, route, { method: 'POST', key: as, ...multipart(parts) });

@@ -591,3 +591,51 @@ describe('prompt policy: loaded images', () => {
     assert.deepEqual(violations(SIZE, stitched, new Map(), photoOf(600, 100)), [{ node_id: '11', rule: 'max_width', limit: 1024, value: 1200 }]);
   });
 });
+
+describe('prompt policy: loaded videos, latents and 3D scenes', () => {
+  const video: Graph = { '10': { class_type: 'LoadVideo', inputs: { file: 'clip.mp4' } } };
+  const latent: Graph = { '10': { class_type: 'LoadLatent', inputs: { latent: 'saved.latent' } } };
+  const scene = (recording: string): Graph => ({
+    '10': { class_type: 'Load3D', inputs: { model_file: '3d/cube.glb', image: { image: 'scene.png', mask: 'mask.png', recording }, width: 512, height: 512 } },
+  });
+  const read = new Map();
+
+  test('a loader of a video, a latent or a 3D scene is refused as unbounded under each limit it could break, with the reason', () => {
+    assert.deepEqual(violations({ ...SIZE, max_frames: 64, max_batch_size: 4 }, video, new Map(), read), [
+      { node_id: '10', rule: 'max_width', limit: 1024, value: 'unbounded' },
+      { node_id: '10', rule: 'max_frames', limit: 64, value: 'unbounded' },
+    ]);
+    assert.match(reasons(SIZE, video, read)[0]!, /size of a loaded video is not read.*LoadImage/);
+    assert.match(reasons({ max_frames: 64 }, video, read)[0]!, /number of frames of a loaded video is not read/);
+    assert.deepEqual(violations({ max_height: 512, max_frames: 64, max_batch_size: 4 }, latent, new Map(), read), [
+      { node_id: '10', rule: 'max_height', limit: 512, value: 'unbounded' },
+      { node_id: '10', rule: 'max_batch_size', limit: 4, value: 'unbounded' },
+      { node_id: '10', rule: 'max_frames', limit: 64, value: 'unbounded' },
+    ]);
+    assert.match(reasons({ max_batch_size: 4 }, latent, read)[0]!, /batch of a loaded latent is not read.*encode it/);
+    assert.deepEqual(violations({ ...SIZE, max_frames: 64 }, scene(''), new Map(), read), [
+      { node_id: '10', rule: 'max_width', limit: 1024, value: 'unbounded' },
+    ]);
+    assert.deepEqual(violations({ max_frames: 64 }, scene('recording.webm'), new Map(), read), [
+      { node_id: '10', rule: 'max_frames', limit: 64, value: 'unbounded' },
+    ]);
+    for (const loader of [video, latent, scene('recording.webm')]) {
+      assert.deepEqual(violations({ max_steps: 30, max_prompt_bytes: 1000 }, loader, new Map(), read), [], 'no limit it could break');
+      assert.deepEqual(violations({ ...SIZE, max_frames: 64, max_batch_size: 4 }, loader, new Map(), 'later'), [], 'checked when the prompt is sent');
+    }
+  });
+
+  test('a node ComfyUI replaces with such a loader is checked as the loader, and the size walk does not pass through one', () => {
+    const replacements = parseNodeReplacements({ OldVideo: [{ new_node_id: 'LoadVideo', input_mapping: [{ new_id: 'file', old_id: 'path' }] }] });
+    assert.deepEqual(violations({ max_frames: 64 }, { '10': { class_type: 'OldVideo', inputs: { path: 'clip.mp4' } } }, replacements, read), [
+      { node_id: '10', rule: 'max_frames', limit: 64, value: 'unbounded' },
+    ]);
+    // Load3D's width and height are what the scene is shown at, not the size of the image files it loads.
+    const enlarged: Graph = { ...scene(''), '11': { class_type: 'ImageScaleBy', inputs: { image: ['10', 0], upscale_method: 'lanczos', scale_by: 2 } } };
+    assert.deepEqual(violations(SIZE, enlarged, new Map(), read), [
+      { node_id: '10', rule: 'max_width', limit: 1024, value: 'unbounded' },
+      { node_id: '11', rule: 'max_width', limit: 1024, value: 'unbounded' },
+      { node_id: '11', rule: 'max_height', limit: 1024, value: 'unbounded' },
+    ]);
+  });
+});
