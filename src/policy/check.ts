@@ -5,7 +5,7 @@ import { inputValue } from '../isolation/input-value.js';
 import { joinViolations } from './join-checks.js';
 import { inputLimits } from './limited-inputs.js';
 import { literalNumber } from './literal-number.js';
-import { loadedImageViolations, type LoadedImageSizes } from './loaded-images.js';
+import { loadedImageViolations, type LoadedSizes } from './loaded-images.js';
 import { loadedMediaViolations } from './loaded-media.js';
 import { replacedNode, type NodeReplacements, type PromptNode } from './node-replacements.js';
 import { resizeViolations } from './resize-checks.js';
@@ -49,7 +49,7 @@ export function checkPrompt(
   bodyBytes: number,
   origin: PromptOrigin = {},
   replacements: NodeReplacements = new Map(),
-  loaded: LoadedImageSizes = new Map(),
+  loaded: LoadedSizes = new Map(),
 ): void {
   const violations = promptViolations(policy, prompt, bodyBytes, origin, replacements, loaded);
   if (violations.length > 0) throw promptPolicy(violations.slice(0, MAX_VIOLATIONS));
@@ -62,7 +62,7 @@ export function promptViolations(
   bodyBytes: number,
   origin: PromptOrigin = {},
   replacements: NodeReplacements = new Map(),
-  loaded: LoadedImageSizes = new Map(),
+  loaded: LoadedSizes = new Map(),
 ): PolicyViolation[] {
   const violations: PolicyViolation[] = [];
   if (policy.workflows_only === true && origin.workflow !== true) violations.push({ node_id: null, rule: 'workflows_only', limit: true, value: null });

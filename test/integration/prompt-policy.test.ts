@@ -404,7 +404,7 @@ describe('prompt policy', () => {
     const viewsBeforeMany = views().length;
     const tooMany = await send(gateway.url, '/api/prompt', { method: 'POST', key, body: { prompt: many } });
     assert.equal(tooMany.status, 400, tooMany.text);
-    assert.match(tooMany.text, /loads 65 image files.*at most 64/);
+    assert.match(tooMany.text, /loads 65 image or latent files.*at most 64/);
     assert.equal(views().length, viewsBeforeMany, 'nothing read');
   });
 
@@ -461,6 +461,75 @@ describe('prompt policy', () => {
     // The fake ComfyUI has no LoadVideo: its own refusal shows that the gateway sent the prompt on.
     assert.equal(passed.status, 400, passed.text);
     assert.match(passed.text, /node LoadVideo does not exist/);
+  });
+
+  /** A .latent file as ComfyUI's SaveLatent writes it: a safetensors header giving `latent_tensor` of `shape` (F32), then its data. */
+  function latentFile(shape: number[]): Buffer {
+    const bytes = shape.reduce((total, dim) => total * dim, 4);
+    const header = Buffer.from(
+      JSON.stringify({
+        latent_format_version_0: { dtype: 'F32', shape: [0], data_offsets: [0, 0] },
+        latent_tensor: { dtype: 'F32', shape, data_offsets: [0, bytes] },
+      }),
+    );
+    const length = Buffer.alloc(8);
+    length.writeBigUInt64LE(BigInt(header.length));
+    return Buffer.concat([length, header, Buffer.alloc(bytes)]);
+  }
+
+  test("a loaded latent is held to the limits by its safetensors header, read from the file's start through a ranged /view", async () => {
+    const key = await keyWith({ max_width: 1024, max_height: 1024, max_batch_size: 2, max_frames: 16 });
+    /** LoadLatent → KSampler on the latent `key` uploaded as `name`. */
+    const sampled = async (name: string, content: Buffer): Promise<Graph> => {
+      const stored = await uploadAs(key, name, content);
+      return graph((g) => {
+        g['10'] = { class_type: 'LoadLatent', inputs: { latent: stored } };
+        g['3']!.inputs.latent_image = ['10', 0];
+      });
+    };
+    const views = (): Array<FakeComfyUI['requests'][number]> => comfy.requests.filter((r) => r.url.includes('/view?'));
+
+    // 24 × 16 latent pixels: at most 1008 × 672 pixels whichever VAE decodes it.
+    const small = await sampled('small.latent', latentFile([2, 4, 16, 24]));
+    const viewsBefore = views().length;
+    const accepted = await post(key, { prompt: small });
+    assert.equal(accepted.status, 200, accepted.text);
+    assert.deepEqual(
+      views()
+        .slice(viewsBefore)
+        .map((r) => r.headers.range),
+      ['bytes=0-65535'],
+      'one read of its start',
+    );
+
+    const large = await post(key, { prompt: await sampled('large.latent', latentFile([4, 4, 64, 16])) });
+    assert.equal(large.status, 403, large.text);
+    assert.deepEqual(
+      large.violations.map(({ node_id, rule, value }) => [node_id, rule, value]),
+      [
+        ['10', 'max_height', 64 * 42],
+        ['10', 'max_batch_size', 4],
+      ],
+    );
+    assert.match(large.text, /latent is 16×64.*42 pixels/);
+
+    // A video latent of 3 latent frames: up to 17 frames once decoded.
+    const video = await post(key, { prompt: await sampled('video.latent', latentFile([1, 16, 3, 8, 8])) });
+    assert.deepEqual(
+      video.violations.map(({ node_id, rule, value }) => [node_id, rule, value]),
+      [['10', 'max_frames', 17]],
+    );
+
+    const unreadable = await post(key, { prompt: await sampled('notes.latent', Buffer.from('not a safetensors file at all')) });
+    assert.deepEqual(
+      unreadable.violations.map(({ node_id, rule, value }) => [node_id, rule, value]),
+      [
+        ['10', 'max_width', 'unbounded'],
+        ['10', 'max_batch_size', 'unbounded'],
+        ['10', 'max_frames', 'unbounded'],
+      ],
+    );
+    assert.match(unreadable.text, /safetensors header/);
   });
 
   describe('an upload that overwrites a file, under max_width/max_height', () => {
