@@ -24,13 +24,19 @@ export const LATENT_TEMPORAL_FACTOR = 8;
 /** Bytes before a safetensors header: its length, a little-endian 64-bit integer. */
 const LENGTH_BYTES = 8;
 
+/** The longest header safetensors reads (its MAX_HEADER_SIZE): a file declaring a longer one does not load. */
+export const SAFETENSORS_MAX_HEADER = 100_000_000;
+
+/** Whether a file whose start asks for its first `need` bytes (see safetensorsHeader) declares a header safetensors would read. */
+export function declaresLoadableHeader(need: number): boolean {
+  return need - LENGTH_BYTES <= SAFETENSORS_MAX_HEADER;
+}
+
 /**
- * What the start of a safetensors file gives of the latent LoadLatent loads from it (its `latent_tensor`,
- * [batch, channels, height, width] or [batch, channels, frames, height, width]): its size as LatentSize
- * reads it; `{ need }` until the whole header is given; null for a header that is not a JSON object, or
- * whose `latent_tensor` has no shape of 4 or 5 whole numbers.
+ * The JSON header a safetensors file starts with (after its length, 8 bytes little-endian): the object, as
+ * `{ header }`; `{ need }` until the whole header is given; null when the start is not one (not JSON, not an object).
  */
-export function latentHeaderSize(head: Buffer): HeaderRead<LatentSize> {
+export function safetensorsHeader(head: Buffer): HeaderRead<{ header: Record<string, unknown> }> {
   if (head.length < LENGTH_BYTES) return { need: LENGTH_BYTES };
   const end = LENGTH_BYTES + Number(head.readBigUInt64LE(0));
   if (head.length < end) return { need: end };
@@ -40,12 +46,27 @@ export function latentHeaderSize(head: Buffer): HeaderRead<LatentSize> {
   } catch {
     return null;
   }
-  if (typeof header !== 'object' || header === null || !Object.hasOwn(header, 'latent_tensor')) return null;
-  const shape = ((header as Record<string, unknown>).latent_tensor as { shape?: unknown } | null)?.shape;
+  return typeof header === 'object' && header !== null && !Array.isArray(header) ? { header: header as Record<string, unknown> } : null;
+}
+
+/**
+ * What the latent LoadLatent loads from a safetensors file of this header may decode to: its `latent_tensor`,
+ * [batch, channels, height, width] or [batch, channels, frames, height, width], as LatentSize reads it; null
+ * when it has no such entry, or its shape is not 4 or 5 whole numbers.
+ */
+export function headerLatent(header: Record<string, unknown>): LatentSize | null {
+  const tensor = Object.hasOwn(header, 'latent_tensor') ? header.latent_tensor : undefined;
+  const shape = typeof tensor === 'object' && tensor !== null ? (tensor as { shape?: unknown }).shape : undefined;
   if (!Array.isArray(shape) || (shape.length !== 4 && shape.length !== 5) || !shape.every((dim) => Number.isSafeInteger(dim) && dim >= 0)) return null;
   const [batch, , ...rest] = shape as number[];
   const [height, width] = rest.slice(-2) as [number, number];
   const size: LatentSize = { width: width * LATENT_SPATIAL_FACTOR, height: height * LATENT_SPATIAL_FACTOR, batch: batch! };
   if (rest.length === 3) size.frames = rest[0] === 0 ? 0 : (rest[0]! - 1) * LATENT_TEMPORAL_FACTOR + 1;
   return size;
+}
+
+/** What the start of a .latent file gives of the latent LoadLatent loads from it (see safetensorsHeader and headerLatent). */
+export function latentHeaderSize(head: Buffer): HeaderRead<LatentSize> {
+  const read = safetensorsHeader(head);
+  return read === null || 'need' in read ? read : headerLatent(read.header);
 }

@@ -106,15 +106,9 @@ export function loadedMediaViolations(policy: PromptPolicy, nodeId: string, node
   const loads = MEDIA_LOADERS.get(node.class_type);
   if (loads === undefined || sizes === 'later') return [];
   const reasons = UNREAD[loads];
-  const violation = (rule: MediaLimit, value: number | 'unbounded', reason: string): PolicyViolation => ({
-    node_id: nodeId,
-    rule,
-    limit: policy[rule],
-    value,
-    reason,
-  });
   const latent = loadedLatent(node, sizes);
-  if (latent) return latentViolations(policy, latent, violation);
+  if (latent) return latentViolations(policy, nodeId, latent);
+  const violation = (rule: MediaLimit, value: 'unbounded', reason: string): PolicyViolation => ({ node_id: nodeId, rule, limit: policy[rule], value, reason });
   const violations: PolicyViolation[] = [];
   const [side] = sideLimits(policy);
   if (side !== undefined) violations.push(violation(side, 'unbounded', reasons.size));
@@ -126,12 +120,12 @@ export function loadedMediaViolations(policy: PromptPolicy, nodeId: string, node
 /** The limits a loader of a video, a latent or a 3D scene is held to. */
 type MediaLimit = 'max_width' | 'max_height' | 'max_batch_size' | 'max_frames';
 
-/** The violations of a loaded latent of a known size: each side over its limit, its batch over max_batch_size, its frames over max_frames. */
-function latentViolations(
-  policy: PromptPolicy,
-  latent: LatentSize,
-  violation: (rule: MediaLimit, value: number, reason: string) => PolicyViolation,
-): PolicyViolation[] {
+/**
+ * The violations of a latent of a known size (see LatentSize) that node `nodeId` loads (null for an upload
+ * a prompt may load): each side over its limit, its batch over max_batch_size, its frames over max_frames.
+ */
+export function latentViolations(policy: PromptPolicy, nodeId: string | null, latent: LatentSize): PolicyViolation[] {
+  const violation = (rule: MediaLimit, value: number, reason: string): PolicyViolation => ({ node_id: nodeId, rule, limit: policy[rule], value, reason });
   const shape = `${latent.width / LATENT_SPATIAL_FACTOR}×${latent.height / LATENT_SPATIAL_FACTOR}`;
   const sides = (['width', 'height'] as const).filter((side) => latent[side] > (policy[SIDE_LIMIT[side]] ?? Infinity));
   return [
@@ -139,19 +133,17 @@ function latentViolations(
       violation(
         SIDE_LIMIT[side],
         latent[side],
-        `the loaded latent is ${shape}, and the gateway does not know which VAE decodes it: it is held to ${LATENT_SPATIAL_FACTOR} pixels ` +
+        `the latent is ${shape}, and the gateway does not know which VAE decodes it: it is held to ${LATENT_SPATIAL_FACTOR} pixels ` +
           'to each of its own (the largest factor of ComfyUI latent formats); load a smaller latent, or an image (LoadImage)',
       ),
     ),
-    ...(latent.batch > (policy.max_batch_size ?? Infinity)
-      ? [violation('max_batch_size', latent.batch, `the loaded latent holds a batch of ${latent.batch}`)]
-      : []),
+    ...(latent.batch > (policy.max_batch_size ?? Infinity) ? [violation('max_batch_size', latent.batch, `the latent holds a batch of ${latent.batch}`)] : []),
     ...(latent.frames !== undefined && latent.frames > (policy.max_frames ?? Infinity)
       ? [
           violation(
             'max_frames',
             latent.frames,
-            `the loaded latent is a video latent of up to ${latent.frames} frames once decoded (${LATENT_TEMPORAL_FACTOR} to each latent frame after the first, the most of ComfyUI latent formats)`,
+            `the latent is a video latent of up to ${latent.frames} frames once decoded (${LATENT_TEMPORAL_FACTOR} to each latent frame after the first, the most of ComfyUI latent formats)`,
           ),
         ]
       : []),

@@ -532,6 +532,53 @@ describe('prompt policy', () => {
     assert.match(unreadable.text, /safetensors header/);
   });
 
+  test('under max_batch_size or max_frames, an upload that overwrites a file with a latent over them, or one the gateway cannot read, is refused', async () => {
+    const key = await keyWith({ max_batch_size: 2, max_frames: 16 });
+    const name = await uploadAs(key, 'kept.latent', latentFile([1, 4, 8, 8]));
+    const overwrite = (content: Buffer): Promise<TestResponse> =>
+      send(gateway.url, '/api/upload/image', {
+        method: 'POST',
+        key,
+        ...multipart([
+          { name: 'overwrite', value: 'true' },
+          { name: 'image', filename: name, value: content },
+        ]),
+      });
+    const stored = (): Promise<Buffer> => readFile(join(comfy.inputDir, name));
+    const before = await stored();
+
+    const larger = await overwrite(latentFile([4, 4, 8, 8]));
+    assert.equal(larger.status, 403, larger.text);
+    assert.equal(larger.json<{ error_code: string }>().error_code, 'PROMPT_POLICY');
+    assert.deepEqual(
+      larger.json<{ details: Violation[] }>().details.map(({ node_id, rule, limit, value }) => ({ node_id, rule, limit, value })),
+      [{ node_id: null, rule: 'max_batch_size', limit: 2, value: 4 }],
+    );
+    assert.match(larger.text, /must hold a latent the gateway can read within the limits.*a batch of 4/);
+
+    // A header longer than the gateway reads: whatever it holds, LoadLatent may load it.
+    const longHeader = Buffer.alloc(16);
+    longHeader.writeBigUInt64LE(2n * 1024n * 1024n);
+    const unread = await overwrite(Buffer.concat([longHeader, Buffer.alloc(1024, 0x20)]));
+    assert.equal(unread.status, 403, unread.text);
+    assert.deepEqual(
+      unread.json<{ details: Violation[] }>().details.map(({ rule, value }) => [rule, value]),
+      [
+        ['max_batch_size', 'unbounded'],
+        ['max_frames', 'unbounded'],
+      ],
+    );
+    assert.deepEqual(await stored(), before, 'nothing written');
+
+    const within = await overwrite(latentFile([2, 4, 8, 8]));
+    assert.equal(within.status, 200, within.text);
+    assert.deepEqual(await stored(), latentFile([2, 4, 8, 8]));
+    const notLatent = await overwrite(Buffer.from('not a safetensors file, which LoadLatent cannot load'));
+    assert.equal(notLatent.status, 200, notLatent.text);
+    const image = await overwrite(grayPng(64, 64));
+    assert.equal(image.status, 200, `an image: ${image.text}`);
+  });
+
   describe('an upload that overwrites a file, under max_width/max_height', () => {
     const uploadForm = (as: string, parts: FormPart[], route = '/api/upload/image'): Promise<TestResponse> =>
       send(gateway.url, route, { method: 'POST', key: as, ...multipart(parts) });
