@@ -207,12 +207,11 @@ export const promptPolicy = (violations: readonly PolicyViolation[]): GatewayErr
   });
 };
 
-/** 403 for an upload that overwrites a file with an image its key's max_width or max_height refuses; `details` as promptPolicy's. */
-export const overwritePolicy = (violations: readonly PolicyViolation[]): GatewayError =>
+/** 403 for an upload that overwrites a file with one its key's prompt policy refuses, by the `rule` it breaks; `details` as promptPolicy's. */
+export const overwritePolicy = (rule: string, violations: readonly PolicyViolation[]): GatewayError =>
   new GatewayError(
     403,
     'PROMPT_POLICY',
-    `The upload breaks this key's prompt policy: under max_width or max_height, an upload that overwrites a file must be an image the gateway ` +
-      `can size (PNG, JPEG, WebP, GIF or BMP) within the limits, and ${violations[0]?.reason ?? 'this one is not'}. Upload it under a new name instead.`,
+    `The upload breaks this key's prompt policy: ${rule}, and ${violations[0]?.reason ?? 'this one is not'}. Upload it under a new name instead.`,
     { details: { details: violations } },
   );

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { forbidden, GatewayError, invalidRequest, payloadTooLarge, unknownBackend } from '../errors.js';
 import { checkPrompt, effectivePolicy, type PromptOrigin } from '../policy/check.js';
+import { sideLimits } from '../policy/loaded-images.js';
 import { nodesAsChecked } from '../policy/node-replacements.js';
 import { stringifyExactJson } from '../json/exact-json.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
@@ -15,7 +16,7 @@ import type { IsolatedCaller, IsolationContext } from './context.js';
 import { checkBoundedIds } from './ids.js';
 import { relayAnswer, undefinedIfNotJson } from './json-body.js';
 import { checkLoadedFiles } from './loaded-files.js';
-import { readLoadedImageSizes } from './loaded-image-sizes.js';
+import { readLoadedSizes } from './loaded-sizes.js';
 import { checkOutputPrefixes } from './output-names.js';
 
 /** Largest prompt the gateway reads (a graph with its embedded workflow). */
@@ -155,9 +156,9 @@ export async function checkPromptAdmissible(ctx: IsolationContext, caller: Isola
 
 /**
  * Refuses a prompt its key's prompt policy (or the gateway's default one) refuses (403 PROMPT_POLICY). When
- * the policy sets max_width or max_height, the sizes of the images the prompt loads are read first (see
- * readLoadedImageSizes), unless `loaded` says they are read `later`.
- * @throws GatewayError 403 PROMPT_POLICY; 400 as readLoadedImageSizes
+ * the policy sets max_width, max_height, max_batch_size or max_frames, the sizes of the files the prompt loads
+ * that it limits are read first (see readLoadedSizes), unless `loaded` says they are read `later`.
+ * @throws GatewayError 403 PROMPT_POLICY; 400 as readLoadedSizes
  */
 async function checkPolicy(
   ctx: IsolationContext,
@@ -170,8 +171,8 @@ async function checkPolicy(
   const policy = effectivePolicy(caller.key, ctx.defaultPolicy);
   if (!policy) return;
   const replacements = await ctx.nodeReplacements();
-  const sizesLimited = policy.max_width !== undefined || policy.max_height !== undefined;
-  const sizes = loaded === 'read' && sizesLimited ? await readLoadedImageSizes(ctx, caller, prompt, replacements) : 'later';
+  const loadsLimited = sideLimits(policy).length > 0 || policy.max_batch_size !== undefined || policy.max_frames !== undefined;
+  const sizes = loaded === 'read' && loadsLimited ? await readLoadedSizes(ctx, caller, prompt, replacements, policy) : 'later';
   checkPrompt(policy, prompt, bodyBytes, origin, replacements, sizes);
 }
 

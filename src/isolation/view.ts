@@ -221,7 +221,7 @@ function sendUpload(ctx: IsolationContext, req: IncomingMessage, caller: Isolate
 /**
  * What ComfyUI's upload reads of the form (the first part of each name), checked for a user key (whose
  * prompt policy is `policy`). An upload that overwrites must hold an image within the policy's max_width
- * and max_height (see checkOverwritingImage), and claims its file before ComfyUI writes it (its end waits for the claim), so
+ * limits (see checkOverwritingImage), and claims its file before ComfyUI writes it (its end waits for the claim), so
  * that two keys' uploads of one name at once, on one replica or several, cannot both pass: the
  * second key gets 403, and an upload without overwrite that ComfyUI stored under the name meanwhile
  * gets 409 (postUpload).

@@ -5,7 +5,8 @@ import { inputValue } from '../isolation/input-value.js';
 import { joinViolations } from './join-checks.js';
 import { inputLimits } from './limited-inputs.js';
 import { literalNumber } from './literal-number.js';
-import { loadedImageViolations, type LoadedImageSizes } from './loaded-images.js';
+import { loadedImageViolations, type LoadedSizes } from './loaded-images.js';
+import { loadedMediaViolations } from './loaded-media.js';
 import { replacedNodes, type NodeReplacements, type PromptNode } from './node-replacements.js';
 import { resizeViolations } from './resize-checks.js';
 import { nodeInputs } from './node-inputs.js';
@@ -48,7 +49,7 @@ export function checkPrompt(
   bodyBytes: number,
   origin: PromptOrigin = {},
   replacements: NodeReplacements = new Map(),
-  loaded: LoadedImageSizes = new Map(),
+  loaded: LoadedSizes = new Map(),
 ): void {
   const violations = promptViolations(policy, prompt, bodyBytes, origin, replacements, loaded);
   if (violations.length > 0) throw promptPolicy(violations.slice(0, MAX_VIOLATIONS));
@@ -61,7 +62,7 @@ export function promptViolations(
   bodyBytes: number,
   origin: PromptOrigin = {},
   replacements: NodeReplacements = new Map(),
-  loaded: LoadedImageSizes = new Map(),
+  loaded: LoadedSizes = new Map(),
 ): PolicyViolation[] {
   const violations: PolicyViolation[] = [];
   if (policy.workflows_only === true && origin.workflow !== true) violations.push({ node_id: null, rule: 'workflows_only', limit: true, value: null });
@@ -81,8 +82,13 @@ export function promptViolations(
   const bounds = new SizeBounds((nodeId) => forms.get(nodeId) ?? [], loaded);
   for (const [nodeId, nodeForms] of forms) {
     if (violations.length >= MAX_VIOLATIONS) break;
-    for (const form of nodeForms)
-      violations.push(...nodeViolations(policy, globs, nodeId, form, bounds), ...loadedImageViolations(policy, nodeId, form, loaded));
+    for (const form of nodeForms) {
+      violations.push(
+        ...nodeViolations(policy, globs, nodeId, form, bounds),
+        ...loadedImageViolations(policy, nodeId, form, loaded),
+        ...loadedMediaViolations(policy, nodeId, form, loaded),
+      );
+    }
   }
   return violations;
 }

@@ -1,17 +1,15 @@
 // The width and height of a PNG, JPEG, WebP, GIF or BMP file, read from the start of the file as ComfyUI's LoadImage would size it.
 
+import { bytesWantedBy, headerReadBy, MAX_HEADER_BYTES, type HeaderRead } from './file-header.js';
+
 /** An image's size in pixels, as its header gives it. */
 export interface ImageSize {
   width: number;
   height: number;
 }
 
-/**
- * What the start of a file tells of its size: the size; `{ need }` when the header goes on past the bytes
- * given (the file's first `need` bytes are wanted); null for a format not read here or a header that is
- * not valid (no size, a side of 0).
- */
-export type HeaderRead = ImageSize | { need: number } | null;
+/** What the start of an image file tells of its size (see HeaderRead): its size, the bytes wanted, or null for a format not read here or a header that is not valid (no size, a side of 0). */
+type SizeRead = HeaderRead<ImageSize>;
 
 /**
  * The size of the image whose file starts with `head`. Where a file may name more than one size, the
@@ -19,7 +17,7 @@ export type HeaderRead = ImageSize | { need: number } | null;
  * header before its first scan; a GIF's logical screen grown to its first frame (Pillow grows it so);
  * an extended WebP's canvas and its first image or animation frame.
  */
-export function imageHeaderSize(head: Buffer): HeaderRead {
+export function imageHeaderSize(head: Buffer): SizeRead {
   if (startsWith(head, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return pngSize(head);
   if (startsWith(head, [0xff, 0xd8])) return jpegSize(head);
   if (head.toString('latin1', 0, 4) === 'RIFF' && head.toString('latin1', 8, 12) === 'WEBP') return webpSize(head, 12, null);
@@ -28,24 +26,16 @@ export function imageHeaderSize(head: Buffer): HeaderRead {
   return head.length < 12 ? { need: 12 } : null;
 }
 
-/** Most of a file's start read for its size (a JPEG's frame header may follow large metadata segments). */
-export const MAX_HEADER_BYTES = 1024 * 1024;
+export { MAX_HEADER_BYTES };
 
-/**
- * How many bytes of a file's start to have before reading its size again, given its first `head.length`: what
- * the header asks for and at least double what is had (so a file's start is read in few steps), up to
- * MAX_HEADER_BYTES; 0 when `head` gives the size, or shows that it cannot be read within MAX_HEADER_BYTES.
- */
+/** How many bytes of a file's start to have before reading its size again (see bytesWantedBy); 0 when it has the size or cannot. */
 export function headerBytesWanted(head: Buffer): number {
-  const read = imageHeaderSize(head);
-  if (read === null || !('need' in read) || read.need > MAX_HEADER_BYTES) return 0;
-  return Math.min(MAX_HEADER_BYTES, Math.max(read.need, head.length * 2));
+  return bytesWantedBy(imageHeaderSize, head);
 }
 
 /** The size the start of a file gives; undefined when it gives none (another format, or a header that goes on past `head`). */
 export function headerSize(head: Buffer): ImageSize | undefined {
-  const read = imageHeaderSize(head);
-  return read !== null && !('need' in read) ? read : undefined;
+  return headerReadBy(imageHeaderSize, head);
 }
 
 function startsWith(head: Buffer, bytes: readonly number[]): boolean {
@@ -64,7 +54,7 @@ function larger(a: ImageSize | null, b: ImageSize | null): ImageSize | null {
 }
 
 /** PNG: the IHDR chunk, which must come first. */
-function pngSize(head: Buffer): HeaderRead {
+function pngSize(head: Buffer): SizeRead {
   if (head.length < 24) return { need: 24 };
   if (head.toString('latin1', 12, 16) !== 'IHDR') return null;
   return sized(head.readUInt32BE(16), head.readUInt32BE(20));
@@ -78,7 +68,7 @@ const START_OF_SCAN = 0xda;
 const END_OF_IMAGE = 0xd9;
 
 /** JPEG: the frame headers (SOFn) among the segments before the first scan; a height of 0 (given later, by DNL) is not read. */
-function jpegSize(head: Buffer): HeaderRead {
+function jpegSize(head: Buffer): SizeRead {
   let found: ImageSize | null = null;
   let pos = 2;
   for (;;) {
@@ -112,7 +102,7 @@ function jpegSize(head: Buffer): HeaderRead {
  * WebP: the first chunk from `pos` that holds an image: lossy (VP8), lossless (VP8L), or an extended file's
  * canvas (VP8X), read with the image or animation frame that follows it (`canvas` is then that canvas).
  */
-function webpSize(head: Buffer, pos: number, canvas: ImageSize | null): HeaderRead {
+function webpSize(head: Buffer, pos: number, canvas: ImageSize | null): SizeRead {
   for (;;) {
     if (head.length < pos + 8) return { need: pos + 8 };
     const fourcc = head.toString('latin1', pos, pos + 4);
@@ -145,7 +135,7 @@ function webpSize(head: Buffer, pos: number, canvas: ImageSize | null): HeaderRe
 }
 
 /** GIF: the logical screen, grown to hold the first frame where it reaches past it. */
-function gifSize(head: Buffer): HeaderRead {
+function gifSize(head: Buffer): SizeRead {
   if (head.length < 13) return { need: 13 };
   const screen = { width: head.readUInt16LE(6), height: head.readUInt16LE(8) };
   const flags = head[10]!;
@@ -172,7 +162,7 @@ function gifSize(head: Buffer): HeaderRead {
 }
 
 /** BMP: the info header's width and height (a negative height is a top-down image of that many rows). */
-function bmpSize(head: Buffer): HeaderRead {
+function bmpSize(head: Buffer): SizeRead {
   if (head.length < 26) return { need: 26 };
   const headerSize = head.readUInt32LE(14);
   if (headerSize === 12) return sized(head.readUInt16LE(18), head.readUInt16LE(20));

@@ -5,6 +5,7 @@ import type { PolicyViolation } from '../errors.js';
 import { fileId, namedFileOf, type NamedFile } from '../isolation/files.js';
 import { inputValue } from '../isolation/input-value.js';
 import type { ImageSize } from './image-header.js';
+import type { LatentSize } from './latent-header.js';
 import type { PromptNode } from './node-replacements.js';
 import { nodeInputs } from './node-inputs.js';
 import type { PromptPolicy } from './schema.js';
@@ -19,11 +20,11 @@ const IMAGE_LOADERS: ReadonlyMap<string, 'input' | 'output'> = new Map([
 ]);
 
 /**
- * The sizes of the images a prompt's loaders name, by loadedImageKey (a size that could not be read is
- * missing); or `later` when they are not read yet (a run's check before its images are stored): loaders
- * are then not checked, and the check made on the prompt sent reads them.
+ * The sizes of the files a prompt's loaders name: images by loadedImageKey, latents by loadedLatentKey (a
+ * size that could not be read is missing); or `later` when they are not read yet (a run's check before its
+ * images are stored): loaders are then not checked, and the check made on the prompt sent reads them.
  */
-export type LoadedImageSizes = ReadonlyMap<string, ImageSize> | 'later';
+export type LoadedSizes = ReadonlyMap<string, ImageSize | LatentSize> | 'later';
 
 /** Whether ComfyUI loads an image file for a node of this class (see IMAGE_LOADERS). */
 export function isImageLoader(node: PromptNode): boolean {
@@ -33,13 +34,18 @@ export function isImageLoader(node: PromptNode): boolean {
 /** The file an image loader node names: its `image` input when it is text (read as ComfyUI reads the name); undefined otherwise. */
 export function loadedImageFile(node: PromptNode): NamedFile | undefined {
   const folder = IMAGE_LOADERS.get(node.class_type);
-  const name = inputValue(nodeInputs(node).image);
-  if (folder === undefined || typeof name !== 'string' || name === '') return undefined;
+  return folder === undefined ? undefined : loadedFileNamed(nodeInputs(node).image, folder);
+}
+
+/** The file a loader's input names, in `folder` unless annotated, as ComfyUI reads the name; undefined for a value that is not text, or empty. */
+export function loadedFileNamed(input: unknown, folder: 'input' | 'output'): NamedFile | undefined {
+  const name = inputValue(input);
+  if (typeof name !== 'string' || name === '') return undefined;
   const subfolder = posix.dirname(name);
   return namedFileOf(posix.basename(name), subfolder === '.' ? '' : subfolder, folder);
 }
 
-/** The key of a loaded file in LoadedImageSizes: its ownership id. */
+/** The key of a loaded file in LoadedSizes: its ownership id. */
 export function loadedImageKey(file: NamedFile): string {
   return fileId(file.type, file.subfolder, file.filename);
 }
@@ -49,7 +55,7 @@ export function loadedImageKey(file: NamedFile): string {
  * says so (Pillow's exif_transpose, or the decoder's display matrix), and that tag may sit anywhere in a
  * PNG or WebP file, so either side may be the longer one. Undefined when the size is not known.
  */
-export function loadedSide(node: PromptNode, sizes: LoadedImageSizes): number | undefined {
+export function loadedSide(node: PromptNode, sizes: LoadedSizes): number | undefined {
   const file = loadedImageFile(node);
   const size = file && sizes !== 'later' ? sizes.get(loadedImageKey(file)) : undefined;
   return size && Math.max(size.width, size.height);
@@ -96,7 +102,7 @@ const LOADED_REASONS: SizeReasons = {
  * neither limit, or when `sizes` are read later): the image it loads must be known, and its longest side
  * within each limit set (see imageSizeViolations), whatever the prompt does with it after.
  */
-export function loadedImageViolations(policy: PromptPolicy, nodeId: string, node: PromptNode, sizes: LoadedImageSizes): PolicyViolation[] {
+export function loadedImageViolations(policy: PromptPolicy, nodeId: string, node: PromptNode, sizes: LoadedSizes): PolicyViolation[] {
   if (!isImageLoader(node) || sizes === 'later') return [];
   const file = loadedImageFile(node);
   return imageSizeViolations(policy, nodeId, file && sizes.get(loadedImageKey(file)), LOADED_REASONS);

@@ -4,7 +4,8 @@ import { inputValue } from '../isolation/input-value.js';
 import { BATCH_REPEATS, BATCH_UNKNOWN, joinedDimensions, joinSpacing, resizesToMatch } from './joins.js';
 import { inputBaseName, inputLimits } from './limited-inputs.js';
 import { literalNumber } from './literal-number.js';
-import { isImageLoader, loadedSide, type LoadedImageSizes } from './loaded-images.js';
+import { isImageLoader, loadedSide, type LoadedSizes } from './loaded-images.js';
+import { isMediaLoader, loadedMediaBatch, loadedMediaSide } from './loaded-media.js';
 import { inputsNamed, nodeInputs } from './node-inputs.js';
 import type { PromptNode } from './node-replacements.js';
 
@@ -88,7 +89,8 @@ export function linksPixels(node: PromptNode): boolean {
 /**
  * Bounds of the sizes and batches a prompt's nodes output, each found once per node (so a walk costs at most
  * the prompt's size). An image loader's sides are the longest side of the image it loads (see loadedSide);
- * its batch is not known (a file's frames). A bound is undefined (unknown) when the walk reaches an image
+ * its batch is not known (a file's frames). A loaded latent's are what it may decode to (see LatentSize); a
+ * loaded video's or 3D scene's are not known. A bound is undefined (unknown) when the walk reaches an image
  * loader of unknown size, a node of no literal size (or batch) that has no links to follow, a link to no node, a cycle, a chain of more than MAX_DEPTH
  * links, a model upscaler, a side a node derives from its input's aspect ratio or pixel count, or a batch
  * made from a latent's frames (BATCH_UNKNOWN).
@@ -103,7 +105,7 @@ export class SizeBounds {
    */
   constructor(
     private readonly formsOf: (nodeId: string) => readonly PromptNode[],
-    private readonly loaded: LoadedImageSizes,
+    private readonly loaded: LoadedSizes,
   ) {}
 
   /** The largest `dimension` of what node `nodeId` outputs (the largest over its forms), or undefined when unknown. */
@@ -173,6 +175,7 @@ export class SizeBounds {
    */
   private batch(node: PromptNode, depth: number): number | undefined {
     if (BATCH_UNKNOWN.has(node.class_type)) return undefined;
+    if (isMediaLoader(node)) return loadedMediaBatch(node, this.loaded);
     const inputs = nodeInputs(node);
     if (BATCH_REPEATS.has(node.class_type)) return product(this.given(node, 'batch', depth), largestPositive(inputsNamed(inputs, ['amount'])));
     const counts = Object.keys(inputs).filter((input) =>
@@ -185,6 +188,7 @@ export class SizeBounds {
   /** The largest `side` one form of a node outputs. */
   private side(node: PromptNode, side: Side, depth: number): number | undefined {
     if (isImageLoader(node)) return loadedSide(node, this.loaded);
+    if (isMediaLoader(node)) return loadedMediaSide(node, side, this.loaded);
     const inputs = nodeInputs(node);
     if (MODEL_UPSCALERS.has(node.class_type)) return undefined;
     const padding = PADDING_INPUTS.get(node.class_type);

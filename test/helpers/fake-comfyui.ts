@@ -458,6 +458,7 @@ const OBJECT_INFO: Json = {
     ['IMAGE'],
   ),
   LoadImage: nodeInfo('LoadImage', 'Load Image', 'image', { image: [[], { image_upload: true }] }, ['IMAGE', 'MASK']),
+  LoadLatent: nodeInfo('LoadLatent', 'Load Latent', '_for_testing', { latent: [[], {}] }, ['LATENT']),
   SaveImage: nodeInfo('SaveImage', 'Save Image', 'image', { images: ['IMAGE', {}], filename_prefix: ['STRING', { default: 'ComfyUI' }] }, []),
   PreviewImage: nodeInfo('PreviewImage', 'Preview Image', 'image', { images: ['IMAGE', {}] }, []),
   Preview3D: nodeInfo('Preview3D', 'Preview 3D & Animation', '3d', { model_file: ['STRING', { default: '' }], bg_image: ['IMAGE', {}] }, []),

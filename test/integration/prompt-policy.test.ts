@@ -404,8 +404,179 @@ describe('prompt policy', () => {
     const viewsBeforeMany = views().length;
     const tooMany = await send(gateway.url, '/api/prompt', { method: 'POST', key, body: { prompt: many } });
     assert.equal(tooMany.status, 400, tooMany.text);
-    assert.match(tooMany.text, /loads 65 image files.*at most 64/);
+    assert.match(tooMany.text, /loads 65 image or latent files.*at most 64/);
     assert.equal(views().length, viewsBeforeMany, 'nothing read');
+  });
+
+  /** Uploads `content` as `filename` for `key` (through the image route, which stores any file); returns the name stored. */
+  async function uploadAs(key: string, filename: string, content: Buffer): Promise<string> {
+    const res = await send(gateway.url, '/api/upload/image', { method: 'POST', key, ...multipart([{ name: 'image', filename, value: content }]) });
+    assert.equal(res.status, 200, res.text);
+    return res.json<{ name: string }>().name;
+  }
+
+  test('a loaded video, latent or 3D scene is refused as unbounded under each limit it could break, and is sent on for a key without them', async () => {
+    /** LoadVideo's frames and LoadLatent's latent, sampled; and a Load3D scene. */
+    const loading = (clip: string, saved: string, scene = true): Graph =>
+      graph((g) => {
+        g['10'] = { class_type: 'LoadVideo', inputs: { file: clip } };
+        g['11'] = { class_type: 'GetVideoComponents', inputs: { video: ['10', 0] } };
+        g['12'] = { class_type: 'LoadLatent', inputs: { latent: saved } };
+        g['3']!.inputs.latent_image = ['12', 0];
+        if (scene)
+          g['13'] = { class_type: 'Load3D', inputs: { model_file: '3d/cube.glb', image: { image: 'scene.png', recording: '' }, width: 512, height: 512 } };
+      });
+    /** The prompt loading a video and a latent that `key` uploaded (named after `tag`, as each key's uploads must be). */
+    const ownLoading = async (key: string, tag: string, scene = true): Promise<Graph> =>
+      loading(await uploadAs(key, `clip-${tag}.mp4`, Buffer.alloc(64)), await uploadAs(key, `saved-${tag}.latent`, Buffer.alloc(64)), scene);
+    const limited = await keyWith({ max_width: 1024, max_frames: 64, max_batch_size: 4 });
+    const refused = await post(limited, { prompt: await ownLoading(limited, 'limited') });
+    assert.equal(refused.status, 403, refused.text);
+    assert.deepEqual(
+      refused.violations.map(({ node_id, rule, value }) => [node_id, rule, value]),
+      [
+        ['10', 'max_width', 'unbounded'],
+        ['10', 'max_frames', 'unbounded'],
+        ['12', 'max_width', 'unbounded'],
+        ['12', 'max_batch_size', 'unbounded'],
+        ['12', 'max_frames', 'unbounded'],
+        ['13', 'max_width', 'unbounded'],
+      ],
+    );
+    assert.match(refused.text, /size of a loaded video is not read/);
+
+    const frames = await keyWith({ max_frames: 64 });
+    const onlyFrames = await post(frames, { prompt: await ownLoading(frames, 'frames') });
+    assert.deepEqual(
+      onlyFrames.violations.map(({ node_id, rule }) => [node_id, rule]),
+      [
+        ['10', 'max_frames'],
+        ['12', 'max_frames'],
+      ],
+      'max_frames alone: read without a size limit',
+    );
+
+    const free = await keyWith({ max_steps: 30 });
+    const passed = await post(free, { prompt: await ownLoading(free, 'free', false) });
+    // The fake ComfyUI has no LoadVideo: its own refusal shows that the gateway sent the prompt on.
+    assert.equal(passed.status, 400, passed.text);
+    assert.match(passed.text, /node LoadVideo does not exist/);
+  });
+
+  /** A .latent file as ComfyUI's SaveLatent writes it: a safetensors header giving `latent_tensor` of `shape` (F32), then its data. */
+  function latentFile(shape: number[]): Buffer {
+    const bytes = shape.reduce((total, dim) => total * dim, 4);
+    const header = Buffer.from(
+      JSON.stringify({
+        latent_format_version_0: { dtype: 'F32', shape: [0], data_offsets: [0, 0] },
+        latent_tensor: { dtype: 'F32', shape, data_offsets: [0, bytes] },
+      }),
+    );
+    const length = Buffer.alloc(8);
+    length.writeBigUInt64LE(BigInt(header.length));
+    return Buffer.concat([length, header, Buffer.alloc(bytes)]);
+  }
+
+  test("a loaded latent is held to the limits by its safetensors header, read from the file's start through a ranged /view", async () => {
+    const key = await keyWith({ max_width: 1024, max_height: 1024, max_batch_size: 2, max_frames: 16 });
+    /** LoadLatent → KSampler on the latent `key` uploaded as `name`. */
+    const sampled = async (name: string, content: Buffer): Promise<Graph> => {
+      const stored = await uploadAs(key, name, content);
+      return graph((g) => {
+        g['10'] = { class_type: 'LoadLatent', inputs: { latent: stored } };
+        g['3']!.inputs.latent_image = ['10', 0];
+      });
+    };
+    const views = (): Array<FakeComfyUI['requests'][number]> => comfy.requests.filter((r) => r.url.includes('/view?'));
+
+    // 24 × 16 latent pixels: at most 1008 × 672 pixels whichever VAE decodes it.
+    const small = await sampled('small.latent', latentFile([2, 4, 16, 24]));
+    const viewsBefore = views().length;
+    const accepted = await post(key, { prompt: small });
+    assert.equal(accepted.status, 200, accepted.text);
+    assert.deepEqual(
+      views()
+        .slice(viewsBefore)
+        .map((r) => r.headers.range),
+      ['bytes=0-65535'],
+      'one read of its start',
+    );
+
+    const large = await post(key, { prompt: await sampled('large.latent', latentFile([4, 4, 64, 16])) });
+    assert.equal(large.status, 403, large.text);
+    assert.deepEqual(
+      large.violations.map(({ node_id, rule, value }) => [node_id, rule, value]),
+      [
+        ['10', 'max_height', 64 * 42],
+        ['10', 'max_batch_size', 4],
+      ],
+    );
+    assert.match(large.text, /latent is 16×64.*42 pixels/);
+
+    // A video latent of 3 latent frames: up to 17 frames once decoded.
+    const video = await post(key, { prompt: await sampled('video.latent', latentFile([1, 16, 3, 8, 8])) });
+    assert.deepEqual(
+      video.violations.map(({ node_id, rule, value }) => [node_id, rule, value]),
+      [['10', 'max_frames', 17]],
+    );
+
+    const unreadable = await post(key, { prompt: await sampled('notes.latent', Buffer.from('not a safetensors file at all')) });
+    assert.deepEqual(
+      unreadable.violations.map(({ node_id, rule, value }) => [node_id, rule, value]),
+      [
+        ['10', 'max_width', 'unbounded'],
+        ['10', 'max_batch_size', 'unbounded'],
+        ['10', 'max_frames', 'unbounded'],
+      ],
+    );
+    assert.match(unreadable.text, /safetensors header/);
+  });
+
+  test('under max_batch_size or max_frames, an upload that overwrites a file with a latent over them, or one the gateway cannot read, is refused', async () => {
+    const key = await keyWith({ max_batch_size: 2, max_frames: 16 });
+    const name = await uploadAs(key, 'kept.latent', latentFile([1, 4, 8, 8]));
+    const overwrite = (content: Buffer): Promise<TestResponse> =>
+      send(gateway.url, '/api/upload/image', {
+        method: 'POST',
+        key,
+        ...multipart([
+          { name: 'overwrite', value: 'true' },
+          { name: 'image', filename: name, value: content },
+        ]),
+      });
+    const stored = (): Promise<Buffer> => readFile(join(comfy.inputDir, name));
+    const before = await stored();
+
+    const larger = await overwrite(latentFile([4, 4, 8, 8]));
+    assert.equal(larger.status, 403, larger.text);
+    assert.equal(larger.json<{ error_code: string }>().error_code, 'PROMPT_POLICY');
+    assert.deepEqual(
+      larger.json<{ details: Violation[] }>().details.map(({ node_id, rule, limit, value }) => ({ node_id, rule, limit, value })),
+      [{ node_id: null, rule: 'max_batch_size', limit: 2, value: 4 }],
+    );
+    assert.match(larger.text, /must hold a latent the gateway can read within the limits.*a batch of 4/);
+
+    // A header longer than the gateway reads: whatever it holds, LoadLatent may load it.
+    const longHeader = Buffer.alloc(16);
+    longHeader.writeBigUInt64LE(2n * 1024n * 1024n);
+    const unread = await overwrite(Buffer.concat([longHeader, Buffer.alloc(1024, 0x20)]));
+    assert.equal(unread.status, 403, unread.text);
+    assert.deepEqual(
+      unread.json<{ details: Violation[] }>().details.map(({ rule, value }) => [rule, value]),
+      [
+        ['max_batch_size', 'unbounded'],
+        ['max_frames', 'unbounded'],
+      ],
+    );
+    assert.deepEqual(await stored(), before, 'nothing written');
+
+    const within = await overwrite(latentFile([2, 4, 8, 8]));
+    assert.equal(within.status, 200, within.text);
+    assert.deepEqual(await stored(), latentFile([2, 4, 8, 8]));
+    const notLatent = await overwrite(Buffer.from('not a safetensors file, which LoadLatent cannot load'));
+    assert.equal(notLatent.status, 200, notLatent.text);
+    const image = await overwrite(grayPng(64, 64));
+    assert.equal(image.status, 200, `an image: ${image.text}`);
   });
 
   describe('an upload that overwrites a file, under max_width/max_height', () => {

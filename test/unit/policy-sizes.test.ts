@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import type { PolicyViolation } from '../../src/errors.js';
 import { parseExactJson } from '../../src/json/exact-json.js';
 import { promptViolations } from '../../src/policy/check.js';
-import type { LoadedImageSizes } from '../../src/policy/loaded-images.js';
+import type { LoadedSizes } from '../../src/policy/loaded-images.js';
 import { parseNodeReplacements, type NodeReplacements } from '../../src/policy/node-replacements.js';
 import type { PromptPolicy } from '../../src/policy/schema.js';
 
@@ -19,13 +19,13 @@ function violations(
   policy: PromptPolicy,
   prompt: Graph,
   replacements: NodeReplacements = new Map(),
-  loaded: LoadedImageSizes = 'later',
+  loaded: LoadedSizes = 'later',
 ): Array<Omit<PolicyViolation, 'reason'>> {
   return promptViolations(policy, prompt, 0, {}, replacements, loaded).map(({ node_id, rule, limit, value }) => ({ node_id, rule, limit, value }));
 }
 
 /** The reasons given, in order (loaded images' sizes not read unless `loaded` gives them). */
-function reasons(policy: PromptPolicy, prompt: Graph, loaded: LoadedImageSizes = 'later'): Array<string | undefined> {
+function reasons(policy: PromptPolicy, prompt: Graph, loaded: LoadedSizes = 'later'): Array<string | undefined> {
   return promptViolations(policy, prompt, 0, {}, new Map(), loaded).map((violation) => violation.reason);
 }
 
@@ -529,7 +529,7 @@ describe('prompt policy joins', () => {
 
 describe('prompt policy: loaded images', () => {
   /** Sizes read for `photo.png` in input (LOADED's file), as the gateway keys them. */
-  const photoOf = (width: number, height: number): LoadedImageSizes => new Map([['input//photo.png', { width, height }]]);
+  const photoOf = (width: number, height: number): LoadedSizes => new Map([['input//photo.png', { width, height }]]);
   const encoded: Graph = {
     ...txt2img(512),
     ...LOADED,
@@ -589,5 +589,99 @@ describe('prompt policy: loaded images', () => {
     };
     assert.deepEqual(violations(SIZE, stitched, new Map(), photoOf(512, 512)), []);
     assert.deepEqual(violations(SIZE, stitched, new Map(), photoOf(600, 100)), [{ node_id: '11', rule: 'max_width', limit: 1024, value: 1200 }]);
+  });
+});
+
+describe('prompt policy: loaded videos, latents and 3D scenes', () => {
+  const video: Graph = { '10': { class_type: 'LoadVideo', inputs: { file: 'clip.mp4' } } };
+  const latent: Graph = { '10': { class_type: 'LoadLatent', inputs: { latent: 'saved.latent' } } };
+  const scene = (recording: string): Graph => ({
+    '10': { class_type: 'Load3D', inputs: { model_file: '3d/cube.glb', image: { image: 'scene.png', mask: 'mask.png', recording }, width: 512, height: 512 } },
+  });
+  const read = new Map();
+
+  test('a loader of a video, a latent or a 3D scene is refused as unbounded under each limit it could break, with the reason', () => {
+    assert.deepEqual(violations({ ...SIZE, max_frames: 64, max_batch_size: 4 }, video, new Map(), read), [
+      { node_id: '10', rule: 'max_width', limit: 1024, value: 'unbounded' },
+      { node_id: '10', rule: 'max_frames', limit: 64, value: 'unbounded' },
+    ]);
+    assert.match(reasons(SIZE, video, read)[0]!, /size of a loaded video is not read.*LoadImage/);
+    assert.match(reasons({ max_frames: 64 }, video, read)[0]!, /number of frames of a loaded video is not read/);
+    assert.deepEqual(violations({ max_height: 512, max_frames: 64, max_batch_size: 4 }, latent, new Map(), read), [
+      { node_id: '10', rule: 'max_height', limit: 512, value: 'unbounded' },
+      { node_id: '10', rule: 'max_batch_size', limit: 4, value: 'unbounded' },
+      { node_id: '10', rule: 'max_frames', limit: 64, value: 'unbounded' },
+    ]);
+    assert.match(reasons({ max_batch_size: 4 }, latent, read)[0]!, /batch of the loaded latent could not be read.*safetensors header/);
+    assert.deepEqual(violations({ ...SIZE, max_frames: 64 }, scene(''), new Map(), read), [
+      { node_id: '10', rule: 'max_width', limit: 1024, value: 'unbounded' },
+    ]);
+    assert.deepEqual(violations({ max_frames: 64 }, scene('recording.webm'), new Map(), read), [
+      { node_id: '10', rule: 'max_frames', limit: 64, value: 'unbounded' },
+    ]);
+    for (const loader of [video, latent, scene('recording.webm')]) {
+      assert.deepEqual(violations({ max_steps: 30, max_prompt_bytes: 1000 }, loader, new Map(), read), [], 'no limit it could break');
+      assert.deepEqual(violations({ ...SIZE, max_frames: 64, max_batch_size: 4 }, loader, new Map(), 'later'), [], 'checked when the prompt is sent');
+    }
+  });
+
+  test('a node ComfyUI replaces with such a loader is checked as the loader, and the size walk does not pass through one', () => {
+    const replacements = parseNodeReplacements({ OldVideo: [{ new_node_id: 'LoadVideo', input_mapping: [{ new_id: 'file', old_id: 'path' }] }] });
+    assert.deepEqual(violations({ max_frames: 64 }, { '10': { class_type: 'OldVideo', inputs: { path: 'clip.mp4' } } }, replacements, read), [
+      { node_id: '10', rule: 'max_frames', limit: 64, value: 'unbounded' },
+    ]);
+    // Load3D's width and height are what the scene is shown at, not the size of the image files it loads.
+    const enlarged: Graph = { ...scene(''), '11': { class_type: 'ImageScaleBy', inputs: { image: ['10', 0], upscale_method: 'lanczos', scale_by: 2 } } };
+    assert.deepEqual(violations(SIZE, enlarged, new Map(), read), [
+      { node_id: '10', rule: 'max_width', limit: 1024, value: 'unbounded' },
+      { node_id: '11', rule: 'max_width', limit: 1024, value: 'unbounded' },
+      { node_id: '11', rule: 'max_height', limit: 1024, value: 'unbounded' },
+    ]);
+  });
+});
+
+describe('prompt policy: loaded latents, by their header', () => {
+  const loaded: Graph = {
+    '10': { class_type: 'LoadLatent', inputs: { latent: 'saved.latent' } },
+    '3': { class_type: 'KSampler', inputs: { model: ['4', 0], latent_image: ['10', 0], steps: 20 } },
+  };
+  /** The size read for `saved.latent` in input, as the gateway keys it. */
+  const latentOf = (size: { width: number; height: number; batch: number; frames?: number }): LoadedSizes => new Map([['latent input//saved.latent', size]]);
+  const LIMITS = { ...SIZE, max_batch_size: 4, max_frames: 33 };
+
+  test('a loaded latent is held to each limit by what it may decode to, with the reason', () => {
+    assert.deepEqual(violations(LIMITS, loaded, new Map(), latentOf({ width: 1008, height: 672, batch: 4 })), [], 'within each');
+    assert.deepEqual(violations(LIMITS, loaded, new Map(), latentOf({ width: 2688, height: 1008, batch: 8, frames: 41 })), [
+      { node_id: '10', rule: 'max_width', limit: 1024, value: 2688 },
+      { node_id: '10', rule: 'max_batch_size', limit: 4, value: 8 },
+      { node_id: '10', rule: 'max_frames', limit: 33, value: 41 },
+    ]);
+    assert.match(reasons(SIZE, loaded, latentOf({ width: 2688, height: 672, batch: 1 }))[0]!, /latent is 64×16.*42 pixels/);
+    assert.deepEqual(violations({ max_frames: 33 }, loaded, new Map(), latentOf({ width: 9999, height: 9999, batch: 99 })), [], 'only the limits set');
+  });
+
+  test('a latent of unknown size is refused as before, and an image of the same name does not stand for it', () => {
+    const asImage = new Map([['input//saved.latent', { width: 8, height: 8 }]]);
+    assert.deepEqual(violations({ max_width: 1024, max_batch_size: 4 }, loaded, new Map(), asImage), [
+      { node_id: '10', rule: 'max_width', limit: 1024, value: 'unbounded' },
+      { node_id: '10', rule: 'max_batch_size', limit: 4, value: 'unbounded' },
+    ]);
+    assert.match(reasons({ max_width: 1024 }, loaded, asImage)[0]!, /could not be read.*safetensors header/);
+  });
+
+  test('the size walk starts from what a loaded latent may decode to: its sides, and its batch times its frames', () => {
+    const upscaled: Graph = {
+      ...loaded,
+      '11': { class_type: 'LatentUpscaleBy', inputs: { samples: ['10', 0], upscale_method: 'nearest-exact', scale_by: 2 } },
+    };
+    assert.deepEqual(violations(SIZE, upscaled, new Map(), latentOf({ width: 504, height: 504, batch: 1 })), [], '12 × 42 × 2');
+    assert.deepEqual(violations(SIZE, upscaled, new Map(), latentOf({ width: 672, height: 504, batch: 1 })), [
+      { node_id: '11', rule: 'max_width', limit: 1024, value: 1344 },
+    ]);
+    const joined: Graph = { ...loaded, '11': { class_type: 'LatentBatch', inputs: { samples1: ['10', 0], samples2: ['10', 0] } } };
+    assert.deepEqual(violations({ max_batch_size: 12 }, joined, new Map(), latentOf({ width: 8, height: 8, batch: 2, frames: 3 })), [], '2 × 3 twice');
+    assert.deepEqual(violations({ max_batch_size: 12 }, joined, new Map(), latentOf({ width: 8, height: 8, batch: 2, frames: 4 })), [
+      { node_id: '11', rule: 'max_batch_size', limit: 12, value: 16 },
+    ]);
   });
 });
