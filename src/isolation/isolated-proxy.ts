@@ -17,6 +17,7 @@ import type { IsolatedCaller, IsolationContext, UpstreamUserHeaders } from './co
 import { getHistoryEntry, getHistoryList, postHistory } from './history.js';
 import { checkBoundedIds } from './ids.js';
 import { cancelJob, cancelJobs, getJob, getJobList } from './jobs.js';
+import { escapesFolder } from './files.js';
 import { emptyNotFound, parseComfyJson, relayAnswer, relayJson } from './json-body.js';
 import { isNodeDefinitions, withoutListedFiles } from './listed-files.js';
 import { knownNodeReplacements } from './known-replacements.js';
@@ -119,6 +120,11 @@ export function createIsolatedProxy(options: {
         if (!isOpenedByOperator(options.userRoutes, method, target.segments)) throw routeNotAllowed(method);
       } else if (match.entry.access === 'admin-only') {
         throw routeNotAllowed(method, true);
+      } else if (match.rest !== null && escapesFolder(match.rest)) {
+        // Older releases join a model preview's path to its folder unchecked: on Windows, `C:/…` names any file of the disk.
+        throw invalidRequest('A file path in the URL must stay below its folder: it may not start with a drive (C:).', [
+          { field: 'target', problem: 'a drive at the start of a file path' },
+        ]);
       }
     }
     // ComfyUI answers every OPTIONS in its middleware, before any route runs.

@@ -296,6 +296,8 @@ const STATIC_FILE = /\.(?:html|js|css|json|ico|png|svg|webp|woff2|map)$/;
 export interface RouteMatch {
   entry: RouteEntry;
   params: Record<string, string>;
+  /** The path a `{name:*}` parameter took (`a/b.png`), which ComfyUI or a static mount joins to a folder; null without one. */
+  rest: string | null;
 }
 
 type Part = { literal: string } | { param: string; kind: 'segment' | 'path' | 'rest' | 'file' };
@@ -338,8 +340,8 @@ const BY_FIRST_SEGMENT = new Map(
     .map((first) => [first, COMPILED.filter((pattern) => [null, first].includes(firstLiteral(pattern)))]),
 );
 
-/** Matches decoded segments against one pattern; an encoded slash may stand only in a `path` or `rest` parameter. */
-function matchParts(parts: Part[], segments: readonly string[]): Record<string, string> | null {
+/** Matches decoded segments against one pattern; an encoded slash may stand only in a `path` parameter. */
+function matchParts(parts: Part[], segments: readonly string[]): Omit<RouteMatch, 'entry'> | null {
   // `/api/` is the index page: segments ['api', ''] against the pattern '/api/'.
   const params: Record<string, string> = {};
   for (let i = 0; i < parts.length; i += 1) {
@@ -352,14 +354,14 @@ function matchParts(parts: Part[], segments: readonly string[]): Record<string, 
       const rest = segments.slice(i);
       if (rest.every((s) => s === '') || rest.some((s) => s.includes('/'))) return null;
       params[part.param] = rest.join('/');
-      return params;
+      return { params, rest: params[part.param]! };
     } else {
       if (segment === '' || (part.kind !== 'path' && segment.includes('/'))) return null;
       if (part.kind === 'file' && !STATIC_FILE.test(segment)) return null;
       params[part.param] = segment;
     }
   }
-  return parts.length === segments.length ? params : null;
+  return parts.length === segments.length ? { params, rest: null } : null;
 }
 
 /** The route a request reaches, or null when the table does not know it. `OPTIONS` matches a route of any method. */
@@ -367,8 +369,8 @@ export function matchRoute(method: string, segments: readonly string[]): RouteMa
   const asked = method === 'HEAD' ? 'GET' : method;
   for (const { entry, parts } of BY_FIRST_SEGMENT.get(segments[0] ?? '') ?? OPEN_FIRST) {
     if (asked !== 'OPTIONS' && !entry.methods.includes('*') && !entry.methods.includes(asked)) continue;
-    const params = matchParts(parts, segments);
-    if (params) return { entry, params };
+    const matched = matchParts(parts, segments);
+    if (matched) return { entry, ...matched };
   }
   return null;
 }

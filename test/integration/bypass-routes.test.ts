@@ -193,6 +193,23 @@ describe('bypass attempts: routes, spellings and entries', () => {
     }
   });
 
+  test('a file path in the URL cannot start with a drive: older releases join a model preview’s to its folder unchecked', async () => {
+    // On Windows `os.path.join(folder, 'C:/…')` is `C:/…`: the preview of any image on the disk, another key's outputs among them.
+    const drive = `C:/ComfyUI/output/${bobImage.replace(/\.png$/, '')}`;
+    await refused(['GET', `/api/experiment/models/preview/checkpoints/0/${drive}`, 400, 'INVALID_REQUEST']);
+    await refused(['GET', `/experiment/models/preview/checkpoints/0/c:${bobImage}`, 400, 'INVALID_REQUEST']);
+    await refused(['GET', '/extensions/D:/secret.js', 400, 'INVALID_REQUEST']);
+    const before = comfy.requests.length;
+    const res = await send(gateway.url, `/api/experiment/models/preview/checkpoints/0/${drive}`, { key: admin });
+    assert.notEqual(res.status, 400, 'admin keys get ComfyUI’s answer');
+    assert.equal(comfy.requests.length, before + 1);
+    for (const target of ['/api/experiment/models/preview/checkpoints/0/sub/model.safetensors', '/extensions/pack/C:x.js']) {
+      const allowed = await send(gateway.url, target, { key: alice.api_key });
+      assert.notEqual(allowed.status, 400, `${target}: ${allowed.text.slice(0, 100)}`);
+      assert.notEqual(allowed.status, 403, target);
+    }
+  });
+
   test('a hash file name on /view is not served to a user key', async () => {
     const before = comfy.requests.length;
     const res = await send(gateway.url, '/api/view?filename=blake3:0123456789abcdef', { key: alice.api_key });
