@@ -211,11 +211,21 @@ export const ROUTES: readonly RouteEntry[] = [
       "with ComfyUI started with `--multi-user` (the gateway asks ComfyUI once a minute, again whenever a backend reconnects, and on every such request while its event socket to ComfyUI is closed, since a restarted ComfyUI may run with it or without it): the key's own ComfyUI user, created on its first use and set as `Comfy-User` on every request (a client's own `Comfy-User` is dropped); made again when ComfyUI no longer lists it (a ComfyUI started with a fresh or restored `users.json`), so the key starts with an empty user of its own rather than failing. Without `--multi-user`, ComfyUI's one user is the operator's (its settings, saved workflows, and files custom nodes keep there, credentials among them): a user key reads it as a user who has saved nothing (`/settings` is `{}`, a setting `null`, anything else 404) and may not write it.",
   },
   {
-    patterns: ['/models/custom_nodes', '/models/datasets', '/experiment/models/custom_nodes', '/experiment/models/datasets'],
+    patterns: [
+      '/models/custom_nodes',
+      '/models/datasets',
+      '/experiment/models/custom_nodes',
+      '/experiment/models/datasets',
+      '/experiment/models/preview/custom_nodes/{index}/{file:*}',
+      '/experiment/models/preview/datasets/{index}/{file:*}',
+      '/view_metadata/custom_nodes',
+      '/view_metadata/datasets',
+    ],
     methods: ['GET'],
     alsoUnderApi: true,
     access: 'admin-only',
-    userGets: 'refused: ComfyUI lists every file under these folders, whatever its kind (custom nodes keep their own data there)',
+    userGets:
+      'refused: ComfyUI lists every file under these folders, whatever its kind (custom nodes keep their own data there, and training datasets are kept in `datasets`), and serves any image of them as a model preview',
   },
   {
     patterns: ['/object_info', '/object_info/{node_class}', '/embeddings', '/models', '/models/{folder}'],
@@ -375,10 +385,10 @@ export function matchRoute(method: string, segments: readonly string[]): RouteMa
   return null;
 }
 
-/** Path prefixes that stay admin-only whatever `--user-route` says: the table's admin-only routes. */
+/** Path prefixes that stay admin-only whatever `--user-route` says: the table's admin-only routes, without their trailing parameters. */
 export const LOCKED_PREFIXES: readonly string[] = ROUTES.filter((entry) => entry.access === 'admin-only').flatMap((entry) =>
   entry.patterns.flatMap((pattern) => {
-    const prefix = pattern.replace(/\/\{rest:\*\}$/, '');
+    const prefix = pattern.replace(/(?:\/\{[^}]+\})+$/, '');
     return entry.alsoUnderApi ? [prefix, `/api${prefix}`] : [prefix];
   }),
 );

@@ -46,6 +46,10 @@ const ADMIN_ONLY: Array<[string, string]> = [
   ['GET', '/api/externalmodel/getlist'],
   ['OPTIONS', '/internal/logs'],
   ['OPTIONS', '/api/manager/reboot'],
+  ['GET', '/api/experiment/models/preview/custom_nodes/0/some-node/data/photo'],
+  ['GET', '/experiment/models/preview/datasets/0/faces/portrait'],
+  ['GET', '/api/view_metadata/custom_nodes?filename=some-node/model.safetensors'],
+  ['GET', '/view_metadata/datasets?filename=faces/lora.safetensors'],
 ];
 
 /** Routes ComfyUI or a custom node may serve that the table does not know. */

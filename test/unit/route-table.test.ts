@@ -33,6 +33,9 @@ describe('route table', () => {
       '/api/free',
       '/api',
       '/api/',
+      'GET:/experiment/models/preview/',
+      '/api/experiment/models/preview/datasets/0',
+      '/view_metadata/custom_nodes',
     ]) {
       assert.equal(typeof parseUserRoute(value), 'string', value);
     }
