@@ -543,8 +543,13 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       return webSockets.relay(req, socket, head, { upstream: pool.anonymous().url, onEnd: () => undefined });
     }
     const key = caller.key;
-    const comfySocket = matchRoute('GET', segments)?.entry.handler === 'websocket';
-    if (key.role !== 'admin' && !comfySocket && !isOpenedByOperator(config.userRoutes, 'GET', segments)) throw routeNotAllowed('GET');
+    const route = matchRoute('GET', segments)?.entry;
+    const comfySocket = route?.handler === 'websocket';
+    if (key.role !== 'admin' && !comfySocket) {
+      // As for a request, the table's rule comes first: --user-route opens only what the table forwards or does not know.
+      if (route && route.access !== 'forwarded') throw routeNotAllowed('GET', route.access === 'admin-only');
+      if (!isOpenedByOperator(config.userRoutes, 'GET', segments)) throw routeNotAllowed('GET');
+    }
     webSocketSlots.hold(key.key_id, socket);
     const at = now();
     await admit(key, at);

@@ -282,3 +282,37 @@ describe('bypass attempts: routes, spellings and entries', () => {
     }
   });
 });
+
+describe('bypass attempts: a WebSocket upgrade on a prefix an operator opened', () => {
+  let stage: TwoKeyStage;
+
+  before(async () => {
+    stage = await startTwoKeyStage(['--user-route', 'GET:/view', '--user-route', 'GET:/my_socket']);
+  });
+  after(() => stage.close());
+
+  /** Opens an upgrade as alice; resolves with the status that refused it and the requests ComfyUI received meanwhile. */
+  async function upgradeAsAlice(path: string): Promise<{ status: number; reached: string[] }> {
+    const before = stage.comfy.requests.length;
+    const error = await openCollectingSocket(`ws://127.0.0.1:${stage.gateway.port}${path}`, { 'x-api-key': stage.alice.api_key }).then(
+      () => assert.fail(`${path} opened`),
+      (refusal: { status: number }) => refusal,
+    );
+    return { status: error.status, reached: stage.comfy.requests.slice(before).map((r) => r.url) };
+  }
+
+  test('the table’s rule comes first: a filtered route under the prefix is not relayed (its status would tell whether another key’s file exists)', async () => {
+    for (const path of [`/view?filename=${stage.bobImage}`, `/api/view?filename=${stage.bobImage}&type=output`]) {
+      assert.deepEqual(await upgradeAsAlice(path), { status: 403, reached: [] }, path);
+    }
+  });
+
+  test('an opened route the table does not know is still relayed to ComfyUI', async () => {
+    const { status, reached } = await upgradeAsAlice('/my_socket/events');
+    assert.equal(status, 404, 'the fake refuses an upgrade on a path without a socket');
+    assert.deepEqual(
+      reached.map((url) => url.split('?')[0]),
+      ['/my_socket/events'],
+    );
+  });
+});
