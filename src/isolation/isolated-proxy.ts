@@ -14,10 +14,10 @@ import type { ImageFetching } from '../workflows/image-input.js';
 import { runWorkflow } from '../workflows/run-workflow.js';
 import { ComfyUsers } from './comfy-users.js';
 import type { IsolatedCaller, IsolationContext, UpstreamUserHeaders } from './context.js';
+import { checkPathInUrl } from './files.js';
 import { getHistoryEntry, getHistoryList, postHistory } from './history.js';
 import { checkBoundedIds } from './ids.js';
 import { cancelJob, cancelJobs, getJob, getJobList } from './jobs.js';
-import { escapesFolder } from './files.js';
 import { emptyNotFound, parseComfyJson, relayAnswer, relayJson } from './json-body.js';
 import { isNodeDefinitions, withoutListedFiles } from './listed-files.js';
 import { knownNodeReplacements } from './known-replacements.js';
@@ -120,11 +120,8 @@ export function createIsolatedProxy(options: {
         if (!isOpenedByOperator(options.userRoutes, method, target.segments)) throw routeNotAllowed(method);
       } else if (match.entry.access === 'admin-only') {
         throw routeNotAllowed(method, true);
-      } else if (match.rest !== null && escapesFolder(match.rest)) {
-        // Older releases join a model preview's path to its folder unchecked: on Windows, `C:/…` names any file of the disk.
-        throw invalidRequest('A file path in the URL must stay below its folder: it may not start with a drive (C:).', [
-          { field: 'target', problem: 'a drive at the start of a file path' },
-        ]);
+      } else {
+        checkPathInUrl(match.rest);
       }
     }
     // ComfyUI answers every OPTIONS in its middleware, before any route runs.

@@ -292,7 +292,14 @@ describe('bypass attempts: a WebSocket upgrade on a prefix an operator opened', 
   let stage: TwoKeyStage;
 
   before(async () => {
-    stage = await startTwoKeyStage(['--user-route', 'GET:/view', '--user-route', 'GET:/my_socket']);
+    stage = await startTwoKeyStage([
+      '--user-route',
+      'GET:/view',
+      '--user-route',
+      'GET:/my_socket',
+      '--user-route',
+      'GET:/experiment/models/preview/checkpoints/',
+    ]);
   });
   after(() => stage.close());
 
@@ -310,6 +317,10 @@ describe('bypass attempts: a WebSocket upgrade on a prefix an operator opened', 
     for (const path of [`/view?filename=${stage.bobImage}`, `/api/view?filename=${stage.bobImage}&type=output`]) {
       assert.deepEqual(await upgradeAsAlice(path), { status: 403, reached: [] }, path);
     }
+  });
+
+  test('an opened route the table forwards keeps its rule: a file path that starts with a drive is refused', async () => {
+    assert.deepEqual(await upgradeAsAlice(`/experiment/models/preview/checkpoints/0/C:/ComfyUI/output/${stage.bobImage}`), { status: 400, reached: [] });
   });
 
   test('an opened route the table does not know is still relayed to ComfyUI', async () => {
