@@ -54,6 +54,20 @@ export function escapesFolder(path: string): boolean {
   return path.startsWith('/') || /^[A-Za-z]:/.test(path) || path.split('/').includes('..');
 }
 
+/**
+ * Refuses a user key's file path given as the rest of a URL (a `{name:*}` parameter: a model preview's, a
+ * static file's) that leaves its folder once ComfyUI joins it: older releases join a model preview's path
+ * unchecked, and on Windows `C:/…` names any file of the disk. Null (no such parameter) passes.
+ * @throws GatewayError INVALID_REQUEST (400)
+ */
+export function checkPathInUrl(rest: string | null): void {
+  if (rest !== null && escapesFolder(rest)) {
+    throw invalidRequest('A file path in the URL must stay below its folder: it may not start with a drive (C:).', [
+      { field: 'target', problem: 'a drive at the start of a file path' },
+    ]);
+  }
+}
+
 /** A Windows device name (`CON`, `NUL`, `COM1`, …), with or without an extension: Windows opens the device, not a file, in any folder. */
 const DEVICE_NAME = /^(con|prn|aux|nul|conin\$|conout\$|com[0-9¹²³]|lpt[0-9¹²³])\s*(\..*)?$/i;
 /** An 8.3 short name's ending (`MY-PHO~1.PNG`, `PROGRA~1`): Windows may read it as another, long-named file of the folder. */

@@ -14,6 +14,7 @@ import type { ImageFetching } from '../workflows/image-input.js';
 import { runWorkflow } from '../workflows/run-workflow.js';
 import { ComfyUsers } from './comfy-users.js';
 import type { IsolatedCaller, IsolationContext, UpstreamUserHeaders } from './context.js';
+import { checkPathInUrl } from './files.js';
 import { getHistoryEntry, getHistoryList, postHistory } from './history.js';
 import { checkBoundedIds } from './ids.js';
 import { cancelJob, cancelJobs, getJob, getJobList } from './jobs.js';
@@ -125,6 +126,8 @@ export function createIsolatedProxy(options: {
         if (!isOpenedByOperator(options.userRoutes, method, target.segments)) throw routeNotAllowed(method);
       } else if (match.entry.access === 'admin-only') {
         throw routeNotAllowed(method, true);
+      } else {
+        checkPathInUrl(match.rest);
       }
     }
     // ComfyUI answers every OPTIONS in its middleware, before any route runs.

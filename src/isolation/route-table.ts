@@ -211,11 +211,21 @@ export const ROUTES: readonly RouteEntry[] = [
       "with ComfyUI started with `--multi-user` (the gateway asks ComfyUI once a minute, again whenever a backend reconnects, and on every such request while its event socket to ComfyUI is closed, since a restarted ComfyUI may run with it or without it): the key's own ComfyUI user, created on its first use and set as `Comfy-User` on every request (a client's own `Comfy-User` is dropped); made again when ComfyUI no longer lists it (a ComfyUI started with a fresh or restored `users.json`), so the key starts with an empty user of its own rather than failing. Without `--multi-user`, ComfyUI's one user is the operator's (its settings, saved workflows, and files custom nodes keep there, credentials among them): a user key reads it as a user who has saved nothing (`/settings` is `{}`, a setting `null`, anything else 404) and may not write it.",
   },
   {
-    patterns: ['/models/custom_nodes', '/models/datasets', '/experiment/models/custom_nodes', '/experiment/models/datasets'],
+    patterns: [
+      '/models/custom_nodes',
+      '/models/datasets',
+      '/experiment/models/custom_nodes',
+      '/experiment/models/datasets',
+      '/experiment/models/preview/custom_nodes/{index}/{file:*}',
+      '/experiment/models/preview/datasets/{index}/{file:*}',
+      '/view_metadata/custom_nodes',
+      '/view_metadata/datasets',
+    ],
     methods: ['GET'],
     alsoUnderApi: true,
     access: 'admin-only',
-    userGets: 'refused: ComfyUI lists every file under these folders, whatever its kind (custom nodes keep their own data there)',
+    userGets:
+      'refused: ComfyUI lists every file under these folders, whatever its kind (custom nodes keep their own data there, and training datasets are kept in `datasets`), and serves any image of them as a model preview',
   },
   {
     patterns: ['/object_info', '/object_info/{node_class}', '/embeddings', '/models', '/models/{folder}'],
@@ -281,7 +291,18 @@ export const ROUTES: readonly RouteEntry[] = [
     userGets: "403 `ROUTE_NOT_ALLOWED`: every user's files, and `POST /api/assets/download` makes the server fetch a URL (newer ComfyUI)",
   },
   {
-    patterns: ['/manager/{rest:*}', '/v2/manager/{rest:*}', '/customnode/{rest:*}', '/snapshot/{rest:*}', '/externalmodel/{rest:*}'],
+    patterns: [
+      '/manager/{rest:*}',
+      '/customnode/{rest:*}',
+      '/snapshot/{rest:*}',
+      '/externalmodel/{rest:*}',
+      '/comfyui_manager/{rest:*}',
+      '/v2/manager/{rest:*}',
+      '/v2/customnode/{rest:*}',
+      '/v2/snapshot/{rest:*}',
+      '/v2/externalmodel/{rest:*}',
+      '/v2/comfyui_manager/{rest:*}',
+    ],
     methods: ['*'],
     alsoUnderApi: true,
     access: 'admin-only',
@@ -296,6 +317,8 @@ const STATIC_FILE = /\.(?:html|js|css|json|ico|png|svg|webp|woff2|map)$/;
 export interface RouteMatch {
   entry: RouteEntry;
   params: Record<string, string>;
+  /** The path a `{name:*}` parameter took (`a/b.png`), which ComfyUI or a static mount joins to a folder; null without one. */
+  rest: string | null;
 }
 
 type Part = { literal: string } | { param: string; kind: 'segment' | 'path' | 'rest' | 'file' };
@@ -338,8 +361,8 @@ const BY_FIRST_SEGMENT = new Map(
     .map((first) => [first, COMPILED.filter((pattern) => [null, first].includes(firstLiteral(pattern)))]),
 );
 
-/** Matches decoded segments against one pattern; an encoded slash may stand only in a `path` or `rest` parameter. */
-function matchParts(parts: Part[], segments: readonly string[]): Record<string, string> | null {
+/** Matches decoded segments against one pattern; an encoded slash may stand only in a `path` parameter. */
+function matchParts(parts: Part[], segments: readonly string[]): Omit<RouteMatch, 'entry'> | null {
   // `/api/` is the index page: segments ['api', ''] against the pattern '/api/'.
   const params: Record<string, string> = {};
   for (let i = 0; i < parts.length; i += 1) {
@@ -352,14 +375,14 @@ function matchParts(parts: Part[], segments: readonly string[]): Record<string, 
       const rest = segments.slice(i);
       if (rest.every((s) => s === '') || rest.some((s) => s.includes('/'))) return null;
       params[part.param] = rest.join('/');
-      return params;
+      return { params, rest: params[part.param]! };
     } else {
       if (segment === '' || (part.kind !== 'path' && segment.includes('/'))) return null;
       if (part.kind === 'file' && !STATIC_FILE.test(segment)) return null;
       params[part.param] = segment;
     }
   }
-  return parts.length === segments.length ? params : null;
+  return parts.length === segments.length ? { params, rest: null } : null;
 }
 
 /** The route a request reaches, or null when the table does not know it. `OPTIONS` matches a route of any method. */
@@ -367,16 +390,16 @@ export function matchRoute(method: string, segments: readonly string[]): RouteMa
   const asked = method === 'HEAD' ? 'GET' : method;
   for (const { entry, parts } of BY_FIRST_SEGMENT.get(segments[0] ?? '') ?? OPEN_FIRST) {
     if (asked !== 'OPTIONS' && !entry.methods.includes('*') && !entry.methods.includes(asked)) continue;
-    const params = matchParts(parts, segments);
-    if (params) return { entry, params };
+    const matched = matchParts(parts, segments);
+    if (matched) return { entry, ...matched };
   }
   return null;
 }
 
-/** Path prefixes that stay admin-only whatever `--user-route` says: the table's admin-only routes. */
+/** Path prefixes that stay admin-only whatever `--user-route` says: the table's admin-only routes, without their trailing parameters. */
 export const LOCKED_PREFIXES: readonly string[] = ROUTES.filter((entry) => entry.access === 'admin-only').flatMap((entry) =>
   entry.patterns.flatMap((pattern) => {
-    const prefix = pattern.replace(/\/\{rest:\*\}$/, '');
+    const prefix = pattern.replace(/(?:\/\{[^}]+\})+$/, '');
     return entry.alsoUnderApi ? [prefix, `/api${prefix}`] : [prefix];
   }),
 );

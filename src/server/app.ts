@@ -39,6 +39,7 @@ import { JobService } from '../jobs/job-service.js';
 import { JobWaiter, notifyingJobStore } from '../jobs/job-waiter.js';
 import { getJob, jobView, listJobs } from '../jobs/jobs-api.js';
 import { earlierFileCheck } from '../isolation/cached-outputs.js';
+import { checkPathInUrl } from '../isolation/files.js';
 import { checkBoundedId } from '../isolation/ids.js';
 import { createIsolatedProxy } from '../isolation/isolated-proxy.js';
 import { matchRoute } from '../isolation/route-table.js';
@@ -543,8 +544,14 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       return webSockets.relay(req, socket, head, { upstream: pool.anonymous().url, onEnd: () => undefined });
     }
     const key = caller.key;
-    const comfySocket = matchRoute('GET', segments)?.entry.handler === 'websocket';
-    if (key.role !== 'admin' && !comfySocket && !isOpenedByOperator(config.userRoutes, 'GET', segments)) throw routeNotAllowed('GET');
+    const match = matchRoute('GET', segments);
+    const comfySocket = match?.entry.handler === 'websocket';
+    if (key.role !== 'admin' && !comfySocket) {
+      // As for a request, the table's rule comes first: --user-route opens only what the table forwards or does not know.
+      if (match && match.entry.access !== 'forwarded') throw routeNotAllowed('GET', match.entry.access === 'admin-only');
+      if (!isOpenedByOperator(config.userRoutes, 'GET', segments)) throw routeNotAllowed('GET');
+      checkPathInUrl(match?.rest ?? null);
+    }
     webSocketSlots.hold(key.key_id, socket);
     const at = now();
     await admit(key, at);

@@ -44,8 +44,17 @@ const ADMIN_ONLY: Array<[string, string]> = [
   ['GET', '/api/snapshot/get_current'],
   ['POST', '/externalmodel/install'],
   ['GET', '/api/externalmodel/getlist'],
+  ['GET', '/comfyui_manager/update_comfyui'],
+  ['POST', '/v2/customnode/install/git_url'],
+  ['GET', '/api/v2/snapshot/getlist'],
+  ['GET', '/v2/externalmodel/getlist'],
+  ['GET', '/api/v2/comfyui_manager/comfyui_versions'],
   ['OPTIONS', '/internal/logs'],
   ['OPTIONS', '/api/manager/reboot'],
+  ['GET', '/api/experiment/models/preview/custom_nodes/0/some-node/data/photo'],
+  ['GET', '/experiment/models/preview/datasets/0/faces/portrait'],
+  ['GET', '/api/view_metadata/custom_nodes?filename=some-node/model.safetensors'],
+  ['GET', '/view_metadata/datasets?filename=faces/lora.safetensors'],
 ];
 
 /** Routes ComfyUI or a custom node may serve that the table does not know. */
@@ -193,6 +202,23 @@ describe('bypass attempts: routes, spellings and entries', () => {
     }
   });
 
+  test('a file path in the URL cannot start with a drive: older releases join a model preview’s to its folder unchecked', async () => {
+    // On Windows `os.path.join(folder, 'C:/…')` is `C:/…`: the preview of any image on the disk, another key's outputs among them.
+    const drive = `C:/ComfyUI/output/${bobImage.replace(/\.png$/, '')}`;
+    await refused(['GET', `/api/experiment/models/preview/checkpoints/0/${drive}`, 400, 'INVALID_REQUEST']);
+    await refused(['GET', `/experiment/models/preview/checkpoints/0/c:${bobImage}`, 400, 'INVALID_REQUEST']);
+    await refused(['GET', '/extensions/D:/secret.js', 400, 'INVALID_REQUEST']);
+    const before = comfy.requests.length;
+    const res = await send(gateway.url, `/api/experiment/models/preview/checkpoints/0/${drive}`, { key: admin });
+    assert.notEqual(res.status, 400, 'admin keys get ComfyUI’s answer');
+    assert.equal(comfy.requests.length, before + 1);
+    for (const target of ['/api/experiment/models/preview/checkpoints/0/sub/model.safetensors', '/extensions/pack/C:x.js']) {
+      const allowed = await send(gateway.url, target, { key: alice.api_key });
+      assert.notEqual(allowed.status, 400, `${target}: ${allowed.text.slice(0, 100)}`);
+      assert.notEqual(allowed.status, 403, target);
+    }
+  });
+
   test('a hash file name on /view is not served to a user key', async () => {
     const before = comfy.requests.length;
     const res = await send(gateway.url, '/api/view?filename=blake3:0123456789abcdef', { key: alice.api_key });
@@ -259,5 +285,50 @@ describe('bypass attempts: routes, spellings and entries', () => {
       assert.notEqual(res.status, 403, `${target}: ${res.text.slice(0, 100)}`);
       assert.notEqual(res.status, 400, target);
     }
+  });
+});
+
+describe('bypass attempts: a WebSocket upgrade on a prefix an operator opened', () => {
+  let stage: TwoKeyStage;
+
+  before(async () => {
+    stage = await startTwoKeyStage([
+      '--user-route',
+      'GET:/view',
+      '--user-route',
+      'GET:/my_socket',
+      '--user-route',
+      'GET:/experiment/models/preview/checkpoints/',
+    ]);
+  });
+  after(() => stage.close());
+
+  /** Opens an upgrade as alice; resolves with the status that refused it and the requests ComfyUI received meanwhile. */
+  async function upgradeAsAlice(path: string): Promise<{ status: number; reached: string[] }> {
+    const before = stage.comfy.requests.length;
+    const error = await openCollectingSocket(`ws://127.0.0.1:${stage.gateway.port}${path}`, { 'x-api-key': stage.alice.api_key }).then(
+      () => assert.fail(`${path} opened`),
+      (refusal: { status: number }) => refusal,
+    );
+    return { status: error.status, reached: stage.comfy.requests.slice(before).map((r) => r.url) };
+  }
+
+  test('the table’s rule comes first: a filtered route under the prefix is not relayed (its status would tell whether another key’s file exists)', async () => {
+    for (const path of [`/view?filename=${stage.bobImage}`, `/api/view?filename=${stage.bobImage}&type=output`]) {
+      assert.deepEqual(await upgradeAsAlice(path), { status: 403, reached: [] }, path);
+    }
+  });
+
+  test('an opened route the table forwards keeps its rule: a file path that starts with a drive is refused', async () => {
+    assert.deepEqual(await upgradeAsAlice(`/experiment/models/preview/checkpoints/0/C:/ComfyUI/output/${stage.bobImage}`), { status: 400, reached: [] });
+  });
+
+  test('an opened route the table does not know is still relayed to ComfyUI', async () => {
+    const { status, reached } = await upgradeAsAlice('/my_socket/events');
+    assert.equal(status, 404, 'the fake refuses an upgrade on a path without a socket');
+    assert.deepEqual(
+      reached.map((url) => url.split('?')[0]),
+      ['/my_socket/events'],
+    );
   });
 });

@@ -33,6 +33,14 @@ describe('route table', () => {
       '/api/free',
       '/api',
       '/api/',
+      'GET:/experiment/models/preview/',
+      '/comfyui_manager/',
+      'GET:/api/v2/customnode/installed',
+      '/v2/snapshot',
+      '/v2/externalmodel/getlist',
+      '/v2/comfyui_manager/comfyui_versions',
+      '/api/experiment/models/preview/datasets/0',
+      '/view_metadata/custom_nodes',
     ]) {
       assert.equal(typeof parseUserRoute(value), 'string', value);
     }
