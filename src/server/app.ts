@@ -329,12 +329,12 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   }
 
   /**
-   * Refuses, in every mode and before anything else, a Host the gateway does not answer to (421) and
+   * Refuses, in every mode and before anything else, a host name the gateway does not answer to (421), in `Host` or a trusted proxy's `X-Forwarded-Host`, and
    * a browser request that a page of another site started (403).
    */
   function refuseForeign(req: IncomingMessage, path: string): void {
-    const host = addressing.host(req);
-    if (!hosts.allows(host)) throw hostNotAllowed(host!);
+    const refusedHost = addressing.hostNames(req).find((host) => !hosts.allows(host));
+    if (refusedHost !== undefined) throw hostNotAllowed(refusedHost);
     const crossSite = crossSiteRefusal(req, addressing.origin(req), { allowFraming: config.frameAncestors.length > 0, path });
     if (crossSite) throw forbidden(crossSite);
   }
