@@ -4,7 +4,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { identify, keyOfCredential, type Caller } from '../auth/authenticate.js';
+import { identify, keyOfCredential, usableKeyError, type Caller } from '../auth/authenticate.js';
 import { whyNotLocal } from '../auth/client-address.js';
 import { backendJson, BackendPool, type BackendStatus } from '../backends/backend-pool.js';
 import { buildBackend } from '../backends/build-backend.js';
@@ -245,6 +245,10 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   const webSocketSlots = new WebSocketSlots(config.wsMaxPerKey);
   // Keyed sockets are closed once their key or session no longer authenticates, as a request would be refused.
   const socketRevocation = new SocketRevocation((credential, keyId) => keyOfCredential(credential, keyId, keys, sessions, now()));
+  // A key the CLI disabled, expired or deleted loses its browser sessions once read here, as one changed through the API: enabling it again brings none back.
+  const stopKeyWatch = keys.onKeyChange?.((keyId, key) => {
+    if (!key || usableKeyError(key, now())) sessions.deleteForKey(keyId).catch(() => undefined);
+  });
   const addressing = new ClientAddressing(config.trustedProxies);
   const hosts = new HostPolicy(config.allowedHosts);
   const failures = new AuthFailureLimiter();
@@ -674,6 +678,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       socketRevocation.stop();
+      stopKeyWatch?.();
       webSockets.close();
       jobService.close();
       stopWaiterWatch?.();

@@ -192,8 +192,9 @@ Example:
     keyId: true,
     help: `Usage: comfy-gate keys disable KEY_ID [--json]
 
-Disables a key: requests with it get 401 KEY_DISABLED and its browser sessions stop
-working (each ends for good when it is next used while the key is disabled).
+Disables a key: requests with it get 401 KEY_DISABLED, and its browser sessions end for
+good once a gateway running on the directory reads the change (enabling the key again
+brings none back; one disabled and enabled while no gateway runs keeps them).
 ${SAFE_BESIDE_GATEWAY}
 
 Options:
