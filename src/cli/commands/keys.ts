@@ -509,7 +509,7 @@ function quotaText(value: number | null, unit: string): string {
   return value === null ? 'no limit' : `${value} ${unit}`;
 }
 
-/** How a changed field reads in text output. */
+/** How a changed field reads in text output, control characters and all (the caller cleans the line). */
 function describeValue(field: string, value: unknown): string {
   if (field === 'expires_at') return utcTime(value as number | null);
   if (value === null && (KEY_QUOTA_FIELDS as readonly string[]).includes(field)) return 'none';
@@ -543,7 +543,7 @@ async function applyPatch({ values, keyId, directory, allowUnsafe, ctx }: Run, p
     for (const field of Object.keys(patch) as Array<keyof KeyUpdateInput>) {
       const [was, is] = [before[field], after[field]];
       const same = was === is || JSON.stringify(was) === JSON.stringify(is);
-      console.log(`  ${field}: ${same ? `${describeValue(field, is)} (unchanged)` : `${describeValue(field, was)} -> ${describeValue(field, is)}`}`);
+      console.log(printable(`  ${field}: ${same ? `${describeValue(field, is)} (unchanged)` : `${describeValue(field, was)} -> ${describeValue(field, is)}`}`));
     }
   }
   return 0;
