@@ -132,6 +132,14 @@ describe('who may manage keys', () => {
     assert.deepEqual(forwarded, [], 'nothing reached ComfyUI');
   });
 
+  test('a user key asking to create a key is refused before its body is read: 403 whatever it sends', async () => {
+    for (const body of ['{"role":"superuser"}', 'not json', '[]', JSON.stringify({ name: 'x'.repeat(70_000) })]) {
+      const res = await send(gateway.url, '/api/keys', { method: 'POST', key: alice.api_key, headers: { 'content-type': 'application/json' }, body });
+      assert.equal(res.status, 403, `${body.slice(0, 30)}: ${res.text}`);
+      assert.equal(res.json().error_code, 'FORBIDDEN');
+    }
+  });
+
   test('an admin reads every usage; usage/all lists each key', async () => {
     const res = await send(gateway.url, '/api/usage/all?days=7', { key: admin.api_key });
     assert.equal(res.status, 200);
