@@ -245,7 +245,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   const webSocketSlots = new WebSocketSlots(config.wsMaxPerKey);
   // Keyed sockets are closed once their key or session no longer authenticates, as a request would be refused.
   const socketRevocation = new SocketRevocation((credential, keyId) => keyOfCredential(credential, keyId, keys, sessions, now()));
-  // A key the CLI disabled, expired or deleted loses its browser sessions once read here, as one changed through the API: enabling it again brings none back.
+  // A key the CLI disabled, expired or deleted loses its browser sessions once read here, as through the
+  // API: enabling it again brings none back.
   const stopKeyWatch = keys.onKeyChange?.((keyId, key) => {
     if (!key || usableKeyError(key, now())) sessions.deleteForKey(keyId).catch(() => undefined);
   });
@@ -333,8 +334,9 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   }
 
   /**
-   * Refuses, in every mode and before anything else, a host name the gateway does not answer to (421), in `Host` or a trusted proxy's `X-Forwarded-Host`, and
-   * a browser request that a page of another site started (403).
+   * Refuses, in every mode and before anything else, a host name the gateway does not answer to (421),
+   * in `Host` or in a trusted proxy's `X-Forwarded-Host`, and a browser request that a page of another
+   * site started (403).
    */
   function refuseForeign(req: IncomingMessage, path: string): void {
     const refusedHost = addressing.hostNames(req).find((host) => !hosts.allows(host));
