@@ -84,6 +84,17 @@ export class ClientAddressing {
     return forwardedHost || req.headers.host;
   }
 
+  /**
+   * Every host name the request gives: its `Host`, and from a trusted proxy each `X-Forwarded-Host`
+   * entry. A proxy passes on the headers it does not set itself (nginx a client's `X-Forwarded-Host`,
+   * Apache appends its own to it), so any of them may be the client's: all must be names the gateway
+   * answers to, or a page on a rebound name could claim the site's.
+   */
+  hostNames(req: IncomingMessage): string[] {
+    const forwarded = this.viaTrustedProxy(req) ? String(req.headers['x-forwarded-host'] ?? '').split(',') : [];
+    return [req.headers.host ?? '', ...forwarded.map((entry) => entry.trim())].filter(Boolean);
+  }
+
   /** The gateway's own origin as the client sees it, e.g. `https://comfy.example.com`. */
   origin(req: IncomingMessage): string {
     return `${this.isHttps(req) ? 'https' : 'http'}://${this.host(req) ?? ''}`.toLowerCase();

@@ -159,8 +159,8 @@ async function audit(
 }
 
 async function createKey(req: IncomingMessage, res: ServerResponse, principal: Principal, ctx: AdminApiContext): Promise<void> {
-  const input = parseCreateKey(await readJsonBody(req));
   if (principal.kind === 'user') throw forbidden('This needs an admin key.');
+  const input = parseCreateKey(await readJsonBody(req));
   await checkKeyWebhookUrl(input, ctx.webhookAllowPrivate);
   const bootstrap = principal.kind === 'bootstrap';
   const { record, apiKey } = newKey(bootstrap ? { ...input, role: 'admin' } : input, ctx.now());

@@ -4,7 +4,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { identify, keyOfCredential, type Caller } from '../auth/authenticate.js';
+import { identify, keyOfCredential, usableKeyError, type Caller } from '../auth/authenticate.js';
 import { whyNotLocal } from '../auth/client-address.js';
 import { backendJson, BackendPool, type BackendStatus } from '../backends/backend-pool.js';
 import { buildBackend } from '../backends/build-backend.js';
@@ -246,6 +246,11 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   const webSocketSlots = new WebSocketSlots(config.wsMaxPerKey);
   // Keyed sockets are closed once their key or session no longer authenticates, as a request would be refused.
   const socketRevocation = new SocketRevocation((credential, keyId) => keyOfCredential(credential, keyId, keys, sessions, now()));
+  // A key the CLI disabled, expired or deleted loses its browser sessions once read here, as through the
+  // API: enabling it again brings none back.
+  const stopKeyWatch = keys.onKeyChange?.((keyId, key) => {
+    if (!key || usableKeyError(key, now())) sessions.deleteForKey(keyId).catch(() => undefined);
+  });
   const addressing = new ClientAddressing(config.trustedProxies);
   const hosts = new HostPolicy(config.allowedHosts);
   const failures = new AuthFailureLimiter();
@@ -330,12 +335,13 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   }
 
   /**
-   * Refuses, in every mode and before anything else, a Host the gateway does not answer to (421) and
-   * a browser request that a page of another site started (403).
+   * Refuses, in every mode and before anything else, a host name the gateway does not answer to (421),
+   * in `Host` or in a trusted proxy's `X-Forwarded-Host`, and a browser request that a page of another
+   * site started (403).
    */
   function refuseForeign(req: IncomingMessage, path: string): void {
-    const host = addressing.host(req);
-    if (!hosts.allows(host)) throw hostNotAllowed(host!);
+    const refusedHost = addressing.hostNames(req).find((host) => !hosts.allows(host));
+    if (refusedHost !== undefined) throw hostNotAllowed(refusedHost);
     const crossSite = crossSiteRefusal(req, addressing.origin(req), { allowFraming: config.frameAncestors.length > 0, path });
     if (crossSite) throw forbidden(crossSite);
   }
@@ -681,6 +687,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       socketRevocation.stop();
+      stopKeyWatch?.();
       webSockets.close();
       jobService.close();
       stopWaiterWatch?.();

@@ -80,6 +80,12 @@ export interface KeyStore {
   touch(keyId: string, at: number): void;
   /** Resolves when the store can take writes; rejects with the reason otherwise. */
   checkWritable(): Promise<void>;
+  /**
+   * Calls `listener` with a key's id and record (undefined once deleted) after each change applied here,
+   * this process's own and those another process (the CLI) wrote to the same files; returns a function
+   * that stops it. Absent where no other process changes keys behind the gateway's API.
+   */
+  onKeyChange?(listener: (keyId: string, key: KeyRecord | undefined) => void): () => void;
   /** Persists anything batched and releases files and timers. */
   close(): Promise<void>;
 }

@@ -318,6 +318,31 @@ describe('admin dashboard', { skip: browserUnavailable }, () => {
     await context.close();
   });
 
+  test('markup in a key’s name, metadata and policy is shown as text, never run', async () => {
+    const name = `<img src=x onerror="window.pwned='name'">"><svg onload="window.pwned='attr'">`;
+    const node = `</script><img src=x onerror="window.pwned='policy'">`;
+    const planted = await createKey(
+      gateway.url,
+      { name, metadata: { note: `<script>window.pwned='metadata'</script>` }, policy: { deny_nodes: [node] } },
+      admin.api_key,
+    );
+    const { context, page, errors } = await openPage(browser);
+    await signIn(page, gateway.url, admin.api_key);
+    const row = page.locator(`#keys tbody tr[data-key-id="${planted.key_id}"]`);
+    await row.waitFor();
+    assert.equal(await row.locator('.key-name').textContent(), name);
+    assert.match((await row.locator('.note.policy').getAttribute('title')) ?? '', /onerror/, 'the policy is in the tooltip, as text');
+    const choice = await page.locator(`#chart-key option[value="${planted.key_id}"]`).textContent();
+    assert.ok(choice?.startsWith(`${name} · `), `the chart’s key choice names it as text: ${choice}`);
+    await row.locator('[data-action=edit]').click();
+    assert.equal(await page.inputValue('#key-form [name=name]'), name);
+    assert.match(await page.inputValue('#key-form [name=policy]'), /onerror/);
+    assert.equal(await page.evaluate(() => (window as { pwned?: string }).pwned), undefined, 'no planted script ran');
+    assert.equal(await page.locator('#keys img, #keys svg[onload], #key-form img').count(), 0, 'no planted element was made');
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
   /** The key's record as the API has it. */
   async function keyRecord(keyId: string): Promise<{
     rate_limit: number;

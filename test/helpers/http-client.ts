@@ -17,6 +17,8 @@ export interface TestRequest {
   body?: string | Buffer | object;
   /** Sent as the X-API-Key header. */
   key?: string;
+  /** The loopback address to connect from (default 127.0.0.1): another one is another client. */
+  localAddress?: string;
 }
 
 /**
@@ -34,7 +36,8 @@ export function send(baseUrl: string, target: string, options: TestRequest = {})
   }
   if (options.key !== undefined) headers['x-api-key'] = options.key;
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: url.hostname, port: url.port, method: options.method ?? 'GET', path: target, headers, agent: false }, (res) => {
+    const where = { host: url.hostname, port: url.port, ...(options.localAddress ? { localAddress: options.localAddress } : {}) };
+    const req = httpRequest({ ...where, method: options.method ?? 'GET', path: target, headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () => {

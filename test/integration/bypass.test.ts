@@ -321,6 +321,29 @@ describe('session expiry and failed-authentication blocking', () => {
     assert.equal((await send(gateway.url, '/api/queue', { key, headers: { 'x-forwarded-for': '2001:db8:1:3::1' } })).status, 200);
   });
 
+  test('X-Forwarded-For names the client only from the trusted proxy, by its right-most entries: a client cannot write its way out of a block', async () => {
+    // The proxy appends the address it saw: the entries the client wrote before it name nobody.
+    assert.equal(await failThenTry((i) => `203.0.113.${i + 1}, 198.51.100.40`, '192.0.2.77, 198.51.100.40'), 429);
+    // Another loopback address is no trusted proxy: its own X-Forwarded-For names nobody either.
+    const direct = { localAddress: '127.0.0.2' };
+    for (let i = 0; i < 21; i += 1) {
+      const res = await send(gateway.url, '/api/queue', {
+        ...direct,
+        key: `comfy_${String(i).padStart(43, 'w')}`,
+        headers: { 'x-forwarded-for': `203.0.113.${100 + i}` },
+      });
+      assert.equal(res.status, 401);
+    }
+    const blocked = await send(gateway.url, '/api/queue', { ...direct, key, headers: { 'x-forwarded-for': '203.0.113.250' } });
+    assert.equal(blocked.status, 429);
+    assert.equal(blocked.json().error_code, 'TOO_MANY_AUTH_FAILURES');
+    assert.equal(
+      (await send(gateway.url, '/api/queue', { key, headers: { 'x-forwarded-for': '203.0.113.250' } })).status,
+      200,
+      'the address it wrote is not blocked',
+    );
+  });
+
   test('a client named with its port, or an IPv4 address written as IPv6, is one address', async () => {
     assert.equal(await failThenTry((i) => `198.51.100.20:${40000 + i}`, '198.51.100.20'), 429);
     assert.equal(await failThenTry((i) => (i % 2 === 0 ? `[::ffff:198.51.100.21]:${i + 1}` : '198.51.100.21'), '::ffff:c633:6415'), 429);

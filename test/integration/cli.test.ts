@@ -361,6 +361,22 @@ describe('the comfy-gate CLI', () => {
     }
   });
 
+  test('keys update shows the values it replaced without their control characters: a stored name or policy cannot drive the terminal', async () => {
+    const dir = await tempUserDirectory();
+    try {
+      // C1 controls (CSI is U+009B) pass the name check, as the API's: only what is printed is cleaned.
+      const csi = '\u009b';
+      const key = await createWithCli(dir.path, `--name=red${csi}31m`, '--policy', JSON.stringify({ deny_nodes: [`Node${csi}2J`] }));
+      const updated = await cli(dir.path, 'keys', 'update', key.key_id, '--name', 'plain', '--policy', 'none');
+      assert.equal(updated.code, 0, updated.stderr);
+      assert.match(updated.stdout, /name: "red\?31m" -> "plain"/);
+      assert.match(updated.stdout, /policy: \{"deny_nodes":\["Node\?2J"\]\} -> none/);
+      assert.doesNotMatch(updated.stdout, /[\u0080-\u009f]/);
+    } finally {
+      await dir.remove();
+    }
+  });
+
   test('usage CSV: a cell a spreadsheet would run as a formula starts with a quote', async () => {
     const dir = await tempUserDirectory();
     try {

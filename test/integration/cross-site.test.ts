@@ -325,6 +325,45 @@ describe('--allowed-host', () => {
   });
 });
 
+describe('--allowed-host behind a --trusted-proxy', () => {
+  let comfy: FakeComfyUI;
+  let gateway: GatewayProcess;
+
+  before(async () => {
+    comfy = await startFakeComfyUI();
+    gateway = await startGateway({ upstream: comfy.url, args: ['--allowed-host', 'comfy.example', '--trusted-proxy', '127.0.0.1'] });
+    comfy.requests.length = 0;
+  });
+  after(async () => {
+    await gateway?.stop();
+    await comfy?.close();
+  });
+
+  // A proxy passes on the headers it does not set: nginx an X-Forwarded-Host the client sent, Apache appends its own to it.
+  test('a rebinding page that adds X-Forwarded-Host naming the site is refused: every name the request gives must be allowed', async () => {
+    const rebound: Array<Record<string, string>> = [
+      { host: 'evil.example', 'x-forwarded-host': 'comfy.example' },
+      { host: '127.0.0.1', 'x-forwarded-host': 'comfy.example, evil.example' },
+      { host: 'comfy.example', 'x-forwarded-host': 'evil.example' },
+    ];
+    for (const headers of rebound) {
+      assertRefused(await send(gateway.url, '/api/queue', { headers }), 421, 'HOST_NOT_ALLOWED', /evil\.example/);
+      await assertSocketRefused(gateway, headers, 421);
+    }
+    assert.deepEqual(comfy.requests, []);
+  });
+
+  test('the names a proxy passes on are answered when each is allowed', async () => {
+    for (const headers of [
+      { host: 'comfy.example' },
+      { host: '127.0.0.1', 'x-forwarded-host': 'comfy.example' },
+      { host: 'comfy.example', 'x-forwarded-host': 'comfy.example' },
+    ]) {
+      assert.equal((await send(gateway.url, '/api/queue', { headers })).status, 200, JSON.stringify(headers));
+    }
+  });
+});
+
 describe('security headers', () => {
   let comfy: FakeComfyUI;
   let gateway: GatewayProcess;

@@ -71,6 +71,75 @@ describe('who may manage keys', () => {
     assert.equal((await send(gateway.url, '/api/usage', { key: alice.api_key })).status, 200);
   });
 
+  test('a user key, in a header or signed in, gets no admin action on any management route, method or spelling, and nothing is forwarded', async () => {
+    const mallory = await createKey(gateway.url, { name: 'mallory', rate_limit: 100_000 });
+    const login = await send(gateway.url, '/login', { method: 'POST', body: { api_key: mallory.api_key } });
+    const signedIn = { cookie: String(login.headers['set-cookie']).split(';')[0]!, origin: gateway.url };
+    const keysNow = async (): Promise<unknown[]> =>
+      (await send(gateway.url, '/api/keys', { key: admin.api_key }))
+        .json<{ keys: Array<Record<string, unknown>> }>()
+        .keys.map(({ last_used: _, ...key }) => key);
+    const keysBefore = await keysNow();
+    const auditBefore = (await send(gateway.url, '/api/audit?limit=1000', { key: admin.api_key })).text;
+    const forwardedBefore = comfy.requests.length;
+    const routes = [
+      ...['/keys', '/api/keys', `/keys/${bob.key_id}`, `/api/keys/${bob.key_id}`, `/api/keys/${bob.key_id}/webhook-secret`],
+      ...[`/api/keys/${bob.key_id}/rotate`, `/keys/${mallory.key_id}/rotate`, `/api/keys/${mallory.key_id}/rotate`],
+      ...[
+        '/audit',
+        '/api/audit',
+        '/usage/all',
+        '/api/usage/all',
+        '/api/gateway/backends',
+        '/api/gateway/webhooks/deliveries',
+        '/api/gateway/webhooks/deliveries/d1',
+      ],
+      ...[
+        '/API/keys',
+        '/api/keys/',
+        '//api/keys',
+        '/api//keys',
+        '/api/%6beys',
+        `/api/keys%2F${bob.key_id}`,
+        `/api/keys/${bob.key_id}/`,
+        `/API/keys/${bob.key_id}`,
+      ],
+      ...[
+        `/api/keys/${bob.key_id}/rotate/`,
+        `/api/keys/${bob.key_id}/ROTATE`,
+        `/api/keys/${bob.key_id}/rotate?x=1`,
+        '/Audit',
+        '/api/audit/',
+        '/api/usage/all/',
+      ],
+    ];
+    const body = { name: 'sneaky', role: 'admin' };
+    for (const credential of [{ key: mallory.api_key }, { headers: signedIn }]) {
+      for (const target of routes) {
+        for (const method of ['GET', 'HEAD', 'OPTIONS', 'POST', 'PATCH', 'PUT', 'DELETE']) {
+          const withBody = method === 'POST' || method === 'PATCH' || method === 'PUT';
+          const res = await send(gateway.url, target, { method, ...credential, ...(withBody ? { body: target.includes('rotate') ? {} : body } : {}) });
+          const what = `${method} ${target} ${'key' in credential ? 'with the key' : 'signed in'}`;
+          assert.ok([400, 403, 405].includes(res.status), `${what}: ${res.status} ${res.text}`);
+          if (method !== 'HEAD') assert.match(String(res.json().error_code), /^(FORBIDDEN|ROUTE_NOT_ALLOWED|METHOD_NOT_ALLOWED|INVALID_REQUEST)$/, what);
+        }
+      }
+    }
+    assert.deepEqual(await keysNow(), keysBefore, 'no key changed, none was made');
+    assert.equal((await send(gateway.url, '/api/audit?limit=1000', { key: admin.api_key })).text, auditBefore, 'nothing was audited');
+    // The gateway asks ComfyUI for its users on its own (--multi-user); nothing of these requests may follow.
+    const forwarded = comfy.requests.slice(forwardedBefore).filter((request) => /keys|audit|usage|backends|deliveries/i.test(request.url));
+    assert.deepEqual(forwarded, [], 'nothing reached ComfyUI');
+  });
+
+  test('a user key asking to create a key is refused before its body is read: 403 whatever it sends', async () => {
+    for (const body of ['{"role":"superuser"}', 'not json', '[]', JSON.stringify({ name: 'x'.repeat(70_000) })]) {
+      const res = await send(gateway.url, '/api/keys', { method: 'POST', key: alice.api_key, headers: { 'content-type': 'application/json' }, body });
+      assert.equal(res.status, 403, `${body.slice(0, 30)}: ${res.text}`);
+      assert.equal(res.json().error_code, 'FORBIDDEN');
+    }
+  });
+
   test('an admin reads every usage; usage/all lists each key', async () => {
     const res = await send(gateway.url, '/api/usage/all?days=7', { key: admin.api_key });
     assert.equal(res.status, 200);

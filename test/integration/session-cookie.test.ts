@@ -88,6 +88,24 @@ describe('session cookie shadowing', () => {
     assert.equal((await queue(attacker)).status, 200, 'the other cookie alone still works: neither session was ended');
   });
 
+  test('session fixation: a sign-in carrying a planted session cookie, chosen or the attacker’s own, gets a new id of its own', async () => {
+    const keyNameOf = async (cookie: string): Promise<unknown> => {
+      const res = await send(gateway.url, '/api/usage', { headers: { cookie } });
+      return res.status === 200 ? res.json().key_name : res.status;
+    };
+    const attacker = (await signIn(attackerKey)).pair;
+    const chosen = `comfy_gate_session=${'A'.repeat(43)}`;
+    for (const [planted, plantedIs] of [
+      [attacker, 'attacker'],
+      [chosen, 401],
+    ] as const) {
+      const victim = await signIn(victimKey, { cookie: planted, origin: gateway.url });
+      assert.notEqual(victim.pair, planted, 'the id the browser brought is not kept');
+      assert.equal(await keyNameOf(victim.pair), 'victim', 'the new cookie is the victim’s');
+      assert.equal(await keyNameOf(planted), plantedIs, 'the planted id gives the attacker nothing of the victim’s');
+    }
+  });
+
   test('signing out with two session cookies ends neither session, and clears the cookie', async () => {
     const victim = (await signIn(victimKey)).pair;
     const attacker = (await signIn(attackerKey)).pair;

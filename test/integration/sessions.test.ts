@@ -200,25 +200,38 @@ function sessionSuite(name: string, options: { storeArgs: string[]; cliBeside: b
       );
     });
 
-    test(
-      'changes made with the CLI beside the gateway end sessions too: disable then enable, and rotation',
-      { skip: options.cliBeside ? false : 'the CLI does not change keys in a database' },
-      async () => {
-        const key = await userKey('cli');
-        const cli = (...args: string[]) => runCli(['keys', ...args, key.key_id, '--user-directory', gateway.userDirectory]);
-        const { cookie } = await signIn(key.api_key);
-        assert.equal((await cli('disable')).code, 0);
-        await sleep(CLI_PICKUP_MS);
-        await assertAnonymous(cookie, 'disabled by the CLI');
-        assert.equal((await cli('enable')).code, 0);
-        await sleep(CLI_PICKUP_MS);
-        await assertAnonymous(cookie, 'enabled again by the CLI');
-        const again = await signIn(key.api_key);
-        assert.equal((await cli('rotate')).code, 0);
-        await sleep(CLI_PICKUP_MS);
-        await assertAnonymous(again.cookie, 'rotated by the CLI');
-      },
-    );
+    const cliSkip = { skip: options.cliBeside ? false : 'the CLI does not change keys in a database' };
+
+    /** Runs `comfy-gate keys COMMAND [flags] KEY_ID` on the gateway's directory, then waits for the gateway to read the change. */
+    async function cliChange(keyId: string, ...command: string[]): Promise<void> {
+      assert.equal((await runCli(['keys', ...command, keyId, '--user-directory', gateway.userDirectory])).code, 0);
+      await sleep(CLI_PICKUP_MS);
+    }
+
+    test('changes made with the CLI beside the gateway end sessions too: disable then enable, and rotation', cliSkip, async () => {
+      const key = await userKey('cli');
+      const { cookie } = await signIn(key.api_key);
+      await cliChange(key.key_id, 'disable');
+      await assertAnonymous(cookie, 'disabled by the CLI');
+      await cliChange(key.key_id, 'enable');
+      await assertAnonymous(cookie, 'enabled again by the CLI');
+      const again = await signIn(key.api_key);
+      await cliChange(key.key_id, 'rotate');
+      await assertAnonymous(again.cookie, 'rotated by the CLI');
+    });
+
+    test('disabled with the CLI and enabled again before the session is used: it stays ended, as through the API', cliSkip, async () => {
+      const key = await userKey('cli-unused');
+      const { cookie } = await signIn(key.api_key);
+      await cliChange(key.key_id, 'disable');
+      await cliChange(key.key_id, 'enable');
+      await assertAnonymous(cookie, 'disabled and enabled again by the CLI, unused meanwhile');
+      const expiring = await signIn(key.api_key);
+      await cliChange(key.key_id, 'update', '--expires-at', String(Math.floor(Date.now() / 1000) - 60));
+      await cliChange(key.key_id, 'update', '--expires-at', 'never');
+      await assertAnonymous(expiring.cookie, 'expired and cleared by the CLI, unused meanwhile');
+      await assertSignedIn((await signIn(key.api_key)).cookie, 'a new sign-in');
+    });
   });
 }
 

@@ -192,8 +192,9 @@ Example:
     keyId: true,
     help: `Usage: comfy-gate keys disable KEY_ID [--json]
 
-Disables a key: requests with it get 401 KEY_DISABLED and its browser sessions stop
-working (each ends for good when it is next used while the key is disabled).
+Disables a key: requests with it get 401 KEY_DISABLED, and its browser sessions end for
+good once a gateway running on the directory reads the change (enabling the key again
+brings none back; one disabled and enabled while no gateway runs keeps them).
 ${SAFE_BESIDE_GATEWAY}
 
 Options:
@@ -508,7 +509,7 @@ function quotaText(value: number | null, unit: string): string {
   return value === null ? 'no limit' : `${value} ${unit}`;
 }
 
-/** How a changed field reads in text output. */
+/** How a changed field reads in text output, control characters and all (the caller cleans the line). */
 function describeValue(field: string, value: unknown): string {
   if (field === 'expires_at') return utcTime(value as number | null);
   if (value === null && (KEY_QUOTA_FIELDS as readonly string[]).includes(field)) return 'none';
@@ -542,7 +543,7 @@ async function applyPatch({ values, keyId, directory, allowUnsafe, ctx }: Run, p
     for (const field of Object.keys(patch) as Array<keyof KeyUpdateInput>) {
       const [was, is] = [before[field], after[field]];
       const same = was === is || JSON.stringify(was) === JSON.stringify(is);
-      console.log(`  ${field}: ${same ? `${describeValue(field, is)} (unchanged)` : `${describeValue(field, was)} -> ${describeValue(field, is)}`}`);
+      console.log(printable(`  ${field}: ${same ? `${describeValue(field, is)} (unchanged)` : `${describeValue(field, was)} -> ${describeValue(field, is)}`}`));
     }
   }
   return 0;

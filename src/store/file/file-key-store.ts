@@ -33,6 +33,7 @@ export class FileKeyStore implements KeyStore {
   private readonly touchFlushMs: number;
   private pendingTouches = new Map<string, number>();
   private touchTimer: NodeJS.Timeout | null = null;
+  private readonly changeListeners = new Set<(keyId: string, key: KeyRecord | undefined) => void>();
 
   constructor(options: FileKeyStoreOptions) {
     this.keysPath = join(options.directory, 'api_keys.json');
@@ -47,10 +48,12 @@ export class FileKeyStore implements KeyStore {
       secondaryKeys: keyHashesOf,
       indexSnapshot: (path) => indexKeySnapshot(path, options.index),
       onChange: (id, before, after) => {
-        if (!after) return;
-        const touched = this.pendingTouches.get(id);
-        if (touched !== undefined && (after.last_used ?? 0) < touched) after.last_used = touched;
-        if (before && (before.last_used ?? 0) > (after.last_used ?? 0)) after.last_used = before.last_used;
+        if (after) {
+          const touched = this.pendingTouches.get(id);
+          if (touched !== undefined && (after.last_used ?? 0) < touched) after.last_used = touched;
+          if (before && (before.last_used ?? 0) > (after.last_used ?? 0)) after.last_used = before.last_used;
+        }
+        for (const listener of this.changeListeners) listener(id, after);
       },
     });
   }
@@ -58,6 +61,11 @@ export class FileKeyStore implements KeyStore {
   async open(): Promise<void> {
     await this.table.open();
     this.touchTimer = setInterval(() => void this.flushTouches().catch(() => undefined), this.touchFlushMs).unref();
+  }
+
+  onKeyChange(listener: (keyId: string, key: KeyRecord | undefined) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
   }
 
   findByHash(keyHash: string): KeyRecord | undefined {
