@@ -50,6 +50,14 @@ export interface FakeComfyUIOptions {
    */
   assets?: boolean;
   /**
+   * `true`: the background asset scan of releases with assets on (since January 2026). Serving the node list
+   * (`/object_info`) starts a scan of the models, input and output folders, whose seeder broadcasts
+   * `assets.seed.started` and `assets.seed.completed` to every socket (`send_sync` without a sid), counting every
+   * file it found, whoever made it; they name no prompt. Default false: no scan, as with `--disable-assets` or
+   * before assets.
+   */
+  assetScans?: boolean;
+  /**
    * `attachment` (default): files are served as ComfyUI does in 2026: `/view` with nosniff, and an active type (HTML, JS,
    * CSS, SVG, XML) with `Vary: Sec-Fetch-Dest` and `Cache-Control: no-store`, as an octet-stream attachment unless it is an
    * SVG asked for as an image (`Sec-Fetch-Dest: image`); `/userdata/{file}` as an attachment with nosniff.
@@ -589,6 +597,7 @@ class FakeServer implements FakeComfyUI {
       api('GET', '/features', ({ res }) => sendJson(res, this.serverFeatures())),
       api('GET', '/object_info', async ({ res }) => {
         await sleep(this.opts.objectInfoDelayMs ?? 0);
+        if (this.opts.assetScans) await this.scanAssets();
         sendJson(res, await this.withInputFiles(OBJECT_INFO));
       }),
       api('GET', '/object_info/{class}', async ({ res, params }) => {
@@ -732,6 +741,16 @@ class FakeServer implements FakeComfyUI {
 
   private broadcast(type: string, data: unknown): void {
     for (const { ws } of this.clients.values()) sendFrame(ws, type, data);
+  }
+
+  /** What the asset seeder broadcasts as it scans the input and output folders (see `assetScans`). */
+  private async scanAssets(): Promise<void> {
+    const started = Date.now();
+    let total = 0;
+    for (const dir of [this.dirs.input, this.dirs.output])
+      total += (await readdir(dir, { withFileTypes: true, recursive: true })).filter((entry) => entry.isFile()).length;
+    this.broadcast('assets.seed.started', { roots: ['models', 'input', 'output'], total });
+    this.broadcast('assets.seed.completed', { scanned: total, total, created: total, skipped: 0, elapsed: (Date.now() - started) / 1000 });
   }
 
   private broadcastStatus(): void {
