@@ -1,4 +1,4 @@
-// What ComfyUI broadcasts to every socket without naming a prompt never reaches a user key's socket, even while that key's prompt runs.
+// What ComfyUI broadcasts to every socket tells a user key's socket nothing of other keys: no message that names no prompt, even while the key's prompt runs, and a queue of its own jobs only.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -7,7 +7,7 @@ import { send } from '../helpers/http-client.js';
 import { startTwoKeyStage, type TwoKeyStage } from '../helpers/two-keys.js';
 import { waitFor } from '../helpers/wait-for.js';
 
-describe("ComfyUI's broadcasts that name no prompt (its asset scans)", () => {
+describe("ComfyUI's broadcasts on a user key's socket", () => {
   let stage: TwoKeyStage;
 
   // Slow steps: alice's prompt runs for about two seconds, while bob's request starts a scan.
@@ -42,6 +42,21 @@ describe("ComfyUI's broadcasts that name no prompt (its asset scans)", () => {
       'no scan of every key’s files reaches alice',
     );
     await adminSocket.close();
+    await aliceSocket.close();
+  });
+
+  test("the status of each of ComfyUI's queue changes counts alice's own jobs only, never bob's", async () => {
+    const { gateway } = stage;
+    const aliceSocket = await openCollectingSocket(`ws://127.0.0.1:${gateway.port}/ws?clientId=alice-status`, { 'x-api-key': stage.alice.api_key });
+    const bobPrompts = [await queuePrompt(gateway.url, stage.bob.api_key), await queuePrompt(gateway.url, stage.bob.api_key)];
+    for (const prompt of bobPrompts) await waitForHistory(gateway.url, stage.bob.api_key, prompt);
+    // ComfyUI broadcasts its status as each of bob's prompts is queued, starts and ends: the gateway sends alice one for each.
+    const statuses = await waitFor(() => {
+      const all = aliceSocket.texts.filter((m) => m.type === 'status');
+      return all.length >= 1 + 2 * 3 && all;
+    }, "the status of each of bob's queue changes");
+    const remaining = statuses.map((m) => (m.data.status as { exec_info: { queue_remaining: number } }).exec_info.queue_remaining);
+    assert.deepEqual(new Set(remaining), new Set([0]), `alice has no job: ${JSON.stringify(remaining)}`);
     await aliceSocket.close();
   });
 });
