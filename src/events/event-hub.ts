@@ -90,7 +90,7 @@ const END_EVENTS = new Set(['execution_success', 'execution_error', 'execution_i
 /**
  * ComfyUI's messages of the running prompt that may name no prompt_id: `executing` with only a node (sent to a
  * socket that reconnects while the prompt runs), `progress` of releases that did not name it, `display_component`
- * (API nodes' UI, broadcast), and the prompt's other events as older releases sent them. Any other message that
+ * (API nodes' UI, broadcast), and the prompt's other events as older releases sent them. Any other JSON message that
  * names no prompt is ComfyUI's or a custom node's broadcast (the asset seeder's counts of every key's files,
  * downloads), which is nobody's job: it is passed to no user key's socket.
  */
