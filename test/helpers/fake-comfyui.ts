@@ -940,7 +940,8 @@ class FakeServer implements FakeComfyUI {
    * The jobs API of newer servers: queue and history as one list of jobs. A finished job tells of its outputs as
    * comfy_execution/jobs.py does for the fake's images (other outputs, such as Preview3D's, neither counted nor previewed): every item counted and previewable, the preview the first
    * saved one (else the first), with its `nodeId` and `mediaType`; `detail` adds the history's outputs, status and
-   * prompt, as `/api/jobs/{id}` answers.
+   * prompt, as `/api/jobs/{id}` answers. Each job names the UI workflow it came from (`workflow_id`), which the list's
+   * `workflow_id` parameter filters on.
    */
   private jobs(detail = false): Json[] {
     const status = (entry: Json): string => ((entry['status'] as Json | undefined)?.['status_str'] === 'success' ? 'completed' : 'failed');
@@ -955,6 +956,7 @@ class FakeServer implements FakeComfyUI {
       return {
         id,
         status: status(entry),
+        ...workflowIdOf(extraData),
         outputs_count: items.length,
         previewable_outputs_count: items.length,
         ...(preview ? { preview_output: preview } : {}),
@@ -962,14 +964,17 @@ class FakeServer implements FakeComfyUI {
       };
     };
     return [
-      ...(this.running ? [{ id: this.running.item.id, status: 'in_progress', priority: this.running.item.number }] : []),
-      ...this.pending.map((item) => ({ id: item.id, status: 'pending', priority: item.number })),
+      ...(this.running
+        ? [{ id: this.running.item.id, status: 'in_progress', priority: this.running.item.number, ...workflowIdOf(this.running.item.extraData) }]
+        : []),
+      ...this.pending.map((item) => ({ id: item.id, status: 'pending', priority: item.number, ...workflowIdOf(item.extraData) })),
       ...[...this.history.entries()].map(([id, entry]) => finished([id, entry as Json])),
     ];
   }
 
   private getJobs({ res, query }: Ctx): void {
-    const all = this.jobs();
+    const workflowId = query.get('workflow_id');
+    const all = this.jobs().filter((job) => !workflowId || job['workflow_id'] === workflowId);
     const offset = Number(query.get('offset') ?? 0);
     const limit = query.has('limit') ? Number(query.get('limit')) : all.length;
     const page = all.slice(offset, offset + limit);
@@ -1739,6 +1744,14 @@ function signature(prompt: Record<string, PromptNode>, id: string, depth = 0): s
     Array.isArray(value) && value.length === 2 ? `${signature(prompt, String(value[0]), depth + 1)}#${String(value[1])}` : pythonJson(value),
   ]);
   return JSON.stringify([node.class_type, inputs]);
+}
+
+/** `_extract_job_metadata`'s workflow id (`extra_pnginfo.workflow.id`), as a job's field; none when the prompt has none. */
+function workflowIdOf(extraData: unknown): Json {
+  const pngInfo = isObject(extraData) ? extraData['extra_pnginfo'] : undefined;
+  const workflow = isObject(pngInfo) ? pngInfo['workflow'] : undefined;
+  const id = isObject(workflow) ? workflow['id'] : undefined;
+  return id === undefined || id === null ? {} : { workflow_id: id };
 }
 
 /** Nodes the outputs depend on, dependencies first. */

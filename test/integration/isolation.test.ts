@@ -329,6 +329,31 @@ describe('isolation of the jobs API of newer ComfyUI servers', () => {
     const adminList = (await send(gateway.url, '/api/jobs', { key: keys.admin })).json<{ jobs: unknown[] }>();
     assert.equal(adminList.jobs.length, 3);
   });
+
+  test("a list filtered and ordered (workflow_id, status, sort_by, sort_order) neither lists nor counts another key's jobs of that workflow", async () => {
+    const fromTemplate = { extra_data: { extra_pnginfo: { workflow: { id: 'shared-template' } } } };
+    const bobPrompt = await queuePrompt(gateway.url, keys.bob, fromTemplate);
+    const alicePrompt = await queuePrompt(gateway.url, keys.alice, fromTemplate);
+    await waitForHistory(gateway.url, keys.bob, bobPrompt);
+    await waitForHistory(gateway.url, keys.alice, alicePrompt);
+    type JobList = { jobs: Array<{ id: string; workflow_id?: string }>; pagination: { total: number; has_more: boolean } };
+    const everyone = (await send(gateway.url, '/api/jobs?workflow_id=shared-template', { key: keys.admin })).json<JobList>();
+    assert.deepEqual(everyone.jobs.map((j) => j.id).sort(), [alicePrompt, bobPrompt].sort(), 'ComfyUI lists both keys’ jobs of the workflow');
+    for (const query of [
+      'workflow_id=shared-template',
+      'workflow_id=shared-template&status=completed&sort_by=execution_duration&sort_order=asc',
+      'workflow_id=shared-template&offset=0&limit=1&sort_by=created_at&sort_order=desc',
+    ]) {
+      const list = (await send(gateway.url, `/api/jobs?${query}`, { key: keys.alice })).json<JobList>();
+      assert.deepEqual(
+        list.jobs.map((j) => [j.id, j.workflow_id]),
+        [[alicePrompt, 'shared-template']],
+        query,
+      );
+      assert.equal(list.pagination.total, 1, `${query}: only her own job counts`);
+      assert.equal(list.pagination.has_more, false, query);
+    }
+  });
 });
 
 describe('the jobs API on a ComfyUI release without it', () => {
