@@ -330,6 +330,19 @@ describe('isolation of the jobs API of newer ComfyUI servers', () => {
     assert.equal(adminList.jobs.length, 3);
   });
 
+  test('status, sort_by and sort_order are read as ComfyUI reads them: in any case, each status trimmed, empty ones skipped', async () => {
+    const own = await queuePrompt(gateway.url, keys.alice);
+    await waitForHistory(gateway.url, keys.alice, own);
+    const ids = async (query: string): Promise<string[]> =>
+      (await send(gateway.url, `/api/jobs${query}`, { key: keys.alice })).json<{ jobs: Array<{ id: string }> }>().jobs.map((j) => j.id);
+    const all = await ids('');
+    assert.ok(all.includes(own));
+    // Every job of hers has completed.
+    for (const query of ['?status=Completed,FAILED', '?status=', '?status=completed,,', '?sort_by=CREATED_AT&sort_order=Desc'])
+      assert.deepEqual(await ids(query), all, query);
+    assert.deepEqual(await ids('?sort_order=ASC'), [...all].reverse());
+  });
+
   test("a list filtered and ordered (workflow_id, status, sort_by, sort_order) neither lists nor counts another key's jobs of that workflow", async () => {
     const fromTemplate = { extra_data: { extra_pnginfo: { workflow: { id: 'shared-template' } } } };
     const bobPrompt = await queuePrompt(gateway.url, keys.bob, fromTemplate);
