@@ -4,10 +4,11 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { openCollectingSocket, queuePrompt, SAVE_WORKFLOW, waitForHistory } from '../helpers/comfy-client.js';
-import { PROMPT_ID_MODES, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
+import { INTERRUPT_MODES, PROMPT_ID_MODES, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send } from '../helpers/http-client.js';
 import { createKey } from '../helpers/keys.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 interface Keys {
   admin: string;
@@ -280,6 +281,36 @@ for (const promptIds of PROMPT_ID_MODES) {
       assert.deepEqual(Object.keys((await send(gateway.url, '/api/history', { key: keys.bob })).json()), []);
       assert.ok(Object.keys((await send(gateway.url, '/api/history', { key: keys.admin })).json()).includes(alicePrompt));
     });
+  });
+}
+
+for (const interrupts of INTERRUPT_MODES) {
+  test(`an interrupt whose prompt_id is empty, no string, not JSON or another key's in other case never reaches ComfyUI while another key's prompt runs (${interrupts} interrupts)`, async () => {
+    const comfy = await startFakeComfyUI({ interrupts, stepDelayMs: 60 });
+    const { gateway, keys } = await startWithKeys(comfy);
+    try {
+      const bobPrompt = await queuePrompt(gateway.url, keys.bob);
+      await waitFor(() => comfy.started.includes(bobPrompt), 'bob’s prompt runs');
+      // ComfyUI reads an empty or missing prompt_id as "stop whatever runs"; a release with global interrupts reads any so.
+      for (const body of [
+        { prompt_id: '' },
+        { prompt_id: null },
+        { prompt_id: 0 },
+        { prompt_id: [bobPrompt] },
+        { prompt_id: bobPrompt.toUpperCase() },
+        'not json',
+        {},
+      ]) {
+        const res = await send(gateway.url, '/api/interrupt', { method: 'POST', key: keys.alice, body });
+        assert.equal(res.status, 200, JSON.stringify(body));
+      }
+      assert.equal(comfy.requests.filter((r) => r.url.endsWith('/interrupt')).length, 0, 'no interrupt reached ComfyUI');
+      const entry = await waitForHistory(gateway.url, keys.bob, bobPrompt);
+      assert.equal((entry.status as { status_str: string }).status_str, 'success', 'bob’s prompt ran to its end');
+    } finally {
+      await gateway.stop();
+      await comfy.close();
+    }
   });
 }
 
