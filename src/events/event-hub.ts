@@ -114,8 +114,9 @@ const COMPACT_SLACK = 64;
  * client_id. Each event is attributed by its `prompt_id` (type 4 previews by their metadata); events
  * without one (type 1 previews, progress text, `executing` with only a node) belong to the prompt
  * running on the backend, from its `execution_start` to its end, if they are of the kinds a prompt
- * sends (see EVENTS_OF_THE_RUNNING_PROMPT): other messages that name no prompt belong to no job. The job's key and client sockets get
- * the event with `prompt_id` set to the job's id; the observer is told of starts, outputs and ends.
+ * sends (see EVENTS_OF_THE_RUNNING_PROMPT): other messages that name no prompt belong to no job. The
+ * job's key and client sockets get the event with `prompt_id` set to the job's id; the observer is
+ * told of starts, outputs and ends.
  * `status` broadcasts are kept and offered to subscribers, never sent to sinks. Sinks may be shared by
  * the hubs of every backend, and relay JSON events to other replicas (see ClientSinkRegistry).
  */
