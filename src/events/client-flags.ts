@@ -4,8 +4,10 @@ import { parseJsonOrUndefined } from '../isolation/json-body.js';
 import type { Frame } from '../proxy/websocket.js';
 
 /**
- * ComfyUI interprets only a socket's first JSON text message: when it is `{"type":"feature_flags",...}`,
- * the flags are the socket's and ComfyUI answers with its own. Feed every client message to `read`.
+ * ComfyUI interprets only a socket's first JSON object: when it is `{"type":"feature_flags",...}`, the
+ * flags are the socket's and ComfyUI answers with its own. Any message before it that is not a JSON object
+ * (`null`, a list, a number, text that is not JSON) fails its `data.get` and leaves the next one first.
+ * Feed every client message to `read`.
  */
 export class ClientFeatureFlags {
   private settled = false;
@@ -15,9 +17,9 @@ export class ClientFeatureFlags {
   read(frame: Frame): boolean {
     if (frame.isBinary || this.settled) return false;
     const message = parseJsonOrUndefined(frame.data) as { type?: unknown; data?: { supports_preview_metadata?: unknown } } | null | undefined;
-    if (message === undefined) return false;
+    if (typeof message !== 'object' || message === null || Array.isArray(message)) return false;
     this.settled = true;
-    if (message?.type !== 'feature_flags') return false;
+    if (message.type !== 'feature_flags') return false;
     this.previewMetadata = message.data?.supports_preview_metadata === true;
     return true;
   }

@@ -87,6 +87,23 @@ interface Held {
 }
 
 const END_EVENTS = new Set(['execution_success', 'execution_error', 'execution_interrupted']);
+/**
+ * ComfyUI's messages of the running prompt that may name no prompt_id: `executing` with only a node (sent to a
+ * socket that reconnects while the prompt runs), `progress` of releases that did not name it, `display_component`
+ * (API nodes' UI, broadcast), and the prompt's other events as older releases sent them. Any other JSON message that
+ * names no prompt is ComfyUI's or a custom node's broadcast (the asset seeder's counts of every key's files,
+ * downloads), which is nobody's job: it is passed to no user key's socket.
+ */
+const EVENTS_OF_THE_RUNNING_PROMPT = new Set([
+  'execution_start',
+  'execution_cached',
+  'executing',
+  'progress',
+  'progress_state',
+  'executed',
+  'display_component',
+  ...END_EVENTS,
+]);
 const DEFAULT_HOLD: HoldLimits = { maxMessages: 1000, maxBytes: 8 * 1024 * 1024, maxMs: 10_000 };
 /** Delivered entries the queue of held events may keep beyond as many as it holds undelivered before it is compacted. */
 const COMPACT_SLACK = 64;
@@ -96,8 +113,10 @@ const COMPACT_SLACK = 64;
  * prompt's client_id, so every prompt forwarded to this backend must carry `clientId` as its
  * client_id. Each event is attributed by its `prompt_id` (type 4 previews by their metadata); events
  * without one (type 1 previews, progress text, `executing` with only a node) belong to the prompt
- * running on the backend, from its `execution_start` to its end. The job's key and client sockets get
- * the event with `prompt_id` set to the job's id; the observer is told of starts, outputs and ends.
+ * running on the backend, from its `execution_start` to its end, if they are of the kinds a prompt
+ * sends (see EVENTS_OF_THE_RUNNING_PROMPT): other messages that name no prompt belong to no job. The
+ * job's key and client sockets get the event with `prompt_id` set to the job's id; the observer is
+ * told of starts, outputs and ends.
  * `status` broadcasts are kept and offered to subscribers, never sent to sinks. Sinks may be shared by
  * the hubs of every backend, and relay JSON events to other replicas (see ClientSinkRegistry).
  */
@@ -281,7 +300,7 @@ export class EventHub implements ClientSinks {
     // A backend runs one prompt at a time: any event of a prompt that has not ended says it is the one running.
     if (promptId !== null || ends) this.runningNews += 1;
     if (promptId !== null && !ends) this.running = promptId;
-    const owner = promptId ?? this.running;
+    const owner = promptId ?? (EVENTS_OF_THE_RUNNING_PROMPT.has(type) ? this.running : null);
     if (ends && owner === this.running) this.running = null;
     if (owner !== null) this.dispatch(owner, { kind: 'text', message, raw, receivedAt: Date.now() / 1000 });
   }

@@ -36,7 +36,7 @@ const USER_KEY_FLAGS = { assets: false };
  * - the events and previews of the key's jobs with this clientId (previews of the type its feature
  *   flags asked for);
  * - ComfyUI's feature flags with `assets: false` (see USER_KEY_FLAGS), in answer to the client's when
- *   that is its first message (once ComfyUI has answered the gateway's, if it has not yet).
+ *   that is its first JSON object (once ComfyUI has answered the gateway's, if it has not yet).
  * Anything else a client sends is ignored, as ComfyUI ignores it.
  */
 export function userSocketSession(options: UserSocketOptions): AcceptOptions {

@@ -62,12 +62,13 @@ export async function getJobList(
   probe.set('offset', '0');
   const checked = await getUpstream(ctx.pool.any(), req, caller, `${path}?${probe}`);
   if (checked.status !== 200) return relayAnswer(res, checked);
-  const statuses = (query.get('status')?.split(',') ?? Object.keys(STATUS_OF)).flatMap((status) => STATUS_OF[status] ?? []);
+  const statuses = statusesOf(query);
   const jobs = ctx.jobs.jobs;
   const keyId = caller.key.key_id;
   let own = jobs.list({ keyId, statuses, offset: 0, limit: jobs.count({ keyId, statuses }) });
-  if (query.get('sort_by') === 'execution_duration') own = [...own].sort((a, b) => (b.execution_seconds ?? 0) - (a.execution_seconds ?? 0));
-  if (query.get('sort_order') === 'asc') own = [...own].reverse();
+  const order = orderOf(query);
+  if (order.byDuration) own = [...own].sort((a, b) => (b.execution_seconds ?? 0) - (a.execution_seconds ?? 0));
+  if (order.ascending) own = [...own].reverse();
   const workflowId = query.get('workflow_id');
   const wanted = limit === undefined ? Number.MAX_SAFE_INTEGER : offset + limit;
   const found: Array<Record<string, unknown>> = [];
@@ -83,6 +84,26 @@ export async function getJobList(
   if (!workflowId) total = own.length;
   const page = found.slice(offset);
   relayJson(res, checked, { jobs: page, pagination: { offset, limit: limit ?? null, total, has_more: offset + page.length < total } });
+}
+
+/**
+ * The registry's statuses of a list's `status` filter, read as ComfyUI reads it: comma-separated, each part trimmed and
+ * in any case, empty parts skipped; none given (or only empty parts) is every status. ComfyUI has refused unknown ones.
+ */
+function statusesOf(query: URLSearchParams): JobStatus[] {
+  const asked = (query.get('status') ?? '')
+    .split(',')
+    .map((status) => status.trim().toLowerCase())
+    .filter((status) => status !== '');
+  return (asked.length > 0 ? asked : Object.keys(STATUS_OF)).flatMap((status) => (Object.hasOwn(STATUS_OF, status) ? STATUS_OF[status]! : []));
+}
+
+/** A list's order, read as ComfyUI reads `sort_by` (created_at or execution_duration) and `sort_order` (desc or asc), in any case. */
+export function orderOf(query: URLSearchParams): { byDuration: boolean; ascending: boolean } {
+  return {
+    byDuration: query.get('sort_by')?.toLowerCase() === 'execution_duration',
+    ascending: query.get('sort_order')?.toLowerCase() === 'asc',
+  };
 }
 
 /**

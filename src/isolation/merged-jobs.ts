@@ -5,7 +5,7 @@ import { getUpstream, type IsolatedCaller, type IsolationContext } from './conte
 import { invalidRequest } from '../errors.js';
 import { askEach } from './each-backend.js';
 import { MAX_MERGED_WINDOW } from './merged-history.js';
-import { jobIdsOf, pageOf } from './jobs.js';
+import { jobIdsOf, orderOf, pageOf } from './jobs.js';
 import { parseComfyJson, relayAnswer, relayJson } from './json-body.js';
 
 /** The page of an admin's merged list without `limit` (ComfyUI's own would be every job). */
@@ -56,8 +56,8 @@ export async function getMergedJobList(
     merged.push(...list.jobs.map((job) => ({ ...job, id: ids.get(String(job.id)) ?? job.id })));
     total += typeof list.pagination?.total === 'number' ? list.pagination.total : list.jobs.length;
   }
-  const key = query.get('sort_by') === 'execution_duration' ? duration : createdAt;
-  const ascending = query.get('sort_order') === 'asc';
+  const { byDuration, ascending } = orderOf(query);
+  const key = byDuration ? duration : createdAt;
   merged.sort((a, b) => (ascending ? key(a) - key(b) : key(b) - key(a)));
   const jobs = merged.slice(offset, offset + limit);
   relayJson(res, answers[0]!.value, { jobs, pagination: { offset, limit, total, has_more: offset + jobs.length < total } });

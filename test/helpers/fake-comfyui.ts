@@ -50,6 +50,14 @@ export interface FakeComfyUIOptions {
    */
   assets?: boolean;
   /**
+   * `true`: the background asset scan of releases with assets on (since January 2026). Serving the node list
+   * (`/object_info`) starts a scan of the models, input and output folders, whose seeder broadcasts
+   * `assets.seed.started` and `assets.seed.completed` to every socket (`send_sync` without a sid), counting every
+   * file it found, whoever made it; they name no prompt. Default false: no scan, as with `--disable-assets` or
+   * before assets.
+   */
+  assetScans?: boolean;
+  /**
    * `attachment` (default): files are served as ComfyUI does in 2026: `/view` with nosniff, and an active type (HTML, JS,
    * CSS, SVG, XML) with `Vary: Sec-Fetch-Dest` and `Cache-Control: no-store`, as an octet-stream attachment unless it is an
    * SVG asked for as an image (`Sec-Fetch-Dest: image`); `/userdata/{file}` as an attachment with nosniff.
@@ -590,6 +598,7 @@ class FakeServer implements FakeComfyUI {
       api('GET', '/features', ({ res }) => sendJson(res, this.serverFeatures())),
       api('GET', '/object_info', async ({ res }) => {
         await sleep(this.opts.objectInfoDelayMs ?? 0);
+        if (this.opts.assetScans) await this.scanAssets();
         sendJson(res, await this.withInputFiles(OBJECT_INFO));
       }),
       api('GET', '/object_info/{class}', async ({ res, params }) => {
@@ -733,6 +742,16 @@ class FakeServer implements FakeComfyUI {
 
   private broadcast(type: string, data: unknown): void {
     for (const { ws } of this.clients.values()) sendFrame(ws, type, data);
+  }
+
+  /** What the asset seeder broadcasts as it scans the input and output folders (see `assetScans`). */
+  private async scanAssets(): Promise<void> {
+    const started = Date.now();
+    let total = 0;
+    for (const dir of [this.dirs.input, this.dirs.output])
+      total += (await readdir(dir, { withFileTypes: true, recursive: true })).filter((entry) => entry.isFile()).length;
+    this.broadcast('assets.seed.started', { roots: ['models', 'input', 'output'], total });
+    this.broadcast('assets.seed.completed', { scanned: total, total, created: total, skipped: 0, elapsed: (Date.now() - started) / 1000 });
   }
 
   private broadcastStatus(): void {
@@ -922,7 +941,8 @@ class FakeServer implements FakeComfyUI {
    * The jobs API of newer servers: queue and history as one list of jobs. A finished job tells of its outputs as
    * comfy_execution/jobs.py does for the fake's images (other outputs, such as Preview3D's, neither counted nor previewed): every item counted and previewable, the preview the first
    * saved one (else the first), with its `nodeId` and `mediaType`; `detail` adds the history's outputs, status and
-   * prompt, as `/api/jobs/{id}` answers.
+   * prompt, as `/api/jobs/{id}` answers. Each job names the UI workflow it came from (`workflow_id`), which the list's
+   * `workflow_id` parameter filters on.
    */
   private jobs(detail = false): Json[] {
     const status = (entry: Json): string => ((entry['status'] as Json | undefined)?.['status_str'] === 'success' ? 'completed' : 'failed');
@@ -937,6 +957,7 @@ class FakeServer implements FakeComfyUI {
       return {
         id,
         status: status(entry),
+        ...workflowIdOf(extraData),
         outputs_count: items.length,
         previewable_outputs_count: items.length,
         ...(preview ? { preview_output: preview } : {}),
@@ -944,14 +965,17 @@ class FakeServer implements FakeComfyUI {
       };
     };
     return [
-      ...(this.running ? [{ id: this.running.item.id, status: 'in_progress', priority: this.running.item.number }] : []),
-      ...this.pending.map((item) => ({ id: item.id, status: 'pending', priority: item.number })),
+      ...(this.running
+        ? [{ id: this.running.item.id, status: 'in_progress', priority: this.running.item.number, ...workflowIdOf(this.running.item.extraData) }]
+        : []),
+      ...this.pending.map((item) => ({ id: item.id, status: 'pending', priority: item.number, ...workflowIdOf(item.extraData) })),
       ...[...this.history.entries()].map(([id, entry]) => finished([id, entry as Json])),
     ];
   }
 
   private getJobs({ res, query }: Ctx): void {
-    const all = this.jobs();
+    const workflowId = query.get('workflow_id');
+    const all = this.jobs().filter((job) => !workflowId || job['workflow_id'] === workflowId);
     const offset = Number(query.get('offset') ?? 0);
     const limit = query.has('limit') ? Number(query.get('limit')) : all.length;
     const page = all.slice(offset, offset + limit);
@@ -1721,6 +1745,14 @@ function signature(prompt: Record<string, PromptNode>, id: string, depth = 0): s
     Array.isArray(value) && value.length === 2 ? `${signature(prompt, String(value[0]), depth + 1)}#${String(value[1])}` : pythonJson(value),
   ]);
   return JSON.stringify([node.class_type, inputs]);
+}
+
+/** `_extract_job_metadata`'s workflow id (`extra_pnginfo.workflow.id`), as a job's field; none when the prompt has none. */
+function workflowIdOf(extraData: unknown): Json {
+  const pngInfo = isObject(extraData) ? extraData['extra_pnginfo'] : undefined;
+  const workflow = isObject(pngInfo) ? pngInfo['workflow'] : undefined;
+  const id = isObject(workflow) ? workflow['id'] : undefined;
+  return id === undefined || id === null ? {} : { workflow_id: id };
 }
 
 /** Nodes the outputs depend on, dependencies first. */

@@ -85,6 +85,17 @@ describe('keyed sockets get their jobs from the event hub', () => {
     await userSocket.close();
     await adminSocket.close();
   });
+
+  test('a user socket whose first messages are JSON but no object still has its feature_flags read and answered, as ComfyUI reads them', async () => {
+    const socket = await openCollectingSocket(`${url.replace('http', 'ws')}/ws?clientId=late-flags`, { 'x-api-key': user.api_key });
+    for (const first of ['null', '[1]', '7', '"text"']) socket.ws.send(first);
+    socket.ws.send(JSON.stringify({ type: 'feature_flags', data: { supports_preview_metadata: true } }));
+    await waitFor(() => socket.texts.some((m) => m.type === 'feature_flags'), 'the feature_flags answer');
+    const job = await submit(user, 'late-flags');
+    await waitFor(() => finished(socket, job), 'the job to finish');
+    assert.equal(readPreviewWithMetadata(socket.binaries[0]!)?.metadata.prompt_id, job, 'previews with metadata, as the flags asked');
+    await socket.close();
+  });
 });
 
 describe('a user socket that asks for feature flags before ComfyUI has answered the gateway', () => {

@@ -4,10 +4,11 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { openCollectingSocket, queuePrompt, SAVE_WORKFLOW, waitForHistory } from '../helpers/comfy-client.js';
-import { PROMPT_ID_MODES, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
+import { INTERRUPT_MODES, PROMPT_ID_MODES, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send } from '../helpers/http-client.js';
 import { createKey } from '../helpers/keys.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 interface Keys {
   admin: string;
@@ -283,6 +284,36 @@ for (const promptIds of PROMPT_ID_MODES) {
   });
 }
 
+for (const interrupts of INTERRUPT_MODES) {
+  test(`an interrupt whose prompt_id is empty, no string, not JSON or another key's in other case never reaches ComfyUI while another key's prompt runs (${interrupts} interrupts)`, async () => {
+    const comfy = await startFakeComfyUI({ interrupts, stepDelayMs: 60 });
+    const { gateway, keys } = await startWithKeys(comfy);
+    try {
+      const bobPrompt = await queuePrompt(gateway.url, keys.bob);
+      await waitFor(() => comfy.started.includes(bobPrompt), 'bob’s prompt runs');
+      // ComfyUI reads an empty or missing prompt_id as "stop whatever runs"; a release with global interrupts reads any so.
+      for (const body of [
+        { prompt_id: '' },
+        { prompt_id: null },
+        { prompt_id: 0 },
+        { prompt_id: [bobPrompt] },
+        { prompt_id: bobPrompt.toUpperCase() },
+        'not json',
+        {},
+      ]) {
+        const res = await send(gateway.url, '/api/interrupt', { method: 'POST', key: keys.alice, body });
+        assert.equal(res.status, 200, JSON.stringify(body));
+      }
+      assert.equal(comfy.requests.filter((r) => r.url.endsWith('/interrupt')).length, 0, 'no interrupt reached ComfyUI');
+      const entry = await waitForHistory(gateway.url, keys.bob, bobPrompt);
+      assert.equal((entry.status as { status_str: string }).status_str, 'success', 'bob’s prompt ran to its end');
+    } finally {
+      await gateway.stop();
+      await comfy.close();
+    }
+  });
+}
+
 describe('isolation of the jobs API of newer ComfyUI servers', () => {
   let comfy: FakeComfyUI;
   let gateway: GatewayProcess;
@@ -328,6 +359,44 @@ describe('isolation of the jobs API of newer ComfyUI servers', () => {
     });
     const adminList = (await send(gateway.url, '/api/jobs', { key: keys.admin })).json<{ jobs: unknown[] }>();
     assert.equal(adminList.jobs.length, 3);
+  });
+
+  test('status, sort_by and sort_order are read as ComfyUI reads them: in any case, each status trimmed, empty ones skipped', async () => {
+    const own = await queuePrompt(gateway.url, keys.alice);
+    await waitForHistory(gateway.url, keys.alice, own);
+    const ids = async (query: string): Promise<string[]> =>
+      (await send(gateway.url, `/api/jobs${query}`, { key: keys.alice })).json<{ jobs: Array<{ id: string }> }>().jobs.map((j) => j.id);
+    const all = await ids('');
+    assert.ok(all.includes(own));
+    // Every job of hers has completed.
+    for (const query of ['?status=Completed,FAILED', '?status=', '?status=completed,,', '?sort_by=CREATED_AT&sort_order=Desc'])
+      assert.deepEqual(await ids(query), all, query);
+    assert.deepEqual(await ids('?sort_order=ASC'), [...all].reverse());
+  });
+
+  test("a list filtered and ordered (workflow_id, status, sort_by, sort_order) neither lists nor counts another key's jobs of that workflow", async () => {
+    const fromTemplate = { extra_data: { extra_pnginfo: { workflow: { id: 'shared-template' } } } };
+    const bobPrompt = await queuePrompt(gateway.url, keys.bob, fromTemplate);
+    const alicePrompt = await queuePrompt(gateway.url, keys.alice, fromTemplate);
+    await waitForHistory(gateway.url, keys.bob, bobPrompt);
+    await waitForHistory(gateway.url, keys.alice, alicePrompt);
+    type JobList = { jobs: Array<{ id: string; workflow_id?: string }>; pagination: { total: number; has_more: boolean } };
+    const everyone = (await send(gateway.url, '/api/jobs?workflow_id=shared-template', { key: keys.admin })).json<JobList>();
+    assert.deepEqual(everyone.jobs.map((j) => j.id).sort(), [alicePrompt, bobPrompt].sort(), 'ComfyUI lists both keys’ jobs of the workflow');
+    for (const query of [
+      'workflow_id=shared-template',
+      'workflow_id=shared-template&status=completed&sort_by=execution_duration&sort_order=asc',
+      'workflow_id=shared-template&offset=0&limit=1&sort_by=created_at&sort_order=desc',
+    ]) {
+      const list = (await send(gateway.url, `/api/jobs?${query}`, { key: keys.alice })).json<JobList>();
+      assert.deepEqual(
+        list.jobs.map((j) => [j.id, j.workflow_id]),
+        [[alicePrompt, 'shared-template']],
+        query,
+      );
+      assert.equal(list.pagination.total, 1, `${query}: only her own job counts`);
+      assert.equal(list.pagination.has_more, false, query);
+    }
   });
 });
 
