@@ -3,6 +3,9 @@
 import type { IncomingMessage } from 'node:http';
 import { BlockList, isIP } from 'node:net';
 
+/** The forwarded host names of a request that has none. */
+const NO_HOSTS: readonly string[] = [];
+
 /** Parses one `--trusted-proxy` entry (an address or a CIDR block); returns an error message for a bad one. */
 export function checkTrustedProxy(entry: string): string | null {
   const [address, bits, ...rest] = entry.split('/');
@@ -85,14 +88,18 @@ export class ClientAddressing {
   }
 
   /**
-   * Every host name the request gives: its `Host`, and from a trusted proxy each `X-Forwarded-Host`
-   * entry. A proxy passes on the headers it does not set itself (nginx a client's `X-Forwarded-Host`,
-   * Apache appends its own to it), so any of them may be the client's: all must be names the gateway
-   * answers to, or a page on a rebound name could claim the site's.
+   * The host names a trusted proxy's `X-Forwarded-Host` gives, each entry (none from anyone else). A proxy
+   * passes on the headers it does not set itself (nginx a client's `X-Forwarded-Host`, Apache appends its own
+   * to it), so any of them may be the client's: all must be names the gateway answers to, as `Host` must, or
+   * a page on a rebound name could claim the site's.
    */
-  hostNames(req: IncomingMessage): string[] {
-    const forwarded = this.viaTrustedProxy(req) ? String(req.headers['x-forwarded-host'] ?? '').split(',') : [];
-    return [req.headers.host ?? '', ...forwarded.map((entry) => entry.trim())].filter(Boolean);
+  forwardedHosts(req: IncomingMessage): readonly string[] {
+    const given = req.headers['x-forwarded-host'];
+    if (given === undefined || !this.viaTrustedProxy(req)) return NO_HOSTS;
+    return String(given)
+      .split(',')
+      .map((entry) => entry.trim())
+      .filter(Boolean);
   }
 
   /** The gateway's own origin as the client sees it, e.g. `https://comfy.example.com`. */

@@ -340,8 +340,9 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
    * site started (403).
    */
   function refuseForeign(req: IncomingMessage, path: string): void {
-    const refusedHost = addressing.hostNames(req).find((host) => !hosts.allows(host));
-    if (refusedHost !== undefined) throw hostNotAllowed(refusedHost);
+    const host = req.headers.host;
+    if (!hosts.allows(host)) throw hostNotAllowed(host!);
+    for (const forwarded of addressing.forwardedHosts(req)) if (!hosts.allows(forwarded)) throw hostNotAllowed(forwarded);
     const crossSite = crossSiteRefusal(req, addressing.origin(req), { allowFraming: config.frameAncestors.length > 0, path });
     if (crossSite) throw forbidden(crossSite);
   }
