@@ -51,7 +51,7 @@ const OVERWRITE_REASONS: SizeReasons = {
     `this one is ${size.width}×${size.height} (each side is held to the longer one, as ComfyUI turns an image its EXIF orientation says is turned)`,
 };
 
-const OVERWRITE_BATCH_REASON = `this one is not known to hold one image (a still PNG or a simple WebP of at most ${MAX_WHOLE_IMAGE_BYTES / 1024 / 1024} MiB)`;
+const OVERWRITE_BATCH_REASON = `this one is not known to hold one image (a still PNG, a JPEG or a simple WebP of at most ${MAX_WHOLE_IMAGE_BYTES / 1024 / 1024} MiB)`;
 
 const IMAGE_RULE =
   'under max_width, max_height or max_batch_size, an upload that overwrites a file must be an image the gateway can size ' +

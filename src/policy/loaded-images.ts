@@ -135,7 +135,7 @@ export function imageBatchViolations(policy: PromptPolicy, nodeId: string | null
 const LOADED_BATCH_REASON =
   'LoadImage makes a batch of every frame of the file it loads (an animated GIF, PNG or WebP, or images appended after the first), ' +
   `and with max_batch_size set the gateway must know it holds one image: it reads a file of at most ${MAX_WHOLE_IMAGE_BYTES / 1024 / 1024} MiB ` +
-  'named as text (not a link, no % or glob character) that the key may load, and knows a still PNG or a simple (not extended) WebP: ' +
+  'named as text (not a link, no % or glob character) that the key may load, and knows a still PNG, a JPEG (not a multi-picture one) or a simple (not extended) WebP: ' +
   'save the image as such a file, or use a key whose policy does not set max_batch_size';
 
 /**

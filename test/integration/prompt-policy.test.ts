@@ -70,7 +70,7 @@ function gif(width: number, height: number): Buffer {
   return Buffer.concat([Buffer.from('GIF89a', 'latin1'), sides, Buffer.from([0, 0, 0, 0x2c, 0, 0, 0, 0]), sides, Buffer.from([0, 2, 2, 0x4c, 0x01, 0, 0x3b])]);
 }
 
-/** A JPEG whose frame header (`width` × `height`) follows 120 KB of metadata, so that its size is read past its first 64 KiB. */
+/** A whole JPEG whose frame header (`width` × `height`) follows 120 KB of metadata, so that its size is read past its first 64 KiB. */
 function jpegAfterMetadata(width: number, height: number): Buffer {
   const segment = (marker: number, data: Buffer): Buffer =>
     Buffer.concat([Buffer.from([0xff, marker, (data.length + 2) >> 8, (data.length + 2) & 0xff]), data]);
@@ -82,6 +82,7 @@ function jpegAfterMetadata(width: number, height: number): Buffer {
     segment(0xc0, frame),
     segment(0xda, Buffer.alloc(8)),
     Buffer.alloc(64),
+    Buffer.from([0xff, 0xd9]),
   ]);
 }
 
@@ -625,6 +626,8 @@ describe('prompt policy', () => {
       [`bytes=0-${4 * 1024 * 1024}`],
       'one read of the whole file',
     );
+    const photo = await post(key, { prompt: await joined('photo.jpg', jpegAfterMetadata(64, 48), 3) });
+    assert.equal(photo.status, 200, photo.text);
     const joinedPast = await post(key, { prompt: await joined('again.png', grayPng(64, 64), 4) });
     assert.deepEqual(rule(joinedPast), [['12', 'max_batch_size', 5]], "the join counts the loaded file's one image");
 

@@ -192,8 +192,21 @@ describe('image header size', () => {
 });
 
 describe('the images LoadImage makes a batch of, from a whole file', () => {
-  test('a still PNG, or a simple WebP, that ends where the file does holds one image', () => {
+  /** A whole baseline JPEG: SOI, `segments`, a frame header, a scan (its data with a stuffed 0xFF and a restart marker), EOI. */
+  const wholeJpeg = (...segments: Buffer[]): Buffer =>
+    Buffer.concat([
+      Buffer.from([0xff, 0xd8]),
+      ...segments,
+      frameHeader(64, 48),
+      jpegSegment(0xda, Buffer.alloc(10)),
+      Buffer.from([0x12, 0xff, 0x00, 0x34, 0xff, 0xd0, 0x56]),
+      Buffer.from([0xff, 0xd9]),
+    ]);
+
+  test('a still PNG, a JPEG or a simple WebP that ends where the file does holds one image', () => {
     assert.equal(imageFrames(png(64, 48)), 1);
+    assert.equal(imageFrames(wholeJpeg()), 1);
+    assert.equal(imageFrames(wholeJpeg(exifSegment(6, 100))), 1, 'with EXIF');
     assert.equal(imageFrames(webp(vp8(320, 240))), 1);
     assert.equal(imageFrames(webp(vp8l(1000, 16))), 1);
   });
@@ -214,7 +227,15 @@ describe('the images LoadImage makes a batch of, from a whole file', () => {
     assert.equal(imageFrames(webp(vp8x(128, 128), riffChunk('ANIM', Buffer.alloc(6)), riffChunk('ANMF', Buffer.alloc(16)))), undefined, 'an extended WebP');
     assert.equal(imageFrames(Buffer.concat([webp(vp8(8, 8)), webp(vp8(8, 8))])), undefined, 'a WebP appended to another');
     assert.equal(imageFrames(gif(64, 64)), undefined, "a GIF's frames are only known by decoding it");
-    assert.equal(imageFrames(jpeg(frameHeader(64, 64))), undefined);
+    assert.equal(imageFrames(Buffer.concat([wholeJpeg(), wholeJpeg()])), undefined, 'a JPEG appended to another');
+    assert.equal(imageFrames(Buffer.concat([wholeJpeg(), Buffer.alloc(4)])), undefined, 'bytes after EOI');
+    assert.equal(imageFrames(wholeJpeg().subarray(0, -1)), undefined, 'cut before EOI');
+    assert.equal(imageFrames(jpeg(frameHeader(64, 64))), undefined, 'a scan that never ends');
+    const mpf = jpegSegment(0xe2, Buffer.concat([Buffer.from('MPF\0', 'latin1'), Buffer.alloc(16)]));
+    assert.equal(imageFrames(wholeJpeg(mpf)), undefined, 'a Multi-Picture file, which Pillow opens as MPO');
+    const inner = wholeJpeg();
+    const hidden = Buffer.concat([inner.subarray(0, -2), Buffer.from([0xff, 0xd8, 0, 4, 0, 0]), inner.subarray(-2)]);
+    assert.equal(imageFrames(hidden), undefined, 'a second SOI');
     assert.equal(imageFrames(bmp(64, 64)), undefined);
   });
 
