@@ -461,6 +461,7 @@ describe('prompt policy', () => {
         ['12', 'max_batch_size', 'unbounded'],
         ['12', 'max_frames', 'unbounded'],
         ['13', 'max_width', 'unbounded'],
+        ['13', 'max_batch_size', 'unbounded'],
       ],
     );
     assert.match(refused.text, /size of a loaded video is not read/);
