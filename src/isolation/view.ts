@@ -141,7 +141,7 @@ function lookUpRecentOutputs(ctx: IsolationContext, req: IncomingMessage, caller
  * caller's. With several backends it goes to each (see sendUpload), and becomes the caller's only when
  * every one stored it under the same name. A user key's form is read as it streams on (see UploadFormReader) and refused before
  * ComfyUI can act on it when it uploads anywhere but input, overwrites another key's file, overwrites
- * a file with an image its policy's max_width or max_height refuses, or masks an image that is not the key's.
+ * a file with an image its policy's max_width, max_height or max_batch_size refuses, or masks an image that is not the key's.
  */
 export async function postUpload(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   let reader: UploadFormReader | null = null;
@@ -220,8 +220,8 @@ function sendUpload(ctx: IsolationContext, req: IncomingMessage, caller: Isolate
 
 /**
  * What ComfyUI's upload reads of the form (the first part of each name), checked for a user key (whose
- * prompt policy is `policy`). An upload that overwrites must hold an image within the policy's max_width
- * limits (see checkOverwritingImage), and claims its file before ComfyUI writes it (its end waits for the claim), so
+ * prompt policy is `policy`). An upload that overwrites must hold an image within the policy's max_width,
+ * max_height and max_batch_size limits (see checkOverwritingImage), and claims its file before ComfyUI writes it (its end waits for the claim), so
  * that two keys' uploads of one name at once, on one replica or several, cannot both pass: the
  * second key gets 403, and an upload without overwrite that ComfyUI stored under the name meanwhile
  * gets 409 (postUpload).

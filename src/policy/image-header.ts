@@ -61,11 +61,11 @@ function pngSize(head: Buffer): SizeRead {
 }
 
 /** JPEG markers that stand alone, without a length: RSTn, TEM. */
-const STANDALONE = (marker: number): boolean => (marker >= 0xd0 && marker <= 0xd7) || marker === 0x01;
+export const STANDALONE = (marker: number): boolean => (marker >= 0xd0 && marker <= 0xd7) || marker === 0x01;
 /** Start-of-frame markers (SOF0–SOF15 but DHT, JPG and DAC), whose segment gives the frame's height and width. */
 const FRAME_HEADER = (marker: number): boolean => marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
-const START_OF_SCAN = 0xda;
-const END_OF_IMAGE = 0xd9;
+export const START_OF_SCAN = 0xda;
+export const END_OF_IMAGE = 0xd9;
 
 /** JPEG: the frame headers (SOFn) among the segments before the first scan; a height of 0 (given later, by DNL) is not read. */
 function jpegSize(head: Buffer): SizeRead {

@@ -51,6 +51,9 @@ const UNREAD = {
     size:
       'the sizes of the images a 3D scene loads are not read, and with max_width or max_height set what a node loads must be within them: ' +
       'use a key whose policy sets neither limit',
+    batch:
+      'the images a 3D scene loads are not read, and LoadImage, which loads them, makes a batch of every frame of a file: with max_batch_size ' +
+      'set what a node loads must be within it: use a key whose policy does not set max_batch_size',
     frames:
       'the number of frames of the video a 3D scene loads as its recording is not read, and with max_frames set a loaded video must be within it: ' +
       'leave its recording empty, or use a key whose policy does not set max_frames',
@@ -98,7 +101,7 @@ const SIDE_LIMIT = { width: 'max_width', height: 'max_height' } as const;
 /**
  * The violations of a loader of a video, a latent or a 3D scene (none for any other node, or when `sizes`
  * are read later), under each limit what it loads could break: max_width/max_height, max_frames for a video
- * (and a 3D scene's recording) or a latent, and max_batch_size for a latent. A latent whose header was read
+ * (and a 3D scene's recording) or a latent, and max_batch_size for a latent or a 3D scene (its images). A latent whose header was read
  * is held to them by what it may decode to (see LatentSize: each side, its batch, its frames); anything not
  * read refuses the loader as `unbounded` (under max_width/max_height once, for the first one set), with the reason.
  */

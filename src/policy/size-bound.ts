@@ -4,7 +4,7 @@ import { inputValue } from '../isolation/input-value.js';
 import { BATCH_REPEATS, BATCH_UNKNOWN, joinedDimensions, joinSpacing, resizesToMatch } from './joins.js';
 import { inputBaseName, inputLimits } from './limited-inputs.js';
 import { literalNumber } from './literal-number.js';
-import { isImageLoader, loadedSide, type LoadedSizes } from './loaded-images.js';
+import { isImageLoader, loadedImageBatch, loadedSide, type LoadedSizes } from './loaded-images.js';
 import { isMediaLoader, loadedMediaBatch, loadedMediaSide } from './loaded-media.js';
 import { inputsNamed, nodeInputs } from './node-inputs.js';
 import type { PromptNode } from './node-replacements.js';
@@ -89,7 +89,7 @@ export function linksPixels(node: PromptNode): boolean {
 /**
  * Bounds of the sizes and batches a prompt's nodes output, each found once per node (so a walk costs at most
  * the prompt's size). An image loader's sides are the longest side of the image it loads (see loadedSide);
- * its batch is not known (a file's frames). A loaded latent's are what it may decode to (see LatentSize); a
+ * its batch, the images its file holds when they are known (see loadedImageBatch). A loaded latent's are what it may decode to (see LatentSize); a
  * loaded video's or 3D scene's are not known. A bound is undefined (unknown) when the walk reaches an image
  * loader of unknown size, a node of no literal size (or batch) that has no links to follow, a link to no node, a cycle, a chain of more than MAX_DEPTH
  * links, a model upscaler, a side a node derives from its input's aspect ratio or pixel count, or a batch
@@ -176,6 +176,7 @@ export class SizeBounds {
   private batch(node: PromptNode, depth: number): number | undefined {
     if (BATCH_UNKNOWN.has(node.class_type)) return undefined;
     if (isMediaLoader(node)) return loadedMediaBatch(node, this.loaded);
+    if (isImageLoader(node)) return loadedImageBatch(node, this.loaded);
     const inputs = nodeInputs(node);
     if (BATCH_REPEATS.has(node.class_type)) return product(this.given(node, 'batch', depth), largestPositive(inputsNamed(inputs, ['amount'])));
     const counts = Object.keys(inputs).filter((input) =>

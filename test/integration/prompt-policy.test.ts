@@ -51,7 +51,26 @@ function grayPng(width: number, height: number, shade = 0): Buffer {
   ]);
 }
 
-/** A JPEG whose frame header (`width` × `height`) follows 120 KB of metadata, so that its size is read past its first 64 KiB. */
+/** `png` (as grayPng makes it) made an animated PNG: an `acTL` chunk of `frames` frames put before its image data. */
+function animatedPng(png: Buffer, frames: number): Buffer {
+  const data = Buffer.alloc(8);
+  data.writeUInt32BE(frames, 0);
+  const typed = Buffer.concat([Buffer.from('acTL', 'latin1'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(typed));
+  // The signature (8 bytes) and IHDR (25) come first.
+  return Buffer.concat([png.subarray(0, 33), Buffer.from([0, 0, 0, 8]), typed, crc, png.subarray(33)]);
+}
+
+/** A GIF of `width` × `height` whose first frame fills it (its frames are not counted from its start). */
+function gif(width: number, height: number): Buffer {
+  const sides = Buffer.alloc(4);
+  sides.writeUInt16LE(width, 0);
+  sides.writeUInt16LE(height, 2);
+  return Buffer.concat([Buffer.from('GIF89a', 'latin1'), sides, Buffer.from([0, 0, 0, 0x2c, 0, 0, 0, 0]), sides, Buffer.from([0, 2, 2, 0x4c, 0x01, 0, 0x3b])]);
+}
+
+/** A whole JPEG whose frame header (`width` × `height`) follows 120 KB of metadata, so that its size is read past its first 64 KiB. */
 function jpegAfterMetadata(width: number, height: number): Buffer {
   const segment = (marker: number, data: Buffer): Buffer =>
     Buffer.concat([Buffer.from([0xff, marker, (data.length + 2) >> 8, (data.length + 2) & 0xff]), data]);
@@ -63,6 +82,7 @@ function jpegAfterMetadata(width: number, height: number): Buffer {
     segment(0xc0, frame),
     segment(0xda, Buffer.alloc(8)),
     Buffer.alloc(64),
+    Buffer.from([0xff, 0xd9]),
   ]);
 }
 
@@ -441,6 +461,7 @@ describe('prompt policy', () => {
         ['12', 'max_batch_size', 'unbounded'],
         ['12', 'max_frames', 'unbounded'],
         ['13', 'max_width', 'unbounded'],
+        ['13', 'max_batch_size', 'unbounded'],
       ],
     );
     assert.match(refused.text, /size of a loaded video is not read/);
@@ -532,29 +553,32 @@ describe('prompt policy', () => {
     assert.match(unreadable.text, /safetensors header/);
   });
 
-  test('under max_batch_size or max_frames, an upload that overwrites a file with a latent over them, or one the gateway cannot read, is refused', async () => {
-    const key = await keyWith({ max_batch_size: 2, max_frames: 16 });
+  /** Overwrites `key`'s upload `name` with `content` (`overwrite` first). */
+  const overwriteAs = (key: string, name: string, content: Buffer): Promise<TestResponse> =>
+    send(gateway.url, '/api/upload/image', {
+      method: 'POST',
+      key,
+      ...multipart([
+        { name: 'overwrite', value: 'true' },
+        { name: 'image', filename: name, value: content },
+      ]),
+    });
+
+  test('under max_frames, an upload that overwrites a file with a latent over it, or one the gateway cannot read, is refused', async () => {
+    const key = await keyWith({ max_frames: 16 });
     const name = await uploadAs(key, 'kept.latent', latentFile([1, 4, 8, 8]));
-    const overwrite = (content: Buffer): Promise<TestResponse> =>
-      send(gateway.url, '/api/upload/image', {
-        method: 'POST',
-        key,
-        ...multipart([
-          { name: 'overwrite', value: 'true' },
-          { name: 'image', filename: name, value: content },
-        ]),
-      });
+    const overwrite = (content: Buffer): Promise<TestResponse> => overwriteAs(key, name, content);
     const stored = (): Promise<Buffer> => readFile(join(comfy.inputDir, name));
     const before = await stored();
 
-    const larger = await overwrite(latentFile([4, 4, 8, 8]));
-    assert.equal(larger.status, 403, larger.text);
-    assert.equal(larger.json<{ error_code: string }>().error_code, 'PROMPT_POLICY');
+    const longer = await overwrite(latentFile([1, 16, 3, 8, 8]));
+    assert.equal(longer.status, 403, longer.text);
+    assert.equal(longer.json<{ error_code: string }>().error_code, 'PROMPT_POLICY');
     assert.deepEqual(
-      larger.json<{ details: Violation[] }>().details.map(({ node_id, rule, limit, value }) => ({ node_id, rule, limit, value })),
-      [{ node_id: null, rule: 'max_batch_size', limit: 2, value: 4 }],
+      longer.json<{ details: Violation[] }>().details.map(({ node_id, rule, limit, value }) => ({ node_id, rule, limit, value })),
+      [{ node_id: null, rule: 'max_frames', limit: 16, value: 17 }],
     );
-    assert.match(larger.text, /must hold a latent the gateway can read within the limits.*a batch of 4/);
+    assert.match(longer.text, /must hold a latent the gateway can read within the limit.*up to 17 frames/);
 
     // A header longer than the gateway reads: whatever it holds, LoadLatent may load it.
     const longHeader = Buffer.alloc(16);
@@ -563,20 +587,95 @@ describe('prompt policy', () => {
     assert.equal(unread.status, 403, unread.text);
     assert.deepEqual(
       unread.json<{ details: Violation[] }>().details.map(({ rule, value }) => [rule, value]),
-      [
-        ['max_batch_size', 'unbounded'],
-        ['max_frames', 'unbounded'],
-      ],
+      [['max_frames', 'unbounded']],
     );
     assert.deepEqual(await stored(), before, 'nothing written');
 
-    const within = await overwrite(latentFile([2, 4, 8, 8]));
+    const within = await overwrite(latentFile([4, 4, 8, 8]));
     assert.equal(within.status, 200, within.text);
-    assert.deepEqual(await stored(), latentFile([2, 4, 8, 8]));
+    assert.deepEqual(await stored(), latentFile([4, 4, 8, 8]));
     const notLatent = await overwrite(Buffer.from('not a safetensors file, which LoadLatent cannot load'));
     assert.equal(notLatent.status, 200, notLatent.text);
     const image = await overwrite(grayPng(64, 64));
     assert.equal(image.status, 200, `an image: ${image.text}`);
+  });
+
+  test('under max_batch_size, an image loader must load a file the gateway reads whole and knows holds one image', async () => {
+    const key = await keyWith({ max_batch_size: 4 });
+    /** LoadImage of `key`'s upload `name` → VAEEncode, joined (LatentBatch) with an empty latent of `added` → KSampler. */
+    const joined = async (name: string, content: Buffer, added = 1): Promise<Graph> => {
+      const stored = await uploadAs(key, name, content);
+      return graph((g) => {
+        g['10'] = { class_type: 'LoadImage', inputs: { image: stored } };
+        g['11'] = { class_type: 'VAEEncode', inputs: { pixels: ['10', 0], vae: ['4', 2] } };
+        g['5']!.inputs.batch_size = added;
+        g['12'] = { class_type: 'LatentBatch', inputs: { samples1: ['11', 0], samples2: ['5', 0] } };
+        g['3']!.inputs.latent_image = ['12', 0];
+      });
+    };
+    const views = (): Array<FakeComfyUI['requests'][number]> => comfy.requests.filter((r) => r.url.includes('/view?'));
+    const rule = (res: { violations: Violation[] }): Array<[string | null, string, unknown]> =>
+      res.violations.map(({ node_id, rule, value }) => [node_id, rule, value]);
+
+    const viewsBefore = views().length;
+    const still = await post(key, { prompt: await joined('still.png', grayPng(64, 64), 3) });
+    assert.equal(still.status, 200, still.text);
+    assert.deepEqual(
+      views()
+        .slice(viewsBefore)
+        .map((r) => r.headers.range),
+      [`bytes=0-${4 * 1024 * 1024}`],
+      'one read of the whole file',
+    );
+    const photo = await post(key, { prompt: await joined('photo.jpg', jpegAfterMetadata(64, 48), 3) });
+    assert.equal(photo.status, 200, photo.text);
+    const joinedPast = await post(key, { prompt: await joined('again.png', grayPng(64, 64), 4) });
+    assert.deepEqual(rule(joinedPast), [['12', 'max_batch_size', 5]], "the join counts the loaded file's one image");
+
+    for (const [name, content] of [
+      ['animated.png', animatedPng(grayPng(64, 64), 1000)],
+      ['animated.gif', gif(64, 64)],
+      ['appended.png', Buffer.concat([grayPng(64, 64), grayPng(64, 64)])],
+    ] as const) {
+      const refused = await post(key, { prompt: await joined(name, content) });
+      assert.equal(refused.status, 403, `${name}: ${refused.text}`);
+      assert.deepEqual(
+        rule(refused),
+        [
+          ['10', 'max_batch_size', 'unbounded'],
+          ['12', 'max_batch_size', 'unbounded'],
+        ],
+        `${name}: the loader, and the join of what it loads`,
+      );
+      assert.match(refused.text, /makes a batch of every frame.*still PNG/, name);
+    }
+
+    const free = await keyWith({ max_steps: 30 });
+    const stored = await uploadAs(free, 'free.gif', gif(64, 64));
+    const viewsBeforeFree = views().length;
+    const passed = await post(free, { prompt: graph((g) => (g['10'] = { class_type: 'LoadImage', inputs: { image: stored } })) });
+    assert.equal(passed.status, 200, passed.text);
+    assert.equal(views().length, viewsBeforeFree, 'no read for a key without max_batch_size');
+  });
+
+  test('under max_batch_size, an upload that overwrites a file must be an image known to hold one', async () => {
+    const key = await keyWith({ max_batch_size: 2 });
+    const name = await uploadAs(key, 'kept.png', grayPng(64, 64));
+    const stored = (): Promise<Buffer> => readFile(join(comfy.inputDir, name));
+    const before = await stored();
+    for (const content of [animatedPng(grayPng(64, 64), 1000), gif(64, 64), Buffer.concat([grayPng(64, 64), grayPng(64, 64)]), latentFile([1, 4, 8, 8])]) {
+      const refused = await overwriteAs(key, name, content);
+      assert.equal(refused.status, 403, refused.text);
+      assert.deepEqual(
+        refused.json<{ details: Violation[] }>().details.map(({ node_id, rule, limit, value }) => ({ node_id, rule, limit, value })),
+        [{ node_id: null, rule: 'max_batch_size', limit: 2, value: 'unbounded' }],
+      );
+      assert.match(refused.text, /one it knows holds a single image.*not known to hold one image/);
+    }
+    assert.deepEqual(await stored(), before, 'nothing written');
+    const still = await overwriteAs(key, name, grayPng(32, 32));
+    assert.equal(still.status, 200, still.text);
+    assert.deepEqual(await stored(), grayPng(32, 32));
   });
 
   describe('an upload that overwrites a file, under max_width/max_height', () => {

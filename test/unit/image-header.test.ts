@@ -1,9 +1,11 @@
-// The size of an image read from the start of its file: PNG, JPEG, WebP, GIF and BMP, built byte by byte here.
+// The size of an image read from the start of its file (PNG, JPEG, WebP, GIF and BMP), and the images a whole file holds, built byte by byte here.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { crc32, deflateSync } from 'node:zlib';
+import { imageFrames } from '../../src/policy/image-frames.js';
 import { imageHeaderSize } from '../../src/policy/image-header.js';
+import { namesOneFile } from '../../src/policy/loaded-images.js';
 
 /** A PNG chunk: length, type, data, CRC. */
 function pngChunk(type: string, data: Buffer): Buffer {
@@ -186,5 +188,62 @@ describe('image header size', () => {
     assert.equal(imageHeaderSize(Buffer.from('<svg width="9999" height="9999"></svg>')), null);
     assert.equal(imageHeaderSize(Buffer.alloc(100)), null);
     assert.deepEqual(imageHeaderSize(Buffer.alloc(3)), { need: 12 });
+  });
+});
+
+describe('the images LoadImage makes a batch of, from a whole file', () => {
+  /** A whole baseline JPEG: SOI, `segments`, a frame header, a scan (its data with a stuffed 0xFF and a restart marker), EOI. */
+  const wholeJpeg = (...segments: Buffer[]): Buffer =>
+    Buffer.concat([
+      Buffer.from([0xff, 0xd8]),
+      ...segments,
+      frameHeader(64, 48),
+      jpegSegment(0xda, Buffer.alloc(10)),
+      Buffer.from([0x12, 0xff, 0x00, 0x34, 0xff, 0xd0, 0x56]),
+      Buffer.from([0xff, 0xd9]),
+    ]);
+
+  test('a still PNG, a JPEG or a simple WebP that ends where the file does holds one image', () => {
+    assert.equal(imageFrames(png(64, 48)), 1);
+    assert.equal(imageFrames(wholeJpeg()), 1);
+    assert.equal(imageFrames(wholeJpeg(exifSegment(6, 100))), 1, 'with EXIF');
+    assert.equal(imageFrames(webp(vp8(320, 240))), 1);
+    assert.equal(imageFrames(webp(vp8l(1000, 16))), 1);
+  });
+
+  test('an animation, an image with more after it, a cut file and the other formats are not known', () => {
+    const still = png(64, 48);
+    // The signature (8 bytes) and IHDR (25) come first.
+    const animated = Buffer.concat([still.subarray(0, 33), pngChunk('acTL', Buffer.from([0, 0, 3, 232, 0, 0, 0, 0])), still.subarray(33)]);
+    assert.equal(imageFrames(animated), undefined, 'an animated PNG of 1000 frames');
+    const late = Buffer.concat([still.subarray(0, still.length - 12), pngChunk('fcTL', Buffer.alloc(26)), still.subarray(still.length - 12)]);
+    assert.equal(imageFrames(late), undefined, 'a frame control chunk after the image data');
+    assert.equal(imageFrames(Buffer.concat([still, still])), undefined, "a PNG appended to another: PyAV's image demuxer reads both");
+    assert.equal(imageFrames(Buffer.concat([still, Buffer.alloc(1)])), undefined, 'a byte after IEND');
+    assert.equal(imageFrames(still.subarray(0, still.length - 1)), undefined, 'cut before the end of IEND');
+    const longChunk = Buffer.from(still);
+    longChunk.writeUInt32BE(0xffffffff, 33);
+    assert.equal(imageFrames(longChunk), undefined, 'a chunk longer than the file');
+    assert.equal(imageFrames(webp(vp8x(128, 128), riffChunk('ANIM', Buffer.alloc(6)), riffChunk('ANMF', Buffer.alloc(16)))), undefined, 'an extended WebP');
+    assert.equal(imageFrames(Buffer.concat([webp(vp8(8, 8)), webp(vp8(8, 8))])), undefined, 'a WebP appended to another');
+    assert.equal(imageFrames(gif(64, 64)), undefined, "a GIF's frames are only known by decoding it");
+    assert.equal(imageFrames(Buffer.concat([wholeJpeg(), wholeJpeg()])), undefined, 'a JPEG appended to another');
+    assert.equal(imageFrames(Buffer.concat([wholeJpeg(), Buffer.alloc(4)])), undefined, 'bytes after EOI');
+    assert.equal(imageFrames(wholeJpeg().subarray(0, -1)), undefined, 'cut before EOI');
+    assert.equal(imageFrames(jpeg(frameHeader(64, 64))), undefined, 'a scan that never ends');
+    const mpf = jpegSegment(0xe2, Buffer.concat([Buffer.from('MPF\0', 'latin1'), Buffer.alloc(16)]));
+    assert.equal(imageFrames(wholeJpeg(mpf)), undefined, 'a Multi-Picture file, which Pillow opens as MPO');
+    const inner = wholeJpeg();
+    const hidden = Buffer.concat([inner.subarray(0, -2), Buffer.from([0xff, 0xd8, 0, 4, 0, 0]), inner.subarray(-2)]);
+    assert.equal(imageFrames(hidden), undefined, 'a second SOI');
+    assert.equal(imageFrames(bmp(64, 64)), undefined);
+  });
+
+  test('a name FFmpeg reads as a pattern of files (a numbered sequence, a glob) does not name one file', () => {
+    assert.equal(namesOneFile({ filename: 'photo.png', subfolder: 'shots', type: 'input' }), true);
+    for (const filename of ['frame%d.png', 'frame%03d.png', '*.png', 'a?.png', 'a[0-9].png', 'a{1,2}.png']) {
+      assert.equal(namesOneFile({ filename, subfolder: '', type: 'input' }), false, filename);
+    }
+    assert.equal(namesOneFile({ filename: 'a.png', subfolder: 'run%d', type: 'input' }), false, 'in a subfolder too');
   });
 });

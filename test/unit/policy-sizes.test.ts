@@ -619,6 +619,8 @@ describe('prompt policy: loaded videos, latents and 3D scenes', () => {
     assert.deepEqual(violations({ max_frames: 64 }, scene('recording.webm'), new Map(), read), [
       { node_id: '10', rule: 'max_frames', limit: 64, value: 'unbounded' },
     ]);
+    assert.deepEqual(violations({ max_batch_size: 4 }, scene(''), new Map(), read), [{ node_id: '10', rule: 'max_batch_size', limit: 4, value: 'unbounded' }]);
+    assert.match(reasons({ max_batch_size: 4 }, scene(''), read)[0]!, /images a 3D scene loads are not read.*every frame/);
     for (const loader of [video, latent, scene('recording.webm')]) {
       assert.deepEqual(violations({ max_steps: 30, max_prompt_bytes: 1000 }, loader, new Map(), read), [], 'no limit it could break');
       assert.deepEqual(violations({ ...SIZE, max_frames: 64, max_batch_size: 4 }, loader, new Map(), 'later'), [], 'checked when the prompt is sent');

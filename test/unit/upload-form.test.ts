@@ -251,6 +251,7 @@ describe('UploadFormReader', () => {
       assert.equal((await headOf({ max_width: 512 }, [image, ['overwrite', 'false']]))?.length, 24, 'overwrite may still come after');
       assert.equal((await headOf({ max_height: 512 }, [['overwrite', '1'], image]))?.length, 24);
       assert.equal((await headOf({ max_width: 512 }, [['overwrite', 'false'], image]))?.length, 0);
+      assert.deepEqual(await headOf({ max_width: 512, max_batch_size: 2 }, [['overwrite', '1'], image]), png, 'max_batch_size: the whole file');
       assert.equal(await headOf({ max_steps: 20 }, [['overwrite', 'true'], image]), undefined, 'no size limit: nothing kept');
       assert.equal(await headOf(null, [image]), undefined);
     });
