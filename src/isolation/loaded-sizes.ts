@@ -17,6 +17,9 @@ import { backendServing, FILE_PROBE_TIMEOUT_MS } from './view.js';
 /** Most distinct files a prompt may load under a size limit: each costs a read of ComfyUI. */
 export const MAX_LOADED_IMAGES = 64;
 
+/** Files read at once for one prompt: at most 16 MiB of whole images in memory per prompt. */
+const READS_AT_ONCE = 4;
+
 /** The first read of a file: a PNG, GIF, BMP or WebP header is at its start, and nearly every JPEG's frame header and latent's header within it. */
 const FIRST_READ_BYTES = 64 * 1024;
 
@@ -61,13 +64,17 @@ export async function readLoadedSizes(
     );
   }
   const sizes = new Map<string, LoadedImage | LatentSize>();
-  await Promise.all(
-    [...files].map(async ([key, { file, read }]) => {
-      const source = await sourceOf(ctx, caller, file);
-      const size = source && (await (read === 'whole' ? readWholeImage(source, file) : readHeader(source, read)));
-      if (size) sizes.set(key, size);
-    }),
-  );
+  const listed = [...files];
+  // A few at a time: an image read whole holds up to MAX_WHOLE_IMAGE_BYTES until it is read.
+  for (let i = 0; i < listed.length; i += READS_AT_ONCE) {
+    await Promise.all(
+      listed.slice(i, i + READS_AT_ONCE).map(async ([key, { file, read }]) => {
+        const source = await sourceOf(ctx, caller, file);
+        const size = source && (await (read === 'whole' ? readWholeImage(source, file) : readHeader(source, read)));
+        if (size) sizes.set(key, size);
+      }),
+    );
+  }
   return sizes;
 }
 
