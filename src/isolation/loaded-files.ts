@@ -7,6 +7,7 @@ import { jsonNumber } from '../json/exact-json.js';
 import { ANNOTATION, checkFileReference, fileId, namedFileOf } from './files.js';
 import { checkBoundedId } from './ids.js';
 import { inputValue } from './input-value.js';
+import { namesOneFile } from '../policy/loaded-images.js';
 import { FOLDER_INPUT, FOLDER_LOADERS, REFUSED_NODES } from './refused-nodes.js';
 
 /** A node input that names a file to load, and the folder ComfyUI looks in when the name has no annotation. */
@@ -84,7 +85,7 @@ export interface LoadedFilesContext {
  * own job, and the prompt must run on that job's backend: it returns that backend (undefined otherwise).
  * `nodes` are the prompt's nodes as nodesAsChecked lists them (node id, or label, to node).
  * @throws GatewayError 403 FORBIDDEN naming the nodes; 400 INVALID_REQUEST for a name ComfyUI could read as another file (see
- * fileReferenceProblem), a known loader's file given by a link, or a prompt with more than MAX_FILE_LIKE_STRINGS strings to look up
+ * fileReferenceProblem, and namesOneFile: FFmpeg's patterns), a known loader's file given by a link, or a prompt with more than MAX_FILE_LIKE_STRINGS strings to look up
  */
 export function checkLoadedFiles(files: LoadedFilesContext, keyId: string, nodes: ReadonlyArray<readonly [string, unknown]>): string | undefined {
   const { ownership, producerOf } = files;
@@ -114,6 +115,13 @@ export function checkLoadedFiles(files: LoadedFilesContext, keyId: string, nodes
           checkFileReference(field, name);
           const folder = posix.dirname(name);
           const file = namedFileOf(posix.basename(name), folder === '.' ? '' : folder, loader.folder);
+          if (!namesOneFile(file)) {
+            throw invalidRequest(
+              `A loaded file's name may not hold %, *, ?, [, ], { or }: ComfyUI opens loaded files with FFmpeg, which reads such a name as a pattern ` +
+                `and loads every file it matches, other keys' too. Upload the file under another name (${field}).`,
+              [{ field, problem: 'a name FFmpeg reads as a pattern' }],
+            );
+          }
           if (ownership.ownerOf('file', fileId(file.type, file.subfolder, file.filename)) !== keyId) foreign.push({ node: nodeId, file: name });
           else if (producerOf && file.type !== 'input') {
             // ComfyUI numbers outputs per backend: the prompt must run where the key's own job made the file, the newest of its name.

@@ -321,6 +321,18 @@ describe('file references read as ComfyUI reads them', () => {
     assert.equal(upstreamPrompts(), before, 'nothing reached ComfyUI');
   });
 
+  test("a loader's own file whose name FFmpeg reads as a pattern (a%d.png loads a0.png, a1.png, … of any key) is refused for user keys", async () => {
+    const before = upstreamPrompts();
+    for (const name of ['shot%d.png', 'shot%03d.png', 'shot*.png', 'shot[0-9].png', 'shot{a,b}.png']) {
+      const stored = await upload(stage.alice.api_key, [{ name: 'image', filename: name, value: 'ALICE' }]);
+      assert.equal(stored.status, 200, stored.text);
+      const res = await prompt(stage.alice.api_key, { '1': { class_type: 'LoadImage', inputs: { image: name } }, ...SAVE_WORKFLOW });
+      assert.equal(res.status, 400, `${name}: ${res.text}`);
+      assert.deepEqual(res.json<{ details: unknown[] }>().details, [{ field: 'prompt node 1 input image', problem: 'a name FFmpeg reads as a pattern' }]);
+    }
+    assert.equal(upstreamPrompts(), before, 'nothing reached ComfyUI');
+  });
+
   test('a key’s own files, text and links still pass through to ComfyUI', async () => {
     const stored = await upload(stage.alice.api_key, [{ name: 'image', filename: 'alice-own.png', value: 'ALICE' }]);
     assert.equal(stored.status, 200, stored.text);
