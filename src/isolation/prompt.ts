@@ -6,6 +6,7 @@ import { forbidden, GatewayError, invalidRequest, payloadTooLarge, unknownBacken
 import { checkPrompt, effectivePolicy, type PromptOrigin } from '../policy/check.js';
 import { sideLimits } from '../policy/loaded-images.js';
 import { nodesAsChecked } from '../policy/node-replacements.js';
+import type { Reservation } from '../jobs/job-service.js';
 import { stringifyExactJson } from '../json/exact-json.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import { withJsonTextBody } from '../store/json-text-body.js';
@@ -56,7 +57,8 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
  * its jobs. A prompt its key's prompt policy refuses (`bodyBytes` is the size the policy's
  * `max_prompt_bytes` reads; `origin` says whether it is a registered workflow's, which `workflows_only`
  * lets through) gets 403 PROMPT_POLICY before anything is claimed or sent. `webhook` (a checked one, from a
- * run) replaces the key's default webhook. `body` is changed in place.
+ * run) replaces the key's default webhook; `reservation` (a run's, see checkPromptAdmissible) is let go as
+ * the prompt is admitted. `body` is changed in place.
  * @throws GatewayError as above, and as JobService.admit (quotas, a lost answer)
  */
 export async function admitPrompt(
@@ -67,6 +69,7 @@ export async function admitPrompt(
   bodyBytes: number,
   origin: PromptOrigin = {},
   webhook: JobWebhook | null = null,
+  reservation: Reservation | null = null,
 ): Promise<UpstreamAnswer> {
   await checkPolicy(ctx, caller, body.prompt, bodyBytes, origin);
   const keyId = caller.key.key_id;
@@ -118,6 +121,7 @@ export async function admitPrompt(
       request: withJsonTextBody({ body, headers: caller.upstreamHeaders, ...(pin ? { pin } : {}) }),
       front: caller.seesAll && body.front === true,
       ...(webhook ? { webhook } : {}),
+      ...(reservation ? { reservation } : {}),
     })
     .catch(async (error: unknown) => {
       if (error instanceof GatewayError && error.status < 500) await releaseNewClient();
@@ -145,13 +149,19 @@ function checkPromptText(prompt: unknown): void {
 /**
  * The checks of admitPrompt that read only the caller's key and the prompt body: its prompt policy, then its
  * job quotas. A run makes them before it stores anything for its prompt (a workflow run's image inputs);
- * admitPrompt makes them again on the body it sends.
+ * admitPrompt makes them again on the body it sends. Resolves the place kept among the key's jobs for the
+ * prompt (see JobService.reserve), which the caller passes to admitPrompt, or lets go of if it sends none.
  * @throws GatewayError 403 PROMPT_POLICY; 429 as JobService.checkQuotas
  */
-export async function checkPromptAdmissible(ctx: IsolationContext, caller: IsolatedCaller, body: Record<string, unknown>, origin: PromptOrigin): Promise<void> {
+export async function checkPromptAdmissible(
+  ctx: IsolationContext,
+  caller: IsolatedCaller,
+  body: Record<string, unknown>,
+  origin: PromptOrigin,
+): Promise<Reservation> {
   // A run's images are stored after this check: their sizes are read by the check of the prompt it sends.
   await checkPolicy(ctx, caller, body.prompt, Buffer.byteLength(stringifyExactJson(body)), origin, 'later');
-  ctx.jobs.checkQuotas(caller.key);
+  return ctx.jobs.reserve(caller.key);
 }
 
 /**

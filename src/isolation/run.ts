@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { invalidRequest, upstreamUnavailable } from '../errors.js';
 import type { PromptOrigin } from '../policy/check.js';
+import type { Reservation } from '../jobs/job-service.js';
 import type { JobWaiter } from '../jobs/job-waiter.js';
 import { interruptIfRunning } from '../jobs/interrupt.js';
 import { jobView } from '../jobs/jobs-api.js';
@@ -119,7 +120,8 @@ export type RunOutcome =
 /**
  * Runs a prompt to its end, or for `wait` seconds: the prompt is admitted exactly as POST /prompt
  * admits it (quotas, fair queue, file ownership, placement, the key's prompt policy; `origin` says
- * whether it is a registered workflow's), then the job is waited for in the registry. An ended job
+ * whether it is a registered workflow's; `reservation` is the place checkRunFirst kept for it), then the
+ * job is waited for in the registry. An ended job
  * comes with its outputs described (`content_type`, `size` and, with `inline`, `data`). A client that
  * hangs up leaves the job running, unless it asked for `cancel_on_disconnect`.
  */
@@ -132,10 +134,11 @@ export async function runToEnd(
   run: RunOptions,
   prompt: Record<string, unknown>,
   origin: PromptOrigin = {},
+  reservation: Reservation | null = null,
 ): Promise<RunOutcome> {
   const webhook = await checkedWebhook(run.webhook, ctx.webhooks);
   const body = runBody(run, prompt);
-  const answer = await admitPrompt(ctx, req, caller, body, Buffer.byteLength(stringifyExactJson(body)), origin, webhook);
+  const answer = await admitPrompt(ctx, req, caller, body, Buffer.byteLength(stringifyExactJson(body)), origin, webhook, reservation);
   if (answer.status !== 200) return { kind: 'refused', answer };
   const id = (parseComfyJson(answer.body) as { prompt_id?: unknown } | undefined)?.prompt_id;
   const admitted = typeof id === 'string' ? ctx.jobs.jobs.get(id) : undefined;
@@ -167,7 +170,8 @@ export async function runToEnd(
 /**
  * Refuses a run before anything is stored for it (a workflow run's image inputs) when its prompt would
  * be refused for its webhook, its key's prompt policy or its quotas; runToEnd checks them all again on
- * the prompt it sends.
+ * the prompt it sends. Resolves the place kept among the key's jobs meanwhile (see
+ * checkPromptAdmissible): pass it to runToEnd, and let go of it (JobService.release) however the run ends.
  * @throws GatewayError 400 for the webhook (see checkedWebhook), and as checkPromptAdmissible
  */
 export async function checkRunFirst(
@@ -176,9 +180,9 @@ export async function checkRunFirst(
   run: RunOptions,
   prompt: Record<string, unknown>,
   origin: PromptOrigin,
-): Promise<void> {
+): Promise<Reservation> {
   await checkedWebhook(run.webhook, ctx.webhooks);
-  await checkPromptAdmissible(ctx, caller, runBody(run, prompt), origin);
+  return checkPromptAdmissible(ctx, caller, runBody(run, prompt), origin);
 }
 
 /** The POST /prompt body of a run's prompt. */
@@ -199,8 +203,9 @@ export async function answerRun(
   run: RunOptions,
   prompt: Record<string, unknown>,
   origin: PromptOrigin = {},
+  reservation: Reservation | null = null,
 ): Promise<void> {
-  const outcome = await runToEnd(ctx, waiter, req, res, caller, run, prompt, origin);
+  const outcome = await runToEnd(ctx, waiter, req, res, caller, run, prompt, origin, reservation);
   if (outcome.kind === 'refused') return relayAnswer(res, outcome.answer);
   if (outcome.kind === 'waiting') return sendJson(res, 202, outcome.job, { location: outcome.location });
   if (outcome.kind === 'ended') sendJson(res, 200, outcome.job);

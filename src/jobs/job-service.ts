@@ -69,6 +69,13 @@ export interface Admission {
   front: boolean;
   /** The run's own webhook; without one, the key's default (`defaultWebhook`) applies. */
   webhook?: JobWebhook | null;
+  /** The place `reserve` kept for this prompt: it is let go as the prompt is admitted, in its stead. */
+  reservation?: Reservation;
+}
+
+/** A place among a key's jobs kept for a prompt still being prepared (see JobService.reserve). */
+export interface Reservation {
+  readonly keyId: string;
 }
 
 /** How long after a failed delete from ComfyUI's queue (`dropQueued`) it is tried again: after each delay in turn, then no more. */
@@ -90,6 +97,8 @@ export class JobService {
   private stopWatching: (() => void) | null = null;
   /** Prompt ids being admitted right now, with their key: until the registry has the job, its key's quota counts it from here. */
   private readonly admitting = new Map<string, string>();
+  /** Places kept by `reserve` for prompts still being prepared: each counts against its key's quota until let go. */
+  private readonly reservations = new Set<Reservation>();
   /** Per backend, the ids ComfyUI knew the jobs by that were placed elsewhere after it went down (deleted from its queue once it is back). */
   private readonly movedAway = new Map<string, Set<string>>();
   /** The timers of deletes from ComfyUI's queue to try again (see deleteMarked). */
@@ -329,6 +338,7 @@ export class JobService {
    */
   async admit(admission: Admission): Promise<UpstreamAnswer> {
     const { key } = admission;
+    if (admission.reservation) this.release(admission.reservation);
     const now = this.checkQuotas(key);
     const job: JobRecord = {
       id: admission.promptId,
@@ -383,10 +393,30 @@ export class JobService {
     return now;
   }
 
-  /** The key's admissions under way here whose job the registry does not have yet. */
+  /**
+   * Checks the key's quotas (see checkQuotas) for a prompt that is admitted only after slow work (a
+   * workflow run's images fetched and stored), and keeps its place: until it is let go (`release`, or
+   * `admit` with it), it counts as one of the key's jobs, so that runs sent together cannot all pass
+   * the check before any is admitted.
+   * @throws GatewayError 429 QUEUE_LIMIT or EXECUTION_BUDGET_EXCEEDED
+   */
+  reserve(key: KeyRecord): Reservation {
+    this.checkQuotas(key);
+    const reservation = { keyId: key.key_id };
+    this.reservations.add(reservation);
+    return reservation;
+  }
+
+  /** Lets go of a place `reserve` kept (again is nothing). */
+  release(reservation: Reservation): void {
+    this.reservations.delete(reservation);
+  }
+
+  /** The key's admissions under way here whose job the registry does not have yet, and the places kept for its prompts being prepared. */
   private admittingOf(keyId: string): number {
     let count = 0;
     for (const [id, of] of this.admitting) if (of === keyId && !this.jobs.get(id)) count += 1;
+    for (const reservation of this.reservations) if (reservation.keyId === keyId) count += 1;
     return count;
   }
 

@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { invalidRequest } from '../errors.js';
 import type { IsolatedCaller, IsolationContext } from '../isolation/context.js';
 import { answerRun, checkRunFirst, parseRunOptions, RUN_OPTION_FIELDS, unknownFields, type Problem } from '../isolation/run.js';
+import type { Reservation } from '../jobs/job-service.js';
 import type { JobWaiter } from '../jobs/job-waiter.js';
 import { readJsonBody } from '../server/body.js';
 import type { WorkflowRecord } from '../store/types.js';
@@ -17,7 +18,8 @@ export const MAX_WORKFLOW_RUN_BODY_BYTES = Math.ceil((MAX_IMAGE_INPUT_BYTES * 4)
 /**
  * Reads the run's body strictly (`inputs` and the run options; nothing else; its numbers as written, see parseExactJson), checks its inputs
  * against the workflow (400 INVALID_REQUEST listing every problem), makes each image input the key's
- * file (after the checks of checkRunFirst when an image is to be fetched or stored, so a refused run stores nothing), and runs a copy of the graph
+ * file (after the checks of checkRunFirst when an image is to be fetched or stored, so a refused run stores nothing; the run counts
+ * against its key's `max_queued` from then on), and runs a copy of the graph
  * with the inputs set (see answerRun). The prompt is the workflow's,
  * so a `workflows_only` key may run it; every other rule of its policy still applies.
  * @throws GatewayError 400 INVALID_REQUEST, 403 for an image the key does not own, and as answerRun
@@ -40,10 +42,16 @@ export async function runWorkflow(
   const { values, images } = checkRunInputs(workflow, fields.inputs, problems);
   if (problems.length > 0) throw invalidRequest('The workflow run request is not valid.', problems);
   // Nothing is fetched or stored for a run its webhook, policy or quotas refuse: its images' names are not known yet, so the check sees the names given or none.
+  // Its place among the key's jobs is kept meanwhile, so that runs sent together cannot all pass the check before any is admitted.
+  let reservation: Reservation | null = null;
   if (Object.values(images).some((source) => source.kind !== 'upload')) {
     const namesGiven = Object.fromEntries(Object.entries(images).map(([name, source]) => [name, source.kind === 'upload' ? source.name : '']));
-    await checkRunFirst(ctx, caller, run, buildPrompt(workflow, { ...values, ...namesGiven }), { workflow: true });
+    reservation = await checkRunFirst(ctx, caller, run, buildPrompt(workflow, { ...values, ...namesGiven }), { workflow: true });
   }
-  const imageNames = await resolveImages(ctx, caller, images, fetching);
-  await answerRun(ctx, waiter, req, res, caller, run, buildPrompt(workflow, { ...values, ...imageNames }), { workflow: true });
+  try {
+    const imageNames = await resolveImages(ctx, caller, images, fetching);
+    await answerRun(ctx, waiter, req, res, caller, run, buildPrompt(workflow, { ...values, ...imageNames }), { workflow: true }, reservation);
+  } finally {
+    if (reservation) ctx.jobs.release(reservation);
+  }
 }

@@ -52,13 +52,19 @@ function imageForm(filename: string, content: Buffer): { body: Buffer; headers: 
   };
 }
 
-/** A loopback server for image URLs: /cat.png (an image), /page (HTML), /hop/N (redirects N more times, then to the image), /big (too large); `asked` lists the paths requested. */
-async function startImageServer(): Promise<{ url: string; server: Server; asked: string[] }> {
+/**
+ * A loopback server for image URLs: /cat.png (an image), /held.png (the image, once the test calls the
+ * answer it adds to `held`), /page (HTML), /hop/N (redirects N more times, then to the image), /big (too
+ * large); `asked` lists the paths requested.
+ */
+async function startImageServer(): Promise<{ url: string; server: Server; asked: string[]; held: Array<() => void> }> {
   const asked: string[] = [];
+  const held: Array<() => void> = [];
   const server = createServer((req, res) => {
     asked.push(req.url ?? '');
     const hops = /^\/hop\/(\d+)$/.exec(req.url ?? '');
     if (req.url === '/cat.png') return res.writeHead(200, { 'content-type': 'image/png' }).end(PNG);
+    if (req.url === '/held.png') return held.push(() => res.writeHead(200, { 'content-type': 'image/png' }).end(PNG));
     if (req.url === '/page') return res.writeHead(200, { 'content-type': 'text/html' }).end('<p>hi</p>');
     if (hops) return res.writeHead(302, { location: Number(hops[1]) > 1 ? `/hop/${Number(hops[1]) - 1}` : '/cat.png' }).end();
     if (req.url === '/big') {
@@ -70,7 +76,7 @@ async function startImageServer(): Promise<{ url: string; server: Server; asked:
     res.writeHead(404).end();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, asked };
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, asked, held };
 }
 
 describe('named workflows', () => {
@@ -78,7 +84,7 @@ describe('named workflows', () => {
   let gateway: GatewayProcess;
   let strictGateway: GatewayProcess;
   let directories: Array<{ remove(): Promise<void> }> = [];
-  let images: { url: string; server: Server; asked: string[] };
+  let images: Awaited<ReturnType<typeof startImageServer>>;
   let admin: string;
   let alice: CreatedKey;
   let bob: CreatedKey;
@@ -351,6 +357,28 @@ describe('named workflows', () => {
     }
     assert.equal((await readdir(comfy.inputDir)).length, stored, 'nothing was uploaded to ComfyUI');
     assert.equal(images.asked.length, asked, 'no image URL was fetched');
+  });
+
+  test('a run counts against max_queued from its check on: while its image is fetched, another run or prompt of the key is refused and fetches and stores nothing', async () => {
+    const single = await createKey(gateway.url, { name: 'single', rate_limit: 100_000, max_queued: 1 }, admin);
+    const stored = (await readdir(comfy.inputDir)).length;
+    const first = run('txt2img', { inputs: { seed: 1, image: { url: `${images.url}/held.png` } }, wait: 30 }, single.api_key);
+    await waitFor(() => images.held.length === 1, 'the first run to fetch its image');
+    const asked = images.asked.length;
+    const second = await run('txt2img', { inputs: { seed: 2, image: { url: `${images.url}/cat.png` } }, wait: 30 }, single.api_key);
+    assert.equal(second.status, 429, second.text);
+    assert.equal(second.json().error_code, 'QUEUE_LIMIT');
+    const raw = await send(gateway.url, '/api/gateway/run', { method: 'POST', key: single.api_key, body: { prompt: PLAIN_GRAPH, wait: 30 } });
+    assert.equal(raw.status, 429, raw.text);
+    assert.equal(images.asked.length, asked, 'the refused run fetched nothing');
+    images.held.shift()!();
+    const admitted = await first;
+    assert.equal(admitted.status, 200, admitted.text);
+    assert.equal((await readdir(comfy.inputDir)).length, stored + 1, 'only the admitted run stored its image');
+    const unfetched = await run('txt2img', { inputs: { seed: 3, image: { url: `${images.url}/page` } }, wait: 30 }, single.api_key);
+    assert.equal(unfetched.status, 400, unfetched.text);
+    const next = await run('txt2img', { inputs: { seed: 4, image: { url: `${images.url}/cat.png` } }, wait: 30 }, single.api_key);
+    assert.equal(next.status, 200, `the places of the ended and of the refused run were let go: ${next.text}`);
   });
 
   test('a workflows_only key runs a workflow, is refused a raw prompt, and its other rules still apply', async () => {
