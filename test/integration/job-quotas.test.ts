@@ -46,6 +46,19 @@ describe('per-key job quotas', () => {
     assert.equal((await statuses(gateway.url, key)).length, 2);
   });
 
+  test('max_queued under concurrency: prompts and runs sent at once, exactly max_queued are admitted', async () => {
+    const key = (await createKey(gateway.url, { name: 'burst', rate_limit: 1000, max_queued: 3 }, admin)).api_key;
+    const run = { method: 'POST', key, body: { prompt: SAVE_WORKFLOW, wait: 0 } };
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        i % 2 === 0 ? queue(gateway.url, key).then((res) => res.status) : send(gateway.url, '/api/gateway/run', run).then((res) => res.status),
+      ),
+    );
+    assert.equal(answers.filter((status) => status === 200 || status === 202).length, 3, answers.join(', '));
+    assert.equal(answers.filter((status) => status === 429).length, 9, answers.join(', '));
+    assert.equal((await statuses(gateway.url, key)).length, 3);
+  });
+
   test('max_running: the key has at most that many jobs in ComfyUI; the rest wait in the gateway', async () => {
     const key = (await createKey(gateway.url, { name: 'running', rate_limit: 1000, max_running: 1 }, admin)).api_key;
     const ids: string[] = [];
