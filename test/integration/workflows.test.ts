@@ -330,6 +330,20 @@ describe('named workflows', () => {
     assert.match(problems(refused)[0]!.problem, /private .*--webhook-allow-private/);
   });
 
+  test("without --webhook-allow-private, an image URL to this machine in any spelling, the gateway's own port included, is refused and nothing is fetched", async () => {
+    const strictAdmin = (await createKey(strictGateway.url, { name: 'spellings', role: 'admin' })).api_key;
+    assert.equal((await put('spellings', { prompt: GRAPH, inputs: INPUTS }, strictAdmin, strictGateway.url)).status, 201);
+    const port = new URL(images.url).port;
+    const asked = images.asked.length;
+    const hosts = [`0.0.0.0:${port}`, `0:${port}`, `0177.0.0.1:${port}`, `0x7f.1:${port}`, `localhost.:${port}`, `[::]:${port}`, `[::ffff:7f00:1]:${port}`];
+    for (const host of [...hosts, new URL(strictGateway.url).host]) {
+      const res = await run('spellings', { inputs: { seed: 1, image: { url: `http://${host}/cat.png` } }, wait: 30 }, strictAdmin, strictGateway.url);
+      assert.equal(res.status, 400, `${host}: ${res.text}`);
+      assert.match(problems(res)[0]!.problem, /--webhook-allow-private/, host);
+    }
+    assert.equal(images.asked.length, asked, 'no image URL was fetched');
+  });
+
   test("an image URL never reaches a ComfyUI backend, even with --webhook-allow-private: another key's output is not fetched", async () => {
     const bobs = await send(gateway.url, '/api/gateway/run', { method: 'POST', key: bob.api_key, body: { prompt: PLAIN_GRAPH, wait: 30 } });
     assert.equal(bobs.status, 200, bobs.text);
