@@ -13,6 +13,9 @@ import { startTwoKeyStage, type TwoKeyStage } from '../helpers/two-keys.js';
 const BOB_INPUT = 'bob-photo.png';
 const BOB_LONG_INPUT = 'bob-long-photo-name.png';
 const BOB_BYTES = 'BOB-SECRET-INPUT';
+/** Bob's upload with an accent, composed (NFC) as most clients send it; macOS's APFS reads it decomposed (NFD) as the same file. */
+const BOB_ACCENTED = 'bob-caf\u00e9.png';
+const BOB_ACCENTED_NFD = BOB_ACCENTED.normalize('NFD');
 
 for (const caseInsensitiveFiles of [true, false]) {
   describe(`file names of other keys ${caseInsensitiveFiles ? 'on a case-insensitive disk (Windows, macOS)' : 'on a case-sensitive disk'}`, () => {
@@ -31,7 +34,7 @@ for (const caseInsensitiveFiles of [true, false]) {
 
     before(async () => {
       stage = await startTwoKeyStage(['--upstream-queue-depth', '100'], { caseInsensitiveFiles });
-      for (const name of [BOB_INPUT, BOB_LONG_INPUT]) {
+      for (const name of [BOB_INPUT, BOB_LONG_INPUT, BOB_ACCENTED]) {
         const stored = await upload(stage.bob.api_key, [{ name: 'image', filename: name, value: BOB_BYTES }]);
         assert.equal(stored.status, 200, stored.text);
       }
@@ -60,6 +63,28 @@ for (const caseInsensitiveFiles of [true, false]) {
       assert.equal(viewed.status, 404);
       assert.equal(viewed.text.includes('BOB'), false);
       await bobFilesIntact();
+    });
+
+    test("another key's file named in the other Unicode composition (NFD for NFC) is that key's file at upload, /view and in a prompt", async () => {
+      assert.notEqual(BOB_ACCENTED_NFD, BOB_ACCENTED);
+      for (const name of [BOB_ACCENTED_NFD, BOB_ACCENTED_NFD.toUpperCase()]) {
+        const overwritten = await upload(stage.alice.api_key, [
+          { name: 'image', filename: name, value: 'ALICE-OVERWRITE' },
+          { name: 'overwrite', value: 'true' },
+        ]);
+        assert.equal(overwritten.status, 403, `overwrite ${JSON.stringify(name)}: ${overwritten.text}`);
+        // The same bytes as bob's file: ComfyUI on macOS finds it under that name, and answers the name as the upload spelt it.
+        const stored = await upload(stage.alice.api_key, [{ name: 'image', filename: name, value: BOB_BYTES }]);
+        assert.equal(stored.status, 409, `upload ${JSON.stringify(name)}: ${stored.text}`);
+        const viewed = await view(stage.alice.api_key, name, 'input');
+        assert.equal(viewed.status, 404, `view ${JSON.stringify(name)}`);
+        assert.equal(viewed.text.includes('BOB'), false);
+        const before = upstreamPrompts();
+        const loaded = await prompt(stage.alice.api_key, { '1': { class_type: 'LoadImage', inputs: { image: name } }, ...SAVE_WORKFLOW });
+        assert.equal(loaded.status, 403, `LoadImage ${JSON.stringify(name)}: ${loaded.text}`);
+        assert.equal(upstreamPrompts(), before, 'nothing reached ComfyUI');
+      }
+      assert.equal(await readFile(join(stage.comfy.inputDir, BOB_ACCENTED), 'utf8'), BOB_BYTES, "bob's accented file is intact");
     });
 
     test("a prompt that names another key's file in other case is refused, by a loader or any other node", async () => {
