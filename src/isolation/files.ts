@@ -84,6 +84,18 @@ function windowsSegmentProblem(segment: string): string | null {
 }
 
 /**
+ * The path Windows opens for `path` (`/` between folders): a backslash is a separator, and each name is cut at its
+ * first `:` (a stream: `bob.png::$DATA` is `bob.png`) and loses its trailing dots and spaces (`bob.png.` is `bob.png`).
+ */
+export function windowsReading(path: string): string {
+  return path
+    .replaceAll('\\', '/')
+    .split('/')
+    .map((segment) => (segment === '.' || segment === '..' ? segment : segment.split(':', 1)[0]!.replace(/[. ]+$/, '')))
+    .join('/');
+}
+
+/**
  * Why a file name and subfolder that a user key gives (a `/view` query, an upload's form, a loader node's
  * input) could name another file in ComfyUI than the one the gateway checks; null when they cannot. Refused:
  * a `blake3:` name (ComfyUI finds it by content hash, across owners); a backslash (a folder separator on

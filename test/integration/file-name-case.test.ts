@@ -99,6 +99,30 @@ for (const caseInsensitiveFiles of [true, false]) {
       assert.equal(upstreamPrompts(), before, 'nothing reached ComfyUI');
     });
 
+    test("a prompt whose other node names another key's file as Windows reads it (a backslash, a trailing dot or space, a stream) or from a sibling folder is refused", async () => {
+      const before = upstreamPrompts();
+      for (const text of [
+        'bob-photo.png.',
+        'bob-photo.png. .',
+        'bob-photo.png ',
+        'bob-photo.png::$DATA',
+        'bob-photo.png:$DATA',
+        '.\\bob-photo.png',
+        'x\\..\\bob-photo.png',
+        '../input/bob-photo.png',
+        '../../ComfyUI/input/bob-photo.png',
+        '..\\input\\bob-photo.png',
+      ]) {
+        const answer = await prompt(stage.alice.api_key, { '1': { class_type: 'CLIPTextEncode', inputs: { text } }, ...SAVE_WORKFLOW });
+        assert.equal(answer.status, 403, `${JSON.stringify(text)}: ${answer.text}`);
+      }
+      assert.equal(upstreamPrompts(), before, 'nothing reached ComfyUI');
+      // A text that only ends as a sentence does is no file of another key's.
+      const answer = await prompt(stage.alice.api_key, { '1': { class_type: 'CLIPTextEncode', inputs: { text: 'a photo of a cat. ' } }, ...SAVE_WORKFLOW });
+      assert.equal(answer.status, 200, answer.text);
+      await waitForHistory(stage.gateway.url, stage.alice.api_key, answer.json<{ prompt_id: string }>().prompt_id);
+    });
+
     test("a save prefix that differs only by case from another key's is refused before ComfyUI numbers files over that key's", async () => {
       const bobOutput = await readFile(join(stage.comfy.outputDir, stage.bobImage));
       const before = upstreamPrompts();
