@@ -4,7 +4,7 @@ import { posix } from 'node:path';
 import { forbidden, invalidRequest } from '../errors.js';
 import type { JobRecord, OwnershipStore } from '../store/types.js';
 import { jsonNumber } from '../json/exact-json.js';
-import { ANNOTATION, checkFileReference, fileId, namedFileOf, windowsReading, type NamedFile } from './files.js';
+import { ANNOTATION, checkFileReference, endsInShortName, fileId, namedFileOf, windowsReading, type NamedFile } from './files.js';
 import { checkBoundedId } from './ids.js';
 import { inputValue } from './input-value.js';
 import { namesOneFile } from '../policy/loaded-images.js';
@@ -85,7 +85,7 @@ export interface LoadedFilesContext {
  * own job, and the prompt must run on that job's backend: it returns that backend (undefined otherwise).
  * `nodes` are the prompt's nodes as nodesAsChecked lists them (node id, or label, to node).
  * @throws GatewayError 403 FORBIDDEN naming the nodes; 400 INVALID_REQUEST for a name ComfyUI could read as another file (see
- * fileReferenceProblem, and namesOneFile: FFmpeg's patterns), a known loader's file given by a link, or a prompt with more than MAX_FILE_LIKE_STRINGS strings to look up
+ * fileReferenceProblem, and namesOneFile: FFmpeg's patterns), any node's string shaped as a whole 8.3 short name (endsInShortName), a known loader's file given by a link, or a prompt with more than MAX_FILE_LIKE_STRINGS strings to look up
  */
 export function checkLoadedFiles(files: LoadedFilesContext, keyId: string, nodes: ReadonlyArray<readonly [string, unknown]>): string | undefined {
   const { ownership, producerOf } = files;
@@ -139,6 +139,12 @@ export function checkLoadedFiles(files: LoadedFilesContext, keyId: string, nodes
             ]);
           }
           const windows = windowsReading(text);
+          if (endsInShortName(windows)) {
+            throw invalidRequest(
+              `${field} has the shape of a Windows 8.3 short name (~ and digits at its end), which can name another key's file: rename it.`,
+              [{ field, problem: 'the shape of a Windows 8.3 short name' }],
+            );
+          }
           if (!namesOthersFile(files, keyId, text) && (windows === text || !namesOthersFile(files, keyId, windows))) continue;
           foreign.push({ node: nodeId, file: text });
           break;

@@ -99,7 +99,7 @@ for (const caseInsensitiveFiles of [true, false]) {
       assert.equal(upstreamPrompts(), before, 'nothing reached ComfyUI');
     });
 
-    test("a prompt whose other node names another key's file as Windows reads it (a backslash, a trailing dot or space, a stream) or from a sibling folder is refused", async () => {
+    test("a prompt whose other node names another key's file as Windows reads it (a backslash, a trailing dot or space, a stream, a short name) or from a sibling folder is refused", async () => {
       const before = upstreamPrompts();
       for (const text of [
         'bob-photo.png.',
@@ -117,8 +117,15 @@ for (const caseInsensitiveFiles of [true, false]) {
         assert.equal(answer.status, 403, `${JSON.stringify(text)}: ${answer.text}`);
       }
       assert.equal(upstreamPrompts(), before, 'nothing reached ComfyUI');
-      // A text that only ends as a sentence does is no file of another key's.
-      const answer = await prompt(stage.alice.api_key, { '1': { class_type: 'CLIPTextEncode', inputs: { text: 'a photo of a cat. ' } }, ...SAVE_WORKFLOW });
+      // Windows may open a short name as another key's long-named file: it is refused, whoever's file it is.
+      for (const text of ['BOB-LO~1.PNG', 'sub/bob-lo~1.png.']) {
+        const answer = await prompt(stage.alice.api_key, { '1': { class_type: 'CLIPTextEncode', inputs: { text } }, ...SAVE_WORKFLOW });
+        assert.equal(answer.status, 400, `${JSON.stringify(text)}: ${answer.text}`);
+        assert.match(answer.json<{ error: string }>().error, /8\.3 short name/);
+      }
+      assert.equal(upstreamPrompts(), before, 'nothing reached ComfyUI');
+      // A text that only ends as a sentence does, or in a tilde and a number, is no file of another key's.
+      const answer = await prompt(stage.alice.api_key, { '1': { class_type: 'CLIPTextEncode', inputs: { text: 'a photo of a cat. ~2' } }, ...SAVE_WORKFLOW });
       assert.equal(answer.status, 200, answer.text);
       await waitForHistory(stage.gateway.url, stage.alice.api_key, answer.json<{ prompt_id: string }>().prompt_id);
     });
