@@ -73,6 +73,14 @@ const DEVICE_NAME = /^(con|prn|aux|nul|conin\$|conout\$|com[0-9¹²³]|lpt[0-9¹
 /** An 8.3 short name's ending (`MY-PHO~1.PNG`, `PROGRA~1`): Windows may read it as another, long-named file of the folder. */
 const SHORT_NAME = /~\d+(\.[^.]*)?$/;
 
+/** A whole 8.3 short name (`BOB-LO~1.PNG`): the form a string that any node may open as a file names another file by on Windows. */
+const WHOLE_SHORT_NAME = /^[^\s.~/]{1,6}~\d{1,6}(\.[^\s.]{1,3})?$/;
+
+/** Whether the last name of a path is shaped as a whole 8.3 short name (see WHOLE_SHORT_NAME); a text that only ends in `~1` is not. */
+export function endsInShortName(path: string): boolean {
+  return WHOLE_SHORT_NAME.test(posix.basename(path));
+}
+
 /** Why Windows could read a path segment as another file than its spelling names; null when it cannot. */
 function windowsSegmentProblem(segment: string): string | null {
   if (segment.endsWith('.') && segment !== '.') return `"${segment.slice(0, 64)}" ends in a dot, which Windows drops: remove it`;
@@ -81,6 +89,18 @@ function windowsSegmentProblem(segment: string): string | null {
   if (SHORT_NAME.test(segment))
     return `"${segment.slice(0, 64)}" has the shape of a Windows 8.3 short name (~ and digits at its end), which can name another file: rename it`;
   return null;
+}
+
+/**
+ * The path Windows opens for `path` (`/` between folders): a backslash is a separator, and each name is cut at its
+ * first `:` (a stream: `bob.png::$DATA` is `bob.png`) and loses its trailing dots and spaces (`bob.png.` is `bob.png`).
+ */
+export function windowsReading(path: string): string {
+  return path
+    .replaceAll('\\', '/')
+    .split('/')
+    .map((segment) => (segment === '.' || segment === '..' ? segment : segment.split(':', 1)[0]!.replace(/[. ]+$/, '')))
+    .join('/');
 }
 
 /**

@@ -4,7 +4,7 @@ import { posix } from 'node:path';
 import { forbidden, invalidRequest } from '../errors.js';
 import type { JobRecord, OwnershipStore } from '../store/types.js';
 import { jsonNumber } from '../json/exact-json.js';
-import { ANNOTATION, checkFileReference, fileId, namedFileOf } from './files.js';
+import { ANNOTATION, checkFileReference, endsInShortName, fileId, namedFileOf, windowsReading, type NamedFile } from './files.js';
 import { checkBoundedId } from './ids.js';
 import { inputValue } from './input-value.js';
 import { namesOneFile } from '../policy/loaded-images.js';
@@ -85,7 +85,7 @@ export interface LoadedFilesContext {
  * own job, and the prompt must run on that job's backend: it returns that backend (undefined otherwise).
  * `nodes` are the prompt's nodes as nodesAsChecked lists them (node id, or label, to node).
  * @throws GatewayError 403 FORBIDDEN naming the nodes; 400 INVALID_REQUEST for a name ComfyUI could read as another file (see
- * fileReferenceProblem, and namesOneFile: FFmpeg's patterns), a known loader's file given by a link, or a prompt with more than MAX_FILE_LIKE_STRINGS strings to look up
+ * fileReferenceProblem, and namesOneFile: FFmpeg's patterns), any node's string shaped as a whole 8.3 short name (endsInShortName), a known loader's file given by a link, or a prompt with more than MAX_FILE_LIKE_STRINGS strings to look up
  */
 export function checkLoadedFiles(files: LoadedFilesContext, keyId: string, nodes: ReadonlyArray<readonly [string, unknown]>): string | undefined {
   const { ownership, producerOf } = files;
@@ -138,7 +138,14 @@ export function checkLoadedFiles(files: LoadedFilesContext, keyId: string, nodes
               { field: 'prompt', problem: `over ${MAX_FILE_LIKE_STRINGS} file-like strings` },
             ]);
           }
-          if (!namesOthersFile(files, keyId, text)) continue;
+          const windows = windowsReading(text);
+          if (endsInShortName(windows)) {
+            throw invalidRequest(
+              `${field} has the shape of a Windows 8.3 short name (~ and digits at its end), which can name another key's file: rename it.`,
+              [{ field, problem: 'the shape of a Windows 8.3 short name' }],
+            );
+          }
+          if (!namesOthersFile(files, keyId, text) && (windows === text || !namesOthersFile(files, keyId, windows))) continue;
           foreign.push({ node: nodeId, file: text });
           break;
         }
@@ -178,9 +185,23 @@ function couldNameFile(text: string): boolean {
 }
 
 /**
+ * The file of input, output or temp that a name climbing out of its folder reaches, as ComfyUI lays them out
+ * (siblings): `../input/bob.png` from output, `../../ComfyUI/input/bob.png`. A loader's name may not climb
+ * (checkFileReference), but another node may join any string to its folder.
+ */
+function siblingFolderFile(file: NamedFile): NamedFile[] {
+  const segments = posix.normalize(file.subfolder || '.').split('/');
+  const ups = segments.findIndex((segment) => segment !== '..');
+  const type = ups > 0 ? segments[2 * ups - 1] : undefined;
+  if (type === undefined || !(ANY_FOLDER as readonly string[]).includes(type)) return [];
+  return [{ type, subfolder: segments.slice(2 * ups).join('/'), filename: file.filename }];
+}
+
+/**
  * Whether ComfyUI could read `text` as a file another key owns, or, with several backends, an output or
  * temp file another key's job made last: with an annotation, in its folder (the name cut as every
- * release cuts it, trimmed or not); without, in input, output or temp.
+ * release cuts it, trimmed or not); without, in input, output or temp. Its caller also asks it of the
+ * text as Windows reads it (windowsReading), since a node that is not a known loader may open any string.
  */
 function namesOthersFile({ ownership, producerOf }: LoadedFilesContext, keyId: string, text: string): boolean {
   const dirname = posix.dirname(text);
@@ -189,10 +210,12 @@ function namesOthersFile({ ownership, producerOf }: LoadedFilesContext, keyId: s
   const candidates = annotated
     ? [namedFileOf(posix.basename(text), folder, 'input'), namedFileOf(posix.basename(text.slice(0, -annotated[0].length - 1).trim()), folder, annotated[1]!)]
     : ANY_FOLDER.map((type) => namedFileOf(posix.basename(text), folder, type));
-  return candidates.some((file) => {
-    const owner = ownership.ownerOf('file', fileId(file.type, file.subfolder, file.filename));
-    if (owner !== undefined && owner !== keyId) return true;
-    const producer = producerOf && file.type !== 'input' ? producerOf(file.type, file.subfolder, file.filename) : undefined;
-    return producer !== undefined && producer.key_id !== keyId;
-  });
+  return candidates
+    .flatMap((file) => [file, ...siblingFolderFile(file)])
+    .some((file) => {
+      const owner = ownership.ownerOf('file', fileId(file.type, file.subfolder, file.filename));
+      if (owner !== undefined && owner !== keyId) return true;
+      const producer = producerOf && file.type !== 'input' ? producerOf(file.type, file.subfolder, file.filename) : undefined;
+      return producer !== undefined && producer.key_id !== keyId;
+    });
 }

@@ -97,7 +97,8 @@ export interface FakeComfyUIOptions {
    * `true`: ComfyUI on Windows or macOS, whose disks read names that differ only by case as one file. Every name of
    * input, output and temp (uploads, /view, LoadImage, save nodes) is found as Windows finds it: each segment without its
    * trailing dots and spaces and its `::$DATA` stream, an 8.3 short name (`LONG-P~1.PNG`) as the long name it stands for,
-   * and then any entry of the folder spelt so in another case. Save nodes still number after the names that match their
+   * and then any entry of the folder spelt so in another case or Unicode composition (macOS's APFS reads `é` composed
+   * and decomposed as one name). Save nodes still number after the names that match their
    * prefix as spelt (`os.path.normcase` folds nothing on macOS), so `CAT_00001_.png` lands on `cat_00001_.png`.
    */
   caseInsensitiveFiles?: boolean;
@@ -870,7 +871,7 @@ class FakeServer implements FakeComfyUI {
       if (given === '' || given === '.' || given === '..') continue;
       const segment = given.replace(/::\$data$/i, '').replace(/[. ]+$/, '');
       const entries = existsSync(at) ? readdirSync(at).sort() : [];
-      at = path.join(at, shortNameTarget(segment, entries) ?? entries.find((entry) => entry.toLowerCase() === segment.toLowerCase()) ?? segment);
+      at = path.join(at, shortNameTarget(segment, entries) ?? entries.find((entry) => sameNameIgnoringCase(entry, segment)) ?? segment);
     }
     return at;
   }
@@ -1824,6 +1825,11 @@ function previewFrameWithMetadata(promptId: string, nodeId: string): Buffer {
 
 function isDirType(type: string): type is DirType {
   return (DIR_TYPES as readonly string[]).includes(type);
+}
+
+/** Whether Windows or macOS reads two names as one entry: alike but for case, and (APFS) for Unicode composition. */
+function sameNameIgnoringCase(a: string, b: string): boolean {
+  return a.normalize('NFC').toLowerCase() === b.normalize('NFC').toLowerCase();
 }
 
 /**

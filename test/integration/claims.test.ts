@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { openCollectingSocket, queuePrompt, SAVE_WORKFLOW, waitForHistory } from '../helpers/comfy-client.js';
@@ -207,6 +207,35 @@ describe('bounded ids and claims', () => {
     ]);
     assert.equal(renamed.status, 200, 'without overwrite ComfyUI picks another name');
     assert.notEqual(renamed.json().name, 'shared-name.png');
+  });
+
+  test("another key's upload in a subfolder is its file however the folder is spelt: as a subfolder, in the name, with . or doubled slashes", async () => {
+    const spellings: Array<{ filename: string; subfolder?: string }> = [
+      { filename: 'shared-name.png', subfolder: 'pics/' },
+      { filename: 'shared-name.png', subfolder: './pics' },
+      { filename: 'shared-name.png', subfolder: 'pics//' },
+      { filename: 'shared-name.png', subfolder: 'pics/.' },
+      { filename: 'pics/shared-name.png' },
+      { filename: 'pics/shared-name.png', subfolder: '.' },
+      { filename: 'shared-name.png', subfolder: 'pics//./' },
+    ];
+    for (const { filename, subfolder } of spellings) {
+      const label = JSON.stringify({ filename, subfolder });
+      const parts: FormPart[] = [
+        { name: 'image', filename, value: 'BOB' },
+        { name: 'overwrite', value: 'true' },
+      ];
+      if (subfolder !== undefined) parts.push({ name: 'subfolder', value: subfolder });
+      const res = await upload(bob, parts);
+      assert.equal(res.status, 403, `upload ${label}: ${res.text}`);
+      const query = new URLSearchParams({ filename: posix.basename(filename), subfolder: posix.join(subfolder ?? '', posix.dirname(filename)), type: 'input' });
+      const viewed = await send(gateway.url, `/api/view?${query}`, { key: bob });
+      assert.equal(viewed.status, 404, `view ${label}`);
+      const image = subfolder === undefined ? filename : `${subfolder.replace(/\/*$/, '')}/${filename}`;
+      const loaded = await prompt(bob, { prompt: { '1': { class_type: 'LoadImage', inputs: { image } }, ...SAVE_WORKFLOW } });
+      assert.equal(loaded.status, 403, `LoadImage ${JSON.stringify(image)}: ${loaded.text}`);
+    }
+    assert.equal(await readFile(join(comfy.inputDir, 'pics', 'shared-name.png'), 'utf8'), 'ALICE 2');
   });
 
   test('a mask over an image that is not the key’s is refused', async () => {

@@ -13,6 +13,9 @@ import { startTwoKeyStage, type TwoKeyStage } from '../helpers/two-keys.js';
 const BOB_INPUT = 'bob-photo.png';
 const BOB_LONG_INPUT = 'bob-long-photo-name.png';
 const BOB_BYTES = 'BOB-SECRET-INPUT';
+/** Bob's upload with an accent, composed (NFC) as most clients send it; macOS's APFS reads it decomposed (NFD) as the same file. */
+const BOB_ACCENTED = 'bob-caf\u00e9.png';
+const BOB_ACCENTED_NFD = BOB_ACCENTED.normalize('NFD');
 
 for (const caseInsensitiveFiles of [true, false]) {
   describe(`file names of other keys ${caseInsensitiveFiles ? 'on a case-insensitive disk (Windows, macOS)' : 'on a case-sensitive disk'}`, () => {
@@ -31,7 +34,7 @@ for (const caseInsensitiveFiles of [true, false]) {
 
     before(async () => {
       stage = await startTwoKeyStage(['--upstream-queue-depth', '100'], { caseInsensitiveFiles });
-      for (const name of [BOB_INPUT, BOB_LONG_INPUT]) {
+      for (const name of [BOB_INPUT, BOB_LONG_INPUT, BOB_ACCENTED]) {
         const stored = await upload(stage.bob.api_key, [{ name: 'image', filename: name, value: BOB_BYTES }]);
         assert.equal(stored.status, 200, stored.text);
       }
@@ -62,6 +65,28 @@ for (const caseInsensitiveFiles of [true, false]) {
       await bobFilesIntact();
     });
 
+    test("another key's file named in the other Unicode composition (NFD for NFC) is that key's file at upload, /view and in a prompt", async () => {
+      assert.notEqual(BOB_ACCENTED_NFD, BOB_ACCENTED);
+      for (const name of [BOB_ACCENTED_NFD, BOB_ACCENTED_NFD.toUpperCase()]) {
+        const overwritten = await upload(stage.alice.api_key, [
+          { name: 'image', filename: name, value: 'ALICE-OVERWRITE' },
+          { name: 'overwrite', value: 'true' },
+        ]);
+        assert.equal(overwritten.status, 403, `overwrite ${JSON.stringify(name)}: ${overwritten.text}`);
+        // The same bytes as bob's file: ComfyUI on macOS finds it under that name, and answers the name as the upload spelt it.
+        const stored = await upload(stage.alice.api_key, [{ name: 'image', filename: name, value: BOB_BYTES }]);
+        assert.equal(stored.status, 409, `upload ${JSON.stringify(name)}: ${stored.text}`);
+        const viewed = await view(stage.alice.api_key, name, 'input');
+        assert.equal(viewed.status, 404, `view ${JSON.stringify(name)}`);
+        assert.equal(viewed.text.includes('BOB'), false);
+        const before = upstreamPrompts();
+        const loaded = await prompt(stage.alice.api_key, { '1': { class_type: 'LoadImage', inputs: { image: name } }, ...SAVE_WORKFLOW });
+        assert.equal(loaded.status, 403, `LoadImage ${JSON.stringify(name)}: ${loaded.text}`);
+        assert.equal(upstreamPrompts(), before, 'nothing reached ComfyUI');
+      }
+      assert.equal(await readFile(join(stage.comfy.inputDir, BOB_ACCENTED), 'utf8'), BOB_BYTES, "bob's accented file is intact");
+    });
+
     test("a prompt that names another key's file in other case is refused, by a loader or any other node", async () => {
       const before = upstreamPrompts();
       for (const graph of [
@@ -72,6 +97,37 @@ for (const caseInsensitiveFiles of [true, false]) {
         assert.equal(answer.status, 403, answer.text);
       }
       assert.equal(upstreamPrompts(), before, 'nothing reached ComfyUI');
+    });
+
+    test("a prompt whose other node names another key's file as Windows reads it (a backslash, a trailing dot or space, a stream, a short name) or from a sibling folder is refused", async () => {
+      const before = upstreamPrompts();
+      for (const text of [
+        'bob-photo.png.',
+        'bob-photo.png. .',
+        'bob-photo.png ',
+        'bob-photo.png::$DATA',
+        'bob-photo.png:$DATA',
+        '.\\bob-photo.png',
+        'x\\..\\bob-photo.png',
+        '../input/bob-photo.png',
+        '../../ComfyUI/input/bob-photo.png',
+        '..\\input\\bob-photo.png',
+      ]) {
+        const answer = await prompt(stage.alice.api_key, { '1': { class_type: 'CLIPTextEncode', inputs: { text } }, ...SAVE_WORKFLOW });
+        assert.equal(answer.status, 403, `${JSON.stringify(text)}: ${answer.text}`);
+      }
+      assert.equal(upstreamPrompts(), before, 'nothing reached ComfyUI');
+      // Windows may open a short name as another key's long-named file: it is refused, whoever's file it is.
+      for (const text of ['BOB-LO~1.PNG', 'sub/bob-lo~1.png.']) {
+        const answer = await prompt(stage.alice.api_key, { '1': { class_type: 'CLIPTextEncode', inputs: { text } }, ...SAVE_WORKFLOW });
+        assert.equal(answer.status, 400, `${JSON.stringify(text)}: ${answer.text}`);
+        assert.match(answer.json<{ error: string }>().error, /8\.3 short name/);
+      }
+      assert.equal(upstreamPrompts(), before, 'nothing reached ComfyUI');
+      // A text that only ends as a sentence does, or in a tilde and a number, is no file of another key's.
+      const answer = await prompt(stage.alice.api_key, { '1': { class_type: 'CLIPTextEncode', inputs: { text: 'a photo of a cat. ~2' } }, ...SAVE_WORKFLOW });
+      assert.equal(answer.status, 200, answer.text);
+      await waitForHistory(stage.gateway.url, stage.alice.api_key, answer.json<{ prompt_id: string }>().prompt_id);
     });
 
     test("a save prefix that differs only by case from another key's is refused before ComfyUI numbers files over that key's", async () => {
