@@ -83,6 +83,8 @@ describe('named workflows', () => {
   let comfy: FakeComfyUI;
   let gateway: GatewayProcess;
   let strictGateway: GatewayProcess;
+  /** The admin key of `strictGateway` (its first, made without a key). */
+  let strictAdmin: string;
   let directories: Array<{ remove(): Promise<void> }> = [];
   let images: Awaited<ReturnType<typeof startImageServer>>;
   let admin: string;
@@ -111,6 +113,7 @@ describe('named workflows', () => {
     directories = [one, two];
     gateway = await startGateway({ upstream: comfy.url, userDirectory: one.path, args: ['--require-api-auth', '--webhook-allow-private'] });
     strictGateway = await startGateway({ upstream: comfy.url, userDirectory: two.path, args: ['--require-api-auth'] });
+    strictAdmin = (await createKey(strictGateway.url, { name: 'admin', role: 'admin' })).api_key;
     admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
     alice = await createKey(gateway.url, { name: 'alice', rate_limit: 100_000 }, admin);
     bob = await createKey(gateway.url, { name: 'bob', rate_limit: 100_000 }, admin);
@@ -323,7 +326,6 @@ describe('named workflows', () => {
     assert.match(await refusal('/page'), /text\/html, not an image/);
     assert.match(await refusal('/missing'), /answered 404/);
     assert.match(await refusal('/big'), /larger than 33554432 bytes/);
-    const strictAdmin = (await createKey(strictGateway.url, { name: 'admin', role: 'admin' })).api_key;
     assert.equal((await put('txt2img', { prompt: GRAPH, inputs: INPUTS }, strictAdmin, strictGateway.url)).status, 201);
     const refused = await run('txt2img', { inputs: { seed: 1, image: { url: `${images.url}/cat.png` } } }, strictAdmin, strictGateway.url);
     assert.equal(refused.status, 400, refused.text);
@@ -331,7 +333,6 @@ describe('named workflows', () => {
   });
 
   test("without --webhook-allow-private, an image URL to this machine in any spelling, the gateway's own port included, is refused and nothing is fetched", async () => {
-    const strictAdmin = (await createKey(strictGateway.url, { name: 'spellings', role: 'admin' })).api_key;
     assert.equal((await put('spellings', { prompt: GRAPH, inputs: INPUTS }, strictAdmin, strictGateway.url)).status, 201);
     const port = new URL(images.url).port;
     const asked = images.asked.length;
