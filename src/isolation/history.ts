@@ -23,6 +23,7 @@ import { refusedHistoryEntry, wasRefused } from '../jobs/refusal.js';
 import { ownCachedOutputs } from './cached-outputs.js';
 import { cachedNodesOf, mayNameCachedNodes } from './files.js';
 import { historyWindow } from './history-window.js';
+import { queryInteger } from './query-integer.js';
 import { getMergedHistory } from './merged-history.js';
 import { forwardToEach } from './each-backend.js';
 import type { PoolBackend } from '../backends/backend-pool.js';
@@ -47,8 +48,8 @@ export async function getHistoryList(
   path: string,
   query: URLSearchParams,
 ): Promise<void> {
-  const maxItems = optionalInteger(query, 'max_items');
-  const offset = optionalInteger(query, 'offset') ?? -1;
+  const maxItems = queryInteger(query, 'max_items');
+  const offset = queryInteger(query, 'offset') ?? -1;
   if (!caller.seesAll) return getOwnHistoryWindow(ctx, req, res, caller, path, maxItems, offset);
   if (ctx.pool.several) return getMergedHistory(ctx, req, res, caller, path, offset, maxItems);
   // An admin sees every entry, so ComfyUI's own window is the admin's: only that window is read.
@@ -214,11 +215,4 @@ export async function readClearOrDelete(req: IncomingMessage): Promise<{ clear: 
     throw invalidRequest('delete must be a list of prompt ids.', [{ field: 'delete', problem: 'not a list of strings' }]);
   }
   return { clear: clear === true, ...(ids ? { delete: ids as string[] } : {}) };
-}
-
-function optionalInteger(query: URLSearchParams, name: string): number | undefined {
-  const value = query.get(name);
-  if (value === null) return undefined;
-  if (!/^-?\d+$/.test(value)) throw invalidRequest(`${name} must be a whole number.`, [{ field: name, problem: `got ${JSON.stringify(value)}` }]);
-  return Number(value);
 }

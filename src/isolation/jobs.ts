@@ -25,6 +25,7 @@ import { getMergedJobList } from './merged-jobs.js';
 import { redactExtraData } from './redact.js';
 import { parseComfyJson, relayAnswer, relayJson } from './json-body.js';
 import { forEachInTurns } from './in-turns.js';
+import { queryInteger } from './query-integer.js';
 import { showOwnCachedJobOutputs } from './cached-outputs.js';
 
 /** ComfyUI's job statuses, and the registry's statuses each stands for (a job cancelled before it ran is not ComfyUI's to list). */
@@ -107,15 +108,14 @@ export function orderOf(query: URLSearchParams): { byDuration: boolean; ascendin
 }
 
 /**
- * A list's `offset` (default 0) and `limit` (default none).
- * @throws GatewayError 400 when either is not a whole number
+ * A list's `offset` (default 0) and `limit` (default none), read as ComfyUI reads them: int() of the text, a
+ * negative offset counted as 0.
+ * @throws GatewayError 400 when either is not an integer, or the limit is not positive
  */
 export function pageOf(query: URLSearchParams): { offset: number; limit: number | undefined } {
-  const offset = Number(query.get('offset') ?? 0);
-  const limit = query.has('limit') ? Number(query.get('limit')) : undefined;
-  if (!Number.isInteger(offset) || offset < 0 || (limit !== undefined && (!Number.isInteger(limit) || limit < 0))) {
-    throw invalidRequest('offset and limit must be whole numbers.', [{ field: 'offset/limit', problem: 'not a whole number' }]);
-  }
+  const offset = Math.max(0, queryInteger(query, 'offset') ?? 0);
+  const limit = queryInteger(query, 'limit');
+  if (limit !== undefined && limit <= 0) throw invalidRequest('limit must be a positive integer.', [{ field: 'limit', problem: `got ${limit}` }]);
   return { offset, limit };
 }
 

@@ -977,10 +977,18 @@ class FakeServer implements FakeComfyUI {
   private getJobs({ res, query }: Ctx): void {
     const workflowId = query.get('workflow_id');
     const all = this.jobs().filter((job) => !workflowId || job['workflow_id'] === workflowId);
-    const offset = Number(query.get('offset') ?? 0);
-    const limit = query.has('limit') ? Number(query.get('limit')) : all.length;
-    const page = all.slice(offset, offset + limit);
-    sendJson(res, { jobs: page, pagination: { offset, limit, total: all.length, has_more: offset + page.length < all.length } });
+    // As ComfyUI: int() of each, a limit that is not positive refused, a negative offset read as 0.
+    const int = (name: string): number | null | undefined => {
+      const text = query.get(name);
+      return text === null ? null : /^\s*[+-]?\d+(?:_\d+)*\s*$/.test(text) ? Number(text.replace(/_/g, '')) : undefined;
+    };
+    const [offsetAsked, limitAsked] = [int('offset'), int('limit')];
+    if (limitAsked === undefined) return sendJson(res, { error: 'limit must be an integer' }, 400);
+    if (limitAsked !== null && limitAsked <= 0) return sendJson(res, { error: 'limit must be a positive integer' }, 400);
+    if (offsetAsked === undefined) return sendJson(res, { error: 'offset must be an integer' }, 400);
+    const offset = Math.max(0, offsetAsked ?? 0);
+    const page = all.slice(offset, limitAsked === null ? undefined : offset + limitAsked);
+    sendJson(res, { jobs: page, pagination: { offset, limit: limitAsked, total: all.length, has_more: offset + page.length < all.length } });
   }
 
   private getJob({ res, params }: Ctx): void {

@@ -374,6 +374,36 @@ describe('isolation of the jobs API of newer ComfyUI servers', () => {
     assert.deepEqual(await ids('?sort_order=ASC'), [...all].reverse());
   });
 
+  test('offset and limit are read as ComfyUI reads them (int() of the text, a negative offset as 0), for a user key as for an admin', async () => {
+    const own = await queuePrompt(gateway.url, keys.alice);
+    await waitForHistory(gateway.url, keys.alice, own);
+    type Page = { pagination: { offset: number; limit: number | null } };
+    const read = async (key: string, query: string): Promise<[number, Page['pagination'] | undefined]> => {
+      const answer = await send(gateway.url, `/api/jobs?${query}`, { key });
+      return [answer.status, answer.status === 200 ? answer.json<Page>().pagination : undefined];
+    };
+    const cases: Array<[string, number, Page['pagination'] | undefined]> = [
+      ['offset=-3&limit=1', 200, { offset: 0, limit: 1 }],
+      ['offset=%201%20&limit=%2B2', 200, { offset: 1, limit: 2 }],
+      ['limit=1_0', 200, { offset: 0, limit: 10 }],
+      ['limit=0', 400, undefined],
+      ['limit=-1', 400, undefined],
+      ['limit=2.0', 400, undefined],
+      ['limit=1e1', 400, undefined],
+      ['limit=0x10', 400, undefined],
+      ['limit=', 400, undefined],
+      ['offset=1.5', 400, undefined],
+      ['offset=', 400, undefined],
+    ];
+    for (const [query, status, pagination] of cases) {
+      const [aliceStatus, alicePage] = await read(keys.alice, query);
+      assert.equal(aliceStatus, status, `${query} for a user key`);
+      if (pagination) assert.deepEqual({ offset: alicePage!.offset, limit: alicePage!.limit }, pagination, query);
+      // An admin's list is ComfyUI's own answer: the user key's reading agrees with it.
+      assert.equal((await read(keys.admin, query))[0], status, `${query} for an admin`);
+    }
+  });
+
   test("a list filtered and ordered (workflow_id, status, sort_by, sort_order) neither lists nor counts another key's jobs of that workflow", async () => {
     const fromTemplate = { extra_data: { extra_pnginfo: { workflow: { id: 'shared-template' } } } };
     const bobPrompt = await queuePrompt(gateway.url, keys.bob, fromTemplate);
