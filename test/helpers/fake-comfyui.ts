@@ -466,6 +466,13 @@ const OBJECT_INFO: Json = {
     },
     ['IMAGE'],
   ),
+  ImageRotate: nodeInfo(
+    'ImageRotate',
+    'Rotate Image',
+    'image/transform',
+    { image: ['IMAGE', {}], rotation: [['none', '90 degrees', '180 degrees', '270 degrees'], {}] },
+    ['IMAGE'],
+  ),
   LoadImage: nodeInfo('LoadImage', 'Load Image', 'image', { image: [[], { image_upload: true }] }, ['IMAGE', 'MASK']),
   LoadLatent: nodeInfo('LoadLatent', 'Load Latent', '_for_testing', { latent: [[], {}] }, ['LATENT']),
   SaveImage: nodeInfo('SaveImage', 'Save Image', 'image', { images: ['IMAGE', {}], filename_prefix: ['STRING', { default: 'ComfyUI' }] }, []),
