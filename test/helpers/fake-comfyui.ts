@@ -466,6 +466,27 @@ const OBJECT_INFO: Json = {
     },
     ['IMAGE'],
   ),
+  BasicScheduler: nodeInfo(
+    'BasicScheduler',
+    'BasicScheduler',
+    'model/sampling/schedulers',
+    { model: ['MODEL', {}], scheduler: [['normal'], {}], steps: ['INT', { default: 20 }], denoise: ['FLOAT', { default: 1 }] },
+    ['SIGMAS'],
+  ),
+  ExtendIntermediateSigmas: nodeInfo(
+    'ExtendIntermediateSigmas',
+    'Extend Intermediate Sigmas',
+    'model/sampling/sigmas',
+    { sigmas: ['SIGMAS', {}], steps: ['INT', { default: 2 }], spacing: [['linear', 'cosine', 'sine'], {}] },
+    ['SIGMAS'],
+  ),
+  SamplerCustom: nodeInfo(
+    'SamplerCustom',
+    'SamplerCustom',
+    'sampling/custom_sampling',
+    { model: ['MODEL', {}], noise_seed: ['INT', { default: 0 }], sigmas: ['SIGMAS', {}], latent_image: ['LATENT', {}] },
+    ['LATENT', 'LATENT'],
+  ),
   ImageRotate: nodeInfo(
     'ImageRotate',
     'Rotate Image',

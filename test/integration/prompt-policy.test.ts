@@ -901,6 +901,30 @@ describe('prompt policy', () => {
     assert.equal(upright.status, 200, `1024 × 512 turned is 512 wide, 1024 with the square: ${upright.text}`);
   });
 
+  test('max_steps holds the steps ExtendIntermediateSigmas makes: the steps of the sigmas it is given times its own', async () => {
+    const key = await keyWith({ max_steps: 30 });
+    /** A SamplerCustom whose sigmas are BasicScheduler's `scheduled` steps, each made `extended` steps; `source` replaces the scheduler. */
+    const extended = (scheduled: number, extendedBy: number, source?: { class_type: string; inputs: Record<string, unknown> }): Graph =>
+      graph((g) => {
+        g['20'] = source ?? { class_type: 'BasicScheduler', inputs: { model: ['4', 0], scheduler: 'normal', steps: scheduled, denoise: 1 } };
+        g['21'] = { class_type: 'ExtendIntermediateSigmas', inputs: { sigmas: ['20', 0], steps: extendedBy, spacing: 'linear' } };
+        g['22'] = { class_type: 'SamplerCustom', inputs: { model: ['4', 0], noise_seed: 1, sigmas: ['21', 0], latent_image: ['5', 0] } };
+        delete g['3'];
+        g['9']!.inputs.images = ['22', 0];
+      });
+    const brief = (violations: Violation[]): unknown[] => violations.map(({ node_id, rule, value }) => ({ node_id, rule, value }));
+
+    const over = await post(key, { prompt: extended(20, 4) });
+    assert.equal(over.status, 403, over.text);
+    assert.deepEqual(brief(over.violations), [{ node_id: '21', rule: 'max_steps', value: 80 }]);
+    assert.match((over.violations[0] as Violation & { reason?: string }).reason ?? '', /product/);
+    const unknown = await post(key, { prompt: extended(20, 2, { class_type: 'CustomSigmas', inputs: { schedule: '14.6, 7, 3, 1, 0' } }) });
+    assert.deepEqual(brief(unknown.violations), [{ node_id: '21', rule: 'max_steps', value: 'unbounded' }]);
+
+    const within = await post(key, { prompt: extended(10, 3) });
+    assert.equal(within.status, 200, `10 steps made 3 each are 30: ${within.text}`);
+  });
+
   test('a link the size walk must follow is followed however it is written: slot -0 or 0.0, or wrapped as {"__value__": [...]}', async () => {
     const key = await keyWith({ max_width: 1024, max_height: 1024 });
     // A 1024 latent composited onto by an 8 one keeps the 1024 size: enlarged 4×, it is 4096 wide.
