@@ -10,6 +10,7 @@ import { loadedMediaViolations } from './loaded-media.js';
 import { replacedNodes, type NodeReplacements, type PromptNode } from './node-replacements.js';
 import { resizeViolations } from './resize-checks.js';
 import { nodeInputs } from './node-inputs.js';
+import { SigmaSteps, sigmaStepViolations } from './sigma-steps.js';
 import { SizeBounds } from './size-bound.js';
 import type { KeyRecord } from '../store/types.js';
 import type { PromptPolicy } from './schema.js';
@@ -34,7 +35,8 @@ export interface PromptOrigin {
  * Refuses a prompt that breaks `policy`, listing every violation (up to 50), in the order: workflows_only
  * (unless the prompt is a registered workflow's), max_prompt_bytes, then node by node (deny_nodes,
  * allow_nodes, each input read, then the size a resizing node makes, then what a joining node makes: see
- * resizeViolations and joinViolations; then the image a loader loads, by its size in `loaded`, see loadedImageViolations).
+ * resizeViolations and joinViolations; then the image a loader loads, by its size in `loaded`, see loadedImageViolations;
+ * then the steps an extender of sigmas makes, see sigmaStepViolations).
  * Inputs are read by name on every node (see inputLimits).
  * A node whose class_type ComfyUI replaces (`replacements`, from its GET /node_replacements) is checked
  * as it is and as each node a backend runs in its place.
@@ -80,6 +82,7 @@ export function promptViolations(
     forms.set(nodeId, [given, ...replacedNodes(given, replacements)]);
   }
   const bounds = new SizeBounds((nodeId) => forms.get(nodeId) ?? [], loaded);
+  const steps = new SigmaSteps((nodeId) => forms.get(nodeId) ?? []);
   for (const [nodeId, nodeForms] of forms) {
     if (violations.length >= MAX_VIOLATIONS) break;
     for (const form of nodeForms) {
@@ -87,6 +90,7 @@ export function promptViolations(
         ...nodeViolations(policy, globs, nodeId, form, bounds),
         ...loadedImageViolations(policy, nodeId, form, loaded),
         ...loadedMediaViolations(policy, nodeId, form, loaded),
+        ...sigmaStepViolations(policy, nodeId, form, steps),
       );
     }
   }

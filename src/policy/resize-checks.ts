@@ -1,4 +1,4 @@
-// The max_width/max_height checks of nodes that resize what they are given: factors, padding, total pixels, sides from the aspect ratio, model upscalers.
+// The max_width/max_height checks of nodes that resize what they are given: factors, padding, total pixels, sides from the aspect ratio, model upscalers, rotations.
 
 import type { PolicyViolation } from '../errors.js';
 import { inputValue } from '../isolation/input-value.js';
@@ -6,7 +6,7 @@ import { literalNumber } from './literal-number.js';
 import type { PromptNode } from './node-replacements.js';
 import type { PromptPolicy } from './schema.js';
 import { inputsNamed, nodeInputs } from './node-inputs.js';
-import { FACTOR_INPUTS, linksPixels, literalSum, MODEL_UPSCALERS, PADDING_INPUTS, type Side, type SizeBounds } from './size-bound.js';
+import { FACTOR_INPUTS, linksPixels, literalSum, MODEL_UPSCALERS, PADDING_INPUTS, sidesTurn, type Side, type SizeBounds } from './size-bound.js';
 
 const SIDES: readonly Side[] = ['width', 'height'];
 const SIDE_LIMIT = { width: 'max_width', height: 'max_height' } as const;
@@ -26,6 +26,9 @@ const UNFIXED_REASON =
   'it enlarges an image or latent whose size the prompt does not fix (it comes from a loaded file, a link, or a node the gateway cannot follow): ' +
   'enlarge only what a node of literal width and height makes, or set the size itself (ImageScale, LatentUpscale)';
 const ASPECT_REASON = "this side follows the input's aspect ratio, which the prompt does not fix: give both width and height";
+const ROTATE_REASON =
+  'it may turn the image a quarter, so its width becomes the height, and max_width and max_height differ: turn only what a node of ' +
+  'literal width and height makes, whose sides, swapped, are within the limits, and give the rotation as a literal';
 const MODEL_REASON =
   'the upscale factor comes from the model file, which the gateway cannot read: with max_width or max_height set, ' +
   'scale with ImageScale, ImageScaleBy or LatentUpscaleBy, within the limits, or use a key whose policy sets neither';
@@ -36,7 +39,8 @@ const MODEL_REASON =
  * it makes: the bound of what the node is given (see SizeBounds), multiplied or padded, must be known and
  * within the limit. `megapixels` is held to max_width × max_height (one of them alone stands for both).
  * A side derived from the aspect ratio (`0` beside a given side, `shorter_size`, a one-side mode) and a
- * model upscaler are refused, with the reason.
+ * model upscaler are refused, with the reason. A rotator that may turn a quarter (see sidesTurn) is held, when the two
+ * limits differ, to the sides it makes, which must be known and within them.
  */
 export function resizeViolations(policy: PromptPolicy, nodeId: string, node: PromptNode, bounds: SizeBounds): PolicyViolation[] {
   const limited = SIDES.filter((side) => policy[SIDE_LIMIT[side]] !== undefined);
@@ -89,6 +93,12 @@ export function resizeViolations(policy: PromptPolicy, nodeId: string, node: Pro
     }
   }
   for (const side of aspectSides(node)) if (limited.includes(side)) violations.push(violation(side, 'unbounded', ASPECT_REASON));
+  if (sidesTurn(node) !== 'keeps' && policy.max_width !== policy.max_height) {
+    for (const side of limited) {
+      const made = bounds.made(node, side);
+      if (made === undefined || made > policy[SIDE_LIMIT[side]]!) violations.push(violation(side, made ?? 'unbounded', ROTATE_REASON));
+    }
+  }
   return violations;
 }
 

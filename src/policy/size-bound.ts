@@ -7,6 +7,7 @@ import { literalNumber } from './literal-number.js';
 import { isImageLoader, loadedImageBatch, loadedSide, type LoadedSizes } from './loaded-images.js';
 import { isMediaLoader, loadedMediaBatch, loadedMediaSide } from './loaded-media.js';
 import { inputsNamed, nodeInputs } from './node-inputs.js';
+import { NodeWalk } from './node-walk.js';
 import type { PromptNode } from './node-replacements.js';
 
 /** A side of an image or latent, in pixels. */
@@ -32,6 +33,21 @@ export const PADDING_INPUTS: ReadonlyMap<string, Readonly<Record<Side, readonly 
   ['ImagePadForOutpaint', { width: ['left', 'right'], height: ['top', 'bottom'] }],
 ]);
 
+/** Core nodes that turn what they are given by their `rotation` (`none`, `90 degrees`, `180 degrees`, `270 degrees`). */
+const ROTATORS: ReadonlySet<string> = new Set(['ImageRotate', 'LatentRotate']);
+
+/**
+ * How a node turns what it is given: `keeps` its sides (not a rotator, or a literal `none` or `180 degrees`),
+ * `swaps` them (a literal `90 degrees` or `270 degrees`: ComfyUI reads the start of the option), or `unknown`
+ * (the rotation is linked, or not a string).
+ */
+export function sidesTurn(node: PromptNode): 'keeps' | 'swaps' | 'unknown' {
+  if (!ROTATORS.has(node.class_type)) return 'keeps';
+  const rotation = inputValue(nodeInputs(node).rotation);
+  if (typeof rotation !== 'string') return 'unknown';
+  return rotation.startsWith('90') || rotation.startsWith('270') ? 'swaps' : 'keeps';
+}
+
 /** Core nodes whose output size comes from a model file, which the prompt does not show. */
 export const MODEL_UPSCALERS: ReadonlySet<string> = new Set(['ImageUpscaleWithModel', 'LTXVLatentUpsampler']);
 
@@ -52,21 +68,19 @@ const NOT_PIXELS: ReadonlySet<string> = new Set([
   'sigmas',
   'noise',
   'guider',
-  // A join's settings, which a link may give (a primitive node's value).
+  // A join's or a rotator's settings, which a link may give (a primitive node's value).
   'direction',
   'match_image_size',
   'spacing_width',
+  'rotation',
 ]);
-
-/** Longest chain of links walked: a node further upstream counts as of unknown size. */
-const MAX_DEPTH = 200;
 
 /**
  * The node id an input links to, as ComfyUI's validation reads a link: any two-item list whose first item is a
  * node id, whatever its slot is written as (`0`, `-0`, `0.0`), and such a list wrapped as `{"__value__": [...]}`,
  * which validation unwraps in place, so the graph runs it as a link. Undefined for any other value.
  */
-function linkedNode(raw: unknown): string | undefined {
+export function linkedNode(raw: unknown): string | undefined {
   const value = inputValue(raw);
   return Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' ? value[0] : undefined;
 }
@@ -90,40 +104,29 @@ export function linksPixels(node: PromptNode): boolean {
  * Bounds of the sizes and batches a prompt's nodes output, each found once per node (so a walk costs at most
  * the prompt's size). An image loader's sides are the longest side of the image it loads (see loadedSide);
  * its batch, the images its file holds when they are known (see loadedImageBatch). A loaded latent's are what it may decode to (see LatentSize); a
- * loaded video's or 3D scene's are not known. A bound is undefined (unknown) when the walk reaches an image
- * loader of unknown size, a node of no literal size (or batch) that has no links to follow, a link to no node, a cycle, a chain of more than MAX_DEPTH
+ * loaded video's or 3D scene's are not known. A rotator's sides are the other sides of what it is given when it turns
+ * a quarter, and the longer of them when its rotation is not a literal (see sidesTurn). A bound is undefined (unknown) when the walk reaches an image
+ * loader of unknown size, a node of no literal size (or batch) that has no links to follow, a link to no node, a cycle, a chain of more than MAX_WALK_DEPTH
  * links, a model upscaler, a side a node derives from its input's aspect ratio or pixel count, or a batch
  * made from a latent's frames (BATCH_UNKNOWN).
  */
 export class SizeBounds {
-  private readonly found = new Map<string, number | null>();
-  private readonly walking = new Set<string>();
+  private readonly walk: NodeWalk;
 
   /**
    * `formsOf` gives a node id's forms: the node as sent, and as ComfyUI runs it when it replaces its class; none for an unknown id.
    * `loaded` are the sizes of the images the prompt loads.
    */
   constructor(
-    private readonly formsOf: (nodeId: string) => readonly PromptNode[],
+    formsOf: (nodeId: string) => readonly PromptNode[],
     private readonly loaded: LoadedSizes,
-  ) {}
+  ) {
+    this.walk = new NodeWalk(formsOf);
+  }
 
   /** The largest `dimension` of what node `nodeId` outputs (the largest over its forms), or undefined when unknown. */
   output(nodeId: string, dimension: Dimension, depth = 0): number | undefined {
-    const key = `${dimension}:${nodeId}`;
-    const known = this.found.get(key);
-    if (known !== undefined) return known ?? undefined;
-    if (this.walking.has(key) || depth > MAX_DEPTH) return undefined;
-    this.walking.add(key);
-    const forms = this.formsOf(nodeId);
-    let largest: number | undefined = forms.length > 0 ? 0 : undefined;
-    for (const form of forms) {
-      const bound = largest === undefined ? undefined : this.made(form, dimension, depth);
-      largest = bound === undefined ? undefined : Math.max(largest!, bound);
-    }
-    this.walking.delete(key);
-    this.found.set(key, largest ?? null);
-    return largest;
+    return this.walk.largest(`${dimension}:${nodeId}`, nodeId, depth, (form) => this.made(form, dimension, depth));
   }
 
   /**
@@ -192,6 +195,10 @@ export class SizeBounds {
     if (isMediaLoader(node)) return loadedMediaSide(node, side, this.loaded);
     const inputs = nodeInputs(node);
     if (MODEL_UPSCALERS.has(node.class_type)) return undefined;
+    const turn = sidesTurn(node);
+    const other: Side = side === 'width' ? 'height' : 'width';
+    if (turn === 'swaps') return this.given(node, other, depth);
+    if (turn === 'unknown') return largest(this.given(node, side, depth), this.given(node, other, depth));
     const padding = PADDING_INPUTS.get(node.class_type);
     if (padding) return sum(this.given(node, side, depth), literalSum(inputsNamed(inputs, padding[side])));
     const fixed = inputsNamed(inputs, SIZE_INPUTS[side]);
@@ -208,7 +215,7 @@ export class SizeBounds {
 }
 
 /** The largest of literal numbers above 0; undefined when one is not such a literal (0 stands for "from the aspect ratio"). */
-function largestPositive(values: readonly unknown[]): number | undefined {
+export function largestPositive(values: readonly unknown[]): number | undefined {
   let largest = 0;
   for (const value of values) {
     const number = literalNumber(value);
@@ -227,6 +234,10 @@ export function literalSum(values: readonly unknown[]): number | undefined {
     total += number ?? 0;
   }
   return total;
+}
+
+function largest(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined || b === undefined ? undefined : Math.max(a, b);
 }
 
 function sum(a: number | undefined, b: number | undefined): number | undefined {

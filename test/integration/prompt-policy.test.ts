@@ -860,6 +860,71 @@ describe('prompt policy', () => {
     assert.equal(batched.status, 200, `2 + 2 is within 4: ${batched.text}`);
   });
 
+  test('a quarter turn swaps the sides the size walk bounds: past max_height at the turn when the limits differ, past max_width at a later stitch', async () => {
+    /** The decoded image of `width` × `height` turned by `rotation`, stitched (match_image_size false) to the right of a decoded 512 square or not. */
+    const turned = (width: number, height: number, rotation: unknown, stitch: boolean): Graph =>
+      graph((g) => {
+        g['5']!.inputs = { width, height, batch_size: 1 };
+        g['10'] = { class_type: 'VAEDecode', inputs: { samples: ['3', 0], vae: ['4', 2] } };
+        g['11'] = { class_type: 'ImageRotate', inputs: { image: ['10', 0], rotation } };
+        g['9']!.inputs.images = ['11', 0];
+        if (!stitch) return;
+        g['12'] = { class_type: 'EmptyLatentImage', inputs: { width: 512, height: 512, batch_size: 1 } };
+        g['13'] = { class_type: 'VAEDecode', inputs: { samples: ['12', 0], vae: ['4', 2] } };
+        g['14'] = {
+          class_type: 'ImageStitch',
+          inputs: { image1: ['11', 0], image2: ['13', 0], direction: 'right', match_image_size: false, spacing_width: 0, spacing_color: 'white' },
+        };
+        g['9']!.inputs.images = ['14', 0];
+      });
+    const brief = (violations: Violation[]): unknown[] => violations.map(({ node_id, rule, value }) => ({ node_id, rule, value }));
+
+    const wideKey = await keyWith({ max_width: 2048, max_height: 1024 });
+    const tall = await post(wideKey, { prompt: turned(2048, 512, '90 degrees', false) });
+    assert.equal(tall.status, 403, tall.text);
+    assert.deepEqual(brief(tall.violations), [{ node_id: '11', rule: 'max_height', value: 2048 }]);
+    assert.match((tall.violations[0] as Violation & { reason?: string }).reason ?? '', /quarter/);
+    const linkedTurn = turned(2048, 512, ['15', 0], false);
+    linkedTurn['15'] = { class_type: 'PrimitiveString', inputs: { value: '180 degrees' } };
+    const linked = await post(wideKey, { prompt: linkedTurn });
+    assert.deepEqual(brief(linked.violations), [{ node_id: '11', rule: 'max_height', value: 2048 }]);
+    const half = await post(wideKey, { prompt: turned(2048, 512, '180 degrees', false) });
+    assert.equal(half.status, 200, `a half turn keeps 2048 × 512: ${half.text}`);
+    const small = await post(wideKey, { prompt: turned(1024, 512, { __value__: '270 degrees' }, false) });
+    assert.equal(small.status, 200, `1024 × 512 turned is 512 × 1024: ${small.text}`);
+
+    const squareKey = await keyWith({ max_width: 1024, max_height: 1024 });
+    const stitched = await post(squareKey, { prompt: turned(512, 1024, '270 degrees', true) });
+    assert.equal(stitched.status, 403, stitched.text);
+    assert.deepEqual(brief(stitched.violations), [{ node_id: '14', rule: 'max_width', value: 1536 }]);
+    const upright = await post(squareKey, { prompt: turned(1024, 512, '90 degrees', true) });
+    assert.equal(upright.status, 200, `1024 × 512 turned is 512 wide, 1024 with the square: ${upright.text}`);
+  });
+
+  test('max_steps holds the steps ExtendIntermediateSigmas makes: the steps of the sigmas it is given times its own', async () => {
+    const key = await keyWith({ max_steps: 30 });
+    /** A SamplerCustom whose sigmas are BasicScheduler's `scheduled` steps, each made `extended` steps; `source` replaces the scheduler. */
+    const extended = (scheduled: number, extendedBy: number, source?: { class_type: string; inputs: Record<string, unknown> }): Graph =>
+      graph((g) => {
+        g['20'] = source ?? { class_type: 'BasicScheduler', inputs: { model: ['4', 0], scheduler: 'normal', steps: scheduled, denoise: 1 } };
+        g['21'] = { class_type: 'ExtendIntermediateSigmas', inputs: { sigmas: ['20', 0], steps: extendedBy, spacing: 'linear' } };
+        g['22'] = { class_type: 'SamplerCustom', inputs: { model: ['4', 0], noise_seed: 1, sigmas: ['21', 0], latent_image: ['5', 0] } };
+        delete g['3'];
+        g['9']!.inputs.images = ['22', 0];
+      });
+    const brief = (violations: Violation[]): unknown[] => violations.map(({ node_id, rule, value }) => ({ node_id, rule, value }));
+
+    const over = await post(key, { prompt: extended(20, 4) });
+    assert.equal(over.status, 403, over.text);
+    assert.deepEqual(brief(over.violations), [{ node_id: '21', rule: 'max_steps', value: 80 }]);
+    assert.match((over.violations[0] as Violation & { reason?: string }).reason ?? '', /product/);
+    const unknown = await post(key, { prompt: extended(20, 2, { class_type: 'CustomSigmas', inputs: { schedule: '14.6, 7, 3, 1, 0' } }) });
+    assert.deepEqual(brief(unknown.violations), [{ node_id: '21', rule: 'max_steps', value: 'unbounded' }]);
+
+    const within = await post(key, { prompt: extended(10, 3) });
+    assert.equal(within.status, 200, `10 steps made 3 each are 30: ${within.text}`);
+  });
+
   test('a link the size walk must follow is followed however it is written: slot -0 or 0.0, or wrapped as {"__value__": [...]}', async () => {
     const key = await keyWith({ max_width: 1024, max_height: 1024 });
     // A 1024 latent composited onto by an 8 one keeps the 1024 size: enlarged 4×, it is 4096 wide.

@@ -75,6 +75,7 @@ describe('prompt policy sizes', () => {
       { node_id: '5', rule: 'max_width', limit: 1024, value: 1536 },
       { node_id: '6', rule: 'max_steps', limit: 30, value: 100 },
       { node_id: '7', rule: 'max_steps', limit: 30, value: 50 },
+      { node_id: '7', rule: 'max_steps', limit: 30, value: 5000 },
       { node_id: '8', rule: 'max_width', limit: 1024, value: 4096 },
       { node_id: '9', rule: 'max_width', limit: 1024, value: 2048 },
       { node_id: '9', rule: 'max_height', limit: 1024, value: 2048 },
