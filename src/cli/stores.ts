@@ -4,6 +4,7 @@ import { stat } from 'node:fs/promises';
 import { DEFAULTS } from '../config/schema.js';
 import { FileAuditStore } from '../store/file/file-audit-store.js';
 import { FileKeyStore } from '../store/file/file-key-store.js';
+import { FileSessionStore } from '../store/file/file-session-store.js';
 import { FileUsageStore } from '../store/file/file-usage-store.js';
 import { checkStoreDirectory } from '../store/file/store-permissions.js';
 import type { AuditEntry, KeyRecord } from '../store/types.js';
@@ -36,6 +37,20 @@ export async function withKeyStore<R>(directory: string, task: (store: FileKeySt
   await store.open();
   try {
     return await task(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * Ends every browser session of a key, durably, through the session store's lock and journal: a gateway
+ * running on the directory drops them within a second, and one started later never reads them.
+ */
+export async function endKeySessions(directory: string, keyId: string): Promise<void> {
+  const store = new FileSessionStore({ directory });
+  await store.open();
+  try {
+    await store.deleteForKey(keyId);
   } finally {
     await store.close();
   }

@@ -185,6 +185,12 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
     help: 'Let webhook URLs and workflow image URLs reach loopback, private and link-local addresses (default: refused)',
   },
   {
+    flag: 'max-image-fetches',
+    env: 'COMFY_GATE_MAX_IMAGE_FETCHES',
+    type: 'string',
+    help: `Image URLs of workflow runs fetched at once by the whole gateway; one more waits for a place, and a run that gets none within the fetch timeout gets 503 (default ${DEFAULTS.maxImageFetches})`,
+  },
+  {
     flag: 'webhook-retry-base',
     env: 'COMFY_GATE_WEBHOOK_RETRY_BASE',
     type: 'string',
@@ -300,6 +306,7 @@ export function loadServeConfig(args: string[], env: NodeJS.ProcessEnv): Gateway
     defaultPolicy: readDefaultPolicy(stringValue(values['default-policy'])),
     webhookSecret: parseWebhookSecret(stringValue(values['webhook-secret'])),
     webhookAllowPrivate: values['webhook-allow-private'] === true,
+    maxImageFetches: parseInteger('--max-image-fetches', stringValue(values['max-image-fetches']), DEFAULTS.maxImageFetches, 1, 10_000),
     webhookRetryBaseSeconds: parseRetryBase(stringValue(values['webhook-retry-base'])),
     sessionTtlSeconds: parseDuration('--session-ttl', stringValue(values['session-ttl']) ?? DEFAULTS.sessionTtl),
     trustedProxies: ((values['trusted-proxy'] as string[] | undefined) ?? []).map(parseTrustedProxy),

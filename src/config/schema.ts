@@ -43,6 +43,8 @@ export interface GatewayConfig {
   webhookSecret: string | null;
   /** Let webhooks and image URLs reach loopback, private and link-local addresses (`--webhook-allow-private`). */
   webhookAllowPrivate: boolean;
+  /** Image URLs of workflow runs the whole gateway fetches at once; one more waits for a place (`--max-image-fetches`). */
+  maxImageFetches: number;
   /** The delay before a failed webhook delivery's first retry, in seconds; the whole schedule scales with it (`--webhook-retry-base`). */
   webhookRetryBaseSeconds: number;
   /** How long a browser session lasts, in seconds. */
@@ -115,6 +117,7 @@ export const DEFAULTS = {
   redisTimeoutMs: 50,
   redisFailure: 'local',
   webhookRetryBaseSeconds: 10,
+  maxImageFetches: 16,
 } as const;
 
 /** The name of the backend when there is one and it has no name of its own. */

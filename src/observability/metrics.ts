@@ -1,4 +1,4 @@
-// Prometheus metrics of the gateway (prom-client): requests, latency, refusals, upstream errors, WebSockets, store writes, job metering, backends.
+// Prometheus metrics of the gateway (prom-client): requests, latency, refusals, upstream errors, WebSockets, image fetches, store writes, job metering, backends.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { createBackendMetrics, type BackendMetrics } from './backend-metrics.js';
@@ -20,6 +20,14 @@ export interface GatewayMetrics extends BackendMetrics {
   promptAdmitted(keyId: string): void;
   /** One job of a key that ran: the seconds it executed and the files it produced. */
   jobRun(keyId: string, executionSeconds: number, outputs: number): void;
+  /** Where the image fetch gauges are read at each scrape (the gateway's fetch places); until set, they read 0. */
+  watchImageFetches(places: ImageFetchCounts): void;
+}
+
+/** How many image URL fetches are in flight, and how many wait for a place (`--max-image-fetches`). */
+export interface ImageFetchCounts {
+  readonly inFlight: number;
+  readonly queued: number;
 }
 
 /**
@@ -48,6 +56,23 @@ export function createMetrics(options: { perKey: boolean }): GatewayMetrics {
     registers: [registry],
   });
   const websockets = new Gauge({ name: 'comfy_gate_websockets_open', help: 'WebSockets being relayed now.', registers: [registry] });
+  let imageFetches: ImageFetchCounts = { inFlight: 0, queued: 0 };
+  new Gauge({
+    name: 'comfy_gate_image_fetches_in_flight',
+    help: 'Image URLs of workflow runs being fetched now (at most --max-image-fetches).',
+    registers: [registry],
+    collect() {
+      this.set(imageFetches.inFlight);
+    },
+  });
+  new Gauge({
+    name: 'comfy_gate_image_fetches_waiting',
+    help: 'Image URLs of workflow runs waiting for a place among the fetches in flight.',
+    registers: [registry],
+    collect() {
+      this.set(imageFetches.queued);
+    },
+  });
   const storeWrites = new Histogram({
     name: 'comfy_gate_store_write_duration_seconds',
     help: 'Time of one durable store write (append and fsync, or atomic replace), by store.',
@@ -93,6 +118,9 @@ export function createMetrics(options: { perKey: boolean }): GatewayMetrics {
     websocketClosed: () => websockets.dec(),
     storeWrite: (store, seconds) => storeWrites.observe({ store }, seconds),
     promptAdmitted: (keyId) => promptsAdmitted.inc(jobLabelsOf(keyId)),
+    watchImageFetches(places) {
+      imageFetches = places;
+    },
     jobRun(keyId, seconds, outputs) {
       const labels = jobLabelsOf(keyId);
       promptsRun.inc(labels);

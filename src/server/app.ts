@@ -55,6 +55,7 @@ import { rateLimitHeaders, retryAfterSeconds } from '../ratelimit/headers.js';
 import type { Stores } from '../store/index.js';
 import { ACTIVE_JOB_STATUSES, GATEWAY_CLIENT_OWNER, type HitResult, type JobRecord, type KeyRecord } from '../store/types.js';
 import { utcDay } from '../usage/day.js';
+import { FetchPlaces } from '../workflows/fetch-places.js';
 import { openApiSource } from '../workflows/openapi.js';
 import { keyWebhook, type WebhookSettings } from '../webhooks/job-webhook.js';
 import { WebhookOutbox } from '../webhooks/outbox.js';
@@ -273,14 +274,17 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   };
   const workflowContext: WorkflowApiContext = { workflows, audit, bodies: isolated, clientIp, now };
   const openApiDocument = openApiSource(OPENAPI_DOCUMENT, workflows, log);
-  // Image inputs given as URLs are fetched through this pool (public addresses only, unless --webhook-allow-private; never a backend).
+  // Image inputs given as URLs are fetched through this pool (public addresses only, unless --webhook-allow-private; never a backend),
+  // at most --max-image-fetches at once across every key.
   const imageFetching = {
     agent: outboundAgent(
       config.webhookAllowPrivate,
       pool.all.map((backend) => backend.url),
     ),
     allowPrivate: config.webhookAllowPrivate,
+    places: new FetchPlaces(config.maxImageFetches),
   };
+  metrics.watchImageFetches(imageFetching.places);
   const loginContext: LoginContext = {
     keys,
     sessions,

@@ -5,13 +5,14 @@ import { posix } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Agent } from 'undici';
 import { request } from 'undici';
-import { forbidden, GatewayError, invalidRequest } from '../errors.js';
+import { forbidden, GatewayError, imageFetchesBusy, invalidRequest } from '../errors.js';
 import type { IsolatedCaller, IsolationContext } from '../isolation/context.js';
 import { fileIdOf, fileReferenceProblem, uploadedFileId } from '../isolation/files.js';
 import { isBoundedId } from '../isolation/ids.js';
 import { storedFileOf, uploadToEach } from '../isolation/upload-fanout.js';
 import { checkOutboundUrl, OutboundUrlError, reachedBackend } from '../net/outbound.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
+import type { FetchPlaces } from './fetch-places.js';
 import type { ImageSource } from './run-inputs.js';
 
 /** Largest image a run may give as base64 or a URL, in bytes once decoded or downloaded. */
@@ -23,10 +24,14 @@ export const MAX_IMAGE_REDIRECTS = 3;
 /** The serve flag that lets image URLs reach private addresses (shared with webhooks). */
 const PRIVATE_FLAG = '--webhook-allow-private';
 
-/** How image URLs are fetched: the connection pool for user-given URLs, and whether private addresses are allowed. */
+/**
+ * How image URLs are fetched: the connection pool for user-given URLs, whether private addresses are
+ * allowed, and the gateway-wide places for fetches in flight (`--max-image-fetches`).
+ */
 export interface ImageFetching {
   agent: Agent;
   allowPrivate: boolean;
+  places: FetchPlaces;
 }
 
 /** The bytes of an image and the content type they came with (null when unknown). */
@@ -110,19 +115,20 @@ function decodeBase64(data: string, contentType: string | null): ImageBytes {
 
 /**
  * Downloads an image: each URL (the first, and each redirect's, up to MAX_IMAGE_REDIRECTS) checked by
- * checkOutboundUrl and connected to through the outbound pool; within IMAGE_FETCH_TIMEOUT_MS in all;
- * a 200 answer of an image/* type of at most MAX_IMAGE_INPUT_BYTES.
- * @throws ImageInputError saying what went wrong
+ * checkOutboundUrl and connected to through the outbound pool; a 200 answer of an image/* type of at
+ * most MAX_IMAGE_INPUT_BYTES. Once its first URL is checked, it waits up to IMAGE_FETCH_TIMEOUT_MS for
+ * one of the gateway's fetch places (`--max-image-fetches`), then holds it for the download, which has
+ * IMAGE_FETCH_TIMEOUT_MS in all.
+ * @throws ImageInputError saying what went wrong; GatewayError 503 IMAGE_FETCHES_BUSY when no place was free in time
  */
 async function fetchImage(text: string, fetching: ImageFetching): Promise<ImageBytes> {
+  const first = await checkedUrl(text, fetching, 0);
+  if (!(await fetching.places.take(AbortSignal.timeout(IMAGE_FETCH_TIMEOUT_MS)))) throw imageFetchesBusy(IMAGE_FETCH_TIMEOUT_MS / 1000);
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), IMAGE_FETCH_TIMEOUT_MS);
   try {
-    let current = text;
+    let url = first;
     for (let hop = 0; ; hop++) {
-      const url = await checkOutboundUrl(current, fetching.allowPrivate, PRIVATE_FLAG).catch((error: unknown) => {
-        throw error instanceof OutboundUrlError ? new ImageInputError(`the URL ${hop > 0 ? `it redirected to ` : ''}${error.message}`) : error;
-      });
       const response = await request(url, { method: 'GET', dispatcher: fetching.agent, signal: abort.signal, headers: { accept: 'image/*' } }).catch(
         (error: unknown) => {
           if (reachedBackend(error)) throw new ImageInputError('the URL points to a ComfyUI backend of the gateway, which a URL may never reach');
@@ -135,7 +141,7 @@ async function fetchImage(text: string, fetching: ImageFetching): Promise<ImageB
       if (statusCode >= 300 && statusCode < 400 && typeof headers.location === 'string') {
         await body.dump().catch(() => undefined);
         if (hop >= MAX_IMAGE_REDIRECTS) throw new ImageInputError(`the URL redirected more than ${MAX_IMAGE_REDIRECTS} times`);
-        current = new URL(headers.location, url).toString();
+        url = await checkedUrl(new URL(headers.location, url).toString(), fetching, hop + 1);
         continue;
       }
       if (statusCode !== 200) {
@@ -154,7 +160,15 @@ async function fetchImage(text: string, fetching: ImageFetching): Promise<ImageB
     }
   } finally {
     clearTimeout(timer);
+    fetching.places.release();
   }
+}
+
+/** An image URL (the given one, or the one hop `hop` redirected to) as checkOutboundUrl reads it. @throws ImageInputError */
+function checkedUrl(text: string, fetching: ImageFetching, hop: number): Promise<URL> {
+  return checkOutboundUrl(text, fetching.allowPrivate, PRIVATE_FLAG).catch((error: unknown) => {
+    throw error instanceof OutboundUrlError ? new ImageInputError(`the URL ${hop > 0 ? `it redirected to ` : ''}${error.message}`) : error;
+  });
 }
 
 /** A download's body, refused once it passes MAX_IMAGE_INPUT_BYTES. */

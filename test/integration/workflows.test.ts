@@ -474,3 +474,79 @@ describe('a workflow image input with several backends', () => {
     for (const fake of fakes) assert.deepEqual(await readFile(join(fake.inputDir, name)), PNG, 'each backend has the image');
   });
 });
+
+describe('image URL fetches are capped across the gateway (--max-image-fetches 1)', () => {
+  let comfy: FakeComfyUI;
+  let images: Awaited<ReturnType<typeof startImageServer>>;
+  let gateway: GatewayProcess;
+  let directory: { path: string; remove(): Promise<void> };
+  let admin: string;
+
+  const run = (key: string, url: string): Promise<TestResponse> =>
+    send(gateway.url, '/api/gateway/workflows/img/run', { method: 'POST', key, body: { inputs: { seed: 1, image: { url } }, wait: 30 } });
+  const userKey = async (name: string, fields: object = {}): Promise<string> =>
+    (await createKey(gateway.url, { name, rate_limit: 100_000, ...fields }, admin)).api_key;
+  /** The image fetches waiting for a place, as /metrics tells. */
+  const waiting = async (): Promise<number> =>
+    Number(/^comfy_gate_image_fetches_waiting (\d+)$/m.exec((await send(gateway.url, '/metrics', { key: admin })).text)?.[1] ?? NaN);
+
+  before(async () => {
+    comfy = await startFakeComfyUI({ stepDelayMs: 2 });
+    images = await startImageServer();
+    directory = await tempUserDirectory();
+    gateway = await startGateway({
+      upstream: comfy.url,
+      userDirectory: directory.path,
+      args: ['--require-api-auth', '--webhook-allow-private', '--max-image-fetches', '1'],
+    });
+    admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
+    assert.equal((await send(gateway.url, '/api/gateway/workflows/img', { method: 'PUT', key: admin, body: { prompt: GRAPH, inputs: INPUTS } })).status, 201);
+  });
+  after(async () => {
+    await gateway?.stop();
+    await comfy?.close();
+    images?.server.close();
+    await directory?.remove();
+  });
+
+  test("another key's image fetch does not start until the fetch in flight ends", async () => {
+    const first = run(await userKey('first'), `${images.url}/held.png`);
+    await waitFor(() => images.held.length === 1, 'the first fetch to reach the image server');
+    const asked = images.asked.length;
+    const second = run(await userKey('second'), `${images.url}/cat.png`);
+    await waitFor(async () => images.asked.length > asked || (await waiting()) === 1, 'the second fetch to start or wait');
+    assert.equal(images.asked.length, asked, 'the second fetch did not reach the image server while the first held the place');
+    images.held.shift()!();
+    assert.equal((await first).status, 200);
+    const answered = await second;
+    assert.equal(answered.status, 200, answered.text);
+    assert.deepEqual(images.asked.slice(asked), ['/cat.png'], 'the second fetch ran once the first ended');
+  });
+
+  test('a run whose fetch gets no place within the fetch timeout gets 503 IMAGE_FETCHES_BUSY, fetches and stores nothing, and gives its queue place back', async () => {
+    const first = run(await userKey('holder'), `${images.url}/held.png`);
+    await waitFor(() => images.held.length === 1, 'the first fetch to reach the image server');
+    const next = run(await userKey('next'), `${images.url}/held.png`);
+    await waitFor(async () => (await waiting()) === 1, 'the second fetch to wait');
+    const single = await userKey('single', { max_queued: 1 });
+    const refused = run(single, `${images.url}/cat.png`);
+    await waitFor(async () => (await waiting()) === 2, 'the third fetch to wait');
+    // The place goes to the fetch that waited first, whose download the image server then holds past the third fetch's wait.
+    images.held.shift()!();
+    assert.equal((await first).status, 200);
+    await waitFor(() => images.held.length === 1, 'the second fetch to reach the image server');
+    const [stored, prompts, asked] = [(await readdir(comfy.inputDir)).length, comfy.prompts.length, images.asked.length];
+    const answer = await refused;
+    assert.equal(answer.status, 503, answer.text);
+    assert.equal(answer.json().error_code, 'IMAGE_FETCHES_BUSY');
+    assert.match(answer.json<{ error: string }>().error, /Retry later/);
+    assert.ok(Number(answer.headers['retry-after']) > 0, 'Retry-After');
+    assert.equal(images.asked.length, asked, 'its image was not fetched');
+    assert.deepEqual([(await readdir(comfy.inputDir)).length, comfy.prompts.length], [stored, prompts], 'nothing was stored or queued');
+    // Its download may have run out of its own time meanwhile; either way it ends and gives its place back.
+    images.held.shift()!();
+    await next;
+    const again = await run(single, `${images.url}/cat.png`);
+    assert.equal(again.status, 200, `the refused run gave back its place among the key's jobs: ${again.text}`);
+  });
+});

@@ -88,6 +88,19 @@ describe('loadServeConfig', () => {
     }
   });
 
+  test('--max-image-fetches: 16 by default, from the flag or the environment, 1 to 10000', () => {
+    assert.equal(loadServeConfig([], {}).maxImageFetches, 16);
+    assert.equal(loadServeConfig(['--max-image-fetches', '1'], {}).maxImageFetches, 1);
+    assert.equal(loadServeConfig([], { COMFY_GATE_MAX_IMAGE_FETCHES: '64' }).maxImageFetches, 64);
+    for (const value of ['0', '10001', 'many', '2.5']) {
+      assert.throws(
+        () => loadServeConfig(['--max-image-fetches', value], {}),
+        (error: unknown) => error instanceof ConfigError && /--max-image-fetches must be a whole number from 1 to 10000/.test(error.message),
+        value,
+      );
+    }
+  });
+
   test('cross-site settings: allowed hosts, local management, frame ancestors', () => {
     const defaults = loadServeConfig([], {});
     assert.deepEqual([defaults.allowedHosts, defaults.noLocalAdmin, defaults.frameAncestors], [[], false, []]);

@@ -27,7 +27,7 @@ import {
   type FlagValues,
 } from '../options.js';
 import { fields, printable, printJson, seconds, shortDuration, table, utcTime, type Align } from '../output.js';
-import { auditFromCli, openUsageReadOnly, requireKey, requireStoreDirectory, withKeyStore } from '../stores.js';
+import { auditFromCli, endKeySessions, openUsageReadOnly, requireKey, requireStoreDirectory, withKeyStore } from '../stores.js';
 import { CommandError, UsageError } from '../usage-error.js';
 
 /** Days of usage shown by `keys show`, as `GET /api/keys/{id}` shows. */
@@ -193,8 +193,8 @@ Example:
     help: `Usage: comfy-gate keys disable KEY_ID [--json]
 
 Disables a key: requests with it get 401 KEY_DISABLED, and its browser sessions end for
-good once a gateway running on the directory reads the change (enabling the key again
-brings none back; one disabled and enabled while no gateway runs keeps them).
+good, whether or not a gateway runs on the directory (enabling the key again brings
+none back).
 ${SAFE_BESIDE_GATEWAY}
 
 Options:
@@ -521,16 +521,35 @@ function describeValue(field: string, value: unknown): string {
   return String(value);
 }
 
-/** Applies a validated patch, writes the audit line and prints the outcome. */
+/**
+ * Ends the browser sessions of a key that was just disabled, expired or deleted. The change is made:
+ * when they cannot be ended, a warning is printed and the command still succeeds (they are refused
+ * while the key is unusable, and ended before it is enabled again).
+ */
+async function endSessionsAfter(directory: string, keyId: string, change: string): Promise<void> {
+  try {
+    await endKeySessions(directory, keyId);
+  } catch (error) {
+    console.error(`comfy-gate: warning: the key was ${change}, but its browser sessions could not be ended: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Applies a validated patch, writes the audit line and prints the outcome. A key unusable (disabled,
+ * expired) before or after the patch loses its browser sessions, whether or not a gateway runs: before
+ * the patch when it may make the key usable again, so that none comes back with it.
+ */
 async function applyPatch({ values, keyId, directory, allowUnsafe, ctx }: Run, patch: KeyUpdateInput): Promise<number> {
   await requireStoreDirectory(directory, allowUnsafe);
+  const now = ctx.now();
   const { before, after } = await withKeyStore(directory, async (store) => {
     const current = requireKey(store, keyId);
+    if (usableKeyError(current, now)) await endKeySessions(directory, keyId);
     const updated = await store.update(keyId, patch);
     if (!updated) throw new CommandError(`no key has key_id ${keyId}`);
     return { before: current, after: updated };
   });
-  const now = ctx.now();
+  if (usableKeyError(after, now)) await endSessionsAfter(directory, keyId, keyStatus(after, now));
   const action = auditActionOf(patch);
   await auditFromCli(directory, { ts: now, action, key_id: keyId, details: { ...patch } });
   if (values.json) {
@@ -646,6 +665,7 @@ async function deleteKey({ values, keyId, directory, allowUnsafe, ctx, help }: R
       if (!confirmed) throw new CommandError(`key ${keyId} was not deleted`);
     }
     if (!(await store.delete(keyId))) throw new CommandError(`no key has key_id ${keyId}`);
+    await endSessionsAfter(directory, keyId, 'deleted');
     await auditFromCli(directory, { ts: ctx.now(), action: 'key.delete', key_id: keyId, details: { name: record.name } });
     if (values.json) printJson({ message: 'API key deleted.', key_id: keyId });
     else console.log(`Deleted key "${printable(record.name)}" (key_id ${keyId}).`);

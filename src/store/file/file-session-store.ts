@@ -16,16 +16,20 @@ function parseSession(value: unknown): Session | string {
 
 const hashSessionId = (id: string): string => createHash('sha256').update(id).digest('hex');
 
-/** The JSON-file session store, written only by the gateway process. */
+/**
+ * The JSON-file session store. The gateway and the CLI both write it (the CLI ends the sessions of a key
+ * it disables, expires or deletes), taking turns through its lock file; the gateway picks the CLI's
+ * changes up within `pollIntervalMs`, and one started later reads them from the files.
+ */
 export class FileSessionStore implements SessionStore {
   private readonly table: JournaledTable<Session>;
 
-  constructor(options: { directory: string; onWrite?(seconds: number): void }) {
+  constructor(options: { directory: string; pollIntervalMs?: number; onWrite?(seconds: number): void }) {
     this.table = new JournaledTable({
       snapshotPath: join(options.directory, 'sessions.json'),
       journalPath: join(options.directory, 'sessions.journal'),
       lockPath: join(options.directory, '.sessions.lock'),
-      writers: 'this-process',
+      pollIntervalMs: options.pollIntervalMs ?? 500,
       ...(options.onWrite ? { onWrite: options.onWrite } : {}),
       parse: parseSession,
     });

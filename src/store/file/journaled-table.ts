@@ -149,6 +149,8 @@ export class JournaledTable<T> {
       if (next) await dropPartialTail(this.nextJournalPath, next);
       await removeLeftoverTemporaries(this.options.snapshotPath);
       await removeLeftoverTemporaries(this.options.journalPath);
+      // Shared writers neither append to a next journal nor follow one: one left by a single-writer run goes into the snapshot.
+      if (this.options.writers !== 'this-process' && this.nextJournalBytes !== null) await this.compact();
     });
     if (this.options.pollIntervalMs) this.pollTimer = setInterval(() => void this.poll(), this.options.pollIntervalMs).unref();
   }
@@ -391,10 +393,14 @@ export class JournaledTable<T> {
     return withDirLock(this.options.lockPath, task);
   }
 
-  /** Rewrites the snapshot from memory, then starts an empty journal. Called with the lock held. */
+  /** Rewrites the snapshot from memory, then starts an empty journal (and drops a next journal, now in the snapshot). Called with the lock held. */
   private async compact(): Promise<void> {
     await writeFileAtomic(this.options.snapshotPath, snapshotLines(this.records.members(this.valueText)));
     await writeFileAtomic(this.options.journalPath, '');
+    if (this.nextJournalBytes !== null) {
+      await unlink(this.nextJournalPath);
+      this.nextJournalBytes = null;
+    }
     const [snapshot, journal] = await Promise.all([stat(this.options.snapshotPath), stat(this.options.journalPath)]);
     this.snapshotIno = snapshot.ino;
     this.snapshotBytes = snapshot.size;
