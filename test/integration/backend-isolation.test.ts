@@ -92,6 +92,31 @@ describe('files of two keys across two backends', () => {
     assert.equal((await view(bob, 'filename=shared.png&type=input')).text, 'BOB');
   });
 
+  test("another key's newer output of the name the key owns is served to it in no spelling, even where only that key's backend still has it", async () => {
+    const save = {
+      '3': { class_type: 'KSampler', inputs: { seed: 1, steps: 2 } },
+      '9': { class_type: 'SaveImage', inputs: { images: ['3', 0], filename_prefix: 'shot' } },
+    };
+    const run = async (key: string): Promise<number> => {
+      const queued = await send(gateway!.url, '/api/prompt', { method: 'POST', key, body: { prompt: save } });
+      assert.equal(queued.status, 200, queued.text);
+      const id = queued.json<{ prompt_id: string }>().prompt_id;
+      await waitForHistory(gateway!.url, key, id);
+      return NAMES.indexOf((await send(gateway!.url, `/api/gateway/jobs/${id}`, { key: admin })).json<{ backend: (typeof NAMES)[number] }>().backend);
+    };
+    // Bob's job saves shot_00001_.png first, so the name is his; alice's job saves her own under that name on the other backend.
+    const bobs = await run(bob);
+    const alices = await run(alice);
+    assert.notEqual(alices, bobs, 'each job ran on its own backend');
+    await waitFor(async () => (await view(bob, 'filename=shot_00001_.png&type=output')).status === 404, "the name's newest file is alice's");
+    // Bob's file is gone from his backend (its disk was cleaned or replaced): alice's backend alone has a file of the name.
+    await rm(join(fakes[bobs]!.outputDir, 'shot_00001_.png'));
+    for (const query of ['filename=shot_00001_.png&subfolder=.&type=output', 'filename=shot_00001_.png&subfolder=./&type=output', 'filename=shot_00001_.png']) {
+      const seen = await view(bob, query);
+      assert.equal(seen.status, 404, `${query}: alice's file is not bob's`);
+    }
+  });
+
   test('an output no known job made is not served while a backend that may hold the key’s own file is down', async () => {
     const queued = await send(gateway!.url, '/api/prompt', {
       method: 'POST',
