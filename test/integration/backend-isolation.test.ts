@@ -109,6 +109,13 @@ describe('files of two keys across two backends', () => {
     const alices = await run(alice);
     assert.notEqual(alices, bobs, 'each job ran on its own backend');
     await waitFor(async () => (await view(bob, 'filename=shot_00001_.png&type=output')).status === 404, "the name's newest file is alice's");
+    // A node may open any string as a file: one naming the name in another case could run where alice's file is.
+    const reading = await send(gateway!.url, '/api/prompt', {
+      method: 'POST',
+      key: bob,
+      body: { prompt: { '1': { class_type: 'CustomLoader', inputs: { path: 'SHOT_00001_.PNG [output]' } } } },
+    });
+    assert.equal(reading.status, 403, reading.text);
     // Bob's file is gone from his backend (its disk was cleaned or replaced): alice's backend alone has a file of the name.
     await rm(join(fakes[bobs]!.outputDir, 'shot_00001_.png'));
     for (const query of ['filename=shot_00001_.png&subfolder=.&type=output', 'filename=shot_00001_.png&subfolder=./&type=output', 'filename=shot_00001_.png']) {
