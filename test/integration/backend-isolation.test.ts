@@ -124,6 +124,36 @@ describe('files of two keys across two backends', () => {
     }
   });
 
+  test("a cached node's file on its backend is another key's when no known job made it there, though the key owns the name", async () => {
+    await gateway!.stop();
+    await Promise.all(fakes.map((fake) => fake.close()));
+    fakes = [await startFakeComfyUI({ stepDelayMs: 2, cachedOutputs: true }), await startFakeComfyUI({ stepDelayMs: 2, cachedOutputs: true })];
+    await startGatewayOnFakes();
+    const graph = (prefix: string): Record<string, unknown> => ({
+      '3': { class_type: 'KSampler', inputs: { seed: 1, steps: 2 } },
+      '9': { class_type: 'SaveImage', inputs: { images: ['3', 0], filename_prefix: prefix } },
+    });
+    const run = async (key: string, prefix: string): Promise<string> => {
+      const queued = await send(gateway!.url, '/api/prompt', { method: 'POST', key, body: { prompt: graph(prefix) } });
+      assert.equal(queued.status, 200, queued.text);
+      const id = queued.json<{ prompt_id: string }>().prompt_id;
+      await waitForHistory(gateway!.url, key, id);
+      return (await send(gateway!.url, `/api/gateway/jobs/${id}`, { key: admin })).json<{ backend: string }>().backend;
+    };
+    // Bob's graph saves shot_00001_.png on a first, so the name is his; alice's same graph saves hers under that name on b.
+    assert.deepEqual([await run(bob, 'shot'), await run(alice, 'shot')], ['a', 'b']);
+    await writeFile(join(fakes[1]!.outputDir, 'shot_00001_.png'), 'ALICE');
+    // The job registry forgets both jobs (they outlived --job-retention-days); the name stays bob's.
+    await gateway!.stop();
+    for (const file of await readdir(userDirectory!.path)) if (file.startsWith('jobs.')) await rm(join(userDirectory!.path, file));
+    await startGatewayOnFakes();
+    // Bob's same graph runs on b, whose cache gives the file alice's prompt made there.
+    assert.deepEqual([await run(bob, 'other'), await run(bob, 'shot')], ['a', 'b']);
+    const seen = await view(bob, 'filename=shot_00001_.png&type=output');
+    assert.notEqual(seen.text, 'ALICE', "bob is never served alice's file of his name");
+    assert.equal(seen.status, 404);
+  });
+
   test('an output no known job made is not served while a backend that may hold the key’s own file is down', async () => {
     const queued = await send(gateway!.url, '/api/prompt', {
       method: 'POST',
