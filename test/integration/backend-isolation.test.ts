@@ -124,7 +124,7 @@ describe('files of two keys across two backends', () => {
     }
   });
 
-  test("a cached node's file on its backend is another key's when no known job made it there, though the key owns the name", async () => {
+  test("a file of the key's name that no known job made may be another key's on a backend: neither ComfyUI's cache nor a node gives it to the key", async () => {
     await gateway!.stop();
     await Promise.all(fakes.map((fake) => fake.close()));
     fakes = [await startFakeComfyUI({ stepDelayMs: 2, cachedOutputs: true }), await startFakeComfyUI({ stepDelayMs: 2, cachedOutputs: true })];
@@ -147,6 +147,13 @@ describe('files of two keys across two backends', () => {
     await gateway!.stop();
     for (const file of await readdir(userDirectory!.path)) if (file.startsWith('jobs.')) await rm(join(userDirectory!.path, file));
     await startGatewayOnFakes();
+    // A node may open any string as a file: the name, no known job's, could be read on b.
+    const reading = await send(gateway!.url, '/api/prompt', {
+      method: 'POST',
+      key: bob,
+      body: { prompt: { '1': { class_type: 'CustomLoader', inputs: { path: 'shot_00001_.png [output]' } } } },
+    });
+    assert.equal(reading.status, 403, reading.text);
     // Bob's same graph runs on b, whose cache gives the file alice's prompt made there.
     assert.deepEqual([await run(bob, 'other'), await run(bob, 'shot')], ['a', 'b']);
     const seen = await view(bob, 'filename=shot_00001_.png&type=output');
