@@ -9,8 +9,10 @@ import type { JobEventRelay } from './job-event-relay.js';
 import {
   binaryFrameType,
   overwriteWithoutPreviewMetadata,
+  PREVIEW_IMAGE,
   PREVIEW_IMAGE_WITH_METADATA,
   readPreviewWithMetadata,
+  TEXT,
   withoutPreviewMetadata,
   withPreviewMetadata,
   type PreviewWithMetadata,
@@ -114,7 +116,8 @@ const COMPACT_SLACK = 64;
  * client_id. Each event is attributed by its `prompt_id` (type 4 previews by their metadata); events
  * without one (type 1 previews, progress text, `executing` with only a node) belong to the prompt
  * running on the backend, from its `execution_start` to its end, if they are of the kinds a prompt
- * sends (see EVENTS_OF_THE_RUNNING_PROMPT): other messages that name no prompt belong to no job. The
+ * sends (see EVENTS_OF_THE_RUNNING_PROMPT): other messages that name no prompt belong to no job, and
+ * binary frames of a type ComfyUI does not define (1, 3 and 4 are its own) to none either. The
  * job's key and client sockets get the event with `prompt_id` set to the job's id; the observer is
  * told of starts, outputs and ends.
  * `status` broadcasts are kept and offered to subscribers, never sent to sinks. Sinks may be shared by
@@ -306,7 +309,10 @@ export class EventHub implements ClientSinks {
   }
 
   private onBinary(frame: Buffer): void {
-    const preview = binaryFrameType(frame) === PREVIEW_IMAGE_WITH_METADATA ? readPreviewWithMetadata(frame) : null;
+    const type = binaryFrameType(frame);
+    // A type ComfyUI does not define (a custom node's own) may carry anything, of any key's: no user key's socket gets it.
+    if (type !== PREVIEW_IMAGE && type !== TEXT && type !== PREVIEW_IMAGE_WITH_METADATA) return giveBackMessage(frame);
+    const preview = type === PREVIEW_IMAGE_WITH_METADATA ? readPreviewWithMetadata(frame) : null;
     const promptId = preview?.metadata.prompt_id;
     const owner = typeof promptId === 'string' ? promptId : this.running;
     if (owner !== null) this.dispatch(owner, { kind: 'binary', frame, preview, receivedAt: Date.now() / 1000 });

@@ -9,17 +9,20 @@ import { outputsSummary } from './job-outputs-summary.js';
 export type EarlierFileCheck = (keyId: string, backend: string, file: NamedFile) => boolean;
 
 /**
- * A file an earlier prompt made is the key's to be shown when the key owns it and, with several backends (where
- * one name is a file of each), its jobs made it last on the prompt's backend (or no known job made it).
+ * A file an earlier prompt made is the key's to be shown when the key owns it and its jobs made it last on the
+ * prompt's backend. With one backend, a file no known job made (its job was forgotten) is the owner's too; with
+ * `several` (where one name is a file of each backend) it may be another key's file of the name on this backend,
+ * which ComfyUI's cache gives back, and is not shown.
  */
 export function earlierFileCheck(
   ownership: Pick<OwnershipStore, 'ownerOf'>,
   producerOf: (type: string, subfolder: string, filename: string) => JobRecord | undefined,
+  several: boolean,
 ): EarlierFileCheck {
   return (keyId, backend, file) => {
     if (ownership.ownerOf('file', fileId(file.type, file.subfolder, file.filename)) !== keyId) return false;
     const producer = producerOf(file.type, file.subfolder, file.filename);
-    return producer === undefined || (producer.key_id === keyId && producer.backend === backend);
+    return producer === undefined ? !several : producer.key_id === keyId && producer.backend === backend;
   };
 }
 

@@ -84,7 +84,7 @@ export function upstreamIdOf(ctx: IsolationContext, promptId: string): string {
  */
 export function isShownEarlierFile(ctx: IsolationContext, caller: IsolatedCaller, promptId: string): (file: NamedFile) => boolean {
   if (caller.seesAll) return () => true;
-  const check = earlierFileCheck(ctx.ownership, (type, subfolder, filename) => ctx.jobs.jobs.producerOf(type, subfolder, filename));
+  const check = earlierFileCheck(ctx.ownership, (type, subfolder, filename) => ctx.jobs.jobs.producerOf(type, subfolder, filename), ctx.pool.several);
   const backend = ctx.jobs.jobs.get(promptId)?.backend ?? ctx.pool.all[0]!.name;
   return (file) => check(caller.key.key_id, backend, file);
 }

@@ -199,7 +199,7 @@ function siblingFolderFile(file: NamedFile): NamedFile[] {
 
 /**
  * Whether ComfyUI could read `text` as a file another key owns, or, with several backends, an output or
- * temp file another key's job made last: with an annotation, in its folder (the name cut as every
+ * temp file another key's job made last, or one of the key's own names that no known job made: with an annotation, in its folder (the name cut as every
  * release cuts it, trimmed or not); without, in input, output or temp. Its caller also asks it of the
  * text as Windows reads it (windowsReading), since a node that is not a known loader may open any string.
  */
@@ -215,7 +215,9 @@ function namesOthersFile({ ownership, producerOf }: LoadedFilesContext, keyId: s
     .some((file) => {
       const owner = ownership.ownerOf('file', fileId(file.type, file.subfolder, file.filename));
       if (owner !== undefined && owner !== keyId) return true;
-      const producer = producerOf && file.type !== 'input' ? producerOf(file.type, file.subfolder, file.filename) : undefined;
-      return producer !== undefined && producer.key_id !== keyId;
+      if (!producerOf || file.type === 'input') return false;
+      const producer = producerOf(file.type, file.subfolder, file.filename);
+      // The key's own name that no known job made (its job was forgotten) may be another key's file on the backend the prompt runs on.
+      return producer === undefined ? owner === keyId : producer.key_id !== keyId;
     });
 }

@@ -1,6 +1,6 @@
 // Writes what ComfyUI reports of a job into its record: when it started, the files it made, how it ended and its execution seconds.
 
-import { earlierFileCheck } from '../isolation/cached-outputs.js';
+import type { EarlierFileCheck } from '../isolation/cached-outputs.js';
 import { fileId, outputFiles } from '../isolation/files.js';
 import type { Logger } from '../log/logger.js';
 import type { JobObserver } from '../events/event-hub.js';
@@ -16,6 +16,8 @@ export interface RunningJobWatch {
 export interface JobRecorderOptions {
   jobs: JobStore;
   ownership: OwnershipStore;
+  /** Which files of the nodes ComfyUI takes from its cache are the job's key's own (earlierFileCheck). */
+  isOwnEarlierFile: EarlierFileCheck;
   log: Logger;
   /** Told once a job has ended with its final record (metering, the scheduler). */
   onEnded(job: JobRecord): void;
@@ -34,8 +36,7 @@ const FINAL: ReadonlySet<JobStatus> = new Set(['success', 'error', 'interrupted'
  * nodes' files just before the end, so one write records both.
  */
 export function createJobRecorder(options: JobRecorderOptions): JobObserver {
-  const { jobs, ownership, log } = options;
-  const isOwnEarlierFile = earlierFileCheck(ownership, (type, subfolder, filename) => jobs.producerOf(type, subfolder, filename));
+  const { jobs, ownership, isOwnEarlierFile, log } = options;
   const chains = new Map<string, Promise<void>>();
   /** Per job, the files reported and not yet written to its record, in the order they came. */
   const unwritten = new Map<string, JobOutput[]>();

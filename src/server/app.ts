@@ -141,9 +141,11 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     dropQueued: (backend, queued, error): Promise<void> => jobService.dropQueued(backend, queued, error),
     log,
   });
+  const isShownEarlierFile = earlierFileCheck(ownership, (type, subfolder, filename) => jobs.producerOf(type, subfolder, filename), config.backends.length > 1);
   const recorder = createJobRecorder({
     jobs,
     ownership,
+    isOwnEarlierFile: isShownEarlierFile,
     log,
     watches: [limits, budgets],
     onEnded: (job) => {
@@ -165,7 +167,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
         clientId: gatewayClientId,
         jobs,
         observer: recorder,
-        isShownEarlierFile: earlierFileCheck(ownership, (type, subfolder, filename) => jobs.producerOf(type, subfolder, filename)),
+        isShownEarlierFile,
         sinks,
         log,
         upstreamTimeoutMs: config.upstreamTimeoutMs,

@@ -1,5 +1,6 @@
 // The job registry in memory: jobs by id and by upstream id, and per key and per status in order of admission.
 
+import { fileId } from '../isolation/files.js';
 import { JOB_STATUSES } from './job-record.js';
 import { BlockList } from './block-list.js';
 import { OutputPrefixes } from './output-prefixes.js';
@@ -102,7 +103,7 @@ export class JobIndex {
   private readonly byUpstream = new Map<string, ShardedMap<Entry>>();
   /** Per backend, its jobs queued or running in ComfyUI (placement reads it). */
   private readonly sentByBackend = new Map<string, number>();
-  /** Per output file, the newest job that produced it (a file is on its job's backend). */
+  /** Per output file (however spelt: see outputKey), the newest job that produced it (a file is on its job's backend). */
   private readonly byOutput = new ShardedMap<Entry>();
   /** The prefixes of the jobs' output files, by shape (save prompts are checked against them). */
   private readonly prefixes = new OutputPrefixes();
@@ -322,9 +323,11 @@ export class JobIndex {
   }
 }
 
-function outputKey(type: string, subfolder: string, filename: string): string {
-  return `${type}\n${subfolder}\n${filename}`;
-}
+/**
+ * A file's entry in `byOutput`: its ownership id, so that every spelling the ownership records read as one file
+ * (`sub/` and `./sub`, another case) finds the one newest job that made a file of that name.
+ */
+const outputKey = fileId;
 
 /** Whether the job is in its backend's ComfyUI queue (queued or running). */
 function isSent(job: JobRecord): boolean {

@@ -376,7 +376,7 @@ export interface JobStore {
   byUpstreamId(backend: string, upstreamId: string): JobRecord | undefined;
   /** How many jobs are queued or running on `backend` (placement reads it). */
   sentTo(backend: string): number;
-  /** The newest job that produced this output file (the file is on that job's backend). */
+  /** The newest job that produced this output file, however spelt (in another case, `./sub` for `sub`, as ownership ids read it; the file is on that job's backend). */
   producerOf(type: string, subfolder: string, filename: string): JobRecord | undefined;
   /**
    * The prefixes (`subfolder/name`) that known jobs saved output files under, of this shape (see prefixShape:

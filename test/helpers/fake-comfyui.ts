@@ -21,6 +21,11 @@ export interface FakeComfyUIOptions {
   previewFrames?: boolean;
   /** One progress text frame (binary type 3) per sampler node, broadcast to every socket as ComfyUI's core callers do. */
   progressText?: boolean;
+  /**
+   * One binary frame of a type ComfyUI does not define (100, as a custom node's `send_sync` of bytes makes), naming no
+   * prompt, broadcast to every socket (no sid) per sampler node.
+   */
+  customBinaryFrames?: boolean;
   /** Delay between execution events in ms (default 5). */
   stepDelayMs?: number;
   /**
@@ -241,6 +246,8 @@ const OUTPUT_NODES = new Map<string, DirType>([
   ['Preview3D', 'temp'],
 ]);
 const SAMPLER_NODES = new Set(['KSampler']);
+/** The event type of `customBinaryFrames`. */
+export const CUSTOM_BINARY_TYPE = 100;
 /** Two of ComfyUI's built-in node replacements (comfy_extras/nodes_replacements.py), as GET /node_replacements lists them. */
 const NODE_REPLACEMENTS = {
   ResizeImagesByLongerEdge: [
@@ -1097,6 +1104,8 @@ class FakeServer implements FakeComfyUI {
     if (this.opts.previewFrames && SAMPLER_NODES.has(classType)) this.sendPreview(run, id);
     if (this.opts.progressText && SAMPLER_NODES.has(classType))
       for (const { ws } of this.clients.values()) sendBinary(ws, progressTextFrame(id, 'step 3 of 3'));
+    if (this.opts.customBinaryFrames && SAMPLER_NODES.has(classType))
+      for (const { ws } of this.clients.values()) sendBinary(ws, Buffer.concat([u32Pair(CUSTOM_BINARY_TYPE, 0), Buffer.from('every key')]));
     if (this.opts.failingClassTypes?.includes(classType)) throw new NodeFailure(`${classType} failed`);
     const output = await this.nodeOutput(run.item.prompt[id]);
     if (output && this.opts.cachedOutputs) this.cachedOutputs.set(signature(run.item.prompt, id), output);

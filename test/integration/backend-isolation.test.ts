@@ -92,6 +92,75 @@ describe('files of two keys across two backends', () => {
     assert.equal((await view(bob, 'filename=shared.png&type=input')).text, 'BOB');
   });
 
+  test("another key's newer output of the name the key owns is served to it in no spelling, even where only that key's backend still has it", async () => {
+    const save = {
+      '3': { class_type: 'KSampler', inputs: { seed: 1, steps: 2 } },
+      '9': { class_type: 'SaveImage', inputs: { images: ['3', 0], filename_prefix: 'shot' } },
+    };
+    const run = async (key: string): Promise<number> => {
+      const queued = await send(gateway!.url, '/api/prompt', { method: 'POST', key, body: { prompt: save } });
+      assert.equal(queued.status, 200, queued.text);
+      const id = queued.json<{ prompt_id: string }>().prompt_id;
+      await waitForHistory(gateway!.url, key, id);
+      return NAMES.indexOf((await send(gateway!.url, `/api/gateway/jobs/${id}`, { key: admin })).json<{ backend: (typeof NAMES)[number] }>().backend);
+    };
+    // Bob's job saves shot_00001_.png first, so the name is his; alice's job saves her own under that name on the other backend.
+    const bobs = await run(bob);
+    const alices = await run(alice);
+    assert.notEqual(alices, bobs, 'each job ran on its own backend');
+    await waitFor(async () => (await view(bob, 'filename=shot_00001_.png&type=output')).status === 404, "the name's newest file is alice's");
+    // A node may open any string as a file: one naming the name in another case could run where alice's file is.
+    const reading = await send(gateway!.url, '/api/prompt', {
+      method: 'POST',
+      key: bob,
+      body: { prompt: { '1': { class_type: 'CustomLoader', inputs: { path: 'SHOT_00001_.PNG [output]' } } } },
+    });
+    assert.equal(reading.status, 403, reading.text);
+    // Bob's file is gone from his backend (its disk was cleaned or replaced): alice's backend alone has a file of the name.
+    await rm(join(fakes[bobs]!.outputDir, 'shot_00001_.png'));
+    for (const query of ['filename=shot_00001_.png&subfolder=.&type=output', 'filename=shot_00001_.png&subfolder=./&type=output', 'filename=shot_00001_.png']) {
+      const seen = await view(bob, query);
+      assert.equal(seen.status, 404, `${query}: alice's file is not bob's`);
+    }
+  });
+
+  test("a file of the key's name that no known job made may be another key's on a backend: neither ComfyUI's cache nor a node gives it to the key", async () => {
+    await gateway!.stop();
+    await Promise.all(fakes.map((fake) => fake.close()));
+    fakes = [await startFakeComfyUI({ stepDelayMs: 2, cachedOutputs: true }), await startFakeComfyUI({ stepDelayMs: 2, cachedOutputs: true })];
+    await startGatewayOnFakes();
+    const graph = (prefix: string): Record<string, unknown> => ({
+      '3': { class_type: 'KSampler', inputs: { seed: 1, steps: 2 } },
+      '9': { class_type: 'SaveImage', inputs: { images: ['3', 0], filename_prefix: prefix } },
+    });
+    const run = async (key: string, prefix: string): Promise<string> => {
+      const queued = await send(gateway!.url, '/api/prompt', { method: 'POST', key, body: { prompt: graph(prefix) } });
+      assert.equal(queued.status, 200, queued.text);
+      const id = queued.json<{ prompt_id: string }>().prompt_id;
+      await waitForHistory(gateway!.url, key, id);
+      return (await send(gateway!.url, `/api/gateway/jobs/${id}`, { key: admin })).json<{ backend: string }>().backend;
+    };
+    // Bob's graph saves shot_00001_.png on a first, so the name is his; alice's same graph saves hers under that name on b.
+    assert.deepEqual([await run(bob, 'shot'), await run(alice, 'shot')], ['a', 'b']);
+    await writeFile(join(fakes[1]!.outputDir, 'shot_00001_.png'), 'ALICE');
+    // The job registry forgets both jobs (they outlived --job-retention-days); the name stays bob's.
+    await gateway!.stop();
+    for (const file of await readdir(userDirectory!.path)) if (file.startsWith('jobs.')) await rm(join(userDirectory!.path, file));
+    await startGatewayOnFakes();
+    // A node may open any string as a file: the name, no known job's, could be read on b.
+    const reading = await send(gateway!.url, '/api/prompt', {
+      method: 'POST',
+      key: bob,
+      body: { prompt: { '1': { class_type: 'CustomLoader', inputs: { path: 'shot_00001_.png [output]' } } } },
+    });
+    assert.equal(reading.status, 403, reading.text);
+    // Bob's same graph runs on b, whose cache gives the file alice's prompt made there.
+    assert.deepEqual([await run(bob, 'other'), await run(bob, 'shot')], ['a', 'b']);
+    const seen = await view(bob, 'filename=shot_00001_.png&type=output');
+    assert.notEqual(seen.text, 'ALICE', "bob is never served alice's file of his name");
+    assert.equal(seen.status, 404);
+  });
+
   test('an output no known job made is not served while a backend that may hold the key’s own file is down', async () => {
     const queued = await send(gateway!.url, '/api/prompt', {
       method: 'POST',

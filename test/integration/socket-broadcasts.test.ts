@@ -2,7 +2,9 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { binaryFrameType } from '../../src/events/preview-frames.js';
 import { openCollectingSocket, queuePrompt, waitForHistory, type CollectingSocket } from '../helpers/comfy-client.js';
+import { CUSTOM_BINARY_TYPE } from '../helpers/fake-comfyui.js';
 import { send } from '../helpers/http-client.js';
 import { startTwoKeyStage, type TwoKeyStage } from '../helpers/two-keys.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -11,8 +13,27 @@ describe("ComfyUI's broadcasts on a user key's socket", () => {
   let stage: TwoKeyStage;
 
   // Slow steps: alice's prompt runs for about two seconds, while bob's request starts a scan.
-  before(async () => (stage = await startTwoKeyStage([], { assetScans: true, stepDelayMs: 100 })));
+  before(async () => (stage = await startTwoKeyStage([], { assetScans: true, stepDelayMs: 100, previewFrames: true, customBinaryFrames: true })));
   after(() => stage.close());
+
+  test("a custom node's binary frame of a type ComfyUI does not define, broadcast while alice's prompt runs, reaches admin sockets only", async () => {
+    const { gateway, admin } = stage;
+    const wsBase = `ws://127.0.0.1:${gateway.port}`;
+    const adminSocket = await openCollectingSocket(`${wsBase}/ws?clientId=admin-custom`, { 'x-api-key': admin });
+    const aliceSocket = await openCollectingSocket(`${wsBase}/ws?clientId=alice-custom`, { 'x-api-key': stage.alice.api_key });
+    const alicePrompt = await queuePrompt(gateway.url, stage.alice.api_key, { client_id: 'alice-custom' });
+    await waitForHistory(gateway.url, stage.alice.api_key, alicePrompt);
+    await waitFor(() => aliceSocket.texts.some((m) => m.type === 'executing' && m.data.node === null), "alice's last event");
+    await waitFor(
+      () => adminSocket.binaries.some((frame) => binaryFrameType(frame) === CUSTOM_BINARY_TYPE),
+      'the frame on the admin socket, relayed from ComfyUI',
+    );
+
+    const types = aliceSocket.binaries.map((frame) => binaryFrameType(frame));
+    assert.deepEqual(types, [1], "alice gets her prompt's preview, and no frame of a type the gateway cannot read");
+    await adminSocket.close();
+    await aliceSocket.close();
+  });
 
   test("a scan that bob's request starts while alice's prompt runs, counting every key's files, reaches her socket in no form", async () => {
     const { comfy, gateway, admin } = stage;

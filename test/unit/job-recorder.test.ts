@@ -2,6 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, test } from 'node:test';
+import { earlierFileCheck } from '../../src/isolation/cached-outputs.js';
 import { fileId } from '../../src/isolation/files.js';
 import { createJobRecorder } from '../../src/jobs/job-events.js';
 import { createLogger } from '../../src/log/logger.js';
@@ -34,7 +35,8 @@ describe('job recorder', () => {
     const noted = Object.create(jobs, {
       update: { value: (...args: Parameters<FileJobStore['update']>) => (patches.push(args[1]), jobs.update(...args)) },
     }) as FileJobStore;
-    recorder = createJobRecorder({ jobs: noted, ownership, log: createLogger('silent'), onEnded: (job) => ended.push(job) });
+    const isOwnEarlierFile = earlierFileCheck(ownership, (type, subfolder, filename) => jobs.producerOf(type, subfolder, filename), false);
+    recorder = createJobRecorder({ jobs: noted, ownership, isOwnEarlierFile, log: createLogger('silent'), onEnded: (job) => ended.push(job) });
     await jobs.create(jobRecord('j1'));
   });
   afterEach(() => stores.close());
