@@ -163,7 +163,7 @@ export const ROUTES: readonly RouteEntry[] = [
     handler: 'jobs-list',
     forAdmins: true,
     userGets:
-      "only its own jobs (newer ComfyUI), from the job registry: ComfyUI checks the parameters with a one-job list, then answers for each job of the page (at most 8 lookups at once), so the cost is the page's, never ComfyUI's whole list; a job the gateway holds is listed as pending. Jobs from before the registry are not listed.",
+      "only its own jobs (newer ComfyUI), from the job registry: `offset` and `limit` are read as ComfyUI reads them (Python's `int()` of the text; a negative offset is 0, a limit under 1 is refused with 400), ComfyUI checks the other parameters with a one-job list, then answers for each job of the page (at most 8 lookups at once), so the cost is the page's, never ComfyUI's whole list; a job the gateway holds is listed as pending. Jobs from before the registry are not listed.",
   },
   {
     patterns: ['/api/jobs/cancel'],
