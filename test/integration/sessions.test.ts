@@ -15,8 +15,8 @@ const CLI_PICKUP_MS = 2500;
 
 const fresh = await freshPostgresDatabase();
 
-/** The suite on one store: `storeArgs` name it; `cliBeside` when the CLI can change keys beside the gateway. */
-function sessionSuite(name: string, options: { storeArgs: string[]; cliBeside: boolean; skip?: string; cleanup?(): Promise<void> }): void {
+/** The suite on one store: `storeArgs` name it, to the gateway and to the CLI alike. */
+function sessionSuite(name: string, options: { storeArgs: string[]; skip?: string; cleanup?(): Promise<void> }): void {
   describe(`sessions end for good (${name})`, { skip: options.skip ?? false }, () => {
     let comfy: FakeComfyUI;
     let gateway: GatewayProcess;
@@ -200,15 +200,13 @@ function sessionSuite(name: string, options: { storeArgs: string[]; cliBeside: b
       );
     });
 
-    const cliSkip = { skip: options.cliBeside ? false : 'the CLI does not change keys in a database' };
-
-    /** Runs `comfy-gate keys COMMAND [flags] KEY_ID` on the gateway's directory, then waits for the gateway to read the change. */
+    /** Runs `comfy-gate keys COMMAND [flags] KEY_ID` on the gateway's store, then waits for the gateway to read the change. */
     async function cliChange(keyId: string, ...command: string[]): Promise<void> {
-      assert.equal((await runCli(['keys', ...command, keyId, '--user-directory', gateway.userDirectory])).code, 0);
+      assert.equal((await runCli(['keys', ...command, keyId, '--user-directory', gateway.userDirectory, ...options.storeArgs])).code, 0);
       await sleep(CLI_PICKUP_MS);
     }
 
-    test('changes made with the CLI beside the gateway end sessions too: disable then enable, and rotation', cliSkip, async () => {
+    test('changes made with the CLI beside the gateway end sessions too: disable then enable, and rotation', async () => {
       const key = await userKey('cli');
       const { cookie } = await signIn(key.api_key);
       await cliChange(key.key_id, 'disable');
@@ -220,7 +218,7 @@ function sessionSuite(name: string, options: { storeArgs: string[]; cliBeside: b
       await assertAnonymous(again.cookie, 'rotated by the CLI');
     });
 
-    test('disabled with the CLI and enabled again before the session is used: it stays ended, as through the API', cliSkip, async () => {
+    test('disabled with the CLI and enabled again before the session is used: it stays ended, as through the API', async () => {
       const key = await userKey('cli-unused');
       const { cookie } = await signIn(key.api_key);
       await cliChange(key.key_id, 'disable');
@@ -235,8 +233,5 @@ function sessionSuite(name: string, options: { storeArgs: string[]; cliBeside: b
   });
 }
 
-sessionSuite('JSON files', { storeArgs: [], cliBeside: true });
-sessionSuite(
-  'PostgreSQL',
-  'skip' in fresh ? { storeArgs: [], cliBeside: false, skip: fresh.skip } : { storeArgs: ['--database-url', fresh.url], cliBeside: false, cleanup: fresh.drop },
-);
+sessionSuite('JSON files', { storeArgs: [] });
+sessionSuite('PostgreSQL', 'skip' in fresh ? { storeArgs: [], skip: fresh.skip } : { storeArgs: ['--database-url', fresh.url], cleanup: fresh.drop });
