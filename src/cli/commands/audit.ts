@@ -1,4 +1,4 @@
-// `comfy-gate audit`: the audit trail (audit.jsonl) of key changes and sign-ins, newest entries last.
+// `comfy-gate audit`: the audit trail (audit.jsonl, or the database's audit_log) of key changes and sign-ins, newest entries last.
 
 import { DATABASE_URL_HELP, parseCommandLine, parseTime, stringFlag, USER_DIRECTORY_HELP, wholeNumber, type CliContext } from '../options.js';
 import { printable, printJson, table, utcTime } from '../output.js';

@@ -1,4 +1,4 @@
-// `comfy-gate keys …`: key management from the shell, safe to run beside a gateway on the same directory.
+// `comfy-gate keys …`: key management from the shell, safe to run beside a gateway on the same directory or database.
 
 import { readFileSync } from 'node:fs';
 import { usableKeyError } from '../../auth/authenticate.js';

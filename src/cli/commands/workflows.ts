@@ -1,4 +1,4 @@
-// `comfy-gate workflows …`: the registered workflows of a store directory (workflows.json), listed, shown, registered and deleted from the shell.
+// `comfy-gate workflows …`: the registered workflows of a store directory (workflows.json) or a database, listed, shown, registered and deleted from the shell.
 
 import { readFile } from 'node:fs/promises';
 import { GatewayError } from '../../errors.js';
