@@ -43,8 +43,10 @@ Usage:
   comfy-gate --help
 
 The commands work on the store directory (--user-directory DIR, env
-COMFY_GATE_USER_DIRECTORY, default ./user), also while a gateway serves it; a
-gateway applies their changes within 2 seconds. Each takes --json.
+COMFY_GATE_USER_DIRECTORY, default ./user), or with --database-url URL (env
+COMFY_GATE_DATABASE_URL) on the gateway's PostgreSQL database, also while gateways
+serve it; a gateway applies their changes within 2 seconds (on a database, at once).
+Each takes --json.
 
 Options of serve (each also read from the environment variable shown):
 ${SERVE_OPTIONS.map((o) => `  --${o.flag}${o.type === 'string' ? ' VALUE' : ''} `.padEnd(32) + `${o.help} [${o.env}]`).join('\n')}
@@ -52,21 +54,12 @@ ${SERVE_OPTIONS.map((o) => `  --${o.flag}${o.type === 'string' ? ' VALUE' : ''} 
 Exit codes: 0 ok, 1 failure, 2 bad arguments or a store folder others can change.`;
 
 const COMMANDS: Record<string, (args: string[], ctx: CliContext) => Promise<number>> = { keys, usage, audit, migrate, workflows };
-/** The commands that read and write the JSON-file store directly. */
-const FILE_STORE_COMMANDS = new Set(['keys', 'usage', 'audit', 'workflows']);
 
 async function main(argv: string[]): Promise<number | null> {
   const [first, ...rest] = argv;
   if (first === '--help' || first === '-h' || first === 'help') {
     console.log(HELP);
     return 0;
-  }
-  if (first !== undefined && FILE_STORE_COMMANDS.has(first) && (process.env.COMFY_GATE_DATABASE_URL || rest.some((arg) => arg.startsWith('--database-url')))) {
-    // Reading the JSON files of a gateway that keeps its data in PostgreSQL would show stale or empty data.
-    throw new UsageError(
-      `comfy-gate ${first} works on the JSON files of --user-directory; with a database (COMFY_GATE_DATABASE_URL or --database-url), ` +
-        'use the HTTP API (/api/keys, /api/usage/all, /api/audit, /api/gateway/workflows) or the dashboard (/admin)',
-    );
   }
   if (first !== undefined && Object.hasOwn(COMMANDS, first)) return COMMANDS[first]!(rest, context());
   if (first !== undefined && first !== 'serve' && !first.startsWith('-')) {

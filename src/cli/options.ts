@@ -2,7 +2,7 @@
 
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { parseBoolean } from '../config/load.js';
+import { ConfigError, parseBoolean, serviceUrlOf } from '../config/load.js';
 import { DEFAULTS } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import { MAX_ROTATION_GRACE_SECONDS, parseRotateKey } from '../server/key-input.js';
@@ -25,8 +25,16 @@ export type FlagSpec = Record<string, { type: 'string' | 'boolean' }>;
 /** `--user-directory DIR` and `--allow-unsafe-store-permissions`, taken by every command. */
 export const USER_DIRECTORY_FLAG: FlagSpec = { 'user-directory': { type: 'string' }, 'allow-unsafe-store-permissions': { type: 'boolean' } };
 
+/** `--database-url URL` and `--database-url-file PATH`: the commands that take them work on PostgreSQL instead of the folder. */
+export const DATABASE_URL_FLAG: FlagSpec = { 'database-url': { type: 'string' }, 'database-url-file': { type: 'string' } };
+
 export const USER_DIRECTORY_HELP = `  --user-directory DIR  The store's folder (default ${DEFAULTS.userDirectory}, env COMFY_GATE_USER_DIRECTORY)
   --allow-unsafe-store-permissions  Warn instead of refusing a store folder that others can write`;
+
+export const DATABASE_URL_HELP = `  --database-url URL    The gateway's PostgreSQL database (postgres://user:password@host:5432/database,
+                        env COMFY_GATE_DATABASE_URL): work on it instead of the store's folder
+  --database-url-file PATH
+                        A file holding that URL, kept out of the process list (env COMFY_GATE_DATABASE_URL_FILE)`;
 
 /** A key_id of the generated shape (22 base64url characters) that starts with `-`: new ones never do, imported ones may. */
 const DASHED_KEY_ID = /^-[A-Za-z0-9_-]{21}$/;
@@ -85,11 +93,11 @@ export function parseCommandLine(
   args: string[],
   command: string,
   flags: FlagSpec,
-  options: { keyId?: boolean; argument?: string } = {},
+  options: { keyId?: boolean; argument?: string; database?: boolean } = {},
 ): { values: FlagValues; keyId: string } | null {
   if (args.includes('--help') || args.includes('-h')) return null;
   const help = `comfy-gate ${command} --help`;
-  const spec = { ...USER_DIRECTORY_FLAG, ...flags };
+  const spec = { ...USER_DIRECTORY_FLAG, ...(options.database ? DATABASE_URL_FLAG : {}), ...flags };
   let parsed;
   try {
     parsed = parseArgs({ args: withDashedKeyIdsAsValues(args, spec), options: spec, strict: true, allowPositionals: true });
@@ -112,6 +120,24 @@ export function parseCommandLine(
 export function userDirectoryOf(values: FlagValues, env: NodeJS.ProcessEnv): string {
   const given = values['user-directory'];
   return resolve(typeof given === 'string' ? given : env.COMFY_GATE_USER_DIRECTORY || DEFAULTS.userDirectory);
+}
+
+/**
+ * The PostgreSQL URL: `--database-url`, `--database-url-file` or their environment variables, as the gateway
+ * reads them; null when none is given.
+ * @throws UsageError for a URL that is not postgres:// or a file that cannot be read.
+ */
+export function databaseUrlOf(values: FlagValues, env: NodeJS.ProcessEnv, help: string): string | null {
+  const urls = {
+    'database-url': values['database-url'] ?? (env.COMFY_GATE_DATABASE_URL || undefined),
+    'database-url-file': values['database-url-file'] ?? (env.COMFY_GATE_DATABASE_URL_FILE || undefined),
+  };
+  if (!urls['database-url'] && !urls['database-url-file']) return null;
+  try {
+    return serviceUrlOf(urls, 'database-url', ['postgres:', 'postgresql:'], 'postgres://user:password@host:5432/database');
+  } catch (error) {
+    throw error instanceof ConfigError ? new UsageError(error.message, help) : error;
+  }
 }
 
 /** Whether `--allow-unsafe-store-permissions` (or COMFY_GATE_ALLOW_UNSAFE_STORE_PERMISSIONS) lets an unsafe store folder be used. */

@@ -82,8 +82,8 @@ export interface KeyStore {
   checkWritable(): Promise<void>;
   /**
    * Calls `listener` with a key's id and record (undefined once deleted) after each change applied here,
-   * this process's own and those another process (the CLI) wrote to the same files; returns a function
-   * that stops it. Absent where no other process changes keys behind the gateway's API.
+   * this process's own and those another process (the CLI, another replica) wrote to the same files or
+   * database; returns a function that stops it. Absent where no other process changes keys behind the gateway's API.
    */
   onKeyChange?(listener: (keyId: string, key: KeyRecord | undefined) => void): () => void;
   /** Persists anything batched and releases files and timers. */

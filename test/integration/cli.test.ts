@@ -1,4 +1,4 @@
-// The comfy-gate command line: keys, usage and audit, their JSON, tables and CSV, exit codes, and changes reaching a running gateway.
+// The comfy-gate command line: keys, usage and audit, their JSON, tables and CSV, exit codes, and changes reaching a running gateway, on JSON files and on PostgreSQL.
 
 import assert from 'node:assert/strict';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
@@ -9,6 +9,7 @@ import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { runCli, startGateway, tempUserDirectory } from '../helpers/gateway-process.js';
 import { send, type TestResponse } from '../helpers/http-client.js';
 import { createKey } from '../helpers/keys.js';
+import { freshPostgresDatabase } from '../contract/backends.js';
 
 const DAY = 86_400;
 const CSV_HEADER = 'key_id,key_name,date,requests,successes,failures,total_duration_s,prompts,prompts_run,execution_seconds,outputs';
@@ -43,9 +44,49 @@ interface AuditLine {
   details?: Record<string, unknown>;
 }
 
-/** Runs comfy-gate with `--user-directory dir` appended. */
+/** The database of each store made by `tempStore` on PostgreSQL, by its directory: COMFY_GATE_DATABASE_URL for the commands. */
+const storeEnv = new Map<string, { COMFY_GATE_DATABASE_URL: string }>();
+
+const probe = await freshPostgresDatabase();
+/** Why the PostgreSQL runs are skipped, or false when the test server can be used. */
+const postgresSkip = 'skip' in probe ? probe.skip : false;
+if (!('skip' in probe)) await probe.drop();
+
+/**
+ * A store for one test: a fresh user directory and, with `database`, a fresh PostgreSQL database that
+ * `cli` and `storeArgs` name for it; `remove` drops both.
+ */
+async function tempStore(database: boolean): Promise<{ path: string; remove(): Promise<void> }> {
+  const dir = await tempUserDirectory();
+  if (!database) return dir;
+  const fresh = await freshPostgresDatabase();
+  if ('skip' in fresh) throw new Error(fresh.skip);
+  storeEnv.set(dir.path, { COMFY_GATE_DATABASE_URL: fresh.url });
+  return {
+    path: dir.path,
+    async remove() {
+      storeEnv.delete(dir.path);
+      await fresh.drop();
+      await dir.remove();
+    },
+  };
+}
+
+/** The flags that give a gateway the store of `dir`: none for the files, --database-url for its database. */
+function storeArgs(dir: string): string[] {
+  const env = storeEnv.get(dir);
+  return env ? ['--database-url', env.COMFY_GATE_DATABASE_URL] : [];
+}
+
+/** Registers a test once per store: JSON files, and PostgreSQL (skipped, with the reason, when the test server cannot be reached). */
+function storeTest(name: string, body: (database: boolean) => Promise<void>): void {
+  test(`${name} (JSON files)`, () => body(false));
+  test(`${name} (PostgreSQL)`, { skip: postgresSkip }, () => body(true));
+}
+
+/** Runs comfy-gate with `--user-directory dir` appended, on the database of `dir` when it has one. */
 function cli(dir: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return runCli([...args, '--user-directory', dir]);
+  return runCli([...args, '--user-directory', dir], storeEnv.get(dir));
 }
 
 /** Runs a command that must succeed and parses its JSON output. */
@@ -85,8 +126,8 @@ async function waitFor<T>(ms: number, probe: () => Promise<T>, done: (value: T) 
 }
 
 describe('the comfy-gate CLI', () => {
-  test('keys create, list and show: a table by default, --json for scripts', async () => {
-    const dir = await tempUserDirectory();
+  storeTest('keys create, list and show: a table by default, --json for scripts', async (database) => {
+    const dir = await tempStore(database);
     try {
       const ops = await createWithCli(dir.path, '--name', 'ops', '--admin');
       const farm = await createWithCli(dir.path, '--name', 'farm', '--rate-limit', '5', '--expires-at', '2020-01-01T00:00:00Z');
@@ -109,7 +150,7 @@ describe('the comfy-gate CLI', () => {
         ],
       );
 
-      const fromEnv = await runCli(['keys', 'list', '--json'], { COMFY_GATE_USER_DIRECTORY: dir.path });
+      const fromEnv = await runCli(['keys', 'list', '--json'], { COMFY_GATE_USER_DIRECTORY: dir.path, ...storeEnv.get(dir.path) });
       assert.equal(fromEnv.code, 0);
       assert.equal((JSON.parse(fromEnv.stdout) as { keys: unknown[] }).keys.length, 3, 'COMFY_GATE_USER_DIRECTORY names the store');
 
@@ -138,7 +179,7 @@ describe('the comfy-gate CLI', () => {
       assert.match(shownText.stdout, /^rate limit:\s+5 requests\/hour$/m);
       assert.match(shownText.stdout, /Usage, last 30 days \(UTC\):\nrequests:\s+0/);
 
-      const empty = await tempUserDirectory();
+      const empty = await tempStore(database);
       const none = await cli(empty.path, 'keys', 'list');
       assert.equal(none.code, 0);
       assert.match(none.stdout, /No keys in /);
@@ -211,8 +252,8 @@ describe('the comfy-gate CLI', () => {
     }
   });
 
-  test('job quotas: set by keys create and keys update, cleared with none, shown, audited; a bad value exits 2 and changes nothing', async () => {
-    const dir = await tempUserDirectory();
+  storeTest('job quotas: set by keys create and keys update, cleared with none, shown, audited; a bad value exits 2 and changes nothing', async (database) => {
+    const dir = await tempStore(database);
     try {
       const quotas = (key: Record<string, unknown>): unknown[] => [key.max_queued, key.max_running, key.daily_execution_seconds];
       const plain = await createWithCli(dir.path, '--name', 'plain');
@@ -283,8 +324,8 @@ describe('the comfy-gate CLI', () => {
     }
   });
 
-  test('disable, enable, rotate and delete; each change is in the audit trail with actor "cli"', async () => {
-    const dir = await tempUserDirectory();
+  storeTest('disable, enable, rotate and delete; each change is in the audit trail with actor "cli"', async (database) => {
+    const dir = await tempStore(database);
     try {
       const key = await createWithCli(dir.path, '--name', 'farm');
       const disabled = await cliJson<{ key: ListedKey }>(dir.path, 'keys', 'disable', key.key_id);
@@ -361,21 +402,24 @@ describe('the comfy-gate CLI', () => {
     }
   });
 
-  test('keys update shows the values it replaced without their control characters: a stored name or policy cannot drive the terminal', async () => {
-    const dir = await tempUserDirectory();
-    try {
-      // C1 controls (CSI is U+009B) pass the name check, as the API's: only what is printed is cleaned.
-      const csi = '\u009b';
-      const key = await createWithCli(dir.path, `--name=red${csi}31m`, '--policy', JSON.stringify({ deny_nodes: [`Node${csi}2J`] }));
-      const updated = await cli(dir.path, 'keys', 'update', key.key_id, '--name', 'plain', '--policy', 'none');
-      assert.equal(updated.code, 0, updated.stderr);
-      assert.match(updated.stdout, /name: "red\?31m" -> "plain"/);
-      assert.match(updated.stdout, /policy: \{"deny_nodes":\["Node\?2J"\]\} -> none/);
-      assert.doesNotMatch(updated.stdout, /[\u0080-\u009f]/);
-    } finally {
-      await dir.remove();
-    }
-  });
+  storeTest(
+    'keys update shows the values it replaced without their control characters: a stored name or policy cannot drive the terminal',
+    async (database) => {
+      const dir = await tempStore(database);
+      try {
+        // C1 controls (CSI is U+009B) pass the name check, as the API's: only what is printed is cleaned.
+        const csi = '\u009b';
+        const key = await createWithCli(dir.path, `--name=red${csi}31m`, '--policy', JSON.stringify({ deny_nodes: [`Node${csi}2J`] }));
+        const updated = await cli(dir.path, 'keys', 'update', key.key_id, '--name', 'plain', '--policy', 'none');
+        assert.equal(updated.code, 0, updated.stderr);
+        assert.match(updated.stdout, /name: "red\?31m" -> "plain"/);
+        assert.match(updated.stdout, /policy: \{"deny_nodes":\["Node\?2J"\]\} -> none/);
+        assert.doesNotMatch(updated.stdout, /[\u0080-\u009f]/);
+      } finally {
+        await dir.remove();
+      }
+    },
+  );
 
   test('usage CSV: a cell a spreadsheet would run as a formula starts with a quote', async () => {
     const dir = await tempUserDirectory();
@@ -646,9 +690,9 @@ describe('the comfy-gate CLI', () => {
       await comfy.close();
     });
 
-    test('disable, rotate and update take effect within 2 s; usage made through the gateway shows in the CSV', async () => {
-      const dir = await tempUserDirectory();
-      const gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'], userDirectory: dir.path });
+    storeTest('disable, rotate and update take effect within 2 s; usage made through the gateway shows in the CSV', async (database) => {
+      const dir = await tempStore(database);
+      const gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', ...storeArgs(dir.path)], userDirectory: dir.path });
       try {
         const admin = await createKey(gateway.url, { name: 'admin', rate_limit: 100_000 });
         const [toDisable, toRotate, toLimit, toBill] = await Promise.all(
@@ -743,6 +787,7 @@ describe('the comfy-gate CLI', () => {
         }
         assert.ok(entries.some((e) => e.actor === 'bootstrap' && e.action === 'key.create' && e.key_id === admin.key_id));
         assert.equal(await gateway.stop(), 0);
+        if (database) return;
         const journal = await readFile(join(dir.path, 'api_usage.journal'), 'utf8');
         assert.ok(journal.endsWith('\n'));
         for (const line of journal.split('\n').filter(Boolean)) JSON.parse(line);
@@ -754,19 +799,30 @@ describe('the comfy-gate CLI', () => {
   });
 });
 
-describe('the file-store commands and a database', () => {
-  test('keys, usage and audit refuse to read JSON files when the gateway keeps its data in PostgreSQL', async () => {
+describe('the commands and a database URL', () => {
+  test('a database that cannot be used exits 1 naming it without its password; a URL that is not postgres:// exits 2; neither touches the folder', async () => {
     const dir = await tempUserDirectory();
     try {
+      // Port 1 on loopback: nothing listens there.
+      const unreachable = 'postgres://gate:s3cret-pw@127.0.0.1:1/comfy';
       for (const [args, env] of [
-        [['keys', 'list', '--user-directory', dir.path], { COMFY_GATE_DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/x' }],
-        [['usage', '--database-url', 'postgres://x'], {}],
-        [['audit'], { COMFY_GATE_DATABASE_URL: 'postgres://x' }],
+        [['keys', 'list', '--user-directory', dir.path], { COMFY_GATE_DATABASE_URL: unreachable }],
+        [['keys', 'create', '--name', 'x', '--database-url', unreachable, '--user-directory', dir.path], {}],
+        [['usage', '--database-url', unreachable], {}],
+        [['audit'], { COMFY_GATE_DATABASE_URL: unreachable }],
+        [['workflows', 'list', '--database-url', unreachable], {}],
       ] as const) {
         const result = await runCli([...args], { ...env });
-        assert.equal(result.code, 2, args.join(' '));
-        assert.match(result.stderr, /with a database .*use the HTTP API/);
+        assertFailed(result, 1, /cannot use the database at postgres:\/\/gate:\*\*\*@127\.0\.0\.1:1\/comfy/, args.join(' '));
+        assert.doesNotMatch(result.stderr + result.stdout, /s3cret-pw/, `${args.join(' ')}: no password`);
       }
+      for (const args of [
+        ['keys', 'list', '--database-url', 'mysql://x/y'],
+        ['audit', '--database-url-file', join(dir.path, 'missing')],
+      ]) {
+        assertFailed(await runCli(args), 2, /database-url/, args.join(' '));
+      }
+      assert.deepEqual(await readdir(dir.path), [], 'nothing was written to the folder');
     } finally {
       await dir.remove();
     }

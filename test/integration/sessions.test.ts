@@ -15,8 +15,8 @@ const CLI_PICKUP_MS = 2500;
 
 const fresh = await freshPostgresDatabase();
 
-/** The suite on one store: `storeArgs` name it; `cliBeside` when the CLI can change keys beside the gateway. */
-function sessionSuite(name: string, options: { storeArgs: string[]; cliBeside: boolean; skip?: string; cleanup?(): Promise<void> }): void {
+/** The suite on one store: `storeArgs` name it, to the gateway and to the CLI alike. */
+function sessionSuite(name: string, options: { storeArgs: string[]; skip?: string; cleanup?(): Promise<void> }): void {
   describe(`sessions end for good (${name})`, { skip: options.skip ?? false }, () => {
     let comfy: FakeComfyUI;
     let gateway: GatewayProcess;
@@ -200,15 +200,13 @@ function sessionSuite(name: string, options: { storeArgs: string[]; cliBeside: b
       );
     });
 
-    const cliSkip = { skip: options.cliBeside ? false : 'the CLI does not change keys in a database' };
-
-    /** Runs `comfy-gate keys COMMAND [flags] KEY_ID` on the gateway's directory, then waits for the gateway to read the change. */
+    /** Runs `comfy-gate keys COMMAND [flags] KEY_ID` on the gateway's store, then waits for the gateway to read the change. */
     async function cliChange(keyId: string, ...command: string[]): Promise<void> {
-      assert.equal((await runCli(['keys', ...command, keyId, '--user-directory', gateway.userDirectory])).code, 0);
+      assert.equal((await runCli(['keys', ...command, keyId, '--user-directory', gateway.userDirectory, ...options.storeArgs])).code, 0);
       await sleep(CLI_PICKUP_MS);
     }
 
-    test('changes made with the CLI beside the gateway end sessions too: disable then enable, and rotation', cliSkip, async () => {
+    test('changes made with the CLI beside the gateway end sessions too: disable then enable, and rotation', async () => {
       const key = await userKey('cli');
       const { cookie } = await signIn(key.api_key);
       await cliChange(key.key_id, 'disable');
@@ -220,7 +218,7 @@ function sessionSuite(name: string, options: { storeArgs: string[]; cliBeside: b
       await assertAnonymous(again.cookie, 'rotated by the CLI');
     });
 
-    test('disabled with the CLI and enabled again before the session is used: it stays ended, as through the API', cliSkip, async () => {
+    test('disabled with the CLI and enabled again before the session is used: it stays ended, as through the API', async () => {
       const key = await userKey('cli-unused');
       const { cookie } = await signIn(key.api_key);
       await cliChange(key.key_id, 'disable');
@@ -235,17 +233,17 @@ function sessionSuite(name: string, options: { storeArgs: string[]; cliBeside: b
   });
 }
 
-sessionSuite('JSON files', { storeArgs: [], cliBeside: true });
-sessionSuite(
-  'PostgreSQL',
-  'skip' in fresh ? { storeArgs: [], cliBeside: false, skip: fresh.skip } : { storeArgs: ['--database-url', fresh.url], cliBeside: false, cleanup: fresh.drop },
-);
+sessionSuite('JSON files', { storeArgs: [] });
+sessionSuite('PostgreSQL', 'skip' in fresh ? { storeArgs: [], skip: fresh.skip } : { storeArgs: ['--database-url', fresh.url], cleanup: fresh.drop });
 
 const migrateTarget = await freshPostgresDatabase();
+const cliTarget = await freshPostgresDatabase();
 
 describe('the CLI ends the sessions of a key it disables or expires while no gateway runs', () => {
   let comfy: FakeComfyUI;
   let directory: { path: string; remove(): Promise<void> };
+  /** Where the CLI and the gateways keep their data: the directory's files, or a database the test names. */
+  let storeArgs: string[] = [];
 
   before(async () => {
     comfy = await startFakeComfyUI();
@@ -255,6 +253,7 @@ describe('the CLI ends the sessions of a key it disables or expires while no gat
     await comfy.close();
     await directory.remove();
     if (!('skip' in migrateTarget)) await migrateTarget.drop();
+    if (!('skip' in cliTarget)) await cliTarget.drop();
   });
 
   const start = (storeArgs: string[] = []): Promise<GatewayProcess> =>
@@ -276,7 +275,7 @@ describe('the CLI ends the sessions of a key it disables or expires while no gat
   }
 
   const cli = async (...args: string[]): Promise<string> => {
-    const result = await runCli(['keys', ...args, '--user-directory', directory.path]);
+    const result = await runCli(['keys', ...args, '--user-directory', directory.path, ...storeArgs]);
     assert.equal(result.code, 0, result.stderr);
     return result.stdout;
   };
@@ -284,7 +283,7 @@ describe('the CLI ends the sessions of a key it disables or expires while no gat
   /** Creates a key with the CLI and signs in with it on a gateway, then stops the gateway; resolves the key and its cookie. */
   async function signedInThenStopped(name: string): Promise<{ cookie: string; key: CreatedKey }> {
     const key = JSON.parse(await cli('create', '--name', name, '--rate-limit', '100000', '--json')) as CreatedKey;
-    const gateway = await start();
+    const gateway = await start(storeArgs);
     try {
       return { cookie: await signIn(gateway, key.api_key), key };
     } finally {
@@ -326,6 +325,27 @@ describe('the CLI ends the sessions of a key it disables or expires while no gat
         await signIn(gateway, key.api_key);
       } finally {
         await gateway.stop();
+      }
+    },
+  );
+  test(
+    'on PostgreSQL: disabled and enabled again by the CLI while no gateway runs, the old cookie is refused by a gateway started on the database',
+    { skip: 'skip' in cliTarget ? cliTarget.skip : false },
+    async () => {
+      storeArgs = ['--database-url', (cliTarget as { url: string }).url];
+      try {
+        const { cookie, key } = await signedInThenStopped('cli-offline-postgres');
+        await cli('disable', key.key_id);
+        await cli('enable', key.key_id);
+        const gateway = await start(storeArgs);
+        try {
+          await assertRefused(gateway, cookie, 'disabled and enabled again by the CLI on the database while no gateway ran');
+          await signIn(gateway, key.api_key);
+        } finally {
+          await gateway.stop();
+        }
+      } finally {
+        storeArgs = [];
       }
     },
   );

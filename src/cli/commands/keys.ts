@@ -1,44 +1,41 @@
-// `comfy-gate keys …`: key management from the shell, safe to run beside a gateway on the same directory.
+// `comfy-gate keys …`: key management from the shell, safe to run beside a gateway on the same directory or database.
 
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { usableKeyError } from '../../auth/authenticate.js';
 import { ConfigError, parseWebhookSecret } from '../../config/load.js';
 import { createdKeyBody, creationAuditDetails, newKey, rotatedKey } from '../../auth/new-key.js';
 import { auditActionOf, checkKeyWebhookUrl, parseCreateKey, parsePatchKey, type KeyUpdateInput } from '../../server/key-input.js';
-import { createUsageFileIfMissing } from '../../store/file/file-usage-store.js';
-import { createStoreDirectory } from '../../store/file/store-permissions.js';
 import { isQuota, toPublicKey } from '../../store/key-record.js';
 import { KEY_QUOTA_FIELDS, MAX_KEY_QUOTA, type KeyQuotas, type KeyRecord, type PublicKeyRecord } from '../../store/types.js';
 import { usageStats } from '../../usage/report.js';
 import { signingSecret } from '../../webhooks/signature.js';
 import {
   chooseSubcommand,
-  allowUnsafeStoreOf,
   asUsageError,
+  DATABASE_URL_HELP,
   parseCommandLine,
   parseGrace,
   parseTime,
   stringFlag,
-  userDirectoryOf,
   USER_DIRECTORY_HELP,
   type CliContext,
   type FlagSpec,
   type FlagValues,
 } from '../options.js';
 import { fields, printable, printJson, seconds, shortDuration, table, utcTime, type Align } from '../output.js';
-import { auditFromCli, endKeySessions, openUsageReadOnly, requireKey, requireStoreDirectory, withKeyStore } from '../stores.js';
+import { CommandStores, requireKey } from '../stores.js';
 import { CommandError, UsageError } from '../usage-error.js';
 
 /** Days of usage shown by `keys show`, as `GET /api/keys/{id}` shows. */
 const SHOW_USAGE_DAYS = 30;
 
 const SAFE_BESIDE_GATEWAY = `Safe while a gateway runs on the same directory: the running gateway applies
-the change within 2 seconds.`;
+the change within 2 seconds (on a database, at once, on every replica).`;
 
 export const KEYS_HELP = `Usage: comfy-gate keys COMMAND [options]
 
-Manages the API keys of a store directory. ${SAFE_BESIDE_GATEWAY}
+Manages the API keys of a store directory, or of a PostgreSQL database with --database-url.
+${SAFE_BESIDE_GATEWAY}
 
 Commands:
   list                        Every key: key_id, name, prefix, role, status, rate limit, last use, expiry
@@ -51,7 +48,8 @@ Commands:
   delete KEY_ID [--yes]       Delete the key for good (its usage stays in comfy-gate usage)
   webhook-secret KEY_ID       The secret the key's webhook deliveries are signed with
 
-Every command takes --user-directory DIR and --json (JSON for scripts instead of a table).
+Every command takes --user-directory DIR or --database-url URL, and --json (JSON for scripts
+instead of a table).
 comfy-gate keys COMMAND --help describes a command.`;
 
 const JSON_HELP = '  --json                Print JSON instead of text';
@@ -80,9 +78,8 @@ const QUOTA_FLAG_SPECS: FlagSpec = Object.fromEntries(Object.values(QUOTA_FLAGS)
 interface Run {
   values: FlagValues;
   keyId: string;
-  directory: string;
-  /** `--allow-unsafe-store-permissions`: warn instead of refusing a folder others can write. */
-  allowUnsafe: boolean;
+  /** The store directory's or the database's stores, closed when the command ends. */
+  stores: CommandStores;
   ctx: CliContext;
   /** `comfy-gate keys <command> --help`, for error messages. */
   help: string;
@@ -106,6 +103,7 @@ Lists every key, oldest first: key_id, name, display prefix, role, status
 
 Options:
 ${USER_DIRECTORY_HELP}
+${DATABASE_URL_HELP}
   --json                Print {"keys": [...]}, the objects of GET /api/keys plus "status"`,
     run: listKeys,
   },
@@ -127,6 +125,7 @@ Creates an API key and prints it once. ${SAFE_BESIDE_GATEWAY}
 
 Options:
 ${USER_DIRECTORY_HELP}
+${DATABASE_URL_HELP}
   --name NAME           The key's name (default "Unnamed Key")
   --rate-limit N        Requests per hour (default 100)
   --admin               Make an admin key (may manage keys and read all usage)
@@ -150,6 +149,7 @@ writes to the usage files, so it is safe beside a running gateway.
 
 Options:
 ${USER_DIRECTORY_HELP}
+${DATABASE_URL_HELP}
   --json                Print the object of GET /api/keys/{key_id} plus "status"`,
     run: showKey,
   },
@@ -174,6 +174,7 @@ ${SAFE_BESIDE_GATEWAY}
 
 Options:
 ${USER_DIRECTORY_HELP}
+${DATABASE_URL_HELP}
   --name NAME           A new name (1 to 200 characters)
   --rate-limit N        Requests per hour, 1 to 10000000
   --role ROLE           user or admin
@@ -199,6 +200,7 @@ ${SAFE_BESIDE_GATEWAY}
 
 Options:
 ${USER_DIRECTORY_HELP}
+${DATABASE_URL_HELP}
 ${JSON_HELP}`,
     run: (input) => setActive(input, false),
   },
@@ -211,6 +213,7 @@ Enables a disabled key again. ${SAFE_BESIDE_GATEWAY}
 
 Options:
 ${USER_DIRECTORY_HELP}
+${DATABASE_URL_HELP}
 ${JSON_HELP}`,
     run: (input) => setActive(input, true),
   },
@@ -224,6 +227,7 @@ limits and usage. ${SAFE_BESIDE_GATEWAY}
 
 Options:
 ${USER_DIRECTORY_HELP}
+${DATABASE_URL_HELP}
   --grace DURATION      How long the old secret keeps working: seconds, or a number
                         with s, m, h or d (5m, 1h, 1d); 0 to 30d (default 0: it stops at once)
   --json                Print the same JSON object as POST /api/keys/{key_id}/rotate`,
@@ -241,6 +245,7 @@ there is no terminal to ask.
 
 Options:
 ${USER_DIRECTORY_HELP}
+${DATABASE_URL_HELP}
   --yes                 Delete without asking
 ${JSON_HELP}`,
     run: deleteKey,
@@ -258,6 +263,7 @@ The read is written to the audit trail.
 
 Options:
 ${USER_DIRECTORY_HELP}
+${DATABASE_URL_HELP}
   --webhook-secret SECRET
                         The gateway's --webhook-secret (default: env COMFY_GATE_WEBHOOK_SECRET;
                         prefer the variable: a flag's value shows in the process list)
@@ -271,18 +277,18 @@ export async function keys(args: string[], ctx: CliContext): Promise<number> {
   const chosen = chooseSubcommand('keys', args, COMMANDS, KEYS_HELP);
   if (!chosen) return 0;
   const { name: subcommand, command, rest } = chosen;
-  const parsed = parseCommandLine(rest, `keys ${subcommand}`, command.flags, { keyId: command.keyId });
+  const parsed = parseCommandLine(rest, `keys ${subcommand}`, command.flags, { keyId: command.keyId, database: true });
   if (!parsed) {
     console.log(command.help);
     return 0;
   }
-  return command.run({
-    ...parsed,
-    directory: userDirectoryOf(parsed.values, ctx.env),
-    allowUnsafe: allowUnsafeStoreOf(parsed.values, ctx.env),
-    ctx,
-    help: `comfy-gate keys ${subcommand} --help`,
-  });
+  const help = `comfy-gate keys ${subcommand} --help`;
+  const stores = CommandStores.of(parsed.values, ctx.env, help);
+  try {
+    return await command.run({ ...parsed, stores, ctx, help });
+  } finally {
+    await stores.close();
+  }
 }
 
 /** active, disabled or expired, as the gateway would judge the key now. */
@@ -297,16 +303,16 @@ function publicKey(record: KeyRecord, now: number): PublicKeyRecord & { status: 
   return { ...toPublicKey(record), status: keyStatus(record, now) };
 }
 
-async function listKeys({ values, directory, allowUnsafe, ctx }: Run): Promise<number> {
-  await requireStoreDirectory(directory, allowUnsafe);
+async function listKeys({ values, stores, ctx }: Run): Promise<number> {
+  await stores.prepare();
   const now = ctx.now();
-  const records = await withKeyStore(directory, async (store) => store.list().sort((a, b) => a.created_at - b.created_at));
+  const records = (await stores.keys()).list().sort((a, b) => a.created_at - b.created_at);
   if (values.json) {
     printJson({ keys: records.map((record) => publicKey(record, now)) });
     return 0;
   }
   if (records.length === 0) {
-    console.log(`No keys in ${directory}. Create one with: comfy-gate keys create --admin`);
+    console.log(`No keys in ${stores.where}. Create one with: comfy-gate keys create --admin`);
     return 0;
   }
   const headers = ['KEY_ID', 'NAME', 'PREFIX', 'ROLE', 'STATUS', 'RATE LIMIT', 'LAST USED', 'EXPIRES'];
@@ -407,7 +413,7 @@ function describeQuotas(record: KeyQuotas): string {
     .join(', ');
 }
 
-async function createKey({ values, directory, allowUnsafe, ctx, help }: Run): Promise<number> {
+async function createKey({ values, stores, ctx, help }: Run): Promise<number> {
   const body: Record<string, unknown> = { role: values.admin ? 'admin' : 'user' };
   const name = stringFlag(values, 'name');
   const rateLimit = rateLimitOf(values, help);
@@ -423,15 +429,10 @@ async function createKey({ values, directory, allowUnsafe, ctx, help }: Run): Pr
     throw asUsageError(error, help);
   }
   await checkWebhookUrl(input, help);
-  await createStoreDirectory(directory);
-  await requireStoreDirectory(directory, allowUnsafe);
+  await stores.prepare({ create: true });
   const { record, apiKey } = newKey(input, ctx.now());
-  const keysPath = await withKeyStore(directory, async (store) => {
-    await store.create(record);
-    return store.keysPath;
-  });
-  await createUsageFileIfMissing(join(directory, 'api_usage.json'));
-  await auditFromCli(directory, {
+  await (await stores.keys()).create(record);
+  await stores.auditChange({
     ts: record.created_at,
     action: 'key.create',
     key_id: record.key_id,
@@ -444,17 +445,17 @@ async function createKey({ values, directory, allowUnsafe, ctx, help }: Run): Pr
   const expiry = record.expires_at === null ? '' : `, expires ${utcTime(record.expires_at)}`;
   const quotas = describeQuotas(record);
   console.log(
-    `Created ${record.role} key "${printable(record.name)}" (key_id ${record.key_id}, ${record.rate_limit} requests/hour${expiry}${quotas ? `, ${quotas}` : ''}) in ${keysPath}`,
+    `Created ${record.role} key "${printable(record.name)}" (key_id ${record.key_id}, ${record.rate_limit} requests/hour${expiry}${quotas ? `, ${quotas}` : ''}) in ${stores.where}`,
   );
   console.log(`API key (shown only this once, save it now): ${apiKey}`);
   return 0;
 }
 
-async function showKey({ values, keyId, directory, allowUnsafe, ctx }: Run): Promise<number> {
-  await requireStoreDirectory(directory, allowUnsafe);
-  const record = await withKeyStore(directory, async (store) => requireKey(store, keyId));
+async function showKey({ values, keyId, stores, ctx }: Run): Promise<number> {
+  await stores.prepare();
+  const record = requireKey(await stores.keys(), keyId);
   const now = ctx.now();
-  const stats = usageStats(await openUsageReadOnly(directory), keyId, SHOW_USAGE_DAYS, now);
+  const stats = usageStats(await stores.usage(), keyId, SHOW_USAGE_DAYS, now);
   if (values.json) {
     printJson({ ...publicKey(record, now), usage_stats: stats });
     return 0;
@@ -526,9 +527,9 @@ function describeValue(field: string, value: unknown): string {
  * when they cannot be ended, a warning is printed and the command still succeeds (they are refused
  * while the key is unusable, and ended before it is enabled again).
  */
-async function endSessionsAfter(directory: string, keyId: string, change: string): Promise<void> {
+async function endSessionsAfter(stores: CommandStores, keyId: string, change: string): Promise<void> {
   try {
-    await endKeySessions(directory, keyId);
+    await stores.endKeySessions(keyId);
   } catch (error) {
     console.error(`comfy-gate: warning: the key was ${change}, but its browser sessions could not be ended: ${(error as Error).message}`);
   }
@@ -539,19 +540,17 @@ async function endSessionsAfter(directory: string, keyId: string, change: string
  * expired) before or after the patch loses its browser sessions, whether or not a gateway runs: before
  * the patch when it may make the key usable again, so that none comes back with it.
  */
-async function applyPatch({ values, keyId, directory, allowUnsafe, ctx }: Run, patch: KeyUpdateInput): Promise<number> {
-  await requireStoreDirectory(directory, allowUnsafe);
+async function applyPatch({ values, keyId, stores, ctx }: Run, patch: KeyUpdateInput): Promise<number> {
+  await stores.prepare();
+  const store = await stores.keys();
   const now = ctx.now();
-  const { before, after } = await withKeyStore(directory, async (store) => {
-    const current = requireKey(store, keyId);
-    if (usableKeyError(current, now)) await endKeySessions(directory, keyId);
-    const updated = await store.update(keyId, patch);
-    if (!updated) throw new CommandError(`no key has key_id ${keyId}`);
-    return { before: current, after: updated };
-  });
-  if (usableKeyError(after, now)) await endSessionsAfter(directory, keyId, keyStatus(after, now));
+  const before = requireKey(store, keyId);
+  if (usableKeyError(before, now)) await stores.endKeySessions(keyId);
+  const after = await store.update(keyId, patch);
+  if (!after) throw new CommandError(`no key has key_id ${keyId}`);
+  if (usableKeyError(after, now)) await endSessionsAfter(stores, keyId, keyStatus(after, now));
   const action = auditActionOf(patch);
-  await auditFromCli(directory, { ts: now, action, key_id: keyId, details: { ...patch } });
+  await stores.auditChange({ ts: now, action, key_id: keyId, details: { ...patch } });
   if (values.json) {
     printJson({ message: 'API key updated.', key: publicKey(after, now) });
     return 0;
@@ -596,9 +595,9 @@ async function updateKey(input: Run): Promise<number> {
 }
 
 async function setActive(input: Run, active: boolean): Promise<number> {
-  const { values, keyId, directory, allowUnsafe, ctx } = input;
-  await requireStoreDirectory(directory, allowUnsafe);
-  const current = await withKeyStore(directory, async (store) => requireKey(store, keyId));
+  const { values, keyId, stores, ctx } = input;
+  await stores.prepare();
+  const current = requireKey(await stores.keys(), keyId);
   if (current.is_active === active) {
     const message = `Key "${printable(current.name)}" (key_id ${keyId}) is already ${active ? 'enabled' : 'disabled'}; nothing changed.`;
     if (values.json) printJson({ message, key: publicKey(current, ctx.now()) });
@@ -608,7 +607,7 @@ async function setActive(input: Run, active: boolean): Promise<number> {
   return applyPatch(input, { is_active: active });
 }
 
-async function showWebhookSecret({ values, keyId, directory, allowUnsafe, ctx, help }: Run): Promise<number> {
+async function showWebhookSecret({ values, keyId, stores, ctx, help }: Run): Promise<number> {
   const given = stringFlag(values, 'webhook-secret') ?? (ctx.env.COMFY_GATE_WEBHOOK_SECRET || undefined);
   let gatewaySecret: string | null;
   try {
@@ -617,27 +616,25 @@ async function showWebhookSecret({ values, keyId, directory, allowUnsafe, ctx, h
     throw error instanceof ConfigError ? new UsageError(error.message, help) : error;
   }
   if (gatewaySecret === null) throw new UsageError("give the gateway's --webhook-secret (or set COMFY_GATE_WEBHOOK_SECRET)", help);
-  await requireStoreDirectory(directory, allowUnsafe);
-  const record = await withKeyStore(directory, async (store) => requireKey(store, keyId));
-  await auditFromCli(directory, { ts: ctx.now(), action: 'key.webhook_secret', key_id: keyId });
+  await stores.prepare();
+  const record = requireKey(await stores.keys(), keyId);
+  await stores.auditChange({ ts: ctx.now(), action: 'key.webhook_secret', key_id: keyId });
   const secret = signingSecret(gatewaySecret, keyId, record.key_hash);
   if (values.json) printJson({ key_id: keyId, webhook_secret: secret });
   else console.log(secret);
   return 0;
 }
 
-async function rotateKey({ values, keyId, directory, allowUnsafe, ctx, help }: Run): Promise<number> {
+async function rotateKey({ values, keyId, stores, ctx, help }: Run): Promise<number> {
   const graceValue = stringFlag(values, 'grace');
   const grace = graceValue === undefined ? 0 : parseGrace(graceValue, help);
-  await requireStoreDirectory(directory, allowUnsafe);
+  await stores.prepare();
   const now = ctx.now();
-  const { updated, apiKey } = await withKeyStore(directory, async (store) => {
-    const rotation = rotatedKey(requireKey(store, keyId), grace, now);
-    const record = await store.update(keyId, rotation.patch);
-    if (!record) throw new CommandError(`no key has key_id ${keyId}`);
-    return { updated: record, apiKey: rotation.apiKey };
-  });
-  await auditFromCli(directory, { ts: now, action: 'key.rotate', key_id: keyId, details: { grace_seconds: grace } });
+  const store = await stores.keys();
+  const { patch, apiKey } = rotatedKey(requireKey(store, keyId), grace, now);
+  const updated = await store.update(keyId, patch);
+  if (!updated) throw new CommandError(`no key has key_id ${keyId}`);
+  await stores.auditChange({ ts: now, action: 'key.rotate', key_id: keyId, details: { grace_seconds: grace } });
   const oldSecret =
     grace > 0
       ? `The old secret works for ${shortDuration(grace)} more, until ${utcTime(updated.previous_key_valid_until)}.`
@@ -655,20 +652,19 @@ async function rotateKey({ values, keyId, directory, allowUnsafe, ctx, help }: R
   return 0;
 }
 
-async function deleteKey({ values, keyId, directory, allowUnsafe, ctx, help }: Run): Promise<number> {
-  await requireStoreDirectory(directory, allowUnsafe);
-  return withKeyStore(directory, async (store) => {
-    const record = requireKey(store, keyId);
-    if (!values.yes) {
-      if (!ctx.confirm) throw new UsageError(`keys delete needs --yes to delete key ${keyId} when there is no terminal to confirm on`, help);
-      const confirmed = await ctx.confirm(`Delete key "${printable(record.name)}" (key_id ${keyId}, ${record.role})? This cannot be undone. [y/N] `);
-      if (!confirmed) throw new CommandError(`key ${keyId} was not deleted`);
-    }
-    if (!(await store.delete(keyId))) throw new CommandError(`no key has key_id ${keyId}`);
-    await endSessionsAfter(directory, keyId, 'deleted');
-    await auditFromCli(directory, { ts: ctx.now(), action: 'key.delete', key_id: keyId, details: { name: record.name } });
-    if (values.json) printJson({ message: 'API key deleted.', key_id: keyId });
-    else console.log(`Deleted key "${printable(record.name)}" (key_id ${keyId}).`);
-    return 0;
-  });
+async function deleteKey({ values, keyId, stores, ctx, help }: Run): Promise<number> {
+  await stores.prepare();
+  const store = await stores.keys();
+  const record = requireKey(store, keyId);
+  if (!values.yes) {
+    if (!ctx.confirm) throw new UsageError(`keys delete needs --yes to delete key ${keyId} when there is no terminal to confirm on`, help);
+    const confirmed = await ctx.confirm(`Delete key "${printable(record.name)}" (key_id ${keyId}, ${record.role})? This cannot be undone. [y/N] `);
+    if (!confirmed) throw new CommandError(`key ${keyId} was not deleted`);
+  }
+  if (!(await store.delete(keyId))) throw new CommandError(`no key has key_id ${keyId}`);
+  await endSessionsAfter(stores, keyId, 'deleted');
+  await stores.auditChange({ ts: ctx.now(), action: 'key.delete', key_id: keyId, details: { name: record.name } });
+  if (values.json) printJson({ message: 'API key deleted.', key_id: keyId });
+  else console.log(`Deleted key "${printable(record.name)}" (key_id ${keyId}).`);
+  return 0;
 }

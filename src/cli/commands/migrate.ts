@@ -3,8 +3,8 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, redactUrl, serviceUrlOf } from '../../config/load.js';
-import { allowUnsafeStoreOf, type CliContext } from '../options.js';
+import { redactUrl } from '../../config/load.js';
+import { allowUnsafeStoreOf, databaseUrlOf, type CliContext } from '../options.js';
 import { printJson, table } from '../output.js';
 import { checkStoreFolder } from '../stores.js';
 import { CommandError, UsageError } from '../usage-error.js';
@@ -73,18 +73,8 @@ export async function migrate(args: string[], ctx: CliContext): Promise<number> 
   }
   const from = values['from-user-directory'];
   if (typeof from !== 'string' || from === '') throw new UsageError('migrate needs --from-user-directory DIR: the JSON store to copy', help);
-  const urls = {
-    'database-url': values['database-url'] ?? (ctx.env.COMFY_GATE_DATABASE_URL || undefined),
-    'database-url-file': values['database-url-file'] ?? (ctx.env.COMFY_GATE_DATABASE_URL_FILE || undefined),
-  };
-  if (!urls['database-url'] && !urls['database-url-file'])
-    throw new UsageError('migrate needs --database-url postgres://... (or COMFY_GATE_DATABASE_URL, or --database-url-file)', help);
-  let url: string;
-  try {
-    url = serviceUrlOf(urls, 'database-url', ['postgres:', 'postgresql:'], 'postgres://user:password@host:5432/database')!;
-  } catch (error) {
-    throw error instanceof ConfigError ? new UsageError(error.message, help) : error;
-  }
+  const url = databaseUrlOf(values, ctx.env, help);
+  if (url === null) throw new UsageError('migrate needs --database-url postgres://... (or COMFY_GATE_DATABASE_URL, or --database-url-file)', help);
   const directory = resolve(from);
   const found = await stat(directory).catch(() => null);
   if (!found?.isDirectory()) throw new UsageError(`--from-user-directory ${directory} is not a directory`, help);

@@ -1,12 +1,12 @@
 // `comfy-gate usage`: usage per key and per UTC day, as a table, JSON or a CSV billing export.
 
-import type { DailyTotals } from '../../store/types.js';
+import type { DailyTotals, UsageStore } from '../../store/types.js';
 import { dailySeries, sumSeries, type DailyPoint } from '../../usage/daily-series.js';
 import { firstDayOf, utcDay } from '../../usage/day.js';
 import { usageStats } from '../../usage/report.js';
-import { allowUnsafeStoreOf, parseCommandLine, stringFlag, userDirectoryOf, USER_DIRECTORY_HELP, wholeNumber, type CliContext } from '../options.js';
+import { DATABASE_URL_HELP, parseCommandLine, stringFlag, USER_DIRECTORY_HELP, wholeNumber, type CliContext } from '../options.js';
 import { csvLine, printable, printJson, seconds, table, type Align } from '../output.js';
-import { openUsageReadOnly, requireStoreDirectory, withKeyStore } from '../stores.js';
+import { CommandStores } from '../stores.js';
 import { CommandError, UsageError } from '../usage-error.js';
 
 const DEFAULT_DAYS = 30;
@@ -26,6 +26,7 @@ it is safe beside a running gateway (which writes its usage within a second).
 
 Options:
 ${USER_DIRECTORY_HELP}
+${DATABASE_URL_HELP}
   --key KEY_ID          Only this key
   --days N              How many days, 1 to ${MAX_DAYS} (default ${DEFAULT_DAYS})
   --format FORMAT       table (default), json, or csv: a billing export with one row
@@ -57,7 +58,12 @@ interface KeyUsage {
 /** Runs `comfy-gate usage`; returns the exit code. */
 export async function usage(args: string[], ctx: CliContext): Promise<number> {
   const help = 'comfy-gate usage --help';
-  const parsed = parseCommandLine(args, 'usage', { key: { type: 'string' }, days: { type: 'string' }, format: { type: 'string' }, json: { type: 'boolean' } });
+  const parsed = parseCommandLine(
+    args,
+    'usage',
+    { key: { type: 'string' }, days: { type: 'string' }, format: { type: 'string' }, json: { type: 'boolean' } },
+    { database: true },
+  );
   if (!parsed) {
     console.log(USAGE_HELP);
     return 0;
@@ -74,20 +80,31 @@ export async function usage(args: string[], ctx: CliContext): Promise<number> {
   const format = values.json ? 'json' : (formatValue ?? 'table');
   const onlyKey = stringFlag(values, 'key');
 
-  const directory = userDirectoryOf(values, ctx.env);
-  await requireStoreDirectory(directory, allowUnsafeStoreOf(values, ctx.env));
-  const names = await withKeyStore(
-    directory,
-    async (store) =>
-      new Map(
-        store
-          .list()
-          .sort((a, b) => a.created_at - b.created_at)
-          .map((record) => [record.key_id, record.name]),
-      ),
-  );
-  const store = await openUsageReadOnly(directory);
-  const now = ctx.now();
+  const stores = CommandStores.of(values, ctx.env, help);
+  try {
+    await stores.prepare();
+    const names = new Map(
+      (await stores.keys())
+        .list()
+        .sort((a, b) => a.created_at - b.created_at)
+        .map((record) => [record.key_id, record.name]),
+    );
+    printUsage(await stores.usage(), names, { onlyKey, days, format, now: ctx.now() });
+  } finally {
+    await stores.close();
+  }
+  return 0;
+}
+
+/**
+ * Prints the usage of every key (or only `onlyKey`) over `days` days in `format`.
+ * @throws CommandError when `onlyKey` has neither a key nor usage.
+ */
+function printUsage(
+  store: UsageStore,
+  names: Map<string, string>,
+  { onlyKey, days, format, now }: { onlyKey: string | undefined; days: number; format: string; now: number },
+): void {
   // Keys in the order of `keys list`, then deleted keys that still have usage.
   let keyIds = [...new Set([...names.keys(), ...store.keyIds().sort()])];
   if (onlyKey !== undefined) {
@@ -117,7 +134,7 @@ export async function usage(args: string[], ctx: CliContext): Promise<number> {
         );
     }
     console.log(lines.join('\n'));
-    return 0;
+    return;
   }
   if (format === 'json') {
     printJson({
@@ -131,7 +148,7 @@ export async function usage(args: string[], ctx: CliContext): Promise<number> {
         now,
       ),
     });
-    return 0;
+    return;
   }
 
   console.log(`Usage from ${firstDayOf(days, now)} to ${utcDay(now)} (UTC, ${days} day${days === 1 ? '' : 's'}):\n`);
@@ -182,5 +199,4 @@ export async function usage(args: string[], ctx: CliContext): Promise<number> {
             ),
     );
   }
-  return 0;
 }

@@ -1,33 +1,31 @@
-// `comfy-gate workflows …`: the registered workflows of a store directory (workflows.json), listed, shown, registered and deleted from the shell.
+// `comfy-gate workflows …`: the registered workflows of a store directory (workflows.json) or a database, listed, shown, registered and deleted from the shell.
 
 import { readFile } from 'node:fs/promises';
 import { GatewayError } from '../../errors.js';
 import { parseExactJson, stringifyExactJson } from '../../json/exact-json.js';
-import { FileWorkflowStore } from '../../store/file/file-workflow-store.js';
-import type { WorkflowRecord } from '../../store/types.js';
+import type { WorkflowRecord, WorkflowStore } from '../../store/types.js';
 import { parseWorkflowDefinition } from '../../workflows/definition.js';
 import { checkOnlyServing } from '../../workflows/openai-images.js';
 import {
   chooseSubcommand,
-  allowUnsafeStoreOf,
+  DATABASE_URL_HELP,
   parseCommandLine,
   stringFlag,
-  userDirectoryOf,
   USER_DIRECTORY_HELP,
   type CliContext,
   type FlagSpec,
   type FlagValues,
 } from '../options.js';
 import { fields, printable, printJson, table, utcTime } from '../output.js';
-import { auditFromCli, requireStoreDirectory } from '../stores.js';
+import { CommandStores } from '../stores.js';
 import { CommandError, UsageError } from '../usage-error.js';
 
-const SAFE_BESIDE_GATEWAY = 'Safe while a gateway runs on the same directory: it reads workflows.json on each use, so a change is served at once.';
+const SAFE_BESIDE_GATEWAY = 'Safe while a gateway runs on the same directory or database: it reads the workflows on each use, so a change is served at once.';
 
 export const WORKFLOWS_HELP = `Usage: comfy-gate workflows COMMAND [options]
 
-Manages the named workflows of a store directory (workflows.json), as
-/api/gateway/workflows does. ${SAFE_BESIDE_GATEWAY}
+Manages the named workflows of a store directory (workflows.json), or of a
+PostgreSQL database with --database-url, as /api/gateway/workflows does. ${SAFE_BESIDE_GATEWAY}
 
 Commands:
   list                        Every workflow: name, inputs, last change, description
@@ -36,14 +34,15 @@ Commands:
                               {"prompt": graph, "description"?, "inputs": {...}}
   delete NAME [--yes]         Delete a workflow
 
-Every command takes --user-directory DIR and --json. See docs/api.md "Workflows".`;
+Every command takes --user-directory DIR or --database-url URL, and --json. See docs/api.md "Workflows".`;
 
 /** What a workflows command gets to run. */
 interface Run {
   values: FlagValues;
   name: string;
-  store: FileWorkflowStore;
-  directory: string;
+  store: WorkflowStore;
+  /** The folder's or the database's stores, closed when the command ends. */
+  stores: CommandStores;
   ctx: CliContext;
   help: string;
 }
@@ -67,6 +66,7 @@ Lists every workflow by name: its inputs, when it last changed and its descripti
 
 Options:
 ${USER_DIRECTORY_HELP}
+${DATABASE_URL_HELP}
   --json                Print {"workflows": [...]}, as GET /api/gateway/workflows answers an admin key`,
     run: listWorkflows,
   },
@@ -79,6 +79,7 @@ Shows one workflow and its inputs; with --json, the whole record with its graph.
 
 Options:
 ${USER_DIRECTORY_HELP}
+${DATABASE_URL_HELP}
 ${JSON_HELP}`,
     run: showWorkflow,
   },
@@ -95,6 +96,7 @@ ${SAFE_BESIDE_GATEWAY}
 
 Options:
 ${USER_DIRECTORY_HELP}
+${DATABASE_URL_HELP}
   --file FILE           The JSON file
 ${JSON_HELP}
 
@@ -112,6 +114,7 @@ confirmation on a terminal, and refuses (exit 2) when there is none.
 
 Options:
 ${USER_DIRECTORY_HELP}
+${DATABASE_URL_HELP}
   --yes                 Delete without asking
 ${JSON_HELP}`,
     run: deleteWorkflow,
@@ -123,31 +126,32 @@ export async function workflows(args: string[], ctx: CliContext): Promise<number
   const chosen = chooseSubcommand('workflows', args, COMMANDS, WORKFLOWS_HELP);
   if (!chosen) return 0;
   const { name: subcommand, command, rest } = chosen;
-  const parsed = parseCommandLine(rest, `workflows ${subcommand}`, command.flags, command.named ? { argument: 'NAME (see comfy-gate workflows list)' } : {});
+  const parsed = parseCommandLine(rest, `workflows ${subcommand}`, command.flags, {
+    database: true,
+    ...(command.named ? { argument: 'NAME (see comfy-gate workflows list)' } : {}),
+  });
   if (!parsed) {
     console.log(command.help);
     return 0;
   }
-  const directory = userDirectoryOf(parsed.values, ctx.env);
-  await requireStoreDirectory(directory, allowUnsafeStoreOf(parsed.values, ctx.env));
-  return command.run({
-    values: parsed.values,
-    name: parsed.keyId,
-    store: new FileWorkflowStore({ directory }),
-    directory,
-    ctx,
-    help: `comfy-gate workflows ${subcommand} --help`,
-  });
+  const help = `comfy-gate workflows ${subcommand} --help`;
+  const stores = CommandStores.of(parsed.values, ctx.env, help);
+  try {
+    await stores.prepare();
+    return await command.run({ values: parsed.values, name: parsed.keyId, store: await stores.workflows(), stores, ctx, help });
+  } finally {
+    await stores.close();
+  }
 }
 
-async function listWorkflows({ values, store, directory }: Run): Promise<number> {
+async function listWorkflows({ values, store, stores }: Run): Promise<number> {
   const all = await store.list();
   if (values.json) {
     printJson({ workflows: all });
     return 0;
   }
   if (all.length === 0) {
-    console.log(`No workflows in ${directory}. Register one with: comfy-gate workflows put NAME --file FILE`);
+    console.log(`No workflows in ${stores.where}. Register one with: comfy-gate workflows put NAME --file FILE`);
     return 0;
   }
   const rows = all.map((w) => [w.name, Object.keys(w.inputs).join(', ') || '-', utcTime(w.updated_at), printable(w.description ?? '', 60)]);
@@ -156,7 +160,7 @@ async function listWorkflows({ values, store, directory }: Run): Promise<number>
 }
 
 /** The workflow of that name. @throws CommandError when there is none. */
-async function requireWorkflow(store: FileWorkflowStore, name: string): Promise<WorkflowRecord> {
+async function requireWorkflow(store: WorkflowStore, name: string): Promise<WorkflowRecord> {
   const workflow = await store.get(name);
   if (!workflow) throw new CommandError(`no workflow is named ${JSON.stringify(name)} (see comfy-gate workflows list)`);
   return workflow;
@@ -190,7 +194,7 @@ async function showWorkflow({ values, name, store }: Run): Promise<number> {
   return 0;
 }
 
-async function putWorkflow({ values, name, store, directory, ctx, help }: Run): Promise<number> {
+async function putWorkflow({ values, name, store, stores, ctx, help }: Run): Promise<number> {
   const file = stringFlag(values, 'file');
   if (file === undefined) throw new UsageError('workflows put needs --file FILE (the JSON body of the workflow)', help);
   const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
@@ -212,20 +216,20 @@ async function putWorkflow({ values, name, store, directory, ctx, help }: Run): 
     throw new CommandError(`the workflow is not valid:\n${problems.map((p) => `  ${p.field}: ${p.problem}`).join('\n')}`);
   }
   const { record, created } = await store.put(definition, ctx.now());
-  await auditFromCli(directory, { ts: ctx.now(), action: created ? 'workflow.create' : 'workflow.replace', details: { workflow: name } });
+  await stores.auditChange({ ts: ctx.now(), action: created ? 'workflow.create' : 'workflow.replace', details: { workflow: name } });
   if (values.json) printJson(record);
   else console.log(`${created ? 'Registered' : 'Replaced'} workflow ${name} (${Object.keys(record.inputs).length} inputs).`);
   return 0;
 }
 
-async function deleteWorkflow({ values, name, store, directory, ctx, help }: Run): Promise<number> {
+async function deleteWorkflow({ values, name, store, stores, ctx, help }: Run): Promise<number> {
   await requireWorkflow(store, name);
   if (!values.yes) {
     if (!ctx.confirm) throw new UsageError(`workflows delete needs --yes to delete workflow ${name} when there is no terminal to confirm on`, help);
     if (!(await ctx.confirm(`Delete workflow ${name}? [y/N] `))) throw new CommandError(`workflow ${name} was not deleted`);
   }
   if (!(await store.delete(name))) throw new CommandError(`no workflow is named ${JSON.stringify(name)}`);
-  await auditFromCli(directory, { ts: ctx.now(), action: 'workflow.delete', details: { workflow: name } });
+  await stores.auditChange({ ts: ctx.now(), action: 'workflow.delete', details: { workflow: name } });
   if (values.json) printJson({ message: `Workflow ${name} deleted.` });
   else console.log(`Deleted workflow ${name}.`);
   return 0;

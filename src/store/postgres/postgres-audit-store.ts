@@ -34,7 +34,8 @@ export class PostgresAuditStore implements AuditStore {
   async list({ since, limit }: { since: number; limit: number }): Promise<AuditEntry[]> {
     const { rows } = await this.database.query<AuditRow>(
       'SELECT ts, actor, action, key_id, ip, details FROM audit_log WHERE ts >= $1 ORDER BY ts, seq LIMIT $2',
-      [since, limit],
+      // LIMIT NULL is no limit: every entry since `since`.
+      [since, Number.isFinite(limit) ? limit : null],
     );
     return rows.map(toEntry);
   }

@@ -109,6 +109,7 @@ export class PostgresKeyStore implements KeyStore {
   private pendingTouches = new Map<string, number>();
   private touchTimer: NodeJS.Timeout | null = null;
   private everHadKey = false;
+  private readonly changeListeners = new Set<(keyId: string, key: KeyRecord | undefined) => void>();
 
   constructor(options: PostgresKeyStoreOptions) {
     this.database = options.database;
@@ -132,6 +133,11 @@ export class PostgresKeyStore implements KeyStore {
   async open(): Promise<void> {
     await this.feed.open();
     this.touchTimer = setInterval(() => void this.flushTouches().catch(() => undefined), this.touchFlushMs).unref();
+  }
+
+  onKeyChange(listener: (keyId: string, key: KeyRecord | undefined) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
   }
 
   findByHash(keyHash: string): KeyRecord | undefined {
@@ -287,6 +293,7 @@ export class PostgresKeyStore implements KeyStore {
     this.unindex(before);
     if (row.deleted) {
       this.byId.delete(row.key_id);
+      this.announce(row.key_id, undefined);
       return;
     }
     const record = toRecord(row);
@@ -295,11 +302,19 @@ export class PostgresKeyStore implements KeyStore {
     this.byId.set(record.key_id, record);
     this.byHash.set(record.key_hash, record);
     if (record.previous_key_hash) this.byHash.set(record.previous_key_hash, record);
+    this.announce(record.key_id, record);
   }
 
   private forget(keyId: string): void {
-    this.unindex(this.byId.get(keyId));
+    const known = this.byId.get(keyId);
+    this.unindex(known);
     this.byId.delete(keyId);
+    if (known) this.announce(keyId, undefined);
+  }
+
+  /** Tells the listeners of a change applied here: this process's own, or another's read from the database. */
+  private announce(keyId: string, key: KeyRecord | undefined): void {
+    for (const listener of this.changeListeners) listener(keyId, key);
   }
 
   private unindex(record: KeyRecord | undefined): void {

@@ -29,6 +29,8 @@ export interface PostgresUsageStoreOptions {
   maxBufferedRecords?: number;
   /** Records per write (default 5,000). */
   batchSize?: number;
+  /** Only reads the reports once, at open (the CLI): no timers, no writes, no retention deletes. */
+  readOnly?: boolean;
   log?: StoreLog;
 }
 
@@ -67,6 +69,7 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
   private readonly refreshIntervalMs: number;
   private readonly maxBuffered: number;
   private readonly batchSize: number;
+  private readonly readOnly: boolean;
   private readonly log: StoreLog;
   // The reports (UsageReports) read the database's totals as last read, plus what this replica added since.
   /** Additions not yet handed to a batch. */
@@ -89,6 +92,7 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
     this.refreshIntervalMs = options.refreshIntervalMs ?? 5000;
     this.maxBuffered = options.maxBufferedRecords ?? DEFAULT_MAX_BUFFERED_RECORDS;
     this.batchSize = options.batchSize ?? 5000;
+    this.readOnly = options.readOnly ?? false;
     this.log = options.log ?? SILENT_LOG;
   }
 
@@ -108,6 +112,7 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
       await this.database.release();
       throw error;
     }
+    if (this.readOnly) return;
     this.timers.push(setInterval(() => this.tick(() => this.writeDue()), this.flushIntervalMs).unref());
     this.timers.push(setInterval(() => this.tick(() => this.refreshNow(Math.max(0, this.watermark - RELOAD_OVERLAP_SECONDS))), this.refreshIntervalMs).unref());
     this.timers.push(setInterval(() => void this.maintain().catch(() => undefined), MAINTENANCE_INTERVAL_MS).unref());
@@ -182,7 +187,7 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
     const deadline = Date.now() + CLOSE_DEADLINE_MS;
-    for (;;) {
+    while (!this.readOnly) {
       try {
         await this.flush();
         break;
