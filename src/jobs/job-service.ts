@@ -19,7 +19,7 @@ import { heldRequestOf, sendPrompt, type HeldRequest, type SendOutcome } from '.
 import { checkAdmission } from './quotas.js';
 import { refusalEvent } from './refusal.js';
 import { deleteFromQueue } from './queue-delete.js';
-import { reconcileJobs } from './reconcile.js';
+import { historyEntryOf, reconcileJobs } from './reconcile.js';
 import { JobScheduler, type Slot } from './scheduler.js';
 
 export interface JobServiceOptions {
@@ -462,8 +462,17 @@ export class JobService {
     return true;
   }
 
-  /** Notes that ComfyUI dropped a queued job on the key's request (ComfyUI itself sends no event for it). */
+  /**
+   * Notes that ComfyUI dropped a queued job on the key's request (ComfyUI itself sends no event for it). A job
+   * gone from ComfyUI's queue that has a history entry there was not dropped: it ran, and its events are late
+   * or were lost with the gateway's socket. It is settled from that entry (and metered) instead; so is one
+   * whose entry could not be read, by a later comparison with ComfyUI.
+   */
   async cancelledInComfyUI(job: JobRecord): Promise<void> {
+    if (job.status !== 'queued' || job.upstream_id === null) return;
+    const backend = this.backends.find((candidate) => candidate.name === job.backend);
+    if (!backend) return;
+    if ((await historyEntryOf(backend, job.upstream_id)) !== null) return this.reconcileAfresh(backend);
     const cancelled = await this.jobs.update(job.id, { status: 'cancelled', finished_at: this.now() }, { ifStatus: 'queued' });
     if (!cancelled) return;
     this.options.onEnded?.(cancelled);
