@@ -48,7 +48,7 @@ export interface JobServiceOptions {
   onAdmitted?(job: JobRecord): void;
   /** Told of each job a backend lost, as it was then (its `backend` the one that lost it), once it is held to be placed again or has ended. */
   onLost?(job: JobRecord): void;
-  /** Told of each job it ends on a backend (lost while running, dropped from ComfyUI's queue); the job recorder tells of the others. */
+  /** Told of each job it ends on a backend (lost while running, with the seconds it ran, or dropped from ComfyUI's queue); the job recorder tells of the others. */
   onEnded?(job: JobRecord): void;
   now?(): number;
 }
@@ -304,7 +304,9 @@ export class JobService {
       }
     }
     const at = this.now();
-    const ended = await this.jobs.update(job.id, { status: 'error', finished_at: at, request: null, error: { message } }, { ifStatus: job.status });
+    // A job that ran is metered for the seconds it is known to have run, until its backend was given up.
+    const ran = job.started_at === null ? {} : { execution_seconds: Math.max(0, at - job.started_at) };
+    const ended = await this.jobs.update(job.id, { status: 'error', finished_at: at, request: null, error: { message }, ...ran }, { ifStatus: job.status });
     if (!ended) return;
     this.options.onLost?.(job);
     this.options.onEnded?.(ended);
