@@ -19,7 +19,7 @@ import { heldRequestOf, sendPrompt, type HeldRequest, type SendOutcome } from '.
 import { checkAdmission } from './quotas.js';
 import { refusalEvent } from './refusal.js';
 import { deleteFromQueue } from './queue-delete.js';
-import { reconcileJobs } from './reconcile.js';
+import { historyEntryOf, reconcileJobs } from './reconcile.js';
 import { JobScheduler, type Slot } from './scheduler.js';
 
 export interface JobServiceOptions {
@@ -48,7 +48,7 @@ export interface JobServiceOptions {
   onAdmitted?(job: JobRecord): void;
   /** Told of each job a backend lost, as it was then (its `backend` the one that lost it), once it is held to be placed again or has ended. */
   onLost?(job: JobRecord): void;
-  /** Told of each job it ends on a backend (lost while running, dropped from ComfyUI's queue); the job recorder tells of the others. */
+  /** Told of each job it ends on a backend (lost while running, with the seconds it ran, or dropped from ComfyUI's queue); the job recorder tells of the others. */
   onEnded?(job: JobRecord): void;
   now?(): number;
 }
@@ -304,7 +304,9 @@ export class JobService {
       }
     }
     const at = this.now();
-    const ended = await this.jobs.update(job.id, { status: 'error', finished_at: at, request: null, error: { message } }, { ifStatus: job.status });
+    // A job that ran is metered for the seconds it is known to have run, until its backend was given up.
+    const ran = job.started_at === null ? {} : { execution_seconds: Math.max(0, at - job.started_at) };
+    const ended = await this.jobs.update(job.id, { status: 'error', finished_at: at, request: null, error: { message }, ...ran }, { ifStatus: job.status });
     if (!ended) return;
     this.options.onLost?.(job);
     this.options.onEnded?.(ended);
@@ -462,8 +464,17 @@ export class JobService {
     return true;
   }
 
-  /** Notes that ComfyUI dropped a queued job on the key's request (ComfyUI itself sends no event for it). */
+  /**
+   * Notes that ComfyUI dropped a queued job on the key's request (ComfyUI itself sends no event for it). A job
+   * gone from ComfyUI's queue that has a history entry there was not dropped: it ran, and its events are late
+   * or were lost with the gateway's socket. It is settled from that entry (and metered) instead; so is one
+   * whose entry could not be read, by a later comparison with ComfyUI.
+   */
   async cancelledInComfyUI(job: JobRecord): Promise<void> {
+    if (job.status !== 'queued' || job.upstream_id === null) return;
+    const backend = this.backends.find((candidate) => candidate.name === job.backend);
+    if (!backend) return;
+    if ((await historyEntryOf(backend, job.upstream_id)) !== null) return this.reconcileAfresh(backend);
     const cancelled = await this.jobs.update(job.id, { status: 'cancelled', finished_at: this.now() }, { ifStatus: 'queued' });
     if (!cancelled) return;
     this.options.onEnded?.(cancelled);

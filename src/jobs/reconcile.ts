@@ -57,11 +57,9 @@ async function settleFromHistory(
   now: () => number,
   onLost: (job: JobRecord) => Promise<void>,
 ): Promise<void> {
-  const upstreamId = job.upstream_id!;
-  const history = await getJson<Record<string, HistoryEntry>>(backend, `/api/history/${encodeURIComponent(upstreamId)}`);
-  if (!history) return;
-  const entry = history[upstreamId];
-  if (!entry) return onLost(job);
+  const entry = await historyEntryOf(backend, job.upstream_id!);
+  if (entry === undefined) return;
+  if (entry === null) return onLost(job);
   const messages = entry.status?.messages ?? [];
   const timeOf = (type: string): number | undefined => {
     const stamp = messages.find(([name]) => name === type)?.[1]?.timestamp;
@@ -91,6 +89,15 @@ async function settleFromHistory(
         }
       : null,
   );
+}
+
+/**
+ * The backend's history entry of a prompt, by the id ComfyUI knows it by: null when ComfyUI has none (it
+ * never ran it: deleted from its queue, or unknown), undefined when ComfyUI could not be read.
+ */
+export async function historyEntryOf(backend: Backend, upstreamId: string): Promise<HistoryEntry | null | undefined> {
+  const history = await getJson<Record<string, HistoryEntry>>(backend, `/api/history/${encodeURIComponent(upstreamId)}`);
+  return history ? (history[upstreamId] ?? null) : undefined;
 }
 
 async function getJson<T>(backend: Backend, path: string): Promise<T | undefined> {

@@ -151,14 +151,17 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     onEnded: (job) => {
       metrics.backendJobEnded(job.backend, job.status);
       // Metered before held jobs are released: a release reads the key's daily budget.
-      if (job.started_at !== null) {
-        usage.recordJobRun(job.key_id, job.finished_at ?? now(), job.execution_seconds ?? 0, job.outputs.length);
-        metrics.jobRun(job.key_id, job.execution_seconds ?? 0, job.outputs.length);
-        budgets.metered(job);
-      }
+      meter(job);
       jobService.ended();
     },
   });
+  /** Meters a job that ended after it started: a run, its execution seconds and outputs, on its key's day. */
+  function meter(job: JobRecord): void {
+    if (job.started_at === null) return;
+    usage.recordJobRun(job.key_id, job.finished_at ?? now(), job.execution_seconds ?? 0, job.outputs.length);
+    metrics.jobRun(job.key_id, job.execution_seconds ?? 0, job.outputs.length);
+    budgets.metered(job);
+  }
   const gatewayClientId = randomBytes(16).toString('hex');
   const catalog = new CatalogCache(CATALOG_CACHE_LIMITS);
   const pool = new BackendPool(
@@ -215,7 +218,10 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     },
     defaultWebhook: (key) => keyWebhook(key, webhookSettings),
     onLost: (job) => metrics.backendJobLost(job.backend),
-    onEnded: (job) => metrics.backendJobEnded(job.backend, job.status),
+    onEnded: (job) => {
+      metrics.backendJobEnded(job.backend, job.status);
+      meter(job);
+    },
     log,
   });
   const isolated = createIsolatedProxy({

@@ -126,7 +126,15 @@ describe('ComfyUI as a child process', () => {
     );
   });
 
-  test('a child that dies is started again, /readyz says so meanwhile, and its running job ends as error', async () => {
+  /** The admin key's jobs run and execution seconds metered today. */
+  async function metered(): Promise<{ prompts_run: number; execution_seconds: number }> {
+    const res = await send(gateway.url, '/api/usage?days=1', { key: admin });
+    assert.equal(res.status, 200, res.text);
+    return res.json<{ usage_stats: { prompts_run: number; execution_seconds: number } }>().usage_stats;
+  }
+
+  test('a child that dies is started again, /readyz says so meanwhile, and its running job ends as error, metered for the seconds it ran', async () => {
+    const was = await metered();
     const promptId = await queuePrompt(gateway.url, admin);
     const deadline = Date.now() + 30_000;
     while ((await send(gateway.url, `/api/gateway/jobs/${promptId}`, { key: admin })).json<{ status: string }>().status !== 'running') {
@@ -143,7 +151,7 @@ describe('ComfyUI as a child process', () => {
     assert.equal(up.child, `running (pid ${second}, 1 restart, last: signal SIGKILL)`);
     assert.ok(logLines(gateway).some((line) => line.event === 'child_exited' && line.pid === first && line.exit === 'signal SIGKILL'));
     // The job was running when its ComfyUI died: it ends as error as soon as the gateway sees the child gone.
-    let job: { status: string; error: { message: string } | null };
+    let job: { status: string; error: { message: string } | null; started_at: number; finished_at: number; execution_seconds: number | null };
     for (;;) {
       job = (await send(gateway.url, `/api/gateway/jobs/${promptId}`, { key: admin })).json();
       if (job.status !== 'running' && job.status !== 'queued') break;
@@ -152,6 +160,15 @@ describe('ComfyUI as a child process', () => {
     }
     assert.equal(job.status, 'error');
     assert.match(job.error!.message, /The ComfyUI backend default stopped answering while the job ran/);
+    // The GPU time it had when its ComfyUI died is its key's, as for any job that ran.
+    assert.ok(job.execution_seconds !== null && job.execution_seconds > 0, `execution_seconds ${job.execution_seconds}`);
+    assert.ok(Math.abs(job.execution_seconds - (job.finished_at - job.started_at)) < 0.01);
+    const now = await metered();
+    assert.equal(now.prompts_run, was.prompts_run + 1);
+    assert.ok(
+      Math.abs(now.execution_seconds - was.execution_seconds - job.execution_seconds) < 0.01,
+      `metered ${now.execution_seconds - was.execution_seconds} s`,
+    );
     const next = await queuePrompt(gateway.url, admin);
     await waitForHistory(gateway.url, admin, next, 60_000);
   });

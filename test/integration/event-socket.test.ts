@@ -1,4 +1,4 @@
-// The gateway's own event socket once ComfyUI stops sending to it (a cut connection ComfyUI noticed late took its clientId back): found silent after the next accepted prompt, reopened, and the jobs end.
+// The gateway's own event socket once ComfyUI stops sending to it (a cut connection ComfyUI noticed late took its clientId back): found silent after the next accepted prompt, reopened, and the jobs end; a job deleted from the queue after it ran meanwhile is metered, not cancelled.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -46,6 +46,12 @@ describe("the gateway's event socket, once ComfyUI no longer sends to it", () =>
     const res = await send(gateway.url, `/api/gateway/jobs/${id}`, { key: alice });
     assert.equal(res.status, 200, res.text);
     return res.json<{ status: string }>().status;
+  }
+
+  async function metered(): Promise<{ prompts_run: number; execution_seconds: number }> {
+    const res = await send(gateway.url, '/api/usage?days=1', { key: alice });
+    assert.equal(res.status, 200, res.text);
+    return res.json<{ usage_stats: { prompts_run: number; execution_seconds: number } }>().usage_stats;
   }
 
   test('is reopened with the same clientId within the bound after a prompt is accepted; a job that ended meanwhile ends, a running one gets its events', async (t) => {
@@ -99,5 +105,41 @@ describe("the gateway's event socket, once ComfyUI no longer sends to it", () =>
     assert.equal(fields.level, 40);
     assert.equal(fields.url, comfy.url);
     assert.ok(!warning.includes(alice), 'no key in the line');
+  });
+
+  test('a job deleted from the queue after it ran while the socket was silent is not cancelled: it ends as ComfyUI ran it, and its execution seconds are metered to its key', async () => {
+    const [gatewayClientId] = await waitFor(() => comfy.openSockets().length === 1 && comfy.openSockets(), "the gateway's socket");
+    const upgrades = comfy.requests.filter((request) => request.url.startsWith('/ws')).length;
+    comfy.cutSocket(gatewayClientId!, 1500);
+    await waitFor(() => comfy.requests.filter((request) => request.url.startsWith('/ws')).length === upgrades + 1, 'the gateway to reconnect');
+    await waitFor(() => !comfy.openSockets().includes(gatewayClientId!), "the old connection's handler to take the clientId back");
+
+    const queued = await send(gateway.url, '/api/prompt', { method: 'POST', key: alice, body: { prompt: SAVE_WORKFLOW } });
+    assert.equal(queued.status, 200, queued.text);
+    const id = queued.json<{ prompt_id: string }>().prompt_id;
+    await waitFor(() => comfy.history.has(id) && comfy.inFlight().length === 0, 'ComfyUI to run the prompt');
+    const job = await send(gateway.url, `/api/gateway/jobs/${id}`, { key: alice });
+    assert.equal(job.json<{ status: string }>().status, 'queued', 'the gateway saw none of its events (the reproduction holds)');
+
+    const before = await metered();
+    const deleted = await send(gateway.url, '/api/queue', { method: 'POST', key: alice, body: { delete: [id] } });
+    assert.equal(deleted.status, 200, deleted.text);
+    // Well before the silent socket is reopened (10 s after the prompt was accepted), which would settle it too.
+    const { status, execution_seconds } = await waitFor(
+      async () => {
+        const ended = (await send(gateway.url, `/api/gateway/jobs/${id}`, { key: alice })).json<{ status: string; execution_seconds: number | null }>();
+        return !['queued', 'running'].includes(ended.status) && ended;
+      },
+      'the job to end',
+      2000,
+    );
+    assert.equal(status, 'success');
+    assert.ok(execution_seconds !== null && execution_seconds > 0, `execution_seconds ${execution_seconds}`);
+    const now = await metered();
+    assert.equal(now.prompts_run, before.prompts_run + 1);
+    assert.ok(
+      Math.abs(now.execution_seconds - before.execution_seconds - execution_seconds) < 0.01,
+      `metered ${now.execution_seconds - before.execution_seconds} s`,
+    );
   });
 });
