@@ -6,12 +6,13 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { openCollectingSocket, queuePrompt, SAVE_WORKFLOW, waitForHistory } from '../helpers/comfy-client.js';
+import { openCollectingSocket, queuePrompt, SAVE_WORKFLOW, waitForHistory, type CollectingSocket } from '../helpers/comfy-client.js';
 import { PROMPT_ID_FORMATS, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send, type TestResponse } from '../helpers/http-client.js';
 import { createKey } from '../helpers/keys.js';
 import { multipart, type FormPart } from '../helpers/multipart.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 /** A prompt the fake ComfyUI refuses with 400 (a node class it does not know). */
 const REFUSED_WORKFLOW = { '1': { class_type: 'NoSuchNode', inputs: {} } };
@@ -326,6 +327,14 @@ describe('a new client_id used by two prompts of a key at once', () => {
 
   const prompt = (key: string, body: Record<string, unknown>): Promise<TestResponse> => send(gateway.url, '/api/prompt', { method: 'POST', key, body });
   const socketUrl = (clientId: string): string => `${gateway.url.replace('http', 'ws')}/ws?clientId=${clientId}`;
+  /** Holds ComfyUI's next refusal: `refusing` resolves once it is reached, `answer` lets it be sent. */
+  const holdRefusal = (): { refusing: Promise<void>; answer(): void } => {
+    let reached!: () => void;
+    const refusing = new Promise<void>((resolve) => (reached = resolve));
+    let answer!: () => void;
+    refusal = { reached, answer: new Promise<void>((resolve) => (answer = resolve)) };
+    return { refusing, answer };
+  };
 
   before(async () => {
     const fake = await startFakeComfyUI({
@@ -348,10 +357,7 @@ describe('a new client_id used by two prompts of a key at once', () => {
 
   test('a refused prompt that claimed it leaves it to the key while the other prompt of the key uses it; its socket gets that job’s events', async () => {
     const clientId = `shared-${randomUUID()}`;
-    let reached!: () => void;
-    const refusing = new Promise<void>((resolve) => (reached = resolve));
-    let answer!: () => void;
-    refusal = { reached, answer: new Promise<void>((resolve) => (answer = resolve)) };
+    const { refusing, answer } = holdRefusal();
     let run!: () => void;
     const kept = randomUUID();
     heldRun = { promptId: kept, run: new Promise<void>((resolve) => (run = resolve)) };
@@ -370,17 +376,34 @@ describe('a new client_id used by two prompts of a key at once', () => {
       const socket = await openCollectingSocket(socketUrl(clientId), { 'x-api-key': alice });
       run();
       await waitForHistory(gateway.url, alice, kept);
-      for (let i = 0; i < 200 && !socket.texts.some((t) => t.type === 'execution_success' && t.data.prompt_id === kept); i += 1) await sleep(25);
-      assert.ok(
-        socket.texts.some((t) => t.type === 'executed' && t.data.prompt_id === kept),
-        "the key's socket got the job's events",
-      );
+      await untilExecuted(socket, kept);
       await socket.close();
     } finally {
       refusal = null;
       heldRun = null;
       answer();
       run();
+    }
+  });
+
+  test('a refused prompt that claimed it leaves it to the key whose socket took it meanwhile', async () => {
+    const clientId = `socket-${randomUUID()}`;
+    const { refusing, answer } = holdRefusal();
+    try {
+      const refused = prompt(alice, { prompt: REFUSED_WORKFLOW, client_id: clientId });
+      await refusing;
+      const socket = await openCollectingSocket(socketUrl(clientId), { 'x-api-key': alice });
+      answer();
+      assert.equal((await refused).status, 400, 'ComfyUI refused the prompt');
+      const taken = await prompt(bob, { prompt: SAVE_WORKFLOW, client_id: clientId });
+      assert.equal(taken.status, 403, `another key cannot take it: ${taken.text}`);
+      const mine = await queuePrompt(gateway.url, alice, { client_id: clientId });
+      await waitForHistory(gateway.url, alice, mine);
+      await untilExecuted(socket, mine);
+      await socket.close();
+    } finally {
+      refusal = null;
+      answer();
     }
   });
 });
@@ -392,4 +415,9 @@ async function startWithKeys(comfy: FakeComfyUI): Promise<{ comfy: FakeComfyUI; 
   const alice = (await createKey(gateway.url, { name: 'alice', rate_limit: 100000 }, admin)).api_key;
   const bob = (await createKey(gateway.url, { name: 'bob', rate_limit: 100000 }, admin)).api_key;
   return { comfy, gateway, alice, bob };
+}
+
+/** Waits for the socket to get the prompt's `executed` event (its last event is well after it). */
+async function untilExecuted(socket: CollectingSocket, promptId: string): Promise<void> {
+  await waitFor(() => socket.texts.some((t) => t.type === 'executed' && t.data.prompt_id === promptId), `the socket to get the events of ${promptId}`);
 }
