@@ -137,7 +137,7 @@ export async function admitPrompt(
       await leave(!(error instanceof GatewayError && error.status < 500));
       throw error;
     });
-  await leave(answer.status === 200);
+  if (hold) await leave(answer.status === 200);
   return answer;
 }
 
