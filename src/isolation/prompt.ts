@@ -97,14 +97,24 @@ export async function admitPrompt(
   if (formerOwner !== undefined) throw forbidden('That prompt_id is taken: leave prompt_id out and one is made.');
   if (clientId === ctx.jobs.clientId) throw forbidden("That client_id is the gateway's own: use another.");
   const pin = pinnedBackend(ctx, req, caller) ?? madeOn;
-  const newClient = clientId !== null && ctx.ownership.ownerOf('client', clientId) === undefined;
-  if (clientId !== null && (await ctx.ownership.claim('client', clientId, keyId)) !== keyId) {
+  // A new claim is held with the key's other prompts under way that use it: the last refused one lets it go (see ClientClaimHolds).
+  const hold = clientId === null ? undefined : ctx.jobs.clientClaims.join(clientId, keyId, ctx.ownership.ownerOf('client', clientId) === undefined);
+  if (hold?.letGo) await hold.letGo;
+  const owner =
+    clientId === null
+      ? keyId
+      : await ctx.ownership.claim('client', clientId, keyId).catch(async (error: unknown) => {
+          await leave(false);
+          throw error;
+        });
+  if (owner !== keyId) {
+    await leave(false);
     throw forbidden('That client_id belongs to another key: use your own (any new id becomes yours).');
   }
-  // A client_id claimed by this request is let go when the prompt is refused (kept when ComfyUI's answer is lost: it may have queued it).
-  const releaseNewClient = async (): Promise<void> => {
-    if (newClient) await ctx.ownership.release('client', clientId, keyId).catch(() => undefined);
-  };
+  /** Lets go of the hold: `admitted` when ComfyUI queued the prompt, the gateway holds it, or its answer was lost (it may have queued it). */
+  async function leave(admitted: boolean): Promise<void> {
+    if (hold) await ctx.jobs.clientClaims.leave(clientId!, hold, admitted);
+  }
   body.prompt_id = promptId;
   body.client_id = ctx.jobs.clientId;
   if (extraData && 'client_id' in extraData) extraData.client_id = ctx.jobs.clientId;
@@ -124,10 +134,10 @@ export async function admitPrompt(
       ...(reservation ? { reservation } : {}),
     })
     .catch(async (error: unknown) => {
-      if (error instanceof GatewayError && error.status < 500) await releaseNewClient();
+      await leave(!(error instanceof GatewayError && error.status < 500));
       throw error;
     });
-  if (answer.status !== 200) await releaseNewClient();
+  if (hold) await leave(answer.status === 200);
   return answer;
 }
 

@@ -15,6 +15,7 @@ import {
   type OwnershipStore,
 } from '../store/types.js';
 import type { Backend } from './backend.js';
+import { ClientClaimHolds } from './client-claims.js';
 import { heldRequestOf, sendPrompt, type HeldRequest, type SendOutcome } from './dispatch.js';
 import { checkAdmission } from './quotas.js';
 import { refusalEvent } from './refusal.js';
@@ -90,6 +91,8 @@ export class JobService {
   /** The clientId of the gateway's own sockets to the backends: no key may use it. */
   readonly clientId: string;
   readonly scheduler: JobScheduler;
+  /** The new clientId claims of prompts being admitted, let go only by the last refused one. */
+  readonly clientClaims: ClientClaimHolds;
   private readonly observer: JobObserver;
   private readonly options: JobServiceOptions;
   private readonly now: () => number;
@@ -112,6 +115,7 @@ export class JobService {
     this.backends = options.backends;
     this.clientId = options.clientId;
     this.observer = options.observer;
+    this.clientClaims = new ClientClaimHolds(options.ownership);
     this.now = options.now ?? (() => Date.now() / 1000);
     this.scheduler = new JobScheduler({
       backends: options.backends,

@@ -579,6 +579,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const owner = await ownership.claim('client', query.get('clientId')!, key.key_id);
     if (owner === GATEWAY_CLIENT_OWNER) throw forbidden("That clientId is the gateway's own: use another.");
     if (owner !== key.key_id && key.role !== 'admin') throw forbidden('That clientId belongs to another key: use your own (any new id becomes yours).');
+    // A socket now uses it: a prompt of the key under way that claimed it new keeps it, even if refused.
+    if (owner === key.key_id) jobService.clientClaims.keep(query.get('clientId')!, key.key_id);
     const ip = addressing.clientIp(req);
     const socketClientId = query.get('clientId')!;
     let untrack = (): void => undefined;

@@ -113,6 +113,10 @@ export interface FakeComfyUIOptions {
   onQueued?(): void;
   /** Awaited once a prompt is queued (and started, when nothing ran), before `POST /prompt` is answered: keeps the answer in flight. */
   beforePromptAnswer?(promptId: string): Promise<void> | void;
+  /** Awaited before `POST /prompt` is answered with a validation error (ComfyUI validates a large graph for a while): keeps the refusal in flight. */
+  beforeRefusal?(): Promise<void> | void;
+  /** Awaited before a queued prompt starts to run, as when ComfyUI is busy with another: it waits in the queue meanwhile. */
+  beforeRun?(promptId: string): Promise<void> | void;
   /** Awaited when `POST /interrupt` arrives, before the running prompt is told to stop: a prompt that is slow to stop runs on meanwhile. */
   beforeInterrupt?(): Promise<void> | void;
   /** The status `POST /queue {"delete": [...]}` answers with (default 200); with any other, nothing is deleted, as by a server that failed. */
@@ -839,7 +843,10 @@ class FakeServer implements FakeComfyUI {
     }
     if (this.opts.nodeReplacements !== false) applyReplacements(body['prompt'], this.replacements());
     const validation = validatePrompt(body['prompt'], body['partial_execution_targets']);
-    if ('error' in validation) return sendJson(res, { error: validation.error, node_errors: {} }, 400);
+    if ('error' in validation) {
+      await this.opts.beforeRefusal?.();
+      return sendJson(res, { error: validation.error, node_errors: {} }, 400);
+    }
     const nodeErrors = this.missingImages(body['prompt'] as Record<string, PromptNode>, validation.outputs);
     if (nodeErrors) {
       const error = promptError('prompt_outputs_failed_validation', 'Prompt outputs failed validation', '');
@@ -1072,6 +1079,7 @@ class FakeServer implements FakeComfyUI {
 
   private async execute(run: Run): Promise<void> {
     const promptId = run.item.id;
+    await this.opts.beforeRun?.(promptId);
     this.broadcastStatus();
     try {
       await this.step(run);

@@ -1,4 +1,4 @@
-// Bounded ids and claims: oversized or unprintable ids are refused and stored nowhere, refused prompts leave no claim, /view misses cost a fixed amount, uploads stay in input and off others' files.
+// Bounded ids and claims: oversized or unprintable ids are refused and stored nowhere, refused prompts leave no claim (but one another prompt of the key uses), /view misses cost a fixed amount, uploads stay in input and off others' files.
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -6,12 +6,13 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { openCollectingSocket, queuePrompt, SAVE_WORKFLOW, waitForHistory } from '../helpers/comfy-client.js';
+import { openCollectingSocket, queuePrompt, SAVE_WORKFLOW, waitForHistory, type CollectingSocket } from '../helpers/comfy-client.js';
 import { PROMPT_ID_FORMATS, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send, type TestResponse } from '../helpers/http-client.js';
 import { createKey } from '../helpers/keys.js';
 import { multipart, type FormPart } from '../helpers/multipart.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 /** A prompt the fake ComfyUI refuses with 400 (a node class it does not know). */
 const REFUSED_WORKFLOW = { '1': { class_type: 'NoSuchNode', inputs: {} } };
@@ -283,11 +284,7 @@ for (const promptIdFormat of PROMPT_ID_FORMATS) {
     let bob: string;
 
     before(async () => {
-      comfy = await startFakeComfyUI({ promptIdFormat });
-      gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--upstream-queue-depth', '10000'] });
-      const admin = (await createKey(gateway.url, { name: 'admin' })).api_key;
-      alice = (await createKey(gateway.url, { name: 'alice', rate_limit: 100000 }, admin)).api_key;
-      bob = (await createKey(gateway.url, { name: 'bob', rate_limit: 100000 }, admin)).api_key;
+      ({ comfy, gateway, alice, bob } = await startWithKeys(await startFakeComfyUI({ promptIdFormat })));
     });
     after(async () => {
       await gateway.stop();
@@ -316,4 +313,111 @@ for (const promptIdFormat of PROMPT_ID_FORMATS) {
       await waitForHistory(gateway.url, alice, canonical);
     });
   });
+}
+
+describe('a new client_id used by two prompts of a key at once', () => {
+  let comfy: FakeComfyUI;
+  let gateway: GatewayProcess;
+  let alice: string;
+  let bob: string;
+  /** Set by a test: ComfyUI's refusal waits for it, and `refusing` is told when one does. */
+  let refusal: { reached(): void; answer: Promise<void> } | null = null;
+  /** Set by a test: the prompt of this id waits in ComfyUI's queue until `run` resolves. */
+  let heldRun: { promptId: string; run: Promise<void> } | null = null;
+
+  const prompt = (key: string, body: Record<string, unknown>): Promise<TestResponse> => send(gateway.url, '/api/prompt', { method: 'POST', key, body });
+  const socketUrl = (clientId: string): string => `${gateway.url.replace('http', 'ws')}/ws?clientId=${clientId}`;
+  /** Holds ComfyUI's next refusal: `refusing` resolves once it is reached, `answer` lets it be sent. */
+  const holdRefusal = (): { refusing: Promise<void>; answer(): void } => {
+    let reached!: () => void;
+    const refusing = new Promise<void>((resolve) => (reached = resolve));
+    let answer!: () => void;
+    refusal = { reached, answer: new Promise<void>((resolve) => (answer = resolve)) };
+    return { refusing, answer };
+  };
+
+  before(async () => {
+    const fake = await startFakeComfyUI({
+      beforeRefusal: async () => {
+        const waiting = refusal;
+        if (!waiting) return;
+        waiting.reached();
+        await waiting.answer;
+      },
+      beforeRun: async (promptId) => {
+        if (heldRun?.promptId === promptId) await heldRun.run;
+      },
+    });
+    ({ comfy, gateway, alice, bob } = await startWithKeys(fake));
+  });
+  after(async () => {
+    await gateway.stop();
+    await comfy.close();
+  });
+
+  test('a refused prompt that claimed it leaves it to the key while the other prompt of the key uses it; its socket gets that job’s events', async () => {
+    const clientId = `shared-${randomUUID()}`;
+    const { refusing, answer } = holdRefusal();
+    let run!: () => void;
+    const kept = randomUUID();
+    heldRun = { promptId: kept, run: new Promise<void>((resolve) => (run = resolve)) };
+    try {
+      // The refused prompt claims the new id first; ComfyUI's refusal is in flight while the other prompt is admitted with it.
+      const refused = prompt(alice, { prompt: REFUSED_WORKFLOW, client_id: clientId });
+      await refusing;
+      const admitted = await prompt(alice, { prompt: SAVE_WORKFLOW, client_id: clientId, prompt_id: kept });
+      assert.equal(admitted.status, 200, admitted.text);
+      answer();
+      assert.equal((await refused).status, 400, 'ComfyUI refused the first');
+
+      const taken = await prompt(bob, { prompt: SAVE_WORKFLOW, client_id: clientId });
+      assert.equal(taken.status, 403, `another key cannot take it: ${taken.text}`);
+      await assert.rejects(openCollectingSocket(socketUrl(clientId), { 'x-api-key': bob }), { status: 403 });
+      const socket = await openCollectingSocket(socketUrl(clientId), { 'x-api-key': alice });
+      run();
+      await waitForHistory(gateway.url, alice, kept);
+      await untilExecuted(socket, kept);
+      await socket.close();
+    } finally {
+      refusal = null;
+      heldRun = null;
+      answer();
+      run();
+    }
+  });
+
+  test('a refused prompt that claimed it leaves it to the key whose socket took it meanwhile', async () => {
+    const clientId = `socket-${randomUUID()}`;
+    const { refusing, answer } = holdRefusal();
+    try {
+      const refused = prompt(alice, { prompt: REFUSED_WORKFLOW, client_id: clientId });
+      await refusing;
+      const socket = await openCollectingSocket(socketUrl(clientId), { 'x-api-key': alice });
+      answer();
+      assert.equal((await refused).status, 400, 'ComfyUI refused the prompt');
+      const taken = await prompt(bob, { prompt: SAVE_WORKFLOW, client_id: clientId });
+      assert.equal(taken.status, 403, `another key cannot take it: ${taken.text}`);
+      const mine = await queuePrompt(gateway.url, alice, { client_id: clientId });
+      await waitForHistory(gateway.url, alice, mine);
+      await untilExecuted(socket, mine);
+      await socket.close();
+    } finally {
+      refusal = null;
+      answer();
+    }
+  });
+});
+
+/** A gateway in front of `comfy` where every prompt goes to ComfyUI at once, with user keys alice and bob. */
+async function startWithKeys(comfy: FakeComfyUI): Promise<{ comfy: FakeComfyUI; gateway: GatewayProcess; alice: string; bob: string }> {
+  const gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--upstream-queue-depth', '10000'] });
+  const admin = (await createKey(gateway.url, { name: 'admin' })).api_key;
+  const alice = (await createKey(gateway.url, { name: 'alice', rate_limit: 100000 }, admin)).api_key;
+  const bob = (await createKey(gateway.url, { name: 'bob', rate_limit: 100000 }, admin)).api_key;
+  return { comfy, gateway, alice, bob };
+}
+
+/** Waits for the socket to get the prompt's `executed` event (its last event is well after it). */
+async function untilExecuted(socket: CollectingSocket, promptId: string): Promise<void> {
+  await waitFor(() => socket.texts.some((t) => t.type === 'executed' && t.data.prompt_id === promptId), `the socket to get the events of ${promptId}`);
 }
