@@ -2,13 +2,13 @@
 // `npm run bench -- --only ws,transfers` runs only those groups of cases (see GROUPS).
 // `npm run bench -- --profile` instead profiles the keyed gateway and the ceiling (V8 CPU profiler) at 50 connections on POST /prompt where prompts run and on a plain route; `--allocations` samples what each allocates per request there; `--perf` records both with Linux perf (kernel included).
 
-import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startCeiling } from './ceiling.mjs';
+import { ensureTools } from './tools.mjs';
 import { MAX_DELAY_LIMIT_MS, readEventLoopDelay, resetEventLoopDelay, worstDelay } from './event-loop.mjs';
 import { startGateway } from './gateway.mjs';
 import { measureHistory } from './history.mjs';
@@ -182,17 +182,6 @@ async function measureShares(cases) {
     shares[name] = { ceiling, share: medianOf('share'), p99_vs_ceiling: medianOf('p99_vs_ceiling'), rounds };
   }
   return shares;
-}
-
-/** Installs missing tools with apt-get (as root), or says how to; `packages` names the package of a tool whose package has another name. */
-function ensureTools(tools, packages = {}) {
-  const missing = tools.filter((tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0).map((tool) => packages[tool] ?? tool);
-  if (missing.length === 0) return;
-  if (process.getuid() !== 0) throw new Error(`the bench needs ${missing.join(' and ')}: apt-get install ${missing.join(' ')}`);
-  log(`installing ${missing.join(', ')} with apt-get`);
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-  execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { stdio: 'inherit', env });
 }
 
 /** One pass over every case: {case: {c1, c50, startup?}}. */

@@ -1,0 +1,213 @@
+// `node bench/instructions.mjs [OTHER]`: instructions per request under valgrind's callgrind, this checkout's gateway beside the ceiling
+// (OTHER `ceiling`, the default) or another built checkout. A count of instructions does not move with how busy the machine is, as req/s
+// and CPU time do: it tells a change of a few per cent apart on a shared machine. It leaves out the kernel, and memory waits cost
+// nothing in it. Options: --case off|get|prompt|runs (get), --requests N (2000 measured), --warm-up N (8000, under valgrind without
+// counting: V8 compiles the hot functions meanwhile), --runs R (3 per side, the median kept), --top K (30 functions printed).
+
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Pool } from 'undici';
+import { ensureTools } from './tools.mjs';
+import { writeKeysFile } from './keys.mjs';
+import { startUpstream } from './nginx.mjs';
+import { freePort, median, spawnService, stopAllNow, stopService, waitForLine } from './processes.mjs';
+
+/** The cases, as bench/paired.mjs names them: the route, whether a key is sent, the upstream (`comfy`: prompts run) and the gateway's flags. */
+const CASES = {
+  off: { path: '/features', method: 'GET', auth: false, upstream: 'nginx' },
+  get: { path: '/features', method: 'GET', auth: true, upstream: 'nginx' },
+  prompt: { path: '/prompt', method: 'POST', auth: true, upstream: 'nginx' },
+  runs: { path: '/prompt', method: 'POST', auth: true, upstream: 'comfy', flags: ['--upstream-queue-depth', '1000'] },
+};
+/** The prompt every POST sends (bench/wrk.lua's). */
+const PROMPT = '{"prompt":{"3":{"class_type":"KSampler","inputs":{"seed":42,"steps":20}}},"client_id":"bench"}';
+const CONNECTIONS = 10;
+const CEILING = 'ceiling';
+const BARE_PROXY = fileURLToPath(new URL('bare-proxy.mjs', import.meta.url));
+/** Callgrind counting only once told to (after the warm-up), each thread in a file of its own; compiled JavaScript checked for changes. */
+const CALLGRIND = ['--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', '--smc-check=all-non-file', '--dump-instr=no'];
+
+function option(name, fallback) {
+  const at = process.argv.indexOf(`--${name}`);
+  return at < 0 ? fallback : process.argv[at + 1];
+}
+
+/** Starts the case's upstream on a free port: nginx's fixed answer, or bench/history-upstream.mjs where prompts run. */
+async function startCaseUpstream(work, testCase) {
+  const port = await freePort();
+  if (testCase.upstream === 'nginx') return { port, service: await startUpstream(work, port) };
+  const service = spawnService(process.execPath, [fileURLToPath(new URL('history-upstream.mjs', import.meta.url)), String(port), '0', '0']);
+  await waitForLine(service, /ready/);
+  return { port, service };
+}
+
+/** Starts one side under callgrind (its files `cg.out*` in `directory`), with V8's perf map for the names of compiled functions; resolves {service, url}. */
+async function startSide(side, testCase, directory, upstreamPort) {
+  const wrapper = ['valgrind', ...CALLGRIND, `--callgrind-out-file=${join(directory, 'cg.out')}`, process.execPath, '--perf-basic-prof-only-functions'];
+  if (side === CEILING) {
+    const port = await freePort();
+    const service = spawnService(wrapper[0], [...wrapper.slice(1), BARE_PROXY, String(port), String(upstreamPort)]);
+    await waitForLine(service, /listening/, 300_000);
+    return { service, url: `http://127.0.0.1:${port}` };
+  }
+  const cli = join(side, 'dist', 'src', 'cli', 'main.js');
+  const args = [cli, '--port', '0', '--upstream', `http://127.0.0.1:${upstreamPort}`, '--user-directory', directory, ...(testCase.flags ?? [])];
+  if (testCase.auth) args.push('--require-api-auth');
+  const service = spawnService(wrapper[0], [...wrapper.slice(1), ...args]);
+  const [, url] = await waitForLine(service, /listening on (http:\/\/[^\s,]+)/, 300_000);
+  return { service, url };
+}
+
+/** Sends `count` requests of the case over CONNECTIONS keep-alive connections; rejects on any answer but 200. */
+async function send(pool, testCase, apiKey, count) {
+  const headers = { ...(apiKey ? { 'x-api-key': apiKey } : {}), ...(testCase.method === 'POST' ? { 'content-type': 'application/json' } : {}) };
+  const body = testCase.method === 'POST' ? PROMPT : null;
+  let sent = 0;
+  const connection = async () => {
+    while (sent < count) {
+      sent += 1;
+      const answer = await pool.request({ path: testCase.path, method: testCase.method, headers, body });
+      const text = await answer.body.text();
+      if (answer.statusCode !== 200) throw new Error(`${testCase.method} ${testCase.path} answered ${answer.statusCode}: ${text.slice(0, 200)}`);
+    }
+  };
+  await Promise.all(Array.from({ length: CONNECTIONS }, connection));
+}
+
+/** Instructions counted in one callgrind file (its `totals:` or `summary:` line). */
+function instructionsIn(file) {
+  return Number(/^(?:totals|summary): (\d+)/m.exec(readFileSync(file, 'utf8'))?.[1] ?? 0);
+}
+
+/** The main thread's instructions by function, from callgrind_annotate, compiled JavaScript named from V8's perf map. */
+function functionsOf(file, perfMap) {
+  const ranges = readFileSync(perfMap, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const [start, size, ...name] = line.split(' ');
+      return { start: Number.parseInt(start, 16), end: Number.parseInt(start, 16) + Number.parseInt(size, 16), name: name.join(' ') };
+    })
+    .sort((a, b) => a.start - b.start);
+  const nameAt = (address) => {
+    let low = 0;
+    let high = ranges.length - 1;
+    while (low <= high) {
+      const middle = (low + high) >> 1;
+      if (ranges[middle].start <= address) low = middle + 1;
+      else high = middle - 1;
+    }
+    const range = ranges[high];
+    // V8 marks a function's tier (`*` optimised, `~` not); the same function counts as one whatever its tier.
+    return range && address < range.end ? range.name.replace(/^JS:[*~^+-]?/, 'JS:') : 'unnamed compiled code';
+  };
+  const byName = new Map();
+  const report = execFileSync('callgrind_annotate', ['--threshold=100', file], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  for (const line of report.split('\n')) {
+    const [, count, where] = /^\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*)$/.exec(line) ?? [];
+    if (!count || where.includes('PROGRAM TOTALS')) continue;
+    const address = /^\?\?\?:0x([0-9a-f]+) \[\?\?\?\]/.exec(where)?.[1];
+    const name = address ? nameAt(Number.parseInt(address, 16)) : where.replace(/^[^:]*:/, '').replace(/\(.*$/, '');
+    byName.set(name, (byName.get(name) ?? 0) + Number(count.replaceAll(',', '')));
+  }
+  return byName;
+}
+
+/** One run of a side: {main, others} instructions per request and the main thread's functions (instructions per request). */
+async function measure(side, testCase, work, requests, warmUp) {
+  const directory = mkdtempSync(join(work, 'side-'));
+  const upstream = await startCaseUpstream(directory, testCase);
+  const key = testCase.auth ? await writeKeysFile(directory, 1) : null;
+  const started = await startSide(side, testCase, directory, upstream.port);
+  const pool = new Pool(started.url, { connections: CONNECTIONS });
+  try {
+    await send(pool, testCase, key?.apiKey, warmUp);
+    const pid = String(started.service.pid);
+    execFileSync('callgrind_control', ['--instr=on', pid], { stdio: 'ignore' });
+    execFileSync('callgrind_control', ['--zero', pid], { stdio: 'ignore' });
+    await send(pool, testCase, key?.apiKey, requests);
+    execFileSync('callgrind_control', ['--dump', pid], { stdio: 'ignore' });
+    const perfMap = join(directory, 'perf.map');
+    copyFileSync(`/tmp/perf-${pid}.map`, perfMap);
+    rmSync(`/tmp/perf-${pid}.map`, { force: true });
+    // The dump names each thread's file cg.out.1-NN; thread 01 runs the event loop.
+    const dumped = readdirSync(directory).filter((name) => name.startsWith('cg.out.1-'));
+    const mainFile = join(
+      directory,
+      dumped.find((name) => name.endsWith('-01')),
+    );
+    const all = dumped.reduce((sum, name) => sum + instructionsIn(join(directory, name)), 0);
+    const main = instructionsIn(mainFile);
+    const functions = new Map([...functionsOf(mainFile, perfMap)].map(([name, count]) => [name, count / requests]));
+    return { main: main / requests, others: (all - main) / requests, functions };
+  } finally {
+    await pool.close();
+    await stopService(started.service);
+    await stopService(upstream.service);
+  }
+}
+
+/** The run with the median main-thread count of a side's runs. */
+function medianRun(runs) {
+  const sorted = [...runs].sort((a, b) => a.main - b.main);
+  return sorted[(sorted.length - 1) >> 1];
+}
+
+const thousands = (value) => `${Math.round(value / 100) / 10}k`;
+
+async function main() {
+  const given = process.argv[2] && !process.argv[2].startsWith('--') ? process.argv[2] : CEILING;
+  const other = given === CEILING ? CEILING : resolve(given);
+  const caseName = option('case', 'get');
+  const testCase = CASES[caseName];
+  if (!testCase) throw new Error(`--case must be one of ${Object.keys(CASES).join(', ')}`);
+  const requests = Number(option('requests', '2000'));
+  const warmUp = Number(option('warm-up', '8000'));
+  const runs = Number(option('runs', '3'));
+  const top = Number(option('top', '30'));
+  ensureTools(['valgrind', 'nginx'], { valgrind: 'valgrind', nginx: 'nginx-light' });
+  const here = fileURLToPath(new URL('..', import.meta.url));
+  const work = mkdtempSync(join(tmpdir(), 'comfy-gate-instructions-'));
+  const sides = { [here]: [], [other]: [] };
+  try {
+    for (let run = 0; run < runs; run += 1) {
+      // Alternating which side goes first, as the paired bench does.
+      for (const side of run % 2 === 0 ? [here, other] : [other, here]) {
+        const figures = await measure(side, testCase, work, requests, warmUp);
+        sides[side].push(figures);
+        console.log(
+          `[instructions] ${side === here ? 'this build' : other} run ${run + 1}: ${thousands(figures.main)} on the main thread, ${thousands(figures.others)} on others per request`,
+        );
+      }
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  const mine = medianRun(sides[here]);
+  const theirs = medianRun(sides[other]);
+  const name = other === CEILING ? 'the ceiling' : other;
+  console.log(`\n${caseName}: instructions per request, median of ${runs} runs of ${requests} after ${warmUp} to warm up (${CONNECTIONS} connections)`);
+  console.log(
+    `this build: main thread ${thousands(mine.main)} (runs ${sides[here].map((r) => thousands(r.main)).join(', ')}), other threads ${thousands(mine.others)}`,
+  );
+  console.log(
+    `${name}: main thread ${thousands(theirs.main)} (runs ${sides[other].map((r) => thousands(r.main)).join(', ')}), other threads ${thousands(theirs.others)}`,
+  );
+  console.log(`main thread: this build ${(mine.main / theirs.main).toFixed(3)} × ${name}\n`);
+  const names = new Set([...mine.functions.keys(), ...theirs.functions.keys()]);
+  const rows = [...names].map((fn) => ({ fn, mine: mine.functions.get(fn) ?? 0, theirs: theirs.functions.get(fn) ?? 0 }));
+  rows.sort((a, b) => Math.abs(b.mine - b.theirs) - Math.abs(a.mine - a.theirs));
+  console.log('this build  other  difference  function (main thread, instructions per request)');
+  for (const { fn, mine: m, theirs: t } of rows.slice(0, top)) {
+    console.log(`${String(Math.round(m)).padStart(10)} ${String(Math.round(t)).padStart(6)} ${String(Math.round(m - t)).padStart(11)}  ${fn.slice(0, 120)}`);
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  stopAllNow();
+  process.exitCode = 1;
+});
