@@ -82,8 +82,11 @@ function instructionsIn(file) {
   return Number(/^(?:totals|summary): (\d+)/m.exec(readFileSync(file, 'utf8'))?.[1] ?? 0);
 }
 
-/** The main thread's instructions by function, from callgrind_annotate, compiled JavaScript named from V8's perf map. */
-function functionsOf(file, perfMap) {
+/**
+ * The main thread's instructions by function, from callgrind_annotate, compiled JavaScript named from V8's perf map
+ * (with `checkout` written `.`, so that both sides name their own files alike).
+ */
+function functionsOf(file, perfMap, checkout) {
   const ranges = readFileSync(perfMap, 'utf8')
     .split('\n')
     .filter(Boolean)
@@ -102,7 +105,7 @@ function functionsOf(file, perfMap) {
     }
     const range = ranges[high];
     // V8 marks a function's tier (`*` optimised, `~` not); the same function counts as one whatever its tier.
-    return range && address < range.end ? range.name.replace(/^JS:[*~^+-]?/, 'JS:') : 'unnamed compiled code';
+    return range && address < range.end ? range.name.replace(/^JS:[*~^+-]?/, 'JS:').replaceAll(checkout, '.') : 'unnamed compiled code';
   };
   const byName = new Map();
   const report = execFileSync('callgrind_annotate', ['--threshold=100', file], { encoding: 'utf8', maxBuffer: 64 << 20 });
@@ -141,7 +144,8 @@ async function measure(side, testCase, work, requests, warmUp) {
     );
     const all = dumped.reduce((sum, name) => sum + instructionsIn(join(directory, name)), 0);
     const main = instructionsIn(mainFile);
-    const functions = new Map([...functionsOf(mainFile, perfMap)].map(([name, count]) => [name, count / requests]));
+    const checkout = side === CEILING ? fileURLToPath(new URL('..', import.meta.url)) : side;
+    const functions = new Map([...functionsOf(mainFile, perfMap, checkout.replace(/\/$/, ''))].map(([name, count]) => [name, count / requests]));
     return { main: main / requests, others: (all - main) / requests, functions };
   } finally {
     await pool.close();

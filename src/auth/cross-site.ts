@@ -7,7 +7,8 @@ import { presentedCredential } from './credentials.js';
 const LANDING_PAGES = new Set(['/', '/login', '/admin']);
 
 /**
- * Why a request must be refused as coming from another site, or null when it may go on. Requests
+ * Why a request must be refused as coming from another site, or null when it may go on; `ownOriginOf`
+ * gives the gateway's own origin as the request's client sees it. Requests
  * that carry a key header are not browser requests (a page on another site cannot add one without
  * a CORS preflight, which this refuses) and are not checked. For the others:
  * - an `Origin` must be exactly the gateway's own origin; `Origin: null` (a sandboxed frame, a
@@ -20,14 +21,24 @@ const LANDING_PAGES = new Set(['/', '/login', '/admin']);
  * - a top-level page load of a landing page (`/`, `/login`, `/admin`), which only shows a page, is let
  *   through from any site, so a link to the gateway works.
  */
-export function crossSiteRefusal(req: IncomingMessage, ownOrigin: string, options: { allowFraming: boolean; path: string }): string | null {
-  if (presentedCredential(req.headers).kind !== 'none') return null;
+export function crossSiteRefusal(
+  req: IncomingMessage,
+  ownOriginOf: (req: IncomingMessage) => string,
+  options: { allowFraming: boolean; path: string },
+): string | null {
   const origin = req.headers.origin;
-  if (origin !== undefined && origin.toLowerCase() !== ownOrigin) {
-    return `This request came from a page of another site (Origin ${JSON.stringify(origin.slice(0, 200))}, expected ${ownOrigin}); a browser may use the gateway only from its own pages.`;
-  }
   const site = req.headers['sec-fetch-site'];
-  if (site === undefined || site === 'same-origin' || site === 'none') return null;
+  const sameOriginSite = site === undefined || site === 'same-origin' || site === 'none';
+  // Most requests name no site at all (API clients): nothing to compare, not even the gateway's own origin.
+  if (origin === undefined && sameOriginSite) return null;
+  if (presentedCredential(req.headers).kind !== 'none') return null;
+  if (origin !== undefined) {
+    const ownOrigin = ownOriginOf(req);
+    if (origin.toLowerCase() !== ownOrigin) {
+      return `This request came from a page of another site (Origin ${JSON.stringify(origin.slice(0, 200))}, expected ${ownOrigin}); a browser may use the gateway only from its own pages.`;
+    }
+  }
+  if (sameOriginSite) return null;
   const mode = req.headers['sec-fetch-mode'];
   const dest = req.headers['sec-fetch-dest'];
   if (mode === 'navigate' && options.allowFraming && (dest === 'iframe' || dest === 'frame')) return null;

@@ -44,6 +44,8 @@ export function checkAllowedHost(entry: string): string | null {
 export class HostPolicy {
   private readonly exact = new Set<string>();
   private readonly suffixes: string[] = [];
+  /** The last Host value found allowed: nearly every request of a deployment names the same one, read once. */
+  private lastAllowed: string | undefined;
 
   constructor(allowedHosts: readonly string[]) {
     for (const entry of allowedHosts.map((host) => host.toLowerCase())) {
@@ -56,7 +58,14 @@ export class HostPolicy {
 
   /** Whether a request naming `host` (a Host value; undefined when the request had none) is answered. */
   allows(host: string | undefined): boolean {
-    if (host === undefined || host === '') return true;
+    if (host === undefined || host === '' || host === this.lastAllowed) return true;
+    if (!this.namesAllowedHost(host)) return false;
+    this.lastAllowed = host;
+    return true;
+  }
+
+  /** Whether `host`, read as a Host value, names an IP address, a loopback name or an allowed host. */
+  private namesAllowedHost(host: string): boolean {
     const parsed = parseHost(host);
     if (!parsed) return false;
     const name = parsed.hostname.endsWith('.') ? parsed.hostname.slice(0, -1) : parsed.hostname;

@@ -264,6 +264,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   const hosts = new HostPolicy(config.allowedHosts);
   const failures = new AuthFailureLimiter();
   const clientIp = (req: IncomingMessage): string => addressing.clientIp(req);
+  const ownOriginOf = (req: IncomingMessage): string => addressing.origin(req);
   const localManagement = (req: IncomingMessage): string | null =>
     config.noLocalAdmin ? 'local management is turned off with --no-local-admin' : whyNotLocal(req);
   const adminContext = {
@@ -355,7 +356,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const host = req.headers.host;
     if (!hosts.allows(host)) throw hostNotAllowed(host!);
     for (const forwarded of addressing.forwardedHosts(req)) if (!hosts.allows(forwarded)) throw hostNotAllowed(forwarded);
-    const crossSite = crossSiteRefusal(req, addressing.origin(req), { allowFraming: config.frameAncestors.length > 0, path });
+    const crossSite = crossSiteRefusal(req, ownOriginOf, { allowFraming: config.frameAncestors.length > 0, path });
     if (crossSite) throw forbidden(crossSite);
   }
 

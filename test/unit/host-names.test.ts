@@ -48,7 +48,7 @@ describe('crossSiteRefusal', () => {
   const own = 'http://127.0.0.1:8188';
   const request = (headers: Record<string, string>, method: string): IncomingMessage => ({ headers, method }) as unknown as IncomingMessage;
   const refused = (headers: Record<string, string>, allowFraming = false, path = '/prompt', method = 'GET'): boolean =>
-    crossSiteRefusal(request(headers, method), own, { allowFraming, path }) !== null;
+    crossSiteRefusal(request(headers, method), () => own, { allowFraming, path }) !== null;
 
   test('a page of this site, and a client that is no browser, pass', () => {
     assert.equal(refused({}), false);
