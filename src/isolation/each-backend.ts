@@ -7,16 +7,20 @@ import { relayAnswer } from './json-body.js';
 
 /**
  * Sends one request per group (the ids of a backend) at once and relays one answer: the first that is
- * not a success, else the first. A backend that cannot be reached fails the whole request (502/504).
+ * not a success, else the first. `settle`, when given, runs for each group with its answer before the
+ * client gets one, so that what ComfyUI did is recorded by then. A backend that cannot be reached fails
+ * the whole request (502/504).
  */
 export async function forwardToEach<T>(
   res: ServerResponse,
   groups: ReadonlyMap<PoolBackend, T>,
   send: (backend: PoolBackend, group: T) => Promise<UpstreamAnswer>,
-): Promise<UpstreamAnswer[]> {
-  const answers = await Promise.all([...groups].map(([backend, group]) => send(backend, group)));
+  settle?: (backend: PoolBackend, group: T, answer: UpstreamAnswer) => Promise<void>,
+): Promise<void> {
+  const sent = [...groups];
+  const answers = await Promise.all(sent.map(([backend, group]) => send(backend, group)));
+  if (settle) await Promise.all(sent.map(([backend, group], i) => settle(backend, group, answers[i]!)));
   relayAnswer(res, answers.find((answer) => answer.status >= 300) ?? answers[0]!);
-  return answers;
 }
 
 /**

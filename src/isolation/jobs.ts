@@ -21,6 +21,7 @@ import {
   type IsolationContext,
 } from './context.js';
 import { forwardToEach } from './each-backend.js';
+import { forwardCancellation, settleCancelled } from './queue.js';
 import { getMergedJobList } from './merged-jobs.js';
 import { redactExtraData } from './redact.js';
 import { parseComfyJson, relayAnswer, relayJson } from './json-body.js';
@@ -223,11 +224,19 @@ export async function getJob(ctx: IsolationContext, req: IncomingMessage, res: S
   relayJson(res, answer, detail);
 }
 
-/** POST …/jobs/{id}/cancel: only the caller's own job. */
+/**
+ * POST …/jobs/{id}/cancel: only the caller's own job. ComfyUI takes a pending job out of its queue, which the
+ * registry records before the client gets ComfyUI's answer; a running one is interrupted, and ends by its events.
+ */
 export async function cancelJob(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller, jobId: string): Promise<void> {
   if (!ownsPrompt(ctx, caller, jobId)) return sendJson(res, 200, { cancelled: false });
   if (await ctx.jobs.cancelHeld(jobId)) return sendJson(res, 200, { cancelled: true });
-  await backendOfPrompt(ctx, jobId).proxy.forward(req, res, { path: withJobId(req, jobId, upstreamIdOf(ctx, jobId)), headers: caller.upstreamHeaders });
+  await forwardToEach(
+    res,
+    byBackend(ctx, [jobId]),
+    (backend) => backend.proxy.fetch(req, { path: withJobId(req, jobId, upstreamIdOf(ctx, jobId)), headers: caller.upstreamHeaders }),
+    settleCancelled(ctx),
+  );
 }
 
 /** The request's path with the job's id replaced by the one ComfyUI knows it by. */
@@ -235,7 +244,7 @@ function withJobId(req: IncomingMessage, jobId: string, upstreamId: string): str
   return req.url!.replace(`/${encodeURIComponent(jobId)}`, `/${encodeURIComponent(upstreamId)}`);
 }
 
-/** POST …/jobs/cancel `{job_ids}`: the caller's own ids only. */
+/** POST …/jobs/cancel `{job_ids}`: the caller's own ids only, recorded as POST …/jobs/{id}/cancel records one. */
 export async function cancelJobs(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   const body = (await readJsonBody(req)) as { job_ids?: unknown } | undefined;
   if (!Array.isArray(body?.job_ids)) throw invalidRequest('job_ids must be a list of job ids.', [{ field: 'job_ids', problem: 'not a list' }]);
@@ -246,10 +255,5 @@ export async function cancelJobs(ctx: IsolationContext, req: IncomingMessage, re
     else ids.push(id);
   }
   if (ids.length === 0) return sendJson(res, 200, { cancelled: cancelledHeld });
-  await forwardToEach(res, byBackend(ctx, ids), (backend, group) =>
-    backend.proxy.fetch(req, {
-      body: JSON.stringify({ job_ids: group.map((id) => upstreamIdOf(ctx, id)) }),
-      headers: { ...caller.upstreamHeaders, 'content-type': 'application/json' },
-    }),
-  );
+  await forwardCancellation(ctx, req, res, caller, ids, 'job_ids');
 }

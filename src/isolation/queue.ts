@@ -8,6 +8,7 @@ import { heldNumber } from '../jobs/job-service.js';
 import { heldBodyOf } from '../jobs/dispatch.js';
 import type { JobRecord } from '../store/types.js';
 import type { PoolBackend } from '../backends/backend-pool.js';
+import type { UpstreamAnswer } from '../proxy/http.js';
 import { asKeyKnowsIt, backendOfPrompt, byBackend, jobOfUpstreamId, ownsPrompt, upstreamIdOf, type IsolatedCaller, type IsolationContext } from './context.js';
 import { askEach, forwardToEach } from './each-backend.js';
 import { readClearOrDelete } from './history.js';
@@ -93,15 +94,42 @@ export async function postQueue(ctx: IsolationContext, req: IncomingMessage, res
   const inComfyUI: string[] = [];
   for (const id of ids) if (!(await ctx.jobs.cancelHeld(id))) inComfyUI.push(id);
   if (inComfyUI.length === 0) return emptyOk(res);
-  const groups = byBackend(ctx, inComfyUI);
-  const answers = await forwardToEach(res, groups, (backend, group) =>
-    backend.proxy.fetch(req, {
-      body: JSON.stringify({ delete: group.map((id) => upstreamIdOf(ctx, id)) }),
-      headers: { ...caller.upstreamHeaders, 'content-type': 'application/json' },
-    }),
+  await forwardCancellation(ctx, req, res, caller, inComfyUI, 'delete');
+}
+
+/**
+ * Sends the request on to the backend of each of the prompts, with `{[field]: [the ids ComfyUI knows them by]}` as
+ * its body (POST /queue's `delete`, POST /api/jobs/cancel's `job_ids`), records what ComfyUI dropped (see
+ * settleCancelled) and relays one answer (see forwardToEach).
+ */
+export function forwardCancellation(
+  ctx: IsolationContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  caller: IsolatedCaller,
+  promptIds: readonly string[],
+  field: 'delete' | 'job_ids',
+): Promise<void> {
+  return forwardToEach(
+    res,
+    byBackend(ctx, promptIds),
+    (backend, group) =>
+      backend.proxy.fetch(req, {
+        body: JSON.stringify({ [field]: group.map((id) => upstreamIdOf(ctx, id)) }),
+        headers: { ...caller.upstreamHeaders, 'content-type': 'application/json' },
+      }),
+    settleCancelled(ctx),
   );
-  const backends = [...groups];
-  await Promise.all(answers.map((answer, i) => (answer.status === 200 ? cancelledInComfyUI(ctx, backends[i]![0], backends[i]![1]) : Promise.resolve())));
+}
+
+/**
+ * What records a delete or cancel ComfyUI answered, for forwardToEach: after a 200, the jobs of the group ComfyUI
+ * dropped from its queue are cancelled (see cancelledInComfyUI).
+ */
+export function settleCancelled(ctx: IsolationContext): (backend: PoolBackend, ids: readonly string[], answer: UpstreamAnswer) => Promise<void> {
+  return async (backend, ids, answer) => {
+    if (answer.status === 200) await cancelledInComfyUI(ctx, backend, ids);
+  };
 }
 
 /** Notes the jobs ComfyUI dropped from its queue as cancelled (ComfyUI sends no event for them); a running one ends by its own event. */

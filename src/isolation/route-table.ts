@@ -172,7 +172,8 @@ export const ROUTES: readonly RouteEntry[] = [
     access: 'filtered',
     handler: 'jobs-cancel',
     forAdmins: true,
-    userGets: 'cancels its own jobs only',
+    userGets:
+      "cancels its own jobs only (other keys' ids are left out of the list sent on): a job the gateway holds is cancelled there, the others are ComfyUI's to cancel as for `/api/jobs/{job_id}/cancel` (below), and the client gets ComfyUI's answer",
   },
   {
     patterns: ['/api/jobs/{job_id}'],
@@ -190,7 +191,8 @@ export const ROUTES: readonly RouteEntry[] = [
     access: 'filtered',
     handler: 'job-cancel',
     forAdmins: true,
-    userGets: 'cancels its own job only',
+    userGets:
+      'cancels its own job only (another key\'s is `{"cancelled": false}`, as an unknown one). A job the gateway holds is cancelled there. ComfyUI takes a pending job out of its queue, and the job registry has it `cancelled` by the time the client gets ComfyUI\'s answer (`{"cancelled": true}`): its `max_queued` place is free, it is never sent again and not metered; ComfyUI interrupts a running job, which ends as `interrupted` by its events, as after `/interrupt`',
   },
   {
     patterns: ['/users'],

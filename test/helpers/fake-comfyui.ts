@@ -1039,11 +1039,17 @@ class FakeServer implements FakeComfyUI {
     else sendJson(res, { error: 'Job not found' }, 404);
   }
 
+  /**
+   * Cancels jobs as ComfyUI's `/api/jobs` cancel routes do: a pending one is taken out of the queue (the queue's
+   * new length is broadcast, with no event of the job), a running one interrupted (it ends with
+   * `execution_interrupted`); a finished or unknown one is left. True when any was pending or running.
+   */
   private cancel(ids: unknown[]): boolean {
     const before = this.pending.length;
     this.pending = this.pending.filter((item) => !ids.includes(item.id));
     const running = this.running !== null && ids.includes(this.running.item.id);
     if (running) this.running!.interrupted = true;
+    if (this.pending.length !== before) this.broadcastStatus();
     return running || this.pending.length !== before;
   }
 
@@ -1051,8 +1057,16 @@ class FakeServer implements FakeComfyUI {
     sendJson(res, { cancelled: this.cancel([params['id']]) });
   }
 
+  /** Refuses, as ComfyUI does, a body that is not JSON, `job_ids` that is not a list, and a list with any id not a canonical UUID. */
   private async cancelJobs({ req, res }: Ctx): Promise<void> {
-    sendJson(res, { cancelled: this.cancel(asArray(asObject(await readJson(req))['job_ids'])) });
+    const body = await readJson(req).catch(() => undefined);
+    if (body === undefined) return sendJson(res, { error: 'Request body must be valid JSON' }, 400);
+    const ids = isObject(body) ? body['job_ids'] : undefined;
+    if (!Array.isArray(ids)) return sendJson(res, { error: 'job_ids must be a list' }, 400);
+    // ComfyUI names an id that is not a string by its Python repr; the fake by its JSON.
+    const invalid = ids.filter((id) => typeof id !== 'string' || !CANONICAL_UUID.test(id)).map((id) => (typeof id === 'string' ? id : JSON.stringify(id)));
+    if (invalid.length > 0) return sendJson(res, { error: 'job_ids contains invalid id(s)', invalid_ids: invalid }, 400);
+    sendJson(res, { cancelled: this.cancel(ids) });
   }
 
   /** Starts the lowest-numbered pending prompt unless one is running. */

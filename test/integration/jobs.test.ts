@@ -1,4 +1,4 @@
-// The job registry through the gateway: fair release order, held jobs in /queue, their cancellation, restart with held jobs, and the jobs API.
+// The job registry through the gateway: fair release order, held jobs in /queue, their cancellation, restart with held jobs, the jobs API, and a job pending in ComfyUI cancelled through its jobs API.
 
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { openCollectingSocket, SAVE_WORKFLOW, waitForHistory } from '../helpers/comfy-client.js';
 import { PROMPT_ID_MODES, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
-import { send } from '../helpers/http-client.js';
+import { send, type TestResponse } from '../helpers/http-client.js';
 import { createKey } from '../helpers/keys.js';
 
 interface Job {
@@ -235,3 +235,88 @@ for (const promptIds of PROMPT_ID_MODES) {
     });
   });
 }
+
+/** The two cancel routes of ComfyUI's jobs API (December 2025 on), each asked to cancel one job. */
+const JOB_CANCEL_ROUTES: ReadonlyArray<[string, (gatewayUrl: string, key: string, id: string) => Promise<TestResponse>]> = [
+  ['POST /api/jobs/{id}/cancel', (gatewayUrl, key, id) => send(gatewayUrl, `/api/jobs/${id}/cancel`, { method: 'POST', key })],
+  ['POST /api/jobs/cancel', (gatewayUrl, key, id) => send(gatewayUrl, '/api/jobs/cancel', { method: 'POST', key, body: { job_ids: [id] } })],
+];
+
+describe("a job pending in ComfyUI cancelled through ComfyUI's jobs API (--upstream-queue-depth 3)", () => {
+  let comfy: FakeComfyUI;
+  let gateway: GatewayProcess;
+  let admin = '';
+  /** While set, a prompt that starts in ComfyUI waits before its first event (ComfyUI lists it as running), and those queued after it stay pending. */
+  let runsHeld: Promise<void> | null = null;
+
+  before(async () => {
+    comfy = await startFakeComfyUI({ stepDelayMs: 15, beforeRun: () => runsHeld ?? undefined });
+    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--upstream-queue-depth', '3'] });
+    admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
+  });
+  after(async () => {
+    await gateway?.stop();
+    await comfy?.close();
+  });
+
+  for (const [index, [route, cancel]] of JOB_CANCEL_ROUTES.entries()) {
+    test(`${route}: the registry has it cancelled by the answer, it is never sent again nor metered, its max_queued place is free; another key's job is left`, async (t) => {
+      const alice = await createKey(gateway.url, { name: `alice-${index}`, rate_limit: 10_000, max_queued: 2 }, admin);
+      const bob = await createKey(gateway.url, { name: `bob-${index}`, rate_limit: 10_000 }, admin);
+      let releaseRuns!: () => void;
+      runsHeld = new Promise<void>((resolve) => (releaseRuns = resolve));
+      const letRunsGo = (): void => {
+        runsHeld = null;
+        releaseRuns();
+      };
+      t.after(letRunsGo);
+      const running = await queueTagged(gateway.url, alice.api_key, 1);
+      const pending = await queueTagged(gateway.url, alice.api_key, 2);
+      const bobs = await queueTagged(gateway.url, bob.api_key, 3);
+      await waitUntil(
+        () => comfy.started.includes(running) && [pending, bobs].every((id) => comfy.inFlight().some((item) => item.id === id)),
+        'the first prompt running in ComfyUI, the two others pending there',
+      );
+      const refused = await send(gateway.url, '/api/prompt', { method: 'POST', key: alice.api_key, body: { prompt: tagged(4) } });
+      assert.equal(refused.json<{ error_code: string }>().error_code, 'QUEUE_LIMIT', 'the key has its max_queued jobs');
+
+      assert.deepEqual((await cancel(gateway.url, alice.api_key, bobs)).json(), { cancelled: false });
+      assert.equal((await jobOf(gateway.url, bob.api_key, bobs)).status, 'queued', "another key's job stays queued");
+      assert.ok(
+        comfy.inFlight().some((item) => item.id === bobs),
+        'and pending in ComfyUI',
+      );
+
+      const answer = await cancel(gateway.url, alice.api_key, pending);
+      assert.equal(answer.status, 200, answer.text);
+      assert.deepEqual(answer.json(), { cancelled: true }, "ComfyUI's answer");
+      const cancelled = await jobOf(gateway.url, alice.api_key, pending);
+      assert.equal(cancelled.status, 'cancelled');
+      assert.equal(cancelled.started_at, null);
+      assert.ok(!comfy.inFlight().some((item) => item.id === pending), 'ComfyUI took it out of its queue');
+      const next = await queueTagged(gateway.url, alice.api_key, 5);
+
+      // The gateway's socket to ComfyUI opens again: its comparison with ComfyUI (which has the first prompt running) finds nothing to send again.
+      const gatewayClientId = comfy.prompts.find((prompt) => prompt.id === running)!.body.client_id as string;
+      comfy.cutSocket(gatewayClientId, 0);
+      await waitUntil(async () => (await jobOf(gateway.url, alice.api_key, running)).status === 'running', 'the comparison to find the first prompt running');
+      letRunsGo();
+      for (const [key, id] of [
+        [alice.api_key, running],
+        [bob.api_key, bobs],
+        [alice.api_key, next],
+      ] as const) {
+        await waitUntil(async () => (await jobOf(gateway.url, key, id)).status === 'success', `job ${id} to succeed`);
+      }
+      assert.equal(comfy.prompts.filter((prompt) => prompt.id === pending).length, 1, 'the cancelled job was sent once');
+      assert.ok(!comfy.started.includes(pending), 'and never ran');
+      assert.equal((await jobOf(gateway.url, alice.api_key, pending)).status, 'cancelled');
+      // A run is metered once its end is written to the registry, a moment after the end shows there.
+      const metered = async (): Promise<{ prompts: number; prompts_run: number }> =>
+        (await send(gateway.url, '/api/usage?days=1', { key: alice.api_key })).json<{ usage_stats: { prompts: number; prompts_run: number } }>().usage_stats;
+      await waitUntil(async () => (await metered()).prompts_run >= 2, 'the two runs to be metered');
+      const { prompts, prompts_run } = await metered();
+      assert.deepEqual([prompts, prompts_run], [3, 2], 'three prompts admitted, two run');
+    });
+  }
+});

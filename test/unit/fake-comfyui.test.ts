@@ -218,6 +218,45 @@ test('POST /prompt errors, queue and history endpoints', async (t) => {
   assert.deepEqual(json(await request(fake, 'GET', '/queue')), { queue_running: [], queue_pending: [] });
 });
 
+test("the jobs API's cancel routes: a pending job taken out of the queue, a running one interrupted, a finished or unknown one left; malformed lists refused", async (t) => {
+  let letRun!: () => void;
+  const runHeld = new Promise<void>((resolve) => (letRun = resolve));
+  const fake = await startFakeComfyUI({ stepDelayMs: 1, beforeRun: () => runHeld });
+  t.after(() => {
+    letRun();
+    return fake.close();
+  });
+  const { ws, frames } = await connect(fake);
+  const queue = async (): Promise<string> => json(await request(fake, 'POST', '/prompt', { body: JSON.stringify({ prompt: WORKFLOW }) })).prompt_id;
+  const [running, pending, kept] = [await queue(), await queue(), await queue()];
+  const cancelList = (body: string): Promise<Reply> => request(fake, 'POST', '/api/jobs/cancel', { body });
+
+  assert.deepEqual(json(await cancelList('{nope')), { error: 'Request body must be valid JSON' });
+  assert.deepEqual(json(await cancelList('{"job_ids": "x"}')), { error: 'job_ids must be a list' });
+  const malformed = await cancelList(JSON.stringify({ job_ids: [pending, pending.toUpperCase(), 7] }));
+  assert.equal(malformed.status, 400);
+  assert.deepEqual(json(malformed), { error: 'job_ids contains invalid id(s)', invalid_ids: [pending.toUpperCase(), '7'] });
+  assert.equal(fake.inFlight().length, 3, 'a refused list cancels nothing');
+
+  const remaining = (): number[] => jsonFrames(frames).flatMap((f) => (f.type === 'status' ? [f.data.status.exec_info.queue_remaining] : []));
+  const seen = (await waitFor(() => remaining().includes(3) && remaining(), 'the broadcast of the third prompt queued')).length;
+  assert.deepEqual(json(await request(fake, 'POST', `/api/jobs/${pending}/cancel`)), { cancelled: true });
+  assert.deepEqual(
+    fake.inFlight().map((item) => item.id),
+    [running, kept],
+  );
+  assert.deepEqual(await waitFor(() => remaining().length > seen && remaining().slice(seen), "the queue's new length broadcast"), [2]);
+  assert.deepEqual(json(await cancelList(JSON.stringify({ job_ids: [pending, '00000000-0000-4000-8000-000000000000'] }))), { cancelled: false });
+
+  assert.deepEqual(json(await cancelList(JSON.stringify({ job_ids: [running] }))), { cancelled: true });
+  letRun();
+  await waitFor(() => fake.history.has(running) && fake.history.has(kept), 'both prompts done');
+  const entry = fake.history.get(running) as { status: { messages: Array<[string, unknown]> } };
+  assert.equal(entry.status.messages.at(-1)?.[0], 'execution_interrupted');
+  assert.deepEqual(json(await request(fake, 'POST', `/api/jobs/${kept}/cancel`)), { cancelled: false });
+  ws.close();
+});
+
 test('/view path checks, Range, conditional requests and HEAD', async (t) => {
   const fake = await startFakeComfyUI();
   t.after(() => fake.close());
