@@ -10,7 +10,7 @@ import { interruptIfRunning } from '../jobs/interrupt.js';
 import { jobView } from '../jobs/jobs-api.js';
 import { jsonNumber, stringifyExactJson } from '../json/exact-json.js';
 import { readJsonBody } from '../server/body.js';
-import { sendJson } from '../server/respond.js';
+import { sendJson, watchClientGone } from '../server/respond.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import { ACTIVE_JOB_STATUSES, type JobRecord } from '../store/types.js';
 import type { IsolatedCaller, IsolationContext } from './context.js';
@@ -143,15 +143,10 @@ export async function runToEnd(
   const id = (parseComfyJson(answer.body) as { prompt_id?: unknown } | undefined)?.prompt_id;
   const admitted = typeof id === 'string' ? ctx.jobs.jobs.get(id) : undefined;
   if (!admitted) throw upstreamUnavailable(new Error('ComfyUI accepted the prompt without a prompt_id the gateway knows'));
-  const gone = new AbortController();
-  const hungUp = (): void => {
-    if (!res.writableFinished) gone.abort();
-  };
-  res.once('close', hungUp);
-  // The client may have gone while the prompt was admitted.
-  if (res.destroyed) hungUp();
+  // The client may have gone while the prompt was admitted: the signal is then aborted already.
+  const gone = watchClientGone(res);
   const ended = await waiter.wait(admitted.id, run.waitSeconds * 1000, gone.signal);
-  res.off('close', hungUp);
+  gone.stop();
   if (gone.signal.aborted) {
     if (run.cancelOnDisconnect) await cancelRun(ctx, caller, admitted.id);
     return { kind: 'gone' };

@@ -65,6 +65,17 @@ export function asGatewayError(error: unknown): GatewayError {
   return error instanceof GatewayError ? error : internalError(error);
 }
 
+/** Watches for the client going away before its answer is sent: `signal` aborts then (at once if it is gone already), until `stop`. */
+export function watchClientGone(res: ServerResponse): { signal: AbortSignal; stop(): void } {
+  const gone = new AbortController();
+  const hungUp = (): void => {
+    if (!res.writableFinished) gone.abort(new Error('the client went away'));
+  };
+  res.once('close', hungUp);
+  if (res.destroyed) hungUp();
+  return { signal: gone.signal, stop: () => res.off('close', hungUp) };
+}
+
 /** Answers with an error, or cuts the connection if the response has already begun. */
 export function sendError(res: ServerResponse, error: unknown): void {
   if (res.headersSent) {

@@ -56,27 +56,36 @@ const EXTENSIONS: Record<string, string> = {
 /**
  * The file name each image input is set to, once its image is the key's: an upload's name as given
  * (after checking that the key owns it, for a user key), or the name a new upload of its bytes was
- * stored under on every backend that is not down, recorded as the key's.
- * @throws GatewayError 400 INVALID_REQUEST listing each image that cannot be read or fetched; 403 for a file the key does not own
+ * stored under on every backend that is not down, recorded as the key's. The run's fetches end together:
+ * once one fails for a reason that ends the run (any but an image's own problem, which is gathered to
+ * report them all), or `clientGone` aborts, the others stop waiting for a place or are cut, giving theirs back.
+ * @throws GatewayError 400 INVALID_REQUEST listing each image that cannot be read or fetched; 403 for a file the key does not own;
+ * the error that ended the run (`clientGone`'s reason when it aborted)
  */
 export async function resolveImages(
   ctx: IsolationContext,
   caller: IsolatedCaller,
   images: Record<string, ImageSource>,
   fetching: ImageFetching,
+  clientGone: AbortSignal,
 ): Promise<Record<string, string>> {
   const foreign = Object.entries(images).flatMap(([name, source]) =>
     source.kind === 'upload' && !ownsUpload(ctx, caller, source.name) ? [`inputs.${name} (${source.name.slice(0, 200)})`] : [],
   );
   if (foreign.length > 0) throw forbidden(`These inputs name files this key did not upload or produce: ${foreign.join(', ')}.`);
   const problems: Array<{ field: string; problem: string }> = [];
+  const failed = new AbortController();
+  const runEnded = AbortSignal.any([clientGone, failed.signal]);
   const loaded = await Promise.all(
     Object.entries(images).map(async ([name, source]): Promise<[string, ImageBytes | string] | null> => {
       if (source.kind === 'upload') return [name, source.name];
       try {
-        return [name, source.kind === 'base64' ? decodeBase64(source.data, source.contentType) : await fetchImage(source.url, fetching)];
+        return [name, source.kind === 'base64' ? decodeBase64(source.data, source.contentType) : await fetchImage(source.url, fetching, runEnded)];
       } catch (error) {
-        if (!(error instanceof ImageInputError)) throw error;
+        if (!(error instanceof ImageInputError)) {
+          failed.abort(error);
+          throw error;
+        }
         problems.push({ field: `inputs.${name}`, problem: error.message });
         return null;
       }
@@ -118,22 +127,30 @@ function decodeBase64(data: string, contentType: string | null): ImageBytes {
  * checkOutboundUrl and connected to through the outbound pool; a 200 answer of an image/* type of at
  * most MAX_IMAGE_INPUT_BYTES. Once its first URL is checked, it waits up to IMAGE_FETCH_TIMEOUT_MS for
  * one of the gateway's fetch places (`--max-image-fetches`), then holds it for the download, which has
- * IMAGE_FETCH_TIMEOUT_MS in all.
- * @throws ImageInputError saying what went wrong; GatewayError 503 IMAGE_FETCHES_BUSY when no place was free in time
+ * IMAGE_FETCH_TIMEOUT_MS in all. Once `runEnded` aborts, it stops waiting, or its download is cut and its place given back.
+ * @throws ImageInputError saying what went wrong; GatewayError 503 IMAGE_FETCHES_BUSY when no place was free in time; `runEnded`'s reason
  */
-async function fetchImage(text: string, fetching: ImageFetching): Promise<ImageBytes> {
+async function fetchImage(text: string, fetching: ImageFetching, runEnded: AbortSignal): Promise<ImageBytes> {
   const first = await checkedUrl(text, fetching, 0);
-  if (!(await fetching.places.take(AbortSignal.timeout(IMAGE_FETCH_TIMEOUT_MS)))) throw imageFetchesBusy(IMAGE_FETCH_TIMEOUT_MS / 1000);
-  const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(), IMAGE_FETCH_TIMEOUT_MS);
+  const wait = fetchDeadline(runEnded);
+  const placed = await fetching.places.take(wait.signal);
+  wait.stop();
+  if (!placed) {
+    runEnded.throwIfAborted();
+    throw imageFetchesBusy(IMAGE_FETCH_TIMEOUT_MS / 1000);
+  }
+  const download = fetchDeadline(runEnded);
   try {
     let url = first;
     for (let hop = 0; ; hop++) {
-      const response = await request(url, { method: 'GET', dispatcher: fetching.agent, signal: abort.signal, headers: { accept: 'image/*' } }).catch(
+      const response = await request(url, { method: 'GET', dispatcher: fetching.agent, signal: download.signal, headers: { accept: 'image/*' } }).catch(
         (error: unknown) => {
+          runEnded.throwIfAborted();
           if (reachedBackend(error)) throw new ImageInputError('the URL points to a ComfyUI backend of the gateway, which a URL may never reach');
           throw new ImageInputError(
-            abort.signal.aborted ? `the URL did not answer within ${IMAGE_FETCH_TIMEOUT_MS / 1000} s` : `the URL could not be fetched (${fetchFailure(error)})`,
+            download.signal.aborted
+              ? `the URL did not answer within ${IMAGE_FETCH_TIMEOUT_MS / 1000} s`
+              : `the URL could not be fetched (${fetchFailure(error)})`,
           );
         },
       );
@@ -156,12 +173,31 @@ async function fetchImage(text: string, fetching: ImageFetching): Promise<ImageB
         await body.dump().catch(() => undefined);
         throw new ImageInputError(`the URL answered ${type || 'no content type'}, not an image/* type`);
       }
-      return { bytes: await readCapped(body, abort.signal), contentType: type };
+      return { bytes: await readCapped(body, download.signal, runEnded), contentType: type };
     }
   } finally {
-    clearTimeout(timer);
+    download.stop();
     fetching.places.release();
   }
+}
+
+/**
+ * A signal that aborts after IMAGE_FETCH_TIMEOUT_MS, or with `runEnded`'s reason once it aborts, until `stop`. Its timer is its
+ * own: a timeout signal given to AbortSignal.any is only weakly held, and may be collected before it fires.
+ */
+function fetchDeadline(runEnded: AbortSignal): { signal: AbortSignal; stop(): void } {
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(), IMAGE_FETCH_TIMEOUT_MS);
+  const cut = (): void => deadline.abort(runEnded.reason);
+  runEnded.addEventListener('abort', cut, { once: true });
+  if (runEnded.aborted) cut();
+  return {
+    signal: deadline.signal,
+    stop: () => {
+      clearTimeout(timer);
+      runEnded.removeEventListener('abort', cut);
+    },
+  };
 }
 
 /** An image URL (the given one, or the one hop `hop` redirected to) as checkOutboundUrl reads it. @throws ImageInputError */
@@ -171,8 +207,8 @@ function checkedUrl(text: string, fetching: ImageFetching, hop: number): Promise
   });
 }
 
-/** A download's body, refused once it passes MAX_IMAGE_INPUT_BYTES. */
-async function readCapped(body: Readable, signal: AbortSignal): Promise<Buffer> {
+/** A download's body, refused once it passes MAX_IMAGE_INPUT_BYTES; `signal` cuts it, for its time or (`runEnded`) its run. */
+async function readCapped(body: Readable, signal: AbortSignal, runEnded: AbortSignal): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   try {
@@ -186,6 +222,7 @@ async function readCapped(body: Readable, signal: AbortSignal): Promise<Buffer> 
     }
   } catch (error) {
     if (error instanceof ImageInputError) throw error;
+    runEnded.throwIfAborted();
     throw new ImageInputError(signal.aborted ? `the URL did not answer within ${IMAGE_FETCH_TIMEOUT_MS / 1000} s` : 'the download was cut off');
   }
   return Buffer.concat(chunks);

@@ -7,10 +7,11 @@ import { answerRun, checkRunFirst, parseRunOptions, RUN_OPTION_FIELDS, unknownFi
 import type { Reservation } from '../jobs/job-service.js';
 import type { JobWaiter } from '../jobs/job-waiter.js';
 import { readJsonBody } from '../server/body.js';
+import { watchClientGone } from '../server/respond.js';
 import type { WorkflowRecord } from '../store/types.js';
 import { isObject } from './definition.js';
 import { MAX_IMAGE_INPUT_BYTES, resolveImages, type ImageFetching } from './image-input.js';
-import { buildPrompt, checkRunInputs } from './run-inputs.js';
+import { buildPrompt, checkRunInputs, type ImageSource } from './run-inputs.js';
 
 /** Largest body of a workflow run: room for one image input at its largest, in base64. */
 export const MAX_WORKFLOW_RUN_BODY_BYTES = Math.ceil((MAX_IMAGE_INPUT_BYTES * 4) / 3) + 1024 * 1024;
@@ -19,7 +20,7 @@ export const MAX_WORKFLOW_RUN_BODY_BYTES = Math.ceil((MAX_IMAGE_INPUT_BYTES * 4)
  * Reads the run's body strictly (`inputs` and the run options; nothing else; its numbers as written, see parseExactJson), checks its inputs
  * against the workflow (400 INVALID_REQUEST listing every problem), makes each image input the key's
  * file (after the checks of checkRunFirst when an image is to be fetched or stored, so a refused run stores nothing; the run counts
- * against its key's `max_queued` from then on), and runs a copy of the graph
+ * against its key's `max_queued` from then on; a client that goes away while they are fetched ends the run there), and runs a copy of the graph
  * with the inputs set (see answerRun). The prompt is the workflow's,
  * so a `workflows_only` key may run it; every other rule of its policy still applies.
  * @throws GatewayError 400 INVALID_REQUEST, 403 for an image the key does not own, and as answerRun
@@ -49,9 +50,32 @@ export async function runWorkflow(
     reservation = await checkRunFirst(ctx, caller, run, buildPrompt(workflow, { ...values, ...namesGiven }), { workflow: true });
   }
   try {
-    const imageNames = await resolveImages(ctx, caller, images, fetching);
+    const imageNames = await imagesWhileConnected(ctx, res, caller, images, fetching);
+    if (!imageNames) return;
     await answerRun(ctx, waiter, req, res, caller, run, buildPrompt(workflow, { ...values, ...imageNames }), { workflow: true }, reservation);
   } finally {
     if (reservation) ctx.jobs.release(reservation);
+  }
+}
+
+/**
+ * The run's image names (see resolveImages), or null when the client went away while they were fetched: the fetches are
+ * cut, and the run ends there, with nothing stored or queued and no one to answer.
+ */
+async function imagesWhileConnected(
+  ctx: IsolationContext,
+  res: ServerResponse,
+  caller: IsolatedCaller,
+  images: Record<string, ImageSource>,
+  fetching: ImageFetching,
+): Promise<Record<string, string> | null> {
+  const clientGone = watchClientGone(res);
+  try {
+    return await resolveImages(ctx, caller, images, fetching, clientGone.signal);
+  } catch (error) {
+    if (error === clientGone.signal.reason) return null;
+    throw error;
+  } finally {
+    clientGone.stop();
   }
 }

@@ -1,6 +1,6 @@
 // A raw HTTP client for tests: sends the request target byte for byte (no URL normalisation) and reads the whole answer.
 
-import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import { request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
 import { connect } from 'node:net';
 
 export interface TestResponse {
@@ -49,6 +49,22 @@ export function send(baseUrl: string, target: string, options: TestRequest = {})
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/** Starts a POST of `body` as JSON with `key` as X-API-Key, for a client that hangs up before its answer: the test destroys the request returned. */
+export function postToHangUp(baseUrl: string, target: string, key: string, body: object): ClientRequest {
+  const url = new URL(baseUrl);
+  const req = httpRequest({
+    host: url.hostname,
+    port: url.port,
+    method: 'POST',
+    path: target,
+    headers: { 'x-api-key': key, 'content-type': 'application/json' },
+    agent: false,
+  });
+  req.on('error', () => undefined);
+  req.end(JSON.stringify(body));
+  return req;
 }
 
 /** Sends raw bytes (for what an HTTP client library would refuse to send) and resolves the status of the answer. */

@@ -2,7 +2,6 @@
 
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -11,7 +10,7 @@ import { STALLED_ANSWER_MS } from '../../src/isolation/run.js';
 import { SAVE_WORKFLOW } from '../helpers/comfy-client.js';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
-import { send, type TestResponse } from '../helpers/http-client.js';
+import { postToHangUp, send, type TestResponse } from '../helpers/http-client.js';
 import { createKey, type CreatedKey } from '../helpers/keys.js';
 import { startTwoKeyStage, type TwoKeyStage } from '../helpers/two-keys.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -159,17 +158,7 @@ describe('POST /api/gateway/run', () => {
 
   /** Starts a run and hangs up once its job runs; resolves the job's id. */
   async function hangUpWhileRunning(key: string, body: Record<string, unknown>): Promise<string> {
-    const url = new URL(gateway.url);
-    const req = httpRequest({
-      host: url.hostname,
-      port: url.port,
-      method: 'POST',
-      path: '/api/gateway/run',
-      headers: { 'x-api-key': key, 'content-type': 'application/json' },
-      agent: false,
-    });
-    req.on('error', () => undefined);
-    req.end(JSON.stringify(body));
+    const req = postToHangUp(gateway.url, '/api/gateway/run', key, body);
     const running = await waitFor(
       async () => {
         const list = (await send(gateway.url, '/api/gateway/jobs?status=running', { key })).json<{ jobs: RunJob[] }>();
@@ -215,17 +204,7 @@ describe('POST /api/gateway/run', () => {
     const key = await createKey(gateway.url, { name: 'held', rate_limit: 10_000, max_running: 1 }, admin);
     const first = await run(key.api_key, { prompt: SAVE_WORKFLOW, wait: 0 });
     assert.equal(first.status, 202);
-    const url = new URL(gateway.url);
-    const req = httpRequest({
-      host: url.hostname,
-      port: url.port,
-      method: 'POST',
-      path: '/api/gateway/run',
-      headers: { 'x-api-key': key.api_key, 'content-type': 'application/json' },
-      agent: false,
-    });
-    req.on('error', () => undefined);
-    req.end(JSON.stringify({ prompt: SAVE_WORKFLOW, wait: 30, cancel_on_disconnect: true }));
+    const req = postToHangUp(gateway.url, '/api/gateway/run', key.api_key, { prompt: SAVE_WORKFLOW, wait: 30, cancel_on_disconnect: true });
     const held = await waitFor(
       async () =>
         (await send(gateway.url, '/api/gateway/jobs?status=held', { key: key.api_key }))

@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
-import { send, type TestResponse } from '../helpers/http-client.js';
+import { postToHangUp, send, type TestResponse } from '../helpers/http-client.js';
 import { createKey, type CreatedKey } from '../helpers/keys.js';
 import { waitFor } from '../helpers/wait-for.js';
 
@@ -54,14 +54,19 @@ function imageForm(filename: string, content: Buffer): { body: Buffer; headers: 
 
 /**
  * A loopback server for image URLs: /cat.png (an image), /held.png (the image, once the test calls the
- * answer it adds to `held`), /page (HTML), /hop/N (redirects N more times, then to the image), /big (too
- * large); `asked` lists the paths requested.
+ * answer it adds to `held`), /stalled.png (never answered), /page (HTML), /hop/N (redirects N more times, then
+ * to the image), /big (too large); `asked` lists the paths requested, `cut` those whose connection closed unanswered.
  */
-async function startImageServer(): Promise<{ url: string; server: Server; asked: string[]; held: Array<() => void> }> {
+async function startImageServer(): Promise<{ url: string; server: Server; asked: string[]; cut: string[]; held: Array<() => void> }> {
   const asked: string[] = [];
+  const cut: string[] = [];
   const held: Array<() => void> = [];
   const server = createServer((req, res) => {
     asked.push(req.url ?? '');
+    res.once('close', () => {
+      if (!res.writableEnded) cut.push(req.url ?? '');
+    });
+    if (req.url === '/stalled.png') return;
     const hops = /^\/hop\/(\d+)$/.exec(req.url ?? '');
     if (req.url === '/cat.png') return res.writeHead(200, { 'content-type': 'image/png' }).end(PNG);
     if (req.url === '/held.png') return held.push(() => res.writeHead(200, { 'content-type': 'image/png' }).end(PNG));
@@ -76,7 +81,7 @@ async function startImageServer(): Promise<{ url: string; server: Server; asked:
     res.writeHead(404).end();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, asked, held };
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, asked, cut, held };
 }
 
 describe('named workflows', () => {
@@ -486,9 +491,12 @@ describe('image URL fetches are capped across the gateway (--max-image-fetches 1
     send(gateway.url, '/api/gateway/workflows/img/run', { method: 'POST', key, body: { inputs: { seed: 1, image: { url } }, wait: 30 } });
   const userKey = async (name: string, fields: object = {}): Promise<string> =>
     (await createKey(gateway.url, { name, rate_limit: 100_000, ...fields }, admin)).api_key;
-  /** The image fetches waiting for a place, as /metrics tells. */
-  const waiting = async (): Promise<number> =>
-    Number(/^comfy_gate_image_fetches_waiting (\d+)$/m.exec((await send(gateway.url, '/metrics', { key: admin })).text)?.[1] ?? NaN);
+  /** The image fetches waiting for a place, or holding one, as /metrics tells. */
+  const fetches = async (state: 'waiting' | 'in_flight'): Promise<number> =>
+    Number(new RegExp(`^comfy_gate_image_fetches_${state} (\\d+)$`, 'm').exec((await send(gateway.url, '/metrics', { key: admin })).text)?.[1] ?? NaN);
+  const waiting = (): Promise<number> => fetches('waiting');
+  /** How many of `paths` (the image server's `asked` or `cut`) are /stalled.png. */
+  const stalled = (paths: string[]): number => paths.filter((path) => path === '/stalled.png').length;
 
   before(async () => {
     comfy = await startFakeComfyUI({ stepDelayMs: 2 });
@@ -501,6 +509,11 @@ describe('image URL fetches are capped across the gateway (--max-image-fetches 1
     });
     admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
     assert.equal((await send(gateway.url, '/api/gateway/workflows/img', { method: 'PUT', key: admin, body: { prompt: GRAPH, inputs: INPUTS } })).status, 201);
+    const pair = {
+      prompt: { ...GRAPH, '11': { class_type: 'LoadImage', inputs: { image: 'example.png' } } },
+      inputs: { ...INPUTS, other: { node: '11', input: 'image', type: 'image' } },
+    };
+    assert.equal((await send(gateway.url, '/api/gateway/workflows/pair', { method: 'PUT', key: admin, body: pair })).status, 201);
   });
   after(async () => {
     await gateway?.stop();
@@ -548,5 +561,40 @@ describe('image URL fetches are capped across the gateway (--max-image-fetches 1
     await next;
     const again = await run(single, `${images.url}/cat.png`);
     assert.equal(again.status, 200, `the refused run gave back its place among the key's jobs: ${again.text}`);
+  });
+
+  test('a client that goes away while its image is fetched ends the run: the download is cut at once and gives its place back; nothing is stored or queued', async () => {
+    const key = await userKey('leaver', { max_queued: 1 });
+    const [stored, prompts, asked] = [(await readdir(comfy.inputDir)).length, comfy.prompts.length, stalled(images.asked)];
+    const req = postToHangUp(gateway.url, '/api/gateway/workflows/img/run', key, {
+      inputs: { seed: 1, image: { url: `${images.url}/stalled.png` } },
+      wait: 30,
+    });
+    await waitFor(() => stalled(images.asked) === asked + 1, 'the fetch to reach the image server');
+    req.destroy();
+    await waitFor(() => stalled(images.cut) === asked + 1, 'the image server to see the download cut');
+    await waitFor(async () => (await fetches('in_flight')) === 0, 'the fetch to give its place back');
+    assert.deepEqual([(await readdir(comfy.inputDir)).length, comfy.prompts.length], [stored, prompts], 'nothing was stored or queued');
+    const again = await run(key, `${images.url}/cat.png`);
+    assert.equal(again.status, 200, `the run gave back its place among the key's jobs: ${again.text}`);
+  });
+
+  test("a run whose image gets 503 IMAGE_FETCHES_BUSY cuts its other image's download at once, which gives its place back", async () => {
+    const [stored, prompts, asked] = [(await readdir(comfy.inputDir)).length, comfy.prompts.length, stalled(images.asked)];
+    const holder = run(await userKey('stalled-holder'), `${images.url}/stalled.png`);
+    await waitFor(() => stalled(images.asked) === asked + 1, 'the first fetch to reach the image server');
+    const image = { url: `${images.url}/stalled.png` };
+    const body = { inputs: { seed: 1, image, other: image }, wait: 30 };
+    const both = send(gateway.url, '/api/gateway/workflows/pair/run', { method: 'POST', key: await userKey('pair'), body });
+    await waitFor(async () => (await waiting()) === 2, "both of the run's images to wait");
+    // The first fetch runs out of its time before the run's images have waited theirs: its place goes to the run's first image, the second waits on.
+    const timedOut = await holder;
+    assert.equal(timedOut.status, 400, timedOut.text);
+    const answer = await both;
+    assert.equal(answer.status, 503, answer.text);
+    assert.equal(answer.json().error_code, 'IMAGE_FETCHES_BUSY');
+    await waitFor(async () => (await fetches('in_flight')) === 0, "the run's first image to give its place back");
+    await waitFor(() => stalled(images.cut) === stalled(images.asked), 'the image server to see every download cut');
+    assert.deepEqual([(await readdir(comfy.inputDir)).length, comfy.prompts.length], [stored, prompts], 'nothing was stored or queued');
   });
 });
