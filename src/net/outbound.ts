@@ -184,6 +184,14 @@ async function reachesBackend(address: string, port: number, backends: readonly 
 }
 
 /**
+ * How long the pool lets a request wait for an answer or its next bytes: longer than each caller's own deadline
+ * (image fetches 30 s, webhook deliveries 10 s), which ends the request first. undici's timers may fire up to a
+ * second early: at the callers' length, the pool's cut a fetch short of its deadline and gave its
+ * `--max-image-fetches` place to a run that had waited its full deadline.
+ */
+const BACKSTOP_TIMEOUT_MS = 40_000;
+
+/**
  * The connection pool for requests to user-given URLs: with `allowPrivate` false, a name is resolved
  * at connect time to public addresses only. (A URL holding an IP address is not resolved: check it
  * with `checkOutboundUrl` first.) Whatever `allowPrivate` says, a connection that reaches one of the
@@ -207,5 +215,5 @@ export function outboundAgent(allowPrivate: boolean, backends: readonly URL[]): 
         },
       );
     });
-  return new Agent({ connect, connections: 16, headersTimeout: 30_000, bodyTimeout: 30_000 });
+  return new Agent({ connect, connections: 16, headersTimeout: BACKSTOP_TIMEOUT_MS, bodyTimeout: BACKSTOP_TIMEOUT_MS });
 }
