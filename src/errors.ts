@@ -69,7 +69,7 @@ export const fileNameTaken = (): GatewayError =>
   new GatewayError(
     409,
     'FILE_NAME_TAKEN',
-    "Another key's upload claimed that file name at the same moment, so the file under it is not this key's: upload again (ComfyUI then stores it under a new name), or under another name.",
+    "ComfyUI answered with a file of another key: that key's upload claimed the name at the same moment, or it holds these very bytes under the name (ComfyUI then answers with its file and stores no copy, however often the upload is sent). Upload the file under another name.",
   );
 
 export const keyNotFound = (): GatewayError => new GatewayError(404, 'KEY_NOT_FOUND', 'No API key has that key_id.');

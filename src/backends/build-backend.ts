@@ -33,6 +33,8 @@ export interface BuildBackendOptions {
   frameAncestors: readonly string[];
   /** The gateway's socket to the backend opened (the first time, and after each reconnect). */
   onConnected(backend: PoolBackend): void;
+  /** The backend's running prompt ended without an end event (a release before August 2024): its history says how. */
+  onEndedUnannounced(backend: PoolBackend): void;
   /** The backend's health changed. */
   onHealthChange(backend: PoolBackend, state: BackendState, previous: BackendState): void;
 }
@@ -57,6 +59,7 @@ export function buildBackend(config: BackendConfig, options: BuildBackendOptions
     log: options.log,
     socket: { clientId: options.clientId },
     onConnected: () => options.onConnected(backend),
+    onEndedUnannounced: () => options.onEndedUnannounced(backend),
   });
   const health = new BackendHealth({
     intervalMs: HEALTH_INTERVAL_MS,

@@ -67,6 +67,11 @@ export interface EventHubOptions {
   hold?: Partial<HoldLimits>;
   /** Runs each time the socket to ComfyUI opens, the first time and after a reconnect (a time to reconcile jobs with ComfyUI). */
   onConnected?(): void;
+  /**
+   * Runs when the running prompt ends with `executing` and no node, with no end event before it: releases before August
+   * 2024 send no `execution_success`, and the prompt's history entry, written by then, tells how it ended.
+   */
+  onEndedUnannounced?(): void;
   /** The client sockets its jobs' events go to, shared with the other backends' hubs; by default its own, with `relay`. */
   sinks?: ClientSinkRegistry;
   /** With several replicas on one database and no shared `sinks`: carries the JSON events of this hub's jobs to the client sockets of the other replicas, and theirs to this one's. */
@@ -141,6 +146,7 @@ export class EventHub implements ClientSinks {
   private readonly ownsSinks: boolean;
   private readonly limits: HoldLimits;
   private readonly upstream: UpstreamEvents;
+  private readonly onEndedUnannounced: () => void;
   private readonly statusListeners = new Set<(data: Record<string, unknown>) => void>();
   private latestStatus: Record<string, unknown> | null = null;
   /** The prompt_id running on the backend, known or not. */
@@ -165,6 +171,7 @@ export class EventHub implements ClientSinks {
     this.ownsSinks = options.sinks === undefined;
     this.sinks = options.sinks ?? new ClientSinkRegistry({ log: this.log, ...(options.relay ? { relay: options.relay } : {}) });
     this.limits = { ...DEFAULT_HOLD, ...options.hold };
+    this.onEndedUnannounced = options.onEndedUnannounced ?? (() => undefined);
     this.upstream = new UpstreamEvents({
       ...options.socket,
       upstream: options.upstream,
@@ -304,8 +311,11 @@ export class EventHub implements ClientSinks {
     if (promptId !== null || ends) this.runningNews += 1;
     if (promptId !== null && !ends) this.running = promptId;
     const owner = promptId ?? (EVENTS_OF_THE_RUNNING_PROMPT.has(type) ? this.running : null);
+    // An end event clears the running prompt first: one still running at `executing` with no node ended without one.
+    const unannounced = type === 'executing' && ends && promptId !== null && promptId === this.running;
     if (ends && owner === this.running) this.running = null;
     if (owner !== null) this.dispatch(owner, { kind: 'text', message, raw, receivedAt: Date.now() / 1000 });
+    if (unannounced) this.onEndedUnannounced();
   }
 
   private onBinary(frame: Buffer): void {

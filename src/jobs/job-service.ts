@@ -174,6 +174,14 @@ export class JobService {
   }
 
   /**
+   * The backend's running prompt ended without saying how (releases before August 2024 send no `execution_success`):
+   * its job is settled from ComfyUI's history entry, written before that end, rather than at the next comparison.
+   */
+  settleEnded(backend: Backend): Promise<void> {
+    return this.reconcileAfresh(backend);
+  }
+
+  /**
    * Compares the backend's jobs with a reading of its ComfyUI's queue taken from now on: a comparison under
    * way may have read the queue before (before a job whose events were lost left it, or before a delete),
    * so another follows it.

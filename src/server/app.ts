@@ -183,6 +183,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
             budgets.sweep();
           });
         },
+        onEndedUnannounced: (backend) => void jobService.settleEnded(backend),
         onHealthChange: (backend, state, previous) => {
           const level = state === 'up' ? 'info' : 'warn';
           log[level](

@@ -81,6 +81,12 @@ export interface FakeComfyUIOptions {
   nodeReplacements?: boolean | Record<string, unknown[]>;
   /** `false`: a release older than feature flags, which never answers a socket's feature_flags and sends only type 1 previews (default true). */
   featureFlags?: boolean;
+  /**
+   * `false`: a release before ComfyUI's execution model of August 2024 (PR #2666), with the legacy web UI: a prompt that
+   * runs to its end sends no `execution_success`, on the socket or in its history entry's messages; `executing` with no
+   * node, sent once the entry is written, is the only sign it ended (default true).
+   */
+  executionSuccess?: boolean;
   /** How long a socket's feature_flags waits for its answer, in ms (default none). */
   featureFlagsDelayMs?: number;
   /** Bytes of zeros appended to each image a node writes, after the PNG's end, to make large outputs (default none). */
@@ -1095,6 +1101,7 @@ class FakeServer implements FakeComfyUI {
     const promptId = run.item.id;
     await this.opts.beforeRun?.(promptId);
     this.broadcastStatus();
+    let succeeded = false;
     try {
       await this.step(run);
       await this.stepRecorded(run, 'execution_start', { prompt_id: promptId });
@@ -1106,11 +1113,12 @@ class FakeServer implements FakeComfyUI {
         if (output === undefined) await this.runNode(run, id);
         else await this.sendCachedOutput(run, id, output);
       }
-      this.recordEvent(run, 'execution_success', { prompt_id: promptId });
+      if (this.opts.executionSuccess !== false) this.recordEvent(run, 'execution_success', { prompt_id: promptId });
+      succeeded = true;
     } catch (err) {
       this.recordFailure(run, err);
     }
-    this.finish(run);
+    this.finish(run, succeeded);
   }
 
   private async runNode(run: Run, id: string): Promise<void> {
@@ -1240,8 +1248,7 @@ class FakeServer implements FakeComfyUI {
   }
 
   /** Writes the history entry, then `status`, then the `executing{node:null}` completion signal. */
-  private finish(run: Run): void {
-    const succeeded = run.messages.some(([type]) => type === 'execution_success');
+  private finish(run: Run, succeeded: boolean): void {
     run.node = null;
     this.history.set(run.item.id, {
       prompt: queueTuple(run.item, redact(run.item.extraData)),

@@ -1,4 +1,4 @@
-// Another key's files named the ways ComfyUI reads and the gateway might not: annotations without their space, absolute and Windows paths, content hashes, loader nodes beyond LoadImage; and interrupts on releases that stop whatever runs.
+// Another key's files named the ways ComfyUI reads and the gateway might not: annotations without their space, absolute and Windows paths, content hashes, loader nodes beyond LoadImage, uploads of a name or of bytes another key holds; and interrupts on releases that stop whatever runs.
 
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -508,5 +508,24 @@ describe('two keys upload one name at once', () => {
     assert.equal((await pending).status, 200);
     assert.equal(await readFile(join(comfy.inputDir, 'both.png'), 'utf8'), 'FIRST', 'the refused upload never reached ComfyUI');
     assert.equal((await view(first, 'both.png')).text, 'FIRST');
+  });
+
+  test('an upload of the very bytes another key holds under that name gets 409 each time it is sent, and goes through under another name', async () => {
+    const holder = (await createKey(gateway.url, { name: 'holder', rate_limit: 1000 }, admin)).api_key;
+    const copier = (await createKey(gateway.url, { name: 'copier', rate_limit: 1000 }, admin)).api_key;
+    assert.equal((await upload(holder, 'shared.png', 'SHARED-BYTES', false)).status, 200);
+    // ComfyUI finds a file of that name with the same bytes and answers with it, storing no copy, however often it is sent.
+    for (const attempt of [1, 2]) {
+      const refused = await upload(copier, 'shared.png', 'SHARED-BYTES', false);
+      assert.equal(refused.status, 409, `attempt ${attempt}: ${refused.text}`);
+      const { error_code, error } = refused.json<{ error_code: string; error: string }>();
+      assert.equal(error_code, 'FILE_NAME_TAKEN');
+      assert.match(error, /under another name/);
+      assert.doesNotMatch(error, /upload again/i, 'the answer does not tell the key to send it again, which gets the same answer');
+    }
+    assert.notEqual((await view(copier, 'shared.png')).status, 200);
+    const renamed = await upload(copier, 'shared-copy.png', 'SHARED-BYTES', false);
+    assert.equal(renamed.status, 200, renamed.text);
+    assert.equal((await view(copier, renamed.json<{ name: string }>().name)).text, 'SHARED-BYTES');
   });
 });

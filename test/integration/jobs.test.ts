@@ -1,4 +1,4 @@
-// The job registry through the gateway: fair release order, held jobs in /queue, their cancellation, restart with held jobs, the jobs API, and a job pending in ComfyUI cancelled through its jobs API.
+// The job registry through the gateway, on releases old and new: jobs ending as ComfyUI ends them, fair release order, held jobs in /queue, their cancellation, restart with held jobs, the jobs API, and a job pending in ComfyUI cancelled through its jobs API.
 
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openCollectingSocket, SAVE_WORKFLOW, waitForHistory } from '../helpers/comfy-client.js';
-import { PROMPT_ID_MODES, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
+import { PROMPT_ID_MODES, startFakeComfyUI, type FakeComfyUI, type FakeComfyUIOptions } from '../helpers/fake-comfyui.js';
 import { startGateway, tempUserDirectory, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send, type TestResponse } from '../helpers/http-client.js';
 import { createKey } from '../helpers/keys.js';
@@ -52,15 +52,21 @@ async function jobOf(gatewayUrl: string, key: string, id: string): Promise<Job> 
   return res.json<Job>();
 }
 
-for (const promptIds of PROMPT_ID_MODES) {
-  describe(`jobs (ComfyUI that ${promptIds} client prompt ids)`, () => {
+/** The releases the suite runs against: client prompt ids honoured or ignored, and one of 2024, which also sends no `execution_success`. */
+const RELEASES: Array<{ name: string; options: FakeComfyUIOptions }> = [
+  ...PROMPT_ID_MODES.map((promptIds) => ({ name: `ComfyUI that ${promptIds} client prompt ids`, options: { promptIds } })),
+  { name: 'ComfyUI of 2024, without execution_success', options: { promptIds: 'ignored', executionSuccess: false } },
+];
+
+for (const release of RELEASES) {
+  describe(`jobs (${release.name})`, () => {
     let comfy: FakeComfyUI;
     let gateway: GatewayProcess;
     let userDirectory: { path: string; remove(): Promise<void> };
     const keys = { admin: '', alice: '', bob: '', aliceId: '', bobId: '' };
 
     before(async () => {
-      comfy = await startFakeComfyUI({ promptIds, stepDelayMs: 15 });
+      comfy = await startFakeComfyUI({ ...release.options, stepDelayMs: 15 });
       userDirectory = await tempUserDirectory();
       gateway = await startGateway({ upstream: comfy.url, userDirectory: userDirectory.path, args: ['--require-api-auth', '--upstream-queue-depth', '1'] });
       keys.admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
@@ -72,6 +78,21 @@ for (const promptIds of PROMPT_ID_MODES) {
       await gateway?.stop();
       await comfy?.close();
       await userDirectory?.remove();
+    });
+
+    test('a job ends once ComfyUI ends its prompt, whatever the release says of how: its end is recorded, and the held job goes next', async () => {
+      comfy.prompts.length = 0;
+      const first = await queueTagged(gateway.url, keys.alice, 700);
+      const held = await queueTagged(gateway.url, keys.alice, 701);
+      assert.equal((await jobOf(gateway.url, keys.alice, held)).status, 'held');
+      await waitUntil(() => comfy.prompts.length >= 1 && comfy.history.has(comfy.prompts[0]!.id), 'ComfyUI to run the first prompt');
+      // Well within the 30 s between the gateway's comparisons of its jobs with ComfyUI, which would settle it too.
+      await waitUntil(async () => (await jobOf(gateway.url, keys.alice, first)).status === 'success', 'the first job to be recorded as success', 10_000);
+      const job = await jobOf(gateway.url, keys.alice, first);
+      assert.ok(job.execution_seconds !== null && job.execution_seconds > 0, `execution seconds recorded: ${job.execution_seconds}`);
+      assert.ok(job.outputs.length >= 1, 'its outputs recorded');
+      await waitForHistory(gateway.url, keys.alice, held, 60_000);
+      assert.deepEqual(arrivalOrder(comfy), [700, 701]);
     });
 
     test("one key's many prompts delay another key's single prompt by at most the jobs already sent", async () => {
