@@ -64,9 +64,11 @@ for (const release of RELEASES) {
     let gateway: GatewayProcess;
     let userDirectory: { path: string; remove(): Promise<void> };
     const keys = { admin: '', alice: '', bob: '', aliceId: '', bobId: '' };
+    /** While set, a prompt that starts in ComfyUI waits before its first event, so that the next is released only once it is let go. */
+    let runsHeld: Promise<void> | null = null;
 
     before(async () => {
-      comfy = await startFakeComfyUI({ ...release.options, stepDelayMs: 15 });
+      comfy = await startFakeComfyUI({ ...release.options, stepDelayMs: 15, beforeRun: () => runsHeld ?? undefined });
       userDirectory = await tempUserDirectory();
       gateway = await startGateway({ upstream: comfy.url, userDirectory: userDirectory.path, args: ['--require-api-auth', '--upstream-queue-depth', '1'] });
       keys.admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
@@ -97,9 +99,18 @@ for (const release of RELEASES) {
 
     test("one key's many prompts delay another key's single prompt by at most the jobs already sent", async () => {
       comfy.prompts.length = 0;
+      // Alice's first prompt runs only once every prompt is queued: on a slow machine it could otherwise end before her second came.
+      let releaseRuns = (): void => undefined;
+      runsHeld = new Promise<void>((resolve) => (releaseRuns = resolve));
       const aliceIds: string[] = [];
-      for (let tag = 1; tag <= 6; tag += 1) aliceIds.push(await queueTagged(gateway.url, keys.alice, tag));
-      const bobId = await queueTagged(gateway.url, keys.bob, 100);
+      let bobId: string;
+      try {
+        for (let tag = 1; tag <= 6; tag += 1) aliceIds.push(await queueTagged(gateway.url, keys.alice, tag));
+        bobId = await queueTagged(gateway.url, keys.bob, 100);
+      } finally {
+        runsHeld = null;
+        releaseRuns();
+      }
       for (const id of [...aliceIds, bobId]) await waitForHistory(gateway.url, id === bobId ? keys.bob : keys.alice, id, 60_000);
       const order = arrivalOrder(comfy);
       assert.equal(order.length, 7);
