@@ -805,15 +805,21 @@ describe('the commands and a database URL', () => {
     try {
       // Port 1 on loopback: nothing listens there.
       const unreachable = 'postgres://gate:s3cret-pw@127.0.0.1:1/comfy';
-      for (const [args, env] of [
-        [['keys', 'list', '--user-directory', dir.path], { COMFY_GATE_DATABASE_URL: unreachable }],
-        [['keys', 'create', '--name', 'x', '--database-url', unreachable, '--user-directory', dir.path], {}],
-        [['usage', '--database-url', unreachable], {}],
-        [['audit'], { COMFY_GATE_DATABASE_URL: unreachable }],
-        [['workflows', 'list', '--database-url', unreachable], {}],
+      const named = /cannot use the database at postgres:\/\/gate:\*\*\*@127\.0\.0\.1:1\/comfy/;
+      // PostgreSQL's client also takes the password as a query parameter.
+      const inQuery = 'postgres://gate@127.0.0.1:1/comfy?sslmode=disable&password=s3cret-pw&sslpassword=s3cret-pw';
+      const namedInQuery = /cannot use the database at postgres:\/\/gate@127\.0\.0\.1:1\/comfy\?sslmode=disable&password=\*\*\*&sslpassword=\*\*\*/;
+      for (const [args, env, expected] of [
+        [['keys', 'list', '--user-directory', dir.path], { COMFY_GATE_DATABASE_URL: unreachable }, named],
+        [['keys', 'create', '--name', 'x', '--database-url', unreachable, '--user-directory', dir.path], {}, named],
+        [['usage', '--database-url', unreachable], {}, named],
+        [['audit'], { COMFY_GATE_DATABASE_URL: unreachable }, named],
+        [['workflows', 'list', '--database-url', unreachable], {}, named],
+        [['keys', 'list', '--user-directory', dir.path], { COMFY_GATE_DATABASE_URL: inQuery }, namedInQuery],
+        [['migrate', '--from-user-directory', dir.path], { COMFY_GATE_DATABASE_URL: inQuery }, namedInQuery],
       ] as const) {
         const result = await runCli([...args], { ...env });
-        assertFailed(result, 1, /cannot use the database at postgres:\/\/gate:\*\*\*@127\.0\.0\.1:1\/comfy/, args.join(' '));
+        assertFailed(result, 1, expected, args.join(' '));
         assert.doesNotMatch(result.stderr + result.stdout, /s3cret-pw/, `${args.join(' ')}: no password`);
       }
       for (const args of [
