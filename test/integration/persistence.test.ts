@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
@@ -202,6 +202,25 @@ describe('store persistence', () => {
       assert.equal(status, 200, 'the running gateway accepts the new key within 2 s');
       const names = (await send(gateway.url, '/api/keys', { key: admin.api_key })).json<{ keys: Array<{ name: string }> }>().keys.map((k) => k.name);
       assert.deepEqual(names.sort(), ['admin', 'from the shell', ...viaHttp.map((_, i) => `http ${i}`)].sort());
+    } finally {
+      await gateway.stop();
+      await dir.remove();
+    }
+  });
+
+  test("lock files naming the gateway's own pid, left by an earlier process that had it (a restarted container's), are taken over", async () => {
+    const dir = await tempUserDirectory();
+    const gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'], userDirectory: dir.path });
+    try {
+      const admin = await createKey(gateway.url, { name: 'admin' });
+      const user = await createKey(gateway.url, { name: 'user' }, admin.api_key);
+      const locks = ['.sessions.lock', '.api_keys.lock'].map((name) => join(dir.path, name));
+      for (const lock of locks) await writeFile(lock, String(gateway.pid));
+      const signIn = await send(gateway.url, '/login', { method: 'POST', body: { api_key: user.api_key } });
+      assert.equal(signIn.status, 200, `a sign-in writes the sessions: ${signIn.text}`);
+      const changed = await send(gateway.url, `/api/keys/${user.key_id}`, { method: 'PATCH', key: admin.api_key, body: { rate_limit: 42 } });
+      assert.equal(changed.status, 200, `a key change writes the keys: ${changed.text}`);
+      for (const lock of locks) await assert.rejects(stat(lock), { code: 'ENOENT' }, `${lock} is released`);
     } finally {
       await gateway.stop();
       await dir.remove();

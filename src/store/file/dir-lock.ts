@@ -16,10 +16,14 @@ function processAlive(pid: number): boolean {
   }
 }
 
-/** Removes the lock file if the process that holds it has died (e.g. killed mid-write). */
+/**
+ * Removes the lock file if the process that holds it has died (e.g. killed mid-write). A file naming this
+ * process is stale too: this process's tasks on a lock queue (see `withDirLock`; no worker thread takes one), so
+ * none of them holds it while another waits; it was left by an earlier process given the same pid (a restarted container's).
+ */
 async function removeIfStale(path: string): Promise<void> {
   const holder = Number.parseInt(await readTextNoFollow(path).catch(() => ''), 10);
-  if (Number.isInteger(holder) && holder > 0 && processAlive(holder)) return;
+  if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && processAlive(holder)) return;
   if (Number.isNaN(holder)) {
     // Empty: the holder may be between creating the file and writing its pid; give it a moment.
     await sleep(50);
