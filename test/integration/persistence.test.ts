@@ -261,6 +261,7 @@ describe('store persistence', () => {
           const waited = await signIn();
           assert.equal(waited.status, 503, `a lock taken ${what}: ${waited.text}`);
           assert.equal(waited.json().error_code, 'STORE_UNAVAILABLE');
+          assert.match(waited.json<{ error: string }>().error, /session store/, 'the store named is the one that could not be written');
           assert.equal(await readFile(lock, 'utf8'), held, `a lock taken ${what} is left in place`);
         }
       } finally {
