@@ -573,11 +573,15 @@ export function serviceUrlOf(values: RawValues, flag: string, protocols: string[
   return parseServiceUrl(`the URL in --${flag}-file ${file}`, text, protocols, example);
 }
 
-/** A service URL without its password, for the start-up line and log lines. */
+/**
+ * A service URL without its passwords, for the start-up line, log lines and the CLI's messages: the one after
+ * the user name, and a query parameter's that names one (PostgreSQL and Redis also read `?password=`, `?sslpassword=`).
+ */
 export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = '***';
+    for (const name of new Set(parsed.searchParams.keys())) if (/password/i.test(name)) parsed.searchParams.set(name, '***');
     return parsed.toString();
   } catch {
     return '(a URL that does not parse)';

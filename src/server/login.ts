@@ -76,7 +76,7 @@ export async function handleLogin(req: IncomingMessage, res: ServerResponse, ctx
   try {
     created = await ctx.sessions.create(key.key_id, keyHash, lifetime, now);
   } catch (error) {
-    throw storeUnavailable(error);
+    throw storeUnavailable(error, 'session');
   }
   const ip = ctx.addressing.clientIp(req);
   ctx.log.info({ event: 'sign_in', key_id: key.key_id, ip }, 'signed in');
@@ -96,7 +96,7 @@ export async function handleLogout(req: IncomingMessage, res: ServerResponse, ct
   const sessionId = sessionIdOf(req.headers, secure);
   if (sessionId && !ctx.addressing.isSameOrigin(req)) throw forbidden('Sign-out must come from this site.');
   const session = sessionId ? ctx.sessions.find(sessionId, ctx.now()) : undefined;
-  if (sessionId) await ctx.sessions.delete(sessionId).catch((error: unknown) => Promise.reject(storeUnavailable(error)));
+  if (sessionId) await ctx.sessions.delete(sessionId).catch((error: unknown) => Promise.reject(storeUnavailable(error, 'session')));
   if (session) {
     await ctx.audit
       .append({ ts: ctx.now(), actor: session.keyId, action: 'session.sign_out', key_id: session.keyId, ip: ctx.addressing.clientIp(req) })

@@ -1,14 +1,15 @@
 // The store across restarts: reference-format files, corrupt files refused, the CLI beside a running gateway, usage on disk.
 
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile, readlink, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { runCli, startGateway, tempUserDirectory } from '../helpers/gateway-process.js';
-import { send } from '../helpers/http-client.js';
+import { send, type TestResponse } from '../helpers/http-client.js';
 import { createKey } from '../helpers/keys.js';
 
 /** A key file exactly as the Python reference wrote it (json.dump with indent=2, no role). */
@@ -207,6 +208,68 @@ describe('store persistence', () => {
       await dir.remove();
     }
   });
+
+  test("lock files naming the gateway's own pid, left by an earlier process that had it (a restarted container's), are taken over", async () => {
+    const dir = await tempUserDirectory();
+    const gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'], userDirectory: dir.path });
+    try {
+      const admin = await createKey(gateway.url, { name: 'admin' });
+      const user = await createKey(gateway.url, { name: 'user' }, admin.api_key);
+      const locks = ['.sessions.lock', '.api_keys.lock'].map((name) => join(dir.path, name));
+      for (const lock of locks) await writeFile(lock, String(gateway.pid));
+      const signIn = await send(gateway.url, '/login', { method: 'POST', body: { api_key: user.api_key } });
+      assert.equal(signIn.status, 200, `a sign-in writes the sessions: ${signIn.text}`);
+      const changed = await send(gateway.url, `/api/keys/${user.key_id}`, { method: 'PATCH', key: admin.api_key, body: { rate_limit: 42 } });
+      assert.equal(changed.status, 200, `a key change writes the keys: ${changed.text}`);
+      for (const lock of locks) await assert.rejects(stat(lock), { code: 'ENOENT' }, `${lock} is released`);
+    } finally {
+      await gateway.stop();
+      await dir.remove();
+    }
+  });
+
+  test(
+    'a lock file naming a live process that started at another time (its pid reused after a reboot, or after its writer died) is taken over; one naming a live process as it started, or a pid of another namespace, is waited for',
+    { skip: existsSync('/proc/self/stat') ? false : 'needs Linux /proc' },
+    async () => {
+      const dir = await tempUserDirectory();
+      const gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'], userDirectory: dir.path });
+      try {
+        const admin = await createKey(gateway.url, { name: 'admin' });
+        const user = await createKey(gateway.url, { name: 'user' }, admin.api_key);
+        const lock = join(dir.path, '.sessions.lock');
+        const signIn = (): Promise<TestResponse> => send(gateway.url, '/login', { method: 'POST', body: { api_key: user.api_key } });
+        // This test's process is alive: a lock file may name it as it started, or as an earlier process of its pid.
+        const boot = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+        const namespace = await readlink('/proc/self/ns/pid');
+        const ticks = (await readFile('/proc/self/stat', 'utf8')).split(') ')[1]!.split(' ')[19]!;
+        for (const [what, start] of [
+          ['before a reboot', `${randomUUID()}/${namespace}/${ticks}`],
+          ['by a process of this pid that died', `${boot}/${namespace}/1`],
+        ]) {
+          await writeFile(lock, `${process.pid} ${start}`);
+          const res = await signIn();
+          assert.equal(res.status, 200, `a lock taken ${what}: ${res.text}`);
+          await assert.rejects(stat(lock), { code: 'ENOENT' }, `a lock taken ${what} is released`);
+        }
+        for (const [what, start] of [
+          ['by the live process', `${boot}/${namespace}/${ticks}`],
+          ['in another pid namespace (a container beside the host), whose pids tell nothing here', `${boot}/pid:[1]/1`],
+        ]) {
+          const held = `${process.pid} ${start}`;
+          await writeFile(lock, held);
+          const waited = await signIn();
+          assert.equal(waited.status, 503, `a lock taken ${what}: ${waited.text}`);
+          assert.equal(waited.json().error_code, 'STORE_UNAVAILABLE');
+          assert.match(waited.json<{ error: string }>().error, /session store/, 'the store named is the one that could not be written');
+          assert.equal(await readFile(lock, 'utf8'), held, `a lock taken ${what} is left in place`);
+        }
+      } finally {
+        await gateway.stop();
+        await dir.remove();
+      }
+    },
+  );
 
   test('the CLI: --admin, a readable default output, and exit code 2 for bad arguments', async () => {
     const dir = await tempUserDirectory();

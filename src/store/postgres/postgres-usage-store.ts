@@ -29,7 +29,7 @@ export interface PostgresUsageStoreOptions {
   maxBufferedRecords?: number;
   /** Records per write (default 5,000). */
   batchSize?: number;
-  /** Only reads the reports once, at open (the CLI): no timers, no writes, no retention deletes. */
+  /** Only reads the reports' totals once, at open (the CLI): not the raw records, no timers, no writes, no retention deletes. */
   readOnly?: boolean;
   log?: StoreLog;
 }
@@ -100,14 +100,8 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
     this.database.retain();
     try {
       await this.refreshNow(0);
-      const since = Date.now() / 1000 - 3600;
-      const { rows } = await this.database.query<{ key_id: string; ts: number }>('SELECT key_id, ts FROM usage_records WHERE ts >= $1 ORDER BY ts', [since]);
-      this.recentAtOpen = new Map();
-      for (const row of rows) {
-        let times = this.recentAtOpen.get(row.key_id);
-        if (!times) this.recentAtOpen.set(row.key_id, (times = []));
-        times.push(row.ts);
-      }
+      // The reports read only the totals: the last hour's requests, every key's, are read for the rate limits of a gateway.
+      if (!this.readOnly) await this.loadRecentRequests();
     } catch (error) {
       await this.database.release();
       throw error;
@@ -117,6 +111,18 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
     this.timers.push(setInterval(() => this.tick(() => this.refreshNow(Math.max(0, this.watermark - RELOAD_OVERLAP_SECONDS))), this.refreshIntervalMs).unref());
     this.timers.push(setInterval(() => void this.maintain().catch(() => undefined), MAINTENANCE_INTERVAL_MS).unref());
     void this.maintain().catch(() => undefined);
+  }
+
+  /** The start times of every key's requests of the last hour, from which a gateway's rate-limit windows start. */
+  private async loadRecentRequests(): Promise<void> {
+    const since = Date.now() / 1000 - 3600;
+    const { rows } = await this.database.query<{ key_id: string; ts: number }>('SELECT key_id, ts FROM usage_records WHERE ts >= $1 ORDER BY ts', [since]);
+    this.recentAtOpen = new Map();
+    for (const row of rows) {
+      let times = this.recentAtOpen.get(row.key_id);
+      if (!times) this.recentAtOpen.set(row.key_id, (times = []));
+      times.push(row.ts);
+    }
   }
 
   record(record: UsageRecord): void {
