@@ -157,12 +157,12 @@ export const claimsFull = (kind: string, cap: number): GatewayError =>
     headers: { 'retry-after': '3600' },
   });
 
-/** 503 for a run whose image URL found no free place among the gateway's fetches in flight within its fetch timeout. */
+/** 503 for a run whose image URL found no free place among the gateway's fetches in flight, or its key's share of them, within its fetch timeout. */
 export const imageFetchesBusy = (waitedSeconds: number): GatewayError =>
   new GatewayError(
     503,
     'IMAGE_FETCHES_BUSY',
-    `The gateway is fetching as many image URLs as it may at once, and none finished within ${waitedSeconds} s; nothing was run. Retry later, or give the image as base64.`,
+    `The gateway is fetching as many image URLs as it may at once, for every key or for this one, and none finished within ${waitedSeconds} s; nothing was run. Retry later, or give the image as base64.`,
     { headers: { 'retry-after': '5' } },
   );
 

@@ -188,7 +188,7 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
     flag: 'max-image-fetches',
     env: 'COMFY_GATE_MAX_IMAGE_FETCHES',
     type: 'string',
-    help: `Image URLs of workflow runs fetched at once by the whole gateway; one more waits for a place, and a run that gets none within the fetch timeout gets 503 (default ${DEFAULTS.maxImageFetches})`,
+    help: `Image URLs of workflow runs fetched at once by the whole gateway, a quarter of them (rounded up) for one key; one more waits for a place, and a run that gets none within the fetch timeout gets 503 (default ${DEFAULTS.maxImageFetches})`,
   },
   {
     flag: 'webhook-retry-base',

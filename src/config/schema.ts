@@ -43,7 +43,7 @@ export interface GatewayConfig {
   webhookSecret: string | null;
   /** Let webhooks and image URLs reach loopback, private and link-local addresses (`--webhook-allow-private`). */
   webhookAllowPrivate: boolean;
-  /** Image URLs of workflow runs the whole gateway fetches at once; one more waits for a place (`--max-image-fetches`). */
+  /** Image URLs of workflow runs the whole gateway fetches at once, a quarter of them (rounded up) for one key; one more waits for a place (`--max-image-fetches`). */
   maxImageFetches: number;
   /** The delay before a failed webhook delivery's first retry, in seconds; the whole schedule scales with it (`--webhook-retry-base`). */
   webhookRetryBaseSeconds: number;

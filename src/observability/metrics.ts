@@ -67,7 +67,7 @@ export function createMetrics(options: { perKey: boolean }): GatewayMetrics {
   });
   new Gauge({
     name: 'comfy_gate_image_fetches_waiting',
-    help: 'Image URLs of workflow runs waiting for a place among the fetches in flight.',
+    help: "Image URLs of workflow runs waiting for a place among the fetches in flight (the gateway's, or their key's share).",
     registers: [registry],
     collect() {
       this.set(imageFetches.queued);

@@ -285,7 +285,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
   const workflowContext: WorkflowApiContext = { workflows, audit, bodies: isolated, clientIp, now };
   const openApiDocument = openApiSource(OPENAPI_DOCUMENT, workflows, log);
   // Image inputs given as URLs are fetched through this pool (public addresses only, unless --webhook-allow-private; never a backend),
-  // at most --max-image-fetches at once across every key.
+  // at most --max-image-fetches at once across every key, and a quarter of them (rounded up) for one key.
   const imageFetching = {
     agent: outboundAgent(
       config.webhookAllowPrivate,

@@ -26,7 +26,7 @@ const PRIVATE_FLAG = '--webhook-allow-private';
 
 /**
  * How image URLs are fetched: the connection pool for user-given URLs, whether private addresses are
- * allowed, and the gateway-wide places for fetches in flight (`--max-image-fetches`).
+ * allowed, and the gateway-wide places for fetches in flight (`--max-image-fetches`, each key holding at most its share).
  */
 export interface ImageFetching {
   agent: Agent;
@@ -80,7 +80,10 @@ export async function resolveImages(
     Object.entries(images).map(async ([name, source]): Promise<[string, ImageBytes | string] | null> => {
       if (source.kind === 'upload') return [name, source.name];
       try {
-        return [name, source.kind === 'base64' ? decodeBase64(source.data, source.contentType) : await fetchImage(source.url, fetching, runEnded)];
+        return [
+          name,
+          source.kind === 'base64' ? decodeBase64(source.data, source.contentType) : await fetchImage(source.url, caller.key.key_id, fetching, runEnded),
+        ];
       } catch (error) {
         if (!(error instanceof ImageInputError)) {
           failed.abort(error);
@@ -126,14 +129,15 @@ function decodeBase64(data: string, contentType: string | null): ImageBytes {
  * Downloads an image: each URL (the first, and each redirect's, up to MAX_IMAGE_REDIRECTS) checked by
  * checkOutboundUrl and connected to through the outbound pool; a 200 answer of an image/* type of at
  * most MAX_IMAGE_INPUT_BYTES. Once its first URL is checked, it waits up to IMAGE_FETCH_TIMEOUT_MS for
- * one of the gateway's fetch places (`--max-image-fetches`), then holds it for the download, which has
- * IMAGE_FETCH_TIMEOUT_MS in all. Once `runEnded` aborts, it stops waiting, or its download is cut and its place given back.
+ * one of the gateway's fetch places (`--max-image-fetches`) that `keyId` may take (within its share, see
+ * FetchPlaces), then holds it for the download, which has IMAGE_FETCH_TIMEOUT_MS in all. Once `runEnded`
+ * aborts, it stops waiting, or its download is cut and its place given back.
  * @throws ImageInputError saying what went wrong; GatewayError 503 IMAGE_FETCHES_BUSY when no place was free in time; `runEnded`'s reason
  */
-async function fetchImage(text: string, fetching: ImageFetching, runEnded: AbortSignal): Promise<ImageBytes> {
+async function fetchImage(text: string, keyId: string, fetching: ImageFetching, runEnded: AbortSignal): Promise<ImageBytes> {
   const first = await checkedUrl(text, fetching, 0);
   const wait = fetchDeadline(runEnded);
-  const placed = await fetching.places.take(wait.signal);
+  const placed = await fetching.places.take(keyId, wait.signal);
   wait.stop();
   if (!placed) {
     runEnded.throwIfAborted();
@@ -177,7 +181,7 @@ async function fetchImage(text: string, fetching: ImageFetching, runEnded: Abort
     }
   } finally {
     download.stop();
-    fetching.places.release();
+    fetching.places.release(keyId);
   }
 }
 

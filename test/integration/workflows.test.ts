@@ -480,20 +480,22 @@ describe('a workflow image input with several backends', () => {
   });
 });
 
-describe('image URL fetches are capped across the gateway (--max-image-fetches 1)', () => {
+describe('image URL fetches are capped across the gateway (--max-image-fetches 1) and per key (a quarter of 4)', () => {
   let comfy: FakeComfyUI;
   let images: Awaited<ReturnType<typeof startImageServer>>;
   let gateway: GatewayProcess;
-  let directory: { path: string; remove(): Promise<void> };
+  let directories: Array<{ remove(): Promise<void> }> = [];
   let admin: string;
+  /** A gateway of --max-image-fetches 4, of which one key holds at most 1, and its admin key. */
+  let wide: { url: string; admin: string; process: GatewayProcess };
 
-  const run = (key: string, url: string): Promise<TestResponse> =>
-    send(gateway.url, '/api/gateway/workflows/img/run', { method: 'POST', key, body: { inputs: { seed: 1, image: { url } }, wait: 30 } });
-  const userKey = async (name: string, fields: object = {}): Promise<string> =>
-    (await createKey(gateway.url, { name, rate_limit: 100_000, ...fields }, admin)).api_key;
+  const run = (key: string, url: string, at = gateway.url): Promise<TestResponse> =>
+    send(at, '/api/gateway/workflows/img/run', { method: 'POST', key, body: { inputs: { seed: 1, image: { url } }, wait: 30 } });
+  const userKey = async (name: string, fields: object = {}, at = { url: gateway.url, admin }): Promise<string> =>
+    (await createKey(at.url, { name, rate_limit: 100_000, ...fields }, at.admin)).api_key;
   /** The image fetches waiting for a place, or holding one, as /metrics tells. */
-  const fetches = async (state: 'waiting' | 'in_flight'): Promise<number> =>
-    Number(new RegExp(`^comfy_gate_image_fetches_${state} (\\d+)$`, 'm').exec((await send(gateway.url, '/metrics', { key: admin })).text)?.[1] ?? NaN);
+  const fetches = async (state: 'waiting' | 'in_flight', at = { url: gateway.url, admin }): Promise<number> =>
+    Number(new RegExp(`^comfy_gate_image_fetches_${state} (\\d+)$`, 'm').exec((await send(at.url, '/metrics', { key: at.admin })).text)?.[1] ?? NaN);
   const waiting = (): Promise<number> => fetches('waiting');
   /** How many of `paths` (the image server's `asked` or `cut`) are /stalled.png. */
   const stalled = (paths: string[]): number => paths.filter((path) => path === '/stalled.png').length;
@@ -501,25 +503,33 @@ describe('image URL fetches are capped across the gateway (--max-image-fetches 1
   before(async () => {
     comfy = await startFakeComfyUI({ stepDelayMs: 2 });
     images = await startImageServer();
-    directory = await tempUserDirectory();
-    gateway = await startGateway({
-      upstream: comfy.url,
-      userDirectory: directory.path,
-      args: ['--require-api-auth', '--webhook-allow-private', '--max-image-fetches', '1'],
-    });
+    const [oneDirectory, fourDirectory] = [await tempUserDirectory(), await tempUserDirectory()];
+    directories = [oneDirectory, fourDirectory];
+    const args = ['--require-api-auth', '--webhook-allow-private', '--max-image-fetches'];
+    gateway = await startGateway({ upstream: comfy.url, userDirectory: oneDirectory.path, args: [...args, '1'] });
     admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
-    assert.equal((await send(gateway.url, '/api/gateway/workflows/img', { method: 'PUT', key: admin, body: { prompt: GRAPH, inputs: INPUTS } })).status, 201);
-    const pair = {
-      prompt: { ...GRAPH, '11': { class_type: 'LoadImage', inputs: { image: 'example.png' } } },
-      inputs: { ...INPUTS, other: { node: '11', input: 'image', type: 'image' } },
+    const wideGateway = await startGateway({ upstream: comfy.url, userDirectory: fourDirectory.path, args: [...args, '4'] });
+    wide = { url: wideGateway.url, admin: (await createKey(wideGateway.url, { name: 'admin', role: 'admin' })).api_key, process: wideGateway };
+    const loadImage = { class_type: 'LoadImage', inputs: { image: 'example.png' } };
+    const pair = { prompt: { ...GRAPH, '11': loadImage }, inputs: { ...INPUTS, other: { node: '11', input: 'image', type: 'image' } } };
+    const quad = {
+      prompt: { ...pair.prompt, '12': loadImage, '13': loadImage },
+      inputs: { ...pair.inputs, third: { node: '12', input: 'image', type: 'image' }, fourth: { node: '13', input: 'image', type: 'image' } },
     };
-    assert.equal((await send(gateway.url, '/api/gateway/workflows/pair', { method: 'PUT', key: admin, body: pair })).status, 201);
+    const register = async (at: { url: string; admin: string }, name: string, body: object): Promise<void> =>
+      assert.equal((await send(at.url, `/api/gateway/workflows/${name}`, { method: 'PUT', key: at.admin, body })).status, 201);
+    const narrow = { url: gateway.url, admin };
+    await register(narrow, 'img', { prompt: GRAPH, inputs: INPUTS });
+    await register(narrow, 'pair', pair);
+    await register(wide, 'img', { prompt: GRAPH, inputs: INPUTS });
+    await register(wide, 'quad', quad);
   });
   after(async () => {
     await gateway?.stop();
+    await wide?.process.stop();
     await comfy?.close();
     images?.server.close();
-    await directory?.remove();
+    for (const directory of directories) await directory.remove();
   });
 
   test("another key's image fetch does not start until the fetch in flight ends", async () => {
@@ -596,5 +606,26 @@ describe('image URL fetches are capped across the gateway (--max-image-fetches 1
     await waitFor(async () => (await fetches('in_flight')) === 0, "the run's first image to give its place back");
     await waitFor(() => stalled(images.cut) === stalled(images.asked), 'the image server to see every download cut');
     assert.deepEqual([(await readdir(comfy.inputDir)).length, comfy.prompts.length], [stored, prompts], 'nothing was stored or queued');
+  });
+
+  test("a key holds at most a quarter of the places: its held images leave the other places free, another key's run fetches at once, and each of its images gets the key's place in turn", async () => {
+    const image = { url: `${images.url}/held.png` };
+    const body = { inputs: { seed: 1, image, other: image, third: image, fourth: image }, wait: 30 };
+    const holder = send(wide.url, '/api/gateway/workflows/quad/run', { method: 'POST', key: await userKey('quad', {}, wide), body });
+    await waitFor(async () => (await fetches('in_flight', wide)) + (await fetches('waiting', wide)) === 4, "the run's four images to be fetched or wait");
+    assert.deepEqual([await fetches('in_flight', wide), await fetches('waiting', wide)], [1, 3], 'the key holds 1 of the 4 places; its other images wait');
+    await waitFor(() => images.held.length === 1, "the key's first image to reach the image server");
+    const other = await run(await userKey('other', {}, wide), `${images.url}/cat.png`, wide.url);
+    assert.equal(other.status, 200, other.text);
+    assert.deepEqual([images.held.length, await fetches('waiting', wide)], [1, 3], "the other key's run was answered while the key's images were still held");
+    for (let left = 2; left >= 0; left--) {
+      images.held.shift()!();
+      await waitFor(() => images.held.length === 1, "the key's next image to take the key's place");
+      assert.deepEqual([await fetches('in_flight', wide), await fetches('waiting', wide)], [1, left], 'one image at a time holds the place');
+    }
+    images.held.shift()!();
+    const answer = await holder;
+    assert.equal(answer.status, 200, answer.text);
+    assert.equal(await fetches('in_flight', wide), 0);
   });
 });
