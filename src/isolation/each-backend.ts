@@ -6,21 +6,34 @@ import type { UpstreamAnswer } from '../proxy/http.js';
 import { relayAnswer } from './json-body.js';
 
 /**
- * Sends one request per group (the ids of a backend) at once and relays one answer: the first that is
- * not a success, else the first. `settle`, when given, runs for each group with its answer before the
- * client gets one, so that what ComfyUI did is recorded by then. A backend that cannot be reached fails
- * the whole request (502/504).
+ * Sends one request per group (the ids of a backend) at once and resolves their answers, in the groups' order.
+ * `settle`, when given, runs for each group with its answer before this resolves, so that what ComfyUI did is
+ * recorded before the client gets an answer. A backend that cannot be reached fails the whole request (502/504).
  */
+export async function sendToEach<T>(
+  groups: ReadonlyMap<PoolBackend, T>,
+  send: (backend: PoolBackend, group: T) => Promise<UpstreamAnswer>,
+  settle?: (backend: PoolBackend, group: T, answer: UpstreamAnswer) => Promise<void>,
+): Promise<UpstreamAnswer[]> {
+  const sent = [...groups];
+  const answers = await Promise.all(sent.map(([backend, group]) => send(backend, group)));
+  if (settle) await Promise.all(sent.map(([backend, group], i) => settle(backend, group, answers[i]!)));
+  return answers;
+}
+
+/** The one answer of several the client gets: the first that is not a success, else the first. */
+export function oneAnswerOf(answers: readonly UpstreamAnswer[]): UpstreamAnswer {
+  return answers.find((answer) => answer.status >= 300) ?? answers[0]!;
+}
+
+/** Sends one request per group (see sendToEach) and relays one answer (see oneAnswerOf). */
 export async function forwardToEach<T>(
   res: ServerResponse,
   groups: ReadonlyMap<PoolBackend, T>,
   send: (backend: PoolBackend, group: T) => Promise<UpstreamAnswer>,
   settle?: (backend: PoolBackend, group: T, answer: UpstreamAnswer) => Promise<void>,
 ): Promise<void> {
-  const sent = [...groups];
-  const answers = await Promise.all(sent.map(([backend, group]) => send(backend, group)));
-  if (settle) await Promise.all(sent.map(([backend, group], i) => settle(backend, group, answers[i]!)));
-  relayAnswer(res, answers.find((answer) => answer.status >= 300) ?? answers[0]!);
+  relayAnswer(res, oneAnswerOf(await sendToEach(groups, send, settle)));
 }
 
 /**

@@ -21,7 +21,7 @@ import {
   type IsolationContext,
 } from './context.js';
 import { forwardToEach } from './each-backend.js';
-import { forwardCancellation, settleCancelled } from './queue.js';
+import { cancelInComfyUI, settleCancelled } from './queue.js';
 import { getMergedJobList } from './merged-jobs.js';
 import { redactExtraData } from './redact.js';
 import { parseComfyJson, relayAnswer, relayJson } from './json-body.js';
@@ -244,7 +244,10 @@ function withJobId(req: IncomingMessage, jobId: string, upstreamId: string): str
   return req.url!.replace(`/${encodeURIComponent(jobId)}`, `/${encodeURIComponent(upstreamId)}`);
 }
 
-/** POST …/jobs/cancel `{job_ids}`: the caller's own ids only, recorded as POST …/jobs/{id}/cancel records one. */
+/**
+ * POST …/jobs/cancel `{job_ids}`: the caller's own ids only, recorded as POST …/jobs/{id}/cancel records one. The answer
+ * is ComfyUI's: `cancelled` is true when any job was, held ones and those of every backend counted.
+ */
 export async function cancelJobs(ctx: IsolationContext, req: IncomingMessage, res: ServerResponse, caller: IsolatedCaller): Promise<void> {
   const body = (await readJsonBody(req)) as { job_ids?: unknown } | undefined;
   if (!Array.isArray(body?.job_ids)) throw invalidRequest('job_ids must be a list of job ids.', [{ field: 'job_ids', problem: 'not a list' }]);
@@ -255,5 +258,9 @@ export async function cancelJobs(ctx: IsolationContext, req: IncomingMessage, re
     else ids.push(id);
   }
   if (ids.length === 0) return sendJson(res, 200, { cancelled: cancelledHeld });
-  await forwardCancellation(ctx, req, res, caller, ids, 'job_ids');
+  const answers = await cancelInComfyUI(ctx, req, caller, ids, 'job_ids');
+  const failed = answers.find((answer) => answer.status !== 200);
+  if (failed) return relayAnswer(res, failed);
+  const cancelledInComfyUI = answers.some((answer) => (parseComfyJson(answer.body) as { cancelled?: unknown } | undefined)?.cancelled === true);
+  sendJson(res, 200, { cancelled: cancelledHeld || cancelledInComfyUI });
 }

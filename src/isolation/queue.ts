@@ -10,7 +10,7 @@ import type { JobRecord } from '../store/types.js';
 import type { PoolBackend } from '../backends/backend-pool.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
 import { asKeyKnowsIt, backendOfPrompt, byBackend, jobOfUpstreamId, ownsPrompt, upstreamIdOf, type IsolatedCaller, type IsolationContext } from './context.js';
-import { askEach, forwardToEach } from './each-backend.js';
+import { askEach, forwardToEach, oneAnswerOf, sendToEach } from './each-backend.js';
 import { readClearOrDelete } from './history.js';
 import { emptyOk, parseComfyJson, relayAnswer, relayJson } from './json-body.js';
 import { redactQueueItem } from './redact.js';
@@ -94,24 +94,22 @@ export async function postQueue(ctx: IsolationContext, req: IncomingMessage, res
   const inComfyUI: string[] = [];
   for (const id of ids) if (!(await ctx.jobs.cancelHeld(id))) inComfyUI.push(id);
   if (inComfyUI.length === 0) return emptyOk(res);
-  await forwardCancellation(ctx, req, res, caller, inComfyUI, 'delete');
+  relayAnswer(res, oneAnswerOf(await cancelInComfyUI(ctx, req, caller, inComfyUI, 'delete')));
 }
 
 /**
  * Sends the request on to the backend of each of the prompts, with `{[field]: [the ids ComfyUI knows them by]}` as
  * its body (POST /queue's `delete`, POST /api/jobs/cancel's `job_ids`), records what ComfyUI dropped (see
- * settleCancelled) and relays one answer (see forwardToEach).
+ * settleCancelled) and resolves the backends' answers.
  */
-export function forwardCancellation(
+export function cancelInComfyUI(
   ctx: IsolationContext,
   req: IncomingMessage,
-  res: ServerResponse,
   caller: IsolatedCaller,
   promptIds: readonly string[],
   field: 'delete' | 'job_ids',
-): Promise<void> {
-  return forwardToEach(
-    res,
+): Promise<UpstreamAnswer[]> {
+  return sendToEach(
     byBackend(ctx, promptIds),
     (backend, group) =>
       backend.proxy.fetch(req, {

@@ -352,3 +352,42 @@ describe("a job pending in ComfyUI cancelled through ComfyUI's jobs API (--upstr
     });
   }
 });
+
+describe('POST /api/jobs/cancel with a job held by the gateway and one ComfyUI no longer has (--upstream-queue-depth 1)', () => {
+  let comfy: FakeComfyUI;
+  let gateway: GatewayProcess;
+  let admin = '';
+  let runsHeld: Promise<void> | null = null;
+
+  before(async () => {
+    comfy = await startFakeComfyUI({ stepDelayMs: 15, beforeRun: () => runsHeld ?? undefined });
+    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--upstream-queue-depth', '1'] });
+    admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
+  });
+  after(async () => {
+    await gateway?.stop();
+    await comfy?.close();
+  });
+
+  test('answers cancelled: true when the held job was cancelled, whatever ComfyUI says of the other', async (t) => {
+    const alice = await createKey(gateway.url, { name: 'alice', rate_limit: 10_000 }, admin);
+    const finished = await queueTagged(gateway.url, alice.api_key, 1);
+    await waitUntil(async () => (await jobOf(gateway.url, alice.api_key, finished)).status === 'success', 'the first job to succeed');
+    let releaseRuns!: () => void;
+    runsHeld = new Promise<void>((resolve) => (releaseRuns = resolve));
+    t.after(() => {
+      runsHeld = null;
+      releaseRuns();
+    });
+    const running = await queueTagged(gateway.url, alice.api_key, 2);
+    const held = await queueTagged(gateway.url, alice.api_key, 3);
+    await waitUntil(() => comfy.started.includes(running), 'the second job to run in ComfyUI');
+    assert.equal((await jobOf(gateway.url, alice.api_key, held)).status, 'held');
+
+    const answer = await send(gateway.url, '/api/jobs/cancel', { method: 'POST', key: alice.api_key, body: { job_ids: [finished, held] } });
+    assert.equal(answer.status, 200, answer.text);
+    assert.deepEqual(answer.json(), { cancelled: true });
+    assert.equal((await jobOf(gateway.url, alice.api_key, held)).status, 'cancelled');
+    assert.equal((await jobOf(gateway.url, alice.api_key, finished)).status, 'success');
+  });
+});
