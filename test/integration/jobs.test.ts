@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openCollectingSocket, SAVE_WORKFLOW, waitForHistory } from '../helpers/comfy-client.js';
 import { PROMPT_ID_MODES, startFakeComfyUI, type FakeComfyUI, type FakeComfyUIOptions } from '../helpers/fake-comfyui.js';
@@ -274,27 +274,22 @@ const JOB_CANCEL_ROUTES: ReadonlyArray<[string, (gatewayUrl: string, key: string
   ['POST /api/jobs/cancel', (gatewayUrl, key, id) => send(gatewayUrl, '/api/jobs/cancel', { method: 'POST', key, body: { job_ids: [id] } })],
 ];
 
-describe("a job pending in ComfyUI cancelled through ComfyUI's jobs API (--upstream-queue-depth 3)", () => {
-  let comfy: FakeComfyUI;
-  let gateway: GatewayProcess;
-  let admin = '';
-  /** While set, a prompt that starts in ComfyUI waits before its first event (ComfyUI lists it as running), and those queued after it stay pending. */
+/** A gateway with `--upstream-queue-depth depth` in front of a fake ComfyUI whose runs can be held (see holdRuns), for the tests of one describe. */
+interface HeldRunsSetup {
+  comfy: FakeComfyUI;
+  gateway: GatewayProcess;
+  admin: string;
+  /** Until the returned function (also called after the test) lets them go, a prompt that starts in ComfyUI waits before its first event (ComfyUI lists it as running), and those queued after it stay pending. */
+  holdRuns(t: TestContext): () => void;
+}
+
+function withHeldRuns(depth: number): HeldRunsSetup {
   let runsHeld: Promise<void> | null = null;
-
-  before(async () => {
-    comfy = await startFakeComfyUI({ stepDelayMs: 15, beforeRun: () => runsHeld ?? undefined });
-    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--upstream-queue-depth', '3'] });
-    admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
-  });
-  after(async () => {
-    await gateway?.stop();
-    await comfy?.close();
-  });
-
-  for (const [index, [route, cancel]] of JOB_CANCEL_ROUTES.entries()) {
-    test(`${route}: the registry has it cancelled by the answer, it is never sent again nor metered, its max_queued place is free; another key's job is left`, async (t) => {
-      const alice = await createKey(gateway.url, { name: `alice-${index}`, rate_limit: 10_000, max_queued: 2 }, admin);
-      const bob = await createKey(gateway.url, { name: `bob-${index}`, rate_limit: 10_000 }, admin);
+  const setup: HeldRunsSetup = {
+    comfy: undefined as unknown as FakeComfyUI,
+    gateway: undefined as unknown as GatewayProcess,
+    admin: '',
+    holdRuns(t) {
       let releaseRuns!: () => void;
       runsHeld = new Promise<void>((resolve) => (releaseRuns = resolve));
       const letRunsGo = (): void => {
@@ -302,6 +297,30 @@ describe("a job pending in ComfyUI cancelled through ComfyUI's jobs API (--upstr
         releaseRuns();
       };
       t.after(letRunsGo);
+      return letRunsGo;
+    },
+  };
+  before(async () => {
+    setup.comfy = await startFakeComfyUI({ stepDelayMs: 15, beforeRun: () => runsHeld ?? undefined });
+    setup.gateway = await startGateway({ upstream: setup.comfy.url, args: ['--require-api-auth', '--upstream-queue-depth', String(depth)] });
+    setup.admin = (await createKey(setup.gateway.url, { name: 'admin', role: 'admin' })).api_key;
+  });
+  after(async () => {
+    await setup.gateway?.stop();
+    await setup.comfy?.close();
+  });
+  return setup;
+}
+
+describe("a job pending in ComfyUI cancelled through ComfyUI's jobs API (--upstream-queue-depth 3)", () => {
+  const setup = withHeldRuns(3);
+
+  for (const [index, [route, cancel]] of JOB_CANCEL_ROUTES.entries()) {
+    test(`${route}: the registry has it cancelled by the answer, it is never sent again nor metered, its max_queued place is free; another key's job is left`, async (t) => {
+      const { comfy, gateway, admin } = setup;
+      const alice = await createKey(gateway.url, { name: `alice-${index}`, rate_limit: 10_000, max_queued: 2 }, admin);
+      const bob = await createKey(gateway.url, { name: `bob-${index}`, rate_limit: 10_000 }, admin);
+      const letRunsGo = setup.holdRuns(t);
       const running = await queueTagged(gateway.url, alice.api_key, 1);
       const pending = await queueTagged(gateway.url, alice.api_key, 2);
       const bobs = await queueTagged(gateway.url, bob.api_key, 3);
@@ -354,31 +373,14 @@ describe("a job pending in ComfyUI cancelled through ComfyUI's jobs API (--upstr
 });
 
 describe('POST /api/jobs/cancel with a job held by the gateway and one ComfyUI no longer has (--upstream-queue-depth 1)', () => {
-  let comfy: FakeComfyUI;
-  let gateway: GatewayProcess;
-  let admin = '';
-  let runsHeld: Promise<void> | null = null;
-
-  before(async () => {
-    comfy = await startFakeComfyUI({ stepDelayMs: 15, beforeRun: () => runsHeld ?? undefined });
-    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth', '--upstream-queue-depth', '1'] });
-    admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
-  });
-  after(async () => {
-    await gateway?.stop();
-    await comfy?.close();
-  });
+  const setup = withHeldRuns(1);
 
   test('answers cancelled: true when the held job was cancelled, whatever ComfyUI says of the other', async (t) => {
+    const { comfy, gateway, admin } = setup;
     const alice = await createKey(gateway.url, { name: 'alice', rate_limit: 10_000 }, admin);
     const finished = await queueTagged(gateway.url, alice.api_key, 1);
     await waitUntil(async () => (await jobOf(gateway.url, alice.api_key, finished)).status === 'success', 'the first job to succeed');
-    let releaseRuns!: () => void;
-    runsHeld = new Promise<void>((resolve) => (releaseRuns = resolve));
-    t.after(() => {
-      runsHeld = null;
-      releaseRuns();
-    });
+    setup.holdRuns(t);
     const running = await queueTagged(gateway.url, alice.api_key, 2);
     const held = await queueTagged(gateway.url, alice.api_key, 3);
     await waitUntil(() => comfy.started.includes(running), 'the second job to run in ComfyUI');
