@@ -127,7 +127,9 @@ async function measure(side, testCase, work, requests, warmUp) {
   const started = await startSide(side, testCase, directory, upstream.port);
   const pool = new Pool(started.url, { connections: CONNECTIONS });
   try {
-    await send(pool, testCase, key?.apiKey, warmUp);
+    await send(pool, testCase, key?.apiKey, warmUp).catch((error) => {
+      throw new Error(`${error.message}\nits last output:\n${started.service.output}`);
+    });
     const pid = String(started.service.pid);
     execFileSync('callgrind_control', ['--instr=on', pid], { stdio: 'ignore' });
     execFileSync('callgrind_control', ['--zero', pid], { stdio: 'ignore' });
