@@ -11,16 +11,24 @@ export type Align = 'left' | 'right';
  * @example table(['KEY_ID', 'NAME'], [['abc', 'Render farm']])
  */
 export function table(headers: string[], rows: string[][], align: Align[] = []): string {
-  const cells = [headers, ...rows].map((row) => row.map((cell) => printable(cell)));
-  const widths = headers.map((_, column) => Math.max(...cells.map((row) => (row[column] ?? '').length)));
-  return cells
-    .map((row) =>
-      row
-        .map((cell, column) => (align[column] === 'right' ? cell.padStart(widths[column]!) : cell.padEnd(widths[column]!)))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
+  const widths = columnWidths(headers, rows);
+  return [headers, ...rows].map((row) => tableLine(row, widths, align)).join('\n');
+}
+
+/**
+ * The width of each column of `table(headers, rows)`; give the widths found so far as `widths` to
+ * measure rows that come a page at a time.
+ */
+export function columnWidths(headers: string[], rows: string[][], widths = headers.map((header) => printable(header).length)): number[] {
+  return widths.map((width, column) => Math.max(width, ...rows.map((row) => printable(row[column] ?? '').length)));
+}
+
+/** One line of a table whose columns have these widths (`columnWidths`), cells cleaned as `table` cleans them. */
+export function tableLine(row: string[], widths: number[], align: Align[] = []): string {
+  return row
+    .map((cell, column) => (align[column] === 'right' ? printable(cell).padStart(widths[column]!) : printable(cell).padEnd(widths[column]!)))
+    .join('  ')
+    .trimEnd();
 }
 
 /** Lines of `label: value`, labels aligned, for one record. */
@@ -32,6 +40,23 @@ export function fields(entries: Array<[string, string]>): string {
 /** Prints a value as indented JSON, the `--json` output of every command, each ExactNumber as its own text. */
 export function printJson(value: unknown): void {
   console.log(stringifyExactJson(value, 2));
+}
+
+/**
+ * Prints `{"<field>": [...items]}` exactly as `printJson` would, the items handed over a page at a
+ * time by `eachPage`, so that only one of them is held here at once.
+ */
+export async function printJsonPages<T>(field: string, eachPage: (onPage: (items: T[]) => void) => Promise<void>): Promise<void> {
+  const head = `{\n  ${JSON.stringify(field)}: [`;
+  // The last item's text, printed once the next one shows whether a comma follows it.
+  const last: { text: string | null } = { text: null };
+  await eachPage((items) => {
+    for (const item of items) {
+      console.log(last.text === null ? head : `${last.text},`);
+      last.text = stringifyExactJson(item, 2).replace(/^/gm, '    ');
+    }
+  });
+  console.log(last.text === null ? `${head}]\n}` : `${last.text}\n  ]\n}`);
 }
 
 /** A cell a spreadsheet would read as a formula: OWASP's list of first characters (CSV injection). */

@@ -11,7 +11,8 @@ import { createUsageFileIfMissing, FileUsageStore } from '../store/file/file-usa
 import { FileWorkflowStore } from '../store/file/file-workflow-store.js';
 import { checkStoreDirectory, createStoreDirectory } from '../store/file/store-permissions.js';
 import type { PostgresDatabase } from '../store/postgres/database.js';
-import type { AuditEntry, AuditStore, KeyRecord, KeyStore, UsageStore, WorkflowStore } from '../store/types.js';
+import { StoreKeyRows } from '../store/store-key-rows.js';
+import type { AuditEntry, AuditStore, KeyRecord, KeyRows, UsageStore, WorkflowStore } from '../store/types.js';
 import { allowUnsafeStoreOf, databaseUrlOf, userDirectoryOf, type FlagValues } from './options.js';
 import { CommandError } from './usage-error.js';
 
@@ -33,7 +34,7 @@ export interface StorePlace {
 export class CommandStores {
   readonly place: StorePlace;
   private database: Promise<PostgresDatabase> | null = null;
-  private keyStore: Promise<KeyStore> | null = null;
+  private keyRows: Promise<KeyRows> | null = null;
   private readonly closers: Array<() => Promise<void>> = [];
 
   constructor(place: StorePlace) {
@@ -70,14 +71,18 @@ export class CommandStores {
     if (options.create) await createUsageFileIfMissing(join(directory, 'api_usage.json'));
   }
 
-  /** The keys, opened once. On files, changes go through the store's lock and journal, which a running gateway picks up within a second. */
-  keys(): Promise<KeyStore> {
-    this.keyStore ??= this.opened(async () => {
-      if (this.place.databaseUrl === null) return new FileKeyStore({ directory: this.place.directory });
-      const { PostgresKeyStore } = await import('../store/postgres/postgres-key-store.js');
-      return new PostgresKeyStore({ database: await this.openDatabase() });
-    });
-    return this.keyStore;
+  /**
+   * The keys, opened once. On files, the store is read whole, and changes go through its lock and
+   * journal, which a running gateway picks up within a second. On PostgreSQL, each read and write is a
+   * query for the rows it needs (`keys list` pages through them), however many keys the table holds.
+   */
+  keys(): Promise<KeyRows> {
+    this.keyRows ??= (async () => {
+      if (this.place.databaseUrl === null) return new StoreKeyRows(await this.opened(async () => new FileKeyStore({ directory: this.place.directory })));
+      const { PostgresKeyRows } = await import('../store/postgres/postgres-key-rows.js');
+      return new PostgresKeyRows({ database: await this.openDatabase() });
+    })();
+    return this.keyRows;
   }
 
   /** The usage reports, read once and never written (no appends, compactions or retention deletes). */
@@ -194,8 +199,8 @@ export function checkStoreFolder(directory: string, allowUnsafe: boolean): Promi
 }
 
 /** The key with this id. @throws CommandError when there is none. */
-export function requireKey(store: KeyStore, keyId: string): KeyRecord {
-  const record = store.get(keyId);
+export async function requireKey(keys: KeyRows, keyId: string): Promise<KeyRecord> {
+  const record = await keys.get(keyId);
   if (!record) throw new CommandError(`no key has key_id ${keyId}`);
   return record;
 }

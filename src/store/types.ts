@@ -90,6 +90,24 @@ export interface KeyStore {
   close(): Promise<void>;
 }
 
+/**
+ * Keys read and written one at a time, for a process that does not hold them all (the CLI): on
+ * PostgreSQL each call is a query for the rows it needs; writes are announced to the gateways as a
+ * `KeyStore`'s are.
+ */
+export interface KeyRows {
+  /** The key with this id, or undefined when there is none (or it was deleted). */
+  get(keyId: string): Promise<KeyRecord | undefined>;
+  /** Adds a key with a new key_id (on PostgreSQL, rejects when that key_id was ever used). */
+  create(record: KeyRecord): Promise<void>;
+  /** Applies a patch; resolves the updated record, or undefined when no key has that id. */
+  update(keyId: string, patch: KeyPatch): Promise<KeyRecord | undefined>;
+  /** Removes a key; resolves false when no key has that id. */
+  delete(keyId: string): Promise<boolean>;
+  /** Calls `onPage` with every key, oldest first, a page at a time (never all of them at once on PostgreSQL). */
+  eachPage(onPage: (records: KeyRecord[]) => void): Promise<void>;
+}
+
 /** One counted request, in the reference's `api_usage.json` record format. */
 export interface UsageRecord {
   key_id: string;

@@ -22,7 +22,7 @@ import {
   type FlagSpec,
   type FlagValues,
 } from '../options.js';
-import { fields, printable, printJson, seconds, shortDuration, table, utcTime, type Align } from '../output.js';
+import { columnWidths, fields, printable, printJson, printJsonPages, seconds, shortDuration, table, tableLine, utcTime, type Align } from '../output.js';
 import { CommandStores, requireKey } from '../stores.js';
 import { CommandError, UsageError } from '../usage-error.js';
 
@@ -303,21 +303,23 @@ function publicKey(record: KeyRecord, now: number): PublicKeyRecord & { status: 
   return { ...toPublicKey(record), status: keyStatus(record, now) };
 }
 
+/**
+ * Lists the keys a page at a time, never all of them in memory: JSON as each page comes; a table after
+ * a first pass that measures its columns.
+ */
 async function listKeys({ values, stores, ctx }: Run): Promise<number> {
   await stores.prepare();
   const now = ctx.now();
-  const records = (await stores.keys()).list().sort((a, b) => a.created_at - b.created_at);
+  const keys = await stores.keys();
   if (values.json) {
-    printJson({ keys: records.map((record) => publicKey(record, now)) });
-    return 0;
-  }
-  if (records.length === 0) {
-    console.log(`No keys in ${stores.where}. Create one with: comfy-gate keys create --admin`);
+    await printJsonPages<PublicKeyRecord & { status: string }>('keys', (onPage) =>
+      keys.eachPage((records) => onPage(records.map((record) => publicKey(record, now)))),
+    );
     return 0;
   }
   const headers = ['KEY_ID', 'NAME', 'PREFIX', 'ROLE', 'STATUS', 'RATE LIMIT', 'LAST USED', 'EXPIRES'];
   const align: Align[] = ['left', 'left', 'left', 'left', 'left', 'right'];
-  const rows = records.map((r) => [
+  const cells = (r: KeyRecord): string[] => [
     r.key_id,
     printable(r.name, 40),
     r.key_prefix ?? '-',
@@ -326,8 +328,22 @@ async function listKeys({ values, stores, ctx }: Run): Promise<number> {
     `${r.rate_limit}/h`,
     utcTime(r.last_used),
     utcTime(r.expires_at),
-  ]);
-  console.log(table(headers, rows, align));
+  ];
+  let widths = columnWidths(headers, []);
+  let count = 0;
+  await keys.eachPage((records) => {
+    widths = columnWidths(headers, records.map(cells), widths);
+    count += records.length;
+  });
+  if (count === 0) {
+    console.log(`No keys in ${stores.where}. Create one with: comfy-gate keys create --admin`);
+    return 0;
+  }
+  console.log(tableLine(headers, widths, align));
+  // A key created between the two passes is listed too, its cells as wide as they are.
+  await keys.eachPage((records) => {
+    for (const record of records) console.log(tableLine(cells(record), widths, align));
+  });
   return 0;
 }
 
@@ -453,7 +469,7 @@ async function createKey({ values, stores, ctx, help }: Run): Promise<number> {
 
 async function showKey({ values, keyId, stores, ctx }: Run): Promise<number> {
   await stores.prepare();
-  const record = requireKey(await stores.keys(), keyId);
+  const record = await requireKey(await stores.keys(), keyId);
   const now = ctx.now();
   const stats = usageStats(await stores.usage(), keyId, SHOW_USAGE_DAYS, now);
   if (values.json) {
@@ -544,7 +560,7 @@ async function applyPatch({ values, keyId, stores, ctx }: Run, patch: KeyUpdateI
   await stores.prepare();
   const store = await stores.keys();
   const now = ctx.now();
-  const before = requireKey(store, keyId);
+  const before = await requireKey(store, keyId);
   if (usableKeyError(before, now)) await stores.endKeySessions(keyId);
   const after = await store.update(keyId, patch);
   if (!after) throw new CommandError(`no key has key_id ${keyId}`);
@@ -597,7 +613,7 @@ async function updateKey(input: Run): Promise<number> {
 async function setActive(input: Run, active: boolean): Promise<number> {
   const { values, keyId, stores, ctx } = input;
   await stores.prepare();
-  const current = requireKey(await stores.keys(), keyId);
+  const current = await requireKey(await stores.keys(), keyId);
   if (current.is_active === active) {
     const message = `Key "${printable(current.name)}" (key_id ${keyId}) is already ${active ? 'enabled' : 'disabled'}; nothing changed.`;
     if (values.json) printJson({ message, key: publicKey(current, ctx.now()) });
@@ -617,7 +633,7 @@ async function showWebhookSecret({ values, keyId, stores, ctx, help }: Run): Pro
   }
   if (gatewaySecret === null) throw new UsageError("give the gateway's --webhook-secret (or set COMFY_GATE_WEBHOOK_SECRET)", help);
   await stores.prepare();
-  const record = requireKey(await stores.keys(), keyId);
+  const record = await requireKey(await stores.keys(), keyId);
   await stores.auditChange({ ts: ctx.now(), action: 'key.webhook_secret', key_id: keyId });
   const secret = signingSecret(gatewaySecret, keyId, record.key_hash);
   if (values.json) printJson({ key_id: keyId, webhook_secret: secret });
@@ -631,7 +647,7 @@ async function rotateKey({ values, keyId, stores, ctx, help }: Run): Promise<num
   await stores.prepare();
   const now = ctx.now();
   const store = await stores.keys();
-  const { patch, apiKey } = rotatedKey(requireKey(store, keyId), grace, now);
+  const { patch, apiKey } = rotatedKey(await requireKey(store, keyId), grace, now);
   const updated = await store.update(keyId, patch);
   if (!updated) throw new CommandError(`no key has key_id ${keyId}`);
   await stores.auditChange({ ts: now, action: 'key.rotate', key_id: keyId, details: { grace_seconds: grace } });
@@ -655,7 +671,7 @@ async function rotateKey({ values, keyId, stores, ctx, help }: Run): Promise<num
 async function deleteKey({ values, keyId, stores, ctx, help }: Run): Promise<number> {
   await stores.prepare();
   const store = await stores.keys();
-  const record = requireKey(store, keyId);
+  const record = await requireKey(store, keyId);
   if (!values.yes) {
     if (!ctx.confirm) throw new UsageError(`keys delete needs --yes to delete key ${keyId} when there is no terminal to confirm on`, help);
     const confirmed = await ctx.confirm(`Delete key "${printable(record.name)}" (key_id ${keyId}, ${record.role})? This cannot be undone. [y/N] `);

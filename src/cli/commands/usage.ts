@@ -83,12 +83,14 @@ export async function usage(args: string[], ctx: CliContext): Promise<number> {
   const stores = CommandStores.of(values, ctx.env, help);
   try {
     await stores.prepare();
-    const names = new Map(
-      (await stores.keys())
-        .list()
-        .sort((a, b) => a.created_at - b.created_at)
-        .map((record) => [record.key_id, record.name]),
-    );
+    const keys = await stores.keys();
+    // The name of each key in the report, in the order of `keys list`: only the one asked for, when one is.
+    const names = new Map<string, string>();
+    if (onlyKey === undefined) await keys.eachPage((records) => records.forEach((record) => names.set(record.key_id, record.name)));
+    else {
+      const record = await keys.get(onlyKey);
+      if (record) names.set(record.key_id, record.name);
+    }
     printUsage(await stores.usage(), names, { onlyKey, days, format, now: ctx.now() });
   } finally {
     await stores.close();

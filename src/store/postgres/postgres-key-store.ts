@@ -1,9 +1,8 @@
 // The PostgreSQL key store: keys in `api_keys`, served from an in-memory replica that notifications keep fresh.
 
-import type { PoolClient } from 'pg';
-import type { PromptPolicy } from '../../policy/schema.js';
 import type { KeyPatch, KeyRecord, KeyStore } from '../types.js';
 import type { PostgresDatabase } from './database.js';
+import { COLUMNS, deleteKeyRow, insertKey, toRecord, updateKeyRow, type KeyRow } from './key-row.js';
 import { BOOTSTRAP_LOCK_ID, CHANNELS } from './migrations.js';
 import { ReplicaFeed } from './replica.js';
 
@@ -13,80 +12,6 @@ export interface PostgresKeyStoreOptions {
   reloadIntervalMs?: number;
   /** How often batched `last_used` times are written (default 2 s). */
   touchFlushMs?: number;
-}
-
-interface KeyRow {
-  key_id: string;
-  name: string;
-  created_at: number;
-  last_used: number | null;
-  rate_limit: number;
-  is_active: boolean;
-  metadata: Record<string, unknown>;
-  role: string;
-  expires_at: number | null;
-  key_prefix: string | null;
-  key_hash: string;
-  previous_key_hash: string | null;
-  previous_key_valid_until: number | null;
-  max_queued: number | null;
-  max_running: number | null;
-  daily_execution_seconds: number | null;
-  policy: PromptPolicy | null;
-  webhook_url: string | null;
-  deleted: boolean;
-  version: string;
-  updated: number;
-}
-
-const COLUMNS = `key_id, name, created_at, last_used, rate_limit, is_active, metadata, role, expires_at, key_prefix, key_hash,
-  previous_key_hash, previous_key_valid_until, max_queued, max_running, daily_execution_seconds, policy, webhook_url, deleted, version,
-  extract(epoch from updated_at)::float8 AS updated`;
-
-/** The columns a patch may set, with how each value is sent. */
-const PATCHABLE: Record<string, (value: unknown) => unknown> = {
-  name: (v) => v,
-  last_used: (v) => v,
-  rate_limit: (v) => v,
-  is_active: (v) => v,
-  metadata: (v) => JSON.stringify(v ?? {}),
-  role: (v) => v,
-  expires_at: (v) => v,
-  key_prefix: (v) => v,
-  key_hash: (v) => v,
-  previous_key_hash: (v) => v,
-  previous_key_valid_until: (v) => v,
-  max_queued: (v) => v,
-  max_running: (v) => v,
-  daily_execution_seconds: (v) => v,
-  policy: (v) => (v == null ? null : JSON.stringify(v)),
-  webhook_url: (v) => v,
-};
-
-/** Columns of type jsonb: their parameter is JSON text. */
-const JSON_COLUMNS = new Set(['metadata', 'policy']);
-
-function toRecord(row: KeyRow): KeyRecord {
-  return {
-    key_id: row.key_id,
-    name: row.name,
-    created_at: row.created_at,
-    last_used: row.last_used,
-    rate_limit: row.rate_limit,
-    is_active: row.is_active,
-    metadata: row.metadata ?? {},
-    role: row.role === 'admin' ? 'admin' : 'user',
-    expires_at: row.expires_at,
-    key_prefix: row.key_prefix,
-    key_hash: row.key_hash,
-    previous_key_hash: row.previous_key_hash,
-    previous_key_valid_until: row.previous_key_valid_until,
-    max_queued: row.max_queued,
-    max_running: row.max_running,
-    daily_execution_seconds: row.daily_execution_seconds,
-    policy: row.policy ?? null,
-    webhook_url: row.webhook_url ?? null,
-  };
 }
 
 /**
@@ -185,25 +110,14 @@ export class PostgresKeyStore implements KeyStore {
   }
 
   async update(keyId: string, patch: KeyPatch): Promise<KeyRecord | undefined> {
-    const sets: string[] = [];
-    const values: unknown[] = [keyId];
-    for (const [field, value] of Object.entries(patch)) {
-      const encode = PATCHABLE[field];
-      if (!encode || value === undefined) continue;
-      values.push(encode(value));
-      sets.push(`${field} = $${values.length}${JSON_COLUMNS.has(field) ? '::jsonb' : ''}`);
-    }
-    if (sets.length === 0) sets.push('key_id = key_id');
-    const { rows } = await this.database.query<KeyRow>(`UPDATE api_keys SET ${sets.join(', ')} WHERE key_id = $1 AND NOT deleted RETURNING ${COLUMNS}`, values);
-    const row = rows[0];
+    const row = await updateKeyRow(this.database, keyId, patch);
     if (!row) return undefined;
     this.apply(row);
     return this.byId.get(keyId) ?? toRecord(row);
   }
 
   async delete(keyId: string): Promise<boolean> {
-    const { rows } = await this.database.query<KeyRow>(`UPDATE api_keys SET deleted = true WHERE key_id = $1 AND NOT deleted RETURNING ${COLUMNS}`, [keyId]);
-    const row = rows[0];
+    const row = await deleteKeyRow(this.database, keyId);
     if (!row) return false;
     this.apply(row);
     return true;
@@ -321,35 +235,4 @@ export class PostgresKeyStore implements KeyStore {
     if (!record) return;
     for (const hash of [record.key_hash, record.previous_key_hash]) if (hash && this.byHash.get(hash) === record) this.byHash.delete(hash);
   }
-}
-
-/** Inserts a key; a tombstone with the same id (a deleted key) is not brought back. Resolves the row, or null. */
-async function insertKey(client: PoolClient, record: KeyRecord): Promise<KeyRow | null> {
-  const { rows } = await client.query<KeyRow>(
-    `INSERT INTO api_keys (key_id, name, created_at, last_used, rate_limit, is_active, metadata, role, expires_at, key_prefix, key_hash, previous_key_hash,
-       previous_key_valid_until, max_queued, max_running, daily_execution_seconds, policy, webhook_url)
-     VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::jsonb, $18)
-     ON CONFLICT (key_id) DO NOTHING RETURNING ${COLUMNS}`,
-    [
-      record.key_id,
-      record.name,
-      record.created_at,
-      record.last_used,
-      record.rate_limit,
-      record.is_active,
-      JSON.stringify(record.metadata ?? {}),
-      record.role,
-      record.expires_at,
-      record.key_prefix,
-      record.key_hash,
-      record.previous_key_hash,
-      record.previous_key_valid_until,
-      record.max_queued,
-      record.max_running,
-      record.daily_execution_seconds,
-      record.policy === null ? null : JSON.stringify(record.policy),
-      record.webhook_url,
-    ],
-  );
-  return rows[0] ?? null;
 }
