@@ -1,5 +1,6 @@
 // A user key's ComfyUI WebSocket, served by the gateway alone: ComfyUI's opening status, the key's jobs' events from the event hubs, status as the key's view, and ComfyUI's answer to the client's feature flags.
 
+import { eventTextShown } from '../isolation/server-paths.js';
 import type { AcceptOptions } from '../proxy/websocket.js';
 import { ClientFeatureFlags } from './client-flags.js';
 import type { ClientSinks } from './client-sinks.js';
@@ -34,7 +35,7 @@ const USER_KEY_FLAGS = { assets: false };
  * - first, `status` with `sid` (ComfyUI's opening message), then `status` on every backend's
  *   broadcast, each reporting the key's own jobs as `queue_remaining`;
  * - the events and previews of the key's jobs with this clientId (previews of the type its feature
- *   flags asked for);
+ *   flags asked for), an `execution_error` without the server's paths (see eventTextShown);
  * - ComfyUI's feature flags with `assets: false` (see USER_KEY_FLAGS), in answer to the client's when
  *   that is its first JSON object (once ComfyUI has answered the gateway's, if it has not yet).
  * Anything else a client sends is ignored, as ComfyUI ignores it.
@@ -56,7 +57,7 @@ export function userSocketSession(options: UserSocketOptions): AcceptOptions {
       send = (text) => sendToClient(text, false);
       send(status(true));
       const unregister = options.sinks.register(options.keyId, options.clientId, {
-        send: sendToClient,
+        send: (data, isBinary, written) => sendToClient(typeof data === 'string' ? eventTextShown(data) : data, isBinary, written),
         wantsPreviewMetadata: () => flags.wantsPreviewMetadata(),
       });
       const stopStatus = options.onStatus(() => send?.(status(false)));

@@ -3,6 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { invalidRequest } from '../errors.js';
 import type { UpstreamAnswer } from '../proxy/http.js';
+import type { JobRecord } from '../store/types.js';
 import { readJsonBody } from '../server/body.js';
 import {
   asKeyKnowsIt,
@@ -31,6 +32,7 @@ import { emptyOk, parseComfyJson, relayAnswer, relayJson, withJsonText } from '.
 import type { HistoryEntryFacts } from './json-rewrites.js';
 import { forEachInTurns } from './in-turns.js';
 import { mayHoldSecrets, redactQueueItem } from './redact.js';
+import { mayHoldExecutionError, showMessagesErrors } from './server-paths.js';
 
 type HistoryEntry = { prompt?: unknown; outputs?: unknown; status?: { messages?: unknown } };
 type History = Record<string, HistoryEntry>;
@@ -103,7 +105,7 @@ async function getOwnHistoryWindow(
   let refusal: UpstreamAnswer | undefined;
   const lookup = async (promptId: string): Promise<string | undefined> => {
     const job = ctx.jobs.jobs.get(promptId);
-    if (job && wasRefused(job)) return JSON.stringify(await refusedHistoryEntry(job, ctx.rewriter));
+    if (job && wasRefused(job)) return JSON.stringify(await refusedEntryShown(ctx, caller, job));
     const upstreamId = upstreamIdOf(ctx, promptId);
     const answer = await getUpstream(backendOfPrompt(ctx, promptId), req, caller, `${path}/${encodeURIComponent(upstreamId)}`);
     if (answer.status !== 200) {
@@ -122,14 +124,15 @@ async function getOwnHistoryWindow(
  * The JSON text of a prompt's history entry as its key may see it, from ComfyUI's `/history/{id}`
  * answer; undefined when it has none. A job's entry is passed on as ComfyUI wrote it, with this
  * gateway's client_id replaced by the client's own, when that is all there is to change; otherwise
- * (secrets to remove, nodes ComfyUI took from its cache, another id, no client_id, another replica's
- * client_id, a prompt from before the job registry) it is parsed, changed and written again.
+ * (secrets to remove, nodes ComfyUI took from its cache, an `execution_error` whose server paths are cut,
+ * another id, no client_id, another replica's client_id, a prompt from before the job registry) it is
+ * parsed, changed and written again.
  */
 function entryText(ctx: IsolationContext, caller: IsolatedCaller, promptId: string, upstreamId: string, answer: string): string | undefined {
   const job = ctx.jobs.jobs.get(promptId);
   const gatewayClientId = JSON.stringify(ctx.jobs.clientId);
   const raw = job && job.client_id !== null && job.id === upstreamId ? onlyEntryOf(answer, upstreamId) : undefined;
-  if (raw !== undefined && raw.includes(gatewayClientId) && !mayHoldSecrets(raw) && !mayNameCachedNodes(raw))
+  if (raw !== undefined && raw.includes(gatewayClientId) && !mayHoldSecrets(raw) && !mayNameCachedNodes(raw) && !mayHoldExecutionError(raw))
     return raw.replaceAll(gatewayClientId, JSON.stringify(job!.client_id));
   const entry = (parseComfyJson(answer) as History | undefined)?.[upstreamId];
   if (typeof entry !== 'object' || entry === null) return undefined;
@@ -137,6 +140,7 @@ function entryText(ctx: IsolationContext, caller: IsolatedCaller, promptId: stri
   redactQueueItem(entry.prompt);
   if (!job) void recordPromptOutputs(ctx, promptId, entry).catch(() => undefined);
   showOwnCachedFiles(ctx, caller, promptId, entry);
+  showMessagesErrors(entry.status?.messages);
   return JSON.stringify(entry);
 }
 
@@ -145,6 +149,13 @@ function showOwnCachedFiles(ctx: IsolationContext, caller: IsolatedCaller, promp
   if (typeof entry.outputs !== 'object' || entry.outputs === null) return;
   const cached = new Set(cachedNodesOf(entry.status?.messages));
   entry.outputs = ownCachedOutputs(entry.outputs as Record<string, unknown>, cached, isShownEarlierFile(ctx, caller, promptId));
+}
+
+/** The history entry of a job ComfyUI refused, with its `execution_error` as a user key is shown it (see showMessagesErrors). */
+async function refusedEntryShown(ctx: IsolationContext, caller: IsolatedCaller, job: JobRecord): Promise<Record<string, unknown>> {
+  const entry = await refusedHistoryEntry(job, ctx.rewriter);
+  if (!caller.seesAll) showMessagesErrors((entry as HistoryEntry).status?.messages);
+  return entry;
 }
 
 /** The text of the value of `{"<id>": {...}}`, the whole of a `/history/{id}` answer with an entry; undefined for any other text. */
@@ -172,7 +183,7 @@ export async function getHistoryEntry(
   }
   const job = ctx.jobs.jobs.get(promptId);
   if (job && wasRefused(job))
-    return relayJson(res, { status: 200, headers: {}, body: Buffer.alloc(0) }, { [promptId]: await refusedHistoryEntry(job, ctx.rewriter) });
+    return relayJson(res, { status: 200, headers: {}, body: Buffer.alloc(0) }, { [promptId]: await refusedEntryShown(ctx, caller, job) });
   const upstreamId = upstreamIdOf(ctx, promptId);
   const answer = await getUpstream(backendOfPrompt(ctx, promptId), req, caller, `${pathOfHistory(req)}/${encodeURIComponent(upstreamId)}`);
   const history = answer.status === 200 ? (parseComfyJson(answer.body) as History | undefined) : undefined;
@@ -183,6 +194,7 @@ export async function getHistoryEntry(
   redactQueueItem(entry.prompt);
   void recordPromptOutputs(ctx, promptId, entry).catch(() => undefined);
   showOwnCachedFiles(ctx, caller, promptId, entry);
+  if (!caller.seesAll) showMessagesErrors(entry.status?.messages);
   relayJson(res, answer, { [promptId]: entry });
 }
 

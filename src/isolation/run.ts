@@ -153,9 +153,9 @@ export async function runToEnd(
   }
   if (!ended) {
     const location = `/api/gateway/jobs/${encodeURIComponent(admitted.id)}`;
-    return { kind: 'waiting', job: jobView(ctx.jobs.jobs.get(admitted.id) ?? admitted, ctx.jobs), location };
+    return { kind: 'waiting', job: jobView(ctx.jobs.jobs.get(admitted.id) ?? admitted, ctx.jobs, caller.seesAll), location };
   }
-  const view = jobView(ended, ctx.jobs);
+  const view = jobView(ended, ctx.jobs, caller.seesAll);
   const outputs = await describeOutputs(ctx, caller, ended, view.outputs as Array<Record<string, unknown>>, run.inline);
   // The answer may hold megabytes of inline files: a client that stops reading is let go, and the answer freed.
   res.setTimeout(STALLED_ANSWER_MS, () => res.destroy());

@@ -4,14 +4,18 @@ import type { ServerResponse } from 'node:http';
 import { invalidRequest, jobNotFound } from '../errors.js';
 import { sendJson } from '../server/respond.js';
 import type { JobRecord, JobStatus, KeyRecord } from '../store/types.js';
+import { jobErrorShown } from '../isolation/server-paths.js';
 import type { JobService } from './job-service.js';
 
 const STATUSES: readonly JobStatus[] = ['held', 'queued', 'running', 'success', 'error', 'interrupted', 'cancelled'];
 const DEFAULT_LIMIT = 50;
 const MAX_LIMIT = 500;
 
-/** A job as the API shows it: its record without the held request, with its place in the gateway's queue and `/view` URLs of its outputs. */
-export function jobView(job: JobRecord, service: JobService): Record<string, unknown> {
+/**
+ * A job as the API shows it: its record without the held request, with its place in the gateway's queue and `/view`
+ * URLs of its outputs; its error's message without server paths unless `seesAll` (an admin key's view).
+ */
+export function jobView(job: JobRecord, service: JobService, seesAll: boolean): Record<string, unknown> {
   return {
     id: job.id,
     key_id: job.key_id,
@@ -29,7 +33,7 @@ export function jobView(job: JobRecord, service: JobService): Record<string, unk
       ...file,
       url: `/view?${new URLSearchParams({ filename: file.filename, subfolder: file.subfolder, type: file.type })}`,
     })),
-    error: job.error,
+    error: seesAll ? job.error : jobErrorShown(job.error),
   };
 }
 
@@ -51,14 +55,17 @@ export function listJobs(res: ServerResponse, key: KeyRecord, query: URLSearchPa
   const filter = { ...(keyId === undefined ? {} : { keyId }), ...(statuses ? { statuses: statuses as JobStatus[] } : {}) };
   const page = service.jobs.list({ ...filter, offset, limit });
   const total = service.jobs.count(filter);
-  sendJson(res, 200, { jobs: page.map((job) => jobView(job, service)), pagination: { offset, limit, total, has_more: offset + page.length < total } });
+  sendJson(res, 200, {
+    jobs: page.map((job) => jobView(job, service, key.role === 'admin')),
+    pagination: { offset, limit, total, has_more: offset + page.length < total },
+  });
 }
 
 /** GET /api/gateway/jobs/{id}: the job, if it is the key's (any job for an admin); 404 JOB_NOT_FOUND otherwise, as for an unknown id. */
 export function getJob(res: ServerResponse, key: KeyRecord, id: string, service: JobService): void {
   const job = service.jobs.get(id);
   if (!job || (key.role !== 'admin' && job.key_id !== key.key_id)) throw jobNotFound();
-  sendJson(res, 200, jobView(job, service));
+  sendJson(res, 200, jobView(job, service, key.role === 'admin'));
 }
 
 /** A whole-number query parameter from `min` to `max`, `fallback` when absent. @throws GatewayError 400 INVALID_REQUEST naming it */

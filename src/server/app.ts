@@ -238,7 +238,8 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     ? new WebhookOutbox({
         store: stores.webhooks,
         jobs: stores.jobs,
-        view: (job) => jobView(job, jobService),
+        // An admin key's webhook gets its jobs' errors whole, as its requests do.
+        view: (job) => jobView(job, jobService, keys.get(job.key_id)?.role === 'admin'),
         secret: config.webhookSecret,
         keys,
         allowPrivate: config.webhookAllowPrivate,

@@ -98,8 +98,13 @@ export interface FakeComfyUIOptions {
    * false, as ComfyUI started with `--cache-none` (every node runs, every prompt writes its own files).
    */
   cachedOutputs?: boolean;
-  /** Node classes whose execution raises, so that the prompt ends with `execution_error` (ComfyUI's RuntimeError). */
+  /**
+   * Node classes whose execution raises, so that the prompt ends with `execution_error` (ComfyUI's RuntimeError), with
+   * a traceback that names the fake's files by their absolute paths, as Python's does.
+   */
   failingClassTypes?: readonly string[];
+  /** `true`: a failing node's exception message names a file it could not open by its absolute path, as Python's FileNotFoundError does. */
+  failuresNameFiles?: boolean;
   /** Delay before answering `/object_info` and `/object_info/{class}` in ms (default none), to keep such a request in flight. */
   objectInfoDelayMs?: number;
   /** Delay between storing an upload and answering it, in ms (default none), to keep an upload in flight once its file is written. */
@@ -548,9 +553,15 @@ class HttpError extends Error {
 
 class Interrupted extends Error {}
 
-/** An exception raised by a node while it runs (one of `failingClassTypes`). */
+/** An exception raised by a node while it runs (one of `failingClassTypes`), with its traceback as Python's `traceback.format_tb` writes it. */
 class NodeFailure extends Error {
   override name = 'RuntimeError';
+  constructor(
+    message: string,
+    readonly traceback: string[],
+  ) {
+    super(message);
+  }
 }
 
 class FakeServer implements FakeComfyUI {
@@ -990,7 +1001,7 @@ class FakeServer implements FakeComfyUI {
    * The jobs API of newer servers: queue and history as one list of jobs. A finished job tells of its outputs as
    * comfy_execution/jobs.py does for the fake's images (other outputs, such as Preview3D's, neither counted nor previewed): every item counted and previewable, the preview the first
    * saved one (else the first), with its `nodeId` and `mediaType`; `detail` adds the history's outputs, status and
-   * prompt, as `/api/jobs/{id}` answers. Each job names the UI workflow it came from (`workflow_id`), which the list's
+   * prompt, as `/api/jobs/{id}` answers. A failed job carries its `execution_error` event's data, as ComfyUI's does. Each job names the UI workflow it came from (`workflow_id`), which the list's
    * `workflow_id` parameter filters on.
    */
   private jobs(detail = false): Json[] {
@@ -1003,10 +1014,13 @@ class FakeServer implements FakeComfyUI {
       });
       const preview = items.find((item) => item['type'] === 'output') ?? items[0];
       const [, , prompt, extraData] = entry['prompt'] as Json[];
+      const messages = ((entry['status'] as Json | undefined)?.['messages'] ?? []) as Array<[string, Json]>;
+      const error = messages.find(([event]) => event === 'execution_error')?.[1];
       return {
         id,
         status: status(entry),
         ...workflowIdOf(extraData),
+        ...(error ? { execution_error: error } : {}),
         outputs_count: items.length,
         previewable_outputs_count: items.length,
         ...(preview ? { preview_output: preview } : {}),
@@ -1121,6 +1135,15 @@ class FakeServer implements FakeComfyUI {
     this.finish(run, succeeded);
   }
 
+  /** The exception of a failing node, raised in a custom node's file under the fake's root, as ComfyUI's execution.py reports it. */
+  private nodeFailure(classType: string): NodeFailure {
+    const missing = path.join(this.dirs.input, 'missing file.png');
+    return new NodeFailure(this.opts.failuresNameFiles ? `${classType} failed: [Errno 2] No such file or directory: '${missing}'` : `${classType} failed`, [
+      `  File "${path.join(this.root, 'execution.py')}", line 496, in execute\n    output_data, output_ui, has_subgraph, has_pending_tasks = await get_output_data(prompt_id, unique_id, obj, input_data_all)\n`,
+      `  File "${path.join(this.root, 'custom_nodes', 'fake-pack', 'nodes.py')}", line 12, in run\n    with open(${JSON.stringify(missing)}, 'rb') as f:\n`,
+    ]);
+  }
+
   private async runNode(run: Run, id: string): Promise<void> {
     const promptId = run.item.id;
     const classType = run.item.prompt[id]?.class_type ?? '';
@@ -1136,7 +1159,7 @@ class FakeServer implements FakeComfyUI {
       for (const { ws } of this.clients.values()) sendBinary(ws, progressTextFrame(id, 'step 3 of 3'));
     if (this.opts.customBinaryFrames && SAMPLER_NODES.has(classType))
       for (const { ws } of this.clients.values()) sendBinary(ws, Buffer.concat([u32Pair(CUSTOM_BINARY_TYPE, 0), Buffer.from('every key')]));
-    if (this.opts.failingClassTypes?.includes(classType)) throw new NodeFailure(`${classType} failed`);
+    if (this.opts.failingClassTypes?.includes(classType)) throw this.nodeFailure(classType);
     const output = await this.nodeOutput(run.item.prompt[id]);
     if (output && this.opts.cachedOutputs) this.cachedOutputs.set(signature(run.item.prompt, id), output);
     if (output) {
@@ -1241,7 +1264,7 @@ class FakeServer implements FakeComfyUI {
       ...base,
       exception_message: err instanceof Error ? err.message : String(err),
       exception_type: err instanceof Error ? err.name : 'Exception',
-      traceback: [],
+      traceback: err instanceof NodeFailure ? err.traceback : [],
       current_inputs: {},
       current_outputs: [],
     });

@@ -175,7 +175,7 @@ describe('webhooks', () => {
   const eventsAt = (path: string): Event[] => receiver.to(path).map((r) => JSON.parse(r.body.toString('utf8')) as Event);
 
   before(async () => {
-    comfy = await startFakeComfyUI({ stepDelayMs: STEP_MS, failingClassTypes: ['VAEDecode'] });
+    comfy = await startFakeComfyUI({ stepDelayMs: STEP_MS, failingClassTypes: ['VAEDecode'], failuresNameFiles: true });
     receiver = new Receiver();
     await receiver.listen();
     userDirectory = await tempUserDirectory();
@@ -418,6 +418,22 @@ describe('webhooks', () => {
     assert.equal(event!.type, 'job.failed');
     assert.equal(event!.data.job.status, 'error');
     assert.match(event!.data.job.error?.message ?? '', /VAEDecode failed/);
+  });
+
+  test("a user key's job.failed names no server path; an admin key's names it whole", async () => {
+    const failing = { '1': { class_type: 'VAEDecode', inputs: {} }, '2': { class_type: 'SaveImage', inputs: { images: ['1', 0] } } };
+    for (const [who, key] of [
+      ['user', alice.api_key],
+      ['admin', admin],
+    ]) {
+      const res = await run(key!, { prompt: failing, wait: 30, webhook_url: receiver.url(`/ok/paths-${who}`) });
+      assert.equal(res.json<{ status: string }>().status, 'error', res.text);
+    }
+    const messageAt = async (path: string): Promise<string> =>
+      (await waitFor(() => eventsAt(path)[0], `job.failed at ${path}`, 10_000)).data.job.error?.message ?? '';
+    const missing = join(comfy.inputDir, 'missing file.png');
+    assert.equal(await messageAt('/ok/paths-user'), "VAEDecode failed: [Errno 2] No such file or directory: 'missing file.png'");
+    assert.equal(await messageAt('/ok/paths-admin'), `VAEDecode failed: [Errno 2] No such file or directory: '${missing}'`);
   });
 
   test('an interrupted job gets job.cancelled', async () => {

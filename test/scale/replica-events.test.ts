@@ -1,6 +1,7 @@
 // Two gateway processes on one PostgreSQL in front of one ComfyUI: a job's events reach its key's client socket on the other replica, once, and no other key's.
 
 import assert from 'node:assert/strict';
+import { dirname } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { openCollectingSocket, SAVE_WORKFLOW, type CollectingSocket } from '../helpers/comfy-client.js';
 import { PROMPT_ID_MODES, startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
@@ -27,7 +28,7 @@ for (const mode of PROMPT_ID_MODES) {
     const sockets: CollectingSocket[] = [];
 
     before(async () => {
-      comfy = await startFakeComfyUI({ promptIds: mode });
+      comfy = await startFakeComfyUI({ promptIds: mode, failingClassTypes: ['VAEDecode'], failuresNameFiles: true });
       let replicas: GatewayProcess[];
       ({ replicas, stop: stopReplicas } = await startReplicas(2, comfy.url, () => [
         '--require-api-auth',
@@ -106,6 +107,20 @@ for (const mode of PROMPT_ID_MODES) {
       assert.deepEqual(eventsOf(userOnB, withoutClient), [], 'a job without a client goes to admin sockets only');
       assert.equal(count(adminOnB, withoutClient, 'execution_start'), 1, 'the admin socket on B got the job without a client, once');
       assert.equal(count(adminOnB, withoutClient, 'execution_success'), 1);
+    });
+
+    test("a failed job's execution_error reaches its user key's socket on B without server paths, and an admin's job's whole", async () => {
+      const failing = { '1': { class_type: 'VAEDecode', inputs: {} }, '2': { class_type: 'SaveImage', inputs: { images: ['1', 0] } } };
+      const root = dirname(comfy.inputDir);
+      const userOnB = await open(replicaB, user, `replica-failing-${mode}`);
+      const adminOnB = await open(replicaB, admin, `replica-admin-failing-${mode}`);
+      const ofUser = await submit(replicaA, user, { prompt: failing, client_id: `replica-failing-${mode}` });
+      const ofAdmin = await submit(replicaA, admin, { prompt: failing, client_id: `replica-admin-failing-${mode}` });
+      const errorOn = (socket: CollectingSocket, promptId: string): Promise<Message['data']> =>
+        waitFor(() => eventsOf(socket, promptId).find((m) => m.type === 'execution_error')?.data, 'the execution_error on B', 20_000);
+      const shown = JSON.stringify(await errorOn(userOnB, ofUser));
+      assert.ok(!shown.includes(root) && shown.includes('custom_nodes/fake-pack/nodes.py'), shown);
+      assert.ok(JSON.stringify(await errorOn(adminOnB, ofAdmin)).includes(`${root}/custom_nodes/fake-pack/nodes.py`));
     });
   });
 }
