@@ -30,8 +30,11 @@ export type JobOutcome = 'success' | 'error' | 'interrupted';
 
 /** Told what happens to each job; times are Unix seconds (ComfyUI's own `timestamp` when the message has one). */
 export interface JobObserver {
-  /** `execution_start`. */
-  started(jobId: string, at: number): void;
+  /**
+   * `execution_start`; `estimated` when the start itself was not seen and `at` is when a comparison with ComfyUI's
+   * queue found the job running (the job's end then reads ComfyUI's own start from its history entry).
+   */
+  started(jobId: string, at: number, estimated?: boolean): void;
   /** `execution_cached`: the nodes ComfyUI takes from its cache, whose `executed` outputs an earlier prompt made. */
   cached(jobId: string, nodes: readonly string[]): void;
   /** `executed` of a node (cached nodes included); `output` is ComfyUI's UI dict, or null. */

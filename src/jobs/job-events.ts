@@ -23,7 +23,18 @@ export interface JobRecorderOptions {
   onEnded(job: JobRecord): void;
   /** `max_execution_seconds` and `daily_execution_seconds`: told of each start and end; a job one of them stopped ends as `error`. */
   watches?: readonly RunningJobWatch[];
+  /**
+   * When ComfyUI says the job started (Unix seconds; undefined when it cannot tell): read from its history entry for a job
+   * whose start was not seen as an event, when it ends. Without it, such a job is metered from what is known.
+   */
+  startInHistory?(job: JobRecord): Promise<number | undefined>;
 }
+
+/**
+ * How long the end of a job whose start was not seen waits at most for ComfyUI's own start (`startInHistory`):
+ * its backend's next held job waits for the end to be written.
+ */
+const START_LOOKUP_WAIT_MS = 2000;
 
 /** Statuses a job no longer leaves. */
 const FINAL: ReadonlySet<JobStatus> = new Set(['success', 'error', 'interrupted', 'cancelled']);
@@ -47,6 +58,8 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
   const cachedNodes = new Map<string, ReadonlySet<string>>();
   /** Jobs whose end is reported and not yet written. */
   const ending = new Set<string>();
+  /** Jobs whose `started_at` a comparison with ComfyUI's queue estimated (its start event was missed), until they end. */
+  const estimatedStarts = new Set<string>();
 
   /** Runs `change` after the job's earlier changes; a failed write is logged, never thrown. */
   function inTurn(jobId: string, change: (job: JobRecord) => Promise<unknown>): void {
@@ -84,8 +97,40 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
     return files.length === 0 ? job.outputs : [...job.outputs, ...files];
   }
 
+  /**
+   * When an ending job started: as recorded when its start was seen; else ComfyUI's own start from its history entry,
+   * waited for at most START_LOOKUP_WAIT_MS, or what is recorded when that cannot be read in time.
+   */
+  async function startOf(job: JobRecord): Promise<number | null> {
+    const estimated = estimatedStarts.delete(job.id);
+    if ((job.started_at !== null && !estimated) || !options.startInHistory) return job.started_at;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), START_LOOKUP_WAIT_MS).unref();
+    });
+    const lookup = options.startInHistory(job).catch((error: unknown) => {
+      log.debug({ err: error, job_id: job.id }, "a job's start could not be read from ComfyUI's history");
+      return undefined;
+    });
+    const found = await Promise.race([lookup, late]);
+    clearTimeout(timer);
+    return found ?? job.started_at;
+  }
+
+  /** Lets go of the marks of estimated starts whose jobs ended otherwise (lost with their backend). */
+  function forgetEndedEstimates(): void {
+    for (const id of estimatedStarts) {
+      const job = jobs.get(id);
+      if (!job || FINAL.has(job.status)) estimatedStarts.delete(id);
+    }
+  }
+
   return {
-    started(jobId, at) {
+    started(jobId, at, estimated) {
+      if (estimated) {
+        forgetEndedEstimates();
+        estimatedStarts.add(jobId);
+      } else estimatedStarts.delete(jobId);
       // A job that ran is not sent again: the request kept for that is let go.
       inTurn(jobId, async (job) => {
         const running = await jobs.update(job.id, { status: 'running', started_at: at, request: null });
@@ -112,20 +157,23 @@ export function createJobRecorder(options: JobRecorderOptions): JobObserver {
     },
     ended(jobId, outcome, at, error) {
       ending.add(jobId);
-      inTurn(jobId, async (job) => {
-        const outputs = await outputsWithUnwritten(job);
-        cachedNodes.delete(job.id);
+      inTurn(jobId, async (found) => {
+        const startedAt = startOf(found);
+        const outputs = await outputsWithUnwritten(found);
+        cachedNodes.delete(found.id);
+        const job = { ...found, started_at: await startedAt };
         const seconds = job.started_at === null ? 0 : Math.max(0, at - job.started_at);
         // A job the gateway stopped (too long, budget spent) ends as error with that reason (one that still succeeded keeps its success).
         const overdue = (options.watches ?? []).map((watch) => watch.ended(job)).find((reason) => reason !== undefined);
         const stopped = outcome === 'success' ? undefined : overdue;
         const ended = await jobs.update(job.id, {
           status: stopped ? 'error' : outcome,
+          ...(job.started_at !== found.started_at ? { started_at: job.started_at } : {}),
           finished_at: at,
           execution_seconds: seconds,
           error: stopped ?? error,
           request: null,
-          ...(outputs !== job.outputs ? { outputs } : {}),
+          ...(outputs !== found.outputs ? { outputs } : {}),
         });
         if (ended) options.onEnded(ended);
       });

@@ -20,7 +20,7 @@ import { heldRequestOf, sendPrompt, type HeldRequest, type SendOutcome } from '.
 import { checkAdmission } from './quotas.js';
 import { refusalEvent } from './refusal.js';
 import { deleteFromQueue } from './queue-delete.js';
-import { historyEntryOf, reconcileJobs } from './reconcile.js';
+import { historyEntryOf, reconcileJobs, startInHistory } from './reconcile.js';
 import { JobScheduler, type Slot } from './scheduler.js';
 
 export interface JobServiceOptions {
@@ -491,6 +491,12 @@ export class JobService {
     if (!cancelled) return;
     this.options.onEnded?.(cancelled);
     this.scheduler.pump();
+  }
+
+  /** When ComfyUI's history entry of a job sent to it says it started (Unix seconds); undefined when it cannot tell. One `/history/{id}`. */
+  async startInHistory(job: JobRecord): Promise<number | undefined> {
+    const backend = this.backends.find((candidate) => candidate.name === job.backend);
+    return backend && job.upstream_id !== null ? startInHistory(backend, job.upstream_id) : undefined;
   }
 
   close(): void {

@@ -9,9 +9,12 @@ import type { JobObserver, JobOutcome } from '../events/event-hub.js';
 /** Lookups of history entries in flight at once. */
 const LOOKUPS_AT_ONCE = 8;
 
+/** One of ComfyUI's messages of a prompt as its history entry keeps it: its type and data (with a `timestamp`, ms since the epoch). */
+type HistoryMessage = [string, { timestamp?: unknown } & Record<string, unknown>];
+
 interface HistoryEntry {
   outputs?: Record<string, unknown>;
-  status?: { status_str?: unknown; messages?: Array<[string, { timestamp?: unknown } & Record<string, unknown>]> };
+  status?: { status_str?: unknown; messages?: HistoryMessage[] };
 }
 
 /**
@@ -40,7 +43,7 @@ export async function reconcileJobs(
   const gone: JobRecord[] = [];
   for (const job of sent) {
     if (running.has(job.upstream_id)) {
-      if (job.status !== 'running') observer.started(job.id, job.started_at ?? now());
+      if (job.status !== 'running') observer.started(job.id, job.started_at ?? now(), job.started_at === null);
     } else if (!pending.has(job.upstream_id)) {
       gone.push(job);
     }
@@ -61,14 +64,12 @@ async function settleFromHistory(
   if (entry === undefined) return;
   if (entry === null) return onLost(job);
   const messages = entry.status?.messages ?? [];
-  const timeOf = (type: string): number | undefined => {
-    const stamp = messages.find(([name]) => name === type)?.[1]?.timestamp;
-    return typeof stamp === 'number' ? stamp / 1000 : undefined;
-  };
+  const timeOf = (type: string): number | undefined => messageTime(messages, type);
   const startedAt = timeOf('execution_start');
   const outcome: JobOutcome = timeOf('execution_interrupted') !== undefined ? 'interrupted' : entry.status?.status_str === 'success' ? 'success' : 'error';
   const endedAt = timeOf(`execution_${outcome}`) ?? now();
-  if (startedAt !== undefined && job.started_at === null) observer.started(job.id, startedAt);
+  // ComfyUI's own start replaces one a comparison estimated.
+  if (startedAt !== undefined && job.started_at !== startedAt) observer.started(job.id, startedAt);
   observer.cached(job.id, cachedNodesOf(messages));
   for (const [node, output] of Object.entries(entry.outputs ?? {})) {
     const known = new Set(job.outputs.map((file) => `${file.type}/${file.subfolder}/${file.filename}`));
@@ -98,6 +99,18 @@ async function settleFromHistory(
 export async function historyEntryOf(backend: Backend, upstreamId: string): Promise<HistoryEntry | null | undefined> {
   const history = await getJson<Record<string, HistoryEntry>>(backend, `/api/history/${encodeURIComponent(upstreamId)}`);
   return history ? (history[upstreamId] ?? null) : undefined;
+}
+
+/** When ComfyUI's history entry of a prompt says it started (its `execution_start`, Unix seconds); undefined when the entry cannot be read or has no start. */
+export async function startInHistory(backend: Backend, upstreamId: string): Promise<number | undefined> {
+  const entry = await historyEntryOf(backend, upstreamId);
+  return entry ? messageTime(entry.status?.messages ?? [], 'execution_start') : undefined;
+}
+
+/** The `timestamp` (ms since the epoch) of the entry's first message of `type`, in Unix seconds. */
+function messageTime(messages: readonly HistoryMessage[], type: string): number | undefined {
+  const stamp = messages.find(([name]) => name === type)?.[1]?.timestamp;
+  return typeof stamp === 'number' ? stamp / 1000 : undefined;
 }
 
 async function getJson<T>(backend: Backend, path: string): Promise<T | undefined> {

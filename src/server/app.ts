@@ -148,6 +148,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     isOwnEarlierFile: isShownEarlierFile,
     log,
     watches: [limits, budgets],
+    startInHistory: (job) => jobService.startInHistory(job),
     onEnded: (job) => {
       metrics.backendJobEnded(job.backend, job.status);
       // Metered before held jobs are released: a release reads the key's daily budget.

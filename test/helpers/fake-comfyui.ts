@@ -128,6 +128,8 @@ export interface FakeComfyUIOptions {
   beforeRefusal?(): Promise<void> | void;
   /** Awaited before a queued prompt starts to run, as when ComfyUI is busy with another: it waits in the queue meanwhile. */
   beforeRun?(promptId: string): Promise<void> | void;
+  /** Awaited before each node of a running prompt runs, after its `execution_start` and `execution_cached`: holds the prompt mid-run. */
+  beforeNode?(promptId: string, node: string): Promise<void> | void;
   /** Awaited when `POST /interrupt` arrives, before the running prompt is told to stop: a prompt that is slow to stop runs on meanwhile. */
   beforeInterrupt?(): Promise<void> | void;
   /** The status `POST /queue {"delete": [...]}` answers with (default 200); with any other, nothing is deleted, as by a server that failed. */
@@ -1123,6 +1125,7 @@ class FakeServer implements FakeComfyUI {
       const cached = new Map(order.flatMap((id) => this.cachedOutputOf(run.item.prompt, id)));
       await this.stepRecorded(run, 'execution_cached', { nodes: [...cached.keys()], prompt_id: promptId });
       for (const id of order) {
+        await this.opts.beforeNode?.(promptId, id);
         const output = cached.get(id);
         if (output === undefined) await this.runNode(run, id);
         else await this.sendCachedOutput(run, id, output);

@@ -393,3 +393,115 @@ describe('POST /api/jobs/cancel with a job held by the gateway and one ComfyUI n
     assert.equal((await jobOf(gateway.url, alice.api_key, finished)).status, 'success');
   });
 });
+
+/** A point a fake ComfyUI waits at: `reached` once something waits there, until `open` (also called after the test) lets it and any later wait through. */
+interface Gate {
+  wait(): Promise<void>;
+  reached: Promise<void>;
+  open(): void;
+}
+
+function closedGate(t: TestContext): Gate {
+  let opened!: () => void;
+  let arrived!: () => void;
+  const openPromise = new Promise<void>((resolve) => (opened = resolve));
+  const gate: Gate = {
+    reached: new Promise<void>((resolve) => (arrived = resolve)),
+    wait: () => {
+      arrived();
+      return openPromise;
+    },
+    open: () => opened(),
+  };
+  t.after(gate.open);
+  return gate;
+}
+
+describe("metering a job whose start the gateway's socket to ComfyUI missed", () => {
+  let comfy: FakeComfyUI;
+  let gateway: GatewayProcess;
+  let admin = '';
+  /** The gates of the test under way: before a prompt runs, before each of its nodes, before POST /prompt is answered. */
+  const gates: { run?: Gate; node?: Gate; answer?: Gate } = {};
+
+  before(async () => {
+    comfy = await startFakeComfyUI({
+      stepDelayMs: 15,
+      beforeRun: () => gates.run?.wait(),
+      beforeNode: () => gates.node?.wait(),
+      beforePromptAnswer: () => gates.answer?.wait(),
+    });
+    gateway = await startGateway({ upstream: comfy.url, args: ['--require-api-auth'] });
+    admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
+  });
+  after(async () => {
+    await gateway?.stop();
+    await comfy?.close();
+  });
+
+  /** Cuts the gateway's socket to ComfyUI and keeps it out (see refuseSockets) until ComfyUI has no socket under its clientId. */
+  async function keepSocketOut(clientId: string): Promise<void> {
+    comfy.refuseSockets(true);
+    comfy.cutSocket(clientId, 0);
+    await waitUntil(() => !comfy.openSockets().includes(clientId), "ComfyUI to drop the gateway's socket");
+  }
+
+  async function letSocketBack(): Promise<void> {
+    comfy.refuseSockets(false);
+    await waitUntil(
+      async () =>
+        (await send(gateway.url, '/readyz')).json<{ backends: Array<{ events: string }> }>().backends.every((backend) => backend.events === 'connected'),
+      "the gateway's socket to ComfyUI to be open again",
+    );
+  }
+
+  /** Runs the job to its end and checks it is metered from ComfyUI's own execution_start to its execution_success, as its history entry has them. */
+  async function assertMeteredFromComfyStart(key: string, jobId: string, upstreamId: string): Promise<void> {
+    gates.node!.open();
+    await waitUntil(async () => (await jobOf(gateway.url, key, jobId)).status === 'success', 'the job to succeed');
+    const messages = (comfy.history.get(upstreamId) as { status: { messages: Array<[string, { timestamp: number }]> } }).status.messages;
+    const stamp = (type: string): number => messages.find(([name]) => name === type)![1].timestamp / 1000;
+    const ran = stamp('execution_success') - stamp('execution_start');
+    const job = await jobOf(gateway.url, key, jobId);
+    assert.ok(
+      Math.abs(job.started_at! - stamp('execution_start')) < 0.001,
+      `started at ComfyUI's execution_start (${stamp('execution_start')}), not ${job.started_at}`,
+    );
+    assert.ok(Math.abs(job.execution_seconds! - ran) < 0.001, `metered ${ran} s, from ComfyUI's start, not ${job.execution_seconds}`);
+    const usage = async (): Promise<{ prompts_run: number; execution_seconds: number }> =>
+      (await send(gateway.url, '/api/usage?days=1', { key })).json<{ usage_stats: { prompts_run: number; execution_seconds: number } }>().usage_stats;
+    await waitUntil(async () => (await usage()).prompts_run === 1, 'the run to be metered');
+    assert.ok(Math.abs((await usage()).execution_seconds - ran) < 0.001, "the key's usage has the seconds ComfyUI ran it");
+  }
+
+  test('the start was sent while the socket was cut, a comparison found the job running, its end was seen: metered from its history entry', async (t) => {
+    const key = (await createKey(gateway.url, { name: 'start-missed', rate_limit: 10_000 }, admin)).api_key;
+    Object.assign(gates, { run: closedGate(t), node: closedGate(t), answer: undefined });
+    const jobId = await queueTagged(gateway.url, key, 1);
+    await gates.run!.reached;
+    const sent = comfy.prompts.at(-1)!;
+    await keepSocketOut(sent.body.client_id as string);
+    gates.run!.open();
+    await gates.node!.reached;
+    await letSocketBack();
+    await waitUntil(async () => (await jobOf(gateway.url, key, jobId)).status === 'running', 'the comparison with ComfyUI to find the job running');
+    await assertMeteredFromComfyStart(key, jobId, sent.id);
+  });
+
+  test('the start and the run were both missed (the job was recorded once they were over), its end was seen: metered from its history entry, not 0', async (t) => {
+    const key = (await createKey(gateway.url, { name: 'run-missed', rate_limit: 10_000 }, admin)).api_key;
+    Object.assign(gates, { run: closedGate(t), node: closedGate(t), answer: closedGate(t) });
+    const answered = queueTagged(gateway.url, key, 2);
+    await Promise.all([gates.run!.reached, gates.answer!.reached]);
+    const sent = comfy.prompts.at(-1)!;
+    await keepSocketOut(sent.body.client_id as string);
+    gates.run!.open();
+    await gates.node!.reached;
+    // The comparison made as the socket opens again is over before ComfyUI answers: the registry has no job to find running yet.
+    await letSocketBack();
+    gates.answer!.open();
+    const jobId = await answered;
+    assert.equal((await jobOf(gateway.url, key, jobId)).status, 'queued', 'the job is recorded as queued, its start unseen');
+    await assertMeteredFromComfyStart(key, jobId, sent.id);
+  });
+});

@@ -25,18 +25,30 @@ describe('job recorder', () => {
   let patches: JobPatch[];
   let ended: JobRecord[];
   let recorder: JobObserver;
+  /** The jobs whose start was read from ComfyUI's history, and what that read answers (by default: it cannot tell). */
+  let lookups: string[];
+  let startInHistory: (job: JobRecord) => Promise<number | undefined>;
 
   beforeEach(async () => {
     stores = await openJobStores('recorder');
     ({ jobs, ownership } = stores);
     patches = [];
     ended = [];
+    lookups = [];
+    startInHistory = () => Promise.resolve(undefined);
     // The registry as the recorder sees it, with every update it asks for noted.
     const noted = Object.create(jobs, {
       update: { value: (...args: Parameters<FileJobStore['update']>) => (patches.push(args[1]), jobs.update(...args)) },
     }) as FileJobStore;
     const isOwnEarlierFile = earlierFileCheck(ownership, (type, subfolder, filename) => jobs.producerOf(type, subfolder, filename), false);
-    recorder = createJobRecorder({ jobs: noted, ownership, isOwnEarlierFile, log: createLogger('silent'), onEnded: (job) => ended.push(job) });
+    recorder = createJobRecorder({
+      jobs: noted,
+      ownership,
+      isOwnEarlierFile,
+      log: createLogger('silent'),
+      onEnded: (job) => ended.push(job),
+      startInHistory: (job) => (lookups.push(job.id), startInHistory(job)),
+    });
     await jobs.create(jobRecord('j1'));
   });
   afterEach(() => stores.close());
@@ -131,5 +143,37 @@ describe('job recorder', () => {
     assert.deepEqual(await endedOutputNames(), [IMAGE_B.filename]);
     assert.equal(ownership.ownerOf('file', idOf(IMAGE_A)), 'bob');
     assert.equal(ownership.ownerOf('file', idOf(IMAGE_B)), 'alice', 'a file nobody owns is the one the job made');
+  });
+
+  test("a start seen as an event is kept; one a comparison estimated, or none seen, is read from ComfyUI's history once at the end and metered from", async () => {
+    startInHistory = (job) => Promise.resolve(job.id === 'j1' ? 90 : 145);
+    recorder.started('j1', 100);
+    recorder.ended('j1', 'success', 103, null);
+    await waitFor(() => ended.length === 1, 'the job to end');
+    assert.deepEqual([ended[0]!.started_at, ended[0]!.execution_seconds, lookups], [100, 3, []]);
+
+    await jobs.create(jobRecord('j2'));
+    recorder.started('j2', 150, true);
+    recorder.ended('j2', 'success', 160, null);
+    await jobs.create(jobRecord('j3'));
+    recorder.ended('j3', 'error', 160, { message: 'out of memory' });
+    await waitFor(() => ended.length === 3, 'the two other jobs to end');
+    const byId = new Map(ended.map((job) => [job.id, job]));
+    assert.deepEqual([byId.get('j2')!.started_at, byId.get('j2')!.execution_seconds], [145, 15], "estimated start replaced by ComfyUI's");
+    assert.deepEqual([byId.get('j3')!.started_at, byId.get('j3')!.execution_seconds], [145, 15], 'an unseen start found in the history');
+    assert.deepEqual(lookups.sort(), ['j2', 'j3']);
+  });
+
+  test('a history read that fails or never answers leaves the job metered from what is known, its end written once', async () => {
+    startInHistory = (job) => (job.id === 'j1' ? new Promise<undefined>(() => undefined) : Promise.reject(new Error('ComfyUI could not be reached.')));
+    recorder.started('j1', 100, true);
+    recorder.ended('j1', 'success', 103, null);
+    await jobs.create(jobRecord('j2'));
+    recorder.ended('j2', 'success', 103, null);
+    await waitFor(() => ended.length === 2, 'both jobs to end');
+    const byId = new Map(ended.map((job) => [job.id, job]));
+    assert.deepEqual([byId.get('j1')!.started_at, byId.get('j1')!.execution_seconds], [100, 3], 'the estimated start');
+    assert.deepEqual([byId.get('j2')!.started_at, byId.get('j2')!.execution_seconds], [null, 0], 'no start known');
+    assert.deepEqual(kinds(), ['running', 'success', 'success']);
   });
 });
