@@ -1,4 +1,4 @@
-// The job registry through the gateway, on releases old and new: jobs ending as ComfyUI ends them, fair release order, held jobs in /queue, their cancellation, restart with held jobs, the jobs API, and a job pending in ComfyUI cancelled through its jobs API.
+// The job registry through the gateway, on releases old and new: jobs ending as ComfyUI ends them, fair release order, held jobs in /queue, their cancellation, restart with held jobs, the jobs API, a job pending in ComfyUI cancelled through its jobs API, and jobs whose start the gateway missed metered from ComfyUI's history.
 
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
