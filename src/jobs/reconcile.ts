@@ -1,5 +1,6 @@
 // Settles jobs the gateway sent but did not see end (it was restarted, or its socket to ComfyUI dropped): from ComfyUI's queue and each job's history entry.
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import { cachedNodesOf, outputFiles } from '../isolation/files.js';
 import { parseComfyJson } from '../isolation/json-body.js';
 import type { JobRecord, JobStore } from '../store/types.js';
@@ -101,10 +102,26 @@ export async function historyEntryOf(backend: Backend, upstreamId: string): Prom
   return history ? (history[upstreamId] ?? null) : undefined;
 }
 
-/** When ComfyUI's history entry of a prompt says it started (its `execution_start`, Unix seconds); undefined when the entry cannot be read or has no start. */
+/**
+ * How often a prompt's history entry is asked for at its end while ComfyUI has none, and how far apart: ComfyUI sends
+ * `execution_success` from inside its executor and writes the entry once the executor has returned (main.py's
+ * `task_done`), so the entry may follow the end event by a moment.
+ */
+const ENTRY_ATTEMPTS = 5;
+const ENTRY_RETRY_MS = 100;
+
+/**
+ * When ComfyUI's history entry of a prompt that has just ended says it started (its `execution_start`, Unix seconds),
+ * the entry asked for again while ComfyUI has none yet (see ENTRY_ATTEMPTS); undefined when the entry cannot be read or
+ * has no start.
+ */
 export async function startInHistory(backend: Backend, upstreamId: string): Promise<number | undefined> {
-  const entry = await historyEntryOf(backend, upstreamId);
-  return entry ? messageTime(entry.status?.messages ?? [], 'execution_start') : undefined;
+  for (let attempt = 1; ; attempt += 1) {
+    const entry = await historyEntryOf(backend, upstreamId);
+    if (entry) return messageTime(entry.status?.messages ?? [], 'execution_start');
+    if (entry === undefined || attempt === ENTRY_ATTEMPTS) return undefined;
+    await sleep(ENTRY_RETRY_MS);
+  }
 }
 
 /** The `timestamp` (ms since the epoch) of the entry's first message of `type`, in Unix seconds. */

@@ -87,6 +87,12 @@ export interface FakeComfyUIOptions {
    * node, sent once the entry is written, is the only sign it ended (default true).
    */
   executionSuccess?: boolean;
+  /**
+   * How long after a prompt's end is sent (`execution_success`, `execution_error`, `execution_interrupted`) its history
+   * entry is written, in ms (default 0: at once). ComfyUI sends the end from inside its executor and writes the entry
+   * once the executor has returned (main.py's `task_done`), so a reader that asks at the end may find none yet.
+   */
+  historyWriteDelayMs?: number;
   /** How long a socket's feature_flags waits for its answer, in ms (default none). */
   featureFlagsDelayMs?: number;
   /** Bytes of zeros appended to each image a node writes, after the PNG's end, to make large outputs (default none). */
@@ -1135,6 +1141,7 @@ class FakeServer implements FakeComfyUI {
     } catch (err) {
       this.recordFailure(run, err);
     }
+    if (this.opts.historyWriteDelayMs) await sleep(this.opts.historyWriteDelayMs);
     this.finish(run, succeeded);
   }
 

@@ -427,6 +427,8 @@ describe("metering a job whose start the gateway's socket to ComfyUI missed", ()
   before(async () => {
     comfy = await startFakeComfyUI({
       stepDelayMs: 15,
+      // As ComfyUI, the history entry is written a moment after the end is sent: the gateway's read at the end finds none at first.
+      historyWriteDelayMs: 250,
       beforeRun: () => gates.run?.wait(),
       beforeNode: () => gates.node?.wait(),
       beforePromptAnswer: () => gates.answer?.wait(),
