@@ -160,6 +160,30 @@ describe('the lock file between processes', () => {
     assert.deepEqual(await readdir(dir), [], 'the lock and its holder’s second name are removed after the turn');
   });
 
+  test('the first turn removes the names that holders gone left beside the lock, and keeps those of live processes and any other file', async () => {
+    const sleeper = startChild('setTimeout(() => {}, 60_000); console.log("up");');
+    children = [sleeper];
+    assert.equal(await sleeper.nextLine(), 'up');
+    const left = {
+      // A process killed while it waited for its turn, and one killed while it held the lock (the lock itself since taken over).
+      [`${lock}.00000000000000aa`]: `${await deadPid()} - 00000000000000aa`,
+      [`${lock}.00000000000000bb`]: `${await deadPid()} - 00000000000000bb`,
+    };
+    const kept = {
+      [`${lock}.00000000000000cc`]: `${sleeper.process.pid} - 00000000000000cc`,
+      [`${lock}.00000000000000dd`]: '',
+      [`${lock}.notes`]: `${await deadPid()} - 0000000000000011`,
+    };
+    for (const [path, text] of Object.entries({ ...left, ...kept })) await writeFile(path, text);
+    assert.equal(await withDirLock(lock, async () => 'ran', 2000), 'ran');
+    assert.deepEqual(
+      (await readdir(dir)).sort(),
+      Object.keys(kept)
+        .map((path) => path.slice(dir.length + 1))
+        .sort(),
+    );
+  });
+
   test('a takeover puts back a lock file other than the one it judged stale (another process took the lock since), and removes the one it judged with its holder’s second name', async () => {
     const aside = join(dir, '.rows.lock.aside');
     await writeFile(lock, `${await deadPid()} - 0123456789abcdef`);

@@ -5,7 +5,7 @@ import { link, lstat, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { holderText } from './lock-holder.js';
 import { openNoFollow } from './no-follow.js';
-import { sameFile, takeOverIfStale, type FileId } from './stale-lock.js';
+import { removeLeftoverNames, sameFile, takeOverIfStale, type FileId } from './stale-lock.js';
 
 const RETRY_MS = 5;
 
@@ -89,8 +89,16 @@ async function lockAndRun<T>(path: string, task: () => Promise<T>, timeoutMs: nu
     throw error;
   }
   try {
+    if (!swept.has(path)) {
+      swept.add(path);
+      // Best effort: a name left behind costs a few bytes, never a turn.
+      await removeLeftoverNames(path, mine).catch(() => undefined);
+    }
     return await task();
   } finally {
     await letGo(path, own, mine);
   }
 }
+
+/** The locks whose leftover names (see `removeLeftoverNames`) this process removed: once each, at its first turn. */
+const swept = new Set<string>();

@@ -51,10 +51,15 @@ export async function holderText(link: string): Promise<string> {
   return `${process.pid} ${start === null ? '-' : `${start.boot}/${start.namespace}/${start.ticks}`} ${link}`;
 }
 
+/** Whether `suffix` is one a holder keeps its lock file under (`<lock>.<suffix>`, see `holderText`). */
+export function isHolderLinkName(suffix: string): boolean {
+  return LINK_NAME.test(suffix);
+}
+
 /** The second name the holder of a lock file with `text` keeps it under (see `holderText`); undefined for an older version's. */
 export function holderLink(text: string): string | undefined {
   const link = text.split(' ')[2]?.trim();
-  return link !== undefined && LINK_NAME.test(link) ? link : undefined;
+  return link !== undefined && isHolderLinkName(link) ? link : undefined;
 }
 
 /**

@@ -1,8 +1,9 @@
 // Takes a lock file away from a holder that is gone, without taking another process's lock made in its place.
 
-import { link, lstat, rename, unlink } from 'node:fs/promises';
+import { link, lstat, readdir, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { holderGone, holderLink } from './lock-holder.js';
+import { holderGone, holderLink, isHolderLinkName } from './lock-holder.js';
 import { openNoFollow } from './no-follow.js';
 
 /** How long an empty lock file is given before it is judged: an older version created the file, then wrote its pid. */
@@ -97,4 +98,24 @@ export async function takeOverIfStale(path: string, aside: string): Promise<void
   // Still the file judged: judging read /proc, and another taker may have replaced the file meanwhile.
   const now = await lstat(path).catch(() => null);
   if (now !== null && sameFile(now, stale)) await takeOver(path, stale, aside);
+}
+
+/**
+ * Removes the second names (`<lock>.<16 hex>`, see `holderText`) that holders gone left beside the lock at `path`: a
+ * process killed while it waited for the lock, or before it let go. Called by the lock's holder, whose own file
+ * (`held`, the lock file itself) is kept; a file whose holder lives (a process waiting its turn), or not yet
+ * written (empty), is kept too.
+ */
+export async function removeLeftoverNames(path: string, held: FileId): Promise<void> {
+  const prefix = `${basename(path)}.`;
+  const names = await readdir(dirname(path)).catch(() => []);
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !isHolderLinkName(name.slice(prefix.length))) continue;
+    const leftover = join(dirname(path), name);
+    const found = await readLock(leftover);
+    if (found === null || found.text === '' || sameFile(found, held) || (await holderGone(found.text)) !== true) continue;
+    // Still the file judged: its holder may have let go (removing it) and another taken that name meanwhile.
+    const now = await lstat(leftover).catch(() => null);
+    if (now !== null && sameFile(now, found)) await unlink(leftover).catch(() => undefined);
+  }
 }
