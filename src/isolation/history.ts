@@ -32,7 +32,8 @@ import { emptyOk, parseComfyJson, relayAnswer, relayJson, withJsonText } from '.
 import type { HistoryEntryFacts } from './json-rewrites.js';
 import { forEachInTurns } from './in-turns.js';
 import { mayHoldSecrets, redactQueueItem } from './redact.js';
-import { mayHoldExecutionError, showMessagesErrors } from './server-paths.js';
+import { mayHoldExecutionError, mayHoldServerPath, showEntryWithoutServerPaths } from './server-paths.js';
+import { memberText } from '../json/member-text.js';
 
 type HistoryEntry = { prompt?: unknown; outputs?: unknown; status?: { messages?: unknown } };
 type History = Record<string, HistoryEntry>;
@@ -124,7 +125,7 @@ async function getOwnHistoryWindow(
  * The JSON text of a prompt's history entry as its key may see it, from ComfyUI's `/history/{id}`
  * answer; undefined when it has none. A job's entry is passed on as ComfyUI wrote it, with this
  * gateway's client_id replaced by the client's own, when that is all there is to change; otherwise
- * (secrets to remove, nodes ComfyUI took from its cache, an `execution_error` whose server paths are cut,
+ * (secrets to remove, nodes ComfyUI took from its cache, an `execution_error` or outputs whose server paths are cut,
  * another id, no client_id, another replica's client_id, a prompt from before the job registry) it is
  * parsed, changed and written again.
  */
@@ -132,7 +133,7 @@ function entryText(ctx: IsolationContext, caller: IsolatedCaller, promptId: stri
   const job = ctx.jobs.jobs.get(promptId);
   const gatewayClientId = JSON.stringify(ctx.jobs.clientId);
   const raw = job && job.client_id !== null && job.id === upstreamId ? onlyEntryOf(answer, upstreamId) : undefined;
-  if (raw !== undefined && raw.includes(gatewayClientId) && !mayHoldSecrets(raw) && !mayNameCachedNodes(raw) && !mayHoldExecutionError(raw))
+  if (raw !== undefined && raw.includes(gatewayClientId) && !mayHoldSecrets(raw) && !mayNameCachedNodes(raw) && !mayNeedPathsCut(raw))
     return raw.replaceAll(gatewayClientId, JSON.stringify(job!.client_id));
   const entry = (parseComfyJson(answer) as History | undefined)?.[upstreamId];
   if (typeof entry !== 'object' || entry === null) return undefined;
@@ -140,8 +141,20 @@ function entryText(ctx: IsolationContext, caller: IsolatedCaller, promptId: stri
   redactQueueItem(entry.prompt);
   if (!job) void recordPromptOutputs(ctx, promptId, entry).catch(() => undefined);
   showOwnCachedFiles(ctx, caller, promptId, entry);
-  showMessagesErrors(entry.status?.messages);
+  showEntryWithoutServerPaths(entry);
   return JSON.stringify(entry);
+}
+
+/**
+ * Whether an entry's text may hold what a user key is shown without server paths (see showEntryWithoutServerPaths): an
+ * `execution_error`, or a path in its `outputs`. The outputs are looked for only when the whole text may hold a path, and
+ * only their text is looked at then: a path in the prompt, the key's own, changes nothing.
+ */
+function mayNeedPathsCut(entryText: string): boolean {
+  if (mayHoldExecutionError(entryText)) return true;
+  if (!mayHoldServerPath(entryText)) return false;
+  const outputs = memberText(entryText, 'outputs');
+  return outputs === undefined || mayHoldServerPath(outputs);
 }
 
 /** A history entry's `outputs` as the caller is shown them: its cached nodes' files only when they are the caller's (ownCachedOutputs). */
@@ -151,10 +164,10 @@ function showOwnCachedFiles(ctx: IsolationContext, caller: IsolatedCaller, promp
   entry.outputs = ownCachedOutputs(entry.outputs as Record<string, unknown>, cached, isShownEarlierFile(ctx, caller, promptId));
 }
 
-/** The history entry of a job ComfyUI refused, with its `execution_error` as a user key is shown it (see showMessagesErrors). */
+/** The history entry of a job ComfyUI refused, with its `execution_error` as a user key is shown it (see showEntryWithoutServerPaths). */
 async function refusedEntryShown(ctx: IsolationContext, caller: IsolatedCaller, job: JobRecord): Promise<Record<string, unknown>> {
   const entry = await refusedHistoryEntry(job, ctx.rewriter);
-  if (!caller.seesAll) showMessagesErrors((entry as HistoryEntry).status?.messages);
+  if (!caller.seesAll) showEntryWithoutServerPaths(entry as HistoryEntry);
   return entry;
 }
 
@@ -194,7 +207,7 @@ export async function getHistoryEntry(
   redactQueueItem(entry.prompt);
   void recordPromptOutputs(ctx, promptId, entry).catch(() => undefined);
   showOwnCachedFiles(ctx, caller, promptId, entry);
-  if (!caller.seesAll) showMessagesErrors(entry.status?.messages);
+  if (!caller.seesAll) showEntryWithoutServerPaths(entry);
   relayJson(res, answer, { [promptId]: entry });
 }
 

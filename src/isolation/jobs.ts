@@ -28,7 +28,7 @@ import { parseComfyJson, relayAnswer, relayJson } from './json-body.js';
 import { forEachInTurns } from './in-turns.js';
 import { queryInteger } from './query-integer.js';
 import { showOwnCachedJobOutputs } from './cached-outputs.js';
-import { showJobErrors } from './server-paths.js';
+import { showJobWithoutServerPaths } from './server-paths.js';
 
 /** ComfyUI's job statuses, and the registry's statuses each stands for (a job cancelled before it ran is not ComfyUI's to list). */
 const STATUS_OF: Record<string, readonly JobStatus[]> = {
@@ -146,7 +146,7 @@ export async function jobIdsOf(ctx: IsolationContext, backend: PoolBackend, upst
   return ids;
 }
 
-/** One job as ComfyUI lists it: a held job as a pending queue item; any other as ComfyUI answers for it alone, its error without server paths (undefined once ComfyUI forgot it). */
+/** One job as ComfyUI lists it: a held job as a pending queue item; any other as ComfyUI answers for it alone, its error and preview without server paths (undefined once ComfyUI forgot it). */
 async function jobItem(
   ctx: IsolationContext,
   req: IncomingMessage,
@@ -174,8 +174,8 @@ async function jobItem(
   const item = answer.status === 200 ? (parseComfyJson(answer.body) as Record<string, unknown> | undefined) : undefined;
   if (typeof item !== 'object' || item === null) return undefined;
   showOwnCachedJobOutputs(item, isShownEarlierFile(ctx, caller, job.id));
-  showJobErrors(item);
   for (const field of DETAIL_FIELDS) delete item[field];
+  showJobWithoutServerPaths(item);
   return { ...item, id: job.id };
 }
 
@@ -217,7 +217,7 @@ export async function getJob(ctx: IsolationContext, req: IncomingMessage, res: S
   const detail = answer.status === 200 ? (parseComfyJson(answer.body) as { id?: unknown; workflow?: { extra_data?: unknown } } | undefined) : undefined;
   if (typeof detail !== 'object' || detail === null) return relayAnswer(res, answer);
   showOwnCachedJobOutputs(detail, isShownEarlierFile(ctx, caller, jobId));
-  if (!caller.seesAll) showJobErrors(detail);
+  if (!caller.seesAll) showJobWithoutServerPaths(detail);
   if (job) {
     // The job as its key knows it: its id, and the client's own client_id in place of the gateway's.
     detail.id = job.id;

@@ -19,6 +19,7 @@ import { relayAnswer, undefinedIfNotJson } from './json-body.js';
 import { checkLoadedFiles } from './loaded-files.js';
 import { readLoadedSizes } from './loaded-sizes.js';
 import { checkOutputPrefixes } from './output-names.js';
+import { promptAnswerShown } from './server-paths.js';
 
 /** Largest prompt the gateway reads (a graph with its embedded workflow). */
 export const MAX_PROMPT_BYTES = 32 * 1024 * 1024;
@@ -58,7 +59,8 @@ export async function postPrompt(ctx: IsolationContext, req: IncomingMessage, re
  * `max_prompt_bytes` reads; `origin` says whether it is a registered workflow's, which `workflows_only`
  * lets through) gets 403 PROMPT_POLICY before anything is claimed or sent. `webhook` (a checked one, from a
  * run) replaces the key's default webhook; `reservation` (a run's, see checkPromptAdmissible) is let go as
- * the prompt is admitted. `body` is changed in place.
+ * the prompt is admitted. `body` is changed in place. A user key gets ComfyUI's answer without server paths in its
+ * `error` and `node_errors` (see promptAnswerShown).
  * @throws GatewayError as above, and as JobService.admit (quotas, a lost answer)
  */
 export async function admitPrompt(
@@ -138,7 +140,7 @@ export async function admitPrompt(
       throw error;
     });
   if (hold) await leave(answer.status === 200);
-  return answer;
+  return caller.seesAll ? answer : promptAnswerShown(answer);
 }
 
 /**

@@ -1,9 +1,10 @@
-// Server file-system paths cut out of what a user key sees of its failed jobs: ComfyUI's exception messages and tracebacks.
+// Server file-system paths cut out of what a user key sees of its jobs: ComfyUI's errors, its refusals of prompts and the nodes' outputs.
 
 import { stringifyExactJson } from '../json/exact-json.js';
+import type { UpstreamAnswer } from '../proxy/http.js';
 import type { JobError } from '../store/types.js';
 import { isObject } from '../workflows/definition.js';
-import { parseComfyJson } from './json-body.js';
+import { parseComfyJson, withJsonText } from './json-body.js';
 
 /**
  * Where an absolute path starts: a separator (`/` or `\`, so UNC and `\\?\` paths too) that does not follow a
@@ -11,12 +12,19 @@ import { parseComfyJson } from './json-body.js';
  * `file:`, a drive (`C:`) or a `~user` right before it taken in. A web URL's `//` (`https://`) starts none.
  */
 const PATH_START = /(?<![\p{L}\p{N}_.\-\\/])(?:file:[\\/]+|[A-Za-z]:[\\/]|~[\p{L}\p{N}_.-]*[\\/]|(?!(?<=[A-Za-z][A-Za-z0-9+.-]+:)\/\/)[\\/])/gu;
+/** PATH_START anywhere in a text, for a test of the whole text. */
+const ANY_PATH_START = new RegExp(PATH_START.source, 'u');
 const SEPARATORS = /[\\/]+/g;
 const QUOTES = new Set(['"', "'", '`']);
 /** Folders whose contents a key may see by path: a custom node's files, from `custom_nodes` on. */
 const SHOWN_FROM = new Set(['custom_nodes']);
 /** Folders whose contents a key may see by path after them: an installed package's files. */
 const SHOWN_AFTER = new Set(['site-packages', 'dist-packages']);
+/**
+ * The fields of a node's output item that name its file for `/view`: relative to ComfyUI's folders, so they are shown as
+ * they are (a relative name such as `batch (1)/a` could read as a path start after `)`, and cutting it would break `/view`).
+ */
+const FILE_REFERENCE_FIELDS: ReadonlySet<string> = new Set(['filename', 'subfolder', 'type']);
 
 /**
  * `text` with every absolute file-system path cut to what tells a user which file failed, not where the server
@@ -70,28 +78,83 @@ function shownPath(path: string): string {
 }
 
 /**
- * ComfyUI's `execution_error` data as a user key is shown it: `exception_message` and each `traceback` line
- * without server paths (withoutServerPaths). A copy; the other fields are the same.
+ * `value` (parsed JSON) with every string in it, at any depth, without server paths (withoutServerPaths); object keys, and
+ * the strings of fields named in `shownAsIs`, stay as they are. The same value when nothing changes; otherwise a copy of
+ * what changed only, so that a value others hold is never changed. Walked by recursion: ComfyUI's JSON is no deeper than
+ * Python's json.dumps writes (it stops at the interpreter's recursion limit, 1000 by default).
+ */
+export function withoutServerPathsIn(value: unknown, shownAsIs?: ReadonlySet<string>): unknown {
+  if (typeof value === 'string') return withoutServerPaths(value);
+  if (Array.isArray(value)) {
+    let copy: unknown[] | undefined;
+    value.forEach((item: unknown, index) => {
+      const shown = withoutServerPathsIn(item, shownAsIs);
+      if (shown !== item) (copy ??= [...value])[index] = shown;
+    });
+    return copy ?? value;
+  }
+  if (!isObject(value)) return value;
+  let copy: Record<string, unknown> | undefined;
+  for (const [key, field] of Object.entries(value)) {
+    if (shownAsIs?.has(key)) continue;
+    const shown = withoutServerPathsIn(field, shownAsIs);
+    if (shown !== field) (copy ??= { ...value })[key] = shown;
+  }
+  return copy ?? value;
+}
+
+/**
+ * Whether a JSON text may hold a string with a server path in it: one where a path starts, or an escape (`\n`, `\u00e9`,
+ * `\/`), after which the text no longer shows the string's characters as they are. A text this says no of needs no parsing.
+ */
+export function mayHoldServerPath(jsonText: string): boolean {
+  return jsonText.includes('\\') || ANY_PATH_START.test(jsonText);
+}
+
+/**
+ * A node's UI output (`executed`'s `output`), or a prompt's `outputs` by node, as a user key is shown it: every string
+ * without server paths (a custom node's `fullpath` shown as its file's name), but the file fields `/view` takes
+ * (FILE_REFERENCE_FIELDS). The same value when none changes.
+ */
+export function outputsShown(outputs: unknown): unknown {
+  return withoutServerPathsIn(outputs, FILE_REFERENCE_FIELDS);
+}
+
+/**
+ * ComfyUI's `execution_error` data as a user key is shown it: `exception_message`, each `traceback` line, the strings of
+ * `current_inputs` (the failing node's inputs, objects as Python's `str()` writes them) and of a refused prompt's
+ * `node_errors` without server paths (withoutServerPaths). A copy; the other fields are the same.
  */
 export function executionErrorShown(data: Record<string, unknown>): Record<string, unknown> {
   const shown = { ...data };
-  if (typeof data.exception_message === 'string') shown.exception_message = withoutServerPaths(data.exception_message);
-  if (Array.isArray(data.traceback)) shown.traceback = data.traceback.map((line: unknown) => (typeof line === 'string' ? withoutServerPaths(line) : line));
+  for (const field of ['exception_message', 'traceback', 'current_inputs', 'node_errors']) {
+    if (field in data) shown[field] = withoutServerPathsIn(data[field]);
+  }
   return shown;
 }
 
 /** A history entry's or job's `status.messages` (`[[event, data], …]`), each `execution_error` as a user key is shown it; changed in place. */
-export function showMessagesErrors(messages: unknown): void {
+function showMessagesErrors(messages: unknown): void {
   if (!Array.isArray(messages)) return;
   for (const message of messages) {
     if (Array.isArray(message) && message[0] === 'execution_error' && isObject(message[1])) message[1] = executionErrorShown(message[1]);
   }
 }
 
-/** A job of ComfyUI's jobs API (`/api/jobs/{id}`, or an item of its list) as a user key is shown it: its `execution_error` and `execution_status.messages`; changed in place. */
-export function showJobErrors(job: Record<string, unknown>): void {
+/** A history entry as a user key is shown it: each `execution_error` of its `status.messages` and its `outputs` (see outputsShown); changed in place. */
+export function showEntryWithoutServerPaths(entry: { outputs?: unknown; status?: { messages?: unknown } }): void {
+  showMessagesErrors(entry.status?.messages);
+  if ('outputs' in entry) entry.outputs = outputsShown(entry.outputs);
+}
+
+/**
+ * A job of ComfyUI's jobs API (`/api/jobs/{id}`, or an item of its list) as a user key is shown it: its `execution_error`,
+ * `execution_status.messages`, `outputs` and `preview_output` (see outputsShown); changed in place.
+ */
+export function showJobWithoutServerPaths(job: Record<string, unknown>): void {
   if (isObject(job.execution_error)) job.execution_error = executionErrorShown(job.execution_error);
   if (isObject(job.execution_status)) showMessagesErrors(job.execution_status.messages);
+  for (const field of ['outputs', 'preview_output']) if (field in job) job[field] = outputsShown(job[field]);
 }
 
 /** Whether a JSON text may hold an `execution_error` (it names one anywhere): only such a text needs parsing to be shown to a user key. */
@@ -99,15 +162,47 @@ export function mayHoldExecutionError(jsonText: string): boolean {
   return jsonText.includes('"execution_error"');
 }
 
-/** A socket's JSON message as a user key is shown it: an `execution_error` without server paths, anything else as it is. */
+/**
+ * A socket's JSON message as a user key is shown it: an `execution_error` (see executionErrorShown) and an `executed`
+ * node's `output` (see outputsShown) without server paths, anything else as the same text. Only a text that names
+ * such an event and may hold a path is parsed; one with nothing to cut is passed on as it came.
+ */
 export function eventTextShown(text: string): string {
-  if (!mayHoldExecutionError(text)) return text;
+  const mayNeedCuts = mayHoldExecutionError(text) || (text.includes('"executed"') && mayHoldServerPath(text));
+  if (!mayNeedCuts) return text;
   const message = parseComfyJson(text) as { type?: unknown; data?: unknown } | undefined;
-  if (message?.type !== 'execution_error' || !isObject(message.data)) return text;
-  return stringifyExactJson({ ...message, data: executionErrorShown(message.data) });
+  if (!isObject(message?.data)) return text;
+  const data = message.data;
+  if (message.type === 'execution_error') return stringifyExactJson({ ...message, data: executionErrorShown(data) });
+  if (message.type !== 'executed') return text;
+  const output = outputsShown(data.output);
+  return output === data.output ? text : stringifyExactJson({ ...message, data: { ...data, output } });
 }
 
-/** A job's error as a user key is shown it: its message without server paths. */
+/** A job's error as a user key is shown it: its message and the strings of its node errors without server paths. */
 export function jobErrorShown(error: JobError | null): JobError | null {
-  return error && { ...error, message: withoutServerPaths(error.message) };
+  if (!error) return error;
+  const shown = { ...error, message: withoutServerPaths(error.message) };
+  if (error.node_errors) shown.node_errors = withoutServerPathsIn(error.node_errors) as Record<string, unknown>;
+  return shown;
+}
+
+/**
+ * ComfyUI's answer to POST /prompt (a refusal's `{error, node_errors}`, or an accepted prompt's `node_errors` of the
+ * outputs it will not run) as a user key is shown it: every string of `error` and `node_errors` without server paths,
+ * as a custom node's VALIDATE_INPUTS or a loader's exception may name files by them. The same answer when none does.
+ */
+export function promptAnswerShown(answer: UpstreamAnswer): UpstreamAnswer {
+  const text = answer.body.toString('utf8');
+  if (!mayHoldServerPath(text)) return answer;
+  const body = parseComfyJson(text);
+  if (!isObject(body)) return answer;
+  let changed = false;
+  for (const field of ['error', 'node_errors']) {
+    const shown = withoutServerPathsIn(body[field]);
+    if (shown === body[field]) continue;
+    body[field] = shown;
+    changed = true;
+  }
+  return changed ? withJsonText(answer, Buffer.from(stringifyExactJson(body))) : answer;
 }

@@ -109,8 +109,22 @@ export interface FakeComfyUIOptions {
    * a traceback that names the fake's files by their absolute paths, as Python's does.
    */
   failingClassTypes?: readonly string[];
-  /** `true`: a failing node's exception message names a file it could not open by its absolute path, as Python's FileNotFoundError does. */
+  /**
+   * `true`: a failing node's exception message names a file it could not open by its absolute path, as Python's
+   * FileNotFoundError does, and its `current_inputs` name the model file its VAE came from so, as an object's `str()` may.
+   */
   failuresNameFiles?: boolean;
+  /**
+   * `true`: a LoadImage refused for a missing file names it by its absolute path in its node error's `details` and in the
+   * refusal's `error.details` (ComfyUI joins each node error's message and details there), as a custom loader's
+   * VALIDATE_INPUTS may.
+   */
+  refusalsNameFiles?: boolean;
+  /**
+   * `true`: each image an output node writes is listed with its absolute path too (`fullpath`), as custom nodes such as
+   * VideoHelperSuite's list their files (`{filename, subfolder, type, format, fullpath}`).
+   */
+  outputFullPaths?: boolean;
   /** Delay before answering `/object_info` and `/object_info/{class}` in ms (default none), to keep such a request in flight. */
   objectInfoDelayMs?: number;
   /** Delay between storing an upload and answering it, in ms (default none), to keep an upload in flight once its file is written. */
@@ -567,6 +581,7 @@ class NodeFailure extends Error {
   constructor(
     message: string,
     readonly traceback: string[],
+    readonly currentInputs: Json,
   ) {
     super(message);
   }
@@ -874,7 +889,8 @@ class FakeServer implements FakeComfyUI {
     }
     const nodeErrors = this.missingImages(body['prompt'] as Record<string, PromptNode>, validation.outputs);
     if (nodeErrors) {
-      const error = promptError('prompt_outputs_failed_validation', 'Prompt outputs failed validation', '');
+      const joined = this.opts.refusalsNameFiles ? Object.values(nodeErrors).flatMap((node) => asErrorLines(node)) : [];
+      const error = promptError('prompt_outputs_failed_validation', 'Prompt outputs failed validation', joined.join('\n'));
       return sendJson(res, { error, node_errors: nodeErrors }, 400);
     }
     const extraData: Json = { ...(isObject(body['extra_data']) ? body['extra_data'] : {}) };
@@ -909,7 +925,8 @@ class FakeServer implements FakeComfyUI {
       const node = prompt[id]!;
       const image = isObject(node.inputs) ? node.inputs['image'] : undefined;
       if (node.class_type !== 'LoadImage' || (typeof image === 'string' && this.hasAnnotatedFile(image))) continue;
-      const details = `image - Invalid image file: ${String(image)}`;
+      const named = this.opts.refusalsNameFiles && typeof image === 'string' ? path.join(this.dirs.input, image) : String(image);
+      const details = `image - Invalid image file: ${named}`;
       errors[id] = {
         errors: [promptError('custom_validation_failed', 'Custom validation failed for node', details)],
         dependent_outputs: outputs,
@@ -1148,10 +1165,16 @@ class FakeServer implements FakeComfyUI {
   /** The exception of a failing node, raised in a custom node's file under the fake's root, as ComfyUI's execution.py reports it. */
   private nodeFailure(classType: string): NodeFailure {
     const missing = path.join(this.dirs.input, 'missing file.png');
-    return new NodeFailure(this.opts.failuresNameFiles ? `${classType} failed: [Errno 2] No such file or directory: '${missing}'` : `${classType} failed`, [
-      `  File "${path.join(this.root, 'execution.py')}", line 496, in execute\n    output_data, output_ui, has_subgraph, has_pending_tasks = await get_output_data(prompt_id, unique_id, obj, input_data_all)\n`,
-      `  File "${path.join(this.root, 'custom_nodes', 'fake-pack', 'nodes.py')}", line 12, in run\n    with open(${JSON.stringify(missing)}, 'rb') as f:\n`,
-    ]);
+    const names = this.opts.failuresNameFiles === true;
+    const vae = path.join(this.root, 'models', 'vae', 'vae.safetensors');
+    return new NodeFailure(
+      names ? `${classType} failed: [Errno 2] No such file or directory: '${missing}'` : `${classType} failed`,
+      [
+        `  File "${path.join(this.root, 'execution.py')}", line 496, in execute\n    output_data, output_ui, has_subgraph, has_pending_tasks = await get_output_data(prompt_id, unique_id, obj, input_data_all)\n`,
+        `  File "${path.join(this.root, 'custom_nodes', 'fake-pack', 'nodes.py')}", line 12, in run\n    with open(${JSON.stringify(missing)}, 'rb') as f:\n`,
+      ],
+      names ? { vae: [`<VAE loaded from '${vae}'>`], tile_size: [512] } : {},
+    );
   }
 
   private async runNode(run: Run, id: string): Promise<void> {
@@ -1237,7 +1260,7 @@ class FakeServer implements FakeComfyUI {
     const filename = `${prefix}_${String(n).padStart(5, '0')}_.png`;
     const file = this.onDisk(this.dirs[type], filename);
     await writeFile(pythonFsPath(file), Buffer.concat([PNG_1X1, Buffer.alloc(this.opts.outputPadding ?? 0)]));
-    return { images: [{ filename, subfolder: '', type }] };
+    return { images: [{ filename, subfolder: '', type, ...(this.opts.outputFullPaths ? { fullpath: file } : {}) }] };
   }
 
   private async send(run: Run, type: string, data: Json, broadcastWithoutClient = false): Promise<void> {
@@ -1275,7 +1298,7 @@ class FakeServer implements FakeComfyUI {
       exception_message: err instanceof Error ? err.message : String(err),
       exception_type: err instanceof Error ? err.name : 'Exception',
       traceback: err instanceof NodeFailure ? err.traceback : [],
-      current_inputs: {},
+      current_inputs: err instanceof NodeFailure ? err.currentInputs : {},
       current_outputs: [],
     });
   }
@@ -1770,6 +1793,12 @@ function sendBinary(ws: WebSocket, frame: Buffer): void {
 
 function objectInfoFor(classType: string): Json {
   return Object.hasOwn(OBJECT_INFO, classType) ? { [classType]: OBJECT_INFO[classType] } : {};
+}
+
+/** A node error's lines as validate_prompt joins them into the refusal's `error.details`: `message: details` each. */
+function asErrorLines(nodeError: unknown): string[] {
+  const errors = isObject(nodeError) && Array.isArray(nodeError['errors']) ? nodeError['errors'] : [];
+  return errors.map((error) => `${String(asObject(error)['message'])}: ${String(asObject(error)['details'])}`);
 }
 
 function promptError(type: string, message: string, details: string): Json {

@@ -1,9 +1,19 @@
-// Unit tests of withoutServerPaths and its uses: a failed job's exception message and traceback without the server's directories, in any spelling of a path.
+// Unit tests of withoutServerPaths and its uses: a job's errors, refusals and outputs without the server's directories, in any spelling of a path.
 
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { describe, test } from 'node:test';
-import { eventTextShown, executionErrorShown, jobErrorShown, showJobErrors, withoutServerPaths } from '../../src/isolation/server-paths.js';
+import {
+  eventTextShown,
+  executionErrorShown,
+  jobErrorShown,
+  mayHoldServerPath,
+  outputsShown,
+  promptAnswerShown,
+  showJobWithoutServerPaths,
+  withoutServerPaths,
+  withoutServerPathsIn,
+} from '../../src/isolation/server-paths.js';
 
 /** Every directory the properties make holds this, so that what is shown can be searched for any of them. */
 const MARK = 'S3cr3t';
@@ -116,9 +126,16 @@ const ERROR = {
 };
 
 describe('a failed job as a user key is shown it', () => {
-  test('executionErrorShown cuts the message and each traceback line, and leaves every other field', () => {
-    const shown = executionErrorShown(ERROR);
-    assert.deepEqual(shown, { ...ERROR, exception_message: "No such file: 'x.png'\n", traceback: ['  File "execution.py", line 1, in execute\n', 7] });
+  test("executionErrorShown cuts the message, each traceback line, the inputs' strings and node errors, and leaves every other field", () => {
+    const refused = { ...ERROR, node_errors: { '1': { errors: [{ details: 'Invalid file: /srv/in/a.png', extra_info: { n: 1 } }], class_type: 'L' } } };
+    const shown = executionErrorShown(refused);
+    assert.deepEqual(shown, {
+      ...ERROR,
+      exception_message: "No such file: 'x.png'\n",
+      traceback: ['  File "execution.py", line 1, in execute\n', 7],
+      current_inputs: { path: ['x'] },
+      node_errors: { '1': { errors: [{ details: 'Invalid file: a.png', extra_info: { n: 1 } }], class_type: 'L' } },
+    });
     assert.equal(ERROR.exception_message, "No such file: '/home/bob/ComfyUI/input/x.png'\n", 'the data given is not changed');
   });
 
@@ -131,7 +148,7 @@ describe('a failed job as a user key is shown it', () => {
     assert.equal(eventTextShown(progress), progress);
   });
 
-  test("showJobErrors cuts a jobs API job's execution_error and the execution_error of its execution_status", () => {
+  test("showJobWithoutServerPaths cuts a jobs API job's execution_error and the execution_error of its execution_status", () => {
     const job: Record<string, unknown> = {
       id: 'p1',
       execution_error: ERROR,
@@ -142,8 +159,18 @@ describe('a failed job as a user key is shown it', () => {
         ],
       },
     };
-    showJobErrors(job);
-    assert.ok(!JSON.stringify(job).replaceAll('"/home/bob/x"', '').includes('/home/bob'), JSON.stringify(job));
+    showJobWithoutServerPaths(job);
+    assert.ok(!JSON.stringify(job).includes('/home/bob'), JSON.stringify(job));
+  });
+
+  test("showJobWithoutServerPaths cuts a job's outputs and preview, but the file fields /view takes", () => {
+    const video = { filename: 'x (1).mp4', subfolder: 'a (1)/b', type: 'output', format: 'video/h264-mp4', fullpath: '/home/bob/out/x (1).mp4' };
+    const job: Record<string, unknown> = { outputs: { '9': { gifs: [video], text: ['saved to /home/bob/out'] } }, preview_output: { ...video, nodeId: '9' } };
+    showJobWithoutServerPaths(job);
+    assert.deepEqual(job, {
+      outputs: { '9': { gifs: [{ ...video, fullpath: 'x (1).mp4' }], text: ['saved to out'] } },
+      preview_output: { ...video, fullpath: 'x (1).mp4', nodeId: '9' },
+    });
   });
 
   test("jobErrorShown cuts the registry's message and keeps the node", () => {
@@ -154,5 +181,57 @@ describe('a failed job as a user key is shown it', () => {
       exception_type: 'E',
     });
     assert.equal(jobErrorShown(null), null);
+  });
+
+  test("jobErrorShown cuts a refusal's node errors and leaves the record's own as they are", () => {
+    const error = { message: 'Prompt outputs failed validation', node_errors: { '2': { errors: [{ details: 'bad C:\\comfy\\in\\a.png' }] } } };
+    assert.deepEqual(jobErrorShown(error)?.node_errors, { '2': { errors: [{ details: 'bad a.png' }] } });
+    assert.equal((error.node_errors['2'].errors[0] as { details: string }).details, 'bad C:\\comfy\\in\\a.png');
+  });
+});
+
+describe('outputs and refusals as a user key is shown them', () => {
+  test('withoutServerPathsIn returns the same value when nothing changes, and copies only what changed', () => {
+    const untouched = { a: ['x', { b: 'relative/c.png' }], n: 1 };
+    assert.equal(withoutServerPathsIn(untouched), untouched);
+    const mixed = { kept: { b: 'c' }, cut: ['/srv/a.png'] };
+    const shown = withoutServerPathsIn(mixed) as typeof mixed;
+    assert.deepEqual(shown, { kept: { b: 'c' }, cut: ['a.png'] });
+    assert.equal(shown.kept, mixed.kept);
+    assert.deepEqual(mixed.cut, ['/srv/a.png']);
+  });
+
+  test('outputsShown keeps filename, subfolder and type as /view takes them', () => {
+    const output = { images: [{ filename: 'a.png', subfolder: '/abs', type: 'output' }] };
+    assert.equal(outputsShown(output), output);
+  });
+
+  test('mayHoldServerPath is true of every text with a path in a string, escaped or not, and false of a plain one', () => {
+    /** JSON as Python writes it: non-ASCII characters escaped. */
+    const pythonJson = (value: unknown): string => JSON.stringify(value).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+    for (const value of ['/srv/a', 'x\n/srv/a', 'é /srv/a', 'C:\\a', '~bob/a', 'file:/a']) assert.ok(mayHoldServerPath(pythonJson({ v: value })), value);
+    assert.ok(!mayHoldServerPath('{"images": [{"filename": "a.png", "subfolder": "b/c", "type": "output"}]}'));
+  });
+
+  test("eventTextShown cuts an executed node's output, numbers as written, and passes one without paths as the same text", () => {
+    const text =
+      '{"type": "executed", "data": {"node": "9", "output": {"gifs": [{"filename": "x.mp4", "fullpath": "/home/bob/out/x.mp4", "frame_rate": 8.0}]}}}';
+    assert.equal(eventTextShown(text), '{"type":"executed","data":{"node":"9","output":{"gifs":[{"filename":"x.mp4","fullpath":"x.mp4","frame_rate":8.0}]}}}');
+    const plain = '{"type": "executed", "data": {"node": "9", "output": {"images": [{"filename": "a.png", "subfolder": "b (1)/c", "type": "output"}]}}}';
+    assert.equal(eventTextShown(plain), plain);
+  });
+
+  test("promptAnswerShown cuts ComfyUI's refusal and keeps an answer without paths as it is", () => {
+    const body = {
+      error: { type: 'prompt_outputs_failed_validation', message: 'Prompt outputs failed validation', details: 'Invalid file: /srv/in/a.png', extra_info: {} },
+      node_errors: { '1': { errors: [{ details: 'Invalid file: /srv/in/a.png', extra_info: { received_value: 18 } }], class_type: 'LoadVideo' } },
+    };
+    const refusal = { status: 400, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(body)) };
+    const shown = promptAnswerShown(refusal);
+    assert.equal(shown.status, 400);
+    assert.ok(!shown.body.toString().includes('/srv'), shown.body.toString());
+    assert.equal(JSON.parse(shown.body.toString()).node_errors['1'].errors[0].details, 'Invalid file: a.png');
+    const queued = { status: 200, headers: {}, body: Buffer.from('{"prompt_id": "p", "number": 1, "node_errors": {}}') };
+    assert.equal(promptAnswerShown(queued), queued);
   });
 });
