@@ -108,7 +108,8 @@ export function withoutServerPathsIn(value: unknown, shownAsIs?: ReadonlySet<str
  * `\/`), after which the text no longer shows the string's characters as they are. A text this says no of needs no parsing.
  */
 export function mayHoldServerPath(jsonText: string): boolean {
-  return jsonText.includes('\\') || ANY_PATH_START.test(jsonText);
+  // Every path start holds a separator: a text without `/` is not searched further.
+  return jsonText.includes('\\') || (jsonText.includes('/') && ANY_PATH_START.test(jsonText));
 }
 
 /**
