@@ -147,12 +147,12 @@ function entryText(ctx: IsolationContext, caller: IsolatedCaller, promptId: stri
 
 /**
  * Whether an entry's text may hold what a user key is shown without server paths (see showEntryWithoutServerPaths): an
- * `execution_error`, or a path in its `outputs`. The outputs are looked for only when the whole text may hold a path, and
- * only their text is looked at then: a path in the prompt, the key's own, changes nothing.
+ * `execution_error`, or a path in its `outputs`. Only the outputs' text is searched for a path (found from the entry's
+ * end, where ComfyUI writes them after the prompt): a path in the prompt, the key's own, changes nothing, and the
+ * prompt (with an editor workflow, often 100 KB or more) is not read.
  */
 function mayNeedPathsCut(entryText: string): boolean {
   if (mayHoldExecutionError(entryText)) return true;
-  if (!mayHoldServerPath(entryText)) return false;
   const outputs = memberText(entryText, 'outputs');
   return outputs === undefined || mayHoldServerPath(outputs);
 }
