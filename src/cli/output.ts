@@ -43,11 +43,16 @@ export function printJson(value: unknown): void {
 }
 
 /**
- * Prints `{"<field>": [...items]}` exactly as `printJson` would, the items handed over a page at a
- * time by `eachPage`, so that only one of them is held here at once.
+ * Prints `{...before, "<field>": [...items], ...after}` exactly as `printJson` would, the items handed
+ * over a page at a time by `eachPage`, so that only one of them is held here at once; `after` is asked
+ * for once every page is printed.
  */
-export async function printJsonPages<T>(field: string, eachPage: (onPage: (items: T[]) => void) => Promise<void>): Promise<void> {
-  const head = `{\n  ${JSON.stringify(field)}: [`;
+export async function printJsonPages<T>(
+  field: string,
+  eachPage: (onPage: (items: T[]) => void) => Promise<void>,
+  around: { before?: Record<string, unknown>; after?: () => Record<string, unknown> } = {},
+): Promise<void> {
+  const head = `{\n${membersText(around.before, ',\n')}  ${JSON.stringify(field)}: [`;
   // The last item's text, printed once the next one shows whether a comma follows it.
   const last: { text: string | null } = { text: null };
   await eachPage((items) => {
@@ -56,7 +61,15 @@ export async function printJsonPages<T>(field: string, eachPage: (onPage: (items
       last.text = stringifyExactJson(item, 2).replace(/^/gm, '    ');
     }
   });
-  console.log(last.text === null ? `${head}]\n}` : `${last.text}\n  ]\n}`);
+  const tail = `]${membersText(around.after?.(), '', ',\n')}\n}`;
+  console.log(last.text === null ? `${head}${tail}` : `${last.text}\n  ${tail}`);
+}
+
+/** The members of `fields` as `printJson` prints them inside its object, between `prefix` and `suffix`; '' when there are none. */
+function membersText(fields: Record<string, unknown> | undefined, suffix: string, prefix = ''): string {
+  if (!fields || Object.keys(fields).length === 0) return '';
+  // Inside the braces of `{\n  "a": 1\n}`.
+  return `${prefix}${stringifyExactJson(fields, 2).slice(2, -2)}${suffix}`;
 }
 
 /** A cell a spreadsheet would read as a formula: OWASP's list of first characters (CSV injection). */

@@ -12,7 +12,8 @@ import { FileWorkflowStore } from '../store/file/file-workflow-store.js';
 import { checkStoreDirectory, createStoreDirectory } from '../store/file/store-permissions.js';
 import type { PostgresDatabase } from '../store/postgres/database.js';
 import { StoreKeyRows } from '../store/store-key-rows.js';
-import type { AuditEntry, AuditStore, KeyRecord, KeyRows, UsageStore, WorkflowStore } from '../store/types.js';
+import { StoreUsageRows } from '../store/store-usage-rows.js';
+import type { AuditEntry, AuditStore, KeyRecord, KeyRows, UsageRows, WorkflowStore } from '../store/types.js';
 import { allowUnsafeStoreOf, databaseUrlOf, userDirectoryOf, type FlagValues } from './options.js';
 import { CommandError } from './usage-error.js';
 
@@ -35,6 +36,7 @@ export class CommandStores {
   readonly place: StorePlace;
   private database: Promise<PostgresDatabase> | null = null;
   private keyRows: Promise<KeyRows> | null = null;
+  private usageRows: Promise<UsageRows> | null = null;
   private readonly closers: Array<() => Promise<void>> = [];
 
   constructor(place: StorePlace) {
@@ -85,14 +87,24 @@ export class CommandStores {
     return this.keyRows;
   }
 
-  /** The usage reports, read once and never written (no appends, compactions or retention deletes). */
-  usage(): Promise<UsageStore> {
-    return this.opened(async () => {
-      if (this.place.databaseUrl === null)
-        return new FileUsageStore({ directory: this.place.directory, retentionDays: DEFAULTS.usageRetentionDays, readOnly: true });
-      const { PostgresUsageStore } = await import('../store/postgres/postgres-usage-store.js');
-      return new PostgresUsageStore({ database: await this.openDatabase(), retentionDays: DEFAULTS.usageRetentionDays, readOnly: true });
-    });
+  /**
+   * The usage, read and never written (no appends, compactions or retention deletes). On files, the
+   * usage files are read whole, once. On PostgreSQL, each read is a query for the keys it names (`usage`
+   * without `--key` pages through them), however many keys the tables hold.
+   */
+  usage(): Promise<UsageRows> {
+    this.usageRows ??= (async () => {
+      if (this.place.databaseUrl === null) {
+        const store = await this.opened(
+          async () => new FileUsageStore({ directory: this.place.directory, retentionDays: DEFAULTS.usageRetentionDays, readOnly: true }),
+        );
+        return new StoreUsageRows(store, await this.keys());
+      }
+      const { PostgresUsageRows } = await import('../store/postgres/postgres-usage-rows.js');
+      const database = await this.openDatabase();
+      return this.opened(async () => new PostgresUsageRows({ database, retentionDays: DEFAULTS.usageRetentionDays }));
+    })();
+    return this.usageRows;
   }
 
   /** The named workflows; each read and write goes to the folder or the database, which a running gateway reads on each use. */

@@ -22,8 +22,7 @@ export class StoreKeyRows implements KeyRows {
     return this.store.delete(keyId);
   }
 
-  eachPage(onPage: (records: KeyRecord[]) => void): Promise<void> {
-    onPage(this.store.list().sort((a, b) => a.created_at - b.created_at));
-    return Promise.resolve();
+  async eachPage(onPage: (records: KeyRecord[]) => void | Promise<void>): Promise<void> {
+    await onPage(this.store.list().sort((a, b) => a.created_at - b.created_at));
   }
 }

@@ -104,8 +104,25 @@ export interface KeyRows {
   update(keyId: string, patch: KeyPatch): Promise<KeyRecord | undefined>;
   /** Removes a key; resolves false when no key has that id. */
   delete(keyId: string): Promise<boolean>;
-  /** Calls `onPage` with every key, oldest first, a page at a time (never all of them at once on PostgreSQL). */
-  eachPage(onPage: (records: KeyRecord[]) => void): Promise<void>;
+  /**
+   * Calls `onPage` with every key, oldest first, a page at a time (never all of them at once on
+   * PostgreSQL); the next page is handed over once the promise `onPage` returns, if any, resolves.
+   */
+  eachPage(onPage: (records: KeyRecord[]) => void | Promise<void>): Promise<void>;
+}
+
+/**
+ * The usage a command reports, read and never written (no appends, compactions or retention deletes),
+ * as `KeyRows` is for keys: on PostgreSQL, a call reads the rows of the keys it names alone.
+ */
+export interface UsageRows {
+  /** The usage of `keyIds` (their days from `fromDay` on, every day when not given), to report from. */
+  ofKeys(keyIds: readonly string[], fromDay?: string): Promise<UsageStore>;
+  /**
+   * Calls `onPage` with the ids of the keys that have usage but are no key now (deleted since), in
+   * key_id order, a page at a time, each once the promise `onPage` returns, if any, resolves.
+   */
+  eachPageOfKeysGone(onPage: (keyIds: string[]) => void | Promise<void>): Promise<void>;
 }
 
 /** One counted request, in the reference's `api_usage.json` record format. */

@@ -45,10 +45,10 @@ describe('PostgreSQL reads in pages', { skip: 'skip' in fresh ? fresh.skip : fal
       assert.deepEqual(immediatesRun, [true, true, true]);
 
       const whole: number[] = [];
-      await db.eachPage<{ g: number }>('SELECT g FROM generate_series(1, 200) AS g', [], (rows) => whole.push(rows.length), 100);
+      await db.eachPage<{ g: number }>('SELECT g FROM generate_series(1, 200) AS g', [], (rows) => void whole.push(rows.length), 100);
       assert.deepEqual(whole, [100, 100], 'no empty page after a full last one');
       const none: number[] = [];
-      await db.eachPage<{ g: number }>('SELECT 1 AS g WHERE false', [], (rows) => none.push(rows.length), 100);
+      await db.eachPage<{ g: number }>('SELECT 1 AS g WHERE false', [], (rows) => void none.push(rows.length), 100);
       assert.deepEqual(none, []);
 
       await assert.rejects(

@@ -29,6 +29,21 @@ test('printJsonPages prints the text printJson prints for the whole list, whatev
   }
 });
 
+test('printJsonPages with fields before and after the list prints the text printJson prints for the whole object', async () => {
+  const items = [{ a: 1 }, { a: [2, { b: 'x\ny' }] }];
+  const before = { days: 2, from: '2025-01-01', nested: { to: [] } };
+  for (const pages of [[], [items], [items.slice(0, 1), [], items.slice(1)]]) {
+    const whole = pages.flat();
+    for (const after of [{ daily_total: [{ requests: 3 }] }, {}]) {
+      assert.equal(
+        await printed(() => printJsonPages('keys', async (onPage) => pages.forEach(onPage), { before, after: () => after })),
+        await printed(() => printJson({ ...before, keys: whole, ...after })),
+        `${whole.length} items, ${Object.keys(after).length} fields after`,
+      );
+    }
+  }
+});
+
 test('tableLine with widths measured a page at a time prints the lines of table', () => {
   const headers = ['ID', 'NAME', 'N'];
   const rows = [

@@ -7,6 +7,7 @@ import { createdKeyBody, creationAuditDetails, newKey, rotatedKey } from '../../
 import { auditActionOf, checkKeyWebhookUrl, parseCreateKey, parsePatchKey, type KeyUpdateInput } from '../../server/key-input.js';
 import { isQuota, toPublicKey } from '../../store/key-record.js';
 import { KEY_QUOTA_FIELDS, MAX_KEY_QUOTA, type KeyQuotas, type KeyRecord, type PublicKeyRecord } from '../../store/types.js';
+import { firstDayOf } from '../../usage/day.js';
 import { usageStats } from '../../usage/report.js';
 import { signingSecret } from '../../webhooks/signature.js';
 import {
@@ -471,7 +472,8 @@ async function showKey({ values, keyId, stores, ctx }: Run): Promise<number> {
   await stores.prepare();
   const record = await requireKey(await stores.keys(), keyId);
   const now = ctx.now();
-  const stats = usageStats(await stores.usage(), keyId, SHOW_USAGE_DAYS, now);
+  const usage = await (await stores.usage()).ofKeys([keyId], firstDayOf(SHOW_USAGE_DAYS, now));
+  const stats = usageStats(usage, keyId, SHOW_USAGE_DAYS, now);
   if (values.json) {
     printJson({ ...publicKey(record, now), usage_stats: stats });
     return 0;

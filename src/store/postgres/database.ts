@@ -210,12 +210,13 @@ export class PostgresDatabase {
 
   /**
    * Reads the rows of the query `text` a page of at most `pageRows` at a time, in order, through a
-   * cursor in one transaction (one snapshot, as a single query would see), and calls `onPage` with each.
+   * cursor in one transaction (one snapshot, as a single query would see), and calls `onPage` with each,
+   * the next once the promise it returns, if any, resolves (the transaction stays open meanwhile).
    * The event loop turns between pages (each is a round trip; the next is asked for before a page is
    * handed over, so the server reads it meanwhile), so however many rows the query finds, neither the
    * loop nor memory holds more than two pages of them at once.
    */
-  async eachPage<R extends QueryResultRow>(text: string, values: unknown[], onPage: (rows: R[]) => void, pageRows = PAGE_ROWS): Promise<void> {
+  async eachPage<R extends QueryResultRow>(text: string, values: unknown[], onPage: (rows: R[]) => void | Promise<void>, pageRows = PAGE_ROWS): Promise<void> {
     await this.transaction(async (client) => {
       // Planned for reading every row, as the plain query would be, not for the first few (an index scan over a whole table).
       await client.query('SET LOCAL cursor_tuple_fraction = 1');
@@ -225,13 +226,13 @@ export class PostgresDatabase {
       for (;;) {
         const { rows } = await next;
         if (rows.length < pageRows) {
-          if (rows.length > 0) onPage(rows);
+          if (rows.length > 0) await onPage(rows);
           return;
         }
         // The server reads the next page while this one is taken in.
         next = fetchPage();
         try {
-          onPage(rows);
+          await onPage(rows);
         } catch (error) {
           await next.catch(() => undefined);
           throw error;

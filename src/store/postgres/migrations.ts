@@ -398,4 +398,14 @@ ALTER TABLE jobs ADD COLUMN sends integer;
 CREATE INDEX webhook_deliveries_due_by_key ON webhook_deliveries (key_id, next_attempt_at, seq) WHERE state = 'pending';
 `,
   },
+  {
+    version: 12,
+    name: 'the live keys in the order keys are listed',
+    sql: `
+-- comfy-gate keys list (and usage) read the live keys by created_at, then key_id, a page at a time: in
+-- this index's order, the first page comes without sorting the table. A migration runs in a transaction,
+-- so not CONCURRENTLY: writes to api_keys wait while it is built (2.7 s for a million keys on two cores).
+CREATE INDEX IF NOT EXISTS api_keys_listed ON api_keys (created_at, key_id) WHERE NOT deleted;
+`,
+  },
 ];

@@ -4,6 +4,9 @@ import type { KeyPatch, KeyRecord, KeyRows } from '../types.js';
 import type { PostgresDatabase } from './database.js';
 import { COLUMNS, deleteKeyRow, insertKey, toRecord, updateKeyRow, type KeyRow } from './key-row.js';
 
+/** The live keys in the order `keys list` shows them, read through the index `api_keys_listed` (no sort of the table). */
+export const LIVE_KEYS_OLDEST_FIRST = `SELECT ${COLUMNS} FROM api_keys WHERE NOT deleted ORDER BY created_at, key_id`;
+
 /**
  * Each call is one statement on the rows it needs, found by key_id (the primary key); `eachPage`
  * reads the live keys through a cursor, a page at a time. Nothing is loaded at open and nothing is
@@ -36,9 +39,7 @@ export class PostgresKeyRows implements KeyRows {
     return (await deleteKeyRow(this.database, keyId)) !== undefined;
   }
 
-  eachPage(onPage: (records: KeyRecord[]) => void): Promise<void> {
-    return this.database.eachPage<KeyRow>(`SELECT ${COLUMNS} FROM api_keys WHERE NOT deleted ORDER BY created_at, key_id`, [], (rows) =>
-      onPage(rows.map(toRecord)),
-    );
+  eachPage(onPage: (records: KeyRecord[]) => void | Promise<void>): Promise<void> {
+    return this.database.eachPage<KeyRow>(LIVE_KEYS_OLDEST_FIRST, [], (rows) => onPage(rows.map(toRecord)));
   }
 }

@@ -31,6 +31,12 @@ export interface PostgresUsageStoreOptions {
   batchSize?: number;
   /** Only reads the reports' totals once, at open (the CLI): not the raw records, no timers, no writes, no retention deletes. */
   readOnly?: boolean;
+  /**
+   * With `readOnly`: the totals of these keys alone are read, by key_id, and of their days only those
+   * from `fromDay` on when given (a command's report of one key, or of one page of keys), so the read
+   * does not grow with the number of keys in the tables.
+   */
+  only?: { keyIds: readonly string[]; fromDay?: string };
   log?: StoreLog;
 }
 
@@ -70,6 +76,7 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
   private readonly maxBuffered: number;
   private readonly batchSize: number;
   private readonly readOnly: boolean;
+  private readonly only: PostgresUsageStoreOptions['only'];
   private readonly log: StoreLog;
   // The reports (UsageReports) read the database's totals as last read, plus what this replica added since.
   /** Additions not yet handed to a batch. */
@@ -93,6 +100,7 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
     this.maxBuffered = options.maxBufferedRecords ?? DEFAULT_MAX_BUFFERED_RECORDS;
     this.batchSize = options.batchSize ?? 5000;
     this.readOnly = options.readOnly ?? false;
+    this.only = options.only;
     this.log = options.log ?? SILENT_LOG;
   }
 
@@ -312,15 +320,19 @@ export class PostgresUsageStore extends UsageReports implements UsageStore {
 
   /** Reads the totals changed since `since` and sets what reports show to them plus what is not yet written. */
   private async refreshNow(since: number): Promise<void> {
+    // Each table's primary key starts with key_id: with `only`, the named keys' rows alone are visited.
+    const only = this.only;
     const [dailyRows, hourlyRows] = await Promise.all([
       this.database.query<{ key_id: string; day: string; updated: number } & Record<(typeof DAILY_COLUMNS)[number], string | number>>(
         `SELECT key_id, day, ${DAILY_COLUMNS.join(', ')}, extract(epoch from updated_at)::float8 AS updated
-         FROM usage_daily WHERE updated_at > to_timestamp($1)`,
-        [since],
+         FROM usage_daily WHERE updated_at > to_timestamp($1)${only ? ' AND key_id = ANY($2::text[]) AND day >= $3' : ''}`,
+        // '' comes before every day.
+        [since, ...(only ? [only.keyIds, only.fromDay ?? ''] : [])],
       ),
       this.database.query<{ key_id: string; hour: number; requests: string; updated: number }>(
-        `SELECT key_id, hour, requests, extract(epoch from updated_at)::float8 AS updated FROM usage_hourly WHERE updated_at > to_timestamp($1) AND hour >= $2`,
-        [since, Math.floor((Date.now() / 1000 - HOURLY_KEPT_SECONDS) / 3600)],
+        `SELECT key_id, hour, requests, extract(epoch from updated_at)::float8 AS updated
+         FROM usage_hourly WHERE updated_at > to_timestamp($1) AND hour >= $2${only ? ' AND key_id = ANY($3::text[])' : ''}`,
+        [since, Math.floor((Date.now() / 1000 - HOURLY_KEPT_SECONDS) / 3600), ...(only ? [only.keyIds] : [])],
       ),
     ]);
     let newest = this.watermark;
