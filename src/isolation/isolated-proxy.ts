@@ -16,7 +16,7 @@ import { ComfyUsers } from './comfy-users.js';
 import type { IsolatedCaller, IsolationContext, UpstreamUserHeaders } from './context.js';
 import { checkPathInUrl } from './files.js';
 import { getHistoryEntry, getHistoryList, postHistory } from './history.js';
-import { checkBoundedIds } from './ids.js';
+import { checkBoundedId } from './ids.js';
 import { cancelJob, cancelJobs, getJob, getJobList } from './jobs.js';
 import { emptyNotFound, parseComfyJson, relayAnswer, relayJson } from './json-body.js';
 import { isNodeDefinitions, withoutListedFiles } from './listed-files.js';
@@ -103,7 +103,7 @@ export function createIsolatedProxy(options: {
   /** The caller of a keyed request, with the ComfyUI user its requests go as; at once when that user is known. */
   function callerOf(req: IncomingMessage, key: KeyRecord): IsolatedCaller | Promise<IsolatedCaller> {
     const comfyUser = req.headers['comfy-user'];
-    checkBoundedIds({ 'Comfy-User': Array.isArray(comfyUser) ? comfyUser.join(', ') : comfyUser });
+    if (comfyUser !== undefined) checkBoundedId('Comfy-User', Array.isArray(comfyUser) ? comfyUser.join(', ') : comfyUser);
     const seesAll = key.role === 'admin';
     const headers = comfyUsers.headersFor(key);
     if (headers instanceof Promise) return headers.then((upstreamHeaders) => ({ key, seesAll, upstreamHeaders }));

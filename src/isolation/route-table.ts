@@ -393,7 +393,7 @@ export function matchRoute(method: string, segments: readonly string[]): RouteMa
   for (const { entry, parts } of BY_FIRST_SEGMENT.get(segments[0] ?? '') ?? OPEN_FIRST) {
     if (asked !== 'OPTIONS' && !entry.methods.includes('*') && !entry.methods.includes(asked)) continue;
     const matched = matchParts(parts, segments);
-    if (matched) return { entry, ...matched };
+    if (matched) return { entry, params: matched.params, rest: matched.rest };
   }
   return null;
 }

@@ -5,6 +5,7 @@ import { pino, type Logger } from 'pino';
 export type { Logger };
 
 import type { LogLevel } from '../config/schema.js';
+import { jsonStringContent } from '../json/json-text.js';
 
 /** Paths redacted in every log line, in case a header or body object is ever logged whole. */
 const REDACTED = [
@@ -161,9 +162,9 @@ export function logRequest(log: Logger, entry: RequestLogEntry): void {
   const stream = internals[pino.symbols.streamSym] as { write(line: string): unknown; [WRITE_BATCHED]?: (line: string) => boolean };
   const bindings = internals[pino.symbols.chindingsSym] as string;
   const line =
-    `{"level":30,"time":${Date.now()}${bindings},"req_id":${JSON.stringify(entry.req_id)},"method":${JSON.stringify(entry.method)},` +
-    `"path":${JSON.stringify(entry.path)},"status":${entry.status},"duration_ms":${entry.duration_ms},"key_id":${JSON.stringify(entry.key_id)},` +
-    `"ip":${JSON.stringify(entry.ip)},"msg":"request"}\n`;
+    `{"level":30,"time":${Date.now()}${bindings},"req_id":"${jsonStringContent(entry.req_id)}","method":"${jsonStringContent(entry.method)}",` +
+    `"path":"${jsonStringContent(entry.path)}","status":${entry.status},"duration_ms":${entry.duration_ms},` +
+    `"key_id":${entry.key_id === null ? 'null' : `"${jsonStringContent(entry.key_id)}"`},"ip":"${jsonStringContent(entry.ip)}","msg":"request"}\n`;
   const writeBatched = stream[WRITE_BATCHED];
   if (writeBatched) writeBatched(line);
   else stream.write(line);

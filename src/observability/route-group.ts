@@ -33,6 +33,8 @@ export function routeGroup(path: string): string {
   const start = path.indexOf('/') + 1;
   let first = start === 0 ? '' : segmentFrom(path, start);
   if (first === 'api') first = segmentFrom(path, start + 'api/'.length);
+  // Every name of GROUPS is in lower case: a segment that is one needs no lower-casing (nearly every request's).
+  if (Object.hasOwn(GROUPS, first)) return GROUPS[first]!;
   first = first.toLowerCase();
   return GROUPS[first] ?? (first === '' ? 'frontend' : 'other');
 }

@@ -89,9 +89,15 @@ export function downstreamResponseHeaders(
 /** A content type of a document a browser may render in a frame (any case, any parameters). */
 const PAGE_TYPE = /^\s*(?:text\/html|application\/xhtml\+xml)\s*(?:;|$)/i;
 
+/** The last content type found not to be a page: nearly every answer of a route repeats its content type, read once. */
+let lastNotPage: string | undefined;
+
 /** Whether a content type is a document a browser may render in a frame. */
 function isPage(contentType: string | string[] | undefined): boolean {
-  return contentType !== undefined && PAGE_TYPE.test(String(contentType));
+  if (contentType === undefined || contentType === lastNotPage) return false;
+  if (PAGE_TYPE.test(String(contentType))) return true;
+  if (typeof contentType === 'string') lastNotPage = contentType;
+  return false;
 }
 
 function protectFromFraming(headers: OutgoingHeaders, frameAncestors: readonly string[]): void {
@@ -106,7 +112,8 @@ const PERSISTENCE_ONLY = /^[\t ]*(?:keep-alive|close)[\t ]*$/i;
 
 /** The headers a Connection header lists (RFC 9110 §7.6.1), lower-cased, to drop with it; null when it lists none. */
 function connectionListed(connection: string | string[] | undefined): Set<string> | null {
-  if (!connection || (typeof connection === 'string' && PERSISTENCE_ONLY.test(connection))) return null;
+  if (!connection || connection === 'keep-alive' || connection === 'close') return null;
+  if (typeof connection === 'string' && PERSISTENCE_ONLY.test(connection)) return null;
   const value = Array.isArray(connection) ? connection.join(',') : connection;
   const names = value
     .split(',')

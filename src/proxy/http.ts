@@ -80,9 +80,11 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
   /** The headers and body to send to ComfyUI: the client's, as `overrides` change them. */
   function requestParts(req: IncomingMessage | null, overrides: UpstreamOverrides): { headers: OutgoingHeaders; body: Readable | Buffer | string | null } {
     const headers = req ? upstreamRequestHeaders(req, upstreamOrigin) : {};
-    for (const [name, value] of Object.entries(overrides.headers ?? {})) {
+    const changes = overrides.headers;
+    for (const name in changes) {
+      const value = changes[name];
       if (value === null) delete headers[name];
-      else headers[name] = value;
+      else if (value !== undefined) headers[name] = value;
     }
     let body: Readable | Buffer | string | null;
     if (overrides.body instanceof Readable) {
@@ -107,7 +109,7 @@ export function createHttpProxy(options: HttpProxyOptions): HttpProxy {
     return new Promise((resolve, reject) => {
       const handler = new ForwardHandler(res, options.frameAncestors, resolve, reject);
       // undici closes the connection after every HEAD by default (for servers that wrongly send a body); ComfyUI's aiohttp never does, so it is kept.
-      pool.dispatch({ path, method, headers, body, ...(method === 'HEAD' ? { reset: false } : {}) }, handler);
+      pool.dispatch(method === 'HEAD' ? { path, method, headers, body, reset: false } : { path, method, headers, body }, handler);
     });
   }
 

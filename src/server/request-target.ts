@@ -45,8 +45,18 @@ function decodeStrictly(text: string, where: string): string {
   }
 }
 
-/** Decodes one path segment, refusing escapes that aiohttp's releases read differently. */
+/**
+ * Decodes one path segment, refusing escapes that aiohttp's releases read differently. A segment
+ * without escapes is read as it is (the whole target was checked for control characters).
+ */
 function decodeSegment(segment: string): string {
+  const decoded = segment.includes('%') ? decodeEscapedSegment(segment) : segment;
+  if (decoded === '.' || decoded === '..') throw ambiguous('a dot segment in the path');
+  return decoded;
+}
+
+/** Decodes the escapes of a path segment that has some. */
+function decodeEscapedSegment(segment: string): string {
   for (const escape of segment.match(ESCAPE) ?? []) {
     const char = String.fromCharCode(parseInt(escape.slice(1), 16));
     if (UNRESERVED.test(char)) throw ambiguous(`an escaped plain character (${escape}) in the path`);
@@ -54,7 +64,6 @@ function decodeSegment(segment: string): string {
   }
   const decoded = decodeStrictly(segment, 'path');
   if (CONTROL.test(decoded)) throw ambiguous('a control character in the path');
-  if (decoded === '.' || decoded === '..') throw ambiguous('a dot segment in the path');
   return decoded;
 }
 
@@ -80,6 +89,8 @@ function splitQuery(raw: string, separator: RegExp): URLSearchParams {
  * `;` must not change what the rules read (`preview=webp;90` is fine, `x=1;filename=a.png` is not).
  */
 function parseQuery(raw: string): URLSearchParams {
+  // Most targets have no query: nothing to split or check.
+  if (raw === '') return new URLSearchParams();
   const query = splitQuery(raw, /&/);
   const older = raw.includes(';') ? splitQuery(raw, /[&;]/) : query;
   for (const name of RULE_PARAMETERS) {

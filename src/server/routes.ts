@@ -72,6 +72,8 @@ export function matchGatewayRoute(path: string): GatewayRoute | null {
     case '/logout':
       return { name: 'logout' };
   }
+  // Every path the patterns below match starts with one of these: any other path (nearly every one) is not matched against each.
+  if (!path.startsWith('/api/gateway/') && !path.startsWith('/keys/') && !path.startsWith('/api/keys/')) return null;
   const job = JOB_PATH.exec(path);
   if (job) return { name: 'job', jobId: decodeURIComponent(job[1]!) };
   const workflow = WORKFLOW_PATH.exec(path);

@@ -10,6 +10,7 @@ import { dropPartialTail, readJournal, type JournalChunk } from './journal.js';
 import { LineBuffer } from './line-buffer.js';
 import { openNoFollow } from './no-follow.js';
 import { oneAtATime } from './one-at-a-time.js';
+import { usageRecordLine } from './usage-record-line.js';
 import { mergeUsageJournal, UsageMergeThread } from './usage-merge.js';
 import {
   emptyHeader,
@@ -152,7 +153,7 @@ export class FileUsageStore extends UsageReports implements UsageStore {
   record(record: UsageRecord): void {
     this.assertWritable();
     this.countEntry(record);
-    this.waiting.add(JSON.stringify(record));
+    this.waiting.add(usageRecordLine(record));
   }
 
   recordRateLimited(keyId: string, at: number): void {
