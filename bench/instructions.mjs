@@ -2,7 +2,8 @@
 // (OTHER `ceiling`, the default) or another built checkout. A count of instructions does not move with how busy the machine is, as req/s
 // and CPU time do: it tells a change of a few per cent apart on a shared machine. It leaves out the kernel, and memory waits cost
 // nothing in it. Options: --case off|get|prompt|runs (get), --requests N (2000 measured), --warm-up N (8000, under valgrind without
-// counting: V8 compiles the hot functions meanwhile), --runs R (3 per side, the median kept), --top K (30 functions printed).
+// counting: V8 compiles the hot functions meanwhile), --runs R (3 per side, the median kept), --top K (30 functions printed), --keep (each side's
+// callgrind files and V8 perf map left in the printed folder, for callgrind_annotate --inclusive=yes).
 
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -190,7 +191,8 @@ async function main() {
       }
     }
   } finally {
-    rmSync(work, { recursive: true, force: true });
+    if (process.argv.includes('--keep')) console.log(`[instructions] callgrind files and perf maps kept in ${work}`);
+    else rmSync(work, { recursive: true, force: true });
   }
   const mine = medianRun(sides[here]);
   const theirs = medianRun(sides[other]);
