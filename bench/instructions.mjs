@@ -1,9 +1,10 @@
-// `node bench/instructions.mjs [OTHER]`: instructions per request under valgrind's callgrind, this checkout's gateway beside the ceiling
+// `node bench/instructions.mjs [OTHER]`: instructions per request (or per start) under valgrind's callgrind, this checkout's gateway beside the ceiling
 // (OTHER `ceiling`, the default) or another built checkout. A count of instructions does not move with how busy the machine is, as req/s
 // and CPU time do: it tells a change of a few per cent apart on a shared machine. It leaves out the kernel, and memory waits cost
-// nothing in it. Options: --case off|get|prompt|runs (get), --requests N (2000 measured), --warm-up N (8000, under valgrind without
-// counting: V8 compiles the hot functions meanwhile), --runs R (3 per side, the median kept), --top K (30 functions printed), --keep (each side's
-// callgrind files and V8 perf map left in the printed folder, for callgrind_annotate --inclusive=yes).
+// nothing in it. Options: --case off|get|prompt|runs|startup (get), --requests N (2000 measured), --warm-up N (8000, under valgrind
+// without counting: V8 compiles the hot functions meanwhile), --runs R (3 per side, the median kept), --top K (30 functions printed),
+// --keep (each side's callgrind files and V8 perf map left in the printed folder, for callgrind_annotate --inclusive=yes),
+// --keys N (startup: the keys of the store each start reads, 1000000; the ceiling has none, so name another checkout).
 
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -22,14 +23,18 @@ const CASES = {
   get: { path: '/features', method: 'GET', auth: true, upstream: 'nginx' },
   prompt: { path: '/prompt', method: 'POST', auth: true, upstream: 'nginx' },
   runs: { path: '/prompt', method: 'POST', auth: true, upstream: 'comfy', flags: ['--upstream-queue-depth', '1000'] },
+  // The gateway's start, counted from its first instruction until it prints that it listens, every thread, on a copy of one large key store.
+  startup: { auth: true, upstream: 'nginx', startup: true },
 };
 /** The prompt every POST sends (bench/wrk.lua's). */
 const PROMPT = '{"prompt":{"3":{"class_type":"KSampler","inputs":{"seed":42,"steps":20}}},"client_id":"bench"}';
 const CONNECTIONS = 10;
 const CEILING = 'ceiling';
 const BARE_PROXY = fileURLToPath(new URL('bare-proxy.mjs', import.meta.url));
-/** Callgrind counting only once told to (after the warm-up), each thread in a file of its own; compiled JavaScript checked for changes. */
-const CALLGRIND = ['--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', '--smc-check=all-non-file', '--dump-instr=no'];
+/** Callgrind with each thread in a file of its own, compiled JavaScript checked for changes; counting from the start or once told to. */
+const CALLGRIND = ['--tool=callgrind', '--separate-threads=yes', '--smc-check=all-non-file', '--dump-instr=no'];
+/** How long a side may take to print that it listens: under valgrind a start with 1,000,000 keys takes minutes on a busy machine. */
+const START_TIMEOUT_MS = 1_800_000;
 
 function option(name, fallback) {
   const at = process.argv.indexOf(`--${name}`);
@@ -45,20 +50,31 @@ async function startCaseUpstream(work, testCase) {
   return { port, service };
 }
 
-/** Starts one side under callgrind (its files `cg.out*` in `directory`), with V8's perf map for the names of compiled functions; resolves {service, url}. */
+/**
+ * Starts one side under callgrind (its files `cg.out*` in `directory`), counting from the start in the startup case only,
+ * with V8's perf map for the names of compiled functions; resolves {service, url}.
+ */
 async function startSide(side, testCase, directory, upstreamPort) {
-  const wrapper = ['valgrind', ...CALLGRIND, `--callgrind-out-file=${join(directory, 'cg.out')}`, process.execPath, '--perf-basic-prof-only-functions'];
+  const counting = `--instr-atstart=${testCase.startup ? 'yes' : 'no'}`;
+  const wrapper = [
+    'valgrind',
+    ...CALLGRIND,
+    counting,
+    `--callgrind-out-file=${join(directory, 'cg.out')}`,
+    process.execPath,
+    '--perf-basic-prof-only-functions',
+  ];
   if (side === CEILING) {
     const port = await freePort();
     const service = spawnService(wrapper[0], [...wrapper.slice(1), BARE_PROXY, String(port), String(upstreamPort)]);
-    await waitForLine(service, /listening/, 300_000);
+    await waitForLine(service, /listening/, START_TIMEOUT_MS);
     return { service, url: `http://127.0.0.1:${port}` };
   }
   const cli = join(side, 'dist', 'src', 'cli', 'main.js');
   const args = [cli, '--port', '0', '--upstream', `http://127.0.0.1:${upstreamPort}`, '--user-directory', directory, ...(testCase.flags ?? [])];
   if (testCase.auth) args.push('--require-api-auth');
   const service = spawnService(wrapper[0], [...wrapper.slice(1), ...args]);
-  const [, url] = await waitForLine(service, /listening on (http:\/\/[^\s,]+)/, 300_000);
+  const [, url] = await waitForLine(service, /listening on (http:\/\/[^\s,]+)/, START_TIMEOUT_MS);
   return { service, url };
 }
 
@@ -120,6 +136,30 @@ function functionsOf(file, perfMap, checkout) {
   return byName;
 }
 
+/**
+ * What callgrind counted in a side's process `pid` (files in `directory`) once dumped: {main, others} instructions on the
+ * thread that runs the event loop and on the rest, each divided by `per`, and the functions (instructions divided by
+ * `per`) of the main thread, or of every thread when `everyThread` is set.
+ */
+function countedSoFar(side, pid, directory, per, everyThread) {
+  execFileSync('callgrind_control', ['--dump', pid], { stdio: 'ignore' });
+  const perfMap = join(directory, 'perf.map');
+  copyFileSync(`/tmp/perf-${pid}.map`, perfMap);
+  rmSync(`/tmp/perf-${pid}.map`, { force: true });
+  // The dump names each thread's file cg.out.1-NN; thread 01 runs the event loop.
+  const dumped = readdirSync(directory)
+    .filter((name) => name.startsWith('cg.out.1-'))
+    .map((name) => join(directory, name));
+  const mainFile = dumped.find((name) => name.endsWith('-01'));
+  const all = dumped.reduce((sum, file) => sum + instructionsIn(file), 0);
+  const main = instructionsIn(mainFile);
+  const checkout = (side === CEILING ? fileURLToPath(new URL('..', import.meta.url)) : side).replace(/\/$/, '');
+  const functions = new Map();
+  for (const file of everyThread ? dumped : [mainFile])
+    for (const [name, count] of functionsOf(file, perfMap, checkout)) functions.set(name, (functions.get(name) ?? 0) + count / per);
+  return { main: main / per, others: (all - main) / per, functions };
+}
+
 /** One run of a side: {main, others} instructions per request and the main thread's functions (instructions per request). */
 async function measure(side, testCase, work, requests, warmUp) {
   const directory = mkdtempSync(join(work, 'side-'));
@@ -135,21 +175,7 @@ async function measure(side, testCase, work, requests, warmUp) {
     execFileSync('callgrind_control', ['--instr=on', pid], { stdio: 'ignore' });
     execFileSync('callgrind_control', ['--zero', pid], { stdio: 'ignore' });
     await send(pool, testCase, key?.apiKey, requests);
-    execFileSync('callgrind_control', ['--dump', pid], { stdio: 'ignore' });
-    const perfMap = join(directory, 'perf.map');
-    copyFileSync(`/tmp/perf-${pid}.map`, perfMap);
-    rmSync(`/tmp/perf-${pid}.map`, { force: true });
-    // The dump names each thread's file cg.out.1-NN; thread 01 runs the event loop.
-    const dumped = readdirSync(directory).filter((name) => name.startsWith('cg.out.1-'));
-    const mainFile = join(
-      directory,
-      dumped.find((name) => name.endsWith('-01')),
-    );
-    const all = dumped.reduce((sum, name) => sum + instructionsIn(join(directory, name)), 0);
-    const main = instructionsIn(mainFile);
-    const checkout = side === CEILING ? fileURLToPath(new URL('..', import.meta.url)) : side;
-    const functions = new Map([...functionsOf(mainFile, perfMap, checkout.replace(/\/$/, ''))].map(([name, count]) => [name, count / requests]));
-    return { main: main / requests, others: (all - main) / requests, functions };
+    return countedSoFar(side, pid, directory, requests, false);
   } finally {
     await pool.close();
     await stopService(started.service);
@@ -157,13 +183,31 @@ async function measure(side, testCase, work, requests, warmUp) {
   }
 }
 
-/** The run with the median main-thread count of a side's runs. */
-function medianRun(runs) {
-  const sorted = [...runs].sort((a, b) => a.main - b.main);
+/** One start of a side on a copy of the key store `keysFile`: {main, others} instructions until it listens, and every thread's functions. */
+async function measureStart(side, testCase, work, keysFile) {
+  const directory = mkdtempSync(join(work, 'side-'));
+  copyFileSync(keysFile, join(directory, 'api_keys.json'));
+  const upstream = await startCaseUpstream(directory, testCase);
+  const started = await startSide(side, testCase, directory, upstream.port);
+  try {
+    return countedSoFar(side, String(started.service.pid), directory, 1, true);
+  } finally {
+    await stopService(started.service);
+    await stopService(upstream.service);
+    // Each copy of a large store is removed as soon as its start is counted.
+    rmSync(directory, { recursive: true, force: true });
+  }
+}
+
+/** The run with the median count of a side's runs: the main thread's, or every thread's for a start. */
+function medianRun(runs, everyThread) {
+  const counted = (run) => (everyThread ? run.main + run.others : run.main);
+  const sorted = [...runs].sort((a, b) => counted(a) - counted(b));
   return sorted[(sorted.length - 1) >> 1];
 }
 
 const thousands = (value) => `${Math.round(value / 100) / 10}k`;
+const millions = (value) => `${Math.round(value / 100_000) / 10}M`;
 
 async function main() {
   const given = process.argv[2] && !process.argv[2].startsWith('--') ? process.argv[2] : CEILING;
@@ -171,22 +215,30 @@ async function main() {
   const caseName = option('case', 'get');
   const testCase = CASES[caseName];
   if (!testCase) throw new Error(`--case must be one of ${Object.keys(CASES).join(', ')}`);
+  if (testCase.startup && other === CEILING) throw new Error('--case startup compares two builds of the gateway: name the other checkout');
   const requests = Number(option('requests', '2000'));
   const warmUp = Number(option('warm-up', '8000'));
   const runs = Number(option('runs', '3'));
   const top = Number(option('top', '30'));
+  const keys = Number(option('keys', '1000000'));
   ensureTools(['valgrind', 'nginx'], { valgrind: 'valgrind', nginx: 'nginx-light' });
   const here = fileURLToPath(new URL('..', import.meta.url));
   const work = mkdtempSync(join(tmpdir(), 'comfy-gate-instructions-'));
+  const keysDirectory = join(work, 'keys');
   const sides = { [here]: [], [other]: [] };
+  const unit = testCase.startup ? millions : thousands;
+  const each = testCase.startup ? 'per start' : 'per request';
   try {
+    if (testCase.startup) await writeKeysFile(keysDirectory, keys);
     for (let run = 0; run < runs; run += 1) {
       // Alternating which side goes first, as the paired bench does.
       for (const side of run % 2 === 0 ? [here, other] : [other, here]) {
-        const figures = await measure(side, testCase, work, requests, warmUp);
+        const figures = testCase.startup
+          ? await measureStart(side, testCase, work, join(keysDirectory, 'api_keys.json'))
+          : await measure(side, testCase, work, requests, warmUp);
         sides[side].push(figures);
         console.log(
-          `[instructions] ${side === here ? 'this build' : other} run ${run + 1}: ${thousands(figures.main)} on the main thread, ${thousands(figures.others)} on others per request`,
+          `[instructions] ${side === here ? 'this build' : other} run ${run + 1}: ${unit(figures.main)} on the main thread, ${unit(figures.others)} on others ${each}`,
         );
       }
     }
@@ -194,9 +246,20 @@ async function main() {
     if (process.argv.includes('--keep')) console.log(`[instructions] callgrind files and perf maps kept in ${work}`);
     else rmSync(work, { recursive: true, force: true });
   }
-  const mine = medianRun(sides[here]);
-  const theirs = medianRun(sides[other]);
   const name = other === CEILING ? 'the ceiling' : other;
+  if (testCase.startup) {
+    const mine = medianRun(sides[here], true);
+    const theirs = medianRun(sides[other], true);
+    const total = (run) => unit(run.main + run.others);
+    console.log(`\nstartup: instructions until the gateway listens with ${keys} keys, every thread, median of ${runs} starts`);
+    console.log(`this build: ${total(mine)} (runs ${sides[here].map(total).join(', ')}), main thread ${unit(mine.main)}`);
+    console.log(`${name}: ${total(theirs)} (runs ${sides[other].map(total).join(', ')}), main thread ${unit(theirs.main)}`);
+    console.log(`every thread: this build ${((mine.main + mine.others) / (theirs.main + theirs.others)).toFixed(3)} × ${name}\n`);
+    printFunctions(mine, theirs, top, 'every thread, instructions per start', millions);
+    return;
+  }
+  const mine = medianRun(sides[here], false);
+  const theirs = medianRun(sides[other], false);
   console.log(`\n${caseName}: instructions per request, median of ${runs} runs of ${requests} after ${warmUp} to warm up (${CONNECTIONS} connections)`);
   console.log(
     `this build: main thread ${thousands(mine.main)} (runs ${sides[here].map((r) => thousands(r.main)).join(', ')}), other threads ${thousands(mine.others)}`,
@@ -205,12 +268,17 @@ async function main() {
     `${name}: main thread ${thousands(theirs.main)} (runs ${sides[other].map((r) => thousands(r.main)).join(', ')}), other threads ${thousands(theirs.others)}`,
   );
   console.log(`main thread: this build ${(mine.main / theirs.main).toFixed(3)} × ${name}\n`);
+  printFunctions(mine, theirs, top, 'main thread, instructions per request', (value) => String(Math.round(value)));
+}
+
+/** The `top` functions whose counts differ most between the two sides' median runs, each count written by `format`. */
+function printFunctions(mine, theirs, top, what, format) {
   const names = new Set([...mine.functions.keys(), ...theirs.functions.keys()]);
   const rows = [...names].map((fn) => ({ fn, mine: mine.functions.get(fn) ?? 0, theirs: theirs.functions.get(fn) ?? 0 }));
   rows.sort((a, b) => Math.abs(b.mine - b.theirs) - Math.abs(a.mine - a.theirs));
-  console.log('this build  other  difference  function (main thread, instructions per request)');
+  console.log(`this build  other  difference  function (${what})`);
   for (const { fn, mine: m, theirs: t } of rows.slice(0, top)) {
-    console.log(`${String(Math.round(m)).padStart(10)} ${String(Math.round(t)).padStart(6)} ${String(Math.round(m - t)).padStart(11)}  ${fn.slice(0, 120)}`);
+    console.log(`${format(m).padStart(10)} ${format(t).padStart(6)} ${format(m - t).padStart(11)}  ${fn.slice(0, 120)}`);
   }
 }
 

@@ -208,7 +208,8 @@ describe('outputs and refusals as a user key is shown them', () => {
 
   test('mayHoldServerPath is true of every text with a path in a string, escaped or not, and false of a plain one', () => {
     /** JSON as Python writes it: non-ASCII characters escaped. */
-    const pythonJson = (value: unknown): string => JSON.stringify(value).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+    const pythonJson = (value: unknown): string =>
+      JSON.stringify(value).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
     for (const value of ['/srv/a', 'x\n/srv/a', 'é /srv/a', 'C:\\a', '~bob/a', 'file:/a']) assert.ok(mayHoldServerPath(pythonJson({ v: value })), value);
     assert.ok(!mayHoldServerPath('{"images": [{"filename": "a.png", "subfolder": "b/c", "type": "output"}]}'));
   });
