@@ -100,6 +100,8 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
 
   const heartbeat = setInterval(() => {
     for (const ws of [...server.clients, ...upstreams]) {
+      // A socket to ComfyUI still connecting has its handshake timeout instead (ws throws when one is pinged).
+      if (ws.readyState === WebSocket.CONNECTING) continue;
       // A side the relay stopped reading cannot be heard answering; it is judged again once it is read.
       if (ws.isPaused) {
         alive.set(ws, true);

@@ -52,6 +52,30 @@ async function jobOf(gatewayUrl: string, key: string, id: string): Promise<Job> 
   return res.json<Job>();
 }
 
+/** A hold on a fake ComfyUI's runs (its beforeRun): while held, a prompt that starts waits before its first event (ComfyUI lists it as running), and those queued after it stay pending. */
+interface RunHold {
+  beforeRun(): Promise<void> | undefined;
+  /** Holds runs until the returned function (also called after the test) lets them go. */
+  hold(t: TestContext): () => void;
+}
+
+function runHold(): RunHold {
+  let held: Promise<void> | null = null;
+  return {
+    beforeRun: () => held ?? undefined,
+    hold(t) {
+      let release!: () => void;
+      held = new Promise<void>((resolve) => (release = resolve));
+      const letGo = (): void => {
+        held = null;
+        release();
+      };
+      t.after(letGo);
+      return letGo;
+    },
+  };
+}
+
 /** The releases the suite runs against: client prompt ids honoured or ignored, and one of 2024, which also sends no `execution_success`. */
 const RELEASES: Array<{ name: string; options: FakeComfyUIOptions }> = [
   ...PROMPT_ID_MODES.map((promptIds) => ({ name: `ComfyUI that ${promptIds} client prompt ids`, options: { promptIds } })),
@@ -64,11 +88,11 @@ for (const release of RELEASES) {
     let gateway: GatewayProcess;
     let userDirectory: { path: string; remove(): Promise<void> };
     const keys = { admin: '', alice: '', bob: '', aliceId: '', bobId: '' };
-    /** While set, a prompt that starts in ComfyUI waits before its first event, so that the next is released only once it is let go. */
-    let runsHeld: Promise<void> | null = null;
+    /** Holds the prompt sent first in ComfyUI while the next are queued, so that they are held by the gateway whatever the machine's speed. */
+    const runs = runHold();
 
     before(async () => {
-      comfy = await startFakeComfyUI({ ...release.options, stepDelayMs: 15, beforeRun: () => runsHeld ?? undefined });
+      comfy = await startFakeComfyUI({ ...release.options, stepDelayMs: 15, beforeRun: runs.beforeRun });
       userDirectory = await tempUserDirectory();
       gateway = await startGateway({ upstream: comfy.url, userDirectory: userDirectory.path, args: ['--require-api-auth', '--upstream-queue-depth', '1'] });
       keys.admin = (await createKey(gateway.url, { name: 'admin', role: 'admin' })).api_key;
@@ -82,11 +106,13 @@ for (const release of RELEASES) {
       await userDirectory?.remove();
     });
 
-    test('a job ends once ComfyUI ends its prompt, whatever the release says of how: its end is recorded, and the held job goes next', async () => {
+    test('a job ends once ComfyUI ends its prompt, whatever the release says of how: its end is recorded, and the held job goes next', async (t) => {
       comfy.prompts.length = 0;
+      const letRunsGo = runs.hold(t);
       const first = await queueTagged(gateway.url, keys.alice, 700);
       const held = await queueTagged(gateway.url, keys.alice, 701);
       assert.equal((await jobOf(gateway.url, keys.alice, held)).status, 'held');
+      letRunsGo();
       await waitUntil(() => comfy.prompts.length >= 1 && comfy.history.has(comfy.prompts[0]!.id), 'ComfyUI to run the first prompt');
       // Well within the 30 s between the gateway's comparisons of its jobs with ComfyUI, which would settle it too.
       await waitUntil(async () => (await jobOf(gateway.url, keys.alice, first)).status === 'success', 'the first job to be recorded as success', 10_000);
@@ -97,20 +123,14 @@ for (const release of RELEASES) {
       assert.deepEqual(arrivalOrder(comfy), [700, 701]);
     });
 
-    test("one key's many prompts delay another key's single prompt by at most the jobs already sent", async () => {
+    test("one key's many prompts delay another key's single prompt by at most the jobs already sent", async (t) => {
       comfy.prompts.length = 0;
       // Alice's first prompt runs only once every prompt is queued: on a slow machine it could otherwise end before her second came.
-      let releaseRuns = (): void => undefined;
-      runsHeld = new Promise<void>((resolve) => (releaseRuns = resolve));
+      const letRunsGo = runs.hold(t);
       const aliceIds: string[] = [];
-      let bobId: string;
-      try {
-        for (let tag = 1; tag <= 6; tag += 1) aliceIds.push(await queueTagged(gateway.url, keys.alice, tag));
-        bobId = await queueTagged(gateway.url, keys.bob, 100);
-      } finally {
-        runsHeld = null;
-        releaseRuns();
-      }
+      for (let tag = 1; tag <= 6; tag += 1) aliceIds.push(await queueTagged(gateway.url, keys.alice, tag));
+      const bobId = await queueTagged(gateway.url, keys.bob, 100);
+      letRunsGo();
       for (const id of [...aliceIds, bobId]) await waitForHistory(gateway.url, id === bobId ? keys.bob : keys.alice, id, 60_000);
       const order = arrivalOrder(comfy);
       assert.equal(order.length, 7);
@@ -118,7 +138,8 @@ for (const release of RELEASES) {
       assert.deepEqual(order, [1, 100, 2, 3, 4, 5, 6]);
     });
 
-    test("a held job is listed as pending in its key's /queue and can be cancelled three ways", async () => {
+    test("a held job is listed as pending in its key's /queue and can be cancelled three ways", async (t) => {
+      const letRunsGo = runs.hold(t);
       const running = await queueTagged(gateway.url, keys.alice, 10);
       const held = [
         await queueTagged(gateway.url, keys.alice, 11),
@@ -143,8 +164,11 @@ for (const release of RELEASES) {
       const cancel = await send(gateway.url, `/api/jobs/${held[2]}/cancel`, { method: 'POST', key: keys.alice });
       assert.deepEqual(cancel.json(), { cancelled: true });
       for (const id of held) assert.equal((await jobOf(gateway.url, keys.alice, id)).status, 'cancelled');
+      // A job of the same key held after them goes once the running one ends, after any of them that was still held.
+      const after = await queueTagged(gateway.url, keys.alice, 14);
+      letRunsGo();
       await waitForHistory(gateway.url, keys.alice, running, 60_000);
-      await sleep(200);
+      await waitForHistory(gateway.url, keys.alice, after, 60_000);
       const sentTags = arrivalOrder(comfy);
       for (const tag of [11, 12, 13]) assert.ok(!sentTags.includes(tag), `cancelled job ${tag} never reached ComfyUI`);
     });
@@ -196,10 +220,12 @@ for (const release of RELEASES) {
       assert.equal(bad.json<{ error_code: string }>().error_code, 'INVALID_REQUEST');
     });
 
-    test('held jobs survive a restart of the gateway and run afterwards', async () => {
+    test('held jobs survive a restart of the gateway and run afterwards', async (t) => {
+      const letRunsGo = runs.hold(t);
       const first = await queueTagged(gateway.url, keys.alice, 300);
       const held = [await queueTagged(gateway.url, keys.alice, 301), await queueTagged(gateway.url, keys.bob, 302)];
       assert.equal((await jobOf(gateway.url, keys.alice, held[0]!)).status, 'held');
+      letRunsGo();
       await gateway.stop();
       gateway = await startGateway({ upstream: comfy.url, userDirectory: userDirectory.path, args: ['--require-api-auth', '--upstream-queue-depth', '1'] });
       await waitForHistory(gateway.url, keys.alice, first, 60_000);
@@ -210,11 +236,13 @@ for (const release of RELEASES) {
       await waitUntil(async () => (await jobOf(gateway.url, keys.bob, held[1]!)).status === 'success', 'the released job to succeed');
     });
 
-    test('a held prompt is written to the registry once: sending it records the send alone', async () => {
+    test('a held prompt is written to the registry once: sending it records the send alone', async (t) => {
+      const letRunsGo = runs.hold(t);
       const first = await queueTagged(gateway.url, keys.alice, 610);
       const marker = 60_606_060;
       const held = await queueTagged(gateway.url, keys.alice, marker);
       assert.equal((await jobOf(gateway.url, keys.alice, held)).status, 'held');
+      letRunsGo();
       await waitForHistory(gateway.url, keys.alice, first, 60_000);
       await waitForHistory(gateway.url, keys.alice, held, 60_000);
       const files = await Promise.all(
@@ -223,8 +251,9 @@ for (const release of RELEASES) {
       assert.equal(files.join('').split(String(marker)).length - 1, 1, 'the prompt is in the files once: in the job as admitted');
     });
 
-    test('a held prompt that ComfyUI refuses when it is sent ends as error: in the jobs API, its history entry and its socket', async () => {
+    test('a held prompt that ComfyUI refuses when it is sent ends as error: in the jobs API, its history entry and its socket', async (t) => {
       const socket = await openCollectingSocket(`${gateway.url.replace('http', 'ws')}/ws?clientId=alice-refused`, { 'x-api-key': keys.alice });
+      const letRunsGo = runs.hold(t);
       await queueTagged(gateway.url, keys.alice, 500);
       const res = await send(gateway.url, '/api/prompt', {
         method: 'POST',
@@ -233,6 +262,7 @@ for (const release of RELEASES) {
       });
       assert.equal(res.status, 200, 'held: the gateway answers for it');
       const id = res.json<{ prompt_id: string }>().prompt_id;
+      letRunsGo();
       await waitUntil(async () => (await jobOf(gateway.url, keys.alice, id)).status === 'error', 'the refusal to be recorded');
       const entry = (await send(gateway.url, `/api/history/${id}`, { key: keys.alice })).json<
         Record<string, { status: { status_str: string; messages: unknown[][] } }>
@@ -279,29 +309,20 @@ interface HeldRunsSetup {
   comfy: FakeComfyUI;
   gateway: GatewayProcess;
   admin: string;
-  /** Until the returned function (also called after the test) lets them go, a prompt that starts in ComfyUI waits before its first event (ComfyUI lists it as running), and those queued after it stay pending. */
+  /** Holds the fake's runs (see RunHold) until the returned function (also called after the test) lets them go. */
   holdRuns(t: TestContext): () => void;
 }
 
 function withHeldRuns(depth: number): HeldRunsSetup {
-  let runsHeld: Promise<void> | null = null;
+  const runs = runHold();
   const setup: HeldRunsSetup = {
     comfy: undefined as unknown as FakeComfyUI,
     gateway: undefined as unknown as GatewayProcess,
     admin: '',
-    holdRuns(t) {
-      let releaseRuns!: () => void;
-      runsHeld = new Promise<void>((resolve) => (releaseRuns = resolve));
-      const letRunsGo = (): void => {
-        runsHeld = null;
-        releaseRuns();
-      };
-      t.after(letRunsGo);
-      return letRunsGo;
-    },
+    holdRuns: (t) => runs.hold(t),
   };
   before(async () => {
-    setup.comfy = await startFakeComfyUI({ stepDelayMs: 15, beforeRun: () => runsHeld ?? undefined });
+    setup.comfy = await startFakeComfyUI({ stepDelayMs: 15, beforeRun: runs.beforeRun });
     setup.gateway = await startGateway({ upstream: setup.comfy.url, args: ['--require-api-auth', '--upstream-queue-depth', String(depth)] });
     setup.admin = (await createKey(setup.gateway.url, { name: 'admin', role: 'admin' })).api_key;
   });

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -272,12 +273,13 @@ describe('WebSocket close codes are relayed both ways', () => {
   test('client → ComfyUI and ComfyUI → client', async () => {
     const upstream = createServer();
     const wss = new WebSocketServer({ server: upstream });
-    const upstreamCloses: Array<[number, string]> = [];
+    /** The close code and reason ComfyUI's side of each relayed socket gets, in the order the sockets were opened. */
+    const upstreamCloses: Array<Promise<[number, string]>> = [];
     wss.on('connection', (socket) => {
       socket.on('message', (data) => {
         if (data.toString() === 'close please') socket.close(4321, 'as asked');
       });
-      socket.on('close', (code, reason) => upstreamCloses.push([code, reason.toString()]));
+      upstreamCloses.push(new Promise((resolve) => socket.once('close', (code, reason) => resolve([code, reason.toString()]))));
     });
     const port = await listen(upstream);
     const gateway = await startGateway({ upstream: `http://127.0.0.1:${port}` });
@@ -292,8 +294,9 @@ describe('WebSocket close codes are relayed both ways', () => {
       await new Promise((resolve) => second.once('open', resolve));
       second.close(4000, 'client bye');
       await new Promise((resolve) => second.once('close', resolve));
-      for (let i = 0; i < 50 && upstreamCloses.length < 2; i += 1) await new Promise((r) => setTimeout(r, 20));
-      assert.deepEqual(upstreamCloses.at(-1), [4000, 'client bye']);
+      // The relay opens its socket to ComfyUI before it accepts the client's, so the second one is known by now.
+      assert.equal(upstreamCloses.length, 2);
+      assert.deepEqual(await upstreamCloses[1], [4000, 'client bye']);
     } finally {
       await gateway.stop();
       wss.close();
@@ -324,6 +327,29 @@ describe('upstream faults', () => {
       assert.equal((await send(gateway.url, '/healthz')).status, 200);
     } finally {
       await gateway.stop();
+    }
+  });
+
+  test('ComfyUI slow to accept a WebSocket: 504 UPSTREAM_TIMEOUT after --upstream-timeout, and the keep-alive rounds meanwhile leave the gateway running', async () => {
+    const slow = createServer(() => undefined);
+    const heldUpgrades: Duplex[] = [];
+    slow.on('upgrade', (_req, socket: Duplex) => heldUpgrades.push(socket));
+    const port = await listen(slow);
+    // The relay's socket to ComfyUI waits 3 s for its upgrade: the keep-alive rounds (every second) come while it connects.
+    const gateway = await startGateway({ upstream: `http://127.0.0.1:${port}`, args: ['--upstream-timeout', '3', '--ws-ping-interval', '1'] });
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const socket = new WebSocket(`ws://127.0.0.1:${gateway.port}/ws`);
+        socket.once('unexpected-response', (_req, r) => resolve(r.statusCode ?? 0));
+        socket.once('error', reject);
+      });
+      assert.equal(status, 504);
+      assert.equal((await send(gateway.url, '/healthz')).status, 200);
+    } finally {
+      await gateway.stop();
+      for (const socket of heldUpgrades) socket.destroy();
+      slow.closeAllConnections();
+      slow.close();
     }
   });
 
