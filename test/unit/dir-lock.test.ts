@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { once } from 'node:events';
-import { link, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { link, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -174,7 +174,15 @@ describe('the lock file between processes', () => {
       [`${lock}.00000000000000dd`]: '',
       [`${lock}.notes`]: `${await deadPid()} - 0000000000000011`,
     };
-    for (const [path, text] of Object.entries({ ...left, ...kept })) await writeFile(path, text);
+    for (const [path, text] of Object.entries({ ...left, ...kept })) {
+      await writeFile(path, text);
+      // Written two minutes ago: a process's own name is kept while it may still be waiting for its turn.
+      await utimes(path, new Date(Date.now() - 120_000), new Date(Date.now() - 120_000));
+    }
+    // A dead process's name written a moment ago is kept too (its pid may be one of another pid namespace's live processes).
+    const recent = `${lock}.00000000000000ee`;
+    await writeFile(recent, `${await deadPid()} - 00000000000000ee`);
+    kept[recent] = '';
     assert.equal(await withDirLock(lock, async () => 'ran', 2000), 'ran');
     assert.deepEqual(
       (await readdir(dir)).sort(),

@@ -103,8 +103,8 @@ export async function takeOverIfStale(path: string, aside: string): Promise<void
 /**
  * Removes the second names (`<lock>.<16 hex>`, see `holderText`) that holders gone left beside the lock at `path`: a
  * process killed while it waited for the lock, or before it let go. Called by the lock's holder, whose own file
- * (`held`, the lock file itself) is kept; a file whose holder lives (a process waiting its turn), or not yet
- * written (empty), is kept too.
+ * (`held`, the lock file itself) is kept; a file whose holder lives (a process waiting its turn), not yet
+ * written (empty), or younger than LEFTOVER_AGE_MS is kept too.
  */
 export async function removeLeftoverNames(path: string, held: FileId): Promise<void> {
   const prefix = `${basename(path)}.`;
@@ -116,6 +116,12 @@ export async function removeLeftoverNames(path: string, held: FileId): Promise<v
     if (found === null || found.text === '' || sameFile(found, held) || (await holderGone(found.text)) !== true) continue;
     // Still the file judged: its holder may have let go (removing it) and another taken that name meanwhile.
     const now = await lstat(leftover).catch(() => null);
-    if (now !== null && sameFile(now, found)) await unlink(leftover).catch(() => undefined);
+    if (now !== null && sameFile(now, found) && Date.now() - now.mtimeMs > LEFTOVER_AGE_MS) await unlink(leftover).catch(() => undefined);
   }
 }
+
+/**
+ * How old a second name must be to be removed as a leftover: older than any wait for the lock (5 s at most), so that
+ * a waiting process whose pid says nothing here (one in another pid namespace, see `holderGone`) keeps its own.
+ */
+const LEFTOVER_AGE_MS = 60_000;
