@@ -3,7 +3,7 @@
 // and CPU time do: it tells a change of a few per cent apart on a shared machine. It leaves out the kernel, and memory waits cost
 // nothing in it. Options: --case off|get|prompt|runs|startup (get), --requests N (2000 measured), --warm-up N (8000, under valgrind
 // without counting: V8 compiles the hot functions meanwhile), --runs R (3 per side, the median kept), --top K (30 functions printed),
-// --keep (each side's callgrind files and V8 perf map left in the printed folder, for callgrind_annotate --inclusive=yes),
+// --keep (the request cases: each side's callgrind files and V8 perf map left in the printed folder, for callgrind_annotate --inclusive=yes),
 // --keys N (startup: the keys of the store each start reads, 1000000; the ceiling has none, so name another checkout).
 
 import { execFileSync } from 'node:child_process';
