@@ -22,9 +22,16 @@ const SHOWN_FROM = new Set(['custom_nodes']);
 const SHOWN_AFTER = new Set(['site-packages', 'dist-packages']);
 /**
  * The fields of a node's output item that name its file for `/view`: relative to ComfyUI's folders, so they are shown as
- * they are (a relative name such as `batch (1)/a` could read as a path start after `)`, and cutting it would break `/view`).
+ * they are (a relative name such as `batch (1)/a` could read as a path start after `)`, and cutting it would break `/view`),
+ * unless one starts as an absolute path does (ABSOLUTE_NAME), which `/view` refuses anyway.
  */
 const FILE_REFERENCE_FIELDS: ReadonlySet<string> = new Set(['filename', 'subfolder', 'type']);
+/**
+ * How a file field that is an absolute path starts: `/`, `\` or a drive (`C:\`, `C:/`). ComfyUI's `/view` refuses such a
+ * `subfolder` (403: its join leaves the folder) and a `filename` starting with `/` (400), and reads any other `filename` by
+ * its last part alone: cut to its last part, such a field hides where the server keeps files and loses nothing `/view` serves.
+ */
+const ABSOLUTE_NAME = /^(?:[\\/]|[A-Za-z]:[\\/])/;
 
 /**
  * `text` with every absolute file-system path cut to what tells a user which file failed, not where the server
@@ -79,8 +86,8 @@ function shownPath(path: string): string {
 
 /**
  * `value` (parsed JSON) with every string in it, at any depth, without server paths (withoutServerPaths); object keys, and
- * the strings of fields named in `shownAsIs`, stay as they are. The same value when nothing changes; otherwise a copy of
- * what changed only, so that a value others hold is never changed. Walked by recursion: ComfyUI's JSON is no deeper than
+ * the strings of fields named in `shownAsIs` that do not start as an absolute path (ABSOLUTE_NAME), stay as they are. The
+ * same value when nothing changes; otherwise a copy of what changed only, so that a value others hold is never changed. Walked by recursion: ComfyUI's JSON is no deeper than
  * Python's json.dumps writes (it stops at the interpreter's recursion limit, 1000 by default).
  */
 export function withoutServerPathsIn(value: unknown, shownAsIs?: ReadonlySet<string>): unknown {
@@ -96,7 +103,7 @@ export function withoutServerPathsIn(value: unknown, shownAsIs?: ReadonlySet<str
   if (!isObject(value)) return value;
   let copy: Record<string, unknown> | undefined;
   for (const [key, field] of Object.entries(value)) {
-    if (shownAsIs?.has(key)) continue;
+    if (shownAsIs?.has(key) && !(typeof field === 'string' && ABSOLUTE_NAME.test(field))) continue;
     const shown = withoutServerPathsIn(field, shownAsIs);
     if (shown !== field) (copy ??= { ...value })[key] = shown;
   }
@@ -115,7 +122,7 @@ export function mayHoldServerPath(jsonText: string): boolean {
 /**
  * A node's UI output (`executed`'s `output`), or a prompt's `outputs` by node, as a user key is shown it: every string
  * without server paths (a custom node's `fullpath` shown as its file's name), but the file fields `/view` takes
- * (FILE_REFERENCE_FIELDS). The same value when none changes.
+ * (FILE_REFERENCE_FIELDS) that are not absolute paths. The same value when none changes.
  */
 export function outputsShown(outputs: unknown): unknown {
   return withoutServerPathsIn(outputs, FILE_REFERENCE_FIELDS);

@@ -201,9 +201,13 @@ describe('outputs and refusals as a user key is shown them', () => {
     assert.deepEqual(mixed.cut, ['/srv/a.png']);
   });
 
-  test('outputsShown keeps filename, subfolder and type as /view takes them', () => {
-    const output = { images: [{ filename: 'a.png', subfolder: '/abs', type: 'output' }] };
+  test('outputsShown keeps filename, subfolder and type as /view takes them, and cuts them when they are absolute paths', () => {
+    const output = { images: [{ filename: 'a (1).png', subfolder: 'batch (1)/b', type: 'output' }] };
     assert.equal(outputsShown(output), output);
+    const absolute = { images: [{ filename: '/srv/comfy/output/a.png', subfolder: 'C:\\ComfyUI\\output\\x', type: 'output' }] };
+    assert.deepEqual(outputsShown(absolute), { images: [{ filename: 'a.png', subfolder: 'x', type: 'output' }] });
+    const rooted = { images: [{ filename: 'a.png', subfolder: '\\\\host\\share\\out', type: 'temp' }] };
+    assert.deepEqual(outputsShown(rooted), { images: [{ filename: 'a.png', subfolder: 'out', type: 'temp' }] });
   });
 
   test('mayHoldServerPath is true of every text with a path in a string, escaped or not, and false of a plain one', () => {
