@@ -6,6 +6,7 @@ export type { Logger };
 
 import type { LogLevel } from '../config/schema.js';
 import { jsonStringContent } from '../json/json-text.js';
+import { LineBuffer } from '../store/file/line-buffer.js';
 
 /** Paths redacted in every log line, in case a header or body object is ever logged whole. */
 const REDACTED = [
@@ -48,13 +49,14 @@ const WRITE_BATCHED = Symbol('writeBatched');
 
 /**
  * A logger writing JSON lines to stdout, buffered (a request never waits for its log line). Access-log
- * lines (`logRequest`) are written in batches; any other line is written at once, with the lines
- * waiting before it; what waits is written on exit. Lines are kept as bytes until written: kept as
- * text, sonic-boom measures the whole waiting text again for every line added (flattening it, up to
- * 16 KB per line under load); as bytes, each line is encoded once and the waiting lines are joined
- * once per write. At most LOG_MAX_WAITING_BYTES wait: past that, lines are dropped and counted, and
- * the count is logged (`log_lines_dropped`) once half of what waited has been written. On exit, what
- * waits is given up once standard output has taken nothing for LOG_EXIT_STALL_MS.
+ * lines (`logRequest`) wait in one reused buffer until LOG_BATCH_BYTES of them do, or LOG_FLUSH_MS has
+ * passed, and are then handed to the destination as one copy; any other line is handed over at once,
+ * with the lines waiting before it; what waits is written on exit. Each line is encoded once, into that
+ * buffer (kept as text, sonic-boom would measure the whole waiting text again for every line added;
+ * as a buffer of its own, each line cost an allocation and a place in sonic-boom's lists). At most
+ * LOG_MAX_WAITING_BYTES wait for standard output: past that, batches are dropped and their lines
+ * counted, and the count is logged (`log_lines_dropped`) once half of what waited has been written. On
+ * exit, what waits is given up once standard output has taken nothing for LOG_EXIT_STALL_MS.
  */
 export function createLogger(level: LogLevel): Logger {
   // Opening process.stdout makes a pipe or socket on fd 1 non-blocking (libuv's uv_pipe_open): a write that a stalled
@@ -69,7 +71,6 @@ export function createLogger(level: LogLevel): Logger {
     dest: 1,
     sync: false,
     contentMode: 'buffer',
-    minLength: LOG_BATCH_BYTES,
     maxWrite: LOG_MAX_WRITE_BYTES,
     maxLength: LOG_MAX_WAITING_BYTES,
     // Outside the exit a busy stdout is retried for as long as it lasts (lines past the bound are dropped meanwhile).
@@ -82,10 +83,23 @@ export function createLogger(level: LogLevel): Logger {
       return Date.now() < exitDeadline;
     },
   });
+  // Lines logged and not yet handed to the destination, and the timer that hands them over, armed only while some wait.
+  const lines = new LineBuffer();
+  let handOverTimer: NodeJS.Timeout | null = null;
+  // Bytes handed to the destination and not yet written; lines dropped since the last warning about it.
+  let handedOver = 0;
+  let dropped = 0;
+  const append = destination.write.bind(destination) as unknown as (bytes: Buffer) => boolean;
+  const handOver = (): boolean => {
+    if (lines.size === 0) return true;
+    handedOver += lines.size;
+    return append(lines.takeCopy());
+  };
   const flushSync = destination.flushSync.bind(destination);
   destination.flushSync = () => {
     exiting = true;
     try {
+      handOver();
       flushSync();
     } catch (error) {
       // Standard output stalled: the lines still waiting are given up.
@@ -95,42 +109,37 @@ export function createLogger(level: LogLevel): Logger {
       exitLeft = -1;
     }
   };
-  const append = destination.write.bind(destination) as unknown as (bytes: Buffer) => boolean;
-  // Bytes logged and not yet written, and the timer that writes them, armed only while some wait.
-  let waiting = 0;
-  let flushTimer: NodeJS.Timeout | null = null;
-  // Lines dropped since the last warning about it.
-  let dropped = 0;
-  destination.on('drop', (bytes: Buffer) => {
-    waiting -= bytes.length;
-    dropped += 1;
-  });
-  const flushSoon = (): void => {
-    flushTimer ??= setTimeout(() => {
-      flushTimer = null;
-      // A write under way when the timer fires leaves the rest waiting; its 'write' event arms the timer again.
-      if (waiting > 0) destination.flush();
-    }, LOG_FLUSH_MS).unref();
+  const flush = destination.flush.bind(destination);
+  destination.flush = (callback?: (error?: Error) => void) => {
+    handOver();
+    flush(callback);
   };
+  destination.on('drop', (bytes: Buffer) => {
+    handedOver -= bytes.length;
+    for (let end = bytes.indexOf(10); end !== -1; end = bytes.indexOf(10, end + 1)) dropped += 1;
+  });
   destination.on('write', (written: number) => {
-    waiting -= written;
-    if (dropped > 0 && waiting < LOG_MAX_WAITING_BYTES / 2) {
-      const lines = dropped;
+    handedOver -= written;
+    if (dropped > 0 && handedOver < LOG_MAX_WAITING_BYTES / 2) {
+      const count = dropped;
       dropped = 0;
-      logger.warn({ event: 'log_lines_dropped', lines }, 'log lines dropped: standard output did not take them as fast as they came');
+      logger.warn({ event: 'log_lines_dropped', lines: count }, 'log lines dropped: standard output did not take them as fast as they came');
     }
-    if (waiting > 0) flushSoon();
   });
   const writeBatched = (line: string): boolean => {
-    const bytes = Buffer.from(line, 'utf8');
-    waiting += bytes.length;
-    flushSoon();
-    return append(bytes);
+    lines.addText(line);
+    if (lines.size < LOG_BATCH_BYTES) {
+      handOverTimer ??= setTimeout(() => {
+        handOverTimer = null;
+        handOver();
+      }, LOG_FLUSH_MS).unref();
+      return true;
+    }
+    return handOver();
   };
   destination.write = (line: string) => {
-    const fits = writeBatched(line);
-    destination.flush();
-    return fits;
+    lines.addText(line);
+    return handOver();
   };
   Object.assign(destination, { [WRITE_BATCHED]: writeBatched });
   const logger = pino({ level, base: { service: 'comfy-gate' }, redact: { paths: REDACTED, censor: '[redacted]' } }, destination);

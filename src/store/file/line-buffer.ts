@@ -15,10 +15,15 @@ export class LineBuffer {
 
   /** Adds `line` and a newline. */
   add(line: string): void {
-    // A UTF-16 code unit is at most 3 bytes of UTF-8 (a surrogate pair, two units, is 4).
-    this.reserve(line.length * 3 + 1);
-    this.length += this.bytes.write(line, this.length);
+    this.addText(line, 1);
     this.bytes[this.length++] = 10;
+  }
+
+  /** Adds `text` as it is (lines that end with their own newlines), with room for `more` bytes after it. */
+  addText(text: string, more = 0): void {
+    // A UTF-16 code unit is at most 3 bytes of UTF-8 (a surrogate pair, two units, is 4).
+    this.reserve(text.length * 3 + more);
+    this.length += this.bytes.write(text, this.length);
   }
 
   /** The lines added so far; the buffer starts empty again, as large as it was. */
@@ -27,6 +32,13 @@ export class LineBuffer {
     this.bytes = Buffer.allocUnsafe(Math.max(INITIAL_BYTES, this.length));
     this.length = 0;
     return taken;
+  }
+
+  /** A copy of the lines added so far; the buffer starts empty again and keeps its bytes, for lines that wait only briefly. */
+  takeCopy(): Buffer {
+    const copy = Buffer.from(this.bytes.subarray(0, this.length));
+    this.length = 0;
+    return copy;
   }
 
   /** Puts `lines` (taken before, and not written) back, before the lines added since. */
