@@ -194,8 +194,16 @@ async function runPass(cases, pass) {
   return results;
 }
 
+/**
+ * The job registry's files in a gateway's directory. Each run of a case starts without them: the prompts a run leaves
+ * held (tens of thousands, never sent on) would otherwise be restored by every later run of that directory, so that
+ * its start-up and its requests would be measured beside more held jobs in each pass and round than in the one before.
+ */
+const JOB_REGISTRY_FILES = ['jobs.json', 'jobs.journal'];
+
 /** Starts the case's gateway or Node.js service if it has one, then loads it at each connection count (`seconds` each). */
 async function runCase({ url, gateway, service, apiKey = '', path = '/prompt', method = 'POST' }, { connectionCounts = CONNECTIONS, seconds = RUN_S } = {}) {
+  if (gateway) for (const name of JOB_REGISTRY_FILES) rmSync(join(gateway.directory, name), { force: true });
   const started = gateway ? await startGateway(gateway) : null;
   const helper = service ? spawnService(process.execPath, [here(service.script), String(service.port), String(service.upstreamPort)]) : null;
   if (helper) await waitForLine(helper, /listening/);
