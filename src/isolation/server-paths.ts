@@ -87,8 +87,9 @@ function shownPath(path: string): string {
 /**
  * `value` (parsed JSON) with every string in it, at any depth, without server paths (withoutServerPaths); object keys, and
  * the strings of fields named in `shownAsIs` that do not start as an absolute path (ABSOLUTE_NAME), stay as they are. The
- * same value when nothing changes; otherwise a copy of what changed only, so that a value others hold is never changed. Walked by recursion: ComfyUI's JSON is no deeper than
- * Python's json.dumps writes (it stops at the interpreter's recursion limit, 1000 by default).
+ * same value when nothing changes; otherwise a copy of what changed only, so that a value others hold is never changed.
+ * Walked by recursion: ComfyUI's JSON is no deeper than Python's json.dumps writes (it stops at the interpreter's recursion
+ * limit, 1000 by default).
  */
 export function withoutServerPathsIn(value: unknown, shownAsIs?: ReadonlySet<string>): unknown {
   if (typeof value === 'string') return withoutServerPaths(value);
