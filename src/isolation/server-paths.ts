@@ -23,15 +23,17 @@ const SHOWN_AFTER = new Set(['site-packages', 'dist-packages']);
 /**
  * The fields of a node's output item that name its file for `/view`: relative to ComfyUI's folders, so they are shown as
  * they are (a relative name such as `batch (1)/a` could read as a path start after `)`, and cutting it would break `/view`),
- * unless one starts as an absolute path does (ABSOLUTE_NAME), which `/view` refuses anyway.
+ * unless one starts as an absolute path does (ABSOLUTE_NAME).
  */
 const FILE_REFERENCE_FIELDS: ReadonlySet<string> = new Set(['filename', 'subfolder', 'type']);
 /**
- * How a file field that is an absolute path starts: `/`, `\` or a drive (`C:\`, `C:/`). ComfyUI's `/view` refuses such a
- * `subfolder` (403: its join leaves the folder) and a `filename` starting with `/` (400), and reads any other `filename` by
- * its last part alone: cut to its last part, such a field hides where the server keeps files and loses nothing `/view` serves.
+ * How a file field that is an absolute path starts: `/`, `\`, a drive (`C:\`, `C:/`) or a file URL's `file:`. ComfyUI's
+ * `/view` refuses such a `subfolder` (403: its join leaves the folder) and a `filename` starting with `/` (400), and reads
+ * any other `filename` by its last part alone, so cutting such a field to its last part hides where the server keeps files.
+ * (On a POSIX server `C:/x` and `file:/x` are also relative folder names `/view` could serve; they are read as paths here, as
+ * everywhere else in this file.)
  */
-const ABSOLUTE_NAME = /^(?:[\\/]|[A-Za-z]:[\\/])/;
+const ABSOLUTE_NAME = /^(?:[\\/]|[A-Za-z]:[\\/]|file:)/i;
 
 /**
  * `text` with every absolute file-system path cut to what tells a user which file failed, not where the server

@@ -208,6 +208,8 @@ describe('outputs and refusals as a user key is shown them', () => {
     assert.deepEqual(outputsShown(absolute), { images: [{ filename: 'a.png', subfolder: 'x', type: 'output' }] });
     const rooted = { images: [{ filename: 'a.png', subfolder: '\\\\host\\share\\out', type: 'temp' }] };
     assert.deepEqual(outputsShown(rooted), { images: [{ filename: 'a.png', subfolder: 'out', type: 'temp' }] });
+    const url = { images: [{ filename: 'file:///srv/comfy/output/a.png', subfolder: '', type: 'output' }] };
+    assert.deepEqual(outputsShown(url), { images: [{ filename: 'a.png', subfolder: '', type: 'output' }] });
   });
 
   test('mayHoldServerPath is true of every text with a path in a string, escaped or not, and false of a plain one', () => {
