@@ -110,6 +110,35 @@ describe('UpstreamSocket against a ws server', () => {
     await client.closed;
   });
 
+  test('a backlog of 2 MB is read 64 KiB a turn of the event loop, every message kept and in order', async () => {
+    const { client, peer } = await connectPair(wss, url);
+    // 20,000 frames of 102 bytes (2-byte head, 100 of text), sent in one turn: the kernel holds what the client has not read.
+    const count = 20_000;
+    const texts = Array.from({ length: count }, (_, i) => String(i).padStart(100, '.'));
+    const received: string[] = [];
+    /** Messages read in each turn of the event loop (counted at its check phase). */
+    const perTurn: number[] = [];
+    let countedThrough = 0;
+    const allReceived = new Promise<void>((resolve) =>
+      client.on('text', (text: string) => {
+        if (received.length === countedThrough)
+          setImmediate(() => {
+            perTurn.push(received.length - countedThrough);
+            countedThrough = received.length;
+          });
+        received.push(text);
+        if (received.length === count) setImmediate(resolve);
+      }),
+    );
+    for (const text of texts) peer.send(text);
+    await allReceived;
+    assert.deepEqual(received, texts);
+    // One 64 KiB read holds at most 643 whole frames, and ends one begun in the read before it.
+    assert.ok(Math.max(...perTurn) <= 644, `at most one read a turn: ${Math.max(...perTurn)} messages in one turn`);
+    client.socket.terminate();
+    await client.closed;
+  });
+
   test("the server's ping gets a pong with its payload; the client's ping gets the server's pong", async () => {
     const { client, peer } = await connectPair(wss, url);
     const serverPong = once(peer, 'pong');
