@@ -1,28 +1,35 @@
 // `node bench/instructions.mjs [OTHER]`: instructions per request (or per start) under valgrind's callgrind, this checkout's gateway beside the ceiling
 // (OTHER `ceiling`, the default) or another built checkout. A count of instructions does not move with how busy the machine is, as req/s
 // and CPU time do: it tells a change of a few per cent apart on a shared machine. It leaves out the kernel, and memory waits cost
-// nothing in it. Options: --case off|get|prompt|runs|startup (get), --requests N (2000 measured), --warm-up N (8000, under valgrind
+// nothing in it. Options: --case off|get|prompt|runs|view|head|startup (get), --requests N (2000 measured), --warm-up N (8000, under valgrind
 // without counting: V8 compiles the hot functions meanwhile), --runs R (3 per side, the median kept), --top K (30 functions printed),
 // --keep (the request cases: each side's callgrind files and V8 perf map left in the printed folder, for callgrind_annotate --inclusive=yes),
 // --keys N (startup: the keys of the store each start reads, 1000000; the ceiling has none, so name another checkout).
 
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { ensureTools } from './tools.mjs';
 import { writeKeysFile } from './keys.mjs';
+import { writeRandomFile } from './transfers.mjs';
 import { startUpstream } from './nginx.mjs';
 import { freePort, median, spawnService, stopAllNow, stopService, waitForLine } from './processes.mjs';
 
+/** The file the view and head cases ask for, in the files upstream's output folder. */
+const SMALL_FILE = 'small.bin';
+const SMALL_FILE_BYTES = 20_000;
 /** The cases, as bench/paired.mjs names them: the route, whether a key is sent, the upstream (`comfy`: prompts run) and the gateway's flags. */
 const CASES = {
   off: { path: '/features', method: 'GET', auth: false, upstream: 'nginx' },
   get: { path: '/features', method: 'GET', auth: true, upstream: 'nginx' },
   prompt: { path: '/prompt', method: 'POST', auth: true, upstream: 'nginx' },
   runs: { path: '/prompt', method: 'POST', auth: true, upstream: 'comfy', flags: ['--upstream-queue-depth', '1000'] },
+  // A 20 KB output from bench/files-upstream.mjs with an admin key, its GET and its HEAD.
+  view: { path: `/view?filename=${SMALL_FILE}&type=output`, method: 'GET', auth: true, admin: true, upstream: 'files' },
+  head: { path: `/view?filename=${SMALL_FILE}&type=output`, method: 'HEAD', auth: true, admin: true, upstream: 'files' },
   // The gateway's start, counted from its first instruction until it prints that it listens, every thread, on a copy of one large key store.
   startup: { auth: true, upstream: 'nginx', startup: true },
 };
@@ -41,10 +48,18 @@ function option(name, fallback) {
   return at < 0 ? fallback : process.argv[at + 1];
 }
 
-/** Starts the case's upstream on a free port: nginx's fixed answer, or bench/history-upstream.mjs where prompts run. */
+/** Starts the case's upstream on a free port: nginx's fixed answer, bench/files-upstream.mjs serving SMALL_FILE, or bench/history-upstream.mjs where prompts run. */
 async function startCaseUpstream(work, testCase) {
   const port = await freePort();
   if (testCase.upstream === 'nginx') return { port, service: await startUpstream(work, port) };
+  if (testCase.upstream === 'files') {
+    const files = join(work, 'files');
+    for (const folder of ['input', 'output']) mkdirSync(join(files, folder), { recursive: true });
+    await writeRandomFile(join(files, 'output', SMALL_FILE), SMALL_FILE_BYTES);
+    const service = spawnService(process.execPath, [fileURLToPath(new URL('files-upstream.mjs', import.meta.url)), String(port), files, SMALL_FILE]);
+    await waitForLine(service, /ready/);
+    return { port, service };
+  }
   const service = spawnService(process.execPath, [fileURLToPath(new URL('history-upstream.mjs', import.meta.url)), String(port), '0', '0']);
   await waitForLine(service, /ready/);
   return { port, service };
@@ -86,7 +101,15 @@ async function send(pool, testCase, apiKey, count) {
   const connection = async () => {
     while (sent < count) {
       sent += 1;
-      const answer = await pool.request({ path: testCase.path, method: testCase.method, headers, body });
+      // A HEAD keeps its connection, as a browser's or node's keep-alive agent does: undici's default closes it after each
+      // HEAD (it sends `Connection: close`), which the ceiling passes on to the upstream, reconnecting for every request.
+      const answer = await pool.request({
+        path: testCase.path,
+        method: testCase.method,
+        headers,
+        body,
+        ...(testCase.method === 'HEAD' ? { reset: false } : {}),
+      });
       const text = await answer.body.text();
       if (answer.statusCode !== 200) throw new Error(`${testCase.method} ${testCase.path} answered ${answer.statusCode}: ${text.slice(0, 200)}`);
     }
@@ -164,17 +187,18 @@ function countedSoFar(side, pid, directory, per, everyThread) {
 async function measure(side, testCase, work, requests, warmUp) {
   const directory = mkdtempSync(join(work, 'side-'));
   const upstream = await startCaseUpstream(directory, testCase);
-  const key = testCase.auth ? await writeKeysFile(directory, 1) : null;
+  const key = testCase.auth ? await writeKeysFile(directory, 1, { admin: testCase.admin === true }) : null;
+  const apiKey = testCase.admin ? key?.admin.apiKey : key?.apiKey;
   const started = await startSide(side, testCase, directory, upstream.port);
   const pool = new Pool(started.url, { connections: CONNECTIONS });
   try {
-    await send(pool, testCase, key?.apiKey, warmUp).catch((error) => {
+    await send(pool, testCase, apiKey, warmUp).catch((error) => {
       throw new Error(`${error.message}\nits last output:\n${started.service.output}`);
     });
     const pid = String(started.service.pid);
     execFileSync('callgrind_control', ['--instr=on', pid], { stdio: 'ignore' });
     execFileSync('callgrind_control', ['--zero', pid], { stdio: 'ignore' });
-    await send(pool, testCase, key?.apiKey, requests);
+    await send(pool, testCase, apiKey, requests);
     return countedSoFar(side, pid, directory, requests, false);
   } finally {
     await pool.close();
