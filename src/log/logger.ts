@@ -146,9 +146,10 @@ export function createLogger(level: LogLevel): Logger {
   return logger;
 }
 
-/** One line of the access log. */
+/** One line of the access log: a request's (`request`), or a WebSocket's once it has ended (`websocket`). */
 export interface RequestLogEntry {
-  req_id: string;
+  /** Left out of a WebSocket's line: its upgrade has no request id. */
+  req_id?: string;
   method: string;
   path: string;
   status: number;
@@ -161,19 +162,20 @@ export interface RequestLogEntry {
 type PinoInternals = Record<symbol, unknown>;
 
 /**
- * Writes the access log's `request` line, exactly as `log.info(entry, 'request')` would, but built
- * directly: it is written for every request, and its fields are fixed scalars that need no
+ * Writes an access-log line, exactly as `log.info(entry, message)` would, but built directly: it is
+ * written for every request and every socket, and its fields are fixed scalars that need no
  * redaction or general serializer.
  */
-export function logRequest(log: Logger, entry: RequestLogEntry): void {
+export function logRequest(log: Logger, entry: RequestLogEntry, message: 'request' | 'websocket' = 'request'): void {
   if (!log.isLevelEnabled('info')) return;
   const internals = log as unknown as PinoInternals;
   const stream = internals[pino.symbols.streamSym] as { write(line: string): unknown; [WRITE_BATCHED]?: (line: string) => boolean };
   const bindings = internals[pino.symbols.chindingsSym] as string;
+  const requestId = entry.req_id === undefined ? '' : `"req_id":"${jsonStringContent(entry.req_id)}",`;
   const line =
-    `{"level":30,"time":${Date.now()}${bindings},"req_id":"${jsonStringContent(entry.req_id)}","method":"${jsonStringContent(entry.method)}",` +
+    `{"level":30,"time":${Date.now()}${bindings},${requestId}"method":"${jsonStringContent(entry.method)}",` +
     `"path":"${jsonStringContent(entry.path)}","status":${entry.status},"duration_ms":${entry.duration_ms},` +
-    `"key_id":${entry.key_id === null ? 'null' : `"${jsonStringContent(entry.key_id)}"`},"ip":"${jsonStringContent(entry.ip)}","msg":"request"}\n`;
+    `"key_id":${entry.key_id === null ? 'null' : `"${jsonStringContent(entry.key_id)}"`},"ip":"${jsonStringContent(entry.ip)}","msg":"${message}"}\n`;
   const writeBatched = stream[WRITE_BATCHED];
   if (writeBatched) writeBatched(line);
   else stream.write(line);

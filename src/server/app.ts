@@ -596,7 +596,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       untrack();
       if (status === 101) metrics.websocketClosed();
       metrics.request('websocket', status, connectedMs / 1000, key.key_id);
-      log.info({ method: 'GET', path, status, duration_ms: connectedMs, key_id: key.key_id, ip }, 'websocket');
+      logRequest(log, { method: 'GET', path, status, duration_ms: connectedMs, key_id: key.key_id, ip }, 'websocket');
       usage.record({
         key_id: key.key_id,
         endpoint: path,

@@ -3,11 +3,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { SAVE_WORKFLOW } from '../helpers/comfy-client.js';
+import { openCollectingSocket, SAVE_WORKFLOW } from '../helpers/comfy-client.js';
 import { startFakeComfyUI, type FakeComfyUI } from '../helpers/fake-comfyui.js';
 import { startGateway, type GatewayProcess } from '../helpers/gateway-process.js';
 import { send, type TestResponse } from '../helpers/http-client.js';
 import { createKey, type CreatedKey } from '../helpers/keys.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 type OpenApi = {
   paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema?: unknown }> }> }>>;
@@ -193,6 +194,29 @@ describe('OpenAPI, metrics, logs and audit', () => {
     assert.equal(typeof line.duration_ms, 'number');
     const all = gateway.output().stdout + gateway.output().stderr;
     for (const secret of [admin.api_key, user.api_key, 'secret-cookie']) assert.equal(all.includes(secret), false);
+  });
+
+  test("one JSON log line per WebSocket once it has ended: its key, status, how long it was open; not its key's secret", async () => {
+    const socket = await openCollectingSocket(`${gateway.url.replace('http', 'ws')}/ws?clientId=log-line-socket`, { 'x-api-key': admin.api_key });
+    await socket.close();
+    const line = await waitFor(
+      () =>
+        gateway
+          .output()
+          .stdout.split('\n')
+          .filter((text) => text.startsWith('{'))
+          .map((text) => JSON.parse(text) as Record<string, unknown>)
+          .find((entry) => entry.msg === 'websocket' && entry.key_id === admin.key_id),
+      "the socket's log line",
+    );
+    assert.deepEqual(
+      { method: line.method, path: line.path, status: line.status, level: line.level, service: line.service },
+      { method: 'GET', path: '/ws', status: 101, level: 30, service: 'comfy-gate' },
+    );
+    assert.equal(typeof line.duration_ms, 'number');
+    assert.equal(typeof line.ip, 'string');
+    assert.equal('req_id' in line, false);
+    assert.equal(gateway.output().stdout.includes(admin.api_key), false);
   });
 
   test('the audit trail records key changes and sign-ins with who, what, when and where', async () => {

@@ -28,15 +28,17 @@ const withoutTime = (line: string): Record<string, unknown> => {
   return parsed;
 };
 
-test('a request line is the line pino writes for the same fields, whatever the path holds', async () => {
-  const entries: RequestLogEntry[] = [
-    { req_id: 'a1', method: 'GET', path: '/features', status: 200, duration_ms: 1.3, key_id: null, ip: '127.0.0.1' },
-    { req_id: 'b2', method: 'POST', path: '/view/"quoted"\\back\u0001\u00e9\u{1f600}', status: 404, duration_ms: 0, key_id: 'k_1', ip: '::1' },
+test("a request's and a socket's line are the lines pino writes for the same fields, whatever the path holds", async () => {
+  const entries: [RequestLogEntry, 'request' | 'websocket'][] = [
+    [{ req_id: 'a1', method: 'GET', path: '/features', status: 200, duration_ms: 1.3, key_id: null, ip: '127.0.0.1' }, 'request'],
+    [{ req_id: 'b2', method: 'POST', path: '/view/"quoted"\\back\u0001\u00e9\u{1f600}', status: 404, duration_ms: 0, key_id: 'k_1', ip: '::1' }, 'request'],
+    [{ method: 'GET', path: '/ws', status: 101, duration_ms: 61_250, key_id: 'k_1', ip: '::1' }, 'websocket'],
+    [{ method: 'GET', path: '/api/ws\u2028"', status: 403, duration_ms: 0, key_id: 'k_2', ip: '127.0.0.1' }, 'websocket'],
   ];
-  for (const entry of entries) {
+  for (const [entry, message] of entries) {
     const { log, lines } = capturingLogger('info');
-    log.info(entry, 'request');
-    logRequest(log, entry);
+    log.info(entry, message);
+    logRequest(log, entry, message);
     await new Promise((resolve) => setImmediate(resolve));
     assert.equal(lines.length, 2);
     assert.deepEqual(withoutTime(lines[1]!), withoutTime(lines[0]!));
