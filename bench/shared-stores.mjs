@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 
 /** The server the bench's databases are created on (a URL to its maintenance database), and the Redis server. */
-const POSTGRES_URL = process.env.COMFY_GATE_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const POSTGRES_URL = process.env.COMFY_GATE_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const REDIS_URL = process.env.COMFY_GATE_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 /** Where the gateway keeps its rate-limit windows in Redis (its default prefix). */
 const REDIS_WINDOWS = 'comfy-gate:window:';
@@ -16,7 +16,7 @@ const REDIS_WINDOWS = 'comfy-gate:window:';
 let created = 0;
 
 /** Runs a statement on the maintenance database. */
-async function onServer(statement) {
+export async function onServer(statement) {
   const client = new pg.Client({ connectionString: POSTGRES_URL });
   await client.connect();
   try {

@@ -92,6 +92,59 @@ describe('PostgreSQL reads in pages', { skip: 'skip' in fresh ? fresh.skip : fal
     }
   });
 
+  test(`a job store's reload fetches whole rows only of the jobs it holds at an older revision, over ${MANY} it wrote itself`, async () => {
+    await admin.query('TRUNCATE jobs');
+    const db = await PostgresDatabase.open({ url });
+    const jobs = new PostgresJobStore({ database: db, reloadIntervalMs: 100 });
+    try {
+      await jobs.open();
+      const at = Date.now() / 1000;
+      const ids = Array.from({ length: MANY }, (_, i) => `own${i}`);
+      assert.ok((await Promise.all(ids.map((id, i) => jobs.create(jobRecord(id, { key_id: 'k1', admitted_at: at + i / 1000 }))))).every(Boolean));
+      await jobs.settled();
+
+      // From here on: the ids whose whole rows are read (by id, or in a reload's pages), and the reloads of the jobs table run.
+      const fetched: string[] = [];
+      let reloads = 0;
+      const query = db.query.bind(db);
+      const eachPage = db.eachPage.bind(db);
+      db.query = ((text: string, values?: unknown[]) => {
+        if (text.includes('FROM jobs WHERE id = ANY')) fetched.push(...(values![0] as string[]));
+        return query(text, values);
+      }) as typeof db.query;
+      db.eachPage = ((text: string, values: unknown[], onPage: (rows: { id: string; status?: string }[]) => void | Promise<void>) => {
+        if (!text.includes('FROM jobs WHERE updated_at')) return eachPage(text, values, onPage);
+        reloads += 1;
+        return eachPage<{ id: string; status?: string }>(text, values, (rows) => {
+          fetched.push(...rows.filter((row) => row.status !== undefined).map((row) => row.id));
+          return onPage(rows);
+        });
+      }) as typeof db.eachPage;
+      await waitFor(() => reloads >= 2, 5000, 'two reloads run');
+      await jobs.settled();
+      assert.deepEqual(fetched, [], 'no whole row is read again of the jobs it wrote');
+
+      // Changed by hand with the triggers off: a new revision, and no notification of it.
+      const changed = ids[PAGE_ROWS + 7]!;
+      const client = await admin.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query("SET LOCAL session_replication_role = 'replica'");
+        await client.query("UPDATE jobs SET status = 'cancelled', rev = nextval('jobs_rev'), updated_at = clock_timestamp() WHERE id = $1", [changed]);
+        await client.query('COMMIT');
+      } finally {
+        client.release();
+      }
+      await waitFor(() => jobs.get(changed)?.status === 'cancelled', 5000, 'the reload takes the changed row');
+      assert.deepEqual(fetched, [changed], 'only the changed job is read whole');
+      assert.equal(jobs.get(ids[0]!)?.status, 'queued');
+      assert.equal(jobs.count({ keyId: 'k1' }), MANY);
+    } finally {
+      await jobs.close();
+      await db.close();
+    }
+  });
+
   test(`an ownership store opened over ${MANY} claims knows every owner`, async () => {
     await admin.query('TRUNCATE ownership');
     const writer = await PostgresDatabase.open({ url });

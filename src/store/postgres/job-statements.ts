@@ -88,14 +88,25 @@ export async function updateJob(database: PostgresDatabase, id: string, patch: J
   return rows[0];
 }
 
-/** The rows of `ids` that the table has. */
+/** The rows of `ids` that the table has, in admission order. */
 export async function jobRows(database: PostgresDatabase, ids: string[]): Promise<JobRow[]> {
-  return (await database.query<JobRow>(`SELECT ${COLUMNS} FROM jobs WHERE id = ANY($1)`, [ids])).rows;
+  return (await database.query<JobRow>(`SELECT ${COLUMNS} FROM jobs WHERE id = ANY($1) ORDER BY admitted_at`, [ids])).rows;
 }
 
-/** Hands `onPage` the rows changed since `since` (Unix seconds), in admission order, a page at a time (`PostgresDatabase.eachPage`). */
-export function eachJobPageChangedSince(database: PostgresDatabase, since: number, onPage: (rows: JobRow[]) => void): Promise<void> {
-  return database.eachPage<JobRow>(`SELECT ${COLUMNS} FROM jobs WHERE updated_at > to_timestamp($1) ORDER BY admitted_at`, [since], onPage);
+/** A job's revision as the table holds it (`updated`: its `updated_at` in Unix seconds), without the job itself. */
+export type JobRevision = { id: string; rev: number; updated: number };
+
+/**
+ * Hands `onPage` the revisions of the rows changed since `since` (Unix seconds), in admission order, a
+ * page at a time (`PostgresDatabase.eachPage`): a replica fetches whole rows only of the jobs it holds
+ * at an older revision, so reading again what it wrote itself costs a few bytes a job.
+ */
+export function eachJobRevisionPageChangedSince(database: PostgresDatabase, since: number, onPage: (revisions: JobRevision[]) => Promise<void>): Promise<void> {
+  return database.eachPage<JobRevision>(
+    `SELECT id, rev::float8 AS rev, extract(epoch from updated_at)::float8 AS updated FROM jobs WHERE updated_at > to_timestamp($1) ORDER BY admitted_at`,
+    [since],
+    onPage,
+  );
 }
 
 /** `AS v(column type, …)`: a JSON array of objects read as rows of these columns. */

@@ -7,7 +7,7 @@ import type { JobPatch, JobRecord, JobStatus, JobStore } from '../types.js';
 import { isConnectionError, type PostgresDatabase } from './database.js';
 import { DeferredWrites } from './deferred-writes.js';
 import {
-  eachJobPageChangedSince,
+  eachJobRevisionPageChangedSince,
   idOf,
   insertJob,
   insertJobs,
@@ -99,11 +99,13 @@ export class PostgresJobStore extends IndexedJobReads implements JobStore {
         // In admission order, so that each job is added at the newest end of the lists (revisions decide, not order).
         let newest: number | null = null;
         let changed = false;
-        await eachJobPageChangedSince(this.database, since, (rows) => {
-          for (const row of rows) {
-            changed = this.apply(row) || changed;
-            newest = Math.max(newest ?? 0, row.updated ?? 0);
+        await eachJobRevisionPageChangedSince(this.database, since, async (revisions) => {
+          const stale: string[] = [];
+          for (const { id, rev, updated } of revisions) {
+            if ((this.revs.get(id) ?? -1) < rev) stale.push(id);
+            newest = Math.max(newest ?? 0, updated);
           }
+          if (stale.length > 0) for (const row of await jobRows(this.database, stale)) changed = this.apply(row) || changed;
         });
         if (changed) this.changedElsewhere();
         return newest;
