@@ -6,7 +6,7 @@ export type { Logger };
 
 import type { LogLevel } from '../config/schema.js';
 import { jsonStringContent } from '../json/json-text.js';
-import { LineBuffer } from '../store/file/line-buffer.js';
+import { LineBuffer } from './line-buffer.js';
 
 /** Paths redacted in every log line, in case a header or body object is ever logged whole. */
 const REDACTED = [

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { LineBuffer } from '../../src/store/file/line-buffer.js';
+import { LineBuffer } from '../../src/log/line-buffer.js';
 
 /** One step: add a line, take what waits (the test may put it back), or put back what the last take gave. */
 const step = fc.oneof(

@@ -7,7 +7,7 @@ import type { UsageRecord, UsageStore } from '../types.js';
 import { UsageReports } from '../usage-reports.js';
 import { removeLeftoverTemporaries, syncDirectory, writeFileAtomic } from './atomic-write.js';
 import { dropPartialTail, readJournal, type JournalChunk } from './journal.js';
-import { LineBuffer } from './line-buffer.js';
+import { LineBuffer } from '../../log/line-buffer.js';
 import { openNoFollow } from './no-follow.js';
 import { oneAtATime } from './one-at-a-time.js';
 import { usageRecordLine } from './usage-record-line.js';
