@@ -49,7 +49,7 @@ const WRITE_BATCHED = Symbol('writeBatched');
 
 /**
  * A logger writing JSON lines to stdout, buffered (a request never waits for its log line). Access-log
- * lines (`logRequest`) wait in one reused buffer until LOG_BATCH_BYTES of them do, or LOG_FLUSH_MS has
+ * lines (`logAccess`) wait in one reused buffer until LOG_BATCH_BYTES of them do, or LOG_FLUSH_MS has
  * passed, and are then handed to the destination as one copy; any other line is handed over at once,
  * with the lines waiting before it; what waits is written on exit. Each line is encoded once, into that
  * buffer (kept as text, sonic-boom would measure the whole waiting text again for every line added;
@@ -147,7 +147,7 @@ export function createLogger(level: LogLevel): Logger {
 }
 
 /** One line of the access log: a request's (`request`), or a WebSocket's once it has ended (`websocket`). */
-export interface RequestLogEntry {
+export interface AccessLogEntry {
   /** Left out of a WebSocket's line: its upgrade has no request id. */
   req_id?: string;
   method: string;
@@ -166,7 +166,7 @@ type PinoInternals = Record<symbol, unknown>;
  * written for every request and every socket, and its fields are fixed scalars that need no
  * redaction or general serializer.
  */
-export function logRequest(log: Logger, entry: RequestLogEntry, message: 'request' | 'websocket' = 'request'): void {
+export function logAccess(log: Logger, entry: AccessLogEntry, message: 'request' | 'websocket' = 'request'): void {
   if (!log.isLevelEnabled('info')) return;
   const internals = log as unknown as PinoInternals;
   const stream = internals[pino.symbols.streamSym] as { write(line: string): unknown; [WRITE_BATCHED]?: (line: string) => boolean };

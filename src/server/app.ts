@@ -44,7 +44,7 @@ import { checkBoundedId } from '../isolation/ids.js';
 import { createIsolatedProxy } from '../isolation/isolated-proxy.js';
 import { matchRoute } from '../isolation/route-table.js';
 import { isOpenedByOperator } from '../isolation/user-routes.js';
-import { logRequest, type Logger } from '../log/logger.js';
+import { logAccess, type Logger } from '../log/logger.js';
 import { outboundAgent } from '../net/outbound.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { routeGroup } from '../observability/route-group.js';
@@ -489,7 +489,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
     const seconds = (performance.now() - record.started) / 1000;
     const path = pathOf(req.url) ?? '-';
     metrics.request(routeGroup(path), status, seconds, record.keyId);
-    logRequest(log, {
+    logAccess(log, {
       req_id: record.requestId,
       method: req.method ?? '-',
       path,
@@ -596,7 +596,7 @@ export function createGatewayServer(config: GatewayConfig, stores: GatewayStores
       untrack();
       if (status === 101) metrics.websocketClosed();
       metrics.request('websocket', status, connectedMs / 1000, key.key_id);
-      logRequest(log, { method: 'GET', path, status, duration_ms: connectedMs, key_id: key.key_id, ip }, 'websocket');
+      logAccess(log, { method: 'GET', path, status, duration_ms: connectedMs, key_id: key.key_id, ip }, 'websocket');
       usage.record({
         key_id: key.key_id,
         endpoint: path,

@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { pino } from 'pino';
-import { logRequest, type RequestLogEntry } from '../../src/log/logger.js';
+import { logAccess, type AccessLogEntry } from '../../src/log/logger.js';
 
 /** A pino logger like the gateway's (its base, a child's bindings) writing into an array of lines. */
 function capturingLogger(level: string): { log: pino.Logger; lines: string[] } {
@@ -29,7 +29,7 @@ const withoutTime = (line: string): Record<string, unknown> => {
 };
 
 test("a request's and a socket's line are the lines pino writes for the same fields, whatever the path holds", async () => {
-  const entries: [RequestLogEntry, 'request' | 'websocket'][] = [
+  const entries: [AccessLogEntry, 'request' | 'websocket'][] = [
     [{ req_id: 'a1', method: 'GET', path: '/features', status: 200, duration_ms: 1.3, key_id: null, ip: '127.0.0.1' }, 'request'],
     [{ req_id: 'b2', method: 'POST', path: '/view/"quoted"\\back\u0001\u00e9\u{1f600}', status: 404, duration_ms: 0, key_id: 'k_1', ip: '::1' }, 'request'],
     [{ method: 'GET', path: '/ws', status: 101, duration_ms: 61_250, key_id: 'k_1', ip: '::1' }, 'websocket'],
@@ -38,7 +38,7 @@ test("a request's and a socket's line are the lines pino writes for the same fie
   for (const [entry, message] of entries) {
     const { log, lines } = capturingLogger('info');
     log.info(entry, message);
-    logRequest(log, entry, message);
+    logAccess(log, entry, message);
     await new Promise((resolve) => setImmediate(resolve));
     assert.equal(lines.length, 2);
     assert.deepEqual(withoutTime(lines[1]!), withoutTime(lines[0]!));
@@ -48,7 +48,7 @@ test("a request's and a socket's line are the lines pino writes for the same fie
 
 test('no request line below the level the logger writes', async () => {
   const { log, lines } = capturingLogger('warn');
-  logRequest(log, { req_id: 'a', method: 'GET', path: '/', status: 200, duration_ms: 1, key_id: null, ip: '127.0.0.1' });
+  logAccess(log, { req_id: 'a', method: 'GET', path: '/', status: 200, duration_ms: 1, key_id: null, ip: '127.0.0.1' });
   await new Promise((resolve) => setImmediate(resolve));
   assert.deepEqual(lines, []);
 });
@@ -56,11 +56,11 @@ test('no request line below the level the logger writes', async () => {
 test("the gateway's logger writes every line whole to stdout, UTF-8 intact and in order, even when the process exits at once", () => {
   const logger = new URL('../../src/log/logger.js', import.meta.url).href;
   const script = `
-    const { createLogger, logRequest } = await import(${JSON.stringify(logger)});
+    const { createLogger, logAccess } = await import(${JSON.stringify(logger)});
     const log = createLogger('info');
     for (let i = 0; i < 5000; i += 1) {
       if (i % 2 === 0) log.info({ i, text: 'é✓\u{1f600}' }, 'line');
-      else logRequest(log, { req_id: String(i), method: 'GET', path: '/é✓', status: 200, duration_ms: 1, key_id: null, ip: '::1' });
+      else logAccess(log, { req_id: String(i), method: 'GET', path: '/é✓', status: 200, duration_ms: 1, key_id: null, ip: '::1' });
     }
     process.exit(0);`;
   const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
@@ -75,14 +75,14 @@ test("the gateway's logger writes every line whole to stdout, UTF-8 intact and i
 });
 
 /**
- * Runs `body` (a module script with `log`, the gateway's logger, and `logRequest`) in a child that then
+ * Runs `body` (a module script with `log`, the gateway's logger, and `logAccess`) in a child that then
  * stays up, and resolves the lines it has written to stdout once `expected` have arrived, or after 3 s;
  * the child is killed with SIGKILL then, so nothing is written on its exit.
  */
 async function linesWrittenWhileUp(body: string, expected: number): Promise<string[]> {
   const logger = new URL('../../src/log/logger.js', import.meta.url).href;
   const script = `
-    const { createLogger, logRequest } = await import(${JSON.stringify(logger)});
+    const { createLogger, logAccess } = await import(${JSON.stringify(logger)});
     const log = createLogger('info');
     ${body}
     setTimeout(() => {}, 60_000);`;
@@ -105,7 +105,7 @@ async function linesWrittenWhileUp(body: string, expected: number): Promise<stri
 const REQUEST_LINE = `{ req_id: String(i), method: 'GET', path: '/', status: 200, duration_ms: 1, key_id: null, ip: '::1' }`;
 
 test('an access-log line that waits for others to share its write is written soon, while the gateway is up', async () => {
-  const lines = await linesWrittenWhileUp(`const i = 0; logRequest(log, ${REQUEST_LINE});`, 1);
+  const lines = await linesWrittenWhileUp(`const i = 0; logAccess(log, ${REQUEST_LINE});`, 1);
   assert.equal(lines.length, 1);
   assert.equal((JSON.parse(lines[0]!) as { req_id: string }).req_id, '0');
 });
@@ -113,7 +113,7 @@ test('an access-log line that waits for others to share its write is written soo
 test('any other line is written at once, with the access-log lines waiting before it, in order', async () => {
   // The event loop is then blocked for longer than the test waits: no timer could write them.
   const lines = await linesWrittenWhileUp(
-    `for (let i = 0; i < 3; i += 1) logRequest(log, ${REQUEST_LINE});
+    `for (let i = 0; i < 3; i += 1) logAccess(log, ${REQUEST_LINE});
     log.warn({ event: 'something' }, 'a warning');
     const until = Date.now() + 5000;
     while (Date.now() < until);`,
@@ -133,7 +133,7 @@ test('lines left waiting behind a write that outlasts their wait are written soo
     const write = fs.write;
     let slowed = false;
     fs.write = (...args) => (slowed ? write(...args) : ((slowed = true), setTimeout(() => write(...args), 300)));
-    for (let i = 0; i < 160; i += 1) logRequest(log, ${REQUEST_LINE});`,
+    for (let i = 0; i < 160; i += 1) logAccess(log, ${REQUEST_LINE});`,
     160,
   );
   assert.equal(lines.length, 160);
@@ -145,10 +145,10 @@ test('while standard output takes nothing, waiting lines stay bounded: the rest 
   const count = 120_000;
   // About 28 MB of access-log lines, logged while the parent reads nothing; then the child says so on stderr and stays up.
   const script = `
-    const { createLogger, logRequest } = await import(${JSON.stringify(logger)});
+    const { createLogger, logAccess } = await import(${JSON.stringify(logger)});
     const log = createLogger('info');
     const path = '/' + 'p'.repeat(160);
-    for (let i = 0; i < ${count}; i += 1) logRequest(log, { req_id: String(i), method: 'GET', path, status: 200, duration_ms: 1, key_id: null, ip: '::1' });
+    for (let i = 0; i < ${count}; i += 1) logAccess(log, { req_id: String(i), method: 'GET', path, status: 200, duration_ms: 1, key_id: null, ip: '::1' });
     process.stderr.write('logged\\n');
     setTimeout(() => {}, 60_000);`;
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -189,10 +189,10 @@ test('on exit, lines that standard output does not take are given up once it has
   const logger = new URL('../../src/log/logger.js', import.meta.url).href;
   // About 9 MB of lines (under the bound, so none is dropped) wait while the parent reads nothing; then the child exits.
   const script = `
-    const { createLogger, logRequest } = await import(${JSON.stringify(logger)});
+    const { createLogger, logAccess } = await import(${JSON.stringify(logger)});
     const log = createLogger('info');
     const path = '/' + 'p'.repeat(160);
-    for (let i = 0; i < 40000; i += 1) logRequest(log, { req_id: String(i), method: 'GET', path, status: 200, duration_ms: 1, key_id: null, ip: '::1' });
+    for (let i = 0; i < 40000; i += 1) logAccess(log, { req_id: String(i), method: 'GET', path, status: 200, duration_ms: 1, key_id: null, ip: '::1' });
     setTimeout(() => process.exit(3), 500);`;
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
   const stderr: Buffer[] = [];

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { pino } from 'pino';
 import { jsonNumber, jsonStringContent } from '../../src/json/json-text.js';
-import { logRequest, type RequestLogEntry } from '../../src/log/logger.js';
+import { logAccess, type AccessLogEntry } from '../../src/log/logger.js';
 import { usageRecordLine } from '../../src/store/file/usage-record-line.js';
 import type { UsageRecord } from '../../src/store/types.js';
 
@@ -70,7 +70,7 @@ test("an access-log line is JSON.stringify of its fields after the logger's leve
     },
   });
   const log = pino({ level: 'info', base: { service: 'comfy-gate' } }, sink).child({ replica: 'r1' });
-  const entry: fc.Arbitrary<RequestLogEntry> = fc.record({
+  const entry: fc.Arbitrary<AccessLogEntry> = fc.record({
     req_id: anyString,
     method: anyString,
     path: anyString,
@@ -83,7 +83,7 @@ test("an access-log line is JSON.stringify of its fields after the logger's leve
   fc.assert(
     fc.property(entry, (fields) => {
       lines.length = 0;
-      logRequest(log, fields);
+      logAccess(log, fields);
       // pino's stream here is a plain Writable: written at once.
       assert.equal(lines.length, 1);
       const time = Number(/^\{"level":30,"time":(\d+),/.exec(lines[0]!)?.[1]);
