@@ -4,8 +4,8 @@ import { patchedFields } from '../job-record.js';
 import type { JobPatch, JobRecord, JobStatus } from '../types.js';
 import type { PostgresDatabase } from './database.js';
 
-/** A row as read (`updated`: its `updated_at` in Unix seconds) or announced (without `updated`). */
-export type JobRow = JobRecord & { rev: number; updated?: number };
+/** A row as read or announced: the job and its revision. */
+export type JobRow = JobRecord & { rev: number };
 
 /** A write to the table: a job created, or patched (while it has `ifStatus`, if given). */
 export type JobWrite = { op: 'create'; job: JobRecord } | { op: 'update'; id: string; patch: JobPatch; ifStatus: JobStatus | undefined };
@@ -44,7 +44,7 @@ const PATCH_COLUMNS: ReadonlySet<string> = new Set(INSERT_COLUMNS.filter((column
 /** The columns a row is read with; `table` qualifies them, where a statement has other columns of the same names. */
 function selectedColumns(table = ''): string {
   const of = table ? `${table}.` : '';
-  return `${INSERT_COLUMNS.map((column) => of + column).join(', ')}, ${of}rev::float8 AS rev, extract(epoch from ${of}updated_at)::float8 AS updated`;
+  return `${INSERT_COLUMNS.map((column) => of + column).join(', ')}, ${of}rev::float8 AS rev`;
 }
 const COLUMNS = selectedColumns();
 
