@@ -117,7 +117,7 @@ export interface FakeComfyUIOptions {
   /**
    * `true`: a LoadImage refused for a missing file names it by its absolute path in its node error's `details` and in the
    * refusal's `error.details` (ComfyUI joins each node error's message and details there), as a custom loader's
-   * VALIDATE_INPUTS may.
+   * VALIDATE_INPUTS may; so do the node errors of a prompt accepted for its other outputs.
    */
   refusalsNameFiles?: boolean;
   /**
@@ -887,21 +887,21 @@ class FakeServer implements FakeComfyUI {
       await this.opts.beforeRefusal?.();
       return sendJson(res, { error: validation.error, node_errors: {} }, 400);
     }
-    const nodeErrors = this.missingImages(body['prompt'] as Record<string, PromptNode>, validation.outputs);
-    if (nodeErrors) {
+    const { good, nodeErrors } = this.validatedOutputs(body['prompt'] as Record<string, PromptNode>, validation.outputs);
+    if (good.length === 0) {
       const joined = this.opts.refusalsNameFiles ? Object.values(nodeErrors).flatMap((node) => asErrorLines(node)) : [];
       const error = promptError('prompt_outputs_failed_validation', 'Prompt outputs failed validation', joined.join('\n'));
       return sendJson(res, { error, node_errors: nodeErrors }, 400);
     }
     const extraData: Json = { ...(isObject(body['extra_data']) ? body['extra_data'] : {}) };
     if ('client_id' in body) extraData['client_id'] = body['client_id'];
-    this.pending.push({ number, id, prompt: body['prompt'] as Record<string, PromptNode>, extraData, outputs: validation.outputs });
+    this.pending.push({ number, id, prompt: body['prompt'] as Record<string, PromptNode>, extraData, outputs: good });
     this.prompts.push({ id, body });
     this.opts.onQueued?.();
     this.broadcastStatus();
     this.pump();
     await this.opts.beforePromptAnswer?.(id);
-    sendJson(res, { prompt_id: id, number, node_errors: {} });
+    sendJson(res, { prompt_id: id, number, node_errors: nodeErrors });
   }
 
   /** The node replacements it lists: ComfyUI's own, then those of the custom node packs it was given. */
@@ -918,22 +918,32 @@ class FakeServer implements FakeComfyUI {
     return typeof given === 'string' && CANONICAL_UUID.test(given) ? given : null;
   }
 
-  /** LoadImage's VALIDATE_INPUTS, for the nodes the outputs depend on: the image must be a file of input (or of the annotated folder). */
-  private missingImages(prompt: Record<string, PromptNode>, outputs: string[]): Json | null {
-    const errors: Json = {};
-    for (const id of executionOrder({ number: 0, id: '', prompt, extraData: {}, outputs })) {
-      const node = prompt[id]!;
-      const image = isObject(node.inputs) ? node.inputs['image'] : undefined;
-      if (node.class_type !== 'LoadImage' || (typeof image === 'string' && this.hasAnnotatedFile(image))) continue;
-      const named = this.opts.refusalsNameFiles && typeof image === 'string' ? path.join(this.dirs.input, image) : String(image);
-      const details = `image - Invalid image file: ${named}`;
-      errors[id] = {
-        errors: [promptError('custom_validation_failed', 'Custom validation failed for node', details)],
-        dependent_outputs: outputs,
-        class_type: 'LoadImage',
-      };
+  /**
+   * LoadImage's VALIDATE_INPUTS, output by output, as ComfyUI's validate_prompt runs it: the outputs whose images are all files of
+   * input (or of the annotated folder), and the node errors of the others, each naming the outputs it fails. ComfyUI refuses a
+   * prompt with no good output; one with some it queues to run those alone, and answers the others' node errors.
+   */
+  private validatedOutputs(prompt: Record<string, PromptNode>, outputs: string[]): { good: string[]; nodeErrors: Record<string, Json> } {
+    const good: string[] = [];
+    const nodeErrors: Record<string, { errors: Json[]; dependent_outputs: string[]; class_type: string }> = {};
+    for (const output of outputs) {
+      let failed = false;
+      for (const id of executionOrder({ number: 0, id: '', prompt, extraData: {}, outputs: [output] })) {
+        const node = prompt[id]!;
+        const image = isObject(node.inputs) ? node.inputs['image'] : undefined;
+        if (node.class_type !== 'LoadImage' || (typeof image === 'string' && this.hasAnnotatedFile(image))) continue;
+        failed = true;
+        const named = this.opts.refusalsNameFiles && typeof image === 'string' ? path.join(this.dirs.input, image) : String(image);
+        nodeErrors[id] ??= {
+          errors: [promptError('custom_validation_failed', 'Custom validation failed for node', `image - Invalid image file: ${named}`)],
+          dependent_outputs: [],
+          class_type: 'LoadImage',
+        };
+        nodeErrors[id].dependent_outputs.push(output);
+      }
+      if (!failed) good.push(output);
     }
-    return Object.keys(errors).length > 0 ? errors : null;
+    return { good, nodeErrors };
   }
 
   private hasAnnotatedFile(filename: string): boolean {

@@ -201,6 +201,26 @@ describe('server paths in a failed job', () => {
     assert.ok(text.includes(join(comfy.inputDir, 'admin-gone')), text);
   });
 
+  test("a prompt ComfyUI accepts with one output's image gone: its answer's node errors name no server path for a user key, and the path for an admin", async () => {
+    const acceptedWithErrors = async (key: string, filename: string): Promise<{ text: string; id: string }> => {
+      // One output loads the image that is gone, the other does not: ComfyUI queues the prompt to run the other alone.
+      const prompt = { ...(await uploadGone(key, filename)), ...SAVE_WORKFLOW };
+      const res = await send(gateway.url, '/api/prompt', { method: 'POST', key, body: { prompt } });
+      assert.equal(res.status, 200, res.text);
+      return { text: res.text, id: res.json<{ prompt_id: string }>().prompt_id };
+    };
+    const mine = await acceptedWithErrors(alice, 'alice-half.png');
+    assert.ok(!mine.text.includes(root), mine.text);
+    const body = JSON.parse(mine.text) as { node_errors: Record<string, { errors: Array<{ details: string }>; dependent_outputs: string[] }> };
+    assert.match(body.node_errors['1']!.errors[0]!.details, /^image - Invalid image file: alice-half( \(\d+\))?\.png$/);
+    assert.deepEqual(body.node_errors['1']!.dependent_outputs, ['2']);
+    await waitForHistory(gateway.url, alice, mine.id);
+
+    const admins = await acceptedWithErrors(admin, 'admin-half.png');
+    assert.ok(admins.text.includes(join(comfy.inputDir, 'admin-half')), admins.text);
+    await waitForHistory(gateway.url, admin, admins.id);
+  });
+
   test("a held prompt ComfyUI refuses: its node errors name no server path in its user key's socket, history entry and job; an admin's name it", async () => {
     let release = (): void => undefined;
     runsHeld = new Promise((resolve) => (release = resolve));
