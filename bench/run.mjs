@@ -2,6 +2,7 @@
 // `npm run bench -- --only ws,transfers` runs only those groups of cases (see GROUPS).
 // `npm run bench -- --profile` instead profiles the keyed gateway and the ceiling (V8 CPU profiler) at 50 connections on POST /prompt where prompts run and on a plain route; `--allocations` samples what each allocates per request there; `--perf` records both with Linux perf (kernel included).
 
+import { once } from 'node:events';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,6 +56,8 @@ const WS_ROUNDS = 5;
 const WS_PREVIEW_SOCKETS = 50;
 /** Sockets one key may hold open: all of the WebSocket case's on one key. */
 const WS_MAX_PER_KEY = 2000;
+/** How long the gateway is given, after the client has exited, to take its sockets' ends before the closing delay is read. */
+const WS_CLOSE_SETTLE_MS = 1500;
 /** The groups of cases `--only` can name, in the order they run. */
 const GROUPS = ['proxy', 'usage', 'ws', 'transfers', 'history', 'shared'];
 /**
@@ -296,6 +299,7 @@ async function webSocketRounds(work, key, previewSockets) {
     added: _added,
     event_loop_delay: _relaying,
     event_loop_delay_opening: _opening,
+    event_loop_delay_closing: _closing,
     ...gateway
   } = medianRound((r) => r);
   return {
@@ -307,6 +311,7 @@ async function webSocketRounds(work, key, previewSockets) {
       rss_mb: Math.max(...rounds.map((r) => r.rss_mb)),
       event_loop_delay: worstReading('event_loop_delay'),
       event_loop_delay_opening: worstReading('event_loop_delay_opening'),
+      event_loop_delay_closing: worstReading('event_loop_delay_closing'),
     },
     added_by_gateway: {
       progress: medianRound((r) => r.added.progress),
@@ -337,7 +342,7 @@ async function withWebSocketUpstream(previewSockets, measure) {
   }
 }
 
-/** One run of the bench's sockets through a new gateway (in `directory`, with the keys of `keysDirectory`) and one user key, some mirrored straight to the upstream: their figures (with `direct` and, per message, what the gateway `added`), the gateway's CPU, RSS (sampled every 500 ms) and event-loop delay while the sockets open and while the messages are timed. */
+/** One run of the bench's sockets through a new gateway (in `directory`, with the keys of `keysDirectory`) and one user key, some mirrored straight to the upstream: their figures (with `direct` and, per message, what the gateway `added`), the gateway's CPU, RSS (sampled every 500 ms) and event-loop delay while the sockets open, while the messages are timed, and from then until the client's sockets have closed (together, once it has printed its figures). */
 async function relayWebSockets(keysDirectory, directory, upstreamPort, key, previewSockets) {
   // Every socket's prompt is sent on at once (none held back in the gateway's queue).
   const flags = ['--ws-max-per-key', String(WS_MAX_PER_KEY), '--upstream-queue-depth', String(WS_SOCKETS)];
@@ -359,7 +364,19 @@ async function relayWebSockets(keysDirectory, directory, upstreamPort, key, prev
     const [[, line], cpu] = await Promise.all([waitForLine(client, /^(\{.*\})\n/m, 120_000), cpuDuring(WS_SECONDS)]);
     const relaying = await readEventLoopDelay(gateway.url);
     clearInterval(sampler);
-    return { ...JSON.parse(line), ...cpu, rss_mb: peak.rss_mb, rss_idle_mb: idle.rss_mb, event_loop_delay: relaying, event_loop_delay_opening: opening };
+    // The client closes its sockets together once it has printed its figures, then exits: every socket's end arrives in one turn.
+    if (!client.exited) await once(client.child, 'exit');
+    await sleep(WS_CLOSE_SETTLE_MS);
+    const closing = await readEventLoopDelay(gateway.url);
+    return {
+      ...JSON.parse(line),
+      ...cpu,
+      rss_mb: peak.rss_mb,
+      rss_idle_mb: idle.rss_mb,
+      event_loop_delay: relaying,
+      event_loop_delay_opening: opening,
+      event_loop_delay_closing: closing,
+    };
   } finally {
     await stopService(gateway.service);
   }
@@ -585,6 +602,7 @@ function eventLoopDelays({ cases = {}, usage_writes: usage, websocket, transfers
   if (websocket) {
     delays['websocket opening'] = websocket.gateway.event_loop_delay_opening;
     delays['websocket relay'] = websocket.gateway.event_loop_delay;
+    delays['websocket closing'] = websocket.gateway.event_loop_delay_closing;
   }
   if (transfers) {
     for (const kind of ['download', 'upload', 'range_rps', 'head_rps'])

@@ -138,6 +138,6 @@ if (directUrl !== undefined) {
   figures.added = { progress: summary(added.progress), previews: summary(added.previews) };
 }
 console.log(JSON.stringify(figures));
-// The sockets close after the bench has read the gateway's event-loop delay of the relaying (closing 1,000 at once is not relaying).
+// The sockets close together after the bench has read the gateway's event-loop delay of the relaying; it reads the closing's apart.
 await sleep(CLOSE_AFTER_MS);
 for (const ws of [...sockets, ...directSockets]) ws.terminate();

@@ -91,6 +91,17 @@ const HIGH_WATER_BYTES = 1024 * 1024;
  */
 const MAX_LAG_BYTES = MAX_UPSTREAM_MESSAGE_BYTES + 16 * 1024 * 1024;
 
+/**
+ * Closes a client's socket as soon as the client has closed its side: a WebSocket is never half-closed (RFC 6455
+ * §7), so a client that sent its FIN has gone. `ws` would first shut down the gateway's side and close the
+ * socket once that completes, a turn of the event loop later; when many clients leave together (a client
+ * process that exits with 1,000 sockets) every socket's shutdown added about a fifth to the turn that took
+ * their ends.
+ */
+function closeWhenClientLeaves(socket: Duplex): void {
+  socket.once('end', () => socket.destroy());
+}
+
 /** A WebSocket relay built on `ws`: one upstream socket for each client socket. */
 export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketProxy {
   const server = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_CLIENT_MESSAGE_BYTES, clientTracking: true });
@@ -175,6 +186,7 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
       }
       hooks.onUpstreamOpen?.((text) => upstream.send(text));
       server.handleUpgrade(req, socket, head, (ws) => {
+        closeWhenClientLeaves(socket);
         client = ws;
         openedAt = Date.now();
         relayOptions.onOpen?.(clientSender(ws), (code, reason) => {
@@ -210,6 +222,7 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
   function accept(req: IncomingMessage, socket: Duplex, head: Buffer, acceptOptions: AcceptOptions): void {
     if (socket.destroyed) return acceptOptions.onEnd({ status: 499, connectedMs: 0 });
     server.handleUpgrade(req, socket, head, (ws) => {
+      closeWhenClientLeaves(socket);
       const openedAt = Date.now();
       ws.on('message', (data, isBinary) => acceptOptions.onMessage({ data: data as Buffer, isBinary }));
       ws.on('pong', () => alive.set(ws, true));
