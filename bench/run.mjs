@@ -58,6 +58,8 @@ const WS_PREVIEW_SOCKETS = 50;
 const WS_MAX_PER_KEY = 2000;
 /** How long the gateway is given, after the client has exited, to take its sockets' ends before the closing delay is read. */
 const WS_CLOSE_SETTLE_MS = 1500;
+/** How long the client may take to close its sockets and exit before the closing delay is read anyway. */
+const WS_CLIENT_EXIT_MS = 30_000;
 /** The groups of cases `--only` can name, in the order they run. */
 const GROUPS = ['proxy', 'usage', 'ws', 'transfers', 'history', 'shared'];
 /**
@@ -365,7 +367,7 @@ async function relayWebSockets(keysDirectory, directory, upstreamPort, key, prev
     const relaying = await readEventLoopDelay(gateway.url);
     clearInterval(sampler);
     // The client closes its sockets together once it has printed its figures, then exits: every socket's end arrives in one turn.
-    if (!client.exited) await once(client.child, 'exit');
+    if (!client.exited) await Promise.race([once(client.child, 'exit'), sleep(WS_CLIENT_EXIT_MS)]);
     await sleep(WS_CLOSE_SETTLE_MS);
     const closing = await readEventLoopDelay(gateway.url);
     return {
