@@ -93,10 +93,10 @@ const MAX_LAG_BYTES = MAX_UPSTREAM_MESSAGE_BYTES + 16 * 1024 * 1024;
 
 /**
  * Closes a client's socket as soon as the client has closed its side: a WebSocket has no use for a half-closed
- * connection (RFC 6455 §7.1.1 closes it once the closing handshake is done), so a client that sent its FIN has gone. `ws` would first shut down the gateway's side and close the
- * socket once that completes, a turn of the event loop later; when many clients leave together (a client
- * process that exits with 1,000 sockets) every socket's shutdown added about a fifth to the turn that took
- * their ends.
+ * connection (RFC 6455 §7.1.1 closes it once the closing handshake is done), so a client that sent its FIN has
+ * gone. `ws` would first shut down the gateway's side and close the socket once that completes, a turn of the
+ * event loop later; when many clients leave together (a client process that exits with 1,000 sockets) every
+ * socket's shutdown added about a fifth to the turn that took their ends.
  */
 function closeWhenClientLeaves(socket: Duplex): void {
   socket.once('end', () => socket.destroy());
