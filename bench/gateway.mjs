@@ -7,11 +7,11 @@ const CLI = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
 
 /**
  * Runs `comfy-gate` on a free port in front of `upstreamPort`, with keys required when `auth` is set and
- * `/metrics` open (for its event-loop delay); `flags` are added to its command line.
+ * `/metrics` open (for its event-loop delay); `flags` are added to its command line; `cli` is another built checkout's.
  * Resolves once it prints its listening line: {service, url, startup_s, rss_mb, peak_rss_mb}.
  */
-export async function startGateway({ directory, upstreamPort, auth, nodeArgs = [], flags = [] }) {
-  const args = [...nodeArgs, CLI, '--port', '0', '--upstream', `http://127.0.0.1:${upstreamPort}`, '--user-directory', directory, '--metrics-public', ...flags];
+export async function startGateway({ directory, upstreamPort, auth, nodeArgs = [], flags = [], cli = CLI }) {
+  const args = [...nodeArgs, cli, '--port', '0', '--upstream', `http://127.0.0.1:${upstreamPort}`, '--user-directory', directory, '--metrics-public', ...flags];
   if (auth) args.push('--require-api-auth');
   const started = performance.now();
   const service = spawnService(process.execPath, args);

@@ -93,23 +93,25 @@ const HIGH_WATER_BYTES = 1024 * 1024;
 const MAX_LAG_BYTES = MAX_UPSTREAM_MESSAGE_BYTES + 16 * 1024 * 1024;
 
 /**
- * How many client sockets' ends one turn of the event loop takes. A client process that exits with 1,000 sockets
- * ends them all at once; each end costs the gateway about 90 µs (ws's close, the upstream socket's close frame, the
- * kernel's close, the socket's metrics, access-log line and usage record), so taken in one turn they held every
- * other request for about 100 ms.
+ * How many sockets' ends, of clients or of ComfyUI, one turn of the event loop takes. A client process that exits
+ * with 1,000 sockets ends them all at once, as does a ComfyUI that stops with 1,000 relayed; each end costs the
+ * gateway about 90 µs (ws's close, the other side's close frame, the kernel's close, the socket's metrics,
+ * access-log line and usage record), so taken in one turn they held every other request for about 100 ms.
  */
-export const CLIENT_ENDS_PER_TURN = 32;
+export const SOCKET_ENDS_PER_TURN = 32;
 
 /**
- * Closes a client's socket once the client has closed its side, as many a turn as `ends` lets pass: a WebSocket has
- * no use for a half-closed connection (RFC 6455 §7.1.1 closes it once the closing handshake is done), so a client
- * that sent its FIN has gone. The socket's own listeners of its end (ws's, which would shut down the gateway's side
- * and close the socket once that completes, a turn later) are set aside and run just before the socket is closed, in
- * the same turn.
+ * Closes a socket once its peer has closed its side, as many a turn as `ends` lets pass: a WebSocket has no use
+ * for a half-closed connection (RFC 6455 §7.1.1 closes it once the closing handshake is done), so a peer that sent
+ * its FIN has gone. The socket's own listeners of its end (ws's, which would shut down the gateway's side and close
+ * the socket once that completes, a turn later) are set aside and run just before the socket is closed, in the
+ * same turn. `Duplex.allowHalfOpen` may be changed until the end is read (Node.js's stream documentation).
  */
-function closeWhenClientLeaves(socket: Duplex, ends: TurnBudget): void {
+function closeWhenPeerLeaves(socket: Duplex, ends: TurnBudget): void {
   const listenersOfEnd = socket.rawListeners('end') as Array<(this: Duplex) => void>;
   socket.removeAllListeners('end');
+  // A socket the gateway dialled (to ComfyUI) would otherwise end its own side as soon as the peer's FIN is read.
+  socket.allowHalfOpen = true;
   socket.once('end', () => {
     void ends.take().then(() => {
       // A socket cut in the meantime (a ping unanswered, a write refused) has had its close, ws's included.
@@ -126,7 +128,7 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
   const socketBase = (upstream: URL): string => `${upstream.protocol === 'https:' ? 'wss' : 'ws'}://${upstream.host}`;
   const alive = new WeakMap<WebSocket, boolean>();
   const upstreams = new Set<WebSocket>();
-  const clientEnds = new TurnBudget(CLIENT_ENDS_PER_TURN);
+  const socketEnds = new TurnBudget(SOCKET_ENDS_PER_TURN);
 
   const heartbeat = setInterval(() => {
     for (const ws of [...server.clients, ...upstreams]) {
@@ -197,7 +199,11 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
       rejectUpgrade(socket, timedOut ? upstreamTimeout(error) : upstreamUnavailable(error));
       finish(timedOut ? 504 : 502);
     });
+    let upstreamSocket: Duplex | null = null;
+    upstream.once('upgrade', (response) => (upstreamSocket = response.socket));
     upstream.once('open', () => {
+      // ws has taken the socket by now: its listeners are in place to be set aside.
+      if (upstreamSocket) closeWhenPeerLeaves(upstreamSocket, socketEnds);
       if (socket.destroyed) {
         upstream.terminate();
         finish(499);
@@ -205,7 +211,7 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
       }
       hooks.onUpstreamOpen?.((text) => upstream.send(text));
       server.handleUpgrade(req, socket, head, (ws) => {
-        closeWhenClientLeaves(socket, clientEnds);
+        closeWhenPeerLeaves(socket, socketEnds);
         client = ws;
         openedAt = Date.now();
         relayOptions.onOpen?.(clientSender(ws), (code, reason) => {
@@ -241,7 +247,7 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): WebSocketP
   function accept(req: IncomingMessage, socket: Duplex, head: Buffer, acceptOptions: AcceptOptions): void {
     if (socket.destroyed) return acceptOptions.onEnd({ status: 499, connectedMs: 0 });
     server.handleUpgrade(req, socket, head, (ws) => {
-      closeWhenClientLeaves(socket, clientEnds);
+      closeWhenPeerLeaves(socket, socketEnds);
       const openedAt = Date.now();
       ws.on('message', (data, isBinary) => acceptOptions.onMessage({ data: data as Buffer, isBinary }));
       ws.on('pong', () => alive.set(ws, true));
