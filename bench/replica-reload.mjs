@@ -4,25 +4,14 @@
 // checkout (this one by default), so that two builds' reloads can be set side by side.
 
 import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { checkoutArgs } from './checkout-args.mjs';
 import { onServer, POSTGRES_URL } from './shared-stores.mjs';
 
 /** Jobs created at once while the table is filled. */
 const BATCH = 500;
 
-const args = process.argv.slice(2);
-const option = (name, fallback) => {
-  const at = args.indexOf(name);
-  return at === -1 ? fallback : Number(args[at + 1]);
-};
-const checkout = args[0] && !args[0].startsWith('--') ? resolve(args[0]) : fileURLToPath(new URL('..', import.meta.url));
-const jobCount = option('--jobs', 30_000);
-const runs = option('--runs', 3);
-if (!Number.isInteger(jobCount) || jobCount < 1 || !Number.isInteger(runs) || runs < 1) {
-  console.error('usage: node bench/replica-reload.mjs [CHECKOUT] [--jobs N] [--runs R]');
-  process.exit(2);
-}
+const { checkout, jobs: jobCount, runs } = checkoutArgs('node bench/replica-reload.mjs [CHECKOUT] [--jobs N] [--runs R]', { '--jobs': 30_000, '--runs': 3 });
 
 const { PostgresDatabase, PostgresJobStore } = await import(resolve(checkout, 'dist/src/store/postgres/index.js'));
 

@@ -6,10 +6,11 @@
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
+import { checkoutArgs } from './checkout-args.mjs';
 import { readEventLoopDelay, resetEventLoopDelay } from './event-loop.mjs';
 import { startGateway } from './gateway.mjs';
 import { freePort, spawnService, stopService, waitForPort } from './processes.mjs';
@@ -19,18 +20,14 @@ const OPEN_AT_ONCE = 50;
 /** How long the relayed sockets run before the upstream is killed, and how long the gateway then has to take their ends. */
 const SETTLE_MS = 3000;
 
-const args = process.argv.slice(2);
-const option = (name, fallback) => {
-  const at = args.indexOf(name);
-  return at === -1 ? fallback : Number(args[at + 1]);
-};
-const checkout = args[0] && !args[0].startsWith('--') ? resolve(args[0]) : fileURLToPath(new URL('..', import.meta.url));
-const socketCount = option('--sockets', 1000);
-const rounds = option('--rounds', 3);
-if (!Number.isInteger(socketCount) || socketCount < 1 || !Number.isInteger(rounds) || rounds < 1) {
-  console.error('usage: node bench/upstream-stop.mjs [CHECKOUT] [--sockets N] [--rounds R]');
-  process.exit(2);
-}
+const {
+  checkout,
+  sockets: socketCount,
+  rounds,
+} = checkoutArgs('node bench/upstream-stop.mjs [CHECKOUT] [--sockets N] [--rounds R]', {
+  '--sockets': 1000,
+  '--rounds': 3,
+});
 
 /** Opens `count` WebSockets to `url`, OPEN_AT_ONCE at a time; each resolves its `closed` promise when it closes. */
 async function openSockets(url, count) {
