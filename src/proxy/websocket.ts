@@ -95,7 +95,7 @@ const MAX_LAG_BYTES = MAX_UPSTREAM_MESSAGE_BYTES + 16 * 1024 * 1024;
 /**
  * How many sockets' ends, of clients or of ComfyUI, one turn of the event loop takes. A client process that exits
  * with 1,000 sockets ends them all at once, as does a ComfyUI that stops with 1,000 relayed; each end costs the
- * gateway about 90 µs (ws's close, the other side's close frame, the kernel's close, the socket's metrics,
+ * gateway 75–90 µs (ws's close, the other side's close frame, the kernel's close, the socket's metrics,
  * access-log line and usage record), so taken in one turn they held every other request for about 100 ms.
  */
 export const SOCKET_ENDS_PER_TURN = 32;
