@@ -105,7 +105,7 @@ export const SOCKET_ENDS_PER_TURN = 32;
  * for a half-closed connection (RFC 6455 §7.1.1 closes it once the closing handshake is done), so a peer that sent
  * its FIN has gone. The socket's own listeners of its end (ws's, which would shut down the gateway's side and close
  * the socket once that completes, a turn later) are set aside and run just before the socket is closed, in the
- * same turn. `Duplex.allowHalfOpen` may be changed until the end is read (Node.js's stream documentation).
+ * same turn. `Duplex.allowHalfOpen` may be changed until 'end' is emitted (Node.js's stream documentation).
  */
 function closeWhenPeerLeaves(socket: Duplex, ends: TurnBudget): void {
   const listenersOfEnd = socket.rawListeners('end') as Array<(this: Duplex) => void>;
