@@ -5,7 +5,7 @@ import { pino, type Logger } from 'pino';
 export type { Logger };
 
 import type { LogLevel } from '../config/schema.js';
-import { jsonStringContent } from '../json/json-text.js';
+import { jsonNumber, jsonStringContent } from '../json/json-text.js';
 import { LineBuffer } from './line-buffer.js';
 
 /** Paths redacted in every log line, in case a header or body object is ever logged whole. */
@@ -158,6 +158,36 @@ export interface AccessLogEntry {
   ip: string;
 }
 
+/** The last millisecond an access-log line was written in, and its text: the lines of one millisecond share it. */
+let lastTime = 0;
+let lastTimeText = '0';
+
+/** `Date.now()` as text, converted once per millisecond (a number past 2^31 is converted as a double). */
+function timeText(): string {
+  const now = Date.now();
+  if (now !== lastTime) {
+    lastTime = now;
+    lastTimeText = String(now);
+  }
+  return lastTimeText;
+}
+
+/** The largest count of tenths written from whole numbers: below it, both parts are small integers. */
+const MAX_WHOLE_TENTHS = 0x3fffffff;
+
+/**
+ * A number as `JSON.stringify` writes it. A duration rounded to a tenth of a millisecond (every access-log
+ * line's) is written from its whole part and its tenth, two small integers: the shortest text of a fraction
+ * takes V8 a search of its digits.
+ */
+function tenthsText(value: number): string {
+  const tenths = Math.round(value * 10);
+  if (tenths / 10 !== value || tenths < 0 || tenths > MAX_WHOLE_TENTHS) return jsonNumber(value);
+  const tenth = tenths % 10;
+  const whole = (tenths - tenth) / 10;
+  return tenth === 0 ? `${whole}` : `${whole}.${tenth}`;
+}
+
 /** What pino keeps on a logger: the stream it writes to and its bindings, already serialized. */
 type PinoInternals = Record<symbol, unknown>;
 
@@ -173,8 +203,8 @@ export function logAccess(log: Logger, entry: AccessLogEntry, message: 'request'
   const bindings = internals[pino.symbols.chindingsSym] as string;
   const requestId = entry.req_id === undefined ? '' : `"req_id":"${jsonStringContent(entry.req_id)}",`;
   const line =
-    `{"level":30,"time":${Date.now()}${bindings},${requestId}"method":"${jsonStringContent(entry.method)}",` +
-    `"path":"${jsonStringContent(entry.path)}","status":${entry.status},"duration_ms":${entry.duration_ms},` +
+    `{"level":30,"time":${timeText()}${bindings},${requestId}"method":"${jsonStringContent(entry.method)}",` +
+    `"path":"${jsonStringContent(entry.path)}","status":${entry.status},"duration_ms":${tenthsText(entry.duration_ms)},` +
     `"key_id":${entry.key_id === null ? 'null' : `"${jsonStringContent(entry.key_id)}"`},"ip":"${jsonStringContent(entry.ip)}","msg":"${message}"}\n`;
   const writeBatched = stream[WRITE_BATCHED];
   if (writeBatched) writeBatched(line);

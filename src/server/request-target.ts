@@ -118,6 +118,18 @@ export function parseRequestTarget(raw: string | undefined): RequestTarget {
   const path = queryStart < 0 ? raw : raw.slice(0, queryStart);
   if (path.includes('\\')) throw ambiguous('a backslash in the path');
   if (path.includes('//')) throw ambiguous('an empty path segment ("//")');
-  const segments = path === '/' ? [] : path.slice(1).split('/').map(decodeSegment);
-  return { raw, path, segments, query: parseQuery(queryStart < 0 ? '' : raw.slice(queryStart + 1)) };
+  return { raw, path, segments: pathSegments(path), query: parseQuery(queryStart < 0 ? '' : raw.slice(queryStart + 1)) };
+}
+
+/** The segments of a path that starts with a slash, each decoded: found slash by slash, which costs less than a `split` for the few a path has. */
+function pathSegments(path: string): string[] {
+  const segments: string[] = [];
+  if (path === '/') return segments;
+  let start = 1;
+  for (let slash = path.indexOf('/', start); slash !== -1; slash = path.indexOf('/', start)) {
+    segments.push(decodeSegment(path.slice(start, slash)));
+    start = slash + 1;
+  }
+  segments.push(decodeSegment(path.slice(start)));
+  return segments;
 }
