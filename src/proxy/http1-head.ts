@@ -1,15 +1,20 @@
 // HTTP/1.1 message heads on the wire (RFC 9112 §3 to §5), written and read strictly: anything unusual is neither sent nor read.
 
-import { isToken } from './http-token.js';
+import { isToken, TOKEN_CHARACTER } from './http-token.js';
 
 /** The largest answer head read; aiohttp's own limit for a header line is 8,190 bytes. */
 export const MAX_HEAD_BYTES = 64 * 1024;
 
-/** Field values Node.js will send on again: visible ASCII, spaces, tabs and obs-text, nothing else. */
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+/** A character of a field value Node.js will send on again: visible ASCII, space, tab or obs-text. */
+const FIELD_VALUE_CHARACTER = '[\\t\\x20-\\x7e\\x80-\\xff]';
+const FIELD_VALUE = new RegExp(`^${FIELD_VALUE_CHARACTER}*$`);
 /** A request target as it may go on the wire: visible ASCII only. */
 const REQUEST_TARGET = /^[\x21-\x7e]+$/;
-const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: [\t\x20-\x7e\x80-\xff]*)?$/;
+/** A status line: its minor version and its status are the groups. */
+const STATUS_LINE_SOURCE = `HTTP/1\\.([01]) ([1-9]\\d\\d)(?: ${FIELD_VALUE_CHARACTER}*)?`;
+const STATUS_LINE = new RegExp(`^${STATUS_LINE_SOURCE}$`);
+/** A whole head: the status line, then field lines of a name (a token), a colon and a value, each after a CRLF. Read in one pass, not two per field. */
+const RESPONSE_HEAD = new RegExp(`^${STATUS_LINE_SOURCE}(?:\\r\\n${TOKEN_CHARACTER}+:${FIELD_VALUE_CHARACTER}*)*$`);
 const DIGITS = /^\d{1,15}$/;
 
 export interface ResponseHead {
@@ -65,21 +70,20 @@ export function couldStartResponseHead(bytes: Buffer): boolean {
  * without a name or with control characters, a folded line (obs-fold), or conflicting lengths.
  */
 export function parseResponseHead(head: string): ResponseHead | undefined {
-  const lines = head.split('\r\n');
-  const status = STATUS_LINE.exec(lines[0]!);
+  const status = RESPONSE_HEAD.exec(head);
   if (!status) return undefined;
   // No prototype: a field named __proto__ is a field like any other.
   const headers = Object.create(null) as Record<string, string | string[]>;
-  for (let i = 1; i < lines.length; i += 1) {
-    const line = lines[i]!;
-    const colon = line.indexOf(':');
-    if (colon <= 0) return undefined;
-    const name = line.slice(0, colon);
-    const value = trimmedValue(line, colon + 1);
-    if (!isToken(name) || !FIELD_VALUE.test(value)) return undefined;
-    const key = name.toLowerCase();
+  // Every line after the status line is a checked field line: a name, the first colon, a value.
+  for (let start = head.indexOf('\r\n'); start !== -1;) {
+    const next = head.indexOf('\r\n', start + 2);
+    const end = next === -1 ? head.length : next;
+    const colon = head.indexOf(':', start + 2);
+    const key = head.slice(start + 2, colon).toLowerCase();
+    const value = trimmedValue(head, colon + 1, end);
     const before = headers[key];
     headers[key] = before === undefined ? value : [...(Array.isArray(before) ? before : [before]), value];
+    start = next;
   }
   const code = Number(status[2]);
   const connection = headers['connection'];
@@ -87,12 +91,11 @@ export function parseResponseHead(head: string): ResponseHead | undefined {
   return { status: code, headers, bodyLength: bodyLengthOf(code, headers), keepAlive: status[1] === '1' && !closes };
 }
 
-/** The part of `line` from `start` without the spaces and tabs around it (RFC 9110 §5.5: they are not part of a field value). */
-function trimmedValue(line: string, start: number): string {
-  let end = line.length;
-  while (start < end && isSpaceOrTab(line.charCodeAt(start))) start += 1;
-  while (end > start && isSpaceOrTab(line.charCodeAt(end - 1))) end -= 1;
-  return line.slice(start, end);
+/** The part of `text` from `start` to `end` without the spaces and tabs around it (RFC 9110 §5.5: they are not part of a field value). */
+function trimmedValue(text: string, start: number, end: number): string {
+  while (start < end && isSpaceOrTab(text.charCodeAt(start))) start += 1;
+  while (end > start && isSpaceOrTab(text.charCodeAt(end - 1))) end -= 1;
+  return text.slice(start, end);
 }
 
 function isSpaceOrTab(code: number): boolean {

@@ -63,6 +63,46 @@ describe('parseResponseHead', () => {
     }
   });
 
+  test('property: any head, well formed or not, is read as a reading line by line reads it', () => {
+    /** The grammar applied one line at a time: a status line, then lines of a token, a colon and a value of visible bytes, spaces and tabs. */
+    const lineByLine = (head: string): Record<string, string | string[]> | undefined => {
+      const [statusLine, ...fields] = head.split('\r\n');
+      if (!/^HTTP\/1\.[01] [1-9]\d\d(?: [\t\x20-\x7e\x80-\xff]*)?$/.test(statusLine!)) return undefined;
+      const headers: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
+      for (const line of fields) {
+        const colon = line.indexOf(':');
+        const name = line.slice(0, colon);
+        const value = line.slice(colon + 1);
+        if (colon <= 0 || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || !/^[\t\x20-\x7e\x80-\xff]*$/.test(value)) return undefined;
+        const key = name.toLowerCase();
+        const trimmed = value.replace(/^[ \t]+|[ \t]+$/g, '');
+        const before = headers[key];
+        headers[key] = before === undefined ? trimmed : [...(Array.isArray(before) ? before : [before]), trimmed];
+      }
+      return headers;
+    };
+    const piece = fc.oneof(
+      fieldName,
+      fieldValue,
+      fc.constantFrom(':', ': ', '\r\n', '\r', '\n', '\t', ' ', '\0', '\x7f', '\u0100', 'HTTP/1.1 200 OK', 'HTTP/1.0 404 ', 'HTTP/1.1 099 x'),
+    );
+    const head = fc.oneof(
+      fc.array(piece, { maxLength: 16 }).map((pieces) => pieces.join('')),
+      fc
+        .tuple(
+          fc.constantFrom('HTTP/1.1 200 OK', 'HTTP/1.0 304', 'HTTP/1.1 206 Partial: Content'),
+          fc.array(fc.array(piece, { maxLength: 5 }), { maxLength: 8 }),
+        )
+        .map(([status, lines]) => [status, ...lines.map((line) => line.join(''))].join('\r\n')),
+    );
+    fc.assert(
+      fc.property(head, (text) => {
+        assert.deepEqual(parseResponseHead(text)?.headers, lineByLine(text));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
   test('property: every head of valid fields reads back as it was written, byte for byte', () => {
     fc.assert(
       fc.property(fc.integer({ min: 200, max: 599 }), fc.array(fc.tuple(fieldName, fieldValue), { maxLength: 12 }), (status, fields) => {
