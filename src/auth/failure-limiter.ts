@@ -36,6 +36,8 @@ export class AuthFailureLimiter {
 
   /** Milliseconds the address is still blocked for, or 0. */
   blockedFor(client: string, now: number): number {
+    // Nearly always no address is blocked: the client's address is then not even put in its one spelling.
+    if (this.blockedUntil.size === 0) return 0;
     const address = failureAddress(client);
     const until = this.blockedUntil.get(address);
     if (until === undefined) return 0;
