@@ -3,10 +3,9 @@
 import { ServerResponse, type OutgoingHttpHeader, type OutgoingHttpHeaders } from 'node:http';
 
 /**
- * A response that keeps the gateway's own headers aside and adds them to the headers object given to
- * `writeHead` (which it changes: every caller passes one of its own), or to the implicit head of
- * `write`/`end`. Set with `setHeader` instead, they would make node re-validate every header of every
- * forwarded answer one by one.
+ * A response that keeps the gateway's own headers aside and adds them to the headers given to
+ * `writeHead`, or to the implicit head of `write`/`end`. Set with `setHeader` instead, they would make
+ * node re-validate every header of every forwarded answer one by one.
  */
 export class GatewayResponse extends ServerResponse {
   /** The gateway's headers; a header of the same name given to `writeHead` wins, as it would over `setHeader`. */
@@ -25,16 +24,18 @@ export class GatewayResponse extends ServerResponse {
   ): this {
     const message = typeof messageOrHeaders === 'string' ? messageOrHeaders : undefined;
     const given = typeof messageOrHeaders === 'string' ? headers : messageOrHeaders;
-    let merged: OutgoingHttpHeaders | OutgoingHttpHeader[];
+    let head: OutgoingHttpHeaders | OutgoingHttpHeader[];
     if (Array.isArray(given)) {
       for (const name in this.gatewayHeaders) this.setHeader(name, this.gatewayHeaders[name]!);
-      merged = given;
+      head = given;
     } else {
-      // Completed in place: copying a forwarded answer's headers (an object spread) cost more than everything else in writeHead.
-      merged = given ?? {};
-      for (const name in this.gatewayHeaders) if (!Object.hasOwn(merged, name)) merged[name] = this.gatewayHeaders[name];
+      // Node's flat list of names and values, the given object left as it is: adding the gateway's headers to an answer's
+      // object (one grown key by key, as a buffered answer's is) took V8's slowest path for each, about 2,500 instructions.
+      head = [];
+      for (const name in given) head.push(name, given[name] as OutgoingHttpHeader);
+      for (const name in this.gatewayHeaders) if (given === undefined || !Object.hasOwn(given, name)) head.push(name, this.gatewayHeaders[name]!);
     }
-    return message === undefined ? super.writeHead(statusCode, merged) : super.writeHead(statusCode, message, merged);
+    return message === undefined ? super.writeHead(statusCode, head) : super.writeHead(statusCode, message, head);
   }
 }
 

@@ -16,7 +16,10 @@ before(async () => {
     else if (req.url === '/message') res.writeHead(202, 'Taken', { 'content-type': 'text/plain' }).end('b');
     else if (req.url === '/raw') res.writeHead(203, ['content-type', 'text/plain']).end('c');
     else if (req.url === '/status-only') res.writeHead(205).end();
-    else res.end('implicit');
+    else if (req.url === '/kept') {
+      const headers = { 'set-cookie': ['a=1', 'b=2'], 'content-type': 'text/plain' };
+      res.writeHead(200, headers).end(JSON.stringify(headers));
+    } else res.end('implicit');
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -42,4 +45,11 @@ test("an answer's own header wins over the gateway's of the same name", async ()
   const res = await fetch(`${base}/object`);
   assert.equal(res.headers.get('x-ratelimit-limit'), 'answer');
   assert.equal((await fetch(`${base}/message`)).statusText, 'Taken');
+});
+
+test('the headers object given to writeHead is left as it was, and a list value goes out as one line each', async () => {
+  const res = await fetch(`${base}/kept`);
+  assert.deepEqual(JSON.parse(await res.text()), { 'set-cookie': ['a=1', 'b=2'], 'content-type': 'text/plain' });
+  assert.deepEqual(res.headers.getSetCookie(), ['a=1', 'b=2']);
+  assert.equal(res.headers.get('x-request-id'), 'gw-1');
 });
