@@ -274,4 +274,38 @@ describe('JournaledTable rewrites', () => {
     await reopened.open();
     assert.deepEqual([...reopened.ids()].sort(), ['after', 'before']);
   });
+  test('with ownRecord, own puts and patches are applied through it without parse, and what the files hold is parsed when read', async () => {
+    const parsed: unknown[] = [];
+    const open = (): JournaledTable<Row> => {
+      const table = new JournaledTable<Row>({
+        snapshotPath: join(dir, 'rows.json'),
+        journalPath: join(dir, 'rows.journal'),
+        lockPath: join(dir, '.rows.lock'),
+        writers: 'this-process',
+        ownRecord: (record, fields) => ({ ...record, ...fields }),
+        parse: (value) => {
+          parsed.push(value);
+          return { ...(value as Row), note: 'parsed' };
+        },
+      });
+      tables.push(table);
+      return table;
+    };
+    const table = open();
+    await table.open();
+    const value: Row = { id: 'a', round: 0, filler: 'f' };
+    await table.change(() => ({ ops: [{ op: 'put', id: 'a', value }], result: undefined }));
+    value.filler = 'changed by its maker';
+    await table.change(() => ({ ops: [{ op: 'patch', id: 'a', fields: { round: 1 } }], result: undefined }));
+    await table.change(() => ({ ops: [{ op: 'patch', id: 'missing', fields: { round: 1 } }], result: undefined }));
+    assert.deepEqual(parsed, [], 'no own change is parsed');
+    assert.deepEqual(table.get('a'), { id: 'a', round: 1, filler: 'f' }, 'the record is a copy of the value put, patched');
+    assert.equal(table.get('missing'), undefined, 'a patch of no record is skipped');
+    await table.close();
+    tables.splice(tables.indexOf(table), 1);
+    const reopened = open();
+    await reopened.open();
+    assert.deepEqual(reopened.get('a'), { id: 'a', round: 1, filler: 'f', note: 'parsed' });
+    assert.equal(parsed.length, 2, 'the put and the patch read from the journal are parsed');
+  });
 });

@@ -2,7 +2,7 @@
 
 import { join } from 'node:path';
 import { IndexedJobReads } from '../job-index.js';
-import { parseJobRecord, patchedFields } from '../job-record.js';
+import { jobWithFields, parseJobRecord, patchedFields } from '../job-record.js';
 import { JobSweeper, type JobRetentionOptions } from '../job-retention.js';
 import { hasJsonTextBody, withJsonTextBody } from '../json-text-body.js';
 import type { JobPatch, JobRecord, JobStatus, JobStore } from '../types.js';
@@ -38,6 +38,9 @@ export class FileJobStore extends IndexedJobReads implements JobStore {
       minJournalBytes: 16 * 1024 * 1024,
       ...(options.onWrite ? { onWrite: options.onWrite } : {}),
       parse: (value) => withBodyAsText(parseJobRecord(value)),
+      // The registry's own jobs are JobRecords, their bodies already text (`withJsonTextBody`): parsing each change again
+      // cost more than anything else a prompt's job does in memory.
+      ownRecord: jobWithFields,
       valueText: jobText,
       onChange: (id, _before, after) => {
         // The table's id is the job's, whatever a hand-edited record says.
@@ -63,7 +66,7 @@ export class FileJobStore extends IndexedJobReads implements JobStore {
       if (!current || (options.ifStatus !== undefined && current.status !== options.ifStatus)) return { ops: [], result: undefined };
       // Only the fields that change are written: a held job's request (the whole workflow) is not written again with each change.
       const fields = patchedFields(patch);
-      return { ops: [{ op: 'patch', id, fields }], result: { ...current, ...fields } };
+      return { ops: [{ op: 'patch', id, fields }], result: jobWithFields(current, fields) };
     });
   }
 

@@ -34,6 +34,12 @@ export interface JournaledTableOptions<T> {
    * not for the records of a snapshot loaded through `indexSnapshot`.
    */
   onChange?(id: string, before: T | undefined, after: T | undefined): void;
+  /**
+   * Given, this process's own changes are applied without `parse`: the record in memory becomes `ownRecord(record,
+   * fields)` of a patch's record and fields, or `ownRecord(value, {})` of a put's value. It must make what `parse` would
+   * make of the record with the fields set, for records and fields of type T. Records read from the files are parsed.
+   */
+  ownRecord?(record: T, fields: Partial<T>): T;
   /** Values besides the id that `findBySecondary` finds a record by. */
   secondaryKeys?: SecondaryKeys<T>;
   /**
@@ -213,7 +219,7 @@ export class JournaledTable<T> {
         const journal = await stat(this.options.journalPath);
         this.journalIno = journal.ino;
         this.journalOffset = journal.size;
-        for (const op of ops) this.apply(op);
+        for (const op of ops) this.apply(op, { own: true });
         // The change is durable in the journal: a snapshot rewrite that fails (a full disk) must not undo its answer.
         // The old snapshot is intact, and the rewrite is tried again after the next change.
         if (this.isDueForCompaction()) await this.compact().catch(() => undefined);
@@ -237,7 +243,7 @@ export class JournaledTable<T> {
     }
     const before = ops.map((op): [string, T | undefined] => [op.id, this.records.get(op.id)]);
     for (const op of ops) {
-      this.apply(op);
+      this.apply(op, { own: true });
       this.undurable.set(op.id, (this.undurable.get(op.id) ?? 0) + 1);
     }
     const change = new Promise<R>((resolve, reject) => {
@@ -441,7 +447,7 @@ export class JournaledTable<T> {
     const chunk = await readJournal(journalPath, 0);
     // A next journal is there while a snapshot rewrite is under way, or was when the gateway stopped: its changes follow the journal's.
     const next = await readJournal(this.nextJournalPath, 0);
-    for (const op of [...(chunk?.entries ?? []), ...(next?.entries ?? [])]) this.apply(op as TableOp<T>, false);
+    for (const op of [...(chunk?.entries ?? []), ...(next?.entries ?? [])]) this.apply(op as TableOp<T>, { notify: false });
     // Telling of every record would read an indexed snapshot whole.
     if (previous instanceof MapRecords && loaded instanceof MapRecords) {
       for (const [id, before] of previous.entries()) if (!loaded.has(id)) this.options.onChange?.(id, before, undefined);
@@ -472,12 +478,12 @@ export class JournaledTable<T> {
     return new MapRecords(this.options.secondaryKeys, loaded);
   }
 
-  private apply(op: TableOp<T>, notify = true): void {
+  /** Applies a change in memory: one of this process's own (`own`), or one read from the files; `notify: false` does not tell `onChange`. */
+  private apply(op: TableOp<T>, { own = false, notify = true }: { own?: boolean; notify?: boolean } = {}): void {
     const before = this.records.get(op.id);
     if (op.op === 'put' || op.op === 'patch') {
-      const stored = op.op === 'put' ? op.value : patchedValue(this.options.journalPath, op.id, before, op.fields);
-      if (stored === undefined) return;
-      const value = this.parseOrThrow(this.options.journalPath, op.id, stored);
+      const value = own && this.options.ownRecord ? this.ownRecord(op, before) : this.readRecord(op, before);
+      if (value === undefined) return;
       this.records.set(op.id, value);
       if (notify) this.options.onChange?.(op.id, before, value);
     } else if (op.op === 'delete') {
@@ -486,6 +492,18 @@ export class JournaledTable<T> {
     } else {
       throw new StoreCorruptError(this.options.journalPath, 'an entry has an unknown op');
     }
+  }
+
+  /** The record one of this process's own puts or patches makes, through `ownRecord`; undefined for a patch of no record. */
+  private ownRecord(op: TableOp<T> & { op: 'put' | 'patch' }, before: T | undefined): T | undefined {
+    if (op.op === 'put') return this.options.ownRecord!(op.value, {});
+    return before === undefined ? undefined : this.options.ownRecord!(before, op.fields);
+  }
+
+  /** The record a put or patch read from the files makes, parsed; undefined for a patch of no record. */
+  private readRecord(op: TableOp<T> & { op: 'put' | 'patch' }, before: T | undefined): T | undefined {
+    const stored = op.op === 'put' ? op.value : patchedValue(this.options.journalPath, op.id, before, op.fields);
+    return stored === undefined ? undefined : this.parseOrThrow(this.options.journalPath, op.id, stored);
   }
 
   private parseOrThrow(file: string, id: string, value: unknown): T {
