@@ -66,6 +66,7 @@ import { handleLogin, handleLogout, type LoginContext } from './login.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import { handleWorkflow, listWorkflows, type WorkflowApiContext } from './workflows-api.js';
 import { rejectUpgrade, sendError, sendJson } from './respond.js';
+import { requestIdOf } from './request-id.js';
 import { parseRequestTarget } from './request-target.js';
 import { matchGatewayRoute, pathOf, type GatewayRoute } from './routes.js';
 
@@ -108,12 +109,6 @@ const KEYED_ANSWER_HEADERS = { 'cache-control': 'private' } as const;
 
 const OBSERVED = Symbol('observed request');
 type ObservedResponse = ServerResponse & { [OBSERVED]?: RequestRecord };
-
-/** A client's `X-Request-Id` when it is a plain token, else a new one. */
-function requestIdOf(req: IncomingMessage): string {
-  const given = req.headers['x-request-id'];
-  return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : randomUUID();
-}
 
 /** Wires the HTTP server to already-open stores. A `config.child` must have its `{port}` replaced already (`withChildPort`). */
 export function createGatewayServer(config: GatewayConfig, stores: GatewayStores, log: Logger, metrics: GatewayMetrics): Gateway {
