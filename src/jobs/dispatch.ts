@@ -57,6 +57,17 @@ export async function heldBodyOf(job: JobRecord, parser: JsonBodyParser): Promis
   return typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
 }
 
+/**
+ * The headers a prompt is sent with: its own, then its content type. Copied name by name: a spread of the frozen headers a
+ * key's requests share took V8's slowest path (about 4,000 instructions a prompt).
+ */
+function promptHeaders(request: HeldRequest): Record<string, string | null> {
+  const headers: Record<string, string | null> = {};
+  for (const name in request.headers) headers[name] = request.headers[name] as string | null;
+  headers['content-type'] = 'application/json';
+  return headers;
+}
+
 /** How sending went. `lost`: no answer came, and ComfyUI may have queued it under the id it was sent with. */
 export type SendOutcome = { kind: 'queued'; upstreamId: string } | { kind: 'refused'; error: JobError } | { kind: 'lost'; sentId: string };
 
@@ -80,12 +91,7 @@ export async function sendPrompt(
     try {
       await sendPace.take();
       receivedBefore = backend.events.messagesReceived;
-      answer = await backend.proxy.fetch(null, {
-        method: 'POST',
-        path: '/api/prompt',
-        body: request.body,
-        headers: { ...request.headers, 'content-type': 'application/json' },
-      });
+      answer = await backend.proxy.fetch(null, { method: 'POST', path: '/api/prompt', body: request.body, headers: promptHeaders(request) });
     } catch (error) {
       await record({ kind: 'lost', sentId: promptId });
       throw error instanceof GatewayError ? error : new GatewayError(502, 'UPSTREAM_UNAVAILABLE', 'ComfyUI could not be reached.');
