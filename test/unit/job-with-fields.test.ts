@@ -35,7 +35,7 @@ const job = fc
     plain,
   )
   .map((stored) => parseJobRecord(stored) as JobRecord);
-// A patch may hold any field, undefined ones too, and those it never changes.
+// A patch may hold any of the fields, and those it never changes (id, key_id, admitted_at), which patchedFields drops.
 const patch = fc.record(
   { ...fields, id: fc.uuid(), key_id: fc.string(), admitted_at: time },
   { requiredKeys: [], noNullPrototype: true },

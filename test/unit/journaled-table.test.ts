@@ -274,6 +274,7 @@ describe('JournaledTable rewrites', () => {
     await reopened.open();
     assert.deepEqual([...reopened.ids()].sort(), ['after', 'before']);
   });
+
   test('with ownRecord, own puts and patches are applied through it without parse, and what the files hold is parsed when read', async () => {
     const parsed: unknown[] = [];
     const open = (): JournaledTable<Row> => {
