@@ -3,6 +3,8 @@
 // and CPU time do: it tells a change of a few per cent apart on a shared machine. It leaves out the kernel, and memory waits cost
 // nothing in it. Options: --case off|get|prompt|runs|view|head|startup (get), --requests N (2000 measured), --warm-up N (8000, under valgrind
 // without counting: V8 compiles the hot functions meanwhile), --runs R (3 per side, the median kept), --top K (30 functions printed),
+// --windows W (the request cases: W windows of --requests each counted one after another in every run, the run's figure the median
+// window's, so that a snapshot rewrite or a major collection falling in one window does not move it; 1 by default),
 // --keep (the request cases: each side's callgrind files and V8 perf map left in the printed folder, for callgrind_annotate --inclusive=yes),
 // --keys N (startup: the keys of the store each start reads, 1000000; the ceiling has none, so name another checkout).
 
@@ -160,18 +162,18 @@ function functionsOf(file, perfMap, checkout) {
 }
 
 /**
- * What callgrind counted in a side's process `pid` (files in `directory`) once dumped: {main, others} instructions on the
- * thread that runs the event loop and on the rest, each divided by `per`, and the functions (instructions divided by
- * `per`) of the main thread, or of every thread when `everyThread` is set.
+ * What callgrind counted in a side's process `pid` (files in `directory`) since the last dump, once dumped (the
+ * `dump`-th): {main, others} instructions on the thread that runs the event loop and on the rest, each divided by
+ * `per`, and the functions (instructions divided by `per`) of the main thread, or of every thread when `everyThread` is set.
  */
-function countedSoFar(side, pid, directory, per, everyThread) {
+function countedSoFar(side, pid, directory, per, everyThread, dump = 1) {
   execFileSync('callgrind_control', ['--dump', pid], { stdio: 'ignore' });
+  // The map grows as V8 compiles: the copy taken at the last dump names the functions of every window.
   const perfMap = join(directory, 'perf.map');
   copyFileSync(`/tmp/perf-${pid}.map`, perfMap);
-  rmSync(`/tmp/perf-${pid}.map`, { force: true });
-  // The dump names each thread's file cg.out.1-NN; thread 01 runs the event loop.
+  // The N-th dump names each thread's file cg.out.N-TT; thread 01 runs the event loop.
   const dumped = readdirSync(directory)
-    .filter((name) => name.startsWith('cg.out.1-'))
+    .filter((name) => name.startsWith(`cg.out.${dump}-`))
     .map((name) => join(directory, name));
   const mainFile = dumped.find((name) => name.endsWith('-01'));
   const all = dumped.reduce((sum, file) => sum + instructionsIn(file), 0);
@@ -183,8 +185,11 @@ function countedSoFar(side, pid, directory, per, everyThread) {
   return { main: main / per, others: (all - main) / per, functions };
 }
 
-/** One run of a side: {main, others} instructions per request and the main thread's functions (instructions per request). */
-async function measure(side, testCase, work, requests, warmUp) {
+/**
+ * One run of a side, `windows` windows of `requests` counted in turn: the median window's {main, others} instructions
+ * per request and its main thread's functions (instructions per request), with every window's main-thread count.
+ */
+async function measure(side, testCase, work, requests, warmUp, windows) {
   const directory = mkdtempSync(join(work, 'side-'));
   const upstream = await startCaseUpstream(directory, testCase);
   const key = testCase.auth ? await writeKeysFile(directory, 1, { admin: testCase.admin === true }) : null;
@@ -198,9 +203,15 @@ async function measure(side, testCase, work, requests, warmUp) {
     const pid = String(started.service.pid);
     execFileSync('callgrind_control', ['--instr=on', pid], { stdio: 'ignore' });
     execFileSync('callgrind_control', ['--zero', pid], { stdio: 'ignore' });
-    await send(pool, testCase, apiKey, requests);
-    return countedSoFar(side, pid, directory, requests, false);
+    const counted = [];
+    for (let window = 1; window <= windows; window += 1) {
+      await send(pool, testCase, apiKey, requests);
+      counted.push(countedSoFar(side, pid, directory, requests, false, window));
+    }
+    const median = medianRun(counted, false);
+    return { ...median, windows: counted.map((window) => window.main) };
   } finally {
+    rmSync(`/tmp/perf-${started.service.pid}.map`, { force: true });
     await pool.close();
     await stopService(started.service);
     await stopService(upstream.service);
@@ -216,6 +227,7 @@ async function measureStart(side, testCase, work, keysFile) {
   try {
     return countedSoFar(side, String(started.service.pid), directory, 1, true);
   } finally {
+    rmSync(`/tmp/perf-${started.service.pid}.map`, { force: true });
     await stopService(started.service);
     await stopService(upstream.service);
     // Each copy of a large store is removed as soon as its start is counted.
@@ -243,6 +255,8 @@ async function main() {
   const requests = Number(option('requests', '2000'));
   const warmUp = Number(option('warm-up', '8000'));
   const runs = Number(option('runs', '3'));
+  const windows = Number(option('windows', '1'));
+  if (!Number.isInteger(windows) || windows < 1) throw new Error('--windows must be a whole number of at least 1');
   const top = Number(option('top', '30'));
   const keys = Number(option('keys', '1000000'));
   ensureTools(['valgrind', 'nginx'], { valgrind: 'valgrind', nginx: 'nginx-light' });
@@ -259,10 +273,11 @@ async function main() {
       for (const side of run % 2 === 0 ? [here, other] : [other, here]) {
         const figures = testCase.startup
           ? await measureStart(side, testCase, work, join(keysDirectory, 'api_keys.json'))
-          : await measure(side, testCase, work, requests, warmUp);
+          : await measure(side, testCase, work, requests, warmUp, windows);
         sides[side].push(figures);
+        const byWindow = windows > 1 ? ` (median window; windows ${figures.windows.map(unit).join(', ')})` : '';
         console.log(
-          `[instructions] ${side === here ? 'this build' : other} run ${run + 1}: ${unit(figures.main)} on the main thread, ${unit(figures.others)} on others ${each}`,
+          `[instructions] ${side === here ? 'this build' : other} run ${run + 1}: ${unit(figures.main)} on the main thread, ${unit(figures.others)} on others ${each}${byWindow}`,
         );
       }
     }
@@ -284,7 +299,8 @@ async function main() {
   }
   const mine = medianRun(sides[here], false);
   const theirs = medianRun(sides[other], false);
-  console.log(`\n${caseName}: instructions per request, median of ${runs} runs of ${requests} after ${warmUp} to warm up (${CONNECTIONS} connections)`);
+  const counted = windows > 1 ? `${windows} windows of ${requests} each (the median window's count)` : String(requests);
+  console.log(`\n${caseName}: instructions per request, median of ${runs} runs of ${counted} after ${warmUp} to warm up (${CONNECTIONS} connections)`);
   console.log(
     `this build: main thread ${thousands(mine.main)} (runs ${sides[here].map((r) => thousands(r.main)).join(', ')}), other threads ${thousands(mine.others)}`,
   );

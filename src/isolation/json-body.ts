@@ -45,8 +45,22 @@ const STRING_OR_PYTHON_NUMBER = /"[^"\\]*(?:\\.[^"\\]*)*"|-?Infinity|NaN/g;
 
 /** Sends ComfyUI's answer unchanged. */
 export function relayAnswer(res: ServerResponse, answer: UpstreamAnswer): void {
-  res.writeHead(answer.status, { ...answer.headers, 'content-length': String(answer.body.length) });
+  res.writeHead(answer.status, copiedHeaders(answer.headers, 'content-length', String(answer.body.length)));
   res.end(answer.body);
+}
+
+/** Headers that describe a body as ComfyUI sent it, and not one the gateway wrote instead. */
+const OLD_BODY_HEADERS: ReadonlySet<string> = new Set(['content-encoding', 'etag']);
+
+/**
+ * A copy of `headers` with `name` set to `value`, and without `dropped`. Copied name by name: V8 gives a spread copy
+ * that gains a member its source lacks a shape of its own, every time, which every later reader of it then pays for.
+ */
+function copiedHeaders(headers: OutgoingHeaders, name: string, value: string, dropped?: ReadonlySet<string>): OutgoingHeaders {
+  const copy: OutgoingHeaders = {};
+  for (const header in headers) if (header !== name && !dropped?.has(header)) copy[header] = headers[header]!;
+  copy[name] = value;
+  return copy;
 }
 
 /** Sends ComfyUI's answer with a rewritten JSON body, keeping its status and other headers. */
@@ -56,10 +70,7 @@ export function relayJson(res: ServerResponse, answer: UpstreamAnswer, body: unk
 
 /** ComfyUI's answer with `text` (JSON in UTF-8) as its body: its status and headers, but for those that described the old body. */
 export function withJsonText(answer: UpstreamAnswer, text: Buffer): UpstreamAnswer {
-  const headers: OutgoingHeaders = { ...answer.headers, 'content-type': 'application/json; charset=utf-8' };
-  delete headers['content-encoding'];
-  delete headers.etag;
-  return { status: answer.status, headers, body: text };
+  return { status: answer.status, headers: copiedHeaders(answer.headers, 'content-type', 'application/json; charset=utf-8', OLD_BODY_HEADERS), body: text };
 }
 
 /** An empty 200, as ComfyUI answers POST /interrupt, /queue and /history. */

@@ -14,6 +14,7 @@ import {
   type KeyRecord,
   type OwnershipStore,
 } from '../store/types.js';
+import { jobWithFields } from '../store/job-record.js';
 import type { Backend } from './backend.js';
 import { ClientClaimHolds } from './client-claims.js';
 import { heldRequestOf, sendPrompt, type HeldRequest, type SendOutcome } from './dispatch.js';
@@ -452,16 +453,11 @@ export class JobService {
     if (outcome.kind === 'refused') return;
     const id = outcome.kind === 'queued' ? outcome.upstreamId : outcome.sentId;
     slot.jobId = id;
-    const sent: JobRecord = {
-      ...job,
+    const sent = jobWithFields(
+      job,
+      { backend: slot.backend.name, upstream_id: id, status: 'queued', forwarded_at: this.now(), request, sends: (job.sends ?? 0) + 1 },
       id,
-      backend: slot.backend.name,
-      upstream_id: id,
-      status: 'queued',
-      forwarded_at: this.now(),
-      request,
-      sends: (job.sends ?? 0) + 1,
-    };
+    );
     if (await this.jobs.create(sent)) {
       this.options.onAdmitted?.(sent);
       this.options.onSent?.(sent);

@@ -83,13 +83,14 @@ export function patchedJob(job: JobRecord, patch: JobPatch): JobRecord {
 }
 
 /**
- * A job with the fields a patch sets (those present; never id, key_id or admitted_at), built as `parseJobRecord` builds
- * a job: every job in memory then has one of its two shapes, which V8 reads fast, where spreads leave many.
+ * A job with the fields a patch sets (those present; never id, key_id or admitted_at), under `id` (its own by default),
+ * built as `parseJobRecord` builds a job: every job in memory then has one of its two shapes, which V8 reads fast, where
+ * spreads leave many (a spread copy given a member its source lacks gets a shape of its own from V8, every time).
  */
-export function jobWithFields(job: JobRecord, fields: Partial<JobRecord>): JobRecord {
+export function jobWithFields(job: JobRecord, fields: Partial<JobRecord>, id = job.id): JobRecord {
   const sends = fields.sends !== undefined ? fields.sends : job.sends;
   return {
-    id: job.id,
+    id,
     key_id: job.key_id,
     client_id: fields.client_id !== undefined ? fields.client_id : job.client_id,
     backend: fields.backend !== undefined ? fields.backend : job.backend,
