@@ -7,9 +7,13 @@
 // eslint-disable-next-line no-control-regex
 const UNSTORABLE_TEXT = /\u0000|\p{Cs}/u;
 
+/** NUL or a surrogate, paired or not: a string without one is storable, found in one scan without decoding code points. */
+// eslint-disable-next-line no-control-regex
+const NUL_OR_SURROGATE = /[\u0000\ud800-\udfff]/;
+
 /** True when every store keeps `text` exactly as given. */
 export function isStorableText(text: string): boolean {
-  return !UNSTORABLE_TEXT.test(text);
+  return !NUL_OR_SURROGATE.test(text) || !UNSTORABLE_TEXT.test(text);
 }
 
 /** True when a key or string anywhere in `value` is not storable text; walked without recursion, however deep. */
@@ -19,10 +23,13 @@ export function holdsUnstorableText(value: unknown): boolean {
     const item = pending.pop();
     if (typeof item === 'string') {
       if (!isStorableText(item)) return true;
+    } else if (Array.isArray(item)) {
+      // An array's keys are its indexes: only its items are read.
+      for (const inner of item) pending.push(inner);
     } else if (typeof item === 'object' && item !== null) {
-      for (const [key, inner] of Object.entries(item)) {
+      for (const key of Object.keys(item)) {
         if (!isStorableText(key)) return true;
-        pending.push(inner);
+        pending.push((item as Record<string, unknown>)[key]);
       }
     }
   }

@@ -102,6 +102,37 @@ describe('FileOwnershipStore', () => {
     assert.equal((await openStore()).comfyUserOf('alice'), 'alice_1234');
   });
 
+  test('records of any ids and key ids are written as JSON and read back as they were, from ownership.json and from the journal', async () => {
+    // Quotes, backslashes, control characters, U+2028 and lone surrogates: each is escaped in the files' JSON.
+    const names = ['a"b', 'c\\d', 'e\nf\u0000', 'g\u2028h', 'i\ud800j', 'k\udfffl', 'plain'];
+    const store = await openStore();
+    // The first group of changes is also the first ownership.json; the rest go to the journal.
+    await Promise.all(names.map((name, i) => store.claim('prompt', `first-${name}`, `key-${names[(i + 1) % names.length]}`)));
+    for (const [i, name] of names.entries()) {
+      await store.claim('prompt', name, `key-${names[(i + 1) % names.length]}`);
+      await store.claim('file', `output/${name}.png`, `key-${name}`);
+      await store.setComfyUser(`key-${name}`, `user-${name}`);
+    }
+    await store.markOutputsRecorded(names[0]!);
+    await store.close();
+    const snapshot = JSON.parse(await readFile(join(dir, 'ownership.json'), 'utf8')) as Record<string, unknown>;
+    assert.ok(Object.keys(snapshot).length >= names.length, 'the first group is in ownership.json');
+    const reopened = await openStore();
+    for (const [i, name] of names.entries()) {
+      assert.equal(reopened.ownerOf('prompt', `first-${name}`), `key-${names[(i + 1) % names.length]}`);
+      assert.equal(reopened.ownerOf('prompt', name), `key-${names[(i + 1) % names.length]}`);
+      assert.equal(reopened.ownerOf('file', `output/${name}.png`), `key-${name}`);
+      assert.equal(reopened.comfyUserOf(`key-${name}`), `user-${name}`);
+    }
+    assert.deepEqual(
+      reopened.recentPrompts(`key-${names[1]}`, 10).map((prompt) => [prompt.promptId, prompt.outputsRecorded]),
+      [
+        [names[0], true],
+        [`first-${names[0]}`, false],
+      ],
+    );
+  });
+
   test('a claim whose write fails rejects and leaves no owner behind', async () => {
     const store = await openStore();
     await store.claim('prompt', 'kept', 'alice');

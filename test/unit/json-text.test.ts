@@ -1,4 +1,4 @@
-// The JSON text written field by field (strings, numbers, usage records, access-log lines) is byte for byte what JSON.stringify writes, for any strings and numbers.
+// The JSON text written field by field (strings, numbers, usage journal lines, access-log lines) is byte for byte what JSON.stringify writes, for any strings and numbers.
 
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
@@ -7,7 +7,8 @@ import fc from 'fast-check';
 import { pino } from 'pino';
 import { jsonNumber, jsonStringContent } from '../../src/json/json-text.js';
 import { logAccess, type AccessLogEntry } from '../../src/log/logger.js';
-import { usageRecordLine } from '../../src/store/file/usage-record-line.js';
+import type { JobRunEntry, PromptAdmittedEntry, RateLimitedEntry } from '../../src/store/file/usage-file.js';
+import { countedEntryLine, usageRecordLine } from '../../src/store/file/usage-record-line.js';
 import type { UsageRecord } from '../../src/store/types.js';
 
 /** Strings of any UTF-16 code units (lone surrogates too), of any code points, and the characters JSON escapes. */
@@ -56,6 +57,20 @@ test("a usage record's journal line is JSON.stringify of the record", () => {
   fc.assert(
     fc.property(record, (usage) => {
       assert.equal(usageRecordLine(usage), JSON.stringify(usage));
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test("a rate-limited, prompt-admitted or job-run entry's journal line is JSON.stringify of the entry", () => {
+  const entry: fc.Arbitrary<RateLimitedEntry | PromptAdmittedEntry | JobRunEntry> = fc.oneof(
+    fc.record({ rate_limited: fc.constant(true as const), key_id: anyString, timestamp: anyNumber }),
+    fc.record({ prompt_admitted: fc.constant(true as const), key_id: anyString, timestamp: anyNumber }),
+    fc.record({ job_run: fc.constant(true as const), key_id: anyString, timestamp: anyNumber, execution_seconds: anyNumber, outputs: anyNumber }),
+  );
+  fc.assert(
+    fc.property(entry, (counted) => {
+      assert.equal(countedEntryLine(counted), JSON.stringify(counted));
     }),
     { numRuns: 2000 },
   );

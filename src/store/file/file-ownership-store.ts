@@ -3,6 +3,7 @@
 import { join } from 'node:path';
 import { claimsFull } from '../../errors.js';
 import { ClaimRetention, type ClaimRetentionOptions } from '../claim-retention.js';
+import { jsonNumber, jsonStringContent } from '../../json/json-text.js';
 import { foldCase } from '../file-name-case.js';
 import type { OwnedKind, OwnershipStore } from '../types.js';
 import { JournaledTable, type TableOp } from './journaled-table.js';
@@ -17,10 +18,27 @@ interface OwnershipRecord {
 
 const COMFY_USER = 'comfy-user';
 
+/**
+ * A stored record with the fields a record has, and only those: every record in memory then has the fields
+ * `recordText` writes, in its order.
+ */
 function parseRecord(value: unknown): OwnershipRecord | string {
   const v = value as Partial<OwnershipRecord> | null;
   if (typeof v !== 'object' || v === null || typeof v.key_id !== 'string' || typeof v.at !== 'number') return 'needs key_id and at';
-  return v as OwnershipRecord;
+  return {
+    key_id: v.key_id,
+    at: v.at,
+    ...(v.outputs_recorded === true ? { outputs_recorded: true } : {}),
+    ...(typeof v.comfy_user === 'string' ? { comfy_user: v.comfy_user } : {}),
+  };
+}
+
+/** `JSON.stringify(record)` of a record whose fields are in `OwnershipRecord`'s order (as every record in memory has them), written field by field. */
+function recordText(record: OwnershipRecord): string {
+  let text = `{"key_id":"${jsonStringContent(record.key_id)}","at":${jsonNumber(record.at)}`;
+  if (record.outputs_recorded !== undefined) text += `,"outputs_recorded":${record.outputs_recorded}`;
+  if (record.comfy_user !== undefined) text += `,"comfy_user":"${jsonStringContent(record.comfy_user)}"`;
+  return `${text}}`;
 }
 
 /** Splits a record id (`kind:id`) into its kind and id. */
@@ -55,6 +73,7 @@ export class FileOwnershipStore implements OwnershipStore {
       journalShare: 1,
       ...(options.onWrite ? { onWrite: options.onWrite } : {}),
       parse: parseRecord,
+      valueText: recordText,
       onChange: (recordId, before, after) => {
         const [kind, id] = splitRecordId(recordId);
         this.retention.changed(kind, id, before, after);
@@ -147,7 +166,7 @@ export class FileOwnershipStore implements OwnershipStore {
     return this.table.change(() => {
       const current = this.table.get(recordId);
       if (!current || current.outputs_recorded) return { ops: [], result: undefined };
-      return { ops: [{ op: 'put', id: recordId, value: { ...current, outputs_recorded: true } }], result: undefined };
+      return { ops: [{ op: 'put', id: recordId, value: { key_id: current.key_id, at: current.at, outputs_recorded: true } }], result: undefined };
     });
   }
 

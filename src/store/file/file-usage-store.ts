@@ -10,7 +10,7 @@ import { dropPartialTail, readJournal, type JournalChunk } from './journal.js';
 import { LineBuffer } from '../../log/line-buffer.js';
 import { openNoFollow } from './no-follow.js';
 import { oneAtATime } from './one-at-a-time.js';
-import { usageRecordLine } from './usage-record-line.js';
+import { countedEntryLine, usageRecordLine } from './usage-record-line.js';
 import { mergeUsageJournal, UsageMergeThread } from './usage-merge.js';
 import {
   emptyHeader,
@@ -172,7 +172,7 @@ export class FileUsageStore extends UsageReports implements UsageStore {
   private journalEntry(entry: Exclude<CountedEntry, UsageRecord>): void {
     this.assertWritable();
     this.countEntry(entry);
-    this.waiting.add(JSON.stringify(entry));
+    this.waiting.add(countedEntryLine(entry));
   }
 
   async ensureCreated(): Promise<void> {

@@ -1,6 +1,7 @@
 // A durable keyed table in two files: a JSON snapshot (one object keyed by id) and a journal of the changes since.
 
 import { stat, unlink } from 'node:fs/promises';
+import { jsonStringContent } from '../../json/json-text.js';
 import { StoreCorruptError } from '../types.js';
 import { removeLeftoverTemporaries, replaceWith, writeFileAtomic, writeTemporary } from './atomic-write.js';
 import { withDirLock } from './dir-lock.js';
@@ -527,9 +528,14 @@ export function patchedValue(path: string, id: string, record: unknown, fields: 
 
 /** Ops as journal lines, each put's record as `valueText` writes it. */
 function journalLines<T>(ops: TableOp<T>[], valueText: (value: T) => string): string {
-  return ops
-    .map((op) => (op.op === 'put' ? `{"op":"put","id":${JSON.stringify(op.id)},"value":${valueText(op.value)}}\n` : `${JSON.stringify(op)}\n`))
-    .join('');
+  return ops.map((op) => `${journalLine(op, valueText)}\n`).join('');
+}
+
+/** An op as its journal line holds it: `JSON.stringify(op)`, a put's value as `valueText` writes it, the id written without a call to JSON.stringify. */
+function journalLine<T>(op: TableOp<T>, valueText: (value: T) => string): string {
+  const opAndId = `{"op":"${op.op}","id":"${jsonStringContent(op.id)}"`;
+  if (op.op === 'put') return `${opAndId},"value":${valueText(op.value)}}`;
+  return op.op === 'patch' ? `${opAndId},"fields":${JSON.stringify(op.fields)}}` : `${opAndId}}`;
 }
 
 /** Where a single-writer table appends while its snapshot is rewritten: beside its journal. */

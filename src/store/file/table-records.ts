@@ -1,5 +1,6 @@
 // A journaled table's records in memory: maps spread over shards, or an indexed snapshot read on demand with the changes since on top.
 
+import { jsonStringContent } from '../../json/json-text.js';
 import { OrderedShardedMap, ShardedMap } from '../sharded-map.js';
 
 /** Values besides the id a record can be found by (a key's hashes). */
@@ -76,7 +77,7 @@ export class MapRecords<T> implements TableRecords<T> {
   }
 
   *members(valueText: (value: T) => string): IterableIterator<string> {
-    for (const [id, value] of this.records) yield `${JSON.stringify(id)}: ${valueText(value)}`;
+    for (const [id, value] of this.records) yield `"${jsonStringContent(id)}": ${valueText(value)}`;
   }
 
   private forgetSecondaries(id: string): void {
@@ -173,8 +174,8 @@ export class IndexedRecords<T> implements TableRecords<T> {
     for (const [id, memberText] of this.base.members()) {
       if (this.deleted.has(id)) continue;
       const value = this.changed.get(id);
-      yield value === undefined ? memberText : `${JSON.stringify(id)}: ${valueText(value)}`;
+      yield value === undefined ? memberText : `"${jsonStringContent(id)}": ${valueText(value)}`;
     }
-    for (const [id, value] of this.changed.entries()) if (!this.base.has(id)) yield `${JSON.stringify(id)}: ${valueText(value)}`;
+    for (const [id, value] of this.changed.entries()) if (!this.base.has(id)) yield `"${jsonStringContent(id)}": ${valueText(value)}`;
   }
 }
