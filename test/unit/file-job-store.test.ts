@@ -1,14 +1,16 @@
-// Unit tests of the job files' kept bodies: a body serialized here is written raw and read back as the same text; any other is written as a string.
+// Unit tests of the job files: every field of a job is read back as written; a body serialized here is written raw and read back as the same text, any other as a string.
 
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
+import fc from 'fast-check';
 import { heldRequestOf } from '../../src/jobs/dispatch.js';
 import { FileJobStore } from '../../src/store/file/file-job-store.js';
 import { hasJsonTextBody, withJsonTextBody } from '../../src/store/json-text-body.js';
-import type { JobRecord } from '../../src/store/types.js';
+import { JOB_STATUSES } from '../../src/store/job-record.js';
+import { WEBHOOK_EVENTS, type JobRecord } from '../../src/store/types.js';
 import { jobRecord } from '../helpers/job-record.js';
 
 /** A prompt with quotes, backslashes and characters beyond ASCII in it, as an editor workflow has. */
@@ -17,8 +19,8 @@ const BODY = { prompt: { '3': { class_type: 'CLIPTextEncode', inputs: { text: 'a
 let dir: string;
 const stores: FileJobStore[] = [];
 
-async function opened(): Promise<FileJobStore> {
-  const store = new FileJobStore({ directory: dir });
+async function opened(options: { retentionSeconds?: number } = {}): Promise<FileJobStore> {
+  const store = new FileJobStore({ directory: dir, ...options });
   stores.push(store);
   await store.open();
   return store;
@@ -95,4 +97,80 @@ test('a copy of a request serialized here is not taken for one', () => {
   assert.throws(() => {
     (request as { body: string }).body = 'changed';
   }, TypeError);
+});
+
+test('every field of a job is read back as it was written, its kept request too', async () => {
+  // Required: a field added to JobRecord must be added here, and is then checked to be written.
+  const job: Required<JobRecord> = {
+    id: 'job "1"',
+    key_id: 'k\\ey',
+    client_id: 'c\u2028',
+    backend: 'gpu-1',
+    upstream_id: 'up-1',
+    status: 'running',
+    admitted_at: 1765130000.125,
+    forwarded_at: 1765130000.5,
+    started_at: 1765130001.25,
+    finished_at: 1765130002.75,
+    execution_seconds: 1.5,
+    outputs: [{ node: '9', filename: 'a"b.png', subfolder: 'x/y', type: 'output' }],
+    error: { message: 'bad \ud800', node_id: '9', node_type: 'SaveImage', exception_type: null },
+    request: withJsonTextBody({ body: BODY, headers: { 'comfy-user': 'u' } }),
+    front: true,
+    webhook: { url: 'https://hooks.example/job', events: ['job.started', 'job.succeeded'] },
+    sends: 2,
+  };
+  const store = await opened();
+  await store.create(job);
+  await store.close();
+  const read = (await opened()).get(job.id);
+  assert.deepEqual(read, job);
+});
+
+/** Strings of any UTF-16 code units (lone surrogates too), and the characters JSON escapes. */
+const anyString = fc.oneof(
+  fc.array(fc.integer({ min: 0, max: 0xffff }), { maxLength: 16 }).map((units) => String.fromCharCode(...units)),
+  fc.array(fc.constantFrom('a', '"', '\\', '\u0000', '\n', '\u2028', '\ud800', 'é'), { maxLength: 8 }).map((parts) => parts.join('')),
+);
+/** What JSON keeps of a number: any finite double but -0 (written as 0). */
+const anyTime = fc.double({ noNaN: true, noDefaultInfinity: true }).filter((value) => !Object.is(value, -0));
+
+test('jobs of any strings and numbers are read back from jobs.json and from the journal as they were written', async () => {
+  const jobs = fc.sample(
+    fc.record({
+      key_id: anyString,
+      client_id: fc.option(anyString),
+      backend: anyString,
+      upstream_id: fc.option(anyString),
+      status: fc.constantFrom(...JOB_STATUSES),
+      admitted_at: anyTime,
+      forwarded_at: fc.option(anyTime),
+      started_at: fc.option(anyTime),
+      finished_at: fc.option(anyTime),
+      execution_seconds: fc.option(anyTime),
+      outputs: fc.array(fc.record({ node: anyString, filename: anyString, subfolder: anyString, type: anyString }), { maxLength: 3 }),
+      error: fc.option(fc.record({ message: anyString })),
+      request: fc.option(fc.record({ body: anyString, headers: fc.dictionary(anyString, anyString, { maxKeys: 2 }) })),
+      front: fc.boolean(),
+      webhook: fc.option(fc.record({ url: anyString, events: fc.subarray([...WEBHOOK_EVENTS]) })),
+      sends: fc.option(fc.nat(), { nil: undefined }),
+    }),
+    200,
+  );
+  const written = jobs.map((fields, i): JobRecord => {
+    // structuredClone: plain objects, as a job's parts are (fast-check's records have no prototype).
+    const { sends, ...others } = structuredClone(fields);
+    return { id: `${i}:${fields.key_id}`, ...others, ...(sends === undefined ? {} : { sends }) };
+  });
+  // Kept however long ago they finished: the times are any numbers.
+  const keptForGood = { retentionSeconds: Number.POSITIVE_INFINITY };
+  const store = await opened(keptForGood);
+  // The first group of changes is also the first jobs.json; those after it go to the journal.
+  await Promise.all(written.slice(0, 100).map((job) => store.create(job)));
+  for (const job of written.slice(100)) await store.create(job);
+  await store.close();
+  const snapshot = JSON.parse(await readFile(join(dir, 'jobs.json'), 'utf8')) as Record<string, unknown>;
+  assert.ok(Object.keys(snapshot).length >= 100, 'the first group is in jobs.json');
+  const reopened = await opened(keptForGood);
+  for (const job of written) assert.deepEqual(reopened.get(job.id), job);
 });

@@ -1,6 +1,7 @@
 // The job registry in `jobs.json` (+ journal), written by the gateway process alone, with its indexes in memory.
 
 import { join } from 'node:path';
+import { jsonNumber, jsonStringContent } from '../../json/json-text.js';
 import { IndexedJobReads } from '../job-index.js';
 import { jobWithFields, parseJobRecord, patchedFields } from '../job-record.js';
 import { JobSweeper, type JobRetentionOptions } from '../job-retention.js';
@@ -98,17 +99,39 @@ function withBodyAsText(job: JobRecord | string): JobRecord | string {
 }
 
 /**
- * A job as JSON for its journal lines and `jobs.json`. A kept body this process serialized is written in
- * raw, as the JSON value it is (read back as its text by `withBodyAsText`): as a string inside the job's
- * JSON, every quote of a 100 KB editor workflow would be escaped again with each write. Any other body
- * (one an earlier version stored as a string) is written as a string, as it was read.
+ * A job as JSON for its journal lines and `jobs.json`, written field by field in `JobRecord`'s order (the
+ * fields every job in memory has: `parseJobRecord` and `jobWithFields` make them so). A kept body this process
+ * serialized is written in raw, as the JSON value it is (read back as its text by `withBodyAsText`): as a
+ * string inside the job's JSON, every quote of a 100 KB editor workflow would be escaped again with each
+ * write. Any other body (one an earlier version stored as a string) is written as a string, as it was read.
  */
 function jobText(job: JobRecord): string {
-  if (!job.request || !hasJsonTextBody(job.request)) return JSON.stringify(job);
-  const { request, ...rest } = job;
-  const { body, ...others } = request as { body: string };
+  return (
+    `{"id":"${jsonStringContent(job.id)}","key_id":"${jsonStringContent(job.key_id)}","client_id":${stringOrNull(job.client_id)},` +
+    `"backend":"${jsonStringContent(job.backend)}","upstream_id":${stringOrNull(job.upstream_id)},"status":"${jsonStringContent(job.status)}",` +
+    `"admitted_at":${jsonNumber(job.admitted_at)},"forwarded_at":${numberOrNull(job.forwarded_at)},"started_at":${numberOrNull(job.started_at)},` +
+    `"finished_at":${numberOrNull(job.finished_at)},"execution_seconds":${numberOrNull(job.execution_seconds)},` +
+    `"outputs":${job.outputs.length === 0 ? '[]' : JSON.stringify(job.outputs)},"error":${objectOrNull(job.error)},"request":${requestText(job.request)},` +
+    `"front":${job.front},"webhook":${objectOrNull(job.webhook)}${job.sends === undefined ? '' : `,"sends":${jsonNumber(job.sends)}`}}`
+  );
+}
+
+/** A kept request as JSON: its body raw when `withJsonTextBody` made it (see jobText), else as `JSON.stringify` writes it. */
+function requestText(request: JobRecord['request']): string {
+  if (!request || !hasJsonTextBody(request)) return objectOrNull(request);
+  const { body, ...others } = request;
   const othersText = JSON.stringify(others);
-  const requestText = othersText === '{}' ? `{"body":${body}}` : `{"body":${body},${othersText.slice(1)}`;
-  // A job's JSON always has members (its id), so the request goes on after them.
-  return `${JSON.stringify(rest).slice(0, -1)},"request":${requestText}}`;
+  return othersText === '{}' ? `{"body":${body}}` : `{"body":${body},${othersText.slice(1)}`;
+}
+
+function stringOrNull(value: string | null): string {
+  return value === null ? 'null' : `"${jsonStringContent(value)}"`;
+}
+
+function numberOrNull(value: number | null): string {
+  return value === null ? 'null' : jsonNumber(value);
+}
+
+function objectOrNull(value: object | null): string {
+  return value === null ? 'null' : JSON.stringify(value);
 }
