@@ -158,7 +158,16 @@ export function outputItemFile(item: unknown): NamedFile | undefined {
 /** The files listed in a node's UI output (`{images: [{filename, subfolder, type}], gifs: [...], ...}`). */
 export function outputFiles(output: unknown): NamedFile[] {
   if (typeof output !== 'object' || output === null) return [];
-  return Object.values(output).flatMap((items) => (Array.isArray(items) ? items.flatMap((item) => outputItemFile(item) ?? []) : []));
+  // Loops, not flatMap: read for every `executed` event, and V8's flatMap costs more than the reading itself.
+  const files: NamedFile[] = [];
+  for (const items of Object.values(output)) {
+    if (!Array.isArray(items)) continue;
+    for (const item of items as unknown[]) {
+      const file = outputItemFile(item);
+      if (file) files.push(file);
+    }
+  }
+  return files;
 }
 
 /** The ownership ids of the files listed in a node's UI output. */

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { heldRequestOf } from '../../src/jobs/dispatch.js';
 import { FileJobStore } from '../../src/store/file/file-job-store.js';
 import { hasJsonTextBody, withJsonTextBody } from '../../src/store/json-text-body.js';
-import { JOB_STATUSES } from '../../src/store/job-record.js';
+import { JOB_STATUSES, patchedJob } from '../../src/store/job-record.js';
 import { WEBHOOK_EVENTS, type JobRecord } from '../../src/store/types.js';
 import { jobRecord } from '../helpers/job-record.js';
 
@@ -135,7 +135,7 @@ const anyString = fc.oneof(
 /** What JSON keeps of a number: any finite double but -0 (written as 0). */
 const anyTime = fc.double({ noNaN: true, noDefaultInfinity: true }).filter((value) => !Object.is(value, -0));
 
-test('jobs of any strings and numbers are read back from jobs.json and from the journal as they were written', async () => {
+test('jobs of any strings and numbers are read back from jobs.json and from the journal as they were written and patched', async () => {
   const jobs = fc.sample(
     fc.record({
       key_id: anyString,
@@ -168,6 +168,29 @@ test('jobs of any strings and numbers are read back from jobs.json and from the 
   // The first group of changes is also the first jobs.json; those after it go to the journal.
   await Promise.all(written.slice(0, 100).map((job) => store.create(job)));
   for (const job of written.slice(100)) await store.create(job);
+  // Patched: the patches' lines are written field by field too.
+  const patches = fc.sample(
+    fc.record(
+      {
+        client_id: fc.option(anyString),
+        upstream_id: fc.option(anyString),
+        status: fc.constantFrom(...JOB_STATUSES),
+        started_at: fc.option(anyTime),
+        outputs: fc.array(fc.record({ node: anyString, filename: anyString, subfolder: anyString, type: anyString }), { maxLength: 2 }),
+        error: fc.option(fc.record({ message: anyString })),
+        request: fc.constant(null),
+        sends: fc.nat(),
+      },
+      { requiredKeys: [] },
+    ),
+    written.length,
+  );
+  for (const [i, job] of written.entries()) {
+    const patch = structuredClone(patches[i]!);
+    const patched = await store.update(job.id, patch);
+    assert.deepEqual(patched, patchedJob(job, patch));
+    written[i] = patched!;
+  }
   await store.close();
   const snapshot = JSON.parse(await readFile(join(dir, 'jobs.json'), 'utf8')) as Record<string, unknown>;
   assert.ok(Object.keys(snapshot).length >= 100, 'the first group is in jobs.json');
