@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 
-const module = (path: string): string => new URL(path, import.meta.url).href;
+/** A module of the build, by its path from this test, as the URL an ES module imports it by. */
+const moduleUrl = (path: string): string => new URL(path, import.meta.url).href;
 
 /**
  * Runs an ES module `script` in a node that allows V8's natives, and returns what it prints. The script may call
@@ -18,7 +19,7 @@ function runWithNatives(script: string): string {
 
 test('kept requests share one shape, with a pin or without', () => {
   const printed = runWithNatives(`
-    import { withJsonTextBody } from '${module('../../src/store/json-text-body.js')}';
+    import { withJsonTextBody } from '${moduleUrl('../../src/store/json-text-body.js')}';
     const kept = (seed, pin) => withJsonTextBody({ body: { prompt: { 3: { inputs: { seed } } } }, headers: { 'comfy-user': null }, ...(pin ? { pin } : {}) });
     console.log(oneShape((i) => kept(i)), oneShape((i) => kept(i, 'p' + i)), Object.isFrozen(kept(3)));
   `);
@@ -27,7 +28,7 @@ test('kept requests share one shape, with a pin or without', () => {
 
 test('a job sent under a new id has the shape of every other job', () => {
   const printed = runWithNatives(`
-    import { jobWithFields } from '${module('../../src/store/job-record.js')}';
+    import { jobWithFields } from '${moduleUrl('../../src/store/job-record.js')}';
     const held = (id) => ({ id, key_id: 'k', client_id: 'c', backend: '', upstream_id: null, status: 'held', admitted_at: 1.7e9 + 0.5,
       forwarded_at: null, started_at: null, finished_at: null, execution_seconds: null, outputs: [], error: null, request: null, front: false, webhook: null });
     const sent = (id) => jobWithFields(held(id), { backend: 'b', upstream_id: id + '-up', status: 'queued', forwarded_at: 1.7e9 + 0.25, sends: 1 }, id + '-up');
@@ -39,7 +40,7 @@ test('a job sent under a new id has the shape of every other job', () => {
 
 test('answers relayed, as they came or rewritten, share one shape of headers', () => {
   const printed = runWithNatives(`
-    import { relayAnswer, withJsonText } from '${module('../../src/isolation/json-body.js')}';
+    import { relayAnswer, withJsonText } from '${moduleUrl('../../src/isolation/json-body.js')}';
     // Headers as the gateway reads them from ComfyUI: added one by one; a chunked answer has no length.
     const answer = (length) => {
       const headers = {};
