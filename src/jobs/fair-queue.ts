@@ -24,7 +24,10 @@ export class FairQueue {
   private readonly byKey = new Map<string, string[]>();
   private readonly fronted: QueuedJob[] = [];
   private readonly jobs = new ShardedMap<QueuedJob>();
-  /** The key whose job was released last: the turn passes to the key after it. */
+  /**
+   * The key whose job was released last: the turn passes to the key after it. Its entry in `byKey` is kept while
+   * it has no held jobs, so that jobs it queues afterwards come back to its place in the turn order, after the other keys.
+   */
   private lastKey: string | null = null;
 
   get size(): number {
@@ -60,10 +63,7 @@ export class FairQueue {
     }
     const ids = this.byKey.get(keyId)!;
     ids.splice(ids.indexOf(id), 1);
-    if (ids.length === 0) {
-      if (this.lastKey === keyId) this.lastKey = this.keyBefore(keyId);
-      this.byKey.delete(keyId);
-    }
+    if (ids.length === 0 && keyId !== this.lastKey) this.byKey.delete(keyId);
     return true;
   }
 
@@ -75,17 +75,21 @@ export class FairQueue {
     const fronted = this.fronted.find((job) => mayRelease(job.keyId, job));
     if (fronted) return fronted;
     for (const keyId of this.turnOrder()) {
-      const job = this.jobs.get(this.byKey.get(keyId)![0]!)!;
+      const oldest = this.byKey.get(keyId)![0];
+      if (oldest === undefined) continue;
+      const job = this.jobs.get(oldest)!;
       if (!mayRelease(keyId, job)) continue;
-      this.lastKey = keyId;
+      this.tookTurn(keyId);
       return job;
     }
     return undefined;
   }
 
-  /** Notes that a job of this key went to ComfyUI without being held: the turn passes to the key after it. */
+  /** Notes that a job of this key went to ComfyUI (released, or without being held): the turn passes to the key after it. */
   tookTurn(keyId: string): void {
+    const previous = this.lastKey;
     this.lastKey = keyId;
+    if (previous !== null && previous !== keyId && this.byKey.get(previous)?.length === 0) this.byKey.delete(previous);
   }
 
   /** How many held jobs go before this one if every key may release (0: it is next); undefined when it is not held. */
@@ -109,18 +113,11 @@ export class FairQueue {
     return ahead;
   }
 
-  /** The keys with held jobs, starting with the one whose turn is next. */
+  /** The keys with held jobs (and the one that took the last turn, held jobs or not), starting with the one whose turn is next. */
   private turnOrder(): string[] {
     const keys = [...this.byKey.keys()];
     const start = this.lastKey === null ? 0 : keys.indexOf(this.lastKey) + 1;
     return [...keys.slice(start), ...keys.slice(0, start)];
-  }
-
-  /** The key before `keyId` in turn order (so the turn stays put when `keyId` leaves), or null. */
-  private keyBefore(keyId: string): string | null {
-    const keys = [...this.byKey.keys()];
-    const index = keys.indexOf(keyId);
-    return index > 0 ? keys[index - 1]! : keys.length > 1 ? keys[keys.length - 1]! : null;
   }
 }
 

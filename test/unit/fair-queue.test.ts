@@ -37,6 +37,24 @@ describe('FairQueue', () => {
     assert.deepEqual(drain(queue), ['b1', 'a2', 'a3']);
   });
 
+  test("a key whose last held job was released keeps its place: the jobs it queues next wait for the other keys' turns", () => {
+    const alone = new FairQueue();
+    alone.add({ id: 'a1', keyId: 'a', front: false, admittedAt: tick() });
+    assert.deepEqual(drain(alone), ['a1']);
+    alone.add({ id: 'a2', keyId: 'a', front: false, admittedAt: tick() });
+    alone.add({ id: 'a3', keyId: 'a', front: false, admittedAt: tick() });
+    alone.add({ id: 'b1', keyId: 'b', front: false, admittedAt: tick() });
+    assert.deepEqual(drain(alone), ['b1', 'a2', 'a3']);
+
+    const two = new FairQueue();
+    for (const id of ['a1', 'b1', 'b2']) two.add({ id, keyId: id[0]!, front: false, admittedAt: tick() });
+    const first = two.next(() => true)!;
+    two.remove(first.id);
+    assert.equal(first.id, 'a1');
+    two.add({ id: 'a2', keyId: 'a', front: false, admittedAt: tick() });
+    assert.deepEqual(drain(two), ['b1', 'a2', 'b2']);
+  });
+
   test('positions match the release order', () => {
     const queue = new FairQueue();
     const ids = ['a1', 'a2', 'a3', 'b1', 'b2', 'c1'];
