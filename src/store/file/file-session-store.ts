@@ -1,8 +1,8 @@
 // Browser sessions in `sessions.json` (+ journal), stored under the SHA-256 of their id so the file holds no usable cookie.
 
-import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { MAX_SESSIONS_PER_KEY, type Session, type SessionStore } from '../types.js';
+import { hashSessionId, newSessionId } from '../session-ids.js';
 import { JournaledTable } from './journaled-table.js';
 
 function parseSession(value: unknown): Session | string {
@@ -13,8 +13,6 @@ function parseSession(value: unknown): Session | string {
   // A session written before sessions were bound to a secret matches none, and so has ended.
   return { keyId: v.keyId, keyHash: typeof v.keyHash === 'string' ? v.keyHash : '', createdAt: v.createdAt, expiresAt: v.expiresAt };
 }
-
-const hashSessionId = (id: string): string => createHash('sha256').update(id).digest('hex');
 
 /**
  * The JSON-file session store. The gateway and the CLI both write it (the CLI ends the sessions of a key
@@ -40,7 +38,7 @@ export class FileSessionStore implements SessionStore {
   }
 
   async create(keyId: string, keyHash: string, ttlSeconds: number, now: number): Promise<{ id: string; session: Session }> {
-    const id = randomBytes(32).toString('base64url');
+    const id = newSessionId();
     const session: Session = { keyId, keyHash, createdAt: now, expiresAt: now + ttlSeconds };
     await this.table.change(() => {
       // Later written first, so that of two sessions made at the same time the older is dropped.

@@ -1,7 +1,7 @@
 // The PostgreSQL session store: browser sessions under the SHA-256 of their id, replicated in memory.
 
-import { createHash, randomBytes } from 'node:crypto';
 import { MAX_SESSIONS_PER_KEY, type Session, type SessionStore } from '../types.js';
+import { hashSessionId, newSessionId } from '../session-ids.js';
 import type { PostgresDatabase } from './database.js';
 import { CHANNELS } from './migrations.js';
 import { ReplicaFeed } from './replica.js';
@@ -26,8 +26,6 @@ const COLUMNS = 'id_hash, key_id, key_hash, created_at, expires_at, revoked, ext
 const CLEANUP_INTERVAL_MS = 3600_000;
 /** First half of the advisory lock taken per key while a session is created, so replicas keep to the cap together. */
 const SESSION_CAP_LOCK_CLASS = 0x73657373;
-
-const hashSessionId = (id: string): string => createHash('sha256').update(id).digest('hex');
 
 /**
  * Sessions in the `sessions` table, looked up in memory. A sign-out, the end of a key's sessions and
@@ -74,7 +72,7 @@ export class PostgresSessionStore implements SessionStore {
   }
 
   async create(keyId: string, keyHash: string, ttlSeconds: number, now: number): Promise<{ id: string; session: Session }> {
-    const id = randomBytes(32).toString('base64url');
+    const id = newSessionId();
     const session: Session = { keyId, keyHash, createdAt: now, expiresAt: now + ttlSeconds };
     const rows = await this.database.transaction(async (client) => {
       await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [SESSION_CAP_LOCK_CLASS, keyId]);
