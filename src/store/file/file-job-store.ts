@@ -42,7 +42,8 @@ export class FileJobStore extends IndexedJobReads implements JobStore {
       // The registry's own jobs are JobRecords, their bodies already text (`withJsonTextBody`): parsing each change again
       // cost more than anything else a prompt's job does in memory.
       ownRecord: jobWithFields,
-      valueText: jobText,
+      valueText: jobFieldsText,
+      patchText: jobFieldsText,
       onChange: (id, _before, after) => {
         // The table's id is the job's, whatever a hand-edited record says.
         if (after) this.index.set(after.id === id ? after : { ...after, id });
@@ -89,7 +90,7 @@ export class FileJobStore extends IndexedJobReads implements JobStore {
 }
 
 /**
- * A job read from the files, its kept body (written as JSON by `jobText`, or by an earlier version) as its
+ * A job read from the files, its kept body (written as JSON by `jobFieldsText`, or by an earlier version) as its
  * JSON text: one string per held job for the garbage collector instead of the graph, and written raw again.
  */
 function withBodyAsText(job: JobRecord | string): JobRecord | string {
@@ -99,24 +100,36 @@ function withBodyAsText(job: JobRecord | string): JobRecord | string {
 }
 
 /**
- * A job as JSON for its journal lines and `jobs.json`, written field by field in `JobRecord`'s order (the
- * fields every job in memory has: `parseJobRecord` and `jobWithFields` make them so). A kept body this process
- * serialized is written in raw, as the JSON value it is (read back as its text by `withBodyAsText`): as a
- * string inside the job's JSON, every quote of a 100 KB editor workflow would be escaped again with each
- * write. Any other body (one an earlier version stored as a string) is written as a string, as it was read.
+ * A job, or a patch's fields, as JSON for its journal lines and `jobs.json`: the fields present, written one by one in
+ * `JobRecord`'s order (a job in memory has every field but perhaps `sends`: `parseJobRecord` and `jobWithFields` make it
+ * so). `JSON.stringify` escapes every name and value character by character. A kept body this process serialized is
+ * written in raw, as the JSON value it is (read back as its text by `withBodyAsText`): as a string inside the job's
+ * JSON, every quote of a 100 KB editor workflow would be escaped again with each write. Any other body (one an earlier
+ * version stored as a string) is written as a string, as it was read.
  */
-function jobText(job: JobRecord): string {
-  return (
-    `{"id":"${jsonStringContent(job.id)}","key_id":"${jsonStringContent(job.key_id)}","client_id":${stringOrNull(job.client_id)},` +
-    `"backend":"${jsonStringContent(job.backend)}","upstream_id":${stringOrNull(job.upstream_id)},"status":"${jsonStringContent(job.status)}",` +
-    `"admitted_at":${jsonNumber(job.admitted_at)},"forwarded_at":${numberOrNull(job.forwarded_at)},"started_at":${numberOrNull(job.started_at)},` +
-    `"finished_at":${numberOrNull(job.finished_at)},"execution_seconds":${numberOrNull(job.execution_seconds)},` +
-    `"outputs":${job.outputs.length === 0 ? '[]' : JSON.stringify(job.outputs)},"error":${objectOrNull(job.error)},"request":${requestText(job.request)},` +
-    `"front":${job.front},"webhook":${objectOrNull(job.webhook)}${job.sends === undefined ? '' : `,"sends":${jsonNumber(job.sends)}`}}`
-  );
+function jobFieldsText(fields: Partial<JobRecord>): string {
+  let text = '';
+  if (fields.id !== undefined) text += `,"id":"${jsonStringContent(fields.id)}"`;
+  if (fields.key_id !== undefined) text += `,"key_id":"${jsonStringContent(fields.key_id)}"`;
+  if (fields.client_id !== undefined) text += `,"client_id":${stringOrNull(fields.client_id)}`;
+  if (fields.backend !== undefined) text += `,"backend":"${jsonStringContent(fields.backend)}"`;
+  if (fields.upstream_id !== undefined) text += `,"upstream_id":${stringOrNull(fields.upstream_id)}`;
+  if (fields.status !== undefined) text += `,"status":"${jsonStringContent(fields.status)}"`;
+  if (fields.admitted_at !== undefined) text += `,"admitted_at":${jsonNumber(fields.admitted_at)}`;
+  if (fields.forwarded_at !== undefined) text += `,"forwarded_at":${numberOrNull(fields.forwarded_at)}`;
+  if (fields.started_at !== undefined) text += `,"started_at":${numberOrNull(fields.started_at)}`;
+  if (fields.finished_at !== undefined) text += `,"finished_at":${numberOrNull(fields.finished_at)}`;
+  if (fields.execution_seconds !== undefined) text += `,"execution_seconds":${numberOrNull(fields.execution_seconds)}`;
+  if (fields.outputs !== undefined) text += `,"outputs":${fields.outputs.length === 0 ? '[]' : JSON.stringify(fields.outputs)}`;
+  if (fields.error !== undefined) text += `,"error":${objectOrNull(fields.error)}`;
+  if (fields.request !== undefined) text += `,"request":${requestText(fields.request)}`;
+  if (fields.front !== undefined) text += `,"front":${fields.front}`;
+  if (fields.webhook !== undefined) text += `,"webhook":${objectOrNull(fields.webhook)}`;
+  if (fields.sends !== undefined) text += `,"sends":${jsonNumber(fields.sends)}`;
+  return text === '' ? '{}' : `{${text.slice(1)}}`;
 }
 
-/** A kept request as JSON: its body raw when `withJsonTextBody` made it (see jobText), else as `JSON.stringify` writes it. */
+/** A kept request as JSON: its body raw when `withJsonTextBody` made it (see jobFieldsText), else as `JSON.stringify` writes it. */
 function requestText(request: JobRecord['request']): string {
   if (!request || !hasJsonTextBody(request)) return objectOrNull(request);
   const { body, ...others } = request;

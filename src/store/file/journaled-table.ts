@@ -30,6 +30,8 @@ export interface JournaledTableOptions<T> {
    * records carry JSON text may write it in raw, as long as `parse` reads the result back.
    */
   valueText?(value: T): string;
+  /** A patch's fields as the JSON text its journal line holds (default `JSON.stringify`), as `parse` reads them back over a record. */
+  patchText?(fields: Partial<T>): string;
   /**
    * Called for every change applied to memory, with the record before and after (undefined when absent);
    * not for the records of a snapshot loaded through `indexSnapshot`.
@@ -136,10 +138,13 @@ export class JournaledTable<T> {
   private readonly undurable = new Map<string, number>();
   /** A record as its journal lines and snapshot hold it. */
   private readonly valueText: (value: T) => string;
+  /** A patch's fields as its journal line holds them. */
+  private readonly patchText: (fields: Partial<T>) => string;
 
   constructor(options: JournaledTableOptions<T>) {
     this.options = options;
     this.valueText = options.valueText ?? ((value) => JSON.stringify(value));
+    this.patchText = options.patchText ?? ((fields) => JSON.stringify(fields));
     this.records = new MapRecords(options.secondaryKeys);
     this.nextJournalPath = nextJournalPathOf(options.journalPath);
     this.openJournal = new OpenJournal(options.journalPath);
@@ -216,7 +221,7 @@ export class JournaledTable<T> {
         if (tail) await dropPartialTail(this.options.journalPath, tail);
         const { ops, result } = plan();
         if (ops.length === 0) return result;
-        await this.timed(() => appendDurably(this.options.journalPath, journalLines(ops, this.valueText)));
+        await this.timed(() => appendDurably(this.options.journalPath, journalLines(ops, this.valueText, this.patchText)));
         const journal = await stat(this.options.journalPath);
         this.journalIno = journal.ino;
         this.journalOffset = journal.size;
@@ -315,7 +320,7 @@ export class JournaledTable<T> {
     const rotated = this.nextJournalBytes !== null;
     const journal = rotated ? this.openNextJournal : this.openJournal;
     const completeUpTo = rotated ? this.nextJournalBytes! : this.journalOffset;
-    const written = await this.timed(() => journal.append(journalLines(ops, this.valueText), completeUpTo));
+    const written = await this.timed(() => journal.append(journalLines(ops, this.valueText, this.patchText), completeUpTo));
     if (rotated) {
       this.nextJournalBytes = written.size;
     } else {
@@ -528,18 +533,18 @@ export function patchedValue(path: string, id: string, record: unknown, fields: 
   return { ...(record as Record<string, unknown>), ...fields };
 }
 
-/** Ops as journal lines, each put's record as `valueText` writes it. */
-function journalLines<T>(ops: TableOp<T>[], valueText: (value: T) => string): string {
+/** Ops as journal lines, each put's record as `valueText` writes it and each patch's fields as `patchText` does. */
+function journalLines<T>(ops: TableOp<T>[], valueText: (value: T) => string, patchText: (fields: Partial<T>) => string): string {
   let text = '';
-  for (const op of ops) text += `${journalLine(op, valueText)}\n`;
+  for (const op of ops) text += `${journalLine(op, valueText, patchText)}\n`;
   return text;
 }
 
-/** An op as its journal line holds it: `JSON.stringify(op)`, a put's value as `valueText` writes it, the id written without a call to JSON.stringify. */
-function journalLine<T>(op: TableOp<T>, valueText: (value: T) => string): string {
+/** An op as its journal line holds it: `JSON.stringify(op)`, its record or fields as `valueText` or `patchText` write them, the id without a call to JSON.stringify. */
+function journalLine<T>(op: TableOp<T>, valueText: (value: T) => string, patchText: (fields: Partial<T>) => string): string {
   const opAndId = `{"op":"${op.op}","id":"${jsonStringContent(op.id)}"`;
   if (op.op === 'put') return `${opAndId},"value":${valueText(op.value)}}`;
-  return op.op === 'patch' ? `${opAndId},"fields":${JSON.stringify(op.fields)}}` : `${opAndId}}`;
+  return op.op === 'patch' ? `${opAndId},"fields":${patchText(op.fields)}}` : `${opAndId}}`;
 }
 
 /** Where a single-writer table appends while its snapshot is rewritten: beside its journal. */
