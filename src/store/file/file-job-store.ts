@@ -100,12 +100,12 @@ function withBodyAsText(job: JobRecord | string): JobRecord | string {
 }
 
 /**
- * A job, or a patch's fields, as JSON for its journal lines and `jobs.json`: the fields present, written one by one in
- * `JobRecord`'s order (a job in memory has every field but perhaps `sends`: `parseJobRecord` and `jobWithFields` make it
- * so). `JSON.stringify` escapes every name and value character by character. A kept body this process serialized is
- * written in raw, as the JSON value it is (read back as its text by `withBodyAsText`): as a string inside the job's
- * JSON, every quote of a 100 KB editor workflow would be escaped again with each write. Any other body (one an earlier
- * version stored as a string) is written as a string, as it was read.
+ * A job, or a patch's fields, as JSON for its journal lines and `jobs.json`: the fields present, written one by one
+ * in `JobRecord`'s order, `sends` last (a job in memory has every field but perhaps `sends`: `parseJobRecord` and
+ * `jobWithFields` make it so). `JSON.stringify` escapes every name and value character by character. A kept body this
+ * process serialized is written in raw, as the JSON value it is (read back as its text by `withBodyAsText`): as a
+ * string inside the job's JSON, every quote of a 100 KB editor workflow would be escaped again with each write. Any
+ * other body (one an earlier version stored as a string) is written as a string, as it was read.
  */
 function jobFieldsText(fields: Partial<JobRecord>): string {
   let text = '';
